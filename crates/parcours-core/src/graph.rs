@@ -1,0 +1,374 @@
+//! The identity graph: which identifiers belong to which profile, and the merges that joined
+//! profiles.
+//!
+//! Matching is flat, as in Segment: an event whose identifiers match no profile creates one,
+//! matching one profile adds to it, matching several merges them. Rules guard every decision:
+//! blocked values never count, a profile holds at most `limit` values of a type, and profiles
+//! an operator has separated (an undone merge) never join again. When a decision would break a
+//! rule, the event's least important identifier is dropped and matching is retried, which is
+//! what keeps two customers on a shared in-store tablet apart.
+//!
+//! The graph is a fold over events in [`EventKey`] order. Folding the same events gives the
+//! same graph whatever order they arrived in: an event that arrives after a later event of the
+//! same profiles is detected by [`Graph::late_component`], and the caller re-derives that
+//! component from its events in order. Profile ids come from the event that created the
+//! profile, so a re-derivation gives the same ids.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::identifier::Identifier;
+use crate::observation::Observation;
+use crate::profile::Profile;
+use crate::rules::IdentityRules;
+use crate::time::EventKey;
+
+/// One merge of two profiles, with its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    pub winner: String,
+    pub loser: String,
+    /// The event whose identifiers joined the two profiles.
+    pub cause: EventKey,
+    pub cause_seq: i64,
+    /// The event's identifiers that matched the loser.
+    pub identifiers: Vec<Identifier>,
+    /// The most important identifier of each side before the merge; undoing the merge keeps
+    /// these two apart.
+    pub winner_anchor: Identifier,
+    pub loser_anchor: Identifier,
+    pub rule: String,
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Applied {
+    pub profile: Option<String>,
+    pub created: bool,
+    pub merged: Vec<String>,
+    pub linked: Vec<Identifier>,
+    pub dropped: Vec<Identifier>,
+}
+
+/// A pair of identifiers that must never be on one profile.
+pub type Separation = (Identifier, Identifier);
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    workspace: String,
+    rules: IdentityRules,
+    pub profiles: BTreeMap<String, Profile>,
+    index: HashMap<Identifier, String>,
+    /// Identifiers a profile observed without holding them (a rule dropped them).
+    drops: BTreeMap<Identifier, BTreeSet<String>>,
+    drops_by_profile: BTreeMap<String, BTreeSet<Identifier>>,
+    separations: Vec<Separation>,
+    /// Profiles merged into another: loser → winner.
+    pub redirects: BTreeMap<String, String>,
+    /// Changes since the last [`Graph::take_changes`].
+    changes: Changes,
+}
+
+/// What changed in the graph, for a store to write back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub dirty: BTreeSet<String>,
+    pub merges: Vec<MergeRecord>,
+    /// Event seq → profile it was assigned to.
+    pub assignments: Vec<(i64, String)>,
+    /// New identifier links: identifier → profile, with the event that linked it.
+    pub links: Vec<(Identifier, String, EventKey)>,
+    pub drops_added: Vec<(Identifier, String)>,
+    pub drops_removed: Vec<(Identifier, String)>,
+}
+
+/// The id of the profile created by an event: a function of the workspace and `messageId`.
+pub fn profile_id_for(workspace: &str, message_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(workspace.as_bytes());
+    h.update([0]);
+    h.update(message_id.as_bytes());
+    let digest = h.finalize();
+    let mut id = String::with_capacity(22);
+    id.push_str("p_");
+    for b in &digest[..10] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+impl Graph {
+    pub fn new(workspace: impl Into<String>, rules: IdentityRules, separations: Vec<Separation>) -> Self {
+        Self {
+            workspace: workspace.into(),
+            rules,
+            profiles: BTreeMap::new(),
+            index: HashMap::new(),
+            drops: BTreeMap::new(),
+            drops_by_profile: BTreeMap::new(),
+            separations,
+            redirects: BTreeMap::new(),
+            changes: Changes::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &IdentityRules {
+        &self.rules
+    }
+
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    /// Loads a stored profile (a store brings in the part of the graph an event touches).
+    pub fn load_profile(&mut self, profile: Profile) {
+        for id in &profile.identifiers {
+            self.index.insert(id.clone(), profile.id.clone());
+        }
+        self.profiles.insert(profile.id.clone(), profile);
+    }
+
+    /// Loads a stored drop: `profile` observed `id` without holding it.
+    pub fn load_drop(&mut self, id: Identifier, profile: String) {
+        self.drops_by_profile.entry(profile.clone()).or_default().insert(id.clone());
+        self.drops.entry(id).or_default().insert(profile);
+    }
+
+    pub fn holder(&self, id: &Identifier) -> Option<&str> {
+        self.index.get(id).map(String::as_str)
+    }
+
+    pub fn droppers(&self, id: &Identifier) -> impl Iterator<Item = &String> {
+        self.drops.get(id).into_iter().flatten()
+    }
+
+    pub fn drops_of(&self, profile: &str) -> impl Iterator<Item = &Identifier> {
+        self.drops_by_profile.get(profile).into_iter().flatten()
+    }
+
+    /// Follows merges to the profile that holds a possibly merged-away id today.
+    pub fn resolve<'a>(&'a self, mut id: &'a str) -> &'a str {
+        while let Some(next) = self.redirects.get(id) {
+            id = next;
+        }
+        id
+    }
+
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The profiles an event's identifiers reach directly, widened through entangled profiles
+    /// to everything that could have decided differently had this event come first.
+    pub fn component(&self, ids: &[Identifier]) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut frontier: Vec<String> = Vec::new();
+        let visit = |id: &Identifier, seen: &mut BTreeSet<String>, frontier: &mut Vec<String>| {
+            for p in self.index.get(id).into_iter().chain(self.droppers(id)) {
+                if seen.insert(p.clone()) {
+                    frontier.push(p.clone());
+                }
+            }
+        };
+        for id in ids {
+            visit(id, &mut seen, &mut frontier);
+        }
+        while let Some(p) = frontier.pop() {
+            let Some(profile) = self.profiles.get(&p) else { continue };
+            if !profile.entangled {
+                continue;
+            }
+            let held: Vec<&Identifier> = profile.identifiers.iter().chain(self.drops_of(&p)).collect();
+            for id in held {
+                visit(id, &mut seen, &mut frontier);
+            }
+        }
+        seen
+    }
+
+    /// `Some(component)` when the event is older than something already applied to the
+    /// profiles it touches: applying it now could differ from applying it in order, so the
+    /// component must be re-derived with it.
+    pub fn late_component(&self, obs: &Observation) -> Option<BTreeSet<String>> {
+        let component = self.component(&obs.identifiers);
+        component
+            .iter()
+            .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key))
+            .then_some(component)
+    }
+
+    /// Removes a component so that it can be re-derived from its events.
+    pub fn remove_component(&mut self, component: &BTreeSet<String>) -> Vec<Profile> {
+        let mut removed = Vec::new();
+        for pid in component {
+            if let Some(p) = self.profiles.remove(pid) {
+                for id in &p.identifiers {
+                    if self.index.get(id) == Some(pid) {
+                        self.index.remove(id);
+                    }
+                }
+                removed.push(p);
+            }
+            for id in self.drops_by_profile.remove(pid).unwrap_or_default() {
+                if let Some(set) = self.drops.get_mut(&id) {
+                    set.remove(pid);
+                    if set.is_empty() {
+                        self.drops.remove(&id);
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    fn violates(&self, ids: &[Identifier], matched: &BTreeSet<&String>) -> bool {
+        let mut all: BTreeSet<&Identifier> = ids.iter().collect();
+        for p in matched {
+            all.extend(self.profiles[*p].identifiers.iter());
+        }
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for id in &all {
+            *counts.entry(id.kind.as_str()).or_default() += 1;
+        }
+        counts.iter().any(|(kind, n)| *n > self.rules.limit(kind))
+            || self.separations.iter().any(|(a, b)| all.contains(a) && all.contains(b))
+    }
+
+    fn anchor(&self, profile: &Profile) -> Identifier {
+        let mut ids: Vec<Identifier> = profile.identifiers.iter().cloned().collect();
+        self.rules.sort_by_priority(&mut ids);
+        ids.into_iter().next().unwrap_or_else(|| Identifier::new("profile", profile.id.clone()))
+    }
+
+    /// Applies one event in order. Events with no usable identifier touch no profile.
+    pub fn apply(&mut self, obs: &Observation) -> Applied {
+        let mut ids = obs.identifiers.clone();
+        let mut dropped = Vec::new();
+        if ids.is_empty() {
+            return Applied::default();
+        }
+        let matched: BTreeSet<String> = loop {
+            let matched: BTreeSet<&String> = ids.iter().filter_map(|i| self.index.get(i)).collect();
+            if ids.len() > 1 && self.violates(&ids, &matched) {
+                dropped.push(ids.pop().expect("more than one identifier"));
+                continue;
+            }
+            break matched.into_iter().cloned().collect();
+        };
+        let mut applied = Applied { dropped: dropped.clone(), ..Applied::default() };
+        let winner = match matched.iter().min_by(|a, b| {
+            let (pa, pb) = (&self.profiles[*a], &self.profiles[*b]);
+            (&pa.first, a).cmp(&(&pb.first, b))
+        }) {
+            Some(w) => w.clone(),
+            None => {
+                let id = profile_id_for(&self.workspace, &obs.key.mid);
+                self.redirects.remove(&id);
+                self.profiles.insert(id.clone(), Profile::new(id.clone(), obs));
+                applied.created = true;
+                id
+            }
+        };
+        for loser in matched.iter().filter(|p| **p != winner) {
+            let via: Vec<Identifier> = ids.iter().filter(|i| self.index.get(*i) == Some(loser)).cloned().collect();
+            self.merge(&winner, loser, obs, via);
+            applied.merged.push(loser.clone());
+        }
+        for id in ids {
+            if self.index.get(&id) != Some(&winner) {
+                self.index.insert(id.clone(), winner.clone());
+                self.profiles.get_mut(&winner).expect("winner exists").identifiers.insert(id.clone());
+                self.forget_drop(&id, &winner);
+                self.changes.links.push((id.clone(), winner.clone(), obs.key.clone()));
+                applied.linked.push(id);
+            }
+        }
+        for id in dropped {
+            let mut entangled: BTreeSet<String> = self.droppers(&id).cloned().collect();
+            entangled.extend(self.index.get(&id).cloned());
+            if self.index.get(&id) != Some(&winner) && self.drops.entry(id.clone()).or_default().insert(winner.clone()) {
+                self.drops_by_profile.entry(winner.clone()).or_default().insert(id.clone());
+                self.changes.drops_added.push((id.clone(), winner.clone()));
+            }
+            entangled.insert(winner.clone());
+            for p in entangled {
+                if let Some(profile) = self.profiles.get_mut(&p) {
+                    if !profile.entangled {
+                        profile.entangled = true;
+                        self.changes.dirty.insert(p);
+                    }
+                }
+            }
+        }
+        self.profiles.get_mut(&winner).expect("winner exists").observe(obs);
+        self.changes.dirty.insert(winner.clone());
+        self.changes.assignments.push((obs.seq, winner.clone()));
+        applied.profile = Some(winner);
+        applied
+    }
+
+    fn forget_drop(&mut self, id: &Identifier, profile: &str) {
+        if let Some(set) = self.drops.get_mut(id) {
+            if set.remove(profile) {
+                self.changes.drops_removed.push((id.clone(), profile.to_string()));
+                if let Some(own) = self.drops_by_profile.get_mut(profile) {
+                    own.remove(id);
+                }
+            }
+            if set.is_empty() {
+                self.drops.remove(id);
+            }
+        }
+    }
+
+    fn merge(&mut self, winner: &str, loser: &str, obs: &Observation, via: Vec<Identifier>) {
+        let loser_profile = self.profiles.remove(loser).expect("loser exists");
+        let record = MergeRecord {
+            winner: winner.to_string(),
+            loser: loser.to_string(),
+            cause: obs.key.clone(),
+            cause_seq: obs.seq,
+            identifiers: via,
+            winner_anchor: self.anchor(&self.profiles[winner]),
+            loser_anchor: self.anchor(&loser_profile),
+            rule: "shared_identifier".into(),
+        };
+        for id in &loser_profile.identifiers {
+            self.index.insert(id.clone(), winner.to_string());
+        }
+        for id in self.drops_by_profile.remove(loser).unwrap_or_default() {
+            let set = self.drops.entry(id.clone()).or_default();
+            set.remove(loser);
+            self.changes.drops_removed.push((id.clone(), loser.to_string()));
+            if self.index.get(&id).map(String::as_str) != Some(winner) && set.insert(winner.to_string()) {
+                self.drops_by_profile.entry(winner.to_string()).or_default().insert(id.clone());
+                self.changes.drops_added.push((id, winner.to_string()));
+            } else if set.is_empty() {
+                self.drops.remove(&id);
+            }
+        }
+        let held: Vec<Identifier> = loser_profile.identifiers.iter().cloned().collect();
+        for id in held {
+            self.forget_drop(&id, winner);
+        }
+        self.profiles.get_mut(winner).expect("winner exists").absorb(loser_profile);
+        self.redirects.insert(loser.to_string(), winner.to_string());
+        self.changes.dirty.insert(loser.to_string());
+        self.changes.dirty.insert(winner.to_string());
+        self.changes.merges.push(record);
+    }
+
+    /// Folds events in order into a graph: the definition of the projection.
+    pub fn fold<'a>(&mut self, events: impl IntoIterator<Item = &'a Observation>) {
+        let mut events: Vec<&Observation> = events.into_iter().collect();
+        events.sort_by(|a, b| a.key.cmp(&b.key));
+        for obs in events {
+            self.apply(obs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

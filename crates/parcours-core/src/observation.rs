@@ -1,0 +1,234 @@
+//! What one stored event tells the identity graph and the profile: its identifiers, traits,
+//! consent and channel, extracted and normalised once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::channel::Channel;
+use crate::identifier::{normalize_email, normalize_phone, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE, USER_ID};
+use crate::rules::IdentityRules;
+use crate::spec::EventType;
+use crate::time::{EventKey, Millis};
+
+/// How consent reached Parcours (kept as proof, GDPR Art. 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    /// `context.consent.categoryPreferences` on an event.
+    ContextConsent,
+    /// A `Consent Preference Updated` event.
+    ConsentEvent,
+}
+
+/// Event names that carry a consent change (Segment's and the short form).
+pub const CONSENT_EVENTS: [&str; 2] = ["Consent Preference Updated", "Segment Consent Preference Updated"];
+
+/// The stored columns of an event, besides its JSON body.
+#[derive(Debug, Clone)]
+pub struct EventMeta<'a> {
+    pub seq: i64,
+    pub message_id: &'a str,
+    pub kind: EventType,
+    pub event: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub anonymous_id: Option<&'a str>,
+    pub timestamp: Millis,
+    pub received_at: Millis,
+    pub channel: Channel,
+    pub source_id: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub seq: i64,
+    pub key: EventKey,
+    pub received_at: Millis,
+    pub kind: EventType,
+    pub event: Option<String>,
+    pub channel: Channel,
+    pub source_id: String,
+    /// Normalised, unblocked, deduplicated, most important first.
+    pub identifiers: Vec<Identifier>,
+    pub traits: Vec<(String, Value)>,
+    pub consent: Vec<(String, bool)>,
+    pub consent_method: Option<ConsentMethod>,
+}
+
+impl Observation {
+    pub fn from_event(meta: &EventMeta<'_>, body: &Value, rules: &IdentityRules) -> Self {
+        let ctx = body.get("context");
+        let ctx_traits = ctx.and_then(|c| c.get("traits")).and_then(Value::as_object);
+        let own_traits = match meta.kind {
+            EventType::Identify => body.get("traits").and_then(Value::as_object),
+            _ => None,
+        };
+        let properties = body.get("properties").and_then(Value::as_object);
+        let region = rules.config.default_region.as_deref();
+
+        let mut ids = Vec::new();
+        let mut push = |kind: &str, value: Option<String>| {
+            if let Some(v) = value.map(|v| v.trim().to_string()) {
+                if !rules.is_blocked(&v) {
+                    ids.push(Identifier::new(kind, v));
+                }
+            }
+        };
+        push(USER_ID, meta.user_id.map(str::to_string));
+        push(ANONYMOUS_ID, meta.anonymous_id.map(str::to_string));
+        if meta.kind == EventType::Alias {
+            push(ANONYMOUS_ID, body.get("previousId").and_then(scalar));
+        }
+        let trait_sources = [own_traits, ctx_traits];
+        let from_traits = |name: &str| trait_sources.iter().flatten().find_map(|t| t.get(name).and_then(scalar));
+        push(EMAIL, from_traits("email").and_then(|e| normalize_email(&e)));
+        push(PHONE, from_traits("phone").and_then(|p| normalize_phone(&p, region)));
+        if let Some(device) = ctx.and_then(|c| c.get("device")) {
+            push(DEVICE_ID, device.get("id").and_then(scalar));
+            if device.get("adTrackingEnabled").and_then(Value::as_bool) == Some(true) {
+                push("advertising_id", device.get("advertisingId").and_then(scalar));
+            }
+        }
+        if let Some(external) = ctx.and_then(|c| c.get("externalIds")).and_then(Value::as_array) {
+            for x in external {
+                if let (Some(kind), Some(id)) = (x.get("type").and_then(Value::as_str), x.get("id").and_then(scalar)) {
+                    let kind = kind.trim().to_ascii_lowercase();
+                    if !kind.is_empty() {
+                        push(&kind, Some(id));
+                    }
+                }
+            }
+        }
+        for name in &rules.config.identifier_traits {
+            let found = from_traits(name).or_else(|| properties.and_then(|p| p.get(name.as_str())).and_then(scalar));
+            push(name, found);
+        }
+        rules.sort_by_priority(&mut ids);
+        ids.dedup();
+
+        let mut traits: Vec<(String, Value)> = Vec::new();
+        for source in [ctx_traits, own_traits].into_iter().flatten() {
+            for (k, v) in source {
+                match traits.iter_mut().find(|(name, _)| name == k) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => traits.push((k.clone(), v.clone())),
+                }
+            }
+        }
+
+        let is_consent_event = meta.kind == EventType::Track && meta.event.is_some_and(|e| CONSENT_EVENTS.contains(&e));
+        let mut consent = Vec::new();
+        let prefs = ctx
+            .and_then(|c| c.get("consent"))
+            .and_then(|c| c.get("categoryPreferences"))
+            .or_else(|| if is_consent_event { properties.and_then(|p| p.get("categoryPreferences")) } else { None })
+            .and_then(Value::as_object);
+        if let Some(prefs) = prefs {
+            for (purpose, granted) in prefs {
+                if let Some(granted) = granted.as_bool() {
+                    consent.push((purpose.trim().to_ascii_lowercase(), granted));
+                }
+            }
+        }
+        let consent_method = (!consent.is_empty())
+            .then_some(if is_consent_event { ConsentMethod::ConsentEvent } else { ConsentMethod::ContextConsent });
+
+        Observation {
+            seq: meta.seq,
+            key: EventKey::new(meta.timestamp, meta.message_id),
+            received_at: meta.received_at,
+            kind: meta.kind,
+            event: meta.event.map(str::to_string),
+            channel: meta.channel,
+            source_id: meta.source_id.to_string(),
+            identifiers: ids,
+            traits,
+            consent,
+            consent_method,
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::IdentityRulesConfig;
+    use serde_json::json;
+
+    fn meta<'a>(kind: EventType, event: Option<&'a str>, user: Option<&'a str>, anon: Option<&'a str>) -> EventMeta<'a> {
+        EventMeta {
+            seq: 1,
+            message_id: "m1",
+            kind,
+            event,
+            user_id: user,
+            anonymous_id: anon,
+            timestamp: 1_000,
+            received_at: 2_000,
+            channel: Channel::Store,
+            source_id: "src",
+        }
+    }
+
+    #[test]
+    fn extracts_normalised_identifiers_in_priority_order() {
+        let rules = IdentityRules::new(IdentityRulesConfig {
+            identifier_traits: vec!["loyalty_card".into()],
+            default_region: Some("FR".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let body = json!({
+            "traits": {"email": " Alice@Example.com ", "phone": "06 12 34 56 78", "first_name": "Alice"},
+            "context": {"device": {"id": "dev-1"}, "traits": {"loyalty_card": "LC-1"},
+                        "externalIds": [{"id": "GA1.2", "type": "GA_Client_Id", "collection": "users"}]}
+        });
+        let obs = Observation::from_event(&meta(EventType::Identify, None, Some("u1"), Some("null")), &body, &rules);
+        let ids: Vec<String> = obs.identifiers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ids,
+            [
+                "user_id:u1",
+                "email:alice@example.com",
+                "phone:+33612345678",
+                "device_id:dev-1",
+                "ga_client_id:GA1.2",
+                "loyalty_card:LC-1"
+            ],
+            "the blocked anonymousId `null` is not an identifier"
+        );
+        assert!(obs.traits.iter().any(|(k, v)| k == "first_name" && v == "Alice"));
+    }
+
+    #[test]
+    fn consent_from_context_and_from_the_consent_event() {
+        let rules = IdentityRules::default();
+        let body = json!({"context": {"consent": {"categoryPreferences": {"Marketing": true, "advertising": false}}}});
+        let obs = Observation::from_event(&meta(EventType::Page, None, Some("u1"), None), &body, &rules);
+        assert_eq!(obs.consent, [("marketing".to_string(), true), ("advertising".to_string(), false)]);
+        assert_eq!(obs.consent_method, Some(ConsentMethod::ContextConsent));
+        let body = json!({"properties": {"categoryPreferences": {"marketing:sms": false}}});
+        let obs = Observation::from_event(
+            &meta(EventType::Track, Some("Consent Preference Updated"), Some("u1"), None),
+            &body,
+            &rules,
+        );
+        assert_eq!(obs.consent, [("marketing:sms".to_string(), false)]);
+        assert_eq!(obs.consent_method, Some(ConsentMethod::ConsentEvent));
+    }
+
+    #[test]
+    fn group_traits_are_not_person_traits() {
+        let rules = IdentityRules::default();
+        let body = json!({"groupId": "g1", "traits": {"name": "ACME"}});
+        let obs = Observation::from_event(&meta(EventType::Group, None, Some("u1"), None), &body, &rules);
+        assert!(obs.traits.is_empty());
+    }
+}

@@ -1,0 +1,170 @@
+//! The customer profile: one person's identifiers, traits, consent and channels.
+//!
+//! Every field merges by rules that do not depend on the order events arrive in: traits and
+//! consent are last-write-wins by event time (then `messageId`), channel statistics are sums,
+//! minima and maxima.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::channel::Channel;
+use crate::identifier::Identifier;
+use crate::observation::{ConsentMethod, Observation};
+use crate::time::{EventKey, Millis};
+
+/// A trait value with the event that set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    pub value: Value,
+    pub ts: Millis,
+    pub mid: String,
+}
+
+impl Stamped {
+    fn key(&self) -> (Millis, &str) {
+        (self.ts, &self.mid)
+    }
+}
+
+/// Consent for one purpose (optionally on one channel), with the proof of how it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub granted: bool,
+    /// When the person gave or withdrew it (event time).
+    pub ts: Millis,
+    pub received_at: Millis,
+    pub message_id: String,
+    pub source_id: String,
+    /// Where it was given.
+    pub channel: Channel,
+    /// How it was given.
+    pub method: ConsentMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub identifiers: BTreeSet<Identifier>,
+    pub traits: BTreeMap<String, Stamped>,
+    /// Keyed by purpose (`marketing`) or purpose and channel (`marketing:sms`).
+    pub consent: BTreeMap<String, ConsentRecord>,
+    pub channels: BTreeMap<Channel, ChannelStats>,
+    pub first: EventKey,
+    pub last: EventKey,
+    pub last_channel: Channel,
+    pub events: u64,
+    /// Some identifier this profile observed is also observed by another profile (a limit kept
+    /// them apart). Such profiles must be re-derived together when an event arrives late.
+    pub entangled: bool,
+}
+
+impl Profile {
+    pub fn new(id: String, obs: &Observation) -> Self {
+        Self {
+            id,
+            identifiers: BTreeSet::new(),
+            traits: BTreeMap::new(),
+            consent: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            first: obs.key.clone(),
+            last: obs.key.clone(),
+            last_channel: obs.channel,
+            events: 0,
+            entangled: false,
+        }
+    }
+
+    /// Counts identifiers per type.
+    pub fn count_of(&self, kind: &str) -> usize {
+        self.identifiers.iter().filter(|i| i.kind == kind).count()
+    }
+
+    /// Applies what one event says about the person.
+    pub fn observe(&mut self, obs: &Observation) {
+        for (name, value) in &obs.traits {
+            let candidate = Stamped { value: value.clone(), ts: obs.key.ts, mid: obs.key.mid.clone() };
+            set_if_newer(&mut self.traits, name, candidate, Stamped::key);
+        }
+        if let Some(method) = obs.consent_method {
+            for (purpose, granted) in &obs.consent {
+                let record = ConsentRecord {
+                    granted: *granted,
+                    ts: obs.key.ts,
+                    received_at: obs.received_at,
+                    message_id: obs.key.mid.clone(),
+                    source_id: obs.source_id.clone(),
+                    channel: obs.channel,
+                    method,
+                };
+                set_if_newer(&mut self.consent, purpose, record, |r| (r.ts, r.message_id.as_str()));
+            }
+        }
+        let stats = ChannelStats { first_seen: obs.key.ts, last_seen: obs.key.ts, events: 1 };
+        add_channel(&mut self.channels, obs.channel, stats);
+        if obs.key < self.first {
+            self.first = obs.key.clone();
+        }
+        if obs.key >= self.last {
+            self.last = obs.key.clone();
+            self.last_channel = obs.channel;
+        }
+        self.events += 1;
+    }
+
+    /// Takes in everything another profile knew (a merge).
+    pub fn absorb(&mut self, other: Profile) {
+        self.identifiers.extend(other.identifiers);
+        for (name, t) in other.traits {
+            set_if_newer(&mut self.traits, &name, t, Stamped::key);
+        }
+        for (purpose, c) in other.consent {
+            set_if_newer(&mut self.consent, &purpose, c, |r| (r.ts, r.message_id.as_str()));
+        }
+        for (channel, stats) in other.channels {
+            add_channel(&mut self.channels, channel, stats);
+        }
+        if other.first < self.first {
+            self.first = other.first;
+        }
+        if other.last > self.last {
+            self.last = other.last;
+            self.last_channel = other.last_channel;
+        }
+        self.events += other.events;
+        self.entangled |= other.entangled;
+    }
+
+    /// The trait values without their stamps.
+    pub fn trait_values(&self) -> serde_json::Map<String, Value> {
+        self.traits.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()
+    }
+}
+
+fn set_if_newer<T>(map: &mut BTreeMap<String, T>, key: &str, candidate: T, stamp: impl Fn(&T) -> (Millis, &str)) {
+    match map.get_mut(key) {
+        Some(current) if stamp(current) >= stamp(&candidate) => {}
+        Some(current) => *current = candidate,
+        None => {
+            map.insert(key.to_string(), candidate);
+        }
+    }
+}
+
+fn add_channel(map: &mut BTreeMap<Channel, ChannelStats>, channel: Channel, stats: ChannelStats) {
+    map.entry(channel)
+        .and_modify(|s| {
+            s.first_seen = s.first_seen.min(stats.first_seen);
+            s.last_seen = s.last_seen.max(stats.last_seen);
+            s.events += stats.events;
+        })
+        .or_insert(stats);
+}
