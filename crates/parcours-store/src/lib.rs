@@ -1,1 +1,120 @@
-//! placeholder
+//! Storage ports of Parcours and the conformance suite every adapter runs.
+//!
+//! The ports are synchronous: adapters run them on their own threads, never on the async
+//! executor. Every adapter (SQLite today, PostgreSQL next) instantiates
+//! [`conformance_suite!`] and must pass exactly the same tests.
+
+mod model;
+pub mod suite;
+
+pub use model::*;
+
+use parcours_core::graph::Separation;
+use parcours_core::identifier::Identifier;
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_core::time::Millis;
+use parcours_core::{MergeRecord, Profile};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Workspaces, sources (write keys) and admin tokens.
+pub trait Registry: Send + Sync {
+    fn create_workspace(&self, workspace: &Workspace) -> Result<()>;
+    fn workspaces(&self) -> Result<Vec<Workspace>>;
+    fn workspace(&self, id: &str) -> Result<Option<Workspace>>;
+    fn set_identity_rules(&self, workspace: &str, rules: &IdentityRulesConfig) -> Result<()>;
+    fn create_source(&self, source: &Source, write_key_hash: &str) -> Result<()>;
+    fn sources(&self, workspace: &str) -> Result<Vec<Source>>;
+    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>>;
+    fn create_token(&self, token: &Token, token_hash: &str) -> Result<()>;
+    fn tokens(&self, workspace: &str) -> Result<Vec<Token>>;
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>>;
+}
+
+/// The append-only event log, with `messageId` deduplication.
+pub trait EventLog: Send + Sync {
+    /// Appends the batches in one transaction (a group commit). An event whose `messageId` was
+    /// accepted in its workspace at or after `dedup_since` is a duplicate and is not stored.
+    fn append(&self, batches: &[IngestBatch], dedup_since: Millis) -> Result<Vec<AppendOutcome>>;
+    /// Events of every workspace after a sequence number, in order.
+    fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// Events of one workspace after a sequence number, in order.
+    fn workspace_events(&self, workspace: &str, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;
+    fn event_by_message_id(&self, workspace: &str, message_id: &str) -> Result<Option<StoredEvent>>;
+    fn event_count(&self, workspace: &str) -> Result<u64>;
+    fn last_seq(&self) -> Result<i64>;
+    /// Forgets `messageId`s accepted before `before` (outside the dedup window).
+    fn prune_message_ids(&self, before: Millis) -> Result<usize>;
+}
+
+/// Events that parsed but broke the spec, kept for inspection and replay.
+pub trait Quarantine: Send + Sync {
+    fn quarantined(&self, workspace: &str, status: Option<QuarantineStatus>, after_id: i64, limit: usize) -> Result<Vec<QuarantineEntry>>;
+    fn quarantine_entry(&self, workspace: &str, id: i64) -> Result<Option<QuarantineEntry>>;
+    /// Resolves a pending entry: appends the fixed event (if any) to the log and marks the
+    /// entry replayed (or discarded), in one transaction.
+    fn resolve_quarantined(&self, workspace: &str, id: i64, replacement: Option<&IngestBatch>, at: Millis) -> Result<Option<AppendOutcome>>;
+}
+
+/// One write transaction over the identity and profile projections.
+pub trait ProjectionTx {
+    fn cursor(&mut self) -> Result<i64>;
+    fn set_cursor(&mut self, seq: i64) -> Result<()>;
+    fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>>;
+    fn droppers(&mut self, workspace: &str, id: &Identifier) -> Result<Vec<String>>;
+    fn drops_of(&mut self, workspace: &str, profile: &str) -> Result<Vec<Identifier>>;
+    fn profile(&mut self, workspace: &str, id: &str) -> Result<Option<Profile>>;
+    fn separations(&mut self, workspace: &str) -> Result<Vec<Separation>>;
+    fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()>;
+    /// Turns a profile into a pointer to the one that now holds its person.
+    fn redirect_profile(&mut self, workspace: &str, from: &str, to: &str, at: Millis) -> Result<()>;
+    fn link(&mut self, workspace: &str, id: &Identifier, profile: &str, linked_by: &str, at: Millis) -> Result<()>;
+    /// Moves every identifier of `from` to `to`.
+    fn move_identifiers(&mut self, workspace: &str, from: &str, to: &str) -> Result<()>;
+    fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()>;
+    fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()>;
+    fn record_merge(&mut self, workspace: &str, merge: &MergeRecord, at: Millis) -> Result<()>;
+    /// Events assigned to these profiles (not following redirects).
+    fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>>;
+    /// Removes these profiles' identifiers, drops and assignments, and supersedes the merges
+    /// they won, before a re-derivation writes them anew.
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()>;
+    fn add_separation(&mut self, workspace: &str, separation: &Separation, merge_id: i64, at: Millis) -> Result<()>;
+    fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
+    /// Drops every projection row of every workspace (replay starts from the first event).
+    fn reset_all(&mut self) -> Result<()>;
+}
+
+/// The identity and profile projections: writes in transactions, reads on their own.
+pub trait Projections: Send + Sync {
+    fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()>;
+    fn processed_seq(&self) -> Result<i64>;
+    /// A profile by id, following merges; `None` if the id never existed.
+    fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>>;
+    fn lookup(&self, workspace: &str, id: &Identifier) -> Result<Option<String>>;
+    fn identifiers(&self, workspace: &str, profile: &str) -> Result<Vec<IdentifierRow>>;
+    fn merges_of(&self, workspace: &str, profile: &str) -> Result<Vec<MergeRow>>;
+    fn merge(&self, workspace: &str, merge_id: i64) -> Result<Option<MergeRow>>;
+    /// The events of a profile and of every profile merged into it, newest first, before
+    /// `before_seq` (exclusive) when given.
+    fn timeline(&self, workspace: &str, profile: &str, before_seq: Option<i64>, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// Live (not merged) profiles in id order after `after_id`.
+    fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>>;
+    fn profile_count(&self, workspace: &str) -> Result<u64>;
+}
+
+/// Everything a node needs from storage.
+pub trait Store: Registry + EventLog + Quarantine + Projections {}
+impl<T: Registry + EventLog + Quarantine + Projections> Store for T {}

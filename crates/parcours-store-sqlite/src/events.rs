@@ -1,0 +1,264 @@
+use parcours_core::channel::Channel;
+use parcours_core::spec::EventType;
+use parcours_core::time::Millis;
+use parcours_store::{
+    AppendOutcome, EventLog, IngestBatch, Quarantine, QuarantineEntry, QuarantineStatus, Result, StoredEvent, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use crate::{backend, corrupt, SqliteStore};
+
+pub(crate) const EVENT_COLS: &str =
+    "seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, channel, body";
+
+pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String, String)> {
+    let kind: String = r.get(4)?;
+    let channel: String = r.get(10)?;
+    Ok((
+        StoredEvent {
+            seq: r.get(0)?,
+            workspace_id: r.get(1)?,
+            source_id: r.get(2)?,
+            message_id: r.get(3)?,
+            kind: EventType::Track,
+            event: r.get(5)?,
+            user_id: r.get(6)?,
+            anonymous_id: r.get(7)?,
+            timestamp: r.get(8)?,
+            received_at: r.get(9)?,
+            channel: Channel::Server,
+            body: r.get(11)?,
+        },
+        kind,
+        channel,
+    ))
+}
+
+pub(crate) fn finish_event((mut e, kind, channel): (StoredEvent, String, String)) -> Result<StoredEvent> {
+    e.kind = EventType::parse(&kind).ok_or_else(|| corrupt(format!("event type `{kind}`")))?;
+    e.channel = Channel::parse(&channel).ok_or_else(|| corrupt(format!("channel `{channel}`")))?;
+    Ok(e)
+}
+
+pub(crate) fn query_events(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<StoredEvent>> {
+    let mut st = c.prepare_cached(sql).map_err(backend)?;
+    let rows = st.query_map(params, event_row).map_err(backend)?;
+    rows.map(|r| finish_event(r.map_err(backend)?)).collect()
+}
+
+fn append_in(tx: &Transaction<'_>, batch: &IngestBatch, dedup_since: Millis) -> Result<AppendOutcome> {
+    let mut out = AppendOutcome::default();
+    let mut claim = tx
+        .prepare_cached(
+            "INSERT INTO message_ids (workspace_id, message_id, received_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (workspace_id, message_id) DO UPDATE SET received_at = excluded.received_at
+             WHERE message_ids.received_at < ?4",
+        )
+        .map_err(backend)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
+                                 timestamp, received_at, channel, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(backend)?;
+    for e in &batch.events {
+        let claimed = claim.execute(params![batch.workspace_id, e.message_id, e.received_at, dedup_since]).map_err(backend)?;
+        if claimed == 0 {
+            out.duplicates += 1;
+            continue;
+        }
+        insert
+            .execute(params![
+                batch.workspace_id,
+                batch.source_id,
+                e.message_id,
+                e.kind.as_str(),
+                e.event,
+                e.user_id,
+                e.anonymous_id,
+                e.timestamp,
+                e.received_at,
+                e.channel.as_str(),
+                e.body,
+            ])
+            .map_err(backend)?;
+        out.stored += 1;
+    }
+    let mut quarantine = tx
+        .prepare_cached(
+            "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(backend)?;
+    for q in &batch.quarantined {
+        let reason = match &q.detail {
+            Some(d) => format!("{}: {d}", q.violation.message()),
+            None => q.violation.message().to_string(),
+        };
+        quarantine
+            .execute(params![
+                batch.workspace_id,
+                batch.source_id,
+                q.received_at,
+                q.violation.code(),
+                reason,
+                q.message_id,
+                q.body
+            ])
+            .map_err(backend)?;
+        out.quarantined += 1;
+    }
+    Ok(out)
+}
+
+impl EventLog for SqliteStore {
+    fn append(&self, batches: &[IngestBatch], dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let outcomes = batches.iter().map(|b| append_in(&tx, b, dedup_since)).collect::<Result<Vec<_>>>()?;
+        tx.commit().map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read(|c| {
+            query_events(
+                c,
+                &format!("SELECT {EVENT_COLS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                params![after_seq, limit as i64],
+            )
+        })
+    }
+
+    fn workspace_events(&self, workspace: &str, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read(|c| {
+            query_events(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE workspace_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                ),
+                params![workspace, after_seq, limit as i64],
+            )
+        })
+    }
+
+    fn event_by_message_id(&self, workspace: &str, message_id: &str) -> Result<Option<StoredEvent>> {
+        self.read(|c| {
+            Ok(query_events(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE workspace_id = ?1 AND message_id = ?2 ORDER BY seq LIMIT 1"
+                ),
+                params![workspace, message_id],
+            )?
+            .into_iter()
+            .next())
+        })
+    }
+
+    fn event_count(&self, workspace: &str) -> Result<u64> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM events WHERE workspace_id = ?1", [workspace], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(backend)
+        })
+    }
+
+    fn last_seq(&self) -> Result<i64> {
+        self.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0)).map_err(backend))
+    }
+
+    fn prune_message_ids(&self, before: Millis) -> Result<usize> {
+        self.writer().execute("DELETE FROM message_ids WHERE received_at < ?1", [before]).map_err(backend)
+    }
+}
+
+const QUARANTINE_COLS: &str =
+    "id, workspace_id, source_id, received_at, code, reason, message_id, body, status, resolved_at";
+
+fn quarantine_row(r: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
+    let status: String = r.get(8)?;
+    Ok(QuarantineEntry {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        source_id: r.get(2)?,
+        received_at: r.get(3)?,
+        code: r.get(4)?,
+        reason: r.get(5)?,
+        message_id: r.get(6)?,
+        body: r.get(7)?,
+        status: QuarantineStatus::parse(&status).unwrap_or(QuarantineStatus::Pending),
+        resolved_at: r.get(9)?,
+    })
+}
+
+impl Quarantine for SqliteStore {
+    fn quarantined(
+        &self,
+        workspace: &str,
+        status: Option<QuarantineStatus>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantineEntry>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {QUARANTINE_COLS} FROM quarantine
+                     WHERE workspace_id = ?1 AND (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, status.map(|s| s.as_str()), after_id, limit as i64], quarantine_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn quarantine_entry(&self, workspace: &str, id: i64) -> Result<Option<QuarantineEntry>> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {QUARANTINE_COLS} FROM quarantine WHERE workspace_id = ?1 AND id = ?2"),
+                params![workspace, id],
+                quarantine_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn resolve_quarantined(
+        &self,
+        workspace: &str,
+        id: i64,
+        replacement: Option<&IngestBatch>,
+        at: Millis,
+    ) -> Result<Option<AppendOutcome>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let status = if replacement.is_some() { QuarantineStatus::Replayed } else { QuarantineStatus::Discarded };
+        let n = tx
+            .execute(
+                "UPDATE quarantine SET status = ?3, resolved_at = ?4
+                 WHERE workspace_id = ?1 AND id = ?2 AND status = 'pending'",
+                params![workspace, id, status.as_str(), at],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            let exists: bool = tx
+                .query_row("SELECT count(*) FROM quarantine WHERE workspace_id = ?1 AND id = ?2", params![workspace, id], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(backend)?
+                > 0;
+            return Err(if exists {
+                StoreError::Conflict(format!("quarantined event {id} was already resolved"))
+            } else {
+                StoreError::NotFound(format!("quarantined event {id}"))
+            });
+        }
+        let outcome = replacement.map(|b| append_in(&tx, b, i64::MIN)).transpose()?;
+        tx.commit().map_err(backend)?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,423 @@
+use parcours_core::graph::Separation;
+use parcours_core::identifier::Identifier;
+use parcours_core::time::Millis;
+use parcours_core::{MergeRecord, Profile};
+use parcours_store::{
+    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoredEvent, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use crate::events::{query_events, EVENT_COLS};
+use crate::{backend, corrupt, SqliteStore};
+
+const CURSOR: &str = "unify";
+
+struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+fn read_profile(c: &Connection, workspace: &str, id: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+    c.prepare_cached("SELECT merged_into, doc FROM profiles WHERE workspace_id = ?1 AND id = ?2")
+        .map_err(backend)?
+        .query_row(params![workspace, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)
+}
+
+fn decode(doc: &str) -> Result<Profile> {
+    serde_json::from_str(doc).map_err(corrupt)
+}
+
+fn id_row(r: &Row<'_>) -> rusqlite::Result<Identifier> {
+    Ok(Identifier::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+}
+
+fn strings(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
+    let mut st = c.prepare_cached(sql).map_err(backend)?;
+    let rows = st.query_map(p, |r| r.get(0)).map_err(backend)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(backend)
+}
+
+impl ProjectionTx for Tx<'_> {
+    fn cursor(&mut self) -> Result<i64> {
+        Ok(self
+            .tx
+            .query_row("SELECT seq FROM projection_cursor WHERE name = ?1", [CURSOR], |r| r.get(0))
+            .optional()
+            .map_err(backend)?
+            .unwrap_or(0))
+    }
+
+    fn set_cursor(&mut self, seq: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO projection_cursor (name, seq) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            )
+            .map_err(backend)?
+            .execute(params![CURSOR, seq])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
+        self.tx
+            .prepare_cached(
+                "SELECT profile_id FROM identifiers WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
+            )
+            .map_err(backend)?
+            .query_row(params![workspace, id.kind, id.value], |r| r.get(0))
+            .optional()
+            .map_err(backend)
+    }
+
+    fn droppers(&mut self, workspace: &str, id: &Identifier) -> Result<Vec<String>> {
+        strings(
+            self.tx,
+            "SELECT profile_id FROM identifier_drops WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
+            params![workspace, id.kind, id.value],
+        )
+    }
+
+    fn drops_of(&mut self, workspace: &str, profile: &str) -> Result<Vec<Identifier>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT id_type, id_value FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2")
+            .map_err(backend)?;
+        let rows = st.query_map(params![workspace, profile], id_row).map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn profile(&mut self, workspace: &str, id: &str) -> Result<Option<Profile>> {
+        match read_profile(self.tx, workspace, id)? {
+            Some((None, Some(doc))) => Ok(Some(decode(&doc)?)),
+            _ => Ok(None),
+        }
+    }
+
+    fn separations(&mut self, workspace: &str) -> Result<Vec<Separation>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT a_type, a_value, b_type, b_value FROM separations WHERE workspace_id = ?1 ORDER BY id")
+            .map_err(backend)?;
+        let rows = st
+            .query_map([workspace], |r| {
+                Ok((Identifier::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?), Identifier::new(r.get::<_, String>(2)?, r.get::<_, String>(3)?)))
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()> {
+        let doc = serde_json::to_string(profile).map_err(corrupt)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, NULL, ?3, ?4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET merged_into = NULL, doc = excluded.doc, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, profile.id, doc, at])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn redirect_profile(&mut self, workspace: &str, from: &str, to: &str, at: Millis) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, ?3, NULL, ?4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET merged_into = excluded.merged_into, doc = NULL, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, from, to, at])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn link(&mut self, workspace: &str, id: &Identifier, profile: &str, linked_by: &str, at: Millis) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO identifiers (workspace_id, id_type, id_value, profile_id, linked_by, linked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (workspace_id, id_type, id_value) DO UPDATE SET
+                   profile_id = excluded.profile_id, linked_by = excluded.linked_by, linked_at = excluded.linked_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, id.kind, id.value, profile, linked_by, at])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn move_identifiers(&mut self, workspace: &str, from: &str, to: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE identifiers SET profile_id = ?3 WHERE workspace_id = ?1 AND profile_id = ?2")
+            .map_err(backend)?
+            .execute(params![workspace, from, to])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2")
+            .map_err(backend)?
+            .execute(params![workspace, profile])
+            .map_err(backend)?;
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO identifier_drops (workspace_id, id_type, id_value, profile_id) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?;
+        for id in drops {
+            st.execute(params![workspace, id.kind, id.value, profile]).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO profile_events (workspace_id, profile_id, seq) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?
+            .execute(params![workspace, profile, seq])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn record_merge(&mut self, workspace: &str, m: &MergeRecord, at: Millis) -> Result<()> {
+        let doc = serde_json::to_string(m).map_err(corrupt)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO merges (workspace_id, winner, loser, cause_message_id, doc, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6)
+                 ON CONFLICT (workspace_id, loser, cause_message_id) DO UPDATE SET
+                   winner = excluded.winner, doc = excluded.doc, status = 'active'",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, m.winner, m.loser, m.cause.mid, doc, at])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::new();
+        for p in profiles {
+            out.extend(query_events(
+                self.tx,
+                &format!(
+                    "SELECT {} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                     WHERE pe.workspace_id = ?1 AND pe.profile_id = ?2 ORDER BY e.seq",
+                    EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
+                ),
+                params![workspace, p],
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()> {
+        for p in profiles {
+            for sql in [
+                "DELETE FROM identifiers WHERE workspace_id = ?1 AND profile_id = ?2",
+                "DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2",
+                "DELETE FROM profile_events WHERE workspace_id = ?1 AND profile_id = ?2",
+            ] {
+                self.tx.prepare_cached(sql).map_err(backend)?.execute(params![workspace, p]).map_err(backend)?;
+            }
+            self.tx
+                .prepare_cached(
+                    "UPDATE merges SET status = 'superseded', undone_at = NULL
+                     WHERE workspace_id = ?1 AND winner = ?2 AND status = 'active'",
+                )
+                .map_err(backend)?
+                .execute(params![workspace, p])
+                .map_err(backend)?;
+            let _ = at;
+        }
+        Ok(())
+    }
+
+    fn add_separation(&mut self, workspace: &str, (a, b): &Separation, merge_id: i64, at: Millis) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO separations (workspace_id, a_type, a_value, b_type, b_value, merge_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![workspace, a.kind, a.value, b.kind, b.value, merge_id, at],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE merges SET status = 'undone', undone_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND status = 'active'",
+                params![workspace, merge_id, at],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn reset_all(&mut self) -> Result<()> {
+        self.tx
+            .execute_batch(
+                "DELETE FROM projection_cursor; DELETE FROM profiles; DELETE FROM identifiers;
+                 DELETE FROM identifier_drops; DELETE FROM profile_events;
+                 DELETE FROM merges WHERE status <> 'undone';",
+            )
+            .map_err(backend)
+    }
+}
+
+const MERGE_COLS: &str = "id, workspace_id, doc, status, created_at, undone_at";
+
+fn merge_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64, Option<i64>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn to_merge((id, workspace_id, doc, status, created_at, undone_at): (i64, String, String, String, i64, Option<i64>)) -> Result<MergeRow> {
+    Ok(MergeRow {
+        id,
+        workspace_id,
+        merge: serde_json::from_str(&doc).map_err(corrupt)?,
+        status: match status.as_str() {
+            "active" => MergeStatus::Active,
+            "undone" => MergeStatus::Undone,
+            _ => MergeStatus::Superseded,
+        },
+        created_at,
+        undone_at,
+    })
+}
+
+/// The id and every id merged into it, transitively.
+const FAMILY: &str = "WITH RECURSIVE family(id) AS (
+        SELECT ?2
+        UNION SELECT p.id FROM profiles p JOIN family f ON p.merged_into = f.id WHERE p.workspace_id = ?1
+    )";
+
+impl Projections for SqliteStore {
+    fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        f(&mut Tx { tx: &tx })?;
+        tx.commit().map_err(backend)
+    }
+
+    fn processed_seq(&self) -> Result<i64> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT seq FROM projection_cursor WHERE name = ?1", [CURSOR], |r| r.get(0))
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(0))
+        })
+    }
+
+    fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>> {
+        self.read(|c| {
+            let mut current = id.to_string();
+            for _ in 0..64 {
+                match read_profile(c, workspace, &current)? {
+                    None => return Ok(None),
+                    Some((Some(next), _)) => current = next,
+                    Some((None, Some(doc))) => return Ok(Some(decode(&doc)?)),
+                    Some((None, None)) => return Err(corrupt(format!("profile {current} has no document"))),
+                }
+            }
+            Err(StoreError::Corrupt(format!("profile {id} redirects in a loop")))
+        })
+    }
+
+    fn lookup(&self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT profile_id FROM identifiers WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
+            )
+            .map_err(backend)?
+            .query_row(params![workspace, id.kind, id.value], |r| r.get(0))
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn identifiers(&self, workspace: &str, profile: &str) -> Result<Vec<IdentifierRow>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id_type, id_value, profile_id, linked_by, linked_at FROM identifiers
+                     WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY id_type, id_value",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, profile], |r| {
+                    Ok(IdentifierRow { identifier: id_row(r)?, profile_id: r.get(2)?, linked_by: r.get(3)?, linked_at: r.get(4)? })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn merges_of(&self, workspace: &str, profile: &str) -> Result<Vec<MergeRow>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "{FAMILY} SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1
+                     AND (winner IN (SELECT id FROM family) OR loser IN (SELECT id FROM family)) ORDER BY id"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map(params![workspace, profile], merge_row).map_err(backend)?;
+            rows.map(|r| to_merge(r.map_err(backend)?)).collect()
+        })
+    }
+
+    fn merge(&self, workspace: &str, merge_id: i64) -> Result<Option<MergeRow>> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1 AND id = ?2"),
+                params![workspace, merge_id],
+                merge_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .map(to_merge)
+            .transpose()
+        })
+    }
+
+    fn timeline(&self, workspace: &str, profile: &str, before_seq: Option<i64>, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.read(|c| {
+            let cols = EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+            query_events(
+                c,
+                &format!(
+                    "{FAMILY} SELECT {cols} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                     WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT id FROM family) AND pe.seq < ?3
+                     ORDER BY pe.seq DESC LIMIT ?4"
+                ),
+                params![workspace, profile, before_seq.unwrap_or(i64::MAX), limit as i64],
+            )
+        })
+    }
+
+    fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>> {
+        self.read(|c| {
+            let docs = strings(
+                c,
+                "SELECT doc FROM profiles WHERE workspace_id = ?1 AND id > ?2 AND merged_into IS NULL AND doc IS NOT NULL
+                 ORDER BY id LIMIT ?3",
+                params![workspace, after_id, limit as i64],
+            )?;
+            docs.iter().map(|d| decode(d)).collect()
+        })
+    }
+
+    fn profile_count(&self, workspace: &str) -> Result<u64> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM profiles WHERE workspace_id = ?1 AND merged_into IS NULL", [workspace], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+    }
+}

@@ -1,0 +1,204 @@
+use parcours_core::channel::Channel;
+use parcours_core::identifier::Identifier;
+use parcours_core::observation::EventMeta;
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_core::spec::{AcceptedEvent, EventType, QuarantinedEvent};
+use parcours_core::time::{format_timestamp, EventKey, Millis};
+use parcours_core::MergeRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub identity_rules: IdentityRulesConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    /// The channel of this source's events unless they say otherwise (e.g. `store` for POS).
+    pub channel: Option<Channel>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Marketer,
+    Analyst,
+    ReadOnly,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Marketer => "marketer",
+            Role::Analyst => "analyst",
+            Role::ReadOnly => "read_only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "marketer" => Role::Marketer,
+            "analyst" => Role::Analyst,
+            "read_only" => Role::ReadOnly,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub role: Role,
+    /// May create workspaces (the token printed on first start).
+    pub instance_admin: bool,
+    pub created_at: Millis,
+}
+
+/// What one request brings to the log: its accepted and quarantined events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    pub workspace_id: String,
+    pub source_id: String,
+    pub events: Vec<AcceptedEvent>,
+    pub quarantined: Vec<QuarantinedEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct AppendOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub quarantined: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub workspace_id: String,
+    pub source_id: String,
+    pub message_id: String,
+    pub kind: EventType,
+    pub event: Option<String>,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub timestamp: Millis,
+    pub received_at: Millis,
+    pub channel: Channel,
+    pub body: String,
+}
+
+impl StoredEvent {
+    pub fn meta(&self) -> EventMeta<'_> {
+        EventMeta {
+            seq: self.seq,
+            message_id: &self.message_id,
+            kind: self.kind,
+            event: self.event.as_deref(),
+            user_id: self.user_id.as_deref(),
+            anonymous_id: self.anonymous_id.as_deref(),
+            timestamp: self.timestamp,
+            received_at: self.received_at,
+            channel: self.channel,
+            source_id: &self.source_id,
+        }
+    }
+
+    pub fn key(&self) -> EventKey {
+        EventKey::new(self.timestamp, self.message_id.clone())
+    }
+
+    /// The event as a Segment-spec object: what the client sent, plus the fields Parcours set
+    /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel`).
+    pub fn to_json(&self) -> Value {
+        let mut obj: Map<String, Value> = serde_json::from_str(&self.body).unwrap_or_default();
+        obj.insert("messageId".into(), Value::String(self.message_id.clone()));
+        obj.insert("type".into(), Value::String(self.kind.as_str().into()));
+        obj.insert("timestamp".into(), Value::String(format_timestamp(self.timestamp)));
+        obj.insert("receivedAt".into(), Value::String(format_timestamp(self.received_at)));
+        obj.insert("channel".into(), Value::String(self.channel.as_str().into()));
+        obj.remove("writeKey");
+        Value::Object(obj)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineStatus {
+    Pending,
+    Replayed,
+    Discarded,
+}
+
+impl QuarantineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineStatus::Pending => "pending",
+            QuarantineStatus::Replayed => "replayed",
+            QuarantineStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => QuarantineStatus::Pending,
+            "replayed" => QuarantineStatus::Replayed,
+            "discarded" => QuarantineStatus::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub workspace_id: String,
+    pub source_id: String,
+    pub received_at: Millis,
+    pub code: String,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub body: String,
+    pub status: QuarantineStatus,
+    pub resolved_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdentifierRow {
+    pub identifier: Identifier,
+    pub profile_id: String,
+    /// The event that linked it.
+    pub linked_by: String,
+    pub linked_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeStatus {
+    Active,
+    Undone,
+    /// A re-derivation (late event, undo of another merge) no longer produced it.
+    Superseded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeRow {
+    pub id: i64,
+    pub workspace_id: String,
+    #[serde(flatten)]
+    pub merge: MergeRecord,
+    pub status: MergeStatus,
+    pub created_at: Millis,
+    pub undone_at: Option<Millis>,
+}
