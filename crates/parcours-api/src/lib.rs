@@ -1,1 +1,84 @@
-//! placeholder
+//! HTTP interfaces of Parcours: the Segment-compatible tracking API (`/v1/*`), the admin API
+//! (`/api/v1/*`, bearer tokens, OpenAPI at `/api/openapi.json`), health and metrics.
+//!
+//! Handlers validate at the edge and hand work to `parcours-engine`; storage reads run on the
+//! blocking pool, never on the executor.
+
+mod admin;
+mod auth;
+mod error;
+pub mod openapi;
+mod tracking;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parcours_engine::Engine;
+
+pub use admin::{provision_workspace, Provisioned};
+pub use auth::{hash_secret, new_secret};
+pub use error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Tracking requests per second allowed per workspace; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { rate_limit_per_second: 0 }
+    }
+}
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: ApiConfig,
+    pub ready: AtomicBool,
+    auth: auth::AuthCache,
+    limiter: tracking::RateLimiter,
+    metrics: PrometheusHandle,
+}
+
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, config: ApiConfig) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            limiter: tracking::RateLimiter::new(config.rate_limit_per_second),
+            config,
+            ready: AtomicBool::new(true),
+            auth: auth::AuthCache::default(),
+            metrics: prometheus(),
+        })
+    }
+}
+
+/// Every route of a node.
+pub fn router(state: Arc<AppState>) -> Router {
+    let tracking = Router::new()
+        .route("/v1/batch", post(tracking::batch))
+        .route("/v1/import", post(tracking::batch))
+        .route("/v1/{kind}", post(tracking::single));
+    let admin = admin::routes();
+    Router::new()
+        .merge(tracking)
+        .nest("/api/v1", admin)
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(admin::metrics))
+        .fallback(error::not_found)
+        .with_state(state)
+}

@@ -1,1 +1,203 @@
-fn main() {}
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use parcours_cli::bench::{self, IngestBench};
+use parcours_cli::commands;
+use parcours_cli::config::{Config, HttpOverrides, Overrides};
+
+/// Parcours: one customer, every channel.
+#[derive(Parser)]
+#[command(name = "parcours", version, about)]
+struct Cli {
+    /// Configuration file (default: ./parcours.toml if present).
+    #[arg(long, global = true, env = "PARCOURS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (tracking API, admin API) on the embedded store.
+    Serve {
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run the server with a demo brand's data sent through the real tracking API.
+    Demo {
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long, default_value_t = 3000)]
+        customers: usize,
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Keep an existing demo store instead of starting fresh.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Import NDJSON Segment events or a CSV of profile traits (idempotent).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        write_key: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only append to the event log; let a running server unify.
+        #[arg(long)]
+        no_unify: bool,
+    },
+    /// Export profiles or events as NDJSON on stdout (or --output).
+    Export {
+        #[arg(value_parser = ["profiles", "events"])]
+        what: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Rebuild the identity graph and profiles from the event log (stop the server first).
+    Replay,
+    /// Workspaces.
+    Workspace {
+        #[command(subcommand)]
+        action: WorkspaceAction,
+    },
+    /// Sources and their write keys.
+    Source {
+        #[command(subcommand)]
+        action: SourceAction,
+    },
+    /// Admin tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceAction {
+    Create { name: String },
+    List,
+}
+
+#[derive(Subcommand)]
+enum SourceAction {
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Ingest over HTTP and unify, against the raw SQLite insert rate of the same rows.
+    Ingest {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+        #[arg(long, default_value = "full")]
+        durability: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let (host, port) = match &cli.command {
+        Command::Serve { host, port } => (host.clone(), *port),
+        Command::Demo { port, .. } => (None, *port),
+        _ => (None, None),
+    };
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        http: (host.is_some() || port.is_some()).then_some(HttpOverrides { host, port }),
+    };
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(run(cli.command, config));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARCOURS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => commands::serve(config).await,
+        Command::Demo { customers, days, keep, .. } => commands::demo(config, customers, days, keep).await,
+        Command::Import { file, write_key, workspace, no_unify } => {
+            tokio::task::block_in_place(|| commands::import(&config, &file, write_key.as_deref(), workspace.as_deref(), !no_unify))?;
+            Ok(())
+        }
+        Command::Export { what, workspace, output } => tokio::task::block_in_place(|| {
+            let mut out: Box<dyn std::io::Write> = match output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            commands::export(&config, &what, workspace.as_deref(), &mut out).map(|_| ())
+        }),
+        Command::Replay => tokio::task::block_in_place(|| commands::replay(&config)),
+        Command::Workspace { action: WorkspaceAction::Create { name } } => commands::create_workspace(&config, &name),
+        Command::Workspace { action: WorkspaceAction::List } => commands::list_workspaces(&config),
+        Command::Source { action: SourceAction::Create { workspace, name, channel } } => {
+            commands::create_source(&config, &workspace, &name, channel.as_deref())
+        }
+        Command::Token { action: TokenAction::Create { workspace, name, role } } => {
+            commands::create_token(&config, &workspace, &name, &role)
+        }
+        Command::Bench { which: BenchKind::Ingest { events, batch, concurrency, customers, durability } } => {
+            bench::ingest(IngestBench { events, batch, concurrency, customers, durability }).await
+        }
+    }
+}

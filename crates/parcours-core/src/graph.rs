@@ -156,6 +156,11 @@ impl Graph {
         id
     }
 
+    /// The event → profile assignments made since the last [`Graph::take_changes`].
+    pub fn pending_assignments(&self) -> Vec<(i64, String)> {
+        self.changes.assignments.clone()
+    }
+
     pub fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)
     }

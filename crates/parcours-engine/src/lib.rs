@@ -1,1 +1,154 @@
-//! placeholder
+//! Runtime loops of Parcours: the group-commit ingest writer and the unify processor that
+//! turns the event log into the identity graph and profiles.
+//!
+//! Storage is reached only through the `parcours-store` ports; domain decisions are made by
+//! `parcours-core`. Both loops run on their own threads because the ports are synchronous.
+
+mod ingest;
+mod unify;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parcours_core::time::{Clock, Millis};
+use parcours_store::{AppendOutcome, IngestBatch, Store, StoreError};
+
+pub use unify::{process_events, replay, step as unify_step, undo_merge, UndoOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("parcours is shutting down")]
+    ShuttingDown,
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// A `messageId` seen within this window is a duplicate.
+    pub dedup_window: Duration,
+    /// Events per unify transaction.
+    pub unify_batch: usize,
+    /// Run the unify processor (a node can be ingest-only, e.g. in `bench ingest --no-unify`).
+    pub unify: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { dedup_window: Duration::from_secs(30 * 86_400), unify_batch: 2_000, unify: true }
+    }
+}
+
+/// Wakes the unify processor when new events are committed.
+#[derive(Default)]
+pub(crate) struct Wake {
+    pending: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wake {
+    pub(crate) fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |pending| !*pending)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard = false;
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ingest: Mutex<Option<ingest::IngestSender>>,
+    stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Arc<Self> {
+        let wake = Arc::new(Wake::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sender, writer) = ingest::start(store.clone(), clock.clone(), config.dedup_window, wake.clone());
+        let mut threads = vec![writer];
+        if config.unify {
+            threads.push(unify::start(store.clone(), clock.clone(), config.unify_batch, wake.clone(), stop.clone()));
+        }
+        Arc::new(Self {
+            store,
+            clock,
+            ingest: Mutex::new(Some(sender)),
+            stop,
+            wake,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Appends a batch to the event log; returns once it is committed (group commit).
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<AppendOutcome, EngineError> {
+        let sender = self.ingest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sender.ok_or(EngineError::ShuttingDown)?.submit(batch).await
+    }
+
+    /// How many committed events the unify processor has not applied yet.
+    pub fn unify_lag(&self) -> Result<i64, EngineError> {
+        Ok(self.store.last_seq()? - self.store.processed_seq()?)
+    }
+
+    /// Waits until every event committed so far has been unified (tests, demo, benchmarks).
+    pub async fn wait_unified(&self, timeout: Duration) -> Result<bool, EngineError> {
+        let target = self.store.last_seq()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.store.processed_seq()? < target {
+            if tokio::time::Instant::now() > deadline {
+                return Ok(false);
+            }
+            self.wake.notify();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(true)
+    }
+
+    /// Stops accepting events, commits what was accepted, and stops the loops.
+    pub fn shutdown(&self) {
+        self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify();
+        let threads: Vec<_> = self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -118,3 +118,45 @@ mod conformance {
 
     parcours_store::conformance_suite!(temp_store);
 }
+
+/// The baseline of the ingest benchmark: plain multi-row `INSERT`s of the same rows into a
+/// table like `events`, in transactions of `batch` rows, with the given durability. Returns
+/// the elapsed time.
+pub fn raw_insert_baseline(
+    path: &Path,
+    durability: Durability,
+    rows: &[parcours_core::spec::AcceptedEvent],
+    batch: usize,
+) -> Result<std::time::Duration> {
+    let store = SqliteStore::open(path, durability)?;
+    let mut conn = store.writer();
+    let started = std::time::Instant::now();
+    for chunk in rows.chunks(batch.max(1)) {
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
+                                         timestamp, received_at, channel, body)
+                     VALUES ('ws', 'src', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(backend)?;
+            for e in chunk {
+                st.execute(rusqlite::params![
+                    e.message_id,
+                    e.kind.as_str(),
+                    e.event,
+                    e.user_id,
+                    e.anonymous_id,
+                    e.timestamp,
+                    e.received_at,
+                    e.channel.as_str(),
+                    e.body
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+    }
+    Ok(started.elapsed())
+}

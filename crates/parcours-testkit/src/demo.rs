@@ -32,7 +32,10 @@ pub struct DemoSource {
 /// The brand's sources: "Web shop" (web), "iOS app" (ios), "Android app" (android), "Stores POS"
 /// (store), "Email" (email), "SMS" (sms), "Call centre" (call_centre), "Chatbot" (chatbot).
 pub fn demo_sources() -> Vec<DemoSource> {
-    SOURCES.iter().map(|&(name, channel)| DemoSource { name, channel }).collect()
+    SOURCES
+        .iter()
+        .map(|&(name, channel)| DemoSource { name, channel })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +62,7 @@ pub fn generate(cfg: &DemoConfig) -> Vec<DemoEvent> {
     for customer in &plan_customers(cfg) {
         live(cfg.seed, customer, &calendar, &mut out);
     }
-    for visitor in 0..cfg.customers / 3 {
+    for visitor in 0..cfg.customers / 5 {
         browse_anonymously(cfg.seed, visitor, window, &mut out);
     }
     walk_in_sales(cfg, window, &mut out);
@@ -103,13 +106,19 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
             c.loyalty_card.as_deref().unwrap_or("-")
         ));
     }
-    if let Some(c) = customers.iter().find(|c| c.email_as_typed != c.email && c.browsers > 0) {
+    if let Some(c) = customers
+        .iter()
+        .find(|c| c.email_as_typed != c.email && c.browsers > 0)
+    {
         lines.push(format!(
             "Same person, typed differently: {} signs in as {:?} but the email platform knows {:?}.",
             c.user_id, c.email_as_typed, c.email
         ));
     }
-    let web_phone = customers.iter().filter(|c| c.browsers > 0 && c.types_phone_nationally).find_map(|c| Some((c, c.phone?)));
+    let web_phone = customers
+        .iter()
+        .filter(|c| c.browsers > 0 && c.types_phone_nationally)
+        .find_map(|c| Some((c, c.phone?)));
     if let Some((c, phone)) = web_phone {
         lines.push(format!(
             "Phone formats: {} gives {:?} on the web; SMS and caller id say {:?}.",
@@ -120,7 +129,12 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
     }
 
     let tablet_users: Vec<usize> = (0..STORES.len())
-        .map(|store| customers.iter().filter(|c| c.store == store && !c.tablet_visits.is_empty()).count())
+        .map(|store| {
+            customers
+                .iter()
+                .filter(|c| c.store == store && !c.tablet_visits.is_empty())
+                .count()
+        })
         .collect();
     lines.push(format!(
         "Identity trap: each store has one shared iPad (anonymousId tablet-store_N, device id \
@@ -131,8 +145,10 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
         tablet_users.iter().sum::<usize>()
     ));
 
-    let carts: Vec<(&Customer, &CartCompletedInStore)> =
-        customers.iter().filter_map(|c| Some((c, c.cart_completed_in_store.as_ref()?))).collect();
+    let carts: Vec<(&Customer, &CartCompletedInStore)> = customers
+        .iter()
+        .filter_map(|c| Some((c, c.cart_completed_in_store.as_ref()?)))
+        .collect();
     if let Some((c, cart)) = carts.first() {
         lines.push(format!(
             "Abandoned online, bought in store: {} customers; e.g. {} ({}) left \"{}\" in the web cart on {} \
@@ -147,7 +163,10 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
         ));
     }
 
-    let vips: Vec<&Customer> = customers.iter().filter(|c| c.persona == Persona::Vip).collect();
+    let vips: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| c.persona == Persona::Vip)
+        .collect();
     if let Some(c) = vips.first() {
         lines.push(format!(
             "VIPs: {} customers with frequent, large orders online and in store; e.g. {} ({}).",
@@ -156,7 +175,10 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
             c.email
         ));
     }
-    let lapsed: Vec<&Customer> = customers.iter().filter(|c| c.persona == Persona::Lapsed).collect();
+    let lapsed: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| c.persona == Persona::Lapsed)
+        .collect();
     if let (Some(c), Some(latest)) = (lapsed.first(), lapsed.iter().map(|c| c.active_until).max()) {
         lines.push(format!(
             "Lapsed: {} customers active early, none seen after {}; e.g. {} (last seen {}).",
@@ -166,7 +188,10 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
             day_of(c.active_until)
         ));
     }
-    let store_only: Vec<&Customer> = customers.iter().filter(|c| c.persona == Persona::StoreOnly).collect();
+    let store_only: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| c.persona == Persona::StoreOnly)
+        .collect();
     if let Some(c) = store_only.first() {
         lines.push(format!(
             "Store-only: {} loyalty-card shoppers who never use the web shop or the apps; e.g. {} with card {}.",
@@ -175,7 +200,10 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
             c.loyalty_card.as_deref().unwrap_or("-")
         ));
     }
-    let withdrawals: Vec<&Customer> = customers.iter().filter(|c| c.marketing_withdrawn_at.is_some()).collect();
+    let withdrawals: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| c.marketing_withdrawn_at.is_some())
+        .collect();
     if let Some(c) = withdrawals.first() {
         lines.push(format!(
             "Consent: {} customers withdraw marketing consent during the period and get no email or SMS \
@@ -235,7 +263,13 @@ const STORES: [Store; 5] = [
     Store {
         id: "store_1",
         name: "Paris Rivoli",
-        cities: &["Paris", "Boulogne-Billancourt", "Montreuil", "Versailles", "Saint-Denis"],
+        cities: &[
+            "Paris",
+            "Boulogne-Billancourt",
+            "Montreuil",
+            "Versailles",
+            "Saint-Denis",
+        ],
         share: 35,
         tablet: "tablet-store_1",
         tablet_device: "tablet-device-store_1",
@@ -281,15 +315,56 @@ struct Category {
 }
 
 const CLOTHING_SIZES: &[&str] = &["XS", "S", "M", "L", "XL"];
-const DRESSES: Category = Category { name: "Dresses", slug: "dresses", sizes: CLOTHING_SIZES };
-const TOPS: Category = Category { name: "Tops", slug: "tops", sizes: CLOTHING_SIZES };
-const JEANS: Category = Category { name: "Jeans", slug: "jeans", sizes: &["34", "36", "38", "40", "42", "44"] };
-const KNITWEAR: Category = Category { name: "Knitwear", slug: "knitwear", sizes: CLOTHING_SIZES };
-const COATS: Category = Category { name: "Coats & jackets", slug: "coats-jackets", sizes: CLOTHING_SIZES };
-const SHOES: Category = Category { name: "Shoes", slug: "shoes", sizes: &["36", "37", "38", "39", "40", "41"] };
-const BAGS: Category = Category { name: "Bags", slug: "bags", sizes: &["OS"] };
-const ACCESSORIES: Category = Category { name: "Accessories", slug: "accessories", sizes: &["OS"] };
-const CATEGORIES: [&Category; 8] = [&DRESSES, &TOPS, &JEANS, &KNITWEAR, &COATS, &SHOES, &BAGS, &ACCESSORIES];
+const DRESSES: Category = Category {
+    name: "Dresses",
+    slug: "dresses",
+    sizes: CLOTHING_SIZES,
+};
+const TOPS: Category = Category {
+    name: "Tops",
+    slug: "tops",
+    sizes: CLOTHING_SIZES,
+};
+const JEANS: Category = Category {
+    name: "Jeans",
+    slug: "jeans",
+    sizes: &["34", "36", "38", "40", "42", "44"],
+};
+const KNITWEAR: Category = Category {
+    name: "Knitwear",
+    slug: "knitwear",
+    sizes: CLOTHING_SIZES,
+};
+const COATS: Category = Category {
+    name: "Coats & jackets",
+    slug: "coats-jackets",
+    sizes: CLOTHING_SIZES,
+};
+const SHOES: Category = Category {
+    name: "Shoes",
+    slug: "shoes",
+    sizes: &["36", "37", "38", "39", "40", "41"],
+};
+const BAGS: Category = Category {
+    name: "Bags",
+    slug: "bags",
+    sizes: &["OS"],
+};
+const ACCESSORIES: Category = Category {
+    name: "Accessories",
+    slug: "accessories",
+    sizes: &["OS"],
+};
+const CATEGORIES: [&Category; 8] = [
+    &DRESSES,
+    &TOPS,
+    &JEANS,
+    &KNITWEAR,
+    &COATS,
+    &SHOES,
+    &BAGS,
+    &ACCESSORIES,
+];
 
 struct Product {
     id: &'static str,
@@ -308,49 +383,231 @@ impl Product {
 const PREMIUM_CENTS: i64 = 14_900;
 
 const CATALOG: &[Product] = &[
-    Product { id: "P1001", name: "Linen wrap dress", category: &DRESSES, price_cents: 8_900 },
-    Product { id: "P1002", name: "Floral midi dress", category: &DRESSES, price_cents: 7_900 },
-    Product { id: "P1003", name: "Black slip dress", category: &DRESSES, price_cents: 6_900 },
-    Product { id: "P1004", name: "Poplin shirt dress", category: &DRESSES, price_cents: 7_500 },
-    Product { id: "P2001", name: "Striped Breton top", category: &TOPS, price_cents: 3_500 },
-    Product { id: "P2002", name: "Silk blouse", category: &TOPS, price_cents: 8_900 },
-    Product { id: "P2003", name: "Organic cotton T-shirt", category: &TOPS, price_cents: 2_500 },
-    Product { id: "P2004", name: "Linen shirt", category: &TOPS, price_cents: 5_900 },
-    Product { id: "P3001", name: "High-rise straight jeans", category: &JEANS, price_cents: 7_900 },
-    Product { id: "P3002", name: "Wide-leg jeans", category: &JEANS, price_cents: 8_500 },
-    Product { id: "P3003", name: "Slim black jeans", category: &JEANS, price_cents: 6_900 },
-    Product { id: "P4001", name: "Merino crew-neck jumper", category: &KNITWEAR, price_cents: 8_900 },
-    Product { id: "P4002", name: "Cashmere cardigan", category: &KNITWEAR, price_cents: 17_900 },
-    Product { id: "P4003", name: "Cable-knit jumper", category: &KNITWEAR, price_cents: 9_900 },
-    Product { id: "P5001", name: "Double-faced wool coat", category: &COATS, price_cents: 29_900 },
-    Product { id: "P5002", name: "Classic trench coat", category: &COATS, price_cents: 22_900 },
-    Product { id: "P5003", name: "Quilted jacket", category: &COATS, price_cents: 14_900 },
-    Product { id: "P5004", name: "Leather biker jacket", category: &COATS, price_cents: 34_900 },
-    Product { id: "P6001", name: "Leather ballet flats", category: &SHOES, price_cents: 9_900 },
-    Product { id: "P6002", name: "White leather trainers", category: &SHOES, price_cents: 8_900 },
-    Product { id: "P6003", name: "Suede ankle boots", category: &SHOES, price_cents: 15_900 },
-    Product { id: "P6004", name: "Canvas espadrilles", category: &SHOES, price_cents: 4_900 },
-    Product { id: "P7001", name: "Leather tote bag", category: &BAGS, price_cents: 19_900 },
-    Product { id: "P7002", name: "Crossbody bag", category: &BAGS, price_cents: 12_900 },
-    Product { id: "P7003", name: "Straw basket bag", category: &BAGS, price_cents: 5_900 },
-    Product { id: "P8001", name: "Printed silk scarf", category: &ACCESSORIES, price_cents: 4_900 },
-    Product { id: "P8002", name: "Leather belt", category: &ACCESSORIES, price_cents: 3_900 },
-    Product { id: "P8003", name: "Gold hoop earrings", category: &ACCESSORIES, price_cents: 2_900 },
-    Product { id: "P8004", name: "Wool beret", category: &ACCESSORIES, price_cents: 2_900 },
+    Product {
+        id: "P1001",
+        name: "Linen wrap dress",
+        category: &DRESSES,
+        price_cents: 8_900,
+    },
+    Product {
+        id: "P1002",
+        name: "Floral midi dress",
+        category: &DRESSES,
+        price_cents: 7_900,
+    },
+    Product {
+        id: "P1003",
+        name: "Black slip dress",
+        category: &DRESSES,
+        price_cents: 6_900,
+    },
+    Product {
+        id: "P1004",
+        name: "Poplin shirt dress",
+        category: &DRESSES,
+        price_cents: 7_500,
+    },
+    Product {
+        id: "P2001",
+        name: "Striped Breton top",
+        category: &TOPS,
+        price_cents: 3_500,
+    },
+    Product {
+        id: "P2002",
+        name: "Silk blouse",
+        category: &TOPS,
+        price_cents: 8_900,
+    },
+    Product {
+        id: "P2003",
+        name: "Organic cotton T-shirt",
+        category: &TOPS,
+        price_cents: 2_500,
+    },
+    Product {
+        id: "P2004",
+        name: "Linen shirt",
+        category: &TOPS,
+        price_cents: 5_900,
+    },
+    Product {
+        id: "P3001",
+        name: "High-rise straight jeans",
+        category: &JEANS,
+        price_cents: 7_900,
+    },
+    Product {
+        id: "P3002",
+        name: "Wide-leg jeans",
+        category: &JEANS,
+        price_cents: 8_500,
+    },
+    Product {
+        id: "P3003",
+        name: "Slim black jeans",
+        category: &JEANS,
+        price_cents: 6_900,
+    },
+    Product {
+        id: "P4001",
+        name: "Merino crew-neck jumper",
+        category: &KNITWEAR,
+        price_cents: 8_900,
+    },
+    Product {
+        id: "P4002",
+        name: "Cashmere cardigan",
+        category: &KNITWEAR,
+        price_cents: 17_900,
+    },
+    Product {
+        id: "P4003",
+        name: "Cable-knit jumper",
+        category: &KNITWEAR,
+        price_cents: 9_900,
+    },
+    Product {
+        id: "P5001",
+        name: "Double-faced wool coat",
+        category: &COATS,
+        price_cents: 29_900,
+    },
+    Product {
+        id: "P5002",
+        name: "Classic trench coat",
+        category: &COATS,
+        price_cents: 22_900,
+    },
+    Product {
+        id: "P5003",
+        name: "Quilted jacket",
+        category: &COATS,
+        price_cents: 14_900,
+    },
+    Product {
+        id: "P5004",
+        name: "Leather biker jacket",
+        category: &COATS,
+        price_cents: 34_900,
+    },
+    Product {
+        id: "P6001",
+        name: "Leather ballet flats",
+        category: &SHOES,
+        price_cents: 9_900,
+    },
+    Product {
+        id: "P6002",
+        name: "White leather trainers",
+        category: &SHOES,
+        price_cents: 8_900,
+    },
+    Product {
+        id: "P6003",
+        name: "Suede ankle boots",
+        category: &SHOES,
+        price_cents: 15_900,
+    },
+    Product {
+        id: "P6004",
+        name: "Canvas espadrilles",
+        category: &SHOES,
+        price_cents: 4_900,
+    },
+    Product {
+        id: "P7001",
+        name: "Leather tote bag",
+        category: &BAGS,
+        price_cents: 19_900,
+    },
+    Product {
+        id: "P7002",
+        name: "Crossbody bag",
+        category: &BAGS,
+        price_cents: 12_900,
+    },
+    Product {
+        id: "P7003",
+        name: "Straw basket bag",
+        category: &BAGS,
+        price_cents: 5_900,
+    },
+    Product {
+        id: "P8001",
+        name: "Printed silk scarf",
+        category: &ACCESSORIES,
+        price_cents: 4_900,
+    },
+    Product {
+        id: "P8002",
+        name: "Leather belt",
+        category: &ACCESSORIES,
+        price_cents: 3_900,
+    },
+    Product {
+        id: "P8003",
+        name: "Gold hoop earrings",
+        category: &ACCESSORIES,
+        price_cents: 2_900,
+    },
+    Product {
+        id: "P8004",
+        name: "Wool beret",
+        category: &ACCESSORIES,
+        price_cents: 2_900,
+    },
 ];
 
 const FIRST_NAMES: &[&str] = &[
-    "Camille", "Léa", "Manon", "Chloé", "Inès", "Emma", "Jade", "Louise", "Alice", "Lina", "Sarah", "Julie",
-    "Clara", "Zoé", "Anaïs", "Marie", "Pauline", "Hélène", "Sophie", "Nathalie", "Isabelle", "Céline",
-    "Mathilde", "Margaux", "Lucas", "Hugo", "Thomas", "Nicolas", "Julien", "Antoine", "Maxime", "Karim",
-    "Mehdi", "Yanis", "Paul", "Louis", "Gabriel", "Arthur", "Théo", "Romain",
+    "Camille", "Léa", "Manon", "Chloé", "Inès", "Emma", "Jade", "Louise", "Alice", "Lina", "Sarah",
+    "Julie", "Clara", "Zoé", "Anaïs", "Marie", "Pauline", "Hélène", "Sophie", "Nathalie",
+    "Isabelle", "Céline", "Mathilde", "Margaux", "Lucas", "Hugo", "Thomas", "Nicolas", "Julien",
+    "Antoine", "Maxime", "Karim", "Mehdi", "Yanis", "Paul", "Louis", "Gabriel", "Arthur", "Théo",
+    "Romain",
 ];
 
 const LAST_NAMES: &[&str] = &[
-    "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau",
-    "Simon", "Laurent", "Lefebvre", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent", "Fournier",
-    "Morel", "Girard", "André", "Lefèvre", "Mercier", "Dupont", "Lambert", "Bonnet", "François", "Martinez",
-    "Benali", "Nguyen", "Da Silva", "Lemaire", "Faure", "Rousseau", "Blanc", "Guérin", "Muller", "Henry",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefebvre",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+    "Fournier",
+    "Morel",
+    "Girard",
+    "André",
+    "Lefèvre",
+    "Mercier",
+    "Dupont",
+    "Lambert",
+    "Bonnet",
+    "François",
+    "Martinez",
+    "Benali",
+    "Nguyen",
+    "Da Silva",
+    "Lemaire",
+    "Faure",
+    "Rousseau",
+    "Blanc",
+    "Guérin",
+    "Muller",
+    "Henry",
 ];
 
 /// Look-alikes of French mail providers under the reserved `.example` top-level domain.
@@ -382,12 +639,28 @@ const NEWSLETTERS: &[(&str, &str)] = &[
     ("Last chance", "Last days of the summer sale"),
 ];
 
-const TEXT_MESSAGES: &[&str] = &["Flash sale", "Late-night shopping in store", "Loyalty points reminder"];
+const TEXT_MESSAGES: &[&str] = &[
+    "Flash sale",
+    "Late-night shopping in store",
+    "Loyalty points reminder",
+];
 
-const CALL_REASONS: &[&str] =
-    &["Order status", "Return request", "Size advice", "Loyalty points", "Store opening hours", "Damaged item"];
+const CALL_REASONS: &[&str] = &[
+    "Order status",
+    "Return request",
+    "Size advice",
+    "Loyalty points",
+    "Store opening hours",
+    "Damaged item",
+];
 
-const CHAT_TOPICS: &[&str] = &["Delivery times", "Returns", "Size guide", "Click & collect", "Gift cards"];
+const CHAT_TOPICS: &[&str] = &[
+    "Delivery times",
+    "Returns",
+    "Size guide",
+    "Click & collect",
+    "Gift cards",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -408,7 +681,10 @@ struct Window {
 
 impl Window {
     fn of(cfg: &DemoConfig) -> Self {
-        Window { start: cfg.end_ms - i64::from(cfg.days) * DAY, end: cfg.end_ms }
+        Window {
+            start: cfg.end_ms - i64::from(cfg.days) * DAY,
+            end: cfg.end_ms,
+        }
     }
 }
 
@@ -438,7 +714,8 @@ fn moment(rng: &mut StdRng, from: i64, until: i64, hours: Hours) -> i64 {
     let (first_day, last_day) = (from.div_euclid(DAY), until.div_euclid(DAY));
     for _ in 0..8 {
         let (open, close) = hours.range(rng);
-        let at = rng.random_range(first_day..=last_day) * DAY + rng.random_range(open * HOUR..close * HOUR);
+        let at = rng.random_range(first_day..=last_day) * DAY
+            + rng.random_range(open * HOUR..close * HOUR);
         if (from..=until).contains(&at) {
             return at;
         }
@@ -508,7 +785,14 @@ fn uuid(rng: &mut StdRng) -> String {
     let bits: u128 = rng.random();
     let bits = (bits & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
     let hex = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,14 +829,19 @@ struct Habits {
 impl Persona {
     fn habits(self) -> Habits {
         let (web, app, store, online_purchase) = match self {
-            Persona::Omnichannel => (0.045, 0.06, 0.03, 0.10),
-            Persona::WebShopper => (0.06, 0.03, 0.015, 0.10),
-            Persona::AppShopper => (0.015, 0.12, 0.02, 0.08),
+            Persona::Omnichannel => (0.02, 0.025, 0.03, 0.15),
+            Persona::WebShopper => (0.03, 0.012, 0.015, 0.15),
+            Persona::AppShopper => (0.006, 0.05, 0.02, 0.12),
             Persona::StoreOnly => (0.0, 0.0, 0.05, 0.0),
-            Persona::Vip => (0.08, 0.09, 0.08, 0.30),
-            Persona::Lapsed => (0.08, 0.08, 0.05, 0.10),
+            Persona::Vip => (0.04, 0.04, 0.08, 0.4),
+            Persona::Lapsed => (0.05, 0.05, 0.05, 0.15),
         };
-        Habits { web, app, store, online_purchase }
+        Habits {
+            web,
+            app,
+            store,
+            online_purchase,
+        }
     }
 }
 
@@ -597,7 +886,11 @@ struct Consent {
 
 impl Consent {
     fn choose(rng: &mut StdRng) -> Self {
-        Consent { marketing: rng.random_bool(0.8), analytics: rng.random_bool(0.9), advertising: rng.random_bool(0.5) }
+        Consent {
+            marketing: rng.random_bool(0.8),
+            analytics: rng.random_bool(0.9),
+            advertising: rng.random_bool(0.5),
+        }
     }
 
     fn context(self) -> Value {
@@ -619,7 +912,11 @@ struct LineItem {
 impl LineItem {
     fn of(rng: &mut StdRng, product: &'static Product) -> Self {
         let quantity = if rng.random_bool(0.1) { 2 } else { 1 };
-        LineItem { product, size: pick(rng, product.category.sizes), quantity }
+        LineItem {
+            product,
+            size: pick(rng, product.category.sizes),
+            quantity,
+        }
     }
 
     fn properties(&self) -> Value {
@@ -696,7 +993,13 @@ struct Customer {
 
 impl Customer {
     fn phone_as_typed(&self) -> Option<String> {
-        self.phone.map(|p| if self.types_phone_nationally { p.national() } else { p.e164() })
+        self.phone.map(|p| {
+            if self.types_phone_nationally {
+                p.national()
+            } else {
+                p.e164()
+            }
+        })
     }
 
     fn premium_buyer(&self) -> bool {
@@ -735,7 +1038,9 @@ impl Customer {
 
 fn plan_customers(cfg: &DemoConfig) -> Vec<Customer> {
     let window = Window::of(cfg);
-    (0..cfg.customers).map(|number| plan_customer(cfg.seed, number, window)).collect()
+    (0..cfg.customers)
+        .map(|number| plan_customer(cfg.seed, number, window))
+        .collect()
 }
 
 fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
@@ -743,7 +1048,11 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
     let persona = pick_weighted(rng, &PERSONAS);
     let first_name = pick(rng, FIRST_NAMES);
     let last_name = pick(rng, LAST_NAMES);
-    let store_shares: Vec<(usize, u32)> = STORES.iter().enumerate().map(|(i, s)| (i, s.share)).collect();
+    let store_shares: Vec<(usize, u32)> = STORES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.share))
+        .collect();
     let store = pick_weighted(rng, &store_shares);
     let city = pick(rng, STORES[store].cities);
     let email = email_address(rng, first_name, last_name, number);
@@ -751,25 +1060,42 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
     // The fiction block holds 10,000 numbers; later customers go without a phone rather than
     // share one, which would rightly merge them. Multiplying by a number prime to 10,000 keeps
     // lines unique while hiding the customer number.
-    let phone = (number < 10_000 && rng.random_bool(0.7)).then(|| Phone { line: (number as u32 * 7_919) % 10_000 });
+    let phone = (number < 10_000 && rng.random_bool(0.7)).then(|| Phone {
+        line: (number as u32 * 7_919) % 10_000,
+    });
 
     let (web_share, app_share, store_share) = match persona {
-        Persona::Omnichannel | Persona::Vip => (1.0, if persona == Persona::Vip { 0.6 } else { 1.0 }, 1.0),
+        Persona::Omnichannel | Persona::Vip => {
+            (1.0, if persona == Persona::Vip { 0.6 } else { 1.0 }, 1.0)
+        }
         Persona::WebShopper => (1.0, 0.1, 0.25),
         Persona::AppShopper => (0.4, 1.0, 0.3),
         Persona::StoreOnly => (0.0, 0.0, 1.0),
         Persona::Lapsed => (0.8, 0.3, 0.5),
     };
-    let mut browsers = if rng.random_bool(web_share) { 1 + usize::from(rng.random_bool(0.4)) } else { 0 };
-    let app = rng
-        .random_bool(app_share)
-        .then(|| if rng.random_bool(0.55) { Platform::Ios } else { Platform::Android });
+    let mut browsers = if rng.random_bool(web_share) {
+        1 + usize::from(rng.random_bool(0.4))
+    } else {
+        0
+    };
+    let app = rng.random_bool(app_share).then(|| {
+        if rng.random_bool(0.55) {
+            Platform::Ios
+        } else {
+            Platform::Android
+        }
+    });
     let in_store = rng.random_bool(store_share);
     if browsers == 0 && app.is_none() && !in_store {
         browsers = 1;
     }
     // Multiplying by a number prime to 10^8 keeps card numbers unique and unordered.
-    let loyalty_card = in_store.then(|| format!("LC-{:08}", (number as u64 * 7_654_321 + 10_000_019) % 100_000_000));
+    let loyalty_card = in_store.then(|| {
+        format!(
+            "LC-{:08}",
+            (number as u64 * 7_654_321 + 10_000_019) % 100_000_000
+        )
+    });
 
     let (active_from, active_until) = if persona == Persona::Lapsed {
         let silent_from = window.end - LAPSED_SILENCE;
@@ -782,7 +1108,10 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
         (window.start, until)
     } else if rng.random_bool(0.15) {
         // A new customer, first seen during the period.
-        (rng.random_range(window.start..=window.start + (window.end - window.start) * 2 / 3), window.end)
+        (
+            rng.random_range(window.start..=window.start + (window.end - window.start) * 2 / 3),
+            window.end,
+        )
     } else {
         (window.start, window.end)
     };
@@ -790,7 +1119,9 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
 
     let tablet_visits = if in_store && persona != Persona::StoreOnly && rng.random_bool(0.2) {
         let visits = rng.random_range(1..=3);
-        (0..visits).map(|_| moment(rng, active_from, active_until, Hours::StoreOpening)).collect()
+        (0..visits)
+            .map(|_| moment(rng, active_from, active_until, Hours::StoreOpening))
+            .collect()
     } else {
         Vec::new()
     };
@@ -800,18 +1131,37 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
         Persona::Vip => 0.4,
         _ => 0.1,
     };
-    let cart_completed_in_store = (browsers > 0 && in_store && span >= 8 * DAY && rng.random_bool(cart_chance))
-        .then(|| {
+    let cart_completed_in_store =
+        (browsers > 0 && in_store && span >= 8 * DAY && rng.random_bool(cart_chance)).then(|| {
             let product = pick_product(rng, None, persona == Persona::Vip);
             let item = LineItem::of(rng, product);
             let left_online_at = moment(rng, active_from, active_until - 7 * DAY, Hours::Online);
-            let bought_at = moment(rng, left_online_at + DAY, left_online_at + 6 * DAY, Hours::StoreOpening);
-            CartCompletedInStore { item, left_online_at, bought_at }
+            let bought_at = moment(
+                rng,
+                left_online_at + DAY,
+                left_online_at + 6 * DAY,
+                Hours::StoreOpening,
+            );
+            CartCompletedInStore {
+                item,
+                left_online_at,
+                bought_at,
+            }
         });
 
     let consent = Consent::choose(rng);
-    let marketing_withdrawn_at = (consent.marketing && (browsers > 0 || app.is_some()) && span > 4 * DAY && rng.random_bool(0.08))
-        .then(|| moment(rng, active_from + span / 4, active_until - HOUR, Hours::Online));
+    let marketing_withdrawn_at = (consent.marketing
+        && (browsers > 0 || app.is_some())
+        && span > 4 * DAY
+        && rng.random_bool(0.08))
+    .then(|| {
+        moment(
+            rng,
+            active_from + span / 4,
+            active_until - HOUR,
+            Hours::Online,
+        )
+    });
 
     Customer {
         number,
@@ -831,7 +1181,11 @@ fn plan_customer(seed: u64, number: usize, window: Window) -> Customer {
         app,
         favourite: pick(rng, &CATEGORIES),
         activity: rng.random_range(0.5..1.5),
-        email_engagement: if persona == Persona::Vip { rng.random_range(0.3..0.8) } else { rng.random_range(0.05..0.6) },
+        email_engagement: if persona == Persona::Vip {
+            rng.random_range(0.3..0.8)
+        } else {
+            rng.random_range(0.05..0.6)
+        },
         consent,
         active_from,
         active_until,
@@ -883,9 +1237,13 @@ fn capitalised(email: &str) -> String {
     email
         .chars()
         .map(|c| {
-            let c2 = if upper_next { c.to_ascii_uppercase() } else { c };
+            let typed = if upper_next {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            };
             upper_next = matches!(c, '.' | '@');
-            c2
+            typed
         })
         .collect()
 }
@@ -910,24 +1268,41 @@ impl Calendar {
     fn of(window: Window) -> Self {
         let first_day = window.start.div_euclid(DAY) * DAY;
         let sends = |first: i64, every: i64| {
-            (0_i64..).map(move |n| first + n * every).take_while(move |&at| at <= window.end).filter(move |&at| at >= window.start)
+            (0_i64..)
+                .map(move |n| first + n * every)
+                .take_while(move |&at| at <= window.end)
+                .filter(move |&at| at >= window.start)
         };
         let newsletters = sends(first_day + DAY + 8 * HOUR, 7 * DAY)
             .enumerate()
             .map(|(n, sent_at)| {
                 let (name, subject) = NEWSLETTERS[n % NEWSLETTERS.len()];
-                let week = DateTime::<Utc>::from_timestamp_millis(sent_at).map(|d| d.format("%G-w%V").to_string());
-                Campaign { id: format!("nl-{}", week.unwrap_or_default()), name, subject, sent_at }
+                let week = DateTime::<Utc>::from_timestamp_millis(sent_at)
+                    .map(|d| d.format("%G-w%V").to_string());
+                Campaign {
+                    id: format!("nl-{}", week.unwrap_or_default()),
+                    name,
+                    subject,
+                    sent_at,
+                }
             })
             .collect();
         let text_messages = sends(first_day + 3 * DAY + 16 * HOUR, 14 * DAY)
             .enumerate()
             .map(|(n, sent_at)| {
                 let name = TEXT_MESSAGES[n % TEXT_MESSAGES.len()];
-                Campaign { id: format!("sms-{}", day_of(sent_at)), name, subject: name, sent_at }
+                Campaign {
+                    id: format!("sms-{}", day_of(sent_at)),
+                    name,
+                    subject: name,
+                    sent_at,
+                }
             })
             .collect();
-        Calendar { newsletters, text_messages }
+        Calendar {
+            newsletters,
+            text_messages,
+        }
     }
 }
 
@@ -995,7 +1370,10 @@ impl Output {
                 // Derived from the seed alone, so sending the same demo twice is deduplicated
                 // rather than doubled.
                 pending.event["messageId"] = format!("demo-{seed}-{}", n + 1).into();
-                DemoEvent { source: pending.source, event: pending.event }
+                DemoEvent {
+                    source: pending.source,
+                    event: pending.event,
+                }
             })
             .collect()
     }
@@ -1017,11 +1395,17 @@ struct Who<'a> {
 
 impl<'a> Who<'a> {
     fn user(user_id: &'a str) -> Self {
-        Who { user_id: Some(user_id), anonymous_id: None }
+        Who {
+            user_id: Some(user_id),
+            anonymous_id: None,
+        }
     }
 
     fn anonymous(anonymous_id: &'a str) -> Self {
-        Who { user_id: None, anonymous_id: Some(anonymous_id) }
+        Who {
+            user_id: None,
+            anonymous_id: Some(anonymous_id),
+        }
     }
 
     fn event(self, kind: &str, context: Value) -> Map<String, Value> {
@@ -1059,7 +1443,10 @@ impl<'a> Who<'a> {
 }
 
 fn order_properties(order_id: &str, items: &[LineItem], shipping_cents: i64) -> Value {
-    let subtotal: i64 = items.iter().map(|i| i.product.price_cents * i.quantity).sum();
+    let subtotal: i64 = items
+        .iter()
+        .map(|i| i.product.price_cents * i.quantity)
+        .sum();
     // French prices include 20% VAT; Segment's revenue excludes tax and shipping.
     let tax = subtotal - subtotal * 100 / 120;
     json!({
@@ -1086,7 +1473,12 @@ struct Browser {
 
 impl Browser {
     fn new(rng: &mut StdRng) -> Self {
-        Browser { anonymous_id: uuid(rng), user_agent: pick(rng, USER_AGENTS), identified: false, consent: None }
+        Browser {
+            anonymous_id: uuid(rng),
+            user_agent: pick(rng, USER_AGENTS),
+            identified: false,
+            consent: None,
+        }
     }
 }
 
@@ -1097,7 +1489,6 @@ struct AppInstall {
     model: &'static str,
     installed: bool,
     identified: bool,
-    consent: Option<Consent>,
 }
 
 impl AppInstall {
@@ -1113,28 +1504,31 @@ impl AppInstall {
             model,
             installed: false,
             identified: false,
-            consent: None,
         }
     }
 
     fn context(&self) -> Value {
         let (library, os, os_version, manufacturer) = match self.platform {
             Platform::Ios => ("analytics-ios", "iOS", "17.5", "Apple"),
-            Platform::Android => ("analytics-kotlin", "Android", "14", android_maker(self.model)),
+            Platform::Android => (
+                "analytics-kotlin",
+                "Android",
+                "14",
+                android_maker(self.model),
+            ),
         };
-        let device_type = if self.platform == Platform::Ios { "ios" } else { "android" };
-        let mut context = json!({
+        let device_type = if self.platform == Platform::Ios {
+            "ios"
+        } else {
+            "android"
+        };
+        json!({
             "library": {"name": library, "version": "1.16.0"},
-            "app": {"name": BRAND, "version": "5.2.0", "build": "520"},
             "os": {"name": os, "version": os_version},
             "device": {"id": self.device_id, "type": device_type, "manufacturer": manufacturer, "model": self.model},
             "locale": "fr-FR",
             "timezone": "Europe/Paris",
-        });
-        if let Some(consent) = self.consent {
-            context["consent"] = consent.context();
-        }
-        context
+        })
     }
 }
 
@@ -1149,7 +1543,6 @@ fn android_maker(model: &str) -> &'static str {
 fn tablet_context(store: &Store) -> Value {
     json!({
         "library": {"name": "analytics-ios", "version": "1.16.0"},
-        "app": {"name": BRAND, "version": "5.2.0", "build": "520"},
         "os": {"name": "iOS", "version": "17.5"},
         "device": {
             "id": store.tablet_device,
@@ -1275,7 +1668,9 @@ impl<'s> Session<'s> {
     /// The first event of a visit happens when the visit starts; each later one a little after.
     fn step(&mut self, min_seconds: i64, max_seconds: i64) {
         if self.started {
-            self.at += self.rng.random_range(min_seconds * SECOND..max_seconds * SECOND);
+            self.at += self
+                .rng
+                .random_range(min_seconds * SECOND..max_seconds * SECOND);
         }
         self.started = true;
     }
@@ -1294,8 +1689,14 @@ impl<'s> Session<'s> {
             Surface::App(app) => app.anonymous_id.as_str(),
             Surface::Tablet(store) => store.tablet,
         };
-        let user_id = self.customer.filter(|_| self.identified()).map(|c| c.user_id.as_str());
-        Who { user_id, anonymous_id: Some(anonymous_id) }
+        let user_id = self
+            .customer
+            .filter(|_| self.identified())
+            .map(|c| c.user_id.as_str());
+        Who {
+            user_id,
+            anonymous_id: Some(anonymous_id),
+        }
     }
 
     fn source(&self) -> &'static str {
@@ -1312,7 +1713,10 @@ impl<'s> Session<'s> {
 
     fn search(&self) -> String {
         match (self.place, self.campaign) {
-            (Place::Landing, Some(c)) => format!("?utm_source=newsletter&utm_medium=email&utm_campaign={}", c.id),
+            (Place::Landing, Some(c)) => format!(
+                "?utm_source=newsletter&utm_medium=email&utm_campaign={}",
+                c.id
+            ),
             (Place::Search(c), _) => format!("?q={}", c.slug),
             _ => String::new(),
         }
@@ -1341,7 +1745,8 @@ impl<'s> Session<'s> {
                     context["consent"] = consent.context();
                 }
                 if let (Place::Landing, Some(c)) = (self.place, self.campaign) {
-                    context["campaign"] = json!({"name": c.id, "source": "newsletter", "medium": "email"});
+                    context["campaign"] =
+                        json!({"name": c.id, "source": "newsletter", "medium": "email"});
                 }
                 context
             }
@@ -1364,21 +1769,26 @@ impl<'s> Session<'s> {
         self.step(5, 90);
         self.place = place;
         let event = match &self.surface {
-            Surface::Web(_) => self.who().named("page", place.name(), self.page(), self.context()),
+            Surface::Web(_) => self
+                .who()
+                .named("page", place.name(), self.page(), self.context()),
             Surface::App(_) | Surface::Tablet(_) => {
                 let properties = match place {
                     Place::Product(p) => json!({"product_id": p.id, "name": p.name}),
                     Place::Category(c) => json!({"category": c.name}),
                     _ => json!({}),
                 };
-                self.who().named("screen", place.name(), properties, self.context())
+                self.who()
+                    .named("screen", place.name(), properties, self.context())
             }
         };
         self.out.push(self.at, self.source(), event);
     }
 
     fn log_in(&mut self) {
-        let Some(customer) = self.customer else { return };
+        let Some(customer) = self.customer else {
+            return;
+        };
         match &mut self.surface {
             Surface::Web(browser) => browser.identified = true,
             Surface::App(app) => app.identified = true,
@@ -1394,18 +1804,30 @@ impl<'s> Session<'s> {
         self.out.push(self.at, self.source(), event);
     }
 
+    /// The web shop's consent tool then adds the choice to every event of the browser; the apps
+    /// only record the change itself.
     fn answer_consent(&mut self, collected_via: &str) {
         let choice = self.consent_choice;
-        match &mut self.surface {
-            Surface::Web(browser) => browser.consent = Some(choice),
-            Surface::App(app) => app.consent = Some(choice),
-            Surface::Tablet(_) => return,
+        if let Surface::Web(browser) = &mut self.surface {
+            browser.consent = Some(choice);
         }
-        self.track("Consent Preference Updated", json!({"collected_via": collected_via}));
+        self.step(2, 40);
+        let mut context = self.context();
+        context["consent"] = choice.context();
+        let event = self.who().track(
+            "Consent Preference Updated",
+            json!({"collected_via": collected_via}),
+            context,
+        );
+        self.out.push(self.at, self.source(), event);
     }
 
     fn visit_web_shop(&mut self, intent: Intent) {
-        let landing = if self.campaign.is_some() { Place::Landing } else { Place::Home };
+        let landing = if self.campaign.is_some() {
+            Place::Landing
+        } else {
+            Place::Home
+        };
         if self.campaign.is_none() && self.rng.random_bool(0.5) {
             self.referrer = "https://www.google.com/".into();
         }
@@ -1422,10 +1844,16 @@ impl<'s> Session<'s> {
             _ => false,
         };
         if first_launch {
-            self.track("Application Installed", json!({"version": "5.2.0", "build": "520"}));
+            self.track(
+                "Application Installed",
+                json!({"version": "5.2.0", "build": "520"}),
+            );
             self.answer_consent("app_onboarding");
         }
-        self.track("Application Opened", json!({"from_background": false, "version": "5.2.0", "build": "520"}));
+        self.track(
+            "Application Opened",
+            json!({"from_background": false, "version": "5.2.0", "build": "520"}),
+        );
         self.show(Place::Home);
         if !self.identified() && self.rng.random_bool(0.4) {
             self.show(Place::Login);
@@ -1438,7 +1866,10 @@ impl<'s> Session<'s> {
         self.log_in();
         self.show(Place::StoreCatalog);
         let buys = self.rng.random_bool(0.15);
-        self.browse(Intent { buys, cart_to_leave: None });
+        self.browse(Intent {
+            buys,
+            cart_to_leave: None,
+        });
     }
 
     fn browse(&mut self, intent: Intent) {
@@ -1453,7 +1884,7 @@ impl<'s> Session<'s> {
             self.track("Products Searched", json!({"query": category.slug}));
         }
         self.show(Place::Category(category));
-        let views = self.rng.random_range(1..=4);
+        let views = self.rng.random_range(1..=3);
         let mut viewed = None;
         for n in 1..=views {
             let product = match intent.cart_to_leave {
@@ -1484,7 +1915,8 @@ impl<'s> Session<'s> {
             self.track("Product Added", item.properties());
         }
 
-        let wants_account = intent.buys || intent.cart_to_leave.is_some() || self.rng.random_bool(0.15);
+        let wants_account =
+            intent.buys || intent.cart_to_leave.is_some() || self.rng.random_bool(0.15);
         if self.customer.is_some() && !self.identified() && wants_account {
             self.show(Place::Login);
             self.log_in();
@@ -1497,11 +1929,17 @@ impl<'s> Session<'s> {
     fn check_out(&mut self, cart: &[LineItem]) {
         self.show(Place::Cart);
         let order_id = format!("MA-{:07}", next(&mut self.out.online_orders));
-        let subtotal: i64 = cart.iter().map(|i| i.product.price_cents * i.quantity).sum();
+        let subtotal: i64 = cart
+            .iter()
+            .map(|i| i.product.price_cents * i.quantity)
+            .sum();
         // Free delivery from 80 EUR, as most French fashion shops do.
         let shipping = if subtotal >= 8_000 { 0 } else { 490 };
         self.show(Place::Checkout);
-        self.track("Checkout Started", order_properties(&order_id, cart, shipping));
+        self.track(
+            "Checkout Started",
+            order_properties(&order_id, cart, shipping),
+        );
         self.step(30, 240);
         let mut order = order_properties(&order_id, cart, shipping);
         if let Surface::Tablet(store) = self.surface {
@@ -1586,8 +2024,12 @@ struct Life<'a> {
 
 fn live(seed: u64, customer: &Customer, calendar: &Calendar, out: &mut Output) {
     let mut rng = rng_for(seed, Stream::Lives, customer.number);
-    let browsers = (0..customer.browsers).map(|_| Browser::new(&mut rng)).collect();
-    let app = customer.app.map(|platform| AppInstall::new(&mut rng, platform));
+    let browsers = (0..customer.browsers)
+        .map(|_| Browser::new(&mut rng))
+        .collect();
+    let app = customer
+        .app
+        .map(|platform| AppInstall::new(&mut rng, platform));
     let mut life = Life {
         customer,
         calendar,
@@ -1617,8 +2059,15 @@ impl Life<'_> {
         if c.browsers > 0 {
             for _ in 0..occurrences(rng, habits.web * c.activity, span) {
                 // Most visits come from the main browser; the other one identifies separately.
-                let browser = if c.browsers > 1 && rng.random_bool(0.35) { 1 } else { 0 };
-                agenda.add(moment(rng, from, until, Hours::Online), Activity::WebVisit { browser });
+                let browser = if c.browsers > 1 && rng.random_bool(0.35) {
+                    1
+                } else {
+                    0
+                };
+                agenda.add(
+                    moment(rng, from, until, Hours::Online),
+                    Activity::WebVisit { browser },
+                );
             }
         }
         if c.app.is_some() {
@@ -1628,8 +2077,15 @@ impl Life<'_> {
         }
         if c.loyalty_card.is_some() {
             for _ in 0..occurrences(rng, habits.store * c.activity, span) {
-                let store = if rng.random_bool(0.85) { c.store } else { rng.random_range(0..STORES.len()) };
-                agenda.add(moment(rng, from, until, Hours::StoreOpening), Activity::StoreVisit { store });
+                let store = if rng.random_bool(0.85) {
+                    c.store
+                } else {
+                    rng.random_range(0..STORES.len())
+                };
+                agenda.add(
+                    moment(rng, from, until, Hours::StoreOpening),
+                    Activity::StoreVisit { store },
+                );
             }
         }
         for &at in &c.tablet_visits {
@@ -1670,27 +2126,48 @@ impl Life<'_> {
         match activity {
             Activity::WebVisit { browser } => {
                 let buys = self.rng.random_bool(c.persona.habits().online_purchase);
-                self.web_session(out, at, browser, None).visit_web_shop(Intent { buys, cart_to_leave: None });
+                self.web_session(out, at, browser, None)
+                    .visit_web_shop(Intent {
+                        buys,
+                        cart_to_leave: None,
+                    });
             }
             Activity::EmailClickThrough { campaign } => {
                 let buys = self.rng.random_bool(0.1);
-                self.web_session(out, at, 0, Some(campaign)).visit_web_shop(Intent { buys, cart_to_leave: None });
+                self.web_session(out, at, 0, Some(campaign))
+                    .visit_web_shop(Intent {
+                        buys,
+                        cart_to_leave: None,
+                    });
             }
             Activity::CartLeftOnline => {
                 let item = c.cart_completed_in_store.as_ref().map(|cart| cart.item);
-                self.web_session(out, at, 0, None).visit_web_shop(Intent { buys: false, cart_to_leave: item });
+                self.web_session(out, at, 0, None).visit_web_shop(Intent {
+                    buys: false,
+                    cart_to_leave: item,
+                });
             }
             Activity::AppVisit => {
                 let buys = self.rng.random_bool(c.persona.habits().online_purchase);
                 let consent = self.consent;
                 if let Some(app) = &mut self.app {
                     Session::new(out, &mut self.rng, Surface::App(app), Some(c), consent, at)
-                        .open_app(Intent { buys, cart_to_leave: None });
+                        .open_app(Intent {
+                            buys,
+                            cart_to_leave: None,
+                        });
                 }
             }
             Activity::TabletVisit => {
-                Session::new(out, &mut self.rng, Surface::Tablet(&STORES[c.store]), Some(c), self.consent, at)
-                    .use_store_tablet();
+                Session::new(
+                    out,
+                    &mut self.rng,
+                    Surface::Tablet(&STORES[c.store]),
+                    Some(c),
+                    self.consent,
+                    at,
+                )
+                .use_store_tablet();
             }
             Activity::StoreVisit { store } => {
                 let card_scanned = self.rng.random_bool(0.9);
@@ -1711,16 +2188,14 @@ impl Life<'_> {
                     (None, Some(app)) => Surface::App(app),
                     (None, None) => return,
                 };
-                Session::new(out, &mut self.rng, surface, Some(c), self.consent, at).withdraw_marketing();
+                Session::new(out, &mut self.rng, surface, Some(c), self.consent, at)
+                    .withdraw_marketing();
                 self.consent.marketing = false;
                 // The choice belongs to the account: every device signed in to it follows.
                 for browser in &mut self.browsers {
                     if let Some(consent) = &mut browser.consent {
                         consent.marketing = false;
                     }
-                }
-                if let Some(consent) = self.app.as_mut().and_then(|app| app.consent.as_mut()) {
-                    consent.marketing = false;
                 }
             }
         }
@@ -1736,7 +2211,14 @@ impl Life<'_> {
         let calendar = self.calendar;
         let browser = browser.min(self.browsers.len() - 1);
         let surface = Surface::Web(&mut self.browsers[browser]);
-        let mut session = Session::new(out, &mut self.rng, surface, Some(self.customer), self.consent, at);
+        let mut session = Session::new(
+            out,
+            &mut self.rng,
+            surface,
+            Some(self.customer),
+            self.consent,
+            at,
+        );
         session.campaign = campaign.map(|n| &calendar.newsletters[n]);
         session
     }
@@ -1759,7 +2241,14 @@ impl Life<'_> {
         items
     }
 
-    fn buy_in_store(&mut self, out: &mut Output, at: i64, store: usize, card_scanned: bool, items: &[LineItem]) {
+    fn buy_in_store(
+        &mut self,
+        out: &mut Output,
+        at: i64,
+        store: usize,
+        card_scanned: bool,
+        items: &[LineItem],
+    ) {
         let c = self.customer;
         if !card_scanned {
             record_store_sale(out, &mut self.rng, at, store, None, items);
@@ -1769,7 +2258,11 @@ impl Life<'_> {
             // The first card scan pulls the CRM record to the till, which forwards it.
             self.known_at_till = true;
             let context = pos_context(&STORES[store], c.loyalty_card.as_deref());
-            out.push(at, STORES_POS, Who::user(&c.user_id).identify(c.crm_traits(), context));
+            out.push(
+                at,
+                STORES_POS,
+                Who::user(&c.user_id).identify(c.crm_traits(), context),
+            );
         }
         record_store_sale(out, &mut self.rng, at + SECOND, store, Some(c), items);
     }
@@ -1786,7 +2279,10 @@ impl Life<'_> {
                 Who::anonymous(&anonymous_id),
                 json!({"library": {"name": "telephony-connector", "version": "2.1.0"}, "traits": {"phone": phone.e164()}}),
             ),
-            None => (Who::user(&c.user_id), json!({"library": {"name": "telephony-connector", "version": "2.1.0"}})),
+            None => (
+                Who::user(&c.user_id),
+                json!({"library": {"name": "telephony-connector", "version": "2.1.0"}}),
+            ),
         };
         let reason = pick(&mut self.rng, CALL_REASONS);
         let duration = self.rng.random_range(60..900);
@@ -1798,7 +2294,11 @@ impl Life<'_> {
             "duration_seconds": duration,
             "agent_id": format!("agent_{:02}", self.rng.random_range(1..=12)),
         });
-        out.push(ended_at, CALL_CENTRE, who.track("Call Completed", properties, context.clone()));
+        out.push(
+            ended_at,
+            CALL_CENTRE,
+            who.track("Call Completed", properties, context.clone()),
+        );
         if self.rng.random_bool(0.4) {
             let properties = json!({
                 "ticket_id": format!("TCK-{:06}", next(&mut out.tickets)),
@@ -1806,7 +2306,11 @@ impl Life<'_> {
                 "priority": if reason == "Damaged item" { "high" } else { "normal" },
                 "call_id": call_id,
             });
-            out.push(ended_at + 2 * MINUTE, CALL_CENTRE, who.track("Support Ticket Opened", properties, context));
+            out.push(
+                ended_at + 2 * MINUTE,
+                CALL_CENTRE,
+                who.track("Support Ticket Opened", properties, context),
+            );
         }
     }
 
@@ -1816,7 +2320,11 @@ impl Life<'_> {
         let chat_id = format!("chat_{number:06}");
         let anonymous_id = format!("chat-{number:06}");
         let signed_in = self.rng.random_bool(0.4);
-        let who = if signed_in { Who::user(&c.user_id) } else { Who::anonymous(&anonymous_id) };
+        let who = if signed_in {
+            Who::user(&c.user_id)
+        } else {
+            Who::anonymous(&anonymous_id)
+        };
         // Anonymous chatters sometimes type their email so the bot can look up an order.
         let gives_email = !signed_in && self.rng.random_bool(0.5);
         let context = json!({"library": {"name": "chatbot-connector", "version": "0.9.4"}, "locale": "fr-FR"});
@@ -1826,16 +2334,25 @@ impl Life<'_> {
         out.push(
             at,
             CHATBOT,
-            who.track("Chat Started", json!({"chat_id": chat_id, "topic": topic, "entry_point": entry_point}), context.clone()),
+            who.track(
+                "Chat Started",
+                json!({"chat_id": chat_id, "topic": topic, "entry_point": entry_point}),
+                context.clone(),
+            ),
         );
-        for message_index in 1..=self.rng.random_range(2..=6) {
+        for message_index in 1..=self.rng.random_range(2..=5) {
             at += self.rng.random_range(10..120) * SECOND;
             let mut context = context.clone();
             if gives_email && message_index >= 2 {
                 context["traits"] = json!({"email": c.email_as_typed});
             }
-            let properties = json!({"chat_id": chat_id, "message_index": message_index, "sender": "customer"});
-            out.push(at, CHATBOT, who.track("Chat Message Sent", properties, context));
+            let properties =
+                json!({"chat_id": chat_id, "message_index": message_index, "sender": "customer"});
+            out.push(
+                at,
+                CHATBOT,
+                who.track("Chat Message Sent", properties, context),
+            );
         }
     }
 
@@ -1860,21 +2377,39 @@ impl Life<'_> {
         });
         // Sending to the whole list takes the email platform a while.
         let delivered_at = newsletter.sent_at + rng.random_range(0..40 * MINUTE);
-        out.push(delivered_at, EMAIL, who.track("Email Delivered", properties.clone(), context.clone()));
+        out.push(
+            delivered_at,
+            EMAIL,
+            who.track("Email Delivered", properties.clone(), context.clone()),
+        );
         if !rng.random_bool(c.email_engagement) {
             return;
         }
         let opened_at = delivered_at + rng.random_range(2 * MINUTE..36 * HOUR);
-        out.push(opened_at, EMAIL, who.track("Email Opened", properties.clone(), context.clone()));
-        if rng.random_bool(0.3) {
+        out.push(
+            opened_at,
+            EMAIL,
+            who.track("Email Opened", properties.clone(), context.clone()),
+        );
+        if rng.random_bool(0.2) {
             let clicked_at = opened_at + rng.random_range(5 * SECOND..3 * MINUTE);
             let mut clicked = properties;
             clicked["link_id"] = "cta-main".into();
-            clicked["link_url"] =
-                format!("{SHOP_URL}/new-in?utm_source=newsletter&utm_medium=email&utm_campaign={}", newsletter.id).into();
-            out.push(clicked_at, EMAIL, who.track("Email Link Clicked", clicked, context));
+            clicked["link_url"] = format!(
+                "{SHOP_URL}/new-in?utm_source=newsletter&utm_medium=email&utm_campaign={}",
+                newsletter.id
+            )
+            .into();
+            out.push(
+                clicked_at,
+                EMAIL,
+                who.track("Email Link Clicked", clicked, context),
+            );
             if c.browsers > 0 {
-                agenda.add(clicked_at + rng.random_range(2 * SECOND..20 * SECOND), Activity::EmailClickThrough { campaign });
+                agenda.add(
+                    clicked_at + rng.random_range(2 * SECOND..20 * SECOND),
+                    Activity::EmailClickThrough { campaign },
+                );
             }
         } else if rng.random_bool(0.008) {
             self.unsubscribed_from_newsletter = true;
@@ -1903,10 +2438,18 @@ impl Life<'_> {
             "campaign_name": text.name,
         });
         let delivered_at = text.sent_at + rng.random_range(0..10 * MINUTE);
-        out.push(delivered_at, SMS, who.track("SMS Delivered", properties.clone(), context.clone()));
+        out.push(
+            delivered_at,
+            SMS,
+            who.track("SMS Delivered", properties.clone(), context.clone()),
+        );
         if rng.random_bool(0.08) {
             let mut clicked = properties;
-            clicked["link_url"] = format!("{SHOP_URL}/offers?utm_source=sms&utm_medium=sms&utm_campaign={}", text.id).into();
+            clicked["link_url"] = format!(
+                "{SHOP_URL}/offers?utm_source=sms&utm_medium=sms&utm_campaign={}",
+                text.id
+            )
+            .into();
             let at = delivered_at + rng.random_range(MINUTE..3 * HOUR);
             out.push(at, SMS, who.track("SMS Link Clicked", clicked, context));
         }
@@ -1945,8 +2488,17 @@ fn record_store_sale(
     let mut order = order_properties(&format!("{}-R{receipt}", shop.id), items, 0);
     order["store_id"] = shop.id.into();
     order["store_name"] = shop.name.into();
-    order["payment_method"] = (if rng.random_bool(0.85) { "card" } else { "cash" }).into();
-    out.push(at, STORES_POS, who.track("Order Completed", order, pos_context(shop, card)));
+    order["payment_method"] = (if rng.random_bool(0.85) {
+        "card"
+    } else {
+        "cash"
+    })
+    .into();
+    out.push(
+        at,
+        STORES_POS,
+        who.track("Order Completed", order, pos_context(shop, card)),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1957,13 +2509,18 @@ fn browse_anonymously(seed: u64, visitor: usize, window: Window, out: &mut Outpu
     let rng = &mut rng_for(seed, Stream::Visitors, visitor);
     let mut browser = Browser::new(rng);
     let consent = Consent::choose(rng);
-    let mut visits: Vec<i64> =
-        (0..rng.random_range(1..=3)).map(|_| moment(rng, window.start, window.end, Hours::Online)).collect();
+    let mut visits: Vec<i64> = (0..rng.random_range(1..=3))
+        .map(|_| moment(rng, window.start, window.end, Hours::Online))
+        .collect();
     visits.sort_unstable();
     out.tell_story_until(window.end);
     for at in visits {
-        Session::new(out, rng, Surface::Web(&mut browser), None, consent, at)
-            .visit_web_shop(Intent { buys: false, cart_to_leave: None });
+        Session::new(out, rng, Surface::Web(&mut browser), None, consent, at).visit_web_shop(
+            Intent {
+                buys: false,
+                cart_to_leave: None,
+            },
+        );
     }
 }
 
@@ -1996,7 +2553,12 @@ mod tests {
     const END_MS: i64 = 1_787_529_600_000;
 
     fn config(seed: u64) -> DemoConfig {
-        DemoConfig { customers: 300, days: 60, seed, end_ms: END_MS }
+        DemoConfig {
+            customers: 300,
+            days: 60,
+            seed,
+            end_ms: END_MS,
+        }
     }
 
     fn str_at<'a>(event: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -2007,7 +2569,10 @@ mod tests {
     fn the_same_seed_gives_the_same_events() {
         let (a, b) = (generate(&config(7)), generate(&config(7)));
         assert_eq!(a.len(), b.len());
-        assert!(a.iter().zip(&b).all(|(x, y)| x.source == y.source && x.event == y.event));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| x.source == y.source && x.event == y.event));
         let other = generate(&config(8));
         assert!(a.len() != other.len() || a.iter().zip(&other).any(|(x, y)| x.event != y.event));
     }
@@ -2023,8 +2588,13 @@ mod tests {
             let ts = str_at(&e.event, &["timestamp"]).expect("every event has a timestamp");
             assert_eq!(ts.len(), "2026-08-24T10:15:00.123Z".len(), "{ts}");
             assert!(ts.ends_with('Z'), "{ts}");
-            let ms = DateTime::parse_from_rfc3339(ts).expect("RFC 3339").timestamp_millis();
-            assert!((start..=cfg.end_ms).contains(&ms), "{ts} is outside the period");
+            let ms = DateTime::parse_from_rfc3339(ts)
+                .expect("RFC 3339")
+                .timestamp_millis();
+            assert!(
+                (start..=cfg.end_ms).contains(&ms),
+                "{ts} is outside the period"
+            );
             assert!(ms >= previous, "{ts} comes after a later event");
             previous = ms;
         }
@@ -2033,10 +2603,15 @@ mod tests {
     #[test]
     fn message_ids_are_unique() {
         let events = generate(&config(2));
-        let ids: HashSet<&str> =
-            events.iter().map(|e| str_at(&e.event, &["messageId"]).expect("every event has a messageId")).collect();
+        let ids: HashSet<&str> = events
+            .iter()
+            .map(|e| str_at(&e.event, &["messageId"]).expect("every event has a messageId"))
+            .collect();
         assert_eq!(ids.len(), events.len());
-        assert!(ids.iter().all(|id| id.len() < 100), "Segment drops messageIds of 100 characters or more");
+        assert!(
+            ids.iter().all(|id| id.len() < 100),
+            "Segment drops messageIds of 100 characters or more"
+        );
     }
 
     #[test]
@@ -2049,17 +2624,34 @@ mod tests {
             assert!(sources.contains(e.source), "unknown source {}", e.source);
             seen_sources.insert(e.source);
             let kind = str_at(&e.event, &["type"]).expect("every event has a type");
-            assert!(["track", "identify", "page", "screen"].contains(&kind), "{kind}");
+            assert!(
+                ["track", "identify", "page", "screen"].contains(&kind),
+                "{kind}"
+            );
             let user = str_at(&e.event, &["userId"]).filter(|s| !s.is_empty());
             let anonymous = str_at(&e.event, &["anonymousId"]).filter(|s| !s.is_empty());
-            assert!(user.is_some() || anonymous.is_some(), "no identity on {}", e.event);
+            assert!(
+                user.is_some() || anonymous.is_some(),
+                "no identity on {}",
+                e.event
+            );
             if kind == "track" {
-                assert!(str_at(&e.event, &["event"]).is_some_and(|n| !n.is_empty()), "unnamed track {}", e.event);
+                assert!(
+                    str_at(&e.event, &["event"]).is_some_and(|n| !n.is_empty()),
+                    "unnamed track {}",
+                    e.event
+                );
             }
             if e.source == WEB_SHOP {
-                assert_eq!(str_at(&e.event, &["context", "library", "name"]), Some("analytics.js"));
+                assert_eq!(
+                    str_at(&e.event, &["context", "library", "name"]),
+                    Some("analytics.js")
+                );
             }
-            assert!(serde_json::to_vec(&e.event).unwrap().len() < 32 * 1024, "events must fit Segment's 32 KB");
+            assert!(
+                serde_json::to_vec(&e.event).unwrap().len() < 32 * 1024,
+                "events must fit Segment's 32 KB"
+            );
         }
         assert_eq!(seen_sources, sources, "every source sends something");
     }
@@ -2069,24 +2661,43 @@ mod tests {
         let events = generate(&config(4));
         let mut users_by_tablet: HashMap<&str, HashSet<&str>> = HashMap::new();
         for e in &events {
-            if let Some(tablet) = str_at(&e.event, &["anonymousId"]).filter(|a| a.starts_with("tablet-")) {
-                assert_eq!(str_at(&e.event, &["context", "device", "id"]), Some(format!("tablet-device-{}", &tablet[7..]).as_str()));
-                let user = str_at(&e.event, &["userId"]).expect("every tablet event names its customer");
+            if let Some(tablet) =
+                str_at(&e.event, &["anonymousId"]).filter(|a| a.starts_with("tablet-"))
+            {
+                assert_eq!(
+                    str_at(&e.event, &["context", "device", "id"]),
+                    Some(format!("tablet-device-{}", &tablet[7..]).as_str())
+                );
+                let user =
+                    str_at(&e.event, &["userId"]).expect("every tablet event names its customer");
                 users_by_tablet.entry(tablet).or_default().insert(user);
             }
         }
-        assert!(users_by_tablet.values().any(|users| users.len() >= 3), "{users_by_tablet:?}");
+        assert!(
+            users_by_tablet.values().any(|users| users.len() >= 3),
+            "{users_by_tablet:?}"
+        );
     }
 
     /// The customer behind an event: its userId, or the userId its anonymousId identified as.
-    fn person<'a>(e: &'a DemoEvent, user_of_anonymous: &HashMap<&'a str, &'a str>) -> Option<&'a str> {
-        str_at(&e.event, &["userId"])
-            .or_else(|| str_at(&e.event, &["anonymousId"]).and_then(|a| user_of_anonymous.get(a).copied()))
+    fn person<'a>(
+        e: &'a DemoEvent,
+        user_of_anonymous: &HashMap<&'a str, &'a str>,
+    ) -> Option<&'a str> {
+        str_at(&e.event, &["userId"]).or_else(|| {
+            str_at(&e.event, &["anonymousId"]).and_then(|a| user_of_anonymous.get(a).copied())
+        })
     }
 
     fn ordered_products(e: &DemoEvent) -> Vec<&str> {
-        let products = e.event["properties"]["products"].as_array().map(Vec::as_slice).unwrap_or_default();
-        products.iter().filter_map(|p| p["product_id"].as_str()).collect()
+        let products = e.event["properties"]["products"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        products
+            .iter()
+            .filter_map(|p| p["product_id"].as_str())
+            .collect()
     }
 
     #[test]
@@ -2107,7 +2718,9 @@ mod tests {
         let mut waiting: HashSet<(&str, &str)> = HashSet::new();
         let mut completed_in_store = 0;
         for e in &events {
-            let Some(user) = person(e, &user_of_anonymous) else { continue };
+            let Some(user) = person(e, &user_of_anonymous) else {
+                continue;
+            };
             match (e.source, str_at(&e.event, &["event"])) {
                 (WEB_SHOP, Some("Product Added")) => {
                     if let Some(product) = str_at(&e.event, &["properties", "product_id"]) {
@@ -2132,24 +2745,44 @@ mod tests {
 
     #[test]
     fn lapsed_customers_are_silent_at_the_end_and_withdrawn_consent_stops_campaigns() {
-        let cfg = DemoConfig { customers: 300, days: 90, seed: 6, end_ms: END_MS };
+        let cfg = DemoConfig {
+            customers: 300,
+            days: 90,
+            seed: 6,
+            end_ms: END_MS,
+        };
         let customers = plan_customers(&cfg);
-        let lapsed: HashSet<&str> =
-            customers.iter().filter(|c| c.persona == Persona::Lapsed).map(|c| c.user_id.as_str()).collect();
+        let lapsed: HashSet<&str> = customers
+            .iter()
+            .filter(|c| c.persona == Persona::Lapsed)
+            .map(|c| c.user_id.as_str())
+            .collect();
         assert!(!lapsed.is_empty());
         let mut withdrawn: HashSet<&str> = HashSet::new();
         let mut campaigns_after_withdrawal = 0;
         let silent_from = cfg.end_ms - LAPSED_SILENCE;
         let events = generate(&cfg);
         for e in &events {
-            let Some(user) = str_at(&e.event, &["userId"]) else { continue };
-            let at = DateTime::parse_from_rfc3339(str_at(&e.event, &["timestamp"]).unwrap()).unwrap().timestamp_millis();
-            assert!(!(lapsed.contains(user) && at >= silent_from), "lapsed {user} is active at {at}");
+            let Some(user) = str_at(&e.event, &["userId"]) else {
+                continue;
+            };
+            let at = DateTime::parse_from_rfc3339(str_at(&e.event, &["timestamp"]).unwrap())
+                .unwrap()
+                .timestamp_millis();
+            assert!(
+                !(lapsed.contains(user) && at >= silent_from),
+                "lapsed {user} is active at {at}"
+            );
             match str_at(&e.event, &["event"]) {
-                Some("Consent Preference Updated") if e.event["context"]["consent"]["categoryPreferences"]["marketing"] == false => {
+                Some("Consent Preference Updated")
+                    if e.event["context"]["consent"]["categoryPreferences"]["marketing"]
+                        == false =>
+                {
                     withdrawn.insert(user);
                 }
-                Some("Email Delivered" | "SMS Delivered") if withdrawn.contains(user) => campaigns_after_withdrawal += 1,
+                Some("Email Delivered" | "SMS Delivered") if withdrawn.contains(user) => {
+                    campaigns_after_withdrawal += 1
+                }
                 _ => {}
             }
         }
@@ -2160,12 +2793,19 @@ mod tests {
     #[test]
     fn store_only_customers_never_use_the_web_or_the_apps() {
         let cfg = config(9);
-        let store_only: HashSet<String> =
-            plan_customers(&cfg).into_iter().filter(|c| c.persona == Persona::StoreOnly).map(|c| c.user_id).collect();
+        let store_only: HashSet<String> = plan_customers(&cfg)
+            .into_iter()
+            .filter(|c| c.persona == Persona::StoreOnly)
+            .map(|c| c.user_id)
+            .collect();
         assert!(!store_only.is_empty());
         for e in generate(&cfg) {
             if let Some(user) = str_at(&e.event, &["userId"]).filter(|u| store_only.contains(*u)) {
-                assert!(![WEB_SHOP, IOS_APP, ANDROID_APP].contains(&e.source), "{user} on {}", e.source);
+                assert!(
+                    ![WEB_SHOP, IOS_APP, ANDROID_APP].contains(&e.source),
+                    "{user} on {}",
+                    e.source
+                );
             }
         }
     }
@@ -2174,7 +2814,14 @@ mod tests {
     fn highlights_name_the_scenarios() {
         let lines = highlights(&config(7));
         let text = lines.join("\n");
-        for expected in ["tablet-store_1", "Abandoned online", "Lapsed", "VIPs", "Store-only", "Omnichannel"] {
+        for expected in [
+            "tablet-store_1",
+            "Abandoned online",
+            "Lapsed",
+            "VIPs",
+            "Store-only",
+            "Omnichannel",
+        ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
     }
@@ -2184,9 +2831,16 @@ mod tests {
         let customers = plan_customers(&config(10));
         let emails: HashSet<&str> = customers.iter().map(|c| c.email.as_str()).collect();
         assert_eq!(emails.len(), customers.len());
-        assert!(customers.iter().any(|c| c.email_as_typed.trim() != c.email_as_typed));
-        assert!(customers.iter().any(|c| c.email_as_typed.trim() != c.email_as_typed.trim().to_lowercase()));
+        assert!(customers
+            .iter()
+            .any(|c| c.email_as_typed.trim() != c.email_as_typed));
+        assert!(customers
+            .iter()
+            .any(|c| c.email_as_typed.trim() != c.email_as_typed.trim().to_lowercase()));
         let phone = Phone { line: 123 };
-        assert_eq!((phone.national().as_str(), phone.e164().as_str()), ("06 39 98 01 23", "+33639980123"));
+        assert_eq!(
+            (phone.national().as_str(), phone.e164().as_str()),
+            ("06 39 98 01 23", "+33639980123")
+        );
     }
 }

@@ -1,0 +1,510 @@
+//! The admin API under `/api/v1`: profiles, identity, quarantine, workspaces, sources, tokens.
+//! Every call is scoped to the workspace of its bearer token.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use parcours_core::identifier::{normalize_email, normalize_phone, Identifier, EMAIL, PHONE};
+use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
+use parcours_core::spec::{check_event, Checked, Edge};
+use parcours_core::time::format_timestamp;
+use parcours_core::{Channel, Profile};
+use parcours_store::{IngestBatch, QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{hash_secret, new_secret, Caller};
+use crate::error::{blocking, ApiError};
+use crate::AppState;
+
+type Api = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/profiles/lookup", get(lookup))
+        .route("/profiles/{id}", get(profile))
+        .route("/profiles/{id}/traits", get(traits))
+        .route("/profiles/{id}/identifiers", get(identifiers))
+        .route("/profiles/{id}/merges", get(merges))
+        .route("/profiles/{id}/events", get(events))
+        .route("/profiles/{id}/unmerge", post(unmerge_profile))
+        .route("/merges/{id}", get(merge))
+        .route("/merges/{id}/undo", post(undo))
+        .route("/quarantine", get(quarantine_list))
+        .route("/quarantine/{id}", get(quarantine_entry))
+        .route("/quarantine/{id}/replay", post(quarantine_replay))
+        .route("/quarantine/{id}/discard", post(quarantine_discard))
+        .route("/workspace", get(workspace))
+        .route("/workspace/identity-rules", put(set_rules))
+        .route("/workspaces", post(create_workspace))
+        .route("/sources", get(sources).post(create_source))
+        .route("/tokens", get(tokens).post(create_token))
+        .route("/status", get(status))
+}
+
+fn store(state: &Arc<AppState>) -> Arc<dyn parcours_store::Store> {
+    state.engine.store().clone()
+}
+
+fn iso(ms: i64) -> String {
+    format_timestamp(ms)
+}
+
+/// A profile as the API shows it.
+fn profile_json(p: &Profile, requested: &str) -> Value {
+    let traits: serde_json::Map<String, Value> = p.trait_values();
+    let consent: serde_json::Map<String, Value> = p
+        .consent
+        .iter()
+        .map(|(k, c)| {
+            (
+                k.clone(),
+                json!({
+                    "granted": c.granted, "at": iso(c.ts), "received_at": iso(c.received_at),
+                    "message_id": c.message_id, "source_id": c.source_id, "channel": c.channel, "method": c.method,
+                }),
+            )
+        })
+        .collect();
+    let channels: serde_json::Map<String, Value> = p
+        .channels
+        .iter()
+        .map(|(c, s)| (c.as_str().to_string(), json!({"first_seen": iso(s.first_seen), "last_seen": iso(s.last_seen), "events": s.events})))
+        .collect();
+    json!({
+        "id": p.id,
+        "requested_id": requested,
+        "merged": requested != p.id,
+        "traits": traits,
+        "identifiers": p.identifiers,
+        "consent": consent,
+        "channels": channels,
+        "last_channel": p.last_channel,
+        "first_seen": iso(p.first.ts),
+        "last_seen": iso(p.last.ts),
+        "events": p.events,
+        "shares_identifiers": p.entangled,
+    })
+}
+
+fn event_json(e: &StoredEvent) -> Value {
+    let mut v = e.to_json();
+    v["seq"] = json!(e.seq);
+    v
+}
+
+async fn load_profile(state: &Arc<AppState>, ws: String, id: String) -> Result<Profile, ApiError> {
+    let st = store(state);
+    blocking(move || st.profile(&ws, &id)?.ok_or_else(|| ApiError::not_found(format!("profile {id}")))).await
+}
+
+async fn profile(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let p = load_profile(&state, caller.workspace().to_string(), id.clone()).await?;
+    Ok(Json(profile_json(&p, &id)))
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<String>,
+}
+
+async fn lookup(State(state): State<Arc<AppState>>, caller: Caller, Query(q): Query<LookupQuery>) -> Api {
+    let (Some(kind), Some(value)) = (q.kind, q.value) else {
+        return Err(ApiError::bad_request("missing_parameter", "give `type` and `value`, e.g. ?type=email&value=a@example.com"));
+    };
+    let ws = caller.workspace().to_string();
+    let st = store(&state);
+    let rules = {
+        let (st, ws) = (st.clone(), ws.clone());
+        blocking(move || Ok(st.workspace(&ws)?.map(|w| w.identity_rules).unwrap_or_default())).await?
+    };
+    let normalized = match kind.as_str() {
+        EMAIL => normalize_email(&value),
+        PHONE => normalize_phone(&value, rules.default_region.as_deref()),
+        _ => Some(value.trim().to_string()),
+    }
+    .ok_or_else(|| ApiError::bad_request("invalid_identifier", format!("`{value}` is not a valid {kind}")))?;
+    let id = Identifier::new(kind, normalized);
+    let shown = id.to_string();
+    let pid = blocking(move || st.lookup(&ws, &id)?.ok_or_else(|| ApiError::not_found(format!("identifier {shown}")))).await?;
+    let p = load_profile(&state, caller.workspace().to_string(), pid.clone()).await?;
+    Ok(Json(profile_json(&p, &pid)))
+}
+
+async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
+    let detail: serde_json::Map<String, Value> = p
+        .traits
+        .iter()
+        .map(|(k, t)| (k.clone(), json!({"value": t.value, "set_at": iso(t.ts), "message_id": t.mid})))
+        .collect();
+    Ok(Json(json!({"profile_id": p.id, "traits": p.trait_values(), "sources": detail})))
+}
+
+async fn identifiers(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
+    let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
+    let rows = blocking(move || Ok(st.identifiers(&ws, &pid)?)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"type": r.identifier.kind, "value": r.identifier.value, "linked_by": r.linked_by, "linked_at": iso(r.linked_at)}))
+        .collect();
+    Ok(Json(json!({"profile_id": p.id, "identifiers": rows})))
+}
+
+async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
+    let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
+    let rows = blocking(move || Ok(st.merges_of(&ws, &pid)?)).await?;
+    Ok(Json(json!({"profile_id": p.id, "merges": rows})))
+}
+
+async fn merge(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let row = blocking(move || st.merge(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("merge {id}")))).await?;
+    Ok(Json(json!(row)))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    status: Option<String>,
+}
+
+impl Page {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n) if (1..=1000).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::bad_request("invalid_parameter", "`limit` must be between 1 and 1000")),
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<i64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_cursor", "`cursor` is not a cursor this API returned")))
+            .transpose()
+    }
+}
+
+async fn events(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, Query(page): Query<Page>) -> Api {
+    let limit = page.limit()?;
+    let before = page.cursor()?;
+    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
+    let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
+    let events = blocking(move || Ok(st.timeline(&ws, &pid, before, limit)?)).await?;
+    let next = (events.len() == limit).then(|| events.last().map(|e| e.seq.to_string())).flatten();
+    Ok(Json(json!({
+        "profile_id": p.id,
+        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+async fn do_undo(state: &Arc<AppState>, caller: &Caller, merge_id: i64) -> Api {
+    caller.require_admin()?;
+    let (st, ws, now) = (store(state), caller.workspace().to_string(), state.engine.now());
+    let outcome = blocking(move || Ok(parcours_engine::undo_merge(st.as_ref(), &ws, merge_id, now)?)).await?;
+    Ok(Json(json!(outcome)))
+}
+
+async fn undo(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+    do_undo(&state, &caller, id).await
+}
+
+#[derive(Deserialize)]
+struct UnmergeBody {
+    merge_id: i64,
+}
+
+async fn unmerge_profile(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<UnmergeBody>>,
+) -> Api {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request("missing_parameter", "give the merge to undo: {\"merge_id\": 12}"));
+    };
+    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let m = body.merge_id;
+    let row = blocking(move || st.merge(&ws, m)?.ok_or_else(|| ApiError::not_found(format!("merge {m}")))).await?;
+    let family = [&row.merge.winner, &row.merge.loser];
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let winner = row.merge.winner.clone();
+    let current = blocking(move || Ok(st.profile(&ws, &winner)?.map(|p| p.id))).await?;
+    if current.as_deref() != Some(p.id.as_str()) && !family.contains(&&p.id) {
+        return Err(ApiError::bad_request("merge_not_on_profile", format!("merge {m} is not part of profile {}", p.id)));
+    }
+    do_undo(&state, &caller, m).await
+}
+
+async fn quarantine_list(State(state): State<Arc<AppState>>, caller: Caller, Query(page): Query<Page>) -> Api {
+    let limit = page.limit()?;
+    let after = page.cursor()?.unwrap_or(0);
+    let status = match page.status.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(QuarantineStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", "`status` is one of pending, replayed, discarded, all")
+        })?),
+    };
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let entries = blocking(move || Ok(st.quarantined(&ws, status, after, limit)?)).await?;
+    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(json!({"events": entries, "next_cursor": next})))
+}
+
+async fn quarantine_entry(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let entry = blocking(move || st.quarantine_entry(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))).await?;
+    Ok(Json(json!(entry)))
+}
+
+/// Replays a quarantined event, as it was or with a corrected body. It is validated again;
+/// if it still breaks the spec it stays in quarantine and the reason comes back.
+async fn quarantine_replay(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Api {
+    caller.require_admin()?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let entry = blocking(move || st.quarantine_entry(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))).await?;
+    let fixed: String = if body.iter().all(u8::is_ascii_whitespace) {
+        entry.body.clone()
+    } else {
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("invalid_json", "the corrected event is not UTF-8"))?.to_string()
+    };
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(&fixed).map_err(|e| ApiError::bad_request("invalid_json", format!("the corrected event is not JSON: {e}")))?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let source_id = entry.source_id.clone();
+    let source: Option<Source> = blocking(move || Ok(st.sources(&ws)?.into_iter().find(|s| s.id == source_id))).await?;
+    let edge = Edge {
+        received_at: entry.received_at,
+        source_channel: source.and_then(|s| s.channel),
+        batch_sent_at: None,
+        batch_context: None,
+        batch_integrations: None,
+        path_type: None,
+    };
+    let event = match check_event(&raw, &edge, &mut |_| format!("quarantine-{}-{id}", entry.workspace_id)) {
+        Checked::Accepted(e) => e,
+        Checked::Quarantined(q) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "still_invalid",
+                format!("the event still breaks the spec ({}): {}", q.violation.code(), q.violation.message()),
+            ))
+        }
+    };
+    let batch = IngestBatch { workspace_id: entry.workspace_id.clone(), source_id: entry.source_id.clone(), events: vec![event], quarantined: vec![] };
+    let (st, ws, now) = (store(&state), caller.workspace().to_string(), state.engine.now());
+    let outcome = blocking(move || Ok(st.resolve_quarantined(&ws, id, Some(&batch), now)?)).await?;
+    Ok(Json(json!({"id": id, "status": "replayed", "outcome": outcome})))
+}
+
+async fn quarantine_discard(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+    caller.require_admin()?;
+    let (st, ws, now) = (store(&state), caller.workspace().to_string(), state.engine.now());
+    blocking(move || Ok(st.resolve_quarantined(&ws, id, None, now)?)).await?;
+    Ok(Json(json!({"id": id, "status": "discarded"})))
+}
+
+async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let w = blocking(move || st.workspace(&ws)?.ok_or_else(|| ApiError::not_found("workspace"))).await?;
+    Ok(Json(json!(w)))
+}
+
+async fn set_rules(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<Value>>) -> Api {
+    caller.require_admin()?;
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request("invalid_json", "send the identity rules as a JSON object"));
+    };
+    let config: IdentityRulesConfig =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
+    IdentityRules::new(config.clone()).map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let saved = config.clone();
+    blocking(move || Ok(st.set_identity_rules(&ws, &saved)?)).await?;
+    Ok(Json(json!({"identity_rules": config, "note": "rules apply to new events; run `parcours replay` to apply them to the past"})))
+}
+
+#[derive(Deserialize)]
+struct NewWorkspace {
+    name: String,
+}
+
+async fn create_workspace(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewWorkspace>>) -> impl IntoResponse {
+    let result: Api = async {
+        if !caller.0.instance_admin {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only the instance admin token can create workspaces"));
+        }
+        let Some(Json(body)) = body else {
+            return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\"}"));
+        };
+        if body.name.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_parameter", "`name` must not be empty"));
+        }
+        let (st, now) = (store(&state), state.engine.now());
+        let created = blocking(move || Ok(provision_workspace(st.as_ref(), body.name.trim(), now, None, None, false)?)).await?;
+        Ok(Json(json!(created)))
+    }
+    .await;
+    result.map(|j| (StatusCode::CREATED, j))
+}
+
+/// What creating a workspace hands out once: its first write key and admin token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Provisioned {
+    pub workspace: Workspace,
+    pub source: Source,
+    pub write_key: String,
+    pub admin_token: String,
+}
+
+/// Creates a workspace with one source and one admin token. Given secrets are used as they
+/// are (bootstrap from configuration); otherwise new ones are made.
+pub fn provision_workspace(
+    store: &dyn parcours_store::Store,
+    name: &str,
+    now: i64,
+    write_key: Option<String>,
+    admin_token: Option<String>,
+    instance_admin: bool,
+) -> parcours_store::Result<Provisioned> {
+    let workspace = Workspace {
+        id: new_secret("ws")[..15].to_string(),
+        name: name.to_string(),
+        created_at: now,
+        identity_rules: IdentityRulesConfig::default(),
+    };
+    store.create_workspace(&workspace)?;
+    let write_key = write_key.unwrap_or_else(|| new_secret("wk"));
+    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: workspace.id.clone(), name: "Default source".into(), channel: None, created_at: now };
+    store.create_source(&source, &hash_secret(&write_key))?;
+    let admin_token = admin_token.unwrap_or_else(|| new_secret("pat"));
+    let token = Token {
+        id: new_secret("tok")[..16].to_string(),
+        workspace_id: workspace.id.clone(),
+        name: "admin".into(),
+        role: Role::Admin,
+        instance_admin,
+        created_at: now,
+    };
+    store.create_token(&token, &hash_secret(&admin_token))?;
+    Ok(Provisioned { workspace, source, write_key, admin_token })
+}
+
+async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let list = blocking(move || Ok(st.sources(&ws)?)).await?;
+    Ok(Json(json!({"sources": list})))
+}
+
+#[derive(Deserialize)]
+struct NewSource {
+    name: String,
+    channel: Option<String>,
+}
+
+async fn create_source(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewSource>>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_admin()?;
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\", \"channel\": \"store\"}"));
+    };
+    let channel = body
+        .channel
+        .as_deref()
+        .map(|c| {
+            Channel::parse(c).ok_or_else(|| {
+                let all: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+                ApiError::bad_request("invalid_channel", format!("`{c}` is not a channel; use one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
+    let key = new_secret("wk");
+    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: caller.workspace().to_string(), name: body.name, channel, created_at: state.engine.now() };
+    let (st, s, h) = (store(&state), source.clone(), hash_secret(&key));
+    blocking(move || Ok(st.create_source(&s, &h)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"source": source, "write_key": key}))))
+}
+
+async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    caller.require_admin()?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let list = blocking(move || Ok(st.tokens(&ws)?)).await?;
+    Ok(Json(json!({"tokens": list})))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+    role: String,
+}
+
+async fn create_token(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewToken>>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_admin()?;
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\", \"role\": \"analyst\"}"));
+    };
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_request("invalid_role", "`role` is one of admin, marketer, analyst, read_only"))?;
+    let secret = new_secret("pat");
+    let token = Token {
+        id: new_secret("tok")[..16].to_string(),
+        workspace_id: caller.workspace().to_string(),
+        name: body.name,
+        role,
+        instance_admin: false,
+        created_at: state.engine.now(),
+    };
+    let (st, t, h) = (store(&state), token.clone(), hash_secret(&secret));
+    blocking(move || Ok(st.create_token(&t, &h)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"token": token, "secret": secret}))))
+}
+
+async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let engine = state.engine.clone();
+    blocking(move || {
+        Ok(Json(json!({
+            "events": st.event_count(&ws)?,
+            "profiles": st.profile_count(&ws)?,
+            "unify_lag_events": engine.unify_lag()?,
+        })))
+    })
+    .await
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    if !state.ready.load(Ordering::SeqCst) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "this node is starting or shutting down"));
+    }
+    let st = store(&state);
+    blocking(move || Ok(st.last_seq()?)).await?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Ok(lag) = state.engine.unify_lag() {
+        metrics::gauge!("parcours_unify_lag_events").set(lag as f64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

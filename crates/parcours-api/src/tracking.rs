@@ -1,0 +1,137 @@
+//! The Segment HTTP Tracking API: `/v1/{track,identify,page,screen,group,alias,batch}`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use parcours_core::spec::{self, check_event, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES};
+use parcours_store::IngestBatch;
+use serde_json::{json, Value};
+
+use crate::auth::basic_write_key;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    ingest(state, headers, body, None).await
+}
+
+pub async fn single(
+    State(state): State<Arc<AppState>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let kind = match kind.as_str() {
+        "t" => EventType::Track,
+        "i" => EventType::Identify,
+        "p" => EventType::Page,
+        "s" => EventType::Screen,
+        "g" => EventType::Group,
+        "a" => EventType::Alias,
+        other => EventType::parse(other).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no tracking endpoint /v1/{other}"))
+        })?,
+    };
+    ingest(state, headers, body, Some(kind)).await
+}
+
+fn envelope_error(e: EnvelopeError) -> ApiError {
+    let status = match e {
+        EnvelopeError::TooLarge { .. } | EnvelopeError::EventTooLarge { .. } | EnvelopeError::TooManyEvents { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+async fn ingest(state: Arc<AppState>, headers: HeaderMap, body: Body, path_type: Option<EventType>) -> Result<Json<Value>, ApiError> {
+    let limit = if path_type.is_some() { spec::MAX_EVENT_BYTES } else { MAX_BATCH_BYTES };
+    let bytes = axum::body::to_bytes(body, limit + 1).await.map_err(|_| {
+        envelope_error(EnvelopeError::TooLarge { size: limit + 1, limit })
+    })?;
+    let received_at = state.engine.now();
+    let envelope = spec::parse_envelope(&bytes, path_type).map_err(envelope_error)?;
+    let key = basic_write_key(&headers).or_else(|| envelope.write_key.as_deref().map(str::to_string)).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "missing_write_key", "send the source's write key as HTTP Basic `key:` or as `writeKey`")
+    })?;
+    let source = state
+        .source_for_key(&key)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_write_key", "the write key is not valid"))?;
+    if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many tracking requests for this workspace; retry later");
+        e.retry_after = Some(retry_after);
+        return Err(e);
+    }
+    let edge = Edge {
+        received_at,
+        source_channel: source.channel,
+        batch_sent_at: envelope.sent_at.as_deref(),
+        batch_context: envelope.context,
+        batch_integrations: envelope.integrations,
+        path_type: envelope.path_type,
+    };
+    let mut batch = IngestBatch {
+        workspace_id: source.workspace_id.clone(),
+        source_id: source.id.clone(),
+        events: Vec::with_capacity(envelope.items.len()),
+        quarantined: Vec::new(),
+    };
+    let mut assign = |_: &str| message_id(received_at);
+    for item in &envelope.items {
+        match check_event(item, &edge, &mut assign) {
+            Checked::Accepted(e) => batch.events.push(e),
+            Checked::Quarantined(q) => batch.quarantined.push(q),
+        }
+    }
+    drop(envelope);
+    state.engine.ingest(batch).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// A `messageId` for an event that came without one: unique per node and time.
+fn message_id(now: i64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static NODE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let node = NODE.get_or_init(rand::random::<u64>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("pcs-{now:x}-{node:016x}-{n:x}")
+}
+
+/// A token bucket per workspace.
+pub struct RateLimiter {
+    per_second: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32) -> Self {
+        Self { per_second, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// `None` if the request may go, else the seconds to wait.
+    pub fn check(&self, workspace: &str) -> Option<u64> {
+        if self.per_second == 0 {
+            return None;
+        }
+        let rate = self.per_second as f64;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = buckets.entry(workspace.to_string()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            None
+        } else {
+            Some(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! The commands of the `parcours` binary.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use parcours_api::{hash_secret, new_secret, provision_workspace};
+use parcours_core::channel::Channel;
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_core::spec::{check_event, Checked, Edge, Violation};
+use parcours_core::time::Clock;
+use parcours_engine::SystemClock;
+use parcours_store::{IngestBatch, Role, Source, Store, Token};
+use parcours_testkit::demo::{self, DemoConfig};
+use parcours_testkit::http::Client;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::node::{bootstrap, open_store, print_provisioned, shutdown_signal, Node};
+
+fn now() -> i64 {
+    SystemClock.now()
+}
+
+fn bar(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let created = bootstrap(store.as_ref(), &config, now())?;
+    let node = Node::start(&config, store).await?;
+    eprintln!("Parcours is listening on {} (data in {})", node.url(), config.data_dir.display());
+    if let Some(p) = &created {
+        print_provisioned(p, &node.url());
+    }
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing in-flight batches");
+    node.stop().await;
+    Ok(())
+}
+
+pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -> anyhow::Result<()> {
+    if config.data_dir == Config::default().data_dir {
+        config.data_dir = "./parcours-demo-data".into();
+    }
+    if config.data_dir.exists() && !keep {
+        eprintln!("starting a fresh demo in {} (the previous demo data is replaced)", config.data_dir.display());
+        std::fs::remove_dir_all(&config.data_dir).with_context(|| format!("cannot clear {}", config.data_dir.display()))?;
+    }
+    config.storage.durability = "normal".into();
+    let store = open_store(&config)?;
+    let created = bootstrap(store.as_ref(), &config, now())?;
+    let node = Node::start(&config, store.clone()).await?;
+    let url = node.url();
+    if let Some(p) = created {
+        let ws = p.workspace.id.clone();
+        let rules = IdentityRulesConfig {
+            identifier_traits: vec!["loyalty_card".into()],
+            default_region: Some("FR".into()),
+            ..IdentityRulesConfig::default()
+        };
+        store.set_identity_rules(&ws, &rules)?;
+        let mut keys: HashMap<&'static str, String> = HashMap::new();
+        for s in demo::demo_sources() {
+            let key = new_secret("wk");
+            let source = Source {
+                id: new_secret("src")[..16].to_string(),
+                workspace_id: ws.clone(),
+                name: s.name.into(),
+                channel: Channel::parse(s.channel),
+                created_at: now(),
+            };
+            store.create_source(&source, &hash_secret(&key))?;
+            keys.insert(s.name, key);
+        }
+        let cfg = DemoConfig { customers, days, seed: 7, end_ms: now() };
+        eprintln!("generating {customers} customers over {days} days…");
+        let events = demo::generate(&cfg);
+        let client = Client::new(url.clone());
+        let pb = bar(events.len() as u64, "sending through the tracking API");
+        let mut by_source: Vec<(&str, Vec<Value>)> = Vec::new();
+        for e in events {
+            match by_source.last_mut() {
+                Some((s, items)) if *s == e.source && items.len() < 500 => items.push(e.event),
+                _ => by_source.push((e.source, vec![e.event])),
+            }
+        }
+        let started = Instant::now();
+        for chunk in by_source.chunks(8) {
+            let mut sends = Vec::new();
+            for (source, items) in chunk {
+                let body = serde_json::to_vec(&json!({ "batch": items }))?;
+                let (client, key, n) = (client.clone(), keys[source].clone(), items.len() as u64);
+                sends.push(tokio::spawn(async move { (client.track("/v1/batch", &key, body).await, n) }));
+            }
+            for s in sends {
+                let (resp, n) = s.await?;
+                let resp = resp.map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
+                if resp.status != 200 {
+                    bail!("the tracking API refused demo events: {} {}", resp.status, String::from_utf8_lossy(&resp.body));
+                }
+                pb.inc(n);
+            }
+        }
+        pb.finish_and_clear();
+        eprintln!("sent {} events in {:.1?}; unifying…", pb.position(), started.elapsed());
+        node.engine.wait_unified(Duration::from_secs(600)).await?;
+        let profiles = store.profile_count(&ws)?;
+        println!();
+        println!("Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.");
+        println!("  {} events unified into {profiles} profiles", store.event_count(&ws)?);
+        println!("  tracking API: {url}/v1/batch   write key (web shop): {}", keys["Web shop"]);
+        println!("  admin API:    {url}/api/v1      admin token: {}", p.admin_token);
+        println!("  OpenAPI:      {url}/api/openapi.json    metrics: {url}/metrics");
+        println!();
+        for line in demo::highlights(&cfg) {
+            println!("  {line}");
+        }
+        println!();
+        println!("Try:");
+        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/status'", p.admin_token);
+        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001'", p.admin_token);
+        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001' | jq .channels", p.admin_token);
+        println!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", keys["Web shop"]);
+    } else {
+        eprintln!("reusing the demo data in {}", config.data_dir.display());
+    }
+    eprintln!("Parcours demo is running on {url}; Ctrl-C to stop.");
+    shutdown_signal().await;
+    node.stop().await;
+    Ok(())
+}
+
+/// The source events are imported as: by write key, or the workspace's first source.
+fn import_source(store: &dyn Store, write_key: Option<&str>, workspace: Option<&str>) -> anyhow::Result<Source> {
+    if let Some(key) = write_key {
+        return store.source_by_key_hash(&hash_secret(key))?.context("the write key is not valid");
+    }
+    let ws = match workspace {
+        Some(w) => w.to_string(),
+        None => {
+            let all = store.workspaces()?;
+            match all.as_slice() {
+                [one] => one.id.clone(),
+                [] => bail!("the store has no workspace yet; run `parcours serve` once or `parcours workspace create`"),
+                _ => bail!("the store has several workspaces; pass --workspace or --write-key"),
+            }
+        }
+    };
+    store.sources(&ws)?.into_iter().next().with_context(|| format!("workspace {ws} has no source"))
+}
+
+fn content_id(line: &str) -> String {
+    let digest = Sha256::digest(line.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("imp-{hex}")
+}
+
+/// A CSV row of profile traits becomes an identify call.
+fn csv_identify(header: &[String], row: &[String], line: &str, ts: &str) -> Value {
+    let mut traits = Map::new();
+    let mut event = Map::new();
+    for (name, value) in header.iter().zip(row) {
+        if value.is_empty() {
+            continue;
+        }
+        match name.as_str() {
+            "user_id" | "userId" => {
+                event.insert("userId".into(), json!(value));
+            }
+            "anonymous_id" | "anonymousId" => {
+                event.insert("anonymousId".into(), json!(value));
+            }
+            _ => {
+                traits.insert(name.clone(), json!(value));
+            }
+        }
+    }
+    event.insert("type".into(), json!("identify"));
+    event.insert("messageId".into(), json!(content_id(line)));
+    event.insert("timestamp".into(), json!(ts));
+    event.insert("traits".into(), Value::Object(traits));
+    Value::Object(event)
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    out.push(field);
+    out.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub lines: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+/// Imports NDJSON events or a CSV of profiles. Idempotent: re-importing stores nothing twice.
+pub fn import(config: &Config, file: &Path, write_key: Option<&str>, workspace: Option<&str>, unify: bool) -> anyhow::Result<ImportReport> {
+    let store = open_store(config)?;
+    let source = import_source(store.as_ref(), write_key, workspace)?;
+    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let reader = BufReader::new(std::fs::File::open(file)?);
+    let pb = bar(size, "importing");
+    let mut report = ImportReport::default();
+    let mut header: Option<Vec<String>> = None;
+    let import_ts = parcours_core::time::format_timestamp(now());
+    let window = i64::from(config.ingest.dedup_window_days) * 86_400_000;
+    let mut pending = IngestBatch { workspace_id: source.workspace_id.clone(), source_id: source.id.clone(), events: vec![], quarantined: vec![] };
+    let flush = |pending: &mut IngestBatch, report: &mut ImportReport| -> anyhow::Result<()> {
+        if pending.events.is_empty() && pending.quarantined.is_empty() {
+            return Ok(());
+        }
+        let out = store.append(std::slice::from_ref(pending), now() - window)?;
+        report.stored += out[0].stored as u64;
+        report.duplicates += out[0].duplicates as u64;
+        report.quarantined += out[0].quarantined as u64;
+        pending.events.clear();
+        pending.quarantined.clear();
+        Ok(())
+    };
+    for line in reader.lines() {
+        let line = line.with_context(|| format!("{} is not UTF-8 text", file.display()))?;
+        pb.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.lines += 1;
+        let text = if is_csv {
+            let fields = split_csv(&line);
+            let Some(h) = &header else {
+                header = Some(fields);
+                continue;
+            };
+            csv_identify(h, &fields, &line, &import_ts).to_string()
+        } else {
+            line.clone()
+        };
+        let edge = Edge {
+            received_at: now(),
+            source_channel: source.channel,
+            batch_sent_at: None,
+            batch_context: None,
+            batch_integrations: None,
+            path_type: None,
+        };
+        match serde_json::from_str::<Box<serde_json::value::RawValue>>(&text) {
+            Ok(raw) => match check_event(&raw, &edge, &mut |body| content_id(body)) {
+                Checked::Accepted(e) => pending.events.push(e),
+                Checked::Quarantined(q) => pending.quarantined.push(q),
+            },
+            Err(e) => pending.quarantined.push(parcours_core::spec::QuarantinedEvent {
+                violation: Violation::InvalidEvent,
+                detail: Some(format!("line {}: {e}", report.lines)),
+                message_id: None,
+                received_at: now(),
+                body: text,
+            }),
+        }
+        if pending.events.len() + pending.quarantined.len() >= 2_000 {
+            flush(&mut pending, &mut report)?;
+        }
+    }
+    flush(&mut pending, &mut report)?;
+    pb.finish_and_clear();
+    eprintln!(
+        "imported {}: {} lines, {} new events, {} already imported, {} quarantined",
+        file.display(),
+        report.lines,
+        report.stored,
+        report.duplicates,
+        report.quarantined
+    );
+    if unify {
+        unify_backlog(store.as_ref())?;
+    }
+    Ok(report)
+}
+
+fn unify_backlog(store: &dyn Store) -> anyhow::Result<()> {
+    let total = (store.last_seq()? - store.processed_seq()?).max(0) as u64;
+    let pb = bar(total, "unifying");
+    let start = store.processed_seq()?;
+    loop {
+        let n = parcours_engine::unify_step(store, now(), 2_000)?;
+        if n == 0 {
+            break;
+        }
+        pb.set_position((store.processed_seq()? - start).max(0) as u64);
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+pub fn export(config: &Config, what: &str, workspace: Option<&str>, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let store = open_store(config)?;
+    let ws = match workspace {
+        Some(w) => w.to_string(),
+        None => match store.workspaces()?.as_slice() {
+            [one] => one.id.clone(),
+            [] => bail!("the store has no workspace"),
+            _ => bail!("the store has several workspaces; pass --workspace"),
+        },
+    };
+    let mut written = 0u64;
+    match what {
+        "events" => {
+            let pb = bar(store.event_count(&ws)?, "exporting events");
+            let mut after = 0;
+            loop {
+                let page = store.workspace_events(&ws, after, 5_000)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in &page {
+                    serde_json::to_writer(&mut *out, &e.to_json())?;
+                    out.write_all(b"\n")?;
+                }
+                written += page.len() as u64;
+                pb.set_position(written);
+            }
+            pb.finish_and_clear();
+        }
+        "profiles" => {
+            let pb = bar(store.profile_count(&ws)?, "exporting profiles");
+            let mut after = String::new();
+            loop {
+                let page = store.profiles_page(&ws, &after, 2_000)?;
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                for p in &page {
+                    let line = json!({
+                        "id": p.id, "traits": p.trait_values(), "identifiers": p.identifiers,
+                        "consent": p.consent, "channels": p.channels, "last_channel": p.last_channel,
+                        "first_seen": parcours_core::time::format_timestamp(p.first.ts),
+                        "last_seen": parcours_core::time::format_timestamp(p.last.ts), "events": p.events,
+                    });
+                    serde_json::to_writer(&mut *out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+                written += page.len() as u64;
+                pb.set_position(written);
+            }
+            pb.finish_and_clear();
+        }
+        other => bail!("cannot export `{other}`: choose profiles or events"),
+    }
+    out.flush()?;
+    eprintln!("exported {written} {what}");
+    Ok(written)
+}
+
+pub fn replay(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let total = store.last_seq()?.max(0) as u64;
+    let pb = bar(total, "replaying");
+    let started = Instant::now();
+    let n = parcours_engine::replay(store.as_ref(), now(), 2_000, &mut |done, _| pb.set_position(done))?;
+    pb.finish_and_clear();
+    eprintln!("replayed {n} events in {:.1?}; identity graph and profiles rebuilt", started.elapsed());
+    Ok(())
+}
+
+pub fn create_workspace(config: &Config, name: &str) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let p = provision_workspace(store.as_ref(), name, now(), None, None, false)?;
+    print_provisioned(&p, &format!("http://{}:{}", config.http.host, config.http.port));
+    Ok(())
+}
+
+pub fn create_source(config: &Config, workspace: &str, name: &str, channel: Option<&str>) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    store.workspace(workspace)?.with_context(|| format!("workspace {workspace} does not exist"))?;
+    let channel = channel
+        .map(|c| Channel::parse(c).with_context(|| format!("`{c}` is not a channel (web, ios, android, store, email, sms, call_centre, chatbot, social, ads, server)")))
+        .transpose()?;
+    let key = new_secret("wk");
+    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: workspace.into(), name: name.into(), channel, created_at: now() };
+    store.create_source(&source, &hash_secret(&key))?;
+    println!("source {} ({})", source.id, source.name);
+    println!("write key: {key}");
+    Ok(())
+}
+
+pub fn create_token(config: &Config, workspace: &str, name: &str, role: &str) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    store.workspace(workspace)?.with_context(|| format!("workspace {workspace} does not exist"))?;
+    let role = Role::parse(role).context("role is one of admin, marketer, analyst, read_only")?;
+    let secret = new_secret("pat");
+    let token = Token { id: new_secret("tok")[..16].to_string(), workspace_id: workspace.into(), name: name.into(), role, instance_admin: false, created_at: now() };
+    store.create_token(&token, &hash_secret(&secret))?;
+    println!("token {} ({}, {})", token.id, token.name, role.as_str());
+    println!("secret: {secret}");
+    Ok(())
+}
+
+pub fn list_workspaces(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    for w in store.workspaces()? {
+        println!("{}\t{}", w.id, w.name);
+    }
+    Ok(())
+}
+

@@ -1,0 +1,7 @@
+//! The `parcours` binary's building blocks: configuration, the node (store + engine + HTTP),
+//! and the commands. `main.rs` only parses the command line.
+
+pub mod bench;
+pub mod commands;
+pub mod config;
+pub mod node;

@@ -1,0 +1,290 @@
+//! The unify processor: applies committed events, in log order, to the identity graph and the
+//! profiles, in transactions that also move the processing cursor (each event is applied
+//! exactly once). It loads only the part of the graph each event touches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parcours_core::graph::Separation;
+use parcours_core::identifier::Identifier;
+use parcours_core::observation::Observation;
+use parcours_core::rules::IdentityRules;
+use parcours_core::time::{Clock, Millis};
+use parcours_core::Graph;
+use parcours_store::{ProjectionTx, Result, Store, StoreError, StoredEvent};
+
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    batch: usize,
+    wake: Arc<crate::Wake>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("parcours-unify".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match step(store.as_ref(), clock.now(), batch) {
+                    Ok(0) => wake.wait(Duration::from_millis(200)),
+                    Ok(n) => metrics::counter!("parcours_events_unified_total").increment(n as u64),
+                    Err(e) => {
+                        tracing::error!(error = %e, "unify failed; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+        })
+        .expect("spawn the unify processor")
+}
+
+/// Applies the next events after the cursor. Returns how many were applied.
+pub fn step(store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
+    let cursor = store.processed_seq()?;
+    let events = store.events_after(cursor, batch)?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let rules = rules_by_workspace(store)?;
+    store.transact(&mut |tx| {
+        if tx.cursor()? != cursor {
+            return Err(StoreError::Conflict("the unify cursor moved under this processor".into()));
+        }
+        process_events(tx, &events, &rules, now)
+    })?;
+    Ok(events.len())
+}
+
+fn rules_by_workspace(store: &dyn Store) -> Result<HashMap<String, IdentityRules>> {
+    store
+        .workspaces()?
+        .into_iter()
+        .map(|w| {
+            let rules = IdentityRules::new(w.identity_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((w.id, rules))
+        })
+        .collect()
+}
+
+/// The part of one workspace's graph loaded into memory for a batch.
+struct Loaded {
+    graph: Graph,
+    looked_up: HashSet<Identifier>,
+}
+
+impl Loaded {
+    fn new(tx: &mut dyn ProjectionTx, workspace: &str, rules: &IdentityRules) -> Result<Self> {
+        let separations = tx.separations(workspace)?;
+        Ok(Self { graph: Graph::new(workspace, rules.clone(), separations), looked_up: HashSet::new() })
+    }
+
+    /// Brings in every stored profile that holds or dropped one of `ids`, and, through
+    /// entangled profiles, everything that could decide differently.
+    fn load(&mut self, tx: &mut dyn ProjectionTx, ids: &[Identifier]) -> Result<()> {
+        let ws = self.graph.workspace().to_string();
+        let mut queue: Vec<Identifier> = ids.iter().filter(|i| !self.looked_up.contains(*i)).cloned().collect();
+        while let Some(id) = queue.pop() {
+            if !self.looked_up.insert(id.clone()) {
+                continue;
+            }
+            let mut found = Vec::new();
+            if self.graph.holder(&id).is_none() {
+                found.extend(tx.holder(&ws, &id)?);
+            }
+            found.extend(tx.droppers(&ws, &id)?);
+            for pid in found {
+                let pid = self.graph.resolve(&pid).to_string();
+                if self.graph.profiles.contains_key(&pid) {
+                    continue;
+                }
+                let Some(profile) = tx.profile(&ws, &pid)? else { continue };
+                if profile.entangled {
+                    for d in tx.drops_of(&ws, &pid)? {
+                        self.graph.load_drop(d.clone(), pid.clone());
+                        queue.push(d);
+                    }
+                    queue.extend(profile.identifiers.iter().cloned());
+                }
+                self.graph.load_profile(profile);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn observe(e: &StoredEvent, rules: &IdentityRules) -> Result<Observation> {
+    let body = serde_json::from_str(&e.body).map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.seq)))?;
+    Ok(Observation::from_event(&e.meta(), &body, rules))
+}
+
+/// Applies events (in log order) to the projections inside one transaction.
+pub fn process_events(
+    tx: &mut dyn ProjectionTx,
+    events: &[StoredEvent],
+    rules: &HashMap<String, IdentityRules>,
+    now: Millis,
+) -> Result<()> {
+    let default_rules = IdentityRules::default();
+    let mut loaded: BTreeMap<String, Loaded> = BTreeMap::new();
+    for e in events {
+        let ws = e.workspace_id.as_str();
+        let rules = rules.get(ws).unwrap_or(&default_rules);
+        let obs = observe(e, rules)?;
+        if obs.identifiers.is_empty() {
+            continue;
+        }
+        if !loaded.contains_key(ws) {
+            loaded.insert(ws.to_string(), Loaded::new(tx, ws, rules)?);
+        }
+        let slot = loaded.get_mut(ws).expect("just inserted");
+        slot.load(tx, &obs.identifiers)?;
+        match slot.graph.late_component(&obs) {
+            None => {
+                let applied = slot.graph.apply(&obs);
+                metrics::counter!("parcours_profile_merges_total").increment(applied.merged.len() as u64);
+            }
+            Some(component) => {
+                flush(tx, &mut slot.graph, now)?;
+                rederive(tx, ws, rules, component, Some(e.clone()), now)?;
+                *slot = Loaded::new(tx, ws, rules)?;
+            }
+        }
+    }
+    for slot in loaded.values_mut() {
+        flush(tx, &mut slot.graph, now)?;
+    }
+    if let Some(last) = events.last() {
+        tx.set_cursor(last.seq)?;
+    }
+    Ok(())
+}
+
+/// Writes what changed in a graph. Every profile id is resolved through the merges made in
+/// memory, so the order of the changes does not matter.
+fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()> {
+    let ws = graph.workspace().to_string();
+    let changes = graph.take_changes();
+    for m in &changes.merges {
+        tx.record_merge(&ws, m, now)?;
+        tx.move_identifiers(&ws, &m.loser, graph.resolve(&m.loser))?;
+    }
+    for (id, pid, key) in &changes.links {
+        tx.link(&ws, id, graph.resolve(pid), &key.mid, now)?;
+    }
+    for pid in &changes.dirty {
+        match graph.profiles.get(pid) {
+            Some(p) => {
+                tx.save_profile(&ws, p, now)?;
+                if p.entangled {
+                    let drops: Vec<Identifier> = graph.drops_of(pid).cloned().collect();
+                    tx.set_drops(&ws, pid, &drops)?;
+                }
+            }
+            None => {
+                tx.redirect_profile(&ws, pid, graph.resolve(pid), now)?;
+                tx.set_drops(&ws, pid, &[])?;
+            }
+        }
+    }
+    for (seq, pid) in &changes.assignments {
+        tx.assign(&ws, *seq, pid)?;
+    }
+    Ok(())
+}
+
+/// Re-derives a component of the graph from its events, in event-time order, optionally with
+/// one more event (a late arrival). Old profile ids that no longer exist point to the profile
+/// that now holds their first event.
+fn rederive(
+    tx: &mut dyn ProjectionTx,
+    ws: &str,
+    rules: &IdentityRules,
+    component: BTreeSet<String>,
+    extra: Option<StoredEvent>,
+    now: Millis,
+) -> Result<()> {
+    metrics::counter!("parcours_rederivations_total").increment(1);
+    let old: Vec<String> = component.into_iter().collect();
+    let mut first_event_of: Vec<(String, i64)> = Vec::new();
+    let mut events: Vec<StoredEvent> = Vec::new();
+    for pid in &old {
+        let own = tx.events_of(ws, std::slice::from_ref(pid))?;
+        if let Some(first) = own.iter().map(|e| e.seq).min() {
+            first_event_of.push((pid.clone(), first));
+        }
+        events.extend(own);
+    }
+    events.extend(extra);
+    tx.clear_profiles(ws, &old, now)?;
+    let separations: Vec<Separation> = tx.separations(ws)?;
+    let mut graph = Graph::new(ws, rules.clone(), separations);
+    let observations = events.iter().map(|e| observe(e, rules)).collect::<Result<Vec<_>>>()?;
+    graph.fold(&observations);
+    let owner: HashMap<i64, String> = graph
+        .pending_assignments()
+        .into_iter()
+        .collect();
+    flush(tx, &mut graph, now)?;
+    for (pid, first) in first_event_of {
+        if graph.profiles.contains_key(&pid) || graph.redirects.contains_key(&pid) {
+            continue;
+        }
+        if let Some(target) = owner.get(&first) {
+            tx.redirect_profile(ws, &pid, graph.resolve(target), now)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UndoOutcome {
+    pub merge_id: i64,
+    /// The profiles the re-derivation produced, each with its identifiers.
+    pub profiles: Vec<String>,
+}
+
+/// Undoes a merge: the two anchors of the merge become a separation rule, and the component
+/// that holds them is re-derived from its events, so both people get their own profile back.
+pub fn undo_merge(store: &dyn Store, workspace: &str, merge_id: i64, now: Millis) -> Result<UndoOutcome> {
+    let row = store.merge(workspace, merge_id)?.ok_or_else(|| StoreError::NotFound(format!("merge {merge_id}")))?;
+    let current = store
+        .profile(workspace, &row.merge.winner)?
+        .ok_or_else(|| StoreError::NotFound(format!("profile {}", row.merge.winner)))?;
+    let ws_rules = store.workspace(workspace)?.map(|w| w.identity_rules).unwrap_or_default();
+    let rules = IdentityRules::new(ws_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut produced = Vec::new();
+    store.transact(&mut |tx| {
+        if !tx.mark_merge_undone(workspace, merge_id, now)? {
+            return Err(StoreError::Conflict(format!("merge {merge_id} is not active (already undone or superseded)")));
+        }
+        let separation = (row.merge.winner_anchor.clone(), row.merge.loser_anchor.clone());
+        tx.add_separation(workspace, &separation, merge_id, now)?;
+        let mut loaded = Loaded::new(tx, workspace, &rules)?;
+        let ids: Vec<Identifier> = current.identifiers.iter().cloned().collect();
+        loaded.load(tx, &ids)?;
+        let component = loaded.graph.component(&ids);
+        let before: BTreeSet<String> = component.clone();
+        rederive(tx, workspace, &rules, component, None, now)?;
+        produced = before.into_iter().collect();
+        Ok(())
+    })?;
+    Ok(UndoOutcome { merge_id, profiles: produced })
+}
+
+/// Rebuilds every projection from the event log. `progress(done, total)` reports along the way.
+pub fn replay(store: &dyn Store, now: Millis, batch: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+    store.transact(&mut |tx| tx.reset_all())?;
+    let total = store.last_seq()?.max(0) as u64;
+    let mut done = 0u64;
+    loop {
+        let n = step(store, now, batch)?;
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+        progress(store.processed_seq()?.max(0) as u64, total);
+    }
+    Ok(done)
+}
