@@ -100,10 +100,18 @@ fn event_json(e: &StoredEvent) -> Value {
 
 async fn load_profile(state: &Arc<AppState>, ws: String, id: String) -> Result<Profile, ApiError> {
     let st = store(state);
-    blocking(move || st.profile(&ws, &id)?.ok_or_else(|| ApiError::not_found(format!("profile {id}")))).await
+    blocking(move || {
+        st.profile(&ws, &id)?
+            .ok_or_else(|| ApiError::not_found(format!("profile {id}")))
+    })
+    .await
 }
 
-async fn profile(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+async fn profile(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id.clone()).await?;
     Ok(Json(profile_json(&p, &id)))
 }
@@ -115,25 +123,47 @@ struct LookupQuery {
     value: Option<String>,
 }
 
-async fn lookup(State(state): State<Arc<AppState>>, caller: Caller, Query(q): Query<LookupQuery>) -> Api {
+async fn lookup(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<LookupQuery>,
+) -> Api {
     let (Some(kind), Some(value)) = (q.kind, q.value) else {
-        return Err(ApiError::bad_request("missing_parameter", "give `type` and `value`, e.g. ?type=email&value=a@example.com"));
+        return Err(ApiError::bad_request(
+            "missing_parameter",
+            "give `type` and `value`, e.g. ?type=email&value=a@example.com",
+        ));
     };
     let ws = caller.workspace().to_string();
     let st = store(&state);
     let rules = {
         let (st, ws) = (st.clone(), ws.clone());
-        blocking(move || Ok(st.workspace(&ws)?.map(|w| w.identity_rules).unwrap_or_default())).await?
+        blocking(move || {
+            Ok(st
+                .workspace(&ws)?
+                .map(|w| w.identity_rules)
+                .unwrap_or_default())
+        })
+        .await?
     };
     let normalized = match kind.as_str() {
         EMAIL => normalize_email(&value),
         PHONE => normalize_phone(&value, rules.default_region.as_deref()),
         _ => Some(value.trim().to_string()),
     }
-    .ok_or_else(|| ApiError::bad_request("invalid_identifier", format!("`{value}` is not a valid {kind}")))?;
+    .ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_identifier",
+            format!("`{value}` is not a valid {kind}"),
+        )
+    })?;
     let id = Identifier::new(kind, normalized);
     let shown = id.to_string();
-    let pid = blocking(move || st.lookup(&ws, &id)?.ok_or_else(|| ApiError::not_found(format!("identifier {shown}")))).await?;
+    let pid = blocking(move || {
+        st.lookup(&ws, &id)?
+            .ok_or_else(|| ApiError::not_found(format!("identifier {shown}")))
+    })
+    .await?;
     let p = load_profile(&state, caller.workspace().to_string(), pid.clone()).await?;
     Ok(Json(profile_json(&p, &pid)))
 }
@@ -143,12 +173,23 @@ async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
     let detail: serde_json::Map<String, Value> = p
         .traits
         .iter()
-        .map(|(k, t)| (k.clone(), json!({"value": t.value, "set_at": iso(t.ts), "message_id": t.mid})))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                json!({"value": t.value, "set_at": iso(t.ts), "message_id": t.mid}),
+            )
+        })
         .collect();
-    Ok(Json(json!({"profile_id": p.id, "traits": p.trait_values(), "sources": detail})))
+    Ok(Json(
+        json!({"profile_id": p.id, "traits": p.trait_values(), "sources": detail}),
+    ))
 }
 
-async fn identifiers(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+async fn identifiers(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
     let rows = blocking(move || Ok(st.identifiers(&ws, &pid)?)).await?;
@@ -168,7 +209,11 @@ async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
 
 async fn merge(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
-    let row = blocking(move || st.merge(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("merge {id}")))).await?;
+    let row = blocking(move || {
+        st.merge(&ws, id)?
+            .ok_or_else(|| ApiError::not_found(format!("merge {id}")))
+    })
+    .await?;
     Ok(Json(json!(row)))
 }
 
@@ -184,25 +229,42 @@ impl Page {
         match self.limit {
             None => Ok(50),
             Some(n) if (1..=1000).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::bad_request("invalid_parameter", "`limit` must be between 1 and 1000")),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`limit` must be between 1 and 1000",
+            )),
         }
     }
 
     fn cursor(&self) -> Result<Option<i64>, ApiError> {
         self.cursor
             .as_deref()
-            .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_cursor", "`cursor` is not a cursor this API returned")))
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "`cursor` is not a cursor this API returned",
+                    )
+                })
+            })
             .transpose()
     }
 }
 
-async fn events(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, Query(page): Query<Page>) -> Api {
+async fn events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Api {
     let limit = page.limit()?;
     let before = page.cursor()?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
     let events = blocking(move || Ok(st.timeline(&ws, &pid, before, limit)?)).await?;
-    let next = (events.len() == limit).then(|| events.last().map(|e| e.seq.to_string())).flatten();
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq.to_string()))
+        .flatten();
     Ok(Json(json!({
         "profile_id": p.id,
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
@@ -212,8 +274,20 @@ async fn events(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
 
 async fn do_undo(state: &Arc<AppState>, caller: &Caller, merge_id: i64) -> Api {
     caller.require_admin()?;
-    let (st, ws, now) = (store(state), caller.workspace().to_string(), state.engine.now());
-    let outcome = blocking(move || Ok(parcours_engine::undo_merge(st.as_ref(), &ws, merge_id, now)?)).await?;
+    let (st, ws, now) = (
+        store(state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let outcome = blocking(move || {
+        Ok(parcours_engine::undo_merge(
+            st.as_ref(),
+            &ws,
+            merge_id,
+            now,
+        )?)
+    })
+    .await?;
     Ok(Json(json!(outcome)))
 }
 
@@ -233,40 +307,67 @@ async fn unmerge_profile(
     body: Option<Json<UnmergeBody>>,
 ) -> Api {
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("missing_parameter", "give the merge to undo: {\"merge_id\": 12}"));
+        return Err(ApiError::bad_request(
+            "missing_parameter",
+            "give the merge to undo: {\"merge_id\": 12}",
+        ));
     };
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let m = body.merge_id;
-    let row = blocking(move || st.merge(&ws, m)?.ok_or_else(|| ApiError::not_found(format!("merge {m}")))).await?;
+    let row = blocking(move || {
+        st.merge(&ws, m)?
+            .ok_or_else(|| ApiError::not_found(format!("merge {m}")))
+    })
+    .await?;
     let family = [&row.merge.winner, &row.merge.loser];
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let winner = row.merge.winner.clone();
     let current = blocking(move || Ok(st.profile(&ws, &winner)?.map(|p| p.id))).await?;
     if current.as_deref() != Some(p.id.as_str()) && !family.contains(&&p.id) {
-        return Err(ApiError::bad_request("merge_not_on_profile", format!("merge {m} is not part of profile {}", p.id)));
+        return Err(ApiError::bad_request(
+            "merge_not_on_profile",
+            format!("merge {m} is not part of profile {}", p.id),
+        ));
     }
     do_undo(&state, &caller, m).await
 }
 
-async fn quarantine_list(State(state): State<Arc<AppState>>, caller: Caller, Query(page): Query<Page>) -> Api {
+async fn quarantine_list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Api {
     let limit = page.limit()?;
     let after = page.cursor()?.unwrap_or(0);
     let status = match page.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(QuarantineStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_parameter", "`status` is one of pending, replayed, discarded, all")
+            ApiError::bad_request(
+                "invalid_parameter",
+                "`status` is one of pending, replayed, discarded, all",
+            )
         })?),
     };
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let entries = blocking(move || Ok(st.quarantined(&ws, status, after, limit)?)).await?;
-    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
     Ok(Json(json!({"events": entries, "next_cursor": next})))
 }
 
-async fn quarantine_entry(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+async fn quarantine_entry(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
-    let entry = blocking(move || st.quarantine_entry(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))).await?;
+    let entry = blocking(move || {
+        st.quarantine_entry(&ws, id)?
+            .ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))
+    })
+    .await?;
     Ok(Json(json!(entry)))
 }
 
@@ -280,17 +381,28 @@ async fn quarantine_replay(
 ) -> Api {
     caller.require_admin()?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
-    let entry = blocking(move || st.quarantine_entry(&ws, id)?.ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))).await?;
+    let entry = blocking(move || {
+        st.quarantine_entry(&ws, id)?
+            .ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))
+    })
+    .await?;
     let fixed: String = if body.iter().all(u8::is_ascii_whitespace) {
         entry.body.clone()
     } else {
-        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("invalid_json", "the corrected event is not UTF-8"))?.to_string()
+        std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("invalid_json", "the corrected event is not UTF-8"))?
+            .to_string()
     };
-    let raw: Box<serde_json::value::RawValue> =
-        serde_json::from_str(&fixed).map_err(|e| ApiError::bad_request("invalid_json", format!("the corrected event is not JSON: {e}")))?;
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&fixed).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the corrected event is not JSON: {e}"),
+        )
+    })?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let source_id = entry.source_id.clone();
-    let source: Option<Source> = blocking(move || Ok(st.sources(&ws)?.into_iter().find(|s| s.id == source_id))).await?;
+    let source: Option<Source> =
+        blocking(move || Ok(st.sources(&ws)?.into_iter().find(|s| s.id == source_id))).await?;
     let edge = Edge {
         received_at: entry.received_at,
         source_channel: source.and_then(|s| s.channel),
@@ -299,47 +411,86 @@ async fn quarantine_replay(
         batch_integrations: None,
         path_type: None,
     };
-    let event = match check_event(&raw, &edge, &mut |_| format!("quarantine-{}-{id}", entry.workspace_id)) {
+    let event = match check_event(&raw, &edge, &mut |_| {
+        format!("quarantine-{}-{id}", entry.workspace_id)
+    }) {
         Checked::Accepted(e) => e,
         Checked::Quarantined(q) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "still_invalid",
-                format!("the event still breaks the spec ({}): {}", q.violation.code(), q.violation.message()),
+                format!(
+                    "the event still breaks the spec ({}): {}",
+                    q.violation.code(),
+                    q.violation.message()
+                ),
             ))
         }
     };
-    let batch = IngestBatch { workspace_id: entry.workspace_id.clone(), source_id: entry.source_id.clone(), events: vec![event], quarantined: vec![] };
-    let (st, ws, now) = (store(&state), caller.workspace().to_string(), state.engine.now());
+    let batch = IngestBatch {
+        workspace_id: entry.workspace_id.clone(),
+        source_id: entry.source_id.clone(),
+        events: vec![event],
+        quarantined: vec![],
+    };
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
     let outcome = blocking(move || Ok(st.resolve_quarantined(&ws, id, Some(&batch), now)?)).await?;
-    Ok(Json(json!({"id": id, "status": "replayed", "outcome": outcome})))
+    Ok(Json(
+        json!({"id": id, "status": "replayed", "outcome": outcome}),
+    ))
 }
 
-async fn quarantine_discard(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+async fn quarantine_discard(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Api {
     caller.require_admin()?;
-    let (st, ws, now) = (store(&state), caller.workspace().to_string(), state.engine.now());
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
     blocking(move || Ok(st.resolve_quarantined(&ws, id, None, now)?)).await?;
     Ok(Json(json!({"id": id, "status": "discarded"})))
 }
 
 async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
-    let w = blocking(move || st.workspace(&ws)?.ok_or_else(|| ApiError::not_found("workspace"))).await?;
+    let w = blocking(move || {
+        st.workspace(&ws)?
+            .ok_or_else(|| ApiError::not_found("workspace"))
+    })
+    .await?;
     Ok(Json(json!(w)))
 }
 
-async fn set_rules(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<Value>>) -> Api {
+async fn set_rules(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Api {
     caller.require_admin()?;
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("invalid_json", "send the identity rules as a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send the identity rules as a JSON object",
+        ));
     };
-    let config: IdentityRulesConfig =
-        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
-    IdentityRules::new(config.clone()).map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
+    let config: IdentityRulesConfig = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
+    IdentityRules::new(config.clone())
+        .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let saved = config.clone();
     blocking(move || Ok(st.set_identity_rules(&ws, &saved)?)).await?;
-    Ok(Json(json!({"identity_rules": config, "note": "rules apply to new events; run `parcours replay` to apply them to the past"})))
+    Ok(Json(
+        json!({"identity_rules": config, "note": "rules apply to new events; run `parcours replay` to apply them to the past"}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -347,19 +498,43 @@ struct NewWorkspace {
     name: String,
 }
 
-async fn create_workspace(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewWorkspace>>) -> impl IntoResponse {
+async fn create_workspace(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<NewWorkspace>>,
+) -> impl IntoResponse {
     let result: Api = async {
         if !caller.0.instance_admin {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only the instance admin token can create workspaces"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only the instance admin token can create workspaces",
+            ));
         }
         let Some(Json(body)) = body else {
-            return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\"}"));
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "send {\"name\": \"…\"}",
+            ));
         };
         if body.name.trim().is_empty() {
-            return Err(ApiError::bad_request("invalid_parameter", "`name` must not be empty"));
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`name` must not be empty",
+            ));
         }
         let (st, now) = (store(&state), state.engine.now());
-        let created = blocking(move || Ok(provision_workspace(st.as_ref(), body.name.trim(), now, None, None, false)?)).await?;
+        let created = blocking(move || {
+            Ok(provision_workspace(
+                st.as_ref(),
+                body.name.trim(),
+                now,
+                None,
+                None,
+                false,
+            )?)
+        })
+        .await?;
         Ok(Json(json!(created)))
     }
     .await;
@@ -393,7 +568,13 @@ pub fn provision_workspace(
     };
     store.create_workspace(&workspace)?;
     let write_key = write_key.unwrap_or_else(|| new_secret("wk"));
-    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: workspace.id.clone(), name: "Default source".into(), channel: None, created_at: now };
+    let source = Source {
+        id: new_secret("src")[..16].to_string(),
+        workspace_id: workspace.id.clone(),
+        name: "Default source".into(),
+        channel: None,
+        created_at: now,
+    };
     store.create_source(&source, &hash_secret(&write_key))?;
     let admin_token = admin_token.unwrap_or_else(|| new_secret("pat"));
     let token = Token {
@@ -405,7 +586,12 @@ pub fn provision_workspace(
         created_at: now,
     };
     store.create_token(&token, &hash_secret(&admin_token))?;
-    Ok(Provisioned { workspace, source, write_key, admin_token })
+    Ok(Provisioned {
+        workspace,
+        source,
+        write_key,
+        admin_token,
+    })
 }
 
 async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
@@ -420,10 +606,17 @@ struct NewSource {
     channel: Option<String>,
 }
 
-async fn create_source(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewSource>>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create_source(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<NewSource>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\", \"channel\": \"store\"}"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send {\"name\": \"…\", \"channel\": \"store\"}",
+        ));
     };
     let channel = body
         .channel
@@ -431,15 +624,27 @@ async fn create_source(State(state): State<Arc<AppState>>, caller: Caller, body:
         .map(|c| {
             Channel::parse(c).ok_or_else(|| {
                 let all: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-                ApiError::bad_request("invalid_channel", format!("`{c}` is not a channel; use one of {}", all.join(", ")))
+                ApiError::bad_request(
+                    "invalid_channel",
+                    format!("`{c}` is not a channel; use one of {}", all.join(", ")),
+                )
             })
         })
         .transpose()?;
     let key = new_secret("wk");
-    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: caller.workspace().to_string(), name: body.name, channel, created_at: state.engine.now() };
+    let source = Source {
+        id: new_secret("src")[..16].to_string(),
+        workspace_id: caller.workspace().to_string(),
+        name: body.name,
+        channel,
+        created_at: state.engine.now(),
+    };
     let (st, s, h) = (store(&state), source.clone(), hash_secret(&key));
     blocking(move || Ok(st.create_source(&s, &h)?)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"source": source, "write_key": key}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"source": source, "write_key": key})),
+    ))
 }
 
 async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
@@ -455,13 +660,24 @@ struct NewToken {
     role: String,
 }
 
-async fn create_token(State(state): State<Arc<AppState>>, caller: Caller, body: Option<Json<NewToken>>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<NewToken>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("invalid_json", "send {\"name\": \"…\", \"role\": \"analyst\"}"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send {\"name\": \"…\", \"role\": \"analyst\"}",
+        ));
     };
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_request("invalid_role", "`role` is one of admin, marketer, analyst, read_only"))?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_role",
+            "`role` is one of admin, marketer, analyst, read_only",
+        )
+    })?;
     let secret = new_secret("pat");
     let token = Token {
         id: new_secret("tok")[..16].to_string(),
@@ -473,7 +689,10 @@ async fn create_token(State(state): State<Arc<AppState>>, caller: Caller, body: 
     };
     let (st, t, h) = (store(&state), token.clone(), hash_secret(&secret));
     blocking(move || Ok(st.create_token(&t, &h)?)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "secret": secret}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "secret": secret})),
+    ))
 }
 
 async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
@@ -495,7 +714,11 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if !state.ready.load(Ordering::SeqCst) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "this node is starting or shutting down"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "this node is starting or shutting down",
+        ));
     }
     let st = store(&state);
     blocking(move || Ok(st.last_seq()?)).await?;
@@ -506,5 +729,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Ok(lag) = state.engine.unify_lag() {
         metrics::gauge!("parcours_unify_lag_events").set(lag as f64);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -34,16 +34,29 @@ pub struct AuthCache {
 }
 
 impl AppState {
-    pub(crate) async fn source_for_key(self: &Arc<Self>, key: &str) -> Result<Option<Source>, ApiError> {
+    pub(crate) async fn source_for_key(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> Result<Option<Source>, ApiError> {
         let hash = hash_secret(key);
-        if let Some(s) = self.auth.sources.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        if let Some(s) = self
+            .auth
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
             return Ok(Some(s.clone()));
         }
         let state = self.clone();
         let h = hash.clone();
         let found = blocking(move || Ok(state.engine.store().source_by_key_hash(&h)?)).await?;
         if let Some(s) = &found {
-            self.auth.sources.write().unwrap_or_else(|e| e.into_inner()).insert(hash, s.clone());
+            self.auth
+                .sources
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(hash, s.clone());
         }
         Ok(found)
     }
@@ -52,8 +65,12 @@ impl AppState {
 /// The write key of a tracking request from HTTP Basic (`key:`), if any.
 pub fn basic_write_key(parts: &axum::http::HeaderMap) -> Option<String> {
     let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let key = text.split_once(':').map(|(k, _)| k).unwrap_or(&text);
     (!key.is_empty()).then(|| key.to_string())
@@ -71,7 +88,14 @@ impl Caller {
         if self.0.role == Role::Admin {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this needs the admin role; the token has {}", self.0.role.as_str())))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this needs the admin role; the token has {}",
+                    self.0.role.as_str()
+                ),
+            ))
         }
     }
 }
@@ -79,19 +103,54 @@ impl Caller {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let missing = || ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", "send an admin token as `Authorization: Bearer <token>`");
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(missing)?.to_str().map_err(|_| missing())?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(missing)?.trim();
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let missing = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "send an admin token as `Authorization: Bearer <token>`",
+            )
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(missing)?
+            .to_str()
+            .map_err(|_| missing())?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(missing)?
+            .trim();
         let hash = hash_secret(token);
-        if let Some(t) = state.auth.tokens.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        if let Some(t) = state
+            .auth
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
             return Ok(Caller(t.clone()));
         }
         let st = state.clone();
         let h = hash.clone();
         let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
-        let token = found.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the admin token is not valid"))?;
-        state.auth.tokens.write().unwrap_or_else(|e| e.into_inner()).insert(hash, token.clone());
+        let token = found.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the admin token is not valid",
+            )
+        })?;
+        state
+            .auth
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, token.clone());
         Ok(Caller(token))
     }
 }

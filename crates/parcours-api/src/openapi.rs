@@ -49,14 +49,35 @@ fn tracking(kind: &str) -> Value {
 
 /// The routes this document describes (checked against the router by a test).
 pub const PATHS: &[&str] = &[
-    "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group", "/v1/alias", "/v1/batch",
-    "/api/v1/profiles/lookup", "/api/v1/profiles/{id}", "/api/v1/profiles/{id}/traits",
-    "/api/v1/profiles/{id}/identifiers", "/api/v1/profiles/{id}/merges", "/api/v1/profiles/{id}/events",
-    "/api/v1/profiles/{id}/unmerge", "/api/v1/merges/{id}", "/api/v1/merges/{id}/undo",
-    "/api/v1/quarantine", "/api/v1/quarantine/{id}", "/api/v1/quarantine/{id}/replay",
-    "/api/v1/quarantine/{id}/discard", "/api/v1/workspace", "/api/v1/workspace/identity-rules",
-    "/api/v1/workspaces", "/api/v1/sources", "/api/v1/tokens", "/api/v1/status",
-    "/healthz", "/readyz", "/metrics",
+    "/v1/track",
+    "/v1/identify",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+    "/v1/batch",
+    "/api/v1/profiles/lookup",
+    "/api/v1/profiles/{id}",
+    "/api/v1/profiles/{id}/traits",
+    "/api/v1/profiles/{id}/identifiers",
+    "/api/v1/profiles/{id}/merges",
+    "/api/v1/profiles/{id}/events",
+    "/api/v1/profiles/{id}/unmerge",
+    "/api/v1/merges/{id}",
+    "/api/v1/merges/{id}/undo",
+    "/api/v1/quarantine",
+    "/api/v1/quarantine/{id}",
+    "/api/v1/quarantine/{id}/replay",
+    "/api/v1/quarantine/{id}/discard",
+    "/api/v1/workspace",
+    "/api/v1/workspace/identity-rules",
+    "/api/v1/workspaces",
+    "/api/v1/sources",
+    "/api/v1/tokens",
+    "/api/v1/status",
+    "/healthz",
+    "/readyz",
+    "/metrics",
 ];
 
 pub async fn document() -> Json<Value> {
@@ -66,39 +87,223 @@ pub async fn document() -> Json<Value> {
 pub fn spec() -> Value {
     let id = || json!([path_param("id", "string")]);
     let num = || json!([path_param("id", "integer")]);
-    let page = || json!([query("cursor", "string", "from next_cursor of the previous page"), query("limit", "integer", "1 to 1000, default 50")]);
+    let page = || {
+        json!([
+            query("cursor", "string", "from next_cursor of the previous page"),
+            query("limit", "integer", "1 to 1000, default 50")
+        ])
+    };
     let mut paths = serde_json::Map::new();
-    for kind in ["track", "identify", "page", "screen", "group", "alias", "batch"] {
+    for kind in [
+        "track", "identify", "page", "screen", "group", "alias", "batch",
+    ] {
         paths.insert(format!("/v1/{kind}"), tracking(kind));
     }
     let admin = [
-        ("/api/v1/profiles/lookup", "get", op("Profile by identifier", "profiles", json!([query("type", "string", "email, phone, user_id, anonymous_id, device_id, …"), query("value", "string", "normalised like ingested values")]), false)),
-        ("/api/v1/profiles/{id}", "get", op("Profile by id (merged ids resolve to the profile that holds them)", "profiles", id(), false)),
-        ("/api/v1/profiles/{id}/traits", "get", op("Traits with the event that set each", "profiles", id(), false)),
-        ("/api/v1/profiles/{id}/identifiers", "get", op("Identifiers with the event that linked each", "profiles", id(), false)),
-        ("/api/v1/profiles/{id}/merges", "get", op("Merge history", "identity", id(), false)),
-        ("/api/v1/profiles/{id}/events", "get", op("Cross-channel event timeline, newest first", "profiles", json!([path_param("id", "string"), query("cursor", "string", "from next_cursor"), query("limit", "integer", "1 to 1000")]), false)),
-        ("/api/v1/profiles/{id}/unmerge", "post", op("Undo one merge of this profile: body {\"merge_id\": n}", "identity", id(), true)),
-        ("/api/v1/merges/{id}", "get", op("One merge with its cause", "identity", num(), false)),
-        ("/api/v1/merges/{id}/undo", "post", op("Undo a merge and re-derive both profiles from their events", "identity", num(), true)),
-        ("/api/v1/quarantine", "get", op("Quarantined events", "quarantine", { let mut p = page(); p.as_array_mut().unwrap().push(query("status", "string", "pending (default all), replayed, discarded")); p }, false)),
-        ("/api/v1/quarantine/{id}", "get", op("One quarantined event", "quarantine", num(), false)),
-        ("/api/v1/quarantine/{id}/replay", "post", op("Replay it, optionally with a corrected event as the body", "quarantine", num(), true)),
-        ("/api/v1/quarantine/{id}/discard", "post", op("Discard it", "quarantine", num(), true)),
-        ("/api/v1/workspace", "get", op("The token's workspace", "workspaces", json!([]), false)),
-        ("/api/v1/workspace/identity-rules", "put", op("Replace the identity rules", "workspaces", json!([]), true)),
-        ("/api/v1/workspaces", "post", op("Create a workspace (instance admin token)", "workspaces", json!([]), true)),
-        ("/api/v1/sources", "get", op("Sources of the workspace", "workspaces", json!([]), false)),
-        ("/api/v1/sources", "post", op("Create a source; its write key is returned once", "workspaces", json!([]), true)),
-        ("/api/v1/tokens", "get", op("Admin tokens of the workspace", "workspaces", json!([]), true)),
-        ("/api/v1/tokens", "post", op("Create a token; its secret is returned once", "workspaces", json!([]), true)),
-        ("/api/v1/status", "get", op("Event and profile counts, unify lag", "operations", json!([]), false)),
+        (
+            "/api/v1/profiles/lookup",
+            "get",
+            op(
+                "Profile by identifier",
+                "profiles",
+                json!([
+                    query(
+                        "type",
+                        "string",
+                        "email, phone, user_id, anonymous_id, device_id, …"
+                    ),
+                    query("value", "string", "normalised like ingested values")
+                ]),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}",
+            "get",
+            op(
+                "Profile by id (merged ids resolve to the profile that holds them)",
+                "profiles",
+                id(),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}/traits",
+            "get",
+            op(
+                "Traits with the event that set each",
+                "profiles",
+                id(),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}/identifiers",
+            "get",
+            op(
+                "Identifiers with the event that linked each",
+                "profiles",
+                id(),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}/merges",
+            "get",
+            op("Merge history", "identity", id(), false),
+        ),
+        (
+            "/api/v1/profiles/{id}/events",
+            "get",
+            op(
+                "Cross-channel event timeline, newest first",
+                "profiles",
+                json!([
+                    path_param("id", "string"),
+                    query("cursor", "string", "from next_cursor"),
+                    query("limit", "integer", "1 to 1000")
+                ]),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}/unmerge",
+            "post",
+            op(
+                "Undo one merge of this profile: body {\"merge_id\": n}",
+                "identity",
+                id(),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/merges/{id}",
+            "get",
+            op("One merge with its cause", "identity", num(), false),
+        ),
+        (
+            "/api/v1/merges/{id}/undo",
+            "post",
+            op(
+                "Undo a merge and re-derive both profiles from their events",
+                "identity",
+                num(),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/quarantine",
+            "get",
+            op(
+                "Quarantined events",
+                "quarantine",
+                {
+                    let mut p = page();
+                    p.as_array_mut().unwrap().push(query(
+                        "status",
+                        "string",
+                        "pending (default all), replayed, discarded",
+                    ));
+                    p
+                },
+                false,
+            ),
+        ),
+        (
+            "/api/v1/quarantine/{id}",
+            "get",
+            op("One quarantined event", "quarantine", num(), false),
+        ),
+        (
+            "/api/v1/quarantine/{id}/replay",
+            "post",
+            op(
+                "Replay it, optionally with a corrected event as the body",
+                "quarantine",
+                num(),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/quarantine/{id}/discard",
+            "post",
+            op("Discard it", "quarantine", num(), true),
+        ),
+        (
+            "/api/v1/workspace",
+            "get",
+            op("The token's workspace", "workspaces", json!([]), false),
+        ),
+        (
+            "/api/v1/workspace/identity-rules",
+            "put",
+            op("Replace the identity rules", "workspaces", json!([]), true),
+        ),
+        (
+            "/api/v1/workspaces",
+            "post",
+            op(
+                "Create a workspace (instance admin token)",
+                "workspaces",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/sources",
+            "get",
+            op("Sources of the workspace", "workspaces", json!([]), false),
+        ),
+        (
+            "/api/v1/sources",
+            "post",
+            op(
+                "Create a source; its write key is returned once",
+                "workspaces",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/tokens",
+            "get",
+            op(
+                "Admin tokens of the workspace",
+                "workspaces",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/tokens",
+            "post",
+            op(
+                "Create a token; its secret is returned once",
+                "workspaces",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/status",
+            "get",
+            op(
+                "Event and profile counts, unify lag",
+                "operations",
+                json!([]),
+                false,
+            ),
+        ),
     ];
     for (path, method, mut operation) in admin {
         operation["security"] = json!([{"bearer": []}]);
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = operation;
     }
-    for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (store reachable)"), ("/metrics", "Prometheus metrics")] {
+    for (path, summary) in [
+        ("/healthz", "Liveness"),
+        ("/readyz", "Readiness (store reachable)"),
+        ("/metrics", "Prometheus metrics"),
+    ] {
         paths.insert(path.into(), json!({"get": {"summary": summary, "tags": ["operations"], "responses": {"200": {"description": "ok"}}}}));
     }
     json!({

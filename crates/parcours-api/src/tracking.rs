@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use parcours_core::spec::{self, check_event, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES};
+use parcours_core::spec::{
+    self, check_event, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES,
+};
 use parcours_store::IngestBatch;
 use serde_json::{json, Value};
 
@@ -17,7 +19,11 @@ use crate::auth::basic_write_key;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     ingest(state, headers, body, None).await
 }
 
@@ -35,7 +41,11 @@ pub async fn single(
         "g" => EventType::Group,
         "a" => EventType::Alias,
         other => EventType::parse(other).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no tracking endpoint /v1/{other}"))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                format!("no tracking endpoint /v1/{other}"),
+            )
         })?,
     };
     ingest(state, headers, body, Some(kind)).await
@@ -43,30 +53,55 @@ pub async fn single(
 
 fn envelope_error(e: EnvelopeError) -> ApiError {
     let status = match e {
-        EnvelopeError::TooLarge { .. } | EnvelopeError::EventTooLarge { .. } | EnvelopeError::TooManyEvents { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        EnvelopeError::TooLarge { .. }
+        | EnvelopeError::EventTooLarge { .. }
+        | EnvelopeError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.code(), e.to_string())
 }
 
-async fn ingest(state: Arc<AppState>, headers: HeaderMap, body: Body, path_type: Option<EventType>) -> Result<Json<Value>, ApiError> {
-    let limit = if path_type.is_some() { spec::MAX_EVENT_BYTES } else { MAX_BATCH_BYTES };
+async fn ingest(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    path_type: Option<EventType>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = if path_type.is_some() {
+        spec::MAX_EVENT_BYTES
+    } else {
+        MAX_BATCH_BYTES
+    };
     let bytes = axum::body::to_bytes(body, limit + 1).await.map_err(|_| {
-        envelope_error(EnvelopeError::TooLarge { size: limit + 1, limit })
+        envelope_error(EnvelopeError::TooLarge {
+            size: limit + 1,
+            limit,
+        })
     })?;
     let received_at = state.engine.now();
     let envelope = spec::parse_envelope(&bytes, path_type).map_err(envelope_error)?;
-    let key = basic_write_key(&headers).or_else(|| envelope.write_key.as_deref().map(str::to_string)).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "missing_write_key", "send the source's write key as HTTP Basic `key:` or as `writeKey`")
+    let key = basic_write_key(&headers)
+        .or_else(|| envelope.write_key.as_deref().map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_write_key",
+                "send the source's write key as HTTP Basic `key:` or as `writeKey`",
+            )
+        })?;
+    let source = state.source_for_key(&key).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_write_key",
+            "the write key is not valid",
+        )
     })?;
-    let source = state
-        .source_for_key(&key)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_write_key", "the write key is not valid"))?;
     if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many tracking requests for this workspace; retry later");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many tracking requests for this workspace; retry later",
+        );
         e.retry_after = Some(retry_after);
         return Err(e);
     }
@@ -113,7 +148,10 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: u32) -> Self {
-        Self { per_second, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `None` if the request may go, else the seconds to wait.

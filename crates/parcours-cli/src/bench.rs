@@ -31,11 +31,25 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let batches = b.events.div_ceil(b.batch);
     let total = batches * b.batch;
     let run = format!("bench{}", SystemClock.now());
-    eprintln!("preparing {batches} batches of {} events ({} customers)…", b.batch, b.customers);
-    let bodies = Arc::new(load::batches(&run, batches, b.batch, b.customers, SystemClock.now() - 3_600_000, 42));
+    eprintln!(
+        "preparing {batches} batches of {} events ({} customers)…",
+        b.batch, b.customers
+    );
+    let bodies = Arc::new(load::batches(
+        &run,
+        batches,
+        b.batch,
+        b.customers,
+        SystemClock.now() - 3_600_000,
+        42,
+    ));
     let bytes: usize = bodies.iter().map(Vec::len).sum();
 
-    let durability = if b.durability == "normal" { Durability::Normal } else { Durability::Full };
+    let durability = if b.durability == "normal" {
+        Durability::Normal
+    } else {
+        Durability::Full
+    };
     let rows = accepted_rows(&bodies);
     let baseline = raw_insert_baseline(&dir.join("baseline.sqlite3"), durability, &rows, b.batch)?;
     let baseline_rate = total as f64 / baseline.as_secs_f64();
@@ -53,15 +67,28 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..b.concurrency {
-        let (client, next, bodies, key) = (client.clone(), next.clone(), bodies.clone(), p.write_key.clone());
+        let (client, next, bodies, key) = (
+            client.clone(),
+            next.clone(),
+            bodies.clone(),
+            p.write_key.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
                 let t = Instant::now();
-                let resp = client.track("/v1/batch", &key, body.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                anyhow::ensure!(resp.status == 200, "batch refused: {} {}", resp.status, String::from_utf8_lossy(&resp.body));
+                let resp = client
+                    .track("/v1/batch", &key, body.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                anyhow::ensure!(
+                    resp.status == 200,
+                    "batch refused: {} {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                );
                 latencies.push(t.elapsed());
             }
             anyhow::Ok(latencies)
@@ -77,7 +104,10 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let unified = started.elapsed();
     node.stop().await;
     let stored = store.event_count(&p.workspace.id)?;
-    anyhow::ensure!(stored as usize == total, "stored {stored} events, expected {total}");
+    anyhow::ensure!(
+        stored as usize == total,
+        "stored {stored} events, expected {total}"
+    );
 
     let replay_started = Instant::now();
     parcours_engine::replay(store.as_ref(), SystemClock.now(), 2_000, &mut |_, _| {})?;
@@ -89,15 +119,36 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let ack_rate = rate(acked);
     println!("parcours bench ingest");
-    println!("  machine:            {} cores, durability {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), b.durability);
-    println!("  load:               {total} events in {batches} batches of {}, concurrency {}, {:.1} MB", b.batch, b.concurrency, bytes as f64 / 1e6);
+    println!(
+        "  machine:            {} cores, durability {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        b.durability
+    );
+    println!(
+        "  load:               {total} events in {batches} batches of {}, concurrency {}, {:.1} MB",
+        b.batch,
+        b.concurrency,
+        bytes as f64 / 1e6
+    );
     println!("  acknowledged:       {ack_rate:>10.0} events/s  ({acked:.2?})");
-    println!("  batch latency:      p50 {:.2?}  p99 {:.2?}", pct(0.5), pct(0.99));
+    println!(
+        "  batch latency:      p50 {:.2?}  p99 {:.2?}",
+        pct(0.5),
+        pct(0.99)
+    );
     println!("  unified while ingesting: {unified_during} events; all unified after {unified:.2?} ({:.0} events/s end to end)", rate(unified));
     println!("  processing (replay: unify + profile update): {:>10.0} events/s  ({replay:.2?}, {profiles} profiles)", rate(replay));
     println!("  baseline raw SQLite INSERT of the same rows: {baseline_rate:>10.0} events/s  ({baseline:.2?})");
-    println!("  ratio acknowledged / baseline: {:.2}", ack_rate / baseline_rate);
-    println!("  ratio processing / baseline:   {:.2}", rate(replay) / baseline_rate);
+    println!(
+        "  ratio acknowledged / baseline: {:.2}",
+        ack_rate / baseline_rate
+    );
+    println!(
+        "  ratio processing / baseline:   {:.2}",
+        rate(replay) / baseline_rate
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -108,9 +159,18 @@ fn accepted_rows(bodies: &[Vec<u8>]) -> Vec<parcours_core::spec::AcceptedEvent> 
     let mut rows = Vec::new();
     for body in bodies {
         let env = parse_envelope(body, None).expect("generated batches are valid");
-        let edge = Edge { received_at: now, source_channel: None, batch_sent_at: env.sent_at.as_deref(), batch_context: None, batch_integrations: None, path_type: None };
+        let edge = Edge {
+            received_at: now,
+            source_channel: None,
+            batch_sent_at: env.sent_at.as_deref(),
+            batch_context: None,
+            batch_integrations: None,
+            path_type: None,
+        };
         for item in &env.items {
-            if let Checked::Accepted(e) = check_event(item, &edge, &mut |_| unreachable!("generated events have ids")) {
+            if let Checked::Accepted(e) = check_event(item, &edge, &mut |_| {
+                unreachable!("generated events have ids")
+            }) {
                 rows.push(e);
             }
         }

@@ -29,9 +29,11 @@ fn now() -> i64 {
 fn bar(total: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"))
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb
 }
@@ -40,7 +42,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let created = bootstrap(store.as_ref(), &config, now())?;
     let node = Node::start(&config, store).await?;
-    eprintln!("Parcours is listening on {} (data in {})", node.url(), config.data_dir.display());
+    eprintln!(
+        "Parcours is listening on {} (data in {})",
+        node.url(),
+        config.data_dir.display()
+    );
     if let Some(p) = &created {
         print_provisioned(p, &node.url());
     }
@@ -50,13 +56,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -> anyhow::Result<()> {
+pub async fn demo(
+    mut config: Config,
+    customers: usize,
+    days: u32,
+    keep: bool,
+) -> anyhow::Result<()> {
     if config.data_dir == Config::default().data_dir {
         config.data_dir = "./parcours-demo-data".into();
     }
     if config.data_dir.exists() && !keep {
-        eprintln!("starting a fresh demo in {} (the previous demo data is replaced)", config.data_dir.display());
-        std::fs::remove_dir_all(&config.data_dir).with_context(|| format!("cannot clear {}", config.data_dir.display()))?;
+        eprintln!(
+            "starting a fresh demo in {} (the previous demo data is replaced)",
+            config.data_dir.display()
+        );
+        std::fs::remove_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot clear {}", config.data_dir.display()))?;
     }
     config.storage.durability = "normal".into();
     let store = open_store(&config)?;
@@ -84,7 +99,12 @@ pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -
             store.create_source(&source, &hash_secret(&key))?;
             keys.insert(s.name, key);
         }
-        let cfg = DemoConfig { customers, days, seed: 7, end_ms: now() };
+        let cfg = DemoConfig {
+            customers,
+            days,
+            seed: 7,
+            end_ms: now(),
+        };
         eprintln!("generating {customers} customers over {days} days…");
         let events = demo::generate(&cfg);
         let client = Client::new(url.clone());
@@ -102,26 +122,45 @@ pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -
             for (source, items) in chunk {
                 let body = serde_json::to_vec(&json!({ "batch": items }))?;
                 let (client, key, n) = (client.clone(), keys[source].clone(), items.len() as u64);
-                sends.push(tokio::spawn(async move { (client.track("/v1/batch", &key, body).await, n) }));
+                sends.push(tokio::spawn(async move {
+                    (client.track("/v1/batch", &key, body).await, n)
+                }));
             }
             for s in sends {
                 let (resp, n) = s.await?;
                 let resp = resp.map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
                 if resp.status != 200 {
-                    bail!("the tracking API refused demo events: {} {}", resp.status, String::from_utf8_lossy(&resp.body));
+                    bail!(
+                        "the tracking API refused demo events: {} {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    );
                 }
                 pb.inc(n);
             }
         }
         pb.finish_and_clear();
-        eprintln!("sent {} events in {:.1?}; unifying…", pb.position(), started.elapsed());
+        eprintln!(
+            "sent {} events in {:.1?}; unifying…",
+            pb.position(),
+            started.elapsed()
+        );
         node.engine.wait_unified(Duration::from_secs(600)).await?;
         let profiles = store.profile_count(&ws)?;
         println!();
         println!("Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.");
-        println!("  {} events unified into {profiles} profiles", store.event_count(&ws)?);
-        println!("  tracking API: {url}/v1/batch   write key (web shop): {}", keys["Web shop"]);
-        println!("  admin API:    {url}/api/v1      admin token: {}", p.admin_token);
+        println!(
+            "  {} events unified into {profiles} profiles",
+            store.event_count(&ws)?
+        );
+        println!(
+            "  tracking API: {url}/v1/batch   write key (web shop): {}",
+            keys["Web shop"]
+        );
+        println!(
+            "  admin API:    {url}/api/v1      admin token: {}",
+            p.admin_token
+        );
         println!("  OpenAPI:      {url}/api/openapi.json    metrics: {url}/metrics");
         println!();
         for line in demo::highlights(&cfg) {
@@ -129,7 +168,10 @@ pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -
         }
         println!();
         println!("Try:");
-        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/status'", p.admin_token);
+        println!(
+            "  curl -H 'authorization: Bearer {}' '{url}/api/v1/status'",
+            p.admin_token
+        );
         println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001'", p.admin_token);
         println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001' | jq .channels", p.admin_token);
         println!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", keys["Web shop"]);
@@ -143,9 +185,15 @@ pub async fn demo(mut config: Config, customers: usize, days: u32, keep: bool) -
 }
 
 /// The source events are imported as: by write key, or the workspace's first source.
-fn import_source(store: &dyn Store, write_key: Option<&str>, workspace: Option<&str>) -> anyhow::Result<Source> {
+fn import_source(
+    store: &dyn Store,
+    write_key: Option<&str>,
+    workspace: Option<&str>,
+) -> anyhow::Result<Source> {
     if let Some(key) = write_key {
-        return store.source_by_key_hash(&hash_secret(key))?.context("the write key is not valid");
+        return store
+            .source_by_key_hash(&hash_secret(key))?
+            .context("the write key is not valid");
     }
     let ws = match workspace {
         Some(w) => w.to_string(),
@@ -158,7 +206,11 @@ fn import_source(store: &dyn Store, write_key: Option<&str>, workspace: Option<&
             }
         }
     };
-    store.sources(&ws)?.into_iter().next().with_context(|| format!("workspace {ws} has no source"))
+    store
+        .sources(&ws)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("workspace {ws} has no source"))
 }
 
 fn content_id(line: &str) -> String {
@@ -223,18 +275,33 @@ pub struct ImportReport {
 }
 
 /// Imports NDJSON events or a CSV of profiles. Idempotent: re-importing stores nothing twice.
-pub fn import(config: &Config, file: &Path, write_key: Option<&str>, workspace: Option<&str>, unify: bool) -> anyhow::Result<ImportReport> {
+pub fn import(
+    config: &Config,
+    file: &Path,
+    write_key: Option<&str>,
+    workspace: Option<&str>,
+    unify: bool,
+) -> anyhow::Result<ImportReport> {
     let store = open_store(config)?;
     let source = import_source(store.as_ref(), write_key, workspace)?;
-    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let is_csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let reader = BufReader::new(std::fs::File::open(file)?);
     let pb = bar(size, "importing");
     let mut report = ImportReport::default();
     let mut header: Option<Vec<String>> = None;
     let import_ts = parcours_core::time::format_timestamp(now());
     let window = i64::from(config.ingest.dedup_window_days) * 86_400_000;
-    let mut pending = IngestBatch { workspace_id: source.workspace_id.clone(), source_id: source.id.clone(), events: vec![], quarantined: vec![] };
+    let mut pending = IngestBatch {
+        workspace_id: source.workspace_id.clone(),
+        source_id: source.id.clone(),
+        events: vec![],
+        quarantined: vec![],
+    };
     let flush = |pending: &mut IngestBatch, report: &mut ImportReport| -> anyhow::Result<()> {
         if pending.events.is_empty() && pending.quarantined.is_empty() {
             return Ok(());
@@ -277,13 +344,15 @@ pub fn import(config: &Config, file: &Path, write_key: Option<&str>, workspace: 
                 Checked::Accepted(e) => pending.events.push(e),
                 Checked::Quarantined(q) => pending.quarantined.push(q),
             },
-            Err(e) => pending.quarantined.push(parcours_core::spec::QuarantinedEvent {
-                violation: Violation::InvalidEvent,
-                detail: Some(format!("line {}: {e}", report.lines)),
-                message_id: None,
-                received_at: now(),
-                body: text,
-            }),
+            Err(e) => pending
+                .quarantined
+                .push(parcours_core::spec::QuarantinedEvent {
+                    violation: Violation::InvalidEvent,
+                    detail: Some(format!("line {}: {e}", report.lines)),
+                    message_id: None,
+                    received_at: now(),
+                    body: text,
+                }),
         }
         if pending.events.len() + pending.quarantined.len() >= 2_000 {
             flush(&mut pending, &mut report)?;
@@ -320,7 +389,12 @@ fn unify_backlog(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn export(config: &Config, what: &str, workspace: Option<&str>, out: &mut dyn Write) -> anyhow::Result<u64> {
+pub fn export(
+    config: &Config,
+    what: &str,
+    workspace: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
     let store = open_store(config)?;
     let ws = match workspace {
         Some(w) => w.to_string(),
@@ -382,39 +456,74 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
     let total = store.last_seq()?.max(0) as u64;
     let pb = bar(total, "replaying");
     let started = Instant::now();
-    let n = parcours_engine::replay(store.as_ref(), now(), 2_000, &mut |done, _| pb.set_position(done))?;
+    let n = parcours_engine::replay(store.as_ref(), now(), 2_000, &mut |done, _| {
+        pb.set_position(done)
+    })?;
     pb.finish_and_clear();
-    eprintln!("replayed {n} events in {:.1?}; identity graph and profiles rebuilt", started.elapsed());
+    eprintln!(
+        "replayed {n} events in {:.1?}; identity graph and profiles rebuilt",
+        started.elapsed()
+    );
     Ok(())
 }
 
 pub fn create_workspace(config: &Config, name: &str) -> anyhow::Result<()> {
     let store = open_store(config)?;
     let p = provision_workspace(store.as_ref(), name, now(), None, None, false)?;
-    print_provisioned(&p, &format!("http://{}:{}", config.http.host, config.http.port));
+    print_provisioned(
+        &p,
+        &format!("http://{}:{}", config.http.host, config.http.port),
+    );
     Ok(())
 }
 
-pub fn create_source(config: &Config, workspace: &str, name: &str, channel: Option<&str>) -> anyhow::Result<()> {
+pub fn create_source(
+    config: &Config,
+    workspace: &str,
+    name: &str,
+    channel: Option<&str>,
+) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    store.workspace(workspace)?.with_context(|| format!("workspace {workspace} does not exist"))?;
+    store
+        .workspace(workspace)?
+        .with_context(|| format!("workspace {workspace} does not exist"))?;
     let channel = channel
         .map(|c| Channel::parse(c).with_context(|| format!("`{c}` is not a channel (web, ios, android, store, email, sms, call_centre, chatbot, social, ads, server)")))
         .transpose()?;
     let key = new_secret("wk");
-    let source = Source { id: new_secret("src")[..16].to_string(), workspace_id: workspace.into(), name: name.into(), channel, created_at: now() };
+    let source = Source {
+        id: new_secret("src")[..16].to_string(),
+        workspace_id: workspace.into(),
+        name: name.into(),
+        channel,
+        created_at: now(),
+    };
     store.create_source(&source, &hash_secret(&key))?;
     println!("source {} ({})", source.id, source.name);
     println!("write key: {key}");
     Ok(())
 }
 
-pub fn create_token(config: &Config, workspace: &str, name: &str, role: &str) -> anyhow::Result<()> {
+pub fn create_token(
+    config: &Config,
+    workspace: &str,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    store.workspace(workspace)?.with_context(|| format!("workspace {workspace} does not exist"))?;
+    store
+        .workspace(workspace)?
+        .with_context(|| format!("workspace {workspace} does not exist"))?;
     let role = Role::parse(role).context("role is one of admin, marketer, analyst, read_only")?;
     let secret = new_secret("pat");
-    let token = Token { id: new_secret("tok")[..16].to_string(), workspace_id: workspace.into(), name: name.into(), role, instance_admin: false, created_at: now() };
+    let token = Token {
+        id: new_secret("tok")[..16].to_string(),
+        workspace_id: workspace.into(),
+        name: name.into(),
+        role,
+        instance_admin: false,
+        created_at: now(),
+    };
     store.create_token(&token, &hash_secret(&secret))?;
     println!("token {} ({}, {})", token.id, token.name, role.as_str());
     println!("secret: {secret}");
@@ -428,4 +537,3 @@ pub fn list_workspaces(config: &Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -71,25 +71,36 @@ impl Default for Config {
 
 impl Default for Http {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 8750, rate_limit_per_second: 0 }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8750,
+            rate_limit_per_second: 0,
+        }
     }
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { durability: "full".into() }
+        Self {
+            durability: "full".into(),
+        }
     }
 }
 
 impl Default for Ingest {
     fn default() -> Self {
-        Self { dedup_window_days: 30 }
+        Self {
+            dedup_window_days: 30,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Self { format: "text".into(), level: "info".into() }
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -113,7 +124,9 @@ pub struct HttpOverrides {
 impl Config {
     /// Loads the layers. `file` is `parcours.toml` in the working directory unless given.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, String> {
-        let path = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("parcours.toml"));
+        let path = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("parcours.toml"));
         if file.is_some() && !path.exists() {
             return Err(format!("config file {} does not exist", path.display()));
         }
@@ -124,7 +137,10 @@ impl Config {
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))?;
         if !["full", "normal"].contains(&config.storage.durability.as_str()) {
-            return Err(format!("storage.durability must be `full` or `normal`, not `{}`", config.storage.durability));
+            return Err(format!(
+                "storage.durability must be `full` or `normal`, not `{}`",
+                config.storage.durability
+            ));
         }
         Ok(config)
     }
@@ -137,10 +153,19 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("parcours.toml", "data_dir = \"/from/file\"\n[http]\nport = 9000\nhost = \"0.0.0.0\"")?;
+            jail.create_file(
+                "parcours.toml",
+                "data_dir = \"/from/file\"\n[http]\nport = 9000\nhost = \"0.0.0.0\"",
+            )?;
             jail.set_env("PARCOURS__HTTP__PORT", "9100");
             jail.set_env("PARCOURS__BOOTSTRAP__ADMIN_TOKEN", "pat_env");
-            let overrides = Overrides { http: Some(HttpOverrides { port: Some(9200), host: None }), ..Default::default() };
+            let overrides = Overrides {
+                http: Some(HttpOverrides {
+                    port: Some(9200),
+                    host: None,
+                }),
+                ..Default::default()
+            };
             let c = Config::load(None, &overrides).unwrap();
             assert_eq!(c.data_dir, PathBuf::from("/from/file"));
             assert_eq!(c.http.host, "0.0.0.0");
@@ -159,7 +184,9 @@ mod tests {
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("durability"), "{err}");
             jail.create_file("parcours.toml", "[http]\nprot = 1")?;
-            assert!(Config::load(None, &Overrides::default()).unwrap_err().contains("prot"));
+            assert!(Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .contains("prot"));
             Ok(())
         });
     }

@@ -150,7 +150,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(run(cli.command, config));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -164,7 +167,9 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARCOURS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -175,12 +180,34 @@ fn init_tracing(config: &Config) {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => commands::serve(config).await,
-        Command::Demo { customers, days, keep, .. } => commands::demo(config, customers, days, keep).await,
-        Command::Import { file, write_key, workspace, no_unify } => {
-            tokio::task::block_in_place(|| commands::import(&config, &file, write_key.as_deref(), workspace.as_deref(), !no_unify))?;
+        Command::Demo {
+            customers,
+            days,
+            keep,
+            ..
+        } => commands::demo(config, customers, days, keep).await,
+        Command::Import {
+            file,
+            write_key,
+            workspace,
+            no_unify,
+        } => {
+            tokio::task::block_in_place(|| {
+                commands::import(
+                    &config,
+                    &file,
+                    write_key.as_deref(),
+                    workspace.as_deref(),
+                    !no_unify,
+                )
+            })?;
             Ok(())
         }
-        Command::Export { what, workspace, output } => tokio::task::block_in_place(|| {
+        Command::Export {
+            what,
+            workspace,
+            output,
+        } => tokio::task::block_in_place(|| {
             let mut out: Box<dyn std::io::Write> = match output {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -188,16 +215,46 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             commands::export(&config, &what, workspace.as_deref(), &mut out).map(|_| ())
         }),
         Command::Replay => tokio::task::block_in_place(|| commands::replay(&config)),
-        Command::Workspace { action: WorkspaceAction::Create { name } } => commands::create_workspace(&config, &name),
-        Command::Workspace { action: WorkspaceAction::List } => commands::list_workspaces(&config),
-        Command::Source { action: SourceAction::Create { workspace, name, channel } } => {
-            commands::create_source(&config, &workspace, &name, channel.as_deref())
-        }
-        Command::Token { action: TokenAction::Create { workspace, name, role } } => {
-            commands::create_token(&config, &workspace, &name, &role)
-        }
-        Command::Bench { which: BenchKind::Ingest { events, batch, concurrency, customers, durability } } => {
-            bench::ingest(IngestBench { events, batch, concurrency, customers, durability }).await
+        Command::Workspace {
+            action: WorkspaceAction::Create { name },
+        } => commands::create_workspace(&config, &name),
+        Command::Workspace {
+            action: WorkspaceAction::List,
+        } => commands::list_workspaces(&config),
+        Command::Source {
+            action:
+                SourceAction::Create {
+                    workspace,
+                    name,
+                    channel,
+                },
+        } => commands::create_source(&config, &workspace, &name, channel.as_deref()),
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    workspace,
+                    name,
+                    role,
+                },
+        } => commands::create_token(&config, &workspace, &name, &role),
+        Command::Bench {
+            which:
+                BenchKind::Ingest {
+                    events,
+                    batch,
+                    concurrency,
+                    customers,
+                    durability,
+                },
+        } => {
+            bench::ingest(IngestBench {
+                events,
+                batch,
+                concurrency,
+                customers,
+                durability,
+            })
+            .await
         }
     }
 }

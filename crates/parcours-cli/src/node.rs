@@ -26,21 +26,41 @@ pub struct Node {
 }
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-    let durability = if config.storage.durability == "normal" { Durability::Normal } else { Durability::Full };
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let durability = if config.storage.durability == "normal" {
+        Durability::Normal
+    } else {
+        Durability::Full
+    };
     let path = config.data_dir.join("parcours.sqlite3");
-    let store = SqliteStore::open(&path, durability).with_context(|| format!("cannot open the store {}", path.display()))?;
+    let store = SqliteStore::open(&path, durability)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
 /// Creates the default workspace on an empty store; returns its secrets (shown once).
-pub fn bootstrap(store: &dyn Store, config: &Config, now: i64) -> anyhow::Result<Option<Provisioned>> {
+pub fn bootstrap(
+    store: &dyn Store,
+    config: &Config,
+    now: i64,
+) -> anyhow::Result<Option<Provisioned>> {
     if !store.workspaces()?.is_empty() {
         return Ok(None);
     }
     let b = &config.bootstrap;
-    Ok(Some(provision_workspace(store, "Default workspace", now, b.write_key.clone(), b.admin_token.clone(), true)?))
+    Ok(Some(provision_workspace(
+        store,
+        "Default workspace",
+        now,
+        b.write_key.clone(),
+        b.admin_token.clone(),
+        true,
+    )?))
 }
 
 impl Node {
@@ -48,10 +68,24 @@ impl Node {
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Node> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let window = Duration::from_secs(u64::from(config.ingest.dedup_window_days) * 86_400);
-        let engine = Engine::start(store.clone(), clock.clone(), EngineConfig { dedup_window: window, ..EngineConfig::default() });
-        let state = AppState::new(engine.clone(), ApiConfig { rate_limit_per_second: config.http.rate_limit_per_second });
+        let engine = Engine::start(
+            store.clone(),
+            clock.clone(),
+            EngineConfig {
+                dedup_window: window,
+                ..EngineConfig::default()
+            },
+        );
+        let state = AppState::new(
+            engine.clone(),
+            ApiConfig {
+                rate_limit_per_second: config.http.rate_limit_per_second,
+            },
+        );
         let addr = format!("{}:{}", config.http.host, config.http.port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = parcours_api::router(state.clone());
@@ -59,7 +93,10 @@ impl Node {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "http server failed");
             }
         });
@@ -69,13 +106,22 @@ impl Node {
                 every.tick().await;
                 let (store, before) = (store.clone(), clock.now() - window.as_millis() as i64);
                 match tokio::task::spawn_blocking(move || store.prune_message_ids(before)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "forgot messageIds outside the dedup window"),
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(pruned = n, "forgot messageIds outside the dedup window")
+                    }
                     Ok(Err(e)) => tracing::warn!(error = %e, "pruning messageIds failed"),
                     _ => {}
                 }
             }
         });
-        Ok(Node { addr, engine, state, stop, server, janitor })
+        Ok(Node {
+            addr,
+            engine,
+            state,
+            stop,
+            server,
+            janitor,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -98,7 +144,8 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -112,10 +159,22 @@ pub async fn shutdown_signal() {
 
 /// Prints the secrets of a freshly created workspace (stdout: they are the command's data).
 pub fn print_provisioned(p: &Provisioned, url: &str) {
-    println!("Created workspace {} ({}).", p.workspace.name, p.workspace.id);
-    println!("  write key:   {}   (tracking API, HTTP Basic `key:`)", p.write_key);
-    println!("  admin token: {}   (admin API, `Authorization: Bearer …`)", p.admin_token);
+    println!(
+        "Created workspace {} ({}).",
+        p.workspace.name, p.workspace.id
+    );
+    println!(
+        "  write key:   {}   (tracking API, HTTP Basic `key:`)",
+        p.write_key
+    );
+    println!(
+        "  admin token: {}   (admin API, `Authorization: Bearer …`)",
+        p.admin_token
+    );
     println!("These secrets are shown once; Parcours keeps only their hashes.");
-    println!("Try: curl -u {}: {url}/v1/track -H 'content-type: application/json' \\", p.write_key);
+    println!(
+        "Try: curl -u {}: {url}/v1/track -H 'content-type: application/json' \\",
+        p.write_key
+    );
     println!("       -d '{{\"userId\":\"cus_1\",\"event\":\"Signed Up\"}}'");
 }

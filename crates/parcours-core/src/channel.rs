@@ -93,8 +93,10 @@ impl Channel {
             Channel::Ios
         } else if contains(hints.library, &["android", "kotlin"]) {
             Channel::Android
-        } else if contains(hints.library, &["analytics.js", "analytics-next", "rudder-js"])
-            || hints.has_page
+        } else if contains(
+            hints.library,
+            &["analytics.js", "analytics-next", "rudder-js"],
+        ) || hints.has_page
             || hints.has_user_agent
         {
             Channel::Web
@@ -120,7 +122,11 @@ impl<'a> ChannelHints<'a> {
         let Some(ctx) = context.and_then(Value::as_object) else {
             return Self::default();
         };
-        let nested = |outer: &str, inner: &str| ctx.get(outer).and_then(|o| o.get(inner)).and_then(Value::as_str);
+        let nested = |outer: &str, inner: &str| {
+            ctx.get(outer)
+                .and_then(|o| o.get(inner))
+                .and_then(Value::as_str)
+        };
         Self {
             explicit: ctx.get("channel").and_then(Value::as_str),
             library: nested("library", "name"),
@@ -146,13 +152,25 @@ mod tests {
     #[test]
     fn explicit_context_channel_wins_over_source() {
         let ctx = json!({"channel": "email"});
-        assert_eq!(Channel::derive(Some(Channel::Store), &ChannelHints::from_context(Some(&ctx))), Channel::Email);
+        assert_eq!(
+            Channel::derive(
+                Some(Channel::Store),
+                &ChannelHints::from_context(Some(&ctx))
+            ),
+            Channel::Email
+        );
     }
 
     #[test]
     fn source_channel_wins_over_inference() {
         let ctx = json!({"library": {"name": "analytics.js"}});
-        assert_eq!(Channel::derive(Some(Channel::Store), &ChannelHints::from_context(Some(&ctx))), Channel::Store);
+        assert_eq!(
+            Channel::derive(
+                Some(Channel::Store),
+                &ChannelHints::from_context(Some(&ctx))
+            ),
+            Channel::Store
+        );
     }
 
     #[test]
@@ -162,12 +180,30 @@ mod tests {
         let android = json!({"device": {"type": "android"}});
         let page = json!({"page": {"url": "https://shop.example/"}});
         let python = json!({"library": {"name": "analytics-python"}});
-        assert_eq!(Channel::derive(None, &ChannelHints::from_context(Some(&web))), Channel::Web);
-        assert_eq!(Channel::derive(None, &ChannelHints::from_context(Some(&ios))), Channel::Ios);
-        assert_eq!(Channel::derive(None, &ChannelHints::from_context(Some(&android))), Channel::Android);
-        assert_eq!(Channel::derive(None, &ChannelHints::from_context(Some(&page))), Channel::Web);
-        assert_eq!(Channel::derive(None, &ChannelHints::from_context(Some(&python))), Channel::Server);
-        assert_eq!(Channel::derive(None, &ChannelHints::default()), Channel::Server);
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::from_context(Some(&web))),
+            Channel::Web
+        );
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::from_context(Some(&ios))),
+            Channel::Ios
+        );
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::from_context(Some(&android))),
+            Channel::Android
+        );
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::from_context(Some(&page))),
+            Channel::Web
+        );
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::from_context(Some(&python))),
+            Channel::Server
+        );
+        assert_eq!(
+            Channel::derive(None, &ChannelHints::default()),
+            Channel::Server
+        );
     }
 
     #[test]

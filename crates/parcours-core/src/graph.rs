@@ -100,7 +100,11 @@ pub fn profile_id_for(workspace: &str, message_id: &str) -> String {
 }
 
 impl Graph {
-    pub fn new(workspace: impl Into<String>, rules: IdentityRules, separations: Vec<Separation>) -> Self {
+    pub fn new(
+        workspace: impl Into<String>,
+        rules: IdentityRules,
+        separations: Vec<Separation>,
+    ) -> Self {
         Self {
             workspace: workspace.into(),
             rules,
@@ -132,7 +136,10 @@ impl Graph {
 
     /// Loads a stored drop: `profile` observed `id` without holding it.
     pub fn load_drop(&mut self, id: Identifier, profile: String) {
-        self.drops_by_profile.entry(profile.clone()).or_default().insert(id.clone());
+        self.drops_by_profile
+            .entry(profile.clone())
+            .or_default()
+            .insert(id.clone());
         self.drops.entry(id).or_default().insert(profile);
     }
 
@@ -181,11 +188,17 @@ impl Graph {
             visit(id, &mut seen, &mut frontier);
         }
         while let Some(p) = frontier.pop() {
-            let Some(profile) = self.profiles.get(&p) else { continue };
+            let Some(profile) = self.profiles.get(&p) else {
+                continue;
+            };
             if !profile.entangled {
                 continue;
             }
-            let held: Vec<&Identifier> = profile.identifiers.iter().chain(self.drops_of(&p)).collect();
+            let held: Vec<&Identifier> = profile
+                .identifiers
+                .iter()
+                .chain(self.drops_of(&p))
+                .collect();
             for id in held {
                 visit(id, &mut seen, &mut frontier);
             }
@@ -238,13 +251,18 @@ impl Graph {
             *counts.entry(id.kind.as_str()).or_default() += 1;
         }
         counts.iter().any(|(kind, n)| *n > self.rules.limit(kind))
-            || self.separations.iter().any(|(a, b)| all.contains(a) && all.contains(b))
+            || self
+                .separations
+                .iter()
+                .any(|(a, b)| all.contains(a) && all.contains(b))
     }
 
     fn anchor(&self, profile: &Profile) -> Identifier {
         let mut ids: Vec<Identifier> = profile.identifiers.iter().cloned().collect();
         self.rules.sort_by_priority(&mut ids);
-        ids.into_iter().next().unwrap_or_else(|| Identifier::new("profile", profile.id.clone()))
+        ids.into_iter()
+            .next()
+            .unwrap_or_else(|| Identifier::new("profile", profile.id.clone()))
     }
 
     /// Applies one event in order. Events with no usable identifier touch no profile.
@@ -262,7 +280,10 @@ impl Graph {
             }
             break matched.into_iter().cloned().collect();
         };
-        let mut applied = Applied { dropped: dropped.clone(), ..Applied::default() };
+        let mut applied = Applied {
+            dropped: dropped.clone(),
+            ..Applied::default()
+        };
         let winner = match matched.iter().min_by(|a, b| {
             let (pa, pb) = (&self.profiles[*a], &self.profiles[*b]);
             (&pa.first, a).cmp(&(&pb.first, b))
@@ -271,30 +292,50 @@ impl Graph {
             None => {
                 let id = profile_id_for(&self.workspace, &obs.key.mid);
                 self.redirects.remove(&id);
-                self.profiles.insert(id.clone(), Profile::new(id.clone(), obs));
+                self.profiles
+                    .insert(id.clone(), Profile::new(id.clone(), obs));
                 applied.created = true;
                 id
             }
         };
         for loser in matched.iter().filter(|p| **p != winner) {
-            let via: Vec<Identifier> = ids.iter().filter(|i| self.index.get(*i) == Some(loser)).cloned().collect();
+            let via: Vec<Identifier> = ids
+                .iter()
+                .filter(|i| self.index.get(*i) == Some(loser))
+                .cloned()
+                .collect();
             self.merge(&winner, loser, obs, via);
             applied.merged.push(loser.clone());
         }
         for id in ids {
             if self.index.get(&id) != Some(&winner) {
                 self.index.insert(id.clone(), winner.clone());
-                self.profiles.get_mut(&winner).expect("winner exists").identifiers.insert(id.clone());
+                self.profiles
+                    .get_mut(&winner)
+                    .expect("winner exists")
+                    .identifiers
+                    .insert(id.clone());
                 self.forget_drop(&id, &winner);
-                self.changes.links.push((id.clone(), winner.clone(), obs.key.clone()));
+                self.changes
+                    .links
+                    .push((id.clone(), winner.clone(), obs.key.clone()));
                 applied.linked.push(id);
             }
         }
         for id in dropped {
             let mut entangled: BTreeSet<String> = self.droppers(&id).cloned().collect();
             entangled.extend(self.index.get(&id).cloned());
-            if self.index.get(&id) != Some(&winner) && self.drops.entry(id.clone()).or_default().insert(winner.clone()) {
-                self.drops_by_profile.entry(winner.clone()).or_default().insert(id.clone());
+            if self.index.get(&id) != Some(&winner)
+                && self
+                    .drops
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(winner.clone())
+            {
+                self.drops_by_profile
+                    .entry(winner.clone())
+                    .or_default()
+                    .insert(id.clone());
                 self.changes.drops_added.push((id.clone(), winner.clone()));
             }
             entangled.insert(winner.clone());
@@ -307,7 +348,10 @@ impl Graph {
                 }
             }
         }
-        self.profiles.get_mut(&winner).expect("winner exists").observe(obs);
+        self.profiles
+            .get_mut(&winner)
+            .expect("winner exists")
+            .observe(obs);
         self.changes.dirty.insert(winner.clone());
         self.changes.assignments.push((obs.seq, winner.clone()));
         applied.profile = Some(winner);
@@ -317,7 +361,9 @@ impl Graph {
     fn forget_drop(&mut self, id: &Identifier, profile: &str) {
         if let Some(set) = self.drops.get_mut(id) {
             if set.remove(profile) {
-                self.changes.drops_removed.push((id.clone(), profile.to_string()));
+                self.changes
+                    .drops_removed
+                    .push((id.clone(), profile.to_string()));
                 if let Some(own) = self.drops_by_profile.get_mut(profile) {
                     own.remove(id);
                 }
@@ -346,9 +392,16 @@ impl Graph {
         for id in self.drops_by_profile.remove(loser).unwrap_or_default() {
             let set = self.drops.entry(id.clone()).or_default();
             set.remove(loser);
-            self.changes.drops_removed.push((id.clone(), loser.to_string()));
-            if self.index.get(&id).map(String::as_str) != Some(winner) && set.insert(winner.to_string()) {
-                self.drops_by_profile.entry(winner.to_string()).or_default().insert(id.clone());
+            self.changes
+                .drops_removed
+                .push((id.clone(), loser.to_string()));
+            if self.index.get(&id).map(String::as_str) != Some(winner)
+                && set.insert(winner.to_string())
+            {
+                self.drops_by_profile
+                    .entry(winner.to_string())
+                    .or_default()
+                    .insert(id.clone());
                 self.changes.drops_added.push((id, winner.to_string()));
             } else if set.is_empty() {
                 self.drops.remove(&id);
@@ -358,7 +411,10 @@ impl Graph {
         for id in held {
             self.forget_drop(&id, winner);
         }
-        self.profiles.get_mut(winner).expect("winner exists").absorb(loser_profile);
+        self.profiles
+            .get_mut(winner)
+            .expect("winner exists")
+            .absorb(loser_profile);
         self.redirects.insert(loser.to_string(), winner.to_string());
         self.changes.dirty.insert(loser.to_string());
         self.changes.dirty.insert(winner.to_string());

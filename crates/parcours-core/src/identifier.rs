@@ -13,7 +13,10 @@ pub struct Identifier {
 
 impl Identifier {
     pub fn new(kind: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { kind: kind.into(), value: value.into() }
+        Self {
+            kind: kind.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -33,7 +36,11 @@ pub const DEVICE_ID: &str = "device_id";
 pub fn normalize_email(raw: &str) -> Option<String> {
     let e = raw.trim().to_lowercase();
     let (local, domain) = e.split_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains('@') || e.contains(char::is_whitespace) {
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || e.contains(char::is_whitespace)
+    {
         return None;
     }
     Some(e)
@@ -95,7 +102,11 @@ pub fn normalize_phone(raw: &str, default_region: Option<&str>) -> Option<String
         rest.to_string()
     } else {
         let code = calling_code(default_region?)?;
-        let national = if code == "1" { digits.as_str() } else { digits.trim_start_matches('0') };
+        let national = if code == "1" {
+            digits.as_str()
+        } else {
+            digits.trim_start_matches('0')
+        };
         if code == "1" && national.len() == 11 && national.starts_with('1') {
             national.to_string()
         } else {
@@ -114,18 +125,37 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lowercased() {
-        assert_eq!(normalize_email("  Alice.Martin@Example.COM ").as_deref(), Some("alice.martin@example.com"));
+        assert_eq!(
+            normalize_email("  Alice.Martin@Example.COM ").as_deref(),
+            Some("alice.martin@example.com")
+        );
         assert_eq!(normalize_email("not an email"), None);
         assert_eq!(normalize_email("@example.com"), None);
     }
 
     #[test]
     fn phones_become_e164() {
-        assert_eq!(normalize_phone("06 12 34 56 78", Some("FR")).as_deref(), Some("+33612345678"));
-        assert_eq!(normalize_phone("+33 6 12 34 56 78", Some("US")).as_deref(), Some("+33612345678"));
-        assert_eq!(normalize_phone("0033612345678", None).as_deref(), Some("+33612345678"));
-        assert_eq!(normalize_phone("(415) 555-2671", Some("US")).as_deref(), Some("+14155552671"));
-        assert_eq!(normalize_phone("06 12 34 56 78", None), None, "a national number needs a region");
+        assert_eq!(
+            normalize_phone("06 12 34 56 78", Some("FR")).as_deref(),
+            Some("+33612345678")
+        );
+        assert_eq!(
+            normalize_phone("+33 6 12 34 56 78", Some("US")).as_deref(),
+            Some("+33612345678")
+        );
+        assert_eq!(
+            normalize_phone("0033612345678", None).as_deref(),
+            Some("+33612345678")
+        );
+        assert_eq!(
+            normalize_phone("(415) 555-2671", Some("US")).as_deref(),
+            Some("+14155552671")
+        );
+        assert_eq!(
+            normalize_phone("06 12 34 56 78", None),
+            None,
+            "a national number needs a region"
+        );
         assert_eq!(normalize_phone("12", Some("FR")), None);
         assert_eq!(normalize_phone("call me", Some("FR")), None);
     }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::channel::Channel;
-use crate::identifier::{normalize_email, normalize_phone, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE, USER_ID};
+use crate::identifier::{
+    normalize_email, normalize_phone, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE, USER_ID,
+};
 use crate::rules::IdentityRules;
 use crate::spec::EventType;
 use crate::time::{EventKey, Millis};
@@ -21,7 +23,10 @@ pub enum ConsentMethod {
 }
 
 /// Event names that carry a consent change (Segment's and the short form).
-pub const CONSENT_EVENTS: [&str; 2] = ["Consent Preference Updated", "Segment Consent Preference Updated"];
+pub const CONSENT_EVENTS: [&str; 2] = [
+    "Consent Preference Updated",
+    "Segment Consent Preference Updated",
+];
 
 /// The stored columns of an event, besides its JSON body.
 #[derive(Debug, Clone)]
@@ -79,18 +84,38 @@ impl Observation {
             push(ANONYMOUS_ID, body.get("previousId").and_then(scalar));
         }
         let trait_sources = [own_traits, ctx_traits];
-        let from_traits = |name: &str| trait_sources.iter().flatten().find_map(|t| t.get(name).and_then(scalar));
-        push(EMAIL, from_traits("email").and_then(|e| normalize_email(&e)));
-        push(PHONE, from_traits("phone").and_then(|p| normalize_phone(&p, region)));
+        let from_traits = |name: &str| {
+            trait_sources
+                .iter()
+                .flatten()
+                .find_map(|t| t.get(name).and_then(scalar))
+        };
+        push(
+            EMAIL,
+            from_traits("email").and_then(|e| normalize_email(&e)),
+        );
+        push(
+            PHONE,
+            from_traits("phone").and_then(|p| normalize_phone(&p, region)),
+        );
         if let Some(device) = ctx.and_then(|c| c.get("device")) {
             push(DEVICE_ID, device.get("id").and_then(scalar));
             if device.get("adTrackingEnabled").and_then(Value::as_bool) == Some(true) {
-                push("advertising_id", device.get("advertisingId").and_then(scalar));
+                push(
+                    "advertising_id",
+                    device.get("advertisingId").and_then(scalar),
+                );
             }
         }
-        if let Some(external) = ctx.and_then(|c| c.get("externalIds")).and_then(Value::as_array) {
+        if let Some(external) = ctx
+            .and_then(|c| c.get("externalIds"))
+            .and_then(Value::as_array)
+        {
             for x in external {
-                if let (Some(kind), Some(id)) = (x.get("type").and_then(Value::as_str), x.get("id").and_then(scalar)) {
+                if let (Some(kind), Some(id)) = (
+                    x.get("type").and_then(Value::as_str),
+                    x.get("id").and_then(scalar),
+                ) {
                     let kind = kind.trim().to_ascii_lowercase();
                     if !kind.is_empty() {
                         push(&kind, Some(id));
@@ -99,7 +124,11 @@ impl Observation {
             }
         }
         for name in &rules.config.identifier_traits {
-            let found = from_traits(name).or_else(|| properties.and_then(|p| p.get(name.as_str())).and_then(scalar));
+            let found = from_traits(name).or_else(|| {
+                properties
+                    .and_then(|p| p.get(name.as_str()))
+                    .and_then(scalar)
+            });
             push(name, found);
         }
         rules.sort_by_priority(&mut ids);
@@ -115,12 +144,19 @@ impl Observation {
             }
         }
 
-        let is_consent_event = meta.kind == EventType::Track && meta.event.is_some_and(|e| CONSENT_EVENTS.contains(&e));
+        let is_consent_event = meta.kind == EventType::Track
+            && meta.event.is_some_and(|e| CONSENT_EVENTS.contains(&e));
         let mut consent = Vec::new();
         let prefs = ctx
             .and_then(|c| c.get("consent"))
             .and_then(|c| c.get("categoryPreferences"))
-            .or_else(|| if is_consent_event { properties.and_then(|p| p.get("categoryPreferences")) } else { None })
+            .or_else(|| {
+                if is_consent_event {
+                    properties.and_then(|p| p.get("categoryPreferences"))
+                } else {
+                    None
+                }
+            })
             .and_then(Value::as_object);
         if let Some(prefs) = prefs {
             for (purpose, granted) in prefs {
@@ -129,8 +165,11 @@ impl Observation {
                 }
             }
         }
-        let consent_method = (!consent.is_empty())
-            .then_some(if is_consent_event { ConsentMethod::ConsentEvent } else { ConsentMethod::ContextConsent });
+        let consent_method = (!consent.is_empty()).then_some(if is_consent_event {
+            ConsentMethod::ConsentEvent
+        } else {
+            ConsentMethod::ContextConsent
+        });
 
         Observation {
             seq: meta.seq,
@@ -162,7 +201,12 @@ mod tests {
     use crate::rules::IdentityRulesConfig;
     use serde_json::json;
 
-    fn meta<'a>(kind: EventType, event: Option<&'a str>, user: Option<&'a str>, anon: Option<&'a str>) -> EventMeta<'a> {
+    fn meta<'a>(
+        kind: EventType,
+        event: Option<&'a str>,
+        user: Option<&'a str>,
+        anon: Option<&'a str>,
+    ) -> EventMeta<'a> {
         EventMeta {
             seq: 1,
             message_id: "m1",
@@ -190,7 +234,11 @@ mod tests {
             "context": {"device": {"id": "dev-1"}, "traits": {"loyalty_card": "LC-1"},
                         "externalIds": [{"id": "GA1.2", "type": "GA_Client_Id", "collection": "users"}]}
         });
-        let obs = Observation::from_event(&meta(EventType::Identify, None, Some("u1"), Some("null")), &body, &rules);
+        let obs = Observation::from_event(
+            &meta(EventType::Identify, None, Some("u1"), Some("null")),
+            &body,
+            &rules,
+        );
         let ids: Vec<String> = obs.identifiers.iter().map(ToString::to_string).collect();
         assert_eq!(
             ids,
@@ -204,19 +252,37 @@ mod tests {
             ],
             "the blocked anonymousId `null` is not an identifier"
         );
-        assert!(obs.traits.iter().any(|(k, v)| k == "first_name" && v == "Alice"));
+        assert!(obs
+            .traits
+            .iter()
+            .any(|(k, v)| k == "first_name" && v == "Alice"));
     }
 
     #[test]
     fn consent_from_context_and_from_the_consent_event() {
         let rules = IdentityRules::default();
         let body = json!({"context": {"consent": {"categoryPreferences": {"Marketing": true, "advertising": false}}}});
-        let obs = Observation::from_event(&meta(EventType::Page, None, Some("u1"), None), &body, &rules);
-        assert_eq!(obs.consent, [("marketing".to_string(), true), ("advertising".to_string(), false)]);
+        let obs = Observation::from_event(
+            &meta(EventType::Page, None, Some("u1"), None),
+            &body,
+            &rules,
+        );
+        assert_eq!(
+            obs.consent,
+            [
+                ("marketing".to_string(), true),
+                ("advertising".to_string(), false)
+            ]
+        );
         assert_eq!(obs.consent_method, Some(ConsentMethod::ContextConsent));
         let body = json!({"properties": {"categoryPreferences": {"marketing:sms": false}}});
         let obs = Observation::from_event(
-            &meta(EventType::Track, Some("Consent Preference Updated"), Some("u1"), None),
+            &meta(
+                EventType::Track,
+                Some("Consent Preference Updated"),
+                Some("u1"),
+                None,
+            ),
             &body,
             &rules,
         );
@@ -228,7 +294,11 @@ mod tests {
     fn group_traits_are_not_person_traits() {
         let rules = IdentityRules::default();
         let body = json!({"groupId": "g1", "traits": {"name": "ACME"}});
-        let obs = Observation::from_event(&meta(EventType::Group, None, Some("u1"), None), &body, &rules);
+        let obs = Observation::from_event(
+            &meta(EventType::Group, None, Some("u1"), None),
+            &body,
+            &rules,
+        );
         assert!(obs.traits.is_empty());
     }
 }

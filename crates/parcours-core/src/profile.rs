@@ -91,7 +91,11 @@ impl Profile {
     /// Applies what one event says about the person.
     pub fn observe(&mut self, obs: &Observation) {
         for (name, value) in &obs.traits {
-            let candidate = Stamped { value: value.clone(), ts: obs.key.ts, mid: obs.key.mid.clone() };
+            let candidate = Stamped {
+                value: value.clone(),
+                ts: obs.key.ts,
+                mid: obs.key.mid.clone(),
+            };
             set_if_newer(&mut self.traits, name, candidate, Stamped::key);
         }
         if let Some(method) = obs.consent_method {
@@ -105,10 +109,16 @@ impl Profile {
                     channel: obs.channel,
                     method,
                 };
-                set_if_newer(&mut self.consent, purpose, record, |r| (r.ts, r.message_id.as_str()));
+                set_if_newer(&mut self.consent, purpose, record, |r| {
+                    (r.ts, r.message_id.as_str())
+                });
             }
         }
-        let stats = ChannelStats { first_seen: obs.key.ts, last_seen: obs.key.ts, events: 1 };
+        let stats = ChannelStats {
+            first_seen: obs.key.ts,
+            last_seen: obs.key.ts,
+            events: 1,
+        };
         add_channel(&mut self.channels, obs.channel, stats);
         if obs.key < self.first {
             self.first = obs.key.clone();
@@ -127,7 +137,9 @@ impl Profile {
             set_if_newer(&mut self.traits, &name, t, Stamped::key);
         }
         for (purpose, c) in other.consent {
-            set_if_newer(&mut self.consent, &purpose, c, |r| (r.ts, r.message_id.as_str()));
+            set_if_newer(&mut self.consent, &purpose, c, |r| {
+                (r.ts, r.message_id.as_str())
+            });
         }
         for (channel, stats) in other.channels {
             add_channel(&mut self.channels, channel, stats);
@@ -145,11 +157,19 @@ impl Profile {
 
     /// The trait values without their stamps.
     pub fn trait_values(&self) -> serde_json::Map<String, Value> {
-        self.traits.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()
+        self.traits
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
     }
 }
 
-fn set_if_newer<T>(map: &mut BTreeMap<String, T>, key: &str, candidate: T, stamp: impl Fn(&T) -> (Millis, &str)) {
+fn set_if_newer<T>(
+    map: &mut BTreeMap<String, T>,
+    key: &str,
+    candidate: T,
+    stamp: impl Fn(&T) -> (Millis, &str),
+) {
     match map.get_mut(key) {
         Some(current) if stamp(current) >= stamp(&candidate) => {}
         Some(current) => *current = candidate,

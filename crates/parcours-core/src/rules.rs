@@ -30,7 +30,9 @@ pub struct IdentityRulesConfig {
 impl Default for IdentityRulesConfig {
     fn default() -> Self {
         Self {
-            blocked_values: ["-1", "null", "anonymous", "undefined"].map(String::from).to_vec(),
+            blocked_values: ["-1", "null", "anonymous", "undefined"]
+                .map(String::from)
+                .to_vec(),
             blocked_patterns: vec!["^[0-]*$".into()],
             limits: BTreeMap::from([(USER_ID.to_string(), 1)]),
             default_limit: 5,
@@ -68,7 +70,10 @@ impl IdentityRules {
             .blocked_patterns
             .iter()
             .map(|p| {
-                Regex::new(p).map_err(|e| RulesError::BadPattern { pattern: p.clone(), reason: e.to_string() })
+                Regex::new(p).map_err(|e| RulesError::BadPattern {
+                    pattern: p.clone(),
+                    reason: e.to_string(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if config.default_limit == 0 {
@@ -82,12 +87,20 @@ impl IdentityRules {
 
     pub fn is_blocked(&self, value: &str) -> bool {
         value.trim().is_empty()
-            || self.config.blocked_values.iter().any(|b| b.eq_ignore_ascii_case(value))
+            || self
+                .config
+                .blocked_values
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(value))
             || self.patterns.iter().any(|p| p.is_match(value))
     }
 
     pub fn limit(&self, kind: &str) -> u32 {
-        self.config.limits.get(kind).copied().unwrap_or(self.config.default_limit)
+        self.config
+            .limits
+            .get(kind)
+            .copied()
+            .unwrap_or(self.config.default_limit)
     }
 
     /// Lower is more important. Listed types first, in order; then the rest alphabetically,
@@ -115,7 +128,17 @@ mod tests {
     #[test]
     fn default_blocked_values_match_the_usual_junk() {
         let r = IdentityRules::default();
-        for v in ["0", "000-000", "-1", "null", "NULL", "anonymous", "undefined", "", "  "] {
+        for v in [
+            "0",
+            "000-000",
+            "-1",
+            "null",
+            "NULL",
+            "anonymous",
+            "undefined",
+            "",
+            "  ",
+        ] {
             assert!(r.is_blocked(v), "{v:?} should be blocked");
         }
         for v in ["cus_1", "a@b.c", "+33612345678", "0612"] {
@@ -135,14 +158,29 @@ mod tests {
         ];
         r.sort_by_priority(&mut ids);
         let kinds: Vec<_> = ids.iter().map(|i| i.kind.as_str()).collect();
-        assert_eq!(kinds, ["user_id", "email", "phone", "device_id", "anonymous_id"]);
+        assert_eq!(
+            kinds,
+            ["user_id", "email", "phone", "device_id", "anonymous_id"]
+        );
     }
 
     #[test]
     fn bad_rules_are_refused_with_a_reason() {
-        let bad = IdentityRulesConfig { blocked_patterns: vec!["(".into()], ..Default::default() };
-        assert!(matches!(IdentityRules::new(bad), Err(RulesError::BadPattern { .. })));
-        let zero = IdentityRulesConfig { limits: [("email".to_string(), 0)].into(), ..Default::default() };
-        assert_eq!(IdentityRules::new(zero).unwrap_err(), RulesError::ZeroLimit("email".into()));
+        let bad = IdentityRulesConfig {
+            blocked_patterns: vec!["(".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            IdentityRules::new(bad),
+            Err(RulesError::BadPattern { .. })
+        ));
+        let zero = IdentityRulesConfig {
+            limits: [("email".to_string(), 0)].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            IdentityRules::new(zero).unwrap_err(),
+            RulesError::ZeroLimit("email".into())
+        );
     }
 }

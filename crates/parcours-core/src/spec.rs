@@ -63,7 +63,11 @@ pub enum EnvelopeError {
     #[error("request body is {size} bytes, over the {limit} byte limit")]
     TooLarge { size: usize, limit: usize },
     #[error("event {index} of the batch is {size} bytes, over the {limit} byte limit per event")]
-    EventTooLarge { index: usize, size: usize, limit: usize },
+    EventTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
     #[error("batch holds {count} events, over the limit of {limit}")]
     TooManyEvents { count: usize, limit: usize },
     #[error("`batch` must be an array of event objects")]
@@ -116,16 +120,28 @@ struct WriteKeyOnly<'a> {
 }
 
 /// Parses the body of `/v1/batch` (`path_type = None`) or of a single-event endpoint.
-pub fn parse_envelope(body: &[u8], path_type: Option<EventType>) -> Result<Envelope<'_>, EnvelopeError> {
-    let limit = if path_type.is_some() { MAX_EVENT_BYTES } else { MAX_BATCH_BYTES };
+pub fn parse_envelope(
+    body: &[u8],
+    path_type: Option<EventType>,
+) -> Result<Envelope<'_>, EnvelopeError> {
+    let limit = if path_type.is_some() {
+        MAX_EVENT_BYTES
+    } else {
+        MAX_BATCH_BYTES
+    };
     if body.len() > limit {
-        return Err(EnvelopeError::TooLarge { size: body.len(), limit });
+        return Err(EnvelopeError::TooLarge {
+            size: body.len(),
+            limit,
+        });
     }
     let invalid = |e: serde_json::Error| EnvelopeError::InvalidJson(e.to_string());
     if path_type.is_some() {
         let item: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
         if !item.get().trim_start().starts_with('{') {
-            return Err(EnvelopeError::InvalidJson("an event must be a JSON object".into()));
+            return Err(EnvelopeError::InvalidJson(
+                "an event must be a JSON object".into(),
+            ));
         }
         let head: WriteKeyOnly<'_> = serde_json::from_str(item.get()).map_err(invalid)?;
         return Ok(Envelope {
@@ -140,11 +156,18 @@ pub fn parse_envelope(body: &[u8], path_type: Option<EventType>) -> Result<Envel
     let parsed: BatchBody<'_> = serde_json::from_slice(body).map_err(invalid)?;
     let items = parsed.batch.ok_or(EnvelopeError::NotABatch)?;
     if items.len() > MAX_BATCH_EVENTS {
-        return Err(EnvelopeError::TooManyEvents { count: items.len(), limit: MAX_BATCH_EVENTS });
+        return Err(EnvelopeError::TooManyEvents {
+            count: items.len(),
+            limit: MAX_BATCH_EVENTS,
+        });
     }
     for (index, item) in items.iter().enumerate() {
         if item.get().len() > MAX_EVENT_BYTES {
-            return Err(EnvelopeError::EventTooLarge { index, size: item.get().len(), limit: MAX_EVENT_BYTES });
+            return Err(EnvelopeError::EventTooLarge {
+                index,
+                size: item.get().len(),
+                limit: MAX_EVENT_BYTES,
+            });
         }
         if !item.get().trim_start().starts_with('{') {
             return Err(EnvelopeError::NotABatch);
@@ -194,8 +217,12 @@ impl Violation {
 
     pub fn message(self) -> &'static str {
         match self {
-            Violation::InvalidEvent => "the event is not a JSON object with the fields of the Segment spec",
-            Violation::InvalidType => "`type` is missing or is not one of track, identify, page, screen, group, alias",
+            Violation::InvalidEvent => {
+                "the event is not a JSON object with the fields of the Segment spec"
+            }
+            Violation::InvalidType => {
+                "`type` is missing or is not one of track, identify, page, screen, group, alias"
+            }
             Violation::NoUserAnonId => "the event has neither a `userId` nor an `anonymousId`",
             Violation::MissingEventName => "a track call needs a non-empty `event` name",
             Violation::MissingPreviousId => "an alias call needs a `previousId`",
@@ -340,7 +367,11 @@ pub struct Edge<'a> {
 
 /// Validates one raw event. `assign_id` makes a `messageId` for events that have none (the
 /// HTTP API uses a random one; file import hashes the line so that re-imports deduplicate).
-pub fn check_event(raw: &RawValue, edge: &Edge<'_>, assign_id: &mut dyn FnMut(&str) -> String) -> Checked {
+pub fn check_event(
+    raw: &RawValue,
+    edge: &Edge<'_>,
+    assign_id: &mut dyn FnMut(&str) -> String,
+) -> Checked {
     let merged;
     let body: &str = if edge.batch_context.is_some() || edge.batch_integrations.is_some() {
         match merge_envelope(raw.get(), edge.batch_context, edge.batch_integrations) {
@@ -370,17 +401,31 @@ pub fn check_event(raw: &RawValue, edge: &Edge<'_>, assign_id: &mut dyn FnMut(&s
         (Some(t), _) => t,
         (None, Some(k)) => match EventType::parse(k) {
             Some(t) => t,
-            None => return quarantine(Violation::InvalidType, Some(format!("type `{k}`")), head.message_id),
+            None => {
+                return quarantine(
+                    Violation::InvalidType,
+                    Some(format!("type `{k}`")),
+                    head.message_id,
+                )
+            }
         },
         (None, None) => return quarantine(Violation::InvalidType, None, head.message_id),
     };
-    if head.message_id.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE_ID_CHARS) {
+    if head
+        .message_id
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE_ID_CHARS)
+    {
         return quarantine(Violation::MessageIdTooLong, None, None);
     }
     if head.user_id.is_none() && head.anonymous_id.is_none() {
         return quarantine(Violation::NoUserAnonId, None, head.message_id);
     }
-    let event = head.event.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    let event = head
+        .event
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
     match kind {
         EventType::Track if event.is_none() => {
             return quarantine(Violation::MissingEventName, None, head.message_id)
@@ -409,7 +454,9 @@ pub fn check_event(raw: &RawValue, edge: &Edge<'_>, assign_id: &mut dyn FnMut(&s
     })();
     let (timestamp, original, sent_at) = match times {
         Ok(t) => t,
-        Err(detail) => return quarantine(Violation::InvalidTimestamp, Some(detail), head.message_id),
+        Err(detail) => {
+            return quarantine(Violation::InvalidTimestamp, Some(detail), head.message_id)
+        }
     };
     let timestamp = corrected_timestamp(edge.received_at, timestamp, original, sent_at);
     let ctx = head.context.unwrap_or_default();
@@ -453,10 +500,16 @@ pub fn corrected_timestamp(
 
 /// Merges the batch's top-level `context` and `integrations` into an event; the event's own
 /// keys win. Returns `None` when the event is not an object (validation reports it).
-fn merge_envelope(item: &str, context: Option<&RawValue>, integrations: Option<&RawValue>) -> Option<String> {
+fn merge_envelope(
+    item: &str,
+    context: Option<&RawValue>,
+    integrations: Option<&RawValue>,
+) -> Option<String> {
     let mut event: Map<String, Value> = serde_json::from_str(item).ok()?;
     for (field, outer) in [("context", context), ("integrations", integrations)] {
-        let Some(outer) = outer.and_then(|o| serde_json::from_str::<Map<String, Value>>(o.get()).ok()) else {
+        let Some(outer) =
+            outer.and_then(|o| serde_json::from_str::<Map<String, Value>>(o.get()).ok())
+        else {
             continue;
         };
         let mut merged = outer;
@@ -501,22 +554,64 @@ mod tests {
 
     #[test]
     fn spec_violations_have_stable_reasons() {
-        assert_eq!(violation(check(json!({"type":"track","event":"X"}), None)), Violation::NoUserAnonId);
-        assert_eq!(violation(check(json!({"type":"track","userId":"u"}), None)), Violation::MissingEventName);
-        assert_eq!(violation(check(json!({"type":"track","userId":"u","event":"  "}), None)), Violation::MissingEventName);
-        assert_eq!(violation(check(json!({"type":"alias","userId":"u"}), None)), Violation::MissingPreviousId);
-        assert_eq!(violation(check(json!({"type":"group","userId":"u"}), None)), Violation::MissingGroupId);
-        assert_eq!(violation(check(json!({"type":"jump","userId":"u"}), None)), Violation::InvalidType);
-        assert_eq!(violation(check(json!({"userId":"u"}), None)), Violation::InvalidType);
-        assert_eq!(violation(check(json!({"type":"page","userId":"u","timestamp":"soon"}), None)), Violation::InvalidTimestamp);
-        assert_eq!(violation(check(json!({"type":"page","userId":true}), None)), Violation::InvalidEvent);
+        assert_eq!(
+            violation(check(json!({"type":"track","event":"X"}), None)),
+            Violation::NoUserAnonId
+        );
+        assert_eq!(
+            violation(check(json!({"type":"track","userId":"u"}), None)),
+            Violation::MissingEventName
+        );
+        assert_eq!(
+            violation(check(
+                json!({"type":"track","userId":"u","event":"  "}),
+                None
+            )),
+            Violation::MissingEventName
+        );
+        assert_eq!(
+            violation(check(json!({"type":"alias","userId":"u"}), None)),
+            Violation::MissingPreviousId
+        );
+        assert_eq!(
+            violation(check(json!({"type":"group","userId":"u"}), None)),
+            Violation::MissingGroupId
+        );
+        assert_eq!(
+            violation(check(json!({"type":"jump","userId":"u"}), None)),
+            Violation::InvalidType
+        );
+        assert_eq!(
+            violation(check(json!({"userId":"u"}), None)),
+            Violation::InvalidType
+        );
+        assert_eq!(
+            violation(check(
+                json!({"type":"page","userId":"u","timestamp":"soon"}),
+                None
+            )),
+            Violation::InvalidTimestamp
+        );
+        assert_eq!(
+            violation(check(json!({"type":"page","userId":true}), None)),
+            Violation::InvalidEvent
+        );
         let long = "m".repeat(101);
-        assert_eq!(violation(check(json!({"type":"page","userId":"u","messageId":long}), None)), Violation::MessageIdTooLong);
+        assert_eq!(
+            violation(check(
+                json!({"type":"page","userId":"u","messageId":long}),
+                None
+            )),
+            Violation::MessageIdTooLong
+        );
     }
 
     #[test]
     fn path_type_applies_to_single_event_endpoints() {
-        let Checked::Accepted(a) = check(json!({"userId":"u","traits":{"email":"a@b.c"}}), Some(EventType::Identify)) else {
+        let Checked::Accepted(a) = check(
+            json!({"userId":"u","traits":{"email":"a@b.c"}}),
+            Some(EventType::Identify),
+        ) else {
             panic!()
         };
         assert_eq!(a.kind, EventType::Identify);
@@ -526,7 +621,10 @@ mod tests {
 
     #[test]
     fn numeric_ids_are_kept_as_strings() {
-        let Checked::Accepted(a) = check(json!({"type":"track","event":"E","userId":42}), None) else { panic!() };
+        let Checked::Accepted(a) = check(json!({"type":"track","event":"E","userId":42}), None)
+        else {
+            panic!()
+        };
         assert_eq!(a.user_id.as_deref(), Some("42"));
     }
 
@@ -535,12 +633,19 @@ mod tests {
         // The device clock is 10 minutes ahead: it says sent at 12:10, event at 12:05.
         let e = json!({"type":"track","event":"E","anonymousId":"a",
             "originalTimestamp":"2023-11-14T12:05:00Z","sentAt":"2023-11-14T12:10:00Z"});
-        let Checked::Accepted(a) = check(e, None) else { panic!() };
+        let Checked::Accepted(a) = check(e, None) else {
+            panic!()
+        };
         assert_eq!(a.timestamp, NOW - 5 * 60 * 1000);
         let e = json!({"type":"track","event":"E","anonymousId":"a","timestamp":"2023-11-14T12:05:00Z",
             "originalTimestamp":"2023-11-14T12:05:00Z","sentAt":"2023-11-14T12:10:00Z"});
-        let Checked::Accepted(a) = check(e, None) else { panic!() };
-        assert_eq!(a.timestamp, parse_timestamp("2023-11-14T12:05:00Z").unwrap());
+        let Checked::Accepted(a) = check(e, None) else {
+            panic!()
+        };
+        assert_eq!(
+            a.timestamp,
+            parse_timestamp("2023-11-14T12:05:00Z").unwrap()
+        );
     }
 
     #[test]
@@ -561,7 +666,9 @@ mod tests {
             batch_integrations: env.integrations,
             path_type: None,
         };
-        let Checked::Accepted(a) = check_event(env.items[0], &edge, &mut |_| unreachable!()) else { panic!() };
+        let Checked::Accepted(a) = check_event(env.items[0], &edge, &mut |_| unreachable!()) else {
+            panic!()
+        };
         assert_eq!(a.timestamp, NOW - 60_000);
         assert_eq!(a.channel, Channel::Store);
         let stored: Value = serde_json::from_str(&a.body).unwrap();
@@ -571,20 +678,47 @@ mod tests {
 
     #[test]
     fn envelope_limits() {
-        let big = format!("{{\"userId\":\"u\",\"event\":\"{}\"}}", "x".repeat(MAX_EVENT_BYTES));
-        assert_eq!(parse_envelope(big.as_bytes(), Some(EventType::Track)).unwrap_err().code(), "payload_too_large");
+        let big = format!(
+            "{{\"userId\":\"u\",\"event\":\"{}\"}}",
+            "x".repeat(MAX_EVENT_BYTES)
+        );
+        assert_eq!(
+            parse_envelope(big.as_bytes(), Some(EventType::Track))
+                .unwrap_err()
+                .code(),
+            "payload_too_large"
+        );
         let item = json!({"type":"track","event":"E","userId":"u"});
         let many = json!({"batch": vec![item.clone(); MAX_BATCH_EVENTS + 1]}).to_string();
-        assert_eq!(parse_envelope(many.as_bytes(), None).unwrap_err().code(), "batch_too_many_events");
+        assert_eq!(
+            parse_envelope(many.as_bytes(), None).unwrap_err().code(),
+            "batch_too_many_events"
+        );
         let fat = json!({"batch": [item, {"type":"track","event":"x".repeat(MAX_EVENT_BYTES),"userId":"u"}]}).to_string();
         assert_eq!(
             parse_envelope(fat.as_bytes(), None).unwrap_err(),
-            EnvelopeError::EventTooLarge { index: 1, size: MAX_EVENT_BYTES + 40, limit: MAX_EVENT_BYTES }
+            EnvelopeError::EventTooLarge {
+                index: 1,
+                size: MAX_EVENT_BYTES + 40,
+                limit: MAX_EVENT_BYTES
+            }
         );
-        assert_eq!(parse_envelope(b"{nope", None).unwrap_err().code(), "invalid_json");
-        assert_eq!(parse_envelope(b"{\"batch\": 3}", None).unwrap_err().code(), "invalid_json");
-        assert_eq!(parse_envelope(b"{}", None).unwrap_err().code(), "invalid_batch");
+        assert_eq!(
+            parse_envelope(b"{nope", None).unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            parse_envelope(b"{\"batch\": 3}", None).unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            parse_envelope(b"{}", None).unwrap_err().code(),
+            "invalid_batch"
+        );
         let huge = vec![b' '; MAX_BATCH_BYTES + 1];
-        assert_eq!(parse_envelope(&huge, None).unwrap_err().code(), "payload_too_large");
+        assert_eq!(
+            parse_envelope(&huge, None).unwrap_err().code(),
+            "payload_too_large"
+        );
     }
 }

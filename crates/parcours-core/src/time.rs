@@ -19,7 +19,11 @@ pub fn parse_timestamp(s: &str) -> Option<Millis> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -47,7 +51,10 @@ pub struct EventKey {
 
 impl EventKey {
     pub fn new(ts: Millis, mid: impl Into<String>) -> Self {
-        Self { ts, mid: mid.into() }
+        Self {
+            ts,
+            mid: mid.into(),
+        }
     }
 }
 

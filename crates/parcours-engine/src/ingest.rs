@@ -22,7 +22,10 @@ pub(crate) struct IngestSender(mpsc::Sender<(IngestBatch, Reply)>);
 impl IngestSender {
     pub(crate) async fn submit(&self, batch: IngestBatch) -> Result<AppendOutcome, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.0.send((batch, tx)).await.map_err(|_| EngineError::ShuttingDown)?;
+        self.0
+            .send((batch, tx))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 }

@@ -49,7 +49,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { dedup_window: Duration::from_secs(30 * 86_400), unify_batch: 2_000, unify: true }
+        Self {
+            dedup_window: Duration::from_secs(30 * 86_400),
+            unify_batch: 2_000,
+            unify: true,
+        }
     }
 }
 
@@ -89,10 +93,21 @@ impl Engine {
     pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Arc<Self> {
         let wake = Arc::new(Wake::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (sender, writer) = ingest::start(store.clone(), clock.clone(), config.dedup_window, wake.clone());
+        let (sender, writer) = ingest::start(
+            store.clone(),
+            clock.clone(),
+            config.dedup_window,
+            wake.clone(),
+        );
         let mut threads = vec![writer];
         if config.unify {
-            threads.push(unify::start(store.clone(), clock.clone(), config.unify_batch, wake.clone(), stop.clone()));
+            threads.push(unify::start(
+                store.clone(),
+                clock.clone(),
+                config.unify_batch,
+                wake.clone(),
+                stop.clone(),
+            ));
         }
         Arc::new(Self {
             store,
@@ -118,7 +133,11 @@ impl Engine {
 
     /// Appends a batch to the event log; returns once it is committed (group commit).
     pub async fn ingest(&self, batch: IngestBatch) -> Result<AppendOutcome, EngineError> {
-        let sender = self.ingest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = self
+            .ingest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         sender.ok_or(EngineError::ShuttingDown)?.submit(batch).await
     }
 
@@ -146,7 +165,12 @@ impl Engine {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify();
-        let threads: Vec<_> = self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
         for t in threads {
             let _ = t.join();
         }

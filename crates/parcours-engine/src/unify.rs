@@ -50,7 +50,9 @@ pub fn step(store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
     let rules = rules_by_workspace(store)?;
     store.transact(&mut |tx| {
         if tx.cursor()? != cursor {
-            return Err(StoreError::Conflict("the unify cursor moved under this processor".into()));
+            return Err(StoreError::Conflict(
+                "the unify cursor moved under this processor".into(),
+            ));
         }
         process_events(tx, &events, &rules, now)
     })?;
@@ -62,7 +64,8 @@ fn rules_by_workspace(store: &dyn Store) -> Result<HashMap<String, IdentityRules
         .workspaces()?
         .into_iter()
         .map(|w| {
-            let rules = IdentityRules::new(w.identity_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let rules = IdentityRules::new(w.identity_rules)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok((w.id, rules))
         })
         .collect()
@@ -77,14 +80,21 @@ struct Loaded {
 impl Loaded {
     fn new(tx: &mut dyn ProjectionTx, workspace: &str, rules: &IdentityRules) -> Result<Self> {
         let separations = tx.separations(workspace)?;
-        Ok(Self { graph: Graph::new(workspace, rules.clone(), separations), looked_up: HashSet::new() })
+        Ok(Self {
+            graph: Graph::new(workspace, rules.clone(), separations),
+            looked_up: HashSet::new(),
+        })
     }
 
     /// Brings in every stored profile that holds or dropped one of `ids`, and, through
     /// entangled profiles, everything that could decide differently.
     fn load(&mut self, tx: &mut dyn ProjectionTx, ids: &[Identifier]) -> Result<()> {
         let ws = self.graph.workspace().to_string();
-        let mut queue: Vec<Identifier> = ids.iter().filter(|i| !self.looked_up.contains(*i)).cloned().collect();
+        let mut queue: Vec<Identifier> = ids
+            .iter()
+            .filter(|i| !self.looked_up.contains(*i))
+            .cloned()
+            .collect();
         while let Some(id) = queue.pop() {
             if !self.looked_up.insert(id.clone()) {
                 continue;
@@ -99,7 +109,9 @@ impl Loaded {
                 if self.graph.profiles.contains_key(&pid) {
                     continue;
                 }
-                let Some(profile) = tx.profile(&ws, &pid)? else { continue };
+                let Some(profile) = tx.profile(&ws, &pid)? else {
+                    continue;
+                };
                 if profile.entangled {
                     for d in tx.drops_of(&ws, &pid)? {
                         self.graph.load_drop(d.clone(), pid.clone());
@@ -115,7 +127,8 @@ impl Loaded {
 }
 
 fn observe(e: &StoredEvent, rules: &IdentityRules) -> Result<Observation> {
-    let body = serde_json::from_str(&e.body).map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.seq)))?;
+    let body = serde_json::from_str(&e.body)
+        .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.seq)))?;
     Ok(Observation::from_event(&e.meta(), &body, rules))
 }
 
@@ -143,7 +156,8 @@ pub fn process_events(
         match slot.graph.late_component(&obs) {
             None => {
                 let applied = slot.graph.apply(&obs);
-                metrics::counter!("parcours_profile_merges_total").increment(applied.merged.len() as u64);
+                metrics::counter!("parcours_profile_merges_total")
+                    .increment(applied.merged.len() as u64);
             }
             Some(component) => {
                 flush(tx, &mut slot.graph, now)?;
@@ -206,7 +220,11 @@ fn rederive(
     now: Millis,
 ) -> Result<()> {
     metrics::counter!("parcours_rederivations_total").increment(1);
-    let old: Vec<String> = component.into_iter().collect();
+    let mut old: BTreeSet<String> = BTreeSet::new();
+    for pid in &component {
+        old.extend(tx.family(ws, pid)?);
+    }
+    let old: Vec<String> = old.into_iter().collect();
     let mut first_event_of: Vec<(String, i64)> = Vec::new();
     let mut events: Vec<StoredEvent> = Vec::new();
     for pid in &old {
@@ -220,12 +238,12 @@ fn rederive(
     tx.clear_profiles(ws, &old, now)?;
     let separations: Vec<Separation> = tx.separations(ws)?;
     let mut graph = Graph::new(ws, rules.clone(), separations);
-    let observations = events.iter().map(|e| observe(e, rules)).collect::<Result<Vec<_>>>()?;
+    let observations = events
+        .iter()
+        .map(|e| observe(e, rules))
+        .collect::<Result<Vec<_>>>()?;
     graph.fold(&observations);
-    let owner: HashMap<i64, String> = graph
-        .pending_assignments()
-        .into_iter()
-        .collect();
+    let owner: HashMap<i64, String> = graph.pending_assignments().into_iter().collect();
     flush(tx, &mut graph, now)?;
     for (pid, first) in first_event_of {
         if graph.profiles.contains_key(&pid) || graph.redirects.contains_key(&pid) {
@@ -247,19 +265,34 @@ pub struct UndoOutcome {
 
 /// Undoes a merge: the two anchors of the merge become a separation rule, and the component
 /// that holds them is re-derived from its events, so both people get their own profile back.
-pub fn undo_merge(store: &dyn Store, workspace: &str, merge_id: i64, now: Millis) -> Result<UndoOutcome> {
-    let row = store.merge(workspace, merge_id)?.ok_or_else(|| StoreError::NotFound(format!("merge {merge_id}")))?;
+pub fn undo_merge(
+    store: &dyn Store,
+    workspace: &str,
+    merge_id: i64,
+    now: Millis,
+) -> Result<UndoOutcome> {
+    let row = store
+        .merge(workspace, merge_id)?
+        .ok_or_else(|| StoreError::NotFound(format!("merge {merge_id}")))?;
     let current = store
         .profile(workspace, &row.merge.winner)?
         .ok_or_else(|| StoreError::NotFound(format!("profile {}", row.merge.winner)))?;
-    let ws_rules = store.workspace(workspace)?.map(|w| w.identity_rules).unwrap_or_default();
+    let ws_rules = store
+        .workspace(workspace)?
+        .map(|w| w.identity_rules)
+        .unwrap_or_default();
     let rules = IdentityRules::new(ws_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut produced = Vec::new();
     store.transact(&mut |tx| {
         if !tx.mark_merge_undone(workspace, merge_id, now)? {
-            return Err(StoreError::Conflict(format!("merge {merge_id} is not active (already undone or superseded)")));
+            return Err(StoreError::Conflict(format!(
+                "merge {merge_id} is not active (already undone or superseded)"
+            )));
         }
-        let separation = (row.merge.winner_anchor.clone(), row.merge.loser_anchor.clone());
+        let separation = (
+            row.merge.winner_anchor.clone(),
+            row.merge.loser_anchor.clone(),
+        );
         tx.add_separation(workspace, &separation, merge_id, now)?;
         let mut loaded = Loaded::new(tx, workspace, &rules)?;
         let ids: Vec<Identifier> = current.identifiers.iter().cloned().collect();
@@ -270,11 +303,19 @@ pub fn undo_merge(store: &dyn Store, workspace: &str, merge_id: i64, now: Millis
         produced = before.into_iter().collect();
         Ok(())
     })?;
-    Ok(UndoOutcome { merge_id, profiles: produced })
+    Ok(UndoOutcome {
+        merge_id,
+        profiles: produced,
+    })
 }
 
 /// Rebuilds every projection from the event log. `progress(done, total)` reports along the way.
-pub fn replay(store: &dyn Store, now: Millis, batch: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+pub fn replay(
+    store: &dyn Store,
+    now: Millis,
+    batch: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64> {
     store.transact(&mut |tx| tx.reset_all())?;
     let total = store.last_seq()?.max(0) as u64;
     let mut done = 0u64;

@@ -2,7 +2,8 @@ use parcours_core::channel::Channel;
 use parcours_core::spec::EventType;
 use parcours_core::time::Millis;
 use parcours_store::{
-    AppendOutcome, EventLog, IngestBatch, Quarantine, QuarantineEntry, QuarantineStatus, Result, StoredEvent, StoreError,
+    AppendOutcome, EventLog, IngestBatch, Quarantine, QuarantineEntry, QuarantineStatus, Result,
+    StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -34,19 +35,29 @@ pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String, S
     ))
 }
 
-pub(crate) fn finish_event((mut e, kind, channel): (StoredEvent, String, String)) -> Result<StoredEvent> {
+pub(crate) fn finish_event(
+    (mut e, kind, channel): (StoredEvent, String, String),
+) -> Result<StoredEvent> {
     e.kind = EventType::parse(&kind).ok_or_else(|| corrupt(format!("event type `{kind}`")))?;
     e.channel = Channel::parse(&channel).ok_or_else(|| corrupt(format!("channel `{channel}`")))?;
     Ok(e)
 }
 
-pub(crate) fn query_events(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<StoredEvent>> {
+pub(crate) fn query_events(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>> {
     let mut st = c.prepare_cached(sql).map_err(backend)?;
     let rows = st.query_map(params, event_row).map_err(backend)?;
     rows.map(|r| finish_event(r.map_err(backend)?)).collect()
 }
 
-fn append_in(tx: &Transaction<'_>, batch: &IngestBatch, dedup_since: Millis) -> Result<AppendOutcome> {
+fn append_in(
+    tx: &Transaction<'_>,
+    batch: &IngestBatch,
+    dedup_since: Millis,
+) -> Result<AppendOutcome> {
     let mut out = AppendOutcome::default();
     let mut claim = tx
         .prepare_cached(
@@ -63,7 +74,14 @@ fn append_in(tx: &Transaction<'_>, batch: &IngestBatch, dedup_since: Millis) -> 
         )
         .map_err(backend)?;
     for e in &batch.events {
-        let claimed = claim.execute(params![batch.workspace_id, e.message_id, e.received_at, dedup_since]).map_err(backend)?;
+        let claimed = claim
+            .execute(params![
+                batch.workspace_id,
+                e.message_id,
+                e.received_at,
+                dedup_since
+            ])
+            .map_err(backend)?;
         if claimed == 0 {
             out.duplicates += 1;
             continue;
@@ -116,7 +134,10 @@ impl EventLog for SqliteStore {
     fn append(&self, batches: &[IngestBatch], dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        let outcomes = batches.iter().map(|b| append_in(&tx, b, dedup_since)).collect::<Result<Vec<_>>>()?;
+        let outcomes = batches
+            .iter()
+            .map(|b| append_in(&tx, b, dedup_since))
+            .collect::<Result<Vec<_>>>()?;
         tx.commit().map_err(backend)?;
         Ok(outcomes)
     }
@@ -131,7 +152,12 @@ impl EventLog for SqliteStore {
         })
     }
 
-    fn workspace_events(&self, workspace: &str, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+    fn workspace_events(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
         self.read(|c| {
             query_events(
                 c,
@@ -143,7 +169,11 @@ impl EventLog for SqliteStore {
         })
     }
 
-    fn event_by_message_id(&self, workspace: &str, message_id: &str) -> Result<Option<StoredEvent>> {
+    fn event_by_message_id(
+        &self,
+        workspace: &str,
+        message_id: &str,
+    ) -> Result<Option<StoredEvent>> {
         self.read(|c| {
             Ok(query_events(
                 c,
@@ -159,18 +189,27 @@ impl EventLog for SqliteStore {
 
     fn event_count(&self, workspace: &str) -> Result<u64> {
         self.read(|c| {
-            c.query_row("SELECT count(*) FROM events WHERE workspace_id = ?1", [workspace], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(backend)
+            c.query_row(
+                "SELECT count(*) FROM events WHERE workspace_id = ?1",
+                [workspace],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
         })
     }
 
     fn last_seq(&self) -> Result<i64> {
-        self.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0)).map_err(backend))
+        self.read(|c| {
+            c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
+                .map_err(backend)
+        })
     }
 
     fn prune_message_ids(&self, before: Millis) -> Result<usize> {
-        self.writer().execute("DELETE FROM message_ids WHERE received_at < ?1", [before]).map_err(backend)
+        self.writer()
+            .execute("DELETE FROM message_ids WHERE received_at < ?1", [before])
+            .map_err(backend)
     }
 }
 
@@ -218,7 +257,9 @@ impl Quarantine for SqliteStore {
     fn quarantine_entry(&self, workspace: &str, id: i64) -> Result<Option<QuarantineEntry>> {
         self.read(|c| {
             c.query_row(
-                &format!("SELECT {QUARANTINE_COLS} FROM quarantine WHERE workspace_id = ?1 AND id = ?2"),
+                &format!(
+                    "SELECT {QUARANTINE_COLS} FROM quarantine WHERE workspace_id = ?1 AND id = ?2"
+                ),
                 params![workspace, id],
                 quarantine_row,
             )
@@ -236,7 +277,11 @@ impl Quarantine for SqliteStore {
     ) -> Result<Option<AppendOutcome>> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        let status = if replacement.is_some() { QuarantineStatus::Replayed } else { QuarantineStatus::Discarded };
+        let status = if replacement.is_some() {
+            QuarantineStatus::Replayed
+        } else {
+            QuarantineStatus::Discarded
+        };
         let n = tx
             .execute(
                 "UPDATE quarantine SET status = ?3, resolved_at = ?4
@@ -246,9 +291,11 @@ impl Quarantine for SqliteStore {
             .map_err(backend)?;
         if n == 0 {
             let exists: bool = tx
-                .query_row("SELECT count(*) FROM quarantine WHERE workspace_id = ?1 AND id = ?2", params![workspace, id], |r| {
-                    r.get::<_, i64>(0)
-                })
+                .query_row(
+                    "SELECT count(*) FROM quarantine WHERE workspace_id = ?1 AND id = ?2",
+                    params![workspace, id],
+                    |r| r.get::<_, i64>(0),
+                )
                 .map_err(backend)?
                 > 0;
             return Err(if exists {
@@ -257,7 +304,9 @@ impl Quarantine for SqliteStore {
                 StoreError::NotFound(format!("quarantined event {id}"))
             });
         }
-        let outcome = replacement.map(|b| append_in(&tx, b, i64::MIN)).transpose()?;
+        let outcome = replacement
+            .map(|b| append_in(&tx, b, i64::MIN))
+            .transpose()?;
         tx.commit().map_err(backend)?;
         Ok(outcome)
     }

@@ -56,7 +56,11 @@ impl SqliteStore {
             ))
             .map_err(backend)?;
         migrate(&mut writer)?;
-        Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     /// A store in a fresh temporary file (tests and benchmarks).
@@ -74,7 +78,8 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = Connection::open(&self.path).map_err(backend)?;
-                c.execute_batch("PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384;").map_err(backend)?;
+                c.execute_batch("PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384;")
+                    .map_err(backend)?;
                 c
             }
         };
@@ -88,7 +93,9 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this binary knows ({}); upgrade Parcours",
@@ -98,7 +105,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(backend)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
     Ok(())
@@ -110,7 +118,10 @@ mod conformance {
         let dir = std::env::temp_dir().join(format!(
             "parcours-conformance-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         (super::SqliteStore::open_temp(&dir).unwrap(), dir)

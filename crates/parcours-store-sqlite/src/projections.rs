@@ -3,7 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoredEvent, StoreError,
+    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoreError,
+    StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -16,7 +17,11 @@ struct Tx<'a> {
     tx: &'a Transaction<'a>,
 }
 
-fn read_profile(c: &Connection, workspace: &str, id: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+fn read_profile(
+    c: &Connection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>> {
     c.prepare_cached("SELECT merged_into, doc FROM profiles WHERE workspace_id = ?1 AND id = ?2")
         .map_err(backend)?
         .query_row(params![workspace, id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -29,7 +34,10 @@ fn decode(doc: &str) -> Result<Profile> {
 }
 
 fn id_row(r: &Row<'_>) -> rusqlite::Result<Identifier> {
-    Ok(Identifier::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    Ok(Identifier::new(
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(1)?,
+    ))
 }
 
 fn strings(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
@@ -42,7 +50,11 @@ impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
         Ok(self
             .tx
-            .query_row("SELECT seq FROM projection_cursor WHERE name = ?1", [CURSOR], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM projection_cursor WHERE name = ?1",
+                [CURSOR],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(backend)?
             .unwrap_or(0))
@@ -84,7 +96,9 @@ impl ProjectionTx for Tx<'_> {
             .tx
             .prepare_cached("SELECT id_type, id_value FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2")
             .map_err(backend)?;
-        let rows = st.query_map(params![workspace, profile], id_row).map_err(backend)?;
+        let rows = st
+            .query_map(params![workspace, profile], id_row)
+            .map_err(backend)?;
         rows.collect::<rusqlite::Result<_>>().map_err(backend)
     }
 
@@ -102,7 +116,10 @@ impl ProjectionTx for Tx<'_> {
             .map_err(backend)?;
         let rows = st
             .query_map([workspace], |r| {
-                Ok((Identifier::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?), Identifier::new(r.get::<_, String>(2)?, r.get::<_, String>(3)?)))
+                Ok((
+                    Identifier::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    Identifier::new(r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                ))
             })
             .map_err(backend)?;
         rows.collect::<rusqlite::Result<_>>().map_err(backend)
@@ -121,7 +138,13 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
-    fn redirect_profile(&mut self, workspace: &str, from: &str, to: &str, at: Millis) -> Result<()> {
+    fn redirect_profile(
+        &mut self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+        at: Millis,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, ?3, NULL, ?4)
@@ -133,7 +156,14 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
-    fn link(&mut self, workspace: &str, id: &Identifier, profile: &str, linked_by: &str, at: Millis) -> Result<()> {
+    fn link(
+        &mut self,
+        workspace: &str,
+        id: &Identifier,
+        profile: &str,
+        linked_by: &str,
+        at: Millis,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO identifiers (workspace_id, id_type, id_value, profile_id, linked_by, linked_at)
@@ -158,7 +188,9 @@ impl ProjectionTx for Tx<'_> {
 
     fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()> {
         self.tx
-            .prepare_cached("DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2")
+            .prepare_cached(
+                "DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2",
+            )
             .map_err(backend)?
             .execute(params![workspace, profile])
             .map_err(backend)?;
@@ -169,7 +201,8 @@ impl ProjectionTx for Tx<'_> {
             )
             .map_err(backend)?;
         for id in drops {
-            st.execute(params![workspace, id.kind, id.value, profile]).map_err(backend)?;
+            st.execute(params![workspace, id.kind, id.value, profile])
+                .map_err(backend)?;
         }
         Ok(())
     }
@@ -198,6 +231,14 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
+    fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>> {
+        strings(
+            self.tx,
+            &format!("{FAMILY} SELECT id FROM family ORDER BY id"),
+            params![workspace, profile],
+        )
+    }
+
     fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::new();
         for p in profiles {
@@ -206,7 +247,11 @@ impl ProjectionTx for Tx<'_> {
                 &format!(
                     "SELECT {} FROM profile_events pe JOIN events e ON e.seq = pe.seq
                      WHERE pe.workspace_id = ?1 AND pe.profile_id = ?2 ORDER BY e.seq",
-                    EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
+                    EVENT_COLS
+                        .split(", ")
+                        .map(|c| format!("e.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 params![workspace, p],
             )?);
@@ -221,7 +266,11 @@ impl ProjectionTx for Tx<'_> {
                 "DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2",
                 "DELETE FROM profile_events WHERE workspace_id = ?1 AND profile_id = ?2",
             ] {
-                self.tx.prepare_cached(sql).map_err(backend)?.execute(params![workspace, p]).map_err(backend)?;
+                self.tx
+                    .prepare_cached(sql)
+                    .map_err(backend)?
+                    .execute(params![workspace, p])
+                    .map_err(backend)?;
             }
             self.tx
                 .prepare_cached(
@@ -236,7 +285,13 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
-    fn add_separation(&mut self, workspace: &str, (a, b): &Separation, merge_id: i64, at: Millis) -> Result<()> {
+    fn add_separation(
+        &mut self,
+        workspace: &str,
+        (a, b): &Separation,
+        merge_id: i64,
+        at: Millis,
+    ) -> Result<()> {
         self.tx
             .execute(
                 "INSERT INTO separations (workspace_id, a_type, a_value, b_type, b_value, merge_id, created_at)
@@ -272,10 +327,26 @@ impl ProjectionTx for Tx<'_> {
 const MERGE_COLS: &str = "id, workspace_id, doc, status, created_at, undone_at";
 
 fn merge_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn to_merge((id, workspace_id, doc, status, created_at, undone_at): (i64, String, String, String, i64, Option<i64>)) -> Result<MergeRow> {
+fn to_merge(
+    (id, workspace_id, doc, status, created_at, undone_at): (
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        Option<i64>,
+    ),
+) -> Result<MergeRow> {
     Ok(MergeRow {
         id,
         workspace_id,
@@ -306,10 +377,14 @@ impl Projections for SqliteStore {
 
     fn processed_seq(&self) -> Result<i64> {
         self.read(|c| {
-            Ok(c.query_row("SELECT seq FROM projection_cursor WHERE name = ?1", [CURSOR], |r| r.get(0))
-                .optional()
-                .map_err(backend)?
-                .unwrap_or(0))
+            Ok(c.query_row(
+                "SELECT seq FROM projection_cursor WHERE name = ?1",
+                [CURSOR],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .unwrap_or(0))
         })
     }
 
@@ -321,10 +396,14 @@ impl Projections for SqliteStore {
                     None => return Ok(None),
                     Some((Some(next), _)) => current = next,
                     Some((None, Some(doc))) => return Ok(Some(decode(&doc)?)),
-                    Some((None, None)) => return Err(corrupt(format!("profile {current} has no document"))),
+                    Some((None, None)) => {
+                        return Err(corrupt(format!("profile {current} has no document")))
+                    }
                 }
             }
-            Err(StoreError::Corrupt(format!("profile {id} redirects in a loop")))
+            Err(StoreError::Corrupt(format!(
+                "profile {id} redirects in a loop"
+            )))
         })
     }
 
@@ -350,7 +429,12 @@ impl Projections for SqliteStore {
                 .map_err(backend)?;
             let rows = st
                 .query_map(params![workspace, profile], |r| {
-                    Ok(IdentifierRow { identifier: id_row(r)?, profile_id: r.get(2)?, linked_by: r.get(3)?, linked_at: r.get(4)? })
+                    Ok(IdentifierRow {
+                        identifier: id_row(r)?,
+                        profile_id: r.get(2)?,
+                        linked_by: r.get(3)?,
+                        linked_at: r.get(4)?,
+                    })
                 })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<_>>().map_err(backend)
@@ -384,7 +468,13 @@ impl Projections for SqliteStore {
         })
     }
 
-    fn timeline(&self, workspace: &str, profile: &str, before_seq: Option<i64>, limit: usize) -> Result<Vec<StoredEvent>> {
+    fn timeline(
+        &self,
+        workspace: &str,
+        profile: &str,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
         self.read(|c| {
             let cols = EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
             query_events(
@@ -413,9 +503,11 @@ impl Projections for SqliteStore {
 
     fn profile_count(&self, workspace: &str) -> Result<u64> {
         self.read(|c| {
-            c.query_row("SELECT count(*) FROM profiles WHERE workspace_id = ?1 AND merged_into IS NULL", [workspace], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.query_row(
+                "SELECT count(*) FROM profiles WHERE workspace_id = ?1 AND merged_into IS NULL",
+                [workspace],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(backend)
         })

@@ -7,7 +7,9 @@ use crate::{backend, corrupt, SqliteStore};
 
 fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             StoreError::Conflict(format!("{what} already exists"))
         }
         e => backend(e),
@@ -19,7 +21,12 @@ fn workspace_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64, String)>
 }
 
 fn to_workspace((id, name, created_at, rules): (String, String, i64, String)) -> Result<Workspace> {
-    Ok(Workspace { id, name, created_at, identity_rules: serde_json::from_str(&rules).map_err(corrupt)? })
+    Ok(Workspace {
+        id,
+        name,
+        created_at,
+        identity_rules: serde_json::from_str(&rules).map_err(corrupt)?,
+    })
 }
 
 fn source_row(r: &Row<'_>) -> rusqlite::Result<Source> {
@@ -88,7 +95,10 @@ impl Registry for SqliteStore {
         let rules = serde_json::to_string(rules).map_err(corrupt)?;
         let n = self
             .writer()
-            .execute("UPDATE workspaces SET identity_rules = ?2 WHERE id = ?1", params![workspace, rules])
+            .execute(
+                "UPDATE workspaces SET identity_rules = ?2 WHERE id = ?1",
+                params![workspace, rules],
+            )
             .map_err(backend)?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("workspace {workspace}")));
@@ -101,7 +111,14 @@ impl Registry for SqliteStore {
             .execute(
                 "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.id, s.workspace_id, s.name, s.channel.map(|c| c.as_str()), key_hash, s.created_at],
+                params![
+                    s.id,
+                    s.workspace_id,
+                    s.name,
+                    s.channel.map(|c| c.as_str()),
+                    key_hash,
+                    s.created_at
+                ],
             )
             .map_err(|e| conflict_or_backend(e, "source or write key"))?;
         Ok(())
@@ -121,9 +138,13 @@ impl Registry for SqliteStore {
 
     fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {SOURCE_COLS} FROM sources WHERE write_key_hash = ?1"), [key_hash], source_row)
-                .optional()
-                .map_err(backend)
+            c.query_row(
+                &format!("SELECT {SOURCE_COLS} FROM sources WHERE write_key_hash = ?1"),
+                [key_hash],
+                source_row,
+            )
+            .optional()
+            .map_err(backend)
         })
     }
 
@@ -152,9 +173,13 @@ impl Registry for SqliteStore {
 
     fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE token_hash = ?1"), [token_hash], token_row)
-                .optional()
-                .map_err(backend)
+            c.query_row(
+                &format!("SELECT {TOKEN_COLS} FROM tokens WHERE token_hash = ?1"),
+                [token_hash],
+                token_row,
+            )
+            .optional()
+            .map_err(backend)
         })
     }
 }

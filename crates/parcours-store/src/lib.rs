@@ -51,8 +51,14 @@ pub trait EventLog: Send + Sync {
     /// Events of every workspace after a sequence number, in order.
     fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Events of one workspace after a sequence number, in order.
-    fn workspace_events(&self, workspace: &str, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;
-    fn event_by_message_id(&self, workspace: &str, message_id: &str) -> Result<Option<StoredEvent>>;
+    fn workspace_events(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+    fn event_by_message_id(&self, workspace: &str, message_id: &str)
+        -> Result<Option<StoredEvent>>;
     fn event_count(&self, workspace: &str) -> Result<u64>;
     fn last_seq(&self) -> Result<i64>;
     /// Forgets `messageId`s accepted before `before` (outside the dedup window).
@@ -61,11 +67,23 @@ pub trait EventLog: Send + Sync {
 
 /// Events that parsed but broke the spec, kept for inspection and replay.
 pub trait Quarantine: Send + Sync {
-    fn quarantined(&self, workspace: &str, status: Option<QuarantineStatus>, after_id: i64, limit: usize) -> Result<Vec<QuarantineEntry>>;
+    fn quarantined(
+        &self,
+        workspace: &str,
+        status: Option<QuarantineStatus>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantineEntry>>;
     fn quarantine_entry(&self, workspace: &str, id: i64) -> Result<Option<QuarantineEntry>>;
     /// Resolves a pending entry: appends the fixed event (if any) to the log and marks the
     /// entry replayed (or discarded), in one transaction.
-    fn resolve_quarantined(&self, workspace: &str, id: i64, replacement: Option<&IngestBatch>, at: Millis) -> Result<Option<AppendOutcome>>;
+    fn resolve_quarantined(
+        &self,
+        workspace: &str,
+        id: i64,
+        replacement: Option<&IngestBatch>,
+        at: Millis,
+    ) -> Result<Option<AppendOutcome>>;
 }
 
 /// One write transaction over the identity and profile projections.
@@ -79,19 +97,35 @@ pub trait ProjectionTx {
     fn separations(&mut self, workspace: &str) -> Result<Vec<Separation>>;
     fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()>;
     /// Turns a profile into a pointer to the one that now holds its person.
-    fn redirect_profile(&mut self, workspace: &str, from: &str, to: &str, at: Millis) -> Result<()>;
-    fn link(&mut self, workspace: &str, id: &Identifier, profile: &str, linked_by: &str, at: Millis) -> Result<()>;
+    fn redirect_profile(&mut self, workspace: &str, from: &str, to: &str, at: Millis)
+        -> Result<()>;
+    fn link(
+        &mut self,
+        workspace: &str,
+        id: &Identifier,
+        profile: &str,
+        linked_by: &str,
+        at: Millis,
+    ) -> Result<()>;
     /// Moves every identifier of `from` to `to`.
     fn move_identifiers(&mut self, workspace: &str, from: &str, to: &str) -> Result<()>;
     fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()>;
     fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()>;
     fn record_merge(&mut self, workspace: &str, merge: &MergeRecord, at: Millis) -> Result<()>;
+    /// The profile and every profile merged into it, transitively.
+    fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>>;
     /// Events assigned to these profiles (not following redirects).
     fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>>;
     /// Removes these profiles' identifiers, drops and assignments, and supersedes the merges
     /// they won, before a re-derivation writes them anew.
     fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()>;
-    fn add_separation(&mut self, workspace: &str, separation: &Separation, merge_id: i64, at: Millis) -> Result<()>;
+    fn add_separation(
+        &mut self,
+        workspace: &str,
+        separation: &Separation,
+        merge_id: i64,
+        at: Millis,
+    ) -> Result<()>;
     fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
     /// Drops every projection row of every workspace (replay starts from the first event).
     fn reset_all(&mut self) -> Result<()>;
@@ -109,7 +143,13 @@ pub trait Projections: Send + Sync {
     fn merge(&self, workspace: &str, merge_id: i64) -> Result<Option<MergeRow>>;
     /// The events of a profile and of every profile merged into it, newest first, before
     /// `before_seq` (exclusive) when given.
-    fn timeline(&self, workspace: &str, profile: &str, before_seq: Option<i64>, limit: usize) -> Result<Vec<StoredEvent>>;
+    fn timeline(
+        &self,
+        workspace: &str,
+        profile: &str,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
     /// Live (not merged) profiles in id order after `after_id`.
     fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>>;
     fn profile_count(&self, workspace: &str) -> Result<u64>;

@@ -125,9 +125,18 @@ impl StoredEvent {
         let mut obj: Map<String, Value> = serde_json::from_str(&self.body).unwrap_or_default();
         obj.insert("messageId".into(), Value::String(self.message_id.clone()));
         obj.insert("type".into(), Value::String(self.kind.as_str().into()));
-        obj.insert("timestamp".into(), Value::String(format_timestamp(self.timestamp)));
-        obj.insert("receivedAt".into(), Value::String(format_timestamp(self.received_at)));
-        obj.insert("channel".into(), Value::String(self.channel.as_str().into()));
+        obj.insert(
+            "timestamp".into(),
+            Value::String(format_timestamp(self.timestamp)),
+        );
+        obj.insert(
+            "receivedAt".into(),
+            Value::String(format_timestamp(self.received_at)),
+        );
+        obj.insert(
+            "channel".into(),
+            Value::String(self.channel.as_str().into()),
+        );
         obj.remove("writeKey");
         Value::Object(obj)
     }

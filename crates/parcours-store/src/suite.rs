@@ -41,7 +41,12 @@ macro_rules! conformance_suite {
 const T0: i64 = 1_700_000_000_000;
 
 fn workspace(id: &str) -> Workspace {
-    Workspace { id: id.into(), name: format!("{id} name"), created_at: T0, identity_rules: IdentityRulesConfig::default() }
+    Workspace {
+        id: id.into(),
+        name: format!("{id} name"),
+        created_at: T0,
+        identity_rules: IdentityRulesConfig::default(),
+    }
 }
 
 fn accepted(mid: &str, user: &str, ts: i64) -> AcceptedEvent {
@@ -59,7 +64,12 @@ fn accepted(mid: &str, user: &str, ts: i64) -> AcceptedEvent {
 }
 
 fn batch(ws: &str, events: Vec<AcceptedEvent>) -> IngestBatch {
-    IngestBatch { workspace_id: ws.into(), source_id: format!("{ws}-src"), events, quarantined: vec![] }
+    IngestBatch {
+        workspace_id: ws.into(),
+        source_id: format!("{ws}-src"),
+        events,
+        quarantined: vec![],
+    }
 }
 
 fn setup(store: &dyn Store, ids: &[&str]) {
@@ -70,51 +80,129 @@ fn setup(store: &dyn Store, ids: &[&str]) {
 
 pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
     setup(store, &["ws_a", "ws_b"]);
-    assert!(matches!(store.create_workspace(&workspace("ws_a")), Err(StoreError::Conflict(_))));
-    let src = Source { id: "src_1".into(), workspace_id: "ws_a".into(), name: "POS".into(), channel: Some(Channel::Store), created_at: T0 };
+    assert!(matches!(
+        store.create_workspace(&workspace("ws_a")),
+        Err(StoreError::Conflict(_))
+    ));
+    let src = Source {
+        id: "src_1".into(),
+        workspace_id: "ws_a".into(),
+        name: "POS".into(),
+        channel: Some(Channel::Store),
+        created_at: T0,
+    };
     store.create_source(&src, "hash-1").unwrap();
-    let dup = Source { id: "src_2".into(), ..src.clone() };
-    assert!(matches!(store.create_source(&dup, "hash-1"), Err(StoreError::Conflict(_))), "a write key is unique");
-    assert_eq!(store.source_by_key_hash("hash-1").unwrap(), Some(src.clone()));
+    let dup = Source {
+        id: "src_2".into(),
+        ..src.clone()
+    };
+    assert!(
+        matches!(
+            store.create_source(&dup, "hash-1"),
+            Err(StoreError::Conflict(_))
+        ),
+        "a write key is unique"
+    );
+    assert_eq!(
+        store.source_by_key_hash("hash-1").unwrap(),
+        Some(src.clone())
+    );
     assert_eq!(store.source_by_key_hash("nope").unwrap(), None);
     assert_eq!(store.sources("ws_a").unwrap(), vec![src]);
     assert!(store.sources("ws_b").unwrap().is_empty());
-    let token = Token { id: "tok_1".into(), workspace_id: "ws_b".into(), name: "ops".into(), role: Role::Admin, instance_admin: true, created_at: T0 };
+    let token = Token {
+        id: "tok_1".into(),
+        workspace_id: "ws_b".into(),
+        name: "ops".into(),
+        role: Role::Admin,
+        instance_admin: true,
+        created_at: T0,
+    };
     store.create_token(&token, "thash").unwrap();
     assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
     assert_eq!(store.tokens("ws_b").unwrap(), vec![token]);
     assert!(store.tokens("ws_a").unwrap().is_empty());
-    let rules = IdentityRulesConfig { identifier_traits: vec!["loyalty_card".into()], ..Default::default() };
+    let rules = IdentityRulesConfig {
+        identifier_traits: vec!["loyalty_card".into()],
+        ..Default::default()
+    };
     store.set_identity_rules("ws_a", &rules).unwrap();
-    assert_eq!(store.workspace("ws_a").unwrap().unwrap().identity_rules, rules);
-    assert!(matches!(store.set_identity_rules("ws_zz", &rules), Err(StoreError::NotFound(_))));
+    assert_eq!(
+        store.workspace("ws_a").unwrap().unwrap().identity_rules,
+        rules
+    );
+    assert!(matches!(
+        store.set_identity_rules("ws_zz", &rules),
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(store.workspaces().unwrap().len(), 2);
 }
 
 pub fn append_deduplicates_message_ids_per_workspace(store: &dyn Store) {
     setup(store, &["ws_a", "ws_b"]);
-    let first = batch("ws_a", vec![accepted("m1", "u1", T0), accepted("m2", "u2", T0), accepted("m1", "u1", T0)]);
-    let again = batch("ws_a", vec![accepted("m2", "u2", T0), accepted("m3", "u3", T0)]);
+    let first = batch(
+        "ws_a",
+        vec![
+            accepted("m1", "u1", T0),
+            accepted("m2", "u2", T0),
+            accepted("m1", "u1", T0),
+        ],
+    );
+    let again = batch(
+        "ws_a",
+        vec![accepted("m2", "u2", T0), accepted("m3", "u3", T0)],
+    );
     let other = batch("ws_b", vec![accepted("m1", "u1", T0)]);
     let out = store.append(&[first, again, other], T0 - 1000).unwrap();
-    assert_eq!(out[0], AppendOutcome { stored: 2, duplicates: 1, quarantined: 0 });
-    assert_eq!(out[1], AppendOutcome { stored: 1, duplicates: 1, quarantined: 0 });
-    assert_eq!(out[2], AppendOutcome { stored: 1, duplicates: 0, quarantined: 0 }, "workspaces dedup separately");
+    assert_eq!(
+        out[0],
+        AppendOutcome {
+            stored: 2,
+            duplicates: 1,
+            quarantined: 0
+        }
+    );
+    assert_eq!(
+        out[1],
+        AppendOutcome {
+            stored: 1,
+            duplicates: 1,
+            quarantined: 0
+        }
+    );
+    assert_eq!(
+        out[2],
+        AppendOutcome {
+            stored: 1,
+            duplicates: 0,
+            quarantined: 0
+        },
+        "workspaces dedup separately"
+    );
     assert_eq!(store.event_count("ws_a").unwrap(), 3);
     assert_eq!(store.event_count("ws_b").unwrap(), 1);
-    let replay = store.append(&[batch("ws_a", vec![accepted("m3", "u3", T0)])], T0 - 1000).unwrap();
+    let replay = store
+        .append(&[batch("ws_a", vec![accepted("m3", "u3", T0)])], T0 - 1000)
+        .unwrap();
     assert_eq!(replay[0].duplicates, 1);
     assert_eq!(store.event_count("ws_a").unwrap(), 3);
 }
 
 pub fn dedup_window_expires(store: &dyn Store) {
     setup(store, &["ws_a"]);
-    store.append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0).unwrap();
+    store
+        .append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0)
+        .unwrap();
     let later = T0 + 31 * 86_400_000;
     let mut e = accepted("m1", "u1", later);
     e.received_at = later;
-    let out = store.append(&[batch("ws_a", vec![e])], later - 30 * 86_400_000).unwrap();
-    assert_eq!(out[0].stored, 1, "a messageId outside the window is new again");
+    let out = store
+        .append(&[batch("ws_a", vec![e])], later - 30 * 86_400_000)
+        .unwrap();
+    assert_eq!(
+        out[0].stored, 1,
+        "a messageId outside the window is new again"
+    );
     assert_eq!(store.prune_message_ids(later).unwrap(), 0);
     assert_eq!(store.prune_message_ids(later + 1).unwrap(), 1);
 }
@@ -131,39 +219,91 @@ pub fn quarantine_keeps_events_and_resolves_once(store: &dyn Store) {
     let mut b = batch("ws_a", vec![accepted("ok-1", "u1", T0)]);
     b.quarantined.push(q);
     let out = store.append(&[b], 0).unwrap();
-    assert_eq!(out[0], AppendOutcome { stored: 1, duplicates: 0, quarantined: 1 });
-    let list = store.quarantined("ws_a", Some(QuarantineStatus::Pending), 0, 10).unwrap();
+    assert_eq!(
+        out[0],
+        AppendOutcome {
+            stored: 1,
+            duplicates: 0,
+            quarantined: 1
+        }
+    );
+    let list = store
+        .quarantined("ws_a", Some(QuarantineStatus::Pending), 0, 10)
+        .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].code, "missing_event_name");
     assert_eq!(list[0].message_id.as_deref(), Some("bad-1"));
     assert!(store.quarantined("ws_b", None, 0, 10).unwrap().is_empty());
-    assert_eq!(store.quarantine_entry("ws_b", list[0].id).unwrap(), None, "other workspaces cannot see it");
+    assert_eq!(
+        store.quarantine_entry("ws_b", list[0].id).unwrap(),
+        None,
+        "other workspaces cannot see it"
+    );
     let fixed = batch("ws_a", vec![accepted("bad-1", "u1", T0)]);
-    let outcome = store.resolve_quarantined("ws_a", list[0].id, Some(&fixed), T0 + 5).unwrap();
-    assert_eq!(outcome, Some(AppendOutcome { stored: 1, duplicates: 0, quarantined: 0 }));
-    assert!(matches!(store.resolve_quarantined("ws_a", list[0].id, Some(&fixed), T0 + 6), Err(StoreError::Conflict(_))));
-    assert!(matches!(store.resolve_quarantined("ws_a", 9999, None, T0), Err(StoreError::NotFound(_))));
+    let outcome = store
+        .resolve_quarantined("ws_a", list[0].id, Some(&fixed), T0 + 5)
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Some(AppendOutcome {
+            stored: 1,
+            duplicates: 0,
+            quarantined: 0
+        })
+    );
+    assert!(matches!(
+        store.resolve_quarantined("ws_a", list[0].id, Some(&fixed), T0 + 6),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.resolve_quarantined("ws_a", 9999, None, T0),
+        Err(StoreError::NotFound(_))
+    ));
     let entry = store.quarantine_entry("ws_a", list[0].id).unwrap().unwrap();
     assert_eq!(entry.status, QuarantineStatus::Replayed);
     assert_eq!(entry.resolved_at, Some(T0 + 5));
     assert_eq!(store.event_count("ws_a").unwrap(), 2);
-    assert!(store.event_by_message_id("ws_a", "bad-1").unwrap().is_some());
+    assert!(store
+        .event_by_message_id("ws_a", "bad-1")
+        .unwrap()
+        .is_some());
 }
 
 pub fn event_log_reads_in_order_per_workspace(store: &dyn Store) {
     setup(store, &["ws_a", "ws_b"]);
-    store.append(&[batch("ws_a", vec![accepted("a1", "u", T0 + 2)]), batch("ws_b", vec![accepted("b1", "u", T0)])], 0).unwrap();
-    store.append(&[batch("ws_a", vec![accepted("a2", "u", T0 + 1)])], 0).unwrap();
+    store
+        .append(
+            &[
+                batch("ws_a", vec![accepted("a1", "u", T0 + 2)]),
+                batch("ws_b", vec![accepted("b1", "u", T0)]),
+            ],
+            0,
+        )
+        .unwrap();
+    store
+        .append(&[batch("ws_a", vec![accepted("a2", "u", T0 + 1)])], 0)
+        .unwrap();
     let all = store.events_after(0, 100).unwrap();
     let mids: Vec<&str> = all.iter().map(|e| e.message_id.as_str()).collect();
     assert_eq!(mids, ["a1", "b1", "a2"], "arrival order");
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.last_seq().unwrap(), all[2].seq);
-    let a: Vec<String> = store.workspace_events("ws_a", 0, 100).unwrap().into_iter().map(|e| e.message_id).collect();
+    let a: Vec<String> = store
+        .workspace_events("ws_a", 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message_id)
+        .collect();
     assert_eq!(a, ["a1", "a2"]);
-    assert_eq!(store.events_after(all[0].seq, 1).unwrap()[0].message_id, "b1");
+    assert_eq!(
+        store.events_after(all[0].seq, 1).unwrap()[0].message_id,
+        "b1"
+    );
     let e = &all[0];
-    assert_eq!((e.kind, e.channel, e.user_id.as_deref(), e.timestamp), (EventType::Identify, Channel::Web, Some("u"), T0 + 2));
+    assert_eq!(
+        (e.kind, e.channel, e.user_id.as_deref(), e.timestamp),
+        (EventType::Identify, Channel::Web, Some("u"), T0 + 2)
+    );
     let json = e.to_json();
     assert_eq!(json["messageId"], "a1");
     assert_eq!(json["type"], "identify");
@@ -172,8 +312,10 @@ pub fn event_log_reads_in_order_per_workspace(store: &dyn Store) {
 
 /// Builds a real profile through the core graph from stored events.
 fn profile_from(store: &dyn Store, ws: &str, mids: &[&str]) -> (Graph, Vec<StoredEvent>) {
-    let events: Vec<StoredEvent> =
-        mids.iter().map(|m| store.event_by_message_id(ws, m).unwrap().unwrap()).collect();
+    let events: Vec<StoredEvent> = mids
+        .iter()
+        .map(|m| store.event_by_message_id(ws, m).unwrap().unwrap())
+        .collect();
     let rules = IdentityRules::default();
     let mut graph = Graph::new(ws, rules.clone(), vec![]);
     for e in &events {
@@ -185,12 +327,17 @@ fn profile_from(store: &dyn Store, ws: &str, mids: &[&str]) -> (Graph, Vec<Store
 
 pub fn projection_rows_round_trip(store: &dyn Store) {
     setup(store, &["ws_a"]);
-    store.append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0).unwrap();
+    store
+        .append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0)
+        .unwrap();
     let (graph, events) = profile_from(store, "ws_a", &["m1"]);
     let profile = graph.profiles.values().next().unwrap().clone();
     let email = Identifier::new("email", "u1@x.io");
     let dropped = Identifier::new("anonymous_id", "tablet");
-    let sep = (Identifier::new("user_id", "u1"), Identifier::new("user_id", "u9"));
+    let sep = (
+        Identifier::new("user_id", "u1"),
+        Identifier::new("user_id", "u9"),
+    );
     store
         .transact(&mut |tx| {
             assert_eq!(tx.cursor()?, 0);
@@ -207,14 +354,28 @@ pub fn projection_rows_round_trip(store: &dyn Store) {
             assert_eq!(tx.profile("ws_a", &profile.id)?.as_ref(), Some(&profile));
             assert_eq!(tx.separations("ws_a")?, vec![sep.clone()]);
             assert!(tx.separations("ws_b")?.is_empty());
-            assert_eq!(tx.events_of("ws_a", std::slice::from_ref(&profile.id))?.len(), 1);
+            assert_eq!(
+                tx.events_of("ws_a", std::slice::from_ref(&profile.id))?
+                    .len(),
+                1
+            );
             Ok(())
         })
         .unwrap();
     assert_eq!(store.processed_seq().unwrap(), events[0].seq);
-    assert_eq!(store.profile("ws_a", &profile.id).unwrap(), Some(profile.clone()));
-    assert_eq!(store.profile("ws_b", &profile.id).unwrap(), None, "profiles are per workspace");
-    assert_eq!(store.lookup("ws_a", &email).unwrap(), Some(profile.id.clone()));
+    assert_eq!(
+        store.profile("ws_a", &profile.id).unwrap(),
+        Some(profile.clone())
+    );
+    assert_eq!(
+        store.profile("ws_b", &profile.id).unwrap(),
+        None,
+        "profiles are per workspace"
+    );
+    assert_eq!(
+        store.lookup("ws_a", &email).unwrap(),
+        Some(profile.id.clone())
+    );
     let ids = store.identifiers("ws_a", &profile.id).unwrap();
     assert_eq!(ids.len(), 1);
     assert_eq!(ids[0].linked_by, "m1");
@@ -230,13 +391,26 @@ pub fn failed_transaction_writes_nothing(store: &dyn Store) {
         Err(StoreError::Backend("simulated failure".into()))
     });
     assert!(result.is_err());
-    assert_eq!(store.lookup("ws_a", &Identifier::new("email", "x@x.io")).unwrap(), None);
+    assert_eq!(
+        store
+            .lookup("ws_a", &Identifier::new("email", "x@x.io"))
+            .unwrap(),
+        None
+    );
     assert_eq!(store.processed_seq().unwrap(), 0);
 }
 
 pub fn merges_redirects_and_timeline_follow_the_family(store: &dyn Store) {
     setup(store, &["ws_a"]);
-    store.append(&[batch("ws_a", vec![accepted("m1", "u1", T0), accepted("m2", "u2", T0 + 1)])], 0).unwrap();
+    store
+        .append(
+            &[batch(
+                "ws_a",
+                vec![accepted("m1", "u1", T0), accepted("m2", "u2", T0 + 1)],
+            )],
+            0,
+        )
+        .unwrap();
     let (graph, events) = profile_from(store, "ws_a", &["m1", "m2"]);
     let ids: Vec<String> = graph.profiles.keys().cloned().collect();
     let (winner, loser) = (&ids[0], &ids[1]);
@@ -269,16 +443,51 @@ pub fn merges_redirects_and_timeline_follow_the_family(store: &dyn Store) {
             Ok(())
         })
         .unwrap();
-    assert_eq!(store.profile("ws_a", loser).unwrap().map(|p| p.id), Some(winner.clone()), "merged ids still resolve");
-    assert_eq!(store.lookup("ws_a", &Identifier::new("user_id", "u2")).unwrap(), Some(winner.clone()));
+    assert_eq!(
+        store.profile("ws_a", loser).unwrap().map(|p| p.id),
+        Some(winner.clone()),
+        "merged ids still resolve"
+    );
+    store
+        .transact(&mut |tx| {
+            let mut family = vec![winner.clone(), loser.clone()];
+            family.sort();
+            assert_eq!(tx.family("ws_a", winner)?, family);
+            assert_eq!(tx.family("ws_a", loser)?, vec![loser.clone()]);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .lookup("ws_a", &Identifier::new("user_id", "u2"))
+            .unwrap(),
+        Some(winner.clone())
+    );
     assert_eq!(store.profile_count("ws_a").unwrap(), 1);
-    let timeline: Vec<String> = store.timeline("ws_a", winner, None, 10).unwrap().into_iter().map(|e| e.message_id).collect();
-    assert_eq!(timeline, ["m2", "m1"], "newest first, across the merged profiles");
-    let page: Vec<String> =
-        store.timeline("ws_a", winner, Some(events[1].seq), 10).unwrap().into_iter().map(|e| e.message_id).collect();
+    let timeline: Vec<String> = store
+        .timeline("ws_a", winner, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message_id)
+        .collect();
+    assert_eq!(
+        timeline,
+        ["m2", "m1"],
+        "newest first, across the merged profiles"
+    );
+    let page: Vec<String> = store
+        .timeline("ws_a", winner, Some(events[1].seq), 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message_id)
+        .collect();
     assert_eq!(page, ["m1"]);
     let merges = store.merges_of("ws_a", winner).unwrap();
-    assert_eq!(merges.len(), 1, "recording the same merge twice keeps one row");
+    assert_eq!(
+        merges.len(),
+        1,
+        "recording the same merge twice keeps one row"
+    );
     assert_eq!(merges[0].merge, merge);
     assert_eq!(merges[0].status, MergeStatus::Active);
     assert_eq!(store.merges_of("ws_a", loser).unwrap().len(), 1);
@@ -286,21 +495,32 @@ pub fn merges_redirects_and_timeline_follow_the_family(store: &dyn Store) {
     store
         .transact(&mut |tx| {
             assert!(tx.mark_merge_undone("ws_a", id, T0 + 9)?);
-            assert!(!tx.mark_merge_undone("ws_a", id, T0 + 9)?, "a merge is undone once");
+            assert!(
+                !tx.mark_merge_undone("ws_a", id, T0 + 9)?,
+                "a merge is undone once"
+            );
             Ok(())
         })
         .unwrap();
     let row = store.merge("ws_a", id).unwrap().unwrap();
-    assert_eq!((row.status, row.undone_at), (MergeStatus::Undone, Some(T0 + 9)));
+    assert_eq!(
+        (row.status, row.undone_at),
+        (MergeStatus::Undone, Some(T0 + 9))
+    );
     assert_eq!(store.merge("ws_b", id).unwrap(), None);
 }
 
 pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
     setup(store, &["ws_a"]);
-    store.append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0).unwrap();
+    store
+        .append(&[batch("ws_a", vec![accepted("m1", "u1", T0)])], 0)
+        .unwrap();
     let (graph, events) = profile_from(store, "ws_a", &["m1"]);
     let p = graph.profiles.values().next().unwrap().clone();
-    let sep = (Identifier::new("user_id", "u1"), Identifier::new("user_id", "u9"));
+    let sep = (
+        Identifier::new("user_id", "u1"),
+        Identifier::new("user_id", "u9"),
+    );
     store
         .transact(&mut |tx| {
             tx.save_profile("ws_a", &p, T0)?;
@@ -311,7 +531,9 @@ pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
             tx.add_separation("ws_a", &sep, 1, T0)?;
             tx.set_cursor(events[0].seq)?;
             tx.clear_profiles("ws_a", std::slice::from_ref(&p.id), T0)?;
-            assert!(tx.events_of("ws_a", std::slice::from_ref(&p.id))?.is_empty());
+            assert!(tx
+                .events_of("ws_a", std::slice::from_ref(&p.id))?
+                .is_empty());
             assert_eq!(tx.holder("ws_a", &Identifier::new("user_id", "u1"))?, None);
             Ok(())
         })
@@ -321,9 +543,17 @@ pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
     assert_eq!(store.profile("ws_a", &p.id).unwrap(), None);
     store
         .transact(&mut |tx| {
-            assert_eq!(tx.separations("ws_a")?, vec![sep.clone()], "separations are rules and survive a replay");
+            assert_eq!(
+                tx.separations("ws_a")?,
+                vec![sep.clone()],
+                "separations are rules and survive a replay"
+            );
             Ok(())
         })
         .unwrap();
-    assert_eq!(store.event_count("ws_a").unwrap(), 1, "the event log is never reset");
+    assert_eq!(
+        store.event_count("ws_a").unwrap(),
+        1,
+        "the event log is never reset"
+    );
 }

@@ -35,7 +35,7 @@ pub fn event(rng: &mut SmallRng, run: &str, n: u64, customers: u64, ts_ms: i64) 
         5..=7 => json!({
             "type": "track", "messageId": format!("{run}-{n}"), "anonymousId": anonymous_id,
             "userId": if c % 3 == 0 { Value::String(format!("cus_{c:08}")) } else { Value::Null },
-            "event": if n % 2 == 0 { "Product Viewed" } else { "Product Added" },
+            "event": if n.is_multiple_of(2) { "Product Viewed" } else { "Product Added" },
             "timestamp": timestamp, "context": context,
             "properties": {"product_id": sku, "sku": sku, "name": name, "price": price, "currency": "EUR", "quantity": 1}
         }),

@@ -36,7 +36,13 @@ fn obs(rules: &IdentityRules, seq: i64, e: &Ev) -> Observation {
     Observation::from_event(&meta, &e.body, rules)
 }
 
-fn identify(mid: &str, ts: i64, user: Option<&str>, anon: Option<&str>, traits: serde_json::Value) -> Ev {
+fn identify(
+    mid: &str,
+    ts: i64,
+    user: Option<&str>,
+    anon: Option<&str>,
+    traits: serde_json::Value,
+) -> Ev {
     Ev {
         mid: mid.into(),
         ts,
@@ -56,7 +62,9 @@ fn run(rules: &IdentityRules, events: &[Ev]) -> Graph {
 }
 
 fn profile_of<'a>(g: &'a Graph, kind: &str, value: &str) -> &'a Profile {
-    let pid = g.holder(&Identifier::new(kind, value)).expect("identifier is linked");
+    let pid = g
+        .holder(&Identifier::new(kind, value))
+        .expect("identifier is linked");
     &g.profiles[pid]
 }
 
@@ -67,12 +75,22 @@ fn anonymous_browsing_joins_the_profile_when_the_visitor_identifies() {
         &rules,
         &[
             identify("m1", 1, None, Some("anon-1"), json!({})),
-            identify("m2", 2, Some("cus_1"), Some("anon-1"), json!({"email": "A@x.io"})),
+            identify(
+                "m2",
+                2,
+                Some("cus_1"),
+                Some("anon-1"),
+                json!({"email": "A@x.io"}),
+            ),
         ],
     );
     assert_eq!(g.profiles.len(), 1);
     let p = profile_of(&g, "email", "a@x.io");
-    assert_eq!(p.id, profile_id_for(WS, "m1"), "the profile keeps the id of the event that created it");
+    assert_eq!(
+        p.id,
+        profile_id_for(WS, "m1"),
+        "the profile keeps the id of the event that created it"
+    );
     assert_eq!(p.events, 2);
 }
 
@@ -83,17 +101,30 @@ fn a_shared_tablet_does_not_merge_two_customers() {
     let g = run(
         &rules,
         &[
-            identify("m1", 1, Some("alice"), tablet, json!({"email": "alice@x.io"})),
+            identify(
+                "m1",
+                1,
+                Some("alice"),
+                tablet,
+                json!({"email": "alice@x.io"}),
+            ),
             identify("m2", 2, Some("bob"), tablet, json!({"email": "bob@x.io"})),
             identify("m3", 3, Some("carol"), tablet, json!({})),
         ],
     );
     assert_eq!(g.profiles.len(), 3, "three customers stay three profiles");
     let bob = profile_of(&g, "user_id", "bob");
-    assert!(bob.identifiers.contains(&Identifier::new("email", "bob@x.io")));
-    assert!(!bob.identifiers.contains(&Identifier::new("anonymous_id", "tablet-store_1")));
+    assert!(bob
+        .identifiers
+        .contains(&Identifier::new("email", "bob@x.io")));
+    assert!(!bob
+        .identifiers
+        .contains(&Identifier::new("anonymous_id", "tablet-store_1")));
     assert!(bob.entangled, "bob observed the tablet without holding it");
-    assert_eq!(profile_of(&g, "anonymous_id", "tablet-store_1").id, profile_of(&g, "user_id", "alice").id);
+    assert_eq!(
+        profile_of(&g, "anonymous_id", "tablet-store_1").id,
+        profile_of(&g, "user_id", "alice").id
+    );
 }
 
 #[test]
@@ -102,9 +133,21 @@ fn two_known_profiles_merge_with_a_logged_cause() {
     let mut g = run(
         &rules,
         &[
-            identify("m1", 1, None, Some("web-1"), json!({"email": "a@x.io", "tier": "silver"})),
+            identify(
+                "m1",
+                1,
+                None,
+                Some("web-1"),
+                json!({"email": "a@x.io", "tier": "silver"}),
+            ),
             identify("m2", 2, None, Some("app-1"), json!({"phone_model": "X"})),
-            identify("m3", 5, Some("cus_1"), Some("app-1"), json!({"email": "a@x.io", "tier": "gold"})),
+            identify(
+                "m3",
+                5,
+                Some("cus_1"),
+                Some("app-1"),
+                json!({"email": "a@x.io", "tier": "gold"}),
+            ),
         ],
     );
     assert_eq!(g.profiles.len(), 1);
@@ -129,18 +172,36 @@ fn a_new_user_id_on_a_known_email_makes_a_new_profile() {
     let g = run(
         &rules,
         &[
-            identify("m1", 1, Some("cus_1"), None, json!({"email": "shared@x.io"})),
-            identify("m2", 2, Some("cus_2"), None, json!({"email": "shared@x.io"})),
+            identify(
+                "m1",
+                1,
+                Some("cus_1"),
+                None,
+                json!({"email": "shared@x.io"}),
+            ),
+            identify(
+                "m2",
+                2,
+                Some("cus_2"),
+                None,
+                json!({"email": "shared@x.io"}),
+            ),
         ],
     );
     assert_eq!(g.profiles.len(), 2);
-    assert_eq!(profile_of(&g, "email", "shared@x.io").id, profile_of(&g, "user_id", "cus_1").id);
+    assert_eq!(
+        profile_of(&g, "email", "shared@x.io").id,
+        profile_of(&g, "user_id", "cus_1").id
+    );
 }
 
 #[test]
 fn separated_identifiers_never_join_again() {
     let rules = IdentityRules::default();
-    let separation = (Identifier::new("email", "a@x.io"), Identifier::new("email", "b@x.io"));
+    let separation = (
+        Identifier::new("email", "a@x.io"),
+        Identifier::new("email", "b@x.io"),
+    );
     let mut g = Graph::new(WS, rules.clone(), vec![separation]);
     for (i, e) in [
         identify("m1", 1, None, Some("t"), json!({"email": "a@x.io"})),
@@ -184,7 +245,11 @@ impl Online {
                 let mut refold: Vec<Observation> = self
                     .seen
                     .iter()
-                    .filter(|e| self.owner.get(&e.seq).is_some_and(|p| component.contains(self.graph.resolve(p))))
+                    .filter(|e| {
+                        self.owner
+                            .get(&e.seq)
+                            .is_some_and(|p| component.contains(self.graph.resolve(p)))
+                    })
                     .cloned()
                     .collect();
                 refold.push(o.clone());
@@ -230,7 +295,11 @@ fn gen_event() -> impl Strategy<Value = GenEvent> {
         .prop_map(|(ts, user, anon, email, device, color, consent)| GenEvent {
             ts,
             user,
-            anon: if user.is_none() && anon.is_none() { Some(0) } else { anon },
+            anon: if user.is_none() && anon.is_none() {
+                Some(0)
+            } else {
+                anon
+            },
             email,
             device,
             color,
@@ -262,10 +331,15 @@ fn to_ev(i: usize, g: &GenEvent) -> Ev {
 
 fn tight_rules() -> IdentityRules {
     IdentityRules::new(IdentityRulesConfig {
-        limits: [("user_id", 1), ("email", 2), ("device_id", 2), ("anonymous_id", 3)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        limits: [
+            ("user_id", 1),
+            ("email", 2),
+            ("device_id", 2),
+            ("anonymous_id", 3),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         ..Default::default()
     })
     .unwrap()

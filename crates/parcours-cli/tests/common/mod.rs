@@ -1,0 +1,89 @@
+//! A node in this process on a temporary store, with known secrets.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parcours_cli::config::Config;
+use parcours_cli::node::{bootstrap, open_store, Node};
+use parcours_store::Store;
+use parcours_testkit::http::Client;
+use serde_json::Value;
+
+pub const WRITE_KEY: &str = "wk_test_key";
+pub const ADMIN: &str = "pat_test_admin";
+
+pub struct TestNode {
+    pub node: Option<Node>,
+    pub store: Arc<dyn Store>,
+    pub client: Client,
+    pub workspace: String,
+    pub dir: PathBuf,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "parcours-test-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
+    let dir = temp_dir(tag);
+    let mut config = Config::default();
+    config.data_dir = dir.clone();
+    config.http.port = 0;
+    config.storage.durability = "normal".into();
+    config.bootstrap.admin_token = Some(ADMIN.into());
+    config.bootstrap.write_key = Some(WRITE_KEY.into());
+    tune(&mut config);
+    let store = open_store(&config).unwrap();
+    let p = bootstrap(store.as_ref(), &config, 1_700_000_000_000)
+        .unwrap()
+        .expect("fresh store");
+    let node = Node::start(&config, store.clone()).await.unwrap();
+    let client = Client::new(node.url());
+    TestNode {
+        node: Some(node),
+        store,
+        client,
+        workspace: p.workspace.id,
+        dir,
+    }
+}
+
+impl TestNode {
+    pub async fn send(&self, body: Value) -> parcours_testkit::http::Response {
+        self.client
+            .track("/v1/batch", WRITE_KEY, body.to_string())
+            .await
+            .unwrap()
+    }
+
+    pub async fn unified(&self) {
+        let engine = &self.node.as_ref().unwrap().engine;
+        assert!(
+            engine.wait_unified(Duration::from_secs(60)).await.unwrap(),
+            "unify did not catch up"
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(path, ADMIN).await.unwrap();
+        (r.status, r.json())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(n) = self.node.take() {
+            n.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

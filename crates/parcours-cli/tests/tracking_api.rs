@@ -1,0 +1,251 @@
+//! The Segment-compatible tracking API, driven over HTTP.
+
+mod common;
+
+use common::{start, ADMIN, WRITE_KEY};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_segment_calls_and_answers_like_segment() {
+    let t = start("tracking", |_| {}).await;
+    let c = &t.client;
+    let r = c
+        .track(
+            "/v1/track",
+            WRITE_KEY,
+            json!({"userId": "u1", "event": "Signed Up", "messageId": "s1"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()), (200, json!({"success": true})));
+    let body =
+        json!({"writeKey": WRITE_KEY, "anonymousId": "a1", "name": "Home", "messageId": "p1"})
+            .to_string();
+    let r = c
+        .request(hyper::Method::POST, "/v1/page", &[], body)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "writeKey in the body works too");
+    let r = c
+        .track(
+            "/v1/track",
+            "wk_wrong",
+            json!({"userId": "u1", "event": "E"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (401, Some("invalid_write_key"))
+    );
+    let r = c
+        .request(
+            hyper::Method::POST,
+            "/v1/track",
+            &[],
+            json!({"userId": "u1", "event": "E"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (401, Some("missing_write_key"))
+    );
+    let r = c
+        .track("/v1/batch", WRITE_KEY, "{\"batch\": [".to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let big = json!({"userId": "u1", "event": "E", "properties": {"blob": "x".repeat(33 * 1024)}})
+        .to_string();
+    let r = c.track("/v1/track", WRITE_KEY, big).await.unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let many: Vec<_> = (0..2_501)
+        .map(
+            |i| json!({"type": "track", "userId": "u", "event": "E", "messageId": format!("x{i}")}),
+        )
+        .collect();
+    let r = t.send(json!({"batch": many})).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (413, Some("batch_too_many_events"))
+    );
+    let fat = vec![
+        json!({"type": "track", "userId": "u", "event": "E", "properties": {"b": "y".repeat(20_000)}});
+        30
+    ];
+    let r = t.send(json!({"batch": fat})).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    t.unified().await;
+    assert_eq!(
+        t.store.event_count(&t.workspace).unwrap(),
+        2,
+        "refused requests store nothing"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_message_ids_are_acknowledged_and_stored_once() {
+    let t = start("dedup", |_| {}).await;
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "order-1"},
+        {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "order-1"},
+        {"type": "identify", "userId": "u1", "traits": {"email": "u1@x.io"}}
+    ]});
+    assert_eq!(t.send(batch.clone()).await.status, 200);
+    assert_eq!(t.send(batch).await.status, 200, "a replay is acknowledged");
+    assert_eq!(
+        t.store.event_count(&t.workspace).unwrap(),
+        3,
+        "order-1 once, and each id-less identify got its own messageId"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_is_corrected_and_context_merged() {
+    let t = start("skew", |_| {}).await;
+    let body = json!({
+        "batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "k1",
+                   "originalTimestamp": "2020-01-01T00:00:00.000Z"}],
+        "sentAt": "2020-01-01T00:10:00.000Z",
+        "context": {"channel": "sms"}
+    });
+    assert_eq!(t.send(body).await.status, 200);
+    let e = t
+        .store
+        .event_by_message_id(&t.workspace, "k1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.received_at - e.timestamp,
+        10 * 60 * 1000,
+        "timestamp = receivedAt - (sentAt - originalTimestamp)"
+    );
+    assert_eq!(e.channel.as_str(), "sms");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_retry_after() {
+    let t = start("ratelimit", |c| c.http.rate_limit_per_second = 2).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..6 {
+        let r = t
+            .client
+            .track(
+                "/v1/track",
+                WRITE_KEY,
+                json!({"userId": "u", "event": "E", "messageId": format!("r{i}")}).to_string(),
+            )
+            .await
+            .unwrap();
+        if r.status == 429 {
+            retry_after = r
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(r.json()["code"], "rate_limited");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(&statuses[..2], [200, 200]);
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix() {
+    let t = start("quarantine", |_| {}).await;
+    let r = t
+        .send(json!({"batch": [
+            {"type": "track", "userId": "u1", "messageId": "q1"},
+            {"type": "track", "event": "Orphan", "messageId": "q2"},
+            {"type": "track", "userId": "u1", "event": "Fine", "messageId": "ok"}
+        ]}))
+        .await;
+    assert_eq!(r.status, 200, "spec violations do not fail the batch");
+    let (status, list) = t.get("/api/v1/quarantine?status=pending").await;
+    assert_eq!(status, 200);
+    let events = list["events"].as_array().unwrap();
+    let codes: Vec<&str> = events.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["missing_event_name", "no_user_anon_id"]);
+    let id = events[0]["id"].as_i64().unwrap();
+    let r = t
+        .client
+        .post(&format!("/api/v1/quarantine/{id}/replay"), ADMIN, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (422, Some("still_invalid")),
+        "replaying unchanged still fails"
+    );
+    let fixed = json!({"type": "track", "userId": "u1", "event": "Fixed Event", "messageId": "q1"})
+        .to_string();
+    let r = t
+        .client
+        .post(
+            &format!("/api/v1/quarantine/{id}/replay"),
+            ADMIN,
+            fixed.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(t
+        .store
+        .event_by_message_id(&t.workspace, "q1")
+        .unwrap()
+        .is_some());
+    let r = t
+        .client
+        .post(&format!("/api/v1/quarantine/{id}/replay"), ADMIN, fixed)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "an entry is replayed once");
+    let (_, left) = t.get("/api/v1/quarantine?status=pending").await;
+    assert_eq!(left["events"].as_array().unwrap().len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_exists_and_errors_have_the_stable_shape() {
+    let t = start("openapi", |_| {}).await;
+    for path in parcours_api::openapi::PATHS {
+        let concrete = path.replace("{id}", "1");
+        let r = t.client.get(&concrete, ADMIN).await.unwrap();
+        if r.status == 404 || r.status == 405 {
+            let body = String::from_utf8_lossy(&r.body);
+            assert!(
+                !body.contains("route_not_found"),
+                "{path} is documented but not routed"
+            );
+        }
+    }
+    let (status, doc) = t.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (status, err) = t.get("/api/v1/profiles/p_nope").await;
+    assert_eq!(status, 404);
+    for field in ["message", "code", "type", "link"] {
+        assert!(err[field].is_string(), "error body has {field}: {err}");
+    }
+    let r = t.client.get("/healthz", "").await.unwrap();
+    assert_eq!(r.status, 200);
+    let r = t.client.get("/readyz", "").await.unwrap();
+    assert_eq!(r.status, 200);
+    t.stop().await;
+}
