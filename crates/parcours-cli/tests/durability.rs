@@ -72,7 +72,11 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event_and_duplicates_none()
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill in the middle of the stream, once it is well under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 2_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     for s in senders {

@@ -25,11 +25,14 @@ async fn segment_python_sdk_works_unmodified() {
     let t = start("sdk", |_| {}).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/segment_python.py");
     let host = t.client.base().to_string();
-    let out = tokio::process::Command::new(python())
-        .args([script, &host, WRITE_KEY, "r1"])
-        .output()
-        .await
-        .expect("run python");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python())
+            .args([script, &host, WRITE_KEY, "r1"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
     assert!(
         out.status.success(),
         "SDK run failed: {}\n{}",
