@@ -22,18 +22,10 @@ pub use admin::{provision_workspace, Provisioned};
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     /// Tracking requests per second allowed per workspace; 0 turns the limit off.
     pub rate_limit_per_second: u32,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            rate_limit_per_second: 0,
-        }
-    }
 }
 
 pub struct AppState {

@@ -55,8 +55,10 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let baseline_rate = total as f64 / baseline.as_secs_f64();
     drop(rows);
 
-    let mut config = Config::default();
-    config.data_dir = dir.join("node");
+    let mut config = Config {
+        data_dir: dir.join("node"),
+        ..Config::default()
+    };
     config.http.port = 0;
     config.storage.durability = b.durability.clone();
     let store = open_store(&config)?;

@@ -444,7 +444,7 @@ pub fn check_event(
             Some(t) => parse_timestamp(t).map(Some).ok_or_else(|| format!("`{t}`")),
         }
     };
-    let batch_sent_at = edge.batch_sent_at.map(|s| Cow::Borrowed(s));
+    let batch_sent_at = edge.batch_sent_at.map(Cow::Borrowed);
     let times = (|| -> Result<_, String> {
         Ok((
             parse(&head.timestamp)?,

@@ -112,24 +112,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod conformance {
-    fn temp_store() -> (super::SqliteStore, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "parcours-conformance-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        (super::SqliteStore::open_temp(&dir).unwrap(), dir)
-    }
-
-    parcours_store::conformance_suite!(temp_store);
-}
-
 /// The baseline of the ingest benchmark: plain multi-row `INSERT`s of the same rows into a
 /// table like `events`, in transactions of `batch` rows, with the given durability. Returns
 /// the elapsed time.
@@ -170,4 +152,22 @@ pub fn raw_insert_baseline(
         tx.commit().map_err(backend)?;
     }
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod conformance {
+    fn temp_store() -> (super::SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "parcours-conformance-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        (super::SqliteStore::open_temp(&dir).unwrap(), dir)
+    }
+
+    parcours_store::conformance_suite!(temp_store);
 }

@@ -37,8 +37,10 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
     let dir = temp_dir(tag);
-    let mut config = Config::default();
-    config.data_dir = dir.clone();
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
     config.http.port = 0;
     config.storage.durability = "normal".into();
     config.bootstrap.admin_token = Some(ADMIN.into());

@@ -353,11 +353,9 @@ proptest! {
     #[test]
     fn arrival_order_does_not_change_the_graph(
         events in proptest::collection::vec(gen_event(), 1..25),
-        order in any::<proptest::sample::Index>().prop_flat_map(|_| Just(())),
         shuffle_seed in any::<u64>(),
         separate in any::<bool>(),
     ) {
-        let _ = order;
         let rules = tight_rules();
         let separations = if separate {
             vec![(Identifier::new("email", "e0@x.io"), Identifier::new("anonymous_id", "a1"))]
