@@ -38,6 +38,8 @@ pub struct Storage {
 #[serde(default, deny_unknown_fields)]
 pub struct Ingest {
     pub dedup_window_days: u32,
+    /// Run the unify processor on this node (turn off for an ingest-only node).
+    pub unify: bool,
 }
 
 /// Secrets of the default workspace for automated deployments (used on first start only).
@@ -91,6 +93,7 @@ impl Default for Ingest {
     fn default() -> Self {
         Self {
             dedup_window_days: 30,
+            unify: true,
         }
     }
 }

@@ -128,6 +128,9 @@ enum BenchKind {
         customers: u64,
         #[arg(long, default_value = "full")]
         durability: String,
+        /// Ingest only; the processing rate is still measured afterwards by a replay.
+        #[arg(long)]
+        no_unify: bool,
     },
 }
 
@@ -245,6 +248,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     concurrency,
                     customers,
                     durability,
+                    no_unify,
                 },
         } => {
             bench::ingest(IngestBench {
@@ -253,6 +257,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 concurrency,
                 customers,
                 durability,
+                unify: !no_unify,
             })
             .await
         }

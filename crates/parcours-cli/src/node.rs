@@ -73,6 +73,7 @@ impl Node {
             clock.clone(),
             EngineConfig {
                 dedup_window: window,
+                unify: config.ingest.unify,
                 ..EngineConfig::default()
             },
         );

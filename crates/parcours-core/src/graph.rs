@@ -211,10 +211,26 @@ impl Graph {
     /// component must be re-derived with it.
     pub fn late_component(&self, obs: &Observation) -> Option<BTreeSet<String>> {
         let component = self.component(&obs.identifiers);
-        component
+        if !component
             .iter()
             .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key))
-            .then_some(component)
+        {
+            return None;
+        }
+        // Late, but it only observes: every identifier is already held by one profile whose
+        // shape was settled before this event's time. In event-time order it would have found
+        // the same profile and changed nothing structural, so applying it now is the same.
+        if let [only] = component.iter().collect::<Vec<_>>()[..] {
+            let p = &self.profiles[only];
+            let held = obs
+                .identifiers
+                .iter()
+                .all(|i| self.index.get(i) == Some(only));
+            if held && !p.entangled && p.shaped < obs.key {
+                return None;
+            }
+        }
+        Some(component)
     }
 
     /// Removes a component so that it can be re-derived from its events.
@@ -307,6 +323,9 @@ impl Graph {
             self.merge(&winner, loser, obs, via);
             applied.merged.push(loser.clone());
         }
+        let structural = applied.created
+            || !applied.merged.is_empty()
+            || ids.iter().any(|i| self.index.get(i) != Some(&winner));
         for id in ids {
             if self.index.get(&id) != Some(&winner) {
                 self.index.insert(id.clone(), winner.clone());
@@ -348,10 +367,11 @@ impl Graph {
                 }
             }
         }
-        self.profiles
-            .get_mut(&winner)
-            .expect("winner exists")
-            .observe(obs);
+        let profile = self.profiles.get_mut(&winner).expect("winner exists");
+        if structural && profile.shaped < obs.key {
+            profile.shaped = obs.key.clone();
+        }
+        profile.observe(obs);
         self.changes.dirty.insert(winner.clone());
         self.changes.assignments.push((obs.seq, winner.clone()));
         applied.profile = Some(winner);

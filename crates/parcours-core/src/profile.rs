@@ -62,6 +62,11 @@ pub struct Profile {
     pub last: EventKey,
     pub last_channel: Channel,
     pub events: u64,
+    /// The latest event that changed which identifiers this profile holds (created it, linked
+    /// an identifier, merged another profile in). An older event arriving late that changes
+    /// nothing structural can be applied as it comes; anything else needs a re-derivation.
+    #[serde(default)]
+    pub shaped: EventKey,
     /// Some identifier this profile observed is also observed by another profile (a limit kept
     /// them apart). Such profiles must be re-derived together when an event arrives late.
     pub entangled: bool,
@@ -79,6 +84,7 @@ impl Profile {
             last: obs.key.clone(),
             last_channel: obs.channel,
             events: 0,
+            shaped: obs.key.clone(),
             entangled: false,
         }
     }
@@ -152,6 +158,7 @@ impl Profile {
             self.last_channel = other.last_channel;
         }
         self.events += other.events;
+        self.shaped = self.shaped.clone().max(other.shaped);
         self.entangled |= other.entangled;
     }
 

@@ -14,6 +14,9 @@ use std::sync::{Mutex, MutexGuard};
 use parcours_store::{Result, StoreError};
 use rusqlite::Connection;
 
+/// Enough for every statement the adapter prepares, so none is re-prepared on the hot path.
+const STATEMENT_CACHE: usize = 128;
+
 const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
 
 /// How hard a commit tries to reach the disk.
@@ -55,6 +58,7 @@ impl SqliteStore {
                  PRAGMA wal_autocheckpoint=4000;"
             ))
             .map_err(backend)?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut writer)?;
         Ok(Self {
             path,

@@ -46,6 +46,23 @@ fn strings(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<St
     rows.collect::<rusqlite::Result<_>>().map_err(backend)
 }
 
+/// The profile and every profile merged into it, walked through the `merged_into` index.
+fn family(c: &Connection, workspace: &str, profile: &str) -> Result<Vec<String>> {
+    let mut all = vec![profile.to_string()];
+    let mut next = 0;
+    while next < all.len() {
+        let children = strings(
+            c,
+            "SELECT id FROM profiles WHERE workspace_id = ?1 AND merged_into = ?2",
+            params![workspace, all[next]],
+        )?;
+        all.extend(children);
+        next += 1;
+    }
+    all.sort();
+    Ok(all)
+}
+
 impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
         Ok(self
@@ -232,11 +249,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>> {
-        strings(
-            self.tx,
-            &format!("{FAMILY} SELECT id FROM family ORDER BY id"),
-            params![workspace, profile],
-        )
+        family(self.tx, workspace, profile)
     }
 
     fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>> {
@@ -361,12 +374,6 @@ fn to_merge(
     })
 }
 
-/// The id and every id merged into it, transitively.
-const FAMILY: &str = "WITH RECURSIVE family(id) AS (
-        SELECT ?2
-        UNION SELECT p.id FROM profiles p JOIN family f ON p.merged_into = f.id WHERE p.workspace_id = ?1
-    )";
-
 impl Projections for SqliteStore {
     fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()> {
         let mut conn = self.writer();
@@ -445,11 +452,13 @@ impl Projections for SqliteStore {
         self.read(|c| {
             let mut st = c
                 .prepare_cached(&format!(
-                    "{FAMILY} SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1
-                     AND (winner IN (SELECT id FROM family) OR loser IN (SELECT id FROM family)) ORDER BY id"
+                    "SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1
+                     AND (winner IN (SELECT value FROM json_each(?2)) OR loser IN (SELECT value FROM json_each(?2)))
+                     ORDER BY id"
                 ))
                 .map_err(backend)?;
-            let rows = st.query_map(params![workspace, profile], merge_row).map_err(backend)?;
+            let ids = serde_json::to_string(&family(c, workspace, profile)?).map_err(corrupt)?;
+            let rows = st.query_map(params![workspace, ids], merge_row).map_err(backend)?;
             rows.map(|r| to_merge(r.map_err(backend)?)).collect()
         })
     }
@@ -477,14 +486,15 @@ impl Projections for SqliteStore {
     ) -> Result<Vec<StoredEvent>> {
         self.read(|c| {
             let cols = EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+            let ids = serde_json::to_string(&family(c, workspace, profile)?).map_err(corrupt)?;
             query_events(
                 c,
                 &format!(
-                    "{FAMILY} SELECT {cols} FROM profile_events pe JOIN events e ON e.seq = pe.seq
-                     WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT id FROM family) AND pe.seq < ?3
+                    "SELECT {cols} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                     WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT value FROM json_each(?2)) AND pe.seq < ?3
                      ORDER BY pe.seq DESC LIMIT ?4"
                 ),
-                params![workspace, profile, before_seq.unwrap_or(i64::MAX), limit as i64],
+                params![workspace, ids, before_seq.unwrap_or(i64::MAX), limit as i64],
             )
         })
     }
