@@ -117,7 +117,12 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     );
 
     let replay_started = Instant::now();
-    parcours_engine::replay(store.as_ref(), SystemClock.now(), 2_000, &mut |_, _| {})?;
+    parcours_engine::replay(
+        store.as_ref(),
+        SystemClock.now(),
+        parcours_engine::UNIFY_BATCH,
+        &mut |_, _| {},
+    )?;
     let replay = replay_started.elapsed();
     let profiles = store.profile_count(&p.workspace.id)?;
 

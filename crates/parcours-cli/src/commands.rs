@@ -378,8 +378,9 @@ fn unify_backlog(store: &dyn Store) -> anyhow::Result<()> {
     let total = (store.last_seq()? - store.processed_seq()?).max(0) as u64;
     let pb = bar(total, "unifying");
     let start = store.processed_seq()?;
+    let mut unifier = parcours_engine::Unifier::default();
     loop {
-        let n = parcours_engine::unify_step(store, now(), 2_000)?;
+        let n = unifier.step(store, now(), parcours_engine::UNIFY_BATCH)?;
         if n == 0 {
             break;
         }
@@ -456,9 +457,12 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
     let total = store.last_seq()?.max(0) as u64;
     let pb = bar(total, "replaying");
     let started = Instant::now();
-    let n = parcours_engine::replay(store.as_ref(), now(), 2_000, &mut |done, _| {
-        pb.set_position(done)
-    })?;
+    let n = parcours_engine::replay(
+        store.as_ref(),
+        now(),
+        parcours_engine::UNIFY_BATCH,
+        &mut |done, _| pb.set_position(done),
+    )?;
     pb.finish_and_clear();
     eprintln!(
         "replayed {n} events in {:.1?}; identity graph and profiles rebuilt",

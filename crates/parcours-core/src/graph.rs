@@ -39,6 +39,9 @@ pub struct MergeRecord {
     /// these two apart.
     pub winner_anchor: Identifier,
     pub loser_anchor: Identifier,
+    /// Everything the loser held, now held by the winner.
+    #[serde(default)]
+    pub loser_identifiers: Vec<Identifier>,
     pub rule: String,
 }
 
@@ -404,6 +407,7 @@ impl Graph {
             identifiers: via,
             winner_anchor: self.anchor(&self.profiles[winner]),
             loser_anchor: self.anchor(&loser_profile),
+            loser_identifiers: loser_profile.identifiers.iter().cloned().collect(),
             rule: "shared_identifier".into(),
         };
         for id in &loser_profile.identifiers {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{AppendOutcome, IngestBatch, Store, StoreError};
 
-pub use unify::{process_events, replay, step as unify_step, undo_merge, UndoOutcome};
+pub use unify::{replay, step as unify_step, undo_merge, UndoOutcome, Unifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -37,6 +37,10 @@ impl Clock for SystemClock {
     }
 }
 
+/// Events per unify transaction: large enough that pages touched by many events are written
+/// once per commit.
+pub const UNIFY_BATCH: usize = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// A `messageId` seen within this window is a duplicate.
@@ -51,7 +55,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             dedup_window: Duration::from_secs(30 * 86_400),
-            unify_batch: 2_000,
+            unify_batch: UNIFY_BATCH,
             unify: true,
         }
     }

@@ -26,8 +26,9 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("parcours-unify".into())
         .spawn(move || {
+            let mut unifier = Unifier::default();
             while !stop.load(Ordering::SeqCst) {
-                match step(store.as_ref(), clock.now(), batch) {
+                match unifier.step(store.as_ref(), clock.now(), batch) {
                     Ok(0) => wake.wait(Duration::from_millis(200)),
                     Ok(n) => metrics::counter!("parcours_events_unified_total").increment(n as u64),
                     Err(e) => {
@@ -40,23 +41,62 @@ pub(crate) fn start(
         .expect("spawn the unify processor")
 }
 
-/// Applies the next events after the cursor. Returns how many were applied.
+/// Applies the next events after the cursor with a fresh processor. Returns how many.
 pub fn step(store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
-    let cursor = store.processed_seq()?;
-    let events = store.events_after(cursor, batch)?;
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let rules = rules_by_workspace(store)?;
-    store.transact(&mut |tx| {
-        if tx.cursor()? != cursor {
-            return Err(StoreError::Conflict(
-                "the unify cursor moved under this processor".into(),
-            ));
+    Unifier::default().step(store, now, batch)
+}
+
+/// Most profiles one workspace's cache holds before it is dropped and refilled from the store.
+const CACHE_PROFILES: usize = 200_000;
+
+/// The unify processor's state between transactions: the part of each workspace's graph it
+/// has already read, valid as long as nobody else rewrote the projections (same cursor, same
+/// epoch).
+#[derive(Default)]
+pub struct Unifier {
+    loaded: BTreeMap<String, Loaded>,
+    seen: Option<(i64, i64)>,
+}
+
+impl Unifier {
+    /// Applies the next events after the cursor. Returns how many were applied.
+    pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
+        let cursor = store.processed_seq()?;
+        let events = store.events_after(cursor, batch)?;
+        if events.is_empty() {
+            return Ok(0);
         }
-        process_events(tx, &events, &rules, now)
-    })?;
-    Ok(events.len())
+        let rules = rules_by_workspace(store)?;
+        let loaded = &mut self.loaded;
+        let seen = &mut self.seen;
+        let result = store.transact(&mut |tx| {
+            if tx.cursor()? != cursor {
+                return Err(StoreError::Conflict(
+                    "the unify cursor moved under this processor".into(),
+                ));
+            }
+            let state = (cursor, tx.epoch()?);
+            if *seen != Some(state) {
+                loaded.clear();
+            }
+            loaded.retain(|ws, l| {
+                rules
+                    .get(ws)
+                    .is_some_and(|r| r.config == l.graph.rules().config)
+            });
+            process_events(tx, loaded, &events, &rules, now)?;
+            *seen = Some((events.last().map_or(cursor, |e| e.seq), state.1));
+            Ok(())
+        });
+        if result.is_err() {
+            self.loaded.clear();
+            self.seen = None;
+        }
+        result?;
+        self.loaded
+            .retain(|_, l| l.graph.profiles.len() <= CACHE_PROFILES);
+        Ok(events.len())
+    }
 }
 
 fn rules_by_workspace(store: &dyn Store) -> Result<HashMap<String, IdentityRules>> {
@@ -71,10 +111,14 @@ fn rules_by_workspace(store: &dyn Store) -> Result<HashMap<String, IdentityRules
         .collect()
 }
 
-/// The part of one workspace's graph loaded into memory for a batch.
+/// The part of one workspace's graph loaded into memory.
 struct Loaded {
     graph: Graph,
+    /// Identifiers whose holder and droppers are in `graph` (found or known absent).
     looked_up: HashSet<Identifier>,
+    /// Whether the store had any dropped identifier when this was loaded; if not, only the
+    /// drops made in memory exist and the store need not be asked.
+    store_has_drops: bool,
 }
 
 impl Loaded {
@@ -83,6 +127,7 @@ impl Loaded {
         Ok(Self {
             graph: Graph::new(workspace, rules.clone(), separations),
             looked_up: HashSet::new(),
+            store_has_drops: tx.has_drops(workspace)?,
         })
     }
 
@@ -103,7 +148,9 @@ impl Loaded {
             if self.graph.holder(&id).is_none() {
                 found.extend(tx.holder(&ws, &id)?);
             }
-            found.extend(tx.droppers(&ws, &id)?);
+            if self.store_has_drops {
+                found.extend(tx.droppers(&ws, &id)?);
+            }
             for pid in found {
                 let pid = self.graph.resolve(&pid).to_string();
                 if self.graph.profiles.contains_key(&pid) {
@@ -132,15 +179,16 @@ fn observe(e: &StoredEvent, rules: &IdentityRules) -> Result<Observation> {
     Ok(Observation::from_event(&e.meta(), &body, rules))
 }
 
-/// Applies events (in log order) to the projections inside one transaction.
-pub fn process_events(
+/// Applies events (in log order) to the projections inside one transaction, reading the
+/// graph through `loaded` (kept by the caller between transactions).
+fn process_events(
     tx: &mut dyn ProjectionTx,
+    loaded: &mut BTreeMap<String, Loaded>,
     events: &[StoredEvent],
     rules: &HashMap<String, IdentityRules>,
     now: Millis,
 ) -> Result<()> {
     let default_rules = IdentityRules::default();
-    let mut loaded: BTreeMap<String, Loaded> = BTreeMap::new();
     for e in events {
         let ws = e.workspace_id.as_str();
         let rules = rules.get(ws).unwrap_or(&default_rules);
@@ -182,7 +230,7 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
     let changes = graph.take_changes();
     for m in &changes.merges {
         tx.record_merge(&ws, m, now)?;
-        tx.move_identifiers(&ws, &m.loser, graph.resolve(&m.loser))?;
+        tx.relink(&ws, &m.loser_identifiers, graph.resolve(&m.loser))?;
     }
     for (id, pid, key) in &changes.links {
         tx.link(&ws, id, graph.resolve(pid), &key.mid, now)?;
@@ -319,8 +367,9 @@ pub fn replay(
     store.transact(&mut |tx| tx.reset_all())?;
     let total = store.last_seq()?.max(0) as u64;
     let mut done = 0u64;
+    let mut unifier = Unifier::default();
     loop {
-        let n = step(store, now, batch)?;
+        let n = unifier.step(store, now, batch)?;
         if n == 0 {
             break;
         }

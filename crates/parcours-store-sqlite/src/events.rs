@@ -59,13 +59,6 @@ fn append_in(
     dedup_since: Millis,
 ) -> Result<AppendOutcome> {
     let mut out = AppendOutcome::default();
-    let mut claim = tx
-        .prepare_cached(
-            "INSERT INTO message_ids (workspace_id, message_id, received_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (workspace_id, message_id) DO UPDATE SET received_at = excluded.received_at
-             WHERE message_ids.received_at < ?4",
-        )
-        .map_err(backend)?;
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
@@ -73,19 +66,19 @@ fn append_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(backend)?;
+    // The event goes in first so that its seq can be claimed with its messageId; a duplicate
+    // (the claim changes nothing) takes its row back out, inside the same transaction.
+    let mut claim = tx
+        .prepare_cached(
+            "INSERT INTO message_ids (workspace_id, message_id, received_at, seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (workspace_id, message_id) DO UPDATE SET received_at = excluded.received_at, seq = excluded.seq
+             WHERE message_ids.received_at < ?5",
+        )
+        .map_err(backend)?;
+    let mut take_back = tx
+        .prepare_cached("DELETE FROM events WHERE seq = ?1")
+        .map_err(backend)?;
     for e in &batch.events {
-        let claimed = claim
-            .execute(params![
-                batch.workspace_id,
-                e.message_id,
-                e.received_at,
-                dedup_since
-            ])
-            .map_err(backend)?;
-        if claimed == 0 {
-            out.duplicates += 1;
-            continue;
-        }
         insert
             .execute(params![
                 batch.workspace_id,
@@ -101,7 +94,22 @@ fn append_in(
                 e.body,
             ])
             .map_err(backend)?;
-        out.stored += 1;
+        let seq = tx.last_insert_rowid();
+        let claimed = claim
+            .execute(params![
+                batch.workspace_id,
+                e.message_id,
+                e.received_at,
+                seq,
+                dedup_since
+            ])
+            .map_err(backend)?;
+        if claimed == 0 {
+            take_back.execute([seq]).map_err(backend)?;
+            out.duplicates += 1;
+        } else {
+            out.stored += 1;
+        }
     }
     let mut quarantine = tx
         .prepare_cached(
@@ -175,10 +183,16 @@ impl EventLog for SqliteStore {
         message_id: &str,
     ) -> Result<Option<StoredEvent>> {
         self.read(|c| {
+            let cols = EVENT_COLS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             Ok(query_events(
                 c,
                 &format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE workspace_id = ?1 AND message_id = ?2 ORDER BY seq LIMIT 1"
+                    "SELECT {cols} FROM message_ids m JOIN events e ON e.seq = m.seq
+                     WHERE m.workspace_id = ?1 AND m.message_id = ?2"
                 ),
                 params![workspace, message_id],
             )?

@@ -12,6 +12,7 @@ use crate::events::{query_events, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
 const CURSOR: &str = "unify";
+const EPOCH: &str = "epoch";
 
 struct Tx<'a> {
     tx: &'a Transaction<'a>,
@@ -87,6 +88,43 @@ impl ProjectionTx for Tx<'_> {
             .execute(params![CURSOR, seq])
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn epoch(&mut self) -> Result<i64> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT seq FROM projection_cursor WHERE name = ?1",
+                [EPOCH],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .unwrap_or(0))
+    }
+
+    fn bump_epoch(&mut self) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO projection_cursor (name, seq) VALUES (?1, 1)
+                 ON CONFLICT (name) DO UPDATE SET seq = seq + 1",
+                [EPOCH],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn has_drops(&mut self, workspace: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM identifier_drops WHERE workspace_id = ?1 LIMIT 1",
+                [workspace],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?
+            .is_some())
     }
 
     fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
@@ -194,12 +232,17 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
-    fn move_identifiers(&mut self, workspace: &str, from: &str, to: &str) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE identifiers SET profile_id = ?3 WHERE workspace_id = ?1 AND profile_id = ?2")
-            .map_err(backend)?
-            .execute(params![workspace, from, to])
+    fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "UPDATE identifiers SET profile_id = ?4 WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
+            )
             .map_err(backend)?;
+        for id in ids {
+            st.execute(params![workspace, id.kind, id.value, profile])
+                .map_err(backend)?;
+        }
         Ok(())
     }
 
@@ -272,12 +315,25 @@ impl ProjectionTx for Tx<'_> {
         Ok(out)
     }
 
-    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()> {
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], _at: Millis) -> Result<()> {
         for p in profiles {
+            if let Some(profile) = self.profile(workspace, p)? {
+                let mut st = self
+                    .tx
+                    .prepare_cached(
+                        "DELETE FROM identifiers WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3 AND profile_id = ?4",
+                    )
+                    .map_err(backend)?;
+                for id in &profile.identifiers {
+                    st.execute(params![workspace, id.kind, id.value, p])
+                        .map_err(backend)?;
+                }
+            }
             for sql in [
-                "DELETE FROM identifiers WHERE workspace_id = ?1 AND profile_id = ?2",
                 "DELETE FROM identifier_drops WHERE workspace_id = ?1 AND profile_id = ?2",
                 "DELETE FROM profile_events WHERE workspace_id = ?1 AND profile_id = ?2",
+                "UPDATE merges SET status = 'superseded', undone_at = NULL
+                 WHERE workspace_id = ?1 AND winner = ?2 AND status = 'active'",
             ] {
                 self.tx
                     .prepare_cached(sql)
@@ -285,15 +341,6 @@ impl ProjectionTx for Tx<'_> {
                     .execute(params![workspace, p])
                     .map_err(backend)?;
             }
-            self.tx
-                .prepare_cached(
-                    "UPDATE merges SET status = 'superseded', undone_at = NULL
-                     WHERE workspace_id = ?1 AND winner = ?2 AND status = 'active'",
-                )
-                .map_err(backend)?
-                .execute(params![workspace, p])
-                .map_err(backend)?;
-            let _ = at;
         }
         Ok(())
     }
@@ -329,11 +376,12 @@ impl ProjectionTx for Tx<'_> {
     fn reset_all(&mut self) -> Result<()> {
         self.tx
             .execute_batch(
-                "DELETE FROM projection_cursor; DELETE FROM profiles; DELETE FROM identifiers;
+                "DELETE FROM projection_cursor WHERE name <> 'epoch'; DELETE FROM profiles; DELETE FROM identifiers;
                  DELETE FROM identifier_drops; DELETE FROM profile_events;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
-            .map_err(backend)
+            .map_err(backend)?;
+        self.bump_epoch()
     }
 }
 
@@ -427,24 +475,35 @@ impl Projections for SqliteStore {
     }
 
     fn identifiers(&self, workspace: &str, profile: &str) -> Result<Vec<IdentifierRow>> {
+        let Some(doc) = self
+            .profile(workspace, profile)?
+            .filter(|p| p.id == profile)
+        else {
+            return Ok(Vec::new());
+        };
         self.read(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id_type, id_value, profile_id, linked_by, linked_at FROM identifiers
-                     WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY id_type, id_value",
+                    "SELECT profile_id, linked_by, linked_at FROM identifiers
+                     WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
                 )
                 .map_err(backend)?;
-            let rows = st
-                .query_map(params![workspace, profile], |r| {
-                    Ok(IdentifierRow {
-                        identifier: id_row(r)?,
-                        profile_id: r.get(2)?,
-                        linked_by: r.get(3)?,
-                        linked_at: r.get(4)?,
+            let mut rows = Vec::new();
+            for id in &doc.identifiers {
+                let row = st
+                    .query_row(params![workspace, id.kind, id.value], |r| {
+                        Ok(IdentifierRow {
+                            identifier: id.clone(),
+                            profile_id: r.get(0)?,
+                            linked_by: r.get(1)?,
+                            linked_at: r.get(2)?,
+                        })
                     })
-                })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+                    .optional()
+                    .map_err(backend)?;
+                rows.extend(row.filter(|r| r.profile_id == profile));
+            }
+            Ok(rows)
         })
     }
 

@@ -57,6 +57,7 @@ pub trait EventLog: Send + Sync {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+    /// The event stored under a `messageId` accepted within the dedup window.
     fn event_by_message_id(&self, workspace: &str, message_id: &str)
         -> Result<Option<StoredEvent>>;
     fn event_count(&self, workspace: &str) -> Result<u64>;
@@ -90,6 +91,12 @@ pub trait Quarantine: Send + Sync {
 pub trait ProjectionTx {
     fn cursor(&mut self) -> Result<i64>;
     fn set_cursor(&mut self, seq: i64) -> Result<()>;
+    /// Changes whenever projections are rewritten outside the unify processor (an undone
+    /// merge, a replay), so a processor knows its in-memory cache is stale.
+    fn epoch(&mut self) -> Result<i64>;
+    fn bump_epoch(&mut self) -> Result<()>;
+    /// Whether any identifier was dropped in this workspace (most have none).
+    fn has_drops(&mut self, workspace: &str) -> Result<bool>;
     fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>>;
     fn droppers(&mut self, workspace: &str, id: &Identifier) -> Result<Vec<String>>;
     fn drops_of(&mut self, workspace: &str, profile: &str) -> Result<Vec<Identifier>>;
@@ -107,8 +114,8 @@ pub trait ProjectionTx {
         linked_by: &str,
         at: Millis,
     ) -> Result<()>;
-    /// Moves every identifier of `from` to `to`.
-    fn move_identifiers(&mut self, workspace: &str, from: &str, to: &str) -> Result<()>;
+    /// Points these (already linked) identifiers at another profile, keeping who linked them.
+    fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()>;
     fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()>;
     fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()>;
     fn record_merge(&mut self, workspace: &str, merge: &MergeRecord, at: Millis) -> Result<()>;
@@ -116,7 +123,8 @@ pub trait ProjectionTx {
     fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>>;
     /// Events assigned to these profiles (not following redirects).
     fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>>;
-    /// Removes these profiles' identifiers, drops and assignments, and supersedes the merges
+    /// Removes these profiles' identifiers (those listed in their documents), drops and
+    /// assignments, and supersedes the merges
     /// they won, before a re-derivation writes them anew.
     fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()>;
     fn add_separation(

@@ -341,6 +341,10 @@ pub fn projection_rows_round_trip(store: &dyn Store) {
     store
         .transact(&mut |tx| {
             assert_eq!(tx.cursor()?, 0);
+            assert!(!tx.has_drops("ws_a")?);
+            let epoch = tx.epoch()?;
+            tx.bump_epoch()?;
+            assert_eq!(tx.epoch()?, epoch + 1);
             tx.save_profile("ws_a", &profile, T0)?;
             tx.link("ws_a", &email, &profile.id, "m1", T0)?;
             tx.set_drops("ws_a", &profile.id, std::slice::from_ref(&dropped))?;
@@ -350,6 +354,7 @@ pub fn projection_rows_round_trip(store: &dyn Store) {
             assert_eq!(tx.holder("ws_a", &email)?, Some(profile.id.clone()));
             assert_eq!(tx.holder("ws_b", &email)?, None);
             assert_eq!(tx.droppers("ws_a", &dropped)?, vec![profile.id.clone()]);
+            assert!(tx.has_drops("ws_a")? && !tx.has_drops("ws_b")?);
             assert_eq!(tx.drops_of("ws_a", &profile.id)?, vec![dropped.clone()]);
             assert_eq!(tx.profile("ws_a", &profile.id)?.as_ref(), Some(&profile));
             assert_eq!(tx.separations("ws_a")?, vec![sep.clone()]);
@@ -422,6 +427,7 @@ pub fn merges_redirects_and_timeline_follow_the_family(store: &dyn Store) {
         identifiers: vec![Identifier::new("anonymous_id", "a")],
         winner_anchor: Identifier::new("user_id", "u1"),
         loser_anchor: Identifier::new("user_id", "u2"),
+        loser_identifiers: graph.profiles[loser].identifiers.iter().cloned().collect(),
         rule: "shared_identifier".into(),
     };
     let mut merged_profile = graph.profiles[winner].clone();
@@ -437,7 +443,7 @@ pub fn merges_redirects_and_timeline_follow_the_family(store: &dyn Store) {
             }
             tx.record_merge("ws_a", &merge, T0)?;
             tx.record_merge("ws_a", &merge, T0)?;
-            tx.move_identifiers("ws_a", loser, winner)?;
+            tx.relink("ws_a", &merge.loser_identifiers, winner)?;
             tx.redirect_profile("ws_a", loser, winner, T0)?;
             tx.save_profile("ws_a", &merged_profile, T0)?;
             Ok(())
@@ -538,7 +544,23 @@ pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
             Ok(())
         })
         .unwrap();
-    store.transact(&mut |tx| tx.reset_all()).unwrap();
+    let epoch = std::cell::Cell::new(0);
+    store
+        .transact(&mut |tx| {
+            epoch.set(tx.epoch()?);
+            tx.reset_all()
+        })
+        .unwrap();
+    store
+        .transact(&mut |tx| {
+            assert_eq!(
+                tx.epoch()?,
+                epoch.get() + 1,
+                "a reset tells processors their caches are stale"
+            );
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(store.processed_seq().unwrap(), 0);
     assert_eq!(store.profile("ws_a", &p.id).unwrap(), None);
     store
