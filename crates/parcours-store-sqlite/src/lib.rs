@@ -1,6 +1,8 @@
-//! The embedded store: one SQLite file in WAL mode, one write connection shared through a
-//! mutex (so writers queue in Rust instead of spinning in SQLite's busy handler), and a small
-//! pool of read connections.
+//! The embedded store: two SQLite files in WAL mode in the data directory. The event log (with
+//! the registry and quarantine) and the projections (identity graph, profiles) each have one
+//! write connection behind a mutex (so writers queue in Rust instead of spinning in SQLite's
+//! busy handler), so ingest and unify commit in parallel; small pools of read connections
+//! serve queries, the projection side with the log attached as `log`.
 //!
 //! Depends on `parcours-store` (the ports) and `parcours-core` (the model) only.
 
@@ -17,7 +19,10 @@ use rusqlite::Connection;
 /// Enough for every statement the adapter prepares, so none is re-prepared on the hot path.
 const STATEMENT_CACHE: usize = 128;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const LOG_MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const PROJECTION_MIGRATIONS: &[&str] = &[include_str!(
+    "../../../migrations/sqlite/projections/0001_init.sql"
+)];
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +34,12 @@ pub enum Durability {
 }
 
 pub struct SqliteStore {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    log_path: PathBuf,
+    projections_path: PathBuf,
+    log_writer: Mutex<Connection>,
+    projection_writer: Mutex<Connection>,
+    log_readers: Mutex<Vec<Connection>>,
+    projection_readers: Mutex<Vec<Connection>>,
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -42,28 +50,45 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+fn open_writer(path: &Path, durability: Durability, migrations: &[&str]) -> Result<Connection> {
+    let mut conn = Connection::open(path).map_err(backend)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;
+         PRAGMA wal_autocheckpoint=4000;"
+    ))
+    .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    migrate(&mut conn, migrations)?;
+    Ok(conn)
+}
+
+fn attach_log(conn: &Connection, log: &Path) -> Result<()> {
+    conn.execute("ATTACH DATABASE ?1 AS log", [log.to_string_lossy()])
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the store whose event log is the file `path` (projections
+    /// live beside it, `NAME.projections.sqlite3`) and brings both schemas up to date.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let mut writer = Connection::open(&path).map_err(backend)?;
-        let sync = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        writer
-            .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;
-                 PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;
-                 PRAGMA wal_autocheckpoint=4000;"
-            ))
-            .map_err(backend)?;
-        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        migrate(&mut writer)?;
+        let log_path = path.as_ref().to_path_buf();
+        let projections_path = log_path.with_extension("projections.sqlite3");
+        let log_writer = open_writer(&log_path, durability, LOG_MIGRATIONS)?;
+        let projection_writer = open_writer(&projections_path, durability, PROJECTION_MIGRATIONS)?;
+        attach_log(&projection_writer, &log_path)?;
         Ok(Self {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            log_path,
+            projections_path,
+            log_writer: Mutex::new(log_writer),
+            projection_writer: Mutex::new(projection_writer),
+            log_readers: Mutex::new(Vec::new()),
+            projection_readers: Mutex::new(Vec::new()),
         })
     }
 
@@ -73,22 +98,51 @@ impl SqliteStore {
     }
 
     pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.log_writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn projection_writer(&self) -> MutexGuard<'_, Connection> {
+        self.projection_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a query on a pooled read connection of the event log.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        self.pooled(&self.log_readers, &self.log_path, false, f)
+    }
+
+    /// Runs a query on a pooled read connection of the projections (the log attached as `log`).
+    pub(crate) fn read_projections<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.pooled(&self.projection_readers, &self.projections_path, true, f)
+    }
+
+    fn pooled<T>(
+        &self,
+        pool: &Mutex<Vec<Connection>>,
+        path: &Path,
+        with_log: bool,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
             None => {
-                let c = Connection::open(&self.path).map_err(backend)?;
+                let c = Connection::open(path).map_err(backend)?;
                 c.execute_batch("PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384;")
                     .map_err(backend)?;
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                if with_log {
+                    attach_log(&c, &self.log_path)?;
+                }
                 c
             }
         };
         let out = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < 8 {
             pool.push(conn);
         }
@@ -96,17 +150,17 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<()> {
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
-    if version > MIGRATIONS.len() {
+    if version > migrations.len() {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this binary knows ({}); upgrade Parcours",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, sql) in migrations.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))

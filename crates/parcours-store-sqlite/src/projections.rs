@@ -301,7 +301,7 @@ impl ProjectionTx for Tx<'_> {
             out.extend(query_events(
                 self.tx,
                 &format!(
-                    "SELECT {} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                    "SELECT {} FROM profile_events pe JOIN log.events e ON e.seq = pe.seq
                      WHERE pe.workspace_id = ?1 AND pe.profile_id = ?2 ORDER BY e.seq",
                     EVENT_COLS
                         .split(", ")
@@ -424,14 +424,14 @@ fn to_merge(
 
 impl Projections for SqliteStore {
     fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()> {
-        let mut conn = self.writer();
+        let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;
         f(&mut Tx { tx: &tx })?;
         tx.commit().map_err(backend)
     }
 
     fn processed_seq(&self) -> Result<i64> {
-        self.read(|c| {
+        self.read_projections(|c| {
             Ok(c.query_row(
                 "SELECT seq FROM projection_cursor WHERE name = ?1",
                 [CURSOR],
@@ -444,7 +444,7 @@ impl Projections for SqliteStore {
     }
 
     fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             let mut current = id.to_string();
             for _ in 0..64 {
                 match read_profile(c, workspace, &current)? {
@@ -463,7 +463,7 @@ impl Projections for SqliteStore {
     }
 
     fn lookup(&self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             c.prepare_cached(
                 "SELECT profile_id FROM identifiers WHERE workspace_id = ?1 AND id_type = ?2 AND id_value = ?3",
             )
@@ -481,7 +481,7 @@ impl Projections for SqliteStore {
         else {
             return Ok(Vec::new());
         };
-        self.read(|c| {
+        self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
                     "SELECT profile_id, linked_by, linked_at FROM identifiers
@@ -508,7 +508,7 @@ impl Projections for SqliteStore {
     }
 
     fn merges_of(&self, workspace: &str, profile: &str) -> Result<Vec<MergeRow>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(&format!(
                     "SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1
@@ -523,7 +523,7 @@ impl Projections for SqliteStore {
     }
 
     fn merge(&self, workspace: &str, merge_id: i64) -> Result<Option<MergeRow>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             c.query_row(
                 &format!("SELECT {MERGE_COLS} FROM merges WHERE workspace_id = ?1 AND id = ?2"),
                 params![workspace, merge_id],
@@ -543,13 +543,13 @@ impl Projections for SqliteStore {
         before_seq: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             let cols = EVENT_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
             let ids = serde_json::to_string(&family(c, workspace, profile)?).map_err(corrupt)?;
             query_events(
                 c,
                 &format!(
-                    "SELECT {cols} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                    "SELECT {cols} FROM profile_events pe JOIN log.events e ON e.seq = pe.seq
                      WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT value FROM json_each(?2)) AND pe.seq < ?3
                      ORDER BY pe.seq DESC LIMIT ?4"
                 ),
@@ -559,7 +559,7 @@ impl Projections for SqliteStore {
     }
 
     fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>> {
-        self.read(|c| {
+        self.read_projections(|c| {
             let docs = strings(
                 c,
                 "SELECT doc FROM profiles WHERE workspace_id = ?1 AND id > ?2 AND merged_into IS NULL AND doc IS NOT NULL
@@ -571,7 +571,7 @@ impl Projections for SqliteStore {
     }
 
     fn profile_count(&self, workspace: &str) -> Result<u64> {
-        self.read(|c| {
+        self.read_projections(|c| {
             c.query_row(
                 "SELECT count(*) FROM profiles WHERE workspace_id = ?1 AND merged_into IS NULL",
                 [workspace],
