@@ -117,27 +117,21 @@ pub async fn demo(
             }
         }
         let started = Instant::now();
-        for chunk in by_source.chunks(8) {
-            let mut sends = Vec::new();
-            for (source, items) in chunk {
-                let body = serde_json::to_vec(&json!({ "batch": items }))?;
-                let (client, key, n) = (client.clone(), keys[source].clone(), items.len() as u64);
-                sends.push(tokio::spawn(async move {
-                    (client.track("/v1/batch", &key, body).await, n)
-                }));
+        // One request at a time, in time order, as a brand's systems send their own events.
+        for (source, items) in &by_source {
+            let body = serde_json::to_vec(&json!({ "batch": items }))?;
+            let resp = client
+                .track("/v1/batch", &keys[source], body)
+                .await
+                .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
+            if resp.status != 200 {
+                bail!(
+                    "the tracking API refused demo events: {} {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                );
             }
-            for s in sends {
-                let (resp, n) = s.await?;
-                let resp = resp.map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
-                if resp.status != 200 {
-                    bail!(
-                        "the tracking API refused demo events: {} {}",
-                        resp.status,
-                        String::from_utf8_lossy(&resp.body)
-                    );
-                }
-                pb.inc(n);
-            }
+            pb.inc(items.len() as u64);
         }
         pb.finish_and_clear();
         eprintln!(

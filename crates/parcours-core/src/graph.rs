@@ -10,7 +10,7 @@
 //!
 //! The graph is a fold over events in [`EventKey`] order. Folding the same events gives the
 //! same graph whatever order they arrived in: an event that arrives after a later event of the
-//! same profiles is detected by [`Graph::late_component`], and the caller re-derives that
+//! same profiles is detected by [`Graph::lateness`], and the caller re-derives that
 //! component from its events in order. Profile ids come from the event that created the
 //! profile, so a re-derivation gives the same ids.
 
@@ -53,6 +53,20 @@ pub struct Applied {
     pub merged: Vec<String>,
     pub linked: Vec<Identifier>,
     pub dropped: Vec<Identifier>,
+}
+
+/// Largest group of profiles re-derived for one late event.
+pub const MAX_REDERIVED_PROFILES: usize = 64;
+
+/// See [`Graph::lateness`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lateness {
+    /// Applying the event now gives what applying it in event-time order gives.
+    InOrder,
+    /// Re-derive these profiles with the event.
+    Late(BTreeSet<String>),
+    /// Late, in a group too wide to re-derive; applied in arrival order.
+    TooWide,
 }
 
 /// A pair of identifiers that must never be on one profile.
@@ -178,6 +192,11 @@ impl Graph {
     /// The profiles an event's identifiers reach directly, widened through entangled profiles
     /// to everything that could have decided differently had this event come first.
     pub fn component(&self, ids: &[Identifier]) -> BTreeSet<String> {
+        self.bounded_component(ids, usize::MAX).unwrap_or_default()
+    }
+
+    /// [`Graph::component`], or `None` as soon as it grows past `max` profiles.
+    fn bounded_component(&self, ids: &[Identifier], max: usize) -> Option<BTreeSet<String>> {
         let mut seen = BTreeSet::new();
         let mut frontier: Vec<String> = Vec::new();
         let visit = |id: &Identifier, seen: &mut BTreeSet<String>, frontier: &mut Vec<String>| {
@@ -191,6 +210,9 @@ impl Graph {
             visit(id, &mut seen, &mut frontier);
         }
         while let Some(p) = frontier.pop() {
+            if seen.len() > max {
+                return None;
+            }
             let Some(profile) = self.profiles.get(&p) else {
                 continue;
             };
@@ -206,19 +228,35 @@ impl Graph {
                 visit(id, &mut seen, &mut frontier);
             }
         }
-        seen
+        (seen.len() <= max).then_some(seen)
     }
 
-    /// `Some(component)` when the event is older than something already applied to the
-    /// profiles it touches: applying it now could differ from applying it in order, so the
-    /// component must be re-derived with it.
-    pub fn late_component(&self, obs: &Observation) -> Option<BTreeSet<String>> {
-        let component = self.component(&obs.identifiers);
+    /// Whether an event can be applied as it comes or its component must be re-derived.
+    ///
+    /// It must when the event is older than something already applied to the profiles it
+    /// touches and applying it now could differ from applying it in order. Re-derivation is
+    /// bounded: a group of more than [`MAX_REDERIVED_PROFILES`] profiles tied together by
+    /// shared identifiers (a store tablet hundreds of customers logged in on) is not re-derived,
+    /// and a late event there is applied in arrival order.
+    pub fn lateness(&self, obs: &Observation) -> Lateness {
+        let Some(component) = self.bounded_component(&obs.identifiers, MAX_REDERIVED_PROFILES)
+        else {
+            let direct_later = obs
+                .identifiers
+                .iter()
+                .flat_map(|i| self.index.get(i).into_iter().chain(self.droppers(i)))
+                .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key));
+            return if direct_later {
+                Lateness::TooWide
+            } else {
+                Lateness::InOrder
+            };
+        };
         if !component
             .iter()
             .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key))
         {
-            return None;
+            return Lateness::InOrder;
         }
         // Late, but it only observes: every identifier is already held by one profile whose
         // shape was settled before this event's time. In event-time order it would have found
@@ -230,10 +268,10 @@ impl Graph {
                 .iter()
                 .all(|i| self.index.get(i) == Some(only));
             if held && !p.entangled && p.shaped < obs.key {
-                return None;
+                return Lateness::InOrder;
             }
         }
-        Some(component)
+        Lateness::Late(component)
     }
 
     /// Removes a component so that it can be re-derived from its events.

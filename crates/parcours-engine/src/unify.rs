@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parcours_core::graph::Separation;
+use parcours_core::graph::{Lateness, Separation};
 use parcours_core::identifier::Identifier;
 use parcours_core::observation::Observation;
 use parcours_core::rules::IdentityRules;
@@ -201,13 +201,20 @@ fn process_events(
         }
         let slot = loaded.get_mut(ws).expect("just inserted");
         slot.load(tx, &obs.identifiers)?;
-        match slot.graph.late_component(&obs) {
-            None => {
+        match slot.graph.lateness(&obs) {
+            lateness @ (Lateness::InOrder | Lateness::TooWide) => {
+                if lateness == Lateness::TooWide {
+                    metrics::counter!("parcours_late_events_in_arrival_order_total").increment(1);
+                    tracing::debug!(
+                        seq = e.seq,
+                        "late event in a wide group of profiles applied in arrival order"
+                    );
+                }
                 let applied = slot.graph.apply(&obs);
                 metrics::counter!("parcours_profile_merges_total")
                     .increment(applied.merged.len() as u64);
             }
-            Some(component) => {
+            Lateness::Late(component) => {
                 flush(tx, &mut slot.graph, now)?;
                 rederive(tx, ws, rules, component, Some(e.clone()), now)?;
                 *slot = Loaded::new(tx, ws, rules)?;

@@ -240,8 +240,9 @@ struct Online {
 
 impl Online {
     fn push(&mut self, o: Observation) {
-        match self.graph.late_component(&o) {
-            Some(component) => {
+        match self.graph.lateness(&o) {
+            Lateness::TooWide => panic!("the generated histories stay small"),
+            Lateness::Late(component) => {
                 let mut refold: Vec<Observation> = self
                     .seen
                     .iter()
@@ -259,7 +260,7 @@ impl Online {
                     self.record(e);
                 }
             }
-            None => self.record(&o),
+            Lateness::InOrder => self.record(&o),
         }
         self.seen.push(o);
     }
