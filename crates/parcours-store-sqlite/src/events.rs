@@ -12,6 +12,35 @@ use crate::{backend, corrupt, SqliteStore};
 pub(crate) const EVENT_COLS: &str =
     "seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, channel, body";
 
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
+                         timestamp, received_at, channel, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// Binds one accepted event to [`INSERT_EVENT`].
+pub(crate) fn insert_event(
+    st: &mut rusqlite::CachedStatement<'_>,
+    workspace: &str,
+    source: &str,
+    e: &parcours_core::spec::AcceptedEvent,
+) -> Result<()> {
+    st.execute(params![
+        workspace,
+        source,
+        e.message_id,
+        e.kind.as_str(),
+        e.event,
+        e.user_id,
+        e.anonymous_id,
+        e.timestamp,
+        e.received_at,
+        e.channel.as_str(),
+        e.body,
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
 pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String, String)> {
     let kind: String = r.get(4)?;
     let channel: String = r.get(10)?;
@@ -59,13 +88,7 @@ fn append_in(
     dedup_since: Millis,
 ) -> Result<AppendOutcome> {
     let mut out = AppendOutcome::default();
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
-                                 timestamp, received_at, channel, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .map_err(backend)?;
+    let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
     // The event goes in first so that its seq can be claimed with its messageId; a duplicate
     // (the claim changes nothing) takes its row back out, inside the same transaction.
     let mut claim = tx
@@ -79,21 +102,7 @@ fn append_in(
         .prepare_cached("DELETE FROM events WHERE seq = ?1")
         .map_err(backend)?;
     for e in &batch.events {
-        insert
-            .execute(params![
-                batch.workspace_id,
-                batch.source_id,
-                e.message_id,
-                e.kind.as_str(),
-                e.event,
-                e.user_id,
-                e.anonymous_id,
-                e.timestamp,
-                e.received_at,
-                e.channel.as_str(),
-                e.body,
-            ])
-            .map_err(backend)?;
+        insert_event(&mut insert, &batch.workspace_id, &batch.source_id, e)?;
         let seq = tx.last_insert_rowid();
         let claimed = claim
             .execute(params![

@@ -185,26 +185,9 @@ pub fn raw_insert_baseline(
     for chunk in rows.chunks(batch.max(1)) {
         let tx = conn.transaction().map_err(backend)?;
         {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
-                                         timestamp, received_at, channel, body)
-                     VALUES ('ws', 'src', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(backend)?;
+            let mut st = tx.prepare_cached(events::INSERT_EVENT).map_err(backend)?;
             for e in chunk {
-                st.execute(rusqlite::params![
-                    e.message_id,
-                    e.kind.as_str(),
-                    e.event,
-                    e.user_id,
-                    e.anonymous_id,
-                    e.timestamp,
-                    e.received_at,
-                    e.channel.as_str(),
-                    e.body
-                ])
-                .map_err(backend)?;
+                events::insert_event(&mut st, "ws", "src", e)?;
             }
         }
         tx.commit().map_err(backend)?;
@@ -214,7 +197,16 @@ pub fn raw_insert_baseline(
 
 #[cfg(test)]
 mod conformance {
-    fn temp_store() -> (super::SqliteStore, std::path::PathBuf) {
+    /// Removes the store's directory when a test ends.
+    pub struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_store() -> (super::SqliteStore, TempDir) {
         let dir = std::env::temp_dir().join(format!(
             "parcours-conformance-{}-{}",
             std::process::id(),
@@ -224,7 +216,7 @@ mod conformance {
                 .as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        (super::SqliteStore::open_temp(&dir).unwrap(), dir)
+        (super::SqliteStore::open_temp(&dir).unwrap(), TempDir(dir))
     }
 
     parcours_store::conformance_suite!(temp_store);
