@@ -64,8 +64,11 @@ CREATE TABLE quarantine (
     reason TEXT NOT NULL,
     message_id TEXT,
     body TEXT NOT NULL,
+    -- SHA-256 of the body: the same invalid event sent or imported again is kept once.
+    fingerprint TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
-    resolved_at INTEGER
+    resolved_at INTEGER,
+    UNIQUE (workspace_id, fingerprint)
 );
 CREATE INDEX quarantine_workspace ON quarantine(workspace_id, status, id);
 

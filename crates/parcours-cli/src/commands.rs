@@ -427,7 +427,7 @@ pub fn export(
                 for p in &page {
                     let line = json!({
                         "id": p.id, "traits": p.trait_values(), "identifiers": p.identifiers,
-                        "consent": p.consent, "channels": p.channels, "last_channel": p.last_channel,
+                        "consent": p.consent, "channels": channels(p), "last_channel": p.last_channel,
                         "first_seen": parcours_core::time::format_timestamp(p.first.ts),
                         "last_seen": parcours_core::time::format_timestamp(p.last.ts), "events": p.events,
                     });
@@ -444,6 +444,22 @@ pub fn export(
     out.flush()?;
     eprintln!("exported {written} {what}");
     Ok(written)
+}
+
+/// Channel statistics with ISO dates, like the rest of the export.
+fn channels(p: &parcours_core::Profile) -> Value {
+    p.channels
+        .iter()
+        .map(|(c, s)| {
+            let stats = json!({
+                "first_seen": parcours_core::time::format_timestamp(s.first_seen),
+                "last_seen": parcours_core::time::format_timestamp(s.last_seen),
+                "events": s.events,
+            });
+            (c.as_str().to_string(), stats)
+        })
+        .collect::<Map<String, Value>>()
+        .into()
 }
 
 pub fn replay(config: &Config) -> anyhow::Result<()> {

@@ -483,6 +483,16 @@ pub fn check_event(
     })
 }
 
+/// A stable fingerprint of an event body (SHA-256, hex), used to keep one copy of an invalid
+/// event that is sent or imported again.
+pub fn fingerprint(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `timestamp = receivedAt − (sentAt − originalTimestamp)`, unless the client set `timestamp`.
 pub fn corrected_timestamp(
     received_at: Millis,

@@ -122,8 +122,8 @@ fn append_in(
     }
     let mut quarantine = tx
         .prepare_cached(
-            "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body, fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(backend)?;
     for q in &batch.quarantined {
@@ -131,7 +131,7 @@ fn append_in(
             Some(d) => format!("{}: {d}", q.violation.message()),
             None => q.violation.message().to_string(),
         };
-        quarantine
+        out.quarantined += quarantine
             .execute(params![
                 batch.workspace_id,
                 batch.source_id,
@@ -139,10 +139,10 @@ fn append_in(
                 q.violation.code(),
                 reason,
                 q.message_id,
-                q.body
+                q.body,
+                parcours_core::spec::fingerprint(&q.body),
             ])
             .map_err(backend)?;
-        out.quarantined += 1;
     }
     Ok(out)
 }

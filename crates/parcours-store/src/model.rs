@@ -80,6 +80,7 @@ pub struct IngestBatch {
 pub struct AppendOutcome {
     pub stored: usize,
     pub duplicates: usize,
+    /// Newly quarantined (an invalid event already in quarantine is not counted again).
     pub quarantined: usize,
 }
 
