@@ -90,6 +90,11 @@ async fn a_merge_is_logged_with_its_cause_and_can_be_undone() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let undone = r.json();
+    assert_ne!(
+        undone["winner_profile"], undone["loser_profile"],
+        "{undone}"
+    );
 
     let (_, alice) = t
         .get("/api/v1/profiles/lookup?type=email&value=alice@x.io")
@@ -98,6 +103,8 @@ async fn a_merge_is_logged_with_its_cause_and_can_be_undone() {
         .get("/api/v1/profiles/lookup?type=email&value=bob@x.io")
         .await;
     assert_ne!(alice["id"], bob["id"], "undo splits them again");
+    assert_eq!(alice["id"], undone["winner_profile"]);
+    assert_eq!(bob["id"], undone["loser_profile"]);
     assert_eq!(alice["traits"]["city"], "Paris");
     assert_eq!(bob["traits"]["city"], "Lyon", "{bob}");
     assert_eq!(bob["traits"]["plan"], "gold");
@@ -129,6 +136,22 @@ async fn a_merge_is_logged_with_its_cause_and_can_be_undone() {
         .get("/api/v1/profiles/lookup?type=email&value=bob@x.io")
         .await;
     assert_ne!(alice2["id"], bob2["id"]);
+    let emails = |p: &Value| -> Vec<String> {
+        p["identifiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "email")
+            .map(|i| i["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        emails(&alice2),
+        ["alice@x.io"],
+        "Alice's profile holds only her email: {alice2}"
+    );
+    assert_eq!(emails(&bob2), ["bob@x.io"], "{bob2}");
+    assert_eq!(bob2["events"], 4, "b1, b2, the bridging x1 and the new x2");
     t.stop().await;
 }
 

@@ -101,12 +101,16 @@ pub struct Changes {
     pub drops_removed: Vec<(Identifier, String)>,
 }
 
-/// The id of the profile created by an event: a function of the workspace and `messageId`.
-pub fn profile_id_for(workspace: &str, message_id: &str) -> String {
+/// The id of the profile created by an event: a function of the workspace, the event's
+/// `messageId` and its position in the log (a `messageId` reused after the dedup window is
+/// another event, and must not land on the first one's profile).
+pub fn profile_id_for(workspace: &str, message_id: &str, seq: i64) -> String {
     let mut h = Sha256::new();
     h.update(workspace.as_bytes());
     h.update([0]);
     h.update(message_id.as_bytes());
+    h.update([0]);
+    h.update(seq.to_le_bytes());
     let digest = h.finalize();
     let mut id = String::with_capacity(22);
     id.push_str("p_");
@@ -347,7 +351,7 @@ impl Graph {
         }) {
             Some(w) => w.clone(),
             None => {
-                let id = profile_id_for(&self.workspace, &obs.key.mid);
+                let id = profile_id_for(&self.workspace, &obs.key.mid, obs.seq);
                 self.redirects.remove(&id);
                 self.profiles
                     .insert(id.clone(), Profile::new(id.clone(), obs));

@@ -314,8 +314,10 @@ fn rederive(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UndoOutcome {
     pub merge_id: i64,
-    /// The profiles the re-derivation produced, each with its identifiers.
-    pub profiles: Vec<String>,
+    /// The profile that now holds the winner's most important identifier.
+    pub winner_profile: Option<String>,
+    /// The profile that now holds the loser's most important identifier.
+    pub loser_profile: Option<String>,
 }
 
 /// Undoes a merge: the two anchors of the merge become a separation rule, and the component
@@ -337,7 +339,6 @@ pub fn undo_merge(
         .map(|w| w.identity_rules)
         .unwrap_or_default();
     let rules = IdentityRules::new(ws_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut produced = Vec::new();
     store.transact(&mut |tx| {
         if !tx.mark_merge_undone(workspace, merge_id, now)? {
             return Err(StoreError::Conflict(format!(
@@ -349,18 +350,19 @@ pub fn undo_merge(
             row.merge.loser_anchor.clone(),
         );
         tx.add_separation(workspace, &separation, merge_id, now)?;
+        // The unify processor's cache holds the merged profile and not the new rule.
+        tx.bump_epoch()?;
         let mut loaded = Loaded::new(tx, workspace, &rules)?;
         let ids: Vec<Identifier> = current.identifiers.iter().cloned().collect();
         loaded.load(tx, &ids)?;
         let component = loaded.graph.component(&ids);
-        let before: BTreeSet<String> = component.clone();
-        rederive(tx, workspace, &rules, component, None, now)?;
-        produced = before.into_iter().collect();
-        Ok(())
+        rederive(tx, workspace, &rules, component, None, now)
     })?;
+    let side = |anchor: &Identifier| store.lookup(workspace, anchor);
     Ok(UndoOutcome {
         merge_id,
-        profiles: produced,
+        winner_profile: side(&row.merge.winner_anchor)?,
+        loser_profile: side(&row.merge.loser_anchor)?,
     })
 }
 

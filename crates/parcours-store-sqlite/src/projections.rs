@@ -446,7 +446,7 @@ impl Projections for SqliteStore {
     fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>> {
         self.read_projections(|c| {
             let mut current = id.to_string();
-            for _ in 0..64 {
+            for _ in 0..10_000 {
                 match read_profile(c, workspace, &current)? {
                     None => return Ok(None),
                     Some((Some(next), _)) => current = next,

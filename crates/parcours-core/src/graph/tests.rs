@@ -88,7 +88,7 @@ fn anonymous_browsing_joins_the_profile_when_the_visitor_identifies() {
     let p = profile_of(&g, "email", "a@x.io");
     assert_eq!(
         p.id,
-        profile_id_for(WS, "m1"),
+        profile_id_for(WS, "m1", 0),
         "the profile keeps the id of the event that created it"
     );
     assert_eq!(p.events, 2);
@@ -154,8 +154,12 @@ fn two_known_profiles_merge_with_a_logged_cause() {
     let changes = g.take_changes();
     assert_eq!(changes.merges.len(), 1);
     let m = &changes.merges[0];
-    assert_eq!(m.winner, profile_id_for(WS, "m1"), "the older profile wins");
-    assert_eq!(m.loser, profile_id_for(WS, "m2"));
+    assert_eq!(
+        m.winner,
+        profile_id_for(WS, "m1", 0),
+        "the older profile wins"
+    );
+    assert_eq!(m.loser, profile_id_for(WS, "m2", 1));
     assert_eq!(m.cause.mid, "m3");
     assert_eq!(m.identifiers, [Identifier::new("anonymous_id", "app-1")]);
     assert_eq!(m.loser_anchor, Identifier::new("anonymous_id", "app-1"));
@@ -215,6 +219,24 @@ fn separated_identifiers_never_join_again() {
     }
     assert_eq!(g.profiles.len(), 2);
     assert!(profile_of(&g, "email", "b@x.io").entangled);
+}
+
+#[test]
+fn a_message_id_reused_after_the_dedup_window_makes_its_own_profile() {
+    let rules = IdentityRules::default();
+    let g = run(
+        &rules,
+        &[
+            identify("same-id", 1, Some("first"), None, json!({"tier": "gold"})),
+            identify("same-id", 2, Some("second"), None, json!({})),
+        ],
+    );
+    assert_eq!(g.profiles.len(), 2);
+    assert_eq!(
+        profile_of(&g, "user_id", "first").traits["tier"].value,
+        "gold",
+        "the first profile is intact"
+    );
 }
 
 #[test]
