@@ -230,9 +230,22 @@ impl EventLog for SqliteStore {
     }
 
     fn prune_message_ids(&self, before: Millis) -> Result<usize> {
-        self.writer()
-            .execute("DELETE FROM message_ids WHERE received_at < ?1", [before])
-            .map_err(backend)
+        // In chunks, each its own short transaction, so ingest never waits long behind it.
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer()
+                .execute(
+                    "DELETE FROM message_ids WHERE (workspace_id, message_id) IN (
+                         SELECT workspace_id, message_id FROM message_ids WHERE received_at < ?1 LIMIT 10000)",
+                    [before],
+                )
+                .map_err(backend)?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
     }
 }
 
