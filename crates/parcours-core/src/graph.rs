@@ -97,8 +97,6 @@ pub struct Changes {
     pub assignments: Vec<(i64, String)>,
     /// New identifier links: identifier → profile, with the event that linked it.
     pub links: Vec<(Identifier, String, EventKey)>,
-    pub drops_added: Vec<(Identifier, String)>,
-    pub drops_removed: Vec<(Identifier, String)>,
 }
 
 /// The id of the profile created by an event: a function of the workspace, the event's
@@ -400,7 +398,6 @@ impl Graph {
                     .entry(winner.clone())
                     .or_default()
                     .insert(id.clone());
-                self.changes.drops_added.push((id.clone(), winner.clone()));
             }
             entangled.insert(winner.clone());
             for p in entangled {
@@ -426,9 +423,6 @@ impl Graph {
     fn forget_drop(&mut self, id: &Identifier, profile: &str) {
         if let Some(set) = self.drops.get_mut(id) {
             if set.remove(profile) {
-                self.changes
-                    .drops_removed
-                    .push((id.clone(), profile.to_string()));
                 if let Some(own) = self.drops_by_profile.get_mut(profile) {
                     own.remove(id);
                 }
@@ -458,17 +452,13 @@ impl Graph {
         for id in self.drops_by_profile.remove(loser).unwrap_or_default() {
             let set = self.drops.entry(id.clone()).or_default();
             set.remove(loser);
-            self.changes
-                .drops_removed
-                .push((id.clone(), loser.to_string()));
             if self.index.get(&id).map(String::as_str) != Some(winner)
                 && set.insert(winner.to_string())
             {
                 self.drops_by_profile
                     .entry(winner.to_string())
                     .or_default()
-                    .insert(id.clone());
-                self.changes.drops_added.push((id, winner.to_string()));
+                    .insert(id);
             } else if set.is_empty() {
                 self.drops.remove(&id);
             }
