@@ -290,7 +290,7 @@ fn rederive(
         events.extend(own);
     }
     events.extend(extra);
-    tx.clear_profiles(ws, &old, now)?;
+    tx.clear_profiles(ws, &old)?;
     let separations: Vec<Separation> = tx.separations(ws)?;
     let mut graph = Graph::new(ws, rules.clone(), separations);
     let observations = events

@@ -64,6 +64,26 @@ fn family(c: &Connection, workspace: &str, profile: &str) -> Result<Vec<String>>
     Ok(all)
 }
 
+/// A profile row is either a document or a pointer to the profile that absorbed it.
+fn put_profile(
+    c: &Connection,
+    workspace: &str,
+    id: &str,
+    merged_into: Option<&str>,
+    doc: Option<&str>,
+    at: Millis,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (workspace_id, id) DO UPDATE SET
+           merged_into = excluded.merged_into, doc = excluded.doc, updated_at = excluded.updated_at",
+    )
+    .map_err(backend)?
+    .execute(params![workspace, id, merged_into, doc, at])
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
         Ok(self
@@ -182,15 +202,7 @@ impl ProjectionTx for Tx<'_> {
 
     fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()> {
         let doc = serde_json::to_string(profile).map_err(corrupt)?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, NULL, ?3, ?4)
-                 ON CONFLICT (workspace_id, id) DO UPDATE SET merged_into = NULL, doc = excluded.doc, updated_at = excluded.updated_at",
-            )
-            .map_err(backend)?
-            .execute(params![workspace, profile.id, doc, at])
-            .map_err(backend)?;
-        Ok(())
+        put_profile(self.tx, workspace, &profile.id, None, Some(&doc), at)
     }
 
     fn redirect_profile(
@@ -200,15 +212,7 @@ impl ProjectionTx for Tx<'_> {
         to: &str,
         at: Millis,
     ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES (?1, ?2, ?3, NULL, ?4)
-                 ON CONFLICT (workspace_id, id) DO UPDATE SET merged_into = excluded.merged_into, doc = NULL, updated_at = excluded.updated_at",
-            )
-            .map_err(backend)?
-            .execute(params![workspace, from, to, at])
-            .map_err(backend)?;
-        Ok(())
+        put_profile(self.tx, workspace, from, Some(to), None, at)
     }
 
     fn link(
@@ -315,7 +319,7 @@ impl ProjectionTx for Tx<'_> {
         Ok(out)
     }
 
-    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], _at: Millis) -> Result<()> {
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String]) -> Result<()> {
         for p in profiles {
             if let Some(profile) = self.profile(workspace, p)? {
                 let mut st = self

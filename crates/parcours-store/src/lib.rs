@@ -126,7 +126,7 @@ pub trait ProjectionTx {
     /// Removes these profiles' identifiers (those listed in their documents), drops and
     /// assignments, and supersedes the merges
     /// they won, before a re-derivation writes them anew.
-    fn clear_profiles(&mut self, workspace: &str, profiles: &[String], at: Millis) -> Result<()>;
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String]) -> Result<()>;
     fn add_separation(
         &mut self,
         workspace: &str,

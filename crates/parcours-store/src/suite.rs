@@ -536,7 +536,7 @@ pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
             }
             tx.add_separation("ws_a", &sep, 1, T0)?;
             tx.set_cursor(events[0].seq)?;
-            tx.clear_profiles("ws_a", std::slice::from_ref(&p.id), T0)?;
+            tx.clear_profiles("ws_a", std::slice::from_ref(&p.id))?;
             assert!(tx
                 .events_of("ws_a", std::slice::from_ref(&p.id))?
                 .is_empty());
