@@ -73,3 +73,11 @@ mod tests {
         assert_eq!(format_timestamp(z), "2024-03-01T10:00:00.000Z");
     }
 }
+
+/// One UTC day in milliseconds.
+pub const DAY: Millis = 86_400_000;
+
+/// The start (UTC midnight) of the day that contains `ms`.
+pub fn day_start(ms: Millis) -> Millis {
+    ms.div_euclid(DAY) * DAY
+}

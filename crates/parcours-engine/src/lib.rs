@@ -4,6 +4,7 @@
 //! Storage is reached only through the `parcours-store` ports; domain decisions are made by
 //! `parcours-core`. Both loops run on their own threads because the ports are synchronous.
 
+pub mod cluster;
 mod ingest;
 mod unify;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{AppendOutcome, IngestBatch, Store, StoreError};
 
+pub use cluster::ClusterConfig;
 pub use unify::{replay, step as unify_step, undo_merge, UndoOutcome, Unifier};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,9 @@ pub struct EngineConfig {
     pub unify_batch: usize,
     /// Run the unify processor (a node can be ingest-only, e.g. in `bench ingest --no-unify`).
     pub unify: bool,
+    /// Share the work with other nodes through bucket leases (PostgreSQL). Without it, this
+    /// node applies every bucket.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +62,7 @@ impl Default for EngineConfig {
             dedup_window: Duration::from_secs(30 * 86_400),
             unify_batch: UNIFY_BATCH,
             unify: true,
+            cluster: None,
         }
     }
 }
@@ -91,6 +97,7 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    ownership: Option<Arc<cluster::Ownership>>,
 }
 
 impl Engine {
@@ -104,6 +111,12 @@ impl Engine {
             wake.clone(),
         );
         let mut threads = vec![writer];
+        let mut ownership = None;
+        if let (true, Some(cluster)) = (config.unify, config.cluster.clone()) {
+            let (own, keeper) = cluster::start(store.clone(), clock.clone(), cluster, stop.clone());
+            threads.push(keeper);
+            ownership = Some(own);
+        }
         if config.unify {
             threads.push(unify::start(
                 store.clone(),
@@ -111,6 +124,7 @@ impl Engine {
                 config.unify_batch,
                 wake.clone(),
                 stop.clone(),
+                ownership.clone(),
             ));
         }
         Arc::new(Self {
@@ -120,6 +134,7 @@ impl Engine {
             stop,
             wake,
             threads: Mutex::new(threads),
+            ownership,
         })
     }
 
@@ -162,6 +177,11 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(true)
+    }
+
+    /// The buckets this node holds (`None` when it is not part of a cluster).
+    pub fn held_buckets(&self) -> Option<Vec<u16>> {
+        self.ownership.as_ref().map(|o| o.held())
     }
 
     /// Stops accepting events, commits what was accepted, and stops the loops.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parcours_core::bucket;
 use parcours_core::graph::{Lateness, Separation};
 use parcours_core::identifier::Identifier;
 use parcours_core::observation::Observation;
@@ -22,15 +23,32 @@ pub(crate) fn start(
     batch: usize,
     wake: Arc<crate::Wake>,
     stop: Arc<AtomicBool>,
+    ownership: Option<Arc<crate::cluster::Ownership>>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("parcours-unify".into())
         .spawn(move || {
             let mut unifier = Unifier::default();
             while !stop.load(Ordering::SeqCst) {
-                match unifier.step(store.as_ref(), clock.now(), batch) {
-                    Ok(0) => wake.wait(Duration::from_millis(200)),
+                let result = match &ownership {
+                    None => unifier.step(store.as_ref(), clock.now(), batch),
+                    Some(own) => {
+                        let buckets = own.held();
+                        unifier.step_owned(store.as_ref(), clock.now(), batch, own.node(), &buckets)
+                    }
+                };
+                match result {
+                    Ok(0) => wake.wait(Duration::from_millis(if ownership.is_some() {
+                        50
+                    } else {
+                        200
+                    })),
                     Ok(n) => metrics::counter!("parcours_events_unified_total").increment(n as u64),
+                    Err(StoreError::Conflict(e)) if ownership.is_some() => {
+                        // A lease moved (rebalancing or takeover): pick up the new set.
+                        tracing::debug!(error = %e, "unify step fenced off; retrying");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "unify failed; retrying");
                         std::thread::sleep(Duration::from_millis(500));
@@ -59,23 +77,78 @@ pub struct Unifier {
 }
 
 impl Unifier {
-    /// Applies the next events after the cursor. Returns how many were applied.
+    /// Applies the next events of the whole log (a single node owns every bucket). Returns
+    /// how many events it read.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
-        let cursor = store.processed_seq()?;
-        let events = store.events_after(cursor, batch)?;
-        if events.is_empty() {
+        self.step_scoped(store, now, batch, None)
+    }
+
+    /// Applies the next events of the buckets `node` holds, fenced by their leases: if a lease
+    /// changed hands the transaction fails with a conflict and writes nothing. Other nodes
+    /// write the same projections, so nothing is cached between steps.
+    pub fn step_owned(
+        &mut self,
+        store: &dyn Store,
+        now: Millis,
+        batch: usize,
+        node: &str,
+        buckets: &[u16],
+    ) -> Result<usize> {
+        self.loaded.clear();
+        self.seen = None;
+        if buckets.is_empty() {
             return Ok(0);
         }
+        self.step_scoped(store, now, batch, Some((node, buckets)))
+    }
+
+    fn step_scoped(
+        &mut self,
+        store: &dyn Store,
+        now: Millis,
+        batch: usize,
+        owner: Option<(&str, &[u16])>,
+    ) -> Result<usize> {
+        let every = bucket::all();
+        let buckets = owner.map_or(&every[..], |(_, b)| b);
+        // Appends commit in log order, so every event up to `high` is visible from here on.
+        let high = store.last_seq()?;
         let rules = rules_by_workspace(store)?;
         let loaded = &mut self.loaded;
         let seen = &mut self.seen;
+        let mut read = 0;
         let result = store.transact(&mut |tx| {
-            if tx.cursor()? != cursor {
-                return Err(StoreError::Conflict(
-                    "the unify cursor moved under this processor".into(),
-                ));
+            if let Some((node, _)) = owner {
+                tx.fence(node, buckets, now)?;
             }
-            let state = (cursor, tx.epoch()?);
+            let cursors = tx.bucket_cursors(buckets)?;
+            let low = cursors.iter().copied().min().unwrap_or(high);
+            if low >= high {
+                read = 0;
+                return Ok(());
+            }
+            let events = match owner {
+                None => store.events_after(low, batch)?,
+                Some(_) => store.bucket_events_after(buckets, low, batch)?,
+            };
+            read = events.len();
+            // A full page ends at its last event; a short one saw everything up to `high`.
+            let last = events.last().map_or(high, |e| e.seq);
+            let upto = if events.len() == batch { last } else { last.max(high) };
+            let mut cursor_of = [i64::MAX; bucket::BUCKETS as usize];
+            for (b, c) in buckets.iter().zip(&cursors) {
+                cursor_of[usize::from(*b)] = *c;
+            }
+            // A bucket ahead of the others already applied its part of this page.
+            let events: Vec<StoredEvent> = events
+                .into_iter()
+                .filter(|e| e.seq > cursor_of[usize::from(e.bucket) % cursor_of.len()])
+                .collect();
+            let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
+            workspaces.sort_unstable();
+            workspaces.dedup();
+            tx.lock_workspaces(&workspaces)?;
+            let state = (low, tx.epoch()?);
             if *seen != Some(state) {
                 loaded.clear();
             }
@@ -85,7 +158,8 @@ impl Unifier {
                     .is_some_and(|r| r.config == l.graph.rules().config)
             });
             process_events(tx, loaded, &events, &rules, now)?;
-            *seen = Some((events.last().map_or(cursor, |e| e.seq), state.1));
+            tx.advance_buckets(buckets, upto)?;
+            *seen = Some((upto, state.1));
             Ok(())
         });
         if result.is_err() {
@@ -95,7 +169,7 @@ impl Unifier {
         result?;
         self.loaded
             .retain(|_, l| l.graph.profiles.len() <= CACHE_PROFILES);
-        Ok(events.len())
+        Ok(read)
     }
 }
 
@@ -224,9 +298,6 @@ fn process_events(
     for slot in loaded.values_mut() {
         flush(tx, &mut slot.graph, now)?;
     }
-    if let Some(last) = events.last() {
-        tx.set_cursor(last.seq)?;
-    }
     Ok(())
 }
 
@@ -340,6 +411,7 @@ pub fn undo_merge(
         .unwrap_or_default();
     let rules = IdentityRules::new(ws_rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.transact(&mut |tx| {
+        tx.lock_workspaces(&[workspace])?;
         if !tx.mark_merge_undone(workspace, merge_id, now)? {
             return Err(StoreError::Conflict(format!(
                 "merge {merge_id} is not active (already undone or superseded)"

@@ -10,12 +10,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use crate::{backend, corrupt, SqliteStore};
 
 pub(crate) const EVENT_COLS: &str =
-    "seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, channel, body";
+    "seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, channel, body, bucket";
 
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
-                         timestamp, received_at, channel, body)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+                         timestamp, received_at, channel, body, bucket)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// Binds one accepted event to [`INSERT_EVENT`].
 pub(crate) fn insert_event(
@@ -36,6 +36,7 @@ pub(crate) fn insert_event(
         e.received_at,
         e.channel.as_str(),
         e.body,
+        parcours_core::bucket::of(workspace, e.user_id.as_deref(), e.anonymous_id.as_deref()),
     ])
     .map_err(backend)?;
     Ok(())
@@ -58,6 +59,7 @@ pub(crate) fn event_row(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, String, S
             received_at: r.get(9)?,
             channel: Channel::Server,
             body: r.get(11)?,
+            bucket: r.get(12)?,
         },
         kind,
         channel,
@@ -242,6 +244,46 @@ impl EventLog for SqliteStore {
                 )
                 .map_err(backend)?;
             total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn bucket_events_after(
+        &self,
+        buckets: &[u16],
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        // One node owns every bucket of an embedded store, so this is not on a hot path: a
+        // scan in log order, filtered.
+        let list = serde_json::to_string(buckets).map_err(corrupt)?;
+        self.read(|c| {
+            query_events(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events
+                     WHERE seq > ?1 AND bucket IN (SELECT value FROM json_each(?2)) ORDER BY seq LIMIT ?3"
+                ),
+                params![after_seq, list, limit as i64],
+            )
+        })
+    }
+
+    fn drop_events_before(&self, before: Millis) -> Result<u64> {
+        let cutoff = parcours_core::time::day_start(before);
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer()
+                .execute(
+                    "DELETE FROM events WHERE seq IN (
+                         SELECT seq FROM events WHERE received_at < ?1 ORDER BY seq LIMIT 10000)",
+                    [cutoff],
+                )
+                .map_err(backend)?;
+            total += n as u64;
             if n == 0 {
                 return Ok(total);
             }

@@ -6,6 +6,7 @@
 //!
 //! Depends on `parcours-store` (the ports) and `parcours-core` (the model) only.
 
+mod cluster;
 mod events;
 mod projections;
 mod registry;
@@ -19,10 +20,14 @@ use rusqlite::Connection;
 /// Enough for every statement the adapter prepares, so none is re-prepared on the hot path.
 const STATEMENT_CACHE: usize = 128;
 
-const LOG_MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
-const PROJECTION_MIGRATIONS: &[&str] = &[include_str!(
-    "../../../migrations/sqlite/projections/0001_init.sql"
-)];
+const LOG_MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_buckets.sql"),
+];
+const PROJECTION_MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/projections/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/projections/0002_buckets.sql"),
+];
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

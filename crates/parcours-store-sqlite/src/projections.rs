@@ -11,7 +11,6 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use crate::events::{query_events, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
-const CURSOR: &str = "unify";
 const EPOCH: &str = "epoch";
 
 struct Tx<'a> {
@@ -86,27 +85,72 @@ fn put_profile(
 
 impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT seq FROM projection_cursor WHERE name = ?1",
-                [CURSOR],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .unwrap_or(0))
+        self.tx
+            .query_row("SELECT coalesce(min(seq), 0) FROM bucket_cursors", [], |r| r.get(0))
+            .map_err(backend)
     }
 
     fn set_cursor(&mut self, seq: i64) -> Result<()> {
         self.tx
+            .prepare_cached("UPDATE bucket_cursors SET seq = ?1")
+            .map_err(backend)?
+            .execute([seq])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn bucket_cursors(&mut self, buckets: &[u16]) -> Result<Vec<i64>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT seq FROM bucket_cursors WHERE bucket = ?1")
+            .map_err(backend)?;
+        buckets
+            .iter()
+            .map(|b| {
+                st.query_row([b], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?
+                    .ok_or_else(|| StoreError::NotFound(format!("bucket {b}")))
+            })
+            .collect()
+    }
+
+    fn advance_buckets(&mut self, buckets: &[u16], seq: i64) -> Result<()> {
+        let list = serde_json::to_string(buckets).map_err(corrupt)?;
+        self.tx
             .prepare_cached(
-                "INSERT INTO projection_cursor (name, seq) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                "UPDATE bucket_cursors SET seq = ?2
+                 WHERE seq < ?2 AND bucket IN (SELECT value FROM json_each(?1))",
             )
             .map_err(backend)?
-            .execute(params![CURSOR, seq])
+            .execute(params![list, seq])
             .map_err(backend)?;
+        Ok(())
+    }
+
+    fn fence(&mut self, node: &str, buckets: &[u16], now: Millis) -> Result<()> {
+        // One process writes an embedded store, so checking is enough: nothing can take a
+        // lease while this transaction holds the writer.
+        let list = serde_json::to_string(buckets).map_err(corrupt)?;
+        let held: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT count(*) FROM log.bucket_leases
+                 WHERE node = ?1 AND lease_until >= ?2 AND bucket IN (SELECT value FROM json_each(?3))",
+            )
+            .map_err(backend)?
+            .query_row(params![node, now, list], |r| r.get(0))
+            .map_err(backend)?;
+        if held as usize != buckets.len() {
+            return Err(StoreError::Conflict(format!(
+                "node {node} no longer holds every lease it is working on"
+            )));
+        }
+        Ok(())
+    }
+
+    fn lock_workspaces(&mut self, _workspaces: &[&str]) -> Result<()> {
+        // The projection writer mutex already serialises every transaction.
         Ok(())
     }
 
@@ -380,7 +424,7 @@ impl ProjectionTx for Tx<'_> {
     fn reset_all(&mut self) -> Result<()> {
         self.tx
             .execute_batch(
-                "DELETE FROM projection_cursor WHERE name <> 'epoch'; DELETE FROM profiles; DELETE FROM identifiers;
+                "UPDATE bucket_cursors SET seq = 0; DELETE FROM profiles; DELETE FROM identifiers;
                  DELETE FROM identifier_drops; DELETE FROM profile_events;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
@@ -436,14 +480,8 @@ impl Projections for SqliteStore {
 
     fn processed_seq(&self) -> Result<i64> {
         self.read_projections(|c| {
-            Ok(c.query_row(
-                "SELECT seq FROM projection_cursor WHERE name = ?1",
-                [CURSOR],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .unwrap_or(0))
+            c.query_row("SELECT coalesce(min(seq), 0) FROM bucket_cursors", [], |r| r.get(0))
+                .map_err(backend)
         })
     }
 

@@ -64,6 +64,17 @@ pub trait EventLog: Send + Sync {
     fn last_seq(&self) -> Result<i64>;
     /// Forgets `messageId`s accepted before `before` (outside the dedup window).
     fn prune_message_ids(&self, before: Millis) -> Result<usize>;
+    /// Events of these buckets after a sequence number, in order.
+    fn bucket_events_after(
+        &self,
+        buckets: &[u16],
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+    /// Retention: removes every event received on a UTC day that ended at or before `before`
+    /// (whole days, so PostgreSQL drops day partitions instead of deleting rows). Returns how
+    /// many events were removed.
+    fn drop_events_before(&self, before: Millis) -> Result<u64>;
 }
 
 /// Events that parsed but broke the spec, kept for inspection and replay.
@@ -89,8 +100,21 @@ pub trait Quarantine: Send + Sync {
 
 /// One write transaction over the identity and profile projections.
 pub trait ProjectionTx {
+    /// The processing cursor of the whole log: the lowest bucket cursor.
     fn cursor(&mut self) -> Result<i64>;
+    /// Moves every bucket's cursor to `seq`.
     fn set_cursor(&mut self, seq: i64) -> Result<()>;
+    /// The cursors of these buckets, in the same order.
+    fn bucket_cursors(&mut self, buckets: &[u16]) -> Result<Vec<i64>>;
+    /// Moves these buckets' cursors forward to `seq` (a cursor never moves back).
+    fn advance_buckets(&mut self, buckets: &[u16], seq: i64) -> Result<()>;
+    /// Fails with [`StoreError::Conflict`] unless `node` holds the lease of every one of these
+    /// buckets at `now`, and keeps the leases from changing hands until this transaction ends
+    /// (fencing: a node that lost a bucket can never commit work for it).
+    fn fence(&mut self, node: &str, buckets: &[u16], now: Millis) -> Result<()>;
+    /// Serialises this transaction with every other one that locks one of these workspaces
+    /// (a no-op where there is only one writer). Call it once, before reading projections.
+    fn lock_workspaces(&mut self, workspaces: &[&str]) -> Result<()>;
     /// Changes whenever projections are rewritten outside the unify processor (an undone
     /// merge, a replay), so a processor knows its in-memory cache is stale.
     fn epoch(&mut self) -> Result<i64>;
@@ -163,6 +187,25 @@ pub trait Projections: Send + Sync {
     fn profile_count(&self, workspace: &str) -> Result<u64>;
 }
 
+/// Nodes and bucket leases: how the nodes of a cluster share the work.
+pub trait Cluster: Send + Sync {
+    /// Records that a node is alive (inserts or refreshes it).
+    fn heartbeat(&self, node: &NodeInfo) -> Result<()>;
+    /// Nodes seen at or after `since`.
+    fn nodes(&self, since: Millis) -> Result<Vec<NodeInfo>>;
+    /// Forgets a node (it stopped cleanly).
+    fn remove_node(&self, node: &str) -> Result<()>;
+    fn leases(&self) -> Result<Vec<Lease>>;
+    /// Renews this node's leases until `until`, gives back its highest buckets above `target`,
+    /// and claims free or expired buckets (lease ended before `now`) up to `target`. A bucket
+    /// that another node is working on (inside [`ProjectionTx::fence`]) is not claimed. Returns
+    /// the buckets the node holds, in order.
+    fn balance_leases(&self, node: &str, target: usize, now: Millis, until: Millis)
+        -> Result<Vec<u16>>;
+    /// Gives back every lease of a node.
+    fn release_leases(&self, node: &str) -> Result<()>;
+}
+
 /// Everything a node needs from storage.
-pub trait Store: Registry + EventLog + Quarantine + Projections {}
-impl<T: Registry + EventLog + Quarantine + Projections> Store for T {}
+pub trait Store: Registry + EventLog + Quarantine + Projections + Cluster {}
+impl<T: Registry + EventLog + Quarantine + Projections + Cluster> Store for T {}

@@ -98,6 +98,8 @@ pub struct StoredEvent {
     pub received_at: Millis,
     pub channel: Channel,
     pub body: String,
+    /// The bucket of its customer ([`parcours_core::bucket::of`]).
+    pub bucket: u16,
 }
 
 impl StoredEvent {
@@ -211,4 +213,22 @@ pub struct MergeRow {
     pub status: MergeStatus,
     pub created_at: Millis,
     pub undone_at: Option<Millis>,
+}
+
+/// A node of a cluster, as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Where its HTTP API listens, for operators.
+    pub address: String,
+    pub started_at: Millis,
+    pub seen_at: Millis,
+}
+
+/// Who owns a bucket, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub bucket: u16,
+    pub node: Option<String>,
+    pub until: Millis,
 }

@@ -25,6 +25,11 @@ macro_rules! conformance_suite {
             failed_transaction_writes_nothing,
             merges_redirects_and_timeline_follow_the_family,
             clear_and_reset_remove_projection_rows,
+            events_carry_their_bucket_and_read_by_bucket,
+            bucket_cursors_advance_and_never_move_back,
+            fence_admits_only_the_lease_holder,
+            leases_balance_between_nodes_and_expire,
+            retention_drops_whole_days,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -578,4 +583,186 @@ pub fn clear_and_reset_remove_projection_rows(store: &dyn Store) {
         1,
         "the event log is never reset"
     );
+}
+
+pub fn events_carry_their_bucket_and_read_by_bucket(store: &dyn Store) {
+    use parcours_core::bucket;
+    setup(store, &["ws_a"]);
+    let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    let events = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| accepted(&format!("m{i}"), u, T0 + i as i64))
+        .collect();
+    store.append(&[batch("ws_a", events)], 0).unwrap();
+    let all = store.events_after(0, 100).unwrap();
+    assert_eq!(all.len(), 40);
+    for e in &all {
+        assert_eq!(
+            e.bucket,
+            bucket::of("ws_a", e.user_id.as_deref(), e.anonymous_id.as_deref())
+        );
+    }
+    let wanted: Vec<u16> = all.iter().take(3).map(|e| e.bucket).collect();
+    let mut expected: Vec<i64> = all
+        .iter()
+        .filter(|e| wanted.contains(&e.bucket))
+        .map(|e| e.seq)
+        .collect();
+    let got: Vec<i64> = store
+        .bucket_events_after(&wanted, 0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, expected, "in log order, only those buckets");
+    let after = expected[0];
+    expected.remove(0);
+    let got: Vec<i64> = store
+        .bucket_events_after(&wanted, after, 1)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, expected[..1].to_vec(), "after a seq, limited");
+    assert!(store.bucket_events_after(&[], 0, 100).unwrap().is_empty());
+}
+
+pub fn bucket_cursors_advance_and_never_move_back(store: &dyn Store) {
+    assert_eq!(store.processed_seq().unwrap(), 0);
+    store
+        .transact(&mut |tx| {
+            assert_eq!(tx.bucket_cursors(&[0, 7, 255])?, vec![0, 0, 0]);
+            tx.advance_buckets(&[7, 255], 40)?;
+            tx.advance_buckets(&[7], 30)?;
+            assert_eq!(tx.bucket_cursors(&[255, 7, 0])?, vec![40, 40, 0]);
+            assert_eq!(tx.cursor()?, 0, "the log's cursor is the lowest");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.processed_seq().unwrap(), 0);
+    store
+        .transact(&mut |tx| {
+            tx.set_cursor(12)?;
+            assert_eq!(tx.bucket_cursors(&[0, 7])?, vec![12, 12]);
+            tx.advance_buckets(&parcours_core::bucket::all(), 50)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.processed_seq().unwrap(), 50);
+    let failed = store.transact(&mut |tx| {
+        tx.advance_buckets(&[1], 99)?;
+        Err(StoreError::Conflict("rolled back".into()))
+    });
+    assert!(failed.is_err());
+    store
+        .transact(&mut |tx| {
+            assert_eq!(tx.bucket_cursors(&[1])?, vec![50], "a failed step moves nothing");
+            assert!(tx.bucket_cursors(&[300]).is_err(), "there are 256 buckets");
+            tx.reset_all()
+        })
+        .unwrap();
+    assert_eq!(store.processed_seq().unwrap(), 0);
+}
+
+pub fn fence_admits_only_the_lease_holder(store: &dyn Store) {
+    let held = store.balance_leases("n1", 2, T0, T0 + 10_000).unwrap();
+    assert_eq!(held, vec![0, 1]);
+    store
+        .transact(&mut |tx| tx.fence("n1", &[0, 1], T0 + 5_000))
+        .unwrap();
+    let wrong_node = store.transact(&mut |tx| tx.fence("n2", &[0], T0 + 5_000));
+    assert!(matches!(wrong_node, Err(StoreError::Conflict(_))));
+    let not_held = store.transact(&mut |tx| tx.fence("n1", &[0, 2], T0 + 5_000));
+    assert!(matches!(not_held, Err(StoreError::Conflict(_))));
+    let expired = store.transact(&mut |tx| tx.fence("n1", &[0], T0 + 10_001));
+    assert!(matches!(expired, Err(StoreError::Conflict(_))));
+    // A fenced-off step writes nothing.
+    let _ = store.transact(&mut |tx| {
+        tx.advance_buckets(&[0], 10)?;
+        tx.fence("n2", &[0], T0)
+    });
+    store
+        .transact(&mut |tx| {
+            assert_eq!(tx.bucket_cursors(&[0])?, vec![0]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn leases_balance_between_nodes_and_expire(store: &dyn Store) {
+    let node = |id: &str, at: i64| NodeInfo {
+        id: id.into(),
+        address: format!("{id}:8750"),
+        started_at: T0,
+        seen_at: at,
+    };
+    store.heartbeat(&node("n1", T0)).unwrap();
+    store.heartbeat(&node("n2", T0 + 1)).unwrap();
+    store.heartbeat(&node("n1", T0 + 2)).unwrap();
+    let live = store.nodes(T0 + 1).unwrap();
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0].seen_at, T0 + 2, "a heartbeat refreshes the node");
+    assert_eq!(store.nodes(T0 + 2).unwrap().len(), 1);
+
+    let until = T0 + 10_000;
+    let n1 = store.balance_leases("n1", 256, T0, until).unwrap();
+    assert_eq!(n1.len(), 256, "a lone node takes every bucket");
+    assert!(store.balance_leases("n2", 128, T0, until).unwrap().is_empty());
+    let n1 = store.balance_leases("n1", 128, T0, until).unwrap();
+    assert_eq!(n1, (0..128).collect::<Vec<u16>>(), "gives back its highest buckets");
+    let n2 = store.balance_leases("n2", 128, T0, until).unwrap();
+    assert_eq!(n2, (128..256).collect::<Vec<u16>>());
+    // n1 keeps renewing, n2 stops: only n2's buckets run out.
+    let n1 = store
+        .balance_leases("n1", 256, T0 + 9_000, T0 + 19_000)
+        .unwrap();
+    assert_eq!(n1.len(), 128, "nothing is free before the leases end");
+    let n1 = store
+        .balance_leases("n1", 256, T0 + 10_001, T0 + 20_000)
+        .unwrap();
+    assert_eq!(n1.len(), 256, "expired leases are claimed");
+    let leases = store.leases().unwrap();
+    assert_eq!(leases.len(), 256);
+    assert!(leases
+        .iter()
+        .all(|l| l.node.as_deref() == Some("n1") && l.until == T0 + 20_000));
+    store.release_leases("n1").unwrap();
+    assert!(store.leases().unwrap().iter().all(|l| l.node.is_none()));
+    store.remove_node("n1").unwrap();
+    assert_eq!(store.nodes(0).unwrap().len(), 1);
+}
+
+pub fn retention_drops_whole_days(store: &dyn Store) {
+    use parcours_core::time::{day_start, DAY};
+    setup(store, &["ws_a"]);
+    let day0 = day_start(T0);
+    let at = |mid: &str, when: i64| {
+        let mut e = accepted(mid, mid, when);
+        e.received_at = when;
+        e
+    };
+    let events = vec![
+        at("old1", day0 - DAY + 5),
+        at("old2", day0 - 1),
+        at("today1", day0),
+        at("today2", day0 + DAY / 2),
+        at("tomorrow", day0 + DAY + 1),
+    ];
+    store.append(&[batch("ws_a", events)], 0).unwrap();
+    assert_eq!(store.drop_events_before(day0 + DAY / 2).unwrap(), 2);
+    let left: Vec<String> = store
+        .events_after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message_id)
+        .collect();
+    assert_eq!(left, vec!["today1", "today2", "tomorrow"], "only whole days go");
+    assert_eq!(store.drop_events_before(day0 + DAY / 2).unwrap(), 0);
+    assert_eq!(store.event_count("ws_a").unwrap(), 3);
+    // The log goes on after a drop.
+    store
+        .append(&[batch("ws_a", vec![at("later", day0 + DAY + 2)])], 0)
+        .unwrap();
+    assert_eq!(store.event_count("ws_a").unwrap(), 4);
 }
