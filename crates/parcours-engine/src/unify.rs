@@ -134,7 +134,11 @@ impl Unifier {
             read = events.len();
             // A full page ends at its last event; a short one saw everything up to `high`.
             let last = events.last().map_or(high, |e| e.seq);
-            let upto = if events.len() == batch { last } else { last.max(high) };
+            let upto = if events.len() == batch {
+                last
+            } else {
+                last.max(high)
+            };
             let mut cursor_of = [i64::MAX; bucket::BUCKETS as usize];
             for (b, c) in buckets.iter().zip(&cursors) {
                 cursor_of[usize::from(*b)] = *c;
@@ -144,7 +148,8 @@ impl Unifier {
                 .into_iter()
                 .filter(|e| e.seq > cursor_of[usize::from(e.bucket) % cursor_of.len()])
                 .collect();
-            let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
+            let mut workspaces: Vec<&str> =
+                events.iter().map(|e| e.workspace_id.as_str()).collect();
             workspaces.sort_unstable();
             workspaces.dedup();
             tx.lock_workspaces(&workspaces)?;

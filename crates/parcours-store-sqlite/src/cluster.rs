@@ -50,7 +50,9 @@ impl Cluster for SqliteStore {
     fn leases(&self) -> Result<Vec<Lease>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached("SELECT bucket, node, lease_until FROM bucket_leases ORDER BY bucket")
+                .prepare_cached(
+                    "SELECT bucket, node, lease_until FROM bucket_leases ORDER BY bucket",
+                )
                 .map_err(backend)?;
             let rows = st
                 .query_map([], |r| {

@@ -86,7 +86,11 @@ fn put_profile(
 impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
         self.tx
-            .query_row("SELECT coalesce(min(seq), 0) FROM bucket_cursors", [], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(min(seq), 0) FROM bucket_cursors",
+                [],
+                |r| r.get(0),
+            )
             .map_err(backend)
     }
 
@@ -480,8 +484,12 @@ impl Projections for SqliteStore {
 
     fn processed_seq(&self) -> Result<i64> {
         self.read_projections(|c| {
-            c.query_row("SELECT coalesce(min(seq), 0) FROM bucket_cursors", [], |r| r.get(0))
-                .map_err(backend)
+            c.query_row(
+                "SELECT coalesce(min(seq), 0) FROM bucket_cursors",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)
         })
     }
 

@@ -200,8 +200,13 @@ pub trait Cluster: Send + Sync {
     /// and claims free or expired buckets (lease ended before `now`) up to `target`. A bucket
     /// that another node is working on (inside [`ProjectionTx::fence`]) is not claimed. Returns
     /// the buckets the node holds, in order.
-    fn balance_leases(&self, node: &str, target: usize, now: Millis, until: Millis)
-        -> Result<Vec<u16>>;
+    fn balance_leases(
+        &self,
+        node: &str,
+        target: usize,
+        now: Millis,
+        until: Millis,
+    ) -> Result<Vec<u16>>;
     /// Gives back every lease of a node.
     fn release_leases(&self, node: &str) -> Result<()>;
 }

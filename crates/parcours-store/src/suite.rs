@@ -657,7 +657,11 @@ pub fn bucket_cursors_advance_and_never_move_back(store: &dyn Store) {
     assert!(failed.is_err());
     store
         .transact(&mut |tx| {
-            assert_eq!(tx.bucket_cursors(&[1])?, vec![50], "a failed step moves nothing");
+            assert_eq!(
+                tx.bucket_cursors(&[1])?,
+                vec![50],
+                "a failed step moves nothing"
+            );
             assert!(tx.bucket_cursors(&[300]).is_err(), "there are 256 buckets");
             tx.reset_all()
         })
@@ -708,9 +712,16 @@ pub fn leases_balance_between_nodes_and_expire(store: &dyn Store) {
     let until = T0 + 10_000;
     let n1 = store.balance_leases("n1", 256, T0, until).unwrap();
     assert_eq!(n1.len(), 256, "a lone node takes every bucket");
-    assert!(store.balance_leases("n2", 128, T0, until).unwrap().is_empty());
+    assert!(store
+        .balance_leases("n2", 128, T0, until)
+        .unwrap()
+        .is_empty());
     let n1 = store.balance_leases("n1", 128, T0, until).unwrap();
-    assert_eq!(n1, (0..128).collect::<Vec<u16>>(), "gives back its highest buckets");
+    assert_eq!(
+        n1,
+        (0..128).collect::<Vec<u16>>(),
+        "gives back its highest buckets"
+    );
     let n2 = store.balance_leases("n2", 128, T0, until).unwrap();
     assert_eq!(n2, (128..256).collect::<Vec<u16>>());
     // n1 keeps renewing, n2 stops: only n2's buckets run out.
@@ -757,7 +768,11 @@ pub fn retention_drops_whole_days(store: &dyn Store) {
         .into_iter()
         .map(|e| e.message_id)
         .collect();
-    assert_eq!(left, vec!["today1", "today2", "tomorrow"], "only whole days go");
+    assert_eq!(
+        left,
+        vec!["today1", "today2", "tomorrow"],
+        "only whole days go"
+    );
     assert_eq!(store.drop_events_before(day0 + DAY / 2).unwrap(), 0);
     assert_eq!(store.event_count("ws_a").unwrap(), 3);
     // The log goes on after a drop.

@@ -1,0 +1,762 @@
+use parcours_core::graph::Separation;
+use parcours_core::identifier::Identifier;
+use parcours_core::time::Millis;
+use parcours_core::{MergeRecord, Profile};
+use parcours_store::{
+    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoreError,
+    StoredEvent,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, Row, Transaction};
+
+use crate::events::{event_cols_of_e, to_events};
+use crate::{backend, block_on, corrupt, PgStore};
+
+const EPOCH: &str = "epoch";
+
+/// The advisory lock keys of workspaces live in their own space (first argument of the
+/// two-key form), apart from the migration lock.
+const WORKSPACE_LOCK_SPACE: i32 = 0x5057;
+
+struct Tx<'a> {
+    tx: &'a mut Transaction<'static, Postgres>,
+}
+
+impl Tx<'_> {
+    fn conn(&mut self) -> &mut PgConnection {
+        self.tx
+    }
+}
+
+fn decode(doc: &str) -> Result<Profile> {
+    serde_json::from_str(doc).map_err(corrupt)
+}
+
+fn strings(rows: &[PgRow]) -> Result<Vec<String>> {
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(backend))
+        .collect()
+}
+
+/// The profile and every profile merged into it, through the `merged_into` index.
+async fn family(conn: &mut PgConnection, workspace: &str, profile: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE fam(id) AS (
+             SELECT $2::text COLLATE \"C\"
+             UNION SELECT p.id FROM profiles p JOIN fam ON p.workspace_id = $1 AND p.merged_into = fam.id)
+         SELECT id FROM fam ORDER BY id",
+    )
+    .bind(workspace)
+    .bind(profile)
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    strings(&rows)
+}
+
+async fn read_profile(
+    conn: &mut PgConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>> {
+    let row =
+        sqlx::query("SELECT merged_into, doc FROM profiles WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(backend)?;
+    row.map(|r| {
+        Ok((
+            r.try_get(0).map_err(backend)?,
+            r.try_get(1).map_err(backend)?,
+        ))
+    })
+    .transpose()
+}
+
+async fn put_profile(
+    conn: &mut PgConnection,
+    workspace: &str,
+    id: &str,
+    merged_into: Option<&str>,
+    doc: Option<&str>,
+    at: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (workspace_id, id) DO UPDATE SET
+           merged_into = excluded.merged_into, doc = excluded.doc, updated_at = excluded.updated_at",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(merged_into)
+    .bind(doc)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn small(buckets: &[u16]) -> Vec<i16> {
+    buckets.iter().map(|b| *b as i16).collect()
+}
+
+impl ProjectionTx for Tx<'_> {
+    fn cursor(&mut self) -> Result<i64> {
+        block_on(
+            sqlx::query_scalar("SELECT coalesce(min(seq), 0)::bigint FROM bucket_cursors")
+                .fetch_one(self.conn()),
+        )
+        .map_err(backend)
+    }
+
+    fn set_cursor(&mut self, seq: i64) -> Result<()> {
+        block_on(
+            sqlx::query("UPDATE bucket_cursors SET seq = $1")
+                .bind(seq)
+                .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn bucket_cursors(&mut self, buckets: &[u16]) -> Result<Vec<i64>> {
+        let rows = block_on(
+            sqlx::query("SELECT bucket, seq FROM bucket_cursors WHERE bucket = ANY($1)")
+                .bind(small(buckets))
+                .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        let mut by_bucket = std::collections::HashMap::new();
+        for r in &rows {
+            let b: i16 = r.try_get(0).map_err(backend)?;
+            let s: i64 = r.try_get(1).map_err(backend)?;
+            by_bucket.insert(b as u16, s);
+        }
+        buckets
+            .iter()
+            .map(|b| {
+                by_bucket
+                    .get(b)
+                    .copied()
+                    .ok_or_else(|| StoreError::NotFound(format!("bucket {b}")))
+            })
+            .collect()
+    }
+
+    fn advance_buckets(&mut self, buckets: &[u16], seq: i64) -> Result<()> {
+        block_on(
+            sqlx::query("UPDATE bucket_cursors SET seq = $2 WHERE bucket = ANY($1) AND seq < $2")
+                .bind(small(buckets))
+                .bind(seq)
+                .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn fence(&mut self, node: &str, buckets: &[u16], now: Millis) -> Result<()> {
+        // A shared lock on the lease rows: no other node can claim them until this commits,
+        // and this node's own heartbeat skips them meanwhile.
+        let held: Vec<i16> = block_on(
+            sqlx::query_scalar(
+                "SELECT bucket FROM bucket_leases
+                 WHERE bucket = ANY($1) AND node = $2 AND lease_until >= $3 FOR SHARE",
+            )
+            .bind(small(buckets))
+            .bind(node)
+            .bind(now)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        if held.len() != buckets.len() {
+            return Err(StoreError::Conflict(format!(
+                "node {node} no longer holds every lease it is working on"
+            )));
+        }
+        Ok(())
+    }
+
+    fn lock_workspaces(&mut self, workspaces: &[&str]) -> Result<()> {
+        let mut sorted: Vec<&str> = workspaces.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for ws in sorted {
+            block_on(
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind(WORKSPACE_LOCK_SPACE)
+                    .bind(ws)
+                    .execute(self.conn()),
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn epoch(&mut self) -> Result<i64> {
+        let v: Option<i64> = block_on(
+            sqlx::query_scalar("SELECT value FROM projection_state WHERE name = $1")
+                .bind(EPOCH)
+                .fetch_optional(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    fn bump_epoch(&mut self) -> Result<()> {
+        block_on(
+            sqlx::query(
+                "INSERT INTO projection_state (name, value) VALUES ($1, 1)
+                 ON CONFLICT (name) DO UPDATE SET value = projection_state.value + 1",
+            )
+            .bind(EPOCH)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn has_drops(&mut self, workspace: &str) -> Result<bool> {
+        let row = block_on(
+            sqlx::query("SELECT 1 FROM identifier_drops WHERE workspace_id = $1 LIMIT 1")
+                .bind(workspace)
+                .fetch_optional(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
+        block_on(
+            sqlx::query_scalar(
+                "SELECT profile_id FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+            )
+            .bind(workspace)
+            .bind(&id.kind)
+            .bind(&id.value)
+            .fetch_optional(self.conn()),
+        )
+        .map_err(backend)
+    }
+
+    fn droppers(&mut self, workspace: &str, id: &Identifier) -> Result<Vec<String>> {
+        block_on(
+            sqlx::query_scalar(
+                "SELECT profile_id FROM identifier_drops WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+            )
+            .bind(workspace)
+            .bind(&id.kind)
+            .bind(&id.value)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)
+    }
+
+    fn drops_of(&mut self, workspace: &str, profile: &str) -> Result<Vec<Identifier>> {
+        let rows = block_on(
+            sqlx::query(
+                "SELECT id_type, id_value FROM identifier_drops WHERE workspace_id = $1 AND profile_id = $2",
+            )
+            .bind(workspace)
+            .bind(profile)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Identifier::new(
+                    r.try_get::<String, _>(0).map_err(backend)?,
+                    r.try_get::<String, _>(1).map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn profile(&mut self, workspace: &str, id: &str) -> Result<Option<Profile>> {
+        match block_on(read_profile(self.conn(), workspace, id))? {
+            Some((None, Some(doc))) => Ok(Some(decode(&doc)?)),
+            _ => Ok(None),
+        }
+    }
+
+    fn separations(&mut self, workspace: &str) -> Result<Vec<Separation>> {
+        let rows = block_on(
+            sqlx::query(
+                "SELECT a_type, a_value, b_type, b_value FROM separations WHERE workspace_id = $1 ORDER BY id",
+            )
+            .bind(workspace)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let s = |i: usize| r.try_get::<String, _>(i).map_err(backend);
+                Ok((Identifier::new(s(0)?, s(1)?), Identifier::new(s(2)?, s(3)?)))
+            })
+            .collect()
+    }
+
+    fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()> {
+        let doc = serde_json::to_string(profile).map_err(corrupt)?;
+        block_on(put_profile(
+            self.conn(),
+            workspace,
+            &profile.id,
+            None,
+            Some(&doc),
+            at,
+        ))
+    }
+
+    fn redirect_profile(
+        &mut self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+        at: Millis,
+    ) -> Result<()> {
+        block_on(put_profile(
+            self.conn(),
+            workspace,
+            from,
+            Some(to),
+            None,
+            at,
+        ))
+    }
+
+    fn link(
+        &mut self,
+        workspace: &str,
+        id: &Identifier,
+        profile: &str,
+        linked_by: &str,
+        at: Millis,
+    ) -> Result<()> {
+        block_on(
+            sqlx::query(
+                "INSERT INTO identifiers (workspace_id, id_type, id_value, profile_id, linked_by, linked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (workspace_id, id_type, id_value) DO UPDATE SET
+                   profile_id = excluded.profile_id, linked_by = excluded.linked_by, linked_at = excluded.linked_at",
+            )
+            .bind(workspace)
+            .bind(&id.kind)
+            .bind(&id.value)
+            .bind(profile)
+            .bind(linked_by)
+            .bind(at)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = ids.iter().map(|i| i.kind.as_str()).collect();
+        let values: Vec<&str> = ids.iter().map(|i| i.value.as_str()).collect();
+        block_on(
+            sqlx::query(
+                "UPDATE identifiers i SET profile_id = $4
+                 FROM unnest($2::text[], $3::text[]) AS x(t, v)
+                 WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v",
+            )
+            .bind(workspace)
+            .bind(kinds)
+            .bind(values)
+            .bind(profile)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()> {
+        let kinds: Vec<&str> = drops.iter().map(|i| i.kind.as_str()).collect();
+        let values: Vec<&str> = drops.iter().map(|i| i.value.as_str()).collect();
+        block_on(async {
+            let conn = self.conn();
+            sqlx::query("DELETE FROM identifier_drops WHERE workspace_id = $1 AND profile_id = $2")
+                .bind(workspace)
+                .bind(profile)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            if !kinds.is_empty() {
+                sqlx::query(
+                    "INSERT INTO identifier_drops (workspace_id, id_type, id_value, profile_id)
+                     SELECT $1, t, v, $4 FROM unnest($2::text[], $3::text[]) AS x(t, v)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(workspace)
+                .bind(&kinds)
+                .bind(&values)
+                .bind(profile)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()> {
+        block_on(
+            sqlx::query(
+                "INSERT INTO profile_events (workspace_id, profile_id, seq) VALUES ($1, $2, $3)
+                 ON CONFLICT (workspace_id, profile_id, seq) DO NOTHING",
+            )
+            .bind(workspace)
+            .bind(profile)
+            .bind(seq)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn record_merge(&mut self, workspace: &str, m: &MergeRecord, at: Millis) -> Result<()> {
+        let doc = serde_json::to_string(m).map_err(corrupt)?;
+        block_on(
+            sqlx::query(
+                "INSERT INTO merges (workspace_id, winner, loser, cause_message_id, doc, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, 'active', $6)
+                 ON CONFLICT (workspace_id, loser, cause_message_id) DO UPDATE SET
+                   winner = excluded.winner, doc = excluded.doc, status = 'active'",
+            )
+            .bind(workspace)
+            .bind(&m.winner)
+            .bind(&m.loser)
+            .bind(&m.cause.mid)
+            .bind(doc)
+            .bind(at)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>> {
+        block_on(family(self.conn(), workspace, profile))
+    }
+
+    fn events_of(&mut self, workspace: &str, profiles: &[String]) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::new();
+        for p in profiles {
+            let rows = block_on(
+                sqlx::query(sql!(
+                    "SELECT {} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                     WHERE pe.workspace_id = $1 AND pe.profile_id = $2 ORDER BY e.seq",
+                    event_cols_of_e()
+                ))
+                .bind(workspace)
+                .bind(p)
+                .fetch_all(self.conn()),
+            )
+            .map_err(backend)?;
+            out.extend(to_events(&rows)?);
+        }
+        Ok(out)
+    }
+
+    fn clear_profiles(&mut self, workspace: &str, profiles: &[String]) -> Result<()> {
+        for p in profiles {
+            if let Some(profile) = self.profile(workspace, p)? {
+                let kinds: Vec<&str> = profile
+                    .identifiers
+                    .iter()
+                    .map(|i| i.kind.as_str())
+                    .collect();
+                let values: Vec<&str> = profile
+                    .identifiers
+                    .iter()
+                    .map(|i| i.value.as_str())
+                    .collect();
+                block_on(
+                    sqlx::query(
+                        "DELETE FROM identifiers i USING unnest($2::text[], $3::text[]) AS x(t, v)
+                         WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v AND i.profile_id = $4",
+                    )
+                    .bind(workspace)
+                    .bind(&kinds)
+                    .bind(&values)
+                    .bind(p)
+                    .execute(self.conn()),
+                )
+                .map_err(backend)?;
+            }
+            for sql in [
+                "DELETE FROM identifier_drops WHERE workspace_id = $1 AND profile_id = $2",
+                "DELETE FROM profile_events WHERE workspace_id = $1 AND profile_id = $2",
+                "UPDATE merges SET status = 'superseded', undone_at = NULL
+                 WHERE workspace_id = $1 AND winner = $2 AND status = 'active'",
+            ] {
+                block_on(
+                    sqlx::query(sql)
+                        .bind(workspace)
+                        .bind(p)
+                        .execute(self.conn()),
+                )
+                .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_separation(
+        &mut self,
+        workspace: &str,
+        (a, b): &Separation,
+        merge_id: i64,
+        at: Millis,
+    ) -> Result<()> {
+        block_on(
+            sqlx::query(
+                "INSERT INTO separations (workspace_id, a_type, a_value, b_type, b_value, merge_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(workspace)
+            .bind(&a.kind)
+            .bind(&a.value)
+            .bind(&b.kind)
+            .bind(&b.value)
+            .bind(merge_id)
+            .bind(at)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool> {
+        let done = block_on(
+            sqlx::query(
+                "UPDATE merges SET status = 'undone', undone_at = $3 WHERE workspace_id = $1 AND id = $2 AND status = 'active'",
+            )
+            .bind(workspace)
+            .bind(merge_id)
+            .bind(at)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn reset_all(&mut self) -> Result<()> {
+        block_on(
+            sqlx::raw_sql(
+                "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events;
+                 DELETE FROM merges WHERE status <> 'undone';",
+            )
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        self.bump_epoch()
+    }
+}
+
+const MERGE_COLS: &str = "id, workspace_id, doc, status, created_at, undone_at";
+
+fn to_merge(r: &PgRow) -> Result<MergeRow> {
+    let doc: String = r.try_get(2).map_err(backend)?;
+    let status: String = r.try_get(3).map_err(backend)?;
+    Ok(MergeRow {
+        id: r.try_get(0).map_err(backend)?,
+        workspace_id: r.try_get(1).map_err(backend)?,
+        merge: serde_json::from_str(&doc).map_err(corrupt)?,
+        status: match status.as_str() {
+            "active" => MergeStatus::Active,
+            "undone" => MergeStatus::Undone,
+            _ => MergeStatus::Superseded,
+        },
+        created_at: r.try_get(4).map_err(backend)?,
+        undone_at: r.try_get(5).map_err(backend)?,
+    })
+}
+
+impl Projections for PgStore {
+    fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            // The closure polls its own queries on this thread (nested `block_on`).
+            let outcome = f(&mut Tx { tx: &mut tx });
+            match outcome {
+                Ok(()) => tx.commit().await.map_err(backend),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn processed_seq(&self) -> Result<i64> {
+        self.run(
+            sqlx::query_scalar("SELECT coalesce(min(seq), 0)::bigint FROM bucket_cursors")
+                .fetch_one(&self.pool),
+        )
+        .map_err(backend)
+    }
+
+    fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>> {
+        self.run(async {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let mut current = id.to_string();
+            for _ in 0..10_000 {
+                match read_profile(&mut conn, workspace, &current).await? {
+                    None => return Ok(None),
+                    Some((Some(next), _)) => current = next,
+                    Some((None, Some(doc))) => return Ok(Some(decode(&doc)?)),
+                    Some((None, None)) => {
+                        return Err(corrupt(format!("profile {current} has no document")))
+                    }
+                }
+            }
+            Err(StoreError::Corrupt(format!(
+                "profile {id} redirects in a loop"
+            )))
+        })
+    }
+
+    fn lookup(&self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
+        self.run(
+            sqlx::query_scalar(
+                "SELECT profile_id FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+            )
+            .bind(workspace)
+            .bind(&id.kind)
+            .bind(&id.value)
+            .fetch_optional(&self.pool),
+        )
+        .map_err(backend)
+    }
+
+    fn identifiers(&self, workspace: &str, profile: &str) -> Result<Vec<IdentifierRow>> {
+        let Some(doc) = self
+            .profile(workspace, profile)?
+            .filter(|p| p.id == profile)
+        else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<&Identifier> = doc.identifiers.iter().collect();
+        let kinds: Vec<&str> = ids.iter().map(|i| i.kind.as_str()).collect();
+        let values: Vec<&str> = ids.iter().map(|i| i.value.as_str()).collect();
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT x.n, i.linked_by, i.linked_at FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(t, v, n)
+                     JOIN identifiers i ON i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v
+                     WHERE i.profile_id = $4 ORDER BY x.n",
+                )
+                .bind(workspace)
+                .bind(&kinds)
+                .bind(&values)
+                .bind(profile)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get(0).map_err(backend)?;
+                Ok(IdentifierRow {
+                    identifier: ids[(n - 1) as usize].clone(),
+                    profile_id: profile.to_string(),
+                    linked_by: r.try_get(1).map_err(backend)?,
+                    linked_at: r.try_get(2).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    fn merges_of(&self, workspace: &str, profile: &str) -> Result<Vec<MergeRow>> {
+        self.run(async {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let fam = family(&mut conn, workspace, profile).await?;
+            let rows = sqlx::query(sql!(
+                "SELECT {MERGE_COLS} FROM merges WHERE workspace_id = $1
+                 AND (winner = ANY($2) OR loser = ANY($2)) ORDER BY id"
+            ))
+            .bind(workspace)
+            .bind(&fam)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+            rows.iter().map(to_merge).collect()
+        })
+    }
+
+    fn merge(&self, workspace: &str, merge_id: i64) -> Result<Option<MergeRow>> {
+        let row = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {MERGE_COLS} FROM merges WHERE workspace_id = $1 AND id = $2"
+                ))
+                .bind(workspace)
+                .bind(merge_id)
+                .fetch_optional(&self.pool),
+            )
+            .map_err(backend)?;
+        row.as_ref().map(to_merge).transpose()
+    }
+
+    fn timeline(
+        &self,
+        workspace: &str,
+        profile: &str,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        self.run(async {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let fam = family(&mut conn, workspace, profile).await?;
+            let rows = sqlx::query(sql!(
+                "SELECT {} FROM profile_events pe JOIN events e ON e.seq = pe.seq
+                 WHERE pe.workspace_id = $1 AND pe.profile_id = ANY($2) AND pe.seq < $3
+                 ORDER BY pe.seq DESC LIMIT $4",
+                event_cols_of_e()
+            ))
+            .bind(workspace)
+            .bind(&fam)
+            .bind(before_seq.unwrap_or(i64::MAX))
+            .bind(limit as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+            to_events(&rows)
+        })
+    }
+
+    fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT doc FROM profiles WHERE workspace_id = $1 AND id > $2 AND merged_into IS NULL AND doc IS NOT NULL
+                     ORDER BY id LIMIT $3",
+                )
+                .bind(workspace)
+                .bind(after_id)
+                .bind(limit as i64)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        strings(&rows)?.iter().map(|d| decode(d)).collect()
+    }
+
+    fn profile_count(&self, workspace: &str) -> Result<u64> {
+        let n: i64 = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM profiles WHERE workspace_id = $1 AND merged_into IS NULL",
+                )
+                .bind(workspace)
+                .fetch_one(&self.pool),
+            )
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+}

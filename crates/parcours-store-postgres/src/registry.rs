@@ -1,0 +1,198 @@
+use parcours_core::channel::Channel;
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_store::{Registry, Result, Role, Source, StoreError, Token, Workspace};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::{backend, corrupt, PgStore};
+
+pub(crate) fn conflict_or_backend(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(format!("{what} already exists"))
+        }
+        _ => backend(e),
+    }
+}
+
+fn to_workspace(r: &PgRow) -> Result<Workspace> {
+    let rules: String = r.try_get(3).map_err(backend)?;
+    Ok(Workspace {
+        id: r.try_get(0).map_err(backend)?,
+        name: r.try_get(1).map_err(backend)?,
+        created_at: r.try_get(2).map_err(backend)?,
+        identity_rules: serde_json::from_str(&rules).map_err(corrupt)?,
+    })
+}
+
+fn to_source(r: &PgRow) -> Result<Source> {
+    let channel: Option<String> = r.try_get(3).map_err(backend)?;
+    Ok(Source {
+        id: r.try_get(0).map_err(backend)?,
+        workspace_id: r.try_get(1).map_err(backend)?,
+        name: r.try_get(2).map_err(backend)?,
+        channel: channel.as_deref().and_then(Channel::parse),
+        created_at: r.try_get(4).map_err(backend)?,
+    })
+}
+
+fn to_token(r: &PgRow) -> Result<Token> {
+    let role: String = r.try_get(3).map_err(backend)?;
+    Ok(Token {
+        id: r.try_get(0).map_err(backend)?,
+        workspace_id: r.try_get(1).map_err(backend)?,
+        name: r.try_get(2).map_err(backend)?,
+        role: Role::parse(&role).unwrap_or(Role::ReadOnly),
+        instance_admin: r.try_get(4).map_err(backend)?,
+        created_at: r.try_get(5).map_err(backend)?,
+    })
+}
+
+const WORKSPACE_COLS: &str = "id, name, created_at, identity_rules";
+const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at";
+const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at";
+
+impl PgStore {
+    fn rows<T>(
+        &self,
+        sql: sqlx::AssertSqlSafe<String>,
+        arg: &str,
+        map: impl Fn(&PgRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = self
+            .run(sqlx::query(sql).bind(arg).fetch_all(&self.pool))
+            .map_err(backend)?;
+        rows.iter().map(map).collect()
+    }
+}
+
+impl Registry for PgStore {
+    fn create_workspace(&self, w: &Workspace) -> Result<()> {
+        let rules = serde_json::to_string(&w.identity_rules).map_err(corrupt)?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO workspaces (id, name, created_at, identity_rules) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&w.id)
+            .bind(&w.name)
+            .bind(w.created_at)
+            .bind(rules)
+            .execute(&self.pool),
+        )
+        .map_err(|e| conflict_or_backend(e, "workspace"))?;
+        Ok(())
+    }
+
+    fn workspaces(&self) -> Result<Vec<Workspace>> {
+        let rows = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {WORKSPACE_COLS} FROM workspaces ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        rows.iter().map(to_workspace).collect()
+    }
+
+    fn workspace(&self, id: &str) -> Result<Option<Workspace>> {
+        Ok(self
+            .rows(
+                sql!("SELECT {WORKSPACE_COLS} FROM workspaces WHERE id = $1"),
+                id,
+                to_workspace,
+            )?
+            .pop())
+    }
+
+    fn set_identity_rules(&self, workspace: &str, rules: &IdentityRulesConfig) -> Result<()> {
+        let rules = serde_json::to_string(rules).map_err(corrupt)?;
+        let done = self
+            .run(
+                sqlx::query("UPDATE workspaces SET identity_rules = $2 WHERE id = $1")
+                    .bind(workspace)
+                    .bind(rules)
+                    .execute(&self.pool),
+            )
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("workspace {workspace}")));
+        }
+        Ok(())
+    }
+
+    fn create_source(&self, s: &Source, key_hash: &str) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&s.id)
+            .bind(&s.workspace_id)
+            .bind(&s.name)
+            .bind(s.channel.map(|c| c.as_str()))
+            .bind(key_hash)
+            .bind(s.created_at)
+            .execute(&self.pool),
+        )
+        .map_err(|e| conflict_or_backend(e, "source"))?;
+        Ok(())
+    }
+
+    fn sources(&self, workspace: &str) -> Result<Vec<Source>> {
+        self.rows(
+            sql!(
+                "SELECT {SOURCE_COLS} FROM sources WHERE workspace_id = $1 ORDER BY created_at, id"
+            ),
+            workspace,
+            to_source,
+        )
+    }
+
+    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>> {
+        Ok(self
+            .rows(
+                sql!("SELECT {SOURCE_COLS} FROM sources WHERE write_key_hash = $1"),
+                key_hash,
+                to_source,
+            )?
+            .pop())
+    }
+
+    fn create_token(&self, t: &Token, token_hash: &str) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&t.id)
+            .bind(&t.workspace_id)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(t.instance_admin)
+            .bind(token_hash)
+            .bind(t.created_at)
+            .execute(&self.pool),
+        )
+        .map_err(|e| conflict_or_backend(e, "token"))?;
+        Ok(())
+    }
+
+    fn tokens(&self, workspace: &str) -> Result<Vec<Token>> {
+        self.rows(
+            sql!("SELECT {TOKEN_COLS} FROM tokens WHERE workspace_id = $1 ORDER BY created_at, id"),
+            workspace,
+            to_token,
+        )
+    }
+
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>> {
+        Ok(self
+            .rows(
+                sql!("SELECT {TOKEN_COLS} FROM tokens WHERE token_hash = $1"),
+                token_hash,
+                to_token,
+            )?
+            .pop())
+    }
+}
