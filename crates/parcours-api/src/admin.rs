@@ -527,6 +527,7 @@ async fn create_workspace(
         let created = blocking(move || {
             Ok(provision_workspace(
                 st.as_ref(),
+                None,
                 body.name.trim(),
                 now,
                 None,
@@ -554,6 +555,7 @@ pub struct Provisioned {
 /// are (bootstrap from configuration); otherwise new ones are made.
 pub fn provision_workspace(
     store: &dyn parcours_store::Store,
+    id: Option<&str>,
     name: &str,
     now: i64,
     write_key: Option<String>,
@@ -561,7 +563,7 @@ pub fn provision_workspace(
     instance_admin: bool,
 ) -> parcours_store::Result<Provisioned> {
     let workspace = Workspace {
-        id: new_secret("ws")[..15].to_string(),
+        id: id.map_or_else(|| new_secret("ws")[..15].to_string(), str::to_string),
         name: name.to_string(),
         created_at: now,
         identity_rules: IdentityRulesConfig::default(),

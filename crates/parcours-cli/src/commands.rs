@@ -45,7 +45,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     eprintln!(
         "Parcours is listening on {} (data in {})",
         node.url(),
-        config.data_dir.display()
+        config.location()
     );
     if let Some(p) = &created {
         print_provisioned(p, &node.url());
@@ -65,7 +65,15 @@ pub async fn demo(
     if config.data_dir == Config::default().data_dir {
         config.data_dir = "./parcours-demo-data".into();
     }
-    if config.data_dir.exists() && !keep {
+    if config.postgres().is_some() {
+        let store = open_store(&config)?;
+        if !keep && !store.workspaces()?.is_empty() {
+            bail!(
+                "{} already holds data; run the demo on an empty database, or pass --keep to serve what is there",
+                config.location()
+            );
+        }
+    } else if config.data_dir.exists() && !keep {
         eprintln!(
             "starting a fresh demo in {} (the previous demo data is replaced)",
             config.data_dir.display()
@@ -170,7 +178,7 @@ pub async fn demo(
         println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001' | jq .channels", p.admin_token);
         println!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", keys["Web shop"]);
     } else {
-        eprintln!("reusing the demo data in {}", config.data_dir.display());
+        eprintln!("reusing the demo data in {}", config.location());
     }
     eprintln!("Parcours demo is running on {url}; Ctrl-C to stop.");
     shutdown_signal().await;
@@ -464,6 +472,16 @@ fn channels(p: &parcours_core::Profile) -> Value {
 
 pub fn replay(config: &Config) -> anyhow::Result<()> {
     let store = open_store(config)?;
+    let ttl = config.cluster.lease_timeout_ms as i64;
+    let live = store.nodes(now() - ttl)?;
+    if !live.is_empty() {
+        let ids: Vec<&str> = live.iter().map(|n| n.id.as_str()).collect();
+        bail!(
+            "stop every node before a replay; still running: {} (a node that was killed is forgotten {} s after its last heartbeat)",
+            ids.join(", "),
+            ttl / 1000
+        );
+    }
     let total = store.last_seq()?.max(0) as u64;
     let pb = bar(total, "replaying");
     let started = Instant::now();
@@ -483,7 +501,7 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
 
 pub fn create_workspace(config: &Config, name: &str) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    let p = provision_workspace(store.as_ref(), name, now(), None, None, false)?;
+    let p = provision_workspace(store.as_ref(), None, name, now(), None, None, false)?;
     print_provisioned(
         &p,
         &format!("http://{}:{}", config.http.host, config.http.port),

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the embedded store lives.
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: store everything in PostgreSQL (several nodes can share it)
+    /// instead of the embedded store in `data_dir`.
+    pub database: Option<String>,
     pub http: Http,
+    pub cluster: Cluster,
     pub storage: Storage,
     pub ingest: Ingest,
     pub bootstrap: Bootstrap,
@@ -32,6 +36,33 @@ pub struct Http {
 pub struct Storage {
     /// `full` (fsync every commit; survives power loss) or `normal` (survives a crash of Parcours).
     pub durability: String,
+    /// Drop events received more than this many days ago (whole days); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+/// How the nodes sharing a PostgreSQL database split the work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// Unique per node; default: host name, port and process id.
+    pub node_id: Option<String>,
+    /// A dead node's buckets are taken over within this many milliseconds.
+    pub lease_timeout_ms: u64,
+    /// Events per unify transaction on PostgreSQL (short, so leases move quickly).
+    pub unify_batch: usize,
+    /// Database connections per node.
+    pub max_connections: u32,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            lease_timeout_ms: 10_000,
+            unify_batch: 1_000,
+            max_connections: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,7 +93,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./parcours-data"),
+            database: None,
             http: Http::default(),
+            cluster: Cluster::default(),
             storage: Storage::default(),
             ingest: Ingest::default(),
             bootstrap: Bootstrap::default(),
@@ -85,6 +118,7 @@ impl Default for Storage {
     fn default() -> Self {
         Self {
             durability: "full".into(),
+            retention_days: 0,
         }
     }
 }
@@ -112,6 +146,8 @@ impl Default for Log {
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpOverrides>,
 }
@@ -145,7 +181,47 @@ impl Config {
                 config.storage.durability
             ));
         }
+        if let Some(url) = &config.database {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!(
+                    "database must be a postgres:// URL (leave it unset for the embedded store), not `{url}`"
+                ));
+            }
+        }
+        if config.cluster.lease_timeout_ms < 1_000 {
+            return Err("cluster.lease_timeout_ms must be at least 1000".into());
+        }
+        if config.cluster.unify_batch == 0 {
+            return Err("cluster.unify_batch must be at least 1".into());
+        }
         Ok(config)
+    }
+
+    /// The PostgreSQL URL, if this node uses PostgreSQL.
+    pub fn postgres(&self) -> Option<&str> {
+        self.database.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// Where the data lives, for messages.
+    pub fn location(&self) -> String {
+        match self.postgres() {
+            Some(url) => format!("PostgreSQL {}", redact(url)),
+            None => format!("{}", self.data_dir.display()),
+        }
+    }
+}
+
+/// A database URL without its password.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -187,11 +263,26 @@ mod tests {
             jail.create_file("parcours.toml", "[storage]\ndurability = \"sometimes\"")?;
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("durability"), "{err}");
+            jail.create_file("parcours.toml", "database = \"mysql://x\"")?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("postgres://"), "{err}");
             jail.create_file("parcours.toml", "[http]\nprot = 1")?;
             assert!(Config::load(None, &Overrides::default())
                 .unwrap_err()
                 .contains("prot"));
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://app:s3cret@db:5432/parcours"),
+            "postgres://app:***@db:5432/parcours"
+        );
+        assert_eq!(super::redact("postgres://db/parcours"), "postgres://db/parcours");
     }
 }

@@ -15,13 +15,17 @@ struct Cli {
     /// Data directory of the embedded store.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Store everything in PostgreSQL (postgres://user:password@host:port/database) instead of
+    /// the embedded store; several nodes can share one database.
+    #[arg(long, global = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (tracking API, admin API) on the embedded store.
+    /// Run the HTTP server (tracking API, admin API) on the embedded store or PostgreSQL.
     Serve {
         #[arg(long)]
         host: Option<String>,
@@ -60,7 +64,7 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Rebuild the identity graph and profiles from the event log (stop the server first).
+    /// Rebuild the identity graph and profiles from the event log (stop every node first).
     Replay,
     /// Workspaces.
     Workspace {
@@ -143,6 +147,7 @@ fn main() -> std::process::ExitCode {
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
+        database: cli.database.clone(),
         http: (host.is_some() || port.is_some()).then_some(HttpOverrides { host, port }),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use parcours_api::{provision_workspace, ApiConfig, AppState, Provisioned};
 use parcours_core::time::Clock;
-use parcours_engine::{Engine, EngineConfig, SystemClock};
-use parcours_store::Store;
+use parcours_engine::{ClusterConfig, Engine, EngineConfig, SystemClock};
+use parcours_store::{Store, StoreError};
+use parcours_store_postgres::{PgConfig, PgStore};
 use parcours_store_sqlite::{Durability, SqliteStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,6 +27,13 @@ pub struct Node {
 }
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = config.postgres() {
+        let mut pg = PgConfig::new(url);
+        pg.max_connections = config.cluster.max_connections;
+        let store = PgStore::connect(&pg)
+            .with_context(|| format!("cannot open the store in {}", config.location()))?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -53,14 +61,56 @@ pub fn bootstrap(
         return Ok(None);
     }
     let b = &config.bootstrap;
-    Ok(Some(provision_workspace(
+    match provision_workspace(
         store,
+        Some(DEFAULT_WORKSPACE),
         "Default workspace",
         now,
         b.write_key.clone(),
         b.admin_token.clone(),
         true,
-    )?))
+    ) {
+        Ok(p) => Ok(Some(p)),
+        // Another node of the cluster, starting at the same moment, created it first.
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The id of the workspace created on first start (fixed, so that nodes starting together
+/// create it once).
+pub const DEFAULT_WORKSPACE: &str = "ws_default";
+
+/// This node's id in a cluster: configured, or host name, port and process id.
+pub fn node_id(config: &Config) -> String {
+    config.cluster.node_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        format!("{host}:{}:{}", config.http.port, std::process::id())
+    })
+}
+
+/// The janitor's hourly round: backend upkeep, forgetting old messageIds, retention.
+fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u32) {
+    if let Err(e) = store.maintain(now) {
+        tracing::warn!(error = %e, "store maintenance failed");
+    }
+    match store.prune_message_ids(now - window.as_millis() as i64) {
+        Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot messageIds outside the dedup window"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning messageIds failed"),
+    }
+    if retention_days > 0 {
+        let before = now - i64::from(retention_days) * parcours_core::time::DAY;
+        match store.drop_events_before(before) {
+            Ok(n) if n > 0 => tracing::info!(dropped = n, "dropped events past the retention period"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention failed"),
+        }
+    }
 }
 
 impl Node {
@@ -68,13 +118,30 @@ impl Node {
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Node> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let window = Duration::from_secs(u64::from(config.ingest.dedup_window_days) * 86_400);
+        let addr = format!("{}:{}", config.http.host, config.http.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        // On PostgreSQL every node, even a lone one, takes part in the cluster: it works on the
+        // buckets it holds a lease on.
+        let cluster = config.postgres().map(|_| ClusterConfig {
+            node_id: node_id(config),
+            address: addr.to_string(),
+            lease_timeout: Duration::from_millis(config.cluster.lease_timeout_ms),
+        });
         let engine = Engine::start(
             store.clone(),
             clock.clone(),
             EngineConfig {
                 dedup_window: window,
                 unify: config.ingest.unify,
-                ..EngineConfig::default()
+                unify_batch: if cluster.is_some() {
+                    config.cluster.unify_batch
+                } else {
+                    parcours_engine::UNIFY_BATCH
+                },
+                cluster,
             },
         );
         let state = AppState::new(
@@ -83,11 +150,6 @@ impl Node {
                 rate_limit_per_second: config.http.rate_limit_per_second,
             },
         );
-        let addr = format!("{}:{}", config.http.host, config.http.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = parcours_api::router(state.clone());
         let server = tokio::spawn(async move {
@@ -101,18 +163,16 @@ impl Node {
                 tracing::error!(error = %e, "http server failed");
             }
         });
+        let retention_days = config.storage.retention_days;
         let janitor = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every.tick().await;
-                let (store, before) = (store.clone(), clock.now() - window.as_millis() as i64);
-                match tokio::task::spawn_blocking(move || store.prune_message_ids(before)).await {
-                    Ok(Ok(n)) if n > 0 => {
-                        tracing::info!(pruned = n, "forgot messageIds outside the dedup window")
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning messageIds failed"),
-                    _ => {}
-                }
+                let (store, clock) = (store.clone(), clock.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    housekeeping(store.as_ref(), clock.now(), window, retention_days)
+                })
+                .await;
             }
         });
         Ok(Node {

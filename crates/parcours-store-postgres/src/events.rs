@@ -331,6 +331,10 @@ impl EventLog for PgStore {
         )
     }
 
+    fn maintain(&self, now: Millis) -> Result<()> {
+        self.ensure_partitions(now)
+    }
+
     fn drop_events_before(&self, before: Millis) -> Result<u64> {
         let cutoff = day_start(before);
         self.run(async {

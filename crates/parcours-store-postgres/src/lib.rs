@@ -76,7 +76,17 @@ impl PgConfig {
 
 pub struct PgStore {
     pool: PgPool,
-    rt: Arc<tokio::runtime::Runtime>,
+    /// Always `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Without waiting: the store may be dropped on an async executor's thread.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Wakes the thread that polls a future.
@@ -111,7 +121,6 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot start the database runtime: {e}")))?;
-        let rt = Arc::new(rt);
         let options: PgConnectOptions = config
             .url
             .parse()
@@ -126,7 +135,7 @@ impl PgStore {
             )
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?
         };
-        let store = Self { pool, rt };
+        let store = Self { pool, rt: Some(rt) };
         store.migrate()?;
         store.ensure_partitions(now_millis())?;
         Ok(store)
@@ -134,7 +143,7 @@ impl PgStore {
 
     /// Runs a future of this store's on the calling thread.
     pub(crate) fn run<F: Future>(&self, fut: F) -> F::Output {
-        let _entered = self.rt.enter();
+        let _entered = self.rt.as_ref().expect("the store's runtime").enter();
         block_on(fut)
     }
 
@@ -168,6 +177,9 @@ impl PgStore {
             for d in -1..=PARTITIONS_AHEAD {
                 let from = today + d * DAY;
                 let name = partition_name(from);
+                if exists(&self.pool, &name).await? {
+                    continue;
+                }
                 let sql = format!(
                     "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({})",
                     from + DAY

@@ -75,6 +75,11 @@ pub trait EventLog: Send + Sync {
     /// (whole days, so PostgreSQL drops day partitions instead of deleting rows). Returns how
     /// many events were removed.
     fn drop_events_before(&self, before: Millis) -> Result<u64>;
+    /// Housekeeping a backend needs from time to time (PostgreSQL creates the coming days'
+    /// event partitions). Nodes call it hourly.
+    fn maintain(&self, _now: Millis) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Events that parsed but broke the spec, kept for inspection and replay.
