@@ -283,6 +283,9 @@ mod redact_tests {
             super::redact("postgres://app:s3cret@db:5432/parcours"),
             "postgres://app:***@db:5432/parcours"
         );
-        assert_eq!(super::redact("postgres://db/parcours"), "postgres://db/parcours");
+        assert_eq!(
+            super::redact("postgres://db/parcours"),
+            "postgres://db/parcours"
+        );
     }
 }

@@ -106,7 +106,9 @@ fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u
     if retention_days > 0 {
         let before = now - i64::from(retention_days) * parcours_core::time::DAY;
         match store.drop_events_before(before) {
-            Ok(n) if n > 0 => tracing::info!(dropped = n, "dropped events past the retention period"),
+            Ok(n) if n > 0 => {
+                tracing::info!(dropped = n, "dropped events past the retention period")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention failed"),
         }

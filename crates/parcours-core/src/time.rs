@@ -58,6 +58,14 @@ impl EventKey {
     }
 }
 
+/// One UTC day in milliseconds.
+pub const DAY: Millis = 86_400_000;
+
+/// The start (UTC midnight) of the day that contains `ms`.
+pub fn day_start(ms: Millis) -> Millis {
+    ms.div_euclid(DAY) * DAY
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,12 +80,4 @@ mod tests {
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(format_timestamp(z), "2024-03-01T10:00:00.000Z");
     }
-}
-
-/// One UTC day in milliseconds.
-pub const DAY: Millis = 86_400_000;
-
-/// The start (UTC midnight) of the day that contains `ms`.
-pub fn day_start(ms: Millis) -> Millis {
-    ms.div_euclid(DAY) * DAY
 }

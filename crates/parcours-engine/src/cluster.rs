@@ -28,10 +28,11 @@ impl ClusterConfig {
         self.lease_timeout / 10
     }
 
-    /// How long a lease lasts after each renewal: the timeout less one poll, so that a peer
-    /// polling every [`poll`](Self::poll) claims a dead node's bucket within the timeout.
+    /// How long a lease lasts after each renewal: the timeout less two polls, so that a peer
+    /// polling every [`poll`](Self::poll) (plus the time a round takes) claims a dead node's
+    /// bucket within the timeout.
     pub fn lease_ttl(&self) -> Duration {
-        self.lease_timeout - self.poll()
+        self.lease_timeout - 2 * self.poll()
     }
 }
 

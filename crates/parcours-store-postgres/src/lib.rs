@@ -358,3 +358,36 @@ mod tests {
         assert_eq!(store.event_count("ws").unwrap(), 1);
     }
 }
+
+/// One event's application, for checking order after the fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Application {
+    pub bucket: u16,
+    pub seq: i64,
+    /// Position in the cluster-wide order in which events were applied.
+    pub applied: i64,
+}
+
+impl PgStore {
+    /// Every event's assignment to a profile in the order it was applied (diagnostics: within
+    /// a bucket, `seq` must grow with `applied`).
+    pub fn application_order(&self) -> Result<Vec<Application>> {
+        let rows: Vec<(i16, i64, i64)> = self
+            .run(
+                sqlx::query_as(
+                    "SELECT e.bucket, pe.seq, pe.applied FROM profile_events pe
+                     JOIN events e ON e.seq = pe.seq ORDER BY pe.applied",
+                )
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(bucket, seq, applied)| Application {
+                bucket: bucket as u16,
+                seq,
+                applied,
+            })
+            .collect())
+    }
+}

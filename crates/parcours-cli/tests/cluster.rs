@@ -1,0 +1,305 @@
+//! Scale-out: three `parcours serve` processes share one PostgreSQL database. A sustained
+//! stream goes through all three, one is killed with SIGKILL, and its buckets move to the
+//! others within the lease timeout. Afterwards every acknowledged event is stored once, each
+//! bucket's events were applied in log order, and the profiles are exactly what a single-node
+//! replay of the same log produces.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use parcours_cli::node::DEFAULT_WORKSPACE;
+use parcours_store::{Cluster as _, EventLog, Projections};
+use parcours_store_postgres::testing::TempDatabase;
+use parcours_store_postgres::{PgConfig, PgStore};
+use parcours_testkit::cluster::{Cluster, ClusterSpec};
+use parcours_testkit::http::Client;
+use serde_json::json;
+
+const KEY: &str = "wk_cluster";
+const ADMIN: &str = "pat_cluster";
+const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
+const CUSTOMERS: usize = 240;
+const WORKERS: usize = 6;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The buckets held by live leases, by node.
+fn holders(store: &PgStore, now: i64) -> BTreeMap<String, usize> {
+    let mut by_node = BTreeMap::new();
+    for lease in store.leases().unwrap() {
+        if let Some(node) = lease.node.filter(|_| lease.until >= now) {
+            *by_node.entry(node).or_insert(0) += 1;
+        }
+    }
+    by_node
+}
+
+/// One customer's next batch: an identify first, then page views and cart events, each with
+/// a later timestamp than the one before.
+fn customer_batch(customer: usize, round: usize, t0: i64) -> (Vec<String>, serde_json::Value) {
+    let mut ids = Vec::new();
+    let mut events = Vec::new();
+    for i in 0..4 {
+        let n = round * 4 + i;
+        let mid = format!("c{customer}-e{n}");
+        let ts = parcours_core::time::format_timestamp(t0 + n as i64 * 1_000);
+        let mut e = if n == 0 {
+            json!({"type": "identify", "traits": {"email": format!("c{customer}@example.com"), "plan": "gold"}})
+        } else if n.is_multiple_of(7) {
+            json!({"type": "identify", "traits": {"visits": n}})
+        } else {
+            json!({"type": "track", "event": "Product Viewed", "properties": {"n": n}})
+        };
+        e["userId"] = json!(format!("cus_{customer}"));
+        e["anonymousId"] = json!(format!("anon_{customer}"));
+        e["messageId"] = json!(mid);
+        e["timestamp"] = json!(ts);
+        ids.push(mid);
+        events.push(e);
+    }
+    (ids, json!({ "batch": events }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_its_buckets_and_nothing_else() {
+    let db = TempDatabase::create();
+    let work_dir = common::temp_dir("cluster");
+    let mut cluster = Cluster::start(ClusterSpec {
+        binary: env!("CARGO_BIN_EXE_parcours").into(),
+        database_url: db.url().to_string(),
+        nodes: 3,
+        lease_timeout: LEASE_TIMEOUT,
+        write_key: KEY.into(),
+        admin_token: ADMIN.into(),
+        work_dir: work_dir.clone(),
+    })
+    .await
+    .expect("three nodes start together on one database");
+    let store = PgStore::connect(&PgConfig::new(db.url())).unwrap();
+
+    // The buckets spread over the three nodes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = holders(&store, now_ms());
+        if held.len() == 3 && held.values().sum::<usize>() == 256 {
+            // Shares of ceil(256 / 3) = 86, the last node taking what is left.
+            assert!(held.values().all(|n| (84..=86).contains(n)), "{held:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "buckets never spread: {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every node serves the admin API too.
+    for node in cluster.live() {
+        let r = node.client().get("/api/v1/status", ADMIN).await.unwrap();
+        assert_eq!(r.status, 200, "{} status: {:?}", node.id, r.json());
+    }
+
+    // A sustained stream through all three nodes: each worker owns some customers and sends
+    // a customer's next batch only after the previous one was acknowledged.
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    let alive: Arc<Vec<AtomicBool>> =
+        Arc::new(urls.iter().map(|_| AtomicBool::new(true)).collect());
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let t0 = now_ms() - 3_600_000;
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let (urls, alive, acked, stop, retries) = (
+            urls.clone(),
+            alive.clone(),
+            acked.clone(),
+            stop.clone(),
+            retries.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let clients: Vec<Client> = urls.iter().map(|u| Client::new(u.clone())).collect();
+            let mine: Vec<usize> = (0..CUSTOMERS).filter(|c| c % WORKERS == w).collect();
+            let mut pick = w;
+            for round in 0.. {
+                for &customer in &mine {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let (ids, body) = customer_batch(customer, round, t0);
+                    let body = body.to_string();
+                    // Retry on another node until acknowledged: a killed node may or may not
+                    // have committed the batch, and the messageIds make the retry safe.
+                    loop {
+                        pick = (pick + 1) % clients.len();
+                        if !alive[pick].load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        match clients[pick].track("/v1/batch", KEY, body.clone()).await {
+                            Ok(r) if r.status == 200 => break,
+                            _ => {
+                                retries.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    acked.lock().unwrap().extend(ids);
+                }
+            }
+        }));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 3_000 {
+        assert!(Instant::now() < deadline, "the stream did not get going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = "node-2";
+    let before_kill = holders(&store, now_ms());
+    let victim_buckets = before_kill[victim];
+    alive[1].store(false, Ordering::SeqCst);
+    cluster.kill(1);
+    let killed_at = Instant::now();
+    let acked_at_kill = acked.lock().unwrap().len();
+
+    // Its buckets move to the survivors within the lease timeout.
+    let takeover = loop {
+        let held = holders(&store, now_ms());
+        if !held.contains_key(victim) && held.values().sum::<usize>() == 256 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < LEASE_TIMEOUT * 3,
+            "buckets were not taken over: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "{victim} held {victim_buckets} buckets; all 256 were held by live nodes {takeover:?} after SIGKILL (lease timeout {LEASE_TIMEOUT:?})"
+    );
+    // The check itself polls every 50 ms.
+    assert!(
+        takeover <= LEASE_TIMEOUT + Duration::from_millis(50),
+        "takeover took {takeover:?}"
+    );
+
+    // Keep streaming a little on the two survivors, then stop.
+    let until = acked.lock().unwrap().len() + 2_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < until {
+        assert!(
+            Instant::now() < deadline,
+            "the stream stalled after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    eprintln!(
+        "{} events acknowledged ({acked_at_kill} before the kill), {} retried requests",
+        acked.len(),
+        retries.load(Ordering::Relaxed)
+    );
+
+    // The survivors apply everything.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.processed_seq().unwrap() < store.last_seq().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "unify never caught up: {} < {}\n{}",
+            store.processed_seq().unwrap(),
+            store.last_seq().unwrap(),
+            cluster.log_tail(0)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill_all();
+
+    // Every acknowledged event is stored, and none twice.
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after(after, 10_000).unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        stored.extend(page);
+    }
+    let mids: BTreeSet<&str> = stored.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(mids.len(), stored.len(), "no messageId is stored twice");
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|m| !mids.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events are missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+
+    // Each bucket's events were applied once, in log order, whichever node applied them.
+    let order = store.application_order().unwrap();
+    assert_eq!(
+        order.len(),
+        stored.len(),
+        "every event applied exactly once"
+    );
+    let mut last_seq: HashMap<u16, i64> = HashMap::new();
+    for a in &order {
+        let prev = last_seq.insert(a.bucket, a.seq).unwrap_or(0);
+        assert!(
+            prev < a.seq,
+            "bucket {} applied seq {} after {prev}",
+            a.bucket,
+            a.seq
+        );
+    }
+    // Per customer too, in the order the customer sent them.
+    let mut by_customer: HashMap<&str, Vec<i64>> = HashMap::new();
+    for e in &stored {
+        by_customer
+            .entry(e.user_id.as_deref().unwrap())
+            .or_default()
+            .push(e.timestamp);
+    }
+    assert_eq!(by_customer.len(), CUSTOMERS);
+    for (c, ts) in &by_customer {
+        assert!(
+            ts.windows(2).all(|w| w[0] < w[1]),
+            "{c}'s events are in log order"
+        );
+    }
+
+    // The profiles are exactly those of a single-node replay of the same log.
+    let snapshot = |store: &PgStore| {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = store
+                .profiles_page(DEFAULT_WORKSPACE, &after, 1_000)
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            all.extend(page.into_iter().map(|p| serde_json::to_value(p).unwrap()));
+        }
+        all
+    };
+    let clustered = snapshot(&store);
+    assert_eq!(clustered.len(), CUSTOMERS, "one profile per customer");
+    parcours_engine::replay(&store, now_ms(), 10_000, &mut |_, _| {}).unwrap();
+    let replayed = snapshot(&store);
+    assert_eq!(clustered.len(), replayed.len());
+    for (a, b) in clustered.iter().zip(&replayed) {
+        assert_eq!(a, b, "a profile differs from the single-node replay");
+    }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&work_dir);
+}
