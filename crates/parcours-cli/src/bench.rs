@@ -24,9 +24,72 @@ pub struct IngestBench {
     pub durability: String,
     /// Unify while ingesting (end to end) or ingest only.
     pub unify: bool,
+    /// Run against PostgreSQL (a scratch database is created on this server and dropped
+    /// afterwards) with 1 and then 3 nodes, instead of the embedded store.
+    pub database: Option<String>,
+}
+
+/// Sends every body, `concurrency` requests at a time, spread round-robin over the nodes.
+/// Returns the elapsed time and each request's latency.
+async fn drive(
+    clients: &[Client],
+    bodies: &Arc<Vec<Vec<u8>>>,
+    key: &str,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (client, next, bodies, key) = (
+            clients[w % clients.len()].clone(),
+            next.clone(),
+            bodies.clone(),
+            key.to_string(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                let resp = client
+                    .track("/v1/batch", &key, body.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                anyhow::ensure!(
+                    resp.status == 200,
+                    "batch refused: {} {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                );
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    latencies.sort();
+    Ok((started.elapsed(), latencies))
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
+    if let Some(url) = b.database.clone() {
+        return ingest_postgres(b, &url).await;
+    }
     let dir = std::env::temp_dir().join(format!("parcours-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -68,42 +131,8 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let p = bootstrap(store.as_ref(), &config, SystemClock.now())?.expect("fresh store");
     let node = Node::start(&config, store.clone()).await?;
     let client = Client::new(node.url());
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..b.concurrency {
-        let (client, next, bodies, key) = (
-            client.clone(),
-            next.clone(),
-            bodies.clone(),
-            p.write_key.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
-                let t = Instant::now();
-                let resp = client
-                    .track("/v1/batch", &key, body.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                anyhow::ensure!(
-                    resp.status == 200,
-                    "batch refused: {} {}",
-                    resp.status,
-                    String::from_utf8_lossy(&resp.body)
-                );
-                latencies.push(t.elapsed());
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for w in workers {
-        latencies.extend(w.await??);
-    }
-    let acked = started.elapsed();
+    let (acked, latencies) = drive(&[client], &bodies, &p.write_key, b.concurrency).await?;
     let unified_during = store.processed_seq()?;
     if b.unify {
         node.engine.wait_unified(Duration::from_secs(3_600)).await?;
@@ -126,16 +155,13 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let replay = replay_started.elapsed();
     let profiles = store.profile_count(&p.workspace.id)?;
 
-    latencies.sort();
-    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let pct = |q: f64| percentile(&latencies, q);
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let ack_rate = rate(acked);
     println!("parcours bench ingest");
     println!(
         "  machine:            {} cores, durability {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        cores(),
         b.durability
     );
     println!(
@@ -192,4 +218,124 @@ fn accepted_rows(bodies: &[Vec<u8>]) -> Vec<parcours_core::spec::AcceptedEvent> 
         }
     }
     rows
+}
+
+/// `bench ingest --database postgres://…`: the same load through 1 node, then 3 nodes, each
+/// on a fresh scratch database, against the rate of a raw `COPY` of the same rows measured in
+/// the same run.
+async fn ingest_postgres(b: IngestBench, url: &str) -> anyhow::Result<()> {
+    use parcours_store_postgres::testing::{create_database, drop_database, with_database};
+    use parcours_store_postgres::{PgConfig, PgStore};
+
+    let batches = b.events.div_ceil(b.batch);
+    let total = batches * b.batch;
+    let run = format!("bench{}", SystemClock.now());
+    eprintln!(
+        "preparing {batches} batches of {} events ({} customers)…",
+        b.batch, b.customers
+    );
+    let bodies = Arc::new(load::batches(
+        &run,
+        batches,
+        b.batch,
+        b.customers,
+        SystemClock.now() - 3_600_000,
+        42,
+    ));
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let scratch = format!("parcours_bench_{}", std::process::id());
+    let scratch_url = with_database(url, &scratch);
+
+    let mut results = Vec::new();
+    let mut baseline = None;
+    for nodes in [1usize, 3] {
+        create_database(url, &scratch).map_err(|e| anyhow::anyhow!(e))?;
+        let outcome = async {
+            let mut config = Config {
+                database: Some(scratch_url.clone()),
+                ..Config::default()
+            };
+            config.http.port = 0;
+            config.ingest.unify = b.unify;
+            // Short leases so that the nodes settle their buckets quickly.
+            config.cluster.lease_timeout_ms = 2_000;
+            let first = open_store(&config)?;
+            if baseline.is_none() {
+                let pg = PgStore::connect(&PgConfig::new(&scratch_url))?;
+                let rows = accepted_rows(&bodies);
+                eprintln!("measuring the COPY baseline…");
+                baseline = Some(pg.copy_baseline(&rows, 5_000)?);
+            }
+            let p = bootstrap(first.as_ref(), &config, SystemClock.now())?
+                .expect("fresh database");
+            let mut running = Vec::new();
+            for i in 0..nodes {
+                config.cluster.node_id = Some(format!("bench-{}", i + 1));
+                let store = if i == 0 { first.clone() } else { open_store(&config)? };
+                running.push(Node::start(&config, store).await?);
+            }
+            // Let the leases spread before the clock starts.
+            tokio::time::sleep(Duration::from_millis(if nodes > 1 { 1_500 } else { 300 })).await;
+            let clients: Vec<Client> = running.iter().map(|n| Client::new(n.url())).collect();
+            eprintln!("{nodes} node(s): sending {total} events…");
+            let started = Instant::now();
+            let (acked, latencies) = drive(&clients, &bodies, &p.write_key, b.concurrency).await?;
+            let unified = if b.unify {
+                running[0]
+                    .engine
+                    .wait_unified(Duration::from_secs(3_600))
+                    .await?;
+                Some(started.elapsed())
+            } else {
+                None
+            };
+            for n in running {
+                n.stop().await;
+            }
+            let stored = first.event_count(&p.workspace.id)?;
+            anyhow::ensure!(
+                stored as usize == total,
+                "stored {stored} events, expected {total}"
+            );
+            anyhow::Ok((nodes, acked, latencies, unified))
+        }
+        .await;
+        drop_database(url, &scratch).map_err(|e| anyhow::anyhow!(e))?;
+        results.push(outcome?);
+    }
+
+    let baseline = baseline.expect("measured with the first run");
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    let baseline_rate = rate(baseline);
+    println!("parcours bench ingest (PostgreSQL)");
+    println!(
+        "  machine:            {} cores; nodes, load generator and PostgreSQL on the same machine",
+        cores()
+    );
+    println!(
+        "  load:               {total} events in {batches} batches of {}, concurrency {}, {:.1} MB",
+        b.batch,
+        b.concurrency,
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  baseline raw COPY of the same rows (5,000 per transaction): {baseline_rate:>10.0} events/s  ({baseline:.2?})"
+    );
+    for (nodes, acked, latencies, unified) in &results {
+        println!(
+            "  {nodes} node(s): acknowledged {:>10.0} events/s ({acked:.2?}), ratio to COPY {:.2}; batch latency p50 {:.2?} p99 {:.2?}",
+            rate(*acked),
+            rate(*acked) / baseline_rate,
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99)
+        );
+        match unified {
+            Some(d) => println!(
+                "      all unified after {d:.2?} ({:.0} events/s end to end)",
+                rate(*d)
+            ),
+            None => println!("      unify was off (--no-unify)"),
+        }
+    }
+    Ok(())
 }

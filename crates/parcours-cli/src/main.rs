@@ -120,7 +120,8 @@ enum TokenAction {
 
 #[derive(Subcommand)]
 enum BenchKind {
-    /// Ingest over HTTP and unify, against the raw SQLite insert rate of the same rows.
+    /// Ingest over HTTP and unify, against the raw SQLite INSERT rate of the same rows (or,
+    /// with --database postgres://…, 1 and 3 nodes against the raw COPY rate).
     Ingest {
         #[arg(long, default_value_t = 200_000)]
         events: usize,
@@ -263,6 +264,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 customers,
                 durability,
                 unify: !no_unify,
+                database: config.database.clone(),
             })
             .await
         }

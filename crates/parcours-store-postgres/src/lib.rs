@@ -391,3 +391,97 @@ impl PgStore {
             .collect())
     }
 }
+
+impl PgStore {
+    /// The baseline of the ingest benchmark: `COPY` of the same rows into a plain table shaped
+    /// like `events` (same columns and indexes), `chunk` rows per transaction. Returns the
+    /// elapsed time.
+    pub fn copy_baseline(
+        &self,
+        rows: &[parcours_core::spec::AcceptedEvent],
+        chunk: usize,
+    ) -> Result<Duration> {
+        self.run(async {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            sqlx::raw_sql(
+                "DROP TABLE IF EXISTS copy_baseline;
+                 CREATE TABLE copy_baseline (LIKE events INCLUDING DEFAULTS);
+                 CREATE INDEX ON copy_baseline (seq);
+                 CREATE INDEX ON copy_baseline (workspace_id, seq);
+                 CREATE INDEX ON copy_baseline (bucket, seq);",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+            let started = std::time::Instant::now();
+            let mut seq = 0i64;
+            for part in rows.chunks(chunk.max(1)) {
+                let mut data = String::new();
+                for e in part {
+                    seq += 1;
+                    copy_row(&mut data, seq, e);
+                }
+                let mut tx = conn.begin().await.map_err(backend)?;
+                let mut copy = tx
+                    .copy_in_raw(
+                        "COPY copy_baseline (seq, workspace_id, source_id, message_id, type, event, user_id,
+                                             anonymous_id, timestamp, received_at, channel, body, bucket) FROM STDIN",
+                    )
+                    .await
+                    .map_err(backend)?;
+                copy.send(data.into_bytes()).await.map_err(backend)?;
+                copy.finish().await.map_err(backend)?;
+                tx.commit().await.map_err(backend)?;
+            }
+            let elapsed = started.elapsed();
+            sqlx::raw_sql("DROP TABLE copy_baseline")
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            Ok(elapsed)
+        })
+    }
+}
+
+/// One row in COPY's text format.
+fn copy_row(out: &mut String, seq: i64, e: &parcours_core::spec::AcceptedEvent) {
+    fn field(out: &mut String, v: Option<&str>) {
+        match v {
+            None => out.push_str("\\N"),
+            Some(s) => {
+                for c in s.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    let bucket = parcours_core::bucket::of("ws", e.user_id.as_deref(), e.anonymous_id.as_deref());
+    let cols: [Option<String>; 13] = [
+        Some(seq.to_string()),
+        Some("ws".into()),
+        Some("src".into()),
+        Some(e.message_id.clone()),
+        Some(e.kind.as_str().into()),
+        e.event.clone(),
+        e.user_id.clone(),
+        e.anonymous_id.clone(),
+        Some(e.timestamp.to_string()),
+        Some(e.received_at.to_string()),
+        Some(e.channel.as_str().into()),
+        Some(e.body.clone()),
+        Some(bucket.to_string()),
+    ];
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        field(out, c.as_deref());
+    }
+    out.push('\n');
+}

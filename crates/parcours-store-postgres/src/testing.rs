@@ -86,6 +86,34 @@ impl Drop for TempDatabase {
     }
 }
 
+/// Creates a database on the server of `url` (benchmarks' scratch databases).
+pub fn create_database(url: &str, name: &str) -> Result<(), String> {
+    on_own_runtime(async {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+        sqlx::raw_sql(sql!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("cannot create database {name}: {e}"))?;
+        Ok(())
+    })
+}
+
+/// Drops a database (and its connections) on the server of `url`.
+pub fn drop_database(url: &str, name: &str) -> Result<(), String> {
+    on_own_runtime(async {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+        sqlx::raw_sql(sql!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("cannot drop database {name}: {e}"))?;
+        Ok(())
+    })
+}
+
 /// The same server URL with another database name.
 pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
