@@ -705,6 +705,9 @@ async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
             "events": st.event_count(&ws)?,
             "profiles": st.profile_count(&ws)?,
             "unify_lag_events": engine.unify_lag()?,
+            // On PostgreSQL: how many of the 256 buckets this node applies (null when the node
+            // applies every bucket on its own, on the embedded store).
+            "buckets_held": engine.held_buckets().map(|b| b.len()),
         })))
     })
     .await

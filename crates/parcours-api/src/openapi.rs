@@ -288,7 +288,7 @@ pub fn spec() -> Value {
             "/api/v1/status",
             "get",
             op(
-                "Event and profile counts, unify lag",
+                "Event and profile counts, unify lag, buckets this node holds",
                 "operations",
                 json!([]),
                 false,
