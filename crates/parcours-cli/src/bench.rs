@@ -266,12 +266,15 @@ async fn ingest_postgres(b: IngestBench, url: &str) -> anyhow::Result<()> {
                 eprintln!("measuring the COPY baseline…");
                 baseline = Some(pg.copy_baseline(&rows, 5_000)?);
             }
-            let p = bootstrap(first.as_ref(), &config, SystemClock.now())?
-                .expect("fresh database");
+            let p = bootstrap(first.as_ref(), &config, SystemClock.now())?.expect("fresh database");
             let mut running = Vec::new();
             for i in 0..nodes {
                 config.cluster.node_id = Some(format!("bench-{}", i + 1));
-                let store = if i == 0 { first.clone() } else { open_store(&config)? };
+                let store = if i == 0 {
+                    first.clone()
+                } else {
+                    open_store(&config)?
+                };
                 running.push(Node::start(&config, store).await?);
             }
             // Let the leases spread before the clock starts.

@@ -215,14 +215,8 @@ async fn append_in(
 }
 
 impl PgStore {
-    fn events(
-        &self,
-        sql: sqlx::AssertSqlSafe<String>,
-        bind: impl FnOnce(PgQuery<'_>) -> PgQuery<'_>,
-    ) -> Result<Vec<StoredEvent>> {
-        let rows = self
-            .run(bind(sqlx::query(sql)).fetch_all(&self.pool))
-            .map_err(backend)?;
+    fn events(&self, query: PgQuery<'_>) -> Result<Vec<StoredEvent>> {
+        let rows = self.run(query.fetch_all(&self.pool)).map_err(backend)?;
         to_events(&rows)
     }
 }
@@ -242,8 +236,11 @@ impl EventLog for PgStore {
 
     fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.events(
-            sql!("SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
-            |q| q.bind(after_seq).bind(limit as i64),
+            sqlx::query(sql!(
+                "SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after_seq)
+            .bind(limit as i64),
         )
     }
 
@@ -253,12 +250,9 @@ impl EventLog for PgStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        self.events(
-            sql!(
+        self.events(sqlx::query(sql!(
                 "SELECT {EVENT_COLS} FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-            ),
-            |q| q.bind(workspace).bind(after_seq).bind(limit as i64),
-        )
+            )).bind(workspace).bind(after_seq).bind(limit as i64))
     }
 
     fn event_by_message_id(
@@ -268,12 +262,13 @@ impl EventLog for PgStore {
     ) -> Result<Option<StoredEvent>> {
         Ok(self
             .events(
-                sql!(
+                sqlx::query(sql!(
                     "SELECT {} FROM message_ids m JOIN events e ON e.seq = m.seq
                      WHERE m.workspace_id = $1 AND m.message_id = $2",
                     event_cols_of_e()
-                ),
-                |q| q.bind(workspace).bind(message_id),
+                ))
+                .bind(workspace)
+                .bind(message_id),
             )?
             .pop())
     }
@@ -323,12 +318,9 @@ impl EventLog for PgStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let buckets: Vec<i16> = buckets.iter().map(|b| *b as i16).collect();
-        self.events(
-            sql!(
+        self.events(sqlx::query(sql!(
                 "SELECT {EVENT_COLS} FROM events WHERE bucket = ANY($1) AND seq > $2 ORDER BY seq LIMIT $3"
-            ),
-            |q| q.bind(buckets).bind(after_seq).bind(limit as i64),
-        )
+            )).bind(buckets).bind(after_seq).bind(limit as i64))
     }
 
     fn maintain(&self, now: Millis) -> Result<()> {

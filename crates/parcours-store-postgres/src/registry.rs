@@ -53,10 +53,10 @@ const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at";
 const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at";
 
 impl PgStore {
-    fn rows<T>(
+    fn rows<'q, T>(
         &self,
-        sql: sqlx::AssertSqlSafe<String>,
-        arg: &str,
+        sql: &'q str,
+        arg: &'q str,
         map: impl Fn(&PgRow) -> Result<T>,
     ) -> Result<Vec<T>> {
         let rows = self

@@ -18,7 +18,9 @@ pub struct TempDatabase {
     url: String,
 }
 
-fn on_own_runtime<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+fn on_own_runtime<T: Send, F: std::future::Future<Output = T>>(
+    make: impl FnOnce() -> F + Send,
+) -> T {
     // A fresh thread, so this works from inside a test's async runtime too.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -26,7 +28,7 @@ fn on_own_runtime<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T 
                 .enable_all()
                 .build()
                 .expect("a runtime for the test database")
-                .block_on(f)
+                .block_on(make())
         })
         .join()
         .expect("the test database thread")
@@ -50,7 +52,7 @@ impl TempDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let url = with_database(&admin_url, &name);
-        on_own_runtime(async {
+        on_own_runtime(|| async {
             let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
                 panic!(
                     "cannot reach the test PostgreSQL server at {admin_url}: {e}. Start PostgreSQL or set PARCOURS_TEST_DATABASE_URL (see README)."
@@ -76,7 +78,7 @@ impl TempDatabase {
 impl Drop for TempDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
-        on_own_runtime(async move {
+        on_own_runtime(|| async move {
             if let Ok(mut conn) = PgConnection::connect(&admin).await {
                 let _ = sqlx::raw_sql(sql!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
@@ -88,7 +90,7 @@ impl Drop for TempDatabase {
 
 /// Creates a database on the server of `url` (benchmarks' scratch databases).
 pub fn create_database(url: &str, name: &str) -> Result<(), String> {
-    on_own_runtime(async {
+    on_own_runtime(|| async {
         let mut conn = PgConnection::connect(url)
             .await
             .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
@@ -102,7 +104,7 @@ pub fn create_database(url: &str, name: &str) -> Result<(), String> {
 
 /// Drops a database (and its connections) on the server of `url`.
 pub fn drop_database(url: &str, name: &str) -> Result<(), String> {
-    on_own_runtime(async {
+    on_own_runtime(|| async {
         let mut conn = PgConnection::connect(url)
             .await
             .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
