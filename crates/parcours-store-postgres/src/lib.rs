@@ -36,7 +36,7 @@ use std::time::Duration;
 use parcours_core::time::{day_start, Millis, DAY};
 use parcours_store::{Result, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 const MIGRATIONS: &[(i32, &str)] = &[(
     1,
@@ -121,10 +121,12 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot start the database runtime: {e}")))?;
-        let options: PgConnectOptions = config
+        let options = config
             .url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+            .parse::<PgConnectOptions>()
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
+            // Waiting for a workspace's lock behind another node's step is normal, not slow SQL.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = {
             let _entered = rt.enter();
             block_on(
