@@ -318,10 +318,11 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
     for (id, pid, key) in &changes.links {
         tx.link(&ws, id, graph.resolve(pid), &key.mid, now)?;
     }
+    let mut live = Vec::new();
     for pid in &changes.dirty {
         match graph.profiles.get(pid) {
             Some(p) => {
-                tx.save_profile(&ws, p, now)?;
+                live.push(p);
                 if p.entangled {
                     let drops: Vec<Identifier> = graph.drops_of(pid).cloned().collect();
                     tx.set_drops(&ws, pid, &drops)?;
@@ -333,9 +334,13 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
             }
         }
     }
-    for (seq, pid) in &changes.assignments {
-        tx.assign(&ws, *seq, pid)?;
-    }
+    tx.save_profiles(&ws, &live, now)?;
+    let assignments: Vec<(i64, &str)> = changes
+        .assignments
+        .iter()
+        .map(|(seq, pid)| (*seq, pid.as_str()))
+        .collect();
+    tx.assign_many(&ws, &assignments)?;
     Ok(())
 }
 

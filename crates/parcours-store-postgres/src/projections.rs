@@ -420,6 +420,55 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
+    fn assign_many(&mut self, workspace: &str, assignments: &[(i64, &str)]) -> Result<()> {
+        if assignments.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<i64> = assignments.iter().map(|a| a.0).collect();
+        let profiles: Vec<&str> = assignments.iter().map(|a| a.1).collect();
+        // In the given order, so that `applied` numbers them in application order.
+        block_on(
+            sqlx::query(
+                "INSERT INTO profile_events (workspace_id, profile_id, seq)
+                 SELECT $1, p, s FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(p, s, n)
+                 ORDER BY n
+                 ON CONFLICT (workspace_id, profile_id, seq) DO NOTHING",
+            )
+            .bind(workspace)
+            .bind(&profiles)
+            .bind(&seqs)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn save_profiles(&mut self, workspace: &str, profiles: &[&Profile], at: Millis) -> Result<()> {
+        if profiles.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = profiles.iter().map(|p| p.id.as_str()).collect();
+        let docs = profiles
+            .iter()
+            .map(|p| serde_json::to_string(p).map_err(corrupt))
+            .collect::<Result<Vec<String>>>()?;
+        block_on(
+            sqlx::query(
+                "INSERT INTO profiles (workspace_id, id, merged_into, doc, updated_at)
+                 SELECT $1, i, NULL, d, $4 FROM unnest($2::text[], $3::text[]) AS x(i, d)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET
+                   merged_into = NULL, doc = excluded.doc, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(&ids)
+            .bind(&docs)
+            .bind(at)
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn record_merge(&mut self, workspace: &str, m: &MergeRecord, at: Millis) -> Result<()> {
         let doc = serde_json::to_string(m).map_err(corrupt)?;
         block_on(

@@ -147,6 +147,20 @@ pub trait ProjectionTx {
     fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()>;
     fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()>;
     fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()>;
+    /// [`assign`](Self::assign) for many events at once (one round trip where it matters).
+    fn assign_many(&mut self, workspace: &str, assignments: &[(i64, &str)]) -> Result<()> {
+        for (seq, profile) in assignments {
+            self.assign(workspace, *seq, profile)?;
+        }
+        Ok(())
+    }
+    /// [`save_profile`](Self::save_profile) for many profiles at once.
+    fn save_profiles(&mut self, workspace: &str, profiles: &[&Profile], at: Millis) -> Result<()> {
+        for p in profiles {
+            self.save_profile(workspace, p, at)?;
+        }
+        Ok(())
+    }
     fn record_merge(&mut self, workspace: &str, merge: &MergeRecord, at: Millis) -> Result<()>;
     /// The profile and every profile merged into it, transitively.
     fn family(&mut self, workspace: &str, profile: &str) -> Result<Vec<String>>;

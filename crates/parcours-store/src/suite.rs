@@ -25,6 +25,7 @@ macro_rules! conformance_suite {
             failed_transaction_writes_nothing,
             merges_redirects_and_timeline_follow_the_family,
             clear_and_reset_remove_projection_rows,
+            batched_writes_match_single_ones,
             events_carry_their_bucket_and_read_by_bucket,
             bucket_cursors_advance_and_never_move_back,
             fence_admits_only_the_lease_holder,
@@ -780,4 +781,64 @@ pub fn retention_drops_whole_days(store: &dyn Store) {
         .append(&[batch("ws_a", vec![at("later", day0 + DAY + 2)])], 0)
         .unwrap();
     assert_eq!(store.event_count("ws_a").unwrap(), 4);
+}
+
+pub fn batched_writes_match_single_ones(store: &dyn Store) {
+    setup(store, &["ws_a"]);
+    let events = vec![
+        accepted("m1", "u1", T0),
+        accepted("m2", "u2", T0 + 1),
+        accepted("m3", "u1", T0 + 2),
+    ];
+    store.append(&[batch("ws_a", events)], 0).unwrap();
+    let (graph, events) = profile_from(store, "ws_a", &["m1", "m2", "m3"]);
+    let profiles: Vec<&parcours_core::Profile> = graph.profiles.values().collect();
+    assert_eq!(profiles.len(), 2);
+    let owner = |e: &StoredEvent| {
+        let user = e.user_id.clone().unwrap();
+        profiles
+            .iter()
+            .find(|p| {
+                p.identifiers
+                    .contains(&Identifier::new("user_id", user.as_str()))
+            })
+            .unwrap()
+            .id
+            .clone()
+    };
+    let owners: Vec<String> = events.iter().map(owner).collect();
+    let assignments: Vec<(i64, &str)> = events
+        .iter()
+        .zip(&owners)
+        .map(|(e, p)| (e.seq, p.as_str()))
+        .collect();
+    store
+        .transact(&mut |tx| {
+            tx.save_profiles("ws_a", &profiles, T0)?;
+            tx.assign_many("ws_a", &assignments)?;
+            // Again: both are idempotent.
+            tx.save_profiles("ws_a", &profiles, T0 + 1)?;
+            tx.assign_many("ws_a", &assignments)?;
+            tx.assign_many("ws_a", &[])?;
+            tx.save_profiles("ws_a", &[], T0)
+        })
+        .unwrap();
+    for p in &profiles {
+        assert_eq!(store.profile("ws_a", &p.id).unwrap().as_ref(), Some(*p));
+        let timeline: Vec<i64> = store
+            .timeline("ws_a", &p.id, None, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let mut expected: Vec<i64> = events
+            .iter()
+            .zip(&owners)
+            .filter(|(_, o)| **o == p.id)
+            .map(|(e, _)| e.seq)
+            .collect();
+        expected.reverse();
+        assert_eq!(timeline, expected, "newest first, each event once");
+    }
+    assert_eq!(store.profile_count("ws_a").unwrap(), 2);
 }
