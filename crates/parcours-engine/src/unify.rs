@@ -268,10 +268,31 @@ fn process_events(
     now: Millis,
 ) -> Result<()> {
     let default_rules = IdentityRules::default();
-    for e in events {
+    let observed = events
+        .iter()
+        .map(|e| {
+            observe(
+                e,
+                rules.get(e.workspace_id.as_str()).unwrap_or(&default_rules),
+            )
+        })
+        .collect::<Result<Vec<Observation>>>()?;
+    // One round trip for what the whole step will look up, where the store benefits.
+    let mut wanted: BTreeMap<&str, Vec<Identifier>> = BTreeMap::new();
+    for (e, obs) in events.iter().zip(&observed) {
+        wanted
+            .entry(e.workspace_id.as_str())
+            .or_default()
+            .extend(obs.identifiers.iter().cloned());
+    }
+    for (ws, mut ids) in wanted {
+        ids.sort();
+        ids.dedup();
+        tx.prefetch(ws, &ids)?;
+    }
+    for (e, obs) in events.iter().zip(observed) {
         let ws = e.workspace_id.as_str();
         let rules = rules.get(ws).unwrap_or(&default_rules);
-        let obs = observe(e, rules)?;
         if obs.identifiers.is_empty() {
             continue;
         }

@@ -7,6 +7,8 @@ use parcours_store::{
     StoredEvent,
 };
 use sqlx::postgres::PgRow;
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::events::{event_cols_of_e, to_events};
@@ -20,10 +22,29 @@ const WORKSPACE_LOCK_SPACE: i32 = 0x5057;
 
 struct Tx<'a> {
     tx: &'a mut Transaction<'static, Postgres>,
+    /// What [`ProjectionTx::prefetch`] read, valid until the next write.
+    cache: Prefetched,
 }
+
+/// Holders and profile rows read ahead for one workspace.
+#[derive(Default)]
+struct Prefetched {
+    workspace: String,
+    holders: HashMap<Identifier, Option<String>>,
+    rows: HashMap<String, Option<ProfileRow>>,
+}
+
+type ProfileRow = (Option<String>, Option<String>);
 
 impl Tx<'_> {
     fn conn(&mut self) -> &mut PgConnection {
+        self.tx
+    }
+
+    /// Every write may change what was read ahead.
+    fn written(&mut self) -> &mut PgConnection {
+        self.cache.holders.clear();
+        self.cache.rows.clear();
         self.tx
     }
 }
@@ -228,7 +249,70 @@ impl ProjectionTx for Tx<'_> {
         Ok(row.is_some())
     }
 
+    fn prefetch(&mut self, workspace: &str, ids: &[Identifier]) -> Result<()> {
+        if self.cache.workspace != workspace {
+            self.cache = Prefetched {
+                workspace: workspace.to_string(),
+                ..Prefetched::default()
+            };
+        }
+        let ids: Vec<&Identifier> = ids
+            .iter()
+            .filter(|i| !self.cache.holders.contains_key(*i))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = ids.iter().map(|i| i.kind.as_str()).collect();
+        let values: Vec<&str> = ids.iter().map(|i| i.value.as_str()).collect();
+        let found: Vec<(i64, String)> = block_on(
+            sqlx::query_as(
+                "SELECT x.n, i.profile_id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(t, v, n)
+                 JOIN identifiers i ON i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v",
+            )
+            .bind(workspace)
+            .bind(&kinds)
+            .bind(&values)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        for id in &ids {
+            self.cache.holders.insert((*id).clone(), None);
+        }
+        let mut holders: Vec<String> = Vec::new();
+        for (n, profile) in found {
+            holders.push(profile.clone());
+            self.cache
+                .holders
+                .insert(ids[(n - 1) as usize].clone(), Some(profile));
+        }
+        holders.sort();
+        holders.dedup();
+        holders.retain(|p| !self.cache.rows.contains_key(p));
+        let rows: Vec<(String, Option<String>, Option<String>)> = block_on(
+            sqlx::query_as(
+                "SELECT id, merged_into, doc FROM profiles WHERE workspace_id = $1 AND id = ANY($2)",
+            )
+            .bind(workspace)
+            .bind(&holders)
+            .fetch_all(self.conn()),
+        )
+        .map_err(backend)?;
+        for p in holders {
+            self.cache.rows.insert(p, None);
+        }
+        for (id, merged_into, doc) in rows {
+            self.cache.rows.insert(id, Some((merged_into, doc)));
+        }
+        Ok(())
+    }
+
     fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>> {
+        if self.cache.workspace == workspace {
+            if let Some(known) = self.cache.holders.get(id) {
+                return Ok(known.clone());
+            }
+        }
         block_on(
             sqlx::query_scalar(
                 "SELECT profile_id FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
@@ -275,7 +359,14 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn profile(&mut self, workspace: &str, id: &str) -> Result<Option<Profile>> {
-        match block_on(read_profile(self.conn(), workspace, id))? {
+        let cached = (self.cache.workspace == workspace)
+            .then(|| self.cache.rows.get(id).cloned())
+            .flatten();
+        let row = match cached {
+            Some(row) => row,
+            None => block_on(read_profile(self.conn(), workspace, id))?,
+        };
+        match row {
             Some((None, Some(doc))) => Ok(Some(decode(&doc)?)),
             _ => Ok(None),
         }
@@ -301,7 +392,7 @@ impl ProjectionTx for Tx<'_> {
     fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()> {
         let doc = serde_json::to_string(profile).map_err(corrupt)?;
         block_on(put_profile(
-            self.conn(),
+            self.written(),
             workspace,
             &profile.id,
             None,
@@ -318,7 +409,7 @@ impl ProjectionTx for Tx<'_> {
         at: Millis,
     ) -> Result<()> {
         block_on(put_profile(
-            self.conn(),
+            self.written(),
             workspace,
             from,
             Some(to),
@@ -348,7 +439,7 @@ impl ProjectionTx for Tx<'_> {
             .bind(profile)
             .bind(linked_by)
             .bind(at)
-            .execute(self.conn()),
+            .execute(self.written()),
         )
         .map_err(backend)?;
         Ok(())
@@ -370,7 +461,7 @@ impl ProjectionTx for Tx<'_> {
             .bind(kinds)
             .bind(values)
             .bind(profile)
-            .execute(self.conn()),
+            .execute(self.written()),
         )
         .map_err(backend)?;
         Ok(())
@@ -380,7 +471,7 @@ impl ProjectionTx for Tx<'_> {
         let kinds: Vec<&str> = drops.iter().map(|i| i.kind.as_str()).collect();
         let values: Vec<&str> = drops.iter().map(|i| i.value.as_str()).collect();
         block_on(async {
-            let conn = self.conn();
+            let conn = self.written();
             sqlx::query("DELETE FROM identifier_drops WHERE workspace_id = $1 AND profile_id = $2")
                 .bind(workspace)
                 .bind(profile)
@@ -463,7 +554,7 @@ impl ProjectionTx for Tx<'_> {
             .bind(&ids)
             .bind(&docs)
             .bind(at)
-            .execute(self.conn()),
+            .execute(self.written()),
         )
         .map_err(backend)?;
         Ok(())
@@ -535,7 +626,7 @@ impl ProjectionTx for Tx<'_> {
                     .bind(&kinds)
                     .bind(&values)
                     .bind(p)
-                    .execute(self.conn()),
+                    .execute(self.written()),
                 )
                 .map_err(backend)?;
             }
@@ -549,7 +640,7 @@ impl ProjectionTx for Tx<'_> {
                     sqlx::query(sql)
                         .bind(workspace)
                         .bind(p)
-                        .execute(self.conn()),
+                        .execute(self.written()),
                 )
                 .map_err(backend)?;
             }
@@ -602,7 +693,7 @@ impl ProjectionTx for Tx<'_> {
                 "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
-            .execute(self.conn()),
+            .execute(self.written()),
         )
         .map_err(backend)?;
         self.bump_epoch()
@@ -633,7 +724,10 @@ impl Projections for PgStore {
         self.run(async {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             // The closure polls its own queries on this thread (nested `block_on`).
-            let outcome = f(&mut Tx { tx: &mut tx });
+            let outcome = f(&mut Tx {
+                tx: &mut tx,
+                cache: Prefetched::default(),
+            });
             match outcome {
                 Ok(()) => tx.commit().await.map_err(backend),
                 Err(e) => {

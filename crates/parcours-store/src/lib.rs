@@ -126,6 +126,12 @@ pub trait ProjectionTx {
     fn bump_epoch(&mut self) -> Result<()>;
     /// Whether any identifier was dropped in this workspace (most have none).
     fn has_drops(&mut self, workspace: &str) -> Result<bool>;
+    /// A hint: [`holder`](Self::holder) and [`profile`](Self::profile) are about to be asked
+    /// for these identifiers and their holders. A backend with costly round trips reads them
+    /// at once and answers from memory until the next write; the answers never change.
+    fn prefetch(&mut self, _workspace: &str, _ids: &[Identifier]) -> Result<()> {
+        Ok(())
+    }
     fn holder(&mut self, workspace: &str, id: &Identifier) -> Result<Option<String>>;
     fn droppers(&mut self, workspace: &str, id: &Identifier) -> Result<Vec<String>>;
     fn drops_of(&mut self, workspace: &str, profile: &str) -> Result<Vec<Identifier>>;

@@ -26,6 +26,7 @@ macro_rules! conformance_suite {
             merges_redirects_and_timeline_follow_the_family,
             clear_and_reset_remove_projection_rows,
             batched_writes_match_single_ones,
+            prefetched_reads_follow_writes,
             events_carry_their_bucket_and_read_by_bucket,
             bucket_cursors_advance_and_never_move_back,
             fence_admits_only_the_lease_holder,
@@ -841,4 +842,42 @@ pub fn batched_writes_match_single_ones(store: &dyn Store) {
         assert_eq!(timeline, expected, "newest first, each event once");
     }
     assert_eq!(store.profile_count("ws_a").unwrap(), 2);
+}
+
+pub fn prefetched_reads_follow_writes(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let events = vec![accepted("m1", "u1", T0), accepted("m2", "u2", T0 + 1)];
+    store.append(&[batch("ws_a", events)], 0).unwrap();
+    let (graph, _) = profile_from(store, "ws_a", &["m1", "m2"]);
+    let profiles: Vec<parcours_core::Profile> = graph.profiles.values().cloned().collect();
+    let (p1, p2) = (&profiles[0], &profiles[1]);
+    let id1 = p1.identifiers.iter().next().unwrap().clone();
+    let unknown = Identifier::new("email", "nobody@x.io");
+    store
+        .transact(&mut |tx| {
+            tx.save_profile("ws_a", p1, T0)?;
+            tx.link("ws_a", &id1, &p1.id, "m1", T0)?;
+            tx.prefetch("ws_a", &[id1.clone(), unknown.clone()])?;
+            assert_eq!(tx.holder("ws_a", &id1)?, Some(p1.id.clone()));
+            assert_eq!(tx.holder("ws_a", &unknown)?, None);
+            assert_eq!(tx.holder("ws_b", &id1)?, None, "another workspace");
+            assert_eq!(tx.profile("ws_a", &p1.id)?.as_ref(), Some(p1));
+            assert_eq!(tx.profile("ws_a", &p2.id)?, None);
+            // Writes after a prefetch are seen by the next reads.
+            tx.save_profile("ws_a", p2, T0)?;
+            tx.link("ws_a", &id1, &p2.id, "m2", T0)?;
+            tx.link("ws_a", &unknown, &p2.id, "m2", T0)?;
+            assert_eq!(tx.holder("ws_a", &id1)?, Some(p2.id.clone()));
+            assert_eq!(tx.holder("ws_a", &unknown)?, Some(p2.id.clone()));
+            assert_eq!(tx.profile("ws_a", &p2.id)?.as_ref(), Some(p2));
+            tx.prefetch("ws_a", &[id1.clone()])?;
+            tx.redirect_profile("ws_a", &p1.id, &p2.id, T0)?;
+            assert_eq!(
+                tx.profile("ws_a", &p1.id)?,
+                None,
+                "a redirect is no document"
+            );
+            Ok(())
+        })
+        .unwrap();
 }
