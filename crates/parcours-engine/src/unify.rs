@@ -336,9 +336,12 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
         tx.record_merge(&ws, m, now)?;
         tx.relink(&ws, &m.loser_identifiers, graph.resolve(&m.loser))?;
     }
-    for (id, pid, key) in &changes.links {
-        tx.link(&ws, id, graph.resolve(pid), &key.mid, now)?;
-    }
+    let links: Vec<(&Identifier, &str, &str)> = changes
+        .links
+        .iter()
+        .map(|(id, pid, key)| (id, graph.resolve(pid), key.mid.as_str()))
+        .collect();
+    tx.link_many(&ws, &links, now)?;
     let mut live = Vec::new();
     for pid in &changes.dirty {
         match graph.profiles.get(pid) {

@@ -445,6 +445,46 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
+    fn link_many(
+        &mut self,
+        workspace: &str,
+        links: &[(&Identifier, &str, &str)],
+        at: Millis,
+    ) -> Result<()> {
+        // One row per identifier (the last link wins), as one statement may not update a row
+        // twice.
+        let mut last: HashMap<&Identifier, usize> = HashMap::new();
+        for (i, (id, _, _)) in links.iter().enumerate() {
+            last.insert(id, i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        if keep.is_empty() {
+            return Ok(());
+        }
+        keep.sort_unstable();
+        let kinds: Vec<&str> = keep.iter().map(|i| links[*i].0.kind.as_str()).collect();
+        let values: Vec<&str> = keep.iter().map(|i| links[*i].0.value.as_str()).collect();
+        let profiles: Vec<&str> = keep.iter().map(|i| links[*i].1).collect();
+        let by: Vec<&str> = keep.iter().map(|i| links[*i].2).collect();
+        block_on(
+            sqlx::query(
+                "INSERT INTO identifiers (workspace_id, id_type, id_value, profile_id, linked_by, linked_at)
+                 SELECT $1, t, v, p, b, $6 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(t, v, p, b)
+                 ON CONFLICT (workspace_id, id_type, id_value) DO UPDATE SET
+                   profile_id = excluded.profile_id, linked_by = excluded.linked_by, linked_at = excluded.linked_at",
+            )
+            .bind(workspace)
+            .bind(&kinds)
+            .bind(&values)
+            .bind(&profiles)
+            .bind(&by)
+            .bind(at)
+            .execute(self.written()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()> {
         if ids.is_empty() {
             return Ok(());

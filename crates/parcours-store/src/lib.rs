@@ -149,6 +149,18 @@ pub trait ProjectionTx {
         linked_by: &str,
         at: Millis,
     ) -> Result<()>;
+    /// [`link`](Self::link) for many identifiers at once; when one appears twice, the last wins.
+    fn link_many(
+        &mut self,
+        workspace: &str,
+        links: &[(&Identifier, &str, &str)],
+        at: Millis,
+    ) -> Result<()> {
+        for (id, profile, linked_by) in links {
+            self.link(workspace, id, profile, linked_by, at)?;
+        }
+        Ok(())
+    }
     /// Points these (already linked) identifiers at another profile, keeping who linked them.
     fn relink(&mut self, workspace: &str, ids: &[Identifier], profile: &str) -> Result<()>;
     fn set_drops(&mut self, workspace: &str, profile: &str, drops: &[Identifier]) -> Result<()>;

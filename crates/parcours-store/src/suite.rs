@@ -817,6 +817,18 @@ pub fn batched_writes_match_single_ones(store: &dyn Store) {
         .transact(&mut |tx| {
             tx.save_profiles("ws_a", &profiles, T0)?;
             tx.assign_many("ws_a", &assignments)?;
+            let tablet = Identifier::new("anonymous_id", "tablet");
+            let links: Vec<(&Identifier, &str, &str)> = vec![
+                (&tablet, profiles[0].id.as_str(), "m1"),
+                (&tablet, profiles[1].id.as_str(), "m2"),
+            ];
+            tx.link_many("ws_a", &links, T0)?;
+            assert_eq!(
+                tx.holder("ws_a", &tablet)?.as_deref(),
+                Some(profiles[1].id.as_str()),
+                "the last link wins"
+            );
+            tx.link_many("ws_a", &[], T0)?;
             // Again: both are idempotent.
             tx.save_profiles("ws_a", &profiles, T0 + 1)?;
             tx.assign_many("ws_a", &assignments)?;
@@ -870,7 +882,7 @@ pub fn prefetched_reads_follow_writes(store: &dyn Store) {
             assert_eq!(tx.holder("ws_a", &id1)?, Some(p2.id.clone()));
             assert_eq!(tx.holder("ws_a", &unknown)?, Some(p2.id.clone()));
             assert_eq!(tx.profile("ws_a", &p2.id)?.as_ref(), Some(p2));
-            tx.prefetch("ws_a", &[id1.clone()])?;
+            tx.prefetch("ws_a", std::slice::from_ref(&id1))?;
             tx.redirect_profile("ws_a", &p1.id, &p2.id, T0)?;
             assert_eq!(
                 tx.profile("ws_a", &p1.id)?,
