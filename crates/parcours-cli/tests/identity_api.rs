@@ -1,11 +1,12 @@
 //! Identity through the real HTTP path: shared tablets, merges and their undo, isolation,
 //! arrival order, replay.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::{start, ADMIN, WRITE_KEY};
+use common::{start_on, Backend, ADMIN, WRITE_KEY};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
@@ -14,9 +15,8 @@ fn identify(mid: &str, ts: &str, user: Option<&str>, anon: &str, traits: Value) 
     json!({"type": "identify", "messageId": mid, "timestamp": ts, "userId": user, "anonymousId": anon, "traits": traits})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shared_store_tablet_keeps_customers_apart() {
-    let t = start("tablet", |_| {}).await;
+async fn a_shared_store_tablet_keeps_customers_apart(backend: Backend) {
+    let t = start_on("tablet", backend, |_| {}).await;
     let tablet = |mid: &str, user: &str, email: &str| {
         json!({"type": "identify", "messageId": mid, "userId": user, "anonymousId": "tablet-store_1",
                "context": {"device": {"id": "tablet-device-store_1", "type": "ios"}}, "traits": {"email": email}})
@@ -47,9 +47,8 @@ async fn a_shared_store_tablet_keeps_customers_apart() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merge_is_logged_with_its_cause_and_can_be_undone() {
-    let t = start("unmerge", |_| {}).await;
+async fn a_merge_is_logged_with_its_cause_and_can_be_undone(backend: Backend) {
+    let t = start_on("unmerge", backend, |_| {}).await;
     // Alice browses on the web; Bob uses the app; then Bob, on Alice's browser, types his email.
     t.send(json!({"batch": [
         identify("a1", "2026-01-01T10:00:00Z", None, "web-alice", json!({"email": "alice@x.io", "city": "Paris"})),
@@ -155,9 +154,8 @@ async fn a_merge_is_logged_with_its_cause_and_can_be_undone() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workspaces_never_see_each_other_and_write_keys_read_nothing() {
-    let t = start("isolation", |_| {}).await;
+async fn workspaces_never_see_each_other_and_write_keys_read_nothing(backend: Backend) {
+    let t = start_on("isolation", backend, |_| {}).await;
     let r = t
         .client
         .post(
@@ -297,10 +295,9 @@ async fn snapshot(t: &common::TestNode) -> BTreeSet<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arrival_order_and_replay_give_the_same_profiles() {
+async fn arrival_order_and_replay_give_the_same_profiles(backend: Backend) {
     let events = history();
-    let mut sorted = common::start("order-a", |_| {}).await;
+    let mut sorted = common::start_on("order-a", backend, |_| {}).await;
     sorted.send(json!({"batch": events})).await;
     sorted.unified().await;
     let expected = snapshot(&sorted).await;
@@ -308,7 +305,7 @@ async fn arrival_order_and_replay_give_the_same_profiles() {
 
     let mut shuffled = history();
     shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
-    let t = start("order-b", |_| {}).await;
+    let t = start_on("order-b", backend, |_| {}).await;
     for chunk in shuffled.chunks(5) {
         t.send(json!({"batch": chunk})).await;
         t.unified().await;
@@ -330,3 +327,10 @@ async fn arrival_order_and_replay_give_the_same_profiles() {
     sorted.stop().await;
     t.stop().await;
 }
+
+on_each_store!(
+    a_shared_store_tablet_keeps_customers_apart,
+    a_merge_is_logged_with_its_cause_and_can_be_undone,
+    workspaces_never_see_each_other_and_write_keys_read_nothing,
+    arrival_order_and_replay_give_the_same_profiles,
+);

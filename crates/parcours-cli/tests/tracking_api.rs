@@ -1,13 +1,13 @@
 //! The Segment-compatible tracking API, driven over HTTP.
 
+#[macro_use]
 mod common;
 
-use common::{start, ADMIN, WRITE_KEY};
+use common::{start_on, Backend, ADMIN, WRITE_KEY};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepts_segment_calls_and_answers_like_segment() {
-    let t = start("tracking", |_| {}).await;
+async fn accepts_segment_calls_and_answers_like_segment(backend: Backend) {
+    let t = start_on("tracking", backend, |_| {}).await;
     let c = &t.client;
     let r = c
         .track(
@@ -94,9 +94,8 @@ async fn accepts_segment_calls_and_answers_like_segment() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replayed_message_ids_are_acknowledged_and_stored_once() {
-    let t = start("dedup", |_| {}).await;
+async fn replayed_message_ids_are_acknowledged_and_stored_once(backend: Backend) {
+    let t = start_on("dedup", backend, |_| {}).await;
     let batch = json!({"batch": [
         {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "order-1"},
         {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "order-1"},
@@ -112,9 +111,8 @@ async fn replayed_message_ids_are_acknowledged_and_stored_once() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clock_skew_is_corrected_and_context_merged() {
-    let t = start("skew", |_| {}).await;
+async fn clock_skew_is_corrected_and_context_merged(backend: Backend) {
+    let t = start_on("skew", backend, |_| {}).await;
     let body = json!({
         "batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "k1",
                    "originalTimestamp": "2020-01-01T00:00:00.000Z"}],
@@ -136,9 +134,8 @@ async fn clock_skew_is_corrected_and_context_merged() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_answers_429_with_retry_after() {
-    let t = start("ratelimit", |c| c.http.rate_limit_per_second = 2).await;
+async fn rate_limit_answers_429_with_retry_after(backend: Backend) {
+    let t = start_on("ratelimit", backend, |c| c.http.rate_limit_per_second = 2).await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for i in 0..6 {
@@ -166,9 +163,8 @@ async fn rate_limit_answers_429_with_retry_after() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix() {
-    let t = start("quarantine", |_| {}).await;
+async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix(backend: Backend) {
+    let t = start_on("quarantine", backend, |_| {}).await;
     let r = t
         .send(json!({"batch": [
             {"type": "track", "userId": "u1", "messageId": "q1"},
@@ -221,9 +217,8 @@ async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_documented_route_exists_and_errors_have_the_stable_shape() {
-    let t = start("openapi", |_| {}).await;
+async fn every_documented_route_exists_and_errors_have_the_stable_shape(backend: Backend) {
+    let t = start_on("openapi", backend, |_| {}).await;
     for path in parcours_api::openapi::PATHS {
         let concrete = path.replace("{id}", "1");
         let r = t.client.get(&concrete, ADMIN).await.unwrap();
@@ -249,3 +244,12 @@ async fn every_documented_route_exists_and_errors_have_the_stable_shape() {
     assert_eq!(r.status, 200);
     t.stop().await;
 }
+
+on_each_store!(
+    accepts_segment_calls_and_answers_like_segment,
+    replayed_message_ids_are_acknowledged_and_stored_once,
+    clock_skew_is_corrected_and_context_merged,
+    rate_limit_answers_429_with_retry_after,
+    invalid_events_are_quarantined_listed_and_replayed_after_a_fix,
+    every_documented_route_exists_and_errors_have_the_stable_shape,
+);

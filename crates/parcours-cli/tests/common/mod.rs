@@ -1,5 +1,5 @@
 //! A node in this process on a temporary store, with known secrets.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use parcours_cli::config::Config;
 use parcours_cli::node::{bootstrap, open_store, Node};
 use parcours_store::Store;
+use parcours_store_postgres::testing::TempDatabase;
 use parcours_testkit::http::Client;
 use serde_json::Value;
 
@@ -20,6 +21,15 @@ pub struct TestNode {
     pub client: Client,
     pub workspace: String,
     pub dir: PathBuf,
+    /// The node's own PostgreSQL database, dropped with it.
+    pub database: Option<TempDatabase>,
+}
+
+/// Which store a test node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -36,6 +46,12 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
+    start_on(tag, Backend::Sqlite, tune).await
+}
+
+/// A node on the embedded store or on a fresh PostgreSQL database of its own.
+pub async fn start_on(tag: &str, backend: Backend, tune: impl FnOnce(&mut Config)) -> TestNode {
+    let database = (backend == Backend::Postgres).then(TempDatabase::create);
     let dir = temp_dir(tag);
     let mut config = Config {
         data_dir: dir.clone(),
@@ -45,6 +61,7 @@ pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
     config.storage.durability = "normal".into();
     config.bootstrap.admin_token = Some(ADMIN.into());
     config.bootstrap.write_key = Some(WRITE_KEY.into());
+    config.database = database.as_ref().map(|d| d.url().to_string());
     tune(&mut config);
     let store = open_store(&config).unwrap();
     let p = bootstrap(store.as_ref(), &config, 1_700_000_000_000)
@@ -58,6 +75,7 @@ pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
         client,
         workspace: p.workspace.id,
         dir,
+        database,
     }
 }
 
@@ -88,4 +106,27 @@ impl TestNode {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs each named `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
 }
