@@ -164,9 +164,12 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     let victim = "node-2";
     let before_kill = holders(&store, now_ms());
     let victim_buckets = before_kill[victim];
-    alive[1].store(false, Ordering::SeqCst);
     cluster.kill(1);
     let killed_at = Instant::now();
+    // Clients keep trying the dead node for a moment (refused, retried elsewhere), as they
+    // would until a load balancer's health check notices.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alive[1].store(false, Ordering::SeqCst);
     let acked_at_kill = acked.lock().unwrap().len();
 
     // Its buckets move to the survivors within the lease timeout.
@@ -223,6 +226,17 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A replay would fight the running nodes: it refuses, naming them.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"))
+        .args(["replay", "--database", db.url()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "replay ran beside live nodes");
+    assert!(
+        stderr.contains("stop every node") && stderr.contains("node-1"),
+        "{stderr}"
+    );
     cluster.kill_all();
 
     // Every acknowledged event is stored, and none twice.
