@@ -29,6 +29,38 @@ pub struct IngestBench {
     pub database: Option<String>,
 }
 
+/// The generated batches, the same for every run of a benchmark.
+struct Load {
+    batches: usize,
+    total: usize,
+    bodies: Arc<Vec<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl Load {
+    fn prepare(b: &IngestBench) -> Load {
+        let batches = b.events.div_ceil(b.batch);
+        eprintln!(
+            "preparing {batches} batches of {} events ({} customers)…",
+            b.batch, b.customers
+        );
+        let bodies = load::batches(
+            &format!("bench{}", SystemClock.now()),
+            batches,
+            b.batch,
+            b.customers,
+            SystemClock.now() - 3_600_000,
+            42,
+        );
+        Load {
+            batches,
+            total: batches * b.batch,
+            bytes: bodies.iter().map(Vec::len).sum(),
+            bodies: Arc::new(bodies),
+        }
+    }
+}
+
 /// Sends every body, `concurrency` requests at a time, spread round-robin over the nodes.
 /// Returns the elapsed time and each request's latency.
 async fn drive(
@@ -93,22 +125,12 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("parcours-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let batches = b.events.div_ceil(b.batch);
-    let total = batches * b.batch;
-    let run = format!("bench{}", SystemClock.now());
-    eprintln!(
-        "preparing {batches} batches of {} events ({} customers)…",
-        b.batch, b.customers
-    );
-    let bodies = Arc::new(load::batches(
-        &run,
+    let Load {
         batches,
-        b.batch,
-        b.customers,
-        SystemClock.now() - 3_600_000,
-        42,
-    ));
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
+        total,
+        bodies,
+        bytes,
+    } = Load::prepare(&b);
 
     let durability = if b.durability == "normal" {
         Durability::Normal
@@ -227,22 +249,12 @@ async fn ingest_postgres(b: IngestBench, url: &str) -> anyhow::Result<()> {
     use parcours_store_postgres::testing::{create_database, drop_database, with_database};
     use parcours_store_postgres::{PgConfig, PgStore};
 
-    let batches = b.events.div_ceil(b.batch);
-    let total = batches * b.batch;
-    let run = format!("bench{}", SystemClock.now());
-    eprintln!(
-        "preparing {batches} batches of {} events ({} customers)…",
-        b.batch, b.customers
-    );
-    let bodies = Arc::new(load::batches(
-        &run,
+    let Load {
         batches,
-        b.batch,
-        b.customers,
-        SystemClock.now() - 3_600_000,
-        42,
-    ));
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
+        total,
+        bodies,
+        bytes,
+    } = Load::prepare(&b);
     let scratch = format!("parcours_bench_{}", std::process::id());
     let scratch_url = with_database(url, &scratch);
 

@@ -113,6 +113,11 @@ impl Unifier {
         let buckets = owner.map_or(&every[..], |(_, b)| b);
         // Appends commit in log order, so every event up to `high` is visible from here on.
         let high = store.last_seq()?;
+        // Every bucket is at `high` or beyond (the lowest cursor is): nothing to do, and no
+        // write transaction opened for it.
+        if store.processed_seq()? >= high {
+            return Ok(0);
+        }
         let rules = rules_by_workspace(store)?;
         let loaded = &mut self.loaded;
         let seen = &mut self.seen;
@@ -146,7 +151,11 @@ impl Unifier {
             // A bucket ahead of the others already applied its part of this page.
             let events: Vec<StoredEvent> = events
                 .into_iter()
-                .filter(|e| e.seq > cursor_of[usize::from(e.bucket) % cursor_of.len()])
+                .filter(|e| {
+                    cursor_of
+                        .get(usize::from(e.bucket))
+                        .is_some_and(|cursor| e.seq > *cursor)
+                })
                 .collect();
             let mut workspaces: Vec<&str> =
                 events.iter().map(|e| e.workspace_id.as_str()).collect();

@@ -82,25 +82,24 @@ impl EventColumns {
         self.bucket.push(bucket as i16);
     }
 
-    /// Inserts the rows into `table` (shaped like `events`) in one statement.
+    /// Inserts the rows into `events` in one statement.
     pub async fn insert(
         &self,
         conn: &mut PgConnection,
-        table: &str,
         workspace: &str,
         source: &str,
     ) -> Result<()> {
         if self.seq.is_empty() {
             return Ok(());
         }
-        sqlx::query(sql!(
-            "INSERT INTO {table} (seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
+        sqlx::query(
+            "INSERT INTO events (seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
                                   timestamp, received_at, channel, body, bucket)
              SELECT s, $2, $3, m, t, ev, u, a, ts, r, c, b, bk
              FROM unnest($1::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::smallint[])
-                  AS x(s, m, t, ev, u, a, ts, r, c, b, bk)"
-        ))
+                  AS x(s, m, t, ev, u, a, ts, r, c, b, bk)",
+        )
         .bind(&self.seq)
         .bind(workspace)
         .bind(source)
@@ -185,7 +184,7 @@ async fn append_in(
             }
         }
         columns
-            .insert(conn, "events", &batch.workspace_id, &batch.source_id)
+            .insert(conn, &batch.workspace_id, &batch.source_id)
             .await?;
         for q in &batch.quarantined {
             let reason = match &q.detail {

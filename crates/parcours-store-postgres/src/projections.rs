@@ -390,15 +390,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn save_profile(&mut self, workspace: &str, profile: &Profile, at: Millis) -> Result<()> {
-        let doc = serde_json::to_string(profile).map_err(corrupt)?;
-        block_on(put_profile(
-            self.written(),
-            workspace,
-            &profile.id,
-            None,
-            Some(&doc),
-            at,
-        ))
+        self.save_profiles(workspace, &[profile], at)
     }
 
     fn redirect_profile(
@@ -426,23 +418,7 @@ impl ProjectionTx for Tx<'_> {
         linked_by: &str,
         at: Millis,
     ) -> Result<()> {
-        block_on(
-            sqlx::query(
-                "INSERT INTO identifiers (workspace_id, id_type, id_value, profile_id, linked_by, linked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (workspace_id, id_type, id_value) DO UPDATE SET
-                   profile_id = excluded.profile_id, linked_by = excluded.linked_by, linked_at = excluded.linked_at",
-            )
-            .bind(workspace)
-            .bind(&id.kind)
-            .bind(&id.value)
-            .bind(profile)
-            .bind(linked_by)
-            .bind(at)
-            .execute(self.written()),
-        )
-        .map_err(backend)?;
-        Ok(())
+        self.link_many(workspace, &[(id, profile, linked_by)], at)
     }
 
     fn link_many(
@@ -537,18 +513,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn assign(&mut self, workspace: &str, seq: i64, profile: &str) -> Result<()> {
-        block_on(
-            sqlx::query(
-                "INSERT INTO profile_events (workspace_id, profile_id, seq) VALUES ($1, $2, $3)
-                 ON CONFLICT (workspace_id, profile_id, seq) DO NOTHING",
-            )
-            .bind(workspace)
-            .bind(profile)
-            .bind(seq)
-            .execute(self.conn()),
-        )
-        .map_err(backend)?;
-        Ok(())
+        self.assign_many(workspace, &[(seq, profile)])
     }
 
     fn assign_many(&mut self, workspace: &str, assignments: &[(i64, &str)]) -> Result<()> {

@@ -52,17 +52,11 @@ impl TempDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let url = with_database(&admin_url, &name);
-        on_own_runtime(|| async {
-            let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach the test PostgreSQL server at {admin_url}: {e}. Start PostgreSQL or set PARCOURS_TEST_DATABASE_URL (see README)."
-                )
-            });
-            sqlx::raw_sql(sql!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create the test database");
-        });
+        if let Err(e) = create_database(&admin_url, &name) {
+            panic!(
+                "{e} (test server {admin_url}). Start PostgreSQL or set PARCOURS_TEST_DATABASE_URL (see README)."
+            );
+        }
         Self {
             admin_url,
             name,
@@ -77,14 +71,8 @@ impl TempDatabase {
 
 impl Drop for TempDatabase {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin_url.clone(), self.name.clone());
-        on_own_runtime(|| async move {
-            if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                let _ = sqlx::raw_sql(sql!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
+        // Best effort: a leftover test database is harmless and named as one.
+        let _ = drop_database(&self.admin_url, &self.name);
     }
 }
 

@@ -106,14 +106,18 @@ impl ProjectionTx for Tx<'_> {
     fn bucket_cursors(&mut self, buckets: &[u16]) -> Result<Vec<i64>> {
         let mut st = self
             .tx
-            .prepare_cached("SELECT seq FROM bucket_cursors WHERE bucket = ?1")
+            .prepare_cached("SELECT bucket, seq FROM bucket_cursors")
+            .map_err(backend)?;
+        let all: std::collections::HashMap<u16, i64> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
             .map_err(backend)?;
         buckets
             .iter()
             .map(|b| {
-                st.query_row([b], |r| r.get(0))
-                    .optional()
-                    .map_err(backend)?
+                all.get(b)
+                    .copied()
                     .ok_or_else(|| StoreError::NotFound(format!("bucket {b}")))
             })
             .collect()

@@ -200,7 +200,7 @@ impl Parser {
     }
 
     fn eat_sym(&mut self, sym: &str) -> bool {
-        if self.peek().tok == Tok::Sym(leak(sym)) {
+        if matches!(self.peek().tok, Tok::Sym(s) if s == sym) {
             self.at += 1;
             true
         } else {
@@ -563,16 +563,6 @@ impl Parser {
         self.at += 1;
         Ok(v)
     }
-}
-
-/// The lexer's symbols are `'static`; find the one equal to `sym`.
-fn leak(sym: &str) -> &'static str {
-    SYMBOLS
-        .iter()
-        .chain(std::iter::once(&"="))
-        .find(|s| **s == sym)
-        .copied()
-        .unwrap_or("")
 }
 
 /// The largest unit that divides `ms`, for printing.
