@@ -12,8 +12,9 @@
 //!   and trait signed_up_at before 30 days ago
 //! ```
 //!
-//! Evaluation is not here yet: this module only defines and reads audiences.
+//! [`eval`] evaluates a condition on one profile and explains the answer.
 
+pub mod eval;
 mod parse;
 mod print;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use crate::time::Millis;
 
+pub use eval::{EventFact, Subject, Verdict};
 pub use parse::{parse, ParseError};
 
 /// A condition on one profile, its events, channels, identifiers, consent and memberships.
@@ -250,4 +252,63 @@ fn check_channel(name: &str) -> Result<(), String> {
     } else {
         Err(format!("unknown channel `{name}`"))
     }
+}
+
+/// Checks an audience or computed-trait id: 1 to 64 of `a-z`, `0-9`, `_` and `-`, starting
+/// with a letter.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a valid id: use 1 to 64 lowercase letters, digits, `_` or `-`, starting with a letter"
+        ))
+    }
+}
+
+/// Orders audiences so that each comes after the audiences it refers to. Fails on a cycle
+/// or a reference to an audience that does not exist.
+pub fn evaluation_order<'a>(
+    audiences: &[(&'a str, &'a Condition)],
+) -> Result<Vec<&'a str>, String> {
+    use std::collections::BTreeMap;
+    let by_id: BTreeMap<&str, &Condition> = audiences.iter().copied().collect();
+    let mut order = Vec::new();
+    // 0 = not visited, 1 = on the path, 2 = done.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    fn visit<'a>(
+        id: &'a str,
+        by_id: &BTreeMap<&'a str, &'a Condition>,
+        state: &mut BTreeMap<&'a str, u8>,
+        order: &mut Vec<&'a str>,
+    ) -> Result<(), String> {
+        match state.get(id) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                return Err(format!(
+                    "audience `{id}` refers to itself through `in audience`"
+                ))
+            }
+            _ => {}
+        }
+        let condition = by_id
+            .get(id)
+            .ok_or_else(|| format!("`in audience \"{id}\"`: no such audience"))?;
+        state.insert(id, 1);
+        for dep in condition.audiences() {
+            visit(dep, by_id, state, order)?;
+        }
+        state.insert(id, 2);
+        order.push(id);
+        Ok(())
+    }
+    for (id, _) in audiences {
+        visit(id, &by_id, &mut state, &mut order)?;
+    }
+    Ok(order)
 }

@@ -10,6 +10,7 @@
 pub mod audience;
 pub mod bucket;
 pub mod channel;
+pub mod computed;
 pub mod graph;
 pub mod identifier;
 pub mod observation;
