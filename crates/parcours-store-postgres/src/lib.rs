@@ -22,6 +22,7 @@ macro_rules! sql {
     };
 }
 
+mod audiences;
 mod cluster;
 mod events;
 mod projections;
@@ -38,10 +39,16 @@ use parcours_store::{Result, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_audiences.sql"),
+    ),
+];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).
 const MIGRATION_LOCK: i64 = 0x7061_7263_6f75_7273;

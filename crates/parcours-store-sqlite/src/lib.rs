@@ -6,6 +6,7 @@
 //!
 //! Depends on `parcours-store` (the ports) and `parcours-core` (the model) only.
 
+mod audiences;
 mod cluster;
 mod events;
 mod projections;
@@ -27,6 +28,7 @@ const LOG_MIGRATIONS: &[&str] = &[
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),
     include_str!("../../../migrations/sqlite/projections/0002_buckets.sql"),
+    include_str!("../../../migrations/sqlite/projections/0003_audiences.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

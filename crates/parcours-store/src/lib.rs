@@ -248,6 +248,57 @@ pub trait Cluster: Send + Sync {
     fn release_leases(&self, node: &str) -> Result<()>;
 }
 
+/// Audience and computed-trait definitions, memberships with their change log, computed
+/// values and scheduled re-evaluations. One processor writes them (through
+/// [`Audiences::record`], atomically); everything else reads.
+pub trait Audiences: Send + Sync {
+    /// Creates or replaces a definition. The caller sets its version; a new version starts
+    /// a full computation (`computed_version` is kept, progress starts at zero).
+    fn put_definition(&self, definition: &Definition) -> Result<()>;
+    /// Deletes a definition with its memberships (and their history) or computed values.
+    /// Returns whether it existed.
+    fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool>;
+    /// Definitions of one workspace, or of all workspaces, in (workspace, kind, id) order.
+    fn definitions(&self, workspace: Option<&str>) -> Result<Vec<Definition>>;
+    /// A profile's current memberships, by audience id.
+    fn memberships(&self, workspace: &str, profile: &str) -> Result<Vec<Membership>>;
+    /// A profile's entries and exits, newest first.
+    fn membership_history(
+        &self,
+        workspace: &str,
+        profile: &str,
+        limit: usize,
+    ) -> Result<Vec<MembershipChange>>;
+    /// Members of an audience in profile id order after `after_profile`.
+    fn members(
+        &self,
+        workspace: &str,
+        audience: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<Membership>>;
+    fn member_count(&self, workspace: &str, audience: &str) -> Result<u64>;
+    /// A profile's computed trait values.
+    fn computed_values(
+        &self,
+        workspace: &str,
+        profile: &str,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>>;
+    /// The change log after `after_id`, oldest first.
+    fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
+    /// Re-evaluations due at or before `now`, earliest first.
+    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>>;
+    /// A named position; 0 when never set.
+    fn audience_cursor(&self, name: &str) -> Result<i64>;
+    /// Applies one step's changes in one transaction. A change that does not change
+    /// anything (entering an audience the profile is in) is an error: the processor's view
+    /// was stale.
+    fn record(&self, write: &AudienceWrite) -> Result<()>;
+    /// Forgets every membership, change, computed value, timer and cursor, and marks every
+    /// definition for a full computation (replay).
+    fn reset_audiences(&self) -> Result<()>;
+}
+
 /// Everything a node needs from storage.
-pub trait Store: Registry + EventLog + Quarantine + Projections + Cluster {}
-impl<T: Registry + EventLog + Quarantine + Projections + Cluster> Store for T {}
+pub trait Store: Registry + EventLog + Quarantine + Projections + Cluster + Audiences {}
+impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences> Store for T {}

@@ -232,3 +232,111 @@ pub struct Lease {
     pub node: Option<String>,
     pub until: Millis,
 }
+
+/// What a definition defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefinitionKind {
+    Audience,
+    ComputedTrait,
+}
+
+impl DefinitionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionKind::Audience => "audience",
+            DefinitionKind::ComputedTrait => "computed_trait",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audience" => Some(DefinitionKind::Audience),
+            "computed_trait" => Some(DefinitionKind::ComputedTrait),
+            _ => None,
+        }
+    }
+}
+
+/// An audience or a computed trait, as stored. `doc` is the definition itself (JSON); the
+/// store does not read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Definition {
+    pub workspace_id: String,
+    pub kind: DefinitionKind,
+    pub id: String,
+    pub doc: Value,
+    /// Bumped by every change of the definition.
+    pub version: i64,
+    /// The version every profile has been evaluated against (a full computation finished).
+    pub computed_version: i64,
+    /// Progress of the running full computation: profiles done out of total.
+    pub done: u64,
+    pub total: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A profile's membership of an audience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub audience_id: String,
+    pub profile_id: String,
+    pub since: Millis,
+}
+
+/// A profile entering or leaving an audience.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MembershipChange {
+    /// Position in the change log (assigned by the store; ignored when recording).
+    pub id: i64,
+    pub workspace_id: String,
+    pub audience_id: String,
+    pub profile_id: String,
+    pub entered: bool,
+    pub at: Millis,
+    /// What caused it: an event's `messageId`, `time` (a window passed), `recompute`.
+    pub cause: String,
+}
+
+/// A re-evaluation due for a profile (a window passing, a date condition flipping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timer {
+    pub workspace_id: String,
+    pub profile_id: String,
+    pub due_at: Millis,
+}
+
+/// One computed trait value of one profile; `None` removes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedValue {
+    pub workspace_id: String,
+    pub profile_id: String,
+    pub trait_id: String,
+    pub value: Option<Value>,
+}
+
+/// Everything one audience evaluation step writes, applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct AudienceWrite {
+    /// Each adds or removes a membership and is appended to the change log.
+    pub changes: Vec<MembershipChange>,
+    pub computed: Vec<ComputedValue>,
+    /// Sets (or with `None` clears) a profile's next re-evaluation.
+    pub timers: Vec<(String, String, Option<Millis>)>,
+    /// Named positions (the processor's place in the event log, a destination's place in
+    /// the change log).
+    pub cursors: Vec<(String, i64)>,
+    /// Progress of full computations: workspace, kind, id, computed version, done, total.
+    pub progress: Vec<(String, DefinitionKind, String, i64, u64, u64)>,
+}
+
+impl AudienceWrite {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.computed.is_empty()
+            && self.timers.is_empty()
+            && self.cursors.is_empty()
+            && self.progress.is_empty()
+    }
+}

@@ -32,6 +32,9 @@ macro_rules! conformance_suite {
             fence_admits_only_the_lease_holder,
             leases_balance_between_nodes_and_expire,
             retention_drops_whole_days,
+            definitions_round_trip_and_delete_with_their_memberships,
+            memberships_are_recorded_atomically_with_their_change_log,
+            computed_values_timers_cursors_and_progress,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -892,4 +895,286 @@ pub fn prefetched_reads_follow_writes(store: &dyn Store) {
             Ok(())
         })
         .unwrap();
+}
+
+fn definition(ws: &str, kind: DefinitionKind, id: &str, version: i64) -> Definition {
+    Definition {
+        workspace_id: ws.into(),
+        kind,
+        id: id.into(),
+        doc: serde_json::json!({"name": id, "version": version}),
+        version,
+        computed_version: 0,
+        done: 0,
+        total: 0,
+        created_at: T0,
+        updated_at: T0 + version,
+    }
+}
+
+fn change(ws: &str, audience: &str, profile: &str, entered: bool, at: i64) -> MembershipChange {
+    MembershipChange {
+        id: 0,
+        workspace_id: ws.into(),
+        audience_id: audience.into(),
+        profile_id: profile.into(),
+        entered,
+        at,
+        cause: format!("m-{at}"),
+    }
+}
+
+fn entries(store: &dyn Store, ws: &str, audience: &str, profiles: &[&str], at: i64) {
+    let changes = profiles
+        .iter()
+        .map(|p| change(ws, audience, p, true, at))
+        .collect();
+    store
+        .record(&AudienceWrite {
+            changes,
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+}
+
+pub fn definitions_round_trip_and_delete_with_their_memberships(store: &dyn Store) {
+    let aud = DefinitionKind::Audience;
+    let ct = DefinitionKind::ComputedTrait;
+    store
+        .put_definition(&definition("w1", aud, "vip", 1))
+        .unwrap();
+    store
+        .put_definition(&definition("w1", ct, "ltv", 1))
+        .unwrap();
+    store
+        .put_definition(&definition("w2", aud, "vip", 1))
+        .unwrap();
+    let w1 = store.definitions(Some("w1")).unwrap();
+    assert_eq!(
+        w1,
+        vec![
+            definition("w1", aud, "vip", 1),
+            definition("w1", ct, "ltv", 1)
+        ]
+    );
+    assert_eq!(store.definitions(None).unwrap().len(), 3);
+    // Progress, then a new version: progress starts again, the finished version is kept.
+    store
+        .record(&AudienceWrite {
+            progress: vec![("w1".into(), aud, "vip".into(), 1, 10, 10)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let done = &store.definitions(Some("w1")).unwrap()[0];
+    assert_eq!((done.computed_version, done.done, done.total), (1, 10, 10));
+    store
+        .put_definition(&definition("w1", aud, "vip", 2))
+        .unwrap();
+    let v2 = &store.definitions(Some("w1")).unwrap()[0];
+    assert_eq!(v2.doc["version"], 2);
+    assert_eq!(
+        (v2.version, v2.computed_version, v2.done, v2.total),
+        (2, 1, 0, 0)
+    );
+    assert_eq!(v2.created_at, T0);
+    // Deleting an audience deletes its memberships and history, in its workspace only.
+    entries(store, "w1", "vip", &["p1", "p2"], T0);
+    entries(store, "w2", "vip", &["p1"], T0);
+    assert!(store.delete_definition("w1", aud, "vip").unwrap());
+    assert!(!store.delete_definition("w1", aud, "vip").unwrap());
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 0);
+    assert!(store.membership_history("w1", "p1", 10).unwrap().is_empty());
+    assert_eq!(store.member_count("w2", "vip").unwrap(), 1);
+    assert_eq!(store.definitions(Some("w1")).unwrap().len(), 1);
+    // Deleting a computed trait deletes its values.
+    store
+        .record(&AudienceWrite {
+            computed: vec![ComputedValue {
+                workspace_id: "w1".into(),
+                profile_id: "p1".into(),
+                trait_id: "ltv".into(),
+                value: Some(serde_json::json!(5)),
+            }],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    assert!(store.delete_definition("w1", ct, "ltv").unwrap());
+    assert!(store.computed_values("w1", "p1").unwrap().is_empty());
+}
+
+pub fn memberships_are_recorded_atomically_with_their_change_log(store: &dyn Store) {
+    entries(store, "w1", "vip", &["p3", "p1", "p2"], T0);
+    entries(store, "w1", "cart", &["p1"], T0 + 1);
+    entries(store, "w2", "vip", &["p9"], T0 + 2);
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 3);
+    let page = store.members("w1", "vip", "", 2).unwrap();
+    let ids: Vec<&str> = page.iter().map(|m| m.profile_id.as_str()).collect();
+    assert_eq!(ids, vec!["p1", "p2"]);
+    let rest = store.members("w1", "vip", "p2", 10).unwrap();
+    assert_eq!(
+        rest,
+        vec![Membership {
+            audience_id: "vip".into(),
+            profile_id: "p3".into(),
+            since: T0
+        }]
+    );
+    let of_p1: Vec<String> = store
+        .memberships("w1", "p1")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.audience_id)
+        .collect();
+    assert_eq!(of_p1, vec!["cart", "vip"]);
+    // Leaving writes the history; it reads newest first.
+    store
+        .record(&AudienceWrite {
+            changes: vec![change("w1", "cart", "p1", false, T0 + 5)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let history = store.membership_history("w1", "p1", 10).unwrap();
+    let seen: Vec<(&str, bool, i64, &str)> = history
+        .iter()
+        .map(|c| (c.audience_id.as_str(), c.entered, c.at, c.cause.as_str()))
+        .collect();
+    let left = format!("m-{}", T0 + 5);
+    let entered_cart = format!("m-{}", T0 + 1);
+    let entered_vip = format!("m-{T0}");
+    assert_eq!(
+        seen,
+        vec![
+            ("cart", false, T0 + 5, left.as_str()),
+            ("cart", true, T0 + 1, entered_cart.as_str()),
+            ("vip", true, T0, entered_vip.as_str()),
+        ]
+    );
+    assert!(history.windows(2).all(|w| w[0].id > w[1].id));
+    // The change log reads in order, across workspaces, from a position.
+    let all = store.changes_after(0, 100).unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let tail = store.changes_after(all[3].id, 100).unwrap();
+    assert_eq!(tail, all[4..].to_vec());
+    assert_eq!(store.changes_after(0, 2).unwrap(), all[..2].to_vec());
+    // A stale step (entering an audience the profile is in) fails and writes nothing at all.
+    let stale = AudienceWrite {
+        changes: vec![
+            change("w1", "new", "p1", true, T0 + 9),
+            change("w1", "vip", "p1", true, T0 + 9),
+        ],
+        cursors: vec![("audiences".into(), 99)],
+        ..AudienceWrite::default()
+    };
+    assert!(matches!(store.record(&stale), Err(StoreError::Conflict(_))));
+    let leaving_nothing = AudienceWrite {
+        changes: vec![change("w1", "cart", "p1", false, T0 + 9)],
+        ..AudienceWrite::default()
+    };
+    assert!(matches!(
+        store.record(&leaving_nothing),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.member_count("w1", "new").unwrap(), 0);
+    assert_eq!(store.audience_cursor("audiences").unwrap(), 0);
+    assert_eq!(store.changes_after(0, 100).unwrap(), all);
+    // Re-entering after leaving is a new entry.
+    entries(store, "w1", "cart", &["p1"], T0 + 10);
+    assert_eq!(store.memberships("w1", "p1").unwrap().len(), 2);
+}
+
+pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
+    let value = |p: &str, t: &str, v: Option<serde_json::Value>| ComputedValue {
+        workspace_id: "w1".into(),
+        profile_id: p.into(),
+        trait_id: t.into(),
+        value: v,
+    };
+    store
+        .record(&AudienceWrite {
+            computed: vec![
+                value("p1", "ltv", Some(serde_json::json!(12.5))),
+                value("p1", "stage", Some(serde_json::json!("active"))),
+                value("p1", "cats", Some(serde_json::json!(["a", "b"]))),
+            ],
+            timers: vec![
+                ("w1".into(), "p1".into(), Some(T0 + 30)),
+                ("w1".into(), "p2".into(), Some(T0 + 10)),
+                ("w2".into(), "p1".into(), Some(T0 + 20)),
+                ("w1".into(), "p3".into(), Some(T0 + 40)),
+            ],
+            cursors: vec![("audiences".into(), 42), ("sync:hook".into(), 7)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let values = store.computed_values("w1", "p1").unwrap();
+    assert_eq!(values["ltv"], serde_json::json!(12.5));
+    assert_eq!(values["cats"], serde_json::json!(["a", "b"]));
+    assert!(store.computed_values("w2", "p1").unwrap().is_empty());
+    let due: Vec<(String, String, i64)> = store
+        .due_timers(T0 + 30, 10)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.workspace_id, t.profile_id, t.due_at))
+        .collect();
+    assert_eq!(
+        due,
+        vec![
+            ("w1".into(), "p2".into(), T0 + 10),
+            ("w2".into(), "p1".into(), T0 + 20),
+            ("w1".into(), "p1".into(), T0 + 30),
+        ]
+    );
+    assert_eq!(store.due_timers(T0 + 30, 1).unwrap().len(), 1);
+    assert_eq!(store.audience_cursor("audiences").unwrap(), 42);
+    assert_eq!(store.audience_cursor("sync:hook").unwrap(), 7);
+    assert_eq!(store.audience_cursor("never").unwrap(), 0);
+    // Updating and removing values; moving and clearing timers; moving cursors.
+    store
+        .record(&AudienceWrite {
+            computed: vec![
+                value("p1", "ltv", Some(serde_json::json!(20))),
+                value("p1", "stage", None),
+            ],
+            timers: vec![
+                ("w1".into(), "p2".into(), None),
+                ("w1".into(), "p1".into(), Some(T0 + 100)),
+            ],
+            cursors: vec![("audiences".into(), 50)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let values = store.computed_values("w1", "p1").unwrap();
+    assert_eq!(values.len(), 2);
+    assert_eq!(values["ltv"], serde_json::json!(20));
+    let due: Vec<String> = store
+        .due_timers(T0 + 100, 10)
+        .unwrap()
+        .into_iter()
+        .map(|t| format!("{}/{}", t.workspace_id, t.profile_id))
+        .collect();
+    assert_eq!(due, vec!["w2/p1", "w1/p3", "w1/p1"]);
+    assert_eq!(store.audience_cursor("audiences").unwrap(), 50);
+    // A replay forgets every projection but keeps the definitions, to be computed again.
+    store
+        .put_definition(&definition("w1", DefinitionKind::Audience, "vip", 3))
+        .unwrap();
+    entries(store, "w1", "vip", &["p1"], T0);
+    store
+        .record(&AudienceWrite {
+            progress: vec![("w1".into(), DefinitionKind::Audience, "vip".into(), 3, 1, 1)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    store.reset_audiences().unwrap();
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 0);
+    assert!(store.changes_after(0, 10).unwrap().is_empty());
+    assert!(store.computed_values("w1", "p1").unwrap().is_empty());
+    assert!(store.due_timers(i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(store.audience_cursor("audiences").unwrap(), 0);
+    let d = &store.definitions(Some("w1")).unwrap()[0];
+    assert_eq!((d.version, d.computed_version, d.done), (3, 0, 0));
+    // Change ids keep growing after a reset: a destination never sees an id twice.
+    entries(store, "w1", "vip", &["p1"], T0);
+    assert!(store.changes_after(0, 10).unwrap()[0].id > 1);
 }

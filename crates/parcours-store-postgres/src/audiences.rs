@@ -1,0 +1,443 @@
+//! Audience and computed-trait definitions, memberships, their change log, computed values
+//! and timers. Writes of one step are batched with `unnest`, one statement per table.
+
+use std::collections::BTreeMap;
+
+use parcours_core::time::Millis;
+use parcours_store::{
+    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
+    StoreError, Timer,
+};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::{backend, corrupt, PgStore};
+
+const DEFINITION_COLS: &str =
+    "workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at";
+
+fn definition(r: &PgRow) -> Result<Definition> {
+    let kind: String = r.try_get(1).map_err(backend)?;
+    Ok(Definition {
+        workspace_id: r.try_get(0).map_err(backend)?,
+        kind: DefinitionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?,
+        id: r.try_get(2).map_err(backend)?,
+        doc: r.try_get(3).map_err(backend)?,
+        version: r.try_get(4).map_err(backend)?,
+        computed_version: r.try_get(5).map_err(backend)?,
+        done: r.try_get::<i64, _>(6).map_err(backend)? as u64,
+        total: r.try_get::<i64, _>(7).map_err(backend)? as u64,
+        created_at: r.try_get(8).map_err(backend)?,
+        updated_at: r.try_get(9).map_err(backend)?,
+    })
+}
+
+const CHANGE_COLS: &str = "id, workspace_id, audience_id, profile_id, entered, at, cause";
+
+fn change(r: &PgRow) -> Result<MembershipChange> {
+    Ok(MembershipChange {
+        id: r.try_get(0).map_err(backend)?,
+        workspace_id: r.try_get(1).map_err(backend)?,
+        audience_id: r.try_get(2).map_err(backend)?,
+        profile_id: r.try_get(3).map_err(backend)?,
+        entered: r.try_get(4).map_err(backend)?,
+        at: r.try_get(5).map_err(backend)?,
+        cause: r.try_get(6).map_err(backend)?,
+    })
+}
+
+fn membership(r: &PgRow) -> Result<Membership> {
+    Ok(Membership {
+        audience_id: r.try_get(0).map_err(backend)?,
+        profile_id: r.try_get(1).map_err(backend)?,
+        since: r.try_get(2).map_err(backend)?,
+    })
+}
+
+impl PgStore {
+    fn fetch(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<PgRow>> {
+        self.run(q.fetch_all(self.pool())).map_err(backend)
+    }
+}
+
+impl Audiences for PgStore {
+    fn put_definition(&self, d: &Definition) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO definitions (workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)
+                 ON CONFLICT (workspace_id, kind, id) DO UPDATE SET
+                   doc = excluded.doc, version = excluded.version, done = 0, total = 0,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&d.workspace_id)
+            .bind(d.kind.as_str())
+            .bind(&d.id)
+            .bind(&d.doc)
+            .bind(d.version)
+            .bind(d.computed_version)
+            .bind(d.created_at)
+            .bind(d.updated_at)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool> {
+        self.run(async {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            let n = sqlx::query(
+                "DELETE FROM definitions WHERE workspace_id = $1 AND kind = $2 AND id = $3",
+            )
+            .bind(workspace)
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            let tables: &[&str] = match kind {
+                DefinitionKind::Audience => &[
+                    "DELETE FROM memberships WHERE workspace_id = $1 AND audience_id = $2",
+                    "DELETE FROM membership_changes WHERE workspace_id = $1 AND audience_id = $2",
+                ],
+                DefinitionKind::ComputedTrait => {
+                    &["DELETE FROM computed_values WHERE workspace_id = $1 AND trait_id = $2"]
+                }
+            };
+            for sql in tables {
+                sqlx::query(sql)
+                    .bind(workspace)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn definitions(&self, workspace: Option<&str>) -> Result<Vec<Definition>> {
+        self.fetch(
+            sqlx::query(sql!(
+                "SELECT {DEFINITION_COLS} FROM definitions WHERE $1::text IS NULL OR workspace_id = $1
+                 ORDER BY workspace_id, kind, id"
+            ))
+            .bind(workspace),
+        )?
+        .iter()
+        .map(definition)
+        .collect()
+    }
+
+    fn memberships(&self, workspace: &str, profile: &str) -> Result<Vec<Membership>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT audience_id, profile_id, since FROM memberships
+                 WHERE workspace_id = $1 AND profile_id = $2 ORDER BY audience_id",
+            )
+            .bind(workspace)
+            .bind(profile),
+        )?
+        .iter()
+        .map(membership)
+        .collect()
+    }
+
+    fn membership_history(
+        &self,
+        workspace: &str,
+        profile: &str,
+        limit: usize,
+    ) -> Result<Vec<MembershipChange>> {
+        self.fetch(
+            sqlx::query(sql!(
+                "SELECT {CHANGE_COLS} FROM membership_changes
+                 WHERE workspace_id = $1 AND profile_id = $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(workspace)
+            .bind(profile)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(change)
+        .collect()
+    }
+
+    fn members(
+        &self,
+        workspace: &str,
+        audience: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<Membership>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT audience_id, profile_id, since FROM memberships
+                 WHERE workspace_id = $1 AND audience_id = $2 AND profile_id > $3
+                 ORDER BY profile_id LIMIT $4",
+            )
+            .bind(workspace)
+            .bind(audience)
+            .bind(after_profile)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(membership)
+        .collect()
+    }
+
+    fn member_count(&self, workspace: &str, audience: &str) -> Result<u64> {
+        let rows = self.fetch(
+            sqlx::query(
+                "SELECT count(*) FROM memberships WHERE workspace_id = $1 AND audience_id = $2",
+            )
+            .bind(workspace)
+            .bind(audience),
+        )?;
+        let n: i64 = rows[0].try_get(0).map_err(backend)?;
+        Ok(n as u64)
+    }
+
+    fn computed_values(&self, workspace: &str, profile: &str) -> Result<BTreeMap<String, Value>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT trait_id, value FROM computed_values WHERE workspace_id = $1 AND profile_id = $2",
+            )
+            .bind(workspace)
+            .bind(profile),
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(backend)?,
+                r.try_get::<Value, _>(1).map_err(backend)?,
+            ))
+        })
+        .collect()
+    }
+
+    fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>> {
+        self.fetch(
+            sqlx::query(sql!(
+                "SELECT {CHANGE_COLS} FROM membership_changes WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(after_id)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(change)
+        .collect()
+    }
+
+    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT workspace_id, profile_id, due_at FROM audience_timers
+                 WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Timer {
+                workspace_id: r.try_get(0).map_err(backend)?,
+                profile_id: r.try_get(1).map_err(backend)?,
+                due_at: r.try_get(2).map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+
+    fn audience_cursor(&self, name: &str) -> Result<i64> {
+        let rows =
+            self.fetch(sqlx::query("SELECT seq FROM audience_cursors WHERE name = $1").bind(name))?;
+        match rows.first() {
+            Some(r) => r.try_get(0).map_err(backend),
+            None => Ok(0),
+        }
+    }
+
+    fn record(&self, w: &AudienceWrite) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        self.run(async {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            let (entries, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
+                w.changes.iter().partition(|c| c.entered);
+            let cols = |list: &[&MembershipChange]| {
+                (
+                    list.iter().map(|c| c.workspace_id.clone()).collect::<Vec<_>>(),
+                    list.iter().map(|c| c.audience_id.clone()).collect::<Vec<_>>(),
+                    list.iter().map(|c| c.profile_id.clone()).collect::<Vec<_>>(),
+                    list.iter().map(|c| c.at).collect::<Vec<_>>(),
+                )
+            };
+            if !entries.is_empty() {
+                let (ws, aud, prof, at) = cols(&entries);
+                let n = sqlx::query(
+                    "INSERT INTO memberships (workspace_id, audience_id, profile_id, since)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(ws)
+                .bind(aud)
+                .bind(prof)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+                if n as usize != entries.len() {
+                    return Err(StoreError::Conflict(
+                        "a profile entering an audience is in it already".into(),
+                    ));
+                }
+            }
+            if !exits.is_empty() {
+                let (ws, aud, prof, _) = cols(&exits);
+                let n = sqlx::query(
+                    "DELETE FROM memberships m USING unnest($1::text[], $2::text[], $3::text[]) AS x(w, a, p)
+                     WHERE m.workspace_id = x.w AND m.audience_id = x.a AND m.profile_id = x.p",
+                )
+                .bind(ws)
+                .bind(aud)
+                .bind(prof)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+                if n as usize != exits.len() {
+                    return Err(StoreError::Conflict(
+                        "a profile leaving an audience is not in it".into(),
+                    ));
+                }
+            }
+            if !w.changes.is_empty() {
+                let all: Vec<&MembershipChange> = w.changes.iter().collect();
+                let (ws, aud, prof, at) = cols(&all);
+                sqlx::query(
+                    "INSERT INTO membership_changes (workspace_id, audience_id, profile_id, entered, at, cause)
+                     SELECT w, a, p, e, t, c
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bigint[], $6::text[])
+                     WITH ORDINALITY AS x(w, a, p, e, t, c, n) ORDER BY n",
+                )
+                .bind(ws)
+                .bind(aud)
+                .bind(prof)
+                .bind(all.iter().map(|c| c.entered).collect::<Vec<_>>())
+                .bind(at)
+                .bind(all.iter().map(|c| c.cause.clone()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            let (set, unset): (Vec<_>, Vec<_>) = w.computed.iter().partition(|v| v.value.is_some());
+            if !set.is_empty() {
+                sqlx::query(
+                    "INSERT INTO computed_values (workspace_id, profile_id, trait_id, value)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+                     ON CONFLICT (workspace_id, profile_id, trait_id) DO UPDATE SET value = excluded.value",
+                )
+                .bind(set.iter().map(|v| v.workspace_id.clone()).collect::<Vec<_>>())
+                .bind(set.iter().map(|v| v.profile_id.clone()).collect::<Vec<_>>())
+                .bind(set.iter().map(|v| v.trait_id.clone()).collect::<Vec<_>>())
+                .bind(set.iter().map(|v| v.value.clone().unwrap_or_default()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            if !unset.is_empty() {
+                sqlx::query(
+                    "DELETE FROM computed_values c USING unnest($1::text[], $2::text[], $3::text[]) AS x(w, p, t)
+                     WHERE c.workspace_id = x.w AND c.profile_id = x.p AND c.trait_id = x.t",
+                )
+                .bind(unset.iter().map(|v| v.workspace_id.clone()).collect::<Vec<_>>())
+                .bind(unset.iter().map(|v| v.profile_id.clone()).collect::<Vec<_>>())
+                .bind(unset.iter().map(|v| v.trait_id.clone()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            // The last setting of a profile's timer in the step wins.
+            let mut timers: BTreeMap<(&str, &str), Option<Millis>> = BTreeMap::new();
+            for (ws, p, due) in &w.timers {
+                timers.insert((ws, p), *due);
+            }
+            let (due, clear): (Vec<_>, Vec<_>) = timers.into_iter().partition(|(_, d)| d.is_some());
+            if !due.is_empty() {
+                sqlx::query(
+                    "INSERT INTO audience_timers (workspace_id, profile_id, due_at)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                     ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at",
+                )
+                .bind(due.iter().map(|((w, _), _)| w.to_string()).collect::<Vec<_>>())
+                .bind(due.iter().map(|((_, p), _)| p.to_string()).collect::<Vec<_>>())
+                .bind(due.iter().map(|(_, d)| d.unwrap_or_default()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            if !clear.is_empty() {
+                sqlx::query(
+                    "DELETE FROM audience_timers t USING unnest($1::text[], $2::text[]) AS x(w, p)
+                     WHERE t.workspace_id = x.w AND t.profile_id = x.p",
+                )
+                .bind(clear.iter().map(|((w, _), _)| w.to_string()).collect::<Vec<_>>())
+                .bind(clear.iter().map(|((_, p), _)| p.to_string()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            for (name, seq) in &w.cursors {
+                sqlx::query(
+                    "INSERT INTO audience_cursors (name, seq) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                )
+                .bind(name)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            for (ws, kind, id, version, done, total) in &w.progress {
+                sqlx::query(
+                    "UPDATE definitions SET computed_version = $4, done = $5, total = $6
+                     WHERE workspace_id = $1 AND kind = $2 AND id = $3",
+                )
+                .bind(ws)
+                .bind(kind.as_str())
+                .bind(id)
+                .bind(version)
+                .bind(*done as i64)
+                .bind(*total as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn reset_audiences(&self) -> Result<()> {
+        self.run(
+            sqlx::raw_sql(
+                "BEGIN;
+                 TRUNCATE memberships, membership_changes, computed_values, audience_timers, audience_cursors;
+                 UPDATE definitions SET computed_version = 0, done = 0, total = 0;
+                 COMMIT;",
+            )
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+}

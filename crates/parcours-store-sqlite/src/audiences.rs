@@ -1,0 +1,409 @@
+//! Audience and computed-trait definitions, memberships, their change log, computed values
+//! and timers, in the projections file.
+
+use std::collections::BTreeMap;
+
+use parcours_core::time::Millis;
+use parcours_store::{
+    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
+    StoreError, Timer,
+};
+use rusqlite::{params, OptionalExtension, Row};
+use serde_json::Value;
+
+use crate::{backend, corrupt, SqliteStore};
+
+const DEFINITION_COLS: &str =
+    "workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at";
+
+fn definition(r: &Row<'_>) -> rusqlite::Result<(Definition, String, String)> {
+    Ok((
+        Definition {
+            workspace_id: r.get(0)?,
+            kind: DefinitionKind::Audience,
+            id: r.get(2)?,
+            doc: Value::Null,
+            version: r.get(4)?,
+            computed_version: r.get(5)?,
+            done: r.get::<_, i64>(6)? as u64,
+            total: r.get::<_, i64>(7)? as u64,
+            created_at: r.get(8)?,
+            updated_at: r.get(9)?,
+        },
+        r.get(1)?,
+        r.get(3)?,
+    ))
+}
+
+fn finish_definition((mut d, kind, doc): (Definition, String, String)) -> Result<Definition> {
+    d.kind = DefinitionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
+    d.doc = serde_json::from_str(&doc).map_err(corrupt)?;
+    Ok(d)
+}
+
+const CHANGE_COLS: &str = "id, workspace_id, audience_id, profile_id, entered, at, cause";
+
+fn change(r: &Row<'_>) -> rusqlite::Result<MembershipChange> {
+    Ok(MembershipChange {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        audience_id: r.get(2)?,
+        profile_id: r.get(3)?,
+        entered: r.get(4)?,
+        at: r.get(5)?,
+        cause: r.get(6)?,
+    })
+}
+
+fn membership(r: &Row<'_>) -> rusqlite::Result<Membership> {
+    Ok(Membership {
+        audience_id: r.get(0)?,
+        profile_id: r.get(1)?,
+        since: r.get(2)?,
+    })
+}
+
+impl Audiences for SqliteStore {
+    fn put_definition(&self, d: &Definition) -> Result<()> {
+        let doc = serde_json::to_string(&d.doc).map_err(corrupt)?;
+        self.projection_writer()
+            .execute(
+                "INSERT INTO definitions (workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?8)
+                 ON CONFLICT (workspace_id, kind, id) DO UPDATE SET
+                   doc = excluded.doc, version = excluded.version, done = 0, total = 0,
+                   updated_at = excluded.updated_at",
+                params![
+                    d.workspace_id,
+                    d.kind.as_str(),
+                    d.id,
+                    doc,
+                    d.version,
+                    d.computed_version,
+                    d.created_at,
+                    d.updated_at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool> {
+        let mut conn = self.projection_writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .execute(
+                "DELETE FROM definitions WHERE workspace_id = ?1 AND kind = ?2 AND id = ?3",
+                params![workspace, kind.as_str(), id],
+            )
+            .map_err(backend)?;
+        match kind {
+            DefinitionKind::Audience => {
+                for table in ["memberships", "membership_changes"] {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE workspace_id = ?1 AND audience_id = ?2"
+                        ),
+                        params![workspace, id],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            DefinitionKind::ComputedTrait => {
+                tx.execute(
+                    "DELETE FROM computed_values WHERE workspace_id = ?1 AND trait_id = ?2",
+                    params![workspace, id],
+                )
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn definitions(&self, workspace: Option<&str>) -> Result<Vec<Definition>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {DEFINITION_COLS} FROM definitions WHERE ?1 IS NULL OR workspace_id = ?1
+                     ORDER BY workspace_id, kind, id"
+                ))
+                .map_err(backend)?;
+            let rows = st.query_map([workspace], definition).map_err(backend)?;
+            rows.map(|r| finish_definition(r.map_err(backend)?))
+                .collect()
+        })
+    }
+
+    fn memberships(&self, workspace: &str, profile: &str) -> Result<Vec<Membership>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT audience_id, profile_id, since FROM memberships
+                     WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY audience_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, profile], membership)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn membership_history(
+        &self,
+        workspace: &str,
+        profile: &str,
+        limit: usize,
+    ) -> Result<Vec<MembershipChange>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLS} FROM membership_changes
+                     WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY id DESC LIMIT ?3"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, profile, limit as i64], change)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn members(
+        &self,
+        workspace: &str,
+        audience: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<Membership>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT audience_id, profile_id, since FROM memberships
+                     WHERE workspace_id = ?1 AND audience_id = ?2 AND profile_id > ?3
+                     ORDER BY profile_id LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![workspace, audience, after_profile, limit as i64],
+                    membership,
+                )
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn member_count(&self, workspace: &str, audience: &str) -> Result<u64> {
+        self.read_projections(|c| {
+            c.prepare_cached(
+                "SELECT count(*) FROM memberships WHERE workspace_id = ?1 AND audience_id = ?2",
+            )
+            .map_err(backend)?
+            .query_row(params![workspace, audience], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+    }
+
+    fn computed_values(&self, workspace: &str, profile: &str) -> Result<BTreeMap<String, Value>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT trait_id, value FROM computed_values WHERE workspace_id = ?1 AND profile_id = ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, profile], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = BTreeMap::new();
+            for row in rows {
+                let (name, value) = row.map_err(backend)?;
+                out.insert(name, serde_json::from_str(&value).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLS} FROM membership_changes WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![after_id, limit as i64], change)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT workspace_id, profile_id, due_at FROM audience_timers
+                     WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![now, limit as i64], |r| {
+                    Ok(Timer {
+                        workspace_id: r.get(0)?,
+                        profile_id: r.get(1)?,
+                        due_at: r.get(2)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn audience_cursor(&self, name: &str) -> Result<i64> {
+        self.read_projections(|c| {
+            c.prepare_cached("SELECT seq FROM audience_cursors WHERE name = ?1")
+                .map_err(backend)?
+                .query_row([name], |r| r.get(0))
+                .optional()
+                .map(Option::unwrap_or_default)
+                .map_err(backend)
+        })
+    }
+
+    fn record(&self, w: &AudienceWrite) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.projection_writer();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut enter = tx
+                .prepare_cached(
+                    "INSERT INTO memberships (workspace_id, audience_id, profile_id, since)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )
+                .map_err(backend)?;
+            let mut leave = tx
+                .prepare_cached(
+                    "DELETE FROM memberships WHERE workspace_id = ?1 AND audience_id = ?2 AND profile_id = ?3",
+                )
+                .map_err(backend)?;
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO membership_changes (workspace_id, audience_id, profile_id, entered, at, cause)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(backend)?;
+            for c in &w.changes {
+                let n = if c.entered {
+                    enter.execute(params![c.workspace_id, c.audience_id, c.profile_id, c.at])
+                } else {
+                    leave.execute(params![c.workspace_id, c.audience_id, c.profile_id])
+                }
+                .map_err(backend)?;
+                if n != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "profile {} {} audience {} already",
+                        c.profile_id,
+                        if c.entered { "is in" } else { "is not in" },
+                        c.audience_id
+                    )));
+                }
+                log.execute(params![
+                    c.workspace_id,
+                    c.audience_id,
+                    c.profile_id,
+                    c.entered,
+                    c.at,
+                    c.cause
+                ])
+                .map_err(backend)?;
+            }
+            let mut set = tx
+                .prepare_cached(
+                    "INSERT INTO computed_values (workspace_id, profile_id, trait_id, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (workspace_id, profile_id, trait_id) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(backend)?;
+            let mut unset = tx
+                .prepare_cached(
+                    "DELETE FROM computed_values WHERE workspace_id = ?1 AND profile_id = ?2 AND trait_id = ?3",
+                )
+                .map_err(backend)?;
+            for v in &w.computed {
+                match &v.value {
+                    Some(value) => set.execute(params![
+                        v.workspace_id,
+                        v.profile_id,
+                        v.trait_id,
+                        value.to_string()
+                    ]),
+                    None => unset.execute(params![v.workspace_id, v.profile_id, v.trait_id]),
+                }
+                .map_err(backend)?;
+            }
+            let mut timer = tx
+                .prepare_cached(
+                    "INSERT INTO audience_timers (workspace_id, profile_id, due_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at",
+                )
+                .map_err(backend)?;
+            let mut no_timer = tx
+                .prepare_cached(
+                    "DELETE FROM audience_timers WHERE workspace_id = ?1 AND profile_id = ?2",
+                )
+                .map_err(backend)?;
+            for (ws, profile, due) in &w.timers {
+                match due {
+                    Some(due) => timer.execute(params![ws, profile, due]),
+                    None => no_timer.execute(params![ws, profile]),
+                }
+                .map_err(backend)?;
+            }
+            let mut cursor = tx
+                .prepare_cached(
+                    "INSERT INTO audience_cursors (name, seq) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                )
+                .map_err(backend)?;
+            for (name, seq) in &w.cursors {
+                cursor.execute(params![name, seq]).map_err(backend)?;
+            }
+            let mut progress = tx
+                .prepare_cached(
+                    "UPDATE definitions SET computed_version = ?4, done = ?5, total = ?6
+                     WHERE workspace_id = ?1 AND kind = ?2 AND id = ?3",
+                )
+                .map_err(backend)?;
+            for (ws, kind, id, version, done, total) in &w.progress {
+                progress
+                    .execute(params![
+                        ws,
+                        kind.as_str(),
+                        id,
+                        version,
+                        *done as i64,
+                        *total as i64
+                    ])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn reset_audiences(&self) -> Result<()> {
+        self.projection_writer()
+            .execute_batch(
+                "BEGIN;
+                 DELETE FROM memberships; DELETE FROM membership_changes; DELETE FROM computed_values;
+                 DELETE FROM audience_timers; DELETE FROM audience_cursors;
+                 UPDATE definitions SET computed_version = 0, done = 0, total = 0;
+                 COMMIT;",
+            )
+            .map_err(backend)
+    }
+}
