@@ -138,6 +138,7 @@ impl Node {
             EngineConfig {
                 dedup_window: window,
                 unify: config.ingest.unify,
+                audiences: config.ingest.unify,
                 unify_batch: if cluster.is_some() {
                     config.cluster.unify_batch
                 } else {

@@ -7,6 +7,7 @@
 //! It must not depend on tokio, rusqlite, sqlx, axum, reqwest or anything else that does I/O,
 //! and it never reads the clock: time is passed in as [`time::Millis`].
 
+pub mod adhash;
 pub mod audience;
 pub mod bucket;
 pub mod channel;

@@ -4,6 +4,7 @@
 //! Storage is reached only through the `parcours-store` ports; domain decisions are made by
 //! `parcours-core`. Both loops run on their own threads because the ports are synchronous.
 
+pub mod audiences;
 pub mod cluster;
 mod ingest;
 mod unify;
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     pub unify_batch: usize,
     /// Run the unify processor (a node can be ingest-only, e.g. in `bench ingest --no-unify`).
     pub unify: bool,
+    /// Keep audiences and computed traits up to date (needs `unify`).
+    pub audiences: bool,
     /// Share the work with other nodes through bucket leases (PostgreSQL). Without it, this
     /// node applies every bucket.
     pub cluster: Option<ClusterConfig>,
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             dedup_window: Duration::from_secs(30 * 86_400),
             unify_batch: UNIFY_BATCH,
             unify: true,
+            audiences: true,
             cluster: None,
         }
     }
@@ -96,6 +100,7 @@ pub struct Engine {
     ingest: Mutex<Option<ingest::IngestSender>>,
     stop: Arc<AtomicBool>,
     wake: Arc<Wake>,
+    audience_wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     ownership: Option<Arc<cluster::Ownership>>,
 }
@@ -117,15 +122,26 @@ impl Engine {
             threads.push(keeper);
             ownership = Some(own);
         }
+        let audience_wake = Arc::new(Wake::default());
         if config.unify {
             threads.push(unify::start(
                 store.clone(),
                 clock.clone(),
                 config.unify_batch,
                 wake.clone(),
+                audience_wake.clone(),
                 stop.clone(),
                 ownership.clone(),
             ));
+            if config.audiences {
+                threads.push(audiences::start(
+                    store.clone(),
+                    clock.clone(),
+                    audience_wake.clone(),
+                    stop.clone(),
+                    ownership.clone(),
+                ));
+            }
         }
         Arc::new(Self {
             store,
@@ -133,6 +149,7 @@ impl Engine {
             ingest: Mutex::new(Some(sender)),
             stop,
             wake,
+            audience_wake,
             threads: Mutex::new(threads),
             ownership,
         })
@@ -189,6 +206,7 @@ impl Engine {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify();
+        self.audience_wake.notify();
         let threads: Vec<_> = self
             .threads
             .lock()

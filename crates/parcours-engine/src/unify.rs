@@ -22,6 +22,7 @@ pub(crate) fn start(
     clock: Arc<dyn Clock>,
     batch: usize,
     wake: Arc<crate::Wake>,
+    applied: Arc<crate::Wake>,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
 ) -> JoinHandle<()> {
@@ -43,7 +44,10 @@ pub(crate) fn start(
                     } else {
                         200
                     })),
-                    Ok(n) => metrics::counter!("parcours_events_unified_total").increment(n as u64),
+                    Ok(n) => {
+                        metrics::counter!("parcours_events_unified_total").increment(n as u64);
+                        applied.notify();
+                    }
                     Err(StoreError::Conflict(e)) if ownership.is_some() => {
                         // A lease moved (rebalancing or takeover): pick up the new set.
                         tracing::debug!(error = %e, "unify step fenced off; retrying");

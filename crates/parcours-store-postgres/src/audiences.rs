@@ -256,6 +256,19 @@ impl Audiences for PgStore {
         .collect()
     }
 
+    fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {
+        let rows = self.fetch(
+            sqlx::query(
+                "SELECT due_at FROM audience_timers WHERE workspace_id = $1 AND profile_id = $2",
+            )
+            .bind(workspace)
+            .bind(profile),
+        )?;
+        rows.first()
+            .map(|r| r.try_get(0).map_err(backend))
+            .transpose()
+    }
+
     fn audience_cursor(&self, name: &str) -> Result<i64> {
         let rows =
             self.fetch(sqlx::query("SELECT seq FROM audience_cursors WHERE name = $1").bind(name))?;

@@ -263,6 +263,18 @@ impl Audiences for SqliteStore {
         })
     }
 
+    fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {
+        self.read_projections(|c| {
+            c.prepare_cached(
+                "SELECT due_at FROM audience_timers WHERE workspace_id = ?1 AND profile_id = ?2",
+            )
+            .map_err(backend)?
+            .query_row(params![workspace, profile], |r| r.get(0))
+            .optional()
+            .map_err(backend)
+        })
+    }
+
     fn audience_cursor(&self, name: &str) -> Result<i64> {
         self.read_projections(|c| {
             c.prepare_cached("SELECT seq FROM audience_cursors WHERE name = ?1")

@@ -288,6 +288,8 @@ pub trait Audiences: Send + Sync {
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
     /// Re-evaluations due at or before `now`, earliest first.
     fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>>;
+    /// A profile's next re-evaluation, if one is scheduled.
+    fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>>;
     /// A named position; 0 when never set.
     fn audience_cursor(&self, name: &str) -> Result<i64>;
     /// Applies one step's changes in one transaction. A change that does not change

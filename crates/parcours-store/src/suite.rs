@@ -1126,6 +1126,8 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
         ]
     );
     assert_eq!(store.due_timers(T0 + 30, 1).unwrap().len(), 1);
+    assert_eq!(store.timer_of("w1", "p3").unwrap(), Some(T0 + 40));
+    assert_eq!(store.timer_of("w2", "p3").unwrap(), None);
     assert_eq!(store.audience_cursor("audiences").unwrap(), 42);
     assert_eq!(store.audience_cursor("sync:hook").unwrap(), 7);
     assert_eq!(store.audience_cursor("never").unwrap(), 0);
@@ -1154,6 +1156,7 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
         .map(|t| format!("{}/{}", t.workspace_id, t.profile_id))
         .collect();
     assert_eq!(due, vec!["w2/p1", "w1/p3", "w1/p1"]);
+    assert_eq!(store.timer_of("w1", "p2").unwrap(), None);
     assert_eq!(store.audience_cursor("audiences").unwrap(), 50);
     // A replay forgets every projection but keeps the definitions, to be computed again.
     store

@@ -1,0 +1,819 @@
+//! The audience processor: keeps memberships and computed traits up to date.
+//!
+//! It follows the unify processor through the event log. For each profile that received
+//! events it re-evaluates the audiences and computed traits those events can affect, writes
+//! the changes with the profile's next re-evaluation (a window passing) in one transaction,
+//! and publishes every membership change to the event log as `Audience Entered` /
+//! `Audience Exited`. Timers re-evaluate a profile at the instant its answer can change;
+//! a changed definition is computed again over every profile, with its progress stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parcours_core::audience::{self, Condition, EventFact, Subject};
+use parcours_core::computed::ComputedTrait;
+use parcours_core::identifier::{Identifier, ANONYMOUS_ID, USER_ID};
+use parcours_core::spec::{AcceptedEvent, EventType};
+use parcours_core::time::{Clock, Millis};
+use parcours_core::Channel;
+use parcours_store::{
+    AudienceWrite, ComputedValue, DefinitionKind, IngestBatch, MembershipChange, Result, Store,
+    StoredEvent,
+};
+use serde_json::{json, Value};
+
+/// The source of the events Parcours writes itself (membership changes).
+pub const INTERNAL_SOURCE: &str = "parcours:audiences";
+pub const AUDIENCE_ENTERED: &str = "Audience Entered";
+pub const AUDIENCE_EXITED: &str = "Audience Exited";
+
+const CURSOR: &str = "audiences";
+const PUBLISHED: &str = "published";
+/// Profiles per step of a full computation.
+const RECOMPUTE_PAGE: usize = 500;
+
+/// An audience as the processor uses it.
+#[derive(Debug, Clone)]
+pub struct AudienceDef {
+    pub id: String,
+    pub name: String,
+    pub condition: Condition,
+    pub version: i64,
+    pub computed_version: i64,
+    events: BTreeSet<String>,
+    reads_profile: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraitDef {
+    pub def: ComputedTrait,
+    pub version: i64,
+    pub computed_version: i64,
+}
+
+/// One workspace's definitions, audiences in evaluation order.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceDefs {
+    pub audiences: Vec<AudienceDef>,
+    pub traits: Vec<TraitDef>,
+    /// Every event name a definition reads.
+    names: BTreeSet<String>,
+    /// Some audience reads the profile itself (so any event may change it).
+    reads_profile: bool,
+}
+
+impl WorkspaceDefs {
+    pub fn audience(&self, id: &str) -> Option<&AudienceDef> {
+        self.audiences.iter().find(|a| a.id == id)
+    }
+
+    fn stale(&self) -> Vec<(DefinitionKind, String, i64)> {
+        let a = self
+            .audiences
+            .iter()
+            .filter(|a| a.version > a.computed_version)
+            .map(|a| (DefinitionKind::Audience, a.id.clone(), a.version));
+        let t = self
+            .traits
+            .iter()
+            .filter(|t| t.version > t.computed_version)
+            .map(|t| (DefinitionKind::ComputedTrait, t.def.id.clone(), t.version));
+        a.chain(t).collect()
+    }
+}
+
+/// The stored form of an audience definition.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AudienceDoc {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub condition: Condition,
+}
+
+/// Reads every workspace's definitions (or one's).
+pub fn load_definitions(
+    store: &dyn Store,
+    workspace: Option<&str>,
+) -> Result<BTreeMap<String, WorkspaceDefs>> {
+    let mut raw: BTreeMap<String, (Vec<AudienceDef>, Vec<TraitDef>)> = BTreeMap::new();
+    for d in store.definitions(workspace)? {
+        let slot = raw.entry(d.workspace_id.clone()).or_default();
+        match d.kind {
+            DefinitionKind::Audience => {
+                let doc: AudienceDoc = serde_json::from_value(d.doc.clone()).map_err(|e| {
+                    parcours_store::StoreError::Corrupt(format!("audience {}: {e}", d.id))
+                })?;
+                slot.0.push(AudienceDef {
+                    events: doc
+                        .condition
+                        .event_names()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                    reads_profile: doc.condition.reads_profile(),
+                    id: d.id,
+                    name: doc.name,
+                    condition: doc.condition,
+                    version: d.version,
+                    computed_version: d.computed_version,
+                });
+            }
+            DefinitionKind::ComputedTrait => {
+                let def: ComputedTrait = serde_json::from_value(d.doc.clone()).map_err(|e| {
+                    parcours_store::StoreError::Corrupt(format!("computed trait {}: {e}", d.id))
+                })?;
+                slot.1.push(TraitDef {
+                    def,
+                    version: d.version,
+                    computed_version: d.computed_version,
+                });
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (ws, (audiences, traits)) in raw {
+        let pairs: Vec<(&str, &Condition)> = audiences
+            .iter()
+            .map(|a| (a.id.as_str(), &a.condition))
+            .collect();
+        let order = match audience::evaluation_order(&pairs) {
+            Ok(order) => order.into_iter().map(str::to_string).collect::<Vec<_>>(),
+            Err(e) => {
+                // The API refuses such definitions; stored ones are skipped, not guessed at.
+                tracing::error!(workspace = %ws, error = %e, "audiences not evaluated");
+                continue;
+            }
+        };
+        let mut by_id: BTreeMap<String, AudienceDef> =
+            audiences.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let audiences: Vec<AudienceDef> = order.iter().filter_map(|id| by_id.remove(id)).collect();
+        let mut names: BTreeSet<String> = traits.iter().map(|t| t.def.event.clone()).collect();
+        names.extend(audiences.iter().flat_map(|a| a.events.iter().cloned()));
+        let reads_profile = audiences.iter().any(|a| a.reads_profile);
+        out.insert(
+            ws,
+            WorkspaceDefs {
+                audiences,
+                traits,
+                names,
+                reads_profile,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The name conditions see for an event; `None` for events that are not actions.
+pub fn event_name(e: &StoredEvent) -> Option<&str> {
+    match e.kind {
+        EventType::Track => e.event.as_deref(),
+        EventType::Page => Some("Page Viewed"),
+        EventType::Screen => Some("Screen Viewed"),
+        _ => None,
+    }
+}
+
+/// A profile's events as conditions see them. Properties are parsed only for the event
+/// names some definition reads.
+pub fn facts(events: &[StoredEvent], names: &BTreeSet<String>) -> Vec<EventFact> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let name = event_name(e)?;
+            let properties = if names.contains(name) {
+                serde_json::from_str::<Value>(&e.body)
+                    .ok()
+                    .and_then(|mut b| b.get_mut("properties").map(Value::take))
+                    .unwrap_or(Value::Null)
+            } else {
+                Value::Null
+            };
+            Some(EventFact {
+                name: name.to_string(),
+                ts: e.timestamp,
+                channel: e.channel,
+                properties,
+            })
+        })
+        .collect()
+}
+
+/// Which definitions to evaluate.
+#[derive(Clone, Copy)]
+enum Trigger<'a> {
+    /// Events of these names arrived.
+    Events(&'a BTreeSet<String>),
+    /// Everything (a timer, a full computation).
+    All,
+}
+
+/// What one profile's evaluation loaded, for [`explain`](crate::audiences) and the API.
+pub struct Loaded {
+    pub profile: parcours_core::Profile,
+    pub events: Vec<EventFact>,
+    pub computed: BTreeMap<String, Value>,
+    pub memberships: BTreeSet<String>,
+}
+
+/// Loads what conditions need to know about a profile (following merges).
+pub fn load_profile(
+    store: &dyn Store,
+    ws: &str,
+    defs: &WorkspaceDefs,
+    profile: &str,
+) -> Result<Option<Loaded>> {
+    let Some(profile) = store.profile(ws, profile)? else {
+        return Ok(None);
+    };
+    let events = facts(
+        &store.timeline(ws, &profile.id, None, usize::MAX)?,
+        &defs.names,
+    );
+    let computed = store.computed_values(ws, &profile.id)?;
+    let memberships = store
+        .memberships(ws, &profile.id)?
+        .into_iter()
+        .map(|m| m.audience_id)
+        .collect();
+    Ok(Some(Loaded {
+        profile,
+        events,
+        computed,
+        memberships,
+    }))
+}
+
+/// Re-evaluates one profile and adds what changed to `write`. `now` is the instant evaluated
+/// (and the time of the changes); `cause` says why.
+fn evaluate_profile(
+    store: &dyn Store,
+    ws: &str,
+    defs: &WorkspaceDefs,
+    profile_id: &str,
+    (now, cause): (Millis, &str),
+    trigger: Trigger<'_>,
+    write: &mut AudienceWrite,
+) -> Result<()> {
+    let Some(mut l) = load_profile(store, ws, defs, profile_id)? else {
+        return Ok(());
+    };
+    let pid = l.profile.id.clone();
+    if pid != profile_id {
+        // A merged profile's timer: the winner's evaluation takes over.
+        write.timers.push((ws.into(), profile_id.into(), None));
+    }
+    let affected = |events: &BTreeSet<String>| match trigger {
+        Trigger::All => true,
+        Trigger::Events(names) => events.iter().any(|n| names.contains(n)),
+    };
+    let mut next: Option<Millis> = None;
+    let mut earliest = |t: Option<Millis>| {
+        if let Some(t) = t {
+            next = Some(next.map_or(t, |n: Millis| n.min(t)));
+        }
+    };
+    for t in &defs.traits {
+        if !affected(&BTreeSet::from([t.def.event.clone()])) {
+            continue;
+        }
+        let (value, due) = t.def.compute(&l.events, now);
+        earliest(due);
+        let value = (!value.is_null()).then_some(value);
+        if l.computed.get(&t.def.id) != value.as_ref() {
+            write.computed.push(ComputedValue {
+                workspace_id: ws.into(),
+                profile_id: pid.clone(),
+                trait_id: t.def.id.clone(),
+                value: value.clone(),
+            });
+            match value {
+                Some(v) => l.computed.insert(t.def.id.clone(), v),
+                None => l.computed.remove(&t.def.id),
+            };
+        }
+    }
+    for a in &defs.audiences {
+        if !(a.reads_profile || affected(&a.events)) {
+            continue;
+        }
+        let verdict = a.condition.evaluate(
+            &Subject {
+                profile: &l.profile,
+                events: &l.events,
+                computed: &l.computed,
+                memberships: &l.memberships,
+            },
+            now,
+        );
+        earliest(verdict.next_change);
+        let member = l.memberships.contains(&a.id);
+        if verdict.matched != member {
+            write.changes.push(MembershipChange {
+                id: 0,
+                workspace_id: ws.into(),
+                audience_id: a.id.clone(),
+                profile_id: pid.clone(),
+                entered: verdict.matched,
+                at: now,
+                cause: cause.into(),
+            });
+            if verdict.matched {
+                l.memberships.insert(a.id.clone());
+            } else {
+                l.memberships.remove(&a.id);
+            }
+        }
+    }
+    let previous = store.timer_of(ws, &pid)?;
+    let timer = match trigger {
+        Trigger::All => next,
+        // Definitions not evaluated keep their own instant (a spurious wake-up is harmless:
+        // it evaluates everything and sets the exact one).
+        Trigger::Events(_) => {
+            let kept = previous.filter(|t| *t > now);
+            match (next, kept) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+    };
+    if timer != previous {
+        write.timers.push((ws.into(), pid, timer));
+    }
+    Ok(())
+}
+
+/// The profile an event was applied to, through its customer identifiers.
+fn profile_of(store: &dyn Store, e: &StoredEvent) -> Result<Option<String>> {
+    for (kind, value) in [(USER_ID, &e.user_id), (ANONYMOUS_ID, &e.anonymous_id)] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            if let Some(p) = store.lookup(&e.workspace_id, &Identifier::new(kind, v))? {
+                return Ok(Some(p));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A running full computation of one workspace.
+#[derive(Debug, Clone, PartialEq)]
+struct Recompute {
+    versions: Vec<(DefinitionKind, String, i64)>,
+    after: String,
+    done: u64,
+    total: u64,
+}
+
+/// The processor's state between steps.
+#[derive(Default)]
+pub struct AudienceProcessor {
+    recompute: BTreeMap<String, Recompute>,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    pub events: usize,
+    pub timers: usize,
+    pub recomputed: usize,
+    pub published: usize,
+}
+
+impl StepReport {
+    pub fn is_idle(&self) -> bool {
+        *self == StepReport::default()
+    }
+}
+
+impl AudienceProcessor {
+    /// Follows the log, fires due timers, advances full computations and publishes changes.
+    pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<StepReport> {
+        let defs = load_definitions(store, None)?;
+        let mut report = StepReport {
+            events: follow_log(store, &defs, now, batch)?,
+            timers: fire_timers(store, &defs, now, batch)?,
+            ..StepReport::default()
+        };
+        report.recomputed = self.recompute(store, &defs, now)?;
+        report.published = publish(store, &defs, now)?;
+        Ok(report)
+    }
+
+    fn recompute(
+        &mut self,
+        store: &dyn Store,
+        all: &BTreeMap<String, WorkspaceDefs>,
+        now: Millis,
+    ) -> Result<usize> {
+        self.recompute.retain(|ws, _| all.contains_key(ws));
+        let mut work = 0;
+        for (ws, defs) in all {
+            let stale = defs.stale();
+            if stale.is_empty() {
+                self.recompute.remove(ws);
+                continue;
+            }
+            if self.recompute.get(ws).is_none_or(|r| r.versions != stale) {
+                // A new or changed definition: start over (evaluations are idempotent).
+                self.recompute.insert(
+                    ws.clone(),
+                    Recompute {
+                        versions: stale.clone(),
+                        after: String::new(),
+                        done: 0,
+                        total: store.profile_count(ws)?,
+                    },
+                );
+            }
+            let state = self.recompute.get_mut(ws).expect("just inserted");
+            let page = store.profiles_page(ws, &state.after, RECOMPUTE_PAGE)?;
+            let mut write = AudienceWrite::default();
+            for p in &page {
+                evaluate_profile(
+                    store,
+                    ws,
+                    defs,
+                    &p.id,
+                    (now, "recompute"),
+                    Trigger::All,
+                    &mut write,
+                )?;
+            }
+            state.done += page.len() as u64;
+            state.total = state.total.max(state.done);
+            if let Some(last) = page.last() {
+                state.after = last.id.clone();
+            }
+            let finished = page.len() < RECOMPUTE_PAGE;
+            for (kind, id, version) in &stale {
+                let computed = match kind {
+                    DefinitionKind::Audience => defs.audience(id).map(|a| a.computed_version),
+                    DefinitionKind::ComputedTrait => defs
+                        .traits
+                        .iter()
+                        .find(|t| &t.def.id == id)
+                        .map(|t| t.computed_version),
+                }
+                .unwrap_or_default();
+                write.progress.push((
+                    ws.clone(),
+                    *kind,
+                    id.clone(),
+                    if finished { *version } else { computed },
+                    state.done,
+                    if finished { state.done } else { state.total },
+                ));
+            }
+            store.record(&write)?;
+            work += page.len().max(1);
+            if finished {
+                self.recompute.remove(ws);
+            }
+        }
+        Ok(work)
+    }
+}
+
+/// Re-evaluates the profiles that received events since the cursor (up to what unify has
+/// applied). Returns how many events it read.
+fn follow_log(
+    store: &dyn Store,
+    all: &BTreeMap<String, WorkspaceDefs>,
+    now: Millis,
+    batch: usize,
+) -> Result<usize> {
+    let cursor = store.audience_cursor(CURSOR)?;
+    let applied = store.processed_seq()?;
+    if cursor >= applied {
+        return Ok(0);
+    }
+    let fetched = store.events_after(cursor, batch)?;
+    // A short page read everything up to `applied`; a full one ends at its last event.
+    let upto = match fetched.last() {
+        Some(last) if fetched.len() == batch => last.seq.min(applied),
+        _ => applied,
+    };
+    let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
+    // Per profile: the event names it received and the latest messageId (the cause).
+    let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
+    for e in &events {
+        if e.source_id == INTERNAL_SOURCE {
+            continue;
+        }
+        let Some(defs) = all.get(&e.workspace_id) else {
+            continue;
+        };
+        let name = event_name(e).unwrap_or_default();
+        if !defs.reads_profile && !defs.names.contains(name) {
+            continue;
+        }
+        let Some(pid) = profile_of(store, e)? else {
+            continue;
+        };
+        let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();
+        slot.0.insert(name.to_string());
+        slot.1 = e.message_id.clone();
+    }
+    let mut write = AudienceWrite::default();
+    for ((ws, pid), (names, cause)) in &touched {
+        evaluate_profile(
+            store,
+            ws,
+            &all[ws],
+            pid,
+            (now, cause),
+            Trigger::Events(names),
+            &mut write,
+        )?;
+    }
+    write.cursors.push((CURSOR.into(), upto));
+    store.record(&write)?;
+    Ok(events.len())
+}
+
+/// Re-evaluates profiles whose timer is due, at the instant it was due.
+fn fire_timers(
+    store: &dyn Store,
+    all: &BTreeMap<String, WorkspaceDefs>,
+    now: Millis,
+    batch: usize,
+) -> Result<usize> {
+    let due = store.due_timers(now, batch)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut write = AudienceWrite::default();
+    for t in &due {
+        match all.get(&t.workspace_id) {
+            Some(defs) => evaluate_profile(
+                store,
+                &t.workspace_id,
+                defs,
+                &t.profile_id,
+                (t.due_at, "time"),
+                Trigger::All,
+                &mut write,
+            )?,
+            None => write
+                .timers
+                .push((t.workspace_id.clone(), t.profile_id.clone(), None)),
+        }
+        // The evaluation set the next instant if there is one; make sure this one is gone.
+        if !write
+            .timers
+            .iter()
+            .any(|(w, p, _)| w == &t.workspace_id && p == &t.profile_id)
+        {
+            write
+                .timers
+                .push((t.workspace_id.clone(), t.profile_id.clone(), None));
+        }
+    }
+    store.record(&write)?;
+    Ok(due.len())
+}
+
+/// Writes membership changes to the event log. The `messageId` comes from the change, so a
+/// retry after a crash is a duplicate the log drops.
+fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis) -> Result<usize> {
+    let cursor = store.audience_cursor(PUBLISHED)?;
+    let changes = store.changes_after(cursor, 1000)?;
+    let Some(last) = changes.last().map(|c| c.id) else {
+        return Ok(0);
+    };
+    let mut batches: BTreeMap<&str, Vec<AcceptedEvent>> = BTreeMap::new();
+    for c in &changes {
+        let name = all
+            .get(&c.workspace_id)
+            .and_then(|d| d.audience(&c.audience_id))
+            .map_or(c.audience_id.as_str(), |a| a.name.as_str());
+        let event = if c.entered {
+            AUDIENCE_ENTERED
+        } else {
+            AUDIENCE_EXITED
+        };
+        let message_id = format!("audience-change-{}", c.id);
+        let body = json!({
+            "type": "track",
+            "event": event,
+            "messageId": message_id,
+            "properties": {
+                "audience_id": c.audience_id,
+                "audience_name": name,
+                "profile_id": c.profile_id,
+                "cause": c.cause,
+            },
+            "context": {"library": {"name": "parcours"}},
+        });
+        batches
+            .entry(c.workspace_id.as_str())
+            .or_default()
+            .push(AcceptedEvent {
+                message_id,
+                kind: EventType::Track,
+                event: Some(event.into()),
+                user_id: None,
+                anonymous_id: None,
+                timestamp: c.at,
+                received_at: now,
+                channel: Channel::Server,
+                body: body.to_string(),
+            });
+    }
+    let batches: Vec<IngestBatch> = batches
+        .into_iter()
+        .map(|(ws, events)| IngestBatch {
+            workspace_id: ws.into(),
+            source_id: INTERNAL_SOURCE.into(),
+            events,
+            quarantined: Vec::new(),
+        })
+        .collect();
+    // Far enough back to catch any retry of these ids.
+    store.append(&batches, 0)?;
+    store.record(&AudienceWrite {
+        cursors: vec![(PUBLISHED.into(), last)],
+        ..AudienceWrite::default()
+    })?;
+    Ok(changes.len())
+}
+
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<crate::Wake>,
+    stop: Arc<AtomicBool>,
+    ownership: Option<Arc<crate::cluster::Ownership>>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("parcours-audiences".into())
+        .spawn(move || {
+            let mut processor = AudienceProcessor::default();
+            while !stop.load(Ordering::SeqCst) {
+                // In a cluster, the holder of bucket 0 evaluates audiences.
+                if let Some(own) = &ownership {
+                    if !own.held().contains(&0) {
+                        wake.wait(Duration::from_millis(500));
+                        continue;
+                    }
+                }
+                match processor.step(store.as_ref(), clock.now(), 2_000) {
+                    Ok(r) if r.is_idle() => wake.wait(Duration::from_millis(50)),
+                    Ok(r) => {
+                        metrics::counter!("parcours_audience_events_total")
+                            .increment(r.events as u64);
+                        metrics::counter!("parcours_audience_changes_published_total")
+                            .increment(r.published as u64);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "audience processing failed; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+        })
+        .expect("spawn the audience processor")
+}
+
+/// Why a definition was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    /// The definition is not valid; `code` is the API's stable error code.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] parcours_store::StoreError),
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> DefinitionError {
+    DefinitionError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Creates or replaces an audience after checking it against the workspace's other
+/// definitions (audiences it refers to exist and no cycle, computed traits exist). A new
+/// version starts a full computation.
+pub fn save_audience(
+    store: &dyn Store,
+    ws: &str,
+    id: &str,
+    doc: &AudienceDoc,
+    now: Millis,
+) -> std::result::Result<parcours_store::Definition, DefinitionError> {
+    audience::check_id(id).map_err(|m| invalid("invalid_id", m))?;
+    if doc.name.trim().is_empty() {
+        return Err(invalid("invalid_audience", "`name` must not be empty"));
+    }
+    doc.condition
+        .check()
+        .map_err(|m| invalid("invalid_audience", m))?;
+    let existing = store.definitions(Some(ws))?;
+    let mut conditions: Vec<(String, Condition)> = Vec::new();
+    let mut traits: BTreeSet<String> = BTreeSet::new();
+    let mut previous = None;
+    for d in &existing {
+        match d.kind {
+            DefinitionKind::ComputedTrait => {
+                traits.insert(d.id.clone());
+            }
+            DefinitionKind::Audience if d.id == id => previous = Some(d.clone()),
+            DefinitionKind::Audience => {
+                if let Ok(other) = serde_json::from_value::<AudienceDoc>(d.doc.clone()) {
+                    conditions.push((d.id.clone(), other.condition));
+                }
+            }
+        }
+    }
+    for name in doc.condition.computed_traits() {
+        if !traits.contains(name) {
+            return Err(invalid(
+                "unknown_computed_trait",
+                format!("`computed {name}`: no computed trait `{name}` in this workspace"),
+            ));
+        }
+    }
+    conditions.push((id.to_string(), doc.condition.clone()));
+    let pairs: Vec<(&str, &Condition)> = conditions.iter().map(|(i, c)| (i.as_str(), c)).collect();
+    audience::evaluation_order(&pairs).map_err(|m| invalid("invalid_audience_reference", m))?;
+    let definition = parcours_store::Definition {
+        workspace_id: ws.into(),
+        kind: DefinitionKind::Audience,
+        id: id.into(),
+        doc: serde_json::to_value(doc).map_err(|e| invalid("invalid_audience", e.to_string()))?,
+        version: previous.as_ref().map_or(1, |p| p.version + 1),
+        computed_version: previous.as_ref().map_or(0, |p| p.computed_version),
+        done: 0,
+        total: 0,
+        created_at: previous.as_ref().map_or(now, |p| p.created_at),
+        updated_at: now,
+    };
+    store.put_definition(&definition)?;
+    Ok(definition)
+}
+
+/// Creates or replaces a computed trait. A new version starts a full computation.
+pub fn save_computed_trait(
+    store: &dyn Store,
+    ws: &str,
+    def: &ComputedTrait,
+    now: Millis,
+) -> std::result::Result<parcours_store::Definition, DefinitionError> {
+    def.check()
+        .map_err(|m| invalid("invalid_computed_trait", m))?;
+    let previous = store
+        .definitions(Some(ws))?
+        .into_iter()
+        .find(|d| d.kind == DefinitionKind::ComputedTrait && d.id == def.id);
+    let definition = parcours_store::Definition {
+        workspace_id: ws.into(),
+        kind: DefinitionKind::ComputedTrait,
+        id: def.id.clone(),
+        doc: serde_json::to_value(def)
+            .map_err(|e| invalid("invalid_computed_trait", e.to_string()))?,
+        version: previous.as_ref().map_or(1, |p| p.version + 1),
+        computed_version: previous.as_ref().map_or(0, |p| p.computed_version),
+        done: 0,
+        total: 0,
+        created_at: previous.as_ref().map_or(now, |p| p.created_at),
+        updated_at: now,
+    };
+    store.put_definition(&definition)?;
+    Ok(definition)
+}
+
+/// Deletes a definition unless an audience still refers to it. Returns whether it existed.
+pub fn delete_definition(
+    store: &dyn Store,
+    ws: &str,
+    kind: DefinitionKind,
+    id: &str,
+) -> std::result::Result<bool, DefinitionError> {
+    for d in store.definitions(Some(ws))? {
+        if d.kind != DefinitionKind::Audience || (kind == DefinitionKind::Audience && d.id == id) {
+            continue;
+        }
+        let Ok(doc) = serde_json::from_value::<AudienceDoc>(d.doc.clone()) else {
+            continue;
+        };
+        let used = match kind {
+            DefinitionKind::Audience => doc.condition.audiences().contains(id),
+            DefinitionKind::ComputedTrait => doc.condition.computed_traits().contains(id),
+        };
+        if used {
+            return Err(invalid(
+                "definition_in_use",
+                format!(
+                    "audience `{}` refers to `{id}`: change or delete it first",
+                    d.id
+                ),
+            ));
+        }
+    }
+    Ok(store.delete_definition(ws, kind, id)?)
+}

@@ -1,0 +1,422 @@
+//! The audience processor on a virtual clock: entries and exits in real time, windows that
+//! expire exactly on time, computed traits, dependent audiences, full recomputation with
+//! progress, and membership changes published to the event log.
+
+use parcours_core::audience::parse;
+use parcours_core::computed::{ComputedTrait, Kind};
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_core::spec::{AcceptedEvent, EventType};
+use parcours_core::Channel;
+use parcours_engine::audiences::{
+    save_audience, save_computed_trait, AudienceDoc, AudienceProcessor, AUDIENCE_ENTERED,
+    AUDIENCE_EXITED,
+};
+use parcours_engine::unify_step;
+use parcours_store::{
+    Audiences, DefinitionKind, EventLog, IngestBatch, MembershipChange, Projections, Registry,
+    Workspace,
+};
+use parcours_store_sqlite::SqliteStore;
+use serde_json::{json, Value};
+
+const T0: i64 = 1_780_000_000_000;
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const WS: &str = "ws";
+
+struct World {
+    _dir: tempdir::Dir,
+    store: SqliteStore,
+    processor: AudienceProcessor,
+    n: usize,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    pub fn new() -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "parcours-audiences-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempdir::new();
+        let store = SqliteStore::open_temp(&dir.0).unwrap();
+        store
+            .create_workspace(&Workspace {
+                id: WS.into(),
+                name: "Test".into(),
+                created_at: T0,
+                identity_rules: IdentityRulesConfig::default(),
+            })
+            .unwrap();
+        Self {
+            _dir: dir,
+            store,
+            processor: AudienceProcessor::default(),
+            n: 0,
+        }
+    }
+
+    fn audience(&self, id: &str, text: &str) {
+        let doc = AudienceDoc {
+            name: format!("{id} name"),
+            description: String::new(),
+            condition: parse(text).unwrap(),
+        };
+        save_audience(&self.store, WS, id, &doc, T0).unwrap();
+    }
+
+    fn track(&mut self, user: &str, event: &str, at: i64, channel: Channel, props: Value) {
+        self.n += 1;
+        let mid = format!("m{}", self.n);
+        let body = json!({"type": "track", "event": event, "userId": user, "properties": props});
+        self.store
+            .append(
+                &[IngestBatch {
+                    workspace_id: WS.into(),
+                    source_id: "src".into(),
+                    events: vec![AcceptedEvent {
+                        message_id: mid,
+                        kind: EventType::Track,
+                        event: Some(event.into()),
+                        user_id: Some(user.into()),
+                        anonymous_id: None,
+                        timestamp: at,
+                        received_at: at,
+                        channel,
+                        body: body.to_string(),
+                    }],
+                    quarantined: vec![],
+                }],
+                0,
+            )
+            .unwrap();
+    }
+
+    /// Unifies what arrived and runs the processor at `now` until it is idle.
+    fn run(&mut self, now: i64) {
+        while unify_step(&self.store, now, 1000).unwrap() > 0 {}
+        for _ in 0..100 {
+            if self
+                .processor
+                .step(&self.store, now, 1000)
+                .unwrap()
+                .is_idle()
+            {
+                return;
+            }
+        }
+        panic!("the processor never went idle");
+    }
+
+    fn profile(&self, user: &str) -> String {
+        self.store
+            .lookup(WS, &parcours_core::Identifier::new("user_id", user))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn members(&self, audience: &str) -> Vec<String> {
+        self.store
+            .members(WS, audience, "", 1000)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.profile_id)
+            .collect()
+    }
+
+    fn changes(&self) -> Vec<MembershipChange> {
+        self.store.changes_after(0, 10_000).unwrap()
+    }
+}
+
+#[test]
+fn a_cart_abandoner_enters_at_once_and_leaves_exactly_when_the_hour_passes() {
+    let mut w = World::new();
+    w.audience(
+        "cart_1h",
+        r#"did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
+    );
+    w.run(T0);
+    let added = T0 + 5 * MINUTE;
+    w.track(
+        "u1",
+        "Product Added",
+        added,
+        Channel::Web,
+        json!({"sku": "A"}),
+    );
+    w.run(added + 100);
+    let p1 = w.profile("u1");
+    assert_eq!(w.members("cart_1h"), vec![p1.clone()]);
+    let entered = &w.changes()[0];
+    assert_eq!((entered.entered, entered.at), (true, added + 100));
+    assert_eq!(entered.cause, "m1");
+    // The timer is the instant the event leaves the window.
+    assert_eq!(w.store.timer_of(WS, &p1).unwrap(), Some(added + HOUR));
+    w.run(added + HOUR - 1);
+    assert_eq!(w.members("cart_1h"), vec![p1.clone()]);
+    // The processor runs late (the node was busy); the exit still carries the exact instant.
+    w.run(added + HOUR + 30_000);
+    assert!(w.members("cart_1h").is_empty());
+    let exit = &w.changes()[1];
+    assert_eq!(
+        (exit.entered, exit.at, exit.cause.as_str()),
+        (false, added + HOUR, "time")
+    );
+    assert_eq!(w.store.timer_of(WS, &p1).unwrap(), None);
+    // Both changes are in the event log as track events of the internal source.
+    let logged: Vec<(String, Value, i64)> = w
+        .store
+        .events_after(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.source_id == parcours_engine::audiences::INTERNAL_SOURCE)
+        .map(|e| {
+            let body: Value = serde_json::from_str(&e.body).unwrap();
+            (e.event.unwrap(), body["properties"].clone(), e.timestamp)
+        })
+        .collect();
+    assert_eq!(logged.len(), 2);
+    assert_eq!(logged[0].0, AUDIENCE_ENTERED);
+    assert_eq!(logged[1].0, AUDIENCE_EXITED);
+    assert_eq!(logged[1].2, added + HOUR);
+    assert_eq!(logged[0].1["audience_id"], "cart_1h");
+    assert_eq!(logged[0].1["audience_name"], "cart_1h name");
+    assert_eq!(logged[0].1["profile_id"], json!(p1));
+}
+
+#[test]
+fn an_order_takes_the_profile_out_of_the_abandoners_and_into_dependent_audiences() {
+    let mut w = World::new();
+    w.audience(
+        "cart_1h",
+        r#"did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
+    );
+    w.audience("buyers", r#"did "Order Completed""#);
+    w.audience("web_buyers", r#"in audience "buyers" and seen on web"#);
+    w.track("u1", "Product Added", T0, Channel::Web, json!({}));
+    w.track(
+        "u2",
+        "Order Completed",
+        T0,
+        Channel::Store,
+        json!({"total": 10}),
+    );
+    w.run(T0 + 10);
+    let (p1, p2) = (w.profile("u1"), w.profile("u2"));
+    assert_eq!(w.members("cart_1h"), vec![p1.clone()]);
+    assert_eq!(w.members("buyers"), vec![p2.clone()]);
+    assert!(
+        w.members("web_buyers").is_empty(),
+        "u2 was only seen in store"
+    );
+    w.track(
+        "u1",
+        "Order Completed",
+        T0 + MINUTE,
+        Channel::Web,
+        json!({"total": 50}),
+    );
+    w.run(T0 + MINUTE + 10);
+    assert!(w.members("cart_1h").is_empty());
+    let mut buyers = vec![p1.clone(), p2.clone()];
+    buyers.sort();
+    assert_eq!(w.members("buyers"), buyers);
+    assert_eq!(w.members("web_buyers"), vec![p1.clone()]);
+    let history: Vec<(String, bool)> = w
+        .store
+        .membership_history(WS, &p1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.audience_id, c.entered))
+        .collect();
+    assert_eq!(
+        history,
+        // Newest first; within one evaluation, audiences in evaluation order (an audience
+        // after those it refers to).
+        vec![
+            ("web_buyers".into(), true),
+            ("cart_1h".into(), false),
+            ("buyers".into(), true),
+            ("cart_1h".into(), true),
+        ]
+    );
+}
+
+#[test]
+fn computed_traits_follow_events_and_windows() {
+    let mut w = World::new();
+    let orders = ComputedTrait {
+        id: "orders_30d".into(),
+        kind: Kind::Count,
+        event: "Order Completed".into(),
+        property: None,
+        filters: vec![],
+        window: parcours_core::audience::Window::Within {
+            ms: 30 * 86_400_000,
+        },
+        lifecycle: None,
+    };
+    save_computed_trait(&w.store, WS, &orders, T0).unwrap();
+    let spent = ComputedTrait {
+        id: "spent".into(),
+        kind: Kind::Sum,
+        property: Some("total".into()),
+        window: parcours_core::audience::Window::Ever,
+        ..orders.clone()
+    };
+    save_computed_trait(&w.store, WS, &spent, T0).unwrap();
+    w.audience("frequent", "computed orders_30d >= 2");
+    w.track(
+        "u1",
+        "Order Completed",
+        T0,
+        Channel::Web,
+        json!({"total": 30}),
+    );
+    w.track(
+        "u1",
+        "Order Completed",
+        T0 + HOUR,
+        Channel::Store,
+        json!({"total": 12.5}),
+    );
+    w.run(T0 + HOUR + 1);
+    let p1 = w.profile("u1");
+    let values = w.store.computed_values(WS, &p1).unwrap();
+    assert_eq!(values["orders_30d"], json!(2));
+    assert_eq!(values["spent"], json!(42.5));
+    assert_eq!(w.members("frequent"), vec![p1.clone()]);
+    // 30 days after the first order, the count drops and the profile leaves.
+    let expiry = T0 + 30 * 86_400_000;
+    w.run(expiry);
+    assert_eq!(
+        w.store.computed_values(WS, &p1).unwrap()["orders_30d"],
+        json!(1)
+    );
+    assert!(w.members("frequent").is_empty());
+    assert_eq!(w.changes().last().unwrap().at, expiry);
+}
+
+#[test]
+fn a_changed_definition_is_computed_again_over_every_profile_with_progress() {
+    let mut w = World::new();
+    for i in 0..1200 {
+        let channel = if i % 3 == 0 {
+            Channel::Store
+        } else {
+            Channel::Web
+        };
+        w.track(&format!("u{i}"), "Page Viewed", T0, channel, json!({}));
+    }
+    w.run(T0 + 1);
+    w.audience("store", "seen on store");
+    let before = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!((before.version, before.computed_version), (1, 0));
+    // One page of the computation: progress is visible, the version not yet computed.
+    let report = w.processor.step(&w.store, T0 + 2, 1000).unwrap();
+    assert_eq!(report.recomputed, 500);
+    let mid = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!((mid.computed_version, mid.done, mid.total), (0, 500, 1200));
+    w.run(T0 + 3);
+    let done = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!(
+        (done.computed_version, done.done, done.total),
+        (1, 1200, 1200)
+    );
+    assert_eq!(w.store.member_count(WS, "store").unwrap(), 400);
+    // Version 2: the members that no longer match leave, the others stay.
+    w.audience("store", "seen on web");
+    w.run(T0 + 4);
+    let v2 = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!((v2.version, v2.computed_version), (2, 2));
+    assert_eq!(w.store.member_count(WS, "store").unwrap(), 800);
+    let exits = w.changes().iter().filter(|c| !c.entered).count();
+    assert_eq!(exits, 400);
+    assert!(w.changes().iter().all(|c| c.cause == "recompute"));
+}
+
+#[test]
+fn definitions_are_checked_against_the_workspace() {
+    let w = World::new();
+    let doc = |text: &str| AudienceDoc {
+        name: "x".into(),
+        description: String::new(),
+        condition: parse(text).unwrap(),
+    };
+    fn code<T: std::fmt::Debug>(
+        r: Result<T, parcours_engine::audiences::DefinitionError>,
+    ) -> &'static str {
+        match r {
+            Err(parcours_engine::audiences::DefinitionError::Invalid { code, .. }) => code,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        code(save_audience(
+            &w.store,
+            WS,
+            "a",
+            &doc(r#"in audience "b""#),
+            T0
+        )),
+        "invalid_audience_reference"
+    );
+    assert_eq!(
+        code(save_audience(
+            &w.store,
+            WS,
+            "a",
+            &doc("computed ltv > 1"),
+            T0
+        )),
+        "unknown_computed_trait"
+    );
+    assert_eq!(
+        code(save_audience(&w.store, WS, "Bad Id", &doc("has email"), T0)),
+        "invalid_id"
+    );
+    save_audience(&w.store, WS, "b", &doc("has email"), T0).unwrap();
+    save_audience(&w.store, WS, "a", &doc(r#"in audience "b""#), T0).unwrap();
+    // b cannot now refer to a (a cycle), and cannot be deleted while a uses it.
+    assert_eq!(
+        code(save_audience(
+            &w.store,
+            WS,
+            "b",
+            &doc(r#"in audience "a""#),
+            T0
+        )),
+        "invalid_audience_reference"
+    );
+    assert_eq!(
+        code(parcours_engine::audiences::delete_definition(
+            &w.store,
+            WS,
+            DefinitionKind::Audience,
+            "b"
+        )),
+        "definition_in_use"
+    );
+    assert!(parcours_engine::audiences::delete_definition(
+        &w.store,
+        WS,
+        DefinitionKind::Audience,
+        "a"
+    )
+    .unwrap());
+}
