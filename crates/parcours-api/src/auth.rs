@@ -84,6 +84,22 @@ impl Caller {
         &self.0.workspace_id
     }
 
+    /// Admins and marketers define audiences and computed traits.
+    pub fn require_editor(&self) -> Result<(), ApiError> {
+        if matches!(self.0.role, Role::Admin | Role::Marketer) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this needs the admin or marketer role; the token has {}",
+                    self.0.role.as_str()
+                ),
+            ))
+        }
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.0.role == Role::Admin {
             Ok(())

@@ -5,6 +5,7 @@
 //! blocking pool, never on the executor.
 
 mod admin;
+mod audiences;
 mod auth;
 mod error;
 pub mod openapi;
@@ -67,7 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/batch", post(tracking::batch))
         .route("/v1/import", post(tracking::batch))
         .route("/v1/{kind}", post(tracking::single));
-    let admin = admin::routes();
+    let admin = admin::routes().merge(audiences::routes());
     Router::new()
         .merge(tracking)
         .nest("/api/v1", admin)

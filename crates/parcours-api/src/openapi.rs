@@ -75,6 +75,15 @@ pub const PATHS: &[&str] = &[
     "/api/v1/sources",
     "/api/v1/tokens",
     "/api/v1/status",
+    "/api/v1/audiences",
+    "/api/v1/audiences/{id}",
+    "/api/v1/audiences/{id}/members",
+    "/api/v1/audiences/{id}/export",
+    "/api/v1/audiences/{id}/explain/{profile}",
+    "/api/v1/computed-traits",
+    "/api/v1/computed-traits/{id}",
+    "/api/v1/profiles/{id}/audiences",
+    "/api/v1/profiles/{id}/computed-traits",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -295,7 +304,134 @@ pub fn spec() -> Value {
             ),
         ),
     ];
-    for (path, method, mut operation) in admin {
+    let explain_params = json!([path_param("id", "string"), path_param("profile", "string")]);
+    let export_params = json!([
+        path_param("id", "string"),
+        query("format", "string", "csv (default), ndjson, google, meta"),
+        query(
+            "region",
+            "string",
+            "ISO region for national phone numbers (FR)"
+        )
+    ]);
+    let mut member_params = page();
+    member_params
+        .as_array_mut()
+        .expect("an array")
+        .insert(0, path_param("id", "string"));
+    let audiences = [
+        (
+            "/api/v1/audiences",
+            "get",
+            op(
+                "Audiences with their size and computation progress",
+                "audiences",
+                json!([]),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/audiences",
+            "post",
+            op(
+                "Create an audience (text `definition` or JSON `condition`)",
+                "audiences",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/audiences/{id}",
+            "get",
+            op("An audience", "audiences", id(), false),
+        ),
+        (
+            "/api/v1/audiences/{id}",
+            "put",
+            op(
+                "Replace an audience (a full computation follows)",
+                "audiences",
+                id(),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/audiences/{id}",
+            "delete",
+            op("Delete an audience", "audiences", id(), false),
+        ),
+        (
+            "/api/v1/audiences/{id}/members",
+            "get",
+            op(
+                "Members, in profile id order",
+                "audiences",
+                member_params,
+                false,
+            ),
+        ),
+        (
+            "/api/v1/audiences/{id}/export",
+            "get",
+            op(
+                "Export the members (CSV, NDJSON, hashed ad-platform lists)",
+                "audiences",
+                export_params,
+                false,
+            ),
+        ),
+        (
+            "/api/v1/audiences/{id}/explain/{profile}",
+            "get",
+            op(
+                "Why a profile is in or out, condition by condition",
+                "audiences",
+                explain_params,
+                false,
+            ),
+        ),
+        (
+            "/api/v1/computed-traits",
+            "get",
+            op("Computed traits", "audiences", json!([]), false),
+        ),
+        (
+            "/api/v1/computed-traits",
+            "post",
+            op("Create a computed trait", "audiences", json!([]), true),
+        ),
+        (
+            "/api/v1/computed-traits/{id}",
+            "get",
+            op("A computed trait", "audiences", id(), false),
+        ),
+        (
+            "/api/v1/computed-traits/{id}",
+            "put",
+            op("Replace a computed trait", "audiences", id(), true),
+        ),
+        (
+            "/api/v1/computed-traits/{id}",
+            "delete",
+            op("Delete a computed trait", "audiences", id(), false),
+        ),
+        (
+            "/api/v1/profiles/{id}/audiences",
+            "get",
+            op(
+                "A profile's audiences and their history",
+                "audiences",
+                id(),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/profiles/{id}/computed-traits",
+            "get",
+            op("A profile's computed traits", "audiences", id(), false),
+        ),
+    ];
+    for (path, method, mut operation) in admin.into_iter().chain(audiences) {
         operation["security"] = json!([{"bearer": []}]);
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = operation;
     }

@@ -230,7 +230,7 @@ pub fn load_profile(
         return Ok(None);
     };
     let events = facts(
-        &store.timeline(ws, &profile.id, None, usize::MAX)?,
+        &store.timeline(ws, &profile.id, None, i32::MAX as usize)?,
         &defs.names,
     );
     let computed = store.computed_values(ws, &profile.id)?;

@@ -1,0 +1,634 @@
+//! The audience API: audiences and computed traits (create, replace, delete, list), size and
+//! members, a profile's memberships with their history, explain, and exports (CSV, NDJSON,
+//! Google Customer Match and Meta Custom Audiences lists).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use parcours_core::adhash;
+use parcours_core::audience::{self, Subject};
+use parcours_core::computed::ComputedTrait;
+use parcours_core::time::format_timestamp;
+use parcours_core::Profile;
+use parcours_engine::audiences::{
+    delete_definition, load_definitions, load_profile, save_audience, save_computed_trait,
+    AudienceDoc, DefinitionError,
+};
+use parcours_store::{Definition, DefinitionKind, Store};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::{blocking, ApiError};
+use crate::AppState;
+
+type Api = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/audiences", get(list).post(create))
+        .route("/audiences/{id}", get(show).put(replace).delete(remove))
+        .route("/audiences/{id}/members", get(members))
+        .route("/audiences/{id}/export", get(export))
+        .route("/audiences/{id}/explain/{profile}", get(explain))
+        .route("/computed-traits", get(list_traits).post(create_trait))
+        .route(
+            "/computed-traits/{id}",
+            get(show_trait).put(replace_trait).delete(remove_trait),
+        )
+        .route("/profiles/{id}/audiences", get(profile_audiences))
+        .route("/profiles/{id}/computed-traits", get(profile_traits))
+}
+
+fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
+    state.engine.store().clone()
+}
+
+impl From<DefinitionError> for ApiError {
+    fn from(e: DefinitionError) -> Self {
+        match e {
+            DefinitionError::Invalid { code, message } => ApiError::bad_request(code, message),
+            DefinitionError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn progress(d: &Definition) -> Value {
+    let ready = d.computed_version >= d.version;
+    json!({
+        "status": if ready { "ready" } else { "computing" },
+        "done": d.done,
+        "total": d.total,
+    })
+}
+
+fn audience_json(d: &Definition, size: u64) -> Value {
+    let doc: Option<AudienceDoc> = serde_json::from_value(d.doc.clone()).ok();
+    json!({
+        "id": d.id,
+        "name": doc.as_ref().map(|a| a.name.clone()),
+        "description": doc.as_ref().map(|a| a.description.clone()),
+        "definition": doc.as_ref().map(|a| a.condition.to_string()),
+        "condition": doc.as_ref().map(|a| &a.condition),
+        "version": d.version,
+        "size": size,
+        "computation": progress(d),
+        "created_at": format_timestamp(d.created_at),
+        "updated_at": format_timestamp(d.updated_at),
+    })
+}
+
+fn trait_json(d: &Definition) -> Value {
+    json!({
+        "id": d.id,
+        "definition": d.doc,
+        "version": d.version,
+        "computation": progress(d),
+        "created_at": format_timestamp(d.created_at),
+        "updated_at": format_timestamp(d.updated_at),
+    })
+}
+
+fn find(st: &dyn Store, ws: &str, kind: DefinitionKind, id: &str) -> Result<Definition, ApiError> {
+    st.definitions(Some(ws))?
+        .into_iter()
+        .find(|d| d.kind == kind && d.id == id)
+        .ok_or_else(|| {
+            let what = match kind {
+                DefinitionKind::Audience => "audience",
+                DefinitionKind::ComputedTrait => "computed trait",
+            };
+            ApiError::not_found(format!("{what} {id}"))
+        })
+}
+
+/// The body of a create or replace: the condition as text (`definition`) or as a JSON tree
+/// (`condition`), not both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AudienceBody {
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    description: String,
+    definition: Option<String>,
+    condition: Option<Value>,
+}
+
+fn read_body(body: Option<Json<Value>>) -> Result<AudienceBody, ApiError> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send the audience as a JSON object",
+        ));
+    };
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_audience", e.to_string()))
+}
+
+fn condition_of(body: &AudienceBody) -> Result<audience::Condition, ApiError> {
+    match (&body.definition, &body.condition) {
+        (Some(text), None) => audience::parse(text).map_err(|e| {
+            ApiError::bad_request("invalid_audience_syntax", format!("definition: {e}"))
+        }),
+        (None, Some(tree)) => audience::from_json(tree)
+            .map_err(|e| ApiError::bad_request("invalid_audience", format!("condition: {e}"))),
+        _ => Err(ApiError::bad_request(
+            "invalid_audience",
+            "give the condition either as text (`definition`) or as a JSON tree (`condition`)",
+        )),
+    }
+}
+
+async fn save(state: &Arc<AppState>, caller: &Caller, id: String, body: AudienceBody) -> Api {
+    caller.require_editor()?;
+    let doc = AudienceDoc {
+        condition: condition_of(&body)?,
+        name: body.name,
+        description: body.description,
+    };
+    let (st, ws, now) = (
+        store(state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let d = blocking(move || Ok(save_audience(st.as_ref(), &ws, &id, &doc, now)?)).await?;
+    Ok(Json(audience_json(&d, 0)))
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = read_body(body)?;
+    let Some(id) = body.id.clone() else {
+        return Err(ApiError::bad_request(
+            "invalid_audience",
+            "`id` is required",
+        ));
+    };
+    let (st, ws, check) = (store(&state), caller.workspace().to_string(), id.clone());
+    let exists =
+        blocking(move || Ok(find(st.as_ref(), &ws, DefinitionKind::Audience, &check).is_ok()))
+            .await?;
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audience_exists",
+            format!("audience {id} exists; PUT /api/v1/audiences/{id} replaces it"),
+        ));
+    }
+    Ok((StatusCode::CREATED, save(&state, &caller, id, body).await?))
+}
+
+async fn replace(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Api {
+    let body = read_body(body)?;
+    if body.id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::bad_request(
+            "invalid_audience",
+            "the `id` in the body differs from the one in the path",
+        ));
+    }
+    save(&state, &caller, id, body).await
+}
+
+async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let mut out = Vec::new();
+        for d in st.definitions(Some(&ws))? {
+            if d.kind == DefinitionKind::Audience {
+                let size = st.member_count(&ws, &d.id)?;
+                out.push(audience_json(&d, size));
+            }
+        }
+        Ok(Json(json!({ "audiences": out })))
+    })
+    .await
+}
+
+async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let d = find(st.as_ref(), &ws, DefinitionKind::Audience, &id)?;
+        let size = st.member_count(&ws, &id)?;
+        Ok(Json(audience_json(&d, size)))
+    })
+    .await
+}
+
+async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    caller.require_editor()?;
+    remove_kind(&state, &caller, DefinitionKind::Audience, id).await
+}
+
+async fn remove_kind(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    kind: DefinitionKind,
+    id: String,
+) -> Api {
+    let (st, ws) = (store(state), caller.workspace().to_string());
+    let gone = id.clone();
+    let existed = blocking(move || Ok(delete_definition(st.as_ref(), &ws, kind, &gone)?)).await?;
+    if !existed {
+        return Err(ApiError::not_found(format!("{} {id}", kind.as_str())));
+    }
+    Ok(Json(json!({ "deleted": id })))
+}
+
+#[derive(Deserialize)]
+struct MemberPage {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn members(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<MemberPage>,
+) -> Api {
+    let limit = match page.limit {
+        None => 50,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`limit` must be between 1 and 1000",
+            ))
+        }
+    };
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        find(st.as_ref(), &ws, DefinitionKind::Audience, &id)?;
+        let after = page.cursor.unwrap_or_default();
+        let rows = st.members(&ws, &id, &after, limit)?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|m| m.profile_id.clone()))
+            .flatten();
+        let members: Vec<Value> = rows
+            .iter()
+            .map(|m| json!({"profile_id": m.profile_id, "since": format_timestamp(m.since)}))
+            .collect();
+        Ok(Json(json!({
+            "audience_id": id,
+            "size": st.member_count(&ws, &id)?,
+            "members": members,
+            "next_cursor": next,
+        })))
+    })
+    .await
+}
+
+async fn profile_audiences(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let p = st
+            .profile(&ws, &id)?
+            .ok_or_else(|| ApiError::not_found(format!("profile {id}")))?;
+        let current: Vec<Value> = st
+            .memberships(&ws, &p.id)?
+            .iter()
+            .map(|m| json!({"audience_id": m.audience_id, "since": format_timestamp(m.since)}))
+            .collect();
+        let history: Vec<Value> = st
+            .membership_history(&ws, &p.id, 1000)?
+            .iter()
+            .map(|c| {
+                json!({
+                    "audience_id": c.audience_id,
+                    "change": if c.entered { "entered" } else { "exited" },
+                    "at": format_timestamp(c.at),
+                    "cause": c.cause,
+                })
+            })
+            .collect();
+        Ok(Json(json!({
+            "profile_id": p.id,
+            "audiences": current,
+            "history": history,
+        })))
+    })
+    .await
+}
+
+async fn profile_traits(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let p = st
+            .profile(&ws, &id)?
+            .ok_or_else(|| ApiError::not_found(format!("profile {id}")))?;
+        Ok(Json(json!({
+            "profile_id": p.id,
+            "computed_traits": st.computed_values(&ws, &p.id)?,
+        })))
+    })
+    .await
+}
+
+async fn explain(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((id, profile)): Path<(String, String)>,
+) -> Api {
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    blocking(move || {
+        let defs = load_definitions(st.as_ref(), Some(&ws))?;
+        let defs = defs.get(&ws).cloned().unwrap_or_default();
+        let audience = defs
+            .audience(&id)
+            .ok_or_else(|| ApiError::not_found(format!("audience {id}")))?;
+        let loaded = load_profile(st.as_ref(), &ws, &defs, &profile)?
+            .ok_or_else(|| ApiError::not_found(format!("profile {profile}")))?;
+        let verdict = audience.condition.explain(
+            &Subject {
+                profile: &loaded.profile,
+                events: &loaded.events,
+                computed: &loaded.computed,
+                memberships: &loaded.memberships,
+            },
+            now,
+        );
+        Ok(Json(json!({
+            "audience_id": id,
+            "profile_id": loaded.profile.id,
+            "at": format_timestamp(now),
+            "matches": verdict.matched,
+            "member": loaded.memberships.contains(&id),
+            "next_change": verdict.next_change.map(format_timestamp),
+            "explanation": verdict,
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+    /// Region for national phone numbers (`FR`), for the ad-platform formats.
+    region: Option<String>,
+}
+
+fn first_identifier(p: &Profile, kind: &str) -> Option<String> {
+    p.identifiers
+        .iter()
+        .find(|i| i.kind == kind)
+        .map(|i| i.value.clone())
+}
+
+fn trait_str(p: &Profile, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        p.traits
+            .get(*n)
+            .and_then(|t| t.value.as_str())
+            .map(str::to_string)
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One export row per member, in the chosen format.
+fn export_rows(
+    st: &dyn Store,
+    ws: &str,
+    id: &str,
+    format: &str,
+    region: Option<&str>,
+) -> Result<String, ApiError> {
+    let header = match format {
+        "csv" => "profile_id,user_id,email,phone,since\n",
+        "ndjson" => "",
+        "google" => "Email,Phone,First Name,Last Name,Country,Zip\n",
+        "meta" => "email,phone,fn,ln,ct,zip,country\n",
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`format` is one of csv, ndjson, google, meta",
+            ))
+        }
+    };
+    let mut out = String::from(header);
+    let mut after = String::new();
+    let hash = |v: Option<String>| v.map(|v| adhash::sha256_hex(&v)).unwrap_or_default();
+    loop {
+        let page = st.members(ws, id, &after, 1000)?;
+        for m in &page {
+            let Some(p) = st.profile(ws, &m.profile_id)? else {
+                continue;
+            };
+            let email = first_identifier(&p, "email").or_else(|| trait_str(&p, &["email"]));
+            let phone = first_identifier(&p, "phone").or_else(|| trait_str(&p, &["phone"]));
+            let first = trait_str(&p, &["first_name", "firstName"]);
+            let last = trait_str(&p, &["last_name", "lastName"]);
+            let country = trait_str(&p, &["country"]);
+            let zip = trait_str(&p, &["zip", "postal_code", "postalCode"]);
+            let city = trait_str(&p, &["city"]);
+            let line = match format {
+                "csv" => [
+                    p.id.clone(),
+                    first_identifier(&p, "user_id").unwrap_or_default(),
+                    email.unwrap_or_default(),
+                    phone.unwrap_or_default(),
+                    format_timestamp(m.since),
+                ]
+                .iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+                "ndjson" => json!({
+                    "profile_id": p.id,
+                    "user_id": first_identifier(&p, "user_id"),
+                    "email": email,
+                    "phone": phone,
+                    "traits": p.trait_values(),
+                    "since": format_timestamp(m.since),
+                })
+                .to_string(),
+                "google" => [
+                    hash(email.as_deref().and_then(adhash::google_email)),
+                    hash(
+                        phone
+                            .as_deref()
+                            .and_then(|v| adhash::google_phone(v, region)),
+                    ),
+                    hash(first.as_deref().and_then(adhash::google_name)),
+                    hash(last.as_deref().and_then(adhash::google_name)),
+                    // Google wants country and postal code in clear.
+                    csv_field(&country.unwrap_or_default().trim().to_uppercase()),
+                    csv_field(zip.unwrap_or_default().trim()),
+                ]
+                .join(","),
+                _ => [
+                    hash(email.as_deref().and_then(adhash::meta_email)),
+                    hash(phone.as_deref().and_then(|v| adhash::meta_phone(v, region))),
+                    hash(first.as_deref().and_then(adhash::meta_name)),
+                    hash(last.as_deref().and_then(adhash::meta_name)),
+                    hash(city.as_deref().and_then(adhash::meta_city)),
+                    hash(zip.as_deref().and_then(adhash::meta_zip)),
+                    hash(country.as_deref().and_then(adhash::meta_country)),
+                ]
+                .join(","),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = last.profile_id.clone(),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+async fn export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.unwrap_or_else(|| "csv".into());
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let fmt = format.clone();
+    let body = blocking(move || {
+        find(st.as_ref(), &ws, DefinitionKind::Audience, &id)?;
+        export_rows(st.as_ref(), &ws, &id, &fmt, q.region.as_deref())
+    })
+    .await?;
+    let content_type = if format == "ndjson" {
+        "application/x-ndjson"
+    } else {
+        "text/csv; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+async fn save_trait(state: &Arc<AppState>, caller: &Caller, def: ComputedTrait) -> Api {
+    caller.require_editor()?;
+    let (st, ws, now) = (
+        store(state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let d = blocking(move || Ok(save_computed_trait(st.as_ref(), &ws, &def, now)?)).await?;
+    Ok(Json(trait_json(&d)))
+}
+
+fn read_trait(body: Option<Json<Value>>) -> Result<ComputedTrait, ApiError> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send the computed trait as a JSON object",
+        ));
+    };
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_computed_trait", e.to_string()))
+}
+
+async fn create_trait(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let def = read_trait(body)?;
+    let (st, ws, check) = (
+        store(&state),
+        caller.workspace().to_string(),
+        def.id.clone(),
+    );
+    let exists =
+        blocking(move || Ok(find(st.as_ref(), &ws, DefinitionKind::ComputedTrait, &check).is_ok()))
+            .await?;
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "computed_trait_exists",
+            format!("computed trait {} exists; PUT replaces it", def.id),
+        ));
+    }
+    Ok((StatusCode::CREATED, save_trait(&state, &caller, def).await?))
+}
+
+async fn replace_trait(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Api {
+    let def = read_trait(body)?;
+    if def.id != id {
+        return Err(ApiError::bad_request(
+            "invalid_computed_trait",
+            "the `id` in the body differs from the one in the path",
+        ));
+    }
+    save_trait(&state, &caller, def).await
+}
+
+async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let out: Vec<Value> = st
+            .definitions(Some(&ws))?
+            .iter()
+            .filter(|d| d.kind == DefinitionKind::ComputedTrait)
+            .map(trait_json)
+            .collect();
+        Ok(Json(json!({ "computed_traits": out })))
+    })
+    .await
+}
+
+async fn show_trait(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        Ok(Json(trait_json(&find(
+            st.as_ref(),
+            &ws,
+            DefinitionKind::ComputedTrait,
+            &id,
+        )?)))
+    })
+    .await
+}
+
+async fn remove_trait(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Api {
+    caller.require_editor()?;
+    remove_kind(&state, &caller, DefinitionKind::ComputedTrait, id).await
+}
