@@ -94,6 +94,7 @@ pub async fn demo(
             ..IdentityRulesConfig::default()
         };
         store.set_identity_rules(&ws, &rules)?;
+        demo_audiences(store.as_ref(), &ws, now())?;
         let mut keys: HashMap<&'static str, String> = HashMap::new();
         for s in demo::demo_sources() {
             let key = new_secret("wk");
@@ -148,6 +149,7 @@ pub async fn demo(
             started.elapsed()
         );
         node.engine.wait_unified(Duration::from_secs(600)).await?;
+        let sizes = audiences_settled(store.as_ref(), &ws).await?;
         let profiles = store.profile_count(&ws)?;
         println!();
         println!("Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.");
@@ -169,6 +171,11 @@ pub async fn demo(
             println!("  {line}");
         }
         println!();
+        println!("Audiences (kept up to date as events arrive):");
+        for (name, size) in &sizes {
+            println!("  {size:>6}  {name}");
+        }
+        println!();
         println!("Try:");
         println!(
             "  curl -H 'authorization: Bearer {}' '{url}/api/v1/status'",
@@ -176,6 +183,10 @@ pub async fn demo(
         );
         println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001'", p.admin_token);
         println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001' | jq .channels", p.admin_token);
+        println!(
+            "  curl -H 'authorization: Bearer {}' '{url}/api/v1/audiences/vip/members'",
+            p.admin_token
+        );
         println!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", keys["Web shop"]);
     } else {
         eprintln!("reusing the demo data in {}", config.location());
@@ -568,4 +579,87 @@ pub fn list_workspaces(config: &Config) -> anyhow::Result<()> {
         println!("{}\t{}", w.id, w.name);
     }
     Ok(())
+}
+
+/// The demo's computed traits and audiences: each shows one idea.
+fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
+    use parcours_core::audience::{parse, Window};
+    use parcours_core::computed::{ComputedTrait, Kind, Lifecycle};
+    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
+    let order = |id: &str, kind: Kind, property: Option<&str>| ComputedTrait {
+        id: id.into(),
+        kind,
+        event: "Order Completed".into(),
+        property: property.map(str::to_string),
+        filters: vec![],
+        window: Window::Ever,
+        lifecycle: None,
+    };
+    let mut stage = order("lifecycle_stage", Kind::Lifecycle, None);
+    // The demo covers 90 days: shorter thresholds than the defaults (30 / 90 / 180 days).
+    stage.lifecycle = Some(Lifecycle {
+        new_days: 14,
+        active_days: 30,
+        lapsed_days: 45,
+    });
+    for t in [
+        order("orders", Kind::Count, None),
+        order("lifetime_value", Kind::Sum, Some("revenue")),
+        stage,
+    ] {
+        save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for (id, name, text) in [
+        (
+            "cart_abandoners_1h",
+            "Cart abandoners (last hour)",
+            r#"did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
+        ),
+        (
+            "vip",
+            "VIPs (8+ orders, 2,000 EUR+)",
+            "computed orders >= 8 and computed lifetime_value >= 2000",
+        ),
+        (
+            "store_only_never_app",
+            "Store customers who never used the app",
+            "seen on store and not seen on app and not seen on web and has loyalty_card",
+        ),
+        (
+            "lapsed",
+            "Lapsed customers",
+            r#"computed lifecycle_stage = "lapsed""#,
+        ),
+    ] {
+        let doc = AudienceDoc {
+            name: name.into(),
+            description: String::new(),
+            condition: parse(text).map_err(|e| anyhow::anyhow!("{id}: {e}"))?,
+        };
+        save_audience(store, ws, id, &doc, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until every audience of the workspace is computed and the processor has caught up
+/// with the log; returns (name, size) of each.
+async fn audiences_settled(store: &dyn Store, ws: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let defs = store.definitions(Some(ws))?;
+        let ready = defs.iter().all(|d| d.computed_version >= d.version);
+        let caught_up = store.audience_cursor("audiences")? >= store.processed_seq()?;
+        if (ready && caught_up) || Instant::now() > deadline {
+            let mut out = Vec::new();
+            for d in defs
+                .iter()
+                .filter(|d| d.kind == parcours_store::DefinitionKind::Audience)
+            {
+                let name = d.doc["name"].as_str().unwrap_or(&d.id).to_string();
+                out.push((name, store.member_count(ws, &d.id)?));
+            }
+            return Ok(out);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -247,7 +247,14 @@ pub fn load_profile(
     }))
 }
 
-/// Re-evaluates one profile and adds what changed to `write`. `now` is the instant evaluated
+/// What one step writes, and the profiles it evaluated.
+#[derive(Default)]
+struct Step {
+    write: AudienceWrite,
+    seen: BTreeSet<(String, String)>,
+}
+
+/// Re-evaluates one profile and adds what changed to `out`. `now` is the instant evaluated
 /// (and the time of the changes); `cause` says why.
 fn evaluate_profile(
     store: &dyn Store,
@@ -256,12 +263,21 @@ fn evaluate_profile(
     profile_id: &str,
     (now, cause): (Millis, &str),
     trigger: Trigger<'_>,
-    write: &mut AudienceWrite,
+    out: &mut Step,
 ) -> Result<()> {
     let Some(mut l) = load_profile(store, ws, defs, profile_id)? else {
         return Ok(());
     };
     let pid = l.profile.id.clone();
+    // Two ids of one person (a merged one and its winner) are evaluated once per step: the
+    // second would not see the first's changes.
+    if !out.seen.insert((ws.to_string(), pid.clone())) {
+        if pid != profile_id {
+            out.write.timers.push((ws.into(), profile_id.into(), None));
+        }
+        return Ok(());
+    }
+    let write = &mut out.write;
     if pid != profile_id {
         // A merged profile's timer: the winner's evaluation takes over.
         write.timers.push((ws.into(), profile_id.into(), None));
@@ -431,7 +447,7 @@ impl AudienceProcessor {
             }
             let state = self.recompute.get_mut(ws).expect("just inserted");
             let page = store.profiles_page(ws, &state.after, RECOMPUTE_PAGE)?;
-            let mut write = AudienceWrite::default();
+            let mut out = Step::default();
             for p in &page {
                 evaluate_profile(
                     store,
@@ -440,7 +456,7 @@ impl AudienceProcessor {
                     &p.id,
                     (now, "recompute"),
                     Trigger::All,
-                    &mut write,
+                    &mut out,
                 )?;
             }
             state.done += page.len() as u64;
@@ -459,7 +475,7 @@ impl AudienceProcessor {
                         .map(|t| t.computed_version),
                 }
                 .unwrap_or_default();
-                write.progress.push((
+                out.write.progress.push((
                     ws.clone(),
                     *kind,
                     id.clone(),
@@ -468,7 +484,7 @@ impl AudienceProcessor {
                     if finished { state.done } else { state.total },
                 ));
             }
-            store.record(&write)?;
+            store.record(&out.write)?;
             work += page.len().max(1);
             if finished {
                 self.recompute.remove(ws);
@@ -518,7 +534,7 @@ fn follow_log(
         slot.0.insert(name.to_string());
         slot.1 = e.message_id.clone();
     }
-    let mut write = AudienceWrite::default();
+    let mut out = Step::default();
     for ((ws, pid), (names, cause)) in &touched {
         evaluate_profile(
             store,
@@ -527,11 +543,11 @@ fn follow_log(
             pid,
             (now, cause),
             Trigger::Events(names),
-            &mut write,
+            &mut out,
         )?;
     }
-    write.cursors.push((CURSOR.into(), upto));
-    store.record(&write)?;
+    out.write.cursors.push((CURSOR.into(), upto));
+    store.record(&out.write)?;
     Ok(events.len())
 }
 
@@ -546,7 +562,7 @@ fn fire_timers(
     if due.is_empty() {
         return Ok(0);
     }
-    let mut write = AudienceWrite::default();
+    let mut out = Step::default();
     for t in &due {
         match all.get(&t.workspace_id) {
             Some(defs) => evaluate_profile(
@@ -556,24 +572,26 @@ fn fire_timers(
                 &t.profile_id,
                 (t.due_at, "time"),
                 Trigger::All,
-                &mut write,
+                &mut out,
             )?,
-            None => write
+            None => out
+                .write
                 .timers
                 .push((t.workspace_id.clone(), t.profile_id.clone(), None)),
         }
         // The evaluation set the next instant if there is one; make sure this one is gone.
-        if !write
+        if !out
+            .write
             .timers
             .iter()
             .any(|(w, p, _)| w == &t.workspace_id && p == &t.profile_id)
         {
-            write
+            out.write
                 .timers
                 .push((t.workspace_id.clone(), t.profile_id.clone(), None));
         }
     }
-    store.record(&write)?;
+    store.record(&out.write)?;
     Ok(due.len())
 }
 

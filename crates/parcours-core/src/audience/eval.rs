@@ -515,8 +515,10 @@ fn aggregate(m: &Measure, events: &[&EventFact]) -> Option<Value> {
     result.map(float_value)
 }
 
-/// A float as JSON, integral values as integers (`3`, not `3.0`).
+/// A float as JSON, integral values as integers (`3`, not `3.0`), rounded to 6 decimals so
+/// that sums of prices read as prices (`5596.62`, not `5596.619999999999`).
 pub fn float_value(x: f64) -> Value {
+    let x = (x * 1e6).round() / 1e6;
     if x.fract() == 0.0 && x.abs() < 9.0e15 {
         Value::from(x as i64)
     } else {
