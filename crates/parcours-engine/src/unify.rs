@@ -493,6 +493,8 @@ pub fn replay(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64> {
     store.transact(&mut |tx| tx.reset_all())?;
+    // Memberships are projections too: the next node computes every audience again.
+    store.reset_audiences()?;
     let total = store.last_seq()?.max(0) as u64;
     let mut done = 0u64;
     let mut unifier = Unifier::default();
