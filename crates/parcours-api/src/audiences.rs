@@ -291,6 +291,12 @@ async fn members(
     .await
 }
 
+/// A profile by id, following merges.
+fn live_profile(st: &dyn Store, ws: &str, id: &str) -> Result<Profile, ApiError> {
+    st.profile(ws, id)?
+        .ok_or_else(|| ApiError::not_found(format!("profile {id}")))
+}
+
 async fn profile_audiences(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -298,9 +304,7 @@ async fn profile_audiences(
 ) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
-        let p = st
-            .profile(&ws, &id)?
-            .ok_or_else(|| ApiError::not_found(format!("profile {id}")))?;
+        let p = live_profile(st.as_ref(), &ws, &id)?;
         let current: Vec<Value> = st
             .memberships(&ws, &p.id)?
             .iter()
@@ -334,9 +338,7 @@ async fn profile_traits(
 ) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
-        let p = st
-            .profile(&ws, &id)?
-            .ok_or_else(|| ApiError::not_found(format!("profile {id}")))?;
+        let p = live_profile(st.as_ref(), &ws, &id)?;
         Ok(Json(json!({
             "profile_id": p.id,
             "computed_traits": st.computed_values(&ws, &p.id)?,

@@ -211,7 +211,7 @@ enum Trigger<'a> {
     All,
 }
 
-/// What one profile's evaluation loaded, for [`explain`](crate::audiences) and the API.
+/// What conditions need to know about one profile (the processor and the explain API).
 pub struct Loaded {
     pub profile: parcours_core::Profile,
     pub events: Vec<EventFact>,
@@ -293,8 +293,10 @@ fn evaluate_profile(
         }
     };
     for t in &defs.traits {
-        if !affected(&BTreeSet::from([t.def.event.clone()])) {
-            continue;
+        if let Trigger::Events(names) = trigger {
+            if !names.contains(&t.def.event) {
+                continue;
+            }
         }
         let (value, due) = t.def.compute(&l.events, now);
         earliest(due);
@@ -759,11 +761,25 @@ pub fn save_audience(
     conditions.push((id.to_string(), doc.condition.clone()));
     let pairs: Vec<(&str, &Condition)> = conditions.iter().map(|(i, c)| (i.as_str(), c)).collect();
     audience::evaluation_order(&pairs).map_err(|m| invalid("invalid_audience_reference", m))?;
+    let doc = serde_json::to_value(doc).map_err(|e| invalid("invalid_audience", e.to_string()))?;
+    put_version(store, ws, DefinitionKind::Audience, id, doc, previous, now)
+}
+
+/// Stores the next version of a definition (the first is 1), keeping what was computed.
+fn put_version(
+    store: &dyn Store,
+    ws: &str,
+    kind: DefinitionKind,
+    id: &str,
+    doc: Value,
+    previous: Option<parcours_store::Definition>,
+    now: Millis,
+) -> std::result::Result<parcours_store::Definition, DefinitionError> {
     let definition = parcours_store::Definition {
         workspace_id: ws.into(),
-        kind: DefinitionKind::Audience,
+        kind,
         id: id.into(),
-        doc: serde_json::to_value(doc).map_err(|e| invalid("invalid_audience", e.to_string()))?,
+        doc,
         version: previous.as_ref().map_or(1, |p| p.version + 1),
         computed_version: previous.as_ref().map_or(0, |p| p.computed_version),
         done: 0,
@@ -788,21 +804,17 @@ pub fn save_computed_trait(
         .definitions(Some(ws))?
         .into_iter()
         .find(|d| d.kind == DefinitionKind::ComputedTrait && d.id == def.id);
-    let definition = parcours_store::Definition {
-        workspace_id: ws.into(),
-        kind: DefinitionKind::ComputedTrait,
-        id: def.id.clone(),
-        doc: serde_json::to_value(def)
-            .map_err(|e| invalid("invalid_computed_trait", e.to_string()))?,
-        version: previous.as_ref().map_or(1, |p| p.version + 1),
-        computed_version: previous.as_ref().map_or(0, |p| p.computed_version),
-        done: 0,
-        total: 0,
-        created_at: previous.as_ref().map_or(now, |p| p.created_at),
-        updated_at: now,
-    };
-    store.put_definition(&definition)?;
-    Ok(definition)
+    let doc =
+        serde_json::to_value(def).map_err(|e| invalid("invalid_computed_trait", e.to_string()))?;
+    put_version(
+        store,
+        ws,
+        DefinitionKind::ComputedTrait,
+        &def.id,
+        doc,
+        previous,
+        now,
+    )
 }
 
 /// Deletes a definition unless an audience still refers to it. Returns whether it existed.
