@@ -9,7 +9,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parcours_core::adhash;
 use parcours_core::audience::{self, Subject};
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
@@ -18,6 +17,7 @@ use parcours_engine::audiences::{
     delete_definition, load_definitions, load_profile, save_audience, save_computed_trait,
     AudienceDoc, DefinitionError,
 };
+use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/profiles/{id}/computed-traits", get(profile_traits))
 }
 
-fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
+pub(crate) fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
     state.engine.store().clone()
 }
 
@@ -93,7 +93,12 @@ fn trait_json(d: &Definition) -> Value {
     })
 }
 
-fn find(st: &dyn Store, ws: &str, kind: DefinitionKind, id: &str) -> Result<Definition, ApiError> {
+pub(crate) fn find(
+    st: &dyn Store,
+    ws: &str,
+    kind: DefinitionKind,
+    id: &str,
+) -> Result<Definition, ApiError> {
     st.definitions(Some(ws))?
         .into_iter()
         .find(|d| d.kind == kind && d.id == id)
@@ -101,6 +106,7 @@ fn find(st: &dyn Store, ws: &str, kind: DefinitionKind, id: &str) -> Result<Defi
             let what = match kind {
                 DefinitionKind::Audience => "audience",
                 DefinitionKind::ComputedTrait => "computed trait",
+                DefinitionKind::Destination => "destination",
             };
             ApiError::not_found(format!("{what} {id}"))
         })
@@ -232,7 +238,7 @@ async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
     remove_kind(&state, &caller, DefinitionKind::Audience, id).await
 }
 
-async fn remove_kind(
+pub(crate) async fn remove_kind(
     state: &Arc<AppState>,
     caller: &Caller,
     kind: DefinitionKind,
@@ -394,22 +400,6 @@ struct ExportQuery {
     region: Option<String>,
 }
 
-fn first_identifier(p: &Profile, kind: &str) -> Option<String> {
-    p.identifiers
-        .iter()
-        .find(|i| i.kind == kind)
-        .map(|i| i.value.clone())
-}
-
-fn trait_str(p: &Profile, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| {
-        p.traits
-            .get(*n)
-            .and_then(|t| t.value.as_str())
-            .map(str::to_string)
-    })
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -440,26 +430,19 @@ fn export_rows(
     };
     let mut out = String::from(header);
     let mut after = String::new();
-    let hash = |v: Option<String>| v.map(|v| adhash::sha256_hex(&v)).unwrap_or_default();
     loop {
         let page = st.members(ws, id, &after, 1000)?;
         for m in &page {
             let Some(p) = st.profile(ws, &m.profile_id)? else {
                 continue;
             };
-            let email = first_identifier(&p, "email").or_else(|| trait_str(&p, &["email"]));
-            let phone = first_identifier(&p, "phone").or_else(|| trait_str(&p, &["phone"]));
-            let first = trait_str(&p, &["first_name", "firstName"]);
-            let last = trait_str(&p, &["last_name", "lastName"]);
-            let country = trait_str(&p, &["country"]);
-            let zip = trait_str(&p, &["zip", "postal_code", "postalCode"]);
-            let city = trait_str(&p, &["city"]);
+            let c = Contact::of(&p);
             let line = match format {
                 "csv" => [
                     p.id.clone(),
-                    first_identifier(&p, "user_id").unwrap_or_default(),
-                    email.unwrap_or_default(),
-                    phone.unwrap_or_default(),
+                    c.user_id.unwrap_or_default(),
+                    c.email.unwrap_or_default(),
+                    c.phone.unwrap_or_default(),
                     format_timestamp(m.since),
                 ]
                 .iter()
@@ -468,37 +451,15 @@ fn export_rows(
                 .join(","),
                 "ndjson" => json!({
                     "profile_id": p.id,
-                    "user_id": first_identifier(&p, "user_id"),
-                    "email": email,
-                    "phone": phone,
+                    "user_id": c.user_id,
+                    "email": c.email,
+                    "phone": c.phone,
                     "traits": p.trait_values(),
                     "since": format_timestamp(m.since),
                 })
                 .to_string(),
-                "google" => [
-                    hash(email.as_deref().and_then(adhash::google_email)),
-                    hash(
-                        phone
-                            .as_deref()
-                            .and_then(|v| adhash::google_phone(v, region)),
-                    ),
-                    hash(first.as_deref().and_then(adhash::google_name)),
-                    hash(last.as_deref().and_then(adhash::google_name)),
-                    // Google wants country and postal code in clear.
-                    csv_field(&country.unwrap_or_default().trim().to_uppercase()),
-                    csv_field(zip.unwrap_or_default().trim()),
-                ]
-                .join(","),
-                _ => [
-                    hash(email.as_deref().and_then(adhash::meta_email)),
-                    hash(phone.as_deref().and_then(|v| adhash::meta_phone(v, region))),
-                    hash(first.as_deref().and_then(adhash::meta_name)),
-                    hash(last.as_deref().and_then(adhash::meta_name)),
-                    hash(city.as_deref().and_then(adhash::meta_city)),
-                    hash(zip.as_deref().and_then(adhash::meta_zip)),
-                    hash(country.as_deref().and_then(adhash::meta_country)),
-                ]
-                .join(","),
+                "google" => c.google(region).map(|(_, v)| csv_field(&v)).join(","),
+                _ => c.meta(region).map(|(_, v)| v).join(","),
             };
             out.push_str(&line);
             out.push('\n');

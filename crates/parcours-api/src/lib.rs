@@ -7,6 +7,7 @@
 mod admin;
 mod audiences;
 mod auth;
+mod destinations;
 mod error;
 pub mod openapi;
 mod tracking;
@@ -68,7 +69,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/batch", post(tracking::batch))
         .route("/v1/import", post(tracking::batch))
         .route("/v1/{kind}", post(tracking::single));
-    let admin = admin::routes().merge(audiences::routes());
+    let admin = admin::routes()
+        .merge(audiences::routes())
+        .merge(destinations::routes());
     Router::new()
         .merge(tracking)
         .nest("/api/v1", admin)

@@ -84,6 +84,8 @@ pub const PATHS: &[&str] = &[
     "/api/v1/computed-traits/{id}",
     "/api/v1/profiles/{id}/audiences",
     "/api/v1/profiles/{id}/computed-traits",
+    "/api/v1/destinations",
+    "/api/v1/destinations/{id}",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -429,6 +431,46 @@ pub fn spec() -> Value {
             "/api/v1/profiles/{id}/computed-traits",
             "get",
             op("A profile's computed traits", "audiences", id(), false),
+        ),
+        (
+            "/api/v1/destinations",
+            "get",
+            op(
+                "Audience webhooks with their delivery status",
+                "destinations",
+                json!([]),
+                false,
+            ),
+        ),
+        (
+            "/api/v1/destinations",
+            "post",
+            op(
+                "Create a webhook destination (the answer shows its signing secret)",
+                "destinations",
+                json!([]),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/destinations/{id}",
+            "get",
+            op("A destination and its delivery", "destinations", id(), false),
+        ),
+        (
+            "/api/v1/destinations/{id}",
+            "put",
+            op(
+                "Replace a destination (it keeps its place in the change log)",
+                "destinations",
+                id(),
+                true,
+            ),
+        ),
+        (
+            "/api/v1/destinations/{id}",
+            "delete",
+            op("Delete a destination", "destinations", id(), false),
         ),
     ];
     for (path, method, mut operation) in admin.into_iter().chain(audiences) {

@@ -20,6 +20,7 @@ pub struct Config {
     pub ingest: Ingest,
     pub bootstrap: Bootstrap,
     pub log: Log,
+    pub destinations: Destinations,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +74,47 @@ pub struct Ingest {
     pub unify: bool,
 }
 
+/// How audience destinations (webhooks) are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Destinations {
+    /// Changes per request.
+    pub batch: usize,
+    /// A receiver that has not answered within this has failed the attempt.
+    pub timeout_ms: u64,
+    /// First retry delay; each next one doubles, up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often an idle destination looks for new changes.
+    pub poll_ms: u64,
+}
+
+impl Default for Destinations {
+    fn default() -> Self {
+        let d = parcours_engine::destinations::SyncConfig::default();
+        Self {
+            batch: d.batch,
+            timeout_ms: d.timeout.as_millis() as u64,
+            retry_base_ms: d.retry_base.as_millis() as u64,
+            retry_max_ms: d.retry_max.as_millis() as u64,
+            poll_ms: d.poll.as_millis() as u64,
+        }
+    }
+}
+
+impl Destinations {
+    pub fn sync(&self) -> parcours_engine::destinations::SyncConfig {
+        use std::time::Duration;
+        parcours_engine::destinations::SyncConfig {
+            batch: self.batch.max(1),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            retry_base: Duration::from_millis(self.retry_base_ms.max(1)),
+            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms).max(1)),
+            poll: Duration::from_millis(self.poll_ms.max(1)),
+        }
+    }
+}
+
 /// Secrets of the default workspace for automated deployments (used on first start only).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +142,7 @@ impl Default for Config {
             ingest: Ingest::default(),
             bootstrap: Bootstrap::default(),
             log: Log::default(),
+            destinations: Destinations::default(),
         }
     }
 }

@@ -139,6 +139,7 @@ impl Node {
                 dedup_window: window,
                 unify: config.ingest.unify,
                 audiences: config.ingest.unify,
+                sync: config.destinations.sync(),
                 unify_batch: if cluster.is_some() {
                     config.cluster.unify_batch
                 } else {

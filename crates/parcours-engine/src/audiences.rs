@@ -132,6 +132,7 @@ pub fn load_definitions(
                     computed_version: d.computed_version,
                 });
             }
+            DefinitionKind::Destination => {}
         }
     }
     let mut out = BTreeMap::new();
@@ -475,6 +476,7 @@ impl AudienceProcessor {
                         .iter()
                         .find(|t| &t.def.id == id)
                         .map(|t| t.computed_version),
+                    DefinitionKind::Destination => None,
                 }
                 .unwrap_or_default();
                 out.write.progress.push((
@@ -748,6 +750,7 @@ pub fn save_audience(
                     conditions.push((d.id.clone(), other.condition));
                 }
             }
+            DefinitionKind::Destination => {}
         }
     }
     for name in doc.condition.computed_traits() {
@@ -766,7 +769,7 @@ pub fn save_audience(
 }
 
 /// Stores the next version of a definition (the first is 1), keeping what was computed.
-fn put_version(
+pub(crate) fn put_version(
     store: &dyn Store,
     ws: &str,
     kind: DefinitionKind,
@@ -817,13 +820,22 @@ pub fn save_computed_trait(
     )
 }
 
-/// Deletes a definition unless an audience still refers to it. Returns whether it existed.
+/// Deletes a definition unless an audience or a destination still refers to it. Returns
+/// whether it existed.
 pub fn delete_definition(
     store: &dyn Store,
     ws: &str,
     kind: DefinitionKind,
     id: &str,
 ) -> std::result::Result<bool, DefinitionError> {
+    if kind == DefinitionKind::Audience {
+        if let Some(dest) = crate::destinations::destinations_using(store, ws, id)?.first() {
+            return Err(invalid(
+                "definition_in_use",
+                format!("destination `{dest}` sends `{id}`: change or delete it first"),
+            ));
+        }
+    }
     for d in store.definitions(Some(ws))? {
         if d.kind != DefinitionKind::Audience || (kind == DefinitionKind::Audience && d.id == id) {
             continue;
@@ -834,6 +846,7 @@ pub fn delete_definition(
         let used = match kind {
             DefinitionKind::Audience => doc.condition.audiences().contains(id),
             DefinitionKind::ComputedTrait => doc.condition.computed_traits().contains(id),
+            DefinitionKind::Destination => false,
         };
         if used {
             return Err(invalid(

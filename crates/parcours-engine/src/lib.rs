@@ -6,6 +6,7 @@
 
 pub mod audiences;
 pub mod cluster;
+pub mod destinations;
 mod ingest;
 mod unify;
 
@@ -54,6 +55,8 @@ pub struct EngineConfig {
     pub unify: bool,
     /// Keep audiences and computed traits up to date (needs `unify`).
     pub audiences: bool,
+    /// How audience destinations (webhooks) are delivered; they run with audiences.
+    pub sync: destinations::SyncConfig,
     /// Share the work with other nodes through bucket leases (PostgreSQL). Without it, this
     /// node applies every bucket.
     pub cluster: Option<ClusterConfig>,
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             unify_batch: UNIFY_BATCH,
             unify: true,
             audiences: true,
+            sync: destinations::SyncConfig::default(),
             cluster: None,
         }
     }
@@ -103,6 +107,7 @@ pub struct Engine {
     audience_wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     ownership: Option<Arc<cluster::Ownership>>,
+    deliveries: destinations::StatusBoard,
 }
 
 impl Engine {
@@ -123,6 +128,7 @@ impl Engine {
             ownership = Some(own);
         }
         let audience_wake = Arc::new(Wake::default());
+        let deliveries = destinations::StatusBoard::default();
         if config.unify {
             threads.push(unify::start(
                 store.clone(),
@@ -141,6 +147,14 @@ impl Engine {
                     stop.clone(),
                     ownership.clone(),
                 ));
+                threads.push(destinations::start(
+                    store.clone(),
+                    clock.clone(),
+                    config.sync.clone(),
+                    deliveries.clone(),
+                    stop.clone(),
+                    ownership.clone(),
+                ));
             }
         }
         Arc::new(Self {
@@ -152,6 +166,7 @@ impl Engine {
             audience_wake,
             threads: Mutex::new(threads),
             ownership,
+            deliveries,
         })
     }
 
@@ -194,6 +209,15 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(true)
+    }
+
+    /// How this node delivers a destination (`None`: it does not run here, or not yet).
+    pub fn delivery(&self, workspace: &str, id: &str) -> Option<destinations::DeliveryStatus> {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(workspace.to_string(), id.to_string()))
+            .cloned()
     }
 
     /// The buckets this node holds (`None` when it is not part of a cluster).

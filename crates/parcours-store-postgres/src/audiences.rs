@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
-    StoreError, Timer,
+    destination_cursor, AudienceWrite, Audiences, Definition, DefinitionKind, Membership,
+    MembershipChange, Result, StoreError, Timer,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -109,11 +109,19 @@ impl Audiences for PgStore {
                 DefinitionKind::ComputedTrait => {
                     &["DELETE FROM computed_values WHERE workspace_id = $1 AND trait_id = $2"]
                 }
+                DefinitionKind::Destination => &[],
             };
             for sql in tables {
                 sqlx::query(sql)
                     .bind(workspace)
                     .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            if kind == DefinitionKind::Destination {
+                sqlx::query("DELETE FROM audience_cursors WHERE name = $1")
+                    .bind(destination_cursor(workspace, id))
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
-    StoreError, Timer,
+    destination_cursor, AudienceWrite, Audiences, Definition, DefinitionKind, Membership,
+    MembershipChange, Result, StoreError, Timer,
 };
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
@@ -113,6 +113,13 @@ impl Audiences for SqliteStore {
                 tx.execute(
                     "DELETE FROM computed_values WHERE workspace_id = ?1 AND trait_id = ?2",
                     params![workspace, id],
+                )
+                .map_err(backend)?;
+            }
+            DefinitionKind::Destination => {
+                tx.execute(
+                    "DELETE FROM audience_cursors WHERE name = ?1",
+                    params![destination_cursor(workspace, id)],
                 )
                 .map_err(backend)?;
             }

@@ -255,7 +255,8 @@ pub trait Audiences: Send + Sync {
     /// Creates or replaces a definition. The caller sets its version; a new version starts
     /// a full computation (`computed_version` is kept, progress starts at zero).
     fn put_definition(&self, definition: &Definition) -> Result<()>;
-    /// Deletes a definition with its memberships (and their history) or computed values.
+    /// Deletes a definition with its memberships (and their history), its computed values,
+    /// or (a destination) its cursor [`crate::destination_cursor`].
     /// Returns whether it existed.
     fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool>;
     /// Definitions of one workspace, or of all workspaces, in (workspace, kind, id) order.

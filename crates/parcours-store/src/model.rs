@@ -239,6 +239,8 @@ pub struct Lease {
 pub enum DefinitionKind {
     Audience,
     ComputedTrait,
+    /// Where membership changes are sent (a webhook).
+    Destination,
 }
 
 impl DefinitionKind {
@@ -246,6 +248,7 @@ impl DefinitionKind {
         match self {
             DefinitionKind::Audience => "audience",
             DefinitionKind::ComputedTrait => "computed_trait",
+            DefinitionKind::Destination => "destination",
         }
     }
 
@@ -253,12 +256,19 @@ impl DefinitionKind {
         match s {
             "audience" => Some(DefinitionKind::Audience),
             "computed_trait" => Some(DefinitionKind::ComputedTrait),
+            "destination" => Some(DefinitionKind::Destination),
             _ => None,
         }
     }
 }
 
-/// An audience or a computed trait, as stored. `doc` is the definition itself (JSON); the
+/// The name of a destination's position in the membership change log (see
+/// [`crate::Audiences::audience_cursor`]). Deleting the destination deletes it.
+pub fn destination_cursor(workspace: &str, id: &str) -> String {
+    format!("destination:{workspace}:{id}")
+}
+
+/// An audience, a computed trait or a destination, as stored. `doc` is the definition itself (JSON); the
 /// store does not read it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Definition {

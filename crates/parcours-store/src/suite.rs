@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             definitions_round_trip_and_delete_with_their_memberships,
             memberships_are_recorded_atomically_with_their_change_log,
             computed_values_timers_cursors_and_progress,
+            destinations_keep_their_cursor_until_deleted,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -1180,4 +1181,45 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
     // Change ids keep growing after a reset: a destination never sees an id twice.
     entries(store, "w1", "vip", &["p1"], T0);
     assert!(store.changes_after(0, 10).unwrap()[0].id > 1);
+}
+
+pub fn destinations_keep_their_cursor_until_deleted(store: &dyn Store) {
+    let dest = DefinitionKind::Destination;
+    store
+        .put_definition(&definition("w1", dest, "crm", 1))
+        .unwrap();
+    store
+        .put_definition(&definition("w2", dest, "crm", 1))
+        .unwrap();
+    entries(store, "w1", "vip", &["p1", "p2"], T0);
+    let (w1, w2) = (
+        destination_cursor("w1", "crm"),
+        destination_cursor("w2", "crm"),
+    );
+    assert_ne!(w1, w2);
+    let last = store.changes_after(0, 10).unwrap().last().unwrap().id;
+    store
+        .record(&AudienceWrite {
+            cursors: vec![(w1.clone(), last), (w2.clone(), last)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    // A new version of the destination keeps its place in the change log.
+    store
+        .put_definition(&definition("w1", dest, "crm", 2))
+        .unwrap();
+    assert_eq!(store.audience_cursor(&w1).unwrap(), last);
+    let kinds: Vec<_> = store
+        .definitions(Some("w1"))
+        .unwrap()
+        .iter()
+        .map(|d| d.kind)
+        .collect();
+    assert_eq!(kinds, vec![dest]);
+    // Deleting it forgets its place (a new one starts from the beginning), and nothing else.
+    assert!(store.delete_definition("w1", dest, "crm").unwrap());
+    assert_eq!(store.audience_cursor(&w1).unwrap(), 0);
+    assert_eq!(store.audience_cursor(&w2).unwrap(), last);
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 2);
+    assert_eq!(store.changes_after(0, 10).unwrap().len(), 2);
 }

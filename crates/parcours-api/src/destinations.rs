@@ -1,0 +1,215 @@
+//! Audience destinations: webhooks that receive adds and removes as they happen.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use parcours_core::time::format_timestamp;
+use parcours_engine::destinations::{
+    new_secret, save_destination, DestinationDoc, IdentifierFormat,
+};
+use parcours_store::{destination_cursor, Definition, DefinitionKind, Store};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::audiences::{find, remove_kind, store};
+use crate::auth::Caller;
+use crate::error::{blocking, ApiError};
+use crate::AppState;
+
+type Api = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/destinations", get(list).post(create))
+        .route("/destinations/{id}", get(show).put(replace).delete(remove))
+}
+
+/// A create or replace. Without `secret`, a create makes one and a replace keeps the old one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    id: Option<String>,
+    name: String,
+    url: String,
+    secret: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    identifiers: IdentifierFormat,
+    region: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn read_body(body: Option<Json<Value>>) -> Result<Body, ApiError> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "send the destination as a JSON object",
+        ));
+    };
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_destination", e.to_string()))
+}
+
+/// A destination as the API shows it; the secret only when it was just set.
+fn destination_json(st: &dyn Store, state: &AppState, d: &Definition, reveal: bool) -> Api {
+    let doc: DestinationDoc = serde_json::from_value(d.doc.clone())
+        .map_err(|e| parcours_store::StoreError::Corrupt(format!("destination {}: {e}", d.id)))?;
+    let secret = if reveal {
+        doc.secret.clone()
+    } else {
+        let tail: String = doc
+            .secret
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("whsec_…{tail}")
+    };
+    let delivery = state.engine.delivery(&d.workspace_id, &d.id).map(|s| {
+        json!({
+            "state": s.state,
+            "version": s.version,
+            "delivered": s.delivered,
+            "failures": s.failures,
+            "last_error": s.last_error,
+            "last_success_at": s.last_success_at.map(format_timestamp),
+            "next_attempt_at": s.next_attempt_at.map(format_timestamp),
+        })
+    });
+    Ok(Json(json!({
+        "id": d.id,
+        "name": doc.name,
+        "url": doc.url,
+        "secret": secret,
+        "audiences": doc.audiences,
+        "identifiers": doc.identifiers,
+        "region": doc.region,
+        "enabled": doc.enabled,
+        "version": d.version,
+        "position": st.audience_cursor(&destination_cursor(&d.workspace_id, &d.id))?,
+        "delivery": delivery,
+        "created_at": format_timestamp(d.created_at),
+        "updated_at": format_timestamp(d.updated_at),
+    })))
+}
+
+async fn save(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    id: String,
+    body: Body,
+    creating: bool,
+) -> Api {
+    caller.require_editor()?;
+    let (st, ws, now) = (
+        store(state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let state = state.clone();
+    blocking(move || {
+        let previous = find(st.as_ref(), &ws, DefinitionKind::Destination, &id).ok();
+        if creating && previous.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "destination_exists",
+                format!("destination {id} exists; PUT /api/v1/destinations/{id} replaces it"),
+            ));
+        }
+        // The secret is shown when it is set or made, never after.
+        let kept = previous.and_then(|p| p.doc["secret"].as_str().map(str::to_string));
+        let reveal = body.secret.is_some() || kept.is_none();
+        let secret = body.secret.or(kept).unwrap_or_else(|| {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            new_secret(&bytes)
+        });
+        let doc = DestinationDoc {
+            name: body.name,
+            url: body.url,
+            secret,
+            audiences: body.audiences,
+            identifiers: body.identifiers,
+            region: body.region,
+            enabled: body.enabled,
+        };
+        let d = save_destination(st.as_ref(), &ws, &id, &doc, now)?;
+        destination_json(st.as_ref(), &state, &d, reveal)
+    })
+    .await
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = read_body(body)?;
+    let Some(id) = body.id.clone() else {
+        return Err(ApiError::bad_request(
+            "invalid_destination",
+            "`id` is required",
+        ));
+    };
+    Ok((
+        StatusCode::CREATED,
+        save(&state, &caller, id, body, true).await?,
+    ))
+}
+
+async fn replace(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Api {
+    let body = read_body(body)?;
+    if body.id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::bad_request(
+            "invalid_destination",
+            "the `id` in the body differs from the one in the path",
+        ));
+    }
+    save(&state, &caller, id, body, false).await
+}
+
+async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let mut out = Vec::new();
+        for d in st.definitions(Some(&ws))? {
+            if d.kind == DefinitionKind::Destination {
+                out.push(destination_json(st.as_ref(), &state, &d, false)?.0);
+            }
+        }
+        Ok(Json(json!({ "destinations": out })))
+    })
+    .await
+}
+
+async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        let d = find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
+        destination_json(st.as_ref(), &state, &d, false)
+    })
+    .await
+}
+
+async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    caller.require_editor()?;
+    remove_kind(&state, &caller, DefinitionKind::Destination, id).await
+}

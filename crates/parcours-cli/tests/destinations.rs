@@ -1,0 +1,480 @@
+//! Audience webhooks against a real HTTP receiver: adds and removes streamed as they happen,
+//! signed per Standard Webhooks, retried with backoff, and isolated from each other and from
+//! ingestion.
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post as route_post;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use common::{start_on, Backend, TestNode, ADMIN};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    raw: Bytes,
+    body: Value,
+    at: Instant,
+}
+
+/// How the receiver answers: fail the first `fail` requests with `status`; hold every request
+/// until the gate gives a permit.
+struct Behaviour {
+    fail: usize,
+    status: StatusCode,
+    gate: Option<Arc<Semaphore>>,
+}
+
+struct Receiver {
+    got: Mutex<Vec<Received>>,
+    behaviour: Behaviour,
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let n = {
+        let mut got = r.got.lock().unwrap();
+        got.push(Received {
+            headers,
+            body: serde_json::from_slice(&body).unwrap(),
+            raw: body,
+            at: Instant::now(),
+        });
+        got.len()
+    };
+    if let Some(gate) = &r.behaviour.gate {
+        gate.acquire().await.unwrap().forget();
+    }
+    if n <= r.behaviour.fail {
+        r.behaviour.status
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+/// A receiver on a free port; returns its URL.
+async fn receiver(behaviour: Behaviour) -> (String, Arc<Receiver>) {
+    let r = Arc::new(Receiver {
+        got: Mutex::new(Vec::new()),
+        behaviour,
+    });
+    let app = Router::new()
+        .route("/hook", route_post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, r)
+}
+
+fn ok() -> Behaviour {
+    Behaviour {
+        fail: 0,
+        status: StatusCode::OK,
+        gate: None,
+    }
+}
+
+impl Receiver {
+    fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Every change received, in order (retries of a batch counted once per attempt).
+    fn changes(&self) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .flat_map(|r| r.body["data"]["changes"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{what}: the receiver got {:?}",
+                self.requests()
+                    .iter()
+                    .map(|r| r.body.to_string())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Checks the Standard Webhooks signature of a request, computed here independently.
+fn verify(secret: &str, r: &Received) {
+    let id = r.headers["webhook-id"].to_str().unwrap();
+    let ts = r.headers["webhook-timestamp"].to_str().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (ts.parse::<i64>().unwrap() - now).abs() < 300,
+        "timestamp {ts}"
+    );
+    let key = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&r.raw);
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    let header = r.headers["webhook-signature"].to_str().unwrap();
+    assert!(
+        header.split(' ').any(|s| s == expected),
+        "signature {header} is not {expected}"
+    );
+    assert_eq!(r.headers["content-type"], "application/json");
+}
+
+async fn call(t: &TestNode, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN}");
+    let r = t
+        .client
+        .request(
+            method.parse().unwrap(),
+            path,
+            &[("authorization", &auth)],
+            body.to_string(),
+        )
+        .await
+        .unwrap();
+    (r.status, r.json())
+}
+
+async fn gold_audience(t: &TestNode) {
+    let (status, a) = call(
+        t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "gold", "name": "Gold plan", "definition": "trait plan = \"gold\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+}
+
+async fn set_plan(t: &TestNode, users: std::ops::Range<usize>, plan: &str) {
+    let batch: Vec<Value> = users
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("u{i}"),
+                   "traits": {"plan": plan, "email": format!("u{i}@example.com")}})
+        })
+        .collect();
+    let r = t.send(json!({ "batch": batch })).await;
+    assert_eq!(r.status, 200);
+}
+
+fn tune(c: &mut parcours_cli::config::Config) {
+    c.destinations.retry_base_ms = 50;
+    c.destinations.poll_ms = 20;
+}
+
+async fn webhook_streams_adds_and_removes_signed(backend: Backend) {
+    let t = start_on("dest-stream", backend, tune).await;
+    gold_audience(&t).await;
+    set_plan(&t, 0..1, "gold").await;
+    let (url, rx) = receiver(ok()).await;
+    // Refused: a bad address, an unknown audience, a bad secret.
+    for (body, code) in [
+        (
+            json!({"id": "crm", "name": "CRM", "url": "ftp://x"}),
+            "invalid_destination",
+        ),
+        (
+            json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["nope"]}),
+            "invalid_audience_reference",
+        ),
+        (
+            json!({"id": "crm", "name": "CRM", "url": url, "secret": "hunter2"}),
+            "invalid_destination",
+        ),
+        (
+            json!({"id": "CRM!", "name": "CRM", "url": url}),
+            "invalid_id",
+        ),
+        (
+            json!({"id": "crm", "name": "CRM", "url": url, "colour": 1}),
+            "invalid_destination",
+        ),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/destinations", body).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");
+    }
+    let (status, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["gold"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let secret = d["secret"].as_str().unwrap().to_string();
+    assert!(
+        secret.starts_with("whsec_") && secret.len() > 40,
+        "{secret}"
+    );
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "crm", "name": "CRM", "url": url}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("destination_exists"))
+    );
+    // A new destination starts with what already happened: u0 entered before it existed.
+    rx.wait_for("the earlier entry", |r| r.changes().len() == 1)
+        .await;
+    set_plan(&t, 0..1, "silver").await;
+    rx.wait_for("the exit", |r| r.changes().len() == 2).await;
+    let changes = rx.changes();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (
+                c["action"].as_str().unwrap(),
+                c["profile"]["email"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        vec![("add", "u0@example.com"), ("remove", "u0@example.com")]
+    );
+    assert_eq!(
+        changes[0]["audience"],
+        json!({"id": "gold", "name": "Gold plan"})
+    );
+    assert_eq!(changes[0]["profile"]["user_id"], "u0");
+    assert!(changes[0]["id"].as_i64().unwrap() < changes[1]["id"].as_i64().unwrap());
+    for r in rx.requests() {
+        verify(&secret, &r);
+        assert_eq!(r.body["type"], "audience.changes");
+        assert_eq!(r.body["data"]["destination"], "crm");
+    }
+    // The status tells where it is; the secret is not shown again.
+    let (status, d) = call(&t, "GET", "/api/v1/destinations/crm", json!(null)).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["delivery"]["state"], "idle", "{d}");
+    assert_eq!(d["delivery"]["delivered"], 2, "{d}");
+    assert_eq!(d["position"], changes[1]["id"], "{d}");
+    assert_ne!(d["secret"], secret.as_str());
+    // An audience a destination sends cannot be deleted from under it.
+    let (status, e) = call(&t, "DELETE", "/api/v1/audiences/gold", json!(null)).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("definition_in_use")),
+        "{e}"
+    );
+    // Hashed identifiers for an ad platform: a new version keeps its place.
+    let (status, d) = call(
+        &t,
+        "PUT",
+        "/api/v1/destinations/crm",
+        json!({"name": "Ads", "url": url, "audiences": ["gold"], "identifiers": "meta"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        d["secret"],
+        json!(format!("whsec_…{}", &secret[secret.len() - 4..]))
+    );
+    let start = Instant::now();
+    while call(&t, "GET", "/api/v1/destinations/crm", json!(null))
+        .await
+        .1["delivery"]["version"]
+        != 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "version 2 never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_plan(&t, 0..1, "gold").await;
+    rx.wait_for("the re-entry", |r| r.changes().len() == 3)
+        .await;
+    let last = rx.changes()[2].clone();
+    assert_eq!(last["action"], "add");
+    assert_eq!(
+        last["profile"]["email"],
+        parcours_core::adhash::sha256_hex("u0@example.com")
+    );
+    assert!(last["profile"].get("user_id").is_none(), "{last}");
+    verify(&secret, &rx.requests()[2]);
+    let (status, _) = call(&t, "DELETE", "/api/v1/destinations/crm", json!(null)).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&t, "GET", "/api/v1/destinations/crm", json!(null)).await;
+    assert_eq!(status, 404);
+    t.stop().await;
+}
+
+async fn webhook_retries_with_backoff_until_acknowledged(backend: Backend) {
+    let t = start_on("dest-retry", backend, tune).await;
+    gold_audience(&t).await;
+    let (url, rx) = receiver(Behaviour {
+        fail: 3,
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        gate: None,
+    })
+    .await;
+    let (status, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "flaky", "name": "Flaky", "url": url}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let secret = d["secret"].as_str().unwrap().to_string();
+    set_plan(&t, 0..3, "gold").await;
+    // While it fails, the status says so.
+    rx.wait_for("two failures", |r| r.requests().len() >= 2)
+        .await;
+    let (_, d) = call(&t, "GET", "/api/v1/destinations/flaky", json!(null)).await;
+    assert!(
+        d["delivery"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503"),
+        "{d}"
+    );
+    rx.wait_for("the acknowledged attempt", |r| r.requests().len() == 4)
+        .await;
+    let requests = rx.requests();
+    // The same batch each time, under the same webhook-id, each attempt signed afresh.
+    let ids: Vec<_> = requests
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let batches: Vec<_> = requests
+        .iter()
+        .map(|r| r.body["data"]["changes"].clone())
+        .collect();
+    assert!(batches.iter().all(|b| *b == batches[0]));
+    for r in &requests {
+        verify(&secret, r);
+    }
+    // Waits of at least 50, 100 and 200 ms: the backoff doubles.
+    let gaps: Vec<Duration> = requests.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for (gap, min) in gaps.iter().zip([50u64, 100, 200]) {
+        assert!(*gap >= Duration::from_millis(min), "gaps {gaps:?}");
+    }
+    // Acknowledged: nothing is sent again, and the next change is a new message.
+    set_plan(&t, 0..1, "silver").await;
+    rx.wait_for("the next change", |r| r.requests().len() == 5)
+        .await;
+    let fifth = &rx.requests()[4];
+    assert_ne!(fifth.headers["webhook-id"], ids[0]);
+    let removed = fifth.body["data"]["changes"].as_array().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["action"], "remove");
+    let (_, d) = call(&t, "GET", "/api/v1/destinations/flaky", json!(null)).await;
+    assert_eq!(d["delivery"]["failures"], 0, "{d}");
+    assert_eq!(d["delivery"]["delivered"], 4, "{d}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.requests().len(),
+        5,
+        "nothing is sent twice once acknowledged"
+    );
+    t.stop().await;
+}
+
+async fn slow_destination_holds_back_nothing_else(backend: Backend) {
+    let t = start_on("dest-isolation", backend, |c| {
+        tune(c);
+        c.destinations.timeout_ms = 60_000;
+        c.destinations.batch = 10;
+    })
+    .await;
+    gold_audience(&t).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (slow_url, slow) = receiver(Behaviour {
+        fail: 0,
+        status: StatusCode::OK,
+        gate: Some(gate.clone()),
+    })
+    .await;
+    let (fast_url, fast) = receiver(ok()).await;
+    for (id, url) in [("slow", &slow_url), ("fast", &fast_url)] {
+        let (status, d) = call(
+            &t,
+            "POST",
+            "/api/v1/destinations",
+            json!({"id": id, "name": id, "url": url}),
+        )
+        .await;
+        assert_eq!(status, 201, "{d}");
+    }
+    // The slow receiver holds its first request and answers nothing until released.
+    set_plan(&t, 0..1, "gold").await;
+    slow.wait_for("the slow receiver's first request", |r| {
+        r.requests().len() == 1
+    })
+    .await;
+    // Meanwhile events are accepted, audiences move and the other destination gets it all.
+    set_plan(&t, 1..40, "gold").await;
+    fast.wait_for("the entries on the fast destination", |r| {
+        r.changes().len() == 40
+    })
+    .await;
+    set_plan(&t, 0..10, "silver").await;
+    fast.wait_for("every change on the fast destination", |r| {
+        r.changes().len() == 50
+    })
+    .await;
+    assert_eq!(
+        slow.requests().len(),
+        1,
+        "the slow one is still on its first batch"
+    );
+    let (_, d) = call(&t, "GET", "/api/v1/audiences/gold", json!(null)).await;
+    assert_eq!(d["size"], 30, "{d}");
+    let (_, d) = call(&t, "GET", "/api/v1/destinations/slow", json!(null)).await;
+    assert_eq!(d["delivery"]["state"], "delivering", "{d}");
+    // Released, the slow one catches up: the same changes, in the same order, once each.
+    gate.add_permits(1_000);
+    slow.wait_for("every change on the slow destination", |r| {
+        r.changes().len() == 50
+    })
+    .await;
+    let ids = |r: &Receiver| -> Vec<i64> {
+        r.changes()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&slow), ids(&fast));
+    let mut sorted = ids(&fast);
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids(&fast), "in order, no duplicates");
+    assert!(slow
+        .requests()
+        .iter()
+        .all(|r| r.body["data"]["changes"].as_array().unwrap().len() <= 10));
+    t.stop().await;
+}
+
+on_each_store!(
+    webhook_streams_adds_and_removes_signed,
+    webhook_retries_with_backoff_until_acknowledged,
+    slow_destination_holds_back_nothing_else,
+);
