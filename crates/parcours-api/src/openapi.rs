@@ -455,7 +455,12 @@ pub fn spec() -> Value {
         (
             "/api/v1/destinations/{id}",
             "get",
-            op("A destination and its delivery", "destinations", id(), false),
+            op(
+                "A destination and its delivery",
+                "destinations",
+                id(),
+                false,
+            ),
         ),
         (
             "/api/v1/destinations/{id}",

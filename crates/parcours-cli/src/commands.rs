@@ -605,6 +605,7 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     for t in [
         order("orders", Kind::Count, None),
         order("lifetime_value", Kind::Sum, Some("revenue")),
+        order("rfm", Kind::Rfm, Some("revenue")),
         stage,
     ] {
         save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -617,8 +618,8 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
         ),
         (
             "vip",
-            "VIPs (8+ orders, 2,000 EUR+)",
-            "computed orders >= 8 and computed lifetime_value >= 2000",
+            "VIPs by RFM (champions)",
+            r#"computed rfm.segment = "champions""#,
         ),
         (
             "store_only_never_app",

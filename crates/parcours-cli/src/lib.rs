@@ -2,6 +2,7 @@
 //! and the commands. `main.rs` only parses the command line.
 
 pub mod bench;
+pub mod bench_audiences;
 pub mod commands;
 pub mod config;
 pub mod node;

@@ -137,6 +137,33 @@ enum BenchKind {
         #[arg(long)]
         no_unify: bool,
     },
+    /// Event → membership change latency under a steady background load, and the full
+    /// computation of a new audience over a large store.
+    Audiences {
+        /// Seconds of probes under load.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Background events per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        /// Probes per second.
+        #[arg(long, default_value_t = 10)]
+        probes: usize,
+        /// Profiles in the computation store.
+        #[arg(long, default_value_t = 1_000_000)]
+        profiles: usize,
+        /// Events per profile in the computation store.
+        #[arg(long, default_value_t = 10)]
+        events_per_profile: usize,
+        /// Keep the computation store in --data-dir and reuse it on the next run (building
+        /// 10M events takes a while).
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        skip_latency: bool,
+        #[arg(long)]
+        skip_recompute: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -265,6 +292,31 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 durability,
                 unify: !no_unify,
                 database: config.database.clone(),
+            })
+            .await
+        }
+        Command::Bench {
+            which:
+                BenchKind::Audiences {
+                    seconds,
+                    rate,
+                    probes,
+                    profiles,
+                    events_per_profile,
+                    keep,
+                    skip_latency,
+                    skip_recompute,
+                },
+        } => {
+            parcours_cli::bench_audiences::run(parcours_cli::bench_audiences::AudienceBench {
+                seconds,
+                rate,
+                probes: probes.max(1),
+                profiles: profiles.max(1),
+                events_per_profile: events_per_profile.max(1),
+                data_dir: keep.then(|| config.data_dir.clone()),
+                skip_latency,
+                skip_recompute,
             })
             .await
         }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::audience::eval::{float_value, number, property, test_value, EventFact};
 use crate::audience::{Filter, Window};
@@ -34,6 +34,9 @@ pub enum Kind {
     UniqueCount,
     /// `new`, `active`, `at_risk`, `lapsed` (or `prospect`) from the matching events.
     Lifecycle,
+    /// RFM quintile scores against every customer of the workspace (`property` is the amount
+    /// spent). Scored by a workspace-wide pass, not per profile; see [`rfm_scores`].
+    Rfm,
 }
 
 impl Kind {
@@ -217,6 +220,15 @@ impl ComputedTrait {
                     Value::Array(seen.into_values().collect())
                 }
             }
+            Kind::Rfm => match matching.last() {
+                // The customer's inputs; the scores need every customer (`rfm_scores`).
+                Some(last) => json!({
+                    "last": last.ts,
+                    "frequency": matching.len(),
+                    "monetary": float_value(numbers().iter().sum()),
+                }),
+                None => Value::Null,
+            },
             Kind::Lifecycle => {
                 let t = self.lifecycle.unwrap_or_default();
                 let (stage, flip) = lifecycle_stage(
@@ -270,6 +282,19 @@ pub fn lifecycle_stage(
     }
 }
 
+impl ComputedTrait {
+    /// A customer's RFM inputs (an `rfm` trait): `None` without a matching purchase.
+    pub fn rfm_input(&self, profile: &str, events: &[EventFact], now: Millis) -> Option<RfmInput> {
+        let (v, _) = self.compute(events, now);
+        Some(RfmInput {
+            profile: profile.into(),
+            last: v.get("last")?.as_i64()?,
+            frequency: v.get("frequency")?.as_u64()?,
+            monetary: v.get("monetary")?.as_f64()?,
+        })
+    }
+}
+
 /// One customer's RFM inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RfmInput {
@@ -292,6 +317,18 @@ pub struct RfmScore {
 }
 
 impl RfmScore {
+    /// The value an `rfm` computed trait holds: `computed rfm.segment = "champions"`,
+    /// `computed rfm.recency >= 4`.
+    pub fn value(&self) -> Value {
+        json!({
+            "recency": self.recency,
+            "frequency": self.frequency,
+            "monetary": self.monetary,
+            "cell": self.cell(),
+            "segment": self.segment(),
+        })
+    }
+
     /// `"555"` for the best customers.
     pub fn cell(&self) -> String {
         format!("{}{}{}", self.recency, self.frequency, self.monetary)
@@ -526,6 +563,41 @@ mod tests {
         d.check().unwrap();
         let bad = json!({"id": "ltv", "kind": "sum", "event": "E", "property": "p", "extra": 1});
         assert!(serde_json::from_value::<ComputedTrait>(bad).is_err());
+    }
+
+    #[test]
+    fn rfm_traits_give_each_customer_its_inputs() {
+        let t = def(Kind::Rfm, Some("total"), Window::Ever);
+        assert_eq!(t.check(), Ok(()));
+        assert!(def(Kind::Rfm, None, Window::Ever).check().is_err());
+        let (v, _) = t.compute(&orders(), NOW);
+        assert_eq!(
+            v,
+            json!({"last": NOW - 5 * DAY, "frequency": 4, "monetary": 100.5})
+        );
+        assert_eq!(
+            t.rfm_input("p1", &orders(), NOW),
+            Some(RfmInput {
+                profile: "p1".into(),
+                last: NOW - 5 * DAY,
+                frequency: 4,
+                monetary: 100.5
+            })
+        );
+        assert_eq!(t.rfm_input("p1", &orders()[4..], NOW), None, "no purchase");
+        let within = def(Kind::Rfm, Some("total"), Window::Within { ms: 30 * DAY });
+        let input = within.rfm_input("p1", &orders(), NOW).unwrap();
+        assert_eq!((input.frequency, input.monetary), (2, 30.0));
+        let score = RfmScore {
+            profile: "p1".into(),
+            recency: 5,
+            frequency: 4,
+            monetary: 5,
+        };
+        assert_eq!(
+            score.value(),
+            json!({"recency": 5, "frequency": 4, "monetary": 5, "cell": "545", "segment": "champions"})
+        );
     }
 
     #[test]

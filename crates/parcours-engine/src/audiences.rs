@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parcours_core::audience::{self, Condition, EventFact, Subject};
-use parcours_core::computed::ComputedTrait;
+use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
 use parcours_core::identifier::{Identifier, ANONYMOUS_ID, USER_ID};
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::time::{Clock, Millis};
@@ -33,7 +33,7 @@ pub const AUDIENCE_EXITED: &str = "Audience Exited";
 const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
 /// Profiles per step of a full computation.
-const RECOMPUTE_PAGE: usize = 500;
+const RECOMPUTE_PAGE: usize = 1_000;
 
 /// An audience as the processor uses it.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl WorkspaceDefs {
         let t = self
             .traits
             .iter()
-            .filter(|t| t.version > t.computed_version)
+            .filter(|t| t.def.kind != Kind::Rfm && t.version > t.computed_version)
             .map(|t| (DefinitionKind::ComputedTrait, t.def.id.clone(), t.version));
         a.chain(t).collect()
     }
@@ -266,7 +266,7 @@ fn evaluate_profile(
     trigger: Trigger<'_>,
     out: &mut Step,
 ) -> Result<()> {
-    let Some(mut l) = load_profile(store, ws, defs, profile_id)? else {
+    let Some(l) = load_profile(store, ws, defs, profile_id)? else {
         return Ok(());
     };
     let pid = l.profile.id.clone();
@@ -278,11 +278,27 @@ fn evaluate_profile(
         }
         return Ok(());
     }
-    let write = &mut out.write;
     if pid != profile_id {
         // A merged profile's timer: the winner's evaluation takes over.
-        write.timers.push((ws.into(), profile_id.into(), None));
+        out.write.timers.push((ws.into(), profile_id.into(), None));
     }
+    let previous = store.timer_of(ws, &pid)?;
+    decide(ws, defs, l, previous, (now, cause), trigger, &mut out.write);
+    Ok(())
+}
+
+/// Evaluates a loaded profile's computed traits and audiences and adds what changed to
+/// `write`; `previous` is its timer. No I/O: a full computation runs it on several threads.
+fn decide(
+    ws: &str,
+    defs: &WorkspaceDefs,
+    mut l: Loaded,
+    previous: Option<Millis>,
+    (now, cause): (Millis, &str),
+    trigger: Trigger<'_>,
+    write: &mut AudienceWrite,
+) {
+    let pid = l.profile.id.clone();
     let affected = |events: &BTreeSet<String>| match trigger {
         Trigger::All => true,
         Trigger::Events(names) => events.iter().any(|n| names.contains(n)),
@@ -294,6 +310,10 @@ fn evaluate_profile(
         }
     };
     for t in &defs.traits {
+        if t.def.kind == Kind::Rfm {
+            // Scored against every customer by the workspace pass (`AudienceProcessor::rfm`).
+            continue;
+        }
         if let Trigger::Events(names) = trigger {
             if !names.contains(&t.def.event) {
                 continue;
@@ -347,7 +367,6 @@ fn evaluate_profile(
             }
         }
     }
-    let previous = store.timer_of(ws, &pid)?;
     let timer = match trigger {
         Trigger::All => next,
         // Definitions not evaluated keep their own instant (a spurious wake-up is harmless:
@@ -363,7 +382,6 @@ fn evaluate_profile(
     if timer != previous {
         write.timers.push((ws.into(), pid, timer));
     }
-    Ok(())
 }
 
 /// The profile an event was applied to, through its customer identifiers.
@@ -387,10 +405,31 @@ struct Recompute {
     total: u64,
 }
 
+/// How often RFM scores are computed again (recency moves with the days, quintiles with
+/// every customer's purchases).
+pub const RFM_REFRESH: Millis = 3_600_000;
+
+/// A running RFM pass: every customer's inputs are gathered, then the scores written.
+enum RfmPhase {
+    Scan(Vec<RfmInput>),
+    Write(BTreeMap<String, Value>),
+}
+
+struct RfmRun {
+    version: i64,
+    phase: RfmPhase,
+    after: String,
+    done: u64,
+    total: u64,
+}
+
 /// The processor's state between steps.
 #[derive(Default)]
 pub struct AudienceProcessor {
     recompute: BTreeMap<String, Recompute>,
+    rfm: BTreeMap<(String, String), RfmRun>,
+    /// (workspace, trait) → (version, when) of the last finished RFM pass.
+    rfm_done: BTreeMap<(String, String), (i64, Millis)>,
 }
 
 /// What one step did.
@@ -418,6 +457,7 @@ impl AudienceProcessor {
             ..StepReport::default()
         };
         report.recomputed = self.recompute(store, &defs, now)?;
+        report.recomputed += self.rfm(store, &defs, now)?;
         report.published = publish(store, &defs, now)?;
         Ok(report)
     }
@@ -450,24 +490,14 @@ impl AudienceProcessor {
             }
             let state = self.recompute.get_mut(ws).expect("just inserted");
             let page = store.profiles_page(ws, &state.after, RECOMPUTE_PAGE)?;
-            let mut out = Step::default();
-            for p in &page {
-                evaluate_profile(
-                    store,
-                    ws,
-                    defs,
-                    &p.id,
-                    (now, "recompute"),
-                    Trigger::All,
-                    &mut out,
-                )?;
-            }
-            state.done += page.len() as u64;
+            let (count, last) = (page.len(), page.last().map(|p| p.id.clone()));
+            let mut write = evaluate_page(store, ws, defs, page, now)?;
+            state.done += count as u64;
             state.total = state.total.max(state.done);
-            if let Some(last) = page.last() {
-                state.after = last.id.clone();
+            if let Some(last) = last {
+                state.after = last;
             }
-            let finished = page.len() < RECOMPUTE_PAGE;
+            let finished = count < RECOMPUTE_PAGE;
             for (kind, id, version) in &stale {
                 let computed = match kind {
                     DefinitionKind::Audience => defs.audience(id).map(|a| a.computed_version),
@@ -479,7 +509,7 @@ impl AudienceProcessor {
                     DefinitionKind::Destination => None,
                 }
                 .unwrap_or_default();
-                out.write.progress.push((
+                write.progress.push((
                     ws.clone(),
                     *kind,
                     id.clone(),
@@ -488,14 +518,224 @@ impl AudienceProcessor {
                     if finished { state.done } else { state.total },
                 ));
             }
-            store.record(&out.write)?;
-            work += page.len().max(1);
+            store.record(&write)?;
+            work += count.max(1);
             if finished {
                 self.recompute.remove(ws);
             }
         }
         Ok(work)
     }
+}
+
+impl AudienceProcessor {
+    /// Advances the RFM pass of one `rfm` trait by a page of profiles. A pass runs when the
+    /// trait is new or changed and then every [`RFM_REFRESH`]: it gathers every customer's
+    /// inputs, scores them together (`rfm_scores`), then writes the scores that changed and
+    /// re-evaluates those customers' audiences.
+    fn rfm(
+        &mut self,
+        store: &dyn Store,
+        all: &BTreeMap<String, WorkspaceDefs>,
+        now: Millis,
+    ) -> Result<usize> {
+        let live: BTreeSet<(String, String)> = all
+            .iter()
+            .flat_map(|(ws, d)| {
+                d.traits
+                    .iter()
+                    .filter(|t| t.def.kind == Kind::Rfm)
+                    .map(move |t| (ws.clone(), t.def.id.clone()))
+            })
+            .collect();
+        self.rfm.retain(|k, _| live.contains(k));
+        self.rfm_done.retain(|k, _| live.contains(k));
+        for key in live {
+            let (ws, id) = (&key.0, &key.1);
+            let defs = &all[ws];
+            let Some(t) = defs.traits.iter().find(|t| &t.def.id == id) else {
+                continue;
+            };
+            let due = match self.rfm_done.get(&key) {
+                Some((v, at)) => *v != t.version || now - at >= RFM_REFRESH,
+                None => true,
+            };
+            if !due && !self.rfm.contains_key(&key) {
+                continue;
+            }
+            if self.rfm.get(&key).is_none_or(|r| r.version != t.version) {
+                let profiles = store.profile_count(ws)?;
+                self.rfm.insert(
+                    key.clone(),
+                    RfmRun {
+                        version: t.version,
+                        phase: RfmPhase::Scan(Vec::new()),
+                        after: String::new(),
+                        done: 0,
+                        total: 2 * profiles,
+                    },
+                );
+            }
+            let run = self.rfm.get_mut(&key).expect("just inserted");
+            let page = store.profiles_page(ws, &run.after, RECOMPUTE_PAGE)?;
+            let finished = page.len() < RECOMPUTE_PAGE;
+            run.done += page.len() as u64;
+            run.total = run.total.max(run.done);
+            if let Some(last) = page.last() {
+                run.after = last.id.clone();
+            }
+            let count = page.len();
+            match &mut run.phase {
+                RfmPhase::Scan(inputs) => {
+                    let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
+                    let names = [t.def.event.clone()];
+                    let read = store.audience_inputs(ws, &ids, &names)?;
+                    let wanted: BTreeSet<String> = names.into_iter().collect();
+                    for (pid, i) in &read {
+                        if let Some(input) = t.def.rfm_input(pid, &facts(&i.events, &wanted), now) {
+                            inputs.push(input);
+                        }
+                    }
+                    if finished {
+                        let scores = rfm_scores(inputs, now)
+                            .into_iter()
+                            .map(|s| (s.profile.clone(), s.value()))
+                            .collect();
+                        run.phase = RfmPhase::Write(scores);
+                        run.after = String::new();
+                        run.done = run.total / 2;
+                    }
+                }
+                RfmPhase::Write(scores) => {
+                    let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
+                    let names: Vec<String> = defs.names.iter().cloned().collect();
+                    let mut read = store.audience_inputs(ws, &ids, &names)?;
+                    let mut write = AudienceWrite::default();
+                    for profile in page {
+                        let mut i = read.remove(&profile.id).unwrap_or_default();
+                        let value = scores.get(&profile.id).cloned();
+                        if i.computed.get(id) == value.as_ref() {
+                            continue;
+                        }
+                        write.computed.push(ComputedValue {
+                            workspace_id: ws.clone(),
+                            profile_id: profile.id.clone(),
+                            trait_id: id.clone(),
+                            value: value.clone(),
+                        });
+                        match value {
+                            Some(v) => i.computed.insert(id.clone(), v),
+                            None => i.computed.remove(id),
+                        };
+                        let loaded = Loaded {
+                            events: facts(&i.events, &defs.names),
+                            computed: i.computed,
+                            memberships: i.memberships.into_iter().collect(),
+                            profile,
+                        };
+                        decide(
+                            ws,
+                            defs,
+                            loaded,
+                            i.timer,
+                            (now, "rfm"),
+                            Trigger::All,
+                            &mut write,
+                        );
+                    }
+                    write.progress.push((
+                        ws.clone(),
+                        DefinitionKind::ComputedTrait,
+                        id.clone(),
+                        if finished {
+                            t.version
+                        } else {
+                            t.computed_version
+                        },
+                        run.done,
+                        if finished { run.done } else { run.total },
+                    ));
+                    store.record(&write)?;
+                    if finished {
+                        self.rfm.remove(&key);
+                        self.rfm_done.insert(key.clone(), (t.version, now));
+                    }
+                }
+            }
+            // One page per step: real-time work goes on between pages.
+            return Ok(count.max(1));
+        }
+        Ok(0)
+    }
+}
+
+/// Evaluates every definition for a page of live profiles, spread over the cores: each
+/// thread reads its share's inputs in one go and evaluates them.
+fn evaluate_page(
+    store: &dyn Store,
+    ws: &str,
+    defs: &WorkspaceDefs,
+    page: Vec<parcours_core::Profile>,
+    now: Millis,
+) -> Result<AudienceWrite> {
+    let names: Vec<String> = defs.names.iter().cloned().collect();
+    let names = &names;
+    let work = page;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = work.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<_>> = Vec::new();
+    let mut rest = work;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    let writes: Vec<Result<AudienceWrite>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let ids: Vec<String> = part.iter().map(|p| p.id.clone()).collect();
+                    let mut inputs = store.audience_inputs(ws, &ids, names)?;
+                    let mut write = AudienceWrite::default();
+                    for profile in part {
+                        let i = inputs.remove(&profile.id).unwrap_or_default();
+                        let loaded = Loaded {
+                            events: facts(&i.events, &defs.names),
+                            computed: i.computed,
+                            memberships: i.memberships.into_iter().collect(),
+                            profile,
+                        };
+                        decide(
+                            ws,
+                            defs,
+                            loaded,
+                            i.timer,
+                            (now, "recompute"),
+                            Trigger::All,
+                            &mut write,
+                        );
+                    }
+                    Ok(write)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an evaluation thread panicked"))
+            .collect()
+    });
+    let mut out = AudienceWrite::default();
+    for w in writes {
+        let w = w?;
+        out.changes.extend(w.changes);
+        out.computed.extend(w.computed);
+        out.timers.extend(w.timers);
+    }
+    Ok(out)
 }
 
 /// Re-evaluates the profiles that received events since the cursor (up to what unify has
@@ -699,6 +939,15 @@ pub(crate) fn start(
             }
         })
         .expect("spawn the audience processor")
+}
+
+/// Moves the processor's place in the event log (a benchmark starts it where unify is, as on
+/// a running node, so that only the new definitions are computed).
+pub fn follow_from(store: &dyn Store, seq: i64) -> Result<()> {
+    store.record(&AudienceWrite {
+        cursors: vec![(CURSOR.into(), seq)],
+        ..AudienceWrite::default()
+    })
 }
 
 /// Why a definition was refused.

@@ -329,9 +329,9 @@ fn a_changed_definition_is_computed_again_over_every_profile_with_progress() {
     assert_eq!((before.version, before.computed_version), (1, 0));
     // One page of the computation: progress is visible, the version not yet computed.
     let report = w.processor.step(&w.store, T0 + 2, 1000).unwrap();
-    assert_eq!(report.recomputed, 500);
+    assert_eq!(report.recomputed, 1000);
     let mid = w.store.definitions(Some(WS)).unwrap()[0].clone();
-    assert_eq!((mid.computed_version, mid.done, mid.total), (0, 500, 1200));
+    assert_eq!((mid.computed_version, mid.done, mid.total), (0, 1000, 1200));
     w.run(T0 + 3);
     let done = w.store.definitions(Some(WS)).unwrap()[0].clone();
     assert_eq!(
@@ -419,4 +419,95 @@ fn definitions_are_checked_against_the_workspace() {
         "a"
     )
     .unwrap());
+}
+
+#[test]
+fn rfm_scores_every_customer_against_the_others_and_drives_audiences() {
+    let mut w = World::new();
+    let rfm = ComputedTrait {
+        id: "rfm".into(),
+        kind: Kind::Rfm,
+        event: "Order Completed".into(),
+        property: Some("total".into()),
+        filters: vec![],
+        window: parcours_core::audience::Window::Ever,
+        lifecycle: None,
+    };
+    save_computed_trait(&w.store, WS, &rfm, T0).unwrap();
+    w.audience("champions", r#"computed rfm.segment = "champions""#);
+    // Customer i orders i + 1 times, 10 × (i + 1) each, the latest 10 - i days ago.
+    let day = 86_400_000;
+    for i in 0..10i64 {
+        for k in 0..=i {
+            let at = T0 - (10 - i) * day - k * HOUR;
+            w.track(
+                &format!("c{i}"),
+                "Order Completed",
+                at,
+                Channel::Web,
+                json!({"total": 10 * (i + 1)}),
+            );
+        }
+    }
+    w.track(
+        "browser",
+        "Product Viewed",
+        T0 - day,
+        Channel::Web,
+        json!({}),
+    );
+    w.run(T0);
+    let score = |w: &World, user: &str| {
+        w.store
+            .computed_values(WS, &w.profile(user))
+            .unwrap()
+            .get("rfm")
+            .cloned()
+    };
+    assert_eq!(
+        score(&w, "c9"),
+        Some(
+            json!({"recency": 5, "frequency": 5, "monetary": 5, "cell": "555", "segment": "champions"})
+        )
+    );
+    assert_eq!(
+        score(&w, "c7"),
+        Some(
+            json!({"recency": 4, "frequency": 4, "monetary": 4, "cell": "444", "segment": "loyal"})
+        )
+    );
+    assert_eq!(score(&w, "c0").unwrap()["segment"], "lost");
+    assert_eq!(score(&w, "browser"), None, "no purchase, no score");
+    let mut champions = vec![w.profile("c8"), w.profile("c9")];
+    champions.sort();
+    assert_eq!(w.members("champions"), champions);
+    let def = w
+        .store
+        .definitions(Some(WS))
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "rfm")
+        .unwrap();
+    assert_eq!(def.computed_version, def.version, "the pass finished");
+    // c0 buys a lot: the scores move at the next refresh, not before.
+    for k in 0..20 {
+        w.track(
+            "c0",
+            "Order Completed",
+            T0 + 10 * MINUTE + k,
+            Channel::Store,
+            json!({"total": 500}),
+        );
+    }
+    w.run(T0 + 30 * MINUTE);
+    assert_eq!(score(&w, "c0").unwrap()["segment"], "lost");
+    w.run(T0 + 61 * MINUTE);
+    assert_eq!(score(&w, "c0").unwrap()["cell"], "555");
+    assert!(w.members("champions").contains(&w.profile("c0")));
+    let entry = w
+        .changes()
+        .into_iter()
+        .rfind(|c| c.profile_id == w.profile("c0"))
+        .unwrap();
+    assert_eq!((entry.entered, entry.cause.as_str()), (true, "rfm"));
 }

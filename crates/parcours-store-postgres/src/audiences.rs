@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, AudienceWrite, Audiences, Definition, DefinitionKind, Membership,
-    MembershipChange, Result, StoreError, Timer,
+    destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
+    Membership, MembershipChange, Result, StoreError, Timer,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use crate::events::{event_cols_of_e, to_event};
 use crate::{backend, corrupt, PgStore};
 
 const DEFINITION_COLS: &str =
@@ -262,6 +263,94 @@ impl Audiences for PgStore {
             })
         })
         .collect()
+    }
+
+    fn audience_inputs(
+        &self,
+        workspace: &str,
+        profiles: &[String],
+        names: &[String],
+    ) -> Result<BTreeMap<String, AudienceInputs>> {
+        let page = names.iter().any(|n| n == "Page Viewed");
+        let screen = names.iter().any(|n| n == "Screen Viewed");
+        let mut out: BTreeMap<String, AudienceInputs> = profiles
+            .iter()
+            .map(|p| (p.clone(), AudienceInputs::default()))
+            .collect();
+        let events = self.fetch(
+            sqlx::query(sql!(
+                "WITH RECURSIVE fam(root, id) AS (
+                   SELECT r COLLATE \"C\", r COLLATE \"C\" FROM unnest($2::text[]) AS r
+                   UNION
+                   SELECT fam.root, p.id FROM fam JOIN profiles p
+                     ON p.workspace_id = $1 AND p.merged_into = fam.id
+                 )
+                 SELECT {}, fam.root FROM fam
+                 JOIN profile_events pe ON pe.workspace_id = $1 AND pe.profile_id = fam.id
+                 JOIN events e ON e.seq = pe.seq
+                 WHERE (e.type = 'track' AND e.event = ANY($3))
+                    OR (e.type = 'page' AND $4) OR (e.type = 'screen' AND $5)
+                 ORDER BY fam.root, pe.seq DESC",
+                event_cols_of_e()
+            ))
+            .bind(workspace)
+            .bind(profiles)
+            .bind(names)
+            .bind(page)
+            .bind(screen),
+        )?;
+        for r in &events {
+            let root: String = r.try_get(13).map_err(backend)?;
+            if let Some(slot) = out.get_mut(&root) {
+                slot.events.push(to_event(r)?);
+            }
+        }
+        let computed = self.fetch(
+            sqlx::query(
+                "SELECT profile_id, trait_id, value FROM computed_values
+                 WHERE workspace_id = $1 AND profile_id = ANY($2)",
+            )
+            .bind(workspace)
+            .bind(profiles),
+        )?;
+        for r in &computed {
+            let p: String = r.try_get(0).map_err(backend)?;
+            if let Some(slot) = out.get_mut(&p) {
+                slot.computed.insert(
+                    r.try_get(1).map_err(backend)?,
+                    r.try_get::<Value, _>(2).map_err(backend)?,
+                );
+            }
+        }
+        let members = self.fetch(
+            sqlx::query(
+                "SELECT profile_id, audience_id FROM memberships
+                 WHERE workspace_id = $1 AND profile_id = ANY($2) ORDER BY profile_id, audience_id",
+            )
+            .bind(workspace)
+            .bind(profiles),
+        )?;
+        for r in &members {
+            let p: String = r.try_get(0).map_err(backend)?;
+            if let Some(slot) = out.get_mut(&p) {
+                slot.memberships.push(r.try_get(1).map_err(backend)?);
+            }
+        }
+        let timers = self.fetch(
+            sqlx::query(
+                "SELECT profile_id, due_at FROM audience_timers
+                 WHERE workspace_id = $1 AND profile_id = ANY($2)",
+            )
+            .bind(workspace)
+            .bind(profiles),
+        )?;
+        for r in &timers {
+            let p: String = r.try_get(0).map_err(backend)?;
+            if let Some(slot) = out.get_mut(&p) {
+                slot.timer = Some(r.try_get(1).map_err(backend)?);
+            }
+        }
+        Ok(out)
     }
 
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {

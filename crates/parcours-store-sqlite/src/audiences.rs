@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, AudienceWrite, Audiences, Definition, DefinitionKind, Membership,
-    MembershipChange, Result, StoreError, Timer,
+    destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
+    Membership, MembershipChange, Result, StoreError, Timer,
 };
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
 
+use crate::events::{event_row, finish_event, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
 const DEFINITION_COLS: &str =
@@ -268,6 +269,142 @@ impl Audiences for SqliteStore {
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<_>>().map_err(backend)
         })
+    }
+
+    fn audience_inputs(
+        &self,
+        workspace: &str,
+        profiles: &[String],
+        names: &[String],
+    ) -> Result<BTreeMap<String, AudienceInputs>> {
+        let page = names.iter().any(|n| n == "Page Viewed");
+        let screen = names.iter().any(|n| n == "Screen Viewed");
+        let mut out: BTreeMap<String, AudienceInputs> = profiles
+            .iter()
+            .map(|p| (p.clone(), AudienceInputs::default()))
+            .collect();
+        let ids = serde_json::to_string(profiles).map_err(corrupt)?;
+        let names_json = serde_json::to_string(names).map_err(corrupt)?;
+        self.read_projections(|c| {
+            let cols = EVENT_COLS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Each profile with the profiles merged into it, one level at a time (a recursive
+            // view is planned as a scan of every profile per step)…
+            let mut root_of: BTreeMap<String, String> =
+                profiles.iter().map(|p| (p.clone(), p.clone())).collect();
+            let mut level = ids.clone();
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, merged_into FROM profiles
+                     WHERE workspace_id = ?1 AND merged_into IN (SELECT value FROM json_each(?2))",
+                )
+                .map_err(backend)?;
+            loop {
+                let children: Vec<(String, String)> = st
+                    .query_map(params![workspace, level], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(backend)?;
+                let mut next = Vec::new();
+                for (child, parent) in children {
+                    if root_of.contains_key(&child) {
+                        continue;
+                    }
+                    let root = root_of.get(&parent).cloned().unwrap_or(parent);
+                    root_of.insert(child.clone(), root);
+                    next.push(child);
+                }
+                if next.is_empty() {
+                    break;
+                }
+                level = serde_json::to_string(&next).map_err(corrupt)?;
+            }
+            let members = serde_json::to_string(&root_of.keys().collect::<Vec<_>>())
+                .map_err(corrupt)?;
+            // …then their events (sorted here: with ORDER BY, SQLite walks the whole log).
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {cols}, pe.profile_id FROM profile_events pe
+                     JOIN log.events e ON e.seq = pe.seq
+                     WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT value FROM json_each(?2))
+                       AND ((e.type = 'track' AND e.event IN (SELECT value FROM json_each(?3)))
+                            OR (e.type = 'page' AND ?4) OR (e.type = 'screen' AND ?5))"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, members, names_json, page, screen], |r| {
+                    Ok((event_row(r)?, r.get::<_, String>(13)?))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (e, member) = row.map_err(backend)?;
+                let slot = root_of.get(&member).and_then(|root| out.get_mut(root));
+                if let Some(slot) = slot {
+                    slot.events.push(finish_event(e)?);
+                }
+            }
+            for slot in out.values_mut() {
+                slot.events.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+            }
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, trait_id, value FROM computed_values
+                     WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, ids], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (p, name, value) = row.map_err(backend)?;
+                if let Some(slot) = out.get_mut(&p) {
+                    slot.computed
+                        .insert(name, serde_json::from_str(&value).map_err(corrupt)?);
+                }
+            }
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, audience_id FROM memberships
+                     WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))
+                     ORDER BY profile_id, audience_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, ids], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (p, a) = row.map_err(backend)?;
+                if let Some(slot) = out.get_mut(&p) {
+                    slot.memberships.push(a);
+                }
+            }
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, due_at FROM audience_timers
+                     WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, ids], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Millis>(1)?))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (p, due) = row.map_err(backend)?;
+                if let Some(slot) = out.get_mut(&p) {
+                    slot.timer = Some(due);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {

@@ -139,7 +139,7 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = Connection::open(path).map_err(backend)?;
-                c.execute_batch("PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384;")
+                c.execute_batch("PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384; PRAGMA mmap_size=8589934592;")
                     .map_err(backend)?;
                 c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 if with_log {

@@ -285,6 +285,17 @@ pub trait Audiences: Send + Sync {
         workspace: &str,
         profile: &str,
     ) -> Result<std::collections::BTreeMap<String, serde_json::Value>>;
+    /// For each of `profiles`: its timeline, computed values, memberships and timer, read
+    /// together (a full computation reads pages of profiles this way). Only events named in
+    /// `names` are read: a track call by its event, a page call as `Page Viewed`, a screen
+    /// call as `Screen Viewed`. Every requested id is in the answer, with empty inputs when
+    /// it has none.
+    fn audience_inputs(
+        &self,
+        workspace: &str,
+        profiles: &[String],
+        names: &[String],
+    ) -> Result<std::collections::BTreeMap<String, AudienceInputs>>;
     /// The change log after `after_id`, oldest first.
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
     /// Re-evaluations due at or before `now`, earliest first.

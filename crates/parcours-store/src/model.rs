@@ -326,6 +326,18 @@ pub struct ComputedValue {
     pub value: Option<Value>,
 }
 
+/// What the audience processor reads about one profile (see
+/// [`crate::Audiences::audience_inputs`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudienceInputs {
+    /// Its events and those of the profiles merged into it, newest first (as `timeline`).
+    pub events: Vec<StoredEvent>,
+    pub computed: std::collections::BTreeMap<String, Value>,
+    /// Audience ids, in order.
+    pub memberships: Vec<String>,
+    pub timer: Option<Millis>,
+}
+
 /// Everything one audience evaluation step writes, applied atomically.
 #[derive(Debug, Clone, Default)]
 pub struct AudienceWrite {

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             memberships_are_recorded_atomically_with_their_change_log,
             computed_values_timers_cursors_and_progress,
             destinations_keep_their_cursor_until_deleted,
+            audience_inputs_read_a_page_of_profiles_at_once,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -1222,4 +1223,126 @@ pub fn destinations_keep_their_cursor_until_deleted(store: &dyn Store) {
     assert_eq!(store.audience_cursor(&w2).unwrap(), last);
     assert_eq!(store.member_count("w1", "vip").unwrap(), 2);
     assert_eq!(store.changes_after(0, 10).unwrap().len(), 2);
+}
+
+fn named(mid: &str, user: &str, kind: EventType, event: Option<&str>, ts: i64) -> AcceptedEvent {
+    AcceptedEvent {
+        kind,
+        event: event.map(str::to_string),
+        ..accepted(mid, user, ts)
+    }
+}
+
+pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
+    setup(store, &["ws_a"]);
+    let events = vec![
+        named("m1", "u1", EventType::Track, Some("Order Completed"), T0),
+        named("m2", "u1", EventType::Page, Some("Home"), T0 + 1),
+        named("m3", "u2", EventType::Track, Some("Product Viewed"), T0 + 2),
+        named("m4", "u2", EventType::Screen, Some("Cart"), T0 + 3),
+        named(
+            "m5",
+            "u3",
+            EventType::Track,
+            Some("Order Completed"),
+            T0 + 4,
+        ),
+        accepted("m6", "u1", T0 + 5),
+    ];
+    store.append(&[batch("ws_a", events)], 0).unwrap();
+    let (graph, stored) = profile_from(store, "ws_a", &["m6"]);
+    let template = graph.profiles.values().next().unwrap().clone();
+    // p3 (u3) was merged into p1: its events are p1's.
+    let owners = ["p1", "p1", "p2", "p2", "p3", "p1"];
+    let seqs: Vec<i64> = ["m1", "m2", "m3", "m4", "m5"]
+        .iter()
+        .map(|m| store.event_by_message_id("ws_a", m).unwrap().unwrap().seq)
+        .chain([stored[0].seq])
+        .collect();
+    store
+        .transact(&mut |tx| {
+            for id in ["p1", "p2", "p3"] {
+                let mut p = template.clone();
+                p.id = id.into();
+                tx.save_profile("ws_a", &p, T0)?;
+            }
+            for (seq, owner) in seqs.iter().zip(owners) {
+                tx.assign("ws_a", *seq, owner)?;
+            }
+            tx.redirect_profile("ws_a", "p3", "p1", T0)?;
+            Ok(())
+        })
+        .unwrap();
+    store
+        .record(&AudienceWrite {
+            changes: vec![change("ws_a", "vip", "p1", true, T0)],
+            computed: vec![ComputedValue {
+                workspace_id: "ws_a".into(),
+                profile_id: "p1".into(),
+                trait_id: "ltv".into(),
+                value: Some(serde_json::json!(12.5)),
+            }],
+            timers: vec![("ws_a".into(), "p2".into(), Some(T0 + 9))],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let name = |e: &StoredEvent| match e.kind {
+        EventType::Track => e.event.clone(),
+        EventType::Page => Some("Page Viewed".to_string()),
+        EventType::Screen => Some("Screen Viewed".to_string()),
+        _ => None,
+    };
+    let ids: Vec<String> = ["p1", "p2", "nobody"].map(String::from).to_vec();
+    for names in [
+        vec!["Order Completed".to_string(), "Page Viewed".to_string()],
+        vec!["Screen Viewed".to_string(), "Product Viewed".to_string()],
+        vec![],
+    ] {
+        let got = store.audience_inputs("ws_a", &ids, &names).unwrap();
+        let mut asked: Vec<&String> = ids.iter().collect();
+        asked.sort();
+        assert_eq!(got.keys().collect::<Vec<_>>(), asked);
+        for id in &ids {
+            // The same as reading the profile alone.
+            let expected = AudienceInputs {
+                events: store
+                    .timeline("ws_a", id, None, 100)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|e| name(e).is_some_and(|n| names.contains(&n)))
+                    .collect(),
+                computed: store.computed_values("ws_a", id).unwrap(),
+                memberships: store
+                    .memberships("ws_a", id)
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| m.audience_id)
+                    .collect(),
+                timer: store.timer_of("ws_a", id).unwrap(),
+            };
+            assert_eq!(got[id], expected, "{id} with {names:?}");
+        }
+        let p1: Vec<&str> = got["p1"]
+            .events
+            .iter()
+            .map(|e| e.message_id.as_str())
+            .collect();
+        match names.len() {
+            0 => assert!(p1.is_empty()),
+            2 if names[0] == "Order Completed" => assert_eq!(p1, vec!["m5", "m2", "m1"]),
+            _ => assert_eq!(
+                got["p2"]
+                    .events
+                    .iter()
+                    .map(|e| e.message_id.as_str())
+                    .collect::<Vec<_>>(),
+                vec!["m4", "m3"]
+            ),
+        }
+    }
+    let got = store.audience_inputs("ws_a", &ids, &[]).unwrap();
+    assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
+    assert_eq!(got["p1"].computed["ltv"], serde_json::json!(12.5));
+    assert_eq!(got["p2"].timer, Some(T0 + 9));
+    assert_eq!(got["nobody"], AudienceInputs::default());
 }

@@ -101,12 +101,12 @@ impl Condition {
         out
     }
 
-    /// The computed traits this condition refers to.
+    /// The computed traits this condition refers to (`rfm` for `computed rfm.segment`).
     pub fn computed_traits(&self) -> BTreeSet<&str> {
         let mut out = BTreeSet::new();
         self.visit(&mut |c| {
             if let Condition::Computed { name, .. } = c {
-                out.insert(name.as_str());
+                out.insert(computed_id(name));
             }
         });
         out
@@ -170,7 +170,13 @@ impl Evaluator<'_, '_> {
                 (m, next, self.show(value), vec![])
             }
             Condition::Computed { name, test } => {
-                let value = self.subject.computed.get(name);
+                let value = match self.subject.computed.get(name) {
+                    Some(v) => Some(v),
+                    // `rfm.segment`: a field of an object value.
+                    None => name
+                        .split_once('.')
+                        .and_then(|(id, path)| property(self.subject.computed.get(id)?, path)),
+                };
                 let (m, next) = self.test(value, test);
                 (m, next, self.show(value), vec![])
             }
@@ -578,3 +584,8 @@ pub fn test_value(value: Option<&Value>, test: &Test, now: Millis) -> (bool, Opt
 
 #[cfg(test)]
 mod tests;
+
+/// The computed trait a `computed NAME` condition reads: `rfm` for `rfm.segment`.
+pub fn computed_id(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(id, _)| id)
+}

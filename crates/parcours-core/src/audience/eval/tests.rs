@@ -417,3 +417,22 @@ fn audiences_are_ordered_after_those_they_use_and_cycles_are_refused() {
     let err = crate::audience::evaluation_order(&[("a", &a)]).unwrap_err();
     assert!(err.contains("no such audience"), "{err}");
 }
+
+#[test]
+fn computed_object_fields_are_reached_with_a_dot() {
+    let mut c = Case::new();
+    c.computed.insert(
+        "rfm".into(),
+        json!({"recency": 4, "frequency": 2, "cell": "425", "segment": "loyal"}),
+    );
+    assert!(c.check(r#"computed rfm.segment = "loyal""#));
+    assert!(c.check(r#"computed "rfm.recency" >= 4"#));
+    assert!(!c.check("computed rfm.frequency > 2"));
+    assert!(!c.check("computed rfm.missing exists"));
+    assert!(c.check("computed ltv > 480"), "plain names still work");
+    let cond = parse(r#"computed rfm.segment = "loyal" and computed ltv > 1"#).unwrap();
+    assert_eq!(
+        cond.computed_traits().into_iter().collect::<Vec<_>>(),
+        vec!["ltv", "rfm"]
+    );
+}
