@@ -149,6 +149,8 @@ pub async fn demo(
             started.elapsed()
         );
         node.engine.wait_unified(Duration::from_secs(600)).await?;
+        // RFM scores each customer against all the others: scored once the history is in.
+        demo_rfm(store.as_ref(), &ws, now())?;
         let sizes = audiences_settled(store.as_ref(), &ws).await?;
         let profiles = store.profile_count(&ws)?;
         println!();
@@ -605,7 +607,6 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     for t in [
         order("orders", Kind::Count, None),
         order("lifetime_value", Kind::Sum, Some("revenue")),
-        order("rfm", Kind::Rfm, Some("revenue")),
         stage,
     ] {
         save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -615,11 +616,6 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
             "cart_abandoners_1h",
             "Cart abandoners (last hour)",
             r#"did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
-        ),
-        (
-            "vip",
-            "VIPs by RFM (champions)",
-            r#"computed rfm.segment = "champions""#,
         ),
         (
             "store_only_never_app",
@@ -639,6 +635,31 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
         };
         save_audience(store, ws, id, &doc, at).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    Ok(())
+}
+
+/// The demo's RFM trait and the VIP audience that uses it.
+fn demo_rfm(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
+    use parcours_core::audience::{parse, Window};
+    use parcours_core::computed::{ComputedTrait, Kind};
+    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
+    let rfm = ComputedTrait {
+        id: "rfm".into(),
+        kind: Kind::Rfm,
+        event: "Order Completed".into(),
+        property: Some("revenue".into()),
+        filters: vec![],
+        window: Window::Ever,
+        lifecycle: None,
+    };
+    save_computed_trait(store, ws, &rfm, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let doc = AudienceDoc {
+        name: "VIPs by RFM (champions)".into(),
+        description: String::new(),
+        condition: parse(r#"computed rfm.segment = "champions""#)
+            .map_err(|e| anyhow::anyhow!("vip: {e}"))?,
+    };
+    save_audience(store, ws, "vip", &doc, at).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
