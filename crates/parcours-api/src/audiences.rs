@@ -125,15 +125,35 @@ struct AudienceBody {
     condition: Option<Value>,
 }
 
-fn read_body(body: Option<Json<Value>>) -> Result<AudienceBody, ApiError> {
+/// A definition's body: `what` names it in the message, `code` is the error for a body of
+/// the wrong shape.
+pub(crate) fn definition_body<T: serde::de::DeserializeOwned>(
+    body: Option<Json<Value>>,
+    what: &str,
+    code: &'static str,
+) -> Result<T, ApiError> {
     let Some(Json(body)) = body else {
         return Err(ApiError::bad_request(
             "invalid_json",
-            "send the audience as a JSON object",
+            format!("send the {what} as a JSON object"),
         ));
     };
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid_audience", e.to_string()))
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(code, e.to_string()))
+}
+
+/// A replace names its id in the path; a body that names another one is refused.
+pub(crate) fn same_id(path: &str, body: Option<&str>, code: &'static str) -> Result<(), ApiError> {
+    match body {
+        Some(b) if b != path => Err(ApiError::bad_request(
+            code,
+            "the `id` in the body differs from the one in the path",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn read_body(body: Option<Json<Value>>) -> Result<AudienceBody, ApiError> {
+    definition_body(body, "audience", "invalid_audience")
 }
 
 fn condition_of(body: &AudienceBody) -> Result<audience::Condition, ApiError> {
@@ -199,12 +219,7 @@ async fn replace(
     body: Option<Json<Value>>,
 ) -> Api {
     let body = read_body(body)?;
-    if body.id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::bad_request(
-            "invalid_audience",
-            "the `id` in the body differs from the one in the path",
-        ));
-    }
+    same_id(&id, body.id.as_deref(), "invalid_audience")?;
     save(&state, &caller, id, body).await
 }
 
@@ -506,14 +521,7 @@ async fn save_trait(state: &Arc<AppState>, caller: &Caller, def: ComputedTrait) 
 }
 
 fn read_trait(body: Option<Json<Value>>) -> Result<ComputedTrait, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "send the computed trait as a JSON object",
-        ));
-    };
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid_computed_trait", e.to_string()))
+    definition_body(body, "computed trait", "invalid_computed_trait")
 }
 
 async fn create_trait(
@@ -547,12 +555,7 @@ async fn replace_trait(
     body: Option<Json<Value>>,
 ) -> Api {
     let def = read_trait(body)?;
-    if def.id != id {
-        return Err(ApiError::bad_request(
-            "invalid_computed_trait",
-            "the `id` in the body differs from the one in the path",
-        ));
-    }
+    same_id(&id, Some(&def.id), "invalid_computed_trait")?;
     save_trait(&state, &caller, def).await
 }
 

@@ -15,7 +15,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::audiences::{find, remove_kind, store};
+use crate::audiences::{definition_body, find, remove_kind, same_id, store};
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
 use crate::AppState;
@@ -50,14 +50,7 @@ fn yes() -> bool {
 }
 
 fn read_body(body: Option<Json<Value>>) -> Result<Body, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "send the destination as a JSON object",
-        ));
-    };
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid_destination", e.to_string()))
+    definition_body(body, "destination", "invalid_destination")
 }
 
 /// A destination as the API shows it; the secret only when it was just set.
@@ -177,12 +170,7 @@ async fn replace(
     body: Option<Json<Value>>,
 ) -> Api {
     let body = read_body(body)?;
-    if body.id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::bad_request(
-            "invalid_destination",
-            "the `id` in the body differs from the one in the path",
-        ));
-    }
+    same_id(&id, body.id.as_deref(), "invalid_destination")?;
     save(&state, &caller, id, body, false).await
 }
 

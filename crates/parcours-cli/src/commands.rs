@@ -583,21 +583,29 @@ pub fn list_workspaces(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's computed traits and audiences: each shows one idea.
-fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
-    use parcours_core::audience::{parse, Window};
-    use parcours_core::computed::{ComputedTrait, Kind, Lifecycle};
-    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
-    let order = |id: &str, kind: Kind, property: Option<&str>| ComputedTrait {
+/// A computed trait over the demo's orders.
+fn order_trait(
+    id: &str,
+    kind: parcours_core::computed::Kind,
+    property: Option<&str>,
+) -> parcours_core::computed::ComputedTrait {
+    parcours_core::computed::ComputedTrait {
         id: id.into(),
         kind,
         event: "Order Completed".into(),
         property: property.map(str::to_string),
         filters: vec![],
-        window: Window::Ever,
+        window: parcours_core::audience::Window::Ever,
         lifecycle: None,
-    };
-    let mut stage = order("lifecycle_stage", Kind::Lifecycle, None);
+    }
+}
+
+/// The demo's computed traits and audiences: each shows one idea.
+fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
+    use parcours_core::audience::parse;
+    use parcours_core::computed::{Kind, Lifecycle};
+    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
+    let mut stage = order_trait("lifecycle_stage", Kind::Lifecycle, None);
     // The demo covers 90 days: shorter thresholds than the defaults (30 / 90 / 180 days).
     stage.lifecycle = Some(Lifecycle {
         new_days: 14,
@@ -605,8 +613,8 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
         lapsed_days: 45,
     });
     for t in [
-        order("orders", Kind::Count, None),
-        order("lifetime_value", Kind::Sum, Some("revenue")),
+        order_trait("orders", Kind::Count, None),
+        order_trait("lifetime_value", Kind::Sum, Some("revenue")),
         stage,
     ] {
         save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -640,18 +648,10 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
 
 /// The demo's RFM trait and the VIP audience that uses it.
 fn demo_rfm(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
-    use parcours_core::audience::{parse, Window};
-    use parcours_core::computed::{ComputedTrait, Kind};
+    use parcours_core::audience::parse;
+    use parcours_core::computed::Kind;
     use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
-    let rfm = ComputedTrait {
-        id: "rfm".into(),
-        kind: Kind::Rfm,
-        event: "Order Completed".into(),
-        property: Some("revenue".into()),
-        filters: vec![],
-        window: Window::Ever,
-        lifecycle: None,
-    };
+    let rfm = order_trait("rfm", Kind::Rfm, Some("revenue"));
     save_computed_trait(store, ws, &rfm, at).map_err(|e| anyhow::anyhow!("{e}"))?;
     let doc = AudienceDoc {
         name: "VIPs by RFM (champions)".into(),

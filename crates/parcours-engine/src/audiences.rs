@@ -607,16 +607,23 @@ impl AudienceProcessor {
                     }
                 }
                 RfmPhase::Write(scores) => {
+                    // Only customers whose scores changed are read in full and re-evaluated
+                    // (an hourly refresh mostly changes few).
                     let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
+                    let stored = store.audience_inputs(ws, &ids, &[])?;
+                    let changed: Vec<_> = page
+                        .into_iter()
+                        .filter(|p| {
+                            stored.get(&p.id).and_then(|i| i.computed.get(id)) != scores.get(&p.id)
+                        })
+                        .collect();
+                    let ids: Vec<String> = changed.iter().map(|p| p.id.clone()).collect();
                     let names: Vec<String> = defs.names.iter().cloned().collect();
                     let mut read = store.audience_inputs(ws, &ids, &names)?;
                     let mut write = AudienceWrite::default();
-                    for profile in page {
+                    for profile in changed {
                         let mut i = read.remove(&profile.id).unwrap_or_default();
                         let value = scores.get(&profile.id).cloned();
-                        if i.computed.get(id) == value.as_ref() {
-                            continue;
-                        }
                         write.computed.push(ComputedValue {
                             workspace_id: ws.clone(),
                             profile_id: profile.id.clone(),

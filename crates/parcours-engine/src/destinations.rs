@@ -652,24 +652,31 @@ impl Worker {
         let (first, last) = (changes[0].id, changes[changes.len() - 1].id);
         // The same id on every attempt: receivers can drop a batch they already have.
         let message_id = format!("msg_{}_{first}_{last}", self.key.1);
-        let mut failures = 0u32;
-        while !self.cancelled() {
-            let now = self.clock.now();
-            let body = match payload(
+        // Built once: every attempt sends the same message; only its signature is new.
+        let body = loop {
+            if self.cancelled() {
+                return;
+            }
+            let built = payload(
                 self.store.as_ref(),
                 &self.key.0,
                 &self.key.1,
                 &self.doc,
                 changes,
-                now,
-            ) {
-                Ok(b) => Bytes::from(b.to_string()),
+                self.clock.now(),
+            );
+            match built {
+                Ok(b) => break Bytes::from(b.to_string()),
                 Err(e) => {
                     tracing::warn!(destination = %self.key.1, error = %e, "cannot build the batch");
                     self.pause(Duration::from_millis(500));
-                    continue;
                 }
-            };
+            }
+        };
+        let mut failures = 0u32;
+        while !self.cancelled() {
+            let now = self.clock.now();
+            let body = body.clone();
             let timestamp = now.div_euclid(1000);
             let Some(signature) = sign(&self.doc.secret, &message_id, timestamp, &body) else {
                 // Checked when saved; a stored secret that does not decode is not guessed at.
