@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::held::Held;
+pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
 use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
 use parcours_core::identifier::{Identifier, ANONYMOUS_ID, USER_ID};
@@ -66,6 +68,20 @@ pub struct WorkspaceDefs {
 }
 
 impl WorkspaceDefs {
+    /// The version a definition's current answers were computed for.
+    fn computed_version(&self, kind: DefinitionKind, id: &str) -> i64 {
+        match kind {
+            DefinitionKind::Audience => self.audience(id).map(|a| a.computed_version),
+            DefinitionKind::ComputedTrait => self
+                .traits
+                .iter()
+                .find(|t| t.def.id == id)
+                .map(|t| t.computed_version),
+            DefinitionKind::Destination => None,
+        }
+        .unwrap_or_default()
+    }
+
     pub fn audience(&self, id: &str) -> Option<&AudienceDef> {
         self.audiences.iter().find(|a| a.id == id)
     }
@@ -396,10 +412,11 @@ fn profile_of(store: &dyn Store, e: &StoredEvent) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// A running full computation of one workspace.
-#[derive(Debug, Clone, PartialEq)]
+/// A running full computation of one workspace: it reads the log (the first half of its
+/// progress), then evaluates every profile, a page per step (the second half).
 struct Recompute {
     versions: Vec<(DefinitionKind, String, i64)>,
+    held: Held,
     after: String,
     done: u64,
     total: u64,
@@ -409,7 +426,8 @@ struct Recompute {
 /// every customer's purchases).
 pub const RFM_REFRESH: Millis = 3_600_000;
 
-/// A running RFM pass: every customer's inputs are gathered, then the scores written.
+/// A running RFM pass: the log is read, every customer's inputs are gathered, then the
+/// scores written. Progress counts the three in turn.
 enum RfmPhase {
     Scan(Vec<RfmInput>),
     Write(BTreeMap<String, Value>),
@@ -417,16 +435,32 @@ enum RfmPhase {
 
 struct RfmRun {
     version: i64,
+    held: Held,
     phase: RfmPhase,
     after: String,
+    /// Profiles gathered or written in this phase.
     done: u64,
-    total: u64,
+    profiles: u64,
+}
+
+impl RfmRun {
+    /// (done, total) of the whole pass, with every phase counted as `profiles`.
+    fn progress(&self) -> (u64, u64) {
+        let p = self.profiles.max(self.done);
+        let done = match self.phase {
+            _ if !self.held.is_read() => (p as f64 * self.held.fraction()) as u64,
+            RfmPhase::Scan(_) => p + self.done,
+            RfmPhase::Write(_) => 2 * p + self.done,
+        };
+        (done, 3 * p)
+    }
 }
 
 /// The processor's state between steps.
-#[derive(Default)]
 pub struct AudienceProcessor {
     recompute: BTreeMap<String, Recompute>,
+    /// How many events a full computation may hold ([`HELD_MAX`]).
+    held_max: usize,
     rfm: BTreeMap<(String, String), RfmRun>,
     /// (workspace, trait) → (version, when) of the last finished RFM pass.
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
@@ -447,7 +481,27 @@ impl StepReport {
     }
 }
 
+impl Default for AudienceProcessor {
+    fn default() -> Self {
+        AudienceProcessor {
+            recompute: BTreeMap::new(),
+            held_max: HELD_MAX,
+            rfm: BTreeMap::new(),
+            rfm_done: BTreeMap::new(),
+        }
+    }
+}
+
 impl AudienceProcessor {
+    /// A processor whose full computations hold at most `max` events (beyond, they read
+    /// each profile's events themselves).
+    pub fn with_held_max(max: usize) -> Self {
+        AudienceProcessor {
+            held_max: max,
+            ..AudienceProcessor::default()
+        }
+    }
+
     /// Follows the log, fires due timers, advances full computations and publishes changes.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<StepReport> {
         let defs = load_definitions(store, None)?;
@@ -482,6 +536,7 @@ impl AudienceProcessor {
                     ws.clone(),
                     Recompute {
                         versions: stale.clone(),
+                        held: Held::start(store, ws, &defs.names, self.held_max)?,
                         after: String::new(),
                         done: 0,
                         total: store.profile_count(ws)?,
@@ -489,35 +544,42 @@ impl AudienceProcessor {
                 );
             }
             let state = self.recompute.get_mut(ws).expect("just inserted");
+            let progress = |state: &Recompute, finished: bool, write: &mut AudienceWrite| {
+                let half = state.total.max(state.done);
+                let done = if state.held.is_read() {
+                    half + state.done
+                } else {
+                    (half as f64 * state.held.fraction()) as u64
+                };
+                for (kind, id, version) in &stale {
+                    let computed = if finished {
+                        *version
+                    } else {
+                        defs.computed_version(*kind, id)
+                    };
+                    let total = if finished { done } else { 2 * half };
+                    write
+                        .progress
+                        .push((ws.clone(), *kind, id.clone(), computed, done, total));
+                }
+            };
+            if !state.held.is_read() {
+                state.held.read_next(store, ws)?;
+                let mut write = AudienceWrite::default();
+                progress(state, false, &mut write);
+                store.record(&write)?;
+                work += 1;
+                continue;
+            }
             let page = store.profiles_page(ws, &state.after, RECOMPUTE_PAGE)?;
             let (count, last) = (page.len(), page.last().map(|p| p.id.clone()));
-            let mut write = evaluate_page(store, ws, defs, page, now)?;
+            let mut write = evaluate_page(store, ws, defs, page, &state.held, now)?;
             state.done += count as u64;
-            state.total = state.total.max(state.done);
             if let Some(last) = last {
                 state.after = last;
             }
             let finished = count < RECOMPUTE_PAGE;
-            for (kind, id, version) in &stale {
-                let computed = match kind {
-                    DefinitionKind::Audience => defs.audience(id).map(|a| a.computed_version),
-                    DefinitionKind::ComputedTrait => defs
-                        .traits
-                        .iter()
-                        .find(|t| &t.def.id == id)
-                        .map(|t| t.computed_version),
-                    DefinitionKind::Destination => None,
-                }
-                .unwrap_or_default();
-                write.progress.push((
-                    ws.clone(),
-                    *kind,
-                    id.clone(),
-                    if finished { *version } else { computed },
-                    state.done,
-                    if finished { state.done } else { state.total },
-                ));
-            }
+            progress(state, finished, &mut write);
             store.record(&write)?;
             work += count.max(1);
             if finished {
@@ -564,35 +626,57 @@ impl AudienceProcessor {
                 continue;
             }
             if self.rfm.get(&key).is_none_or(|r| r.version != t.version) {
-                let profiles = store.profile_count(ws)?;
                 self.rfm.insert(
                     key.clone(),
                     RfmRun {
                         version: t.version,
+                        held: Held::start(store, ws, &defs.names, self.held_max)?,
                         phase: RfmPhase::Scan(Vec::new()),
                         after: String::new(),
                         done: 0,
-                        total: 2 * profiles,
+                        profiles: store.profile_count(ws)?,
                     },
                 );
             }
             let run = self.rfm.get_mut(&key).expect("just inserted");
+            let progress = |run: &RfmRun, finished: bool, write: &mut AudienceWrite| {
+                let (done, total) = run.progress();
+                write.progress.push((
+                    ws.clone(),
+                    DefinitionKind::ComputedTrait,
+                    id.clone(),
+                    if finished {
+                        t.version
+                    } else {
+                        t.computed_version
+                    },
+                    done,
+                    if finished { done } else { total },
+                ));
+            };
+            if !run.held.is_read() {
+                run.held.read_next(store, ws)?;
+                let mut write = AudienceWrite::default();
+                progress(run, false, &mut write);
+                store.record(&write)?;
+                return Ok(1);
+            }
             let page = store.profiles_page(ws, &run.after, RECOMPUTE_PAGE)?;
             let finished = page.len() < RECOMPUTE_PAGE;
             run.done += page.len() as u64;
-            run.total = run.total.max(run.done);
             if let Some(last) = page.last() {
                 run.after = last.id.clone();
             }
             let count = page.len();
+            let known = run.held.known_upto();
+            let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
             match &mut run.phase {
                 RfmPhase::Scan(inputs) => {
-                    let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
                     let names = [t.def.event.clone()];
-                    let read = store.audience_inputs(ws, &ids, &names)?;
-                    let wanted: BTreeSet<String> = names.into_iter().collect();
+                    let read = store.audience_inputs(ws, &ids, &names, known)?;
                     for (pid, i) in &read {
-                        if let Some(input) = t.def.rfm_input(pid, &facts(&i.events, &wanted), now) {
+                        let facts = run.held.facts(&i.known, &i.events);
+                        if let Some(input) = t.def.rfm_input(pid, &facts, now) {
                             inputs.push(input);
                         }
                     }
@@ -603,14 +687,16 @@ impl AudienceProcessor {
                             .collect();
                         run.phase = RfmPhase::Write(scores);
                         run.after = String::new();
-                        run.done = run.total / 2;
+                        run.done = 0;
                     }
+                    let mut write = AudienceWrite::default();
+                    progress(run, false, &mut write);
+                    store.record(&write)?;
                 }
                 RfmPhase::Write(scores) => {
                     // Only customers whose scores changed are read in full and re-evaluated
                     // (an hourly refresh mostly changes few).
-                    let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
-                    let stored = store.audience_inputs(ws, &ids, &[])?;
+                    let stored = store.audience_inputs(ws, &ids, &[], known)?;
                     let changed: Vec<_> = page
                         .into_iter()
                         .filter(|p| {
@@ -619,7 +705,7 @@ impl AudienceProcessor {
                         .collect();
                     let ids: Vec<String> = changed.iter().map(|p| p.id.clone()).collect();
                     let names: Vec<String> = defs.names.iter().cloned().collect();
-                    let mut read = store.audience_inputs(ws, &ids, &names)?;
+                    let mut read = store.audience_inputs(ws, &ids, &names, known)?;
                     let mut write = AudienceWrite::default();
                     for profile in changed {
                         let mut i = read.remove(&profile.id).unwrap_or_default();
@@ -635,7 +721,7 @@ impl AudienceProcessor {
                             None => i.computed.remove(id),
                         };
                         let loaded = Loaded {
-                            events: facts(&i.events, &defs.names),
+                            events: run.held.facts(&i.known, &i.events),
                             computed: i.computed,
                             memberships: i.memberships.into_iter().collect(),
                             profile,
@@ -650,18 +736,7 @@ impl AudienceProcessor {
                             &mut write,
                         );
                     }
-                    write.progress.push((
-                        ws.clone(),
-                        DefinitionKind::ComputedTrait,
-                        id.clone(),
-                        if finished {
-                            t.version
-                        } else {
-                            t.computed_version
-                        },
-                        run.done,
-                        if finished { run.done } else { run.total },
-                    ));
+                    progress(run, finished, &mut write);
                     store.record(&write)?;
                     if finished {
                         self.rfm.remove(&key);
@@ -683,6 +758,7 @@ fn evaluate_page(
     ws: &str,
     defs: &WorkspaceDefs,
     page: Vec<parcours_core::Profile>,
+    held: &Held,
     now: Millis,
 ) -> Result<AudienceWrite> {
     let names: Vec<String> = defs.names.iter().cloned().collect();
@@ -706,12 +782,12 @@ fn evaluate_page(
             .map(|part| {
                 s.spawn(move || {
                     let ids: Vec<String> = part.iter().map(|p| p.id.clone()).collect();
-                    let mut inputs = store.audience_inputs(ws, &ids, names)?;
+                    let mut inputs = store.audience_inputs(ws, &ids, names, held.known_upto())?;
                     let mut write = AudienceWrite::default();
                     for profile in part {
                         let i = inputs.remove(&profile.id).unwrap_or_default();
                         let loaded = Loaded {
-                            events: facts(&i.events, &defs.names),
+                            events: held.facts(&i.known, &i.events),
                             computed: i.computed,
                             memberships: i.memberships.into_iter().collect(),
                             profile,

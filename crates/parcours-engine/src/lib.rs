@@ -7,6 +7,7 @@
 pub mod audiences;
 pub mod cluster;
 pub mod destinations;
+mod held;
 mod ingest;
 mod unify;
 

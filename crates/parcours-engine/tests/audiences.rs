@@ -9,7 +9,7 @@ use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::Channel;
 use parcours_engine::audiences::{
     save_audience, save_computed_trait, AudienceDoc, AudienceProcessor, AUDIENCE_ENTERED,
-    AUDIENCE_EXITED,
+    AUDIENCE_EXITED, HELD_MAX,
 };
 use parcours_engine::unify_step;
 use parcours_store::{
@@ -324,19 +324,26 @@ fn a_changed_definition_is_computed_again_over_every_profile_with_progress() {
         w.track(&format!("u{i}"), "Page Viewed", T0, channel, json!({}));
     }
     w.run(T0 + 1);
-    w.audience("store", "seen on store");
+    w.audience("store", r#"did "Page Viewed" and seen on store"#);
     let before = w.store.definitions(Some(WS)).unwrap()[0].clone();
     assert_eq!((before.version, before.computed_version), (1, 0));
-    // One page of the computation: progress is visible, the version not yet computed.
+    // Progress counts two passes of 1,200: reading the log (one step here), then evaluating
+    // the profiles a page at a time. It is visible; the version is not yet computed.
+    w.processor.step(&w.store, T0 + 2, 1000).unwrap();
+    let read = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!(
+        (read.computed_version, read.done, read.total),
+        (0, 1200, 2400)
+    );
     let report = w.processor.step(&w.store, T0 + 2, 1000).unwrap();
     assert_eq!(report.recomputed, 1000);
     let mid = w.store.definitions(Some(WS)).unwrap()[0].clone();
-    assert_eq!((mid.computed_version, mid.done, mid.total), (0, 1000, 1200));
+    assert_eq!((mid.computed_version, mid.done, mid.total), (0, 2200, 2400));
     w.run(T0 + 3);
     let done = w.store.definitions(Some(WS)).unwrap()[0].clone();
     assert_eq!(
         (done.computed_version, done.done, done.total),
-        (1, 1200, 1200)
+        (1, 2400, 2400)
     );
     assert_eq!(w.store.member_count(WS, "store").unwrap(), 400);
     // Version 2: the members that no longer match leave, the others stay.
@@ -348,6 +355,90 @@ fn a_changed_definition_is_computed_again_over_every_profile_with_progress() {
     let exits = w.changes().iter().filter(|c| !c.entered).count();
     assert_eq!(exits, 400);
     assert!(w.changes().iter().all(|c| c.cause == "recompute"));
+}
+
+/// A full computation over 1,500 customers that reads the log once, holding the events it
+/// names, while new events arrive; `held_max` small enough makes it read per profile instead.
+fn compute_while_events_arrive(held_max: usize) {
+    let mut w = World::new();
+    w.processor = AudienceProcessor::with_held_max(held_max);
+    for i in 0..1500 {
+        let u = format!("u{i}");
+        w.track(
+            &u,
+            "Product Viewed",
+            T0,
+            Channel::Web,
+            json!({"total": 5000}),
+        );
+        w.track(
+            &u,
+            "Order Completed",
+            T0,
+            Channel::Web,
+            json!({"total": 600}),
+        );
+        if i < 300 {
+            w.track(
+                &u,
+                "Order Completed",
+                T0 + 1,
+                Channel::Store,
+                json!({"total": 500}),
+            );
+        }
+    }
+    w.run(T0 + 1);
+    w.audience("big", r#"did "Order Completed" sum of total >= 1000"#);
+    // The first step reads the whole log (3,300 events, one range).
+    w.processor.step(&w.store, T0 + 2, 1000).unwrap();
+    let d = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!((d.computed_version, d.done, d.total), (0, 1500, 3000));
+    // While the profiles are evaluated (a page of 1,000 in id order), a customer of the
+    // last page orders again and another views a product with a large total (not an order).
+    w.processor.step(&w.store, T0 + 2, 1000).unwrap();
+    let last = (300..1500)
+        .max_by_key(|i| w.profile(&format!("u{i}")))
+        .unwrap();
+    let other = if last == 1400 { 1401 } else { 1400 };
+    w.track(
+        &format!("u{last}"),
+        "Order Completed",
+        T0 + 3,
+        Channel::Web,
+        json!({"total": 450}),
+    );
+    w.track(
+        &format!("u{other}"),
+        "Product Viewed",
+        T0 + 3,
+        Channel::Web,
+        json!({"total": 450}),
+    );
+    while unify_step(&w.store, T0 + 3, 1000).unwrap() > 0 {}
+    w.run(T0 + 4);
+    let d = w.store.definitions(Some(WS)).unwrap()[0].clone();
+    assert_eq!((d.computed_version, d.done, d.total), (1, 3000, 3000));
+    let mut expected: Vec<String> = (0..300)
+        .chain([last])
+        .map(|i| w.profile(&format!("u{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(w.members("big"), expected);
+    // Each member entered once, and nobody left.
+    let changes = w.changes();
+    assert_eq!(changes.len(), 301);
+    assert!(changes.iter().all(|c| c.entered));
+}
+
+#[test]
+fn a_full_computation_reads_the_log_once_and_sees_events_that_arrive_meanwhile() {
+    compute_while_events_arrive(HELD_MAX);
+}
+
+#[test]
+fn a_full_computation_over_more_events_than_it_can_hold_reads_them_per_profile() {
+    compute_while_events_arrive(10);
 }
 
 #[test]

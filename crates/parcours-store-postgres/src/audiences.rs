@@ -270,6 +270,7 @@ impl Audiences for PgStore {
         workspace: &str,
         profiles: &[String],
         names: &[String],
+        known_upto: i64,
     ) -> Result<BTreeMap<String, AudienceInputs>> {
         let page = names.iter().any(|n| n == "Page Viewed");
         let screen = names.iter().any(|n| n == "Screen Viewed");
@@ -277,32 +278,59 @@ impl Audiences for PgStore {
             .iter()
             .map(|p| (p.clone(), AudienceInputs::default()))
             .collect();
-        let events = self.fetch(
-            sqlx::query(sql!(
-                "WITH RECURSIVE fam(root, id) AS (
-                   SELECT r COLLATE \"C\", r COLLATE \"C\" FROM unnest($2::text[]) AS r
-                   UNION
-                   SELECT fam.root, p.id FROM fam JOIN profiles p
-                     ON p.workspace_id = $1 AND p.merged_into = fam.id
-                 )
-                 SELECT {}, fam.root FROM fam
-                 JOIN profile_events pe ON pe.workspace_id = $1 AND pe.profile_id = fam.id
-                 JOIN events e ON e.seq = pe.seq
-                 WHERE (e.type = 'track' AND e.event = ANY($3))
-                    OR (e.type = 'page' AND $4) OR (e.type = 'screen' AND $5)
-                 ORDER BY fam.root, pe.seq DESC",
-                event_cols_of_e()
-            ))
-            .bind(workspace)
-            .bind(profiles)
-            .bind(names)
-            .bind(page)
-            .bind(screen),
-        )?;
-        for r in &events {
-            let root: String = r.try_get(13).map_err(backend)?;
-            if let Some(slot) = out.get_mut(&root) {
-                slot.events.push(to_event(r)?);
+        // Each profile with the profiles merged into it.
+        const FAMILY: &str = "WITH RECURSIVE fam(root, id) AS (
+               SELECT r COLLATE \"C\", r COLLATE \"C\" FROM unnest($2::text[]) AS r
+               UNION
+               SELECT fam.root, p.id FROM fam JOIN profiles p
+                 ON p.workspace_id = $1 AND p.merged_into = fam.id
+             )";
+        if known_upto > 0 {
+            let known = self.fetch(
+                sqlx::query(sql!(
+                    "{FAMILY}
+                     SELECT pe.seq, fam.root FROM fam
+                     JOIN profile_events pe ON pe.workspace_id = $1 AND pe.profile_id = fam.id
+                     WHERE pe.seq <= $3
+                     ORDER BY fam.root, pe.seq"
+                ))
+                .bind(workspace)
+                .bind(profiles)
+                .bind(known_upto),
+            )?;
+            for r in &known {
+                let root: String = r.try_get(1).map_err(backend)?;
+                if let Some(slot) = out.get_mut(&root) {
+                    slot.known.push(r.try_get(0).map_err(backend)?);
+                }
+            }
+        }
+        // The events read (none when no event is named).
+        if !names.is_empty() {
+            let events = self.fetch(
+                sqlx::query(sql!(
+                    "{FAMILY}
+                     SELECT {}, fam.root FROM fam
+                     JOIN profile_events pe ON pe.workspace_id = $1 AND pe.profile_id = fam.id
+                     JOIN events e ON e.seq = pe.seq
+                     WHERE pe.seq > $6
+                       AND ((e.type = 'track' AND e.event = ANY($3))
+                            OR (e.type = 'page' AND $4) OR (e.type = 'screen' AND $5))
+                     ORDER BY fam.root, pe.seq DESC",
+                    event_cols_of_e()
+                ))
+                .bind(workspace)
+                .bind(profiles)
+                .bind(names)
+                .bind(page)
+                .bind(screen)
+                .bind(known_upto),
+            )?;
+            for r in &events {
+                let root: String = r.try_get(13).map_err(backend)?;
+                if let Some(slot) = out.get_mut(&root) {
+                    slot.events.push(to_event(r)?);
+                }
             }
         }
         let computed = self.fetch(

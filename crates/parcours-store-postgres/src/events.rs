@@ -254,6 +254,32 @@ impl EventLog for PgStore {
             )).bind(workspace).bind(after_seq).bind(limit as i64))
     }
 
+    fn named_events(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        upto_seq: i64,
+        names: &[String],
+    ) -> Result<Vec<StoredEvent>> {
+        let page = names.iter().any(|n| n == "Page Viewed");
+        let screen = names.iter().any(|n| n == "Screen Viewed");
+        self.events(
+            sqlx::query(sql!(
+                "SELECT {EVENT_COLS} FROM events
+                 WHERE workspace_id = $1 AND seq > $2 AND seq <= $3
+                   AND ((type = 'track' AND event = ANY($4))
+                        OR (type = 'page' AND $5) OR (type = 'screen' AND $6))
+                 ORDER BY seq"
+            ))
+            .bind(workspace)
+            .bind(after_seq)
+            .bind(upto_seq)
+            .bind(names)
+            .bind(page)
+            .bind(screen),
+        )
+    }
+
     fn event_by_message_id(
         &self,
         workspace: &str,

@@ -276,6 +276,7 @@ impl Audiences for SqliteStore {
         workspace: &str,
         profiles: &[String],
         names: &[String],
+        known_upto: i64,
     ) -> Result<BTreeMap<String, AudienceInputs>> {
         let page = names.iter().any(|n| n == "Page Viewed");
         let screen = names.iter().any(|n| n == "Screen Viewed");
@@ -324,30 +325,59 @@ impl Audiences for SqliteStore {
             }
             let members = serde_json::to_string(&root_of.keys().collect::<Vec<_>>())
                 .map_err(corrupt)?;
-            // …then their events (sorted here: with ORDER BY, SQLite walks the whole log).
-            let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {cols}, pe.profile_id FROM profile_events pe
-                     JOIN log.events e ON e.seq = pe.seq
-                     WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT value FROM json_each(?2))
-                       AND ((e.type = 'track' AND e.event IN (SELECT value FROM json_each(?3)))
-                            OR (e.type = 'page' AND ?4) OR (e.type = 'screen' AND ?5))"
-                ))
-                .map_err(backend)?;
-            let rows = st
-                .query_map(params![workspace, members, names_json, page, screen], |r| {
-                    Ok((event_row(r)?, r.get::<_, String>(13)?))
-                })
-                .map_err(backend)?;
-            for row in rows {
-                let (e, member) = row.map_err(backend)?;
-                let slot = root_of.get(&member).and_then(|root| out.get_mut(root));
-                if let Some(slot) = slot {
-                    slot.events.push(finish_event(e)?);
+            // …then the events the caller holds, by sequence number only…
+            if known_upto > 0 {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT seq, profile_id FROM profile_events
+                         WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))
+                           AND seq <= ?3",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(params![workspace, members, known_upto], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(backend)?;
+                for row in rows {
+                    let (seq, member) = row.map_err(backend)?;
+                    if let Some(slot) = root_of.get(&member).and_then(|root| out.get_mut(root)) {
+                        slot.known.push(seq);
+                    }
+                }
+                for slot in out.values_mut() {
+                    slot.known.sort_unstable();
                 }
             }
-            for slot in out.values_mut() {
-                slot.events.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+            // …and the others (sorted here: with ORDER BY, SQLite walks the whole log).
+            // (none when no event is named).
+            if !names.is_empty() {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT {cols}, pe.profile_id FROM profile_events pe
+                         JOIN log.events e ON e.seq = pe.seq
+                         WHERE pe.workspace_id = ?1 AND pe.profile_id IN (SELECT value FROM json_each(?2))
+                           AND pe.seq > ?6
+                           AND ((e.type = 'track' AND e.event IN (SELECT value FROM json_each(?3)))
+                                OR (e.type = 'page' AND ?4) OR (e.type = 'screen' AND ?5))"
+                    ))
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(
+                        params![workspace, members, names_json, page, screen, known_upto],
+                        |r| Ok((event_row(r)?, r.get::<_, String>(13)?)),
+                    )
+                    .map_err(backend)?;
+                for row in rows {
+                    let (e, member) = row.map_err(backend)?;
+                    let slot = root_of.get(&member).and_then(|root| out.get_mut(root));
+                    if let Some(slot) = slot {
+                        slot.events.push(finish_event(e)?);
+                    }
+                }
+                for slot in out.values_mut() {
+                    slot.events.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+                }
             }
             let mut st = c
                 .prepare_cached(

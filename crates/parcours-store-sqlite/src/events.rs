@@ -188,6 +188,31 @@ impl EventLog for SqliteStore {
         })
     }
 
+    fn named_events(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        upto_seq: i64,
+        names: &[String],
+    ) -> Result<Vec<StoredEvent>> {
+        let page = names.iter().any(|n| n == "Page Viewed");
+        let screen = names.iter().any(|n| n == "Screen Viewed");
+        let names = serde_json::to_string(names).map_err(corrupt)?;
+        self.read(|c| {
+            query_events(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events
+                     WHERE seq > ?2 AND seq <= ?3 AND workspace_id = ?1
+                       AND ((type = 'track' AND event IN (SELECT value FROM json_each(?4)))
+                            OR (type = 'page' AND ?5) OR (type = 'screen' AND ?6))
+                     ORDER BY seq"
+                ),
+                params![workspace, after_seq, upto_seq, names, page, screen],
+            )
+        })
+    }
+
     fn event_by_message_id(
         &self,
         workspace: &str,

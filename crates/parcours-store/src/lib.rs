@@ -64,6 +64,16 @@ pub trait EventLog: Send + Sync {
     fn last_seq(&self) -> Result<i64>;
     /// Forgets `messageId`s accepted before `before` (outside the dedup window).
     fn prune_message_ids(&self, before: Millis) -> Result<usize>;
+    /// Events of one workspace with `after_seq < seq <= upto_seq` whose names are in `names`
+    /// (named as [`Audiences::audience_inputs`] names them), in order. A full computation
+    /// reads the log this way, in ranges, instead of each profile's events one by one.
+    fn named_events(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        upto_seq: i64,
+        names: &[String],
+    ) -> Result<Vec<StoredEvent>>;
     /// Events of these buckets after a sequence number, in order.
     fn bucket_events_after(
         &self,
@@ -289,12 +299,15 @@ pub trait Audiences: Send + Sync {
     /// together (a full computation reads pages of profiles this way). Only events named in
     /// `names` are read: a track call by its event, a page call as `Page Viewed`, a screen
     /// call as `Screen Viewed`. Every requested id is in the answer, with empty inputs when
-    /// it has none.
+    /// it has none. Events at or before `known_upto` are not read: the sequence numbers of
+    /// all of them (whatever their names) are listed in `known` instead, for a caller that
+    /// already holds them ([`EventLog::named_events`]); 0 reads every event.
     fn audience_inputs(
         &self,
         workspace: &str,
         profiles: &[String],
         names: &[String],
+        known_upto: i64,
     ) -> Result<std::collections::BTreeMap<String, AudienceInputs>>;
     /// The change log after `after_id`, oldest first.
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;

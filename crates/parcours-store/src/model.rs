@@ -332,6 +332,9 @@ pub struct ComputedValue {
 pub struct AudienceInputs {
     /// Its events and those of the profiles merged into it, newest first (as `timeline`).
     pub events: Vec<StoredEvent>,
+    /// Sequence numbers of its events at or before `known_upto`, which were not read, in
+    /// ascending order.
+    pub known: Vec<i64>,
     pub computed: std::collections::BTreeMap<String, Value>,
     /// Audience ids, in order.
     pub memberships: Vec<String>,

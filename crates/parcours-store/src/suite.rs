@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             computed_values_timers_cursors_and_progress,
             destinations_keep_their_cursor_until_deleted,
             audience_inputs_read_a_page_of_profiles_at_once,
+            named_events_read_a_range_of_the_log_by_name,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -1298,7 +1299,7 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
         vec!["Screen Viewed".to_string(), "Product Viewed".to_string()],
         vec![],
     ] {
-        let got = store.audience_inputs("ws_a", &ids, &names).unwrap();
+        let got = store.audience_inputs("ws_a", &ids, &names, 0).unwrap();
         let mut asked: Vec<&String> = ids.iter().collect();
         asked.sort();
         assert_eq!(got.keys().collect::<Vec<_>>(), asked);
@@ -1319,6 +1320,7 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
                     .map(|m| m.audience_id)
                     .collect(),
                 timer: store.timer_of("ws_a", id).unwrap(),
+                ..AudienceInputs::default()
             };
             assert_eq!(got[id], expected, "{id} with {names:?}");
         }
@@ -1340,9 +1342,89 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
             ),
         }
     }
-    let got = store.audience_inputs("ws_a", &ids, &[]).unwrap();
+    let got = store.audience_inputs("ws_a", &ids, &[], 0).unwrap();
     assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
     assert_eq!(got["p1"].computed["ltv"], serde_json::json!(12.5));
     assert_eq!(got["p2"].timer, Some(T0 + 9));
     assert_eq!(got["nobody"], AudienceInputs::default());
+
+    // A caller holding the events up to m3 gets their sequence numbers (of any name, merged
+    // profiles included) and reads only the later ones.
+    let names = vec!["Order Completed".to_string(), "Screen Viewed".to_string()];
+    let got = store
+        .audience_inputs("ws_a", &ids, &names, seqs[2])
+        .unwrap();
+    assert_eq!(got["p1"].known, vec![seqs[0], seqs[1]]);
+    assert_eq!(got["p2"].known, vec![seqs[2]]);
+    let read = |id: &str| -> Vec<String> {
+        got[id]
+            .events
+            .iter()
+            .map(|e| e.message_id.clone())
+            .collect()
+    };
+    assert_eq!(read("p1"), vec!["m5"]);
+    assert_eq!(read("p2"), vec!["m4"]);
+    assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
+    assert_eq!(got["nobody"], AudienceInputs::default());
+}
+
+pub fn named_events_read_a_range_of_the_log_by_name(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let events = vec![
+        named("m1", "u1", EventType::Track, Some("Order Completed"), T0),
+        named("m2", "u1", EventType::Page, Some("Home"), T0 + 1),
+        named("m3", "u2", EventType::Track, Some("Product Viewed"), T0 + 2),
+        named("m4", "u2", EventType::Screen, Some("Cart"), T0 + 3),
+        named(
+            "m5",
+            "u3",
+            EventType::Track,
+            Some("Order Completed"),
+            T0 + 4,
+        ),
+        named("m6", "u3", EventType::Identify, None, T0 + 5),
+    ];
+    store
+        .append(
+            &[
+                batch("ws_a", events.clone()),
+                // The same names in another workspace are not read.
+                batch("ws_b", events),
+            ],
+            0,
+        )
+        .unwrap();
+    let seq = |m: &str| store.event_by_message_id("ws_a", m).unwrap().unwrap().seq;
+    let last = store.last_seq().unwrap();
+    let read = |after: i64, upto: i64, names: &[&str]| -> Vec<String> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        store
+            .named_events("ws_a", after, upto, &names)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.workspace_id, "ws_a");
+                e.message_id
+            })
+            .collect()
+    };
+    assert_eq!(read(0, last, &["Order Completed"]), vec!["m1", "m5"]);
+    assert_eq!(
+        read(0, last, &["Page Viewed", "Screen Viewed", "Product Viewed"]),
+        vec!["m2", "m3", "m4"]
+    );
+    // The range is (after, upto].
+    assert_eq!(
+        read(
+            seq("m1"),
+            seq("m5") - 1,
+            &["Order Completed", "Page Viewed"]
+        ),
+        vec!["m2"]
+    );
+    assert_eq!(read(seq("m1"), seq("m5"), &["Order Completed"]), vec!["m5"]);
+    // Only actions have names: "Home" is a page's own name, an identify call has none.
+    assert!(read(0, last, &["Home", "Cart"]).is_empty());
+    assert!(read(0, last, &[]).is_empty());
 }
