@@ -410,9 +410,11 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut processor = AudienceProcessor::default();
     let (st, ws2, id2) = (store.clone(), ws.clone(), id.clone());
-    let (done, steps) = tokio::task::spawn_blocking(move || -> anyhow::Result<(bool, usize)> {
+    // Instants at which the log is read (the first half of the progress) and its events
+    // matched to their profiles (the first page evaluated).
+    let (done, steps, read, matched) = tokio::task::spawn_blocking(move || {
         let (ws, id) = (ws2.as_str(), id2.as_str());
-        let mut steps = 0;
+        let (mut steps, mut read, mut matched) = (0, None, None);
         loop {
             processor.step(st.as_ref(), SystemClock.now(), 2_000)?;
             steps += 1;
@@ -421,12 +423,18 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
                 .into_iter()
                 .find(|d| d.id == id)
                 .expect("defined");
+            if read.is_none() && 2 * d.done >= d.total {
+                read = Some(started.elapsed());
+            }
+            if matched.is_none() && 2 * d.done > d.total {
+                matched = Some(started.elapsed());
+            }
             if d.computed_version >= d.version {
-                return Ok((true, steps));
+                return anyhow::Ok((true, steps, read, matched));
             }
             if steps % 200 == 0 {
                 eprintln!(
-                    "  computing: {} of {} profiles ({:.0?})",
+                    "  computing: {} of {} ({:.0?})",
                     d.done,
                     d.total,
                     started.elapsed()
@@ -443,6 +451,14 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
         "    computed in {took:.1?} ({:.0} profiles/s, {steps} steps, {members} members)",
         profiles as f64 / took.as_secs_f64()
     );
+    if let (Some(read), Some(matched)) = (read, matched) {
+        println!(
+            "    reading the log {read:.1?}, matching its events to profiles {:.1?}, \
+             evaluating the profiles {:.1?}",
+            matched.saturating_sub(read),
+            took.saturating_sub(matched)
+        );
+    }
     println!(
         "    baseline, one scan of every event: {scan:.1?} ({:.0} events/s)",
         events as f64 / scan.as_secs_f64()

@@ -7,7 +7,7 @@
 //! `Audience Exited`. Timers re-evaluate a profile at the instant its answer can change;
 //! a changed definition is computed again over every profile, with its progress stored.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -417,6 +417,10 @@ fn profile_of(store: &dyn Store, e: &StoredEvent) -> Result<Option<String>> {
 struct Recompute {
     versions: Vec<(DefinitionKind, String, i64)>,
     held: Held,
+    /// Profiles the real-time path evaluated since the log was read: they may have events
+    /// the held ones miss (or a new timer), so they are read in full.
+    touched: HashSet<String>,
+    /// Where the evaluation is, in storage order.
     after: String,
     done: u64,
     total: u64,
@@ -505,9 +509,19 @@ impl AudienceProcessor {
     /// Follows the log, fires due timers, advances full computations and publishes changes.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<StepReport> {
         let defs = load_definitions(store, None)?;
+        // Profiles evaluated in real time (events, timers) are read in full by a running
+        // full computation.
+        let (events, mut seen) = follow_log(store, &defs, now, batch)?;
+        let (timers, fired) = fire_timers(store, &defs, now, batch)?;
+        seen.extend(fired);
+        for (ws, profile) in seen {
+            if let Some(r) = self.recompute.get_mut(&ws) {
+                r.touched.insert(profile);
+            }
+        }
         let mut report = StepReport {
-            events: follow_log(store, &defs, now, batch)?,
-            timers: fire_timers(store, &defs, now, batch)?,
+            events,
+            timers,
             ..StepReport::default()
         };
         report.recomputed = self.recompute(store, &defs, now)?;
@@ -537,6 +551,7 @@ impl AudienceProcessor {
                     Recompute {
                         versions: stale.clone(),
                         held: Held::start(store, ws, &defs.names, self.held_max)?,
+                        touched: HashSet::new(),
                         after: String::new(),
                         done: 0,
                         total: store.profile_count(ws)?,
@@ -563,22 +578,22 @@ impl AudienceProcessor {
                         .push((ws.clone(), *kind, id.clone(), computed, done, total));
                 }
             };
-            if !state.held.is_read() {
-                state.held.read_next(store, ws)?;
+            if !state.held.is_read() || !state.held.is_matched() {
+                if !state.held.is_read() {
+                    state.held.read_next(store, ws)?;
+                } else {
+                    state.held.match_next(store, ws)?;
+                }
                 let mut write = AudienceWrite::default();
                 progress(state, false, &mut write);
                 store.record(&write)?;
                 work += 1;
                 continue;
             }
-            let page = store.profiles_page(ws, &state.after, RECOMPUTE_PAGE)?;
-            let (count, last) = (page.len(), page.last().map(|p| p.id.clone()));
-            let mut write = evaluate_page(store, ws, defs, page, &state.held, now)?;
+            let page = evaluate_page(store, ws, defs, state, now)?;
+            let (count, finished, mut write) = (page.count, page.finished, page.write);
             state.done += count as u64;
-            if let Some(last) = last {
-                state.after = last;
-            }
-            let finished = count < RECOMPUTE_PAGE;
+            state.after = page.next;
             progress(state, finished, &mut write);
             store.record(&write)?;
             work += count.max(1);
@@ -673,7 +688,7 @@ impl AudienceProcessor {
             match &mut run.phase {
                 RfmPhase::Scan(inputs) => {
                     let names = [t.def.event.clone()];
-                    let read = store.audience_inputs(ws, &ids, &names, known)?;
+                    let read = store.audience_inputs(ws, &ids, &names, known, true)?;
                     for (pid, i) in &read {
                         let facts = run.held.facts(&i.known, &i.events);
                         if let Some(input) = t.def.rfm_input(pid, &facts, now) {
@@ -696,7 +711,7 @@ impl AudienceProcessor {
                 RfmPhase::Write(scores) => {
                     // Only customers whose scores changed are read in full and re-evaluated
                     // (an hourly refresh mostly changes few).
-                    let stored = store.audience_inputs(ws, &ids, &[], known)?;
+                    let stored = store.audience_inputs(ws, &ids, &[], known, true)?;
                     let changed: Vec<_> = page
                         .into_iter()
                         .filter(|p| {
@@ -705,7 +720,7 @@ impl AudienceProcessor {
                         .collect();
                     let ids: Vec<String> = changed.iter().map(|p| p.id.clone()).collect();
                     let names: Vec<String> = defs.names.iter().cloned().collect();
-                    let mut read = store.audience_inputs(ws, &ids, &names, known)?;
+                    let mut read = store.audience_inputs(ws, &ids, &names, known, true)?;
                     let mut write = AudienceWrite::default();
                     for profile in changed {
                         let mut i = read.remove(&profile.id).unwrap_or_default();
@@ -751,43 +766,61 @@ impl AudienceProcessor {
     }
 }
 
-/// Evaluates every definition for a page of live profiles, spread over the cores: each
-/// thread reads its share's inputs in one go and evaluates them.
+/// One page of a full computation.
+struct Page {
+    write: AudienceWrite,
+    count: usize,
+    next: String,
+    finished: bool,
+}
+
+/// Evaluates every definition for the next page of live profiles, spread over the cores:
+/// each thread reads its share of the page (consecutive in storage order) and its inputs in
+/// one go, and evaluates them.
 fn evaluate_page(
     store: &dyn Store,
     ws: &str,
     defs: &WorkspaceDefs,
-    page: Vec<parcours_core::Profile>,
-    held: &Held,
+    state: &Recompute,
     now: Millis,
-) -> Result<AudienceWrite> {
+) -> Result<Page> {
+    let (held, touched, position) = (&state.held, &state.touched, state.after.as_str());
     let names: Vec<String> = defs.names.iter().cloned().collect();
     let names = &names;
-    let work = page;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let chunk = work.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<_>> = Vec::new();
-    let mut rest = work;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    let writes: Vec<Result<AudienceWrite>> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
+    let share = RECOMPUTE_PAGE.div_ceil(threads);
+    type Part = (AudienceWrite, usize, String);
+    let parts: Vec<Result<Part>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
                 s.spawn(move || {
-                    let ids: Vec<String> = part.iter().map(|p| p.id.clone()).collect();
-                    let mut inputs = store.audience_inputs(ws, &ids, names, held.known_upto())?;
+                    let (rows, next) =
+                        store.profiles_in_storage_order(ws, position, (t * share, share), false)?;
+                    let count = rows.len();
+                    let part: Vec<_> = rows.into_iter().filter_map(|r| r.profile).collect();
+                    // The held events of each profile are known, except for profiles the
+                    // real-time path evaluated since (or when none are held): those are
+                    // read in full.
+                    let (full, snapshot): (Vec<String>, Vec<String>) = part
+                        .iter()
+                        .map(|p| p.id.clone())
+                        .partition(|id| held.known_upto() == 0 || touched.contains(id));
+                    let mut inputs =
+                        store.audience_inputs(ws, &full, names, held.known_upto(), true)?;
+                    inputs.extend(store.audience_inputs(ws, &snapshot, &[], 0, false)?);
+                    let full: HashSet<String> = full.into_iter().collect();
                     let mut write = AudienceWrite::default();
                     for profile in part {
                         let i = inputs.remove(&profile.id).unwrap_or_default();
+                        let (events, timer) = if full.contains(&profile.id) {
+                            (held.facts(&i.known, &i.events), i.timer)
+                        } else {
+                            (held.owned_facts(&profile.id), held.timer(&profile.id))
+                        };
                         let loaded = Loaded {
-                            events: held.facts(&i.known, &i.events),
+                            events,
                             computed: i.computed,
                             memberships: i.memberships.into_iter().collect(),
                             profile,
@@ -796,13 +829,13 @@ fn evaluate_page(
                             ws,
                             defs,
                             loaded,
-                            i.timer,
+                            timer,
                             (now, "recompute"),
                             Trigger::All,
                             &mut write,
                         );
                     }
-                    Ok(write)
+                    Ok((write, count, next))
                 })
             })
             .collect();
@@ -811,14 +844,26 @@ fn evaluate_page(
             .map(|h| h.join().expect("an evaluation thread panicked"))
             .collect()
     });
-    let mut out = AudienceWrite::default();
-    for w in writes {
-        let w = w?;
-        out.changes.extend(w.changes);
-        out.computed.extend(w.computed);
-        out.timers.extend(w.timers);
+    let mut page = Page {
+        write: AudienceWrite::default(),
+        count: 0,
+        next: position.to_string(),
+        finished: false,
+    };
+    for part in parts {
+        let (w, count, next) = part?;
+        page.write.changes.extend(w.changes);
+        page.write.computed.extend(w.computed);
+        page.write.timers.extend(w.timers);
+        page.count += count;
+        // A short share is the end; the position is the last full share's.
+        if count < share {
+            page.finished = true;
+        } else if !page.finished {
+            page.next = next;
+        }
     }
-    Ok(out)
+    Ok(page)
 }
 
 /// Re-evaluates the profiles that received events since the cursor (up to what unify has
@@ -828,11 +873,11 @@ fn follow_log(
     all: &BTreeMap<String, WorkspaceDefs>,
     now: Millis,
     batch: usize,
-) -> Result<usize> {
+) -> Result<(usize, BTreeSet<(String, String)>)> {
     let cursor = store.audience_cursor(CURSOR)?;
     let applied = store.processed_seq()?;
     if cursor >= applied {
-        return Ok(0);
+        return Ok((0, BTreeSet::new()));
     }
     let fetched = store.events_after(cursor, batch)?;
     // A short page read everything up to `applied`; a full one ends at its last event.
@@ -875,7 +920,7 @@ fn follow_log(
     }
     out.write.cursors.push((CURSOR.into(), upto));
     store.record(&out.write)?;
-    Ok(events.len())
+    Ok((events.len(), out.seen))
 }
 
 /// Re-evaluates profiles whose timer is due, at the instant it was due.
@@ -884,10 +929,10 @@ fn fire_timers(
     all: &BTreeMap<String, WorkspaceDefs>,
     now: Millis,
     batch: usize,
-) -> Result<usize> {
+) -> Result<(usize, BTreeSet<(String, String)>)> {
     let due = store.due_timers(now, batch)?;
     if due.is_empty() {
-        return Ok(0);
+        return Ok((0, BTreeSet::new()));
     }
     let mut out = Step::default();
     for t in &due {
@@ -919,7 +964,7 @@ fn fire_timers(
         }
     }
     store.record(&out.write)?;
-    Ok(due.len())
+    Ok((due.len(), out.seen))
 }
 
 /// Writes membership changes to the event log. The `messageId` comes from the change, so a

@@ -11,11 +11,12 @@
 //! profile's events itself (slower, same answers).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use parcours_core::audience::EventFact;
 use parcours_core::time::Millis;
 use parcours_core::Channel;
-use parcours_store::{Result, Store, StoredEvent};
+use parcours_store::{ProfileRow, Result, Store, StoredEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -26,6 +27,29 @@ use crate::audiences::event_name;
 pub const HELD_MAX: usize = 4_000_000;
 /// Sequence numbers read per step, spread over the cores.
 const RANGE: i64 = 200_000;
+/// Rows read per step while matching events to their profiles.
+const MATCH_PAGE: usize = 200_000;
+
+/// Hashes sequence numbers with one multiplication (SipHash costs more than the rest of a
+/// lookup, and sequence numbers are not chosen by anyone).
+#[derive(Default, Clone, Copy)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type BySeq<V> = HashMap<i64, V, BuildHasherDefault<SeqHasher>>;
 
 /// One held event, its properties kept as text until evaluated.
 struct Fact {
@@ -41,17 +65,38 @@ struct Body<'a> {
     properties: Option<&'a RawValue>,
 }
 
+/// What the second matching thread read.
+enum Side {
+    Merged((Vec<ProfileRow>, String)),
+    Timers(Vec<(String, Millis)>),
+    Done,
+}
+
 /// A full computation's read of the log: `(start, read]` is read, `(read, upto]` is left.
 pub struct Held {
     names: Vec<String>,
     named: BTreeSet<String>,
-    facts: HashMap<i64, Fact>,
+    facts: BySeq<Fact>,
     start: i64,
     read: i64,
     upto: i64,
     max: usize,
     /// More than `max` events: none are held.
     overflow: bool,
+    /// While events are matched to their owners: each merged profile's parent, and where
+    /// the two reads are (`None` once done).
+    parents: HashMap<String, String>,
+    merged_at: Option<String>,
+    owners_at: Option<String>,
+    /// Every profile's next re-evaluation, read with the owners (`None` once read).
+    timers_at: Option<String>,
+    timers: HashMap<String, Millis>,
+    /// Held events and the profile each was applied to, until every parent is known.
+    found: Vec<(String, i64)>,
+    matched: bool,
+    /// The held events of each live profile (and of those merged into it), by sequence
+    /// number, once matched.
+    owned: HashMap<String, Vec<i64>>,
 }
 
 impl Held {
@@ -71,12 +116,20 @@ impl Held {
         Ok(Held {
             names: names.iter().cloned().collect(),
             named: names.clone(),
-            facts: HashMap::new(),
+            facts: BySeq::default(),
             start: start.min(upto),
             read: start.min(upto),
             upto,
             max,
             overflow: names.is_empty(),
+            parents: HashMap::new(),
+            merged_at: Some(String::new()),
+            owners_at: Some(String::new()),
+            timers_at: Some(String::new()),
+            timers: HashMap::new(),
+            found: Vec::new(),
+            matched: false,
+            owned: HashMap::new(),
         })
     }
 
@@ -155,9 +208,114 @@ impl Held {
                 "a full computation names more events than it can hold; reading them per profile"
             );
             self.overflow = true;
-            self.facts = HashMap::new();
+            self.facts = BySeq::default();
         }
         Ok(kept)
+    }
+
+    /// Whether the held events are matched to their profiles (or none are held).
+    pub fn is_matched(&self) -> bool {
+        self.overflow || self.matched
+    }
+
+    /// Matches the held events to their live profiles, a page of rows per call: every
+    /// merged profile's parent and every held event's profile are read side by side (two
+    /// reads in storage order, on two threads), then each event goes to its live profile.
+    pub fn match_next(&mut self, store: &dyn Store, workspace: &str) -> Result<()> {
+        if self.is_matched() {
+            return Ok(());
+        }
+        let (facts, upto) = (&self.facts, self.upto);
+        let (merged_at, timers_at) = (self.merged_at.as_deref(), self.timers_at.as_deref());
+        let (merged, owners) = std::thread::scope(|s| {
+            // Merged profiles, then timers, beside the owners.
+            let merged = s.spawn(move || match (merged_at, timers_at) {
+                (Some(position), _) => store
+                    .profiles_in_storage_order(workspace, position, (0, MATCH_PAGE), true)
+                    .map(Side::Merged),
+                (None, Some(after)) => store
+                    .timers_page(workspace, after, MATCH_PAGE)
+                    .map(Side::Timers),
+                (None, None) => Ok(Side::Done),
+            });
+            // Two consecutive pages of owners, the second on its own thread.
+            let owners = |position: &str, skip: usize| {
+                let mut found: Vec<(String, i64)> = Vec::new();
+                let read =
+                    store.event_owners(workspace, position, (skip, MATCH_PAGE), &mut |p, seq| {
+                        if seq <= upto && facts.contains_key(&seq) {
+                            found.push((p.to_string(), seq));
+                        }
+                    });
+                read.map(|(count, next)| (count, next, found))
+            };
+            let owners = self.owners_at.as_deref().map(|position| {
+                let second = s.spawn(move || owners(position, MATCH_PAGE));
+                let first = owners(position, 0);
+                (first, second.join().expect("a matching thread panicked"))
+            });
+            let merged = merged.join().expect("a matching thread panicked");
+            (merged, owners)
+        });
+        match merged? {
+            Side::Merged((rows, next)) => {
+                let end = rows.len() < MATCH_PAGE;
+                for r in rows {
+                    if let Some(parent) = r.merged_into {
+                        self.parents.insert(r.id, parent);
+                    }
+                }
+                self.merged_at = (!end).then_some(next);
+            }
+            Side::Timers(rows) => {
+                let end = rows.len() < MATCH_PAGE;
+                self.timers_at = match (end, rows.last()) {
+                    (false, Some((last, _))) => Some(last.clone()),
+                    _ => None,
+                };
+                self.timers.extend(rows);
+            }
+            Side::Done => {}
+        }
+        if let Some((first, second)) = owners {
+            let (count, _, found) = first?;
+            self.found.extend(found);
+            let (more, next, found) = second?;
+            self.found.extend(found);
+            self.owners_at = (count + more == 2 * MATCH_PAGE).then_some(next);
+        }
+        if self.merged_at.is_none() && self.owners_at.is_none() && self.timers_at.is_none() {
+            for (profile, seq) in std::mem::take(&mut self.found) {
+                let root = self.root_of(profile);
+                self.owned.entry(root).or_default().push(seq);
+            }
+            self.parents = HashMap::new();
+            self.matched = true;
+        }
+        Ok(())
+    }
+
+    /// A profile's next re-evaluation as read while matching.
+    pub fn timer(&self, profile: &str) -> Option<Millis> {
+        self.timers.get(profile).copied()
+    }
+
+    /// The live profile a profile was merged into (itself when live).
+    fn root_of(&self, mut profile: String) -> String {
+        // A chain longer than the number of merged profiles would be a cycle.
+        for _ in 0..=self.parents.len() {
+            match self.parents.get(&profile) {
+                Some(parent) => profile = parent.clone(),
+                None => break,
+            }
+        }
+        profile
+    }
+
+    /// A live profile's held events as conditions see them, newest first (once matched).
+    pub fn owned_facts(&self, profile: &str) -> Vec<EventFact> {
+        let known = self.owned.get(profile).map_or(&[][..], |s| s.as_slice());
+        self.facts(known, &[])
     }
 
     fn fact(&self, e: &StoredEvent) -> Option<(i64, Fact)> {

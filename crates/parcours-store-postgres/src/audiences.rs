@@ -271,7 +271,11 @@ impl Audiences for PgStore {
         profiles: &[String],
         names: &[String],
         known_upto: i64,
+        timers: bool,
     ) -> Result<BTreeMap<String, AudienceInputs>> {
+        if profiles.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let page = names.iter().any(|n| n == "Page Viewed");
         let screen = names.iter().any(|n| n == "Screen Viewed");
         let mut out: BTreeMap<String, AudienceInputs> = profiles
@@ -364,21 +368,48 @@ impl Audiences for PgStore {
                 slot.memberships.push(r.try_get(1).map_err(backend)?);
             }
         }
-        let timers = self.fetch(
-            sqlx::query(
-                "SELECT profile_id, due_at FROM audience_timers
-                 WHERE workspace_id = $1 AND profile_id = ANY($2)",
-            )
-            .bind(workspace)
-            .bind(profiles),
-        )?;
-        for r in &timers {
-            let p: String = r.try_get(0).map_err(backend)?;
-            if let Some(slot) = out.get_mut(&p) {
-                slot.timer = Some(r.try_get(1).map_err(backend)?);
+        if timers {
+            let due = self.fetch(
+                sqlx::query(
+                    "SELECT profile_id, due_at FROM audience_timers
+                     WHERE workspace_id = $1 AND profile_id = ANY($2)",
+                )
+                .bind(workspace)
+                .bind(profiles),
+            )?;
+            for r in &due {
+                let p: String = r.try_get(0).map_err(backend)?;
+                if let Some(slot) = out.get_mut(&p) {
+                    slot.timer = Some(r.try_get(1).map_err(backend)?);
+                }
             }
         }
         Ok(out)
+    }
+
+    fn timers_page(
+        &self,
+        workspace: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Millis)>> {
+        let rows = self.fetch(
+            sqlx::query(
+                "SELECT profile_id, due_at FROM audience_timers
+                 WHERE workspace_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3",
+            )
+            .bind(workspace)
+            .bind(after_profile)
+            .bind(limit as i64),
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(backend)?,
+                    r.try_get(1).map_err(backend)?,
+                ))
+            })
+            .collect()
     }
 
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {

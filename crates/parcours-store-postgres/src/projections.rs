@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoreError,
-    StoredEvent,
+    IdentifierRow, MergeRow, MergeStatus, ProfileRow, ProjectionTx, Projections, Result,
+    StoreError, StoredEvent,
 };
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
@@ -31,10 +31,11 @@ struct Tx<'a> {
 struct Prefetched {
     workspace: String,
     holders: HashMap<Identifier, Option<String>>,
-    rows: HashMap<String, Option<ProfileRow>>,
+    rows: HashMap<String, Option<StoredRow>>,
 }
 
-type ProfileRow = (Option<String>, Option<String>);
+/// A profile row as a transaction caches it: (merged_into, doc).
+type StoredRow = (Option<String>, Option<String>);
 
 impl Tx<'_> {
     fn conn(&mut self) -> &mut PgConnection {
@@ -893,6 +894,93 @@ impl Projections for PgStore {
             )
             .map_err(backend)?;
         strings(&rows)?.iter().map(|d| decode(d)).collect()
+    }
+
+    fn profiles_in_storage_order(
+        &self,
+        workspace: &str,
+        position: &str,
+        (skip, limit): (usize, usize),
+        merged: bool,
+    ) -> Result<(Vec<ProfileRow>, String)> {
+        // Id order: the primary key reads in that order.
+        let filter = if merged {
+            "merged_into IS NOT NULL"
+        } else {
+            "merged_into IS NULL AND doc IS NOT NULL"
+        };
+        let rows = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT id, merged_into, doc FROM profiles
+                     WHERE workspace_id = $1 AND id > $2 AND {filter} ORDER BY id LIMIT $3 OFFSET $4"
+                ))
+                .bind(workspace)
+                .bind(position)
+                .bind(limit as i64)
+                .bind(skip as i64)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let doc: Option<String> = r.try_get(2).map_err(backend)?;
+            out.push(ProfileRow {
+                id: r.try_get(0).map_err(backend)?,
+                merged_into: r.try_get(1).map_err(backend)?,
+                profile: match (merged, doc) {
+                    (false, Some(d)) => Some(decode(&d)?),
+                    _ => None,
+                },
+            });
+        }
+        let next = out
+            .last()
+            .map_or_else(|| position.to_string(), |r| r.id.clone());
+        Ok((out, next))
+    }
+
+    fn event_owners(
+        &self,
+        workspace: &str,
+        position: &str,
+        (skip, limit): (usize, usize),
+        visit: &mut dyn FnMut(&str, i64),
+    ) -> Result<(usize, String)> {
+        let (after_profile, after_seq) = match position.split_once(':') {
+            Some((seq, profile)) => (
+                profile.to_string(),
+                seq.parse::<i64>()
+                    .map_err(|_| StoreError::Corrupt(format!("position `{position}`")))?,
+            ),
+            None if position.is_empty() => (String::new(), 0),
+            None => return Err(StoreError::Corrupt(format!("position `{position}`"))),
+        };
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT profile_id, seq FROM profile_events
+                     WHERE workspace_id = $1 AND (profile_id, seq) > ($2, $3)
+                     ORDER BY profile_id, seq LIMIT $4 OFFSET $5",
+                )
+                .bind(workspace)
+                .bind(&after_profile)
+                .bind(after_seq)
+                .bind(limit as i64)
+                .bind(skip as i64)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        let mut last = None;
+        for (i, r) in rows.iter().enumerate() {
+            let profile: &str = r.try_get(0).map_err(backend)?;
+            let seq: i64 = r.try_get(1).map_err(backend)?;
+            visit(profile, seq);
+            if i + 1 == limit {
+                last = Some(format!("{seq}:{profile}"));
+            }
+        }
+        Ok((rows.len(), last.unwrap_or_else(|| position.to_string())))
     }
 
     fn profile_count(&self, workspace: &str) -> Result<u64> {

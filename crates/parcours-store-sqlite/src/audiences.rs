@@ -277,7 +277,11 @@ impl Audiences for SqliteStore {
         profiles: &[String],
         names: &[String],
         known_upto: i64,
+        timers: bool,
     ) -> Result<BTreeMap<String, AudienceInputs>> {
+        if profiles.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let page = names.iter().any(|n| n == "Page Viewed");
         let screen = names.iter().any(|n| n == "Screen Viewed");
         let mut out: BTreeMap<String, AudienceInputs> = profiles
@@ -303,7 +307,12 @@ impl Audiences for SqliteStore {
                      WHERE workspace_id = ?1 AND merged_into IN (SELECT value FROM json_each(?2))",
                 )
                 .map_err(backend)?;
+            // (Needed only to read events.)
+            let events = known_upto > 0 || !names.is_empty();
             loop {
+                if !events {
+                    break;
+                }
                 let children: Vec<(String, String)> = st
                     .query_map(params![workspace, level], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(backend)?
@@ -415,26 +424,50 @@ impl Audiences for SqliteStore {
                     slot.memberships.push(a);
                 }
             }
-            let mut st = c
-                .prepare_cached(
-                    "SELECT profile_id, due_at FROM audience_timers
-                     WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map(params![workspace, ids], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Millis>(1)?))
-                })
-                .map_err(backend)?;
-            for row in rows {
-                let (p, due) = row.map_err(backend)?;
-                if let Some(slot) = out.get_mut(&p) {
-                    slot.timer = Some(due);
+            if timers {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT profile_id, due_at FROM audience_timers
+                         WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(params![workspace, ids], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Millis>(1)?))
+                    })
+                    .map_err(backend)?;
+                for row in rows {
+                    let (p, due) = row.map_err(backend)?;
+                    if let Some(slot) = out.get_mut(&p) {
+                        slot.timer = Some(due);
+                    }
                 }
             }
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn timers_page(
+        &self,
+        workspace: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Millis)>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, due_at FROM audience_timers
+                     WHERE workspace_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, after_profile, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
     }
 
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {

@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    IdentifierRow, MergeRow, MergeStatus, ProjectionTx, Projections, Result, StoreError,
-    StoredEvent,
+    IdentifierRow, MergeRow, MergeStatus, ProfileRow, ProjectionTx, Projections, Result,
+    StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -27,6 +27,29 @@ fn read_profile(
         .query_row(params![workspace, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)
+}
+
+/// A position of [`Projections::event_owners`]: `seq:profile` of the last row read.
+pub(crate) fn owners_position(position: &str) -> Result<(String, i64)> {
+    match position.split_once(':') {
+        Some((seq, profile)) => Ok((
+            profile.to_string(),
+            seq.parse()
+                .map_err(|_| corrupt(format!("position `{position}`")))?,
+        )),
+        None if position.is_empty() => Ok((String::new(), 0)),
+        None => Err(corrupt(format!("position `{position}`"))),
+    }
+}
+
+/// A position of [`Projections::profiles_in_storage_order`]: the last rowid read.
+fn rowid_position(position: &str) -> Result<i64> {
+    if position.is_empty() {
+        return Ok(0);
+    }
+    position
+        .parse()
+        .map_err(|_| corrupt(format!("position `{position}`")))
 }
 
 fn decode(doc: &str) -> Result<Profile> {
@@ -621,6 +644,95 @@ impl Projections for SqliteStore {
                 params![workspace, after_id, limit as i64],
             )?;
             docs.iter().map(|d| decode(d)).collect()
+        })
+    }
+
+    fn profiles_in_storage_order(
+        &self,
+        workspace: &str,
+        position: &str,
+        (skip, limit): (usize, usize),
+        merged: bool,
+    ) -> Result<(Vec<ProfileRow>, String)> {
+        let after = rowid_position(position)?;
+        self.read_projections(|c| {
+            // Rowid order reads the table front to back; `+` keeps SQLite off the id index.
+            let filter = if merged {
+                "merged_into IS NOT NULL"
+            } else {
+                "merged_into IS NULL AND doc IS NOT NULL"
+            };
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT rowid, id, merged_into, doc FROM profiles
+                     WHERE rowid > ?2 AND +workspace_id = ?1 AND {filter} ORDER BY rowid LIMIT ?3 OFFSET ?4"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, after, limit as i64, skip as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            let mut last = after;
+            for row in rows {
+                let (rowid, id, merged_into, doc) = row.map_err(backend)?;
+                last = rowid;
+                let profile = match (merged, doc) {
+                    (false, Some(d)) => Some(decode(&d)?),
+                    _ => None,
+                };
+                out.push(ProfileRow {
+                    id,
+                    merged_into,
+                    profile,
+                });
+            }
+            Ok((out, last.to_string()))
+        })
+    }
+
+    fn event_owners(
+        &self,
+        workspace: &str,
+        position: &str,
+        (skip, limit): (usize, usize),
+        visit: &mut dyn FnMut(&str, i64),
+    ) -> Result<(usize, String)> {
+        let (after_profile, after_seq) = owners_position(position)?;
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, seq FROM profile_events
+                     WHERE workspace_id = ?1 AND (profile_id, seq) > (?2, ?3)
+                     ORDER BY profile_id, seq LIMIT ?4 OFFSET ?5",
+                )
+                .map_err(backend)?;
+            let mut rows = st
+                .query(params![
+                    workspace,
+                    after_profile,
+                    after_seq,
+                    limit as i64,
+                    skip as i64
+                ])
+                .map_err(backend)?;
+            let (mut count, mut last) = (0, None);
+            while let Some(r) = rows.next().map_err(backend)? {
+                let profile = r.get_ref(0).map_err(backend)?.as_str().map_err(corrupt)?;
+                let seq: i64 = r.get(1).map_err(backend)?;
+                visit(profile, seq);
+                count += 1;
+                if count == limit {
+                    last = Some(format!("{seq}:{profile}"));
+                }
+            }
+            Ok((count, last.unwrap_or_else(|| position.to_string())))
         })
     }
 

@@ -232,6 +232,31 @@ pub trait Projections: Send + Sync {
     /// Live (not merged) profiles in id order after `after_id`.
     fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>>;
     fn profile_count(&self, workspace: &str) -> Result<u64>;
+    /// Profile rows of a workspace in the order the backend reads fastest (a full
+    /// computation reads them all), from an opaque `position` ("" for the start): the live
+    /// ones with their profile, or with `merged` the merged ones with the profile each was
+    /// merged into. With `page` = (skip, limit) it skips `skip` rows first (so that several
+    /// threads can read consecutive pages). Returns the rows and the position after them;
+    /// fewer rows than `limit` means the end.
+    fn profiles_in_storage_order(
+        &self,
+        workspace: &str,
+        position: &str,
+        page: (usize, usize),
+        merged: bool,
+    ) -> Result<(Vec<ProfileRow>, String)>;
+    /// Which profile each event was applied to: with `page` = (skip, limit), skips `skip`
+    /// events of a workspace then calls `visit(profile, seq)` for up to `limit` more, in the
+    /// order the backend reads fastest, from an opaque `position` as
+    /// [`Projections::profiles_in_storage_order`] (several threads can so read consecutive
+    /// pages). Returns how many it visited and the position after them.
+    fn event_owners(
+        &self,
+        workspace: &str,
+        position: &str,
+        page: (usize, usize),
+        visit: &mut dyn FnMut(&str, i64),
+    ) -> Result<(usize, String)>;
 }
 
 /// Nodes and bucket leases: how the nodes of a cluster share the work.
@@ -301,14 +326,24 @@ pub trait Audiences: Send + Sync {
     /// call as `Screen Viewed`. Every requested id is in the answer, with empty inputs when
     /// it has none. Events at or before `known_upto` are not read: the sequence numbers of
     /// all of them (whatever their names) are listed in `known` instead, for a caller that
-    /// already holds them ([`EventLog::named_events`]); 0 reads every event.
+    /// already holds them ([`EventLog::named_events`]); 0 reads every event. Timers are
+    /// read only with `timers` (a full computation holds them, [`Audiences::timers_page`]).
     fn audience_inputs(
         &self,
         workspace: &str,
         profiles: &[String],
         names: &[String],
         known_upto: i64,
+        timers: bool,
     ) -> Result<std::collections::BTreeMap<String, AudienceInputs>>;
+    /// Scheduled re-evaluations of a workspace, `(profile, due_at)` in profile id order
+    /// after `after_profile`.
+    fn timers_page(
+        &self,
+        workspace: &str,
+        after_profile: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Millis)>>;
     /// The change log after `after_id`, oldest first.
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
     /// Re-evaluations due at or before `now`, earliest first.

@@ -365,3 +365,14 @@ impl AudienceWrite {
             && self.progress.is_empty()
     }
 }
+
+/// A profile row read in storage order (see
+/// [`crate::Projections::profiles_in_storage_order`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRow {
+    pub id: String,
+    /// The profile it was merged into (merged rows).
+    pub merged_into: Option<String>,
+    /// The profile (live rows).
+    pub profile: Option<parcours_core::Profile>,
+}

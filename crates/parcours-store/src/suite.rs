@@ -38,6 +38,7 @@ macro_rules! conformance_suite {
             destinations_keep_their_cursor_until_deleted,
             audience_inputs_read_a_page_of_profiles_at_once,
             named_events_read_a_range_of_the_log_by_name,
+            profiles_and_event_owners_read_in_storage_order,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -1299,7 +1300,9 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
         vec!["Screen Viewed".to_string(), "Product Viewed".to_string()],
         vec![],
     ] {
-        let got = store.audience_inputs("ws_a", &ids, &names, 0).unwrap();
+        let got = store
+            .audience_inputs("ws_a", &ids, &names, 0, true)
+            .unwrap();
         let mut asked: Vec<&String> = ids.iter().collect();
         asked.sort();
         assert_eq!(got.keys().collect::<Vec<_>>(), asked);
@@ -1342,17 +1345,26 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
             ),
         }
     }
-    let got = store.audience_inputs("ws_a", &ids, &[], 0).unwrap();
+    let got = store.audience_inputs("ws_a", &ids, &[], 0, true).unwrap();
     assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
     assert_eq!(got["p1"].computed["ltv"], serde_json::json!(12.5));
     assert_eq!(got["p2"].timer, Some(T0 + 9));
     assert_eq!(got["nobody"], AudienceInputs::default());
+    // Without timers, the rest is the same.
+    let without = store.audience_inputs("ws_a", &ids, &[], 0, false).unwrap();
+    assert_eq!(without["p2"].timer, None);
+    assert_eq!(without["p1"].memberships, got["p1"].memberships);
+    assert_eq!(
+        store.timers_page("ws_a", "", 10).unwrap(),
+        vec![("p2".to_string(), T0 + 9)]
+    );
+    assert!(store.timers_page("ws_a", "p2", 10).unwrap().is_empty());
 
     // A caller holding the events up to m3 gets their sequence numbers (of any name, merged
     // profiles included) and reads only the later ones.
     let names = vec!["Order Completed".to_string(), "Screen Viewed".to_string()];
     let got = store
-        .audience_inputs("ws_a", &ids, &names, seqs[2])
+        .audience_inputs("ws_a", &ids, &names, seqs[2], true)
         .unwrap();
     assert_eq!(got["p1"].known, vec![seqs[0], seqs[1]]);
     assert_eq!(got["p2"].known, vec![seqs[2]]);
@@ -1367,6 +1379,126 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
     assert_eq!(read("p2"), vec!["m4"]);
     assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
     assert_eq!(got["nobody"], AudienceInputs::default());
+}
+
+pub fn profiles_and_event_owners_read_in_storage_order(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let events: Vec<AcceptedEvent> = (0..7)
+        .map(|i| accepted(&format!("m{i}"), &format!("u{i}"), T0 + i))
+        .collect();
+    store
+        .append(&[batch("ws_a", events.clone()), batch("ws_b", events)], 0)
+        .unwrap();
+    let (graph, _) = profile_from(store, "ws_a", &["m0"]);
+    let template = graph.profiles.values().next().unwrap().clone();
+    let seqs: Vec<i64> = (0..7)
+        .map(|i| {
+            store
+                .event_by_message_id("ws_a", &format!("m{i}"))
+                .unwrap()
+                .unwrap()
+                .seq
+        })
+        .collect();
+    // Five profiles, q1 and q3 merged into q0 and q4; events spread over them.
+    let owners = ["q0", "q1", "q1", "q2", "q3", "q4", "q4"];
+    store
+        .transact(&mut |tx| {
+            for ws in ["ws_a", "ws_b"] {
+                for id in ["q4", "q0", "q3", "q1", "q2"] {
+                    let mut p = template.clone();
+                    p.id = id.into();
+                    tx.save_profile(ws, &p, T0)?;
+                }
+            }
+            for (seq, owner) in seqs.iter().zip(owners) {
+                tx.assign("ws_a", *seq, owner)?;
+            }
+            tx.redirect_profile("ws_a", "q1", "q0", T0)?;
+            tx.redirect_profile("ws_a", "q3", "q4", T0)?;
+            Ok(())
+        })
+        .unwrap();
+    // Read in pages of 2 until a short page.
+    let all_profiles = |merged: bool| {
+        let (mut position, mut out) = (String::new(), Vec::new());
+        loop {
+            let (rows, next) = store
+                .profiles_in_storage_order("ws_a", &position, (0, 2), merged)
+                .unwrap();
+            let end = rows.len() < 2;
+            out.extend(rows);
+            position = next;
+            if end {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    };
+    let live = all_profiles(false);
+    assert_eq!(
+        live.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["q0", "q2", "q4"]
+    );
+    for r in &live {
+        assert_eq!(r.merged_into, None);
+        assert_eq!(
+            r.profile.as_ref().map(|p| p.id.as_str()),
+            Some(r.id.as_str())
+        );
+    }
+    // A page can skip rows: two threads read consecutive pages.
+    let (whole, _) = store
+        .profiles_in_storage_order("ws_a", "", (0, 10), false)
+        .unwrap();
+    let (rest, _) = store
+        .profiles_in_storage_order("ws_a", "", (1, 10), false)
+        .unwrap();
+    assert_eq!(whole.len(), 3);
+    assert_eq!(rest, whole[1..].to_vec());
+    let merged = all_profiles(true);
+    assert_eq!(
+        merged
+            .iter()
+            .map(|r| (r.id.as_str(), r.merged_into.as_deref(), r.profile.is_none()))
+            .collect::<Vec<_>>(),
+        vec![("q1", Some("q0"), true), ("q3", Some("q4"), true)]
+    );
+    let (mut position, mut owned) = (String::new(), Vec::new());
+    loop {
+        // Two pages at a time: the second skips the first.
+        let mut count = 0;
+        for skip in [0, 3] {
+            let (n, next) = store
+                .event_owners("ws_a", &position, (skip, 3), &mut |p, seq| {
+                    owned.push((p.to_string(), seq))
+                })
+                .unwrap();
+            count += n;
+            if skip == 3 {
+                position = next;
+            }
+        }
+        let end = count < 6;
+        if end {
+            break;
+        }
+    }
+    owned.sort_by_key(|(_, seq)| *seq);
+    let expected: Vec<(String, i64)> = owners
+        .iter()
+        .zip(&seqs)
+        .map(|(o, s)| (o.to_string(), *s))
+        .collect();
+    assert_eq!(owned, expected);
+    // Another workspace's rows are not read.
+    let (count, _) = store
+        .event_owners("ws_b", "", (0, 10), &mut |_, _| {
+            panic!("ws_b has no owners")
+        })
+        .unwrap();
+    assert_eq!(count, 0);
 }
 
 pub fn named_events_read_a_range_of_the_log_by_name(store: &dyn Store) {
