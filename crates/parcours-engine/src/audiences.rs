@@ -34,8 +34,10 @@ pub const AUDIENCE_EXITED: &str = "Audience Exited";
 
 const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
-/// Profiles per step of a full computation.
+/// Profiles per page of a full computation.
 const RECOMPUTE_PAGE: usize = 1_000;
+/// How long a step evaluates pages of a full computation while no real-time work waits.
+pub const PAGE_BUDGET: Duration = Duration::from_millis(40);
 
 /// An audience as the processor uses it.
 #[derive(Debug, Clone)]
@@ -465,6 +467,9 @@ pub struct AudienceProcessor {
     recompute: BTreeMap<String, Recompute>,
     /// How many events a full computation may hold ([`HELD_MAX`]).
     held_max: usize,
+    /// How long a step may evaluate pages of a full computation when no real-time work
+    /// waits ([`PAGE_BUDGET`]; one page when there is).
+    page_budget: Duration,
     rfm: BTreeMap<(String, String), RfmRun>,
     /// (workspace, trait) → (version, when) of the last finished RFM pass.
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
@@ -490,6 +495,7 @@ impl Default for AudienceProcessor {
         AudienceProcessor {
             recompute: BTreeMap::new(),
             held_max: HELD_MAX,
+            page_budget: PAGE_BUDGET,
             rfm: BTreeMap::new(),
             rfm_done: BTreeMap::new(),
         }
@@ -504,6 +510,13 @@ impl AudienceProcessor {
             held_max: max,
             ..AudienceProcessor::default()
         }
+    }
+
+    /// A processor whose steps evaluate pages of a full computation for at most `budget`
+    /// while no real-time work waits (zero: one page per step).
+    pub fn with_page_budget(mut self, budget: Duration) -> Self {
+        self.page_budget = budget;
+        self
     }
 
     /// Follows the log, fires due timers, advances full computations and publishes changes.
@@ -524,7 +537,8 @@ impl AudienceProcessor {
             timers,
             ..StepReport::default()
         };
-        report.recomputed = self.recompute(store, &defs, now)?;
+        let idle = report.events == 0 && report.timers == 0;
+        report.recomputed = self.recompute(store, &defs, now, idle)?;
         report.recomputed += self.rfm(store, &defs, now)?;
         report.published = publish(store, &defs, now)?;
         Ok(report)
@@ -535,6 +549,7 @@ impl AudienceProcessor {
         store: &dyn Store,
         all: &BTreeMap<String, WorkspaceDefs>,
         now: Millis,
+        idle: bool,
     ) -> Result<usize> {
         self.recompute.retain(|ws, _| all.contains_key(ws));
         let mut work = 0;
@@ -590,13 +605,24 @@ impl AudienceProcessor {
                 work += 1;
                 continue;
             }
-            let page = evaluate_page(store, ws, defs, state, now)?;
-            let (count, finished, mut write) = (page.count, page.finished, page.write);
-            state.done += count as u64;
-            state.after = page.next;
+            // One page, or while no real-time work waits, pages until the budget is spent
+            // (written together: fewer steps and commits).
+            let started = std::time::Instant::now();
+            let mut write = AudienceWrite::default();
+            let finished = loop {
+                let page = evaluate_page(store, ws, defs, state, now)?;
+                write.changes.extend(page.write.changes);
+                write.computed.extend(page.write.computed);
+                write.timers.extend(page.write.timers);
+                state.done += page.count as u64;
+                state.after = page.next;
+                work += page.count.max(1);
+                if page.finished || !idle || started.elapsed() >= self.page_budget {
+                    break page.finished;
+                }
+            };
             progress(state, finished, &mut write);
             store.record(&write)?;
-            work += count.max(1);
             if finished {
                 self.recompute.remove(ws);
             }

@@ -315,6 +315,8 @@ fn computed_traits_follow_events_and_windows() {
 #[test]
 fn a_changed_definition_is_computed_again_over_every_profile_with_progress() {
     let mut w = World::new();
+    // One page per step, to see the progress between pages.
+    w.processor = AudienceProcessor::default().with_page_budget(std::time::Duration::ZERO);
     for i in 0..1200 {
         let channel = if i % 3 == 0 {
             Channel::Store
@@ -381,7 +383,8 @@ fn compute_while_events_arrive(held_max: usize) {
             .unwrap()
     };
     let mut w = World::new();
-    w.processor = AudienceProcessor::with_held_max(held_max);
+    w.processor =
+        AudienceProcessor::with_held_max(held_max).with_page_budget(std::time::Duration::ZERO);
     for i in 0..1500 {
         let u = format!("u{i}");
         w.track(
