@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    IdentifierRow, MergeRow, MergeStatus, ProfileRow, ProjectionTx, Projections, Result,
-    StoreError, StoredEvent,
+    owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
+    ProjectionTx, Projections, Result, StoreError, StoredEvent,
 };
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
@@ -947,15 +947,7 @@ impl Projections for PgStore {
         (skip, limit): (usize, usize),
         visit: &mut dyn FnMut(&str, i64),
     ) -> Result<(usize, String)> {
-        let (after_profile, after_seq) = match position.split_once(':') {
-            Some((seq, profile)) => (
-                profile.to_string(),
-                seq.parse::<i64>()
-                    .map_err(|_| StoreError::Corrupt(format!("position `{position}`")))?,
-            ),
-            None if position.is_empty() => (String::new(), 0),
-            None => return Err(StoreError::Corrupt(format!("position `{position}`"))),
-        };
+        let (after_profile, after_seq) = parse_owners_position(position)?;
         let rows = self
             .run(
                 sqlx::query(
@@ -977,7 +969,7 @@ impl Projections for PgStore {
             let seq: i64 = r.try_get(1).map_err(backend)?;
             visit(profile, seq);
             if i + 1 == limit {
-                last = Some(format!("{seq}:{profile}"));
+                last = Some(owners_position(profile, seq));
             }
         }
         Ok((rows.len(), last.unwrap_or_else(|| position.to_string())))

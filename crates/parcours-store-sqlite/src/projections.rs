@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    IdentifierRow, MergeRow, MergeStatus, ProfileRow, ProjectionTx, Projections, Result,
-    StoreError, StoredEvent,
+    owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
+    ProjectionTx, Projections, Result, StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -27,19 +27,6 @@ fn read_profile(
         .query_row(params![workspace, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)
-}
-
-/// A position of [`Projections::event_owners`]: `seq:profile` of the last row read.
-pub(crate) fn owners_position(position: &str) -> Result<(String, i64)> {
-    match position.split_once(':') {
-        Some((seq, profile)) => Ok((
-            profile.to_string(),
-            seq.parse()
-                .map_err(|_| corrupt(format!("position `{position}`")))?,
-        )),
-        None if position.is_empty() => Ok((String::new(), 0)),
-        None => Err(corrupt(format!("position `{position}`"))),
-    }
 }
 
 /// A position of [`Projections::profiles_in_storage_order`]: the last rowid read.
@@ -704,7 +691,7 @@ impl Projections for SqliteStore {
         (skip, limit): (usize, usize),
         visit: &mut dyn FnMut(&str, i64),
     ) -> Result<(usize, String)> {
-        let (after_profile, after_seq) = owners_position(position)?;
+        let (after_profile, after_seq) = parse_owners_position(position)?;
         self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
@@ -729,7 +716,7 @@ impl Projections for SqliteStore {
                 visit(profile, seq);
                 count += 1;
                 if count == limit {
-                    last = Some(format!("{seq}:{profile}"));
+                    last = Some(owners_position(profile, seq));
                 }
             }
             Ok((count, last.unwrap_or_else(|| position.to_string())))

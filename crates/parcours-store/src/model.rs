@@ -376,3 +376,19 @@ pub struct ProfileRow {
     /// The profile (live rows).
     pub profile: Option<parcours_core::Profile>,
 }
+
+/// A position of [`crate::Projections::event_owners`]: `seq:profile` of the last row read
+/// (the profile id last, as it may hold a colon).
+pub fn owners_position(profile: &str, seq: i64) -> String {
+    format!("{seq}:{profile}")
+}
+
+/// Reads an [`owners_position`]; "" is the start.
+pub fn parse_owners_position(position: &str) -> crate::Result<(String, i64)> {
+    let bad = || crate::StoreError::Corrupt(format!("position `{position}`"));
+    match position.split_once(':') {
+        Some((seq, profile)) => Ok((profile.to_string(), seq.parse().map_err(|_| bad())?)),
+        None if position.is_empty() => Ok((String::new(), 0)),
+        None => Err(bad()),
+    }
+}

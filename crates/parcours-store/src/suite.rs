@@ -1235,9 +1235,9 @@ fn named(mid: &str, user: &str, kind: EventType, event: Option<&str>, ts: i64) -
     }
 }
 
-pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
-    setup(store, &["ws_a"]);
-    let events = vec![
+/// Track, page, track, screen and track events of u1, u1, u2, u2 and u3 (m1 to m5).
+fn five_named_events() -> Vec<AcceptedEvent> {
+    vec![
         named("m1", "u1", EventType::Track, Some("Order Completed"), T0),
         named("m2", "u1", EventType::Page, Some("Home"), T0 + 1),
         named("m3", "u2", EventType::Track, Some("Product Viewed"), T0 + 2),
@@ -1249,8 +1249,13 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
             Some("Order Completed"),
             T0 + 4,
         ),
-        accepted("m6", "u1", T0 + 5),
-    ];
+    ]
+}
+
+pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
+    setup(store, &["ws_a"]);
+    let mut events = five_named_events();
+    events.push(accepted("m6", "u1", T0 + 5));
     store.append(&[batch("ws_a", events)], 0).unwrap();
     let (graph, stored) = profile_from(store, "ws_a", &["m6"]);
     let template = graph.profiles.values().next().unwrap().clone();
@@ -1503,20 +1508,8 @@ pub fn profiles_and_event_owners_read_in_storage_order(store: &dyn Store) {
 
 pub fn named_events_read_a_range_of_the_log_by_name(store: &dyn Store) {
     setup(store, &["ws_a", "ws_b"]);
-    let events = vec![
-        named("m1", "u1", EventType::Track, Some("Order Completed"), T0),
-        named("m2", "u1", EventType::Page, Some("Home"), T0 + 1),
-        named("m3", "u2", EventType::Track, Some("Product Viewed"), T0 + 2),
-        named("m4", "u2", EventType::Screen, Some("Cart"), T0 + 3),
-        named(
-            "m5",
-            "u3",
-            EventType::Track,
-            Some("Order Completed"),
-            T0 + 4,
-        ),
-        named("m6", "u3", EventType::Identify, None, T0 + 5),
-    ];
+    let mut events = five_named_events();
+    events.push(named("m6", "u3", EventType::Identify, None, T0 + 5));
     store
         .append(
             &[
