@@ -38,6 +38,9 @@ const PUBLISHED: &str = "published";
 const RECOMPUTE_PAGE: usize = 1_000;
 /// How long a step evaluates pages of a full computation while no real-time work waits.
 pub const PAGE_BUDGET: Duration = Duration::from_millis(40);
+/// Timers a full computation writes per step once every profile is evaluated (a tenth of
+/// it when real-time work waits).
+const TIMER_CHUNK: usize = 50_000;
 
 /// An audience as the processor uses it.
 #[derive(Debug, Clone)]
@@ -426,6 +429,13 @@ struct Recompute {
     after: String,
     done: u64,
     total: u64,
+    /// The timers the evaluation changed (profile → next instant), written once every
+    /// profile is evaluated, in key order: written page by page, in storage order, they
+    /// were random writes that cost more than the evaluation itself.
+    timers: Vec<(String, Option<Millis>)>,
+    /// Whether every profile is evaluated, and how many of `timers` (then sorted) are written.
+    evaluated: bool,
+    flushed: usize,
 }
 
 /// How often RFM scores are computed again (recency moves with the days, quintiles with
@@ -570,14 +580,20 @@ impl AudienceProcessor {
                         after: String::new(),
                         done: 0,
                         total: store.profile_count(ws)?,
+                        timers: Vec::new(),
+                        evaluated: false,
+                        flushed: 0,
                     },
                 );
             }
             let state = self.recompute.get_mut(ws).expect("just inserted");
             let progress = |state: &Recompute, finished: bool, write: &mut AudienceWrite| {
                 let half = state.total.max(state.done);
-                let done = if state.held.is_read() {
+                let done = if finished {
                     half + state.done
+                } else if state.held.is_read() {
+                    // Short of the end while timers remain to be written.
+                    (half + state.done).min((2 * half).saturating_sub(1))
                 } else {
                     (half as f64 * state.held.fraction()) as u64
                 };
@@ -609,18 +625,30 @@ impl AudienceProcessor {
             // (written together: fewer steps and commits).
             let started = std::time::Instant::now();
             let mut write = AudienceWrite::default();
-            let finished = loop {
+            while !state.evaluated {
                 let page = evaluate_page(store, ws, defs, state, now)?;
                 write.changes.extend(page.write.changes);
                 write.computed.extend(page.write.computed);
-                write.timers.extend(page.write.timers);
+                state
+                    .timers
+                    .extend(page.write.timers.into_iter().map(|(_, p, t)| (p, t)));
                 state.done += page.count as u64;
                 state.after = page.next;
                 work += page.count.max(1);
-                if page.finished || !idle || started.elapsed() >= self.page_budget {
-                    break page.finished;
+                if page.finished {
+                    state.evaluated = true;
+                    state.timers.sort_unstable();
                 }
-            };
+                if page.finished || !idle || started.elapsed() >= self.page_budget {
+                    break;
+                }
+            }
+            if state.evaluated {
+                let chunk = if idle { TIMER_CHUNK } else { TIMER_CHUNK / 10 };
+                write_timers(store, ws, state, chunk, &mut write)?;
+                work += 1;
+            }
+            let finished = state.evaluated && state.flushed == state.timers.len();
             progress(state, finished, &mut write);
             store.record(&write)?;
             if finished {
@@ -790,6 +818,32 @@ impl AudienceProcessor {
         }
         Ok(0)
     }
+}
+
+/// Adds the next `chunk` of a full computation's timers to `write`. A profile the real-time
+/// path evaluated meanwhile keeps the earlier of its stored timer and the computed one (a
+/// timer that comes early only makes the profile evaluated again, which sets the exact one).
+fn write_timers(
+    store: &dyn Store,
+    ws: &str,
+    state: &mut Recompute,
+    chunk: usize,
+    write: &mut AudienceWrite,
+) -> Result<()> {
+    let end = (state.flushed + chunk).min(state.timers.len());
+    for (profile, due) in &state.timers[state.flushed..end] {
+        let due = if state.touched.contains(profile) {
+            match (*due, store.timer_of(ws, profile)?) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        } else {
+            *due
+        };
+        write.timers.push((ws.into(), profile.clone(), due));
+    }
+    state.flushed = end;
+    Ok(())
 }
 
 /// One page of a full computation.

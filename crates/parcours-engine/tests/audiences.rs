@@ -481,6 +481,81 @@ fn a_full_computation_over_more_events_than_it_can_hold_reads_them_per_profile()
     compute_while_events_arrive(10);
 }
 
+/// The timers a full computation sets are written once every profile is evaluated (in key
+/// order, a chunk per step); a profile the real-time path evaluated meanwhile keeps the
+/// earlier of its own timer and the computed one.
+#[test]
+fn a_full_computation_writes_its_timers_at_the_end_and_keeps_earlier_real_time_ones() {
+    const DAY: i64 = 24 * HOUR;
+    let mut w = World::new();
+    w.processor = AudienceProcessor::default().with_page_budget(std::time::Duration::ZERO);
+    w.audience("abandoners", r#"did "Product Added" within 1 hour"#);
+    for i in 0..1200 {
+        w.track(
+            &format!("u{i}"),
+            "Order Completed",
+            T0,
+            Channel::Web,
+            json!({}),
+        );
+    }
+    w.run(T0 + 1);
+    w.audience("recent", r#"did "Order Completed" within 30 days"#);
+    let recent = |w: &World| {
+        w.store
+            .definitions(Some(WS))
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "recent")
+            .unwrap()
+    };
+    while recent(&w).done <= 1200 {
+        w.processor.step(&w.store, T0 + 2, 1000).unwrap();
+    }
+    // The first page is evaluated and its members written; none of its timers yet.
+    assert_eq!(w.store.member_count(WS, "recent").unwrap(), 1000);
+    assert!(w.store.due_timers(i64::MAX, 10).unwrap().is_empty());
+    // One of them adds to cart: the real-time path sets its timer to the end of the hour.
+    let member = w.members("recent")[0].clone();
+    let user = (0..1200)
+        .map(|i| format!("u{i}"))
+        .find(|u| w.profile(u) == member)
+        .unwrap();
+    let added = T0 + 5 * MINUTE;
+    w.track(&user, "Product Added", added, Channel::Web, json!({}));
+    while unify_step(&w.store, added, 1000).unwrap() > 0 {}
+    // One step reads it (past the entries of the first page, published to the log) before
+    // the computation evaluates the last page and writes its timers.
+    w.processor.step(&w.store, added, 10_000).unwrap();
+    w.run(added);
+    let d = recent(&w);
+    assert_eq!((d.computed_version, d.done, d.total), (1, 2400, 2400));
+    assert_eq!(w.members("abandoners"), vec![member.clone()]);
+    // Every profile has the computed timer, except the one with the earlier real-time one.
+    assert_eq!(w.store.timer_of(WS, &member).unwrap(), Some(added + HOUR));
+    let due = w.store.due_timers(T0 + 30 * DAY, 10_000).unwrap();
+    assert_eq!(due.len(), 1200);
+    assert!(due
+        .iter()
+        .all(|t| t.due_at == T0 + 30 * DAY || t.profile_id == member));
+    w.run(added + HOUR - 1);
+    assert_eq!(w.members("abandoners"), vec![member.clone()]);
+    w.run(added + HOUR);
+    assert!(w.members("abandoners").is_empty());
+    assert_eq!(w.store.timer_of(WS, &member).unwrap(), Some(T0 + 30 * DAY));
+    w.run(T0 + 30 * DAY - 1);
+    assert_eq!(w.store.member_count(WS, "recent").unwrap(), 1200);
+    w.run(T0 + 30 * DAY);
+    assert_eq!(w.store.member_count(WS, "recent").unwrap(), 0);
+    let exits: Vec<_> = w
+        .changes()
+        .into_iter()
+        .filter(|c| c.audience_id == "recent" && !c.entered)
+        .collect();
+    assert_eq!(exits.len(), 1200);
+    assert!(exits.iter().all(|c| c.at == T0 + 30 * DAY));
+}
+
 #[test]
 fn definitions_are_checked_against_the_workspace() {
     let w = World::new();
