@@ -14,6 +14,11 @@ use serde_json::Value;
 use crate::events::{event_row, finish_event, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
+/// A profile's memberships. Without `INDEXED BY`, SQLite reads every membership of the
+/// workspace in key order to spare itself sorting a handful of rows.
+const MEMBERSHIPS_OF: &str = "SELECT audience_id, profile_id, since FROM memberships
+     INDEXED BY memberships_profile WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY audience_id";
+
 const DEFINITION_COLS: &str =
     "workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at";
 
@@ -145,12 +150,7 @@ impl Audiences for SqliteStore {
 
     fn memberships(&self, workspace: &str, profile: &str) -> Result<Vec<Membership>> {
         self.read_projections(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT audience_id, profile_id, since FROM memberships
-                     WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY audience_id",
-                )
-                .map_err(backend)?;
+            let mut st = c.prepare_cached(MEMBERSHIPS_OF).map_err(backend)?;
             let rows = st
                 .query_map(params![workspace, profile], membership)
                 .map_err(backend)?;
@@ -624,5 +624,35 @@ impl Audiences for SqliteStore {
                  COMMIT;",
             )
             .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real-time path reads one profile's memberships per evaluation: a plan that scans
+    /// the workspace's memberships makes each one as slow as the audiences are large.
+    #[test]
+    fn a_profiles_memberships_are_read_through_the_profile_index() {
+        let dir = std::env::temp_dir().join(format!("parcours-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_temp(&dir).unwrap();
+        let plan: Vec<String> = {
+            let conn = store.projection_writer();
+            let mut st = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {MEMBERSHIPS_OF}"))
+                .unwrap();
+            st.query_map(params!["ws", "p"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            plan.iter()
+                .any(|p| p.starts_with("SEARCH memberships USING INDEX memberships_profile")),
+            "{plan:?}"
+        );
     }
 }
