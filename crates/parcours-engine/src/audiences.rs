@@ -360,16 +360,16 @@ fn decide(
         if !(a.reads_profile || affected(&a.events)) {
             continue;
         }
-        let verdict = a.condition.evaluate(
-            &Subject {
-                profile: &l.profile,
-                events: &l.events,
-                computed: &l.computed,
-                memberships: &l.memberships,
-            },
-            now,
-        );
-        earliest(verdict.next_change);
+        let subject = Subject {
+            profile: &l.profile,
+            events: &l.events,
+            computed: &l.computed,
+            memberships: &l.memberships,
+        };
+        let verdict = a.condition.evaluate(&subject, now);
+        // Woken only when the answer changes (what it depends on changes at its own
+        // instants, which wake the profile too).
+        earliest(a.condition.changes_at(&subject, now, &verdict));
         let member = l.memberships.contains(&a.id);
         if verdict.matched != member {
             write.changes.push(MembershipChange {

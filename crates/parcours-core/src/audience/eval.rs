@@ -55,6 +55,9 @@ pub struct Verdict {
     pub parts: Vec<Verdict>,
 }
 
+/// Instants [`Condition::changes_at`] evaluates before it settles for a wake-up.
+pub const LOOKAHEAD: usize = 16;
+
 impl Condition {
     /// Whether the subject matches at `now`, and when that may change.
     pub fn evaluate(&self, subject: &Subject<'_>, now: Millis) -> Verdict {
@@ -64,6 +67,37 @@ impl Condition {
             explain: false,
         }
         .eval(self)
+    }
+
+    /// The first instant after `now` at which the answer differs from `verdict` (the answer
+    /// at `now`) if nothing else happens: no new event, and the profile, its computed traits
+    /// and its memberships as they are. The instants at which the answer only may change
+    /// (an event leaving a window that still holds enough) are looked through, up to
+    /// [`LOOKAHEAD`] of them; past those, the next one is returned (being evaluated then sets
+    /// the one after). `None` when the answer stays.
+    ///
+    /// A person who can no longer leave or enter needs no timer: most profiles, for an
+    /// audience such as "spent 1,000 or more within 365 days", where only members can change.
+    pub fn changes_at(
+        &self,
+        subject: &Subject<'_>,
+        now: Millis,
+        verdict: &Verdict,
+    ) -> Option<Millis> {
+        let mut at = verdict.next_change?;
+        for _ in 0..LOOKAHEAD {
+            let then = self.evaluate(subject, at);
+            if then.matched != verdict.matched {
+                return Some(at);
+            }
+            match then.next_change {
+                Some(next) if next > at => at = next,
+                Some(_) => return Some(at),
+                None => return None,
+            }
+        }
+        debug_assert!(at > now);
+        Some(at)
     }
 
     /// The same answer with the reason for every part of the condition.

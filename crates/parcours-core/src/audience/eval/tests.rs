@@ -245,6 +245,66 @@ fn a_windowed_event_leaves_exactly_when_the_window_passes() {
 }
 
 #[test]
+fn the_answer_changes_when_it_differs_not_when_it_may() {
+    let c = Case::new();
+    let changes = |text: &str, now: Millis| {
+        let cond = parse(text).unwrap();
+        let v = cond.evaluate(&c.subject(), now);
+        (
+            v.matched,
+            v.next_change,
+            cond.changes_at(&c.subject(), now, &v),
+        )
+    };
+    // 480.5 within 41 days: the store order (120) leaves in 1 day and 360.5 remain; the
+    // answer changes only when the web order of 10 days ago leaves too.
+    assert_eq!(
+        changes(
+            r#"did "Order Completed" sum of total >= 350 within 41 days"#,
+            NOW
+        ),
+        (true, Some(NOW + DAY), Some(NOW + 31 * DAY))
+    );
+    // Below the threshold, events leaving cannot bring it back: no instant at all.
+    assert_eq!(
+        changes(
+            r#"did "Order Completed" sum of total >= 1000 within 41 days"#,
+            NOW
+        ),
+        (false, Some(NOW + DAY), None)
+    );
+    // The negation changes at the same instants.
+    assert_eq!(
+        changes(
+            r#"not did "Order Completed" sum of total >= 350 within 41 days"#,
+            NOW
+        ),
+        (false, Some(NOW + DAY), Some(NOW + 31 * DAY))
+    );
+    // Where every instant changes the answer, it is the first.
+    assert_eq!(
+        changes(r#"did "Product Added" within 1 hour"#, NOW),
+        (true, Some(NOW + 10 * 60_000), Some(NOW + 10 * 60_000))
+    );
+    // Past the lookahead, the last instant looked at is a wake-up: 20 orders, one a day,
+    // each leaving a window that needs one.
+    let mut many = Case::new();
+    many.events = (0..20)
+        .map(|d| ev("Order Completed", d * DAY, Channel::Web, json!({})))
+        .collect();
+    let cond = parse(r#"did "Order Completed" within 30 days"#).unwrap();
+    let v = cond.evaluate(&many.subject(), NOW);
+    let wake = cond.changes_at(&many.subject(), NOW, &v).unwrap();
+    assert_eq!(wake, NOW + (30 - 19 + LOOKAHEAD as Millis) * DAY);
+    assert!(cond.evaluate(&many.subject(), wake).matched);
+    let v = cond.evaluate(&many.subject(), wake);
+    assert_eq!(
+        cond.changes_at(&many.subject(), wake, &v),
+        Some(NOW + 30 * DAY)
+    );
+}
+
+#[test]
 fn a_future_dated_event_counts_from_its_time() {
     let mut c = Case::new();
     c.events
