@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use parcours_core::audience::EventFact;
 use parcours_core::time::Millis;
 use parcours_core::Channel;
-use parcours_store::{ProfileRow, Result, Store, StoredEvent};
+use parcours_store::{owners_start, ProfileRow, Result, Store, StoredEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -65,6 +65,27 @@ struct Body<'a> {
     properties: Option<&'a RawValue>,
 }
 
+/// Ranges of profile ids for the matching threads, one per core. Profile ids are `p_` and
+/// hex digits of a hash, so ranges split on the first digit hold about as many profiles
+/// each; together they hold every id, whatever its form.
+fn owner_ranges() -> Vec<(Option<String>, Option<String>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let bounds: Vec<String> = (1..threads)
+        .map(|t| format!("p_{:x}", 16 * t / threads))
+        .collect();
+    (0..threads)
+        .map(|t| {
+            let start = match t {
+                0 => String::new(),
+                _ => owners_start(&bounds[t - 1]),
+            };
+            (Some(start), bounds.get(t).cloned())
+        })
+        .collect()
+}
+
 /// What the second matching thread read.
 enum Side {
     Merged((Vec<ProfileRow>, String)),
@@ -87,7 +108,9 @@ pub struct Held {
     /// the two reads are (`None` once done).
     parents: HashMap<String, String>,
     merged_at: Option<String>,
-    owners_at: Option<String>,
+    /// Ranges of profile ids read by threads of their own: where each is (`None` once
+    /// done) and the id it stops before.
+    owners: Vec<(Option<String>, Option<String>)>,
     /// Every profile's next re-evaluation, read with the owners (`None` once read).
     timers_at: Option<String>,
     timers: HashMap<String, Millis>,
@@ -124,7 +147,7 @@ impl Held {
             overflow: names.is_empty(),
             parents: HashMap::new(),
             merged_at: Some(String::new()),
-            owners_at: Some(String::new()),
+            owners: owner_ranges(),
             timers_at: Some(String::new()),
             timers: HashMap::new(),
             found: Vec::new(),
@@ -218,15 +241,26 @@ impl Held {
         self.overflow || self.matched
     }
 
-    /// Matches the held events to their live profiles, a page of rows per call: every
-    /// merged profile's parent and every held event's profile are read side by side (two
-    /// reads in storage order, on two threads), then each event goes to its live profile.
+    /// Matches the held events to their live profiles, a page of rows per call: every held
+    /// event's profile (ranges of profile ids, a thread each) and every merged profile's
+    /// parent and stored timer (on another thread) are read side by side, then each event
+    /// goes to its live profile.
     pub fn match_next(&mut self, store: &dyn Store, workspace: &str) -> Result<()> {
         if self.is_matched() {
             return Ok(());
         }
         let (facts, upto) = (&self.facts, self.upto);
         let (merged_at, timers_at) = (self.merged_at.as_deref(), self.timers_at.as_deref());
+        // A page of each range of owners, each on a thread of its own.
+        let owners = |position: &str, until: Option<&str>| {
+            let mut found: Vec<(String, i64)> = Vec::new();
+            let read = store.event_owners(workspace, position, until, MATCH_PAGE, &mut |p, seq| {
+                if seq <= upto && facts.contains_key(&seq) {
+                    found.push((p.to_string(), seq));
+                }
+            });
+            read.map(|(count, next)| (count, next, found))
+        };
         let (merged, owners) = std::thread::scope(|s| {
             // Merged profiles, then timers, beside the owners.
             let merged = s.spawn(move || match (merged_at, timers_at) {
@@ -238,22 +272,18 @@ impl Held {
                     .map(Side::Timers),
                 (None, None) => Ok(Side::Done),
             });
-            // Two consecutive pages of owners, the second on its own thread.
-            let owners = |position: &str, skip: usize| {
-                let mut found: Vec<(String, i64)> = Vec::new();
-                let read =
-                    store.event_owners(workspace, position, (skip, MATCH_PAGE), &mut |p, seq| {
-                        if seq <= upto && facts.contains_key(&seq) {
-                            found.push((p.to_string(), seq));
-                        }
-                    });
-                read.map(|(count, next)| (count, next, found))
-            };
-            let owners = self.owners_at.as_deref().map(|position| {
-                let second = s.spawn(move || owners(position, MATCH_PAGE));
-                let first = owners(position, 0);
-                (first, second.join().expect("a matching thread panicked"))
-            });
+            let owners = &owners;
+            let handles: Vec<_> = self
+                .owners
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (at, until))| Some((i, at.as_deref()?, until.as_deref())))
+                .map(|(i, at, until)| (i, s.spawn(move || owners(at, until))))
+                .collect();
+            let owners: Vec<_> = handles
+                .into_iter()
+                .map(|(i, h)| (i, h.join().expect("a matching thread panicked")))
+                .collect();
             let merged = merged.join().expect("a matching thread panicked");
             (merged, owners)
         });
@@ -277,14 +307,13 @@ impl Held {
             }
             Side::Done => {}
         }
-        if let Some((first, second)) = owners {
-            let (count, _, found) = first?;
+        for (i, read) in owners {
+            let (count, next, found) = read?;
             self.found.extend(found);
-            let (more, next, found) = second?;
-            self.found.extend(found);
-            self.owners_at = (count + more == 2 * MATCH_PAGE).then_some(next);
+            self.owners[i].0 = (count == MATCH_PAGE).then_some(next);
         }
-        if self.merged_at.is_none() && self.owners_at.is_none() && self.timers_at.is_none() {
+        let owners_done = self.owners.iter().all(|(at, _)| at.is_none());
+        if self.merged_at.is_none() && owners_done && self.timers_at.is_none() {
             for (profile, seq) in std::mem::take(&mut self.found) {
                 let root = self.root_of(profile);
                 self.owned.entry(root).or_default().push(seq);

@@ -944,7 +944,8 @@ impl Projections for PgStore {
         &self,
         workspace: &str,
         position: &str,
-        (skip, limit): (usize, usize),
+        until: Option<&str>,
+        limit: usize,
         visit: &mut dyn FnMut(&str, i64),
     ) -> Result<(usize, String)> {
         let (after_profile, after_seq) = parse_owners_position(position)?;
@@ -953,13 +954,14 @@ impl Projections for PgStore {
                 sqlx::query(
                     "SELECT profile_id, seq FROM profile_events
                      WHERE workspace_id = $1 AND (profile_id, seq) > ($2, $3)
-                     ORDER BY profile_id, seq LIMIT $4 OFFSET $5",
+                       AND ($5::text IS NULL OR profile_id < $5)
+                     ORDER BY profile_id, seq LIMIT $4",
                 )
                 .bind(workspace)
                 .bind(&after_profile)
                 .bind(after_seq)
                 .bind(limit as i64)
-                .bind(skip as i64)
+                .bind(until)
                 .fetch_all(&self.pool),
             )
             .map_err(backend)?;

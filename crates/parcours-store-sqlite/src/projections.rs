@@ -688,27 +688,35 @@ impl Projections for SqliteStore {
         &self,
         workspace: &str,
         position: &str,
-        (skip, limit): (usize, usize),
+        until: Option<&str>,
+        limit: usize,
         visit: &mut dyn FnMut(&str, i64),
     ) -> Result<(usize, String)> {
         let (after_profile, after_seq) = parse_owners_position(position)?;
         self.read_projections(|c| {
+            let bound = if until.is_some() {
+                "AND profile_id < ?5"
+            } else {
+                ""
+            };
             let mut st = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT profile_id, seq FROM profile_events
-                     WHERE workspace_id = ?1 AND (profile_id, seq) > (?2, ?3)
-                     ORDER BY profile_id, seq LIMIT ?4 OFFSET ?5",
-                )
+                     WHERE workspace_id = ?1 AND (profile_id, seq) > (?2, ?3) {bound}
+                     ORDER BY profile_id, seq LIMIT ?4"
+                ))
                 .map_err(backend)?;
-            let mut rows = st
-                .query(params![
+            let mut rows = match until {
+                Some(until) => st.query(params![
                     workspace,
                     after_profile,
                     after_seq,
                     limit as i64,
-                    skip as i64
-                ])
-                .map_err(backend)?;
+                    until
+                ]),
+                None => st.query(params![workspace, after_profile, after_seq, limit as i64]),
+            }
+            .map_err(backend)?;
             let (mut count, mut last) = (0, None);
             while let Some(r) = rows.next().map_err(backend)? {
                 let profile = r.get_ref(0).map_err(backend)?.as_str().map_err(corrupt)?;

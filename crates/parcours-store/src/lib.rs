@@ -245,16 +245,17 @@ pub trait Projections: Send + Sync {
         page: (usize, usize),
         merged: bool,
     ) -> Result<(Vec<ProfileRow>, String)>;
-    /// Which profile each event was applied to: with `page` = (skip, limit), skips `skip`
-    /// events of a workspace then calls `visit(profile, seq)` for up to `limit` more, in the
-    /// order the backend reads fastest, from an opaque `position` as
-    /// [`Projections::profiles_in_storage_order`] (several threads can so read consecutive
-    /// pages). Returns how many it visited and the position after them.
+    /// Which profile each event was applied to: calls `visit(profile, seq)` for up to `limit`
+    /// events of a workspace, in profile order from `position` ("" for the start, or an
+    /// [`owners_position`]: [`owners_start`] for the first rows of a profile id or of the ids
+    /// after it), and only for profiles ordered before `until` when given (so several threads
+    /// can each read a range). Returns how many it visited and the position after them.
     fn event_owners(
         &self,
         workspace: &str,
         position: &str,
-        page: (usize, usize),
+        until: Option<&str>,
+        limit: usize,
         visit: &mut dyn FnMut(&str, i64),
     ) -> Result<(usize, String)>;
 }

@@ -383,6 +383,11 @@ pub fn owners_position(profile: &str, seq: i64) -> String {
     format!("{seq}:{profile}")
 }
 
+/// The [`owners_position`] just before the rows of `profile` (and of the ids after it).
+pub fn owners_start(profile: &str) -> String {
+    owners_position(profile, i64::MIN)
+}
+
 /// Reads an [`owners_position`]; "" is the start.
 pub fn parse_owners_position(position: &str) -> crate::Result<(String, i64)> {
     let bad = || crate::StoreError::Corrupt(format!("position `{position}`"));

@@ -1470,26 +1470,32 @@ pub fn profiles_and_event_owners_read_in_storage_order(store: &dyn Store) {
             .collect::<Vec<_>>(),
         vec![("q1", Some("q0"), true), ("q3", Some("q4"), true)]
     );
-    let (mut position, mut owned) = (String::new(), Vec::new());
-    loop {
-        // Two pages at a time: the second skips the first.
-        let mut count = 0;
-        for skip in [0, 3] {
+    // Two ranges, as two threads read them: the profiles before q2, and q2 onwards; pages
+    // of two events.
+    let mut owned = Vec::new();
+    for (start, until) in [(String::new(), Some("q2")), (owners_start("q2"), None)] {
+        let mut position = start;
+        loop {
+            let mut page = Vec::new();
             let (n, next) = store
-                .event_owners("ws_a", &position, (skip, 3), &mut |p, seq| {
-                    owned.push((p.to_string(), seq))
+                .event_owners("ws_a", &position, until, 2, &mut |p, seq| {
+                    page.push((p.to_string(), seq))
                 })
                 .unwrap();
-            count += n;
-            if skip == 3 {
-                position = next;
+            assert_eq!(n, page.len());
+            assert!(page
+                .iter()
+                .all(|(p, _)| until.is_none_or(|u| p.as_str() < u)));
+            owned.extend(page);
+            position = next;
+            if n < 2 {
+                break;
             }
         }
-        let end = count < 6;
-        if end {
-            break;
-        }
     }
+    // Each event once, by its owner (q0 and q1 before q2: three of the seven).
+    assert_eq!(owned.len(), 7);
+    assert_eq!(owned.iter().filter(|(p, _)| p.as_str() < "q2").count(), 3);
     owned.sort_by_key(|(_, seq)| *seq);
     let expected: Vec<(String, i64)> = owners
         .iter()
@@ -1499,7 +1505,7 @@ pub fn profiles_and_event_owners_read_in_storage_order(store: &dyn Store) {
     assert_eq!(owned, expected);
     // Another workspace's rows are not read.
     let (count, _) = store
-        .event_owners("ws_b", "", (0, 10), &mut |_, _| {
+        .event_owners("ws_b", "", None, 10, &mut |_, _| {
             panic!("ws_b has no owners")
         })
         .unwrap();
