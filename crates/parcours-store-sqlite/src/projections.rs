@@ -39,6 +39,57 @@ fn rowid_position(position: &str) -> Result<i64> {
         .map_err(|_| corrupt(format!("position `{position}`")))
 }
 
+impl SqliteStore {
+    /// Merged profiles through their index, in its order (merged_into, rowid): usually few,
+    /// where reading the table in rowid order reads every document. The position is
+    /// `rowid:merged_into` of the last row.
+    fn merged_profiles(
+        &self,
+        workspace: &str,
+        position: &str,
+        (skip, limit): (usize, usize),
+    ) -> Result<(Vec<ProfileRow>, String)> {
+        let (after_rowid, after_parent) = match position.split_once(':') {
+            Some((rowid, parent)) => (rowid_position(rowid)?, parent.to_string()),
+            None if position.is_empty() => (0, String::new()),
+            None => return Err(corrupt(format!("position `{position}`"))),
+        };
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT rowid, id, merged_into FROM profiles INDEXED BY profiles_merged_into
+                     WHERE workspace_id = ?1 AND merged_into IS NOT NULL AND (merged_into, rowid) > (?2, ?3)
+                     ORDER BY merged_into, rowid LIMIT ?4 OFFSET ?5",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![workspace, after_parent, after_rowid, limit as i64, skip as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            let mut last = position.to_string();
+            for row in rows {
+                let (rowid, id, parent) = row.map_err(backend)?;
+                last = format!("{rowid}:{parent}");
+                out.push(ProfileRow {
+                    id,
+                    merged_into: Some(parent),
+                    profile: None,
+                });
+            }
+            Ok((out, last))
+        })
+    }
+}
+
 fn decode(doc: &str) -> Result<Profile> {
     serde_json::from_str(doc).map_err(corrupt)
 }
@@ -641,6 +692,9 @@ impl Projections for SqliteStore {
         (skip, limit): (usize, usize),
         merged: bool,
     ) -> Result<(Vec<ProfileRow>, String)> {
+        if merged {
+            return self.merged_profiles(workspace, position, (skip, limit));
+        }
         let after = rowid_position(position)?;
         self.read_projections(|c| {
             // Rowid order reads the table front to back; `+` keeps SQLite off the id index.
