@@ -40,45 +40,38 @@ fn rowid_position(position: &str) -> Result<i64> {
 }
 
 impl SqliteStore {
-    /// Merged profiles through their index, in its order (merged_into, rowid): usually few,
-    /// where reading the table in rowid order reads every document. The position is
-    /// `rowid:merged_into` of the last row.
+    /// Merged profiles in the order of their index, (merged_into, id), which holds all that
+    /// is read: reading the table in rowid order reads every profile document. The position
+    /// is the last row's `[merged_into, id]`.
     fn merged_profiles(
         &self,
         workspace: &str,
         position: &str,
         (skip, limit): (usize, usize),
     ) -> Result<(Vec<ProfileRow>, String)> {
-        let (after_rowid, after_parent) = match position.split_once(':') {
-            Some((rowid, parent)) => (rowid_position(rowid)?, parent.to_string()),
-            None if position.is_empty() => (0, String::new()),
-            None => return Err(corrupt(format!("position `{position}`"))),
+        let (after_parent, after_id): (String, String) = match position {
+            "" => Default::default(),
+            p => serde_json::from_str(p).map_err(|_| corrupt(format!("position `{p}`")))?,
         };
         self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT rowid, id, merged_into FROM profiles INDEXED BY profiles_merged_into
-                     WHERE workspace_id = ?1 AND merged_into IS NOT NULL AND (merged_into, rowid) > (?2, ?3)
-                     ORDER BY merged_into, rowid LIMIT ?4 OFFSET ?5",
+                    "SELECT id, merged_into FROM profiles INDEXED BY profiles_merged_into
+                     WHERE workspace_id = ?1 AND merged_into IS NOT NULL AND (merged_into, id) > (?2, ?3)
+                     ORDER BY merged_into, id LIMIT ?4 OFFSET ?5",
                 )
                 .map_err(backend)?;
             let rows = st
                 .query_map(
-                    params![workspace, after_parent, after_rowid, limit as i64, skip as i64],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    },
+                    params![workspace, after_parent, after_id, limit as i64, skip as i64],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
             let mut last = position.to_string();
             for row in rows {
-                let (rowid, id, parent) = row.map_err(backend)?;
-                last = format!("{rowid}:{parent}");
+                let (id, parent) = row.map_err(backend)?;
+                last = serde_json::to_string(&(&parent, &id)).map_err(corrupt)?;
                 out.push(ProfileRow {
                     id,
                     merged_into: Some(parent),
