@@ -70,6 +70,9 @@ pub struct WorkspaceDefs {
     names: BTreeSet<String>,
     /// Some audience reads the profile itself (so any event may change it).
     reads_profile: bool,
+    /// Some audience reads events of any name ([`Condition::reads_every_event`]): a full
+    /// computation then reads each profile's whole timeline, as the real-time path does.
+    every_event: bool,
 }
 
 impl WorkspaceDefs {
@@ -176,6 +179,7 @@ pub fn load_definitions(
         let mut names: BTreeSet<String> = traits.iter().map(|t| t.def.event.clone()).collect();
         names.extend(audiences.iter().flat_map(|a| a.events.iter().cloned()));
         let reads_profile = audiences.iter().any(|a| a.reads_profile);
+        let every_event = audiences.iter().any(|a| a.condition.reads_every_event());
         out.insert(
             ws,
             WorkspaceDefs {
@@ -183,6 +187,7 @@ pub fn load_definitions(
                 traits,
                 names,
                 reads_profile,
+                every_event,
             },
         );
     }
@@ -562,6 +567,7 @@ impl AudienceProcessor {
         idle: bool,
     ) -> Result<usize> {
         self.recompute.retain(|ws, _| all.contains_key(ws));
+        let no_names = BTreeSet::new();
         let mut work = 0;
         for (ws, defs) in all {
             let stale = defs.stale();
@@ -575,7 +581,17 @@ impl AudienceProcessor {
                     ws.clone(),
                     Recompute {
                         versions: stale.clone(),
-                        held: Held::start(store, ws, &defs.names, self.held_max)?,
+                        // Nothing held when each profile's timeline is read anyway.
+                        held: Held::start(
+                            store,
+                            ws,
+                            if defs.every_event {
+                                &no_names
+                            } else {
+                                &defs.names
+                            },
+                            self.held_max,
+                        )?,
                         touched: HashSet::new(),
                         after: String::new(),
                         done: 0,
@@ -887,14 +903,19 @@ fn evaluate_page(
                         .iter()
                         .map(|p| p.id.clone())
                         .partition(|id| held.known_upto() == 0 || touched.contains(id));
+                    let read = if defs.every_event { &[][..] } else { names };
                     let mut inputs =
-                        store.audience_inputs(ws, &full, names, held.known_upto(), true)?;
+                        store.audience_inputs(ws, &full, read, held.known_upto(), true)?;
                     inputs.extend(store.audience_inputs(ws, &snapshot, &[], 0, false)?);
                     let full: HashSet<String> = full.into_iter().collect();
                     let mut write = AudienceWrite::default();
                     for profile in part {
                         let i = inputs.remove(&profile.id).unwrap_or_default();
-                        let (events, timer) = if full.contains(&profile.id) {
+                        let (events, timer) = if defs.every_event {
+                            let timeline =
+                                store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
+                            (facts(&timeline, &defs.names), i.timer)
+                        } else if full.contains(&profile.id) {
                             (held.facts(&i.known, &i.events), i.timer)
                         } else {
                             (held.owned_facts(&profile.id), held.timer(&profile.id))

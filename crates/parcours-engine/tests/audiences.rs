@@ -556,6 +556,30 @@ fn a_full_computation_writes_its_timers_at_the_end_and_keeps_earlier_real_time_o
     assert!(exits.iter().all(|c| c.at == T0 + 30 * DAY));
 }
 
+/// "Seen on store between two dates" counts events of any name (the channel statistics keep
+/// only the first and last sight): a full computation reads them as the real-time path does.
+#[test]
+fn a_full_computation_sees_a_channel_between_dates_through_events_of_any_name() {
+    const MAY_1: i64 = 1_777_593_600_000;
+    const MAY_15: i64 = 1_778_803_200_000;
+    const MAY_25: i64 = 1_779_667_200_000;
+    let mut w = World::new();
+    for (user, middle) in [("u1", true), ("u2", false)] {
+        w.track(user, "Page Viewed", MAY_1, Channel::Store, json!({}));
+        if middle {
+            w.track(user, "Product Viewed", MAY_15, Channel::Store, json!({}));
+        }
+        w.track(user, "Page Viewed", MAY_25, Channel::Store, json!({}));
+    }
+    w.run(T0);
+    w.audience(
+        "may",
+        r#"seen on store between "2026-05-10" and "2026-05-20""#,
+    );
+    w.run(T0 + 1);
+    assert_eq!(w.members("may"), vec![w.profile("u1")]);
+}
+
 #[test]
 fn definitions_are_checked_against_the_workspace() {
     let w = World::new();

@@ -163,6 +163,23 @@ impl Condition {
         found
     }
 
+    /// Whether the answer can depend on events of any name, not only those of
+    /// [`Condition::event_names`]: a channel seen between two dates (the profile's channel
+    /// statistics keep only the first and last sight, so the events in between count).
+    pub fn reads_every_event(&self) -> bool {
+        let mut found = false;
+        self.visit(&mut |c| {
+            found |= matches!(
+                c,
+                Condition::SeenOn {
+                    window: Window::Between { .. },
+                    ..
+                }
+            )
+        });
+        found
+    }
+
     fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Condition)) {
         f(self);
         match self {
