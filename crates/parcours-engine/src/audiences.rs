@@ -805,8 +805,15 @@ impl AudienceProcessor {
                             Some(v) => i.computed.insert(id.clone(), v),
                             None => i.computed.remove(id),
                         };
+                        let events = if defs.every_event {
+                            let timeline =
+                                store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
+                            facts(&timeline, &defs.names)
+                        } else {
+                            run.held.facts(&i.known, &i.events)
+                        };
                         let loaded = Loaded {
-                            events: run.held.facts(&i.known, &i.events),
+                            events,
                             computed: i.computed,
                             memberships: i.memberships.into_iter().collect(),
                             profile,
@@ -823,6 +830,11 @@ impl AudienceProcessor {
                     }
                     progress(run, finished, &mut write);
                     store.record(&write)?;
+                    // A full computation running meanwhile reads them in full, and keeps
+                    // the timers just written if earlier than its own.
+                    if let Some(r) = self.recompute.get_mut(ws) {
+                        r.touched.extend(ids);
+                    }
                     if finished {
                         self.rfm.remove(&key);
                         self.rfm_done.insert(key.clone(), (t.version, now));
