@@ -246,6 +246,17 @@ pub struct Loaded {
     pub memberships: BTreeSet<String>,
 }
 
+/// Every event of a profile (and of those merged into it) as conditions see them.
+fn timeline_facts(
+    store: &dyn Store,
+    ws: &str,
+    defs: &WorkspaceDefs,
+    profile: &str,
+) -> Result<Vec<EventFact>> {
+    let timeline = store.timeline(ws, profile, None, i32::MAX as usize)?;
+    Ok(facts(&timeline, &defs.names))
+}
+
 /// Loads what conditions need to know about a profile (following merges).
 pub fn load_profile(
     store: &dyn Store,
@@ -256,10 +267,7 @@ pub fn load_profile(
     let Some(profile) = store.profile(ws, profile)? else {
         return Ok(None);
     };
-    let events = facts(
-        &store.timeline(ws, &profile.id, None, i32::MAX as usize)?,
-        &defs.names,
-    );
+    let events = timeline_facts(store, ws, defs, &profile.id)?;
     let computed = store.computed_values(ws, &profile.id)?;
     let memberships = store
         .memberships(ws, &profile.id)?
@@ -806,9 +814,7 @@ impl AudienceProcessor {
                             None => i.computed.remove(id),
                         };
                         let events = if defs.every_event {
-                            let timeline =
-                                store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
-                            facts(&timeline, &defs.names)
+                            timeline_facts(store, ws, defs, &profile.id)?
                         } else {
                             run.held.facts(&i.known, &i.events)
                         };
@@ -924,9 +930,7 @@ fn evaluate_page(
                     for profile in part {
                         let i = inputs.remove(&profile.id).unwrap_or_default();
                         let (events, timer) = if defs.every_event {
-                            let timeline =
-                                store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
-                            (facts(&timeline, &defs.names), i.timer)
+                            (timeline_facts(store, ws, defs, &profile.id)?, i.timer)
                         } else if full.contains(&profile.id) {
                             (held.facts(&i.known, &i.events), i.timer)
                         } else {
