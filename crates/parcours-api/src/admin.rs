@@ -409,7 +409,7 @@ async fn quarantine_replay(
         batch_sent_at: None,
         batch_context: None,
         batch_integrations: None,
-        path_type: None,
+        path_type: entry.path_type,
     };
     let event = match check_event(&raw, &edge, &mut |_| {
         format!("quarantine-{}-{id}", entry.workspace_id)
@@ -699,8 +699,10 @@ async fn create_token(
 
 async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
-    let engine = state.engine.clone();
+    let state = state.clone();
     blocking(move || {
+        let engine = &state.engine;
+        let (processors, _) = processors(&state)?;
         Ok(Json(json!({
             "events": st.event_count(&ws)?,
             "profiles": st.profile_count(&ws)?,
@@ -708,9 +710,76 @@ async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
             // On PostgreSQL: how many of the 256 buckets this node applies (null when the node
             // applies every bucket on its own, on the embedded store).
             "buckets_held": engine.held_buckets().map(|b| b.len()),
+            "processors": processors,
         })))
     })
     .await
+}
+
+/// This node's processors (`state` ok, failing or lagging, with their health), and the first
+/// reason the node is not ready, if any. Runs on the blocking pool (it reads the store).
+fn processors(state: &AppState) -> Result<(Value, Option<ApiError>), ApiError> {
+    let engine = &state.engine;
+    let now = engine.now();
+    let grace = state.config.failing_after.as_millis() as i64;
+    let lags = [
+        ("unify", engine.unify_lag()?),
+        ("audiences", engine.audience_lag()?),
+    ];
+    let mut out = serde_json::Map::new();
+    let mut problem = None;
+    for (name, h) in engine.health().snapshot() {
+        let lag = lags.iter().find(|(n, _)| *n == name).map(|(_, l)| *l);
+        let failing = h.failing_since.is_some_and(|since| now - since >= grace);
+        let lagging =
+            state.config.max_lag_events > 0 && lag.is_some_and(|l| l > state.config.max_lag_events);
+        let status = if failing {
+            "failing"
+        } else if lagging {
+            "lagging"
+        } else {
+            "ok"
+        };
+        if problem.is_none() && (failing || lagging) {
+            let (code, message) = if failing {
+                (
+                    "processor_failing",
+                    format!(
+                        "the {name} processor has failed for {} s: {}",
+                        (now - h.failing_since.unwrap_or(now)) / 1000,
+                        h.last_error.as_deref().unwrap_or("unknown error")
+                    ),
+                )
+            } else {
+                (
+                    "processor_lagging",
+                    format!(
+                        "the {name} processor is {} events behind (limit {})",
+                        lag.unwrap_or_default(),
+                        state.config.max_lag_events
+                    ),
+                )
+            };
+            problem = Some(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                message,
+            ));
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "state": status,
+                "failures": h.failures,
+                "failing_since": h.failing_since.map(iso),
+                "last_error": h.last_error,
+                "last_success_at": h.last_success_at.map(iso),
+                "set_aside": h.set_aside,
+                "lag_events": lag,
+            }),
+        );
+    }
+    Ok((Value::Object(out), problem))
 }
 
 pub async fn healthz() -> Json<Value> {
@@ -725,9 +794,16 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
             "this node is starting or shutting down",
         ));
     }
-    let st = store(&state);
-    blocking(move || Ok(st.last_seq()?)).await?;
-    Ok(Json(json!({"status": "ready"})))
+    let state = state.clone();
+    blocking(move || {
+        state.engine.store().last_seq()?;
+        let (processors, problem) = processors(&state)?;
+        match problem {
+            Some(e) => Err(e),
+            None => Ok(Json(json!({"status": "ready", "processors": processors}))),
+        }
+    })
+    .await
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -24,10 +24,24 @@ pub use admin::{provision_workspace, Provisioned};
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Tracking requests per second allowed per workspace; 0 turns the limit off.
     pub rate_limit_per_second: u32,
+    /// `/readyz` fails when a processor has failed without a success for this long.
+    pub failing_after: std::time::Duration,
+    /// `/readyz` fails when a processor is this many events behind the log; 0 turns it off.
+    pub max_lag_events: i64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_second: 0,
+            failing_after: std::time::Duration::from_secs(30),
+            max_lag_events: 100_000,
+        }
+    }
 }
 
 pub struct AppState {

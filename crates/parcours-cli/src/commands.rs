@@ -367,6 +367,7 @@ pub fn import(
                     message_id: None,
                     received_at: now(),
                     body: text,
+                    path_type: None,
                 }),
         }
         if pending.events.len() + pending.quarantined.len() >= 2_000 {
@@ -498,7 +499,7 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
     let total = store.last_seq()?.max(0) as u64;
     let pb = bar(total, "replaying");
     let started = Instant::now();
-    let n = parcours_engine::replay(
+    let report = parcours_engine::replay(
         store.as_ref(),
         now(),
         parcours_engine::UNIFY_BATCH,
@@ -506,9 +507,17 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
     )?;
     pb.finish_and_clear();
     eprintln!(
-        "replayed {n} events in {:.1?}; identity graph and profiles rebuilt",
+        "replayed {} events in {:.1?}; identity graph and profiles rebuilt",
+        report.events,
         started.elapsed()
     );
+    if report.set_aside > 0 {
+        eprintln!(
+            "{} events could not be read or applied and were skipped; they are listed in the quarantine \
+             (GET /api/v1/quarantine?status=pending, codes unreadable_event and unprocessable_event)",
+            report.set_aside
+        );
+    }
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub bootstrap: Bootstrap,
     pub log: Log,
     pub destinations: Destinations,
+    pub health: Health,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +32,44 @@ pub struct Http {
     pub port: u16,
     /// Tracking requests per second per workspace; 0 = no limit.
     pub rate_limit_per_second: u32,
+    /// A client has this long to send a request's headers (and an idle keep-alive connection
+    /// is closed after it).
+    pub header_timeout_ms: u64,
+    /// A client has this long to send a request's body.
+    pub body_timeout_ms: u64,
+    /// Open connections one client address may hold; more are refused.
+    pub max_connections_per_ip: usize,
+}
+
+/// When `/readyz` says a node is not ready because of its processors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// A processor that has failed without a success for this many seconds.
+    pub failing_after_secs: u64,
+    /// A processor this many events behind the log; 0 turns the check off.
+    pub max_lag_events: i64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        let api = parcours_api::ApiConfig::default();
+        Self {
+            failing_after_secs: api.failing_after.as_secs(),
+            max_lag_events: api.max_lag_events,
+        }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// A bearer token that reads `/metrics` (an instance admin token does too).
+    pub token: Option<String>,
+    /// Whether `/metrics` needs a token; by default it does when `http.host` is not a
+    /// loopback address.
+    pub require_token: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +127,9 @@ pub struct Destinations {
     pub retry_max_ms: u64,
     /// How often an idle destination looks for new changes.
     pub poll_ms: u64,
+    /// Whether destinations may send to loopback, private, link-local and other non-public
+    /// addresses (off: a destination URL could otherwise reach internal services).
+    pub allow_private_addresses: bool,
 }
 
 impl Default for Destinations {
@@ -98,6 +141,7 @@ impl Default for Destinations {
             retry_base_ms: d.retry_base.as_millis() as u64,
             retry_max_ms: d.retry_max.as_millis() as u64,
             poll_ms: d.poll.as_millis() as u64,
+            allow_private_addresses: d.allow_private_addresses,
         }
     }
 }
@@ -111,6 +155,7 @@ impl Destinations {
             retry_base: Duration::from_millis(self.retry_base_ms.max(1)),
             retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms).max(1)),
             poll: Duration::from_millis(self.poll_ms.max(1)),
+            allow_private_addresses: self.allow_private_addresses,
         }
     }
 }
@@ -143,6 +188,8 @@ impl Default for Config {
             bootstrap: Bootstrap::default(),
             log: Log::default(),
             destinations: Destinations::default(),
+            health: Health::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -153,6 +200,9 @@ impl Default for Http {
             host: "127.0.0.1".into(),
             port: 8750,
             rate_limit_per_second: 0,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -243,6 +293,18 @@ impl Config {
     /// The PostgreSQL URL, if this node uses PostgreSQL.
     pub fn postgres(&self) -> Option<&str> {
         self.database.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// Whether `/metrics` needs a token: as configured, else when the node listens beyond
+    /// loopback.
+    pub fn metrics_require_token(&self) -> bool {
+        self.metrics.require_token.unwrap_or_else(|| {
+            let host = self.http.host.trim_matches(['[', ']']);
+            !(host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()))
+        })
     }
 
     /// Where the data lives, for messages.

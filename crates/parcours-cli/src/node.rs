@@ -152,6 +152,8 @@ impl Node {
             engine.clone(),
             ApiConfig {
                 rate_limit_per_second: config.http.rate_limit_per_second,
+                failing_after: Duration::from_secs(config.health.failing_after_secs),
+                max_lag_events: config.health.max_lag_events,
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();

@@ -9,7 +9,7 @@ use crate::identifier::{
     normalize_email, normalize_phone, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE, USER_ID,
 };
 use crate::rules::IdentityRules;
-use crate::spec::EventType;
+use crate::spec::{EventType, MAX_ID_CHARS};
 use crate::time::{EventKey, Millis};
 
 /// How consent reached Parcours (kept as proof, GDPR Art. 7).
@@ -27,6 +27,9 @@ pub const CONSENT_EVENTS: [&str; 2] = [
     "Consent Preference Updated",
     "Segment Consent Preference Updated",
 ];
+
+/// The longest identifier type (an external id's `type`) taken as an identifier.
+pub const MAX_KIND_CHARS: usize = 64;
 
 /// The stored columns of an event, besides its JSON body.
 #[derive(Debug, Clone)]
@@ -73,7 +76,9 @@ impl Observation {
         let mut ids = Vec::new();
         let mut push = |kind: &str, value: Option<String>| {
             if let Some(v) = value.map(|v| v.trim().to_string()) {
-                if !rules.is_blocked(&v) {
+                // An identifier is a key every store can index: longer ones are not keys.
+                let indexable = v.chars().count() <= MAX_ID_CHARS && kind.len() <= MAX_KIND_CHARS;
+                if indexable && !rules.is_blocked(&v) {
                     ids.push(Identifier::new(kind, v));
                 }
             }

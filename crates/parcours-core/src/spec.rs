@@ -4,20 +4,26 @@
 //! hot path allocates little and stores exactly what the client sent.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::channel::{Channel, ChannelHints};
+use crate::limits::{self, JsonProblem};
 use crate::time::{parse_timestamp, Millis};
 
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 pub const MAX_BATCH_EVENTS: usize = 2_500;
 pub const MAX_MESSAGE_ID_CHARS: usize = 100;
+/// `userId`, `anonymousId`, `previousId` and `groupId` (Segment drops a `groupId` over 500).
+pub const MAX_ID_CHARS: usize = 500;
+/// The earliest event time Parcours stores: 1970-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP: Millis = 0;
+/// The latest event time Parcours stores: 9999-12-31T23:59:59.999Z (the last instant an
+/// ISO-8601 date with a four-digit year can write, so every stored time exports and imports).
+pub const MAX_TIMESTAMP: Millis = 253_402_300_799_999;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,7 +204,18 @@ pub enum Violation {
     MissingPreviousId,
     MissingGroupId,
     MessageIdTooLong,
+    IdTooLong,
     InvalidTimestamp,
+    TimestampOutOfRange,
+    TooDeep,
+    TooManyKeys,
+    NumberOutOfRange,
+    InvalidString,
+    /// Stored before ingest checked the limits above, and unreadable by the processors: set
+    /// aside by the processor that met it (the event stays in the log, skipped).
+    UnreadableEvent,
+    /// A processor could not apply it (the store refused what it derived from it).
+    UnprocessableEvent,
 }
 
 impl Violation {
@@ -211,7 +228,26 @@ impl Violation {
             Violation::MissingPreviousId => "missing_previous_id",
             Violation::MissingGroupId => "missing_group_id",
             Violation::MessageIdTooLong => "message_id_too_long",
+            Violation::IdTooLong => "id_too_long",
             Violation::InvalidTimestamp => "invalid_timestamp",
+            Violation::TimestampOutOfRange => "timestamp_out_of_range",
+            Violation::TooDeep => "too_deep",
+            Violation::TooManyKeys => "too_many_keys",
+            Violation::NumberOutOfRange => "number_out_of_range",
+            Violation::InvalidString => "invalid_string",
+            Violation::UnreadableEvent => "unreadable_event",
+            Violation::UnprocessableEvent => "unprocessable_event",
+        }
+    }
+
+    /// The violation of a document that breaks one of the JSON [`limits`].
+    pub fn of_json(problem: &JsonProblem) -> Violation {
+        match problem {
+            JsonProblem::Syntax(_) => Violation::InvalidEvent,
+            JsonProblem::TooDeep => Violation::TooDeep,
+            JsonProblem::TooManyKeys => Violation::TooManyKeys,
+            JsonProblem::NumberOutOfRange => Violation::NumberOutOfRange,
+            JsonProblem::InvalidString => Violation::InvalidString,
         }
     }
 
@@ -228,7 +264,27 @@ impl Violation {
             Violation::MissingPreviousId => "an alias call needs a `previousId`",
             Violation::MissingGroupId => "a group call needs a non-empty `groupId`",
             Violation::MessageIdTooLong => "`messageId` is longer than 100 characters",
+            Violation::IdTooLong => {
+                "`userId`, `anonymousId`, `previousId` or `groupId` is longer than 500 characters"
+            }
             Violation::InvalidTimestamp => "a timestamp field is not an ISO-8601 date",
+            Violation::TimestampOutOfRange => {
+                "the event time, after clock-skew correction, is outside 1970-01-01 to 9999-12-31"
+            }
+            Violation::TooDeep => "objects and arrays are nested deeper than 64 levels",
+            Violation::TooManyKeys => "an object has more than 1000 keys",
+            Violation::NumberOutOfRange => {
+                "a number is beyond the range of a 64-bit float (about ±1.8e308)"
+            }
+            Violation::InvalidString => {
+                "a string holds a lone UTF-16 surrogate (such as \\ud800) or a NUL character"
+            }
+            Violation::UnreadableEvent => {
+                "the stored event could not be read; it was set aside and skipped"
+            }
+            Violation::UnprocessableEvent => {
+                "the event could not be applied; it was set aside and skipped"
+            }
         }
     }
 }
@@ -238,16 +294,16 @@ impl Violation {
 struct Head<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
-    #[serde(rename = "messageId", default, deserialize_with = "de_id")]
-    message_id: Option<String>,
-    #[serde(rename = "userId", default, deserialize_with = "de_id")]
-    user_id: Option<String>,
-    #[serde(rename = "anonymousId", default, deserialize_with = "de_id")]
-    anonymous_id: Option<String>,
-    #[serde(rename = "previousId", default, deserialize_with = "de_id")]
-    previous_id: Option<String>,
-    #[serde(rename = "groupId", default, deserialize_with = "de_id")]
-    group_id: Option<String>,
+    #[serde(borrow, rename = "messageId")]
+    message_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "userId")]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "anonymousId")]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "previousId")]
+    previous_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "groupId")]
+    group_id: Option<&'a RawValue>,
     #[serde(borrow)]
     event: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -288,40 +344,58 @@ struct DeviceHead<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
-/// Ids may arrive as strings or numbers; both are kept as strings. Empty strings are absent.
-fn de_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct IdVisitor;
-    impl<'de> Visitor<'de> for IdVisitor {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or a number")
+/// An id as the event gave it: a string (empty means absent) or a number, kept as its exact
+/// literal (`100000000000000000000001` stays that, where a float would round it).
+fn id_text(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(text).map_err(|e| format!("`{field}`: {e}"))?;
+            Ok((!s.trim().is_empty()).then_some(s))
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok((!v.trim().is_empty()).then(|| v.to_string()))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err(E::custom("an id must be a string or a number"))
-        }
+        Some(b'-' | b'0'..=b'9') => Ok(Some(text.to_string())),
+        _ if text == "null" => Ok(None),
+        _ => Err(format!("`{field}` must be a string or a number")),
     }
-    d.deserialize_option(IdVisitor)
+}
+
+/// The ids of an event, read from its head.
+struct Ids {
+    message_id: Option<String>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    previous_id: Option<String>,
+    group_id: Option<String>,
+}
+
+impl Ids {
+    fn of(head: &Head<'_>) -> Result<Ids, String> {
+        Ok(Ids {
+            message_id: id_text(head.message_id, "messageId")?,
+            user_id: id_text(head.user_id, "userId")?,
+            anonymous_id: id_text(head.anonymous_id, "anonymousId")?,
+            previous_id: id_text(head.previous_id, "previousId")?,
+            group_id: id_text(head.group_id, "groupId")?,
+        })
+    }
+
+    /// Whether an id is longer than [`MAX_ID_CHARS`].
+    fn too_long(&self) -> bool {
+        [
+            &self.user_id,
+            &self.anonymous_id,
+            &self.previous_id,
+            &self.group_id,
+        ]
+        .iter()
+        .any(|id| {
+            id.as_ref()
+                .is_some_and(|i| i.chars().count() > MAX_ID_CHARS)
+        })
+    }
 }
 
 /// An event that passed validation, ready for the event log.
@@ -347,6 +421,8 @@ pub struct QuarantinedEvent {
     pub message_id: Option<String>,
     pub received_at: Millis,
     pub body: String,
+    /// The type the endpoint named (`/v1/track` …): a replay reads the body as that type.
+    pub path_type: Option<EventType>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -391,11 +467,23 @@ pub fn check_event(
             message_id,
             received_at: edge.received_at,
             body: body.to_string(),
+            path_type: edge.path_type,
         })
     };
+    if let Err(problem) = limits::check_text(body) {
+        let detail = match &problem {
+            JsonProblem::Syntax(e) => Some(e.clone()),
+            _ => None,
+        };
+        return quarantine(Violation::of_json(&problem), detail, None);
+    }
     let head: Head<'_> = match serde_json::from_str(body) {
         Ok(h) => h,
         Err(e) => return quarantine(Violation::InvalidEvent, Some(e.to_string()), None),
+    };
+    let ids = match Ids::of(&head) {
+        Ok(ids) => ids,
+        Err(e) => return quarantine(Violation::InvalidEvent, Some(e), None),
     };
     let kind = match (edge.path_type, head.kind.as_deref()) {
         (Some(t), _) => t,
@@ -405,21 +493,24 @@ pub fn check_event(
                 return quarantine(
                     Violation::InvalidType,
                     Some(format!("type `{k}`")),
-                    head.message_id,
+                    ids.message_id,
                 )
             }
         },
-        (None, None) => return quarantine(Violation::InvalidType, None, head.message_id),
+        (None, None) => return quarantine(Violation::InvalidType, None, ids.message_id),
     };
-    if head
+    if ids
         .message_id
         .as_ref()
         .is_some_and(|m| m.chars().count() > MAX_MESSAGE_ID_CHARS)
     {
         return quarantine(Violation::MessageIdTooLong, None, None);
     }
-    if head.user_id.is_none() && head.anonymous_id.is_none() {
-        return quarantine(Violation::NoUserAnonId, None, head.message_id);
+    if ids.user_id.is_none() && ids.anonymous_id.is_none() {
+        return quarantine(Violation::NoUserAnonId, None, ids.message_id);
+    }
+    if ids.too_long() {
+        return quarantine(Violation::IdTooLong, None, ids.message_id);
     }
     let event = head
         .event
@@ -428,13 +519,13 @@ pub fn check_event(
         .filter(|e| !e.is_empty());
     match kind {
         EventType::Track if event.is_none() => {
-            return quarantine(Violation::MissingEventName, None, head.message_id)
+            return quarantine(Violation::MissingEventName, None, ids.message_id)
         }
-        EventType::Alias if head.previous_id.is_none() => {
-            return quarantine(Violation::MissingPreviousId, None, head.message_id)
+        EventType::Alias if ids.previous_id.is_none() => {
+            return quarantine(Violation::MissingPreviousId, None, ids.message_id)
         }
-        EventType::Group if head.group_id.is_none() => {
-            return quarantine(Violation::MissingGroupId, None, head.message_id)
+        EventType::Group if ids.group_id.is_none() => {
+            return quarantine(Violation::MissingGroupId, None, ids.message_id)
         }
         _ => {}
     }
@@ -455,10 +546,20 @@ pub fn check_event(
     let (timestamp, original, sent_at) = match times {
         Ok(t) => t,
         Err(detail) => {
-            return quarantine(Violation::InvalidTimestamp, Some(detail), head.message_id)
+            return quarantine(Violation::InvalidTimestamp, Some(detail), ids.message_id)
         }
     };
     let timestamp = corrected_timestamp(edge.received_at, timestamp, original, sent_at);
+    if !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&timestamp) {
+        let shown = |field: &Option<Cow<'_, str>>| field.as_deref().unwrap_or("none").to_string();
+        let detail = format!(
+            "{timestamp} ms since 1970-01-01 (timestamp {}, originalTimestamp {}, sentAt {})",
+            shown(&head.timestamp),
+            shown(&head.original_timestamp),
+            shown(&head.sent_at.clone().or(batch_sent_at)),
+        );
+        return quarantine(Violation::TimestampOutOfRange, Some(detail), ids.message_id);
+    }
     let ctx = head.context.unwrap_or_default();
     let hints = ChannelHints {
         explicit: ctx.channel.as_deref(),
@@ -469,13 +570,13 @@ pub fn check_event(
         has_user_agent: ctx.user_agent.is_some(),
     };
     let channel = Channel::derive(edge.source_channel, &hints);
-    let message_id = head.message_id.unwrap_or_else(|| assign_id(body));
+    let message_id = ids.message_id.unwrap_or_else(|| assign_id(body));
     Checked::Accepted(AcceptedEvent {
         message_id,
         kind,
         event: event.map(str::to_string),
-        user_id: head.user_id,
-        anonymous_id: head.anonymous_id,
+        user_id: ids.user_id,
+        anonymous_id: ids.anonymous_id,
         timestamp,
         received_at: edge.received_at,
         channel,
@@ -493,7 +594,8 @@ pub fn fingerprint(body: &str) -> String {
         .collect()
 }
 
-/// `timestamp = receivedAt − (sentAt − originalTimestamp)`, unless the client set `timestamp`.
+/// `timestamp = receivedAt − (sentAt − originalTimestamp)`, unless the client set `timestamp`
+/// (saturating: a time outside [`MIN_TIMESTAMP`]..=[`MAX_TIMESTAMP`] is refused anyway).
 pub fn corrected_timestamp(
     received_at: Millis,
     timestamp: Option<Millis>,
@@ -502,7 +604,7 @@ pub fn corrected_timestamp(
 ) -> Millis {
     match (timestamp, original, sent_at) {
         (Some(t), _, _) => t,
-        (None, Some(o), Some(s)) => received_at - (s - o),
+        (None, Some(o), Some(s)) => received_at.saturating_sub(s.saturating_sub(o)),
         (None, Some(o), None) => o,
         (None, None, _) => received_at,
     }
@@ -614,6 +716,123 @@ mod tests {
             )),
             Violation::MessageIdTooLong
         );
+    }
+
+    fn check_text(text: &str) -> Checked {
+        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        check_event(raw, &edge(None), &mut |_| "assigned".into())
+    }
+
+    #[test]
+    fn what_no_reader_could_read_is_quarantined_with_its_reason() {
+        let deep = format!(
+            r#"{{"type":"track","userId":"x","event":"E","properties":{{"a":{}1{}}}}}"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        for (text, expected) in [
+            (
+                r#"{"type":"track","userId":"x","event":"E","properties":{"n":1e400}}"#,
+                Violation::NumberOutOfRange,
+            ),
+            (
+                r#"{"type":"identify","userId":"x","traits":{"name":"\ud800"}}"#,
+                Violation::InvalidString,
+            ),
+            (
+                r#"{"type":"track","userId":"x","event":"E","properties":{"\udc00":1}}"#,
+                Violation::InvalidString,
+            ),
+            (
+                r#"{"type":"track","userId":"x\u0000","event":"E"}"#,
+                Violation::InvalidString,
+            ),
+            (deep.as_str(), Violation::TooDeep),
+        ] {
+            let Checked::Quarantined(q) = check_text(text) else {
+                panic!("accepted {text}")
+            };
+            assert_eq!(q.violation, expected, "{text}");
+            assert_eq!(q.body, text);
+        }
+    }
+
+    #[test]
+    fn numeric_ids_keep_their_exact_literal() {
+        let literals = [
+            "100000000000000000000001",
+            "100000000000000000000002",
+            "-7",
+            "1.50",
+        ];
+        for n in literals {
+            let text = format!(r#"{{"type":"track","event":"E","userId":{n},"messageId":{n}}}"#);
+            let Checked::Accepted(a) = check_text(&text) else {
+                panic!("{text}")
+            };
+            assert_eq!(a.user_id.as_deref(), Some(n));
+            assert_eq!(a.message_id, n);
+        }
+        let Checked::Quarantined(q) =
+            check_text(r#"{"type":"track","event":"E","userId":{"id":1}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(q.violation, Violation::InvalidEvent);
+    }
+
+    #[test]
+    fn ids_over_500_characters_are_quarantined() {
+        let long = "u".repeat(MAX_ID_CHARS + 1);
+        assert_eq!(
+            violation(check(
+                json!({"type":"track","event":"E","userId":long}),
+                None
+            )),
+            Violation::IdTooLong
+        );
+        let fine = "u".repeat(MAX_ID_CHARS);
+        assert!(matches!(
+            check(json!({"type":"group","userId":fine,"groupId":fine}), None),
+            Checked::Accepted(_)
+        ));
+    }
+
+    #[test]
+    fn event_times_outside_years_1970_to_9999_are_quarantined() {
+        // A device clock at the end of time: the correction lands thousands of years back.
+        let skewed = json!({"type":"track","event":"E","userId":"u",
+            "originalTimestamp":"2026-01-01T00:00:00Z","sentAt":"9999-12-31T00:00:00Z"});
+        let Checked::Quarantined(q) = check(skewed, None) else {
+            panic!()
+        };
+        assert_eq!(q.violation, Violation::TimestampOutOfRange);
+        assert!(q.detail.unwrap().contains("sentAt 9999-12-31"));
+        let before =
+            json!({"type":"track","event":"E","userId":"u","timestamp":"1969-12-31T23:59:59Z"});
+        assert_eq!(
+            violation(check(before, None)),
+            Violation::TimestampOutOfRange
+        );
+        for (sent, stored) in [
+            ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
+            ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+        ] {
+            let e = json!({"type":"track","event":"E","userId":"u","timestamp":sent});
+            let Checked::Accepted(a) = check(e, None) else {
+                panic!("{sent}")
+            };
+            assert_eq!(crate::time::format_timestamp(a.timestamp), stored);
+        }
+    }
+
+    #[test]
+    fn quarantined_events_of_typed_endpoints_keep_the_type() {
+        let Checked::Quarantined(q) = check(json!({"event":"E"}), Some(EventType::Track)) else {
+            panic!()
+        };
+        assert_eq!(q.violation, Violation::NoUserAnonId);
+        assert_eq!(q.path_type, Some(EventType::Track));
     }
 
     #[test]

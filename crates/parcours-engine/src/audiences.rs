@@ -1149,12 +1149,21 @@ fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis
     Ok(changes.len())
 }
 
+/// The processor's name in health reports.
+pub const AUDIENCES: &str = "audiences";
+
+/// The processor's place in the log (what unify applied up to it has been evaluated).
+pub fn position(store: &dyn Store) -> Result<i64> {
+    store.audience_cursor(CURSOR)
+}
+
 pub(crate) fn start(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     wake: Arc<crate::Wake>,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
+    health: Arc<crate::health::Health>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("parcours-audiences".into())
@@ -1169,15 +1178,18 @@ pub(crate) fn start(
                     }
                 }
                 match processor.step(store.as_ref(), clock.now(), 2_000) {
-                    Ok(r) if r.is_idle() => wake.wait(Duration::from_millis(50)),
                     Ok(r) => {
+                        health.succeeded(AUDIENCES, clock.now());
+                        if r.is_idle() {
+                            wake.wait(Duration::from_millis(50));
+                        }
                         metrics::counter!("parcours_audience_events_total")
                             .increment(r.events as u64);
                         metrics::counter!("parcours_audience_changes_published_total")
                             .increment(r.published as u64);
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "audience processing failed; retrying");
+                        health.failed(AUDIENCES, clock.now(), &e);
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }

@@ -77,6 +77,9 @@ fn enabled() -> bool {
     true
 }
 
+/// The supervisor's name in health reports.
+pub const DESTINATIONS: &str = "destinations";
+
 /// How destinations are delivered (the same for every destination of a node).
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -89,6 +92,9 @@ pub struct SyncConfig {
     pub retry_max: Duration,
     /// How often an idle worker looks for new changes.
     pub poll: Duration,
+    /// Whether receivers may be on loopback, private, link-local or other non-public
+    /// addresses.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for SyncConfig {
@@ -99,6 +105,7 @@ impl Default for SyncConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             poll: Duration::from_millis(200),
+            allow_private_addresses: false,
         }
     }
 }
@@ -752,6 +759,7 @@ pub(crate) fn start(
     board: StatusBoard,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
+    health: Arc<crate::health::Health>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("parcours-destinations".into())
@@ -760,6 +768,7 @@ pub(crate) fn start(
             while !stop.load(Ordering::SeqCst) {
                 match store.definitions(None) {
                     Ok(defs) => {
+                        health.succeeded(DESTINATIONS, clock.now());
                         let mut wanted = BTreeMap::new();
                         for d in defs.into_iter().filter(|d| d.kind == DefinitionKind::Destination) {
                             let key = (d.workspace_id.clone(), d.id.clone());
@@ -820,7 +829,7 @@ pub(crate) fn start(
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot read destinations"),
+                    Err(e) => health.failed(DESTINATIONS, clock.now(), &e),
                 }
                 for _ in 0..20 {
                     if stop.load(Ordering::SeqCst) {

@@ -7,6 +7,7 @@
 pub mod audiences;
 pub mod cluster;
 pub mod destinations;
+pub mod health;
 mod held;
 mod ingest;
 mod unify;
@@ -20,7 +21,7 @@ use parcours_core::time::{Clock, Millis};
 use parcours_store::{AppendOutcome, IngestBatch, Store, StoreError};
 
 pub use cluster::ClusterConfig;
-pub use unify::{replay, step as unify_step, undo_merge, UndoOutcome, Unifier};
+pub use unify::{replay, step as unify_step, undo_merge, ReplayReport, UndoOutcome, Unifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -109,6 +110,7 @@ pub struct Engine {
     threads: Mutex<Vec<JoinHandle<()>>>,
     ownership: Option<Arc<cluster::Ownership>>,
     deliveries: destinations::StatusBoard,
+    health: Arc<health::Health>,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
         }
         let audience_wake = Arc::new(Wake::default());
         let deliveries = destinations::StatusBoard::default();
+        let health = Arc::new(health::Health::default());
         if config.unify {
             threads.push(unify::start(
                 store.clone(),
@@ -139,6 +142,7 @@ impl Engine {
                 audience_wake.clone(),
                 stop.clone(),
                 ownership.clone(),
+                health.clone(),
             ));
             if config.audiences {
                 threads.push(audiences::start(
@@ -147,6 +151,7 @@ impl Engine {
                     audience_wake.clone(),
                     stop.clone(),
                     ownership.clone(),
+                    health.clone(),
                 ));
                 threads.push(destinations::start(
                     store.clone(),
@@ -155,6 +160,7 @@ impl Engine {
                     deliveries.clone(),
                     stop.clone(),
                     ownership.clone(),
+                    health.clone(),
                 ));
             }
         }
@@ -168,7 +174,18 @@ impl Engine {
             threads: Mutex::new(threads),
             ownership,
             deliveries,
+            health,
         })
+    }
+
+    /// How this node's processors are doing.
+    pub fn health(&self) -> &health::Health {
+        &self.health
+    }
+
+    /// How many events unify has applied that the audience processor has not read yet.
+    pub fn audience_lag(&self) -> Result<i64, EngineError> {
+        Ok((self.store.processed_seq()? - audiences::position(self.store.as_ref())?).max(0))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -191,6 +208,11 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         sender.ok_or(EngineError::ShuttingDown)?.submit(batch).await
+    }
+
+    /// Wakes the unify processor (events were written to the log without [`Engine::ingest`]).
+    pub fn wake_unify(&self) {
+        self.wake.notify();
     }
 
     /// How many committed events the unify processor has not applied yet.

@@ -1,6 +1,9 @@
 //! The unify processor: applies committed events, in log order, to the identity graph and the
 //! profiles, in transactions that also move the processing cursor (each event is applied
 //! exactly once). It loads only the part of the graph each event touches.
+//!
+//! No event can stop it: one it cannot read, or one whose changes the store refuses, is set
+//! aside in the quarantine (the event stays in the log) and skipped, and the rest go on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +16,17 @@ use parcours_core::graph::{Lateness, Separation};
 use parcours_core::identifier::Identifier;
 use parcours_core::observation::Observation;
 use parcours_core::rules::IdentityRules;
+use parcours_core::spec::Violation;
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Graph;
 use parcours_store::{ProjectionTx, Result, Store, StoreError, StoredEvent};
 
+use crate::health::Health;
+
+/// The processor's name in health reports and metrics.
+pub const UNIFY: &str = "unify";
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -25,11 +35,12 @@ pub(crate) fn start(
     applied: Arc<crate::Wake>,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
+    health: Arc<Health>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("parcours-unify".into())
         .spawn(move || {
-            let mut unifier = Unifier::default();
+            let mut unifier = Unifier::default().reporting_to(health.clone());
             while !stop.load(Ordering::SeqCst) {
                 let result = match &ownership {
                     None => unifier.step(store.as_ref(), clock.now(), batch),
@@ -39,14 +50,18 @@ pub(crate) fn start(
                     }
                 };
                 match result {
-                    Ok(0) => wake.wait(Duration::from_millis(if ownership.is_some() {
-                        50
-                    } else {
-                        200
-                    })),
                     Ok(n) => {
-                        metrics::counter!("parcours_events_unified_total").increment(n as u64);
-                        applied.notify();
+                        health.succeeded(UNIFY, clock.now());
+                        if n == 0 {
+                            wake.wait(Duration::from_millis(if ownership.is_some() {
+                                50
+                            } else {
+                                200
+                            }));
+                        } else {
+                            metrics::counter!("parcours_events_unified_total").increment(n as u64);
+                            applied.notify();
+                        }
                     }
                     Err(StoreError::Conflict(e)) if ownership.is_some() => {
                         // A lease moved (rebalancing or takeover): pick up the new set.
@@ -54,7 +69,7 @@ pub(crate) fn start(
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "unify failed; retrying");
+                        health.failed(UNIFY, clock.now(), &e);
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }
@@ -78,9 +93,53 @@ const CACHE_PROFILES: usize = 200_000;
 pub struct Unifier {
     loaded: BTreeMap<String, Loaded>,
     seen: Option<(i64, i64)>,
+    /// After the store refused a page: events up to this one are applied one per
+    /// transaction, to find the one it refuses.
+    isolate_upto: Option<i64>,
+    /// Events set aside (in the quarantine) since this processor started: skipped.
+    skip: BTreeSet<i64>,
+    /// Events set aside since this processor started.
+    set_aside: u64,
+    health: Option<Arc<Health>>,
 }
 
 impl Unifier {
+    /// Reports set-aside events to a node's health.
+    pub fn reporting_to(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// How many events this processor set aside (quarantined as unreadable or unprocessable).
+    pub fn set_aside_count(&self) -> u64 {
+        self.set_aside
+    }
+
+    /// Moves an event to the quarantine: it stays in the log and is skipped from now on.
+    fn set_aside(
+        &mut self,
+        store: &dyn Store,
+        e: &StoredEvent,
+        violation: Violation,
+        error: &str,
+        now: Millis,
+    ) -> Result<()> {
+        store.set_aside(e, violation, error, now)?;
+        self.note_set_aside(e, violation, error);
+        Ok(())
+    }
+
+    /// Counts and reports an event already in the quarantine, and skips it from now on.
+    fn note_set_aside(&mut self, e: &StoredEvent, violation: Violation, error: &str) {
+        self.skip.insert(e.seq);
+        self.set_aside += 1;
+        let what = format!("event {} of workspace {}", e.seq, e.workspace_id);
+        match &self.health {
+            Some(h) => h.set_aside(UNIFY, violation, &what, error),
+            None => tracing::warn!(code = violation.code(), what, error, "event set aside"),
+        }
+    }
+
     /// Applies the next events of the whole log (a single node owns every bucket). Returns
     /// how many events it read.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
@@ -106,12 +165,54 @@ impl Unifier {
         self.step_scoped(store, now, batch, Some((node, buckets)))
     }
 
+    /// One step, with the events the store refuses found and set aside: a page it refuses is
+    /// applied again one event per transaction, and the event it still refuses alone is
+    /// moved to the quarantine.
     fn step_scoped(
         &mut self,
         store: &dyn Store,
         now: Millis,
         batch: usize,
         owner: Option<(&str, &[u16])>,
+    ) -> Result<usize> {
+        loop {
+            let size = if self.isolate_upto.is_some() {
+                1
+            } else {
+                batch
+            };
+            let mut page: Vec<StoredEvent> = Vec::new();
+            match self.step_page(store, now, size, owner, &mut page) {
+                Ok(n) => {
+                    if self
+                        .isolate_upto
+                        .is_some_and(|upto| page.last().is_none_or(|e| e.seq >= upto))
+                    {
+                        self.isolate_upto = None;
+                    }
+                    return Ok(n);
+                }
+                Err(StoreError::Rejected(error)) => match page.as_slice() {
+                    [one] => {
+                        self.set_aside(store, one, Violation::UnprocessableEvent, &error, now)?
+                    }
+                    [.., last] => self.isolate_upto = Some(last.seq),
+                    [] => return Err(StoreError::Rejected(error)),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Applies one page of events; `page` receives the events it read (to know which one a
+    /// refusal came from).
+    fn step_page(
+        &mut self,
+        store: &dyn Store,
+        now: Millis,
+        batch: usize,
+        owner: Option<(&str, &[u16])>,
+        page: &mut Vec<StoredEvent>,
     ) -> Result<usize> {
         let every = bucket::all();
         let buckets = owner.map_or(&every[..], |(_, b)| b);
@@ -125,6 +226,8 @@ impl Unifier {
         let rules = rules_by_workspace(store)?;
         let loaded = &mut self.loaded;
         let seen = &mut self.seen;
+        let skip = &self.skip;
+        let mut unreadable: Vec<(StoredEvent, String)> = Vec::new();
         let mut read = 0;
         let result = store.transact(&mut |tx| {
             if let Some((node, _)) = owner {
@@ -152,15 +255,18 @@ impl Unifier {
             for (b, c) in buckets.iter().zip(&cursors) {
                 cursor_of[usize::from(*b)] = *c;
             }
-            // A bucket ahead of the others already applied its part of this page.
+            // A bucket ahead of the others already applied its part of this page; events set
+            // aside are skipped.
             let events: Vec<StoredEvent> = events
                 .into_iter()
                 .filter(|e| {
                     cursor_of
                         .get(usize::from(e.bucket))
                         .is_some_and(|cursor| e.seq > *cursor)
+                        && !skip.contains(&e.seq)
                 })
                 .collect();
+            page.clone_from(&events);
             let mut workspaces: Vec<&str> =
                 events.iter().map(|e| e.workspace_id.as_str()).collect();
             workspaces.sort_unstable();
@@ -175,7 +281,12 @@ impl Unifier {
                     .get(ws)
                     .is_some_and(|r| r.config == l.graph.rules().config)
             });
-            process_events(tx, loaded, &events, &rules, now)?;
+            unreadable.clear();
+            process_events(tx, loaded, &events, &rules, now, &mut unreadable)?;
+            // In the quarantine before the cursor moves past them (an entry is made once).
+            for (e, error) in &unreadable {
+                store.set_aside(e, Violation::UnreadableEvent, error, now)?;
+            }
             tx.advance_buckets(buckets, upto)?;
             *seen = Some((upto, state.1));
             Ok(())
@@ -185,6 +296,9 @@ impl Unifier {
             self.seen = None;
         }
         result?;
+        for (e, error) in unreadable {
+            self.note_set_aside(&e, Violation::UnreadableEvent, &error);
+        }
         self.loaded
             .retain(|_, l| l.graph.profiles.len() <= CACHE_PROFILES);
         Ok(read)
@@ -265,34 +379,42 @@ impl Loaded {
     }
 }
 
-fn observe(e: &StoredEvent, rules: &IdentityRules) -> Result<Observation> {
-    let body = serde_json::from_str(&e.body)
-        .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.seq)))?;
+/// What an event tells the graph, or why its body cannot be read (an event stored before
+/// ingest checked the limits every reader has).
+fn observe(e: &StoredEvent, rules: &IdentityRules) -> std::result::Result<Observation, String> {
+    let body = serde_json::from_str(&e.body).map_err(|err| err.to_string())?;
     Ok(Observation::from_event(&e.meta(), &body, rules))
 }
 
 /// Applies events (in log order) to the projections inside one transaction, reading the
-/// graph through `loaded` (kept by the caller between transactions).
+/// graph through `loaded` (kept by the caller between transactions). Events whose body
+/// cannot be read are skipped and listed in `unreadable`.
 fn process_events(
     tx: &mut dyn ProjectionTx,
     loaded: &mut BTreeMap<String, Loaded>,
     events: &[StoredEvent],
     rules: &HashMap<String, IdentityRules>,
     now: Millis,
+    unreadable: &mut Vec<(StoredEvent, String)>,
 ) -> Result<()> {
     let default_rules = IdentityRules::default();
-    let observed = events
-        .iter()
-        .map(|e| {
-            observe(
-                e,
-                rules.get(e.workspace_id.as_str()).unwrap_or(&default_rules),
-            )
-        })
-        .collect::<Result<Vec<Observation>>>()?;
+    let mut readable: Vec<&StoredEvent> = Vec::with_capacity(events.len());
+    let mut observed: Vec<Observation> = Vec::with_capacity(events.len());
+    for e in events {
+        match observe(
+            e,
+            rules.get(e.workspace_id.as_str()).unwrap_or(&default_rules),
+        ) {
+            Ok(o) => {
+                readable.push(e);
+                observed.push(o);
+            }
+            Err(error) => unreadable.push((e.clone(), error)),
+        }
+    }
     // One round trip for what the whole step will look up, where the store benefits.
     let mut wanted: BTreeMap<&str, Vec<Identifier>> = BTreeMap::new();
-    for (e, obs) in events.iter().zip(&observed) {
+    for (e, obs) in readable.iter().zip(&observed) {
         wanted
             .entry(e.workspace_id.as_str())
             .or_default()
@@ -303,7 +425,7 @@ fn process_events(
         ids.dedup();
         tx.prefetch(ws, &ids)?;
     }
-    for (e, obs) in events.iter().zip(observed) {
+    for (e, obs) in readable.into_iter().zip(observed) {
         let ws = e.workspace_id.as_str();
         let rules = rules.get(ws).unwrap_or(&default_rules);
         if obs.identifiers.is_empty() {
@@ -411,10 +533,22 @@ fn rederive(
     tx.clear_profiles(ws, &old)?;
     let separations: Vec<Separation> = tx.separations(ws)?;
     let mut graph = Graph::new(ws, rules.clone(), separations);
-    let observations = events
+    // Every event of a profile was read once when it was applied; one that cannot be read
+    // never was (it was set aside).
+    let observations: Vec<Observation> = events
         .iter()
-        .map(|e| observe(e, rules))
-        .collect::<Result<Vec<_>>>()?;
+        .filter_map(|e| match observe(e, rules) {
+            Ok(o) => Some(o),
+            Err(error) => {
+                tracing::warn!(
+                    seq = e.seq,
+                    error,
+                    "unreadable event left out of a re-derivation"
+                );
+                None
+            }
+        })
+        .collect();
     graph.fold(&observations);
     let owner: HashMap<i64, String> = graph.pending_assignments().into_iter().collect();
     flush(tx, &mut graph, now)?;
@@ -485,13 +619,23 @@ pub fn undo_merge(
     })
 }
 
-/// Rebuilds every projection from the event log. `progress(done, total)` reports along the way.
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Events read from the log.
+    pub events: u64,
+    /// Events that could not be read or applied: skipped and listed in the quarantine.
+    pub set_aside: u64,
+}
+
+/// Rebuilds every projection from the event log. `progress(done, total)` reports along the
+/// way. An event that cannot be read or applied is set aside (in the quarantine) and skipped.
 pub fn replay(
     store: &dyn Store,
     now: Millis,
     batch: usize,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<u64> {
+) -> Result<ReplayReport> {
     store.transact(&mut |tx| tx.reset_all())?;
     // Memberships are projections too: the next node computes every audience again.
     store.reset_audiences()?;
@@ -506,5 +650,8 @@ pub fn replay(
         done += n as u64;
         progress(store.processed_seq()?.max(0) as u64, total);
     }
-    Ok(done)
+    Ok(ReplayReport {
+        events: done,
+        set_aside: unifier.set_aside_count(),
+    })
 }

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use parcours_core::channel::Channel;
-use parcours_core::spec::EventType;
+use parcours_core::spec::{EventType, Violation};
 use parcours_core::time::{day_start, parse_timestamp, Millis, DAY};
 use parcours_store::{
     AppendOutcome, EventLog, IngestBatch, Quarantine, QuarantineEntry, QuarantineStatus, Result,
@@ -186,23 +186,29 @@ async fn append_in(
         columns
             .insert(conn, &batch.workspace_id, &batch.source_id)
             .await?;
+        // The same invalid body again is one more occurrence of its entry (which needs
+        // looking at again if it was resolved).
         for q in &batch.quarantined {
-            let reason = match &q.detail {
-                Some(d) => format!("{}: {d}", q.violation.message()),
-                None => q.violation.message().to_string(),
-            };
             let done = sqlx::query(
-                "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body, fingerprint)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workspace_id, fingerprint) DO NOTHING",
+                "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
+                                         fingerprint, last_seen, sources, path_type)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $3, ARRAY[$2], $9)
+                 ON CONFLICT (workspace_id, fingerprint) DO UPDATE SET
+                   occurrences = quarantine.occurrences + 1,
+                   last_seen = greatest(coalesce(quarantine.last_seen, quarantine.received_at), excluded.received_at),
+                   sources = CASE WHEN excluded.source_id = ANY(quarantine.sources) THEN quarantine.sources
+                                  ELSE array_append(quarantine.sources, excluded.source_id) END,
+                   status = 'pending', resolved_at = NULL",
             )
             .bind(&batch.workspace_id)
             .bind(&batch.source_id)
             .bind(q.received_at)
             .bind(q.violation.code())
-            .bind(reason)
+            .bind(parcours_store::quarantine_reason(q.violation, q.detail.as_deref()))
             .bind(&q.message_id)
             .bind(&q.body)
             .bind(parcours_core::spec::fingerprint(&q.body))
+            .bind(q.path_type.map(EventType::as_str))
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
@@ -404,11 +410,19 @@ fn partition_day(name: &str) -> Option<Millis> {
 }
 
 const QUARANTINE_COLS: &str =
-    "id, workspace_id, source_id, received_at, code, reason, message_id, body, status, resolved_at";
+    "id, workspace_id, source_id, received_at, code, reason, message_id, body, status, resolved_at,
+     occurrences, coalesce(last_seen, received_at), sources, path_type, seq";
 
 fn to_entry(r: &PgRow) -> Result<QuarantineEntry> {
     let status: String = r.try_get(8).map_err(backend)?;
+    let occurrences: i64 = r.try_get(10).map_err(backend)?;
+    let path_type: Option<String> = r.try_get(13).map_err(backend)?;
     Ok(QuarantineEntry {
+        occurrences: occurrences.max(0) as u64,
+        last_seen: r.try_get(11).map_err(backend)?,
+        sources: r.try_get(12).map_err(backend)?,
+        path_type: path_type.as_deref().and_then(EventType::parse),
+        seq: r.try_get(14).map_err(backend)?,
         id: r.try_get(0).map_err(backend)?,
         workspace_id: r.try_get(1).map_err(backend)?,
         source_id: r.try_get(2).map_err(backend)?,
@@ -460,6 +474,37 @@ impl Quarantine for PgStore {
         row.as_ref().map(to_entry).transpose()
     }
 
+    fn set_aside(
+        &self,
+        e: &StoredEvent,
+        violation: Violation,
+        detail: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        let done = self
+            .run(
+                sqlx::query(
+                    "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
+                                             fingerprint, last_seen, sources, path_type, seq)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $3, ARRAY[$2], $9, $10)
+                     ON CONFLICT (workspace_id, fingerprint) DO NOTHING",
+                )
+                .bind(&e.workspace_id)
+                .bind(&e.source_id)
+                .bind(at)
+                .bind(violation.code())
+                .bind(parcours_store::quarantine_reason(violation, Some(detail)))
+                .bind(&e.message_id)
+                .bind(&e.body)
+                .bind(parcours_store::set_aside_fingerprint(e.seq))
+                .bind(e.kind.as_str())
+                .bind(e.seq)
+                .execute(&self.pool),
+            )
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     fn resolve_quarantined(
         &self,
         workspace: &str,
@@ -500,8 +545,17 @@ impl Quarantine for PgStore {
                     StoreError::NotFound(format!("quarantined event {id}"))
                 });
             }
+            let set_aside: bool = sqlx::query_scalar(
+                "SELECT seq IS NOT NULL FROM quarantine WHERE workspace_id = $1 AND id = $2",
+            )
+            .bind(workspace)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let since = parcours_store::replacement_dedup_since(set_aside);
             let outcome = match replacement {
-                Some(b) => Some(append_in(&mut tx, &[b], i64::MIN).await?.remove(0)),
+                Some(b) => Some(append_in(&mut tx, &[b], since).await?.remove(0)),
                 None => None,
             };
             tx.commit().await.map_err(backend)?;

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_audiences.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_quarantine.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).
@@ -57,7 +61,17 @@ const MIGRATION_LOCK: i64 = 0x7061_7263_6f75_7273;
 const PARTITIONS_AHEAD: i64 = 3;
 
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    // SQLSTATE classes 22 (data exception: a NUL in text, a number out of range …) and 54
+    // (program limit exceeded: a key too long for its index) blame the data, not the server.
+    let refused = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("54"));
+    if refused {
+        StoreError::Rejected(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {

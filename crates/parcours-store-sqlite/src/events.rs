@@ -1,5 +1,5 @@
 use parcours_core::channel::Channel;
-use parcours_core::spec::EventType;
+use parcours_core::spec::{EventType, Violation};
 use parcours_core::time::Millis;
 use parcours_store::{
     AppendOutcome, EventLog, IngestBatch, Quarantine, QuarantineEntry, QuarantineStatus, Result,
@@ -122,27 +122,33 @@ fn append_in(
             out.stored += 1;
         }
     }
+    // The same invalid body again is one more occurrence of its entry (which needs looking at
+    // again if it was resolved).
     let mut quarantine = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body, fingerprint)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
+                                     fingerprint, last_seen, sources, path_type)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3, json_array(?2), ?9)
+             ON CONFLICT (workspace_id, fingerprint) DO UPDATE SET
+               occurrences = occurrences + 1,
+               last_seen = max(coalesce(last_seen, received_at), excluded.received_at),
+               sources = CASE WHEN EXISTS (SELECT 1 FROM json_each(quarantine.sources) WHERE value = excluded.source_id)
+                              THEN sources ELSE json_insert(sources, '$[#]', excluded.source_id) END,
+               status = 'pending', resolved_at = NULL",
         )
         .map_err(backend)?;
     for q in &batch.quarantined {
-        let reason = match &q.detail {
-            Some(d) => format!("{}: {d}", q.violation.message()),
-            None => q.violation.message().to_string(),
-        };
         out.quarantined += quarantine
             .execute(params![
                 batch.workspace_id,
                 batch.source_id,
                 q.received_at,
                 q.violation.code(),
-                reason,
+                parcours_store::quarantine_reason(q.violation, q.detail.as_deref()),
                 q.message_id,
                 q.body,
                 parcours_core::spec::fingerprint(&q.body),
+                q.path_type.map(EventType::as_str),
             ])
             .map_err(backend)?;
     }
@@ -317,10 +323,13 @@ impl EventLog for SqliteStore {
 }
 
 const QUARANTINE_COLS: &str =
-    "id, workspace_id, source_id, received_at, code, reason, message_id, body, status, resolved_at";
+    "id, workspace_id, source_id, received_at, code, reason, message_id, body, status, resolved_at,
+     occurrences, coalesce(last_seen, received_at), sources, path_type, seq";
 
 fn quarantine_row(r: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
     let status: String = r.get(8)?;
+    let sources: String = r.get(12)?;
+    let path_type: Option<String> = r.get(13)?;
     Ok(QuarantineEntry {
         id: r.get(0)?,
         workspace_id: r.get(1)?,
@@ -332,6 +341,11 @@ fn quarantine_row(r: &Row<'_>) -> rusqlite::Result<QuarantineEntry> {
         body: r.get(7)?,
         status: QuarantineStatus::parse(&status).unwrap_or(QuarantineStatus::Pending),
         resolved_at: r.get(9)?,
+        occurrences: r.get::<_, i64>(10)?.max(0) as u64,
+        last_seen: r.get(11)?,
+        sources: serde_json::from_str(&sources).unwrap_or_default(),
+        path_type: path_type.as_deref().and_then(EventType::parse),
+        seq: r.get(14)?,
     })
 }
 
@@ -371,6 +385,37 @@ impl Quarantine for SqliteStore {
         })
     }
 
+    fn set_aside(
+        &self,
+        e: &StoredEvent,
+        violation: Violation,
+        detail: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        let n = self
+            .writer()
+            .execute(
+                "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
+                                         fingerprint, last_seen, sources, path_type, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3, json_array(?2), ?9, ?10)
+                 ON CONFLICT (workspace_id, fingerprint) DO NOTHING",
+                params![
+                    e.workspace_id,
+                    e.source_id,
+                    at,
+                    violation.code(),
+                    parcours_store::quarantine_reason(violation, Some(detail)),
+                    e.message_id,
+                    e.body,
+                    parcours_store::set_aside_fingerprint(e.seq),
+                    e.kind.as_str(),
+                    e.seq,
+                ],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
     fn resolve_quarantined(
         &self,
         workspace: &str,
@@ -380,6 +425,15 @@ impl Quarantine for SqliteStore {
     ) -> Result<Option<AppendOutcome>> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
+        let set_aside: bool = tx
+            .query_row(
+                "SELECT seq IS NOT NULL FROM quarantine WHERE workspace_id = ?1 AND id = ?2",
+                params![workspace, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .unwrap_or(false);
         let status = if replacement.is_some() {
             QuarantineStatus::Replayed
         } else {
@@ -408,7 +462,7 @@ impl Quarantine for SqliteStore {
             });
         }
         let outcome = replacement
-            .map(|b| append_in(&tx, b, i64::MIN))
+            .map(|b| append_in(&tx, b, parcours_store::replacement_dedup_since(set_aside)))
             .transpose()?;
         tx.commit().map_err(backend)?;
         Ok(outcome)

@@ -34,6 +34,7 @@ const CHECKPOINT_BACKSTOP: u32 = 16_000;
 const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_buckets.sql"),
+    include_str!("../../../migrations/sqlite/0003_quarantine.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),
@@ -120,7 +121,12 @@ impl Drop for Checkpointer {
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    // A string or blob over SQLite's size limit blames the data, not the file.
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::TooBig) {
+        StoreError::Rejected(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {

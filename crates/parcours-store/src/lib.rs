@@ -27,6 +27,10 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The backend refused the data itself (a value out of its range, a key too long to
+    /// index): retrying the same write fails the same way.
+    #[error("the store refused the data: {0}")]
+    Rejected(String),
 }
 
 /// Workspaces, sources (write keys) and admin tokens.
@@ -102,8 +106,19 @@ pub trait Quarantine: Send + Sync {
         limit: usize,
     ) -> Result<Vec<QuarantineEntry>>;
     fn quarantine_entry(&self, workspace: &str, id: i64) -> Result<Option<QuarantineEntry>>;
+    /// Sets aside a stored event that a processor cannot read or apply (it stays in the log
+    /// and processors skip it): one entry per event, whatever the number of calls. Returns
+    /// whether the entry is new.
+    fn set_aside(
+        &self,
+        event: &StoredEvent,
+        violation: parcours_core::spec::Violation,
+        detail: &str,
+        at: Millis,
+    ) -> Result<bool>;
     /// Resolves a pending entry: appends the fixed event (if any) to the log and marks the
-    /// entry replayed (or discarded), in one transaction.
+    /// entry replayed (or discarded), in one transaction. The replacement of an event set
+    /// aside takes over its `messageId` (the original stays in the log, skipped).
     fn resolve_quarantined(
         &self,
         workspace: &str,

@@ -80,7 +80,8 @@ pub struct IngestBatch {
 pub struct AppendOutcome {
     pub stored: usize,
     pub duplicates: usize,
-    /// Newly quarantined (an invalid event already in quarantine is not counted again).
+    /// Invalid events quarantined (one already in quarantine counts as one more occurrence
+    /// of its entry).
     pub quarantined: usize,
 }
 
@@ -125,7 +126,26 @@ impl StoredEvent {
     /// The event as a Segment-spec object: what the client sent, plus the fields Parcours set
     /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel`).
     pub fn to_json(&self) -> Value {
-        let mut obj: Map<String, Value> = serde_json::from_str(&self.body).unwrap_or_default();
+        let mut obj: Map<String, Value> = match serde_json::from_str(&self.body) {
+            Ok(obj) => obj,
+            // Stored before ingest checked the limits every reader has: the stored columns,
+            // and the raw text as a string, so that an export loses nothing.
+            Err(_) => {
+                let mut obj = Map::new();
+                let columns = [
+                    ("userId", &self.user_id),
+                    ("anonymousId", &self.anonymous_id),
+                    ("event", &self.event),
+                ];
+                for (field, value) in columns {
+                    if let Some(v) = value {
+                        obj.insert(field.into(), Value::String(v.clone()));
+                    }
+                }
+                obj.insert("unreadableBody".into(), Value::String(self.body.clone()));
+                obj
+            }
+        };
         obj.insert("messageId".into(), Value::String(self.message_id.clone()));
         obj.insert("type".into(), Value::String(self.kind.as_str().into()));
         obj.insert(
@@ -176,7 +196,9 @@ impl QuarantineStatus {
 pub struct QuarantineEntry {
     pub id: i64,
     pub workspace_id: String,
+    /// The source of its first arrival.
     pub source_id: String,
+    /// When it first arrived.
     pub received_at: Millis,
     pub code: String,
     pub reason: String,
@@ -184,6 +206,43 @@ pub struct QuarantineEntry {
     pub body: String,
     pub status: QuarantineStatus,
     pub resolved_at: Option<Millis>,
+    /// How many times it arrived (the same invalid body is kept once and counted).
+    pub occurrences: u64,
+    /// When it last arrived.
+    pub last_seen: Millis,
+    /// Every source it arrived from, in order of first arrival.
+    pub sources: Vec<String>,
+    /// The type its endpoint named (`/v1/track` …), which a replay applies.
+    pub path_type: Option<EventType>,
+    /// For a stored event a processor set aside: its place in the event log.
+    pub seq: Option<i64>,
+}
+
+/// The reason a quarantine entry shows: the violation's message and its detail.
+pub fn quarantine_reason(
+    violation: parcours_core::spec::Violation,
+    detail: Option<&str>,
+) -> String {
+    match detail {
+        Some(d) => format!("{}: {d}", violation.message()),
+        None => violation.message().to_string(),
+    }
+}
+
+/// The dedup bound a quarantine replay appends with: a replacement of an event set aside takes
+/// over the `messageId` the original claimed (the original is skipped); any other is a
+/// duplicate if its `messageId` was ever accepted.
+pub fn replacement_dedup_since(set_aside: bool) -> Millis {
+    if set_aside {
+        Millis::MAX
+    } else {
+        Millis::MIN
+    }
+}
+
+/// The fingerprint that keeps one quarantine entry per event a processor set aside.
+pub fn set_aside_fingerprint(seq: i64) -> String {
+    parcours_core::spec::fingerprint(&format!("set aside: event {seq}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -130,3 +130,57 @@ macro_rules! on_each_store {
         }
     };
 }
+
+/// Polls `check` every 10 ms until it returns `Some`, for at most `within`; panics with
+/// `what` otherwise. Tests wait for the state they assert, never for a fixed time.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl TestNode {
+    /// The profile an identifier resolves to, once unify has applied it.
+    pub async fn profile_of(&self, token: &str, kind: &str, value: &str) -> Option<Value> {
+        let r = self
+            .client
+            .get(
+                &format!("/api/v1/profiles/lookup?type={kind}&value={value}"),
+                token,
+            )
+            .await
+            .unwrap();
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// A second workspace: its write key and admin token.
+    pub async fn second_workspace(&self, name: &str) -> (String, String) {
+        let r = self
+            .client
+            .post(
+                "/api/v1/workspaces",
+                ADMIN,
+                serde_json::json!({ "name": name }).to_string(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        (
+            v["write_key"].as_str().unwrap().to_string(),
+            v["admin_token"].as_str().unwrap().to_string(),
+        )
+    }
+}

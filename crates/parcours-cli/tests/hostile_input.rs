@@ -1,0 +1,455 @@
+//! One bad request must never stop Parcours: each finding of the hostile-input review, as it
+//! was reported, on both stores.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, start_on, Backend, TestNode, ADMIN, WRITE_KEY};
+use parcours_cli::commands::{export, import};
+use parcours_cli::config::Config;
+use parcours_core::channel::Channel;
+use parcours_core::spec::{AcceptedEvent, EventType};
+use parcours_store::IngestBatch;
+use serde_json::{json, Value};
+
+/// What the quarantine of the test node's workspace holds, by code.
+async fn quarantine(t: &TestNode) -> Vec<Value> {
+    let (status, list) = t.get("/api/v1/quarantine?status=all&limit=1000").await;
+    assert_eq!(status, 200);
+    list["events"].as_array().unwrap().clone()
+}
+
+fn with_code<'a>(entries: &'a [Value], code: &str) -> Vec<&'a Value> {
+    entries.iter().filter(|e| e["code"] == code).collect()
+}
+
+async fn poison_events_are_quarantined_and_stop_nobody(backend: Backend) {
+    let t = start_on("poison", backend, |_| {}).await;
+    let (other_key, other_admin) = t.second_workspace("Second brand").await;
+    let deep = format!(
+        r#"{{"userId":"x","event":"E","properties":{{"a":{}1{}}}}}"#,
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    let poisons = [
+        r#"{"userId":"x","event":"E","properties":{"n":1e400}}"#.to_string(),
+        r#"{"userId":"x","event":"E","properties":{"s":"\ud800"}}"#.to_string(),
+        r#"{"userId":"x","event":"E","properties":{"s":"nul\u0000"}}"#.to_string(),
+        deep,
+    ];
+    for body in &poisons {
+        let r = t
+            .client
+            .track("/v1/track", WRITE_KEY, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status, 200,
+            "acknowledged, as Segment does, and quarantined"
+        );
+    }
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            WRITE_KEY,
+            r#"{"userId":"x","traits":{"name":"\ud800"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Valid events around a poison one in the same batch are all applied.
+    let batch = r#"{"batch":[{"type":"identify","userId":"before","traits":{"email":"before@x.io"}},
+                  {"type":"track","userId":"x","event":"E","properties":{"n":-1e400}},
+                  {"type":"identify","userId":"after","traits":{"email":"after@x.io"}}]}"#;
+    assert_eq!(
+        t.client
+            .track("/v1/batch", WRITE_KEY, batch)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // The same workspace and another one go on, within a second.
+    let sent = tokio::time::Instant::now();
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            WRITE_KEY,
+            r#"{"userId":"same","traits":{"email":"same@x.io"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            &other_key,
+            r#"{"userId":"other","traits":{"plan":"gold"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    eventually(Duration::from_secs(1), "the same workspace unified", || {
+        t.profile_of(ADMIN, "user_id", "same")
+    })
+    .await;
+    eventually(
+        Duration::from_secs(1),
+        "the other workspace unified",
+        || t.profile_of(&other_admin, "user_id", "other"),
+    )
+    .await;
+    assert!(sent.elapsed() < Duration::from_secs(1));
+    for user in ["before", "after"] {
+        assert!(
+            t.profile_of(ADMIN, "user_id", user).await.is_some(),
+            "{user}"
+        );
+    }
+    assert!(
+        t.profile_of(ADMIN, "user_id", "x").await.is_none(),
+        "no poison event reached a profile"
+    );
+    let q = quarantine(&t).await;
+    assert_eq!(with_code(&q, "number_out_of_range").len(), 2);
+    assert_eq!(with_code(&q, "invalid_string").len(), 3);
+    assert_eq!(with_code(&q, "too_deep").len(), 1);
+    assert_eq!(t.store.event_count(&t.workspace).unwrap(), 3);
+    let r = t.client.get("/readyz", "").await.unwrap();
+    assert_eq!(r.status, 200);
+    t.stop().await;
+}
+
+/// An event as a store held it before ingest checked the limits (written to the log directly).
+fn legacy(mid: &str, user: &str, body: &str, ts: i64) -> AcceptedEvent {
+    AcceptedEvent {
+        message_id: mid.into(),
+        kind: EventType::Track,
+        event: Some("E".into()),
+        user_id: Some(user.into()),
+        anonymous_id: None,
+        timestamp: ts,
+        received_at: ts,
+        channel: Channel::Web,
+        body: body.into(),
+    }
+}
+
+async fn events_stored_before_the_limits_are_set_aside_and_replay_goes_on(backend: Backend) {
+    let mut t = start_on("legacy", backend, |_| {}).await;
+    let now = t.node.as_ref().unwrap().engine.now();
+    let events = vec![
+        legacy("ok-1", "first", r#"{"userId":"first","event":"E"}"#, now),
+        legacy(
+            "poison",
+            "x",
+            r#"{"userId":"x","event":"E","properties":{"n":1e400}}"#,
+            now,
+        ),
+        legacy("ok-2", "second", r#"{"userId":"second","event":"E"}"#, now),
+    ];
+    t.store
+        .append(
+            &[IngestBatch {
+                workspace_id: t.workspace.clone(),
+                source_id: "legacy".into(),
+                events,
+                quarantined: vec![],
+            }],
+            0,
+        )
+        .unwrap();
+    t.node.as_ref().unwrap().engine.wake_unify();
+    eventually(
+        Duration::from_secs(5),
+        "events after the poison unified",
+        || t.profile_of(ADMIN, "user_id", "second"),
+    )
+    .await;
+    assert!(t.profile_of(ADMIN, "user_id", "first").await.is_some());
+    let q = quarantine(&t).await;
+    let set_aside = with_code(&q, "unreadable_event");
+    assert_eq!(set_aside.len(), 1);
+    assert_eq!(set_aside[0]["message_id"], "poison");
+    assert!(set_aside[0]["seq"].as_i64().is_some());
+    let (_, status) = t.get("/api/v1/status").await;
+    assert_eq!(status["processors"]["unify"]["set_aside"], 1, "{status}");
+    assert_eq!(status["processors"]["unify"]["failures"], 0, "{status}");
+    assert_eq!(t.client.get("/readyz", "").await.unwrap().status, 200);
+
+    t.node.take().unwrap().stop().await;
+    let report = parcours_engine::replay(t.store.as_ref(), now, 2, &mut |_, _| {}).unwrap();
+    assert_eq!((report.events, report.set_aside), (3, 1));
+    assert!(t
+        .store
+        .lookup(
+            &t.workspace,
+            &parcours_core::identifier::Identifier::new("user_id", "second")
+        )
+        .unwrap()
+        .is_some());
+
+    // Export loses nothing of it.
+    let config = config_of(&t);
+    let mut out = Vec::new();
+    export(&config, "events", Some(&t.workspace), &mut out).unwrap();
+    let lines: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let poison = lines.iter().find(|l| l["messageId"] == "poison").unwrap();
+    assert_eq!(poison["userId"], "x");
+    assert_eq!(poison["event"], "E");
+    assert!(poison["unreadableBody"].as_str().unwrap().contains("1e400"));
+    t.stop().await;
+}
+
+/// The configuration of a test node's store, for the commands that open it themselves.
+fn config_of(t: &TestNode) -> Config {
+    Config {
+        data_dir: t.dir.clone(),
+        database: t.database.as_ref().map(|d| d.url().to_string()),
+        ..Config::default()
+    }
+}
+
+async fn numeric_message_ids_keep_every_digit(backend: Backend) {
+    let t = start_on("numeric-ids", backend, |_| {}).await;
+    let body = r#"{"batch":[
+        {"type":"track","userId":100000000000000000000001,"event":"E","messageId":100000000000000000000001},
+        {"type":"track","userId":100000000000000000000002,"event":"E","messageId":100000000000000000000002}]}"#;
+    assert_eq!(
+        t.client
+            .track("/v1/batch", WRITE_KEY, body)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        t.store.event_count(&t.workspace).unwrap(),
+        2,
+        "neither is a duplicate"
+    );
+    for n in ["100000000000000000000001", "100000000000000000000002"] {
+        let e = t
+            .store
+            .event_by_message_id(&t.workspace, n)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.user_id.as_deref(), Some(n));
+    }
+    t.stop().await;
+}
+
+async fn times_outside_the_range_are_quarantined_and_every_event_round_trips(backend: Backend) {
+    let t = start_on("time-range", backend, |_| {}).await;
+    let batch = json!({"batch": [
+        {"type":"track","userId":"u","event":"Skewed","messageId":"skewed",
+         "originalTimestamp":"2026-01-01T00:00:00Z","sentAt":"9999-12-31T00:00:00Z"},
+        {"type":"track","userId":"u","event":"First","messageId":"first","timestamp":"1970-01-01T00:00:00Z"},
+        {"type":"track","userId":"u","event":"Last","messageId":"last","timestamp":"9999-12-31T23:59:59.999Z"},
+        {"type":"identify","userId":"u","messageId":"id","traits":{"big":1e308,"tiny":-1e-300,"emoji":"\u{1F600}"}},
+        {"type":"page","anonymousId":"a","messageId":"page","name":"Home","sentAt":"2026-01-01T00:00:10Z",
+         "originalTimestamp":"2026-01-01T00:00:00Z"}
+    ]});
+    assert_eq!(t.send(batch).await.status, 200);
+    let q = quarantine(&t).await;
+    let skewed = with_code(&q, "timestamp_out_of_range");
+    assert_eq!(skewed.len(), 1);
+    assert_eq!(skewed[0]["message_id"], "skewed");
+    assert_eq!(t.store.event_count(&t.workspace).unwrap(), 4);
+
+    let mut out = Vec::new();
+    export(&config_of(&t), "events", Some(&t.workspace), &mut out).unwrap();
+    let file = t.dir.join("events.ndjson");
+    std::fs::write(&file, &out).unwrap();
+    let fresh = common::temp_dir("time-range-import");
+    let config = Config {
+        data_dir: fresh.clone(),
+        ..Config::default()
+    };
+    let store = parcours_cli::node::open_store(&config).unwrap();
+    let ws = parcours_cli::node::bootstrap(store.as_ref(), &config, 1_700_000_000_000)
+        .unwrap()
+        .unwrap()
+        .workspace
+        .id;
+    drop(store);
+    let report = import(&config, &file, None, Some(&ws), true).unwrap();
+    assert_eq!((report.stored, report.quarantined), (4, 0));
+    let store = parcours_cli::node::open_store(&config).unwrap();
+    for mid in ["first", "last", "id", "page"] {
+        let before = t
+            .store
+            .event_by_message_id(&t.workspace, mid)
+            .unwrap()
+            .unwrap();
+        let after = store.event_by_message_id(&ws, mid).unwrap().unwrap();
+        assert_eq!(
+            (
+                after.timestamp,
+                after.kind,
+                after.user_id,
+                after.anonymous_id
+            ),
+            (
+                before.timestamp,
+                before.kind,
+                before.user_id,
+                before.anonymous_id
+            ),
+            "{mid}"
+        );
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(&after.body).unwrap(),
+            serde_json::from_str(&before.body).unwrap(),
+        );
+        assert_eq!(a["traits"], b["traits"], "{mid}");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(fresh);
+    t.stop().await;
+}
+
+async fn the_quarantine_counts_every_occurrence(backend: Backend) {
+    let t = start_on("occurrences", backend, |_| {}).await;
+    let empties = json!({"batch": vec![json!({}); 2_500]});
+    assert_eq!(t.send(empties).await.status, 200);
+    assert_eq!(t.send(json!({"batch": [{}]})).await.status, 200);
+    let q = quarantine(&t).await;
+    assert_eq!(q.len(), 1, "one entry per invalid body: {q:?}");
+    assert_eq!(q[0]["occurrences"], 2_501);
+    assert_eq!(q[0]["code"], "invalid_type");
+    assert!(q[0]["last_seen"].as_i64().unwrap() >= q[0]["received_at"].as_i64().unwrap());
+    assert_eq!(q[0]["sources"].as_array().unwrap().len(), 1);
+    t.stop().await;
+}
+
+async fn quarantined_events_of_typed_endpoints_can_be_replayed(backend: Backend) {
+    let t = start_on("typed-replay", backend, |_| {}).await;
+    for (path, body) in [
+        ("/v1/track", r#"{"event":"Signed Up"}"#),
+        (
+            "/v1/t",
+            r#"{"userId":"u","event":"Big","properties":{"n":1e999}}"#,
+        ),
+    ] {
+        let r = t.client.track(path, WRITE_KEY, body).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let q = quarantine(&t).await;
+    let no_id = with_code(&q, "no_user_anon_id")[0];
+    assert_eq!(no_id["path_type"], "track");
+    let big = with_code(&q, "number_out_of_range")[0];
+    assert_eq!(big["path_type"], "track");
+    let fixed = r#"{"userId":"u","event":"Signed Up"}"#;
+    let r = t
+        .client
+        .post(
+            &format!("/api/v1/quarantine/{}/replay", no_id["id"]),
+            ADMIN,
+            fixed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = t
+        .client
+        .post(
+            &format!("/api/v1/quarantine/{}/replay", big["id"]),
+            ADMIN,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["code"], "still_invalid");
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("number_out_of_range"));
+    let r = t
+        .client
+        .post(
+            &format!("/api/v1/quarantine/{}/replay", big["id"]),
+            ADMIN,
+            r#"{"userId":"u","event":"Big","properties":{"n":1e300}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    t.unified().await;
+    let (_, events) = t.get("/api/v1/profiles/lookup?type=user_id&value=u").await;
+    assert_eq!(events["events"], 2);
+    t.stop().await;
+}
+
+on_each_store!(
+    poison_events_are_quarantined_and_stop_nobody,
+    events_stored_before_the_limits_are_set_aside_and_replay_goes_on,
+    numeric_message_ids_keep_every_digit,
+    times_outside_the_range_are_quarantined_and_every_event_round_trips,
+    the_quarantine_counts_every_occurrence,
+    quarantined_events_of_typed_endpoints_can_be_replayed,
+);
+
+/// PostgreSQL refuses a NUL character in text: an identifier holding one (from an event stored
+/// before ingest refused them) made every unify transaction fail. The page is applied again
+/// one event at a time and the one refused is set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_store_refuses_is_found_and_set_aside() {
+    let t = start_on("refused", Backend::Postgres, |_| {}).await;
+    let now = t.node.as_ref().unwrap().engine.now();
+    let identify = |mid: &str, user: &str, email: &str| AcceptedEvent {
+        kind: EventType::Identify,
+        event: None,
+        ..legacy(
+            mid,
+            user,
+            &json!({"userId": user, "traits": {"email": email}}).to_string(),
+            now,
+        )
+    };
+    let events = vec![
+        identify("a", "a", "a@x.io"),
+        identify("nul", "n", "n\u{0}@x.io"),
+        identify("b", "b", "b@x.io"),
+    ];
+    t.store
+        .append(
+            &[IngestBatch {
+                workspace_id: t.workspace.clone(),
+                source_id: "legacy".into(),
+                events,
+                quarantined: vec![],
+            }],
+            0,
+        )
+        .unwrap();
+    t.node.as_ref().unwrap().engine.wake_unify();
+    for user in ["a", "b"] {
+        eventually(
+            Duration::from_secs(10),
+            "the events around it unified",
+            || t.profile_of(ADMIN, "user_id", user),
+        )
+        .await;
+    }
+    let q = quarantine(&t).await;
+    let refused = with_code(&q, "unprocessable_event");
+    assert_eq!(refused.len(), 1, "{q:?}");
+    assert_eq!(refused[0]["message_id"], "nul");
+    assert!(
+        refused[0]["reason"].as_str().unwrap().contains("0x00"),
+        "{}",
+        refused[0]["reason"]
+    );
+    t.stop().await;
+}
