@@ -57,10 +57,18 @@ impl From<DefinitionError> for ApiError {
     }
 }
 
-fn progress(d: &Definition) -> Value {
-    let ready = d.computed_version >= d.version;
+/// A definition's computation: `ready`, `computing`, or `unreadable` (stored before
+/// definitions were checked against every reader's limits: it is not evaluated; delete it).
+fn progress(d: &Definition, readable: bool) -> Value {
+    let status = if !readable {
+        "unreadable"
+    } else if d.computed_version >= d.version {
+        "ready"
+    } else {
+        "computing"
+    };
     json!({
-        "status": if ready { "ready" } else { "computing" },
+        "status": status,
         "done": d.done,
         "total": d.total,
     })
@@ -76,18 +84,19 @@ fn audience_json(d: &Definition, size: u64) -> Value {
         "condition": doc.as_ref().map(|a| &a.condition),
         "version": d.version,
         "size": size,
-        "computation": progress(d),
+        "computation": progress(d, doc.is_some()),
         "created_at": format_timestamp(d.created_at),
         "updated_at": format_timestamp(d.updated_at),
     })
 }
 
 fn trait_json(d: &Definition) -> Value {
+    let readable = serde_json::from_value::<ComputedTrait>(d.doc.clone()).is_ok();
     json!({
         "id": d.id,
         "definition": d.doc,
         "version": d.version,
-        "computation": progress(d),
+        "computation": progress(d, readable),
         "created_at": format_timestamp(d.created_at),
         "updated_at": format_timestamp(d.updated_at),
     })
@@ -158,11 +167,10 @@ fn read_body(body: Option<Json<Value>>) -> Result<AudienceBody, ApiError> {
 
 fn condition_of(body: &AudienceBody) -> Result<audience::Condition, ApiError> {
     match (&body.definition, &body.condition) {
-        (Some(text), None) => audience::parse(text).map_err(|e| {
-            ApiError::bad_request("invalid_audience_syntax", format!("definition: {e}"))
-        }),
+        (Some(text), None) => audience::parse(text)
+            .map_err(|e| ApiError::bad_request(e.code, format!("definition: {e}"))),
         (None, Some(tree)) => audience::from_json(tree)
-            .map_err(|e| ApiError::bad_request("invalid_audience", format!("condition: {e}"))),
+            .map_err(|e| ApiError::bad_request(e.code, format!("condition: {e}"))),
         _ => Err(ApiError::bad_request(
             "invalid_audience",
             "give the condition either as text (`definition`) or as a JSON tree (`condition`)",

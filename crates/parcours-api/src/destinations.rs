@@ -53,10 +53,18 @@ fn read_body(body: Option<Json<Value>>) -> Result<Body, ApiError> {
     definition_body(body, "destination", "invalid_destination")
 }
 
-/// A destination as the API shows it; the secret only when it was just set.
+/// A destination as the API shows it; the secret only when it was just set. One whose stored
+/// definition cannot be read is shown as such (it can be deleted).
 fn destination_json(st: &dyn Store, state: &AppState, d: &Definition, reveal: bool) -> Api {
-    let doc: DestinationDoc = serde_json::from_value(d.doc.clone())
-        .map_err(|e| parcours_store::StoreError::Corrupt(format!("destination {}: {e}", d.id)))?;
+    let Ok(doc) = serde_json::from_value::<DestinationDoc>(d.doc.clone()) else {
+        return Ok(Json(json!({
+            "id": d.id,
+            "version": d.version,
+            "delivery": {"state": "unreadable"},
+            "created_at": format_timestamp(d.created_at),
+            "updated_at": format_timestamp(d.updated_at),
+        })));
+    };
     let secret = if reveal {
         doc.secret.clone()
     } else {

@@ -391,6 +391,220 @@ async fn quarantined_events_of_typed_endpoints_can_be_replayed(backend: Backend)
     t.stop().await;
 }
 
+/// A token of another role in the test node's workspace.
+async fn token(t: &TestNode, role: &str) -> String {
+    let r = t
+        .client
+        .post(
+            "/api/v1/tokens",
+            ADMIN,
+            json!({"name": role, "role": role}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    r.json()["secret"].as_str().unwrap().to_string()
+}
+
+async fn create_audience(t: &TestNode, token: &str, body: Value) -> (u16, Value) {
+    let r = t
+        .client
+        .post("/api/v1/audiences", token, body.to_string())
+        .await
+        .unwrap();
+    (r.status, r.json())
+}
+
+/// Waits until an audience is computed with this many members.
+async fn members_become(t: &TestNode, token: &str, id: &str, size: u64) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{id} has {size} members"),
+        || async {
+            let r = t
+                .client
+                .get(&format!("/api/v1/audiences/{id}"), token)
+                .await
+                .unwrap();
+            let a = r.json();
+            (a["size"] == size && a["computation"]["status"] == "ready").then_some(())
+        },
+    )
+    .await
+}
+
+async fn pathological_definitions_are_refused_and_kill_nothing(backend: Backend) {
+    let t = start_on("definitions", backend, |_| {}).await;
+    let marketer = token(&t, "marketer").await;
+    let cases = [
+        format!("{}has email{}", "(".repeat(2_000), ")".repeat(2_000)),
+        format!("{}has email", "not ".repeat(10_000)),
+        "(".repeat(10_000),
+        format!("{}has email", "not ".repeat(130)),
+    ];
+    for definition in &cases {
+        let (status, e) = create_audience(
+            &t,
+            &marketer,
+            json!({"id": "deep", "name": "Deep", "definition": definition}),
+        )
+        .await;
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some("audience_too_deep")),
+            "{e}"
+        );
+        assert!(e["message"].as_str().unwrap().contains("32 levels"), "{e}");
+    }
+    let mut deep = json!({"type": "has_identifier", "kind": "email"});
+    for _ in 0..120 {
+        deep = json!({"type": "not", "not": deep});
+    }
+    let (status, e) = create_audience(
+        &t,
+        &marketer,
+        json!({"id": "deep", "name": "Deep", "condition": deep}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("audience_too_deep")),
+        "{e}"
+    );
+    for (definition, code) in [
+        (
+            r#"did "Order Completed" within 15250284452 weeks"#,
+            "duration_out_of_range",
+        ),
+        (
+            "trait signed_up_at after 106751991167 days ago",
+            "duration_out_of_range",
+        ),
+        ("trait name = \"a\\u0000b\"", "invalid_string"),
+    ] {
+        let (status, e) = create_audience(
+            &t,
+            &marketer,
+            json!({"id": "wide", "name": "Wide", "definition": definition}),
+        )
+        .await;
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some(code)),
+            "{definition}: {e}"
+        );
+    }
+    // The process is alive and every audience call still answers.
+    assert_eq!(t.client.get("/healthz", "").await.unwrap().status, 200);
+    let (status, list) = t.get("/api/v1/audiences").await;
+    assert_eq!(
+        (status, list["audiences"].as_array().unwrap().len()),
+        (200, 0)
+    );
+    // A wide window that fits gives the right answer.
+    let now = t.node.as_ref().unwrap().engine.now();
+    let orders: Vec<Value> = (0..5)
+        .map(|i| {
+            let at = parcours_core::time::format_timestamp(now - (i + 1) * 86_400_000 * 365);
+            json!({"type":"track","userId":format!("o{i}"),"event":"Order Completed","timestamp":at})
+        })
+        .collect();
+    assert_eq!(t.send(json!({"batch": orders})).await.status, 200);
+    t.unified().await;
+    for (id, definition, size) in [
+        ("ever", r#"did "Order Completed" within 521000 weeks"#, 5),
+        ("recent", r#"did "Order Completed" within 1000 days"#, 2),
+    ] {
+        let (status, e) = create_audience(
+            &t,
+            &marketer,
+            json!({"id": id, "name": id, "definition": definition}),
+        )
+        .await;
+        assert_eq!(status, 201, "{e}");
+        members_become(&t, &marketer, id, size).await;
+    }
+    t.stop().await;
+}
+
+/// A definition stored before the limits (JSON deeper than any reader reads) no longer stops
+/// every audience call and every workspace's computations: it is shown as unreadable,
+/// skipped, and can be deleted.
+async fn a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted(backend: Backend) {
+    let t = start_on("unreadable-definition", backend, |_| {}).await;
+    let (other_key, other_admin) = t.second_workspace("Second brand").await;
+    let mut deep = json!({"type": "has_identifier", "kind": "email"});
+    for _ in 0..130 {
+        deep = json!({"type": "not", "not": deep});
+    }
+    let now = t.node.as_ref().unwrap().engine.now();
+    t.store
+        .put_definition(&parcours_store::Definition {
+            workspace_id: t.workspace.clone(),
+            kind: parcours_store::DefinitionKind::Audience,
+            id: "legacy".into(),
+            doc: json!({"name": "Legacy", "condition": deep}),
+            version: 1,
+            computed_version: 0,
+            done: 0,
+            total: 0,
+            created_at: now,
+            updated_at: now,
+        })
+        .unwrap();
+    let (status, list) = t.get("/api/v1/audiences").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["audiences"][0]["computation"]["status"], "unreadable");
+    let (status, one) = t.get("/api/v1/audiences/legacy").await;
+    assert_eq!(
+        (status, &one["computation"]["status"]),
+        (200, &json!("unreadable"))
+    );
+    // Another workspace's new audience is computed.
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            &other_key,
+            r#"{"userId":"p","traits":{"email":"p@x.io"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    t.unified().await;
+    let (status, e) = create_audience(
+        &t,
+        &other_admin,
+        json!({"id": "emails", "name": "Emails", "definition": "has email"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{e}");
+    members_become(&t, &other_admin, "emails", 1).await;
+    // And its own workspace creates and deletes audiences.
+    let (status, e) = create_audience(
+        &t,
+        ADMIN,
+        json!({"id": "fresh", "name": "Fresh", "definition": "has email"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{e}");
+    let auth = format!("Bearer {ADMIN}");
+    let r = t
+        .client
+        .request(
+            hyper::Method::DELETE,
+            "/api/v1/audiences/legacy",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (_, list) = t.get("/api/v1/audiences").await;
+    assert_eq!(list["audiences"].as_array().unwrap().len(), 1);
+    t.stop().await;
+}
+
 on_each_store!(
     poison_events_are_quarantined_and_stop_nobody,
     events_stored_before_the_limits_are_set_aside_and_replay_goes_on,
@@ -398,6 +612,8 @@ on_each_store!(
     times_outside_the_range_are_quarantined_and_every_event_round_trips,
     the_quarantine_counts_every_occurrence,
     quarantined_events_of_typed_endpoints_can_be_replayed,
+    pathological_definitions_are_refused_and_kill_nothing,
+    a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted,
 );
 
 /// PostgreSQL refuses a NUL character in text: an identifier holding one (from an event stored

@@ -23,10 +23,87 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::time::Millis;
+use crate::time::{Millis, DAY};
 
 pub use eval::{EventFact, Subject, Verdict};
 pub use parse::{parse, ParseError};
+
+/// How deep `and`, `or`, `not` and parentheses may nest in one definition.
+pub const MAX_DEPTH: usize = 32;
+/// How many conditions one definition may hold (each test, `and`, `or` and `not` counts).
+pub const MAX_CONDITIONS: usize = 1_000;
+/// The longest definition in the text form.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// The longest window, age or funnel: 10,000 years (3,652,425 days; longer means `ever`).
+/// Beyond it, `now` minus the window leaves the range of time Parcours counts in.
+pub const MAX_DURATION_MS: Millis = 3_652_425 * DAY;
+
+/// Why a definition was refused: a stable code (`invalid_audience`, `audience_too_deep`,
+/// `audience_too_large`, `duration_out_of_range`) and a message a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_audience", message)
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Refusal::invalid(message)
+    }
+}
+
+/// The refusal of a definition nested deeper than [`MAX_DEPTH`].
+pub fn too_deep() -> Refusal {
+    Refusal::new(
+        "audience_too_deep",
+        format!("`and`, `or`, `not` and parentheses nest deeper than {MAX_DEPTH} levels"),
+    )
+}
+
+/// Checks a window, age or funnel length: positive and at most [`MAX_DURATION_MS`].
+pub fn check_duration(ms: Millis, what: &str) -> Result<(), Refusal> {
+    if ms <= 0 {
+        Err(Refusal::invalid(format!("{what} must be positive")))
+    } else if ms > MAX_DURATION_MS {
+        Err(Refusal::new(
+            "duration_out_of_range",
+            format!("{what} is longer than 10,000 years (3,652,425 days); leave the window out to mean `ever`"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a `between` window: its dates in 1970-01-01 … 9999-12-31, the first one first.
+pub fn check_between(from: Millis, to: Millis) -> Result<(), Refusal> {
+    let range = crate::spec::MIN_TIMESTAMP..=crate::spec::MAX_TIMESTAMP;
+    if !range.contains(&from) || !range.contains(&to) {
+        return Err(Refusal::new(
+            "duration_out_of_range",
+            "`between` dates must be within 1970-01-01 and 9999-12-31",
+        ));
+    }
+    if from >= to {
+        return Err(Refusal::invalid(
+            "`between` needs its first date before its second",
+        ));
+    }
+    Ok(())
+}
 
 /// A condition on one profile, its events, channels, identifiers, consent and memberships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,43 +279,89 @@ pub fn valid_channel(name: &str) -> bool {
     name == "app" || crate::channel::Channel::parse(name).is_some_and(|c| c.as_str() == name)
 }
 
-/// A JSON definition, checked the same way as the text form.
-pub fn from_json(value: &Value) -> Result<Condition, String> {
-    let condition: Condition = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+/// How deep a JSON value nests (a scalar is 0), looked at iteratively: it runs before
+/// anything recursive reads the value.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
+/// A JSON definition, checked the same way as the text form. Its nesting is measured before
+/// it is read, so no input makes the reader recurse beyond the limits.
+pub fn from_json(value: &Value) -> Result<Condition, Refusal> {
+    // Each level of `and` / `or` is an object and an array, and a test's value may nest a
+    // little: anything deeper than this is deeper than the limit.
+    if json_depth(value) > 2 * MAX_DEPTH + 8 {
+        return Err(too_deep());
+    }
+    let condition: Condition =
+        serde_json::from_value(value.clone()).map_err(|e| Refusal::invalid(e.to_string()))?;
     condition.check().map(|()| condition)
 }
 
 impl Condition {
-    /// Checks what the syntax alone cannot: channel names, non-empty groups, positive windows.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks what the syntax alone cannot: nesting and size, channel names, non-empty
+    /// groups, windows and ages in range.
+    pub fn check(&self) -> Result<(), Refusal> {
+        let mut count = 0;
+        self.check_at(1, &mut count)
+    }
+
+    fn check_at(&self, depth: usize, count: &mut usize) -> Result<(), Refusal> {
+        *count += 1;
+        if *count > MAX_CONDITIONS {
+            return Err(Refusal::new(
+                "audience_too_large",
+                format!("a definition holds at most {MAX_CONDITIONS} conditions"),
+            ));
+        }
+        let nested = |inner: &Condition, count: &mut usize| {
+            if depth + 1 > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            inner.check_at(depth + 1, count)
+        };
         match self {
             Condition::And { all: list } | Condition::Or { any: list } => {
                 if list.is_empty() {
-                    return Err("`and` / `or` need at least one condition".into());
+                    return Err(Refusal::invalid("`and` / `or` need at least one condition"));
                 }
-                list.iter().try_for_each(Condition::check)
+                list.iter().try_for_each(|c| nested(c, count))
             }
-            Condition::Not { not } => not.check(),
-            Condition::Event { window, .. } | Condition::SeenOn { window, .. } => {
-                if let Condition::SeenOn { channel, .. } = self {
-                    check_channel(channel)?;
-                }
-                match window {
-                    Window::Within { ms } if *ms <= 0 => Err("a window must be positive".into()),
-                    Window::Between { from, to } if from >= to => {
-                        Err("`between` needs its first date before its second".into())
-                    }
-                    _ => Ok(()),
-                }
+            Condition::Not { not } => nested(not, count),
+            Condition::Event {
+                window,
+                filters,
+                measure,
+                ..
+            } => {
+                check_tests(filters.iter().map(|f| &f.test))?;
+                check_tests(measure.iter().map(|m| &m.test))?;
+                check_window(window)
+            }
+            Condition::SeenOn { channel, window } => {
+                check_channel(channel)?;
+                check_window(window)
             }
             Condition::Funnel { steps, within_ms } => {
                 if steps.len() < 2 {
-                    Err("a funnel needs at least two steps".into())
-                } else if *within_ms <= 0 {
-                    Err("a funnel's window must be positive".into())
-                } else {
-                    Ok(())
+                    return Err(Refusal::invalid("a funnel needs at least two steps"));
                 }
+                check_tests(steps.iter().flat_map(|s| s.filters.iter().map(|f| &f.test)))?;
+                check_duration(*within_ms, "a funnel's window")
+            }
+            Condition::Trait { test, .. } | Condition::Computed { test, .. } => {
+                check_tests(std::iter::once(test))
             }
             Condition::LastChannel { channel } => check_channel(channel),
             _ => Ok(()),
@@ -246,11 +369,30 @@ impl Condition {
     }
 }
 
-fn check_channel(name: &str) -> Result<(), String> {
+/// Checks a window's length or dates.
+pub fn check_window(window: &Window) -> Result<(), Refusal> {
+    match *window {
+        Window::Ever => Ok(()),
+        Window::Within { ms } => check_duration(ms, "a window"),
+        Window::Between { from, to } => check_between(from, to),
+    }
+}
+
+/// Checks the ages of `before N days ago` and `after N days ago`.
+fn check_tests<'a>(tests: impl Iterator<Item = &'a Test>) -> Result<(), Refusal> {
+    for t in tests {
+        if let Test::BeforeAgo { ms } | Test::AfterAgo { ms } = t {
+            check_duration(*ms, "an age (`before` / `after … ago`)")?;
+        }
+    }
+    Ok(())
+}
+
+fn check_channel(name: &str) -> Result<(), Refusal> {
     if valid_channel(name) {
         Ok(())
     } else {
-        Err(format!("unknown channel `{name}`"))
+        Err(Refusal::invalid(format!("unknown channel `{name}`")))
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audience::eval::{float_value, number, property, test_value, EventFact};
-use crate::audience::{Filter, Window};
+use crate::audience::{check_duration, check_window, Filter, Refusal, Window};
 use crate::time::{Millis, DAY};
 
 /// What a computed trait computes.
@@ -87,34 +87,50 @@ pub struct ComputedTrait {
 }
 
 impl ComputedTrait {
-    pub fn check(&self) -> Result<(), String> {
-        crate::audience::check_id(&self.id)?;
+    /// Checks a definition; the refusal's code is `invalid_computed_trait` unless a limit
+    /// (`duration_out_of_range`) says more.
+    pub fn check(&self) -> Result<(), Refusal> {
+        let invalid = |m: String| Refusal::new("invalid_computed_trait", m);
+        crate::audience::check_id(&self.id).map_err(invalid)?;
         if self.event.trim().is_empty() {
-            return Err("`event` must name the events the trait reads".into());
+            return Err(invalid(
+                "`event` must name the events the trait reads".into(),
+            ));
         }
         if self.kind.needs_property() && self.property.as_deref().unwrap_or("").is_empty() {
-            return Err(format!(
+            return Err(invalid(format!(
                 "a `{}` trait needs a `property`",
                 kind_name(self.kind)
-            ));
+            )));
         }
         if let Some(l) = self.lifecycle {
             if self.kind != Kind::Lifecycle {
-                return Err("`lifecycle` thresholds belong to a `lifecycle` trait".into());
+                return Err(invalid(
+                    "`lifecycle` thresholds belong to a `lifecycle` trait".into(),
+                ));
             }
             if !(0 < l.new_days && 0 < l.active_days && l.active_days < l.lapsed_days) {
-                return Err(
+                return Err(invalid(
                     "lifecycle thresholds need 0 < new_days, 0 < active_days < lapsed_days".into(),
-                );
+                ));
+            }
+            for days in [l.new_days, l.active_days, l.lapsed_days] {
+                check_duration(days.saturating_mul(DAY), "a lifecycle threshold")?;
             }
         }
-        match self.window {
-            Window::Within { ms } if ms <= 0 => Err("a window must be positive".into()),
-            Window::Between { from, to } if from >= to => {
-                Err("`between` needs its first date before its second".into())
-            }
-            _ => Ok(()),
+        if self.filters.len() > crate::audience::MAX_CONDITIONS {
+            return Err(Refusal::new(
+                "audience_too_large",
+                format!(
+                    "a computed trait holds at most {} filters",
+                    crate::audience::MAX_CONDITIONS
+                ),
+            ));
         }
+        check_window(&self.window).map_err(|r| match r.code {
+            "invalid_audience" => invalid(r.message),
+            _ => r,
+        })
     }
 
     /// The value at `now` (`Null` when there is none) and when it next changes on its own.
@@ -143,8 +159,8 @@ impl ComputedTrait {
                     }
                 }
                 Window::Within { ms } => {
-                    if e.ts + ms > now {
-                        bump(e.ts + ms);
+                    if e.ts.saturating_add(ms) > now {
+                        bump(e.ts.saturating_add(ms));
                         matching.push(e)
                     }
                 }
@@ -268,9 +284,9 @@ pub fn lifecycle_stage(
     let (Some(first), Some(last)) = (first, last) else {
         return ("prospect", None);
     };
-    let new_until = first + t.new_days * DAY;
-    let active_until = last + t.active_days * DAY;
-    let risk_until = last + t.lapsed_days * DAY;
+    let new_until = first.saturating_add(t.new_days.saturating_mul(DAY));
+    let active_until = last.saturating_add(t.active_days.saturating_mul(DAY));
+    let risk_until = last.saturating_add(t.lapsed_days.saturating_mul(DAY));
     if now < new_until {
         ("new", Some(new_until))
     } else if now < active_until {

@@ -83,31 +83,39 @@ pub fn check_text(text: &str) -> Result<(), JsonProblem> {
 /// Checks a value built elsewhere (an admin document) against the same limits: depth, keys
 /// and strings (a built value has no number out of range).
 pub fn check_value(value: &Value) -> Result<(), JsonProblem> {
-    fn walk(v: &Value, depth: usize) -> Result<(), JsonProblem> {
+    check_value_within(value, MAX_DEPTH)
+}
+
+/// [`check_value`] with another depth limit (definitions, whose conditions nest, allow more;
+/// still below the 128 levels `serde_json` reads). Iterative: it runs before anything
+/// recursive reads the value.
+pub fn check_value_within(value: &Value, max_depth: usize) -> Result<(), JsonProblem> {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, depth)) = stack.pop() {
         match v {
-            Value::String(s) => check_str(s),
+            Value::String(s) => check_str(s)?,
             Value::Array(items) => {
-                if depth > MAX_DEPTH {
+                if depth > max_depth {
                     return Err(JsonProblem::TooDeep);
                 }
-                items.iter().try_for_each(|i| walk(i, depth + 1))
+                stack.extend(items.iter().map(|i| (i, depth + 1)));
             }
             Value::Object(map) => {
-                if depth > MAX_DEPTH {
+                if depth > max_depth {
                     return Err(JsonProblem::TooDeep);
                 }
                 if map.len() > MAX_KEYS {
                     return Err(JsonProblem::TooManyKeys);
                 }
-                map.iter().try_for_each(|(k, v)| {
+                for (k, v) in map {
                     check_str(k)?;
-                    walk(v, depth + 1)
-                })
+                    stack.push((v, depth + 1));
+                }
             }
-            _ => Ok(()),
+            _ => {}
         }
     }
-    walk(value, 1)
+    Ok(())
 }
 
 /// A string every store can hold: no NUL character (a Rust string has no lone surrogate).

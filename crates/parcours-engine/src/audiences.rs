@@ -110,12 +110,42 @@ impl WorkspaceDefs {
 }
 
 /// The stored form of an audience definition.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AudienceDoc {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub condition: Condition,
+}
+
+/// A stored definition's document, or `None` (logged) when it cannot be read: saved before
+/// definitions were checked against every reader's limits. It is skipped, not evaluated,
+/// and the rest of its workspace and every other workspace go on; the API shows it as
+/// unreadable and deletes it.
+pub fn readable<T: serde::de::DeserializeOwned>(d: &parcours_store::Definition) -> Option<T> {
+    static REPORTED: std::sync::Mutex<BTreeSet<(String, String, i64)>> =
+        std::sync::Mutex::new(BTreeSet::new());
+    match serde_json::from_value::<T>(d.doc.clone()) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            // Once per version, not at every step that reads the definitions.
+            let key = (d.workspace_id.clone(), d.id.clone(), d.version);
+            if REPORTED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key)
+            {
+                tracing::error!(
+                    workspace = %d.workspace_id,
+                    kind = d.kind.as_str(),
+                    id = %d.id,
+                    error = %e,
+                    "stored definition cannot be read; skipped (delete it and create it again)"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Reads every workspace's definitions (or one's).
@@ -128,9 +158,9 @@ pub fn load_definitions(
         let slot = raw.entry(d.workspace_id.clone()).or_default();
         match d.kind {
             DefinitionKind::Audience => {
-                let doc: AudienceDoc = serde_json::from_value(d.doc.clone()).map_err(|e| {
-                    parcours_store::StoreError::Corrupt(format!("audience {}: {e}", d.id))
-                })?;
+                let Some(doc) = readable::<AudienceDoc>(&d) else {
+                    continue;
+                };
                 slot.0.push(AudienceDef {
                     events: doc
                         .condition
@@ -147,9 +177,9 @@ pub fn load_definitions(
                 });
             }
             DefinitionKind::ComputedTrait => {
-                let def: ComputedTrait = serde_json::from_value(d.doc.clone()).map_err(|e| {
-                    parcours_store::StoreError::Corrupt(format!("computed trait {}: {e}", d.id))
-                })?;
+                let Some(def) = readable::<ComputedTrait>(&d) else {
+                    continue;
+                };
                 slot.1.push(TraitDef {
                     def,
                     version: d.version,
@@ -355,7 +385,7 @@ fn decide(
         }
         let (value, due) = t.def.compute(&l.events, now);
         earliest(due);
-        let value = (!value.is_null()).then_some(value);
+        let value = (!value.is_null() && storable(&value, &t.def.id)).then_some(value);
         if l.computed.get(&t.def.id) != value.as_ref() {
             write.computed.push(ComputedValue {
                 workspace_id: ws.into(),
@@ -415,6 +445,19 @@ fn decide(
     };
     if timer != previous {
         write.timers.push((ws.into(), pid, timer));
+    }
+}
+
+/// Whether every store can hold a computed value. One derived from an event stored before
+/// ingest refused NUL characters cannot be held by PostgreSQL: it is left out (logged), not
+/// allowed to fail every step of the processor.
+fn storable(value: &Value, trait_id: &str) -> bool {
+    match parcours_core::limits::check_value(value) {
+        Ok(()) => true,
+        Err(problem) => {
+            tracing::warn!(trait_id, %problem, "computed value left out");
+            false
+        }
     }
 }
 
@@ -1021,7 +1064,8 @@ fn follow_log(
         };
         let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();
         slot.0.insert(name.to_string());
-        slot.1 = e.message_id.clone();
+        // The cause is stored as text: no NUL (an event stored before ingest refused them).
+        slot.1 = e.message_id.replace('\0', "");
     }
     let mut out = Step::default();
     for ((ws, pid), (names, cause)) in &touched {
@@ -1217,11 +1261,50 @@ pub enum DefinitionError {
     Store(#[from] parcours_store::StoreError),
 }
 
+impl From<audience::Refusal> for DefinitionError {
+    fn from(r: audience::Refusal) -> Self {
+        DefinitionError::Invalid {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
 fn invalid(code: &'static str, message: impl Into<String>) -> DefinitionError {
     DefinitionError::Invalid {
         code,
         message: message.into(),
     }
+}
+
+/// How deep a stored definition's JSON may nest: conditions nest up to
+/// [`audience::MAX_DEPTH`] levels, two JSON levels each, and every reader (`serde_json`
+/// stops at 128) must read it back.
+pub const MAX_DOC_DEPTH: usize = 100;
+
+/// The stored form of a definition, checked to read back exactly as it was given: within
+/// every reader's limits (depth, keys, strings PostgreSQL can hold), and equal to `doc` once
+/// written, read and decoded again. Nothing saved can fail to load later.
+pub fn stored_form<T>(doc: &T, what: &str) -> std::result::Result<Value, DefinitionError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq,
+{
+    let unreadable = |why: String| {
+        invalid(
+            "invalid_definition",
+            format!("the {what} cannot be stored as given: {why}"),
+        )
+    };
+    let value = serde_json::to_value(doc).map_err(|e| unreadable(e.to_string()))?;
+    parcours_core::limits::check_value_within(&value, MAX_DOC_DEPTH)
+        .map_err(|p| invalid(p.code(), format!("the {what} holds {p}")))?;
+    let text = serde_json::to_string(&value).map_err(|e| unreadable(e.to_string()))?;
+    let read: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let decoded: T = serde_json::from_value(read.clone()).map_err(|e| unreadable(e.to_string()))?;
+    if read != value || decoded != *doc {
+        return Err(unreadable("it reads back differently".into()));
+    }
+    Ok(value)
 }
 
 /// Creates or replaces an audience after checking it against the workspace's other
@@ -1238,9 +1321,7 @@ pub fn save_audience(
     if doc.name.trim().is_empty() {
         return Err(invalid("invalid_audience", "`name` must not be empty"));
     }
-    doc.condition
-        .check()
-        .map_err(|m| invalid("invalid_audience", m))?;
+    doc.condition.check()?;
     let existing = store.definitions(Some(ws))?;
     let mut conditions: Vec<(String, Condition)> = Vec::new();
     let mut traits: BTreeSet<String> = BTreeSet::new();
@@ -1270,7 +1351,7 @@ pub fn save_audience(
     conditions.push((id.to_string(), doc.condition.clone()));
     let pairs: Vec<(&str, &Condition)> = conditions.iter().map(|(i, c)| (i.as_str(), c)).collect();
     audience::evaluation_order(&pairs).map_err(|m| invalid("invalid_audience_reference", m))?;
-    let doc = serde_json::to_value(doc).map_err(|e| invalid("invalid_audience", e.to_string()))?;
+    let doc = stored_form(doc, "audience")?;
     put_version(store, ws, DefinitionKind::Audience, id, doc, previous, now)
 }
 
@@ -1307,14 +1388,12 @@ pub fn save_computed_trait(
     def: &ComputedTrait,
     now: Millis,
 ) -> std::result::Result<parcours_store::Definition, DefinitionError> {
-    def.check()
-        .map_err(|m| invalid("invalid_computed_trait", m))?;
+    def.check()?;
     let previous = store
         .definitions(Some(ws))?
         .into_iter()
         .find(|d| d.kind == DefinitionKind::ComputedTrait && d.id == def.id);
-    let doc =
-        serde_json::to_value(def).map_err(|e| invalid("invalid_computed_trait", e.to_string()))?;
+    let doc = stored_form(def, "computed trait")?;
     put_version(
         store,
         ws,

@@ -121,8 +121,9 @@ impl SyncConfig {
 /// What a node knows about the delivery of one destination.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeliveryStatus {
-    /// `starting`, `idle` (everything sent), `delivering`, `retrying`, `paused`, or
-    /// `standby` (another node of the cluster delivers).
+    /// `starting`, `idle` (everything sent), `delivering`, `retrying`, `paused`, `standby`
+    /// (another node of the cluster delivers), or `unreadable` (its stored definition cannot
+    /// be read: delete it and create it again).
     pub state: &'static str,
     /// The version of the destination being delivered (a new one takes over within a second).
     pub version: i64,
@@ -225,7 +226,7 @@ pub fn save_destination(
     let previous = existing
         .into_iter()
         .find(|d| d.kind == DefinitionKind::Destination && d.id == id);
-    let value = serde_json::to_value(doc).map_err(|e| invalid(e.to_string()))?;
+    let value = crate::audiences::stored_form(doc, "destination")?;
     put_version(
         store,
         ws,
@@ -770,14 +771,17 @@ pub(crate) fn start(
                     Ok(defs) => {
                         health.succeeded(DESTINATIONS, clock.now());
                         let mut wanted = BTreeMap::new();
-                        for d in defs.into_iter().filter(|d| d.kind == DefinitionKind::Destination) {
+                        for d in defs
+                            .into_iter()
+                            .filter(|d| d.kind == DefinitionKind::Destination)
+                        {
                             let key = (d.workspace_id.clone(), d.id.clone());
-                            match serde_json::from_value::<DestinationDoc>(d.doc) {
-                                Ok(doc) if doc.enabled => {
+                            match crate::audiences::readable::<DestinationDoc>(&d) {
+                                Some(doc) if doc.enabled => {
                                     wanted.insert(key, (d.version, doc));
                                 }
-                                Ok(_) => update(&board, &key, |s| s.state = "paused"),
-                                Err(e) => tracing::error!(destination = %d.id, error = %e, "destination not started"),
+                                Some(_) => update(&board, &key, |s| s.state = "paused"),
+                                None => update(&board, &key, |s| s.state = "unreadable"),
                             }
                         }
                         let gone: Vec<_> = running
@@ -793,7 +797,9 @@ pub(crate) fn start(
                         }
                         {
                             let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
-                            b.retain(|k, s| wanted.contains_key(k) || s.state == "paused");
+                            b.retain(|k, s| {
+                                wanted.contains_key(k) || matches!(s.state, "paused" | "unreadable")
+                            });
                         }
                         for (key, (version, doc)) in wanted {
                             if running.contains_key(&key) {
@@ -823,9 +829,18 @@ pub(crate) fn start(
                                 .spawn(move || worker.run());
                             match spawned {
                                 Ok(handle) => {
-                                    running.insert(key, Running { version, cancel, handle });
+                                    running.insert(
+                                        key,
+                                        Running {
+                                            version,
+                                            cancel,
+                                            handle,
+                                        },
+                                    );
                                 }
-                                Err(e) => tracing::error!(error = %e, "cannot start a destination worker"),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot start a destination worker")
+                                }
                             }
                         }
                     }

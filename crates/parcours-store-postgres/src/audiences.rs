@@ -16,7 +16,7 @@ use crate::events::{event_cols_of_e, to_event};
 use crate::{backend, corrupt, PgStore};
 
 const DEFINITION_COLS: &str =
-    "workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at";
+    "workspace_id, kind, id, doc::text, version, computed_version, done, total, created_at, updated_at";
 
 fn definition(r: &PgRow) -> Result<Definition> {
     let kind: String = r.try_get(1).map_err(backend)?;
@@ -24,7 +24,7 @@ fn definition(r: &PgRow) -> Result<Definition> {
         workspace_id: r.try_get(0).map_err(backend)?,
         kind: DefinitionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?,
         id: r.try_get(2).map_err(backend)?,
-        doc: r.try_get(3).map_err(backend)?,
+        doc: parcours_store::definition_doc(r.try_get(3).map_err(backend)?),
         version: r.try_get(4).map_err(backend)?,
         computed_version: r.try_get(5).map_err(backend)?,
         done: r.try_get::<i64, _>(6).map_err(backend)? as u64,

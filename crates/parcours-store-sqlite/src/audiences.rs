@@ -43,7 +43,7 @@ fn definition(r: &Row<'_>) -> rusqlite::Result<(Definition, String, String)> {
 
 fn finish_definition((mut d, kind, doc): (Definition, String, String)) -> Result<Definition> {
     d.kind = DefinitionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
-    d.doc = serde_json::from_str(&doc).map_err(corrupt)?;
+    d.doc = parcours_store::definition_doc(&doc);
     Ok(d)
 }
 

@@ -218,6 +218,14 @@ pub struct QuarantineEntry {
     pub seq: Option<i64>,
 }
 
+/// A stored definition's document as both adapters read it: one that cannot be read (saved
+/// before definitions were checked against every reader's limits) is `null`, which the
+/// engine skips and the API shows as unreadable, instead of failing every read of every
+/// definition of every workspace.
+pub fn definition_doc(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// The reason a quarantine entry shows: the violation's message and its detail.
 pub fn quarantine_reason(
     violation: parcours_core::spec::Violation,

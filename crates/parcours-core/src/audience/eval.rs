@@ -368,8 +368,9 @@ impl Evaluator<'_, '_> {
                     }
                 }
                 Window::Within { ms } => {
-                    if e.ts + ms > self.now {
-                        next = earliest(next, Some(e.ts + ms));
+                    let leaves = e.ts.saturating_add(ms);
+                    if leaves > self.now {
+                        next = earliest(next, Some(leaves));
                         out.push(e)
                     }
                 }
@@ -453,8 +454,8 @@ impl Evaluator<'_, '_> {
         let last = stats.iter().map(|s| s.last_seen).max();
         let (m, next) = match *window {
             Window::Ever => (!stats.is_empty(), None),
-            Window::Within { ms } => match last {
-                Some(t) if t + ms > self.now => (true, Some(t + ms)),
+            Window::Within { ms } => match last.map(|t| t.saturating_add(ms)) {
+                Some(until) if until > self.now => (true, Some(until)),
                 _ => (false, None),
             },
             Window::Between { from, to } => {
@@ -492,7 +493,7 @@ fn funnel_completed(per_step: &[Vec<Millis>], within: Millis) -> (bool, usize) {
         for times in &per_step[1..] {
             // The earliest later event of this step keeps every option open for the next.
             match times.iter().find(|&&t| t > at) {
-                Some(&t) if t - start <= within => {
+                Some(&t) if t.saturating_sub(start) <= within => {
                     at = t;
                     reached += 1;
                 }
@@ -619,7 +620,7 @@ pub fn test_value(value: Option<&Value>, test: &Test, now: Millis) -> (bool, Opt
                 return (false, None);
             };
             // "before 30 days ago" holds from t + 30 days on; "after" until then.
-            let flip = t + ms;
+            let flip = t.saturating_add(*ms);
             let before = now >= flip;
             let next = (flip > now).then_some(flip);
             let m = if matches!(test, Test::BeforeAgo { .. }) {

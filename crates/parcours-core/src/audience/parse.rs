@@ -1,18 +1,24 @@
 //! The text form of audience definitions: a small lexer and a recursive-descent parser that
-//! reports the line and column of the first thing it cannot read.
+//! reports the line and column of the first thing it cannot read. Its recursion is bounded:
+//! nesting deeper than [`MAX_DEPTH`] is refused before it descends.
 
 use serde_json::Value;
 
-use super::{Aggregate, Condition, Filter, Measure, Step, Test, Window};
+use super::{
+    too_deep, Aggregate, Condition, Filter, Measure, Refusal, Step, Test, Window, MAX_DEPTH,
+    MAX_DURATION_MS, MAX_TEXT_BYTES,
+};
 use crate::time::{parse_timestamp, Millis};
 
-/// Where and why a definition could not be read.
+/// Where and why a definition could not be read, with the stable code of the refusal
+/// (`invalid_audience_syntax`, or the code of a limit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    pub code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +47,7 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
         line,
         column,
         message,
+        code: SYNTAX,
     };
     while i < chars.len() {
         let c = chars[i];
@@ -127,20 +134,39 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
     Ok(out)
 }
 
+const SYNTAX: &str = "invalid_audience_syntax";
+
 /// Reads a definition in the text form.
 pub fn parse(text: &str) -> Result<Condition, ParseError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ParseError {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the definition is {} bytes, over the limit of {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+            code: "audience_too_large",
+        });
+    }
     let mut p = Parser {
         tokens: lex(text)?,
         at: 0,
+        depth: 0,
     };
     let condition = p.expr()?;
     if p.peek().tok != Tok::End {
         return Err(p.error("expected `and`, `or` or the end of the definition"));
     }
-    condition.check().map_err(|message| ParseError {
+    condition.check().map_err(|r: Refusal| ParseError {
         line: 1,
         column: 1,
-        message,
+        message: r.message,
+        code: if r.code == "invalid_audience" {
+            SYNTAX
+        } else {
+            r.code
+        },
     })?;
     Ok(condition)
 }
@@ -148,6 +174,8 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// How many `not` and `(` enclose the token being read.
+    depth: usize,
 }
 
 const UNITS: [(&str, Millis); 6] = [
@@ -177,7 +205,24 @@ impl Parser {
             line: t.line,
             column: t.column,
             message: format!("{}, found {found}", message.into()),
+            code: SYNTAX,
         }
+    }
+
+    /// Enters one more level of `not` or `(`, refused beyond [`MAX_DEPTH`] before any
+    /// recursion: the error points at the first token too deep.
+    fn descend(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let t = self.peek();
+            return Err(ParseError {
+                line: t.line,
+                column: t.column,
+                message: too_deep().message,
+                code: "audience_too_deep",
+            });
+        }
+        Ok(())
     }
 
     /// Whether the next token is this keyword (any case); consumes it if so.
@@ -255,15 +300,18 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Condition, ParseError> {
         if self.eat("not") {
-            return Ok(Condition::Not {
-                not: Box::new(self.unary()?),
-            });
+            self.descend()?;
+            let not = Box::new(self.unary()?);
+            self.depth -= 1;
+            return Ok(Condition::Not { not });
         }
         if self.eat_sym("(") {
+            self.descend()?;
             let inner = self.expr()?;
             if !self.eat_sym(")") {
                 return Err(self.error("expected `)`"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         self.atom()
@@ -364,6 +412,7 @@ impl Parser {
                 line: t.line,
                 column: t.column,
                 message: format!("unknown channel `{name}`"),
+                code: SYNTAX,
             })
         }
     }
@@ -472,6 +521,7 @@ impl Parser {
             line: t.line,
             column: t.column,
             message: format!("`{s}` is not a date (use 2026-01-31 or 2026-01-31T08:00:00Z)"),
+            code: SYNTAX,
         })
     }
 
@@ -495,8 +545,18 @@ impl Parser {
         if n <= 0 {
             return Err(self.error("a duration must be positive"));
         }
-        n.checked_mul(*ms)
-            .ok_or_else(|| self.error("duration too long"))
+        match n.checked_mul(*ms) {
+            Some(total) if total <= MAX_DURATION_MS => Ok(total),
+            _ => {
+                // Points at the number, not the unit after it.
+                self.at -= 2;
+                let mut e = self.error(
+                    "a duration is at most 10,000 years (3,652,425 days); leave the window out to mean `ever`",
+                );
+                e.code = "duration_out_of_range";
+                Err(e)
+            }
+        }
     }
 
     fn test(&mut self) -> Result<Test, ParseError> {

@@ -238,7 +238,7 @@ fn json_definitions_are_checked_like_text() {
         (json!({"type": "sometimes"}), "sometimes"),
     ] {
         let e = from_json(&bad).expect_err(&bad.to_string());
-        assert!(e.contains(why), "{bad}: {e}");
+        assert!(e.message.contains(why), "{bad}: {e}");
     }
 }
 
@@ -411,4 +411,93 @@ fn printing_then_parsing_gives_the_same_tree() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// Definitions that once overflowed the stack or were accepted and then unreadable are refused
+/// before any recursion, with the limit in the message (on a test thread's ordinary stack).
+#[test]
+fn nesting_beyond_the_limit_is_refused_before_it_recurses() {
+    let wrapped = format!("{}has email{}", "(".repeat(2_000), ")".repeat(2_000));
+    let nots = format!("{}has email", "not ".repeat(10_000));
+    let unclosed = "(".repeat(10_000);
+    let nots_130 = format!("{}has email", "not ".repeat(130));
+    for text in [&wrapped, &nots, &unclosed, &nots_130] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.code, "audience_too_deep", "{e}");
+        assert!(e.message.contains("deeper than 32 levels"), "{e}");
+        assert!(
+            e.line == 1 && e.column > MAX_DEPTH,
+            "points past the limit: {e}"
+        );
+    }
+    // At the limit, a definition is accepted and its stored JSON reads back.
+    let at_limit = format!("{}has email", "not ".repeat(MAX_DEPTH - 1));
+    let c = parse(&at_limit).unwrap();
+    let stored = serde_json::to_string(&c).unwrap();
+    let back: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(from_json(&back).unwrap(), c);
+    let grouped = format!(
+        "{}has email{}",
+        "(has phone or ".repeat(MAX_DEPTH - 1),
+        ")".repeat(MAX_DEPTH - 1)
+    );
+    let c = parse(&grouped).unwrap();
+    assert!(json_depth(&serde_json::to_value(&c).unwrap()) < 100);
+    round_trips(&c);
+    assert_eq!(
+        parse(&format!("(({grouped}))")).unwrap_err().code,
+        "audience_too_deep"
+    );
+}
+
+#[test]
+fn json_nesting_and_size_are_refused_before_they_are_read() {
+    let mut deep = json!({"type": "has_identifier", "kind": "email"});
+    for _ in 0..130 {
+        deep = json!({"type": "not", "not": deep});
+    }
+    assert_eq!(from_json(&deep).unwrap_err().code, "audience_too_deep");
+    let mut deep = json!({"type": "has_identifier", "kind": "email"});
+    for _ in 0..MAX_DEPTH + 1 {
+        deep = json!({"type": "or", "any": [deep]});
+    }
+    assert_eq!(from_json(&deep).unwrap_err().code, "audience_too_deep");
+    let many = vec![json!({"type": "has_identifier", "kind": "email"}); MAX_CONDITIONS];
+    let e = from_json(&json!({"type": "or", "any": many})).unwrap_err();
+    assert_eq!(e.code, "audience_too_large");
+    let text = vec!["has email"; MAX_CONDITIONS].join(" or ");
+    assert_eq!(parse(&text).unwrap_err().code, "audience_too_large");
+    let long = format!("trait x = \"{}\"", "y".repeat(MAX_TEXT_BYTES));
+    assert_eq!(parse(&long).unwrap_err().code, "audience_too_large");
+}
+
+#[test]
+fn windows_and_ages_beyond_ten_thousand_years_are_refused() {
+    for text in [
+        r#"did "Order Completed" within 15250284452 weeks"#,
+        "trait signed_up_at after 106751991167 days ago",
+        "trait signed_up_at before 3652426 days ago",
+        r#""A" then "B" within 99999999999 days"#,
+        "seen on web within 999999999999999999 milliseconds",
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.code, "duration_out_of_range", "{text}: {e}");
+    }
+    let e = parse(r#"did "Order Completed" within 15250284452 weeks"#).unwrap_err();
+    assert_eq!(e.column, 30, "points at the number: {e}");
+    assert!(parse("trait signed_up_at before 3652425 days ago").is_ok());
+    for bad in [
+        json!({"type": "event", "event": "E", "did": true,
+               "window": {"kind": "within", "ms": i64::MAX}}),
+        json!({"type": "trait", "name": "t", "test": {"op": "after_ago", "ms": i64::MAX - 1}}),
+        json!({"type": "funnel", "steps": [{"event": "a"}, {"event": "b"}], "within_ms": i64::MAX}),
+        json!({"type": "seen_on", "channel": "web",
+               "window": {"kind": "between", "from": -1, "to": 5}}),
+    ] {
+        assert_eq!(
+            from_json(&bad).unwrap_err().code,
+            "duration_out_of_range",
+            "{bad}"
+        );
+    }
 }

@@ -496,3 +496,34 @@ fn computed_object_fields_are_reached_with_a_dot() {
         vec!["ltv", "rfm"]
     );
 }
+
+/// The widest windows and ages give the right answer: nothing overflows near the limits
+/// (`within 15250284452 weeks` once found nobody, as the sum wrapped around).
+#[test]
+fn the_widest_windows_and_ages_count_every_event() {
+    let mut c = Case::new();
+    c.events = (1..=5)
+        .map(|i| {
+            ev(
+                "Order Completed",
+                NOW - i * 1_000,
+                Channel::Web,
+                json!({"total": i}),
+            )
+        })
+        .collect();
+    let days = crate::audience::MAX_DURATION_MS / DAY;
+    assert!(c.check(&format!(
+        r#"did "Order Completed" count = 5 within {days} days"#
+    )));
+    assert!(c.check(&format!("trait signed_up_at after {days} days ago")));
+    assert!(!c.check(&format!("trait signed_up_at before {days} days ago")));
+    assert!(c.check(&format!(
+        r#""Order Completed" then "Order Completed" within {days} days"#
+    )));
+    assert!(c.check(&format!("seen on web within {days} days")));
+    assert!(
+        !c.check(r#"did "Order Completed" within 1000 weeks"#),
+        "1970 is more than 1000 weeks before now"
+    );
+}
