@@ -806,12 +806,18 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     .await
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if state.config.metrics_require_token {
+        crate::auth::authorize_metrics(&state, &headers).await?;
+    }
     if let Ok(lag) = state.engine.unify_lag() {
         metrics::gauge!("parcours_unify_lag_events").set(lag as f64);
     }
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

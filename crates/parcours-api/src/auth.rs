@@ -123,50 +123,84 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let missing = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "send an admin token as `Authorization: Bearer <token>`",
-            )
-        };
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(missing)?
-            .to_str()
-            .map_err(|_| missing())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(missing)?
-            .trim();
-        let hash = hash_secret(token);
-        if let Some(t) = state
-            .auth
-            .tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            return Ok(Caller(t.clone()));
+        let token = bearer(&parts.headers)?;
+        token_of(state, token).await.map(Caller)
+    }
+}
+
+/// The bearer token of a request, or 401.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let missing = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "send an admin token as `Authorization: Bearer <token>`",
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| missing())?;
+    Ok(value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(missing)?
+        .trim())
+}
+
+/// The admin token a secret is, or 401.
+pub(crate) async fn token_of(state: &Arc<AppState>, token: &str) -> Result<Token, ApiError> {
+    let hash = hash_secret(token);
+    if let Some(t) = state
+        .auth
+        .tokens
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&hash)
+    {
+        return Ok(t.clone());
+    }
+    let st = state.clone();
+    let h = hash.clone();
+    let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
+    let token = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin token is not valid",
+        )
+    })?;
+    state
+        .auth
+        .tokens
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(hash, token.clone());
+    Ok(token)
+}
+
+/// Lets a request read `/metrics`: its bearer token is the configured metrics token or an
+/// instance admin token.
+pub(crate) async fn authorize_metrics(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    let given = bearer(headers)?;
+    if let Some(expected) = &state.config.metrics_token {
+        // Compared as hashes: the time taken says nothing about the secret.
+        if hash_secret(given) == hash_secret(expected) {
+            return Ok(());
         }
-        let st = state.clone();
-        let h = hash.clone();
-        let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
-        let token = found.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the admin token is not valid",
-            )
-        })?;
-        state
-            .auth
-            .tokens
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, token.clone());
-        Ok(Caller(token))
+    }
+    let token = token_of(state, given).await?;
+    if token.instance_admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics need the metrics token or the instance admin token",
+        ))
     }
 }

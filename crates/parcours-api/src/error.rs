@@ -94,6 +94,47 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Turns every error answered outside the handlers (a query string, path or JSON body the
+/// framework cannot read, a method a route does not have) into the API's envelope, keeping
+/// the framework's explanation as the message.
+pub async fn envelope(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (status, code) = match status.as_u16() {
+        400 | 422 if text.contains("JSON") => (StatusCode::BAD_REQUEST, "invalid_json"),
+        400 => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+        405 => (status, "method_not_allowed"),
+        413 => (status, "payload_too_large"),
+        415 => (status, "unsupported_media_type"),
+        500..=599 => (status, "internal"),
+        _ => (status, "invalid_request"),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::CONNECTION] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

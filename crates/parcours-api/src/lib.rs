@@ -10,11 +10,13 @@ mod auth;
 mod destinations;
 mod error;
 pub mod openapi;
+pub mod server;
 mod tracking;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -23,6 +25,7 @@ use parcours_engine::Engine;
 pub use admin::{provision_workspace, Provisioned};
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
+pub use server::{serve, ServerLimits};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -32,6 +35,11 @@ pub struct ApiConfig {
     pub failing_after: std::time::Duration,
     /// `/readyz` fails when a processor is this many events behind the log; 0 turns it off.
     pub max_lag_events: i64,
+    /// What one client may hold of the server.
+    pub server: ServerLimits,
+    /// Whether `/metrics` needs a bearer token: `metrics_token` or an instance admin token.
+    pub metrics_require_token: bool,
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +48,9 @@ impl Default for ApiConfig {
             rate_limit_per_second: 0,
             failing_after: std::time::Duration::from_secs(30),
             max_lag_events: 100_000,
+            server: ServerLimits::default(),
+            metrics_require_token: false,
+            metrics_token: None,
         }
     }
 }
@@ -94,5 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .fallback(error::not_found)
+        .layer(from_fn_with_state(state.clone(), server::guard_body))
+        .layer(from_fn(error::envelope))
         .with_state(state)
 }

@@ -12,7 +12,7 @@ use axum::Json;
 use parcours_core::spec::{
     self, check_event, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES,
 };
-use parcours_store::IngestBatch;
+use parcours_store::{IngestBatch, Source};
 use serde_json::{json, Value};
 
 use crate::auth::basic_write_key;
@@ -61,12 +61,29 @@ fn envelope_error(e: EnvelopeError) -> ApiError {
     ApiError::new(status, e.code(), e.to_string())
 }
 
+/// The source a write key belongs to, or 401.
+async fn authenticate(state: &Arc<AppState>, key: &str) -> Result<Source, ApiError> {
+    state.source_for_key(key).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_write_key",
+            "the write key is not valid",
+        )
+    })
+}
+
 async fn ingest(
     state: Arc<AppState>,
     headers: HeaderMap,
     body: Body,
     path_type: Option<EventType>,
 ) -> Result<Json<Value>, ApiError> {
+    // The key is checked before the body is: from the header, or else found in the body
+    // without validating it (a body that is not JSON has no key to find).
+    let header_source = match basic_write_key(&headers) {
+        Some(key) => Some(authenticate(&state, &key).await?),
+        None => None,
+    };
     let limit = if path_type.is_some() {
         spec::MAX_EVENT_BYTES
     } else {
@@ -78,24 +95,21 @@ async fn ingest(
             limit,
         })
     })?;
+    let source = match header_source {
+        Some(source) => source,
+        None => {
+            let key = spec::body_write_key(&bytes).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_write_key",
+                    "send the source's write key as HTTP Basic `key:` or as `writeKey`",
+                )
+            })?;
+            authenticate(&state, &key).await?
+        }
+    };
     let received_at = state.engine.now();
     let envelope = spec::parse_envelope(&bytes, path_type).map_err(envelope_error)?;
-    let key = basic_write_key(&headers)
-        .or_else(|| envelope.write_key.as_deref().map(str::to_string))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_write_key",
-                "send the source's write key as HTTP Basic `key:` or as `writeKey`",
-            )
-        })?;
-    let source = state.source_for_key(&key).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_write_key",
-            "the write key is not valid",
-        )
-    })?;
     if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

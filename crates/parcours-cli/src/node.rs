@@ -93,6 +93,14 @@ pub fn node_id(config: &Config) -> String {
     })
 }
 
+fn server_limits(config: &Config) -> parcours_api::ServerLimits {
+    parcours_api::ServerLimits {
+        header_timeout: Duration::from_millis(config.http.header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(config.http.body_timeout_ms.max(1)),
+        max_connections_per_ip: config.http.max_connections_per_ip.max(1),
+    }
+}
+
 /// The janitor's hourly round: backend upkeep, forgetting old messageIds, retention.
 fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u32) {
     if let Err(e) = store.maintain(now) {
@@ -154,20 +162,19 @@ impl Node {
                 rate_limit_per_second: config.http.rate_limit_per_second,
                 failing_after: Duration::from_secs(config.health.failing_after_secs),
                 max_lag_events: config.health.max_lag_events,
+                server: server_limits(config),
+                metrics_require_token: config.metrics_require_token(),
+                metrics_token: config.metrics.token.clone(),
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let app = parcours_api::router(state.clone());
+        let limits = server_limits(config);
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
+            parcours_api::serve(listener, app, limits, shutdown).await;
         });
         let retention_days = config.storage.retention_days;
         let janitor = tokio::spawn(async move {

@@ -614,6 +614,7 @@ on_each_store!(
     quarantined_events_of_typed_endpoints_can_be_replayed,
     pathological_definitions_are_refused_and_kill_nothing,
     a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted,
+    every_rejection_has_the_error_envelope,
 );
 
 /// PostgreSQL refuses a NUL character in text: an identifier holding one (from an event stored
@@ -667,5 +668,279 @@ async fn an_event_the_store_refuses_is_found_and_set_aside() {
         "{}",
         refused[0]["reason"]
     );
+    t.stop().await;
+}
+
+mod slow_clients {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::common::{start_on, Backend, TestNode, WRITE_KEY};
+
+    async fn node(header_ms: u64, body_ms: u64, per_ip: usize) -> TestNode {
+        start_on("slow-clients", Backend::Sqlite, |c| {
+            c.http.header_timeout_ms = header_ms;
+            c.http.body_timeout_ms = body_ms;
+            c.http.max_connections_per_ip = per_ip;
+        })
+        .await
+    }
+
+    async fn connect(t: &TestNode) -> TcpStream {
+        TcpStream::connect(t.node.as_ref().unwrap().addr)
+            .await
+            .unwrap()
+    }
+
+    /// Reads until the server closes the connection; what it sent, and how long it took.
+    async fn until_closed(mut s: TcpStream, limit: Duration) -> (String, Duration) {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(limit, s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "still open after {limit:?}");
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_and_partial_requests_are_closed_at_their_deadline() {
+        let t = node(300, 300, 64).await;
+        let auth = format!("Basic {}", parcours_testkit::http::basic(WRITE_KEY));
+        let partial: [Option<String>; 4] = [
+            None,
+            Some("POST /v1/track HT".into()),
+            Some(format!(
+                "POST /v1/track HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\n"
+            )),
+            Some(format!(
+                "POST /v1/track HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"userId\""
+            )),
+        ];
+        for sent in partial {
+            let mut s = connect(&t).await;
+            if let Some(text) = &sent {
+                s.write_all(text.as_bytes()).await.unwrap();
+            }
+            let (answer, took) = until_closed(s, Duration::from_secs(5)).await;
+            assert!(took < Duration::from_secs(3), "{sent:?} held {took:?}");
+            if sent
+                .as_deref()
+                .is_some_and(|s| s.contains("content-length"))
+            {
+                assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+                assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+            }
+        }
+        // A keep-alive connection left idle after a request is closed too.
+        let mut s = connect(&t).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, took) = until_closed(s, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(took < Duration::from_secs(3));
+        t.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_body_is_refused_before_100_continue() {
+        let t = node(5_000, 5_000, 64).await;
+        let auth = format!("Basic {}", parcours_testkit::http::basic(WRITE_KEY));
+        let mut s = connect(&t).await;
+        s.write_all(
+            format!(
+                "POST /v1/batch HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: 10485760\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (answer, _) = until_closed(s, Duration::from_secs(3)).await;
+        assert!(!answer.contains("100 Continue"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"payload_too_large\""),
+            "{answer}"
+        );
+        // Within the limit, the client is told to go on.
+        let body = r#"{"batch":[{"type":"track","userId":"u","event":"E"}]}"#;
+        let mut s = connect(&t).await;
+        s.write_all(
+            format!(
+                "POST /v1/batch HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\nexpect: 100-continue\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut first = [0u8; 25];
+        s.read_exact(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 100 Continue"));
+        s.write_all(body.as_bytes()).await.unwrap();
+        let (answer, _) = until_closed(s, Duration::from_secs(3)).await;
+        assert!(answer.contains("HTTP/1.1 200"), "{answer}");
+        t.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_address_cannot_hold_every_connection() {
+        let t = node(5_000, 5_000, 4).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut s = connect(&t).await;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).await.unwrap();
+            held.push(s);
+        }
+        let (answer, _) = until_closed(connect(&t).await, Duration::from_secs(3)).await;
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"too_many_connections\""),
+            "{answer}"
+        );
+        drop(held);
+        // The slots come back once those connections close.
+        super::eventually(
+            Duration::from_secs(5),
+            "a connection accepted again",
+            || async {
+                let r = t.client.get("/healthz", "").await.ok()?;
+                (r.status == 200).then_some(())
+            },
+        )
+        .await;
+        t.stop().await;
+    }
+}
+
+/// A request and the rejection it gets.
+type Rejected<'a> = (
+    hyper::Method,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    String,
+    u16,
+    &'a str,
+);
+
+async fn every_rejection_has_the_error_envelope(backend: Backend) {
+    let t = start_on("envelope", backend, |_| {}).await;
+    let auth = format!("Bearer {ADMIN}");
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let cases: Vec<Rejected<'_>> = vec![
+        (
+            hyper::Method::GET,
+            "/api/v1/audiences/a/members?limit=null",
+            vec![("authorization", &auth)],
+            String::new(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            hyper::Method::GET,
+            "/api/v1/quarantine?limit=-1",
+            vec![("authorization", &auth)],
+            String::new(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            hyper::Method::GET,
+            "/api/v1/merges/abc",
+            vec![("authorization", &auth)],
+            String::new(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            hyper::Method::POST,
+            "/api/v1/audiences",
+            vec![("authorization", &auth)],
+            "{nope".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            hyper::Method::POST,
+            "/api/v1/tokens",
+            vec![("authorization", &auth)],
+            r#"{"name": 1}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            hyper::Method::POST,
+            "/api/v1/audiences",
+            vec![("authorization", &auth)],
+            big,
+            413,
+            "payload_too_large",
+        ),
+        (
+            hyper::Method::DELETE,
+            "/api/v1/status",
+            vec![("authorization", &auth)],
+            String::new(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            hyper::Method::POST,
+            "/v1/batch",
+            vec![],
+            "{}".into(),
+            401,
+            "missing_write_key",
+        ),
+        (
+            hyper::Method::POST,
+            "/v1/batch",
+            vec![],
+            "{nope".into(),
+            401,
+            "missing_write_key",
+        ),
+        (
+            hyper::Method::POST,
+            "/v1/batch",
+            vec![("authorization", "Basic d2tfd3Jvbmc6")],
+            "{}".into(),
+            401,
+            "invalid_write_key",
+        ),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let r = t
+            .client
+            .request(method.clone(), path, &headers, body)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{method} {path}"
+        );
+        let e = r.json();
+        assert_eq!(e["code"], code, "{method} {path}: {e}");
+        for field in ["message", "type", "link"] {
+            assert!(e[field].is_string(), "{method} {path}: {e}");
+        }
+    }
     t.stop().await;
 }

@@ -125,6 +125,15 @@ struct WriteKeyOnly<'a> {
     write_key: Option<Cow<'a, str>>,
 }
 
+/// The `writeKey` a body carries, read without validating the rest of it (the key is checked
+/// before the body is). `None` when there is none or the body is not a JSON object.
+pub fn body_write_key(body: &[u8]) -> Option<String> {
+    let head: WriteKeyOnly<'_> = serde_json::from_slice(body).ok()?;
+    head.write_key
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+}
+
 /// Parses the body of `/v1/batch` (`path_type = None`) or of a single-event endpoint.
 pub fn parse_envelope(
     body: &[u8],

@@ -1,0 +1,240 @@
+//! The HTTP server: the accept loop with what keeps slow or greedy clients from holding a node
+//! (a deadline for a request's headers, also closing idle keep-alive connections; a deadline
+//! for its body; a cap on the connections one client address holds), and the body guard that
+//! refuses an oversized `Content-Length` before reading anything (so no `100 Continue` is
+//! sent for it) and reads every body within its limit and deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use parcours_core::spec::{MAX_BATCH_BYTES, MAX_EVENT_BYTES};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The largest admin API body.
+pub const MAX_ADMIN_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// How long in-flight requests may take to finish once the server is told to stop.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What a client may hold of the server.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this (an idle keep-alive connection is closed
+    /// after it).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: Duration,
+    /// Open connections per client address; more are answered 429 and closed.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct Connections(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection, counted until dropped.
+struct Slot {
+    table: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Connections {
+    fn take(table: &Arc<Connections>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let mut open = table.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (for up to ten seconds).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let graceful = GracefulShutdown::new();
+    let table = Arc::new(Connections::default());
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = Connections::take(&table, peer.ip(), limits.max_connections_per_ip) else {
+            metrics::counter!("parcours_http_connections_refused_total").increment(1);
+            tokio::spawn(refuse(stream, limits.max_connections_per_ip));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {DRAIN:?}; closing them");
+    }
+}
+
+/// Answers a connection over the per-address cap with 429 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+    let body = serde_json::json!({
+        "message": format!("this address already holds {max} open connections; close some or retry later"),
+        "code": "too_many_connections",
+        "type": "rate_limit",
+        "link": "docs/errors.md#too_many_connections",
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// The largest body a route takes.
+pub fn body_limit(path: &str) -> usize {
+    match path {
+        "/v1/batch" | "/v1/import" => MAX_BATCH_BYTES,
+        p if p.starts_with("/v1/") => MAX_EVENT_BYTES,
+        _ => MAX_ADMIN_BODY_BYTES,
+    }
+}
+
+/// An error that ends the connection (its body was not read to the end).
+fn closing(e: ApiError) -> Response {
+    let mut r = e.into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn too_large(size: Option<u64>, limit: usize) -> Response {
+    let message = match size {
+        Some(size) => format!("request body is {size} bytes, over the {limit} byte limit"),
+        None => format!("request body is over the {limit} byte limit"),
+    };
+    closing(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        message,
+    ))
+}
+
+/// Reads a request's body within its route's limit and the body deadline, before the handler
+/// runs. An oversized `Content-Length` is refused before anything is read (a client that
+/// sent `Expect: 100-continue` never gets `100 Continue` for it).
+pub async fn guard_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = body_limit(req.uri().path());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(declared, limit);
+    }
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        state.config.server.body_timeout,
+        Limited::new(body, limit).collect(),
+    );
+    let bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return too_large(None, limit)
+        }
+        Ok(Err(e)) => {
+            return closing(ApiError::bad_request(
+                "invalid_body",
+                format!("the request body could not be read: {e}"),
+            ))
+        }
+        Err(_) => {
+            return closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.config.server.body_timeout.as_secs_f64()
+                ),
+            ))
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
