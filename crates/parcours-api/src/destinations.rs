@@ -147,7 +147,8 @@ async fn save(
             region: body.region,
             enabled: body.enabled,
         };
-        let d = save_destination(st.as_ref(), &ws, &id, &doc, now)?;
+        let allow = state.engine.allows_private_destinations();
+        let d = save_destination(st.as_ref(), &ws, &id, &doc, now, allow)?;
         destination_json(st.as_ref(), &state, &d, reveal)
     })
     .await

@@ -381,6 +381,30 @@ mod tests {
 }
 
 #[cfg(test)]
+mod metrics_tests {
+    use super::Config;
+
+    #[test]
+    fn metrics_need_a_token_by_default_only_beyond_loopback() {
+        let on = |host: &str| {
+            let mut c = Config::default();
+            c.http.host = host.into();
+            c.metrics_require_token()
+        };
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+            assert!(!on(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.4", "parcours.internal"] {
+            assert!(on(host), "{host}");
+        }
+        let mut c = Config::default();
+        c.http.host = "0.0.0.0".into();
+        c.metrics.require_token = Some(false);
+        assert!(!c.metrics_require_token(), "configured off");
+    }
+}
+
+#[cfg(test)]
 mod redact_tests {
     #[test]
     fn passwords_never_reach_messages() {

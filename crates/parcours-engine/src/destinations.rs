@@ -20,9 +20,6 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use parcours_core::adhash;
 use parcours_core::audience;
 use parcours_core::time::{format_timestamp, Clock, Millis};
@@ -35,6 +32,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::audiences::{put_version, AudienceDoc, DefinitionError};
+use crate::outbound::{self, HttpClient};
 
 /// How the profile is described in each change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,14 +170,16 @@ fn invalid(message: impl Into<String>) -> DefinitionError {
     }
 }
 
-/// Checks a destination against the workspace (its audiences exist) and stores its next
-/// version. The worker restarts with it; its place in the change log is kept.
+/// Checks a destination against the workspace (its audiences exist) and the node's rule on
+/// receivers ([`outbound`]), and stores its next version. The worker restarts with it; its
+/// place in the change log is kept.
 pub fn save_destination(
     store: &dyn Store,
     ws: &str,
     id: &str,
     doc: &DestinationDoc,
     now: Millis,
+    allow_private: bool,
 ) -> Result<parcours_store::Definition, DefinitionError> {
     audience::check_id(id).map_err(|m| DefinitionError::Invalid {
         code: "invalid_id",
@@ -188,15 +188,7 @@ pub fn save_destination(
     if doc.name.trim().is_empty() {
         return Err(invalid("`name` must not be empty"));
     }
-    let uri: Uri = doc
-        .url
-        .parse()
-        .map_err(|e| invalid(format!("`url`: {e}")))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(invalid(
-            "`url` must be an absolute http:// or https:// address",
-        ));
-    }
+    outbound::check_url(&doc.url, allow_private).map_err(invalid)?;
     if secret_key(&doc.secret).is_none() {
         return Err(invalid(
             "`secret` must be `whsec_` followed by base64 of 24 to 64 bytes (leave it out to get one)",
@@ -444,26 +436,6 @@ pub fn payload(
     }))
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-fn http_client() -> HttpClient {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("the ring provider supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(https)
-}
-
 /// Why an attempt failed, and how long the receiver asked us to wait.
 struct Failure {
     message: String,
@@ -571,7 +543,7 @@ impl Worker {
                 return;
             }
         };
-        let client = rt.block_on(async { http_client() });
+        let client = rt.block_on(async { outbound::client(self.config.allow_private_addresses) });
         let cursor_name = destination_cursor(&self.key.0, &self.key.1);
         while !self.cancelled() {
             // In a cluster, the holder of bucket 0 delivers (as it evaluates audiences).
@@ -805,9 +777,20 @@ pub(crate) fn start(
                             if running.contains_key(&key) {
                                 continue;
                             }
-                            let Ok(url) = doc.url.parse::<Uri>() else {
-                                continue;
-                            };
+                            // Checked again: the rule may have changed since it was saved.
+                            let url =
+                                match outbound::check_url(&doc.url, config.allow_private_addresses)
+                                {
+                                    Ok(url) => url,
+                                    Err(e) => {
+                                        update(&board, &key, |s| {
+                                            s.state = "refused";
+                                            s.version = version;
+                                            s.last_error = Some(e);
+                                        });
+                                        continue;
+                                    }
+                                };
                             update(&board, &key, |s| {
                                 s.state = "starting";
                                 s.version = version;

@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod health;
 mod held;
 mod ingest;
+pub mod outbound;
 mod unify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,6 +112,7 @@ pub struct Engine {
     ownership: Option<Arc<cluster::Ownership>>,
     deliveries: destinations::StatusBoard,
     health: Arc<health::Health>,
+    allow_private_destinations: bool,
 }
 
 impl Engine {
@@ -175,7 +177,13 @@ impl Engine {
             ownership,
             deliveries,
             health,
+            allow_private_destinations: config.sync.allow_private_addresses,
         })
+    }
+
+    /// Whether destinations may send to non-public addresses ([`outbound`]).
+    pub fn allows_private_destinations(&self) -> bool {
+        self.allow_private_destinations
     }
 
     /// How this node's processors are doing.
