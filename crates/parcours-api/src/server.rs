@@ -16,7 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -30,6 +30,11 @@ use crate::AppState;
 
 /// The largest admin API body.
 pub const MAX_ADMIN_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// How much of an oversized body is read and thrown away before the 413, so that a client
+/// still sending gets the answer instead of a reset connection. Beyond it the connection is
+/// closed as soon as the answer is written.
+const DISCARD_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// How long in-flight requests may take to finish once the server is told to stop.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -195,42 +200,95 @@ fn too_large(size: Option<u64>, limit: usize) -> Response {
     ))
 }
 
+/// Reads and throws away what is left of a body, up to [`DISCARD_MAX_BYTES`] and until
+/// `deadline`. Returns whether it reached the end.
+async fn discard(mut body: Body, deadline: tokio::time::Instant) -> bool {
+    let mut read = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > DISCARD_MAX_BYTES {
+                    return false;
+                }
+            }
+            Ok(None) => return true,
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
+/// The 413 for a body over its limit: at once to a client waiting for `100 Continue` (it
+/// never gets one and never sends the body); otherwise once the rest of the body is read and
+/// thrown away, when it is not huge, so that the client still sending reads the answer.
+async fn refuse_body(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    expects_continue: bool,
+    timeout: Duration,
+) -> Response {
+    let drained = !expects_continue && discard(body, tokio::time::Instant::now() + timeout).await;
+    let mut r = too_large(declared, limit);
+    if drained {
+        r.headers_mut().remove(header::CONNECTION);
+    }
+    r
+}
+
 /// Reads a request's body within its route's limit and the body deadline, before the handler
-/// runs. An oversized `Content-Length` is refused before anything is read (a client that
+/// runs. An oversized `Content-Length` is refused before its body is read (a client that
 /// sent `Expect: 100-continue` never gets `100 Continue` for it).
 pub async fn guard_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let limit = body_limit(req.uri().path());
+    let timeout = state.config.server.body_timeout;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(declared, limit);
-    }
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(
-        state.config.server.body_timeout,
-        Limited::new(body, limit).collect(),
-    );
-    let bytes = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(None, limit)
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refuse_body(body, declared, limit, expects_continue, timeout).await;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = body;
+    let mut read = bytes::BytesMut::new();
+    let outcome = loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    read.extend_from_slice(data);
+                }
+                // Sent without a length (chunked), it is found over the limit as it arrives.
+                if read.len() > limit {
+                    return refuse_body(body, None, limit, false, timeout).await;
+                }
+            }
+            Ok(None) => break Ok(read.freeze()),
+            Ok(Some(Err(e))) => break Err(Some(e)),
+            Err(_) => break Err(None),
         }
-        Ok(Err(e)) => {
+    };
+    let bytes = match outcome {
+        Ok(bytes) => bytes,
+        Err(Some(e)) => {
             return closing(ApiError::bad_request(
                 "invalid_body",
                 format!("the request body could not be read: {e}"),
             ))
         }
-        Err(_) => {
+        Err(None) => {
             return closing(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 format!(
                     "the request body did not arrive within {} s",
-                    state.config.server.body_timeout.as_secs_f64()
+                    timeout.as_secs_f64()
                 ),
             ))
         }

@@ -431,7 +431,7 @@ pub fn export(
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {
-                    serde_json::to_writer(&mut *out, &e.to_json())?;
+                    out.write_all(e.to_json_text().as_bytes())?;
                     out.write_all(b"\n")?;
                 }
                 written += page.len() as u64;

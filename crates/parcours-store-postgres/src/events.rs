@@ -187,32 +187,43 @@ async fn append_in(
             .insert(conn, &batch.workspace_id, &batch.source_id)
             .await?;
         // The same invalid body again is one more occurrence of its entry (which needs
-        // looking at again if it was resolved).
-        for q in &batch.quarantined {
-            let done = sqlx::query(
+        // looking at again if it was resolved); a request's copies of one body are one row.
+        let rows = parcours_store::quarantine_rows(&batch.quarantined);
+        if !rows.is_empty() {
+            let column = |f: &dyn Fn(&parcours_store::QuarantineRow<'_>) -> Option<String>| {
+                rows.iter().map(f).collect::<Vec<Option<String>>>()
+            };
+            let numbers = |f: &dyn Fn(&parcours_store::QuarantineRow<'_>) -> i64| {
+                rows.iter().map(f).collect::<Vec<i64>>()
+            };
+            sqlx::query(
                 "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
-                                         fingerprint, last_seen, sources, path_type)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $3, ARRAY[$2], $9)
+                                         fingerprint, last_seen, sources, path_type, occurrences)
+                 SELECT $1, $2, r, c, re, m, b, f, l, ARRAY[$2], p, n
+                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                             $9::bigint[], $10::text[], $11::bigint[]) AS x(r, c, re, m, b, f, l, p, n)
                  ON CONFLICT (workspace_id, fingerprint) DO UPDATE SET
-                   occurrences = quarantine.occurrences + 1,
-                   last_seen = greatest(coalesce(quarantine.last_seen, quarantine.received_at), excluded.received_at),
+                   occurrences = quarantine.occurrences + excluded.occurrences,
+                   last_seen = greatest(coalesce(quarantine.last_seen, quarantine.received_at), excluded.last_seen),
                    sources = CASE WHEN excluded.source_id = ANY(quarantine.sources) THEN quarantine.sources
                                   ELSE array_append(quarantine.sources, excluded.source_id) END,
                    status = 'pending', resolved_at = NULL",
             )
             .bind(&batch.workspace_id)
             .bind(&batch.source_id)
-            .bind(q.received_at)
-            .bind(q.violation.code())
-            .bind(parcours_store::quarantine_reason(q.violation, q.detail.as_deref()))
-            .bind(&q.message_id)
-            .bind(&q.body)
-            .bind(parcours_core::spec::fingerprint(&q.body))
-            .bind(q.path_type.map(EventType::as_str))
+            .bind(numbers(&|r| r.event.received_at))
+            .bind(column(&|r| Some(r.event.violation.code().to_string())))
+            .bind(column(&|r| Some(r.reason.clone())))
+            .bind(column(&|r| r.event.message_id.clone()))
+            .bind(column(&|r| Some(r.event.body.clone())))
+            .bind(column(&|r| Some(r.fingerprint.clone())))
+            .bind(numbers(&|r| r.last_seen))
+            .bind(column(&|r| r.event.path_type.map(|t| t.as_str().to_string())))
+            .bind(numbers(&|r| r.occurrences))
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
-            out.quarantined += done.rows_affected() as usize;
+            out.quarantined += rows.iter().map(|r| r.occurrences as usize).sum::<usize>();
         }
         outcomes.push(out);
     }

@@ -127,30 +127,34 @@ fn append_in(
     let mut quarantine = tx
         .prepare_cached(
             "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
-                                     fingerprint, last_seen, sources, path_type)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3, json_array(?2), ?9)
+                                     fingerprint, last_seen, sources, path_type, occurrences)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, json_array(?2), ?9, ?11)
              ON CONFLICT (workspace_id, fingerprint) DO UPDATE SET
-               occurrences = occurrences + 1,
+               occurrences = occurrences + excluded.occurrences,
                last_seen = max(coalesce(last_seen, received_at), excluded.received_at),
                sources = CASE WHEN EXISTS (SELECT 1 FROM json_each(quarantine.sources) WHERE value = excluded.source_id)
                               THEN sources ELSE json_insert(sources, '$[#]', excluded.source_id) END,
                status = 'pending', resolved_at = NULL",
         )
         .map_err(backend)?;
-    for q in &batch.quarantined {
-        out.quarantined += quarantine
+    for row in parcours_store::quarantine_rows(&batch.quarantined) {
+        let q = row.event;
+        quarantine
             .execute(params![
                 batch.workspace_id,
                 batch.source_id,
                 q.received_at,
                 q.violation.code(),
-                parcours_store::quarantine_reason(q.violation, q.detail.as_deref()),
+                row.reason,
                 q.message_id,
                 q.body,
-                parcours_core::spec::fingerprint(&q.body),
+                row.fingerprint,
                 q.path_type.map(EventType::as_str),
+                row.last_seen,
+                row.occurrences,
             ])
             .map_err(backend)?;
+        out.quarantined += row.occurrences as usize;
     }
     Ok(out)
 }

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use parcours_core::channel::Channel;
 use parcours_core::identifier::Identifier;
 use parcours_core::observation::EventMeta;
@@ -6,7 +8,7 @@ use parcours_core::spec::{AcceptedEvent, EventType, QuarantinedEvent};
 use parcours_core::time::{format_timestamp, EventKey, Millis};
 use parcours_core::MergeRecord;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workspace {
@@ -124,44 +126,62 @@ impl StoredEvent {
     }
 
     /// The event as a Segment-spec object: what the client sent, plus the fields Parcours set
-    /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel`).
+    /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel`, and the ids as the exact
+    /// strings it keeps).
     pub fn to_json(&self) -> Value {
-        let mut obj: Map<String, Value> = match serde_json::from_str(&self.body) {
-            Ok(obj) => obj,
+        serde_json::from_str(&self.to_json_text()).unwrap_or_default()
+    }
+
+    /// [`to_json`](Self::to_json) as text, with every value the client sent kept exactly as
+    /// written: numbers are not read into floats and written back (an export read by an
+    /// import gives the same event, `100000000000000000000001` included).
+    pub fn to_json_text(&self) -> String {
+        type Raw = Box<serde_json::value::RawValue>;
+        let raw = |v: Value| -> Raw {
+            serde_json::value::to_raw_value(&v).expect("a JSON value serialises")
+        };
+        // Raw values are not checked as they are read: the whole body is, first.
+        let readable = parcours_core::limits::check_text(&self.body).is_ok();
+        let parsed = readable
+            .then(|| serde_json::from_str::<BTreeMap<String, Raw>>(&self.body))
+            .and_then(Result::ok);
+        let mut obj: BTreeMap<String, Raw> = match parsed {
+            Some(obj) => obj,
             // Stored before ingest checked the limits every reader has: the stored columns,
             // and the raw text as a string, so that an export loses nothing.
-            Err(_) => {
-                let mut obj = Map::new();
-                let columns = [
-                    ("userId", &self.user_id),
-                    ("anonymousId", &self.anonymous_id),
-                    ("event", &self.event),
-                ];
-                for (field, value) in columns {
-                    if let Some(v) = value {
-                        obj.insert(field.into(), Value::String(v.clone()));
-                    }
+            None => {
+                let mut obj = BTreeMap::new();
+                if let Some(event) = &self.event {
+                    obj.insert("event".into(), raw(Value::String(event.clone())));
                 }
-                obj.insert("unreadableBody".into(), Value::String(self.body.clone()));
+                obj.insert(
+                    "unreadableBody".into(),
+                    raw(Value::String(self.body.clone())),
+                );
                 obj
             }
         };
-        obj.insert("messageId".into(), Value::String(self.message_id.clone()));
-        obj.insert("type".into(), Value::String(self.kind.as_str().into()));
-        obj.insert(
-            "timestamp".into(),
-            Value::String(format_timestamp(self.timestamp)),
-        );
-        obj.insert(
-            "receivedAt".into(),
-            Value::String(format_timestamp(self.received_at)),
-        );
-        obj.insert(
-            "channel".into(),
-            Value::String(self.channel.as_str().into()),
-        );
+        let columns = [
+            ("userId", &self.user_id),
+            ("anonymousId", &self.anonymous_id),
+        ];
+        for (field, value) in columns {
+            if let Some(v) = value {
+                obj.insert(field.into(), raw(Value::String(v.clone())));
+            }
+        }
+        let set = [
+            ("messageId", self.message_id.clone()),
+            ("type", self.kind.as_str().into()),
+            ("timestamp", format_timestamp(self.timestamp)),
+            ("receivedAt", format_timestamp(self.received_at)),
+            ("channel", self.channel.as_str().into()),
+        ];
+        for (field, value) in set {
+            obj.insert(field.into(), raw(Value::String(value)));
+        }
         obj.remove("writeKey");
-        Value::Object(obj)
+        serde_json::to_string(&obj).expect("raw values serialise")
     }
 }
 
@@ -235,6 +255,44 @@ pub fn quarantine_reason(
         Some(d) => format!("{}: {d}", violation.message()),
         None => violation.message().to_string(),
     }
+}
+
+/// The quarantine rows one request adds: its invalid events grouped by body, each with how
+/// many times it came (2,500 copies of `{}` are one row with 2,500 occurrences, written in
+/// one statement, not 2,500).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow<'a> {
+    pub event: &'a QuarantinedEvent,
+    pub fingerprint: String,
+    pub reason: String,
+    pub occurrences: i64,
+    pub last_seen: Millis,
+}
+
+/// Groups a request's invalid events by fingerprint, in order of first arrival.
+pub fn quarantine_rows(events: &[QuarantinedEvent]) -> Vec<QuarantineRow<'_>> {
+    let mut rows: Vec<QuarantineRow<'_>> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for q in events {
+        let fingerprint = parcours_core::spec::fingerprint(&q.body);
+        match at.get(&fingerprint) {
+            Some(&i) => {
+                rows[i].occurrences += 1;
+                rows[i].last_seen = rows[i].last_seen.max(q.received_at);
+            }
+            None => {
+                at.insert(fingerprint.clone(), rows.len());
+                rows.push(QuarantineRow {
+                    event: q,
+                    fingerprint,
+                    reason: quarantine_reason(q.violation, q.detail.as_deref()),
+                    occurrences: 1,
+                    last_seen: q.received_at,
+                });
+            }
+        }
+    }
+    rows
 }
 
 /// The dedup bound a quarantine replay appends with: a replacement of an event set aside takes
