@@ -126,8 +126,8 @@ impl StoredEvent {
     }
 
     /// The event as a Segment-spec object: what the client sent, plus the fields Parcours set
-    /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel`, and the ids as the exact
-    /// strings it keeps).
+    /// (`messageId`, `type`, `timestamp`, `receivedAt`, `channel` (also as `context.channel`),
+    /// and the ids as the exact strings it keeps).
     pub fn to_json(&self) -> Value {
         serde_json::from_str(&self.to_json_text()).unwrap_or_default()
     }
@@ -170,6 +170,21 @@ impl StoredEvent {
                 obj.insert(field.into(), raw(Value::String(v.clone())));
             }
         }
+        // The channel goes where ingest reads it first (`context.channel`), so an import gives
+        // the event the same channel whatever its source's own; ingest accepts only an object
+        // (or null) as `context`.
+        let mut context: BTreeMap<String, Raw> = obj
+            .get("context")
+            .and_then(|c| serde_json::from_str(c.get()).ok())
+            .unwrap_or_default();
+        context.insert(
+            "channel".into(),
+            raw(Value::String(self.channel.as_str().into())),
+        );
+        obj.insert(
+            "context".into(),
+            serde_json::value::to_raw_value(&context).expect("raw values serialise"),
+        );
         let set = [
             ("messageId", self.message_id.clone()),
             ("type", self.kind.as_str().into()),
@@ -520,5 +535,72 @@ pub fn parse_owners_position(position: &str) -> crate::Result<(String, i64)> {
         Some((seq, profile)) => Ok((profile.to_string(), seq.parse().map_err(|_| bad())?)),
         None if position.is_empty() => Ok((String::new(), 0)),
         None => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parcours_core::spec::{check_event, Checked, Edge};
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    fn stored(body: &str, channel: Channel) -> StoredEvent {
+        StoredEvent {
+            seq: 7,
+            workspace_id: "ws".into(),
+            source_id: "src".into(),
+            message_id: "m1".into(),
+            kind: EventType::Track,
+            event: Some("E".into()),
+            user_id: Some("100000000000000000000001".into()),
+            anonymous_id: None,
+            timestamp: 1_780_000_000_000,
+            received_at: 1_780_000_000_500,
+            channel,
+            body: body.into(),
+            bucket: 0,
+        }
+    }
+
+    fn import(line: &str, source_channel: Option<Channel>) -> AcceptedEvent {
+        let raw: Box<RawValue> = serde_json::from_str(line).unwrap();
+        let edge = Edge {
+            received_at: 1,
+            source_channel,
+            batch_sent_at: None,
+            batch_context: None,
+            batch_integrations: None,
+            path_type: None,
+        };
+        match check_event(&raw, &edge, &mut |_| unreachable!()) {
+            Checked::Accepted(a) => a,
+            Checked::Quarantined(q) => panic!("{q:?}"),
+        }
+    }
+
+    /// Found by fuzzing: the channel an event was given came back as its new source's.
+    #[test]
+    fn an_export_imports_back_as_the_same_event() {
+        let e = stored(
+            r#"{"userId":100000000000000000000001,"event":"E","properties":{"big":100000000000000000000001},"context":{"device":{"type":"ios"}}}"#,
+            Channel::Ios,
+        );
+        let line = e.to_json_text();
+        assert!(line.contains(r#""big":100000000000000000000001"#), "{line}");
+        let back = import(&line, Some(Channel::Store));
+        assert_eq!(back.channel, Channel::Ios);
+        assert_eq!(back.user_id.as_deref(), Some("100000000000000000000001"));
+        assert_eq!(
+            (back.timestamp, back.message_id.as_str()),
+            (e.timestamp, "m1")
+        );
+        // A body no reader can read is exported with what the log columns hold, and the raw text.
+        let legacy = stored(r#"{"userId":"x","event":"E","n":1e400}"#, Channel::Web);
+        let line = legacy.to_json_text();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["unreadableBody"], legacy.body.as_str());
+        assert_eq!(v["event"], "E");
+        assert_eq!(import(&line, None).channel, Channel::Web);
     }
 }

@@ -501,3 +501,13 @@ fn windows_and_ages_beyond_ten_thousand_years_are_refused() {
         );
     }
 }
+
+/// Found by fuzzing: a number whose float printed back as another float (fixed by reading
+/// floats exactly).
+#[test]
+fn long_numbers_print_back_as_the_same_number() {
+    round_trips(
+        &parse(r#"did "Order Completed" where total > 20555555555555555555555555555555555555555555555550"#)
+            .unwrap(),
+    );
+}
