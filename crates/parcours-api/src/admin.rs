@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{hash_secret, new_secret, Caller};
-use crate::error::{blocking, ApiError};
+use crate::error::{blocking, object_body, ApiError};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
@@ -304,14 +304,13 @@ async fn unmerge_profile(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<UnmergeBody>>,
+    body: Option<Json<Value>>,
 ) -> Api {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "missing_parameter",
-            "give the merge to undo: {\"merge_id\": 12}",
-        ));
-    };
+    let body: UnmergeBody = object_body(
+        body,
+        "give the merge to undo: {\"merge_id\": 12}",
+        "invalid_json",
+    )?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let m = body.merge_id;
@@ -475,14 +474,11 @@ async fn set_rules(
     body: Option<Json<Value>>,
 ) -> Api {
     caller.require_admin()?;
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "send the identity rules as a JSON object",
-        ));
-    };
-    let config: IdentityRulesConfig = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
+    let config: IdentityRulesConfig = object_body(
+        body,
+        "send the identity rules as a JSON object",
+        "invalid_identity_rules",
+    )?;
     IdentityRules::new(config.clone())
         .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
@@ -501,7 +497,7 @@ struct NewWorkspace {
 async fn create_workspace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: Option<Json<NewWorkspace>>,
+    body: Option<Json<Value>>,
 ) -> impl IntoResponse {
     let result: Api = async {
         if !caller.0.instance_admin {
@@ -511,12 +507,7 @@ async fn create_workspace(
                 "only the instance admin token can create workspaces",
             ));
         }
-        let Some(Json(body)) = body else {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "send {\"name\": \"…\"}",
-            ));
-        };
+        let body: NewWorkspace = object_body(body, "send {\"name\": \"…\"}", "invalid_json")?;
         if body.name.trim().is_empty() {
             return Err(ApiError::bad_request(
                 "invalid_parameter",
@@ -611,15 +602,14 @@ struct NewSource {
 async fn create_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: Option<Json<NewSource>>,
+    body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "send {\"name\": \"…\", \"channel\": \"store\"}",
-        ));
-    };
+    let body: NewSource = object_body(
+        body,
+        "send {\"name\": \"…\", \"channel\": \"store\"}",
+        "invalid_json",
+    )?;
     let channel = body
         .channel
         .as_deref()
@@ -665,15 +655,14 @@ struct NewToken {
 async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: Option<Json<NewToken>>,
+    body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "send {\"name\": \"…\", \"role\": \"analyst\"}",
-        ));
-    };
+    let body: NewToken = object_body(
+        body,
+        "send {\"name\": \"…\", \"role\": \"analyst\"}",
+        "invalid_json",
+    )?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_role",

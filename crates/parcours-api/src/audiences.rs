@@ -141,13 +141,7 @@ pub(crate) fn definition_body<T: serde::de::DeserializeOwned>(
     what: &str,
     code: &'static str,
 ) -> Result<T, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            format!("send the {what} as a JSON object"),
-        ));
-    };
-    serde_json::from_value(body).map_err(|e| ApiError::bad_request(code, e.to_string()))
+    crate::error::object_body(body, &format!("send the {what} as a JSON object"), code)
 }
 
 /// A replace names its id in the path; a body that names another one is refused.

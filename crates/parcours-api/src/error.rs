@@ -143,6 +143,20 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
+/// A request body read as `T`, which must be a JSON object (a struct also reads from an array
+/// of its fields in order, which no client means). `missing` tells what to send instead;
+/// `code` is the error of an object of the wrong shape.
+pub fn object_body<T: serde::de::DeserializeOwned>(
+    body: Option<axum::Json<serde_json::Value>>,
+    missing: &str,
+    code: &'static str,
+) -> Result<T, ApiError> {
+    let Some(axum::Json(body @ serde_json::Value::Object(_))) = body else {
+        return Err(ApiError::bad_request("invalid_json", missing));
+    };
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(code, e.to_string()))
+}
+
 /// Runs a blocking storage call on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

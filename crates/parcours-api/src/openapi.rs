@@ -3,30 +3,113 @@
 use axum::Json;
 use serde_json::{json, Value};
 
+/// Every rejection, whatever its status, is the error envelope.
+fn error() -> Value {
+    json!({"$ref": "#/components/responses/Error"})
+}
+
 fn op(summary: &str, tag: &str, params: Value, admin: bool) -> Value {
     let mut o = json!({
         "summary": summary,
         "tags": [tag],
         "parameters": params,
         "responses": {
-            "200": {"description": "success"},
-            "400": {"$ref": "#/components/responses/Error"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"}
+            "200": {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": error(),
+            "401": error(),
+            "404": error(),
+            "default": error()
         }
     });
     if admin {
-        o["responses"]["403"] = json!({"$ref": "#/components/responses/Error"});
+        o["responses"]["403"] = error();
     }
     o
 }
 
+/// An operation that creates something: 201 with it.
+fn create(summary: &str, tag: &str, body: Value) -> Value {
+    let mut o = op(summary, tag, json!([]), true);
+    o["responses"]["201"] = json!({"description": "created", "content": {"application/json": {"schema": {"type": "object"}}}});
+    o["responses"]
+        .as_object_mut()
+        .expect("responses")
+        .remove("200");
+    o["responses"]["409"] = error();
+    with_body(o, body)
+}
+
+/// An operation with a JSON request body.
+fn with_body(mut o: Value, schema: Value) -> Value {
+    o["requestBody"] =
+        json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    o
+}
+
 fn path_param(name: &str, kind: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
+    let schema = if kind == "integer" {
+        json!({"type": "integer", "format": "int64", "minimum": 1})
+    } else {
+        json!({"type": kind, "minLength": 1})
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
 }
 
 fn query(name: &str, kind: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}, "description": description})
+    let schema = match name {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        _ => json!({"type": kind}),
+    };
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+fn required_query(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}, "description": description})
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn audience_body() -> Value {
+    object(
+        &["name"],
+        json!({
+            "id": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+            "name": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "definition": {"type": ["string", "null"], "description": "the condition in the text syntax (docs/audiences.md)"},
+            "condition": {"type": ["object", "null"], "description": "the condition as a JSON tree"}
+        }),
+    )
+}
+
+fn trait_body() -> Value {
+    object(
+        &["id", "kind", "event"],
+        json!({
+            "id": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+            "kind": {"type": "string", "enum": ["count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list", "unique_count", "lifecycle", "rfm"]},
+            "event": {"type": "string", "minLength": 1},
+            "property": {"type": ["string", "null"]}
+        }),
+    )
+}
+
+fn destination_body() -> Value {
+    object(
+        &["name", "url"],
+        json!({
+            "id": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+            "name": {"type": "string", "minLength": 1},
+            "url": {"type": "string", "format": "uri", "description": "http(s), on a public address"},
+            "secret": {"type": ["string", "null"]},
+            "audiences": {"type": "array", "items": {"type": "string"}},
+            "identifiers": {"type": "string", "enum": ["none", "plain", "google", "meta"]},
+            "region": {"type": ["string", "null"], "pattern": "^[A-Za-z]{2}$"},
+            "enabled": {"type": "boolean"}
+        }),
+    )
 }
 
 fn tracking(kind: &str) -> Value {
@@ -35,13 +118,14 @@ fn tracking(kind: &str) -> Value {
             "summary": format!("Segment {kind} call"),
             "tags": ["tracking"],
             "security": [{"writeKey": []}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentEvent"}}}},
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": if kind == "batch" {"#/components/schemas/SegmentBatch"} else {"#/components/schemas/SegmentEvent"}}}}},
             "responses": {
                 "200": {"description": "committed", "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"type": "boolean"}}}}}},
-                "400": {"$ref": "#/components/responses/Error"},
-                "401": {"$ref": "#/components/responses/Error"},
-                "413": {"$ref": "#/components/responses/Error"},
-                "429": {"$ref": "#/components/responses/Error"}
+                "400": error(),
+                "401": error(),
+                "413": error(),
+                "429": error(),
+                "default": error()
             }
         }
     })
@@ -118,12 +202,8 @@ pub fn spec() -> Value {
                 "Profile by identifier",
                 "profiles",
                 json!([
-                    query(
-                        "type",
-                        "string",
-                        "email, phone, user_id, anonymous_id, device_id, …"
-                    ),
-                    query("value", "string", "normalised like ingested values")
+                    required_query("type", "email, phone, user_id, anonymous_id, device_id, …"),
+                    required_query("value", "normalised like ingested values")
                 ]),
                 false,
             ),
@@ -180,11 +260,17 @@ pub fn spec() -> Value {
         (
             "/api/v1/profiles/{id}/unmerge",
             "post",
-            op(
-                "Undo one merge of this profile: body {\"merge_id\": n}",
-                "identity",
-                id(),
-                true,
+            with_body(
+                op(
+                    "Undo one merge of this profile: body {\"merge_id\": n}",
+                    "identity",
+                    id(),
+                    true,
+                ),
+                object(
+                    &["merge_id"],
+                    json!({"merge_id": {"type": "integer", "format": "int64", "minimum": 1}}),
+                ),
             ),
         ),
         (
@@ -210,11 +296,11 @@ pub fn spec() -> Value {
                 "quarantine",
                 {
                     let mut p = page();
-                    p.as_array_mut().unwrap().push(query(
-                        "status",
-                        "string",
-                        "pending (default all), replayed, discarded",
-                    ));
+                    p.as_array_mut().unwrap().push(json!({
+                        "name": "status", "in": "query", "required": false,
+                        "schema": {"type": "string", "enum": ["pending", "replayed", "discarded", "all"]},
+                        "description": "pending, replayed, discarded, or all (default)"
+                    }));
                     p
                 },
                 false,
@@ -248,16 +334,18 @@ pub fn spec() -> Value {
         (
             "/api/v1/workspace/identity-rules",
             "put",
-            op("Replace the identity rules", "workspaces", json!([]), true),
+            with_body(
+                op("Replace the identity rules", "workspaces", json!([]), true),
+                json!({"type": "object"}),
+            ),
         ),
         (
             "/api/v1/workspaces",
             "post",
-            op(
+            create(
                 "Create a workspace (instance admin token)",
                 "workspaces",
-                json!([]),
-                true,
+                object(&["name"], json!({"name": {"type": "string", "minLength": 1}})),
             ),
         ),
         (
@@ -268,11 +356,13 @@ pub fn spec() -> Value {
         (
             "/api/v1/sources",
             "post",
-            op(
+            create(
                 "Create a source; its write key is returned once",
                 "workspaces",
-                json!([]),
-                true,
+                object(
+                    &["name"],
+                    json!({"name": {"type": "string"}, "channel": {"type": "string", "enum": ["web", "ios", "android", "store", "email", "sms", "call_centre", "chatbot", "social", "ads", "server"]}}),
+                ),
             ),
         ),
         (
@@ -288,18 +378,20 @@ pub fn spec() -> Value {
         (
             "/api/v1/tokens",
             "post",
-            op(
+            create(
                 "Create a token; its secret is returned once",
                 "workspaces",
-                json!([]),
-                true,
+                object(
+                    &["name", "role"],
+                    json!({"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]}}),
+                ),
             ),
         ),
         (
             "/api/v1/status",
             "get",
             op(
-                "Event and profile counts, unify lag, buckets this node holds",
+                "Event and profile counts, unify lag, buckets this node holds, and how each processor is doing",
                 "operations",
                 json!([]),
                 false,
@@ -335,11 +427,10 @@ pub fn spec() -> Value {
         (
             "/api/v1/audiences",
             "post",
-            op(
+            create(
                 "Create an audience (text `definition` or JSON `condition`)",
                 "audiences",
-                json!([]),
-                true,
+                audience_body(),
             ),
         ),
         (
@@ -350,11 +441,14 @@ pub fn spec() -> Value {
         (
             "/api/v1/audiences/{id}",
             "put",
-            op(
-                "Replace an audience (a full computation follows)",
-                "audiences",
-                id(),
-                true,
+            with_body(
+                op(
+                    "Replace an audience (a full computation follows)",
+                    "audiences",
+                    id(),
+                    true,
+                ),
+                audience_body(),
             ),
         ),
         (
@@ -372,16 +466,19 @@ pub fn spec() -> Value {
                 false,
             ),
         ),
-        (
-            "/api/v1/audiences/{id}/export",
-            "get",
-            op(
+        ("/api/v1/audiences/{id}/export", "get", {
+            let mut o = op(
                 "Export the members (CSV, NDJSON, hashed ad-platform lists)",
                 "audiences",
                 export_params,
                 false,
-            ),
-        ),
+            );
+            o["responses"]["200"] = json!({"description": "the members", "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}}
+            }});
+            o
+        }),
         (
             "/api/v1/audiences/{id}/explain/{profile}",
             "get",
@@ -400,7 +497,7 @@ pub fn spec() -> Value {
         (
             "/api/v1/computed-traits",
             "post",
-            op("Create a computed trait", "audiences", json!([]), true),
+            create("Create a computed trait", "audiences", trait_body()),
         ),
         (
             "/api/v1/computed-traits/{id}",
@@ -410,7 +507,10 @@ pub fn spec() -> Value {
         (
             "/api/v1/computed-traits/{id}",
             "put",
-            op("Replace a computed trait", "audiences", id(), true),
+            with_body(
+                op("Replace a computed trait", "audiences", id(), true),
+                trait_body(),
+            ),
         ),
         (
             "/api/v1/computed-traits/{id}",
@@ -445,11 +545,10 @@ pub fn spec() -> Value {
         (
             "/api/v1/destinations",
             "post",
-            op(
+            create(
                 "Create a webhook destination (the answer shows its signing secret)",
                 "destinations",
-                json!([]),
-                true,
+                destination_body(),
             ),
         ),
         (
@@ -465,11 +564,14 @@ pub fn spec() -> Value {
         (
             "/api/v1/destinations/{id}",
             "put",
-            op(
-                "Replace a destination (it keeps its place in the change log)",
-                "destinations",
-                id(),
-                true,
+            with_body(
+                op(
+                    "Replace a destination (it keeps its place in the change log)",
+                    "destinations",
+                    id(),
+                    true,
+                ),
+                destination_body(),
             ),
         ),
         (
@@ -482,13 +584,18 @@ pub fn spec() -> Value {
         operation["security"] = json!([{"bearer": []}]);
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = operation;
     }
-    for (path, summary) in [
-        ("/healthz", "Liveness"),
-        ("/readyz", "Readiness (store reachable)"),
-        ("/metrics", "Prometheus metrics"),
-    ] {
-        paths.insert(path.into(), json!({"get": {"summary": summary, "tags": ["operations"], "responses": {"200": {"description": "ok"}}}}));
-    }
+    let ok = json!({"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}});
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {"summary": "Liveness", "tags": ["operations"],
+        "responses": {"200": ok, "default": error()}}}),
+    );
+    paths.insert("/readyz".into(), json!({"get": {"summary": "Readiness: the store answers and no processor has been failing or lagging beyond its limit (503 says which)",
+        "tags": ["operations"], "responses": {"200": ok, "503": error(), "default": error()}}}));
+    paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics (a bearer token when `metrics.require_token`)",
+        "tags": ["operations"], "responses": {
+            "200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": error(), "403": error(), "default": error()}}}));
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Parcours", "version": env!("CARGO_PKG_VERSION"), "description": "Segment-compatible tracking API and admin API of Parcours."},
@@ -501,7 +608,13 @@ pub fn spec() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["message", "code", "type", "link"], "properties": {
                     "message": {"type": "string"}, "code": {"type": "string"}, "type": {"type": "string"}, "link": {"type": "string"}}},
-                "SegmentEvent": {"type": "object", "description": "a Segment spec event, or {batch: [...]} for /v1/batch", "additionalProperties": true}
+                "SegmentEvent": {"type": "object", "description": "a Segment spec event", "additionalProperties": true},
+                "SegmentBatch": {"type": "object", "required": ["batch"], "description": "events, with a context, integrations and sentAt that apply to each",
+                    "properties": {"batch": {"type": "array", "description": "at most 2,500 events (413 beyond)", "items": {"$ref": "#/components/schemas/SegmentEvent"}},
+                                   "context": {"description": "an object merged into each event (anything else is ignored)"},
+                                   "integrations": {"description": "an object merged into each event (anything else is ignored)"},
+                                   "sentAt": {"type": ["string", "null"]}, "writeKey": {"type": ["string", "null"]}},
+                    "additionalProperties": true}
             },
             "responses": {
                 "Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
