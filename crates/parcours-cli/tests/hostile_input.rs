@@ -617,6 +617,7 @@ on_each_store!(
     every_rejection_has_the_error_envelope,
     destinations_reach_only_public_addresses_unless_allowed,
     metrics_need_a_token_when_configured,
+    readiness_reports_a_processor_too_far_behind,
 );
 
 /// PostgreSQL refuses a NUL character in text: an identifier holding one (from an event stored
@@ -1044,5 +1045,99 @@ async fn metrics_need_a_token_when_configured(backend: Backend) {
             assert!(r.json()["code"].is_string());
         }
     }
+    t.stop().await;
+}
+
+/// A processor that fails (here PostgreSQL lost a table unify writes) takes the node out of
+/// rotation after `health.failing_after_secs`, names itself, and comes back once it recovers,
+/// with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_a_processor_fails_and_recovers_with_it() {
+    let t = start_on("readiness", Backend::Postgres, |c| {
+        c.health.failing_after_secs = 1;
+    })
+    .await;
+    let url = t.database.as_ref().unwrap().url().to_string();
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([url.as_str(), "-Atc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql("ALTER TABLE profile_events RENAME TO profile_events_away");
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            WRITE_KEY,
+            r#"{"userId":"waiting","traits":{"email":"w@x.io"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "ingest goes on");
+    let failing = eventually(
+        Duration::from_secs(20),
+        "readyz reports unify failing",
+        || async {
+            let r = t.client.get("/readyz", "").await.ok()?;
+            (r.status == 503).then(|| r.json())
+        },
+    )
+    .await;
+    assert_eq!(failing["code"], "processor_failing", "{failing}");
+    assert!(
+        failing["message"].as_str().unwrap().contains("unify"),
+        "{failing}"
+    );
+    let (_, status) = t.get("/api/v1/status").await;
+    assert_eq!(
+        status["processors"]["unify"]["state"], "failing",
+        "{status}"
+    );
+    assert!(status["processors"]["unify"]["failures"].as_u64().unwrap() >= 1);
+    psql("ALTER TABLE profile_events_away RENAME TO profile_events");
+    eventually(Duration::from_secs(20), "readyz ready again", || async {
+        let r = t.client.get("/readyz", "").await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the waiting event unified", || {
+        t.profile_of(ADMIN, "user_id", "waiting")
+    })
+    .await;
+    // A failing store is not a bad event: nothing was set aside.
+    let (_, status) = t.get("/api/v1/status").await;
+    assert_eq!(status["processors"]["unify"]["set_aside"], 0, "{status}");
+    assert!(quarantine(&t).await.is_empty());
+    t.stop().await;
+}
+
+async fn readiness_reports_a_processor_too_far_behind(backend: Backend) {
+    // An ingest-only node whose unify is held back: its lag grows with every event.
+    let t = start_on("lagging", backend, |c| {
+        c.ingest.unify = false;
+        c.health.max_lag_events = 5;
+    })
+    .await;
+    let engine = &t.node.as_ref().unwrap().engine;
+    engine.health().succeeded("unify", engine.now());
+    assert_eq!(t.client.get("/readyz", "").await.unwrap().status, 200);
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"type": "track", "userId": format!("u{i}"), "event": "E"}))
+        .collect();
+    assert_eq!(t.send(json!({"batch": batch})).await.status, 200);
+    let r = t.client.get("/readyz", "").await.unwrap();
+    assert_eq!(r.status, 503);
+    let e = r.json();
+    assert_eq!(e["code"], "processor_lagging", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("10 events behind"),
+        "{e}"
+    );
     t.stop().await;
 }
