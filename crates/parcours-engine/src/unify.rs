@@ -83,6 +83,14 @@ pub fn step(store: &dyn Store, now: Millis, batch: usize) -> Result<usize> {
     Unifier::default().step(store, now, batch)
 }
 
+/// What a step read: its last event, and the event itself when it was the only one (the one to
+/// set aside if the store refuses it).
+#[derive(Default)]
+struct Page {
+    last: Option<i64>,
+    only: Option<StoredEvent>,
+}
+
 /// Most profiles one workspace's cache holds before it is dropped and refilled from the store.
 const CACHE_PROFILES: usize = 200_000;
 
@@ -181,38 +189,38 @@ impl Unifier {
             } else {
                 batch
             };
-            let mut page: Vec<StoredEvent> = Vec::new();
+            let mut page = Page::default();
             match self.step_page(store, now, size, owner, &mut page) {
                 Ok(n) => {
                     if self
                         .isolate_upto
-                        .is_some_and(|upto| page.last().is_none_or(|e| e.seq >= upto))
+                        .is_some_and(|upto| page.last.is_none_or(|last| last >= upto))
                     {
                         self.isolate_upto = None;
                     }
                     return Ok(n);
                 }
-                Err(StoreError::Rejected(error)) => match page.as_slice() {
-                    [one] => {
-                        self.set_aside(store, one, Violation::UnprocessableEvent, &error, now)?
+                Err(StoreError::Rejected(error)) => match (page.only, page.last) {
+                    (Some(one), _) => {
+                        self.set_aside(store, &one, Violation::UnprocessableEvent, &error, now)?
                     }
-                    [.., last] => self.isolate_upto = Some(last.seq),
-                    [] => return Err(StoreError::Rejected(error)),
+                    (None, Some(last)) => self.isolate_upto = Some(last),
+                    (None, None) => return Err(StoreError::Rejected(error)),
                 },
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Applies one page of events; `page` receives the events it read (to know which one a
-    /// refusal came from).
+    /// Applies one page of events; `page` says what it read (to know which event a refusal
+    /// came from).
     fn step_page(
         &mut self,
         store: &dyn Store,
         now: Millis,
         batch: usize,
         owner: Option<(&str, &[u16])>,
-        page: &mut Vec<StoredEvent>,
+        page: &mut Page,
     ) -> Result<usize> {
         let every = bucket::all();
         let buckets = owner.map_or(&every[..], |(_, b)| b);
@@ -266,7 +274,13 @@ impl Unifier {
                         && !skip.contains(&e.seq)
                 })
                 .collect();
-            page.clone_from(&events);
+            *page = Page {
+                last: events.last().map(|e| e.seq),
+                only: match events.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
+                },
+            };
             let mut workspaces: Vec<&str> =
                 events.iter().map(|e| e.workspace_id.as_str()).collect();
             workspaces.sort_unstable();
