@@ -15,17 +15,6 @@ use serde_json::Value;
 
 const NOW: i64 = 1_780_000_000_000;
 
-fn edge(path_type: Option<EventType>) -> Edge<'static> {
-    Edge {
-        received_at: NOW,
-        source_channel: None,
-        batch_sent_at: None,
-        batch_context: None,
-        batch_integrations: None,
-        path_type,
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     for path_type in [None, Some(EventType::Track), Some(EventType::Identify)] {
         let Ok(envelope) = spec::parse_envelope(data, path_type) else {
@@ -35,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             batch_sent_at: envelope.sent_at.as_deref(),
             batch_context: envelope.context,
             batch_integrations: envelope.integrations,
-            ..edge(path_type)
+            ..Edge::single(NOW, None, path_type)
         };
         for item in &envelope.items {
             match spec::check_event(item, &edge, &mut |_| "assigned".into()) {
@@ -49,29 +38,12 @@ fuzz_target!(|data: &[u8]| {
 fn reads_back(a: spec::AcceptedEvent) {
     assert!((spec::MIN_TIMESTAMP..=spec::MAX_TIMESTAMP).contains(&a.timestamp));
     let body: Value = serde_json::from_str(&a.body).expect("an accepted body parses");
-    let stored = StoredEvent {
-        seq: 1,
-        workspace_id: "ws".into(),
-        source_id: "src".into(),
-        message_id: a.message_id.clone(),
-        kind: a.kind,
-        event: a.event.clone(),
-        user_id: a.user_id.clone(),
-        anonymous_id: a.anonymous_id.clone(),
-        timestamp: a.timestamp,
-        received_at: a.received_at,
-        channel: a.channel,
-        body: a.body.clone(),
-        bucket: 0,
-    };
+    let stored = StoredEvent::accepted(1, "ws", "src", &a);
     let _ = Observation::from_event(&stored.meta(), &body, &IdentityRules::default());
     // Exported, then imported: the same event.
     let exported = stored.to_json_text();
     let raw: Box<RawValue> = serde_json::from_str(&exported).expect("an export parses");
-    let import = Edge {
-        source_channel: Some(Channel::Server),
-        ..edge(None)
-    };
+    let import = Edge::single(NOW, Some(Channel::Server), None);
     match spec::check_event(&raw, &import, &mut |_| unreachable!("the export has its id")) {
         Checked::Accepted(b) => {
             assert_eq!(

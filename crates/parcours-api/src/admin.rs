@@ -402,14 +402,11 @@ async fn quarantine_replay(
     let source_id = entry.source_id.clone();
     let source: Option<Source> =
         blocking(move || Ok(st.sources(&ws)?.into_iter().find(|s| s.id == source_id))).await?;
-    let edge = Edge {
-        received_at: entry.received_at,
-        source_channel: source.and_then(|s| s.channel),
-        batch_sent_at: None,
-        batch_context: None,
-        batch_integrations: None,
-        path_type: entry.path_type,
-    };
+    let edge = Edge::single(
+        entry.received_at,
+        source.and_then(|s| s.channel),
+        entry.path_type,
+    );
     let event = match check_event(&raw, &edge, &mut |_| {
         format!("quarantine-{}-{id}", entry.workspace_id)
     }) {

@@ -304,14 +304,7 @@ async fn build(
     let mut rng = SmallRng::seed_from_u64(11);
     let chunk = 5_000;
     let mut n = 0;
-    let edge = Edge {
-        received_at: now,
-        source_channel: None,
-        batch_sent_at: None,
-        batch_context: None,
-        batch_integrations: None,
-        path_type: None,
-    };
+    let edge = Edge::single(now, None, None);
     while n < total {
         let mut events = Vec::with_capacity(chunk);
         for _ in 0..chunk.min(total - n) {

@@ -346,14 +346,7 @@ pub fn import(
         } else {
             line.clone()
         };
-        let edge = Edge {
-            received_at: now(),
-            source_channel: source.channel,
-            batch_sent_at: None,
-            batch_context: None,
-            batch_integrations: None,
-            path_type: None,
-        };
+        let edge = Edge::single(now(), source.channel, None);
         match serde_json::from_str::<Box<serde_json::value::RawValue>>(&text) {
             Ok(raw) => match check_event(&raw, &edge, &mut |body| content_id(body)) {
                 Checked::Accepted(e) => pending.events.push(e),

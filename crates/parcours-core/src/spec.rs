@@ -450,6 +450,24 @@ pub struct Edge<'a> {
     pub path_type: Option<EventType>,
 }
 
+impl Edge<'static> {
+    /// An event on its own, with no batch around it (a file import, a quarantine replay).
+    pub fn single(
+        received_at: Millis,
+        source_channel: Option<Channel>,
+        path_type: Option<EventType>,
+    ) -> Self {
+        Edge {
+            received_at,
+            source_channel,
+            batch_sent_at: None,
+            batch_context: None,
+            batch_integrations: None,
+            path_type,
+        }
+    }
+}
+
 /// Validates one raw event. `assign_id` makes a `messageId` for events that have none (the
 /// HTTP API uses a random one; file import hashes the line so that re-imports deduplicate).
 pub fn check_event(
@@ -650,14 +668,7 @@ mod tests {
     const NOW: Millis = 1_700_000_000_000;
 
     fn edge(path_type: Option<EventType>) -> Edge<'static> {
-        Edge {
-            received_at: NOW,
-            source_channel: None,
-            batch_sent_at: None,
-            batch_context: None,
-            batch_integrations: None,
-            path_type,
-        }
+        Edge::single(NOW, None, path_type)
     }
 
     fn check(v: Value, path_type: Option<EventType>) -> Checked {

@@ -121,6 +121,29 @@ impl StoredEvent {
         }
     }
 
+    /// An accepted event as the log stores it, under `seq`.
+    pub fn accepted(seq: i64, workspace: &str, source: &str, e: &AcceptedEvent) -> StoredEvent {
+        StoredEvent {
+            seq,
+            workspace_id: workspace.into(),
+            source_id: source.into(),
+            message_id: e.message_id.clone(),
+            kind: e.kind,
+            event: e.event.clone(),
+            user_id: e.user_id.clone(),
+            anonymous_id: e.anonymous_id.clone(),
+            timestamp: e.timestamp,
+            received_at: e.received_at,
+            channel: e.channel,
+            body: e.body.clone(),
+            bucket: parcours_core::bucket::of(
+                workspace,
+                e.user_id.as_deref(),
+                e.anonymous_id.as_deref(),
+            ),
+        }
+    }
+
     pub fn key(&self) -> EventKey {
         EventKey::new(self.timestamp, self.message_id.clone())
     }
@@ -565,14 +588,7 @@ mod tests {
 
     fn import(line: &str, source_channel: Option<Channel>) -> AcceptedEvent {
         let raw: Box<RawValue> = serde_json::from_str(line).unwrap();
-        let edge = Edge {
-            received_at: 1,
-            source_channel,
-            batch_sent_at: None,
-            batch_context: None,
-            batch_integrations: None,
-            path_type: None,
-        };
+        let edge = Edge::single(1, source_channel, None);
         match check_event(&raw, &edge, &mut |_| unreachable!()) {
             Checked::Accepted(a) => a,
             Checked::Quarantined(q) => panic!("{q:?}"),

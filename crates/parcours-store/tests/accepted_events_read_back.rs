@@ -6,7 +6,7 @@
 
 use parcours_core::observation::Observation;
 use parcours_core::rules::IdentityRules;
-use parcours_core::spec::{self, Checked, Edge, EventType};
+use parcours_core::spec::{self, Checked, Edge};
 use parcours_core::Channel;
 use parcours_store::StoredEvent;
 use proptest::prelude::*;
@@ -136,17 +136,6 @@ fn event() -> impl Strategy<Value = String> {
         })
 }
 
-fn edge(path_type: Option<EventType>) -> Edge<'static> {
-    Edge {
-        received_at: NOW,
-        source_channel: None,
-        batch_sent_at: None,
-        batch_context: None,
-        batch_integrations: None,
-        path_type,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
@@ -156,32 +145,18 @@ proptest! {
             Ok(r) => r,
             Err(_) => return Ok(()), // not JSON at all: refused before validation
         };
-        let Checked::Accepted(a) = spec::check_event(&raw, &edge(None), &mut |_| "assigned".into())
+        let Checked::Accepted(a) = spec::check_event(&raw, &Edge::single(NOW, None, None), &mut |_| "assigned".into())
         else {
             return Ok(());
         };
         prop_assert!((spec::MIN_TIMESTAMP..=spec::MAX_TIMESTAMP).contains(&a.timestamp));
         let body: Value = serde_json::from_str(&a.body).expect("unify reads the body");
-        let stored = StoredEvent {
-            seq: 1,
-            workspace_id: "ws".into(),
-            source_id: "src".into(),
-            message_id: a.message_id.clone(),
-            kind: a.kind,
-            event: a.event.clone(),
-            user_id: a.user_id.clone(),
-            anonymous_id: a.anonymous_id.clone(),
-            timestamp: a.timestamp,
-            received_at: a.received_at,
-            channel: a.channel,
-            body: a.body.clone(),
-            bucket: 0,
-        };
+        let stored = StoredEvent::accepted(1, "ws", "src", &a);
         let _ = Observation::from_event(&stored.meta(), &body, &IdentityRules::default());
         let exported = stored.to_json_text();
         prop_assert!(!exported.contains("unreadableBody"), "{}", exported);
         let raw: Box<RawValue> = serde_json::from_str(&exported).expect("the export parses");
-        let import = Edge { source_channel: Some(Channel::Server), ..edge(None) };
+        let import = Edge::single(NOW, Some(Channel::Server), None);
         match spec::check_event(&raw, &import, &mut |_| "no".into()) {
             Checked::Accepted(b) => {
                 prop_assert_eq!(
