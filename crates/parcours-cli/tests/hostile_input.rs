@@ -1141,3 +1141,63 @@ async fn readiness_reports_a_processor_too_far_behind(backend: Backend) {
     );
     t.stop().await;
 }
+
+/// A profile the audience processor cannot read (its stored document was damaged) stops only
+/// its own workspace's full computation, not another workspace's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workspace_that_cannot_be_computed_holds_back_no_other() {
+    let t = start_on("audience-isolation", Backend::Postgres, |_| {}).await;
+    let (other_key, other_admin) = t.second_workspace("Second brand").await;
+    for (key, user) in [(WRITE_KEY, "damaged"), (other_key.as_str(), "fine")] {
+        let body = json!({"userId": user, "traits": {"email": format!("{user}@x.io")}});
+        let r = t
+            .client
+            .track("/v1/identify", key, body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    t.unified().await;
+    let damaged = t.profile_of(ADMIN, "user_id", "damaged").await.unwrap();
+    let url = t.database.as_ref().unwrap().url().to_string();
+    let out = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-Atc",
+            &format!(
+                "UPDATE profiles SET doc = '{{\"id\": 1' WHERE id = '{}'",
+                damaged["id"].as_str().unwrap()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for token in [ADMIN, other_admin.as_str()] {
+        let (status, e) = create_audience(
+            &t,
+            token,
+            json!({"id": "emails", "name": "Emails", "definition": "has email"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{e}");
+    }
+    members_become(&t, &other_admin, "emails", 1).await;
+    let (_, status) = t.get("/api/v1/status").await;
+    assert!(
+        status["processors"]["audiences"]["set_aside"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{status}"
+    );
+    // Skipped, not failed: the processor's steps all succeed.
+    assert_eq!(status["processors"]["audiences"]["failures"], 0, "{status}");
+    assert_eq!(status["processors"]["audiences"]["state"], "ok", "{status}");
+    let (_, audience) = t.get("/api/v1/audiences/emails").await;
+    assert_eq!(audience["computation"]["status"], "computing", "{audience}");
+    t.stop().await;
+}

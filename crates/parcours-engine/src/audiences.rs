@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::health::Health;
 use crate::held::Held;
 pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
@@ -23,7 +24,7 @@ use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
 use parcours_store::{
     AudienceWrite, ComputedValue, DefinitionKind, IngestBatch, MembershipChange, Result, Store,
-    StoredEvent,
+    StoreError, StoredEvent,
 };
 use serde_json::{json, Value};
 
@@ -528,6 +529,17 @@ impl RfmRun {
     }
 }
 
+/// Whether an error is about the data at hand (a row that cannot be read, a value the store
+/// refuses), so that the same call fails again: the profile or workspace it came from is
+/// skipped and reported, and the rest goes on. Other errors (the store is unreachable) fail
+/// the step, which is retried.
+fn is_data_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Corrupt(_) | StoreError::Rejected(_))
+}
+
+/// A profile the real-time path could not evaluate, and why.
+type Skipped = Vec<(String, String, StoreError)>;
+
 /// The processor's state between steps.
 pub struct AudienceProcessor {
     recompute: BTreeMap<String, Recompute>,
@@ -539,6 +551,7 @@ pub struct AudienceProcessor {
     rfm: BTreeMap<(String, String), RfmRun>,
     /// (workspace, trait) → (version, when) of the last finished RFM pass.
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
+    health: Option<Arc<Health>>,
 }
 
 /// What one step did.
@@ -564,6 +577,7 @@ impl Default for AudienceProcessor {
             page_budget: PAGE_BUDGET,
             rfm: BTreeMap::new(),
             rfm_done: BTreeMap::new(),
+            health: None,
         }
     }
 }
@@ -585,13 +599,32 @@ impl AudienceProcessor {
         self
     }
 
+    /// Reports skipped work to a node's health.
+    pub fn reporting_to(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Reports a profile or a workspace skipped because of its data.
+    fn report_skipped(&self, ws: &str, what: &str, e: &StoreError) {
+        let what = format!("{what} of workspace {ws}");
+        match &self.health {
+            Some(h) => h.set_aside(AUDIENCES, "unreadable_data", &what, &e.to_string()),
+            None => tracing::warn!(what, error = %e, "skipped"),
+        }
+    }
+
     /// Follows the log, fires due timers, advances full computations and publishes changes.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<StepReport> {
         let defs = load_definitions(store, None)?;
         // Profiles evaluated in real time (events, timers) are read in full by a running
         // full computation.
-        let (events, mut seen) = follow_log(store, &defs, now, batch)?;
-        let (timers, fired) = fire_timers(store, &defs, now, batch)?;
+        let mut skipped = Skipped::new();
+        let (events, mut seen) = follow_log(store, &defs, now, batch, &mut skipped)?;
+        let (timers, fired) = fire_timers(store, &defs, now, batch, &mut skipped)?;
+        for (ws, profile, e) in &skipped {
+            self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);
+        }
         seen.extend(fired);
         for (ws, profile) in seen {
             if let Some(r) = self.recompute.get_mut(&ws) {
@@ -618,109 +651,130 @@ impl AudienceProcessor {
         idle: bool,
     ) -> Result<usize> {
         self.recompute.retain(|ws, _| all.contains_key(ws));
-        let no_names = BTreeSet::new();
         let mut work = 0;
         for (ws, defs) in all {
-            let stale = defs.stale();
-            if stale.is_empty() {
-                self.recompute.remove(ws);
-                continue;
-            }
-            if self.recompute.get(ws).is_none_or(|r| r.versions != stale) {
-                // A new or changed definition: start over (evaluations are idempotent).
-                self.recompute.insert(
-                    ws.clone(),
-                    Recompute {
-                        versions: stale.clone(),
-                        // Nothing held when each profile's timeline is read anyway.
-                        held: Held::start(
-                            store,
-                            ws,
-                            if defs.every_event {
-                                &no_names
-                            } else {
-                                &defs.names
-                            },
-                            self.held_max,
-                        )?,
-                        touched: HashSet::new(),
-                        after: String::new(),
-                        done: 0,
-                        total: store.profile_count(ws)?,
-                        timers: Vec::new(),
-                        evaluated: false,
-                        flushed: 0,
-                    },
-                );
-            }
-            let state = self.recompute.get_mut(ws).expect("just inserted");
-            let progress = |state: &Recompute, finished: bool, write: &mut AudienceWrite| {
-                let half = state.total.max(state.done);
-                let done = if finished {
-                    half + state.done
-                } else if state.held.is_read() {
-                    // Short of the end while timers remain to be written.
-                    (half + state.done).min((2 * half).saturating_sub(1))
-                } else {
-                    (half as f64 * state.held.fraction()) as u64
-                };
-                for (kind, id, version) in &stale {
-                    let computed = if finished {
-                        *version
-                    } else {
-                        defs.computed_version(*kind, id)
-                    };
-                    let total = if finished { done } else { 2 * half };
-                    write
-                        .progress
-                        .push((ws.clone(), *kind, id.clone(), computed, done, total));
+            // One workspace's failure is its own: the others go on.
+            match self.recompute_workspace(store, ws, defs, now, idle) {
+                Ok(n) => work += n,
+                Err(e) if is_data_error(&e) => {
+                    self.recompute.remove(ws);
+                    self.report_skipped(ws, "full computation", &e);
                 }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(work)
+    }
+
+    /// Advances one workspace's full computation; returns how much it did.
+    fn recompute_workspace(
+        &mut self,
+        store: &dyn Store,
+        ws: &String,
+        defs: &WorkspaceDefs,
+        now: Millis,
+        idle: bool,
+    ) -> Result<usize> {
+        let no_names = BTreeSet::new();
+        let mut work = 0;
+        let stale = defs.stale();
+        if stale.is_empty() {
+            self.recompute.remove(ws);
+            return Ok(0);
+        }
+        if self.recompute.get(ws).is_none_or(|r| r.versions != stale) {
+            // A new or changed definition: start over (evaluations are idempotent).
+            self.recompute.insert(
+                ws.clone(),
+                Recompute {
+                    versions: stale.clone(),
+                    // Nothing held when each profile's timeline is read anyway.
+                    held: Held::start(
+                        store,
+                        ws,
+                        if defs.every_event {
+                            &no_names
+                        } else {
+                            &defs.names
+                        },
+                        self.held_max,
+                    )?,
+                    touched: HashSet::new(),
+                    after: String::new(),
+                    done: 0,
+                    total: store.profile_count(ws)?,
+                    timers: Vec::new(),
+                    evaluated: false,
+                    flushed: 0,
+                },
+            );
+        }
+        let state = self.recompute.get_mut(ws).expect("just inserted");
+        let progress = |state: &Recompute, finished: bool, write: &mut AudienceWrite| {
+            let half = state.total.max(state.done);
+            let done = if finished {
+                half + state.done
+            } else if state.held.is_read() {
+                // Short of the end while timers remain to be written.
+                (half + state.done).min((2 * half).saturating_sub(1))
+            } else {
+                (half as f64 * state.held.fraction()) as u64
             };
-            if !state.held.is_read() || !state.held.is_matched() {
-                if !state.held.is_read() {
-                    state.held.read_next(store, ws)?;
+            for (kind, id, version) in &stale {
+                let computed = if finished {
+                    *version
                 } else {
-                    state.held.match_next(store, ws)?;
-                }
-                let mut write = AudienceWrite::default();
-                progress(state, false, &mut write);
-                store.record(&write)?;
-                work += 1;
-                continue;
+                    defs.computed_version(*kind, id)
+                };
+                let total = if finished { done } else { 2 * half };
+                write
+                    .progress
+                    .push((ws.clone(), *kind, id.clone(), computed, done, total));
             }
-            // One page, or while no real-time work waits, pages until the budget is spent
-            // (written together: fewer steps and commits).
-            let started = std::time::Instant::now();
+        };
+        if !state.held.is_read() || !state.held.is_matched() {
+            if !state.held.is_read() {
+                state.held.read_next(store, ws)?;
+            } else {
+                state.held.match_next(store, ws)?;
+            }
             let mut write = AudienceWrite::default();
-            while !state.evaluated {
-                let page = evaluate_page(store, ws, defs, state, now)?;
-                write.changes.extend(page.write.changes);
-                write.computed.extend(page.write.computed);
-                state
-                    .timers
-                    .extend(page.write.timers.into_iter().map(|(_, p, t)| (p, t)));
-                state.done += page.count as u64;
-                state.after = page.next;
-                work += page.count.max(1);
-                if page.finished {
-                    state.evaluated = true;
-                    state.timers.sort_unstable();
-                }
-                if page.finished || !idle || started.elapsed() >= self.page_budget {
-                    break;
-                }
-            }
-            if state.evaluated {
-                let chunk = if idle { TIMER_CHUNK } else { TIMER_CHUNK / 10 };
-                write_timers(store, ws, state, chunk, &mut write)?;
-                work += 1;
-            }
-            let finished = state.evaluated && state.flushed == state.timers.len();
-            progress(state, finished, &mut write);
+            progress(state, false, &mut write);
             store.record(&write)?;
-            if finished {
-                self.recompute.remove(ws);
+            return Ok(1);
+        }
+        // One page, or while no real-time work waits, pages until the budget is spent
+        // (written together: fewer steps and commits).
+        let started = std::time::Instant::now();
+        let mut write = AudienceWrite::default();
+        while !state.evaluated {
+            let page = evaluate_page(store, ws, defs, state, now)?;
+            write.changes.extend(page.write.changes);
+            write.computed.extend(page.write.computed);
+            state
+                .timers
+                .extend(page.write.timers.into_iter().map(|(_, p, t)| (p, t)));
+            state.done += page.count as u64;
+            state.after = page.next;
+            work += page.count.max(1);
+            if page.finished {
+                state.evaluated = true;
+                state.timers.sort_unstable();
             }
+            if page.finished || !idle || started.elapsed() >= self.page_budget {
+                break;
+            }
+        }
+        if state.evaluated {
+            let chunk = if idle { TIMER_CHUNK } else { TIMER_CHUNK / 10 };
+            write_timers(store, ws, state, chunk, &mut write)?;
+            work += 1;
+        }
+        let finished = state.evaluated && state.flushed == state.timers.len();
+        progress(state, finished, &mut write);
+        store.record(&write)?;
+        if finished {
+            self.recompute.remove(ws);
         }
         Ok(work)
     }
@@ -1033,6 +1087,7 @@ fn follow_log(
     all: &BTreeMap<String, WorkspaceDefs>,
     now: Millis,
     batch: usize,
+    skipped: &mut Skipped,
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
     let cursor = store.audience_cursor(CURSOR)?;
     let applied = store.processed_seq()?;
@@ -1069,7 +1124,7 @@ fn follow_log(
     }
     let mut out = Step::default();
     for ((ws, pid), (names, cause)) in &touched {
-        evaluate_profile(
+        let evaluated = evaluate_profile(
             store,
             ws,
             &all[ws],
@@ -1077,7 +1132,11 @@ fn follow_log(
             (now, cause),
             Trigger::Events(names),
             &mut out,
-        )?;
+        );
+        match evaluated {
+            Err(e) if is_data_error(&e) => skipped.push((ws.clone(), pid.clone(), e)),
+            other => other?,
+        }
     }
     out.write.cursors.push((CURSOR.into(), upto));
     store.record(&out.write)?;
@@ -1090,6 +1149,7 @@ fn fire_timers(
     all: &BTreeMap<String, WorkspaceDefs>,
     now: Millis,
     batch: usize,
+    skipped: &mut Skipped,
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
     let due = store.due_timers(now, batch)?;
     if due.is_empty() {
@@ -1098,15 +1158,24 @@ fn fire_timers(
     let mut out = Step::default();
     for t in &due {
         match all.get(&t.workspace_id) {
-            Some(defs) => evaluate_profile(
-                store,
-                &t.workspace_id,
-                defs,
-                &t.profile_id,
-                (t.due_at, "time"),
-                Trigger::All,
-                &mut out,
-            )?,
+            Some(defs) => {
+                let evaluated = evaluate_profile(
+                    store,
+                    &t.workspace_id,
+                    defs,
+                    &t.profile_id,
+                    (t.due_at, "time"),
+                    Trigger::All,
+                    &mut out,
+                );
+                match evaluated {
+                    // The timer is cleared below: the next event wakes the profile again.
+                    Err(e) if is_data_error(&e) => {
+                        skipped.push((t.workspace_id.clone(), t.profile_id.clone(), e))
+                    }
+                    other => other?,
+                }
+            }
             None => out
                 .write
                 .timers
@@ -1212,7 +1281,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("parcours-audiences".into())
         .spawn(move || {
-            let mut processor = AudienceProcessor::default();
+            let mut processor = AudienceProcessor::default().reporting_to(health.clone());
             while !stop.load(Ordering::SeqCst) {
                 // In a cluster, the holder of bucket 0 evaluates audiences.
                 if let Some(own) = &ownership {

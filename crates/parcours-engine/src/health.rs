@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use parcours_core::spec::Violation;
 use parcours_core::time::Millis;
 use serde::Serialize;
 
@@ -60,22 +59,16 @@ impl Health {
         });
     }
 
-    /// An input was moved aside (`what` says which, without personal data).
-    pub fn set_aside(
-        &self,
-        processor: &'static str,
-        violation: Violation,
-        what: &str,
-        error: &str,
-    ) {
+    /// An input was moved aside (`what` says which, without personal data; `code` why).
+    pub fn set_aside(&self, processor: &'static str, code: &'static str, what: &str, error: &str) {
         tracing::warn!(
             processor,
-            code = violation.code(),
+            code,
             what,
             error,
             "input set aside; processing goes on"
         );
-        metrics::counter!("parcours_inputs_set_aside_total", "processor" => processor, "code" => violation.code())
+        metrics::counter!("parcours_inputs_set_aside_total", "processor" => processor, "code" => code)
             .increment(1);
         self.with(processor, |h| h.set_aside += 1);
     }
@@ -113,7 +106,7 @@ mod tests {
         assert_eq!(failing[0].1.last_error.as_deref(), Some("store down"));
         h.succeeded("unify", 7_000);
         assert!(h.failing(100_000, 5_000).is_empty());
-        h.set_aside("unify", Violation::UnreadableEvent, "event 3", "bad");
+        h.set_aside("unify", "unreadable_event", "event 3", "bad");
         assert_eq!(h.snapshot()["unify"].set_aside, 1);
         assert_eq!(h.snapshot()["unify"].last_success_at, Some(7_000));
     }

@@ -143,7 +143,7 @@ impl Unifier {
         self.set_aside += 1;
         let what = format!("event {} of workspace {}", e.seq, e.workspace_id);
         match &self.health {
-            Some(h) => h.set_aside(UNIFY, violation, &what, error),
+            Some(h) => h.set_aside(UNIFY, violation.code(), &what, error),
             None => tracing::warn!(code = violation.code(), what, error, "event set aside"),
         }
     }
