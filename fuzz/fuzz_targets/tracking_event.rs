@@ -26,9 +26,21 @@ fuzz_target!(|data: &[u8]| {
             batch_integrations: envelope.integrations,
             ..Edge::single(NOW, None, path_type)
         };
+        let alone = Edge::single(NOW, None, path_type);
         for item in &envelope.items {
             match spec::check_event(item, &edge, &mut |_| "assigned".into()) {
-                Checked::Accepted(a) => reads_back(a),
+                Checked::Accepted(a) => {
+                    // The batch's context merged in changes no id the event carries.
+                    if let Checked::Accepted(b) =
+                        spec::check_event(item, &alone, &mut |_| "assigned".into())
+                    {
+                        assert_eq!(
+                            (&a.message_id, &a.user_id, &a.anonymous_id),
+                            (&b.message_id, &b.user_id, &b.anonymous_id)
+                        );
+                    }
+                    reads_back(a)
+                }
                 Checked::Quarantined(q) => assert!(!q.body.is_empty()),
             }
         }

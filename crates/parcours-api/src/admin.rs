@@ -717,16 +717,20 @@ fn processors(state: &AppState) -> Result<(Value, Option<ApiError>), ApiError> {
     for (name, h) in engine.health().snapshot() {
         let lag = lags.iter().find(|(n, _)| *n == name).map(|(_, l)| *l);
         let failing = h.failing_since.is_some_and(|since| now - since >= grace);
-        let lagging =
-            state.config.max_lag_events > 0 && lag.is_some_and(|l| l > state.config.max_lag_events);
-        let status = if failing {
+        let lagging = !h.standby
+            && state.config.max_lag_events > 0
+            && lag.is_some_and(|l| l > state.config.max_lag_events);
+        let status = if h.standby {
+            "standby"
+        } else if failing {
             "failing"
         } else if lagging {
             "lagging"
         } else {
             "ok"
         };
-        if problem.is_none() && (failing || lagging) {
+        let unready = failing || (lagging && state.config.unready_when_lagging);
+        if problem.is_none() && unready {
             let (code, message) = if failing {
                 (
                     "processor_failing",

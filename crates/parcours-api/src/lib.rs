@@ -33,8 +33,12 @@ pub struct ApiConfig {
     pub rate_limit_per_second: u32,
     /// `/readyz` fails when a processor has failed without a success for this long.
     pub failing_after: std::time::Duration,
-    /// `/readyz` fails when a processor is this many events behind the log; 0 turns it off.
+    /// A processor this many events behind the log is reported `lagging`; 0 turns it off.
     pub max_lag_events: i64,
+    /// Whether `/readyz` fails while a processor is lagging (off: the lag is the whole
+    /// cluster's, so every node would leave the load balancer at once, and ingest does not
+    /// need the processors).
+    pub unready_when_lagging: bool,
     /// What one client may hold of the server.
     pub server: ServerLimits,
     /// Whether `/metrics` needs a bearer token: `metrics_token` or an instance admin token.
@@ -48,6 +52,7 @@ impl Default for ApiConfig {
             rate_limit_per_second: 0,
             failing_after: std::time::Duration::from_secs(30),
             max_lag_events: 100_000,
+            unready_when_lagging: false,
             server: ServerLimits::default(),
             metrics_require_token: false,
             metrics_token: None,

@@ -9,14 +9,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use parcours_core::spec::{
-    self, check_event, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES,
-};
+use parcours_core::spec::{self, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES};
 use parcours_store::{IngestBatch, Source};
 use serde_json::{json, Value};
 
 use crate::auth::basic_write_key;
-use crate::error::ApiError;
+use crate::error::{blocking, ApiError};
 use crate::AppState;
 
 pub async fn batch(
@@ -55,7 +53,9 @@ fn envelope_error(e: EnvelopeError) -> ApiError {
     let status = match e {
         EnvelopeError::TooLarge { .. }
         | EnvelopeError::EventTooLarge { .. }
-        | EnvelopeError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        | EnvelopeError::TooManyEvents { .. }
+        | EnvelopeError::ContextTooLarge { .. }
+        | EnvelopeError::MergedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.code(), e.to_string())
@@ -108,8 +108,6 @@ async fn ingest(
             authenticate(&state, &key).await?
         }
     };
-    let received_at = state.engine.now();
-    let envelope = spec::parse_envelope(&bytes, path_type).map_err(envelope_error)?;
     if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -119,6 +117,21 @@ async fn ingest(
         e.retry_after = Some(retry_after);
         return Err(e);
     }
+    let received_at = state.engine.now();
+    // Reading and checking 2,500 events takes milliseconds: not on the executor.
+    let batch = blocking(move || checked_batch(&bytes, path_type, received_at, &source)).await?;
+    state.engine.ingest(batch).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// A request's events, read and checked: the accepted ones and the quarantined ones.
+fn checked_batch(
+    bytes: &[u8],
+    path_type: Option<EventType>,
+    received_at: i64,
+    source: &Source,
+) -> Result<IngestBatch, ApiError> {
+    let envelope = spec::parse_envelope(bytes, path_type).map_err(envelope_error)?;
     let edge = Edge {
         received_at,
         source_channel: source.channel,
@@ -134,15 +147,13 @@ async fn ingest(
         quarantined: Vec::new(),
     };
     let mut assign = |_: &str| message_id(received_at);
-    for item in &envelope.items {
-        match check_event(item, &edge, &mut assign) {
+    for checked in spec::check_envelope(&envelope, &edge, &mut assign).map_err(envelope_error)? {
+        match checked {
             Checked::Accepted(e) => batch.events.push(e),
             Checked::Quarantined(q) => batch.quarantined.push(q),
         }
     }
-    drop(envelope);
-    state.engine.ingest(batch).await?;
-    Ok(Json(json!({ "success": true })))
+    Ok(batch)
 }
 
 /// A `messageId` for an event that came without one: unique per node and time.

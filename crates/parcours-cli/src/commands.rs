@@ -359,7 +359,8 @@ pub fn import(
                     detail: Some(format!("line {}: {e}", report.lines)),
                     message_id: None,
                     received_at: now(),
-                    body: text,
+                    // Kept as text every store holds: PostgreSQL refuses NUL characters.
+                    body: text.replace('\0', "\u{FFFD}"),
                     path_type: None,
                 }),
         }

@@ -47,8 +47,11 @@ pub struct Http {
 pub struct Health {
     /// A processor that has failed without a success for this many seconds.
     pub failing_after_secs: u64,
-    /// A processor this many events behind the log; 0 turns the check off.
+    /// A processor this many events behind the log is reported `lagging`; 0 turns it off.
     pub max_lag_events: i64,
+    /// Whether `/readyz` fails while a processor is lagging (off by default: the lag is the
+    /// whole cluster's, and ingest does not need the processors).
+    pub unready_when_lagging: bool,
 }
 
 impl Default for Health {
@@ -57,6 +60,7 @@ impl Default for Health {
         Self {
             failing_after_secs: api.failing_after.as_secs(),
             max_lag_events: api.max_lag_events,
+            unready_when_lagging: api.unready_when_lagging,
         }
     }
 }

@@ -162,6 +162,7 @@ impl Node {
                 rate_limit_per_second: config.http.rate_limit_per_second,
                 failing_after: Duration::from_secs(config.health.failing_after_secs),
                 max_lag_events: config.health.max_lag_events,
+                unready_when_lagging: config.health.unready_when_lagging,
                 server: server_limits(config),
                 metrics_require_token: config.metrics_require_token(),
                 metrics_token: config.metrics.token.clone(),

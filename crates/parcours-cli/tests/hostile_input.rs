@@ -552,9 +552,35 @@ async fn a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted(backe
             updated_at: now,
         })
         .unwrap();
+    // An audience that refers to it (stored by the same earlier version).
+    t.store
+        .put_definition(&parcours_store::Definition {
+            workspace_id: t.workspace.clone(),
+            kind: parcours_store::DefinitionKind::Audience,
+            id: "follows-legacy".into(),
+            doc: json!({"name": "Follows", "condition": {"type": "in_audience", "audience": "legacy"}}),
+            version: 1,
+            computed_version: 0,
+            done: 0,
+            total: 0,
+            created_at: now,
+            updated_at: now,
+        })
+        .unwrap();
+    let r = t
+        .client
+        .track(
+            "/v1/identify",
+            WRITE_KEY,
+            r#"{"userId":"here","traits":{"email":"h@x.io"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
     let (status, list) = t.get("/api/v1/audiences").await;
     assert_eq!(status, 200, "{list}");
-    assert_eq!(list["audiences"][0]["computation"]["status"], "unreadable");
+    assert_eq!(list["audiences"][1]["id"], "legacy");
+    assert_eq!(list["audiences"][1]["computation"]["status"], "unreadable");
     let (status, one) = t.get("/api/v1/audiences/legacy").await;
     assert_eq!(
         (status, &one["computation"]["status"]),
@@ -580,7 +606,8 @@ async fn a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted(backe
     .await;
     assert_eq!(status, 201, "{e}");
     members_become(&t, &other_admin, "emails", 1).await;
-    // And its own workspace creates and deletes audiences.
+    // And its own workspace creates, computes and deletes audiences; only the one that
+    // refers to the unreadable one waits.
     let (status, e) = create_audience(
         &t,
         ADMIN,
@@ -588,6 +615,32 @@ async fn a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted(backe
     )
     .await;
     assert_eq!(status, 201, "{e}");
+    members_become(&t, ADMIN, "fresh", 1).await;
+    let (status, e) = create_audience(
+        &t,
+        ADMIN,
+        json!({"id": "also", "name": "Also", "definition": "in audience \"legacy\""}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_audience_reference")),
+        "{e}"
+    );
+    let (_, follows) = t.get("/api/v1/audiences/follows-legacy").await;
+    assert_eq!(follows["computation"]["status"], "computing", "{follows}");
+    let auth = format!("Bearer {ADMIN}");
+    let r = t
+        .client
+        .request(
+            hyper::Method::DELETE,
+            "/api/v1/audiences/follows-legacy",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let auth = format!("Bearer {ADMIN}");
     let r = t
         .client
@@ -618,6 +671,7 @@ on_each_store!(
     destinations_reach_only_public_addresses_unless_allowed,
     metrics_need_a_token_when_configured,
     readiness_reports_a_processor_too_far_behind,
+    an_import_line_no_store_could_hold_is_quarantined_as_text,
 );
 
 /// PostgreSQL refuses a NUL character in text: an identifier holding one (from an event stored
@@ -1122,6 +1176,7 @@ async fn readiness_reports_a_processor_too_far_behind(backend: Backend) {
     let t = start_on("lagging", backend, |c| {
         c.ingest.unify = false;
         c.health.max_lag_events = 5;
+        c.health.unready_when_lagging = true;
     })
     .await;
     let engine = &t.node.as_ref().unwrap().engine;
@@ -1139,6 +1194,24 @@ async fn readiness_reports_a_processor_too_far_behind(backend: Backend) {
         e["message"].as_str().unwrap().contains("10 events behind"),
         "{e}"
     );
+    t.stop().await;
+    // By default a lag is reported, and the node stays in rotation.
+    let t = start_on("lagging-default", backend, |c| {
+        c.ingest.unify = false;
+        c.health.max_lag_events = 5;
+    })
+    .await;
+    let engine = &t.node.as_ref().unwrap().engine;
+    engine.health().succeeded("unify", engine.now());
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"type": "track", "userId": format!("u{i}"), "event": "E"}))
+        .collect();
+    assert_eq!(t.send(json!({"batch": batch})).await.status, 200);
+    let r = t.client.get("/readyz", "").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["processors"]["unify"]["state"], "lagging");
+    let (_, status) = t.get("/api/v1/status").await;
+    assert_eq!(status["processors"]["unify"]["lag_events"], 10, "{status}");
     t.stop().await;
 }
 
@@ -1194,10 +1267,32 @@ async fn one_workspace_that_cannot_be_computed_holds_back_no_other() {
             >= 1,
         "{status}"
     );
-    // Skipped, not failed: the processor's steps all succeed.
+    // Skipped once, not failed, and not tried again until a definition changes.
+    assert_eq!(
+        status["processors"]["audiences"]["set_aside"], 1,
+        "{status}"
+    );
     assert_eq!(status["processors"]["audiences"]["failures"], 0, "{status}");
     assert_eq!(status["processors"]["audiences"]["state"], "ok", "{status}");
     let (_, audience) = t.get("/api/v1/audiences/emails").await;
     assert_eq!(audience["computation"]["status"], "computing", "{audience}");
+    t.stop().await;
+}
+
+/// Found in review: a file line that is not JSON and holds a NUL character was quarantined as
+/// it was, which PostgreSQL refuses: the whole import failed.
+async fn an_import_line_no_store_could_hold_is_quarantined_as_text(backend: Backend) {
+    let t = start_on("import-nul", backend, |_| {}).await;
+    let file = t.dir.join("lines.ndjson");
+    std::fs::write(
+        &file,
+        "{\"type\":\"track\",\"userId\":\"a\",\"event\":\"E\"}\nnot json\0 at all\n{\"type\":\"track\",\"userId\":\"b\",\"event\":\"E\"}\n",
+    )
+    .unwrap();
+    let report = import(&config_of(&t), &file, None, Some(&t.workspace), false).unwrap();
+    assert_eq!((report.stored, report.quarantined), (2, 1));
+    let q = quarantine(&t).await;
+    assert_eq!(q[0]["code"], "invalid_event");
+    assert_eq!(q[0]["body"], "not json\u{FFFD} at all");
     t.stop().await;
 }

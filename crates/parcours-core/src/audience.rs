@@ -413,6 +413,50 @@ pub fn check_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Splits audiences into those that can be evaluated and those that refer, directly or
+/// through others, to an audience not among them (one whose stored definition cannot be
+/// read): only the second are left out, each with the audience it misses.
+pub fn resolvable<'a>(audiences: &[(&'a str, &'a Condition)]) -> Resolvable<'a> {
+    use std::collections::BTreeSet;
+    let mut kept: BTreeSet<&str> = audiences.iter().map(|(id, _)| *id).collect();
+    let mut missing: Vec<(&'a str, String)> = Vec::new();
+    loop {
+        let before = missing.len();
+        for (id, condition) in audiences {
+            if !kept.contains(id) {
+                continue;
+            }
+            if let Some(gone) = condition
+                .audiences()
+                .into_iter()
+                .find(|a| !kept.contains(a))
+            {
+                kept.remove(id);
+                missing.push((id, gone.to_string()));
+            }
+        }
+        if missing.len() == before {
+            break;
+        }
+    }
+    Resolvable {
+        kept: audiences
+            .iter()
+            .copied()
+            .filter(|(id, _)| kept.contains(id))
+            .collect(),
+        dangling: missing,
+    }
+}
+
+/// What [`resolvable`] found.
+pub struct Resolvable<'a> {
+    /// The audiences that can be evaluated.
+    pub kept: Vec<(&'a str, &'a Condition)>,
+    /// Each audience left out, with the audience it misses.
+    pub dangling: Vec<(&'a str, String)>,
+}
+
 /// Orders audiences so that each comes after the audiences it refers to. Fails on a cycle
 /// or a reference to an audience that does not exist.
 pub fn evaluation_order<'a>(

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::channel::{Channel, ChannelHints};
 use crate::limits::{self, JsonProblem};
@@ -78,6 +77,10 @@ pub enum EnvelopeError {
     TooManyEvents { count: usize, limit: usize },
     #[error("`batch` must be an array of event objects")]
     NotABatch,
+    #[error("the batch's `context` and `integrations` are {size} bytes, over the {limit} byte limit (they are merged into every event)")]
+    ContextTooLarge { size: usize, limit: usize },
+    #[error("with the batch's `context` merged into every event, the batch is over {limit} bytes")]
+    MergedTooLarge { limit: usize },
 }
 
 impl EnvelopeError {
@@ -89,6 +92,8 @@ impl EnvelopeError {
             EnvelopeError::EventTooLarge { .. } => "event_too_large",
             EnvelopeError::TooManyEvents { .. } => "batch_too_many_events",
             EnvelopeError::NotABatch => "invalid_batch",
+            EnvelopeError::ContextTooLarge { .. } => "context_too_large",
+            EnvelopeError::MergedTooLarge { .. } => "payload_too_large",
         }
     }
 }
@@ -188,14 +193,52 @@ pub fn parse_envelope(
             return Err(EnvelopeError::NotABatch);
         }
     }
+    let context = nonempty(parsed.context);
+    let integrations = nonempty(parsed.integrations);
+    let shared = context.map_or(0, |c| c.get().len()) + integrations.map_or(0, |i| i.get().len());
+    if shared > MAX_EVENT_BYTES {
+        return Err(EnvelopeError::ContextTooLarge {
+            size: shared,
+            limit: MAX_EVENT_BYTES,
+        });
+    }
     Ok(Envelope {
         items,
         write_key: parsed.write_key,
         sent_at: parsed.sent_at,
-        context: nonempty(parsed.context),
-        integrations: nonempty(parsed.integrations),
+        context,
+        integrations,
         path_type: None,
     })
+}
+
+/// The most a batch may weigh once its `context` and `integrations` are merged into each
+/// event (so that a small request cannot become a huge one).
+pub const MAX_MERGED_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Validates every event of an envelope, in order. Fails when the batch, with its context
+/// merged into each event, outgrows [`MAX_MERGED_BATCH_BYTES`] (it stops at that point).
+pub fn check_envelope(
+    envelope: &Envelope<'_>,
+    edge: &Edge<'_>,
+    assign_id: &mut dyn FnMut(&str) -> String,
+) -> Result<Vec<Checked>, EnvelopeError> {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(envelope.items.len());
+    for item in &envelope.items {
+        let checked = check_event(item, edge, assign_id);
+        total += match &checked {
+            Checked::Accepted(a) => a.body.len(),
+            Checked::Quarantined(q) => q.body.len(),
+        };
+        if total > MAX_MERGED_BATCH_BYTES {
+            return Err(EnvelopeError::MergedTooLarge {
+                limit: MAX_MERGED_BATCH_BYTES,
+            });
+        }
+        out.push(checked);
+    }
+    Ok(out)
 }
 
 fn nonempty(r: Option<&RawValue>) -> Option<&RawValue> {
@@ -214,6 +257,7 @@ pub enum Violation {
     MissingGroupId,
     MessageIdTooLong,
     IdTooLong,
+    EventTooLarge,
     InvalidTimestamp,
     TimestampOutOfRange,
     TooDeep,
@@ -238,6 +282,7 @@ impl Violation {
             Violation::MissingGroupId => "missing_group_id",
             Violation::MessageIdTooLong => "message_id_too_long",
             Violation::IdTooLong => "id_too_long",
+            Violation::EventTooLarge => "event_too_large",
             Violation::InvalidTimestamp => "invalid_timestamp",
             Violation::TimestampOutOfRange => "timestamp_out_of_range",
             Violation::TooDeep => "too_deep",
@@ -275,6 +320,9 @@ impl Violation {
             Violation::MessageIdTooLong => "`messageId` is longer than 100 characters",
             Violation::IdTooLong => {
                 "`userId`, `anonymousId`, `previousId` or `groupId` is longer than 500 characters"
+            }
+            Violation::EventTooLarge => {
+                "the event, with the batch's `context` and `integrations` merged in, is over 32 KB"
             }
             Violation::InvalidTimestamp => "a timestamp field is not an ISO-8601 date",
             Violation::TimestampOutOfRange => {
@@ -497,6 +545,11 @@ pub fn check_event(
             path_type: edge.path_type,
         })
     };
+    // The batch's context merged in can make an event larger than any sent alone.
+    if body.len() > MAX_EVENT_BYTES {
+        let detail = format!("{} bytes with the batch's context merged in", body.len());
+        return quarantine(Violation::EventTooLarge, Some(detail), None);
+    }
     if let Err(problem) = limits::check_text(body) {
         let detail = match &problem {
             JsonProblem::Syntax(e) => Some(e.clone()),
@@ -638,24 +691,28 @@ pub fn corrected_timestamp(
 }
 
 /// Merges the batch's top-level `context` and `integrations` into an event; the event's own
-/// keys win. Returns `None` when the event is not an object (validation reports it).
+/// keys win. Values are moved as written (a number is not read into a float and written
+/// back: an id of 23 digits keeps them). Returns `None` when the event is not an object
+/// (validation reports it).
 fn merge_envelope(
     item: &str,
     context: Option<&RawValue>,
     integrations: Option<&RawValue>,
 ) -> Option<String> {
-    let mut event: Map<String, Value> = serde_json::from_str(item).ok()?;
+    type Fields = std::collections::BTreeMap<String, Box<RawValue>>;
+    let object = |raw: &RawValue| serde_json::from_str::<Fields>(raw.get()).ok();
+    let mut event: Fields = serde_json::from_str(item).ok()?;
     for (field, outer) in [("context", context), ("integrations", integrations)] {
-        let Some(outer) =
-            outer.and_then(|o| serde_json::from_str::<Map<String, Value>>(o.get()).ok())
-        else {
+        let Some(mut merged) = outer.and_then(object) else {
             continue;
         };
-        let mut merged = outer;
-        if let Some(Value::Object(own)) = event.remove(field) {
+        if let Some(own) = event.remove(field).as_deref().and_then(object) {
             merged.extend(own);
         }
-        event.insert(field.to_string(), Value::Object(merged));
+        event.insert(
+            field.to_string(),
+            serde_json::value::to_raw_value(&merged).ok()?,
+        );
     }
     serde_json::to_string(&event).ok()
 }
@@ -663,7 +720,7 @@ fn merge_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const NOW: Millis = 1_700_000_000_000;
 
@@ -853,6 +910,81 @@ mod tests {
         };
         assert_eq!(q.violation, Violation::NoUserAnonId);
         assert_eq!(q.path_type, Some(EventType::Track));
+    }
+
+    /// Found in review: merging the batch's context read the event into floats and wrote it
+    /// back, so a 23-digit id lost its last digits.
+    #[test]
+    fn a_batch_context_keeps_every_value_as_written() {
+        let body = r#"{"batch":[{"type":"track","event":"E","userId":100000000000000000000001,
+            "messageId":100000000000000000000001,"properties":{"price":1.50},"context":{"ip":"own"}}],
+            "context":{"channel":"store","ip":"batch","n":100000000000000000000003}}"#;
+        let env = parse_envelope(body.as_bytes(), None).unwrap();
+        let edge = Edge {
+            batch_context: env.context,
+            ..edge(None)
+        };
+        let Checked::Accepted(a) = check_event(env.items[0], &edge, &mut |_| unreachable!()) else {
+            panic!()
+        };
+        assert_eq!(a.user_id.as_deref(), Some("100000000000000000000001"));
+        assert_eq!(a.message_id, "100000000000000000000001");
+        assert_eq!(a.channel, Channel::Store);
+        assert!(a.body.contains(r#""price":1.50"#), "{}", a.body);
+        assert!(
+            a.body.contains(r#""n":100000000000000000000003"#),
+            "{}",
+            a.body
+        );
+        assert!(
+            a.body.contains(r#""ip":"own""#),
+            "the event's own keys win: {}",
+            a.body
+        );
+    }
+
+    /// Found in review: a large batch context, merged into every event, made a 500 KB request
+    /// gigabytes.
+    #[test]
+    fn a_batch_context_cannot_make_a_request_huge() {
+        let item = json!({"type":"track","event":"E","userId":"u"});
+        let fat = json!({"batch": [item.clone()], "context": {"pad": "x".repeat(MAX_EVENT_BYTES)}});
+        assert_eq!(
+            parse_envelope(fat.to_string().as_bytes(), None)
+                .unwrap_err()
+                .code(),
+            "context_too_large"
+        );
+        // Within the context limit, but the event and the context together are over 32 KB.
+        let big_event =
+            json!({"type":"track","event":"E","userId":"u","properties":{"p":"y".repeat(20_000)}});
+        let body =
+            json!({"batch": [big_event], "context": {"pad": "x".repeat(20_000)}}).to_string();
+        let env = parse_envelope(body.as_bytes(), None).unwrap();
+        let merged = Edge {
+            batch_context: env.context,
+            ..edge(None)
+        };
+        let checked = check_envelope(&env, &merged, &mut |_| "m".into()).unwrap();
+        let Checked::Quarantined(q) = &checked[0] else {
+            panic!()
+        };
+        assert_eq!(q.violation, Violation::EventTooLarge);
+        // 2,500 events under a 30 KB context: stopped once the merged batch passes the cap.
+        let many = vec![item; MAX_BATCH_EVENTS];
+        let body = json!({"batch": many, "context": {"pad": "x".repeat(30_000)}}).to_string();
+        assert!(body.len() < MAX_BATCH_BYTES);
+        let env = parse_envelope(body.as_bytes(), None).unwrap();
+        let merged = Edge {
+            batch_context: env.context,
+            ..edge(None)
+        };
+        assert_eq!(
+            check_envelope(&env, &merged, &mut |_| "m".into()).unwrap_err(),
+            EnvelopeError::MergedTooLarge {
+                limit: MAX_MERGED_BATCH_BYTES
+            }
+        );
     }
 
     #[test]

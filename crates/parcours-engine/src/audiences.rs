@@ -124,28 +124,34 @@ pub struct AudienceDoc {
 /// and the rest of its workspace and every other workspace go on; the API shows it as
 /// unreadable and deletes it.
 pub fn readable<T: serde::de::DeserializeOwned>(d: &parcours_store::Definition) -> Option<T> {
-    static REPORTED: std::sync::Mutex<BTreeSet<(String, String, i64)>> =
-        std::sync::Mutex::new(BTreeSet::new());
     match serde_json::from_value::<T>(d.doc.clone()) {
         Ok(doc) => Some(doc),
         Err(e) => {
-            // Once per version, not at every step that reads the definitions.
-            let key = (d.workspace_id.clone(), d.id.clone(), d.version);
-            if REPORTED
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key)
-            {
-                tracing::error!(
-                    workspace = %d.workspace_id,
-                    kind = d.kind.as_str(),
-                    id = %d.id,
-                    error = %e,
-                    "stored definition cannot be read; skipped (delete it and create it again)"
-                );
-            }
+            report_once(
+                &d.workspace_id,
+                &d.id,
+                &format!(
+                    "stored definition (version {}) cannot be read: {e}; delete it and create it again",
+                    d.version
+                ),
+            );
             None
         }
+    }
+}
+
+/// Logs why a definition is not evaluated, once per reason, not at every step that reads the
+/// definitions.
+fn report_once(ws: &str, id: &str, why: &str) {
+    static REPORTED: std::sync::Mutex<BTreeSet<(String, String, String)>> =
+        std::sync::Mutex::new(BTreeSet::new());
+    let key = (ws.to_string(), id.to_string(), why.to_string());
+    if REPORTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key)
+    {
+        tracing::error!(workspace = %ws, id = %id, why, "definition not evaluated");
     }
 }
 
@@ -192,10 +198,22 @@ pub fn load_definitions(
     }
     let mut out = BTreeMap::new();
     for (ws, (audiences, traits)) in raw {
-        let pairs: Vec<(&str, &Condition)> = audiences
+        let all: Vec<(&str, &Condition)> = audiences
             .iter()
             .map(|a| (a.id.as_str(), &a.condition))
             .collect();
+        // An audience that refers to one no reader reads is left out, the others go on.
+        let audience::Resolvable {
+            kept: pairs,
+            dangling,
+        } = audience::resolvable(&all);
+        for (id, gone) in &dangling {
+            report_once(
+                &ws,
+                id,
+                &format!("refers to `{gone}`, which cannot be evaluated"),
+            );
+        }
         let order = match audience::evaluation_order(&pairs) {
             Ok(order) => order.into_iter().map(str::to_string).collect::<Vec<_>>(),
             Err(e) => {
@@ -551,6 +569,8 @@ pub struct AudienceProcessor {
     rfm: BTreeMap<(String, String), RfmRun>,
     /// (workspace, trait) → (version, when) of the last finished RFM pass.
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
+    /// Workspaces whose full computation failed on their data, with the versions it was for.
+    failed: BTreeMap<String, Vec<(DefinitionKind, String, i64)>>,
     health: Option<Arc<Health>>,
 }
 
@@ -577,6 +597,7 @@ impl Default for AudienceProcessor {
             page_budget: PAGE_BUDGET,
             rfm: BTreeMap::new(),
             rfm_done: BTreeMap::new(),
+            failed: BTreeMap::new(),
             health: None,
         }
     }
@@ -651,13 +672,19 @@ impl AudienceProcessor {
         idle: bool,
     ) -> Result<usize> {
         self.recompute.retain(|ws, _| all.contains_key(ws));
+        self.failed.retain(|ws, _| all.contains_key(ws));
         let mut work = 0;
         for (ws, defs) in all {
+            // Failed on its data: not tried again until a definition changes.
+            if self.failed.get(ws).is_some_and(|v| *v == defs.stale()) {
+                continue;
+            }
             // One workspace's failure is its own: the others go on.
             match self.recompute_workspace(store, ws, defs, now, idle) {
                 Ok(n) => work += n,
                 Err(e) if is_data_error(&e) => {
                     self.recompute.remove(ws);
+                    self.failed.insert(ws.clone(), defs.stale());
                     self.report_skipped(ws, "full computation", &e);
                 }
                 Err(e) => return Err(e),
@@ -1286,6 +1313,7 @@ pub(crate) fn start(
                 // In a cluster, the holder of bucket 0 evaluates audiences.
                 if let Some(own) = &ownership {
                     if !own.held().contains(&0) {
+                        health.standby(AUDIENCES);
                         wake.wait(Duration::from_millis(500));
                         continue;
                     }
@@ -1418,7 +1446,19 @@ pub fn save_audience(
         }
     }
     conditions.push((id.to_string(), doc.condition.clone()));
-    let pairs: Vec<(&str, &Condition)> = conditions.iter().map(|(i, c)| (i.as_str(), c)).collect();
+    let all: Vec<(&str, &Condition)> = conditions.iter().map(|(i, c)| (i.as_str(), c)).collect();
+    // Audiences already left out (they refer to one no reader reads) do not block this one;
+    // this one may not refer to any of them.
+    let audience::Resolvable {
+        kept: pairs,
+        dangling,
+    } = audience::resolvable(&all);
+    if let Some((_, gone)) = dangling.iter().find(|(i, _)| *i == id) {
+        return Err(invalid(
+            "invalid_audience_reference",
+            format!("`in audience \"{gone}\"`: no such audience, or it cannot be evaluated"),
+        ));
+    }
     audience::evaluation_order(&pairs).map_err(|m| invalid("invalid_audience_reference", m))?;
     let doc = stored_form(doc, "audience")?;
     put_version(store, ws, DefinitionKind::Audience, id, doc, previous, now)

@@ -20,6 +20,8 @@ pub struct ProcessorHealth {
     /// Inputs it could not read or apply and moved aside (to the quarantine) since the node
     /// started, so that it could go on.
     pub set_aside: u64,
+    /// Another node runs it now (in a cluster, the holder of bucket 0 runs the audiences).
+    pub standby: bool,
 }
 
 /// Every processor's state, by name (`unify`, `audiences`, `destinations`).
@@ -43,6 +45,16 @@ impl Health {
             h.failures = 0;
             h.failing_since = None;
             h.last_success_at = Some(now);
+            h.standby = false;
+        });
+    }
+
+    /// The processor does not run on this node for now: nothing of it can be failing here.
+    pub fn standby(&self, processor: &'static str) {
+        self.with(processor, |h| {
+            h.failures = 0;
+            h.failing_since = None;
+            h.standby = true;
         });
     }
 

@@ -497,12 +497,13 @@ impl Quarantine for PgStore {
                 sqlx::query(
                     "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
                                              fingerprint, last_seen, sources, path_type, seq)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $3, ARRAY[$2], $9, $10)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $11, ARRAY[$2], $9, $10)
                      ON CONFLICT (workspace_id, fingerprint) DO NOTHING",
                 )
                 .bind(&e.workspace_id)
                 .bind(&e.source_id)
-                .bind(at)
+                // When it arrived (a replay reads it as of then); set aside at `at`.
+                .bind(e.received_at)
                 .bind(violation.code())
                 .bind(parcours_store::quarantine_reason(violation, Some(detail)))
                 .bind(&e.message_id)
@@ -510,6 +511,7 @@ impl Quarantine for PgStore {
                 .bind(parcours_store::set_aside_fingerprint(e.seq))
                 .bind(e.kind.as_str())
                 .bind(e.seq)
+                .bind(at)
                 .execute(&self.pool),
             )
             .map_err(backend)?;

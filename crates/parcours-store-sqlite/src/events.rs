@@ -131,7 +131,7 @@ fn append_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, json_array(?2), ?9, ?11)
              ON CONFLICT (workspace_id, fingerprint) DO UPDATE SET
                occurrences = occurrences + excluded.occurrences,
-               last_seen = max(coalesce(last_seen, received_at), excluded.received_at),
+               last_seen = max(coalesce(last_seen, received_at), excluded.last_seen),
                sources = CASE WHEN EXISTS (SELECT 1 FROM json_each(quarantine.sources) WHERE value = excluded.source_id)
                               THEN sources ELSE json_insert(sources, '$[#]', excluded.source_id) END,
                status = 'pending', resolved_at = NULL",
@@ -401,12 +401,13 @@ impl Quarantine for SqliteStore {
             .execute(
                 "INSERT INTO quarantine (workspace_id, source_id, received_at, code, reason, message_id, body,
                                          fingerprint, last_seen, sources, path_type, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3, json_array(?2), ?9, ?10)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?11, json_array(?2), ?9, ?10)
                  ON CONFLICT (workspace_id, fingerprint) DO NOTHING",
                 params![
                     e.workspace_id,
                     e.source_id,
-                    at,
+                    // When it arrived (a replay reads it as of then); set aside at `at`.
+                    e.received_at,
                     violation.code(),
                     parcours_store::quarantine_reason(violation, Some(detail)),
                     e.message_id,
@@ -414,6 +415,7 @@ impl Quarantine for SqliteStore {
                     parcours_store::set_aside_fingerprint(e.seq),
                     e.kind.as_str(),
                     e.seq,
+                    at,
                 ],
             )
             .map_err(backend)?;

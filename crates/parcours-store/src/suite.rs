@@ -315,12 +315,13 @@ pub fn quarantine_counts_every_occurrence(store: &dyn Store) {
     store
         .resolve_quarantined("ws_a", e.id, None, T0 + 61_000)
         .unwrap();
-    later.quarantined = vec![invalid(T0 + 120_000)];
+    // Two more in one request (a file import stamps each line): the later one is last seen.
+    later.quarantined = vec![invalid(T0 + 120_000), invalid(T0 + 150_000)];
     store.append(&[later], 0).unwrap();
     let e = store.quarantine_entry("ws_a", e.id).unwrap().unwrap();
     assert_eq!(e.status, QuarantineStatus::Pending);
     assert_eq!(e.resolved_at, None);
-    assert_eq!((e.occurrences, e.last_seen), (5, T0 + 120_000));
+    assert_eq!((e.occurrences, e.last_seen), (6, T0 + 150_000));
     assert_eq!(e.sources, ["ws_a-src", "pos"]);
 }
 
@@ -348,6 +349,11 @@ pub fn events_set_aside_are_kept_once_and_replaced_under_their_message_id(store:
     assert_eq!(e.message_id.as_deref(), Some("m1"));
     assert_eq!(e.body, stored.body);
     assert_eq!(e.path_type, Some(EventType::Identify));
+    assert_eq!(
+        (e.received_at, e.last_seen),
+        (stored.received_at, T0 + 1),
+        "it arrived when the event did (a replay reads it as of then), set aside later"
+    );
     // The corrected event takes over the messageId, which was accepted before.
     let fixed = batch("ws_a", vec![accepted("m1", "u1", T0)]);
     let outcome = store

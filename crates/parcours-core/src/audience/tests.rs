@@ -511,3 +511,25 @@ fn long_numbers_print_back_as_the_same_number() {
             .unwrap(),
     );
 }
+
+/// An audience that refers, directly or through others, to one that is not there is left
+/// out; the rest are kept.
+#[test]
+fn audiences_missing_what_they_refer_to_are_left_out_alone() {
+    let of = |t: &str| parse(t).unwrap();
+    let (a, b, c, d) = (
+        of(r#"in audience "gone""#),
+        of(r#"in audience "a" or has email"#),
+        of("has phone"),
+        of(r#"in audience "c""#),
+    );
+    let all = [("a", &a), ("b", &b), ("c", &c), ("d", &d)];
+    let r = resolvable(&all);
+    let kept: Vec<&str> = r.kept.iter().map(|(id, _)| *id).collect();
+    assert_eq!(kept, ["c", "d"]);
+    assert_eq!(
+        r.dangling,
+        [("a", "gone".to_string()), ("b", "a".to_string())]
+    );
+    assert_eq!(evaluation_order(&r.kept).unwrap(), ["c", "d"]);
+}
