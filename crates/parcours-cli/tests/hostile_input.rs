@@ -629,30 +629,22 @@ async fn a_stored_definition_no_reader_reads_is_skipped_and_can_be_deleted(backe
     );
     let (_, follows) = t.get("/api/v1/audiences/follows-legacy").await;
     assert_eq!(follows["computation"]["status"], "computing", "{follows}");
+    // Deleted: the one that refers to it, then itself.
     let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            hyper::Method::DELETE,
-            "/api/v1/audiences/follows-legacy",
-            &[("authorization", &auth)],
-            "",
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            hyper::Method::DELETE,
-            "/api/v1/audiences/legacy",
-            &[("authorization", &auth)],
-            "",
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for id in ["follows-legacy", "legacy"] {
+        let path = format!("/api/v1/audiences/{id}");
+        let r = t
+            .client
+            .request(
+                hyper::Method::DELETE,
+                &path,
+                &[("authorization", &auth)],
+                "",
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
     let (_, list) = t.get("/api/v1/audiences").await;
     assert_eq!(list["audiences"].as_array().unwrap().len(), 1);
     t.stop().await;
