@@ -306,10 +306,32 @@ pub fn from_json(value: &Value) -> Result<Condition, Refusal> {
     }
     let condition: Condition =
         serde_json::from_value(value.clone()).map_err(|e| Refusal::invalid(e.to_string()))?;
-    condition.check().map(|()| condition)
+    condition.check()?;
+    Ok(condition.simplified())
 }
 
 impl Condition {
+    /// The same condition with every `and` / `or` of a single condition replaced by that
+    /// condition, as the text form reads it (the JSON form can spell both; found by fuzzing).
+    /// Called on a checked condition: its depth is bounded.
+    pub fn simplified(self) -> Condition {
+        match self {
+            Condition::And { all: list } | Condition::Or { any: list } if list.len() == 1 => {
+                list.into_iter().next().expect("one condition").simplified()
+            }
+            Condition::And { all } => Condition::And {
+                all: all.into_iter().map(Condition::simplified).collect(),
+            },
+            Condition::Or { any } => Condition::Or {
+                any: any.into_iter().map(Condition::simplified).collect(),
+            },
+            Condition::Not { not } => Condition::Not {
+                not: Box::new(not.simplified()),
+            },
+            other => other,
+        }
+    }
+
     /// Checks what the syntax alone cannot: nesting and size, channel names, non-empty
     /// groups, windows and ages in range.
     pub fn check(&self) -> Result<(), Refusal> {

@@ -533,3 +533,21 @@ fn audiences_missing_what_they_refer_to_are_left_out_alone() {
     );
     assert_eq!(evaluation_order(&r.kept).unwrap(), ["c", "d"]);
 }
+
+/// Found by fuzzing: the JSON form can spell an `and` of one condition, which the text form
+/// reads as that condition; both now read as the same tree.
+#[test]
+fn groups_of_one_condition_read_as_that_condition() {
+    let single = json!({"type": "and", "all": [
+        {"type": "or", "any": [{"type": "trait", "name": "plan", "test": {"op": "eq", "value": "gold"}}]},
+        {"type": "not", "not": {"type": "and", "all": [{"type": "has_identifier", "kind": "email"}]}}
+    ]});
+    let c = from_json(&single).unwrap();
+    assert_eq!(
+        c,
+        parse(r#"trait plan = "gold" and not has email"#).unwrap()
+    );
+    round_trips(&c);
+    let one = json!({"type": "and", "all": [{"type": "has_identifier", "kind": "email"}]});
+    assert_eq!(from_json(&one).unwrap(), parse("has email").unwrap());
+}
