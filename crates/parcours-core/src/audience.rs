@@ -400,11 +400,34 @@ pub fn check_window(window: &Window) -> Result<(), Refusal> {
     }
 }
 
-/// Checks the ages of `before N days ago` and `after N days ago`.
+/// Checks the ages of `before N days ago` and `after N days ago`, and that values are what
+/// the text form can write: a number, a string, true, false or null (found by fuzzing: the
+/// JSON form took an object, which no text reads back).
 fn check_tests<'a>(tests: impl Iterator<Item = &'a Test>) -> Result<(), Refusal> {
+    let scalar = |v: &Value| !matches!(v, Value::Array(_) | Value::Object(_));
     for t in tests {
-        if let Test::BeforeAgo { ms } | Test::AfterAgo { ms } = t {
-            check_duration(*ms, "an age (`before` / `after … ago`)")?;
+        match t {
+            Test::BeforeAgo { ms } | Test::AfterAgo { ms } => {
+                check_duration(*ms, "an age (`before` / `after … ago`)")?
+            }
+            Test::Eq { value }
+            | Test::Ne { value }
+            | Test::Lt { value }
+            | Test::Gt { value }
+            | Test::Le { value }
+            | Test::Ge { value }
+                if !scalar(value) =>
+            {
+                return Err(Refusal::invalid(
+                    "a test compares with a number, a string, true, false or null",
+                ))
+            }
+            Test::In { values } if values.is_empty() || !values.iter().all(scalar) => {
+                return Err(Refusal::invalid(
+                    "`in` takes one or more numbers, strings, true, false or null",
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -551,3 +551,22 @@ fn groups_of_one_condition_read_as_that_condition() {
     let one = json!({"type": "and", "all": [{"type": "has_identifier", "kind": "email"}]});
     assert_eq!(from_json(&one).unwrap(), parse("has email").unwrap());
 }
+
+/// Found by fuzzing: the JSON form took values the text form cannot write.
+#[test]
+fn tests_compare_with_values_the_text_form_writes() {
+    for bad in [
+        json!({"type": "trait", "name": "t", "test": {"op": "eq", "value": {"kind": "within"}}}),
+        json!({"type": "trait", "name": "t", "test": {"op": "gt", "value": [1]}}),
+        json!({"type": "trait", "name": "t", "test": {"op": "in", "values": []}}),
+        json!({"type": "trait", "name": "t", "test": {"op": "in", "values": [1, [2]]}}),
+        json!({"type": "event", "event": "E", "did": true,
+               "where": [{"property": "p", "test": {"op": "ne", "value": {}}}]}),
+    ] {
+        let e = from_json(&bad).unwrap_err();
+        assert_eq!(e.code, "invalid_audience", "{bad}");
+    }
+    let fine =
+        json!({"type": "trait", "name": "t", "test": {"op": "in", "values": [1, "a", null, true]}});
+    round_trips(&from_json(&fine).unwrap());
+}
