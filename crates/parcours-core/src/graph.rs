@@ -11,8 +11,10 @@
 //! The graph is a fold over events in [`EventKey`] order. Folding the same events gives the
 //! same graph whatever order they arrived in: an event that arrives after a later event of the
 //! same profiles is detected by [`Graph::lateness`], and the caller re-derives that
-//! component from its events in order. Profile ids come from the event that created the
-//! profile, so a re-derivation gives the same ids.
+//! component from its events in order. A profile's id comes from its first event in the log
+//! (the lowest `seq`), and a merge keeps the id of the profile first seen in the log, so the
+//! ids are a function of which events each profile holds: live, re-derived and replayed
+//! graphs give the same ids.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -247,16 +249,24 @@ impl Graph {
                 .identifiers
                 .iter()
                 .flat_map(|i| self.index.get(i).into_iter().chain(self.droppers(i)))
-                .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key));
+                .any(|p| {
+                    self.profiles
+                        .get(p)
+                        .is_some_and(|p| p.last > obs.key || p.origin.seq > obs.seq)
+                });
             return if direct_later {
                 Lateness::TooWide
             } else {
                 Lateness::InOrder
             };
         };
+        // An event older in the log than a profile's first one (applied out of log order: a
+        // bucket another node holds, or a profile stored without its origin) changes which
+        // event the profile's id comes from: re-derived too.
+        let before = |p: &Profile| p.last > obs.key || p.origin.seq > obs.seq;
         if !component
             .iter()
-            .any(|p| self.profiles.get(p).is_some_and(|p| p.last > obs.key))
+            .any(|p| self.profiles.get(p).is_some_and(before))
         {
             return Lateness::InOrder;
         }
@@ -269,7 +279,7 @@ impl Graph {
                 .identifiers
                 .iter()
                 .all(|i| self.index.get(i) == Some(only));
-            if held && !p.entangled && p.shaped < obs.key {
+            if held && !p.entangled && p.shaped < obs.key && p.origin.seq < obs.seq {
                 return Lateness::InOrder;
             }
         }
@@ -343,9 +353,11 @@ impl Graph {
             dropped: dropped.clone(),
             ..Applied::default()
         };
+        // The profile first seen in the log keeps its id: the same one whatever order the
+        // events are applied in.
         let winner = match matched.iter().min_by(|a, b| {
             let (pa, pb) = (&self.profiles[*a], &self.profiles[*b]);
-            (&pa.first, a).cmp(&(&pb.first, b))
+            (pa.origin.seq, a).cmp(&(pb.origin.seq, b))
         }) {
             Some(w) => w.clone(),
             None => {
@@ -483,6 +495,70 @@ impl Graph {
         events.sort_by(|a, b| a.key.cmp(&b.key));
         for obs in events {
             self.apply(obs);
+        }
+        self.settle_ids();
+    }
+
+    /// Gives every profile the id of its first event in the log. Folded in event-time order,
+    /// a profile is created by its earliest event, which need not be its first in the log (a
+    /// backdated event); its id must not depend on that.
+    fn settle_ids(&mut self) {
+        let renames: Vec<(String, String)> = self
+            .profiles
+            .values()
+            .filter(|p| p.origin.seq != i64::MAX)
+            .filter_map(|p| {
+                let want = profile_id_for(&self.workspace, &p.origin.mid, p.origin.seq);
+                (want != p.id).then(|| (p.id.clone(), want))
+            })
+            .collect();
+        for (old, new) in renames {
+            self.rename(&old, &new);
+        }
+    }
+
+    /// Renames a profile everywhere in the graph and in the changes not yet taken.
+    fn rename(&mut self, old: &str, new: &str) {
+        let mut profile = self.profiles.remove(old).expect("renamed profile exists");
+        profile.id = new.to_string();
+        for id in &profile.identifiers {
+            self.index.insert(id.clone(), new.to_string());
+        }
+        self.profiles.insert(new.to_string(), profile);
+        if let Some(own) = self.drops_by_profile.remove(old) {
+            for id in &own {
+                if let Some(set) = self.drops.get_mut(id) {
+                    set.remove(old);
+                    set.insert(new.to_string());
+                }
+            }
+            self.drops_by_profile.insert(new.to_string(), own);
+        }
+        // The id of the event that created it in the fold now names nothing.
+        self.redirects.remove(new);
+        for target in self.redirects.values_mut() {
+            if target == old {
+                *target = new.to_string();
+            }
+        }
+        let changes = &mut self.changes;
+        if changes.dirty.remove(old) {
+            changes.dirty.insert(new.to_string());
+        }
+        for m in &mut changes.merges {
+            if m.winner == old {
+                m.winner = new.to_string();
+            }
+        }
+        for (_, pid) in &mut changes.assignments {
+            if pid == old {
+                *pid = new.to_string();
+            }
+        }
+        for (_, pid, _) in &mut changes.links {
+            if pid == old {
+                *pid = new.to_string();
+            }
         }
     }
 }

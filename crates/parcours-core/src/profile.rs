@@ -50,6 +50,25 @@ pub struct ChannelStats {
     pub events: u64,
 }
 
+/// A profile's first event in the log (the lowest `seq`): the profile's id is derived from it,
+/// so the id depends on which events the profile holds, never on the order they were applied
+/// in (live, re-derived or replayed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub seq: i64,
+    pub mid: String,
+}
+
+impl Default for Origin {
+    /// A profile stored before origins were kept: unknown, so its next event re-derives it.
+    fn default() -> Self {
+        Self {
+            seq: i64::MAX,
+            mid: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: String,
@@ -60,6 +79,9 @@ pub struct Profile {
     pub channels: BTreeMap<Channel, ChannelStats>,
     pub first: EventKey,
     pub last: EventKey,
+    /// Its first event in the log (see [`Origin`]).
+    #[serde(default)]
+    pub origin: Origin,
     pub last_channel: Channel,
     pub events: u64,
     /// The latest event that changed which identifiers this profile holds (created it, linked
@@ -82,6 +104,10 @@ impl Profile {
             channels: BTreeMap::new(),
             first: obs.key.clone(),
             last: obs.key.clone(),
+            origin: Origin {
+                seq: obs.seq,
+                mid: obs.key.mid.clone(),
+            },
             last_channel: obs.channel,
             events: 0,
             shaped: obs.key.clone(),
@@ -129,6 +155,12 @@ impl Profile {
         if obs.key < self.first {
             self.first = obs.key.clone();
         }
+        if obs.seq < self.origin.seq {
+            self.origin = Origin {
+                seq: obs.seq,
+                mid: obs.key.mid.clone(),
+            };
+        }
         if obs.key >= self.last {
             self.last = obs.key.clone();
             self.last_channel = obs.channel;
@@ -152,6 +184,9 @@ impl Profile {
         }
         if other.first < self.first {
             self.first = other.first;
+        }
+        if other.origin.seq < self.origin.seq {
+            self.origin = other.origin;
         }
         if other.last > self.last {
             self.last = other.last;

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -240,6 +240,34 @@ fn a_message_id_reused_after_the_dedup_window_makes_its_own_profile() {
 }
 
 #[test]
+fn a_backdated_event_keeps_the_profile_id() {
+    let rules = IdentityRules::default();
+    let first = obs(&rules, 0, &identify("m1", 100, Some("u"), None, json!({})));
+    let backdated = obs(
+        &rules,
+        1,
+        &identify("m2", 5, Some("u"), None, json!({"plan": "gold"})),
+    );
+    let mut live = Graph::new(WS, rules.clone(), vec![]);
+    live.apply(&first);
+    let id = live
+        .holder(&Identifier::new("user_id", "u"))
+        .unwrap()
+        .to_string();
+    let Lateness::Late(component) = live.lateness(&backdated) else {
+        panic!("a backdated event is late");
+    };
+    live.remove_component(&component);
+    live.fold([&first, &backdated]);
+    assert_eq!(
+        live.holder(&Identifier::new("user_id", "u")),
+        Some(id.as_str())
+    );
+    assert_eq!(id, profile_id_for(WS, "m1", 0));
+    assert_eq!(live.profiles[&id].traits["plan"].value, "gold");
+}
+
+#[test]
 fn traits_are_last_write_wins_by_event_time_not_arrival() {
     let rules = IdentityRules::default();
     let g = run(
@@ -253,7 +281,7 @@ fn traits_are_last_write_wins_by_event_time_not_arrival() {
 }
 
 /// An online graph as a store runs it: events in arrival order, late ones re-derive their
-/// component.
+/// component (folded, as the unify processor does).
 struct Online {
     graph: Graph,
     seen: Vec<Observation>,
@@ -276,21 +304,17 @@ impl Online {
                     .cloned()
                     .collect();
                 refold.push(o.clone());
-                refold.sort_by(|a, b| a.key.cmp(&b.key));
                 self.graph.remove_component(&component);
-                for e in &refold {
-                    self.record(e);
-                }
+                self.graph.fold(&refold);
             }
-            Lateness::InOrder => self.record(&o),
+            Lateness::InOrder => {
+                self.graph.apply(&o);
+            }
+        }
+        for (seq, p) in self.graph.take_changes().assignments {
+            self.owner.insert(seq, p);
         }
         self.seen.push(o);
-    }
-
-    fn record(&mut self, o: &Observation) {
-        if let Some(p) = self.graph.apply(o).profile {
-            self.owner.insert(o.seq, p);
-        }
     }
 }
 
@@ -371,13 +395,14 @@ fn tight_rules() -> IdentityRules {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-    /// Any arrival order of the same events gives the same profiles, identifiers and traits as
-    /// folding them in event-time order.
+    /// Any arrival order of the same events gives the same profiles (ids included),
+    /// identifiers and traits as folding them in event-time order.
     #[test]
     fn arrival_order_does_not_change_the_graph(
         events in proptest::collection::vec(gen_event(), 1..25),
         shuffle_seed in any::<u64>(),
         separate in any::<bool>(),
+        seq_by_arrival in any::<bool>(),
     ) {
         let rules = tight_rules();
         let separations = if separate {
@@ -385,13 +410,8 @@ proptest! {
         } else {
             vec![]
         };
-        let observations: Vec<Observation> =
+        let mut arrival: Vec<Observation> =
             events.iter().enumerate().map(|(i, e)| obs(&rules, i as i64, &to_ev(i, e))).collect();
-
-        let mut canonical = Graph::new(WS, rules.clone(), separations.clone());
-        canonical.fold(&observations);
-
-        let mut arrival = observations.clone();
         let mut state = shuffle_seed | 1;
         for i in (1..arrival.len()).rev() {
             state ^= state << 13;
@@ -399,11 +419,33 @@ proptest! {
             state ^= state << 17;
             arrival.swap(i, (state % (i as u64 + 1)) as usize);
         }
+        // A single node's log numbers events in arrival order; several nodes apply the
+        // buckets they hold, so an event can arrive after a later one in the log.
+        if seq_by_arrival {
+            for (i, o) in arrival.iter_mut().enumerate() {
+                o.seq = i as i64;
+            }
+        }
+
+        let mut canonical = Graph::new(WS, rules.clone(), separations.clone());
+        canonical.fold(&arrival);
         let mut online = Online { graph: Graph::new(WS, rules, separations), seen: vec![], owner: HashMap::new() };
-        for o in arrival {
+        for o in arrival.clone() {
             online.push(o);
         }
         prop_assert_eq!(&online.graph.profiles, &canonical.profiles);
+        // Each id is that of the profile's first event in the log, whatever came first in time.
+        let mut first_in_log: BTreeMap<String, &Observation> = BTreeMap::new();
+        for o in &arrival {
+            let pid = canonical.resolve(&online.owner[&o.seq]).to_string();
+            let slot = first_in_log.entry(pid).or_insert(o);
+            if o.seq < slot.seq {
+                *slot = o;
+            }
+        }
+        for (pid, o) in first_in_log {
+            prop_assert_eq!(pid, profile_id_for(WS, &o.key.mid, o.seq));
+        }
         prop_assert_eq!(&online.graph.index, &canonical.index);
         prop_assert_eq!(&online.graph.drops, &canonical.drops);
     }
