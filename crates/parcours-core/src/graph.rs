@@ -99,6 +99,8 @@ pub struct Changes {
     pub assignments: Vec<(i64, String)>,
     /// New identifier links: identifier → profile, with the event that linked it.
     pub links: Vec<(Identifier, String, EventKey)>,
+    /// Profiles created.
+    pub created: Vec<String>,
 }
 
 /// The id of the profile created by an event: a function of the workspace, the event's
@@ -366,6 +368,7 @@ impl Graph {
                 self.profiles
                     .insert(id.clone(), Profile::new(id.clone(), obs));
                 applied.created = true;
+                self.changes.created.push(id.clone());
                 id
             }
         };
@@ -556,6 +559,11 @@ impl Graph {
             }
         }
         for (_, pid, _) in &mut changes.links {
+            if pid == old {
+                *pid = new.to_string();
+            }
+        }
+        for pid in &mut changes.created {
             if pid == old {
                 *pid = new.to_string();
             }

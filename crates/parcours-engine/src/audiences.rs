@@ -18,7 +18,6 @@ use crate::held::Held;
 pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
 use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
-use parcours_core::identifier::{Identifier, ANONYMOUS_ID, USER_ID};
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
@@ -35,6 +34,8 @@ pub const AUDIENCE_EXITED: &str = "Audience Exited";
 
 const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
+/// The processor's place in the unify processor's journal of reshaped profiles.
+const RESHAPED: &str = "reshaped";
 /// Profiles per page of a full computation.
 const RECOMPUTE_PAGE: usize = 1_000;
 /// How long a step evaluates pages of a full computation while no real-time work waits.
@@ -480,16 +481,23 @@ fn storable(value: &Value, trait_id: &str) -> bool {
     }
 }
 
-/// The profile an event was applied to, through its customer identifiers.
-fn profile_of(store: &dyn Store, e: &StoredEvent) -> Result<Option<String>> {
-    for (kind, value) in [(USER_ID, &e.user_id), (ANONYMOUS_ID, &e.anonymous_id)] {
-        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            if let Some(p) = store.lookup(&e.workspace_id, &Identifier::new(kind, v))? {
-                return Ok(Some(p));
-            }
-        }
+/// The profile an event was applied to: the one that holds its most important identifier.
+/// The identity graph never drops that one (a rule drops the least important first), so the
+/// event's profile holds it whatever came later; a merge moves both together.
+fn profile_of(
+    store: &dyn Store,
+    e: &StoredEvent,
+    rules: &parcours_core::rules::IdentityRules,
+) -> Result<Option<String>> {
+    let Ok(body) = serde_json::from_str::<Value>(&e.body) else {
+        // Never applied (the unify processor set it aside).
+        return Ok(None);
+    };
+    let obs = parcours_core::observation::Observation::from_event(&e.meta(), &body, rules);
+    match obs.identifiers.first() {
+        Some(id) => store.lookup(&e.workspace_id, id),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// A running full computation of one workspace: it reads the log (the first half of its
@@ -643,17 +651,19 @@ impl AudienceProcessor {
         let mut skipped = Skipped::new();
         let (events, mut seen) = follow_log(store, &defs, now, batch, &mut skipped)?;
         let (timers, fired) = fire_timers(store, &defs, now, batch, &mut skipped)?;
+        let (reshaped, followed) = follow_reshaped(store, &defs, now, batch, &mut skipped)?;
         for (ws, profile, e) in &skipped {
             self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);
         }
         seen.extend(fired);
+        seen.extend(followed);
         for (ws, profile) in seen {
             if let Some(r) = self.recompute.get_mut(&ws) {
                 r.touched.insert(profile);
             }
         }
         let mut report = StepReport {
-            events,
+            events: events + reshaped,
             timers,
             ..StepReport::default()
         };
@@ -798,6 +808,12 @@ impl AudienceProcessor {
             work += 1;
         }
         let finished = state.evaluated && state.flushed == state.timers.len();
+        if finished {
+            // Ids that are no longer profiles (a replay retired them) leave their audiences
+            // before the computation counts as done.
+            store.record(&std::mem::take(&mut write))?;
+            sweep_orphans(store, ws, now)?;
+        }
         progress(state, finished, &mut write);
         store.record(&write)?;
         if finished {
@@ -1130,6 +1146,15 @@ fn follow_log(
     let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
     // Per profile: the event names it received and the latest messageId (the cause).
     let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
+    let mut rules: BTreeMap<String, parcours_core::rules::IdentityRules> = BTreeMap::new();
+    for w in store.workspaces()? {
+        if all.contains_key(&w.id) {
+            // Rules the store kept are valid (checked when set).
+            if let Ok(r) = parcours_core::rules::IdentityRules::new(w.identity_rules) {
+                rules.insert(w.id, r);
+            }
+        }
+    }
     for e in &events {
         if e.source_id == INTERNAL_SOURCE {
             continue;
@@ -1141,7 +1166,10 @@ fn follow_log(
         if !defs.reads_profile && !defs.names.contains(name) {
             continue;
         }
-        let Some(pid) = profile_of(store, e)? else {
+        let Some(rules) = rules.get(&e.workspace_id) else {
+            continue;
+        };
+        let Some(pid) = profile_of(store, e, rules)? else {
             continue;
         };
         let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();
@@ -1222,6 +1250,118 @@ fn fire_timers(
     }
     store.record(&out.write)?;
     Ok((due.len(), out.seen))
+}
+
+/// Takes an id that no longer names a live profile out of everything it held: each
+/// membership ends (an exit, published like any other, so a destination that received the id
+/// receives its removal), its computed values and its timer go.
+fn retire(
+    store: &dyn Store,
+    ws: &str,
+    profile: &str,
+    (now, cause): (Millis, &str),
+    write: &mut AudienceWrite,
+) -> Result<()> {
+    for m in store.memberships(ws, profile)? {
+        write.changes.push(MembershipChange {
+            id: 0,
+            workspace_id: ws.into(),
+            audience_id: m.audience_id,
+            profile_id: profile.into(),
+            entered: false,
+            at: now,
+            cause: cause.into(),
+        });
+    }
+    for trait_id in store.computed_values(ws, profile)?.into_keys() {
+        write.computed.push(ComputedValue {
+            workspace_id: ws.into(),
+            profile_id: profile.into(),
+            trait_id,
+            value: None,
+        });
+    }
+    write.timers.push((ws.into(), profile.into(), None));
+    Ok(())
+}
+
+/// Whether `id` names a live profile (not merged away, not retired by a re-derivation).
+fn is_live(store: &dyn Store, ws: &str, id: &str) -> Result<bool> {
+    Ok(store.profile(ws, id)?.is_some_and(|p| p.id == id))
+}
+
+/// Follows the unify processor's journal: an id it retired (merged away, or gone in a
+/// re-derivation) leaves every audience; a reshaped profile (merged, re-derived, undone: its
+/// events changed) and a retired id's successor are evaluated again in full.
+fn follow_reshaped(
+    store: &dyn Store,
+    all: &BTreeMap<String, WorkspaceDefs>,
+    now: Millis,
+    batch: usize,
+    skipped: &mut Skipped,
+) -> Result<(usize, BTreeSet<(String, String)>)> {
+    let cursor = store.audience_cursor(RESHAPED)?;
+    let rows = store.reshaped_after(cursor, batch)?;
+    let Some(last) = rows.last().map(|r| r.id) else {
+        return Ok((0, BTreeSet::new()));
+    };
+    let mut out = Step::default();
+    let mut retired: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for r in &rows {
+        let ws = r.workspace_id.as_str();
+        let Some(defs) = all.get(ws) else {
+            continue;
+        };
+        let mut evaluate = |pid: &str, cause: &str, out: &mut Step| -> Result<()> {
+            match evaluate_profile(store, ws, defs, pid, (now, cause), Trigger::All, out) {
+                Err(e) if is_data_error(&e) => {
+                    skipped.push((ws.to_string(), pid.to_string(), e));
+                    Ok(())
+                }
+                other => other,
+            }
+        };
+        // What counts is the state now: an id retired and then given back (an undo gives a
+        // merged-away person their id again) is live, and evaluated as such.
+        if r.retired && !is_live(store, ws, &r.profile_id)? {
+            if retired.insert((ws, &r.profile_id)) {
+                let cause = match &r.successor {
+                    Some(s) => format!("merged into {s}"),
+                    None => "retired".to_string(),
+                };
+                retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
+            }
+            if let Some(successor) = &r.successor {
+                evaluate(successor, "merge", &mut out)?;
+            }
+        } else {
+            evaluate(&r.profile_id, "reshaped", &mut out)?;
+        }
+    }
+    out.write.cursors.push((RESHAPED.into(), last));
+    store.record(&out.write)?;
+    Ok((rows.len(), out.seen))
+}
+
+/// Retires every id of a workspace that holds memberships, computed values or a timer but
+/// is no longer a live profile (after a replay, which rebuilds profiles without following
+/// each retirement). Returns how many.
+fn sweep_orphans(store: &dyn Store, ws: &str, now: Millis) -> Result<usize> {
+    let mut after = String::new();
+    let mut swept = 0;
+    loop {
+        let page = store.orphans(ws, &after, 1000)?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(swept);
+        };
+        let mut write = AudienceWrite::default();
+        for id in &page {
+            retire(store, ws, id, (now, "retired"), &mut write)?;
+        }
+        store.record(&write)?;
+        swept += page.len();
+        after = last;
+    }
 }
 
 /// Writes membership changes to the event log. The `messageId` comes from the change, so a

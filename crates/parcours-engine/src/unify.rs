@@ -492,6 +492,7 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
         .collect();
     tx.link_many(&ws, &links, now)?;
     let mut live = Vec::new();
+    let mut retired: Vec<(&str, Option<&str>)> = Vec::new();
     for pid in &changes.dirty {
         match graph.profiles.get(pid) {
             Some(p) => {
@@ -502,12 +503,25 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
                 }
             }
             None => {
-                tx.redirect_profile(&ws, pid, graph.resolve(pid), now)?;
+                let successor = graph.resolve(pid);
+                tx.redirect_profile(&ws, pid, successor, now)?;
                 tx.set_drops(&ws, pid, &[])?;
+                retired.push((pid, Some(successor)));
             }
         }
     }
     tx.save_profiles(&ws, &live, now)?;
+    // The audience processor evaluates new profiles and merge winners (their events changed)
+    // in full, and takes merged-away ids out of their audiences.
+    let winners: BTreeSet<&str> = changes
+        .merges
+        .iter()
+        .map(|m| m.winner.as_str())
+        .chain(changes.created.iter().map(String::as_str))
+        .map(|p| graph.resolve(p))
+        .collect();
+    let winners: Vec<&str> = winners.into_iter().collect();
+    tx.note_reshaped(&ws, &winners, &retired, now)?;
     let assignments: Vec<(i64, &str)> = changes
         .assignments
         .iter()
@@ -566,14 +580,21 @@ fn rederive(
     graph.fold(&observations);
     let owner: HashMap<i64, String> = graph.pending_assignments().into_iter().collect();
     flush(tx, &mut graph, now)?;
-    for (pid, first) in first_event_of {
-        if graph.profiles.contains_key(&pid) || graph.redirects.contains_key(&pid) {
+    let mut retired: Vec<(&str, Option<&str>)> = Vec::new();
+    for (pid, first) in &first_event_of {
+        if graph.profiles.contains_key(pid) || graph.redirects.contains_key(pid) {
             continue;
         }
-        if let Some(target) = owner.get(&first) {
-            tx.redirect_profile(ws, &pid, graph.resolve(target), now)?;
+        let successor = owner.get(first).map(|target| graph.resolve(target));
+        if let Some(target) = successor {
+            tx.redirect_profile(ws, pid, target, now)?;
         }
+        retired.push((pid, successor));
     }
+    // Every profile of the component is evaluated again in full by the audience processor,
+    // and every id that no longer names one leaves its audiences.
+    let reshaped: Vec<&str> = graph.profiles.keys().map(String::as_str).collect();
+    tx.note_reshaped(ws, &reshaped, &retired, now)?;
     Ok(())
 }
 

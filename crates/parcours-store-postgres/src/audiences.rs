@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use parcours_core::time::Millis;
 use parcours_store::{
     destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
-    Membership, MembershipChange, Result, StoreError, Timer,
+    Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -232,6 +232,50 @@ impl Audiences for PgStore {
         .collect()
     }
 
+    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT id, workspace_id, profile_id, successor, retired, at FROM reshaped_profiles
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Reshaped {
+                id: r.try_get(0).map_err(backend)?,
+                workspace_id: r.try_get(1).map_err(backend)?,
+                profile_id: r.try_get(2).map_err(backend)?,
+                successor: r.try_get(3).map_err(backend)?,
+                retired: r.try_get(4).map_err(backend)?,
+                at: r.try_get(5).map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+
+    fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
+        self.fetch(
+            sqlx::query(
+                "SELECT o.profile_id FROM (
+                   SELECT profile_id FROM memberships WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
+                   UNION SELECT profile_id FROM computed_values WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
+                   UNION SELECT profile_id FROM audience_timers WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
+                 ) o
+                 WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = $1
+                   AND p.id = o.profile_id AND p.merged_into IS NULL AND p.doc IS NOT NULL)
+                 ORDER BY o.profile_id COLLATE \"C\" LIMIT $3",
+            )
+            .bind(workspace)
+            .bind(after)
+            .bind(limit as i64),
+        )?
+        .iter()
+        .map(|r| r.try_get(0).map_err(backend))
+        .collect()
+    }
+
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>> {
         self.fetch(
             sqlx::query(sql!(
@@ -396,7 +440,7 @@ impl Audiences for PgStore {
         let rows = self.fetch(
             sqlx::query(
                 "SELECT profile_id, due_at FROM audience_timers
-                 WHERE workspace_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3",
+                 WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2 ORDER BY profile_id LIMIT $3",
             )
             .bind(workspace)
             .bind(after_profile)
@@ -598,13 +642,8 @@ impl Audiences for PgStore {
 
     fn reset_audiences(&self) -> Result<()> {
         self.run(
-            sqlx::raw_sql(
-                "BEGIN;
-                 TRUNCATE memberships, membership_changes, computed_values, audience_timers, audience_cursors;
-                 UPDATE definitions SET computed_version = 0, done = 0, total = 0;
-                 COMMIT;",
-            )
-            .execute(self.pool()),
+            sqlx::raw_sql("UPDATE definitions SET computed_version = 0, done = 0, total = 0;")
+                .execute(self.pool()),
         )
         .map_err(backend)?;
         Ok(())

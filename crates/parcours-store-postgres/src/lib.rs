@@ -52,6 +52,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_quarantine.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_reshaped.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -693,10 +693,45 @@ impl ProjectionTx for Tx<'_> {
         Ok(done.rows_affected() == 1)
     }
 
+    fn note_reshaped(
+        &mut self,
+        workspace: &str,
+        reshaped: &[&str],
+        retired: &[(&str, Option<&str>)],
+        at: Millis,
+    ) -> Result<()> {
+        let mut ids: Vec<&str> = reshaped.to_vec();
+        let mut successors: Vec<Option<&str>> = vec![None; reshaped.len()];
+        let mut flags = vec![false; reshaped.len()];
+        for (p, s) in retired {
+            ids.push(p);
+            successors.push(*s);
+            flags.push(true);
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        block_on(
+            sqlx::query(
+                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, at)
+                 SELECT $1, p, s, r, $5 FROM unnest($2::text[], $3::text[], $4::bool[]) WITH ORDINALITY AS x(p, s, r, n)
+                 ORDER BY n",
+            )
+            .bind(workspace)
+            .bind(&ids)
+            .bind(&successors)
+            .bind(&flags)
+            .bind(at)
+            .execute(self.written()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn reset_all(&mut self) -> Result<()> {
         block_on(
             sqlx::raw_sql(
-                "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events;
+                "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events, reshaped_profiles;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
             .execute(self.written()),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use parcours_core::time::Millis;
 use parcours_store::{
     destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
-    Membership, MembershipChange, Result, StoreError, Timer,
+    Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
 };
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
@@ -233,6 +233,51 @@ impl Audiences for SqliteStore {
                 out.insert(name, serde_json::from_str(&value).map_err(corrupt)?);
             }
             Ok(out)
+        })
+    }
+
+    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, workspace_id, profile_id, successor, retired, at FROM reshaped_profiles
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![after_id, limit as i64], |r| {
+                    Ok(Reshaped {
+                        id: r.get(0)?,
+                        workspace_id: r.get(1)?,
+                        profile_id: r.get(2)?,
+                        successor: r.get(3)?,
+                        retired: r.get(4)?,
+                        at: r.get(5)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT o.profile_id FROM (
+                       SELECT profile_id FROM memberships WHERE workspace_id = ?1 AND profile_id > ?2
+                       UNION SELECT profile_id FROM computed_values WHERE workspace_id = ?1 AND profile_id > ?2
+                       UNION SELECT profile_id FROM audience_timers WHERE workspace_id = ?1 AND profile_id > ?2
+                     ) o
+                     WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = ?1
+                       AND p.id = o.profile_id AND p.merged_into IS NULL AND p.doc IS NOT NULL)
+                     ORDER BY o.profile_id LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, after, limit as i64], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
         })
     }
 
@@ -616,13 +661,7 @@ impl Audiences for SqliteStore {
 
     fn reset_audiences(&self) -> Result<()> {
         self.projection_writer()
-            .execute_batch(
-                "BEGIN;
-                 DELETE FROM memberships; DELETE FROM membership_changes; DELETE FROM computed_values;
-                 DELETE FROM audience_timers; DELETE FROM audience_cursors;
-                 UPDATE definitions SET computed_version = 0, done = 0, total = 0;
-                 COMMIT;",
-            )
+            .execute_batch("UPDATE definitions SET computed_version = 0, done = 0, total = 0;")
             .map_err(backend)
     }
 }

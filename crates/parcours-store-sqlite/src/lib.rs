@@ -41,6 +41,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0002_buckets.sql"),
     include_str!("../../../migrations/sqlite/projections/0003_audiences.sql"),
     include_str!("../../../migrations/sqlite/projections/0004_merged_index.sql"),
+    include_str!("../../../migrations/sqlite/projections/0005_reshaped.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

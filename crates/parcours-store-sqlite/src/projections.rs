@@ -483,11 +483,36 @@ impl ProjectionTx for Tx<'_> {
         Ok(n == 1)
     }
 
+    fn note_reshaped(
+        &mut self,
+        workspace: &str,
+        reshaped: &[&str],
+        retired: &[(&str, Option<&str>)],
+        at: Millis,
+    ) -> Result<()> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(backend)?;
+        for p in reshaped {
+            st.execute(params![workspace, p, None::<&str>, false, at])
+                .map_err(backend)?;
+        }
+        for (p, successor) in retired {
+            st.execute(params![workspace, p, successor, true, at])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     fn reset_all(&mut self) -> Result<()> {
         self.tx
             .execute_batch(
                 "UPDATE bucket_cursors SET seq = 0; DELETE FROM profiles; DELETE FROM identifiers;
-                 DELETE FROM identifier_drops; DELETE FROM profile_events;
+                 DELETE FROM identifier_drops; DELETE FROM profile_events; DELETE FROM reshaped_profiles;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
             .map_err(backend)?;

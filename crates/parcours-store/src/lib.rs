@@ -221,6 +221,16 @@ pub trait ProjectionTx {
         at: Millis,
     ) -> Result<()>;
     fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
+    /// Journals live profiles whose shape changed (merged, re-derived, undone) and ids
+    /// retired (with the profile that holds their first event now, if any), for the audience
+    /// processor ([`Audiences::reshaped_after`]).
+    fn note_reshaped(
+        &mut self,
+        workspace: &str,
+        reshaped: &[&str],
+        retired: &[(&str, Option<&str>)],
+        at: Millis,
+    ) -> Result<()>;
     /// Drops every projection row of every workspace (replay starts from the first event).
     fn reset_all(&mut self) -> Result<()>;
 }
@@ -360,6 +370,11 @@ pub trait Audiences: Send + Sync {
         after_profile: &str,
         limit: usize,
     ) -> Result<Vec<(String, Millis)>>;
+    /// The journal of reshaped and retired profiles after `after_id`, oldest first.
+    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>>;
+    /// Ids after `after` (in id order) that hold a membership, a computed value or a timer
+    /// but are not a live profile (retired while nothing followed them: a replay).
+    fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>>;
     /// The change log after `after_id`, oldest first.
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
     /// Re-evaluations due at or before `now`, earliest first.
@@ -372,8 +387,10 @@ pub trait Audiences: Send + Sync {
     /// anything (entering an audience the profile is in) is an error: the processor's view
     /// was stale.
     fn record(&self, write: &AudienceWrite) -> Result<()>;
-    /// Forgets every membership, change, computed value, timer and cursor, and marks every
-    /// definition for a full computation (replay).
+    /// Marks every definition for a full computation (replay). Memberships, computed values
+    /// and the change log stay: the computation writes only what differs, and the ids a replay
+    /// retired leave their audiences ([`Audiences::orphans`]), so destinations see every
+    /// `remove` that matches an earlier `add`.
     fn reset_audiences(&self) -> Result<()>;
 }
 

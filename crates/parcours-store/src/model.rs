@@ -472,6 +472,19 @@ pub struct MembershipChange {
     pub cause: String,
 }
 
+/// A profile the unify processor reshaped (merged, re-derived, undone), or an id it retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reshaped {
+    /// Position in the journal (assigned by the store).
+    pub id: i64,
+    pub workspace_id: String,
+    pub profile_id: String,
+    /// For a retired id: the profile that holds its first event now (if any).
+    pub successor: Option<String>,
+    pub retired: bool,
+    pub at: Millis,
+}
+
 /// A re-evaluation due for a profile (a window passing, a date condition flipping).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timer {

@@ -7,7 +7,7 @@ use parcours_core::identifier::Identifier;
 use parcours_core::observation::Observation;
 use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
 use parcours_core::spec::{AcceptedEvent, EventType, QuarantinedEvent, Violation};
-use parcours_core::{Graph, MergeRecord};
+use parcours_core::{Graph, MergeRecord, Profile};
 
 use crate::*;
 
@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             audience_inputs_read_a_page_of_profiles_at_once,
             named_events_read_a_range_of_the_log_by_name,
             profiles_and_event_owners_read_in_storage_order,
+            reshaped_profiles_are_journaled_in_order,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -1261,7 +1262,8 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
     assert_eq!(due, vec!["w2/p1", "w1/p3", "w1/p1"]);
     assert_eq!(store.timer_of("w1", "p2").unwrap(), None);
     assert_eq!(store.audience_cursor("audiences").unwrap(), 50);
-    // A replay forgets every projection but keeps the definitions, to be computed again.
+    // A replay marks every definition to be computed again and keeps what the computation
+    // compares with: memberships, values, timers, the change log and the cursors.
     store
         .put_definition(&definition("w1", DefinitionKind::Audience, "vip", 3))
         .unwrap();
@@ -1272,17 +1274,91 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
             ..AudienceWrite::default()
         })
         .unwrap();
+    let changes = store.changes_after(0, 100).unwrap().len();
     store.reset_audiences().unwrap();
-    assert_eq!(store.member_count("w1", "vip").unwrap(), 0);
-    assert!(store.changes_after(0, 10).unwrap().is_empty());
-    assert!(store.computed_values("w1", "p1").unwrap().is_empty());
-    assert!(store.due_timers(i64::MAX, 10).unwrap().is_empty());
-    assert_eq!(store.audience_cursor("audiences").unwrap(), 0);
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 1);
+    assert_eq!(store.changes_after(0, 100).unwrap().len(), changes);
+    assert_eq!(store.computed_values("w1", "p1").unwrap().len(), 2);
+    assert_eq!(store.timer_of("w1", "p1").unwrap(), Some(T0 + 100));
+    assert_eq!(store.audience_cursor("audiences").unwrap(), 50);
     let d = &store.definitions(Some("w1")).unwrap()[0];
     assert_eq!((d.version, d.computed_version, d.done), (3, 0, 0));
-    // Change ids keep growing after a reset: a destination never sees an id twice.
-    entries(store, "w1", "vip", &["p1"], T0);
-    assert!(store.changes_after(0, 10).unwrap()[0].id > 1);
+    // None of these ids is a live profile: all are orphans, in id order, paged.
+    assert_eq!(store.orphans("w1", "", 10).unwrap(), vec!["p1", "p3"]);
+    assert_eq!(store.orphans("w1", "p1", 10).unwrap(), vec!["p3"]);
+    assert_eq!(store.orphans("w1", "", 1).unwrap(), vec!["p1"]);
+    assert_eq!(store.orphans("w2", "", 10).unwrap(), vec!["p1"]);
+    let profile = sample_profile("p1");
+    store
+        .transact(&mut |tx| tx.save_profile("w1", &profile, T0))
+        .unwrap();
+    assert_eq!(store.orphans("w1", "", 10).unwrap(), vec!["p3"]);
+    store
+        .transact(&mut |tx| tx.redirect_profile("w1", "p1", "p9", T0))
+        .unwrap();
+    assert_eq!(store.orphans("w1", "", 10).unwrap(), vec!["p1", "p3"]);
+}
+
+/// A profile document with nothing in it, under `id`.
+fn sample_profile(id: &str) -> Profile {
+    let key = serde_json::json!({"ts": T0, "mid": "m1"});
+    serde_json::from_value(serde_json::json!({
+        "id": id, "identifiers": [], "traits": {}, "consent": {}, "channels": {},
+        "first": key, "last": key, "last_channel": "web", "events": 1, "entangled": false,
+    }))
+    .expect("a profile document")
+}
+
+/// The journal of reshaped and retired profiles is kept in order, across workspaces, and a
+/// replay empties it without reusing its positions.
+pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
+    store
+        .transact(&mut |tx| {
+            tx.note_reshaped("w1", &["a", "b"], &[("c", Some("a")), ("d", None)], T0)?;
+            tx.note_reshaped("w2", &["a"], &[], T0 + 1)
+        })
+        .unwrap();
+    let rows = store.reshaped_after(0, 10).unwrap();
+    let seen: Vec<(&str, &str, Option<&str>, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.workspace_id.as_str(),
+                r.profile_id.as_str(),
+                r.successor.as_deref(),
+                r.retired,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("w1", "a", None, false),
+            ("w1", "b", None, false),
+            ("w1", "c", Some("a"), true),
+            ("w1", "d", None, true),
+            ("w2", "a", None, false),
+        ]
+    );
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(rows[4].at, T0 + 1);
+    let after = store.reshaped_after(rows[1].id, 2).unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0].profile_id, "c");
+    // Nothing written when the transaction fails.
+    let failed = store.transact(&mut |tx| {
+        tx.note_reshaped("w1", &["z"], &[], T0)?;
+        Err(StoreError::Conflict("abandoned".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(store.reshaped_after(rows[4].id, 10).unwrap(), vec![]);
+    let last = rows[4].id;
+    store.transact(&mut |tx| tx.reset_all()).unwrap();
+    assert!(store.reshaped_after(0, 10).unwrap().is_empty());
+    store
+        .transact(&mut |tx| tx.note_reshaped("w1", &["e"], &[], T0))
+        .unwrap();
+    assert!(store.reshaped_after(0, 10).unwrap()[0].id > last);
 }
 
 pub fn destinations_keep_their_cursor_until_deleted(store: &dyn Store) {

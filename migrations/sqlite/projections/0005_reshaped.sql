@@ -1,0 +1,11 @@
+-- Schema 5: the profiles the unify processor reshaped (merged, re-derived, undone) or retired
+-- into another, in order, for the audience processor to follow: a retired id leaves every
+-- audience, a reshaped profile is evaluated again in full.
+CREATE TABLE reshaped_profiles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    successor TEXT,
+    retired BOOLEAN NOT NULL,
+    at INTEGER NOT NULL
+);
