@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parcours_core::audience::{self, Subject};
+use parcours_core::audience;
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
@@ -388,15 +388,7 @@ async fn explain(
             .ok_or_else(|| ApiError::not_found(format!("audience {id}")))?;
         let loaded = load_profile(st.as_ref(), &ws, &defs, &profile)?
             .ok_or_else(|| ApiError::not_found(format!("profile {profile}")))?;
-        let verdict = audience.condition.explain(
-            &Subject {
-                profile: &loaded.profile,
-                events: &loaded.events,
-                computed: &loaded.computed,
-                memberships: &loaded.memberships,
-            },
-            now,
-        );
+        let verdict = audience.condition.explain(&defs.subject(&loaded), now);
         Ok(Json(json!({
             "audience_id": id,
             "profile_id": loaded.profile.id,

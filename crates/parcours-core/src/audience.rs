@@ -23,6 +23,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::profile::ConsentState;
 use crate::time::{Millis, DAY};
 
 pub use eval::{EventFact, Subject, Verdict};
@@ -163,12 +164,16 @@ pub enum Condition {
     InAudience {
         audience: String,
     },
-    /// Consent for a purpose (optionally on one channel) is granted, or withdrawn.
+    /// Consent for a purpose (optionally on one channel) is granted, withdrawn or unknown
+    /// (never asked); a channel question falls back to the purpose ([`crate::Profile::consent_for`]),
+    /// and `granted` counts an unknown answer as the workspace's default says.
     Consent {
         purpose: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
-        granted: bool,
+        /// Definitions stored before `unknown` existed say `"granted": true | false`.
+        #[serde(alias = "granted")]
+        state: ConsentState,
     },
 }
 

@@ -428,7 +428,7 @@ impl Graph {
         if structural && profile.shaped < obs.key {
             profile.shaped = obs.key.clone();
         }
-        profile.observe(obs);
+        profile.observe(obs, &applied.dropped);
         self.changes.dirty.insert(winner.clone());
         self.changes.assignments.push((obs.seq, winner.clone()));
         applied.profile = Some(winner);

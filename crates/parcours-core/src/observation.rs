@@ -20,6 +20,11 @@ pub enum ConsentMethod {
     ContextConsent,
     /// A `Consent Preference Updated` event.
     ConsentEvent,
+    /// An email unsubscribe: an `Unsubscribed` (Segment's email spec), `Email Unsubscribed`
+    /// or `Email Marked as Spam` event, or a one-click unsubscribe (RFC 8058) recorded as one.
+    Unsubscribe,
+    /// An inbound SMS whose text is an opt-out (`STOP`, …) or opt-in (`START`) keyword.
+    SmsKeyword,
 }
 
 /// Event names that carry a consent change (Segment's and the short form).
@@ -27,6 +32,64 @@ pub const CONSENT_EVENTS: [&str; 2] = [
     "Consent Preference Updated",
     "Segment Consent Preference Updated",
 ];
+
+/// Email events that withdraw consent to marketing by email (the purpose can be named in
+/// `properties.purpose`).
+pub const UNSUBSCRIBE_EVENTS: [&str; 3] =
+    ["Unsubscribed", "Email Unsubscribed", "Email Marked as Spam"];
+
+/// The inbound SMS event; its text is `properties.body` (or `text`, `message`).
+pub const SMS_RECEIVED: &str = "SMS Received";
+
+/// Opt-out keywords carriers honour (CTIA), compared on the whole trimmed text, any case.
+pub const SMS_STOP_KEYWORDS: [&str; 6] =
+    ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
+
+/// Opt-in keywords that undo an opt-out.
+pub const SMS_START_KEYWORDS: [&str; 2] = ["START", "UNSTOP"];
+
+/// What an unsubscribe or an SMS keyword says: the purpose (default `marketing`) on one
+/// channel, and whether it is granted; `None` for any other event.
+fn channel_consent(
+    meta: &EventMeta<'_>,
+    properties: Option<&serde_json::Map<String, Value>>,
+) -> Option<(String, bool, ConsentMethod)> {
+    if meta.kind != EventType::Track {
+        return None;
+    }
+    let event = meta.event?;
+    let prop = |name: &str| {
+        properties
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+            .map(str::trim)
+    };
+    let purpose = prop("purpose")
+        .filter(|p| !p.is_empty() && !p.contains(':'))
+        .map_or_else(|| "marketing".to_string(), str::to_ascii_lowercase);
+    if UNSUBSCRIBE_EVENTS.contains(&event) {
+        return Some((
+            format!("{purpose}:email"),
+            false,
+            ConsentMethod::Unsubscribe,
+        ));
+    }
+    if event == SMS_RECEIVED {
+        let text = prop("body")
+            .or_else(|| prop("text"))
+            .or_else(|| prop("message"))?;
+        let word = text.to_ascii_uppercase();
+        let granted = if SMS_STOP_KEYWORDS.contains(&word.as_str()) {
+            false
+        } else if SMS_START_KEYWORDS.contains(&word.as_str()) {
+            true
+        } else {
+            return None;
+        };
+        return Some((format!("{purpose}:sms"), granted, ConsentMethod::SmsKeyword));
+    }
+    None
+}
 
 /// The longest identifier type (an external id's `type`) taken as an identifier.
 pub const MAX_KIND_CHARS: usize = 64;
@@ -170,11 +233,16 @@ impl Observation {
                 }
             }
         }
-        let consent_method = (!consent.is_empty()).then_some(if is_consent_event {
+        let mut consent_method = (!consent.is_empty()).then_some(if is_consent_event {
             ConsentMethod::ConsentEvent
         } else {
             ConsentMethod::ContextConsent
         });
+        if let Some((key, granted, method)) = channel_consent(meta, properties) {
+            consent.retain(|(k, _)| *k != key);
+            consent.push((key, granted));
+            consent_method = Some(method);
+        }
 
         Observation {
             seq: meta.seq,
@@ -293,6 +361,52 @@ mod tests {
         );
         assert_eq!(obs.consent, [("marketing:sms".to_string(), false)]);
         assert_eq!(obs.consent_method, Some(ConsentMethod::ConsentEvent));
+    }
+
+    #[test]
+    fn unsubscribes_and_sms_keywords_are_consent_on_their_channel() {
+        let rules = IdentityRules::default();
+        let track = |event, body: Value| {
+            Observation::from_event(
+                &meta(EventType::Track, Some(event), Some("u1"), None),
+                &body,
+                &rules,
+            )
+        };
+        for event in UNSUBSCRIBE_EVENTS {
+            let obs = track(event, json!({"properties": {"email_id": "e1"}}));
+            assert_eq!(
+                obs.consent,
+                [("marketing:email".to_string(), false)],
+                "{event}"
+            );
+            assert_eq!(obs.consent_method, Some(ConsentMethod::Unsubscribe));
+        }
+        let obs = track(
+            "Unsubscribed",
+            json!({"properties": {"purpose": "Newsletter"}}),
+        );
+        assert_eq!(obs.consent, [("newsletter:email".to_string(), false)]);
+        for (text, want) in [
+            (" stop ", Some(false)),
+            ("STOPALL", Some(false)),
+            ("Quit", Some(false)),
+            ("start", Some(true)),
+            ("stop sending me this", None),
+            ("yes", None),
+        ] {
+            let obs = track(SMS_RECEIVED, json!({"properties": {"body": text}}));
+            let got = obs.consent.first().map(|(k, g)| {
+                assert_eq!(k, "marketing:sms");
+                *g
+            });
+            assert_eq!(got, want, "{text:?}");
+            let method = want.map(|_| ConsentMethod::SmsKeyword);
+            assert_eq!(obs.consent_method, method, "{text:?}");
+        }
+        // Other events say nothing about consent.
+        let obs = track("Order Completed", json!({"properties": {"body": "STOP"}}));
+        assert!(obs.consent.is_empty());
     }
 
     #[test]

@@ -43,6 +43,43 @@ pub struct ConsentRecord {
     pub method: ConsentMethod,
 }
 
+/// The answer to "may we, for this purpose (on this channel)?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    Granted,
+    Withdrawn,
+    /// Never asked (no record for the purpose on the channel, nor for the purpose).
+    Unknown,
+}
+
+impl ConsentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentState::Granted => "granted",
+            ConsentState::Withdrawn => "withdrawn",
+            ConsentState::Unknown => "unknown",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsentState {
+    /// `"granted"`, `"withdrawn"`, `"unknown"`, or (the form definitions were first stored
+    /// in) `true` / `false`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(true) => Ok(ConsentState::Granted),
+            Value::Bool(false) => Ok(ConsentState::Withdrawn),
+            Value::String(s) if s == "granted" => Ok(ConsentState::Granted),
+            Value::String(s) if s == "withdrawn" => Ok(ConsentState::Withdrawn),
+            Value::String(s) if s == "unknown" => Ok(ConsentState::Unknown),
+            other => Err(serde::de::Error::custom(format!(
+                "expected \"granted\", \"withdrawn\" or \"unknown\", found {other}"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStats {
     pub first_seen: Millis,
@@ -120,9 +157,14 @@ impl Profile {
         self.identifiers.iter().filter(|i| i.kind == kind).count()
     }
 
-    /// Applies what one event says about the person.
-    pub fn observe(&mut self, obs: &Observation) {
+    /// Applies what one event says about the person. The traits that carried an identifier
+    /// the rules kept off this profile (`dropped`: the other person's phone on the call that
+    /// bridged two customers) are not this person's, and are left out too.
+    pub fn observe(&mut self, obs: &Observation, dropped: &[Identifier]) {
         for (name, value) in &obs.traits {
+            if dropped.iter().any(|d| d.kind == *name) {
+                continue;
+            }
             let candidate = Stamped {
                 value: value.clone(),
                 ts: obs.key.ts,
@@ -195,6 +237,31 @@ impl Profile {
         self.events += other.events;
         self.shaped = self.shaped.clone().max(other.shaped);
         self.entangled |= other.entangled;
+    }
+
+    /// Consent for a purpose, on a channel if one is named: the record for that channel
+    /// (`marketing:email`), else the record for the purpose (`marketing`), else unknown. Also
+    /// returns the record that answered (its key and proof).
+    pub fn consent_for(
+        &self,
+        purpose: &str,
+        channel: Option<&str>,
+    ) -> (ConsentState, Option<(&str, &ConsentRecord)>) {
+        let specific = channel.and_then(|c| {
+            self.consent
+                .get_key_value(format!("{purpose}:{c}").as_str())
+        });
+        match specific.or_else(|| self.consent.get_key_value(purpose)) {
+            Some((key, r)) => (
+                if r.granted {
+                    ConsentState::Granted
+                } else {
+                    ConsentState::Withdrawn
+                },
+                Some((key.as_str(), r)),
+            ),
+            None => (ConsentState::Unknown, None),
+        }
     }
 
     /// The trait values without their stamps.

@@ -25,6 +25,18 @@ pub struct IdentityRulesConfig {
     pub identifier_traits: Vec<String>,
     /// ISO region used to read national phone numbers, e.g. `FR`.
     pub default_region: Option<String>,
+    /// What consent never asked for counts as when an audience asks `consent … granted`:
+    /// `withdrawn` (the default: opt-in, as GDPR asks for marketing) or `granted` (opt-out).
+    pub unknown_consent: UnknownConsent,
+}
+
+/// See [`IdentityRulesConfig::unknown_consent`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownConsent {
+    #[default]
+    Withdrawn,
+    Granted,
 }
 
 impl Default for IdentityRulesConfig {
@@ -39,6 +51,7 @@ impl Default for IdentityRulesConfig {
             priority: [USER_ID, EMAIL, PHONE].map(String::from).to_vec(),
             identifier_traits: Vec::new(),
             default_region: None,
+            unknown_consent: UnknownConsent::Withdrawn,
         }
     }
 }

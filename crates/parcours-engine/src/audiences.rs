@@ -18,6 +18,7 @@ use crate::held::Held;
 pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
 use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
+use parcours_core::rules::{IdentityRules, UnknownConsent};
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
@@ -75,6 +76,21 @@ pub struct WorkspaceDefs {
     /// Some audience reads events of any name ([`Condition::reads_every_event`]): a full
     /// computation then reads each profile's whole timeline, as the real-time path does.
     every_event: bool,
+    /// The workspace's rules (which profile holds an event; what unknown consent counts as).
+    pub rules: IdentityRules,
+}
+
+impl WorkspaceDefs {
+    /// What conditions see of one profile.
+    pub fn subject<'a>(&self, l: &'a Loaded) -> Subject<'a> {
+        Subject {
+            profile: &l.profile,
+            events: &l.events,
+            computed: &l.computed,
+            memberships: &l.memberships,
+            unknown_consent_granted: self.rules.config.unknown_consent == UnknownConsent::Granted,
+        }
+    }
 }
 
 impl WorkspaceDefs {
@@ -197,6 +213,17 @@ pub fn load_definitions(
             DefinitionKind::Destination => {}
         }
     }
+    let mut rules: BTreeMap<String, IdentityRules> = BTreeMap::new();
+    for w in store.workspaces()? {
+        if workspace.is_none_or(|ws| ws == w.id) && raw.contains_key(&w.id) {
+            // Rules are checked when they are set; ones that no longer read count as the
+            // defaults rather than stopping every workspace.
+            rules.insert(
+                w.id,
+                IdentityRules::new(w.identity_rules).unwrap_or_default(),
+            );
+        }
+    }
     let mut out = BTreeMap::new();
     for (ws, (audiences, traits)) in raw {
         let all: Vec<(&str, &Condition)> = audiences
@@ -230,6 +257,7 @@ pub fn load_definitions(
         names.extend(audiences.iter().flat_map(|a| a.events.iter().cloned()));
         let reads_profile = audiences.iter().any(|a| a.reads_profile);
         let every_event = audiences.iter().any(|a| a.condition.reads_every_event());
+        let ws_rules = rules.remove(&ws).unwrap_or_default();
         out.insert(
             ws,
             WorkspaceDefs {
@@ -238,6 +266,7 @@ pub fn load_definitions(
                 names,
                 reads_profile,
                 every_event,
+                rules: ws_rules,
             },
         );
     }
@@ -423,12 +452,7 @@ fn decide(
         if !(a.reads_profile || affected(&a.events)) {
             continue;
         }
-        let subject = Subject {
-            profile: &l.profile,
-            events: &l.events,
-            computed: &l.computed,
-            memberships: &l.memberships,
-        };
+        let subject = defs.subject(&l);
         let verdict = a.condition.evaluate(&subject, now);
         // Woken only when the answer changes (what it depends on changes at its own
         // instants, which wake the profile too).
@@ -484,11 +508,7 @@ fn storable(value: &Value, trait_id: &str) -> bool {
 /// The profile an event was applied to: the one that holds its most important identifier.
 /// The identity graph never drops that one (a rule drops the least important first), so the
 /// event's profile holds it whatever came later; a merge moves both together.
-fn profile_of(
-    store: &dyn Store,
-    e: &StoredEvent,
-    rules: &parcours_core::rules::IdentityRules,
-) -> Result<Option<String>> {
+fn profile_of(store: &dyn Store, e: &StoredEvent, rules: &IdentityRules) -> Result<Option<String>> {
     let Ok(body) = serde_json::from_str::<Value>(&e.body) else {
         // Never applied (the unify processor set it aside).
         return Ok(None);
@@ -1146,15 +1166,6 @@ fn follow_log(
     let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
     // Per profile: the event names it received and the latest messageId (the cause).
     let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
-    let mut rules: BTreeMap<String, parcours_core::rules::IdentityRules> = BTreeMap::new();
-    for w in store.workspaces()? {
-        if all.contains_key(&w.id) {
-            // Rules the store kept are valid (checked when set).
-            if let Ok(r) = parcours_core::rules::IdentityRules::new(w.identity_rules) {
-                rules.insert(w.id, r);
-            }
-        }
-    }
     for e in &events {
         if e.source_id == INTERNAL_SOURCE {
             continue;
@@ -1166,10 +1177,7 @@ fn follow_log(
         if !defs.reads_profile && !defs.names.contains(name) {
             continue;
         }
-        let Some(rules) = rules.get(&e.workspace_id) else {
-            continue;
-        };
-        let Some(pid) = profile_of(store, e, rules)? else {
+        let Some(pid) = profile_of(store, e, &defs.rules)? else {
             continue;
         };
         let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();

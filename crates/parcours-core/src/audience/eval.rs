@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Aggregate, Condition, Filter, Measure, Step, Test, Window};
 use crate::channel::Channel;
-use crate::profile::Profile;
+use crate::profile::{ConsentState, Profile};
 use crate::time::{parse_timestamp, Millis};
 
 /// One event as conditions see it.
@@ -36,6 +36,9 @@ pub struct Subject<'a> {
     pub computed: &'a BTreeMap<String, Value>,
     /// Ids of the audiences the profile is in.
     pub memberships: &'a BTreeSet<String>,
+    /// Whether the workspace counts consent never asked for as granted (by default it does
+    /// not: `consent marketing granted` needs a record).
+    pub unknown_consent_granted: bool,
 }
 
 /// The answer for one condition (and, when explaining, for each of its parts).
@@ -261,20 +264,29 @@ impl Evaluator<'_, '_> {
             Condition::Consent {
                 purpose,
                 channel,
-                granted,
+                state,
             } => {
-                let key = match channel {
-                    Some(ch) => format!("{purpose}:{ch}"),
-                    None => purpose.clone(),
+                let (found, record) = self
+                    .subject
+                    .profile
+                    .consent_for(purpose, channel.as_deref());
+                let matched = match state {
+                    // Never asked counts as the workspace says (by default: not granted).
+                    ConsentState::Granted => {
+                        found == ConsentState::Granted
+                            || (found == ConsentState::Unknown
+                                && self.subject.unknown_consent_granted)
+                    }
+                    other => found == *other,
                 };
-                let record = self.subject.profile.consent.get(&key);
-                let is_granted = record.is_some_and(|r| r.granted);
-                let found = match record {
-                    None => "no consent recorded",
-                    Some(r) if r.granted => "granted",
-                    Some(_) => "withdrawn",
+                let why = || match record {
+                    Some((key, _)) => format!("{} (recorded for `{key}`)", found.as_str()),
+                    None if self.subject.unknown_consent_granted => {
+                        "unknown (never asked; the workspace counts that as granted)".into()
+                    }
+                    None => "unknown (never asked)".into(),
                 };
-                (is_granted == *granted, None, self.text(found), vec![])
+                (matched, None, self.text_with(why), vec![])
             }
         };
         Verdict {
@@ -306,6 +318,15 @@ impl Evaluator<'_, '_> {
     fn text(&self, s: &str) -> String {
         if self.explain {
             s.to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    /// An explanation built only when explaining.
+    fn text_with(&self, s: impl FnOnce() -> String) -> String {
+        if self.explain {
+            s()
         } else {
             String::new()
         }

@@ -8,6 +8,7 @@ use super::{
     too_deep, Aggregate, Condition, Filter, Measure, Refusal, Step, Test, Window, MAX_DEPTH,
     MAX_DURATION_MS, MAX_TEXT_BYTES,
 };
+use crate::profile::ConsentState;
 use crate::time::{parse_timestamp, Millis};
 
 /// Where and why a definition could not be read, with the stable code of the refusal
@@ -384,17 +385,19 @@ impl Parser {
             } else {
                 None
             };
-            let granted = if self.eat("granted") {
-                true
+            let state = if self.eat("granted") {
+                ConsentState::Granted
             } else if self.eat("withdrawn") {
-                false
+                ConsentState::Withdrawn
+            } else if self.eat("unknown") {
+                ConsentState::Unknown
             } else {
-                return Err(self.error("expected `granted` or `withdrawn`"));
+                return Err(self.error("expected `granted`, `withdrawn` or `unknown`"));
             };
             return Ok(Condition::Consent {
                 purpose,
                 channel,
-                granted,
+                state,
             });
         }
         Err(self.error(

@@ -156,13 +156,13 @@ impl Display for Condition {
             Condition::Consent {
                 purpose,
                 channel,
-                granted,
+                state,
             } => {
                 let _ = write!(out, "consent {}", name(purpose));
                 if let Some(c) = channel {
                     let _ = write!(out, ":{}", name(c));
                 }
-                out.push_str(if *granted { " granted" } else { " withdrawn" });
+                let _ = write!(out, " {}", state.as_str());
             }
         }
         f.write_str(&out)

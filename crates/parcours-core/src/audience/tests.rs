@@ -73,7 +73,7 @@ fn the_documented_example_reads_as_intended() {
         Condition::Consent {
             purpose: "marketing".into(),
             channel: Some("email".into()),
-            granted: true
+            state: ConsentState::Granted
         }
     );
     assert_eq!(
@@ -115,6 +115,7 @@ fn every_condition_type_round_trips_through_text_and_json() {
         r#"in audience "vip""#,
         "consent marketing withdrawn",
         "consent marketing:sms granted",
+        "consent marketing:sms unknown",
         "computed order_count >= 3",
         "not (seen on web or seen on app)",
         "not not has email",
@@ -360,13 +361,20 @@ fn arb_leaf() -> impl Strategy<Value = Condition> {
         arb_channel().prop_map(|channel| Condition::LastChannel { channel }),
         arb_name().prop_map(|kind| Condition::HasIdentifier { kind }),
         arb_name().prop_map(|audience| Condition::InAudience { audience }),
-        (arb_name(), prop::option::of(arb_name()), any::<bool>()).prop_map(
-            |(purpose, channel, granted)| Condition::Consent {
+        (
+            arb_name(),
+            prop::option::of(arb_name()),
+            prop_oneof![
+                Just(ConsentState::Granted),
+                Just(ConsentState::Withdrawn),
+                Just(ConsentState::Unknown)
+            ]
+        )
+            .prop_map(|(purpose, channel, state)| Condition::Consent {
                 purpose,
                 channel,
-                granted
-            }
-        ),
+                state
+            }),
     ]
 }
 

@@ -268,6 +268,50 @@ fn a_backdated_event_keeps_the_profile_id() {
 }
 
 #[test]
+fn an_identifier_kept_off_a_profile_leaves_its_trait_off_too() {
+    // Amy and Bob were merged by a call that carried Amy's email and Bob's phone; the merge
+    // was undone (a separation of their user ids). The call stays Amy's, Bob's phone does not.
+    let rules = IdentityRules::default();
+    let separations = vec![(
+        Identifier::new("user_id", "amy"),
+        Identifier::new("user_id", "bob"),
+    )];
+    let events = [
+        identify("m1", 1, Some("amy"), None, json!({"email": "amy@x.io"})),
+        identify(
+            "m2",
+            2,
+            Some("bob"),
+            None,
+            json!({"phone": "+33612345678", "name": "Bob"}),
+        ),
+        Ev {
+            mid: "m3".into(),
+            ts: 3,
+            kind: EventType::Track,
+            user: None,
+            anon: None,
+            body: json!({"context": {"traits": {"email": "amy@x.io", "phone": "+33612345678", "topic": "delivery"}}}),
+        },
+    ];
+    let observations: Vec<Observation> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| obs(&rules, i as i64, e))
+        .collect();
+    let mut g = Graph::new(WS, rules.clone(), separations);
+    g.fold(&observations);
+    let amy = profile_of(&g, "user_id", "amy");
+    assert!(!amy.traits.contains_key("phone"), "{:?}", amy.traits);
+    assert_eq!(amy.traits["topic"].value, "delivery");
+    let bob = profile_of(&g, "user_id", "bob");
+    assert_eq!(bob.traits["phone"].value, "+33612345678");
+    assert!(bob
+        .identifiers
+        .contains(&Identifier::new("phone", "+33612345678")));
+}
+
+#[test]
 fn traits_are_last_write_wins_by_event_time_not_arrival() {
     let rules = IdentityRules::default();
     let g = run(

@@ -25,7 +25,9 @@ fn profile() -> Profile {
             "marketing:email": {"granted": true, "ts": 1, "received_at": 1, "message_id": "m",
                                 "source_id": "s", "channel": "web", "method": "consent_event"},
             "marketing:sms": {"granted": false, "ts": 1, "received_at": 1, "message_id": "m",
-                              "source_id": "s", "channel": "web", "method": "consent_event"}
+                              "source_id": "s", "channel": "web", "method": "consent_event"},
+            "newsletter": {"granted": true, "ts": 1, "received_at": 1, "message_id": "m",
+                           "source_id": "s", "channel": "web", "method": "context_consent"}
         },
         "channels": {
             "web": {"first_seen": NOW - 100 * DAY, "last_seen": NOW - 2 * HOUR, "events": 5},
@@ -107,6 +109,7 @@ impl Case {
             events: &self.events,
             computed: &self.computed,
             memberships: &self.memberships,
+            unknown_consent_granted: false,
         }
     }
 
@@ -390,8 +393,17 @@ fn channel_identifier_audience_consent_and_computed_conditions() {
         ("consent marketing:email granted", true),
         ("consent marketing:sms granted", false),
         ("consent marketing:sms withdrawn", true),
+        ("consent marketing:sms unknown", false),
+        // Never asked: neither granted nor withdrawn.
         ("consent marketing:push granted", false),
-        ("consent marketing:push withdrawn", true),
+        ("consent marketing:push withdrawn", false),
+        ("consent marketing:push unknown", true),
+        ("consent marketing unknown", true),
+        ("consent analytics withdrawn", false),
+        // A channel question falls back to the purpose.
+        ("consent newsletter:email granted", true),
+        ("consent newsletter:sms unknown", false),
+        ("consent newsletter granted", true),
         ("computed ltv > 400", true),
         ("computed ltv > 500", false),
         ("computed missing exists", false),
@@ -401,6 +413,28 @@ fn channel_identifier_audience_consent_and_computed_conditions() {
     let v = c.at("seen on web within 3 hours", NOW);
     assert!(v.matched);
     assert_eq!(v.next_change, Some(NOW + HOUR));
+}
+
+#[test]
+fn a_workspace_can_count_consent_never_asked_as_granted() {
+    let c = Case::new();
+    let subject = Subject {
+        unknown_consent_granted: true,
+        ..c.subject()
+    };
+    for (text, want) in [
+        ("consent marketing:push granted", true),
+        ("consent marketing:push unknown", true),
+        ("consent marketing:sms granted", false),
+        ("consent marketing:email granted", true),
+    ] {
+        let v = parse(text).unwrap().evaluate(&subject, NOW);
+        assert_eq!(v.matched, want, "{text}");
+    }
+    let explained = parse("consent marketing:push granted")
+        .unwrap()
+        .explain(&subject, NOW);
+    assert!(explained.found.contains("never asked"), "{explained:?}");
 }
 
 #[test]
