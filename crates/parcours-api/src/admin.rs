@@ -480,7 +480,17 @@ async fn set_rules(
         .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let saved = config.clone();
-    blocking(move || Ok(st.set_identity_rules(&ws, &saved)?)).await?;
+    let now = state.engine.now();
+    blocking(move || {
+        let before = st.workspace(&ws)?.map(|w| w.identity_rules.unknown_consent);
+        st.set_identity_rules(&ws, &saved)?;
+        // Audiences read what unknown consent counts as: they are computed again.
+        if before != Some(saved.unknown_consent) {
+            parcours_engine::audiences::recompute_audiences(st.as_ref(), &ws, now)?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(
         json!({"identity_rules": config, "note": "rules apply to new events; run `parcours replay` to apply them to the past"}),
     ))

@@ -1613,6 +1613,31 @@ pub fn save_audience(
 }
 
 /// Stores the next version of a definition (the first is 1), keeping what was computed.
+/// Computes every audience of a workspace again (a rule they read changed: what unknown
+/// consent counts as).
+pub fn recompute_audiences(
+    store: &dyn Store,
+    ws: &str,
+    now: Millis,
+) -> std::result::Result<usize, DefinitionError> {
+    let mut n = 0;
+    for d in store.definitions(Some(ws))? {
+        if d.kind == DefinitionKind::Audience {
+            put_version(
+                store,
+                ws,
+                d.kind,
+                &d.id.clone(),
+                d.doc.clone(),
+                Some(d),
+                now,
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub(crate) fn put_version(
     store: &dyn Store,
     ws: &str,

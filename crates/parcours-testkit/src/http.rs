@@ -106,6 +106,17 @@ impl Client {
         self.request(Method::POST, path, &[("authorization", &auth)], body)
             .await
     }
+
+    pub async fn put(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Response, Error> {
+        let auth = format!("Bearer {token}");
+        self.request(Method::PUT, path, &[("authorization", &auth)], body)
+            .await
+    }
 }
 
 /// `base64("key:")`.

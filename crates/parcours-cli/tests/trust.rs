@@ -1,0 +1,262 @@
+//! Profiles, audiences and consent you can trust, through the real HTTP path on both stores:
+//! a backdated event keeps the profile's id and its single membership, a replay keeps every
+//! id, an undo takes the other person's phone away, and consent answers granted, withdrawn or
+//! unknown with a fall-back to the purpose and the workspace's default.
+
+#[macro_use]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{eventually, start_on, Backend, TestNode, ADMIN};
+use parcours_core::Identifier;
+use serde_json::{json, Value};
+
+async fn create_audience(t: &TestNode, id: &str, definition: &str) {
+    let body = json!({"id": id, "name": id, "definition": definition});
+    let r = t
+        .client
+        .post("/api/v1/audiences", ADMIN, body.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+}
+
+/// The members of an audience once it is computed and the processor caught up with `want`.
+async fn members_become(t: &TestNode, id: &str, want: &BTreeSet<String>) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{id} holds {want:?}"),
+        || async {
+            let (_, a) = t.get(&format!("/api/v1/audiences/{id}/members")).await;
+            let got: BTreeSet<String> = a["members"]
+                .as_array()?
+                .iter()
+                .map(|m| m["profile_id"].as_str().unwrap().to_string())
+                .collect();
+            (&got == want).then_some(())
+        },
+    )
+    .await
+}
+
+async fn profile_id(t: &TestNode, kind: &str, value: &str) -> String {
+    t.profile_of(ADMIN, kind, value).await.expect("a profile")["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn ids(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every membership the change log (what destinations receive) still says is held.
+fn net_changes(t: &TestNode, audience: &str) -> BTreeSet<String> {
+    let mut net = BTreeSet::new();
+    for c in t.store.changes_after(0, 100_000).unwrap() {
+        if c.audience_id == audience {
+            if c.entered {
+                net.insert(c.profile_id);
+            } else {
+                net.remove(&c.profile_id);
+            }
+        }
+    }
+    net
+}
+
+async fn a_backdated_identify_keeps_the_id_and_one_membership(backend: Backend) {
+    let t = start_on("backdated", backend, |_| {}).await;
+    create_audience(
+        &t,
+        "gold_buyers",
+        r#"trait plan = "gold" and did "Order Completed" where total >= 100"#,
+    )
+    .await;
+    for (who, plan) in [("ana", "gold"), ("ben", "gold")] {
+        t.send(json!({"batch": [
+            {"type": "identify", "userId": who, "traits": {"plan": plan}},
+            {"type": "track", "userId": who, "event": "Order Completed", "properties": {"total": 120}},
+        ]}))
+        .await;
+    }
+    t.unified().await;
+    let (ana, ben) = (
+        profile_id(&t, "user_id", "ana").await,
+        profile_id(&t, "user_id", "ben").await,
+    );
+    members_become(&t, "gold_buyers", &ids(&[&ana, &ben])).await;
+    // A backdated identify for Ana (an import of her sign-up) re-derives her profile.
+    t.send(
+        json!({"batch": [{"type": "identify", "userId": "ana", "timestamp": "2026-01-01T00:00:00Z",
+        "traits": {"email": "ana@x.io", "plan": "silver"}}]}),
+    )
+    .await;
+    t.unified().await;
+    assert_eq!(
+        profile_id(&t, "user_id", "ana").await,
+        ana,
+        "her id is kept"
+    );
+    assert_eq!(profile_id(&t, "email", "ana@x.io").await, ana);
+    // Her later "gold" wins over the backdated "silver": she is still a member, once.
+    members_become(&t, "gold_buyers", &ids(&[&ana, &ben])).await;
+    let (_, a) = t.get("/api/v1/audiences/gold_buyers").await;
+    assert_eq!(a["size"], 2, "{a}");
+    // What destinations received nets to the same two ids.
+    eventually(
+        Duration::from_secs(10),
+        "the change log settles",
+        || async { (net_changes(&t, "gold_buyers") == ids(&[&ana, &ben])).then_some(()) },
+    )
+    .await;
+    // A replay gives every profile the same id.
+    let mut t = t;
+    let node = t.node.take().unwrap();
+    node.stop().await;
+    parcours_engine::replay(t.store.as_ref(), 0, 3, &mut |_, _| {}).unwrap();
+    for (who, id) in [("ana", &ana), ("ben", &ben)] {
+        let found = t
+            .store
+            .lookup(&t.workspace, &Identifier::new("user_id", who))
+            .unwrap();
+        assert_eq!(
+            found.as_ref(),
+            Some(id),
+            "{who} keeps her id after a replay"
+        );
+    }
+    t.stop().await;
+}
+
+async fn an_undo_takes_the_other_persons_phone_away(backend: Backend) {
+    let t = start_on("undo-phone", backend, |_| {}).await;
+    // Amy on the web, Bob in the app; a call centre event carries Amy's email and Bob's phone.
+    t.send(json!({"batch": [
+        {"type": "identify", "anonymousId": "web-amy", "timestamp": "2026-03-01T10:00:00Z",
+         "traits": {"email": "amy@x.io", "first_name": "Amy"}},
+        {"type": "identify", "anonymousId": "app-bob", "timestamp": "2026-03-02T10:00:00Z",
+         "traits": {"phone": "+33612345678", "first_name": "Bob"}},
+        {"type": "track", "anonymousId": "call-1", "event": "Call Completed", "timestamp": "2026-03-03T10:00:00Z",
+         "context": {"traits": {"email": "amy@x.io", "phone": "+33612345678"}}},
+    ]}))
+    .await;
+    t.unified().await;
+    let merged = profile_id(&t, "email", "amy@x.io").await;
+    assert_eq!(profile_id(&t, "phone", "%2B33612345678").await, merged);
+    let (_, merges) = t.get(&format!("/api/v1/profiles/{merged}/merges")).await;
+    let merge = merges["merges"][0]["id"].as_i64().expect("one merge");
+    let r = t
+        .client
+        .post(&format!("/api/v1/merges/{merge}/undo"), ADMIN, "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    let amy = profile_id(&t, "email", "amy@x.io").await;
+    let bob = profile_id(&t, "phone", "%2B33612345678").await;
+    assert_ne!(amy, bob);
+    let (_, amy_profile) = t.get(&format!("/api/v1/profiles/{amy}")).await;
+    let (_, bob_profile) = t.get(&format!("/api/v1/profiles/{bob}")).await;
+    assert_eq!(amy_profile["traits"]["first_name"], "Amy", "{amy_profile}");
+    assert!(
+        amy_profile["traits"].get("phone").is_none(),
+        "Amy keeps nothing of Bob's: {amy_profile}"
+    );
+    assert_eq!(
+        bob_profile["traits"]["phone"], "+33612345678",
+        "{bob_profile}"
+    );
+    assert_eq!(bob_profile["traits"]["first_name"], "Bob");
+    t.stop().await;
+}
+
+async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
+    let t = start_on("consent", backend, |_| {}).await;
+    let consent = |user: &str, prefs: Value| {
+        json!({"type": "track", "userId": user, "event": "Consent Preference Updated",
+               "timestamp": "2026-03-01T10:00:00Z", "properties": {"categoryPreferences": prefs}})
+    };
+    t.send(json!({"batch": [
+        consent("purpose", json!({"marketing": true})),
+        consent("channel", json!({"marketing:email": false})),
+        {"type": "identify", "userId": "never", "traits": {"email": "never@x.io"}},
+        consent("unsubscribed", json!({"marketing": true})),
+        {"type": "track", "userId": "unsubscribed", "event": "Unsubscribed",
+         "timestamp": "2026-03-02T10:00:00Z", "properties": {"email_id": "e1"}},
+        consent("texted", json!({"marketing": true})),
+        {"type": "track", "userId": "texted", "event": "SMS Received",
+         "timestamp": "2026-03-02T10:00:00Z", "properties": {"body": "STOP"}},
+    ]}))
+    .await;
+    t.unified().await;
+    let mut who = BTreeMap::new();
+    for u in ["purpose", "channel", "never", "unsubscribed", "texted"] {
+        who.insert(profile_id(&t, "user_id", u).await, u);
+    }
+    let id = |u: &str| who.iter().find(|(_, v)| **v == u).unwrap().0.clone();
+    let set = |users: &[&str]| users.iter().map(|u| id(u)).collect::<BTreeSet<_>>();
+    for (audience, definition, members) in [
+        // The docs' own example: a channel question falls back to the purpose.
+        (
+            "email_ok",
+            "consent marketing:email granted",
+            vec!["purpose", "texted"],
+        ),
+        (
+            "email_no",
+            "consent marketing:email withdrawn",
+            vec!["channel", "unsubscribed"],
+        ),
+        (
+            "email_unknown",
+            "consent marketing:email unknown",
+            vec!["never"],
+        ),
+        // Only those who withdrew, not everyone never asked.
+        ("marketing_no", "consent marketing withdrawn", vec![]),
+        ("sms_no", "consent marketing:sms withdrawn", vec!["texted"]),
+        (
+            "sms_ok",
+            "consent marketing:sms granted",
+            vec!["purpose", "unsubscribed"],
+        ),
+    ] {
+        create_audience(&t, audience, definition).await;
+        members_become(&t, audience, &set(&members)).await;
+    }
+    // The proof of a withdrawal says how it was given.
+    let (_, p) = t
+        .get(&format!("/api/v1/profiles/{}", id("unsubscribed")))
+        .await;
+    assert_eq!(p["consent"]["marketing:email"]["granted"], false, "{p}");
+    assert_eq!(
+        p["consent"]["marketing:email"]["method"], "unsubscribe",
+        "{p}"
+    );
+    let (_, p) = t.get(&format!("/api/v1/profiles/{}", id("texted"))).await;
+    assert_eq!(
+        p["consent"]["marketing:sms"]["method"], "sms_keyword",
+        "{p}"
+    );
+    // A workspace that counts never asked as granted (an opt-out regime).
+    let (_, ws) = t.get("/api/v1/workspace").await;
+    let mut rules = ws["identity_rules"].clone();
+    rules["unknown_consent"] = json!("granted");
+    let r = t
+        .client
+        .put("/api/v1/workspace/identity-rules", ADMIN, rules.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    members_become(&t, "email_ok", &set(&["purpose", "texted", "never"])).await;
+    members_become(&t, "email_unknown", &set(&["never"])).await;
+    t.stop().await;
+}
+
+on_each_store!(
+    a_backdated_identify_keeps_the_id_and_one_membership,
+    an_undo_takes_the_other_persons_phone_away,
+    consent_is_granted_withdrawn_or_unknown,
+);
