@@ -10,7 +10,7 @@
 //! follows must net to the memberships, and no id that is not a live profile may be left in
 //! an audience (every `add` has its `remove`).
 //!
-//! Cases: `PARCOURS_REPLAY_CASES` (default 24, CI); a long run is documented in
+//! Cases: `PARCOURS_REPLAY_CASES` (default 100, what CI runs); a long run is documented in
 //! `docs/testing.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -380,7 +380,7 @@ fn cases() -> u32 {
     std::env::var("PARCOURS_REPLAY_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+        .unwrap_or(100)
 }
 
 proptest! {
