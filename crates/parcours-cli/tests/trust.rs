@@ -255,7 +255,47 @@ async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
     t.stop().await;
 }
 
+async fn events_are_filtered_by_channel(backend: Backend) {
+    let t = start_on("channels", backend, |_| {}).await;
+    let ev = |user: &str, event: &str, channel: &str| json!({"type": "track", "userId": user, "event": event, "context": {"channel": channel}});
+    t.send(json!({"batch": [
+        // Left the cart online, bought in a shop.
+        ev("ines", "Product Added", "web"), ev("ines", "Order Completed", "store"),
+        // Bought online.
+        ev("jade", "Product Added", "web"), ev("jade", "Order Completed", "web"),
+        // Bought in the app.
+        ev("kim", "Order Completed", "ios"),
+    ]}))
+    .await;
+    t.unified().await;
+    let ines = profile_id(&t, "user_id", "ines").await;
+    let kim = profile_id(&t, "user_id", "kim").await;
+    create_audience(
+        &t,
+        "web_cart_store_order",
+        r#"did "Product Added" on web within 30 days and did "Order Completed" on store within 30 days"#,
+    )
+    .await;
+    create_audience(&t, "app_buyers", r#"did "Order Completed" on app"#).await;
+    members_become(&t, "web_cart_store_order", &ids(&[&ines])).await;
+    members_become(&t, "app_buyers", &ids(&[&kim])).await;
+    // A filter on `channel` would read a property and silently match nothing: refused.
+    let body = json!({"id": "wrong", "name": "wrong",
+        "definition": r#"did "Order Completed" where channel = "store""#});
+    let r = t
+        .client
+        .post("/api/v1/audiences", ADMIN, body.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let e = r.json();
+    assert_eq!(e["code"], "invalid_audience_syntax", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("on store"), "{e}");
+    t.stop().await;
+}
+
 on_each_store!(
+    events_are_filtered_by_channel,
     a_backdated_identify_keeps_the_id_and_one_membership,
     an_undo_takes_the_other_persons_phone_away,
     consent_is_granted_withdrawn_or_unknown,

@@ -134,6 +134,9 @@ pub enum Condition {
     Event {
         event: String,
         did: bool,
+        /// Only events on these channels (`app` for either app); none: any channel.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        channels: Vec<String>,
         #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
         filters: Vec<Filter>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,10 +371,13 @@ impl Condition {
             Condition::Not { not } => nested(not, count),
             Condition::Event {
                 window,
+                channels,
                 filters,
                 measure,
                 ..
             } => {
+                channels.iter().try_for_each(|c| check_channel(c))?;
+                check_filters(filters)?;
                 check_tests(filters.iter().map(|f| &f.test))?;
                 check_tests(measure.iter().map(|m| &m.test))?;
                 check_window(window)
@@ -384,6 +390,7 @@ impl Condition {
                 if steps.len() < 2 {
                     return Err(Refusal::invalid("a funnel needs at least two steps"));
                 }
+                steps.iter().try_for_each(|s| check_filters(&s.filters))?;
                 check_tests(steps.iter().flat_map(|s| s.filters.iter().map(|f| &f.test)))?;
                 check_duration(*within_ms, "a funnel's window")
             }
@@ -433,6 +440,19 @@ fn check_tests<'a>(tests: impl Iterator<Item = &'a Test>) -> Result<(), Refusal>
                 ))
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Filters read the event's properties. `channel` is not one of them (the event's channel
+/// is `on store`): a filter on it would silently match nothing, so it is refused.
+fn check_filters(filters: &[Filter]) -> Result<(), Refusal> {
+    for f in filters {
+        if f.property == "channel" {
+            return Err(Refusal::invalid(
+                "`where channel …` filters on a property; the event's channel is written `did \"Order Completed\" on store` (or `on web, app`)",
+            ));
         }
     }
     Ok(())

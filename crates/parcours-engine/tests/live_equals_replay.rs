@@ -58,6 +58,10 @@ const AUDIENCES: &[(&str, &str)] = &[
         r#"did "Product Viewed" sum of price > 50 within 3 hours or trait plan in ["silver"]"#,
     ),
     ("old_signup", "trait signup before 1 day ago"),
+    (
+        "web_cart_store_order",
+        r#"did "Product Added" on web within 1 day and did "Order Completed" on store, server"#,
+    ),
 ];
 
 /// Added midway: a full computation over profiles that already exist.

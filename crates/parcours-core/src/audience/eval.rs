@@ -237,10 +237,11 @@ impl Evaluator<'_, '_> {
             Condition::Event {
                 event,
                 did,
+                channels,
                 filters,
                 measure,
                 window,
-            } => self.event(event, *did, filters, measure.as_ref(), window),
+            } => self.event((event, channels), *did, filters, measure.as_ref(), window),
             Condition::Funnel { steps, within_ms } => self.funnel(steps, *within_ms),
             Condition::SeenOn { channel, window } => self.seen_on(channel, window),
             Condition::LastChannel { channel } => {
@@ -367,7 +368,7 @@ impl Evaluator<'_, '_> {
     /// that set changes next (an event leaving the window, or a future-dated one entering).
     fn matching<'e>(
         &'e self,
-        name: &str,
+        (name, channels): (&str, &[String]),
         filters: &[Filter],
         window: &Window,
     ) -> (Vec<&'e EventFact>, Option<Millis>) {
@@ -375,6 +376,9 @@ impl Evaluator<'_, '_> {
         let mut next = None;
         for e in self.subject.events {
             if e.name != name || !passes(e, filters, self.now) {
+                continue;
+            }
+            if !channels.is_empty() && !channels.iter().any(|c| channel_is(e.channel, c)) {
                 continue;
             }
             if e.ts > self.now {
@@ -402,7 +406,7 @@ impl Evaluator<'_, '_> {
 
     fn event(
         &self,
-        name: &str,
+        name: (&str, &[String]),
         did: bool,
         filters: &[Filter],
         measure: Option<&Measure>,

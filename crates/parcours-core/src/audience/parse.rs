@@ -339,12 +339,22 @@ impl Parser {
         if self.eat("did") {
             let did = !self.eat("not");
             let event = self.string("an event name")?;
+            let mut channels = Vec::new();
+            if self.eat("on") {
+                loop {
+                    channels.push(self.channel()?);
+                    if !self.eat_sym(",") {
+                        break;
+                    }
+                }
+            }
             let filters = self.filters()?;
             let measure = self.measure()?;
             let window = self.window()?;
             return Ok(Condition::Event {
                 event,
                 did,
+                channels,
                 filters,
                 measure,
                 window,

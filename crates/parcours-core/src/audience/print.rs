@@ -121,12 +121,16 @@ impl Display for Condition {
             Condition::Event {
                 event,
                 did,
+                channels,
                 filters: fs,
                 measure: m,
                 window: w,
             } => {
                 out.push_str(if *did { "did " } else { "did not " });
                 out.push_str(&quoted(event));
+                if !channels.is_empty() {
+                    let _ = write!(out, " on {}", channels.join(", "));
+                }
                 filters(&mut out, fs);
                 measure(&mut out, m);
                 window(&mut out, w);

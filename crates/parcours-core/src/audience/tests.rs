@@ -32,6 +32,7 @@ fn the_documented_example_reads_as_intended() {
         Condition::Event {
             event: "Order Completed".into(),
             did: true,
+            channels: vec![],
             filters: vec![Filter {
                 property: "total".into(),
                 test: Test::Gt { value: json!(100) },
@@ -288,7 +289,11 @@ fn arb_test() -> impl Strategy<Value = Test> {
 
 fn arb_filters() -> impl Strategy<Value = Vec<Filter>> {
     prop::collection::vec(
-        (arb_name(), arb_test()).prop_map(|(property, test)| Filter { property, test }),
+        (
+            arb_name().prop_filter("`channel` is refused as a property", |n| n != "channel"),
+            arb_test(),
+        )
+            .prop_map(|(property, test)| Filter { property, test }),
         0..3,
     )
 }
@@ -337,16 +342,20 @@ fn arb_leaf() -> impl Strategy<Value = Condition> {
         (
             arb_name(),
             any::<bool>(),
+            prop::collection::vec(arb_channel(), 0..3),
             arb_filters(),
             measure,
             arb_window()
         )
-            .prop_map(|(event, did, filters, measure, window)| Condition::Event {
-                event,
-                did,
-                filters,
-                measure,
-                window
+            .prop_map(|(event, did, channels, filters, measure, window)| {
+                Condition::Event {
+                    event,
+                    did,
+                    channels,
+                    filters,
+                    measure,
+                    window,
+                }
             }),
         (
             prop::collection::vec(

@@ -416,6 +416,43 @@ fn channel_identifier_audience_consent_and_computed_conditions() {
 }
 
 #[test]
+fn event_conditions_can_name_channels() {
+    let c = Case::new();
+    // The profile's orders: one in store 40 days ago, the rest on the web.
+    for (text, want) in [
+        (r#"did "Order Completed" on store"#, true),
+        (r#"did "Order Completed" on store within 30 days"#, false),
+        (r#"did "Order Completed" on store within 60 days"#, true),
+        (r#"did "Order Completed" on app"#, false),
+        (r#"did "Order Completed" on ios, store count = 1"#, true),
+        (r#"did not "Order Completed" on app"#, true),
+        (
+            r#"did "Product Added" on web within 1 hour and did "Order Completed" on store"#,
+            true,
+        ),
+    ] {
+        assert_eq!(c.check(text), want, "{text}");
+    }
+    let printed = parse(r#"did "Product Viewed" on web, app where sku = "A" count >= 2"#)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        printed,
+        r#"did "Product Viewed" on web, app where sku = "A" count >= 2"#
+    );
+}
+
+#[test]
+fn a_filter_on_channel_is_refused_not_silently_empty() {
+    let e = parse(r#"did "Order Completed" where channel = "store""#).unwrap_err();
+    assert!(e.message.contains("on store"), "{e}");
+    let json = serde_json::json!({"type": "event", "event": "E", "did": true,
+        "where": [{"property": "channel", "test": {"op": "eq", "value": "store"}}]});
+    assert!(crate::audience::from_json(&json).is_err());
+    assert!(parse(r#"did "Order Completed" on moon"#).is_err());
+}
+
+#[test]
 fn a_workspace_can_count_consent_never_asked_as_granted() {
     let c = Case::new();
     let subject = Subject {
