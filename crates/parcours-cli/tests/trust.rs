@@ -294,7 +294,37 @@ async fn events_are_filtered_by_channel(backend: Backend) {
     t.stop().await;
 }
 
+async fn since_is_when_she_qualified(backend: Backend) {
+    let t = start_on("since", backend, |_| {}).await;
+    let order = |mid: &str, ts: &str, total: u32| {
+        json!({"type": "track", "userId": "vera", "event": "Order Completed", "messageId": mid,
+               "timestamp": ts, "properties": {"total": total}})
+    };
+    t.send(json!({"batch": [
+        order("o1", "2026-02-01T10:00:00Z", 200),
+        order("o2", "2026-03-01T10:00:00Z", 350),
+        order("o3", "2026-04-01T10:00:00Z", 100),
+    ]}))
+    .await;
+    t.unified().await;
+    let vera = profile_id(&t, "user_id", "vera").await;
+    // Computed long after: she crossed 500 with her second order.
+    create_audience(&t, "vip", r#"did "Order Completed" sum of total >= 500"#).await;
+    members_become(&t, "vip", &ids(&[&vera])).await;
+    let (_, m) = t.get("/api/v1/audiences/vip/members").await;
+    assert_eq!(m["members"][0]["since"], "2026-03-01T10:00:00.000Z", "{m}");
+    let csv = t
+        .client
+        .get("/api/v1/audiences/vip/export?format=csv", ADMIN)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&csv.body).to_string();
+    assert!(body.contains("2026-03-01T10:00:00.000Z"), "{body}");
+    t.stop().await;
+}
+
 on_each_store!(
+    since_is_when_she_qualified,
     events_are_filtered_by_channel,
     a_backdated_identify_keeps_the_id_and_one_membership,
     an_undo_takes_the_other_persons_phone_away,

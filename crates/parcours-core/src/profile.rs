@@ -264,6 +264,25 @@ impl Profile {
         }
     }
 
+    /// The profile as its records stood at `at`: traits and consent recorded by then (a
+    /// later value hides the one before it, which is not kept: such a trait is left out),
+    /// channels first seen by then.
+    pub fn as_of(&self, at: Millis) -> Profile {
+        let mut p = self.clone();
+        p.traits.retain(|_, t| t.ts <= at);
+        p.consent.retain(|_, c| c.ts <= at);
+        p.channels.retain(|_, s| s.first_seen <= at);
+        for s in p.channels.values_mut() {
+            s.last_seen = s.last_seen.min(at);
+        }
+        if p.last.ts > at {
+            if let Some((c, _)) = p.channels.iter().max_by_key(|(_, s)| s.last_seen) {
+                p.last_channel = *c;
+            }
+        }
+        p
+    }
+
     /// The trait values without their stamps.
     pub fn trait_values(&self) -> serde_json::Map<String, Value> {
         self.traits

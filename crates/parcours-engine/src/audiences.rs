@@ -459,13 +459,20 @@ fn decide(
         earliest(a.condition.changes_at(&subject, now, &verdict));
         let member = l.memberships.contains(&a.id);
         if verdict.matched != member {
+            // An entry is dated when she qualified (the event that made it true), not when it
+            // was computed; an exit when it is seen.
+            let at = if verdict.matched {
+                a.condition.qualified_since(&subject, now)
+            } else {
+                now
+            };
             write.changes.push(MembershipChange {
                 id: 0,
                 workspace_id: ws.into(),
                 audience_id: a.id.clone(),
                 profile_id: pid.clone(),
                 entered: verdict.matched,
-                at: now,
+                at,
                 cause: cause.into(),
             });
             if verdict.matched {

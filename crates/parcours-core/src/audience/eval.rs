@@ -58,6 +58,9 @@ pub struct Verdict {
     pub parts: Vec<Verdict>,
 }
 
+/// Instants [`Condition::qualified_since`] evaluates, walking back from now.
+pub const SINCE_INSTANTS: usize = 64;
+
 /// Instants [`Condition::changes_at`] evaluates before it settles for a wake-up.
 pub const LOOKAHEAD: usize = 16;
 
@@ -101,6 +104,79 @@ impl Condition {
         }
         debug_assert!(at > now);
         Some(at)
+    }
+
+    /// When a condition that holds at `now` started to hold: walking back through the
+    /// instants its inputs changed (events, traits and consent as they were recorded then,
+    /// windows and funnels passing, channels first and last seen), the earliest instant from
+    /// which it held at each of them. This is a membership's `since`: when she qualified, not
+    /// when the audience was computed. Computed traits and other audiences are read as they are
+    /// now; at most [`SINCE_INSTANTS`] instants are looked at (beyond, the earliest of them).
+    pub fn qualified_since(&self, subject: &Subject<'_>, now: Millis) -> Millis {
+        let mut spans: BTreeSet<Millis> = BTreeSet::new();
+        self.visit(&mut |c| match c {
+            Condition::Event {
+                window: Window::Within { ms },
+                ..
+            }
+            | Condition::SeenOn {
+                window: Window::Within { ms },
+                ..
+            } => {
+                spans.insert(*ms);
+            }
+            Condition::Funnel { within_ms, .. } => {
+                spans.insert(*within_ms);
+            }
+            _ => {}
+        });
+        let p = subject.profile;
+        let mut instants: BTreeSet<Millis> = BTreeSet::new();
+        let mut add = |t: Millis| {
+            if t <= now {
+                instants.insert(t);
+            }
+        };
+        for e in subject.events {
+            add(e.ts);
+            for ms in &spans {
+                add(e.ts.saturating_add(*ms));
+            }
+        }
+        p.traits.values().for_each(|t| add(t.ts));
+        p.consent.values().for_each(|c| add(c.ts));
+        for s in p.channels.values() {
+            add(s.first_seen);
+            add(s.last_seen);
+            for ms in &spans {
+                add(s.last_seen.saturating_add(*ms));
+            }
+        }
+        let mut since = now;
+        for at in instants
+            .into_iter()
+            .rev()
+            .filter(|t| *t < now)
+            .take(SINCE_INSTANTS)
+        {
+            let events: Vec<EventFact> = subject
+                .events
+                .iter()
+                .filter(|e| e.ts <= at)
+                .cloned()
+                .collect();
+            let profile = p.as_of(at);
+            let then = Subject {
+                profile: &profile,
+                events: &events,
+                ..*subject
+            };
+            if !self.evaluate(&then, at).matched {
+                break;
+            }
+            since = at;
+        }
+        since
     }
 
     /// The same answer with the reason for every part of the condition.

@@ -443,6 +443,38 @@ fn event_conditions_can_name_channels() {
 }
 
 #[test]
+fn since_is_when_the_condition_became_true() {
+    let c = Case::new();
+    let since = |text: &str| {
+        let cond = parse(text).unwrap();
+        assert!(cond.evaluate(&c.subject(), NOW).matched, "{text}");
+        cond.qualified_since(&c.subject(), NOW)
+    };
+    // Orders: 120 (40 days ago, store), 60.5 (10 days ago), 300 (2 hours ago).
+    assert_eq!(since(r#"did "Order Completed""#), NOW - 40 * DAY);
+    assert_eq!(
+        since(r#"did "Order Completed" sum of total > 150"#),
+        NOW - 10 * DAY
+    );
+    assert_eq!(
+        since(r#"did "Order Completed" sum of total > 200"#),
+        NOW - 2 * HOUR
+    );
+    assert_eq!(since(r#"did "Order Completed" count >= 2"#), NOW - 10 * DAY);
+    assert_eq!(
+        since(r#"did "Product Added" within 1 hour"#),
+        NOW - 50 * 60_000
+    );
+    // True since the store order left the 30-day window.
+    assert_eq!(
+        since(r#"not did "Order Completed" on store within 30 days"#),
+        NOW - 10 * DAY
+    );
+    // A trait: since it was recorded.
+    assert_eq!(since(r#"trait plan = "gold""#), 1);
+}
+
+#[test]
 fn a_filter_on_channel_is_refused_not_silently_empty() {
     let e = parse(r#"did "Order Completed" where channel = "store""#).unwrap_err();
     assert!(e.message.contains("on store"), "{e}");
