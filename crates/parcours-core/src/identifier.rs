@@ -46,77 +46,42 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     Some(e)
 }
 
-/// Country calling codes and trunk prefixes for the regions a default region can name.
-const REGIONS: &[(&str, &str)] = &[
-    ("FR", "33"),
-    ("BE", "32"),
-    ("CH", "41"),
-    ("DE", "49"),
-    ("ES", "34"),
-    ("IT", "39"),
-    ("NL", "31"),
-    ("PT", "351"),
-    ("GB", "44"),
-    ("IE", "353"),
-    ("AT", "43"),
-    ("LU", "352"),
-    ("SE", "46"),
-    ("DK", "45"),
-    ("NO", "47"),
-    ("FI", "358"),
-    ("PL", "48"),
-    ("US", "1"),
-    ("CA", "1"),
-    ("AU", "61"),
-    ("JP", "81"),
-    ("BR", "55"),
-    ("MX", "52"),
-    ("IN", "91"),
-];
-
-/// The calling code of an ISO 3166 region, if Parcours knows it.
-pub fn calling_code(region: &str) -> Option<&'static str> {
-    REGIONS
-        .iter()
-        .find(|(r, _)| r.eq_ignore_ascii_case(region))
-        .map(|(_, c)| *c)
+/// The region a default region names (`FR`, `it`), if libphonenumber knows it.
+pub fn region(name: &str) -> Option<phonenumber::country::Id> {
+    name.trim().to_ascii_uppercase().parse().ok()
 }
 
-/// Normalises a phone number to E.164 (`+33612345678`). International forms (`+…`, `00…`) are
-/// kept; a national number takes the default region's calling code and loses its trunk `0`
-/// (`06 12 34 56 78` in FR). Numbers that cannot be made E.164 are not identifiers.
+/// Normalises a phone number to E.164 (`+33612345678`) by libphonenumber's rules: an
+/// international form (`+…`, `00…`) or a national one read in the default region (its trunk
+/// prefix goes only where the region drops it: `06 12 34 56 78` in FR is `+33612345678`,
+/// `06 1234 5678` in IT is `+390612345678`). A number no region allocates, or one written
+/// with letters, is not an identifier.
 pub fn normalize_phone(raw: &str, default_region: Option<&str>) -> Option<String> {
     let trimmed = raw.trim();
-    let mut digits = String::with_capacity(trimmed.len());
     for (i, ch) in trimmed.chars().enumerate() {
         match ch {
-            '0'..='9' => digits.push(ch),
+            '0'..='9' | ' ' | '-' | '.' | '(' | ')' | '/' => {}
             '+' if i == 0 => {}
-            ' ' | '-' | '.' | '(' | ')' | '/' => {}
             _ => return None,
         }
     }
-    let international = if trimmed.starts_with('+') {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
-    } else {
-        let code = calling_code(default_region?)?;
-        let national = if code == "1" {
-            digits.as_str()
-        } else {
-            digits.trim_start_matches('0')
-        };
-        if code == "1" && national.len() == 11 && national.starts_with('1') {
-            national.to_string()
-        } else {
-            format!("{code}{national}")
-        }
+    let region = default_region.and_then(region);
+    let nanp = default_region
+        .is_some_and(|r| matches!(r.trim().to_ascii_uppercase().as_str(), "US" | "CA"));
+    // `00` is the international prefix everywhere but North America (`011`, which the
+    // library reads in its region).
+    let international = match trimmed.strip_prefix("00") {
+        Some(rest) if !nanp => Some(format!("+{rest}")),
+        _ => trimmed.starts_with('+').then(|| trimmed.to_string()),
     };
-    if !(8..=15).contains(&international.len()) || international.starts_with('0') {
-        return None;
-    }
-    Some(format!("+{international}"))
+    // An international number is read without the default region: the library would take
+    // the region's trunk prefix off another country's number (`+39 06…` read in FR).
+    let number = match international {
+        Some(text) => phonenumber::parse(None, &text).ok()?,
+        None => phonenumber::parse(region, trimmed).ok()?,
+    };
+    phonenumber::is_valid(&number)
+        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 #[cfg(test)]
@@ -158,5 +123,38 @@ mod tests {
         );
         assert_eq!(normalize_phone("12", Some("FR")), None);
         assert_eq!(normalize_phone("call me", Some("FR")), None);
+    }
+
+    /// Each region the demo and the docs use, by libphonenumber's rules.
+    #[test]
+    fn national_numbers_follow_their_region() {
+        for (raw, region, want) in [
+            // Italy keeps the leading 0 of a geographic number after the country code.
+            ("06 1234 5678", "IT", Some("+390612345678")),
+            ("+39 06 1234 5678", "FR", Some("+390612345678")),
+            ("347 123 4567", "IT", Some("+393471234567")),
+            ("06 12 34 56 78", "FR", Some("+33612345678")),
+            ("01 42 68 53 00", "FR", Some("+33142685300")),
+            ("030 123456", "DE", Some("+4930123456")),
+            ("0151 23456789", "DE", Some("+4915123456789")),
+            ("612 34 56 78", "ES", Some("+34612345678")),
+            ("020 7946 0958", "GB", Some("+442079460958")),
+            ("+44 (0)20 7946 0958", "FR", Some("+442079460958")),
+            ("0470 12 34 56", "BE", Some("+32470123456")),
+            ("079 123 45 67", "CH", Some("+41791234567")),
+            ("06 12345678", "NL", Some("+31612345678")),
+            ("(415) 555-2671", "us", Some("+14155552671")),
+            // Numbers no region allocates.
+            ("+33 0 12 34 56 78", "FR", None),
+            ("+1 000 555 0100", "US", None),
+            ("99 99 99 99 99", "FR", None),
+        ] {
+            assert_eq!(
+                normalize_phone(raw, Some(region)).as_deref(),
+                want,
+                "{raw} in {region}"
+            );
+        }
+        assert!(region("FR").is_some() && region("XX").is_none());
     }
 }
