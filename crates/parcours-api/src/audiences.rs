@@ -429,7 +429,7 @@ fn export_rows(
         "csv" => "profile_id,user_id,email,phone,since\n",
         "ndjson" => "",
         "google" => "Email,Phone,First Name,Last Name,Country,Zip\n",
-        "meta" => "email,phone,fn,ln,ct,zip,country\n",
+        "meta" => "email,phone,fn,ln,ct,st,zip,country,doby,dobm,dobd,gen\n",
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_parameter",
@@ -446,6 +446,10 @@ fn export_rows(
                 continue;
             };
             let c = Contact::of(&p);
+            // A row an ad platform cannot match (no email, no phone) is left out.
+            if matches!(format, "google" | "meta") && !c.has_key() {
+                continue;
+            }
             let line = match format {
                 "csv" => [
                     p.id.clone(),

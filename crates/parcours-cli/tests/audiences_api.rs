@@ -170,7 +170,7 @@ async fn audiences_follow_events_and_explain_themselves(backend: Backend) {
     let m: Vec<&str> = meta.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(m[0], sha256_hex("ana.lopez@gmail.com"));
     assert_eq!(m[1], sha256_hex("33612345678"));
-    assert_eq!(m[6], sha256_hex("fr"));
+    assert_eq!(m[7], sha256_hex("fr"));
     let (status, err) = t
         .get("/api/v1/audiences/big_spenders/export?format=xml")
         .await;

@@ -323,7 +323,64 @@ async fn since_is_when_she_qualified(backend: Backend) {
     t.stop().await;
 }
 
+async fn ad_exports_read_segment_address_traits(backend: Backend) {
+    let t = start_on("address", backend, |_| {}).await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "chloe", "traits": {
+            "email": "  Chloe.Rousseau@Icloud.Example", "firstName": "Chloé", "lastName": "Rousseau",
+            "address": {"city": "Saint-Étienne", "postal_code": "42 000", "country": "FR", "state": "ARA"},
+            "birthday": "1990-05-17", "gender": "female"}},
+        {"type": "track", "userId": "chloe", "event": "Order Completed"},
+        // A till receipt of someone unknown: nothing an ad platform could match.
+        {"type": "track", "anonymousId": "till-42", "event": "Order Completed"},
+    ]}))
+    .await;
+    t.unified().await;
+    let chloe = profile_id(&t, "user_id", "chloe").await;
+    let till = profile_id(&t, "anonymous_id", "till-42").await;
+    create_audience(&t, "buyers", r#"did "Order Completed""#).await;
+    members_become(&t, "buyers", &ids(&[&chloe, &till])).await;
+    let r = t
+        .client
+        .get("/api/v1/audiences/buyers/export?format=meta", ADMIN)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "email,phone,fn,ln,ct,st,zip,country,doby,dobm,dobd,gen"
+    );
+    assert_eq!(lines.len(), 2, "no row without an email or a phone: {body}");
+    let m: Vec<&str> = lines[1].split(',').collect();
+    let h = parcours_core::adhash::sha256_hex;
+    assert_eq!(m[0], h("chloe.rousseau@icloud.example"));
+    assert_eq!(m[2], h("chloé"));
+    assert_eq!(m[3], h("rousseau"));
+    assert_eq!(m[4], h("saintetienne"), "Meta's city is a-z only");
+    assert_eq!(m[5], "", "a state that is not two letters is left out");
+    assert_eq!(m[6], h("42000"));
+    assert_eq!(m[7], h("fr"));
+    assert_eq!(
+        (m[8], m[9], m[10]),
+        (h("1990").as_str(), h("05").as_str(), h("17").as_str())
+    );
+    assert_eq!(m[11], h("f"));
+    let r = t
+        .client
+        .get("/api/v1/audiences/buyers/export?format=google", ADMIN)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 2, "{body}");
+    let g: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((g[4], g[5]), ("FR", "42 000"), "{body}");
+    t.stop().await;
+}
+
 on_each_store!(
+    ad_exports_read_segment_address_traits,
     since_is_when_she_qualified,
     events_are_filtered_by_channel,
     a_backdated_identify_keeps_the_id_and_one_membership,

@@ -7,8 +7,10 @@
 //!   phones in E.164 with the `+`. Country and postal code are sent in clear.
 //! - **Meta Custom Audiences**: email trimmed and lowercased; phone as digits only, with the
 //!   country code and without `+` or leading zeros (`447…`, not `+447…`); first and last names
-//!   lowercased without punctuation; city lowercased without spaces; postal code without
-//!   spaces; country as ISO 3166 alpha-2, lowercased. Every key is hashed.
+//!   lowercased without punctuation (their letters kept: Meta takes UTF-8 in names); city as
+//!   `a-z` only (accents taken off, no spaces); state as two letters; gender `m` / `f`;
+//!   birthday as year, month and day; postal code without spaces; country as ISO 3166
+//!   alpha-2, lowercased. Every key is hashed.
 
 use sha2::{Digest, Sha256};
 
@@ -75,9 +77,81 @@ pub fn meta_name(raw: &str) -> Option<String> {
     (!n.is_empty()).then_some(n)
 }
 
-/// A city for Meta: lowercase, no spaces or punctuation.
+/// A city for Meta: `a-z` only, lowercase, no punctuation, no special characters, no spaces
+/// (its documentation): accents are taken off (`Saint-Étienne` is `saintetienne`).
 pub fn meta_city(raw: &str) -> Option<String> {
-    meta_name(raw)
+    let c: String = fold_accents(&raw.trim().to_lowercase())
+        .chars()
+        .filter(|c| c.is_ascii_lowercase())
+        .collect();
+    (!c.is_empty()).then_some(c)
+}
+
+/// A US state (or any region code) for Meta: two letters, lowercase.
+pub fn meta_state(raw: &str) -> Option<String> {
+    let s = raw.trim().to_lowercase();
+    (s.len() == 2 && s.chars().all(|c| c.is_ascii_lowercase())).then_some(s)
+}
+
+/// A gender for Meta: `m` or `f`.
+pub fn meta_gender(raw: &str) -> Option<String> {
+    match raw.trim().to_lowercase().as_str() {
+        "m" | "male" | "man" | "h" | "homme" | "masculin" => Some("m".into()),
+        "f" | "female" | "woman" | "femme" | "féminin" | "feminin" => Some("f".into()),
+        _ => None,
+    }
+}
+
+/// A birthday for Meta, from an ISO 8601 date (`1990-05-17`, or a timestamp whose date part
+/// is that): year `YYYY`, month `MM`, day `DD`.
+pub fn meta_birthday(raw: &str) -> Option<(String, String, String)> {
+    let date = raw.trim().get(..10)?;
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some((
+        d.format("%Y").to_string(),
+        d.format("%m").to_string(),
+        d.format("%d").to_string(),
+    ))
+}
+
+/// Latin letters without their accents (`é` → `e`, `ß` → `ss`, `œ` → `oe`); other
+/// characters as they are.
+pub fn fold_accents(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let folded = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+            'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
+            'ď' | 'đ' => "d",
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
+            'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
+            'ĥ' | 'ħ' => "h",
+            'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
+            'ĵ' => "j",
+            'ķ' => "k",
+            'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
+            'ñ' | 'ń' | 'ņ' | 'ň' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+            'ŕ' | 'ŗ' | 'ř' => "r",
+            'ś' | 'ŝ' | 'ş' | 'š' | 'ș' => "s",
+            'ţ' | 'ť' | 'ŧ' | 'ț' => "t",
+            'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
+            'ŵ' => "w",
+            'ý' | 'ÿ' | 'ŷ' => "y",
+            'ź' | 'ż' | 'ž' => "z",
+            'ß' => "ss",
+            'æ' => "ae",
+            'œ' => "oe",
+            'þ' => "th",
+            'ð' => "d",
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        out.push_str(folded);
+    }
+    out
 }
 
 /// A postal code for Meta: lowercase, no spaces.
@@ -184,6 +258,37 @@ mod tests {
     }
 
     #[test]
+    fn meta_city_state_gender_and_birthday() {
+        // a-z only: accents off, no spaces or punctuation.
+        assert_eq!(meta_city("Saint-Étienne").as_deref(), Some("saintetienne"));
+        assert_eq!(meta_city(" Besançon ").as_deref(), Some("besancon"));
+        assert_eq!(meta_city("Köln").as_deref(), Some("koln"));
+        assert_eq!(meta_city("Łódź").as_deref(), Some("lodz"));
+        assert_eq!(
+            meta_city("L'Haÿ-les-Roses").as_deref(),
+            Some("lhaylesroses")
+        );
+        assert_eq!(meta_city("東京"), None);
+        // Names keep their letters (Meta takes UTF-8 special characters in names).
+        assert_eq!(meta_name("Chloé").as_deref(), Some("chloé"));
+        assert_eq!(meta_state(" CA ").as_deref(), Some("ca"));
+        assert_eq!(meta_state("California"), None);
+        assert_eq!(meta_gender("Female").as_deref(), Some("f"));
+        assert_eq!(meta_gender("M").as_deref(), Some("m"));
+        assert_eq!(meta_gender("other"), None);
+        assert_eq!(
+            meta_birthday("1990-05-17"),
+            Some(("1990".into(), "05".into(), "17".into()))
+        );
+        assert_eq!(
+            meta_birthday("1990-05-17T00:00:00Z"),
+            Some(("1990".into(), "05".into(), "17".into()))
+        );
+        assert_eq!(meta_birthday("17/05/1990"), None);
+        assert_eq!(meta_birthday("1990-02-30"), None);
+    }
+
+    #[test]
     fn meta_other_keys() {
         assert_eq!(
             meta_email(" Jane@Example.COM").as_deref(),
@@ -192,7 +297,7 @@ mod tests {
         assert_eq!(meta_name("Mary-Jane").as_deref(), Some("maryjane"));
         assert_eq!(meta_name("O'Brien").as_deref(), Some("obrien"));
         assert_eq!(meta_name("Élodie").as_deref(), Some("élodie"));
-        assert_eq!(meta_city("Saint Étienne").as_deref(), Some("saintétienne"));
+        assert_eq!(meta_city("Saint Étienne").as_deref(), Some("saintetienne"));
         assert_eq!(meta_city("New York").as_deref(), Some("newyork"));
         assert_eq!(meta_zip("SW1A 1AA").as_deref(), Some("sw1a1aa"));
         assert_eq!(meta_country("FR").as_deref(), Some("fr"));

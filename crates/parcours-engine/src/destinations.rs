@@ -248,7 +248,9 @@ pub fn destinations_using(
         .collect())
 }
 
-/// What ad platforms and receivers match a person on, read from a profile.
+/// What ad platforms and receivers match a person on, read from a profile: identifiers
+/// (normalised) first, then Segment's reserved traits (`firstName` or `first_name`,
+/// `address.city`, `address.postal_code`, …), then their flat forms.
 #[derive(Debug, Clone, Default)]
 pub struct Contact {
     pub user_id: Option<String>,
@@ -257,8 +259,11 @@ pub struct Contact {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub city: Option<String>,
+    pub state: Option<String>,
     pub zip: Option<String>,
     pub country: Option<String>,
+    pub birthday: Option<String>,
+    pub gender: Option<String>,
 }
 
 fn identifier(p: &Profile, kind: &str) -> Option<String> {
@@ -268,11 +273,17 @@ fn identifier(p: &Profile, kind: &str) -> Option<String> {
         .map(|i| i.value.clone())
 }
 
+/// The first of these traits that is a string; `a.b` reads field `b` of an object trait `a`.
 fn trait_str(p: &Profile, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| {
-        p.traits
-            .get(*n)
-            .and_then(|t| t.value.as_str())
+        let value = match n.split_once('.') {
+            Some((object, field)) => p.traits.get(object)?.value.get(field)?,
+            None => &p.traits.get(*n)?.value,
+        };
+        value
+            .as_str()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
             .map(str::to_string)
     })
 }
@@ -287,12 +298,29 @@ impl Contact {
             user_id: identifier(p, "user_id"),
             email: identifier(p, "email").or_else(|| trait_str(p, &["email"])),
             phone: identifier(p, "phone").or_else(|| trait_str(p, &["phone"])),
-            first_name: trait_str(p, &["first_name", "firstName"]),
-            last_name: trait_str(p, &["last_name", "lastName"]),
-            city: trait_str(p, &["city"]),
-            zip: trait_str(p, &["zip", "postal_code", "postalCode"]),
-            country: trait_str(p, &["country"]),
+            first_name: trait_str(p, &["firstName", "first_name"]),
+            last_name: trait_str(p, &["lastName", "last_name"]),
+            city: trait_str(p, &["address.city", "city"]),
+            state: trait_str(p, &["address.state", "state"]),
+            zip: trait_str(
+                p,
+                &[
+                    "address.postal_code",
+                    "address.postalCode",
+                    "postal_code",
+                    "postalCode",
+                    "zip",
+                ],
+            ),
+            country: trait_str(p, &["address.country", "country"]),
+            birthday: trait_str(p, &["birthday"]),
+            gender: trait_str(p, &["gender"]),
         }
+    }
+
+    /// Whether a platform can match this person at all: an email or a phone.
+    pub fn has_key(&self) -> bool {
+        self.email.is_some() || self.phone.is_some()
     }
 
     /// Google Customer Match: email, phone, first and last name hashed; country and postal
@@ -332,8 +360,13 @@ impl Contact {
     }
 
     /// Meta Custom Audiences: every field normalised and hashed.
-    pub fn meta(&self, region: Option<&str>) -> [(&'static str, String); 7] {
+    pub fn meta(&self, region: Option<&str>) -> [(&'static str, String); 12] {
         let phone = self.phone.as_deref();
+        let birthday = self.birthday.as_deref().and_then(adhash::meta_birthday);
+        let (doby, dobm, dobd) = match birthday {
+            Some((y, m, d)) => (Some(y), Some(m), Some(d)),
+            None => (None, None, None),
+        };
         [
             (
                 "email",
@@ -356,12 +389,23 @@ impl Contact {
                 hashed(self.city.as_deref().and_then(adhash::meta_city)),
             ),
             (
+                "st",
+                hashed(self.state.as_deref().and_then(adhash::meta_state)),
+            ),
+            (
                 "zip",
                 hashed(self.zip.as_deref().and_then(adhash::meta_zip)),
             ),
             (
                 "country",
                 hashed(self.country.as_deref().and_then(adhash::meta_country)),
+            ),
+            ("doby", hashed(doby)),
+            ("dobm", hashed(dobm)),
+            ("dobd", hashed(dobd)),
+            (
+                "gen",
+                hashed(self.gender.as_deref().and_then(adhash::meta_gender)),
             ),
         ]
     }
