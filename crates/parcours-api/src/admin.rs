@@ -89,6 +89,7 @@ fn profile_json(p: &Profile, requested: &str) -> Value {
         "last_seen": iso(p.last.ts),
         "events": p.events,
         "shares_identifiers": p.entangled,
+        "known": p.is_known(),
     })
 }
 

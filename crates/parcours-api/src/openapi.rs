@@ -91,7 +91,8 @@ fn trait_body() -> Value {
             "id": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
             "kind": {"type": "string", "enum": ["count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list", "unique_count", "lifecycle", "rfm"]},
             "event": {"type": "string", "minLength": 1},
-            "property": {"type": ["string", "null"]}
+            "property": {"type": ["string", "null"]},
+            "include_anonymous": {"type": "boolean", "description": "rfm and lifecycle: score anonymous profiles too (default: known customers only)"}
         }),
     )
 }

@@ -600,6 +600,7 @@ fn order_trait(
         filters: vec![],
         window: parcours_core::audience::Window::Ever,
         lifecycle: None,
+        include_anonymous: false,
     }
 }
 
@@ -626,7 +627,7 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
         (
             "cart_abandoners_1h",
             "Cart abandoners (last hour)",
-            r#"did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
+            r#"is known and did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
         ),
         (
             "store_only_never_app",

@@ -379,7 +379,72 @@ async fn ad_exports_read_segment_address_traits(backend: Backend) {
     t.stop().await;
 }
 
+async fn anonymous_receipts_are_not_scored_as_customers(backend: Backend) {
+    let t = start_on("anonymous", backend, |_| {}).await;
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        // Known customers, and anonymous till receipts that spend more.
+        batch.push(
+            json!({"type": "track", "userId": format!("k{i}"), "event": "Order Completed",
+            "properties": {"revenue": 10 * (i + 1)}}),
+        );
+        batch.push(
+            json!({"type": "track", "anonymousId": format!("till-{i}"), "event": "Order Completed",
+            "context": {"channel": "store"}, "properties": {"revenue": 1000}}),
+        );
+    }
+    t.send(json!({"batch": batch})).await;
+    t.unified().await;
+    for body in [
+        json!({"id": "rfm", "kind": "rfm", "event": "Order Completed", "property": "revenue"}),
+        json!({"id": "stage", "kind": "lifecycle", "event": "Order Completed"}),
+        json!({"id": "stage_all", "kind": "lifecycle", "event": "Order Completed", "include_anonymous": true}),
+    ] {
+        let r = t
+            .client
+            .post("/api/v1/computed-traits", ADMIN, body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.json());
+    }
+    let mut known = BTreeSet::new();
+    let mut anonymous = BTreeSet::new();
+    for i in 0..5 {
+        known.insert(profile_id(&t, "user_id", &format!("k{i}")).await);
+        anonymous.insert(profile_id(&t, "anonymous_id", &format!("till-{i}")).await);
+    }
+    create_audience(&t, "scored", "computed rfm.recency >= 1").await;
+    create_audience(&t, "staged", r#"computed stage = "new""#).await;
+    create_audience(&t, "staged_all", r#"computed stage_all = "new""#).await;
+    create_audience(&t, "receipts", "is anonymous").await;
+    create_audience(&t, "customers", "is known").await;
+    members_become(&t, "scored", &known).await;
+    members_become(&t, "staged", &known).await;
+    let all: BTreeSet<String> = known.union(&anonymous).cloned().collect();
+    members_become(&t, "staged_all", &all).await;
+    members_become(&t, "receipts", &anonymous).await;
+    members_become(&t, "customers", &known).await;
+    // The best known customer is a champion among customers, not ranked below receipts.
+    let best = profile_id(&t, "user_id", "k4").await;
+    let (_, c) = t
+        .get(&format!("/api/v1/profiles/{best}/computed-traits"))
+        .await;
+    assert_eq!(c["computed_traits"]["rfm"]["monetary"], 5, "{c}");
+    let till = anonymous.iter().next().unwrap();
+    let (_, c) = t
+        .get(&format!("/api/v1/profiles/{till}/computed-traits"))
+        .await;
+    assert!(c["computed_traits"].get("rfm").is_none(), "{c}");
+    // The profile says which kind it is.
+    let (_, p) = t.get(&format!("/api/v1/profiles/{till}")).await;
+    assert_eq!(p["known"], false, "{p}");
+    let (_, p) = t.get(&format!("/api/v1/profiles/{best}")).await;
+    assert_eq!(p["known"], true, "{p}");
+    t.stop().await;
+}
+
 on_each_store!(
+    anonymous_receipts_are_not_scored_as_customers,
     ad_exports_read_segment_address_traits,
     since_is_when_she_qualified,
     events_are_filtered_by_channel,

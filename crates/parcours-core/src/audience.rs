@@ -163,6 +163,11 @@ pub enum Condition {
     HasIdentifier {
         kind: String,
     },
+    /// A known customer (holds an identifier that names a person) or anonymous activity
+    /// only ([`crate::Profile::is_known`]).
+    Known {
+        known: bool,
+    },
     /// A member of another audience.
     InAudience {
         audience: String,

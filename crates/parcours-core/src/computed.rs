@@ -84,6 +84,17 @@ pub struct ComputedTrait {
     pub window: Window,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
+    /// `rfm` and `lifecycle` score known customers only (anonymous till receipts and
+    /// browsers are not customers to rank) unless this says otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_anonymous: bool,
+}
+
+impl ComputedTrait {
+    /// Whether this trait has a value for a profile of this kind (known or anonymous).
+    pub fn scores(&self, known: bool) -> bool {
+        known || self.include_anonymous || !matches!(self.kind, Kind::Rfm | Kind::Lifecycle)
+    }
 }
 
 impl ComputedTrait {
@@ -451,6 +462,7 @@ mod tests {
             filters: vec![],
             window,
             lifecycle: None,
+            include_anonymous: false,
         }
     }
 

@@ -14,6 +14,9 @@ use crate::identifier::Identifier;
 use crate::observation::{ConsentMethod, Observation};
 use crate::time::{EventKey, Millis};
 
+/// Identifier types that do not name a person: a profile holding only these is anonymous.
+pub const ANONYMOUS_KINDS: [&str; 3] = ["anonymous_id", "device_id", "advertising_id"];
+
 /// A trait value with the event that set it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped {
@@ -150,6 +153,15 @@ impl Profile {
             shaped: obs.key.clone(),
             entangled: false,
         }
+    }
+
+    /// Whether someone is known: the profile holds an identifier that names a person (a user
+    /// id, an email, a phone, an external id, a loyalty card…), not only anonymous ids and
+    /// device ids (a till receipt, a browser that never logged in).
+    pub fn is_known(&self) -> bool {
+        self.identifiers
+            .iter()
+            .any(|i| !ANONYMOUS_KINDS.contains(&i.kind.as_str()))
     }
 
     /// Counts identifiers per type.

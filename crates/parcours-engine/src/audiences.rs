@@ -432,7 +432,11 @@ fn decide(
                 continue;
             }
         }
-        let (value, due) = t.def.compute(&l.events, now);
+        let (value, due) = if t.def.scores(l.profile.is_known()) {
+            t.def.compute(&l.events, now)
+        } else {
+            (Value::Null, None)
+        };
         earliest(due);
         let value = (!value.is_null() && storable(&value, &t.def.id)).then_some(value);
         if l.computed.get(&t.def.id) != value.as_ref() {
@@ -933,6 +937,12 @@ impl AudienceProcessor {
             match &mut run.phase {
                 RfmPhase::Scan(inputs) => {
                     let names = [t.def.event.clone()];
+                    // Scored against known customers only, unless the trait says otherwise.
+                    let ids: Vec<String> = page
+                        .iter()
+                        .filter(|p| t.def.scores(p.is_known()))
+                        .map(|p| p.id.clone())
+                        .collect();
                     let read = store.audience_inputs(ws, &ids, &names, known, true)?;
                     for (pid, i) in &read {
                         let facts = run.held.facts(&i.known, &i.events);

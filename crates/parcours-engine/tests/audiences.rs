@@ -271,6 +271,7 @@ fn computed_traits_follow_events_and_windows() {
             ms: 30 * 86_400_000,
         },
         lifecycle: None,
+        include_anonymous: false,
     };
     save_computed_trait(&w.store, WS, &orders, T0).unwrap();
     let spent = ComputedTrait {
@@ -423,6 +424,7 @@ fn compute_while_events_arrive(held_max: usize) {
         filters: vec![],
         window: parcours_core::audience::Window::Ever,
         lifecycle: None,
+        include_anonymous: false,
     };
     save_computed_trait(&w.store, WS, &spent, T0).unwrap();
     // The first step reads the whole log (3,300 events, one range).
@@ -663,6 +665,7 @@ fn rfm_scores_every_customer_against_the_others_and_drives_audiences() {
         filters: vec![],
         window: parcours_core::audience::Window::Ever,
         lifecycle: None,
+        include_anonymous: false,
     };
     save_computed_trait(&w.store, WS, &rfm, T0).unwrap();
     w.audience("champions", r#"computed rfm.segment = "champions""#);

@@ -333,6 +333,11 @@ impl Evaluator<'_, '_> {
                 let n = self.subject.profile.count_of(kind);
                 (n > 0, None, self.text(&format!("{n} {kind}")), vec![])
             }
+            Condition::Known { known } => {
+                let is = self.subject.profile.is_known();
+                let found = if is { "known" } else { "anonymous" };
+                (is == *known, None, self.text(found), vec![])
+            }
             Condition::InAudience { audience } => {
                 let m = self.subject.memberships.contains(audience);
                 let found = if m { "a member" } else { "not a member" };

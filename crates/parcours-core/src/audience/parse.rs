@@ -377,6 +377,16 @@ impl Parser {
                 channel: self.channel()?,
             });
         }
+        if self.eat("is") {
+            let known = if self.eat("known") {
+                true
+            } else if self.eat("anonymous") {
+                false
+            } else {
+                return Err(self.error("expected `known` or `anonymous`"));
+            };
+            return Ok(Condition::Known { known });
+        }
         if self.eat("has") {
             return Ok(Condition::HasIdentifier {
                 kind: self.name("an identifier kind (email, phone, user_id, …)")?,
@@ -411,7 +421,7 @@ impl Parser {
             });
         }
         Err(self.error(
-            "expected a condition (`trait`, `computed`, `did`, an event funnel, `seen on`, `last channel`, `has`, `in audience`, `consent`, `not` or `(`)",
+            "expected a condition (`trait`, `computed`, `did`, an event funnel, `seen on`, `last channel`, `has`, `is known`, `in audience`, `consent`, `not` or `(`)",
         ))
     }
 

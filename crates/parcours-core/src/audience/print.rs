@@ -157,6 +157,9 @@ impl Display for Condition {
             Condition::InAudience { audience } => {
                 let _ = write!(out, "in audience {}", quoted(audience));
             }
+            Condition::Known { known } => {
+                out.push_str(if *known { "is known" } else { "is anonymous" });
+            }
             Condition::Consent {
                 purpose,
                 channel,

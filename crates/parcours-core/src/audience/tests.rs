@@ -117,6 +117,8 @@ fn every_condition_type_round_trips_through_text_and_json() {
         "consent marketing withdrawn",
         "consent marketing:sms granted",
         "consent marketing:sms unknown",
+        "is known",
+        "is anonymous and did \"Order Completed\"",
         "computed order_count >= 3",
         "not (seen on web or seen on app)",
         "not not has email",
@@ -370,6 +372,7 @@ fn arb_leaf() -> impl Strategy<Value = Condition> {
         arb_channel().prop_map(|channel| Condition::LastChannel { channel }),
         arb_name().prop_map(|kind| Condition::HasIdentifier { kind }),
         arb_name().prop_map(|audience| Condition::InAudience { audience }),
+        any::<bool>().prop_map(|known| Condition::Known { known }),
         (
             arb_name(),
             prop::option::of(arb_name()),

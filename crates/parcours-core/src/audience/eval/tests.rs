@@ -388,6 +388,8 @@ fn channel_identifier_audience_consent_and_computed_conditions() {
         ("last channel is store", false),
         ("has email", true),
         ("has phone", false),
+        ("is known", true),
+        ("is anonymous", false),
         (r#"in audience "vip""#, true),
         (r#"in audience "lapsed""#, false),
         ("consent marketing:email granted", true),
