@@ -483,11 +483,13 @@ async fn set_rules(
     let saved = config.clone();
     let now = state.engine.now();
     blocking(move || {
-        let before = st.workspace(&ws)?.map(|w| w.identity_rules.unknown_consent);
+        let read = |r: &IdentityRulesConfig| (r.unknown_consent, r.analytics_opt_out);
+        let before = st.workspace(&ws)?.map(|w| read(&w.identity_rules));
         st.set_identity_rules(&ws, &saved)?;
-        // Audiences read what unknown consent counts as: they are computed again.
-        if before != Some(saved.unknown_consent) {
-            parcours_engine::audiences::recompute_audiences(st.as_ref(), &ws, now)?;
+        // Audiences and computed traits read what unknown consent counts as and whom an
+        // analytics opt-out leaves out: they are computed again.
+        if before != Some(read(&saved)) {
+            parcours_engine::audiences::recompute_definitions(st.as_ref(), &ws, now)?;
         }
         Ok(())
     })

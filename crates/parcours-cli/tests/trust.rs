@@ -443,7 +443,49 @@ async fn anonymous_receipts_are_not_scored_as_customers(backend: Backend) {
     t.stop().await;
 }
 
+async fn an_analytics_opt_out_is_respected(backend: Backend) {
+    let t = start_on("analytics", backend, |_| {}).await;
+    let identify = |user: &str, analytics: bool| {
+        json!({"type": "identify", "userId": user, "traits": {"email": format!("{user}@x.io")},
+               "context": {"consent": {"categoryPreferences": {"analytics": analytics, "marketing": true}}}})
+    };
+    t.send(json!({"batch": [identify("olga", true), identify("paul", false)]}))
+        .await;
+    t.unified().await;
+    let olga = profile_id(&t, "user_id", "olga").await;
+    let paul = profile_id(&t, "user_id", "paul").await;
+    create_audience(&t, "reachable", "has email").await;
+    members_become(&t, "reachable", &ids(&[&olga])).await;
+    // Paul's profile, identity and consent are kept (to honour his rights).
+    let (_, p) = t.get(&format!("/api/v1/profiles/{paul}")).await;
+    assert_eq!(p["consent"]["analytics"]["granted"], false, "{p}");
+    // He grants it later: he is counted from then on.
+    t.send(json!({"batch": [identify("paul", true)]})).await;
+    t.unified().await;
+    members_become(&t, "reachable", &ids(&[&olga, &paul])).await;
+    t.send(json!({"batch": [identify("paul", false)]})).await;
+    t.unified().await;
+    members_become(&t, "reachable", &ids(&[&olga])).await;
+    // A workspace that profiles everyone.
+    let (_, ws) = t.get("/api/v1/workspace").await;
+    let mut rules = ws["identity_rules"].clone();
+    assert_eq!(
+        rules["analytics_opt_out"], "exclude",
+        "the default: {rules}"
+    );
+    rules["analytics_opt_out"] = json!("profile");
+    let r = t
+        .client
+        .put("/api/v1/workspace/identity-rules", ADMIN, rules.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    members_become(&t, "reachable", &ids(&[&olga, &paul])).await;
+    t.stop().await;
+}
+
 on_each_store!(
+    an_analytics_opt_out_is_respected,
     anonymous_receipts_are_not_scored_as_customers,
     ad_exports_read_segment_address_traits,
     since_is_when_she_qualified,

@@ -28,6 +28,19 @@ pub struct IdentityRulesConfig {
     /// What consent never asked for counts as when an audience asks `consent … granted`:
     /// `withdrawn` (the default: opt-in, as GDPR asks for marketing) or `granted` (opt-out).
     pub unknown_consent: UnknownConsent,
+    /// What happens to a person who withdrew consent to `analytics`: `exclude` (the
+    /// default: no audience, no computed trait, no score; identity, traits and consent are
+    /// kept, to honour their rights) or `profile` (counted like everyone else).
+    pub analytics_opt_out: AnalyticsOptOut,
+}
+
+/// See [`IdentityRulesConfig::analytics_opt_out`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalyticsOptOut {
+    #[default]
+    Exclude,
+    Profile,
 }
 
 /// See [`IdentityRulesConfig::unknown_consent`].
@@ -52,6 +65,7 @@ impl Default for IdentityRulesConfig {
             identifier_traits: Vec::new(),
             default_region: None,
             unknown_consent: UnknownConsent::Withdrawn,
+            analytics_opt_out: AnalyticsOptOut::Exclude,
         }
     }
 }

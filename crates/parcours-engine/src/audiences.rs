@@ -18,7 +18,8 @@ use crate::held::Held;
 pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
 use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
-use parcours_core::rules::{IdentityRules, UnknownConsent};
+use parcours_core::profile::ConsentState;
+use parcours_core::rules::{AnalyticsOptOut, IdentityRules, UnknownConsent};
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
@@ -81,6 +82,13 @@ pub struct WorkspaceDefs {
 }
 
 impl WorkspaceDefs {
+    /// Whether a profile is left out of audiences, computed traits and scores: it withdrew
+    /// consent to analytics and the workspace excludes such people.
+    pub fn excludes(&self, profile: &parcours_core::Profile) -> bool {
+        self.rules.config.analytics_opt_out == AnalyticsOptOut::Exclude
+            && profile.consent_for("analytics", None).0 == ConsentState::Withdrawn
+    }
+
     /// What conditions see of one profile.
     pub fn subject<'a>(&self, l: &'a Loaded) -> Subject<'a> {
         Subject {
@@ -412,6 +420,7 @@ fn decide(
     write: &mut AudienceWrite,
 ) {
     let pid = l.profile.id.clone();
+    let excluded = defs.excludes(&l.profile);
     let affected = |events: &BTreeSet<String>| match trigger {
         Trigger::All => true,
         Trigger::Events(names) => events.iter().any(|n| names.contains(n)),
@@ -432,7 +441,7 @@ fn decide(
                 continue;
             }
         }
-        let (value, due) = if t.def.scores(l.profile.is_known()) {
+        let (value, due) = if !excluded && t.def.scores(l.profile.is_known()) {
             t.def.compute(&l.events, now)
         } else {
             (Value::Null, None)
@@ -453,14 +462,26 @@ fn decide(
         }
     }
     for a in &defs.audiences {
-        if !(a.reads_profile || affected(&a.events)) {
+        if !(a.reads_profile || excluded || affected(&a.events)) {
             continue;
         }
         let subject = defs.subject(&l);
-        let verdict = a.condition.evaluate(&subject, now);
+        let verdict = if excluded {
+            parcours_core::audience::Verdict {
+                matched: false,
+                next_change: None,
+                condition: String::new(),
+                found: String::new(),
+                parts: vec![],
+            }
+        } else {
+            a.condition.evaluate(&subject, now)
+        };
         // Woken only when the answer changes (what it depends on changes at its own
         // instants, which wake the profile too).
-        earliest(a.condition.changes_at(&subject, now, &verdict));
+        if !excluded {
+            earliest(a.condition.changes_at(&subject, now, &verdict));
+        }
         let member = l.memberships.contains(&a.id);
         if verdict.matched != member {
             // An entry is dated when she qualified (the event that made it true), not when it
@@ -514,6 +535,17 @@ fn storable(value: &Value, trait_id: &str) -> bool {
             false
         }
     }
+}
+
+/// Whether an event may record consent: a consent, unsubscribe or SMS event, or any event
+/// with `context.consent` (a cheap look at the text; a false positive only evaluates more).
+fn records_consent(e: &StoredEvent) -> bool {
+    use parcours_core::observation::{CONSENT_EVENTS, SMS_RECEIVED, UNSUBSCRIBE_EVENTS};
+    let name = e.event.as_deref().unwrap_or_default();
+    CONSENT_EVENTS.contains(&name)
+        || UNSUBSCRIBE_EVENTS.contains(&name)
+        || name == SMS_RECEIVED
+        || e.body.contains("categoryPreferences")
 }
 
 /// The profile an event was applied to: the one that holds its most important identifier.
@@ -940,7 +972,7 @@ impl AudienceProcessor {
                     // Scored against known customers only, unless the trait says otherwise.
                     let ids: Vec<String> = page
                         .iter()
-                        .filter(|p| t.def.scores(p.is_known()))
+                        .filter(|p| t.def.scores(p.is_known()) && !defs.excludes(p))
                         .map(|p| p.id.clone())
                         .collect();
                     let read = store.audience_inputs(ws, &ids, &names, known, true)?;
@@ -1181,8 +1213,11 @@ fn follow_log(
         _ => applied,
     };
     let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
-    // Per profile: the event names it received and the latest messageId (the cause).
+    // Per profile: the event names it received and the latest messageId (the cause); an
+    // event that records consent may include or exclude the person from everything (an
+    // analytics opt-out), so it makes every definition be evaluated.
     let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
+    let mut everything: BTreeSet<(String, String)> = BTreeSet::new();
     for e in &events {
         if e.source_id == INTERNAL_SOURCE {
             continue;
@@ -1197,6 +1232,9 @@ fn follow_log(
         let Some(pid) = profile_of(store, e, &defs.rules)? else {
             continue;
         };
+        if records_consent(e) {
+            everything.insert((e.workspace_id.clone(), pid.clone()));
+        }
         let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();
         slot.0.insert(name.to_string());
         // The cause is stored as text: no NUL (an event stored before ingest refused them).
@@ -1204,15 +1242,12 @@ fn follow_log(
     }
     let mut out = Step::default();
     for ((ws, pid), (names, cause)) in &touched {
-        let evaluated = evaluate_profile(
-            store,
-            ws,
-            &all[ws],
-            pid,
-            (now, cause),
-            Trigger::Events(names),
-            &mut out,
-        );
+        let trigger = if everything.contains(&(ws.clone(), pid.clone())) {
+            Trigger::All
+        } else {
+            Trigger::Events(names)
+        };
+        let evaluated = evaluate_profile(store, ws, &all[ws], pid, (now, cause), trigger, &mut out);
         match evaluated {
             Err(e) if is_data_error(&e) => skipped.push((ws.clone(), pid.clone(), e)),
             other => other?,
@@ -1630,16 +1665,19 @@ pub fn save_audience(
 }
 
 /// Stores the next version of a definition (the first is 1), keeping what was computed.
-/// Computes every audience of a workspace again (a rule they read changed: what unknown
-/// consent counts as).
-pub fn recompute_audiences(
+/// Computes every audience and computed trait of a workspace again (a rule they read
+/// changed: what unknown consent counts as, who an analytics opt-out leaves out).
+pub fn recompute_definitions(
     store: &dyn Store,
     ws: &str,
     now: Millis,
 ) -> std::result::Result<usize, DefinitionError> {
     let mut n = 0;
     for d in store.definitions(Some(ws))? {
-        if d.kind == DefinitionKind::Audience {
+        if matches!(
+            d.kind,
+            DefinitionKind::Audience | DefinitionKind::ComputedTrait
+        ) {
             put_version(
                 store,
                 ws,

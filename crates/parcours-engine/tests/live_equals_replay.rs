@@ -4,7 +4,7 @@
 //! windows passing on timers) must always equal a replay of the log.
 //!
 //! Random histories (several channels, late and backdated events, shared devices, merges,
-//! undos, a definition added midway) run on the real store and processors. At checkpoints the
+//! undos, analytics opt-outs, a definition added midway) run on the real store and processors. At checkpoints the
 //! live state is read, `replay` rebuilds every projection from the log, and the state must be
 //! the same; the history then goes on from the replayed store. The change log a destination
 //! follows must net to the memberships, and no id that is not a live profile may be left in
@@ -93,6 +93,7 @@ struct Ev {
     total: u8,
     plan: Option<u8>,
     consent: Option<bool>,
+    analytics: Option<bool>,
     signup: bool,
 }
 
@@ -112,13 +113,14 @@ fn ev() -> impl Strategy<Value = Ev> {
             any::<u8>(),
             proptest::option::weighted(0.3, 0u8..3),
             proptest::option::weighted(0.2, any::<bool>()),
+            proptest::option::weighted(0.1, any::<bool>()),
             proptest::bool::weighted(0.1),
         ),
     )
         .prop_map(
             |(
                 (identify, user, anon, email, device),
-                (name, channel, ago, total, plan, consent, signup),
+                (name, channel, ago, total, plan, consent, analytics, signup),
             )| {
                 Ev {
                     identify,
@@ -136,6 +138,7 @@ fn ev() -> impl Strategy<Value = Ev> {
                     total,
                     plan,
                     consent,
+                    analytics,
                     signup,
                 }
             },
@@ -239,8 +242,15 @@ impl World {
         if let Some(d) = e.device {
             context["device"] = json!({"id": format!("tablet-{d}")});
         }
+        let mut prefs = serde_json::Map::new();
         if let Some(c) = e.consent {
-            context["consent"] = json!({"categoryPreferences": {"marketing": c}});
+            prefs.insert("marketing".into(), json!(c));
+        }
+        if let Some(a) = e.analytics {
+            prefs.insert("analytics".into(), json!(a));
+        }
+        if !prefs.is_empty() {
+            context["consent"] = json!({ "categoryPreferences": prefs });
         }
         let user = e.user.map(|u| format!("u{u}"));
         let anon = e.anon.map(|a| format!("a{a}"));
