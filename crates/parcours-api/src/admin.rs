@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use parcours_core::identifier::{normalize_email, normalize_phone, Identifier, EMAIL, PHONE};
+use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE};
 use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
 use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::format_timestamp;
@@ -149,7 +149,7 @@ async fn lookup(
     };
     let normalized = match kind.as_str() {
         EMAIL => normalize_email(&value),
-        PHONE => normalize_phone(&value, rules.default_region.as_deref()),
+        PHONE => normalize_phone_with(&value, rules.default_region.as_deref(), rules.phone_numbers),
         _ => Some(value.trim().to_string()),
     }
     .ok_or_else(|| {

@@ -76,127 +76,239 @@ pub async fn demo(
     } else if config.data_dir.exists() && !keep {
         eprintln!(
             "starting a fresh demo in {} (the previous demo data is replaced)",
-            config.data_dir.display()
+            config.location()
         );
         std::fs::remove_dir_all(&config.data_dir)
             .with_context(|| format!("cannot clear {}", config.data_dir.display()))?;
     }
+    let (node, demo) = demo_setup(&config, customers, days, true).await?;
+    match demo {
+        Some(d) => {
+            for line in d.banner() {
+                println!("{line}");
+            }
+        }
+        None => eprintln!("reusing the demo data in {}", config.location()),
+    }
+    eprintln!(
+        "Parcours demo is running on {}; Ctrl-C to stop.",
+        node.url()
+    );
+    shutdown_signal().await;
+    node.stop().await;
+    Ok(())
+}
+
+/// What the demo set up, for its banner (and the test that holds the banner to the data).
+pub struct Demo {
+    pub url: String,
+    pub admin_token: String,
+    pub web_key: String,
+    pub workspace: String,
+    pub events: u64,
+    pub profiles: u64,
+    /// The scenarios, with the people they name.
+    pub scenarios: Vec<demo::Highlight>,
+    /// Who ended up where: read from the audiences once computed.
+    pub audiences: Vec<AudienceLine>,
+}
+
+/// One audience of the demo: its size and a member worth looking at.
+pub struct AudienceLine {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub what: &'static str,
+    /// A member: `(identifier type, value, profile id)`.
+    pub example: Option<(String, String, String)>,
+}
+
+impl Demo {
+    pub fn banner(&self) -> Vec<String> {
+        let (url, token) = (&self.url, &self.admin_token);
+        let mut out = vec![
+            String::new(),
+            "Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.".into(),
+            format!("  {} events unified into {} profiles", self.events, self.profiles),
+            format!("  tracking API: {url}/v1/batch   write key (web shop): {}", self.web_key),
+            format!("  admin API:    {url}/api/v1      admin token: {token}"),
+            format!("  OpenAPI:      {url}/api/openapi.json    metrics: {url}/metrics"),
+            String::new(),
+        ];
+        out.extend(self.scenarios.iter().map(|h| format!("  {}", h.text)));
+        out.push(String::new());
+        out.push("Audiences (kept up to date as events arrive), with a member to look at:".into());
+        for a in &self.audiences {
+            let example = match &a.example {
+                Some((kind, value, _)) => format!("; e.g. {kind} {value}"),
+                None => String::new(),
+            };
+            out.push(format!("  {:>6}  {} ({}){example}", a.size, a.name, a.what));
+        }
+        out.push(String::new());
+        out.push("Try:".into());
+        out.push(format!(
+            "  curl -H 'authorization: Bearer {token}' '{url}/api/v1/status'"
+        ));
+        if let Some((kind, value, _)) = self.audiences.iter().find_map(|a| a.example.as_ref()) {
+            out.push(format!("  curl -H 'authorization: Bearer {token}' '{url}/api/v1/profiles/lookup?type={kind}&value={value}'"));
+        }
+        out.push(format!(
+            "  curl -H 'authorization: Bearer {token}' '{url}/api/v1/audiences/vip/members'"
+        ));
+        out.push(format!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", self.web_key));
+        out
+    }
+}
+
+/// Opens the store, starts a node and, on an empty store, creates the demo brand, sends its
+/// events through the tracking API and waits until every audience is computed. Returns the
+/// node and, when it created the data, what the banner says.
+pub async fn demo_setup(
+    config: &Config,
+    customers: usize,
+    days: u32,
+    progress: bool,
+) -> anyhow::Result<(Node, Option<Demo>)> {
+    let mut config = config.clone();
     config.storage.durability = "normal".into();
     let store = open_store(&config)?;
     let created = bootstrap(store.as_ref(), &config, now())?;
     let node = Node::start(&config, store.clone()).await?;
     let url = node.url();
-    if let Some(p) = created {
-        let ws = p.workspace.id.clone();
-        let rules = IdentityRulesConfig {
-            identifier_traits: vec!["loyalty_card".into()],
-            default_region: Some("FR".into()),
-            ..IdentityRulesConfig::default()
+    let Some(p) = created else {
+        return Ok((node, None));
+    };
+    let ws = p.workspace.id.clone();
+    let rules = IdentityRulesConfig {
+        identifier_traits: vec!["loyalty_card".into()],
+        default_region: Some("FR".into()),
+        // The demo's phones are in the range ARCEP keeps for fiction (06 39 98 …): no one's
+        // number, possible but not valid.
+        phone_numbers: parcours_core::identifier::PhoneCheck::Possible,
+        ..IdentityRulesConfig::default()
+    };
+    store.set_identity_rules(&ws, &rules)?;
+    demo_audiences(store.as_ref(), &ws, now())?;
+    let mut keys: HashMap<&'static str, String> = HashMap::new();
+    for s in demo::demo_sources() {
+        let key = new_secret("wk");
+        let source = Source {
+            id: new_secret("src")[..16].to_string(),
+            workspace_id: ws.clone(),
+            name: s.name.into(),
+            channel: Channel::parse(s.channel),
+            created_at: now(),
         };
-        store.set_identity_rules(&ws, &rules)?;
-        demo_audiences(store.as_ref(), &ws, now())?;
-        let mut keys: HashMap<&'static str, String> = HashMap::new();
-        for s in demo::demo_sources() {
-            let key = new_secret("wk");
-            let source = Source {
-                id: new_secret("src")[..16].to_string(),
-                workspace_id: ws.clone(),
-                name: s.name.into(),
-                channel: Channel::parse(s.channel),
-                created_at: now(),
-            };
-            store.create_source(&source, &hash_secret(&key))?;
-            keys.insert(s.name, key);
-        }
-        let cfg = DemoConfig {
-            customers,
-            days,
-            seed: 7,
-            end_ms: now(),
-        };
-        eprintln!("generating {customers} customers over {days} days…");
-        let events = demo::generate(&cfg);
-        let client = Client::new(url.clone());
-        let pb = bar(events.len() as u64, "sending through the tracking API");
-        let mut by_source: Vec<(&str, Vec<Value>)> = Vec::new();
-        for e in events {
-            match by_source.last_mut() {
-                Some((s, items)) if *s == e.source && items.len() < 500 => items.push(e.event),
-                _ => by_source.push((e.source, vec![e.event])),
-            }
-        }
-        let started = Instant::now();
-        // One request at a time, in time order, as a brand's systems send their own events.
-        for (source, items) in &by_source {
-            let body = serde_json::to_vec(&json!({ "batch": items }))?;
-            let resp = client
-                .track("/v1/batch", &keys[source], body)
-                .await
-                .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
-            if resp.status != 200 {
-                bail!(
-                    "the tracking API refused demo events: {} {}",
-                    resp.status,
-                    String::from_utf8_lossy(&resp.body)
-                );
-            }
-            pb.inc(items.len() as u64);
-        }
-        pb.finish_and_clear();
-        eprintln!(
-            "sent {} events in {:.1?}; unifying…",
-            pb.position(),
-            started.elapsed()
-        );
-        node.engine.wait_unified(Duration::from_secs(600)).await?;
-        // RFM scores each customer against all the others: scored once the history is in.
-        demo_rfm(store.as_ref(), &ws, now())?;
-        let sizes = audiences_settled(store.as_ref(), &ws).await?;
-        let profiles = store.profile_count(&ws)?;
-        println!();
-        println!("Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.");
-        println!(
-            "  {} events unified into {profiles} profiles",
-            store.event_count(&ws)?
-        );
-        println!(
-            "  tracking API: {url}/v1/batch   write key (web shop): {}",
-            keys["Web shop"]
-        );
-        println!(
-            "  admin API:    {url}/api/v1      admin token: {}",
-            p.admin_token
-        );
-        println!("  OpenAPI:      {url}/api/openapi.json    metrics: {url}/metrics");
-        println!();
-        for line in demo::highlights(&cfg) {
-            println!("  {line}");
-        }
-        println!();
-        println!("Audiences (kept up to date as events arrive):");
-        for (name, size) in &sizes {
-            println!("  {size:>6}  {name}");
-        }
-        println!();
-        println!("Try:");
-        println!(
-            "  curl -H 'authorization: Bearer {}' '{url}/api/v1/status'",
-            p.admin_token
-        );
-        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001'", p.admin_token);
-        println!("  curl -H 'authorization: Bearer {}' '{url}/api/v1/profiles/lookup?type=user_id&value=cus_000001' | jq .channels", p.admin_token);
-        println!(
-            "  curl -H 'authorization: Bearer {}' '{url}/api/v1/audiences/vip/members'",
-            p.admin_token
-        );
-        println!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", keys["Web shop"]);
-    } else {
-        eprintln!("reusing the demo data in {}", config.location());
+        store.create_source(&source, &hash_secret(&key))?;
+        keys.insert(s.name, key);
     }
-    eprintln!("Parcours demo is running on {url}; Ctrl-C to stop.");
-    shutdown_signal().await;
-    node.stop().await;
-    Ok(())
+    let cfg = DemoConfig {
+        customers,
+        days,
+        seed: 7,
+        end_ms: now(),
+    };
+    if progress {
+        eprintln!("generating {customers} customers over {days} days…");
+    }
+    let events = demo::generate(&cfg);
+    let client = Client::new(url.clone());
+    let pb = if progress {
+        bar(events.len() as u64, "sending through the tracking API")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut by_source: Vec<(&str, Vec<Value>)> = Vec::new();
+    for e in events {
+        match by_source.last_mut() {
+            Some((s, items)) if *s == e.source && items.len() < 500 => items.push(e.event),
+            _ => by_source.push((e.source, vec![e.event])),
+        }
+    }
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // One request at a time, in time order, as a brand's systems send their own events.
+    for (source, items) in &by_source {
+        let body = serde_json::to_vec(&json!({ "batch": items }))?;
+        let resp = client
+            .track("/v1/batch", &keys[source], body)
+            .await
+            .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
+        if resp.status != 200 {
+            bail!(
+                "the tracking API refused demo events: {} {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            );
+        }
+        sent += items.len() as u64;
+        pb.inc(items.len() as u64);
+    }
+    pb.finish_and_clear();
+    if progress {
+        eprintln!("sent {sent} events in {:.1?}; unifying…", started.elapsed());
+    }
+    node.engine.wait_unified(Duration::from_secs(600)).await?;
+    // RFM scores each customer against all the others: scored once the history is in.
+    demo_rfm(store.as_ref(), &ws, now())?;
+    audiences_settled(store.as_ref(), &ws).await?;
+    let demo = Demo {
+        url: url.clone(),
+        admin_token: p.admin_token.clone(),
+        web_key: keys["Web shop"].clone(),
+        workspace: ws.clone(),
+        events: store.event_count(&ws)?,
+        profiles: store.profile_count(&ws)?,
+        scenarios: demo::highlights(&cfg),
+        audiences: demo_audience_lines(store.as_ref(), &ws)?,
+    };
+    Ok((node, Some(demo)))
+}
+
+/// Each demo audience with its size and a member, named by the identifier that best finds
+/// her: her user id, else her loyalty card, else her email, else her phone.
+fn demo_audience_lines(store: &dyn Store, ws: &str) -> anyhow::Result<Vec<AudienceLine>> {
+    let mut out = Vec::new();
+    for (id, what) in DEMO_AUDIENCES
+        .iter()
+        .map(|(id, _, _, what)| (*id, *what))
+        .chain([("vip", "RFM champions, known customers only")])
+    {
+        let Some(d) = store
+            .definitions(Some(ws))?
+            .into_iter()
+            .find(|d| d.kind == parcours_store::DefinitionKind::Audience && d.id == id)
+        else {
+            continue;
+        };
+        let mut example = None;
+        for m in store.members(ws, id, "", 50)? {
+            let Some(p) = store.profile(ws, &m.profile_id)? else {
+                continue;
+            };
+            let named = ["user_id", "loyalty_card", "email", "phone"]
+                .iter()
+                .find_map(|kind| {
+                    p.identifiers
+                        .iter()
+                        .find(|i| i.kind == *kind)
+                        .map(|i| (i.kind.clone(), i.value.clone(), p.id.clone()))
+                });
+            if named.is_some() {
+                example = named;
+                break;
+            }
+        }
+        out.push(AudienceLine {
+            id: id.into(),
+            name: d.doc["name"].as_str().unwrap_or(id).to_string(),
+            size: store.member_count(ws, id)?,
+            what,
+            example,
+        });
+    }
+    Ok(out)
 }
 
 /// The source events are imported as: by write key, or the workspace's first source.
@@ -604,6 +716,40 @@ fn order_trait(
     }
 }
 
+/// The demo's audiences (id, name, definition, what it shows): each shows one idea.
+const DEMO_AUDIENCES: [(&str, &str, &str, &str); 5] = [
+    (
+        "cart_abandoners_1h",
+        "Cart abandoners (last hour)",
+        r#"is known and did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
+        "known customers, a window that empties on time",
+    ),
+    (
+        "online_cart_store_purchase",
+        "Left the cart online, bought in a shop",
+        r#"did "Product Added" on web and did "Order Completed" on store"#,
+        "the same person across channels",
+    ),
+    (
+        "store_only_never_app",
+        "Store customers who never used the app",
+        "seen on store and not seen on app and not seen on web and has loyalty_card",
+        "loyalty-card shoppers, found by their card",
+    ),
+    (
+        "lapsed",
+        "Lapsed customers",
+        r#"computed lifecycle_stage = "lapsed""#,
+        "no order for 45 days, known customers only",
+    ),
+    (
+        "marketing_withdrawn",
+        "Withdrew marketing consent",
+        "consent marketing withdrawn",
+        "an explicit withdrawal, with its proof",
+    ),
+];
+
 /// The demo's computed traits and audiences: each shows one idea.
 fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     use parcours_core::audience::parse;
@@ -623,23 +769,7 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     ] {
         save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    for (id, name, text) in [
-        (
-            "cart_abandoners_1h",
-            "Cart abandoners (last hour)",
-            r#"is known and did "Product Added" within 1 hour and not did "Order Completed" within 1 hour"#,
-        ),
-        (
-            "store_only_never_app",
-            "Store customers who never used the app",
-            "seen on store and not seen on app and not seen on web and has loyalty_card",
-        ),
-        (
-            "lapsed",
-            "Lapsed customers",
-            r#"computed lifecycle_stage = "lapsed""#,
-        ),
-    ] {
+    for (id, name, text, _) in DEMO_AUDIENCES {
         let doc = AudienceDoc {
             name: name.into(),
             description: String::new(),

@@ -51,12 +51,33 @@ pub fn region(name: &str) -> Option<phonenumber::country::Id> {
     name.trim().to_ascii_uppercase().parse().ok()
 }
 
+/// How strictly a phone number is checked before it becomes an identifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneCheck {
+    /// In a range some region allocates (libphonenumber's metadata): the default.
+    #[default]
+    Valid,
+    /// Of a length the region's numbers have: also keeps ranges newer than the metadata, and
+    /// the ranges regulators keep for fiction and tests (`06 39 98 …` in France).
+    Possible,
+}
+
+/// [`normalize_phone_with`] with [`PhoneCheck::Valid`].
+pub fn normalize_phone(raw: &str, default_region: Option<&str>) -> Option<String> {
+    normalize_phone_with(raw, default_region, PhoneCheck::Valid)
+}
+
 /// Normalises a phone number to E.164 (`+33612345678`) by libphonenumber's rules: an
 /// international form (`+…`, `00…`) or a national one read in the default region (its trunk
 /// prefix goes only where the region drops it: `06 12 34 56 78` in FR is `+33612345678`,
 /// `06 1234 5678` in IT is `+390612345678`). A number no region allocates, or one written
 /// with letters, is not an identifier.
-pub fn normalize_phone(raw: &str, default_region: Option<&str>) -> Option<String> {
+pub fn normalize_phone_with(
+    raw: &str,
+    default_region: Option<&str>,
+    check: PhoneCheck,
+) -> Option<String> {
     let trimmed = raw.trim();
     for (i, ch) in trimmed.chars().enumerate() {
         match ch {
@@ -80,8 +101,25 @@ pub fn normalize_phone(raw: &str, default_region: Option<&str>) -> Option<String
         Some(text) => phonenumber::parse(None, &text).ok()?,
         None => phonenumber::parse(region, trimmed).ok()?,
     };
-    phonenumber::is_valid(&number)
-        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    let accepted = match check {
+        PhoneCheck::Valid => phonenumber::is_valid(&number),
+        PhoneCheck::Possible => {
+            let length = number.national().to_string().len() as u16;
+            phonenumber::metadata::DATABASE
+                .by_code(&number.code().value())
+                .is_some_and(|regions| {
+                    regions.iter().any(|m| {
+                        let d = m.descriptors();
+                        // The lengths of the numbers people have: fixed lines and mobiles.
+                        [d.fixed_line(), d.mobile()]
+                            .into_iter()
+                            .flatten()
+                            .any(|k| k.possible_length().contains(&length))
+                    })
+                })
+        }
+    };
+    accepted.then(|| number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 #[cfg(test)]
@@ -156,5 +194,25 @@ mod tests {
             );
         }
         assert!(region("FR").is_some() && region("XX").is_none());
+    }
+
+    #[test]
+    fn possible_numbers_keep_the_ranges_kept_for_fiction() {
+        // ARCEP keeps 06 39 98 for fiction: no operator has it, so it is not valid…
+        assert_eq!(normalize_phone("06 39 98 01 23", Some("FR")), None);
+        // …but it is a possible French mobile number.
+        assert_eq!(
+            normalize_phone_with("06 39 98 01 23", Some("FR"), PhoneCheck::Possible).as_deref(),
+            Some("+33639980123")
+        );
+        assert_eq!(
+            normalize_phone_with("06 39 98 01", Some("FR"), PhoneCheck::Possible),
+            None,
+            "too short"
+        );
+        assert_eq!(
+            normalize_phone_with("+44 7700 900123", None, PhoneCheck::Possible).as_deref(),
+            Some("+447700900123")
+        );
     }
 }

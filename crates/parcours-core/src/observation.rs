@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::channel::Channel;
 use crate::identifier::{
-    normalize_email, normalize_phone, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE, USER_ID,
+    normalize_email, normalize_phone_with, Identifier, ANONYMOUS_ID, DEVICE_ID, EMAIL, PHONE,
+    USER_ID,
 };
 use crate::rules::IdentityRules;
 use crate::spec::{EventType, MAX_ID_CHARS};
@@ -164,7 +165,8 @@ impl Observation {
         );
         push(
             PHONE,
-            from_traits("phone").and_then(|p| normalize_phone(&p, region)),
+            from_traits("phone")
+                .and_then(|p| normalize_phone_with(&p, region, rules.config.phone_numbers)),
         );
         if let Some(device) = ctx.and_then(|c| c.get("device")) {
             push(DEVICE_ID, device.get("id").and_then(scalar));

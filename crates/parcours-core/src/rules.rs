@@ -32,6 +32,9 @@ pub struct IdentityRulesConfig {
     /// default: no audience, no computed trait, no score; identity, traits and consent are
     /// kept, to honour their rights) or `profile` (counted like everyone else).
     pub analytics_opt_out: AnalyticsOptOut,
+    /// Which phone numbers become identifiers: `valid` (the default: in a range a region
+    /// allocates) or `possible` (the right length for the region).
+    pub phone_numbers: crate::identifier::PhoneCheck,
 }
 
 /// See [`IdentityRulesConfig::analytics_opt_out`].
@@ -66,6 +69,7 @@ impl Default for IdentityRulesConfig {
             default_region: None,
             unknown_consent: UnknownConsent::Withdrawn,
             analytics_opt_out: AnalyticsOptOut::Exclude,
+            phone_numbers: crate::identifier::PhoneCheck::Valid,
         }
     }
 }

@@ -69,63 +69,106 @@ pub fn generate(cfg: &DemoConfig) -> Vec<DemoEvent> {
     out.finish(cfg.seed)
 }
 
-/// A short human description of the scenarios and a few ids worth looking at, as lines to print.
-pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
+/// One line of the demo's banner, with the identifiers it names (each must find a profile).
+#[derive(Debug, Clone)]
+pub struct Highlight {
+    pub text: String,
+    /// `(identifier type, value)` of each example the line names.
+    pub examples: Vec<(String, String)>,
+}
+
+impl Highlight {
+    fn plain(text: String) -> Self {
+        Highlight {
+            text,
+            examples: vec![],
+        }
+    }
+}
+
+/// The scenarios the data holds, with a few people worth looking at. The figures of who ended
+/// up where (VIPs, lapsed, store-only…) are not planned here but read from the audiences once
+/// computed (the `demo` command).
+pub fn highlights(cfg: &DemoConfig) -> Vec<Highlight> {
     let window = Window::of(cfg);
     let customers = plan_customers(cfg);
     let store_names: Vec<&str> = STORES.iter().map(|s| s.name).collect();
     let mut lines = vec![
-        format!(
+        Highlight::plain(format!(
             "{BRAND}, a French fashion retailer: {} customers over {} days up to {}, seed {}.",
             cfg.customers,
             cfg.days,
             day_of(window.end),
             cfg.seed
-        ),
-        format!(
+        )),
+        Highlight::plain(format!(
             "Sources: web shop, iOS and Android apps, {} stores ({}), email, SMS, call centre, chatbot.",
             STORES.len(),
             store_names.join(", ")
-        ),
+        )),
     ];
 
     let omnichannel = customers.iter().find(|c| {
         c.persona == Persona::Omnichannel
             && c.app.is_some()
+            && c.browsers > 0
+            && c.loyalty_card.is_some()
             && c.active_from == window.start
             && c.consent.marketing
+            && c.consent.analytics
             && c.marketing_withdrawn_at.is_none()
     });
     if let Some(c) = omnichannel {
-        lines.push(format!(
-            "Omnichannel customer: {} ({}): web shop, {}, store {} with card {}, newsletters.",
-            c.email,
-            c.user_id,
-            c.app.map_or("", Platform::source),
-            STORES[c.store].name,
-            c.loyalty_card.as_deref().unwrap_or("-")
-        ));
+        let card = c.loyalty_card.clone().unwrap_or_default();
+        lines.push(Highlight {
+            text: format!(
+                "Omnichannel customer: {} ({}): web shop, {}, store {} with card {}, newsletters.",
+                c.email,
+                c.user_id,
+                c.app.map_or("", Platform::source),
+                STORES[c.store].name,
+                card
+            ),
+            examples: vec![
+                ("user_id".into(), c.user_id.clone()),
+                ("email".into(), c.email.clone()),
+                ("loyalty_card".into(), card),
+            ],
+        });
     }
     if let Some(c) = customers
         .iter()
         .find(|c| c.email_as_typed != c.email && c.browsers > 0)
     {
-        lines.push(format!(
-            "Same person, typed differently: {} signs in as {:?} but the email platform knows {:?}.",
-            c.user_id, c.email_as_typed, c.email
-        ));
+        lines.push(Highlight {
+            text: format!(
+                "Same person, typed differently: {} signs in as {:?} but the email platform knows {:?}; \
+                 the trait keeps what she typed, the email identifier is normalised.",
+                c.user_id, c.email_as_typed, c.email
+            ),
+            examples: vec![
+                ("user_id".into(), c.user_id.clone()),
+                ("email".into(), c.email.clone()),
+            ],
+        });
     }
     let web_phone = customers
         .iter()
         .filter(|c| c.browsers > 0 && c.types_phone_nationally)
         .find_map(|c| Some((c, c.phone?)));
     if let Some((c, phone)) = web_phone {
-        lines.push(format!(
-            "Phone formats: {} gives {:?} on the web; SMS and caller id say {:?}.",
-            c.user_id,
-            c.phone_as_typed().unwrap_or_default(),
-            phone.e164()
-        ));
+        lines.push(Highlight {
+            text: format!(
+                "Phone formats: {} gives {:?} on the web; SMS and caller id say {:?}.",
+                c.user_id,
+                c.phone_as_typed().unwrap_or_default(),
+                phone.e164()
+            ),
+            examples: vec![
+                ("user_id".into(), c.user_id.clone()),
+                ("phone".into(), phone.e164()),
+            ],
+        });
     }
 
     let tablet_users: Vec<usize> = (0..STORES.len())
@@ -136,88 +179,23 @@ pub fn highlights(cfg: &DemoConfig) -> Vec<String> {
                 .count()
         })
         .collect();
-    lines.push(format!(
-        "Identity trap: each store has one shared iPad (anonymousId tablet-store_N, device id \
-         tablet-device-store_N); {} different customers log in on {} and {} across all stores. \
-         They must stay separate people.",
-        tablet_users[0],
-        STORES[0].tablet,
-        tablet_users.iter().sum::<usize>()
-    ));
-
-    let carts: Vec<(&Customer, &CartCompletedInStore)> = customers
-        .iter()
-        .filter_map(|c| Some((c, c.cart_completed_in_store.as_ref()?)))
-        .collect();
-    if let Some((c, cart)) = carts.first() {
-        lines.push(format!(
-            "Abandoned online, bought in store: {} customers; e.g. {} ({}) left \"{}\" in the web cart on {} \
-             and bought it at {} on {}.",
-            carts.len(),
-            c.user_id,
-            c.email,
-            cart.item.product.name,
-            day_of(cart.left_online_at),
-            STORES[c.store].name,
-            day_of(cart.bought_at)
-        ));
-    }
-
-    let vips: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| c.persona == Persona::Vip)
-        .collect();
-    if let Some(c) = vips.first() {
-        lines.push(format!(
-            "VIPs: {} customers with frequent, large orders online and in store; e.g. {} ({}).",
-            vips.len(),
-            c.user_id,
-            c.email
-        ));
-    }
-    let lapsed: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| c.persona == Persona::Lapsed)
-        .collect();
-    if let (Some(c), Some(latest)) = (lapsed.first(), lapsed.iter().map(|c| c.active_until).max()) {
-        lines.push(format!(
-            "Lapsed: {} customers active early, none seen after {}; e.g. {} (last seen {}).",
-            lapsed.len(),
-            day_of(latest),
-            c.user_id,
-            day_of(c.active_until)
-        ));
-    }
-    let store_only: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| c.persona == Persona::StoreOnly)
-        .collect();
-    if let Some(c) = store_only.first() {
-        lines.push(format!(
-            "Store-only: {} loyalty-card shoppers who never use the web shop or the apps; e.g. {} with card {}.",
-            store_only.len(),
-            c.user_id,
-            c.loyalty_card.as_deref().unwrap_or("-")
-        ));
-    }
-    let withdrawals: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| c.marketing_withdrawn_at.is_some())
-        .collect();
-    if let Some(c) = withdrawals.first() {
-        lines.push(format!(
-            "Consent: {} customers withdraw marketing consent during the period and get no email or SMS \
-             campaign afterwards; e.g. {} on {}.",
-            withdrawals.len(),
-            c.user_id,
-            c.marketing_withdrawn_at.map(day_of).unwrap_or_default()
-        ));
-    }
-    lines.push(
+    lines.push(Highlight {
+        text: format!(
+            "Identity trap: each store has one shared iPad (anonymousId tablet-store_N, device id \
+             tablet-device-store_N, channel store); {} different customers log in on {} and {} across \
+             all stores. They must stay separate people.",
+            tablet_users[0],
+            STORES[0].tablet,
+            tablet_users.iter().sum::<usize>()
+        ),
+        examples: vec![],
+    });
+    lines.push(Highlight::plain(
         "Loose ends to tie: some calls carry only the caller's phone, some chats only an email typed in \
-         the chat, and some store sales are anonymous (anonymousId pos-store_N-<receipt>)."
+         the chat, and some store sales are anonymous (anonymousId pos-store_N-<receipt>): anonymous \
+         profiles, left out of scores and ad lists."
             .to_string(),
-    );
+    ));
     lines
 }
 
@@ -1541,7 +1519,9 @@ fn android_maker(model: &str) -> &'static str {
 }
 
 fn tablet_context(store: &Store) -> Value {
+    // The app runs on a shop-floor iPad: the visit happens in the store.
     json!({
+        "channel": "store",
         "library": {"name": "analytics-ios", "version": "1.16.0"},
         "os": {"name": "iOS", "version": "17.5"},
         "device": {
@@ -2813,14 +2793,13 @@ mod tests {
     #[test]
     fn highlights_name_the_scenarios() {
         let lines = highlights(&config(7));
-        let text = lines.join("\n");
+        let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        let text = text.join("\n");
         for expected in [
             "tablet-store_1",
-            "Abandoned online",
-            "Lapsed",
-            "VIPs",
-            "Store-only",
             "Omnichannel",
+            "typed differently",
+            "Phone formats",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -1,0 +1,178 @@
+//! The demo says what is true: it runs the demo's own set-up at a small size and checks every
+//! figure and every example its banner prints against the API.
+
+#[macro_use]
+mod common;
+
+use parcours_cli::commands::demo_setup;
+use parcours_cli::config::Config;
+use parcours_core::Channel;
+use parcours_testkit::http::Client;
+use serde_json::Value;
+
+async fn get(client: &Client, token: &str, path: &str) -> (u16, Value) {
+    let r = client.get(path, token).await.unwrap();
+    (r.status, r.json())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_banner_is_read_from_the_data() {
+    let dir = common::temp_dir("demo");
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    config.http.port = 0;
+    let (node, demo) = demo_setup(&config, 400, 60, false).await.unwrap();
+    let demo = demo.expect("a fresh store gets the demo");
+    let client = Client::new(node.url());
+    let token = demo.admin_token.as_str();
+    let banner = demo.banner().join("\n");
+
+    // Every audience's figure is its size, and its example is a member found by the
+    // identifier the banner prints.
+    assert!(demo.audiences.len() >= 6, "{banner}");
+    for a in &demo.audiences {
+        let (status, audience) = get(&client, token, &format!("/api/v1/audiences/{}", a.id)).await;
+        assert_eq!(status, 200, "{audience}");
+        assert_eq!(audience["size"], a.size, "{} in\n{banner}", a.id);
+        assert!(
+            banner.contains(&format!("{:>6}  {}", a.size, a.name)),
+            "{banner}"
+        );
+        let Some((kind, value, profile)) = &a.example else {
+            assert_eq!(a.size, 0, "{} has members but no example", a.id);
+            continue;
+        };
+        let (status, found) = get(
+            &client,
+            token,
+            &format!(
+                "/api/v1/profiles/lookup?type={kind}&value={}",
+                value.replace('+', "%2B")
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{kind} {value}: {found}");
+        assert_eq!(&found["id"], profile, "{kind} {value}");
+        let (_, mine) = get(
+            &client,
+            token,
+            &format!("/api/v1/profiles/{profile}/audiences"),
+        )
+        .await;
+        let ids: Vec<&str> = mine["audiences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["audience_id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.contains(&a.id.as_str()),
+            "{kind} {value} is not in {}: {mine}",
+            a.id
+        );
+    }
+    // The stories the demo tells have members at this size.
+    for id in [
+        "vip",
+        "lapsed",
+        "store_only_never_app",
+        "online_cart_store_purchase",
+    ] {
+        let a = demo.audiences.iter().find(|a| a.id == id).unwrap();
+        assert!(
+            a.size > 0 && a.example.is_some(),
+            "{id} is empty:\n{banner}"
+        );
+    }
+    // Lapsed members ordered, and store-only members were never seen online.
+    let lapsed = demo.audiences.iter().find(|a| a.id == "lapsed").unwrap();
+    let (_, p) = get(
+        &client,
+        token,
+        &format!(
+            "/api/v1/profiles/{}/computed-traits",
+            lapsed.example.as_ref().unwrap().2
+        ),
+    )
+    .await;
+    assert!(p["computed_traits"]["orders"].as_u64() >= Some(1), "{p}");
+    let store_only = demo
+        .audiences
+        .iter()
+        .find(|a| a.id == "store_only_never_app")
+        .unwrap();
+    let (_, p) = get(
+        &client,
+        token,
+        &format!(
+            "/api/v1/profiles/{}",
+            store_only.example.as_ref().unwrap().2
+        ),
+    )
+    .await;
+    let channels: Vec<&String> = p["channels"].as_object().unwrap().keys().collect();
+    assert!(
+        channels
+            .iter()
+            .all(|c| !["web", "ios", "android"].contains(&c.as_str())),
+        "{p}"
+    );
+
+    // Every person a scenario names exists.
+    for h in &demo.scenarios {
+        for (kind, value) in &h.examples {
+            let (status, found) = get(
+                &client,
+                token,
+                &format!(
+                    "/api/v1/profiles/lookup?type={kind}&value={}",
+                    value.replace('+', "%2B")
+                ),
+            )
+            .await;
+            assert_eq!(status, 200, "{kind} {value} from {:?}: {found}", h.text);
+        }
+    }
+    // One person per scenario line: its examples lead to one profile.
+    for h in demo.scenarios.iter().filter(|h| h.examples.len() > 1) {
+        let mut ids = std::collections::BTreeSet::new();
+        for (kind, value) in &h.examples {
+            let (_, found) = get(
+                &client,
+                token,
+                &format!(
+                    "/api/v1/profiles/lookup?type={kind}&value={}",
+                    value.replace('+', "%2B")
+                ),
+            )
+            .await;
+            ids.insert(found["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ids.len(), 1, "{:?} names several people", h.text);
+    }
+    // Shop-floor tablets are in the store.
+    let store = node.engine.store().clone();
+    let tablet: Vec<Channel> = store
+        .events_after(0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            e.anonymous_id
+                .as_deref()
+                .is_some_and(|a| a.starts_with("tablet-"))
+        })
+        .map(|e| e.channel)
+        .collect();
+    assert!(!tablet.is_empty());
+    assert!(tablet.iter().all(|c| *c == Channel::Store), "{tablet:?}");
+    // The banner names the figures it read.
+    let (_, p) = get(&client, token, "/api/v1/status").await;
+    assert!(
+        banner.contains(&format!("unified into {} profiles", demo.profiles)),
+        "{p}"
+    );
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
