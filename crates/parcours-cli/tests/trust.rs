@@ -133,12 +133,22 @@ async fn a_backdated_identify_keeps_the_id_and_one_membership(backend: Backend) 
 
 async fn an_undo_takes_the_other_persons_phone_away(backend: Backend) {
     let t = start_on("undo-phone", backend, |_| {}).await;
+    create_audience(&t, "named", "trait first_name exists").await;
     // Amy on the web, Bob in the app; a call centre event carries Amy's email and Bob's phone.
     t.send(json!({"batch": [
         {"type": "identify", "anonymousId": "web-amy", "timestamp": "2026-03-01T10:00:00Z",
          "traits": {"email": "amy@x.io", "first_name": "Amy"}},
         {"type": "identify", "anonymousId": "app-bob", "timestamp": "2026-03-02T10:00:00Z",
          "traits": {"phone": "+33612345678", "first_name": "Bob"}},
+    ]}))
+    .await;
+    t.unified().await;
+    let (amy_before, bob_before) = (
+        profile_id(&t, "email", "amy@x.io").await,
+        profile_id(&t, "phone", "%2B33612345678").await,
+    );
+    members_become(&t, "named", &ids(&[&amy_before, &bob_before])).await;
+    t.send(json!({"batch": [
         {"type": "track", "anonymousId": "call-1", "event": "Call Completed", "timestamp": "2026-03-03T10:00:00Z",
          "context": {"traits": {"email": "amy@x.io", "phone": "+33612345678"}}},
     ]}))
@@ -146,6 +156,27 @@ async fn an_undo_takes_the_other_persons_phone_away(backend: Backend) {
     t.unified().await;
     let merged = profile_id(&t, "email", "amy@x.io").await;
     assert_eq!(profile_id(&t, "phone", "%2B33612345678").await, merged);
+    assert_eq!(merged, amy_before, "the profile first seen keeps its id");
+    // Bob's id left the audience (destinations get its removal), and its retirement is
+    // published with the profile that took over.
+    members_become(&t, "named", &ids(&[&merged])).await;
+    eventually(
+        Duration::from_secs(10),
+        "the retirement is published",
+        || async {
+            t.store
+                .events_after(0, 10_000)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.event.as_deref() == Some("Profile Retired"))
+                .map(|e| serde_json::from_str::<Value>(&e.body).unwrap()["properties"].clone())
+                .find(|p| p["profile_id"] == json!(bob_before))
+                .filter(|p| p["successor_profile_id"] == json!(merged))
+        },
+    )
+    .await;
+    let (_, redirected) = t.get(&format!("/api/v1/profiles/{bob_before}")).await;
+    assert_eq!(redirected["id"], json!(merged), "the old id redirects");
     let (_, merges) = t.get(&format!("/api/v1/profiles/{merged}/merges")).await;
     let merge = merges["merges"][0]["id"].as_i64().expect("one merge");
     let r = t
@@ -157,6 +188,9 @@ async fn an_undo_takes_the_other_persons_phone_away(backend: Backend) {
     let amy = profile_id(&t, "email", "amy@x.io").await;
     let bob = profile_id(&t, "phone", "%2B33612345678").await;
     assert_ne!(amy, bob);
+    // Each gets their own id back, and their place in the audience.
+    assert_eq!((&amy, &bob), (&amy_before, &bob_before));
+    members_become(&t, "named", &ids(&[&amy, &bob])).await;
     let (_, amy_profile) = t.get(&format!("/api/v1/profiles/{amy}")).await;
     let (_, bob_profile) = t.get(&format!("/api/v1/profiles/{bob}")).await;
     assert_eq!(amy_profile["traits"]["first_name"], "Amy", "{amy_profile}");

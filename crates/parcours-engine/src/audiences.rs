@@ -33,6 +33,9 @@ use serde_json::{json, Value};
 pub const INTERNAL_SOURCE: &str = "parcours:audiences";
 pub const AUDIENCE_ENTERED: &str = "Audience Entered";
 pub const AUDIENCE_EXITED: &str = "Audience Exited";
+/// Published when a profile id stops naming a profile (merged into another, or its events
+/// now belong to another after a late event or an undo), with the profile that took over.
+pub const PROFILE_RETIRED: &str = "Profile Retired";
 
 const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
@@ -1367,6 +1370,7 @@ fn follow_reshaped(
     };
     let mut out = Step::default();
     let mut retired: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut published: BTreeMap<&str, Vec<AcceptedEvent>> = BTreeMap::new();
     for r in &rows {
         let ws = r.workspace_id.as_str();
         let Some(defs) = all.get(ws) else {
@@ -1390,6 +1394,26 @@ fn follow_reshaped(
                     None => "retired".to_string(),
                 };
                 retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
+                // Destinations and journeys that hold the old id follow it to the new one.
+                let message_id = format!("profile-retired-{}", r.id);
+                let body = json!({
+                    "type": "track",
+                    "event": PROFILE_RETIRED,
+                    "messageId": message_id,
+                    "properties": {"profile_id": r.profile_id, "successor_profile_id": r.successor},
+                    "context": {"library": {"name": "parcours"}},
+                });
+                published.entry(ws).or_default().push(AcceptedEvent {
+                    message_id,
+                    kind: EventType::Track,
+                    event: Some(PROFILE_RETIRED.into()),
+                    user_id: None,
+                    anonymous_id: None,
+                    timestamp: r.at,
+                    received_at: now,
+                    channel: Channel::Server,
+                    body: body.to_string(),
+                });
             }
             if let Some(successor) = &r.successor {
                 evaluate(successor, "merge", &mut out)?;
@@ -1397,6 +1421,19 @@ fn follow_reshaped(
         } else {
             evaluate(&r.profile_id, "reshaped", &mut out)?;
         }
+    }
+    if !published.is_empty() {
+        let batches: Vec<IngestBatch> = published
+            .into_iter()
+            .map(|(ws, events)| IngestBatch {
+                workspace_id: ws.into(),
+                source_id: INTERNAL_SOURCE.into(),
+                events,
+                quarantined: Vec::new(),
+            })
+            .collect();
+        // Before the cursor moves: a retry after a crash is a duplicate the log drops.
+        store.append(&batches, 0)?;
     }
     out.write.cursors.push((RESHAPED.into(), last));
     store.record(&out.write)?;

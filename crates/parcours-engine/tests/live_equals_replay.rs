@@ -51,6 +51,8 @@ const AUDIENCES: &[(&str, &str)] = &[
     ("reachable", "has email"),
     ("opted_in", "consent marketing granted"),
     ("withdrawn", "consent marketing withdrawn"),
+    ("never_asked", "consent marketing:email unknown"),
+    ("known", "is known and has email"),
     ("big_spender", "computed spend > 150"),
     ("vip", r#"in audience "big_order" and has email"#),
     (
