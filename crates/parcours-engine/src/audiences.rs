@@ -41,6 +41,9 @@ const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
 /// The processor's place in the unify processor's journal of reshaped profiles.
 const RESHAPED: &str = "reshaped";
+/// How many replays rebuilt the projections (and, per workspace, `replayed:WS`: the last replay
+/// whose retired ids the workspace's computation took out of its audiences).
+pub const REPLAYED: &str = "replayed";
 /// Profiles per page of a full computation.
 const RECOMPUTE_PAGE: usize = 1_000;
 /// How long a step evaluates pages of a full computation while no real-time work waits.
@@ -875,10 +878,15 @@ impl AudienceProcessor {
         }
         let finished = state.evaluated && state.flushed == state.timers.len();
         if finished {
-            // Ids that are no longer profiles (a replay retired them) leave their audiences
-            // before the computation counts as done.
-            store.record(&std::mem::take(&mut write))?;
-            sweep_orphans(store, ws, now)?;
+            // After a replay, ids that are no longer profiles (it retired them without
+            // following each) leave their audiences before the computation counts as done.
+            let replayed = store.audience_cursor(REPLAYED)?;
+            let swept = format!("{REPLAYED}:{ws}");
+            if replayed > store.audience_cursor(&swept)? {
+                store.record(&std::mem::take(&mut write))?;
+                sweep_orphans(store, ws, now)?;
+                write.cursors.push((swept, replayed));
+            }
         }
         progress(state, finished, &mut write);
         store.record(&write)?;

@@ -672,8 +672,14 @@ pub fn replay(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplayReport> {
     store.transact(&mut |tx| tx.reset_all())?;
-    // Memberships are projections too: the next node computes every audience again.
+    // Memberships are projections too: the next node computes every audience again, and takes
+    // the ids this replay no longer gives out of their audiences.
     store.reset_audiences()?;
+    let replays = store.audience_cursor(crate::audiences::REPLAYED)? + 1;
+    store.record(&parcours_store::AudienceWrite {
+        cursors: vec![(crate::audiences::REPLAYED.into(), replays)],
+        ..parcours_store::AudienceWrite::default()
+    })?;
     let total = store.last_seq()?.max(0) as u64;
     let mut done = 0u64;
     let mut unifier = Unifier::default();

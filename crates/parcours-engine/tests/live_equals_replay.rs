@@ -427,3 +427,56 @@ proptest! {
         w.check_replay()?;
     }
 }
+
+/// An id a replay no longer gives (one stored before profile ids were stable, say) leaves its
+/// audiences with an exit, so that a destination that received it removes it.
+#[test]
+fn a_replay_takes_ids_it_no_longer_gives_out_of_their_audiences() {
+    let mut w = World::new(u64::MAX);
+    w.append(&Ev {
+        identify: true,
+        user: Some(1),
+        anon: None,
+        email: Some(1),
+        device: None,
+        name: 0,
+        channel: 0,
+        ago: 0,
+        total: 0,
+        plan: None,
+        consent: None,
+        analytics: None,
+        signup: false,
+    });
+    w.settle();
+    let entered = |id: &str| parcours_store::MembershipChange {
+        id: 0,
+        workspace_id: WS.into(),
+        audience_id: "reachable".into(),
+        profile_id: id.into(),
+        entered: true,
+        at: T0,
+        cause: "an earlier version".into(),
+    };
+    w.store
+        .record(&parcours_store::AudienceWrite {
+            changes: vec![entered("p_gone")],
+            ..parcours_store::AudienceWrite::default()
+        })
+        .unwrap();
+    replay(&w.store, w.now, 1000, &mut |_, _| {}).unwrap();
+    w.settle();
+    let state = w.state();
+    assert_eq!(state.members["reachable"].len(), 1);
+    assert!(!state.members["reachable"].contains("p_gone"));
+    let exits: Vec<String> = w
+        .store
+        .changes_after(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|c| !c.entered)
+        .map(|c| c.profile_id)
+        .collect();
+    assert_eq!(exits, vec!["p_gone".to_string()]);
+    w.check_change_stream(&state).unwrap();
+}
