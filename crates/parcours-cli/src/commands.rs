@@ -744,9 +744,9 @@ const DEMO_AUDIENCES: [(&str, &str, &str, &str); 5] = [
     ),
     (
         "marketing_withdrawn",
-        "Withdrew marketing consent",
+        "Said no to marketing",
         "consent marketing withdrawn",
-        "an explicit withdrawal, with its proof",
+        "refused or withdrew, with the proof; never asked is not no",
     ),
 ];
 

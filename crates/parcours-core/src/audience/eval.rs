@@ -110,9 +110,15 @@ impl Condition {
     /// instants its inputs changed (events, traits and consent as they were recorded then,
     /// windows and funnels passing, channels first and last seen), the earliest instant from
     /// which it held at each of them. This is a membership's `since`: when she qualified, not
-    /// when the audience was computed. Computed traits and other audiences are read as they are
-    /// now; at most [`SINCE_INSTANTS`] instants are looked at (beyond, the earliest of them).
+    /// when the audience was computed. A condition that reads computed traits or other
+    /// audiences (which keep no history) is dated when it was found true; at most
+    /// [`SINCE_INSTANTS`] instants are looked at (beyond, the earliest of them).
     pub fn qualified_since(&self, subject: &Subject<'_>, now: Millis) -> Millis {
+        // Computed traits and other audiences have no history here: when a condition reads
+        // them, the instant it was found true is all that can be said.
+        if !self.computed_traits().is_empty() || !self.audiences().is_empty() {
+            return now;
+        }
         let mut spans: BTreeSet<Millis> = BTreeSet::new();
         self.visit(&mut |c| match c {
             Condition::Event {

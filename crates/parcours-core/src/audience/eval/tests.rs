@@ -474,6 +474,9 @@ fn since_is_when_the_condition_became_true() {
     );
     // A trait: since it was recorded.
     assert_eq!(since(r#"trait plan = "gold""#), 1);
+    // Computed traits and other audiences keep no history: found true now.
+    assert_eq!(since("computed ltv > 400"), NOW);
+    assert_eq!(since(r#"did "Order Completed" and in audience "vip""#), NOW);
 }
 
 #[test]
