@@ -7,5 +7,8 @@ CREATE TABLE reshaped_profiles (
     profile_id TEXT NOT NULL,
     successor TEXT,
     retired BOOLEAN NOT NULL,
+    -- The event whose application did it (0: none, an undo), and its messageId.
+    seq BIGINT NOT NULL,
+    cause TEXT NOT NULL,
     at BIGINT NOT NULL
 );

@@ -99,8 +99,8 @@ pub struct Changes {
     pub assignments: Vec<(i64, String)>,
     /// New identifier links: identifier → profile, with the event that linked it.
     pub links: Vec<(Identifier, String, EventKey)>,
-    /// Profiles created.
-    pub created: Vec<String>,
+    /// Profiles created, with the event (seq, messageId) that created them.
+    pub created: Vec<(String, i64, String)>,
 }
 
 /// The id of the profile created by an event: a function of the workspace, the event's
@@ -368,7 +368,9 @@ impl Graph {
                 self.profiles
                     .insert(id.clone(), Profile::new(id.clone(), obs));
                 applied.created = true;
-                self.changes.created.push(id.clone());
+                self.changes
+                    .created
+                    .push((id.clone(), obs.seq, obs.key.mid.clone()));
                 id
             }
         };
@@ -563,7 +565,7 @@ impl Graph {
                 *pid = new.to_string();
             }
         }
-        for pid in &mut changes.created {
+        for (pid, _, _) in &mut changes.created {
             if pid == old {
                 *pid = new.to_string();
             }

@@ -1372,7 +1372,13 @@ fn follow_reshaped(
     skipped: &mut Skipped,
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
     let cursor = store.audience_cursor(RESHAPED)?;
-    let rows = store.reshaped_after(cursor, batch)?;
+    // A row waits until the event that did it has been evaluated (under its own name and
+    // cause): its evaluation in full comes after.
+    let evaluated = store.audience_cursor(CURSOR)?;
+    let mut rows = store.reshaped_after(cursor, batch)?;
+    if let Some(waiting) = rows.iter().position(|r| r.seq > evaluated) {
+        rows.truncate(waiting);
+    }
     let Some(last) = rows.last().map(|r| r.id) else {
         return Ok((0, BTreeSet::new()));
     };
@@ -1424,10 +1430,10 @@ fn follow_reshaped(
                 });
             }
             if let Some(successor) = &r.successor {
-                evaluate(successor, "merge", &mut out)?;
+                evaluate(successor, &r.cause, &mut out)?;
             }
         } else {
-            evaluate(&r.profile_id, "reshaped", &mut out)?;
+            evaluate(&r.profile_id, &r.cause, &mut out)?;
         }
     }
     if !published.is_empty() {

@@ -19,7 +19,7 @@ use parcours_core::rules::IdentityRules;
 use parcours_core::spec::Violation;
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Graph;
-use parcours_store::{ProjectionTx, Result, Store, StoreError, StoredEvent};
+use parcours_store::{ProjectionTx, Reshaped, Result, Store, StoreError, StoredEvent};
 
 use crate::health::Health;
 
@@ -492,7 +492,7 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
         .collect();
     tx.link_many(&ws, &links, now)?;
     let mut live = Vec::new();
-    let mut retired: Vec<(&str, Option<&str>)> = Vec::new();
+    let mut gone = Vec::new();
     for pid in &changes.dirty {
         match graph.profiles.get(pid) {
             Some(p) => {
@@ -503,25 +503,33 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
                 }
             }
             None => {
-                let successor = graph.resolve(pid);
-                tx.redirect_profile(&ws, pid, successor, now)?;
+                tx.redirect_profile(&ws, pid, graph.resolve(pid), now)?;
                 tx.set_drops(&ws, pid, &[])?;
-                retired.push((pid, Some(successor)));
+                gone.push(pid);
             }
         }
     }
     tx.save_profiles(&ws, &live, now)?;
     // The audience processor evaluates new profiles and merge winners (their events changed)
-    // in full, and takes merged-away ids out of their audiences.
-    let winners: BTreeSet<&str> = changes
-        .merges
-        .iter()
-        .map(|m| m.winner.as_str())
-        .chain(changes.created.iter().map(String::as_str))
-        .map(|p| graph.resolve(p))
-        .collect();
-    let winners: Vec<&str> = winners.into_iter().collect();
-    tx.note_reshaped(&ws, &winners, &retired, now)?;
+    // in full, and takes merged-away ids out of their audiences, each once the event that
+    // did it has been evaluated, under that event's name.
+    let mut journal: Vec<Reshaped> = Vec::new();
+    for (pid, seq, mid) in &changes.created {
+        journal.push(Reshaped::profile(graph.resolve(pid), *seq, mid));
+    }
+    for m in &changes.merges {
+        journal.push(Reshaped::profile(
+            graph.resolve(&m.winner),
+            m.cause_seq,
+            &m.cause.mid,
+        ));
+    }
+    for pid in gone {
+        let m = changes.merges.iter().find(|m| &m.loser == pid);
+        let (seq, cause) = m.map_or((0, "merge"), |m| (m.cause_seq, m.cause.mid.as_str()));
+        journal.push(Reshaped::retired(pid, Some(graph.resolve(pid)), seq, cause));
+    }
+    tx.note_reshaped(&ws, &journal, now)?;
     let assignments: Vec<(i64, &str)> = changes
         .assignments
         .iter()
@@ -557,7 +565,7 @@ fn rederive(
         }
         events.extend(own);
     }
-    events.extend(extra);
+    events.extend(extra.clone());
     tx.clear_profiles(ws, &old)?;
     let separations: Vec<Separation> = tx.separations(ws)?;
     let mut graph = Graph::new(ws, rules.clone(), separations);
@@ -580,7 +588,17 @@ fn rederive(
     graph.fold(&observations);
     let owner: HashMap<i64, String> = graph.pending_assignments().into_iter().collect();
     flush(tx, &mut graph, now)?;
-    let mut retired: Vec<(&str, Option<&str>)> = Vec::new();
+    // Every profile of the component is evaluated again in full by the audience processor,
+    // and every id that no longer names one leaves its audiences: after the late event, or
+    // at once for an undo.
+    let (seq, cause) = extra
+        .as_ref()
+        .map_or((0, "undo"), |e| (e.seq, e.message_id.as_str()));
+    let mut journal: Vec<Reshaped> = graph
+        .profiles
+        .keys()
+        .map(|p| Reshaped::profile(p, seq, cause))
+        .collect();
     for (pid, first) in &first_event_of {
         if graph.profiles.contains_key(pid) || graph.redirects.contains_key(pid) {
             continue;
@@ -589,12 +607,9 @@ fn rederive(
         if let Some(target) = successor {
             tx.redirect_profile(ws, pid, target, now)?;
         }
-        retired.push((pid, successor));
+        journal.push(Reshaped::retired(pid, successor, seq, cause));
     }
-    // Every profile of the component is evaluated again in full by the audience processor,
-    // and every id that no longer names one leaves its audiences.
-    let reshaped: Vec<&str> = graph.profiles.keys().map(String::as_str).collect();
-    tx.note_reshaped(ws, &reshaped, &retired, now)?;
+    tx.note_reshaped(ws, &journal, now)?;
     Ok(())
 }
 

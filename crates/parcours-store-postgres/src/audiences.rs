@@ -235,7 +235,7 @@ impl Audiences for PgStore {
     fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>> {
         self.fetch(
             sqlx::query(
-                "SELECT id, workspace_id, profile_id, successor, retired, at FROM reshaped_profiles
+                "SELECT id, workspace_id, profile_id, successor, retired, seq, cause, at FROM reshaped_profiles
                  WHERE id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after_id)
@@ -249,7 +249,9 @@ impl Audiences for PgStore {
                 profile_id: r.try_get(2).map_err(backend)?,
                 successor: r.try_get(3).map_err(backend)?,
                 retired: r.try_get(4).map_err(backend)?,
-                at: r.try_get(5).map_err(backend)?,
+                seq: r.try_get(5).map_err(backend)?,
+                cause: r.try_get(6).map_err(backend)?,
+                at: r.try_get(7).map_err(backend)?,
             })
         })
         .collect()

@@ -4,7 +4,7 @@ use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
     owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
-    ProjectionTx, Projections, Result, StoreError, StoredEvent,
+    ProjectionTx, Projections, Reshaped, Result, StoreError, StoredEvent,
 };
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
@@ -693,34 +693,28 @@ impl ProjectionTx for Tx<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    fn note_reshaped(
-        &mut self,
-        workspace: &str,
-        reshaped: &[&str],
-        retired: &[(&str, Option<&str>)],
-        at: Millis,
-    ) -> Result<()> {
-        let mut ids: Vec<&str> = reshaped.to_vec();
-        let mut successors: Vec<Option<&str>> = vec![None; reshaped.len()];
-        let mut flags = vec![false; reshaped.len()];
-        for (p, s) in retired {
-            ids.push(p);
-            successors.push(*s);
-            flags.push(true);
-        }
-        if ids.is_empty() {
+    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
+        let ids: Vec<&str> = rows.iter().map(|r| r.profile_id.as_str()).collect();
+        let successors: Vec<Option<&str>> = rows.iter().map(|r| r.successor.as_deref()).collect();
+        let retired: Vec<bool> = rows.iter().map(|r| r.retired).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let causes: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
         block_on(
             sqlx::query(
-                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, at)
-                 SELECT $1, p, s, r, $5 FROM unnest($2::text[], $3::text[], $4::bool[]) WITH ORDINALITY AS x(p, s, r, n)
+                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, seq, cause, at)
+                 SELECT $1, p, s, r, q, c, $7
+                 FROM unnest($2::text[], $3::text[], $4::bool[], $5::bigint[], $6::text[]) WITH ORDINALITY AS x(p, s, r, q, c, n)
                  ORDER BY n",
             )
             .bind(workspace)
             .bind(&ids)
             .bind(&successors)
-            .bind(&flags)
+            .bind(&retired)
+            .bind(&seqs)
+            .bind(&causes)
             .bind(at)
             .execute(self.written()),
         )

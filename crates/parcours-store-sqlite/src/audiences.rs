@@ -240,7 +240,7 @@ impl Audiences for SqliteStore {
         self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id, workspace_id, profile_id, successor, retired, at FROM reshaped_profiles
+                    "SELECT id, workspace_id, profile_id, successor, retired, seq, cause, at FROM reshaped_profiles
                      WHERE id > ?1 ORDER BY id LIMIT ?2",
                 )
                 .map_err(backend)?;
@@ -252,7 +252,9 @@ impl Audiences for SqliteStore {
                         profile_id: r.get(2)?,
                         successor: r.get(3)?,
                         retired: r.get(4)?,
-                        at: r.get(5)?,
+                        seq: r.get(5)?,
+                        cause: r.get(6)?,
+                        at: r.get(7)?,
                     })
                 })
                 .map_err(backend)?;

@@ -4,7 +4,7 @@ use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
     owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
-    ProjectionTx, Projections, Result, StoreError, StoredEvent,
+    ProjectionTx, Projections, Reshaped, Result, StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -483,27 +483,25 @@ impl ProjectionTx for Tx<'_> {
         Ok(n == 1)
     }
 
-    fn note_reshaped(
-        &mut self,
-        workspace: &str,
-        reshaped: &[&str],
-        retired: &[(&str, Option<&str>)],
-        at: Millis,
-    ) -> Result<()> {
+    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()> {
         let mut st = self
             .tx
             .prepare_cached(
-                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, seq, cause, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(backend)?;
-        for p in reshaped {
-            st.execute(params![workspace, p, None::<&str>, false, at])
-                .map_err(backend)?;
-        }
-        for (p, successor) in retired {
-            st.execute(params![workspace, p, successor, true, at])
-                .map_err(backend)?;
+        for r in rows {
+            st.execute(params![
+                workspace,
+                r.profile_id,
+                r.successor,
+                r.retired,
+                r.seq,
+                r.cause,
+                at
+            ])
+            .map_err(backend)?;
         }
         Ok(())
     }

@@ -221,16 +221,11 @@ pub trait ProjectionTx {
         at: Millis,
     ) -> Result<()>;
     fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
-    /// Journals live profiles whose shape changed (merged, re-derived, undone) and ids
-    /// retired (with the profile that holds their first event now, if any), for the audience
-    /// processor ([`Audiences::reshaped_after`]).
-    fn note_reshaped(
-        &mut self,
-        workspace: &str,
-        reshaped: &[&str],
-        retired: &[(&str, Option<&str>)],
-        at: Millis,
-    ) -> Result<()>;
+    /// Journals live profiles whose events changed (created, merged, re-derived, undone) and
+    /// ids retired (with the profile that holds their first event now, if any), in this order,
+    /// for the audience processor ([`Audiences::reshaped_after`]). `id`, `workspace_id` and
+    /// `at` of the rows are set by the store.
+    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()>;
     /// Drops every projection row of every workspace (replay starts from the first event).
     fn reset_all(&mut self) -> Result<()>;
 }

@@ -482,7 +482,37 @@ pub struct Reshaped {
     /// For a retired id: the profile that holds its first event now (if any).
     pub successor: Option<String>,
     pub retired: bool,
+    /// The event whose application did it (0 for none: an undo), and what to name as the
+    /// cause of the membership changes it brings (its `messageId`, or `undo`).
+    pub seq: i64,
+    pub cause: String,
     pub at: Millis,
+}
+
+impl Reshaped {
+    /// A live profile whose events changed.
+    pub fn profile(profile: &str, seq: i64, cause: &str) -> Self {
+        Reshaped {
+            id: 0,
+            workspace_id: String::new(),
+            profile_id: profile.into(),
+            successor: None,
+            retired: false,
+            seq,
+            // Stored as text: no NUL (a messageId stored before ingest refused them).
+            cause: cause.replace('\0', ""),
+            at: 0,
+        }
+    }
+
+    /// An id that no longer names a profile, and the profile that holds its first event now.
+    pub fn retired(profile: &str, successor: Option<&str>, seq: i64, cause: &str) -> Self {
+        Reshaped {
+            successor: successor.map(str::to_string),
+            retired: true,
+            ..Reshaped::profile(profile, seq, cause)
+        }
+    }
 }
 
 /// A re-evaluation due for a profile (a window passing, a date condition flipping).

@@ -1314,12 +1314,21 @@ fn sample_profile(id: &str) -> Profile {
 pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
     store
         .transact(&mut |tx| {
-            tx.note_reshaped("w1", &["a", "b"], &[("c", Some("a")), ("d", None)], T0)?;
-            tx.note_reshaped("w2", &["a"], &[], T0 + 1)
+            tx.note_reshaped(
+                "w1",
+                &[
+                    Reshaped::profile("a", 7, "m7"),
+                    Reshaped::profile("b", 7, "m7"),
+                    Reshaped::retired("c", Some("a"), 7, "m7"),
+                    Reshaped::retired("d", None, 0, "undo"),
+                ],
+                T0,
+            )?;
+            tx.note_reshaped("w2", &[Reshaped::profile("a", 9, "m9")], T0 + 1)
         })
         .unwrap();
     let rows = store.reshaped_after(0, 10).unwrap();
-    let seen: Vec<(&str, &str, Option<&str>, bool)> = rows
+    let seen: Vec<(&str, &str, Option<&str>, bool, i64, &str)> = rows
         .iter()
         .map(|r| {
             (
@@ -1327,17 +1336,19 @@ pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
                 r.profile_id.as_str(),
                 r.successor.as_deref(),
                 r.retired,
+                r.seq,
+                r.cause.as_str(),
             )
         })
         .collect();
     assert_eq!(
         seen,
         vec![
-            ("w1", "a", None, false),
-            ("w1", "b", None, false),
-            ("w1", "c", Some("a"), true),
-            ("w1", "d", None, true),
-            ("w2", "a", None, false),
+            ("w1", "a", None, false, 7, "m7"),
+            ("w1", "b", None, false, 7, "m7"),
+            ("w1", "c", Some("a"), true, 7, "m7"),
+            ("w1", "d", None, true, 0, "undo"),
+            ("w2", "a", None, false, 9, "m9"),
         ]
     );
     assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
@@ -1347,7 +1358,7 @@ pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
     assert_eq!(after[0].profile_id, "c");
     // Nothing written when the transaction fails.
     let failed = store.transact(&mut |tx| {
-        tx.note_reshaped("w1", &["z"], &[], T0)?;
+        tx.note_reshaped("w1", &[Reshaped::profile("z", 1, "m1")], T0)?;
         Err(StoreError::Conflict("abandoned".into()))
     });
     assert!(failed.is_err());
@@ -1356,7 +1367,7 @@ pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
     store.transact(&mut |tx| tx.reset_all()).unwrap();
     assert!(store.reshaped_after(0, 10).unwrap().is_empty());
     store
-        .transact(&mut |tx| tx.note_reshaped("w1", &["e"], &[], T0))
+        .transact(&mut |tx| tx.note_reshaped("w1", &[Reshaped::profile("e", 1, "m1")], T0))
         .unwrap();
     assert!(store.reshaped_after(0, 10).unwrap()[0].id > last);
 }
