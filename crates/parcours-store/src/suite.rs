@@ -1328,27 +1328,23 @@ pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
         })
         .unwrap();
     let rows = store.reshaped_after(0, 10).unwrap();
-    let seen: Vec<(&str, &str, Option<&str>, bool, i64, &str)> = rows
+    let seen: Vec<String> = rows
         .iter()
         .map(|r| {
-            (
-                r.workspace_id.as_str(),
-                r.profile_id.as_str(),
-                r.successor.as_deref(),
-                r.retired,
-                r.seq,
-                r.cause.as_str(),
+            format!(
+                "{} {} {:?} {} {} {}",
+                r.workspace_id, r.profile_id, r.successor, r.retired, r.seq, r.cause
             )
         })
         .collect();
     assert_eq!(
         seen,
         vec![
-            ("w1", "a", None, false, 7, "m7"),
-            ("w1", "b", None, false, 7, "m7"),
-            ("w1", "c", Some("a"), true, 7, "m7"),
-            ("w1", "d", None, true, 0, "undo"),
-            ("w2", "a", None, false, 9, "m9"),
+            "w1 a None false 7 m7",
+            "w1 b None false 7 m7",
+            "w1 c Some(\"a\") true 7 m7",
+            "w1 d None true 0 undo",
+            "w2 a None false 9 m9",
         ]
     );
     assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
