@@ -543,15 +543,11 @@ fn storable(value: &Value, trait_id: &str) -> bool {
     }
 }
 
-/// Whether an event may record consent: a consent, unsubscribe or SMS event, or any event
-/// with `context.consent` (a cheap look at the text; a false positive only evaluates more).
+/// Whether an event may change a person's consent to analytics (which takes her out of, or
+/// back into, every definition): a cheap look at the text; a false positive only evaluates
+/// more. Other consent is read by consent conditions, which every event evaluates.
 fn records_consent(e: &StoredEvent) -> bool {
-    use parcours_core::observation::{CONSENT_EVENTS, SMS_RECEIVED, UNSUBSCRIBE_EVENTS};
-    let name = e.event.as_deref().unwrap_or_default();
-    CONSENT_EVENTS.contains(&name)
-        || UNSUBSCRIBE_EVENTS.contains(&name)
-        || name == SMS_RECEIVED
-        || e.body.contains("categoryPreferences")
+    e.body.contains("categoryPreferences") && e.body.contains("\"analytics\"")
 }
 
 /// The profile an event was applied to: the one that holds its most important identifier.
@@ -1225,8 +1221,8 @@ fn follow_log(
     };
     let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
     // Per profile: the event names it received and the latest messageId (the cause); an
-    // event that records consent may include or exclude the person from everything (an
-    // analytics opt-out), so it makes every definition be evaluated.
+    // event that records consent to analytics may include or exclude the person from
+    // everything (an opt-out), so it makes every definition be evaluated.
     let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
     let mut everything: BTreeSet<(String, String)> = BTreeSet::new();
     for e in &events {
