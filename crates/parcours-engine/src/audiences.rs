@@ -716,19 +716,17 @@ impl AudienceProcessor {
         let mut skipped = Skipped::new();
         let (events, mut seen) = follow_log(store, &defs, now, batch, &mut skipped)?;
         let (timers, fired) = fire_timers(store, &defs, now, batch, &mut skipped)?;
-        let (reshaped, followed) = follow_reshaped(store, &defs, now, batch, &mut skipped)?;
         for (ws, profile, e) in &skipped {
             self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);
         }
         seen.extend(fired);
-        seen.extend(followed);
         for (ws, profile) in seen {
             if let Some(r) = self.recompute.get_mut(&ws) {
                 r.touched.insert(profile);
             }
         }
         let mut report = StepReport {
-            events: events + reshaped,
+            events,
             timers,
             ..StepReport::default()
         };
@@ -1200,7 +1198,10 @@ fn evaluate_page(
 }
 
 /// Re-evaluates the profiles that received events since the cursor (up to what unify has
-/// applied). Returns how many events it read.
+/// applied), and follows the unify processor's journal up to the same place: a profile it
+/// reshaped (created, merged, re-derived, undone: its events changed) is evaluated in full, and
+/// an id it retired leaves every audience. All in one transaction. Returns how many events
+/// and journal rows it read.
 fn follow_log(
     store: &dyn Store,
     all: &BTreeMap<String, WorkspaceDefs>,
@@ -1210,16 +1211,27 @@ fn follow_log(
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
     let cursor = store.audience_cursor(CURSOR)?;
     let applied = store.processed_seq()?;
-    if cursor >= applied {
+    let (events, upto) = if cursor >= applied {
+        (Vec::new(), cursor)
+    } else {
+        let fetched = store.events_after(cursor, batch)?;
+        // A short page read everything up to `applied`; a full one ends at its last event.
+        let upto = match fetched.last() {
+            Some(last) if fetched.len() == batch => last.seq.min(applied),
+            _ => applied,
+        };
+        let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
+        (events, upto)
+    };
+    // Journal rows wait until the event that wrote them is evaluated (this page included).
+    let journal_cursor = store.audience_cursor(RESHAPED)?;
+    let mut rows = store.reshaped_after(journal_cursor, batch)?;
+    if let Some(waiting) = rows.iter().position(|r| r.seq > upto) {
+        rows.truncate(waiting);
+    }
+    if cursor >= applied && rows.is_empty() {
         return Ok((0, BTreeSet::new()));
     }
-    let fetched = store.events_after(cursor, batch)?;
-    // A short page read everything up to `applied`; a full one ends at its last event.
-    let upto = match fetched.last() {
-        Some(last) if fetched.len() == batch => last.seq.min(applied),
-        _ => applied,
-    };
-    let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
     // Per profile: the event names it received and the latest messageId (the cause); an
     // event that records consent to analytics may include or exclude the person from
     // everything (an opt-out), so it makes every definition be evaluated.
@@ -1248,6 +1260,58 @@ fn follow_log(
         slot.1 = e.message_id.replace('\0', "");
     }
     let mut out = Step::default();
+    let mut published: BTreeMap<&str, Vec<AcceptedEvent>> = BTreeMap::new();
+    let mut retired: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for r in &rows {
+        let ws = r.workspace_id.as_str();
+        if !all.contains_key(ws) {
+            continue;
+        }
+        let mut in_full = |pid: &str| {
+            let key = (ws.to_string(), pid.to_string());
+            touched
+                .entry(key.clone())
+                .or_insert_with(|| (BTreeSet::new(), r.cause.clone()));
+            everything.insert(key);
+        };
+        // What counts is the state now: an id retired and then given back (an undo gives a
+        // merged-away person their id again) is live, and evaluated as such.
+        if !(r.retired && !is_live(store, ws, &r.profile_id)?) {
+            in_full(&r.profile_id);
+            continue;
+        }
+        if let Some(successor) = &r.successor {
+            in_full(successor);
+        }
+        if !retired.insert((ws, &r.profile_id)) {
+            continue;
+        }
+        let cause = match &r.successor {
+            Some(s) => format!("merged into {s}"),
+            None => "retired".to_string(),
+        };
+        retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
+        // Destinations and journeys that hold the old id follow it to the new one.
+        let message_id = format!("profile-retired-{}", r.id);
+        let body = json!({
+            "type": "track",
+            "event": PROFILE_RETIRED,
+            "messageId": message_id,
+            "properties": {"profile_id": r.profile_id, "successor_profile_id": r.successor},
+            "context": {"library": {"name": "parcours"}},
+        });
+        published.entry(ws).or_default().push(AcceptedEvent {
+            message_id,
+            kind: EventType::Track,
+            event: Some(PROFILE_RETIRED.into()),
+            user_id: None,
+            anonymous_id: None,
+            timestamp: r.at,
+            received_at: now,
+            channel: Channel::Server,
+            body: body.to_string(),
+        });
+    }
     for ((ws, pid), (names, cause)) in &touched {
         let trigger = if everything.contains(&(ws.clone(), pid.clone())) {
             Trigger::All
@@ -1260,9 +1324,25 @@ fn follow_log(
             other => other?,
         }
     }
+    if !published.is_empty() {
+        let batches: Vec<IngestBatch> = published
+            .into_iter()
+            .map(|(ws, events)| IngestBatch {
+                workspace_id: ws.into(),
+                source_id: INTERNAL_SOURCE.into(),
+                events,
+                quarantined: Vec::new(),
+            })
+            .collect();
+        // Before the cursors move: a retry after a crash is a duplicate the log drops.
+        store.append(&batches, 0)?;
+    }
     out.write.cursors.push((CURSOR.into(), upto));
+    if let Some(last) = rows.last() {
+        out.write.cursors.push((RESHAPED.into(), last.id));
+    }
     store.record(&out.write)?;
-    Ok((events.len(), out.seen))
+    Ok((events.len() + rows.len(), out.seen))
 }
 
 /// Re-evaluates profiles whose timer is due, at the instant it was due.
@@ -1355,99 +1435,6 @@ fn retire(
 /// Whether `id` names a live profile (not merged away, not retired by a re-derivation).
 fn is_live(store: &dyn Store, ws: &str, id: &str) -> Result<bool> {
     Ok(store.profile(ws, id)?.is_some_and(|p| p.id == id))
-}
-
-/// Follows the unify processor's journal: an id it retired (merged away, or gone in a
-/// re-derivation) leaves every audience; a reshaped profile (merged, re-derived, undone: its
-/// events changed) and a retired id's successor are evaluated again in full.
-fn follow_reshaped(
-    store: &dyn Store,
-    all: &BTreeMap<String, WorkspaceDefs>,
-    now: Millis,
-    batch: usize,
-    skipped: &mut Skipped,
-) -> Result<(usize, BTreeSet<(String, String)>)> {
-    let cursor = store.audience_cursor(RESHAPED)?;
-    // A row waits until the event that did it has been evaluated (under its own name and
-    // cause): its evaluation in full comes after.
-    let evaluated = store.audience_cursor(CURSOR)?;
-    let mut rows = store.reshaped_after(cursor, batch)?;
-    if let Some(waiting) = rows.iter().position(|r| r.seq > evaluated) {
-        rows.truncate(waiting);
-    }
-    let Some(last) = rows.last().map(|r| r.id) else {
-        return Ok((0, BTreeSet::new()));
-    };
-    let mut out = Step::default();
-    let mut retired: BTreeSet<(&str, &str)> = BTreeSet::new();
-    let mut published: BTreeMap<&str, Vec<AcceptedEvent>> = BTreeMap::new();
-    for r in &rows {
-        let ws = r.workspace_id.as_str();
-        let Some(defs) = all.get(ws) else {
-            continue;
-        };
-        let mut evaluate = |pid: &str, cause: &str, out: &mut Step| -> Result<()> {
-            match evaluate_profile(store, ws, defs, pid, (now, cause), Trigger::All, out) {
-                Err(e) if is_data_error(&e) => {
-                    skipped.push((ws.to_string(), pid.to_string(), e));
-                    Ok(())
-                }
-                other => other,
-            }
-        };
-        // What counts is the state now: an id retired and then given back (an undo gives a
-        // merged-away person their id again) is live, and evaluated as such.
-        if r.retired && !is_live(store, ws, &r.profile_id)? {
-            if retired.insert((ws, &r.profile_id)) {
-                let cause = match &r.successor {
-                    Some(s) => format!("merged into {s}"),
-                    None => "retired".to_string(),
-                };
-                retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
-                // Destinations and journeys that hold the old id follow it to the new one.
-                let message_id = format!("profile-retired-{}", r.id);
-                let body = json!({
-                    "type": "track",
-                    "event": PROFILE_RETIRED,
-                    "messageId": message_id,
-                    "properties": {"profile_id": r.profile_id, "successor_profile_id": r.successor},
-                    "context": {"library": {"name": "parcours"}},
-                });
-                published.entry(ws).or_default().push(AcceptedEvent {
-                    message_id,
-                    kind: EventType::Track,
-                    event: Some(PROFILE_RETIRED.into()),
-                    user_id: None,
-                    anonymous_id: None,
-                    timestamp: r.at,
-                    received_at: now,
-                    channel: Channel::Server,
-                    body: body.to_string(),
-                });
-            }
-            if let Some(successor) = &r.successor {
-                evaluate(successor, &r.cause, &mut out)?;
-            }
-        } else {
-            evaluate(&r.profile_id, &r.cause, &mut out)?;
-        }
-    }
-    if !published.is_empty() {
-        let batches: Vec<IngestBatch> = published
-            .into_iter()
-            .map(|(ws, events)| IngestBatch {
-                workspace_id: ws.into(),
-                source_id: INTERNAL_SOURCE.into(),
-                events,
-                quarantined: Vec::new(),
-            })
-            .collect();
-        // Before the cursor moves: a retry after a crash is a duplicate the log drops.
-        store.append(&batches, 0)?;
-    }
-    out.write.cursors.push((RESHAPED.into(), last));
-    store.record(&out.write)?;
-    Ok((rows.len(), out.seen))
 }
 
 /// Retires every id of a workspace that holds memberships, computed values or a timer but
