@@ -1276,7 +1276,7 @@ fn follow_log(
         };
         // What counts is the state now: an id retired and then given back (an undo gives a
         // merged-away person their id again) is live, and evaluated as such.
-        if !(r.retired && !is_live(store, ws, &r.profile_id)?) {
+        if !r.retired || is_live(store, ws, &r.profile_id)? {
             in_full(&r.profile_id);
             continue;
         }
