@@ -283,6 +283,9 @@ pub enum Window {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub event: String,
+    /// Only events on these channels; none: any channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
     #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Filter>,
 }
@@ -396,6 +399,10 @@ impl Condition {
                     return Err(Refusal::invalid("a funnel needs at least two steps"));
                 }
                 steps.iter().try_for_each(|s| check_filters(&s.filters))?;
+                steps
+                    .iter()
+                    .flat_map(|s| &s.channels)
+                    .try_for_each(|c| check_channel(c))?;
                 check_tests(steps.iter().flat_map(|s| s.filters.iter().map(|f| &f.test)))?;
                 check_duration(*within_ms, "a funnel's window")
             }

@@ -43,7 +43,7 @@ const AUDIENCES: &[(&str, &str)] = &[
     ("no_cart", r#"not did "Product Added" within 1 hour"#),
     (
         "funnel",
-        r#""Product Viewed" then "Order Completed" within 2 hours"#,
+        r#""Product Viewed" on web, app then "Order Completed" within 2 hours"#,
     ),
     ("store_only", "seen on store and not seen on app"),
     ("last_web", "last channel is web"),

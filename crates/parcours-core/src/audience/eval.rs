@@ -465,7 +465,7 @@ impl Evaluator<'_, '_> {
             if e.name != name || !passes(e, filters, self.now) {
                 continue;
             }
-            if !channels.is_empty() && !channels.iter().any(|c| channel_is(e.channel, c)) {
+            if !on_channels(e, channels) {
                 continue;
             }
             if e.ts > self.now {
@@ -531,7 +531,10 @@ impl Evaluator<'_, '_> {
         for step in steps {
             let mut times = Vec::new();
             for e in self.subject.events {
-                if e.name == step.event && passes(e, &step.filters, self.now) {
+                if e.name == step.event
+                    && on_channels(e, &step.channels)
+                    && passes(e, &step.filters, self.now)
+                {
                     if e.ts > self.now {
                         next = earliest(next, Some(e.ts));
                     } else {
@@ -621,6 +624,11 @@ fn funnel_completed(per_step: &[Vec<Millis>], within: Millis) -> (bool, usize) {
 }
 
 /// `app` stands for either mobile app.
+/// Whether an event is on one of these channels (none: any).
+fn on_channels(e: &EventFact, channels: &[String]) -> bool {
+    channels.is_empty() || channels.iter().any(|c| channel_is(e.channel, c))
+}
+
 pub fn channel_is(actual: Channel, wanted: &str) -> bool {
     if wanted == "app" {
         matches!(actual, Channel::Ios | Channel::Android)

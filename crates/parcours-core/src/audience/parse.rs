@@ -339,15 +339,7 @@ impl Parser {
         if self.eat("did") {
             let did = !self.eat("not");
             let event = self.string("an event name")?;
-            let mut channels = Vec::new();
-            if self.eat("on") {
-                loop {
-                    channels.push(self.channel()?);
-                    if !self.eat_sym(",") {
-                        break;
-                    }
-                }
-            }
+            let channels = self.channels()?;
             let filters = self.filters()?;
             let measure = self.measure()?;
             let window = self.window()?;
@@ -457,8 +449,23 @@ impl Parser {
         let event = self.string("an event name")?;
         Ok(Step {
             event,
+            channels: self.channels()?,
             filters: self.filters()?,
         })
+    }
+
+    /// `on web, app`, or nothing.
+    fn channels(&mut self) -> Result<Vec<String>, ParseError> {
+        let mut channels = Vec::new();
+        if self.eat("on") {
+            loop {
+                channels.push(self.channel()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        Ok(channels)
     }
 
     fn filters(&mut self) -> Result<Vec<Filter>, ParseError> {

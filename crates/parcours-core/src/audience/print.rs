@@ -84,7 +84,14 @@ fn window(out: &mut String, w: &Window) {
 
 fn step(out: &mut String, s: &Step) {
     out.push_str(&quoted(&s.event));
+    channels(out, &s.channels);
     filters(out, &s.filters);
+}
+
+fn channels(out: &mut String, list: &[String]) {
+    if !list.is_empty() {
+        let _ = write!(out, " on {}", list.join(", "));
+    }
 }
 
 /// A condition that needs parentheses inside `and`, `or` and `not`.
@@ -128,9 +135,7 @@ impl Display for Condition {
             } => {
                 out.push_str(if *did { "did " } else { "did not " });
                 out.push_str(&quoted(event));
-                if !channels.is_empty() {
-                    let _ = write!(out, " on {}", channels.join(", "));
-                }
+                self::channels(&mut out, channels);
                 filters(&mut out, fs);
                 measure(&mut out, m);
                 window(&mut out, w);

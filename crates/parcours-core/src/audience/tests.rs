@@ -59,10 +59,12 @@ fn the_documented_example_reads_as_intended() {
             steps: vec![
                 Step {
                     event: "Product Viewed".into(),
+                    channels: vec![],
                     filters: vec![]
                 },
                 Step {
                     event: "Order Completed".into(),
+                    channels: vec![],
                     filters: vec![]
                 },
             ],
@@ -361,7 +363,16 @@ fn arb_leaf() -> impl Strategy<Value = Condition> {
             }),
         (
             prop::collection::vec(
-                (arb_name(), arb_filters()).prop_map(|(event, filters)| Step { event, filters }),
+                (
+                    arb_name(),
+                    prop::collection::vec(arb_channel(), 0..2),
+                    arb_filters()
+                )
+                    .prop_map(|(event, channels, filters)| Step {
+                        event,
+                        channels,
+                        filters
+                    }),
                 2..4
             ),
             arb_ms()

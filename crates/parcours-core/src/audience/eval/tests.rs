@@ -432,6 +432,20 @@ fn event_conditions_can_name_channels() {
             r#"did "Product Added" on web within 1 hour and did "Order Completed" on store"#,
             true,
         ),
+        // Funnel steps take channels too: the view on the web came after the store order,
+        // and before the web orders.
+        (
+            r#""Product Viewed" on web then "Order Completed" on store within 1 day"#,
+            false,
+        ),
+        (
+            r#""Product Viewed" on web then "Order Completed" on web within 1 day"#,
+            true,
+        ),
+        (
+            r#""Product Viewed" on app then "Order Completed" within 1 day"#,
+            false,
+        ),
     ] {
         assert_eq!(c.check(text), want, "{text}");
     }
