@@ -46,11 +46,15 @@ pub fn evaluate(c: &Condition) {
         events: &events,
         computed: &computed,
         memberships: &memberships,
+        unknown_consent_granted: false,
     };
     for now in [0, 1_780_000_000_000, 253_402_300_799_999] {
         let verdict = c.evaluate(&subject, now);
         let explained = c.explain(&subject, now);
         assert_eq!(verdict.matched, explained.matched);
         let _ = c.changes_at(&subject, now, &verdict);
+        if verdict.matched {
+            assert!(c.qualified_since(&subject, now) <= now);
+        }
     }
 }
