@@ -41,6 +41,9 @@ const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
 /// The processor's place in the unify processor's journal of reshaped profiles.
 const RESHAPED: &str = "reshaped";
+/// Journal rows followed between two prunings of the journal.
+const JOURNAL_PRUNE: i64 = 10_000;
+
 /// How many replays rebuilt the projections (and, per workspace, `replayed:WS`: the last replay
 /// whose retired ids the workspace's computation took out of its audiences).
 pub const REPLAYED: &str = "replayed";
@@ -644,6 +647,8 @@ pub struct AudienceProcessor {
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
     /// Workspaces whose full computation failed on their data, with the versions it was for.
     failed: BTreeMap<String, Vec<(DefinitionKind, String, i64)>>,
+    /// The journal position up to which the store forgot the journal.
+    pruned: i64,
     health: Option<Arc<Health>>,
 }
 
@@ -671,6 +676,7 @@ impl Default for AudienceProcessor {
             rfm: BTreeMap::new(),
             rfm_done: BTreeMap::new(),
             failed: BTreeMap::new(),
+            pruned: 0,
             health: None,
         }
     }
@@ -715,6 +721,12 @@ impl AudienceProcessor {
         // full computation.
         let mut skipped = Skipped::new();
         let (events, mut seen) = follow_log(store, &defs, now, batch, &mut skipped)?;
+        // The journal rows followed are forgotten now and then (not on every step: a write).
+        let followed = store.audience_cursor(RESHAPED)?;
+        if followed - self.pruned >= JOURNAL_PRUNE {
+            store.prune_reshaped(followed)?;
+            self.pruned = followed;
+        }
         let (timers, fired) = fire_timers(store, &defs, now, batch, &mut skipped)?;
         for (ws, profile, e) in &skipped {
             self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);

@@ -257,6 +257,17 @@ impl Audiences for PgStore {
         .collect()
     }
 
+    fn prune_reshaped(&self, upto: i64) -> Result<u64> {
+        let done = self
+            .run(
+                sqlx::query("DELETE FROM reshaped_profiles WHERE id <= $1")
+                    .bind(upto)
+                    .execute(self.pool()),
+            )
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
         self.fetch(
             sqlx::query(

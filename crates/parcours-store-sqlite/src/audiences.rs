@@ -262,6 +262,17 @@ impl Audiences for SqliteStore {
         })
     }
 
+    fn prune_reshaped(&self, upto: i64) -> Result<u64> {
+        let n = self
+            .projection_writer()
+            .execute(
+                "DELETE FROM reshaped_profiles WHERE id <= ?1",
+                params![upto],
+            )
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
         self.read_projections(|c| {
             let mut st = c

@@ -367,6 +367,9 @@ pub trait Audiences: Send + Sync {
     ) -> Result<Vec<(String, Millis)>>;
     /// The journal of reshaped and retired profiles after `after_id`, oldest first.
     fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>>;
+    /// Forgets the journal up to `upto` (the audience processor followed it). Returns how many
+    /// rows went.
+    fn prune_reshaped(&self, upto: i64) -> Result<u64>;
     /// Ids after `after` (in id order) that hold a membership, a computed value or a timer
     /// but are not a live profile (retired while nothing followed them: a replay).
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>>;

@@ -1360,6 +1360,10 @@ pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
     assert!(failed.is_err());
     assert_eq!(store.reshaped_after(rows[4].id, 10).unwrap(), vec![]);
     let last = rows[4].id;
+    // The processor followed the first two: they go, the rest stay.
+    assert_eq!(store.prune_reshaped(rows[1].id).unwrap(), 2);
+    assert_eq!(store.reshaped_after(0, 10).unwrap()[0].profile_id, "c");
+    assert_eq!(store.prune_reshaped(rows[1].id).unwrap(), 0);
     store.transact(&mut |tx| tx.reset_all()).unwrap();
     assert!(store.reshaped_after(0, 10).unwrap().is_empty());
     store
