@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/profiles/{id}/traits", get(traits))
         .route("/profiles/{id}/identifiers", get(identifiers))
         .route("/profiles/{id}/merges", get(merges))
+        .route("/profiles/{id}/consent", get(consent_question))
         .route("/profiles/{id}/events", get(events))
         .route("/profiles/{id}/unmerge", post(unmerge_profile))
         .route("/merges/{id}", get(merge))
@@ -184,6 +185,62 @@ async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
     Ok(Json(
         json!({"profile_id": p.id, "traits": p.trait_values(), "sources": detail}),
     ))
+}
+
+#[derive(Deserialize)]
+struct ConsentQuery {
+    purpose: Option<String>,
+    channel: Option<String>,
+}
+
+/// Answers "may we, for this purpose (on this channel)?" as an audience or a send would:
+/// the state, the record that answered (with its proof), and what unknown counts as.
+async fn consent_question(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ConsentQuery>,
+) -> Api {
+    let purpose = q
+        .purpose
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| !p.is_empty() && !p.contains(':'))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_parameter",
+                "give `purpose` (and optionally `channel`), e.g. ?purpose=marketing&channel=email",
+            )
+        })?;
+    let channel = q
+        .channel
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty());
+    let ws = caller.workspace().to_string();
+    let p = load_profile(&state, ws.clone(), id).await?;
+    let st = store(&state);
+    let rules = blocking(move || {
+        Ok(st
+            .workspace(&ws)?
+            .map(|w| w.identity_rules)
+            .unwrap_or_default())
+    })
+    .await?;
+    let (answer, record) = p.consent_for(&purpose, channel.as_deref());
+    let unknown_granted = rules.unknown_consent == parcours_core::rules::UnknownConsent::Granted;
+    let may = answer == parcours_core::profile::ConsentState::Granted
+        || (answer == parcours_core::profile::ConsentState::Unknown && unknown_granted);
+    Ok(Json(json!({
+        "profile_id": p.id,
+        "purpose": purpose,
+        "channel": channel,
+        "state": answer.as_str(),
+        "granted": may,
+        "answered_by": record.map(|(key, r)| json!({
+            "key": key, "granted": r.granted, "at": iso(r.ts), "received_at": iso(r.received_at),
+            "message_id": r.message_id, "source_id": r.source_id, "channel": r.channel, "method": r.method,
+        })),
+        "unknown_counts_as": if unknown_granted { "granted" } else { "withdrawn" },
+    })))
 }
 
 async fn identifiers(

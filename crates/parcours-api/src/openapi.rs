@@ -146,6 +146,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/profiles/{id}/traits",
     "/api/v1/profiles/{id}/identifiers",
     "/api/v1/profiles/{id}/merges",
+    "/api/v1/profiles/{id}/consent",
     "/api/v1/profiles/{id}/events",
     "/api/v1/profiles/{id}/unmerge",
     "/api/v1/merges/{id}",
@@ -243,6 +244,20 @@ pub fn spec() -> Value {
             "/api/v1/profiles/{id}/merges",
             "get",
             op("Merge history", "identity", id(), false),
+        ),
+        (
+            "/api/v1/profiles/{id}/consent",
+            "get",
+            op(
+                "Answer a consent question: granted, withdrawn or unknown, the record that answered, and whether a send may go",
+                "profiles",
+                json!([
+                    path_param("id", "string"),
+                    required_query("purpose", "e.g. marketing"),
+                    query("channel", "string", "e.g. email; falls back to the purpose")
+                ]),
+                false,
+            ),
         ),
         (
             "/api/v1/profiles/{id}/events",

@@ -260,6 +260,42 @@ async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
         create_audience(&t, audience, definition).await;
         members_become(&t, audience, &set(&members)).await;
     }
+    // The API answers the question as an audience or a send would, with the record.
+    let (status, a) = t
+        .get(&format!(
+            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
+            id("purpose")
+        ))
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        (a["state"].as_str(), a["granted"].as_bool()),
+        (Some("granted"), Some(true)),
+        "{a}"
+    );
+    assert_eq!(
+        a["answered_by"]["key"], "marketing",
+        "falls back to the purpose: {a}"
+    );
+    let (_, a) = t
+        .get(&format!(
+            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
+            id("never")
+        ))
+        .await;
+    assert_eq!(
+        (a["state"].as_str(), a["granted"].as_bool()),
+        (Some("unknown"), Some(false)),
+        "{a}"
+    );
+    assert!(a["answered_by"].is_null(), "{a}");
+    let (status, e) = t
+        .get(&format!("/api/v1/profiles/{}/consent", id("never")))
+        .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("missing_parameter"))
+    );
     // The proof of a withdrawal says how it was given.
     let (_, p) = t
         .get(&format!("/api/v1/profiles/{}", id("unsubscribed")))
@@ -285,6 +321,17 @@ async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.json());
     members_become(&t, "email_ok", &set(&["purpose", "texted", "never"])).await;
+    let (_, a) = t
+        .get(&format!(
+            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
+            id("never")
+        ))
+        .await;
+    assert_eq!(
+        (a["state"].as_str(), a["granted"].as_bool()),
+        (Some("unknown"), Some(true)),
+        "{a}"
+    );
     members_become(&t, "email_unknown", &set(&["never"])).await;
     t.stop().await;
 }
