@@ -189,7 +189,9 @@ impl World {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open_temp(&dir).unwrap();
+        // Removed however the case ends.
+        let dir = Dir(dir);
+        let store = SqliteStore::open_temp(&dir.0).unwrap();
         let mut rules = IdentityRulesConfig::default();
         // Tight limits make shared devices drop identifiers, which late events must respect.
         rules.limits.insert("email".into(), 1);
@@ -211,7 +213,7 @@ impl World {
             audience(&store, id, text);
         }
         World {
-            _dir: Dir(dir),
+            _dir: dir,
             store,
             processor: AudienceProcessor::default(),
             now: T0,
