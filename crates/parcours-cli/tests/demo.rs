@@ -15,6 +15,17 @@ async fn get(client: &Client, token: &str, path: &str) -> (u16, Value) {
     (r.status, r.json())
 }
 
+/// The profile an identifier finds, as the banner's reader would look it up.
+async fn lookup(client: &Client, token: &str, kind: &str, value: &str) -> (u16, Value) {
+    let value = value.replace('+', "%2B");
+    get(
+        client,
+        token,
+        &format!("/api/v1/profiles/lookup?type={kind}&value={value}"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_banner_is_read_from_the_data() {
     let dir = common::temp_dir("demo");
@@ -44,15 +55,7 @@ async fn the_demo_banner_is_read_from_the_data() {
             assert_eq!(a.size, 0, "{} has members but no example", a.id);
             continue;
         };
-        let (status, found) = get(
-            &client,
-            token,
-            &format!(
-                "/api/v1/profiles/lookup?type={kind}&value={}",
-                value.replace('+', "%2B")
-            ),
-        )
-        .await;
+        let (status, found) = lookup(&client, token, kind, value).await;
         assert_eq!(status, 200, "{kind} {value}: {found}");
         assert_eq!(&found["id"], profile, "{kind} {value}");
         let (_, mine) = get(
@@ -120,37 +123,15 @@ async fn the_demo_banner_is_read_from_the_data() {
         "{p}"
     );
 
-    // Every person a scenario names exists.
+    // Every person a scenario names exists, and one line names one person.
     for h in &demo.scenarios {
-        for (kind, value) in &h.examples {
-            let (status, found) = get(
-                &client,
-                token,
-                &format!(
-                    "/api/v1/profiles/lookup?type={kind}&value={}",
-                    value.replace('+', "%2B")
-                ),
-            )
-            .await;
-            assert_eq!(status, 200, "{kind} {value} from {:?}: {found}", h.text);
-        }
-    }
-    // One person per scenario line: its examples lead to one profile.
-    for h in demo.scenarios.iter().filter(|h| h.examples.len() > 1) {
         let mut ids = std::collections::BTreeSet::new();
         for (kind, value) in &h.examples {
-            let (_, found) = get(
-                &client,
-                token,
-                &format!(
-                    "/api/v1/profiles/lookup?type={kind}&value={}",
-                    value.replace('+', "%2B")
-                ),
-            )
-            .await;
+            let (status, found) = lookup(&client, token, kind, value).await;
+            assert_eq!(status, 200, "{kind} {value} from {:?}: {found}", h.text);
             ids.insert(found["id"].as_str().unwrap().to_string());
         }
-        assert_eq!(ids.len(), 1, "{:?} names several people", h.text);
+        assert!(ids.len() <= 1, "{:?} names several people", h.text);
     }
     // Shop-floor tablets are in the store.
     let store = node.engine.store().clone();
@@ -167,12 +148,10 @@ async fn the_demo_banner_is_read_from_the_data() {
         .collect();
     assert!(!tablet.is_empty());
     assert!(tablet.iter().all(|c| *c == Channel::Store), "{tablet:?}");
-    // The banner names the figures it read.
-    let (_, p) = get(&client, token, "/api/v1/status").await;
-    assert!(
-        banner.contains(&format!("unified into {} profiles", demo.profiles)),
-        "{p}"
-    );
+    // The banner's totals are the store's.
+    let (_, status) = get(&client, token, "/api/v1/status").await;
+    assert_eq!(status["profiles"], demo.profiles, "{status}");
+    assert!(demo.events > 0 && demo.profiles > 0, "{banner}");
     node.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -48,6 +48,34 @@ async fn profile_id(t: &TestNode, kind: &str, value: &str) -> String {
         .to_string()
 }
 
+/// The answer to "marketing by email?" for a profile: (state, may a send go), and the body.
+async fn email_consent(t: &TestNode, profile: &str) -> ((String, bool), Value) {
+    let (status, a) = t
+        .get(&format!(
+            "/api/v1/profiles/{profile}/consent?purpose=marketing&channel=email"
+        ))
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let answer = (
+        a["state"].as_str().unwrap().to_string(),
+        a["granted"].as_bool().unwrap(),
+    );
+    (answer, a)
+}
+
+/// Sets one workspace rule through the API.
+async fn set_rule(t: &TestNode, rule: &str, value: Value) {
+    let (_, ws) = t.get("/api/v1/workspace").await;
+    let mut rules = ws["identity_rules"].clone();
+    rules[rule] = value;
+    let r = t
+        .client
+        .put("/api/v1/workspace/identity-rules", ADMIN, rules.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+}
+
 fn ids(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -261,33 +289,14 @@ async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
         members_become(&t, audience, &set(&members)).await;
     }
     // The API answers the question as an audience or a send would, with the record.
-    let (status, a) = t
-        .get(&format!(
-            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
-            id("purpose")
-        ))
-        .await;
-    assert_eq!(status, 200, "{a}");
-    assert_eq!(
-        (a["state"].as_str(), a["granted"].as_bool()),
-        (Some("granted"), Some(true)),
-        "{a}"
-    );
+    let (answer, a) = email_consent(&t, &id("purpose")).await;
+    assert_eq!(answer, ("granted".into(), true), "{a}");
     assert_eq!(
         a["answered_by"]["key"], "marketing",
         "falls back to the purpose: {a}"
     );
-    let (_, a) = t
-        .get(&format!(
-            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
-            id("never")
-        ))
-        .await;
-    assert_eq!(
-        (a["state"].as_str(), a["granted"].as_bool()),
-        (Some("unknown"), Some(false)),
-        "{a}"
-    );
+    let (answer, a) = email_consent(&t, &id("never")).await;
+    assert_eq!(answer, ("unknown".into(), false), "{a}");
     assert!(a["answered_by"].is_null(), "{a}");
     let (status, e) = t
         .get(&format!("/api/v1/profiles/{}/consent", id("never")))
@@ -311,27 +320,10 @@ async fn consent_is_granted_withdrawn_or_unknown(backend: Backend) {
         "{p}"
     );
     // A workspace that counts never asked as granted (an opt-out regime).
-    let (_, ws) = t.get("/api/v1/workspace").await;
-    let mut rules = ws["identity_rules"].clone();
-    rules["unknown_consent"] = json!("granted");
-    let r = t
-        .client
-        .put("/api/v1/workspace/identity-rules", ADMIN, rules.to_string())
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.json());
+    set_rule(&t, "unknown_consent", json!("granted")).await;
     members_become(&t, "email_ok", &set(&["purpose", "texted", "never"])).await;
-    let (_, a) = t
-        .get(&format!(
-            "/api/v1/profiles/{}/consent?purpose=marketing&channel=email",
-            id("never")
-        ))
-        .await;
-    assert_eq!(
-        (a["state"].as_str(), a["granted"].as_bool()),
-        (Some("unknown"), Some(true)),
-        "{a}"
-    );
+    let (answer, a) = email_consent(&t, &id("never")).await;
+    assert_eq!(answer, ("unknown".into(), true), "{a}");
     members_become(&t, "email_unknown", &set(&["never"])).await;
     t.stop().await;
 }
@@ -549,18 +541,11 @@ async fn an_analytics_opt_out_is_respected(backend: Backend) {
     members_become(&t, "reachable", &ids(&[&olga])).await;
     // A workspace that profiles everyone.
     let (_, ws) = t.get("/api/v1/workspace").await;
-    let mut rules = ws["identity_rules"].clone();
     assert_eq!(
-        rules["analytics_opt_out"], "exclude",
-        "the default: {rules}"
+        ws["identity_rules"]["analytics_opt_out"], "exclude",
+        "the default: {ws}"
     );
-    rules["analytics_opt_out"] = json!("profile");
-    let r = t
-        .client
-        .put("/api/v1/workspace/identity-rules", ADMIN, rules.to_string())
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.json());
+    set_rule(&t, "analytics_opt_out", json!("profile")).await;
     members_become(&t, "reachable", &ids(&[&olga, &paul])).await;
     t.stop().await;
 }

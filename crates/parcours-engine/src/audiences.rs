@@ -1304,25 +1304,12 @@ fn follow_log(
         };
         retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
         // Destinations and journeys that hold the old id follow it to the new one.
-        let message_id = format!("profile-retired-{}", r.id);
-        let body = json!({
-            "type": "track",
-            "event": PROFILE_RETIRED,
-            "messageId": message_id,
-            "properties": {"profile_id": r.profile_id, "successor_profile_id": r.successor},
-            "context": {"library": {"name": "parcours"}},
-        });
-        published.entry(ws).or_default().push(AcceptedEvent {
-            message_id,
-            kind: EventType::Track,
-            event: Some(PROFILE_RETIRED.into()),
-            user_id: None,
-            anonymous_id: None,
-            timestamp: r.at,
-            received_at: now,
-            channel: Channel::Server,
-            body: body.to_string(),
-        });
+        published.entry(ws).or_default().push(internal_event(
+            PROFILE_RETIRED,
+            format!("profile-retired-{}", r.id),
+            json!({"profile_id": r.profile_id, "successor_profile_id": r.successor}),
+            (r.at, now),
+        ));
     }
     for ((ws, pid), (names, cause)) in &touched {
         let trigger = if everything.contains(&(ws.clone(), pid.clone())) {
@@ -1336,19 +1323,8 @@ fn follow_log(
             other => other?,
         }
     }
-    if !published.is_empty() {
-        let batches: Vec<IngestBatch> = published
-            .into_iter()
-            .map(|(ws, events)| IngestBatch {
-                workspace_id: ws.into(),
-                source_id: INTERNAL_SOURCE.into(),
-                events,
-                quarantined: Vec::new(),
-            })
-            .collect();
-        // Before the cursors move: a retry after a crash is a duplicate the log drops.
-        store.append(&batches, 0)?;
-    }
+    // Before the cursors move: a retry after a crash is a duplicate the log drops.
+    append_internal(store, published)?;
     out.write.cursors.push((CURSOR.into(), upto));
     if let Some(last) = rows.last() {
         out.write.cursors.push((RESHAPED.into(), last.id));
@@ -1470,6 +1446,53 @@ fn sweep_orphans(store: &dyn Store, ws: &str, now: Millis) -> Result<usize> {
     }
 }
 
+/// A track event of the internal source (it names no person, so it never changes a
+/// profile); its `messageId` makes a retry a duplicate.
+fn internal_event(
+    event: &str,
+    message_id: String,
+    properties: Value,
+    (timestamp, now): (Millis, Millis),
+) -> AcceptedEvent {
+    let body = json!({
+        "type": "track",
+        "event": event,
+        "messageId": message_id,
+        "properties": properties,
+        "context": {"library": {"name": "parcours"}},
+    });
+    AcceptedEvent {
+        message_id,
+        kind: EventType::Track,
+        event: Some(event.into()),
+        user_id: None,
+        anonymous_id: None,
+        timestamp,
+        received_at: now,
+        channel: Channel::Server,
+        body: body.to_string(),
+    }
+}
+
+/// Appends internal events, per workspace, far enough back in the dedup window to drop any
+/// retry of them.
+fn append_internal(store: &dyn Store, events: BTreeMap<&str, Vec<AcceptedEvent>>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let batches: Vec<IngestBatch> = events
+        .into_iter()
+        .map(|(ws, events)| IngestBatch {
+            workspace_id: ws.into(),
+            source_id: INTERNAL_SOURCE.into(),
+            events,
+            quarantined: Vec::new(),
+        })
+        .collect();
+    store.append(&batches, 0)?;
+    Ok(())
+}
+
 /// Writes membership changes to the event log. The `messageId` comes from the change, so a
 /// retry after a crash is a duplicate the log drops.
 fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis) -> Result<usize> {
@@ -1489,45 +1512,23 @@ fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis
         } else {
             AUDIENCE_EXITED
         };
-        let message_id = format!("audience-change-{}", c.id);
-        let body = json!({
-            "type": "track",
-            "event": event,
-            "messageId": message_id,
-            "properties": {
-                "audience_id": c.audience_id,
-                "audience_name": name,
-                "profile_id": c.profile_id,
-                "cause": c.cause,
-            },
-            "context": {"library": {"name": "parcours"}},
+        let properties = json!({
+            "audience_id": c.audience_id,
+            "audience_name": name,
+            "profile_id": c.profile_id,
+            "cause": c.cause,
         });
         batches
             .entry(c.workspace_id.as_str())
             .or_default()
-            .push(AcceptedEvent {
-                message_id,
-                kind: EventType::Track,
-                event: Some(event.into()),
-                user_id: None,
-                anonymous_id: None,
-                timestamp: c.at,
-                received_at: now,
-                channel: Channel::Server,
-                body: body.to_string(),
-            });
+            .push(internal_event(
+                event,
+                format!("audience-change-{}", c.id),
+                properties,
+                (c.at, now),
+            ));
     }
-    let batches: Vec<IngestBatch> = batches
-        .into_iter()
-        .map(|(ws, events)| IngestBatch {
-            workspace_id: ws.into(),
-            source_id: INTERNAL_SOURCE.into(),
-            events,
-            quarantined: Vec::new(),
-        })
-        .collect();
-    // Far enough back to catch any retry of these ids.
-    store.append(&batches, 0)?;
+    append_internal(store, batches)?;
     store.record(&AudienceWrite {
         cursors: vec![(PUBLISHED.into(), last)],
         ..AudienceWrite::default()

@@ -102,9 +102,7 @@ impl Client {
         token: &str,
         body: impl Into<Bytes>,
     ) -> Result<Response, Error> {
-        let auth = format!("Bearer {token}");
-        self.request(Method::POST, path, &[("authorization", &auth)], body)
-            .await
+        self.authorized(Method::POST, path, token, body).await
     }
 
     pub async fn put(
@@ -113,8 +111,18 @@ impl Client {
         token: &str,
         body: impl Into<Bytes>,
     ) -> Result<Response, Error> {
+        self.authorized(Method::PUT, path, token, body).await
+    }
+
+    async fn authorized(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Response, Error> {
         let auth = format!("Bearer {token}");
-        self.request(Method::PUT, path, &[("authorization", &auth)], body)
+        self.request(method, path, &[("authorization", &auth)], body)
             .await
     }
 }
