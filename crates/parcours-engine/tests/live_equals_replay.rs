@@ -10,8 +10,8 @@
 //! follows must net to the memberships, and no id that is not a live profile may be left in
 //! an audience (every `add` has its `remove`).
 //!
-//! Cases: `PARCOURS_REPLAY_CASES` (default 100, what CI runs); a long run is documented in
-//! `docs/testing.md`.
+//! On both stores. Cases: `PARCOURS_REPLAY_CASES` (default 100, what CI runs) on SQLite, a
+//! fifth of them on PostgreSQL; a long run is documented in `docs/testing.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,9 +24,9 @@ use parcours_engine::audiences::{
     save_audience, save_computed_trait, AudienceDoc, AudienceProcessor,
 };
 use parcours_engine::{replay, undo_merge, unify_step};
-use parcours_store::{
-    Audiences, EventLog, IngestBatch, MergeStatus, Projections, Registry, Store, Workspace,
-};
+use parcours_store::{IngestBatch, MergeStatus, Store, Workspace};
+use parcours_store_postgres::testing::TempDatabase;
+use parcours_store_postgres::{PgConfig, PgStore};
 use parcours_store_sqlite::SqliteStore;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -157,9 +157,23 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Which store a history runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What keeps a store's data alive for the case, removed when it ends (held, never read).
+#[allow(dead_code)]
+enum Guard {
+    Dir(Dir),
+    Database(TempDatabase),
+}
+
 struct World {
-    _dir: Dir,
-    store: SqliteStore,
+    store: Box<dyn Store>,
+    _guard: Guard,
     processor: AudienceProcessor,
     now: i64,
     n: usize,
@@ -181,17 +195,31 @@ struct State {
 }
 
 impl World {
-    fn new(case: u64) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "parcours-live-replay-{}-{case}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn new(case: u64, backend: Backend) -> Self {
         // Removed however the case ends.
-        let dir = Dir(dir);
-        let store = SqliteStore::open_temp(&dir.0).unwrap();
+        let (store, guard): (Box<dyn Store>, Guard) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!(
+                    "parcours-live-replay-{}-{case}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                let dir = Dir(dir);
+                (
+                    Box::new(SqliteStore::open_temp(&dir.0).unwrap()),
+                    Guard::Dir(dir),
+                )
+            }
+            Backend::Postgres => {
+                let db = TempDatabase::create();
+                (
+                    Box::new(PgStore::connect(&PgConfig::new(db.url())).unwrap()),
+                    Guard::Database(db),
+                )
+            }
+        };
         let mut rules = IdentityRulesConfig::default();
         // Tight limits make shared devices drop identifiers, which late events must respect.
         rules.limits.insert("email".into(), 1);
@@ -208,13 +236,13 @@ impl World {
             {"id": "spend", "kind": "sum", "event": "Order Completed", "property": "total"}
         ))
         .unwrap();
-        save_computed_trait(&store, WS, &spend, T0).unwrap();
+        save_computed_trait(store.as_ref(), WS, &spend, T0).unwrap();
         for (id, text) in AUDIENCES {
-            audience(&store, id, text);
+            audience(store.as_ref(), id, text);
         }
         World {
-            _dir: dir,
             store,
+            _guard: guard,
             processor: AudienceProcessor::default(),
             now: T0,
             n: 0,
@@ -296,9 +324,12 @@ impl World {
 
     /// Unifies what arrived and runs the audience processor until it is idle.
     fn settle(&mut self) {
-        while unify_step(&self.store, self.now, 1000).unwrap() > 0 {}
+        while unify_step(self.store.as_ref(), self.now, 1000).unwrap() > 0 {}
         for _ in 0..200 {
-            let report = self.processor.step(&self.store, self.now, 1000).unwrap();
+            let report = self
+                .processor
+                .step(self.store.as_ref(), self.now, 1000)
+                .unwrap();
             if report.is_idle() {
                 return;
             }
@@ -316,7 +347,7 @@ impl World {
             }
         }
         if let Some(id) = active.into_iter().nth(nth) {
-            undo_merge(&self.store, WS, id, self.now).unwrap();
+            undo_merge(self.store.as_ref(), WS, id, self.now).unwrap();
         }
     }
 
@@ -374,7 +405,7 @@ impl World {
         self.settle();
         let live = self.state();
         self.check_change_stream(&live)?;
-        replay(&self.store, self.now, 1000, &mut |_, _| {}).unwrap();
+        replay(self.store.as_ref(), self.now, 1000, &mut |_, _| {}).unwrap();
         self.settle();
         let replayed = self.state();
         self.check_change_stream(&replayed)?;
@@ -401,32 +432,47 @@ fn cases() -> u32 {
         .unwrap_or(100)
 }
 
+/// Runs one history, checking live against replay along the way.
+fn run_history(ops: &[Op], case: u64, backend: Backend) -> Result<(), TestCaseError> {
+    let mut w = World::new(case, backend);
+    let mut late_added = false;
+    for op in ops {
+        match op {
+            Op::Event(e) => w.append(e),
+            Op::Wait(minutes) => w.now += minutes * MINUTE,
+            Op::Undo(nth) => {
+                w.settle();
+                w.undo(*nth);
+            }
+            Op::Replay => w.check_replay()?,
+            Op::AddAudience => {
+                if !late_added {
+                    audience(w.store.as_ref(), LATE_AUDIENCE.0, LATE_AUDIENCE.1);
+                    late_added = true;
+                }
+            }
+        }
+        w.settle();
+    }
+    w.check_replay()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn the_live_path_equals_a_replay(ops in proptest::collection::vec(op(), 1..40), case in any::<u64>()) {
-        let mut w = World::new(case);
-        let mut late_added = false;
-        for op in &ops {
-            match op {
-                Op::Event(e) => w.append(e),
-                Op::Wait(minutes) => w.now += minutes * MINUTE,
-                Op::Undo(nth) => {
-                    w.settle();
-                    w.undo(*nth);
-                }
-                Op::Replay => w.check_replay()?,
-                Op::AddAudience => {
-                    if !late_added {
-                        audience(&w.store, LATE_AUDIENCE.0, LATE_AUDIENCE.1);
-                        late_added = true;
-                    }
-                }
-            }
-            w.settle();
-        }
-        w.check_replay()?;
+        run_history(&ops, case, Backend::Sqlite)?;
+    }
+}
+
+proptest! {
+    // Each case makes a database: a fifth of the cases.
+    #![proptest_config(ProptestConfig { cases: (cases() / 5).max(1), ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_live_path_equals_a_replay_on_postgres(ops in proptest::collection::vec(op(), 1..40), case in any::<u64>()) {
+        run_history(&ops, case, Backend::Postgres)?;
     }
 }
 
@@ -434,7 +480,7 @@ proptest! {
 /// audiences with an exit, so that a destination that received it removes it.
 #[test]
 fn a_replay_takes_ids_it_no_longer_gives_out_of_their_audiences() {
-    let mut w = World::new(u64::MAX);
+    let mut w = World::new(u64::MAX, Backend::Sqlite);
     w.append(&Ev {
         identify: true,
         user: Some(1),
@@ -466,7 +512,7 @@ fn a_replay_takes_ids_it_no_longer_gives_out_of_their_audiences() {
             ..parcours_store::AudienceWrite::default()
         })
         .unwrap();
-    replay(&w.store, w.now, 1000, &mut |_, _| {}).unwrap();
+    replay(w.store.as_ref(), w.now, 1000, &mut |_, _| {}).unwrap();
     w.settle();
     let state = w.state();
     assert_eq!(state.members["reachable"].len(), 1);
