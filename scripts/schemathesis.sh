@@ -18,8 +18,8 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | g
 fi
 
 cargo build --quiet -p parcours-cli
-WRITE_KEY=wk_schemathesis
-ADMIN=pat_schemathesis
+WRITE_KEY="wk_schemathesis_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d " \n")"
+ADMIN="pat_schemathesis_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d " \n")"
 work=$(mktemp -d)
 cleanup() {
   if [ -n "${pid:-}" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi

@@ -13,7 +13,7 @@ use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifie
 use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
 use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::format_timestamp;
-use parcours_core::{Channel, Profile};
+use parcours_core::Profile;
 use parcours_store::{IngestBatch, QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,8 +43,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/workspace", get(workspace))
         .route("/workspace/identity-rules", put(set_rules))
         .route("/workspaces", post(create_workspace))
-        .route("/sources", get(sources).post(create_source))
-        .route("/tokens", get(tokens).post(create_token))
         .route("/status", get(status))
 }
 
@@ -56,11 +54,9 @@ fn iso(ms: i64) -> String {
     format_timestamp(ms)
 }
 
-/// A profile as the API shows it.
-fn profile_json(p: &Profile, requested: &str) -> Value {
-    let traits: serde_json::Map<String, Value> = p.trait_values();
-    let consent: serde_json::Map<String, Value> = p
-        .consent
+/// A profile's consents as the API and exports show them.
+pub fn consent_json(p: &Profile) -> serde_json::Map<String, Value> {
+    p.consent
         .iter()
         .map(|(k, c)| {
             (
@@ -71,7 +67,13 @@ fn profile_json(p: &Profile, requested: &str) -> Value {
                 }),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// A profile as the API shows it.
+fn profile_json(p: &Profile, requested: &str) -> Value {
+    let traits: serde_json::Map<String, Value> = p.trait_values();
+    let consent = consent_json(p);
     let channels: serde_json::Map<String, Value> = p
         .channels
         .iter()
@@ -262,6 +264,7 @@ async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
     let rows = blocking(move || Ok(st.merges_of(&ws, &pid)?)).await?;
+    let rows: Vec<Value> = rows.iter().map(merge_json).collect();
     Ok(Json(json!({"profile_id": p.id, "merges": rows})))
 }
 
@@ -272,7 +275,14 @@ async fn merge(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pat
             .ok_or_else(|| ApiError::not_found(format!("merge {id}")))
     })
     .await?;
-    Ok(Json(json!(row)))
+    Ok(Json(merge_json(&row)))
+}
+
+/// A merge as the API shows it: its cause's event time in ISO-8601 like every other time.
+fn merge_json(row: &parcours_store::MergeRow) -> Value {
+    let mut v = json!(row);
+    v["cause"]["ts"] = json!(iso(row.merge.cause.ts));
+    v
 }
 
 #[derive(Deserialize)]
@@ -634,6 +644,7 @@ pub fn provision_workspace(
         name: "Default source".into(),
         channel: None,
         created_at: now,
+        allowed_origins: vec![],
     };
     store.create_source(&source, &hash_secret(&write_key))?;
     let admin_token = admin_token.unwrap_or_else(|| new_secret("pat"));
@@ -644,6 +655,7 @@ pub fn provision_workspace(
         role: Role::Admin,
         instance_admin,
         created_at: now,
+        expires_at: None,
     };
     store.create_token(&token, &hash_secret(&admin_token))?;
     Ok(Provisioned {
@@ -652,105 +664,6 @@ pub fn provision_workspace(
         write_key,
         admin_token,
     })
-}
-
-async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let list = blocking(move || Ok(st.sources(&ws)?)).await?;
-    Ok(Json(json!({"sources": list})))
-}
-
-#[derive(Deserialize)]
-struct NewSource {
-    name: String,
-    channel: Option<String>,
-}
-
-async fn create_source(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    body: Option<Json<Value>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require_admin()?;
-    let body: NewSource = object_body(
-        body,
-        "send {\"name\": \"…\", \"channel\": \"store\"}",
-        "invalid_json",
-    )?;
-    let channel = body
-        .channel
-        .as_deref()
-        .map(|c| {
-            Channel::parse(c).ok_or_else(|| {
-                let all: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-                ApiError::bad_request(
-                    "invalid_channel",
-                    format!("`{c}` is not a channel; use one of {}", all.join(", ")),
-                )
-            })
-        })
-        .transpose()?;
-    let key = new_secret("wk");
-    let source = Source {
-        id: new_secret("src")[..16].to_string(),
-        workspace_id: caller.workspace().to_string(),
-        name: body.name,
-        channel,
-        created_at: state.engine.now(),
-    };
-    let (st, s, h) = (store(&state), source.clone(), hash_secret(&key));
-    blocking(move || Ok(st.create_source(&s, &h)?)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"source": source, "write_key": key})),
-    ))
-}
-
-async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    caller.require_admin()?;
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let list = blocking(move || Ok(st.tokens(&ws)?)).await?;
-    Ok(Json(json!({"tokens": list})))
-}
-
-#[derive(Deserialize)]
-struct NewToken {
-    name: String,
-    role: String,
-}
-
-async fn create_token(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    body: Option<Json<Value>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require_admin()?;
-    let body: NewToken = object_body(
-        body,
-        "send {\"name\": \"…\", \"role\": \"analyst\"}",
-        "invalid_json",
-    )?;
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_role",
-            "`role` is one of admin, marketer, analyst, read_only",
-        )
-    })?;
-    let secret = new_secret("pat");
-    let token = Token {
-        id: new_secret("tok")[..16].to_string(),
-        workspace_id: caller.workspace().to_string(),
-        name: body.name,
-        role,
-        instance_admin: false,
-        created_at: state.engine.now(),
-    };
-    let (st, t, h) = (store(&state), token.clone(), hash_secret(&secret));
-    blocking(move || Ok(st.create_token(&t, &h)?)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"token": token, "secret": secret})),
-    ))
 }
 
 async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {

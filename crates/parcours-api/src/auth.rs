@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
-use parcours_store::{Role, Source, Token};
+use parcours_store::{KeyGrant, Role, Source, Token};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -27,38 +28,73 @@ pub fn new_secret(prefix: &str) -> String {
     format!("{prefix}_{body}")
 }
 
+/// Secrets recently found valid, by hash. An entry is trusted for [`CACHE_TTL`]: a key or
+/// token revoked on another node stops working here within that time (at once on this node).
 #[derive(Default)]
 pub struct AuthCache {
-    sources: RwLock<HashMap<String, Source>>,
-    tokens: RwLock<HashMap<String, Token>>,
+    sources: RwLock<HashMap<String, (KeyGrant, Instant)>>,
+    tokens: RwLock<HashMap<String, (Token, Instant)>>,
+}
+
+/// How long a looked-up secret is trusted without reading the store again.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+fn cached<T: Clone>(map: &RwLock<HashMap<String, (T, Instant)>>, hash: &str) -> Option<T> {
+    let map = map.read().unwrap_or_else(|e| e.into_inner());
+    map.get(hash)
+        .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+        .map(|(v, _)| v.clone())
+}
+
+fn remember<T>(map: &RwLock<HashMap<String, (T, Instant)>>, hash: String, value: T) {
+    let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+    // Stale entries go when the map grows, so that random keys cannot fill memory.
+    if map.len() >= 10_000 {
+        map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+    }
+    if map.len() < 10_000 {
+        map.insert(hash, (value, Instant::now()));
+    }
 }
 
 impl AppState {
+    /// The source a write key sends to, if the key exists and has not expired.
     pub(crate) async fn source_for_key(
         self: &Arc<Self>,
         key: &str,
     ) -> Result<Option<Source>, ApiError> {
         let hash = hash_secret(key);
-        if let Some(s) = self
-            .auth
+        let grant = match cached(&self.auth.sources, &hash) {
+            Some(g) => Some(g),
+            None => {
+                let state = self.clone();
+                let h = hash.clone();
+                let found =
+                    blocking(move || Ok(state.engine.store().source_by_key_hash(&h)?)).await?;
+                if let Some(g) = &found {
+                    remember(&self.auth.sources, hash, g.clone());
+                }
+                found
+            }
+        };
+        let now = self.engine.now();
+        Ok(grant
+            .filter(|g| g.expires_at.is_none_or(|at| at > now))
+            .map(|g| g.source))
+    }
+
+    /// Forgets every cached secret (after a revocation, rotation or deletion on this node).
+    pub(crate) fn forget_credentials(&self) {
+        self.auth
             .sources
-            .read()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            return Ok(Some(s.clone()));
-        }
-        let state = self.clone();
-        let h = hash.clone();
-        let found = blocking(move || Ok(state.engine.store().source_by_key_hash(&h)?)).await?;
-        if let Some(s) = &found {
-            self.auth
-                .sources
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(hash, s.clone());
-        }
-        Ok(found)
+            .clear();
+        self.auth
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -152,32 +188,32 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> 
 /// The admin token a secret is, or 401.
 pub(crate) async fn token_of(state: &Arc<AppState>, token: &str) -> Result<Token, ApiError> {
     let hash = hash_secret(token);
-    if let Some(t) = state
-        .auth
-        .tokens
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&hash)
-    {
-        return Ok(t.clone());
-    }
-    let st = state.clone();
-    let h = hash.clone();
-    let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
-    let token = found.ok_or_else(|| {
-        ApiError::new(
+    let found = match cached(&state.auth.tokens, &hash) {
+        Some(t) => Some(t),
+        None => {
+            let st = state.clone();
+            let h = hash.clone();
+            let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
+            if let Some(t) = &found {
+                remember(&state.auth.tokens, hash, t.clone());
+            }
+            found
+        }
+    };
+    let now = state.engine.now();
+    match found {
+        Some(t) if t.expires_at.is_none_or(|at| at > now) => Ok(t),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "expired_token",
+            "the admin token has expired or was revoked",
+        )),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "the admin token is not valid",
-        )
-    })?;
-    state
-        .auth
-        .tokens
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(hash, token.clone());
-    Ok(token)
+        )),
+    }
 }
 
 /// Lets a request read `/metrics`: its bearer token is the configured metrics token or an

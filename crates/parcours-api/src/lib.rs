@@ -7,8 +7,10 @@
 mod admin;
 mod audiences;
 mod auth;
+mod browser;
 mod destinations;
 mod error;
+pub mod keys;
 pub mod openapi;
 pub mod server;
 mod tracking;
@@ -22,7 +24,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parcours_engine::Engine;
 
-pub use admin::{provision_workspace, Provisioned};
+pub use admin::{consent_json, provision_workspace, Provisioned};
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
@@ -98,8 +100,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     let tracking = Router::new()
         .route("/v1/batch", post(tracking::batch))
         .route("/v1/import", post(tracking::batch))
-        .route("/v1/{kind}", post(tracking::single));
+        .route("/v1/{kind}", post(tracking::single))
+        .route(
+            "/v1/projects/{key}/settings",
+            get(browser::segment_settings),
+        )
+        .route("/sourceConfig", get(browser::rudderstack_config))
+        .route("/sourceConfig/", get(browser::rudderstack_config));
     let admin = admin::routes()
+        .merge(keys::routes())
         .merge(audiences::routes())
         .merge(destinations::routes());
     Router::new()
@@ -112,5 +121,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(error::not_found)
         .layer(from_fn_with_state(state.clone(), server::guard_body))
         .layer(from_fn(error::envelope))
+        .layer(from_fn(browser::cors))
         .with_state(state)
 }

@@ -39,11 +39,40 @@ fn create(summary: &str, tag: &str, body: Value) -> Value {
     with_body(o, body)
 }
 
+/// An operation that deletes or revokes: 204 with no body.
+fn removal(summary: &str, tag: &str, params: Value) -> Value {
+    let mut o = op(summary, tag, params, true);
+    let responses = o["responses"].as_object_mut().expect("responses");
+    responses.remove("200");
+    responses.insert("204".into(), json!({"description": "done"}));
+    o
+}
+
+/// An operation with an optional JSON request body.
+fn with_optional_body(mut o: Value, schema: Value) -> Value {
+    o["requestBody"] =
+        json!({"required": false, "content": {"application/json": {"schema": schema}}});
+    o
+}
+
 /// An operation with a JSON request body.
 fn with_body(mut o: Value, schema: Value) -> Value {
     o["requestBody"] =
         json!({"required": true, "content": {"application/json": {"schema": schema}}});
     o
+}
+
+fn channel_schema() -> Value {
+    json!({"type": "string", "enum": ["web", "ios", "android", "store", "email", "sms", "call_centre", "chatbot", "social", "ads", "server"]})
+}
+
+fn origins_schema() -> Value {
+    json!({"type": "array", "items": {"type": "string", "description": "scheme://host[:port] or scheme://*.domain"}})
+}
+
+fn rotation_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "overlap_hours": {"type": "integer", "minimum": 0, "maximum": 2160}}})
 }
 
 fn path_param(name: &str, kind: &str) -> Value {
@@ -124,8 +153,28 @@ fn tracking(kind: &str) -> Value {
                 "200": {"description": "committed", "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"type": "boolean"}}}}}},
                 "400": error(),
                 "401": error(),
+                "403": error(),
                 "413": error(),
+                "415": error(),
                 "429": error(),
+                "default": error()
+            }
+        }
+    })
+}
+
+/// The settings documents browser SDKs fetch (public: the write key is in the URL or Basic).
+fn sdk_settings(summary: &str, params: Value) -> Value {
+    json!({
+        "get": {
+            "summary": summary,
+            "tags": ["tracking"],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "the document", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": error(),
+                "403": error(),
+                "404": error(),
                 "default": error()
             }
         }
@@ -141,6 +190,8 @@ pub const PATHS: &[&str] = &[
     "/v1/group",
     "/v1/alias",
     "/v1/batch",
+    "/v1/projects/{key}/settings",
+    "/sourceConfig",
     "/api/v1/profiles/lookup",
     "/api/v1/profiles/{id}",
     "/api/v1/profiles/{id}/traits",
@@ -159,7 +210,11 @@ pub const PATHS: &[&str] = &[
     "/api/v1/workspace/identity-rules",
     "/api/v1/workspaces",
     "/api/v1/sources",
+    "/api/v1/sources/{id}",
+    "/api/v1/sources/{id}/rotate",
     "/api/v1/tokens",
+    "/api/v1/tokens/{id}",
+    "/api/v1/tokens/{id}/rotate",
     "/api/v1/status",
     "/api/v1/audiences",
     "/api/v1/audiences/{id}",
@@ -196,6 +251,20 @@ pub fn spec() -> Value {
     ] {
         paths.insert(format!("/v1/{kind}"), tracking(kind));
     }
+    paths.insert(
+        "/v1/projects/{key}/settings".into(),
+        sdk_settings(
+            "The settings document of Segment's analytics-next (its cdnURL pointed at Parcours)",
+            json!([path_param("key", "string")]),
+        ),
+    );
+    paths.insert(
+        "/sourceConfig".into(),
+        sdk_settings(
+            "The source configuration of RudderStack's analytics-js v3 (its configUrl pointed at Parcours); the write key as HTTP Basic or ?writeKey=",
+            json!([query("writeKey", "string", "the source's write key, if not sent as HTTP Basic")]),
+        ),
+    );
     let admin = [
         (
             "/api/v1/profiles/lookup",
@@ -377,8 +446,41 @@ pub fn spec() -> Value {
                 "workspaces",
                 object(
                     &["name"],
-                    json!({"name": {"type": "string"}, "channel": {"type": "string", "enum": ["web", "ios", "android", "store", "email", "sms", "call_centre", "chatbot", "social", "ads", "server"]}}),
+                    json!({"name": {"type": "string", "minLength": 1}, "channel": channel_schema(), "allowed_origins": origins_schema()}),
                 ),
+            ),
+        ),
+        (
+            "/api/v1/sources/{id}",
+            "get",
+            op("A source with its write keys (fingerprints and expiry)", "workspaces", id(), false),
+        ),
+        (
+            "/api/v1/sources/{id}",
+            "patch",
+            with_body(
+                op("Change a source's name, channel or allowed origins", "workspaces", id(), true),
+                json!({"type": "object", "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "channel": {"oneOf": [channel_schema(), {"type": "null"}]},
+                    "allowed_origins": origins_schema()}}),
+            ),
+        ),
+        (
+            "/api/v1/sources/{id}",
+            "delete",
+            removal("Delete a source and its write keys (its events stay)", "workspaces", id()),
+        ),
+        (
+            "/api/v1/sources/{id}/rotate",
+            "post",
+            with_optional_body(
+                {
+                    let mut o = create("Give the source a new write key; the previous ones keep working for the overlap", "workspaces", json!({}));
+                    o["parameters"] = id();
+                    o
+                },
+                rotation_schema(),
             ),
         ),
         (
@@ -399,8 +501,26 @@ pub fn spec() -> Value {
                 "workspaces",
                 object(
                     &["name", "role"],
-                    json!({"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]}}),
+                    json!({"name": {"type": "string", "minLength": 1}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
+                        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650}}),
                 ),
+            ),
+        ),
+        (
+            "/api/v1/tokens/{id}",
+            "delete",
+            removal("Revoke a token now", "workspaces", id()),
+        ),
+        (
+            "/api/v1/tokens/{id}/rotate",
+            "post",
+            with_optional_body(
+                {
+                    let mut o = create("Give a token a successor; the old one keeps working for the overlap", "workspaces", json!({}));
+                    o["parameters"] = id();
+                    o
+                },
+                rotation_schema(),
             ),
         ),
         (

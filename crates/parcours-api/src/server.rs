@@ -21,6 +21,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use parcours_core::limits::Size;
 use parcours_core::spec::{MAX_BATCH_BYTES, MAX_EVENT_BYTES};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -190,8 +191,12 @@ fn closing(e: ApiError) -> Response {
 
 fn too_large(size: Option<u64>, limit: usize) -> Response {
     let message = match size {
-        Some(size) => format!("request body is {size} bytes, over the {limit} byte limit"),
-        None => format!("request body is over the {limit} byte limit"),
+        Some(size) => format!(
+            "request body is {}, over the limit of {}",
+            Size(size as usize),
+            Size(limit)
+        ),
+        None => format!("request body is over the limit of {}", Size(limit)),
     };
     closing(ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -293,6 +298,83 @@ pub async fn guard_body(State(state): State<Arc<AppState>>, req: Request, next: 
             ))
         }
     };
+    let mut parts = parts;
+    let bytes = match decode(&mut parts.headers, bytes, limit) {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// A body sent with `Content-Encoding: gzip` or `deflate`, decompressed; the route's limit
+/// applies to what it decompresses to, and decompression stops as soon as it is passed (a
+/// small body that would inflate to gigabytes costs at most the limit in memory).
+fn decode(
+    headers: &mut axum::http::HeaderMap,
+    bytes: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(bytes);
+    };
+    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let decoded = match encoding.as_str() {
+        "" | "identity" => return Ok(bytes),
+        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&bytes[..]), limit),
+        // HTTP's `deflate` is the zlib format; some clients send raw deflate instead.
+        "deflate" => match inflate(flate2::read::ZlibDecoder::new(&bytes[..]), limit) {
+            Err(Inflate::Corrupt(_)) => inflate(flate2::read::DeflateDecoder::new(&bytes[..]), limit),
+            other => other,
+        },
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                format!("`Content-Encoding: {other}` is not supported; send gzip, deflate or an uncompressed body"),
+            ))
+        }
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(Inflate::TooLarge) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the {encoding} body of {} decompresses to more than the limit of {}",
+                    Size(bytes.len()),
+                    Size(limit)
+                ),
+            ))
+        }
+        Err(Inflate::Corrupt(e)) => {
+            return Err(ApiError::bad_request(
+                "invalid_encoding",
+                format!("the {encoding} body could not be decompressed: {e}"),
+            ))
+        }
+    };
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(decoded.len()));
+    Ok(bytes::Bytes::from(decoded))
+}
+
+enum Inflate {
+    TooLarge,
+    Corrupt(std::io::Error),
+}
+
+/// Reads a decoder to the end, or up to one byte past `limit`.
+fn inflate(decoder: impl std::io::Read, limit: usize) -> Result<Vec<u8>, Inflate> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(Inflate::Corrupt)?;
+    if out.len() > limit {
+        return Err(Inflate::TooLarge);
+    }
+    Ok(out)
 }

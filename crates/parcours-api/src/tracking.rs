@@ -8,10 +8,11 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parcours_core::spec::{self, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES};
 use parcours_store::{IngestBatch, Source};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::auth::basic_write_key;
 use crate::error::{blocking, ApiError};
@@ -21,7 +22,7 @@ pub async fn batch(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     ingest(state, headers, body, None).await
 }
 
@@ -30,7 +31,7 @@ pub async fn single(
     Path(kind): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let kind = match kind.as_str() {
         "t" => EventType::Track,
         "i" => EventType::Identify,
@@ -77,7 +78,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
     path_type: Option<EventType>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // The key is checked before the body is: from the header, or else found in the body
     // without validating it (a body that is not JSON has no key to find).
     let header_source = match basic_write_key(&headers) {
@@ -108,6 +109,9 @@ async fn ingest(
             authenticate(&state, &key).await?
         }
     };
+    if let Some(refused) = crate::browser::refused_origin(&source, &headers) {
+        return Ok(refused);
+    }
     if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -121,7 +125,7 @@ async fn ingest(
     // Reading and checking 2,500 events takes milliseconds: not on the executor.
     let batch = blocking(move || checked_batch(&bytes, path_type, received_at, &source)).await?;
     state.engine.ingest(batch).await?;
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(json!({ "success": true })).into_response())
 }
 
 /// A request's events, read and checked: the accepted ones and the quarantined ones.

@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use parcours_api::{hash_secret, new_secret, provision_workspace};
+use parcours_api::{hash_secret, keys, provision_workspace};
 use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::spec::{check_event, Checked, Edge, Violation};
 use parcours_core::time::Clock;
 use parcours_engine::SystemClock;
-use parcours_store::{IngestBatch, Role, Source, Store, Token};
+use parcours_store::{IngestBatch, Source, Store};
 use parcours_testkit::demo::{self, DemoConfig};
 use parcours_testkit::http::Client;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::node::{bootstrap, open_store, print_provisioned, shutdown_signal, Node};
+use crate::node::{bootstrap, hold_store, open_store, print_provisioned, shutdown_signal, Node};
 
 fn now() -> i64 {
     SystemClock.now()
@@ -39,9 +39,24 @@ fn bar(total: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let lock = hold_store(
+        &config,
+        &format!(
+            "a node serving on {}:{}",
+            config.http.host, config.http.port
+        ),
+    )?;
     let store = open_store(&config)?;
-    let created = bootstrap(store.as_ref(), &config, now())?;
-    let node = Node::start(&config, store).await?;
+    // The listener is bound before anything is created: a start that fails (the port is
+    // taken) leaves the store as it was, and the next start creates and shows the secrets.
+    let node = Node::start(&config, store.clone()).await?;
+    let created = match bootstrap(store.as_ref(), &config, now()) {
+        Ok(created) => created,
+        Err(e) => {
+            node.stop().await;
+            return Err(e);
+        }
+    };
     eprintln!(
         "Parcours is listening on {} (data in {})",
         node.url(),
@@ -53,6 +68,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight batches");
     node.stop().await;
+    drop(lock);
     Ok(())
 }
 
@@ -73,13 +89,30 @@ pub async fn demo(
                 config.location()
             );
         }
-    } else if config.data_dir.exists() && !keep {
-        eprintln!(
-            "starting a fresh demo in {} (the previous demo data is replaced)",
-            config.location()
-        );
-        std::fs::remove_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot clear {}", config.data_dir.display()))?;
+    }
+    let lock = hold_store(&config, "a demo")?;
+    if config.postgres().is_none() && !keep {
+        // Everything but the lock this process holds.
+        let mut cleared = false;
+        for entry in std::fs::read_dir(&config.data_dir)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "parcours.lock") {
+                continue;
+            }
+            cleared = true;
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            }
+            .with_context(|| format!("cannot clear {}", path.display()))?;
+        }
+        if cleared {
+            eprintln!(
+                "starting a fresh demo in {} (the previous demo data is replaced)",
+                config.location()
+            );
+        }
     }
     let (node, demo) = demo_setup(&config, customers, days, true).await?;
     match demo {
@@ -96,6 +129,7 @@ pub async fn demo(
     );
     shutdown_signal().await;
     node.stop().await;
+    drop(lock);
     Ok(())
 }
 
@@ -190,18 +224,17 @@ pub async fn demo_setup(
     };
     store.set_identity_rules(&ws, &rules)?;
     demo_audiences(store.as_ref(), &ws, now())?;
-    let mut keys: HashMap<&'static str, String> = HashMap::new();
+    let mut keys_by_source: HashMap<&'static str, String> = HashMap::new();
     for s in demo::demo_sources() {
-        let key = new_secret("wk");
-        let source = Source {
-            id: new_secret("src")[..16].to_string(),
-            workspace_id: ws.clone(),
-            name: s.name.into(),
-            channel: Channel::parse(s.channel),
-            created_at: now(),
-        };
-        store.create_source(&source, &hash_secret(&key))?;
-        keys.insert(s.name, key);
+        let (_, key) = keys::create_source(
+            store.as_ref(),
+            &ws,
+            s.name,
+            Channel::parse(s.channel),
+            &[],
+            now(),
+        )?;
+        keys_by_source.insert(s.name, key);
     }
     let cfg = DemoConfig {
         customers,
@@ -232,7 +265,7 @@ pub async fn demo_setup(
     for (source, items) in &by_source {
         let body = serde_json::to_vec(&json!({ "batch": items }))?;
         let resp = client
-            .track("/v1/batch", &keys[source], body)
+            .track("/v1/batch", &keys_by_source[source], body)
             .await
             .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
         if resp.status != 200 {
@@ -256,7 +289,7 @@ pub async fn demo_setup(
     let demo = Demo {
         url: url.clone(),
         admin_token: p.admin_token.clone(),
-        web_key: keys["Web shop"].clone(),
+        web_key: keys_by_source["Web shop"].clone(),
         workspace: ws.clone(),
         events: store.event_count(&ws)?,
         profiles: store.profile_count(&ws)?,
@@ -318,21 +351,15 @@ fn import_source(
     workspace: Option<&str>,
 ) -> anyhow::Result<Source> {
     if let Some(key) = write_key {
-        return store
+        let grant = store
             .source_by_key_hash(&hash_secret(key))?
-            .context("the write key is not valid");
-    }
-    let ws = match workspace {
-        Some(w) => w.to_string(),
-        None => {
-            let all = store.workspaces()?;
-            match all.as_slice() {
-                [one] => one.id.clone(),
-                [] => bail!("the store has no workspace yet; run `parcours serve` once or `parcours workspace create`"),
-                _ => bail!("the store has several workspaces; pass --workspace or --write-key"),
-            }
+            .context("the write key is not valid")?;
+        if grant.expires_at.is_some_and(|at| at <= now()) {
+            bail!("the write key has expired (it was rotated or its source's keys revoked)");
         }
-    };
+        return Ok(grant.source);
+    }
+    let ws = resolve_workspace(store, workspace)?;
     store
         .sources(&ws)?
         .into_iter()
@@ -519,14 +546,7 @@ pub fn export(
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let store = open_store(config)?;
-    let ws = match workspace {
-        Some(w) => w.to_string(),
-        None => match store.workspaces()?.as_slice() {
-            [one] => one.id.clone(),
-            [] => bail!("the store has no workspace"),
-            _ => bail!("the store has several workspaces; pass --workspace"),
-        },
-    };
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
     let mut written = 0u64;
     match what {
         "events" => {
@@ -555,7 +575,7 @@ pub fn export(
                 for p in &page {
                     let line = json!({
                         "id": p.id, "traits": p.trait_values(), "identifiers": p.identifiers,
-                        "consent": p.consent, "channels": channels(p), "last_channel": p.last_channel,
+                        "consent": parcours_api::consent_json(p), "channels": channels(p), "last_channel": p.last_channel,
                         "first_seen": parcours_core::time::format_timestamp(p.first.ts),
                         "last_seen": parcours_core::time::format_timestamp(p.last.ts), "events": p.events,
                     });
@@ -591,6 +611,7 @@ fn channels(p: &parcours_core::Profile) -> Value {
 }
 
 pub fn replay(config: &Config) -> anyhow::Result<()> {
+    let _lock = hold_store(config, "a replay")?;
     let store = open_store(config)?;
     let ttl = config.cluster.lease_timeout_ms as i64;
     let live = store.nodes(now() - ttl)?;
@@ -637,56 +658,200 @@ pub fn create_workspace(config: &Config, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The workspace a command is about: named by id or by name, or the only one there is.
+pub fn resolve_workspace(store: &dyn Store, given: Option<&str>) -> anyhow::Result<String> {
+    let all = store.workspaces()?;
+    match given {
+        Some(w) => {
+            if let Some(ws) = all.iter().find(|ws| ws.id == w) {
+                return Ok(ws.id.clone());
+            }
+            let named: Vec<_> = all
+                .iter()
+                .filter(|ws| ws.name.eq_ignore_ascii_case(w.trim()))
+                .collect();
+            match named.as_slice() {
+                [one] => Ok(one.id.clone()),
+                [] => {
+                    let known: Vec<String> =
+                        all.iter().map(|ws| format!("{} ({})", ws.name, ws.id)).collect();
+                    bail!(
+                        "no workspace has the id or name `{w}`; the store has: {}",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    )
+                }
+                many => bail!(
+                    "{} workspaces are named `{w}`; give one of their ids: {}",
+                    many.len(),
+                    many.iter().map(|ws| ws.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+        None => match all.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => bail!("the store has no workspace yet; run `parcours serve` once or `parcours workspace create`"),
+            _ => bail!("the store has several workspaces; pass --workspace with an id or a name (`parcours workspace list`)"),
+        },
+    }
+}
+
+fn iso_or_dash(at: Option<i64>) -> String {
+    at.map_or_else(|| "-".into(), parcours_core::time::format_timestamp)
+}
+
+pub fn list_sources(config: &Config, workspace: Option<&str>) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let now = now();
+    println!("ID\tNAME\tCHANNEL\tALLOWED ORIGINS\tKEYS (fingerprint: expires)");
+    for s in store.sources(&ws)? {
+        let keys: Vec<String> = store
+            .write_keys(&ws, &s.id)?
+            .iter()
+            .map(|k| match k.expires_at {
+                Some(at) if at <= now => {
+                    format!("{}: expired {}", k.fingerprint, iso_or_dash(Some(at)))
+                }
+                at => format!(
+                    "{}: {}",
+                    k.fingerprint,
+                    at.map_or("never".into(), |a| iso_or_dash(Some(a)))
+                ),
+            })
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            s.id,
+            s.name,
+            s.channel.map_or("-", |c| c.as_str()),
+            if s.allowed_origins.is_empty() {
+                "any".into()
+            } else {
+                s.allowed_origins.join(" ")
+            },
+            keys.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn create_source(
     config: &Config,
-    workspace: &str,
+    workspace: Option<&str>,
     name: &str,
     channel: Option<&str>,
+    allowed_origins: &[String],
 ) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    store
-        .workspace(workspace)?
-        .with_context(|| format!("workspace {workspace} does not exist"))?;
-    let channel = channel
-        .map(|c| Channel::parse(c).with_context(|| format!("`{c}` is not a channel (web, ios, android, store, email, sms, call_centre, chatbot, social, ads, server)")))
-        .transpose()?;
-    let key = new_secret("wk");
-    let source = Source {
-        id: new_secret("src")[..16].to_string(),
-        workspace_id: workspace.into(),
-        name: name.into(),
-        channel,
-        created_at: now(),
-    };
-    store.create_source(&source, &hash_secret(&key))?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let channel = channel.map(keys::parse_channel).transpose()?;
+    let (source, key) =
+        keys::create_source(store.as_ref(), &ws, name, channel, allowed_origins, now())?;
     println!("source {} ({})", source.id, source.name);
     println!("write key: {key}");
     Ok(())
 }
 
-pub fn create_token(
+pub fn rotate_source_key(
     config: &Config,
-    workspace: &str,
-    name: &str,
-    role: &str,
+    workspace: Option<&str>,
+    source: &str,
+    overlap_hours: u32,
 ) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    store
-        .workspace(workspace)?
-        .with_context(|| format!("workspace {workspace} does not exist"))?;
-    let role = Role::parse(role).context("role is one of admin, marketer, analyst, read_only")?;
-    let secret = new_secret("pat");
-    let token = Token {
-        id: new_secret("tok")[..16].to_string(),
-        workspace_id: workspace.into(),
-        name: name.into(),
-        role,
-        instance_admin: false,
-        created_at: now(),
-    };
-    store.create_token(&token, &hash_secret(&secret))?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let (key, until) =
+        keys::rotate_write_key(store.as_ref(), &ws, source, Some(overlap_hours), now())?;
+    println!("new write key: {key}");
+    println!(
+        "the previous keys of {source} keep working until {} (then 401)",
+        parcours_core::time::format_timestamp(until)
+    );
+    Ok(())
+}
+
+pub fn delete_source(config: &Config, workspace: Option<&str>, source: &str) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    store.delete_source(&ws, source)?;
+    println!("deleted source {source} and its write keys (its events stay in the log)");
+    Ok(())
+}
+
+pub fn list_tokens(config: &Config, workspace: Option<&str>) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let now = now();
+    println!("ID\tNAME\tROLE\tCREATED\tEXPIRES");
+    for t in store.tokens(&ws)? {
+        let expires = match t.expires_at {
+            Some(at) if at <= now => format!("expired {}", iso_or_dash(Some(at))),
+            Some(at) => iso_or_dash(Some(at)),
+            None => "never".into(),
+        };
+        println!(
+            "{}\t{}\t{}{}\t{}\t{}",
+            t.id,
+            t.name,
+            t.role.as_str(),
+            if t.instance_admin {
+                " (instance admin)"
+            } else {
+                ""
+            },
+            iso_or_dash(Some(t.created_at)),
+            expires
+        );
+    }
+    Ok(())
+}
+
+pub fn create_token(
+    config: &Config,
+    workspace: Option<&str>,
+    name: &str,
+    role: &str,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let role = keys::parse_role(role)?;
+    let (token, secret) =
+        keys::create_token(store.as_ref(), &ws, name, role, expires_in_days, now())?;
     println!("token {} ({}, {})", token.id, token.name, role.as_str());
     println!("secret: {secret}");
+    Ok(())
+}
+
+pub fn revoke_token(config: &Config, workspace: Option<&str>, id: &str) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    store.expire_token(&ws, id, now())?;
+    println!("revoked token {id} (running nodes stop accepting it within 5 s)");
+    Ok(())
+}
+
+pub fn rotate_token(
+    config: &Config,
+    workspace: Option<&str>,
+    id: &str,
+    overlap_hours: u32,
+) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let (token, secret, until) =
+        keys::rotate_token(store.as_ref(), &ws, id, Some(overlap_hours), now())?;
+    println!(
+        "token {} ({}, {})",
+        token.id,
+        token.name,
+        token.role.as_str()
+    );
+    println!("secret: {secret}");
+    println!(
+        "token {id} keeps working until {} (then 401)",
+        parcours_core::time::format_timestamp(until)
+    );
     Ok(())
 }
 

@@ -291,6 +291,20 @@ impl Config {
         if config.cluster.unify_batch == 0 {
             return Err("cluster.unify_batch must be at least 1".into());
         }
+        for (key, value) in [
+            ("bootstrap.admin_token", &config.bootstrap.admin_token),
+            ("bootstrap.write_key", &config.bootstrap.write_key),
+        ] {
+            if let Some(v) = value {
+                check_secret(key, v)?;
+            }
+        }
+        if !["text", "json"].contains(&config.log.format.as_str()) {
+            return Err(format!(
+                "log.format must be `text` or `json`, not `{}`",
+                config.log.format
+            ));
+        }
         Ok(config)
     }
 
@@ -320,6 +334,44 @@ impl Config {
     }
 }
 
+/// The shortest secret accepted from the configuration.
+pub const MIN_SECRET_CHARS: usize = 24;
+
+/// Refuses a secret copied from an example (`wk_…`, `<token>`, `changeme`) or too short to be
+/// safe: anyone who read the same documentation would know it.
+fn check_secret(key: &str, value: &str) -> Result<(), String> {
+    let lower = value.to_ascii_lowercase();
+    let placeholder = [
+        "…",
+        "...",
+        "<",
+        ">",
+        "changeme",
+        "change_me",
+        "example",
+        "placeholder",
+        "xxxx",
+        "secret",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    if placeholder {
+        return Err(format!(
+            "{key} looks like a placeholder from the documentation (`{value}`); give a random \
+             secret of at least {MIN_SECRET_CHARS} characters (`openssl rand -hex 20`), or leave \
+             it out and Parcours makes one"
+        ));
+    }
+    if value.chars().count() < MIN_SECRET_CHARS || value.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{key} must be at least {MIN_SECRET_CHARS} characters without spaces \
+             (`openssl rand -hex 20`); it has {}",
+            value.chars().count()
+        ));
+    }
+    Ok(())
+}
+
 /// A database URL without its password.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -347,7 +399,10 @@ mod tests {
                 "data_dir = \"/from/file\"\n[http]\nport = 9000\nhost = \"0.0.0.0\"",
             )?;
             jail.set_env("PARCOURS__HTTP__PORT", "9100");
-            jail.set_env("PARCOURS__BOOTSTRAP__ADMIN_TOKEN", "pat_env");
+            jail.set_env(
+                "PARCOURS__BOOTSTRAP__ADMIN_TOKEN",
+                "pat_from_env_0123456789abcdef",
+            );
             let overrides = Overrides {
                 http: Some(HttpOverrides {
                     port: Some(9200),
@@ -359,7 +414,10 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("/from/file"));
             assert_eq!(c.http.host, "0.0.0.0");
             assert_eq!(c.http.port, 9200, "flags win over env, env over file");
-            assert_eq!(c.bootstrap.admin_token.as_deref(), Some("pat_env"));
+            assert_eq!(
+                c.bootstrap.admin_token.as_deref(),
+                Some("pat_from_env_0123456789abcdef")
+            );
             let c = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(c.http.port, 9100);
             Ok(())
@@ -375,6 +433,14 @@ mod tests {
             jail.create_file("parcours.toml", "database = \"mysql://x\"")?;
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("postgres://"), "{err}");
+            for placeholder in ["wk_…", "pat_...", "<admin token>", "short_key"] {
+                jail.create_file(
+                    "parcours.toml",
+                    &format!("[bootstrap]\nwrite_key = \"{placeholder}\""),
+                )?;
+                let err = Config::load(None, &Overrides::default()).unwrap_err();
+                assert!(err.contains("bootstrap.write_key"), "{placeholder}: {err}");
+            }
             jail.create_file("parcours.toml", "[http]\nprot = 1")?;
             assert!(Config::load(None, &Overrides::default())
                 .unwrap_err()

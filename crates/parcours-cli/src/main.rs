@@ -19,6 +19,9 @@ struct Cli {
     /// the embedded store; several nodes can share one database.
     #[arg(long, global = true)]
     database: Option<String>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,17 +30,23 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (tracking API, admin API) on the embedded store or PostgreSQL.
     Serve {
+        /// Address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every
+        /// interface).
         #[arg(long)]
         host: Option<String>,
+        /// Port to listen on (default 8750; 0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
     },
     /// Run the server with a demo brand's data sent through the real tracking API.
     Demo {
+        /// Port to listen on (default 8750; 0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// How many customers the demo brand has.
         #[arg(long, default_value_t = 3000)]
         customers: usize,
+        /// How many days of history the demo sends.
         #[arg(long, default_value_t = 90)]
         days: u32,
         /// Keep an existing demo store instead of starting fresh.
@@ -46,9 +55,12 @@ enum Command {
     },
     /// Import NDJSON Segment events or a CSV of profile traits (idempotent).
     Import {
+        /// An NDJSON file of Segment events, or a CSV with a header row.
         file: PathBuf,
+        /// The write key of the source the events are imported as.
         #[arg(long)]
         write_key: Option<String>,
+        /// The workspace (id or name) whose first source the events are imported as.
         #[arg(long)]
         workspace: Option<String>,
         /// Only append to the event log; let a running server unify.
@@ -57,10 +69,13 @@ enum Command {
     },
     /// Export profiles or events as NDJSON on stdout (or --output).
     Export {
+        /// What to export.
         #[arg(value_parser = ["profiles", "events"])]
         what: String,
+        /// The workspace (id or name); needed when the store has several.
         #[arg(long)]
         workspace: Option<String>,
+        /// Write to this file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -90,31 +105,102 @@ enum Command {
 
 #[derive(Subcommand)]
 enum WorkspaceAction {
-    Create { name: String },
+    /// Create a workspace with a source and an admin token (their secrets are printed once).
+    Create {
+        /// The workspace's name.
+        name: String,
+    },
+    /// List the workspaces (id and name).
     List,
 }
 
 #[derive(Subcommand)]
 enum SourceAction {
-    Create {
+    /// List a workspace's sources with their write keys' fingerprints and expiry.
+    List {
+        /// The workspace (id or name); needed when the store has several.
         #[arg(long)]
-        workspace: String,
+        workspace: Option<String>,
+    },
+    /// Create a source and print its write key (shown once).
+    Create {
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The source's name.
         #[arg(long)]
         name: String,
+        /// The channel of its events unless they say otherwise: web, ios, android, store,
+        /// email, sms, call_centre, chatbot, social, ads or server.
         #[arg(long)]
         channel: Option<String>,
+        /// A web origin whose pages may send with the key (repeatable; default: any).
+        #[arg(long = "allow-origin")]
+        allowed_origins: Vec<String>,
+    },
+    /// Give a source a new write key; the previous ones keep working for the overlap.
+    Rotate {
+        /// The source's id (`parcours source list`).
+        source: String,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Hours the previous keys keep working (0: they stop now).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+    },
+    /// Delete a source and its write keys (its events stay).
+    Delete {
+        /// The source's id (`parcours source list`).
+        source: String,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
     },
 }
 
 #[derive(Subcommand)]
 enum TokenAction {
-    Create {
+    /// List a workspace's admin tokens (never their secrets).
+    List {
+        /// The workspace (id or name); needed when the store has several.
         #[arg(long)]
-        workspace: String,
+        workspace: Option<String>,
+    },
+    /// Create an admin token and print its secret (shown once). Also recovers access when
+    /// the first start's secrets were lost.
+    Create {
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The token's name (who or what uses it).
         #[arg(long)]
         name: String,
-        #[arg(long, default_value = "admin")]
+        /// What the token may do.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "marketer", "analyst", "read_only"])]
         role: String,
+        /// Days until the token stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke a token now.
+    Revoke {
+        /// The token's id (`parcours token list`).
+        id: String,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Give a token a successor; the old one keeps working for the overlap.
+    Rotate {
+        /// The token's id (`parcours token list`).
+        id: String,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Hours the old token keeps working (0: it stops now).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
     },
 }
 
@@ -123,15 +209,20 @@ enum BenchKind {
     /// Ingest over HTTP and unify, against the raw SQLite INSERT rate of the same rows (or,
     /// with --database postgres://…, 1 and 3 nodes against the raw COPY rate).
     Ingest {
+        /// Events to send.
         #[arg(long, default_value_t = 200_000)]
         events: usize,
+        /// Events per request.
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Distinct customers the events are about.
         #[arg(long, default_value_t = 20_000)]
         customers: u64,
-        #[arg(long, default_value = "full")]
+        /// `full` (fsync every commit) or `normal`.
+        #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
         durability: String,
         /// Ingest only; the processing rate is still measured afterwards by a replay.
         #[arg(long)]
@@ -159,8 +250,10 @@ enum BenchKind {
         /// 10M events takes a while).
         #[arg(long)]
         keep: bool,
+        /// Skip the latency probes.
         #[arg(long)]
         skip_latency: bool,
+        /// Skip the full computation.
         #[arg(long)]
         skip_recompute: bool,
     },
@@ -179,7 +272,12 @@ fn main() -> std::process::ExitCode {
         http: (host.is_some() || port.is_some()).then_some(HttpOverrides { host, port }),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(format) = &cli.log_format {
+                c.log.format = format.clone();
+            }
+            c
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
@@ -203,8 +301,10 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARCOURS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // Colours only for a person at a terminal, never into a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
@@ -257,22 +357,50 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Workspace {
             action: WorkspaceAction::List,
         } => commands::list_workspaces(&config),
-        Command::Source {
-            action:
-                SourceAction::Create {
-                    workspace,
-                    name,
-                    channel,
-                },
-        } => commands::create_source(&config, &workspace, &name, channel.as_deref()),
-        Command::Token {
-            action:
-                TokenAction::Create {
-                    workspace,
-                    name,
-                    role,
-                },
-        } => commands::create_token(&config, &workspace, &name, &role),
+        Command::Source { action } => match action {
+            SourceAction::List { workspace } => {
+                commands::list_sources(&config, workspace.as_deref())
+            }
+            SourceAction::Create {
+                workspace,
+                name,
+                channel,
+                allowed_origins,
+            } => commands::create_source(
+                &config,
+                workspace.as_deref(),
+                &name,
+                channel.as_deref(),
+                &allowed_origins,
+            ),
+            SourceAction::Rotate {
+                source,
+                workspace,
+                overlap_hours,
+            } => commands::rotate_source_key(&config, workspace.as_deref(), &source, overlap_hours),
+            SourceAction::Delete { source, workspace } => {
+                commands::delete_source(&config, workspace.as_deref(), &source)
+            }
+        },
+        Command::Token { action } => match action {
+            TokenAction::List { workspace } => commands::list_tokens(&config, workspace.as_deref()),
+            TokenAction::Create {
+                workspace,
+                name,
+                role,
+                expires_in_days,
+            } => {
+                commands::create_token(&config, workspace.as_deref(), &name, &role, expires_in_days)
+            }
+            TokenAction::Revoke { id, workspace } => {
+                commands::revoke_token(&config, workspace.as_deref(), &id)
+            }
+            TokenAction::Rotate {
+                id,
+                workspace,
+                overlap_hours,
+            } => commands::rotate_token(&config, workspace.as_deref(), &id, overlap_hours),
+        },
         Command::Bench {
             which:
                 BenchKind::Ingest {

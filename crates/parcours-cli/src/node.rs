@@ -51,6 +51,65 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// An exclusive hold on the embedded store's directory, released when dropped (or when the
+/// process dies: the operating system releases the lock with the file).
+pub struct StoreLock {
+    _file: std::fs::File,
+}
+
+/// Takes the embedded store for `what` (a node, a replay), or says who holds it. PostgreSQL
+/// needs no lock: its nodes coordinate through the database.
+pub fn hold_store(config: &Config, what: &str) -> anyhow::Result<Option<StoreLock>> {
+    use std::io::{Read, Seek, Write};
+    if config.postgres().is_some() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join("parcours.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            anyhow::bail!(
+                "the store in {} is in use by {}; stop it first",
+                config.data_dir.display(),
+                if holder.is_empty() {
+                    "another process"
+                } else {
+                    holder
+                }
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(
+        file,
+        "{what} (process {}, since {})",
+        std::process::id(),
+        parcours_core::time::format_timestamp(SystemClock.now())
+    )?;
+    file.flush()?;
+    Ok(Some(StoreLock { _file: file }))
+}
+
 /// Creates the default workspace on an empty store; returns its secrets (shown once).
 pub fn bootstrap(
     store: &dyn Store,
@@ -126,7 +185,15 @@ fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u
 impl Node {
     /// Starts a node on its configured address (port 0 picks a free one).
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Node> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self::start_with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a node that reads the time from `clock` (tests move it forward).
+    pub async fn start_with_clock(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Node> {
         let window = Duration::from_secs(u64::from(config.ingest.dedup_window_days) * 86_400);
         let addr = format!("{}:{}", config.http.host, config.http.port);
         let listener = tokio::net::TcpListener::bind(&addr)

@@ -19,8 +19,8 @@ use parcours_testkit::cluster::{Cluster, ClusterSpec};
 use parcours_testkit::http::Client;
 use serde_json::json;
 
-const KEY: &str = "wk_cluster";
-const ADMIN: &str = "pat_cluster";
+const KEY: &str = "wk_cluster_0123456789abcdef";
+const ADMIN: &str = "pat_cluster_0123456789abcdef";
 const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
 const CUSTOMERS: usize = 240;
 const WORKERS: usize = 6;

@@ -13,7 +13,7 @@ use parcours_store_sqlite::{Durability, SqliteStore};
 use parcours_testkit::http::Client;
 use serde_json::json;
 
-const KEY: &str = "wk_durability";
+const KEY: &str = "wk_durability_0123456789abcdef";
 
 fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_parcours"))
@@ -21,7 +21,10 @@ fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
         .arg("--data-dir")
         .arg(dir)
         .env("PARCOURS__BOOTSTRAP__WRITE_KEY", KEY)
-        .env("PARCOURS__BOOTSTRAP__ADMIN_TOKEN", "pat_durability")
+        .env(
+            "PARCOURS__BOOTSTRAP__ADMIN_TOKEN",
+            "pat_durability_0123456789abcdef",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -20,8 +20,8 @@ use parcours_testkit::http::Client;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-const WRITE_KEY: &str = "wk_soak_key";
-const ADMIN: &str = "pat_soak_admin";
+const WRITE_KEY: &str = "wk_soak_key_0123456789abcdef";
+const ADMIN: &str = "pat_soak_admin_0123456789abcdef";
 /// How long the traffic lasts on each store.
 const TRAFFIC: Duration = Duration::from_secs(10);
 /// Customers the valid traffic is about.

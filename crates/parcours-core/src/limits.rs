@@ -325,3 +325,44 @@ mod tests {
         );
     }
 }
+
+/// A size in bytes as people read it in an error message: `40960 bytes (40 KiB)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub usize);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n < 1024 {
+            return write!(f, "{n} bytes");
+        }
+        let (value, unit) = if n < 1024 * 1024 {
+            (n as f64 / 1024.0, "KiB")
+        } else {
+            (n as f64 / (1024.0 * 1024.0), "MiB")
+        };
+        // Whole numbers without decimals: "32 KiB", not "32.0 KiB".
+        if (value - value.round()).abs() < 0.05 {
+            write!(f, "{n} bytes ({value:.0} {unit})")
+        } else {
+            write!(f, "{n} bytes ({value:.1} {unit})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::Size;
+
+    #[test]
+    fn sizes_read_with_their_unit() {
+        assert_eq!(Size(512).to_string(), "512 bytes");
+        assert_eq!(Size(32_768).to_string(), "32768 bytes (32 KiB)");
+        assert_eq!(Size(40_000).to_string(), "40000 bytes (39.1 KiB)");
+        assert_eq!(Size(512 * 1024).to_string(), "524288 bytes (512 KiB)");
+        assert_eq!(
+            Size(3 * 1024 * 1024 / 2).to_string(),
+            "1572864 bytes (1.5 MiB)"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::channel::{Channel, ChannelHints};
-use crate::limits::{self, JsonProblem};
+use crate::limits::{self, JsonProblem, Size};
 use crate::time::{parse_timestamp, Millis};
 
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -65,9 +65,9 @@ impl EventType {
 pub enum EnvelopeError {
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
-    #[error("request body is {size} bytes, over the {limit} byte limit")]
+    #[error("request body is {}, over the limit of {}", Size(*.size), Size(*.limit))]
     TooLarge { size: usize, limit: usize },
-    #[error("event {index} of the batch is {size} bytes, over the {limit} byte limit per event")]
+    #[error("event {index} of the batch is {}, over the limit of {} per event", Size(*.size), Size(*.limit))]
     EventTooLarge {
         index: usize,
         size: usize,
@@ -77,9 +77,9 @@ pub enum EnvelopeError {
     TooManyEvents { count: usize, limit: usize },
     #[error("`batch` must be an array of event objects")]
     NotABatch,
-    #[error("the batch's `context` and `integrations` are {size} bytes, over the {limit} byte limit (they are merged into every event)")]
+    #[error("the batch's `context` and `integrations` are {}, over the limit of {} (they are merged into every event)", Size(*.size), Size(*.limit))]
     ContextTooLarge { size: usize, limit: usize },
-    #[error("with the batch's `context` merged into every event, the batch is over {limit} bytes")]
+    #[error("with the batch's `context` merged into every event, the batch is over the limit of {}", Size(*.limit))]
     MergedTooLarge { limit: usize },
 }
 

@@ -41,6 +41,23 @@ pub fn format_timestamp(ms: Millis) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Serializes milliseconds as [`format_timestamp`] does (`#[serde(serialize_with = …)]` on the
+/// views the API and exports show: every time they show is ISO-8601 UTC).
+pub fn serialize_iso<S: serde::Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(*ms))
+}
+
+/// [`serialize_iso`] for an optional time (`null` when absent).
+pub fn serialize_iso_opt<S: serde::Serializer>(
+    ms: &Option<Millis>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&format_timestamp(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
 /// The order in which events are applied to projections: event time, then `messageId` to break
 /// ties. Folding a set of events in this order gives one answer whatever order they arrived in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -60,6 +77,7 @@ impl EventKey {
 
 /// One UTC day in milliseconds.
 pub const DAY: Millis = 86_400_000;
+pub const HOUR: Millis = 3_600_000;
 
 /// The start (UTC midnight) of the day that contains `ms`.
 pub fn day_start(ms: Millis) -> Millis {

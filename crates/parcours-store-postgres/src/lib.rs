@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_reshaped.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_keys.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -1,6 +1,9 @@
 use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
-use parcours_store::{Registry, Result, Role, Source, StoreError, Token, Workspace};
+use parcours_core::time::Millis;
+use parcours_store::{
+    KeyGrant, Registry, Result, Role, Source, StoreError, Token, Workspace, WriteKey,
+};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -27,12 +30,14 @@ fn to_workspace(r: &PgRow) -> Result<Workspace> {
 
 fn to_source(r: &PgRow) -> Result<Source> {
     let channel: Option<String> = r.try_get(3).map_err(backend)?;
+    let origins: String = r.try_get(5).map_err(backend)?;
     Ok(Source {
         id: r.try_get(0).map_err(backend)?,
         workspace_id: r.try_get(1).map_err(backend)?,
         name: r.try_get(2).map_err(backend)?,
         channel: channel.as_deref().and_then(Channel::parse),
         created_at: r.try_get(4).map_err(backend)?,
+        allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
     })
 }
 
@@ -45,12 +50,13 @@ fn to_token(r: &PgRow) -> Result<Token> {
         role: Role::parse(&role).unwrap_or(Role::ReadOnly),
         instance_admin: r.try_get(4).map_err(backend)?,
         created_at: r.try_get(5).map_err(backend)?,
+        expires_at: r.try_get(6).map_err(backend)?,
     })
 }
 
 const WORKSPACE_COLS: &str = "id, name, created_at, identity_rules";
-const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at";
-const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at";
+const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at, allowed_origins";
+const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
 
 impl PgStore {
     fn rows<'q, T>(
@@ -122,10 +128,12 @@ impl Registry for PgStore {
     }
 
     fn create_source(&self, s: &Source, key_hash: &str) -> Result<()> {
-        self.run(
+        let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::query(
-                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&s.id)
             .bind(&s.workspace_id)
@@ -133,10 +141,66 @@ impl Registry for PgStore {
             .bind(s.channel.map(|c| c.as_str()))
             .bind(key_hash)
             .bind(s.created_at)
-            .execute(&self.pool),
-        )
-        .map_err(|e| conflict_or_backend(e, "source"))?;
+            .bind(&origins)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or_backend(e, "source"))?;
+            sqlx::query("INSERT INTO write_keys (hash, source_id, created_at) VALUES ($1, $2, $3)")
+                .bind(key_hash)
+                .bind(&s.id)
+                .bind(s.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or_backend(e, "write key"))?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn update_source(&self, s: &Source) -> Result<()> {
+        let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        let done = self
+            .run(
+                sqlx::query(
+                    "UPDATE sources SET name = $3, channel = $4, allowed_origins = $5
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(&s.workspace_id)
+                .bind(&s.id)
+                .bind(&s.name)
+                .bind(s.channel.map(|c| c.as_str()))
+                .bind(&origins)
+                .execute(&self.pool),
+            )
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("source {}", s.id)));
+        }
         Ok(())
+    }
+
+    fn delete_source(&self, workspace: &str, id: &str) -> Result<()> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM write_keys WHERE source_id IN
+                 (SELECT id FROM sources WHERE workspace_id = $1 AND id = $2)",
+            )
+            .bind(workspace)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let done = sqlx::query("DELETE FROM sources WHERE workspace_id = $1 AND id = $2")
+                .bind(workspace)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("source {id}")));
+            }
+            tx.commit().await.map_err(backend)
+        })
     }
 
     fn sources(&self, workspace: &str) -> Result<Vec<Source>> {
@@ -149,21 +213,86 @@ impl Registry for PgStore {
         )
     }
 
-    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>> {
+    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         Ok(self
             .rows(
-                sql!("SELECT {SOURCE_COLS} FROM sources WHERE write_key_hash = $1"),
+                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins, k.expires_at
+                 FROM write_keys k JOIN sources s ON s.id = k.source_id WHERE k.hash = $1",
                 key_hash,
-                to_source,
+                |r| {
+                    Ok(KeyGrant {
+                        source: to_source(r)?,
+                        expires_at: r.try_get(6).map_err(backend)?,
+                    })
+                },
             )?
             .pop())
+    }
+
+    fn write_keys(&self, workspace: &str, source: &str) -> Result<Vec<WriteKey>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT k.hash, k.created_at, k.expires_at FROM write_keys k
+                     JOIN sources s ON s.id = k.source_id
+                     WHERE s.workspace_id = $1 AND s.id = $2 ORDER BY k.created_at, k.hash",
+                )
+                .bind(workspace)
+                .bind(source)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let hash: String = r.try_get(0).map_err(backend)?;
+                Ok(WriteKey {
+                    fingerprint: hash.chars().take(12).collect(),
+                    created_at: r.try_get(1).map_err(backend)?,
+                    expires_at: r.try_get(2).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    fn rotate_write_key(
+        &self,
+        workspace: &str,
+        source: &str,
+        new_hash: &str,
+        now: Millis,
+        old_until: Millis,
+    ) -> Result<()> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let done = sqlx::query(
+                "UPDATE write_keys SET expires_at = LEAST(COALESCE(expires_at, $3), $3)
+                 WHERE source_id IN (SELECT id FROM sources WHERE workspace_id = $1 AND id = $2)",
+            )
+            .bind(workspace)
+            .bind(source)
+            .bind(old_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("source {source}")));
+            }
+            sqlx::query("INSERT INTO write_keys (hash, source_id, created_at) VALUES ($1, $2, $3)")
+                .bind(new_hash)
+                .bind(source)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or_backend(e, "write key"))?;
+            tx.commit().await.map_err(backend)
+        })
     }
 
     fn create_token(&self, t: &Token, token_hash: &str) -> Result<()> {
         self.run(
             sqlx::query(
-                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&t.id)
             .bind(&t.workspace_id)
@@ -172,9 +301,29 @@ impl Registry for PgStore {
             .bind(t.instance_admin)
             .bind(token_hash)
             .bind(t.created_at)
+            .bind(t.expires_at)
             .execute(&self.pool),
         )
         .map_err(|e| conflict_or_backend(e, "token"))?;
+        Ok(())
+    }
+
+    fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {
+        let done = self
+            .run(
+                sqlx::query(
+                    "UPDATE tokens SET expires_at = LEAST(COALESCE(expires_at, $3), $3)
+                     WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace)
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool),
+            )
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("token {id}")));
+        }
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
-use parcours_store::{Registry, Result, Role, Source, StoreError, Token, Workspace};
+use parcours_core::time::Millis;
+use parcours_store::{
+    KeyGrant, Registry, Result, Role, Source, StoreError, Token, Workspace, WriteKey,
+};
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{backend, corrupt, SqliteStore};
@@ -31,12 +34,14 @@ fn to_workspace((id, name, created_at, rules): (String, String, i64, String)) ->
 
 fn source_row(r: &Row<'_>) -> rusqlite::Result<Source> {
     let channel: Option<String> = r.get(3)?;
+    let origins: String = r.get(5)?;
     Ok(Source {
         id: r.get(0)?,
         workspace_id: r.get(1)?,
         name: r.get(2)?,
         channel: channel.as_deref().and_then(Channel::parse),
         created_at: r.get(4)?,
+        allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
     })
 }
 
@@ -49,11 +54,12 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
         role: Role::parse(&role).unwrap_or(Role::ReadOnly),
         instance_admin: r.get(4)?,
         created_at: r.get(5)?,
+        expires_at: r.get(6)?,
     })
 }
 
-const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at";
-const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at";
+const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at, allowed_origins";
+const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
 
 impl Registry for SqliteStore {
     fn create_workspace(&self, w: &Workspace) -> Result<()> {
@@ -107,21 +113,72 @@ impl Registry for SqliteStore {
     }
 
     fn create_source(&self, s: &Source, key_hash: &str) -> Result<()> {
-        self.writer()
+        let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.id,
+                s.workspace_id,
+                s.name,
+                s.channel.map(|c| c.as_str()),
+                key_hash,
+                s.created_at,
+                origins
+            ],
+        )
+        .map_err(|e| conflict_or_backend(e, "source or write key"))?;
+        tx.execute(
+            "INSERT INTO write_keys (hash, source_id, created_at) VALUES (?1, ?2, ?3)",
+            params![key_hash, s.id, s.created_at],
+        )
+        .map_err(|e| conflict_or_backend(e, "write key"))?;
+        tx.commit().map_err(backend)
+    }
+
+    fn update_source(&self, s: &Source) -> Result<()> {
+        let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        let n = self
+            .writer()
             .execute(
-                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "UPDATE sources SET name = ?3, channel = ?4, allowed_origins = ?5
+                 WHERE workspace_id = ?1 AND id = ?2",
                 params![
-                    s.id,
                     s.workspace_id,
+                    s.id,
                     s.name,
                     s.channel.map(|c| c.as_str()),
-                    key_hash,
-                    s.created_at
+                    origins
                 ],
             )
-            .map_err(|e| conflict_or_backend(e, "source or write key"))?;
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("source {}", s.id)));
+        }
         Ok(())
+    }
+
+    fn delete_source(&self, workspace: &str, id: &str) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "DELETE FROM write_keys WHERE source_id IN
+             (SELECT id FROM sources WHERE workspace_id = ?1 AND id = ?2)",
+            params![workspace, id],
+        )
+        .map_err(backend)?;
+        let n = tx
+            .execute(
+                "DELETE FROM sources WHERE workspace_id = ?1 AND id = ?2",
+                params![workspace, id],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("source {id}")));
+        }
+        tx.commit().map_err(backend)
     }
 
     fn sources(&self, workspace: &str) -> Result<Vec<Source>> {
@@ -136,26 +193,98 @@ impl Registry for SqliteStore {
         })
     }
 
-    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>> {
+    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         self.read(|c| {
             c.query_row(
-                &format!("SELECT {SOURCE_COLS} FROM sources WHERE write_key_hash = ?1"),
+                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins, k.expires_at
+                 FROM write_keys k JOIN sources s ON s.id = k.source_id WHERE k.hash = ?1",
                 [key_hash],
-                source_row,
+                |r| {
+                    Ok(KeyGrant {
+                        source: source_row(r)?,
+                        expires_at: r.get(6)?,
+                    })
+                },
             )
             .optional()
             .map_err(backend)
         })
     }
 
+    fn write_keys(&self, workspace: &str, source: &str) -> Result<Vec<WriteKey>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT k.hash, k.created_at, k.expires_at FROM write_keys k
+                     JOIN sources s ON s.id = k.source_id
+                     WHERE s.workspace_id = ?1 AND s.id = ?2 ORDER BY k.created_at, k.hash",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([workspace, source], |r| {
+                    let hash: String = r.get(0)?;
+                    Ok(WriteKey {
+                        fingerprint: hash.chars().take(12).collect(),
+                        created_at: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+    }
+
+    fn rotate_write_key(
+        &self,
+        workspace: &str,
+        source: &str,
+        new_hash: &str,
+        now: Millis,
+        old_until: Millis,
+    ) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE write_keys SET expires_at = MIN(COALESCE(expires_at, ?3), ?3)
+                 WHERE source_id IN (SELECT id FROM sources WHERE workspace_id = ?1 AND id = ?2)",
+                params![workspace, source, old_until],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("source {source}")));
+        }
+        tx.execute(
+            "INSERT INTO write_keys (hash, source_id, created_at) VALUES (?1, ?2, ?3)",
+            params![new_hash, source, now],
+        )
+        .map_err(|e| conflict_or_backend(e, "write key"))?;
+        tx.commit().map_err(backend)
+    }
+
     fn create_token(&self, t: &Token, token_hash: &str) -> Result<()> {
         self.writer()
             .execute(
-                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![t.id, t.workspace_id, t.name, t.role.as_str(), t.instance_admin, token_hash, t.created_at],
+                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![t.id, t.workspace_id, t.name, t.role.as_str(), t.instance_admin, token_hash, t.created_at, t.expires_at],
             )
             .map_err(|e| conflict_or_backend(e, "token"))?;
+        Ok(())
+    }
+
+    fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {
+        let n = self
+            .writer()
+            .execute(
+                "UPDATE tokens SET expires_at = MIN(COALESCE(expires_at, ?3), ?3)
+                 WHERE workspace_id = ?1 AND id = ?2",
+                params![workspace, id, at],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("token {id}")));
+        }
         Ok(())
     }
 

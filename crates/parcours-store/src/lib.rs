@@ -39,12 +39,33 @@ pub trait Registry: Send + Sync {
     fn workspaces(&self) -> Result<Vec<Workspace>>;
     fn workspace(&self, id: &str) -> Result<Option<Workspace>>;
     fn set_identity_rules(&self, workspace: &str, rules: &IdentityRulesConfig) -> Result<()>;
+    /// Creates a source with its first write key.
     fn create_source(&self, source: &Source, write_key_hash: &str) -> Result<()>;
+    /// Changes a source's name, channel and allowed origins.
+    fn update_source(&self, source: &Source) -> Result<()>;
+    /// Deletes a source and its write keys (its events stay in the log).
+    fn delete_source(&self, workspace: &str, id: &str) -> Result<()>;
     fn sources(&self, workspace: &str) -> Result<Vec<Source>>;
-    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<Source>>;
+    /// The source a write key belongs to, expired or not (the caller compares `expires_at`
+    /// with its clock).
+    fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<KeyGrant>>;
+    /// A source's write keys, oldest first.
+    fn write_keys(&self, workspace: &str, source: &str) -> Result<Vec<WriteKey>>;
+    /// Adds a write key to a source, and makes its other keys stop working at `old_until`
+    /// (or earlier, if they were already to stop before), in one transaction.
+    fn rotate_write_key(
+        &self,
+        workspace: &str,
+        source: &str,
+        new_hash: &str,
+        now: Millis,
+        old_until: Millis,
+    ) -> Result<()>;
     fn create_token(&self, token: &Token, token_hash: &str) -> Result<()>;
     fn tokens(&self, workspace: &str) -> Result<Vec<Token>>;
     fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>>;
+    /// Makes a token stop working at `at` (or keeps its earlier expiry).
+    fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()>;
 }
 
 /// The append-only event log, with `messageId` deduplication.

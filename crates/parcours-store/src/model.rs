@@ -14,6 +14,7 @@ use serde_json::Value;
 pub struct Workspace {
     pub id: String,
     pub name: String,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub created_at: Millis,
     pub identity_rules: IdentityRulesConfig,
 }
@@ -25,7 +26,63 @@ pub struct Source {
     pub name: String,
     /// The channel of this source's events unless they say otherwise (e.g. `store` for POS).
     pub channel: Option<Channel>,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub created_at: Millis,
+    /// The web origins (`https://shop.example`, `https://*.example.com`) whose pages may send
+    /// with this source's write key from a browser; empty: any origin (a write key is public
+    /// in a page anyway). Requests without an `Origin` (servers, apps) are not concerned.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Source {
+    /// Whether a page of `origin` may send with this source's key.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|allowed| origin_matches(allowed, origin))
+    }
+}
+
+/// `https://*.example.com` matches the subdomains of example.com over https, not example.com
+/// itself; anything else matches itself only (case-insensitively, a trailing `/` ignored).
+pub fn origin_matches(allowed: &str, origin: &str) -> bool {
+    let allowed = allowed.trim().trim_end_matches('/').to_ascii_lowercase();
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    if allowed == "*" {
+        return true;
+    }
+    match allowed.split_once("://*.") {
+        Some((scheme, domain)) => origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .is_some_and(|host| {
+                host.strip_suffix(domain)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+            }),
+        None => allowed == origin,
+    }
+}
+
+/// A write key's grant: the source it sends to, until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyGrant {
+    pub source: Source,
+    /// Set once the key was rotated or revoked: it stops working then.
+    pub expires_at: Option<Millis>,
+}
+
+/// A write key as listed (only its hash is stored: it is shown by a fingerprint).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriteKey {
+    /// The first 12 hex digits of the key's SHA-256.
+    pub fingerprint: String,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
+    pub expires_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +123,12 @@ pub struct Token {
     pub role: Role,
     /// May create workspaces (the token printed on first start).
     pub instance_admin: bool,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub created_at: Millis,
+    /// The token stops working then (set at creation, or by a rotation's overlap).
+    #[serde(default)]
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
+    pub expires_at: Option<Millis>,
 }
 
 /// What one request brings to the log: its accepted and quarantined events.
@@ -257,16 +319,19 @@ pub struct QuarantineEntry {
     /// The source of its first arrival.
     pub source_id: String,
     /// When it first arrived.
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub received_at: Millis,
     pub code: String,
     pub reason: String,
     pub message_id: Option<String>,
     pub body: String,
     pub status: QuarantineStatus,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
     pub resolved_at: Option<Millis>,
     /// How many times it arrived (the same invalid body is kept once and counted).
     pub occurrences: u64,
     /// When it last arrived.
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub last_seen: Millis,
     /// Every source it arrived from, in order of first arrival.
     pub sources: Vec<String>,
@@ -374,7 +439,9 @@ pub struct MergeRow {
     #[serde(flatten)]
     pub merge: MergeRecord,
     pub status: MergeStatus,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
     pub created_at: Millis,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
     pub undone_at: Option<Millis>,
 }
 

@@ -17,6 +17,7 @@ macro_rules! conformance_suite {
     ($make:path) => {
         $crate::conformance_suite!(@tests $make;
             registry_round_trips_and_keeps_workspaces_apart,
+            write_keys_rotate_and_tokens_expire,
             append_deduplicates_message_ids_per_workspace,
             dedup_window_expires,
             quarantine_keeps_events_and_resolves_once,
@@ -107,6 +108,7 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
         name: "POS".into(),
         channel: Some(Channel::Store),
         created_at: T0,
+        allowed_origins: vec!["https://shop.example".into()],
     };
     store.create_source(&src, "hash-1").unwrap();
     let dup = Source {
@@ -122,7 +124,10 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
     );
     assert_eq!(
         store.source_by_key_hash("hash-1").unwrap(),
-        Some(src.clone())
+        Some(KeyGrant {
+            source: src.clone(),
+            expires_at: None
+        })
     );
     assert_eq!(store.source_by_key_hash("nope").unwrap(), None);
     assert_eq!(store.sources("ws_a").unwrap(), vec![src]);
@@ -134,6 +139,7 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
         role: Role::Admin,
         instance_admin: true,
         created_at: T0,
+        expires_at: None,
     };
     store.create_token(&token, "thash").unwrap();
     assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
@@ -153,6 +159,109 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.workspaces().unwrap().len(), 2);
+}
+
+pub fn write_keys_rotate_and_tokens_expire(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let src = Source {
+        id: "src_1".into(),
+        workspace_id: "ws_a".into(),
+        name: "Web".into(),
+        channel: None,
+        created_at: T0,
+        allowed_origins: vec![],
+    };
+    store.create_source(&src, "key-1").unwrap();
+    // Another workspace cannot rotate, rename or delete it.
+    assert!(matches!(
+        store.rotate_write_key("ws_b", "src_1", "key-x", T0, T0),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_source("ws_b", "src_1"),
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .rotate_write_key("ws_a", "src_1", "key-2", T0 + 10, T0 + 1_000)
+        .unwrap();
+    let grant = |h: &str| store.source_by_key_hash(h).unwrap().map(|g| g.expires_at);
+    assert_eq!(
+        grant("key-1"),
+        Some(Some(T0 + 1_000)),
+        "the old key works until the overlap ends"
+    );
+    assert_eq!(grant("key-2"), Some(None));
+    // A second rotation shortens, never lengthens, what the old keys have left.
+    store
+        .rotate_write_key("ws_a", "src_1", "key-3", T0 + 20, T0 + 5_000)
+        .unwrap();
+    assert_eq!(grant("key-1"), Some(Some(T0 + 1_000)));
+    assert_eq!(grant("key-2"), Some(Some(T0 + 5_000)));
+    assert!(
+        matches!(
+            store.rotate_write_key("ws_a", "src_1", "key-3", T0 + 30, T0 + 30),
+            Err(StoreError::Conflict(_))
+        ),
+        "a key is unique"
+    );
+    let keys = store.write_keys("ws_a", "src_1").unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0].fingerprint, "key-1");
+    assert_eq!(keys[2].expires_at, None);
+    assert!(store.write_keys("ws_b", "src_1").unwrap().is_empty());
+
+    let renamed = Source {
+        name: "Shop site".into(),
+        channel: Some(Channel::Web),
+        allowed_origins: vec!["https://*.shop.example".into()],
+        ..src.clone()
+    };
+    store.update_source(&renamed).unwrap();
+    assert_eq!(store.sources("ws_a").unwrap(), vec![renamed.clone()]);
+    assert_eq!(
+        store.source_by_key_hash("key-3").unwrap().unwrap().source,
+        renamed
+    );
+    assert!(matches!(
+        store.update_source(&Source {
+            workspace_id: "ws_b".into(),
+            ..renamed.clone()
+        }),
+        Err(StoreError::NotFound(_))
+    ));
+
+    store.delete_source("ws_a", "src_1").unwrap();
+    assert!(store.sources("ws_a").unwrap().is_empty());
+    for key in ["key-1", "key-2", "key-3"] {
+        assert_eq!(
+            store.source_by_key_hash(key).unwrap(),
+            None,
+            "{key} is gone with its source"
+        );
+    }
+
+    let token = Token {
+        id: "tok_1".into(),
+        workspace_id: "ws_a".into(),
+        name: "ops".into(),
+        role: Role::Analyst,
+        instance_admin: false,
+        created_at: T0,
+        expires_at: Some(T0 + 9_000),
+    };
+    store.create_token(&token, "thash").unwrap();
+    assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
+    assert!(matches!(
+        store.expire_token("ws_b", "tok_1", T0),
+        Err(StoreError::NotFound(_))
+    ));
+    store.expire_token("ws_a", "tok_1", T0 + 500).unwrap();
+    store.expire_token("ws_a", "tok_1", T0 + 50_000).unwrap();
+    assert_eq!(
+        store.token_by_hash("thash").unwrap().unwrap().expires_at,
+        Some(T0 + 500),
+        "an expiry is only ever brought forward"
+    );
 }
 
 pub fn append_deduplicates_message_ids_per_workspace(store: &dyn Store) {

@@ -64,9 +64,13 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .header("content-type", "application/json")
-            .body(Full::new(body.into()))?;
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Full::new(body.into()))?;
         let resp = self.inner.request(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

@@ -12,8 +12,8 @@ use parcours_store_postgres::testing::TempDatabase;
 use parcours_testkit::http::Client;
 use serde_json::Value;
 
-pub const WRITE_KEY: &str = "wk_test_key";
-pub const ADMIN: &str = "pat_test_admin";
+pub const WRITE_KEY: &str = "wk_test_key_0123456789abcdef";
+pub const ADMIN: &str = "pat_test_admin_0123456789abcdef";
 
 pub struct TestNode {
     pub node: Option<Node>,
@@ -51,6 +51,33 @@ pub async fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> TestNode {
 
 /// A node on the embedded store or on a fresh PostgreSQL database of its own.
 pub async fn start_on(tag: &str, backend: Backend, tune: impl FnOnce(&mut Config)) -> TestNode {
+    start_with_clock(tag, backend, Arc::new(parcours_engine::SystemClock), tune).await
+}
+
+/// The system's time moved forward by what the test says.
+#[derive(Default)]
+pub struct ShiftedClock(pub std::sync::atomic::AtomicI64);
+
+impl ShiftedClock {
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl parcours_core::time::Clock for ShiftedClock {
+    fn now(&self) -> parcours_core::time::Millis {
+        parcours_core::time::Clock::now(&parcours_engine::SystemClock)
+            + self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A node whose engine reads the time from `clock`.
+pub async fn start_with_clock(
+    tag: &str,
+    backend: Backend,
+    clock: Arc<dyn parcours_core::time::Clock>,
+    tune: impl FnOnce(&mut Config),
+) -> TestNode {
     let database = (backend == Backend::Postgres).then(TempDatabase::create);
     let dir = temp_dir(tag);
     let mut config = Config {
@@ -67,7 +94,9 @@ pub async fn start_on(tag: &str, backend: Backend, tune: impl FnOnce(&mut Config
     let p = bootstrap(store.as_ref(), &config, 1_700_000_000_000)
         .unwrap()
         .expect("fresh store");
-    let node = Node::start(&config, store.clone()).await.unwrap();
+    let node = Node::start_with_clock(&config, store.clone(), clock)
+        .await
+        .unwrap();
     let client = Client::new(node.url());
     TestNode {
         node: Some(node),

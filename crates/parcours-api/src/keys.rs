@@ -1,0 +1,578 @@
+//! The life cycle of sources, write keys and admin tokens: create, list, change, rotate with
+//! an overlap, revoke, delete. The operations are shared by the admin API and the CLI; the
+//! handlers below only read requests and shape answers.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parcours_core::time::{format_timestamp, Millis, HOUR};
+use parcours_core::Channel;
+use parcours_store::{Role, Source, Store, StoreError, Token, WriteKey};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{hash_secret, new_secret, Caller};
+use crate::error::{blocking, object_body, ApiError};
+use crate::AppState;
+
+/// How long a rotated key or token keeps working unless told otherwise.
+pub const DEFAULT_OVERLAP_HOURS: u32 = 24;
+/// The longest overlap a rotation may give the old secret.
+pub const MAX_OVERLAP_HOURS: u32 = 24 * 90;
+
+/// Why a key operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Invalid(m) => ApiError::bad_request("invalid_parameter", m),
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+pub fn parse_channel(c: &str) -> Result<Channel, KeyError> {
+    Channel::parse(c).ok_or_else(|| {
+        let all: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+        KeyError::Invalid(format!(
+            "`{c}` is not a channel; use one of {}",
+            all.join(", ")
+        ))
+    })
+}
+
+/// Allowed origins as a browser sends them: `scheme://host[:port]`, or `scheme://*.domain`.
+pub fn check_origins(origins: &[String]) -> Result<Vec<String>, KeyError> {
+    origins
+        .iter()
+        .map(|o| {
+            let o = o.trim().trim_end_matches('/');
+            let valid = o == "*"
+                || o.split_once("://").is_some_and(|(scheme, host)| {
+                    matches!(scheme, "http" | "https")
+                        && !host.is_empty()
+                        && !host.contains('/')
+                        && !host.contains(char::is_whitespace)
+                        && (!host.contains('*') || host.starts_with("*.") && host.len() > 2 && !host[2..].contains('*'))
+                });
+            if valid {
+                Ok(o.to_ascii_lowercase())
+            } else {
+                Err(KeyError::Invalid(format!(
+                    "`{o}` is not an origin; write it as a browser sends it, `https://shop.example` \
+                     or `https://*.example.com` (no path)"
+                )))
+            }
+        })
+        .collect()
+}
+
+fn overlap_until(now: Millis, hours: Option<u32>) -> Result<Millis, KeyError> {
+    let hours = hours.unwrap_or(DEFAULT_OVERLAP_HOURS);
+    if hours > MAX_OVERLAP_HOURS {
+        return Err(KeyError::Invalid(format!(
+            "`overlap_hours` is at most {MAX_OVERLAP_HOURS} (90 days); got {hours}"
+        )));
+    }
+    Ok(now + i64::from(hours) * HOUR)
+}
+
+/// A new source and its write key (shown once).
+pub fn create_source(
+    store: &dyn Store,
+    workspace: &str,
+    name: &str,
+    channel: Option<Channel>,
+    allowed_origins: &[String],
+    now: Millis,
+) -> Result<(Source, String), KeyError> {
+    if name.trim().is_empty() {
+        return Err(KeyError::Invalid("`name` must not be empty".into()));
+    }
+    let key = new_secret("wk");
+    let source = Source {
+        id: new_secret("src")[..16].to_string(),
+        workspace_id: workspace.to_string(),
+        name: name.trim().to_string(),
+        channel,
+        created_at: now,
+        allowed_origins: check_origins(allowed_origins)?,
+    };
+    store.create_source(&source, &hash_secret(&key))?;
+    Ok((source, key))
+}
+
+/// A source's new write key; its other keys keep working for `overlap_hours` (default 24),
+/// then stop. Returns the key and when the old ones stop.
+pub fn rotate_write_key(
+    store: &dyn Store,
+    workspace: &str,
+    source: &str,
+    overlap_hours: Option<u32>,
+    now: Millis,
+) -> Result<(String, Millis), KeyError> {
+    let until = overlap_until(now, overlap_hours)?;
+    let key = new_secret("wk");
+    store.rotate_write_key(workspace, source, &hash_secret(&key), now, until)?;
+    Ok((key, until))
+}
+
+/// A new admin token and its secret (shown once).
+pub fn create_token(
+    store: &dyn Store,
+    workspace: &str,
+    name: &str,
+    role: Role,
+    expires_in_days: Option<u32>,
+    now: Millis,
+) -> Result<(Token, String), KeyError> {
+    if name.trim().is_empty() {
+        return Err(KeyError::Invalid("`name` must not be empty".into()));
+    }
+    let expires_at =
+        match expires_in_days {
+            Some(0) => return Err(KeyError::Invalid(
+                "`expires_in_days` is at least 1 (leave it out for a token that does not expire)"
+                    .into(),
+            )),
+            Some(d) if d > 3650 => {
+                return Err(KeyError::Invalid(format!(
+                    "`expires_in_days` is at most 3650; got {d}"
+                )))
+            }
+            Some(d) => Some(now + i64::from(d) * 24 * HOUR),
+            None => None,
+        };
+    let secret = new_secret("pat");
+    let token = Token {
+        id: new_secret("tok")[..16].to_string(),
+        workspace_id: workspace.to_string(),
+        name: name.trim().to_string(),
+        role,
+        instance_admin: false,
+        created_at: now,
+        expires_at,
+    };
+    store.create_token(&token, &hash_secret(&secret))?;
+    Ok((token, secret))
+}
+
+/// A token's successor (same name, role and expiry); the old one keeps working for
+/// `overlap_hours`, then stops.
+pub fn rotate_token(
+    store: &dyn Store,
+    workspace: &str,
+    id: &str,
+    overlap_hours: Option<u32>,
+    now: Millis,
+) -> Result<(Token, String, Millis), KeyError> {
+    let until = overlap_until(now, overlap_hours)?;
+    let old = store
+        .tokens(workspace)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| StoreError::NotFound(format!("token {id}")))?;
+    if old.expires_at.is_some_and(|at| at <= now) {
+        return Err(KeyError::Invalid(format!(
+            "token {id} has expired; create a new one instead"
+        )));
+    }
+    let secret = new_secret("pat");
+    let token = Token {
+        id: new_secret("tok")[..16].to_string(),
+        created_at: now,
+        ..old
+    };
+    store.create_token(&token, &hash_secret(&secret))?;
+    store.expire_token(workspace, id, until)?;
+    Ok((token, secret, until))
+}
+
+/// A source as the API shows it, with its keys when given.
+pub fn source_json(s: &Source, keys: Option<&[WriteKey]>, now: Millis) -> Value {
+    let mut v = json!({
+        "id": s.id,
+        "workspace_id": s.workspace_id,
+        "name": s.name,
+        "channel": s.channel,
+        "created_at": format_timestamp(s.created_at),
+        "allowed_origins": s.allowed_origins,
+    });
+    if let Some(keys) = keys {
+        v["write_keys"] = keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "fingerprint": k.fingerprint,
+                    "created_at": format_timestamp(k.created_at),
+                    "expires_at": k.expires_at.map(format_timestamp),
+                    "active": k.expires_at.is_none_or(|at| at > now),
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+/// A token as the API shows it (never its secret: only its hash is kept).
+pub fn token_json(t: &Token, now: Millis) -> Value {
+    json!({
+        "id": t.id,
+        "workspace_id": t.workspace_id,
+        "name": t.name,
+        "role": t.role,
+        "instance_admin": t.instance_admin,
+        "created_at": format_timestamp(t.created_at),
+        "expires_at": t.expires_at.map(format_timestamp),
+        "active": t.expires_at.is_none_or(|at| at > now),
+    })
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/sources", get(sources).post(new_source))
+        .route(
+            "/sources/{id}",
+            get(source).patch(change_source).delete(delete_source),
+        )
+        .route("/sources/{id}/rotate", post(rotate_source_key))
+        .route("/tokens", get(tokens).post(new_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/tokens/{id}/rotate", post(rotate_admin_token))
+}
+
+type Api = Result<Json<Value>, ApiError>;
+type Created = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
+    state.engine.store().clone()
+}
+
+async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    blocking(move || {
+        let list = st
+            .sources(&ws)?
+            .iter()
+            .map(|s| Ok(source_json(s, Some(&st.write_keys(&ws, &s.id)?), now)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Json(json!({ "sources": list })))
+    })
+    .await
+}
+
+async fn source(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    blocking(move || {
+        let s = st
+            .sources(&ws)?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("source {id}")))?;
+        let keys = st.write_keys(&ws, &id)?;
+        Ok(Json(json!({ "source": source_json(&s, Some(&keys), now) })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSource {
+    name: String,
+    channel: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+async fn new_source(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Created {
+    caller.require_admin()?;
+    let body: NewSource = object_body(
+        body,
+        "send {\"name\": \"…\", \"channel\": \"store\", \"allowed_origins\": [\"https://shop.example\"]}",
+        "invalid_json",
+    )?;
+    let channel = body.channel.as_deref().map(parse_channel).transpose()?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let (source, key) = blocking(move || {
+        Ok(create_source(
+            st.as_ref(),
+            &ws,
+            &body.name,
+            channel,
+            &body.allowed_origins,
+            now,
+        )?)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"source": source_json(&source, None, now), "write_key": key})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceChange {
+    name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, with = "double_option")]
+    channel: Option<Option<String>>,
+    allowed_origins: Option<Vec<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+async fn change_source(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Api {
+    caller.require_admin()?;
+    let change: SourceChange = object_body(
+        body,
+        "send the fields to change: {\"name\": \"…\", \"channel\": \"web\", \"allowed_origins\": [\"https://shop.example\"]}",
+        "invalid_json",
+    )?;
+    let channel = match change.channel {
+        Some(Some(c)) => Some(Some(parse_channel(&c)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let origins = change
+        .allowed_origins
+        .as_deref()
+        .map(check_origins)
+        .transpose()?;
+    if change.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "`name` must not be empty",
+        ));
+    }
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let state2 = state.clone();
+    blocking(move || {
+        let mut s = st
+            .sources(&ws)?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("source {id}")))?;
+        if let Some(name) = change.name {
+            s.name = name.trim().to_string();
+        }
+        if let Some(channel) = channel {
+            s.channel = channel;
+        }
+        if let Some(origins) = origins {
+            s.allowed_origins = origins;
+        }
+        st.update_source(&s)?;
+        state2.forget_credentials();
+        let keys = st.write_keys(&ws, &id)?;
+        Ok(Json(json!({ "source": source_json(&s, Some(&keys), now) })))
+    })
+    .await
+}
+
+async fn delete_source(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || Ok(st.delete_source(&ws, &id)?)).await?;
+    state.forget_credentials();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    overlap_hours: Option<u32>,
+}
+
+fn rotation(body: Option<Json<Value>>) -> Result<Rotation, ApiError> {
+    match body {
+        None => Ok(Rotation::default()),
+        Some(b) => object_body(
+            Some(b),
+            "send {\"overlap_hours\": 24} or no body",
+            "invalid_json",
+        ),
+    }
+}
+
+async fn rotate_source_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Created {
+    caller.require_admin()?;
+    let r = rotation(body)?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let (key, until) = blocking(move || {
+        Ok(rotate_write_key(
+            st.as_ref(),
+            &ws,
+            &id,
+            r.overlap_hours,
+            now,
+        )?)
+    })
+    .await?;
+    state.forget_credentials();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"write_key": key, "previous_keys_expire_at": format_timestamp(until)})),
+    ))
+}
+
+async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    caller.require_admin()?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let list = blocking(move || Ok(st.tokens(&ws)?)).await?;
+    let list: Vec<Value> = list.iter().map(|t| token_json(t, now)).collect();
+    Ok(Json(json!({ "tokens": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+    expires_in_days: Option<u32>,
+}
+
+pub fn parse_role(role: &str) -> Result<Role, KeyError> {
+    Role::parse(role).ok_or_else(|| {
+        KeyError::Invalid(format!(
+            "`{role}` is not a role; use one of admin, marketer, analyst, read_only"
+        ))
+    })
+}
+
+async fn new_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Created {
+    caller.require_admin()?;
+    let body: NewToken = object_body(
+        body,
+        "send {\"name\": \"…\", \"role\": \"analyst\", \"expires_in_days\": 90}",
+        "invalid_json",
+    )?;
+    let role =
+        parse_role(&body.role).map_err(|e| ApiError::bad_request("invalid_role", e.to_string()))?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let (token, secret) = blocking(move || {
+        Ok(create_token(
+            st.as_ref(),
+            &ws,
+            &body.name,
+            role,
+            body.expires_in_days,
+            now,
+        )?)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token_json(&token, now), "secret": secret})),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    blocking(move || Ok(st.expire_token(&ws, &id, now)?)).await?;
+    state.forget_credentials();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_admin_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Created {
+    caller.require_admin()?;
+    let r = rotation(body)?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    let (token, secret, until) =
+        blocking(move || Ok(rotate_token(st.as_ref(), &ws, &id, r.overlap_hours, now)?)).await?;
+    state.forget_credentials();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token_json(&token, now),
+            "secret": secret,
+            "previous_expires_at": format_timestamp(until),
+        })),
+    ))
+}

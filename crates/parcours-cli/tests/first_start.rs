@@ -1,0 +1,179 @@
+//! The first hour: a first start that fails leaves nothing behind, the next one shows the
+//! secrets; placeholder secrets are refused; a replay does not run beside a node on the same
+//! embedded store. These run the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn parcours() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_parcours"));
+    // The tests' own configuration only: no parcours.toml of the working directory.
+    c.current_dir(std::env::temp_dir())
+        .env_remove("PARCOURS_CONFIG")
+        .env("PARCOURS__STORAGE__DURABILITY", "normal");
+    c
+}
+
+fn run(args: &[&str], dir: &std::path::Path) -> Output {
+    parcours()
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run parcours")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `parcours serve` on `port`, and the lines it printed on stdout until `until` appeared.
+fn serve_until(dir: &std::path::Path, port: u16, until: &str) -> (Child, Vec<String>) {
+    let mut child = parcours()
+        .args(["serve", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start parcours serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let done = line.contains(until);
+            lines.push(line);
+            if done {
+                return (child, lines);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("`{until}` was not printed within 30 s; stdout: {lines:?}");
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_first_start_on_a_taken_port_leaves_the_secrets_for_the_next() {
+    let dir = common::temp_dir("first-start");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(&["serve", "--port", &port.to_string()], &dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("write key"),
+        "nothing was created, so nothing is shown"
+    );
+    let listed = run(&["workspace", "list"], &dir);
+    assert!(listed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "",
+        "no workspace yet"
+    );
+    drop(taken);
+
+    // The next start creates the workspace and shows both secrets.
+    let (mut child, lines) = serve_until(&dir, free_port(), "admin token:");
+    let text = lines.join("\n");
+    assert!(text.contains("write key:   wk_"), "{text}");
+    assert!(text.contains("admin token: pat_"), "{text}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Lost anyway: a new admin token recovers access, named by the workspace's name.
+    let out = run(
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "Default workspace",
+            "--name",
+            "recovery",
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secret: pat_"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn placeholder_secrets_from_the_docs_are_refused() {
+    let dir = common::temp_dir("placeholder");
+    let out = parcours()
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&dir)
+        .env("PARCOURS__BOOTSTRAP__WRITE_KEY", "wk_…")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bootstrap.write_key") && err.contains("placeholder"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_refuses_while_a_node_holds_the_embedded_store() {
+    let dir = common::temp_dir("replay-lock");
+    let port = free_port();
+    let (mut child, _) = serve_until(&dir, port, "admin token:");
+    wait_listening(port);
+    let out = run(&["replay"], &dir);
+    assert!(
+        !out.status.success(),
+        "a replay beside a running node must refuse"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by a node serving on") && err.contains(&format!(":{port}")),
+        "{err}"
+    );
+    // A second node on the same store refuses too, and says who holds it.
+    let out = run(&["serve", "--port", "0"], &dir);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by"));
+
+    // Killed without a chance to clean up: the lock goes with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run(&["replay"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
