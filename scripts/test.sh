@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. It sets up what the tests need first:
-# - Segment's official Python SDK in a virtualenv (.venv), driven against Parcours by the SDK
-#   compatibility test;
+# - Segment's and RudderStack's official Python SDKs in a virtualenv (.venv), driven against
+#   Parcours by the SDK compatibility tests;
 # - a PostgreSQL server for the PostgreSQL store's conformance suite and the multi-node tests.
 #   They use PARCOURS_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 #   create a database per test and drop it afterwards. If nothing answers there, this script
@@ -9,10 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import segment.analytics" 2>/dev/null; then
-  echo "installing Segment's Python SDK into .venv" >&2
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import segment.analytics, rudderstack.analytics" 2>/dev/null; then
+  echo "installing Segment's and RudderStack's Python SDKs into .venv" >&2
   python3 -m venv .venv
-  .venv/bin/pip install --quiet "segment-analytics-python==2.4.0"
+  .venv/bin/pip install --quiet "segment-analytics-python==2.4.0" "rudder-sdk-python==2.1.9"
 fi
 export PARCOURS_TEST_PYTHON="$PWD/.venv/bin/python"
 
@@ -20,3 +20,12 @@ export PARCOURS_TEST_DATABASE_URL="${PARCOURS_TEST_DATABASE_URL:-postgres://post
 bash scripts/postgres.sh "$PARCOURS_TEST_DATABASE_URL"
 
 cargo test --workspace "$@"
+
+# The SDK matrix: the Node SDKs and both browser SDKs (in Chromium, on a page of another
+# origin) against the binary the tests just built. It installs its npm packages and Debian's
+# chromium when missing, and fails loudly when it cannot.
+if [ "$#" -eq 0 ]; then
+  PARCOURS_BIN=target/debug/parcours bash scripts/sdk-matrix.sh
+else
+  echo "test.sh: a filter was given ($*): the SDK matrix runs only in the whole suite (bash scripts/sdk-matrix.sh runs it alone)" >&2
+fi

@@ -1,6 +1,7 @@
-//! Segment's official Python SDK (`segment-analytics-python`), unmodified, against a node.
-//! The interpreter comes from `PARCOURS_TEST_PYTHON` (`.ci/run` installs the SDK in a
-//! virtualenv and sets it); without it the test fails, it does not skip.
+//! Segment's and RudderStack's official Python SDKs (`segment-analytics-python`,
+//! `rudder-sdk-python` with gzip on), unmodified, against a node. The interpreter comes from
+//! `PARCOURS_TEST_PYTHON` (`scripts/test.sh` installs both SDKs in a virtualenv and sets it);
+//! without it the tests fail, they do not skip.
 
 mod common;
 
@@ -15,7 +16,7 @@ fn python() -> String {
     let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
     assert!(
         std::path::Path::new(venv).exists(),
-        "Segment's Python SDK is needed: run `python3 -m venv .venv && .venv/bin/pip install segment-analytics-python` or set PARCOURS_TEST_PYTHON"
+        "the Python SDKs are needed: run `bash scripts/test.sh` (it installs them in .venv) or set PARCOURS_TEST_PYTHON"
     );
     venv.to_string()
 }
@@ -96,5 +97,47 @@ async fn segment_python_sdk_works_unmodified() {
     let library = &page["events"][0]["context"]["library"]["name"];
     assert_eq!(library, "analytics-python");
     tokio::time::sleep(Duration::from_millis(10)).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rudderstack_python_sdk_works_unmodified_with_gzip() {
+    let t = start("rudder-sdk", |_| {}).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/rudderstack_python.py"
+    );
+    let host = t.client.base().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python())
+            .args([script, &host, WRITE_KEY, "r2"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
+    assert!(
+        out.status.success(),
+        "SDK run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.unified().await;
+    let (status, profile) = t
+        .get("/api/v1/profiles/lookup?type=email&value=rudder-r2@example.com")
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(
+        profile["events"], 3,
+        "the anonymous page view joined the person: {profile}"
+    );
+    assert_eq!(profile["traits"]["first_name"], "Grace");
+    let pid = profile["id"].as_str().unwrap();
+    let (_, page) = t.get(&format!("/api/v1/profiles/{pid}/events")).await;
+    let library = &page["events"][0]["context"]["library"]["name"];
+    assert_eq!(
+        library, "analytics-python",
+        "RudderStack's SDK names itself so"
+    );
     t.stop().await;
 }
