@@ -645,6 +645,8 @@ pub fn provision_workspace(
         channel: None,
         created_at: now,
         allowed_origins: vec![],
+        webhook: None,
+        tracking_plan: None,
     };
     store.create_source(&source, &hash_secret(&write_key))?;
     let admin_token = admin_token.unwrap_or_else(|| new_secret("pat"));

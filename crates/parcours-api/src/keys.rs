@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use parcours_core::plan::TrackingPlan;
 use parcours_core::time::{format_timestamp, Millis, HOUR};
+use parcours_core::webhook::WebhookSource;
 use parcours_core::Channel;
 use parcours_store::{Role, Source, Store, StoreError, Token, WriteKey};
 use serde::Deserialize;
@@ -96,6 +98,69 @@ pub fn create_source(
     allowed_origins: &[String],
     now: Millis,
 ) -> Result<(Source, String), KeyError> {
+    create_source_with(
+        store,
+        NewSourceSpec {
+            workspace,
+            name,
+            channel,
+            allowed_origins,
+            webhook: None,
+            tracking_plan: None,
+        },
+        now,
+    )
+}
+
+/// Everything a new source may be given.
+pub struct NewSourceSpec<'a> {
+    pub workspace: &'a str,
+    pub name: &'a str,
+    pub channel: Option<Channel>,
+    pub allowed_origins: &'a [String],
+    pub webhook: Option<WebhookSource>,
+    pub tracking_plan: Option<TrackingPlan>,
+}
+
+/// A webhook configuration whose mapping resolves and compiles.
+pub fn check_webhook(value: &Value) -> Result<WebhookSource, KeyError> {
+    let w: WebhookSource = serde_json::from_value(value.clone()).map_err(|e| {
+        KeyError::Invalid(format!(
+            "`webhook` is {{\"mapping\": \"shopify_orders_create\" or {{\"events\": […]}}, \"signature\": {{\"scheme\": \"shopify\", \"secret\": \"…\"}}}}: {e}"
+        ))
+    })?;
+    w.mapping
+        .resolve()
+        .and_then(|m| m.compile())
+        .map_err(|e| KeyError::Invalid(format!("webhook.{e}")))?;
+    if let Some(sig) = &w.signature {
+        if sig.secret.trim().is_empty() {
+            return Err(KeyError::Invalid(
+                "webhook.signature.secret must not be empty".into(),
+            ));
+        }
+    }
+    Ok(w)
+}
+
+pub fn check_plan(value: &Value) -> Result<TrackingPlan, KeyError> {
+    TrackingPlan::from_json(value).map_err(|e| KeyError::Invalid(format!("tracking_plan: {e}")))
+}
+
+/// A new source (any kind) and its write key (shown once).
+pub fn create_source_with(
+    store: &dyn Store,
+    spec: NewSourceSpec<'_>,
+    now: Millis,
+) -> Result<(Source, String), KeyError> {
+    let NewSourceSpec {
+        workspace,
+        name,
+        channel,
+        allowed_origins,
+        webhook,
+        tracking_plan,
+    } = spec;
     if name.trim().is_empty() {
         return Err(KeyError::Invalid("`name` must not be empty".into()));
     }
@@ -107,6 +172,8 @@ pub fn create_source(
         channel,
         created_at: now,
         allowed_origins: check_origins(allowed_origins)?,
+        webhook,
+        tracking_plan,
     };
     store.create_source(&source, &hash_secret(&key))?;
     Ok((source, key))
@@ -207,6 +274,13 @@ pub fn source_json(s: &Source, keys: Option<&[WriteKey]>, now: Millis) -> Value 
         "channel": s.channel,
         "created_at": format_timestamp(s.created_at),
         "allowed_origins": s.allowed_origins,
+        "kind": if s.webhook.is_some() { "webhook" } else { "tracking" },
+        "webhook": s.webhook.as_ref().map(|w| json!({
+            "mapping": w.mapping,
+            // The secret is write-only: it verifies calls, it is never shown again.
+            "signature": w.signature.as_ref().map(|sig| json!({"scheme": sig.scheme, "secret": "(set)"})),
+        })),
+        "tracking_plan": s.tracking_plan,
     });
     if let Some(keys) = keys {
         v["write_keys"] = keys
@@ -300,6 +374,8 @@ struct NewSource {
     channel: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
+    webhook: Option<Value>,
+    tracking_plan: Option<Value>,
 }
 
 async fn new_source(
@@ -314,18 +390,24 @@ async fn new_source(
         "invalid_json",
     )?;
     let channel = body.channel.as_deref().map(parse_channel).transpose()?;
+    let webhook = body.webhook.as_ref().map(check_webhook).transpose()?;
+    let tracking_plan = body.tracking_plan.as_ref().map(check_plan).transpose()?;
     let (st, ws, now) = (
         store(&state),
         caller.workspace().to_string(),
         state.engine.now(),
     );
     let (source, key) = blocking(move || {
-        Ok(create_source(
+        Ok(create_source_with(
             st.as_ref(),
-            &ws,
-            &body.name,
-            channel,
-            &body.allowed_origins,
+            NewSourceSpec {
+                workspace: &ws,
+                name: &body.name,
+                channel,
+                allowed_origins: &body.allowed_origins,
+                webhook,
+                tracking_plan,
+            },
             now,
         )?)
     })
@@ -344,6 +426,21 @@ struct SourceChange {
     #[serde(default, with = "double_option")]
     channel: Option<Option<String>>,
     allowed_origins: Option<Vec<String>>,
+    /// `null` makes it a tracking source again.
+    #[serde(default, with = "double_value")]
+    webhook: Option<Option<Value>>,
+    /// `null` removes the plan.
+    #[serde(default, with = "double_value")]
+    tracking_plan: Option<Option<Value>>,
+}
+
+mod double_value {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
+        Option::<Value>::deserialize(d).map(Some)
+    }
 }
 
 mod double_option {
@@ -378,6 +475,16 @@ async fn change_source(
         .as_deref()
         .map(check_origins)
         .transpose()?;
+    let webhook = match &change.webhook {
+        Some(Some(w)) => Some(Some(check_webhook(w)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let plan = match &change.tracking_plan {
+        Some(Some(p)) => Some(Some(check_plan(p)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     if change.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(ApiError::bad_request(
             "invalid_parameter",
@@ -404,6 +511,12 @@ async fn change_source(
         }
         if let Some(origins) = origins {
             s.allowed_origins = origins;
+        }
+        if let Some(webhook) = webhook {
+            s.webhook = webhook;
+        }
+        if let Some(plan) = plan {
+            s.tracking_plan = plan;
         }
         st.update_source(&s)?;
         state2.forget_credentials();

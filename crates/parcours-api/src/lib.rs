@@ -14,6 +14,7 @@ pub mod keys;
 pub mod openapi;
 pub mod server;
 mod tracking;
+mod webhooks;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -101,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/batch", post(tracking::batch))
         .route("/v1/import", post(tracking::batch))
         .route("/v1/{kind}", post(tracking::single))
+        .route("/v1/webhooks/{key}", post(webhooks::receive))
         .route(
             "/v1/projects/{key}/settings",
             get(browser::segment_settings),
@@ -109,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/sourceConfig/", get(browser::rudderstack_config));
     let admin = admin::routes()
         .merge(keys::routes())
+        .merge(webhooks::admin_routes())
         .merge(audiences::routes())
         .merge(destinations::routes());
     Router::new()

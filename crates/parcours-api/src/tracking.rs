@@ -10,9 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use parcours_core::plan::{flag, report_key, OnViolation};
 use parcours_core::spec::{self, Checked, Edge, EnvelopeError, EventType, MAX_BATCH_BYTES};
-use parcours_store::{IngestBatch, Source};
-use serde_json::json;
+use parcours_core::spec::{QuarantinedEvent, Violation as SpecViolation};
+use parcours_store::{IngestBatch, PlanViolationCount, Source};
+use serde_json::{json, Value};
 
 use crate::auth::basic_write_key;
 use crate::error::{blocking, ApiError};
@@ -123,13 +125,111 @@ async fn ingest(
     }
     let received_at = state.engine.now();
     // Reading and checking 2,500 events takes milliseconds: not on the executor.
-    let batch = blocking(move || checked_batch(&bytes, path_type, received_at, &source)).await?;
-    state.engine.ingest(batch).await?;
+    let (batch, violations) = blocking(move || {
+        let mut batch = checked_batch(&bytes, path_type, received_at, &source)?;
+        let violations = apply_plan(&source, &mut batch, received_at);
+        Ok((batch, violations))
+    })
+    .await?;
+    commit(&state, batch, violations).await?;
     Ok(Json(json!({ "success": true })).into_response())
 }
 
+/// Appends a checked batch, then adds its plan violations to the report (a report that
+/// fails to update is logged; the events are what must not be lost).
+pub(crate) async fn commit(
+    state: &Arc<AppState>,
+    batch: IngestBatch,
+    violations: Vec<PlanViolationCount>,
+) -> Result<(), ApiError> {
+    let workspace = batch.workspace_id.clone();
+    state.engine.ingest(batch).await?;
+    if !violations.is_empty() {
+        let store = state.engine.store().clone();
+        let _ = blocking(move || {
+            if let Err(e) = store.record_plan_violations(&workspace, &violations) {
+                tracing::warn!(error = %e, "the tracking plan's violations report was not updated");
+            }
+            Ok(())
+        })
+        .await;
+    }
+    Ok(())
+}
+
+/// Checks a batch's accepted events against the source's tracking plan: each breaking one is
+/// quarantined, flagged or stripped as the plan says. Returns the report's new lines.
+pub(crate) fn apply_plan(
+    source: &Source,
+    batch: &mut IngestBatch,
+    at: i64,
+) -> Vec<PlanViolationCount> {
+    let Some(plan) = &source.tracking_plan else {
+        return vec![];
+    };
+    let mut counts: std::collections::BTreeMap<(String, String, String), (u64, String)> =
+        Default::default();
+    let mut kept = Vec::with_capacity(batch.events.len());
+    for mut e in std::mem::take(&mut batch.events) {
+        let Ok(mut event) = serde_json::from_str::<Value>(&e.body) else {
+            kept.push(e);
+            continue;
+        };
+        // A single-event endpoint's body may leave its type to the path.
+        if event.get("type").is_none() {
+            event["type"] = Value::String(e.kind.as_str().to_string());
+        }
+        let (mut event, violations) = plan.apply(event);
+        if violations.is_empty() {
+            kept.push(e);
+            continue;
+        }
+        for v in &violations {
+            let entry = counts
+                .entry(report_key(&event, v))
+                .or_insert((0, String::new()));
+            entry.0 += 1;
+            entry.1 = v.description.clone();
+        }
+        if plan.on_violation == OnViolation::Quarantine {
+            let detail: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{} {}", v.field, v.description))
+                .collect();
+            batch.quarantined.push(QuarantinedEvent {
+                violation: SpecViolation::TrackingPlan,
+                detail: Some(detail.join("; ")),
+                message_id: Some(e.message_id.clone()),
+                received_at: e.received_at,
+                body: e.body,
+                path_type: Some(e.kind),
+            });
+            continue;
+        }
+        flag(&mut event, &violations);
+        e.body = event.to_string();
+        kept.push(e);
+    }
+    batch.events = kept;
+    counts
+        .into_iter()
+        .map(
+            |((event, field, kind), (count, example))| PlanViolationCount {
+                source_id: source.id.clone(),
+                event,
+                field,
+                kind,
+                count,
+                first_seen: at,
+                last_seen: at,
+                example,
+            },
+        )
+        .collect()
+}
+
 /// A request's events, read and checked: the accepted ones and the quarantined ones.
-fn checked_batch(
+pub(crate) fn checked_batch(
     bytes: &[u8],
     path_type: Option<EventType>,
     received_at: i64,

@@ -16,10 +16,12 @@ pub mod graph;
 pub mod identifier;
 pub mod limits;
 pub mod observation;
+pub mod plan;
 pub mod profile;
 pub mod rules;
 pub mod spec;
 pub mod time;
+pub mod webhook;
 
 pub use channel::Channel;
 pub use graph::{Applied, Graph, MergeRecord};

@@ -269,6 +269,8 @@ pub enum Violation {
     UnreadableEvent,
     /// A processor could not apply it (the store refused what it derived from it).
     UnprocessableEvent,
+    /// It breaks its source's tracking plan, whose violations are set to quarantine.
+    TrackingPlan,
 }
 
 impl Violation {
@@ -291,6 +293,7 @@ impl Violation {
             Violation::InvalidString => "invalid_string",
             Violation::UnreadableEvent => "unreadable_event",
             Violation::UnprocessableEvent => "unprocessable_event",
+            Violation::TrackingPlan => "tracking_plan_violation",
         }
     }
 
@@ -341,6 +344,9 @@ impl Violation {
             }
             Violation::UnprocessableEvent => {
                 "the event could not be applied; it was set aside and skipped"
+            }
+            Violation::TrackingPlan => {
+                "the event breaks its source's tracking plan (the detail lists how)"
             }
         }
     }

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../../migrations/postgres/0005_keys.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_source_kinds.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -2,7 +2,8 @@ use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::time::Millis;
 use parcours_store::{
-    KeyGrant, Registry, Result, Role, Source, StoreError, Token, Workspace, WriteKey,
+    KeyGrant, PlanViolationCount, Registry, Result, Role, Source, StoreError, Token, Workspace,
+    WriteKey,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -38,7 +39,24 @@ fn to_source(r: &PgRow) -> Result<Source> {
         channel: channel.as_deref().and_then(Channel::parse),
         created_at: r.try_get(4).map_err(backend)?,
         allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
+        webhook: json_column(r.try_get(6).map_err(backend)?),
+        tracking_plan: json_column(r.try_get(7).map_err(backend)?),
     })
+}
+
+fn to_json<T: serde::Serialize>(v: &Option<T>) -> Result<Option<String>> {
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).map_err(corrupt))
+        .transpose()
+}
+
+/// An optional JSON document column (a document this version cannot read counts as absent,
+/// and is logged).
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
+    let text = text?;
+    serde_json::from_str(&text)
+        .map_err(|e| tracing::warn!(error = %e, "a stored source document is unreadable"))
+        .ok()
 }
 
 fn to_token(r: &PgRow) -> Result<Token> {
@@ -55,7 +73,8 @@ fn to_token(r: &PgRow) -> Result<Token> {
 }
 
 const WORKSPACE_COLS: &str = "id, name, created_at, identity_rules";
-const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at, allowed_origins";
+const SOURCE_COLS: &str =
+    "id, workspace_id, name, channel, created_at, allowed_origins, webhook, tracking_plan";
 const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
 
 impl PgStore {
@@ -129,11 +148,12 @@ impl Registry for PgStore {
 
     fn create_source(&self, s: &Source, key_hash: &str) -> Result<()> {
         let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        let (webhook, plan) = (to_json(&s.webhook)?, to_json(&s.tracking_plan)?);
         self.run(async {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::query(
-                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins, webhook, tracking_plan)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&s.id)
             .bind(&s.workspace_id)
@@ -142,6 +162,8 @@ impl Registry for PgStore {
             .bind(key_hash)
             .bind(s.created_at)
             .bind(&origins)
+            .bind(&webhook)
+            .bind(&plan)
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_or_backend(e, "source"))?;
@@ -158,10 +180,11 @@ impl Registry for PgStore {
 
     fn update_source(&self, s: &Source) -> Result<()> {
         let origins = serde_json::to_string(&s.allowed_origins).map_err(corrupt)?;
+        let (webhook, plan) = (to_json(&s.webhook)?, to_json(&s.tracking_plan)?);
         let done = self
             .run(
                 sqlx::query(
-                    "UPDATE sources SET name = $3, channel = $4, allowed_origins = $5
+                    "UPDATE sources SET name = $3, channel = $4, allowed_origins = $5, webhook = $6, tracking_plan = $7
                      WHERE workspace_id = $1 AND id = $2",
                 )
                 .bind(&s.workspace_id)
@@ -169,6 +192,8 @@ impl Registry for PgStore {
                 .bind(&s.name)
                 .bind(s.channel.map(|c| c.as_str()))
                 .bind(&origins)
+                .bind(&webhook)
+                .bind(&plan)
                 .execute(&self.pool),
             )
             .map_err(backend)?;
@@ -216,13 +241,14 @@ impl Registry for PgStore {
     fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         Ok(self
             .rows(
-                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins, k.expires_at
+                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins,
+                        s.webhook, s.tracking_plan, k.expires_at
                  FROM write_keys k JOIN sources s ON s.id = k.source_id WHERE k.hash = $1",
                 key_hash,
                 |r| {
                     Ok(KeyGrant {
                         source: to_source(r)?,
-                        expires_at: r.try_get(6).map_err(backend)?,
+                        expires_at: r.try_get(8).map_err(backend)?,
                     })
                 },
             )?
@@ -306,6 +332,57 @@ impl Registry for PgStore {
         )
         .map_err(|e| conflict_or_backend(e, "token"))?;
         Ok(())
+    }
+
+    fn record_plan_violations(&self, workspace: &str, lines: &[PlanViolationCount]) -> Result<()> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            for l in lines {
+                sqlx::query(
+                    "INSERT INTO plan_violations
+                         (workspace_id, source_id, event, field, kind, count, first_seen, last_seen, example)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (workspace_id, source_id, event, field, kind) DO UPDATE SET
+                         count = plan_violations.count + excluded.count,
+                         last_seen = GREATEST(plan_violations.last_seen, excluded.last_seen),
+                         example = excluded.example",
+                )
+                .bind(workspace)
+                .bind(&l.source_id)
+                .bind(&l.event)
+                .bind(&l.field)
+                .bind(&l.kind)
+                .bind(l.count as i64)
+                .bind(l.first_seen)
+                .bind(l.last_seen)
+                .bind(&l.example)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn plan_violations(&self, workspace: &str) -> Result<Vec<PlanViolationCount>> {
+        self.rows(
+            "SELECT source_id, event, field, kind, count, first_seen, last_seen, example
+             FROM plan_violations WHERE workspace_id = $1
+             ORDER BY count DESC, source_id, event, field, kind LIMIT 1000",
+            workspace,
+            |r| {
+                Ok(PlanViolationCount {
+                    source_id: r.try_get(0).map_err(backend)?,
+                    event: r.try_get(1).map_err(backend)?,
+                    field: r.try_get(2).map_err(backend)?,
+                    kind: r.try_get(3).map_err(backend)?,
+                    count: r.try_get::<i64, _>(4).map_err(backend)? as u64,
+                    first_seen: r.try_get(5).map_err(backend)?,
+                    last_seen: r.try_get(6).map_err(backend)?,
+                    example: r.try_get(7).map_err(backend)?,
+                })
+            },
+        )
     }
 
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {

@@ -2,7 +2,8 @@ use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::time::Millis;
 use parcours_store::{
-    KeyGrant, Registry, Result, Role, Source, StoreError, Token, Workspace, WriteKey,
+    KeyGrant, PlanViolationCount, Registry, Result, Role, Source, StoreError, Token, Workspace,
+    WriteKey,
 };
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -42,7 +43,24 @@ fn source_row(r: &Row<'_>) -> rusqlite::Result<Source> {
         channel: channel.as_deref().and_then(Channel::parse),
         created_at: r.get(4)?,
         allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
+        webhook: json_column(r.get(6)?),
+        tracking_plan: json_column(r.get(7)?),
     })
+}
+
+fn to_json<T: serde::Serialize>(v: &Option<T>) -> Result<Option<String>> {
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).map_err(corrupt))
+        .transpose()
+}
+
+/// An optional JSON document column (a document this version cannot read counts as absent,
+/// and is logged).
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
+    let text = text?;
+    serde_json::from_str(&text)
+        .map_err(|e| tracing::warn!(error = %e, "a stored source document is unreadable"))
+        .ok()
 }
 
 fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
@@ -58,7 +76,8 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
     })
 }
 
-const SOURCE_COLS: &str = "id, workspace_id, name, channel, created_at, allowed_origins";
+const SOURCE_COLS: &str =
+    "id, workspace_id, name, channel, created_at, allowed_origins, webhook, tracking_plan";
 const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
 
 impl Registry for SqliteStore {
@@ -117,8 +136,8 @@ impl Registry for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
         tx.execute(
-            "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO sources (id, workspace_id, name, channel, write_key_hash, created_at, allowed_origins, webhook, tracking_plan)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 s.id,
                 s.workspace_id,
@@ -126,7 +145,9 @@ impl Registry for SqliteStore {
                 s.channel.map(|c| c.as_str()),
                 key_hash,
                 s.created_at,
-                origins
+                origins,
+                to_json(&s.webhook)?,
+                to_json(&s.tracking_plan)?
             ],
         )
         .map_err(|e| conflict_or_backend(e, "source or write key"))?;
@@ -143,14 +164,16 @@ impl Registry for SqliteStore {
         let n = self
             .writer()
             .execute(
-                "UPDATE sources SET name = ?3, channel = ?4, allowed_origins = ?5
+                "UPDATE sources SET name = ?3, channel = ?4, allowed_origins = ?5, webhook = ?6, tracking_plan = ?7
                  WHERE workspace_id = ?1 AND id = ?2",
                 params![
                     s.workspace_id,
                     s.id,
                     s.name,
                     s.channel.map(|c| c.as_str()),
-                    origins
+                    origins,
+                    to_json(&s.webhook)?,
+                    to_json(&s.tracking_plan)?
                 ],
             )
             .map_err(backend)?;
@@ -196,13 +219,14 @@ impl Registry for SqliteStore {
     fn source_by_key_hash(&self, key_hash: &str) -> Result<Option<KeyGrant>> {
         self.read(|c| {
             c.query_row(
-                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins, k.expires_at
+                "SELECT s.id, s.workspace_id, s.name, s.channel, s.created_at, s.allowed_origins,
+                        s.webhook, s.tracking_plan, k.expires_at
                  FROM write_keys k JOIN sources s ON s.id = k.source_id WHERE k.hash = ?1",
                 [key_hash],
                 |r| {
                     Ok(KeyGrant {
                         source: source_row(r)?,
-                        expires_at: r.get(6)?,
+                        expires_at: r.get(8)?,
                     })
                 },
             )
@@ -271,6 +295,62 @@ impl Registry for SqliteStore {
             )
             .map_err(|e| conflict_or_backend(e, "token"))?;
         Ok(())
+    }
+
+    fn record_plan_violations(&self, workspace: &str, lines: &[PlanViolationCount]) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        for l in lines {
+            tx.execute(
+                "INSERT INTO plan_violations
+                     (workspace_id, source_id, event, field, kind, count, first_seen, last_seen, example)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (workspace_id, source_id, event, field, kind) DO UPDATE SET
+                     count = count + excluded.count,
+                     last_seen = MAX(last_seen, excluded.last_seen),
+                     example = excluded.example",
+                params![
+                    workspace,
+                    l.source_id,
+                    l.event,
+                    l.field,
+                    l.kind,
+                    l.count as i64,
+                    l.first_seen,
+                    l.last_seen,
+                    l.example
+                ],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn plan_violations(&self, workspace: &str) -> Result<Vec<PlanViolationCount>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT source_id, event, field, kind, count, first_seen, last_seen, example
+                     FROM plan_violations WHERE workspace_id = ?1
+                     ORDER BY count DESC, source_id, event, field, kind LIMIT 1000",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([workspace], |r| {
+                    Ok(PlanViolationCount {
+                        source_id: r.get(0)?,
+                        event: r.get(1)?,
+                        field: r.get(2)?,
+                        kind: r.get(3)?,
+                        count: r.get::<_, i64>(4)? as u64,
+                        first_seen: r.get(5)?,
+                        last_seen: r.get(6)?,
+                        example: r.get(7)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
     }
 
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {

@@ -66,6 +66,10 @@ pub trait Registry: Send + Sync {
     fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>>;
     /// Makes a token stop working at `at` (or keeps its earlier expiry).
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()>;
+    /// Adds to the violations report (each line's `count` is added; `first_seen` kept).
+    fn record_plan_violations(&self, workspace: &str, lines: &[PlanViolationCount]) -> Result<()>;
+    /// The violations report of a workspace's sources, most frequent first.
+    fn plan_violations(&self, workspace: &str) -> Result<Vec<PlanViolationCount>>;
 }
 
 /// The append-only event log, with `messageId` deduplication.

@@ -33,6 +33,12 @@ pub struct Source {
     /// in a page anyway). Requests without an `Origin` (servers, apps) are not concerned.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Set on a webhook source: how its calls become events and are authenticated.
+    #[serde(default)]
+    pub webhook: Option<parcours_core::webhook::WebhookSource>,
+    /// Set when the source checks its events against a tracking plan.
+    #[serde(default)]
+    pub tracking_plan: Option<parcours_core::plan::TrackingPlan>,
 }
 
 impl Source {
@@ -64,6 +70,23 @@ pub fn origin_matches(allowed: &str, origin: &str) -> bool {
             }),
         None => allowed == origin,
     }
+}
+
+/// One line of a tracking plan's violations report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanViolationCount {
+    pub source_id: String,
+    /// The track event's name, or `identify`.
+    pub event: String,
+    pub field: String,
+    pub kind: String,
+    pub count: u64,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub first_seen: Millis,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub last_seen: Millis,
+    /// The description of the last one.
+    pub example: String,
 }
 
 /// A write key's grant: the source it sends to, until when.

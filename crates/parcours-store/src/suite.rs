@@ -109,6 +109,20 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
         channel: Some(Channel::Store),
         created_at: T0,
         allowed_origins: vec!["https://shop.example".into()],
+        webhook: Some(parcours_core::webhook::WebhookSource {
+            mapping: parcours_core::webhook::MappingRef::Shipped("shopify_orders_create".into()),
+            signature: Some(parcours_core::webhook::SignatureCheck {
+                scheme: parcours_core::webhook::SignatureScheme::Shopify,
+                secret: "shpss_secret".into(),
+            }),
+        }),
+        tracking_plan: Some(
+            parcours_core::plan::TrackingPlan::from_json(&serde_json::json!({
+                "events": {"Order Completed": {"type": "object", "required": ["total"]}},
+                "on_violation": "quarantine"
+            }))
+            .unwrap(),
+        ),
     };
     store.create_source(&src, "hash-1").unwrap();
     let dup = Source {
@@ -170,6 +184,8 @@ pub fn write_keys_rotate_and_tokens_expire(store: &dyn Store) {
         channel: None,
         created_at: T0,
         allowed_origins: vec![],
+        webhook: None,
+        tracking_plan: None,
     };
     store.create_source(&src, "key-1").unwrap();
     // Another workspace cannot rotate, rename or delete it.
@@ -262,6 +278,29 @@ pub fn write_keys_rotate_and_tokens_expire(store: &dyn Store) {
         Some(T0 + 500),
         "an expiry is only ever brought forward"
     );
+
+    let line = |count, at, example: &str| PlanViolationCount {
+        source_id: "src_9".into(),
+        event: "Order Completed".into(),
+        field: "properties.total".into(),
+        kind: "wrong_type".into(),
+        count,
+        first_seen: at,
+        last_seen: at,
+        example: example.into(),
+    };
+    store
+        .record_plan_violations("ws_a", &[line(2, T0, "first")])
+        .unwrap();
+    store
+        .record_plan_violations("ws_a", &[line(3, T0 + 60, "later")])
+        .unwrap();
+    let report = store.plan_violations("ws_a").unwrap();
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].count, 5, "counts add up");
+    assert_eq!((report[0].first_seen, report[0].last_seen), (T0, T0 + 60));
+    assert_eq!(report[0].example, "later");
+    assert!(store.plan_violations("ws_b").unwrap().is_empty());
 }
 
 pub fn append_deduplicates_message_ids_per_workspace(store: &dyn Store) {
