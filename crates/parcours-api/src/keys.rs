@@ -320,6 +320,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(source).patch(change_source).delete(delete_source),
         )
         .route("/sources/{id}/rotate", post(rotate_source_key))
+        .route("/sources/{id}/live", get(crate::live::live))
         .route("/tokens", get(tokens).post(new_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/tokens/{id}/rotate", post(rotate_admin_token))

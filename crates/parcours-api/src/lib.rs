@@ -11,6 +11,7 @@ mod browser;
 mod destinations;
 mod error;
 pub mod keys;
+mod live;
 pub mod openapi;
 pub mod server;
 mod tracking;

@@ -70,6 +70,22 @@ fn origins_schema() -> Value {
     json!({"type": "array", "items": {"type": "string", "description": "scheme://host[:port] or scheme://*.domain"}})
 }
 
+fn webhook_schema() -> Value {
+    json!({"type": "object", "required": ["mapping"], "additionalProperties": false, "properties": {
+        "mapping": {"description": "a shipped mapping's name or a mapping {\"events\": [...]} (docs/sources.md)"},
+        "signature": {"type": "object", "required": ["scheme", "secret"], "additionalProperties": false, "properties": {
+            "scheme": {"type": "string", "enum": ["shopify", "stripe", "zendesk", "hmac_sha256"]},
+            "secret": {"type": "string", "minLength": 1}}}}})
+}
+
+fn plan_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "events": {"type": "object", "additionalProperties": {"type": "object"}},
+        "identify": {"type": "object"},
+        "on_violation": {"type": "string", "enum": ["quarantine", "flag", "strip"]},
+        "unplanned_events_are_violations": {"type": "boolean"}}})
+}
+
 fn rotation_schema() -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": {
         "overlap_hours": {"type": "integer", "minimum": 0, "maximum": 2160}}})
@@ -190,6 +206,7 @@ pub const PATHS: &[&str] = &[
     "/v1/group",
     "/v1/alias",
     "/v1/batch",
+    "/v1/webhooks/{key}",
     "/v1/projects/{key}/settings",
     "/sourceConfig",
     "/api/v1/profiles/lookup",
@@ -212,9 +229,13 @@ pub const PATHS: &[&str] = &[
     "/api/v1/sources",
     "/api/v1/sources/{id}",
     "/api/v1/sources/{id}/rotate",
+    "/api/v1/sources/{id}/live",
     "/api/v1/tokens",
     "/api/v1/tokens/{id}",
     "/api/v1/tokens/{id}/rotate",
+    "/api/v1/webhooks/preview",
+    "/api/v1/webhooks/mappings",
+    "/api/v1/tracking-plans/violations",
     "/api/v1/status",
     "/api/v1/audiences",
     "/api/v1/audiences/{id}",
@@ -251,6 +272,20 @@ pub fn spec() -> Value {
     ] {
         paths.insert(format!("/v1/{kind}"), tracking(kind));
     }
+    paths.insert(
+        "/v1/webhooks/{key}".into(),
+        json!({"post": {
+            "summary": "A platform's webhook (any JSON), turned into events by the source's mapping; the write key is in the path",
+            "tags": ["tracking"],
+            "parameters": [path_param("key", "string")],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"description": "the platform's JSON"}}}},
+            "responses": {
+                "200": {"description": "mapped and committed", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "success": {"type": "boolean"}, "events": {"type": "integer"}, "accepted": {"type": "integer"}, "quarantined": {"type": "integer"}}}}}},
+                "400": error(), "401": error(), "413": error(), "415": error(), "422": error(), "429": error(), "default": error()
+            }
+        }}),
+    );
     paths.insert(
         "/v1/projects/{key}/settings".into(),
         sdk_settings(
@@ -446,7 +481,8 @@ pub fn spec() -> Value {
                 "workspaces",
                 object(
                     &["name"],
-                    json!({"name": {"type": "string", "minLength": 1}, "channel": channel_schema(), "allowed_origins": origins_schema()}),
+                    json!({"name": {"type": "string", "minLength": 1}, "channel": channel_schema(), "allowed_origins": origins_schema(),
+                        "webhook": webhook_schema(), "tracking_plan": plan_schema()}),
                 ),
             ),
         ),
@@ -463,7 +499,9 @@ pub fn spec() -> Value {
                 json!({"type": "object", "additionalProperties": false, "properties": {
                     "name": {"type": "string", "minLength": 1},
                     "channel": {"oneOf": [channel_schema(), {"type": "null"}]},
-                    "allowed_origins": origins_schema()}}),
+                    "allowed_origins": origins_schema(),
+                    "webhook": {"oneOf": [webhook_schema(), {"type": "null"}]},
+                    "tracking_plan": {"oneOf": [plan_schema(), {"type": "null"}]}}}),
             ),
         ),
         (
@@ -522,6 +560,37 @@ pub fn spec() -> Value {
                 },
                 rotation_schema(),
             ),
+        ),
+        (
+            "/api/v1/sources/{id}/live",
+            "get",
+            {
+                let mut o = op("The source's events as they arrive, with their outcome (server-sent events)", "sources", json!([path_param("id", "string"), query("recent", "integer", "how many recent events first, at most 200")]), false);
+                o["responses"]["200"] = json!({"description": "a text/event-stream of ready, event, quarantined and error events", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
+                o
+            },
+        ),
+        (
+            "/api/v1/webhooks/preview",
+            "post",
+            with_body(
+                op("What a sample payload becomes with a mapping (or a source's mapping and plan), without storing anything", "sources", json!([]), false),
+                json!({"type": "object", "required": ["payload"], "additionalProperties": false, "properties": {
+                    "mapping": {"description": "a shipped mapping's name, or a mapping {\"events\": [...]}"},
+                    "source": {"type": "string"},
+                    "payload": {"description": "the platform's JSON"},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}}}}),
+            ),
+        ),
+        (
+            "/api/v1/webhooks/mappings",
+            "get",
+            op("The webhook mappings shipped with Parcours", "sources", json!([]), false),
+        ),
+        (
+            "/api/v1/tracking-plans/violations",
+            "get",
+            op("Tracking plan violations by source, event, field and kind", "sources", json!([]), false),
         ),
         (
             "/api/v1/status",

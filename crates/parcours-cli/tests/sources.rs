@@ -17,6 +17,7 @@ use sha2::Sha256;
 on_each_store!(
     shipped_webhook_mappings_turn_sample_payloads_into_events,
     tracking_plans_quarantine_flag_or_strip,
+    the_live_debugger_streams_a_sources_events_with_their_outcome,
 );
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -326,5 +327,113 @@ async fn tracking_plans_quarantine_flag_or_strip(backend: Backend) {
         "{report}"
     );
     assert_eq!(lines[0]["event"], "Order Completed");
+    t.stop().await;
+}
+
+/// Reads a server-sent events stream until `done` says it has what it wants.
+async fn read_stream(
+    addr: &str,
+    path: &str,
+    within: Duration,
+    mut done: impl FnMut(&str) -> bool,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + within;
+    while !done(&seen) {
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not show it within {within:?}: {seen}"))
+            .unwrap();
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
+
+async fn the_live_debugger_streams_a_sources_events_with_their_outcome(backend: Backend) {
+    let t = start_on("live", backend, |_| {}).await;
+    let (source, key) = new_source(&t, json!({"name": "Site", "tracking_plan": {
+        "events": {"Signed Up": {"type": "object", "required": ["plan"]}}, "on_violation": "flag"}})).await;
+    let send = |id: &'static str, body: Value| {
+        let (c, key) = (t.client.clone(), key.clone());
+        async move {
+            let mut body = body;
+            body["messageId"] = json!(id);
+            let r = c.track("/v1/track", &key, body.to_string()).await.unwrap();
+            assert_eq!(r.status, 200);
+        }
+    };
+    send(
+        "live-old",
+        json!({"userId": "u_live", "event": "Signed Up", "properties": {"plan": "pro"}}),
+    )
+    .await;
+    // Another source's events are not shown.
+    let r = t
+        .client
+        .track(
+            "/v1/track",
+            common::WRITE_KEY,
+            json!({"userId": "x", "event": "Other", "messageId": "live-other"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let addr = t.client.base().trim_start_matches("http://").to_string();
+    let path = format!("/api/v1/sources/{source}/live?recent=5");
+    let stream = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            read_stream(&addr, &path, Duration::from_secs(20), |s| {
+                s.contains("live-new") && s.contains("event: quarantined")
+            })
+            .await
+        })
+    };
+    // Sent while the stream is open: one flagged by the plan, one quarantined by the spec.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(
+        "live-new",
+        json!({"userId": "u_live", "event": "Signed Up", "properties": {}}),
+    )
+    .await;
+    send(
+        "live-bad",
+        json!({"event": "Signed Up", "properties": {"plan": "pro"}}),
+    )
+    .await;
+    let seen = stream.await.unwrap();
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert!(seen.contains("event: ready"), "{seen}");
+    assert!(
+        seen.contains("live-old"),
+        "the recent events come first: {seen}"
+    );
+    assert!(!seen.contains("live-other"), "{seen}");
+    let flagged = seen.lines().find(|l| l.contains("live-new")).unwrap();
+    assert!(
+        flagged.contains("\"outcome\":\"flagged\"") && flagged.contains("missing_required"),
+        "{flagged}"
+    );
+    let quarantined = seen
+        .lines()
+        .skip_while(|l| !l.contains("event: quarantined"))
+        .nth(1)
+        .unwrap();
+    assert!(quarantined.contains("no_user_anon_id"), "{quarantined}");
+    let r = t
+        .client
+        .get("/api/v1/sources/src_nope/live", ADMIN)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
     t.stop().await;
 }
