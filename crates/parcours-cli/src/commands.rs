@@ -374,30 +374,58 @@ fn content_id(line: &str) -> String {
 }
 
 /// A CSV row of profile traits becomes an identify call.
-fn csv_identify(header: &[String], row: &[String], line: &str, ts: &str) -> Value {
+/// A CSV row as an identify call. Its body depends on the row only (no import time: the
+/// event's time is when it is received), so that a row imported again is the same event, or
+/// the same quarantine entry.
+fn csv_identify(header: &[String], row: &[String], line: &str) -> Value {
     let mut traits = Map::new();
     let mut event = Map::new();
     for (name, value) in header.iter().zip(row) {
         if value.is_empty() {
             continue;
         }
-        match name.as_str() {
-            "user_id" | "userId" => {
+        match csv_column(name).as_str() {
+            "user_id" => {
                 event.insert("userId".into(), json!(value));
             }
-            "anonymous_id" | "anonymousId" => {
+            "anonymous_id" => {
                 event.insert("anonymousId".into(), json!(value));
             }
-            _ => {
-                traits.insert(name.clone(), json!(value));
+            other => {
+                traits.insert(other.to_string(), json!(value));
             }
         }
     }
     event.insert("type".into(), json!("identify"));
     event.insert("messageId".into(), json!(content_id(line)));
-    event.insert("timestamp".into(), json!(ts));
     event.insert("traits".into(), Value::Object(traits));
-    Value::Object(event)
+    let mut event = Value::Object(event);
+    // A list of subscribers has only an email (or a phone): the row is keyed by it, with the
+    // anonymous id derived from it, the same for every import of the same person.
+    if event.get("userId").is_none() && event.get("anonymousId").is_none() {
+        if let Some(id) = parcours_core::webhook::derived_anonymous_id(&event) {
+            event["anonymousId"] = json!(id);
+        }
+    }
+    event
+}
+
+/// A CSV column's name as Parcours reads it: the id columns and the usual names of the email
+/// and phone columns are recognised whatever their case; other columns keep their name.
+fn csv_column(name: &str) -> String {
+    let key: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .collect();
+    match key.as_str() {
+        "userid" => "user_id".into(),
+        "anonymousid" => "anonymous_id".into(),
+        "email" | "mail" | "emailaddress" => "email".into(),
+        "phone" | "phonenumber" | "mobile" | "mobilephone" | "tel" | "telephone" => "phone".into(),
+        _ => name.trim().to_string(),
+    }
 }
 
 fn split_csv(line: &str) -> Vec<String> {
@@ -448,7 +476,6 @@ pub fn import(
     let pb = bar(size, "importing");
     let mut report = ImportReport::default();
     let mut header: Option<Vec<String>> = None;
-    let import_ts = parcours_core::time::format_timestamp(now());
     let window = i64::from(config.ingest.dedup_window_days) * 86_400_000;
     let mut pending = IngestBatch {
         workspace_id: source.workspace_id.clone(),
@@ -481,7 +508,7 @@ pub fn import(
                 header = Some(fields);
                 continue;
             };
-            csv_identify(h, &fields, &line, &import_ts).to_string()
+            csv_identify(h, &fields, &line).to_string()
         } else {
             line.clone()
         };

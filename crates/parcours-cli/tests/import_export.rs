@@ -104,3 +104,80 @@ fn reimporting_a_file_creates_no_duplicates_and_export_round_trips() {
     assert!(export(&config, "carts", None, &mut Vec::new()).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_list_of_subscribers_with_only_emails_or_phones_is_keyed_by_them() {
+    let dir = common::temp_dir("subscribers");
+    let config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    let store = open_store(&config).unwrap();
+    let ws = bootstrap(store.as_ref(), &config, 1_700_000_000_000)
+        .unwrap()
+        .unwrap()
+        .workspace
+        .id;
+    drop(store);
+    let list = dir.join("newsletter.csv");
+    std::fs::write(
+        &list,
+        "E-mail,First Name\nada@example.com,Ada\n BOB@Example.com ,Bob\n,Nobody\n",
+    )
+    .unwrap();
+    let phones = dir.join("sms.csv");
+    std::fs::write(&phones, "mobile\n+33 6 12 34 56 78\n").unwrap();
+
+    let first = import(&config, &list, None, None, true).unwrap();
+    assert_eq!(
+        (first.stored, first.quarantined),
+        (2, 1),
+        "rows with an email are keyed by it; the row with neither is quarantined"
+    );
+    let again = import(&config, &list, None, None, true).unwrap();
+    assert_eq!(again.stored, 0, "re-importing stores nothing twice");
+    assert_eq!(again.duplicates, 2);
+    assert_eq!(
+        import(&config, &phones, None, None, true).unwrap().stored,
+        1
+    );
+
+    let store = open_store(&config).unwrap();
+    assert_eq!(
+        store.quarantined(&ws, None, 0, 10).unwrap().len(),
+        1,
+        "the invalid row is one entry, however often it is imported"
+    );
+    drop(store);
+    let mut out = Vec::new();
+    export(&config, "profiles", None, &mut out).unwrap();
+    let profiles: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(profiles.len(), 3);
+    let bob = profiles
+        .iter()
+        .find(|p| p["traits"]["First Name"] == "Bob")
+        .expect("Bob");
+    let ids: Vec<String> = bob["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        ids.contains(&"email:bob@example.com".to_string()),
+        "{ids:?}"
+    );
+    let derived = parcours_core::webhook::anonymous_id_for("email", "bob@example.com");
+    assert!(ids.contains(&format!("anonymous_id:{derived}")), "{ids:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
