@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -114,19 +115,41 @@ pub async fn demo(
             );
         }
     }
-    let (node, demo) = demo_setup(&config, customers, days, true).await?;
-    match demo {
-        Some(d) => {
-            for line in d.banner() {
-                println!("{line}");
+    let (node, load) = demo_start(&config, customers, days).await?;
+    let url = node.url();
+    let Some(load) = load else {
+        eprintln!("reusing the demo data in {}", config.location());
+        eprintln!("Parcours demo is running on {url}; Ctrl-C to stop.");
+        shutdown_signal().await;
+        node.stop().await;
+        drop(lock);
+        return Ok(());
+    };
+    // Usable at once: the history loads in the background, and profiles and audiences fill
+    // up as it does.
+    println!("Parcours demo is serving on {url} while it loads the demo history (Ctrl-C to stop).");
+    println!("  write key (web shop): {}", load.web_key());
+    println!("  admin token:          {}", load.admin_token());
+    println!("  the API answers now; profiles and audiences fill up as the history arrives.");
+    let loading = tokio::spawn(load.run(true));
+    tokio::select! {
+        loaded = loading => {
+            match loaded {
+                Ok(Ok(demo)) => {
+                    for line in demo.banner() {
+                        println!("{line}");
+                    }
+                    eprintln!("Parcours demo is running on {url}; Ctrl-C to stop.");
+                }
+                Ok(Err(e)) => eprintln!("loading the demo history failed: {e:#} (the node keeps serving what was loaded)"),
+                Err(e) => eprintln!("loading the demo history stopped: {e}"),
             }
+            shutdown_signal().await;
         }
-        None => eprintln!("reusing the demo data in {}", config.location()),
+        () = shutdown_signal() => {
+            eprintln!("stopping while the history was loading");
+        }
     }
-    eprintln!(
-        "Parcours demo is running on {}; Ctrl-C to stop.",
-        node.url()
-    );
     shutdown_signal().await;
     node.stop().await;
     drop(lock);
@@ -204,11 +227,38 @@ pub async fn demo_setup(
     days: u32,
     progress: bool,
 ) -> anyhow::Result<(Node, Option<Demo>)> {
+    let (node, load) = demo_start(config, customers, days).await?;
+    match load {
+        Some(load) => {
+            let demo = load.run(progress).await?;
+            Ok((node, Some(demo)))
+        }
+        None => Ok((node, None)),
+    }
+}
+
+/// A demo brand created on a serving node, whose history is still to be sent.
+pub struct DemoLoad {
+    store: Arc<dyn Store>,
+    url: String,
+    admin_token: String,
+    workspace: String,
+    keys: HashMap<&'static str, String>,
+    cfg: DemoConfig,
+}
+
+/// Starts a node on the demo store; on an empty store, creates the brand (workspace, rules,
+/// sources, audiences) and returns what is left to load. The node answers at once.
+pub async fn demo_start(
+    config: &Config,
+    customers: usize,
+    days: u32,
+) -> anyhow::Result<(Node, Option<DemoLoad>)> {
     let mut config = config.clone();
     config.storage.durability = "normal".into();
     let store = open_store(&config)?;
-    let created = bootstrap(store.as_ref(), &config, now())?;
     let node = Node::start(&config, store.clone()).await?;
+    let created = bootstrap(store.as_ref(), &config, now())?;
     let url = node.url();
     let Some(p) = created else {
         return Ok((node, None));
@@ -236,67 +286,137 @@ pub async fn demo_setup(
         )?;
         keys_by_source.insert(s.name, key);
     }
-    let cfg = DemoConfig {
-        customers,
-        days,
-        seed: 7,
-        end_ms: now(),
+    let load = DemoLoad {
+        store,
+        url,
+        admin_token: p.admin_token.clone(),
+        workspace: ws,
+        keys: keys_by_source,
+        cfg: DemoConfig {
+            customers,
+            days,
+            seed: 7,
+            end_ms: now(),
+        },
     };
-    if progress {
-        eprintln!("generating {customers} customers over {days} days…");
+    Ok((node, Some(load)))
+}
+
+impl DemoLoad {
+    pub fn url(&self) -> &str {
+        &self.url
     }
-    let events = demo::generate(&cfg);
-    let client = Client::new(url.clone());
-    let pb = if progress {
-        bar(events.len() as u64, "sending through the tracking API")
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut by_source: Vec<(&str, Vec<Value>)> = Vec::new();
-    for e in events {
-        match by_source.last_mut() {
-            Some((s, items)) if *s == e.source && items.len() < 500 => items.push(e.event),
-            _ => by_source.push((e.source, vec![e.event])),
-        }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
-    let started = Instant::now();
-    let mut sent = 0u64;
-    // One request at a time, in time order, as a brand's systems send their own events.
-    for (source, items) in &by_source {
-        let body = serde_json::to_vec(&json!({ "batch": items }))?;
-        let resp = client
-            .track("/v1/batch", &keys_by_source[source], body)
-            .await
-            .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
-        if resp.status != 200 {
-            bail!(
-                "the tracking API refused demo events: {} {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.body)
+
+    pub fn web_key(&self) -> &str {
+        &self.keys["Web shop"]
+    }
+
+    /// Sends the history through the tracking API, waits until it is unified and every
+    /// audience computed, and says what the banner shows.
+    pub async fn run(self, progress: bool) -> anyhow::Result<Demo> {
+        let DemoLoad {
+            store,
+            url,
+            admin_token,
+            workspace: ws,
+            keys,
+            cfg,
+        } = self;
+        if progress {
+            eprintln!(
+                "generating {} customers over {} days…",
+                cfg.customers, cfg.days
             );
         }
-        sent += items.len() as u64;
-        pb.inc(items.len() as u64);
+        // Each request's body is written as the events are grouped, from their JSON texts:
+        // the history is held once, compactly.
+        let mut bodies: Vec<(&'static str, usize, Vec<u8>)> = Vec::new();
+        for e in demo::generate_compact(&cfg) {
+            match bodies.last_mut() {
+                Some((s, n, body)) if *s == e.source && *n < 500 => {
+                    body.push(b',');
+                    body.extend_from_slice(e.json.as_bytes());
+                    *n += 1;
+                }
+                _ => {
+                    if let Some((_, _, body)) = bodies.last_mut() {
+                        body.extend_from_slice(b"]}");
+                        body.shrink_to_fit();
+                    }
+                    let mut body = b"{\"batch\":[".to_vec();
+                    body.extend_from_slice(e.json.as_bytes());
+                    bodies.push((e.source, 1, body));
+                }
+            }
+        }
+        if let Some((_, _, body)) = bodies.last_mut() {
+            body.extend_from_slice(b"]}");
+        }
+        let total: usize = bodies.iter().map(|b| b.1).sum();
+        let client = Client::new(url.clone());
+        let pb = if progress {
+            bar(total as u64, "sending the history through the tracking API")
+        } else {
+            ProgressBar::hidden()
+        };
+        let started = Instant::now();
+        let mut sent = 0u64;
+        // One request at a time, in time order, as a brand's systems send their own events.
+        for (source, n, body) in bodies {
+            let resp = client
+                .track("/v1/batch", &keys[source], body)
+                .await
+                .map_err(|e| anyhow::anyhow!("sending demo events failed: {e}"))?;
+            if resp.status != 200 {
+                bail!(
+                    "the tracking API refused demo events: {} {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                );
+            }
+            sent += n as u64;
+            pb.inc(n as u64);
+        }
+        pb.finish_and_clear();
+        if progress {
+            eprintln!(
+                "sent {sent} events in {:.1?}; unifying and computing the audiences…",
+                started.elapsed()
+            );
+        }
+        wait_unified(store.as_ref()).await?;
+        // RFM scores each customer against all the others: scored once the history is in.
+        demo_rfm(store.as_ref(), &ws, now())?;
+        audiences_settled(store.as_ref(), &ws).await?;
+        Ok(Demo {
+            url: url.clone(),
+            admin_token,
+            web_key: keys["Web shop"].clone(),
+            workspace: ws.clone(),
+            events: store.event_count(&ws)?,
+            profiles: store.profile_count(&ws)?,
+            scenarios: demo::highlights(&cfg),
+            audiences: demo_audience_lines(store.as_ref(), &ws)?,
+        })
     }
-    pb.finish_and_clear();
-    if progress {
-        eprintln!("sent {sent} events in {:.1?}; unifying…", started.elapsed());
+}
+
+/// Waits until unify has applied every event in the log (for at most ten minutes).
+async fn wait_unified(store: &dyn Store) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if store.processed_seq()? >= store.last_seq()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("unify did not catch up within ten minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    node.engine.wait_unified(Duration::from_secs(600)).await?;
-    // RFM scores each customer against all the others: scored once the history is in.
-    demo_rfm(store.as_ref(), &ws, now())?;
-    audiences_settled(store.as_ref(), &ws).await?;
-    let demo = Demo {
-        url: url.clone(),
-        admin_token: p.admin_token.clone(),
-        web_key: keys_by_source["Web shop"].clone(),
-        workspace: ws.clone(),
-        events: store.event_count(&ws)?,
-        profiles: store.profile_count(&ws)?,
-        scenarios: demo::highlights(&cfg),
-        audiences: demo_audience_lines(store.as_ref(), &ws)?,
-    };
-    Ok((node, Some(demo)))
 }
 
 /// Each demo audience with its size and a member, named by the identifier that best finds

@@ -177,3 +177,68 @@ fn replay_refuses_while_a_node_holds_the_embedded_store() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_demo_answers_while_its_history_loads() {
+    let dir = common::temp_dir("demo-serving");
+    let port = free_port();
+    let mut child = parcours()
+        .args([
+            "demo",
+            "--port",
+            &port.to_string(),
+            "--customers",
+            "300",
+            "--days",
+            "30",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start parcours demo");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(what) {
+                    return line;
+                }
+            }
+        }
+        panic!("`{what}` was not printed");
+    };
+    next("while it loads the demo history");
+    let token = next("admin token:")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    // Answered at once, before the history is in.
+    let started = Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = parcours_testkit::http::Client::new(format!("http://127.0.0.1:{port}"));
+    let status = rt.block_on(client.get("/api/v1/status", &token)).unwrap();
+    assert_eq!(status.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Then the banner, once every audience is computed.
+    next("Audiences (kept up to date as events arrive)");
+    let events = rt
+        .block_on(client.get("/api/v1/status", &token))
+        .unwrap()
+        .json();
+    assert!(events["events"].as_u64().unwrap_or(0) > 1_000, "{events}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
