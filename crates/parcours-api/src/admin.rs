@@ -7,8 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE};
 use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
 use parcours_core::spec::{check_event, Checked, Edge};
@@ -17,33 +16,44 @@ use parcours_core::Profile;
 use parcours_store::{IngestBatch, QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{hash_secret, new_secret, Caller};
 use crate::error::{blocking, object_body, ApiError};
+use crate::openapi::{Answer, IdentityRulesBody, Refusals, SegmentEvent, WorkspaceBody};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/profiles/lookup", get(lookup))
-        .route("/profiles/{id}", get(profile))
-        .route("/profiles/{id}/traits", get(traits))
-        .route("/profiles/{id}/identifiers", get(identifiers))
-        .route("/profiles/{id}/merges", get(merges))
-        .route("/profiles/{id}/consent", get(consent_question))
-        .route("/profiles/{id}/events", get(events))
-        .route("/profiles/{id}/unmerge", post(unmerge_profile))
-        .route("/merges/{id}", get(merge))
-        .route("/merges/{id}/undo", post(undo))
-        .route("/quarantine", get(quarantine_list))
-        .route("/quarantine/{id}", get(quarantine_entry))
-        .route("/quarantine/{id}/replay", post(quarantine_replay))
-        .route("/quarantine/{id}/discard", post(quarantine_discard))
-        .route("/workspace", get(workspace))
-        .route("/workspace/identity-rules", put(set_rules))
-        .route("/workspaces", post(create_workspace))
-        .route("/status", get(status))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(lookup))
+        .routes(routes!(profile))
+        .routes(routes!(traits))
+        .routes(routes!(identifiers))
+        .routes(routes!(merges))
+        .routes(routes!(consent_question))
+        .routes(routes!(events))
+        .routes(routes!(unmerge_profile))
+        .routes(routes!(merge))
+        .routes(routes!(undo))
+        .routes(routes!(quarantine_list))
+        .routes(routes!(quarantine_entry))
+        .routes(routes!(quarantine_replay))
+        .routes(routes!(quarantine_discard))
+        .routes(routes!(workspace))
+        .routes(routes!(set_rules))
+        .routes(routes!(create_workspace))
+        .routes(routes!(status))
+}
+
+/// Health, readiness and metrics, at the root.
+pub fn operations_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 fn store(state: &Arc<AppState>) -> Arc<dyn parcours_store::Store> {
@@ -111,6 +121,8 @@ async fn load_profile(state: &Arc<AppState>, ws: String, id: String) -> Result<P
     .await
 }
 
+/// Profile by id (merged ids resolve to the profile that holds them).
+#[utoipa::path(get, path = "/profiles/{id}", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn profile(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -127,6 +139,8 @@ struct LookupQuery {
     value: Option<String>,
 }
 
+/// Profile by identifier.
+#[utoipa::path(get, path = "/profiles/lookup", tag = "profiles", params(("type" = String, Query, description = "email, phone, user_id, anonymous_id, device_id, …"), ("value" = String, Query, description = "the identifier, normalised like ingested values")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn lookup(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -172,6 +186,8 @@ async fn lookup(
     Ok(Json(profile_json(&p, &pid)))
 }
 
+/// Traits with the event that set each.
+#[utoipa::path(get, path = "/profiles/{id}/traits", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let detail: serde_json::Map<String, Value> = p
@@ -197,6 +213,7 @@ struct ConsentQuery {
 
 /// Answers "may we, for this purpose (on this channel)?" as an audience or a send would:
 /// the state, the record that answered (with its proof), and what unknown counts as.
+#[utoipa::path(get, path = "/profiles/{id}/consent", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("purpose" = String, Query, description = "e.g. marketing"), ("channel" = Option<String>, Query, description = "e.g. email; falls back to the purpose")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn consent_question(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -245,6 +262,8 @@ async fn consent_question(
     })))
 }
 
+/// Identifiers with the event that linked each.
+#[utoipa::path(get, path = "/profiles/{id}/identifiers", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn identifiers(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -260,6 +279,8 @@ async fn identifiers(
     Ok(Json(json!({"profile_id": p.id, "identifiers": rows})))
 }
 
+/// Merge history.
+#[utoipa::path(get, path = "/profiles/{id}/merges", tag = "identity", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
@@ -268,6 +289,8 @@ async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
     Ok(Json(json!({"profile_id": p.id, "merges": rows})))
 }
 
+/// One merge with its cause.
+#[utoipa::path(get, path = "/merges/{id}", tag = "identity", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn merge(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let row = blocking(move || {
@@ -319,6 +342,8 @@ impl Page {
     }
 }
 
+/// Cross-channel event timeline, newest first.
+#[utoipa::path(get, path = "/profiles/{id}/events", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -359,6 +384,8 @@ async fn do_undo(state: &Arc<AppState>, caller: &Caller, merge_id: i64) -> Api {
     Ok(Json(json!(outcome)))
 }
 
+/// Undo a merge and re-derive both profiles from their events.
+#[utoipa::path(post, path = "/merges/{id}/undo", tag = "identity", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn undo(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
     do_undo(&state, &caller, id).await
 }
@@ -368,6 +395,8 @@ struct UnmergeBody {
     merge_id: i64,
 }
 
+/// Undo one merge of this profile.
+#[utoipa::path(post, path = "/profiles/{id}/unmerge", tag = "identity", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), request_body = crate::openapi::UnmergeBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn unmerge_profile(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -400,6 +429,8 @@ async fn unmerge_profile(
     do_undo(&state, &caller, m).await
 }
 
+/// Quarantined events.
+#[utoipa::path(get, path = "/quarantine", tag = "quarantine", params(("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50"), ("status" = Option<String>, Query, pattern = "^(pending|replayed|discarded|all)$", description = "pending, replayed, discarded, or all (default)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn quarantine_list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -424,6 +455,8 @@ async fn quarantine_list(
     Ok(Json(json!({"events": entries, "next_cursor": next})))
 }
 
+/// One quarantined event.
+#[utoipa::path(get, path = "/quarantine/{id}", tag = "quarantine", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn quarantine_entry(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -440,6 +473,7 @@ async fn quarantine_entry(
 
 /// Replays a quarantined event, as it was or with a corrected body. It is validated again;
 /// if it still breaks the spec it stays in quarantine and the reason comes back.
+#[utoipa::path(post, path = "/quarantine/{id}/replay", tag = "quarantine", params(("id" = i64, Path, minimum = 1, description = "the id")), request_body(content = Option<SegmentEvent>, description = "optional"), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn quarantine_replay(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -508,6 +542,8 @@ async fn quarantine_replay(
     ))
 }
 
+/// Discard it.
+#[utoipa::path(post, path = "/quarantine/{id}/discard", tag = "quarantine", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn quarantine_discard(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -523,6 +559,8 @@ async fn quarantine_discard(
     Ok(Json(json!({"id": id, "status": "discarded"})))
 }
 
+/// The token's workspace.
+#[utoipa::path(get, path = "/workspace", tag = "workspaces", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let w = blocking(move || {
@@ -533,6 +571,8 @@ async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     Ok(Json(json!(w)))
 }
 
+/// Replace the identity rules.
+#[utoipa::path(put, path = "/workspace/identity-rules", tag = "workspaces", request_body = IdentityRulesBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn set_rules(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -571,6 +611,8 @@ struct NewWorkspace {
     name: String,
 }
 
+/// Create a workspace (instance admin token); its write key and admin token are answered once.
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = WorkspaceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn create_workspace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -668,6 +710,8 @@ pub fn provision_workspace(
     })
 }
 
+/// Event and profile counts, unify lag, buckets this node holds, and how each processor is doing.
+#[utoipa::path(get, path = "/status", tag = "operations", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let state = state.clone();
@@ -757,10 +801,17 @@ fn processors(state: &AppState) -> Result<(Value, Option<ApiError>), ApiError> {
     Ok((Value::Object(out), problem))
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "alive", body = Answer), Refusals))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: the store answers and no processor has been failing or lagging beyond its
+/// limit (503 says which).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready", body = Answer), Refusals))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if !state.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(
@@ -781,6 +832,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     .await
 }
 
+/// Prometheus metrics (a bearer token when `metrics.require_token`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "the metrics", content_type = "text/plain", body = String), Refusals))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use parcours_core::audience;
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
@@ -21,27 +20,27 @@ use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
+use crate::openapi::{Answer, Refusals, TraitBody};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/audiences", get(list).post(create))
-        .route("/audiences/{id}", get(show).put(replace).delete(remove))
-        .route("/audiences/{id}/members", get(members))
-        .route("/audiences/{id}/export", get(export))
-        .route("/audiences/{id}/explain/{profile}", get(explain))
-        .route("/computed-traits", get(list_traits).post(create_trait))
-        .route(
-            "/computed-traits/{id}",
-            get(show_trait).put(replace_trait).delete(remove_trait),
-        )
-        .route("/profiles/{id}/audiences", get(profile_audiences))
-        .route("/profiles/{id}/computed-traits", get(profile_traits))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
+        .routes(routes!(members))
+        .routes(routes!(export))
+        .routes(routes!(explain))
+        .routes(routes!(list_traits, create_trait))
+        .routes(routes!(show_trait, replace_trait, remove_trait))
+        .routes(routes!(profile_audiences))
+        .routes(routes!(profile_traits))
 }
 
 pub(crate) fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
@@ -188,6 +187,8 @@ async fn save(state: &Arc<AppState>, caller: &Caller, id: String, body: Audience
     Ok(Json(audience_json(&d, 0)))
 }
 
+/// Create an audience; it is computed over the whole history, then kept up to date.
+#[utoipa::path(post, path = "/audiences", tag = "audiences", request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -214,6 +215,8 @@ async fn create(
     Ok((StatusCode::CREATED, save(&state, &caller, id, body).await?))
 }
 
+/// Replace an audience (recomputed).
+#[utoipa::path(put, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn replace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -225,6 +228,8 @@ async fn replace(
     save(&state, &caller, id, body).await
 }
 
+/// Audiences with their size and computation state.
+#[utoipa::path(get, path = "/audiences", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -240,6 +245,8 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     .await
 }
 
+/// An audience.
+#[utoipa::path(get, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -250,6 +257,8 @@ async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path
     .await
 }
 
+/// Delete an audience.
+#[utoipa::path(delete, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     caller.require_editor()?;
     remove_kind(&state, &caller, DefinitionKind::Audience, id).await
@@ -276,6 +285,8 @@ struct MemberPage {
     limit: Option<usize>,
 }
 
+/// Members, with when each entered.
+#[utoipa::path(get, path = "/audiences/{id}/members", tag = "audiences", params(("id" = String, Path, description = "the id"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn members(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -320,6 +331,8 @@ fn live_profile(st: &dyn Store, ws: &str, id: &str) -> Result<Profile, ApiError>
         .ok_or_else(|| ApiError::not_found(format!("profile {id}")))
 }
 
+/// A profile's audiences and their history.
+#[utoipa::path(get, path = "/profiles/{id}/audiences", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn profile_audiences(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -354,6 +367,8 @@ async fn profile_audiences(
     .await
 }
 
+/// A profile's computed traits.
+#[utoipa::path(get, path = "/profiles/{id}/computed-traits", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn profile_traits(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -370,6 +385,8 @@ async fn profile_traits(
     .await
 }
 
+/// Why a profile is or is not in an audience, condition by condition.
+#[utoipa::path(get, path = "/audiences/{id}/explain/{profile}", tag = "audiences", params(("id" = String, Path, description = "the id"), ("profile" = String, Path, description = "a profile id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn explain(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -485,6 +502,8 @@ fn export_rows(
     Ok(out)
 }
 
+/// Members as CSV or NDJSON, or hashed for Google Customer Match or Meta custom audiences.
+#[utoipa::path(get, path = "/audiences/{id}/export", tag = "audiences", params(("id" = String, Path, description = "the id"), ("format" = Option<String>, Query, pattern = "^(csv|ndjson|google|meta)$", description = "csv (default), ndjson, google, meta"), ("region" = Option<String>, Query, description = "region of national phone numbers for the ad formats, e.g. FR")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
 async fn export(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -522,6 +541,8 @@ fn read_trait(body: Option<Json<Value>>) -> Result<ComputedTrait, ApiError> {
     definition_body(body, "computed trait", "invalid_computed_trait")
 }
 
+/// Create a computed trait.
+#[utoipa::path(post, path = "/computed-traits", tag = "audiences", request_body = TraitBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn create_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -546,6 +567,8 @@ async fn create_trait(
     Ok((StatusCode::CREATED, save_trait(&state, &caller, def).await?))
 }
 
+/// Replace a computed trait.
+#[utoipa::path(put, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = TraitBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn replace_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -557,6 +580,8 @@ async fn replace_trait(
     save_trait(&state, &caller, def).await
 }
 
+/// Computed traits.
+#[utoipa::path(get, path = "/computed-traits", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -571,6 +596,8 @@ async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api 
     .await
 }
 
+/// A computed trait.
+#[utoipa::path(get, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn show_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -588,6 +615,8 @@ async fn show_trait(
     .await
 }
 
+/// Delete a computed trait.
+#[utoipa::path(delete, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn remove_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,

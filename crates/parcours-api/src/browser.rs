@@ -17,8 +17,12 @@ use parcours_store::Source;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::basic_write_key;
 use crate::error::ApiError;
+use crate::openapi::{Answer, Refusals};
 use crate::AppState;
 
 /// Marks a response refused for its origin: it gets no CORS headers.
@@ -155,9 +159,19 @@ fn api_host(headers: &HeaderMap) -> (String, &'static str) {
     (host, if https { "https" } else { "http" })
 }
 
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(segment_settings))
+        .routes(routes!(rudderstack_config))
+        .routes(routes!(rudderstack_config_slash))
+}
+
 /// `GET /v1/projects/{writeKey}/settings`: the document `@segment/analytics-next` loads from
 /// its `cdnURL`. It names Parcours as the only destination and turns off what would load
 /// code or send data elsewhere (remote plugins, device-mode integrations, metrics).
+#[utoipa::path(get, path = "/v1/projects/{key}/settings", tag = "tracking",
+    params(("key" = String, Path, description = "the source's write key")),
+    responses((status = 200, description = "the settings document", body = Answer), Refusals))]
 pub async fn segment_settings(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -204,7 +218,30 @@ pub struct ConfigQuery {
 /// `GET /sourceConfig`: the source configuration `@rudderstack/analytics-js` v3 loads from its
 /// `configUrl` (the write key as HTTP Basic or `?writeKey=`), with no device-mode
 /// destinations and its own error reporting and metrics off.
+#[utoipa::path(get, path = "/sourceConfig", tag = "tracking",
+    params(("writeKey" = Option<String>, Query, description = "the source's write key, if not sent as HTTP Basic")),
+    responses((status = 200, description = "the source configuration", body = Answer), Refusals))]
 pub async fn rudderstack_config(
+    state: State<Arc<AppState>>,
+    q: Query<ConfigQuery>,
+    headers: HeaderMap,
+) -> Response {
+    source_config(state, q, headers).await
+}
+
+/// `GET /sourceConfig/`: the same, at the path the SDK asks for.
+#[utoipa::path(get, path = "/sourceConfig/", tag = "tracking",
+    params(("writeKey" = Option<String>, Query, description = "the source's write key, if not sent as HTTP Basic")),
+    responses((status = 200, description = "the source configuration", body = Answer), Refusals))]
+pub async fn rudderstack_config_slash(
+    state: State<Arc<AppState>>,
+    q: Query<ConfigQuery>,
+    headers: HeaderMap,
+) -> Response {
+    source_config(state, q, headers).await
+}
+
+async fn source_config(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ConfigQuery>,
     headers: HeaderMap,

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use parcours_core::time::format_timestamp;
 use parcours_engine::destinations::{
     new_secret, save_destination, DestinationDoc, IdentifierFormat,
@@ -14,18 +13,21 @@ use parcours_store::{destination_cursor, Definition, DefinitionKind, Store};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audiences::{definition_body, find, remove_kind, same_id, store};
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
+use crate::openapi::{Answer, DestinationBody, Refusals};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/destinations", get(list).post(create))
-        .route("/destinations/{id}", get(show).put(replace).delete(remove))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
 }
 
 /// A create or replace. Without `secret`, a create makes one and a replace keeps the old one.
@@ -154,6 +156,8 @@ async fn save(
     .await
 }
 
+/// Create a webhook destination (the answer shows its signing secret).
+#[utoipa::path(post, path = "/destinations", tag = "destinations", request_body = DestinationBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -172,6 +176,8 @@ async fn create(
     ))
 }
 
+/// Replace a destination (it keeps its place in the change log).
+#[utoipa::path(put, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), request_body = DestinationBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn replace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -183,6 +189,8 @@ async fn replace(
     save(&state, &caller, id, body, false).await
 }
 
+/// Audience webhooks with their delivery status.
+#[utoipa::path(get, path = "/destinations", tag = "destinations", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -197,6 +205,8 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     .await
 }
 
+/// A destination and its delivery.
+#[utoipa::path(get, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -206,6 +216,8 @@ async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path
     .await
 }
 
+/// Delete a destination.
+#[utoipa::path(delete, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     caller.require_editor()?;
     remove_kind(&state, &caller, DefinitionKind::Destination, id).await

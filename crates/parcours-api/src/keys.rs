@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use parcours_core::plan::TrackingPlan;
 use parcours_core::time::{format_timestamp, Millis, HOUR};
 use parcours_core::webhook::WebhookSource;
@@ -15,9 +14,14 @@ use parcours_core::Channel;
 use parcours_store::{Role, Source, Store, StoreError, Token, WriteKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{hash_secret, new_secret, Caller};
 use crate::error::{blocking, object_body, ApiError};
+use crate::openapi::{
+    Answer, NewSourceBody, NewTokenBody, Refusals, RotationBody, SourceChangeBody,
+};
 use crate::AppState;
 
 /// How long a rotated key or token keeps working unless told otherwise.
@@ -312,18 +316,15 @@ pub fn token_json(t: &Token, now: Millis) -> Value {
     })
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/sources", get(sources).post(new_source))
-        .route(
-            "/sources/{id}",
-            get(source).patch(change_source).delete(delete_source),
-        )
-        .route("/sources/{id}/rotate", post(rotate_source_key))
-        .route("/sources/{id}/live", get(crate::live::live))
-        .route("/tokens", get(tokens).post(new_token))
-        .route("/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/tokens/{id}/rotate", post(rotate_admin_token))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(sources, new_source))
+        .routes(routes!(source, change_source, delete_source))
+        .routes(routes!(rotate_source_key))
+        .routes(routes!(crate::live::live))
+        .routes(routes!(tokens, new_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(rotate_admin_token))
 }
 
 type Api = Result<Json<Value>, ApiError>;
@@ -333,6 +334,8 @@ fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
     state.engine.store().clone()
 }
 
+/// Sources of the workspace, with their write keys (fingerprints and expiry).
+#[utoipa::path(get, path = "/sources", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws, now) = (
         store(&state),
@@ -350,6 +353,8 @@ async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     .await
 }
 
+/// A source with its write keys (fingerprints and expiry).
+#[utoipa::path(get, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn source(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws, now) = (
         store(&state),
@@ -379,6 +384,8 @@ struct NewSource {
     tracking_plan: Option<Value>,
 }
 
+/// Create a source; its write key is answered once.
+#[utoipa::path(post, path = "/sources", tag = "sources", request_body = NewSourceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn new_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -454,6 +461,8 @@ mod double_option {
     }
 }
 
+/// Change a source's name, channel, allowed origins, webhook or tracking plan.
+#[utoipa::path(patch, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), request_body = SourceChangeBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn change_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -527,6 +536,8 @@ async fn change_source(
     .await
 }
 
+/// Delete a source and its write keys (its events stay).
+#[utoipa::path(delete, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 204, description = "done"), Refusals))]
 async fn delete_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -556,6 +567,8 @@ fn rotation(body: Option<Json<Value>>) -> Result<Rotation, ApiError> {
     }
 }
 
+/// Give the source a new write key; the previous ones keep working for the overlap.
+#[utoipa::path(post, path = "/sources/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn rotate_source_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -586,6 +599,8 @@ async fn rotate_source_key(
     ))
 }
 
+/// Admin tokens of the workspace (never their secrets).
+#[utoipa::path(get, path = "/tokens", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     caller.require_admin()?;
     let (st, ws, now) = (
@@ -614,6 +629,8 @@ pub fn parse_role(role: &str) -> Result<Role, KeyError> {
     })
 }
 
+/// Create a token; its secret is answered once.
+#[utoipa::path(post, path = "/tokens", tag = "sources", request_body = NewTokenBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn new_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -649,6 +666,8 @@ async fn new_token(
     ))
 }
 
+/// Revoke a token now.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 204, description = "done"), Refusals))]
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -665,6 +684,8 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Give a token a successor; the old one keeps working for the overlap.
+#[utoipa::path(post, path = "/tokens/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
 async fn rotate_admin_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,

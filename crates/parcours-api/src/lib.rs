@@ -21,10 +21,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parcours_engine::Engine;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use admin::{consent_json, provision_workspace, Provisioned};
 pub use auth::{hash_secret, new_secret};
@@ -97,31 +98,30 @@ impl AppState {
     }
 }
 
-/// Every route of a node.
-pub fn router(state: Arc<AppState>) -> Router {
-    let tracking = Router::new()
-        .route("/v1/batch", post(tracking::batch))
-        .route("/v1/import", post(tracking::batch))
-        .route("/v1/{kind}", post(tracking::single))
-        .route("/v1/webhooks/{key}", post(webhooks::receive))
-        .route(
-            "/v1/projects/{key}/settings",
-            get(browser::segment_settings),
-        )
-        .route("/sourceConfig", get(browser::rudderstack_config))
-        .route("/sourceConfig/", get(browser::rudderstack_config));
+/// Every route with its documentation, before the state and the layers. Routes are only
+/// registered through `utoipa_axum::routes!`, which documents them (clippy refuses the
+/// other ways).
+pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let admin = admin::routes()
         .merge(keys::routes())
         .merge(webhooks::admin_routes())
         .merge(audiences::routes())
         .merge(destinations::routes());
-    Router::new()
-        .merge(tracking)
+    OpenApiRouter::new()
+        .merge(tracking::routes())
+        .merge(browser::routes())
+        .merge(webhooks::tracking_routes())
         .nest("/api/v1", admin)
-        .route("/api/openapi.json", get(openapi::document))
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
-        .route("/metrics", get(admin::metrics))
+        .merge(admin::operations_routes())
+        .routes(routes!(openapi::document))
+        .split_for_parts()
+}
+
+/// Every route of a node.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (routes, document) = routes_and_document();
+    openapi::publish(document);
+    routes
         .fallback(error::not_found)
         .layer(from_fn_with_state(state.clone(), server::guard_body))
         .layer(from_fn(error::envelope))

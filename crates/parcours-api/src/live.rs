@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
+use crate::openapi::Refusals;
 use crate::AppState;
 
 /// How often the stream looks for new events.
@@ -163,6 +164,8 @@ fn start(
     Ok(cursor)
 }
 
+/// The source's events as they arrive, with their outcome (server-sent events of type ready, event, quarantined, error).
+#[utoipa::path(get, path = "/sources/{id}/live", tag = "sources", params(("id" = String, Path, description = "the id"), ("recent" = Option<u32>, Query, maximum = 200, description = "how many recent events first, default 20")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/event-stream", body = String), Refusals))]
 pub async fn live(
     State(state): State<Arc<AppState>>,
     caller: Caller,

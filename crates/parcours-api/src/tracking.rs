@@ -16,10 +16,25 @@ use parcours_core::spec::{QuarantinedEvent, Violation as SpecViolation};
 use parcours_store::{IngestBatch, PlanViolationCount, Source};
 use serde_json::{json, Value};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::basic_write_key;
 use crate::error::{blocking, ApiError};
+use crate::openapi::{Committed, Refusals, SegmentBatch, SegmentEvent};
 use crate::AppState;
 
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(batch))
+        .routes(routes!(import))
+        .routes(routes!(single))
+}
+
+/// A batch of Segment calls.
+#[utoipa::path(post, path = "/v1/batch", tag = "tracking",
+    request_body = SegmentBatch, security(("writeKey" = [])),
+    responses((status = 200, description = "committed to the event log", body = Committed), Refusals))]
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -28,6 +43,25 @@ pub async fn batch(
     ingest(state, headers, body, None).await
 }
 
+/// A batch of Segment calls (Segment's import endpoint, the same as `/v1/batch`).
+#[utoipa::path(post, path = "/v1/import", tag = "tracking",
+    request_body = SegmentBatch, security(("writeKey" = [])),
+    responses((status = 200, description = "committed to the event log", body = Committed), Refusals))]
+pub async fn import(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ingest(state, headers, body, None).await
+}
+
+/// One Segment call; the path names its type (`t`, `i`, `p`, `s`, `g`, `a` are the short
+/// paths browser SDKs use).
+#[utoipa::path(post, path = "/v1/{kind}", tag = "tracking",
+    params(("kind" = String, Path, description = "track, identify, page, screen, group, alias, or t, i, p, s, g, a",
+        pattern = "^(track|identify|page|screen|group|alias|t|i|p|s|g|a)$")),
+    request_body = SegmentEvent, security(("writeKey" = [])),
+    responses((status = 200, description = "committed to the event log", body = Committed), Refusals))]
 pub async fn single(
     State(state): State<Arc<AppState>>,
     Path(kind): Path<String>,

@@ -13,25 +13,31 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use parcours_core::limits;
 use parcours_core::webhook::{MappingRef, SignatureCheck, SHIPPED};
 use parcours_store::{IngestBatch, Source};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{blocking, object_body, ApiError};
+use crate::openapi::{Answer, AnyJson, PreviewBody, Refusals, WebhookCommitted};
 use crate::tracking::{apply_plan, checked_batch, commit};
 use crate::AppState;
 
-pub fn admin_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/webhooks/preview", post(preview))
-        .route("/webhooks/mappings", get(mappings))
-        .route("/tracking-plans/violations", get(violations))
+pub fn admin_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(preview))
+        .routes(routes!(mappings))
+        .routes(routes!(violations))
+}
+
+pub fn tracking_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
 fn mapping_error(e: parcours_core::webhook::MappingError) -> ApiError {
@@ -115,7 +121,12 @@ fn check_signature(
         })
 }
 
-/// `POST /v1/webhooks/{writeKey}`.
+/// `POST /v1/webhooks/{writeKey}`: a platform's webhook (any JSON), turned into events by the
+/// source's mapping.
+#[utoipa::path(post, path = "/v1/webhooks/{key}", tag = "tracking",
+    params(("key" = String, Path, description = "the webhook source's write key")),
+    request_body = AnyJson,
+    responses((status = 200, description = "mapped and committed", body = WebhookCommitted), Refusals))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -191,6 +202,8 @@ struct Preview {
 
 /// What a sample payload becomes: the events, and for each whether it would be accepted or
 /// quarantined (and why), with the source's tracking plan applied when a source is named.
+#[utoipa::path(post, path = "/webhooks/preview", tag = "sources", request_body = PreviewBody,
+    security(("bearer" = [])), responses((status = 200, description = "the events it becomes", body = Answer), Refusals))]
 async fn preview(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -286,6 +299,9 @@ async fn preview(
     .await
 }
 
+/// The webhook mappings shipped with Parcours.
+#[utoipa::path(get, path = "/webhooks/mappings", tag = "sources",
+    security(("bearer" = [])), responses((status = 200, description = "the shipped mappings", body = Answer), Refusals))]
 async fn mappings(_caller: Caller) -> Json<Value> {
     let list: Vec<Value> = SHIPPED
         .iter()
@@ -302,6 +318,9 @@ async fn mappings(_caller: Caller) -> Json<Value> {
     Json(json!({ "mappings": list }))
 }
 
+/// Tracking plan violations by source, event, field and kind.
+#[utoipa::path(get, path = "/tracking-plans/violations", tag = "sources",
+    security(("bearer" = [])), responses((status = 200, description = "the violations report", body = Answer), Refusals))]
 async fn violations(
     State(state): State<Arc<AppState>>,
     caller: Caller,

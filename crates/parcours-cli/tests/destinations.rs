@@ -70,6 +70,8 @@ async fn receiver(behaviour: Behaviour) -> (String, Arc<Receiver>) {
         got: Mutex::new(Vec::new()),
         behaviour,
     });
+    // A receiver of the test's own, not a route of Parcours: nothing to document.
+    #[allow(clippy::disallowed_methods)]
     let app = Router::new()
         .route("/hook", route_post(receive))
         .with_state(r.clone());
