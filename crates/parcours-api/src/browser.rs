@@ -55,11 +55,12 @@ pub async fn cors(req: Request, next: Next) -> Response {
         // write key is checked on the call itself, and no cookie is ever read), and the SDKs
         // add their own (`SentAt`, `AnonymousId`, retry counters) from version to version.
         if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-            let valid = asked.to_str().is_ok_and(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .all(|name| name.parse::<header::HeaderName>().is_ok() || name.is_empty())
-            });
+            let valid = asked.len() <= 2_048
+                && asked.to_str().is_ok_and(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .all(|name| name.parse::<header::HeaderName>().is_ok() || name.is_empty())
+                });
             if valid {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
             }
@@ -206,7 +207,14 @@ pub async fn segment_settings(
         "legacyVideoPluginsEnabled": false,
         "remotePlugins": [],
     });
-    Json(doc).into_response()
+    no_store(Json(doc).into_response())
+}
+
+/// The settings documents name the host the request came to: never kept by a shared cache.
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 #[derive(Deserialize)]
@@ -275,5 +283,5 @@ async fn source_config(
             "destinations": [],
         },
     });
-    Json(doc).into_response()
+    no_store(Json(doc).into_response())
 }

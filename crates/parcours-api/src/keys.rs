@@ -148,7 +148,13 @@ pub fn check_webhook(value: &Value) -> Result<WebhookSource, KeyError> {
 }
 
 pub fn check_plan(value: &Value) -> Result<TrackingPlan, KeyError> {
-    TrackingPlan::from_json(value).map_err(|e| KeyError::Invalid(format!("tracking_plan: {e}")))
+    TrackingPlan::from_json(value).map_err(|e| {
+        KeyError::Invalid(if e.at == "tracking_plan" {
+            e.to_string()
+        } else {
+            format!("tracking_plan.{e}")
+        })
+    })
 }
 
 /// A new source (any kind) and its write key (shown once).
@@ -556,15 +562,22 @@ struct Rotation {
     overlap_hours: Option<u32>,
 }
 
-fn rotation(body: Option<Json<Value>>) -> Result<Rotation, ApiError> {
-    match body {
-        None => Ok(Rotation::default()),
-        Some(b) => object_body(
-            Some(b),
-            "send {\"overlap_hours\": 24} or no body",
-            "invalid_json",
-        ),
+/// A rotation's body: none (or an empty one, or `{}`) keeps the default overlap.
+fn rotation(body: &[u8]) -> Result<Rotation, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Rotation::default());
     }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("send {{\"overlap_hours\": 24}} or no body: {e}"),
+        )
+    })?;
+    object_body(
+        Some(Json(value)),
+        "send {\"overlap_hours\": 24} or no body",
+        "invalid_json",
+    )
 }
 
 /// Give the source a new write key; the previous ones keep working for the overlap.
@@ -573,10 +586,10 @@ async fn rotate_source_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> Created {
     caller.require_admin()?;
-    let r = rotation(body)?;
+    let r = rotation(&body)?;
     let (st, ws, now) = (
         store(&state),
         caller.workspace().to_string(),
@@ -690,10 +703,10 @@ async fn rotate_admin_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> Created {
     caller.require_admin()?;
-    let r = rotation(body)?;
+    let r = rotation(&body)?;
     let (st, ws, now) = (
         store(&state),
         caller.workspace().to_string(),

@@ -21,7 +21,38 @@ use crate::AppState;
 /// How often the stream looks for new events.
 const POLL: Duration = Duration::from_millis(250);
 /// How far back the log is read on connect for the source's recent events.
-const LOOK_BACK_EVENTS: i64 = 5_000;
+const LOOK_BACK_EVENTS: i64 = 2_000;
+/// Events read from the log at a time (a page of large events is a few megabytes at most).
+const PAGE: usize = 200;
+/// Streams one node serves at once; more are answered 429.
+pub const MAX_STREAMS: usize = 32;
+
+static OPEN_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One open stream, counted until its stream is dropped.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let mut n = OPEN_STREAMS.load(Ordering::SeqCst);
+        loop {
+            if n >= MAX_STREAMS {
+                return None;
+            }
+            match OPEN_STREAMS.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(Slot),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 #[derive(Deserialize)]
 pub struct LiveQuery {
@@ -59,6 +90,7 @@ fn quarantine_line(q: &QuarantineEntry) -> Value {
 }
 
 struct Cursor {
+    _slot: Slot,
     state: Arc<AppState>,
     store: Arc<dyn Store>,
     workspace: String,
@@ -82,7 +114,7 @@ impl Cursor {
             for e in page.iter().filter(|e| e.source_id == self.source) {
                 out.push(sse("event", &event_line(e)));
             }
-            if page.len() < 1_000 {
+            if page.len() < PAGE {
                 break;
             }
         }
@@ -110,6 +142,7 @@ fn sse(kind: &str, data: &Value) -> Event {
 /// Where the stream starts: the source's last `recent` events, and the ends of the log and
 /// of the quarantine.
 fn start(
+    slot: Slot,
     state: Arc<AppState>,
     store: Arc<dyn Store>,
     workspace: String,
@@ -118,6 +151,7 @@ fn start(
 ) -> Result<Cursor, ApiError> {
     let last = store.last_seq()?;
     let mut cursor = Cursor {
+        _slot: slot,
         state,
         store: store.clone(),
         workspace: workspace.clone(),
@@ -173,12 +207,23 @@ pub async fn live(
     Query(q): Query<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let recent = q.recent.unwrap_or(20).min(200);
+    let slot = Slot::take().ok_or_else(|| {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this node already serves {MAX_STREAMS} live streams; close one or retry later"
+            ),
+        );
+        e.retry_after = Some(5);
+        e
+    })?;
     let (store, ws) = (state.engine.store().clone(), caller.workspace().to_string());
     let cursor = blocking(move || {
         if !store.sources(&ws)?.iter().any(|s| s.id == id) {
             return Err(ApiError::not_found(format!("source {id}")));
         }
-        start(state, store, ws, id, recent)
+        start(slot, state, store, ws, id, recent)
     })
     .await?;
     let stream = stream::unfold(cursor, |mut cursor| async move {

@@ -132,6 +132,8 @@ async fn ingest(
             limit,
         })
     })?;
+    let mut headers = headers;
+    let bytes = crate::server::decode(&mut headers, bytes, limit)?;
     let source = match header_source {
         Some(source) => source,
         None => {
@@ -230,12 +232,22 @@ pub(crate) fn apply_plan(
                 .iter()
                 .map(|v| format!("{} {}", v.field, v.description))
                 .collect();
+            // Kept with the messageId it was given, so that two identical calls stay two
+            // entries (and two events once replayed).
+            let mut kept_body = serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null);
+            if kept_body.is_object() {
+                kept_body["messageId"] = Value::String(e.message_id.clone());
+            }
             batch.quarantined.push(QuarantinedEvent {
                 violation: SpecViolation::TrackingPlan,
                 detail: Some(detail.join("; ")),
                 message_id: Some(e.message_id.clone()),
                 received_at: e.received_at,
-                body: e.body,
+                body: if kept_body.is_object() {
+                    kept_body.to_string()
+                } else {
+                    e.body
+                },
                 path_type: Some(e.kind),
             });
             continue;

@@ -150,10 +150,15 @@ pub async fn receive(
         ));
     };
     let now = state.engine.now();
-    let headers = lower_headers(&headers);
+    // The signature covers the body as sent (compressed or not): checked on what arrived,
+    // and the body decompressed after.
+    let raw_headers = headers;
+    let headers = lower_headers(&raw_headers);
     if let Some(check) = &webhook.signature {
         check_signature(check, &headers, &body, now)?;
     }
+    let mut raw_headers = raw_headers;
+    let body = crate::server::decode(&mut raw_headers, body, parcours_core::spec::MAX_BATCH_BYTES)?;
     if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

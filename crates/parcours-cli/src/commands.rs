@@ -64,7 +64,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.location()
     );
     if let Some(p) = &created {
-        print_provisioned(p, &node.url());
+        crate::node::print_provisioned_from(
+            p,
+            &node.url(),
+            config.bootstrap.write_key.is_some(),
+            config.bootstrap.admin_token.is_some(),
+        );
     }
     shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight batches");

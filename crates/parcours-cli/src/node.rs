@@ -300,23 +300,46 @@ pub async fn shutdown_signal() {
 }
 
 /// Prints the secrets of a freshly created workspace (stdout: they are the command's data).
+/// A secret given in the configuration is not printed again.
 pub fn print_provisioned(p: &Provisioned, url: &str) {
+    print_provisioned_from(p, url, false, false)
+}
+
+/// [`print_provisioned`], saying which secrets came from the configuration instead of
+/// printing them.
+pub fn print_provisioned_from(
+    p: &Provisioned,
+    url: &str,
+    key_configured: bool,
+    token_configured: bool,
+) {
+    let shown = |secret: &str, configured: bool| {
+        if configured {
+            "(the one in the configuration)".to_string()
+        } else {
+            secret.to_string()
+        }
+    };
     println!(
         "Created workspace {} ({}).",
         p.workspace.name, p.workspace.id
     );
     println!(
         "  write key:   {}   (tracking API, HTTP Basic `key:`)",
-        p.write_key
+        shown(&p.write_key, key_configured)
     );
     println!(
         "  admin token: {}   (admin API, `Authorization: Bearer …`)",
-        p.admin_token
+        shown(&p.admin_token, token_configured)
     );
     println!("These secrets are shown once; Parcours keeps only their hashes.");
     println!(
         "Try: curl -u {}: {url}/v1/track -H 'content-type: application/json' \\",
-        p.write_key
+        if key_configured {
+            "$WRITE_KEY"
+        } else {
+            &p.write_key
+        }
     );
     println!("       -d '{{\"userId\":\"cus_1\",\"event\":\"Signed Up\"}}'");
 }

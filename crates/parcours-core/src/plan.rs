@@ -48,6 +48,9 @@ fn yes() -> bool {
     true
 }
 
+/// The most violations named for one event (the rest are counted).
+pub const MAX_VIOLATIONS: usize = 20;
+
 /// One way an event breaks its plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -217,6 +220,18 @@ impl TrackingPlan {
         validate(schema, &mut target, field, strip, &mut violations);
         if strip {
             event[field] = target;
+        }
+        // An event can break a plan in as many places as it has values (an array of ten
+        // thousand wrong items): the first few are named, the rest counted, so that flagging
+        // never makes an event many times its size.
+        if violations.len() > MAX_VIOLATIONS {
+            let more = violations.len() - MAX_VIOLATIONS;
+            violations.truncate(MAX_VIOLATIONS);
+            violations.push(Violation {
+                kind: "more_violations".into(),
+                field: field.into(),
+                description: format!("and {more} more"),
+            });
         }
         (event, violations)
     }
@@ -424,7 +439,24 @@ pub fn report_key(event: &Value, v: &Violation) -> (String, String, String) {
         Some(t) => t.to_string(),
         None => String::new(),
     };
-    (name, v.field.clone(), v.kind.clone())
+    // Items of an array are one line of the report: `properties.tags[]`, not one per index.
+    let mut field = String::with_capacity(v.field.len());
+    let mut in_index = false;
+    for c in v.field.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                field.push('[');
+            }
+            ']' => {
+                in_index = false;
+                field.push(']');
+            }
+            c if in_index && c.is_ascii_digit() => {}
+            c => field.push(c),
+        }
+    }
+    (name, field, v.kind.clone())
 }
 
 #[cfg(test)]
@@ -503,6 +535,28 @@ mod tests {
         let got = kinds(&v);
         assert!(got.contains(&("unplanned_property".into(), "properties.coupon".into())));
         assert!(got.contains(&("out_of_range".into(), "properties.total".into())));
+    }
+
+    #[test]
+    fn a_flood_of_violations_is_named_up_to_a_limit_and_counted() {
+        let p = TrackingPlan::from_json(
+            &json!({"events": {"Tagged": {"type": "object", "properties": {
+            "tags": {"type": "array", "items": {"type": "string"}}}}}}),
+        )
+        .unwrap();
+        let e =
+            json!({"type": "track", "event": "Tagged", "properties": {"tags": vec![0; 10_000]}});
+        let (_, v) = p.apply(e.clone());
+        assert_eq!(v.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(
+            v.last().unwrap().description,
+            format!("and {} more", 10_000 - MAX_VIOLATIONS)
+        );
+        assert_eq!(
+            report_key(&e, &v[7]).1,
+            "properties.tags[]",
+            "array items are one line of the report"
+        );
     }
 
     #[test]

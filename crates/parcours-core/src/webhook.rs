@@ -116,22 +116,35 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         Box::new(CustomFunction::new(
             Signature::new(vec![ArgumentType::Any], None),
             Box::new(|args: &[Rcvar], _ctx: &mut jmespath::Context<'_>| {
+                // A time that cannot be read is passed on as text, so that the event is
+                // quarantined with `invalid_timestamp` instead of dated 1970 or dropped.
+                let unreadable = |text: String| Ok(Rcvar::new(Variable::String(text)));
                 let ms = match &*args[0] {
-                    Variable::Number(n) => n.as_f64().map(|s| (s * 1000.0) as Millis),
-                    Variable::String(s) => crate::time::parse_timestamp(s).or_else(|| {
-                        let s = s.trim();
-                        let s = s
+                    Variable::Null => return Ok(Rcvar::new(Variable::Null)),
+                    Variable::Number(n) => match n.as_f64() {
+                        Some(s) if s.is_finite() && s.abs() < 253_402_300_800.0 => {
+                            (s * 1000.0) as Millis
+                        }
+                        _ => return unreadable(n.to_string()),
+                    },
+                    Variable::String(s) => {
+                        let t = s.trim();
+                        let t = t
                             .strip_suffix(" UTC")
-                            .or_else(|| s.strip_suffix(" Z"))
-                            .unwrap_or(s);
-                        crate::time::parse_timestamp(s)
-                    }),
-                    _ => None,
+                            .or_else(|| t.strip_suffix(" Z"))
+                            .unwrap_or(t);
+                        match crate::time::parse_timestamp(s)
+                            .or_else(|| crate::time::parse_timestamp(t))
+                        {
+                            Some(ms) => ms,
+                            None => return unreadable(s.clone()),
+                        }
+                    }
+                    other => return unreadable(other.to_string()),
                 };
-                Ok(Rcvar::new(match ms {
-                    Some(ms) => Variable::String(crate::time::format_timestamp(ms)),
-                    None => Variable::Null,
-                }))
+                Ok(Rcvar::new(Variable::String(crate::time::format_timestamp(
+                    ms,
+                ))))
             }),
         )),
     );
@@ -155,6 +168,55 @@ pub struct CompiledMapping {
     templates: Vec<CompiledTemplate>,
 }
 
+/// How many copies of its input an expression may make, at most: multi-selects (`[a, b]`,
+/// `{a: x, b: y}`) add their parts, and chaining one into another (`a.[@, @].[@, @]`)
+/// multiplies them, so a short expression can ask for exponential work and memory.
+pub const MAX_AMPLIFICATION: u64 = 64;
+
+/// The most JSON the events of one call may add up to.
+pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+
+/// An upper bound of how many times `ast` can copy its input into its output.
+fn amplification(ast: &jmespath::ast::Ast) -> u64 {
+    use jmespath::ast::Ast;
+    match ast {
+        Ast::Identity { .. }
+        | Ast::Field { .. }
+        | Ast::Index { .. }
+        | Ast::Literal { .. }
+        | Ast::Slice { .. }
+        | Ast::Comparison { .. }
+        | Ast::Not { .. } => 1,
+        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+            amplification(lhs).saturating_mul(amplification(rhs))
+        }
+        Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
+            amplification(lhs).max(amplification(rhs))
+        }
+        Ast::Condition { then, .. } => amplification(then),
+        Ast::Flatten { node, .. } | Ast::ObjectValues { node, .. } => amplification(node),
+        Ast::Expref { ast, .. } => amplification(ast),
+        Ast::MultiList { elements, .. } => elements
+            .iter()
+            .map(amplification)
+            .fold(0u64, u64::saturating_add),
+        Ast::MultiHash { elements, .. } => elements
+            .iter()
+            .map(|kv| amplification(&kv.value))
+            .fold(0u64, u64::saturating_add),
+        // `map(&e, list)` applies `e` to every element; other functions make at most what
+        // their arguments hold.
+        Ast::Function { name, args, .. } if name == "map" => args
+            .iter()
+            .map(amplification)
+            .fold(1u64, u64::saturating_mul),
+        Ast::Function { args, .. } => args
+            .iter()
+            .map(amplification)
+            .fold(1u64, u64::saturating_add),
+    }
+}
+
 fn compile_expr(at: String, expr: &str) -> Result<Expression<'static>, MappingError> {
     if expr.chars().count() > MAX_EXPRESSION_CHARS {
         return Err(MappingError {
@@ -162,10 +224,21 @@ fn compile_expr(at: String, expr: &str) -> Result<Expression<'static>, MappingEr
             message: format!("an expression is at most {MAX_EXPRESSION_CHARS} characters"),
         });
     }
-    RUNTIME.compile(expr).map_err(|e| MappingError {
-        at,
+    let compiled = RUNTIME.compile(expr).map_err(|e| MappingError {
+        at: at.clone(),
         message: format!("not a JMESPath expression: {e}"),
-    })
+    })?;
+    let amp = amplification(compiled.as_ast());
+    if amp > MAX_AMPLIFICATION {
+        return Err(MappingError {
+            at,
+            message: format!(
+                "the expression can copy the payload up to {} times (multi-selects chained or wide); at most {MAX_AMPLIFICATION}",
+                if amp == u64::MAX { "2^64".to_string() } else { amp.to_string() }
+            ),
+        });
+    }
+    Ok(compiled)
 }
 
 impl Mapping {
@@ -252,16 +325,28 @@ impl Mapping {
 fn search(
     expr: &Expression<'static>,
     root: &Rcvar,
+    made: &mut usize,
     at: impl Fn() -> String,
 ) -> Result<Value, MappingError> {
     let found = expr.search(root).map_err(|e| MappingError {
         at: at(),
         message: format!("the expression failed on this payload: {e}"),
     })?;
-    serde_json::to_value(&*found).map_err(|e| MappingError {
+    let value = serde_json::to_value(&*found).map_err(|e| MappingError {
         at: at(),
         message: e.to_string(),
-    })
+    })?;
+    *made += serde_json::to_vec(&value).map_or(0, |v| v.len());
+    if *made > MAX_OUTPUT_BYTES {
+        return Err(MappingError {
+            at: at(),
+            message: format!(
+                "the mapping made more than {} of events from this payload",
+                crate::limits::Size(MAX_OUTPUT_BYTES)
+            ),
+        });
+    }
+    Ok(value)
 }
 
 impl CompiledMapping {
@@ -284,6 +369,7 @@ impl CompiledMapping {
             )?,
         );
         let mut out = Vec::new();
+        let mut made = 0usize;
         for (i, t) in self.templates.iter().enumerate() {
             let at = |field: &str| format!("events[{i}].{field}");
             if let Some(when) = &t.when {
@@ -298,18 +384,18 @@ impl CompiledMapping {
             let mut event = Map::new();
             event.insert("type".into(), Value::String(t.kind.clone()));
             for (name, expr) in &t.scalars {
-                let v = search(expr, &root, || at(name))?;
+                let v = search(expr, &root, &mut made, || at(name))?;
                 if !v.is_null() {
                     event.insert((*name).into(), v);
                 }
             }
             for (name, fields) in &t.objects {
                 let v = match fields {
-                    CompiledFields::Expression(e) => search(e, &root, || at(name))?,
+                    CompiledFields::Expression(e) => search(e, &root, &mut made, || at(name))?,
                     CompiledFields::Keys(keys) => {
                         let mut m = Map::new();
                         for (k, e) in keys {
-                            let v = search(e, &root, || format!("{}.{k}", at(name)))?;
+                            let v = search(e, &root, &mut made, || format!("{}.{k}", at(name)))?;
                             if !v.is_null() {
                                 m.insert(k.clone(), v);
                             }
@@ -732,6 +818,84 @@ mod tests {
         assert!(bad(json!({"events": [{"type": "track", "evnt": "'X'"}]}))
             .message
             .contains("evnt"));
+    }
+
+    #[test]
+    fn expressions_that_would_copy_the_payload_exponentially_are_refused() {
+        let compile = |expr: &str| {
+            Mapping::from_json(
+                &json!({"events": [{"type": "track", "event": "'X'", "properties": {"p": expr}}]}),
+            )
+            .unwrap()
+            .compile()
+            .map(|_| ())
+        };
+        let chained = format!("length(body{})", ".[@,@]".repeat(27));
+        let err = compile(&chained).unwrap_err();
+        assert!(err.message.contains("at most 64"), "{err}");
+        let wide = format!("join('', [{}])", vec!["body.s"; 240].join(", "));
+        assert!(compile(&wide).is_err());
+        // What mappings need is well inside the bound.
+        compile("body.line_items[].{a: a, b: b, c: c, d: d, e: e, f: f, g: g}").unwrap();
+        compile("body.[@,@].[@,@].[@,@]").unwrap();
+    }
+
+    #[test]
+    fn shipped_mappings_never_make_ids_out_of_missing_values() {
+        for s in SHIPPED {
+            let m = s.mapping().compile().unwrap();
+            for body in [
+                json!({}),
+                json!([1, 2]),
+                json!(42),
+                json!({"type": "checkout.session.completed", "event": "message_created", "message_type": "incoming"}),
+            ] {
+                let events = m
+                    .events(&body, &BTreeMap::new(), "wh-fallback")
+                    .unwrap_or_default();
+                for e in events {
+                    let text = e.to_string();
+                    assert!(!text.contains("\"null\""), "{}: {text}", s.name);
+                    assert!(
+                        e["messageId"].as_str().unwrap().starts_with("wh-fallback"),
+                        "{}: {text}",
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_mapping_makes_is_bounded() {
+        let m = Mapping::from_json(&json!({"events": [{"type": "track", "event": "'X'", "userId": "'u'",
+            "properties": {"a": "[body.s, body.s, body.s, body.s, body.s, body.s, body.s, body.s]"}}]}))
+        .unwrap()
+        .compile()
+        .unwrap();
+        let big = json!({"s": "x".repeat(400_000)});
+        let err = m.events(&big, &BTreeMap::new(), "wh").unwrap_err();
+        assert!(err.message.contains("2 MiB"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_times_are_passed_on_to_be_quarantined_not_dated_1970() {
+        let m = Mapping::from_json(
+            &json!({"events": [{"type": "track", "event": "'X'", "userId": "'u'",
+            "timestamp": "to_iso(body.t)"}]}),
+        )
+        .unwrap()
+        .compile()
+        .unwrap();
+        for (t, want) in [
+            (json!(1e15), json!("1000000000000000.0")),
+            (json!("soon"), json!("soon")),
+        ] {
+            let e = &m.events(&json!({"t": t}), &BTreeMap::new(), "wh").unwrap()[0];
+            assert_eq!(e["timestamp"], want);
+        }
+        let e = &m.events(&json!({}), &BTreeMap::new(), "wh").unwrap()[0];
+        assert!(e.get("timestamp").is_none());
     }
 
     #[test]
