@@ -21,7 +21,10 @@ use utoipa_axum::routes;
 
 use crate::auth::{hash_secret, new_secret, Caller};
 use crate::error::{blocking, object_body, ApiError};
-use crate::openapi::{Answer, IdentityRulesBody, Refusals, SegmentEvent, WorkspaceBody};
+use crate::openapi::{
+    Answer, IdentityRulesBody, ProfileAnswer, QuarantineAnswer, QuarantinePage, Refusals,
+    SegmentEvent, WorkspaceAnswer, WorkspaceBody,
+};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
@@ -122,7 +125,7 @@ async fn load_profile(state: &Arc<AppState>, ws: String, id: String) -> Result<P
 }
 
 /// Profile by id (merged ids resolve to the profile that holds them).
-#[utoipa::path(get, path = "/profiles/{id}", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = ProfileAnswer), Refusals))]
 async fn profile(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -140,7 +143,7 @@ struct LookupQuery {
 }
 
 /// Profile by identifier.
-#[utoipa::path(get, path = "/profiles/lookup", tag = "profiles", params(("type" = String, Query, description = "email, phone, user_id, anonymous_id, device_id, …"), ("value" = String, Query, description = "the identifier, normalised like ingested values")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/lookup", tag = "profiles", params(("type" = String, Query, description = "email, phone, user_id, anonymous_id, device_id, …"), ("value" = String, Query, description = "the identifier, normalised like ingested values")), security(("bearer" = [])), responses((status = 200, description = "success", body = ProfileAnswer), Refusals))]
 async fn lookup(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -430,7 +433,7 @@ async fn unmerge_profile(
 }
 
 /// Quarantined events.
-#[utoipa::path(get, path = "/quarantine", tag = "quarantine", params(("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50"), ("status" = Option<String>, Query, pattern = "^(pending|replayed|discarded|all)$", description = "pending, replayed, discarded, or all (default)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/quarantine", tag = "quarantine", params(("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50"), ("status" = Option<String>, Query, pattern = "^(pending|replayed|discarded|all)$", description = "pending, replayed, discarded, or all (default)")), security(("bearer" = [])), responses((status = 200, description = "success", body = QuarantinePage), Refusals))]
 async fn quarantine_list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -456,7 +459,7 @@ async fn quarantine_list(
 }
 
 /// One quarantined event.
-#[utoipa::path(get, path = "/quarantine/{id}", tag = "quarantine", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/quarantine/{id}", tag = "quarantine", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = QuarantineAnswer), Refusals))]
 async fn quarantine_entry(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -560,7 +563,7 @@ async fn quarantine_discard(
 }
 
 /// The token's workspace.
-#[utoipa::path(get, path = "/workspace", tag = "workspaces", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/workspace", tag = "workspaces", security(("bearer" = [])), responses((status = 200, description = "success", body = WorkspaceAnswer), Refusals))]
 async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let w = blocking(move || {

@@ -20,7 +20,8 @@ use utoipa_axum::routes;
 use crate::auth::{hash_secret, new_secret, Caller};
 use crate::error::{blocking, object_body, ApiError};
 use crate::openapi::{
-    Answer, NewSourceBody, NewTokenBody, Refusals, RotationBody, SourceChangeBody,
+    Answer, KeyRotated, NewSourceBody, NewTokenBody, Refusals, RotationBody, SourceAnswer,
+    SourceChangeBody, SourceCreated, SourceList, TokenCreated, TokenList, TokenRotated,
 };
 use crate::AppState;
 
@@ -341,7 +342,7 @@ fn store(state: &Arc<AppState>) -> Arc<dyn Store> {
 }
 
 /// Sources of the workspace, with their write keys (fingerprints and expiry).
-#[utoipa::path(get, path = "/sources", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/sources", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = SourceList), Refusals))]
 async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws, now) = (
         store(&state),
@@ -360,7 +361,7 @@ async fn sources(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
 }
 
 /// A source with its write keys (fingerprints and expiry).
-#[utoipa::path(get, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = SourceAnswer), Refusals))]
 async fn source(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws, now) = (
         store(&state),
@@ -391,7 +392,7 @@ struct NewSource {
 }
 
 /// Create a source; its write key is answered once.
-#[utoipa::path(post, path = "/sources", tag = "sources", request_body = NewSourceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/sources", tag = "sources", request_body = NewSourceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = SourceCreated), Refusals))]
 async fn new_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -468,7 +469,7 @@ mod double_option {
 }
 
 /// Change a source's name, channel, allowed origins, webhook or tracking plan.
-#[utoipa::path(patch, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), request_body = SourceChangeBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(patch, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "the id")), request_body = SourceChangeBody, security(("bearer" = [])), responses((status = 200, description = "success", body = SourceAnswer), Refusals))]
 async fn change_source(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -581,7 +582,7 @@ fn rotation(body: &[u8]) -> Result<Rotation, ApiError> {
 }
 
 /// Give the source a new write key; the previous ones keep working for the overlap.
-#[utoipa::path(post, path = "/sources/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/sources/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = KeyRotated), Refusals))]
 async fn rotate_source_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -613,7 +614,7 @@ async fn rotate_source_key(
 }
 
 /// Admin tokens of the workspace (never their secrets).
-#[utoipa::path(get, path = "/tokens", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/tokens", tag = "sources", security(("bearer" = [])), responses((status = 200, description = "success", body = TokenList), Refusals))]
 async fn tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     caller.require_admin()?;
     let (st, ws, now) = (
@@ -643,7 +644,7 @@ pub fn parse_role(role: &str) -> Result<Role, KeyError> {
 }
 
 /// Create a token; its secret is answered once.
-#[utoipa::path(post, path = "/tokens", tag = "sources", request_body = NewTokenBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/tokens", tag = "sources", request_body = NewTokenBody, security(("bearer" = [])), responses((status = 201, description = "created", body = TokenCreated), Refusals))]
 async fn new_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -698,7 +699,7 @@ async fn revoke_token(
 }
 
 /// Give a token a successor; the old one keeps working for the overlap.
-#[utoipa::path(post, path = "/tokens/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/tokens/{id}/rotate", tag = "sources", params(("id" = String, Path, description = "the id")), request_body(content = Option<RotationBody>, description = "optional"), security(("bearer" = [])), responses((status = 201, description = "created", body = TokenRotated), Refusals))]
 async fn rotate_admin_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,

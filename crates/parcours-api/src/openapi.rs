@@ -235,6 +235,111 @@ json_schema!(
     object(&["merge_id"], json!({"merge_id": {"type": "integer", "format": "int64", "minimum": 1}}))
 );
 
+fn iso() -> Value {
+    json!({"type": "string", "description": "ISO-8601 UTC, e.g. 2026-11-29T06:09:10.510Z"})
+}
+
+fn iso_or_null() -> Value {
+    json!({"type": ["string", "null"], "description": "ISO-8601 UTC"})
+}
+
+fn source_schema() -> Value {
+    json!({"type": "object", "required": ["id", "workspace_id", "name", "created_at", "allowed_origins", "kind"], "properties": {
+        "id": {"type": "string"}, "workspace_id": {"type": "string"}, "name": {"type": "string"},
+        "channel": {"type": ["string", "null"]}, "created_at": iso(),
+        "allowed_origins": {"type": "array", "items": {"type": "string"}},
+        "kind": {"type": "string", "enum": ["tracking", "webhook"]},
+        "webhook": {"type": ["object", "null"], "description": "its mapping, and its signature scheme (the secret is never shown)"},
+        "tracking_plan": {"type": ["object", "null"]},
+        "write_keys": {"type": "array", "items": {"type": "object", "required": ["fingerprint", "created_at", "active"], "properties": {
+            "fingerprint": {"type": "string"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"}}}}}})
+}
+
+fn token_schema() -> Value {
+    json!({"type": "object", "required": ["id", "workspace_id", "name", "role", "instance_admin", "created_at", "active"], "properties": {
+        "id": {"type": "string"}, "workspace_id": {"type": "string"}, "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
+        "instance_admin": {"type": "boolean"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"}}})
+}
+
+fn quarantine_schema() -> Value {
+    json!({"type": "object", "required": ["id", "workspace_id", "source_id", "received_at", "code", "reason", "body", "status", "occurrences", "last_seen", "sources"], "properties": {
+        "id": {"type": "integer"}, "workspace_id": {"type": "string"}, "source_id": {"type": "string"},
+        "received_at": iso(), "code": {"type": "string"}, "reason": {"type": "string"},
+        "message_id": {"type": ["string", "null"]}, "body": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "replayed", "discarded"]},
+        "resolved_at": iso_or_null(), "occurrences": {"type": "integer"}, "last_seen": iso(),
+        "sources": {"type": "array", "items": {"type": "string"}}}})
+}
+
+json_schema!(
+    /// A list of sources.
+    SourceList,
+    json!({"type": "object", "required": ["sources"], "properties": {"sources": {"type": "array", "items": source_schema()}}})
+);
+json_schema!(
+    /// One source.
+    SourceAnswer,
+    json!({"type": "object", "required": ["source"], "properties": {"source": source_schema()}})
+);
+json_schema!(
+    /// A new source and its write key (shown once).
+    SourceCreated,
+    json!({"type": "object", "required": ["source", "write_key"], "properties": {"source": source_schema(), "write_key": {"type": "string"}}})
+);
+json_schema!(
+    /// A new write key (shown once) and when the previous ones stop.
+    KeyRotated,
+    json!({"type": "object", "required": ["write_key", "previous_keys_expire_at"], "properties": {
+        "write_key": {"type": "string"}, "previous_keys_expire_at": iso()}})
+);
+json_schema!(
+    /// A list of tokens (never their secrets).
+    TokenList,
+    json!({"type": "object", "required": ["tokens"], "properties": {"tokens": {"type": "array", "items": token_schema()}}})
+);
+json_schema!(
+    /// A new token and its secret (shown once).
+    TokenCreated,
+    json!({"type": "object", "required": ["token", "secret"], "properties": {"token": token_schema(), "secret": {"type": "string"}}})
+);
+json_schema!(
+    /// A token's successor and its secret (shown once), and when the old one stops.
+    TokenRotated,
+    json!({"type": "object", "required": ["token", "secret", "previous_expires_at"], "properties": {
+        "token": token_schema(), "secret": {"type": "string"}, "previous_expires_at": iso()}})
+);
+json_schema!(
+    /// A profile.
+    ProfileAnswer,
+    json!({"type": "object", "required": ["id", "requested_id", "merged", "traits", "identifiers", "consent", "channels", "first_seen", "last_seen", "events", "known"], "properties": {
+        "id": {"type": "string"}, "requested_id": {"type": "string"}, "merged": {"type": "boolean"},
+        "traits": {"type": "object"},
+        "identifiers": {"type": "array", "items": {"type": "object", "required": ["type", "value"], "properties": {"type": {"type": "string"}, "value": {"type": "string"}}}},
+        "consent": {"type": "object", "additionalProperties": {"type": "object"}},
+        "channels": {"type": "object", "additionalProperties": {"type": "object", "properties": {"first_seen": iso(), "last_seen": iso(), "events": {"type": "integer"}}}},
+        "last_channel": {"type": ["string", "null"]},
+        "first_seen": iso(), "last_seen": iso(), "events": {"type": "integer"},
+        "known": {"type": "boolean"}}})
+);
+json_schema!(
+    /// A page of quarantined events.
+    QuarantinePage,
+    json!({"type": "object", "required": ["events", "next_cursor"], "properties": {
+        "events": {"type": "array", "items": quarantine_schema()}, "next_cursor": {"type": ["string", "null"]}}})
+);
+json_schema!(
+    /// One quarantined event.
+    QuarantineAnswer,
+    quarantine_schema()
+);
+json_schema!(
+    /// A workspace.
+    WorkspaceAnswer,
+    json!({"type": "object", "required": ["id", "name", "created_at", "identity_rules"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "created_at": iso(), "identity_rules": {"type": "object"}}})
+);
+
 fn raw_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("SegmentEvent", SegmentEvent::json()),
@@ -254,6 +359,17 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("WorkspaceBody", WorkspaceBody::json()),
         ("IdentityRulesBody", IdentityRulesBody::json()),
         ("UnmergeBody", UnmergeBody::json()),
+        ("SourceList", SourceList::json()),
+        ("SourceAnswer", SourceAnswer::json()),
+        ("SourceCreated", SourceCreated::json()),
+        ("KeyRotated", KeyRotated::json()),
+        ("TokenList", TokenList::json()),
+        ("TokenCreated", TokenCreated::json()),
+        ("TokenRotated", TokenRotated::json()),
+        ("ProfileAnswer", ProfileAnswer::json()),
+        ("QuarantinePage", QuarantinePage::json()),
+        ("QuarantineAnswer", QuarantineAnswer::json()),
+        ("WorkspaceAnswer", WorkspaceAnswer::json()),
     ]
 }
 
