@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use crate::auth::{hash_secret, new_secret, Caller};
 use crate::error::{blocking, object_body, ApiError};
 use crate::openapi::{
-    Answer, KeyRotated, NewSourceBody, NewTokenBody, Refusals, RotationBody, SourceAnswer,
+    KeyRotated, NewSourceBody, NewTokenBody, Refusals, RotationBody, SourceAnswer,
     SourceChangeBody, SourceCreated, SourceList, TokenCreated, TokenList, TokenRotated,
 };
 use crate::AppState;
