@@ -71,6 +71,7 @@ pub fn check_origins(origins: &[String]) -> Result<Vec<String>, KeyError> {
                         && !host.contains('/')
                         && !host.contains(char::is_whitespace)
                         && (!host.contains('*') || host.starts_with("*.") && host.len() > 2 && !host[2..].contains('*'))
+                        && valid_port(host)
                 });
             if valid {
                 Ok(o.to_ascii_lowercase())
@@ -82,6 +83,38 @@ pub fn check_origins(origins: &[String]) -> Result<Vec<String>, KeyError> {
             }
         })
         .collect()
+}
+
+/// A host's port, when it has one, is 1 to 65535 (an IPv6 literal's colons are not a port).
+fn valid_port(host: &str) -> bool {
+    let after_bracket = host.rsplit_once(']').map_or(host, |(_, rest)| rest);
+    match after_bracket.rsplit_once(':') {
+        Some((_, port)) => port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => true,
+    }
+}
+
+/// The longest name a source or a token may have.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A name as kept: trimmed, not empty, at most [`MAX_NAME_CHARS`], no control characters.
+pub fn check_name(name: &str) -> Result<String, KeyError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(KeyError::Invalid("`name` must not be empty".into()));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(KeyError::Invalid(format!(
+            "`name` is at most {MAX_NAME_CHARS} characters; it has {}",
+            name.chars().count()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(KeyError::Invalid(
+            "`name` must not hold control characters (tabs, line breaks, NUL)".into(),
+        ));
+    }
+    Ok(name.to_string())
 }
 
 fn overlap_until(now: Millis, hours: Option<u32>) -> Result<Millis, KeyError> {
@@ -129,6 +162,12 @@ pub struct NewSourceSpec<'a> {
 
 /// A webhook configuration whose mapping resolves and compiles.
 pub fn check_webhook(value: &Value) -> Result<WebhookSource, KeyError> {
+    // A mapping of its own is read alone first, so that a typo is named (`unknown field
+    // evnt`) rather than reported as matching neither form.
+    if let Some(own @ Value::Object(_)) = value.get("mapping") {
+        parcours_core::webhook::Mapping::from_json(own)
+            .map_err(|e| KeyError::Invalid(format!("webhook.{e}")))?;
+    }
     let w: WebhookSource = serde_json::from_value(value.clone()).map_err(|e| {
         KeyError::Invalid(format!(
             "`webhook` is {{\"mapping\": \"shopify_orders_create\" or {{\"events\": […]}}, \"signature\": {{\"scheme\": \"shopify\", \"secret\": \"…\"}}}}: {e}"
@@ -172,14 +211,12 @@ pub fn create_source_with(
         webhook,
         tracking_plan,
     } = spec;
-    if name.trim().is_empty() {
-        return Err(KeyError::Invalid("`name` must not be empty".into()));
-    }
+    let name = check_name(name)?;
     let key = new_secret("wk");
     let source = Source {
         id: new_secret("src")[..16].to_string(),
         workspace_id: workspace.to_string(),
-        name: name.trim().to_string(),
+        name,
         channel,
         created_at: now,
         allowed_origins: check_origins(allowed_origins)?,
@@ -214,9 +251,7 @@ pub fn create_token(
     expires_in_days: Option<u32>,
     now: Millis,
 ) -> Result<(Token, String), KeyError> {
-    if name.trim().is_empty() {
-        return Err(KeyError::Invalid("`name` must not be empty".into()));
-    }
+    let name = check_name(name)?;
     let expires_at =
         match expires_in_days {
             Some(0) => return Err(KeyError::Invalid(
@@ -235,7 +270,7 @@ pub fn create_token(
     let token = Token {
         id: new_secret("tok")[..16].to_string(),
         workspace_id: workspace.to_string(),
-        name: name.trim().to_string(),
+        name,
         role,
         instance_admin: false,
         created_at: now,
@@ -502,12 +537,7 @@ async fn change_source(
         Some(None) => Some(None),
         None => None,
     };
-    if change.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            "`name` must not be empty",
-        ));
-    }
+    let new_name = change.name.as_deref().map(check_name).transpose()?;
     let (st, ws, now) = (
         store(&state),
         caller.workspace().to_string(),
@@ -520,8 +550,8 @@ async fn change_source(
             .into_iter()
             .find(|s| s.id == id)
             .ok_or_else(|| ApiError::not_found(format!("source {id}")))?;
-        if let Some(name) = change.name {
-            s.name = name.trim().to_string();
+        if let Some(name) = new_name {
+            s.name = name;
         }
         if let Some(channel) = channel {
             s.channel = channel;
@@ -724,4 +754,35 @@ async fn rotate_admin_token(
             "previous_expires_at": format_timestamp(until),
         })),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_names_are_checked_before_they_are_kept() {
+        let ok = |o: &str| check_origins(&[o.to_string()]).is_ok();
+        assert!(ok("https://shop.example:8443"));
+        assert!(ok("https://*.shop.example"));
+        assert!(ok("http://[::1]:3000"));
+        assert!(!ok("https://shop.example:99999"), "a port is at most 65535");
+        assert!(!ok("https://shop.example:0"));
+        assert!(!ok("https://shop.example/path"));
+        assert!(!ok("shop.example"));
+        assert_eq!(check_name("  POS  ").unwrap(), "POS");
+        assert!(check_name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(check_name("a\u{0}b").is_err());
+        assert!(check_name("   ").is_err());
+    }
+
+    #[test]
+    fn a_typo_in_an_own_mapping_is_named() {
+        let err = check_webhook(
+            &serde_json::json!({"mapping": {"events": [{"type": "track", "evnt": "'X'"}]}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("evnt"), "{err}");
+    }
 }
