@@ -178,7 +178,7 @@ json_schema!(
     NewSourceBody,
     object(
         &["name"],
-        json!({"name": {"type": "string", "minLength": 1},
+        json!({"name": {"type": "string", "minLength": 1, "maxLength": 200},
             "channel": {"oneOf": [channel_schema(), {"type": "null"}]},
             "allowed_origins": origins_schema(),
             "webhook": {"oneOf": [webhook_schema(), {"type": "null"}]},
@@ -189,7 +189,7 @@ json_schema!(
     /// The fields of a source to change (`null` clears the channel, the webhook or the plan).
     SourceChangeBody,
     json!({"type": "object", "additionalProperties": false, "properties": {
-        "name": {"type": "string", "minLength": 1},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
         "channel": {"oneOf": [channel_schema(), {"type": "null"}]},
         "allowed_origins": origins_schema(),
         "webhook": {"oneOf": [webhook_schema(), {"type": "null"}]},
@@ -200,7 +200,7 @@ json_schema!(
     NewTokenBody,
     object(
         &["name", "role"],
-        json!({"name": {"type": "string", "minLength": 1}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
+        json!({"name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
             "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}}),
     )
 );
