@@ -190,7 +190,7 @@ async fn lookup(
 }
 
 /// Traits with the event that set each.
-#[utoipa::path(get, path = "/profiles/{id}/traits", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/traits", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ProfileTraits), Refusals))]
 async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let detail: serde_json::Map<String, Value> = p
@@ -216,7 +216,7 @@ struct ConsentQuery {
 
 /// Answers "may we, for this purpose (on this channel)?" as an audience or a send would:
 /// the state, the record that answered (with its proof), and what unknown counts as.
-#[utoipa::path(get, path = "/profiles/{id}/consent", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("purpose" = String, Query, description = "e.g. marketing"), ("channel" = Option<String>, Query, description = "e.g. email; falls back to the purpose")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/consent", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("purpose" = String, Query, description = "e.g. marketing"), ("channel" = Option<String>, Query, description = "e.g. email; falls back to the purpose")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ConsentAnswer), Refusals))]
 async fn consent_question(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -266,7 +266,7 @@ async fn consent_question(
 }
 
 /// Identifiers with the event that linked each.
-#[utoipa::path(get, path = "/profiles/{id}/identifiers", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/identifiers", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ProfileIdentifiers), Refusals))]
 async fn identifiers(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -283,7 +283,7 @@ async fn identifiers(
 }
 
 /// Merge history.
-#[utoipa::path(get, path = "/profiles/{id}/merges", tag = "identity", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/merges", tag = "identity", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::MergeList), Refusals))]
 async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
@@ -346,7 +346,7 @@ impl Page {
 }
 
 /// Cross-channel event timeline, newest first.
-#[utoipa::path(get, path = "/profiles/{id}/events", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/events", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::EventsPage), Refusals))]
 async fn events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -714,7 +714,7 @@ pub fn provision_workspace(
 }
 
 /// Event and profile counts, unify lag, buckets this node holds, and how each processor is doing.
-#[utoipa::path(get, path = "/status", tag = "operations", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/status", tag = "operations", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::StatusAnswer), Refusals))]
 async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let state = state.clone();

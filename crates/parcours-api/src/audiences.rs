@@ -332,7 +332,7 @@ fn live_profile(st: &dyn Store, ws: &str, id: &str) -> Result<Profile, ApiError>
 }
 
 /// A profile's audiences and their history.
-#[utoipa::path(get, path = "/profiles/{id}/audiences", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/audiences", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ProfileAudiences), Refusals))]
 async fn profile_audiences(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -368,7 +368,7 @@ async fn profile_audiences(
 }
 
 /// A profile's computed traits.
-#[utoipa::path(get, path = "/profiles/{id}/computed-traits", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/profiles/{id}/computed-traits", tag = "audiences", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ProfileTraitValues), Refusals))]
 async fn profile_traits(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -542,7 +542,7 @@ fn read_trait(body: Option<Json<Value>>) -> Result<ComputedTrait, ApiError> {
 }
 
 /// Create a computed trait.
-#[utoipa::path(post, path = "/computed-traits", tag = "audiences", request_body = TraitBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/computed-traits", tag = "audiences", request_body = TraitBody, security(("bearer" = [])), responses((status = 201, description = "created", body = crate::openapi::TraitAnswer), Refusals))]
 async fn create_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -568,7 +568,7 @@ async fn create_trait(
 }
 
 /// Replace a computed trait.
-#[utoipa::path(put, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = TraitBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(put, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = TraitBody, security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::TraitAnswer), Refusals))]
 async fn replace_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -581,7 +581,7 @@ async fn replace_trait(
 }
 
 /// Computed traits.
-#[utoipa::path(get, path = "/computed-traits", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/computed-traits", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::TraitList), Refusals))]
 async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -597,7 +597,7 @@ async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api 
 }
 
 /// A computed trait.
-#[utoipa::path(get, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/computed-traits/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::TraitAnswer), Refusals))]
 async fn show_trait(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -340,6 +340,94 @@ json_schema!(
         "id": {"type": "string"}, "name": {"type": "string"}, "created_at": iso(), "identity_rules": {"type": "object"}}})
 );
 
+fn trait_schema() -> Value {
+    json!({"type": "object", "required": ["id", "version", "created_at", "updated_at", "definition", "computation"], "properties": {
+        "id": {"type": "string"}, "version": {"type": "integer"}, "created_at": iso(), "updated_at": iso(),
+        "definition": {"type": "object"}, "computation": {"type": "object"}}})
+}
+
+json_schema!(
+    /// The computed traits.
+    TraitList,
+    json!({"type": "object", "required": ["computed_traits"], "properties": {"computed_traits": {"type": "array", "items": trait_schema()}}})
+);
+json_schema!(
+    /// A computed trait with its computation.
+    TraitAnswer,
+    trait_schema()
+);
+json_schema!(
+    /// Counts, lag, buckets and how each processor is doing.
+    StatusAnswer,
+    json!({"type": "object", "required": ["events", "profiles", "processors", "unify_lag_events"], "properties": {
+        "events": {"type": "integer"}, "profiles": {"type": "integer"}, "unify_lag_events": {"type": "integer"},
+        "buckets_held": {"type": ["array", "null"]}, "processors": {"type": "object"}}})
+);
+json_schema!(
+    /// A profile's traits with the event that set each.
+    ProfileTraits,
+    json!({"type": "object", "required": ["profile_id", "traits", "sources"], "properties": {
+        "profile_id": {"type": "string"}, "traits": {"type": "object"}, "sources": {"type": "object"}}})
+);
+json_schema!(
+    /// A profile's identifiers with the event that linked each.
+    ProfileIdentifiers,
+    json!({"type": "object", "required": ["profile_id", "identifiers"], "properties": {
+        "profile_id": {"type": "string"},
+        "identifiers": {"type": "array", "items": {"type": "object", "required": ["type", "value", "linked_by", "linked_at"], "properties": {
+            "type": {"type": "string"}, "value": {"type": "string"}, "linked_by": {"type": "string"}, "linked_at": iso()}}}}})
+);
+json_schema!(
+    /// The answer to a consent question.
+    ConsentAnswer,
+    json!({"type": "object", "required": ["profile_id", "purpose", "state", "granted", "unknown_counts_as"], "properties": {
+        "profile_id": {"type": "string"}, "purpose": {"type": "string"}, "channel": {"type": ["string", "null"]},
+        "state": {"type": "string", "enum": ["granted", "withdrawn", "unknown"]}, "granted": {"type": "boolean"},
+        "answered_by": {"type": ["object", "null"]}, "unknown_counts_as": {"type": "string", "enum": ["granted", "withdrawn"]}}})
+);
+json_schema!(
+    /// A page of a profile's events, newest first.
+    EventsPage,
+    json!({"type": "object", "required": ["profile_id", "events", "next_cursor"], "properties": {
+        "profile_id": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "object", "required": ["seq", "type"], "properties": {"seq": {"type": "integer"}, "type": {"type": "string"}}}},
+        "next_cursor": {"type": ["string", "null"]}}})
+);
+json_schema!(
+    /// A profile's audiences and their history.
+    ProfileAudiences,
+    json!({"type": "object", "required": ["profile_id", "audiences", "history"], "properties": {
+        "profile_id": {"type": "string"}, "audiences": {"type": "array"}, "history": {"type": "array"}}})
+);
+json_schema!(
+    /// A profile's computed trait values.
+    ProfileTraitValues,
+    json!({"type": "object", "required": ["profile_id", "computed_traits"], "properties": {
+        "profile_id": {"type": "string"}, "computed_traits": {"type": "object"}}})
+);
+json_schema!(
+    /// A profile's merge history.
+    MergeList,
+    json!({"type": "object", "required": ["profile_id", "merges"], "properties": {
+        "profile_id": {"type": "string"}, "merges": {"type": "array", "items": {"type": "object"}}}})
+);
+json_schema!(
+    /// The shipped webhook mappings.
+    MappingList,
+    json!({"type": "object", "required": ["mappings"], "properties": {"mappings": {"type": "array", "items": {"type": "object",
+        "required": ["name", "platform", "description", "mapping"], "properties": {
+            "name": {"type": "string"}, "platform": {"type": "string"}, "description": {"type": "string"},
+            "signature": {"type": ["string", "null"]}, "mapping": {"type": "object"}}}}}})
+);
+json_schema!(
+    /// The tracking plans' violations report.
+    ViolationReport,
+    json!({"type": "object", "required": ["violations"], "properties": {"violations": {"type": "array", "items": {"type": "object",
+        "required": ["source_id", "event", "field", "kind", "count", "first_seen", "last_seen", "example"], "properties": {
+            "source_id": {"type": "string"}, "event": {"type": "string"}, "field": {"type": "string"}, "kind": {"type": "string"},
+            "count": {"type": "integer"}, "first_seen": iso(), "last_seen": iso(), "example": {"type": "string"}}}}}})
+);
+
 fn raw_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("SegmentEvent", SegmentEvent::json()),
@@ -370,6 +458,18 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("QuarantinePage", QuarantinePage::json()),
         ("QuarantineAnswer", QuarantineAnswer::json()),
         ("WorkspaceAnswer", WorkspaceAnswer::json()),
+        ("TraitList", TraitList::json()),
+        ("TraitAnswer", TraitAnswer::json()),
+        ("StatusAnswer", StatusAnswer::json()),
+        ("ProfileTraits", ProfileTraits::json()),
+        ("ProfileIdentifiers", ProfileIdentifiers::json()),
+        ("ConsentAnswer", ConsentAnswer::json()),
+        ("EventsPage", EventsPage::json()),
+        ("ProfileAudiences", ProfileAudiences::json()),
+        ("ProfileTraitValues", ProfileTraitValues::json()),
+        ("MergeList", MergeList::json()),
+        ("MappingList", MappingList::json()),
+        ("ViolationReport", ViolationReport::json()),
     ]
 }
 

@@ -306,7 +306,7 @@ async fn preview(
 
 /// The webhook mappings shipped with Parcours.
 #[utoipa::path(get, path = "/webhooks/mappings", tag = "sources",
-    security(("bearer" = [])), responses((status = 200, description = "the shipped mappings", body = Answer), Refusals))]
+    security(("bearer" = [])), responses((status = 200, description = "the shipped mappings", body = crate::openapi::MappingList), Refusals))]
 async fn mappings(_caller: Caller) -> Json<Value> {
     let list: Vec<Value> = SHIPPED
         .iter()
@@ -325,7 +325,7 @@ async fn mappings(_caller: Caller) -> Json<Value> {
 
 /// Tracking plan violations by source, event, field and kind.
 #[utoipa::path(get, path = "/tracking-plans/violations", tag = "sources",
-    security(("bearer" = [])), responses((status = 200, description = "the violations report", body = Answer), Refusals))]
+    security(("bearer" = [])), responses((status = 200, description = "the violations report", body = crate::openapi::ViolationReport), Refusals))]
 async fn violations(
     State(state): State<Arc<AppState>>,
     caller: Caller,
