@@ -188,7 +188,7 @@ async fn save(state: &Arc<AppState>, caller: &Caller, id: String, body: Audience
 }
 
 /// Create an audience; it is computed over the whole history, then kept up to date.
-#[utoipa::path(post, path = "/audiences", tag = "audiences", request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/audiences", tag = "audiences", request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 201, description = "created", body = crate::openapi::AudienceAnswer), Refusals))]
 async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -216,7 +216,7 @@ async fn create(
 }
 
 /// Replace an audience (recomputed).
-#[utoipa::path(put, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(put, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), request_body = crate::openapi::AudienceBody, security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::AudienceAnswer), Refusals))]
 async fn replace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -229,7 +229,7 @@ async fn replace(
 }
 
 /// Audiences with their size and computation state.
-#[utoipa::path(get, path = "/audiences", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/audiences", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::AudienceList), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -246,7 +246,7 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
 }
 
 /// An audience.
-#[utoipa::path(get, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::AudienceAnswer), Refusals))]
 async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -286,7 +286,7 @@ struct MemberPage {
 }
 
 /// Members, with when each entered.
-#[utoipa::path(get, path = "/audiences/{id}/members", tag = "audiences", params(("id" = String, Path, description = "the id"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/audiences/{id}/members", tag = "audiences", params(("id" = String, Path, description = "the id"), ("cursor" = Option<String>, Query, description = "from next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::MembersPage), Refusals))]
 async fn members(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -386,7 +386,7 @@ async fn profile_traits(
 }
 
 /// Why a profile is or is not in an audience, condition by condition.
-#[utoipa::path(get, path = "/audiences/{id}/explain/{profile}", tag = "audiences", params(("id" = String, Path, description = "the id"), ("profile" = String, Path, description = "a profile id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/audiences/{id}/explain/{profile}", tag = "audiences", params(("id" = String, Path, description = "the id"), ("profile" = String, Path, description = "a profile id")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::Explanation), Refusals))]
 async fn explain(
     State(state): State<Arc<AppState>>,
     caller: Caller,

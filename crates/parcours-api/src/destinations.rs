@@ -157,7 +157,7 @@ async fn save(
 }
 
 /// Create a webhook destination (the answer shows its signing secret).
-#[utoipa::path(post, path = "/destinations", tag = "destinations", request_body = DestinationBody, security(("bearer" = [])), responses((status = 201, description = "created", body = Answer), Refusals))]
+#[utoipa::path(post, path = "/destinations", tag = "destinations", request_body = DestinationBody, security(("bearer" = [])), responses((status = 201, description = "created", body = crate::openapi::DestinationAnswer), Refusals))]
 async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -177,7 +177,7 @@ async fn create(
 }
 
 /// Replace a destination (it keeps its place in the change log).
-#[utoipa::path(put, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), request_body = DestinationBody, security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(put, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), request_body = DestinationBody, security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DestinationAnswer), Refusals))]
 async fn replace(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -190,7 +190,7 @@ async fn replace(
 }
 
 /// Audience webhooks with their delivery status.
-#[utoipa::path(get, path = "/destinations", tag = "destinations", security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/destinations", tag = "destinations", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DestinationList), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {
@@ -206,7 +206,7 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
 }
 
 /// A destination and its delivery.
-#[utoipa::path(get, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
+#[utoipa::path(get, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DestinationAnswer), Refusals))]
 async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     let (st, ws) = (store(&state), caller.workspace().to_string());
     blocking(move || {

@@ -428,6 +428,58 @@ json_schema!(
             "count": {"type": "integer"}, "first_seen": iso(), "last_seen": iso(), "example": {"type": "string"}}}}}})
 );
 
+fn audience_schema() -> Value {
+    json!({"type": "object", "required": ["id", "name", "version", "created_at", "updated_at", "condition", "computation", "size"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": ["string", "null"]},
+        "definition": {"type": ["string", "null"]}, "condition": {"type": "object"}, "computation": {"type": "object"},
+        "size": {"type": "integer"}, "version": {"type": "integer"}, "created_at": iso(), "updated_at": iso()}})
+}
+
+fn destination_schema() -> Value {
+    json!({"type": "object", "required": ["id", "name", "url", "audiences", "identifiers", "enabled", "version", "position", "created_at", "updated_at"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "url": {"type": "string"},
+        "audiences": {"type": "array", "items": {"type": "string"}}, "identifiers": {"type": "string"},
+        "region": {"type": ["string", "null"]}, "enabled": {"type": "boolean"}, "secret": {"type": ["string", "null"]},
+        "version": {"type": "integer"}, "position": {"type": "integer"}, "created_at": iso(), "updated_at": iso(),
+        "delivery": {"type": ["object", "null"]}}})
+}
+
+json_schema!(
+    /// The audiences.
+    AudienceList,
+    json!({"type": "object", "required": ["audiences"], "properties": {"audiences": {"type": "array", "items": audience_schema()}}})
+);
+json_schema!(
+    /// An audience with its size and computation.
+    AudienceAnswer,
+    audience_schema()
+);
+json_schema!(
+    /// A page of an audience's members.
+    MembersPage,
+    json!({"type": "object", "required": ["audience_id", "members", "next_cursor", "size"], "properties": {
+        "audience_id": {"type": "string"}, "size": {"type": "integer"}, "next_cursor": {"type": ["string", "null"]},
+        "members": {"type": "array", "items": {"type": "object", "required": ["profile_id", "since"], "properties": {
+            "profile_id": {"type": "string"}, "since": iso()}}}}})
+);
+json_schema!(
+    /// Why a profile is or is not in an audience.
+    Explanation,
+    json!({"type": "object", "required": ["audience_id", "profile_id", "matches", "member", "at", "explanation"], "properties": {
+        "audience_id": {"type": "string"}, "profile_id": {"type": "string"}, "matches": {"type": "boolean"},
+        "member": {"type": "boolean"}, "at": iso(), "explanation": {"type": "object"}, "next_change": {"type": ["string", "null"]}}})
+);
+json_schema!(
+    /// The destinations with their delivery.
+    DestinationList,
+    json!({"type": "object", "required": ["destinations"], "properties": {"destinations": {"type": "array", "items": destination_schema()}}})
+);
+json_schema!(
+    /// A destination and its delivery.
+    DestinationAnswer,
+    destination_schema()
+);
+
 fn raw_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("SegmentEvent", SegmentEvent::json()),
@@ -470,6 +522,12 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("MergeList", MergeList::json()),
         ("MappingList", MappingList::json()),
         ("ViolationReport", ViolationReport::json()),
+        ("AudienceList", AudienceList::json()),
+        ("AudienceAnswer", AudienceAnswer::json()),
+        ("MembersPage", MembersPage::json()),
+        ("Explanation", Explanation::json()),
+        ("DestinationList", DestinationList::json()),
+        ("DestinationAnswer", DestinationAnswer::json()),
     ]
 }
 
