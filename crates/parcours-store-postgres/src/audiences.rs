@@ -57,41 +57,14 @@ fn membership(r: &PgRow) -> Result<Membership> {
 }
 
 impl PgStore {
-    fn fetch(
+    fn delete_definition_once(
         &self,
-        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<PgRow>> {
-        self.run(q.fetch_all(self.pool())).map_err(backend)
-    }
-}
-
-impl Audiences for PgStore {
-    fn put_definition(&self, d: &Definition) -> Result<()> {
-        self.run(
-            sqlx::query(
-                "INSERT INTO definitions (workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)
-                 ON CONFLICT (workspace_id, kind, id) DO UPDATE SET
-                   doc = excluded.doc, version = excluded.version, done = 0, total = 0,
-                   updated_at = excluded.updated_at",
-            )
-            .bind(&d.workspace_id)
-            .bind(d.kind.as_str())
-            .bind(&d.id)
-            .bind(&d.doc)
-            .bind(d.version)
-            .bind(d.computed_version)
-            .bind(d.created_at)
-            .bind(d.updated_at)
-            .execute(self.pool()),
-        )
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool> {
+        workspace: &str,
+        kind: DefinitionKind,
+        id: &str,
+    ) -> std::result::Result<bool, sqlx::Error> {
         self.run(async {
-            let mut tx = self.pool().begin().await.map_err(backend)?;
+            let mut tx = self.pool().begin().await?;
             let n = sqlx::query(
                 "DELETE FROM definitions WHERE workspace_id = $1 AND kind = $2 AND id = $3",
             )
@@ -99,8 +72,7 @@ impl Audiences for PgStore {
             .bind(kind.as_str())
             .bind(id)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?
+            .await?
             .rows_affected();
             let tables: &[&str] = match kind {
                 DefinitionKind::Audience => &[
@@ -117,19 +89,56 @@ impl Audiences for PgStore {
                     .bind(workspace)
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                    .await?;
             }
             if kind == DefinitionKind::Destination {
                 sqlx::query("DELETE FROM audience_cursors WHERE name = $1")
                     .bind(destination_cursor(workspace, id))
                     .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                    .await?;
             }
-            tx.commit().await.map_err(backend)?;
+            tx.commit().await?;
             Ok(n > 0)
         })
+    }
+
+    fn fetch(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<PgRow>> {
+        self.run(q.fetch_all(self.pool())).map_err(backend)
+    }
+}
+
+impl Audiences for PgStore {
+    fn put_definition(&self, d: &Definition) -> Result<()> {
+        // Saved while the audience processor writes the same rows: a deadlock victim retries.
+        crate::retrying(|| {
+            self.run(
+            sqlx::query(
+                "INSERT INTO definitions (workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)
+                 ON CONFLICT (workspace_id, kind, id) DO UPDATE SET
+                   doc = excluded.doc, version = excluded.version, done = 0, total = 0,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&d.workspace_id)
+            .bind(d.kind.as_str())
+            .bind(&d.id)
+            .bind(&d.doc)
+            .bind(d.version)
+            .bind(d.computed_version)
+            .bind(d.created_at)
+            .bind(d.updated_at)
+            .execute(self.pool()),
+            )
+        })
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_definition(&self, workspace: &str, kind: DefinitionKind, id: &str) -> Result<bool> {
+        crate::retrying(|| self.delete_definition_once(workspace, kind, id)).map_err(backend)
     }
 
     fn definitions(&self, workspace: Option<&str>) -> Result<Vec<Definition>> {

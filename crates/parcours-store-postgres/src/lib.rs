@@ -72,6 +72,31 @@ const MIGRATION_LOCK: i64 = 0x7061_7263_6f75_7273;
 /// Days of event partitions kept ready ahead of today.
 const PARTITIONS_AHEAD: i64 = 3;
 
+/// Whether PostgreSQL aborted the transaction only to break a deadlock or a serialization
+/// conflict: trying it again is the documented answer.
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Runs a short write again when PostgreSQL chose it as a deadlock's or a serialization
+/// conflict's victim (a few times, with a short growing pause).
+pub(crate) fn retrying<T>(
+    mut attempt: impl FnMut() -> std::result::Result<T, sqlx::Error>,
+) -> std::result::Result<T, sqlx::Error> {
+    let mut tries = 0u32;
+    loop {
+        match attempt() {
+            Err(e) if is_transient(&e) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 << tries));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     // SQLSTATE classes 22 (data exception: a NUL in text, a number out of range …) and 54
     // (program limit exceeded: a key too long for its index) blame the data, not the server.
