@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
-    Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
+    destination_cursor, destination_lane, AudienceInputs, AudienceWrite, Audiences, Definition,
+    DefinitionKind, Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -94,6 +94,11 @@ impl PgStore {
             if kind == DefinitionKind::Destination {
                 sqlx::query("DELETE FROM audience_cursors WHERE name = $1")
                     .bind(destination_cursor(workspace, id))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM outbox WHERE workspace_id = $1 AND destination = $2")
+                    .bind(workspace)
+                    .bind(destination_lane(id))
                     .execute(&mut *tx)
                     .await?;
             }
@@ -658,6 +663,8 @@ impl Audiences for PgStore {
                 .await
                 .map_err(backend)?;
             }
+            // The effects of these changes commit with them, or neither does.
+            crate::outbox::insert_rows(&mut tx, &w.outbox).await?;
             tx.commit().await.map_err(backend)
         })
     }

@@ -25,6 +25,7 @@ macro_rules! sql {
 mod audiences;
 mod cluster;
 mod events;
+mod outbox;
 mod projections;
 mod registry;
 pub mod testing;
@@ -63,6 +64,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_source_kinds.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_outbox.sql"),
     ),
 ];
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, AudienceInputs, AudienceWrite, Audiences, Definition, DefinitionKind,
-    Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
+    destination_cursor, destination_lane, AudienceInputs, AudienceWrite, Audiences, Definition,
+    DefinitionKind, Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
 };
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
@@ -126,6 +126,11 @@ impl Audiences for SqliteStore {
                 tx.execute(
                     "DELETE FROM audience_cursors WHERE name = ?1",
                     params![destination_cursor(workspace, id)],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM outbox WHERE workspace_id = ?1 AND destination = ?2",
+                    params![workspace, destination_lane(id)],
                 )
                 .map_err(backend)?;
             }
@@ -669,6 +674,8 @@ impl Audiences for SqliteStore {
                     .map_err(backend)?;
             }
         }
+        // The effects of these changes commit with them, or neither does.
+        crate::outbox::insert_rows(&tx, &w.outbox)?;
         tx.commit().map_err(backend)
     }
 

@@ -9,6 +9,7 @@
 mod audiences;
 mod cluster;
 mod events;
+mod outbox;
 mod projections;
 mod registry;
 
@@ -44,6 +45,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0003_audiences.sql"),
     include_str!("../../../migrations/sqlite/projections/0004_merged_index.sql"),
     include_str!("../../../migrations/sqlite/projections/0005_reshaped.sql"),
+    include_str!("../../../migrations/sqlite/projections/0006_outbox.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

@@ -5,9 +5,12 @@
 //! [`conformance_suite!`] and must pass exactly the same tests.
 
 mod model;
+mod outbox;
+#[cfg(feature = "suite")]
 pub mod suite;
 
 pub use model::*;
+pub use outbox::*;
 
 use parcours_core::graph::Separation;
 use parcours_core::identifier::Identifier;
@@ -418,5 +421,8 @@ pub trait Audiences: Send + Sync {
 }
 
 /// Everything a node needs from storage.
-pub trait Store: Registry + EventLog + Quarantine + Projections + Cluster + Audiences {}
-impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences> Store for T {}
+pub trait Store:
+    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox
+{
+}
+impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox> Store for T {}

@@ -521,6 +521,12 @@ pub fn destination_cursor(workspace: &str, id: &str) -> String {
     format!("destination:{workspace}:{id}")
 }
 
+/// The outbox lane of a destination's webhook calls. Deleting the destination deletes its
+/// rows.
+pub fn destination_lane(id: &str) -> String {
+    format!("webhook:{id}")
+}
+
 /// An audience, a computed trait or a destination, as stored. `doc` is the definition itself (JSON); the
 /// store does not read it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -650,6 +656,8 @@ pub struct AudienceWrite {
     pub cursors: Vec<(String, i64)>,
     /// Progress of full computations: workspace, kind, id, computed version, done, total.
     pub progress: Vec<(String, DefinitionKind, String, i64, u64, u64)>,
+    /// Effects of these changes, sent by the outbox's senders ([`crate::Outbox`]).
+    pub outbox: Vec<crate::NewOutboxRow>,
 }
 
 impl AudienceWrite {
@@ -659,6 +667,7 @@ impl AudienceWrite {
             && self.timers.is_empty()
             && self.cursors.is_empty()
             && self.progress.is_empty()
+            && self.outbox.is_empty()
     }
 }
 

@@ -11,6 +11,9 @@ use parcours_core::{Graph, MergeRecord, Profile};
 
 use crate::*;
 
+mod outbox;
+pub use outbox::*;
+
 /// Instantiates the conformance suite for an adapter.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -43,6 +46,10 @@ macro_rules! conformance_suite {
             named_events_read_a_range_of_the_log_by_name,
             profiles_and_event_owners_read_in_storage_order,
             reshaped_profiles_are_journaled_in_order,
+            outbox_claims_in_order_and_fences_stale_senders,
+            outbox_retries_then_dead_letters_and_requeues,
+            outbox_janitor_reclaims_expired_leases,
+            outbox_rows_commit_with_the_decision,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
