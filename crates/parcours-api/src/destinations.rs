@@ -2,14 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
 use parcours_engine::destinations::{
     new_secret, save_destination, DestinationDoc, IdentifierFormat,
 };
-use parcours_store::{destination_cursor, Definition, DefinitionKind, Store};
+use parcours_store::{
+    destination_cursor, destination_lane, Definition, DefinitionKind, OutboxPage, OutboxRow,
+    OutboxState, Store,
+};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,7 +22,7 @@ use utoipa_axum::routes;
 use crate::audiences::{definition_body, find, remove_kind, same_id, store};
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
-use crate::openapi::{Answer, DestinationBody, Refusals};
+use crate::openapi::{Answer, DestinationBody, Refusals, ReplayBody};
 use crate::AppState;
 
 type Api = Result<Json<Value>, ApiError>;
@@ -28,6 +31,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, replace, remove))
+        .routes(routes!(deliveries))
+        .routes(routes!(delivery))
+        .routes(routes!(replay))
 }
 
 /// A create or replace. Without `secret`, a create makes one and a replace keeps the old one.
@@ -45,6 +51,8 @@ struct Body {
     region: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    max_in_flight: Option<u32>,
+    max_per_second: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -81,11 +89,13 @@ fn destination_json(st: &dyn Store, state: &AppState, d: &Definition, reveal: bo
             .collect();
         format!("whsec_…{tail}")
     };
-    let delivery = state.engine.delivery(&d.workspace_id, &d.id).map(|s| {
+    let delivery = state.engine.delivery(&d.workspace_id, &d.id)?.map(|s| {
         json!({
             "state": s.state,
             "version": s.version,
             "delivered": s.delivered,
+            "pending": s.pending,
+            "dead": s.dead,
             "failures": s.failures,
             "last_error": s.last_error,
             "last_success_at": s.last_success_at.map(format_timestamp),
@@ -101,6 +111,8 @@ fn destination_json(st: &dyn Store, state: &AppState, d: &Definition, reveal: bo
         "identifiers": doc.identifiers,
         "region": doc.region,
         "enabled": doc.enabled,
+        "max_in_flight": doc.max_in_flight.unwrap_or(1),
+        "max_per_second": doc.max_per_second,
         "version": d.version,
         "position": st.audience_cursor(&destination_cursor(&d.workspace_id, &d.id))?,
         "delivery": delivery,
@@ -148,6 +160,8 @@ async fn save(
             identifiers: body.identifiers,
             region: body.region,
             enabled: body.enabled,
+            max_in_flight: body.max_in_flight,
+            max_per_second: body.max_per_second,
         };
         let allow = state.engine.allows_private_destinations();
         let d = save_destination(st.as_ref(), &ws, &id, &doc, now, allow)?;
@@ -221,4 +235,150 @@ async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path
 async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
     caller.require_editor()?;
     remove_kind(&state, &caller, DefinitionKind::Destination, id).await
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    state: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// A request of the delivery log, as the API shows it (without its body).
+fn delivery_json(r: &OutboxRow) -> Value {
+    json!({
+        "id": r.id,
+        "webhook_id": parcours_engine::delivery::webhook_id(r),
+        "state": r.state,
+        "changes": r.items,
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "created_at": format_timestamp(r.created_at),
+        "next_attempt_at": (r.state == OutboxState::Pending).then(|| format_timestamp(r.not_before)),
+        "settled_at": r.settled_at.map(format_timestamp),
+    })
+}
+
+/// The delivery log: the destination's requests, newest first.
+#[utoipa::path(get, path = "/destinations/{id}/deliveries", tag = "destinations", params(("id" = String, Path, description = "the id"), ("state" = Option<String>, Query, description = "pending, leased, done or dead"), ("before" = Option<i64>, Query, description = "only requests with a smaller id (from next_before of the previous page)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 50")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DeliveryPage), Refusals))]
+async fn deliveries(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveryQuery>,
+) -> Api {
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`limit` must be between 1 and 1000",
+            ))
+        }
+    };
+    let wanted = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(OutboxState::parse(s).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "`state` is one of pending, leased, done, dead",
+            )
+        })?),
+    };
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
+        let lane = destination_lane(&id);
+        let rows = st.outbox_rows(&OutboxPage {
+            workspace_id: &ws,
+            destination: &lane,
+            state: wanted,
+            before_id: q.before,
+            limit,
+        })?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        Ok(Json(json!({
+            "destination": id,
+            "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
+            "next_before": next,
+        })))
+    })
+    .await
+}
+
+/// One request of the delivery log: the body sent and every attempt.
+#[utoipa::path(get, path = "/destinations/{id}/deliveries/{delivery}", tag = "destinations", params(("id" = String, Path, description = "the destination"), ("delivery" = i64, Path, description = "the request's id in the delivery log")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DeliveryAnswer), Refusals))]
+async fn delivery(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((id, delivery)): Path<(String, i64)>,
+) -> Api {
+    let (st, ws) = (store(&state), caller.workspace().to_string());
+    blocking(move || {
+        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
+        let row = st
+            .outbox_row(&ws, delivery)?
+            .filter(|r| r.destination == destination_lane(&id))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("destination {id} has no delivery {delivery}"),
+                )
+            })?;
+        let attempts: Vec<Value> = st
+            .delivery_attempts(&ws, delivery)?
+            .iter()
+            .map(|a| {
+                json!({
+                    "attempt": a.attempt,
+                    "at": format_timestamp(a.at),
+                    "latency_ms": a.latency_ms,
+                    "status": a.status,
+                    "ok": a.ok,
+                    "detail": a.detail,
+                })
+            })
+            .collect();
+        let mut out = delivery_json(&row);
+        out["body"] = serde_json::from_str(&row.payload).unwrap_or(Value::String(row.payload));
+        out["attempt_log"] = Value::Array(attempts);
+        Ok(Json(out))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    from: i64,
+}
+
+/// Replay from here: sends the destination's done and dead requests from `from` on again,
+/// under the same webhook-ids and bodies, before the ones still waiting.
+#[utoipa::path(post, path = "/destinations/{id}/replay", tag = "destinations", params(("id" = String, Path, description = "the id")), request_body = ReplayBody, security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::Replayed), Refusals))]
+async fn replay(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Api {
+    caller.require_editor()?;
+    let body: Replay = definition_body(body, "replay", "invalid_replay")?;
+    let (st, ws, now) = (
+        store(&state),
+        caller.workspace().to_string(),
+        state.engine.now(),
+    );
+    blocking(move || {
+        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
+        let n = st.requeue(&ws, &destination_lane(&id), body.from, now)?;
+        Ok(Json(
+            json!({"destination": id, "from": body.from, "requeued": n}),
+        ))
+    })
+    .await
 }

@@ -169,7 +169,9 @@ json_schema!(
             "audiences": {"type": "array", "items": {"type": "string"}},
             "identifiers": {"type": "string", "enum": ["none", "plain", "google", "meta"]},
             "region": {"type": ["string", "null"], "pattern": "^[A-Za-z]{2}$"},
-            "enabled": {"type": "boolean"}
+            "enabled": {"type": "boolean"},
+            "max_in_flight": {"type": ["integer", "null"], "minimum": 1, "maximum": 64},
+            "max_per_second": {"type": ["number", "null"], "minimum": 0.01, "maximum": 10000}
         }),
     )
 );
@@ -440,9 +442,58 @@ fn destination_schema() -> Value {
         "id": {"type": "string"}, "name": {"type": "string"}, "url": {"type": "string"},
         "audiences": {"type": "array", "items": {"type": "string"}}, "identifiers": {"type": "string"},
         "region": {"type": ["string", "null"]}, "enabled": {"type": "boolean"}, "secret": {"type": ["string", "null"]},
+        "max_in_flight": {"type": "integer"}, "max_per_second": {"type": ["number", "null"]},
         "version": {"type": "integer"}, "position": {"type": "integer"}, "created_at": iso(), "updated_at": iso(),
-        "delivery": {"type": ["object", "null"]}}})
+        "delivery": {"type": ["object", "null"], "required": ["state", "version", "delivered", "pending", "dead", "failures"], "properties": {
+            "state": {"type": "string", "enum": ["idle", "delivering", "retrying", "paused", "unreadable", "refused"]},
+            "version": {"type": "integer"}, "delivered": {"type": "integer"}, "pending": {"type": "integer"},
+            "dead": {"type": "integer"}, "failures": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+            "last_success_at": {"oneOf": [iso(), {"type": "null"}]}, "next_attempt_at": {"oneOf": [iso(), {"type": "null"}]}}}}})
 }
+
+fn delivery_schema() -> Value {
+    json!({"type": "object", "required": ["id", "webhook_id", "state", "changes", "attempts", "created_at"], "properties": {
+        "id": {"type": "integer"}, "webhook_id": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "leased", "done", "dead"]},
+        "changes": {"type": "integer"}, "attempts": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+        "created_at": iso(), "next_attempt_at": {"oneOf": [iso(), {"type": "null"}]},
+        "settled_at": {"oneOf": [iso(), {"type": "null"}]}}})
+}
+
+json_schema!(
+    /// A page of a destination's delivery log.
+    DeliveryPage,
+    json!({"type": "object", "required": ["destination", "deliveries", "next_before"], "properties": {
+        "destination": {"type": "string"}, "deliveries": {"type": "array", "items": delivery_schema()},
+        "next_before": {"type": ["integer", "null"]}}})
+);
+json_schema!(
+    /// One request of the delivery log, its body and its attempts.
+    DeliveryAnswer,
+    {
+        let mut d = delivery_schema();
+        d["required"].as_array_mut().into_iter().for_each(|r| {
+            r.push(json!("body"));
+            r.push(json!("attempt_log"));
+        });
+        d["properties"]["body"] = json!({});
+        d["properties"]["attempt_log"] = json!({"type": "array", "items": {"type": "object", "required": ["attempt", "at", "latency_ms", "ok", "detail"], "properties": {
+            "attempt": {"type": "integer"}, "at": iso(), "latency_ms": {"type": "integer"},
+            "status": {"type": ["integer", "null"]}, "ok": {"type": "boolean"}, "detail": {"type": "string"}}}});
+        d
+    }
+);
+json_schema!(
+    /// Where a replay starts.
+    ReplayBody,
+    object(&["from"], json!({"from": {"type": "integer", "description": "the first request of the delivery log to send again"}}))
+);
+json_schema!(
+    /// What a replay sent again.
+    Replayed,
+    json!({"type": "object", "required": ["destination", "from", "requeued"], "properties": {
+        "destination": {"type": "string"}, "from": {"type": "integer"}, "requeued": {"type": "integer"}}})
+);
 
 json_schema!(
     /// The audiences.
@@ -528,6 +579,10 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("Explanation", Explanation::json()),
         ("DestinationList", DestinationList::json()),
         ("DestinationAnswer", DestinationAnswer::json()),
+        ("DeliveryPage", DeliveryPage::json()),
+        ("DeliveryAnswer", DeliveryAnswer::json()),
+        ("ReplayBody", ReplayBody::json()),
+        ("Replayed", Replayed::json()),
     ]
 }
 

@@ -131,6 +131,11 @@ pub struct Destinations {
     pub retry_max_ms: u64,
     /// How often an idle destination looks for new changes.
     pub poll_ms: u64,
+    /// How long a node holds a request it is sending (extended while it waits); a node
+    /// that dies holds it this long at most.
+    pub lease_ms: u64,
+    /// Attempts before a request is given up (dead in the delivery log, can be replayed).
+    pub max_attempts: u32,
     /// Whether destinations may send to loopback, private, link-local and other non-public
     /// addresses (off: a destination URL could otherwise reach internal services).
     pub allow_private_addresses: bool,
@@ -145,6 +150,8 @@ impl Default for Destinations {
             retry_base_ms: d.retry_base.as_millis() as u64,
             retry_max_ms: d.retry_max.as_millis() as u64,
             poll_ms: d.poll.as_millis() as u64,
+            lease_ms: d.lease.as_millis() as u64,
+            max_attempts: d.max_attempts,
             allow_private_addresses: d.allow_private_addresses,
         }
     }
@@ -159,6 +166,8 @@ impl Destinations {
             retry_base: Duration::from_millis(self.retry_base_ms.max(1)),
             retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms).max(1)),
             poll: Duration::from_millis(self.poll_ms.max(1)),
+            lease: Duration::from_millis(self.lease_ms.max(100)),
+            max_attempts: self.max_attempts.max(1),
             allow_private_addresses: self.allow_private_addresses,
         }
     }

@@ -1,16 +1,9 @@
-//! Audience destinations: webhooks that receive membership changes within seconds.
-//!
-//! Each destination has its own worker thread, its own HTTP connections and its own position
-//! in the membership change log ([`destination_cursor`]). A worker sends the changes after its
-//! position in batches, signed per Standard Webhooks, and moves its position only once the
-//! receiver answered 2xx; a failure is retried with exponential backoff, the same batch again,
-//! so nothing is skipped and order is kept. Nothing else waits for a worker: ingestion, unify,
-//! audiences and the other destinations go on while one receiver is slow or down.
+//! Audience destinations: what a destination is (its stored document and how it is checked),
+//! what it sends (a signed batch of membership changes with the identifiers its receiver
+//! matches on) and how one request is made. Delivery itself is on the outbox
+//! ([`crate::delivery`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,11 +15,9 @@ use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Request, Uri};
 use parcours_core::adhash;
 use parcours_core::audience;
-use parcours_core::time::{format_timestamp, Clock, Millis};
+use parcours_core::time::{format_timestamp, Millis};
 use parcours_core::Profile;
-use parcours_store::{
-    destination_cursor, AudienceWrite, DefinitionKind, MembershipChange, Store, StoreError,
-};
+use parcours_store::{DefinitionKind, MembershipChange, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -69,14 +60,17 @@ pub struct DestinationDoc {
     /// A paused destination keeps its place and resumes from it.
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Requests in flight at once (1 to 64; 1, the default, keeps changes in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Requests started per second at most (none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_second: Option<f64>,
 }
 
 fn enabled() -> bool {
     true
 }
-
-/// The supervisor's name in health reports.
-pub const DESTINATIONS: &str = "destinations";
 
 /// How destinations are delivered (the same for every destination of a node).
 #[derive(Debug, Clone)]
@@ -88,8 +82,13 @@ pub struct SyncConfig {
     /// The first retry waits this long; each next one twice as long, up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// How often an idle worker looks for new changes.
+    /// How often an idle destination looks for new changes.
     pub poll: Duration,
+    /// How long a sender holds a request it claimed (it extends the lease while it waits
+    /// for the receiver); a node that dies holds it this long at most.
+    pub lease: Duration,
+    /// Attempts before a request is given up (dead, and shown in the delivery log).
+    pub max_attempts: u32,
     /// Whether receivers may be on loopback, private, link-local or other non-public
     /// addresses.
     pub allow_private_addresses: bool,
@@ -103,6 +102,8 @@ impl Default for SyncConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             poll: Duration::from_millis(200),
+            lease: Duration::from_secs(30),
+            max_attempts: 25,
             allow_private_addresses: false,
         }
     }
@@ -114,34 +115,6 @@ impl SyncConfig {
         let factor = 2u32.saturating_pow(failures.saturating_sub(1));
         self.retry_base.saturating_mul(factor).min(self.retry_max)
     }
-}
-
-/// What a node knows about the delivery of one destination.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DeliveryStatus {
-    /// `starting`, `idle` (everything sent), `delivering`, `retrying`, `paused`, `standby`
-    /// (another node of the cluster delivers), or `unreadable` (its stored definition cannot
-    /// be read: delete it and create it again).
-    pub state: &'static str,
-    /// The version of the destination being delivered (a new one takes over within a second).
-    pub version: i64,
-    /// The last change the receiver acknowledged.
-    pub cursor: i64,
-    /// Changes acknowledged since this node started.
-    pub delivered: u64,
-    /// Failed attempts in a row (0 once one succeeds).
-    pub failures: u32,
-    pub last_error: Option<String>,
-    pub last_success_at: Option<Millis>,
-    pub next_attempt_at: Option<Millis>,
-}
-
-/// Delivery status per (workspace, destination), shared with the API.
-pub type StatusBoard = Arc<Mutex<BTreeMap<(String, String), DeliveryStatus>>>;
-
-fn update(board: &StatusBoard, key: &(String, String), f: impl FnOnce(&mut DeliveryStatus)) {
-    let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
-    f(board.entry(key.clone()).or_default());
 }
 
 /// A new signing secret from 32 random bytes.
@@ -198,6 +171,15 @@ pub fn save_destination(
         if region.len() != 2 || !region.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(invalid("`region` is a two-letter country code, such as FR"));
         }
+    }
+    if doc.max_in_flight.is_some_and(|n| !(1..=64).contains(&n)) {
+        return Err(invalid("`max_in_flight` is from 1 to 64"));
+    }
+    if doc
+        .max_per_second
+        .is_some_and(|r| !r.is_finite() || !(0.01..=10_000.0).contains(&r))
+    {
+        return Err(invalid("`max_per_second` is from 0.01 to 10000"));
     }
     let existing = store.definitions(Some(ws))?;
     let audiences: BTreeSet<&str> = existing
@@ -481,28 +463,48 @@ pub fn payload(
 }
 
 /// Why an attempt failed, and how long the receiver asked us to wait.
-struct Failure {
-    message: String,
-    retry_after: Option<Duration>,
+pub(crate) struct Failure {
+    pub message: String,
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    /// Trying again cannot help (the destination must be fixed first).
+    pub permanent: bool,
 }
 
 impl Failure {
     fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            status: None,
             retry_after: None,
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::new(message)
         }
     }
 }
 
-/// One POST; `Ok` on 2xx.
-async fn post(
+/// Reads at most 512 bytes of an answer, within the timeout.
+async fn excerpt(body: hyper::body::Incoming, timeout: Duration) -> String {
+    match tokio::time::timeout(timeout, Limited::new(body, 512).collect()).await {
+        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// One POST; on 2xx, the status and the start of the answer.
+pub(crate) async fn post(
     client: &HttpClient,
     url: &Uri,
     headers: [(&'static str, String); 3],
     body: Bytes,
     timeout: Duration,
-) -> Result<(), Failure> {
+) -> Result<(u16, String), Failure> {
     let mut req = Request::post(url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(USER_AGENT, concat!("parcours/", env!("CARGO_PKG_VERSION")));
@@ -511,7 +513,7 @@ async fn post(
     }
     let req = req
         .body(Full::new(body))
-        .map_err(|e| Failure::new(format!("request: {e}")))?;
+        .map_err(|e| Failure::permanent(format!("request: {e}")))?;
     let response = match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => return Err(Failure::new(format!("no answer within {timeout:?}"))),
         Ok(Err(e)) => return Err(Failure::new(format!("connection: {e}"))),
@@ -519,7 +521,8 @@ async fn post(
     };
     let status = response.status();
     if status.is_success() {
-        return Ok(());
+        let text = excerpt(response.into_body(), timeout).await;
+        return Ok((status.as_u16(), text));
     }
     let retry_after = response
         .headers()
@@ -527,367 +530,17 @@ async fn post(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = match tokio::time::timeout(
-        timeout,
-        Limited::new(response.into_body(), 512).collect(),
-    )
-    .await
-    {
-        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).trim().to_string(),
-        _ => String::new(),
-    };
+    let text = excerpt(response.into_body(), timeout).await;
     Err(Failure {
         message: format!(
             "HTTP {}{}{text}",
             status.as_u16(),
             if text.is_empty() { "" } else { ": " }
         ),
+        status: Some(status.as_u16()),
         retry_after,
+        permanent: false,
     })
-}
-
-/// What a worker needs.
-struct Worker {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    config: SyncConfig,
-    key: (String, String),
-    doc: DestinationDoc,
-    url: Uri,
-    board: StatusBoard,
-    cancel: Arc<AtomicBool>,
-    ownership: Option<Arc<crate::cluster::Ownership>>,
-}
-
-impl Worker {
-    fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps, waking early when cancelled.
-    fn pause(&self, d: Duration) {
-        let until = std::time::Instant::now() + d;
-        while !self.cancelled() {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-        }
-    }
-
-    fn run(self) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "destination worker cannot start");
-                return;
-            }
-        };
-        let client = rt.block_on(async { outbound::client(self.config.allow_private_addresses) });
-        let cursor_name = destination_cursor(&self.key.0, &self.key.1);
-        while !self.cancelled() {
-            // In a cluster, the holder of bucket 0 delivers (as it evaluates audiences).
-            if let Some(own) = &self.ownership {
-                if !own.held().contains(&0) {
-                    update(&self.board, &self.key, |s| s.state = "standby");
-                    self.pause(Duration::from_millis(500));
-                    continue;
-                }
-            }
-            match self.next_batch(&cursor_name) {
-                Ok(None) => {
-                    update(&self.board, &self.key, |s| s.state = "idle");
-                    self.pause(self.config.poll);
-                }
-                Ok(Some((changes, through))) => {
-                    if !changes.is_empty() {
-                        self.deliver(&rt, &client, &changes);
-                    }
-                    if self.cancelled() {
-                        return;
-                    }
-                    let moved = self.store.record(&AudienceWrite {
-                        cursors: vec![(cursor_name.clone(), through)],
-                        ..AudienceWrite::default()
-                    });
-                    match moved {
-                        Ok(()) => update(&self.board, &self.key, |s| {
-                            s.cursor = through;
-                            s.delivered += changes.len() as u64;
-                        }),
-                        Err(e) => {
-                            tracing::warn!(destination = %self.key.1, error = %e, "cannot save the destination's position");
-                            self.pause(Duration::from_millis(500));
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(destination = %self.key.1, error = %e, "cannot read membership changes");
-                    self.pause(Duration::from_millis(500));
-                }
-            }
-        }
-    }
-
-    /// The next changes for this destination and the log position they reach (which may be
-    /// past them when other workspaces' or audiences' changes follow). `None`: nothing new.
-    fn next_batch(
-        &self,
-        cursor_name: &str,
-    ) -> Result<Option<(Vec<MembershipChange>, i64)>, StoreError> {
-        let cursor = self.store.audience_cursor(cursor_name)?;
-        update(&self.board, &self.key, |s| s.cursor = cursor);
-        let scanned = self
-            .store
-            .changes_after(cursor, self.config.batch.saturating_mul(10).max(1))?;
-        let Some(last) = scanned.last().map(|c| c.id) else {
-            return Ok(None);
-        };
-        let mut picked = Vec::new();
-        let mut through = last;
-        for c in scanned {
-            let wanted = c.workspace_id == self.key.0
-                && (self.doc.audiences.is_empty() || self.doc.audiences.contains(&c.audience_id));
-            if wanted {
-                through = c.id;
-                picked.push(c);
-                if picked.len() == self.config.batch {
-                    break;
-                }
-            }
-        }
-        if picked.len() < self.config.batch {
-            through = last;
-        }
-        Ok(Some((picked, through)))
-    }
-
-    /// Sends one batch until the receiver acknowledges it (or the worker is cancelled).
-    fn deliver(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        client: &HttpClient,
-        changes: &[MembershipChange],
-    ) {
-        let (first, last) = (changes[0].id, changes[changes.len() - 1].id);
-        // The same id on every attempt: receivers can drop a batch they already have.
-        let message_id = format!("msg_{}_{first}_{last}", self.key.1);
-        // Built once: every attempt sends the same message; only its signature is new.
-        let body = loop {
-            if self.cancelled() {
-                return;
-            }
-            let built = payload(
-                self.store.as_ref(),
-                &self.key.0,
-                &self.key.1,
-                &self.doc,
-                changes,
-                self.clock.now(),
-            );
-            match built {
-                Ok(b) => break Bytes::from(b.to_string()),
-                Err(e) => {
-                    tracing::warn!(destination = %self.key.1, error = %e, "cannot build the batch");
-                    self.pause(Duration::from_millis(500));
-                }
-            }
-        };
-        let mut failures = 0u32;
-        while !self.cancelled() {
-            let now = self.clock.now();
-            let body = body.clone();
-            let timestamp = now.div_euclid(1000);
-            let Some(signature) = sign(&self.doc.secret, &message_id, timestamp, &body) else {
-                // Checked when saved; a stored secret that does not decode is not guessed at.
-                update(&self.board, &self.key, |s| {
-                    s.state = "retrying";
-                    s.last_error = Some("the signing secret is not valid".into());
-                });
-                self.pause(self.config.retry_max);
-                continue;
-            };
-            update(&self.board, &self.key, |s| s.state = "delivering");
-            let headers = [
-                ("webhook-id", message_id.clone()),
-                ("webhook-timestamp", timestamp.to_string()),
-                ("webhook-signature", signature),
-            ];
-            let cancel = self.cancel.clone();
-            let attempt = rt.block_on(async {
-                tokio::select! {
-                    r = post(client, &self.url, headers, body, self.config.timeout) => Some(r),
-                    _ = async {
-                        while !cancel.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    } => None,
-                }
-            });
-            match attempt {
-                None => return,
-                Some(Ok(())) => {
-                    let at = self.clock.now();
-                    update(&self.board, &self.key, |s| {
-                        s.failures = 0;
-                        s.last_success_at = Some(at);
-                        s.next_attempt_at = None;
-                    });
-                    metrics::counter!("parcours_destination_changes_delivered_total")
-                        .increment(changes.len() as u64);
-                    return;
-                }
-                Some(Err(f)) => {
-                    failures = failures.saturating_add(1);
-                    let wait = f.retry_after.map_or(self.config.backoff(failures), |w| {
-                        w.min(self.config.retry_max)
-                    });
-                    tracing::warn!(destination = %self.key.1, error = %f.message, retry_in = ?wait, "webhook delivery failed");
-                    metrics::counter!("parcours_destination_failures_total").increment(1);
-                    update(&self.board, &self.key, |s| {
-                        s.state = "retrying";
-                        s.failures = failures;
-                        s.last_error = Some(f.message);
-                        s.next_attempt_at = Some(now + wait.as_millis() as Millis);
-                    });
-                    self.pause(wait);
-                }
-            }
-        }
-    }
-}
-
-struct Running {
-    version: i64,
-    cancel: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-/// Starts the supervisor: it reads the destinations every second and runs one worker per
-/// enabled destination, restarting it when its definition changes.
-pub(crate) fn start(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    config: SyncConfig,
-    board: StatusBoard,
-    stop: Arc<AtomicBool>,
-    ownership: Option<Arc<crate::cluster::Ownership>>,
-    health: Arc<crate::health::Health>,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("parcours-destinations".into())
-        .spawn(move || {
-            let mut running: BTreeMap<(String, String), Running> = BTreeMap::new();
-            while !stop.load(Ordering::SeqCst) {
-                match store.definitions(None) {
-                    Ok(defs) => {
-                        health.succeeded(DESTINATIONS, clock.now());
-                        let mut wanted = BTreeMap::new();
-                        for d in defs
-                            .into_iter()
-                            .filter(|d| d.kind == DefinitionKind::Destination)
-                        {
-                            let key = (d.workspace_id.clone(), d.id.clone());
-                            match crate::audiences::readable::<DestinationDoc>(&d) {
-                                Some(doc) if doc.enabled => {
-                                    wanted.insert(key, (d.version, doc));
-                                }
-                                Some(_) => update(&board, &key, |s| s.state = "paused"),
-                                None => update(&board, &key, |s| s.state = "unreadable"),
-                            }
-                        }
-                        let gone: Vec<_> = running
-                            .iter()
-                            .filter(|(k, r)| wanted.get(*k).is_none_or(|(v, _)| *v != r.version))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for key in gone {
-                            if let Some(r) = running.remove(&key) {
-                                r.cancel.store(true, Ordering::SeqCst);
-                                let _ = r.handle.join();
-                            }
-                        }
-                        {
-                            let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
-                            b.retain(|k, s| {
-                                wanted.contains_key(k) || matches!(s.state, "paused" | "unreadable")
-                            });
-                        }
-                        for (key, (version, doc)) in wanted {
-                            if running.contains_key(&key) {
-                                continue;
-                            }
-                            // Checked again: the rule may have changed since it was saved.
-                            let url =
-                                match outbound::check_url(&doc.url, config.allow_private_addresses)
-                                {
-                                    Ok(url) => url,
-                                    Err(e) => {
-                                        update(&board, &key, |s| {
-                                            s.state = "refused";
-                                            s.version = version;
-                                            s.last_error = Some(e);
-                                        });
-                                        continue;
-                                    }
-                                };
-                            update(&board, &key, |s| {
-                                s.state = "starting";
-                                s.version = version;
-                            });
-                            let cancel = Arc::new(AtomicBool::new(false));
-                            let worker = Worker {
-                                store: store.clone(),
-                                clock: clock.clone(),
-                                config: config.clone(),
-                                key: key.clone(),
-                                doc,
-                                url,
-                                board: board.clone(),
-                                cancel: cancel.clone(),
-                                ownership: ownership.clone(),
-                            };
-                            let spawned = std::thread::Builder::new()
-                                .name(format!("parcours-destination-{}", key.1))
-                                .spawn(move || worker.run());
-                            match spawned {
-                                Ok(handle) => {
-                                    running.insert(
-                                        key,
-                                        Running {
-                                            version,
-                                            cancel,
-                                            handle,
-                                        },
-                                    );
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot start a destination worker")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => health.failed(DESTINATIONS, clock.now(), &e),
-                }
-                for _ in 0..20 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            for r in running.values() {
-                r.cancel.store(true, Ordering::SeqCst);
-            }
-            for (_, r) in running {
-                let _ = r.handle.join();
-            }
-        })
-        .expect("spawn the destination supervisor")
 }
 
 #[cfg(test)]

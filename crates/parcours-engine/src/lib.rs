@@ -6,6 +6,7 @@
 
 pub mod audiences;
 pub mod cluster;
+pub mod delivery;
 pub mod destinations;
 pub mod health;
 mod held;
@@ -110,7 +111,7 @@ pub struct Engine {
     audience_wake: Arc<Wake>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     ownership: Option<Arc<cluster::Ownership>>,
-    deliveries: destinations::StatusBoard,
+    deliveries: delivery::StatusBoard,
     health: Arc<health::Health>,
     allow_private_destinations: bool,
 }
@@ -133,7 +134,7 @@ impl Engine {
             ownership = Some(own);
         }
         let audience_wake = Arc::new(Wake::default());
-        let deliveries = destinations::StatusBoard::default();
+        let deliveries = delivery::StatusBoard::default();
         let health = Arc::new(health::Health::default());
         if config.unify {
             threads.push(unify::start(
@@ -155,7 +156,7 @@ impl Engine {
                     ownership.clone(),
                     health.clone(),
                 ));
-                threads.push(destinations::start(
+                threads.push(delivery::start(
                     store.clone(),
                     clock.clone(),
                     config.sync.clone(),
@@ -163,6 +164,9 @@ impl Engine {
                     stop.clone(),
                     ownership.clone(),
                     health.clone(),
+                    ownership
+                        .as_ref()
+                        .map_or_else(|| "node".to_string(), |o| o.node().to_string()),
                 ));
             }
         }
@@ -242,13 +246,20 @@ impl Engine {
         Ok(true)
     }
 
-    /// How this node delivers a destination (`None`: it does not run here, or not yet).
-    pub fn delivery(&self, workspace: &str, id: &str) -> Option<destinations::DeliveryStatus> {
-        self.deliveries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(workspace.to_string(), id.to_string()))
-            .cloned()
+    /// How a destination is delivered (`None`: this node has not started it yet). Reads the
+    /// store: call it off the async threads.
+    pub fn delivery(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<Option<delivery::DeliveryStatus>, EngineError> {
+        Ok(delivery::delivery_status(
+            self.store.as_ref(),
+            &self.deliveries,
+            workspace,
+            id,
+            self.clock.now(),
+        )?)
     }
 
     /// The buckets this node holds (`None` when it is not part of a cluster).

@@ -1,0 +1,643 @@
+//! Webhook delivery on the outbox.
+//!
+//! Two steps per destination, each a commit:
+//! 1. **feed**: the destination's next changes in the membership change log become one outbox
+//!    row (its body built once, its id never changing), written in the same transaction that
+//!    moves the destination's position in the log ([`feed`]). The row's key is the position
+//!    it starts from, so two nodes feeding from the same position write one row between them.
+//! 2. **send**: senders claim the destination's rows in order with a lease and a fencing
+//!    token, POST each signed per Standard Webhooks under `webhook-id: msg_<row id>`, and
+//!    settle it: done, or retried later with exponential backoff and jitter, or dead with its
+//!    reason after too many attempts ([`send`]). Every attempt is in the delivery log.
+//!
+//! One thread runs one async runtime for every destination of the node: a lane task per
+//! destination, with its own concurrency and rate limit, so a slow or failing receiver holds
+//! back only its own lane. Every node sends (claims keep each row to one sender); feeding a
+//! destination is placed on the holder of its bucket.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Uri;
+use parcours_core::time::{Clock, Millis};
+use parcours_store::{
+    attempt_detail, destination_cursor, destination_lane, AudienceWrite, DefinitionKind,
+    DeliveryAttempt, NewOutboxRow, OutboxClaim, OutboxRow, OutboxState, Store, StoreError,
+};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::destinations::{payload, post, sign, DestinationDoc, Failure, SyncConfig};
+use crate::outbound::{self, HttpClient};
+
+/// The supervisor's name in health reports.
+pub const DESTINATIONS: &str = "destinations";
+
+/// What this node's supervisor knows of a destination beyond its outbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LaneNote {
+    /// `running`, `paused`, `unreadable` or `refused`.
+    state: &'static str,
+    version: i64,
+    error: Option<String>,
+}
+
+/// Lane notes per (workspace, destination), shared with [`delivery_status`].
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<BTreeMap<(String, String), LaneNote>>>);
+
+impl StatusBoard {
+    fn set(&self, key: &(String, String), note: LaneNote) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), note);
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<LaneNote> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn retain(&self, keep: impl Fn(&(String, String)) -> bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+}
+
+/// How a destination is being delivered, read from its outbox.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliveryStatus {
+    /// `idle` (everything sent), `delivering`, `retrying`, `paused`, `unreadable` (its stored
+    /// definition cannot be read: delete it and create it again), `refused` (its address is
+    /// not allowed on this node) or `starting`.
+    pub state: &'static str,
+    /// The version of the destination this node runs.
+    pub version: i64,
+    /// Changes acknowledged by the receiver.
+    pub delivered: u64,
+    /// Requests waiting or in flight.
+    pub pending: u64,
+    /// Requests given up (see the delivery log; they can be sent again).
+    pub dead: u64,
+    /// Failed attempts of the request the destination is on (0 when it has not failed).
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<Millis>,
+    pub next_attempt_at: Option<Millis>,
+}
+
+/// A destination's delivery status (`None` when this node has not seen it yet).
+pub fn delivery_status(
+    store: &dyn Store,
+    board: &StatusBoard,
+    ws: &str,
+    id: &str,
+    now: Millis,
+) -> Result<Option<DeliveryStatus>, StoreError> {
+    let Some(note) = board.get(&(ws.to_string(), id.to_string())) else {
+        return Ok(None);
+    };
+    let s = store.outbox_summary(ws, &destination_lane(id))?;
+    let head = s.head.as_ref();
+    let failures = head.map_or(0, |h| {
+        if h.last_error.is_none() {
+            0
+        } else if h.state == OutboxState::Leased {
+            h.attempts.saturating_sub(1)
+        } else {
+            h.attempts
+        }
+    });
+    let state = match note.state {
+        "running" if s.leased > 0 && failures == 0 => "delivering",
+        "running" if failures > 0 => "retrying",
+        "running" if s.pending > 0 => "delivering",
+        "running" => "idle",
+        other => other,
+    };
+    Ok(Some(DeliveryStatus {
+        state,
+        version: note.version,
+        delivered: s.delivered_items,
+        pending: s.pending + s.leased,
+        dead: s.dead,
+        failures,
+        last_error: note
+            .error
+            .or_else(|| head.and_then(|h| h.last_error.clone())),
+        last_success_at: s.last_success_at,
+        next_attempt_at: head
+            .filter(|h| h.state == OutboxState::Pending && h.attempts > 0 && h.not_before > now)
+            .map(|h| h.not_before),
+    }))
+}
+
+/// The place of a change set in the outbox: it names the position it starts from.
+fn change_set_key(ws: &str, id: &str, from: i64) -> String {
+    format!("audience_changes:{ws}:{id}:{from}")
+}
+
+/// Moves a destination's next changes into its outbox, with its new position, in one
+/// commit. Returns whether its position moved (`false`: nothing new, or another node fed
+/// the same changes first).
+pub fn feed(
+    store: &dyn Store,
+    ws: &str,
+    id: &str,
+    doc: &DestinationDoc,
+    batch: usize,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let cursor_name = destination_cursor(ws, id);
+    let cursor = store.audience_cursor(&cursor_name)?;
+    let scanned = store.changes_after(cursor, batch.saturating_mul(10).max(1))?;
+    let Some(last) = scanned.last().map(|c| c.id) else {
+        return Ok(false);
+    };
+    let mut picked = Vec::new();
+    let mut through = last;
+    for c in scanned {
+        let wanted = c.workspace_id == ws
+            && (doc.audiences.is_empty() || doc.audiences.contains(&c.audience_id));
+        if wanted {
+            through = c.id;
+            picked.push(c);
+            if picked.len() == batch {
+                break;
+            }
+        }
+    }
+    if picked.len() < batch {
+        through = last;
+    }
+    let mut write = AudienceWrite {
+        cursors: vec![(cursor_name, through)],
+        ..AudienceWrite::default()
+    };
+    if !picked.is_empty() {
+        let body = payload(store, ws, id, doc, &picked, now)?;
+        write.outbox.push(NewOutboxRow {
+            workspace_id: ws.to_string(),
+            destination: destination_lane(id),
+            key: change_set_key(ws, id, cursor),
+            payload: body.to_string(),
+            items: picked.len() as u32,
+            not_before: now,
+            created_at: now,
+        });
+    }
+    match store.record(&write) {
+        Ok(()) => Ok(true),
+        // Another node fed from the same position first; its row stands.
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The webhook-id of a row: the same on every attempt, after every crash.
+pub fn webhook_id(row: &OutboxRow) -> String {
+    format!("msg_{}", row.id)
+}
+
+/// What every lane of the node shares.
+struct Shared {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+    client: HttpClient,
+    ownership: Option<Arc<crate::cluster::Ownership>>,
+    /// Prefix of this node's fencing tokens.
+    node: String,
+}
+
+/// A running store call, off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Backend(format!("store call failed: {e}"))))
+}
+
+/// One destination as its lane task runs it.
+#[derive(Clone)]
+struct Lane {
+    ws: String,
+    id: String,
+    lane: String,
+    doc: Arc<DestinationDoc>,
+    url: Uri,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Lane {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps up to `d`, waking early when cancelled.
+    async fn pause(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while !self.cancelled() {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+        }
+    }
+}
+
+impl Shared {
+    /// Whether this node feeds a destination: the holder of its bucket (every destination
+    /// when the node is alone).
+    fn feeds(&self, lane: &Lane) -> bool {
+        self.ownership.as_ref().is_none_or(|own| {
+            own.held()
+                .contains(&parcours_core::bucket::of(&lane.ws, Some(&lane.lane), None))
+        })
+    }
+
+    fn token(&self) -> String {
+        format!("{}:{:016x}", self.node, rand::rng().random::<u64>())
+    }
+
+    /// The wait before retry number `failures`, stretched by up to a quarter at random so
+    /// that lanes failing together do not retry together.
+    fn retry_wait(&self, failures: u32) -> Duration {
+        let base = self.config.backoff(failures);
+        let jitter = rand::rng().random_range(0.0..0.25);
+        base + base.mul_f64(jitter)
+    }
+}
+
+async fn run_lane(sh: Arc<Shared>, lane: Lane) {
+    let max_in_flight = lane.doc.max_in_flight.unwrap_or(1).clamp(1, 64) as usize;
+    let spacing = lane
+        .doc
+        .max_per_second
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut last_start: Option<Instant> = None;
+    while !lane.cancelled() {
+        let mut moved = false;
+        if sh.feeds(&lane) {
+            let (st, l, batch, now) = (
+                sh.store.clone(),
+                lane.clone(),
+                sh.config.batch,
+                sh.clock.now(),
+            );
+            match blocking(move || feed(st.as_ref(), &l.ws, &l.id, &l.doc, batch, now)).await {
+                Ok(m) => moved = m,
+                Err(e) => {
+                    tracing::warn!(destination = %lane.id, error = %e, "cannot move changes into the outbox");
+                    lane.pause(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        let (st, l, token, now) = (sh.store.clone(), lane.clone(), sh.token(), sh.clock.now());
+        let lease = sh.config.lease;
+        let claim_token = token.clone();
+        let claimed = blocking(move || {
+            st.claim(&OutboxClaim {
+                workspace_id: &l.ws,
+                destination: &l.lane,
+                max_in_flight,
+                now,
+                lease_until: now + lease.as_millis() as Millis,
+                token: &claim_token,
+            })
+        })
+        .await;
+        let rows = match claimed {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(destination = %lane.id, error = %e, "cannot claim outbox rows");
+                lane.pause(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            if !moved {
+                lane.pause(sh.config.poll).await;
+            }
+            continue;
+        }
+        let mut sends = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let (Some(spacing), Some(last)) = (spacing, last_start) {
+                let wait = spacing.saturating_sub(last.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            last_start = Some(Instant::now());
+            sends.push(tokio::spawn(send(
+                sh.clone(),
+                lane.clone(),
+                row,
+                token.clone(),
+            )));
+        }
+        for s in sends {
+            let _ = s.await;
+        }
+    }
+}
+
+/// The outcome of one POST.
+enum Sent {
+    Ok {
+        status: u16,
+        excerpt: String,
+    },
+    Failed(Failure),
+    /// The lane was stopped while the request was in flight.
+    Interrupted,
+}
+
+/// Sends one claimed row and settles it.
+async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
+    let started = Instant::now();
+    let at = sh.clock.now();
+    let id = webhook_id(&row);
+    let timestamp = at.div_euclid(1000);
+    let body = Bytes::from(row.payload.clone());
+    let outcome = match sign(&lane.doc.secret, &id, timestamp, &body) {
+        None => Sent::Failed(Failure::permanent("the signing secret is not valid")),
+        Some(signature) => {
+            let headers = [
+                ("webhook-id", id.clone()),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ];
+            let request = post(&sh.client, &lane.url, headers, body, sh.config.timeout);
+            tokio::pin!(request);
+            let every = (sh.config.lease / 3).max(Duration::from_millis(10));
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    r = &mut request => break match r {
+                        Ok((status, excerpt)) => Sent::Ok { status, excerpt },
+                        Err(f) => Sent::Failed(f),
+                    },
+                    _ = heartbeat.tick() => {
+                        let (st, token, until) = (
+                            sh.store.clone(),
+                            token.clone(),
+                            sh.clock.now() + sh.config.lease.as_millis() as Millis,
+                        );
+                        if let Err(e) = blocking(move || st.extend_lease(row.id, &token, until)).await {
+                            tracing::warn!(destination = %lane.id, error = %e, "cannot extend the lease");
+                        }
+                    }
+                    _ = lane.pause(Duration::from_secs(86_400)) => {
+                        if lane.cancelled() {
+                            break Sent::Interrupted;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let latency = started.elapsed();
+    let now = sh.clock.now();
+    let mut attempt = DeliveryAttempt {
+        outbox_id: row.id,
+        attempt: row.attempts,
+        at: now,
+        latency_ms: latency.as_millis() as u64,
+        status: None,
+        ok: false,
+        detail: String::new(),
+    };
+    let (st, dest) = (sh.store.clone(), lane.id.clone());
+    let settled = match outcome {
+        Sent::Ok { status, excerpt } => {
+            attempt.status = Some(status);
+            attempt.ok = true;
+            attempt.detail = attempt_detail(&format!("HTTP {status} {excerpt}").trim().to_string());
+            metrics::counter!("parcours_destination_changes_delivered_total", "destination" => dest.clone())
+                .increment(u64::from(row.items));
+            metrics::histogram!("parcours_delivery_latency_seconds", "destination" => dest.clone())
+                .record(latency.as_secs_f64());
+            blocking(move || st.complete(row.id, &token, &attempt)).await
+        }
+        Sent::Interrupted => {
+            attempt.detail = "interrupted: the destination changed or the node stopped".into();
+            blocking(move || st.fail(row.id, &token, &attempt, Some(now))).await
+        }
+        Sent::Failed(f) => {
+            attempt.status = f.status;
+            attempt.detail = attempt_detail(&f.message);
+            metrics::counter!("parcours_destination_failures_total", "destination" => dest.clone())
+                .increment(1);
+            let give_up = f.permanent || row.attempts >= sh.config.max_attempts;
+            let retry_at = (!give_up).then(|| {
+                let wait = f
+                    .retry_after
+                    .map_or(sh.retry_wait(row.attempts), |w| w.min(sh.config.retry_max));
+                now + wait.as_millis() as Millis
+            });
+            if give_up {
+                tracing::warn!(destination = %dest, webhook_id = %id, attempts = row.attempts, error = %f.message, "webhook delivery given up");
+            } else {
+                tracing::warn!(destination = %dest, webhook_id = %id, error = %f.message, "webhook delivery failed; will retry");
+            }
+            blocking(move || st.fail(row.id, &token, &attempt, retry_at)).await
+        }
+    };
+    match settled {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            tracing::warn!(destination = %lane.id, webhook_id = %id, "the lease ran out during the request; another sender has the row");
+        }
+        Err(e) => {
+            tracing::warn!(destination = %lane.id, webhook_id = %id, error = %e, "cannot record the delivery; the lease will run out and the row be sent again");
+        }
+    }
+}
+
+struct Running {
+    version: i64,
+    cancel: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the node's delivery: one thread with one async runtime, a supervisor that reads
+/// the destinations every second and runs a lane task per enabled destination (a new
+/// version replaces its task), and the janitor that returns expired leases.
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+    board: StatusBoard,
+    stop: Arc<AtomicBool>,
+    ownership: Option<Arc<crate::cluster::Ownership>>,
+    health: Arc<crate::health::Health>,
+    node: String,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("parcours-delivery".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery cannot start");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let client = outbound::client(config.allow_private_addresses);
+                let sh = Arc::new(Shared {
+                    store,
+                    clock,
+                    config,
+                    client,
+                    ownership,
+                    node,
+                });
+                supervise(sh, board, stop, health).await;
+            });
+        })
+        .expect("spawn the delivery thread")
+}
+
+async fn supervise(
+    sh: Arc<Shared>,
+    board: StatusBoard,
+    stop: Arc<AtomicBool>,
+    health: Arc<crate::health::Health>,
+) {
+    let mut running: BTreeMap<(String, String), Running> = BTreeMap::new();
+    let mut last_janitor = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let st = sh.store.clone();
+        match blocking(move || st.definitions(None)).await {
+            Ok(defs) => {
+                health.succeeded(DESTINATIONS, sh.clock.now());
+                let mut wanted = BTreeMap::new();
+                for d in defs
+                    .into_iter()
+                    .filter(|d| d.kind == DefinitionKind::Destination)
+                {
+                    let key = (d.workspace_id.clone(), d.id.clone());
+                    let note = |state| LaneNote {
+                        state,
+                        version: d.version,
+                        error: None,
+                    };
+                    match crate::audiences::readable::<DestinationDoc>(&d) {
+                        Some(doc) if doc.enabled => {
+                            wanted.insert(key, (d.version, doc));
+                        }
+                        Some(_) => board.set(&key, note("paused")),
+                        None => board.set(&key, note("unreadable")),
+                    }
+                }
+                let gone: Vec<_> = running
+                    .iter()
+                    .filter(|(k, r)| wanted.get(*k).is_none_or(|(v, _)| *v != r.version))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    if let Some(r) = running.remove(&key) {
+                        r.cancel.store(true, Ordering::SeqCst);
+                        let _ = r.task.await;
+                    }
+                }
+                board.retain(|k| {
+                    wanted.contains_key(k)
+                        || board
+                            .get(k)
+                            .is_some_and(|n| matches!(n.state, "paused" | "unreadable"))
+                });
+                for (key, (version, doc)) in wanted {
+                    if running.contains_key(&key) {
+                        continue;
+                    }
+                    // Checked again: the rule may have changed since it was saved.
+                    let url = match outbound::check_url(&doc.url, sh.config.allow_private_addresses)
+                    {
+                        Ok(url) => url,
+                        Err(e) => {
+                            board.set(
+                                &key,
+                                LaneNote {
+                                    state: "refused",
+                                    version,
+                                    error: Some(e),
+                                },
+                            );
+                            continue;
+                        }
+                    };
+                    board.set(
+                        &key,
+                        LaneNote {
+                            state: "running",
+                            version,
+                            error: None,
+                        },
+                    );
+                    let cancel = Arc::new(AtomicBool::new(false));
+                    let lane = Lane {
+                        lane: destination_lane(&key.1),
+                        ws: key.0.clone(),
+                        id: key.1.clone(),
+                        doc: Arc::new(doc),
+                        url,
+                        cancel: cancel.clone(),
+                    };
+                    let task = tokio::spawn(run_lane(sh.clone(), lane));
+                    running.insert(
+                        key,
+                        Running {
+                            version,
+                            cancel,
+                            task,
+                        },
+                    );
+                }
+            }
+            Err(e) => health.failed(DESTINATIONS, sh.clock.now(), &e),
+        }
+        if last_janitor.elapsed() >= sh.config.lease / 2 {
+            last_janitor = Instant::now();
+            let (st, now) = (sh.store.clone(), sh.clock.now());
+            match blocking(move || st.reclaim_expired(now)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "returned outbox rows whose sender stopped"),
+                Err(e) => tracing::warn!(error = %e, "cannot return expired outbox leases"),
+            }
+        }
+        for _ in 0..20 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for r in running.values() {
+        r.cancel.store(true, Ordering::SeqCst);
+    }
+    for (_, r) in running {
+        let _ = r.task.await;
+    }
+}
