@@ -479,7 +479,134 @@ async fn slow_destination_holds_back_nothing_else(backend: Backend) {
     t.stop().await;
 }
 
+async fn dead_requests_are_logged_and_replayed(backend: Backend) {
+    let t = start_on("dest-dead", backend, |c| {
+        tune(c);
+        c.destinations.max_attempts = 2;
+    })
+    .await;
+    gold_audience(&t).await;
+    let (url, rx) = receiver(Behaviour {
+        fail: 2,
+        status: StatusCode::BAD_GATEWAY,
+        gate: None,
+    })
+    .await;
+    let (status, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "crm", "name": "CRM", "url": url}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    set_plan(&t, 0..2, "gold").await;
+    // Two attempts, both refused: the request is given up, with its reason.
+    delivery_becomes(&t, "crm", "one request dead", |s| {
+        s["dead"] == 1 && s["pending"] == 0
+    })
+    .await;
+    let (status, log) = call(
+        &t,
+        "GET",
+        "/api/v1/destinations/crm/deliveries?state=dead",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let dead = log["deliveries"][0].clone();
+    assert_eq!(log["deliveries"].as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(
+        (dead["state"].as_str(), dead["attempts"].as_u64()),
+        (Some("dead"), Some(2))
+    );
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("HTTP 502"),
+        "{dead}"
+    );
+    let id = dead["id"].as_i64().unwrap();
+    let (status, one) = call(
+        &t,
+        "GET",
+        &format!("/api/v1/destinations/crm/deliveries/{id}"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    let attempts = one["attempt_log"].as_array().unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a["status"].as_u64(), a["ok"].as_bool()))
+            .collect::<Vec<_>>(),
+        vec![(Some(502), Some(false)), (Some(502), Some(false))]
+    );
+    assert_eq!(
+        one["body"]["data"]["changes"],
+        rx.requests()[0].body["data"]["changes"]
+    );
+    let webhook_id = one["webhook_id"].as_str().unwrap().to_string();
+    assert_eq!(rx.requests()[0].headers["webhook-id"], webhook_id.as_str());
+    // Another destination's delivery, an unknown one, a bad state: refused or not found.
+    for (path, code) in [
+        (
+            format!("/api/v1/destinations/crm/deliveries/{}", id + 1000),
+            404,
+        ),
+        ("/api/v1/destinations/nope/deliveries".to_string(), 404),
+        (
+            "/api/v1/destinations/crm/deliveries?state=lost".to_string(),
+            400,
+        ),
+        (
+            "/api/v1/destinations/crm/deliveries?limit=0".to_string(),
+            400,
+        ),
+    ] {
+        let (status, e) = call(&t, "GET", &path, json!(null)).await;
+        assert_eq!(status, code, "{path}: {e}");
+    }
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations/crm/replay",
+        json!({"from": "first"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_replay")),
+        "{e}"
+    );
+    // Replayed from the dead request: the same webhook-id and body, now acknowledged.
+    let (status, r) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations/crm/replay",
+        json!({"from": id}),
+    )
+    .await;
+    assert_eq!((status, r["requeued"].as_u64()), (200, Some(1)), "{r}");
+    delivery_becomes(&t, "crm", "the replay delivered", |s| {
+        s["dead"] == 0 && s["pending"] == 0 && s["delivered"] == 2
+    })
+    .await;
+    let third = &rx.requests()[2];
+    assert_eq!(third.headers["webhook-id"], webhook_id.as_str());
+    assert_eq!(third.raw, rx.requests()[0].raw);
+    let (_, one) = call(
+        &t,
+        "GET",
+        &format!("/api/v1/destinations/crm/deliveries/{id}"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(one["state"], "done", "{one}");
+    t.stop().await;
+}
+
 on_each_store!(
+    dead_requests_are_logged_and_replayed,
     webhook_streams_adds_and_removes_signed,
     webhook_retries_with_backoff_until_acknowledged,
     slow_destination_holds_back_nothing_else,

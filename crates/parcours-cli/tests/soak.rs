@@ -8,8 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,44 +39,20 @@ impl Served {
     fn start(backend: Backend) -> Served {
         let dir = common::temp_dir("soak");
         let database = (backend == Backend::Postgres).then(TempDatabase::create);
-        let log = std::fs::File::create(dir.join("parcours.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parcours"));
-        cmd.arg("serve")
-            .current_dir(&dir)
-            .env("PARCOURS__DATA_DIR", dir.join("data"))
-            .env("PARCOURS__HTTP__PORT", "0")
-            .env("PARCOURS__HTTP__HEADER_TIMEOUT_MS", "1000")
-            .env("PARCOURS__HTTP__BODY_TIMEOUT_MS", "1000")
-            .env("PARCOURS__HTTP__MAX_CONNECTIONS_PER_IP", "64")
-            .env("PARCOURS__STORAGE__DURABILITY", "normal")
-            .env("PARCOURS__BOOTSTRAP__WRITE_KEY", WRITE_KEY)
-            .env("PARCOURS__BOOTSTRAP__ADMIN_TOKEN", ADMIN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut settings = vec![
+            ("DATA_DIR", dir.join("data").to_string_lossy().into_owned()),
+            ("HTTP__PORT", "0".into()),
+            ("HTTP__HEADER_TIMEOUT_MS", "1000".into()),
+            ("HTTP__BODY_TIMEOUT_MS", "1000".into()),
+            ("HTTP__MAX_CONNECTIONS_PER_IP", "64".into()),
+            ("STORAGE__DURABILITY", "normal".into()),
+            ("BOOTSTRAP__WRITE_KEY", WRITE_KEY.into()),
+            ("BOOTSTRAP__ADMIN_TOKEN", ADMIN.into()),
+        ];
         if let Some(db) = &database {
-            cmd.env("PARCOURS__DATABASE", db.url());
+            settings.push(("DATABASE", db.url().to_string()));
         }
-        let mut child = cmd.spawn().unwrap();
-        // The first line says where it listens; the rest goes to a file.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = log;
-            let mut told = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !told {
-                    if let Some(url) = line.split("listening on ").nth(1) {
-                        let url = url.split_whitespace().next().unwrap_or_default();
-                        let _ = tx.send(url.to_string());
-                        told = true;
-                    }
-                }
-                let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("parcours serve did not start");
+        let (child, url) = common::spawn_serve(&dir, &settings);
         let addr = url.trim_start_matches("http://").to_string();
         Served {
             child,

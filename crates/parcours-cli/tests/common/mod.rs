@@ -213,3 +213,47 @@ impl TestNode {
         )
     }
 }
+
+/// A `parcours serve` process on `dir` with these settings (as `PARCOURS__…` variables): its
+/// first log line says where it listens; every line goes to `dir/parcours.log`. Returns the
+/// process and its base URL.
+pub fn spawn_serve(
+    dir: &std::path::Path,
+    settings: &[(&str, String)],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("parcours.log"))
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in settings {
+        cmd.env(format!("PARCOURS__{name}"), value);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = log;
+        let mut told = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let url = url.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(url.to_string());
+                    told = true;
+                }
+            }
+            let _ = log.write_all(format!("{line}\n").as_bytes());
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("parcours serve did not start");
+    (child, url)
+}
