@@ -288,7 +288,7 @@ impl Audiences for PgStore {
                 "SELECT o.profile_id FROM (
                    SELECT profile_id FROM memberships WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
                    UNION SELECT profile_id FROM computed_values WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
-                   UNION SELECT profile_id FROM audience_timers WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2
+                   UNION SELECT key FROM timers WHERE workspace_id = $1 AND kind = 'audience' AND key COLLATE \"C\" > $2
                  ) o
                  WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = $1
                    AND p.id = o.profile_id AND p.merged_into IS NULL AND p.doc IS NOT NULL)
@@ -319,8 +319,8 @@ impl Audiences for PgStore {
     fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>> {
         self.fetch(
             sqlx::query(
-                "SELECT workspace_id, profile_id, due_at FROM audience_timers
-                 WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+                "SELECT workspace_id, key, due_at FROM timers
+                 WHERE kind = 'audience' AND due_at <= $1 ORDER BY due_at LIMIT $2",
             )
             .bind(now)
             .bind(limit as i64),
@@ -442,8 +442,8 @@ impl Audiences for PgStore {
         if timers {
             let due = self.fetch(
                 sqlx::query(
-                    "SELECT profile_id, due_at FROM audience_timers
-                     WHERE workspace_id = $1 AND profile_id = ANY($2)",
+                    "SELECT key, due_at FROM timers
+                     WHERE workspace_id = $1 AND kind = 'audience' AND key = ANY($2)",
                 )
                 .bind(workspace)
                 .bind(profiles),
@@ -466,8 +466,8 @@ impl Audiences for PgStore {
     ) -> Result<Vec<(String, Millis)>> {
         let rows = self.fetch(
             sqlx::query(
-                "SELECT profile_id, due_at FROM audience_timers
-                 WHERE workspace_id = $1 AND profile_id COLLATE \"C\" > $2 ORDER BY profile_id LIMIT $3",
+                "SELECT key, due_at FROM timers
+                 WHERE workspace_id = $1 AND kind = 'audience' AND key COLLATE \"C\" > $2 ORDER BY key COLLATE \"C\" LIMIT $3",
             )
             .bind(workspace)
             .bind(after_profile)
@@ -486,7 +486,7 @@ impl Audiences for PgStore {
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {
         let rows = self.fetch(
             sqlx::query(
-                "SELECT due_at FROM audience_timers WHERE workspace_id = $1 AND profile_id = $2",
+                "SELECT due_at FROM timers WHERE workspace_id = $1 AND kind = 'audience' AND key = $2",
             )
             .bind(workspace)
             .bind(profile),
@@ -615,9 +615,10 @@ impl Audiences for PgStore {
             let (due, clear): (Vec<_>, Vec<_>) = timers.into_iter().partition(|(_, d)| d.is_some());
             if !due.is_empty() {
                 sqlx::query(
-                    "INSERT INTO audience_timers (workspace_id, profile_id, due_at)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                     ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at",
+                    "INSERT INTO timers (workspace_id, kind, key, bucket, due_at)
+                     SELECT w, 'audience', k, 0, d FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(w, k, d)
+                     ON CONFLICT (workspace_id, kind, key) DO UPDATE SET due_at = excluded.due_at,
+                       lease_until = NULL, lock_id = NULL",
                 )
                 .bind(due.iter().map(|((w, _), _)| w.to_string()).collect::<Vec<_>>())
                 .bind(due.iter().map(|((_, p), _)| p.to_string()).collect::<Vec<_>>())
@@ -628,8 +629,8 @@ impl Audiences for PgStore {
             }
             if !clear.is_empty() {
                 sqlx::query(
-                    "DELETE FROM audience_timers t USING unnest($1::text[], $2::text[]) AS x(w, p)
-                     WHERE t.workspace_id = x.w AND t.profile_id = x.p",
+                    "DELETE FROM timers t USING unnest($1::text[], $2::text[]) AS x(w, p)
+                     WHERE t.workspace_id = x.w AND t.kind = 'audience' AND t.key = x.p",
                 )
                 .bind(clear.iter().map(|((w, _), _)| w.to_string()).collect::<Vec<_>>())
                 .bind(clear.iter().map(|((_, p), _)| p.to_string()).collect::<Vec<_>>())

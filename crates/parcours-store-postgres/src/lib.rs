@@ -29,6 +29,7 @@ mod outbox;
 mod projections;
 mod registry;
 pub mod testing;
+mod timers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +69,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         7,
         include_str!("../../../migrations/postgres/0007_outbox.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_timers.sql"),
     ),
 ];
 

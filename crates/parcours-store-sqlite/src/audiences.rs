@@ -285,7 +285,7 @@ impl Audiences for SqliteStore {
                     "SELECT o.profile_id FROM (
                        SELECT profile_id FROM memberships WHERE workspace_id = ?1 AND profile_id > ?2
                        UNION SELECT profile_id FROM computed_values WHERE workspace_id = ?1 AND profile_id > ?2
-                       UNION SELECT profile_id FROM audience_timers WHERE workspace_id = ?1 AND profile_id > ?2
+                       UNION SELECT key FROM timers WHERE workspace_id = ?1 AND kind = 'audience' AND key > ?2
                      ) o
                      WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = ?1
                        AND p.id = o.profile_id AND p.merged_into IS NULL AND p.doc IS NOT NULL)
@@ -317,8 +317,8 @@ impl Audiences for SqliteStore {
         self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT workspace_id, profile_id, due_at FROM audience_timers
-                     WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                    "SELECT workspace_id, key, due_at FROM timers
+                     WHERE kind = 'audience' AND due_at <= ?1 ORDER BY due_at LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = st
@@ -490,8 +490,8 @@ impl Audiences for SqliteStore {
             if timers {
                 let mut st = c
                     .prepare_cached(
-                        "SELECT profile_id, due_at FROM audience_timers
-                         WHERE workspace_id = ?1 AND profile_id IN (SELECT value FROM json_each(?2))",
+                        "SELECT key, due_at FROM timers
+                         WHERE workspace_id = ?1 AND kind = 'audience' AND key IN (SELECT value FROM json_each(?2))",
                     )
                     .map_err(backend)?;
                 let rows = st
@@ -520,8 +520,8 @@ impl Audiences for SqliteStore {
         self.read_projections(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT profile_id, due_at FROM audience_timers
-                     WHERE workspace_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+                    "SELECT key, due_at FROM timers
+                     WHERE workspace_id = ?1 AND kind = 'audience' AND key > ?2 ORDER BY key LIMIT ?3",
                 )
                 .map_err(backend)?;
             let rows = st
@@ -536,7 +536,7 @@ impl Audiences for SqliteStore {
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>> {
         self.read_projections(|c| {
             c.prepare_cached(
-                "SELECT due_at FROM audience_timers WHERE workspace_id = ?1 AND profile_id = ?2",
+                "SELECT due_at FROM timers WHERE workspace_id = ?1 AND kind = 'audience' AND key = ?2",
             )
             .map_err(backend)?
             .query_row(params![workspace, profile], |r| r.get(0))
@@ -630,13 +630,14 @@ impl Audiences for SqliteStore {
             }
             let mut timer = tx
                 .prepare_cached(
-                    "INSERT INTO audience_timers (workspace_id, profile_id, due_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at",
+                    "INSERT INTO timers (workspace_id, kind, key, bucket, due_at) VALUES (?1, 'audience', ?2, 0, ?3)
+                     ON CONFLICT (workspace_id, kind, key) DO UPDATE SET due_at = excluded.due_at,
+                       lease_until = NULL, lock_id = NULL",
                 )
                 .map_err(backend)?;
             let mut no_timer = tx
                 .prepare_cached(
-                    "DELETE FROM audience_timers WHERE workspace_id = ?1 AND profile_id = ?2",
+                    "DELETE FROM timers WHERE workspace_id = ?1 AND kind = 'audience' AND key = ?2",
                 )
                 .map_err(backend)?;
             for (ws, profile, due) in &w.timers {

@@ -12,6 +12,7 @@ mod events;
 mod outbox;
 mod projections;
 mod registry;
+mod timers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0004_merged_index.sql"),
     include_str!("../../../migrations/sqlite/projections/0005_reshaped.sql"),
     include_str!("../../../migrations/sqlite/projections/0006_outbox.sql"),
+    include_str!("../../../migrations/sqlite/projections/0007_timers.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

@@ -8,9 +8,11 @@ mod model;
 mod outbox;
 #[cfg(feature = "suite")]
 pub mod suite;
+mod timers;
 
 pub use model::*;
 pub use outbox::*;
+pub use timers::*;
 
 use parcours_core::graph::Separation;
 use parcours_core::identifier::Identifier;
@@ -422,7 +424,10 @@ pub trait Audiences: Send + Sync {
 
 /// Everything a node needs from storage.
 pub trait Store:
-    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox
+    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers
 {
 }
-impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox> Store for T {}
+impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers>
+    Store for T
+{
+}

@@ -12,7 +12,9 @@ use parcours_core::{Graph, MergeRecord, Profile};
 use crate::*;
 
 mod outbox;
+mod timers;
 pub use outbox::*;
+pub use timers::*;
 
 /// Instantiates the conformance suite for an adapter.
 #[macro_export]
@@ -50,6 +52,9 @@ macro_rules! conformance_suite {
             outbox_retries_then_dead_letters_and_requeues,
             outbox_janitor_reclaims_expired_leases,
             outbox_rows_commit_with_the_decision,
+            timers_fire_in_due_order_and_once,
+            timers_are_cancelled_and_rescheduled_by_key,
+            timers_are_claimed_per_bucket,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
