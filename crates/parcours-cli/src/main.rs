@@ -257,6 +257,28 @@ enum BenchKind {
         #[arg(long)]
         skip_recompute: bool,
     },
+    /// Durable timers: written, a restart, then each fired as it comes due (lateness, exactly
+    /// once, peak memory), against the scheduler's drain rate measured in the same run.
+    Timers {
+        /// Timers to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        timers: usize,
+        /// Seconds from the start to the first due time (the write and the restart come first).
+        #[arg(long, default_value_t = 30)]
+        lead_secs: u64,
+        /// Seconds over which the due times are spread.
+        #[arg(long, default_value_t = 120)]
+        spread_secs: u64,
+        /// Timers claimed at once.
+        #[arg(long, default_value_t = 1_000)]
+        page: usize,
+        /// Internal: fire the timers stored in this directory (the process after the restart).
+        #[arg(long, hide = true)]
+        fire_dir: Option<std::path::PathBuf>,
+        /// Internal: how long the firing process may take.
+        #[arg(long, hide = true, default_value_t = 600)]
+        deadline_secs: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -448,5 +470,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Bench {
+            which:
+                BenchKind::Timers {
+                    timers,
+                    lead_secs,
+                    spread_secs,
+                    page,
+                    fire_dir,
+                    deadline_secs,
+                },
+        } => match fire_dir {
+            Some(dir) => parcours_cli::bench_timers::fire(&dir, timers, page, deadline_secs),
+            None => parcours_cli::bench_timers::run(parcours_cli::bench_timers::TimerBench {
+                timers,
+                lead_secs,
+                spread_secs,
+                page,
+            }),
+        },
     }
 }

@@ -12,6 +12,7 @@ pub mod health;
 mod held;
 mod ingest;
 pub mod outbound;
+pub mod scheduler;
 mod unify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
