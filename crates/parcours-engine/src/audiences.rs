@@ -24,8 +24,8 @@ use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
 use parcours_store::{
-    AudienceWrite, ComputedValue, DefinitionKind, IngestBatch, MembershipChange, Result, Store,
-    StoreError, StoredEvent,
+    AudienceWrite, ComputationProgress, ComputedValue, CursorMove, DefinitionKind, IngestBatch,
+    MembershipChange, ReevaluationTimer, Result, Store, StoreError, StoredEvent,
 };
 use serde_json::{json, Value};
 
@@ -404,13 +404,17 @@ fn evaluate_profile(
     // second would not see the first's changes.
     if !out.seen.insert((ws.to_string(), pid.clone())) {
         if pid != profile_id {
-            out.write.timers.push((ws.into(), profile_id.into(), None));
+            out.write
+                .timers
+                .push(ReevaluationTimer::new(ws, profile_id, None));
         }
         return Ok(());
     }
     if pid != profile_id {
         // A merged profile's timer: the winner's evaluation takes over.
-        out.write.timers.push((ws.into(), profile_id.into(), None));
+        out.write
+            .timers
+            .push(ReevaluationTimer::new(ws, profile_id, None));
     }
     let previous = store.timer_of(ws, &pid)?;
     decide(ws, defs, l, previous, (now, cause), trigger, &mut out.write);
@@ -529,7 +533,7 @@ fn decide(
         }
     };
     if timer != previous {
-        write.timers.push((ws.into(), pid, timer));
+        write.timers.push(ReevaluationTimer::new(ws, pid, timer));
     }
 }
 
@@ -839,9 +843,14 @@ impl AudienceProcessor {
                     defs.computed_version(*kind, id)
                 };
                 let total = if finished { done } else { 2 * half };
-                write
-                    .progress
-                    .push((ws.clone(), *kind, id.clone(), computed, done, total));
+                write.progress.push(ComputationProgress {
+                    workspace_id: ws.clone(),
+                    kind: *kind,
+                    id: id.clone(),
+                    computed_version: computed,
+                    done,
+                    total,
+                });
             }
         };
         if !state.held.is_read() || !state.held.is_matched() {
@@ -863,9 +872,12 @@ impl AudienceProcessor {
             let page = evaluate_page(store, ws, defs, state, now)?;
             write.changes.extend(page.write.changes);
             write.computed.extend(page.write.computed);
-            state
-                .timers
-                .extend(page.write.timers.into_iter().map(|(_, p, t)| (p, t)));
+            state.timers.extend(
+                page.write
+                    .timers
+                    .into_iter()
+                    .map(|t| (t.profile_id, t.due_at)),
+            );
             state.done += page.count as u64;
             state.after = page.next;
             work += page.count.max(1);
@@ -891,7 +903,7 @@ impl AudienceProcessor {
             if replayed > store.audience_cursor(&swept)? {
                 store.record(&std::mem::take(&mut write))?;
                 sweep_orphans(store, ws, now)?;
-                write.cursors.push((swept, replayed));
+                write.cursors.push(CursorMove::new(swept, replayed));
             }
         }
         progress(state, finished, &mut write);
@@ -954,18 +966,18 @@ impl AudienceProcessor {
             let run = self.rfm.get_mut(&key).expect("just inserted");
             let progress = |run: &RfmRun, finished: bool, write: &mut AudienceWrite| {
                 let (done, total) = run.progress();
-                write.progress.push((
-                    ws.clone(),
-                    DefinitionKind::ComputedTrait,
-                    id.clone(),
-                    if finished {
+                write.progress.push(ComputationProgress {
+                    workspace_id: ws.clone(),
+                    kind: DefinitionKind::ComputedTrait,
+                    id: id.clone(),
+                    computed_version: if finished {
                         t.version
                     } else {
                         t.computed_version
                     },
                     done,
-                    if finished { done } else { total },
-                ));
+                    total: if finished { done } else { total },
+                });
             };
             if !run.held.is_read() {
                 run.held.read_next(store, ws)?;
@@ -1100,7 +1112,9 @@ fn write_timers(
         } else {
             *due
         };
-        write.timers.push((ws.into(), profile.clone(), due));
+        write
+            .timers
+            .push(ReevaluationTimer::new(ws, profile.clone(), due));
     }
     state.flushed = end;
     Ok(())
@@ -1325,9 +1339,9 @@ fn follow_log(
     }
     // Before the cursors move: a retry after a crash is a duplicate the log drops.
     append_internal(store, published)?;
-    out.write.cursors.push((CURSOR.into(), upto));
+    out.write.cursors.push(CursorMove::new(CURSOR, upto));
     if let Some(last) = rows.last() {
-        out.write.cursors.push((RESHAPED.into(), last.id));
+        out.write.cursors.push(CursorMove::new(RESHAPED, last.id));
     }
     store.record(&out.write)?;
     Ok((events.len() + rows.len(), out.seen))
@@ -1366,21 +1380,24 @@ fn fire_timers(
                     other => other?,
                 }
             }
-            None => out
-                .write
-                .timers
-                .push((t.workspace_id.clone(), t.profile_id.clone(), None)),
+            None => out.write.timers.push(ReevaluationTimer::new(
+                t.workspace_id.clone(),
+                t.profile_id.clone(),
+                None,
+            )),
         }
         // The evaluation set the next instant if there is one; make sure this one is gone.
         if !out
             .write
             .timers
             .iter()
-            .any(|(w, p, _)| w == &t.workspace_id && p == &t.profile_id)
+            .any(|r| r.workspace_id == t.workspace_id && r.profile_id == t.profile_id)
         {
-            out.write
-                .timers
-                .push((t.workspace_id.clone(), t.profile_id.clone(), None));
+            out.write.timers.push(ReevaluationTimer::new(
+                t.workspace_id.clone(),
+                t.profile_id.clone(),
+                None,
+            ));
         }
     }
     store.record(&out.write)?;
@@ -1416,7 +1433,7 @@ fn retire(
             value: None,
         });
     }
-    write.timers.push((ws.into(), profile.into(), None));
+    write.timers.push(ReevaluationTimer::new(ws, profile, None));
     Ok(())
 }
 
@@ -1530,7 +1547,7 @@ fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis
     }
     append_internal(store, batches)?;
     store.record(&AudienceWrite {
-        cursors: vec![(PUBLISHED.into(), last)],
+        cursors: vec![CursorMove::new(PUBLISHED, last)],
         ..AudienceWrite::default()
     })?;
     Ok(changes.len())
@@ -1590,7 +1607,7 @@ pub(crate) fn start(
 /// a running node, so that only the new definitions are computed).
 pub fn follow_from(store: &dyn Store, seq: i64) -> Result<()> {
     store.record(&AudienceWrite {
-        cursors: vec![(CURSOR.into(), seq)],
+        cursors: vec![CursorMove::new(CURSOR, seq)],
         ..AudienceWrite::default()
     })
 }

@@ -25,8 +25,9 @@ use bytes::Bytes;
 use hyper::Uri;
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{
-    attempt_detail, destination_cursor, destination_lane, AudienceWrite, DefinitionKind,
-    DeliveryAttempt, NewOutboxRow, OutboxClaim, OutboxRow, OutboxState, Store, StoreError,
+    attempt_detail, destination_cursor, destination_lane, AudienceWrite, CursorMove,
+    DefinitionKind, DeliveryAttempt, NewOutboxRow, OutboxClaim, OutboxRow, OutboxState, Store,
+    StoreError,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -181,7 +182,7 @@ pub fn feed(
         through = last;
     }
     let mut write = AudienceWrite {
-        cursors: vec![(cursor_name, through)],
+        cursors: vec![CursorMove::new(cursor_name, through)],
         ..AudienceWrite::default()
     };
     if !picked.is_empty() {
@@ -429,7 +430,7 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
         Sent::Ok { status, excerpt } => {
             attempt.status = Some(status);
             attempt.ok = true;
-            attempt.detail = attempt_detail(&format!("HTTP {status} {excerpt}").trim().to_string());
+            attempt.detail = attempt_detail(format!("HTTP {status} {excerpt}").trim());
             metrics::counter!("parcours_destination_changes_delivered_total", "destination" => dest.clone())
                 .increment(u64::from(row.items));
             metrics::histogram!("parcours_delivery_latency_seconds", "destination" => dest.clone())
@@ -488,8 +489,11 @@ pub(crate) fn start(
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
     health: Arc<crate::health::Health>,
-    node: String,
 ) -> JoinHandle<()> {
+    // Fencing tokens name the node that holds a row, for whoever reads the store.
+    let node = ownership
+        .as_ref()
+        .map_or_else(|| "node".to_string(), |o| o.node().to_string());
     std::thread::Builder::new()
         .name("parcours-delivery".into())
         .spawn(move || {

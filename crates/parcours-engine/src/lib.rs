@@ -165,9 +165,6 @@ impl Engine {
                     stop.clone(),
                     ownership.clone(),
                     health.clone(),
-                    ownership
-                        .as_ref()
-                        .map_or_else(|| "node".to_string(), |o| o.node().to_string()),
                 ));
             }
         }

@@ -19,7 +19,7 @@ use parcours_core::rules::IdentityRules;
 use parcours_core::spec::Violation;
 use parcours_core::time::{Clock, Millis};
 use parcours_core::Graph;
-use parcours_store::{ProjectionTx, Reshaped, Result, Store, StoreError, StoredEvent};
+use parcours_store::{CursorMove, ProjectionTx, Reshaped, Result, Store, StoreError, StoredEvent};
 
 use crate::health::Health;
 
@@ -692,7 +692,7 @@ pub fn replay(
     store.reset_audiences()?;
     let replays = store.audience_cursor(crate::audiences::REPLAYED)? + 1;
     store.record(&parcours_store::AudienceWrite {
-        cursors: vec![(crate::audiences::REPLAYED.into(), replays)],
+        cursors: vec![CursorMove::new(crate::audiences::REPLAYED, replays)],
         ..parcours_store::AudienceWrite::default()
     })?;
     let total = store.last_seq()?.max(0) as u64;

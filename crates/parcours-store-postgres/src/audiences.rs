@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::events::{event_cols_of_e, to_event};
+use crate::event_log::{event_cols_of_e, to_event};
 use crate::{backend, corrupt, PgStore};
 
 const DEFINITION_COLS: &str =
@@ -609,8 +609,8 @@ impl Audiences for PgStore {
             }
             // The last setting of a profile's timer in the step wins.
             let mut timers: BTreeMap<(&str, &str), Option<Millis>> = BTreeMap::new();
-            for (ws, p, due) in &w.timers {
-                timers.insert((ws, p), *due);
+            for t in &w.timers {
+                timers.insert((&t.workspace_id, &t.profile_id), t.due_at);
             }
             let (due, clear): (Vec<_>, Vec<_>) = timers.into_iter().partition(|(_, d)| d.is_some());
             if !due.is_empty() {
@@ -638,28 +638,28 @@ impl Audiences for PgStore {
                 .await
                 .map_err(backend)?;
             }
-            for (name, seq) in &w.cursors {
+            for c in &w.cursors {
                 sqlx::query(
                     "INSERT INTO audience_cursors (name, seq) VALUES ($1, $2)
                      ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
                 )
-                .bind(name)
-                .bind(seq)
+                .bind(&c.name)
+                .bind(c.seq)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
             }
-            for (ws, kind, id, version, done, total) in &w.progress {
+            for p in &w.progress {
                 sqlx::query(
                     "UPDATE definitions SET computed_version = $4, done = $5, total = $6
                      WHERE workspace_id = $1 AND kind = $2 AND id = $3",
                 )
-                .bind(ws)
-                .bind(kind.as_str())
-                .bind(id)
-                .bind(version)
-                .bind(*done as i64)
-                .bind(*total as i64)
+                .bind(&p.workspace_id)
+                .bind(p.kind.as_str())
+                .bind(&p.id)
+                .bind(p.computed_version)
+                .bind(p.done as i64)
+                .bind(p.total as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;

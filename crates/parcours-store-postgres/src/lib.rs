@@ -24,9 +24,10 @@ macro_rules! sql {
 
 mod audiences;
 mod cluster;
-mod events;
+mod event_log;
 mod outbox;
 mod projections;
+mod quarantine;
 mod registry;
 pub mod testing;
 mod timers;

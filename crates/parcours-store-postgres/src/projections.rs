@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
-use crate::events::{event_cols_of_e, to_events};
+use crate::event_log::{event_cols_of_e, to_events};
 use crate::{backend, block_on, corrupt, PgStore};
 
 const EPOCH: &str = "epoch";

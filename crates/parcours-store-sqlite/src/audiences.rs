@@ -11,7 +11,7 @@ use parcours_store::{
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::events::{event_row, finish_event, EVENT_COLS};
+use crate::event_log::{event_row, finish_event, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
 /// A profile's memberships. Without `INDEXED BY`, SQLite reads every membership of the
@@ -640,10 +640,10 @@ impl Audiences for SqliteStore {
                     "DELETE FROM timers WHERE workspace_id = ?1 AND kind = 'audience' AND key = ?2",
                 )
                 .map_err(backend)?;
-            for (ws, profile, due) in &w.timers {
-                match due {
-                    Some(due) => timer.execute(params![ws, profile, due]),
-                    None => no_timer.execute(params![ws, profile]),
+            for t in &w.timers {
+                match t.due_at {
+                    Some(due) => timer.execute(params![t.workspace_id, t.profile_id, due]),
+                    None => no_timer.execute(params![t.workspace_id, t.profile_id]),
                 }
                 .map_err(backend)?;
             }
@@ -653,8 +653,8 @@ impl Audiences for SqliteStore {
                      ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
                 )
                 .map_err(backend)?;
-            for (name, seq) in &w.cursors {
-                cursor.execute(params![name, seq]).map_err(backend)?;
+            for c in &w.cursors {
+                cursor.execute(params![c.name, c.seq]).map_err(backend)?;
             }
             let mut progress = tx
                 .prepare_cached(
@@ -662,15 +662,15 @@ impl Audiences for SqliteStore {
                      WHERE workspace_id = ?1 AND kind = ?2 AND id = ?3",
                 )
                 .map_err(backend)?;
-            for (ws, kind, id, version, done, total) in &w.progress {
+            for p in &w.progress {
                 progress
                     .execute(params![
-                        ws,
-                        kind.as_str(),
-                        id,
-                        version,
-                        *done as i64,
-                        *total as i64
+                        p.workspace_id,
+                        p.kind.as_str(),
+                        p.id,
+                        p.computed_version,
+                        p.done as i64,
+                        p.total as i64
                     ])
                     .map_err(backend)?;
             }

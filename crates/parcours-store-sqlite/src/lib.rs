@@ -8,9 +8,10 @@
 
 mod audiences;
 mod cluster;
-mod events;
+mod event_log;
 mod outbox;
 mod projections;
+mod quarantine;
 mod registry;
 mod timers;
 
@@ -277,9 +278,11 @@ pub fn raw_insert_baseline(
     for chunk in rows.chunks(batch.max(1)) {
         let tx = conn.transaction().map_err(backend)?;
         {
-            let mut st = tx.prepare_cached(events::INSERT_EVENT).map_err(backend)?;
+            let mut st = tx
+                .prepare_cached(event_log::INSERT_EVENT)
+                .map_err(backend)?;
             for e in chunk {
-                events::insert_event(&mut st, "ws", "src", e)?;
+                event_log::insert_event(&mut st, "ws", "src", e)?;
             }
         }
         tx.commit().map_err(backend)?;

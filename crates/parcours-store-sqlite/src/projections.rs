@@ -8,7 +8,7 @@ use parcours_store::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
-use crate::events::{query_events, EVENT_COLS};
+use crate::event_log::{query_events, EVENT_COLS};
 use crate::{backend, corrupt, SqliteStore};
 
 const EPOCH: &str = "epoch";

@@ -261,7 +261,7 @@ pub fn outbox_rows_commit_with_the_decision(store: &dyn Store) {
     setup(store, &["ws_a"]);
     store
         .record(&AudienceWrite {
-            cursors: vec![("destination:ws_a:a".into(), 7)],
+            cursors: vec![CursorMove::new("destination:ws_a:a", 7)],
             outbox: vec![row("ws_a", "webhook:a", "k1")],
             ..AudienceWrite::default()
         })
@@ -269,7 +269,7 @@ pub fn outbox_rows_commit_with_the_decision(store: &dyn Store) {
     assert_eq!(store.audience_cursor("destination:ws_a:a").unwrap(), 7);
     // The same decision again (same key): nothing of it is written, the cursor included.
     let again = store.record(&AudienceWrite {
-        cursors: vec![("destination:ws_a:a".into(), 9)],
+        cursors: vec![CursorMove::new("destination:ws_a:a", 9)],
         outbox: vec![row("ws_a", "webhook:a", "k1")],
         ..AudienceWrite::default()
     });

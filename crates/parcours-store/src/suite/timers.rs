@@ -159,7 +159,7 @@ pub fn timers_are_claimed_per_bucket(store: &dyn Store) {
     // The audience processor's re-evaluations are timers of the same table.
     store
         .record(&AudienceWrite {
-            timers: vec![("ws_a".into(), "p_1".into(), Some(T0 + 50))],
+            timers: vec![ReevaluationTimer::new("ws_a", "p_1", Some(T0 + 50))],
             ..AudienceWrite::default()
         })
         .unwrap();
