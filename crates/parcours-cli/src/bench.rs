@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use parcours_core::spec::{check_event, parse_envelope, Checked, Edge};
 use parcours_core::time::Clock;
+use parcours_demo::http::Client;
+use parcours_demo::load;
 use parcours_engine::SystemClock;
 use parcours_store_sqlite::{raw_insert_baseline, Durability};
-use parcours_testkit::http::Client;
-use parcours_testkit::load;
 
 use crate::config::Config;
 use crate::node::{bootstrap, open_store, Node};

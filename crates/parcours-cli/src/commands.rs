@@ -13,10 +13,10 @@ use parcours_core::channel::Channel;
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::spec::{check_event, Checked, Edge, Violation};
 use parcours_core::time::Clock;
+use parcours_demo::brand::{self as demo, DemoConfig};
+use parcours_demo::http::Client;
 use parcours_engine::SystemClock;
 use parcours_store::{IngestBatch, Source, Store};
-use parcours_testkit::demo::{self, DemoConfig};
-use parcours_testkit::http::Client;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 

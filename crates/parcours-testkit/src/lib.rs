@@ -1,8 +1,9 @@
-//! Test and benchmark kit for Parcours: a small HTTP client, the demo brand's data generator,
-//! and generators of realistic Segment batches for load.
+//! Test kit for Parcours: a manual clock, a multi-node harness, and (re-exported from
+//! `parcours-demo`) the HTTP client, the demo brand and the load generator that tests use.
+//! Only tests link it.
 
 pub mod clock;
 pub mod cluster;
-pub mod demo;
-pub mod http;
-pub mod load;
+
+pub use parcours_demo::brand as demo;
+pub use parcours_demo::{http, load};

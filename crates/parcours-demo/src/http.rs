@@ -1,4 +1,4 @@
-//! A small keep-alive HTTP/1.1 client for tests, the demo and the load generator.
+//! A small keep-alive HTTP/1.1 client for the demo, the benchmarks and the tests.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
