@@ -8,9 +8,7 @@
 //! a changed definition is computed again over every profile, with its progress stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::health::Health;
@@ -21,7 +19,7 @@ use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::{AnalyticsOptOut, IdentityRules, UnknownConsent};
 use parcours_core::spec::{AcceptedEvent, EventType};
-use parcours_core::time::{Clock, Millis};
+use parcours_core::time::Millis;
 use parcours_core::Channel;
 use parcours_store::{
     AudienceWrite, ComputationProgress, ComputedValue, CursorMove, DefinitionKind, IngestBatch,
@@ -1561,46 +1559,27 @@ pub fn position(store: &dyn Store) -> Result<i64> {
     store.audience_cursor(CURSOR)
 }
 
-pub(crate) fn start(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    wake: Arc<crate::Wake>,
-    stop: Arc<AtomicBool>,
-    ownership: Option<Arc<crate::cluster::Ownership>>,
-    health: Arc<crate::health::Health>,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("parcours-audiences".into())
-        .spawn(move || {
-            let mut processor = AudienceProcessor::default().reporting_to(health.clone());
-            while !stop.load(Ordering::SeqCst) {
-                // In a cluster, the holder of bucket 0 evaluates audiences.
-                if let Some(own) = &ownership {
-                    if !own.held().contains(&0) {
-                        health.standby(AUDIENCES);
-                        wake.wait(Duration::from_millis(500));
-                        continue;
-                    }
-                }
-                match processor.step(store.as_ref(), clock.now(), 2_000) {
-                    Ok(r) => {
-                        health.succeeded(AUDIENCES, clock.now());
-                        if r.is_idle() {
-                            wake.wait(Duration::from_millis(50));
-                        }
-                        metrics::counter!("parcours_audience_events_total")
-                            .increment(r.events as u64);
-                        metrics::counter!("parcours_audience_changes_published_total")
-                            .increment(r.published as u64);
-                    }
-                    Err(e) => {
-                        health.failed(AUDIENCES, clock.now(), &e);
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            }
+impl crate::runner::Processor for AudienceProcessor {
+    fn name(&self) -> &'static str {
+        AUDIENCES
+    }
+
+    /// In a cluster, the holder of bucket 0 evaluates audiences.
+    fn placement(&self) -> crate::runner::Placement {
+        crate::runner::Placement::Leader
+    }
+
+    fn step(&mut self, cx: &crate::runner::StepContext) -> Result<usize> {
+        let r = AudienceProcessor::step(self, cx.store, cx.now, 2_000)?;
+        metrics::counter!("parcours_audience_events_total").increment(r.events as u64);
+        metrics::counter!("parcours_audience_changes_published_total")
+            .increment(r.published as u64);
+        Ok(if r.is_idle() {
+            0
+        } else {
+            (r.events + r.timers + r.recomputed + r.published).max(1)
         })
-        .expect("spawn the audience processor")
+    }
 }
 
 /// Moves the processor's place in the event log (a benchmark starts it where unify is, as on

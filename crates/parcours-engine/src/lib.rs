@@ -12,6 +12,7 @@ pub mod health;
 mod held;
 mod ingest;
 pub mod outbound;
+pub mod runner;
 pub mod scheduler;
 mod unify;
 
@@ -138,24 +139,37 @@ impl Engine {
         let deliveries = delivery::StatusBoard::default();
         let health = Arc::new(health::Health::default());
         if config.unify {
-            threads.push(unify::start(
-                store.clone(),
-                clock.clone(),
-                config.unify_batch,
+            let runtime = || runner::Runtime {
+                store: store.clone(),
+                clock: clock.clone(),
+                stop: stop.clone(),
+                ownership: ownership.clone(),
+                health: health.clone(),
+            };
+            threads.push(runner::spawn(
+                Box::new(unify::UnifyProcessor {
+                    unifier: Unifier::default().reporting_to(health.clone()),
+                    batch: config.unify_batch,
+                }),
+                runtime(),
+                runner::RunnerConfig {
+                    // Another node's events wake nobody here.
+                    idle: Duration::from_millis(if ownership.is_some() { 50 } else { 200 }),
+                    ..runner::RunnerConfig::default()
+                },
                 wake.clone(),
-                audience_wake.clone(),
-                stop.clone(),
-                ownership.clone(),
-                health.clone(),
+                Some(audience_wake.clone()),
             ));
             if config.audiences {
-                threads.push(audiences::start(
-                    store.clone(),
-                    clock.clone(),
+                threads.push(runner::spawn(
+                    Box::new(audiences::AudienceProcessor::default().reporting_to(health.clone())),
+                    runtime(),
+                    runner::RunnerConfig {
+                        idle: Duration::from_millis(50),
+                        ..runner::RunnerConfig::default()
+                    },
                     audience_wake.clone(),
-                    stop.clone(),
-                    ownership.clone(),
-                    health.clone(),
+                    None,
                 ));
                 threads.push(delivery::start(
                     store.clone(),

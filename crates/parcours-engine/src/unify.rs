@@ -6,10 +6,7 @@
 //! aside in the quarantine (the event stays in the log) and skipped, and the rest go on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use parcours_core::bucket;
 use parcours_core::graph::{Lateness, Separation};
@@ -17,7 +14,7 @@ use parcours_core::identifier::Identifier;
 use parcours_core::observation::Observation;
 use parcours_core::rules::IdentityRules;
 use parcours_core::spec::Violation;
-use parcours_core::time::{Clock, Millis};
+use parcours_core::time::Millis;
 use parcours_core::Graph;
 use parcours_store::{CursorMove, ProjectionTx, Reshaped, Result, Store, StoreError, StoredEvent};
 
@@ -26,56 +23,31 @@ use crate::health::Health;
 /// The processor's name in health reports and metrics.
 pub const UNIFY: &str = "unify";
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn start(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    batch: usize,
-    wake: Arc<crate::Wake>,
-    applied: Arc<crate::Wake>,
-    stop: Arc<AtomicBool>,
-    ownership: Option<Arc<crate::cluster::Ownership>>,
-    health: Arc<Health>,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("parcours-unify".into())
-        .spawn(move || {
-            let mut unifier = Unifier::default().reporting_to(health.clone());
-            while !stop.load(Ordering::SeqCst) {
-                let result = match &ownership {
-                    None => unifier.step(store.as_ref(), clock.now(), batch),
-                    Some(own) => {
-                        let buckets = own.held();
-                        unifier.step_owned(store.as_ref(), clock.now(), batch, own.node(), &buckets)
-                    }
-                };
-                match result {
-                    Ok(n) => {
-                        health.succeeded(UNIFY, clock.now());
-                        if n == 0 {
-                            wake.wait(Duration::from_millis(if ownership.is_some() {
-                                50
-                            } else {
-                                200
-                            }));
-                        } else {
-                            metrics::counter!("parcours_events_unified_total").increment(n as u64);
-                            applied.notify();
-                        }
-                    }
-                    Err(StoreError::Conflict(e)) if ownership.is_some() => {
-                        // A lease moved (rebalancing or takeover): pick up the new set.
-                        tracing::debug!(error = %e, "unify step fenced off; retrying");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => {
-                        health.failed(UNIFY, clock.now(), &e);
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            }
-        })
-        .expect("spawn the unify processor")
+/// The unify processor as the runner runs it: per bucket in a cluster.
+pub(crate) struct UnifyProcessor {
+    pub unifier: Unifier,
+    pub batch: usize,
+}
+
+impl crate::runner::Processor for UnifyProcessor {
+    fn name(&self) -> &'static str {
+        UNIFY
+    }
+
+    fn placement(&self) -> crate::runner::Placement {
+        crate::runner::Placement::PerBucket
+    }
+
+    fn step(&mut self, cx: &crate::runner::StepContext) -> Result<usize> {
+        let n = match cx.owned {
+            None => self.unifier.step(cx.store, cx.now, self.batch)?,
+            Some((node, buckets)) => self
+                .unifier
+                .step_owned(cx.store, cx.now, self.batch, node, buckets)?,
+        };
+        metrics::counter!("parcours_events_unified_total").increment(n as u64);
+        Ok(n)
+    }
 }
 
 /// Applies the next events after the cursor with a fresh processor. Returns how many.
