@@ -34,6 +34,7 @@ use serde::Serialize;
 
 use crate::destinations::{payload, post, sign, DestinationDoc, Failure, SyncConfig};
 use crate::outbound::{self, HttpClient};
+use crate::telemetry::{Delivered, DeliveryFailed, InternalEvent};
 
 /// The supervisor's name in health reports.
 pub const DESTINATIONS: &str = "destinations";
@@ -431,10 +432,12 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
             attempt.status = Some(status);
             attempt.ok = true;
             attempt.detail = attempt_detail(format!("HTTP {status} {excerpt}").trim());
-            metrics::counter!("parcours_destination_changes_delivered_total", "destination" => dest.clone())
-                .increment(u64::from(row.items));
-            metrics::histogram!("parcours_delivery_latency_seconds", "destination" => dest.clone())
-                .record(latency.as_secs_f64());
+            Delivered {
+                destination: &dest,
+                changes: row.items,
+                latency,
+            }
+            .emit();
             blocking(move || st.complete(row.id, &token, &attempt)).await
         }
         Sent::Interrupted => {
@@ -444,20 +447,20 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
         Sent::Failed(f) => {
             attempt.status = f.status;
             attempt.detail = attempt_detail(&f.message);
-            metrics::counter!("parcours_destination_failures_total", "destination" => dest.clone())
-                .increment(1);
             let give_up = f.permanent || row.attempts >= sh.config.max_attempts;
-            let retry_at = (!give_up).then(|| {
-                let wait = f
-                    .retry_after
-                    .map_or(sh.retry_wait(row.attempts), |w| w.min(sh.config.retry_max));
-                now + wait.as_millis() as Millis
+            let wait = (!give_up).then(|| {
+                f.retry_after
+                    .map_or(sh.retry_wait(row.attempts), |w| w.min(sh.config.retry_max))
             });
-            if give_up {
-                tracing::warn!(destination = %dest, webhook_id = %id, attempts = row.attempts, error = %f.message, "webhook delivery given up");
-            } else {
-                tracing::warn!(destination = %dest, webhook_id = %id, error = %f.message, "webhook delivery failed; will retry");
+            DeliveryFailed {
+                destination: &dest,
+                webhook_id: &id,
+                attempts: row.attempts,
+                error: &f.message,
+                retry_in: wait,
             }
+            .emit();
+            let retry_at = wait.map(|w| now + w.as_millis() as Millis);
             blocking(move || st.fail(row.id, &token, &attempt, retry_at)).await
         }
     };

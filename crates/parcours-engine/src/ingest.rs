@@ -9,6 +9,7 @@ use parcours_core::time::Clock;
 use parcours_store::{AppendOutcome, IngestBatch, Store};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::telemetry::{GroupCommitFailed, GroupCommitted, InternalEvent};
 use crate::{EngineError, Wake};
 
 /// Most events one group commit takes before it commits and starts another.
@@ -54,24 +55,36 @@ pub(crate) fn start(
                 }
                 let (batches, replies): (Vec<IngestBatch>, Vec<Reply>) = group.into_iter().unzip();
                 let since = clock.now() - dedup_window.as_millis() as i64;
+                let started = std::time::Instant::now();
                 match store.append(&batches, since) {
                     Ok(outcomes) => {
                         wake.notify();
-                        let (stored, dups, quarantined) = outcomes
-                            .iter()
-                            .fold((0, 0, 0), |a, o| (a.0 + o.stored, a.1 + o.duplicates, a.2 + o.quarantined));
-                        metrics::counter!("parcours_events_stored_total").increment(stored as u64);
-                        metrics::counter!("parcours_events_duplicate_total").increment(dups as u64);
-                        metrics::counter!("parcours_events_quarantined_total").increment(quarantined as u64);
-                        metrics::counter!("parcours_ingest_commits_total").increment(1);
+                        let (stored, dups, quarantined) =
+                            outcomes.iter().fold((0, 0, 0), |a, o| {
+                                (a.0 + o.stored, a.1 + o.duplicates, a.2 + o.quarantined)
+                            });
+                        GroupCommitted {
+                            batches: batches.len(),
+                            stored,
+                            duplicates: dups,
+                            quarantined,
+                            latency: started.elapsed(),
+                        }
+                        .emit();
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(outcome));
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, batches = batches.len(), "ingest commit failed");
+                        GroupCommitFailed {
+                            batches: batches.len(),
+                            error: &e,
+                        }
+                        .emit();
                         for reply in replies {
-                            let _ = reply.send(Err(EngineError::Store(parcours_store::StoreError::Backend(e.to_string()))));
+                            let _ = reply.send(Err(EngineError::Store(
+                                parcours_store::StoreError::Backend(e.to_string()),
+                            )));
                         }
                     }
                 }

@@ -14,6 +14,7 @@ mod ingest;
 pub mod outbound;
 pub mod runner;
 pub mod scheduler;
+pub mod telemetry;
 mod unify;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,6 +18,7 @@ use parcours_store::{Store, StoreError};
 
 use crate::cluster::Ownership;
 use crate::health::Health;
+use crate::telemetry::{InternalEvent, ProcessorStepped};
 use crate::Wake;
 
 /// Where a processor runs in a cluster (a node alone runs everything).
@@ -108,8 +109,12 @@ pub(crate) fn spawn(
                 };
                 let started = Instant::now();
                 let outcome = processor.step(&cx);
-                metrics::histogram!("parcours_processor_step_seconds", "processor" => name)
-                    .record(started.elapsed().as_secs_f64());
+                ProcessorStepped {
+                    processor: name,
+                    items: *outcome.as_ref().unwrap_or(&0),
+                    latency: started.elapsed(),
+                }
+                .emit();
                 match outcome {
                     Ok(items) => {
                         errors = 0;
@@ -117,8 +122,6 @@ pub(crate) fn spawn(
                         if items == 0 {
                             input.wait(config.idle);
                         } else {
-                            metrics::counter!("parcours_processor_items_total", "processor" => name)
-                                .increment(items as u64);
                             if let Some(out) = &output {
                                 out.notify();
                             }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{DurableTimer, Store, StoreError, TimerClaim, TimerFire};
 
+use crate::telemetry::{InternalEvent, TimersFired};
+
 /// What runs a kind's due timers.
 pub trait TimerHandler {
     /// Runs the timers (due at or before `now`); an error leaves them to run again once
@@ -90,8 +92,11 @@ impl TimerScheduler<'_> {
             })
             .collect();
         let n = self.store.fire_timers(self.token, &fired)?;
-        metrics::counter!("parcours_timers_fired_total", "kind" => self.kind.to_string())
-            .increment(n);
+        TimersFired {
+            kind: self.kind,
+            fired: n,
+        }
+        .emit();
         Ok(Step::Fired(n))
     }
 }
