@@ -1,6 +1,7 @@
 //! The admin API under `/api/v1`: profiles, identity, quarantine, workspaces, sources, tokens.
 //! Every call is scoped to the workspace of its bearer token.
 
+use parcours_service::quarantine;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,10 +11,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE};
 use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
-use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
-use parcours_store::{IngestBatch, QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
+use parcours_store::{QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -450,8 +450,9 @@ async fn quarantine_list(
             )
         })?),
     };
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let entries = blocking(move || Ok(st.quarantined(&ws, status, after, limit)?)).await?;
+    let (st, actor) = (store(&state), caller.actor());
+    let entries =
+        blocking(move || Ok(quarantine::page(st.as_ref(), &actor, status, after, limit)?)).await?;
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
@@ -465,12 +466,8 @@ async fn quarantine_entry(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let entry = blocking(move || {
-        st.quarantine_entry(&ws, id)?
-            .ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))
-    })
-    .await?;
+    let (st, actor) = (store(&state), caller.actor());
+    let entry = blocking(move || Ok(quarantine::entry(st.as_ref(), &actor, id)?)).await?;
     Ok(Json(json!(entry)))
 }
 
@@ -483,63 +480,28 @@ async fn quarantine_replay(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Api {
-    caller.require_admin()?;
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let entry = blocking(move || {
-        st.quarantine_entry(&ws, id)?
-            .ok_or_else(|| ApiError::not_found(format!("quarantined event {id}")))
+    let corrected = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(
+            std::str::from_utf8(&body)
+                .map_err(|_| {
+                    ApiError::bad_request("invalid_json", "the corrected event is not UTF-8")
+                })?
+                .to_string(),
+        )
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let outcome = blocking(move || {
+        Ok(quarantine::replay(
+            st.as_ref(),
+            &actor,
+            id,
+            corrected.as_deref(),
+            now,
+        )?)
     })
     .await?;
-    let fixed: String = if body.iter().all(u8::is_ascii_whitespace) {
-        entry.body.clone()
-    } else {
-        std::str::from_utf8(&body)
-            .map_err(|_| ApiError::bad_request("invalid_json", "the corrected event is not UTF-8"))?
-            .to_string()
-    };
-    let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&fixed).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the corrected event is not JSON: {e}"),
-        )
-    })?;
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let source_id = entry.source_id.clone();
-    let source: Option<Source> =
-        blocking(move || Ok(st.sources(&ws)?.into_iter().find(|s| s.id == source_id))).await?;
-    let edge = Edge::single(
-        entry.received_at,
-        source.and_then(|s| s.channel),
-        entry.path_type,
-    );
-    let event = match check_event(&raw, &edge, &mut |_| {
-        format!("quarantine-{}-{id}", entry.workspace_id)
-    }) {
-        Checked::Accepted(e) => e,
-        Checked::Quarantined(q) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "still_invalid",
-                format!(
-                    "the event still breaks the spec ({}): {}",
-                    q.violation.code(),
-                    q.violation.message()
-                ),
-            ))
-        }
-    };
-    let batch = IngestBatch {
-        workspace_id: entry.workspace_id.clone(),
-        source_id: entry.source_id.clone(),
-        events: vec![event],
-        quarantined: vec![],
-    };
-    let (st, ws, now) = (
-        store(&state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
-    let outcome = blocking(move || Ok(st.resolve_quarantined(&ws, id, Some(&batch), now)?)).await?;
     Ok(Json(
         json!({"id": id, "status": "replayed", "outcome": outcome}),
     ))
@@ -552,13 +514,8 @@ async fn quarantine_discard(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Api {
-    caller.require_admin()?;
-    let (st, ws, now) = (
-        store(&state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
-    blocking(move || Ok(st.resolve_quarantined(&ws, id, None, now)?)).await?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    blocking(move || Ok(quarantine::discard(st.as_ref(), &actor, id, now)?)).await?;
     Ok(Json(json!({"id": id, "status": "discarded"})))
 }
 

@@ -1,5 +1,6 @@
 //! Write keys (tracking) and bearer tokens (admin). Only SHA-256 hashes of secrets are stored.
 
+use parcours_service::Actor;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
-use parcours_store::{KeyGrant, Role, Source, Token};
+use parcours_store::{KeyGrant, Source, Token};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -120,35 +121,19 @@ impl Caller {
         &self.0.workspace_id
     }
 
-    /// Admins and marketers define audiences and computed traits.
-    pub fn require_editor(&self) -> Result<(), ApiError> {
-        if matches!(self.0.role, Role::Admin | Role::Marketer) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this needs the admin or marketer role; the token has {}",
-                    self.0.role.as_str()
-                ),
-            ))
-        }
+    /// Who calls, as the service layer knows callers.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.0.workspace_id.clone(), self.0.role)
     }
 
+    /// Admins and marketers define audiences and computed traits ([`Actor::require_editor`]).
+    pub fn require_editor(&self) -> Result<(), ApiError> {
+        Ok(self.actor().require_editor()?)
+    }
+
+    /// [`Actor::require_admin`].
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.0.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this needs the admin role; the token has {}",
-                    self.0.role.as_str()
-                ),
-            ))
-        }
+        Ok(self.actor().require_admin()?)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Audience destinations: webhooks that receive adds and removes as they happen.
 
+use parcours_service::deliveries;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -10,8 +11,7 @@ use parcours_engine::destinations::{
     new_secret, save_destination, DestinationDoc, IdentifierFormat,
 };
 use parcours_store::{
-    destination_cursor, destination_lane, Definition, DefinitionKind, OutboxPage, OutboxRow,
-    OutboxState, Store,
+    destination_cursor, Definition, DefinitionKind, OutboxRow, OutboxState, Store,
 };
 use rand::RngCore;
 use serde::Deserialize;
@@ -267,36 +267,17 @@ async fn deliveries(
     Path(id): Path<String>,
     Query(q): Query<DeliveryQuery>,
 ) -> Api {
-    let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                "`limit` must be between 1 and 1000",
-            ))
-        }
-    };
-    let wanted = match q.state.as_deref() {
-        None => None,
-        Some(s) => Some(OutboxState::parse(s).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "`state` is one of pending, leased, done, dead",
-            )
-        })?),
-    };
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
-        let lane = destination_lane(&id);
-        let rows = st.outbox_rows(&OutboxPage {
-            workspace_id: &ws,
-            destination: &lane,
-            state: wanted,
-            before_id: q.before,
+        let limit = q.limit.unwrap_or(50);
+        let rows = deliveries::page(
+            st.as_ref(),
+            &actor,
+            &id,
+            q.state.as_deref(),
+            q.before,
             limit,
-        })?;
+        )?;
         let next = (rows.len() == limit)
             .then(|| rows.last().map(|r| r.id))
             .flatten();
@@ -316,21 +297,10 @@ async fn delivery(
     caller: Caller,
     Path((id, delivery)): Path<(String, i64)>,
 ) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
-        let row = st
-            .outbox_row(&ws, delivery)?
-            .filter(|r| r.destination == destination_lane(&id))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("destination {id} has no delivery {delivery}"),
-                )
-            })?;
-        let attempts: Vec<Value> = st
-            .delivery_attempts(&ws, delivery)?
+        let (row, attempts) = deliveries::request(st.as_ref(), &actor, &id, delivery)?;
+        let attempts: Vec<Value> = attempts
             .iter()
             .map(|a| {
                 json!({
@@ -368,14 +338,9 @@ async fn replay(
 ) -> Api {
     caller.require_editor()?;
     let body: Replay = definition_body(body, "replay", "invalid_replay")?;
-    let (st, ws, now) = (
-        store(&state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     blocking(move || {
-        find(st.as_ref(), &ws, DefinitionKind::Destination, &id)?;
-        let n = st.requeue(&ws, &destination_lane(&id), body.from, now)?;
+        let n = deliveries::replay_from(st.as_ref(), &actor, &id, body.from, now)?;
         Ok(Json(
             json!({"destination": id, "from": body.from, "requeued": n}),
         ))

@@ -4,6 +4,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parcours_engine::EngineError;
+use parcours_service::ServiceError;
 use parcours_store::StoreError;
 use serde_json::json;
 
@@ -60,6 +61,20 @@ impl From<StoreError> for ApiError {
                     "the store failed; the request was not applied",
                 )
             }
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Invalid { code, message } => ApiError::bad_request(code, message),
+            ServiceError::Unprocessable { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            ServiceError::Store(e) => e.into(),
         }
     }
 }

@@ -1,0 +1,117 @@
+//! The service decides who may do what, whatever calls it (API, console, CLI).
+
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_service::{deliveries, quarantine, Actor, ServiceError};
+use parcours_store::{
+    destination_lane, Audiences, Definition, DefinitionKind, NewOutboxRow, Outbox, Registry, Role,
+    Workspace,
+};
+use parcours_store_sqlite::SqliteStore;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn store() -> (SqliteStore, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "parcours-service-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open_temp(&dir).unwrap();
+    for ws in ["ws_a", "ws_b"] {
+        store
+            .create_workspace(&Workspace {
+                id: ws.into(),
+                name: ws.into(),
+                created_at: T0,
+                identity_rules: IdentityRulesConfig::default(),
+            })
+            .unwrap();
+    }
+    store
+        .put_definition(&Definition {
+            workspace_id: "ws_a".into(),
+            kind: DefinitionKind::Destination,
+            id: "crm".into(),
+            doc: serde_json::json!({"name": "CRM"}),
+            version: 1,
+            computed_version: 0,
+            done: 0,
+            total: 0,
+            created_at: T0,
+            updated_at: T0,
+        })
+        .unwrap();
+    store
+        .enqueue(&[NewOutboxRow {
+            workspace_id: "ws_a".into(),
+            destination: destination_lane("crm"),
+            key: "k1".into(),
+            payload: "{}".into(),
+            items: 1,
+            not_before: T0,
+            created_at: T0,
+        }])
+        .unwrap();
+    (store, dir)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn roles_and_workspaces_are_checked_by_the_service() {
+    let (store, dir) = store();
+    let (admin, marketer, analyst) = (
+        Actor::new("ws_a", Role::Admin),
+        Actor::new("ws_a", Role::Marketer),
+        Actor::new("ws_a", Role::Analyst),
+    );
+    // Anyone of the workspace reads the delivery log; nobody of another workspace does.
+    assert_eq!(
+        deliveries::page(&store, &analyst, "crm", None, None, 50)
+            .unwrap()
+            .len(),
+        1
+    );
+    let other = Actor::new("ws_b", Role::Admin);
+    assert!(matches!(
+        deliveries::page(&store, &other, "crm", None, None, 50),
+        Err(ServiceError::NotFound(_))
+    ));
+    for bad in [
+        deliveries::page(&store, &analyst, "crm", Some("lost"), None, 50),
+        deliveries::page(&store, &analyst, "crm", None, None, 0),
+    ] {
+        assert!(matches!(
+            bad,
+            Err(ServiceError::Invalid {
+                code: "invalid_parameter",
+                ..
+            })
+        ));
+    }
+    // Replaying needs an editor; the quarantine needs an admin.
+    assert!(matches!(
+        deliveries::replay_from(&store, &analyst, "crm", 1, T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(
+        deliveries::replay_from(&store, &marketer, "crm", 1, T0).unwrap(),
+        0
+    );
+    assert!(matches!(
+        quarantine::discard(&store, &marketer, 1, T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        quarantine::replay(&store, &admin, 1, None, T0),
+        Err(ServiceError::NotFound(_))
+    ));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
