@@ -10,24 +10,11 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use parcours_store::{KeyGrant, Source, Token};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::error::{blocking, ApiError};
 use crate::AppState;
 
-pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A new random secret with a readable prefix (`wk_…` for write keys, `pat_…` for tokens).
-pub fn new_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 20];
-    rand::rng().fill_bytes(&mut bytes);
-    let body: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{body}")
-}
+pub use parcours_service::secrets::{hash_secret, new_secret};
 
 /// Secrets recently found valid, by hash. An entry is trusted for [`CACHE_TTL`]: a key or
 /// token revoked on another node stops working here within that time (at once on this node).

@@ -7,7 +7,9 @@
 //! blocking thread.
 
 pub mod deliveries;
+pub mod keys;
 pub mod quarantine;
+pub mod secrets;
 
 use parcours_store::{Definition, DefinitionKind, Role, Store, StoreError};
 
