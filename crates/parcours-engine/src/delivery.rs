@@ -338,12 +338,29 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
             continue;
         }
         let mut sends = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
             if let (Some(spacing), Some(last)) = (spacing, last_start) {
                 let wait = spacing.saturating_sub(last.elapsed());
                 if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
+                    lane.pause(wait).await;
                 }
+            }
+            if lane.cancelled() {
+                // Claimed but not sent: they go back at once, for the lane that follows.
+                let (st, token, ids) = (
+                    sh.store.clone(),
+                    token.clone(),
+                    std::iter::once(row.id)
+                        .chain(rows.by_ref().map(|r| r.id))
+                        .collect::<Vec<_>>(),
+                );
+                let released =
+                    blocking(move || ids.iter().try_for_each(|id| st.release(*id, &token))).await;
+                if let Err(e) = released {
+                    tracing::warn!(destination = %lane.id, error = %e, "cannot give back unsent rows; their lease will end");
+                }
+                break;
             }
             last_start = Some(Instant::now());
             sends.push(tokio::spawn(send(

@@ -247,6 +247,27 @@ impl Outbox for PgStore {
         }
     }
 
+    fn release(&self, id: i64, token: &str) -> Result<()> {
+        let n = self
+            .run(
+                sqlx::query(
+                    "UPDATE outbox SET state = 'pending', lock_id = NULL, lease_until = NULL,
+                       attempts = greatest(attempts - 1, 0)
+                     WHERE id = $1 AND lock_id = $2 AND state = 'leased'",
+                )
+                .bind(id)
+                .bind(token)
+                .execute(self.pool()),
+            )
+            .map_err(backend)?
+            .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(stale(id))
+        }
+    }
+
     fn reclaim_expired(&self, now: Millis) -> Result<u64> {
         Ok(self
             .run(

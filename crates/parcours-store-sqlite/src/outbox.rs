@@ -228,6 +228,23 @@ impl Outbox for SqliteStore {
         })
     }
 
+    fn release(&self, id: i64, token: &str) -> Result<()> {
+        let n = self
+            .projection_writer()
+            .execute(
+                "UPDATE outbox SET state = 'pending', lock_id = NULL, lease_until = NULL,
+                   attempts = max(attempts - 1, 0)
+                 WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'",
+                params![id, token],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(stale(id))
+        }
+    }
+
     fn reclaim_expired(&self, now: Millis) -> Result<u64> {
         let n = self
             .projection_writer()

@@ -169,6 +169,9 @@ pub trait Outbox: Send + Sync {
         attempt: &DeliveryAttempt,
         retry_at: Option<Millis>,
     ) -> Result<()>;
+    /// Gives back a claimed row that was not sent: pending again at once, its claim not
+    /// counted as an attempt. [`StoreError::Conflict`] when `token` no longer holds it.
+    fn release(&self, id: i64, token: &str) -> Result<()>;
     /// The janitor: returns every row whose lease ended at or before `now` to pending.
     fn reclaim_expired(&self, now: Millis) -> Result<u64>;
     /// Sends done or dead rows of a lane from `from_id` on again (same key, same payload);

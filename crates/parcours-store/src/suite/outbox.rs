@@ -122,6 +122,23 @@ pub fn outbox_claims_in_order_and_fences_stale_senders(store: &dyn Store) {
         store.outbox_row("ws_b", first).unwrap().is_none(),
         "other workspace"
     );
+    // A claimed row that was not sent goes back at once, its claim not counted; only once.
+    store.enqueue(&[row("ws_a", "webhook:a", "k5")]).unwrap();
+    let got = store
+        .claim(&claim("webhook:a", "t5", T0 + 5_500, 1))
+        .unwrap();
+    assert_eq!((got[0].id, got[0].attempts), (second, 1));
+    assert!(matches!(
+        store.release(second, "t4"),
+        Err(StoreError::Conflict(_))
+    ));
+    store.release(second, "t5").unwrap();
+    assert!(matches!(
+        store.release(second, "t5"),
+        Err(StoreError::Conflict(_))
+    ));
+    let back = store.outbox_row("ws_a", second).unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (OutboxState::Pending, 0));
     // Two in flight take the rest at once.
     store.enqueue(&[row("ws_a", "webhook:a", "k4")]).unwrap();
     let got = store
