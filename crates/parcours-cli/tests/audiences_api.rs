@@ -6,27 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{start_on, Backend, TestNode, ADMIN};
+use common::{call, start_on, Backend, TestNode, ADMIN};
 use parcours_core::adhash::sha256_hex;
 use serde_json::{json, Value};
 
 async fn post(t: &TestNode, path: &str, body: Value) -> (u16, Value) {
     let r = t.client.post(path, ADMIN, body.to_string()).await.unwrap();
-    (r.status, r.json())
-}
-
-async fn call(t: &TestNode, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            method.parse().unwrap(),
-            path,
-            &[("authorization", &auth)],
-            body.to_string(),
-        )
-        .await
-        .unwrap();
     (r.status, r.json())
 }
 

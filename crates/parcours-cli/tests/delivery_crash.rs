@@ -209,18 +209,7 @@ impl Node {
     }
 
     async fn admin(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let auth = format!("Bearer {ADMIN}");
-        let r = self
-            .client
-            .request(
-                method.parse().unwrap(),
-                path,
-                &[("authorization", &auth)],
-                body.to_string(),
-            )
-            .await
-            .unwrap();
-        (r.status, r.json())
+        common::call_with(&self.client, ADMIN, method, path, body).await
     }
 
     /// Sends plan changes until they are acknowledged (the node may be down meanwhile).

@@ -15,7 +15,7 @@ use axum::routing::post as route_post;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use common::{start_on, Backend, TestNode, ADMIN};
+use common::{call, start_on, Backend, TestNode};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -143,21 +143,6 @@ fn verify(secret: &str, r: &Received) {
         "signature {header} is not {expected}"
     );
     assert_eq!(r.headers["content-type"], "application/json");
-}
-
-async fn call(t: &TestNode, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            method.parse().unwrap(),
-            path,
-            &[("authorization", &auth)],
-            body.to_string(),
-        )
-        .await
-        .unwrap();
-    (r.status, r.json())
 }
 
 async fn gold_audience(t: &TestNode) {

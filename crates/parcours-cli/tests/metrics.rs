@@ -29,19 +29,7 @@ async fn metrics_carry_commit_step_and_delivery_histograms() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let auth = format!("Bearer {ADMIN}");
     let call = |method: &'static str, path: &'static str, body: serde_json::Value| {
-        let (client, auth) = (t.client.clone(), auth.clone());
-        async move {
-            let r = client
-                .request(
-                    method.parse().unwrap(),
-                    path,
-                    &[("authorization", &auth)],
-                    body.to_string(),
-                )
-                .await
-                .unwrap();
-            (r.status, r.json())
-        }
+        common::call_with(&t.client, ADMIN, method, path, body)
     };
     let (status, a) = call(
         "POST",

@@ -257,3 +257,29 @@ pub fn spawn_serve(
         .expect("parcours serve did not start");
     (child, url)
 }
+
+/// An admin API call with `token` as bearer: the status and the JSON answer.
+pub async fn call_with(
+    client: &Client,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let r = client
+        .request(
+            method.parse().unwrap(),
+            path,
+            &[("authorization", &auth)],
+            body.to_string(),
+        )
+        .await
+        .unwrap();
+    (r.status, r.json())
+}
+
+/// An admin API call with the instance admin token.
+pub async fn call(t: &TestNode, method: &str, path: &str, body: Value) -> (u16, Value) {
+    call_with(&t.client, ADMIN, method, path, body).await
+}
