@@ -2,19 +2,18 @@
 //! members, a profile's memberships with their history, explain, and exports (CSV, NDJSON,
 //! Google Customer Match and Meta Custom Audiences lists).
 
+use parcours_service::definitions::{self, AudienceInput};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parcours_core::audience;
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
 use parcours_engine::audiences::{
-    delete_definition, load_definitions, load_profile, save_audience, save_computed_trait,
-    AudienceDoc, DefinitionError,
+    load_definitions, load_profile, save_computed_trait, AudienceDoc, DefinitionError,
 };
 use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
@@ -158,33 +157,13 @@ fn read_body(body: Option<Json<Value>>) -> Result<AudienceBody, ApiError> {
     definition_body(body, "audience", "invalid_audience")
 }
 
-fn condition_of(body: &AudienceBody) -> Result<audience::Condition, ApiError> {
-    match (&body.definition, &body.condition) {
-        (Some(text), None) => audience::parse(text)
-            .map_err(|e| ApiError::bad_request(e.code, format!("definition: {e}"))),
-        (None, Some(tree)) => audience::from_json(tree)
-            .map_err(|e| ApiError::bad_request(e.code, format!("condition: {e}"))),
-        _ => Err(ApiError::bad_request(
-            "invalid_audience",
-            "give the condition either as text (`definition`) or as a JSON tree (`condition`)",
-        )),
-    }
-}
-
-async fn save(state: &Arc<AppState>, caller: &Caller, id: String, body: AudienceBody) -> Api {
-    caller.require_editor()?;
-    let doc = AudienceDoc {
-        condition: condition_of(&body)?,
+fn input_of(body: AudienceBody) -> AudienceInput {
+    AudienceInput {
         name: body.name,
         description: body.description,
-    };
-    let (st, ws, now) = (
-        store(state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
-    let d = blocking(move || Ok(save_audience(st.as_ref(), &ws, &id, &doc, now)?)).await?;
-    Ok(Json(audience_json(&d, 0)))
+        definition: body.definition,
+        condition: body.condition,
+    }
 }
 
 /// Create an audience; it is computed over the whole history, then kept up to date.
@@ -201,18 +180,18 @@ async fn create(
             "`id` is required",
         ));
     };
-    let (st, ws, check) = (store(&state), caller.workspace().to_string(), id.clone());
-    let exists =
-        blocking(move || Ok(find(st.as_ref(), &ws, DefinitionKind::Audience, &check).is_ok()))
-            .await?;
-    if exists {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "audience_exists",
-            format!("audience {id} exists; PUT /api/v1/audiences/{id} replaces it"),
-        ));
-    }
-    Ok((StatusCode::CREATED, save(&state, &caller, id, body).await?))
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let d = blocking(move || {
+        Ok(definitions::create_audience(
+            st.as_ref(),
+            &actor,
+            &id,
+            input_of(body),
+            now,
+        )?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(audience_json(&d, 0))))
 }
 
 /// Replace an audience (recomputed).
@@ -225,21 +204,29 @@ async fn replace(
 ) -> Api {
     let body = read_body(body)?;
     same_id(&id, body.id.as_deref(), "invalid_audience")?;
-    save(&state, &caller, id, body).await
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let d = blocking(move || {
+        Ok(definitions::replace_audience(
+            st.as_ref(),
+            &actor,
+            &id,
+            input_of(body),
+            now,
+        )?)
+    })
+    .await?;
+    Ok(Json(audience_json(&d, 0)))
 }
 
 /// Audiences with their size and computation state.
 #[utoipa::path(get, path = "/audiences", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::AudienceList), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        let mut out = Vec::new();
-        for d in st.definitions(Some(&ws))? {
-            if d.kind == DefinitionKind::Audience {
-                let size = st.member_count(&ws, &d.id)?;
-                out.push(audience_json(&d, size));
-            }
-        }
+        let out: Vec<Value> = definitions::audiences(st.as_ref(), &actor)?
+            .iter()
+            .map(|(d, size)| audience_json(d, *size))
+            .collect();
         Ok(Json(json!({ "audiences": out })))
     })
     .await
@@ -248,10 +235,9 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
 /// An audience.
 #[utoipa::path(get, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::AudienceAnswer), Refusals))]
 async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        let d = find(st.as_ref(), &ws, DefinitionKind::Audience, &id)?;
-        let size = st.member_count(&ws, &id)?;
+        let (d, size) = definitions::audience(st.as_ref(), &actor, &id)?;
         Ok(Json(audience_json(&d, size)))
     })
     .await
@@ -260,7 +246,6 @@ async fn show(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path
 /// Delete an audience.
 #[utoipa::path(delete, path = "/audiences/{id}", tag = "audiences", params(("id" = String, Path, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
-    caller.require_editor()?;
     remove_kind(&state, &caller, DefinitionKind::Audience, id).await
 }
 
@@ -270,12 +255,8 @@ pub(crate) async fn remove_kind(
     kind: DefinitionKind,
     id: String,
 ) -> Api {
-    let (st, ws) = (store(state), caller.workspace().to_string());
-    let gone = id.clone();
-    let existed = blocking(move || Ok(delete_definition(st.as_ref(), &ws, kind, &gone)?)).await?;
-    if !existed {
-        return Err(ApiError::not_found(format!("{} {id}", kind.as_str())));
-    }
+    let (st, actor, gone) = (store(state), caller.actor(), id.clone());
+    blocking(move || Ok(definitions::delete(st.as_ref(), &actor, kind, &gone)?)).await?;
     Ok(Json(json!({ "deleted": id })))
 }
 
@@ -622,6 +603,5 @@ async fn remove_trait(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Api {
-    caller.require_editor()?;
     remove_kind(&state, &caller, DefinitionKind::ComputedTrait, id).await
 }

@@ -71,6 +71,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Invalid { code, message } => ApiError::bad_request(code, message),
+            ServiceError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             ServiceError::Unprocessable { code, message } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }

@@ -6,6 +6,7 @@
 //! Everything here is synchronous and reads or writes the store: async callers run it on a
 //! blocking thread.
 
+pub mod definitions;
 pub mod deliveries;
 pub mod keys;
 pub mod quarantine;
@@ -65,6 +66,9 @@ pub enum ServiceError {
     /// The request is not valid; `code` is the stable error code.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// It would overwrite something that exists (`code` says what).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// The request is valid but what it asks cannot be done (`code` says why).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },

@@ -1,6 +1,7 @@
 //! The service decides who may do what, whatever calls it (API, console, CLI).
 
 use parcours_core::rules::IdentityRulesConfig;
+use parcours_service::definitions::{self, AudienceInput};
 use parcours_service::{deliveries, quarantine, Actor, ServiceError};
 use parcours_store::{
     destination_lane, Audiences, Definition, DefinitionKind, NewOutboxRow, Outbox, Registry, Role,
@@ -110,6 +111,53 @@ fn roles_and_workspaces_are_checked_by_the_service() {
     ));
     assert!(matches!(
         quarantine::replay(&store, &admin, 1, None, T0),
+        Err(ServiceError::NotFound(_))
+    ));
+    // Audiences: editors change them, once per id; everyone of the workspace reads them.
+    let gold = || AudienceInput {
+        name: "Gold".into(),
+        description: String::new(),
+        definition: Some("trait plan = \"gold\"".into()),
+        condition: None,
+    };
+    assert!(matches!(
+        definitions::create_audience(&store, &analyst, "gold", gold(), T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    definitions::create_audience(&store, &marketer, "gold", gold(), T0).unwrap();
+    assert!(matches!(
+        definitions::create_audience(&store, &admin, "gold", gold(), T0),
+        Err(ServiceError::Conflict {
+            code: "audience_exists",
+            ..
+        })
+    ));
+    let both = AudienceInput {
+        condition: Some(serde_json::json!({"type": "trait"})),
+        ..gold()
+    };
+    assert!(matches!(
+        definitions::replace_audience(&store, &admin, "gold", both, T0),
+        Err(ServiceError::Invalid {
+            code: "invalid_audience",
+            ..
+        })
+    ));
+    assert_eq!(
+        definitions::audience(&store, &analyst, "gold").unwrap().1,
+        0
+    );
+    assert!(matches!(
+        definitions::audience(&store, &other, "gold"),
+        Err(ServiceError::NotFound(_))
+    ));
+    assert!(matches!(
+        definitions::delete(&store, &analyst, DefinitionKind::Audience, "gold"),
+        Err(ServiceError::Forbidden(_))
+    ));
+    definitions::delete(&store, &marketer, DefinitionKind::Audience, "gold").unwrap();
+    assert!(matches!(
+        definitions::delete(&store, &marketer, DefinitionKind::Audience, "gold"),
         Err(ServiceError::NotFound(_))
     ));
     drop(store);
