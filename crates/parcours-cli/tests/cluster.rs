@@ -1,8 +1,9 @@
 //! Scale-out: three `parcours serve` processes share one PostgreSQL database. A sustained
 //! stream goes through all three, one is killed with SIGKILL, and its buckets move to the
 //! others within the lease timeout. Afterwards every acknowledged event is stored once, each
-//! bucket's events were applied in log order, and the profiles are exactly what a single-node
-//! replay of the same log produces.
+//! bucket's events were applied in log order, the profiles are exactly what a single-node
+//! replay of the same log produces, and each audience entry and exit was recorded exactly once
+//! (the audience processor moves with bucket 0 when its node dies).
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parcours_cli::node::DEFAULT_WORKSPACE;
-use parcours_store::{Cluster as _, EventLog, Projections};
+use parcours_store::{Audiences, Cluster as _, EventLog, Projections};
 use parcours_store_postgres::testing::TempDatabase;
 use parcours_store_postgres::{PgConfig, PgStore};
 use parcours_testkit::cluster::{Cluster, ClusterSpec};
@@ -105,6 +106,19 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         let r = node.client().get("/api/v1/status", ADMIN).await.unwrap();
         assert_eq!(r.status, 200, "{} status: {:?}", node.id, r.json());
     }
+    // Customers enter "engaged" at their 7th event and leave it at their 21st.
+    let r = cluster.nodes[0]
+        .client()
+        .post(
+            "/api/v1/audiences",
+            ADMIN,
+            json!({"id": "engaged", "name": "Engaged",
+                   "definition": "trait visits >= 7 and trait visits < 21"})
+            .to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.json());
 
     // A sustained stream through all three nodes: each worker owns some customers and sends
     // a customer's next batch only after the previous one was acknowledged.
@@ -161,15 +175,29 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         assert!(Instant::now() < deadline, "the stream did not get going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let victim = "node-2";
+    // The victim is the holder of bucket 0, where the audience processor runs: it has to
+    // move too.
+    let leader = store
+        .leases()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.bucket == 0)
+        .and_then(|l| l.node)
+        .expect("bucket 0 is held");
+    let index = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == leader)
+        .expect("the holder of bucket 0 is one of the nodes");
+    let victim = leader.as_str();
     let before_kill = holders(&store, now_ms());
     let victim_buckets = before_kill[victim];
-    cluster.kill(1);
+    cluster.kill(index);
     let killed_at = Instant::now();
     // Clients keep trying the dead node for a moment (refused, retried elsewhere), as they
     // would until a load balancer's health check notices.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    alive[1].store(false, Ordering::SeqCst);
+    alive[index].store(false, Ordering::SeqCst);
     let acked_at_kill = acked.lock().unwrap().len();
 
     // Its buckets move to the survivors within the lease timeout.
@@ -222,9 +250,29 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
             "unify never caught up: {} < {}\n{}",
             store.processed_seq().unwrap(),
             store.last_seq().unwrap(),
-            cluster.log_tail(0)
+            cluster.log_tail((index + 1) % 3)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The audience processor (on the holder of bucket 0) catches up too, and unify applies
+    // the `Audience Entered` and `Audience Exited` events it appends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut quiet = 0;
+    while quiet < 2 {
+        let r = cluster.live()[0]
+            .client()
+            .get("/api/v1/status", ADMIN)
+            .await
+            .unwrap();
+        let s = r.json();
+        let caught_up = s["processors"]["audiences"]["lag_events"] == 0
+            && store.processed_seq().unwrap() == store.last_seq().unwrap();
+        quiet = if caught_up { quiet + 1 } else { 0 };
+        assert!(
+            Instant::now() < deadline,
+            "audiences never caught up: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A replay would fight the running nodes: it refuses, naming them.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"))
@@ -234,7 +282,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "replay ran beside live nodes");
     assert!(
-        stderr.contains("stop every node") && stderr.contains("node-1"),
+        stderr.contains("stop every node") && stderr.contains(&cluster.live()[0].id),
         "{stderr}"
     );
     cluster.kill_all();
@@ -261,11 +309,22 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         &missing[..missing.len().min(5)]
     );
 
+    // The customers' events, without the `Audience Entered` and `Audience Exited` events the
+    // audience processor appends (they name no person: unify applies them to nobody).
+    let published = |e: &&parcours_store::StoredEvent| {
+        matches!(
+            e.event.as_deref(),
+            Some("Audience Entered" | "Audience Exited")
+        )
+    };
+    let customer_events: Vec<&parcours_store::StoredEvent> =
+        stored.iter().filter(|e| !published(e)).collect();
+    let published_changes = stored.iter().filter(published).count();
     // Each bucket's events were applied once, in log order, whichever node applied them.
     let order = store.application_order().unwrap();
     assert_eq!(
         order.len(),
-        stored.len(),
+        customer_events.len(),
         "every event applied exactly once"
     );
     let mut last_seq: HashMap<u16, i64> = HashMap::new();
@@ -280,7 +339,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     }
     // Per customer too, in the order the customer sent them.
     let mut by_customer: HashMap<&str, Vec<i64>> = HashMap::new();
-    for e in &stored {
+    for e in &customer_events {
         by_customer
             .entry(e.user_id.as_deref().unwrap())
             .or_default()
@@ -293,6 +352,51 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
             "{c}'s events are in log order"
         );
     }
+
+    // Each entry and exit was recorded once, across the kill and the takeover: a profile's
+    // changes alternate, starting with an entry, and its last one is where it is now.
+    let changes = store.changes_after(0, 1_000_000).unwrap();
+    let mut last: HashMap<&str, bool> = HashMap::new();
+    let (mut entries, mut exits) = (0, 0);
+    for c in changes.iter().filter(|c| c.audience_id == "engaged") {
+        let before = last.insert(&c.profile_id, c.entered).unwrap_or(false);
+        assert_ne!(
+            before,
+            c.entered,
+            "{} {} twice in a row",
+            c.profile_id,
+            if c.entered { "entered" } else { "left" }
+        );
+        if c.entered {
+            entries += 1;
+        } else {
+            exits += 1;
+        }
+    }
+    assert!(
+        entries <= CUSTOMERS && exits <= entries,
+        "{entries} entries, {exits} exits"
+    );
+    let members: BTreeSet<String> = store
+        .members(DEFAULT_WORKSPACE, "engaged", "", 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.profile_id)
+        .collect();
+    let inside: BTreeSet<String> = last
+        .iter()
+        .filter(|(_, entered)| **entered)
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(members, inside, "the change log gives the members");
+    eprintln!("engaged: {entries} entries and {exits} exits, each recorded once");
+    assert!(entries > 0);
+    // And each was published to the event log once (its messageId names the change).
+    assert_eq!(
+        published_changes,
+        entries + exits,
+        "each change published once"
+    );
 
     // The profiles are exactly those of a single-node replay of the same log.
     let snapshot = |store: &PgStore| {
