@@ -12,9 +12,7 @@ use axum::Json;
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
-use parcours_engine::audiences::{
-    load_definitions, load_profile, save_computed_trait, AudienceDoc, DefinitionError,
-};
+use parcours_engine::audiences::{load_definitions, load_profile, AudienceDoc, DefinitionError};
 use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
 use serde::Deserialize;
@@ -507,17 +505,6 @@ async fn export(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-async fn save_trait(state: &Arc<AppState>, caller: &Caller, def: ComputedTrait) -> Api {
-    caller.require_editor()?;
-    let (st, ws, now) = (
-        store(state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
-    let d = blocking(move || Ok(save_computed_trait(st.as_ref(), &ws, &def, now)?)).await?;
-    Ok(Json(trait_json(&d)))
-}
-
 fn read_trait(body: Option<Json<Value>>) -> Result<ComputedTrait, ApiError> {
     definition_body(body, "computed trait", "invalid_computed_trait")
 }
@@ -530,22 +517,10 @@ async fn create_trait(
     body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let def = read_trait(body)?;
-    let (st, ws, check) = (
-        store(&state),
-        caller.workspace().to_string(),
-        def.id.clone(),
-    );
-    let exists =
-        blocking(move || Ok(find(st.as_ref(), &ws, DefinitionKind::ComputedTrait, &check).is_ok()))
-            .await?;
-    if exists {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "computed_trait_exists",
-            format!("computed trait {} exists; PUT replaces it", def.id),
-        ));
-    }
-    Ok((StatusCode::CREATED, save_trait(&state, &caller, def).await?))
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let d =
+        blocking(move || Ok(definitions::create_trait(st.as_ref(), &actor, &def, now)?)).await?;
+    Ok((StatusCode::CREATED, Json(trait_json(&d))))
 }
 
 /// Replace a computed trait.
@@ -558,20 +533,22 @@ async fn replace_trait(
 ) -> Api {
     let def = read_trait(body)?;
     same_id(&id, Some(&def.id), "invalid_computed_trait")?;
-    save_trait(&state, &caller, def).await
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let d =
+        blocking(move || Ok(definitions::replace_trait(st.as_ref(), &actor, &def, now)?)).await?;
+    Ok(Json(trait_json(&d)))
 }
 
 /// Computed traits.
 #[utoipa::path(get, path = "/computed-traits", tag = "audiences", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::TraitList), Refusals))]
 async fn list_traits(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        let out: Vec<Value> = st
-            .definitions(Some(&ws))?
-            .iter()
-            .filter(|d| d.kind == DefinitionKind::ComputedTrait)
-            .map(trait_json)
-            .collect();
+        let out: Vec<Value> =
+            definitions::list(st.as_ref(), &actor, DefinitionKind::ComputedTrait)?
+                .iter()
+                .map(trait_json)
+                .collect();
         Ok(Json(json!({ "computed_traits": out })))
     })
     .await
@@ -584,11 +561,11 @@ async fn show_trait(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
-        Ok(Json(trait_json(&find(
+        Ok(Json(trait_json(&parcours_service::definition(
             st.as_ref(),
-            &ws,
+            &actor,
             DefinitionKind::ComputedTrait,
             &id,
         )?)))

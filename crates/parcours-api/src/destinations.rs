@@ -1,5 +1,6 @@
 //! Audience destinations: webhooks that receive adds and removes as they happen.
 
+use parcours_service::definitions::{self, DestinationInput};
 use parcours_service::deliveries;
 use std::sync::Arc;
 
@@ -7,13 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
-use parcours_engine::destinations::{
-    new_secret, save_destination, DestinationDoc, IdentifierFormat,
-};
+use parcours_engine::destinations::{DestinationDoc, IdentifierFormat};
 use parcours_store::{
     destination_cursor, Definition, DefinitionKind, OutboxRow, OutboxState, Store,
 };
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -128,34 +126,14 @@ async fn save(
     body: Body,
     creating: bool,
 ) -> Api {
-    caller.require_editor()?;
-    let (st, ws, now) = (
-        store(state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let allow = state.engine.allows_private_destinations();
     let state = state.clone();
     blocking(move || {
-        let previous = find(st.as_ref(), &ws, DefinitionKind::Destination, &id).ok();
-        if creating && previous.is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "destination_exists",
-                format!("destination {id} exists; PUT /api/v1/destinations/{id} replaces it"),
-            ));
-        }
-        // The secret is shown when it is set or made, never after.
-        let kept = previous.and_then(|p| p.doc["secret"].as_str().map(str::to_string));
-        let reveal = body.secret.is_some() || kept.is_none();
-        let secret = body.secret.or(kept).unwrap_or_else(|| {
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            new_secret(&bytes)
-        });
-        let doc = DestinationDoc {
+        let input = DestinationInput {
             name: body.name,
             url: body.url,
-            secret,
+            secret: body.secret,
             audiences: body.audiences,
             identifiers: body.identifiers,
             region: body.region,
@@ -163,9 +141,16 @@ async fn save(
             max_in_flight: body.max_in_flight,
             max_per_second: body.max_per_second,
         };
-        let allow = state.engine.allows_private_destinations();
-        let d = save_destination(st.as_ref(), &ws, &id, &doc, now, allow)?;
-        destination_json(st.as_ref(), &state, &d, reveal)
+        let saved = definitions::save_destination_as(
+            st.as_ref(),
+            &actor,
+            &id,
+            input,
+            creating,
+            allow,
+            now,
+        )?;
+        destination_json(st.as_ref(), &state, &saved.definition, saved.reveal_secret)
     })
     .await
 }
@@ -206,13 +191,11 @@ async fn replace(
 /// Audience webhooks with their delivery status.
 #[utoipa::path(get, path = "/destinations", tag = "destinations", security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::DestinationList), Refusals))]
 async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
         let mut out = Vec::new();
-        for d in st.definitions(Some(&ws))? {
-            if d.kind == DefinitionKind::Destination {
-                out.push(destination_json(st.as_ref(), &state, &d, false)?.0);
-            }
+        for d in definitions::list(st.as_ref(), &actor, DefinitionKind::Destination)? {
+            out.push(destination_json(st.as_ref(), &state, &d, false)?.0);
         }
         Ok(Json(json!({ "destinations": out })))
     })

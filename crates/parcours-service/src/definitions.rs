@@ -1,10 +1,18 @@
-//! Audience definitions: create, replace, delete, read with their size. Who may: editors
-//! (admins and marketers) change them; every role of the workspace reads them.
+//! Definitions: audiences, computed traits and destinations: create, replace, delete, read.
+//! Who may: editors (admins and marketers) change them; every role of the workspace reads
+//! them.
 
 use parcours_core::audience::{self, Condition};
+use parcours_core::computed::ComputedTrait;
 use parcours_core::time::Millis;
-use parcours_engine::audiences::{delete_definition, save_audience, AudienceDoc, DefinitionError};
+use parcours_engine::audiences::{
+    delete_definition, save_audience, save_computed_trait, AudienceDoc, DefinitionError,
+};
+use parcours_engine::destinations::{
+    new_secret, save_destination, DestinationDoc, IdentifierFormat,
+};
 use parcours_store::{Definition, DefinitionKind, Store};
+use rand::RngCore;
 use serde_json::Value;
 
 use crate::{definition, Actor, ServiceError};
@@ -124,4 +132,111 @@ pub fn delete(
     } else {
         Err(ServiceError::NotFound(format!("{} {id}", kind.as_str())))
     }
+}
+
+/// A new computed trait (`computed_trait_exists` when the id is taken).
+pub fn create_trait(
+    store: &dyn Store,
+    actor: &Actor,
+    def: &ComputedTrait,
+    now: Millis,
+) -> Result<Definition, ServiceError> {
+    actor.require_editor()?;
+    if definition(store, actor, DefinitionKind::ComputedTrait, &def.id).is_ok() {
+        return Err(ServiceError::Conflict {
+            code: "computed_trait_exists",
+            message: format!("computed trait {} exists; PUT replaces it", def.id),
+        });
+    }
+    replace_trait(store, actor, def, now)
+}
+
+/// Replaces a computed trait (computed again), or creates it.
+pub fn replace_trait(
+    store: &dyn Store,
+    actor: &Actor,
+    def: &ComputedTrait,
+    now: Millis,
+) -> Result<Definition, ServiceError> {
+    actor.require_editor()?;
+    Ok(save_computed_trait(store, &actor.workspace, def, now)?)
+}
+
+/// The workspace's definitions of a kind.
+pub fn list(
+    store: &dyn Store,
+    actor: &Actor,
+    kind: DefinitionKind,
+) -> Result<Vec<Definition>, ServiceError> {
+    Ok(store
+        .definitions(Some(&actor.workspace))?
+        .into_iter()
+        .filter(|d| d.kind == kind)
+        .collect())
+}
+
+/// A destination as a caller gives it; without `secret`, a new destination gets one and a
+/// replaced one keeps its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationInput {
+    pub name: String,
+    pub url: String,
+    pub secret: Option<String>,
+    pub audiences: Vec<String>,
+    pub identifiers: IdentifierFormat,
+    pub region: Option<String>,
+    pub enabled: bool,
+    pub max_in_flight: Option<u32>,
+    pub max_per_second: Option<f64>,
+}
+
+/// A saved destination, and whether its secret may be shown (it was just set or made).
+pub struct SavedDestination {
+    pub definition: Definition,
+    pub reveal_secret: bool,
+}
+
+/// Creates (`creating`: `destination_exists` when the id is taken) or replaces a destination.
+/// Receivers on private addresses are refused unless `allow_private`.
+pub fn save_destination_as(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    input: DestinationInput,
+    creating: bool,
+    allow_private: bool,
+    now: Millis,
+) -> Result<SavedDestination, ServiceError> {
+    actor.require_editor()?;
+    let previous = definition(store, actor, DefinitionKind::Destination, id).ok();
+    if creating && previous.is_some() {
+        return Err(ServiceError::Conflict {
+            code: "destination_exists",
+            message: format!("destination {id} exists; PUT /api/v1/destinations/{id} replaces it"),
+        });
+    }
+    // The secret is shown when it is set or made, never after.
+    let kept = previous.and_then(|p| p.doc["secret"].as_str().map(str::to_string));
+    let reveal_secret = input.secret.is_some() || kept.is_none();
+    let secret = input.secret.or(kept).unwrap_or_else(|| {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        new_secret(&bytes)
+    });
+    let doc = DestinationDoc {
+        name: input.name,
+        url: input.url,
+        secret,
+        audiences: input.audiences,
+        identifiers: input.identifiers,
+        region: input.region,
+        enabled: input.enabled,
+        max_in_flight: input.max_in_flight,
+        max_per_second: input.max_per_second,
+    };
+    let definition = save_destination(store, &actor.workspace, id, &doc, now, allow_private)?;
+    Ok(SavedDestination {
+        definition,
+        reveal_secret,
+    })
 }
