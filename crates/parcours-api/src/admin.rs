@@ -2,6 +2,7 @@
 //! Every call is scoped to the workspace of its bearer token.
 
 use parcours_service::quarantine;
+use parcours_service::{identity, workspaces};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,16 +11,16 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE};
-use parcours_core::rules::{IdentityRules, IdentityRulesConfig};
+use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
-use parcours_store::{QuarantineStatus, Role, Source, StoredEvent, Token, Workspace};
+use parcours_store::{QuarantineStatus, StoredEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{hash_secret, new_secret, Caller};
+use crate::auth::Caller;
 use crate::error::{blocking, object_body, ApiError};
 use crate::openapi::{
     Answer, IdentityRulesBody, ProfileAnswer, QuarantineAnswer, QuarantinePage, Refusals,
@@ -369,21 +370,9 @@ async fn events(
 }
 
 async fn do_undo(state: &Arc<AppState>, caller: &Caller, merge_id: i64) -> Api {
-    caller.require_admin()?;
-    let (st, ws, now) = (
-        store(state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
-    let outcome = blocking(move || {
-        Ok(parcours_engine::undo_merge(
-            st.as_ref(),
-            &ws,
-            merge_id,
-            now,
-        )?)
-    })
-    .await?;
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let outcome =
+        blocking(move || Ok(identity::undo_merge(st.as_ref(), &actor, merge_id, now)?)).await?;
     Ok(Json(json!(outcome)))
 }
 
@@ -411,25 +400,18 @@ async fn unmerge_profile(
         "give the merge to undo: {\"merge_id\": 12}",
         "invalid_json",
     )?;
-    let p = load_profile(&state, caller.workspace().to_string(), id).await?;
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let m = body.merge_id;
-    let row = blocking(move || {
-        st.merge(&ws, m)?
-            .ok_or_else(|| ApiError::not_found(format!("merge {m}")))
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let outcome = blocking(move || {
+        Ok(identity::unmerge_profile(
+            st.as_ref(),
+            &actor,
+            &id,
+            body.merge_id,
+            now,
+        )?)
     })
     .await?;
-    let family = [&row.merge.winner, &row.merge.loser];
-    let (st, ws) = (store(&state), caller.workspace().to_string());
-    let winner = row.merge.winner.clone();
-    let current = blocking(move || Ok(st.profile(&ws, &winner)?.map(|p| p.id))).await?;
-    if current.as_deref() != Some(p.id.as_str()) && !family.contains(&&p.id) {
-        return Err(ApiError::bad_request(
-            "merge_not_on_profile",
-            format!("merge {m} is not part of profile {}", p.id),
-        ));
-    }
-    do_undo(&state, &caller, m).await
+    Ok(Json(json!(outcome)))
 }
 
 /// Quarantined events.
@@ -544,21 +526,15 @@ async fn set_rules(
         "send the identity rules as a JSON object",
         "invalid_identity_rules",
     )?;
-    IdentityRules::new(config.clone())
-        .map_err(|e| ApiError::bad_request("invalid_identity_rules", e.to_string()))?;
-    let (st, ws) = (store(&state), caller.workspace().to_string());
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     let saved = config.clone();
-    let now = state.engine.now();
     blocking(move || {
-        let read = |r: &IdentityRulesConfig| (r.unknown_consent, r.analytics_opt_out);
-        let before = st.workspace(&ws)?.map(|w| read(&w.identity_rules));
-        st.set_identity_rules(&ws, &saved)?;
-        // Audiences and computed traits read what unknown consent counts as and whom an
-        // analytics opt-out leaves out: they are computed again.
-        if before != Some(read(&saved)) {
-            parcours_engine::audiences::recompute_definitions(st.as_ref(), &ws, now)?;
-        }
-        Ok(())
+        Ok(identity::set_identity_rules(
+            st.as_ref(),
+            &actor,
+            &saved,
+            now,
+        )?)
     })
     .await?;
     Ok(Json(
@@ -579,30 +555,14 @@ async fn create_workspace(
     body: Option<Json<Value>>,
 ) -> impl IntoResponse {
     let result: Api = async {
-        if !caller.0.instance_admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "only the instance admin token can create workspaces",
-            ));
-        }
         let body: NewWorkspace = object_body(body, "send {\"name\": \"…\"}", "invalid_json")?;
-        if body.name.trim().is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                "`name` must not be empty",
-            ));
-        }
-        let (st, now) = (store(&state), state.engine.now());
+        let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
         let created = blocking(move || {
-            Ok(provision_workspace(
+            Ok(workspaces::create_workspace(
                 st.as_ref(),
-                None,
-                body.name.trim(),
+                &actor,
+                &body.name,
                 now,
-                None,
-                None,
-                false,
             )?)
         })
         .await?;
@@ -610,64 +570,6 @@ async fn create_workspace(
     }
     .await;
     result.map(|j| (StatusCode::CREATED, j))
-}
-
-/// What creating a workspace hands out once: its first write key and admin token.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Provisioned {
-    pub workspace: Workspace,
-    pub source: Source,
-    pub write_key: String,
-    pub admin_token: String,
-}
-
-/// Creates a workspace with one source and one admin token. Given secrets are used as they
-/// are (bootstrap from configuration); otherwise new ones are made.
-pub fn provision_workspace(
-    store: &dyn parcours_store::Store,
-    id: Option<&str>,
-    name: &str,
-    now: i64,
-    write_key: Option<String>,
-    admin_token: Option<String>,
-    instance_admin: bool,
-) -> parcours_store::Result<Provisioned> {
-    let workspace = Workspace {
-        id: id.map_or_else(|| new_secret("ws")[..15].to_string(), str::to_string),
-        name: name.to_string(),
-        created_at: now,
-        identity_rules: IdentityRulesConfig::default(),
-    };
-    store.create_workspace(&workspace)?;
-    let write_key = write_key.unwrap_or_else(|| new_secret("wk"));
-    let source = Source {
-        id: new_secret("src")[..16].to_string(),
-        workspace_id: workspace.id.clone(),
-        name: "Default source".into(),
-        channel: None,
-        created_at: now,
-        allowed_origins: vec![],
-        webhook: None,
-        tracking_plan: None,
-    };
-    store.create_source(&source, &hash_secret(&write_key))?;
-    let admin_token = admin_token.unwrap_or_else(|| new_secret("pat"));
-    let token = Token {
-        id: new_secret("tok")[..16].to_string(),
-        workspace_id: workspace.id.clone(),
-        name: "admin".into(),
-        role: Role::Admin,
-        instance_admin,
-        created_at: now,
-        expires_at: None,
-    };
-    store.create_token(&token, &hash_secret(&admin_token))?;
-    Ok(Provisioned {
-        workspace,
-        source,
-        write_key,
-        admin_token,
-    })
 }
 
 /// Event and profile counts, unify lag, buckets this node holds, and how each processor is doing.

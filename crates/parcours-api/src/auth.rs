@@ -110,7 +110,10 @@ impl Caller {
 
     /// Who calls, as the service layer knows callers.
     pub fn actor(&self) -> Actor {
-        Actor::new(self.0.workspace_id.clone(), self.0.role)
+        Actor {
+            instance_admin: self.0.instance_admin,
+            ..Actor::new(self.0.workspace_id.clone(), self.0.role)
+        }
     }
 
     /// Admins and marketers define audiences and computed traits ([`Actor::require_editor`]).

@@ -27,9 +27,10 @@ use parcours_engine::Engine;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use admin::{consent_json, provision_workspace, Provisioned};
+pub use admin::consent_json;
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
+pub use parcours_service::workspaces::{provision_workspace, Provisioned};
 pub use server::{serve, ServerLimits};
 
 #[derive(Debug, Clone)]

@@ -8,9 +8,11 @@
 
 pub mod definitions;
 pub mod deliveries;
+pub mod identity;
 pub mod keys;
 pub mod quarantine;
 pub mod secrets;
+pub mod workspaces;
 
 use parcours_store::{Definition, DefinitionKind, Role, Store, StoreError};
 
@@ -19,6 +21,8 @@ use parcours_store::{Definition, DefinitionKind, Role, Store, StoreError};
 pub struct Actor {
     pub workspace: String,
     pub role: Role,
+    /// The instance admin token: it also creates workspaces.
+    pub instance_admin: bool,
 }
 
 impl Actor {
@@ -26,6 +30,7 @@ impl Actor {
         Self {
             workspace: workspace.into(),
             role,
+            instance_admin: false,
         }
     }
 

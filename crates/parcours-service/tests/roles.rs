@@ -2,7 +2,7 @@
 
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_service::definitions::{self, AudienceInput};
-use parcours_service::{deliveries, quarantine, Actor, ServiceError};
+use parcours_service::{deliveries, identity, quarantine, workspaces, Actor, ServiceError};
 use parcours_store::{
     destination_lane, Audiences, Definition, DefinitionKind, NewOutboxRow, Outbox, Registry, Role,
     Workspace,
@@ -160,6 +160,38 @@ fn roles_and_workspaces_are_checked_by_the_service() {
         definitions::delete(&store, &marketer, DefinitionKind::Audience, "gold"),
         Err(ServiceError::NotFound(_))
     ));
+    // The identity graph and the rules are the admins'; workspaces the instance admin's.
+    assert!(matches!(
+        identity::unmerge_profile(&store, &marketer, "p_1", 1, T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        identity::undo_merge(&store, &admin, 99, T0),
+        Err(ServiceError::Store(_))
+    ));
+    assert!(matches!(
+        identity::set_identity_rules(&store, &analyst, &IdentityRulesConfig::default(), T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    identity::set_identity_rules(&store, &admin, &IdentityRulesConfig::default(), T0).unwrap();
+    assert!(matches!(
+        workspaces::create_workspace(&store, &admin, "Shop", T0),
+        Err(ServiceError::Forbidden(_))
+    ));
+    let instance = Actor {
+        instance_admin: true,
+        ..admin.clone()
+    };
+    assert!(matches!(
+        workspaces::create_workspace(&store, &instance, "  ", T0),
+        Err(ServiceError::Invalid {
+            code: "invalid_parameter",
+            ..
+        })
+    ));
+    let made = workspaces::create_workspace(&store, &instance, " Shop ", T0).unwrap();
+    assert_eq!(made.workspace.name, "Shop");
+    assert!(made.write_key.starts_with("wk_") && made.admin_token.starts_with("pat_"));
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
