@@ -27,10 +27,7 @@ const CUSTOMERS: usize = 240;
 const WORKERS: usize = 6;
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    parcours_core::time::Clock::now(&parcours_engine::SystemClock)
 }
 
 /// The buckets held by live leases, by node.

@@ -122,10 +122,7 @@ impl Receiver {
 fn verify(secret: &str, r: &Received) {
     let id = r.headers["webhook-id"].to_str().unwrap();
     let ts = r.headers["webhook-timestamp"].to_str().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = parcours_core::time::Clock::now(&parcours_engine::SystemClock).div_euclid(1000);
     assert!(
         (ts.parse::<i64>().unwrap() - now).abs() < 300,
         "timestamp {ts}"

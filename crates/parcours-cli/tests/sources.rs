@@ -141,10 +141,7 @@ async fn shipped_webhook_mappings_turn_sample_payloads_into_events(backend: Back
             .collect();
         format!("t={at},v1={sig}")
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = parcours_core::time::Clock::now(&parcours_engine::SystemClock).div_euclid(1000);
     let h = stripe_headers(&body, now);
     let r = webhook(&t, &key, &[("stripe-signature", &h)], body.clone()).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -5,6 +5,7 @@
 //! `parcours-core`. Both loops run on their own threads because the ports are synchronous.
 
 pub mod audiences;
+pub mod clock;
 pub mod cluster;
 pub mod delivery;
 pub mod destinations;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{AppendOutcome, IngestBatch, Store, StoreError};
 
+pub use clock::SystemClock;
 pub use cluster::ClusterConfig;
 pub use unify::{replay, step as unify_step, undo_merge, ReplayReport, UndoOutcome, Unifier};
 
@@ -34,18 +36,6 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("parcours is shutting down")]
     ShuttingDown,
-}
-
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or_default()
-    }
 }
 
 /// Events per unify transaction: large enough that pages touched by many events are written

@@ -57,11 +57,8 @@ fn store() -> (SqliteStore, std::path::PathBuf) {
     (store, dir)
 }
 
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+fn rand_suffix() -> i64 {
+    parcours_core::time::Clock::now(&parcours_engine::SystemClock)
 }
 
 #[test]

@@ -215,7 +215,14 @@ impl PgStore {
         };
         let store = Self { pool, rt: Some(rt) };
         store.migrate()?;
-        store.ensure_partitions(now_millis())?;
+        // The database's clock: the store reads no clock of its own.
+        let now: f64 = store
+            .run(
+                sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::float8")
+                    .fetch_one(&store.pool),
+            )
+            .map_err(backend)?;
+        store.ensure_partitions(now as Millis)?;
         Ok(store)
     }
 
@@ -325,13 +332,6 @@ async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<()> {
         tracing::info!(version, "applied PostgreSQL migration");
     }
     Ok(())
-}
-
-fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

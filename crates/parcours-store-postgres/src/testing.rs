@@ -38,6 +38,8 @@ fn on_own_runtime<T: Send, F: std::future::Future<Output = T>>(
 impl TempDatabase {
     /// Creates an empty database on the test server. Panics, saying how to fix it, when the
     /// server cannot be reached: the PostgreSQL tests never skip.
+    // Unique scratch names, not a time the product reads.
+    #[allow(clippy::disallowed_methods)]
     pub fn create() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let admin_url = server_url();

@@ -352,6 +352,8 @@ mod conformance {
         }
     }
 
+    // Unique scratch names, not a time the product reads.
+    #[allow(clippy::disallowed_methods)]
     fn temp_store() -> (super::SqliteStore, TempDir) {
         let dir = std::env::temp_dir().join(format!(
             "parcours-conformance-{}-{}",

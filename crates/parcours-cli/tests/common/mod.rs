@@ -33,13 +33,13 @@ pub enum Backend {
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
+    // Unique within the process (a counter) and across runs (the time and the process id).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "parcours-test-{tag}-{}-{}",
+        "parcours-test-{tag}-{}-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        parcours_core::time::Clock::now(&parcours_engine::SystemClock),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
