@@ -5,6 +5,7 @@
 //!    row (its body built once, its id never changing), written in the same transaction that
 //!    moves the destination's position in the log ([`feed`]). The row's key is the position
 //!    it starts from, so two nodes feeding from the same position write one row between them.
+//!    The [`Feeder`] is a processor of the runner, woken by the audience processor.
 //! 2. **send**: senders claim the destination's rows in order with a lease and a fencing
 //!    token, POST each signed per Standard Webhooks under `webhook-id: msg_<row id>`, and
 //!    settle it: done, or retried later with exponential backoff and jitter, or dead with its
@@ -12,8 +13,8 @@
 //!
 //! One thread runs one async runtime for every destination of the node: a lane task per
 //! destination, with its own concurrency and rate limit, so a slow or failing receiver holds
-//! back only its own lane. Every node sends (claims keep each row to one sender); feeding a
-//! destination is placed on the holder of its bucket.
+//! back only its own lane. Every node sends (claims keep each row to one sender); the feeder
+//! runs where audiences run.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,6 +207,66 @@ pub fn feed(
     }
 }
 
+/// The feeder: moves every enabled destination's new changes into its outbox, woken by the
+/// audience processor whose changes it follows. It runs where audiences run (the holder of
+/// bucket 0 in a cluster); a destination whose address this node refuses is not fed.
+pub(crate) struct Feeder {
+    pub batch: usize,
+    pub allow_private_addresses: bool,
+    /// Wakes this node's senders.
+    pub fed: Arc<tokio::sync::Notify>,
+}
+
+impl crate::runner::Processor for Feeder {
+    fn name(&self) -> &'static str {
+        DESTINATIONS
+    }
+
+    fn placement(&self) -> crate::runner::Placement {
+        crate::runner::Placement::Leader
+    }
+
+    fn step(&mut self, cx: &crate::runner::StepContext) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for d in cx
+            .store
+            .definitions(None)?
+            .into_iter()
+            .filter(|d| d.kind == DefinitionKind::Destination)
+        {
+            let Some(doc) = crate::audiences::readable::<DestinationDoc>(&d) else {
+                continue;
+            };
+            if !doc.enabled || outbound::check_url(&doc.url, self.allow_private_addresses).is_err()
+            {
+                continue;
+            }
+            // While the lane has as many requests open as it sends at once, its changes wait
+            // in the log: a slow receiver then gets fuller batches, not more of them.
+            let in_flight = u64::from(doc.max_in_flight.unwrap_or(1).clamp(1, 64));
+            if cx
+                .store
+                .open_rows(&d.workspace_id, &destination_lane(&d.id))?
+                >= in_flight
+            {
+                continue;
+            }
+            match feed(cx.store, &d.workspace_id, &d.id, &doc, self.batch, cx.now) {
+                Ok(true) => moved += 1,
+                Ok(false) => {}
+                // One destination that cannot be fed holds back no other.
+                Err(e) => {
+                    tracing::warn!(destination = %d.id, error = %e, "cannot move changes into the outbox")
+                }
+            }
+        }
+        if moved > 0 {
+            self.fed.notify_waiters();
+        }
+        Ok(moved)
+    }
+}
+
 /// The webhook-id of a row: the same on every attempt, after every crash.
 pub fn webhook_id(row: &OutboxRow) -> String {
     format!("msg_{}", row.id)
@@ -217,9 +278,12 @@ struct Shared {
     clock: Arc<dyn Clock>,
     config: SyncConfig,
     client: HttpClient,
-    ownership: Option<Arc<crate::cluster::Ownership>>,
     /// Prefix of this node's fencing tokens.
     node: String,
+    /// Notified when the feeder wrote rows.
+    fed: Arc<tokio::sync::Notify>,
+    /// Wakes the feeder when a request is settled (the lane may take more).
+    settled: Arc<crate::Wake>,
 }
 
 /// A running store call, off the async threads.
@@ -261,15 +325,6 @@ impl Lane {
 }
 
 impl Shared {
-    /// Whether this node feeds a destination: the holder of its bucket (every destination
-    /// when the node is alone).
-    fn feeds(&self, lane: &Lane) -> bool {
-        self.ownership.as_ref().is_none_or(|own| {
-            own.held()
-                .contains(&parcours_core::bucket::of(&lane.ws, Some(&lane.lane), None))
-        })
-    }
-
     fn token(&self) -> String {
         format!("{}:{:016x}", self.node, rand::rng().random::<u64>())
     }
@@ -292,23 +347,6 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut last_start: Option<Instant> = None;
     while !lane.cancelled() {
-        let mut moved = false;
-        if sh.feeds(&lane) {
-            let (st, l, batch, now) = (
-                sh.store.clone(),
-                lane.clone(),
-                sh.config.batch,
-                sh.clock.now(),
-            );
-            match blocking(move || feed(st.as_ref(), &l.ws, &l.id, &l.doc, batch, now)).await {
-                Ok(m) => moved = m,
-                Err(e) => {
-                    tracing::warn!(destination = %lane.id, error = %e, "cannot move changes into the outbox");
-                    lane.pause(Duration::from_millis(500)).await;
-                    continue;
-                }
-            }
-        }
         let (st, l, token, now) = (sh.store.clone(), lane.clone(), sh.token(), sh.clock.now());
         let lease = sh.config.lease;
         let claim_token = token.clone();
@@ -332,8 +370,11 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
             }
         };
         if rows.is_empty() {
-            if !moved {
-                lane.pause(sh.config.poll).await;
+            // Woken when the feeder on this node writes rows; rows written on another node
+            // (or due for a retry) are seen at the next look.
+            tokio::select! {
+                _ = sh.fed.notified() => {}
+                _ = lane.pause(sh.config.poll) => {}
             }
             continue;
         }
@@ -481,6 +522,7 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
             blocking(move || st.fail(row.id, &token, &attempt, retry_at)).await
         }
     };
+    sh.settled.notify();
     match settled {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
@@ -490,6 +532,14 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
             tracing::warn!(destination = %lane.id, webhook_id = %id, error = %e, "cannot record the delivery; the lease will run out and the row be sent again");
         }
     }
+}
+
+/// How the feeder and the senders wake each other.
+pub(crate) struct Signals {
+    /// The feeder wrote rows: senders look.
+    pub fed: Arc<tokio::sync::Notify>,
+    /// A sender settled a row: the feeder looks (the lane may take more).
+    pub settled: Arc<crate::Wake>,
 }
 
 struct Running {
@@ -508,7 +558,7 @@ pub(crate) fn start(
     board: StatusBoard,
     stop: Arc<AtomicBool>,
     ownership: Option<Arc<crate::cluster::Ownership>>,
-    health: Arc<crate::health::Health>,
+    signals: Signals,
 ) -> JoinHandle<()> {
     // Fencing tokens name the node that holds a row, for whoever reads the store.
     let node = ownership
@@ -534,28 +584,23 @@ pub(crate) fn start(
                     clock,
                     config,
                     client,
-                    ownership,
                     node,
+                    fed: signals.fed,
+                    settled: signals.settled,
                 });
-                supervise(sh, board, stop, health).await;
+                supervise(sh, board, stop).await;
             });
         })
         .expect("spawn the delivery thread")
 }
 
-async fn supervise(
-    sh: Arc<Shared>,
-    board: StatusBoard,
-    stop: Arc<AtomicBool>,
-    health: Arc<crate::health::Health>,
-) {
+async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
     let mut running: BTreeMap<(String, String), Running> = BTreeMap::new();
     let mut last_janitor = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let st = sh.store.clone();
         match blocking(move || st.definitions(None)).await {
             Ok(defs) => {
-                health.succeeded(DESTINATIONS, sh.clock.now());
                 let mut wanted = BTreeMap::new();
                 for d in defs
                     .into_iter()
@@ -640,7 +685,8 @@ async fn supervise(
                     );
                 }
             }
-            Err(e) => health.failed(DESTINATIONS, sh.clock.now(), &e),
+            // The feeder reads the same definitions and reports the failure to health.
+            Err(e) => tracing::warn!(error = %e, "cannot read the destinations"),
         }
         if last_janitor.elapsed() >= sh.config.lease / 2 {
             last_janitor = Instant::now();

@@ -152,6 +152,8 @@ impl Engine {
                 Some(audience_wake.clone()),
             ));
             if config.audiences {
+                let feed_wake = Arc::new(Wake::default());
+                let fed = Arc::new(tokio::sync::Notify::new());
                 threads.push(runner::spawn(
                     Box::new(audiences::AudienceProcessor::default().reporting_to(health.clone())),
                     runtime(),
@@ -160,6 +162,20 @@ impl Engine {
                         ..runner::RunnerConfig::default()
                     },
                     audience_wake.clone(),
+                    Some(feed_wake.clone()),
+                ));
+                threads.push(runner::spawn(
+                    Box::new(delivery::Feeder {
+                        batch: config.sync.batch,
+                        allow_private_addresses: config.sync.allow_private_addresses,
+                        fed: fed.clone(),
+                    }),
+                    runtime(),
+                    runner::RunnerConfig {
+                        idle: config.sync.poll,
+                        ..runner::RunnerConfig::default()
+                    },
+                    feed_wake.clone(),
                     None,
                 ));
                 threads.push(delivery::start(
@@ -169,7 +185,10 @@ impl Engine {
                     deliveries.clone(),
                     stop.clone(),
                     ownership.clone(),
-                    health.clone(),
+                    delivery::Signals {
+                        fed,
+                        settled: feed_wake,
+                    },
                 ));
             }
         }

@@ -326,6 +326,21 @@ impl Outbox for PgStore {
         rows.iter().map(outbox_row).collect()
     }
 
+    fn open_rows(&self, workspace: &str, destination: &str) -> Result<u64> {
+        let n: i64 = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM outbox WHERE workspace_id = $1 AND destination = $2
+                       AND state IN ('pending', 'leased')",
+                )
+                .bind(workspace)
+                .bind(destination)
+                .fetch_one(self.pool()),
+            )
+            .map_err(backend)?;
+        Ok(n.max(0) as u64)
+    }
+
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>> {
         let row = self
             .run(

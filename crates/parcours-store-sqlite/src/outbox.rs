@@ -302,6 +302,19 @@ impl Outbox for SqliteStore {
         })
     }
 
+    fn open_rows(&self, workspace: &str, destination: &str) -> Result<u64> {
+        self.read_projections(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM outbox INDEXED BY outbox_open
+                 WHERE workspace_id = ?1 AND destination = ?2 AND state IN ('pending', 'leased')",
+                params![workspace, destination],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+        })
+    }
+
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>> {
         self.read_projections(|conn| {
             conn.query_row(

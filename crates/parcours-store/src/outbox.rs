@@ -179,6 +179,8 @@ pub trait Outbox: Send + Sync {
     fn requeue(&self, workspace: &str, destination: &str, from_id: i64, now: Millis)
         -> Result<u64>;
     fn outbox_rows(&self, page: &OutboxPage) -> Result<Vec<OutboxRow>>;
+    /// How many rows of a lane are not settled (pending or leased).
+    fn open_rows(&self, workspace: &str, destination: &str) -> Result<u64>;
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>>;
     /// A row's attempts, oldest first.
     fn delivery_attempts(&self, workspace: &str, id: i64) -> Result<Vec<DeliveryAttempt>>;

@@ -173,6 +173,8 @@ pub fn outbox_retries_then_dead_letters_and_requeues(store: &dyn Store) {
         .is_empty());
     let s = store.outbox_summary("ws_a", "webhook:a").unwrap();
     assert_eq!((s.pending, s.leased, s.done, s.dead), (2, 0, 0, 0));
+    assert_eq!(store.open_rows("ws_a", "webhook:a").unwrap(), 2);
+    assert_eq!(store.open_rows("ws_a", "webhook:b").unwrap(), 0);
     let head = s.head.unwrap();
     assert_eq!(head.id, first);
     assert_eq!(head.last_error.as_deref(), Some("HTTP 503: busy"));
