@@ -584,6 +584,18 @@ async fn dead_requests_are_logged_and_replayed(backend: Backend) {
     )
     .await;
     assert_eq!(one["state"], "done", "{one}");
+    // Deleted, it is forgotten by the node's delivery; the others are still answered (the
+    // delivery supervisor once locked itself up forgetting a deleted destination).
+    let (status, _) = call(&t, "DELETE", "/api/v1/destinations/crm", json!(null)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&t, "GET", "/api/v1/destinations", json!(null)),
+    )
+    .await
+    .expect("the destinations are listed after a delete");
+    assert_eq!(listed, (200, json!({"destinations": []})));
     t.stop().await;
 }
 

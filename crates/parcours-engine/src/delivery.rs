@@ -69,11 +69,13 @@ impl StatusBoard {
             .cloned()
     }
 
-    fn retain(&self, keep: impl Fn(&(String, String)) -> bool) {
+    /// Keeps the notes `keep` accepts. `keep` is given each note: it must not call back
+    /// into the board (the lock is held).
+    fn retain(&self, keep: impl Fn(&(String, String), &LaneNote) -> bool) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| keep(k));
+            .retain(|k, note| keep(k, note));
     }
 }
 
@@ -602,11 +604,13 @@ async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
         match blocking(move || st.definitions(None)).await {
             Ok(defs) => {
                 let mut wanted = BTreeMap::new();
+                let mut present = std::collections::BTreeSet::new();
                 for d in defs
                     .into_iter()
                     .filter(|d| d.kind == DefinitionKind::Destination)
                 {
                     let key = (d.workspace_id.clone(), d.id.clone());
+                    present.insert(key.clone());
                     let note = |state| LaneNote {
                         state,
                         version: d.version,
@@ -631,12 +635,8 @@ async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
                         let _ = r.task.await;
                     }
                 }
-                board.retain(|k| {
-                    wanted.contains_key(k)
-                        || board
-                            .get(k)
-                            .is_some_and(|n| matches!(n.state, "paused" | "unreadable"))
-                });
+                // Forget deleted destinations.
+                board.retain(|k, _| present.contains(k));
                 for (key, (version, doc)) in wanted {
                     if running.contains_key(&key) {
                         continue;
