@@ -91,6 +91,16 @@ fn stale(id: i64) -> StoreError {
     StoreError::Conflict(format!("outbox row {id} is no longer held by this sender"))
 }
 
+/// An update of a row that only its lease holder may make changed it (one row), or the
+/// sender no longer holds it.
+fn held(id: i64, changed: u64) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(stale(id))
+    }
+}
+
 impl PgStore {
     /// Runs `sql` (bound to `id`, `token`, then `binds`) on a leased row and logs the
     /// attempt, in one transaction.
@@ -114,9 +124,7 @@ impl PgStore {
                 .await
                 .map_err(backend)?
                 .rows_affected();
-            if n != 1 {
-                return Err(stale(id));
-            }
+            held(id, n)?;
             log_attempt(&mut tx, attempt).await?;
             tx.commit().await.map_err(backend)
         })
@@ -195,11 +203,7 @@ impl Outbox for PgStore {
             )
             .map_err(backend)?
             .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(stale(id))
-        }
+        held(id, n)
     }
 
     fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()> {
@@ -261,11 +265,7 @@ impl Outbox for PgStore {
             )
             .map_err(backend)?
             .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(stale(id))
-        }
+        held(id, n)
     }
 
     fn reclaim_expired(&self, now: Millis) -> Result<u64> {

@@ -41,6 +41,10 @@ fn finish((mut row, state): (OutboxRow, String)) -> Result<OutboxRow> {
 
 /// Inserts rows inside the caller's transaction; a key already used is a conflict.
 pub(crate) fn insert_rows(conn: &Connection, rows: &[NewOutboxRow]) -> Result<()> {
+    // Most audience steps cause no effect: nothing to prepare.
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO outbox (workspace_id, destination, key, payload, items, state, not_before, created_at)
@@ -93,6 +97,16 @@ fn stale(id: i64) -> StoreError {
     StoreError::Conflict(format!("outbox row {id} is no longer held by this sender"))
 }
 
+/// An update of a row that only its lease holder may make changed it (one row), or the
+/// sender no longer holds it.
+fn held(id: i64, changed: usize) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(stale(id))
+    }
+}
+
 impl SqliteStore {
     /// Settles a leased row held by `token` (`update` answers how many rows it changed) and
     /// logs its attempt, in one transaction.
@@ -104,9 +118,7 @@ impl SqliteStore {
     ) -> Result<()> {
         let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;
-        if update(&tx).map_err(backend)? != 1 {
-            return Err(stale(id));
-        }
+        held(id, update(&tx).map_err(backend)?)?;
         log_attempt(&tx, attempt)?;
         tx.commit().map_err(backend)
     }
@@ -187,11 +199,7 @@ impl Outbox for SqliteStore {
                 params![id, token, lease_until],
             )
             .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(stale(id))
-        }
+        held(id, n)
     }
 
     fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()> {
@@ -238,11 +246,7 @@ impl Outbox for SqliteStore {
                 params![id, token],
             )
             .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(stale(id))
-        }
+        held(id, n)
     }
 
     fn reclaim_expired(&self, now: Millis) -> Result<u64> {
