@@ -657,6 +657,8 @@ fn processors(state: &AppState) -> Result<(Value, Option<ApiError>), ApiError> {
                 "last_success_at": h.last_success_at.map(iso),
                 "set_aside": h.set_aside,
                 "lag_events": lag,
+                // What this node did: in a cluster, how the work spreads over the nodes.
+                "items": h.items,
             }),
         );
     }

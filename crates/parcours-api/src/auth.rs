@@ -3,7 +3,7 @@
 use parcours_service::Actor;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,32 +16,42 @@ use crate::AppState;
 
 pub use parcours_service::secrets::{hash_secret, new_secret};
 
-/// Secrets recently found valid, by hash. An entry is trusted for [`CACHE_TTL`]: a key or
-/// token revoked on another node stops working here within that time (at once on this node).
+/// Secrets recently found valid, by hash, with when (the clock's monotonic time). An entry is
+/// trusted for [`CACHE_TTL`]: a key or token revoked on another node stops working here
+/// within that time (at once on this node).
 #[derive(Default)]
 pub struct AuthCache {
-    sources: RwLock<HashMap<String, (KeyGrant, Instant)>>,
-    tokens: RwLock<HashMap<String, (Token, Instant)>>,
+    sources: RwLock<HashMap<String, (KeyGrant, Duration)>>,
+    tokens: RwLock<HashMap<String, (Token, Duration)>>,
 }
 
 /// How long a looked-up secret is trusted without reading the store again.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
-fn cached<T: Clone>(map: &RwLock<HashMap<String, (T, Instant)>>, hash: &str) -> Option<T> {
+fn cached<T: Clone>(
+    map: &RwLock<HashMap<String, (T, Duration)>>,
+    hash: &str,
+    now: Duration,
+) -> Option<T> {
     let map = map.read().unwrap_or_else(|e| e.into_inner());
     map.get(hash)
-        .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+        .filter(|(_, at)| now.saturating_sub(*at) < CACHE_TTL)
         .map(|(v, _)| v.clone())
 }
 
-fn remember<T>(map: &RwLock<HashMap<String, (T, Instant)>>, hash: String, value: T) {
+fn remember<T>(
+    map: &RwLock<HashMap<String, (T, Duration)>>,
+    hash: String,
+    value: T,
+    now: Duration,
+) {
     let mut map = map.write().unwrap_or_else(|e| e.into_inner());
     // Stale entries go when the map grows, so that random keys cannot fill memory.
     if map.len() >= 10_000 {
-        map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        map.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_TTL);
     }
     if map.len() < 10_000 {
-        map.insert(hash, (value, Instant::now()));
+        map.insert(hash, (value, now));
     }
 }
 
@@ -52,7 +62,7 @@ impl AppState {
         key: &str,
     ) -> Result<Option<Source>, ApiError> {
         let hash = hash_secret(key);
-        let grant = match cached(&self.auth.sources, &hash) {
+        let grant = match cached(&self.auth.sources, &hash, self.engine.clock().monotonic()) {
             Some(g) => Some(g),
             None => {
                 let state = self.clone();
@@ -60,7 +70,12 @@ impl AppState {
                 let found =
                     blocking(move || Ok(state.engine.store().source_by_key_hash(&h)?)).await?;
                 if let Some(g) = &found {
-                    remember(&self.auth.sources, hash, g.clone());
+                    remember(
+                        &self.auth.sources,
+                        hash,
+                        g.clone(),
+                        self.engine.clock().monotonic(),
+                    );
                 }
                 found
             }
@@ -163,14 +178,19 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> 
 /// The admin token a secret is, or 401.
 pub(crate) async fn token_of(state: &Arc<AppState>, token: &str) -> Result<Token, ApiError> {
     let hash = hash_secret(token);
-    let found = match cached(&state.auth.tokens, &hash) {
+    let found = match cached(&state.auth.tokens, &hash, state.engine.clock().monotonic()) {
         Some(t) => Some(t),
         None => {
             let st = state.clone();
             let h = hash.clone();
             let found = blocking(move || Ok(st.engine.store().token_by_hash(&h)?)).await?;
             if let Some(t) = &found {
-                remember(&state.auth.tokens, hash, t.clone());
+                remember(
+                    &state.auth.tokens,
+                    hash,
+                    t.clone(),
+                    state.engine.clock().monotonic(),
+                );
             }
             found
         }

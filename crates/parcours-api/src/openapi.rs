@@ -363,7 +363,11 @@ json_schema!(
     StatusAnswer,
     json!({"type": "object", "required": ["events", "profiles", "processors", "unify_lag_events"], "properties": {
         "events": {"type": "integer"}, "profiles": {"type": "integer"}, "unify_lag_events": {"type": "integer"},
-        "buckets_held": {"type": ["array", "null"]}, "processors": {"type": "object"}}})
+        "buckets_held": {"type": ["integer", "null"]}, "processors": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["state", "failures", "set_aside", "items"], "properties": {
+                "state": {"type": "string", "enum": ["ok", "failing", "lagging", "standby"]},
+                "failures": {"type": "integer"}, "set_aside": {"type": "integer"},
+                "items": {"type": "integer"}, "lag_events": {"type": ["integer", "null"]}}}}}})
 );
 json_schema!(
     /// A profile's traits with the event that set each.

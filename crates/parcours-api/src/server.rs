@@ -207,22 +207,32 @@ fn too_large(size: Option<u64>, limit: usize) -> Response {
     ))
 }
 
-/// Reads and throws away what is left of a body, up to [`DISCARD_MAX_BYTES`] and until
-/// `deadline`. Returns whether it reached the end.
-async fn discard(mut body: Body, deadline: tokio::time::Instant) -> bool {
-    let mut read = 0usize;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                read += frame.data_ref().map_or(0, |d| d.len());
-                if read > DISCARD_MAX_BYTES {
-                    return false;
+/// Reads and throws away what is left of a body, up to [`DISCARD_MAX_BYTES`] and within
+/// `timeout`. Returns whether it reached the end.
+async fn discard(mut body: Body, timeout: Duration) -> bool {
+    let drain = async {
+        let mut read = 0usize;
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > DISCARD_MAX_BYTES {
+                        return false;
+                    }
                 }
+                None => return true,
+                Some(Err(_)) => return false,
             }
-            Ok(None) => return true,
-            Ok(Some(Err(_))) | Err(_) => return false,
         }
-    }
+    };
+    tokio::time::timeout(timeout, drain).await.unwrap_or(false)
+}
+
+/// How reading a body within its limit ended.
+enum Reading {
+    Complete,
+    TooLarge,
+    Broken(axum::Error),
 }
 
 /// The 413 for a body over its limit: at once to a client waiting for `100 Continue` (it
@@ -235,7 +245,7 @@ async fn refuse_body(
     expects_continue: bool,
     timeout: Duration,
 ) -> Response {
-    let drained = !expects_continue && discard(body, tokio::time::Instant::now() + timeout).await;
+    let drained = !expects_continue && discard(body, timeout).await;
     let mut r = too_large(declared, limit);
     if drained {
         r.headers_mut().remove(header::CONNECTION);
@@ -262,34 +272,35 @@ pub async fn guard_body(State(state): State<Arc<AppState>>, req: Request, next: 
     if declared.is_some_and(|n| n > limit as u64) {
         return refuse_body(body, declared, limit, expects_continue, timeout).await;
     }
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut body = body;
     let mut read = bytes::BytesMut::new();
-    let outcome = loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    read.extend_from_slice(data);
+    let reading = async {
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        read.extend_from_slice(data);
+                    }
+                    // Sent without a length (chunked), it is found over the limit as it arrives.
+                    if read.len() > limit {
+                        return Reading::TooLarge;
+                    }
                 }
-                // Sent without a length (chunked), it is found over the limit as it arrives.
-                if read.len() > limit {
-                    return refuse_body(body, None, limit, false, timeout).await;
-                }
+                None => return Reading::Complete,
+                Some(Err(e)) => return Reading::Broken(e),
             }
-            Ok(None) => break Ok(read.freeze()),
-            Ok(Some(Err(e))) => break Err(Some(e)),
-            Err(_) => break Err(None),
         }
     };
-    let bytes = match outcome {
-        Ok(bytes) => bytes,
-        Err(Some(e)) => {
+    let bytes = match tokio::time::timeout(timeout, reading).await {
+        Ok(Reading::Complete) => read.freeze(),
+        Ok(Reading::TooLarge) => return refuse_body(body, None, limit, false, timeout).await,
+        Ok(Reading::Broken(e)) => {
             return closing(ApiError::bad_request(
                 "invalid_body",
                 format!("the request body could not be read: {e}"),
             ))
         }
-        Err(None) => {
+        Err(_) => {
             return closing(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",

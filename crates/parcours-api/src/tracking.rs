@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -150,7 +149,10 @@ async fn ingest(
     if let Some(refused) = crate::browser::refused_origin(&source, &headers) {
         return Ok(refused);
     }
-    if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
+    if let Some(retry_after) = state
+        .limiter
+        .check(&source.workspace_id, state.engine.clock().monotonic())
+    {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -318,7 +320,8 @@ fn message_id(now: i64) -> String {
 /// A token bucket per workspace.
 pub struct RateLimiter {
     per_second: u32,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Tokens left, and when they were counted (the clock's monotonic time).
+    buckets: Mutex<HashMap<String, (f64, std::time::Duration)>>,
 }
 
 impl RateLimiter {
@@ -329,16 +332,16 @@ impl RateLimiter {
         }
     }
 
-    /// `None` if the request may go, else the seconds to wait.
-    pub fn check(&self, workspace: &str) -> Option<u64> {
+    /// `None` if the request may go, else the seconds to wait. `now` is the clock's
+    /// monotonic time.
+    pub fn check(&self, workspace: &str, now: std::time::Duration) -> Option<u64> {
         if self.per_second == 0 {
             return None;
         }
         let rate = self.per_second as f64;
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = buckets.entry(workspace.to_string()).or_insert((rate, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+        *tokens = (*tokens + now.saturating_sub(*last).as_secs_f64() * rate).min(rate);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;

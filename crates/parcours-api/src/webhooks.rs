@@ -159,7 +159,10 @@ pub async fn receive(
     }
     let mut raw_headers = raw_headers;
     let body = crate::server::decode(&mut raw_headers, body, parcours_core::spec::MAX_BATCH_BYTES)?;
-    if let Some(retry_after) = state.limiter.check(&source.workspace_id) {
+    if let Some(retry_after) = state
+        .limiter
+        .check(&source.workspace_id, state.engine.clock().monotonic())
+    {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use parcours_core::spec::{check_event, parse_envelope, Checked, Edge};
 use parcours_core::time::Clock;
@@ -70,7 +72,7 @@ async fn drive(
     concurrency: usize,
 ) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
+    let started = Moment::now();
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let (client, next, bodies, key) = (
@@ -84,7 +86,7 @@ async fn drive(
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
-                let t = Instant::now();
+                let t = Moment::now();
                 let resp = client
                     .track("/v1/batch", &key, body.clone())
                     .await
@@ -138,7 +140,13 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
         Durability::Full
     };
     let rows = accepted_rows(&bodies);
-    let baseline = raw_insert_baseline(&dir.join("baseline.sqlite3"), durability, &rows, b.batch)?;
+    let baseline = raw_insert_baseline(
+        &dir.join("baseline.sqlite3"),
+        durability,
+        &rows,
+        b.batch,
+        &parcours_engine::SystemClock,
+    )?;
     let baseline_rate = total as f64 / baseline.as_secs_f64();
     drop(rows);
 
@@ -153,7 +161,7 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
     let p = bootstrap(store.as_ref(), &config, SystemClock.now())?.expect("fresh store");
     let node = Node::start(&config, store.clone()).await?;
     let client = Client::new(node.url());
-    let started = Instant::now();
+    let started = Moment::now();
     let (acked, latencies) = drive(&[client], &bodies, &p.write_key, b.concurrency).await?;
     let unified_during = store.processed_seq()?;
     if b.unify {
@@ -167,7 +175,7 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
         "stored {stored} events, expected {total}"
     );
 
-    let replay_started = Instant::now();
+    let replay_started = Moment::now();
     parcours_engine::replay(
         store.as_ref(),
         SystemClock.now(),
@@ -276,7 +284,7 @@ async fn ingest_postgres(b: IngestBench, url: &str) -> anyhow::Result<()> {
                 let pg = PgStore::connect(&PgConfig::new(&scratch_url))?;
                 let rows = accepted_rows(&bodies);
                 eprintln!("measuring the COPY baseline…");
-                baseline = Some(pg.copy_baseline(&rows, 5_000)?);
+                baseline = Some(pg.copy_baseline(&rows, 5_000, &parcours_engine::SystemClock)?);
             }
             let p = bootstrap(first.as_ref(), &config, SystemClock.now())?.expect("fresh database");
             let mut running = Vec::new();
@@ -293,7 +301,7 @@ async fn ingest_postgres(b: IngestBench, url: &str) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(if nodes > 1 { 1_500 } else { 300 })).await;
             let clients: Vec<Client> = running.iter().map(|n| Client::new(n.url())).collect();
             eprintln!("{nodes} node(s): sending {total} events…");
-            let started = Instant::now();
+            let started = Moment::now();
             let (acked, latencies) = drive(&clients, &bodies, &p.write_key, b.concurrency).await?;
             let unified = if b.unify {
                 running[0]

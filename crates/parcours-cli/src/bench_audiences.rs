@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use parcours_core::audience;
 use parcours_core::spec::{check_event, Checked, Edge};
@@ -163,14 +165,14 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
         })
     };
     // The watcher notes when each probe's entry is committed.
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<String, Moment>>> = Arc::default();
     let watcher = {
         let (store, seen, stop) = (store.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
             let mut cursor = 0;
             while !stop.load(Ordering::SeqCst) {
                 let changes = store.changes_after(cursor, 1_000)?;
-                let at = Instant::now();
+                let at = Moment::now();
                 for c in &changes {
                     if c.audience_id == "probe" && c.entered {
                         seen.lock().unwrap().insert(c.cause.clone(), at);
@@ -186,15 +188,15 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let bg_before = sent_bg.load(Ordering::SeqCst);
-    let started = Instant::now();
-    let mut probes: Vec<(String, Instant, Duration)> = Vec::new();
+    let started = Moment::now();
+    let mut probes: Vec<(String, Moment, Duration)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / b.probes as f64));
     for i in 0..b.seconds as usize * b.probes {
         tick.tick().await;
         let id = format!("probe-{now}-{i}");
         let body =
             json!({"userId": format!("probe-{i}"), "event": "Probe Clicked", "messageId": id});
-        let sent = Instant::now();
+        let sent = Moment::now();
         let r = client
             .track("/v1/track", &p.write_key, body.to_string())
             .await
@@ -205,8 +207,8 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
     let window = started.elapsed();
     let bg_rate = (sent_bg.load(Ordering::SeqCst) - bg_before) as f64 / window.as_secs_f64();
     // Every probe must enter; give the stragglers a moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().len() < probes.len() && Instant::now() < deadline {
+    let deadline = Moment::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < probes.len() && Moment::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::SeqCst);
@@ -300,7 +302,7 @@ async fn build(
     );
     let total = b.profiles * b.events_per_profile;
     let now = SystemClock.now();
-    let started = Instant::now();
+    let started = Moment::now();
     let mut rng = SmallRng::seed_from_u64(11);
     let chunk = 5_000;
     let mut n = 0;
@@ -372,7 +374,7 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
     let profiles = store.profile_count(&ws)?;
     // Baseline: one scan of every event through the store.
     let scan = {
-        let started = Instant::now();
+        let started = Moment::now();
         let (mut seq, mut read) = (0, 0u64);
         loop {
             let page = store.events_after(seq, 10_000)?;
@@ -385,7 +387,7 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
     };
     // The processor is up to date with the log (as on a running node); then a new audience
     // and a new computed trait arrive.
-    parcours_engine::audiences::follow_from(store.as_ref(), store.processed_seq()?)?;
+    parcours_engine::audiences::forget_waiting(store.as_ref())?;
     for d in store.definitions(Some(&ws))? {
         // Audiences of an earlier run on this store would be evaluated too.
         parcours_engine::audiences::delete_definition(store.as_ref(), &ws, d.kind, &d.id)
@@ -400,7 +402,7 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
         r#"did "Order Completed" sum of revenue >= 1000 within 365 days and seen on store"#,
         run,
     )?;
-    let started = Instant::now();
+    let started = Moment::now();
     let mut processor = AudienceProcessor::default();
     let (st, ws2, id2) = (store.clone(), ws.clone(), id.clone());
     // Instants at which the log is read (the first half of the progress) and its events

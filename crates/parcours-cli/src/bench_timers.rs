@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use anyhow::{bail, Context};
 use parcours_core::time::{Clock, Millis};
@@ -142,10 +144,10 @@ pub fn fire(dir: &Path, n: usize, page: usize, deadline_secs: u64) -> anyhow::Re
         duplicates: 0,
         lateness: Vec::with_capacity(n),
     };
-    let started = Instant::now();
+    let started = Moment::now();
     let deadline = started + Duration::from_secs(deadline_secs);
     let mut fired = 0u64;
-    while (fired as usize) < n && Instant::now() < deadline {
+    while (fired as usize) < n && Moment::now() < deadline {
         match scheduler.step(&mut tally)? {
             Step::Fired(k) => fired += k,
             Step::Idle(wait) => std::thread::sleep(wait),
@@ -229,7 +231,7 @@ pub fn run(b: TimerBench) -> anyhow::Result<()> {
     let dir = scratch("schedule")?;
     let started = SystemClock.now();
     let base = started + b.lead_secs as i64 * 1_000;
-    let write_started = Instant::now();
+    let write_started = Moment::now();
     {
         let store = SqliteStore::open(dir.join("parcours.sqlite3"), Durability::Normal)?;
         write(&store, n, |i| due(base, spread, i, n))?;

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -368,7 +370,7 @@ impl DemoLoad {
         } else {
             ProgressBar::hidden()
         };
-        let started = Instant::now();
+        let started = Moment::now();
         let mut sent = 0u64;
         // One request at a time, in time order, as a brand's systems send their own events.
         for (source, n, body) in bodies {
@@ -412,12 +414,12 @@ impl DemoLoad {
 
 /// Waits until unify has applied every event in the log (for at most ten minutes).
 async fn wait_unified(store: &dyn Store) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Moment::now() + Duration::from_secs(600);
     loop {
         if store.processed_seq()? >= store.last_seq()? {
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if Moment::now() > deadline {
             bail!("unify did not catch up within ten minutes");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -777,7 +779,7 @@ pub fn replay(config: &Config) -> anyhow::Result<()> {
     }
     let total = store.last_seq()?.max(0) as u64;
     let pb = bar(total, "replaying");
-    let started = Instant::now();
+    let started = Moment::now();
     let report = parcours_engine::replay(
         store.as_ref(),
         now(),
@@ -1117,12 +1119,12 @@ fn demo_rfm(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
 /// Waits until every audience of the workspace is computed and the processor has caught up
 /// with the log; returns (name, size) of each.
 async fn audiences_settled(store: &dyn Store, ws: &str) -> anyhow::Result<Vec<(String, u64)>> {
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Moment::now() + Duration::from_secs(300);
     loop {
         let defs = store.definitions(Some(ws))?;
         let ready = defs.iter().all(|d| d.computed_version >= d.version);
-        let caught_up = store.audience_cursor("audiences")? >= store.processed_seq()?;
-        if (ready && caught_up) || Instant::now() > deadline {
+        let caught_up = parcours_engine::audiences::position(store)? >= store.processed_seq()?;
+        if (ready && caught_up) || Moment::now() > deadline {
             let mut out = Vec::new();
             for d in defs
                 .iter()

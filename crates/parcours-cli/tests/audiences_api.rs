@@ -4,7 +4,9 @@
 #[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use common::{call, start_on, Backend, TestNode, ADMIN};
 use parcours_core::adhash::sha256_hex;
@@ -23,7 +25,7 @@ async fn text(t: &TestNode, path: &str) -> (u16, String, String) {
 
 /// Waits until the audience has `size` members (the processor runs in the background).
 async fn size_becomes(t: &TestNode, audience: &str, size: u64) -> Value {
-    let start = Instant::now();
+    let start = Moment::now();
     loop {
         let (status, a) = t.get(&format!("/api/v1/audiences/{audience}")).await;
         assert_eq!(status, 200, "{a}");

@@ -10,7 +10,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use parcours_cli::node::DEFAULT_WORKSPACE;
 use parcours_store::{Audiences, Cluster as _, EventLog, Projections};
@@ -85,7 +87,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     let store = PgStore::connect(&PgConfig::new(db.url())).unwrap();
 
     // The buckets spread over the three nodes.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Moment::now() + Duration::from_secs(20);
     loop {
         let held = holders(&store, now_ms());
         // Shares of ceil(256 / 3) = 86, the last node taking what is left.
@@ -95,7 +97,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "buckets never spread: {held:?}");
+        assert!(Moment::now() < deadline, "buckets never spread: {held:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every node serves the admin API too.
@@ -167,13 +169,38 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         }));
     }
 
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Moment::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 3_000 {
-        assert!(Instant::now() < deadline, "the stream did not get going");
+        assert!(Moment::now() < deadline, "the stream did not get going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The victim is the holder of bucket 0, where the audience processor runs: it has to
-    // move too.
+    // Audience work is spread: every node evaluates the profiles of its own buckets (the
+    // holder of bucket 0 also ran the full computation of "engaged").
+    let deadline = Moment::now() + Duration::from_secs(30);
+    loop {
+        let mut items = Vec::new();
+        for node in cluster.live() {
+            let s = node
+                .client()
+                .get("/api/v1/status", ADMIN)
+                .await
+                .unwrap()
+                .json();
+            let done = s["processors"]["audiences"]["items"].as_u64().unwrap_or(0);
+            items.push((node.id.clone(), s["buckets_held"].clone(), done));
+        }
+        if items.iter().all(|(_, _, done)| *done > 0) {
+            eprintln!("audience items per node (node, buckets held, items): {items:?}");
+            break;
+        }
+        assert!(
+            Moment::now() < deadline,
+            "audience work did not spread over the nodes: {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The victim is the holder of bucket 0, where full computations and deliveries run: they
+    // have to move too.
     let leader = store
         .leases()
         .unwrap()
@@ -190,7 +217,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     let before_kill = holders(&store, now_ms());
     let victim_buckets = before_kill[victim];
     cluster.kill(index);
-    let killed_at = Instant::now();
+    let killed_at = Moment::now();
     // Clients keep trying the dead node for a moment (refused, retried elsewhere), as they
     // would until a load balancer's health check notices.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -220,10 +247,10 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
 
     // Keep streaming a little on the two survivors, then stop.
     let until = acked.lock().unwrap().len() + 2_000;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Moment::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < until {
         assert!(
-            Instant::now() < deadline,
+            Moment::now() < deadline,
             "the stream stalled after the kill"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -240,10 +267,10 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     );
 
     // The survivors apply everything.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Moment::now() + Duration::from_secs(120);
     while store.processed_seq().unwrap() < store.last_seq().unwrap() {
         assert!(
-            Instant::now() < deadline,
+            Moment::now() < deadline,
             "unify never caught up: {} < {}\n{}",
             store.processed_seq().unwrap(),
             store.last_seq().unwrap(),
@@ -251,9 +278,9 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The audience processor (on the holder of bucket 0) catches up too, and unify applies
-    // the `Audience Entered` and `Audience Exited` events it appends.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // The audience processors (each node's, on its buckets) catch up too, and unify applies
+    // the `Audience Entered` and `Audience Exited` events the leader publishes.
+    let deadline = Moment::now() + Duration::from_secs(120);
     let mut quiet = 0;
     while quiet < 2 {
         let r = cluster.live()[0]
@@ -265,10 +292,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         let caught_up = s["processors"]["audiences"]["lag_events"] == 0
             && store.processed_seq().unwrap() == store.last_seq().unwrap();
         quiet = if caught_up { quiet + 1 } else { 0 };
-        assert!(
-            Instant::now() < deadline,
-            "audiences never caught up: {s:?}"
-        );
+        assert!(Moment::now() < deadline, "audiences never caught up: {s:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A replay would fight the running nodes: it refuses, naming them.

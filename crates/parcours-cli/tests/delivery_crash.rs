@@ -9,7 +9,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -248,7 +250,7 @@ fn plan_batch(rng: &mut rand::rngs::StdRng, round: usize) -> Vec<Value> {
 /// Waits until unify and audiences have caught up and every destination has sent
 /// everything, and every receiver holds the same changes; returns their ids.
 async fn caught_up(node: &Node, receivers: &[(&str, Arc<Receiver>)]) -> BTreeSet<i64> {
-    let start = Instant::now();
+    let start = Moment::now();
     loop {
         let (_, status) = node.admin("GET", "/api/v1/status", json!(null)).await;
         let lagging =
@@ -314,7 +316,7 @@ async fn crash_and_restart(backend: Backend) {
     // Changes stream while the node is killed at random moments and started again.
     let mut rng = rand::rngs::StdRng::seed_from_u64(15);
     let mut kills = 0;
-    let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(500..2_500));
+    let mut next_kill = Moment::now() + Duration::from_millis(rng.random_range(500..2_500));
     let mut round = 0;
     while kills < 5 {
         let batch = plan_batch(&mut rng, round);
@@ -323,12 +325,12 @@ async fn crash_and_restart(backend: Backend) {
         }
         round += 1;
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..120))).await;
-        if Instant::now() >= next_kill {
+        if Moment::now() >= next_kill {
             node.kill();
             kills += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
             node.start();
-            next_kill = Instant::now() + Duration::from_millis(rng.random_range(500..2_500));
+            next_kill = Moment::now() + Duration::from_millis(rng.random_range(500..2_500));
         }
     }
     // Every receiver holds every change: the same change ids, all of them, and the changes

@@ -6,7 +6,9 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,7 +29,7 @@ struct Received {
     headers: HeaderMap,
     raw: Bytes,
     body: Value,
-    at: Instant,
+    at: Moment,
 }
 
 /// How the receiver answers: fail the first `fail` requests with `status`; hold every request
@@ -50,7 +52,7 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
             headers,
             body: serde_json::from_slice(&body).unwrap(),
             raw: body,
-            at: Instant::now(),
+            at: Moment::now(),
         });
         got.len()
     };
@@ -103,7 +105,7 @@ impl Receiver {
     }
 
     async fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
-        let start = Instant::now();
+        let start = Moment::now();
         while !done(self) {
             assert!(
                 start.elapsed() < Duration::from_secs(30),

@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use parcours_store::EventLog;
 use parcours_store_sqlite::{Durability, SqliteStore};
@@ -32,8 +34,8 @@ fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
 }
 
 async fn wait_ready(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
+    let deadline = Moment::now() + Duration::from_secs(30);
+    while Moment::now() < deadline {
         if let Ok(r) = client.get("/readyz", "").await {
             if r.status == 200 {
                 return;
@@ -76,8 +78,8 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event_and_duplicates_none()
         }));
     }
     // Kill in the middle of the stream, once it is well under way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 2_000 && Instant::now() < deadline {
+    let deadline = Moment::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 2_000 && Moment::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().expect("SIGKILL");

@@ -6,7 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 fn parcours() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_parcours"));
@@ -53,8 +55,8 @@ fn serve_until(dir: &std::path::Path, port: u16, until: &str) -> (Child, Vec<Str
         }
     });
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
+    let deadline = Moment::now() + Duration::from_secs(30);
+    while Moment::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
             let done = line.contains(until);
             lines.push(line);
@@ -69,9 +71,9 @@ fn serve_until(dir: &std::path::Path, port: u16, until: &str) -> (Child, Vec<Str
 }
 
 fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Moment::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        assert!(Moment::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -208,8 +210,8 @@ fn the_demo_answers_while_its_history_loads() {
         }
     });
     let next = |what: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
+        let deadline = Moment::now() + Duration::from_secs(120);
+        while Moment::now() < deadline {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
                 if line.contains(what) {
                     return line;
@@ -225,7 +227,7 @@ fn the_demo_answers_while_its_history_loads() {
         .unwrap()
         .to_string();
     // Answered at once, before the history is in.
-    let started = Instant::now();
+    let started = Moment::now();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = parcours_testkit::http::Client::new(format!("http://127.0.0.1:{port}"));
     let status = rt.block_on(client.get("/api/v1/status", &token)).unwrap();

@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use parcours_engine::clock::Moment;
+
 use common::{eventually, start_on, Backend, TestNode, ADMIN, WRITE_KEY};
 use parcours_cli::commands::{export, import};
 use parcours_cli::config::Config;
@@ -73,7 +75,7 @@ async fn poison_events_are_quarantined_and_stop_nobody(backend: Backend) {
         200
     );
     // The same workspace and another one go on, within a second.
-    let sent = tokio::time::Instant::now();
+    let sent = Moment::now();
     let r = t
         .client
         .track(
@@ -730,7 +732,9 @@ async fn an_event_the_store_refuses_is_found_and_set_aside() {
 }
 
 mod slow_clients {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+
+    use parcours_engine::clock::Moment;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -754,7 +758,7 @@ mod slow_clients {
 
     /// Reads until the server closes the connection; what it sent, and how long it took.
     async fn until_closed(mut s: TcpStream, limit: Duration) -> (String, Duration) {
-        let started = Instant::now();
+        let started = Moment::now();
         let mut out = Vec::new();
         let read = tokio::time::timeout(limit, s.read_to_end(&mut out)).await;
         assert!(read.is_ok(), "still open after {limit:?}");

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use parcours_engine::clock::Moment;
 
 use common::{eventually, Backend};
 use parcours_store_postgres::testing::TempDatabase;
@@ -96,12 +98,12 @@ impl Answers {
 async fn valid_traffic(
     client: Client,
     worker: usize,
-    until: Instant,
+    until: Moment,
     acked: Arc<Mutex<BTreeMap<String, usize>>>,
     answers: Arc<Answers>,
 ) {
     let mut round = 0;
-    while Instant::now() < until {
+    while Moment::now() < until {
         let batch: Vec<(String, Value)> = (0..20)
             .map(|j| {
                 let user = format!("s{}", (worker * 7919 + round * 20 + j) % CUSTOMERS);
@@ -152,10 +154,10 @@ fn poison_bodies() -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn poison_traffic(client: Client, until: Instant, answers: Arc<Answers>) {
+async fn poison_traffic(client: Client, until: Moment, answers: Arc<Answers>) {
     let bodies = poison_bodies();
     let mut i = 0;
-    while Instant::now() < until {
+    while Moment::now() < until {
         let (path, body) = &bodies[i % bodies.len()];
         let r = client.track(path, WRITE_KEY, body.clone()).await;
         answers.record("poison", r.map_or(0, |r| r.status));
@@ -166,7 +168,7 @@ async fn poison_traffic(client: Client, until: Instant, answers: Arc<Answers>) {
 async fn definition_traffic(
     client: Client,
     marketer: String,
-    until: Instant,
+    until: Moment,
     answers: Arc<Answers>,
 ) {
     let bad = [
@@ -179,7 +181,7 @@ async fn definition_traffic(
         json!({"id": "inward", "name": "I", "url": "http://169.254.169.254/latest/meta-data/"}),
     ];
     let mut i = 0;
-    while Instant::now() < until {
+    while Moment::now() < until {
         let body = &bad[i % bad.len()];
         let path = if body.get("url").is_some() {
             "/api/v1/destinations"
@@ -214,11 +216,11 @@ async fn definition_traffic(
     }
 }
 
-async fn malformed_traffic(client: Client, until: Instant, answers: Arc<Answers>) {
+async fn malformed_traffic(client: Client, until: Moment, answers: Arc<Answers>) {
     let auth = format!("Bearer {ADMIN}");
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024 + 10));
     let mut i = 0;
-    while Instant::now() < until {
+    while Moment::now() < until {
         let (method, path, body) = match i % 6 {
             0 => (
                 hyper::Method::GET,
@@ -249,7 +251,7 @@ async fn malformed_traffic(client: Client, until: Instant, answers: Arc<Answers>
 
 /// Slow and greedy connections: partial request lines, headers and bodies left hanging, and
 /// an oversized body announced with `Expect: 100-continue`.
-async fn slow_traffic(addr: String, until: Instant, answers: Arc<Answers>) {
+async fn slow_traffic(addr: String, until: Moment, answers: Arc<Answers>) {
     let auth = format!("Basic {}", parcours_testkit::http::basic(WRITE_KEY));
     let partial = [
         "POST /v1/track HT".to_string(),
@@ -259,7 +261,7 @@ async fn slow_traffic(addr: String, until: Instant, answers: Arc<Answers>) {
     ];
     let mut held = Vec::new();
     let mut i = 0;
-    while Instant::now() < until {
+    while Moment::now() < until {
         if let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await {
             let _ = s.write_all(partial[i % partial.len()].as_bytes()).await;
             held.push(s);
@@ -288,7 +290,7 @@ async fn soak(backend: Backend) {
     assert_eq!(r.status, 201);
     let marketer = r.json()["secret"].as_str().unwrap().to_string();
 
-    let until = Instant::now() + TRAFFIC;
+    let until = Moment::now() + TRAFFIC;
     let acked: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let answers: Arc<Answers> = Arc::default();
     let mut tasks = Vec::new();
@@ -419,7 +421,7 @@ async fn soak(backend: Backend) {
         .status()
         .unwrap()
         .success());
-    let stopped = Instant::now();
+    let stopped = Moment::now();
     let status = loop {
         if let Some(s) = served.child.try_wait().unwrap() {
             break s;

@@ -342,9 +342,10 @@ async fn read_stream(
     conn.write_all(request.as_bytes()).await.unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = parcours_engine::clock::Moment::now() + within;
     while !done(&seen) {
-        let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
+        let left = deadline.saturating_duration_since(parcours_engine::clock::Moment::now());
+        let n = tokio::time::timeout(left, conn.read(&mut buf))
             .await
             .unwrap_or_else(|_| panic!("the stream did not show it within {within:?}: {seen}"))
             .unwrap();

@@ -6,10 +6,30 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
-/// The source of "now". Domain code takes a `Millis`; the runtime asks a `Clock` for it, and
-/// tests inject a virtual one.
+/// The source of "now", and of every wait on time. Domain code takes a `Millis`; the runtime
+/// asks a `Clock` for it, measures durations and sleeps through it, and tests inject a
+/// manual one that they move by hand.
 pub trait Clock: Send + Sync {
+    /// Wall time.
     fn now(&self) -> Millis;
+
+    /// Monotonic time since an arbitrary start, for durations (latencies, budgets, rate
+    /// limits, caches' ages): steps of the wall clock do not move it.
+    fn monotonic(&self) -> std::time::Duration;
+
+    /// Waits until the clock reads `until` or later, or until `at_most` of waiting has
+    /// passed, whichever comes first (a loop that must notice a stop request passes a short
+    /// `at_most` and looks again). A manual clock returns as soon as a test moves it there.
+    fn sleep_until(&self, until: Millis, at_most: std::time::Duration);
+
+    /// Waits `d` by this clock, in slices of at most `slice`, giving up early once `stop`
+    /// says so.
+    fn pause(&self, d: std::time::Duration, slice: std::time::Duration, stop: &dyn Fn() -> bool) {
+        let until = self.now().saturating_add(d.as_millis() as Millis);
+        while !stop() && self.now() < until {
+            self.sleep_until(until, slice);
+        }
+    }
 }
 
 /// Parses an ISO-8601 / RFC 3339 timestamp into milliseconds. Timestamps without a zone are

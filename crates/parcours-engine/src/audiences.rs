@@ -19,11 +19,12 @@ use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::{AnalyticsOptOut, IdentityRules, UnknownConsent};
 use parcours_core::spec::{AcceptedEvent, EventType};
-use parcours_core::time::Millis;
+use parcours_core::time::{Clock, Millis};
 use parcours_core::Channel;
 use parcours_store::{
-    AudienceWrite, ComputationProgress, ComputedValue, CursorMove, DefinitionKind, IngestBatch,
-    MembershipChange, ReevaluationTimer, Result, Store, StoreError, StoredEvent,
+    AudienceWrite, ComputationProgress, ComputedValue, CursorMove, DefinitionKind,
+    DefinitionVersion, DefinitionsSeen, Fence, IngestBatch, MembershipChange, ReevaluationTimer,
+    Result, SettledWork, Store, StoreError, StoredEvent, WorkScope,
 };
 use serde_json::{json, Value};
 
@@ -35,12 +36,7 @@ pub const AUDIENCE_EXITED: &str = "Audience Exited";
 /// now belong to another after a late event or an undo), with the profile that took over.
 pub const PROFILE_RETIRED: &str = "Profile Retired";
 
-const CURSOR: &str = "audiences";
 const PUBLISHED: &str = "published";
-/// The processor's place in the unify processor's journal of reshaped profiles.
-const RESHAPED: &str = "reshaped";
-/// Journal rows followed between two prunings of the journal.
-const JOURNAL_PRUNE: i64 = 10_000;
 
 /// How many replays rebuilt the projections (and, per workspace, `replayed:WS`: the last replay
 /// whose retired ids the workspace's computation took out of its audiences).
@@ -86,6 +82,9 @@ pub struct WorkspaceDefs {
     every_event: bool,
     /// The workspace's rules (which profile holds an event; what unknown consent counts as).
     pub rules: IdentityRules,
+    /// Its audiences and computed traits as read (unreadable ones included), which a write
+    /// of real-time evaluations checks are unchanged ([`DefinitionsSeen`]).
+    seen: Vec<DefinitionVersion>,
 }
 
 impl WorkspaceDefs {
@@ -193,8 +192,23 @@ pub fn load_definitions(
     workspace: Option<&str>,
 ) -> Result<BTreeMap<String, WorkspaceDefs>> {
     let mut raw: BTreeMap<String, (Vec<AudienceDef>, Vec<TraitDef>)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, Vec<DefinitionVersion>> = BTreeMap::new();
     for d in store.definitions(workspace)? {
         let slot = raw.entry(d.workspace_id.clone()).or_default();
+        if d.kind != DefinitionKind::Destination {
+            let rfm = d.kind == DefinitionKind::ComputedTrait
+                && serde_json::from_value::<ComputedTrait>(d.doc.clone())
+                    .is_ok_and(|t| t.kind == Kind::Rfm);
+            seen.entry(d.workspace_id.clone())
+                .or_default()
+                .push(DefinitionVersion {
+                    kind: d.kind,
+                    id: d.id.clone(),
+                    version: d.version,
+                    // RFM scores are computed by their own pass, whatever else runs.
+                    computed: !rfm && d.computed_version >= d.version,
+                });
+        }
         match d.kind {
             DefinitionKind::Audience => {
                 let Some(doc) = readable::<AudienceDoc>(&d) else {
@@ -273,9 +287,12 @@ pub fn load_definitions(
         let reads_profile = audiences.iter().any(|a| a.reads_profile);
         let every_event = audiences.iter().any(|a| a.condition.reads_every_event());
         let ws_rules = rules.remove(&ws).unwrap_or_default();
+        let mut ws_seen = seen.remove(&ws).unwrap_or_default();
+        ws_seen.sort();
         out.insert(
             ws,
             WorkspaceDefs {
+                seen: ws_seen,
                 audiences,
                 traits,
                 names,
@@ -384,7 +401,8 @@ struct Step {
 }
 
 /// Re-evaluates one profile and adds what changed to `out`. `now` is the instant evaluated
-/// (and the time of the changes); `cause` says why.
+/// (and the time of the changes); `cause` says why. Only the events some definition names
+/// are read (all of them when one reads events of any name).
 fn evaluate_profile(
     store: &dyn Store,
     ws: &str,
@@ -394,10 +412,10 @@ fn evaluate_profile(
     trigger: Trigger<'_>,
     out: &mut Step,
 ) -> Result<()> {
-    let Some(l) = load_profile(store, ws, defs, profile_id)? else {
+    let Some(profile) = store.profile(ws, profile_id)? else {
         return Ok(());
     };
-    let pid = l.profile.id.clone();
+    let pid = profile.id.clone();
     // Two ids of one person (a merged one and its winner) are evaluated once per step: the
     // second would not see the first's changes.
     if !out.seen.insert((ws.to_string(), pid.clone())) {
@@ -414,8 +432,33 @@ fn evaluate_profile(
             .timers
             .push(ReevaluationTimer::new(ws, profile_id, None));
     }
-    let previous = store.timer_of(ws, &pid)?;
-    decide(ws, defs, l, previous, (now, cause), trigger, &mut out.write);
+    let names: Vec<String> = if defs.every_event {
+        Vec::new()
+    } else {
+        defs.names.iter().cloned().collect()
+    };
+    let mut inputs = store.audience_inputs(ws, std::slice::from_ref(&pid), &names, 0, true)?;
+    let i = inputs.remove(&pid).unwrap_or_default();
+    let events = if defs.every_event {
+        timeline_facts(store, ws, defs, &pid)?
+    } else {
+        facts(&i.events, &defs.names)
+    };
+    let loaded = Loaded {
+        profile,
+        events,
+        computed: i.computed,
+        memberships: i.memberships.into_iter().collect(),
+    };
+    decide(
+        ws,
+        defs,
+        loaded,
+        i.timer,
+        (now, cause),
+        trigger,
+        &mut out.write,
+    );
     Ok(())
 }
 
@@ -551,23 +594,8 @@ fn storable(value: &Value, trait_id: &str) -> bool {
 /// Whether an event may change a person's consent to analytics (which takes her out of, or
 /// back into, every definition): a cheap look at the text; a false positive only evaluates
 /// more. Other consent is read by consent conditions, which every event evaluates.
-fn records_consent(e: &StoredEvent) -> bool {
+pub(crate) fn records_consent(e: &StoredEvent) -> bool {
     e.body.contains("categoryPreferences") && e.body.contains("\"analytics\"")
-}
-
-/// The profile an event was applied to: the one that holds its most important identifier.
-/// The identity graph never drops that one (a rule drops the least important first), so the
-/// event's profile holds it whatever came later; a merge moves both together.
-fn profile_of(store: &dyn Store, e: &StoredEvent, rules: &IdentityRules) -> Result<Option<String>> {
-    let Ok(body) = serde_json::from_str::<Value>(&e.body) else {
-        // Never applied (the unify processor set it aside).
-        return Ok(None);
-    };
-    let obs = parcours_core::observation::Observation::from_event(&e.meta(), &body, rules);
-    match obs.identifiers.first() {
-        Some(id) => store.lookup(&e.workspace_id, id),
-        None => Ok(None),
-    }
 }
 
 /// A running full computation of one workspace: it reads the log (the first half of its
@@ -649,18 +677,23 @@ pub struct AudienceProcessor {
     rfm_done: BTreeMap<(String, String), (i64, Millis)>,
     /// Workspaces whose full computation failed on their data, with the versions it was for.
     failed: BTreeMap<String, Vec<(DefinitionKind, String, i64)>>,
-    /// The journal position up to which the store forgot the journal.
-    pruned: i64,
+    /// Profiles evaluated in real time since it started.
+    evaluated: u64,
     health: Option<Arc<Health>>,
+    /// Measures the page budget.
+    clock: Arc<dyn Clock>,
 }
 
 /// What one step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepReport {
+    /// Profiles taken from the queue.
     pub events: usize,
     pub timers: usize,
     pub recomputed: usize,
     pub published: usize,
+    /// The writes were fenced off (a lease moved, a definition changed): step again.
+    pub retried: bool,
 }
 
 impl StepReport {
@@ -678,8 +711,9 @@ impl Default for AudienceProcessor {
             rfm: BTreeMap::new(),
             rfm_done: BTreeMap::new(),
             failed: BTreeMap::new(),
-            pruned: 0,
+            evaluated: 0,
             health: None,
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -701,6 +735,12 @@ impl AudienceProcessor {
         self
     }
 
+    /// Measures its page budget on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Reports skipped work to a node's health.
     pub fn reporting_to(mut self, health: Arc<Health>) -> Self {
         self.health = Some(health);
@@ -716,39 +756,79 @@ impl AudienceProcessor {
         }
     }
 
-    /// Follows the log, fires due timers, advances full computations and publishes changes.
+    /// One step of a node alone: every bucket, and the leader's work.
     pub fn step(&mut self, store: &dyn Store, now: Millis, batch: usize) -> Result<StepReport> {
+        self.step_as(store, now, batch, None)
+    }
+
+    /// Evaluates the profiles waiting in the buckets `owned` (a node and the buckets it
+    /// holds; `None`: a node alone, every bucket) and fires their due timers. The leader
+    /// (the holder of bucket 0, or a node alone) also advances full computations and RFM
+    /// passes and publishes changes to the event log.
+    pub fn step_as(
+        &mut self,
+        store: &dyn Store,
+        now: Millis,
+        batch: usize,
+        owned: Option<(&str, &[u16])>,
+    ) -> Result<StepReport> {
+        let leader = owned.is_none_or(|(_, buckets)| buckets.contains(&0));
         let defs = load_definitions(store, None)?;
+        let place = Place::of(&defs, owned, leader, now);
+        let mut report = StepReport::default();
         // Profiles evaluated in real time (events, timers) are read in full by a running
         // full computation.
         let mut skipped = Skipped::new();
-        let (events, mut seen) = follow_log(store, &defs, now, batch, &mut skipped)?;
-        // The journal rows followed are forgotten now and then (not on every step: a write).
-        let followed = store.audience_cursor(RESHAPED)?;
-        if followed - self.pruned >= JOURNAL_PRUNE {
-            store.prune_reshaped(followed)?;
-            self.pruned = followed;
+        let mut seen = BTreeSet::new();
+        match follow_work(store, &defs, (now, batch), &place, &mut skipped) {
+            Ok((n, s)) => {
+                report.events = n;
+                seen = s;
+            }
+            // A lease moved or a definition changed since they were read: again, afresh.
+            Err(StoreError::Conflict(why)) => {
+                tracing::debug!(why, "audience evaluations fenced off; retrying");
+                report.retried = true;
+            }
+            Err(e) => return Err(e),
         }
-        let (timers, fired) = fire_timers(store, &defs, now, batch, &mut skipped)?;
+        if !report.retried {
+            match fire_timers(store, &defs, (now, batch), &place, &mut skipped) {
+                Ok((n, fired)) => {
+                    report.timers = n;
+                    seen.extend(fired);
+                }
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(why, "audience timers fenced off; retrying");
+                    report.retried = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         for (ws, profile, e) in &skipped {
             self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);
         }
-        seen.extend(fired);
+        metrics::counter!("parcours_audience_profiles_evaluated_total")
+            .increment((report.events + report.timers) as u64);
+        self.evaluated += (report.events + report.timers) as u64;
+        if !leader {
+            return Ok(report);
+        }
         for (ws, profile) in seen {
             if let Some(r) = self.recompute.get_mut(&ws) {
                 r.touched.insert(profile);
             }
         }
-        let mut report = StepReport {
-            events,
-            timers,
-            ..StepReport::default()
-        };
         let idle = report.events == 0 && report.timers == 0;
         report.recomputed = self.recompute(store, &defs, now, idle)?;
         report.recomputed += self.rfm(store, &defs, now)?;
         report.published = publish(store, &defs, now)?;
         Ok(report)
+    }
+
+    /// How many profiles this processor evaluated in real time (events and timers).
+    pub fn evaluated(&self) -> u64 {
+        self.evaluated
     }
 
     fn recompute(
@@ -864,7 +944,7 @@ impl AudienceProcessor {
         }
         // One page, or while no real-time work waits, pages until the budget is spent
         // (written together: fewer steps and commits).
-        let started = std::time::Instant::now();
+        let started = self.clock.monotonic();
         let mut write = AudienceWrite::default();
         while !state.evaluated {
             let page = evaluate_page(store, ws, defs, state, now)?;
@@ -883,7 +963,10 @@ impl AudienceProcessor {
                 state.evaluated = true;
                 state.timers.sort_unstable();
             }
-            if page.finished || !idle || started.elapsed() >= self.page_budget {
+            if page.finished
+                || !idle
+                || self.clock.monotonic().saturating_sub(started) >= self.page_budget
+            {
                 break;
             }
         }
@@ -1221,139 +1304,167 @@ fn evaluate_page(
     Ok(page)
 }
 
-/// Re-evaluates the profiles that received events since the cursor (up to what unify has
-/// applied), and follows the unify processor's journal up to the same place: a profile it
-/// reshaped (created, merged, re-derived, undone: its events changed) is evaluated in full, and
-/// an id it retired leaves every audience. All in one transaction. Returns how many events
-/// and journal rows it read.
-fn follow_log(
+/// Where a step works, and what its writes check before they commit.
+struct Place {
+    scope: WorkScope,
+    fence: Option<Fence>,
+}
+
+impl Place {
+    /// A node's place: its buckets; the leader (bucket 0's holder) also takes whole the
+    /// workspaces whose full computation runs, which the other nodes leave to it (the
+    /// computation knows which profiles were evaluated meanwhile only if it evaluated them).
+    fn of(
+        all: &BTreeMap<String, WorkspaceDefs>,
+        owned: Option<(&str, &[u16])>,
+        leader: bool,
+        now: Millis,
+    ) -> Place {
+        let Some((node, buckets)) = owned else {
+            return Place {
+                scope: WorkScope::everything(),
+                fence: None,
+            };
+        };
+        let computing: Vec<String> = all
+            .iter()
+            .filter(|(_, d)| !d.stale().is_empty())
+            .map(|(ws, _)| ws.clone())
+            .collect();
+        let (whole, except) = if leader {
+            (computing, Vec::new())
+        } else {
+            (Vec::new(), computing)
+        };
+        Place {
+            scope: WorkScope {
+                buckets: buckets.to_vec(),
+                whole,
+                except,
+            },
+            fence: Some(Fence {
+                node: node.to_string(),
+                buckets: buckets.to_vec(),
+                now,
+            }),
+        }
+    }
+
+    /// Adds the checks to a write of evaluations of `workspaces`: the leases still held,
+    /// the definitions unchanged (a full computation may have started meanwhile, which
+    /// evaluates its workspace alone).
+    fn guard<'a>(
+        &self,
+        all: &BTreeMap<String, WorkspaceDefs>,
+        workspaces: impl IntoIterator<Item = &'a str>,
+        write: &mut AudienceWrite,
+    ) {
+        write.fence = self.fence.clone();
+        let workspaces: BTreeSet<&str> = workspaces.into_iter().collect();
+        write.definitions_seen = workspaces
+            .into_iter()
+            .map(|ws| DefinitionsSeen {
+                workspace_id: ws.to_string(),
+                definitions: all.get(ws).map(|d| d.seen.clone()).unwrap_or_default(),
+            })
+            .collect();
+    }
+}
+
+/// Evaluates the profiles waiting in this node's scope, as the unify processor queued them
+/// (the event names each was assigned, or everything for a profile it reshaped): a retired
+/// id leaves every audience. All in one transaction, which settles the rows evaluated.
+/// Returns how many rows it took.
+fn follow_work(
     store: &dyn Store,
     all: &BTreeMap<String, WorkspaceDefs>,
-    now: Millis,
-    batch: usize,
+    (now, batch): (Millis, usize),
+    place: &Place,
     skipped: &mut Skipped,
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
-    let cursor = store.audience_cursor(CURSOR)?;
-    let applied = store.processed_seq()?;
-    let (events, upto) = if cursor >= applied {
-        (Vec::new(), cursor)
-    } else {
-        let fetched = store.events_after(cursor, batch)?;
-        // A short page read everything up to `applied`; a full one ends at its last event.
-        let upto = match fetched.last() {
-            Some(last) if fetched.len() == batch => last.seq.min(applied),
-            _ => applied,
-        };
-        let events: Vec<StoredEvent> = fetched.into_iter().filter(|e| e.seq <= upto).collect();
-        (events, upto)
-    };
-    // Journal rows wait until the event that wrote them is evaluated (this page included).
-    let journal_cursor = store.audience_cursor(RESHAPED)?;
-    let mut rows = store.reshaped_after(journal_cursor, batch)?;
-    if let Some(waiting) = rows.iter().position(|r| r.seq > upto) {
-        rows.truncate(waiting);
-    }
-    if cursor >= applied && rows.is_empty() {
+    let rows = store.audience_work(&place.scope, batch)?;
+    if rows.is_empty() {
         return Ok((0, BTreeSet::new()));
-    }
-    // Per profile: the event names it received and the latest messageId (the cause); an
-    // event that records consent to analytics may include or exclude the person from
-    // everything (an opt-out), so it makes every definition be evaluated.
-    let mut touched: BTreeMap<(String, String), (BTreeSet<String>, String)> = BTreeMap::new();
-    let mut everything: BTreeSet<(String, String)> = BTreeSet::new();
-    for e in &events {
-        if e.source_id == INTERNAL_SOURCE {
-            continue;
-        }
-        let Some(defs) = all.get(&e.workspace_id) else {
-            continue;
-        };
-        let name = event_name(e).unwrap_or_default();
-        if !defs.reads_profile && !defs.names.contains(name) {
-            continue;
-        }
-        let Some(pid) = profile_of(store, e, &defs.rules)? else {
-            continue;
-        };
-        if records_consent(e) {
-            everything.insert((e.workspace_id.clone(), pid.clone()));
-        }
-        let slot = touched.entry((e.workspace_id.clone(), pid)).or_default();
-        slot.0.insert(name.to_string());
-        // The cause is stored as text: no NUL (an event stored before ingest refused them).
-        slot.1 = e.message_id.replace('\0', "");
     }
     let mut out = Step::default();
     let mut published: BTreeMap<&str, Vec<AcceptedEvent>> = BTreeMap::new();
-    let mut retired: BTreeSet<(&str, &str)> = BTreeSet::new();
     for r in &rows {
         let ws = r.workspace_id.as_str();
-        if !all.contains_key(ws) {
+        out.write.settled.push(SettledWork {
+            workspace_id: r.workspace_id.clone(),
+            profile_id: r.profile_id.clone(),
+            version: r.version,
+        });
+        // A workspace without definitions has nothing to evaluate (its first definition
+        // is computed in full).
+        let Some(defs) = all.get(ws) else {
             continue;
-        }
-        let mut in_full = |pid: &str| {
-            let key = (ws.to_string(), pid.to_string());
-            touched
-                .entry(key.clone())
-                .or_insert_with(|| (BTreeSet::new(), r.cause.clone()));
-            everything.insert(key);
         };
         // What counts is the state now: an id retired and then given back (an undo gives a
         // merged-away person their id again) is live, and evaluated as such.
-        if !r.retired || is_live(store, ws, &r.profile_id)? {
-            in_full(&r.profile_id);
+        let current = store.profile(ws, &r.profile_id)?;
+        if current.as_ref().is_none_or(|p| p.id != r.profile_id) {
+            let successor = current.map(|p| p.id);
+            let cause = match &successor {
+                Some(s) => format!("merged into {s}"),
+                None => "retired".to_string(),
+            };
+            retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
+            if r.retired {
+                // Destinations and journeys that hold the old id follow it to the new one.
+                published.entry(ws).or_default().push(internal_event(
+                    PROFILE_RETIRED,
+                    format!("profile-retired-{}-{}", r.profile_id, r.version),
+                    json!({"profile_id": r.profile_id, "successor_profile_id": successor}),
+                    (r.at, now),
+                ));
+            }
             continue;
         }
-        if let Some(successor) = &r.successor {
-            in_full(successor);
-        }
-        if !retired.insert((ws, &r.profile_id)) {
+        let names: BTreeSet<String> = r.names.iter().cloned().collect();
+        // Events no definition reads, of a person whose profile none reads: nothing changes.
+        if !r.everything && !defs.reads_profile && names.is_disjoint(&defs.names) {
             continue;
         }
-        let cause = match &r.successor {
-            Some(s) => format!("merged into {s}"),
-            None => "retired".to_string(),
-        };
-        retire(store, ws, &r.profile_id, (now, &cause), &mut out.write)?;
-        // Destinations and journeys that hold the old id follow it to the new one.
-        published.entry(ws).or_default().push(internal_event(
-            PROFILE_RETIRED,
-            format!("profile-retired-{}", r.id),
-            json!({"profile_id": r.profile_id, "successor_profile_id": r.successor}),
-            (r.at, now),
-        ));
-    }
-    for ((ws, pid), (names, cause)) in &touched {
-        let trigger = if everything.contains(&(ws.clone(), pid.clone())) {
+        let trigger = if r.everything {
             Trigger::All
         } else {
-            Trigger::Events(names)
+            Trigger::Events(&names)
         };
-        let evaluated = evaluate_profile(store, ws, &all[ws], pid, (now, cause), trigger, &mut out);
+        let evaluated = evaluate_profile(
+            store,
+            ws,
+            defs,
+            &r.profile_id,
+            (now, &r.cause),
+            trigger,
+            &mut out,
+        );
         match evaluated {
-            Err(e) if is_data_error(&e) => skipped.push((ws.clone(), pid.clone(), e)),
+            Err(e) if is_data_error(&e) => skipped.push((ws.to_string(), r.profile_id.clone(), e)),
             other => other?,
         }
     }
-    // Before the cursors move: a retry after a crash is a duplicate the log drops.
+    // Before the rows are settled: a retry after a crash is a duplicate the log drops.
     append_internal(store, published)?;
-    out.write.cursors.push(CursorMove::new(CURSOR, upto));
-    if let Some(last) = rows.last() {
-        out.write.cursors.push(CursorMove::new(RESHAPED, last.id));
-    }
+    place.guard(
+        all,
+        rows.iter().map(|r| r.workspace_id.as_str()),
+        &mut out.write,
+    );
     store.record(&out.write)?;
-    Ok((events.len() + rows.len(), out.seen))
+    Ok((rows.len(), out.seen))
 }
 
-/// Re-evaluates profiles whose timer is due, at the instant it was due.
+/// Re-evaluates profiles in this node's scope whose timer is due, at the instant it was due.
 fn fire_timers(
     store: &dyn Store,
     all: &BTreeMap<String, WorkspaceDefs>,
-    now: Millis,
-    batch: usize,
+    (now, batch): (Millis, usize),
+    place: &Place,
     skipped: &mut Skipped,
 ) -> Result<(usize, BTreeSet<(String, String)>)> {
-    let due = store.due_timers(now, batch)?;
+    let due = store.due_timers(now, &place.scope, batch)?;
     if due.is_empty() {
         return Ok((0, BTreeSet::new()));
     }
@@ -1398,6 +1509,11 @@ fn fire_timers(
             ));
         }
     }
+    place.guard(
+        all,
+        due.iter().map(|t| t.workspace_id.as_str()),
+        &mut out.write,
+    );
     store.record(&out.write)?;
     Ok((due.len(), out.seen))
 }
@@ -1433,11 +1549,6 @@ fn retire(
     }
     write.timers.push(ReevaluationTimer::new(ws, profile, None));
     Ok(())
-}
-
-/// Whether `id` names a live profile (not merged away, not retired by a re-derivation).
-fn is_live(store: &dyn Store, ws: &str, id: &str) -> Result<bool> {
-    Ok(store.profile(ws, id)?.is_some_and(|p| p.id == id))
 }
 
 /// Retires every id of a workspace that holds memberships, computed values or a timer but
@@ -1554,9 +1665,14 @@ fn publish(store: &dyn Store, all: &BTreeMap<String, WorkspaceDefs>, now: Millis
 /// The processor's name in health reports.
 pub const AUDIENCES: &str = "audiences";
 
-/// The processor's place in the log (what unify applied up to it has been evaluated).
+/// The processor's place in the log: every event unify applied up to it has been evaluated
+/// (the earliest event still waiting, less one).
 pub fn position(store: &dyn Store) -> Result<i64> {
-    store.audience_cursor(CURSOR)
+    let applied = store.processed_seq()?;
+    Ok(match store.earliest_audience_work()? {
+        Some(first) => (first - 1).min(applied),
+        None => applied,
+    })
 }
 
 impl crate::runner::Processor for AudienceProcessor {
@@ -1564,13 +1680,14 @@ impl crate::runner::Processor for AudienceProcessor {
         AUDIENCES
     }
 
-    /// In a cluster, the holder of bucket 0 evaluates audiences.
+    /// In a cluster, every node evaluates the profiles of its buckets; the holder of bucket
+    /// 0 also runs full computations and publishes.
     fn placement(&self) -> crate::runner::Placement {
-        crate::runner::Placement::Leader
+        crate::runner::Placement::PerBucket
     }
 
     fn step(&mut self, cx: &crate::runner::StepContext) -> Result<usize> {
-        let r = AudienceProcessor::step(self, cx.store, cx.now, 2_000)?;
+        let r = AudienceProcessor::step_as(self, cx.store, cx.now, 2_000, cx.owned)?;
         metrics::counter!("parcours_audience_events_total").increment(r.events as u64);
         metrics::counter!("parcours_audience_changes_published_total")
             .increment(r.published as u64);
@@ -1582,13 +1699,26 @@ impl crate::runner::Processor for AudienceProcessor {
     }
 }
 
-/// Moves the processor's place in the event log (a benchmark starts it where unify is, as on
-/// a running node, so that only the new definitions are computed).
-pub fn follow_from(store: &dyn Store, seq: i64) -> Result<()> {
-    store.record(&AudienceWrite {
-        cursors: vec![CursorMove::new(CURSOR, seq)],
-        ..AudienceWrite::default()
-    })
+/// Forgets every profile waiting for evaluation (a benchmark starts where a running node
+/// would be, so that only the new definitions are computed).
+pub fn forget_waiting(store: &dyn Store) -> Result<()> {
+    loop {
+        let rows = store.audience_work(&WorkScope::everything(), 10_000)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        store.record(&AudienceWrite {
+            settled: rows
+                .into_iter()
+                .map(|r| SettledWork {
+                    workspace_id: r.workspace_id,
+                    profile_id: r.profile_id,
+                    version: r.version,
+                })
+                .collect(),
+            ..AudienceWrite::default()
+        })?;
+    }
 }
 
 /// Why a definition was refused.

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Uri;
@@ -313,15 +313,16 @@ impl Lane {
         self.cancel.load(Ordering::SeqCst)
     }
 
-    /// Sleeps up to `d`, waking early when cancelled.
-    async fn pause(&self, d: Duration) {
-        let until = tokio::time::Instant::now() + d;
+    /// Sleeps up to `d` by `clock`, waking early when cancelled.
+    async fn pause(&self, clock: &dyn Clock, d: Duration) {
+        let until = clock.now().saturating_add(d.as_millis() as Millis);
         while !self.cancelled() {
-            let now = tokio::time::Instant::now();
-            if now >= until {
+            let left = until - clock.now();
+            if left <= 0 {
                 return;
             }
-            tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+            tokio::time::sleep(Duration::from_millis(left as u64).min(Duration::from_millis(50)))
+                .await;
         }
     }
 }
@@ -347,7 +348,7 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
         .max_per_second
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
-    let mut last_start: Option<Instant> = None;
+    let mut last_start: Option<Duration> = None;
     while !lane.cancelled() {
         let (st, l, token, now) = (sh.store.clone(), lane.clone(), sh.token(), sh.clock.now());
         let lease = sh.config.lease;
@@ -367,7 +368,8 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(destination = %lane.id, error = %e, "cannot claim outbox rows");
-                lane.pause(Duration::from_millis(500)).await;
+                lane.pause(sh.clock.as_ref(), Duration::from_millis(500))
+                    .await;
                 continue;
             }
         };
@@ -376,7 +378,7 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
             // (or due for a retry) are seen at the next look.
             tokio::select! {
                 _ = sh.fed.notified() => {}
-                _ = lane.pause(sh.config.poll) => {}
+                _ = lane.pause(sh.clock.as_ref(), sh.config.poll) => {}
             }
             continue;
         }
@@ -384,9 +386,9 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
             if let (Some(spacing), Some(last)) = (spacing, last_start) {
-                let wait = spacing.saturating_sub(last.elapsed());
+                let wait = spacing.saturating_sub(sh.clock.monotonic().saturating_sub(last));
                 if !wait.is_zero() {
-                    lane.pause(wait).await;
+                    lane.pause(sh.clock.as_ref(), wait).await;
                 }
             }
             if lane.cancelled() {
@@ -405,7 +407,7 @@ async fn run_lane(sh: Arc<Shared>, lane: Lane) {
                 }
                 break;
             }
-            last_start = Some(Instant::now());
+            last_start = Some(sh.clock.monotonic());
             sends.push(tokio::spawn(send(
                 sh.clone(),
                 lane.clone(),
@@ -432,7 +434,7 @@ enum Sent {
 
 /// Sends one claimed row and settles it.
 async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
-    let started = Instant::now();
+    let started = sh.clock.monotonic();
     let at = sh.clock.now();
     let id = webhook_id(&row);
     let timestamp = at.div_euclid(1000);
@@ -448,8 +450,9 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
             let request = post(&sh.client, &lane.url, headers, body, sh.config.timeout);
             tokio::pin!(request);
             let every = (sh.config.lease / 3).max(Duration::from_millis(10));
-            let mut heartbeat =
-                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let mut heartbeat = tokio::time::interval(every);
+            // The first tick is at once; the lease is extended from the next.
+            heartbeat.tick().await;
             loop {
                 tokio::select! {
                     r = &mut request => break match r {
@@ -466,7 +469,7 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
                             tracing::warn!(destination = %lane.id, error = %e, "cannot extend the lease");
                         }
                     }
-                    _ = lane.pause(Duration::from_secs(86_400)) => {
+                    _ = lane.pause(sh.clock.as_ref(), Duration::from_secs(86_400)) => {
                         if lane.cancelled() {
                             break Sent::Interrupted;
                         }
@@ -475,7 +478,7 @@ async fn send(sh: Arc<Shared>, lane: Lane, row: OutboxRow, token: String) {
             }
         }
     };
-    let latency = started.elapsed();
+    let latency = sh.clock.monotonic().saturating_sub(started);
     let now = sh.clock.now();
     let mut attempt = DeliveryAttempt {
         outbox_id: row.id,
@@ -598,7 +601,7 @@ pub(crate) fn start(
 
 async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
     let mut running: BTreeMap<(String, String), Running> = BTreeMap::new();
-    let mut last_janitor = Instant::now();
+    let mut last_janitor = sh.clock.monotonic();
     while !stop.load(Ordering::SeqCst) {
         let st = sh.store.clone();
         match blocking(move || st.definitions(None)).await {
@@ -688,8 +691,8 @@ async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
             // The feeder reads the same definitions and reports the failure to health.
             Err(e) => tracing::warn!(error = %e, "cannot read the destinations"),
         }
-        if last_janitor.elapsed() >= sh.config.lease / 2 {
-            last_janitor = Instant::now();
+        if sh.clock.monotonic().saturating_sub(last_janitor) >= sh.config.lease / 2 {
+            last_janitor = sh.clock.monotonic();
             let (st, now) = (sh.store.clone(), sh.clock.now());
             match blocking(move || st.reclaim_expired(now)).await {
                 Ok(0) => {}

@@ -20,8 +20,12 @@ pub struct ProcessorHealth {
     /// Inputs it could not read or apply and moved aside (to the quarantine) since the node
     /// started, so that it could go on.
     pub set_aside: u64,
-    /// Another node runs it now (in a cluster, the holder of bucket 0 runs the audiences).
+    /// Another node runs it now (in a cluster, the holder of bucket 0 runs full
+    /// computations and deliveries).
     pub standby: bool,
+    /// Items its steps did on this node since it started (events applied, profiles
+    /// evaluated, rows sent): how a cluster spreads the work.
+    pub items: u64,
 }
 
 /// Every processor's state, by name (`unify`, `audiences`, `destinations`).
@@ -47,6 +51,11 @@ impl Health {
             h.last_success_at = Some(now);
             h.standby = false;
         });
+    }
+
+    /// A step did `items` items (counted in [`ProcessorHealth::items`]).
+    pub fn did(&self, processor: &'static str, items: usize) {
+        self.with(processor, |h| h.items += items as u64);
     }
 
     /// The processor does not run on this node for now: nothing of it can be failing here.

@@ -55,7 +55,7 @@ pub(crate) fn start(
                 }
                 let (batches, replies): (Vec<IngestBatch>, Vec<Reply>) = group.into_iter().unzip();
                 let since = clock.now() - dedup_window.as_millis() as i64;
-                let started = std::time::Instant::now();
+                let started = clock.monotonic();
                 match store.append(&batches, since) {
                     Ok(outcomes) => {
                         wake.notify();
@@ -68,7 +68,7 @@ pub(crate) fn start(
                             stored,
                             duplicates: dups,
                             quarantined,
-                            latency: started.elapsed(),
+                            latency: clock.monotonic().saturating_sub(started),
                         }
                         .emit();
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {

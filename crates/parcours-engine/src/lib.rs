@@ -155,7 +155,11 @@ impl Engine {
                 let feed_wake = Arc::new(Wake::default());
                 let fed = Arc::new(tokio::sync::Notify::new());
                 threads.push(runner::spawn(
-                    Box::new(audiences::AudienceProcessor::default().reporting_to(health.clone())),
+                    Box::new(
+                        audiences::AudienceProcessor::default()
+                            .reporting_to(health.clone())
+                            .with_clock(clock.clone()),
+                    ),
                     runtime(),
                     runner::RunnerConfig {
                         idle: Duration::from_millis(50),
@@ -257,15 +261,17 @@ impl Engine {
     /// Waits until every event committed so far has been unified (tests, demo, benchmarks).
     pub async fn wait_unified(&self, timeout: Duration) -> Result<bool, EngineError> {
         let target = self.store.last_seq()?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.store.processed_seq()? < target {
-            if tokio::time::Instant::now() > deadline {
-                return Ok(false);
+        let unified = async {
+            while self.store.processed_seq()? < target {
+                self.wake.notify();
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            self.wake.notify();
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<(), EngineError>(())
+        };
+        match tokio::time::timeout(timeout, unified).await {
+            Ok(done) => done.map(|()| true),
+            Err(_) => Ok(false),
         }
-        Ok(true)
     }
 
     /// How a destination is delivered (`None`: this node has not started it yet). Reads the

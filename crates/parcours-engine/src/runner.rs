@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parcours_core::time::{Clock, Millis};
 use parcours_store::{Store, StoreError};
@@ -29,6 +29,9 @@ pub enum Placement {
     /// On the node that holds bucket 0 only.
     Leader,
 }
+
+/// Waits on the clock look at the stop request at least this often.
+const SLICE: Duration = Duration::from_millis(50);
 
 /// What a step is given.
 pub struct StepContext<'a> {
@@ -107,18 +110,19 @@ pub(crate) fn spawn(
                         _ => None,
                     },
                 };
-                let started = Instant::now();
+                let started = rt.clock.monotonic();
                 let outcome = processor.step(&cx);
                 ProcessorStepped {
                     processor: name,
                     items: *outcome.as_ref().unwrap_or(&0),
-                    latency: started.elapsed(),
+                    latency: rt.clock.monotonic().saturating_sub(started),
                 }
                 .emit();
                 match outcome {
                     Ok(items) => {
                         errors = 0;
                         rt.health.succeeded(name, rt.clock.now());
+                        rt.health.did(name, items);
                         if items == 0 {
                             input.wait(config.idle);
                         } else {
@@ -130,7 +134,9 @@ pub(crate) fn spawn(
                     // A lease moved (rebalancing or takeover): pick up the new set at once.
                     Err(StoreError::Conflict(e)) if rt.ownership.is_some() => {
                         tracing::debug!(processor = name, error = %e, "step fenced off; retrying");
-                        std::thread::sleep(Duration::from_millis(20));
+                        rt.clock.pause(Duration::from_millis(20), SLICE, &|| {
+                            rt.stop.load(Ordering::SeqCst)
+                        });
                     }
                     Err(e) => {
                         errors = errors.saturating_add(1);
@@ -139,7 +145,8 @@ pub(crate) fn spawn(
                             .backoff
                             .saturating_mul(2u32.saturating_pow(errors - 1))
                             .min(config.max_backoff);
-                        pause(&rt.stop, wait);
+                        rt.clock
+                            .pause(wait, SLICE, &|| rt.stop.load(Ordering::SeqCst));
                     }
                 }
             }
@@ -147,14 +154,91 @@ pub(crate) fn spawn(
         .unwrap_or_else(|e| panic!("spawn the {name} processor: {e}"))
 }
 
-/// Sleeps up to `d`, waking early when the node stops.
-fn pause(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::SeqCst) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    use parcours_store_sqlite::SqliteStore;
+    use parcours_testkit::clock::ManualClock;
+
+    /// Fails every step, counting them.
+    struct Failing(Arc<AtomicUsize>);
+
+    impl Processor for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
         }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
+
+        fn placement(&self) -> Placement {
+            Placement::PerBucket
+        }
+
+        fn step(&mut self, _cx: &StepContext) -> Result<usize, StoreError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Backend("the store is away".into()))
+        }
+    }
+
+    /// Waits (in real time) until `steps` reads `n`, or fails after 5 s.
+    fn until_steps(steps: &AtomicUsize, n: usize) {
+        for _ in 0..500 {
+            if steps.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} steps, not {n}", steps.load(Ordering::SeqCst));
+    }
+
+    /// The runner backs off on the clock it is given: with a manual clock, a failed step is
+    /// retried only once the test moves the clock past the backoff, which doubles.
+    #[test]
+    fn backoff_waits_on_the_injected_clock() {
+        let dir = std::env::temp_dir().join(format!("parcours-runner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp(&dir).unwrap());
+        let clock = Arc::new(ManualClock::at(1_000));
+        let steps = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
+        let handle = spawn(
+            Box::new(Failing(steps.clone())),
+            Runtime {
+                store,
+                clock: clock.clone(),
+                stop: stop.clone(),
+                ownership: None,
+                health: health.clone(),
+            },
+            RunnerConfig {
+                idle: Duration::from_millis(10),
+                backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(5),
+            },
+            Arc::new(Wake::default()),
+            None,
+        );
+        until_steps(&steps, 1);
+        // Real time passes, the clock does not: no retry.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(steps.load(Ordering::SeqCst), 1);
+        clock.advance(499);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(steps.load(Ordering::SeqCst), 1, "retried before the backoff ended");
+        clock.advance(1);
+        until_steps(&steps, 2);
+        // The second wait is twice as long.
+        clock.advance(500);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(steps.load(Ordering::SeqCst), 2);
+        clock.advance(500);
+        until_steps(&steps, 3);
+        assert_eq!(health.snapshot()["failing"].failures, 3);
+        assert_eq!(health.snapshot()["failing"].failing_since, Some(1_000));
+        // A stop request ends the wait without the clock moving.
+        stop.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,9 @@ use parcours_core::rules::IdentityRules;
 use parcours_core::spec::Violation;
 use parcours_core::time::Millis;
 use parcours_core::Graph;
-use parcours_store::{CursorMove, ProjectionTx, Reshaped, Result, Store, StoreError, StoredEvent};
+use parcours_store::{
+    CursorMove, ProjectionTx, QueuedProfile, Result, Store, StoreError, StoredEvent,
+};
 
 use crate::health::Health;
 
@@ -80,6 +82,9 @@ pub struct Unifier {
     skip: BTreeSet<i64>,
     /// Events set aside since this processor started.
     set_aside: u64,
+    /// A replay queues nothing for the audience processor: every definition is computed
+    /// anew after it.
+    replaying: bool,
     health: Option<Arc<Health>>,
 }
 
@@ -207,6 +212,7 @@ impl Unifier {
         let loaded = &mut self.loaded;
         let seen = &mut self.seen;
         let skip = &self.skip;
+        let queue = !self.replaying;
         let mut unreadable: Vec<(StoredEvent, String)> = Vec::new();
         let mut read = 0;
         let result = store.transact(&mut |tx| {
@@ -268,7 +274,7 @@ impl Unifier {
                     .is_some_and(|r| r.config == l.graph.rules().config)
             });
             unreadable.clear();
-            process_events(tx, loaded, &events, &rules, now, &mut unreadable)?;
+            process_events(tx, loaded, &events, &rules, (now, queue), &mut unreadable)?;
             // In the quarantine before the cursor moves past them (an entry is made once).
             for (e, error) in &unreadable {
                 store.set_aside(e, Violation::UnreadableEvent, error, now)?;
@@ -380,10 +386,14 @@ fn process_events(
     loaded: &mut BTreeMap<String, Loaded>,
     events: &[StoredEvent],
     rules: &HashMap<String, IdentityRules>,
-    now: Millis,
+    (now, queue): (Millis, bool),
     unreadable: &mut Vec<(StoredEvent, String)>,
 ) -> Result<()> {
     let default_rules = IdentityRules::default();
+    let applied: HashMap<i64, &StoredEvent> = events.iter().map(|e| (e.seq, e)).collect();
+    let applied = queue.then_some(&applied);
+    let reshaped = HashMap::new();
+    let reshaped = queue.then_some(&reshaped);
     let mut readable: Vec<&StoredEvent> = Vec::with_capacity(events.len());
     let mut observed: Vec<Observation> = Vec::with_capacity(events.len());
     for e in events {
@@ -436,21 +446,28 @@ fn process_events(
                     .increment(applied.merged.len() as u64);
             }
             Lateness::Late(component) => {
-                flush(tx, &mut slot.graph, now)?;
-                rederive(tx, ws, rules, component, Some(e.clone()), now)?;
+                flush(tx, &mut slot.graph, now, applied)?;
+                rederive(tx, ws, rules, component, Some(e.clone()), (now, reshaped))?;
                 *slot = Loaded::new(tx, ws, rules)?;
             }
         }
     }
     for slot in loaded.values_mut() {
-        flush(tx, &mut slot.graph, now)?;
+        flush(tx, &mut slot.graph, now, applied)?;
     }
     Ok(())
 }
 
 /// Writes what changed in a graph. Every profile id is resolved through the merges made in
 /// memory, so the order of the changes does not matter.
-fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()> {
+/// `queue` holds the events applied, by place in the log, to queue their profiles for
+/// audience evaluation (`None`: a replay, after which every definition is computed anew).
+fn flush(
+    tx: &mut dyn ProjectionTx,
+    graph: &mut Graph,
+    now: Millis,
+    queue: Option<&HashMap<i64, &StoredEvent>>,
+) -> Result<()> {
     let ws = graph.workspace().to_string();
     let changes = graph.take_changes();
     for m in &changes.merges {
@@ -482,15 +499,37 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
         }
     }
     tx.save_profiles(&ws, &live, now)?;
-    // The audience processor evaluates new profiles and merge winners (their events changed)
-    // in full, and takes merged-away ids out of their audiences, each once the event that
-    // did it has been evaluated, under that event's name.
-    let mut journal: Vec<Reshaped> = Vec::new();
+    let assignments: Vec<(i64, &str)> = changes
+        .assignments
+        .iter()
+        .map(|(seq, pid)| (*seq, pid.as_str()))
+        .collect();
+    tx.assign_many(&ws, &assignments)?;
+    let Some(applied) = queue else {
+        return Ok(());
+    };
+    // The audience processor of each profile's bucket evaluates what its events name, new
+    // profiles and merge winners in full (their events changed), and takes merged-away ids
+    // out of their audiences.
+    let mut work: Vec<QueuedProfile> = Vec::new();
+    for (seq, pid) in &assignments {
+        if let Some(e) = applied.get(seq) {
+            let mut row = QueuedProfile::event(
+                graph.resolve(pid),
+                *seq,
+                crate::audiences::event_name(e),
+                &e.message_id,
+            );
+            // Consent to analytics may take her out of (or back into) everything.
+            row.everything = crate::audiences::records_consent(e);
+            work.push(row);
+        }
+    }
     for (pid, seq, mid) in &changes.created {
-        journal.push(Reshaped::profile(graph.resolve(pid), *seq, mid));
+        work.push(QueuedProfile::reshaped(graph.resolve(pid), *seq, mid));
     }
     for m in &changes.merges {
-        journal.push(Reshaped::profile(
+        work.push(QueuedProfile::reshaped(
             graph.resolve(&m.winner),
             m.cause_seq,
             &m.cause.mid,
@@ -499,16 +538,9 @@ fn flush(tx: &mut dyn ProjectionTx, graph: &mut Graph, now: Millis) -> Result<()
     for pid in gone {
         let m = changes.merges.iter().find(|m| &m.loser == pid);
         let (seq, cause) = m.map_or((0, "merge"), |m| (m.cause_seq, m.cause.mid.as_str()));
-        journal.push(Reshaped::retired(pid, Some(graph.resolve(pid)), seq, cause));
+        work.push(QueuedProfile::retired(pid, seq, cause));
     }
-    tx.note_reshaped(&ws, &journal, now)?;
-    let assignments: Vec<(i64, &str)> = changes
-        .assignments
-        .iter()
-        .map(|(seq, pid)| (*seq, pid.as_str()))
-        .collect();
-    tx.assign_many(&ws, &assignments)?;
-    Ok(())
+    tx.queue_audience_work(&ws, &work, now)
 }
 
 /// Re-derives a component of the graph from its events, in event-time order, optionally with
@@ -520,7 +552,7 @@ fn rederive(
     rules: &IdentityRules,
     component: BTreeSet<String>,
     extra: Option<StoredEvent>,
-    now: Millis,
+    (now, queue): (Millis, Option<&HashMap<i64, &StoredEvent>>),
 ) -> Result<()> {
     metrics::counter!("parcours_rederivations_total").increment(1);
     let mut old: BTreeSet<String> = BTreeSet::new();
@@ -559,17 +591,17 @@ fn rederive(
         .collect();
     graph.fold(&observations);
     let owner: HashMap<i64, String> = graph.pending_assignments().into_iter().collect();
-    flush(tx, &mut graph, now)?;
+    flush(tx, &mut graph, now, queue)?;
     // Every profile of the component is evaluated again in full by the audience processor,
     // and every id that no longer names one leaves its audiences: after the late event, or
     // at once for an undo.
     let (seq, cause) = extra
         .as_ref()
         .map_or((0, "undo"), |e| (e.seq, e.message_id.as_str()));
-    let mut journal: Vec<Reshaped> = graph
+    let mut work: Vec<QueuedProfile> = graph
         .profiles
         .keys()
-        .map(|p| Reshaped::profile(p, seq, cause))
+        .map(|p| QueuedProfile::reshaped(p, seq, cause))
         .collect();
     for (pid, first) in &first_event_of {
         if graph.profiles.contains_key(pid) || graph.redirects.contains_key(pid) {
@@ -579,9 +611,11 @@ fn rederive(
         if let Some(target) = successor {
             tx.redirect_profile(ws, pid, target, now)?;
         }
-        journal.push(Reshaped::retired(pid, successor, seq, cause));
+        work.push(QueuedProfile::retired(pid, seq, cause));
     }
-    tx.note_reshaped(ws, &journal, now)?;
+    if queue.is_some() {
+        tx.queue_audience_work(ws, &work, now)?;
+    }
     Ok(())
 }
 
@@ -631,7 +665,14 @@ pub fn undo_merge(
         let ids: Vec<Identifier> = current.identifiers.iter().cloned().collect();
         loaded.load(tx, &ids)?;
         let component = loaded.graph.component(&ids);
-        rederive(tx, workspace, &rules, component, None, now)
+        rederive(
+            tx,
+            workspace,
+            &rules,
+            component,
+            None,
+            (now, Some(&HashMap::new())),
+        )
     })?;
     let side = |anchor: &Identifier| store.lookup(workspace, anchor);
     Ok(UndoOutcome {
@@ -669,7 +710,10 @@ pub fn replay(
     })?;
     let total = store.last_seq()?.max(0) as u64;
     let mut done = 0u64;
-    let mut unifier = Unifier::default();
+    let mut unifier = Unifier {
+        replaying: true,
+        ..Unifier::default()
+    };
     loop {
         let n = unifier.step(store, now, batch)?;
         if n == 0 {

@@ -14,7 +14,7 @@ use parcours_engine::audiences::{
 use parcours_engine::unify_step;
 use parcours_store::{
     Audiences, DefinitionKind, EventLog, IngestBatch, MembershipChange, Projections, Registry,
-    Workspace,
+    WorkScope, Workspace,
 };
 use parcours_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
@@ -517,7 +517,11 @@ fn a_full_computation_writes_its_timers_at_the_end_and_keeps_earlier_real_time_o
     }
     // The first page is evaluated and its members written; none of its timers yet.
     assert_eq!(w.store.member_count(WS, "recent").unwrap(), 1000);
-    assert!(w.store.due_timers(i64::MAX, 10).unwrap().is_empty());
+    assert!(w
+        .store
+        .due_timers(i64::MAX, &WorkScope::everything(), 10)
+        .unwrap()
+        .is_empty());
     // One of them adds to cart: the real-time path sets its timer to the end of the hour.
     let member = w.members("recent")[0].clone();
     let user = (0..1200)
@@ -536,7 +540,10 @@ fn a_full_computation_writes_its_timers_at_the_end_and_keeps_earlier_real_time_o
     assert_eq!(w.members("abandoners"), vec![member.clone()]);
     // Every profile has the computed timer, except the one with the earlier real-time one.
     assert_eq!(w.store.timer_of(WS, &member).unwrap(), Some(added + HOUR));
-    let due = w.store.due_timers(T0 + 30 * DAY, 10_000).unwrap();
+    let due = w
+        .store
+        .due_timers(T0 + 30 * DAY, &WorkScope::everything(), 10_000)
+        .unwrap();
     assert_eq!(due.len(), 1200);
     assert!(due
         .iter()

@@ -5,15 +5,79 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, destination_lane, AudienceInputs, AudienceWrite, Audiences, Definition,
-    DefinitionKind, Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
+    destination_cursor, destination_lane, profile_bucket, AudienceInputs, AudienceWork,
+    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
+    StoreError, Timer, WorkScope,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use crate::event_log::{event_cols_of_e, to_event};
+use crate::projections::small;
 use crate::{backend, corrupt, PgStore};
+
+/// Rows of a [`WorkScope`] (bound as `$1` buckets, `$2` whole workspaces, `$3` workspaces
+/// left out).
+const IN_SCOPE: &str =
+    "(bucket = ANY($1) OR workspace_id = ANY($2)) AND NOT (workspace_id = ANY($3))";
+
+/// Fails with a conflict, before anything is written, if the writer lost a lease it works
+/// on or a definition it evaluated changed. Both are read with a shared lock held until
+/// commit: no other node can claim the leases, and no definition can be saved, meanwhile.
+async fn check_still(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    w: &AudienceWrite,
+) -> Result<()> {
+    if let Some(f) = &w.fence {
+        let held: Vec<i16> = sqlx::query_scalar(
+            "SELECT bucket FROM bucket_leases
+             WHERE bucket = ANY($1) AND node = $2 AND lease_until >= $3 FOR SHARE",
+        )
+        .bind(small(&f.buckets))
+        .bind(&f.node)
+        .bind(f.now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        if held.len() != f.buckets.len() {
+            return Err(StoreError::Conflict(format!(
+                "node {} no longer holds every lease it is working on",
+                f.node
+            )));
+        }
+    }
+    for seen in &w.definitions_seen {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, computed_version FROM definitions
+             WHERE workspace_id = $1 AND kind IN ('audience', 'computed_trait')
+             ORDER BY kind, id FOR SHARE",
+        )
+        .bind(&seen.workspace_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let mut stored = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let kind: String = r.try_get(0).map_err(backend)?;
+            let kind =
+                DefinitionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
+            stored.push((
+                kind,
+                r.try_get(1).map_err(backend)?,
+                r.try_get(2).map_err(backend)?,
+                r.try_get(3).map_err(backend)?,
+            ));
+        }
+        if !seen.still(&stored) {
+            return Err(StoreError::Conflict(format!(
+                "the definitions of workspace {} changed",
+                seen.workspace_id
+            )));
+        }
+    }
+    Ok(())
+}
 
 const DEFINITION_COLS: &str =
     "workspace_id, kind, id, doc::text, version, computed_version, done, total, created_at, updated_at";
@@ -246,40 +310,41 @@ impl Audiences for PgStore {
         .collect()
     }
 
-    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>> {
+    fn audience_work(&self, scope: &WorkScope, limit: usize) -> Result<Vec<AudienceWork>> {
         self.fetch(
-            sqlx::query(
-                "SELECT id, workspace_id, profile_id, successor, retired, seq, cause, at FROM reshaped_profiles
-                 WHERE id > $1 ORDER BY id LIMIT $2",
-            )
-            .bind(after_id)
+            sqlx::query(sql!(
+                "SELECT workspace_id, profile_id, bucket, names, everything, retired, first_seq,
+                   cause, at, version
+                 FROM audience_work WHERE {IN_SCOPE} ORDER BY first_seq LIMIT $4"
+            ))
+            .bind(small(&scope.buckets))
+            .bind(&scope.whole)
+            .bind(&scope.except)
             .bind(limit as i64),
         )?
         .iter()
         .map(|r| {
-            Ok(Reshaped {
-                id: r.try_get(0).map_err(backend)?,
-                workspace_id: r.try_get(1).map_err(backend)?,
-                profile_id: r.try_get(2).map_err(backend)?,
-                successor: r.try_get(3).map_err(backend)?,
-                retired: r.try_get(4).map_err(backend)?,
-                seq: r.try_get(5).map_err(backend)?,
-                cause: r.try_get(6).map_err(backend)?,
-                at: r.try_get(7).map_err(backend)?,
+            Ok(AudienceWork {
+                workspace_id: r.try_get(0).map_err(backend)?,
+                profile_id: r.try_get(1).map_err(backend)?,
+                bucket: r.try_get::<i16, _>(2).map_err(backend)? as u16,
+                names: r.try_get(3).map_err(backend)?,
+                everything: r.try_get(4).map_err(backend)?,
+                retired: r.try_get(5).map_err(backend)?,
+                first_seq: r.try_get(6).map_err(backend)?,
+                cause: r.try_get(7).map_err(backend)?,
+                at: r.try_get(8).map_err(backend)?,
+                version: r.try_get(9).map_err(backend)?,
             })
         })
         .collect()
     }
 
-    fn prune_reshaped(&self, upto: i64) -> Result<u64> {
-        let done = self
-            .run(
-                sqlx::query("DELETE FROM reshaped_profiles WHERE id <= $1")
-                    .bind(upto)
-                    .execute(self.pool()),
-            )
-            .map_err(backend)?;
-        Ok(done.rows_affected())
+    fn earliest_audience_work(&self) -> Result<Option<i64>> {
+        self.run(
+            sqlx::query_scalar("SELECT min(first_seq) FROM audience_work").fetch_one(self.pool()),
+        )
+        .map_err(backend)
     }
 
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
@@ -316,14 +381,18 @@ impl Audiences for PgStore {
         .collect()
     }
 
-    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>> {
+    fn due_timers(&self, now: Millis, scope: &WorkScope, limit: usize) -> Result<Vec<Timer>> {
         self.fetch(
-            sqlx::query(
+            sqlx::query(sql!(
                 "SELECT workspace_id, key, due_at FROM timers
-                 WHERE kind = 'audience' AND due_at <= $1 ORDER BY due_at LIMIT $2",
-            )
-            .bind(now)
-            .bind(limit as i64),
+                 WHERE kind = 'audience' AND due_at <= $5 AND {IN_SCOPE}
+                 ORDER BY due_at LIMIT $4"
+            ))
+            .bind(small(&scope.buckets))
+            .bind(&scope.whole)
+            .bind(&scope.except)
+            .bind(limit as i64)
+            .bind(now),
         )?
         .iter()
         .map(|r| {
@@ -511,6 +580,16 @@ impl Audiences for PgStore {
         }
         self.run(async {
             let mut tx = self.pool().begin().await.map_err(backend)?;
+            check_still(&mut tx, w).await?;
+            if !w.changes.is_empty() {
+                // Held until commit: change ids commit in the order they are given.
+                sqlx::query(
+                    "UPDATE projection_state SET value = value + 1 WHERE name = 'membership_changes'",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
             let (entries, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
                 w.changes.iter().partition(|c| c.entered);
             let cols = |list: &[&MembershipChange]| {
@@ -616,13 +695,19 @@ impl Audiences for PgStore {
             if !due.is_empty() {
                 sqlx::query(
                     "INSERT INTO timers (workspace_id, kind, key, bucket, due_at)
-                     SELECT w, 'audience', k, 0, d FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(w, k, d)
+                     SELECT w, 'audience', k, b, d
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[]) AS t(w, k, d, b)
                      ON CONFLICT (workspace_id, kind, key) DO UPDATE SET due_at = excluded.due_at,
                        lease_until = NULL, lock_id = NULL",
                 )
                 .bind(due.iter().map(|((w, _), _)| w.to_string()).collect::<Vec<_>>())
                 .bind(due.iter().map(|((_, p), _)| p.to_string()).collect::<Vec<_>>())
                 .bind(due.iter().map(|(_, d)| d.unwrap_or_default()).collect::<Vec<_>>())
+                .bind(
+                    due.iter()
+                        .map(|((w, p), _)| profile_bucket(w, p) as i16)
+                        .collect::<Vec<_>>(),
+                )
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -645,6 +730,18 @@ impl Audiences for PgStore {
                 )
                 .bind(&c.name)
                 .bind(c.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            if !w.settled.is_empty() {
+                sqlx::query(
+                    "DELETE FROM audience_work a USING unnest($1::text[], $2::text[], $3::bigint[]) AS x(w, p, v)
+                     WHERE a.workspace_id = x.w AND a.profile_id = x.p AND a.version = x.v",
+                )
+                .bind(w.settled.iter().map(|s| s.workspace_id.as_str()).collect::<Vec<_>>())
+                .bind(w.settled.iter().map(|s| s.profile_id.as_str()).collect::<Vec<_>>())
+                .bind(w.settled.iter().map(|s| s.version).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;

@@ -75,6 +75,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../../../migrations/postgres/0008_timers.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_audience_work.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).
@@ -473,11 +477,12 @@ impl PgStore {
 impl PgStore {
     /// The baseline of the ingest benchmark: `COPY` of the same rows into a plain table shaped
     /// like `events` (same columns and indexes), `chunk` rows per transaction. Returns the
-    /// elapsed time.
+    /// time it took on `clock`.
     pub fn copy_baseline(
         &self,
         rows: &[parcours_core::spec::AcceptedEvent],
         chunk: usize,
+        clock: &dyn parcours_core::time::Clock,
     ) -> Result<Duration> {
         self.run(async {
             let mut conn = self.pool.acquire().await.map_err(backend)?;
@@ -491,7 +496,7 @@ impl PgStore {
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
-            let started = std::time::Instant::now();
+            let started = clock.monotonic();
             let mut seq = 0i64;
             for part in rows.chunks(chunk.max(1)) {
                 let mut data = String::new();
@@ -511,7 +516,7 @@ impl PgStore {
                 copy.finish().await.map_err(backend)?;
                 tx.commit().await.map_err(backend)?;
             }
-            let elapsed = started.elapsed();
+            let elapsed = clock.monotonic().saturating_sub(started);
             sqlx::raw_sql("DROP TABLE copy_baseline")
                 .execute(&mut *conn)
                 .await

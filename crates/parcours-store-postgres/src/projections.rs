@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
-    ProjectionTx, Projections, Reshaped, Result, StoreError, StoredEvent,
+    owners_position, parse_owners_position, profile_bucket, IdentifierRow, MergeRow, MergeStatus,
+    ProfileRow, ProjectionTx, Projections, QueuedProfile, Result, StoreError, StoredEvent,
 };
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
@@ -121,7 +121,7 @@ async fn put_profile(
     Ok(())
 }
 
-fn small(buckets: &[u16]) -> Vec<i16> {
+pub(crate) fn small(buckets: &[u16]) -> Vec<i16> {
     buckets.iter().map(|b| *b as i16).collect()
 }
 
@@ -693,28 +693,50 @@ impl ProjectionTx for Tx<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()> {
+    fn queue_audience_work(
+        &mut self,
+        workspace: &str,
+        rows: &[QueuedProfile],
+        at: Millis,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = rows.iter().map(|r| r.profile_id.as_str()).collect();
-        let successors: Vec<Option<&str>> = rows.iter().map(|r| r.successor.as_deref()).collect();
-        let retired: Vec<bool> = rows.iter().map(|r| r.retired).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        let causes: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
+        let rows = QueuedProfile::fold(rows.to_vec());
+        let names: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_string(&r.names))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(corrupt)?;
         block_on(
             sqlx::query(
-                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, seq, cause, at)
-                 SELECT $1, p, s, r, q, c, $7
-                 FROM unnest($2::text[], $3::text[], $4::bool[], $5::bigint[], $6::text[]) WITH ORDINALITY AS x(p, s, r, q, c, n)
-                 ORDER BY n",
+                "INSERT INTO audience_work AS w
+                   (workspace_id, profile_id, bucket, names, everything, retired, first_seq, cause, at, version)
+                 SELECT $1, p, b, ARRAY(SELECT jsonb_array_elements_text(n::jsonb)), e, r, q, c, $9,
+                   nextval('audience_work_versions')
+                 FROM unnest($2::text[], $3::smallint[], $4::text[], $5::bool[], $6::bool[], $7::bigint[], $8::text[])
+                   AS x(p, b, n, e, r, q, c)
+                 ON CONFLICT (workspace_id, profile_id) DO UPDATE SET
+                   names = ARRAY(SELECT DISTINCT y FROM unnest(w.names || excluded.names) AS y ORDER BY y),
+                   everything = w.everything OR excluded.everything,
+                   retired = w.retired OR excluded.retired,
+                   first_seq = CASE WHEN w.first_seq = 0 THEN excluded.first_seq
+                                    WHEN excluded.first_seq = 0 THEN w.first_seq
+                                    ELSE least(w.first_seq, excluded.first_seq) END,
+                   cause = excluded.cause, at = excluded.at, version = excluded.version",
             )
             .bind(workspace)
-            .bind(&ids)
-            .bind(&successors)
-            .bind(&retired)
-            .bind(&seqs)
-            .bind(&causes)
+            .bind(rows.iter().map(|r| r.profile_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| profile_bucket(workspace, &r.profile_id) as i16)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(names)
+            .bind(rows.iter().map(|r| r.everything).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.retired).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.cause.as_str()).collect::<Vec<_>>())
             .bind(at)
             .execute(self.written()),
         )
@@ -725,7 +747,7 @@ impl ProjectionTx for Tx<'_> {
     fn reset_all(&mut self) -> Result<()> {
         block_on(
             sqlx::raw_sql(
-                "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events, reshaped_profiles;
+                "UPDATE bucket_cursors SET seq = 0; TRUNCATE profiles, identifiers, identifier_drops, profile_events, audience_work;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
             .execute(self.written()),

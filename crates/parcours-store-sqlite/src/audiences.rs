@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    destination_cursor, destination_lane, AudienceInputs, AudienceWrite, Audiences, Definition,
-    DefinitionKind, Membership, MembershipChange, Reshaped, Result, StoreError, Timer,
+    destination_cursor, destination_lane, profile_bucket, AudienceInputs, AudienceWork,
+    AudienceWrite, Audiences, Definition, DefinitionKind, Membership, MembershipChange, Result,
+    StoreError, Timer, WorkScope,
 };
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
@@ -18,6 +19,19 @@ use crate::{backend, corrupt, SqliteStore};
 /// workspace in key order to spare itself sorting a handful of rows.
 const MEMBERSHIPS_OF: &str = "SELECT audience_id, profile_id, since FROM memberships
      INDEXED BY memberships_profile WHERE workspace_id = ?1 AND profile_id = ?2 ORDER BY audience_id";
+
+/// Rows of a [`WorkScope`] (lists bound as `?1`, `?2`, `?3` by [`scope_lists`]).
+const IN_SCOPE: &str = "(bucket IN (SELECT value FROM json_each(?1))
+       OR workspace_id IN (SELECT value FROM json_each(?2)))
+     AND workspace_id NOT IN (SELECT value FROM json_each(?3))";
+
+fn scope_lists(scope: &WorkScope) -> Result<(String, String, String)> {
+    Ok((
+        serde_json::to_string(&scope.buckets).map_err(corrupt)?,
+        serde_json::to_string(&scope.whole).map_err(corrupt)?,
+        serde_json::to_string(&scope.except).map_err(corrupt)?,
+    ))
+}
 
 const DEFINITION_COLS: &str =
     "workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at";
@@ -241,41 +255,52 @@ impl Audiences for SqliteStore {
         })
     }
 
-    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>> {
+    fn audience_work(&self, scope: &WorkScope, limit: usize) -> Result<Vec<AudienceWork>> {
+        let (buckets, whole, except) = scope_lists(scope)?;
         self.read_projections(|c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT id, workspace_id, profile_id, successor, retired, seq, cause, at FROM reshaped_profiles
-                     WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
+                .prepare_cached(&format!(
+                    "SELECT workspace_id, profile_id, bucket, names, everything, retired, first_seq,
+                       cause, at, version
+                     FROM audience_work WHERE {IN_SCOPE} ORDER BY first_seq LIMIT ?4"
+                ))
                 .map_err(backend)?;
             let rows = st
-                .query_map(params![after_id, limit as i64], |r| {
-                    Ok(Reshaped {
-                        id: r.get(0)?,
-                        workspace_id: r.get(1)?,
-                        profile_id: r.get(2)?,
-                        successor: r.get(3)?,
-                        retired: r.get(4)?,
-                        seq: r.get(5)?,
-                        cause: r.get(6)?,
-                        at: r.get(7)?,
-                    })
+                .query_map(params![buckets, whole, except, limit as i64], |r| {
+                    Ok((
+                        AudienceWork {
+                            workspace_id: r.get(0)?,
+                            profile_id: r.get(1)?,
+                            bucket: r.get(2)?,
+                            names: Vec::new(),
+                            everything: r.get(4)?,
+                            retired: r.get(5)?,
+                            first_seq: r.get(6)?,
+                            cause: r.get(7)?,
+                            at: r.get(8)?,
+                            version: r.get(9)?,
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
                 })
                 .map_err(backend)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut w, names) = row.map_err(backend)?;
+                w.names = serde_json::from_str(&names).map_err(corrupt)?;
+                out.push(w);
+            }
+            Ok(out)
         })
     }
 
-    fn prune_reshaped(&self, upto: i64) -> Result<u64> {
-        let n = self
-            .projection_writer()
-            .execute(
-                "DELETE FROM reshaped_profiles WHERE id <= ?1",
-                params![upto],
-            )
-            .map_err(backend)?;
-        Ok(n as u64)
+    fn earliest_audience_work(&self) -> Result<Option<i64>> {
+        self.read_projections(|c| {
+            c.prepare_cached("SELECT min(first_seq) FROM audience_work")
+                .map_err(backend)?
+                .query_row([], |r| r.get(0))
+                .map_err(backend)
+        })
     }
 
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>> {
@@ -313,16 +338,18 @@ impl Audiences for SqliteStore {
         })
     }
 
-    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>> {
+    fn due_timers(&self, now: Millis, scope: &WorkScope, limit: usize) -> Result<Vec<Timer>> {
+        let (buckets, whole, except) = scope_lists(scope)?;
         self.read_projections(|c| {
             let mut st = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT workspace_id, key, due_at FROM timers
-                     WHERE kind = 'audience' AND due_at <= ?1 ORDER BY due_at LIMIT ?2",
-                )
+                     WHERE kind = 'audience' AND due_at <= ?5 AND {IN_SCOPE}
+                     ORDER BY due_at LIMIT ?4"
+                ))
                 .map_err(backend)?;
             let rows = st
-                .query_map(params![now, limit as i64], |r| {
+                .query_map(params![buckets, whole, except, limit as i64, now], |r| {
                     Ok(Timer {
                         workspace_id: r.get(0)?,
                         profile_id: r.get(1)?,
@@ -562,6 +589,7 @@ impl Audiences for SqliteStore {
         }
         let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;
+        check_still(&tx, w)?;
         {
             let mut enter = tx
                 .prepare_cached(
@@ -630,7 +658,7 @@ impl Audiences for SqliteStore {
             }
             let mut timer = tx
                 .prepare_cached(
-                    "INSERT INTO timers (workspace_id, kind, key, bucket, due_at) VALUES (?1, 'audience', ?2, 0, ?3)
+                    "INSERT INTO timers (workspace_id, kind, key, bucket, due_at) VALUES (?1, 'audience', ?2, ?4, ?3)
                      ON CONFLICT (workspace_id, kind, key) DO UPDATE SET due_at = excluded.due_at,
                        lease_until = NULL, lock_id = NULL",
                 )
@@ -642,7 +670,12 @@ impl Audiences for SqliteStore {
                 .map_err(backend)?;
             for t in &w.timers {
                 match t.due_at {
-                    Some(due) => timer.execute(params![t.workspace_id, t.profile_id, due]),
+                    Some(due) => timer.execute(params![
+                        t.workspace_id,
+                        t.profile_id,
+                        due,
+                        profile_bucket(&t.workspace_id, &t.profile_id)
+                    ]),
                     None => no_timer.execute(params![t.workspace_id, t.profile_id]),
                 }
                 .map_err(backend)?;
@@ -655,6 +688,16 @@ impl Audiences for SqliteStore {
                 .map_err(backend)?;
             for c in &w.cursors {
                 cursor.execute(params![c.name, c.seq]).map_err(backend)?;
+            }
+            let mut settle = tx
+                .prepare_cached(
+                    "DELETE FROM audience_work WHERE workspace_id = ?1 AND profile_id = ?2 AND version = ?3",
+                )
+                .map_err(backend)?;
+            for s in &w.settled {
+                settle
+                    .execute(params![s.workspace_id, s.profile_id, s.version])
+                    .map_err(backend)?;
             }
             let mut progress = tx
                 .prepare_cached(
@@ -685,6 +728,61 @@ impl Audiences for SqliteStore {
             .execute_batch("UPDATE definitions SET computed_version = 0, done = 0, total = 0;")
             .map_err(backend)
     }
+}
+
+/// Fails with a conflict, before anything is written, if the writer lost a lease it works
+/// on or a definition it evaluated changed. One process writes an embedded store, so
+/// checking is enough: nothing can change them while this transaction holds the writer.
+fn check_still(tx: &rusqlite::Transaction<'_>, w: &AudienceWrite) -> Result<()> {
+    if let Some(f) = &w.fence {
+        let list = serde_json::to_string(&f.buckets).map_err(corrupt)?;
+        let held: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM log.bucket_leases
+                 WHERE node = ?1 AND lease_until >= ?2 AND bucket IN (SELECT value FROM json_each(?3))",
+            )
+            .map_err(backend)?
+            .query_row(params![f.node, f.now, list], |r| r.get(0))
+            .map_err(backend)?;
+        if held as usize != f.buckets.len() {
+            return Err(StoreError::Conflict(format!(
+                "node {} no longer holds every lease it is working on",
+                f.node
+            )));
+        }
+    }
+    let mut read = tx
+        .prepare_cached(
+            "SELECT kind, id, version, computed_version FROM definitions
+             WHERE workspace_id = ?1 AND kind IN ('audience', 'computed_trait') ORDER BY kind, id",
+        )
+        .map_err(backend)?;
+    for seen in &w.definitions_seen {
+        let rows = read
+            .query_map([&seen.workspace_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut stored = Vec::new();
+        for row in rows {
+            let (kind, id, version, computed) = row.map_err(backend)?;
+            let kind = DefinitionKind::parse(&kind)
+                .ok_or_else(|| corrupt(format!("definition kind {kind}")))?;
+            stored.push((kind, id, version, computed));
+        }
+        if !seen.still(&stored) {
+            return Err(StoreError::Conflict(format!(
+                "the definitions of workspace {} changed",
+                seen.workspace_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@ use parcours_core::identifier::Identifier;
 use parcours_core::time::Millis;
 use parcours_core::{MergeRecord, Profile};
 use parcours_store::{
-    owners_position, parse_owners_position, IdentifierRow, MergeRow, MergeStatus, ProfileRow,
-    ProjectionTx, Projections, Reshaped, Result, StoreError, StoredEvent,
+    owners_position, parse_owners_position, profile_bucket, IdentifierRow, MergeRow, MergeStatus,
+    ProfileRow, ProjectionTx, Projections, QueuedProfile, Result, StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -483,26 +483,85 @@ impl ProjectionTx for Tx<'_> {
         Ok(n == 1)
     }
 
-    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()> {
-        let mut st = self
+    fn queue_audience_work(
+        &mut self,
+        workspace: &str,
+        rows: &[QueuedProfile],
+        at: Millis,
+    ) -> Result<()> {
+        let mut read = self
             .tx
             .prepare_cached(
-                "INSERT INTO reshaped_profiles (workspace_id, profile_id, successor, retired, seq, cause, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "SELECT names, everything, retired, first_seq, cause FROM audience_work
+                 WHERE workspace_id = ?1 AND profile_id = ?2",
             )
             .map_err(backend)?;
-        for r in rows {
-            st.execute(params![
-                workspace,
-                r.profile_id,
-                r.successor,
-                r.retired,
-                r.seq,
-                r.cause,
-                at
-            ])
+        let mut write = self
+            .tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO audience_work
+                   (workspace_id, profile_id, bucket, names, everything, retired, first_seq, cause, at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
             .map_err(backend)?;
+        // Versions never repeat, even for a row removed and queued again.
+        let mut last: i64 = self
+            .tx
+            .prepare_cached("SELECT seq FROM audience_cursors WHERE name = 'work_version'")
+            .map_err(backend)?
+            .query_row([], |r| r.get(0))
+            .optional()
+            .map_err(backend)?
+            .unwrap_or_default();
+        for r in QueuedProfile::fold(rows.to_vec()) {
+            last += 1;
+            let waiting = read
+                .query_row(params![workspace, r.profile_id], |row| {
+                    Ok((
+                        QueuedProfile {
+                            profile_id: r.profile_id.clone(),
+                            names: Vec::new(),
+                            everything: row.get(1)?,
+                            retired: row.get(2)?,
+                            seq: row.get(3)?,
+                            cause: row.get(4)?,
+                        },
+                        row.get::<_, String>(0)?,
+                    ))
+                })
+                .optional()
+                .map_err(backend)?;
+            let row = match waiting {
+                Some((mut before, names)) => {
+                    before.names = serde_json::from_str(&names).map_err(corrupt)?;
+                    before.absorb(r);
+                    before
+                }
+                None => r,
+            };
+            write
+                .execute(params![
+                    workspace,
+                    row.profile_id,
+                    profile_bucket(workspace, &row.profile_id),
+                    serde_json::to_string(&row.names).map_err(corrupt)?,
+                    row.everything,
+                    row.retired,
+                    row.seq,
+                    row.cause,
+                    at,
+                    last
+                ])
+                .map_err(backend)?;
         }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO audience_cursors (name, seq) VALUES ('work_version', ?1)
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            )
+            .map_err(backend)?
+            .execute([last])
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -510,7 +569,7 @@ impl ProjectionTx for Tx<'_> {
         self.tx
             .execute_batch(
                 "UPDATE bucket_cursors SET seq = 0; DELETE FROM profiles; DELETE FROM identifiers;
-                 DELETE FROM identifier_drops; DELETE FROM profile_events; DELETE FROM reshaped_profiles;
+                 DELETE FROM identifier_drops; DELETE FROM profile_events; DELETE FROM audience_work;
                  DELETE FROM merges WHERE status <> 'undone';",
             )
             .map_err(backend)?;

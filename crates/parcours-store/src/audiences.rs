@@ -97,46 +97,194 @@ pub struct MembershipChange {
     pub cause: String,
 }
 
-/// A profile the unify processor reshaped (merged, re-derived, undone), or an id it retired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reshaped {
-    /// Position in the journal (assigned by the store).
-    pub id: i64,
-    pub workspace_id: String,
-    pub profile_id: String,
-    /// For a retired id: the profile that holds its first event now (if any).
-    pub successor: Option<String>,
-    pub retired: bool,
-    /// The event whose application did it (0 for none: an undo), and what to name as the
-    /// cause of the membership changes it brings (its `messageId`, or `undo`).
-    pub seq: i64,
-    pub cause: String,
-    pub at: Millis,
+/// The bucket whose owner evaluates a profile's audiences: that of its id, so that one node
+/// at a time evaluates each profile, whatever buckets its events came from.
+pub fn profile_bucket(workspace: &str, profile: &str) -> u16 {
+    parcours_core::bucket::of(workspace, Some(profile), None)
 }
 
-impl Reshaped {
-    /// A live profile whose events changed.
-    pub fn profile(profile: &str, seq: i64, cause: &str) -> Self {
-        Reshaped {
-            id: 0,
-            workspace_id: String::new(),
+/// A profile the unify processor queues for audience evaluation, in the transaction that
+/// changed it: it was assigned an event, or reshaped (created, merged, re-derived, undone),
+/// or its id retired. Several for one profile fold into one ([`QueuedProfile::fold`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedProfile {
+    pub profile_id: String,
+    /// The names of the events it was assigned (what the evaluation reads and decides on).
+    pub names: Vec<String>,
+    /// Every definition is evaluated (its events changed, or it recorded consent).
+    pub everything: bool,
+    /// The id no longer names a live profile: it leaves every audience, and destinations
+    /// that hold it are told where it went.
+    pub retired: bool,
+    /// The event that caused it (its place in the log), and its `messageId`: the cause the
+    /// membership changes it brings name.
+    pub seq: i64,
+    pub cause: String,
+}
+
+impl QueuedProfile {
+    /// An event assigned to a profile.
+    pub fn event(profile: &str, seq: i64, name: Option<&str>, cause: &str) -> Self {
+        QueuedProfile {
             profile_id: profile.into(),
-            successor: None,
+            names: name.map(str::to_string).into_iter().collect(),
+            everything: false,
             retired: false,
             seq,
             // Stored as text: no NUL (a messageId stored before ingest refused them).
             cause: cause.replace('\0', ""),
-            at: 0,
         }
     }
 
-    /// An id that no longer names a profile, and the profile that holds its first event now.
-    pub fn retired(profile: &str, successor: Option<&str>, seq: i64, cause: &str) -> Self {
-        Reshaped {
-            successor: successor.map(str::to_string),
-            retired: true,
-            ..Reshaped::profile(profile, seq, cause)
+    /// A live profile whose events changed: evaluated in full.
+    pub fn reshaped(profile: &str, seq: i64, cause: &str) -> Self {
+        QueuedProfile {
+            everything: true,
+            ..QueuedProfile::event(profile, seq, None, cause)
         }
+    }
+
+    /// An id that no longer names a profile.
+    pub fn retired(profile: &str, seq: i64, cause: &str) -> Self {
+        QueuedProfile {
+            retired: true,
+            ..QueuedProfile::reshaped(profile, seq, cause)
+        }
+    }
+
+    /// Folds rows of the same profiles into one each (in first-appearance order): names
+    /// unite, flags add up, the earliest event is kept as the place and the latest as the
+    /// cause.
+    pub fn fold(rows: Vec<QueuedProfile>) -> Vec<QueuedProfile> {
+        let mut out: Vec<QueuedProfile> = Vec::with_capacity(rows.len());
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for r in rows {
+            match at.get(&r.profile_id) {
+                Some(&i) => out[i].absorb(r),
+                None => {
+                    at.insert(r.profile_id.clone(), out.len());
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds a later row of the same profile to this one.
+    pub fn absorb(&mut self, later: QueuedProfile) {
+        for n in later.names {
+            if !self.names.contains(&n) {
+                self.names.push(n);
+            }
+        }
+        self.names.sort();
+        self.everything |= later.everything;
+        self.retired |= later.retired;
+        self.seq = match (self.seq, later.seq) {
+            (0, s) | (s, 0) => s,
+            (a, b) => a.min(b),
+        };
+        self.cause = later.cause;
+    }
+}
+
+/// A profile waiting for audience evaluation ([`Audiences::audience_work`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AudienceWork {
+    pub workspace_id: String,
+    pub profile_id: String,
+    /// [`profile_bucket`] of the profile.
+    pub bucket: u16,
+    /// What was queued since the last evaluation, folded.
+    pub names: Vec<String>,
+    pub everything: bool,
+    pub retired: bool,
+    /// The earliest event not yet evaluated (how far behind the audiences are).
+    pub first_seq: i64,
+    pub cause: String,
+    pub at: Millis,
+    /// Bumped by every queuing: an evaluation settles the row only if it is unchanged
+    /// ([`SettledWork`]).
+    pub version: i64,
+}
+
+/// Which waiting work a node takes: its buckets, plus whole workspaces it evaluates alone
+/// (a full computation runs for them), minus workspaces another node evaluates alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkScope {
+    pub buckets: Vec<u16>,
+    pub whole: Vec<String>,
+    pub except: Vec<String>,
+}
+
+impl WorkScope {
+    /// Every bucket of every workspace (a node alone).
+    pub fn everything() -> Self {
+        WorkScope {
+            buckets: parcours_core::bucket::all(),
+            ..WorkScope::default()
+        }
+    }
+
+    /// Whether a profile of a workspace is in scope.
+    pub fn covers(&self, workspace: &str, bucket: u16) -> bool {
+        let ws = workspace.to_string();
+        !self.except.contains(&ws) && (self.whole.contains(&ws) || self.buckets.contains(&bucket))
+    }
+}
+
+/// A waiting row evaluated: removed if it is still at `version` (otherwise more came in
+/// meanwhile, and it stays for the next evaluation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledWork {
+    pub workspace_id: String,
+    pub profile_id: String,
+    pub version: i64,
+}
+
+/// Buckets a node must still hold when a write commits (see
+/// [`crate::ProjectionTx::fence`]); otherwise the write fails with a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub buckets: Vec<u16>,
+    pub now: Millis,
+}
+
+/// One audience or computed trait as an evaluation saw it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DefinitionVersion {
+    pub kind: DefinitionKind,
+    pub id: String,
+    pub version: i64,
+    /// Whether its full computation had finished (`computed_version >= version`).
+    pub computed: bool,
+}
+
+/// The audiences and computed traits of a workspace as an evaluation saw them: its write
+/// fails with a conflict if they changed before it commits (a full computation may have
+/// started, which evaluates the workspace alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionsSeen {
+    pub workspace_id: String,
+    /// In (kind, id) order.
+    pub definitions: Vec<DefinitionVersion>,
+}
+
+impl DefinitionsSeen {
+    /// Whether the stored definitions, `(kind, id, version, computed_version)` in (kind, id)
+    /// order, are the ones seen.
+    pub fn still(&self, stored: &[(DefinitionKind, String, i64, i64)]) -> bool {
+        stored.len() == self.definitions.len()
+            && stored
+                .iter()
+                .zip(&self.definitions)
+                .all(|((k, id, v, c), seen)| {
+                    *k == seen.kind
+                        && *id == seen.id
+                        && *v == seen.version
+                        && (!seen.computed || c >= v)
+                })
     }
 }
 
@@ -187,6 +335,11 @@ pub struct AudienceWrite {
     pub progress: Vec<ComputationProgress>,
     /// Effects of these changes, sent by the outbox's senders ([`crate::Outbox`]).
     pub outbox: Vec<crate::NewOutboxRow>,
+    /// Waiting rows this step evaluated.
+    pub settled: Vec<SettledWork>,
+    /// Checked before anything is written: the leases held, the definitions unchanged.
+    pub fence: Option<Fence>,
+    pub definitions_seen: Vec<DefinitionsSeen>,
 }
 
 /// A profile's next re-evaluation by the audience processor (a timer of kind
@@ -248,6 +401,7 @@ impl AudienceWrite {
             && self.cursors.is_empty()
             && self.progress.is_empty()
             && self.outbox.is_empty()
+            && self.settled.is_empty()
     }
 }
 
@@ -312,25 +466,28 @@ pub trait Audiences: Send + Sync {
         after_profile: &str,
         limit: usize,
     ) -> Result<Vec<(String, Millis)>>;
-    /// The journal of reshaped and retired profiles after `after_id`, oldest first.
-    fn reshaped_after(&self, after_id: i64, limit: usize) -> Result<Vec<Reshaped>>;
-    /// Forgets the journal up to `upto` (the audience processor followed it). Returns how many
-    /// rows went.
-    fn prune_reshaped(&self, upto: i64) -> Result<u64>;
+    /// Profiles waiting for evaluation in `scope`, the longest waiting (earliest event)
+    /// first.
+    fn audience_work(&self, scope: &WorkScope, limit: usize) -> Result<Vec<AudienceWork>>;
+    /// The earliest event waiting for evaluation, if any (with the unify processor's
+    /// position, how far behind the audiences are).
+    fn earliest_audience_work(&self) -> Result<Option<i64>>;
     /// Ids after `after` (in id order) that hold a membership, a computed value or a timer
     /// but are not a live profile (retired while nothing followed them: a replay).
     fn orphans(&self, workspace: &str, after: &str, limit: usize) -> Result<Vec<String>>;
     /// The change log after `after_id`, oldest first.
     fn changes_after(&self, after_id: i64, limit: usize) -> Result<Vec<MembershipChange>>;
-    /// Re-evaluations due at or before `now`, earliest first.
-    fn due_timers(&self, now: Millis, limit: usize) -> Result<Vec<Timer>>;
+    /// Re-evaluations in `scope` due at or before `now`, earliest first.
+    fn due_timers(&self, now: Millis, scope: &WorkScope, limit: usize) -> Result<Vec<Timer>>;
     /// A profile's next re-evaluation, if one is scheduled.
     fn timer_of(&self, workspace: &str, profile: &str) -> Result<Option<Millis>>;
     /// A named position; 0 when never set.
     fn audience_cursor(&self, name: &str) -> Result<i64>;
     /// Applies one step's changes in one transaction. A change that does not change
     /// anything (entering an audience the profile is in) is an error: the processor's view
-    /// was stale.
+    /// was stale. So is a lost lease or a changed definition (`fence`,
+    /// `definitions_seen`): nothing is written. Changes get their ids in commit order, so
+    /// a reader following the change log never skips one that commits late.
     fn record(&self, write: &AudienceWrite) -> Result<()>;
     /// Marks every definition for a full computation (replay). Memberships, computed values
     /// and the change log stay: the computation writes only what differs, and the ids a replay

@@ -165,11 +165,15 @@ pub trait ProjectionTx {
         at: Millis,
     ) -> Result<()>;
     fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
-    /// Journals live profiles whose events changed (created, merged, re-derived, undone) and
-    /// ids retired (with the profile that holds their first event now, if any), in this order,
-    /// for the audience processor ([`Audiences::reshaped_after`]). `id`, `workspace_id` and
-    /// `at` of the rows are set by the store.
-    fn note_reshaped(&mut self, workspace: &str, rows: &[Reshaped], at: Millis) -> Result<()>;
+    /// Queues profiles for audience evaluation, in the bucket of each ([`profile_bucket`]):
+    /// a profile already waiting folds the new rows in ([`QueuedProfile::absorb`]) and its
+    /// version is bumped. `at` is when.
+    fn queue_audience_work(
+        &mut self,
+        workspace: &str,
+        rows: &[QueuedProfile],
+        at: Millis,
+    ) -> Result<()>;
     /// Drops every projection row of every workspace (replay starts from the first event).
     fn reset_all(&mut self) -> Result<()>;
 }

@@ -69,6 +69,17 @@ impl parcours_core::time::Clock for ShiftedClock {
         parcours_core::time::Clock::now(&parcours_engine::SystemClock)
             + self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn monotonic(&self) -> std::time::Duration {
+        parcours_core::time::Clock::monotonic(&parcours_engine::SystemClock)
+    }
+
+    fn sleep_until(&self, until: parcours_core::time::Millis, at_most: std::time::Duration) {
+        let left = until - parcours_core::time::Clock::now(self);
+        if left > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(left as u64).min(at_most));
+        }
+    }
 }
 
 /// A node whose engine reads the time from `clock`.
@@ -167,13 +178,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = parcours_engine::clock::Moment::now() + within;
     loop {
         if let Some(v) = check().await {
             return v;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            parcours_engine::clock::Moment::now() < deadline,
             "not within {within:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;

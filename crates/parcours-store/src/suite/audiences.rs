@@ -235,7 +235,7 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
     assert_eq!(values["cats"], serde_json::json!(["a", "b"]));
     assert!(store.computed_values("w2", "p1").unwrap().is_empty());
     let due: Vec<(String, String, i64)> = store
-        .due_timers(T0 + 30, 10)
+        .due_timers(T0 + 30, &WorkScope::everything(), 10)
         .unwrap()
         .into_iter()
         .map(|t| (t.workspace_id, t.profile_id, t.due_at))
@@ -248,7 +248,13 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
             ("w1".into(), "p1".into(), T0 + 30),
         ]
     );
-    assert_eq!(store.due_timers(T0 + 30, 1).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .due_timers(T0 + 30, &WorkScope::everything(), 1)
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.timer_of("w1", "p3").unwrap(), Some(T0 + 40));
     assert_eq!(store.timer_of("w2", "p3").unwrap(), None);
     assert_eq!(store.audience_cursor("audiences").unwrap(), 42);
@@ -273,7 +279,7 @@ pub fn computed_values_timers_cursors_and_progress(store: &dyn Store) {
     assert_eq!(values.len(), 2);
     assert_eq!(values["ltv"], serde_json::json!(20));
     let due: Vec<String> = store
-        .due_timers(T0 + 100, 10)
+        .due_timers(T0 + 100, &WorkScope::everything(), 10)
         .unwrap()
         .into_iter()
         .map(|t| format!("{}/{}", t.workspace_id, t.profile_id))
@@ -501,4 +507,146 @@ pub fn audience_inputs_read_a_page_of_profiles_at_once(store: &dyn Store) {
     assert_eq!(read("p2"), vec!["m4"]);
     assert_eq!(got["p1"].memberships, vec!["vip".to_string()]);
     assert_eq!(got["nobody"], AudienceInputs::default());
+}
+
+/// An audience write is refused, with nothing written, when its node lost a lease it works
+/// on or a definition it evaluated changed; re-evaluation timers are taken per bucket.
+pub fn audience_writes_are_fenced_and_guarded(store: &dyn Store) {
+    store
+        .put_definition(&definition("w1", DefinitionKind::Audience, "vip", 1))
+        .unwrap();
+    store
+        .put_definition(&definition("w1", DefinitionKind::Destination, "hook", 1))
+        .unwrap();
+    let seen = |version: i64, computed: bool| DefinitionsSeen {
+        workspace_id: "w1".into(),
+        definitions: vec![DefinitionVersion {
+            kind: DefinitionKind::Audience,
+            id: "vip".into(),
+            version,
+            computed,
+        }],
+    };
+    let write = |fence: Option<Fence>, seen: Vec<DefinitionsSeen>| AudienceWrite {
+        changes: vec![change("w1", "vip", "p1", true, T0)],
+        fence,
+        definitions_seen: seen,
+        ..AudienceWrite::default()
+    };
+    // Not computed yet: a write that needs it computed is refused, one that does not passes
+    // (destinations do not count).
+    assert!(matches!(
+        store.record(&write(None, vec![seen(1, true)])),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 0);
+    store.record(&write(None, vec![seen(1, false)])).unwrap();
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 1);
+    // A new version was saved meanwhile.
+    store
+        .put_definition(&definition("w1", DefinitionKind::Audience, "vip", 2))
+        .unwrap();
+    let exit = AudienceWrite {
+        changes: vec![change("w1", "vip", "p1", false, T0)],
+        definitions_seen: vec![seen(1, false)],
+        ..AudienceWrite::default()
+    };
+    assert!(matches!(store.record(&exit), Err(StoreError::Conflict(_))));
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 1);
+    // A definition added meanwhile.
+    store
+        .put_definition(&definition("w1", DefinitionKind::ComputedTrait, "ltv", 1))
+        .unwrap();
+    let exit = AudienceWrite {
+        definitions_seen: vec![seen(2, false)],
+        ..exit
+    };
+    assert!(matches!(store.record(&exit), Err(StoreError::Conflict(_))));
+    // Leases: only the holder writes.
+    let held = store.balance_leases("n1", 2, T0, T0 + 10_000).unwrap();
+    assert_eq!(held, vec![0, 1]);
+    let fence = |node: &str, buckets: Vec<u16>, now: i64| {
+        Some(Fence {
+            node: node.into(),
+            buckets,
+            now,
+        })
+    };
+    let leave = |fence: Option<Fence>| AudienceWrite {
+        changes: vec![change("w1", "vip", "p1", false, T0)],
+        fence,
+        ..AudienceWrite::default()
+    };
+    for refused in [
+        fence("n2", vec![0], T0),
+        fence("n1", vec![0, 2], T0),
+        fence("n1", vec![0], T0 + 10_001),
+    ] {
+        assert!(matches!(
+            store.record(&leave(refused)),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.member_count("w1", "vip").unwrap(), 1);
+    }
+    store.record(&leave(fence("n1", vec![0, 1], T0))).unwrap();
+    assert_eq!(store.member_count("w1", "vip").unwrap(), 0);
+    // Timers are kept in their profile's bucket.
+    let profiles: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    store
+        .record(&AudienceWrite {
+            timers: profiles
+                .iter()
+                .map(|p| ReevaluationTimer::new("w1", p.clone(), Some(T0)))
+                .collect(),
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let bucket = profile_bucket("w1", "p7");
+    let due: Vec<String> = store
+        .due_timers(
+            T0,
+            &WorkScope {
+                buckets: vec![bucket],
+                ..WorkScope::default()
+            },
+            100,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|t| t.profile_id)
+        .collect();
+    let expected: Vec<String> = profiles
+        .iter()
+        .filter(|p| profile_bucket("w1", p) == bucket)
+        .cloned()
+        .collect();
+    assert!(due.contains(&"p7".to_string()));
+    let mut sorted = due.clone();
+    sorted.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(sorted, expected_sorted);
+    let except = store
+        .due_timers(
+            T0,
+            &WorkScope {
+                buckets: parcours_core::bucket::all(),
+                except: vec!["w1".into()],
+                ..WorkScope::default()
+            },
+            100,
+        )
+        .unwrap();
+    assert!(except.is_empty());
+    let whole = store
+        .due_timers(
+            T0,
+            &WorkScope {
+                whole: vec!["w1".into()],
+                ..WorkScope::default()
+            },
+            100,
+        )
+        .unwrap();
+    assert_eq!(whole.len(), 40);
 }

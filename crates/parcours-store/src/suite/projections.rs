@@ -443,67 +443,164 @@ pub(super) fn sample_profile(id: &str) -> Profile {
     .expect("a profile document")
 }
 
-/// The journal of reshaped and retired profiles is kept in order, across workspaces, and a
-/// replay empties it without reusing its positions.
-pub fn reshaped_profiles_are_journaled_in_order(store: &dyn Store) {
+/// Profiles queued for audience evaluation: one row per profile folding what was queued,
+/// taken per bucket (plus whole workspaces, minus others), the longest waiting first; an
+/// evaluation settles a row only if nothing was queued since; nothing is queued when the
+/// transaction fails; a replay empties the queue; versions never repeat.
+pub fn audience_work_is_queued_per_profile_and_settled_once(store: &dyn Store) {
+    let every = WorkScope::everything();
     store
         .transact(&mut |tx| {
-            tx.note_reshaped(
+            tx.queue_audience_work(
                 "w1",
                 &[
-                    Reshaped::profile("a", 7, "m7"),
-                    Reshaped::profile("b", 7, "m7"),
-                    Reshaped::retired("c", Some("a"), 7, "m7"),
-                    Reshaped::retired("d", None, 0, "undo"),
+                    QueuedProfile::event("a", 7, Some("Viewed"), "m7"),
+                    QueuedProfile::event("b", 8, None, "m8"),
+                    QueuedProfile::event("a", 9, Some("Added"), "m9"),
+                    QueuedProfile::retired("c", 0, "undo"),
                 ],
                 T0,
             )?;
-            tx.note_reshaped("w2", &[Reshaped::profile("a", 9, "m9")], T0 + 1)
+            tx.queue_audience_work("w2", &[QueuedProfile::reshaped("a", 3, "m3")], T0 + 1)
         })
         .unwrap();
-    let rows = store.reshaped_after(0, 10).unwrap();
+    let rows = store.audience_work(&every, 10).unwrap();
     let seen: Vec<String> = rows
         .iter()
         .map(|r| {
             format!(
-                "{} {} {:?} {} {} {}",
-                r.workspace_id, r.profile_id, r.successor, r.retired, r.seq, r.cause
+                "{} {} {:?} {} {} {} {}",
+                r.workspace_id,
+                r.profile_id,
+                r.names,
+                r.everything,
+                r.retired,
+                r.first_seq,
+                r.cause
             )
         })
         .collect();
+    // An undo names no event (0): it waits behind none.
     assert_eq!(
         seen,
         vec![
-            "w1 a None false 7 m7",
-            "w1 b None false 7 m7",
-            "w1 c Some(\"a\") true 7 m7",
-            "w1 d None true 0 undo",
-            "w2 a None false 9 m9",
+            "w1 c [] true true 0 undo",
+            "w2 a [] true false 3 m3",
+            "w1 a [\"Added\", \"Viewed\"] false false 7 m9",
+            "w1 b [] false false 8 m8",
         ]
     );
-    assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
-    assert_eq!(rows[4].at, T0 + 1);
-    let after = store.reshaped_after(rows[1].id, 2).unwrap();
-    assert_eq!(after.len(), 2);
-    assert_eq!(after[0].profile_id, "c");
-    // Nothing written when the transaction fails.
+    for r in &rows {
+        assert_eq!(r.bucket, profile_bucket(&r.workspace_id, &r.profile_id));
+    }
+    assert_eq!(rows[1].at, T0 + 1);
+    assert_eq!(store.earliest_audience_work().unwrap(), Some(0));
+    assert_eq!(store.audience_work(&every, 2).unwrap().len(), 2);
+    // Scopes: a bucket; a whole workspace; a workspace left out.
+    let a1 = rows
+        .iter()
+        .find(|r| r.workspace_id == "w1" && r.profile_id == "a")
+        .unwrap();
+    let only = |scope: WorkScope| -> Vec<String> {
+        store
+            .audience_work(&scope, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{}/{}", r.workspace_id, r.profile_id))
+            .collect()
+    };
+    let mut expected: Vec<String> = rows
+        .iter()
+        .filter(|r| r.bucket == a1.bucket)
+        .map(|r| format!("{}/{}", r.workspace_id, r.profile_id))
+        .collect();
+    assert!(expected.contains(&"w1/a".to_string()));
+    assert_eq!(
+        only(WorkScope {
+            buckets: vec![a1.bucket],
+            ..WorkScope::default()
+        }),
+        expected
+    );
+    let whole = only(WorkScope {
+        whole: vec!["w2".into()],
+        ..WorkScope::default()
+    });
+    assert_eq!(whole, vec!["w2/a"]);
+    expected.retain(|r| r.starts_with("w2/"));
+    assert_eq!(
+        only(WorkScope {
+            buckets: vec![a1.bucket],
+            except: vec!["w1".into()],
+            ..WorkScope::default()
+        }),
+        expected
+    );
+    // More comes in for `a` while it is evaluated: settling the version read leaves it.
+    store
+        .transact(&mut |tx| {
+            tx.queue_audience_work(
+                "w1",
+                &[QueuedProfile::event("a", 12, Some("Paid"), "m12")],
+                T0 + 2,
+            )
+        })
+        .unwrap();
+    let settle = |ws: &str, r: &AudienceWork| SettledWork {
+        workspace_id: ws.into(),
+        profile_id: r.profile_id.clone(),
+        version: r.version,
+    };
+    store
+        .record(&AudienceWrite {
+            settled: rows.iter().map(|r| settle(&r.workspace_id, r)).collect(),
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let left = store.audience_work(&every, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (
+            left[0].profile_id.as_str(),
+            left[0].first_seq,
+            left[0].cause.as_str()
+        ),
+        ("a", 7, "m12")
+    );
+    assert_eq!(left[0].names, vec!["Added", "Paid", "Viewed"]);
+    assert!(left[0].version > a1.version);
+    store
+        .record(&AudienceWrite {
+            settled: vec![settle("w1", &left[0])],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    assert!(store.audience_work(&every, 10).unwrap().is_empty());
+    assert_eq!(store.earliest_audience_work().unwrap(), None);
+    // Queued again after it was settled: a new version, never one seen before.
+    store
+        .transact(&mut |tx| {
+            tx.queue_audience_work("w1", &[QueuedProfile::event("a", 13, None, "m13")], T0)
+        })
+        .unwrap();
+    let again = store.audience_work(&every, 10).unwrap();
+    assert!(again[0].version > left[0].version);
+    store
+        .record(&AudienceWrite {
+            settled: vec![settle("w1", a1)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    assert_eq!(store.audience_work(&every, 10).unwrap().len(), 1);
+    // Nothing queued when the transaction fails.
     let failed = store.transact(&mut |tx| {
-        tx.note_reshaped("w1", &[Reshaped::profile("z", 1, "m1")], T0)?;
+        tx.queue_audience_work("w1", &[QueuedProfile::event("z", 1, None, "m1")], T0)?;
         Err(StoreError::Conflict("abandoned".into()))
     });
     assert!(failed.is_err());
-    assert_eq!(store.reshaped_after(rows[4].id, 10).unwrap(), vec![]);
-    let last = rows[4].id;
-    // The processor followed the first two: they go, the rest stay.
-    assert_eq!(store.prune_reshaped(rows[1].id).unwrap(), 2);
-    assert_eq!(store.reshaped_after(0, 10).unwrap()[0].profile_id, "c");
-    assert_eq!(store.prune_reshaped(rows[1].id).unwrap(), 0);
+    assert_eq!(store.audience_work(&every, 10).unwrap().len(), 1);
     store.transact(&mut |tx| tx.reset_all()).unwrap();
-    assert!(store.reshaped_after(0, 10).unwrap().is_empty());
-    store
-        .transact(&mut |tx| tx.note_reshaped("w1", &[Reshaped::profile("e", 1, "m1")], T0))
-        .unwrap();
-    assert!(store.reshaped_after(0, 10).unwrap()[0].id > last);
+    assert!(store.audience_work(&every, 10).unwrap().is_empty());
 }
 
 pub fn profiles_and_event_owners_read_in_storage_order(store: &dyn Store) {
