@@ -679,6 +679,9 @@ pub struct AudienceProcessor {
     failed: BTreeMap<String, Vec<(DefinitionKind, String, i64)>>,
     /// Profiles evaluated in real time since it started.
     evaluated: u64,
+    /// Full computations waiting to start: their versions, and the place in the log unify
+    /// must have applied first.
+    starting: BTreeMap<String, (Vec<(DefinitionKind, String, i64)>, i64)>,
     health: Option<Arc<Health>>,
     /// Measures the page budget.
     clock: Arc<dyn Clock>,
@@ -712,6 +715,7 @@ impl Default for AudienceProcessor {
             rfm_done: BTreeMap::new(),
             failed: BTreeMap::new(),
             evaluated: 0,
+            starting: BTreeMap::new(),
             health: None,
             clock: Arc::new(crate::clock::SystemClock),
         }
@@ -839,6 +843,7 @@ impl AudienceProcessor {
         idle: bool,
     ) -> Result<usize> {
         self.recompute.retain(|ws, _| all.contains_key(ws));
+        self.starting.retain(|ws, _| all.contains_key(ws));
         self.failed.retain(|ws, _| all.contains_key(ws));
         let mut work = 0;
         for (ws, defs) in all {
@@ -877,7 +882,21 @@ impl AudienceProcessor {
             return Ok(0);
         }
         if self.recompute.get(ws).is_none_or(|r| r.versions != stale) {
-            // A new or changed definition: start over (evaluations are idempotent).
+            // A new or changed definition: start over (evaluations are idempotent), once
+            // unify has applied every event committed before it was seen. Unify queues nothing
+            // for a workspace without definitions, so the computation must hold those events.
+            let target = match self.starting.get(ws) {
+                Some((versions, target)) if *versions == stale => *target,
+                _ => {
+                    let target = store.last_seq()?;
+                    self.starting.insert(ws.clone(), (stale.clone(), target));
+                    target
+                }
+            };
+            if store.processed_seq()? < target {
+                return Ok(0);
+            }
+            self.starting.remove(ws);
             self.recompute.insert(
                 ws.clone(),
                 Recompute {

@@ -225,7 +225,11 @@ mod tests {
         assert_eq!(steps.load(Ordering::SeqCst), 1);
         clock.advance(499);
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(steps.load(Ordering::SeqCst), 1, "retried before the backoff ended");
+        assert_eq!(
+            steps.load(Ordering::SeqCst),
+            1,
+            "retried before the backoff ended"
+        );
         clock.advance(1);
         until_steps(&steps, 2);
         // The second wait is twice as long.

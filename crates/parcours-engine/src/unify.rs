@@ -508,6 +508,11 @@ fn flush(
     let Some(applied) = queue else {
         return Ok(());
     };
+    // A workspace without audiences or computed traits queues nothing: its first
+    // definition's full computation reads every event applied before it.
+    if !tx.evaluates_audiences(&ws)? {
+        return Ok(());
+    }
     // The audience processor of each profile's bucket evaluates what its events name, new
     // profiles and merge winners in full (their events changed), and takes merged-away ids
     // out of their audiences.
@@ -613,7 +618,7 @@ fn rederive(
         }
         work.push(QueuedProfile::retired(pid, seq, cause));
     }
-    if queue.is_some() {
+    if queue.is_some() && tx.evaluates_audiences(ws)? {
         tx.queue_audience_work(ws, &work, now)?;
     }
     Ok(())

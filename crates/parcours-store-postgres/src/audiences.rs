@@ -182,8 +182,16 @@ impl PgStore {
 impl Audiences for PgStore {
     fn put_definition(&self, d: &Definition) -> Result<()> {
         // Saved while the audience processor writes the same rows: a deadlock victim retries.
+        // Under the workspace's lock, which unify holds while it decides whether to queue
+        // profiles for evaluation (`ProjectionTx::evaluates_audiences`).
         crate::retrying(|| {
-            self.run(
+            self.run(async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(crate::projections::WORKSPACE_LOCK_SPACE)
+                .bind(&d.workspace_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO definitions (workspace_id, kind, id, doc, version, computed_version, done, total, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)
@@ -199,8 +207,10 @@ impl Audiences for PgStore {
             .bind(d.computed_version)
             .bind(d.created_at)
             .bind(d.updated_at)
-            .execute(self.pool()),
-            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+            })
         })
         .map_err(backend)?;
         Ok(())

@@ -18,7 +18,7 @@ const EPOCH: &str = "epoch";
 
 /// The advisory lock keys of workspaces live in their own space (first argument of the
 /// two-key form), apart from the migration lock.
-const WORKSPACE_LOCK_SPACE: i32 = 0x5057;
+pub(crate) const WORKSPACE_LOCK_SPACE: i32 = 0x5057;
 
 struct Tx<'a> {
     tx: &'a mut Transaction<'static, Postgres>,
@@ -238,6 +238,19 @@ impl ProjectionTx for Tx<'_> {
         )
         .map_err(backend)?;
         Ok(())
+    }
+
+    fn evaluates_audiences(&mut self, workspace: &str) -> Result<bool> {
+        let row = block_on(
+            sqlx::query(
+                "SELECT 1 FROM definitions
+                 WHERE workspace_id = $1 AND kind IN ('audience', 'computed_trait') LIMIT 1",
+            )
+            .bind(workspace)
+            .fetch_optional(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(row.is_some())
     }
 
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {

@@ -240,6 +240,20 @@ impl ProjectionTx for Tx<'_> {
         Ok(())
     }
 
+    fn evaluates_audiences(&mut self, workspace: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM definitions
+                 WHERE workspace_id = ?1 AND kind IN ('audience', 'computed_trait') LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row([workspace], |_| Ok(()))
+            .optional()
+            .map_err(backend)?
+            .is_some())
+    }
+
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
         Ok(self
             .tx

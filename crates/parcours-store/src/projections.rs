@@ -165,6 +165,11 @@ pub trait ProjectionTx {
         at: Millis,
     ) -> Result<()>;
     fn mark_merge_undone(&mut self, workspace: &str, merge_id: i64, at: Millis) -> Result<bool>;
+    /// Whether the workspace has an audience or a computed trait, read under this
+    /// transaction's workspace lock ([`ProjectionTx::lock_workspaces`]): saving a definition
+    /// takes the same lock, so a transaction that finds none commits before the first
+    /// definition does (and that definition's full computation reads its events).
+    fn evaluates_audiences(&mut self, workspace: &str) -> Result<bool>;
     /// Queues profiles for audience evaluation, in the bucket of each ([`profile_bucket`]):
     /// a profile already waiting folds the new rows in ([`QueuedProfile::absorb`]) and its
     /// version is bumped. `at` is when.

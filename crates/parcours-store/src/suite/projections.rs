@@ -449,6 +449,39 @@ pub(super) fn sample_profile(id: &str) -> Profile {
 /// transaction fails; a replay empties the queue; versions never repeat.
 pub fn audience_work_is_queued_per_profile_and_settled_once(store: &dyn Store) {
     let every = WorkScope::everything();
+    // Only a workspace with an audience or a computed trait evaluates anything.
+    let evaluates = |ws: &str| {
+        let mut answer = false;
+        store
+            .transact(&mut |tx| {
+                answer = tx.evaluates_audiences(ws)?;
+                Ok(())
+            })
+            .unwrap();
+        answer
+    };
+    let definition = |kind: DefinitionKind, id: &str| Definition {
+        workspace_id: "w1".into(),
+        kind,
+        id: id.into(),
+        doc: serde_json::json!({}),
+        version: 1,
+        computed_version: 0,
+        done: 0,
+        total: 0,
+        created_at: T0,
+        updated_at: T0,
+    };
+    assert!(!evaluates("w1"));
+    store
+        .put_definition(&definition(DefinitionKind::Destination, "hook"))
+        .unwrap();
+    assert!(!evaluates("w1"));
+    store
+        .put_definition(&definition(DefinitionKind::ComputedTrait, "ltv"))
+        .unwrap();
+    assert!(evaluates("w1"));
+    assert!(!evaluates("w2"));
     store
         .transact(&mut |tx| {
             tx.queue_audience_work(
