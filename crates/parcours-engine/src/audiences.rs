@@ -126,7 +126,7 @@ impl WorkspaceDefs {
         self.audiences.iter().find(|a| a.id == id)
     }
 
-    fn stale(&self) -> Vec<(DefinitionKind, String, i64)> {
+    fn stale(&self) -> Versions {
         let a = self
             .audiences
             .iter()
@@ -140,6 +140,9 @@ impl WorkspaceDefs {
         a.chain(t).collect()
     }
 }
+
+/// Definitions not computed at their current version: (kind, id, version).
+type Versions = Vec<(DefinitionKind, String, i64)>;
 
 /// The stored form of an audience definition.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -681,7 +684,7 @@ pub struct AudienceProcessor {
     evaluated: u64,
     /// Full computations waiting to start: their versions, and the place in the log unify
     /// must have applied first.
-    starting: BTreeMap<String, (Vec<(DefinitionKind, String, i64)>, i64)>,
+    starting: BTreeMap<String, (Versions, i64)>,
     health: Option<Arc<Health>>,
     /// Measures the page budget.
     clock: Arc<dyn Clock>,
