@@ -24,7 +24,8 @@ use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::{format_timestamp, Clock, Millis, DAY};
 use parcours_demo::http::Client;
 use parcours_demo::load;
-use parcours_engine::audiences::{save_audience, AudienceDoc, AudienceProcessor};
+use parcours_engine::audiences::AudienceProcessor;
+use parcours_engine::definitions::{save_audience, AudienceDoc};
 use parcours_engine::{Engine, EngineConfig, SystemClock};
 use parcours_store::{IngestBatch, Store};
 use rand::rngs::SmallRng;
@@ -390,7 +391,7 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
     parcours_engine::audiences::forget_waiting(store.as_ref())?;
     for d in store.definitions(Some(&ws))? {
         // Audiences of an earlier run on this store would be evaluated too.
-        parcours_engine::audiences::delete_definition(store.as_ref(), &ws, d.kind, &d.id)
+        parcours_engine::definitions::delete_definition(store.as_ref(), &ws, d.kind, &d.id)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let run = SystemClock.now();

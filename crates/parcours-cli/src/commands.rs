@@ -1073,7 +1073,7 @@ const DEMO_AUDIENCES: [(&str, &str, &str, &str); 5] = [
 fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     use parcours_core::audience::parse;
     use parcours_core::computed::{Kind, Lifecycle};
-    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
+    use parcours_engine::definitions::{save_audience, save_computed_trait, AudienceDoc};
     let mut stage = order_trait("lifecycle_stage", Kind::Lifecycle, None);
     // The demo covers 90 days: shorter thresholds than the defaults (30 / 90 / 180 days).
     stage.lifecycle = Some(Lifecycle {
@@ -1103,7 +1103,7 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
 fn demo_rfm(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     use parcours_core::audience::parse;
     use parcours_core::computed::Kind;
-    use parcours_engine::audiences::{save_audience, save_computed_trait, AudienceDoc};
+    use parcours_engine::definitions::{save_audience, save_computed_trait, AudienceDoc};
     let rfm = order_trait("rfm", Kind::Rfm, Some("revenue"));
     save_computed_trait(store, ws, &rfm, at).map_err(|e| anyhow::anyhow!("{e}"))?;
     let doc = AudienceDoc {

@@ -236,7 +236,7 @@ impl crate::runner::Processor for Feeder {
             .into_iter()
             .filter(|d| d.kind == DefinitionKind::Destination)
         {
-            let Some(doc) = crate::audiences::readable::<DestinationDoc>(&d) else {
+            let Some(doc) = crate::definitions::readable::<DestinationDoc>(&d) else {
                 continue;
             };
             if !doc.enabled || outbound::check_url(&doc.url, self.allow_private_addresses).is_err()
@@ -619,7 +619,7 @@ async fn supervise(sh: Arc<Shared>, board: StatusBoard, stop: Arc<AtomicBool>) {
                         version: d.version,
                         error: None,
                     };
-                    match crate::audiences::readable::<DestinationDoc>(&d) {
+                    match crate::definitions::readable::<DestinationDoc>(&d) {
                         Some(doc) if doc.enabled => {
                             wanted.insert(key, (d.version, doc));
                         }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::audiences::{put_version, AudienceDoc, DefinitionError};
+use crate::definitions::{put_version, stored_form, AudienceDoc, DefinitionError};
 use crate::outbound::{self, HttpClient};
 
 /// How the profile is described in each change.
@@ -200,7 +200,7 @@ pub fn save_destination(
     let previous = existing
         .into_iter()
         .find(|d| d.kind == DefinitionKind::Destination && d.id == id);
-    let value = crate::audiences::stored_form(doc, "destination")?;
+    let value = stored_form(doc, "destination")?;
     put_version(
         store,
         ws,
@@ -210,24 +210,6 @@ pub fn save_destination(
         previous,
         now,
     )
-}
-
-/// The destinations of a workspace that send an audience's changes.
-pub fn destinations_using(
-    store: &dyn Store,
-    ws: &str,
-    audience: &str,
-) -> Result<Vec<String>, StoreError> {
-    Ok(store
-        .definitions(Some(ws))?
-        .into_iter()
-        .filter(|d| d.kind == DefinitionKind::Destination)
-        .filter(|d| {
-            serde_json::from_value::<DestinationDoc>(d.doc.clone())
-                .is_ok_and(|doc| doc.audiences.iter().any(|a| a == audience))
-        })
-        .map(|d| d.id)
-        .collect())
 }
 
 /// What ad platforms and receivers match a person on, read from a profile: identifiers

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::audiences::event_name;
+use crate::facts::event_name;
 
 /// At most this many events are held (about 100 bytes each, plus their properties).
 pub const HELD_MAX: usize = 4_000_000;
@@ -388,7 +388,7 @@ impl Held {
         }
         for e in read {
             all.extend(
-                crate::audiences::facts(std::slice::from_ref(e), &self.named)
+                crate::facts::facts(std::slice::from_ref(e), &self.named)
                     .into_iter()
                     .map(|f| (e.seq, f)),
             );

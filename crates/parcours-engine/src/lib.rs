@@ -7,8 +7,10 @@
 pub mod audiences;
 pub mod clock;
 pub mod cluster;
+pub mod definitions;
 pub mod delivery;
 pub mod destinations;
+pub mod facts;
 pub mod health;
 mod held;
 mod ingest;

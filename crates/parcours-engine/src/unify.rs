@@ -522,11 +522,11 @@ fn flush(
             let mut row = QueuedProfile::event(
                 graph.resolve(pid),
                 *seq,
-                crate::audiences::event_name(e),
+                crate::facts::event_name(e),
                 &e.message_id,
             );
             // Consent to analytics may take her out of (or back into) everything.
-            row.everything = crate::audiences::records_consent(e);
+            row.everything = crate::facts::records_consent(e);
             work.push(row);
         }
     }

@@ -7,10 +7,8 @@ use parcours_core::computed::{ComputedTrait, Kind};
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::Channel;
-use parcours_engine::audiences::{
-    save_audience, save_computed_trait, AudienceDoc, AudienceProcessor, AUDIENCE_ENTERED,
-    AUDIENCE_EXITED, HELD_MAX,
-};
+use parcours_engine::audiences::{AudienceProcessor, AUDIENCE_ENTERED, AUDIENCE_EXITED, HELD_MAX};
+use parcours_engine::definitions::{save_audience, save_computed_trait, AudienceDoc};
 use parcours_engine::unify_step;
 use parcours_store::{
     Audiences, DefinitionKind, EventLog, IngestBatch, MembershipChange, Projections, Registry,
@@ -599,10 +597,10 @@ fn definitions_are_checked_against_the_workspace() {
         condition: parse(text).unwrap(),
     };
     fn code<T: std::fmt::Debug>(
-        r: Result<T, parcours_engine::audiences::DefinitionError>,
+        r: Result<T, parcours_engine::definitions::DefinitionError>,
     ) -> &'static str {
         match r {
-            Err(parcours_engine::audiences::DefinitionError::Invalid { code, .. }) => code,
+            Err(parcours_engine::definitions::DefinitionError::Invalid { code, .. }) => code,
             other => panic!("{other:?}"),
         }
     }
@@ -644,7 +642,7 @@ fn definitions_are_checked_against_the_workspace() {
         "invalid_audience_reference"
     );
     assert_eq!(
-        code(parcours_engine::audiences::delete_definition(
+        code(parcours_engine::definitions::delete_definition(
             &w.store,
             WS,
             DefinitionKind::Audience,
@@ -652,7 +650,7 @@ fn definitions_are_checked_against_the_workspace() {
         )),
         "definition_in_use"
     );
-    assert!(parcours_engine::audiences::delete_definition(
+    assert!(parcours_engine::definitions::delete_definition(
         &w.store,
         WS,
         DefinitionKind::Audience,

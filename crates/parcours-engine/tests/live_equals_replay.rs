@@ -20,9 +20,8 @@ use parcours_core::computed::ComputedTrait;
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_core::{Channel, Profile};
-use parcours_engine::audiences::{
-    save_audience, save_computed_trait, AudienceDoc, AudienceProcessor,
-};
+use parcours_engine::audiences::AudienceProcessor;
+use parcours_engine::definitions::{save_audience, save_computed_trait, AudienceDoc};
 use parcours_engine::{replay, undo_merge, unify_step};
 use parcours_store::{IngestBatch, MergeStatus, Store, Workspace};
 use parcours_store_postgres::testing::TempDatabase;

@@ -5,7 +5,7 @@
 use parcours_core::audience::{self, Condition};
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::Millis;
-use parcours_engine::audiences::{
+use parcours_engine::definitions::{
     delete_definition, save_audience, save_computed_trait, AudienceDoc, DefinitionError,
 };
 use parcours_engine::destinations::{

@@ -72,7 +72,7 @@ pub fn set_identity_rules(
         .map(|w| read(&w.identity_rules));
     store.set_identity_rules(&actor.workspace, rules)?;
     if before != Some(read(rules)) {
-        parcours_engine::audiences::recompute_definitions(store, &actor.workspace, now)?;
+        parcours_engine::definitions::recompute_definitions(store, &actor.workspace, now)?;
     }
     Ok(())
 }
