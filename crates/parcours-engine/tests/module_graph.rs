@@ -64,7 +64,10 @@ fn cycle(
 fn the_engine_modules_form_no_cycle() {
     let graph = uses();
     assert!(graph.contains_key("audiences") && graph.contains_key("delivery"));
-    assert!(graph["held"].contains("facts"), "the graph is read: {graph:?}");
+    assert!(
+        graph["held"].contains("facts"),
+        "the graph is read: {graph:?}"
+    );
     let mut done = BTreeSet::new();
     for module in graph.keys() {
         if let Some(found) = cycle(&graph, module, &mut Vec::new(), &mut done) {
