@@ -411,9 +411,19 @@ async fn recompute(b: &AudienceBench) -> anyhow::Result<()> {
     let (done, steps, read, matched) = tokio::task::spawn_blocking(move || {
         let (ws, id) = (ws2.as_str(), id2.as_str());
         let (mut steps, mut read, mut matched) = (0, None, None);
+        // Long enough for any store this benchmark builds on this machine; a computation
+        // that never ends is an error, not a hang.
+        let deadline = started + Duration::from_secs(3_600);
         loop {
+            // As on a node: unify applies what the processor published (the computation
+            // starts once everything committed before it is applied).
+            while parcours_engine::unify_step(st.as_ref(), SystemClock.now(), 10_000)? > 0 {}
             processor.step(st.as_ref(), SystemClock.now(), 2_000)?;
             steps += 1;
+            anyhow::ensure!(
+                Moment::now() < deadline,
+                "the computation did not finish within an hour"
+            );
             let d = st
                 .definitions(Some(ws))?
                 .into_iter()
