@@ -337,9 +337,30 @@ fn evaluate_profile(
     trigger: Trigger<'_>,
     out: &mut Step,
 ) -> Result<()> {
-    let Some(profile) = store.profile(ws, profile_id)? else {
-        return Ok(());
-    };
+    match store.profile(ws, profile_id)? {
+        Some(profile) => evaluate_loaded(
+            store,
+            ws,
+            defs,
+            (profile_id, profile),
+            (now, cause),
+            trigger,
+            out,
+        ),
+        None => Ok(()),
+    }
+}
+
+/// [`evaluate_profile`] with the profile `profile_id` leads to already read.
+fn evaluate_loaded(
+    store: &dyn Store,
+    ws: &str,
+    defs: &WorkspaceDefs,
+    (profile_id, profile): (&str, parcours_core::Profile),
+    (now, cause): (Millis, &str),
+    trigger: Trigger<'_>,
+    out: &mut Step,
+) -> Result<()> {
     let pid = profile.id.clone();
     // Two ids of one person (a merged one and its winner) are evaluated once per step: the
     // second would not see the first's changes.
@@ -730,8 +751,6 @@ impl AudienceProcessor {
         for (ws, profile, e) in &skipped {
             self.report_skipped(ws, &format!("the evaluation of profile {profile}"), e);
         }
-        metrics::counter!("parcours_audience_profiles_evaluated_total")
-            .increment((report.events + report.timers) as u64);
         self.evaluated += (report.events + report.timers) as u64;
         if !leader {
             return Ok(report);
@@ -1337,11 +1356,19 @@ fn follow_work(
         let Some(defs) = all.get(ws) else {
             continue;
         };
+        let names: BTreeSet<String> = r.names.iter().cloned().collect();
+        // Events no definition reads, of a person whose profile none reads: nothing changes
+        // (an id that retired has a row of its own, which evaluates everything).
+        if !r.everything && !defs.reads_profile && names.is_disjoint(&defs.names) {
+            continue;
+        }
         // What counts is the state now: an id retired and then given back (an undo gives a
         // merged-away person their id again) is live, and evaluated as such.
-        let current = store.profile(ws, &r.profile_id)?;
-        if current.as_ref().is_none_or(|p| p.id != r.profile_id) {
-            let successor = current.map(|p| p.id);
+        let (live, successor) = match store.profile(ws, &r.profile_id)? {
+            Some(p) if p.id == r.profile_id => (Some(p), None),
+            other => (None, other.map(|p| p.id)),
+        };
+        let Some(profile) = live else {
             let cause = match &successor {
                 Some(s) => format!("merged into {s}"),
                 None => "retired".to_string(),
@@ -1357,22 +1384,17 @@ fn follow_work(
                 ));
             }
             continue;
-        }
-        let names: BTreeSet<String> = r.names.iter().cloned().collect();
-        // Events no definition reads, of a person whose profile none reads: nothing changes.
-        if !r.everything && !defs.reads_profile && names.is_disjoint(&defs.names) {
-            continue;
-        }
+        };
         let trigger = if r.everything {
             Trigger::All
         } else {
             Trigger::Events(&names)
         };
-        let evaluated = evaluate_profile(
+        let evaluated = evaluate_loaded(
             store,
             ws,
             defs,
-            &r.profile_id,
+            (&r.profile_id, profile),
             (now, &r.cause),
             trigger,
             &mut out,

@@ -69,14 +69,6 @@ impl std::ops::Add<Duration> for Moment {
     }
 }
 
-impl std::ops::Sub<Moment> for Moment {
-    type Output = Duration;
-
-    fn sub(self, earlier: Moment) -> Duration {
-        self.saturating_duration_since(earlier)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,22 +30,7 @@ async fn check_still(
     w: &AudienceWrite,
 ) -> Result<()> {
     if let Some(f) = &w.fence {
-        let held: Vec<i16> = sqlx::query_scalar(
-            "SELECT bucket FROM bucket_leases
-             WHERE bucket = ANY($1) AND node = $2 AND lease_until >= $3 FOR SHARE",
-        )
-        .bind(small(&f.buckets))
-        .bind(&f.node)
-        .bind(f.now)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        if held.len() != f.buckets.len() {
-            return Err(StoreError::Conflict(format!(
-                "node {} no longer holds every lease it is working on",
-                f.node
-            )));
-        }
+        crate::projections::fence(tx, &f.node, &f.buckets, f.now).await?;
     }
     for seen in &w.definitions_seen {
         let rows = sqlx::query(

@@ -121,6 +121,33 @@ async fn put_profile(
     Ok(())
 }
 
+/// Fails with a conflict unless `node` holds every one of `buckets` at `now`. A shared lock
+/// on the lease rows: no other node can claim them until the transaction commits, and this
+/// node's own heartbeat skips them meanwhile.
+pub(crate) async fn fence(
+    conn: &mut PgConnection,
+    node: &str,
+    buckets: &[u16],
+    now: Millis,
+) -> Result<()> {
+    let held: Vec<i16> = sqlx::query_scalar(
+        "SELECT bucket FROM bucket_leases
+         WHERE bucket = ANY($1) AND node = $2 AND lease_until >= $3 FOR SHARE",
+    )
+    .bind(small(buckets))
+    .bind(node)
+    .bind(now)
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    if held.len() != buckets.len() {
+        return Err(StoreError::Conflict(format!(
+            "node {node} no longer holds every lease it is working on"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn small(buckets: &[u16]) -> Vec<i16> {
     buckets.iter().map(|b| *b as i16).collect()
 }
@@ -180,25 +207,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn fence(&mut self, node: &str, buckets: &[u16], now: Millis) -> Result<()> {
-        // A shared lock on the lease rows: no other node can claim them until this commits,
-        // and this node's own heartbeat skips them meanwhile.
-        let held: Vec<i16> = block_on(
-            sqlx::query_scalar(
-                "SELECT bucket FROM bucket_leases
-                 WHERE bucket = ANY($1) AND node = $2 AND lease_until >= $3 FOR SHARE",
-            )
-            .bind(small(buckets))
-            .bind(node)
-            .bind(now)
-            .fetch_all(self.conn()),
-        )
-        .map_err(backend)?;
-        if held.len() != buckets.len() {
-            return Err(StoreError::Conflict(format!(
-                "node {node} no longer holds every lease it is working on"
-            )));
-        }
-        Ok(())
+        block_on(fence(self.conn(), node, buckets, now))
     }
 
     fn lock_workspaces(&mut self, workspaces: &[&str]) -> Result<()> {

@@ -735,21 +735,7 @@ impl Audiences for SqliteStore {
 /// checking is enough: nothing can change them while this transaction holds the writer.
 fn check_still(tx: &rusqlite::Transaction<'_>, w: &AudienceWrite) -> Result<()> {
     if let Some(f) = &w.fence {
-        let list = serde_json::to_string(&f.buckets).map_err(corrupt)?;
-        let held: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM log.bucket_leases
-                 WHERE node = ?1 AND lease_until >= ?2 AND bucket IN (SELECT value FROM json_each(?3))",
-            )
-            .map_err(backend)?
-            .query_row(params![f.node, f.now, list], |r| r.get(0))
-            .map_err(backend)?;
-        if held as usize != f.buckets.len() {
-            return Err(StoreError::Conflict(format!(
-                "node {} no longer holds every lease it is working on",
-                f.node
-            )));
-        }
+        crate::projections::fence(tx, &f.node, &f.buckets, f.now)?;
     }
     let mut read = tx
         .prepare_cached(

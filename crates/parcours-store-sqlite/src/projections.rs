@@ -13,6 +13,27 @@ use crate::{backend, corrupt, SqliteStore};
 
 const EPOCH: &str = "epoch";
 
+/// Fails with a conflict unless `node` holds every one of `buckets` at `now`. One process
+/// writes an embedded store, so checking is enough: nothing can take a lease while the
+/// transaction holds the writer.
+pub(crate) fn fence(tx: &Transaction<'_>, node: &str, buckets: &[u16], now: Millis) -> Result<()> {
+    let list = serde_json::to_string(buckets).map_err(corrupt)?;
+    let held: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM log.bucket_leases
+             WHERE node = ?1 AND lease_until >= ?2 AND bucket IN (SELECT value FROM json_each(?3))",
+        )
+        .map_err(backend)?
+        .query_row(params![node, now, list], |r| r.get(0))
+        .map_err(backend)?;
+    if held as usize != buckets.len() {
+        return Err(StoreError::Conflict(format!(
+            "node {node} no longer holds every lease it is working on"
+        )));
+    }
+    Ok(())
+}
+
 struct Tx<'a> {
     tx: &'a Transaction<'a>,
 }
@@ -191,24 +212,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn fence(&mut self, node: &str, buckets: &[u16], now: Millis) -> Result<()> {
-        // One process writes an embedded store, so checking is enough: nothing can take a
-        // lease while this transaction holds the writer.
-        let list = serde_json::to_string(buckets).map_err(corrupt)?;
-        let held: i64 = self
-            .tx
-            .prepare_cached(
-                "SELECT count(*) FROM log.bucket_leases
-                 WHERE node = ?1 AND lease_until >= ?2 AND bucket IN (SELECT value FROM json_each(?3))",
-            )
-            .map_err(backend)?
-            .query_row(params![node, now, list], |r| r.get(0))
-            .map_err(backend)?;
-        if held as usize != buckets.len() {
-            return Err(StoreError::Conflict(format!(
-                "node {node} no longer holds every lease it is working on"
-            )));
-        }
-        Ok(())
+        fence(self.tx, node, buckets, now)
     }
 
     fn lock_workspaces(&mut self, _workspaces: &[&str]) -> Result<()> {

@@ -225,12 +225,6 @@ impl WorkScope {
             ..WorkScope::default()
         }
     }
-
-    /// Whether a profile of a workspace is in scope.
-    pub fn covers(&self, workspace: &str, bucket: u16) -> bool {
-        let ws = workspace.to_string();
-        !self.except.contains(&ws) && (self.whole.contains(&ws) || self.buckets.contains(&bucket))
-    }
 }
 
 /// A waiting row evaluated: removed if it is still at `version` (otherwise more came in
