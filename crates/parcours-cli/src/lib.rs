@@ -6,4 +6,5 @@ pub mod bench_audiences;
 pub mod bench_timers;
 pub mod commands;
 pub mod config;
+pub mod journeys;
 pub mod node;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use parcours_cli::bench::{self, IngestBench};
 use parcours_cli::commands;
 use parcours_cli::config::{Config, HttpOverrides, Overrides};
+use parcours_cli::journeys;
 
 /// Parcours: one customer, every channel.
 #[derive(Parser)]
@@ -81,6 +82,11 @@ enum Command {
     },
     /// Rebuild the identity graph and profiles from the event log (stop every node first).
     Replay,
+    /// Journey documents: check one before it goes live.
+    Journey {
+        #[command(subcommand)]
+        action: JourneyAction,
+    },
     /// Workspaces.
     Workspace {
         #[command(subcommand)]
@@ -112,6 +118,16 @@ enum WorkspaceAction {
     },
     /// List the workspaces (id and name).
     List,
+}
+
+#[derive(Subcommand)]
+enum JourneyAction {
+    /// Read a journey document (YAML or JSON) and list every problem with its line and
+    /// column; exits with 1 when there is one.
+    Validate {
+        /// The document (`-` reads stdin).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +389,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             commands::export(&config, &what, workspace.as_deref(), &mut out).map(|_| ())
         }),
         Command::Replay => tokio::task::block_in_place(|| commands::replay(&config)),
+        Command::Journey { action } => match action {
+            JourneyAction::Validate { file } => journeys::validate(&file),
+        },
         Command::Workspace {
             action: WorkspaceAction::Create { name },
         } => commands::create_workspace(&config, &name),

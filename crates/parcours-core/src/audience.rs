@@ -27,7 +27,7 @@ use crate::profile::ConsentState;
 use crate::time::{Millis, DAY};
 
 pub use eval::{EventFact, Subject, Verdict};
-pub use parse::{parse, ParseError};
+pub use parse::{parse, parse_filters, ParseError};
 
 /// How deep `and`, `or`, `not` and parentheses may nest in one definition.
 pub const MAX_DEPTH: usize = 32;

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod computed;
 pub mod graph;
 pub mod identifier;
+pub mod journey;
 pub mod limits;
 pub mod observation;
 pub mod plan;

@@ -172,6 +172,62 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
     Ok(condition)
 }
 
+/// Reads property filters as they follow `where` (`total > 100, currency = "EUR"`).
+pub fn parse_filters(text: &str) -> Result<Vec<Filter>, ParseError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ParseError {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the filters are {} bytes, over the limit of {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+            code: "audience_too_large",
+        });
+    }
+    let mut p = Parser {
+        tokens: lex(text)?,
+        at: 0,
+        depth: 0,
+    };
+    let mut filters = Vec::new();
+    loop {
+        let property = p.name("a property name")?;
+        filters.push(Filter {
+            property,
+            test: p.test()?,
+        });
+        if !p.eat_sym(",") {
+            break;
+        }
+    }
+    if p.peek().tok != Tok::End {
+        return Err(p.error("expected `,` and another filter, or the end"));
+    }
+    let as_condition = Condition::Event {
+        event: "filters".into(),
+        did: true,
+        channels: Vec::new(),
+        filters,
+        measure: None,
+        window: Window::Ever,
+    };
+    as_condition.check().map_err(|r: Refusal| ParseError {
+        line: 1,
+        column: 1,
+        message: r.message,
+        code: if r.code == "invalid_audience" {
+            SYNTAX
+        } else {
+            r.code
+        },
+    })?;
+    let Condition::Event { filters, .. } = as_condition else {
+        unreachable!("built above as an event condition")
+    };
+    Ok(filters)
+}
+
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
@@ -412,8 +468,28 @@ impl Parser {
                 state,
             });
         }
+        if self.eat("consented") {
+            // `consented(email, marketing)`: the journeys' spelling of
+            // `consent marketing:email granted`.
+            if !self.eat_sym("(") {
+                return Err(self.error("expected `(`"));
+            }
+            let channel = self.name("a channel")?;
+            if !self.eat_sym(",") {
+                return Err(self.error("expected `,` and a consent purpose"));
+            }
+            let purpose = self.name("a consent purpose")?;
+            if !self.eat_sym(")") {
+                return Err(self.error("expected `)`"));
+            }
+            return Ok(Condition::Consent {
+                purpose,
+                channel: Some(channel),
+                state: ConsentState::Granted,
+            });
+        }
         Err(self.error(
-            "expected a condition (`trait`, `computed`, `did`, an event funnel, `seen on`, `last channel`, `has`, `is known`, `in audience`, `consent`, `not` or `(`)",
+            "expected a condition (`trait`, `computed`, `did`, an event funnel, `seen on`, `last channel`, `has`, `is known`, `in audience`, `consent`, `consented(channel, purpose)`, `not` or `(`)",
         ))
     }
 
