@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// More about the refusal, merged into the body (a document's `problems`).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -77,6 +80,24 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unprocessable { code, message } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
+            ServiceError::Document { problems } => {
+                let code = problems.first().map_or("invalid_journey", |p| p.code);
+                let mut e = ApiError::bad_request(
+                    code,
+                    format!(
+                        "the document has {} problem(s); the first: {}",
+                        problems.len(),
+                        problems
+                            .first()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    ),
+                );
+                let mut details = serde_json::Map::new();
+                details.insert("problems".into(), json!(problems));
+                e.details = Some(details);
+                e
+            }
             ServiceError::Store(e) => e.into(),
         }
     }
@@ -97,12 +118,15 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "message": self.message,
             "code": self.code,
             "type": self.kind(),
             "link": format!("docs/errors.md#{}", self.code),
         });
+        if let (Some(details), Some(obj)) = (self.details, body.as_object_mut()) {
+            obj.extend(details);
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());

@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod destinations;
 mod error;
+mod journeys;
 pub mod keys;
 mod live;
 pub mod openapi;
@@ -107,6 +108,7 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(keys::routes())
         .merge(webhooks::admin_routes())
         .merge(audiences::routes())
+        .merge(journeys::routes())
         .merge(destinations::routes());
     OpenApiRouter::new()
         .merge(tracking::routes())

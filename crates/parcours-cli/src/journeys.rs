@@ -5,6 +5,15 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use parcours_core::journey::{self, Action, Journey, Target, Trigger};
+use parcours_core::time::Clock;
+use parcours_engine::SystemClock;
+use parcours_service::journeys::{self as service, Saved};
+use parcours_service::{Actor, ServiceError};
+use parcours_store::Role;
+
+use crate::commands::resolve_workspace;
+use crate::config::Config;
+use crate::node::open_store;
 
 /// Reads the document at `path` (`-`: stdin).
 fn load(path: &Path) -> anyhow::Result<String> {
@@ -42,6 +51,108 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
             bail!("{name}: {n} problem{} found", if n == 1 { "" } else { "s" })
         }
     }
+}
+
+/// The document's problems as `FILE:LINE:COLUMN: CODE: MESSAGE` lines, or the error itself.
+fn refused(name: &str, e: ServiceError) -> anyhow::Error {
+    match e {
+        ServiceError::Document { problems } => {
+            for p in &problems {
+                println!(
+                    "{name}:{}:{}: {}: {}",
+                    p.at.line, p.at.column, p.code, p.message
+                );
+            }
+            anyhow::anyhow!(
+                "{name}: {} problem(s) found; nothing was saved",
+                problems.len()
+            )
+        }
+        e => anyhow::anyhow!("{e}"),
+    }
+}
+
+fn print_plan(plan: &Saved, header: &str) {
+    println!("{header}");
+    for c in &plan.changes {
+        println!("  - {c}");
+    }
+    match &plan.diff {
+        // A new journey is all additions: the document itself says more.
+        _ if plan.version.is_none() => {}
+        Some(lines) if !lines.is_empty() => {
+            println!();
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Some(_) => {}
+        None => println!("  (too large to compare line by line)"),
+    }
+}
+
+/// The file's journey id: the document's own, or the problems that keep it from reading.
+fn planned(
+    config: &Config,
+    path: &Path,
+    workspace: Option<&str>,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn parcours_store::Store>,
+    Actor,
+    String,
+    Saved,
+)> {
+    let text = load(path)?;
+    let name = path.display().to_string();
+    let id = journey::read(&text)
+        .map(|j| j.id)
+        .map_err(|problems| refused(&name, ServiceError::Document { problems }))?;
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let actor = Actor::new(ws, Role::Admin);
+    let plan = service::plan(store.as_ref(), &actor, &id, &text).map_err(|e| refused(&name, e))?;
+    Ok((store, actor, text, plan))
+}
+
+/// `parcours journey diff FILE`: what saving it would change. Saves nothing.
+pub fn diff(config: &Config, path: &Path, workspace: Option<&str>) -> anyhow::Result<()> {
+    let (_, _, _, plan) = planned(config, path, workspace)?;
+    let header = match (&plan.version, plan.changed) {
+        (None, _) => format!("journey `{}` is new", plan.journey.id),
+        (Some(v), false) => format!(
+            "journey `{}` version {} is this document: nothing to save",
+            plan.journey.id, v.version
+        ),
+        (Some(v), true) => format!(
+            "journey `{}`: against version {}",
+            plan.journey.id, v.version
+        ),
+    };
+    print_plan(&plan, &header);
+    Ok(())
+}
+
+/// `parcours journey apply FILE`: prints what changes, then saves the next version.
+pub fn apply(config: &Config, path: &Path, workspace: Option<&str>) -> anyhow::Result<()> {
+    let (store, actor, text, plan) = planned(config, path, workspace)?;
+    if !plan.changed {
+        println!(
+            "journey `{}` version {} is this document: nothing saved",
+            plan.journey.id,
+            plan.version.as_ref().map_or(0, |v| v.version)
+        );
+        return Ok(());
+    }
+    let id = plan.journey.id.clone();
+    let next = plan.version.as_ref().map_or(1, |v| v.version + 1);
+    print_plan(&plan, &format!("journey `{id}`: saving version {next}"));
+    let saved = service::save(store.as_ref(), &actor, &id, &text, SystemClock.now())
+        .map_err(|e| refused(&path.display().to_string(), e))?;
+    println!(
+        "saved journey `{id}` version {}",
+        saved.version.as_ref().map_or(0, |v| v.version)
+    );
+    Ok(())
 }
 
 /// What a journey does, one line per part.

@@ -128,6 +128,23 @@ enum JourneyAction {
         /// The document (`-` reads stdin).
         file: PathBuf,
     },
+    /// What saving the document would change against the stored journey of the same id:
+    /// in words (runs in flight included) and line by line. Saves nothing.
+    Diff {
+        /// The document (`-` reads stdin).
+        file: PathBuf,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Save the document as the journey's next version, after printing what changes.
+    Apply {
+        /// The document (`-` reads stdin).
+        file: PathBuf,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -391,6 +408,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Replay => tokio::task::block_in_place(|| commands::replay(&config)),
         Command::Journey { action } => match action {
             JourneyAction::Validate { file } => journeys::validate(&file),
+            JourneyAction::Diff { file, workspace } => {
+                tokio::task::block_in_place(|| journeys::diff(&config, &file, workspace.as_deref()))
+            }
+            JourneyAction::Apply { file, workspace } => tokio::task::block_in_place(|| {
+                journeys::apply(&config, &file, workspace.as_deref())
+            }),
         },
         Command::Workspace {
             action: WorkspaceAction::Create { name },

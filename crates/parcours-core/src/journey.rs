@@ -8,6 +8,7 @@
 //! trait updates, webhooks, timers. It never reads the clock nor does I/O, so the same journey
 //! runs live, in simulation on a virtual clock, and under property tests.
 
+pub mod diff;
 pub mod doc;
 pub mod local;
 pub mod machine;
@@ -79,7 +80,31 @@ pub struct Journey {
     /// The time zone for customers whose profile names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What a new version does to runs in flight on the previous one.
+    #[serde(default)]
+    pub in_flight: InFlight,
     pub steps: Vec<Step>,
+}
+
+/// What happens to runs in flight when a new version of their journey is saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InFlight {
+    /// They finish on the version they started on; new entrants take the new one.
+    #[default]
+    Stay,
+    /// They move to the step with the same id in the new version (those whose step is gone
+    /// stay on their version).
+    Move,
+}
+
+impl InFlight {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InFlight::Stay => "stay",
+            InFlight::Move => "move",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 pub mod definitions;
 pub mod deliveries;
 pub mod identity;
+pub mod journeys;
 pub mod keys;
 pub mod quarantine;
 pub mod secrets;
@@ -71,6 +72,12 @@ pub enum ServiceError {
     /// The request is not valid; `code` is the stable error code.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// A journey document that does not read: every problem with its line and column (the
+    /// code is the first problem's).
+    #[error("{}", journeys::describe(problems))]
+    Document {
+        problems: Vec<parcours_core::journey::Problem>,
+    },
     /// It would overwrite something that exists (`code` says what).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

@@ -25,6 +25,7 @@ macro_rules! sql {
 mod audiences;
 mod cluster;
 mod event_log;
+mod journeys;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -78,6 +79,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         9,
         include_str!("../../../migrations/postgres/0009_audience_work.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_journeys.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@
 mod audiences;
 mod cluster;
 mod event_log;
+mod journeys;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -50,6 +51,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0006_outbox.sql"),
     include_str!("../../../migrations/sqlite/projections/0007_timers.sql"),
     include_str!("../../../migrations/sqlite/projections/0008_audience_work.sql"),
+    include_str!("../../../migrations/sqlite/projections/0009_journeys.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

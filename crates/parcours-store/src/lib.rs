@@ -7,6 +7,7 @@
 mod audiences;
 mod cluster;
 mod event_log;
+mod journeys;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -18,6 +19,7 @@ mod timers;
 pub use audiences::*;
 pub use cluster::*;
 pub use event_log::*;
+pub use journeys::*;
 pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
@@ -44,10 +46,19 @@ pub enum StoreError {
 
 /// Everything a node needs from storage.
 pub trait Store:
-    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers
+    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers + Journeys
 {
 }
-impl<T: Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers>
-    Store for T
+impl<
+        T: Registry
+            + EventLog
+            + Quarantine
+            + Projections
+            + Cluster
+            + Audiences
+            + Outbox
+            + Timers
+            + Journeys,
+    > Store for T
 {
 }

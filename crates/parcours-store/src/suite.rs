@@ -11,6 +11,7 @@ use crate::*;
 mod audiences;
 mod cluster;
 mod event_log;
+mod journeys;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -19,6 +20,7 @@ mod timers;
 pub use audiences::*;
 pub use cluster::*;
 pub use event_log::*;
+pub use journeys::*;
 pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
@@ -65,6 +67,7 @@ macro_rules! conformance_suite {
             timers_fire_in_due_order_and_once,
             timers_are_cancelled_and_rescheduled_by_key,
             timers_are_claimed_per_bucket,
+            journey_versions_append_and_refuse_stale_writers,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

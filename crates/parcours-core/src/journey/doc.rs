@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::yaml::{self, Key, Kind, Node, Pos};
 use super::{
-    Action, Entry, Goal, Journey, LocalTime, Message, MessageChannel, Problem, QuietHours, Reentry,
-    Status, Step, Target, Trigger, Variant,
+    Action, Entry, Goal, InFlight, Journey, LocalTime, Message, MessageChannel, Problem,
+    QuietHours, Reentry, Status, Step, Target, Trigger, Variant,
 };
 use crate::audience::{self, Condition, Filter, ParseError, MAX_DURATION_MS};
 use crate::time::{parse_timestamp, Millis};
@@ -357,8 +357,9 @@ impl Reader {
     }
 
     fn journey(&mut self, root: &Node) -> Option<Journey> {
-        const KEYS: [&str; 11] = [
+        const KEYS: [&str; 12] = [
             "id",
+            "in_flight",
             "name",
             "status",
             "priority",
@@ -425,6 +426,17 @@ impl Reader {
                 }
             }
         });
+        let in_flight = match o.get("in_flight") {
+            None => Some(InFlight::Stay),
+            Some(n) => match n.text() {
+                Some("stay") => Some(InFlight::Stay),
+                Some("move") => Some(InFlight::Move),
+                _ => {
+                    self.problem(n.at, "in_flight must be `stay` or `move`");
+                    None
+                }
+            },
+        };
         let steps = self
             .required(&mut o, "steps", "a journey")
             .and_then(|n| self.steps(n));
@@ -440,6 +452,7 @@ impl Reader {
             holdout_bp: holdout_bp?,
             quiet_hours,
             timezone,
+            in_flight: in_flight?,
             steps: steps?,
         })
     }

@@ -765,6 +765,7 @@ fn arb_journey() -> impl Strategy<Value = Journey> {
                 holdout_bp,
                 quiet_hours: None,
                 timezone: None,
+                in_flight: InFlight::Stay,
                 steps,
             }
         })

@@ -1,0 +1,150 @@
+//! Journey documents: save a version (or only say what it would change), read one with its
+//! versions, list them.
+
+use parcours_core::journey::{self, diff, Journey, Problem};
+use parcours_core::time::Millis;
+use parcours_store::{JourneyVersion, NewJourneyVersion, Store, StoreError};
+
+use crate::{Actor, ServiceError};
+
+/// What saving a document did (or, for a plan, would do).
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// The version now latest (for a plan: the latest before it, if any).
+    pub version: Option<JourneyVersion>,
+    /// The journey as read from the document.
+    pub journey: Journey,
+    /// Whether a new version was (or would be) stored: a document identical to the latest
+    /// version stores nothing.
+    pub changed: bool,
+    /// What changes, in words, runs in flight last.
+    pub changes: Vec<String>,
+    /// The document against the latest version, line by line (`None`: too large to compare).
+    pub diff: Option<Vec<String>>,
+}
+
+/// Reads a document for journey `id`: every problem with its line and column, and the id in
+/// the document must be the one asked for.
+pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
+    let j = journey::read(body).map_err(|problems| ServiceError::Document { problems })?;
+    if j.id != id {
+        return Err(ServiceError::invalid(
+            "journey_id_mismatch",
+            format!(
+                "the document is journey `{}`, saved as `{id}`: make them the same",
+                j.id
+            ),
+        ));
+    }
+    Ok(j)
+}
+
+fn latest(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+) -> Result<Option<JourneyVersion>, ServiceError> {
+    Ok(store
+        .journey_versions(&actor.workspace, id)?
+        .into_iter()
+        .next())
+}
+
+fn stored_journey(v: &JourneyVersion) -> Result<Journey, ServiceError> {
+    serde_json::from_value(v.doc.clone()).map_err(|e| {
+        ServiceError::Store(StoreError::Corrupt(format!(
+            "journey {} version {} does not read: {e}",
+            v.journey_id, v.version
+        )))
+    })
+}
+
+/// What saving `body` as journey `id` would change, without saving it.
+pub fn plan(store: &dyn Store, actor: &Actor, id: &str, body: &str) -> Result<Saved, ServiceError> {
+    let j = read(id, body)?;
+    let previous = latest(store, actor, id)?;
+    let old = previous.as_ref().map(stored_journey).transpose()?;
+    Ok(Saved {
+        changed: previous.as_ref().is_none_or(|p| p.source != body),
+        changes: diff::changes(old.as_ref(), &j),
+        diff: diff::line_diff(previous.as_ref().map_or("", |p| p.source.as_str()), body),
+        version: previous,
+        journey: j,
+    })
+}
+
+/// Saves `body` as the next version of journey `id` (the first, if it is new). The same
+/// document as the latest version stores nothing. Two editors saving at once: the second is
+/// refused (`journey_changed`) and can look at what changed before saving again.
+pub fn save(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    body: &str,
+    now: Millis,
+) -> Result<Saved, ServiceError> {
+    actor.require_editor()?;
+    let mut plan = plan(store, actor, id, body)?;
+    if !plan.changed {
+        return Ok(plan);
+    }
+    let replaces = plan.version.as_ref().map(|v| v.version);
+    let new = NewJourneyVersion {
+        workspace_id: actor.workspace.clone(),
+        journey_id: id.to_string(),
+        replaces,
+        source: body.to_string(),
+        doc: journey::doc::to_json(&plan.journey),
+        status: plan.journey.status.as_str().to_string(),
+        in_flight: plan.journey.in_flight.as_str().to_string(),
+        created_at: now,
+    };
+    match store.put_journey_version(&new) {
+        Ok(version) => {
+            plan.version = store.journey_version(&actor.workspace, id, version)?;
+            Ok(plan)
+        }
+        Err(StoreError::Conflict(m)) => Err(ServiceError::Conflict {
+            code: "journey_changed",
+            message: format!(
+                "{m}: someone saved it meanwhile; look at the latest version and save again"
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One journey: its latest version (or the one asked for) and every version, latest first.
+pub fn get(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    version: Option<u32>,
+) -> Result<(JourneyVersion, Vec<JourneyVersion>), ServiceError> {
+    let versions = store.journey_versions(&actor.workspace, id)?;
+    let chosen = match version {
+        None => versions.first().cloned(),
+        Some(n) => versions.iter().find(|v| v.version == n).cloned(),
+    };
+    let chosen = chosen.ok_or_else(|| {
+        ServiceError::NotFound(match version {
+            None => format!("journey {id}"),
+            Some(n) => format!("version {n} of journey {id}"),
+        })
+    })?;
+    Ok((chosen, versions))
+}
+
+/// The latest version of every journey of the workspace.
+pub fn list(store: &dyn Store, actor: &Actor) -> Result<Vec<JourneyVersion>, ServiceError> {
+    Ok(store.journeys(Some(&actor.workspace))?)
+}
+
+/// The problems of a refused document, as lines `LINE:COLUMN: CODE: MESSAGE`.
+pub fn describe(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}:{}: {}: {}", p.at.line, p.at.column, p.code, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
