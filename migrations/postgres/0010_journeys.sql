@@ -11,3 +11,53 @@ CREATE TABLE journey_versions (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (workspace_id, journey_id, version)
 );
+
+-- Events applied to profiles of workspaces with live journeys, waiting for the journey
+-- processor of the profile's bucket.
+CREATE TABLE journey_work (
+    workspace_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    profile_id TEXT NOT NULL,
+    bucket SMALLINT NOT NULL,
+    name TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, seq, profile_id)
+);
+CREATE INDEX journey_work_bucket ON journey_work(bucket, seq);
+
+CREATE TABLE journey_runs (
+    workspace_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    journey_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    profile_id TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    bucket SMALLINT NOT NULL,
+    active BOOLEAN NOT NULL,
+    state TEXT NOT NULL,
+    entered_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    outcome TEXT,
+    revision BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, run_id)
+);
+-- One run in progress per journey, customer and key.
+CREATE UNIQUE INDEX journey_runs_one_active ON journey_runs(workspace_id, journey_id, profile_id, run_key)
+    WHERE active;
+CREATE INDEX journey_runs_profile ON journey_runs(workspace_id, profile_id, entered_at);
+CREATE INDEX journey_runs_history ON journey_runs(workspace_id, journey_id, profile_id, run_key, entered_at);
+
+CREATE TABLE journey_notes (
+    workspace_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    journey_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    step TEXT,
+    code TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, run_id, n)
+);

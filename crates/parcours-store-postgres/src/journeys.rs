@@ -1,7 +1,10 @@
 //! Journey versions. Two nodes saving the same journey at once: one version wins, the other
 //! is told it replaced an older one (the primary key settles it).
 
-use parcours_store::{JourneyVersion, Journeys, NewJourneyVersion, Result, StoreError};
+use parcours_store::{
+    JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result, RunCounts,
+    RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -33,6 +36,36 @@ fn conflict(journey: &str, replaces: Option<u32>) -> StoreError {
         "journey {journey} is no longer at version {}",
         replaces.map_or("none".into(), |l| l.to_string()),
     ))
+}
+
+const RUN_COLS: &str = "workspace_id, run_id, journey_id, version, profile_id, run_key, bucket, \
+     active, state, entered_at, ended_at, outcome, revision";
+
+fn stored_run(r: &PgRow) -> Result<StoredRun> {
+    let state: String = r.try_get(8).map_err(backend)?;
+    let run_id: String = r.try_get(1).map_err(backend)?;
+    Ok(StoredRun {
+        workspace_id: r.try_get(0).map_err(backend)?,
+        state: serde_json::from_str(&state)
+            .map_err(|e| StoreError::Corrupt(format!("run {run_id}: {e}")))?,
+        run_id,
+        journey_id: r.try_get(2).map_err(backend)?,
+        version: r.try_get::<i32, _>(3).map_err(backend)?.max(0) as u32,
+        profile_id: r.try_get(4).map_err(backend)?,
+        key: r.try_get(5).map_err(backend)?,
+        bucket: r.try_get::<i16, _>(6).map_err(backend)? as u16,
+        active: r.try_get(7).map_err(backend)?,
+        entered_at: r.try_get(9).map_err(backend)?,
+        ended_at: r.try_get(10).map_err(backend)?,
+        outcome: r.try_get(11).map_err(backend)?,
+        revision: r.try_get(12).map_err(backend)?,
+    })
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
 }
 
 impl Journeys for PgStore {
@@ -119,5 +152,276 @@ impl Journeys for PgStore {
             )
             .map_err(backend)?;
         row.as_ref().map(version).transpose()
+    }
+
+    fn journey_work(&self, buckets: Option<&[u16]>, limit: usize) -> Result<Vec<JourneyWork>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body
+                     FROM journey_work WHERE $1::smallint[] IS NULL OR bucket = ANY($1)
+                     ORDER BY seq LIMIT $2",
+                )
+                .bind(buckets.map(crate::projections::small))
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(JourneyWork {
+                    workspace_id: r.try_get(0).map_err(backend)?,
+                    seq: r.try_get(1).map_err(backend)?,
+                    profile_id: r.try_get(2).map_err(backend)?,
+                    bucket: r.try_get::<i16, _>(3).map_err(backend)? as u16,
+                    name: r.try_get(4).map_err(backend)?,
+                    message_id: r.try_get(5).map_err(backend)?,
+                    timestamp: r.try_get(6).map_err(backend)?,
+                    body: r.try_get(7).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    fn active_runs(&self, workspace: &str, profile: &str) -> Result<Vec<StoredRun>> {
+        let rows = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM journey_runs
+                     WHERE workspace_id = $1 AND profile_id = $2 AND active ORDER BY entered_at, run_id"
+                ))
+                .bind(workspace)
+                .bind(profile)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(stored_run).collect()
+    }
+
+    fn runs_of(&self, workspace: &str, profile: &str, limit: usize) -> Result<Vec<StoredRun>> {
+        let rows = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM journey_runs WHERE workspace_id = $1 AND profile_id = $2
+                     ORDER BY entered_at DESC, run_id DESC LIMIT $3"
+                ))
+                .bind(workspace)
+                .bind(profile)
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(stored_run).collect()
+    }
+
+    fn run(&self, workspace: &str, run_id: &str) -> Result<Option<StoredRun>> {
+        let row = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM journey_runs WHERE workspace_id = $1 AND run_id = $2"
+                ))
+                .bind(workspace)
+                .bind(run_id)
+                .fetch_optional(self.pool()),
+            )
+            .map_err(backend)?;
+        row.as_ref().map(stored_run).transpose()
+    }
+
+    fn run_history(
+        &self,
+        workspace: &str,
+        journey: &str,
+        profile: &str,
+        key: &str,
+    ) -> Result<RunHistory> {
+        let row = self
+            .run(
+                sqlx::query(
+                    "SELECT coalesce(bool_or(active), false), max(entered_at),
+                            (SELECT count(*) FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2)
+                     FROM journey_runs
+                     WHERE workspace_id = $1 AND journey_id = $2 AND profile_id = $3 AND run_key = $4",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .bind(profile)
+                .bind(key)
+                .fetch_one(self.pool()),
+            )
+            .map_err(backend)?;
+        Ok(RunHistory {
+            active: row.try_get(0).map_err(backend)?,
+            last_entered: row.try_get(1).map_err(backend)?,
+            total_entries: row.try_get::<i64, _>(2).map_err(backend)? as u64,
+        })
+    }
+
+    fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts> {
+        let totals = self
+            .run(
+                sqlx::query(
+                    "SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE NOT active)
+                     FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_one(self.pool()),
+            )
+            .map_err(backend)?;
+        let steps = self
+            .run(
+                sqlx::query(
+                    "SELECT state::jsonb -> 'state' ->> 'step' AS step, count(*) FROM journey_runs
+                     WHERE workspace_id = $1 AND journey_id = $2 AND active
+                     GROUP BY step ORDER BY step",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        let steps = steps
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<Option<String>, _>(0)
+                        .map_err(backend)?
+                        .unwrap_or_default(),
+                    r.try_get::<i64, _>(1).map_err(backend)? as u64,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunCounts {
+            active: totals.try_get::<i64, _>(0).map_err(backend)? as u64,
+            ended: totals.try_get::<i64, _>(1).map_err(backend)? as u64,
+            waiting: steps,
+        })
+    }
+
+    fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT workspace_id, run_id, journey_id, profile_id, at, step, code, detail
+                     FROM journey_notes WHERE workspace_id = $1 AND run_id = $2 ORDER BY n",
+                )
+                .bind(workspace)
+                .bind(run_id)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunNote {
+                    workspace_id: r.try_get(0).map_err(backend)?,
+                    run_id: r.try_get(1).map_err(backend)?,
+                    journey_id: r.try_get(2).map_err(backend)?,
+                    profile_id: r.try_get(3).map_err(backend)?,
+                    at: r.try_get(4).map_err(backend)?,
+                    step: r.try_get(5).map_err(backend)?,
+                    code: r.try_get(6).map_err(backend)?,
+                    detail: r.try_get(7).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    fn record_journeys(&self, w: &JourneyWrite) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        self.run(async {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            if let Some(f) = &w.fence {
+                crate::projections::fence(&mut tx, &f.node, &f.buckets, f.now).await?;
+            }
+            for (ws, seq, profile) in &w.settled {
+                sqlx::query(
+                    "DELETE FROM journey_work WHERE workspace_id = $1 AND seq = $2 AND profile_id = $3",
+                )
+                .bind(ws)
+                .bind(seq)
+                .bind(profile)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            let in_progress = || {
+                StoreError::Conflict("a run of this journey, customer and key is in progress".into())
+            };
+            for r in &w.runs {
+                let state = r.state.to_string();
+                if r.revision == 0 {
+                    sqlx::query(&format!(
+                        "INSERT INTO journey_runs ({RUN_COLS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
+                    ))
+                    .bind(&r.workspace_id)
+                    .bind(&r.run_id)
+                    .bind(&r.journey_id)
+                    .bind(r.version as i32)
+                    .bind(&r.profile_id)
+                    .bind(&r.key)
+                    .bind(r.bucket as i16)
+                    .bind(r.active)
+                    .bind(&state)
+                    .bind(r.entered_at)
+                    .bind(r.ended_at)
+                    .bind(&r.outcome)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| if unique_violation(&e) { in_progress() } else { backend(e) })?;
+                } else {
+                    let n = sqlx::query(
+                        "UPDATE journey_runs SET version = $3, active = $4, state = $5, ended_at = $6,
+                           outcome = $7, revision = revision + 1
+                         WHERE workspace_id = $1 AND run_id = $2 AND revision = $8",
+                    )
+                    .bind(&r.workspace_id)
+                    .bind(&r.run_id)
+                    .bind(r.version as i32)
+                    .bind(r.active)
+                    .bind(&state)
+                    .bind(r.ended_at)
+                    .bind(&r.outcome)
+                    .bind(r.revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| if unique_violation(&e) { in_progress() } else { backend(e) })?
+                    .rows_affected();
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "run {} changed since it was read",
+                            r.run_id
+                        )));
+                    }
+                }
+            }
+            for n in &w.notes {
+                sqlx::query(
+                    "INSERT INTO journey_notes (workspace_id, run_id, n, journey_id, profile_id, at, step, code, detail)
+                     VALUES ($1, $2, (SELECT coalesce(max(n), 0) + 1 FROM journey_notes
+                                      WHERE workspace_id = $1 AND run_id = $2), $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&n.workspace_id)
+                .bind(&n.run_id)
+                .bind(&n.journey_id)
+                .bind(&n.profile_id)
+                .bind(n.at)
+                .bind(&n.step)
+                .bind(&n.code)
+                .bind(&n.detail)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            for (ws, run) in &w.cancel_timers {
+                crate::timers::cancel_in(&mut tx, ws, JOURNEY_TIMERS, std::slice::from_ref(run)).await?;
+            }
+            crate::timers::set_in(&mut tx, &w.set_timers).await?;
+            crate::outbox::insert_rows(&mut tx, &w.outbox).await?;
+            tx.commit().await.map_err(backend)
+        })
     }
 }

@@ -262,6 +262,49 @@ impl ProjectionTx for Tx<'_> {
         Ok(row.is_some())
     }
 
+    fn runs_journeys(&mut self, workspace: &str) -> Result<bool> {
+        let row = block_on(
+            sqlx::query(
+                "SELECT 1 FROM journey_versions v WHERE workspace_id = $1 AND status = 'live'
+                   AND version = (SELECT max(version) FROM journey_versions l
+                                  WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
+                 LIMIT 1",
+            )
+            .bind(workspace)
+            .fetch_optional(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let text =
+            |f: fn(&parcours_store::JourneyWork) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        block_on(
+            sqlx::query(
+                "INSERT INTO journey_work
+                   (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[],
+                                      $5::text[], $6::text[], $7::bigint[], $8::text[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(text(|r| r.workspace_id.clone()))
+            .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind(text(|r| r.profile_id.clone()))
+            .bind(rows.iter().map(|r| r.bucket as i16).collect::<Vec<_>>())
+            .bind(text(|r| r.name.clone()))
+            .bind(text(|r| r.message_id.clone()))
+            .bind(rows.iter().map(|r| r.timestamp).collect::<Vec<_>>())
+            .bind(text(|r| r.body.clone()))
+            .execute(self.conn()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
         let row = block_on(
             sqlx::query("SELECT 1 FROM identifier_drops WHERE workspace_id = $1 LIMIT 1")

@@ -26,45 +26,63 @@ fn bucket_list(buckets: Option<&[u16]>) -> Option<Vec<i32>> {
     buckets.map(|b| b.iter().map(|&b| i32::from(b)).collect())
 }
 
+/// Sets (or moves) timers on the caller's connection (inside its transaction, if any).
+pub(crate) async fn set_in(conn: &mut sqlx::PgConnection, timers: &[NewTimer]) -> Result<()> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewTimer) -> String| timers.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO timers (workspace_id, kind, key, bucket, due_at, payload)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[])
+         ON CONFLICT (workspace_id, kind, key) DO UPDATE SET bucket = excluded.bucket,
+           due_at = excluded.due_at, payload = excluded.payload,
+           lease_until = NULL, lock_id = NULL",
+    )
+    .bind(col(|t| t.workspace_id.clone()))
+    .bind(col(|t| t.kind.clone()))
+    .bind(col(|t| t.key.clone()))
+    .bind(timers.iter().map(|t| i32::from(t.bucket)).collect::<Vec<_>>())
+    .bind(timers.iter().map(|t| t.due_at).collect::<Vec<_>>())
+    .bind(col(|t| t.payload.clone()))
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Cancels timers by key on the caller's connection; returns how many existed.
+pub(crate) async fn cancel_in(
+    conn: &mut sqlx::PgConnection,
+    workspace: &str,
+    kind: &str,
+    keys: &[String],
+) -> Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM timers WHERE workspace_id = $1 AND kind = $2 AND key = ANY($3)")
+            .bind(workspace)
+            .bind(kind)
+            .bind(keys)
+            .execute(conn)
+            .await
+            .map_err(backend)?
+            .rows_affected(),
+    )
+}
+
 impl Timers for PgStore {
     fn set_timers(&self, timers: &[NewTimer]) -> Result<()> {
-        if timers.is_empty() {
-            return Ok(());
-        }
-        let col = |f: fn(&NewTimer) -> String| timers.iter().map(f).collect::<Vec<_>>();
-        self.run(
-            sqlx::query(
-                "INSERT INTO timers (workspace_id, kind, key, bucket, due_at, payload)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[])
-                 ON CONFLICT (workspace_id, kind, key) DO UPDATE SET bucket = excluded.bucket,
-                   due_at = excluded.due_at, payload = excluded.payload,
-                   lease_until = NULL, lock_id = NULL",
-            )
-            .bind(col(|t| t.workspace_id.clone()))
-            .bind(col(|t| t.kind.clone()))
-            .bind(col(|t| t.key.clone()))
-            .bind(timers.iter().map(|t| i32::from(t.bucket)).collect::<Vec<_>>())
-            .bind(timers.iter().map(|t| t.due_at).collect::<Vec<_>>())
-            .bind(col(|t| t.payload.clone()))
-            .execute(self.pool()),
-        )
-        .map_err(backend)?;
-        Ok(())
+        self.run(async {
+            let mut conn = self.pool().acquire().await.map_err(backend)?;
+            set_in(&mut conn, timers).await
+        })
     }
 
     fn cancel_timers(&self, workspace: &str, kind: &str, keys: &[String]) -> Result<u64> {
-        Ok(self
-            .run(
-                sqlx::query(
-                    "DELETE FROM timers WHERE workspace_id = $1 AND kind = $2 AND key = ANY($3)",
-                )
-                .bind(workspace)
-                .bind(kind)
-                .bind(keys)
-                .execute(self.pool()),
-            )
-            .map_err(backend)?
-            .rows_affected())
+        self.run(async {
+            let mut conn = self.pool().acquire().await.map_err(backend)?;
+            cancel_in(&mut conn, workspace, kind, keys).await
+        })
     }
 
     fn claim_timers(&self, c: &TimerClaim) -> Result<Vec<DurableTimer>> {

@@ -1,7 +1,10 @@
 //! Journey versions, in the projections file beside the runs they start.
 
-use parcours_store::{JourneyVersion, Journeys, NewJourneyVersion, Result, StoreError};
-use rusqlite::{params, OptionalExtension, Row};
+use parcours_store::{
+    JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result, RunCounts,
+    RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{backend, SqliteStore};
 
@@ -32,6 +35,59 @@ fn parsed(row: (JourneyVersion, String)) -> Result<JourneyVersion> {
         ))
     })?;
     Ok(v)
+}
+
+const RUN_COLS: &str = "workspace_id, run_id, journey_id, version, profile_id, run_key, bucket, \
+     active, state, entered_at, ended_at, outcome, revision";
+
+fn stored_run(r: &Row<'_>) -> rusqlite::Result<(StoredRun, String)> {
+    Ok((
+        StoredRun {
+            workspace_id: r.get(0)?,
+            run_id: r.get(1)?,
+            journey_id: r.get(2)?,
+            version: r.get(3)?,
+            profile_id: r.get(4)?,
+            key: r.get(5)?,
+            bucket: r.get(6)?,
+            active: r.get(7)?,
+            state: serde_json::Value::Null,
+            entered_at: r.get(9)?,
+            ended_at: r.get(10)?,
+            outcome: r.get(11)?,
+            revision: r.get(12)?,
+        },
+        r.get(8)?,
+    ))
+}
+
+fn run_parsed((mut run, state): (StoredRun, String)) -> Result<StoredRun> {
+    run.state = serde_json::from_str(&state)
+        .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", run.run_id)))?;
+    Ok(run)
+}
+
+fn runs_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StoredRun>> {
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM journey_runs WHERE {filter}"
+        ))
+        .map_err(backend)?;
+    let rows = st
+        .query_map(args, stored_run)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    rows.into_iter().map(run_parsed).collect()
+}
+
+/// A constraint the write broke (a second run in progress, a run id taken) is a conflict.
+fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
+        StoreError::Conflict(format!("{what}: {e}"))
+    } else {
+        backend(e)
+    }
 }
 
 impl Journeys for SqliteStore {
@@ -131,5 +187,273 @@ impl Journeys for SqliteStore {
             .map(parsed)
             .transpose()
         })
+    }
+
+    fn journey_work(&self, buckets: Option<&[u16]>, limit: usize) -> Result<Vec<JourneyWork>> {
+        let list = buckets.map(|b| serde_json::to_string(b).unwrap_or_else(|_| "[]".into()));
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body
+                     FROM journey_work
+                     WHERE ?1 IS NULL OR bucket IN (SELECT value FROM json_each(?1))
+                     ORDER BY seq LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![list, limit as i64], |r| {
+                    Ok(JourneyWork {
+                        workspace_id: r.get(0)?,
+                        seq: r.get(1)?,
+                        profile_id: r.get(2)?,
+                        bucket: r.get(3)?,
+                        name: r.get(4)?,
+                        message_id: r.get(5)?,
+                        timestamp: r.get(6)?,
+                        body: r.get(7)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn active_runs(&self, workspace: &str, profile: &str) -> Result<Vec<StoredRun>> {
+        self.read_projections(|c| {
+            runs_where(
+                c,
+                "workspace_id = ?1 AND profile_id = ?2 AND active = 1 ORDER BY entered_at, run_id",
+                params![workspace, profile],
+            )
+        })
+    }
+
+    fn runs_of(&self, workspace: &str, profile: &str, limit: usize) -> Result<Vec<StoredRun>> {
+        self.read_projections(|c| {
+            runs_where(
+                c,
+                "workspace_id = ?1 AND profile_id = ?2 ORDER BY entered_at DESC, run_id DESC LIMIT ?3",
+                params![workspace, profile, limit as i64],
+            )
+        })
+    }
+
+    fn run(&self, workspace: &str, run_id: &str) -> Result<Option<StoredRun>> {
+        self.read_projections(|c| {
+            Ok(runs_where(
+                c,
+                "workspace_id = ?1 AND run_id = ?2",
+                params![workspace, run_id],
+            )?
+            .pop())
+        })
+    }
+
+    fn run_history(
+        &self,
+        workspace: &str,
+        journey: &str,
+        profile: &str,
+        key: &str,
+    ) -> Result<RunHistory> {
+        self.read_projections(|c| {
+            let (active, last): (bool, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT coalesce(max(active), 0), max(entered_at) FROM journey_runs
+                     WHERE workspace_id = ?1 AND journey_id = ?2 AND profile_id = ?3 AND run_key = ?4",
+                )
+                .map_err(backend)?
+                .query_row(params![workspace, journey, profile, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(backend)?;
+            let total: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM journey_runs WHERE workspace_id = ?1 AND journey_id = ?2",
+                )
+                .map_err(backend)?
+                .query_row(params![workspace, journey], |r| r.get(0))
+                .map_err(backend)?;
+            Ok(RunHistory {
+                active,
+                last_entered: last,
+                total_entries: total as u64,
+            })
+        })
+    }
+
+    fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts> {
+        self.read_projections(|c| {
+            let (active, ended): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(active), 0), coalesce(sum(1 - active), 0) FROM journey_runs
+                     WHERE workspace_id = ?1 AND journey_id = ?2",
+                )
+                .map_err(backend)?
+                .query_row(params![workspace, journey], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            let mut st = c
+                .prepare_cached(
+                    "SELECT json_extract(state, '$.state.step') AS step, count(*) FROM journey_runs
+                     WHERE workspace_id = ?1 AND journey_id = ?2 AND active = 1
+                     GROUP BY step ORDER BY step",
+                )
+                .map_err(backend)?;
+            let steps = st
+                .query_map(params![workspace, journey], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        r.get::<_, i64>(1)? as u64,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(RunCounts {
+                active: active as u64,
+                ended: ended as u64,
+                waiting: steps,
+            })
+        })
+    }
+
+    fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT workspace_id, run_id, journey_id, profile_id, at, step, code, detail
+                     FROM journey_notes WHERE workspace_id = ?1 AND run_id = ?2 ORDER BY n",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, run_id], |r| {
+                    Ok(RunNote {
+                        workspace_id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        journey_id: r.get(2)?,
+                        profile_id: r.get(3)?,
+                        at: r.get(4)?,
+                        step: r.get(5)?,
+                        code: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn record_journeys(&self, w: &JourneyWrite) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.projection_writer();
+        let tx = conn.transaction().map_err(backend)?;
+        if let Some(f) = &w.fence {
+            crate::projections::fence(&tx, &f.node, &f.buckets, f.now)?;
+        }
+        {
+            let mut settle = tx
+                .prepare_cached(
+                    "DELETE FROM journey_work WHERE workspace_id = ?1 AND seq = ?2 AND profile_id = ?3",
+                )
+                .map_err(backend)?;
+            for (ws, seq, profile) in &w.settled {
+                settle.execute(params![ws, seq, profile]).map_err(backend)?;
+            }
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO journey_runs ({RUN_COLS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1)"
+                ))
+                .map_err(backend)?;
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE journey_runs SET version = ?3, active = ?4, state = ?5, ended_at = ?6,
+                       outcome = ?7, revision = revision + 1
+                     WHERE workspace_id = ?1 AND run_id = ?2 AND revision = ?8",
+                )
+                .map_err(backend)?;
+            for r in &w.runs {
+                let state = r.state.to_string();
+                if r.revision == 0 {
+                    insert
+                        .execute(params![
+                            r.workspace_id,
+                            r.run_id,
+                            r.journey_id,
+                            r.version,
+                            r.profile_id,
+                            r.key,
+                            r.bucket,
+                            r.active,
+                            state,
+                            r.entered_at,
+                            r.ended_at,
+                            r.outcome
+                        ])
+                        .map_err(|e| {
+                            conflict_or_backend(
+                                e,
+                                "a run of this journey, customer and key is in progress",
+                            )
+                        })?;
+                } else {
+                    let n = update
+                        .execute(params![
+                            r.workspace_id,
+                            r.run_id,
+                            r.version,
+                            r.active,
+                            state,
+                            r.ended_at,
+                            r.outcome,
+                            r.revision
+                        ])
+                        .map_err(|e| {
+                            conflict_or_backend(
+                                e,
+                                "a run of this journey, customer and key is in progress",
+                            )
+                        })?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "run {} changed since it was read",
+                            r.run_id
+                        )));
+                    }
+                }
+            }
+            let mut note = tx
+                .prepare_cached(
+                    "INSERT INTO journey_notes (workspace_id, run_id, n, journey_id, profile_id, at, step, code, detail)
+                     VALUES (?1, ?2, (SELECT coalesce(max(n), 0) + 1 FROM journey_notes
+                                      WHERE workspace_id = ?1 AND run_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(backend)?;
+            for n in &w.notes {
+                note.execute(params![
+                    n.workspace_id,
+                    n.run_id,
+                    n.journey_id,
+                    n.profile_id,
+                    n.at,
+                    n.step,
+                    n.code,
+                    n.detail
+                ])
+                .map_err(backend)?;
+            }
+        }
+        for (ws, run) in &w.cancel_timers {
+            crate::timers::cancel_in(&tx, ws, JOURNEY_TIMERS, std::slice::from_ref(run))?;
+        }
+        crate::timers::set_in(&tx, &w.set_timers)?;
+        crate::outbox::insert_rows(&tx, &w.outbox)?;
+        tx.commit().map_err(backend)
     }
 }

@@ -258,6 +258,48 @@ impl ProjectionTx for Tx<'_> {
             .is_some())
     }
 
+    fn runs_journeys(&mut self, workspace: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM journey_versions v WHERE workspace_id = ?1 AND status = 'live'
+                   AND version = (SELECT max(version) FROM journey_versions l
+                                  WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
+                 LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row([workspace], |_| Ok(()))
+            .optional()
+            .map_err(backend)?
+            .is_some())
+    }
+
+    fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO journey_work
+                   (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(backend)?;
+        for r in rows {
+            insert
+                .execute(params![
+                    r.workspace_id,
+                    r.seq,
+                    r.profile_id,
+                    r.bucket,
+                    r.name,
+                    r.message_id,
+                    r.timestamp,
+                    r.body
+                ])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
         Ok(self
             .tx

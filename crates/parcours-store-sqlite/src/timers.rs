@@ -2,7 +2,7 @@
 
 use parcours_core::time::Millis;
 use parcours_store::{DurableTimer, NewTimer, Result, TimerClaim, TimerFire, Timers};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{backend, SqliteStore};
 
@@ -24,51 +24,65 @@ fn bucket_list(buckets: Option<&[u16]>) -> Option<String> {
     buckets.map(|b| serde_json::to_string(b).unwrap_or_else(|_| "[]".into()))
 }
 
+/// Sets (or moves) timers inside the caller's transaction.
+pub(crate) fn set_in(conn: &Connection, timers: &[NewTimer]) -> Result<()> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let mut set = conn
+        .prepare_cached(
+            "INSERT INTO timers (workspace_id, kind, key, bucket, due_at, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (workspace_id, kind, key) DO UPDATE SET bucket = excluded.bucket,
+               due_at = excluded.due_at, payload = excluded.payload,
+               lease_until = NULL, lock_id = NULL",
+        )
+        .map_err(backend)?;
+    for t in timers {
+        set.execute(params![
+            t.workspace_id,
+            t.kind,
+            t.key,
+            t.bucket,
+            t.due_at,
+            t.payload
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Cancels timers by key inside the caller's transaction; returns how many existed.
+pub(crate) fn cancel_in(
+    conn: &Connection,
+    workspace: &str,
+    kind: &str,
+    keys: &[String],
+) -> Result<u64> {
+    let mut cancel = conn
+        .prepare_cached("DELETE FROM timers WHERE workspace_id = ?1 AND kind = ?2 AND key = ?3")
+        .map_err(backend)?;
+    let mut n = 0;
+    for key in keys {
+        n += cancel
+            .execute(params![workspace, kind, key])
+            .map_err(backend)? as u64;
+    }
+    Ok(n)
+}
+
 impl Timers for SqliteStore {
     fn set_timers(&self, timers: &[NewTimer]) -> Result<()> {
         let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;
-        {
-            let mut set = tx
-                .prepare_cached(
-                    "INSERT INTO timers (workspace_id, kind, key, bucket, due_at, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (workspace_id, kind, key) DO UPDATE SET bucket = excluded.bucket,
-                       due_at = excluded.due_at, payload = excluded.payload,
-                       lease_until = NULL, lock_id = NULL",
-                )
-                .map_err(backend)?;
-            for t in timers {
-                set.execute(params![
-                    t.workspace_id,
-                    t.kind,
-                    t.key,
-                    t.bucket,
-                    t.due_at,
-                    t.payload
-                ])
-                .map_err(backend)?;
-            }
-        }
+        set_in(&tx, timers)?;
         tx.commit().map_err(backend)
     }
 
     fn cancel_timers(&self, workspace: &str, kind: &str, keys: &[String]) -> Result<u64> {
         let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;
-        let mut n = 0;
-        {
-            let mut cancel = tx
-                .prepare_cached(
-                    "DELETE FROM timers WHERE workspace_id = ?1 AND kind = ?2 AND key = ?3",
-                )
-                .map_err(backend)?;
-            for key in keys {
-                n += cancel
-                    .execute(params![workspace, kind, key])
-                    .map_err(backend)? as u64;
-            }
-        }
+        let n = cancel_in(&tx, workspace, kind, keys)?;
         tx.commit().map_err(backend)?;
         Ok(n)
     }

@@ -9,7 +9,10 @@ use parcours_core::time::Millis;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::Result;
+use crate::{Fence, NewOutboxRow, NewTimer, Result};
+
+/// The kind of journey runs' timers (key: the run id).
+pub const JOURNEY_TIMERS: &str = "journey";
 
 /// A version to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,111 @@ pub struct JourneyVersion {
     pub created_at: Millis,
 }
 
+/// An event applied to a profile of a workspace with live journeys, waiting for the journey
+/// processor of the profile's bucket. Unify queues one per (event, profile), in the same
+/// transaction that applies the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyWork {
+    pub workspace_id: String,
+    /// The event's place in the log.
+    pub seq: i64,
+    pub profile_id: String,
+    /// [`crate::profile_bucket`] of the profile.
+    pub bucket: u16,
+    /// The event's name (`track` name, `Page Viewed`, `Identify` …, as facts name it).
+    pub name: String,
+    pub message_id: String,
+    pub timestamp: Millis,
+    /// The event as stored (JSON), for filters, keys and templates.
+    pub body: String,
+}
+
+/// A journey run as stored: the pure machine's [`parcours_core::journey::Run`] as JSON, and
+/// what queries need beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRun {
+    pub workspace_id: String,
+    pub run_id: String,
+    pub journey_id: String,
+    /// The journey version it runs on.
+    pub version: u32,
+    pub profile_id: String,
+    /// The entry key's value (empty for unkeyed journeys).
+    pub key: String,
+    pub bucket: u16,
+    pub active: bool,
+    pub state: Value,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub entered_at: Millis,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
+    pub ended_at: Option<Millis>,
+    /// `goal`, `exited` or `completed` once it ended.
+    pub outcome: Option<String>,
+    /// Bumped by every write: a write names the revision it read and is refused if another
+    /// landed first.
+    pub revision: i64,
+}
+
+/// A decision of a run and its reason (what explain answers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunNote {
+    pub workspace_id: String,
+    pub run_id: String,
+    pub journey_id: String,
+    pub profile_id: String,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub at: Millis,
+    pub step: Option<String>,
+    pub code: String,
+    pub detail: String,
+}
+
+/// Everything one journey decision writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneyWrite {
+    /// Refused (nothing written) unless the node still holds these buckets.
+    pub fence: Option<Fence>,
+    /// Work rows done: `(workspace, seq, profile)`.
+    pub settled: Vec<(String, i64, String)>,
+    /// Runs to insert (`revision` 0) or update (the revision they were read at; the stored
+    /// one becomes `revision + 1`).
+    pub runs: Vec<StoredRun>,
+    pub notes: Vec<RunNote>,
+    pub set_timers: Vec<NewTimer>,
+    /// Timers of kind [`JOURNEY_TIMERS`] to cancel: `(workspace, run id)`.
+    pub cancel_timers: Vec<(String, String)>,
+    pub outbox: Vec<NewOutboxRow>,
+}
+
+impl JourneyWrite {
+    pub fn is_empty(&self) -> bool {
+        self.settled.is_empty()
+            && self.runs.is_empty()
+            && self.notes.is_empty()
+            && self.set_timers.is_empty()
+            && self.cancel_timers.is_empty()
+            && self.outbox.is_empty()
+    }
+}
+
+/// What entry rules need about earlier runs of a customer (for one key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunHistory {
+    pub active: bool,
+    pub last_entered: Option<Millis>,
+    /// Runs of the journey, everyone together.
+    pub total_entries: u64,
+}
+
+/// How many runs of a journey are in progress, how many ended, and where the ones in
+/// progress wait (step id, runs), by step id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    pub active: u64,
+    pub ended: u64,
+    pub waiting: Vec<(String, u64)>,
+}
+
 pub trait Journeys: Send + Sync {
     /// Stores a new version and returns its number: `replaces + 1`, or 1 for a new journey.
     /// `Conflict` when `replaces` is not the latest version (or the journey exists and
@@ -59,4 +167,28 @@ pub trait Journeys: Send + Sync {
         journey: &str,
         version: u32,
     ) -> Result<Option<JourneyVersion>>;
+
+    /// Waiting work of these buckets (every bucket: `None`), in log order.
+    fn journey_work(&self, buckets: Option<&[u16]>, limit: usize) -> Result<Vec<JourneyWork>>;
+    /// A customer's runs in progress.
+    fn active_runs(&self, workspace: &str, profile: &str) -> Result<Vec<StoredRun>>;
+    /// A customer's runs, the latest first (explain, her journeys in the console).
+    fn runs_of(&self, workspace: &str, profile: &str, limit: usize) -> Result<Vec<StoredRun>>;
+    fn run(&self, workspace: &str, run_id: &str) -> Result<Option<StoredRun>>;
+    /// Entry history of a customer (and key) in a journey.
+    fn run_history(
+        &self,
+        workspace: &str,
+        journey: &str,
+        profile: &str,
+        key: &str,
+    ) -> Result<RunHistory>;
+    /// Runs of a journey in progress and ended, and how many wait at each step.
+    fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts>;
+    /// A run's notes, in order.
+    fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>>;
+    /// Commits a decision. `Conflict` (and nothing written) when the fence fails, a run was
+    /// written by someone else since it was read, or a second run of the same journey, customer
+    /// and key would be in progress.
+    fn record_journeys(&self, write: &JourneyWrite) -> Result<()>;
 }

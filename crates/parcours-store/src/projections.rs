@@ -179,6 +179,10 @@ pub trait ProjectionTx {
         rows: &[QueuedProfile],
         at: Millis,
     ) -> Result<()>;
+    /// Whether the workspace has a live journey (only then does unify queue journey work).
+    fn runs_journeys(&mut self, workspace: &str) -> Result<bool>;
+    /// Queues events applied to profiles for the journey processor ([`crate::JourneyWork`]).
+    fn queue_journey_work(&mut self, rows: &[crate::JourneyWork]) -> Result<()>;
     /// Drops every projection row of every workspace (replay starts from the first event).
     fn reset_all(&mut self) -> Result<()>;
 }

@@ -68,6 +68,8 @@ macro_rules! conformance_suite {
             timers_are_cancelled_and_rescheduled_by_key,
             timers_are_claimed_per_bucket,
             journey_versions_append_and_refuse_stale_writers,
+            journey_work_is_queued_for_live_journeys_and_taken_per_bucket,
+            journey_runs_commit_with_their_effects_or_not_at_all,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

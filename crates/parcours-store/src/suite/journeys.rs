@@ -82,3 +82,289 @@ pub fn journey_versions_append_and_refuse_stale_writers(store: &dyn Store) {
     assert_eq!(store.journey_version("w1", "cart", 3).unwrap(), None);
     assert_eq!(store.journey_version("w2", "welcome", 1).unwrap(), None);
 }
+
+fn work(ws: &str, seq: i64, profile: &str, bucket: u16) -> JourneyWork {
+    JourneyWork {
+        workspace_id: ws.into(),
+        seq,
+        profile_id: profile.into(),
+        bucket,
+        name: "Product Added".into(),
+        message_id: format!("m{seq}"),
+        timestamp: T0 + seq,
+        body: format!(r#"{{"event":"Product Added","properties":{{"cart_id":"c{seq}"}}}}"#),
+    }
+}
+
+fn run(ws: &str, id: &str, profile: &str, key: &str, revision: i64, active: bool) -> StoredRun {
+    StoredRun {
+        workspace_id: ws.into(),
+        run_id: id.into(),
+        journey_id: "cart".into(),
+        version: 1,
+        profile_id: profile.into(),
+        key: key.into(),
+        bucket: 1,
+        active,
+        state: json!({"state": if active { json!({"state": "waiting", "step": "wait"}) } else { json!({"state": "done"}) }}),
+        entered_at: T0,
+        ended_at: (!active).then_some(T0 + 5),
+        outcome: (!active).then(|| "goal".to_string()),
+        revision,
+    }
+}
+
+/// Unify queues journey work only for workspaces with a live journey; the journey processor
+/// takes it per bucket in log order and settles it with the decision it commits.
+pub fn journey_work_is_queued_for_live_journeys_and_taken_per_bucket(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let live = |store: &dyn Store, ws: &str| {
+        let mut out = false;
+        store
+            .transact(&mut |tx| {
+                out = tx.runs_journeys(ws)?;
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    assert!(!live(store, "w1"));
+    store
+        .put_journey_version(&version("w1", "cart", None, "a", T0))
+        .unwrap();
+    assert!(!live(store, "w1"), "a draft takes no entrants");
+    let mut v2 = version("w1", "cart", Some(1), "b", T0);
+    v2.status = "live".into();
+    store.put_journey_version(&v2).unwrap();
+    assert!(live(store, "w1"));
+    assert!(!live(store, "w2"));
+    let mut v3 = version("w1", "cart", Some(2), "c", T0);
+    v3.status = "paused".into();
+    store.put_journey_version(&v3).unwrap();
+    assert!(!live(store, "w1"), "only the latest version counts");
+
+    store
+        .transact(&mut |tx| {
+            tx.queue_journey_work(&[
+                work("w1", 7, "p1", 1),
+                work("w1", 3, "p2", 2),
+                work("w2", 5, "p3", 1),
+            ])?;
+            // Queued twice (a retried batch): kept once.
+            tx.queue_journey_work(&[work("w1", 7, "p1", 1)])
+        })
+        .unwrap();
+    let all = store.journey_work(None, 10).unwrap();
+    assert_eq!(all.iter().map(|w| w.seq).collect::<Vec<_>>(), [3, 5, 7]);
+    assert_eq!(all[2], work("w1", 7, "p1", 1));
+    let one = store.journey_work(Some(&[1]), 10).unwrap();
+    assert_eq!(one.iter().map(|w| w.seq).collect::<Vec<_>>(), [5, 7]);
+    assert_eq!(store.journey_work(Some(&[1]), 1).unwrap().len(), 1);
+    assert_eq!(store.journey_work(Some(&[9]), 10).unwrap(), vec![]);
+    store
+        .record_journeys(&JourneyWrite {
+            settled: vec![("w1".into(), 7, "p1".into())],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    assert_eq!(store.journey_work(Some(&[1]), 10).unwrap().len(), 1);
+}
+
+/// Runs, their notes, timers and outbox rows commit together, or not at all: a fence that
+/// fails, a second run in progress for the same key, or a run written since it was read
+/// leaves everything as it was.
+pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
+    setup(store, &["w1"]);
+    store
+        .transact(&mut |tx| tx.queue_journey_work(&[work("w1", 1, "p1", 1)]))
+        .unwrap();
+    let note = |run: &str, code: &str| RunNote {
+        workspace_id: "w1".into(),
+        run_id: run.into(),
+        journey_id: "cart".into(),
+        profile_id: "p1".into(),
+        at: T0,
+        step: Some("wait".into()),
+        code: code.into(),
+        detail: format!("{code} detail"),
+    };
+    let timer = |run: &str| NewTimer {
+        workspace_id: "w1".into(),
+        kind: JOURNEY_TIMERS.into(),
+        key: run.into(),
+        bucket: 1,
+        due_at: T0 + 3_600_000,
+        payload: String::new(),
+    };
+    let outbox = |key: &str| NewOutboxRow {
+        workspace_id: "w1".into(),
+        destination: "channel:email".into(),
+        key: key.into(),
+        payload: "{}".into(),
+        items: 1,
+        not_before: T0,
+        created_at: T0,
+    };
+    let enter = JourneyWrite {
+        settled: vec![("w1".into(), 1, "p1".into())],
+        runs: vec![run("w1", "r1", "p1", "c1", 0, true)],
+        notes: vec![note("r1", "entered"), note("r1", "waiting")],
+        set_timers: vec![timer("r1")],
+        outbox: vec![outbox("r1:reminder:2")],
+        ..JourneyWrite::default()
+    };
+    // Refused by the fence: nothing of it lands.
+    let held = store.balance_leases("n1", 2, T0, T0 + 10_000).unwrap();
+    assert_eq!(held, vec![0, 1]);
+    let fenced = JourneyWrite {
+        fence: Some(Fence {
+            node: "n2".into(),
+            buckets: vec![1],
+            now: T0,
+        }),
+        ..enter.clone()
+    };
+    assert!(matches!(
+        store.record_journeys(&fenced),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.run("w1", "r1").unwrap(), None);
+    assert_eq!(store.journey_work(None, 10).unwrap().len(), 1);
+    assert_eq!(store.timer("w1", JOURNEY_TIMERS, "r1").unwrap(), None);
+
+    store
+        .record_journeys(&JourneyWrite {
+            fence: Some(Fence {
+                node: "n1".into(),
+                buckets: vec![1],
+                now: T0,
+            }),
+            ..enter.clone()
+        })
+        .unwrap();
+    let stored = store.run("w1", "r1").unwrap().unwrap();
+    assert_eq!(
+        stored,
+        StoredRun {
+            revision: 1,
+            ..run("w1", "r1", "p1", "c1", 0, true)
+        }
+    );
+    assert_eq!(store.journey_work(None, 10).unwrap(), vec![]);
+    assert_eq!(
+        store
+            .timer("w1", JOURNEY_TIMERS, "r1")
+            .unwrap()
+            .unwrap()
+            .due_at,
+        T0 + 3_600_000
+    );
+    assert_eq!(
+        store.outbox_summary("w1", "channel:email").unwrap().pending,
+        1
+    );
+    let notes = store.run_notes("w1", "r1").unwrap();
+    assert_eq!(notes, vec![note("r1", "entered"), note("r1", "waiting")]);
+
+    // A second run in progress for the same journey, customer and key: refused, and the
+    // rest of the write with it.
+    let twin = JourneyWrite {
+        runs: vec![run("w1", "r2", "p1", "c1", 0, true)],
+        notes: vec![note("r2", "entered")],
+        outbox: vec![outbox("r2:reminder:2")],
+        ..JourneyWrite::default()
+    };
+    assert!(matches!(
+        store.record_journeys(&twin),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.run("w1", "r2").unwrap(), None);
+    assert_eq!(store.run_notes("w1", "r2").unwrap(), vec![]);
+    assert_eq!(
+        store.outbox_summary("w1", "channel:email").unwrap().pending,
+        1
+    );
+    // Another key is another run.
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![run("w1", "r3", "p1", "c2", 0, true)],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    // The same outbox key twice: refused.
+    assert!(matches!(
+        store.record_journeys(&JourneyWrite {
+            outbox: vec![outbox("r1:reminder:2")],
+            ..JourneyWrite::default()
+        }),
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A write based on a stale read is refused.
+    let mut ended = run("w1", "r1", "p1", "c1", 1, false);
+    let stale = JourneyWrite {
+        runs: vec![StoredRun {
+            revision: 7,
+            ..ended.clone()
+        }],
+        cancel_timers: vec![("w1".into(), "r1".into())],
+        ..JourneyWrite::default()
+    };
+    assert!(matches!(
+        store.record_journeys(&stale),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.run("w1", "r1").unwrap().unwrap().active);
+    assert!(store.timer("w1", JOURNEY_TIMERS, "r1").unwrap().is_some());
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![ended.clone()],
+            notes: vec![note("r1", "goal")],
+            cancel_timers: vec![("w1".into(), "r1".into())],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    ended.revision = 2;
+    assert_eq!(store.run("w1", "r1").unwrap().unwrap(), ended);
+    assert_eq!(store.timer("w1", JOURNEY_TIMERS, "r1").unwrap(), None);
+    assert_eq!(
+        store.run_notes("w1", "r1").unwrap().last().unwrap().code,
+        "goal"
+    );
+
+    // Once it ended, the same key can start again.
+    let history = store.run_history("w1", "cart", "p1", "c1").unwrap();
+    assert_eq!(
+        history,
+        RunHistory {
+            active: false,
+            last_entered: Some(T0),
+            total_entries: 2
+        }
+    );
+    assert!(store.run_history("w1", "cart", "p1", "c2").unwrap().active);
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![run("w1", "r4", "p1", "c1", 0, true)],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    let active: Vec<String> = store
+        .active_runs("w1", "p1")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(active, ["r3", "r4"]);
+    assert_eq!(store.runs_of("w1", "p1", 10).unwrap().len(), 3);
+    assert_eq!(store.runs_of("w1", "p1", 1).unwrap().len(), 1);
+    assert_eq!(store.active_runs("w1", "p2").unwrap(), vec![]);
+    assert_eq!(
+        store.run_counts("w1", "cart").unwrap(),
+        RunCounts {
+            active: 2,
+            ended: 1,
+            waiting: vec![("wait".to_string(), 2)]
+        }
+    );
+}
