@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. It sets up what the tests need first:
 # - Segment's and RudderStack's official Python SDKs in a virtualenv (.venv), driven against
-#   Parcours by the SDK compatibility tests;
+#   Parcours by the SDK compatibility tests, and aiosmtpd, the real SMTP server the email
+#   tests send to;
 # - a PostgreSQL server for the PostgreSQL store's conformance suite and the multi-node tests.
 #   They use PARCOURS_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 #   create a database per test and drop it afterwards. If nothing answers there, this script
@@ -9,10 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import segment.analytics, rudderstack.analytics" 2>/dev/null; then
-  echo "installing Segment's and RudderStack's Python SDKs into .venv" >&2
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import segment.analytics, rudderstack.analytics, aiosmtpd" 2>/dev/null; then
+  echo "installing Segment's and RudderStack's Python SDKs and aiosmtpd into .venv" >&2
   python3 -m venv .venv
-  .venv/bin/pip install --quiet "segment-analytics-python==2.4.0" "rudder-sdk-python==2.1.9"
+  .venv/bin/pip install --quiet "segment-analytics-python==2.4.0" "rudder-sdk-python==2.1.9" "aiosmtpd==1.4.6"
 fi
 export PARCOURS_TEST_PYTHON="$PWD/.venv/bin/python"
 

@@ -23,6 +23,28 @@ pub struct Config {
     pub destinations: Destinations,
     pub health: Health,
     pub metrics: Metrics,
+    pub channels: Channels,
+}
+
+/// How journeys' messages are sent. A channel without a provider sends to the capture
+/// channel (kept as the customer would see them, sent to no one), and says so at start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Channels {
+    /// The address customers reach this node at (`https://parcours.shop.example`): the
+    /// one-click unsubscribe links in emails point there.
+    pub public_url: Option<String>,
+    pub email: Email,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Email {
+    /// `smtp://host:port` (`smtps://` for TLS, `?tls=required` for STARTTLS, a user and
+    /// password before the host).
+    pub smtp_url: Option<String>,
+    /// The sender, `Shop <news@shop.example>`.
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +225,7 @@ impl Default for Config {
             destinations: Destinations::default(),
             health: Health::default(),
             metrics: Metrics::default(),
+            channels: Channels::default(),
         }
     }
 }

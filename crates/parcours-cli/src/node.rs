@@ -221,6 +221,9 @@ impl Node {
                     parcours_engine::UNIFY_BATCH
                 },
                 cluster,
+                journeys: config.ingest.unify,
+                senders: senders(config)?,
+                public_url: config.channels.public_url.clone(),
             },
         );
         let state = AppState::new(
@@ -342,4 +345,26 @@ pub fn print_provisioned_from(
         }
     );
     println!("       -d '{{\"userId\":\"cus_1\",\"event\":\"Signed Up\"}}'");
+}
+
+/// Who sends each channel's messages: SMTP for email when configured, the capture channel
+/// otherwise (said at start, so nobody believes customers are being emailed).
+fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders> {
+    let mut senders = parcours_engine::channels::Senders::default();
+    match (&config.channels.email.smtp_url, &config.channels.email.from) {
+        (Some(url), Some(from)) => {
+            let smtp = parcours_channels::Smtp::new(url, from)
+                .map_err(|e| anyhow::anyhow!("channels.email: {e}"))?;
+            senders.email = Arc::new(smtp);
+            tracing::info!(from = %from, "email goes out through SMTP");
+        }
+        (Some(_), None) => anyhow::bail!(
+            "channels.email.smtp_url is set but channels.email.from is not: set PARCOURS__CHANNELS__EMAIL__FROM (e.g. \"Shop <news@shop.example>\")"
+        ),
+        (None, _) => tracing::warn!(
+            "no email provider configured (PARCOURS__CHANNELS__EMAIL__SMTP_URL): journey emails go to the capture channel"
+        ),
+    }
+    tracing::warn!("no SMS or push provider configured: journey SMS and push messages go to the capture channel");
+    Ok(senders)
 }

@@ -177,6 +177,53 @@ async fn journeys_are_versioned_documents(backend: Backend) {
         (415, Some("unsupported_media_type"))
     );
 
+    // A template that does not parse is refused before anything is stored.
+    let bad = cart.replace("your cart is waiting\"", "your cart is waiting {{ \"");
+    let (status, err) = put(
+        &t,
+        "/api/v1/journeys/abandoned-cart",
+        "application/yaml",
+        &bad,
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("invalid_template")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("step `reminder`, subject"),
+        "{err}"
+    );
+    // A live journey may not use what this version does not run yet; a draft may.
+    let hook = "id: hook\nstatus: live\nentry: {event: A}\nsteps:\n  - id: call\n    webhook: {url: 'https://example.com/x'}\n";
+    let (status, err) = put(&t, "/api/v1/journeys/hook", "application/yaml", hook).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (422, Some("journey_feature_unavailable")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("step `call`: webhook steps"),
+        "{err}"
+    );
+    let (status, _) = put(
+        &t,
+        "/api/v1/journeys/hook",
+        "application/yaml",
+        &hook.replace("live", "draft"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, versions) = t.get("/api/v1/journeys/abandoned-cart").await;
+    assert_eq!(versions["latest_version"], 2, "nothing refused was stored");
+
     let (status, list) = t.get("/api/v1/journeys").await;
     assert_eq!(status, 200);
     let ids: Vec<(&str, u64)> = list["journeys"]
@@ -185,7 +232,7 @@ async fn journeys_are_versioned_documents(backend: Backend) {
         .iter()
         .map(|j| (j["id"].as_str().unwrap(), j["version"].as_u64().unwrap()))
         .collect();
-    assert_eq!(ids, [("abandoned-cart", 2), ("welcome", 1)]);
+    assert_eq!(ids, [("abandoned-cart", 2), ("hook", 1), ("welcome", 1)]);
 
     // An analyst reads journeys and cannot save one.
     let (status, token) = common::call(

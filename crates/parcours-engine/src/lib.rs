@@ -5,6 +5,7 @@
 //! `parcours-core`. Both loops run on their own threads because the ports are synchronous.
 
 pub mod audiences;
+pub mod channels;
 pub mod clock;
 pub mod cluster;
 pub mod definitions;
@@ -14,6 +15,7 @@ pub mod facts;
 pub mod health;
 mod held;
 mod ingest;
+pub mod journeys;
 pub mod outbound;
 pub mod runner;
 pub mod scheduler;
@@ -59,6 +61,13 @@ pub struct EngineConfig {
     /// Share the work with other nodes through bucket leases (PostgreSQL). Without it, this
     /// node applies every bucket.
     pub cluster: Option<ClusterConfig>,
+    /// Run journeys and send their messages (needs `unify`).
+    pub journeys: bool,
+    /// Who sends each channel's messages (the capture channel unless configured).
+    pub senders: channels::Senders,
+    /// The address customers reach this node at, for one-click unsubscribe links (none: no
+    /// unsubscribe header).
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +79,9 @@ impl Default for EngineConfig {
             audiences: true,
             sync: destinations::SyncConfig::default(),
             cluster: None,
+            journeys: true,
+            senders: channels::Senders::default(),
+            public_url: None,
         }
     }
 }
@@ -129,6 +141,7 @@ impl Engine {
             ownership = Some(own);
         }
         let audience_wake = Arc::new(Wake::default());
+        let journey_wake = Arc::new(Wake::default());
         let deliveries = delivery::StatusBoard::default();
         let health = Arc::new(health::Health::default());
         if config.unify {
@@ -151,8 +164,34 @@ impl Engine {
                     ..runner::RunnerConfig::default()
                 },
                 wake.clone(),
-                Some(audience_wake.clone()),
+                vec![audience_wake.clone(), journey_wake.clone()],
             ));
+            if config.journeys {
+                let send_wake = Arc::new(Wake::default());
+                let mut processor = journeys::JourneyProcessor::default();
+                processor.unsubscribe_base = config.public_url.clone();
+                threads.push(runner::spawn(
+                    Box::new(processor),
+                    runtime(),
+                    runner::RunnerConfig {
+                        // Timers come due without anyone waking it.
+                        idle: Duration::from_millis(50),
+                        ..runner::RunnerConfig::default()
+                    },
+                    journey_wake.clone(),
+                    vec![send_wake.clone()],
+                ));
+                threads.push(runner::spawn(
+                    Box::new(channels::ChannelSender::new(config.senders.clone())),
+                    runtime(),
+                    runner::RunnerConfig {
+                        idle: Duration::from_millis(100),
+                        ..runner::RunnerConfig::default()
+                    },
+                    send_wake,
+                    Vec::new(),
+                ));
+            }
             if config.audiences {
                 let feed_wake = Arc::new(Wake::default());
                 let fed = Arc::new(tokio::sync::Notify::new());
@@ -168,7 +207,7 @@ impl Engine {
                         ..runner::RunnerConfig::default()
                     },
                     audience_wake.clone(),
-                    Some(feed_wake.clone()),
+                    vec![feed_wake.clone()],
                 ));
                 threads.push(runner::spawn(
                     Box::new(delivery::Feeder {
@@ -182,7 +221,7 @@ impl Engine {
                         ..runner::RunnerConfig::default()
                     },
                     feed_wake.clone(),
-                    None,
+                    Vec::new(),
                 ));
                 threads.push(delivery::start(
                     store.clone(),

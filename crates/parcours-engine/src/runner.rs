@@ -79,14 +79,14 @@ pub struct Runtime {
     pub health: Arc<Health>,
 }
 
-/// Runs a processor on a thread of its own until `stop`: woken by `input`, waking `output`
+/// Runs a processor on a thread of its own until `stop`: woken by `input`, waking each of `output`
 /// after each step that did work.
 pub(crate) fn spawn(
     mut processor: Box<dyn Processor>,
     rt: Runtime,
     config: RunnerConfig,
     input: Arc<Wake>,
-    output: Option<Arc<Wake>>,
+    output: Vec<Arc<Wake>>,
 ) -> JoinHandle<()> {
     let name = processor.name();
     std::thread::Builder::new()
@@ -126,7 +126,7 @@ pub(crate) fn spawn(
                         if items == 0 {
                             input.wait(config.idle);
                         } else {
-                            if let Some(out) = &output {
+                            for out in &output {
                                 out.notify();
                             }
                         }
@@ -217,7 +217,7 @@ mod tests {
                 max_backoff: Duration::from_secs(5),
             },
             Arc::new(Wake::default()),
-            None,
+            Vec::new(),
         );
         until_steps(&steps, 1);
         // Real time passes, the clock does not: no retry.

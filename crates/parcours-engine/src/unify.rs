@@ -17,7 +17,8 @@ use parcours_core::spec::Violation;
 use parcours_core::time::Millis;
 use parcours_core::Graph;
 use parcours_store::{
-    CursorMove, ProjectionTx, QueuedProfile, Result, Store, StoreError, StoredEvent,
+    profile_bucket, CursorMove, JourneyWork, ProjectionTx, QueuedProfile, Result, Store,
+    StoreError, StoredEvent,
 };
 
 use crate::health::Health;
@@ -508,6 +509,27 @@ fn flush(
     let Some(applied) = queue else {
         return Ok(());
     };
+    // Journeys follow each event of a customer in order, in the bucket of her profile.
+    if tx.runs_journeys(&ws)? {
+        let work: Vec<JourneyWork> = assignments
+            .iter()
+            .filter_map(|(seq, pid)| {
+                let e = applied.get(seq)?;
+                let profile = graph.resolve(pid);
+                Some(JourneyWork {
+                    workspace_id: ws.clone(),
+                    seq: *seq,
+                    profile_id: profile.to_string(),
+                    bucket: profile_bucket(&ws, profile),
+                    name: crate::facts::event_name(e).unwrap_or_default().to_string(),
+                    message_id: e.message_id.clone(),
+                    timestamp: e.timestamp,
+                    body: e.body.clone(),
+                })
+            })
+            .collect();
+        tx.queue_journey_work(&work)?;
+    }
     // A workspace without audiences or computed traits queues nothing: its first
     // definition's full computation reads every event applied before it.
     if !tx.evaluates_audiences(&ws)? {

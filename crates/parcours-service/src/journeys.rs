@@ -1,7 +1,8 @@
 //! Journey documents: save a version (or only say what it would change), read one with its
 //! versions, list them.
 
-use parcours_core::journey::{self, diff, Journey, Problem};
+use parcours_channels::Renderer;
+use parcours_core::journey::{self, diff, Action, InFlight, Journey, Problem, Status, Trigger};
 use parcours_core::time::Millis;
 use parcours_store::{JourneyVersion, NewJourneyVersion, Store, StoreError};
 
@@ -36,7 +37,66 @@ pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
             ),
         ));
     }
+    let renderer = Renderer::default();
+    for s in &j.steps {
+        if let Action::Send(m) = &s.action {
+            let parts = [
+                ("subject", &m.subject),
+                ("html", &m.html),
+                ("text", &m.text),
+                ("title", &m.title),
+            ];
+            for (part, t) in parts {
+                if let Some(t) = t {
+                    renderer.check(part, t).map_err(|e| {
+                        ServiceError::invalid(
+                            "invalid_template",
+                            format!(
+                                "step `{}`, {part}: the template does not parse: {}",
+                                s.id, e.message
+                            ),
+                        )
+                    })?;
+                }
+            }
+        }
+    }
+    if j.status == Status::Live {
+        if let Some(why) = unavailable(&j) {
+            return Err(ServiceError::Unprocessable {
+                code: "journey_feature_unavailable",
+                message: format!("{why}; save the journey as a draft until this version runs it"),
+            });
+        }
+    }
     Ok(j)
+}
+
+/// What a live journey may not use yet, because this version does not run it: it would be
+/// accepted and then silently not happen.
+fn unavailable(j: &Journey) -> Option<String> {
+    match &j.entry.trigger {
+        Trigger::Event { .. } => {}
+        Trigger::Audience { .. } => return Some("entry on an audience does not run yet".into()),
+        Trigger::Api => return Some("entry by API call does not run yet".into()),
+        Trigger::Schedule { .. } => return Some("entry on a schedule does not run yet".into()),
+    }
+    if j.in_flight == InFlight::Move {
+        return Some(
+            "`in_flight: move` does not run yet (runs in flight stay on their version)".into(),
+        );
+    }
+    for s in &j.steps {
+        let what = match &s.action {
+            Action::UpdateTrait { .. } => "update_trait steps do not run yet",
+            Action::Webhook { .. } => "webhook steps do not run yet",
+            Action::AdAudience { .. } => "ad_audience steps do not run yet",
+            Action::Send(m) if !m.fallback.is_empty() => "channel fallback does not run yet",
+            _ => continue,
+        };
+        return Some(format!("step `{}`: {what}", s.id));
+    }
+    None
 }
 
 fn latest(

@@ -116,6 +116,29 @@ impl Timers for PgStore {
         Ok(out)
     }
 
+    fn release_timers(&self, token: &str, timers: &[TimerFire]) -> Result<u64> {
+        if timers.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .run(
+                sqlx::query(
+                    "UPDATE timers t SET lease_until = NULL, lock_id = NULL
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS f(w, k, key, due)
+                     WHERE t.workspace_id = f.w AND t.kind = f.k AND t.key = f.key
+                       AND t.due_at = f.due AND t.lock_id = $5",
+                )
+                .bind(timers.iter().map(|f| f.workspace_id).collect::<Vec<_>>())
+                .bind(timers.iter().map(|f| f.kind).collect::<Vec<_>>())
+                .bind(timers.iter().map(|f| f.key).collect::<Vec<_>>())
+                .bind(timers.iter().map(|f| f.due_at).collect::<Vec<_>>())
+                .bind(token)
+                .execute(self.pool()),
+            )
+            .map_err(backend)?
+            .rows_affected())
+    }
+
     fn fire_timers(&self, token: &str, fired: &[TimerFire]) -> Result<u64> {
         if fired.is_empty() {
             return Ok(0);

@@ -120,6 +120,27 @@ impl Timers for SqliteStore {
         Ok(out)
     }
 
+    fn release_timers(&self, token: &str, timers: &[TimerFire]) -> Result<u64> {
+        let mut conn = self.projection_writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let mut n = 0;
+        {
+            let mut release = tx
+                .prepare_cached(
+                    "UPDATE timers SET lease_until = NULL, lock_id = NULL
+                     WHERE workspace_id = ?1 AND kind = ?2 AND key = ?3 AND lock_id = ?4 AND due_at = ?5",
+                )
+                .map_err(backend)?;
+            for f in timers {
+                n += release
+                    .execute(params![f.workspace_id, f.kind, f.key, token, f.due_at])
+                    .map_err(backend)? as u64;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(n)
+    }
+
     fn fire_timers(&self, token: &str, fired: &[TimerFire]) -> Result<u64> {
         let mut conn = self.projection_writer();
         let tx = conn.transaction().map_err(backend)?;

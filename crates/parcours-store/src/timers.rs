@@ -81,6 +81,10 @@ pub trait Timers: Send + Sync {
     /// Removes fired timers still held by `token` with the due time they were claimed with;
     /// returns how many it removed (the others were moved, cancelled or taken over).
     fn fire_timers(&self, token: &str, fired: &[TimerFire]) -> Result<u64>;
+    /// Gives claimed timers back unfired (their handler failed): claimable again at once.
+    /// Only timers still held by `token` with the due time they were claimed with; returns
+    /// how many.
+    fn release_timers(&self, token: &str, timers: &[TimerFire]) -> Result<u64>;
     fn timer(&self, workspace: &str, kind: &str, key: &str) -> Result<Option<DurableTimer>>;
     /// Pending timers of a kind.
     fn timer_count(&self, kind: &str) -> Result<u64>;

@@ -71,6 +71,21 @@ pub fn timers_fire_in_due_order_and_once(store: &dyn Store) {
         vec!["c"],
         "claimed timers are not claimed again"
     );
+    // Given back unfired (its handler failed): claimable again at once, by anyone; another
+    // token gives nothing back.
+    assert_eq!(store.release_timers("t2", &fires(&rest)[..0]).unwrap(), 0);
+    assert_eq!(store.release_timers("t1", &fires(&rest)).unwrap(), 0);
+    assert_eq!(store.release_timers("t2", &fires(&rest)).unwrap(), 1);
+    assert!(store
+        .timer("ws_a", "journey", "c")
+        .unwrap()
+        .unwrap()
+        .lease_until
+        .is_none());
+    let rest = store
+        .claim_timers(&claim(None, T0 + 100, 10, "t2"))
+        .unwrap();
+    assert_eq!(keys(&rest), vec!["c"]);
     // Fired once: a second fire removes nothing.
     assert_eq!(store.fire_timers("t1", &fires(&got)).unwrap(), 2);
     assert_eq!(store.fire_timers("t1", &fires(&got)).unwrap(), 0);

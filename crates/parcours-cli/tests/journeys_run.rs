@@ -1,0 +1,192 @@
+//! Journeys running on a node, on both stores: a customer's events start and move runs, the
+//! run's timer sends the email (to the capture channel), a purchase anywhere ends the run at
+//! once, and consent and quiet hours decide what goes, each with its reason.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, start_with_clock, Backend, ShiftedClock, TestNode, ADMIN};
+use parcours_store::{OutboxPage, OutboxRow, RunNote, StoredRun};
+use serde_json::{json, Value};
+
+const DOCS: &str = include_str!("../../../docs/journeys.md");
+const H: i64 = 3_600_000;
+
+fn abandoned_cart() -> String {
+    let start = DOCS.find("```yaml\n").unwrap() + 8;
+    let end = start + DOCS[start..].find("```").unwrap();
+    DOCS[start..end].to_string()
+}
+
+async fn put_journey(t: &TestNode, id: &str, doc: &str) {
+    let auth = format!("Bearer {ADMIN}");
+    let r = t
+        .client
+        .request(
+            "PUT".parse().unwrap(),
+            &format!("/api/v1/journeys/{id}"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/yaml"),
+            ],
+            doc.to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+async fn profile_id(t: &TestNode, user: &str) -> String {
+    eventually(Duration::from_secs(20), "the profile", || async {
+        t.profile_of(ADMIN, "user_id", user)
+            .await
+            .map(|p| p["id"].as_str().unwrap().to_string())
+    })
+    .await
+}
+
+fn emails(t: &TestNode) -> Vec<OutboxRow> {
+    t.store
+        .outbox_rows(&OutboxPage {
+            workspace_id: &t.workspace,
+            destination: "channel:email",
+            state: None,
+            before_id: None,
+            limit: 100,
+        })
+        .unwrap()
+}
+
+async fn runs_settle(
+    t: &TestNode,
+    profile: &str,
+    what: &str,
+    check: impl Fn(&[StoredRun]) -> bool,
+) -> Vec<StoredRun> {
+    eventually(Duration::from_secs(20), what, || async {
+        let runs = t.store.runs_of(&t.workspace, profile, 10).unwrap();
+        check(&runs).then_some(runs)
+    })
+    .await
+}
+
+fn notes(t: &TestNode, run: &str) -> Vec<RunNote> {
+    t.store.run_notes(&t.workspace, run).unwrap()
+}
+
+fn identify(user: &str, email: &str, marketing: bool, extra: Value) -> Value {
+    let mut traits = json!({"email": email, "first_name": "Léa"});
+    if let (Some(t), Some(e)) = (traits.as_object_mut(), extra.as_object()) {
+        t.extend(e.clone());
+    }
+    json!({"type": "identify", "userId": user, "traits": traits,
+           "context": {"consent": {"categoryPreferences": {"marketing": marketing}}}})
+}
+
+fn cart(user: &str, cart: &str) -> Value {
+    json!({"type": "track", "userId": user, "event": "Product Added",
+           "properties": {"cart_id": cart, "name": "Red shoes", "price": 89}})
+}
+
+async fn abandoned_carts_send_once_and_stop_at_a_purchase(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-run", backend, clock.clone(), |_| {}).await;
+    put_journey(&t, "abandoned-cart", &abandoned_cart()).await;
+
+    // Léa leaves her cart; Max leaves his and buys in a shop ten minutes later; Zoé never
+    // gave her consent.
+    let r = t
+        .send(json!({"batch": [
+            identify("lea", "lea@example.com", true, json!({})),
+            identify("max", "max@example.com", true, json!({})),
+            identify("zoe", "zoe@example.com", false, json!({})),
+            cart("lea", "c1"),
+            cart("max", "c2"),
+            cart("zoe", "c3"),
+        ]}))
+        .await;
+    assert_eq!(r.status, 200);
+    let (lea, max, zoe) = (
+        profile_id(&t, "lea").await,
+        profile_id(&t, "max").await,
+        profile_id(&t, "zoe").await,
+    );
+    let runs = runs_settle(&t, &lea, "Léa's run waits an hour", |r| r.len() == 1).await;
+    assert_eq!(runs[0].key, "c1");
+    assert_eq!(runs[0].state["state"]["step"], "wait");
+    runs_settle(&t, &max, "Max's run", |r| r.len() == 1).await;
+    // Without consent to marketing email, she does not enter (`exit_if` holds already).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.store.runs_of(&t.workspace, &zoe, 10).unwrap(), vec![]);
+
+    // The same cart again while her run waits: no second run.
+    t.send(json!({"batch": [cart("lea", "c1")]})).await;
+    t.unified().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.store.runs_of(&t.workspace, &lea, 10).unwrap().len(), 1);
+
+    // Max buys in a shop: his run ends at once, converted.
+    let r = t
+        .send(
+            json!({"batch": [{"type": "track", "userId": "max", "event": "Order Completed",
+            "properties": {"order_id": "o1", "total": 89},
+            "context": {"channel": "store"}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let runs = runs_settle(&t, &max, "Max's run ends on his purchase", |r| !r[0].active).await;
+    assert_eq!(runs[0].outcome.as_deref(), Some("goal"));
+    let codes: Vec<String> = notes(&t, &runs[0].run_id)
+        .into_iter()
+        .map(|n| n.code)
+        .collect();
+    assert_eq!(codes, ["entered", "converted", "goal"], "{codes:?}");
+
+    // An hour later: Léa's email, and nothing for Max.
+    assert!(emails(&t).is_empty());
+    clock.advance(H + 1_000);
+    let sent = eventually(
+        Duration::from_secs(20),
+        "Léa's email is captured",
+        || async {
+            let e = emails(&t);
+            (e.len() == 1 && e[0].state == parcours_store::OutboxState::Done).then_some(e)
+        },
+    )
+    .await;
+    let m: Value = serde_json::from_str(&sent[0].payload).unwrap();
+    assert_eq!(m["to"], "lea@example.com");
+    assert_eq!(m["subject"], "Léa, your cart is waiting");
+    assert_eq!(m["html"], "<p>You left Red shoes in your cart.</p>");
+    let lea_run = &t.store.runs_of(&t.workspace, &lea, 10).unwrap()[0];
+    assert_eq!(sent[0].key, format!("{}:reminder:2", lea_run.run_id));
+    assert_eq!(lea_run.state["state"]["step"], "opened");
+    let attempts = t.store.delivery_attempts(&t.workspace, sent[0].id).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0].ok && attempts[0].detail.contains("capture"),
+        "{attempts:?}"
+    );
+
+    // She opens it: the run ends without the SMS.
+    t.send(
+        json!({"batch": [{"type": "track", "userId": "lea", "event": "Email Opened",
+        "properties": {"key": sent[0].key}}]}),
+    )
+    .await;
+    let runs = runs_settle(&t, &lea, "her run completes", |r| !r[0].active).await;
+    assert_eq!(runs[0].outcome.as_deref(), Some("completed"));
+    clock.advance(2 * 24 * H);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(emails(&t).len(), 1, "one email, ever");
+    t.stop().await;
+}
+
+on_each_store!(abandoned_carts_send_once_and_stop_at_a_purchase);

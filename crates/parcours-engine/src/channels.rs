@@ -1,0 +1,149 @@
+//! The channel senders: follow the outbox lanes of journey messages (`channel:email`, …) and
+//! hand each message to its channel's sender (SMTP, or the capture channel when none is
+//! configured), with its key. A message is marked sent only after the provider accepted it:
+//! a crash in between sends it again, under the same key.
+
+use std::sync::Arc;
+
+use parcours_channels::{Capture, Outgoing, SendError, Sender};
+use parcours_core::journey::MessageChannel;
+use parcours_core::time::Millis;
+use parcours_store::{DeliveryAttempt, OutboxClaim, Result, StoreError, ATTEMPT_DETAIL};
+
+use crate::journeys::destination;
+use crate::runner::{Placement, Processor, StepContext};
+
+/// The processor's name in health reports and metrics.
+pub const CHANNELS: &str = "channels";
+
+/// Messages of one lane leased at once.
+const IN_FLIGHT: usize = 64;
+/// How long a claim holds its messages.
+const LEASE_MS: Millis = 120_000;
+/// Tries before a message is given up (dead), with the wait before each retry doubling.
+const MAX_ATTEMPTS: u32 = 8;
+const FIRST_RETRY_MS: Millis = 5_000;
+
+/// Who sends each channel's messages.
+#[derive(Clone)]
+pub struct Senders {
+    pub email: Arc<dyn Sender>,
+    pub sms: Arc<dyn Sender>,
+    pub push: Arc<dyn Sender>,
+}
+
+impl Default for Senders {
+    fn default() -> Self {
+        Self {
+            email: Arc::new(Capture),
+            sms: Arc::new(Capture),
+            push: Arc::new(Capture),
+        }
+    }
+}
+
+impl std::fmt::Debug for Senders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Senders")
+            .field("email", &self.email.name())
+            .field("sms", &self.sms.name())
+            .field("push", &self.push.name())
+            .finish()
+    }
+}
+
+impl Senders {
+    pub fn of(&self, channel: MessageChannel) -> &Arc<dyn Sender> {
+        match channel {
+            MessageChannel::Email => &self.email,
+            MessageChannel::Sms => &self.sms,
+            MessageChannel::Push => &self.push,
+        }
+    }
+}
+
+pub struct ChannelSender {
+    pub senders: Senders,
+    token: String,
+}
+
+impl ChannelSender {
+    pub fn new(senders: Senders) -> Self {
+        Self {
+            senders,
+            token: format!("channels-{:016x}", rand::random::<u64>()),
+        }
+    }
+}
+
+fn detail(s: &str) -> String {
+    let mut end = s.len().min(ATTEMPT_DETAIL);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+impl Processor for ChannelSender {
+    fn name(&self) -> &'static str {
+        CHANNELS
+    }
+
+    fn placement(&self) -> Placement {
+        Placement::Leader
+    }
+
+    fn step(&mut self, cx: &StepContext) -> Result<usize> {
+        let mut done = 0;
+        for ws in cx.store.workspaces()? {
+            for channel in MessageChannel::ALL {
+                let lane = destination(channel);
+                let rows = cx.store.claim(&OutboxClaim {
+                    workspace_id: &ws.id,
+                    destination: &lane,
+                    max_in_flight: IN_FLIGHT,
+                    now: cx.now,
+                    lease_until: cx.now + LEASE_MS,
+                    token: &self.token,
+                })?;
+                for row in rows {
+                    done += 1;
+                    let sender = self.senders.of(channel);
+                    let outcome = serde_json::from_str::<Outgoing>(&row.payload)
+                        .map_err(|e| {
+                            SendError::Permanent(format!("the message does not read: {e}"))
+                        })
+                        .and_then(|m| sender.send(&m));
+                    let attempt = DeliveryAttempt {
+                        outbox_id: row.id,
+                        attempt: row.attempts,
+                        at: cx.now,
+                        latency_ms: 0,
+                        status: None,
+                        ok: outcome.is_ok(),
+                        detail: match &outcome {
+                            Ok(()) => format!("accepted by {}", sender.name()),
+                            Err(e) => detail(&e.to_string()),
+                        },
+                    };
+                    let settled = match outcome {
+                        Ok(()) => cx.store.complete(row.id, &self.token, &attempt),
+                        Err(SendError::Retry(_)) if row.attempts < MAX_ATTEMPTS => {
+                            let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
+                            cx.store
+                                .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
+                        }
+                        Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
+                    };
+                    match settled {
+                        // Another sender took the row over after our lease ended: it sends
+                        // it (with the same key).
+                        Err(StoreError::Conflict(_)) => {}
+                        other => other?,
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,837 @@
+//! The journeys processor: moves every customer's runs on her events, her timers and her
+//! deferred messages, and starts runs for the journeys her events enter.
+//!
+//! Per bucket, like the audience processor: it takes the work unify queued for the profiles
+//! of its buckets ([`parcours_store::JourneyWork`], one row per event, in log order), then
+//! the due timers of runs in its buckets. For each customer it decides with the pure state
+//! machine ([`parcours_core::journey`]) and commits one [`JourneyWrite`]: her runs, their
+//! notes, their timers, the outbox rows of the messages they send, and the work it settles,
+//! fenced by the buckets' leases. The channel senders follow the outbox.
+//!
+//! Delivery controls are decided here, when a run reaches a send step: an address on the
+//! profile, consent for the message's purpose on its channel, quiet hours in her time zone
+//! (the message waits for their end on a timer of its own, and is decided again then), and a
+//! template that renders. Each skip or deferral is a note with its reason.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parcours_channels::{Outgoing, Renderer};
+use parcours_core::audience::{Condition, EventFact, Subject};
+use parcours_core::journey::machine::{self, draw, Fact, History};
+use parcours_core::journey::{
+    self, local, Action, Admission, Effect, Input, Journey, Look, MessageChannel, Outcome, Run,
+    RunState,
+};
+use parcours_core::profile::ConsentState;
+use parcours_core::rules::UnknownConsent;
+use parcours_core::time::Millis;
+use parcours_core::Profile;
+use parcours_store::{
+    profile_bucket, Fence, JourneyWork, JourneyWrite, NewOutboxRow, NewTimer, Result, RunNote,
+    Store, StoreError, StoredRun, TimerClaim, TimerFire, JOURNEY_TIMERS,
+};
+use serde_json::{json, Value};
+
+use crate::runner::{Placement, Processor, StepContext};
+
+/// The processor's name in health reports and metrics.
+pub const JOURNEYS: &str = "journeys";
+
+/// Timers of messages deferred by quiet hours (key: the message's key).
+pub const JOURNEY_SENDS: &str = "journey_send";
+
+/// The outbox destination of a channel's messages.
+pub fn destination(channel: MessageChannel) -> String {
+    format!("channel:{}", channel.as_str())
+}
+
+/// Work rows taken per step.
+const WORK_PAGE: usize = 500;
+/// Timers claimed per step.
+const TIMER_PAGE: usize = 500;
+/// How long a claim holds its timers.
+const TIMER_LEASE_MS: Millis = 60_000;
+
+pub struct JourneyProcessor {
+    renderer: Renderer,
+    token: String,
+    /// Versions never change once saved: read once.
+    versions: HashMap<(String, String, u32), Arc<Journey>>,
+    /// Where one-click unsubscribe links point (`None`: no unsubscribe header).
+    pub unsubscribe_base: Option<String>,
+}
+
+impl Default for JourneyProcessor {
+    fn default() -> Self {
+        Self {
+            renderer: Renderer::default(),
+            token: format!("journeys-{:016x}", rand::random::<u64>()),
+            versions: HashMap::new(),
+            unsubscribe_base: None,
+        }
+    }
+}
+
+/// A customer as journeys see her, loaded once per decision.
+struct Customer {
+    profile: Profile,
+    events: Vec<EventFact>,
+    computed: BTreeMap<String, Value>,
+    memberships: BTreeSet<String>,
+    unknown_granted: bool,
+    now: Millis,
+}
+
+impl Look for Customer {
+    fn holds(&self, condition: &Condition) -> bool {
+        let subject = Subject {
+            profile: &self.profile,
+            events: &self.events,
+            computed: &self.computed,
+            memberships: &self.memberships,
+            unknown_consent_granted: self.unknown_granted,
+        };
+        condition.evaluate(&subject, self.now).matched
+    }
+
+    fn time_zone(&self) -> Option<String> {
+        self.profile
+            .traits
+            .get("timezone")
+            .and_then(|t| t.value.as_str())
+            .map(str::to_string)
+    }
+
+    fn trait_value(&self, name: &str) -> Option<Value> {
+        self.profile.traits.get(name).map(|t| t.value.clone())
+    }
+}
+
+impl Customer {
+    fn address(&self, channel: MessageChannel) -> Option<String> {
+        let kinds: &[&str] = match channel {
+            MessageChannel::Email => &["email"],
+            MessageChannel::Sms => &["phone"],
+            MessageChannel::Push => &["push_token", "device_token"],
+        };
+        kinds.iter().find_map(|k| {
+            self.profile
+                .identifiers
+                .iter()
+                .find(|i| i.kind == *k)
+                .map(|i| i.value.clone())
+        })
+    }
+
+    /// What templates see.
+    fn globals(&self, journey: &Journey, run: &Run) -> Value {
+        let traits: serde_json::Map<String, Value> = self
+            .profile
+            .traits
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        json!({
+            "traits": traits,
+            "computed": self.computed,
+            "event": run.context,
+            "profile": {"id": self.profile.id},
+            "journey": {"id": journey.id, "name": journey.name, "variant": run.variant},
+        })
+    }
+}
+
+/// Every event name the workspace's journeys' conditions read (their timelines are read
+/// for those only), and whether one reads every event.
+fn condition_inputs(journeys: &[Arc<Journey>]) -> (BTreeSet<String>, bool) {
+    let mut names = BTreeSet::new();
+    let mut every = false;
+    for j in journeys {
+        let mut conditions: Vec<&Condition> = Vec::new();
+        conditions.extend(j.exit_if.as_ref());
+        conditions.extend(j.entry.condition.as_ref());
+        if let Some(journey::Goal::Condition { condition }) = &j.goal {
+            conditions.push(condition);
+        }
+        for s in &j.steps {
+            if let Action::Branch { condition, .. } = &s.action {
+                conditions.push(condition);
+            }
+        }
+        for c in conditions {
+            names.extend(c.event_names().into_iter().map(str::to_string));
+            every |= c.reads_every_event();
+        }
+    }
+    (names, every)
+}
+
+fn load_customer(
+    store: &dyn Store,
+    ws: &str,
+    profile: &str,
+    journeys: &[Arc<Journey>],
+    now: Millis,
+) -> Result<Option<Customer>> {
+    let Some(profile) = store.profile(ws, profile)? else {
+        return Ok(None);
+    };
+    let (names, every) = condition_inputs(journeys);
+    let events = if names.is_empty() && !every {
+        Vec::new()
+    } else {
+        let timeline = store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
+        let mut facts = crate::facts::facts(&timeline, &names);
+        if !every {
+            facts.retain(|f| names.contains(&f.name));
+        }
+        facts
+    };
+    let computed = store.computed_values(ws, &profile.id)?;
+    let memberships = store
+        .memberships(ws, &profile.id)?
+        .into_iter()
+        .map(|m| m.audience_id)
+        .collect();
+    let unknown_granted = store
+        .workspace(ws)?
+        .is_some_and(|w| w.identity_rules.unknown_consent == UnknownConsent::Granted);
+    Ok(Some(Customer {
+        profile,
+        events,
+        computed,
+        memberships,
+        unknown_granted,
+        now,
+    }))
+}
+
+/// One customer's decision being built.
+struct Decision<'a> {
+    ws: &'a str,
+    profile: &'a str,
+    now: Millis,
+    write: JourneyWrite,
+    /// The last timer each run asked for (`None`: cleared).
+    timers: BTreeMap<String, Option<Millis>>,
+}
+
+impl Decision<'_> {
+    fn note(&mut self, run: &Run, step: Option<String>, code: &str, detail: String) {
+        self.write.notes.push(RunNote {
+            workspace_id: self.ws.to_string(),
+            run_id: run.id.clone(),
+            journey_id: run.journey.clone(),
+            profile_id: self.profile.to_string(),
+            at: self.now,
+            step,
+            code: code.to_string(),
+            detail,
+        });
+    }
+
+    fn finish(mut self, fence: Option<Fence>) -> JourneyWrite {
+        let bucket = profile_bucket(self.ws, self.profile);
+        for (run, due) in std::mem::take(&mut self.timers) {
+            match due {
+                Some(at) => self.write.set_timers.push(NewTimer {
+                    workspace_id: self.ws.to_string(),
+                    kind: JOURNEY_TIMERS.into(),
+                    key: run,
+                    bucket,
+                    due_at: at,
+                    payload: String::new(),
+                }),
+                None => self.write.cancel_timers.push((self.ws.to_string(), run)),
+            }
+        }
+        self.write.fence = fence;
+        self.write
+    }
+}
+
+/// A run as stored and as the machine sees it.
+struct Live {
+    stored: StoredRun,
+    run: Run,
+    journey: Arc<Journey>,
+    /// Changed by this decision (written back).
+    touched: bool,
+}
+
+impl JourneyProcessor {
+    fn version(
+        &mut self,
+        store: &dyn Store,
+        ws: &str,
+        id: &str,
+        v: u32,
+    ) -> Result<Option<Arc<Journey>>> {
+        let key = (ws.to_string(), id.to_string(), v);
+        if let Some(j) = self.versions.get(&key) {
+            return Ok(Some(j.clone()));
+        }
+        let Some(stored) = store.journey_version(ws, id, v)? else {
+            return Ok(None);
+        };
+        let j: Journey = serde_json::from_value(stored.doc).map_err(|e| {
+            StoreError::Corrupt(format!("journey {id} version {v} does not read: {e}"))
+        })?;
+        let j = Arc::new(j);
+        self.versions.insert(key, j.clone());
+        Ok(Some(j))
+    }
+
+    /// The workspace's live journeys at their latest version.
+    fn live(&mut self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
+        let mut out = Vec::new();
+        for v in store.journeys(Some(ws))? {
+            if v.status != "live" {
+                continue;
+            }
+            if let Some(j) = self.version(store, ws, &v.journey_id, v.version)? {
+                out.push((v.version, j));
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_runs(&mut self, store: &dyn Store, ws: &str, profile: &str) -> Result<Vec<Live>> {
+        let mut out = Vec::new();
+        for stored in store.active_runs(ws, profile)? {
+            let run: Run = serde_json::from_value(stored.state.clone())
+                .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", stored.run_id)))?;
+            let Some(journey) = self.version(store, ws, &stored.journey_id, stored.version)? else {
+                continue;
+            };
+            out.push(Live {
+                stored,
+                run,
+                journey,
+                touched: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a run's effects to the decision.
+    fn apply(&self, d: &mut Decision<'_>, live: &mut Live, effects: Vec<Effect>, who: &Customer) {
+        live.touched = true;
+        for e in effects {
+            match e {
+                Effect::Timer { at } => {
+                    d.timers.insert(live.run.id.clone(), Some(at));
+                }
+                Effect::ClearTimer => {
+                    d.timers.insert(live.run.id.clone(), None);
+                }
+                Effect::Send { step, key } => {
+                    self.send(d, &live.journey, &live.run, &step, &key, who, true);
+                }
+                Effect::UpdateTrait { step, name, .. } => d.note(
+                    &live.run,
+                    Some(step),
+                    "not_performed",
+                    format!("updating the trait `{name}` from a journey is not available yet"),
+                ),
+                Effect::Webhook { step, .. } => d.note(
+                    &live.run,
+                    Some(step),
+                    "not_performed",
+                    "webhook steps are not available yet".into(),
+                ),
+                Effect::AdAudience {
+                    step, destination, ..
+                } => d.note(
+                    &live.run,
+                    Some(step),
+                    "not_performed",
+                    format!("ad-audience steps (`{destination}`) are not available yet"),
+                ),
+                Effect::Converted { variant, holdout } => d.note(
+                    &live.run,
+                    None,
+                    "converted",
+                    match (holdout, variant) {
+                        (true, _) => "converted, in the holdout group".into(),
+                        (false, Some(v)) => format!("converted, variant `{v}`"),
+                        (false, None) => "converted".into(),
+                    },
+                ),
+                Effect::Note { step, code, detail } => d.note(&live.run, step, &code, detail),
+                Effect::Ended { outcome } => {
+                    live.stored.active = false;
+                    live.stored.ended_at = Some(d.now);
+                    live.stored.outcome = Some(outcome.as_str().to_string());
+                }
+            }
+        }
+        live.stored.version = live.run.version;
+        live.stored.state = serde_json::to_value(&live.run).expect("a run always serialises");
+    }
+
+    /// Decides a message at its send step (or when its deferral ends): address, consent,
+    /// quiet hours, rendering, then an outbox row under its key.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        d: &mut Decision<'_>,
+        journey: &Journey,
+        run: &Run,
+        step: &str,
+        key: &str,
+        who: &Customer,
+        may_defer: bool,
+    ) {
+        let Some(Action::Send(message)) =
+            journey.step_index(step).map(|i| &journey.steps[i].action)
+        else {
+            return;
+        };
+        let channel = message.channel;
+        let skip = |d: &mut Decision<'_>, code: &str, detail: String| {
+            d.note(run, Some(step.to_string()), code, detail)
+        };
+        let Some(to) = who.address(channel) else {
+            return skip(
+                d,
+                "no_address",
+                format!("her profile has no {} address", channel.as_str()),
+            );
+        };
+        if message.purpose != "transactional" {
+            let (state, record) = who
+                .profile
+                .consent_for(&message.purpose, Some(channel.as_str()));
+            let granted = match state {
+                ConsentState::Granted => true,
+                ConsentState::Unknown => who.unknown_granted,
+                ConsentState::Withdrawn => false,
+            };
+            if !granted {
+                let detail = match (state, record) {
+                    (ConsentState::Withdrawn, Some((k, _))) => {
+                        format!("consent `{k}` is withdrawn")
+                    }
+                    _ => format!(
+                        "no consent to {} on {} (never given, and the workspace does not count that as consent)",
+                        message.purpose,
+                        channel.as_str()
+                    ),
+                };
+                return skip(d, "no_consent", detail);
+            }
+        }
+        if let Some(quiet) = &journey.quiet_hours {
+            let tz = local::zone(
+                who.time_zone()
+                    .or_else(|| journey.timezone.clone())
+                    .as_deref(),
+            );
+            if let Some(until) = local::quiet_until(tz, d.now, quiet) {
+                if quiet.drop || !may_defer {
+                    return skip(d, "quiet_hours", "inside her quiet hours: dropped".into());
+                }
+                d.write.set_timers.push(NewTimer {
+                    workspace_id: d.ws.to_string(),
+                    kind: JOURNEY_SENDS.into(),
+                    key: key.to_string(),
+                    bucket: profile_bucket(d.ws, d.profile),
+                    due_at: until,
+                    payload: json!({"run": run.id, "step": step}).to_string(),
+                });
+                return skip(
+                    d,
+                    "deferred_quiet_hours",
+                    format!(
+                        "inside her quiet hours ({}): deferred to {}",
+                        tz.name(),
+                        parcours_core::time::format_timestamp(until)
+                    ),
+                );
+            }
+        }
+        let rendered = match self.renderer.render(message, &who.globals(journey, run)) {
+            Ok(r) => r,
+            Err(e) => {
+                return skip(
+                    d,
+                    "render_failed",
+                    format!("the message does not render: {e}"),
+                )
+            }
+        };
+        let outgoing = Outgoing {
+            channel,
+            to,
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            title: rendered.title,
+            key: key.to_string(),
+            unsubscribe: match (&self.unsubscribe_base, channel) {
+                (Some(base), MessageChannel::Email) => Some(format!(
+                    "{}/v1/unsubscribe/{}",
+                    base.trim_end_matches('/'),
+                    key
+                )),
+                _ => None,
+            },
+            journey: journey.id.clone(),
+            step: step.to_string(),
+            run: run.id.clone(),
+            profile: run.profile.clone(),
+        };
+        d.write.outbox.push(NewOutboxRow {
+            workspace_id: d.ws.to_string(),
+            destination: destination(channel),
+            key: key.to_string(),
+            payload: serde_json::to_string(&outgoing).expect("a message always serialises"),
+            items: 1,
+            not_before: d.now,
+            created_at: d.now,
+        });
+        skip(
+            d,
+            "sent",
+            format!("{} queued for sending", channel.as_str()),
+        );
+    }
+
+    /// Moves one customer's runs on her queued events, and starts the runs they enter.
+    fn follow(
+        &mut self,
+        store: &dyn Store,
+        rows: &[JourneyWork],
+        now: Millis,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let (ws, profile) = (rows[0].workspace_id.as_str(), rows[0].profile_id.as_str());
+        let live_journeys = self.live(store, ws)?;
+        let mut runs = self.load_runs(store, ws, profile)?;
+        let mut all: Vec<Arc<Journey>> = live_journeys.iter().map(|(_, j)| j.clone()).collect();
+        all.extend(runs.iter().map(|r| r.journey.clone()));
+        let mut d = Decision {
+            ws,
+            profile,
+            now,
+            write: JourneyWrite::default(),
+            timers: BTreeMap::new(),
+        };
+        d.write.settled = rows
+            .iter()
+            .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
+            .collect();
+        let Some(who) = load_customer(store, ws, profile, &all, now)? else {
+            // The profile is gone (merged and retired): nothing to move.
+            let write = d.finish(fence);
+            return store.record_journeys(&write);
+        };
+        let mut new_runs: Vec<Live> = Vec::new();
+        for row in rows {
+            let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+            let empty = Value::Null;
+            let properties = body.get("properties").unwrap_or(&empty);
+            let fact = Fact {
+                name: &row.name,
+                properties,
+                at: row.timestamp,
+            };
+            let input = if row.name.is_empty() {
+                Input::Changed
+            } else {
+                Input::Event(fact)
+            };
+            for live in runs.iter_mut().chain(new_runs.iter_mut()) {
+                if matches!(live.run.state, RunState::Done { .. }) {
+                    continue;
+                }
+                let (next, fx) = journey::step(&live.journey, live.run.clone(), input, now, &who);
+                if fx.is_empty() && next == live.run {
+                    continue;
+                }
+                live.run = next;
+                self.apply(&mut d, live, fx, &who);
+            }
+            if row.name.is_empty() {
+                continue;
+            }
+            for (version, j) in &live_journeys {
+                if !machine::triggers(j, fact, now) {
+                    continue;
+                }
+                let Some(key) = machine::entry_key(j, &body) else {
+                    continue;
+                };
+                let mut history = store.run_history(ws, &j.id, profile, &key)?;
+                let here = runs
+                    .iter()
+                    .chain(new_runs.iter())
+                    .filter(|r| r.run.journey == j.id && r.run.key == key);
+                for r in here {
+                    history.active |= matches!(r.run.state, RunState::Waiting { .. });
+                    history.last_entered = history.last_entered.max(Some(r.run.entered_at));
+                }
+                let fresh = new_runs.iter().filter(|r| r.run.journey == j.id).count() as u64;
+                let admission = machine::admit(
+                    j,
+                    History {
+                        active: history.active,
+                        last_entered: history.last_entered,
+                        total_entries: history.total_entries + fresh,
+                    },
+                    now,
+                    &who,
+                );
+                if admission != Admission::Enter {
+                    continue;
+                }
+                let id = run_id(ws, &j.id, profile, &key, row.seq);
+                let (run, fx) = journey::enter(
+                    j,
+                    *version,
+                    id.clone(),
+                    profile.to_string(),
+                    key.clone(),
+                    body.clone(),
+                    now,
+                    &who,
+                );
+                let mut live = Live {
+                    stored: StoredRun {
+                        workspace_id: ws.to_string(),
+                        run_id: id,
+                        journey_id: j.id.clone(),
+                        version: *version,
+                        profile_id: profile.to_string(),
+                        key,
+                        bucket: profile_bucket(ws, profile),
+                        active: true,
+                        state: Value::Null,
+                        entered_at: now,
+                        ended_at: None,
+                        outcome: None,
+                        revision: 0,
+                    },
+                    run: run.clone(),
+                    journey: j.clone(),
+                    touched: true,
+                };
+                self.apply(&mut d, &mut live, fx, &who);
+                new_runs.push(live);
+            }
+        }
+        for live in runs.into_iter().chain(new_runs) {
+            if live.touched {
+                d.write.runs.push(live.stored);
+            }
+        }
+        let write = d.finish(fence);
+        store.record_journeys(&write)
+    }
+
+    /// Fires due run timers and deferred messages of these buckets.
+    fn fire(
+        &mut self,
+        store: &dyn Store,
+        kind: &str,
+        buckets: Option<&[u16]>,
+        now: Millis,
+        fence: &Option<Fence>,
+    ) -> Result<usize> {
+        let claimed = store.claim_timers(&TimerClaim {
+            kind,
+            buckets,
+            now,
+            limit: TIMER_PAGE,
+            lease_until: now + TIMER_LEASE_MS,
+            token: &self.token,
+        })?;
+        let mut fired = Vec::new();
+        for t in &claimed {
+            let run_id = if kind == JOURNEY_TIMERS {
+                t.key.clone()
+            } else {
+                serde_json::from_str::<Value>(&t.payload)
+                    .ok()
+                    .and_then(|p| p.get("run").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let handled = match store.run(&t.workspace_id, &run_id) {
+                Ok(Some(stored)) => self.timer(store, stored, t, kind, now, fence.clone()),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = handled {
+                // Give the timers not fired yet back at once rather than leaving them leased
+                // until the claim runs out.
+                let back: Vec<TimerFire> = claimed
+                    .iter()
+                    .filter(|c| {
+                        !fired
+                            .iter()
+                            .any(|f: &TimerFire| f.key == c.key && f.workspace_id == c.workspace_id)
+                    })
+                    .map(|c| TimerFire {
+                        workspace_id: &c.workspace_id,
+                        kind,
+                        key: &c.key,
+                        due_at: c.due_at,
+                    })
+                    .collect();
+                store.fire_timers(&self.token, &fired)?;
+                store.release_timers(&self.token, &back)?;
+                return Err(e);
+            }
+            fired.push(TimerFire {
+                workspace_id: &t.workspace_id,
+                kind,
+                key: &t.key,
+                due_at: t.due_at,
+            });
+        }
+        store.fire_timers(&self.token, &fired)?;
+        Ok(claimed.len())
+    }
+
+    fn timer(
+        &mut self,
+        store: &dyn Store,
+        stored: StoredRun,
+        t: &parcours_store::DurableTimer,
+        kind: &str,
+        now: Millis,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let (ws, profile) = (stored.workspace_id.clone(), stored.profile_id.clone());
+        let Some(journey) = self.version(store, &ws, &stored.journey_id, stored.version)? else {
+            return Ok(());
+        };
+        let run: Run = serde_json::from_value(stored.state.clone())
+            .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", stored.run_id)))?;
+        let Some(who) = load_customer(store, &ws, &profile, std::slice::from_ref(&journey), now)?
+        else {
+            return Ok(());
+        };
+        let mut d = Decision {
+            ws: &ws,
+            profile: &profile,
+            now,
+            write: JourneyWrite::default(),
+            timers: BTreeMap::new(),
+        };
+        let mut live = Live {
+            stored,
+            run,
+            journey: journey.clone(),
+            touched: false,
+        };
+        if kind == JOURNEY_TIMERS {
+            if !live.stored.active {
+                return Ok(());
+            }
+            let (next, fx) = journey::step(
+                &journey,
+                live.run.clone(),
+                Input::Timer { due: t.due_at },
+                now,
+                &who,
+            );
+            if fx.is_empty() && next == live.run {
+                return Ok(());
+            }
+            live.run = next;
+            self.apply(&mut d, &mut live, fx, &who);
+            d.write.runs.push(live.stored);
+        } else {
+            // A message deferred by quiet hours: sent now unless the run met its goal or
+            // exited meanwhile.
+            let step = serde_json::from_str::<Value>(&t.payload)
+                .ok()
+                .and_then(|p| p.get("step").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default();
+            match &live.run.state {
+                RunState::Done {
+                    outcome: outcome @ (Outcome::Goal | Outcome::Exited { .. }),
+                    ..
+                } => d.note(
+                    &live.run,
+                    Some(step),
+                    "not_sent",
+                    format!(
+                        "the run ended ({}) before its deferred message could go",
+                        outcome.as_str()
+                    ),
+                ),
+                _ => {
+                    let exit = journey.exit_if.as_ref().is_some_and(|c| who.holds(c));
+                    if exit {
+                        d.note(
+                            &live.run,
+                            Some(step),
+                            "not_sent",
+                            "the exit condition holds now".into(),
+                        );
+                    } else {
+                        self.send(&mut d, &journey, &live.run, &step, &t.key, &who, false);
+                    }
+                }
+            }
+        }
+        let write = d.finish(fence);
+        store.record_journeys(&write)
+    }
+}
+
+/// A run's id: the same entry (journey, customer, key, event) always gives the same id, so
+/// a decision retried after a conflict writes the same keys.
+pub fn run_id(ws: &str, journey: &str, profile: &str, key: &str, seq: i64) -> String {
+    let a = draw(
+        &["run", ws, journey, profile, key, &seq.to_string()],
+        u64::MAX,
+    );
+    let b = draw(
+        &["run2", ws, journey, profile, key, &seq.to_string()],
+        u64::MAX,
+    );
+    format!("{a:016x}{b:08x}", b = b & 0xffff_ffff)
+}
+
+impl Processor for JourneyProcessor {
+    fn name(&self) -> &'static str {
+        JOURNEYS
+    }
+
+    fn placement(&self) -> Placement {
+        Placement::PerBucket
+    }
+
+    fn step(&mut self, cx: &StepContext) -> Result<usize> {
+        let buckets = cx.owned.map(|(_, b)| b);
+        let fence = cx.owned.map(|(node, b)| Fence {
+            node: node.to_string(),
+            buckets: b.to_vec(),
+            now: cx.now,
+        });
+        if buckets.is_some_and(<[u16]>::is_empty) {
+            return Ok(0);
+        }
+        let work = cx.store.journey_work(buckets, WORK_PAGE)?;
+        let mut done = work.len();
+        // One decision per customer, her events in log order.
+        let mut groups: BTreeMap<(&str, &str), Vec<JourneyWork>> = BTreeMap::new();
+        for w in &work {
+            groups
+                .entry((w.workspace_id.as_str(), w.profile_id.as_str()))
+                .or_default()
+                .push(w.clone());
+        }
+        for rows in groups.values() {
+            self.follow(cx.store, rows, cx.now, fence.clone())?;
+        }
+        done += self.fire(cx.store, JOURNEY_TIMERS, buckets, cx.now, &fence)?;
+        done += self.fire(cx.store, JOURNEY_SENDS, buckets, cx.now, &fence)?;
+        Ok(done)
+    }
+}
