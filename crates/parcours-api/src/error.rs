@@ -142,11 +142,11 @@ impl IntoResponse for ApiError {
 pub async fn envelope(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    // JSON answers, and the pages made for people (one-click unsubscribe), are kept as they are.
+    let is_own = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
+    if is_own || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
     let (parts, body) = resp.into_parts();

@@ -16,6 +16,7 @@ mod live;
 pub mod openapi;
 pub mod server;
 mod tracking;
+mod unsubscribe;
 mod webhooks;
 
 use std::sync::atomic::AtomicBool;
@@ -114,6 +115,7 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(tracking::routes())
         .merge(browser::routes())
         .merge(webhooks::tracking_routes())
+        .merge(unsubscribe::routes())
         .nest("/api/v1", admin)
         .merge(admin::operations_routes())
         .routes(routes!(openapi::document))

@@ -472,9 +472,11 @@ impl JourneyProcessor {
             key: key.to_string(),
             unsubscribe: match (&self.unsubscribe_base, channel) {
                 (Some(base), MessageChannel::Email) => Some(format!(
-                    "{}/v1/unsubscribe/{}",
+                    "{}/v1/unsubscribe/{}/{}/{:032x}",
                     base.trim_end_matches('/'),
-                    key
+                    d.ws,
+                    key,
+                    rand::random::<u128>()
                 )),
                 _ => None,
             },

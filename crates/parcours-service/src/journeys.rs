@@ -208,3 +208,78 @@ pub fn describe(problems: &[Problem]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The source that one-click unsubscribes are recorded as coming from.
+pub const UNSUBSCRIBE_SOURCE: &str = "parcours:unsubscribe";
+
+/// A one-click unsubscribe (RFC 8058) from the link in an email: the `Unsubscribed` event
+/// that records her withdrawal of email marketing, with its proof (this message, this link),
+/// to append to the log. The link must be one Parcours sent; anything else is not found.
+/// Clicking twice records it once (the event's `messageId` comes from the message).
+pub fn unsubscribe(
+    store: &dyn Store,
+    ws: &str,
+    key: &str,
+    nonce: &str,
+    now: Millis,
+) -> Result<parcours_store::IngestBatch, ServiceError> {
+    use parcours_core::spec::{check_event, Checked, Edge};
+    let not_found = || ServiceError::NotFound("unsubscribe link".into());
+    let row = store.outbox_row_by_key(ws, key)?.ok_or_else(not_found)?;
+    let message: parcours_channels::Outgoing =
+        serde_json::from_str(&row.payload).map_err(|_| not_found())?;
+    let expected = format!("/v1/unsubscribe/{ws}/{key}/{nonce}");
+    if nonce.len() < 16
+        || !message
+            .unsubscribe
+            .as_deref()
+            .is_some_and(|u| u.ends_with(&expected))
+    {
+        return Err(not_found());
+    }
+    let profile = store.profile(ws, &message.profile)?.ok_or_else(not_found)?;
+    let id_of = |kind: &str| {
+        profile
+            .identifiers
+            .iter()
+            .find(|i| i.kind == kind)
+            .map(|i| i.value.clone())
+    };
+    let mut event = serde_json::json!({
+        "type": "track",
+        "event": "Unsubscribed",
+        "messageId": format!("unsubscribe:{key}"),
+        "timestamp": parcours_core::time::format_timestamp(now),
+        "properties": {
+            "method": "one_click",
+            "journey": message.journey,
+            "step": message.step,
+            "message_key": key,
+        },
+        "context": {"traits": {"email": message.to}, "library": {"name": "parcours"}},
+    });
+    match (id_of("user_id"), id_of("anonymous_id")) {
+        (Some(u), _) => event["userId"] = u.into(),
+        (None, Some(a)) => event["anonymousId"] = a.into(),
+        (None, None) => {
+            return Err(ServiceError::Unprocessable {
+                code: "unsubscribe_unresolved",
+                message: "the customer this message went to can no longer be found".into(),
+            })
+        }
+    }
+    let raw = serde_json::value::to_raw_value(&event).expect("an event always serialises");
+    let edge = Edge::single(now, Some(parcours_core::Channel::Email), None);
+    match check_event(&raw, &edge, &mut |_| format!("unsubscribe:{key}")) {
+        Checked::Accepted(e) => Ok(parcours_store::IngestBatch {
+            workspace_id: ws.to_string(),
+            source_id: UNSUBSCRIBE_SOURCE.into(),
+            events: vec![e],
+            quarantined: Vec::new(),
+        }),
+        Checked::Quarantined(q) => Err(ServiceError::Unprocessable {
+            code: "unsubscribe_unresolved",
+            message: format!("the unsubscribe could not be recorded: {:?}", q.violation),
+        }),
+    }
+}

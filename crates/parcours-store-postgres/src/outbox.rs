@@ -341,6 +341,20 @@ impl Outbox for PgStore {
         Ok(n.max(0) as u64)
     }
 
+    fn outbox_row_by_key(&self, workspace: &str, key: &str) -> Result<Option<OutboxRow>> {
+        let row = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {COLS} FROM outbox WHERE workspace_id = $1 AND key = $2"
+                ))
+                .bind(workspace)
+                .bind(key)
+                .fetch_optional(self.pool()),
+            )
+            .map_err(backend)?;
+        row.as_ref().map(outbox_row).transpose()
+    }
+
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>> {
         let row = self
             .run(

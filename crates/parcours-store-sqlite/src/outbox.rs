@@ -319,6 +319,20 @@ impl Outbox for SqliteStore {
         })
     }
 
+    fn outbox_row_by_key(&self, workspace: &str, key: &str) -> Result<Option<OutboxRow>> {
+        self.read_projections(|conn| {
+            conn.query_row(
+                &format!("SELECT {COLS} FROM outbox WHERE workspace_id = ?1 AND key = ?2"),
+                params![workspace, key],
+                outbox_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .map(finish)
+            .transpose()
+        })
+    }
+
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>> {
         self.read_projections(|conn| {
             conn.query_row(

@@ -182,6 +182,8 @@ pub trait Outbox: Send + Sync {
     /// How many rows of a lane are not settled (pending or leased).
     fn open_rows(&self, workspace: &str, destination: &str) -> Result<u64>;
     fn outbox_row(&self, workspace: &str, id: i64) -> Result<Option<OutboxRow>>;
+    /// A row by its key.
+    fn outbox_row_by_key(&self, workspace: &str, key: &str) -> Result<Option<OutboxRow>>;
     /// A row's attempts, oldest first.
     fn delivery_attempts(&self, workspace: &str, id: i64) -> Result<Vec<DeliveryAttempt>>;
     fn outbox_summary(&self, workspace: &str, destination: &str) -> Result<OutboxSummary>;

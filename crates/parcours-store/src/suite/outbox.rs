@@ -72,6 +72,14 @@ pub fn outbox_claims_in_order_and_fences_stale_senders(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(all.len(), 2, "k3 was not written");
+    // Found by its key, in its workspace only.
+    let k2 = store.outbox_row_by_key("ws_a", "k2").unwrap().unwrap();
+    assert_eq!(
+        (k2.key.as_str(), k2.destination.as_str()),
+        ("k2", "webhook:a")
+    );
+    assert_eq!(store.outbox_row_by_key("ws_a", "k3").unwrap(), None);
+    assert_eq!(store.outbox_row_by_key("ws_b", "k2").unwrap(), None);
     let (first, second) = (all[1].id, all[0].id);
     assert!(first < second, "newest first");
     // One in flight: the oldest row, with its payload as written.

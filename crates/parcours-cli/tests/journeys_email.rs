@@ -1,0 +1,278 @@
+//! Journey email through a real SMTP server (aiosmtpd, started by the test): the abandoned
+//! cart email arrives with its parts, its key as `Message-ID` and the one-click unsubscribe
+//! headers of RFC 8058.
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, start_with_clock, temp_dir, Backend, ShiftedClock, TestNode, ADMIN};
+use serde_json::json;
+
+const DOCS: &str = include_str!("../../../docs/journeys.md");
+const H: i64 = 3_600_000;
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("PARCOURS_TEST_PYTHON") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
+    assert!(
+        Path::new(venv).exists(),
+        "aiosmtpd is needed: run `bash scripts/test.sh` (it installs it in .venv) or set PARCOURS_TEST_PYTHON"
+    );
+    venv.to_string()
+}
+
+/// A real SMTP server writing what it accepts to `dir`; stops when dropped.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: PathBuf) -> Sink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the SMTP sink");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the SMTP sink said {line:?}"));
+        Sink { child, port, dir }
+    }
+
+    /// The messages received so far, in order.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A header's value (unfolded), the first of that name.
+pub fn header(message: &str, name: &str) -> Option<String> {
+    let head = message.split("\r\n\r\n").next().unwrap_or(message);
+    let mut out: Option<String> = None;
+    for line in head.split("\r\n") {
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(v) = out.as_mut() {
+                v.push_str(line.trim_start());
+                continue;
+            }
+        } else if out.is_some() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case(name) {
+                out = Some(v.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn abandoned_cart() -> String {
+    let start = DOCS.find("```yaml\n").unwrap() + 8;
+    let end = start + DOCS[start..].find("```").unwrap();
+    DOCS[start..end].to_string()
+}
+
+async fn put_journey(t: &TestNode, id: &str, doc: &str) {
+    let auth = format!("Bearer {ADMIN}");
+    let r = t
+        .client
+        .request(
+            "PUT".parse().unwrap(),
+            &format!("/api/v1/journeys/{id}"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/yaml"),
+            ],
+            doc.to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
+    let sink = Sink::start(temp_dir("smtp-sink"));
+    let clock = Arc::new(ShiftedClock::default());
+    let port = sink.port;
+    let t = start_with_clock("journey-email", backend, clock.clone(), move |c| {
+        c.channels.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.channels.email.from = Some("Shop <news@shop.example>".into());
+        c.channels.public_url = Some("https://parcours.shop.example".into());
+    })
+    .await;
+    put_journey(&t, "abandoned-cart", &abandoned_cart()).await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com", "first_name": "Lea"},
+         "context": {"consent": {"categoryPreferences": {"marketing": true}}}},
+        {"type": "track", "userId": "lea", "event": "Product Added",
+         "properties": {"cart_id": "c1", "name": "Red shoes"}},
+    ]}))
+    .await;
+    t.unified().await;
+    let lea = eventually(Duration::from_secs(20), "her run", || async {
+        let p = t.profile_of(ADMIN, "user_id", "lea").await?;
+        let id = p["id"].as_str()?.to_string();
+        (!t.store.active_runs(&t.workspace, &id).unwrap().is_empty()).then_some(id)
+    })
+    .await;
+    clock.advance(H + 1_000);
+    let messages = eventually(
+        Duration::from_secs(20),
+        "the email at the SMTP server",
+        || async {
+            let m = sink.messages();
+            (!m.is_empty()).then_some(m)
+        },
+    )
+    .await;
+    let m = &messages[0];
+    let run = &t.store.runs_of(&t.workspace, &lea, 1).unwrap()[0];
+    let key = format!("{}:reminder:2", run.run_id);
+    assert_eq!(
+        header(m, "Subject").as_deref(),
+        Some("Lea, your cart is waiting"),
+        "{m}"
+    );
+    assert_eq!(header(m, "To").as_deref(), Some("lea@example.com"), "{m}");
+    assert_eq!(
+        header(m, "From").as_deref(),
+        Some("Shop <news@shop.example>"),
+        "{m}"
+    );
+    assert_eq!(
+        header(m, "Message-ID"),
+        Some(format!("<{}.reminder.2@shop.example>", run.run_id)),
+        "{m}"
+    );
+    let unsubscribe = header(m, "List-Unsubscribe").unwrap();
+    let prefix = format!(
+        "<https://parcours.shop.example/v1/unsubscribe/{}/{key}/",
+        t.workspace
+    );
+    assert!(
+        unsubscribe.starts_with(&prefix) && unsubscribe.ends_with('>'),
+        "{unsubscribe}"
+    );
+    assert_eq!(
+        header(m, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        header(m, "Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative"),
+        "{m}"
+    );
+    assert!(m.contains("You left Red shoes in your cart."), "{m}");
+    assert!(m.contains("<p>You left Red shoes in your cart.</p>"), "{m}");
+    // Sent once: the delivery log names the SMTP server.
+    let rows = t
+        .store
+        .outbox_rows(&parcours_store::OutboxPage {
+            workspace_id: &t.workspace,
+            destination: "channel:email",
+            state: None,
+            before_id: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].key, key);
+    let attempts = t.store.delivery_attempts(&t.workspace, rows[0].id).unwrap();
+    assert!(
+        attempts[0].ok && attempts[0].detail.contains("smtp"),
+        "{attempts:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 1);
+
+    // One-click unsubscribe, as a mail client does it (RFC 8058): a POST to the link.
+    let path = unsubscribe
+        .trim_start_matches("<https://parcours.shop.example")
+        .trim_end_matches('>')
+        .to_string();
+    let page = t.client.get(&path, "").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("<form method=\"post\">"));
+    let forged = format!("{}0000000000000000", &path[..path.rfind('/').unwrap() + 1]);
+    let post = |p: String| {
+        let client = &t.client;
+        async move {
+            client
+                .request(
+                    "POST".parse().unwrap(),
+                    &p,
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    "List-Unsubscribe=One-Click",
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(post(forged).await.status, 404);
+    assert_eq!(post(path.clone()).await.status, 200);
+    assert_eq!(post(path.clone()).await.status, 200, "twice is once");
+    let consent = eventually(
+        Duration::from_secs(20),
+        "the withdrawal is recorded",
+        || async {
+            let (status, c) = t
+                .get(&format!(
+                    "/api/v1/profiles/{lea}/consent?purpose=marketing&channel=email"
+                ))
+                .await;
+            (status == 200 && c["state"] == "withdrawn").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(consent["answered_by"]["method"], "unsubscribe", "{consent}");
+    // Her run ends at once: its exit condition (`not consented(email, marketing)`) holds.
+    let ended = eventually(Duration::from_secs(20), "her run exits", || async {
+        let r = t.store.runs_of(&t.workspace, &lea, 1).unwrap().remove(0);
+        (!r.active).then_some(r)
+    })
+    .await;
+    assert_eq!(ended.outcome.as_deref(), Some("exited"));
+    t.stop().await;
+}
+
+on_each_store!(the_abandoned_cart_email_arrives_with_its_headers);
