@@ -25,6 +25,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(show, put))
+        .routes(routes!(profile_journeys))
+        .routes(routes!(messages))
 }
 
 fn version_json(v: &JourneyVersion) -> Value {
@@ -157,13 +159,22 @@ async fn show(
     Query(q): Query<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (st, actor) = (store(&state), caller.actor());
-    let (chosen, versions) =
-        blocking(move || Ok(journeys::get(st.as_ref(), &actor, &id, q.version)?)).await?;
+    let (chosen, versions, counts) = blocking(move || {
+        let (chosen, versions) = journeys::get(st.as_ref(), &actor, &id, q.version)?;
+        let counts = st.run_counts(&actor.workspace, &id)?;
+        Ok((chosen, versions, counts))
+    })
+    .await?;
     let mut out = journey_json(&chosen);
     out["document"] = json!(chosen.source);
     out["journey"] = chosen.doc.clone();
     out["latest_version"] = json!(versions.first().map(|v| v.version));
     out["versions"] = versions.iter().map(version_json).collect();
+    out["runs"] = json!({
+        "active": counts.active,
+        "ended": counts.ended,
+        "waiting": counts.waiting.iter().map(|(step, n)| json!({"step": step, "runs": n})).collect::<Vec<_>>(),
+    });
     Ok(Json(out))
 }
 
@@ -176,4 +187,124 @@ async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json
     Ok(Json(json!({
         "journeys": all.iter().map(journey_json).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    /// Only this journey's runs.
+    journey: Option<String>,
+    /// At most this many runs (default 50, at most 1,000).
+    limit: Option<usize>,
+}
+
+/// A customer's journeys: each run with where it is and every decision with its reason, in
+/// order (why she did, or did not, get a message).
+#[utoipa::path(get, path = "/profiles/{id}/journeys", tag = "journeys",
+    params(("id" = String, Path, description = "the profile id"),
+           ("journey" = Option<String>, Query, description = "only this journey"),
+           ("limit" = Option<usize>, Query, description = "at most this many runs (default 50)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "her runs", body = Answer), Refusals))]
+async fn profile_journeys(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let runs = blocking(move || {
+        Ok(journeys::runs_of(
+            st.as_ref(),
+            &actor,
+            &id,
+            q.journey.as_deref(),
+            q.limit.unwrap_or(50),
+        )?)
+    })
+    .await?;
+    let runs: Vec<Value> = runs
+        .into_iter()
+        .map(|(run, notes)| {
+            json!({
+                "run_id": run.run_id,
+                "journey": run.journey_id,
+                "version": run.version,
+                "key": run.key,
+                "active": run.active,
+                "outcome": run.outcome,
+                "entered_at": format_timestamp(run.entered_at),
+                "ended_at": run.ended_at.map(format_timestamp),
+                "state": run.state.get("state"),
+                "variant": run.state.get("variant"),
+                "holdout": run.state.get("holdout"),
+                "decisions": notes.iter().map(|n| json!({
+                    "at": format_timestamp(n.at),
+                    "step": n.step,
+                    "code": n.code,
+                    "reason": n.detail,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "runs": runs })))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    /// `email`, `sms` or `push`.
+    channel: String,
+    /// Only messages older than this one (paging).
+    before: Option<i64>,
+    /// At most this many (default 50, at most 500).
+    limit: Option<usize>,
+}
+
+/// The messages journeys sent on a channel, newest first, as the customer received them (or,
+/// on the capture channel, would have), with their delivery state.
+#[utoipa::path(get, path = "/messages", tag = "journeys",
+    params(("channel" = String, Query, description = "email, sms or push"),
+           ("before" = Option<i64>, Query, description = "only messages older than this id"),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 50)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the messages", body = Answer), Refusals))]
+async fn messages(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<MessagesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(channel) = parcours_core::journey::MessageChannel::parse(&q.channel) else {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "channel must be email, sms or push",
+        ));
+    };
+    let (st, ws) = (store(&state), caller.actor().workspace);
+    let lane = parcours_engine::journeys::destination(channel);
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows = blocking(move || {
+        Ok(st.outbox_rows(&parcours_store::OutboxPage {
+            workspace_id: &ws,
+            destination: &lane,
+            state: None,
+            before_id: q.before,
+            limit,
+        })?)
+    })
+    .await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "key": r.key,
+                "state": r.state,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "created_at": format_timestamp(r.created_at),
+                "settled_at": r.settled_at.map(format_timestamp),
+                "message": serde_json::from_str::<Value>(&r.payload).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "messages": out })))
 }

@@ -28,13 +28,26 @@ pub struct Config {
 
 /// How journeys' messages are sent. A channel without a provider sends to the capture
 /// channel (kept as the customer would see them, sent to no one), and says so at start.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Channels {
     /// The address customers reach this node at (`https://parcours.shop.example`): the
     /// one-click unsubscribe links in emails point there.
     pub public_url: Option<String>,
+    /// How long a node holds the messages it is sending: one that dies while sending holds
+    /// them this long at most before another sends them (under the same keys).
+    pub lease_ms: u64,
     pub email: Email,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            lease_ms: 60_000,
+            email: Email::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -224,6 +224,7 @@ impl Node {
                 journeys: config.ingest.unify,
                 senders: senders(config)?,
                 public_url: config.channels.public_url.clone(),
+                send_lease: Duration::from_millis(config.channels.lease_ms),
             },
         );
         let state = AppState::new(

@@ -5,101 +5,15 @@
 #[macro_use]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::smtp::{header, Sink};
 use common::{eventually, start_with_clock, temp_dir, Backend, ShiftedClock, TestNode, ADMIN};
 use serde_json::json;
 
 const DOCS: &str = include_str!("../../../docs/journeys.md");
 const H: i64 = 3_600_000;
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("PARCOURS_TEST_PYTHON") {
-        return p;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
-    assert!(
-        Path::new(venv).exists(),
-        "aiosmtpd is needed: run `bash scripts/test.sh` (it installs it in .venv) or set PARCOURS_TEST_PYTHON"
-    );
-    venv.to_string()
-}
-
-/// A real SMTP server writing what it accepts to `dir`; stops when dropped.
-pub struct Sink {
-    child: Child,
-    pub port: u16,
-    pub dir: PathBuf,
-}
-
-impl Sink {
-    pub fn start(dir: PathBuf) -> Sink {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the SMTP sink");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the SMTP sink said {line:?}"));
-        Sink { child, port, dir }
-    }
-
-    /// The messages received so far, in order.
-    pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A header's value (unfolded), the first of that name.
-pub fn header(message: &str, name: &str) -> Option<String> {
-    let head = message.split("\r\n\r\n").next().unwrap_or(message);
-    let mut out: Option<String> = None;
-    for line in head.split("\r\n") {
-        if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(v) = out.as_mut() {
-                v.push_str(line.trim_start());
-                continue;
-            }
-        } else if out.is_some() {
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            if n.eq_ignore_ascii_case(name) {
-                out = Some(v.trim().to_string());
-            }
-        }
-    }
-    out
-}
 
 fn abandoned_cart() -> String {
     let start = DOCS.find("```yaml\n").unwrap() + 8;
@@ -130,7 +44,7 @@ async fn put_journey(t: &TestNode, id: &str, doc: &str) {
 }
 
 async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
-    let sink = Sink::start(temp_dir("smtp-sink"));
+    let sink = Sink::start(temp_dir("smtp-sink"), 0);
     let clock = Arc::new(ShiftedClock::default());
     let port = sink.port;
     let t = start_with_clock("journey-email", backend, clock.clone(), move |c| {

@@ -186,6 +186,43 @@ async fn abandoned_carts_send_once_and_stop_at_a_purchase(backend: Backend) {
     clock.advance(2 * 24 * H);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(emails(&t).len(), 1, "one email, ever");
+
+    // Why did she get it, and why did Max and Zoé not? Each decision and its reason.
+    let (status, explained) = t.get(&format!("/api/v1/profiles/{lea}/journeys")).await;
+    assert_eq!(status, 200, "{explained}");
+    let codes: Vec<&str> = explained["runs"][0]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["entered", "sent", "event_arrived", "completed"],
+        "{explained}"
+    );
+    assert_eq!(explained["runs"][0]["decisions"][1]["step"], "reminder");
+    let (_, max_runs) = t
+        .get(&format!(
+            "/api/v1/profiles/{max}/journeys?journey=abandoned-cart"
+        ))
+        .await;
+    assert_eq!(max_runs["runs"][0]["outcome"], "goal");
+    let (_, zoe_runs) = t.get(&format!("/api/v1/profiles/{zoe}/journeys")).await;
+    assert_eq!(zoe_runs["runs"], json!([]));
+    // The journey's counts and the message as she received it.
+    let (_, j) = t.get("/api/v1/journeys/abandoned-cart").await;
+    assert_eq!(j["runs"]["active"], 0, "{j}");
+    assert_eq!(j["runs"]["ended"], 2, "{j}");
+    let (status, m) = t.get("/api/v1/messages?channel=email").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        m["messages"][0]["message"]["subject"],
+        "Léa, your cart is waiting"
+    );
+    assert_eq!(m["messages"][0]["state"], "done");
+    let (status, _) = t.get("/api/v1/messages?channel=fax").await;
+    assert_eq!(status, 400);
     t.stop().await;
 }
 

@@ -16,10 +16,8 @@ use crate::runner::{Placement, Processor, StepContext};
 /// The processor's name in health reports and metrics.
 pub const CHANNELS: &str = "channels";
 
-/// Messages of one lane leased at once.
-const IN_FLIGHT: usize = 64;
-/// How long a claim holds its messages.
-const LEASE_MS: Millis = 120_000;
+/// Messages of one lane leased at once (sent one after the other within the lease).
+const IN_FLIGHT: usize = 16;
 /// Tries before a message is given up (dead), with the wait before each retry doubling.
 const MAX_ATTEMPTS: u32 = 8;
 const FIRST_RETRY_MS: Millis = 5_000;
@@ -64,13 +62,17 @@ impl Senders {
 
 pub struct ChannelSender {
     pub senders: Senders,
+    /// How long a claim holds its messages: a node that dies while sending holds them this
+    /// long at most, then another (or its restart) sends them, under the same keys.
+    pub lease_ms: Millis,
     token: String,
 }
 
 impl ChannelSender {
-    pub fn new(senders: Senders) -> Self {
+    pub fn new(senders: Senders, lease_ms: Millis) -> Self {
         Self {
             senders,
+            lease_ms: lease_ms.max(1_000),
             token: format!("channels-{:016x}", rand::random::<u64>()),
         }
     }
@@ -103,7 +105,7 @@ impl Processor for ChannelSender {
                     destination: &lane,
                     max_in_flight: IN_FLIGHT,
                     now: cx.now,
-                    lease_until: cx.now + LEASE_MS,
+                    lease_until: cx.now + self.lease_ms,
                     token: &self.token,
                 })?;
                 for row in rows {

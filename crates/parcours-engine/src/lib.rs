@@ -68,6 +68,8 @@ pub struct EngineConfig {
     /// The address customers reach this node at, for one-click unsubscribe links (none: no
     /// unsubscribe header).
     pub public_url: Option<String>,
+    /// How long a channel sender holds the messages it claims.
+    pub send_lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +84,7 @@ impl Default for EngineConfig {
             journeys: true,
             senders: channels::Senders::default(),
             public_url: None,
+            send_lease: Duration::from_secs(60),
         }
     }
 }
@@ -182,7 +185,10 @@ impl Engine {
                     vec![send_wake.clone()],
                 ));
                 threads.push(runner::spawn(
-                    Box::new(channels::ChannelSender::new(config.senders.clone())),
+                    Box::new(channels::ChannelSender::new(
+                        config.senders.clone(),
+                        config.send_lease.as_millis() as i64,
+                    )),
                     runtime(),
                     runner::RunnerConfig {
                         idle: Duration::from_millis(100),

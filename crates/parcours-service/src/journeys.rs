@@ -195,6 +195,39 @@ pub fn get(
     Ok((chosen, versions))
 }
 
+/// A customer's runs (the latest first, at most `limit`), each with its notes: every decision
+/// and its reason, in order ("why did, or didn't, she get it?").
+pub fn runs_of(
+    store: &dyn Store,
+    actor: &Actor,
+    profile: &str,
+    journey: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(parcours_store::StoredRun, Vec<parcours_store::RunNote>)>, ServiceError> {
+    // Runs are kept under the profile they started with; a profile merged since is found
+    // through the one it was merged into.
+    let live = store
+        .profile(&actor.workspace, profile)?
+        .ok_or_else(|| ServiceError::NotFound(format!("profile {profile}")))?;
+    let mut ids = vec![live.id.clone()];
+    if live.id != profile {
+        ids.push(profile.to_string());
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        for run in store.runs_of(&actor.workspace, &id, limit.clamp(1, 1000))? {
+            if journey.is_some_and(|j| j != run.journey_id) {
+                continue;
+            }
+            let notes = store.run_notes(&actor.workspace, &run.run_id)?;
+            out.push((run, notes));
+        }
+    }
+    out.sort_by(|a, b| b.0.entered_at.cmp(&a.0.entered_at));
+    out.truncate(limit.clamp(1, 1000));
+    Ok(out)
+}
+
 /// The latest version of every journey of the workspace.
 pub fn list(store: &dyn Store, actor: &Actor) -> Result<Vec<JourneyVersion>, ServiceError> {
     Ok(store.journeys(Some(&actor.workspace))?)

@@ -12,6 +12,8 @@ use parcours_store_postgres::testing::TempDatabase;
 use parcours_testkit::http::Client;
 use serde_json::Value;
 
+pub mod smtp;
+
 pub const WRITE_KEY: &str = "wk_test_key_0123456789abcdef";
 pub const ADMIN: &str = "pat_test_admin_0123456789abcdef";
 

@@ -2,7 +2,10 @@
 written whole (headers and body, as received) to DIR/NNNN.eml, then its sender, recipients
 and size on stdout. The first line printed is the port it listens on.
 
-    python sink.py DIR [PORT]
+    python sink.py DIR [PORT [DELAY_MS]]
+
+DELAY_MS makes each message take that long to accept (a slow server: a node killed while it
+sends is likely to be in the middle of one).
 """
 
 import asyncio
@@ -14,11 +17,14 @@ from aiosmtpd.controller import Controller
 
 
 class Keep:
-    def __init__(self, directory):
+    def __init__(self, directory, delay):
         self.directory = directory
+        self.delay = delay
         self.count = 0
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.count += 1
         path = os.path.join(self.directory, "%06d.eml" % self.count)
         tmp = path + ".part"
@@ -38,7 +44,8 @@ def main():
     directory = sys.argv[1]
     port = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "0" else free_port()
     os.makedirs(directory, exist_ok=True)
-    controller = Controller(Keep(directory), hostname="127.0.0.1", port=port)
+    delay = int(sys.argv[3]) / 1000.0 if len(sys.argv) > 3 else 0.0
+    controller = Controller(Keep(directory, delay), hostname="127.0.0.1", port=port)
     controller.start()
     print(port, flush=True)
     try:
