@@ -223,7 +223,7 @@ pub fn runs_of(
             out.push((run, notes));
         }
     }
-    out.sort_by(|a, b| b.0.entered_at.cmp(&a.0.entered_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.0.entered_at));
     out.truncate(limit.clamp(1, 1000));
     Ok(out)
 }
