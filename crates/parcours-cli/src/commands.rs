@@ -210,6 +210,13 @@ impl Demo {
             out.push(format!("  {:>6}  {} ({}){example}", a.size, a.name, a.what));
         }
         out.push(String::new());
+        out.push("Journeys (messages go to the capture channel; set PARCOURS__CHANNELS__EMAIL__SMTP_URL to send email):".into());
+        for (id, doc) in parcours_demo::JOURNEYS {
+            if let Ok(j) = parcours_core::journey::read(doc) {
+                out.push(format!("  {:<18} {:<6} {}", id, j.status.as_str(), j.name));
+            }
+        }
+        out.push(String::new());
         out.push("Try:".into());
         out.push(format!(
             "  curl -H 'authorization: Bearer {token}' '{url}/api/v1/status'"
@@ -219,6 +226,9 @@ impl Demo {
         }
         out.push(format!(
             "  curl -H 'authorization: Bearer {token}' '{url}/api/v1/audiences/vip/members'"
+        ));
+        out.push(format!(
+            "  curl -H 'authorization: Bearer {token}' '{url}/api/v1/messages?channel=email'"
         ));
         out.push(format!("  curl -u {}: {url}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"cus_000001\",\"event\":\"Product Viewed\"}}'", self.web_key));
         out
@@ -281,6 +291,11 @@ pub async fn demo_start(
     };
     store.set_identity_rules(&ws, &rules)?;
     demo_audiences(store.as_ref(), &ws, now())?;
+    let admin = parcours_service::Actor::new(ws.clone(), parcours_store::Role::Admin);
+    for (id, doc) in parcours_demo::JOURNEYS {
+        parcours_service::journeys::save(store.as_ref(), &admin, id, doc, now())
+            .map_err(|e| anyhow::anyhow!("demo journey {id}: {e}"))?;
+    }
     let mut keys_by_source: HashMap<&'static str, String> = HashMap::new();
     for s in demo::demo_sources() {
         let (_, key) = keys::create_source(

@@ -148,6 +148,40 @@ async fn the_demo_banner_is_read_from_the_data() {
         .collect();
     assert!(!tablet.is_empty());
     assert!(tablet.iter().all(|c| *c == Channel::Store), "{tablet:?}");
+    // The demo's journeys are saved, as the banner lists them; the abandoned cart is the one
+    // the docs open with; the last day of history entered the live ones.
+    let docs = include_str!("../../../docs/journeys.md");
+    let start = docs.find("```yaml\n").unwrap() + 8;
+    let end = start + docs[start..].find("```").unwrap();
+    assert_eq!(parcours_demo::JOURNEYS[0].1, &docs[start..end]);
+    let (_, journeys) = get(&client, token, "/api/v1/journeys").await;
+    let saved: Vec<(&str, &str)> = journeys["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(saved.len(), parcours_demo::JOURNEYS.len(), "{journeys}");
+    for (id, status) in &saved {
+        assert!(
+            banner.contains(&format!("  {id:<18} {status:<6}")),
+            "{id}:\n{banner}"
+        );
+    }
+    assert_eq!(saved.iter().filter(|(_, s)| *s == "live").count(), 4);
+    common::eventually(
+        std::time::Duration::from_secs(60),
+        "the last day's carts and orders enter the live journeys",
+        || async {
+            let (_, cart) = get(&client, token, "/api/v1/journeys/abandoned-cart").await;
+            let (_, nps) = get(&client, token, "/api/v1/journeys/post-purchase-nps").await;
+            let runs = |j: &Value| {
+                j["runs"]["active"].as_u64().unwrap() + j["runs"]["ended"].as_u64().unwrap()
+            };
+            (runs(&cart) > 0 && runs(&nps) > 0).then_some(())
+        },
+    )
+    .await;
     // The banner's totals are the store's.
     let (_, status) = get(&client, token, "/api/v1/status").await;
     assert_eq!(status["profiles"], demo.profiles, "{status}");

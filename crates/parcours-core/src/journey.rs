@@ -140,6 +140,17 @@ pub struct Entry {
     /// Only customers for whom this holds enter.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
+    /// An event older than this when it is processed enters no one (history being imported,
+    /// a device that was offline for a week).
+    #[serde(default = "default_max_age")]
+    pub max_age_ms: Millis,
+}
+
+/// By default an event enters a journey only if it happened within the last day.
+pub const DEFAULT_MAX_AGE_MS: Millis = 86_400_000;
+
+fn default_max_age() -> Millis {
+    DEFAULT_MAX_AGE_MS
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,3 +7,22 @@
 pub mod brand;
 pub mod http;
 pub mod load;
+
+/// The brand's journeys, as documents: `parcours demo` saves them before the history loads.
+/// Messages go to the capture channel unless an SMTP server is configured.
+pub const JOURNEYS: [(&str, &str); 5] = [
+    (
+        "abandoned-cart",
+        include_str!("journeys/abandoned-cart.yaml"),
+    ),
+    (
+        "click-and-collect",
+        include_str!("journeys/click-and-collect.yaml"),
+    ),
+    ("welcome", include_str!("journeys/welcome.yaml")),
+    (
+        "post-purchase-nps",
+        include_str!("journeys/post-purchase-nps.yaml"),
+    ),
+    ("win-back", include_str!("journeys/win-back.yaml")),
+];

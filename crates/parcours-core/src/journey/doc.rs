@@ -509,8 +509,9 @@ impl Reader {
     }
 
     fn entry(&mut self, node: &Node) -> Option<Entry> {
-        const KEYS: [&str; 9] = [
+        const KEYS: [&str; 10] = [
             "event", "where", "audience", "on", "api", "schedule", "key", "reentry", "cap",
+            "max_age",
         ];
         let mut o = self.obj(node, "entry")?;
         let kinds: Vec<&str> = ["event", "audience", "api", "schedule"]
@@ -594,6 +595,10 @@ impl Reader {
             .get("cap")
             .and_then(|n| self.number(n, "entry.cap", u64::MAX));
         let condition = o.get("if").and_then(|n| self.condition(n, "entry.if"));
+        let max_age_ms = match o.get("max_age") {
+            None => Some(super::DEFAULT_MAX_AGE_MS),
+            Some(n) => self.duration(n, "entry.max_age"),
+        };
         let mut known = KEYS.to_vec();
         known.push("if");
         self.done(o, "entry", &known);
@@ -603,6 +608,7 @@ impl Reader {
             reentry: reentry?,
             cap,
             condition,
+            max_age_ms: max_age_ms?,
         })
     }
 

@@ -224,10 +224,14 @@ pub fn admit(journey: &Journey, history: History, now: Millis, look: &dyn Look) 
     Admission::Enter
 }
 
-/// Whether an event is one that enters the journey (its trigger, with filters).
+/// Whether an event is one that enters the journey: its trigger, with filters, and recent
+/// enough (`entry.max_age`).
 pub fn triggers(journey: &Journey, fact: Fact<'_>, now: Millis) -> bool {
     match &journey.entry.trigger {
-        Trigger::Event { event, filters } => fact.matches(event, filters, now),
+        Trigger::Event { event, filters } => {
+            now.saturating_sub(fact.at) <= journey.entry.max_age_ms
+                && fact.matches(event, filters, now)
+        }
         _ => false,
     }
 }

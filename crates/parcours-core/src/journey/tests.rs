@@ -519,6 +519,19 @@ fn reentry_rules_and_caps() {
         admit(&j, History::default(), t0, &who),
         Admission::Refused("journey_not_live")
     );
+    // An old event (history being imported) enters no one; `entry.max_age` says how old.
+    let props = json!({});
+    let old = Fact {
+        name: "Product Added",
+        properties: &props,
+        at: t0 - D - 1,
+    };
+    assert!(!machine::triggers(&j, old, t0));
+    assert!(machine::triggers(&j, Fact { at: t0 - D, ..old }, t0));
+    let week =
+        read(&ABANDONED_CART.replace("reentry: after_exit", "reentry: after_exit\n  max_age: 7d"))
+            .unwrap();
+    assert!(machine::triggers(&week, old, t0));
     // An event without the key cannot enter a keyed journey.
     assert_eq!(machine::entry_key(&j, &json!({"properties": {}})), None);
     assert_eq!(
@@ -749,6 +762,7 @@ fn arb_journey() -> impl Strategy<Value = Journey> {
                     reentry: Reentry::AfterExit,
                     cap: None,
                     condition: None,
+                    max_age_ms: DEFAULT_MAX_AGE_MS,
                 },
                 goal: Some(if goal_event {
                     Goal::Event {

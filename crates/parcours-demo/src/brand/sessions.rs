@@ -358,8 +358,17 @@ impl<'s> Session<'s> {
             self.track("Product Viewed", viewed_properties(product));
             cart.push(LineItem::of(self.rng, product));
         }
+        // One cart per visit: its id comes from who and when, so that journeys keyed on
+        // `properties.cart_id` see one cart however many products go in.
+        let cart_id = format!(
+            "cart_{}_{}",
+            self.who().anonymous_id.unwrap_or("x"),
+            self.at
+        );
         for item in &cart {
-            self.track("Product Added", item.properties());
+            let mut properties = item.properties();
+            properties["cart_id"] = json!(cart_id);
+            self.track("Product Added", properties);
         }
 
         let wants_account =
