@@ -61,3 +61,22 @@ CREATE TABLE journey_notes (
     detail TEXT NOT NULL,
     PRIMARY KEY (workspace_id, run_id, n)
 );
+
+-- Messages each customer was sent, for frequency caps.
+CREATE TABLE journey_contacts (
+    workspace_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    journey_id TEXT NOT NULL,
+    priority SMALLINT NOT NULL,
+    PRIMARY KEY (workspace_id, profile_id, at, key)
+);
+
+-- A workspace's contact policy (caps, quiet hours, expiry of held-back messages).
+CREATE TABLE journey_policies (
+    workspace_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

@@ -27,6 +27,42 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(show, put))
         .routes(routes!(profile_journeys))
         .routes(routes!(messages))
+        .routes(routes!(get_policy, put_policy))
+}
+
+/// The workspace's contact policy: frequency caps (per channel or for all, over a rolling
+/// window or her calendar day), quiet hours for every journey, and how long a message held
+/// back by a cap may wait.
+#[utoipa::path(get, path = "/workspace/contact-policy", tag = "journeys", security(("bearer" = [])),
+    responses((status = 200, description = "the policy", body = Answer), Refusals))]
+async fn get_policy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    Ok(Json(
+        blocking(move || Ok(journeys::policy(st.as_ref(), &actor)?)).await?,
+    ))
+}
+
+/// Sets the contact policy (admin).
+#[utoipa::path(put, path = "/workspace/contact-policy", tag = "journeys", request_body = Answer, security(("bearer" = [])),
+    responses((status = 200, description = "the policy", body = Answer), Refusals))]
+async fn put_policy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(Json(doc)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_contact_policy",
+            "send the policy as a JSON object",
+        ));
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    Ok(Json(
+        blocking(move || Ok(journeys::set_policy(st.as_ref(), &actor, &doc, now)?)).await?,
+    ))
 }
 
 fn version_json(v: &JourneyVersion) -> Value {

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod doc;
 pub mod local;
 pub mod machine;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 pub mod yaml;

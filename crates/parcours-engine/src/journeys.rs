@@ -19,6 +19,7 @@ use std::sync::Arc;
 use parcours_channels::{Outgoing, Renderer};
 use parcours_core::audience::{Condition, EventFact, Subject};
 use parcours_core::journey::machine::{self, draw, Fact, History};
+use parcours_core::journey::policy::{self, CapWindow, Contact, Policy};
 use parcours_core::journey::{
     self, local, Action, Admission, Effect, Input, Journey, Look, MessageChannel, Outcome, Run,
     RunState,
@@ -28,8 +29,8 @@ use parcours_core::rules::UnknownConsent;
 use parcours_core::time::Millis;
 use parcours_core::Profile;
 use parcours_store::{
-    profile_bucket, Fence, JourneyWork, JourneyWrite, NewOutboxRow, NewTimer, Result, RunNote,
-    Store, StoreError, StoredRun, TimerClaim, TimerFire, JOURNEY_TIMERS,
+    profile_bucket, ContactRow, Fence, JourneyWork, JourneyWrite, NewOutboxRow, NewTimer, Result,
+    RunNote, Store, StoreError, StoredRun, TimerClaim, TimerFire, JOURNEY_TIMERS,
 };
 use serde_json::{json, Value};
 
@@ -215,6 +216,62 @@ struct Decision<'a> {
     write: JourneyWrite,
     /// The last timer each run asked for (`None`: cleared).
     timers: BTreeMap<String, Option<Millis>>,
+    /// The workspace's contact policy.
+    policy: Arc<Policy>,
+    /// Her messages within the policy's longest window, this decision's included.
+    contacts: Vec<Contact>,
+}
+
+/// How far back caps look: the longest rolling window, or two days for calendar days.
+fn horizon(policy: &Policy) -> Millis {
+    policy
+        .caps
+        .iter()
+        .map(|c| match c.window {
+            CapWindow::Rolling { ms } => ms,
+            CapWindow::Day => 2 * 86_400_000,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A decision for one customer, with the policy and the contacts its sends are checked against.
+fn decision<'a>(
+    store: &dyn Store,
+    ws: &'a str,
+    profile: &'a str,
+    now: Millis,
+) -> Result<Decision<'a>> {
+    let policy = match store.journey_policy(ws)? {
+        Some(doc) => policy::read(&doc).unwrap_or_else(|e| {
+            tracing::warn!(workspace = ws, error = %e, "the contact policy does not read: no caps apply");
+            Policy::default()
+        }),
+        None => Policy::default(),
+    };
+    let contacts = if policy.caps.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .contacts(ws, profile, now.saturating_sub(horizon(&policy)))?
+            .into_iter()
+            .filter_map(|c| {
+                Some(Contact {
+                    at: c.at,
+                    channel: MessageChannel::parse(&c.channel)?,
+                })
+            })
+            .collect()
+    };
+    Ok(Decision {
+        ws,
+        profile,
+        now,
+        write: JourneyWrite::default(),
+        timers: BTreeMap::new(),
+        policy: Arc::new(policy),
+        contacts,
+    })
 }
 
 impl Decision<'_> {
@@ -283,7 +340,9 @@ impl JourneyProcessor {
         Ok(Some(j))
     }
 
-    /// The workspace's live journeys at their latest version.
+    /// The workspace's live journeys at their latest version, the highest priority first (an
+    /// event that enters several decides theirs in that order, so the higher one gets her
+    /// contact budget).
     fn live(&mut self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
         let mut out = Vec::new();
         for v in store.journeys(Some(ws))? {
@@ -294,6 +353,7 @@ impl JourneyProcessor {
                 out.push((v.version, j));
             }
         }
+        out.sort_by(|(_, a), (_, b)| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
@@ -327,7 +387,7 @@ impl JourneyProcessor {
                     d.timers.insert(live.run.id.clone(), None);
                 }
                 Effect::Send { step, key } => {
-                    self.send(d, &live.journey, &live.run, &step, &key, who, true);
+                    self.send(d, &live.journey, &live.run, &step, &key, who, None);
                 }
                 Effect::UpdateTrait { step, name, .. } => d.note(
                     &live.run,
@@ -382,7 +442,9 @@ impl JourneyProcessor {
         step: &str,
         key: &str,
         who: &Customer,
-        may_defer: bool,
+        // When a message held back by a cap must have gone (`None`: decided for the first
+        // time; it expires after the policy's `expire_after`).
+        expires: Option<Millis>,
     ) {
         let Some(Action::Send(message)) =
             journey.step_index(step).map(|i| &journey.steps[i].action)
@@ -423,24 +485,30 @@ impl JourneyProcessor {
                 return skip(d, "no_consent", detail);
             }
         }
-        if let Some(quiet) = &journey.quiet_hours {
-            let tz = local::zone(
-                who.time_zone()
-                    .or_else(|| journey.timezone.clone())
-                    .as_deref(),
-            );
+        let tz = local::zone(
+            who.time_zone()
+                .or_else(|| journey.timezone.clone())
+                .as_deref(),
+        );
+        let expires = expires.unwrap_or(d.now.saturating_add(d.policy.expire_after_ms));
+        let defer = |d: &mut Decision<'_>, until: Millis| {
+            d.write.set_timers.push(NewTimer {
+                workspace_id: d.ws.to_string(),
+                kind: JOURNEY_SENDS.into(),
+                key: key.to_string(),
+                bucket: profile_bucket(d.ws, d.profile),
+                due_at: until,
+                payload: json!({"run": run.id, "step": step, "expires": expires, "priority": journey.priority})
+                    .to_string(),
+            });
+        };
+        let quiet = journey.quiet_hours.or(d.policy.quiet_hours);
+        if let Some(quiet) = &quiet {
             if let Some(until) = local::quiet_until(tz, d.now, quiet) {
-                if quiet.drop || !may_defer {
+                if quiet.drop {
                     return skip(d, "quiet_hours", "inside her quiet hours: dropped".into());
                 }
-                d.write.set_timers.push(NewTimer {
-                    workspace_id: d.ws.to_string(),
-                    kind: JOURNEY_SENDS.into(),
-                    key: key.to_string(),
-                    bucket: profile_bucket(d.ws, d.profile),
-                    due_at: until,
-                    payload: json!({"run": run.id, "step": step}).to_string(),
-                });
+                defer(d, until);
                 return skip(
                     d,
                     "deferred_quiet_hours",
@@ -451,6 +519,34 @@ impl JourneyProcessor {
                     ),
                 );
             }
+        }
+        let allowed = policy::next_allowed(&d.policy, &d.contacts, channel, d.now, tz);
+        if allowed > d.now {
+            if allowed > expires {
+                let until = if allowed == Millis::MAX {
+                    "ever".to_string()
+                } else {
+                    parcours_core::time::format_timestamp(allowed)
+                };
+                return skip(
+                    d,
+                    "capped",
+                    format!(
+                        "over her frequency cap until {until}: dropped, it could not go before it expired ({})",
+                        parcours_core::time::format_timestamp(expires)
+                    ),
+                );
+            }
+            defer(d, allowed);
+            return skip(
+                d,
+                "deferred_cap",
+                format!(
+                    "over her frequency cap: deferred to {} (priority {})",
+                    parcours_core::time::format_timestamp(allowed),
+                    journey.priority
+                ),
+            );
         }
         let rendered = match self.renderer.render(message, &who.globals(journey, run)) {
             Ok(r) => r,
@@ -494,6 +590,16 @@ impl JourneyProcessor {
             not_before: d.now,
             created_at: d.now,
         });
+        d.contacts.push(Contact { at: d.now, channel });
+        d.write.contacts.push(ContactRow {
+            workspace_id: d.ws.to_string(),
+            profile_id: d.profile.to_string(),
+            at: d.now,
+            key: key.to_string(),
+            channel: channel.as_str().to_string(),
+            journey_id: journey.id.clone(),
+            priority: journey.priority,
+        });
         skip(
             d,
             "sent",
@@ -512,15 +618,10 @@ impl JourneyProcessor {
         let (ws, profile) = (rows[0].workspace_id.as_str(), rows[0].profile_id.as_str());
         let live_journeys = self.live(store, ws)?;
         let mut runs = self.load_runs(store, ws, profile)?;
+        runs.sort_by_key(|r| std::cmp::Reverse(r.journey.priority));
         let mut all: Vec<Arc<Journey>> = live_journeys.iter().map(|(_, j)| j.clone()).collect();
         all.extend(runs.iter().map(|r| r.journey.clone()));
-        let mut d = Decision {
-            ws,
-            profile,
-            now,
-            write: JourneyWrite::default(),
-            timers: BTreeMap::new(),
-        };
+        let mut d = decision(store, ws, profile, now)?;
         d.write.settled = rows
             .iter()
             .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
@@ -642,7 +743,7 @@ impl JourneyProcessor {
         now: Millis,
         fence: &Option<Fence>,
     ) -> Result<usize> {
-        let claimed = store.claim_timers(&TimerClaim {
+        let mut claimed = store.claim_timers(&TimerClaim {
             kind,
             buckets,
             now,
@@ -650,6 +751,15 @@ impl JourneyProcessor {
             lease_until: now + TIMER_LEASE_MS,
             token: &self.token,
         })?;
+        // Messages held back until the same moment compete for her budget: the journey of
+        // higher priority is decided first, and the others wait again if it took the room.
+        let priority = |t: &parcours_store::DurableTimer| {
+            serde_json::from_str::<Value>(&t.payload)
+                .ok()
+                .and_then(|p| p.get("priority").and_then(Value::as_u64))
+                .unwrap_or(0)
+        };
+        claimed.sort_by_key(|t| (t.due_at, std::cmp::Reverse(priority(t)), t.key.clone()));
         let mut fired = Vec::new();
         for t in &claimed {
             let run_id = if kind == JOURNEY_TIMERS {
@@ -716,13 +826,7 @@ impl JourneyProcessor {
         else {
             return Ok(());
         };
-        let mut d = Decision {
-            ws: &ws,
-            profile: &profile,
-            now,
-            write: JourneyWrite::default(),
-            timers: BTreeMap::new(),
-        };
+        let mut d = decision(store, &ws, &profile, now)?;
         let mut live = Live {
             stored,
             run,
@@ -776,7 +880,10 @@ impl JourneyProcessor {
                             "the exit condition holds now".into(),
                         );
                     } else {
-                        self.send(&mut d, &journey, &live.run, &step, &t.key, &who, false);
+                        let expires = serde_json::from_str::<Value>(&t.payload)
+                            .ok()
+                            .and_then(|p| p.get("expires").and_then(Value::as_i64));
+                        self.send(&mut d, &journey, &live.run, &step, &t.key, &who, expires);
                     }
                 }
             }

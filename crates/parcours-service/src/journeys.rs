@@ -316,3 +316,24 @@ pub fn unsubscribe(
         }),
     }
 }
+
+/// Sets the workspace's contact policy (frequency caps, quiet hours, expiry of held-back
+/// messages): checked, then kept as given.
+pub fn set_policy(
+    store: &dyn Store,
+    actor: &Actor,
+    doc: &serde_json::Value,
+    now: Millis,
+) -> Result<serde_json::Value, ServiceError> {
+    actor.require_admin()?;
+    journey::policy::read(doc).map_err(|e| ServiceError::invalid("invalid_contact_policy", e))?;
+    store.put_journey_policy(&actor.workspace, doc, now)?;
+    Ok(doc.clone())
+}
+
+/// The workspace's contact policy as saved (no caps, no quiet hours when none was).
+pub fn policy(store: &dyn Store, actor: &Actor) -> Result<serde_json::Value, ServiceError> {
+    Ok(store
+        .journey_policy(&actor.workspace)?
+        .unwrap_or_else(|| serde_json::json!({"caps": [], "expire_after": "3d"})))
+}

@@ -2,8 +2,8 @@
 //! is told it replaced an older one (the primary key settles it).
 
 use parcours_store::{
-    JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result, RunCounts,
-    RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+    ContactRow, JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result,
+    RunCounts, RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -327,6 +327,65 @@ impl Journeys for PgStore {
             .collect()
     }
 
+    fn contacts(&self, workspace: &str, profile: &str, since: i64) -> Result<Vec<ContactRow>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT workspace_id, profile_id, at, key, channel, journey_id, priority
+                     FROM journey_contacts WHERE workspace_id = $1 AND profile_id = $2 AND at >= $3
+                     ORDER BY at, key",
+                )
+                .bind(workspace)
+                .bind(profile)
+                .bind(since)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ContactRow {
+                    workspace_id: r.try_get(0).map_err(backend)?,
+                    profile_id: r.try_get(1).map_err(backend)?,
+                    at: r.try_get(2).map_err(backend)?,
+                    key: r.try_get(3).map_err(backend)?,
+                    channel: r.try_get(4).map_err(backend)?,
+                    journey_id: r.try_get(5).map_err(backend)?,
+                    priority: r.try_get::<i16, _>(6).map_err(backend)?.clamp(0, 255) as u8,
+                })
+            })
+            .collect()
+    }
+
+    fn put_journey_policy(&self, workspace: &str, doc: &serde_json::Value, at: i64) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO journey_policies (workspace_id, doc, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (workspace_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(doc.to_string())
+            .bind(at)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn journey_policy(&self, workspace: &str) -> Result<Option<serde_json::Value>> {
+        let doc: Option<String> = self
+            .run(
+                sqlx::query_scalar("SELECT doc FROM journey_policies WHERE workspace_id = $1")
+                    .bind(workspace)
+                    .fetch_optional(self.pool()),
+            )
+            .map_err(backend)?;
+        doc.map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| StoreError::Corrupt(format!("contact policy: {e}")))
+        })
+        .transpose()
+    }
+
     fn record_journeys(&self, w: &JourneyWrite) -> Result<()> {
         if w.is_empty() {
             return Ok(());
@@ -421,6 +480,26 @@ impl Journeys for PgStore {
             }
             crate::timers::set_in(&mut tx, &w.set_timers).await?;
             crate::outbox::insert_rows(&mut tx, &w.outbox).await?;
+            if !w.contacts.is_empty() {
+                let text = |f: fn(&ContactRow) -> String| w.contacts.iter().map(f).collect::<Vec<_>>();
+                sqlx::query(
+                    "INSERT INTO journey_contacts
+                       (workspace_id, profile_id, at, key, channel, journey_id, priority)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                                          $5::text[], $6::text[], $7::smallint[])
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(text(|c| c.workspace_id.clone()))
+                .bind(text(|c| c.profile_id.clone()))
+                .bind(w.contacts.iter().map(|c| c.at).collect::<Vec<_>>())
+                .bind(text(|c| c.key.clone()))
+                .bind(text(|c| c.channel.clone()))
+                .bind(text(|c| c.journey_id.clone()))
+                .bind(w.contacts.iter().map(|c| i16::from(c.priority)).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
             tx.commit().await.map_err(backend)
         })
     }

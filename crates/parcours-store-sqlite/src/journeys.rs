@@ -1,8 +1,8 @@
 //! Journey versions, in the projections file beside the runs they start.
 
 use parcours_store::{
-    JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result, RunCounts,
-    RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+    ContactRow, JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result,
+    RunCounts, RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -347,6 +347,63 @@ impl Journeys for SqliteStore {
         })
     }
 
+    fn contacts(&self, workspace: &str, profile: &str, since: i64) -> Result<Vec<ContactRow>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT workspace_id, profile_id, at, key, channel, journey_id, priority
+                     FROM journey_contacts WHERE workspace_id = ?1 AND profile_id = ?2 AND at >= ?3
+                     ORDER BY at, key",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, profile, since], |r| {
+                    Ok(ContactRow {
+                        workspace_id: r.get(0)?,
+                        profile_id: r.get(1)?,
+                        at: r.get(2)?,
+                        key: r.get(3)?,
+                        channel: r.get(4)?,
+                        journey_id: r.get(5)?,
+                        priority: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn put_journey_policy(&self, workspace: &str, doc: &serde_json::Value, at: i64) -> Result<()> {
+        self.projection_writer()
+            .execute(
+                "INSERT INTO journey_policies (workspace_id, doc, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workspace_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                params![workspace, doc.to_string(), at],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn journey_policy(&self, workspace: &str) -> Result<Option<serde_json::Value>> {
+        self.read_projections(|c| {
+            let doc: Option<String> = c
+                .query_row(
+                    "SELECT doc FROM journey_policies WHERE workspace_id = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            doc.map(|d| {
+                serde_json::from_str(&d)
+                    .map_err(|e| StoreError::Corrupt(format!("contact policy: {e}")))
+            })
+            .transpose()
+        })
+    }
+
     fn record_journeys(&self, w: &JourneyWrite) -> Result<()> {
         if w.is_empty() {
             return Ok(());
@@ -454,6 +511,28 @@ impl Journeys for SqliteStore {
         }
         crate::timers::set_in(&tx, &w.set_timers)?;
         crate::outbox::insert_rows(&tx, &w.outbox)?;
+        if !w.contacts.is_empty() {
+            let mut contact = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO journey_contacts
+                       (workspace_id, profile_id, at, key, channel, journey_id, priority)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            for c in &w.contacts {
+                contact
+                    .execute(params![
+                        c.workspace_id,
+                        c.profile_id,
+                        c.at,
+                        c.key,
+                        c.channel,
+                        c.journey_id,
+                        c.priority
+                    ])
+                    .map_err(backend)?;
+            }
+        }
         tx.commit().map_err(backend)
     }
 }

@@ -105,6 +105,20 @@ pub struct RunNote {
     pub detail: String,
 }
 
+/// A message a customer was sent (what frequency caps count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactRow {
+    pub workspace_id: String,
+    pub profile_id: String,
+    pub at: Millis,
+    /// The message's key.
+    pub key: String,
+    /// `email`, `sms`, `push`.
+    pub channel: String,
+    pub journey_id: String,
+    pub priority: u8,
+}
+
 /// Everything one journey decision writes, in one transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JourneyWrite {
@@ -120,6 +134,8 @@ pub struct JourneyWrite {
     /// Timers of kind [`JOURNEY_TIMERS`] to cancel: `(workspace, run id)`.
     pub cancel_timers: Vec<(String, String)>,
     pub outbox: Vec<NewOutboxRow>,
+    /// The messages it sends, for frequency caps.
+    pub contacts: Vec<ContactRow>,
 }
 
 impl JourneyWrite {
@@ -130,6 +146,7 @@ impl JourneyWrite {
             && self.set_timers.is_empty()
             && self.cancel_timers.is_empty()
             && self.outbox.is_empty()
+            && self.contacts.is_empty()
     }
 }
 
@@ -187,6 +204,11 @@ pub trait Journeys: Send + Sync {
     fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts>;
     /// A run's notes, in order.
     fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>>;
+    /// A customer's messages sent at or after `since`, oldest first.
+    fn contacts(&self, workspace: &str, profile: &str, since: Millis) -> Result<Vec<ContactRow>>;
+    /// Sets a workspace's contact policy (its JSON form).
+    fn put_journey_policy(&self, workspace: &str, doc: &Value, at: Millis) -> Result<()>;
+    fn journey_policy(&self, workspace: &str) -> Result<Option<Value>>;
     /// Commits a decision. `Conflict` (and nothing written) when the fence fails, a run was
     /// written by someone else since it was read, or a second run of the same journey, customer
     /// and key would be in progress.

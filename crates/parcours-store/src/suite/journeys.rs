@@ -368,3 +368,60 @@ pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
         }
     );
 }
+
+/// Contacts commit with the decision that sends, are read per customer from a moment on, and
+/// a workspace's contact policy reads back as saved.
+pub fn journey_contacts_and_policy_round_trip(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let contact = |profile: &str, at: i64, key: &str| ContactRow {
+        workspace_id: "w1".into(),
+        profile_id: profile.into(),
+        at,
+        key: key.into(),
+        channel: "email".into(),
+        journey_id: "cart".into(),
+        priority: 80,
+    };
+    store
+        .record_journeys(&JourneyWrite {
+            contacts: vec![
+                contact("p1", T0 + 10, "k2"),
+                contact("p1", T0, "k1"),
+                contact("p2", T0, "k3"),
+            ],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    // A write that fails writes no contact either.
+    let fenced = JourneyWrite {
+        fence: Some(Fence {
+            node: "nobody".into(),
+            buckets: vec![0],
+            now: T0,
+        }),
+        contacts: vec![contact("p1", T0 + 20, "k4")],
+        ..JourneyWrite::default()
+    };
+    assert!(matches!(
+        store.record_journeys(&fenced),
+        Err(StoreError::Conflict(_))
+    ));
+    let p1 = store.contacts("w1", "p1", 0).unwrap();
+    assert_eq!(
+        p1,
+        vec![contact("p1", T0, "k1"), contact("p1", T0 + 10, "k2")]
+    );
+    assert_eq!(store.contacts("w1", "p1", T0 + 1).unwrap().len(), 1);
+    assert_eq!(store.contacts("w2", "p1", 0).unwrap(), vec![]);
+
+    assert_eq!(store.journey_policy("w1").unwrap(), None);
+    let policy =
+        json!({"caps": [{"channel": "email", "max": 1, "per": "day"}], "expire_after": "3d"});
+    store.put_journey_policy("w1", &policy, T0).unwrap();
+    store
+        .put_journey_policy("w1", &json!({"caps": []}), T0 + 1)
+        .unwrap();
+    store.put_journey_policy("w1", &policy, T0 + 2).unwrap();
+    assert_eq!(store.journey_policy("w1").unwrap(), Some(policy));
+    assert_eq!(store.journey_policy("w2").unwrap(), None);
+}
