@@ -61,6 +61,8 @@ CREATE TABLE journey_notes (
     detail TEXT NOT NULL,
     PRIMARY KEY (workspace_id, run_id, n)
 );
+-- Reports count decisions per journey and step.
+CREATE INDEX journey_notes_journey ON journey_notes(workspace_id, journey_id);
 
 -- Messages each customer was sent, for frequency caps.
 CREATE TABLE journey_contacts (

@@ -28,6 +28,101 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(profile_journeys))
         .routes(routes!(messages))
         .routes(routes!(get_policy, put_policy))
+        .routes(routes!(report))
+}
+
+/// Did it work? A journey's runs (entered, waiting, converted, exited, completed), the
+/// decisions taken at each step (sent, deferred, skipped and why), and each variant against
+/// the holdout: conversion rates, uplift, incremental conversions and a two-proportion z-test.
+#[utoipa::path(get, path = "/journeys/{id}/report", tag = "journeys",
+    params(("id" = String, Path, description = "the journey id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the report", body = Answer), Refusals))]
+async fn report(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use parcours_core::journey::report::compare;
+    let (st, actor) = (store(&state), caller.actor());
+    let journey = id.clone();
+    let stats = blocking(move || {
+        journeys::get(st.as_ref(), &actor, &journey, None)?;
+        Ok(st.journey_stats(&actor.workspace, &journey)?)
+    })
+    .await?;
+    let sum = |f: fn(&parcours_store::GroupStats) -> u64, holdout: Option<bool>| -> u64 {
+        stats
+            .groups
+            .iter()
+            .filter(|g| holdout.is_none_or(|h| g.holdout == h))
+            .map(f)
+            .sum()
+    };
+    let mut steps: Vec<Value> = Vec::new();
+    for (step, code, n) in &stats.decisions {
+        let Some(step) = step else { continue };
+        match steps.iter_mut().find(|s| s["step"] == step.as_str()) {
+            Some(s) => s[code.as_str()] = json!(n),
+            None => {
+                let mut s = json!({"step": step});
+                s[code.as_str()] = json!(n);
+                steps.push(s);
+            }
+        }
+    }
+    let control = (
+        sum(|g| g.converted, Some(true)),
+        sum(|g| g.entered, Some(true)),
+    );
+    let rate = |(c, n): (u64, u64)| {
+        if n == 0 {
+            Value::Null
+        } else {
+            json!(c as f64 / n as f64)
+        }
+    };
+    let mut groups = vec![
+        json!({"group": "holdout", "entered": control.1, "converted": control.0,
+        "rate": rate(control)}),
+    ];
+    let mut variants: Vec<Option<String>> = stats
+        .groups
+        .iter()
+        .filter(|g| !g.holdout)
+        .map(|g| g.variant.clone())
+        .collect();
+    variants.dedup();
+    for v in variants {
+        let (c, n) = stats
+            .groups
+            .iter()
+            .filter(|g| !g.holdout && g.variant == v)
+            .fold((0, 0), |(c, n), g| (c + g.converted, n + g.entered));
+        groups.push(json!({
+            "group": v.as_deref().map_or("treatment".to_string(), |v| format!("variant {v}")),
+            "variant": v,
+            "entered": n,
+            "converted": c,
+            "rate": rate((c, n)),
+            "against_holdout": compare(control, (c, n)),
+        }));
+    }
+    let treatment = (
+        sum(|g| g.converted, Some(false)),
+        sum(|g| g.entered, Some(false)),
+    );
+    Ok(Json(json!({
+        "journey": id,
+        "entered": sum(|g| g.entered, None),
+        "waiting": sum(|g| g.active, None),
+        "converted": sum(|g| g.converted, None),
+        "exited": sum(|g| g.exited, None),
+        "completed": sum(|g| g.completed, None),
+        "steps": steps,
+        "groups": groups,
+        "treatment_against_holdout": compare(control, treatment),
+    })))
 }
 
 /// The workspace's contact policy: frequency caps (per channel or for all, over a rolling

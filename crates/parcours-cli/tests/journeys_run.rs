@@ -226,4 +226,67 @@ async fn abandoned_carts_send_once_and_stop_at_a_purchase(backend: Backend) {
     t.stop().await;
 }
 
-on_each_store!(abandoned_carts_send_once_and_stop_at_a_purchase);
+/// A journey with a holdout: its report counts each group, and compares them.
+async fn the_report_compares_the_treatment_with_its_holdout(backend: Backend) {
+    let t = start_with_clock(
+        "journey-report",
+        backend,
+        Arc::new(ShiftedClock::default()),
+        |_| {},
+    )
+    .await;
+    let doc = "id: survey\nstatus: live\nholdout: 50%\nentry:\n  event: Order Completed\ngoal:\n  event: Review Written\nsteps:\n  - id: wait\n    wait: 2d\n  - id: ask\n    send: {channel: email, purpose: transactional, subject: Hi, text: Review?}\n";
+    put_journey(&t, "survey", doc).await;
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        let u = format!("s{i}");
+        batch.push(identify(&u, &format!("{u}@example.com"), true, json!({})));
+        batch.push(json!({"type": "track", "userId": u, "event": "Order Completed"}));
+        if i % 4 == 0 {
+            batch.push(json!({"type": "track", "userId": u, "event": "Review Written"}));
+        }
+    }
+    t.send(json!({ "batch": batch })).await;
+    let report = eventually(
+        Duration::from_secs(20),
+        "every customer in the report",
+        || async {
+            let (status, r) = t.get("/api/v1/journeys/survey/report").await;
+            (status == 200 && r["entered"] == 40 && r["converted"] == 10).then_some(r)
+        },
+    )
+    .await;
+    let groups = report["groups"].as_array().unwrap();
+    let held = &groups[0];
+    let treated = &groups[1];
+    assert_eq!(held["group"], "holdout");
+    assert_eq!(treated["group"], "treatment");
+    assert_eq!(
+        held["entered"].as_u64().unwrap() + treated["entered"].as_u64().unwrap(),
+        40,
+        "{report}"
+    );
+    assert!(
+        held["entered"].as_u64().unwrap() > 5 && treated["entered"].as_u64().unwrap() > 5,
+        "{report}"
+    );
+    assert_eq!(report["waiting"], 30);
+    let c = &report["treatment_against_holdout"];
+    let rate = |g: &Value| g["converted"].as_f64().unwrap() / g["entered"].as_f64().unwrap();
+    assert!(
+        (c["uplift"].as_f64().unwrap() - (rate(treated) - rate(held))).abs() < 1e-12,
+        "{report}"
+    );
+    assert_eq!(
+        c["underpowered"], true,
+        "10 conversions in all is not enough to conclude"
+    );
+    let (status, _) = t.get("/api/v1/journeys/nope/report").await;
+    assert_eq!(status, 404);
+    t.stop().await;
+}
+
+on_each_store!(
+    abandoned_carts_send_once_and_stop_at_a_purchase,
+    the_report_compares_the_treatment_with_its_holdout
+);

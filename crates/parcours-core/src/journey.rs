@@ -13,6 +13,7 @@ pub mod doc;
 pub mod local;
 pub mod machine;
 pub mod policy;
+pub mod report;
 #[cfg(test)]
 mod tests;
 pub mod yaml;

@@ -701,6 +701,10 @@ impl JourneyProcessor {
                     now,
                     &who,
                 );
+                // She entered when the event happened (not when it was read): a purchase
+                // right after it, read in the same batch or later, is hers.
+                let mut run = run;
+                run.entered_at = row.timestamp.min(now);
                 let mut live = Live {
                     stored: StoredRun {
                         workspace_id: ws.to_string(),
@@ -712,7 +716,7 @@ impl JourneyProcessor {
                         bucket: profile_bucket(ws, profile),
                         active: true,
                         state: Value::Null,
-                        entered_at: now,
+                        entered_at: run.entered_at,
                         ended_at: None,
                         outcome: None,
                         revision: 0,

@@ -2,8 +2,9 @@
 //! is told it replaced an older one (the primary key settles it).
 
 use parcours_store::{
-    ContactRow, JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result,
-    RunCounts, RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+    ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
+    NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
+    JOURNEY_TIMERS,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -297,6 +298,65 @@ impl Journeys for PgStore {
             ended: totals.try_get::<i64, _>(1).map_err(backend)? as u64,
             waiting: steps,
         })
+    }
+
+    fn journey_stats(&self, workspace: &str, journey: &str) -> Result<JourneyStats> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT coalesce((state::jsonb ->> 'holdout')::boolean, false) AS h,
+                            state::jsonb ->> 'variant' AS v,
+                            count(*), count(*) FILTER (WHERE active),
+                            count(*) FILTER (WHERE outcome = 'goal'),
+                            count(*) FILTER (WHERE outcome = 'exited'),
+                            count(*) FILTER (WHERE outcome = 'completed')
+                     FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2
+                     GROUP BY h, v ORDER BY h, v",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        let n = |r: &PgRow, i: usize| -> Result<u64> {
+            Ok(r.try_get::<i64, _>(i).map_err(backend)?.max(0) as u64)
+        };
+        let groups = rows
+            .iter()
+            .map(|r| {
+                Ok(GroupStats {
+                    holdout: r.try_get(0).map_err(backend)?,
+                    variant: r.try_get(1).map_err(backend)?,
+                    entered: n(r, 2)?,
+                    active: n(r, 3)?,
+                    converted: n(r, 4)?,
+                    exited: n(r, 5)?,
+                    completed: n(r, 6)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT step, code, count(*) FROM journey_notes
+                     WHERE workspace_id = $1 AND journey_id = $2 GROUP BY step, code ORDER BY step, code",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        let decisions = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(backend)?,
+                    r.try_get(1).map_err(backend)?,
+                    n(r, 2)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(JourneyStats { groups, decisions })
     }
 
     fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>> {

@@ -1,8 +1,9 @@
 //! Journey versions, in the projections file beside the runs they start.
 
 use parcours_store::{
-    ContactRow, JourneyVersion, JourneyWork, JourneyWrite, Journeys, NewJourneyVersion, Result,
-    RunCounts, RunHistory, RunNote, StoreError, StoredRun, JOURNEY_TIMERS,
+    ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
+    NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
+    JOURNEY_TIMERS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -316,6 +317,52 @@ impl Journeys for SqliteStore {
                 ended: ended as u64,
                 waiting: steps,
             })
+        })
+    }
+
+    fn journey_stats(&self, workspace: &str, journey: &str) -> Result<JourneyStats> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT coalesce(json_extract(state, '$.holdout'), 0) AS h, json_extract(state, '$.variant') AS v,
+                            count(*), sum(active), sum(outcome = 'goal'), sum(outcome = 'exited'),
+                            sum(outcome = 'completed')
+                     FROM journey_runs WHERE workspace_id = ?1 AND journey_id = ?2
+                     GROUP BY h, v ORDER BY h, v",
+                )
+                .map_err(backend)?;
+            let groups = st
+                .query_map(params![workspace, journey], |r| {
+                    let n = |i: usize| -> rusqlite::Result<u64> {
+                        Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
+                    };
+                    Ok(GroupStats {
+                        holdout: r.get::<_, i64>(0)? != 0,
+                        variant: r.get(1)?,
+                        entered: n(2)?,
+                        active: n(3)?,
+                        converted: n(4)?,
+                        exited: n(5)?,
+                        completed: n(6)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            let mut st = c
+                .prepare_cached(
+                    "SELECT step, code, count(*) FROM journey_notes
+                     WHERE workspace_id = ?1 AND journey_id = ?2 GROUP BY step, code ORDER BY step, code",
+                )
+                .map_err(backend)?;
+            let decisions = st
+                .query_map(params![workspace, journey], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(JourneyStats { groups, decisions })
         })
     }
 

@@ -168,6 +168,27 @@ pub struct RunCounts {
     pub waiting: Vec<(String, u64)>,
 }
 
+/// Runs of one group of a journey (treatment or holdout, by variant) and how they ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupStats {
+    pub holdout: bool,
+    pub variant: Option<String>,
+    pub entered: u64,
+    pub active: u64,
+    pub converted: u64,
+    pub exited: u64,
+    pub completed: u64,
+}
+
+/// What a journey's report is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JourneyStats {
+    /// By holdout, then variant.
+    pub groups: Vec<GroupStats>,
+    /// How many times each decision was taken at each step: `(step, code, count)`.
+    pub decisions: Vec<(Option<String>, String, u64)>,
+}
+
 pub trait Journeys: Send + Sync {
     /// Stores a new version and returns its number: `replaces + 1`, or 1 for a new journey.
     /// `Conflict` when `replaces` is not the latest version (or the journey exists and
@@ -202,6 +223,8 @@ pub trait Journeys: Send + Sync {
     ) -> Result<RunHistory>;
     /// Runs of a journey in progress and ended, and how many wait at each step.
     fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts>;
+    /// The counts a journey's report shows.
+    fn journey_stats(&self, workspace: &str, journey: &str) -> Result<JourneyStats>;
     /// A run's notes, in order.
     fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>>;
     /// A customer's messages sent at or after `since`, oldest first.

@@ -88,7 +88,8 @@ pub struct Run {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RunState {
     /// At a step that waits, since `since`: until `until` (the run's timer), and for an event
-    /// when the step is a `wait_for`.
+    /// when the step is a `wait_for` (any of her events read after the wait began: events
+    /// are read in the order Parcours received them).
     Waiting {
         step: String,
         since: Millis,
@@ -331,9 +332,9 @@ pub fn step(
     look: &dyn Look,
 ) -> (Run, Vec<Effect>) {
     let mut effects = Vec::new();
-    let (step_id, since, until) = match &run.state {
+    let (step_id, until) = match &run.state {
         RunState::Done { .. } => return (run, effects),
-        RunState::Waiting { step, since, until } => (step.clone(), *since, *until),
+        RunState::Waiting { step, until, .. } => (step.clone(), *until),
     };
     // The goal first: a purchase that also makes the exit condition true is a conversion.
     let goal_met = match (&journey.goal, input) {
@@ -367,7 +368,7 @@ pub fn step(
                 ..
             },
             Input::Event(f),
-        ) if f.at >= since && f.matches(event, filters, now) => {
+        ) if f.matches(event, filters, now) => {
             effects.push(Effect::ClearTimer);
             effects.push(Effect::Note {
                 step: Some(step_id.clone()),

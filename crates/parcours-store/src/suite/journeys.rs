@@ -359,12 +359,66 @@ pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
     assert_eq!(store.runs_of("w1", "p1", 10).unwrap().len(), 3);
     assert_eq!(store.runs_of("w1", "p1", 1).unwrap().len(), 1);
     assert_eq!(store.active_runs("w1", "p2").unwrap(), vec![]);
+    // Reports group runs by holdout and variant, and count decisions per step.
+    let mut held = run("w1", "r5", "p2", "c1", 0, true);
+    held.state = json!({"holdout": true, "state": {"state": "waiting", "step": "wait"}});
+    let mut variant = run("w1", "r6", "p3", "c1", 0, false);
+    variant.state = json!({"holdout": false, "variant": "b", "state": {"state": "done"}});
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![held, variant],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    let stats = store.journey_stats("w1", "cart").unwrap();
+    let group = |holdout: bool, variant: Option<&str>| {
+        stats
+            .groups
+            .iter()
+            .find(|g| g.holdout == holdout && g.variant.as_deref() == variant)
+            .cloned()
+            .unwrap_or_else(|| panic!("{stats:?}"))
+    };
+    let plain = group(false, None);
+    assert_eq!(
+        (
+            plain.entered,
+            plain.active,
+            plain.converted,
+            plain.exited,
+            plain.completed
+        ),
+        (3, 2, 1, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(group(true, None).entered, 1);
+    assert_eq!(
+        (
+            group(false, Some("b")).entered,
+            group(false, Some("b")).converted
+        ),
+        (1, 1)
+    );
+    assert_eq!(stats.groups.len(), 3);
+    assert!(
+        stats
+            .decisions
+            .contains(&(Some("wait".to_string()), "entered".to_string(), 1)),
+        "{stats:?}"
+    );
+    assert!(stats
+        .decisions
+        .contains(&(Some("wait".to_string()), "goal".to_string(), 1)));
+    assert_eq!(
+        store.journey_stats("w1", "other").unwrap(),
+        JourneyStats::default()
+    );
     assert_eq!(
         store.run_counts("w1", "cart").unwrap(),
         RunCounts {
-            active: 2,
-            ended: 1,
-            waiting: vec![("wait".to_string(), 2)]
+            active: 3,
+            ended: 2,
+            waiting: vec![("wait".to_string(), 3)]
         }
     );
 }
