@@ -288,8 +288,15 @@ impl Decision<'_> {
         });
     }
 
+    /// The write, fenced by the lease of her profile's bucket only: the one bucket it
+    /// touches (holding every bucket of the node in each small transaction would keep lease
+    /// renewals waiting).
     fn finish(mut self, fence: Option<Fence>) -> JourneyWrite {
         let bucket = profile_bucket(self.ws, self.profile);
+        let fence = fence.map(|f| Fence {
+            buckets: vec![bucket],
+            ..f
+        });
         for (run, due) in std::mem::take(&mut self.timers) {
             match due {
                 Some(at) => self.write.set_timers.push(NewTimer {
