@@ -150,10 +150,10 @@ async fn the_demo_banner_is_read_from_the_data() {
     assert!(tablet.iter().all(|c| *c == Channel::Store), "{tablet:?}");
     // The demo's journeys are saved, as the banner lists them; the abandoned cart is the one
     // the docs open with; the last day of history entered the live ones.
-    let docs = include_str!("../../../docs/journeys.md");
-    let start = docs.find("```yaml\n").unwrap() + 8;
-    let end = start + docs[start..].find("```").unwrap();
-    assert_eq!(parcours_demo::JOURNEYS[0].1, &docs[start..end]);
+    assert_eq!(
+        parcours_demo::JOURNEYS[0].1,
+        common::journeys::abandoned_cart()
+    );
     let (_, journeys) = get(&client, token, "/api/v1/journeys").await;
     let saved: Vec<(&str, &str)> = journeys["journeys"]
         .as_array()

@@ -4,32 +4,9 @@
 #[macro_use]
 mod common;
 
-use common::{start_on, Backend, TestNode, ADMIN};
-use serde_json::{json, Value};
-
-const DOCS: &str = include_str!("../../../docs/journeys.md");
-
-/// The first example of docs/journeys.md: the abandoned-cart journey.
-fn abandoned_cart() -> String {
-    let start = DOCS.find("```yaml\n").unwrap() + 8;
-    let end = start + DOCS[start..].find("```").unwrap();
-    DOCS[start..end].to_string()
-}
-
-async fn put(t: &TestNode, path: &str, content_type: &str, body: &str) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            "PUT".parse().unwrap(),
-            path,
-            &[("authorization", &auth), ("content-type", content_type)],
-            body.to_string(),
-        )
-        .await
-        .unwrap();
-    (r.status, r.json())
-}
+use common::journeys::{abandoned_cart, put_document as put};
+use common::{start_on, Backend};
+use serde_json::json;
 
 async fn journeys_are_versioned_documents(backend: Backend) {
     let t = start_on("journeys", backend, |_| {}).await;

@@ -8,40 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::journeys::{abandoned_cart, put_journey};
 use common::smtp::{header, Sink};
-use common::{eventually, start_with_clock, temp_dir, Backend, ShiftedClock, TestNode, ADMIN};
+use common::{eventually, start_with_clock, temp_dir, Backend, ShiftedClock, ADMIN};
 use serde_json::json;
 
-const DOCS: &str = include_str!("../../../docs/journeys.md");
 const H: i64 = 3_600_000;
-
-fn abandoned_cart() -> String {
-    let start = DOCS.find("```yaml\n").unwrap() + 8;
-    let end = start + DOCS[start..].find("```").unwrap();
-    DOCS[start..end].to_string()
-}
-
-async fn put_journey(t: &TestNode, id: &str, doc: &str) {
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            "PUT".parse().unwrap(),
-            &format!("/api/v1/journeys/{id}"),
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/yaml"),
-            ],
-            doc.to_string(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
 
 async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
     let sink = Sink::start(temp_dir("smtp-sink"), 0);
@@ -131,7 +103,12 @@ async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].key, key);
-    let attempts = t.store.delivery_attempts(&t.workspace, rows[0].id).unwrap();
+    // The server has the message a moment before the node records that it accepted it.
+    let attempts = eventually(Duration::from_secs(20), "the delivery logged", || async {
+        let a = t.store.delivery_attempts(&t.workspace, rows[0].id).unwrap();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
     assert!(
         attempts[0].ok && attempts[0].detail.contains("smtp"),
         "{attempts:?}"

@@ -8,40 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::journeys::{abandoned_cart, put_journey};
 use common::{eventually, start_with_clock, Backend, ShiftedClock, TestNode, ADMIN};
 use parcours_store::{OutboxPage, OutboxRow, RunNote, StoredRun};
 use serde_json::{json, Value};
 
-const DOCS: &str = include_str!("../../../docs/journeys.md");
 const H: i64 = 3_600_000;
-
-fn abandoned_cart() -> String {
-    let start = DOCS.find("```yaml\n").unwrap() + 8;
-    let end = start + DOCS[start..].find("```").unwrap();
-    DOCS[start..end].to_string()
-}
-
-async fn put_journey(t: &TestNode, id: &str, doc: &str) {
-    let auth = format!("Bearer {ADMIN}");
-    let r = t
-        .client
-        .request(
-            "PUT".parse().unwrap(),
-            &format!("/api/v1/journeys/{id}"),
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/yaml"),
-            ],
-            doc.to_string(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
 
 async fn profile_id(t: &TestNode, user: &str) -> String {
     eventually(Duration::from_secs(20), "the profile", || async {
@@ -247,15 +219,18 @@ async fn the_report_compares_the_treatment_with_its_holdout(backend: Backend) {
         }
     }
     t.send(json!({ "batch": batch })).await;
-    let report = eventually(
-        Duration::from_secs(20),
-        "every customer in the report",
-        || async {
-            let (status, r) = t.get("/api/v1/journeys/survey/report").await;
-            (status == 200 && r["entered"] == 40 && r["converted"] == 10).then_some(r)
-        },
-    )
-    .await;
+    let deadline = parcours_engine::clock::Moment::now() + Duration::from_secs(60);
+    let report = loop {
+        let (status, r) = t.get("/api/v1/journeys/survey/report").await;
+        if status == 200 && r["entered"] == 40 && r["converted"] == 10 {
+            break r;
+        }
+        assert!(
+            parcours_engine::clock::Moment::now() < deadline,
+            "every customer in the report: {status} {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let groups = report["groups"].as_array().unwrap();
     let held = &groups[0];
     let treated = &groups[1];

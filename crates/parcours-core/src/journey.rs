@@ -317,14 +317,6 @@ impl Action {
             Action::Exit => "exit",
         }
     }
-
-    /// Whether the run stops at this step until a timer or an event moves it on.
-    pub fn waits(&self) -> bool {
-        matches!(
-            self,
-            Action::Wait { .. } | Action::WaitUntil { .. } | Action::WaitFor { .. }
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,20 +391,5 @@ impl Journey {
                 None => Target::End,
             },
         }
-    }
-
-    /// Every event name the journey reacts to once a run exists (goal, wait_for), so the
-    /// engine can skip a customer's other events without reading her runs.
-    pub fn event_names(&self) -> std::collections::BTreeSet<&str> {
-        let mut out = std::collections::BTreeSet::new();
-        if let Some(Goal::Event { event, .. }) = &self.goal {
-            out.insert(event.as_str());
-        }
-        for s in &self.steps {
-            if let Action::WaitFor { event, .. } = &s.action {
-                out.insert(event.as_str());
-            }
-        }
-        out
     }
 }

@@ -12,6 +12,7 @@ use parcours_store_postgres::testing::TempDatabase;
 use parcours_testkit::http::Client;
 use serde_json::Value;
 
+pub mod journeys;
 pub mod smtp;
 
 pub const WRITE_KEY: &str = "wk_test_key_0123456789abcdef";

@@ -139,26 +139,40 @@ const SYNTAX: &str = "invalid_audience_syntax";
 
 /// Reads a definition in the text form.
 pub fn parse(text: &str) -> Result<Condition, ParseError> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(ParseError {
-            line: 1,
-            column: 1,
-            message: format!(
-                "the definition is {} bytes, over the limit of {MAX_TEXT_BYTES}",
-                text.len()
-            ),
-            code: "audience_too_large",
-        });
-    }
-    let mut p = Parser {
-        tokens: lex(text)?,
-        at: 0,
-        depth: 0,
-    };
+    let mut p = Parser::new(text, "the definition")?;
     let condition = p.expr()?;
     if p.peek().tok != Tok::End {
         return Err(p.error("expected `and`, `or` or the end of the definition"));
     }
+    check(&condition)?;
+    Ok(condition)
+}
+
+/// Reads property filters as they follow `where` (`total > 100, currency = "EUR"`).
+pub fn parse_filters(text: &str) -> Result<Vec<Filter>, ParseError> {
+    let mut p = Parser::new(text, "the filters")?;
+    let filters = p.filter_list()?;
+    if p.peek().tok != Tok::End {
+        return Err(p.error("expected `,` and another filter, or the end"));
+    }
+    // Filters are checked as the event condition they would be part of.
+    let as_condition = Condition::Event {
+        event: "filters".into(),
+        did: true,
+        channels: Vec::new(),
+        filters,
+        measure: None,
+        window: Window::Ever,
+    };
+    check(&as_condition)?;
+    let Condition::Event { filters, .. } = as_condition else {
+        unreachable!("built above as an event condition")
+    };
+    Ok(filters)
+}
+
+/// The checks every reader of the text runs once it parsed, as a syntax error.
+fn check(condition: &Condition) -> Result<(), ParseError> {
     condition.check().map_err(|r: Refusal| ParseError {
         line: 1,
         column: 1,
@@ -168,64 +182,7 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
         } else {
             r.code
         },
-    })?;
-    Ok(condition)
-}
-
-/// Reads property filters as they follow `where` (`total > 100, currency = "EUR"`).
-pub fn parse_filters(text: &str) -> Result<Vec<Filter>, ParseError> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(ParseError {
-            line: 1,
-            column: 1,
-            message: format!(
-                "the filters are {} bytes, over the limit of {MAX_TEXT_BYTES}",
-                text.len()
-            ),
-            code: "audience_too_large",
-        });
-    }
-    let mut p = Parser {
-        tokens: lex(text)?,
-        at: 0,
-        depth: 0,
-    };
-    let mut filters = Vec::new();
-    loop {
-        let property = p.name("a property name")?;
-        filters.push(Filter {
-            property,
-            test: p.test()?,
-        });
-        if !p.eat_sym(",") {
-            break;
-        }
-    }
-    if p.peek().tok != Tok::End {
-        return Err(p.error("expected `,` and another filter, or the end"));
-    }
-    let as_condition = Condition::Event {
-        event: "filters".into(),
-        did: true,
-        channels: Vec::new(),
-        filters,
-        measure: None,
-        window: Window::Ever,
-    };
-    as_condition.check().map_err(|r: Refusal| ParseError {
-        line: 1,
-        column: 1,
-        message: r.message,
-        code: if r.code == "invalid_audience" {
-            SYNTAX
-        } else {
-            r.code
-        },
-    })?;
-    let Condition::Event { filters, .. } = as_condition else {
-        unreachable!("built above as an event condition")
-    };
-    Ok(filters)
+    })
 }
 
 struct Parser {
@@ -245,6 +202,26 @@ const UNITS: [(&str, Millis); 6] = [
 ];
 
 impl Parser {
+    /// A parser over `text` (`what` names it in the refusal of a text over the limit).
+    fn new(text: &str, what: &str) -> Result<Self, ParseError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(ParseError {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "{what} is {} bytes, over the limit of {MAX_TEXT_BYTES}",
+                    text.len()
+                ),
+                code: "audience_too_large",
+            });
+        }
+        Ok(Parser {
+            tokens: lex(text)?,
+            at: 0,
+            depth: 0,
+        })
+    }
+
     fn peek(&self) -> &Token {
         &self.tokens[self.at]
     }
@@ -545,20 +522,26 @@ impl Parser {
     }
 
     fn filters(&mut self) -> Result<Vec<Filter>, ParseError> {
-        let mut filters = Vec::new();
         if self.eat("where") {
-            loop {
-                let property = self.name("a property name")?;
-                filters.push(Filter {
-                    property,
-                    test: self.test()?,
-                });
-                if !self.eat_sym(",") {
-                    break;
-                }
+            self.filter_list()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `property test, property test …`
+    fn filter_list(&mut self) -> Result<Vec<Filter>, ParseError> {
+        let mut filters = Vec::new();
+        loop {
+            let property = self.name("a property name")?;
+            filters.push(Filter {
+                property,
+                test: self.test()?,
+            });
+            if !self.eat_sym(",") {
+                return Ok(filters);
             }
         }
-        Ok(filters)
     }
 
     fn measure(&mut self) -> Result<Option<Measure>, ParseError> {

@@ -771,7 +771,7 @@ impl Reader {
         let mut steps = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match self.step(item, i, items.len(), &ids) {
+            match self.step(item, i, &ids) {
                 Some(s) => steps.push(s),
                 None => ok = false,
             }
@@ -783,7 +783,6 @@ impl Reader {
         &mut self,
         node: &Node,
         index: usize,
-        count: usize,
         ids: &BTreeMap<String, (usize, Pos)>,
     ) -> Option<Step> {
         const ACTIONS: [&str; 10] = [
@@ -1003,7 +1002,6 @@ impl Reader {
         if kind == "wait_for" {
             known.extend(["on_event", "on_timeout"]);
         }
-        let _ = count;
         self.done(o, "a step", &known);
         Some(Step {
             id: id?,
