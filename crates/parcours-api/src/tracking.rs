@@ -308,13 +308,16 @@ pub(crate) fn checked_batch(
     Ok(batch)
 }
 
-/// A `messageId` for an event that came without one: unique per node and time.
+/// A `messageId` for an event that came without one: unique per node and time. Events
+/// without a timestamp of their own share the batch's arrival time, and the message id
+/// breaks the tie: the counter is padded so that ids sort in the order they were given
+/// (the order of the batch).
 fn message_id(now: i64) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static NODE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let node = NODE.get_or_init(rand::random::<u64>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("pcs-{now:x}-{node:016x}-{n:x}")
+    format!("pcs-{now:x}-{node:016x}-{n:016x}")
 }
 
 /// A token bucket per workspace.

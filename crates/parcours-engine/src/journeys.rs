@@ -39,8 +39,7 @@ use crate::runner::{Placement, Processor, StepContext};
 /// The processor's name in health reports and metrics.
 pub const JOURNEYS: &str = "journeys";
 
-/// Timers of messages deferred by quiet hours (key: the message's key).
-pub const JOURNEY_SENDS: &str = "journey_send";
+pub use parcours_store::JOURNEY_SENDS;
 
 /// The outbox destination of a channel's messages.
 pub fn destination(channel: MessageChannel) -> String {
@@ -634,10 +633,25 @@ impl JourneyProcessor {
             .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
             .collect();
         let Some(who) = load_customer(store, ws, profile, &all, now)? else {
-            // The profile is gone (merged and retired): nothing to move.
+            // No such profile (its events were all undone): nothing to move.
             let write = d.finish(fence);
             return store.record_journeys(&write);
         };
+        if who.profile.id != profile {
+            // She was merged into another profile since these events were queued: they are
+            // hers under that profile, in its bucket (perhaps another node's).
+            let survivor = who.profile.id.as_str();
+            d.write.requeue = rows
+                .iter()
+                .map(|r| JourneyWork {
+                    profile_id: survivor.to_string(),
+                    bucket: profile_bucket(ws, survivor),
+                    ..r.clone()
+                })
+                .collect();
+            let write = d.finish(fence);
+            return store.record_journeys(&write);
+        }
         let mut new_runs: Vec<Live> = Vec::new();
         for row in rows {
             let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);

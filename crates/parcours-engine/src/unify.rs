@@ -393,8 +393,6 @@ fn process_events(
     let default_rules = IdentityRules::default();
     let applied: HashMap<i64, &StoredEvent> = events.iter().map(|e| (e.seq, e)).collect();
     let applied = queue.then_some(&applied);
-    let reshaped = HashMap::new();
-    let reshaped = queue.then_some(&reshaped);
     let mut readable: Vec<&StoredEvent> = Vec::with_capacity(events.len());
     let mut observed: Vec<Observation> = Vec::with_capacity(events.len());
     for e in events {
@@ -448,7 +446,12 @@ fn process_events(
             }
             Lateness::Late(component) => {
                 flush(tx, &mut slot.graph, now, applied)?;
-                rederive(tx, ws, rules, component, Some(e.clone()), (now, reshaped))?;
+                // The late event is queued like any other (journeys follow it, audiences
+                // read what it names); the component's other events were queued when
+                // they were applied.
+                let late = HashMap::from([(e.seq, e)]);
+                let late = queue.then_some(&late);
+                rederive(tx, ws, rules, component, Some(e.clone()), (now, late))?;
                 *slot = Loaded::new(tx, ws, rules)?;
             }
         }

@@ -1,13 +1,14 @@
 //! Journey versions. Two nodes saving the same journey at once: one version wins, the other
 //! is told it replaced an older one (the primary key settles it).
 
+use parcours_core::time::Millis;
 use parcours_store::{
     ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
     NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
-    JOURNEY_TIMERS,
+    JOURNEY_SENDS, JOURNEY_TIMERS,
 };
 use sqlx::postgres::PgRow;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
 use crate::{backend, PgStore};
 
@@ -61,6 +62,106 @@ fn stored_run(r: &PgRow) -> Result<StoredRun> {
         outcome: r.try_get(11).map_err(backend)?,
         revision: r.try_get(12).map_err(backend)?,
     })
+}
+
+/// A profile merged into another takes its journeys along: its runs, their timers, their
+/// notes and the messages caps count move to the profile it was merged into. A run of a
+/// journey and key she is already in there ends (`exited`, with a note saying why): one
+/// person is never in the same journey twice for the same key. Each moved run's revision
+/// changes, so a decision read before the merge is refused and taken again.
+pub(crate) async fn rehome_runs(
+    conn: &mut PgConnection,
+    workspace: &str,
+    from: &str,
+    to: &str,
+    at: Millis,
+) -> Result<()> {
+    let bucket = parcours_store::profile_bucket(workspace, to) as i16;
+    let ended: Vec<(String, String)> = sqlx::query_as(
+        "UPDATE journey_runs l SET active = false, ended_at = $4, outcome = 'exited',
+           revision = revision + 1,
+           state = jsonb_set(state::jsonb, '{state}', jsonb_build_object('state', 'done',
+             'at', $4::bigint, 'outcome', jsonb_build_object('outcome', 'exited', 'reason', 'merged')))::text
+         WHERE l.workspace_id = $1 AND l.profile_id = $2 AND l.active
+           AND EXISTS (SELECT 1 FROM journey_runs w
+                       WHERE w.workspace_id = $1 AND w.profile_id = $3 AND w.active
+                         AND w.journey_id = l.journey_id AND w.run_key = l.run_key)
+         RETURNING run_id, journey_id",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .bind(at)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for (run, journey) in &ended {
+        sqlx::query(
+            "INSERT INTO journey_notes (workspace_id, run_id, n, journey_id, profile_id, at, step, code, detail)
+             VALUES ($1, $2, (SELECT coalesce(max(n), 0) + 1 FROM journey_notes
+                              WHERE workspace_id = $1 AND run_id = $2), $3, $4, $5, NULL, 'merged',
+                     'her profile was merged into one already in this journey for this key')",
+        )
+        .bind(workspace)
+        .bind(run)
+        .bind(journey)
+        .bind(to)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    let ended: Vec<String> = ended.into_iter().map(|(r, _)| r).collect();
+    sqlx::query(
+        "DELETE FROM timers WHERE workspace_id = $1
+           AND ((kind = $3 AND key = ANY($2)) OR (kind = $4 AND split_part(key, ':', 1) = ANY($2)))",
+    )
+    .bind(workspace)
+    .bind(&ended)
+    .bind(JOURNEY_TIMERS)
+    .bind(JOURNEY_SENDS)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let moved: Vec<String> = sqlx::query_scalar(
+        "UPDATE journey_runs SET profile_id = $3, bucket = $4, revision = revision + 1,
+           state = jsonb_set(state::jsonb, '{profile}', to_jsonb($3::text))::text
+         WHERE workspace_id = $1 AND profile_id = $2 RETURNING run_id",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .bind(bucket)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if moved.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE timers SET bucket = $5 WHERE workspace_id = $1
+           AND ((kind = $3 AND key = ANY($2)) OR (kind = $4 AND split_part(key, ':', 1) = ANY($2)))",
+    )
+    .bind(workspace)
+    .bind(&moved)
+    .bind(JOURNEY_TIMERS)
+    .bind(JOURNEY_SENDS)
+    .bind(i32::from(bucket))
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for table in ["journey_notes", "journey_contacts"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET profile_id = $3 WHERE workspace_id = $1 AND profile_id = $2"
+        ))
+        .bind(workspace)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn unique_violation(e: &sqlx::Error) -> bool {
@@ -465,6 +566,24 @@ impl Journeys for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+            }
+            crate::projections::queue_work(&mut tx, &w.requeue).await?;
+            // A run starts only for a profile not merged away meanwhile (the merge would
+            // not have taken it along): the decision is taken again, for the survivor.
+            for (ws, profile) in w.starting_profiles() {
+                let merged: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT merged_into FROM profiles WHERE workspace_id = $1 AND id = $2 FOR SHARE",
+                )
+                .bind(ws)
+                .bind(profile)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if let Some(Some(into)) = merged {
+                    return Err(StoreError::Conflict(format!(
+                        "profile {profile} was merged into {into} meanwhile"
+                    )));
+                }
             }
             let in_progress = || {
                 StoreError::Conflict("a run of this journey, customer and key is in progress".into())

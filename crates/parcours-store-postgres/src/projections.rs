@@ -152,6 +152,37 @@ pub(crate) fn small(buckets: &[u16]) -> Vec<i16> {
     buckets.iter().map(|b| *b as i16).collect()
 }
 
+/// Queues journey work (a row already queued stays as it is).
+pub(crate) async fn queue_work(
+    conn: &mut PgConnection,
+    rows: &[parcours_store::JourneyWork],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text =
+        |f: fn(&parcours_store::JourneyWork) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO journey_work
+           (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[],
+                              $5::text[], $6::text[], $7::bigint[], $8::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(text(|r| r.workspace_id.clone()))
+    .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+    .bind(text(|r| r.profile_id.clone()))
+    .bind(rows.iter().map(|r| r.bucket as i16).collect::<Vec<_>>())
+    .bind(text(|r| r.name.clone()))
+    .bind(text(|r| r.message_id.clone()))
+    .bind(rows.iter().map(|r| r.timestamp).collect::<Vec<_>>())
+    .bind(text(|r| r.body.clone()))
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl ProjectionTx for Tx<'_> {
     fn cursor(&mut self) -> Result<i64> {
         block_on(
@@ -278,31 +309,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let text =
-            |f: fn(&parcours_store::JourneyWork) -> String| rows.iter().map(f).collect::<Vec<_>>();
-        block_on(
-            sqlx::query(
-                "INSERT INTO journey_work
-                   (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[],
-                                      $5::text[], $6::text[], $7::bigint[], $8::text[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(text(|r| r.workspace_id.clone()))
-            .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-            .bind(text(|r| r.profile_id.clone()))
-            .bind(rows.iter().map(|r| r.bucket as i16).collect::<Vec<_>>())
-            .bind(text(|r| r.name.clone()))
-            .bind(text(|r| r.message_id.clone()))
-            .bind(rows.iter().map(|r| r.timestamp).collect::<Vec<_>>())
-            .bind(text(|r| r.body.clone()))
-            .execute(self.conn()),
-        )
-        .map_err(backend)?;
-        Ok(())
+        block_on(queue_work(self.conn(), rows))
     }
 
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
@@ -472,6 +479,13 @@ impl ProjectionTx for Tx<'_> {
             from,
             Some(to),
             None,
+            at,
+        ))?;
+        block_on(crate::journeys::rehome_runs(
+            self.conn(),
+            workspace,
+            from,
+            to,
             at,
         ))
     }

@@ -1,11 +1,12 @@
 //! Journey versions, in the projections file beside the runs they start.
 
+use parcours_core::time::Millis;
 use parcours_store::{
     ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
     NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
-    JOURNEY_TIMERS,
+    JOURNEY_SENDS, JOURNEY_TIMERS,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use crate::{backend, SqliteStore};
 
@@ -89,6 +90,92 @@ fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
     } else {
         backend(e)
     }
+}
+
+/// A profile merged into another takes its journeys along: its runs, their timers, their
+/// notes and the messages caps count move to the profile it was merged into. A run of a
+/// journey and key she is already in there ends (`exited`, with a note saying why): one
+/// person is never in the same journey twice for the same key. Each moved run's revision
+/// changes, so a decision read before the merge is refused and taken again.
+pub(crate) fn rehome_runs(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    from: &str,
+    to: &str,
+    at: Millis,
+) -> Result<()> {
+    let bucket = parcours_store::profile_bucket(workspace, to);
+    let ended: Vec<(String, String)> = {
+        let mut q = tx
+            .prepare_cached(
+                "UPDATE journey_runs AS l SET active = 0, ended_at = ?4, outcome = 'exited',
+                   revision = revision + 1,
+                   state = json_set(state, '$.state', json_object('state', 'done', 'at', ?4,
+                     'outcome', json_object('outcome', 'exited', 'reason', 'merged')))
+                 WHERE l.workspace_id = ?1 AND l.profile_id = ?2 AND l.active
+                   AND EXISTS (SELECT 1 FROM journey_runs w
+                               WHERE w.workspace_id = ?1 AND w.profile_id = ?3 AND w.active
+                                 AND w.journey_id = l.journey_id AND w.run_key = l.run_key)
+                 RETURNING run_id, journey_id",
+            )
+            .map_err(backend)?;
+        let rows = q
+            .query_map(params![workspace, from, to, at], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+    };
+    for (run, journey) in &ended {
+        tx.execute(
+            "INSERT INTO journey_notes (workspace_id, run_id, n, journey_id, profile_id, at, step, code, detail)
+             VALUES (?1, ?2, (SELECT coalesce(max(n), 0) + 1 FROM journey_notes
+                              WHERE workspace_id = ?1 AND run_id = ?2), ?3, ?4, ?5, NULL, 'merged',
+                     'her profile was merged into one already in this journey for this key')",
+            params![workspace, run, journey, to, at],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM timers WHERE workspace_id = ?1
+               AND ((kind = ?3 AND key = ?2) OR (kind = ?4 AND key LIKE ?2 || ':%'))",
+            params![workspace, run, JOURNEY_TIMERS, JOURNEY_SENDS],
+        )
+        .map_err(backend)?;
+    }
+    let moved: Vec<String> = {
+        let mut q = tx
+            .prepare_cached(
+                "UPDATE journey_runs SET profile_id = ?3, bucket = ?4, revision = revision + 1,
+                   state = json_set(state, '$.profile', ?3)
+                 WHERE workspace_id = ?1 AND profile_id = ?2 RETURNING run_id",
+            )
+            .map_err(backend)?;
+        let rows = q
+            .query_map(params![workspace, from, to, bucket], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+    };
+    if moved.is_empty() {
+        return Ok(());
+    }
+    for run in &moved {
+        tx.execute(
+            "UPDATE timers SET bucket = ?5 WHERE workspace_id = ?1
+               AND ((kind = ?3 AND key = ?2) OR (kind = ?4 AND key LIKE ?2 || ':%'))",
+            params![workspace, run, JOURNEY_TIMERS, JOURNEY_SENDS, bucket],
+        )
+        .map_err(backend)?;
+    }
+    for table in ["journey_notes", "journey_contacts"] {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET profile_id = ?3 WHERE workspace_id = ?1 AND profile_id = ?2"
+            ),
+            params![workspace, from, to],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 impl Journeys for SqliteStore {
@@ -468,6 +555,24 @@ impl Journeys for SqliteStore {
                 .map_err(backend)?;
             for (ws, seq, profile) in &w.settled {
                 settle.execute(params![ws, seq, profile]).map_err(backend)?;
+            }
+            crate::projections::queue_work(&tx, &w.requeue)?;
+            // A run starts only for a profile not merged away meanwhile (the merge would
+            // not have taken it along): the decision is taken again, for the survivor.
+            for (ws, profile) in w.starting_profiles() {
+                let merged: Option<Option<String>> = tx
+                    .query_row(
+                        "SELECT merged_into FROM profiles WHERE workspace_id = ?1 AND id = ?2",
+                        params![ws, profile],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(Some(into)) = merged {
+                    return Err(StoreError::Conflict(format!(
+                        "profile {profile} was merged into {into} meanwhile"
+                    )));
+                }
             }
             let mut insert = tx
                 .prepare_cached(&format!(

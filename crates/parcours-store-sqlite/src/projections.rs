@@ -275,29 +275,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
-        let mut insert = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO journey_work
-                   (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(backend)?;
-        for r in rows {
-            insert
-                .execute(params![
-                    r.workspace_id,
-                    r.seq,
-                    r.profile_id,
-                    r.bucket,
-                    r.name,
-                    r.message_id,
-                    r.timestamp,
-                    r.body
-                ])
-                .map_err(backend)?;
-        }
-        Ok(())
+        queue_work(self.tx, rows)
     }
 
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
@@ -378,7 +356,8 @@ impl ProjectionTx for Tx<'_> {
         to: &str,
         at: Millis,
     ) -> Result<()> {
-        put_profile(self.tx, workspace, from, Some(to), None, at)
+        put_profile(self.tx, workspace, from, Some(to), None, at)?;
+        crate::journeys::rehome_runs(self.tx, workspace, from, to, at)
     }
 
     fn link(
@@ -931,4 +910,33 @@ impl Projections for SqliteStore {
             .map_err(backend)
         })
     }
+}
+
+/// Queues journey work (a row already queued stays as it is).
+pub(crate) fn queue_work(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[parcours_store::JourneyWork],
+) -> Result<()> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO journey_work
+               (workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(backend)?;
+    for r in rows {
+        insert
+            .execute(params![
+                r.workspace_id,
+                r.seq,
+                r.profile_id,
+                r.bucket,
+                r.name,
+                r.message_id,
+                r.timestamp,
+                r.body
+            ])
+            .map_err(backend)?;
+    }
+    Ok(())
 }

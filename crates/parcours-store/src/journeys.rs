@@ -13,6 +13,9 @@ use crate::{Fence, NewOutboxRow, NewTimer, Result};
 
 /// The kind of journey runs' timers (key: the run id).
 pub const JOURNEY_TIMERS: &str = "journey";
+/// Timers of messages deferred by quiet hours or caps (key: the message's key, which starts
+/// with its run's id and a colon).
+pub const JOURNEY_SENDS: &str = "journey_send";
 
 /// A version to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,9 +139,21 @@ pub struct JourneyWrite {
     pub outbox: Vec<NewOutboxRow>,
     /// The messages it sends, for frequency caps.
     pub contacts: Vec<ContactRow>,
+    /// Work handed on: events queued for a profile that was merged into another since are
+    /// settled under the old id and queued again under the profile that holds them now.
+    pub requeue: Vec<JourneyWork>,
 }
 
 impl JourneyWrite {
+    /// The profiles this write starts runs for, `(workspace, profile)`, each once.
+    pub fn starting_profiles(&self) -> std::collections::BTreeSet<(&str, &str)> {
+        self.runs
+            .iter()
+            .filter(|r| r.revision == 0)
+            .map(|r| (r.workspace_id.as_str(), r.profile_id.as_str()))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.settled.is_empty()
             && self.runs.is_empty()
@@ -147,6 +162,7 @@ impl JourneyWrite {
             && self.cancel_timers.is_empty()
             && self.outbox.is_empty()
             && self.contacts.is_empty()
+            && self.requeue.is_empty()
     }
 }
 

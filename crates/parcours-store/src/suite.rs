@@ -71,6 +71,7 @@ macro_rules! conformance_suite {
             journey_work_is_queued_for_live_journeys_and_taken_per_bucket,
             journey_runs_commit_with_their_effects_or_not_at_all,
             journey_contacts_and_policy_round_trip,
+            journey_runs_follow_a_merged_profile,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -168,6 +168,19 @@ pub fn journey_work_is_queued_for_live_journeys_and_taken_per_bucket(store: &dyn
         })
         .unwrap();
     assert_eq!(store.journey_work(Some(&[1]), 10).unwrap().len(), 1);
+    // Handed on to the profile p2 was merged into, in that profile's bucket, at once.
+    store
+        .record_journeys(&JourneyWrite {
+            settled: vec![("w1".into(), 3, "p2".into())],
+            requeue: vec![work("w1", 3, "p9", 4)],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    assert_eq!(store.journey_work(Some(&[2]), 10).unwrap(), vec![]);
+    assert_eq!(
+        store.journey_work(Some(&[4]), 10).unwrap(),
+        vec![work("w1", 3, "p9", 4)]
+    );
 }
 
 /// Runs, their notes, timers and outbox rows commit together, or not at all: a fence that
@@ -478,4 +491,135 @@ pub fn journey_contacts_and_policy_round_trip(store: &dyn Store) {
     store.put_journey_policy("w1", &policy, T0 + 2).unwrap();
     assert_eq!(store.journey_policy("w1").unwrap(), Some(policy));
     assert_eq!(store.journey_policy("w2").unwrap(), None);
+}
+
+/// A profile merged into another takes its runs along, with their timers, notes and
+/// contacts; a run of a journey and key the survivor is already in ends with a note; a run
+/// read before the merge is refused, and so is a new run for the merged-away profile.
+pub fn journey_runs_follow_a_merged_profile(store: &dyn Store) {
+    setup(store, &["w1"]);
+    let timer = |kind: &str, key: &str| NewTimer {
+        workspace_id: "w1".into(),
+        kind: kind.into(),
+        key: key.into(),
+        bucket: 1,
+        due_at: T0 + 3_600_000,
+        payload: String::new(),
+    };
+    let note = |run: &str, profile: &str| RunNote {
+        workspace_id: "w1".into(),
+        run_id: run.into(),
+        journey_id: "cart".into(),
+        profile_id: profile.into(),
+        at: T0,
+        step: None,
+        code: "entered".into(),
+        detail: String::new(),
+    };
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![
+                run("w1", "r1", "p1", "a", 0, true),
+                run("w1", "r2", "p1", "b", 0, false),
+                run("w1", "r4", "p1", "c", 0, true),
+                run("w1", "r3", "p2", "a", 0, true),
+            ],
+            notes: vec![note("r1", "p1"), note("r4", "p1")],
+            set_timers: vec![
+                timer(JOURNEY_TIMERS, "r1"),
+                timer(JOURNEY_SENDS, "r1:ask:0"),
+                timer(JOURNEY_TIMERS, "r4"),
+                timer(JOURNEY_SENDS, "r4:ask:0"),
+                timer(JOURNEY_TIMERS, "r3"),
+            ],
+            contacts: vec![ContactRow {
+                workspace_id: "w1".into(),
+                profile_id: "p1".into(),
+                at: T0,
+                key: "r4:ask:0".into(),
+                channel: "email".into(),
+                journey_id: "cart".into(),
+                priority: 0,
+            }],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    store
+        .transact(&mut |tx| tx.redirect_profile("w1", "p1", "p2", T0 + 10))
+        .unwrap();
+    let bucket = profile_bucket("w1", "p2");
+
+    assert_eq!(store.runs_of("w1", "p1", 10).unwrap(), vec![]);
+    let runs = store.runs_of("w1", "p2", 10).unwrap();
+    let by_id = |id: &str| runs.iter().find(|r| r.run_id == id).unwrap().clone();
+    // Already in `cart` for key `a` there: the merged one ends.
+    let r1 = by_id("r1");
+    assert!(!r1.active);
+    assert_eq!(r1.outcome.as_deref(), Some("exited"));
+    assert_eq!(r1.ended_at, Some(T0 + 10));
+    assert!(
+        r1.revision > 1,
+        "a decision read before the merge is refused"
+    );
+    assert_eq!(store.timer("w1", JOURNEY_TIMERS, "r1").unwrap(), None);
+    assert_eq!(store.timer("w1", JOURNEY_SENDS, "r1:ask:0").unwrap(), None);
+    let codes: Vec<String> = store
+        .run_notes("w1", "r1")
+        .unwrap()
+        .into_iter()
+        .map(|n| format!("{} {}", n.code, n.profile_id))
+        .collect();
+    assert_eq!(codes, ["entered p2", "merged p2"]);
+    // The others move, timers and all, to her bucket there.
+    let r4 = by_id("r4");
+    assert!(r4.active);
+    assert_eq!(r4.bucket, bucket);
+    assert!(r4.revision > 1);
+    for (kind, key) in [(JOURNEY_TIMERS, "r4"), (JOURNEY_SENDS, "r4:ask:0")] {
+        let t = store.timer("w1", kind, key).unwrap().unwrap();
+        assert_eq!(t.bucket, bucket, "{kind} {key}");
+        assert_eq!(t.due_at, T0 + 3_600_000);
+    }
+    assert_eq!(
+        by_id("r2").outcome.as_deref(),
+        Some("goal"),
+        "history moves too"
+    );
+    assert!(by_id("r3").active);
+    assert_eq!(
+        by_id("r3").revision,
+        1,
+        "the survivor's own runs are untouched"
+    );
+    assert_eq!(
+        store
+            .timer("w1", JOURNEY_TIMERS, "r3")
+            .unwrap()
+            .unwrap()
+            .bucket,
+        1
+    );
+    assert_eq!(store.contacts("w1", "p2", 0).unwrap().len(), 1);
+    assert_eq!(store.contacts("w1", "p1", 0).unwrap(), vec![]);
+    assert_eq!(store.active_runs("w1", "p2").unwrap().len(), 2);
+
+    // A decision read before the merge: refused, nothing written.
+    let stale = JourneyWrite {
+        runs: vec![run("w1", "r4", "p1", "c", 1, false)],
+        ..JourneyWrite::default()
+    };
+    assert!(matches!(
+        store.record_journeys(&stale),
+        Err(StoreError::Conflict(_))
+    ));
+    let fresh = JourneyWrite {
+        runs: vec![run("w1", "r5", "p1", "d", 0, true)],
+        ..JourneyWrite::default()
+    };
+    assert!(matches!(
+        store.record_journeys(&fresh),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.run("w1", "r5").unwrap(), None);
+    assert!(store.run("w1", "r4").unwrap().unwrap().active);
 }

@@ -1,0 +1,286 @@
+//! The journeys processor driven step by step: every event unify applies reaches the
+//! journeys of the profile that holds it, whether it arrived late (re-deriving her profile)
+//! or was queued for a profile merged into another before journeys read it.
+
+use parcours_core::journey;
+use parcours_core::rules::IdentityRulesConfig;
+use parcours_core::spec::{AcceptedEvent, EventType};
+use parcours_core::{Channel, Identifier};
+use parcours_engine::journeys::JourneyProcessor;
+use parcours_engine::runner::{Processor, StepContext};
+use parcours_engine::unify_step;
+use parcours_store::{
+    EventLog, IngestBatch, Journeys, NewJourneyVersion, Projections, Registry, StoredRun, Workspace,
+};
+use parcours_store_sqlite::SqliteStore;
+use serde_json::{json, Value};
+
+const T0: i64 = 1_780_000_000_000;
+const HOUR: i64 = 3_600_000;
+const WS: &str = "ws";
+
+const ORDERS: &str = "id: orders\nstatus: live\nentry:\n  event: Order Completed\ngoal:\n  event: Review Written\nsteps:\n  - id: wait\n    wait: 2d\n";
+
+struct World {
+    dir: std::path::PathBuf,
+    store: SqliteStore,
+    journeys: JourneyProcessor,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl World {
+    fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("parcours-journeys-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_temp(&dir).unwrap();
+        store
+            .create_workspace(&Workspace {
+                id: WS.into(),
+                name: "Test".into(),
+                created_at: T0,
+                identity_rules: IdentityRulesConfig::default(),
+            })
+            .unwrap();
+        let j = journey::doc::read(ORDERS).unwrap();
+        store
+            .put_journey_version(&NewJourneyVersion {
+                workspace_id: WS.into(),
+                journey_id: "orders".into(),
+                replaces: None,
+                source: ORDERS.into(),
+                doc: journey::doc::to_json(&j),
+                status: "live".into(),
+                in_flight: "stay".into(),
+                created_at: T0,
+            })
+            .unwrap();
+        Self {
+            dir,
+            store,
+            journeys: JourneyProcessor::default(),
+        }
+    }
+
+    fn append(&self, mid: &str, kind: EventType, at: i64, body: Value) {
+        let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        self.store
+            .append(
+                &[IngestBatch {
+                    workspace_id: WS.into(),
+                    source_id: "src".into(),
+                    events: vec![AcceptedEvent {
+                        message_id: mid.into(),
+                        kind,
+                        event: s("event"),
+                        user_id: s("userId"),
+                        anonymous_id: s("anonymousId"),
+                        timestamp: at,
+                        received_at: at,
+                        channel: Channel::Web,
+                        body: body.to_string(),
+                    }],
+                    quarantined: vec![],
+                }],
+                0,
+            )
+            .unwrap();
+    }
+
+    fn unify(&self, now: i64) {
+        while unify_step(&self.store, now, 1000).unwrap() > 0 {}
+    }
+
+    fn follow(&mut self, now: i64) {
+        for _ in 0..100 {
+            let cx = StepContext {
+                store: &self.store,
+                now,
+                owned: None,
+            };
+            if self.journeys.step(&cx).unwrap() == 0 {
+                return;
+            }
+        }
+        panic!("the journeys processor never went idle");
+    }
+
+    fn profile(&self, kind: &str, value: &str) -> String {
+        self.store
+            .lookup(WS, &Identifier::new(kind, value))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn runs(&self, profile: &str) -> Vec<StoredRun> {
+        self.store.runs_of(WS, profile, 100).unwrap()
+    }
+}
+
+/// A purchase recorded offline reaches the server after her sign-up, an hour older than it:
+/// unify re-derives her profile in event-time order, and the journey still sees it.
+#[test]
+fn a_late_event_enters_its_journey_like_any_other() {
+    let mut w = World::new("late");
+    w.append(
+        "m1",
+        EventType::Identify,
+        T0,
+        json!({"type": "identify", "userId": "ana", "traits": {"email": "ana@example.com"}}),
+    );
+    w.unify(T0);
+    w.follow(T0);
+    w.append(
+        "m2",
+        EventType::Track,
+        T0 - HOUR,
+        json!({"type": "track", "userId": "ana", "event": "Order Completed"}),
+    );
+    w.unify(T0 + 1000);
+    w.follow(T0 + 1000);
+    let ana = w.profile("user_id", "ana");
+    let runs = w.runs(&ana);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].journey_id, "orders");
+    assert_eq!(runs[0].entered_at, T0 - HOUR, "she entered when she bought");
+    assert!(w.store.journey_work(None, 10).unwrap().is_empty());
+}
+
+/// An anonymous visitor buys; before journeys read it, she signs in and her anonymous
+/// profile is merged into her account: the purchase enters the journey under the account.
+#[test]
+fn work_queued_for_a_profile_merged_since_follows_her() {
+    let mut w = World::new("merged");
+    w.append(
+        "m1",
+        EventType::Identify,
+        T0,
+        json!({"type": "identify", "userId": "bea", "traits": {"email": "bea@example.com"}}),
+    );
+    w.unify(T0);
+    w.follow(T0);
+    w.append(
+        "m2",
+        EventType::Track,
+        T0 + 1000,
+        json!({"type": "track", "anonymousId": "a1", "event": "Order Completed"}),
+    );
+    w.unify(T0 + 1000);
+    let anonymous = w.profile("anonymous_id", "a1");
+    assert_eq!(w.store.journey_work(None, 10).unwrap().len(), 1);
+    assert_eq!(
+        w.store.journey_work(None, 10).unwrap()[0].profile_id,
+        anonymous
+    );
+    w.append(
+        "m3",
+        EventType::Identify,
+        T0 + 2000,
+        json!({"type": "identify", "userId": "bea", "anonymousId": "a1"}),
+    );
+    w.unify(T0 + 2000);
+    let bea = w.profile("user_id", "bea");
+    assert_eq!(w.profile("anonymous_id", "a1"), bea, "merged");
+    assert_ne!(bea, anonymous, "the anonymous profile was merged away");
+    w.follow(T0 + 3000);
+    let runs = w.runs(&bea);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].entered_at, T0 + 1000);
+    assert_eq!(w.runs(&anonymous), vec![]);
+    assert!(w.store.journey_work(None, 10).unwrap().is_empty());
+}
+
+/// A visitor buys anonymously and her run starts; she signs in and her anonymous profile
+/// is merged into her account: the run goes with her, and the goal she meets as herself
+/// ends it. A run she was already in under the account stays the only one.
+#[test]
+fn a_run_follows_her_into_the_profile_she_is_merged_into() {
+    let mut w = World::new("follow");
+    w.append(
+        "m1",
+        EventType::Identify,
+        T0,
+        json!({"type": "identify", "userId": "cleo", "traits": {"email": "cleo@example.com"}}),
+    );
+    w.append(
+        "m2",
+        EventType::Track,
+        T0 + 1000,
+        json!({"type": "track", "anonymousId": "a1", "event": "Order Completed"}),
+    );
+    w.unify(T0 + 1000);
+    w.follow(T0 + 1000);
+    let anonymous = w.profile("anonymous_id", "a1");
+    assert_eq!(w.runs(&anonymous).len(), 1);
+    w.append(
+        "m3",
+        EventType::Identify,
+        T0 + 2000,
+        json!({"type": "identify", "userId": "cleo", "anonymousId": "a1"}),
+    );
+    w.unify(T0 + 2000);
+    w.follow(T0 + 2000);
+    let cleo = w.profile("user_id", "cleo");
+    assert_ne!(cleo, anonymous);
+    assert_eq!(w.runs(&anonymous), vec![]);
+    let runs = w.runs(&cleo);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].active);
+    assert_eq!(runs[0].bucket, parcours_store::profile_bucket(WS, &cleo));
+    assert_eq!(runs[0].state["profile"], cleo.as_str());
+    w.append(
+        "m4",
+        EventType::Track,
+        T0 + 3000,
+        json!({"type": "track", "userId": "cleo", "event": "Review Written"}),
+    );
+    w.unify(T0 + 3000);
+    w.follow(T0 + 3000);
+    let runs = w.runs(&cleo);
+    assert_eq!(runs[0].outcome.as_deref(), Some("goal"), "{runs:?}");
+
+    // Both profiles in the journey when they merge: one run goes on, the other ends.
+    w.append(
+        "m5",
+        EventType::Track,
+        T0 + 4000,
+        json!({"type": "track", "userId": "cleo", "event": "Order Completed"}),
+    );
+    w.append(
+        "m6",
+        EventType::Track,
+        T0 + 4000,
+        json!({"type": "track", "anonymousId": "a2", "event": "Order Completed"}),
+    );
+    w.unify(T0 + 4000);
+    w.follow(T0 + 4000);
+    w.append(
+        "m7",
+        EventType::Identify,
+        T0 + 5000,
+        json!({"type": "identify", "userId": "cleo", "anonymousId": "a2"}),
+    );
+    w.unify(T0 + 5000);
+    w.follow(T0 + 5000);
+    let active: Vec<_> = w.runs(&cleo).into_iter().filter(|r| r.active).collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    let merged: Vec<_> = w
+        .runs(&cleo)
+        .into_iter()
+        .filter(|r| r.outcome.as_deref() == Some("exited"))
+        .collect();
+    assert_eq!(merged.len(), 1);
+    let run: journey::Run = serde_json::from_value(merged[0].state.clone()).unwrap();
+    assert!(
+        matches!(run.state, journey::RunState::Done { at, .. } if at == T0 + 5000),
+        "{run:?}"
+    );
+    let notes = w.store.run_notes(WS, &merged[0].run_id).unwrap();
+    assert_eq!(notes.last().unwrap().code, "merged");
+}
