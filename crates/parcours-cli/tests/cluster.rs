@@ -3,7 +3,8 @@
 //! others within the lease timeout. Afterwards every acknowledged event is stored once, each
 //! bucket's events were applied in log order, the profiles are exactly what a single-node
 //! replay of the same log produces, and each audience entry and exit was recorded exactly once
-//! (the audience processor moves with bucket 0 when its node dies).
+//! (the audience processor moves with bucket 0 when its node dies). Journey runs waiting in
+//! the killed node's buckets go on from the others, and every customer gets her one email.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use parcours_engine::clock::Moment;
 
 use parcours_cli::node::DEFAULT_WORKSPACE;
-use parcours_store::{Audiences, Cluster as _, EventLog, Projections};
+use parcours_store::{Audiences, Cluster as _, EventLog, Journeys, Outbox, Projections};
 use parcours_store_postgres::testing::TempDatabase;
 use parcours_store_postgres::{PgConfig, PgStore};
 use parcours_testkit::cluster::{Cluster, ClusterSpec};
@@ -27,6 +28,7 @@ const ADMIN: &str = "pat_cluster_0123456789abcdef";
 const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
 const CUSTOMERS: usize = 240;
 const WORKERS: usize = 6;
+const WELCOME: &str = "id: welcome\nstatus: live\nentry:\n  event: Product Viewed\n  reentry: never\nsteps:\n  - id: wait\n    wait: 12s\n  - id: hello\n    send: {channel: email, purpose: transactional, subject: Welcome, text: 'Hello {{ traits.plan }}'}\n";
 
 fn now_ms() -> i64 {
     parcours_core::time::Clock::now(&parcours_engine::SystemClock)
@@ -84,7 +86,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     })
     .await
     .expect("three nodes start together on one database");
-    let store = PgStore::connect(&PgConfig::new(db.url())).unwrap();
+    let store = Arc::new(PgStore::connect(&PgConfig::new(db.url())).unwrap());
 
     // The buckets spread over the three nodes.
     let deadline = Moment::now() + Duration::from_secs(20);
@@ -114,6 +116,22 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
             json!({"id": "engaged", "name": "Engaged",
                    "definition": "trait visits >= 7 and trait visits < 21"})
             .to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    // And a journey: each customer enters at her first page view, waits long enough to be
+    // waiting when the node dies, then gets one email (the capture channel: no SMTP here).
+    let r = cluster.nodes[0]
+        .client()
+        .request(
+            "PUT".parse().unwrap(),
+            "/api/v1/journeys/welcome",
+            &[
+                ("authorization", &format!("Bearer {ADMIN}")),
+                ("content-type", "application/yaml"),
+            ],
+            WELCOME.to_string(),
         )
         .await
         .unwrap();
@@ -216,6 +234,37 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     let victim = leader.as_str();
     let before_kill = holders(&store, now_ms());
     let victim_buckets = before_kill[victim];
+    // Runs waiting in its buckets: they must go on from the others.
+    let its_buckets: BTreeSet<u16> = store
+        .leases()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.node.as_deref() == Some(victim))
+        .map(|l| l.bucket)
+        .collect();
+    // Many store calls in a row: on a blocking thread, not on the test's runtime.
+    let waiting_there = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            for c in 0..CUSTOMERS {
+                let id = parcours_core::Identifier::new("user_id", format!("cus_{c}"));
+                let Some(profile) = store.lookup(DEFAULT_WORKSPACE, &id).unwrap() else {
+                    continue;
+                };
+                n += store
+                    .active_runs(DEFAULT_WORKSPACE, &profile)
+                    .unwrap()
+                    .iter()
+                    .filter(|r| its_buckets.contains(&r.bucket))
+                    .count();
+            }
+            n
+        })
+        .await
+        .unwrap()
+    };
+    assert!(waiting_there > 0, "no run waits in the victim's buckets");
     cluster.kill(index);
     let killed_at = Moment::now();
     // Clients keep trying the dead node for a moment (refused, retried elsewhere), as they
@@ -295,6 +344,50 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
         assert!(Moment::now() < deadline, "audiences never caught up: {s:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every customer's run went on, wherever it waited, and sent her one email: none lost,
+    // none under two keys.
+    let deadline = Moment::now() + Duration::from_secs(90);
+    let sent = loop {
+        let r = cluster.live()[0]
+            .client()
+            .get("/api/v1/journeys/welcome", ADMIN)
+            .await
+            .unwrap()
+            .json();
+        let rows = store
+            .outbox_rows(&parcours_store::OutboxPage {
+                workspace_id: DEFAULT_WORKSPACE,
+                destination: "channel:email",
+                state: None,
+                before_id: None,
+                limit: 10 * CUSTOMERS,
+            })
+            .unwrap();
+        let done = rows
+            .iter()
+            .all(|r| r.state == parcours_store::OutboxState::Done);
+        if r["runs"]["ended"] == CUSTOMERS && r["runs"]["active"] == 0 && done {
+            break rows;
+        }
+        assert!(
+            Moment::now() < deadline,
+            "the journey's runs did not all finish: {} ({} emails)",
+            r["runs"],
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let to: BTreeSet<String> = sent
+        .iter()
+        .map(|r| {
+            let m: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+            m["to"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(sent.len(), CUSTOMERS, "one email per customer");
+    assert_eq!(to.len(), CUSTOMERS, "each to a different customer");
+    eprintln!("welcome: {waiting_there} runs waited in the killed node's buckets; {CUSTOMERS} emails, one each");
+
     // A replay would fight the running nodes: it refuses, naming them.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"))
         .args(["replay", "--database", db.url()])
@@ -435,7 +528,7 @@ async fn a_killed_node_loses_its_buckets_and_nothing_else() {
     };
     let clustered = snapshot(&store);
     assert_eq!(clustered.len(), CUSTOMERS, "one profile per customer");
-    parcours_engine::replay(&store, now_ms(), 10_000, &mut |_, _| {}).unwrap();
+    parcours_engine::replay(&*store, now_ms(), 10_000, &mut |_, _| {}).unwrap();
     let replayed = snapshot(&store);
     assert_eq!(clustered.len(), replayed.len());
     for (a, b) in clustered.iter().zip(&replayed) {
