@@ -312,6 +312,29 @@ enum BenchKind {
         #[arg(long, hide = true, default_value_t = 600)]
         deadline_secs: u64,
     },
+    /// Journeys: event → email accepted by an SMTP server under a background load (against
+    /// the same events' acknowledgements), and messages decided and sent per second to the
+    /// capture channel (against the bare outbox) and to SMTP (against a bare lettre client).
+    Journeys {
+        /// Seconds of probes under load.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Background events per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        /// Probes per second.
+        #[arg(long, default_value_t = 10)]
+        probes: usize,
+        /// Customers signing up (one message each) for the capture throughput.
+        #[arg(long, default_value_t = 50_000)]
+        customers: usize,
+        /// Emails of the SMTP throughput.
+        #[arg(long, default_value_t = 2_000)]
+        smtp_messages: usize,
+        /// Skip the latency probes.
+        #[arg(long)]
+        skip_latency: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -509,6 +532,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 data_dir: keep.then(|| config.data_dir.clone()),
                 skip_latency,
                 skip_recompute,
+            })
+            .await
+        }
+        Command::Bench {
+            which:
+                BenchKind::Journeys {
+                    seconds,
+                    rate,
+                    probes,
+                    customers,
+                    smtp_messages,
+                    skip_latency,
+                },
+        } => {
+            parcours_cli::bench_journeys::run(parcours_cli::bench_journeys::JourneyBench {
+                seconds,
+                rate,
+                probes: probes.max(1),
+                customers: customers.max(1),
+                smtp_messages: smtp_messages.max(1),
+                skip_latency,
             })
             .await
         }

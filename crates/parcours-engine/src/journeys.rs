@@ -613,14 +613,17 @@ impl JourneyProcessor {
         );
     }
 
-    /// Moves one customer's runs on her queued events, and starts the runs they enter.
+    /// Moves one customer's runs on her queued events, and starts the runs they enter: the
+    /// write to commit. `entered` counts the runs each journey started in decisions not
+    /// committed yet (entry caps count them).
     fn follow(
         &mut self,
         store: &dyn Store,
         rows: &[JourneyWork],
         now: Millis,
         fence: Option<Fence>,
-    ) -> Result<()> {
+        entered: &mut HashMap<String, u64>,
+    ) -> Result<JourneyWrite> {
         let (ws, profile) = (rows[0].workspace_id.as_str(), rows[0].profile_id.as_str());
         let live_journeys = self.live(store, ws)?;
         let mut runs = self.load_runs(store, ws, profile)?;
@@ -634,8 +637,7 @@ impl JourneyProcessor {
             .collect();
         let Some(who) = load_customer(store, ws, profile, &all, now)? else {
             // No such profile (its events were all undone): nothing to move.
-            let write = d.finish(fence);
-            return store.record_journeys(&write);
+            return Ok(d.finish(fence));
         };
         if who.profile.id != profile {
             // She was merged into another profile since these events were queued: they are
@@ -649,8 +651,7 @@ impl JourneyProcessor {
                     ..r.clone()
                 })
                 .collect();
-            let write = d.finish(fence);
-            return store.record_journeys(&write);
+            return Ok(d.finish(fence));
         }
         let mut new_runs: Vec<Live> = Vec::new();
         for row in rows {
@@ -697,13 +698,19 @@ impl JourneyProcessor {
                     history.active |= matches!(r.run.state, RunState::Waiting { .. });
                     history.last_entered = history.last_entered.max(Some(r.run.entered_at));
                 }
-                let fresh = new_runs.iter().filter(|r| r.run.journey == j.id).count() as u64;
+                // Counting every run of a journey is for the ones with a cap only.
+                let total = match j.entry.cap {
+                    Some(_) => {
+                        store.journey_entries(ws, &j.id)? + entered.get(&j.id).copied().unwrap_or(0)
+                    }
+                    None => 0,
+                };
                 let admission = machine::admit(
                     j,
                     History {
                         active: history.active,
                         last_entered: history.last_entered,
-                        total_entries: history.total_entries + fresh,
+                        total_entries: total,
                     },
                     now,
                     &who,
@@ -747,6 +754,7 @@ impl JourneyProcessor {
                     touched: true,
                 };
                 self.apply(&mut d, &mut live, fx, &who);
+                *entered.entry(j.id.clone()).or_default() += 1;
                 new_runs.push(live);
             }
         }
@@ -755,8 +763,7 @@ impl JourneyProcessor {
                 d.write.runs.push(live.stored);
             }
         }
-        let write = d.finish(fence);
-        store.record_journeys(&write)
+        Ok(d.finish(fence))
     }
 
     /// Fires due run timers and deferred messages of these buckets.
@@ -961,8 +968,24 @@ impl Processor for JourneyProcessor {
                 .or_default()
                 .push(w.clone());
         }
+        // The customers' decisions commit together (one transaction, not one each); if one
+        // of them no longer holds (a run moved, she was merged meanwhile), the others are
+        // not held back by it: each is decided again and committed on its own.
+        let mut batch = JourneyWrite::default();
+        let mut entered = HashMap::new();
         for rows in groups.values() {
-            self.follow(cx.store, rows, cx.now, fence.clone())?;
+            batch.absorb(self.follow(cx.store, rows, cx.now, fence.clone(), &mut entered)?);
+        }
+        match cx.store.record_journeys(&batch) {
+            Err(StoreError::Conflict(e)) if groups.len() > 1 => {
+                tracing::debug!(error = %e, "a batch of journey decisions conflicted: deciding each on its own");
+                for rows in groups.values() {
+                    let mut entered = HashMap::new();
+                    let write = self.follow(cx.store, rows, cx.now, fence.clone(), &mut entered)?;
+                    cx.store.record_journeys(&write)?;
+                }
+            }
+            other => other?,
         }
         done += self.fire(cx.store, JOURNEY_TIMERS, buckets, cx.now, &fence)?;
         done += self.fire(cx.store, JOURNEY_SENDS, buckets, cx.now, &fence)?;

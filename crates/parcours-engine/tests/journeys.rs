@@ -284,3 +284,40 @@ fn a_run_follows_her_into_the_profile_she_is_merged_into() {
     let notes = w.store.run_notes(WS, &merged[0].run_id).unwrap();
     assert_eq!(notes.last().unwrap().code, "merged");
 }
+
+/// An entry cap holds across the customers decided and committed together: five sign up
+/// in one batch, a journey capped at three takes three.
+#[test]
+fn an_entry_cap_holds_across_customers_decided_together() {
+    let mut w = World::new("cap");
+    let capped = "id: capped\nstatus: live\nentry:\n  event: Signed Up\n  cap: 3\nsteps:\n  - id: wait\n    wait: 2d\n";
+    let j = journey::doc::read(capped).unwrap();
+    w.store
+        .put_journey_version(&NewJourneyVersion {
+            workspace_id: WS.into(),
+            journey_id: "capped".into(),
+            replaces: None,
+            source: capped.into(),
+            doc: journey::doc::to_json(&j),
+            status: "live".into(),
+            in_flight: "stay".into(),
+            created_at: T0,
+        })
+        .unwrap();
+    for i in 0..5 {
+        w.append(
+            &format!("m{i}"),
+            EventType::Track,
+            T0 + i,
+            json!({"type": "track", "userId": format!("u{i}"), "event": "Signed Up"}),
+        );
+    }
+    w.unify(T0 + 10);
+    assert_eq!(w.store.journey_work(None, 100).unwrap().len(), 5);
+    w.follow(T0 + 10);
+    let runs: usize = (0..5)
+        .map(|i| w.runs(&w.profile("user_id", &format!("u{i}"))).len())
+        .sum();
+    assert_eq!(runs, 3);
+    assert_eq!(w.store.run_counts(WS, "capped").unwrap().active, 3);
+}

@@ -340,8 +340,7 @@ impl Journeys for PgStore {
         let row = self
             .run(
                 sqlx::query(
-                    "SELECT coalesce(bool_or(active), false), max(entered_at),
-                            (SELECT count(*) FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2)
+                    "SELECT coalesce(bool_or(active), false), max(entered_at)
                      FROM journey_runs
                      WHERE workspace_id = $1 AND journey_id = $2 AND profile_id = $3 AND run_key = $4",
                 )
@@ -355,8 +354,21 @@ impl Journeys for PgStore {
         Ok(RunHistory {
             active: row.try_get(0).map_err(backend)?,
             last_entered: row.try_get(1).map_err(backend)?,
-            total_entries: row.try_get::<i64, _>(2).map_err(backend)? as u64,
         })
+    }
+
+    fn journey_entries(&self, workspace: &str, journey: &str) -> Result<u64> {
+        let n: i64 = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_one(self.pool()),
+            )
+            .map_err(backend)?;
+        Ok(n.max(0) as u64)
     }
 
     fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts> {

@@ -349,7 +349,10 @@ impl Journeys for SqliteStore {
         self.read_projections(|c| {
             let (active, last): (bool, Option<i64>) = c
                 .prepare_cached(
-                    "SELECT coalesce(max(active), 0), max(entered_at) FROM journey_runs
+                    // Without statistics the planner takes the primary key (every run of
+                    // the workspace) over this index.
+                    "SELECT coalesce(max(active), 0), max(entered_at)
+                     FROM journey_runs INDEXED BY journey_runs_history
                      WHERE workspace_id = ?1 AND journey_id = ?2 AND profile_id = ?3 AND run_key = ?4",
                 )
                 .map_err(backend)?
@@ -357,6 +360,15 @@ impl Journeys for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .map_err(backend)?;
+            Ok(RunHistory {
+                active,
+                last_entered: last,
+            })
+        })
+    }
+
+    fn journey_entries(&self, workspace: &str, journey: &str) -> Result<u64> {
+        self.read_projections(|c| {
             let total: i64 = c
                 .prepare_cached(
                     "SELECT count(*) FROM journey_runs WHERE workspace_id = ?1 AND journey_id = ?2",
@@ -364,11 +376,7 @@ impl Journeys for SqliteStore {
                 .map_err(backend)?
                 .query_row(params![workspace, journey], |r| r.get(0))
                 .map_err(backend)?;
-            Ok(RunHistory {
-                active,
-                last_entered: last,
-                total_entries: total as u64,
-            })
+            Ok(total.max(0) as u64)
         })
     }
 

@@ -145,6 +145,30 @@ pub struct JourneyWrite {
 }
 
 impl JourneyWrite {
+    /// Adds another decision's writes to this one, to commit them together; the fence then
+    /// covers the buckets of both.
+    pub fn absorb(&mut self, other: JourneyWrite) {
+        match (&mut self.fence, other.fence) {
+            (Some(f), Some(o)) => {
+                for b in o.buckets {
+                    if !f.buckets.contains(&b) {
+                        f.buckets.push(b);
+                    }
+                }
+            }
+            (f @ None, Some(o)) => *f = Some(o),
+            (_, None) => {}
+        }
+        self.settled.extend(other.settled);
+        self.runs.extend(other.runs);
+        self.notes.extend(other.notes);
+        self.set_timers.extend(other.set_timers);
+        self.cancel_timers.extend(other.cancel_timers);
+        self.outbox.extend(other.outbox);
+        self.contacts.extend(other.contacts);
+        self.requeue.extend(other.requeue);
+    }
+
     /// The profiles this write starts runs for, `(workspace, profile)`, each once.
     pub fn starting_profiles(&self) -> std::collections::BTreeSet<(&str, &str)> {
         self.runs
@@ -171,8 +195,6 @@ impl JourneyWrite {
 pub struct RunHistory {
     pub active: bool,
     pub last_entered: Option<Millis>,
-    /// Runs of the journey, everyone together.
-    pub total_entries: u64,
 }
 
 /// How many runs of a journey are in progress, how many ended, and where the ones in
@@ -237,6 +259,9 @@ pub trait Journeys: Send + Sync {
         profile: &str,
         key: &str,
     ) -> Result<RunHistory>;
+    /// Runs a journey has had, everyone together (what its entry cap counts; read only for
+    /// a journey with a cap: it counts every run).
+    fn journey_entries(&self, workspace: &str, journey: &str) -> Result<u64>;
     /// Runs of a journey in progress and ended, and how many wait at each step.
     fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts>;
     /// The counts a journey's report shows.

@@ -352,9 +352,10 @@ pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
         RunHistory {
             active: false,
             last_entered: Some(T0),
-            total_entries: 2
         }
     );
+    assert_eq!(store.journey_entries("w1", "cart").unwrap(), 2);
+    assert_eq!(store.journey_entries("w1", "other").unwrap(), 0);
     assert!(store.run_history("w1", "cart", "p1", "c2").unwrap().active);
     store
         .record_journeys(&JourneyWrite {
