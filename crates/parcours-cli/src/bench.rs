@@ -110,8 +110,66 @@ async fn drive(
     Ok((started.elapsed(), latencies))
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// A steady background load of Segment batches over HTTP (realistic customers' events), at
+/// `rate` events per second for `seconds` and a little more.
+pub(crate) struct BackgroundLoad {
+    pub batch: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BackgroundLoad {
+    pub fn start(client: &Client, key: &str, rate: usize, seconds: u64, now: i64) -> Self {
+        let batch = 50usize;
+        let ticks = (seconds as usize + 5) * rate / batch + 1;
+        let bodies = load::batches(
+            &format!("bg{now}"),
+            ticks,
+            batch,
+            20_000,
+            now - 3_600_000,
+            7,
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (client, key, s, n) = (client.clone(), key.to_string(), stop.clone(), sent.clone());
+        let period = Duration::from_secs_f64(batch as f64 / rate as f64);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for body in bodies {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                tick.tick().await;
+                let r = client.track("/v1/batch", &key, body).await;
+                if r.is_ok_and(|r| r.status == 200) {
+                    n.fetch_add(batch, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            batch,
+            stop,
+            sent,
+            task,
+        }
+    }
+
+    /// Events acknowledged so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+    }
 }
 
 fn cores() -> usize {

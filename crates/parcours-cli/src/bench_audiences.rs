@@ -23,7 +23,6 @@ use parcours_core::audience;
 use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::{format_timestamp, Clock, Millis, DAY};
 use parcours_demo::http::Client;
-use parcours_demo::load;
 use parcours_engine::audiences::AudienceProcessor;
 use parcours_engine::definitions::{save_audience, AudienceDoc};
 use parcours_engine::{Engine, EngineConfig, SystemClock};
@@ -32,6 +31,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::bench::{percentile, BackgroundLoad};
 use crate::config::Config;
 use crate::node::{bootstrap, open_store, Node};
 
@@ -63,10 +63,6 @@ fn doc(name: &str, text: &str) -> anyhow::Result<AudienceDoc> {
 fn define(store: &dyn Store, ws: &str, id: &str, text: &str, now: Millis) -> anyhow::Result<()> {
     save_audience(store, ws, id, &doc(id, text)?, now).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
 pub async fn run(b: AudienceBench) -> anyhow::Result<()> {
@@ -128,43 +124,8 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
     let node = Node::start(&config, store.clone()).await?;
     let client = Client::new(node.url());
 
-    let batch = 50usize;
-    let ticks = (b.seconds as usize + 5) * b.rate / batch + 1;
-    let run = format!("bg{now}");
-    let bodies = Arc::new(load::batches(
-        &run,
-        ticks,
-        batch,
-        20_000,
-        now - 3_600_000,
-        7,
-    ));
+    let background = BackgroundLoad::start(&client, &p.write_key, b.rate, b.seconds, now);
     let stop = Arc::new(AtomicBool::new(false));
-    let sent_bg = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let background = {
-        let (client, key, bodies, stop, sent) = (
-            client.clone(),
-            p.write_key.clone(),
-            bodies.clone(),
-            stop.clone(),
-            sent_bg.clone(),
-        );
-        let period = Duration::from_secs_f64(batch as f64 / b.rate as f64);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for body in bodies.iter() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                tick.tick().await;
-                let r = client.track("/v1/batch", &key, body.clone()).await;
-                if r.is_ok_and(|r| r.status == 200) {
-                    sent.fetch_add(batch, Ordering::SeqCst);
-                }
-            }
-        })
-    };
     // The watcher notes when each probe's entry is committed.
     let seen: Arc<Mutex<HashMap<String, Moment>>> = Arc::default();
     let watcher = {
@@ -188,7 +149,7 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let bg_before = sent_bg.load(Ordering::SeqCst);
+    let bg_before = background.sent();
     let started = Moment::now();
     let mut probes: Vec<(String, Moment, Duration)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / b.probes as f64));
@@ -206,14 +167,15 @@ async fn latency(b: &AudienceBench) -> anyhow::Result<()> {
         probes.push((id, sent, sent.elapsed()));
     }
     let window = started.elapsed();
-    let bg_rate = (sent_bg.load(Ordering::SeqCst) - bg_before) as f64 / window.as_secs_f64();
+    let bg_rate = (background.sent() - bg_before) as f64 / window.as_secs_f64();
     // Every probe must enter; give the stragglers a moment.
     let deadline = Moment::now() + Duration::from_secs(10);
     while seen.lock().unwrap().len() < probes.len() && Moment::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = background.await;
+    let batch = background.batch;
+    background.stop().await;
     watcher.join().expect("watcher")?;
     node.stop().await;
     let seen = seen.lock().unwrap().clone();

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,6 @@ use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::spec::{check_event, Checked, Edge};
 use parcours_core::time::{Clock, Millis};
 use parcours_demo::http::Client;
-use parcours_demo::load;
 use parcours_engine::channels::{ChannelSender, Senders};
 use parcours_engine::clock::Moment;
 use parcours_engine::journeys::JourneyProcessor;
@@ -41,6 +40,7 @@ use parcours_engine::{unify_step, SystemClock};
 use parcours_store::{IngestBatch, NewJourneyVersion, NewOutboxRow, OutboxPage, Store, Workspace};
 use serde_json::json;
 
+use crate::bench::{percentile, BackgroundLoad};
 use crate::config::Config;
 use crate::node::{bootstrap, open_store, Node};
 
@@ -101,10 +101,6 @@ fn save_journey(store: &dyn Store, ws: &str, source: &str, now: Millis) -> anyho
         created_at: now,
     })?;
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// A minimal SMTP server: accepts every message, noting its subject and when it arrived.
@@ -239,44 +235,9 @@ async fn latency(b: &JourneyBench, sink: &Sink) -> anyhow::Result<()> {
     let node = Node::start(&config, store.clone()).await?;
     let client = Client::new(node.url());
 
-    let batch = 50usize;
-    let ticks = (b.seconds as usize + 5) * b.rate / batch + 1;
-    let bodies = Arc::new(load::batches(
-        &format!("bg{now}"),
-        ticks,
-        batch,
-        20_000,
-        now - 3_600_000,
-        7,
-    ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent_bg = Arc::new(AtomicUsize::new(0));
-    let background = {
-        let (client, key, bodies, stop, sent) = (
-            client.clone(),
-            p.write_key.clone(),
-            bodies.clone(),
-            stop.clone(),
-            sent_bg.clone(),
-        );
-        let period = Duration::from_secs_f64(batch as f64 / b.rate as f64);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for body in bodies.iter() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                tick.tick().await;
-                let r = client.track("/v1/batch", &key, body.clone()).await;
-                if r.is_ok_and(|r| r.status == 200) {
-                    sent.fetch_add(batch, Ordering::SeqCst);
-                }
-            }
-        })
-    };
+    let background = BackgroundLoad::start(&client, &p.write_key, b.rate, b.seconds, now);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let bg_before = sent_bg.load(Ordering::SeqCst);
+    let bg_before = background.sent();
     let started = Moment::now();
     let mut probes: Vec<(String, Moment, Duration)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / b.probes as f64));
@@ -297,7 +258,7 @@ async fn latency(b: &JourneyBench, sink: &Sink) -> anyhow::Result<()> {
         probes.push((format!("probe {id}"), sent, sent.elapsed()));
     }
     let window = started.elapsed();
-    let bg_rate = (sent_bg.load(Ordering::SeqCst) - bg_before) as f64 / window.as_secs_f64();
+    let bg_rate = (background.sent() - bg_before) as f64 / window.as_secs_f64();
     let arrived = |probes: &[(String, Moment, Duration)]| {
         let got = sink.received.lock().unwrap();
         probes
@@ -309,8 +270,8 @@ async fn latency(b: &JourneyBench, sink: &Sink) -> anyhow::Result<()> {
     while arrived(&probes) < probes.len() && Moment::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    let _ = background.await;
+    let batch = background.batch;
+    background.stop().await;
     node.stop().await;
     let got = sink.received.lock().unwrap().clone();
     let mut email: Vec<Duration> = Vec::new();

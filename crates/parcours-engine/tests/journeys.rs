@@ -48,24 +48,51 @@ impl World {
                 identity_rules: IdentityRulesConfig::default(),
             })
             .unwrap();
-        let j = journey::doc::read(ORDERS).unwrap();
-        store
+        let w = Self {
+            dir,
+            store,
+            journeys: JourneyProcessor::default(),
+        };
+        w.journey(ORDERS);
+        w
+    }
+
+    /// Saves a live journey.
+    fn journey(&self, source: &str) {
+        let j = journey::doc::read(source).unwrap();
+        self.store
             .put_journey_version(&NewJourneyVersion {
                 workspace_id: WS.into(),
-                journey_id: "orders".into(),
+                journey_id: j.id.clone(),
                 replaces: None,
-                source: ORDERS.into(),
+                source: source.into(),
                 doc: journey::doc::to_json(&j),
                 status: "live".into(),
                 in_flight: "stay".into(),
                 created_at: T0,
             })
             .unwrap();
-        Self {
-            dir,
-            store,
-            journeys: JourneyProcessor::default(),
+    }
+
+    /// An identify of `user` (with an email), or linking `user` to the visitor `anonymous`.
+    fn identify(&self, mid: &str, at: i64, user: &str, anonymous: Option<&str>) {
+        let body = match anonymous {
+            Some(a) => json!({"type": "identify", "userId": user, "anonymousId": a}),
+            None => json!({"type": "identify", "userId": user,
+                           "traits": {"email": format!("{user}@example.com")}}),
+        };
+        self.append(mid, EventType::Identify, at, body);
+    }
+
+    /// A track by a known customer (`user:ID`) or a visitor (`anon:ID`).
+    fn track(&self, mid: &str, at: i64, who: &str, event: &str) {
+        let mut body = json!({"type": "track", "event": event});
+        match who.split_once(':') {
+            Some(("anon", id)) => body["anonymousId"] = json!(id),
+            Some(("user", id)) => body["userId"] = json!(id),
+            _ => panic!("who: user:ID or anon:ID"),
         }
+        self.append(mid, EventType::Track, at, body);
     }
 
     fn append(&self, mid: &str, kind: EventType, at: i64, body: Value) {
@@ -128,20 +155,10 @@ impl World {
 #[test]
 fn a_late_event_enters_its_journey_like_any_other() {
     let mut w = World::new("late");
-    w.append(
-        "m1",
-        EventType::Identify,
-        T0,
-        json!({"type": "identify", "userId": "ana", "traits": {"email": "ana@example.com"}}),
-    );
+    w.identify("m1", T0, "ana", None);
     w.unify(T0);
     w.follow(T0);
-    w.append(
-        "m2",
-        EventType::Track,
-        T0 - HOUR,
-        json!({"type": "track", "userId": "ana", "event": "Order Completed"}),
-    );
+    w.track("m2", T0 - HOUR, "user:ana", "Order Completed");
     w.unify(T0 + 1000);
     w.follow(T0 + 1000);
     let ana = w.profile("user_id", "ana");
@@ -157,20 +174,10 @@ fn a_late_event_enters_its_journey_like_any_other() {
 #[test]
 fn work_queued_for_a_profile_merged_since_follows_her() {
     let mut w = World::new("merged");
-    w.append(
-        "m1",
-        EventType::Identify,
-        T0,
-        json!({"type": "identify", "userId": "bea", "traits": {"email": "bea@example.com"}}),
-    );
+    w.identify("m1", T0, "bea", None);
     w.unify(T0);
     w.follow(T0);
-    w.append(
-        "m2",
-        EventType::Track,
-        T0 + 1000,
-        json!({"type": "track", "anonymousId": "a1", "event": "Order Completed"}),
-    );
+    w.track("m2", T0 + 1000, "anon:a1", "Order Completed");
     w.unify(T0 + 1000);
     let anonymous = w.profile("anonymous_id", "a1");
     assert_eq!(w.store.journey_work(None, 10).unwrap().len(), 1);
@@ -178,12 +185,7 @@ fn work_queued_for_a_profile_merged_since_follows_her() {
         w.store.journey_work(None, 10).unwrap()[0].profile_id,
         anonymous
     );
-    w.append(
-        "m3",
-        EventType::Identify,
-        T0 + 2000,
-        json!({"type": "identify", "userId": "bea", "anonymousId": "a1"}),
-    );
+    w.identify("m3", T0 + 2000, "bea", Some("a1"));
     w.unify(T0 + 2000);
     let bea = w.profile("user_id", "bea");
     assert_eq!(w.profile("anonymous_id", "a1"), bea, "merged");
@@ -202,28 +204,13 @@ fn work_queued_for_a_profile_merged_since_follows_her() {
 #[test]
 fn a_run_follows_her_into_the_profile_she_is_merged_into() {
     let mut w = World::new("follow");
-    w.append(
-        "m1",
-        EventType::Identify,
-        T0,
-        json!({"type": "identify", "userId": "cleo", "traits": {"email": "cleo@example.com"}}),
-    );
-    w.append(
-        "m2",
-        EventType::Track,
-        T0 + 1000,
-        json!({"type": "track", "anonymousId": "a1", "event": "Order Completed"}),
-    );
+    w.identify("m1", T0, "cleo", None);
+    w.track("m2", T0 + 1000, "anon:a1", "Order Completed");
     w.unify(T0 + 1000);
     w.follow(T0 + 1000);
     let anonymous = w.profile("anonymous_id", "a1");
     assert_eq!(w.runs(&anonymous).len(), 1);
-    w.append(
-        "m3",
-        EventType::Identify,
-        T0 + 2000,
-        json!({"type": "identify", "userId": "cleo", "anonymousId": "a1"}),
-    );
+    w.identify("m3", T0 + 2000, "cleo", Some("a1"));
     w.unify(T0 + 2000);
     w.follow(T0 + 2000);
     let cleo = w.profile("user_id", "cleo");
@@ -234,38 +221,18 @@ fn a_run_follows_her_into_the_profile_she_is_merged_into() {
     assert!(runs[0].active);
     assert_eq!(runs[0].bucket, parcours_store::profile_bucket(WS, &cleo));
     assert_eq!(runs[0].state["profile"], cleo.as_str());
-    w.append(
-        "m4",
-        EventType::Track,
-        T0 + 3000,
-        json!({"type": "track", "userId": "cleo", "event": "Review Written"}),
-    );
+    w.track("m4", T0 + 3000, "user:cleo", "Review Written");
     w.unify(T0 + 3000);
     w.follow(T0 + 3000);
     let runs = w.runs(&cleo);
     assert_eq!(runs[0].outcome.as_deref(), Some("goal"), "{runs:?}");
 
     // Both profiles in the journey when they merge: one run goes on, the other ends.
-    w.append(
-        "m5",
-        EventType::Track,
-        T0 + 4000,
-        json!({"type": "track", "userId": "cleo", "event": "Order Completed"}),
-    );
-    w.append(
-        "m6",
-        EventType::Track,
-        T0 + 4000,
-        json!({"type": "track", "anonymousId": "a2", "event": "Order Completed"}),
-    );
+    w.track("m5", T0 + 4000, "user:cleo", "Order Completed");
+    w.track("m6", T0 + 4000, "anon:a2", "Order Completed");
     w.unify(T0 + 4000);
     w.follow(T0 + 4000);
-    w.append(
-        "m7",
-        EventType::Identify,
-        T0 + 5000,
-        json!({"type": "identify", "userId": "cleo", "anonymousId": "a2"}),
-    );
+    w.identify("m7", T0 + 5000, "cleo", Some("a2"));
     w.unify(T0 + 5000);
     w.follow(T0 + 5000);
     let active: Vec<_> = w.runs(&cleo).into_iter().filter(|r| r.active).collect();
@@ -291,26 +258,9 @@ fn a_run_follows_her_into_the_profile_she_is_merged_into() {
 fn an_entry_cap_holds_across_customers_decided_together() {
     let mut w = World::new("cap");
     let capped = "id: capped\nstatus: live\nentry:\n  event: Signed Up\n  cap: 3\nsteps:\n  - id: wait\n    wait: 2d\n";
-    let j = journey::doc::read(capped).unwrap();
-    w.store
-        .put_journey_version(&NewJourneyVersion {
-            workspace_id: WS.into(),
-            journey_id: "capped".into(),
-            replaces: None,
-            source: capped.into(),
-            doc: journey::doc::to_json(&j),
-            status: "live".into(),
-            in_flight: "stay".into(),
-            created_at: T0,
-        })
-        .unwrap();
+    w.journey(capped);
     for i in 0..5 {
-        w.append(
-            &format!("m{i}"),
-            EventType::Track,
-            T0 + i,
-            json!({"type": "track", "userId": format!("u{i}"), "event": "Signed Up"}),
-        );
+        w.track(&format!("m{i}"), T0 + i, &format!("user:u{i}"), "Signed Up");
     }
     w.unify(T0 + 10);
     assert_eq!(w.store.journey_work(None, 100).unwrap().len(), 5);

@@ -111,18 +111,20 @@ pub(crate) async fn rehome_runs(
         .await
         .map_err(backend)?;
     }
-    let ended: Vec<String> = ended.into_iter().map(|(r, _)| r).collect();
-    sqlx::query(
-        "DELETE FROM timers WHERE workspace_id = $1
-           AND ((kind = $3 AND key = ANY($2)) OR (kind = $4 AND split_part(key, ':', 1) = ANY($2)))",
-    )
-    .bind(workspace)
-    .bind(&ended)
-    .bind(JOURNEY_TIMERS)
-    .bind(JOURNEY_SENDS)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
+    if !ended.is_empty() {
+        let ended: Vec<String> = ended.into_iter().map(|(r, _)| r).collect();
+        sqlx::query(
+            "DELETE FROM timers WHERE workspace_id = $1
+               AND ((kind = $3 AND key = ANY($2)) OR (kind = $4 AND split_part(key, ':', 1) = ANY($2)))",
+        )
+        .bind(workspace)
+        .bind(&ended)
+        .bind(JOURNEY_TIMERS)
+        .bind(JOURNEY_SENDS)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
     let moved: Vec<String> = sqlx::query_scalar(
         "UPDATE journey_runs SET profile_id = $3, bucket = $4, revision = revision + 1,
            state = jsonb_set(state::jsonb, '{profile}', to_jsonb($3::text))::text
@@ -150,17 +152,25 @@ pub(crate) async fn rehome_runs(
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    for table in ["journey_notes", "journey_contacts"] {
-        sqlx::query(&format!(
-            "UPDATE {table} SET profile_id = $3 WHERE workspace_id = $1 AND profile_id = $2"
-        ))
-        .bind(workspace)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    }
+    // Notes by their runs' keys (they have no index by profile).
+    sqlx::query(
+        "UPDATE journey_notes SET profile_id = $3 WHERE workspace_id = $1 AND run_id = ANY($2)",
+    )
+    .bind(workspace)
+    .bind(&moved)
+    .bind(to)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    sqlx::query(
+        "UPDATE journey_contacts SET profile_id = $3 WHERE workspace_id = $1 AND profile_id = $2",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 

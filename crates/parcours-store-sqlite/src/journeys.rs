@@ -92,6 +92,28 @@ fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
     }
 }
 
+/// Moves a run's timers to `bucket`, or deletes them (`None`): its own (keyed by the run)
+/// and its deferred messages' (keyed `RUN:STEP:EPOCH`), each found by the primary key.
+fn run_timers(tx: &Transaction<'_>, workspace: &str, run: &str, bucket: Option<u16>) -> Result<()> {
+    let action = match bucket {
+        Some(_) => "UPDATE timers SET bucket = ?4",
+        None => "DELETE FROM timers",
+    };
+    for (kind, keys) in [
+        (JOURNEY_TIMERS, "key = ?2"),
+        (JOURNEY_SENDS, "key > ?2 || ':' AND key < ?2 || ';'"),
+    ] {
+        let sql = format!("{action} WHERE workspace_id = ?1 AND kind = ?3 AND {keys}");
+        let mut statement = tx.prepare_cached(&sql).map_err(backend)?;
+        match bucket {
+            Some(b) => statement.execute(params![workspace, run, kind, b]),
+            None => statement.execute(params![workspace, run, kind]),
+        }
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// A profile merged into another takes its journeys along: its runs, their timers, their
 /// notes and the messages caps count move to the profile it was merged into. A run of a
 /// journey and key she is already in there ends (`exited`, with a note saying why): one
@@ -108,12 +130,14 @@ pub(crate) fn rehome_runs(
     let ended: Vec<(String, String)> = {
         let mut q = tx
             .prepare_cached(
-                "UPDATE journey_runs AS l SET active = 0, ended_at = ?4, outcome = 'exited',
+                // The profile index, named: without statistics the planner would scan
+                // every run of the workspace (twice) on every merge.
+                "UPDATE journey_runs AS l INDEXED BY journey_runs_profile SET active = 0, ended_at = ?4, outcome = 'exited',
                    revision = revision + 1,
                    state = json_set(state, '$.state', json_object('state', 'done', 'at', ?4,
                      'outcome', json_object('outcome', 'exited', 'reason', 'merged')))
                  WHERE l.workspace_id = ?1 AND l.profile_id = ?2 AND l.active
-                   AND EXISTS (SELECT 1 FROM journey_runs w
+                   AND EXISTS (SELECT 1 FROM journey_runs w INDEXED BY journey_runs_profile
                                WHERE w.workspace_id = ?1 AND w.profile_id = ?3 AND w.active
                                  AND w.journey_id = l.journey_id AND w.run_key = l.run_key)
                  RETURNING run_id, journey_id",
@@ -135,12 +159,7 @@ pub(crate) fn rehome_runs(
             params![workspace, run, journey, to, at],
         )
         .map_err(backend)?;
-        tx.execute(
-            "DELETE FROM timers WHERE workspace_id = ?1
-               AND ((kind = ?3 AND key = ?2) OR (kind = ?4 AND key LIKE ?2 || ':%'))",
-            params![workspace, run, JOURNEY_TIMERS, JOURNEY_SENDS],
-        )
-        .map_err(backend)?;
+        run_timers(tx, workspace, run, None)?;
     }
     let moved: Vec<String> = {
         let mut q = tx
@@ -159,22 +178,20 @@ pub(crate) fn rehome_runs(
         return Ok(());
     }
     for run in &moved {
+        run_timers(tx, workspace, run, Some(bucket))?;
+    }
+    for run in &moved {
         tx.execute(
-            "UPDATE timers SET bucket = ?5 WHERE workspace_id = ?1
-               AND ((kind = ?3 AND key = ?2) OR (kind = ?4 AND key LIKE ?2 || ':%'))",
-            params![workspace, run, JOURNEY_TIMERS, JOURNEY_SENDS, bucket],
+            "UPDATE journey_notes SET profile_id = ?3 WHERE workspace_id = ?1 AND run_id = ?2",
+            params![workspace, run, to],
         )
         .map_err(backend)?;
     }
-    for table in ["journey_notes", "journey_contacts"] {
-        tx.execute(
-            &format!(
-                "UPDATE {table} SET profile_id = ?3 WHERE workspace_id = ?1 AND profile_id = ?2"
-            ),
-            params![workspace, from, to],
-        )
-        .map_err(backend)?;
-    }
+    tx.execute(
+        "UPDATE journey_contacts SET profile_id = ?3 WHERE workspace_id = ?1 AND profile_id = ?2",
+        params![workspace, from, to],
+    )
+    .map_err(backend)?;
     Ok(())
 }
 
