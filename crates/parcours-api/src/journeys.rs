@@ -46,9 +46,12 @@ async fn report(
     use parcours_core::journey::report::compare;
     let (st, actor) = (store(&state), caller.actor());
     let journey = id.clone();
-    let stats = blocking(move || {
+    let (stats, receipts) = blocking(move || {
         journeys::get(st.as_ref(), &actor, &journey, None)?;
-        Ok(st.journey_stats(&actor.workspace, &journey)?)
+        Ok((
+            st.journey_stats(&actor.workspace, &journey)?,
+            st.receipt_counts(&actor.workspace, &journey)?,
+        ))
     })
     .await?;
     let sum = |f: fn(&parcours_store::GroupStats) -> u64, holdout: Option<bool>| -> u64 {
@@ -60,8 +63,15 @@ async fn report(
             .sum()
     };
     let mut steps: Vec<Value> = Vec::new();
-    for (step, code, n) in &stats.decisions {
-        let Some(step) = step else { continue };
+    // Decisions at each step (`sent`, `deferred_cap` …), then what became of the messages
+    // it sent (`delivered`, `opened`, `clicked`, `bounced` …, each message counted once).
+    let decided = stats
+        .decisions
+        .iter()
+        .filter_map(|(step, code, n)| Some((step.as_ref()?, code, *n)));
+    let received = receipts.iter().map(|(step, kind, n)| (step, kind, *n));
+    let mut totals = serde_json::Map::new();
+    for (step, code, n) in decided.chain(received.clone()) {
         match steps.iter_mut().find(|s| s["step"] == step.as_str()) {
             Some(s) => s[code.as_str()] = json!(n),
             None => {
@@ -112,8 +122,33 @@ async fn report(
         sum(|g| g.converted, Some(false)),
         sum(|g| g.entered, Some(false)),
     );
+    let sent: u64 = stats
+        .decisions
+        .iter()
+        .filter(|(_, code, _)| code == "sent")
+        .map(|(_, _, n)| n)
+        .sum();
+    totals.insert("sent".into(), json!(sent));
+    for (_, kind, n) in received {
+        let was = totals
+            .get(kind.as_str())
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        totals.insert(kind.clone(), json!(was + n));
+    }
+    for kind in [
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "complained",
+        "failed",
+    ] {
+        totals.entry(kind).or_insert(json!(0));
+    }
     Ok(Json(json!({
         "journey": id,
+        "messages": totals,
         "entered": sum(|g| g.entered, None),
         "waiting": sum(|g| g.active, None),
         "converted": sum(|g| g.converted, None),
@@ -433,7 +468,7 @@ async fn messages(
                 "last_error": r.last_error,
                 "created_at": format_timestamp(r.created_at),
                 "settled_at": r.settled_at.map(format_timestamp),
-                "message": serde_json::from_str::<Value>(&r.payload).unwrap_or(Value::Null),
+                "message": crate::messages::shown(&r.payload),
             })
         })
         .collect();

@@ -13,6 +13,7 @@ mod error;
 mod journeys;
 pub mod keys;
 mod live;
+mod messages;
 pub mod openapi;
 pub mod server;
 mod tracking;
@@ -110,12 +111,14 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(webhooks::admin_routes())
         .merge(audiences::routes())
         .merge(journeys::routes())
+        .merge(messages::routes())
         .merge(destinations::routes());
     OpenApiRouter::new()
         .merge(tracking::routes())
         .merge(browser::routes())
         .merge(webhooks::tracking_routes())
         .merge(unsubscribe::routes())
+        .merge(messages::public_routes())
         .nest("/api/v1", admin)
         .merge(admin::operations_routes())
         .routes(routes!(openapi::document))

@@ -8,6 +8,7 @@
 
 mod render;
 mod smtp;
+pub mod tracking;
 
 pub use render::{RenderError, Rendered, Renderer};
 pub use smtp::Smtp;
@@ -34,10 +35,25 @@ pub struct Outgoing {
     /// The one-click unsubscribe address (email), served by Parcours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsubscribe: Option<String>,
+    /// The addresses of the email's tracked links, in order: where each click redirect leads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// The message's own secret, which signs its tracking links (never shown or sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     pub journey: String,
     pub step: String,
     pub run: String,
     pub profile: String,
+}
+
+/// An address as suppressions keep it: an email address trimmed and in lower case (the
+/// same mailbox however it was typed), a phone number or push token trimmed.
+pub fn suppression_address(channel: MessageChannel, address: &str) -> String {
+    match channel {
+        MessageChannel::Email => address.trim().to_lowercase(),
+        _ => address.trim().to_string(),
+    }
 }
 
 /// Why a send failed: worth trying again later, or never.

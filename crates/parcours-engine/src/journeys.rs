@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use parcours_channels::{Outgoing, Renderer};
+use parcours_channels::{suppression_address, tracking, Outgoing, Renderer};
 use parcours_core::audience::{Condition, EventFact, Subject};
 use parcours_core::journey::machine::{self, draw, Fact, History};
 use parcours_core::journey::policy::{self, CapWindow, Contact, Policy};
@@ -58,8 +58,9 @@ pub struct JourneyProcessor {
     token: String,
     /// Versions never change once saved: read once.
     versions: HashMap<(String, String, u32), Arc<Journey>>,
-    /// Where one-click unsubscribe links point (`None`: no unsubscribe header).
-    pub unsubscribe_base: Option<String>,
+    /// The address customers reach this node at: one-click unsubscribe links, the open
+    /// pixel and click redirects point there (`None`: no unsubscribe header, no tracking).
+    pub public_url: Option<String>,
 }
 
 impl Default for JourneyProcessor {
@@ -68,7 +69,7 @@ impl Default for JourneyProcessor {
             renderer: Renderer::default(),
             token: format!("journeys-{:016x}", rand::random::<u64>()),
             versions: HashMap::new(),
-            unsubscribe_base: None,
+            public_url: None,
         }
     }
 }
@@ -209,6 +210,7 @@ fn load_customer(
 
 /// One customer's decision being built.
 struct Decision<'a> {
+    store: &'a dyn Store,
     ws: &'a str,
     profile: &'a str,
     now: Millis,
@@ -219,6 +221,8 @@ struct Decision<'a> {
     policy: Arc<Policy>,
     /// Her messages within the policy's longest window, this decision's included.
     contacts: Vec<Contact>,
+    /// A read a check needed failed: the decision must not be committed.
+    failed: Option<StoreError>,
 }
 
 /// How far back caps look: the longest rolling window, or two days for calendar days.
@@ -236,7 +240,7 @@ fn horizon(policy: &Policy) -> Millis {
 
 /// A decision for one customer, with the policy and the contacts its sends are checked against.
 fn decision<'a>(
-    store: &dyn Store,
+    store: &'a dyn Store,
     ws: &'a str,
     profile: &'a str,
     now: Millis,
@@ -263,6 +267,7 @@ fn decision<'a>(
             .collect()
     };
     Ok(Decision {
+        store,
         ws,
         profile,
         now,
@@ -270,6 +275,7 @@ fn decision<'a>(
         timers: BTreeMap::new(),
         policy: Arc::new(policy),
         contacts,
+        failed: None,
     })
 }
 
@@ -290,7 +296,12 @@ impl Decision<'_> {
     /// The write, fenced by the lease of her profile's bucket only: the one bucket it
     /// touches (holding every bucket of the node in each small transaction would keep lease
     /// renewals waiting).
-    fn finish(mut self, fence: Option<Fence>) -> JourneyWrite {
+    /// The write, or the store error a check met on the way (nothing of it is committed:
+    /// the work is decided again).
+    fn finish(mut self, fence: Option<Fence>) -> Result<JourneyWrite> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let bucket = profile_bucket(self.ws, self.profile);
         let fence = fence.map(|f| Fence {
             buckets: vec![bucket],
@@ -310,7 +321,7 @@ impl Decision<'_> {
             }
         }
         self.write.fence = fence;
-        self.write
+        Ok(self.write)
     }
 }
 
@@ -468,6 +479,34 @@ impl JourneyProcessor {
                 format!("her profile has no {} address", channel.as_str()),
             );
         };
+        match d
+            .store
+            .suppression(d.ws, channel.as_str(), &suppression_address(channel, &to))
+        {
+            Ok(Some(s)) => {
+                return skip(
+                    d,
+                    "suppressed",
+                    format!(
+                        "{} is suppressed since {} ({}{}): nothing goes to it until it is lifted",
+                        s.address,
+                        parcours_core::time::format_timestamp(s.at),
+                        s.reason.replace('_', " "),
+                        if s.key.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", message {}", s.key)
+                        }
+                    ),
+                )
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Not knowing is not permission: the decision is taken again later.
+                d.failed.get_or_insert(e);
+                return;
+            }
+        }
         if message.purpose != "transactional" {
             let (state, record) = who
                 .profile
@@ -564,15 +603,33 @@ impl JourneyProcessor {
                 )
             }
         };
+        // Email links come back through Parcours when it has a public address: opens and
+        // clicks return as events of hers, signed with the message's own secret.
+        let (mut html, mut links, mut secret) = (rendered.html, Vec::new(), None);
+        if let (Some(base), MessageChannel::Email, Some(body)) =
+            (&self.public_url, channel, html.as_deref())
+        {
+            let s = format!("{:032x}", rand::random::<u128>());
+            let (tracked, urls) = tracking::instrument(
+                body,
+                &tracking::Links {
+                    base,
+                    workspace: d.ws,
+                    key,
+                    secret: &s,
+                },
+            );
+            (html, links, secret) = (Some(tracked), urls, Some(s));
+        }
         let outgoing = Outgoing {
             channel,
             to,
             subject: rendered.subject,
-            html: rendered.html,
+            html,
             text: rendered.text,
             title: rendered.title,
             key: key.to_string(),
-            unsubscribe: match (&self.unsubscribe_base, channel) {
+            unsubscribe: match (&self.public_url, channel) {
                 (Some(base), MessageChannel::Email) => Some(format!(
                     "{}/v1/unsubscribe/{}/{}/{:032x}",
                     base.trim_end_matches('/'),
@@ -582,6 +639,8 @@ impl JourneyProcessor {
                 )),
                 _ => None,
             },
+            links,
+            secret,
             journey: journey.id.clone(),
             step: step.to_string(),
             run: run.id.clone(),
@@ -637,7 +696,7 @@ impl JourneyProcessor {
             .collect();
         let Some(who) = load_customer(store, ws, profile, &all, now)? else {
             // No such profile (its events were all undone): nothing to move.
-            return Ok(d.finish(fence));
+            return d.finish(fence);
         };
         if who.profile.id != profile {
             // She was merged into another profile since these events were queued: they are
@@ -651,7 +710,7 @@ impl JourneyProcessor {
                     ..r.clone()
                 })
                 .collect();
-            return Ok(d.finish(fence));
+            return d.finish(fence);
         }
         let mut new_runs: Vec<Live> = Vec::new();
         for row in rows {
@@ -763,7 +822,7 @@ impl JourneyProcessor {
                 d.write.runs.push(live.stored);
             }
         }
-        Ok(d.finish(fence))
+        d.finish(fence)
     }
 
     /// Fires due run timers and deferred messages of these buckets.
@@ -920,7 +979,7 @@ impl JourneyProcessor {
                 }
             }
         }
-        let write = d.finish(fence);
+        let write = d.finish(fence)?;
         store.record_journeys(&write)
     }
 }

@@ -172,7 +172,7 @@ impl Engine {
             if config.journeys {
                 let send_wake = Arc::new(Wake::default());
                 let mut processor = journeys::JourneyProcessor::default();
-                processor.unsubscribe_base = config.public_url.clone();
+                processor.public_url = config.public_url.clone();
                 threads.push(runner::spawn(
                     Box::new(processor),
                     runtime(),

@@ -256,11 +256,8 @@ pub fn unsubscribe(
     nonce: &str,
     now: Millis,
 ) -> Result<parcours_store::IngestBatch, ServiceError> {
-    use parcours_core::spec::{check_event, Checked, Edge};
     let not_found = || ServiceError::NotFound("unsubscribe link".into());
-    let row = store.outbox_row_by_key(ws, key)?.ok_or_else(not_found)?;
-    let message: parcours_channels::Outgoing =
-        serde_json::from_str(&row.payload).map_err(|_| not_found())?;
+    let message = crate::messages::message(store, ws, key).map_err(|_| not_found())?;
     let expected = format!("/v1/unsubscribe/{ws}/{key}/{nonce}");
     if nonce.len() < 16
         || !message
@@ -270,51 +267,22 @@ pub fn unsubscribe(
     {
         return Err(not_found());
     }
-    let profile = store.profile(ws, &message.profile)?.ok_or_else(not_found)?;
-    let id_of = |kind: &str| {
-        profile
-            .identifiers
-            .iter()
-            .find(|i| i.kind == kind)
-            .map(|i| i.value.clone())
+    let about = crate::messages::About {
+        name: "Unsubscribed",
+        message_id: format!("unsubscribe:{key}"),
+        properties: serde_json::json!({"method": "one_click"}),
+        at: now,
     };
-    let mut event = serde_json::json!({
-        "type": "track",
-        "event": "Unsubscribed",
-        "messageId": format!("unsubscribe:{key}"),
-        "timestamp": parcours_core::time::format_timestamp(now),
-        "properties": {
-            "method": "one_click",
-            "journey": message.journey,
-            "step": message.step,
-            "message_key": key,
-        },
-        "context": {"traits": {"email": message.to}, "library": {"name": "parcours"}},
-    });
-    match (id_of("user_id"), id_of("anonymous_id")) {
-        (Some(u), _) => event["userId"] = u.into(),
-        (None, Some(a)) => event["anonymousId"] = a.into(),
-        (None, None) => {
-            return Err(ServiceError::Unprocessable {
+    let mut batch =
+        crate::messages::event_of(store, ws, &message, about, now).map_err(|e| match e {
+            ServiceError::Unprocessable { message, .. } => ServiceError::Unprocessable {
                 code: "unsubscribe_unresolved",
-                message: "the customer this message went to can no longer be found".into(),
-            })
-        }
-    }
-    let raw = serde_json::value::to_raw_value(&event).expect("an event always serialises");
-    let edge = Edge::single(now, Some(parcours_core::Channel::Email), None);
-    match check_event(&raw, &edge, &mut |_| format!("unsubscribe:{key}")) {
-        Checked::Accepted(e) => Ok(parcours_store::IngestBatch {
-            workspace_id: ws.to_string(),
-            source_id: UNSUBSCRIBE_SOURCE.into(),
-            events: vec![e],
-            quarantined: Vec::new(),
-        }),
-        Checked::Quarantined(q) => Err(ServiceError::Unprocessable {
-            code: "unsubscribe_unresolved",
-            message: format!("the unsubscribe could not be recorded: {:?}", q.violation),
-        }),
-    }
+                message,
+            },
+            e => e,
+        })?;
+    batch.source_id = UNSUBSCRIBE_SOURCE.into();
+    Ok(batch)
 }
 
 /// Sets the workspace's contact policy (frequency caps, quiet hours, expiry of held-back

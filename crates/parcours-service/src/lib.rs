@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod identity;
 pub mod journeys;
 pub mod keys;
+pub mod messages;
 pub mod quarantine;
 pub mod secrets;
 pub mod workspaces;

@@ -26,6 +26,7 @@ mod audiences;
 mod cluster;
 mod event_log;
 mod journeys;
+mod messages;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -83,6 +84,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         10,
         include_str!("../../../migrations/postgres/0010_journeys.sql"),
+    ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_messages.sql"),
     ),
 ];
 

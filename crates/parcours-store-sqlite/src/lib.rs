@@ -10,6 +10,7 @@ mod audiences;
 mod cluster;
 mod event_log;
 mod journeys;
+mod messages;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -52,6 +53,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0007_timers.sql"),
     include_str!("../../../migrations/sqlite/projections/0008_audience_work.sql"),
     include_str!("../../../migrations/sqlite/projections/0009_journeys.sql"),
+    include_str!("../../../migrations/sqlite/projections/0010_messages.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

@@ -8,6 +8,7 @@ mod audiences;
 mod cluster;
 mod event_log;
 mod journeys;
+mod messages;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -20,6 +21,7 @@ pub use audiences::*;
 pub use cluster::*;
 pub use event_log::*;
 pub use journeys::*;
+pub use messages::*;
 pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
@@ -46,7 +48,16 @@ pub enum StoreError {
 
 /// Everything a node needs from storage.
 pub trait Store:
-    Registry + EventLog + Quarantine + Projections + Cluster + Audiences + Outbox + Timers + Journeys
+    Registry
+    + EventLog
+    + Quarantine
+    + Projections
+    + Cluster
+    + Audiences
+    + Outbox
+    + Timers
+    + Journeys
+    + Messages
 {
 }
 impl<
@@ -58,7 +69,8 @@ impl<
             + Audiences
             + Outbox
             + Timers
-            + Journeys,
+            + Journeys
+            + Messages,
     > Store for T
 {
 }

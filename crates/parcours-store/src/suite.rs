@@ -12,6 +12,7 @@ mod audiences;
 mod cluster;
 mod event_log;
 mod journeys;
+mod messages;
 mod outbox;
 mod projections;
 mod quarantine;
@@ -21,6 +22,7 @@ pub use audiences::*;
 pub use cluster::*;
 pub use event_log::*;
 pub use journeys::*;
+pub use messages::*;
 pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
@@ -72,6 +74,7 @@ macro_rules! conformance_suite {
             journey_runs_commit_with_their_effects_or_not_at_all,
             journey_contacts_and_policy_round_trip,
             journey_runs_follow_a_merged_profile,
+            message_receipts_count_once_and_suppressions_keep_the_first_reason,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

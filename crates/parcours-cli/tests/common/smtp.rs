@@ -90,3 +90,51 @@ pub fn header(message: &str, name: &str) -> Option<String> {
     }
     out
 }
+
+/// The decoded text of a message's part of this content type (`text/html`), whether it was
+/// sent as 7bit, quoted-printable or base64.
+#[allow(dead_code)]
+pub fn part(message: &str, content_type: &str) -> Option<String> {
+    use base64::Engine;
+    let at = message.find(&format!("Content-Type: {content_type}"))?;
+    let rest = &message[at..];
+    let (head, body) = rest.split_once("\r\n\r\n")?;
+    // The part ends at the next boundary line (or the end of the message).
+    let body = match body.find("\r\n--") {
+        Some(end) => &body[..end],
+        None => body,
+    };
+    let encoding = header(&format!("{head}\r\n\r\n"), "Content-Transfer-Encoding")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "base64" => {
+            let flat: String = body.split_whitespace().collect();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(flat)
+                    .ok()?,
+            )
+            .ok()
+        }
+        "quoted-printable" => {
+            let soft = body.replace("=\r\n", "");
+            let bytes = soft.as_bytes();
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'=' && i + 2 < bytes.len() + 1 {
+                    if let Ok(b) = u8::from_str_radix(soft.get(i + 1..i + 3)?, 16) {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(bytes[i]);
+                i += 1;
+            }
+            String::from_utf8(out).ok()
+        }
+        _ => Some(body.to_string()),
+    }
+}

@@ -40,6 +40,17 @@ pub struct Fact<'a> {
 }
 
 impl Fact<'_> {
+    /// Whether a `wait_for` of `run` may take this event: an event about a message Parcours
+    /// sent (an open, a click, a delivery: it names the message's `run` and `message_key`)
+    /// counts only for the run that sent the message.
+    fn concerns(&self, run: &str) -> bool {
+        let p = |k: &str| self.properties.get(k).and_then(Value::as_str);
+        match (p("message_key"), p("run")) {
+            (Some(_), Some(r)) => r == run,
+            _ => true,
+        }
+    }
+
     fn matches(&self, event: &str, filters: &[Filter], now: Millis) -> bool {
         self.name == event
             && filters
@@ -368,7 +379,7 @@ pub fn step(
                 ..
             },
             Input::Event(f),
-        ) if f.matches(event, filters, now) => {
+        ) if f.matches(event, filters, now) && f.concerns(&run.id) => {
             effects.push(Effect::ClearTimer);
             effects.push(Effect::Note {
                 step: Some(step_id.clone()),

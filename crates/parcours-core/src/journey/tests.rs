@@ -421,6 +421,36 @@ fn an_open_ends_the_run_and_a_purchase_mid_wait_cancels_the_email() {
         }
     ));
 
+    // The open of another run's email (another cart, another journey) is not hers to wait
+    // for; the open of this run's email is.
+    let (run, _) = cart(&j, &who, t0);
+    let (run, _) = step(&j, run, Input::Timer { due: t0 + H }, t0 + H, &who);
+    let other = json!({"message_key": "r9:reminder:2", "run": "r9", "journey": "abandoned-cart"});
+    let (run, fx) = step(
+        &j,
+        run,
+        ev("Email Opened", &other, t0 + 2 * H),
+        t0 + 2 * H,
+        &who,
+    );
+    assert!(fx.is_empty(), "{fx:?}");
+    assert!(matches!(run.state, RunState::Waiting { .. }));
+    let own = json!({"message_key": "r1:reminder:2", "run": "r1", "journey": "abandoned-cart"});
+    let (run, _) = step(
+        &j,
+        run,
+        ev("Email Opened", &own, t0 + 3 * H),
+        t0 + 3 * H,
+        &who,
+    );
+    assert!(matches!(
+        run.state,
+        RunState::Done {
+            outcome: Outcome::Completed,
+            ..
+        }
+    ));
+
     // Bought in a shop at 10:05: the 11:00 email never goes.
     let (run, _) = cart(&j, &who, t0);
     let (run, fx) = step(
