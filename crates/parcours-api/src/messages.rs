@@ -33,6 +33,7 @@ pub fn public_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(open))
         .routes(routes!(click))
+        .routes(routes!(status))
 }
 
 /// The admin routes (under `/api/v1`).
@@ -125,6 +126,90 @@ async fn click(
         ],
     )
         .into_response())
+}
+
+/// The fields of a form-encoded body (`application/x-www-form-urlencoded`).
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() + 1 => {
+                    match s
+                        .get(i + 1..i + 3)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The status callback of an SMS or a push, as Twilio-compatible providers post it
+/// (form-encoded `MessageStatus`, `ErrorCode`, `MessageSid`): `delivered` records `SMS
+/// Delivered` (`Push Delivered`), `undelivered` and `failed` record `SMS Failed`; the others
+/// (`queued`, `sent` …) are acknowledged and record nothing.
+#[utoipa::path(post, path = "/v1/m/{workspace}/{key}/status/{sig}", tag = "messages",
+    params(("workspace" = String, Path, description = "the workspace"), ("key" = String, Path, description = "the message's key"), ("sig" = String, Path, description = "the link's signature")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "MessageStatus=delivered&ErrorCode=…"),
+    responses((status = 204, description = "recorded (or nothing to record)"), (status = 404, description = "not a link Parcours gave")))]
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Path((ws, key, sig)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let fields = form_fields(&body);
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (said, error) = (
+        field("MessageStatus")
+            .or_else(|| field("SmsStatus"))
+            .unwrap_or_default(),
+        field("ErrorCode"),
+    );
+    let (st, now) = (store(&state), state.engine.now());
+    let found = blocking(move || {
+        Ok(messages::provider_status(
+            st.as_ref(),
+            &ws,
+            &key,
+            &sig,
+            &said,
+            error.as_deref(),
+            now,
+        ))
+    })
+    .await?;
+    match found {
+        Ok(outcome) => record(&state, outcome).await?,
+        Err(parcours_service::ServiceError::NotFound(_)) => return Ok(gone()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Delivery receipts from a provider: `{"key", "status": "delivered" | "bounced" |
@@ -327,4 +412,25 @@ async fn delete_suppression(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_fields;
+
+    #[test]
+    fn form_bodies_decode() {
+        assert_eq!(
+            form_fields(b"MessageStatus=delivered&ErrorCode=&To=%2B33611&Body=a+b%26c&x&bad=%zz%4"),
+            [
+                ("MessageStatus".to_string(), "delivered".to_string()),
+                ("ErrorCode".into(), "".into()),
+                ("To".into(), "+33611".into()),
+                ("Body".into(), "a b&c".into()),
+                ("x".into(), "".into()),
+                ("bad".into(), "%zz%4".into()),
+            ]
+        );
+        assert!(form_fields(b"").is_empty());
+    }
 }

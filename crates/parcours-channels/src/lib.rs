@@ -38,6 +38,9 @@ pub struct Outgoing {
     /// The addresses of the email's tracked links, in order: where each click redirect leads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<String>,
+    /// Where the provider reports delivery (SMS, push): Parcours' signed status callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
     /// The message's own secret, which signs its tracking links (never shown or sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,

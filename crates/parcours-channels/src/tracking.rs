@@ -39,6 +39,15 @@ impl Links<'_> {
         )
     }
 
+    /// Where the provider reports what became of an SMS or a push (its status callback).
+    pub fn status(&self) -> String {
+        format!(
+            "{}/status/{}",
+            self.prefix(),
+            sign(self.secret, &status(self.workspace, self.key))
+        )
+    }
+
     /// The redirect of the message's `index`th link, to `url`.
     pub fn click(&self, index: usize, url: &str) -> String {
         format!(
@@ -51,6 +60,10 @@ impl Links<'_> {
 
 fn opened(ws: &str, key: &str) -> String {
     format!("open\n{ws}\n{key}")
+}
+
+fn status(ws: &str, key: &str) -> String {
+    format!("status\n{ws}\n{key}")
 }
 
 fn clicked(ws: &str, key: &str, index: usize, url: &str) -> String {
@@ -90,6 +103,11 @@ fn verify(secret: &str, what: &str, sig: &str) -> bool {
 /// Whether `sig` is the open pixel's signature for this message.
 pub fn verify_open(secret: &str, ws: &str, key: &str, sig: &str) -> bool {
     verify(secret, &opened(ws, key), sig)
+}
+
+/// Whether `sig` is the status callback's signature for this message.
+pub fn verify_status(secret: &str, ws: &str, key: &str, sig: &str) -> bool {
+    verify(secret, &status(ws, key), sig)
 }
 
 /// Whether `sig` is the signature of the message's `index`th link, to `url`.
@@ -214,6 +232,12 @@ mod tests {
         let sig = &out[out.find("/open/").unwrap() + 6..][..SIG_HEX];
         assert!(verify_open(L.secret, "w1", L.key, sig));
         assert!(!verify_open(L.secret, "w1", "r1:reminder:3", sig));
+        // Each kind of link has its own signature: the pixel's is not the status callback's.
+        let status = L.status();
+        let status_sig = &status[status.rfind('/').unwrap() + 1..];
+        assert!(verify_status(L.secret, "w1", L.key, status_sig));
+        assert!(!verify_status(L.secret, "w1", L.key, sig));
+        assert!(!verify_open(L.secret, "w1", L.key, status_sig));
         for bad in [
             "",
             "zz",

@@ -38,6 +38,8 @@ pub struct Channels {
     /// them this long at most before another sends them (under the same keys).
     pub lease_ms: u64,
     pub email: Email,
+    pub sms: Provider,
+    pub push: Provider,
 }
 
 impl Default for Channels {
@@ -46,6 +48,8 @@ impl Default for Channels {
             public_url: None,
             lease_ms: 60_000,
             email: Email::default(),
+            sms: Provider::default(),
+            push: Provider::default(),
         }
     }
 }
@@ -57,6 +61,20 @@ pub struct Email {
     /// password before the host).
     pub smtp_url: Option<String>,
     /// The sender, `Shop <news@shop.example>`.
+    pub from: Option<String>,
+}
+
+/// An HTTP provider for SMS or push, with Twilio's request shape.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Provider {
+    /// The provider's messages endpoint (Twilio:
+    /// `https://api.twilio.com/2010-04-01/Accounts/AC…/Messages.json`).
+    pub url: Option<String>,
+    /// HTTP Basic credentials (Twilio: the account SID and the auth token).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The sender: a number in E.164, a messaging service, an app id.
     pub from: Option<String>,
 }
 
@@ -344,6 +362,13 @@ impl Config {
                 check_secret(key, v)?;
             }
         }
+        if let Some(url) = &config.channels.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+                return Err(format!(
+                    "channels.public_url is the address customers reach this node at, an http:// or https:// URL, not `{url}`"
+                ));
+            }
+        }
         if !["text", "json"].contains(&config.log.format.as_str()) {
             return Err(format!(
                 "log.format must be `text` or `json`, not `{}`",
@@ -490,6 +515,56 @@ mod tests {
             assert!(Config::load(None, &Overrides::default())
                 .unwrap_err()
                 .contains("prot"));
+            jail.create_file(
+                "parcours.toml",
+                "[channels]\npublic_url = \"parcours.shop.example\"",
+            )?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("channels.public_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// The configuration file of docs/quickstart.md loads as written, and with its channel
+    /// examples filled in.
+    #[test]
+    fn the_documented_file_loads() {
+        let doc = include_str!("../../../docs/quickstart.md");
+        let start = doc.find("```toml\n").expect("a toml block") + 8;
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        let filled: String = block
+            .lines()
+            .map(|l| {
+                let channel_example = [
+                    "public_url",
+                    "smtp_url",
+                    "from",
+                    "url",
+                    "username",
+                    "password",
+                ]
+                .iter()
+                .any(|k| l.starts_with(&format!("# {k} = ")));
+                if channel_example {
+                    l.trim_start_matches("# ").to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(filled.contains("\nusername = "), "{filled}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("parcours.toml", block)?;
+            Config::load(None, &Overrides::default()).unwrap();
+            jail.create_file("parcours.toml", &filled)?;
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.channels.sms.username.as_deref(), Some("AC…"));
+            assert!(c.channels.email.smtp_url.is_some());
+            assert_eq!(
+                c.channels.public_url.as_deref(),
+                Some("https://parcours.shop.example")
+            );
             Ok(())
         });
     }

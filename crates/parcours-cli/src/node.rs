@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use parcours_api::{provision_workspace, ApiConfig, AppState, Provisioned};
+use parcours_core::journey::MessageChannel;
 use parcours_core::time::Clock;
 use parcours_engine::{ClusterConfig, Engine, EngineConfig, SystemClock};
 use parcours_store::{Store, StoreError};
@@ -366,6 +367,40 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
             "no email provider configured (PARCOURS__CHANNELS__EMAIL__SMTP_URL): journey emails go to the capture channel"
         ),
     }
-    tracing::warn!("no SMS or push provider configured: journey SMS and push messages go to the capture channel");
+    for (channel, p) in [
+        (MessageChannel::Sms, &config.channels.sms),
+        (MessageChannel::Push, &config.channels.push),
+    ] {
+        let name = channel.as_str();
+        let upper = name.to_ascii_uppercase();
+        match (&p.url, &p.from) {
+            (Some(url), Some(from)) => {
+                let provider = parcours_engine::provider::HttpProvider::new(
+                    channel,
+                    url,
+                    p.username.as_deref(),
+                    p.password.as_deref(),
+                    from,
+                )
+                .map_err(|e| anyhow::anyhow!("channels.{name}: {e}"))?;
+                let provider: Arc<dyn parcours_channels::Sender> = Arc::new(provider);
+                match channel {
+                    MessageChannel::Sms => senders.sms = provider,
+                    _ => senders.push = provider,
+                }
+                tracing::info!(channel = name, from = %from, "messages go out through the HTTP provider");
+                if config.channels.public_url.is_none() {
+                    tracing::warn!(channel = name, "no PARCOURS__CHANNELS__PUBLIC_URL: the provider cannot report deliveries");
+                }
+            }
+            (Some(_), None) => anyhow::bail!(
+                "channels.{name}.url is set but channels.{name}.from is not: set PARCOURS__CHANNELS__{upper}__FROM"
+            ),
+            (None, _) => tracing::warn!(
+                channel = name,
+                "no provider configured (PARCOURS__CHANNELS__{upper}__URL): journey messages on this channel go to the capture channel"
+            ),
+        }
+    }
     Ok(senders)
 }

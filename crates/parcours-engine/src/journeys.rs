@@ -621,6 +621,23 @@ impl JourneyProcessor {
             );
             (html, links, secret) = (Some(tracked), urls, Some(s));
         }
+        // SMS and push: the provider reports delivery to a signed status callback.
+        let mut status_callback = None;
+        if let (Some(base), MessageChannel::Sms | MessageChannel::Push) =
+            (&self.public_url, channel)
+        {
+            let s = format!("{:032x}", rand::random::<u128>());
+            status_callback = Some(
+                tracking::Links {
+                    base,
+                    workspace: d.ws,
+                    key,
+                    secret: &s,
+                }
+                .status(),
+            );
+            secret = Some(s);
+        }
         let outgoing = Outgoing {
             channel,
             to,
@@ -640,6 +657,7 @@ impl JourneyProcessor {
                 _ => None,
             },
             links,
+            status_callback,
             secret,
             journey: journey.id.clone(),
             step: step.to_string(),

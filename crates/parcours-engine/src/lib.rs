@@ -17,6 +17,7 @@ mod held;
 mod ingest;
 pub mod journeys;
 pub mod outbound;
+pub mod provider;
 pub mod runner;
 pub mod scheduler;
 pub mod telemetry;

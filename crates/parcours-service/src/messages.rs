@@ -237,6 +237,42 @@ pub fn clicked(
     Ok((url, out))
 }
 
+/// A provider's status callback for an SMS or a push (Twilio's `MessageStatus`, with its
+/// `ErrorCode`): `delivered` records a delivery, `undelivered` and `failed` a failure; the
+/// statuses on the way (`queued`, `sent` …) record nothing. A signature that does not check is
+/// `NotFound`.
+pub fn provider_status(
+    store: &dyn Store,
+    ws: &str,
+    key: &str,
+    sig: &str,
+    status: &str,
+    error: Option<&str>,
+    now: Millis,
+) -> Result<Outcome, ServiceError> {
+    let (m, secret) = tracked(store, ws, key)?;
+    if !tracking::verify_status(&secret, ws, key, sig) {
+        return Err(ServiceError::NotFound(format!("message {key}")));
+    }
+    let status = match status {
+        "delivered" | "read" => Status::Delivered,
+        "undelivered" | "failed" => Status::Failed,
+        _ => return Ok(Outcome::default()),
+    };
+    let r = Incoming {
+        key: key.to_string(),
+        status,
+        at: None,
+        reason: error
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("provider error {}", e.chars().take(64).collect::<String>()))
+            .unwrap_or_default(),
+    };
+    let mut out = Outcome::default();
+    receive(store, ws, &m, &r, now, &mut out)?;
+    Ok(out)
+}
+
 /// One receipt, as a provider (or the code that reads its webhooks) reports it.
 #[derive(Debug, Clone, PartialEq)]
 struct Incoming {
@@ -363,6 +399,12 @@ pub fn record_receipts(
     now: Millis,
 ) -> Result<Recorded, ServiceError> {
     actor.require_editor()?;
+    if !body.is_object() {
+        return Err(ServiceError::invalid(
+            "invalid_receipt",
+            "send a receipt, or {\"receipts\": [...]}, as a JSON object",
+        ));
+    }
     let list: Vec<&Value> = match body.get("receipts") {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(_) => {
@@ -407,67 +449,79 @@ pub fn record_receipts(
             }
             Err(e) => return Err(e),
         };
-        let at = r.at.unwrap_or(now).min(now);
-        let detail = match r.status {
-            Status::SoftBounce => format!("soft: {}", r.reason),
-            Status::HardBounce => format!("hard: {}", r.reason),
-            _ => r.reason.clone(),
-        };
-        // Twice in one call is once, as twice in two calls is.
-        let recorded = !has(store, ws, &m.key, r.status.kind())?
-            && !out
-                .outcome
-                .receipts
-                .iter()
-                .any(|k| k.key == m.key && k.kind == r.status.kind());
-        let mut answer = json!({"key": r.key, "recorded": recorded});
-        if let Some(reason) = r.status.suppresses() {
-            let address = suppression_address(m.channel, &m.to);
-            let s = Suppression {
-                workspace_id: ws.to_string(),
-                channel: m.channel.as_str().to_string(),
-                address: address.clone(),
-                reason: reason.to_string(),
-                key: m.key.clone(),
-                detail: r.reason.clone(),
-                at,
-            };
-            store.suppress(&s)?;
-            answer["suppressed"] = json!(address);
-        }
-        if recorded {
-            let mut properties = json!({});
-            if !r.reason.is_empty() {
-                properties["reason"] = r.reason.clone().into();
-            }
-            match r.status {
-                Status::HardBounce => properties["bounce_type"] = "hard".into(),
-                Status::SoftBounce => properties["bounce_type"] = "soft".into(),
-                _ => {}
-            }
-            let name = r.status.event(m.channel);
-            let id = format!("{}:{}", r.status.kind(), m.key);
-            let about = About {
-                name: &name,
-                message_id: id,
-                properties,
-                at,
-            };
-            match event_of(store, ws, &m, about, now) {
-                Ok(b) => out.outcome.batches.push(b),
-                // The receipt is kept (and the address suppressed); only the event is missing.
-                Err(ServiceError::Unprocessable { code, message }) => {
-                    answer["event"] = json!({"code": code, "message": message});
-                }
-                Err(e) => return Err(e),
-            }
-            out.outcome
-                .receipts
-                .push(receipt(ws, &m, r.status.kind(), at, detail));
-        }
+        let answer = receive(store, ws, &m, &r, now, &mut out.outcome)?;
         out.results.push(answer);
     }
     Ok(out)
+}
+
+/// Records one receipt of message `m`: the answer to give, and what to record in `outcome`.
+fn receive(
+    store: &dyn Store,
+    ws: &str,
+    m: &Outgoing,
+    r: &Incoming,
+    now: Millis,
+    outcome: &mut Outcome,
+) -> Result<Value, ServiceError> {
+    let at = r.at.unwrap_or(now).min(now);
+    let detail = match r.status {
+        Status::SoftBounce => format!("soft: {}", r.reason),
+        Status::HardBounce => format!("hard: {}", r.reason),
+        _ => r.reason.clone(),
+    };
+    // Twice in one call is once, as twice in two calls is.
+    let recorded = !has(store, ws, &m.key, r.status.kind())?
+        && !outcome
+            .receipts
+            .iter()
+            .any(|k| k.key == m.key && k.kind == r.status.kind());
+    let mut answer = json!({"key": r.key, "recorded": recorded});
+    if let Some(reason) = r.status.suppresses() {
+        let address = suppression_address(m.channel, &m.to);
+        let s = Suppression {
+            workspace_id: ws.to_string(),
+            channel: m.channel.as_str().to_string(),
+            address: address.clone(),
+            reason: reason.to_string(),
+            key: m.key.clone(),
+            detail: r.reason.clone(),
+            at,
+        };
+        store.suppress(&s)?;
+        answer["suppressed"] = json!(address);
+    }
+    if recorded {
+        let mut properties = json!({});
+        if !r.reason.is_empty() {
+            properties["reason"] = r.reason.clone().into();
+        }
+        match r.status {
+            Status::HardBounce => properties["bounce_type"] = "hard".into(),
+            Status::SoftBounce => properties["bounce_type"] = "soft".into(),
+            _ => {}
+        }
+        let name = r.status.event(m.channel);
+        let id = format!("{}:{}", r.status.kind(), m.key);
+        let about = About {
+            name: &name,
+            message_id: id,
+            properties,
+            at,
+        };
+        match event_of(store, ws, m, about, now) {
+            Ok(b) => outcome.batches.push(b),
+            // The receipt is kept (and the address suppressed); only the event is missing.
+            Err(ServiceError::Unprocessable { code, message }) => {
+                answer["event"] = json!({"code": code, "message": message});
+            }
+            Err(e) => return Err(e),
+        }
+        outcome
+            .receipts
+            .push(receipt(ws, m, r.status.kind(), at, detail));
+    }
+    Ok(answer)
 }
 
 fn channel_of(s: &str) -> Result<MessageChannel, ServiceError> {
