@@ -35,6 +35,8 @@ fn decode(s: &str) -> String {
 
 /// A provider answering `503` to the first request and `201` after, as Twilio does.
 async fn fake_provider(seen: Seen) -> u16 {
+    // A fake provider, not a Parcours route: nothing to document.
+    #[allow(clippy::disallowed_methods)]
     let app = axum::Router::new().route(
         "/2010-04-01/Accounts/AC1/Messages.json",
         axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
