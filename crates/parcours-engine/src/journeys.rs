@@ -21,8 +21,8 @@ use parcours_core::audience::{Condition, EventFact, Subject};
 use parcours_core::journey::machine::{self, draw, Fact, History};
 use parcours_core::journey::policy::{self, CapWindow, Contact, Policy};
 use parcours_core::journey::{
-    self, local, Action, Admission, Effect, Input, Journey, Look, MessageChannel, Outcome, Run,
-    RunState,
+    self, local, Action, Admission, Effect, Input, Journey, Look, Message, MessageChannel, Outcome,
+    Run, RunState,
 };
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::UnknownConsent;
@@ -116,12 +116,23 @@ impl Customer {
             MessageChannel::Sms => &["phone"],
             MessageChannel::Push => &["push_token", "device_token"],
         };
+        // An identifier (email, phone), else a trait of that name (a push token is no
+        // identifier: a phone given to someone else keeps its token).
         kinds.iter().find_map(|k| {
             self.profile
                 .identifiers
                 .iter()
                 .find(|i| i.kind == *k)
                 .map(|i| i.value.clone())
+                .or_else(|| {
+                    self.profile
+                        .traits
+                        .get(*k)
+                        .and_then(|t| t.value.as_str())
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string)
+                })
         })
     }
 
@@ -236,6 +247,42 @@ fn horizon(policy: &Policy) -> Millis {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// How long a message with fallbacks waits to be delivered or opened before the next channel
+/// is tried, when its journey does not say.
+pub const FALLBACK_AFTER_MS: Millis = 3_600_000;
+
+/// The channels a message tries, in order: its own, then its fallbacks.
+fn channels_of(m: &Message) -> Vec<MessageChannel> {
+    std::iter::once(m.channel)
+        .chain(m.fallback.iter().copied())
+        .collect()
+}
+
+/// The key of a message's `attempt`th channel: `RUN:STEP:EPOCH` on its own channel,
+/// `RUN:STEP:EPOCH:CHANNEL` on a fallback.
+fn attempt_key(base: &str, chain: &[MessageChannel], attempt: usize) -> String {
+    match (attempt, chain.get(attempt)) {
+        (0, _) | (_, None) => base.to_string(),
+        (_, Some(c)) => format!("{base}:{}", c.as_str()),
+    }
+}
+
+/// A key read back: its first-channel key and which channel it is.
+fn read_attempt(key: &str, chain: &[MessageChannel]) -> (String, usize) {
+    if let Some((base, last)) = key.rsplit_once(':') {
+        if let Some(i) = chain.iter().skip(1).position(|c| c.as_str() == last) {
+            return (base.to_string(), i + 1);
+        }
+    }
+    (key.to_string(), 0)
+}
+
+fn fallback_payload(run: &Run, step: &str, base: &str, attempt: usize, priority: u8) -> String {
+    json!({"run": run.id, "step": step, "attempt": attempt, "base": base, "fallback": true,
+        "priority": priority})
+    .to_string()
 }
 
 /// A decision for one customer, with the policy and the contacts its sends are checked against.
@@ -404,7 +451,7 @@ impl JourneyProcessor {
                     d.timers.insert(live.run.id.clone(), None);
                 }
                 Effect::Send { step, key } => {
-                    self.send(d, &live.journey, &live.run, &step, &key, who, None);
+                    self.send(d, &live.journey, &live.run, &step, &key, who, None, 0);
                 }
                 Effect::UpdateTrait { step, name, .. } => d.note(
                     &live.run,
@@ -457,34 +504,54 @@ impl JourneyProcessor {
         journey: &Journey,
         run: &Run,
         step: &str,
-        key: &str,
+        // The message's key on its first channel (`RUN:STEP:EPOCH`).
+        base: &str,
         who: &Customer,
         // When a message held back by a cap must have gone (`None`: decided for the first
         // time; it expires after the policy's `expire_after`).
         expires: Option<Millis>,
+        // Which of its channels: 0 its own, then its fallbacks in order.
+        attempt: usize,
     ) {
         let Some(Action::Send(message)) =
             journey.step_index(step).map(|i| &journey.steps[i].action)
         else {
             return;
         };
-        let channel = message.channel;
+        let chain = channels_of(message);
+        let Some(&channel) = chain.get(attempt) else {
+            return;
+        };
+        let key = &attempt_key(base, &chain, attempt);
         let skip = |d: &mut Decision<'_>, code: &str, detail: String| {
             d.note(run, Some(step.to_string()), code, detail)
         };
+        // She cannot be reached on this channel: the next one is tried at once.
+        let skip_or_next = |d: &mut Decision<'_>, code: &str, detail: String| {
+            let next = chain.get(attempt + 1);
+            let detail = match next {
+                Some(n) => format!("{detail}: falling back to {}", n.as_str()),
+                None => detail,
+            };
+            d.note(run, Some(step.to_string()), code, detail);
+            next.is_some()
+        };
         let Some(to) = who.address(channel) else {
-            return skip(
+            if skip_or_next(
                 d,
                 "no_address",
                 format!("her profile has no {} address", channel.as_str()),
-            );
+            ) {
+                self.send(d, journey, run, step, base, who, expires, attempt + 1);
+            }
+            return;
         };
         match d
             .store
             .suppression(d.ws, channel.as_str(), &suppression_address(channel, &to))
         {
             Ok(Some(s)) => {
-                return skip(
+                if skip_or_next(
                     d,
                     "suppressed",
                     format!(
@@ -498,7 +565,10 @@ impl JourneyProcessor {
                             format!(", message {}", s.key)
                         }
                     ),
-                )
+                ) {
+                    self.send(d, journey, run, step, base, who, expires, attempt + 1);
+                }
+                return;
             }
             Ok(None) => {}
             Err(e) => {
@@ -527,7 +597,10 @@ impl JourneyProcessor {
                         channel.as_str()
                     ),
                 };
-                return skip(d, "no_consent", detail);
+                if skip_or_next(d, "no_consent", detail) {
+                    self.send(d, journey, run, step, base, who, expires, attempt + 1);
+                }
+                return;
             }
         }
         let tz = local::zone(
@@ -543,8 +616,9 @@ impl JourneyProcessor {
                 key: key.to_string(),
                 bucket: profile_bucket(d.ws, d.profile),
                 due_at: until,
-                payload: json!({"run": run.id, "step": step, "expires": expires, "priority": journey.priority})
-                    .to_string(),
+                payload: json!({"run": run.id, "step": step, "expires": expires, "priority": journey.priority,
+                    "attempt": attempt, "base": base})
+                .to_string(),
             });
         };
         let quiet = journey.quiet_hours.or(d.policy.quiet_hours);
@@ -605,7 +679,19 @@ impl JourneyProcessor {
         };
         // Email links come back through Parcours when it has a public address: opens and
         // clicks return as events of hers, signed with the message's own secret.
-        let (mut html, mut links, mut secret) = (rendered.html, Vec::new(), None);
+        // Each channel takes its own parts (a push falling back to email makes its title the
+        // subject; an email falling back to SMS sends its text).
+        let (subject, html, text, title) = match channel {
+            MessageChannel::Email => (
+                rendered.subject.or(rendered.title),
+                rendered.html,
+                rendered.text,
+                None,
+            ),
+            MessageChannel::Sms => (None, None, rendered.text, None),
+            MessageChannel::Push => (None, None, rendered.text, rendered.title),
+        };
+        let (mut html, mut links, mut secret) = (html, Vec::new(), None);
         if let (Some(base), MessageChannel::Email, Some(body)) =
             (&self.public_url, channel, html.as_deref())
         {
@@ -641,10 +727,10 @@ impl JourneyProcessor {
         let outgoing = Outgoing {
             channel,
             to,
-            subject: rendered.subject,
+            subject,
             html,
-            text: rendered.text,
-            title: rendered.title,
+            text,
+            title,
             key: key.to_string(),
             unsubscribe: match (&self.public_url, channel) {
                 (Some(base), MessageChannel::Email) => Some(format!(
@@ -686,8 +772,111 @@ impl JourneyProcessor {
         skip(
             d,
             "sent",
-            format!("{} queued for sending", channel.as_str()),
+            if attempt == 0 {
+                format!("{} queued for sending", channel.as_str())
+            } else {
+                format!(
+                    "{} queued for sending (fallback {attempt})",
+                    channel.as_str()
+                )
+            },
         );
+        // The next channel, if this one is neither delivered nor opened in time (or fails
+        // before: its receipt brings the fallback forward).
+        if attempt + 1 < chain.len() {
+            let after = message.fallback_after_ms.unwrap_or(FALLBACK_AFTER_MS);
+            d.write.set_timers.push(NewTimer {
+                workspace_id: d.ws.to_string(),
+                kind: JOURNEY_SENDS.into(),
+                key: attempt_key(base, &chain, attempt + 1),
+                bucket: profile_bucket(d.ws, d.profile),
+                due_at: d.now.saturating_add(after),
+                payload: fallback_payload(run, step, base, attempt + 1, journey.priority),
+            });
+        }
+    }
+
+    /// Whether an earlier channel of a message reached her (delivered, opened or clicked):
+    /// why its fallback is not needed.
+    fn reached(
+        &self,
+        store: &dyn Store,
+        ws: &str,
+        journey: &Journey,
+        step: &str,
+        base: &str,
+        attempt: usize,
+    ) -> Result<Option<String>> {
+        let Some(Action::Send(message)) =
+            journey.step_index(step).map(|i| &journey.steps[i].action)
+        else {
+            return Ok(None);
+        };
+        let chain = channels_of(message);
+        for earlier in 0..attempt.min(chain.len()) {
+            let key = attempt_key(base, &chain, earlier);
+            if let Some(r) = store
+                .receipts(ws, &key)?
+                .into_iter()
+                .find(|r| ["delivered", "opened", "clicked"].contains(&r.kind.as_str()))
+            {
+                return Ok(Some(format!(
+                    "the {} message was {} ({})",
+                    chain[earlier].as_str(),
+                    r.kind,
+                    parcours_core::time::format_timestamp(r.at)
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A message of hers failed or bounced: the timer of its next channel, due now (`None`
+    /// when the event is no such receipt, or the message has no next channel).
+    fn fallback_now(
+        &mut self,
+        store: &dyn Store,
+        ws: &str,
+        profile: &str,
+        name: &str,
+        properties: &Value,
+        now: Millis,
+    ) -> Result<Option<NewTimer>> {
+        if !(name.ends_with(" Failed") || name.ends_with(" Bounced")) {
+            return Ok(None);
+        }
+        let text = |k: &str| properties.get(k).and_then(Value::as_str);
+        let (Some(key), Some(run_id), Some(step)) =
+            (text("message_key"), text("run"), text("step"))
+        else {
+            return Ok(None);
+        };
+        let Some(stored) = store.run(ws, run_id)? else {
+            return Ok(None);
+        };
+        let Some(journey) = self.version(store, ws, &stored.journey_id, stored.version)? else {
+            return Ok(None);
+        };
+        let Some(Action::Send(message)) =
+            journey.step_index(step).map(|i| &journey.steps[i].action)
+        else {
+            return Ok(None);
+        };
+        let chain = channels_of(message);
+        let (base, attempt) = read_attempt(key, &chain);
+        if attempt + 1 >= chain.len() {
+            return Ok(None);
+        }
+        let run: Run = serde_json::from_value(stored.state.clone())
+            .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", stored.run_id)))?;
+        Ok(Some(NewTimer {
+            workspace_id: ws.to_string(),
+            kind: JOURNEY_SENDS.into(),
+            key: attempt_key(&base, &chain, attempt + 1),
+            bucket: profile_bucket(ws, profile),
+            due_at: now,
+            payload: fallback_payload(&run, step, &base, attempt + 1, journey.priority),
+        }))
     }
 
     /// Moves one customer's runs on her queued events, and starts the runs they enter: the
@@ -735,6 +924,9 @@ impl JourneyProcessor {
             let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
             let empty = Value::Null;
             let properties = body.get("properties").unwrap_or(&empty);
+            if let Some(t) = self.fallback_now(store, ws, profile, &row.name, properties, now)? {
+                d.write.set_timers.push(t);
+            }
             let fact = Fact {
                 name: &row.name,
                 properties,
@@ -962,10 +1154,24 @@ impl JourneyProcessor {
         } else {
             // A message deferred by quiet hours: sent now unless the run met its goal or
             // exited meanwhile.
-            let step = serde_json::from_str::<Value>(&t.payload)
-                .ok()
-                .and_then(|p| p.get("step").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_default();
+            // A message deferred by quiet hours or a cap, or the next channel of a message
+            // not delivered (nor opened) in time.
+            let payload = serde_json::from_str::<Value>(&t.payload).unwrap_or(Value::Null);
+            let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
+            let step = text("step").unwrap_or_default();
+            let base = text("base").unwrap_or_else(|| t.key.clone());
+            let attempt = payload.get("attempt").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if payload.get("fallback").and_then(Value::as_bool) == Some(true) {
+                if store.outbox_row_by_key(&ws, &t.key)?.is_some() {
+                    // Sent already (a failure brought it forward): nothing more to do.
+                    return Ok(());
+                }
+                if let Some(why) = self.reached(store, &ws, &journey, &step, &base, attempt)? {
+                    d.note(&live.run, Some(step), "fallback_not_needed", why);
+                    let write = d.finish(fence)?;
+                    return store.record_journeys(&write);
+                }
+            }
             match &live.run.state {
                 RunState::Done {
                     outcome: outcome @ (Outcome::Goal | Outcome::Exited { .. }),
@@ -992,7 +1198,9 @@ impl JourneyProcessor {
                         let expires = serde_json::from_str::<Value>(&t.payload)
                             .ok()
                             .and_then(|p| p.get("expires").and_then(Value::as_i64));
-                        self.send(&mut d, &journey, &live.run, &step, &t.key, &who, expires);
+                        self.send(
+                            &mut d, &journey, &live.run, &step, &base, &who, expires, attempt,
+                        );
                     }
                 }
             }

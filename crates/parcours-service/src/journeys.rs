@@ -91,7 +91,6 @@ fn unavailable(j: &Journey) -> Option<String> {
             Action::UpdateTrait { .. } => "update_trait steps do not run yet",
             Action::Webhook { .. } => "webhook steps do not run yet",
             Action::AdAudience { .. } => "ad_audience steps do not run yet",
-            Action::Send(m) if !m.fallback.is_empty() => "channel fallback does not run yet",
             _ => continue,
         };
         return Some(format!("step `{}`: {what}", s.id));

@@ -1195,6 +1195,11 @@ impl Reader {
                 );
             }
         };
+        // What each channel it may go out on needs: its own, and its fallbacks'.
+        let chain: Vec<MessageChannel> = std::iter::once(channel)
+            .chain(fallback.iter().flatten().copied())
+            .collect();
+        let on = |c: MessageChannel| chain.contains(&c);
         match channel {
             MessageChannel::Email => {
                 need(self, subject.is_some(), "`subject`");
@@ -1202,12 +1207,23 @@ impl Reader {
             }
             MessageChannel::Sms | MessageChannel::Push => {
                 need(self, text.is_some(), "`text`");
-                if html.is_some() || subject.is_some() {
-                    self.problem(node.at, format!("an {} message takes `text` (and `title` for push), not `subject` or `html`", channel.as_str()));
+                if !on(MessageChannel::Email) && (html.is_some() || subject.is_some()) {
+                    self.problem(node.at, format!("an {} message takes `text` (and `title` for push), not `subject` or `html` (unless it falls back to email)", channel.as_str()));
                 }
             }
         }
-        if title.is_some() && channel != MessageChannel::Push {
+        if channel != MessageChannel::Email && on(MessageChannel::Email) {
+            need(
+                self,
+                subject.is_some() || title.is_some(),
+                "`subject` (or `title`) for its email fallback",
+            );
+        }
+        if channel == MessageChannel::Email && (on(MessageChannel::Sms) || on(MessageChannel::Push))
+        {
+            need(self, text.is_some(), "`text` for its SMS or push fallback");
+        }
+        if title.is_some() && !on(MessageChannel::Push) {
             self.problem(node.at, "`title` is for push messages");
         }
         if fallback_after_ms.is_some() && fallback.as_ref().is_some_and(Vec::is_empty) {
