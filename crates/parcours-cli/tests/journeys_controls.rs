@@ -1,7 +1,8 @@
-//! Delivery controls on a node, on both stores: a frequency cap counted on her calendar day in
-//! her time zone, two journeys competing for it (the higher priority goes first, the other is
-//! deferred to her next midnight, then sent, or dropped once it expired), and quiet hours in her
-//! time zone, each decision recorded with its reason.
+//! Delivery controls on a node, on both stores, sending to a real SMTP server (aiosmtpd,
+//! started by the test): a frequency cap counted on her calendar day in her time zone, two
+//! journeys competing for it (the higher priority goes first, the other is deferred to her next
+//! midnight, then sent, or dropped once it expired), and quiet hours in her time zone, also
+//! across a daylight-saving change, each decision recorded with its reason.
 
 #[macro_use]
 mod common;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::journeys::put_document as put;
-use common::{eventually, start_with_clock, Backend, ShiftedClock, TestNode, ADMIN};
+use common::smtp::{header, Sink};
+use common::{eventually, start_with_clock, temp_dir, Backend, ShiftedClock, TestNode, ADMIN};
 use parcours_core::journey::local;
 use parcours_core::time::Clock;
 use serde_json::{json, Value};
@@ -29,18 +31,23 @@ fn customer(user: &str) -> Value {
         "context": {"consent": {"categoryPreferences": {"marketing": true}}}})
 }
 
-/// The subjects of the emails sent so far to `user`, oldest first.
-async fn subjects(t: &TestNode, user: &str) -> Vec<String> {
-    let (_, m) = t.get("/api/v1/messages?channel=email&limit=500").await;
-    let mut out: Vec<String> = m["messages"]
-        .as_array()
-        .unwrap()
+/// The subjects of the emails the SMTP server received for `user`, oldest first.
+async fn subjects(sink: &Sink, user: &str) -> Vec<String> {
+    sink.messages()
         .iter()
-        .filter(|m| m["message"]["to"] == format!("{user}@example.com") && m["state"] == "done")
-        .map(|m| m["message"]["subject"].as_str().unwrap().to_string())
-        .collect();
-    out.reverse();
-    out
+        .filter(|m| header(m, "To").as_deref() == Some(&format!("{user}@example.com")))
+        .map(|m| header(m, "Subject").unwrap())
+        .collect()
+}
+
+/// A node sending email to `sink`.
+async fn node(tag: &str, backend: Backend, clock: Arc<ShiftedClock>, sink: &Sink) -> TestNode {
+    let port = sink.port;
+    start_with_clock(tag, backend, clock, move |c| {
+        c.channels.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.channels.email.from = Some("Shop <news@shop.example>".into());
+    })
+    .await
 }
 
 async fn decisions(t: &TestNode, user: &str, journey: &str) -> Vec<(String, String)> {
@@ -68,8 +75,9 @@ async fn decisions(t: &TestNode, user: &str, journey: &str) -> Vec<(String, Stri
 }
 
 async fn caps_priority_and_quiet_hours_in_her_time_zone(backend: Backend) {
+    let sink = Sink::start(temp_dir("smtp-sink"), 0);
     let clock = Arc::new(ShiftedClock::default());
-    let t = start_with_clock("journey-controls", backend, clock.clone(), |_| {}).await;
+    let t = node("journey-controls", backend, clock.clone(), &sink).await;
     let (status, err) = put(
         &t,
         "/api/v1/workspace/contact-policy",
@@ -108,7 +116,7 @@ async fn caps_priority_and_quiet_hours_in_her_time_zone(backend: Backend) {
     eventually(
         Duration::from_secs(20),
         "the higher priority's email",
-        || async { (subjects(&t, "ann").await == ["b-high"]).then_some(()) },
+        || async { (subjects(&sink, "ann").await == ["b-high"]).then_some(()) },
     )
     .await;
     let low = decisions(&t, "ann", "a-low").await;
@@ -132,7 +140,7 @@ async fn caps_priority_and_quiet_hours_in_her_time_zone(backend: Backend) {
     eventually(
         Duration::from_secs(20),
         "the deferred email, the next day",
-        || async { (subjects(&t, "ann").await == ["b-high", "a-low"]).then_some(()) },
+        || async { (subjects(&sink, "ann").await == ["b-high", "a-low"]).then_some(()) },
     )
     .await;
 
@@ -151,7 +159,7 @@ async fn caps_priority_and_quiet_hours_in_her_time_zone(backend: Backend) {
     eventually(
         Duration::from_secs(20),
         "Bob's higher-priority email",
-        || async { (subjects(&t, "bob").await == ["b-high"]).then_some(()) },
+        || async { (subjects(&sink, "bob").await == ["b-high"]).then_some(()) },
     )
     .await;
     let now = clock.now();
@@ -203,15 +211,66 @@ async fn caps_priority_and_quiet_hours_in_her_time_zone(backend: Backend) {
         d.iter().any(|(_, r)| r.contains("America/New_York")),
         "{d:?}"
     );
-    assert!(subjects(&t, "cy").await.is_empty());
+    assert!(subjects(&sink, "cy").await.is_empty());
     clock.advance(2 * H + 60_000);
     eventually(
         Duration::from_secs(20),
         "the email once quiet hours end",
-        || async { (subjects(&t, "cy").await == ["c-quiet"]).then_some(()) },
+        || async { (subjects(&sink, "cy").await == ["c-quiet"]).then_some(()) },
     )
     .await;
     t.stop().await;
 }
 
-on_each_store!(caps_priority_and_quiet_hours_in_her_time_zone);
+/// Quiet hours from 21:00 to 08:00 in New York, the night clocks go forward (2027-03-14, 02:00
+/// EST becomes 03:00 EDT): a message decided at 23:00 EST waits for 08:00 EDT, which is 12:00
+/// UTC (a fixed offset would say 13:00).
+async fn quiet_hours_end_right_across_a_dst_change(backend: Backend) {
+    let sink = Sink::start(temp_dir("smtp-sink"), 0);
+    let clock = Arc::new(ShiftedClock::default());
+    let t = node("journey-dst", backend, clock.clone(), &sink).await;
+    let doc = promo("night", 50, "Night Test").replace(
+        "status: live\n",
+        "status: live\nquiet_hours: {from: \"21:00\", to: \"08:00\"}\n",
+    );
+    let (status, r) = put(&t, "/api/v1/journeys/night", "application/yaml", &doc).await;
+    assert_eq!(status, 201, "{r}");
+    // 2027-03-13 23:00 EST is 2027-03-14 04:00 UTC.
+    let at = parcours_core::time::parse_timestamp("2027-03-14T04:00:00Z").unwrap();
+    clock.advance(at - clock.now());
+    t.send(json!({"batch": [customer("dee"), {"type": "track", "userId": "dee", "event": "Night Test"}]}))
+        .await;
+    let d = eventually(Duration::from_secs(20), "the deferral", || async {
+        let d = decisions(&t, "dee", "night").await;
+        d.iter()
+            .any(|(c, _)| c == "deferred_quiet_hours")
+            .then_some(d)
+    })
+    .await;
+    assert!(
+        d.iter()
+            .any(|(c, r)| c == "deferred_quiet_hours" && r.contains("2027-03-14T12:00:00")),
+        "{d:?}"
+    );
+    // At 07:30 EDT (11:30 UTC), nothing yet; at 08:00 EDT it goes.
+    let end = parcours_core::time::parse_timestamp("2027-03-14T12:00:00Z").unwrap();
+    clock.advance(end - 30 * 60_000 - clock.now());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        subjects(&sink, "dee").await.is_empty(),
+        "sent during her quiet hours"
+    );
+    clock.advance(end + 1_000 - clock.now());
+    eventually(
+        Duration::from_secs(20),
+        "the email at 08:00 EDT",
+        || async { (subjects(&sink, "dee").await == ["night"]).then_some(()) },
+    )
+    .await;
+    t.stop().await;
+}
+
+on_each_store!(
+    caps_priority_and_quiet_hours_in_her_time_zone,
+    quiet_hours_end_right_across_a_dst_change
+);
