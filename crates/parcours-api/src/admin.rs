@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use parcours_core::identifier::{normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE};
 use parcours_core::rules::IdentityRulesConfig;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
@@ -156,36 +155,18 @@ async fn lookup(
             "give `type` and `value`, e.g. ?type=email&value=a@example.com",
         ));
     };
-    let ws = caller.workspace().to_string();
-    let st = store(&state);
-    let rules = {
-        let (st, ws) = (st.clone(), ws.clone());
-        blocking(move || {
-            Ok(st
-                .workspace(&ws)?
-                .map(|w| w.identity_rules)
-                .unwrap_or_default())
-        })
-        .await?
-    };
-    let normalized = match kind.as_str() {
-        EMAIL => normalize_email(&value),
-        PHONE => normalize_phone_with(&value, rules.default_region.as_deref(), rules.phone_numbers),
-        _ => Some(value.trim().to_string()),
-    }
-    .ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_identifier",
-            format!("`{value}` is not a valid {kind}"),
-        )
-    })?;
-    let id = Identifier::new(kind, normalized);
-    let shown = id.to_string();
+    let (ws, st) = (caller.workspace().to_string(), store(&state));
+    let shown = format!("{kind}:{value}");
     let pid = blocking(move || {
-        st.lookup(&ws, &id)?
-            .ok_or_else(|| ApiError::not_found(format!("identifier {shown}")))
+        Ok(parcours_service::identity::find(
+            st.as_ref(),
+            &ws,
+            &kind,
+            &value,
+        )?)
     })
-    .await?;
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("identifier {shown}")))?;
     let p = load_profile(&state, caller.workspace().to_string(), pid.clone()).await?;
     Ok(Json(profile_json(&p, &pid)))
 }

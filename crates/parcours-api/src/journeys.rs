@@ -29,6 +29,47 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(messages))
         .routes(routes!(get_policy, put_policy))
         .routes(routes!(report))
+        .routes(routes!(enter))
+}
+
+/// Enters a customer into a journey whose entry is `api: true`: `{"identifier": {"type":
+/// "email", "value": "…"}, "properties": {…}, "message_id": "…"}`. Answers `202` once the
+/// entry is in the log; the journey decides it like any entry (the explain API says what it
+/// decided). The same `message_id` twice is one entry.
+#[utoipa::path(post, path = "/journeys/{id}/entries", tag = "journeys", request_body = Answer,
+    params(("id" = String, Path, description = "the journey id")),
+    security(("bearer" = [])),
+    responses((status = 202, description = "the entry is recorded", body = Answer), Refusals))]
+async fn enter(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_entry",
+            "send the entry as a JSON object",
+        ));
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let journey = id.clone();
+    let asked = blocking(move || {
+        Ok(journeys::request_entry(
+            st.as_ref(),
+            &actor,
+            &journey,
+            &body,
+            now,
+        )?)
+    })
+    .await?;
+    let (message_id, profile_id) = (asked.message_id.clone(), asked.profile_id.clone());
+    state.engine.ingest(asked.batch).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"journey": id, "message_id": message_id, "profile_id": profile_id})),
+    ))
 }
 
 /// Did it work? A journey's runs (entered, waiting, converted, exited, completed), the

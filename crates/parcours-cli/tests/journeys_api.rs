@@ -1,11 +1,12 @@
 //! Journey documents through the real HTTP path, on both stores: saved as YAML or JSON,
-//! refused with every problem's line and column, versioned, read back as written.
+//! refused with every problem's line and column, versioned, read back as written; customers
+//! entered through the API.
 
 #[macro_use]
 mod common;
 
 use common::journeys::{abandoned_cart, put_document as put};
-use common::{start_on, Backend};
+use common::{call, eventually, start_on, Backend, ADMIN};
 use serde_json::json;
 
 async fn journeys_are_versioned_documents(backend: Backend) {
@@ -251,7 +252,194 @@ async fn journeys_are_versioned_documents(backend: Backend) {
     t.stop().await;
 }
 
-on_each_store!(journeys_are_versioned_documents);
+const VIP: &str = r#"
+id: vip-welcome
+status: live
+entry:
+  api: true
+  key: properties.order_id
+  reentry: never
+steps:
+  - id: hello
+    send:
+      channel: email
+      purpose: transactional
+      subject: "Welcome, {{ traits.first_name }}"
+      text: "Your order {{ event.properties.order_id }} waits at {{ event.properties.store }}"
+"#;
+
+/// The emails sent so far (capture channel), oldest first: `(to, subject, text)`.
+async fn emails(t: &common::TestNode) -> Vec<(String, String, String)> {
+    let (_, m) = t.get("/api/v1/messages?channel=email&limit=500").await;
+    let mut out: Vec<(String, String, String)> = m["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let f = |k: &str| m["message"][k].as_str().unwrap_or_default().to_string();
+            (f("to"), f("subject"), f("text"))
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn customers_enter_through_the_api(backend: Backend) {
+    let t = start_on("journey-entries", backend, |_| {}).await;
+    let (status, saved) = put(&t, "/api/v1/journeys/vip-welcome", "application/yaml", VIP).await;
+    assert_eq!(status, 201, "{saved}");
+    t.send(json!({"batch": [{"type": "identify", "userId": "lea",
+        "traits": {"email": "lea@example.com", "first_name": "Léa"}}]}))
+        .await;
+    t.unified().await;
+    let entry = json!({"identifier": {"type": "email", "value": " Lea@Example.com "},
+        "properties": {"order_id": "o1", "store": "Lyon Part-Dieu"}, "message_id": "crm-1"});
+    let (status, asked) = call(
+        &t,
+        "POST",
+        "/api/v1/journeys/vip-welcome/entries",
+        entry.clone(),
+    )
+    .await;
+    assert_eq!(status, 202, "{asked}");
+    assert_eq!(asked["message_id"], "crm-1");
+    let lea = t.profile_of(ADMIN, "user_id", "lea").await.unwrap();
+    assert_eq!(asked["profile_id"], lea["id"], "{asked}");
+    let sent = eventually(std::time::Duration::from_secs(20), "her email", || async {
+        let e = emails(&t).await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(
+        sent[0],
+        (
+            "lea@example.com".to_string(),
+            "Welcome, Léa".to_string(),
+            "Your order o1 waits at Lyon Part-Dieu".to_string()
+        )
+    );
+    // The same request again (a retry) is the same entry; another order is another run.
+    let (status, _) = call(
+        &t,
+        "POST",
+        "/api/v1/journeys/vip-welcome/entries",
+        entry.clone(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mut other = entry.clone();
+    other["message_id"] = json!("crm-2");
+    other["properties"]["order_id"] = json!("o2");
+    let (status, _) = call(&t, "POST", "/api/v1/journeys/vip-welcome/entries", other).await;
+    assert_eq!(status, 202);
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the second order's email",
+        || async { (emails(&t).await.len() == 2).then_some(()) },
+    )
+    .await;
+    // A new request for the first order again: `reentry: never`, nothing more.
+    let mut again = entry.clone();
+    again["message_id"] = json!("crm-3");
+    let (status, _) = call(&t, "POST", "/api/v1/journeys/vip-welcome/entries", again).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let all = emails(&t).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[1].2, "Your order o2 waits at Lyon Part-Dieu");
+    // The entry is in her timeline, as any event.
+    let (_, events) = t
+        .get(&format!(
+            "/api/v1/profiles/{}/events",
+            lea["id"].as_str().unwrap()
+        ))
+        .await;
+    let asked_for: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "Journey Entry Requested")
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked_for.len(), 3, "{events}");
+
+    // Refusals, each with its code.
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/journeys/vip-welcome/entries",
+        json!({"identifier": {"type": "email", "value": "nobody@example.com"}}),
+    )
+    .await;
+    assert_eq!(status, 404, "{e}");
+    for (body, code) in [
+        (
+            json!({"identifier": {"type": "email", "value": "not an email"}}),
+            "invalid_identifier",
+        ),
+        (json!({"identifier": "lea"}), "invalid_entry"),
+        (
+            json!({"identifier": {"type": "user_id", "value": "lea"}, "properties": {"journey": "x"}}),
+            "invalid_entry",
+        ),
+        (
+            json!({"identifier": {"type": "user_id", "value": "lea"}, "properties": [1]}),
+            "invalid_entry",
+        ),
+        (
+            json!({"identifier": {"type": "user_id", "value": "lea"}, "extra": 1}),
+            "invalid_entry",
+        ),
+        (json!([1, 2]), "invalid_entry"),
+    ] {
+        let (status, e) = call(
+            &t,
+            "POST",
+            "/api/v1/journeys/vip-welcome/entries",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {e}"
+        );
+    }
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/journeys/nope/entries",
+        json!({"identifier": {"type": "user_id", "value": "lea"}}),
+    )
+    .await;
+    assert_eq!(status, 404, "{e}");
+    let cart = abandoned_cart();
+    put(
+        &t,
+        "/api/v1/journeys/abandoned-cart",
+        "application/yaml",
+        &cart,
+    )
+    .await;
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/journeys/abandoned-cart/entries",
+        json!({"identifier": {"type": "user_id", "value": "lea"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("journey_not_api")),
+        "{e}"
+    );
+    t.stop().await;
+}
+
+on_each_store!(
+    journeys_are_versioned_documents,
+    customers_enter_through_the_api
+);
 
 fn parcours(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"))

@@ -76,3 +76,33 @@ pub fn set_identity_rules(
     }
     Ok(())
 }
+
+/// The profile an identifier belongs to, the value normalised as ingest normalises it (an
+/// email in lower case, a phone in E.164 by the workspace's rules): `Invalid` when it cannot
+/// be one, `Ok(None)` when no profile has it.
+pub fn find(
+    store: &dyn Store,
+    workspace: &str,
+    kind: &str,
+    value: &str,
+) -> Result<Option<String>, ServiceError> {
+    use parcours_core::identifier::{
+        normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE,
+    };
+    let rules = store
+        .workspace(workspace)?
+        .map(|w| w.identity_rules)
+        .unwrap_or_default();
+    let normalized = match kind {
+        EMAIL => normalize_email(value),
+        PHONE => normalize_phone_with(value, rules.default_region.as_deref(), rules.phone_numbers),
+        _ => Some(value.trim().to_string()).filter(|v| !v.is_empty()),
+    }
+    .ok_or_else(|| {
+        ServiceError::invalid(
+            "invalid_identifier",
+            format!("`{value}` is not a valid {kind}"),
+        )
+    })?;
+    Ok(store.lookup(workspace, &Identifier::new(kind, normalized))?)
+}

@@ -78,7 +78,7 @@ fn unavailable(j: &Journey) -> Option<String> {
     match &j.entry.trigger {
         Trigger::Event { .. } => {}
         Trigger::Audience { .. } => return Some("entry on an audience does not run yet".into()),
-        Trigger::Api => return Some("entry by API call does not run yet".into()),
+        Trigger::Api => {}
         Trigger::Schedule { .. } => return Some("entry on a schedule does not run yet".into()),
     }
     if j.in_flight == InFlight::Move {
@@ -282,6 +282,155 @@ pub fn unsubscribe(
         })?;
     batch.source_id = UNSUBSCRIBE_SOURCE.into();
     Ok(batch)
+}
+
+/// The source of entries asked through the API.
+pub const API_ENTRY_SOURCE: &str = "parcours:journey-entries";
+
+/// What entering a customer through the API asks for: the event to ingest, and the answer.
+pub struct EntryRequest {
+    pub batch: parcours_store::IngestBatch,
+    pub message_id: String,
+    pub profile_id: Option<String>,
+}
+
+/// Enters a customer into a journey whose entry is `api: true`: `{"identifier": {"type":
+/// "email", "value": "…"}, "properties": {…}, "message_id": "…"}`. The entry is an event of
+/// hers in the log (`Journey Entry Requested`, its properties the entry's and `journey`), so
+/// it is decided, explained and replayed like any entry; the same `message_id` twice is one
+/// entry.
+pub fn request_entry(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    body: &serde_json::Value,
+    now: Millis,
+) -> Result<EntryRequest, ServiceError> {
+    use parcours_core::spec::{check_event, Checked, Edge};
+    use serde_json::{json, Value};
+    actor.require_editor()?;
+    let bad = |m: String| ServiceError::invalid("invalid_entry", m);
+    let Value::Object(o) = body else {
+        return Err(bad("send the entry as a JSON object".into()));
+    };
+    for k in o.keys() {
+        if !["identifier", "properties", "message_id"].contains(&k.as_str()) {
+            return Err(bad(format!(
+                "`{k}` is not an entry field (identifier, properties, message_id)"
+            )));
+        }
+    }
+    let (latest, _) = get(store, actor, id, None)?;
+    let journey = stored_journey(&latest)?;
+    if !matches!(journey.entry.trigger, Trigger::Api) {
+        return Err(ServiceError::Unprocessable {
+            code: "journey_not_api",
+            message: format!(
+                "journey {id} is not entered through the API (its entry is not `api: true`)"
+            ),
+        });
+    }
+    if journey.status != Status::Live {
+        return Err(ServiceError::Unprocessable {
+            code: "journey_not_live",
+            message: format!(
+                "journey {id} is {}: only a live journey takes entrants",
+                journey.status.as_str()
+            ),
+        });
+    }
+    let identifier = o.get("identifier").and_then(Value::as_object).ok_or_else(|| {
+        bad("`identifier` is required: {\"type\": \"email\", \"value\": \"…\"} (any identifier type)".into())
+    })?;
+    let (Some(kind), Some(value)) = (
+        identifier.get("type").and_then(Value::as_str),
+        identifier.get("value").and_then(Value::as_str),
+    ) else {
+        return Err(bad(
+            "`identifier` has a `type` and a `value`, both text".into()
+        ));
+    };
+    let mut properties = match o.get("properties") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(_) => return Err(bad("`properties` is an object".into())),
+    };
+    if properties.contains_key("journey") {
+        return Err(bad(
+            "`properties.journey` is reserved: it names the journey".into(),
+        ));
+    }
+    properties.insert("journey".into(), id.into());
+    let message_id = match o.get("message_id") {
+        None | Some(Value::Null) => format!("journey-entry-{:032x}", rand::random::<u128>()),
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        Some(_) => return Err(bad("`message_id` is text".into())),
+    };
+    // A user id or anonymous id enters her even before Parcours knows her; any other
+    // identifier must belong to a customer already.
+    let profile_id = crate::identity::find(store, &actor.workspace, kind, value)?;
+    let (user_id, anonymous_id) = match (kind, &profile_id) {
+        ("user_id", _) => (Some(value.trim().to_string()), None),
+        ("anonymous_id", _) => (None, Some(value.trim().to_string())),
+        (_, None) => {
+            return Err(ServiceError::NotFound(format!(
+                "customer with {kind} {value}"
+            )));
+        }
+        (_, Some(p)) => {
+            let profile = store
+                .profile(&actor.workspace, p)?
+                .ok_or_else(|| ServiceError::NotFound(format!("customer with {kind} {value}")))?;
+            let id_of = |k: &str| {
+                profile
+                    .identifiers
+                    .iter()
+                    .find(|i| i.kind == k)
+                    .map(|i| i.value.clone())
+            };
+            match (id_of("user_id"), id_of("anonymous_id")) {
+                (None, None) => {
+                    return Err(ServiceError::Unprocessable {
+                        code: "entry_customer_unaddressable",
+                        message: format!("the customer with {kind} {value} has no user id or anonymous id to record the entry under"),
+                    })
+                }
+                (u, a) => (u.clone(), if u.is_some() { None } else { a }),
+            }
+        }
+    };
+    let mut event = json!({
+        "type": "track",
+        "event": journey::machine::API_ENTRY_EVENT,
+        "messageId": message_id,
+        "timestamp": parcours_core::time::format_timestamp(now),
+        "properties": properties,
+        "context": {"library": {"name": "parcours"}},
+    });
+    if let Some(u) = user_id {
+        event["userId"] = u.into();
+    }
+    if let Some(a) = anonymous_id {
+        event["anonymousId"] = a.into();
+    }
+    let raw = serde_json::value::to_raw_value(&event).expect("an event always serialises");
+    let edge = Edge::single(now, Some(parcours_core::Channel::Server), None);
+    match check_event(&raw, &edge, &mut |_| message_id.clone()) {
+        Checked::Accepted(e) => Ok(EntryRequest {
+            batch: parcours_store::IngestBatch {
+                workspace_id: actor.workspace.clone(),
+                source_id: API_ENTRY_SOURCE.into(),
+                events: vec![e],
+                quarantined: Vec::new(),
+            },
+            message_id,
+            profile_id,
+        }),
+        Checked::Quarantined(q) => Err(bad(format!(
+            "the entry does not make a valid event: {}",
+            q.violation.message()
+        ))),
+    }
 }
 
 /// Sets the workspace's contact policy (frequency caps, quiet hours, expiry of held-back

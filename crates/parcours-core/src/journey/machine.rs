@@ -239,14 +239,22 @@ pub fn admit(journey: &Journey, history: History, now: Millis, look: &dyn Look) 
 /// Whether an event is one that enters the journey: its trigger, with filters, and recent
 /// enough (`entry.max_age`).
 pub fn triggers(journey: &Journey, fact: Fact<'_>, now: Millis) -> bool {
+    let fresh = now.saturating_sub(fact.at) <= journey.entry.max_age_ms;
     match &journey.entry.trigger {
-        Trigger::Event { event, filters } => {
-            now.saturating_sub(fact.at) <= journey.entry.max_age_ms
-                && fact.matches(event, filters, now)
+        Trigger::Event { event, filters } => fresh && fact.matches(event, filters, now),
+        // An entry asked through the API is an event of hers in the log, naming the journey.
+        Trigger::Api => {
+            fresh
+                && fact.name == API_ENTRY_EVENT
+                && fact.properties.get("journey").and_then(Value::as_str) == Some(&journey.id)
         }
         _ => false,
     }
 }
+
+/// The event an entry through the API is recorded as (`properties.journey` names the
+/// journey; the other properties are the entry's).
+pub const API_ENTRY_EVENT: &str = "Journey Entry Requested";
 
 /// The entry key of an event: the value at the journey's `entry.key` path, as text. `None`
 /// when the journey is keyed and the event lacks the key (it cannot enter).

@@ -972,3 +972,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_api_entry_is_an_event_naming_its_journey() {
+    let j = read("id: vip-welcome\nentry: {api: true, key: properties.order_id}\nsteps: [{id: a, wait: 1h}]\n").unwrap();
+    let t0 = t("2026-11-27T10:00:00Z");
+    let mine = json!({"journey": "vip-welcome", "order_id": "o1"});
+    let other = json!({"journey": "another", "order_id": "o1"});
+    let fact = |name, properties, at| Fact {
+        name,
+        properties,
+        at,
+    };
+    assert!(machine::triggers(
+        &j,
+        fact(machine::API_ENTRY_EVENT, &mine, t0),
+        t0
+    ));
+    assert!(!machine::triggers(
+        &j,
+        fact(machine::API_ENTRY_EVENT, &other, t0),
+        t0
+    ));
+    assert!(!machine::triggers(
+        &j,
+        fact("Order Completed", &mine, t0),
+        t0
+    ));
+    // Too old to enter anyone (a replay of last month's calls sends nothing).
+    assert!(!machine::triggers(
+        &j,
+        fact(machine::API_ENTRY_EVENT, &mine, t0 - 2 * D),
+        t0
+    ));
+    assert_eq!(
+        machine::entry_key(&j, &json!({"properties": mine})).as_deref(),
+        Some("o1")
+    );
+}
