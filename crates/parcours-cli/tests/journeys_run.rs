@@ -1,6 +1,7 @@
 //! Journeys running on a node, on both stores: a customer's events start and move runs, the
 //! run's timer sends the email (to the capture channel), a purchase anywhere ends the run at
-//! once, and consent and quiet hours decide what goes, each with its reason.
+//! once, and consent and quiet hours decide what goes, each with its reason; entering and
+//! leaving an audience start runs too, and end the runs whose exit condition it meets.
 
 #[macro_use]
 mod common;
@@ -261,7 +262,90 @@ async fn the_report_compares_the_treatment_with_its_holdout(backend: Backend) {
     t.stop().await;
 }
 
+/// Entering an audience starts one journey; leaving it (by time alone: no event of hers)
+/// starts another, and ends at once a run whose exit condition is to be out of it.
+async fn audiences_start_and_end_runs(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-audiences", backend, clock.clone(), |_| {}).await;
+    let (status, created) = common::call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "browsing", "name": "Browsing now",
+               "definition": "did \"Product Viewed\" within 1 hour"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    // A journey on an audience that does not exist is refused while live.
+    let (status, e) = common::journeys::put_document(
+        &t,
+        "/api/v1/journeys/nowhere",
+        "application/yaml",
+        "id: nowhere\nstatus: live\nentry: {audience: nope}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("unknown_audience")),
+        "{e}"
+    );
+    let mail = |id: &str, entry: &str, extra: &str| {
+        format!(
+            "id: {id}\nstatus: live\n{extra}entry: {entry}\nsteps:\n  - id: hello\n    wait: 2h\n  - id: mail\n    send:\n      channel: email\n      purpose: transactional\n      subject: \"{id} {{{{ event.properties.audience }}}}\"\n      text: x\n"
+        )
+    };
+    put_journey(
+        &t,
+        "came",
+        &mail(
+            "came",
+            "{audience: browsing}",
+            "exit_if: 'not in audience \"browsing\"'\n",
+        ),
+    )
+    .await;
+    put_journey(
+        &t,
+        "left",
+        &mail("left", "{audience: browsing, on: leave}", ""),
+    )
+    .await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"}},
+        {"type": "track", "userId": "lea", "event": "Product Viewed"},
+    ]}))
+    .await;
+    t.unified().await;
+    let lea = profile_id(&t, "lea").await;
+    let runs = runs_settle(&t, &lea, "her run of `came`", |r| {
+        r.iter().any(|r| r.journey_id == "came" && r.active)
+    })
+    .await;
+    assert!(!runs.iter().any(|r| r.journey_id == "left"), "{runs:?}");
+    // An hour later, with no event of hers, she is no longer browsing: `left` starts and
+    // `came` ends at once, before its email.
+    clock.advance(H + 60_000);
+    let runs = runs_settle(&t, &lea, "`left` starts and `came` exits", |r| {
+        r.iter().any(|r| r.journey_id == "left" && r.active)
+            && r.iter().any(|r| r.journey_id == "came" && !r.active)
+    })
+    .await;
+    let came = runs.iter().find(|r| r.journey_id == "came").unwrap();
+    assert_eq!(came.outcome.as_deref(), Some("exited"), "{came:?}");
+    clock.advance(2 * H + 60_000);
+    eventually(Duration::from_secs(20), "the `left` email", || async {
+        (emails(&t).len() == 1).then_some(())
+    })
+    .await;
+    let sent: Value = serde_json::from_str(&emails(&t)[0].payload).unwrap();
+    assert_eq!(sent["subject"], "left browsing", "{sent}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emails(&t).len(), 1, "nothing from `came`");
+    t.stop().await;
+}
+
 on_each_store!(
     abandoned_carts_send_once_and_stop_at_a_purchase,
-    the_report_compares_the_treatment_with_its_holdout
+    the_report_compares_the_treatment_with_its_holdout,
+    audiences_start_and_end_runs
 );

@@ -948,11 +948,22 @@ impl JourneyProcessor {
                 live.run = next;
                 self.apply(&mut d, live, fx, &who);
             }
-            if row.name.is_empty() {
+            // A change of her audiences enters the journeys that start on it; any other
+            // profile change enters none.
+            let change = body
+                .get("audience_change")
+                .and_then(|c| Some((c.get("audience")?.as_str()?, c.get("entered")?.as_bool()?)));
+            if row.name.is_empty() && change.is_none() {
                 continue;
             }
             for (version, j) in &live_journeys {
-                if !machine::triggers(j, fact, now) {
+                let enters = match change {
+                    Some((audience, entered)) => {
+                        machine::enters_on_audience(j, audience, entered, row.timestamp, now)
+                    }
+                    None => machine::triggers(j, fact, now),
+                };
+                if !enters {
                     continue;
                 }
                 let Some(key) = machine::entry_key(j, &body) else {

@@ -77,7 +77,7 @@ pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
 fn unavailable(j: &Journey) -> Option<String> {
     match &j.entry.trigger {
         Trigger::Event { .. } => {}
-        Trigger::Audience { .. } => return Some("entry on an audience does not run yet".into()),
+        Trigger::Audience { .. } => {}
         Trigger::Api => {}
         Trigger::Schedule { .. } => return Some("entry on a schedule does not run yet".into()),
     }
@@ -121,6 +121,24 @@ fn stored_journey(v: &JourneyVersion) -> Result<Journey, ServiceError> {
 /// What saving `body` as journey `id` would change, without saving it.
 pub fn plan(store: &dyn Store, actor: &Actor, id: &str, body: &str) -> Result<Saved, ServiceError> {
     let j = read(id, body)?;
+    // A live journey entered on an audience that does not exist would wait for nothing.
+    if let (Status::Live, Trigger::Audience { audience, .. }) = (j.status, &j.entry.trigger) {
+        let found = crate::definition(
+            store,
+            actor,
+            parcours_store::DefinitionKind::Audience,
+            audience,
+        );
+        if let Err(ServiceError::NotFound(_)) = found {
+            return Err(ServiceError::Unprocessable {
+                code: "unknown_audience",
+                message: format!(
+                    "the journey is entered on audience `{audience}`, which this workspace does not have: create it first, or save the journey as a draft"
+                ),
+            });
+        }
+        found?;
+    }
     let previous = latest(store, actor, id)?;
     let old = previous.as_ref().map(stored_journey).transpose()?;
     Ok(Saved {

@@ -638,11 +638,12 @@ impl Audiences for PgStore {
             if !w.changes.is_empty() {
                 let all: Vec<&MembershipChange> = w.changes.iter().collect();
                 let (ws, aud, prof, at) = cols(&all);
-                sqlx::query(
+                let logged = sqlx::query(
                     "INSERT INTO membership_changes (workspace_id, audience_id, profile_id, entered, at, cause)
                      SELECT w, a, p, e, t, c
                      FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bigint[], $6::text[])
-                     WITH ORDINALITY AS x(w, a, p, e, t, c, n) ORDER BY n",
+                     WITH ORDINALITY AS x(w, a, p, e, t, c, n) ORDER BY n
+                     RETURNING id, workspace_id, audience_id, profile_id, entered, at, cause",
                 )
                 .bind(ws)
                 .bind(aud)
@@ -650,9 +651,37 @@ impl Audiences for PgStore {
                 .bind(all.iter().map(|c| c.entered).collect::<Vec<_>>())
                 .bind(at)
                 .bind(all.iter().map(|c| c.cause.clone()).collect::<Vec<_>>())
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
+                // Journeys follow the changes of workspaces that have live ones.
+                let mut work = Vec::new();
+                let mut runs: std::collections::HashMap<String, bool> =
+                    std::collections::HashMap::new();
+                for r in &logged {
+                    let c = MembershipChange {
+                        id: r.try_get(0).map_err(backend)?,
+                        workspace_id: r.try_get(1).map_err(backend)?,
+                        audience_id: r.try_get(2).map_err(backend)?,
+                        profile_id: r.try_get(3).map_err(backend)?,
+                        entered: r.try_get(4).map_err(backend)?,
+                        at: r.try_get(5).map_err(backend)?,
+                        cause: r.try_get(6).map_err(backend)?,
+                    };
+                    let journeys = match runs.get(&c.workspace_id) {
+                        Some(&j) => j,
+                        None => {
+                            let j = crate::projections::runs_journeys(&mut tx, &c.workspace_id)
+                                .await?;
+                            runs.insert(c.workspace_id.clone(), j);
+                            j
+                        }
+                    };
+                    if journeys {
+                        work.push(parcours_store::audience_change_work(&c));
+                    }
+                }
+                crate::projections::queue_work(&mut tx, &work).await?;
             }
             let (set, unset): (Vec<_>, Vec<_>) = w.computed.iter().partition(|v| v.value.is_some());
             if !set.is_empty() {

@@ -153,6 +153,22 @@ pub(crate) fn small(buckets: &[u16]) -> Vec<i16> {
 }
 
 /// Queues journey work (a row already queued stays as it is).
+/// Whether a workspace has a live journey (its events and audience changes are queued for
+/// journeys).
+pub(crate) async fn runs_journeys(conn: &mut PgConnection, workspace: &str) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 FROM journey_versions v WHERE workspace_id = $1 AND status = 'live'
+           AND version = (SELECT max(version) FROM journey_versions l
+                          WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
+         LIMIT 1",
+    )
+    .bind(workspace)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?;
+    Ok(row.is_some())
+}
+
 pub(crate) async fn queue_work(
     conn: &mut PgConnection,
     rows: &[parcours_store::JourneyWork],
@@ -294,18 +310,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn runs_journeys(&mut self, workspace: &str) -> Result<bool> {
-        let row = block_on(
-            sqlx::query(
-                "SELECT 1 FROM journey_versions v WHERE workspace_id = $1 AND status = 'live'
-                   AND version = (SELECT max(version) FROM journey_versions l
-                                  WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
-                 LIMIT 1",
-            )
-            .bind(workspace)
-            .fetch_optional(self.conn()),
-        )
-        .map_err(backend)?;
-        Ok(row.is_some())
+        block_on(runs_journeys(self.conn(), workspace))
     }
 
     fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {

@@ -608,6 +608,8 @@ impl Audiences for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(backend)?;
+            let mut runs_journeys: std::collections::HashMap<String, bool> =
+                std::collections::HashMap::new();
             for c in &w.changes {
                 let n = if c.entered {
                     enter.execute(params![c.workspace_id, c.audience_id, c.profile_id, c.at])
@@ -632,6 +634,24 @@ impl Audiences for SqliteStore {
                     c.cause
                 ])
                 .map_err(backend)?;
+                let journeys = match runs_journeys.get(&c.workspace_id) {
+                    Some(&j) => j,
+                    None => {
+                        let j = crate::projections::runs_journeys(&tx, &c.workspace_id)?;
+                        runs_journeys.insert(c.workspace_id.clone(), j);
+                        j
+                    }
+                };
+                if journeys {
+                    let logged = MembershipChange {
+                        id: tx.last_insert_rowid(),
+                        ..c.clone()
+                    };
+                    crate::projections::queue_work(
+                        &tx,
+                        &[parcours_store::audience_change_work(&logged)],
+                    )?;
+                }
             }
             let mut set = tx
                 .prepare_cached(

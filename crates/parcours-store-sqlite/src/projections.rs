@@ -259,19 +259,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn runs_journeys(&mut self, workspace: &str) -> Result<bool> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT 1 FROM journey_versions v WHERE workspace_id = ?1 AND status = 'live'
-                   AND version = (SELECT max(version) FROM journey_versions l
-                                  WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
-                 LIMIT 1",
-            )
-            .map_err(backend)?
-            .query_row([workspace], |_| Ok(()))
-            .optional()
-            .map_err(backend)?
-            .is_some())
+        runs_journeys(self.tx, workspace)
     }
 
     fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
@@ -910,6 +898,23 @@ impl Projections for SqliteStore {
             .map_err(backend)
         })
     }
+}
+
+/// Whether a workspace has a live journey (its events and audience changes are queued for
+/// journeys).
+pub(crate) fn runs_journeys(conn: &rusqlite::Connection, workspace: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM journey_versions v WHERE workspace_id = ?1 AND status = 'live'
+               AND version = (SELECT max(version) FROM journey_versions l
+                              WHERE l.workspace_id = v.workspace_id AND l.journey_id = v.journey_id)
+             LIMIT 1",
+        )
+        .map_err(backend)?
+        .query_row([workspace], |_| Ok(()))
+        .optional()
+        .map_err(backend)?
+        .is_some())
 }
 
 /// Queues journey work (a row already queued stays as it is).

@@ -68,6 +68,29 @@ pub struct JourneyWork {
     pub body: String,
 }
 
+/// The journey work of a change of audience membership, queued with the change: her runs
+/// check their goal and exit conditions again, and journeys entered on that audience take her
+/// in (or on leaving it). Its `seq` is the change's id, negated (event work has positive
+/// ones), its name empty (a profile change, not an event), and its body says which audience
+/// and which way: `{"audience_change": {"audience", "entered", "cause"}, "properties":
+/// {"audience", "entered"}}` (templates read `event.properties.audience`).
+pub fn audience_change_work(c: &crate::MembershipChange) -> JourneyWork {
+    JourneyWork {
+        workspace_id: c.workspace_id.clone(),
+        seq: -c.id,
+        profile_id: c.profile_id.clone(),
+        bucket: crate::profile_bucket(&c.workspace_id, &c.profile_id),
+        name: String::new(),
+        message_id: format!("audience-change:{}", c.id),
+        timestamp: c.at,
+        body: serde_json::json!({
+            "audience_change": {"audience": c.audience_id, "entered": c.entered, "cause": c.cause},
+            "properties": {"audience": c.audience_id, "entered": c.entered},
+        })
+        .to_string(),
+    }
+}
+
 /// A journey run as stored: the pure machine's [`parcours_core::journey::Run`] as JSON, and
 /// what queries need beside it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

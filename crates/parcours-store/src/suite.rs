@@ -74,6 +74,7 @@ macro_rules! conformance_suite {
             journey_runs_commit_with_their_effects_or_not_at_all,
             journey_contacts_and_policy_round_trip,
             journey_runs_follow_a_merged_profile,
+            audience_changes_are_queued_for_journeys,
             message_receipts_count_once_and_suppressions_keep_the_first_reason,
         );
     };

@@ -252,6 +252,23 @@ pub fn triggers(journey: &Journey, fact: Fact<'_>, now: Millis) -> bool {
     }
 }
 
+/// Whether her entering (`entered`) or leaving an audience at `at` enters a journey whose
+/// entry is that audience (`on: enter`, or `on: leave`).
+pub fn enters_on_audience(
+    journey: &Journey,
+    audience: &str,
+    entered: bool,
+    at: Millis,
+    now: Millis,
+) -> bool {
+    match &journey.entry.trigger {
+        Trigger::Audience { audience: a, leave } => {
+            a == audience && entered != *leave && now.saturating_sub(at) <= journey.entry.max_age_ms
+        }
+        _ => false,
+    }
+}
+
 /// The event an entry through the API is recorded as (`properties.journey` names the
 /// journey; the other properties are the entry's).
 pub const API_ENTRY_EVENT: &str = "Journey Entry Requested";

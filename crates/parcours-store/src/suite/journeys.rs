@@ -624,3 +624,57 @@ pub fn journey_runs_follow_a_merged_profile(store: &dyn Store) {
     assert_eq!(store.run("w1", "r5").unwrap(), None);
     assert!(store.run("w1", "r4").unwrap().unwrap().active);
 }
+
+/// A change of audience membership in a workspace with a live journey is queued for its
+/// journeys with the change, in the same transaction: negative seq (the change's id), no
+/// name, the audience and the way in its body. A workspace without one queues nothing.
+pub fn audience_changes_are_queued_for_journeys(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let mut live = version("w1", "vip-welcome", None, "a", T0);
+    live.status = "live".into();
+    store.put_journey_version(&live).unwrap();
+    for ws in ["w1", "w2"] {
+        store
+            .record(&AudienceWrite {
+                changes: vec![
+                    super::audiences::change(ws, "vip", "p1", true, T0 + 5),
+                    super::audiences::change(ws, "vip", "p2", true, T0 + 6),
+                ],
+                ..AudienceWrite::default()
+            })
+            .unwrap();
+    }
+    store
+        .record(&AudienceWrite {
+            changes: vec![super::audiences::change("w1", "vip", "p1", false, T0 + 9)],
+            ..AudienceWrite::default()
+        })
+        .unwrap();
+    let logged = store.changes_after(0, 100).unwrap();
+    let queued = store.journey_work(None, 100).unwrap();
+    let mine: Vec<&MembershipChange> = logged.iter().filter(|c| c.workspace_id == "w1").collect();
+    assert_eq!(mine.len(), 3);
+    assert!(queued.iter().all(|w| w.workspace_id == "w1"), "{queued:?}");
+    let expected: Vec<JourneyWork> = mine.iter().map(|c| audience_change_work(c)).collect();
+    let mut got = queued.clone();
+    got.sort_by_key(|w| std::cmp::Reverse(w.seq));
+    assert_eq!(got, expected);
+    assert!(got.iter().all(|w| w.seq < 0 && w.name.is_empty()));
+    let body: serde_json::Value = serde_json::from_str(&got[2].body).unwrap();
+    assert_eq!(
+        body["audience_change"],
+        json!({"audience": "vip", "entered": false, "cause": format!("m-{}", T0 + 9)})
+    );
+    assert_eq!(got[2].bucket, profile_bucket("w1", "p1"));
+    // Taken and settled like event work.
+    store
+        .record_journeys(&JourneyWrite {
+            settled: got
+                .iter()
+                .map(|w| (w.workspace_id.clone(), w.seq, w.profile_id.clone()))
+                .collect(),
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    assert!(store.journey_work(None, 100).unwrap().is_empty());
+}
