@@ -344,8 +344,59 @@ async fn audiences_start_and_end_runs(backend: Backend) {
     t.stop().await;
 }
 
+/// An `update_trait` step sets the trait through an event of hers in the log: her profile has
+/// it (with that event as its source), once.
+async fn a_step_sets_a_trait_through_the_log(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-trait", backend, clock.clone(), |_| {}).await;
+    put_journey(
+        &t,
+        "mark",
+        "id: mark\nstatus: live\nentry: {event: Product Added}\nsteps:\n  - id: flag\n    update_trait: {name: cart_reminded, value: {at: step, n: 2}}\n",
+    )
+    .await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"}},
+        {"type": "track", "userId": "lea", "event": "Product Added"},
+    ]}))
+    .await;
+    t.unified().await;
+    let lea = profile_id(&t, "lea").await;
+    let traits = eventually(
+        Duration::from_secs(20),
+        "the trait on her profile",
+        || async {
+            let (_, tr) = t.get(&format!("/api/v1/profiles/{lea}/traits")).await;
+            tr["sources"].get("cart_reminded").cloned()
+        },
+    )
+    .await;
+    assert_eq!(traits["value"], json!({"at": "step", "n": 2}), "{traits}");
+    let run = t.store.runs_of(&t.workspace, &lea, 1).unwrap().remove(0);
+    assert_eq!(
+        traits["message_id"],
+        format!("{}:flag:trait", run.run_id),
+        "{traits}"
+    );
+    let codes: Vec<String> = notes(&t, &run.run_id)
+        .iter()
+        .map(|n| n.code.clone())
+        .collect();
+    assert_eq!(codes, ["entered", "trait_updated", "completed"]);
+    let (_, events) = t.get(&format!("/api/v1/profiles/{lea}/events")).await;
+    let set = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "identify" && e["traits"].get("cart_reminded").is_some())
+        .count();
+    assert_eq!(set, 1, "{events}");
+    t.stop().await;
+}
+
 on_each_store!(
     abandoned_carts_send_once_and_stop_at_a_purchase,
     the_report_compares_the_treatment_with_its_holdout,
-    audiences_start_and_end_runs
+    audiences_start_and_end_runs,
+    a_step_sets_a_trait_through_the_log
 );

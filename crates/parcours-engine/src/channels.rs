@@ -10,7 +10,7 @@ use parcours_core::journey::MessageChannel;
 use parcours_core::time::Millis;
 use parcours_store::{DeliveryAttempt, OutboxClaim, Result, StoreError, ATTEMPT_DETAIL};
 
-use crate::journeys::destination;
+use crate::journeys::{destination, EVENTS_LANE, JOURNEYS_SOURCE};
 use crate::runner::{Placement, Processor, StepContext};
 
 /// The processor's name in health reports and metrics.
@@ -65,6 +65,8 @@ pub struct ChannelSender {
     /// How long a claim holds its messages: a node that dies while sending holds them this
     /// long at most, then another (or its restart) sends them, under the same keys.
     pub lease_ms: Millis,
+    /// How far back an event's message id is looked for when journeys record events.
+    pub dedup_window_ms: Millis,
     token: String,
 }
 
@@ -73,6 +75,7 @@ impl ChannelSender {
         Self {
             senders,
             lease_ms: lease_ms.max(1_000),
+            dedup_window_ms: 30 * 86_400_000,
             token: format!("channels-{:016x}", rand::random::<u64>()),
         }
     }
@@ -84,6 +87,75 @@ fn detail(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+impl ChannelSender {
+    /// Appends the events journeys decided to record (a trait an `update_trait` step sets) to
+    /// the log, each under its message id: a row sent twice after a crash is one event.
+    fn record_events(&self, cx: &StepContext, ws: &str) -> Result<usize> {
+        use parcours_core::spec::{check_event, Checked, Edge};
+        let rows = cx.store.claim(&OutboxClaim {
+            workspace_id: ws,
+            destination: EVENTS_LANE,
+            max_in_flight: IN_FLIGHT,
+            now: cx.now,
+            lease_until: cx.now + self.lease_ms,
+            token: &self.token,
+        })?;
+        let n = rows.len();
+        for row in rows {
+            let checked = serde_json::value::RawValue::from_string(row.payload.clone())
+                .map_err(|e| format!("the event does not read: {e}"))
+                .and_then(|raw| {
+                    let edge = Edge::single(cx.now, Some(parcours_core::Channel::Server), None);
+                    match check_event(&raw, &edge, &mut |_| row.key.clone()) {
+                        Checked::Accepted(e) => Ok(e),
+                        Checked::Quarantined(q) => {
+                            Err(format!("the event is refused: {}", q.violation.message()))
+                        }
+                    }
+                });
+            let outcome = checked.and_then(|event| {
+                cx.store
+                    .append(
+                        &[parcours_store::IngestBatch {
+                            workspace_id: ws.to_string(),
+                            source_id: JOURNEYS_SOURCE.into(),
+                            events: vec![event],
+                            quarantined: Vec::new(),
+                        }],
+                        cx.now - self.dedup_window_ms,
+                    )
+                    .map_err(|e| format!("the log refused it: {e}"))
+            });
+            let attempt = DeliveryAttempt {
+                outbox_id: row.id,
+                attempt: row.attempts,
+                at: cx.now,
+                latency_ms: 0,
+                status: None,
+                ok: outcome.is_ok(),
+                detail: match &outcome {
+                    Ok(_) => "recorded in the log".into(),
+                    Err(e) => detail(e),
+                },
+            };
+            let settled = match outcome {
+                Ok(_) => cx.store.complete(row.id, &self.token, &attempt),
+                Err(_) if row.attempts < MAX_ATTEMPTS => {
+                    let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
+                    cx.store
+                        .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
+                }
+                Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
+            };
+            match settled {
+                Err(StoreError::Conflict(_)) => {}
+                other => other?,
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Processor for ChannelSender {
@@ -98,6 +170,7 @@ impl Processor for ChannelSender {
     fn step(&mut self, cx: &StepContext) -> Result<usize> {
         let mut done = 0;
         for ws in cx.store.workspaces()? {
+            done += self.record_events(cx, &ws.id)?;
             for channel in MessageChannel::ALL {
                 let lane = destination(channel);
                 let rows = cx.store.claim(&OutboxClaim {

@@ -46,6 +46,69 @@ pub fn destination(channel: MessageChannel) -> String {
     format!("channel:{}", channel.as_str())
 }
 
+/// The outbox lane of the events journeys record in the log (a trait set by a step): an
+/// outbox row commits with the decision, and the sender appends its event under its message
+/// id, so it is recorded once.
+pub const EVENTS_LANE: &str = "journey:events";
+
+/// The source of the events journeys record.
+pub const JOURNEYS_SOURCE: &str = "parcours:journeys";
+
+/// An `update_trait` step: an identify of hers setting the trait, written to the log through
+/// the outbox (her profile is made of her events: a trait set anywhere else would be lost the
+/// next time it is derived again).
+fn update_trait(
+    d: &mut Decision<'_>,
+    run: &Run,
+    who: &Customer,
+    step: &str,
+    name: &str,
+    value: &Value,
+) {
+    let id_of = |kind: &str| {
+        who.profile
+            .identifiers
+            .iter()
+            .find(|i| i.kind == kind)
+            .map(|i| i.value.clone())
+    };
+    let key = format!("{}:{step}:trait", run.id);
+    let mut event = json!({
+        "type": "identify",
+        "messageId": key,
+        "timestamp": parcours_core::time::format_timestamp(d.now),
+        "traits": {name: value},
+        "context": {"library": {"name": "parcours"}, "journey": {"id": run.journey, "step": step, "run": run.id}},
+    });
+    match (id_of("user_id"), id_of("anonymous_id")) {
+        (Some(u), _) => event["userId"] = u.into(),
+        (None, Some(a)) => event["anonymousId"] = a.into(),
+        (None, None) => {
+            return d.note(
+                run,
+                Some(step.to_string()),
+                "not_performed",
+                "her profile has no user id or anonymous id to record the trait under".into(),
+            )
+        }
+    }
+    d.write.outbox.push(NewOutboxRow {
+        workspace_id: d.ws.to_string(),
+        destination: EVENTS_LANE.into(),
+        key: key.clone(),
+        payload: event.to_string(),
+        items: 1,
+        not_before: d.now,
+        created_at: d.now,
+    });
+    d.note(
+        run,
+        Some(step.to_string()),
+        "trait_updated",
+        format!("`{name}` set to {value}"),
+    );
+}
+
 /// Work rows taken per step.
 const WORK_PAGE: usize = 500;
 /// Timers claimed per step.
@@ -453,12 +516,9 @@ impl JourneyProcessor {
                 Effect::Send { step, key } => {
                     self.send(d, &live.journey, &live.run, &step, &key, who, None, 0);
                 }
-                Effect::UpdateTrait { step, name, .. } => d.note(
-                    &live.run,
-                    Some(step),
-                    "not_performed",
-                    format!("updating the trait `{name}` from a journey is not available yet"),
-                ),
+                Effect::UpdateTrait { step, name, value } => {
+                    update_trait(d, &live.run, who, &step, &name, &value);
+                }
                 Effect::Webhook { step, .. } => d.note(
                     &live.run,
                     Some(step),

@@ -185,18 +185,21 @@ impl Engine {
                     journey_wake.clone(),
                     vec![send_wake.clone()],
                 ));
+                let mut sender = channels::ChannelSender::new(
+                    config.senders.clone(),
+                    config.send_lease.as_millis() as i64,
+                );
+                sender.dedup_window_ms = config.dedup_window.as_millis() as i64;
                 threads.push(runner::spawn(
-                    Box::new(channels::ChannelSender::new(
-                        config.senders.clone(),
-                        config.send_lease.as_millis() as i64,
-                    )),
+                    Box::new(sender),
                     runtime(),
                     runner::RunnerConfig {
                         idle: Duration::from_millis(100),
                         ..runner::RunnerConfig::default()
                     },
                     send_wake,
-                    Vec::new(),
+                    // The events it records are the unify processor's to apply.
+                    vec![wake.clone()],
                 ));
             }
             if config.audiences {

@@ -88,7 +88,6 @@ fn unavailable(j: &Journey) -> Option<String> {
     }
     for s in &j.steps {
         let what = match &s.action {
-            Action::UpdateTrait { .. } => "update_trait steps do not run yet",
             Action::Webhook { .. } => "webhook steps do not run yet",
             Action::AdAudience { .. } => "ad_audience steps do not run yet",
             _ => continue,
