@@ -75,6 +75,19 @@ impl Renderer {
         Ok(out)
     }
 
+    /// Renders one text that is not a message's (a webhook's body) with the same globals
+    /// (`traits`, `event`, `journey` …; a missing variable renders as nothing).
+    pub fn render_text(
+        &self,
+        part: &'static str,
+        template: &str,
+        globals: &Value,
+    ) -> Result<String, RenderError> {
+        let mut globals = globals.clone();
+        fill_paths(template, &mut globals);
+        self.render_one(part, template, &to_object(&globals))
+    }
+
     /// Renders every text of a message. As in Shopify's Liquid, a variable that does not
     /// exist renders as nothing (so `{{ traits.first_name | default: 'Hello' }}` says Hello to
     /// a customer without a first name); a template that does not parse, or a filter that

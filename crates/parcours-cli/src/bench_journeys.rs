@@ -469,6 +469,7 @@ fn throughput(b: &JourneyBench, smtp_url: &str, received: &AtomicUsize) -> anyho
             email: Arc::new(Smtp::new(smtp_url, FROM).map_err(|e| anyhow::anyhow!(e))?),
             sms: Arc::new(Capture),
             push: Arc::new(Capture),
+            webhook: None,
         },
         60_000,
     );

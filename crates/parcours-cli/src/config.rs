@@ -40,6 +40,7 @@ pub struct Channels {
     pub email: Email,
     pub sms: Provider,
     pub push: Provider,
+    pub webhook: WebhookChannel,
 }
 
 impl Default for Channels {
@@ -50,6 +51,7 @@ impl Default for Channels {
             email: Email::default(),
             sms: Provider::default(),
             push: Provider::default(),
+            webhook: WebhookChannel::default(),
         }
     }
 }
@@ -62,6 +64,16 @@ pub struct Email {
     pub smtp_url: Option<String>,
     /// The sender, `Shop <news@shop.example>`.
     pub from: Option<String>,
+}
+
+/// Journeys' webhook steps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookChannel {
+    /// The Standard Webhooks signing secret of their calls: `whsec_` and the base64 of 24 to
+    /// 64 random bytes (receivers verify with it). Without it, webhook steps' calls fail with
+    /// that reason.
+    pub secret: Option<String>,
 }
 
 /// An HTTP provider for SMS or push, with Twilio's request shape.

@@ -402,5 +402,18 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
             ),
         }
     }
+    match &config.channels.webhook.secret {
+        Some(secret) => {
+            let caller = parcours_engine::provider::WebhookCaller::new(
+                secret,
+                config.destinations.allow_private_addresses,
+            )
+            .map_err(|e| anyhow::anyhow!("channels.webhook.secret: {e}"))?;
+            senders.webhook = Some(Arc::new(caller));
+        }
+        None => tracing::info!(
+            "no webhook signing secret (PARCOURS__CHANNELS__WEBHOOK__SECRET): journeys' webhook steps cannot call out"
+        ),
+    }
     Ok(senders)
 }

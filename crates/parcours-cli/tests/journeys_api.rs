@@ -177,7 +177,7 @@ async fn journeys_are_versioned_documents(backend: Backend) {
         "{err}"
     );
     // A live journey may not use what this version does not run yet; a draft may.
-    let hook = "id: hook\nstatus: live\nentry: {event: A}\nsteps:\n  - id: call\n    webhook: {url: 'https://example.com/x'}\n";
+    let hook = "id: hook\nstatus: live\nentry: {event: A}\nsteps:\n  - id: call\n    ad_audience: {destination: meta-buyers}\n";
     let (status, err) = put(&t, "/api/v1/journeys/hook", "application/yaml", hook).await;
     assert_eq!(
         (status, err["code"].as_str()),
@@ -188,7 +188,7 @@ async fn journeys_are_versioned_documents(backend: Backend) {
         err["message"]
             .as_str()
             .unwrap()
-            .contains("step `call`: webhook steps"),
+            .contains("step `call`: ad_audience steps"),
         "{err}"
     );
     let (status, _) = put(

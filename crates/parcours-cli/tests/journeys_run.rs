@@ -394,9 +394,89 @@ async fn a_step_sets_a_trait_through_the_log(backend: Backend) {
     t.stop().await;
 }
 
+const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook step calls its URL with the rendered body, signed per Standard Webhooks, and
+/// again under the same `webhook-id` when the receiver fails.
+async fn a_webhook_step_calls_out_signed(backend: Backend) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::Mutex;
+    type Got = Arc<Mutex<Vec<(HeaderMap, axum::body::Bytes)>>>;
+    let got: Got = Arc::default();
+    let seen = got.clone();
+    // A receiver of the test's own, not a route of Parcours: nothing to document.
+    #[allow(clippy::disallowed_methods)]
+    let app = axum::Router::new().route(
+        "/crm",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((headers, body));
+                if seen.len() == 1 {
+                    StatusCode::BAD_GATEWAY
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/crm", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-webhook", backend, clock.clone(), |c| {
+        c.channels.webhook.secret = Some(HOOK_SECRET.into());
+        c.destinations.allow_private_addresses = true;
+    })
+    .await;
+    let doc = format!(
+        "id: crm\nstatus: live\nentry: {{event: Order Completed}}\nsteps:\n  - id: tell\n    webhook:\n      url: {url}\n      body: '{{\"email\": \"{{{{ traits.email }}}}\", \"total\": {{{{ event.properties.total }}}}}}'\n"
+    );
+    put_journey(&t, "crm", &doc).await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"}},
+        {"type": "track", "userId": "lea", "event": "Order Completed", "properties": {"total": 42.5}},
+    ]}))
+    .await;
+    t.unified().await;
+    eventually(Duration::from_secs(20), "the first call", || async {
+        (got.lock().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // The receiver failed: tried again (after 5 s) under the same webhook-id.
+    clock.advance(6_000);
+    eventually(Duration::from_secs(20), "the second call", || async {
+        (got.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let calls = got.lock().unwrap().clone();
+    let lea = profile_id(&t, "lea").await;
+    let run = t.store.runs_of(&t.workspace, &lea, 1).unwrap().remove(0);
+    for (headers, raw) in &calls {
+        common::hooks::assert_signed(HOOK_SECRET, headers, raw);
+        assert_eq!(
+            headers["webhook-id"],
+            format!("{}:tell:1", run.run_id).as_str()
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        let body: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(body, json!({"email": "lea@example.com", "total": 42.5}));
+    }
+    let codes: Vec<String> = notes(&t, &run.run_id)
+        .iter()
+        .map(|n| n.code.clone())
+        .collect();
+    assert_eq!(codes, ["entered", "webhook_queued", "completed"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), 2, "once accepted, never again");
+    t.stop().await;
+}
+
 on_each_store!(
     abandoned_carts_send_once_and_stop_at_a_purchase,
     the_report_compares_the_treatment_with_its_holdout,
     audiences_start_and_end_runs,
-    a_step_sets_a_trait_through_the_log
+    a_step_sets_a_trait_through_the_log,
+    a_webhook_step_calls_out_signed
 );

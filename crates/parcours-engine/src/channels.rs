@@ -28,6 +28,9 @@ pub struct Senders {
     pub email: Arc<dyn Sender>,
     pub sms: Arc<dyn Sender>,
     pub push: Arc<dyn Sender>,
+    /// Webhook steps' caller (`None`: no signing secret configured; their calls fail with
+    /// that reason).
+    pub webhook: Option<Arc<crate::provider::WebhookCaller>>,
 }
 
 impl Default for Senders {
@@ -36,6 +39,7 @@ impl Default for Senders {
             email: Arc::new(Capture),
             sms: Arc::new(Capture),
             push: Arc::new(Capture),
+            webhook: None,
         }
     }
 }
@@ -105,14 +109,15 @@ impl ChannelSender {
         let n = rows.len();
         for row in rows {
             let checked = serde_json::value::RawValue::from_string(row.payload.clone())
-                .map_err(|e| format!("the event does not read: {e}"))
+                .map_err(|e| SendError::Permanent(format!("the event does not read: {e}")))
                 .and_then(|raw| {
                     let edge = Edge::single(cx.now, Some(parcours_core::Channel::Server), None);
                     match check_event(&raw, &edge, &mut |_| row.key.clone()) {
                         Checked::Accepted(e) => Ok(e),
-                        Checked::Quarantined(q) => {
-                            Err(format!("the event is refused: {}", q.violation.message()))
-                        }
+                        Checked::Quarantined(q) => Err(SendError::Permanent(format!(
+                            "the event is refused: {}",
+                            q.violation.message()
+                        ))),
                     }
                 });
             let outcome = checked.and_then(|event| {
@@ -126,35 +131,75 @@ impl ChannelSender {
                         }],
                         cx.now - self.dedup_window_ms,
                     )
-                    .map_err(|e| format!("the log refused it: {e}"))
+                    .map(|_| "recorded in the log".to_string())
+                    .map_err(|e| SendError::Retry(format!("the log refused it: {e}")))
             });
-            let attempt = DeliveryAttempt {
-                outbox_id: row.id,
-                attempt: row.attempts,
-                at: cx.now,
-                latency_ms: 0,
-                status: None,
-                ok: outcome.is_ok(),
-                detail: match &outcome {
-                    Ok(_) => "recorded in the log".into(),
-                    Err(e) => detail(e),
-                },
-            };
-            let settled = match outcome {
-                Ok(_) => cx.store.complete(row.id, &self.token, &attempt),
-                Err(_) if row.attempts < MAX_ATTEMPTS => {
-                    let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
-                    cx.store
-                        .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
-                }
-                Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
-            };
-            match settled {
-                Err(StoreError::Conflict(_)) => {}
-                other => other?,
-            }
+            self.settle(cx, &row, outcome)?;
         }
         Ok(n)
+    }
+
+    /// Calls the URLs of webhook steps, each under its key.
+    fn call_webhooks(&self, cx: &StepContext, ws: &str) -> Result<usize> {
+        use crate::provider::{WebhookCall, WEBHOOK_LANE};
+        let rows = cx.store.claim(&OutboxClaim {
+            workspace_id: ws,
+            destination: WEBHOOK_LANE,
+            max_in_flight: IN_FLIGHT,
+            now: cx.now,
+            lease_until: cx.now + self.lease_ms,
+            token: &self.token,
+        })?;
+        let n = rows.len();
+        for row in rows {
+            let outcome = serde_json::from_str::<WebhookCall>(&row.payload)
+                .map_err(|e| SendError::Permanent(format!("the call does not read: {e}")))
+                .and_then(|call| match &self.senders.webhook {
+                    Some(caller) => caller.call(&row.key, &call, cx.now),
+                    None => Err(SendError::Permanent(
+                        "no webhook signing secret is configured (PARCOURS__CHANNELS__WEBHOOK__SECRET)"
+                            .into(),
+                    )),
+                });
+            self.settle(cx, &row, outcome)?;
+        }
+        Ok(n)
+    }
+
+    /// Records a try in the delivery log and settles its row: done, again later, or dead.
+    fn settle(
+        &self,
+        cx: &StepContext,
+        row: &parcours_store::OutboxRow,
+        outcome: std::result::Result<String, SendError>,
+    ) -> Result<()> {
+        let attempt = DeliveryAttempt {
+            outbox_id: row.id,
+            attempt: row.attempts,
+            at: cx.now,
+            latency_ms: 0,
+            status: None,
+            ok: outcome.is_ok(),
+            detail: match &outcome {
+                Ok(d) => detail(d),
+                Err(e) => detail(&e.to_string()),
+            },
+        };
+        let settled = match outcome {
+            Ok(_) => cx.store.complete(row.id, &self.token, &attempt),
+            Err(SendError::Retry(_)) if row.attempts < MAX_ATTEMPTS => {
+                let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
+                cx.store
+                    .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
+            }
+            Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
+        };
+        match settled {
+            // Another sender took the row over after our lease ended: it sends it (with the
+            // same key).
+            Err(StoreError::Conflict(_)) => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -171,6 +216,7 @@ impl Processor for ChannelSender {
         let mut done = 0;
         for ws in cx.store.workspaces()? {
             done += self.record_events(cx, &ws.id)?;
+            done += self.call_webhooks(cx, &ws.id)?;
             for channel in MessageChannel::ALL {
                 let lane = destination(channel);
                 let rows = cx.store.claim(&OutboxClaim {
@@ -189,33 +235,8 @@ impl Processor for ChannelSender {
                             SendError::Permanent(format!("the message does not read: {e}"))
                         })
                         .and_then(|m| sender.send(&m));
-                    let attempt = DeliveryAttempt {
-                        outbox_id: row.id,
-                        attempt: row.attempts,
-                        at: cx.now,
-                        latency_ms: 0,
-                        status: None,
-                        ok: outcome.is_ok(),
-                        detail: match &outcome {
-                            Ok(()) => format!("accepted by {}", sender.name()),
-                            Err(e) => detail(&e.to_string()),
-                        },
-                    };
-                    let settled = match outcome {
-                        Ok(()) => cx.store.complete(row.id, &self.token, &attempt),
-                        Err(SendError::Retry(_)) if row.attempts < MAX_ATTEMPTS => {
-                            let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
-                            cx.store
-                                .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
-                        }
-                        Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
-                    };
-                    match settled {
-                        // Another sender took the row over after our lease ended: it sends
-                        // it (with the same key).
-                        Err(StoreError::Conflict(_)) => {}
-                        other => other?,
-                    }
+                    let outcome = outcome.map(|()| format!("accepted by {}", sender.name()));
+                    self.settle(cx, &row, outcome)?;
                 }
             }
         }

@@ -519,12 +519,9 @@ impl JourneyProcessor {
                 Effect::UpdateTrait { step, name, value } => {
                     update_trait(d, &live.run, who, &step, &name, &value);
                 }
-                Effect::Webhook { step, .. } => d.note(
-                    &live.run,
-                    Some(step),
-                    "not_performed",
-                    "webhook steps are not available yet".into(),
-                ),
+                Effect::Webhook { step, key } => {
+                    self.webhook(d, &live.journey, &live.run, &step, &key, who);
+                }
                 Effect::AdAudience {
                     step, destination, ..
                 } => d.note(
@@ -854,6 +851,72 @@ impl JourneyProcessor {
                 payload: fallback_payload(run, step, base, attempt + 1, journey.priority),
             });
         }
+    }
+
+    /// A webhook step: its body rendered (Liquid, like messages) and its call written to the
+    /// outbox under its key; the sender signs it (Standard Webhooks) and retries it under
+    /// the same `webhook-id`.
+    fn webhook(
+        &self,
+        d: &mut Decision<'_>,
+        journey: &Journey,
+        run: &Run,
+        step: &str,
+        key: &str,
+        who: &Customer,
+    ) {
+        let Some(Action::Webhook { url, body }) =
+            journey.step_index(step).map(|i| &journey.steps[i].action)
+        else {
+            return;
+        };
+        let globals = who.globals(journey, run);
+        let body = match body {
+            Some(template) => match self.renderer.render_text("body", template, &globals) {
+                Ok(b) => b,
+                Err(e) => {
+                    return d.note(
+                        run,
+                        Some(step.to_string()),
+                        "render_failed",
+                        format!("the webhook body does not render: {e}"),
+                    )
+                }
+            },
+            // Without a body: who, where in which journey, and what brought her in.
+            None => json!({
+                "journey": journey.id,
+                "step": step,
+                "run": run.id,
+                "profile_id": run.profile,
+                "traits": globals["traits"],
+                "event": run.context,
+            })
+            .to_string(),
+        };
+        let call = crate::provider::WebhookCall {
+            url: url.clone(),
+            body,
+            journey: journey.id.clone(),
+            step: step.to_string(),
+            run: run.id.clone(),
+            profile: run.profile.clone(),
+        };
+        d.write.outbox.push(NewOutboxRow {
+            workspace_id: d.ws.to_string(),
+            destination: crate::provider::WEBHOOK_LANE.into(),
+            key: key.to_string(),
+            payload: serde_json::to_string(&call).expect("a call always serialises"),
+            items: 1,
+            not_before: d.now,
+            created_at: d.now,
+        });
+        d.note(
+            run,
+            Some(step.to_string()),
+            "webhook_queued",
+            format!("a call to {url} queued"),
+        );
     }
 
     /// Whether an earlier channel of a message reached her (delivered, opened or clicked):

@@ -215,3 +215,96 @@ mod tests {
         assert!(HttpProvider::new(MessageChannel::Sms, "http://x/", None, None, " ").is_err());
     }
 }
+
+/// The lane of journeys' webhook calls.
+pub const WEBHOOK_LANE: &str = "journey:webhook";
+
+/// What a webhook step's outbox row holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookCall {
+    pub url: String,
+    /// The rendered body.
+    pub body: String,
+    pub journey: String,
+    pub step: String,
+    pub run: String,
+    pub profile: String,
+}
+
+/// Calls webhook steps' URLs, signed per Standard Webhooks with the node's secret
+/// (`webhook-id` is the call's key, the same on every try).
+pub struct WebhookCaller {
+    secret: String,
+    allow_private: bool,
+    client: HttpClient,
+    rt: tokio::runtime::Runtime,
+}
+
+impl WebhookCaller {
+    /// `secret` is `whsec_` and the base64 of 24 to 64 bytes; `allow_private` lets calls reach
+    /// loopback and private addresses (as for destinations).
+    pub fn new(secret: &str, allow_private: bool) -> Result<Self, String> {
+        if crate::destinations::sign(secret, "x", 0, b"").is_none() {
+            return Err("the webhook signing secret must be `whsec_` and the base64 of 24 to 64 random bytes".into());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the webhook runtime does not start: {e}"))?;
+        let client = {
+            let _entered = rt.enter();
+            outbound::client(allow_private)
+        };
+        Ok(Self {
+            secret: secret.to_string(),
+            allow_private,
+            client,
+            rt,
+        })
+    }
+
+    /// Calls one: `Ok` on a 2xx answer.
+    pub fn call(&self, key: &str, call: &WebhookCall, now_ms: i64) -> Result<String, SendError> {
+        outbound::check_url(&call.url, self.allow_private).map_err(SendError::Permanent)?;
+        let url: Uri = call
+            .url
+            .parse()
+            .map_err(|e| SendError::Permanent(format!("the URL is not valid: {e}")))?;
+        let timestamp = now_ms.div_euclid(1000);
+        let signature =
+            crate::destinations::sign(&self.secret, key, timestamp, call.body.as_bytes())
+                .ok_or_else(|| SendError::Permanent("the signing secret is not valid".into()))?;
+        let json = serde_json::from_str::<serde_json::Value>(&call.body).is_ok();
+        let req = hyper::Request::post(url)
+            .header(
+                "content-type",
+                if json {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                },
+            )
+            .header("webhook-id", key)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .header("user-agent", "parcours")
+            .body(Full::new(Bytes::from(call.body.clone())))
+            .map_err(|e| SendError::Permanent(format!("the request cannot be built: {e}")))?;
+        self.rt.block_on(async {
+            let answer = tokio::time::timeout(TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| SendError::Retry(format!("no answer in {TIMEOUT:?}")))?
+                .map_err(|e| SendError::Retry(format!("cannot be reached: {e}")))?;
+            let status = answer.status();
+            if status.is_success() {
+                return Ok(format!("answered {status}"));
+            }
+            let what = format!("answered {status}");
+            if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+                Err(SendError::Retry(what))
+            } else {
+                Err(SendError::Permanent(what))
+            }
+        })
+    }
+}

@@ -39,25 +39,27 @@ pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
     }
     let renderer = Renderer::default();
     for s in &j.steps {
-        if let Action::Send(m) = &s.action {
-            let parts = [
+        let parts = match &s.action {
+            Action::Send(m) => vec![
                 ("subject", &m.subject),
                 ("html", &m.html),
                 ("text", &m.text),
                 ("title", &m.title),
-            ];
-            for (part, t) in parts {
-                if let Some(t) = t {
-                    renderer.check(part, t).map_err(|e| {
-                        ServiceError::invalid(
-                            "invalid_template",
-                            format!(
-                                "step `{}`, {part}: the template does not parse: {}",
-                                s.id, e.message
-                            ),
-                        )
-                    })?;
-                }
+            ],
+            Action::Webhook { body, .. } => vec![("body", body)],
+            _ => Vec::new(),
+        };
+        for (part, t) in parts {
+            if let Some(t) = t {
+                renderer.check(part, t).map_err(|e| {
+                    ServiceError::invalid(
+                        "invalid_template",
+                        format!(
+                            "step `{}`, {part}: the template does not parse: {}",
+                            s.id, e.message
+                        ),
+                    )
+                })?;
             }
         }
     }
@@ -88,7 +90,6 @@ fn unavailable(j: &Journey) -> Option<String> {
     }
     for s in &j.steps {
         let what = match &s.action {
-            Action::Webhook { .. } => "webhook steps do not run yet",
             Action::AdAudience { .. } => "ad_audience steps do not run yet",
             _ => continue,
         };

@@ -12,6 +12,7 @@ use parcours_store_postgres::testing::TempDatabase;
 use parcours_testkit::http::Client;
 use serde_json::Value;
 
+pub mod hooks;
 pub mod journeys;
 pub mod smtp;
 
