@@ -30,6 +30,32 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_policy, put_policy))
         .routes(routes!(report))
         .routes(routes!(enter))
+        .routes(routes!(preview))
+}
+
+/// A message step rendered for one customer, as it would go now (her traits, computed
+/// traits, the entry properties given), on its channel or one of its fallbacks: nothing is
+/// sent or stored. `422 render_failed` names the part that does not render.
+#[utoipa::path(post, path = "/journeys/{id}/preview", tag = "journeys", request_body = Answer,
+    params(("id" = String, Path, description = "the journey id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the message as she would get it", body = Answer), Refusals))]
+async fn preview(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_preview",
+            "send the preview request as a JSON object",
+        ));
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let shown =
+        blocking(move || Ok(journeys::preview(st.as_ref(), &actor, &id, &body, now)?)).await?;
+    Ok(Json(json!(shown)))
 }
 
 /// Enters a customer into a journey whose entry is `api: true`: `{"identifier": {"type":

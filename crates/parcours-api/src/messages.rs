@@ -121,11 +121,25 @@ async fn click(
     Ok((
         StatusCode::FOUND,
         [
-            (header::LOCATION, url.as_str()),
+            (header::LOCATION, location(&url).as_str()),
             (header::CACHE_CONTROL, "no-store"),
         ],
     )
         .into_response())
+}
+
+/// An address as a `Location` header carries it: bytes outside visible ASCII (an accented
+/// path, a space) percent-encoded, the rest as written.
+fn location(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for b in url.bytes() {
+        if (0x21..0x7f).contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The fields of a form-encoded body (`application/x-www-form-urlencoded`).
@@ -417,6 +431,18 @@ async fn delete_suppression(
 #[cfg(test)]
 mod tests {
     use super::form_fields;
+
+    #[test]
+    fn locations_are_header_safe() {
+        assert_eq!(
+            super::location("https://shop.example/café?q=a b&x=1#top"),
+            "https://shop.example/caf%C3%A9?q=a%20b&x=1#top"
+        );
+        assert_eq!(
+            super::location("https://a.example/\n"),
+            "https://a.example/%0A"
+        );
+    }
 
     #[test]
     fn form_bodies_decode() {

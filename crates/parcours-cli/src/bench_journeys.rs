@@ -470,6 +470,7 @@ fn throughput(b: &JourneyBench, smtp_url: &str, received: &AtomicUsize) -> anyho
             sms: Arc::new(Capture),
             push: Arc::new(Capture),
             webhook: None,
+            rate_per_second: Default::default(),
         },
         60_000,
     );

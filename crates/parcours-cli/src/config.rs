@@ -64,6 +64,8 @@ pub struct Email {
     pub smtp_url: Option<String>,
     /// The sender, `Shop <news@shop.example>`.
     pub from: Option<String>,
+    /// Messages per second at most (0: no limit), for the whole cluster.
+    pub rate_per_second: u32,
 }
 
 /// Journeys' webhook steps.
@@ -88,6 +90,8 @@ pub struct Provider {
     pub password: Option<String>,
     /// The sender: a number in E.164, a messaging service, an app id.
     pub from: Option<String>,
+    /// Messages per second at most (0: no limit), for the whole cluster.
+    pub rate_per_second: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -402,6 +402,14 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
             ),
         }
     }
+    senders.rate_per_second = [
+        (MessageChannel::Email, config.channels.email.rate_per_second),
+        (MessageChannel::Sms, config.channels.sms.rate_per_second),
+        (MessageChannel::Push, config.channels.push.rate_per_second),
+    ]
+    .into_iter()
+    .filter(|(_, r)| *r > 0)
+    .collect();
     match &config.channels.webhook.secret {
         Some(secret) => {
             let caller = parcours_engine::provider::WebhookCaller::new(

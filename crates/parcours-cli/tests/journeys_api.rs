@@ -1,6 +1,6 @@
 //! Journey documents through the real HTTP path, on both stores: saved as YAML or JSON,
 //! refused with every problem's line and column, versioned, read back as written; customers
-//! entered through the API.
+//! entered through the API; message steps previewed for a customer.
 
 #[macro_use]
 mod common;
@@ -436,9 +436,103 @@ async fn customers_enter_through_the_api(backend: Backend) {
     t.stop().await;
 }
 
+const PREVIEWED: &str = r#"
+id: preview
+status: draft
+entry: {event: Product Added}
+steps:
+  - id: wait
+    wait: 1h
+  - id: reminder
+    send:
+      channel: email
+      subject: "{{ traits.first_name | default: 'Hello' }}, your cart is waiting"
+      html: "<p>You left {{ event.properties.name }} in your cart.</p>"
+      text: "You left {{ event.properties.name }} in your cart."
+      fallback: [sms]
+  - id: broken
+    send:
+      channel: sms
+      text: "{{ 10 | divided_by: traits.zero }}"
+"#;
+
+async fn messages_preview_for_a_customer(backend: Backend) {
+    let t = start_on("journey-preview", backend, |_| {}).await;
+    let (status, saved) = put(
+        &t,
+        "/api/v1/journeys/preview",
+        "application/yaml",
+        PREVIEWED,
+    )
+    .await;
+    assert_eq!(status, 201, "{saved}");
+    t.send(json!({"batch": [{"type": "identify", "userId": "lea",
+        "traits": {"email": "lea@example.com", "phone": "+33611223344", "first_name": "Léa", "zero": 0}}]}))
+        .await;
+    t.unified().await;
+    let ask = |body: serde_json::Value| call(&t, "POST", "/api/v1/journeys/preview/preview", body);
+    let (status, p) = ask(
+        json!({"step": "reminder", "identifier": {"type": "email", "value": "lea@example.com"},
+        "properties": {"name": "Red shoes"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        p,
+        json!({"channel": "email", "to": "lea@example.com", "subject": "Léa, your cart is waiting",
+               "html": "<p>You left Red shoes in your cart.</p>", "text": "You left Red shoes in your cart.",
+               "title": null})
+    );
+    // On its SMS fallback: her phone, the text only.
+    let lea = t.profile_of(ADMIN, "user_id", "lea").await.unwrap();
+    let (status, p) = ask(
+        json!({"step": "reminder", "profile_id": lea["id"], "channel": "sms",
+        "properties": {"name": "Red shoes"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["to"], "+33611223344");
+    assert_eq!(p["text"], "You left Red shoes in your cart.");
+    assert_eq!(p["subject"], json!(null));
+    // What does not render says which part; nothing is sent, ever.
+    let (status, e) = ask(json!({"step": "broken", "profile_id": lea["id"]})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("render_failed")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().starts_with("text:"), "{e}");
+    for (body, status_code) in [
+        (json!({"step": "wait", "profile_id": lea["id"]}), 404),
+        (json!({"step": "nope", "profile_id": lea["id"]}), 404),
+        (json!({"step": "reminder", "profile_id": "p_nobody"}), 404),
+        (
+            json!({"step": "reminder", "profile_id": lea["id"], "channel": "push"}),
+            404,
+        ),
+        (
+            json!({"step": "reminder", "profile_id": lea["id"], "channel": "fax"}),
+            400,
+        ),
+        (json!({"profile_id": lea["id"]}), 400),
+        (json!({"step": "reminder"}), 400),
+        (
+            json!({"step": "reminder", "profile_id": lea["id"], "extra": 1}),
+            400,
+        ),
+    ] {
+        let (status, e) = ask(body.clone()).await;
+        assert_eq!(status, status_code, "{body}: {e}");
+    }
+    let (_, messages) = t.get("/api/v1/messages?channel=email").await;
+    assert!(messages["messages"].as_array().unwrap().is_empty());
+    t.stop().await;
+}
+
 on_each_store!(
     journeys_are_versioned_documents,
-    customers_enter_through_the_api
+    customers_enter_through_the_api,
+    messages_preview_for_a_customer
 );
 
 fn parcours(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {

@@ -270,7 +270,89 @@ async fn quiet_hours_end_right_across_a_dst_change(backend: Backend) {
     t.stop().await;
 }
 
+/// With `after_conversion: 1d`, a purchase that meets a journey's goal holds back marketing
+/// for a day (the receipt, transactional, goes); a day later marketing goes again.
+async fn no_marketing_right_after_a_conversion(backend: Backend) {
+    let sink = Sink::start(temp_dir("smtp-sink"), 0);
+    let clock = Arc::new(ShiftedClock::default());
+    let t = node("journey-converted", backend, clock.clone(), &sink).await;
+    let (status, saved) = put(
+        &t,
+        "/api/v1/workspace/contact-policy",
+        "application/json",
+        r#"{"after_conversion": "1d"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    let cart = "id: cart\nstatus: live\nentry: {event: Product Added}\ngoal: {event: Order Completed}\nsteps:\n  - id: wait\n    wait: 1h\n  - id: mail\n    send: {channel: email, subject: cart, text: cart}\n";
+    let receipt = "id: receipt\nstatus: live\nentry: {event: Order Completed}\nsteps:\n  - id: mail\n    send: {channel: email, purpose: transactional, subject: receipt, text: receipt}\n";
+    for (id, doc) in [
+        ("cart", cart),
+        ("receipt", receipt),
+        ("promo", &promo("promo", 50, "Promo Viewed")),
+    ] {
+        let (status, r) = put(
+            &t,
+            &format!("/api/v1/journeys/{id}"),
+            "application/yaml",
+            doc,
+        )
+        .await;
+        assert_eq!(status, 201, "{r}");
+    }
+    let ann = |event: &str| json!({"type": "track", "userId": "ann", "event": event});
+    t.send(json!({"batch": [customer("ann"), ann("Product Added")]}))
+        .await;
+    t.unified().await;
+    eventually(Duration::from_secs(20), "her cart run", || async {
+        (!decisions(&t, "ann", "cart").await.is_empty()).then_some(())
+    })
+    .await;
+    t.send(json!({"batch": [ann("Order Completed")]})).await;
+    eventually(Duration::from_secs(20), "the receipt", || async {
+        (subjects(&sink, "ann").await == ["receipt"]).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), "her conversion", || async {
+        decisions(&t, "ann", "cart")
+            .await
+            .iter()
+            .any(|(c, _)| c == "goal")
+            .then_some(())
+    })
+    .await;
+    t.send(json!({"batch": [ann("Promo Viewed")]})).await;
+    let promo_decisions = eventually(
+        Duration::from_secs(20),
+        "the promotion held back",
+        || async {
+            let d = decisions(&t, "ann", "promo").await;
+            d.iter()
+                .any(|(c, _)| c == "converted_recently")
+                .then_some(d)
+        },
+    )
+    .await;
+    assert!(
+        promo_decisions
+            .iter()
+            .any(|(c, r)| c == "converted_recently" && r.contains("`cart`") && r.contains("1d")),
+        "{promo_decisions:?}"
+    );
+    // A day later, marketing goes again.
+    clock.advance(24 * H + 60_000);
+    t.send(json!({"batch": [ann("Promo Viewed")]})).await;
+    eventually(
+        Duration::from_secs(20),
+        "the promotion, a day later",
+        || async { (subjects(&sink, "ann").await == ["receipt", "promo"]).then_some(()) },
+    )
+    .await;
+    t.stop().await;
+}
+
 on_each_store!(
     caps_priority_and_quiet_hours_in_her_time_zone,
-    quiet_hours_end_right_across_a_dst_change
+    quiet_hours_end_right_across_a_dst_change,
+    no_marketing_right_after_a_conversion
 );

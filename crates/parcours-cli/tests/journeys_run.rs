@@ -473,7 +473,60 @@ async fn a_webhook_step_calls_out_signed(backend: Backend) {
     t.stop().await;
 }
 
+/// A channel's rate holds: ten SMS at once with `rate_per_second = 3` go out three a second at
+/// most, all of them, in order.
+async fn a_channel_sends_within_its_rate(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-rate", backend, clock.clone(), |c| {
+        c.channels.sms.rate_per_second = 3;
+    })
+    .await;
+    put_journey(
+        &t,
+        "flash",
+        "id: flash\nstatus: live\nentry: {event: Flash Sale}\nsteps:\n  - id: sms\n    send: {channel: sms, purpose: transactional, text: Go}\n",
+    )
+    .await;
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        batch.push(json!({"type": "identify", "userId": format!("u{i}"), "traits": {"phone": format!("+3361122330{i}")}}));
+        batch.push(json!({"type": "track", "userId": format!("u{i}"), "event": "Flash Sale"}));
+    }
+    t.send(json!({ "batch": batch })).await;
+    t.unified().await;
+    let rows = eventually(Duration::from_secs(30), "ten SMS sent", || async {
+        let rows = t
+            .store
+            .outbox_rows(&OutboxPage {
+                workspace_id: &t.workspace,
+                destination: "channel:sms",
+                state: None,
+                before_id: None,
+                limit: 100,
+            })
+            .unwrap();
+        (rows.len() == 10
+            && rows
+                .iter()
+                .all(|r| r.state == parcours_store::OutboxState::Done))
+        .then_some(rows)
+    })
+    .await;
+    let mut per_second: std::collections::BTreeMap<i64, usize> = Default::default();
+    for r in &rows {
+        let attempts = t.store.delivery_attempts(&t.workspace, r.id).unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        *per_second
+            .entry(attempts[0].at.div_euclid(1_000))
+            .or_default() += 1;
+    }
+    assert!(per_second.values().all(|n| *n <= 3), "{per_second:?}");
+    assert!(per_second.len() >= 4, "{per_second:?}");
+    t.stop().await;
+}
+
 on_each_store!(
+    a_channel_sends_within_its_rate,
     abandoned_carts_send_once_and_stop_at_a_purchase,
     the_report_compares_the_treatment_with_its_holdout,
     audiences_start_and_end_runs,

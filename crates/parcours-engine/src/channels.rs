@@ -3,6 +3,7 @@
 //! configured), with its key. A message is marked sent only after the provider accepted it:
 //! a crash in between sends it again, under the same key.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parcours_channels::{Capture, Outgoing, SendError, Sender};
@@ -31,6 +32,9 @@ pub struct Senders {
     /// Webhook steps' caller (`None`: no signing secret configured; their calls fail with
     /// that reason).
     pub webhook: Option<Arc<crate::provider::WebhookCaller>>,
+    /// Messages per second each channel may send (0: no limit). The channel sender runs on
+    /// one node at a time, so this holds for the whole cluster.
+    pub rate_per_second: BTreeMap<MessageChannel, u32>,
 }
 
 impl Default for Senders {
@@ -40,6 +44,7 @@ impl Default for Senders {
             sms: Arc::new(Capture),
             push: Arc::new(Capture),
             webhook: None,
+            rate_per_second: BTreeMap::new(),
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct ChannelSender {
     pub lease_ms: Millis,
     /// How far back an event's message id is looked for when journeys record events.
     pub dedup_window_ms: Millis,
+    /// Per channel, the second (of the clock) messages were last sent in and how many.
+    sent_this_second: BTreeMap<MessageChannel, (Millis, u32)>,
     token: String,
 }
 
@@ -80,6 +87,7 @@ impl ChannelSender {
             senders,
             lease_ms: lease_ms.max(1_000),
             dedup_window_ms: 30 * 86_400_000,
+            sent_this_second: BTreeMap::new(),
             token: format!("channels-{:016x}", rand::random::<u64>()),
         }
     }
@@ -218,15 +226,36 @@ impl Processor for ChannelSender {
             done += self.record_events(cx, &ws.id)?;
             done += self.call_webhooks(cx, &ws.id)?;
             for channel in MessageChannel::ALL {
+                // A channel over its rate waits for the next second; its messages stay
+                // queued, in order.
+                let second = cx.now.div_euclid(1_000);
+                let room = match self.senders.rate_per_second.get(&channel) {
+                    Some(&rate) if rate > 0 => {
+                        let sent = match self.sent_this_second.get(&channel) {
+                            Some(&(s, n)) if s == second => n,
+                            _ => 0,
+                        };
+                        (rate.saturating_sub(sent) as usize).min(IN_FLIGHT)
+                    }
+                    _ => IN_FLIGHT,
+                };
+                if room == 0 {
+                    continue;
+                }
                 let lane = destination(channel);
                 let rows = cx.store.claim(&OutboxClaim {
                     workspace_id: &ws.id,
                     destination: &lane,
-                    max_in_flight: IN_FLIGHT,
+                    max_in_flight: room,
                     now: cx.now,
                     lease_until: cx.now + self.lease_ms,
                     token: &self.token,
                 })?;
+                let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
+                if entry.0 != second {
+                    *entry = (second, 0);
+                }
+                entry.1 += rows.len() as u32;
                 for row in rows {
                     done += 1;
                     let sender = self.senders.of(channel);

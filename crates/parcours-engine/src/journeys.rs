@@ -22,7 +22,7 @@ use parcours_core::journey::machine::{self, draw, Fact, History};
 use parcours_core::journey::policy::{self, CapWindow, Contact, Policy};
 use parcours_core::journey::{
     self, local, Action, Admission, Effect, Input, Journey, Look, Message, MessageChannel, Outcome,
-    Run, RunState,
+    Run, RunState, Trigger,
 };
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::UnknownConsent;
@@ -201,6 +201,11 @@ impl Customer {
 
     /// What templates see.
     fn globals(&self, journey: &Journey, run: &Run) -> Value {
+        self.globals_with(journey, &run.context, run.variant.as_deref())
+    }
+
+    /// What templates see, for an entry event (`context`) and a variant.
+    fn globals_with(&self, journey: &Journey, context: &Value, variant: Option<&str>) -> Value {
         let traits: serde_json::Map<String, Value> = self
             .profile
             .traits
@@ -210,9 +215,9 @@ impl Customer {
         json!({
             "traits": traits,
             "computed": self.computed,
-            "event": run.context,
+            "event": context,
             "profile": {"id": self.profile.id},
-            "journey": {"id": journey.id, "name": journey.name, "variant": run.variant},
+            "journey": {"id": journey.id, "name": journey.name, "variant": variant},
         })
     }
 }
@@ -315,6 +320,100 @@ fn horizon(policy: &Policy) -> Millis {
 /// How long a message with fallbacks waits to be delivered or opened before the next channel
 /// is tried, when its journey does not say.
 pub const FALLBACK_AFTER_MS: Millis = 3_600_000;
+
+/// The parts of a rendered message a channel takes: `(subject, html, text, title)`. A push
+/// falling back to email makes its title the subject; an email falling back to SMS sends its
+/// text.
+type Parts = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn parts_for(channel: MessageChannel, rendered: parcours_channels::Rendered) -> Parts {
+    match channel {
+        MessageChannel::Email => (
+            rendered.subject.or(rendered.title),
+            rendered.html,
+            rendered.text,
+            None,
+        ),
+        MessageChannel::Sms => (None, None, rendered.text, None),
+        MessageChannel::Push => (None, None, rendered.text, rendered.title),
+    }
+}
+
+/// What a message step would send a customer now, rendered and sent nowhere.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Preview {
+    pub channel: MessageChannel,
+    /// Her address on the channel (`None`: she has none).
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub title: Option<String>,
+}
+
+/// What to preview: a message step, for a customer, on a channel.
+#[derive(Debug, Clone)]
+pub struct PreviewOf<'a> {
+    pub step: &'a str,
+    pub profile: &'a str,
+    /// Standing for the properties of the event that brought her in.
+    pub properties: Value,
+    /// Its own channel (`None`), or one of its fallbacks.
+    pub channel: Option<MessageChannel>,
+}
+
+/// Renders a message step of `journey` for a customer as it would go now. `Ok(None)`: no
+/// such customer; `Ok(Some(Err(_)))`: the template does not render (the message would not be
+/// sent). Nothing is sent or stored.
+pub fn preview(
+    store: &dyn Store,
+    ws: &str,
+    journey: &Journey,
+    of: PreviewOf<'_>,
+    now: Millis,
+) -> Result<Option<std::result::Result<Preview, parcours_channels::RenderError>>> {
+    let PreviewOf {
+        step,
+        profile,
+        properties,
+        channel,
+    } = of;
+    let Some(Action::Send(message)) = journey.step_index(step).map(|i| &journey.steps[i].action)
+    else {
+        return Err(StoreError::NotFound(format!("message step `{step}`")));
+    };
+    let channel = channel.unwrap_or(message.channel);
+    if !channels_of(message).contains(&channel) {
+        return Err(StoreError::NotFound(format!(
+            "{} in the channels of step `{step}`",
+            channel.as_str()
+        )));
+    }
+    let one = [Arc::new(journey.clone())];
+    let Some(who) = load_customer(store, ws, profile, &one, now)? else {
+        return Ok(None);
+    };
+    let context = json!({"properties": properties});
+    let globals = who.globals_with(journey, &context, None);
+    Ok(Some(Renderer::default().render(message, &globals).map(
+        |rendered| {
+            let (subject, html, text, title) = parts_for(channel, rendered);
+            Preview {
+                channel,
+                to: who.address(channel),
+                subject,
+                html,
+                text,
+                title,
+            }
+        },
+    )))
+}
 
 /// The channels a message tries, in order: its own, then its fallbacks.
 fn channels_of(m: &Message) -> Vec<MessageChannel> {
@@ -660,6 +759,37 @@ impl JourneyProcessor {
                 return;
             }
         }
+        // Right after she converted, no marketing: the thank-you is not followed by a
+        // promotion for what she just bought.
+        if let (Some(window), false) = (
+            d.policy.after_conversion_ms,
+            message.purpose == "transactional",
+        ) {
+            let since = d.now.saturating_sub(window);
+            match d.store.runs_of(d.ws, d.profile, 100) {
+                Ok(runs) => {
+                    if let Some(c) = runs.iter().find(|r| {
+                        r.outcome.as_deref() == Some("goal")
+                            && r.ended_at.is_some_and(|at| at >= since)
+                    }) {
+                        return skip(
+                            d,
+                            "converted_recently",
+                            format!(
+                                "she converted in `{}` at {}: no marketing for {} after a conversion",
+                                c.journey_id,
+                                parcours_core::time::format_timestamp(c.ended_at.unwrap_or_default()),
+                                parcours_core::journey::doc::format_duration(window)
+                            ),
+                        );
+                    }
+                }
+                Err(e) => {
+                    d.failed.get_or_insert(e);
+                    return;
+                }
+            }
+        }
         let tz = local::zone(
             who.time_zone()
                 .or_else(|| journey.timezone.clone())
@@ -738,16 +868,7 @@ impl JourneyProcessor {
         // clicks return as events of hers, signed with the message's own secret.
         // Each channel takes its own parts (a push falling back to email makes its title the
         // subject; an email falling back to SMS sends its text).
-        let (subject, html, text, title) = match channel {
-            MessageChannel::Email => (
-                rendered.subject.or(rendered.title),
-                rendered.html,
-                rendered.text,
-                None,
-            ),
-            MessageChannel::Sms => (None, None, rendered.text, None),
-            MessageChannel::Push => (None, None, rendered.text, rendered.title),
-        };
+        let (subject, html, text, title) = parts_for(channel, rendered);
         let (mut html, mut links, mut secret) = (html, Vec::new(), None);
         if let (Some(base), MessageChannel::Email, Some(body)) =
             (&self.public_url, channel, html.as_deref())
@@ -1024,6 +1145,26 @@ impl JourneyProcessor {
             .iter()
             .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
             .collect();
+        // Changes of her audiences that no run of hers waits on and no journey starts from
+        // move nothing: settled without reading her (an audience recomputed for a million
+        // customers costs a million cheap settles, not a million decisions).
+        let idle = runs.is_empty()
+            && rows.iter().all(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                let Some(audience) = body
+                    .get("audience_change")
+                    .and_then(|c| c.get("audience"))
+                    .and_then(Value::as_str)
+                else {
+                    return false;
+                };
+                !live_journeys.iter().any(|(_, j)| {
+                    matches!(&j.entry.trigger, Trigger::Audience { audience: a, .. } if a == audience)
+                })
+            });
+        if idle {
+            return d.finish(fence);
+        }
         let Some(who) = load_customer(store, ws, profile, &all, now)? else {
             // No such profile (its events were all undone): nothing to move.
             return d.finish(fence);

@@ -451,6 +451,97 @@ pub fn request_entry(
     }
 }
 
+/// Renders a message step of a journey for one customer, as it would go now, sending
+/// nothing: `{"step": "reminder", "profile_id": "…" (or "identifier": {"type", "value"}),
+/// "properties": {…} (the entry event's), "channel": "sms" (one of its fallbacks),
+/// "version": 2}`.
+pub fn preview(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    body: &serde_json::Value,
+    now: Millis,
+) -> Result<parcours_engine::journeys::Preview, ServiceError> {
+    use serde_json::Value;
+    let bad = |m: String| ServiceError::invalid("invalid_preview", m);
+    let Value::Object(o) = body else {
+        return Err(bad("send the preview request as a JSON object".into()));
+    };
+    for k in o.keys() {
+        if ![
+            "step",
+            "profile_id",
+            "identifier",
+            "properties",
+            "channel",
+            "version",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(bad(format!(
+                "`{k}` is not a preview field (step, profile_id, identifier, properties, channel, version)"
+            )));
+        }
+    }
+    let step = o
+        .get("step")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("`step` (a message step's id) is required".into()))?;
+    let version = match o.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("`version` is a version number".into()))?,
+        ),
+    };
+    let channel = match o.get("channel") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(journey::MessageChannel::parse)
+                .ok_or_else(|| bad("`channel` is email, sms or push".into()))?,
+        ),
+    };
+    let properties = match o.get("properties") {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(_) => return Err(bad("`properties` is an object".into())),
+    };
+    let profile = match (o.get("profile_id"), o.get("identifier")) {
+        (Some(Value::String(p)), None) => p.clone(),
+        (None, Some(Value::Object(i))) => {
+            let (Some(kind), Some(value)) = (
+                i.get("type").and_then(Value::as_str),
+                i.get("value").and_then(Value::as_str),
+            ) else {
+                return Err(bad("`identifier` has a `type` and a `value`".into()));
+            };
+            crate::identity::find(store, &actor.workspace, kind, value)?
+                .ok_or_else(|| ServiceError::NotFound(format!("customer with {kind} {value}")))?
+        }
+        _ => {
+            return Err(bad(
+                "name the customer with `profile_id` or `identifier` (one of them)".into(),
+            ))
+        }
+    };
+    let (chosen, _) = get(store, actor, id, version)?;
+    let j = stored_journey(&chosen)?;
+    let of = parcours_engine::journeys::PreviewOf {
+        step,
+        profile: &profile,
+        properties,
+        channel,
+    };
+    let rendered = parcours_engine::journeys::preview(store, &actor.workspace, &j, of, now)?
+        .ok_or_else(|| ServiceError::NotFound(format!("profile {profile}")))?;
+    rendered.map_err(|e| ServiceError::Unprocessable {
+        code: "render_failed",
+        message: format!("{}: the template does not render: {}", e.part, e.message),
+    })
+}
+
 /// Sets the workspace's contact policy (frequency caps, quiet hours, expiry of held-back
 /// messages): checked, then kept as given.
 pub fn set_policy(

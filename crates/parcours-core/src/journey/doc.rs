@@ -42,6 +42,23 @@ pub fn read(text: &str) -> Result<Journey, Vec<Problem>> {
     Err(problems)
 }
 
+/// Writes a duration as [`duration`] reads it (`1d12h`, `30m`; `0s` for none; milliseconds
+/// below a second are left out).
+pub fn format_duration(ms: Millis) -> String {
+    let mut left = ms.max(0) / 1_000;
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if left >= size {
+            out.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 /// Reads a duration: a whole number and a unit, `s`, `m`, `h` or `d` (`90s`, `30m`, `1h`,
 /// `2d`), possibly several (`1h30m`).
 pub fn duration(text: &str) -> Result<Millis, String> {

@@ -21,6 +21,10 @@ pub struct Policy {
     /// How long a message held back by a cap waits at most before it is dropped.
     #[serde(default = "default_expiry")]
     pub expire_after_ms: Millis,
+    /// For this long after she converts (meets a journey's goal), no marketing message goes to
+    /// her: the thank-you is not followed by a promotion for what she just bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_conversion_ms: Option<Millis>,
 }
 
 /// Three days by default.
@@ -135,9 +139,9 @@ pub fn read(v: &serde_json::Value) -> Result<Policy, String> {
         .as_object()
         .ok_or("the policy is a JSON object: {\"caps\": [...], \"quiet_hours\": {...}, \"expire_after\": \"3d\"}")?;
     for k in obj.keys() {
-        if !["caps", "quiet_hours", "expire_after"].contains(&k.as_str()) {
+        if !["caps", "quiet_hours", "expire_after", "after_conversion"].contains(&k.as_str()) {
             return Err(format!(
-                "unknown key `{k}`; expected caps, quiet_hours, expire_after"
+                "unknown key `{k}`; expected caps, quiet_hours, expire_after, after_conversion"
             ));
         }
     }
@@ -214,6 +218,12 @@ pub fn read(v: &serde_json::Value) -> Result<Policy, String> {
         policy.expire_after_ms = doc::duration(e.as_str().unwrap_or_default())
             .map_err(|e| format!("expire_after: {e}"))?;
     }
+    if let Some(e) = obj.get("after_conversion") {
+        policy.after_conversion_ms = Some(
+            doc::duration(e.as_str().unwrap_or_default())
+                .map_err(|e| format!("after_conversion: {e}"))?,
+        );
+    }
     Ok(policy)
 }
 
@@ -232,6 +242,15 @@ mod tests {
             at: t(at),
             channel: MessageChannel::Email,
         }
+    }
+
+    #[test]
+    fn a_quiet_period_after_a_conversion_reads() {
+        let p = read(&json!({"after_conversion": "1d"})).unwrap();
+        assert_eq!(p.after_conversion_ms, Some(DAY));
+        assert_eq!(read(&json!({})).unwrap().after_conversion_ms, None);
+        let e = read(&json!({"after_conversion": "soon"})).unwrap_err();
+        assert!(e.starts_with("after_conversion:"), "{e}");
     }
 
     #[test]

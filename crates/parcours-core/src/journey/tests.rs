@@ -128,6 +128,18 @@ fn json_documents_are_accepted_too() {
 }
 
 #[test]
+fn durations_write_as_they_read() {
+    use crate::journey::doc::{duration, format_duration};
+    for text in ["1d", "1d12h", "30m", "90s", "2d3h4m5s"] {
+        let ms = duration(text).unwrap();
+        assert_eq!(duration(&format_duration(ms)).unwrap(), ms, "{text}");
+    }
+    assert_eq!(format_duration(duration("90s").unwrap()), "1m30s");
+    assert_eq!(format_duration(36 * 3_600_000), "1d12h");
+    assert_eq!(format_duration(0), "0s");
+}
+
+#[test]
 fn durations() {
     assert_eq!(doc::duration("90s"), Ok(90_000));
     assert_eq!(doc::duration("30m"), Ok(1_800_000));
