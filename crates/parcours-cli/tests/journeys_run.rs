@@ -525,7 +525,80 @@ async fn a_channel_sends_within_its_rate(backend: Backend) {
     t.stop().await;
 }
 
+/// `in_flight: move`: a run waiting at a step the new version has goes on in the new
+/// version; a run waiting at a step the next version renamed stays on its own.
+async fn runs_in_flight_move_to_the_new_version(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-move", backend, clock.clone(), |_| {}).await;
+    let doc = |subject: &str, wait_id: &str, extra: &str| {
+        format!(
+            "id: promo\nstatus: live\n{extra}entry: {{event: Promo Viewed}}\nsteps:\n  - id: {wait_id}\n    wait: 1h\n  - id: mail\n    send: {{channel: email, purpose: transactional, subject: {subject}, text: x}}\n"
+        )
+    };
+    let visit = |user: &str| {
+        json!({"batch": [
+            {"type": "identify", "userId": user, "traits": {"email": format!("{user}@example.com")}},
+            {"type": "track", "userId": user, "event": "Promo Viewed"},
+        ]})
+    };
+    put_journey(&t, "promo", &doc("v1", "wait", "")).await;
+    t.send(visit("ann")).await;
+    t.unified().await;
+    let ann = profile_id(&t, "ann").await;
+    runs_settle(&t, &ann, "Ann waits on version 1", |r| {
+        r.len() == 1 && r[0].version == 1
+    })
+    .await;
+    put_journey(&t, "promo", &doc("v2", "wait", "in_flight: move\n")).await;
+    t.send(visit("bob")).await;
+    t.unified().await;
+    let bob = profile_id(&t, "bob").await;
+    runs_settle(&t, &bob, "Bob waits on version 2", |r| {
+        r.len() == 1 && r[0].version == 2
+    })
+    .await;
+    // Version 3 renames the wait: Bob's run (at `wait`) cannot move and stays on version 2.
+    put_journey(&t, "promo", &doc("v3", "pause", "in_flight: move\n")).await;
+    clock.advance(H + 60_000);
+    let subjects = eventually(Duration::from_secs(20), "both emails", || async {
+        let e = emails(&t);
+        (e.len() == 2).then(|| {
+            let mut s: Vec<(String, String)> = e
+                .iter()
+                .map(|r| {
+                    let m: Value = serde_json::from_str(&r.payload).unwrap();
+                    (
+                        m["to"].as_str().unwrap().to_string(),
+                        m["subject"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            s.sort();
+            s
+        })
+    })
+    .await;
+    // Ann's run moved to version 2 when version 2 said so (version 3 has no `wait` step, so
+    // she went no further); Bob's stayed on version 2.
+    assert_eq!(
+        subjects,
+        [
+            ("ann@example.com".to_string(), "v2".to_string()),
+            ("bob@example.com".to_string(), "v2".to_string())
+        ]
+    );
+    let ann_run = t.store.runs_of(&t.workspace, &ann, 1).unwrap().remove(0);
+    assert_eq!(ann_run.version, 2);
+    let codes: Vec<String> = notes(&t, &ann_run.run_id)
+        .iter()
+        .map(|n| n.code.clone())
+        .collect();
+    assert!(codes.contains(&"moved".to_string()), "{codes:?}");
+    t.stop().await;
+}
+
 on_each_store!(
+    runs_in_flight_move_to_the_new_version,
     a_channel_sends_within_its_rate,
     abandoned_carts_send_once_and_stop_at_a_purchase,
     the_report_compares_the_treatment_with_its_holdout,

@@ -569,6 +569,45 @@ impl JourneyProcessor {
     /// The workspace's live journeys at their latest version, the highest priority first (an
     /// event that enters several decides theirs in that order, so the higher one gets her
     /// contact budget).
+    /// Moves a run in flight through the versions of its journey saved since it started, as
+    /// each said when it was saved: through each version that says `in_flight: move` and has
+    /// the step the run waits at (same id), up to the first that says `stay` or lacks the
+    /// step. The run goes on from that step of the version it reached, its wait keeping its
+    /// end time. Returns the version it moved to.
+    fn move_in_flight(
+        &mut self,
+        store: &dyn Store,
+        live: &mut Live,
+        live_journeys: &[(u32, Arc<Journey>)],
+    ) -> Result<Option<u32>> {
+        let RunState::Waiting { step, .. } = &live.run.state else {
+            return Ok(None);
+        };
+        let Some((latest, _)) = live_journeys.iter().find(|(_, j)| j.id == live.run.journey) else {
+            return Ok(None);
+        };
+        let mut reached: Option<(u32, Arc<Journey>)> = None;
+        for v in live.run.version + 1..=*latest {
+            let Some(j) = self.version(store, &live.stored.workspace_id, &live.run.journey, v)?
+            else {
+                break;
+            };
+            if j.in_flight != parcours_core::journey::InFlight::Move || j.step_index(step).is_none()
+            {
+                break;
+            }
+            reached = Some((v, j));
+        }
+        let Some((version, journey)) = reached else {
+            return Ok(None);
+        };
+        live.journey = journey;
+        live.run.version = version;
+        live.stored.version = version;
+        live.touched = true;
+        Ok(Some(version))
+    }
+
     fn live(&mut self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
         let mut out = Vec::new();
         for v in store.journeys(Some(ws))? {
@@ -1137,10 +1176,24 @@ impl JourneyProcessor {
         let (ws, profile) = (rows[0].workspace_id.as_str(), rows[0].profile_id.as_str());
         let live_journeys = self.live(store, ws)?;
         let mut runs = self.load_runs(store, ws, profile)?;
+        let mut moved = Vec::new();
+        for live in runs.iter_mut() {
+            if let Some(v) = self.move_in_flight(store, live, &live_journeys)? {
+                moved.push((live.run.clone(), v));
+            }
+        }
         runs.sort_by_key(|r| std::cmp::Reverse(r.journey.priority));
         let mut all: Vec<Arc<Journey>> = live_journeys.iter().map(|(_, j)| j.clone()).collect();
         all.extend(runs.iter().map(|r| r.journey.clone()));
         let mut d = decision(store, ws, profile, now)?;
+        for (run, v) in &moved {
+            d.note(
+                run,
+                None,
+                "moved",
+                format!("moved to version {v} of the journey (in_flight: move)"),
+            );
+        }
         d.write.settled = rows
             .iter()
             .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
@@ -1398,17 +1451,33 @@ impl JourneyProcessor {
         };
         let run: Run = serde_json::from_value(stored.state.clone())
             .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", stored.run_id)))?;
+        let mut live = Live {
+            stored,
+            run,
+            journey,
+            touched: false,
+        };
+        let live_journeys = self.live(store, &ws)?;
+        // A run moves with its own timer (or an event of hers), not with a deferred message.
+        let moved = if kind == JOURNEY_TIMERS {
+            self.move_in_flight(store, &mut live, &live_journeys)?
+        } else {
+            None
+        };
+        let journey = live.journey.clone();
         let Some(who) = load_customer(store, &ws, &profile, std::slice::from_ref(&journey), now)?
         else {
             return Ok(());
         };
         let mut d = decision(store, &ws, &profile, now)?;
-        let mut live = Live {
-            stored,
-            run,
-            journey: journey.clone(),
-            touched: false,
-        };
+        if let Some(v) = moved {
+            d.note(
+                &live.run,
+                None,
+                "moved",
+                format!("moved to version {v} of the journey (in_flight: move)"),
+            );
+        }
         if kind == JOURNEY_TIMERS {
             if !live.stored.active {
                 return Ok(());

@@ -2,7 +2,7 @@
 //! versions, list them.
 
 use parcours_channels::Renderer;
-use parcours_core::journey::{self, diff, Action, InFlight, Journey, Problem, Status, Trigger};
+use parcours_core::journey::{self, diff, Action, Journey, Problem, Status, Trigger};
 use parcours_core::time::Millis;
 use parcours_store::{JourneyVersion, NewJourneyVersion, Store, StoreError};
 
@@ -82,11 +82,6 @@ fn unavailable(j: &Journey) -> Option<String> {
         Trigger::Audience { .. } => {}
         Trigger::Api => {}
         Trigger::Schedule { .. } => return Some("entry on a schedule does not run yet".into()),
-    }
-    if j.in_flight == InFlight::Move {
-        return Some(
-            "`in_flight: move` does not run yet (runs in flight stay on their version)".into(),
-        );
     }
     for s in &j.steps {
         let what = match &s.action {
