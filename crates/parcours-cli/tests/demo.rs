@@ -168,17 +168,18 @@ async fn the_demo_banner_is_read_from_the_data() {
             "{id}:\n{banner}"
         );
     }
-    assert_eq!(saved.iter().filter(|(_, s)| *s == "live").count(), 4);
+    assert_eq!(saved.iter().filter(|(_, s)| *s == "live").count(), 5);
     common::eventually(
         std::time::Duration::from_secs(60),
-        "the last day's carts and orders enter the live journeys",
+        "the last day's carts and orders, and the lapsed customers, enter the live journeys",
         || async {
             let (_, cart) = get(&client, token, "/api/v1/journeys/abandoned-cart").await;
             let (_, nps) = get(&client, token, "/api/v1/journeys/post-purchase-nps").await;
+            let (_, lapsed) = get(&client, token, "/api/v1/journeys/win-back").await;
             let runs = |j: &Value| {
                 j["runs"]["active"].as_u64().unwrap() + j["runs"]["ended"].as_u64().unwrap()
             };
-            (runs(&cart) > 0 && runs(&nps) > 0).then_some(())
+            (runs(&cart) > 0 && runs(&nps) > 0 && runs(&lapsed) > 0).then_some(())
         },
     )
     .await;
