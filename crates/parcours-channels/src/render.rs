@@ -182,6 +182,7 @@ mod tests {
             title: None,
             fallback: vec![],
             fallback_after_ms: None,
+            variants: Default::default(),
         }
     }
 

@@ -450,6 +450,9 @@ steps:
       html: "<p>You left {{ event.properties.name }} in your cart.</p>"
       text: "You left {{ event.properties.name }} in your cart."
       fallback: [sms]
+      variants:
+        sms:
+          text: "{{ event.properties.name }} is in your cart. STOP to opt out"
   - id: broken
     send:
       channel: sms
@@ -483,7 +486,7 @@ async fn messages_preview_for_a_customer(backend: Backend) {
                "html": "<p>You left Red shoes in your cart.</p>", "text": "You left Red shoes in your cart.",
                "title": null})
     );
-    // On its SMS fallback: her phone, the text only.
+    // On its SMS fallback: her phone, the SMS variant's text.
     let lea = t.profile_of(ADMIN, "user_id", "lea").await.unwrap();
     let (status, p) = ask(
         json!({"step": "reminder", "profile_id": lea["id"], "channel": "sms",
@@ -492,7 +495,7 @@ async fn messages_preview_for_a_customer(backend: Backend) {
     .await;
     assert_eq!(status, 200, "{p}");
     assert_eq!(p["to"], "+33611223344");
-    assert_eq!(p["text"], "You left Red shoes in your cart.");
+    assert_eq!(p["text"], "Red shoes is in your cart. STOP to opt out");
     assert_eq!(p["subject"], json!(null));
     // What does not render says which part; nothing is sent, ever.
     let (status, e) = ask(json!({"step": "broken", "profile_id": lea["id"]})).await;

@@ -347,6 +347,41 @@ pub struct Message {
     pub fallback: Vec<MessageChannel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_after_ms: Option<Millis>,
+    /// Texts of its own for a channel it goes out on (its channel or a fallback): each part
+    /// given replaces the message's when it goes out there.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variants: std::collections::BTreeMap<MessageChannel, ChannelTexts>,
+}
+
+/// A message's texts for one channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelTexts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl Message {
+    /// The message as it goes out on `channel`: its variant's parts where it has them, its own
+    /// elsewhere.
+    pub fn on(&self, channel: MessageChannel) -> Message {
+        let mut m = self.clone();
+        if let Some(v) = self.variants.get(&channel) {
+            let pick = |own: &Option<String>, theirs: &Option<String>| {
+                theirs.clone().or_else(|| own.clone())
+            };
+            m.subject = pick(&self.subject, &v.subject);
+            m.html = pick(&self.html, &v.html);
+            m.text = pick(&self.text, &v.text);
+            m.title = pick(&self.title, &v.title);
+        }
+        m
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -400,19 +400,21 @@ pub fn preview(
     };
     let context = json!({"properties": properties});
     let globals = who.globals_with(journey, &context, None);
-    Ok(Some(Renderer::default().render(message, &globals).map(
-        |rendered| {
-            let (subject, html, text, title) = parts_for(channel, rendered);
-            Preview {
-                channel,
-                to: who.address(channel),
-                subject,
-                html,
-                text,
-                title,
-            }
-        },
-    )))
+    Ok(Some(
+        Renderer::default()
+            .render(&message.on(channel), &globals)
+            .map(|rendered| {
+                let (subject, html, text, title) = parts_for(channel, rendered);
+                Preview {
+                    channel,
+                    to: who.address(channel),
+                    subject,
+                    html,
+                    text,
+                    title,
+                }
+            }),
+    ))
 }
 
 /// The channels a message tries, in order: its own, then its fallbacks.
@@ -893,7 +895,10 @@ impl JourneyProcessor {
                 ),
             );
         }
-        let rendered = match self.renderer.render(message, &who.globals(journey, run)) {
+        let rendered = match self
+            .renderer
+            .render(&message.on(channel), &who.globals(journey, run))
+        {
             Ok(r) => r,
             Err(e) => {
                 return skip(

@@ -40,12 +40,15 @@ pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
     let renderer = Renderer::default();
     for s in &j.steps {
         let parts = match &s.action {
-            Action::Send(m) => vec![
-                ("subject", &m.subject),
-                ("html", &m.html),
-                ("text", &m.text),
-                ("title", &m.title),
-            ],
+            Action::Send(m) => std::iter::once(None)
+                .chain(m.variants.values().map(Some))
+                .flat_map(|v| {
+                    let texts = v.map_or([&m.subject, &m.html, &m.text, &m.title], |v| {
+                        [&v.subject, &v.html, &v.text, &v.title]
+                    });
+                    ["subject", "html", "text", "title"].into_iter().zip(texts)
+                })
+                .collect::<Vec<_>>(),
             Action::Webhook { body, .. } => vec![("body", body)],
             _ => Vec::new(),
         };

@@ -1143,7 +1143,7 @@ impl Reader {
     }
 
     fn send(&mut self, node: &Node) -> Option<Action> {
-        const KEYS: [&str; 8] = [
+        const KEYS: [&str; 9] = [
             "channel",
             "purpose",
             "subject",
@@ -1152,6 +1152,7 @@ impl Reader {
             "title",
             "fallback",
             "fallback_after",
+            "variants",
         ];
         let mut o = self.obj(node, "send")?;
         let channel_node = self.required(&mut o, "channel", "send");
@@ -1202,8 +1203,67 @@ impl Reader {
         let fallback_after_ms = o
             .get("fallback_after")
             .map(|n| self.duration(n, "send.fallback_after"));
+        let variants_node = o.get("variants");
+        let mut variants: std::collections::BTreeMap<MessageChannel, super::ChannelTexts> =
+            std::collections::BTreeMap::new();
+        if let Some(n) = variants_node {
+            match &n.kind {
+                Kind::Map(entries) => {
+                    for (k, v) in entries {
+                        let Some(c) = MessageChannel::parse(&k.name) else {
+                            self.problem(
+                                k.at,
+                                "a variant is named after a channel: `email`, `sms` or `push`",
+                            );
+                            continue;
+                        };
+                        let allowed: &[&str] = match c {
+                            MessageChannel::Email => &["subject", "html", "text"],
+                            MessageChannel::Sms => &["text"],
+                            MessageChannel::Push => &["text", "title"],
+                        };
+                        let Some(mut vo) = self.obj(v, "send.variants") else {
+                            continue;
+                        };
+                        // Only the channel's own parts are read: any other is an unknown key.
+                        let mut part = |r: &mut Reader, name: &'static str| {
+                            if !allowed.contains(&name) {
+                                return None;
+                            }
+                            vo.get(name).and_then(|n| r.string(n, name))
+                        };
+                        let variant = super::ChannelTexts {
+                            subject: part(self, "subject"),
+                            html: part(self, "html"),
+                            text: part(self, "text"),
+                            title: part(self, "title"),
+                        };
+                        self.done(vo, &format!("send.variants.{}", c.as_str()), allowed);
+                        variants.insert(c, variant);
+                    }
+                }
+                _ => self.problem(
+                    n.at,
+                    "send.variants maps a channel to its texts: `{sms: {text: …}}`",
+                ),
+            }
+        }
         self.done(o, "send", &KEYS);
         let channel = channel?;
+        if let Some(n) = variants_node {
+            for c in variants.keys() {
+                let on = *c == channel || fallback.iter().flatten().any(|f| f == c);
+                if !on {
+                    self.problem(
+                        n.at,
+                        format!(
+                            "send.variants.{0}: this message never goes out on {0}: add it to `fallback`",
+                            c.as_str()
+                        ),
+                    );
+                }
+            }
+        }
         let need = |r: &mut Reader, ok: bool, what: &str| {
             if !ok {
                 r.problem(
@@ -1217,13 +1277,24 @@ impl Reader {
             .chain(fallback.iter().flatten().copied())
             .collect();
         let on = |c: MessageChannel| chain.contains(&c);
+        // A part is there on a channel when its variant there has it, or the message has.
+        type Pick = fn(&super::ChannelTexts) -> &Option<String>;
+        let has = |c: MessageChannel, own: &Option<String>, pick: Pick| {
+            own.is_some() || variants.get(&c).is_some_and(|v| pick(v).is_some())
+        };
+        let (p_subject, p_html, p_text): (Pick, Pick, Pick) =
+            (|v| &v.subject, |v| &v.html, |v| &v.text);
         match channel {
             MessageChannel::Email => {
-                need(self, subject.is_some(), "`subject`");
-                need(self, html.is_some() || text.is_some(), "`html` or `text`");
+                need(self, has(channel, &subject, p_subject), "`subject`");
+                need(
+                    self,
+                    has(channel, &html, p_html) || has(channel, &text, p_text),
+                    "`html` or `text`",
+                );
             }
             MessageChannel::Sms | MessageChannel::Push => {
-                need(self, text.is_some(), "`text`");
+                need(self, has(channel, &text, p_text), "`text`");
                 if !on(MessageChannel::Email) && (html.is_some() || subject.is_some()) {
                     self.problem(node.at, format!("an {} message takes `text` (and `title` for push), not `subject` or `html` (unless it falls back to email)", channel.as_str()));
                 }
@@ -1232,13 +1303,18 @@ impl Reader {
         if channel != MessageChannel::Email && on(MessageChannel::Email) {
             need(
                 self,
-                subject.is_some() || title.is_some(),
+                has(MessageChannel::Email, &subject, p_subject) || title.is_some(),
                 "`subject` (or `title`) for its email fallback",
             );
         }
-        if channel == MessageChannel::Email && (on(MessageChannel::Sms) || on(MessageChannel::Push))
-        {
-            need(self, text.is_some(), "`text` for its SMS or push fallback");
+        for c in [MessageChannel::Sms, MessageChannel::Push] {
+            if channel == MessageChannel::Email && on(c) {
+                need(
+                    self,
+                    has(c, &text, p_text),
+                    "`text` for its SMS or push fallback",
+                );
+            }
         }
         if title.is_some() && !on(MessageChannel::Push) {
             self.problem(node.at, "`title` is for push messages");
@@ -1255,6 +1331,7 @@ impl Reader {
             title,
             fallback: fallback?,
             fallback_after_ms: fallback_after_ms.map_or(Some(None), |v| v.map(Some))?,
+            variants,
         }))
     }
 }

@@ -213,6 +213,10 @@ fn refusals_name_what_to_do() {
         ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: email, subject: s, html: h, fallback: [sms]}}]\n", "`text` for its SMS or push fallback"),
         ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: sms, text: x, subject: s}}]\n", "unless it falls back to email"),
         ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: email, subject: s, text: t, title: x, fallback: sms}}]\n", "`title` is for push"),
+        ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: email, subject: s, text: t, variants: {sms: {text: x}}}}]\n", "never goes out on sms"),
+        ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: push, text: t, fallback: sms, variants: {sms: {subject: x}}}}]\n", "unknown key `subject`"),
+        ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: push, text: t, fallback: email, variants: {email: {html: h}}}}]\n", "for its email fallback"),
+        ("id: x\nentry: {event: A}\nsteps: [{id: a, send: {channel: sms, text: t, variants: {fax: {text: x}}}}]\n", "named after a channel"),
         ("id: x\nentry: {event: A}\ntimezone: Mars/Olympus\nsteps: [{id: a, wait: 1h}]\n", "not a time zone"),
         ("id: x\nentry: {event: A}\nholdout: 120%\nsteps: [{id: a, wait: 1h}]\n", "percentage"),
         ("id: x\nentry: {event: A}\npriority: 101\nsteps: [{id: a, wait: 1h}]\n", "0 to 100"),
@@ -783,6 +787,7 @@ fn arb_journey() -> impl Strategy<Value = Journey> {
                             title: None,
                             fallback: vec![],
                             fallback_after_ms: None,
+                            variants: Default::default(),
                         }),
                         6 => Action::Webhook {
                             url: "https://x".into(),
@@ -1021,4 +1026,20 @@ fn an_api_entry_is_an_event_naming_its_journey() {
         machine::entry_key(&j, &json!({"properties": mine})).as_deref(),
         Some("o1")
     );
+}
+
+#[test]
+fn a_message_has_its_texts_per_channel() {
+    let j = read("id: x\nentry: {event: A}\nsteps:\n  - id: a\n    send:\n      channel: push\n      title: Ready\n      text: Your order is ready\n      fallback: [sms, email]\n      variants:\n        sms: {text: 'Order ready. STOP to opt out'}\n        email: {subject: Your order is ready, html: '<p>Ready</p>'}\n").unwrap();
+    let Action::Send(m) = &j.steps[0].action else {
+        panic!("a send step")
+    };
+    let sms = m.on(MessageChannel::Sms);
+    assert_eq!(sms.text.as_deref(), Some("Order ready. STOP to opt out"));
+    let email = m.on(MessageChannel::Email);
+    assert_eq!(email.subject.as_deref(), Some("Your order is ready"));
+    assert_eq!(email.html.as_deref(), Some("<p>Ready</p>"));
+    // What the variant does not give is the message's own.
+    assert_eq!(email.text.as_deref(), Some("Your order is ready"));
+    assert_eq!(m.on(MessageChannel::Push), *m);
 }
