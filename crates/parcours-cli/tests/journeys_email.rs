@@ -16,6 +16,21 @@ use serde_json::json;
 
 const H: i64 = 3_600_000;
 
+/// Waits until her email marketing consent reads withdrawn, by an unsubscribe (the method
+/// a one-click unsubscribe and a spam complaint both record).
+async fn email_marketing_withdrawn(t: &common::TestNode, profile: &str, what: &str) {
+    let consent = eventually(Duration::from_secs(20), what, || async {
+        let (status, c) = t
+            .get(&format!(
+                "/api/v1/profiles/{profile}/consent?purpose=marketing&channel=email"
+            ))
+            .await;
+        (status == 200 && c["state"] == "withdrawn").then_some(c)
+    })
+    .await;
+    assert_eq!(consent["answered_by"]["method"], "unsubscribe", "{consent}");
+}
+
 async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
     let sink = Sink::start(temp_dir("smtp-sink"), 0);
     let clock = Arc::new(ShiftedClock::default());
@@ -143,20 +158,7 @@ async fn the_abandoned_cart_email_arrives_with_its_headers(backend: Backend) {
     assert_eq!(post(forged).await.status, 404);
     assert_eq!(post(path.clone()).await.status, 200);
     assert_eq!(post(path.clone()).await.status, 200, "twice is once");
-    let consent = eventually(
-        Duration::from_secs(20),
-        "the withdrawal is recorded",
-        || async {
-            let (status, c) = t
-                .get(&format!(
-                    "/api/v1/profiles/{lea}/consent?purpose=marketing&channel=email"
-                ))
-                .await;
-            (status == 200 && c["state"] == "withdrawn").then_some(c)
-        },
-    )
-    .await;
-    assert_eq!(consent["answered_by"]["method"], "unsubscribe", "{consent}");
+    email_marketing_withdrawn(&t, &lea, "the withdrawal is recorded").await;
     // Her run ends at once: its exit condition (`not consented(email, marketing)`) holds.
     let ended = eventually(Duration::from_secs(20), "her run exits", || async {
         let r = t.store.runs_of(&t.workspace, &lea, 1).unwrap().remove(0);
@@ -348,20 +350,7 @@ async fn opens_clicks_and_bounces_come_back(backend: Backend) {
         spam["receipts"][0]["suppressed"], "lea@example.com",
         "{spam}"
     );
-    let consent = eventually(
-        Duration::from_secs(20),
-        "the complaint withdraws",
-        || async {
-            let (status, c) = t
-                .get(&format!(
-                    "/api/v1/profiles/{lea}/consent?purpose=marketing&channel=email"
-                ))
-                .await;
-            (status == 200 && c["state"] == "withdrawn").then_some(c)
-        },
-    )
-    .await;
-    assert_eq!(consent["answered_by"]["method"], "unsubscribe", "{consent}");
+    email_marketing_withdrawn(&t, &lea, "the complaint withdraws").await;
     let (status, shown) = t.get(&format!("/api/v1/messages/{key}")).await;
     assert_eq!(status, 200, "{shown}");
     let kinds: Vec<&str> = shown["receipts"]

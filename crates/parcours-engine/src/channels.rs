@@ -102,18 +102,29 @@ fn detail(s: &str) -> String {
 }
 
 impl ChannelSender {
+    /// Leases up to `max` rows of a lane, in order, under this sender's token.
+    fn claim(
+        &self,
+        cx: &StepContext,
+        ws: &str,
+        lane: &str,
+        max: usize,
+    ) -> Result<Vec<parcours_store::OutboxRow>> {
+        cx.store.claim(&OutboxClaim {
+            workspace_id: ws,
+            destination: lane,
+            max_in_flight: max,
+            now: cx.now,
+            lease_until: cx.now + self.lease_ms,
+            token: &self.token,
+        })
+    }
+
     /// Appends the events journeys decided to record (a trait an `update_trait` step sets) to
     /// the log, each under its message id: a row sent twice after a crash is one event.
     fn record_events(&self, cx: &StepContext, ws: &str) -> Result<usize> {
         use parcours_core::spec::{check_event, Checked, Edge};
-        let rows = cx.store.claim(&OutboxClaim {
-            workspace_id: ws,
-            destination: EVENTS_LANE,
-            max_in_flight: IN_FLIGHT,
-            now: cx.now,
-            lease_until: cx.now + self.lease_ms,
-            token: &self.token,
-        })?;
+        let rows = self.claim(cx, ws, EVENTS_LANE, IN_FLIGHT)?;
         let n = rows.len();
         for row in rows {
             let checked = serde_json::value::RawValue::from_string(row.payload.clone())
@@ -150,14 +161,7 @@ impl ChannelSender {
     /// Calls the URLs of webhook steps, each under its key.
     fn call_webhooks(&self, cx: &StepContext, ws: &str) -> Result<usize> {
         use crate::provider::{WebhookCall, WEBHOOK_LANE};
-        let rows = cx.store.claim(&OutboxClaim {
-            workspace_id: ws,
-            destination: WEBHOOK_LANE,
-            max_in_flight: IN_FLIGHT,
-            now: cx.now,
-            lease_until: cx.now + self.lease_ms,
-            token: &self.token,
-        })?;
+        let rows = self.claim(cx, ws, WEBHOOK_LANE, IN_FLIGHT)?;
         let n = rows.len();
         for row in rows {
             let outcome = serde_json::from_str::<WebhookCall>(&row.payload)
@@ -243,14 +247,7 @@ impl Processor for ChannelSender {
                     continue;
                 }
                 let lane = destination(channel);
-                let rows = cx.store.claim(&OutboxClaim {
-                    workspace_id: &ws.id,
-                    destination: &lane,
-                    max_in_flight: room,
-                    now: cx.now,
-                    lease_until: cx.now + self.lease_ms,
-                    token: &self.token,
-                })?;
+                let rows = self.claim(cx, &ws.id, &lane, room)?;
                 let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
                 if entry.0 != second {
                     *entry = (second, 0);

@@ -121,6 +121,8 @@ pub struct JourneyProcessor {
     token: String,
     /// Versions never change once saved: read once.
     versions: HashMap<(String, String, u32), Arc<Journey>>,
+    /// Each workspace's live journeys, read once per claim of timers (not once per timer).
+    live_by_ws: HashMap<String, Vec<(u32, Arc<Journey>)>>,
     /// The address customers reach this node at: one-click unsubscribe links, the open
     /// pixel and click redirects point there (`None`: no unsubscribe header, no tracking).
     pub public_url: Option<String>,
@@ -132,6 +134,7 @@ impl Default for JourneyProcessor {
             renderer: Renderer::default(),
             token: format!("journeys-{:016x}", rand::random::<u64>()),
             versions: HashMap::new(),
+            live_by_ws: HashMap::new(),
             public_url: None,
         }
     }
@@ -1395,6 +1398,7 @@ impl JourneyProcessor {
         };
         claimed.sort_by_key(|t| (t.due_at, std::cmp::Reverse(priority(t)), t.key.clone()));
         let mut fired = Vec::new();
+        self.live_by_ws.clear();
         for t in &claimed {
             let run_id = if kind == JOURNEY_TIMERS {
                 t.key.clone()
@@ -1462,9 +1466,16 @@ impl JourneyProcessor {
             journey,
             touched: false,
         };
-        let live_journeys = self.live(store, &ws)?;
         // A run moves with its own timer (or an event of hers), not with a deferred message.
         let moved = if kind == JOURNEY_TIMERS {
+            let live_journeys = match self.live_by_ws.get(&ws) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = self.live(store, &ws)?;
+                    self.live_by_ws.insert(ws.clone(), l.clone());
+                    l
+                }
+            };
             self.move_in_flight(store, &mut live, &live_journeys)?
         } else {
             None
