@@ -597,7 +597,116 @@ async fn runs_in_flight_move_to_the_new_version(backend: Backend) {
     t.stop().await;
 }
 
+/// A journey on a weekly schedule at 09:00 on each customer's clock: the members of its
+/// audience enter when their own clock reads it (Paris before New York), each once per
+/// occurrence, and no one else; a one-shot schedule already past is refused.
+async fn a_schedule_enters_its_audience_on_each_customers_clock(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-schedule", backend, clock.clone(), |_| {}).await;
+    let now = || parcours_core::time::Clock::now(clock.as_ref());
+    let (status, created) = common::call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "gold", "name": "Gold", "definition": "trait tier = \"gold\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let person = |user: &str, tz: &str, tier: &str| {
+        json!({"type": "identify", "userId": user, "traits": {
+            "email": format!("{user}@example.com"), "timezone": tz, "tier": tier}})
+    };
+    t.send(json!({"batch": [
+        person("ann", "Europe/Paris", "gold"),
+        person("bob", "America/New_York", "gold"),
+        person("cid", "Europe/Paris", "silver"),
+    ]}))
+    .await;
+    t.unified().await;
+    let (ann, bob, cid) = (
+        profile_id(&t, "ann").await,
+        profile_id(&t, "bob").await,
+        profile_id(&t, "cid").await,
+    );
+    eventually(Duration::from_secs(20), "two gold members", || async {
+        (t.store.member_count(&t.workspace, "gold").unwrap() == 2).then_some(())
+    })
+    .await;
+    // Two days from now, in winter: 09:00 in Paris is 08:00 UTC, in New York 14:00 UTC.
+    const DAY: i64 = 24 * H;
+    let day = (now() / DAY + 2) * DAY;
+    let date = parcours_core::time::format_timestamp(day)[..10].to_string();
+    let weekly = format!(
+        "id: weekly\nstatus: live\nentry:\n  schedule: {{at: {date}, every: 7d, local_time: \"09:00\", audience: gold}}\nsteps:\n  - id: mail\n    send:\n      channel: email\n      purpose: transactional\n      subject: \"News of {{{{ event.properties.occurrence | slice: 0, 10 }}}}\"\n      text: x\n"
+    );
+    put_journey(&t, "weekly", &weekly).await;
+    let to = |r: &OutboxRow| {
+        let m: Value = serde_json::from_str(&r.payload).unwrap();
+        (
+            m["to"].as_str().unwrap().to_string(),
+            m["subject"].as_str().unwrap().to_string(),
+        )
+    };
+    // Paris reads 09:00: Ann gets hers; Bob's clock reads 03:00.
+    clock.advance(day + 8 * H + 30_000 - now());
+    eventually(Duration::from_secs(30), "Ann's email", || async {
+        (!emails(&t).is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: Vec<_> = emails(&t).iter().map(to).collect();
+    assert_eq!(
+        sent,
+        [("ann@example.com".to_string(), format!("News of {date}"))]
+    );
+    // New York reads 09:00: Bob's comes; Cid, not gold, never enters.
+    clock.advance(day + 14 * H + 30_000 - now());
+    eventually(Duration::from_secs(30), "Bob's email", || async {
+        (emails(&t).len() == 2).then_some(())
+    })
+    .await;
+    let mut who: Vec<String> = emails(&t).iter().map(|r| to(r).0).collect();
+    who.sort();
+    assert_eq!(who, ["ann@example.com", "bob@example.com"]);
+    for p in [&ann, &bob] {
+        let runs = t.store.runs_of(&t.workspace, p, 10).unwrap();
+        assert_eq!(runs.len(), 1, "one run per occurrence: {runs:?}");
+    }
+    assert!(t.store.runs_of(&t.workspace, &cid, 10).unwrap().is_empty());
+    let ann_run = &t.store.runs_of(&t.workspace, &ann, 1).unwrap()[0];
+    assert_eq!(
+        ann_run.entered_at,
+        day + 8 * H,
+        "she entered at 09:00 on her clock"
+    );
+    // A week later, the next occurrence enters them again.
+    clock.advance(day + 7 * DAY + 14 * H + 30_000 - now());
+    eventually(
+        Duration::from_secs(30),
+        "the next week's emails",
+        || async { (emails(&t).len() == 4).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(emails(&t).len(), 4, "each once per occurrence");
+    // A one-shot schedule already past runs for no one: refused.
+    let (status, e) = common::journeys::put_document(
+        &t,
+        "/api/v1/journeys/late",
+        "application/yaml",
+        "id: late\nstatus: live\nentry: {schedule: {at: 2020-01-01}}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("schedule_passed")),
+        "{e}"
+    );
+    t.stop().await;
+}
+
 on_each_store!(
+    a_schedule_enters_its_audience_on_each_customers_clock,
     runs_in_flight_move_to_the_new_version,
     a_channel_sends_within_its_rate,
     abandoned_carts_send_once_and_stop_at_a_purchase,

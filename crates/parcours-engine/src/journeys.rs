@@ -30,11 +30,15 @@ use parcours_core::time::Millis;
 use parcours_core::Profile;
 use parcours_store::{
     profile_bucket, ContactRow, Fence, JourneyWork, JourneyWrite, NewOutboxRow, NewTimer, Result,
-    RunNote, Store, StoreError, StoredRun, TimerClaim, TimerFire, JOURNEY_TIMERS,
+    RunNote, Store, StoreError, StoredRun, TimerClaim, TimerFire, JOURNEY_SCHEDULES,
+    JOURNEY_TIMERS,
 };
 use serde_json::{json, Value};
 
 use crate::runner::{Placement, Processor, StepContext};
+
+mod schedule;
+pub use schedule::schedule_timer;
 
 /// The processor's name in health reports and metrics.
 pub const JOURNEYS: &str = "journeys";
@@ -126,6 +130,8 @@ pub struct JourneyProcessor {
     /// The address customers reach this node at: one-click unsubscribe links, the open
     /// pixel and click redirects point there (`None`: no unsubscribe header, no tracking).
     pub public_url: Option<String>,
+    /// When scheduled journeys were last checked for a missing timer.
+    healed_at: Option<Millis>,
 }
 
 impl Default for JourneyProcessor {
@@ -136,6 +142,7 @@ impl Default for JourneyProcessor {
             versions: HashMap::new(),
             live_by_ws: HashMap::new(),
             public_url: None,
+            healed_at: None,
         }
     }
 }
@@ -571,9 +578,6 @@ impl JourneyProcessor {
         Ok(Some(j))
     }
 
-    /// The workspace's live journeys at their latest version, the highest priority first (an
-    /// event that enters several decides theirs in that order, so the higher one gets her
-    /// contact budget).
     /// Moves a run in flight through the versions of its journey saved since it started, as
     /// each said when it was saved: through each version that says `in_flight: move` and has
     /// the step the run waits at (same id), up to the first that says `stay` or lacks the
@@ -613,6 +617,9 @@ impl JourneyProcessor {
         Ok(Some(version))
     }
 
+    /// The workspace's live journeys at their latest version, the highest priority first (an
+    /// event that enters several decides theirs in that order, so the higher one gets her
+    /// contact budget).
     fn live(&mut self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
         let mut out = Vec::new();
         for v in store.journeys(Some(ws))? {
@@ -1278,15 +1285,37 @@ impl JourneyProcessor {
             let change = body
                 .get("audience_change")
                 .and_then(|c| Some((c.get("audience")?.as_str()?, c.get("entered")?.as_bool()?)));
-            if row.name.is_empty() && change.is_none() {
+            let occurrence = schedule::scheduled(&body);
+            if row.name.is_empty() && change.is_none() && occurrence.is_none() {
                 continue;
             }
             for (version, j) in &live_journeys {
-                let enters = match change {
-                    Some((audience, entered)) => {
+                // She entered when the event happened (not when it was read): a purchase
+                // right after it, read in the same batch or later, is hers.
+                let mut entered_at = row.timestamp.min(now);
+                let enters = match (change, occurrence) {
+                    (Some((audience, entered)), _) => {
                         machine::enters_on_audience(j, audience, entered, row.timestamp, now)
                     }
-                    None => machine::triggers(j, fact, now),
+                    (None, Some((id, at, due))) => {
+                        if id != j.id || !machine::is_occurrence(&j.entry.trigger, at) {
+                            continue;
+                        }
+                        let hers = machine::entry_instant(j, at, &who);
+                        if hers > now && !due {
+                            // Her clock does not read the schedule's time yet.
+                            d.write
+                                .set_timers
+                                .push(schedule::wait_for_her_time(row, id, at, hers));
+                            continue;
+                        }
+                        entered_at = hers.min(now);
+                        now.saturating_sub(hers) <= j.entry.max_age_ms
+                            && store
+                                .run(ws, &run_id(ws, &j.id, profile, "", row.seq))?
+                                .is_none()
+                    }
+                    (None, None) => machine::triggers(j, fact, now),
                 };
                 if !enters {
                     continue;
@@ -1334,10 +1363,8 @@ impl JourneyProcessor {
                     now,
                     &who,
                 );
-                // She entered when the event happened (not when it was read): a purchase
-                // right after it, read in the same batch or later, is hers.
                 let mut run = run;
-                run.entered_at = row.timestamp.min(now);
+                run.entered_at = entered_at;
                 let mut live = Live {
                     stored: StoredRun {
                         workspace_id: ws.to_string(),
@@ -1400,6 +1427,26 @@ impl JourneyProcessor {
         let mut fired = Vec::new();
         self.live_by_ws.clear();
         for t in &claimed {
+            if kind == JOURNEY_SCHEDULES {
+                let write = JourneyWrite {
+                    fence: fence.clone(),
+                    ..JourneyWrite::default()
+                };
+                let handled = self
+                    .occurrence(store, t, now, write)
+                    .and_then(|w| store.record_journeys(&w));
+                if let Err(e) = handled {
+                    give_back(store, &self.token, kind, &claimed, &fired)?;
+                    return Err(e);
+                }
+                fired.push(TimerFire {
+                    workspace_id: &t.workspace_id,
+                    kind,
+                    key: &t.key,
+                    due_at: t.due_at,
+                });
+                continue;
+            }
             let run_id = if kind == JOURNEY_TIMERS {
                 t.key.clone()
             } else {
@@ -1414,24 +1461,7 @@ impl JourneyProcessor {
                 Err(e) => Err(e),
             };
             if let Err(e) = handled {
-                // Give the timers not fired yet back at once rather than leaving them leased
-                // until the claim runs out.
-                let back: Vec<TimerFire> = claimed
-                    .iter()
-                    .filter(|c| {
-                        !fired
-                            .iter()
-                            .any(|f: &TimerFire| f.key == c.key && f.workspace_id == c.workspace_id)
-                    })
-                    .map(|c| TimerFire {
-                        workspace_id: &c.workspace_id,
-                        kind,
-                        key: &c.key,
-                        due_at: c.due_at,
-                    })
-                    .collect();
-                store.fire_timers(&self.token, &fired)?;
-                store.release_timers(&self.token, &back)?;
+                give_back(store, &self.token, kind, &claimed, &fired)?;
                 return Err(e);
             }
             fired.push(TimerFire {
@@ -1570,6 +1600,34 @@ impl JourneyProcessor {
     }
 }
 
+/// After a handler failed: fires the timers handled already and gives the others back at
+/// once, rather than leaving them leased until the claim runs out.
+fn give_back(
+    store: &dyn Store,
+    token: &str,
+    kind: &str,
+    claimed: &[parcours_store::DurableTimer],
+    fired: &[TimerFire],
+) -> Result<()> {
+    let back: Vec<TimerFire> = claimed
+        .iter()
+        .filter(|c| {
+            !fired
+                .iter()
+                .any(|f| f.key == c.key && f.workspace_id == c.workspace_id)
+        })
+        .map(|c| TimerFire {
+            workspace_id: &c.workspace_id,
+            kind,
+            key: &c.key,
+            due_at: c.due_at,
+        })
+        .collect();
+    store.fire_timers(token, fired)?;
+    store.release_timers(token, &back)?;
+    Ok(())
+}
+
 /// A run's id: the same entry (journey, customer, key, event) always gives the same id, so
 /// a decision retried after a conflict writes the same keys.
 pub fn run_id(ws: &str, journey: &str, profile: &str, key: &str, seq: i64) -> String {
@@ -1634,6 +1692,8 @@ impl Processor for JourneyProcessor {
         }
         done += self.fire(cx.store, JOURNEY_TIMERS, buckets, cx.now, &fence)?;
         done += self.fire(cx.store, JOURNEY_SENDS, buckets, cx.now, &fence)?;
+        self.heal_schedules(cx.store, buckets, cx.now)?;
+        done += self.fire(cx.store, JOURNEY_SCHEDULES, buckets, cx.now, &fence)?;
         Ok(done)
     }
 }

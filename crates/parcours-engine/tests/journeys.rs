@@ -10,7 +10,8 @@ use parcours_engine::journeys::JourneyProcessor;
 use parcours_engine::runner::{Processor, StepContext};
 use parcours_engine::unify_step;
 use parcours_store::{
-    EventLog, IngestBatch, Journeys, NewJourneyVersion, Projections, Registry, StoredRun, Workspace,
+    EventLog, IngestBatch, Journeys, NewJourneyVersion, Projections, Registry, StoredRun, Timers,
+    Workspace,
 };
 use parcours_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
@@ -270,4 +271,62 @@ fn an_entry_cap_holds_across_customers_decided_together() {
         .sum();
     assert_eq!(runs, 3);
     assert_eq!(w.store.run_counts(WS, "capped").unwrap().active, 3);
+}
+
+/// A schedule enters every profile (no audience named), a page at a time: 2,500 customers,
+/// three pages, each entered once, even when the processor is stopped between pages and a
+/// new one (another node) takes over; the timer then waits for the next occurrence.
+#[test]
+fn a_schedule_enters_everyone_once_across_pages_and_a_restart() {
+    let mut w = World::new("schedule");
+    let doc = "id: daily\nstatus: live\nentry:\n  schedule: {at: 2026-06-01T09:00:00Z, every: 1d}\nsteps:\n  - id: wait\n    wait: 2h\n";
+    let at = parcours_core::time::parse_timestamp("2026-06-01T09:00:00Z").unwrap();
+    w.journey(doc);
+    let n = 2_500;
+    for i in 0..n {
+        w.identify(&format!("m{i}"), at - 10 * HOUR + i, &format!("u{i}"), None);
+    }
+    w.unify(at - HOUR);
+    w.follow(at - HOUR);
+    let j = journey::doc::read(doc).unwrap();
+    let timer = parcours_engine::journeys::schedule_timer(WS, &j, at - HOUR).unwrap();
+    assert_eq!(timer.due_at, at);
+    w.store.set_timers(&[timer]).unwrap();
+    // Nothing before the occurrence.
+    w.follow(at - 1);
+    assert_eq!(w.store.run_counts(WS, "daily").unwrap().active, 0);
+    // One step of the processor queues one page; then another processor takes over.
+    let cx = StepContext {
+        store: &w.store,
+        now: at,
+        owned: None,
+    };
+    w.journeys.step(&cx).unwrap();
+    w.journeys = JourneyProcessor::default();
+    w.follow(at + 1_000);
+    let counts = w.store.run_counts(WS, "daily").unwrap();
+    assert_eq!(counts.active, n as u64, "{counts:?}");
+    for i in [0, 999, 1_000, 2_499] {
+        let runs = w.runs(&w.profile("user_id", &format!("u{i}")));
+        assert_eq!(runs.len(), 1, "u{i}: {runs:?}");
+        assert_eq!(runs[0].entered_at, at);
+    }
+    let next = w
+        .store
+        .timer(WS, parcours_store::JOURNEY_SCHEDULES, "daily")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.due_at, at + 24 * HOUR);
+    // Their runs end after the 2h wait; the next day's occurrence enters everyone again
+    // (re-entry after exit).
+    w.follow(at + 3 * HOUR);
+    assert_eq!(w.store.run_counts(WS, "daily").unwrap().active, 0);
+    w.follow(at + 24 * HOUR);
+    w.follow(at + 24 * HOUR + 1_000);
+    let counts = w.store.run_counts(WS, "daily").unwrap();
+    assert_eq!(
+        (counts.active, counts.ended),
+        (n as u64, n as u64),
+        "{counts:?}"
+    );
 }

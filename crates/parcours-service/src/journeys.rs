@@ -84,7 +84,7 @@ fn unavailable(j: &Journey) -> Option<String> {
         Trigger::Event { .. } => {}
         Trigger::Audience { .. } => {}
         Trigger::Api => {}
-        Trigger::Schedule { .. } => return Some("entry on a schedule does not run yet".into()),
+        Trigger::Schedule { .. } => {}
     }
     for s in &j.steps {
         let what = match &s.action {
@@ -174,8 +174,44 @@ pub fn save(
         in_flight: plan.journey.in_flight.as_str().to_string(),
         created_at: now,
     };
+    let ws = actor.workspace.as_str();
+    let schedule = &plan.journey.entry.trigger;
+    let was_live_on_it = |v: &JourneyVersion| {
+        v.status == "live" && stored_journey(v).is_ok_and(|old| &old.entry.trigger == schedule)
+    };
+    let same_schedule = plan.version.as_ref().is_some_and(was_live_on_it);
+    let timer = match (plan.journey.status, schedule) {
+        (Status::Live, Trigger::Schedule { at, .. }) if !same_schedule => {
+            let timer = parcours_engine::journeys::schedule_timer(ws, &plan.journey, now);
+            if timer.is_none() {
+                return Err(ServiceError::Unprocessable {
+                    code: "schedule_passed",
+                    message: format!(
+                        "the schedule's only occurrence ({}) has passed: give a later `at`, or `every` to repeat it",
+                        parcours_core::time::format_timestamp(*at)
+                    ),
+                });
+            }
+            timer
+        }
+        _ => None,
+    };
     match store.put_journey_version(&new) {
         Ok(version) => {
+            // A new schedule starts from its next occurrence; the same schedule keeps its
+            // timer (an occurrence halfway through its customers goes on); a journey no
+            // longer live on a schedule ends it (its timer would find nothing to do).
+            match (&timer, plan.journey.status, schedule) {
+                (Some(t), ..) => store.set_timers(std::slice::from_ref(t))?,
+                (None, Status::Live, Trigger::Schedule { .. }) => {}
+                _ => {
+                    store.cancel_timers(
+                        ws,
+                        parcours_store::JOURNEY_SCHEDULES,
+                        &[id.to_string()],
+                    )?;
+                }
+            }
             plan.version = store.journey_version(&actor.workspace, id, version)?;
             Ok(plan)
         }

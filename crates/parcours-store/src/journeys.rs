@@ -16,6 +16,10 @@ pub const JOURNEY_TIMERS: &str = "journey";
 /// Timers of messages deferred by quiet hours or caps (key: the message's key, which starts
 /// with its run's id and a colon).
 pub const JOURNEY_SENDS: &str = "journey_send";
+/// Timers of journeys entered on a schedule: the next occurrence of one (key: the journey
+/// id), or one customer's entry waiting for her local time (key: journey, occurrence and
+/// profile, joined by `/`).
+pub const JOURNEY_SCHEDULES: &str = "journey_schedule";
 
 /// A version to store.
 #[derive(Debug, Clone, PartialEq)]

@@ -672,9 +672,17 @@ impl Reader {
         let at = self
             .required(&mut o, "at", "entry.schedule")
             .and_then(|n| self.date(n, "entry.schedule.at"));
-        let every_ms = o
-            .get("every")
-            .map(|n| self.duration(n, "entry.schedule.every"));
+        let every_ms = o.get("every").map(|n| {
+            let ms = self.duration(n, "entry.schedule.every")?;
+            if ms < 3_600_000 {
+                self.problem(
+                    n.at,
+                    "entry.schedule.every must be at least 1h: a schedule enters its whole audience each time",
+                );
+                return None;
+            }
+            Some(ms)
+        });
         let local_time = o
             .get("local_time")
             .map(|n| self.local_time(n, "entry.schedule.local_time"));

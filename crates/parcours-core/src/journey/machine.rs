@@ -269,6 +269,85 @@ pub fn enters_on_audience(
     }
 }
 
+/// How far ahead of UTC a clock can be (Kiribati, UTC+14): a schedule at a local time of day
+/// starts this long before that time of day in UTC, when the first customers' clocks read it.
+pub const MAX_AHEAD_MS: Millis = 14 * 3_600_000;
+
+/// The occurrence of a journey's schedule that the scheduler takes next, at or after `from`:
+/// the `n`th occurrence is `at + n × every`; `None` once a one-shot schedule has started (or
+/// for a journey not on a schedule). An occurrence at a local time of day counts from when it
+/// starts ([`occurrence_starts`]), so a schedule saved after it started waits for the next.
+pub fn next_occurrence(trigger: &Trigger, from: Millis) -> Option<Millis> {
+    let Trigger::Schedule { at, every_ms, .. } = trigger else {
+        return None;
+    };
+    let first = *at;
+    let starts = |t: Millis| occurrence_starts(trigger, t);
+    if starts(first) >= from {
+        return Some(first);
+    }
+    let every = (*every_ms)?.max(1);
+    // The first n with starts(at + n × every) >= from (starts is at most a day before).
+    let behind = from.saturating_sub(starts(first));
+    let mut n = behind / every;
+    loop {
+        let t = first.saturating_add(n.saturating_mul(every));
+        if starts(t) >= from || t == Millis::MAX {
+            return Some(t);
+        }
+        n += 1;
+    }
+}
+
+/// Whether `t` is an occurrence of the schedule.
+pub fn is_occurrence(trigger: &Trigger, t: Millis) -> bool {
+    let Trigger::Schedule { at, every_ms, .. } = trigger else {
+        return false;
+    };
+    match every_ms {
+        None => t == *at,
+        Some(every) => t >= *at && (t - at) % (*every).max(1) == 0,
+    }
+}
+
+/// When the scheduler starts entering customers for an occurrence: the occurrence itself,
+/// or, at a local time of day, when the first clocks on Earth read that time on the
+/// occurrence's day (its UTC calendar day).
+pub fn occurrence_starts(trigger: &Trigger, occurrence: Millis) -> Millis {
+    match trigger {
+        Trigger::Schedule {
+            local_time: Some(time),
+            ..
+        } => local::on_day_at(chrono_tz::Tz::UTC, occurrence, *time) - MAX_AHEAD_MS,
+        _ => occurrence,
+    }
+}
+
+/// When she enters for an occurrence of the journey's schedule: the occurrence, or at a local
+/// time of day, that time on the occurrence's day on her clock (her `timezone` trait, else
+/// the journey's, else UTC).
+pub fn entry_instant(journey: &Journey, occurrence: Millis, look: &dyn Look) -> Millis {
+    match &journey.entry.trigger {
+        Trigger::Schedule {
+            local_time: Some(time),
+            ..
+        } => {
+            let tz = local::zone(
+                look.time_zone()
+                    .or_else(|| journey.timezone.clone())
+                    .as_deref(),
+            );
+            let day = local::local_date(chrono_tz::Tz::UTC, occurrence);
+            local::instant(
+                tz,
+                day.and_hms_opt(time.hour(), time.minute(), 0)
+                    .expect("a time of day exists"),
+            )
+        }
+        _ => occurrence,
+    }
+}
+
 /// The event an entry through the API is recorded as (`properties.journey` names the
 /// journey; the other properties are the entry's).
 pub const API_ENTRY_EVENT: &str = "Journey Entry Requested";

@@ -1043,3 +1043,79 @@ fn a_message_has_its_texts_per_channel() {
     assert_eq!(email.text.as_deref(), Some("Your order is ready"));
     assert_eq!(m.on(MessageChannel::Push), *m);
 }
+
+#[test]
+fn schedules_occur_every_period_and_at_each_customers_local_time() {
+    let weekly = read(
+        "id: s\nstatus: live\nentry:\n  schedule: {at: 2026-03-02T10:00:00Z, every: 7d}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .unwrap();
+    let trigger = &weekly.entry.trigger;
+    let first = t("2026-03-02T10:00:00Z");
+    const WEEK: Millis = 7 * 86_400_000;
+    assert_eq!(machine::next_occurrence(trigger, first - 1), Some(first));
+    assert_eq!(machine::next_occurrence(trigger, first), Some(first));
+    assert_eq!(
+        machine::next_occurrence(trigger, first + 1),
+        Some(first + WEEK)
+    );
+    assert_eq!(
+        machine::next_occurrence(trigger, first + 10 * WEEK - 5),
+        Some(first + 10 * WEEK)
+    );
+    assert!(machine::is_occurrence(trigger, first + 3 * WEEK));
+    assert!(!machine::is_occurrence(trigger, first + 3 * WEEK + 1));
+    assert!(!machine::is_occurrence(trigger, first - WEEK));
+    assert_eq!(
+        machine::entry_instant(&weekly, first, &Customer::default()),
+        first
+    );
+    // A one-shot: once, never again.
+    let once = read(
+        "id: o\nstatus: live\nentry: {schedule: {at: 2026-03-02}}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .unwrap();
+    let day = t("2026-03-02T00:00:00Z");
+    assert_eq!(
+        machine::next_occurrence(&once.entry.trigger, day),
+        Some(day)
+    );
+    assert_eq!(machine::next_occurrence(&once.entry.trigger, day + 1), None);
+    // At 09:00 on her clock, on the occurrence's day, across the spring change of Paris
+    // (2026-03-29): 08:00 UTC before it, 07:00 UTC after; the occurrence starts when
+    // Kiribati (UTC+14) reads 09:00, the day before at 19:00 UTC.
+    let local = read(
+        "id: l\nstatus: live\ntimezone: America/New_York\nentry:\n  schedule: {at: 2026-03-28, every: 1d, local_time: '09:00'}\nsteps: [{id: a, wait: 1h}]\n",
+    )
+    .unwrap();
+    let occurrence = t("2026-03-28T00:00:00Z");
+    assert_eq!(
+        machine::occurrence_starts(&local.entry.trigger, occurrence),
+        t("2026-03-27T19:00:00Z")
+    );
+    let paris = Customer {
+        tz: Some("Europe/Paris".into()),
+        ..Customer::default()
+    };
+    assert_eq!(
+        machine::entry_instant(&local, occurrence, &paris),
+        t("2026-03-28T08:00:00Z")
+    );
+    assert_eq!(
+        machine::entry_instant(&local, occurrence + 2 * 86_400_000, &paris),
+        t("2026-03-30T07:00:00Z")
+    );
+    // Without a time zone of her own, the journey's.
+    assert_eq!(
+        machine::entry_instant(&local, occurrence, &Customer::default()),
+        t("2026-03-28T13:00:00Z")
+    );
+    // Saved after an occurrence started, it waits for the next day's.
+    assert_eq!(
+        machine::next_occurrence(&local.entry.trigger, t("2026-03-28T05:00:00Z")),
+        Some(occurrence + 86_400_000)
+    );
+    // Too short a period is refused.
+    let p = problems("id: f\nstatus: live\nentry: {schedule: {at: 2026-03-02, every: 30m}}\nsteps: [{id: a, wait: 1h}]\n");
+    assert!(p.iter().any(|(_, _, m)| m.contains("at least 1h")), "{p:?}");
+}
