@@ -176,19 +176,19 @@ async fn journeys_are_versioned_documents(backend: Backend) {
             .contains("step `reminder`, subject"),
         "{err}"
     );
-    // A live journey may not use what this version does not run yet; a draft may.
+    // A live journey may not go to a destination the workspace does not have; a draft may.
     let hook = "id: hook\nstatus: live\nentry: {event: A}\nsteps:\n  - id: call\n    ad_audience: {destination: meta-buyers}\n";
     let (status, err) = put(&t, "/api/v1/journeys/hook", "application/yaml", hook).await;
     assert_eq!(
         (status, err["code"].as_str()),
-        (422, Some("journey_feature_unavailable")),
+        (422, Some("unknown_destination")),
         "{err}"
     );
     assert!(
         err["message"]
             .as_str()
             .unwrap()
-            .contains("step `call`: ad_audience steps"),
+            .contains("step `call` goes to destination `meta-buyers`"),
         "{err}"
     );
     let (status, _) = put(

@@ -473,6 +473,110 @@ async fn a_webhook_step_calls_out_signed(backend: Backend) {
     t.stop().await;
 }
 
+/// An `ad_audience` step adds her to a destination (hashed as Meta wants, signed, under the
+/// journey's name) and a later one removes her; a customer without consent to marketing is
+/// not added, with the reason recorded, and removing never needs consent.
+async fn ad_audience_steps_add_and_remove_her_at_a_destination(backend: Backend) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::Mutex;
+    type Got = Arc<Mutex<Vec<(HeaderMap, axum::body::Bytes)>>>;
+    let got: Got = Arc::default();
+    let seen = got.clone();
+    // A receiver of the test's own, not a route of Parcours: nothing to document.
+    #[allow(clippy::disallowed_methods)]
+    let app = axum::Router::new().route(
+        "/ads",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ads", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-ads", backend, clock.clone(), |c| {
+        c.destinations.allow_private_addresses = true;
+    })
+    .await;
+    let (status, d) = common::call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "meta", "name": "Meta buyers", "url": url, "identifiers": "meta"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let secret = d["secret"].as_str().unwrap().to_string();
+    let doc = "id: buyers\nname: Recent buyers\nstatus: live\nentry: {event: Order Completed}\nsteps:\n  - id: add\n    ad_audience: {destination: meta}\n  - id: week\n    wait: 7d\n  - id: drop\n    ad_audience: {destination: meta, action: remove}\n";
+    put_journey(&t, "buyers", doc).await;
+    t.send(json!({"batch": [
+        identify("lea", " Lea@Example.com ", true, json!({})),
+        identify("max", "max@example.com", false, json!({})),
+        {"type": "track", "userId": "lea", "event": "Order Completed"},
+        {"type": "track", "userId": "max", "event": "Order Completed"},
+    ]}))
+    .await;
+    t.unified().await;
+    let changes = |n: usize| {
+        let got = got.clone();
+        let secret = secret.clone();
+        async move {
+            eventually(Duration::from_secs(20), "the changes", || async {
+                let calls = got.lock().unwrap().clone();
+                (calls.len() == n).then(|| {
+                    calls
+                        .iter()
+                        .map(|(headers, raw)| {
+                            common::hooks::assert_signed(&secret, headers, raw);
+                            let body: Value = serde_json::from_slice(raw).unwrap();
+                            body["data"]["changes"][0].clone()
+                        })
+                        .collect::<Vec<Value>>()
+                })
+            })
+            .await
+        }
+    };
+    let added = changes(1).await;
+    let lea_hash = parcours_core::adhash::sha256_hex("lea@example.com");
+    assert_eq!(added[0]["action"], "add");
+    assert_eq!(
+        added[0]["audience"],
+        json!({"id": "buyers", "name": "Recent buyers"})
+    );
+    assert_eq!(added[0]["profile"]["email"], lea_hash.as_str());
+    assert_eq!(added[0]["journey"]["step"], "add");
+    let max = profile_id(&t, "max").await;
+    let max_run = t.store.runs_of(&t.workspace, &max, 1).unwrap().remove(0);
+    let max_notes = notes(&t, &max_run.run_id);
+    let refused = max_notes.iter().find(|n| n.code == "no_consent").unwrap();
+    assert_eq!(refused.step.as_deref(), Some("add"));
+    // A week later both are removed (Max was never added: removing him costs nothing).
+    clock.advance(7 * 24 * H + 60_000);
+    let all = changes(3).await;
+    let mut removed: Vec<(&str, &str)> = all[1..]
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap(),
+                c["profile"]["email"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    removed.sort();
+    let max_hash = parcours_core::adhash::sha256_hex("max@example.com");
+    let mut expected = [("remove", lea_hash.as_str()), ("remove", max_hash.as_str())];
+    expected.sort();
+    assert_eq!(removed, expected);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), 3, "each change once");
+    t.stop().await;
+}
+
 /// A channel's rate holds: ten SMS at once with `rate_per_second = 3` go out three a second at
 /// most, all of them, in order.
 async fn a_channel_sends_within_its_rate(backend: Backend) {
@@ -706,6 +810,7 @@ async fn a_schedule_enters_its_audience_on_each_customers_clock(backend: Backend
 }
 
 on_each_store!(
+    ad_audience_steps_add_and_remove_her_at_a_destination,
     a_schedule_enters_its_audience_on_each_customers_clock,
     runs_in_flight_move_to_the_new_version,
     a_channel_sends_within_its_rate,

@@ -444,6 +444,45 @@ pub fn payload(
     }))
 }
 
+/// A journey's `ad_audience` step adding her to (or removing her from) a destination.
+pub struct JourneyChange<'a> {
+    /// The step's key: the change's id, the same on every retry of the decision.
+    pub key: &'a str,
+    pub add: bool,
+    pub journey: &'a str,
+    pub journey_name: Option<&'a str>,
+    pub step: &'a str,
+    pub run: &'a str,
+    pub profile: &'a str,
+}
+
+/// The request body for one journey change, in the same form as audience changes: the
+/// journey stands where the audience would (a receiver keeps one list per journey), and
+/// `journey` says which step and run made it.
+pub fn journey_payload(
+    store: &dyn Store,
+    ws: &str,
+    id: &str,
+    doc: &DestinationDoc,
+    c: &JourneyChange<'_>,
+    now: Millis,
+) -> Result<Value, StoreError> {
+    Ok(json!({
+        "type": "audience.changes",
+        "timestamp": format_timestamp(now),
+        "data": {"workspace": ws, "destination": id, "changes": [{
+            "id": c.key,
+            "action": if c.add { "add" } else { "remove" },
+            "audience": {"id": c.journey, "name": c.journey_name},
+            "profile_id": c.profile,
+            "profile": describe(store, ws, doc, c.profile)?,
+            "at": format_timestamp(now),
+            "cause": "journey",
+            "journey": {"id": c.journey, "step": c.step, "run": c.run},
+        }]},
+    }))
+}
+
 /// Why an attempt failed, and how long the receiver asked us to wait.
 pub(crate) struct Failure {
     pub message: String,

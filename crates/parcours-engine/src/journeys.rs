@@ -113,6 +113,110 @@ fn update_trait(
     );
 }
 
+/// An `ad_audience` step: her change goes to the destination's outbox lane, with the
+/// identifiers it matches on (hashed as the platform wants), signed and retried like its
+/// audience changes. Adding her needs consent to marketing on ads (`marketing:ads`, else
+/// `marketing`); removing her never does.
+#[allow(clippy::too_many_arguments)]
+fn ad_audience(
+    d: &mut Decision<'_>,
+    journey: &Journey,
+    run: &Run,
+    step: &str,
+    key: &str,
+    destination: &str,
+    add: bool,
+    who: &Customer,
+) {
+    let step_of = Some(step.to_string());
+    let found = d.store.definitions(Some(d.ws)).map(|all| {
+        all.into_iter()
+            .find(|x| x.kind == parcours_store::DefinitionKind::Destination && x.id == destination)
+    });
+    let doc = match found {
+        Ok(Some(x)) => serde_json::from_value::<crate::destinations::DestinationDoc>(x.doc),
+        Ok(None) => {
+            return d.note(
+                run,
+                step_of,
+                "not_performed",
+                format!("no destination `{destination}` in this workspace"),
+            )
+        }
+        Err(e) => {
+            d.failed.get_or_insert(e);
+            return;
+        }
+    };
+    let Ok(doc) = doc else {
+        d.failed.get_or_insert(StoreError::Corrupt(format!(
+            "destination {destination} does not read"
+        )));
+        return;
+    };
+    if add {
+        let (state, record) = who.profile.consent_for("marketing", Some("ads"));
+        let granted = match state {
+            ConsentState::Granted => true,
+            ConsentState::Unknown => who.unknown_granted,
+            ConsentState::Withdrawn => false,
+        };
+        if !granted {
+            let detail = match (state, record) {
+                (ConsentState::Withdrawn, Some((k, _))) => format!("consent `{k}` is withdrawn"),
+                _ => "no consent to marketing on ads (never given, and the workspace does not count that as consent)".into(),
+            };
+            return d.note(run, step_of, "no_consent", detail);
+        }
+    }
+    let change = crate::destinations::JourneyChange {
+        key,
+        add,
+        journey: &journey.id,
+        journey_name: Some(journey.name.as_str()).filter(|n| !n.is_empty()),
+        step,
+        run: &run.id,
+        profile: &run.profile,
+    };
+    let payload = match crate::destinations::journey_payload(
+        d.store,
+        d.ws,
+        destination,
+        &doc,
+        &change,
+        d.now,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            d.failed.get_or_insert(e);
+            return;
+        }
+    };
+    d.write.outbox.push(NewOutboxRow {
+        workspace_id: d.ws.to_string(),
+        destination: parcours_store::destination_lane(destination),
+        key: key.to_string(),
+        payload: payload.to_string(),
+        items: 1,
+        not_before: d.now,
+        created_at: d.now,
+    });
+    let paused = if doc.enabled {
+        ""
+    } else {
+        " (the destination is paused: it goes when it resumes)"
+    };
+    d.note(
+        run,
+        step_of,
+        "ad_audience_queued",
+        format!(
+            "{} destination `{destination}`{paused}",
+            if add { "added to" } else { "removed from" }
+        ),
+    );
+}
+
 /// Work rows taken per step.
 const WORK_PAGE: usize = 500;
 /// Timers claimed per step.
@@ -673,12 +777,19 @@ impl JourneyProcessor {
                     self.webhook(d, &live.journey, &live.run, &step, &key, who);
                 }
                 Effect::AdAudience {
-                    step, destination, ..
-                } => d.note(
+                    step,
+                    key,
+                    destination,
+                    add,
+                } => ad_audience(
+                    d,
+                    &live.journey,
                     &live.run,
-                    Some(step),
-                    "not_performed",
-                    format!("ad-audience steps (`{destination}`) are not available yet"),
+                    &step,
+                    &key,
+                    &destination,
+                    add,
+                    who,
                 ),
                 Effect::Converted { variant, holdout } => d.note(
                     &live.run,

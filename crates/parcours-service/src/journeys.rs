@@ -66,34 +66,7 @@ pub fn read(id: &str, body: &str) -> Result<Journey, ServiceError> {
             }
         }
     }
-    if j.status == Status::Live {
-        if let Some(why) = unavailable(&j) {
-            return Err(ServiceError::Unprocessable {
-                code: "journey_feature_unavailable",
-                message: format!("{why}; save the journey as a draft until this version runs it"),
-            });
-        }
-    }
     Ok(j)
-}
-
-/// What a live journey may not use yet, because this version does not run it: it would be
-/// accepted and then silently not happen.
-fn unavailable(j: &Journey) -> Option<String> {
-    match &j.entry.trigger {
-        Trigger::Event { .. } => {}
-        Trigger::Audience { .. } => {}
-        Trigger::Api => {}
-        Trigger::Schedule { .. } => {}
-    }
-    for s in &j.steps {
-        let what = match &s.action {
-            Action::AdAudience { .. } => "ad_audience steps do not run yet",
-            _ => continue,
-        };
-        return Some(format!("step `{}`: {what}", s.id));
-    }
-    None
 }
 
 fn latest(
@@ -136,6 +109,30 @@ pub fn plan(store: &dyn Store, actor: &Actor, id: &str, body: &str) -> Result<Sa
             });
         }
         found?;
+    }
+    // So would a live journey adding her to a destination that does not exist.
+    if j.status == Status::Live {
+        for s in &j.steps {
+            let Action::AdAudience { destination, .. } = &s.action else {
+                continue;
+            };
+            let found = crate::definition(
+                store,
+                actor,
+                parcours_store::DefinitionKind::Destination,
+                destination,
+            );
+            if let Err(ServiceError::NotFound(_)) = found {
+                return Err(ServiceError::Unprocessable {
+                    code: "unknown_destination",
+                    message: format!(
+                        "step `{}` goes to destination `{destination}`, which this workspace does not have: create it first, or save the journey as a draft",
+                        s.id
+                    ),
+                });
+            }
+            found?;
+        }
     }
     let previous = latest(store, actor, id)?;
     let old = previous.as_ref().map(stored_journey).transpose()?;
