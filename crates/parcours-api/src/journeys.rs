@@ -31,6 +31,63 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(report))
         .routes(routes!(enter))
         .routes(routes!(preview))
+        .routes(routes!(simulate))
+}
+
+#[derive(Deserialize)]
+struct SimulateQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Replays a journey document (the request body, YAML or JSON, as for `PUT`) over the
+/// workspace's stored events between `from` and `to` (dates or timestamps, at most 400 days
+/// apart), as if it had been live: entries and why others did not enter, how runs ended,
+/// conversions, messages per channel, each step's decisions (quiet hours and caps among them)
+/// and the live journeys that wrote to the same customers within a day. Saves and sends
+/// nothing.
+#[utoipa::path(post, path = "/journeys/simulate", tag = "journeys",
+    params(("from" = String, Query, description = "the start: 2026-11-01 or a timestamp"),
+           ("to" = String, Query, description = "the end")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "what the journey would have done", body = Answer), Refusals))]
+async fn simulate(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<SimulateQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let instant = |v: Option<&str>, name: &str| {
+        let v = v.unwrap_or_default();
+        let full = if v.len() == 10 {
+            format!("{v}T00:00:00Z")
+        } else {
+            v.to_string()
+        };
+        parcours_core::time::parse_timestamp(&full).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_simulation",
+                format!("`{name}` must be a date (2026-11-01) or a timestamp, got `{v}`"),
+            )
+        })
+    };
+    let from = instant(q.from.as_deref(), "from")?;
+    let to = instant(q.to.as_deref(), "to")?;
+    let text = document(&headers, &body)?;
+    let (st, actor) = (store(&state), caller.actor());
+    let sim = blocking(move || {
+        Ok(journeys::simulate(
+            st.as_ref(),
+            &actor,
+            &text,
+            from,
+            to,
+            &mut |_| {},
+        )?)
+    })
+    .await?;
+    Ok(Json(json!(sim)))
 }
 
 /// A message step rendered for one customer, as it would go now (her traits, computed

@@ -155,6 +155,123 @@ pub fn apply(config: &Config, path: &Path, workspace: Option<&str>) -> anyhow::R
     Ok(())
 }
 
+/// A date (`2026-11-01`, its start in UTC) or a timestamp.
+fn instant(text: &str, what: &str) -> anyhow::Result<parcours_core::time::Millis> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    parcours_core::time::parse_timestamp(&full).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{what} `{text}` is not a date (2026-11-01) or a timestamp (2026-11-01T09:00:00Z)"
+        )
+    })
+}
+
+/// `parcours journey simulate FILE --from --to`: what the journey would have done.
+pub fn simulate(
+    config: &Config,
+    path: &Path,
+    from: &str,
+    to: &str,
+    workspace: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let text = load(path)?;
+    let name = path.display().to_string();
+    let (from, to) = (instant(from, "--from")?, instant(to, "--to")?);
+    let store = open_store(config)?;
+    let ws = resolve_workspace(store.as_ref(), workspace)?;
+    let actor = Actor::new(ws, Role::Analyst);
+    let mut told = 0;
+    let mut progress = |n: u64| {
+        if n / 1_000 > told / 1_000 {
+            eprintln!("replayed {n} customers…");
+            told = n;
+        }
+    };
+    let sim = service::simulate(store.as_ref(), &actor, &text, from, to, &mut progress)
+        .map_err(|e| refused(&name, e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&sim)?);
+        return Ok(());
+    }
+    print!("{}", describe_simulation(&sim));
+    Ok(())
+}
+
+/// A simulation in words.
+pub fn describe_simulation(sim: &parcours_engine::journeys::Simulation) -> String {
+    use std::fmt::Write as _;
+    let list = |m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            return "none".to_string();
+        }
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let iso = parcours_core::time::format_timestamp;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "journey `{}` replayed from {} to {} over {} customers ({} events); nothing was saved or sent",
+        sim.journey,
+        iso(sim.from),
+        iso(sim.to),
+        sim.customers,
+        sim.events
+    );
+    let _ = writeln!(
+        out,
+        "entered: {} ({} in the holdout group)",
+        sim.entered, sim.holdout
+    );
+    let _ = writeln!(out, "not entered: {}", list(&sim.not_entered));
+    let _ = writeln!(
+        out,
+        "ended: {}; still running at the end: {}",
+        list(&sim.ended),
+        sim.running
+    );
+    let _ = writeln!(
+        out,
+        "converted: {} ({} in the holdout group)",
+        sim.converted, sim.converted_holdout
+    );
+    let _ = writeln!(out, "sent: {}", list(&sim.sent));
+    let _ = writeln!(
+        out,
+        "quiet hours: {} deferred, {} dropped; caps: {} deferred, {} dropped",
+        sim.decided("deferred_quiet_hours"),
+        sim.decided("quiet_hours"),
+        sim.decided("deferred_cap"),
+        sim.decided("capped")
+    );
+    let _ = writeln!(out, "decisions by step:");
+    for s in &sim.steps {
+        let _ = writeln!(out, "  {:<16} {}", s.step, list(&s.decisions));
+    }
+    if sim.conflicts.is_empty() {
+        let _ = writeln!(out, "conflicts with live journeys: none");
+    } else {
+        let _ = writeln!(
+            out,
+            "conflicts with live journeys (their messages within a day of one this journey would send):"
+        );
+        for c in &sim.conflicts {
+            let _ = writeln!(
+                out,
+                "  {:<16} {} customers, {} messages",
+                c.journey, c.customers, c.messages
+            );
+        }
+    }
+    out
+}
+
 /// What a journey does, one line per part.
 pub fn summary(j: &Journey) -> Vec<String> {
     let mut out = vec![format!(

@@ -137,6 +137,25 @@ enum JourneyAction {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Replay the document over the stored events of a period, as if it had been live, and
+    /// print what it would have done (entries, exits, goals, sends per step and channel, quiet
+    /// hours and caps hit, conflicts with live journeys). Saves and sends nothing.
+    Simulate {
+        /// The document (`-` reads stdin).
+        file: PathBuf,
+        /// The start of the period: a date (`2026-11-01`) or a timestamp.
+        #[arg(long)]
+        from: String,
+        /// Its end (a date is its start: `--to 2026-12-01` ends as November does).
+        #[arg(long)]
+        to: String,
+        /// The workspace (id or name); needed when the store has several.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Save the document as the journey's next version, after printing what changes.
     Apply {
         /// The document (`-` reads stdin).
@@ -436,6 +455,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             JourneyAction::Apply { file, workspace } => tokio::task::block_in_place(|| {
                 journeys::apply(&config, &file, workspace.as_deref())
+            }),
+            JourneyAction::Simulate {
+                file,
+                from,
+                to,
+                workspace,
+                json,
+            } => tokio::task::block_in_place(|| {
+                journeys::simulate(&config, &file, &from, &to, workspace.as_deref(), json)
             }),
         },
         Command::Workspace {

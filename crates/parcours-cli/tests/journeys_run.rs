@@ -809,7 +809,159 @@ async fn a_schedule_enters_its_audience_on_each_customers_clock(backend: Backend
     t.stop().await;
 }
 
+/// A draft replayed over stored events: who would have entered, what would have gone on
+/// which channel, who converted first, and the live journey that wrote to the same customer
+/// within a day; the same from the command line; nothing saved or sent.
+async fn a_draft_is_simulated_over_stored_events(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("journey-simulate", backend, clock.clone(), |_| {}).await;
+    let now = parcours_core::time::Clock::now(clock.as_ref());
+    let iso = parcours_core::time::format_timestamp;
+    put_journey(
+        &t,
+        "promo",
+        "id: promo\nstatus: live\nentry: {event: Product Viewed}\nsteps:\n  - id: mail\n    send: {channel: email, purpose: transactional, subject: promo, text: x}\n",
+    )
+    .await;
+    let at = |ms: i64, mut e: Value| {
+        e["timestamp"] = iso(ms).into();
+        e
+    };
+    t.send(json!({"batch": [
+        identify("ann", "ann@example.com", true, json!({})),
+        identify("bob", "bob@example.com", true, json!({"phone": "+33612345678"})),
+        identify("cid", "cid@example.com", false, json!({})),
+        // Ann buys 30 minutes after leaving her cart: no reminder.
+        at(now - 3 * 24 * H, cart("ann", "c1")),
+        at(now - 3 * 24 * H + H / 2, json!({"type": "track", "userId": "ann", "event": "Order Completed"})),
+        // Bob's cart, three hours ago: the email, then a day later the SMS.
+        at(now - 3 * H, cart("bob", "c2")),
+        // Cid gave no consent: the exit condition keeps him out.
+        at(now - 2 * 24 * H, cart("cid", "c3")),
+        // Bob, now, gets the live promo.
+        {"type": "track", "userId": "bob", "event": "Product Viewed"},
+    ]}))
+    .await;
+    t.unified().await;
+    eventually(Duration::from_secs(20), "the live promo", || async {
+        (emails(&t).len() == 1).then_some(())
+    })
+    .await;
+    let draft = abandoned_cart()
+        .replace("id: abandoned-cart", "id: cart-draft")
+        .replace("status: live", "status: draft");
+    let actor = parcours_service::Actor::new(t.workspace.clone(), parcours_store::Role::Analyst);
+    let (from, to) = (now - 7 * 24 * H, now + 2 * 24 * H);
+    let sim = parcours_service::journeys::simulate(
+        t.store.as_ref(),
+        &actor,
+        &draft,
+        from,
+        to,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (sim.customers, sim.entered, sim.holdout),
+        (3, 2, 0),
+        "{sim:#?}"
+    );
+    assert_eq!(
+        sim.not_entered,
+        [("exit_condition_holds".to_string(), 1)].into(),
+        "{sim:#?}"
+    );
+    assert_eq!(
+        sim.sent,
+        [("email".to_string(), 1), ("sms".to_string(), 1)].into(),
+        "{sim:#?}"
+    );
+    assert_eq!(
+        sim.ended,
+        [("completed".to_string(), 1), ("goal".to_string(), 1)].into(),
+        "{sim:#?}"
+    );
+    assert_eq!((sim.converted, sim.running), (1, 0), "{sim:#?}");
+    let step = |id: &str| {
+        sim.steps
+            .iter()
+            .find(|s| s.step == id)
+            .unwrap()
+            .decisions
+            .clone()
+    };
+    assert_eq!(step("reminder").get("sent"), Some(&1), "{sim:#?}");
+    assert_eq!(step("opened").get("timed_out"), Some(&1), "{sim:#?}");
+    assert_eq!(sim.conflicts.len(), 1, "{sim:#?}");
+    assert_eq!(
+        (
+            sim.conflicts[0].journey.as_str(),
+            sim.conflicts[0].customers,
+            sim.conflicts[0].messages
+        ),
+        ("promo", 1, 2),
+        "both of Bob's messages fall within a day of his live promo"
+    );
+    // The same through the API, and a window that ends before it starts refused.
+    let path = |from: i64, to: i64| {
+        format!(
+            "/api/v1/journeys/simulate?from={}&to={}",
+            iso(from),
+            iso(to)
+        )
+    };
+    let (status, answer) =
+        common::journeys::send_document(&t, "POST", &path(from, to), "application/yaml", &draft)
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, serde_json::to_value(&sim).unwrap());
+    let (status, e) =
+        common::journeys::send_document(&t, "POST", &path(to, from), "application/yaml", &draft)
+            .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_simulation")),
+        "{e}"
+    );
+    // Nothing was saved or sent.
+    assert_eq!(emails(&t).len(), 1);
+    assert_eq!(
+        t.store.journey_entries(&t.workspace, "cart-draft").unwrap(),
+        0
+    );
+    // The same from the command line, on the same store.
+    let file = t.dir.join("draft.yaml");
+    std::fs::write(&file, &draft).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"));
+    match &t.database {
+        Some(db) => cmd.arg("--database").arg(db.url()),
+        None => cmd.arg("--data-dir").arg(&t.dir),
+    };
+    let out = cmd
+        .args([
+            "journey",
+            "simulate",
+            file.to_str().unwrap(),
+            "--from",
+            &iso(from),
+            "--to",
+            &iso(to),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, serde_json::to_value(&sim).unwrap());
+    t.stop().await;
+}
+
 on_each_store!(
+    a_draft_is_simulated_over_stored_events,
     ad_audience_steps_add_and_remove_her_at_a_destination,
     a_schedule_enters_its_audience_on_each_customers_clock,
     runs_in_flight_move_to_the_new_version,

@@ -38,7 +38,9 @@ use serde_json::{json, Value};
 use crate::runner::{Placement, Processor, StepContext};
 
 mod schedule;
+mod simulate;
 pub use schedule::schedule_timer;
+pub use simulate::{Conflict, Simulation, StepDecisions};
 
 /// The processor's name in health reports and metrics.
 pub const JOURNEYS: &str = "journeys";
@@ -1653,58 +1655,8 @@ impl JourneyProcessor {
             self.apply(&mut d, &mut live, fx, &who);
             d.write.runs.push(live.stored);
         } else {
-            // A message deferred by quiet hours: sent now unless the run met its goal or
-            // exited meanwhile.
-            // A message deferred by quiet hours or a cap, or the next channel of a message
-            // not delivered (nor opened) in time.
             let payload = serde_json::from_str::<Value>(&t.payload).unwrap_or(Value::Null);
-            let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
-            let step = text("step").unwrap_or_default();
-            let base = text("base").unwrap_or_else(|| t.key.clone());
-            let attempt = payload.get("attempt").and_then(Value::as_u64).unwrap_or(0) as usize;
-            if payload.get("fallback").and_then(Value::as_bool) == Some(true) {
-                if store.outbox_row_by_key(&ws, &t.key)?.is_some() {
-                    // Sent already (a failure brought it forward): nothing more to do.
-                    return Ok(());
-                }
-                if let Some(why) = self.reached(store, &ws, &journey, &step, &base, attempt)? {
-                    d.note(&live.run, Some(step), "fallback_not_needed", why);
-                    let write = d.finish(fence)?;
-                    return store.record_journeys(&write);
-                }
-            }
-            match &live.run.state {
-                RunState::Done {
-                    outcome: outcome @ (Outcome::Goal | Outcome::Exited { .. }),
-                    ..
-                } => d.note(
-                    &live.run,
-                    Some(step),
-                    "not_sent",
-                    format!(
-                        "the run ended ({}) before its deferred message could go",
-                        outcome.as_str()
-                    ),
-                ),
-                _ => {
-                    let exit = journey.exit_if.as_ref().is_some_and(|c| who.holds(c));
-                    if exit {
-                        d.note(
-                            &live.run,
-                            Some(step),
-                            "not_sent",
-                            "the exit condition holds now".into(),
-                        );
-                    } else {
-                        let expires = serde_json::from_str::<Value>(&t.payload)
-                            .ok()
-                            .and_then(|p| p.get("expires").and_then(Value::as_i64));
-                        self.send(
-                            &mut d, &journey, &live.run, &step, &base, &who, expires, attempt,
-                        );
-                    }
-                }
-            }
+            self.deferred(store, &mut d, &journey, &live.run, &t.key, &payload, &who)?;
         }
         let write = d.finish(fence)?;
         store.record_journeys(&write)
@@ -1737,6 +1689,63 @@ fn give_back(
     store.fire_timers(token, fired)?;
     store.release_timers(token, &back)?;
     Ok(())
+}
+
+impl JourneyProcessor {
+    /// A message deferred by quiet hours or a cap, or the next channel of a message not
+    /// delivered (nor opened) in time, whose timer fired: sent now unless the run met its
+    /// goal or exited meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    fn deferred(
+        &mut self,
+        store: &dyn Store,
+        d: &mut Decision<'_>,
+        journey: &Journey,
+        run: &Run,
+        key: &str,
+        payload: &Value,
+        who: &Customer,
+    ) -> Result<()> {
+        let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
+        let step = text("step").unwrap_or_default();
+        let base = text("base").unwrap_or_else(|| key.to_string());
+        let attempt = payload.get("attempt").and_then(Value::as_u64).unwrap_or(0) as usize;
+        if payload.get("fallback").and_then(Value::as_bool) == Some(true) {
+            if store.outbox_row_by_key(d.ws, key)?.is_some() {
+                // Sent already (a failure brought it forward): nothing more to do.
+                return Ok(());
+            }
+            if let Some(why) = self.reached(store, d.ws, journey, &step, &base, attempt)? {
+                d.note(run, Some(step), "fallback_not_needed", why);
+                return Ok(());
+            }
+        }
+        match &run.state {
+            RunState::Done {
+                outcome: outcome @ (Outcome::Goal | Outcome::Exited { .. }),
+                ..
+            } => d.note(
+                run,
+                Some(step),
+                "not_sent",
+                format!(
+                    "the run ended ({}) before its deferred message could go",
+                    outcome.as_str()
+                ),
+            ),
+            _ if journey.exit_if.as_ref().is_some_and(|c| who.holds(c)) => d.note(
+                run,
+                Some(step),
+                "not_sent",
+                "the exit condition holds now".into(),
+            ),
+            _ => {
+                let expires = payload.get("expires").and_then(Value::as_i64);
+                self.send(d, journey, run, &step, &base, who, expires, attempt);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A run's id: the same entry (journey, customer, key, event) always gives the same id, so

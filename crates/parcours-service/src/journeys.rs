@@ -593,3 +593,31 @@ pub fn policy(store: &dyn Store, actor: &Actor) -> Result<serde_json::Value, Ser
         .journey_policy(&actor.workspace)?
         .unwrap_or_else(|| serde_json::json!({"caps": [], "expire_after": "3d"})))
 }
+
+/// The longest window a simulation replays.
+const MAX_SIMULATION_MS: Millis = 400 * 86_400_000;
+
+/// Replays a journey document (a draft, or a new version of a live one) over the workspace's
+/// stored events between `from` and `to`, as if it were live, and reports what it would have
+/// done; saves and sends nothing. `progress` hears how many customers were replayed.
+pub fn simulate(
+    store: &dyn Store,
+    actor: &Actor,
+    body: &str,
+    from: Millis,
+    to: Millis,
+    progress: &mut dyn FnMut(u64),
+) -> Result<parcours_engine::journeys::Simulation, ServiceError> {
+    let id = journey::read(body)
+        .map(|j| j.id)
+        .map_err(|problems| ServiceError::Document { problems })?;
+    let j = read(&id, body)?;
+    if to <= from || to - from > MAX_SIMULATION_MS {
+        return Err(ServiceError::invalid(
+            "invalid_simulation",
+            "the window must end after it starts, and last at most 400 days",
+        ));
+    }
+    let mut processor = parcours_engine::journeys::JourneyProcessor::default();
+    Ok(processor.simulate(store, &actor.workspace, &j, from, to, progress)?)
+}

@@ -20,11 +20,23 @@ pub async fn put_document(
     content_type: &str,
     body: &str,
 ) -> (u16, Value) {
+    send_document(t, "PUT", path, content_type, body).await
+}
+
+/// A request with a document as its body, with the admin token: the status and the JSON
+/// answer.
+pub async fn send_document(
+    t: &TestNode,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
     let auth = format!("Bearer {ADMIN}");
     let r = t
         .client
         .request(
-            "PUT".parse().unwrap(),
+            method.parse().unwrap(),
             path,
             &[("authorization", &auth), ("content-type", content_type)],
             body.to_string(),
