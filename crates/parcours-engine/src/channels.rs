@@ -9,7 +9,9 @@ use std::sync::Arc;
 use parcours_channels::{Capture, Outgoing, SendError, Sender};
 use parcours_core::journey::MessageChannel;
 use parcours_core::time::Millis;
-use parcours_store::{DeliveryAttempt, OutboxClaim, Result, StoreError, ATTEMPT_DETAIL};
+use parcours_store::{
+    DeliveryAttempt, OutboxClaim, OutboxRow, Result, Settled, Settlement, ATTEMPT_DETAIL,
+};
 
 use crate::journeys::{destination, EVENTS_LANE, JOURNEYS_SOURCE};
 use crate::runner::{Placement, Processor, StepContext};
@@ -125,8 +127,8 @@ impl ChannelSender {
     fn record_events(&self, cx: &StepContext, ws: &str) -> Result<usize> {
         use parcours_core::spec::{check_event, Checked, Edge};
         let rows = self.claim(cx, ws, EVENTS_LANE, IN_FLIGHT)?;
-        let n = rows.len();
-        for row in rows {
+        let mut settled = Vec::with_capacity(rows.len());
+        for row in &rows {
             let checked = serde_json::value::RawValue::from_string(row.payload.clone())
                 .map_err(|e| SendError::Permanent(format!("the event does not read: {e}")))
                 .and_then(|raw| {
@@ -153,17 +155,18 @@ impl ChannelSender {
                     .map(|_| "recorded in the log".to_string())
                     .map_err(|e| SendError::Retry(format!("the log refused it: {e}")))
             });
-            self.settle(cx, &row, outcome)?;
+            settled.push(settlement(cx, row, outcome));
         }
-        Ok(n)
+        self.settle(cx, &settled)?;
+        Ok(rows.len())
     }
 
     /// Calls the URLs of webhook steps, each under its key.
     fn call_webhooks(&self, cx: &StepContext, ws: &str) -> Result<usize> {
         use crate::provider::{WebhookCall, WEBHOOK_LANE};
         let rows = self.claim(cx, ws, WEBHOOK_LANE, IN_FLIGHT)?;
-        let n = rows.len();
-        for row in rows {
+        let mut settled = Vec::with_capacity(rows.len());
+        for row in &rows {
             let outcome = serde_json::from_str::<WebhookCall>(&row.payload)
                 .map_err(|e| SendError::Permanent(format!("the call does not read: {e}")))
                 .and_then(|call| match &self.senders.webhook {
@@ -173,45 +176,53 @@ impl ChannelSender {
                             .into(),
                     )),
                 });
-            self.settle(cx, &row, outcome)?;
+            settled.push(settlement(cx, row, outcome));
         }
-        Ok(n)
+        self.settle(cx, &settled)?;
+        Ok(rows.len())
     }
 
-    /// Records a try in the delivery log and settles its row: done, again later, or dead.
-    fn settle(
-        &self,
-        cx: &StepContext,
-        row: &parcours_store::OutboxRow,
-        outcome: std::result::Result<String, SendError>,
-    ) -> Result<()> {
-        let attempt = DeliveryAttempt {
-            outbox_id: row.id,
-            attempt: row.attempts,
-            at: cx.now,
-            latency_ms: 0,
-            status: None,
-            ok: outcome.is_ok(),
-            detail: match &outcome {
-                Ok(d) => detail(d),
-                Err(e) => detail(&e.to_string()),
-            },
-        };
-        let settled = match outcome {
-            Ok(_) => cx.store.complete(row.id, &self.token, &attempt),
-            Err(SendError::Retry(_)) if row.attempts < MAX_ATTEMPTS => {
-                let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
-                cx.store
-                    .fail(row.id, &self.token, &attempt, Some(cx.now + wait))
-            }
-            Err(_) => cx.store.fail(row.id, &self.token, &attempt, None),
-        };
-        match settled {
-            // Another sender took the row over after our lease ended: it sends it (with the
-            // same key).
-            Err(StoreError::Conflict(_)) => Ok(()),
-            other => other,
+    /// Records a claim's tries in the delivery log and settles their rows, in one
+    /// transaction. A row another sender took over after our lease ended is its now: it
+    /// sends it, with the same key.
+    fn settle(&self, cx: &StepContext, settled: &[Settlement]) -> Result<()> {
+        if !settled.is_empty() {
+            cx.store.settle_all(&self.token, settled)?;
         }
+        Ok(())
+    }
+}
+
+/// How a try leaves its row: done, again later (the wait doubling), or dead.
+fn settlement(
+    cx: &StepContext,
+    row: &OutboxRow,
+    outcome: std::result::Result<String, SendError>,
+) -> Settlement {
+    let attempt = DeliveryAttempt {
+        outbox_id: row.id,
+        attempt: row.attempts,
+        at: cx.now,
+        latency_ms: 0,
+        status: None,
+        ok: outcome.is_ok(),
+        detail: match &outcome {
+            Ok(d) => detail(d),
+            Err(e) => detail(&e.to_string()),
+        },
+    };
+    let settled = match outcome {
+        Ok(_) => Settled::Done,
+        Err(SendError::Retry(_)) if row.attempts < MAX_ATTEMPTS => {
+            let wait = FIRST_RETRY_MS << (row.attempts.saturating_sub(1)).min(12);
+            Settled::RetryAt(cx.now + wait)
+        }
+        Err(_) => Settled::Dead,
+    };
+    Settlement {
+        id: row.id,
+        attempt,
+        settled,
     }
 }
 
@@ -253,7 +264,10 @@ impl Processor for ChannelSender {
                     *entry = (second, 0);
                 }
                 entry.1 += rows.len() as u32;
-                for row in rows {
+                // The claim's outcomes are recorded together once it is sent: a crash before
+                // that sends its messages again, under their keys.
+                let mut settled = Vec::with_capacity(rows.len());
+                for row in &rows {
                     done += 1;
                     let sender = self.senders.of(channel);
                     let outcome = serde_json::from_str::<Outgoing>(&row.payload)
@@ -262,8 +276,9 @@ impl Processor for ChannelSender {
                         })
                         .and_then(|m| sender.send(&m));
                     let outcome = outcome.map(|()| format!("accepted by {}", sender.name()));
-                    self.settle(cx, &row, outcome)?;
+                    settled.push(settlement(cx, row, outcome));
                 }
+                self.settle(cx, &settled)?;
             }
         }
         Ok(done)

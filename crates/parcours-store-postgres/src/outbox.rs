@@ -6,7 +6,7 @@
 use parcours_core::time::Millis;
 use parcours_store::{
     claimable, DeliveryAttempt, NewOutboxRow, OpenRow, Outbox, OutboxClaim, OutboxPage, OutboxRow,
-    OutboxState, OutboxSummary, Result, StoreError,
+    OutboxState, OutboxSummary, Result, Settled, Settlement, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -101,33 +101,34 @@ fn held(id: i64, changed: u64) -> Result<()> {
     }
 }
 
-impl PgStore {
-    /// Runs `sql` (bound to `id`, `token`, then `binds`) on a leased row and logs the
-    /// attempt, in one transaction.
-    fn settle(
-        &self,
-        id: i64,
-        token: &str,
-        attempt: &DeliveryAttempt,
-        sql: &str,
-        at: Millis,
-        error: Option<&str>,
-    ) -> Result<()> {
-        self.run(async {
-            let mut tx = self.pool().begin().await.map_err(backend)?;
-            let n = sqlx::query(sql)
-                .bind(id)
-                .bind(token)
-                .bind(at)
-                .bind(error)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-            held(id, n)?;
-            log_attempt(&mut tx, attempt).await?;
-            tx.commit().await.map_err(backend)
-        })
+/// The update that settles a leased row held by the token, per outcome: `$1` id, `$2`
+/// token, `$3` the moment (settled or retry), `$4` the error.
+fn settle_sql(settled: Settled) -> &'static str {
+    match settled {
+        Settled::Done => {
+            "UPDATE outbox SET state = 'done', settled_at = $3, lock_id = NULL,
+               lease_until = NULL, last_error = $4
+             WHERE id = $1 AND lock_id = $2 AND state = 'leased'"
+        }
+        Settled::RetryAt(_) => {
+            "UPDATE outbox SET state = 'pending', not_before = $3, lock_id = NULL,
+               lease_until = NULL, last_error = $4
+             WHERE id = $1 AND lock_id = $2 AND state = 'leased'"
+        }
+        Settled::Dead => {
+            "UPDATE outbox SET state = 'dead', settled_at = $3, lock_id = NULL,
+               lease_until = NULL, last_error = $4
+             WHERE id = $1 AND lock_id = $2 AND state = 'leased'"
+        }
+    }
+}
+
+/// The moment a settlement writes, and the error it keeps.
+fn settle_binds(s: &Settlement) -> (Millis, Option<&str>) {
+    match s.settled {
+        Settled::Done => (s.attempt.at, None),
+        Settled::RetryAt(at) => (at, Some(s.attempt.detail.as_str())),
+        Settled::Dead => (s.attempt.at, Some(s.attempt.detail.as_str())),
     }
 }
 
@@ -206,49 +207,29 @@ impl Outbox for PgStore {
         held(id, n)
     }
 
-    fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()> {
-        self.settle(
-            id,
-            token,
-            attempt,
-            "UPDATE outbox SET state = 'done', settled_at = $3, lock_id = NULL,
-               lease_until = NULL, last_error = $4
-             WHERE id = $1 AND lock_id = $2 AND state = 'leased'",
-            attempt.at,
-            None,
-        )
-    }
-
-    fn fail(
-        &self,
-        id: i64,
-        token: &str,
-        attempt: &DeliveryAttempt,
-        retry_at: Option<Millis>,
-    ) -> Result<()> {
-        let error = Some(attempt.detail.as_str());
-        match retry_at {
-            Some(at) => self.settle(
-                id,
-                token,
-                attempt,
-                "UPDATE outbox SET state = 'pending', not_before = $3, lock_id = NULL,
-                   lease_until = NULL, last_error = $4
-                 WHERE id = $1 AND lock_id = $2 AND state = 'leased'",
-                at,
-                error,
-            ),
-            None => self.settle(
-                id,
-                token,
-                attempt,
-                "UPDATE outbox SET state = 'dead', settled_at = $3, lock_id = NULL,
-                   lease_until = NULL, last_error = $4
-                 WHERE id = $1 AND lock_id = $2 AND state = 'leased'",
-                attempt.at,
-                error,
-            ),
-        }
+    fn settle_all(&self, token: &str, rows: &[Settlement]) -> Result<Vec<bool>> {
+        self.run(async {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            let mut held = Vec::with_capacity(rows.len());
+            for r in rows {
+                let (at, error) = settle_binds(r);
+                let n = sqlx::query(settle_sql(r.settled))
+                    .bind(r.id)
+                    .bind(token)
+                    .bind(at)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected();
+                if n == 1 {
+                    log_attempt(&mut tx, &r.attempt).await?;
+                }
+                held.push(n == 1);
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(held)
+        })
     }
 
     fn release(&self, id: i64, token: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 use parcours_core::time::Millis;
 use parcours_store::{
     claimable, DeliveryAttempt, NewOutboxRow, OpenRow, Outbox, OutboxClaim, OutboxPage, OutboxRow,
-    OutboxState, OutboxSummary, Result, StoreError,
+    OutboxState, OutboxSummary, Result, Settled, Settlement, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -107,20 +107,34 @@ fn held(id: i64, changed: usize) -> Result<()> {
     }
 }
 
-impl SqliteStore {
-    /// Settles a leased row held by `token` (`update` answers how many rows it changed) and
-    /// logs its attempt, in one transaction.
-    fn settle(
-        &self,
-        id: i64,
-        attempt: &DeliveryAttempt,
-        update: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
-    ) -> Result<()> {
-        let mut conn = self.projection_writer();
-        let tx = conn.transaction().map_err(backend)?;
-        held(id, update(&tx).map_err(backend)?)?;
-        log_attempt(&tx, attempt)?;
-        tx.commit().map_err(backend)
+/// The update that settles a leased row held by the token, per outcome: `?1` id, `?2`
+/// token, `?3` the moment (settled or retry), `?4` the error.
+fn settle_sql(settled: Settled) -> &'static str {
+    match settled {
+        Settled::Done => {
+            "UPDATE outbox SET state = 'done', settled_at = ?3, lock_id = NULL,
+               lease_until = NULL, last_error = ?4
+             WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'"
+        }
+        Settled::RetryAt(_) => {
+            "UPDATE outbox SET state = 'pending', not_before = ?3, lock_id = NULL,
+               lease_until = NULL, last_error = ?4
+             WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'"
+        }
+        Settled::Dead => {
+            "UPDATE outbox SET state = 'dead', settled_at = ?3, lock_id = NULL,
+               lease_until = NULL, last_error = ?4
+             WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'"
+        }
+    }
+}
+
+/// The moment a settlement writes, and the error it keeps.
+fn settle_binds(s: &Settlement) -> (Millis, Option<&str>) {
+    match s.settled {
+        Settled::Done => (s.attempt.at, None),
+        Settled::RetryAt(at) => (at, Some(s.attempt.detail.as_str())),
+        Settled::Dead => (s.attempt.at, Some(s.attempt.detail.as_str())),
     }
 }
 
@@ -202,38 +216,23 @@ impl Outbox for SqliteStore {
         held(id, n)
     }
 
-    fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()> {
-        self.settle(id, attempt, |tx| {
-            tx.execute(
-                "UPDATE outbox SET state = 'done', settled_at = ?3, lock_id = NULL,
-                   lease_until = NULL, last_error = NULL
-                 WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'",
-                params![id, token, attempt.at],
-            )
-        })
-    }
-
-    fn fail(
-        &self,
-        id: i64,
-        token: &str,
-        attempt: &DeliveryAttempt,
-        retry_at: Option<Millis>,
-    ) -> Result<()> {
-        self.settle(id, attempt, |tx| match retry_at {
-            Some(at) => tx.execute(
-                "UPDATE outbox SET state = 'pending', not_before = ?3, lock_id = NULL,
-                   lease_until = NULL, last_error = ?4
-                 WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'",
-                params![id, token, at, attempt.detail],
-            ),
-            None => tx.execute(
-                "UPDATE outbox SET state = 'dead', settled_at = ?3, lock_id = NULL,
-                   lease_until = NULL, last_error = ?4
-                 WHERE id = ?1 AND lock_id = ?2 AND state = 'leased'",
-                params![id, token, attempt.at, attempt.detail],
-            ),
-        })
+    fn settle_all(&self, token: &str, rows: &[Settlement]) -> Result<Vec<bool>> {
+        let mut conn = self.projection_writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let mut held = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (at, error) = settle_binds(r);
+            let n = tx
+                .prepare_cached(settle_sql(r.settled))
+                .and_then(|mut st| st.execute(params![r.id, token, at, error]))
+                .map_err(backend)?;
+            if n == 1 {
+                log_attempt(&tx, &r.attempt)?;
+            }
+            held.push(n == 1);
+        }
+        tx.commit().map_err(backend)?;
+        Ok(held)
     }
 
     fn release(&self, id: i64, token: &str) -> Result<()> {

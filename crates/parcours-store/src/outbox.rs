@@ -146,6 +146,49 @@ pub struct OutboxPage<'a> {
     pub limit: usize,
 }
 
+/// How an attempt leaves its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Delivered: the row is done.
+    Done,
+    /// Failed: pending again from this moment.
+    RetryAt(Millis),
+    /// Failed for good: the row is dead.
+    Dead,
+}
+
+/// One claimed row settled by [`Outbox::settle_all`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub id: i64,
+    pub attempt: DeliveryAttempt,
+    pub settled: Settled,
+}
+
+fn settle_one<S: Outbox + ?Sized>(
+    store: &S,
+    token: &str,
+    id: i64,
+    attempt: &DeliveryAttempt,
+    settled: Settled,
+) -> Result<()> {
+    let held = store.settle_all(
+        token,
+        &[Settlement {
+            id,
+            attempt: attempt.clone(),
+            settled,
+        }],
+    )?;
+    if held.first() == Some(&true) {
+        Ok(())
+    } else {
+        Err(crate::StoreError::Conflict(format!(
+            "outbox row {id} is no longer held by this sender"
+        )))
+    }
+}
+
 /// The outbox and its delivery log.
 pub trait Outbox: Send + Sync {
     /// Adds rows in one transaction ([`NewOutboxRow::key`] must be new).
@@ -157,9 +200,16 @@ pub trait Outbox: Send + Sync {
     fn claim(&self, claim: &OutboxClaim) -> Result<Vec<OutboxRow>>;
     /// Extends a lease; [`StoreError::Conflict`] when `token` no longer holds the row.
     fn extend_lease(&self, id: i64, token: &str, lease_until: Millis) -> Result<()>;
+    /// Settles claimed rows in one transaction, each as [`Outbox::complete`] or
+    /// [`Outbox::fail`] would: its attempt logged and its state set. Returns, for each, whether
+    /// `token` still held it; a row it no longer holds is left as it is (its attempt is not
+    /// logged), and the others are settled all the same.
+    fn settle_all(&self, token: &str, rows: &[Settlement]) -> Result<Vec<bool>>;
     /// Marks a row done and logs the attempt; [`StoreError::Conflict`] when `token` no
     /// longer holds the row (nothing is written then).
-    fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()>;
+    fn complete(&self, id: i64, token: &str, attempt: &DeliveryAttempt) -> Result<()> {
+        settle_one(self, token, id, attempt, Settled::Done)
+    }
     /// Logs a failed attempt: the row waits until `retry_at`, or with `None` is dead.
     /// [`StoreError::Conflict`] when `token` no longer holds the row.
     fn fail(
@@ -168,7 +218,13 @@ pub trait Outbox: Send + Sync {
         token: &str,
         attempt: &DeliveryAttempt,
         retry_at: Option<Millis>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let settled = match retry_at {
+            Some(at) => Settled::RetryAt(at),
+            None => Settled::Dead,
+        };
+        settle_one(self, token, id, attempt, settled)
+    }
     /// Gives back a claimed row that was not sent: pending again at once, its claim not
     /// counted as an attempt. [`StoreError::Conflict`] when `token` no longer holds it.
     fn release(&self, id: i64, token: &str) -> Result<()>;

@@ -65,6 +65,7 @@ macro_rules! conformance_suite {
             outbox_claims_in_order_and_fences_stale_senders,
             outbox_retries_then_dead_letters_and_requeues,
             outbox_janitor_reclaims_expired_leases,
+            outbox_settles_a_claim_in_one_go,
             outbox_rows_commit_with_the_decision,
             timers_fire_in_due_order_and_once,
             timers_are_cancelled_and_rescheduled_by_key,

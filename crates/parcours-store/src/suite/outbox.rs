@@ -305,3 +305,72 @@ pub fn outbox_rows_commit_with_the_decision(store: &dyn Store) {
     let s = store.outbox_summary("ws_a", "webhook:a").unwrap();
     assert_eq!(s.pending, 1);
 }
+
+/// A claim's rows settled in one go: each as `complete` or `fail` would, a row another sender
+/// took over left to it (its attempt not logged), the others settled all the same.
+pub fn outbox_settles_a_claim_in_one_go(store: &dyn Store) {
+    setup(store, &["ws_a"]);
+    store
+        .enqueue(&[
+            row("ws_a", "channel:email", "m1"),
+            row("ws_a", "channel:email", "m2"),
+            row("ws_a", "channel:email", "m3"),
+            row("ws_a", "channel:email", "m4"),
+        ])
+        .unwrap();
+    let got = store.claim(&claim("channel:email", "t1", T0, 4)).unwrap();
+    let [a, b, c, d] = [got[0].id, got[1].id, got[2].id, got[3].id];
+    // `b` goes back and another sender takes it.
+    store.release(b, "t1").unwrap();
+    let taken = store.claim(&claim("channel:email", "t2", T0, 4)).unwrap();
+    assert_eq!(ids(&taken), vec![b]);
+    let settle = |id: i64, ok: bool, settled: Settled| Settlement {
+        id,
+        attempt: attempt(id, 1, T0 + 5, ok),
+        settled,
+    };
+    let held = store
+        .settle_all(
+            "t1",
+            &[
+                settle(a, true, Settled::Done),
+                settle(b, true, Settled::Done),
+                settle(c, false, Settled::RetryAt(T0 + 60_000)),
+                settle(d, false, Settled::Dead),
+            ],
+        )
+        .unwrap();
+    assert_eq!(held, vec![true, false, true, true]);
+    let state = |id: i64| store.outbox_row("ws_a", id).unwrap().unwrap();
+    assert_eq!(state(a).state, OutboxState::Done);
+    assert_eq!(
+        state(b).state,
+        OutboxState::Leased,
+        "still the other sender's"
+    );
+    assert_eq!(
+        (state(c).state, state(c).not_before, state(c).last_error),
+        (
+            OutboxState::Pending,
+            T0 + 60_000,
+            Some("HTTP 503: busy".into())
+        )
+    );
+    assert_eq!(state(d).state, OutboxState::Dead);
+    let logged = |id: i64| store.delivery_attempts("ws_a", id).unwrap().len();
+    assert_eq!((logged(a), logged(b), logged(c), logged(d)), (1, 0, 1, 1));
+    // Settled once: settling again finds nothing held, and writes nothing.
+    let again = store
+        .settle_all("t1", &[settle(a, true, Settled::Done)])
+        .unwrap();
+    assert_eq!(again, vec![false]);
+    assert_eq!(logged(a), 1);
+    // The other sender settles its row.
+    assert_eq!(
+        store
+            .settle_all("t2", &[settle(b, true, Settled::Done)])
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(state(b).state, OutboxState::Done);
+}
