@@ -25,10 +25,22 @@ pub struct Rendered {
 /// The longest rendered text: a template that renders more is refused.
 pub const MAX_RENDERED: usize = 256 * 1024;
 
-/// Renders Liquid templates (one parser, built once).
+/// Renders Liquid templates (one parser, built once). A template is parsed once: the same
+/// text renders every later message from its parsed form (a journey's thousands of messages
+/// share a handful of templates).
 pub struct Renderer {
     parser: liquid::Parser,
+    parsed: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Parsed>>>,
 }
+
+/// A template parsed, and the dotted variable paths it names.
+struct Parsed {
+    template: liquid::Template,
+    paths: Vec<Vec<String>>,
+}
+
+/// Parsed templates kept at most (then forgotten all at once and parsed again as needed).
+const PARSED_KEPT: usize = 4_096;
 
 impl Default for Renderer {
     fn default() -> Self {
@@ -36,6 +48,7 @@ impl Default for Renderer {
             parser: liquid::ParserBuilder::with_stdlib()
                 .build()
                 .expect("the standard Liquid library builds"),
+            parsed: Default::default(),
         }
     }
 }
@@ -52,6 +65,30 @@ impl Renderer {
             })
     }
 
+    /// A template parsed (from the cache when it was parsed before).
+    fn parsed(
+        &self,
+        part: &'static str,
+        template: &str,
+    ) -> Result<std::sync::Arc<Parsed>, RenderError> {
+        if let Some(p) = self.parsed.lock().expect("not poisoned").get(template) {
+            return Ok(p.clone());
+        }
+        let parsed = std::sync::Arc::new(Parsed {
+            template: self.parser.parse(template).map_err(|e| RenderError {
+                part,
+                message: e.to_string(),
+            })?,
+            paths: paths_of(template),
+        });
+        let mut cache = self.parsed.lock().expect("not poisoned");
+        if cache.len() >= PARSED_KEPT {
+            cache.clear();
+        }
+        cache.insert(template.to_string(), parsed.clone());
+        Ok(parsed)
+    }
+
     /// Renders one template with `globals` (a JSON object: `traits`, `event`, `journey`,
     /// `profile` …).
     pub fn render_one(
@@ -61,11 +98,11 @@ impl Renderer {
         globals: &liquid::Object,
     ) -> Result<String, RenderError> {
         let fail = |message: String| RenderError { part, message };
-        let t = self
-            .parser
-            .parse(template)
+        let t = self.parsed(part, template)?;
+        let out = t
+            .template
+            .render(globals)
             .map_err(|e| fail(e.to_string()))?;
-        let out = t.render(globals).map_err(|e| fail(e.to_string()))?;
         if out.len() > MAX_RENDERED {
             return Err(fail(format!(
                 "renders {} bytes, over the limit of {MAX_RENDERED}",
@@ -84,7 +121,7 @@ impl Renderer {
         globals: &Value,
     ) -> Result<String, RenderError> {
         let mut globals = globals.clone();
-        fill_paths(template, &mut globals);
+        fill(&self.parsed(part, template)?.paths, &mut globals);
         self.render_one(part, template, &to_object(&globals))
     }
 
@@ -94,16 +131,15 @@ impl Renderer {
     /// fails, is an error.
     pub fn render(&self, message: &Message, globals: &Value) -> Result<Rendered, RenderError> {
         let mut globals = globals.clone();
-        for t in [
-            &message.subject,
-            &message.html,
-            &message.text,
-            &message.title,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            fill_paths(t, &mut globals);
+        for (part, t) in [
+            ("subject", &message.subject),
+            ("html", &message.html),
+            ("text", &message.text),
+            ("title", &message.title),
+        ] {
+            if let Some(t) = t {
+                fill(&self.parsed(part, t)?.paths, &mut globals);
+            }
         }
         let globals = to_object(&globals);
         let part =
@@ -121,9 +157,28 @@ impl Renderer {
     }
 }
 
-/// Adds `null` for every dotted variable path a template names that `globals` lacks (inside
-/// objects only: a path through a value that is not an object is left alone).
-fn fill_paths(template: &str, globals: &mut Value) {
+/// Adds `null` for every dotted variable path a template names that `globals` lacks, with
+/// empty objects for the levels missing on the way (a path through a value that is not an
+/// object is left alone).
+fn fill(paths: &[Vec<String>], globals: &mut Value) {
+    for p in paths {
+        let mut at = &mut *globals;
+        for (i, part) in p.iter().enumerate() {
+            let Value::Object(map) = at else { break };
+            // A missing level on the way is an empty object, so the path's end reads as
+            // nothing rather than failing on an index into nothing.
+            let missing = if i + 1 < p.len() {
+                Value::Object(Default::default())
+            } else {
+                Value::Null
+            };
+            at = map.entry(part.clone()).or_insert(missing);
+        }
+    }
+}
+
+/// The dotted variable paths a template names.
+fn paths_of(template: &str) -> Vec<Vec<String>> {
     static PATH: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
     static TAG: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
     let tag =
@@ -132,17 +187,15 @@ fn fill_paths(template: &str, globals: &mut Value) {
         regex_lite::Regex::new(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)+")
             .expect("valid")
     });
+    let mut out = Vec::new();
     for t in tag.find_iter(template) {
         // Quoted text is not a variable.
         let unquoted = strip_quotes(t.as_str());
         for p in path.find_iter(&unquoted) {
-            let mut at = &mut *globals;
-            for part in p.as_str().split('.') {
-                let Value::Object(map) = at else { break };
-                at = map.entry(part.to_string()).or_insert(Value::Null);
-            }
+            out.push(p.as_str().split('.').map(str::to_string).collect());
         }
     }
+    out
 }
 
 fn strip_quotes(s: &str) -> String {
@@ -184,6 +237,40 @@ mod tests {
             fallback_after_ms: None,
             variants: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_template_parsed_once_renders_each_customer_her_own() {
+        let r = Renderer::default();
+        let m = email(
+            "{{ traits.first_name | default: 'Hello' }}!",
+            "{{ event.properties.name }}",
+        );
+        let lea =
+            json!({"traits": {"first_name": "Léa"}, "event": {"properties": {"name": "shoes"}}});
+        let out = r.render(&m, &lea).unwrap();
+        assert_eq!(
+            (out.subject.as_deref(), out.html.as_deref()),
+            (Some("Léa!"), Some("shoes"))
+        );
+        // The second time the template comes from the cache: her missing paths still read
+        // as nothing.
+        let out = r.render(&m, &json!({"traits": {}, "event": {}})).unwrap();
+        assert_eq!(
+            (out.subject.as_deref(), out.html.as_deref()),
+            (Some("Hello!"), Some(""))
+        );
+        assert_eq!(r.parsed.lock().unwrap().len(), 2);
+        // A template that does not parse is refused every time, and not kept.
+        let broken = email("{{ traits.first_name ", "x");
+        for _ in 0..2 {
+            assert_eq!(r.render(&broken, &lea).unwrap_err().part, "subject");
+        }
+        assert_eq!(
+            r.parsed.lock().unwrap().len(),
+            2,
+            "the broken one was not kept"
+        );
     }
 
     #[test]

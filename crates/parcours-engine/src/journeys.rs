@@ -231,8 +231,8 @@ pub struct JourneyProcessor {
     token: String,
     /// Versions never change once saved: read once.
     versions: HashMap<(String, String, u32), Arc<Journey>>,
-    /// Each workspace's live journeys, read once per claim of timers (not once per timer).
-    live_by_ws: HashMap<String, Vec<(u32, Arc<Journey>)>>,
+    /// What each workspace's decisions share, read once per step (not once per customer).
+    shares: HashMap<String, Share>,
     /// The address customers reach this node at: one-click unsubscribe links, the open
     /// pixel and click redirects point there (`None`: no unsubscribe header, no tracking).
     pub public_url: Option<String>,
@@ -246,11 +246,20 @@ impl Default for JourneyProcessor {
             renderer: Renderer::default(),
             token: format!("journeys-{:016x}", rand::random::<u64>()),
             versions: HashMap::new(),
-            live_by_ws: HashMap::new(),
+            shares: HashMap::new(),
             public_url: None,
             healed_at: None,
         }
     }
+}
+
+/// What every decision of a workspace reads: its live journeys, its contact policy, and
+/// whether consent never given counts as given.
+#[derive(Clone)]
+struct Share {
+    live: Vec<(u32, Arc<Journey>)>,
+    policy: Arc<Policy>,
+    unknown_granted: bool,
 }
 
 /// A customer as journeys see her, loaded once per decision.
@@ -363,12 +372,20 @@ fn condition_inputs(journeys: &[Arc<Journey>]) -> (BTreeSet<String>, bool) {
     (names, every)
 }
 
+/// Whether the workspace counts consent never given as given.
+fn unknown_granted(store: &dyn Store, ws: &str) -> Result<bool> {
+    Ok(store
+        .workspace(ws)?
+        .is_some_and(|w| w.identity_rules.unknown_consent == UnknownConsent::Granted))
+}
+
 fn load_customer(
     store: &dyn Store,
     ws: &str,
     profile: &str,
     journeys: &[Arc<Journey>],
     now: Millis,
+    unknown_granted: bool,
 ) -> Result<Option<Customer>> {
     let Some(profile) = store.profile(ws, profile)? else {
         return Ok(None);
@@ -390,9 +407,6 @@ fn load_customer(
         .into_iter()
         .map(|m| m.audience_id)
         .collect();
-    let unknown_granted = store
-        .workspace(ws)?
-        .is_some_and(|w| w.identity_rules.unknown_consent == UnknownConsent::Granted);
     Ok(Some(Customer {
         profile,
         events,
@@ -511,7 +525,8 @@ pub fn preview(
         )));
     }
     let one = [Arc::new(journey.clone())];
-    let Some(who) = load_customer(store, ws, profile, &one, now)? else {
+    let Some(who) = load_customer(store, ws, profile, &one, now, unknown_granted(store, ws)?)?
+    else {
         return Ok(None);
     };
     let context = json!({"properties": properties});
@@ -566,19 +581,24 @@ fn fallback_payload(run: &Run, step: &str, base: &str, attempt: usize, priority:
 }
 
 /// A decision for one customer, with the policy and the contacts its sends are checked against.
-fn decision<'a>(
-    store: &'a dyn Store,
-    ws: &'a str,
-    profile: &'a str,
-    now: Millis,
-) -> Result<Decision<'a>> {
-    let policy = match store.journey_policy(ws)? {
+/// The workspace's contact policy (none when it has none, or when it does not read).
+fn read_policy(store: &dyn Store, ws: &str) -> Result<Policy> {
+    Ok(match store.journey_policy(ws)? {
         Some(doc) => policy::read(&doc).unwrap_or_else(|e| {
             tracing::warn!(workspace = ws, error = %e, "the contact policy does not read: no caps apply");
             Policy::default()
         }),
         None => Policy::default(),
-    };
+    })
+}
+
+fn decision<'a>(
+    store: &'a dyn Store,
+    ws: &'a str,
+    profile: &'a str,
+    now: Millis,
+    policy: Arc<Policy>,
+) -> Result<Decision<'a>> {
     let contacts = if policy.caps.is_empty() {
         Vec::new()
     } else {
@@ -600,7 +620,7 @@ fn decision<'a>(
         now,
         write: JourneyWrite::default(),
         timers: BTreeMap::new(),
-        policy: Arc::new(policy),
+        policy,
         contacts,
         failed: None,
     })
@@ -721,6 +741,20 @@ impl JourneyProcessor {
         live.stored.version = version;
         live.touched = true;
         Ok(Some(version))
+    }
+
+    /// What the workspace's decisions share, read once per step.
+    fn share(&mut self, store: &dyn Store, ws: &str) -> Result<Share> {
+        if let Some(s) = self.shares.get(ws) {
+            return Ok(s.clone());
+        }
+        let share = Share {
+            live: self.live(store, ws)?,
+            policy: Arc::new(read_policy(store, ws)?),
+            unknown_granted: unknown_granted(store, ws)?,
+        };
+        self.shares.insert(ws.to_string(), share.clone());
+        Ok(share)
     }
 
     /// The workspace's live journeys at their latest version, the highest priority first (an
@@ -1302,7 +1336,8 @@ impl JourneyProcessor {
         entered: &mut HashMap<String, u64>,
     ) -> Result<JourneyWrite> {
         let (ws, profile) = (rows[0].workspace_id.as_str(), rows[0].profile_id.as_str());
-        let live_journeys = self.live(store, ws)?;
+        let share = self.share(store, ws)?;
+        let live_journeys = share.live.clone();
         let mut runs = self.load_runs(store, ws, profile)?;
         let mut moved = Vec::new();
         for live in runs.iter_mut() {
@@ -1313,7 +1348,7 @@ impl JourneyProcessor {
         runs.sort_by_key(|r| std::cmp::Reverse(r.journey.priority));
         let mut all: Vec<Arc<Journey>> = live_journeys.iter().map(|(_, j)| j.clone()).collect();
         all.extend(runs.iter().map(|r| r.journey.clone()));
-        let mut d = decision(store, ws, profile, now)?;
+        let mut d = decision(store, ws, profile, now, share.policy.clone())?;
         for (run, v) in &moved {
             d.note(
                 run,
@@ -1346,7 +1381,7 @@ impl JourneyProcessor {
         if idle {
             return d.finish(fence);
         }
-        let Some(who) = load_customer(store, ws, profile, &all, now)? else {
+        let Some(who) = load_customer(store, ws, profile, &all, now, share.unknown_granted)? else {
             // No such profile (its events were all undone): nothing to move.
             return d.finish(fence);
         };
@@ -1538,7 +1573,7 @@ impl JourneyProcessor {
         };
         claimed.sort_by_key(|t| (t.due_at, std::cmp::Reverse(priority(t)), t.key.clone()));
         let mut fired = Vec::new();
-        self.live_by_ws.clear();
+        self.shares.clear();
         for t in &claimed {
             if kind == JOURNEY_SCHEDULES {
                 let write = JourneyWrite {
@@ -1610,25 +1645,25 @@ impl JourneyProcessor {
             touched: false,
         };
         // A run moves with its own timer (or an event of hers), not with a deferred message.
+        let share = self.share(store, &ws)?;
         let moved = if kind == JOURNEY_TIMERS {
-            let live_journeys = match self.live_by_ws.get(&ws) {
-                Some(l) => l.clone(),
-                None => {
-                    let l = self.live(store, &ws)?;
-                    self.live_by_ws.insert(ws.clone(), l.clone());
-                    l
-                }
-            };
-            self.move_in_flight(store, &mut live, &live_journeys)?
+            self.move_in_flight(store, &mut live, &share.live)?
         } else {
             None
         };
         let journey = live.journey.clone();
-        let Some(who) = load_customer(store, &ws, &profile, std::slice::from_ref(&journey), now)?
+        let Some(who) = load_customer(
+            store,
+            &ws,
+            &profile,
+            std::slice::from_ref(&journey),
+            now,
+            share.unknown_granted,
+        )?
         else {
             return Ok(());
         };
-        let mut d = decision(store, &ws, &profile, now)?;
+        let mut d = decision(store, &ws, &profile, now, share.policy.clone())?;
         if let Some(v) = moved {
             d.note(
                 &live.run,
@@ -1781,6 +1816,9 @@ impl Processor for JourneyProcessor {
         if buckets.is_some_and(<[u16]>::is_empty) {
             return Ok(0);
         }
+        // A workspace's journeys and policy are read again each step: a new version or
+        // policy applies from the next step on.
+        self.shares.clear();
         let work = cx.store.journey_work(buckets, WORK_PAGE)?;
         let mut done = work.len();
         // One decision per customer, her events in log order.

@@ -162,7 +162,15 @@ impl JourneyProcessor {
         total_entries: &mut u64,
     ) -> Result<()> {
         let (from, to) = (sim.from, sim.to);
-        let Some(mut who) = load_customer(store, ws, profile, std::slice::from_ref(journey), to)?
+        let share = self.share(store, ws)?;
+        let Some(mut who) = load_customer(
+            store,
+            ws,
+            profile,
+            std::slice::from_ref(journey),
+            to,
+            share.unknown_granted,
+        )?
         else {
             return Ok(());
         };
@@ -235,7 +243,7 @@ impl JourneyProcessor {
             return Ok(());
         }
         items.sort_by_key(|(t, _)| *t);
-        let mut d = decision(store, ws, profile, from)?;
+        let mut d = decision(store, ws, profile, from, share.policy.clone())?;
         // Caps count the messages live journeys really sent her, and this journey's.
         let real = store.contacts(ws, profile, from.saturating_sub(7 * DAY))?;
         d.contacts = real
