@@ -10,8 +10,11 @@ use parcours_channels::{Capture, Outgoing, SendError, Sender};
 use parcours_core::journey::MessageChannel;
 use parcours_core::time::Millis;
 use parcours_store::{
-    DeliveryAttempt, OutboxClaim, OutboxRow, Result, Settled, Settlement, ATTEMPT_DETAIL,
+    DeliveryAttempt, OutboxClaim, OutboxRow, Result, Settled, Settlement, StoreError,
+    ATTEMPT_DETAIL,
 };
+
+use crate::clock::Moment;
 
 use crate::journeys::{destination, EVENTS_LANE, JOURNEYS_SOURCE};
 use crate::runner::{Placement, Processor, StepContext};
@@ -19,8 +22,13 @@ use crate::runner::{Placement, Processor, StepContext};
 /// The processor's name in health reports and metrics.
 pub const CHANNELS: &str = "channels";
 
-/// Messages of one lane leased at once (sent one after the other within the lease).
+/// Rows of the events and webhook lanes leased at once (sent one after the other within the
+/// lease).
 const IN_FLIGHT: usize = 16;
+/// Messages of a channel leased at once: their outcomes are recorded together, so the fewer
+/// claims the fewer commits. Sending stops at half the lease and gives the rest back, so a
+/// slow provider never outlives the claim.
+const MESSAGES_IN_FLIGHT: usize = 64;
 /// Tries before a message is given up (dead), with the wait before each retry doubling.
 const MAX_ATTEMPTS: u32 = 8;
 const FIRST_RETRY_MS: Millis = 5_000;
@@ -250,24 +258,31 @@ impl Processor for ChannelSender {
                             Some(&(s, n)) if s == second => n,
                             _ => 0,
                         };
-                        (rate.saturating_sub(sent) as usize).min(IN_FLIGHT)
+                        (rate.saturating_sub(sent) as usize).min(MESSAGES_IN_FLIGHT)
                     }
-                    _ => IN_FLIGHT,
+                    _ => MESSAGES_IN_FLIGHT,
                 };
                 if room == 0 {
                     continue;
                 }
                 let lane = destination(channel);
                 let rows = self.claim(cx, &ws.id, &lane, room)?;
-                let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
-                if entry.0 != second {
-                    *entry = (second, 0);
-                }
-                entry.1 += rows.len() as u32;
                 // The claim's outcomes are recorded together once it is sent: a crash before
                 // that sends its messages again, under their keys.
                 let mut settled = Vec::with_capacity(rows.len());
-                for row in &rows {
+                let started = Moment::now();
+                let budget = std::time::Duration::from_millis((self.lease_ms / 2) as u64);
+                for (i, row) in rows.iter().enumerate() {
+                    if started.elapsed() > budget {
+                        // Half the lease gone: the rest go back, to the next claim.
+                        for r in &rows[i..] {
+                            match cx.store.release(r.id, &self.token) {
+                                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        break;
+                    }
                     done += 1;
                     let sender = self.senders.of(channel);
                     let outcome = serde_json::from_str::<Outgoing>(&row.payload)
@@ -278,9 +293,108 @@ impl Processor for ChannelSender {
                     let outcome = outcome.map(|()| format!("accepted by {}", sender.name()));
                     settled.push(settlement(cx, row, outcome));
                 }
+                let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
+                if entry.0 != second {
+                    *entry = (second, 0);
+                }
+                entry.1 += settled.len() as u32;
                 self.settle(cx, &settled)?;
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parcours_core::rules::IdentityRulesConfig;
+    use parcours_store::{NewOutboxRow, Outbox, OutboxPage, OutboxState, Registry, Workspace};
+    use parcours_store_sqlite::SqliteStore;
+    use std::sync::Mutex;
+
+    /// A provider that takes 300 ms per message.
+    #[derive(Default)]
+    struct Slow(Mutex<Vec<String>>);
+
+    impl Sender for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn send(&self, m: &Outgoing) -> std::result::Result<(), SendError> {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            self.0.lock().unwrap().push(m.key.clone());
+            Ok(())
+        }
+    }
+
+    /// A claim whose sending takes half its lease gives the rest back: sent by the next
+    /// claim, each message once, in order.
+    #[test]
+    fn a_slow_provider_gives_back_what_it_cannot_send_within_the_lease() {
+        let dir = std::env::temp_dir().join(format!("parcours-channels-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_temp(&dir).unwrap();
+        store
+            .create_workspace(&Workspace {
+                id: "ws".into(),
+                name: "ws".into(),
+                created_at: 0,
+                identity_rules: IdentityRulesConfig::default(),
+            })
+            .unwrap();
+        let rows: Vec<NewOutboxRow> = (0..3)
+            .map(|i| {
+                let m = json_message(&format!("m{i}"));
+                NewOutboxRow {
+                    workspace_id: "ws".into(),
+                    destination: "channel:sms".into(),
+                    key: format!("m{i}"),
+                    payload: m,
+                    items: 1,
+                    not_before: 0,
+                    created_at: 0,
+                }
+            })
+            .collect();
+        store.enqueue(&rows).unwrap();
+        let slow = Arc::new(Slow::default());
+        let senders = Senders {
+            sms: slow.clone(),
+            ..Senders::default()
+        };
+        // A lease of 1 s: half of it is spent after the second message.
+        let mut sender = ChannelSender::new(senders, 1_000);
+        let cx = StepContext {
+            store: &store,
+            now: 1_000,
+            owned: None,
+        };
+        assert_eq!(sender.step(&cx).unwrap(), 2);
+        assert_eq!(*slow.0.lock().unwrap(), ["m0", "m1"]);
+        let third = store.outbox_row_by_key("ws", "m2").unwrap().unwrap();
+        assert_eq!((third.state, third.attempts), (OutboxState::Pending, 0));
+        assert_eq!(sender.step(&cx).unwrap(), 1);
+        assert_eq!(*slow.0.lock().unwrap(), ["m0", "m1", "m2"]);
+        let all = store
+            .outbox_rows(&OutboxPage {
+                workspace_id: "ws",
+                destination: "channel:sms",
+                state: Some(OutboxState::Done),
+                before_id: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn json_message(key: &str) -> String {
+        serde_json::json!({
+            "channel": "sms", "to": "+33600000000", "text": "hi", "key": key,
+            "journey": "j", "step": "s", "run": "r", "profile": "p",
+        })
+        .to_string()
     }
 }
