@@ -793,6 +793,21 @@ async fn a_schedule_enters_its_audience_on_each_customers_clock(backend: Backend
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(emails(&t).len(), 4, "each once per occurrence");
+    // A schedule for an audience the workspace does not have would enter no one: refused.
+    let (status, e) = common::journeys::put_document(
+        &t,
+        "/api/v1/journeys/nobody",
+        "application/yaml",
+        &weekly
+            .replace("id: weekly", "id: nobody")
+            .replace("audience: gold", "audience: platinum"),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("unknown_audience")),
+        "{e}"
+    );
     // A one-shot schedule already past runs for no one: refused.
     let (status, e) = common::journeys::put_document(
         &t,

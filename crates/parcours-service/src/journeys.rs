@@ -92,8 +92,17 @@ fn stored_journey(v: &JourneyVersion) -> Result<Journey, ServiceError> {
 /// What saving `body` as journey `id` would change, without saving it.
 pub fn plan(store: &dyn Store, actor: &Actor, id: &str, body: &str) -> Result<Saved, ServiceError> {
     let j = read(id, body)?;
-    // A live journey entered on an audience that does not exist would wait for nothing.
-    if let (Status::Live, Trigger::Audience { audience, .. }) = (j.status, &j.entry.trigger) {
+    // A live journey entered on an audience that does not exist (or scheduled for its
+    // members) would wait for nothing.
+    let audience = match &j.entry.trigger {
+        Trigger::Audience { audience, .. } => Some(audience),
+        Trigger::Schedule {
+            audience: Some(audience),
+            ..
+        } => Some(audience),
+        _ => None,
+    };
+    if let (Status::Live, Some(audience)) = (j.status, audience) {
         let found = crate::definition(
             store,
             actor,
