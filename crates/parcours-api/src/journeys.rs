@@ -60,12 +60,7 @@ async fn simulate(
 ) -> Result<Json<Value>, ApiError> {
     let instant = |v: Option<&str>, name: &str| {
         let v = v.unwrap_or_default();
-        let full = if v.len() == 10 {
-            format!("{v}T00:00:00Z")
-        } else {
-            v.to_string()
-        };
-        parcours_core::time::parse_timestamp(&full).ok_or_else(|| {
+        parcours_core::time::parse_date_or_timestamp(v).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_simulation",
                 format!("`{name}` must be a date (2026-11-01) or a timestamp, got `{v}`"),

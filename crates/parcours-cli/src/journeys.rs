@@ -157,12 +157,7 @@ pub fn apply(config: &Config, path: &Path, workspace: Option<&str>) -> anyhow::R
 
 /// A date (`2026-11-01`, its start in UTC) or a timestamp.
 fn instant(text: &str, what: &str) -> anyhow::Result<parcours_core::time::Millis> {
-    let full = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_string()
-    };
-    parcours_core::time::parse_timestamp(&full).ok_or_else(|| {
+    parcours_core::time::parse_date_or_timestamp(text).ok_or_else(|| {
         anyhow::anyhow!(
             "{what} `{text}` is not a date (2026-11-01) or a timestamp (2026-11-01T09:00:00Z)"
         )

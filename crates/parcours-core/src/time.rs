@@ -54,6 +54,15 @@ pub fn parse_timestamp(s: &str) -> Option<Millis> {
     None
 }
 
+/// A date alone (`2026-12-01`, its midnight in UTC) or a timestamp ([`parse_timestamp`]).
+pub fn parse_date_or_timestamp(s: &str) -> Option<Millis> {
+    let s = s.trim();
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(day) => Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()),
+        Err(_) => parse_timestamp(s),
+    }
+}
+
 /// Formats milliseconds as RFC 3339 UTC with millisecond precision, as Segment does.
 pub fn format_timestamp(ms: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)

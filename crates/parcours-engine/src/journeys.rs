@@ -1575,38 +1575,27 @@ impl JourneyProcessor {
         let mut fired = Vec::new();
         self.shares.clear();
         for t in &claimed {
-            if kind == JOURNEY_SCHEDULES {
+            let handled = if kind == JOURNEY_SCHEDULES {
                 let write = JourneyWrite {
                     fence: fence.clone(),
                     ..JourneyWrite::default()
                 };
-                let handled = self
-                    .occurrence(store, t, now, write)
-                    .and_then(|w| store.record_journeys(&w));
-                if let Err(e) = handled {
-                    give_back(store, &self.token, kind, &claimed, &fired)?;
-                    return Err(e);
-                }
-                fired.push(TimerFire {
-                    workspace_id: &t.workspace_id,
-                    kind,
-                    key: &t.key,
-                    due_at: t.due_at,
-                });
-                continue;
-            }
-            let run_id = if kind == JOURNEY_TIMERS {
-                t.key.clone()
+                self.occurrence(store, t, now, write)
+                    .and_then(|w| store.record_journeys(&w))
             } else {
-                serde_json::from_str::<Value>(&t.payload)
-                    .ok()
-                    .and_then(|p| p.get("run").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default()
-            };
-            let handled = match store.run(&t.workspace_id, &run_id) {
-                Ok(Some(stored)) => self.timer(store, stored, t, kind, now, fence.clone()),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
+                let run_id = if kind == JOURNEY_TIMERS {
+                    t.key.clone()
+                } else {
+                    serde_json::from_str::<Value>(&t.payload)
+                        .ok()
+                        .and_then(|p| p.get("run").and_then(Value::as_str).map(str::to_string))
+                        .unwrap_or_default()
+                };
+                match store.run(&t.workspace_id, &run_id) {
+                    Ok(Some(stored)) => self.timer(store, stored, t, kind, now, fence.clone()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
             };
             if let Err(e) = handled {
                 give_back(store, &self.token, kind, &claimed, &fired)?;

@@ -182,10 +182,17 @@ pub fn save(
     };
     let ws = actor.workspace.as_str();
     let schedule = &plan.journey.entry.trigger;
-    let was_live_on_it = |v: &JourneyVersion| {
-        v.status == "live" && stored_journey(v).is_ok_and(|old| &old.entry.trigger == schedule)
-    };
-    let same_schedule = plan.version.as_ref().is_some_and(was_live_on_it);
+    // The version this one replaces: whether it was live, and its entry.
+    let previous = plan
+        .version
+        .as_ref()
+        .and_then(|v| Some((v.status == "live", stored_journey(v).ok()?.entry.trigger)));
+    let same_schedule = previous
+        .as_ref()
+        .is_some_and(|(live, old)| *live && old == schedule);
+    let was_scheduled = previous
+        .as_ref()
+        .is_some_and(|(_, old)| matches!(old, Trigger::Schedule { .. }));
     let timer = match (plan.journey.status, schedule) {
         (Status::Live, Trigger::Schedule { at, .. }) if !same_schedule => {
             let timer = parcours_engine::journeys::schedule_timer(ws, &plan.journey, now);
@@ -210,13 +217,14 @@ pub fn save(
             match (&timer, plan.journey.status, schedule) {
                 (Some(t), ..) => store.set_timers(std::slice::from_ref(t))?,
                 (None, Status::Live, Trigger::Schedule { .. }) => {}
-                _ => {
+                _ if was_scheduled => {
                     store.cancel_timers(
                         ws,
                         parcours_store::JOURNEY_SCHEDULES,
                         &[id.to_string()],
                     )?;
                 }
+                _ => {}
             }
             plan.version = store.journey_version(&actor.workspace, id, version)?;
             Ok(plan)

@@ -9,7 +9,7 @@ use super::{
     MAX_DURATION_MS, MAX_TEXT_BYTES,
 };
 use crate::profile::ConsentState;
-use crate::time::{parse_timestamp, Millis};
+use crate::time::Millis;
 
 /// Where and why a definition could not be read, with the stable code of the refusal
 /// (`invalid_audience_syntax`, or the code of a limit).
@@ -601,12 +601,7 @@ impl Parser {
     fn date(&mut self) -> Result<Millis, ParseError> {
         let t = self.peek().clone();
         let s = self.string("a date")?;
-        let full = if s.len() == 10 {
-            format!("{s}T00:00:00Z")
-        } else {
-            s.clone()
-        };
-        parse_timestamp(&full).ok_or(ParseError {
+        crate::time::parse_date_or_timestamp(&s).ok_or(ParseError {
             line: t.line,
             column: t.column,
             message: format!("`{s}` is not a date (use 2026-01-31 or 2026-01-31T08:00:00Z)"),

@@ -12,7 +12,7 @@ use super::{
     QuietHours, Reentry, Status, Step, Target, Trigger, Variant,
 };
 use crate::audience::{self, Condition, Filter, ParseError, MAX_DURATION_MS};
-use crate::time::{parse_timestamp, Millis};
+use crate::time::Millis;
 
 /// How many steps one journey may have.
 pub const MAX_STEPS: usize = 200;
@@ -704,12 +704,7 @@ impl Reader {
 
     fn date(&mut self, node: &Node, what: &str) -> Option<Millis> {
         let s = self.string(node, what)?;
-        let full = if s.len() == 10 {
-            format!("{s}T00:00:00Z")
-        } else {
-            s.clone()
-        };
-        match parse_timestamp(&full) {
+        match crate::time::parse_date_or_timestamp(&s) {
             Some(ms) if (crate::spec::MIN_TIMESTAMP..=crate::spec::MAX_TIMESTAMP).contains(&ms) => {
                 Some(ms)
             }

@@ -85,6 +85,25 @@ enum Item {
 
 const DAY: Millis = 86_400_000;
 
+/// What the replay adds up across customers.
+#[derive(Default)]
+struct Totals {
+    /// Decisions by step, then code.
+    decisions: BTreeMap<String, BTreeMap<String, u64>>,
+    /// By live journey: the customers and how many of this journey's messages.
+    conflicts: BTreeMap<String, (BTreeSet<String>, u64)>,
+    /// Entries so far (stored ones included), for the entry cap.
+    entries: u64,
+}
+
+/// What comes due in one customer's replay: her runs' timers (by run id), and her deferred
+/// messages `(due, run id, key, payload)`.
+#[derive(Default)]
+struct Due {
+    runs: BTreeMap<String, Millis>,
+    messages: Vec<(Millis, String, String, Value)>,
+}
+
 impl JourneyProcessor {
     /// Replays `journey` (as if it were live) over the workspace's customers between `from`
     /// and `to`. `progress` is told how many customers were replayed, every few hundred.
@@ -106,25 +125,17 @@ impl JourneyProcessor {
             to,
             ..Simulation::default()
         };
-        let mut decisions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut conflicts: BTreeMap<String, (BTreeSet<String>, u64)> = BTreeMap::new();
-        let mut total_entries = store.journey_entries(ws, &journey.id)?;
+        let mut totals = Totals {
+            entries: store.journey_entries(ws, &journey.id)?,
+            ..Totals::default()
+        };
         let mut after = String::new();
         loop {
             let page = store.profiles_page(ws, &after, 200)?;
             let Some(last) = page.last() else { break };
             after = last.id.clone();
             for p in &page {
-                self.replay(
-                    store,
-                    ws,
-                    &journey,
-                    &p.id,
-                    &mut sim,
-                    &mut decisions,
-                    &mut conflicts,
-                    &mut total_entries,
-                )?;
+                self.replay(store, ws, &journey, &p.id, &mut sim, &mut totals)?;
                 sim.customers += 1;
             }
             progress(sim.customers);
@@ -132,11 +143,12 @@ impl JourneyProcessor {
         let mut order: Vec<String> = vec!["-".into()];
         order.extend(journey.steps.iter().map(|s| s.id.clone()));
         for step in order {
-            if let Some(d) = decisions.remove(&step) {
+            if let Some(d) = totals.decisions.remove(&step) {
                 sim.steps.push(StepDecisions { step, decisions: d });
             }
         }
-        sim.conflicts = conflicts
+        sim.conflicts = totals
+            .conflicts
             .into_iter()
             .map(|(journey, (who, messages))| Conflict {
                 journey,
@@ -149,7 +161,6 @@ impl JourneyProcessor {
         Ok(sim)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn replay(
         &mut self,
         store: &dyn Store,
@@ -157,9 +168,7 @@ impl JourneyProcessor {
         journey: &Arc<Journey>,
         profile: &str,
         sim: &mut Simulation,
-        decisions: &mut BTreeMap<String, BTreeMap<String, u64>>,
-        conflicts: &mut BTreeMap<String, (BTreeSet<String>, u64)>,
-        total_entries: &mut u64,
+        totals: &mut Totals,
     ) -> Result<()> {
         let (from, to) = (sim.from, sim.to);
         let share = self.share(store, ws)?;
@@ -256,9 +265,7 @@ impl JourneyProcessor {
             })
             .collect();
         let mut runs: Vec<Live> = Vec::new();
-        let mut run_timers: BTreeMap<String, Millis> = BTreeMap::new();
-        // Deferred messages: (due, run id, key, payload).
-        let mut deferred: Vec<(Millis, String, String, Value)> = Vec::new();
+        let mut due = Due::default();
         let mut seq = 0i64;
         let mut clock = |t: Millis, who: &mut super::Customer| {
             while pending_facts.last().is_some_and(|f| f.ts <= t) {
@@ -275,47 +282,42 @@ impl JourneyProcessor {
         for (t, item) in stops {
             // Everything due before this moment happens first, in time order.
             loop {
-                let next_run = run_timers.iter().map(|(r, at)| (*at, r.clone())).min();
-                let next_deferred = deferred.iter().map(|x| x.0).min();
-                let due = match (next_run.as_ref().map(|x| x.0), next_deferred) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (Some(a), None) => a,
-                    (None, Some(b)) => b,
-                    (None, None) => break,
+                let next_run = due.runs.iter().map(|(r, at)| (*at, r.clone())).min();
+                let next_message = due.messages.iter().map(|x| x.0).min();
+                let Some(at) = next_run
+                    .as_ref()
+                    .map(|x| x.0)
+                    .into_iter()
+                    .chain(next_message)
+                    .min()
+                else {
+                    break;
                 };
-                if due > t {
+                if at > t {
                     break;
                 }
-                clock(due, &mut who);
-                d.now = due;
-                if let Some((at, id)) = next_run.filter(|(at, _)| *at == due) {
-                    run_timers.remove(&id);
+                clock(at, &mut who);
+                d.now = at;
+                if let Some((_, id)) = next_run.filter(|(run_at, _)| *run_at == at) {
+                    due.runs.remove(&id);
                     let live = runs.iter_mut().find(|l| l.run.id == id).expect("a run");
                     let (next, fx) = journey::step(
                         &live.journey,
                         live.run.clone(),
                         Input::Timer { due: at },
-                        due,
+                        at,
                         &who,
                     );
                     live.run = next;
                     self.apply(&mut d, live, fx, &who);
                 } else {
-                    let i = deferred.iter().position(|x| x.0 == due).expect("due");
-                    let (_, id, key, payload) = deferred.remove(i);
+                    let i = due.messages.iter().position(|x| x.0 == at).expect("due");
+                    let (_, id, key, payload) = due.messages.remove(i);
                     let live = runs.iter().find(|l| l.run.id == id).expect("a run");
                     let run = live.run.clone();
                     self.deferred(store, &mut d, journey, &run, &key, &payload, &who)?;
                 }
-                self.tally(
-                    &mut d,
-                    sim,
-                    decisions,
-                    conflicts,
-                    &real,
-                    &mut run_timers,
-                    &mut deferred,
-                );
+                tally(&mut d, sim, totals, &real, &mut due);
             }
             let Some(item) = item else { break };
             clock(t, &mut who);
@@ -370,7 +372,7 @@ impl JourneyProcessor {
                         .clone()
                         .any(|r| matches!(r.run.state, RunState::Waiting { .. })),
                     last_entered: mine.map(|r| r.run.entered_at).max(),
-                    total_entries: *total_entries,
+                    total_entries: totals.entries,
                 };
                 match machine::admit(journey, history, t, &who) {
                     Admission::Refused(why) => {
@@ -389,7 +391,7 @@ impl JourneyProcessor {
                             t,
                             &who,
                         );
-                        *total_entries += 1;
+                        totals.entries += 1;
                         sim.entered += 1;
                         sim.holdout += u64::from(run.holdout);
                         let mut live = Live {
@@ -417,15 +419,7 @@ impl JourneyProcessor {
                     }
                 }
             }
-            self.tally(
-                &mut d,
-                sim,
-                decisions,
-                conflicts,
-                &real,
-                &mut run_timers,
-                &mut deferred,
-            );
+            tally(&mut d, sim, totals, &real, &mut due);
         }
         if let Some(e) = d.failed.take() {
             return Err(e);
@@ -440,63 +434,60 @@ impl JourneyProcessor {
         }
         Ok(())
     }
+}
 
-    /// Takes what the last decision wrote: its notes and messages into the report, its
-    /// timers into the replay.
-    #[allow(clippy::too_many_arguments)]
-    fn tally(
-        &self,
-        d: &mut super::Decision<'_>,
-        sim: &mut Simulation,
-        decisions: &mut BTreeMap<String, BTreeMap<String, u64>>,
-        conflicts: &mut BTreeMap<String, (BTreeSet<String>, u64)>,
-        real: &[parcours_store::ContactRow],
-        run_timers: &mut BTreeMap<String, Millis>,
-        deferred: &mut Vec<(Millis, String, String, Value)>,
-    ) {
-        for n in d.write.notes.drain(..) {
-            let step = n.step.unwrap_or_else(|| "-".into());
-            if n.code == "converted" {
-                sim.converted += 1;
-                sim.converted_holdout += u64::from(n.detail.contains("holdout"));
-            }
-            *decisions
-                .entry(step)
-                .or_default()
-                .entry(n.code)
-                .or_default() += 1;
+/// Takes what the last decision wrote: its notes and messages into the report, its timers
+/// into the replay.
+fn tally(
+    d: &mut super::Decision<'_>,
+    sim: &mut Simulation,
+    totals: &mut Totals,
+    real: &[parcours_store::ContactRow],
+    due: &mut Due,
+) {
+    for n in d.write.notes.drain(..) {
+        let step = n.step.unwrap_or_else(|| "-".into());
+        if n.code == "converted" {
+            sim.converted += 1;
+            sim.converted_holdout += u64::from(n.detail.contains("holdout"));
         }
-        for c in d.write.contacts.drain(..) {
-            *sim.sent.entry(c.channel.clone()).or_default() += 1;
-            let near: BTreeSet<&str> = real
-                .iter()
-                .filter(|r| r.journey_id != c.journey_id && r.at.abs_diff(c.at) <= DAY as u64)
-                .map(|r| r.journey_id.as_str())
-                .collect();
-            for j in near {
-                let e = conflicts.entry(j.to_string()).or_default();
-                e.0.insert(c.profile_id.clone());
-                e.1 += 1;
-            }
+        *totals
+            .decisions
+            .entry(step)
+            .or_default()
+            .entry(n.code)
+            .or_default() += 1;
+    }
+    for c in d.write.contacts.drain(..) {
+        *sim.sent.entry(c.channel.clone()).or_default() += 1;
+        let near: BTreeSet<&str> = real
+            .iter()
+            .filter(|r| r.journey_id != c.journey_id && r.at.abs_diff(c.at) <= DAY as u64)
+            .map(|r| r.journey_id.as_str())
+            .collect();
+        for j in near {
+            let e = totals.conflicts.entry(j.to_string()).or_default();
+            e.0.insert(c.profile_id.clone());
+            e.1 += 1;
         }
-        d.write.outbox.clear();
-        for t in d.write.set_timers.drain(..) {
-            if t.kind == JOURNEY_SENDS {
-                let payload: Value = serde_json::from_str(&t.payload).unwrap_or(Value::Null);
-                let run = payload
-                    .get("run")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                deferred.retain(|x| x.2 != t.key);
-                deferred.push((t.due_at, run, t.key, payload));
-            }
+    }
+    d.write.outbox.clear();
+    for t in d.write.set_timers.drain(..) {
+        if t.kind == JOURNEY_SENDS {
+            let payload: Value = serde_json::from_str(&t.payload).unwrap_or(Value::Null);
+            let run = payload
+                .get("run")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            due.messages.retain(|x| x.2 != t.key);
+            due.messages.push((t.due_at, run, t.key, payload));
         }
-        for (run, at) in std::mem::take(&mut d.timers) {
-            match at {
-                Some(at) => run_timers.insert(run, at),
-                None => run_timers.remove(&run),
-            };
-        }
+    }
+    for (run, at) in std::mem::take(&mut d.timers) {
+        match at {
+            Some(at) => due.runs.insert(run, at),
+            None => due.runs.remove(&run),
+        };
     }
 }
