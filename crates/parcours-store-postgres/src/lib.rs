@@ -89,6 +89,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("../../../migrations/postgres/0011_messages.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_journey_work_seq.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -300,7 +300,7 @@ impl Journeys for SqliteStore {
             let mut st = c
                 .prepare_cached(
                     "SELECT workspace_id, seq, profile_id, bucket, name, message_id, timestamp, body
-                     FROM journey_work
+                     FROM journey_work INDEXED BY journey_work_seq
                      WHERE ?1 IS NULL OR bucket IN (SELECT value FROM json_each(?1))
                      ORDER BY seq LIMIT ?2",
                 )
@@ -586,11 +586,10 @@ impl Journeys for SqliteStore {
             // not have taken it along): the decision is taken again, for the survivor.
             for (ws, profile) in w.starting_profiles() {
                 let merged: Option<Option<String>> = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT merged_into FROM profiles WHERE workspace_id = ?1 AND id = ?2",
-                        params![ws, profile],
-                        |r| r.get(0),
                     )
+                    .and_then(|mut st| st.query_row(params![ws, profile], |r| r.get(0)))
                     .optional()
                     .map_err(backend)?;
                 if let Some(Some(into)) = merged {

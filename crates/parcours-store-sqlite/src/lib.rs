@@ -54,6 +54,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0008_audience_work.sql"),
     include_str!("../../../migrations/sqlite/projections/0009_journeys.sql"),
     include_str!("../../../migrations/sqlite/projections/0010_messages.sql"),
+    include_str!("../../../migrations/sqlite/projections/0011_journey_work_seq.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.
@@ -72,6 +73,7 @@ pub struct SqliteStore {
     projection_writer: Mutex<Connection>,
     log_readers: Mutex<Vec<Connection>>,
     projection_readers: Mutex<Vec<Connection>>,
+    durability: Durability,
     /// Held for its `Drop`, which stops the thread.
     _checkpointer: Checkpointer,
 }
@@ -187,6 +189,7 @@ impl SqliteStore {
             projection_writer: Mutex::new(projection_writer),
             log_readers: Mutex::new(Vec::new()),
             projection_readers: Mutex::new(Vec::new()),
+            durability,
         })
     }
 
@@ -203,6 +206,27 @@ impl SqliteStore {
         self.projection_writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the projections' writer with commits that do not wait for the disk: for
+    /// claims only (leases on outbox rows and timers). A claim lost to a power cut is as if its
+    /// lease had run out: the rows are claimed again, and what was sent goes again under its
+    /// own key, as after any crash. The next commit that syncs takes it to disk with its own
+    /// (the write-ahead log is written in order).
+    pub(crate) fn claim_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.projection_writer();
+        if self.durability == Durability::Normal {
+            return f(&mut conn);
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(backend)?;
+        let out = f(&mut conn);
+        conn.execute_batch("PRAGMA synchronous=FULL")
+            .map_err(backend)?;
+        out
     }
 
     /// Runs a query on a pooled read connection of the event log.

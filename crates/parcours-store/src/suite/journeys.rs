@@ -161,6 +161,23 @@ pub fn journey_work_is_queued_for_live_journeys_and_taken_per_bucket(store: &dyn
     assert_eq!(one.iter().map(|w| w.seq).collect::<Vec<_>>(), [5, 7]);
     assert_eq!(store.journey_work(Some(&[1]), 1).unwrap().len(), 1);
     assert_eq!(store.journey_work(Some(&[9]), 10).unwrap(), vec![]);
+    // A node's page is its own buckets' oldest rows, however many rows of other buckets
+    // come before them in the log.
+    let others: Vec<JourneyWork> = (100..160).map(|seq| work("w2", seq, "px", 3)).collect();
+    store
+        .transact(&mut |tx| tx.queue_journey_work(&others))
+        .unwrap();
+    let page = |buckets: Option<&[u16]>, limit| {
+        store
+            .journey_work(buckets, limit)
+            .unwrap()
+            .iter()
+            .map(|w| w.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(Some(&[1]), 2), [5, 7]);
+    assert_eq!(page(Some(&[3, 2]), 3), [3, 100, 101]);
+    assert_eq!(page(None, 4), [3, 5, 7, 100]);
     store
         .record_journeys(&JourneyWrite {
             settled: vec![("w1".into(), 7, "p1".into())],
