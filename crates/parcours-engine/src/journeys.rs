@@ -13,7 +13,7 @@
 //! (the message waits for their end on a timer of its own, and is decided again then), and a
 //! template that renders. Each skip or deferral is a note with its reason.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parcours_channels::{suppression_address, tracking, Outgoing, Renderer};
@@ -220,7 +220,7 @@ fn ad_audience(
 }
 
 /// Work rows taken per step.
-const WORK_PAGE: usize = 500;
+const WORK_PAGE: usize = 2_000;
 /// Timers claimed per step.
 const TIMER_PAGE: usize = 500;
 /// How long a claim holds its timers.
@@ -1572,44 +1572,139 @@ impl JourneyProcessor {
                 .unwrap_or(0)
         };
         claimed.sort_by_key(|t| (t.due_at, std::cmp::Reverse(priority(t)), t.key.clone()));
-        let mut fired = Vec::new();
         self.shares.clear();
-        for t in &claimed {
-            let handled = if kind == JOURNEY_SCHEDULES {
+        // The decisions of a page commit together (one transaction, not one per timer). A
+        // customer is decided once per batch: a second timer of hers waits for the first's
+        // write (her contact budget and her runs as it left them), and a batch that conflicts
+        // is decided again one timer at a time.
+        let mut fired: Vec<usize> = Vec::new();
+        let mut batch = TimerBatch::default();
+        let mut outcome = Ok(());
+        let page = TimerPage {
+            claimed: &claimed,
+            kind,
+            now,
+            fence,
+        };
+        for (i, t) in claimed.iter().enumerate() {
+            outcome = if kind == JOURNEY_SCHEDULES {
                 let write = JourneyWrite {
                     fence: fence.clone(),
                     ..JourneyWrite::default()
                 };
                 self.occurrence(store, t, now, write)
                     .and_then(|w| store.record_journeys(&w))
+                    .map(|()| fired.push(i))
             } else {
-                let run_id = if kind == JOURNEY_TIMERS {
-                    t.key.clone()
-                } else {
-                    serde_json::from_str::<Value>(&t.payload)
-                        .ok()
-                        .and_then(|p| p.get("run").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_default()
-                };
-                match store.run(&t.workspace_id, &run_id) {
-                    Ok(Some(stored)) => self.timer(store, stored, t, kind, now, fence.clone()),
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                }
+                self.batch_timer(store, &page, i, &mut batch, &mut fired)
             };
-            if let Err(e) = handled {
-                give_back(store, &self.token, kind, &claimed, &fired)?;
-                return Err(e);
+            if outcome.is_err() {
+                break;
             }
-            fired.push(TimerFire {
-                workspace_id: &t.workspace_id,
+        }
+        if outcome.is_ok() {
+            outcome = self.flush_timers(store, &page, &mut batch, &mut fired);
+        }
+        let fired: Vec<TimerFire> = fired
+            .iter()
+            .map(|&i| TimerFire {
+                workspace_id: &claimed[i].workspace_id,
                 kind,
-                key: &t.key,
-                due_at: t.due_at,
-            });
+                key: &claimed[i].key,
+                due_at: claimed[i].due_at,
+            })
+            .collect();
+        if let Err(e) = outcome {
+            give_back(store, &self.token, kind, &claimed, &fired)?;
+            return Err(e);
         }
         store.fire_timers(&self.token, &fired)?;
         Ok(claimed.len())
+    }
+
+    /// Decides timer `i` of a page into the batch (committing the batch first when it holds
+    /// a decision for the same customer already).
+    fn batch_timer(
+        &mut self,
+        store: &dyn Store,
+        page: &TimerPage<'_>,
+        i: usize,
+        batch: &mut TimerBatch,
+        fired: &mut Vec<usize>,
+    ) -> Result<()> {
+        let mut decided = self.decide_timer(store, page, i)?;
+        if decided
+            .as_ref()
+            .is_some_and(|(who, _)| batch.customers.contains(who))
+        {
+            self.flush_timers(store, page, batch, fired)?;
+            decided = self.decide_timer(store, page, i)?;
+        }
+        match decided {
+            Some((who, write)) => {
+                batch.customers.insert(who);
+                batch.write.absorb(write);
+                batch.timers.push(i);
+            }
+            None => fired.push(i),
+        }
+        Ok(())
+    }
+
+    /// Commits the batch; if it conflicts, decides and commits each of its timers alone.
+    fn flush_timers(
+        &mut self,
+        store: &dyn Store,
+        page: &TimerPage<'_>,
+        batch: &mut TimerBatch,
+        fired: &mut Vec<usize>,
+    ) -> Result<()> {
+        let TimerBatch {
+            write,
+            timers,
+            customers,
+        } = std::mem::take(batch);
+        drop(customers);
+        match store.record_journeys(&write) {
+            Ok(()) => fired.extend(timers),
+            Err(StoreError::Conflict(e)) if timers.len() > 1 => {
+                tracing::debug!(error = %e, "a batch of timer decisions conflicted: deciding each on its own");
+                for i in timers {
+                    if let Some((_, write)) = self.decide_timer(store, page, i)? {
+                        store.record_journeys(&write)?;
+                    }
+                    fired.push(i);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// What timer `i` of a page decides: the customer it is about and the write, or nothing
+    /// to do.
+    fn decide_timer(
+        &mut self,
+        store: &dyn Store,
+        page: &TimerPage<'_>,
+        i: usize,
+    ) -> Result<Option<((String, String), JourneyWrite)>> {
+        let (t, kind) = (&page.claimed[i], page.kind);
+        let run_id = if kind == JOURNEY_TIMERS {
+            t.key.clone()
+        } else {
+            serde_json::from_str::<Value>(&t.payload)
+                .ok()
+                .and_then(|p| p.get("run").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let Some(stored) = store.run(&t.workspace_id, &run_id)? else {
+            return Ok(None);
+        };
+        let who = (stored.workspace_id.clone(), stored.profile_id.clone());
+        Ok(self
+            .timer(store, stored, t, kind, page.now, page.fence.clone())?
+            .map(|w| (who, w)))
     }
 
     fn timer(
@@ -1620,10 +1715,10 @@ impl JourneyProcessor {
         kind: &str,
         now: Millis,
         fence: Option<Fence>,
-    ) -> Result<()> {
+    ) -> Result<Option<JourneyWrite>> {
         let (ws, profile) = (stored.workspace_id.clone(), stored.profile_id.clone());
         let Some(journey) = self.version(store, &ws, &stored.journey_id, stored.version)? else {
-            return Ok(());
+            return Ok(None);
         };
         let run: Run = serde_json::from_value(stored.state.clone())
             .map_err(|e| StoreError::Corrupt(format!("run {}: {e}", stored.run_id)))?;
@@ -1650,7 +1745,7 @@ impl JourneyProcessor {
             share.unknown_granted,
         )?
         else {
-            return Ok(());
+            return Ok(None);
         };
         let mut d = decision(store, &ws, &profile, now, share.policy.clone())?;
         if let Some(v) = moved {
@@ -1663,7 +1758,7 @@ impl JourneyProcessor {
         }
         if kind == JOURNEY_TIMERS {
             if !live.stored.active {
-                return Ok(());
+                return Ok(None);
             }
             let (next, fx) = journey::step(
                 &journey,
@@ -1673,7 +1768,7 @@ impl JourneyProcessor {
                 &who,
             );
             if fx.is_empty() && next == live.run {
-                return Ok(());
+                return Ok(None);
             }
             live.run = next;
             self.apply(&mut d, &mut live, fx, &who);
@@ -1683,8 +1778,25 @@ impl JourneyProcessor {
             self.deferred(store, &mut d, &journey, &live.run, &t.key, &payload, &who)?;
         }
         let write = d.finish(fence)?;
-        store.record_journeys(&write)
+        Ok((!write.is_empty()).then_some(write))
     }
+}
+
+/// A page of claimed timers and what firing them needs.
+struct TimerPage<'a> {
+    claimed: &'a [parcours_store::DurableTimer],
+    kind: &'a str,
+    now: Millis,
+    fence: &'a Option<Fence>,
+}
+
+/// The timers of a page decided but not yet committed.
+#[derive(Default)]
+struct TimerBatch {
+    write: JourneyWrite,
+    /// Indexes in the page.
+    timers: Vec<usize>,
+    customers: HashSet<(String, String)>,
 }
 
 /// After a handler failed: fires the timers handled already and gives the others back at
@@ -1773,17 +1885,16 @@ impl JourneyProcessor {
 }
 
 /// A run's id: the same entry (journey, customer, key, event) always gives the same id, so
-/// a decision retried after a conflict writes the same keys.
+/// a decision retried after a conflict writes the same keys. It starts with the entry
+/// event's place in the log, so new runs (and their notes) are appended to their tables'
+/// indexes rather than scattered through them; the rest tells apart the runs one event starts.
 pub fn run_id(ws: &str, journey: &str, profile: &str, key: &str, seq: i64) -> String {
-    let a = draw(
+    let tail = draw(
         &["run", ws, journey, profile, key, &seq.to_string()],
         u64::MAX,
     );
-    let b = draw(
-        &["run2", ws, journey, profile, key, &seq.to_string()],
-        u64::MAX,
-    );
-    format!("{a:016x}{b:08x}", b = b & 0xffff_ffff)
+    let order = (seq as u64) ^ (1 << 63);
+    format!("{order:016x}{tail:08x}", tail = tail & 0xffff_ffff)
 }
 
 impl Processor for JourneyProcessor {
