@@ -72,23 +72,85 @@ pub(crate) fn insert_rows(conn: &Connection, rows: &[NewOutboxRow]) -> Result<()
     Ok(())
 }
 
+/// Leases the claimable rows of a lane (in a transaction of the caller's connection).
+fn claim_in(conn: &mut Connection, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
+    let tx = conn.transaction().map_err(backend)?;
+
+    let open: Vec<OpenRow> = {
+        let mut st = tx
+            .prepare_cached(
+                "SELECT id, state, not_before, lease_until FROM outbox INDEXED BY outbox_open
+                 WHERE workspace_id = ?1 AND destination = ?2 AND state IN ('pending', 'leased')
+                 ORDER BY id LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = st
+            .query_map(
+                params![c.workspace_id, c.destination, c.max_in_flight as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, state, not_before, lease_until) = r.map_err(backend)?;
+            out.push(OpenRow {
+                id,
+                state: OutboxState::parse(&state)?,
+                not_before,
+                lease_until,
+            });
+        }
+        out
+    };
+    let mut claimed = Vec::new();
+    {
+        let mut lease = tx
+            .prepare_cached(&format!(
+                "UPDATE outbox SET state = 'leased', lock_id = ?2, lease_until = ?3, attempts = attempts + 1
+                 WHERE id = ?1 AND (state = 'pending' OR (state = 'leased' AND lease_until <= ?4))
+                 RETURNING {COLS}"
+            ))
+            .map_err(backend)?;
+        for id in claimable(&open, c.max_in_flight, c.now) {
+            if let Some(row) = lease
+                .query_row(params![id, c.token, c.lease_until, c.now], outbox_row)
+                .optional()
+                .map_err(backend)?
+            {
+                claimed.push(finish(row)?);
+            }
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(claimed)
+}
+
 fn log_attempt(conn: &Connection, a: &DeliveryAttempt) -> Result<()> {
-    conn.execute(
-        "INSERT INTO outbox_attempts (outbox_id, attempt, at, latency_ms, status, ok, detail)
+    let mut st = conn
+        .prepare_cached(
+            "INSERT INTO outbox_attempts (outbox_id, attempt, at, latency_ms, status, ok, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (outbox_id, attempt) DO UPDATE SET at = excluded.at,
            latency_ms = excluded.latency_ms, status = excluded.status, ok = excluded.ok,
            detail = excluded.detail",
-        params![
-            a.outbox_id,
-            a.attempt,
-            a.at,
-            a.latency_ms as i64,
-            a.status,
-            a.ok,
-            a.detail
-        ],
-    )
+        )
+        .map_err(backend)?;
+    st.execute(params![
+        a.outbox_id,
+        a.attempt,
+        a.at,
+        a.latency_ms as i64,
+        a.status,
+        a.ok,
+        a.detail
+    ])
     .map_err(backend)?;
     Ok(())
 }
@@ -147,62 +209,7 @@ impl Outbox for SqliteStore {
     }
 
     fn claim(&self, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
-        let mut conn = self.projection_writer();
-        let tx = conn.transaction().map_err(backend)?;
-        let open: Vec<OpenRow> = {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT id, state, not_before, lease_until FROM outbox INDEXED BY outbox_open
-                     WHERE workspace_id = ?1 AND destination = ?2 AND state IN ('pending', 'leased')
-                     ORDER BY id LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map(
-                    params![c.workspace_id, c.destination, c.max_in_flight as i64],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                        ))
-                    },
-                )
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            for r in rows {
-                let (id, state, not_before, lease_until) = r.map_err(backend)?;
-                out.push(OpenRow {
-                    id,
-                    state: OutboxState::parse(&state)?,
-                    not_before,
-                    lease_until,
-                });
-            }
-            out
-        };
-        let mut claimed = Vec::new();
-        {
-            let mut lease = tx
-                .prepare_cached(&format!(
-                    "UPDATE outbox SET state = 'leased', lock_id = ?2, lease_until = ?3, attempts = attempts + 1
-                     WHERE id = ?1 AND (state = 'pending' OR (state = 'leased' AND lease_until <= ?4))
-                     RETURNING {COLS}"
-                ))
-                .map_err(backend)?;
-            for id in claimable(&open, c.max_in_flight, c.now) {
-                if let Some(row) = lease
-                    .query_row(params![id, c.token, c.lease_until, c.now], outbox_row)
-                    .optional()
-                    .map_err(backend)?
-                {
-                    claimed.push(finish(row)?);
-                }
-            }
-        }
-        tx.commit().map_err(backend)?;
-        Ok(claimed)
+        self.claim_writer(|conn| claim_in(conn, c))
     }
 
     fn extend_lease(&self, id: i64, token: &str, lease_until: Millis) -> Result<()> {

@@ -88,36 +88,7 @@ impl Timers for SqliteStore {
     }
 
     fn claim_timers(&self, c: &TimerClaim) -> Result<Vec<DurableTimer>> {
-        let conn = self.projection_writer();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "UPDATE timers SET lease_until = ?1, lock_id = ?2
-                 WHERE (workspace_id, kind, key) IN (
-                   SELECT workspace_id, kind, key FROM timers INDEXED BY timers_due
-                   WHERE kind = ?3 AND due_at <= ?4 AND (lease_until IS NULL OR lease_until <= ?4)
-                     AND (?5 IS NULL OR bucket IN (SELECT value FROM json_each(?5)))
-                   ORDER BY due_at LIMIT ?6)
-                 RETURNING {COLS}"
-            ))
-            .map_err(backend)?;
-        let rows = st
-            .query_map(
-                params![
-                    c.lease_until,
-                    c.token,
-                    c.kind,
-                    c.now,
-                    bucket_list(c.buckets),
-                    c.limit as i64
-                ],
-                timer,
-            )
-            .map_err(backend)?;
-        let mut out = rows
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?;
-        out.sort_by(|a, b| (a.due_at, &a.key).cmp(&(b.due_at, &b.key)));
-        Ok(out)
+        self.claim_writer(|conn| claim_in(conn, c))
     }
 
     fn release_timers(&self, token: &str, timers: &[TimerFire]) -> Result<u64> {
@@ -199,4 +170,37 @@ impl Timers for SqliteStore {
             .map_err(backend)
         })
     }
+}
+
+/// Leases the due timers of a claim.
+fn claim_in(conn: &mut Connection, c: &TimerClaim) -> Result<Vec<DurableTimer>> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "UPDATE timers SET lease_until = ?1, lock_id = ?2
+             WHERE (workspace_id, kind, key) IN (
+               SELECT workspace_id, kind, key FROM timers INDEXED BY timers_due
+               WHERE kind = ?3 AND due_at <= ?4 AND (lease_until IS NULL OR lease_until <= ?4)
+                 AND (?5 IS NULL OR bucket IN (SELECT value FROM json_each(?5)))
+               ORDER BY due_at LIMIT ?6)
+             RETURNING {COLS}"
+        ))
+        .map_err(backend)?;
+    let rows = st
+        .query_map(
+            params![
+                c.lease_until,
+                c.token,
+                c.kind,
+                c.now,
+                bucket_list(c.buckets),
+                c.limit as i64
+            ],
+            timer,
+        )
+        .map_err(backend)?;
+    let mut out = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    out.sort_by(|a, b| (a.due_at, &a.key).cmp(&(b.due_at, &b.key)));
+    Ok(out)
 }
