@@ -11,8 +11,8 @@
 //!    are timed from the request to the server accepting the email. Baseline: the same
 //!    probes' acknowledgements (committed to the log).
 //! 2. **Capture throughput**: N customers sign up; unify, then the journeys processor decides
-//!    every run (one message each, rendered, in the outbox) and the capture channel sends them
-//!    all. Baseline: the same messages put straight into the outbox and sent by the same
+//!    every run (one message each, rendered, in the outbox) while the capture channel sends
+//!    them, each on its own thread as in a node. Baseline: the same messages put straight into the outbox and sent by the same
 //!    sender (what the outbox alone costs).
 //! 3. **SMTP throughput**: M of those messages sent by Parcours' channel sender to the SMTP
 //!    server, against a bare `lettre` client sending the same messages to the same server.
@@ -59,6 +59,9 @@ pub struct JourneyBench {
     /// Messages of the SMTP throughput.
     pub smtp_messages: usize,
     pub skip_latency: bool,
+    pub skip_throughput: bool,
+    /// The runs on timers (none when `runs` is 0).
+    pub timers: crate::bench_journey_timers::TimerRuns,
 }
 
 const PROBE: &str = "id: probe
@@ -88,7 +91,12 @@ steps:
       text: \"Hello {{ traits.first_name }}, your {{ event.properties.plan }} plan is ready.\"
 ";
 
-fn save_journey(store: &dyn Store, ws: &str, source: &str, now: Millis) -> anyhow::Result<()> {
+pub(crate) fn save_journey(
+    store: &dyn Store,
+    ws: &str,
+    source: &str,
+    now: Millis,
+) -> anyhow::Result<()> {
     let j = journey::doc::read(source).map_err(|p| anyhow::anyhow!("journey: {p:?}"))?;
     store.put_journey_version(&NewJourneyVersion {
         workspace_id: ws.into(),
@@ -206,10 +214,15 @@ pub async fn run(b: JourneyBench) -> anyhow::Result<()> {
     if !b.skip_latency {
         latency(&b, &sink).await?;
     }
-    let b2 = b.clone();
-    let url = sink.url();
-    let count = sink.count.clone();
-    tokio::task::spawn_blocking(move || throughput(&b2, &url, &count)).await??;
+    if !b.skip_throughput {
+        let b2 = b.clone();
+        let url = sink.url();
+        let count = sink.count.clone();
+        tokio::task::spawn_blocking(move || throughput(&b2, &url, &count)).await??;
+    }
+    if b.timers.runs > 0 {
+        crate::bench_journey_timers::run(b.timers.clone()).await?;
+    }
     Ok(())
 }
 
@@ -311,8 +324,44 @@ async fn latency(b: &JourneyBench, sink: &Sink) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stores `n` customers' events (`events(c, user id)` for customer `c`), 2,500 customers
+/// per append, and unifies them.
+pub(crate) fn sign_up(
+    store: &dyn Store,
+    ws: &str,
+    source: &str,
+    n: usize,
+    events: impl Fn(usize, &str) -> Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let edge = Edge::single(SystemClock.now(), None, None);
+    for start in (0..n).step_by(2_500) {
+        let mut checked = Vec::new();
+        for c in start..(start + 2_500).min(n) {
+            let user = format!("c{c:07}");
+            for e in events(c, &user) {
+                let raw = serde_json::value::to_raw_value(&e)?;
+                match check_event(&raw, &edge, &mut |_| unreachable!("ids are set")) {
+                    Checked::Accepted(e) => checked.push(e),
+                    other => anyhow::bail!("a generated event was refused: {other:?}"),
+                }
+            }
+        }
+        store.append(
+            &[IngestBatch {
+                workspace_id: ws.into(),
+                source_id: source.into(),
+                events: checked,
+                quarantined: Vec::new(),
+            }],
+            0,
+        )?;
+    }
+    while unify_step(store, SystemClock.now(), 1_000)? > 0 {}
+    Ok(())
+}
+
 /// Steps a processor until it has nothing left to do.
-fn drain(p: &mut dyn Processor, store: &dyn Store) -> anyhow::Result<usize> {
+pub(crate) fn drain(p: &mut dyn Processor, store: &dyn Store) -> anyhow::Result<usize> {
     let mut done = 0;
     loop {
         let cx = StepContext {
@@ -361,49 +410,46 @@ fn throughput(b: &JourneyBench, smtp_url: &str, received: &AtomicUsize) -> anyho
     let p = bootstrap(store.as_ref(), &config, now)?.expect("fresh store");
     let ws = p.workspace.id.clone();
     save_journey(store.as_ref(), &ws, WELCOME, now)?;
-    let edge = Edge::single(now, None, None);
     let n = b.customers;
     let built = Moment::now();
-    for start in (0..n).step_by(2_500) {
-        let mut events = Vec::new();
-        for c in start..(start + 2_500).min(n) {
-            let user = format!("c{c:07}");
-            for e in [
-                json!({"type": "identify", "userId": user, "messageId": format!("i-{c}"),
-                       "traits": {"email": format!("{user}@bench.test"), "first_name": format!("Ana{c}")}}),
-                json!({"type": "track", "userId": user, "messageId": format!("s-{c}"),
-                       "event": "Signed Up", "properties": {"plan": if c % 3 == 0 { "gold" } else { "basic" }}}),
-            ] {
-                let raw = serde_json::value::to_raw_value(&e)?;
-                match check_event(&raw, &edge, &mut |_| unreachable!("ids are set")) {
-                    Checked::Accepted(e) => events.push(e),
-                    other => anyhow::bail!("a generated event was refused: {other:?}"),
-                }
-            }
-        }
-        store.append(
-            &[IngestBatch {
-                workspace_id: ws.clone(),
-                source_id: p.source.id.clone(),
-                events,
-                quarantined: Vec::new(),
-            }],
-            0,
-        )?;
-    }
-    while unify_step(store.as_ref(), SystemClock.now(), 1_000)? > 0 {}
+    sign_up(store.as_ref(), &ws, &p.source.id, n, |c, user| {
+        vec![
+            json!({"type": "identify", "userId": user, "messageId": format!("i-{c}"),
+                   "traits": {"email": format!("{user}@bench.test"), "first_name": format!("Ana{c}")}}),
+            json!({"type": "track", "userId": user, "messageId": format!("s-{c}"),
+                   "event": "Signed Up", "properties": {"plan": if c % 3 == 0 { "gold" } else { "basic" }}}),
+        ]
+    })?;
     println!(
         "  {n} customers signed up: stored and unified in {:.1?} (not measured below)",
         built.elapsed()
     );
 
-    // Every run decided, rendered and queued, then every message sent to the capture channel.
+    // Every run decided, rendered and queued while the capture channel sends, each on its
+    // own thread, as a node runs them.
     let started = Moment::now();
-    let mut journeys = JourneyProcessor::default();
-    drain(&mut journeys, store.as_ref())?;
-    let decided = started.elapsed();
+    let deciding = std::sync::atomic::AtomicBool::new(true);
+    let (decided, sent) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| -> anyhow::Result<usize> {
+            let mut capture = ChannelSender::new(Senders::default(), 60_000);
+            let mut sent = 0;
+            loop {
+                let last = !deciding.load(Ordering::SeqCst);
+                match drain(&mut capture, store.as_ref())? {
+                    0 if last => return Ok(sent),
+                    0 => std::thread::sleep(Duration::from_millis(2)),
+                    n => sent += n,
+                }
+            }
+        });
+        let mut journeys = JourneyProcessor::default();
+        let outcome = drain(&mut journeys, store.as_ref());
+        let decided = started.elapsed();
+        deciding.store(false, Ordering::SeqCst);
+        let sent = sender.join().expect("the sender thread")?;
+        outcome.map(|_| (decided, sent))
+    })?;
     let mut capture = ChannelSender::new(Senders::default(), 60_000);
-    let sent = drain(&mut capture, store.as_ref())?;
     let total = started.elapsed();
     anyhow::ensure!(
         sent == n,
@@ -442,7 +488,7 @@ fn throughput(b: &JourneyBench, smtp_url: &str, received: &AtomicUsize) -> anyho
         "  journey decisions and sends to the capture channel (embedded store, durability full)"
     );
     println!(
-        "    {n} runs entered and decided (rendered, queued) in {decided:.2?}, all sent in {total:.2?}: {rate:.0} messages/s"
+        "    {n} runs entered and decided (rendered, queued) in {decided:.2?} while the capture channel sent, all sent in {total:.2?}: {rate:.0} messages/s"
     );
     println!(
         "    e.g. subject {:?} to {}",

@@ -89,7 +89,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn percentile(sorted: &[i64], q: f64) -> i64 {
+pub(crate) fn percentile(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }

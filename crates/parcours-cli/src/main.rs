@@ -353,6 +353,19 @@ enum BenchKind {
         /// Skip the latency probes.
         #[arg(long)]
         skip_latency: bool,
+        /// Skip the capture and SMTP throughputs.
+        #[arg(long)]
+        skip_throughput: bool,
+        /// Runs waiting on timers, fired after a restart (0 skips that part).
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: usize,
+        /// Seconds from the customers' build to the first run's due time (the runs are
+        /// written and the node restarts within it).
+        #[arg(long, default_value_t = 120)]
+        lead_secs: u64,
+        /// Seconds over which the runs' due times are spread.
+        #[arg(long, default_value_t = 300)]
+        spread_secs: u64,
     },
 }
 
@@ -572,6 +585,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     customers,
                     smtp_messages,
                     skip_latency,
+                    skip_throughput,
+                    runs,
+                    lead_secs,
+                    spread_secs,
                 },
         } => {
             parcours_cli::bench_journeys::run(parcours_cli::bench_journeys::JourneyBench {
@@ -581,6 +598,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 customers: customers.max(1),
                 smtp_messages: smtp_messages.max(1),
                 skip_latency,
+                skip_throughput,
+                timers: parcours_cli::bench_journey_timers::TimerRuns {
+                    runs,
+                    lead_secs,
+                    spread_secs,
+                },
             })
             .await
         }
