@@ -12,8 +12,8 @@
 //!    probes' acknowledgements (committed to the log).
 //! 2. **Capture throughput**: N customers sign up; unify, then the journeys processor decides
 //!    every run (one message each, rendered, in the outbox) while the capture channel sends
-//!    them, each on its own thread as in a node. Baseline: the same messages put straight into the outbox and sent by the same
-//!    sender (what the outbox alone costs).
+//!    them, each on its own thread as in a node. Baseline: the same messages put straight
+//!    into the outbox and sent by the same sender (what the outbox alone costs).
 //! 3. **SMTP throughput**: M of those messages sent by Parcours' channel sender to the SMTP
 //!    server, against a bare `lettre` client sending the same messages to the same server.
 

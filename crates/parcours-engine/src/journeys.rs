@@ -1659,12 +1659,7 @@ impl JourneyProcessor {
         batch: &mut TimerBatch,
         fired: &mut Vec<usize>,
     ) -> Result<()> {
-        let TimerBatch {
-            write,
-            timers,
-            customers,
-        } = std::mem::take(batch);
-        drop(customers);
+        let TimerBatch { write, timers, .. } = std::mem::take(batch);
         match store.record_journeys(&write) {
             Ok(()) => fired.extend(timers),
             Err(StoreError::Conflict(e)) if timers.len() > 1 => {

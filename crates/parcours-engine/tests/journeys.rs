@@ -330,3 +330,54 @@ fn a_schedule_enters_everyone_once_across_pages_and_a_restart() {
         "{counts:?}"
     );
 }
+
+/// Fired timers commit a page at a time, but a customer's second timer in the page is
+/// decided after her first one's write: two journeys whose waits end at the same moment
+/// send her one email under a cap of one a day, and defer the other, for every customer of
+/// the page.
+#[test]
+fn timers_fired_together_keep_her_contact_cap() {
+    let mut w = World::new("timer-cap");
+    let mail = |id: &str, priority: u8| {
+        format!(
+            "id: {id}\nstatus: live\npriority: {priority}\nentry:\n  event: Cart Viewed\nsteps:\n  - id: wait\n    wait: 1h\n  - id: mail\n    send:\n      channel: email\n      purpose: transactional\n      subject: \"{id}\"\n      text: \"{id}\"\n"
+        )
+    };
+    w.journey(&mail("high", 80));
+    w.journey(&mail("low", 20));
+    w.store
+        .put_journey_policy(
+            WS,
+            &json!({"caps": [{"channel": "email", "max": 1, "per": "day"}]}),
+            T0,
+        )
+        .unwrap();
+    let customers = ["u1", "u2", "u3"];
+    for (i, u) in customers.iter().enumerate() {
+        w.identify(&format!("i{i}"), T0, u, None);
+        w.track(
+            &format!("c{i}"),
+            T0 + 1,
+            &format!("user:{u}"),
+            "Cart Viewed",
+        );
+    }
+    w.unify(T0 + 10);
+    w.follow(T0 + 10);
+    assert_eq!(w.store.timer_count("journey").unwrap(), 6);
+    w.follow(T0 + HOUR + 10);
+    for u in customers {
+        let profile = w.profile("user_id", u);
+        let runs = w.runs(&profile);
+        assert_eq!(runs.len(), 2, "{u}: {runs:?}");
+        let sent = w.store.contacts(WS, &profile, 0).unwrap();
+        assert_eq!(sent.len(), 1, "{u} was sent more than her cap: {sent:?}");
+        let deferred: Vec<String> = runs
+            .iter()
+            .flat_map(|r| w.store.run_notes(WS, &r.run_id).unwrap())
+            .map(|n| n.code)
+            .filter(|c| c == "deferred_cap")
+            .collect();
+        assert_eq!(deferred.len(), 1, "{u}: the other email is deferred");
+    }
+}

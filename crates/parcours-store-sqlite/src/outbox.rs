@@ -75,7 +75,6 @@ pub(crate) fn insert_rows(conn: &Connection, rows: &[NewOutboxRow]) -> Result<()
 /// Leases the claimable rows of a lane (in a transaction of the caller's connection).
 fn claim_in(conn: &mut Connection, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
     let tx = conn.transaction().map_err(backend)?;
-
     let open: Vec<OpenRow> = {
         let mut st = tx
             .prepare_cached(
