@@ -1,5 +1,8 @@
 //! Journey versions, in the projections file beside the runs they start.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
 use parcours_core::time::Millis;
 use parcours_store::{
     ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
@@ -366,10 +369,10 @@ impl Journeys for SqliteStore {
         self.read_projections(|c| {
             let (active, last): (bool, Option<i64>) = c
                 .prepare_cached(
-                    // Without statistics the planner takes the primary key (every run of
-                    // the workspace) over this index.
+                    // Her runs, from the index by profile (without statistics the planner
+                    // takes the primary key, every run of the workspace).
                     "SELECT coalesce(max(active), 0), max(entered_at)
-                     FROM journey_runs INDEXED BY journey_runs_history
+                     FROM journey_runs INDEXED BY journey_runs_profile
                      WHERE workspace_id = ?1 AND journey_id = ?2 AND profile_id = ?3 AND run_key = ?4",
                 )
                 .map_err(backend)?
@@ -661,17 +664,38 @@ impl Journeys for SqliteStore {
                     }
                 }
             }
+            // A run's notes are numbered on: its last number is read once per write.
+            let mut last = tx
+                .prepare_cached(
+                    "SELECT coalesce(max(n), 0) FROM journey_notes WHERE workspace_id = ?1 AND run_id = ?2",
+                )
+                .map_err(backend)?;
             let mut note = tx
                 .prepare_cached(
                     "INSERT INTO journey_notes (workspace_id, run_id, n, journey_id, profile_id, at, step, code, detail)
-                     VALUES (?1, ?2, (SELECT coalesce(max(n), 0) + 1 FROM journey_notes
-                                      WHERE workspace_id = ?1 AND run_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(backend)?;
+            // Runs that start in this write have none yet.
+            let mut numbers: HashMap<(&str, &str), i64> = w
+                .runs
+                .iter()
+                .filter(|r| r.revision == 0)
+                .map(|r| ((r.workspace_id.as_str(), r.run_id.as_str()), 0))
+                .collect();
             for n in &w.notes {
+                let number = match numbers.entry((&n.workspace_id, &n.run_id)) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(
+                        last.query_row(params![n.workspace_id, n.run_id], |r| r.get(0))
+                            .map_err(backend)?,
+                    ),
+                };
+                *number += 1;
                 note.execute(params![
                     n.workspace_id,
                     n.run_id,
+                    *number,
                     n.journey_id,
                     n.profile_id,
                     n.at,

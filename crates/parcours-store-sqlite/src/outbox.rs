@@ -75,39 +75,7 @@ pub(crate) fn insert_rows(conn: &Connection, rows: &[NewOutboxRow]) -> Result<()
 /// Leases the claimable rows of a lane (in a transaction of the caller's connection).
 fn claim_in(conn: &mut Connection, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
     let tx = conn.transaction().map_err(backend)?;
-    let open: Vec<OpenRow> = {
-        let mut st = tx
-            .prepare_cached(
-                "SELECT id, state, not_before, lease_until FROM outbox INDEXED BY outbox_open
-                 WHERE workspace_id = ?1 AND destination = ?2 AND state IN ('pending', 'leased')
-                 ORDER BY id LIMIT ?3",
-            )
-            .map_err(backend)?;
-        let rows = st
-            .query_map(
-                params![c.workspace_id, c.destination, c.max_in_flight as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                    ))
-                },
-            )
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (id, state, not_before, lease_until) = r.map_err(backend)?;
-            out.push(OpenRow {
-                id,
-                state: OutboxState::parse(&state)?,
-                not_before,
-                lease_until,
-            });
-        }
-        out
-    };
+    let open = open_rows(&tx, c)?;
     let mut claimed = Vec::new();
     {
         let mut lease = tx
@@ -129,6 +97,41 @@ fn claim_in(conn: &mut Connection, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
     }
     tx.commit().map_err(backend)?;
     Ok(claimed)
+}
+
+/// A lane's open rows, oldest first, as many as a claim could look at.
+fn open_rows(conn: &Connection, c: &OutboxClaim) -> Result<Vec<OpenRow>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, state, not_before, lease_until FROM outbox INDEXED BY outbox_open
+             WHERE workspace_id = ?1 AND destination = ?2 AND state IN ('pending', 'leased')
+             ORDER BY id LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(
+            params![c.workspace_id, c.destination, c.max_in_flight as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            },
+        )
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (id, state, not_before, lease_until) = r.map_err(backend)?;
+        out.push(OpenRow {
+            id,
+            state: OutboxState::parse(&state)?,
+            not_before,
+            lease_until,
+        });
+    }
+    Ok(out)
 }
 
 fn log_attempt(conn: &Connection, a: &DeliveryAttempt) -> Result<()> {
@@ -208,6 +211,14 @@ impl Outbox for SqliteStore {
     }
 
     fn claim(&self, c: &OutboxClaim) -> Result<Vec<OutboxRow>> {
+        // Most lanes have nothing to send most of the time: a look on a read connection
+        // tells, without taking the writer from the decisions. What it misses (committed
+        // after it looked) is claimed on the next step; what it sees is checked again under
+        // the writer.
+        let open = self.read_projections(|conn| open_rows(conn, c))?;
+        if claimable(&open, c.max_in_flight, c.now).is_empty() {
+            return Ok(Vec::new());
+        }
         self.claim_writer(|conn| claim_in(conn, c))
     }
 
