@@ -14,7 +14,7 @@
 //! template that renders. Each skip or deferral is a note with its reason.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use parcours_channels::{suppression_address, tracking, Outgoing, Renderer};
 use parcours_core::audience::{Condition, EventFact, Subject};
@@ -230,9 +230,9 @@ pub struct JourneyProcessor {
     renderer: Renderer,
     token: String,
     /// Versions never change once saved: read once.
-    versions: HashMap<(String, String, u32), Arc<Journey>>,
+    versions: Mutex<HashMap<(String, String, u32), Arc<Journey>>>,
     /// What each workspace's decisions share, read once per step (not once per customer).
-    shares: HashMap<String, Share>,
+    shares: Mutex<HashMap<String, Share>>,
     /// The address customers reach this node at: one-click unsubscribe links, the open
     /// pixel and click redirects point there (`None`: no unsubscribe header, no tracking).
     pub public_url: Option<String>,
@@ -245,12 +245,17 @@ impl Default for JourneyProcessor {
         Self {
             renderer: Renderer::default(),
             token: format!("journeys-{:016x}", rand::random::<u64>()),
-            versions: HashMap::new(),
-            shares: HashMap::new(),
+            versions: Mutex::default(),
+            shares: Mutex::default(),
             public_url: None,
             healed_at: None,
         }
     }
+}
+
+/// A cache's lock (a panic while it was held leaves nothing half-written in it).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What every decision of a workspace reads: its live journeys, its contact policy, and
@@ -347,11 +352,25 @@ impl Customer {
     }
 }
 
-/// Every event name the workspace's journeys' conditions read (their timelines are read
-/// for those only), and whether one reads every event.
-fn condition_inputs(journeys: &[Arc<Journey>]) -> (BTreeSet<String>, bool) {
-    let mut names = BTreeSet::new();
-    let mut every = false;
+/// What deciding for these journeys reads of a customer, beyond her profile.
+struct Inputs {
+    /// The event names their conditions read (her timeline is read for those only).
+    events: BTreeSet<String>,
+    /// A condition reads events of any name.
+    every_event: bool,
+    /// A condition or an entry reads her audiences.
+    audiences: bool,
+    /// A condition or a template reads her computed traits.
+    computed: bool,
+}
+
+fn inputs(journeys: &[Arc<Journey>]) -> Inputs {
+    let mut inputs = Inputs {
+        events: BTreeSet::new(),
+        every_event: false,
+        audiences: false,
+        computed: false,
+    };
     for j in journeys {
         let mut conditions: Vec<&Condition> = Vec::new();
         conditions.extend(j.exit_if.as_ref());
@@ -365,11 +384,40 @@ fn condition_inputs(journeys: &[Arc<Journey>]) -> (BTreeSet<String>, bool) {
             }
         }
         for c in conditions {
-            names.extend(c.event_names().into_iter().map(str::to_string));
-            every |= c.reads_every_event();
+            inputs
+                .events
+                .extend(c.event_names().into_iter().map(str::to_string));
+            inputs.every_event |= c.reads_every_event();
+            inputs.audiences |= !c.audiences().is_empty();
+            inputs.computed |= !c.computed_traits().is_empty();
         }
+        inputs.audiences |= matches!(j.entry.trigger, Trigger::Audience { .. });
+        inputs.computed |= templates_read_computed(j);
     }
-    (names, every)
+    inputs
+}
+
+/// Whether a template of the journey may read `computed` (any text that names it, or that
+/// indexes a variable; a webhook without a body of its own is sent everything).
+fn templates_read_computed(j: &Journey) -> bool {
+    let reads = |t: &Option<String>| {
+        t.as_deref()
+            .is_some_and(|t| t.contains("computed") || t.contains('['))
+    };
+    j.steps.iter().any(|s| match &s.action {
+        Action::Send(m) => {
+            [&m.subject, &m.html, &m.text, &m.title]
+                .into_iter()
+                .any(reads)
+                || m.variants.values().any(|v| {
+                    [&v.subject, &v.html, &v.text, &v.title]
+                        .into_iter()
+                        .any(reads)
+                })
+        }
+        Action::Webhook { .. } => true,
+        _ => false,
+    })
 }
 
 /// Whether the workspace counts consent never given as given.
@@ -390,23 +438,32 @@ fn load_customer(
     let Some(profile) = store.profile(ws, profile)? else {
         return Ok(None);
     };
-    let (names, every) = condition_inputs(journeys);
-    let events = if names.is_empty() && !every {
+    let needs = inputs(journeys);
+    let events = if needs.events.is_empty() && !needs.every_event {
         Vec::new()
     } else {
         let timeline = store.timeline(ws, &profile.id, None, i32::MAX as usize)?;
-        let mut facts = crate::facts::facts(&timeline, &names);
-        if !every {
-            facts.retain(|f| names.contains(&f.name));
+        let mut facts = crate::facts::facts(&timeline, &needs.events);
+        if !needs.every_event {
+            facts.retain(|f| needs.events.contains(&f.name));
         }
         facts
     };
-    let computed = store.computed_values(ws, &profile.id)?;
-    let memberships = store
-        .memberships(ws, &profile.id)?
-        .into_iter()
-        .map(|m| m.audience_id)
-        .collect();
+    // Read only when something reads them: most journeys look at traits and events only.
+    let computed = if needs.computed {
+        store.computed_values(ws, &profile.id)?
+    } else {
+        BTreeMap::new()
+    };
+    let memberships = if needs.audiences {
+        store
+            .memberships(ws, &profile.id)?
+            .into_iter()
+            .map(|m| m.audience_id)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     Ok(Some(Customer {
         profile,
         events,
@@ -683,14 +740,14 @@ struct Live {
 
 impl JourneyProcessor {
     fn version(
-        &mut self,
+        &self,
         store: &dyn Store,
         ws: &str,
         id: &str,
         v: u32,
     ) -> Result<Option<Arc<Journey>>> {
         let key = (ws.to_string(), id.to_string(), v);
-        if let Some(j) = self.versions.get(&key) {
+        if let Some(j) = lock(&self.versions).get(&key) {
             return Ok(Some(j.clone()));
         }
         let Some(stored) = store.journey_version(ws, id, v)? else {
@@ -700,7 +757,7 @@ impl JourneyProcessor {
             StoreError::Corrupt(format!("journey {id} version {v} does not read: {e}"))
         })?;
         let j = Arc::new(j);
-        self.versions.insert(key, j.clone());
+        lock(&self.versions).insert(key, j.clone());
         Ok(Some(j))
     }
 
@@ -710,7 +767,7 @@ impl JourneyProcessor {
     /// step. The run goes on from that step of the version it reached, its wait keeping its
     /// end time. Returns the version it moved to.
     fn move_in_flight(
-        &mut self,
+        &self,
         store: &dyn Store,
         live: &mut Live,
         live_journeys: &[(u32, Arc<Journey>)],
@@ -744,8 +801,8 @@ impl JourneyProcessor {
     }
 
     /// What the workspace's decisions share, read once per step.
-    fn share(&mut self, store: &dyn Store, ws: &str) -> Result<Share> {
-        if let Some(s) = self.shares.get(ws) {
+    fn share(&self, store: &dyn Store, ws: &str) -> Result<Share> {
+        if let Some(s) = lock(&self.shares).get(ws) {
             return Ok(s.clone());
         }
         let share = Share {
@@ -753,14 +810,14 @@ impl JourneyProcessor {
             policy: Arc::new(read_policy(store, ws)?),
             unknown_granted: unknown_granted(store, ws)?,
         };
-        self.shares.insert(ws.to_string(), share.clone());
+        lock(&self.shares).insert(ws.to_string(), share.clone());
         Ok(share)
     }
 
     /// The workspace's live journeys at their latest version, the highest priority first (an
     /// event that enters several decides theirs in that order, so the higher one gets her
     /// contact budget).
-    fn live(&mut self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
+    fn live(&self, store: &dyn Store, ws: &str) -> Result<Vec<(u32, Arc<Journey>)>> {
         let mut out = Vec::new();
         for v in store.journeys(Some(ws))? {
             if v.status != "live" {
@@ -774,7 +831,7 @@ impl JourneyProcessor {
         Ok(out)
     }
 
-    fn load_runs(&mut self, store: &dyn Store, ws: &str, profile: &str) -> Result<Vec<Live>> {
+    fn load_runs(&self, store: &dyn Store, ws: &str, profile: &str) -> Result<Vec<Live>> {
         let mut out = Vec::new();
         for stored in store.active_runs(ws, profile)? {
             let run: Run = serde_json::from_value(stored.state.clone())
@@ -1279,7 +1336,7 @@ impl JourneyProcessor {
     /// A message of hers failed or bounced: the timer of its next channel, due now (`None`
     /// when the event is no such receipt, or the message has no next channel).
     fn fallback_now(
-        &mut self,
+        &self,
         store: &dyn Store,
         ws: &str,
         profile: &str,
@@ -1328,7 +1385,7 @@ impl JourneyProcessor {
     /// write to commit. `entered` counts the runs each journey started in decisions not
     /// committed yet (entry caps count them).
     fn follow(
-        &mut self,
+        &self,
         store: &dyn Store,
         rows: &[JourneyWork],
         now: Millis,
@@ -1361,12 +1418,15 @@ impl JourneyProcessor {
             .iter()
             .map(|r| (r.workspace_id.clone(), r.seq, r.profile_id.clone()))
             .collect();
+        let bodies: Vec<Value> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.body).unwrap_or(Value::Null))
+            .collect();
         // Changes of her audiences that no run of hers waits on and no journey starts from
         // move nothing: settled without reading her (an audience recomputed for a million
         // customers costs a million cheap settles, not a million decisions).
         let idle = runs.is_empty()
-            && rows.iter().all(|r| {
-                let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            && bodies.iter().all(|body| {
                 let Some(audience) = body
                     .get("audience_change")
                     .and_then(|c| c.get("audience"))
@@ -1400,8 +1460,7 @@ impl JourneyProcessor {
             return d.finish(fence);
         }
         let mut new_runs: Vec<Live> = Vec::new();
-        for row in rows {
-            let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+        for (row, body) in rows.iter().zip(&bodies) {
             let empty = Value::Null;
             let properties = body.get("properties").unwrap_or(&empty);
             if let Some(t) = self.fallback_now(store, ws, profile, &row.name, properties, now)? {
@@ -1433,7 +1492,7 @@ impl JourneyProcessor {
             let change = body
                 .get("audience_change")
                 .and_then(|c| Some((c.get("audience")?.as_str()?, c.get("entered")?.as_bool()?)));
-            let occurrence = schedule::scheduled(&body);
+            let occurrence = schedule::scheduled(body);
             if row.name.is_empty() && change.is_none() && occurrence.is_none() {
                 continue;
             }
@@ -1468,7 +1527,7 @@ impl JourneyProcessor {
                 if !enters {
                     continue;
                 }
-                let Some(key) = machine::entry_key(j, &body) else {
+                let Some(key) = machine::entry_key(j, body) else {
                     continue;
                 };
                 let mut history = store.run_history(ws, &j.id, profile, &key)?;
@@ -1546,6 +1605,54 @@ impl JourneyProcessor {
         d.finish(fence)
     }
 
+    /// Each customer's decision, in the order of `groups`. Customers are decided apart from
+    /// one another (her runs, her contact budget, her priorities are hers alone), so a large
+    /// batch is shared among the machine's cores; journeys with an entry cap count the runs
+    /// the batch starts as it goes, so a workspace with one is decided in order, on one.
+    fn decide_all(
+        &self,
+        store: &dyn Store,
+        groups: &BTreeMap<(&str, &str), Vec<JourneyWork>>,
+        now: Millis,
+        fence: &Option<Fence>,
+    ) -> Result<Vec<Result<JourneyWrite>>> {
+        let groups: Vec<&Vec<JourneyWork>> = groups.values().collect();
+        let mut capped = false;
+        for rows in &groups {
+            let share = self.share(store, &rows[0].workspace_id)?;
+            capped |= share.live.iter().any(|(_, j)| j.entry.cap.is_some());
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_DECIDING_THREADS);
+        if capped || threads < 2 || groups.len() < PARALLEL_FROM {
+            let mut entered = HashMap::new();
+            return Ok(groups
+                .iter()
+                .map(|rows| self.follow(store, rows, now, fence.clone(), &mut entered))
+                .collect());
+        }
+        let chunk = groups.len().div_ceil(threads);
+        Ok(std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|rows| {
+                                self.follow(store, rows, now, fence.clone(), &mut HashMap::new())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a deciding thread panicked"))
+                .collect()
+        }))
+    }
+
     /// Fires due run timers and deferred messages of these buckets.
     fn fire(
         &mut self,
@@ -1572,7 +1679,7 @@ impl JourneyProcessor {
                 .unwrap_or(0)
         };
         claimed.sort_by_key(|t| (t.due_at, std::cmp::Reverse(priority(t)), t.key.clone()));
-        self.shares.clear();
+        lock(&self.shares).clear();
         // The decisions of a page commit together (one transaction, not one per timer). A
         // customer is decided once per batch: a second timer of hers waits for the first's
         // write (her contact budget and her runs as it left them), and a batch that conflicts
@@ -1883,6 +1990,11 @@ impl JourneyProcessor {
 /// a decision retried after a conflict writes the same keys. It starts with the entry
 /// event's place in the log, so new runs (and their notes) are appended to their tables'
 /// indexes rather than scattered through them; the rest tells apart the runs one event starts.
+/// Customers in a batch from which their decisions are shared among threads.
+const PARALLEL_FROM: usize = 64;
+/// Threads that decide one batch at most.
+const MAX_DECIDING_THREADS: usize = 4;
+
 pub fn run_id(ws: &str, journey: &str, profile: &str, key: &str, seq: i64) -> String {
     let tail = draw(
         &["run", ws, journey, profile, key, &seq.to_string()],
@@ -1913,7 +2025,7 @@ impl Processor for JourneyProcessor {
         }
         // A workspace's journeys and policy are read again each step: a new version or
         // policy applies from the next step on.
-        self.shares.clear();
+        lock(&self.shares).clear();
         let work = cx.store.journey_work(buckets, WORK_PAGE)?;
         let mut done = work.len();
         // One decision per customer, her events in log order.
@@ -1928,9 +2040,8 @@ impl Processor for JourneyProcessor {
         // of them no longer holds (a run moved, she was merged meanwhile), the others are
         // not held back by it: each is decided again and committed on its own.
         let mut batch = JourneyWrite::default();
-        let mut entered = HashMap::new();
-        for rows in groups.values() {
-            batch.absorb(self.follow(cx.store, rows, cx.now, fence.clone(), &mut entered)?);
+        for write in self.decide_all(cx.store, &groups, cx.now, &fence)? {
+            batch.absorb(write?);
         }
         match cx.store.record_journeys(&batch) {
             Err(StoreError::Conflict(e)) if groups.len() > 1 => {

@@ -10,8 +10,8 @@ use parcours_engine::journeys::JourneyProcessor;
 use parcours_engine::runner::{Processor, StepContext};
 use parcours_engine::unify_step;
 use parcours_store::{
-    EventLog, IngestBatch, Journeys, NewJourneyVersion, Projections, Registry, StoredRun, Timers,
-    Workspace,
+    EventLog, IngestBatch, Journeys, NewJourneyVersion, Outbox, OutboxPage, Projections, Registry,
+    StoredRun, Timers, Workspace,
 };
 use parcours_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
@@ -253,24 +253,79 @@ fn a_run_follows_her_into_the_profile_she_is_merged_into() {
     assert_eq!(notes.last().unwrap().code, "merged");
 }
 
-/// An entry cap holds across the customers decided and committed together: five sign up
-/// in one batch, a journey capped at three takes three.
+/// An entry cap holds across the customers decided and committed together: 200 sign up in
+/// one batch (enough to be shared among threads, were there no cap), a journey capped at 50
+/// takes 50.
 #[test]
 fn an_entry_cap_holds_across_customers_decided_together() {
     let mut w = World::new("cap");
-    let capped = "id: capped\nstatus: live\nentry:\n  event: Signed Up\n  cap: 3\nsteps:\n  - id: wait\n    wait: 2d\n";
+    let capped = "id: capped\nstatus: live\nentry:\n  event: Signed Up\n  cap: 50\nsteps:\n  - id: wait\n    wait: 2d\n";
     w.journey(capped);
-    for i in 0..5 {
+    for i in 0..200 {
         w.track(&format!("m{i}"), T0 + i, &format!("user:u{i}"), "Signed Up");
     }
-    w.unify(T0 + 10);
-    assert_eq!(w.store.journey_work(None, 100).unwrap().len(), 5);
-    w.follow(T0 + 10);
-    let runs: usize = (0..5)
+    w.unify(T0 + 1_000);
+    assert_eq!(w.store.journey_work(None, 1_000).unwrap().len(), 200);
+    w.follow(T0 + 1_000);
+    let runs: usize = (0..200)
         .map(|i| w.runs(&w.profile("user_id", &format!("u{i}"))).len())
         .sum();
-    assert_eq!(runs, 3);
-    assert_eq!(w.store.run_counts(WS, "capped").unwrap().active, 3);
+    assert_eq!(runs, 50);
+    assert_eq!(w.store.run_counts(WS, "capped").unwrap().active, 50);
+}
+
+/// A batch large enough to be decided on several threads gives each customer her own
+/// decision: 300 customers sign up together, each gets one run and one email addressed and
+/// written to her, and every run's trail of notes is the same, in order.
+#[test]
+fn customers_decided_on_several_threads_each_get_their_own_message() {
+    let mut w = World::new("threads");
+    w.journey("id: hello\nstatus: live\nentry:\n  event: Signed Up\nsteps:\n  - id: mail\n    send:\n      channel: email\n      purpose: transactional\n      subject: \"Hello {{ traits.email }}\"\n      text: \"Hi\"\n");
+    let n = 300;
+    for i in 0..n {
+        w.identify(&format!("i{i}"), T0 + i, &format!("u{i}"), None);
+        w.track(&format!("s{i}"), T0 + i, &format!("user:u{i}"), "Signed Up");
+    }
+    w.unify(T0 + 1_000);
+    w.follow(T0 + 1_000);
+    let rows = w
+        .store
+        .outbox_rows(&OutboxPage {
+            workspace_id: WS,
+            destination: "channel:email",
+            state: None,
+            before_id: None,
+            limit: 1_000,
+        })
+        .unwrap();
+    assert_eq!(rows.len(), n as usize);
+    let mut addressed = std::collections::BTreeSet::new();
+    for r in &rows {
+        let m: Value = serde_json::from_str(&r.payload).unwrap();
+        let to = m["to"].as_str().unwrap();
+        assert_eq!(m["subject"], json!(format!("Hello {to}")), "{m}");
+        addressed.insert(to.to_string());
+    }
+    assert_eq!(addressed.len(), n as usize, "one email for each customer");
+    let trail = |u: &str| {
+        let runs = w.runs(&w.profile("user_id", u));
+        assert_eq!(runs.len(), 1, "{u}: {runs:?}");
+        w.store
+            .run_notes(WS, &runs[0].run_id)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.code)
+            .collect::<Vec<_>>()
+    };
+    let first = trail("u0");
+    assert_eq!(
+        first.first().map(String::as_str),
+        Some("entered"),
+        "{first:?}"
+    );
+    for i in 1..n {
+        assert_eq!(trail(&format!("u{i}")), first, "u{i}");
+    }
 }
 
 /// A schedule enters every profile (no audience named), a page at a time: 2,500 customers,
