@@ -194,6 +194,15 @@ impl ChannelSender {
         Ok(rows.len())
     }
 
+    /// Counts messages sent in `second` against the channel's rate.
+    fn count_sent(&mut self, channel: MessageChannel, second: Millis, sent: u32) {
+        let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        entry.1 += sent;
+    }
+
     /// Records a claim's tries in the delivery log and settles their rows, in one
     /// transaction. A row another sender took over after our lease ended is its now: it
     /// sends it, with the same key.
@@ -280,7 +289,10 @@ impl Processor for ChannelSender {
                 let budget = std::time::Duration::from_millis((self.lease_ms / 2) as u64);
                 for (i, row) in rows.iter().enumerate() {
                     if recorded.elapsed() >= SETTLE_EVERY && !settled.is_empty() {
-                        // A slow provider: what was sent is recorded now, not at the end.
+                        // A slow provider: what was sent is recorded now, not at the end
+                        // (and counted against the rate first, whatever the record does).
+                        self.count_sent(channel, second, sent);
+                        sent = 0;
                         self.settle(cx, &settled)?;
                         settled.clear();
                         recorded = Moment::now();
@@ -306,11 +318,7 @@ impl Processor for ChannelSender {
                     settled.push(settlement(cx, row, outcome));
                     sent += 1;
                 }
-                let entry = self.sent_this_second.entry(channel).or_insert((second, 0));
-                if entry.0 != second {
-                    *entry = (second, 0);
-                }
-                entry.1 += sent;
+                self.count_sent(channel, second, sent);
                 self.settle(cx, &settled)?;
             }
         }

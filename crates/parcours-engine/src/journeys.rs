@@ -391,7 +391,16 @@ fn inputs(journeys: &[Arc<Journey>]) -> Inputs {
             inputs.audiences |= !c.audiences().is_empty();
             inputs.computed |= !c.computed_traits().is_empty();
         }
-        inputs.audiences |= matches!(j.entry.trigger, Trigger::Audience { .. });
+        // An audience entry, or a schedule for an audience's members (the simulation
+        // replays her memberships from today's).
+        inputs.audiences |= matches!(
+            j.entry.trigger,
+            Trigger::Audience { .. }
+                | Trigger::Schedule {
+                    audience: Some(_),
+                    ..
+                }
+        );
         inputs.computed |= templates_read_computed(j);
     }
     inputs
@@ -1986,15 +1995,15 @@ impl JourneyProcessor {
     }
 }
 
-/// A run's id: the same entry (journey, customer, key, event) always gives the same id, so
-/// a decision retried after a conflict writes the same keys. It starts with the entry
-/// event's place in the log, so new runs (and their notes) are appended to their tables'
-/// indexes rather than scattered through them; the rest tells apart the runs one event starts.
 /// Customers in a batch from which their decisions are shared among threads.
 const PARALLEL_FROM: usize = 64;
 /// Threads that decide one batch at most.
 const MAX_DECIDING_THREADS: usize = 4;
 
+/// A run's id: the same entry (journey, customer, key, event) always gives the same id, so
+/// a decision retried after a conflict writes the same keys. It starts with the entry
+/// event's place in the log, so new runs (and their notes) are appended to their tables'
+/// indexes rather than scattered through them; the rest tells apart the runs one event starts.
 pub fn run_id(ws: &str, journey: &str, profile: &str, key: &str, seq: i64) -> String {
     let tail = draw(
         &["run", ws, journey, profile, key, &seq.to_string()],
