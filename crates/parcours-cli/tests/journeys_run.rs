@@ -743,6 +743,22 @@ async fn a_schedule_enters_its_audience_on_each_customers_clock(backend: Backend
     let weekly = format!(
         "id: weekly\nstatus: live\nentry:\n  schedule: {{at: {date}, every: 7d, local_time: \"09:00\", audience: gold}}\nsteps:\n  - id: mail\n    send:\n      channel: email\n      purpose: transactional\n      subject: \"News of {{{{ event.properties.occurrence | slice: 0, 10 }}}}\"\n      text: x\n"
     );
+    // Simulated first, as a draft over its first day: the audience's members (read from
+    // today's memberships) enter, one email each; Cid does not.
+    let actor = parcours_service::Actor::new(t.workspace.clone(), parcours_store::Role::Analyst);
+    let sim = parcours_service::journeys::simulate(
+        t.store.as_ref(),
+        &actor,
+        &weekly
+            .replace("id: weekly", "id: weekly-draft")
+            .replace("status: live", "status: draft"),
+        day,
+        day + DAY,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((sim.customers, sim.entered), (3, 2), "{sim:#?}");
+    assert_eq!(sim.sent, [("email".to_string(), 2)].into(), "{sim:#?}");
     put_journey(&t, "weekly", &weekly).await;
     let to = |r: &OutboxRow| {
         let m: Value = serde_json::from_str(&r.payload).unwrap();
