@@ -36,6 +36,16 @@ pub use error::ApiError;
 pub use parcours_service::workspaces::{provision_workspace, Provisioned};
 pub use server::{serve, ServerLimits};
 
+/// The admin token a secret is (cached for a few seconds, as for bearer tokens): what the
+/// console's sessions check on every request. `ApiError` when it is unknown, expired or
+/// revoked.
+pub async fn admin_token(
+    state: &Arc<AppState>,
+    secret: &str,
+) -> Result<parcours_store::Token, ApiError> {
+    auth::token_of(state, secret).await
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Tracking requests per second allowed per workspace; 0 turns the limit off.
@@ -127,9 +137,16 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
 
 /// Every route of a node.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Every route of a node, with `extra` routes (the console's) served beside the API's: behind
+/// the same body guard, outside the OpenAPI document.
+pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
     let (routes, document) = routes_and_document();
     openapi::publish(document);
     routes
+        .merge(extra)
         .fallback(error::not_found)
         .layer(from_fn_with_state(state.clone(), server::guard_body))
         .layer(from_fn(error::envelope))

@@ -241,7 +241,7 @@ impl Node {
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = parcours_api::router(state.clone());
+        let app = parcours_api::router_with(state.clone(), parcours_console::routes());
         let limits = server_limits(config);
         let server = tokio::spawn(async move {
             let shutdown = async move {

@@ -6,6 +6,7 @@
 //! Everything here is synchronous and reads or writes the store: async callers run it on a
 //! blocking thread.
 
+pub mod customers;
 pub mod definitions;
 pub mod deliveries;
 pub mod identity;

@@ -1,0 +1,335 @@
+//! The console through HTTP, as a browser would use it without JavaScript: signing in and
+//! out, the session cookie, the CSRF token every form carries, roles, the customer search,
+//! the customer page with her merged history, an unmerge, and French.
+
+#[macro_use]
+mod common;
+
+use common::{start_on, Backend, TestNode, ADMIN};
+use parcours_testkit::http::Response;
+use serde_json::json;
+
+async fn get(t: &TestNode, path: &str, cookie: &str) -> Response {
+    t.client
+        .request("GET".parse().unwrap(), path, &[("cookie", cookie)], "")
+        .await
+        .unwrap()
+}
+
+async fn post(t: &TestNode, path: &str, headers: &[(&str, &str)], form: &str) -> Response {
+    let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+    h.extend_from_slice(headers);
+    t.client
+        .request("POST".parse().unwrap(), path, &h, form.to_string())
+        .await
+        .unwrap()
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).to_string()
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Signs in with `token`: the session cookie to send back.
+async fn sign_in(t: &TestNode, token: &str) -> String {
+    let r = post(
+        t,
+        "/console/sign-in",
+        &[],
+        &format!("token={token}&next=/console/customers"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(header(&r, "location"), "/console/customers");
+    let cookie = header(&r, "set-cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The value of the form field `name` on a page.
+fn field(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// Ann's web cart as an anonymous visitor, her purchase in a shop under her account, then
+/// her sign-in on the web, which merges the two.
+async fn ann_across_channels(t: &TestNode) {
+    t.send(json!({"batch": [
+        {"type": "track", "anonymousId": "visitor-1", "event": "Product Added", "messageId": "cart-1",
+         "properties": {"name": "Red shoes", "cart_id": "c1"}, "context": {"channel": "web"}},
+        {"type": "identify", "userId": "ann", "messageId": "id-1",
+         "traits": {"email": "Ann@Example.com", "first_name": "Ann", "last_name": "Lee"},
+         "context": {"channel": "store"}},
+        {"type": "track", "userId": "ann", "event": "Order Completed", "messageId": "pos-1",
+         "properties": {"order_id": "o1", "total": 120, "store": "Lyon Part-Dieu"},
+         "context": {"channel": "store"}},
+    ]}))
+    .await;
+    t.unified().await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "ann", "anonymousId": "visitor-1", "messageId": "login-1",
+         "context": {"channel": "web"}},
+    ]}))
+    .await;
+    t.unified().await;
+}
+
+async fn a_customer_is_found_seen_across_channels_unmerged_and_read_in_french(backend: Backend) {
+    let t = start_on("console", backend, |_| {}).await;
+    ann_across_channels(&t).await;
+
+    // Not signed in: every page sends to the sign-in page, which says where to come back.
+    let r = get(&t, "/console/customers", "").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        header(&r, "location"),
+        "/console/sign-in?next=/console/customers"
+    );
+    // A wrong token is refused with a clear message, and no cookie.
+    let r = post(
+        &t,
+        "/console/sign-in",
+        &[],
+        "token=pat_nope_0123456789abcdef",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(text(&r).contains("This token is not valid"), "{}", text(&r));
+    assert!(header(&r, "set-cookie").is_empty());
+    let cookie = sign_in(&t, ADMIN).await;
+
+    // Found by her email as she typed it (normalised as ingest normalises it): one customer,
+    // so straight to her page.
+    let r = get(&t, "/console/customers?q=ANN%40example.com", &cookie).await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let page_path = header(&r, "location").to_string();
+    assert!(
+        page_path.starts_with("/console/customers/p_"),
+        "{page_path}"
+    );
+    let r = get(&t, "/console/customers?q=nobody%40example.com", &cookie).await;
+    assert_eq!(r.status, 200);
+    assert!(text(&r).contains("No customer has this identifier."));
+
+    // One timeline: the shop's purchase and the web cart, each with its channel.
+    let r = get(&t, &page_path, &cookie).await;
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    assert!(page.contains("<h1>Ann Lee</h1>"), "{page}");
+    for needle in [
+        "data-channel=\"store\"",
+        "data-channel=\"web\"",
+        "Order Completed",
+        "Product Added",
+        "store: Lyon Part-Dieu",
+        "visitor-1",
+    ] {
+        assert!(page.contains(needle), "{needle} in {page}");
+    }
+    let csp = header(&r, "content-security-policy");
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Filtered to the shop: the web cart is not on it.
+    let r = get(&t, &format!("{page_path}?channel=store"), &cookie).await;
+    assert_eq!(r.status, 200);
+    let store_only = text(&r);
+    assert!(store_only.contains("Order Completed"));
+    assert!(!store_only.contains("data-channel=\"web\""), "{store_only}");
+
+    // The merge, with an unmerge that says what it will do before doing it.
+    let unmerge = page
+        .split("href=\"")
+        .find(|s| s.contains("/unmerge/"))
+        .map(|s| s[..s.find('"').unwrap()].to_string())
+        .expect("an unmerge link for an admin");
+    let r = get(&t, &unmerge, &cookie).await;
+    assert_eq!(r.status, 200);
+    let confirm = text(&r);
+    for needle in ["login-1", "anonymous_id:visitor-1", "user_id:ann"] {
+        assert!(confirm.contains(needle), "{needle} in {confirm}");
+    }
+    let csrf = field(&confirm, "csrf");
+    // A post without the CSRF token, with another's, or from another site: refused.
+    for (headers, form) in [
+        (vec![], String::new()),
+        (vec![], "csrf=0123456789abcdef0123456789abcdef".to_string()),
+        (
+            vec![("origin", "https://evil.example")],
+            format!("csrf={csrf}"),
+        ),
+    ] {
+        let mut h = vec![("cookie", cookie.as_str())];
+        h.extend(headers);
+        let r = post(&t, &unmerge, &h, &form).await;
+        assert_eq!(r.status, 403, "{form}: {}", text(&r));
+    }
+    assert_eq!(
+        t.store
+            .merges_of(&t.workspace, page_path.rsplit('/').next().unwrap())
+            .unwrap()
+            .iter()
+            .filter(|m| m.undone_at.is_none())
+            .count(),
+        1,
+        "still merged"
+    );
+    let r = post(
+        &t,
+        &unmerge,
+        &[("cookie", cookie.as_str())],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let after = header(&r, "location").to_string();
+    assert!(after.contains("?unmerged=p_"), "{after}");
+    let r = get(&t, &after, &cookie).await;
+    let both = text(&r);
+    assert!(
+        both.contains("Unmerged: the two profiles are below."),
+        "{both}"
+    );
+    // One profile keeps the web visitor's cart, the other has Ann's purchase in the shop.
+    let other = after.split("unmerged=").nth(1).unwrap();
+    let first = after.split('?').next().unwrap().rsplit('/').next().unwrap();
+    assert_ne!(first, other, "two profiles");
+    let r = get(&t, &format!("/console/customers/{other}"), &cookie).await;
+    assert_eq!(r.status, 200);
+    let second = text(&r);
+    let (visitor, ann) = if both.contains("Order Completed") {
+        (second, both)
+    } else {
+        (both, second)
+    };
+    assert!(visitor.contains("Product Added"), "{visitor}");
+    assert!(!visitor.contains("Order Completed"), "{visitor}");
+    assert!(ann.contains("Order Completed"), "{ann}");
+    assert!(!ann.contains("Product Added"), "{ann}");
+
+    // French: the switch remembers it, and the same page is translated.
+    let r = get(
+        &t,
+        &format!("/console/lang?to=fr&back={}", page_path),
+        &cookie,
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(header(&r, "location"), page_path);
+    let lang = header(&r, "set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(lang, "parcours_lang=fr");
+    let r = get(&t, &page_path, &format!("{cookie}; {lang}")).await;
+    let fr = text(&r);
+    for needle in [
+        "<html lang=\"fr\"",
+        "Chronologie",
+        "Magasin",
+        "Identifiants",
+    ] {
+        assert!(fr.contains(needle), "{needle} in {fr}");
+    }
+    assert!(!fr.contains("??missing??"), "{fr}");
+    // The switch never sends anywhere but the console.
+    let r = get(&t, "/console/lang?to=en&back=//evil.example/x", &cookie).await;
+    assert_eq!(header(&r, "location"), "/console/customers");
+
+    // Signing out needs the form's token, and ends the session in this browser.
+    let r = post(&t, "/console/sign-out", &[("cookie", cookie.as_str())], "").await;
+    assert_eq!(r.status, 403);
+    let csrf = field(&fr, "csrf");
+    let r = post(
+        &t,
+        "/console/sign-out",
+        &[("cookie", cookie.as_str())],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(header(&r, "set-cookie").contains("Max-Age=0"));
+    t.stop().await;
+}
+
+/// A read-only token sees her page without any edit control, and the service refuses the
+/// action anyway when its form is posted by hand; a revoked token's session ends.
+async fn a_read_only_session_sees_no_edit_control_and_cannot_act(backend: Backend) {
+    let t = start_on("console-ro", backend, |_| {}).await;
+    ann_across_channels(&t).await;
+    let r = t
+        .client
+        .post(
+            "/api/v1/tokens",
+            ADMIN,
+            json!({"name": "viewer", "role": "read_only"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let v = r.json();
+    let (secret, id) = (
+        v["secret"].as_str().unwrap().to_string(),
+        v["token"]["id"].as_str().unwrap().to_string(),
+    );
+    let cookie = sign_in(&t, &secret).await;
+    let r = get(&t, "/console/customers?q=ann", &cookie).await;
+    let path = header(&r, "location").to_string();
+    let page = text(&get(&t, &path, &cookie).await);
+    assert!(page.contains("read-only"), "{page}");
+    assert!(!page.contains("/unmerge/"), "{page}");
+    let pid = path.rsplit('/').next().unwrap();
+    let merge = t.store.merges_of(&t.workspace, pid).unwrap()[0].id;
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        &format!("{path}/unmerge/{merge}"),
+        &[("cookie", cookie.as_str())],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(text(&r).contains("admin role"), "{}", text(&r));
+    assert!(t.store.merges_of(&t.workspace, pid).unwrap()[0]
+        .undone_at
+        .is_none());
+    // Revoked: the next pages (after the few seconds a node trusts a checked token) send
+    // to the sign-in page.
+    let r = t
+        .client
+        .request(
+            "DELETE".parse().unwrap(),
+            &format!("/api/v1/tokens/{id}"),
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    common::eventually(
+        std::time::Duration::from_secs(15),
+        "the revoked session ends",
+        || async {
+            let r = get(&t, &path, &cookie).await;
+            (r.status == 303).then_some(())
+        },
+    )
+    .await;
+    t.stop().await;
+}
+
+on_each_store!(
+    a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
+    a_read_only_session_sees_no_edit_control_and_cannot_act,
+);

@@ -1,0 +1,268 @@
+//! The console's two languages: every string it shows, in English and French, and dates and
+//! numbers as each language writes them.
+
+use parcours_core::time::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim() {
+            "en" => Some(Lang::En),
+            "fr" => Some(Lang::Fr),
+            _ => None,
+        }
+    }
+
+    /// The first of English and French an `Accept-Language` header names (English when it
+    /// names neither).
+    pub fn from_accept(header: &str) -> Lang {
+        for part in header.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if tag == "fr" || tag.starts_with("fr-") {
+                return Lang::Fr;
+            }
+            if tag == "en" || tag.starts_with("en-") {
+                return Lang::En;
+            }
+        }
+        Lang::En
+    }
+
+    /// The other language (what the switch offers).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Fr,
+            Lang::Fr => Lang::En,
+        }
+    }
+
+    /// The language's own name, as the switch shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Fr => "Français",
+        }
+    }
+}
+
+/// Every string: key, English, French.
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("console", "Console", "Console"),
+    ("skip", "Skip to content", "Aller au contenu"),
+    ("sign_in", "Sign in", "Se connecter"),
+    ("sign_in_intro", "Sign in with an admin token of your workspace (parcours token create, or the one parcours demo printed).", "Connectez-vous avec un jeton d'administration de votre espace (parcours token create, ou celui affiché par parcours demo)."),
+    ("token", "Token", "Jeton"),
+    ("sign_out", "Sign out", "Se déconnecter"),
+    ("invalid_token", "This token is not valid, or it has expired or been revoked.", "Ce jeton n'est pas valide, ou il a expiré ou été révoqué."),
+    ("missing_token", "Enter a token.", "Saisissez un jeton."),
+    ("signed_in_as", "Signed in to", "Connecté à"),
+    ("role", "Role", "Rôle"),
+    ("role_admin", "admin", "administrateur"),
+    ("role_marketer", "marketer", "marketing"),
+    ("role_analyst", "analyst", "analyste"),
+    ("role_read_only", "read-only", "lecture seule"),
+    ("nav", "Main", "Principal"),
+    ("customers", "Customers", "Clients"),
+    ("search", "Search", "Rechercher"),
+    ("search_label", "Email, phone, user id, loyalty card or any identifier", "E-mail, téléphone, identifiant, carte de fidélité ou tout identifiant"),
+    ("search_none", "No customer has this identifier.", "Aucun client n'a cet identifiant."),
+    ("found_by", "Found by", "Trouvé par"),
+    ("all_customers", "Customers, by id", "Clients, par identifiant"),
+    ("next_page", "Next page", "Page suivante"),
+    ("customer", "Customer", "Client"),
+    ("anonymous", "Anonymous visitor", "Visiteur anonyme"),
+    ("profile_id", "Profile", "Profil"),
+    ("first_seen", "First seen", "Vu pour la première fois"),
+    ("last_seen", "Last seen", "Vu pour la dernière fois"),
+    ("events", "Events", "Événements"),
+    ("identifiers", "Identifiers", "Identifiants"),
+    ("kind", "Type", "Type"),
+    ("value", "Value", "Valeur"),
+    ("linked_at", "Linked", "Lié le"),
+    ("traits", "Traits", "Attributs"),
+    ("name", "Name", "Nom"),
+    ("set_at", "Set", "Défini le"),
+    ("consents", "Consents", "Consentements"),
+    ("purpose", "Purpose", "Finalité"),
+    ("state", "State", "État"),
+    ("granted", "granted", "accordé"),
+    ("withdrawn", "withdrawn", "retiré"),
+    ("proof", "Proof", "Preuve"),
+    ("audiences", "Audiences", "Audiences"),
+    ("since", "Since", "Depuis"),
+    ("journeys", "Journeys", "Parcours"),
+    ("journey", "Journey", "Parcours"),
+    ("entered", "Entered", "Entré le"),
+    ("in_progress", "in progress", "en cours"),
+    ("ended", "ended", "terminé"),
+    ("outcome_goal", "reached its goal", "objectif atteint"),
+    ("outcome_exited", "exited", "sorti"),
+    ("outcome_completed", "completed", "terminé"),
+    ("messages", "Messages received", "Messages reçus"),
+    ("channel", "Channel", "Canal"),
+    ("sent_at", "Sent", "Envoyé le"),
+    ("merges", "Merge history", "Historique des fusions"),
+    ("merged_with", "Merged with", "Fusionné avec"),
+    ("cause", "Cause", "Cause"),
+    ("merge_active", "in effect", "en vigueur"),
+    ("merge_undone", "undone", "annulée"),
+    ("unmerge", "Unmerge", "Défusionner"),
+    ("unmerge_title", "Unmerge: what it will do", "Défusionner : ce qui va se passer"),
+    ("unmerge_explain", "The two profiles are derived again from their own events: each gets back the identifiers its events brought. Audiences and journeys follow.", "Les deux profils sont recalculés à partir de leurs propres événements : chacun retrouve les identifiants apportés par ses événements. Audiences et parcours suivent."),
+    ("merge_event", "the event", "l'événement"),
+    ("unmerge_keeps", "This profile", "Ce profil"),
+    ("unmerge_returns", "Gets back its own profile", "Retrouve son propre profil"),
+    ("anchored_by", "anchored by", "ancré par"),
+    ("it_held", "it held", "il détenait"),
+    ("unmerge_confirm", "Unmerge now", "Défusionner maintenant"),
+    ("cancel", "Cancel", "Annuler"),
+    ("unmerged", "Unmerged: the two profiles are below.", "Défusionné : les deux profils sont ci-dessous."),
+    ("timeline", "Timeline", "Chronologie"),
+    ("all_channels", "All channels", "Tous les canaux"),
+    ("filter", "Filter", "Filtrer"),
+    ("when", "When", "Quand"),
+    ("what", "What", "Quoi"),
+    ("details", "Details", "Détails"),
+    ("older", "Older events", "Événements plus anciens"),
+    ("no_events", "No events on this channel.", "Aucun événement sur ce canal."),
+    ("none", "Nothing yet.", "Rien pour l'instant."),
+    ("not_found", "Not found", "Introuvable"),
+    ("forbidden", "Not allowed", "Non autorisé"),
+    ("bad_form", "This form has expired or did not come from this console. Reload the page and try again.", "Ce formulaire a expiré ou ne vient pas de cette console. Rechargez la page et réessayez."),
+    ("error", "Something went wrong", "Une erreur s'est produite"),
+    ("back", "Back", "Retour"),
+    ("language", "Language", "Langue"),
+    ("ch_web", "Web", "Web"),
+    ("ch_ios", "iOS app", "App iOS"),
+    ("ch_android", "Android app", "App Android"),
+    ("ch_store", "Store", "Magasin"),
+    ("ch_email", "Email", "E-mail"),
+    ("ch_sms", "SMS", "SMS"),
+    ("ch_call_centre", "Call centre", "Centre d'appels"),
+    ("ch_chatbot", "Chatbot", "Chatbot"),
+    ("ch_social", "Social", "Réseaux sociaux"),
+    ("ch_ads", "Ads", "Publicité"),
+    ("ch_server", "Server", "Serveur"),
+    ("ch_push", "Push", "Notification push"),
+];
+
+/// What a page needs to speak the user's language.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr {
+    pub lang: Lang,
+}
+
+const MONTHS_EN: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const MONTHS_FR: [&str; 12] = [
+    "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+    "déc.",
+];
+
+impl Tr {
+    /// The string for `key`; an unknown key shows as `??missing??` (the tests look for it).
+    pub fn t(&self, key: &str) -> &'static str {
+        match TEXTS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, en, fr)) => match self.lang {
+                Lang::En => en,
+                Lang::Fr => fr,
+            },
+            None => "??missing??",
+        }
+    }
+
+    /// A channel's name.
+    pub fn channel(&self, channel: &str) -> &'static str {
+        self.t(&format!("ch_{channel}"))
+    }
+
+    /// A moment, to the minute, in UTC: `30 Nov 2026, 14:05 UTC` / `30 nov. 2026, 14:05 UTC`.
+    pub fn date(&self, ms: Millis) -> String {
+        use chrono::{Datelike, Timelike};
+        let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+            return String::new();
+        };
+        let month = t.month0() as usize;
+        let name = match self.lang {
+            Lang::En => MONTHS_EN[month],
+            Lang::Fr => MONTHS_FR[month],
+        };
+        format!(
+            "{} {name} {}, {:02}:{:02} UTC",
+            t.day(),
+            t.year(),
+            t.hour(),
+            t.minute()
+        )
+    }
+
+    /// A count with the language's thousands separator: `12,345` / `12 345` (a narrow
+    /// no-break space, as French typography writes it).
+    pub fn number(&self, n: u64) -> String {
+        let sep = match self.lang {
+            Lang::En => ",",
+            Lang::Fr => "\u{202f}",
+        };
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push_str(sep);
+            }
+            out.push(c);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_has_both_languages_and_keys_are_unique() {
+        for (i, (k, en, fr)) in TEXTS.iter().enumerate() {
+            assert!(!en.is_empty() && !fr.is_empty(), "{k}");
+            assert!(TEXTS[i + 1..].iter().all(|(o, _, _)| o != k), "{k} twice");
+        }
+        let fr = Tr { lang: Lang::Fr };
+        assert_eq!(fr.t("sign_in"), "Se connecter");
+        assert_eq!(fr.t("nothing"), "??missing??");
+        for c in parcours_core::Channel::ALL {
+            assert!(!fr.channel(c.as_str()).starts_with("??"), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn dates_and_numbers_in_each_language() {
+        let (en, fr) = (Tr { lang: Lang::En }, Tr { lang: Lang::Fr });
+        // 2026-11-30T14:05:00Z
+        let t = 1_796_047_500_000;
+        assert_eq!(en.date(t), "30 Nov 2026, 14:05 UTC");
+        assert_eq!(fr.date(t), "30 nov. 2026, 14:05 UTC");
+        assert_eq!(en.number(1_234_567), "1,234,567");
+        assert_eq!(fr.number(1_234_567), "1\u{202f}234\u{202f}567");
+        assert_eq!(en.number(999), "999");
+        assert_eq!(Lang::from_accept("fr-FR,fr;q=0.9,en;q=0.8"), Lang::Fr);
+        assert_eq!(Lang::from_accept("de-DE,en;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept(""), Lang::En);
+    }
+}

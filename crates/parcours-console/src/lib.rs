@@ -1,0 +1,94 @@
+//! The web console, served by the node under `/console`: server-rendered pages (askama) with
+//! htmx for partial updates, every asset embedded in the binary. It holds no domain logic:
+//! each page reads and acts through `parcours-service`, with the signed-in token's role, as
+//! the admin API does.
+//!
+//! Sessions: signing in with an admin token puts that token in an `HttpOnly`, `SameSite=Strict`
+//! cookie scoped to `/console`; each request checks it as the API checks a bearer token (a
+//! revoked token stops working within seconds). Every form carries a CSRF token derived from
+//! the session's token, which a page of another origin can neither read nor compute; a post
+//! without it, or from another origin, is refused.
+
+mod i18n;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use parcours_api::AppState;
+
+pub use i18n::{Lang, Tr};
+
+/// The console's routes, to merge into the node's router. They are pages for people, not
+/// part of the API: they stay out of its OpenAPI document.
+#[allow(clippy::disallowed_methods)]
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/console", get(pages::home))
+        .route("/console/", get(pages::home))
+        .route(
+            "/console/sign-in",
+            get(pages::sign_in_page).post(pages::sign_in),
+        )
+        .route("/console/sign-out", post(pages::sign_out))
+        .route("/console/lang", get(pages::set_lang))
+        .route("/console/customers", get(pages::customers))
+        .route("/console/customers/{id}", get(pages::customer))
+        .route("/console/customers/{id}/timeline", get(pages::timeline))
+        .route(
+            "/console/customers/{id}/unmerge/{merge}",
+            get(pages::unmerge_page).post(pages::unmerge),
+        )
+        .route("/console/assets/{*path}", get(asset))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Every console answer: nothing from another origin, no framing, no sniffing.
+async fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; \
+             base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "assets/"]
+struct Assets;
+
+/// An embedded asset (the stylesheet, the vendored htmx), cached by the browser for an hour.
+async fn asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let Some(file) = Assets::get(&path) else {
+        return (axum::http::StatusCode::NOT_FOUND, "no such asset").into_response();
+    };
+    let kind = match path.rsplit('.').next() {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    (headers, file.data.into_owned()).into_response()
+}

@@ -1,0 +1,954 @@
+//! The console's pages: sessions, the language switch, customers and their 360 page.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use parcours_api::AppState;
+use parcours_core::Channel;
+use parcours_service::customers;
+use parcours_service::{Actor, ServiceError};
+use parcours_store::{Role, StoredEvent, Token};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::i18n::{Lang, Tr};
+
+const SESSION_COOKIE: &str = "parcours_session";
+const LANG_COOKIE: &str = "parcours_lang";
+/// A session lasts a working day; signing in again starts a new one.
+const SESSION_SECONDS: u64 = 12 * 3600;
+/// Timeline events per page.
+const TIMELINE_PAGE: usize = 50;
+/// Customers per page of the list.
+const CUSTOMERS_PAGE: usize = 50;
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The page's language: the user's choice (a cookie), else her browser's.
+fn lang_of(headers: &HeaderMap) -> Lang {
+    cookie(headers, LANG_COOKIE)
+        .and_then(Lang::parse)
+        .unwrap_or_else(|| {
+            Lang::from_accept(
+                headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+        })
+}
+
+/// The CSRF token of a session: derived from its secret, so only a page that was given it
+/// (by this console, in a form) knows it.
+fn csrf_of(secret: &str) -> String {
+    let digest = Sha256::digest(format!("parcours-console-csrf\0{secret}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A request of a signed-in user.
+pub(crate) struct Session {
+    token: Token,
+    csrf: String,
+    lang: Lang,
+    path: String,
+}
+
+impl Session {
+    fn actor(&self) -> Actor {
+        Actor {
+            instance_admin: self.token.instance_admin,
+            ..Actor::new(self.token.workspace_id.clone(), self.token.role)
+        }
+    }
+
+    fn chrome(&self) -> Chrome {
+        let tr = Tr { lang: self.lang };
+        Chrome {
+            tr,
+            other: self.lang.other(),
+            path: self.path.clone(),
+            signed: Some(Signed {
+                workspace: self.token.workspace_id.clone(),
+                role: tr.t(&format!("role_{}", self.token.role.as_str())),
+                csrf: self.csrf.clone(),
+                admin: self.token.role == Role::Admin,
+            }),
+        }
+    }
+
+    /// The refusal of a form that does not carry this session's CSRF token.
+    fn refusal(&self, given: &str) -> Option<Response> {
+        // Compared as hashes: the time taken says nothing about the token.
+        if Sha256::digest(given.as_bytes()) == Sha256::digest(self.csrf.as_bytes()) {
+            None
+        } else {
+            Some(problem(
+                self.chrome(),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                self.chrome().tr.t("bad_form").to_string(),
+            ))
+        }
+    }
+}
+
+/// Where a page is, to come back to it (the language switch, signing in).
+fn here(parts: &Parts) -> String {
+    parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/console".into())
+}
+
+/// Only console pages are places to go back to (never another site).
+fn safe_back(back: &str) -> &str {
+    if back.starts_with("/console") && !back.starts_with("//") && !back.contains('\\') {
+        back
+    } else {
+        "/console/customers"
+    }
+}
+
+/// A post whose `Origin` is another site's is refused, whatever it carries.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+impl FromRequestParts<Arc<AppState>> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let lang = lang_of(&parts.headers);
+        let path = here(parts);
+        let sign_in = || {
+            Redirect::to(&format!("/console/sign-in?next={}", urlencoding(&path))).into_response()
+        };
+        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(sign_in());
+        };
+        let Ok(token) = parcours_api::admin_token(state, secret).await else {
+            return Err(sign_in());
+        };
+        if parts.method == axum::http::Method::POST && !same_origin(&parts.headers) {
+            let tr = Tr { lang };
+            return Err(problem(
+                Chrome::anonymous(lang, path.clone()),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                tr.t("bad_form").to_string(),
+            ));
+        }
+        Ok(Session {
+            csrf: csrf_of(secret),
+            token,
+            lang,
+            path,
+        })
+    }
+}
+
+fn urlencoding(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What every page shows around its content.
+pub(crate) struct Chrome {
+    pub tr: Tr,
+    pub other: Lang,
+    pub path: String,
+    pub signed: Option<Signed>,
+}
+
+impl Chrome {
+    fn anonymous(lang: Lang, path: String) -> Self {
+        Chrome {
+            tr: Tr { lang },
+            other: lang.other(),
+            path,
+            signed: None,
+        }
+    }
+
+    /// The language switch's link back to this page.
+    pub fn switch(&self) -> String {
+        format!(
+            "/console/lang?to={}&back={}",
+            self.other.code(),
+            urlencoding(&self.path)
+        )
+    }
+}
+
+pub(crate) struct Signed {
+    pub workspace: String,
+    pub role: &'static str,
+    pub csrf: String,
+    pub admin: bool,
+}
+
+fn render(t: impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct Problem {
+    c: Chrome,
+    title: &'static str,
+    message: String,
+}
+
+fn problem(c: Chrome, status: StatusCode, title: &str, message: String) -> Response {
+    let title = c.tr.t(title);
+    let mut r = render(Problem { c, title, message });
+    *r.status_mut() = status;
+    r
+}
+
+fn service_problem(c: Chrome, e: ServiceError) -> Response {
+    let (status, title) = match &e {
+        ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::Invalid { .. } | ServiceError::Document { .. } => {
+            (StatusCode::BAD_REQUEST, "error")
+        }
+        ServiceError::Conflict { .. } => (StatusCode::CONFLICT, "error"),
+        ServiceError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "error"),
+        ServiceError::Store(_) => {
+            tracing::error!(error = %e, "a console page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error")
+        }
+    };
+    problem(c, status, title, e.to_string())
+}
+
+/// Runs a service call on the blocking pool (it reads the store).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ServiceError::Store(parcours_store::StoreError::Backend(
+            format!("a console task failed: {e}"),
+        )))
+    })
+}
+
+pub(crate) async fn home() -> Redirect {
+    Redirect::to("/console/customers")
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignIn {
+    c: Chrome,
+    next: String,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+pub(crate) async fn sign_in_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let next = safe_back(q.next.as_deref().unwrap_or("")).to_string();
+    render(SignIn {
+        c: Chrome::anonymous(lang_of(&headers), "/console/sign-in".into()),
+        next,
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub(crate) async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let next = safe_back(&form.next).to_string();
+    let again = |error: &'static str, status: StatusCode| {
+        let mut r = render(SignIn {
+            c: Chrome::anonymous(lang, "/console/sign-in".into()),
+            next: next.clone(),
+            error: Some(error),
+        });
+        *r.status_mut() = status;
+        r
+    };
+    if !same_origin(&headers) {
+        return again("bad_form", StatusCode::FORBIDDEN);
+    }
+    let secret = form.token.trim();
+    if secret.is_empty() {
+        return again("missing_token", StatusCode::BAD_REQUEST);
+    }
+    // Only what a token can be goes into a cookie.
+    let plausible = secret.len() <= 200
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !plausible || parcours_api::admin_token(&state, secret).await.is_err() {
+        return again("invalid_token", StatusCode::UNAUTHORIZED);
+    }
+    let mut r = Redirect::to(&next).into_response();
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(crate) async fn sign_out(session: Session, Form(form): Form<CsrfForm>) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let mut r = Redirect::to("/console/sign-in").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "parcours_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LangQuery {
+    to: Option<String>,
+    back: Option<String>,
+}
+
+/// Switches the language (remembered for a year in this browser) and goes back.
+pub(crate) async fn set_lang(Query(q): Query<LangQuery>) -> Response {
+    let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let mut r = Redirect::to(safe_back(q.back.as_deref().unwrap_or(""))).into_response();
+    let cookie = format!(
+        "{LANG_COOKIE}={}; Path=/console; SameSite=Lax; Max-Age=31536000",
+        lang.code()
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// A customer in a list.
+pub(crate) struct Row {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub found_by: String,
+    pub last_seen: String,
+    pub events: String,
+}
+
+#[derive(Template)]
+#[template(path = "customers.html")]
+struct Customers {
+    c: Chrome,
+    q: String,
+    searched: bool,
+    rows: Vec<Row>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CustomersQuery {
+    q: Option<String>,
+    after: Option<String>,
+}
+
+fn display_name(p: &parcours_core::Profile) -> String {
+    let t = p.trait_values();
+    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = format!("{} {}", s("first_name"), s("last_name"));
+    match name.trim() {
+        "" => s("name"),
+        n => n.to_string(),
+    }
+}
+
+fn row(tr: Tr, p: &parcours_core::Profile, found_by: String) -> Row {
+    let email = p
+        .identifiers
+        .iter()
+        .find(|i| i.kind == parcours_core::identifier::EMAIL)
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    Row {
+        id: p.id.clone(),
+        name: display_name(p),
+        email,
+        found_by,
+        last_seen: tr.date(p.last.ts),
+        events: tr.number(p.events),
+    }
+}
+
+pub(crate) async fn customers(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Query(q): Query<CustomersQuery>,
+) -> Response {
+    let (store, actor, tr) = (
+        state.engine.store().clone(),
+        session.actor(),
+        Tr { lang: session.lang },
+    );
+    let query = q.q.unwrap_or_default();
+    if !query.trim().is_empty() {
+        let (st, a, text) = (store.clone(), actor.clone(), query.clone());
+        let found = blocking(move || {
+            let mut out = Vec::new();
+            for (id, by) in customers::search(st.as_ref(), &a, &text)? {
+                out.push((customers::customer(st.as_ref(), &a, &id)?.profile, by));
+            }
+            Ok(out)
+        })
+        .await;
+        return match found {
+            Ok(found) if found.len() == 1 => {
+                Redirect::to(&format!("/console/customers/{}", found[0].0.id)).into_response()
+            }
+            Ok(found) => render(Customers {
+                c: session.chrome(),
+                q: query,
+                searched: true,
+                rows: found.iter().map(|(p, by)| row(tr, p, by.clone())).collect(),
+                next: None,
+            }),
+            Err(e) => service_problem(session.chrome(), e),
+        };
+    }
+    let after = q.after.unwrap_or_default();
+    let page =
+        blocking(move || customers::page(store.as_ref(), &actor, &after, CUSTOMERS_PAGE)).await;
+    match page {
+        Ok(page) => {
+            let next = (page.len() == CUSTOMERS_PAGE)
+                .then(|| page.last().map(|p| p.id.clone()))
+                .flatten();
+            render(Customers {
+                c: session.chrome(),
+                q: String::new(),
+                searched: false,
+                rows: page.iter().map(|p| row(tr, p, String::new())).collect(),
+                next,
+            })
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+/// One event of the timeline, as shown.
+pub(crate) struct Line {
+    pub when: String,
+    pub iso: String,
+    pub channel: &'static str,
+    pub channel_name: &'static str,
+    pub what: String,
+    pub summary: String,
+    pub raw: String,
+}
+
+fn summary(body: &Value) -> String {
+    let mut parts = Vec::new();
+    let props = body
+        .get("properties")
+        .or_else(|| body.get("traits"))
+        .and_then(Value::as_object);
+    if let Some(props) = props {
+        for (k, v) in props.iter().take(12) {
+            let shown = match v {
+                Value::String(s) => s.chars().take(60).collect::<String>(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            parts.push(format!("{k}: {shown}"));
+            if parts.len() == 4 {
+                break;
+            }
+        }
+    }
+    parts.join(" · ")
+}
+
+fn line(tr: Tr, e: &StoredEvent) -> Line {
+    let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    let kind = e.kind.as_str();
+    let what = match e.event.as_deref() {
+        Some(name) => name.to_string(),
+        None => match body.get("name").and_then(Value::as_str) {
+            Some(n) => format!("{kind}: {n}"),
+            None => kind.to_string(),
+        },
+    };
+    Line {
+        when: tr.date(e.timestamp),
+        iso: parcours_core::time::format_timestamp(e.timestamp),
+        channel: e.channel.as_str(),
+        channel_name: tr.channel(e.channel.as_str()),
+        what,
+        summary: summary(&body),
+        raw: serde_json::to_string_pretty(&e.to_json()).unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TimelineQuery {
+    before: Option<i64>,
+    channel: Option<String>,
+    unmerged: Option<String>,
+}
+
+impl TimelineQuery {
+    fn channels(&self) -> Vec<Channel> {
+        self.channel
+            .as_deref()
+            .and_then(Channel::parse)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The timeline's rows and its "older" link (the customer page and the htmx partial).
+pub(crate) struct Timeline {
+    pub profile: String,
+    pub lines: Vec<Line>,
+    pub channel: String,
+    pub older: Option<i64>,
+}
+
+impl Timeline {
+    pub fn is_channel(&self, code: &str) -> bool {
+        self.channel == code
+    }
+
+    pub fn older_link(&self, before: impl std::fmt::Display) -> String {
+        let mut s = format!("/console/customers/{}?before={before}", self.profile);
+        if !self.channel.is_empty() {
+            s.push_str(&format!("&channel={}", self.channel));
+        }
+        s
+    }
+
+    pub fn older_partial(&self, before: impl std::fmt::Display) -> String {
+        let mut s = format!(
+            "/console/customers/{}/timeline?before={before}",
+            self.profile
+        );
+        if !self.channel.is_empty() {
+            s.push_str(&format!("&channel={}", self.channel));
+        }
+        s
+    }
+}
+
+pub(crate) struct Fact {
+    pub name: String,
+    pub value: String,
+    pub extra: String,
+}
+
+pub(crate) struct MergeLine {
+    pub id: i64,
+    pub other: String,
+    pub cause: String,
+    pub when: String,
+    pub active: bool,
+}
+
+pub(crate) struct RunLine {
+    pub journey: String,
+    pub entered: String,
+    pub state: &'static str,
+    pub step: String,
+}
+
+#[derive(Template)]
+#[template(path = "customer.html")]
+struct CustomerPage {
+    c: Chrome,
+    id: String,
+    name: String,
+    first_seen: String,
+    last_seen: String,
+    events: String,
+    identifiers: Vec<Fact>,
+    traits: Vec<Fact>,
+    consents: Vec<Fact>,
+    audiences: Vec<Fact>,
+    runs: Vec<RunLine>,
+    messages: Vec<Fact>,
+    merges: Vec<MergeLine>,
+    channels: Vec<(&'static str, &'static str)>,
+    timeline: Timeline,
+    unmerged: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "timeline_rows.html")]
+struct TimelineRows {
+    c: Chrome,
+    timeline: Timeline,
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) async fn customer(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<TimelineQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let channels = q.channels();
+    let before = q.before;
+    let wanted = id.clone();
+    let loaded = blocking(move || {
+        let c = customers::customer(store.as_ref(), &actor, &wanted)?;
+        let tl = customers::timeline(
+            store.as_ref(),
+            &actor,
+            &c.profile.id,
+            before,
+            &channels,
+            TIMELINE_PAGE,
+        )?;
+        Ok((c, tl))
+    })
+    .await;
+    let (c, (events, older)) = match loaded {
+        Ok(x) => x,
+        Err(e) => return service_problem(session.chrome(), e),
+    };
+    // A merged id shows the profile that holds it, under its own address.
+    if c.profile.id != id {
+        return Redirect::to(&format!("/console/customers/{}", c.profile.id)).into_response();
+    }
+    let tr = Tr { lang: session.lang };
+    let p = &c.profile;
+    let identifiers = c
+        .identifiers
+        .iter()
+        .map(|i| Fact {
+            name: i.identifier.kind.clone(),
+            value: i.identifier.value.clone(),
+            extra: tr.date(i.linked_at),
+        })
+        .collect();
+    let traits = p
+        .traits
+        .iter()
+        .map(|(k, t)| Fact {
+            name: k.clone(),
+            value: short(&t.value),
+            extra: tr.date(t.ts),
+        })
+        .collect();
+    let consents = p
+        .consent
+        .iter()
+        .map(|(k, r)| {
+            let method = serde_json::to_value(r.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            Fact {
+                name: k.clone(),
+                value: tr
+                    .t(if r.granted { "granted" } else { "withdrawn" })
+                    .to_string(),
+                extra: format!(
+                    "{} · {} · {method} · {}",
+                    tr.date(r.ts),
+                    tr.channel(r.channel.as_str()),
+                    r.message_id
+                ),
+            }
+        })
+        .collect();
+    let audiences = c
+        .memberships
+        .iter()
+        .map(|m| Fact {
+            name: m.audience_id.clone(),
+            value: String::new(),
+            extra: tr.date(m.since),
+        })
+        .collect();
+    let runs = c
+        .runs
+        .iter()
+        .map(|r| RunLine {
+            journey: r.journey_id.clone(),
+            entered: tr.date(r.entered_at),
+            state: match (r.active, r.outcome.as_deref()) {
+                (true, _) => tr.t("in_progress"),
+                (false, Some("goal")) => tr.t("outcome_goal"),
+                (false, Some("exited")) => tr.t("outcome_exited"),
+                (false, Some("completed")) => tr.t("outcome_completed"),
+                (false, _) => tr.t("ended"),
+            },
+            step: r
+                .state
+                .get("step")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        })
+        .collect();
+    let messages = c
+        .contacts
+        .iter()
+        .map(|m| Fact {
+            name: m.journey_id.clone(),
+            value: tr.channel(m.channel.as_str()).to_string(),
+            extra: tr.date(m.at),
+        })
+        .collect();
+    let merges = c
+        .merges
+        .iter()
+        .map(|m| MergeLine {
+            id: m.id,
+            other: if m.merge.winner == p.id {
+                m.merge.loser.clone()
+            } else {
+                m.merge.winner.clone()
+            },
+            cause: m
+                .merge
+                .identifiers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            when: tr.date(m.created_at),
+            active: m.undone_at.is_none(),
+        })
+        .collect();
+    let channels = Channel::ALL
+        .iter()
+        .map(|ch| (ch.as_str(), tr.channel(ch.as_str())))
+        .collect();
+    let timeline = Timeline {
+        profile: p.id.clone(),
+        lines: events.iter().map(|e| line(tr, e)).collect(),
+        channel: q
+            .channel
+            .clone()
+            .filter(|c| Channel::parse(c).is_some())
+            .unwrap_or_default(),
+        older,
+    };
+    render(CustomerPage {
+        c: session.chrome(),
+        id: p.id.clone(),
+        name: display_name(p),
+        first_seen: tr.date(p.first.ts),
+        last_seen: tr.date(p.last.ts),
+        events: tr.number(p.events),
+        identifiers,
+        traits,
+        consents,
+        audiences,
+        runs,
+        messages,
+        merges,
+        channels,
+        timeline,
+        unmerged: q.unmerged.filter(|u| !u.is_empty()),
+    })
+}
+
+/// The next page of a timeline (htmx swaps it in place of the "older" row).
+pub(crate) async fn timeline(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<TimelineQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let channels = q.channels();
+    let before = q.before;
+    let pid = id.clone();
+    let page = blocking(move || {
+        customers::timeline(
+            store.as_ref(),
+            &actor,
+            &pid,
+            before,
+            &channels,
+            TIMELINE_PAGE,
+        )
+    })
+    .await;
+    let (events, older) = match page {
+        Ok(x) => x,
+        Err(e) => return service_problem(session.chrome(), e),
+    };
+    let tr = Tr { lang: session.lang };
+    render(TimelineRows {
+        c: session.chrome(),
+        timeline: Timeline {
+            profile: id,
+            lines: events.iter().map(|e| line(tr, e)).collect(),
+            channel: q
+                .channel
+                .clone()
+                .filter(|c| Channel::parse(c).is_some())
+                .unwrap_or_default(),
+            older,
+        },
+    })
+}
+
+#[derive(Template)]
+#[template(path = "unmerge.html")]
+struct Unmerge {
+    c: Chrome,
+    id: String,
+    merge: i64,
+    winner: String,
+    winner_anchor: String,
+    loser: String,
+    loser_anchor: String,
+    cause: String,
+    cause_event: String,
+    loser_identifiers: String,
+}
+
+pub(crate) async fn unmerge_page(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path((id, merge)): Path<(String, i64)>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let found = blocking(move || customers::merge(store.as_ref(), &actor, merge)).await;
+    match found {
+        Ok(m) => render(Unmerge {
+            c: session.chrome(),
+            id,
+            merge,
+            winner: m.merge.winner.clone(),
+            winner_anchor: m.merge.winner_anchor.to_string(),
+            loser: m.merge.loser.clone(),
+            loser_anchor: m.merge.loser_anchor.to_string(),
+            cause_event: m.merge.cause.mid.clone(),
+            cause: m
+                .merge
+                .identifiers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            loser_identifiers: m
+                .merge
+                .loser_identifiers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+pub(crate) async fn unmerge(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path((id, merge)): Path<(String, i64)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let pid = id.clone();
+    let done = blocking(move || {
+        parcours_service::identity::unmerge_profile(store.as_ref(), &actor, &pid, merge, now)
+    })
+    .await;
+    match done {
+        Ok(outcome) => {
+            let winner = outcome.winner_profile.unwrap_or(id);
+            let loser = outcome.loser_profile.unwrap_or_default();
+            Redirect::to(&format!(
+                "/console/customers/{}?unmerged={}",
+                urlencoding(&winner),
+                urlencoding(&loser)
+            ))
+            .into_response()
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
