@@ -25,8 +25,10 @@ cargo test --workspace "$@"
 # The SDK matrix: the Node SDKs and both browser SDKs (in Chromium, on a page of another
 # origin) against the binary the tests just built. It installs its npm packages and Debian's
 # chromium when missing, and fails loudly when it cannot.
+# Then the console's end-to-end tests in Chromium on a demo node (same rules).
 if [ "$#" -eq 0 ]; then
   PARCOURS_BIN=target/debug/parcours bash scripts/sdk-matrix.sh
+  PARCOURS_BIN=target/debug/parcours bash scripts/console-e2e.sh
 else
-  echo "test.sh: a filter was given ($*): the SDK matrix runs only in the whole suite (bash scripts/sdk-matrix.sh runs it alone)" >&2
+  echo "test.sh: a filter was given ($*): the SDK matrix and the console's end-to-end tests run only in the whole suite (bash scripts/sdk-matrix.sh and bash scripts/console-e2e.sh run them alone)" >&2
 fi

@@ -137,6 +137,7 @@ pub async fn demo(
     println!("Parcours demo is serving on {url} while it loads the demo history (Ctrl-C to stop).");
     println!("  write key (web shop): {}", load.web_key());
     println!("  admin token:          {}", load.admin_token());
+    println!("  console:              {url}/console (sign in with the admin token)");
     println!("  the API answers now; profiles and audiences fill up as the history arrives.");
     let loading = tokio::spawn(load.run(true));
     tokio::select! {
@@ -195,6 +196,7 @@ impl Demo {
             "Parcours demo: a fashion retailer with a web shop, two apps, 5 stores, email, SMS, a call centre and a chatbot.".into(),
             format!("  {} events unified into {} profiles", self.events, self.profiles),
             format!("  tracking API: {url}/v1/batch   write key (web shop): {}", self.web_key),
+            format!("  console:      {url}/console      sign in with the admin token: {token}"),
             format!("  admin API:    {url}/api/v1      admin token: {token}"),
             format!("  OpenAPI:      {url}/api/openapi.json    metrics: {url}/metrics"),
             String::new(),

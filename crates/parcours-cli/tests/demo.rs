@@ -39,6 +39,14 @@ async fn the_demo_banner_is_read_from_the_data() {
     let client = Client::new(node.url());
     let token = demo.admin_token.as_str();
     let banner = demo.banner().join("\n");
+    // The console, and the token to sign in with.
+    assert!(
+        banner.contains(&format!(
+            "console:      {}/console      sign in with the admin token: {token}",
+            node.url()
+        )),
+        "{banner}"
+    );
 
     // Every audience's figure is its size, and its example is a member found by the
     // identifier the banner prints.

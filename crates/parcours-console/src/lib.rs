@@ -9,6 +9,7 @@
 //! the session's token, which a page of another origin can neither read nor compute; a post
 //! without it, or from another origin, is refused.
 
+mod audiences;
 mod i18n;
 mod pages;
 
@@ -42,6 +43,13 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/console/customers/{id}/unmerge/{merge}",
             get(pages::unmerge_page).post(pages::unmerge),
         )
+        .route(
+            "/console/audiences",
+            get(audiences::audiences).post(audiences::create),
+        )
+        .route("/console/audiences/check", get(audiences::check))
+        .route("/console/audiences/{id}", get(audiences::audience))
+        .route("/console/audiences/{id}/size", get(audiences::size))
         .route("/console/assets/{*path}", get(asset))
         .layer(axum::middleware::map_response(secure_headers))
 }

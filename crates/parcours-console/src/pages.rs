@@ -69,14 +69,23 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn actor(&self) -> Actor {
+    pub(crate) fn tr(&self) -> Tr {
+        Tr { lang: self.lang }
+    }
+
+    /// Admins and marketers change audiences and journeys.
+    pub(crate) fn editor(&self) -> bool {
+        matches!(self.token.role, Role::Admin | Role::Marketer)
+    }
+
+    pub(crate) fn actor(&self) -> Actor {
         Actor {
             instance_admin: self.token.instance_admin,
             ..Actor::new(self.token.workspace_id.clone(), self.token.role)
         }
     }
 
-    fn chrome(&self) -> Chrome {
+    pub(crate) fn chrome(&self) -> Chrome {
         let tr = Tr { lang: self.lang };
         Chrome {
             tr,
@@ -92,7 +101,7 @@ impl Session {
     }
 
     /// The refusal of a form that does not carry this session's CSRF token.
-    fn refusal(&self, given: &str) -> Option<Response> {
+    pub(crate) fn refusal(&self, given: &str) -> Option<Response> {
         // Compared as hashes: the time taken says nothing about the token.
         if Sha256::digest(given.as_bytes()) == Sha256::digest(self.csrf.as_bytes()) {
             None
@@ -222,7 +231,7 @@ pub(crate) struct Signed {
     pub admin: bool,
 }
 
-fn render(t: impl Template) -> Response {
+pub(crate) fn render(t: impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -247,7 +256,7 @@ fn problem(c: Chrome, status: StatusCode, title: &str, message: String) -> Respo
     r
 }
 
-fn service_problem(c: Chrome, e: ServiceError) -> Response {
+pub(crate) fn service_problem(c: Chrome, e: ServiceError) -> Response {
     let (status, title) = match &e {
         ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -265,7 +274,7 @@ fn service_problem(c: Chrome, e: ServiceError) -> Response {
 }
 
 /// Runs a service call on the blocking pool (it reads the store).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {

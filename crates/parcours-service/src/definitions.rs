@@ -240,3 +240,21 @@ pub fn save_destination_as(
         reveal_secret,
     })
 }
+
+/// Checks an audience's text without saving it (the console's live validation): the
+/// condition as it reads back, or where and why it does not read.
+pub fn check_audience(text: &str) -> Result<String, audience::ParseError> {
+    audience::parse(text).map(|c| c.to_string())
+}
+
+/// Members of an audience in profile id order after `after`.
+pub fn members(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<parcours_store::Membership>, ServiceError> {
+    definition(store, actor, DefinitionKind::Audience, id)?;
+    Ok(store.members(&actor.workspace, id, after, limit)?)
+}

@@ -1,0 +1,228 @@
+// Drives the Parcours console in headless Chromium against a node holding the demo data (see
+// scripts/console-e2e.sh, which starts it): sign in, find the demo's omnichannel customer by
+// email, see her shop purchase and her web cart on one timeline, unmerge and see both
+// profiles, switch to French, a read-only token sees no edit control and a forged post is
+// refused. Every page is checked with axe-core (no serious or critical violation) and loads
+// nothing from another origin. Screenshots go to SCREENSHOTS (default ./screenshots).
+//
+// Environment:
+//   PARCOURS_URL      the node, e.g. http://127.0.0.1:8750
+//   ADMIN_TOKEN       an admin token of the demo workspace
+//   READ_ONLY_TOKEN   a read-only token of the same workspace
+//   CUSTOMER_EMAIL    the omnichannel customer's email (from the demo's banner)
+//   CHROMIUM          the browser (default /usr/bin/chromium)
+//   SCREENSHOTS       where screenshots are written
+
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = need('PARCOURS_URL').replace(/\/$/, '');
+const ADMIN = need('ADMIN_TOKEN');
+const READ_ONLY = need('READ_ONLY_TOKEN');
+const EMAIL = need('CUSTOMER_EMAIL');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.SCREENSHOTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'screenshots');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+let failures = 0;
+const check = (ok, what) => {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) failures += 1;
+};
+
+const foreign = [];
+async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
+  const page = await context.newPage();
+  page.on('request', (r) => {
+    if (!r.url().startsWith(BASE) && !r.url().startsWith('data:')) foreign.push(r.url());
+  });
+  page.on('pageerror', (e) => { console.log(`page error: ${e.message}`); failures += 1; });
+  return { context, page };
+}
+
+// axe-core, evaluated in the page through the DevTools protocol (the console's CSP lets no
+// injected script tag run): serious and critical violations fail the run.
+async function accessible(page, name) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
+  });
+  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of result) console.log(`     axe ${name}: ${v.impact} ${v.id} (${v.nodes}): ${v.help}`);
+  check(bad.length === 0, `${name}: no serious or critical accessibility violation`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function signIn(page, token) {
+  await page.goto(`${BASE}/console`);
+  await page.waitForURL(/\/console\/sign-in/);
+  await page.getByLabel('Token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/console\/customers$/);
+}
+
+// Older pages of the timeline are loaded in place (htmx) until `done` holds or none is left.
+async function timelineUntil(page, done, pages = 40) {
+  for (let i = 0; i < pages; i += 1) {
+    if (await done()) return true;
+    const older = page.locator('tr.older a');
+    if ((await older.count()) === 0) return done();
+    const rows = await page.locator('tr.event').count();
+    await older.click();
+    await page.waitForFunction((n) => document.querySelectorAll('tr.event').length > n, rows);
+  }
+  return done();
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  // No name but the loopback ones resolves: a request elsewhere fails at once and is reported.
+  args: ['--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1', '--no-sandbox',
+    '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  // --- an admin
+  const { context, page } = await newPage(browser);
+  await page.goto(`${BASE}/console`);
+  await page.waitForURL(/\/console\/sign-in/);
+  await shot(page, 'sign-in');
+  await accessible(page, 'sign-in');
+  await page.getByLabel('Token').fill('pat_not_a_token_0123456789');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  check(await page.getByRole('alert').innerText().then((t) => t.includes('not valid')), 'a wrong token is refused with a message');
+  await signIn(page, ADMIN);
+  check(true, 'signed in');
+  await shot(page, 'customers');
+  await accessible(page, 'customers');
+
+  await page.getByLabel(/Email, phone/).fill(EMAIL.toUpperCase());
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/\/console\/customers\/p_/);
+  const customerUrl = page.url();
+  check(true, `found ${EMAIL} (typed in capitals) at ${customerUrl}`);
+  const both = await timelineUntil(page, async () => {
+    const store = await page.locator('tr.event:has([data-channel="store"]) td.what', { hasText: 'Order Completed' }).count();
+    const cart = await page.locator('tr.event:has([data-channel="web"]) td.what', { hasText: 'Product Added' }).count();
+    return store > 0 && cart > 0;
+  });
+  check(both, 'her shop purchase and her web cart are on one timeline');
+  await page.goto(customerUrl);
+  await shot(page, 'customer');
+  await accessible(page, 'customer');
+
+  // Filtered to the shop: only shop events.
+  await page.getByLabel('Channel').selectOption('store');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/channel=store/);
+  const channels = await page.locator('tr.event [data-channel]').evaluateAll((els) => els.map((e) => e.dataset.channel));
+  check(channels.length > 0 && channels.every((c) => c === 'store'), `the shop filter shows only shop events (${channels.length})`);
+
+  // French: the same page, translated, remembered.
+  await page.getByRole('link', { name: 'Français' }).click();
+  await page.waitForURL(/\/console\/customers\/p_/);
+  check(await page.locator('html').getAttribute('lang') === 'fr', 'the page is in French');
+  check((await page.locator('#h-timeline').innerText()) === 'Chronologie', 'its headings are translated');
+  await shot(page, 'customer-fr');
+  await accessible(page, 'customer (French)');
+  await page.goto(customerUrl);
+  check((await page.locator('#h-timeline').innerText()) === 'Chronologie', 'French is remembered');
+  await page.getByRole('link', { name: 'English' }).click();
+  await page.waitForURL(/\/console\/customers\/p_/);
+
+  // Unmerge one of her merges: what it will do first, then both profiles.
+  const unmerge = page.getByRole('link', { name: 'Unmerge' }).first();
+  check((await unmerge.count()) > 0, 'an admin sees an unmerge action on her merges');
+  if ((await unmerge.count()) > 0) {
+    await unmerge.click();
+    await page.waitForURL(/\/unmerge\//);
+    await shot(page, 'unmerge');
+    await accessible(page, 'unmerge');
+    await page.getByRole('button', { name: 'Unmerge now' }).click();
+    await page.waitForURL(/unmerged=p_/);
+    check(await page.getByRole('status').innerText().then((t) => t.includes('the two profiles')), 'the unmerge is done and says so');
+    const links = await page.getByRole('status').locator('a').evaluateAll((as) => as.map((a) => a.href));
+    check(links.length === 2 && links[0] !== links[1], 'both profiles are linked');
+    for (const href of links) {
+      const r = await page.goto(href);
+      check(r.status() === 200, `profile ${href.split('/').pop()} opens`);
+    }
+  }
+
+  // Audiences: a definition with a syntax error is pointed at as it is typed and refused on
+  // saving; fixed, it is saved, computed, and its size shown.
+  await page.getByRole('link', { name: 'Audiences' }).click();
+  await page.waitForURL(/\/console\/audiences$/);
+  await shot(page, 'audiences');
+  await accessible(page, 'audiences');
+  await page.getByLabel('Id', { exact: true }).fill('e2e_shop_buyers');
+  await page.getByLabel('Name', { exact: true }).fill('Bought in a shop');
+  await page.getByLabel('Definition').fill('did "Order Completed" on store within 365 dayz');
+  const live = page.locator('#a-check .error');
+  await live.waitFor();
+  const liveText = await live.innerText();
+  check(/Line 1, column \d+/.test(liveText), `the mistake is pointed at as it is typed: ${liveText}`);
+  check(await page.locator('#a-check mark').count() === 1, 'the place is marked');
+  await page.getByRole('button', { name: 'Save and compute' }).click();
+  await page.waitForSelector('#save-error');
+  check(await page.locator('#a-definition').inputValue() === 'did "Order Completed" on store within 365 dayz', 'the refused text is kept');
+  await shot(page, 'audience-error');
+  await page.getByLabel('Definition').fill('did "Order Completed" on store within 365 days');
+  await page.locator('#a-check .ok').waitFor();
+  await page.getByRole('button', { name: 'Save and compute' }).click();
+  await page.waitForURL(/\/console\/audiences\/e2e_shop_buyers$/);
+  await page.locator('#a-size .size').waitFor({ timeout: 60000 });
+  const size = Number((await page.locator('#a-size .size').innerText()).replace(/[^0-9]/g, ''));
+  check(size > 0, `the new audience's size is shown once computed: ${size}`);
+  await page.locator('a[href^="/console/customers/p_"]').first().waitFor({ timeout: 30000 });
+  check(await page.locator('a[href^="/console/customers/p_"]').count() > 0, 'its members are listed');
+  await shot(page, 'audience');
+  await accessible(page, 'audience');
+  await context.close();
+
+  // --- a read-only user
+  const ro = await newPage(browser);
+  await signIn(ro.page, READ_ONLY);
+  await ro.page.goto(customerUrl);
+  const roPage = await ro.page.content();
+  check(roPage.includes('read-only') && (await ro.page.getByRole('link', { name: 'Unmerge' }).count()) === 0,
+    'a read-only token sees no edit control');
+  await ro.page.goto(`${BASE}/console/audiences`);
+  check((await ro.page.locator('form[action="/console/audiences"]').count()) === 0, 'nor an audience editor');
+  const csrf = await ro.page.locator('input[name="csrf"]').first().inputValue();
+  // Posted by hand with a valid form token: the service refuses the role.
+  const byHand = await ro.page.request.post(`${customerUrl}/unmerge/1`, { form: { csrf } });
+  check(byHand.status() === 403, `a read-only post is refused (${byHand.status()})`);
+  // A forged post (another site's page: no form token, another origin): refused.
+  const forged = await ro.page.request.post(`${BASE}/console/sign-out`, {
+    form: { csrf: 'forged' }, headers: { origin: 'https://evil.example' },
+  });
+  check(forged.status() === 403, `a forged post is refused (${forged.status()})`);
+  await ro.context.close();
+} finally {
+  await browser.close();
+}
+
+check(foreign.length === 0, `no request to another origin${foreign.length ? `: ${foreign.slice(0, 5).join(', ')}` : ''}`);
+console.log(`screenshots in ${SHOTS}`);
+if (failures > 0) {
+  console.log(`${failures} check(s) failed`);
+  process.exit(1);
+}
+console.log('console e2e: every check passed');

@@ -1,0 +1,317 @@
+//! Audiences: the list with sizes, the editor with live validation, an audience with its
+//! computation's progress and its members.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use parcours_api::AppState;
+use parcours_service::definitions::{self, AudienceInput};
+use parcours_service::ServiceError;
+use parcours_store::Definition;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::i18n::Tr;
+use crate::pages::{blocking, render, service_problem, Chrome, Session};
+
+/// Members per page.
+const MEMBERS_PAGE: usize = 50;
+
+pub(crate) struct AudienceRow {
+    pub id: String,
+    pub name: String,
+    pub size: String,
+    pub definition: String,
+    pub progress: Option<String>,
+}
+
+/// Where a definition does not read: the message, and its line split at the column so the
+/// page can mark the place.
+pub(crate) struct Mistake {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+    pub before: String,
+    pub at: String,
+    pub after: String,
+}
+
+fn mistake(text: &str) -> Option<Mistake> {
+    let e = definitions::check_audience(text).err()?;
+    let line = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("");
+    let chars: Vec<char> = line.chars().collect();
+    let col = e.column.saturating_sub(1).min(chars.len());
+    let at_end = col >= chars.len();
+    Some(Mistake {
+        message: e.message.clone(),
+        line: e.line,
+        column: e.column,
+        before: chars[..col].iter().collect(),
+        at: if at_end {
+            " ".into()
+        } else {
+            chars[col].to_string()
+        },
+        after: if at_end {
+            String::new()
+        } else {
+            chars[col + 1..].iter().collect()
+        },
+    })
+}
+
+fn progress(tr: Tr, d: &Definition) -> Option<String> {
+    (d.computed_version < d.version).then(|| {
+        format!(
+            "{} {} / {}",
+            tr.t("computing"),
+            tr.number(d.done),
+            tr.number(d.total)
+        )
+    })
+}
+
+fn text_of(d: &Definition) -> String {
+    d.doc
+        .get("condition")
+        .and_then(|c| serde_json::from_value::<parcours_core::audience::Condition>(c.clone()).ok())
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+fn name_of(d: &Definition) -> String {
+    d.doc
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+#[derive(Template)]
+#[template(path = "audiences.html")]
+struct Audiences {
+    c: Chrome,
+    rows: Vec<AudienceRow>,
+    form: NewAudience,
+    editor: bool,
+}
+
+#[derive(Default, Deserialize)]
+pub(crate) struct NewAudience {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub definition: String,
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(skip)]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub mistake: Option<Mistake>,
+}
+
+async fn list(state: &Arc<AppState>, session: &Session, form: NewAudience) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let found = blocking(move || definitions::audiences(store.as_ref(), &actor)).await;
+    match found {
+        Ok(all) => render(Audiences {
+            c: session.chrome(),
+            rows: all
+                .iter()
+                .map(|(d, size)| AudienceRow {
+                    id: d.id.clone(),
+                    name: name_of(d),
+                    size: tr.number(*size),
+                    definition: text_of(d),
+                    progress: progress(tr, d),
+                })
+                .collect(),
+            form,
+            editor: session.editor(),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+pub(crate) async fn audiences(State(state): State<Arc<AppState>>, session: Session) -> Response {
+    list(&state, &session, NewAudience::default()).await
+}
+
+pub(crate) async fn create(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Form(mut form): Form<NewAudience>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let (id, input) = (
+        form.id.trim().to_string(),
+        AudienceInput {
+            name: form.name.trim().to_string(),
+            description: String::new(),
+            definition: Some(form.definition.clone()),
+            condition: None,
+        },
+    );
+    let wanted = id.clone();
+    let saved =
+        blocking(move || definitions::create_audience(store.as_ref(), &actor, &wanted, input, now))
+            .await;
+    match saved {
+        Ok(_) => Redirect::to(&format!("/console/audiences/{id}")).into_response(),
+        Err(ServiceError::Forbidden(m)) => {
+            service_problem(session.chrome(), ServiceError::Forbidden(m))
+        }
+        Err(e) => {
+            form.mistake = mistake(&form.definition);
+            form.error = Some(e.to_string());
+            let mut r = list(&state, &session, form).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audience_check.html")]
+struct Check {
+    c: Chrome,
+    mistake: Option<Mistake>,
+    reads: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CheckQuery {
+    #[serde(default)]
+    definition: String,
+}
+
+/// Live validation: where the text does not read, or how it reads.
+pub(crate) async fn check(session: Session, Query(q): Query<CheckQuery>) -> Response {
+    let reads = definitions::check_audience(&q.definition).unwrap_or_default();
+    render(Check {
+        c: session.chrome(),
+        mistake: if q.definition.trim().is_empty() {
+            None
+        } else {
+            mistake(&q.definition)
+        },
+        reads,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "audience.html")]
+struct AudiencePage {
+    c: Chrome,
+    id: String,
+    name: String,
+    definition: String,
+    size: String,
+    progress: Option<String>,
+    members: Vec<(String, String)>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "audience_size.html")]
+struct Size {
+    c: Chrome,
+    id: String,
+    size: String,
+    progress: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MembersQuery {
+    after: Option<String>,
+}
+
+pub(crate) async fn audience(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let wanted = id.clone();
+    let after = q.after.unwrap_or_default();
+    let found = blocking(move || {
+        let (d, size) = definitions::audience(store.as_ref(), &actor, &wanted)?;
+        let members = definitions::members(store.as_ref(), &actor, &wanted, &after, MEMBERS_PAGE)?;
+        Ok((d, size, members))
+    })
+    .await;
+    match found {
+        Ok((d, size, members)) => {
+            let next = (members.len() == MEMBERS_PAGE)
+                .then(|| members.last().map(|m| m.profile_id.clone()))
+                .flatten();
+            render(AudiencePage {
+                c: session.chrome(),
+                name: name_of(&d),
+                definition: text_of(&d),
+                size: tr.number(size),
+                progress: progress(tr, &d),
+                members: members
+                    .iter()
+                    .map(|m| (m.profile_id.clone(), tr.date(m.since)))
+                    .collect(),
+                next,
+                id,
+            })
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SizeQuery {
+    #[serde(default)]
+    was: String,
+}
+
+/// The size and the computation's progress (polled by the page while it computes; when the
+/// computation ends, the page reloads to list the members).
+pub(crate) async fn size(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<SizeQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let wanted = id.clone();
+    match blocking(move || definitions::audience(store.as_ref(), &actor, &wanted)).await {
+        Ok((d, size)) => {
+            let progress = progress(tr, &d);
+            let done = progress.is_none() && q.was == "computing";
+            let mut r = render(Size {
+                c: session.chrome(),
+                id,
+                size: tr.number(size),
+                progress,
+            });
+            if done {
+                r.headers_mut()
+                    .insert("hx-refresh", axum::http::HeaderValue::from_static("true"));
+            }
+            r
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Console end-to-end tests: a demo node on a temporary data directory and a free port, then
+# console-e2e/run.mjs drives the console in Debian's headless Chromium (playwright-core; the
+# Playwright browser download is not used) and checks each main page with axe-core.
+# Screenshots are written to console-e2e/screenshots (or SCREENSHOTS).
+#
+#   bash scripts/console-e2e.sh                       # uses target/release/parcours
+#   PARCOURS_BIN=target/debug/parcours bash scripts/console-e2e.sh
+#
+# Needs Node 20+ with npm, and Debian's chromium (installed here when running as root).
+# Any missing piece is an error: nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+fail() { echo "console-e2e: $*" >&2; exit 1; }
+
+BIN=${PARCOURS_BIN:-target/release/parcours}
+case "$BIN" in /*) ;; *) BIN="$root/$BIN" ;; esac
+[ -x "$BIN" ] || fail "no Parcours binary at $BIN: build it (cargo build --release -p parcours-cli) or set PARCOURS_BIN"
+
+command -v node >/dev/null || fail "node is not installed (Node 20 or later is needed)"
+command -v npm >/dev/null || fail "npm is not installed"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "Node $(node --version) is too old: Node 20 or later is needed"
+echo "console-e2e: installing playwright-core and axe-core" >&2
+(cd console-e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail "npm ci in console-e2e failed"
+
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$CHROMIUM" = /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "console-e2e: installing Debian's chromium" >&2
+    apt-get update -qq >/dev/null || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || fail "apt-get install chromium failed"
+  fi
+  [ -x "$CHROMIUM" ] || fail "no Chromium at $CHROMIUM: install Debian's chromium package (as root: apt-get install -y chromium) or set CHROMIUM"
+fi
+export CHROMIUM
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A small demo (the same brand and scenarios as `parcours demo`, fewer customers and days).
+(cd "$work" && exec env PARCOURS__DATA_DIR="$work/data" PARCOURS__STORAGE__DURABILITY=normal \
+  "$BIN" demo --port 0 --customers "${DEMO_CUSTOMERS:-300}" --days "${DEMO_DAYS:-45}" \
+  >"$work/demo.out" 2>"$work/demo.err") &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q "Parcours demo is running on" "$work/demo.err" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/demo.err" >&2; fail "the demo node exited"; }
+  sleep 0.5
+done
+grep -q "Parcours demo is running on" "$work/demo.err" || { tail -20 "$work/demo.err" >&2; fail "the demo did not finish loading in 300 s"; }
+
+URL=$(sed -n 's/^Parcours demo is serving on \([^ ]*\) .*/\1/p' "$work/demo.out" | head -1)
+ADMIN_TOKEN=$(sed -n 's/^  admin token: *\([^ ]*\)$/\1/p' "$work/demo.out" | head -1)
+# The banner's example of "Left the cart online, bought in a shop": her web cart and her shop
+# purchase are the timeline the tests look for. She is found in the console by her email.
+USER_ID=$(sed -n 's/.*Left the cart online, bought in a shop.*e\.g\. user_id \([^ ]*\)$/\1/p' "$work/demo.out" | head -1)
+[ -n "$URL" ] || fail "no URL in the demo's output"
+[ -n "$ADMIN_TOKEN" ] || fail "no admin token in the demo's output"
+[ -n "$USER_ID" ] || { cat "$work/demo.out" >&2; fail "no example of the web-cart, shop-purchase audience in the demo's banner"; }
+grep -q "console: *$URL/console" "$work/demo.out" || fail "the demo does not print the console's URL"
+json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(eval(process.argv[1]))})' "$1"; }
+EMAIL=$(curl -sf -H "authorization: Bearer $ADMIN_TOKEN" "$URL/api/v1/profiles/lookup?type=user_id&value=$USER_ID" \
+  | json 'v.identifiers.find(i => i.type === "email").value') || fail "could not look up $USER_ID"
+
+READ_ONLY_TOKEN=$(curl -sf -X POST "$URL/api/v1/tokens" -H "authorization: Bearer $ADMIN_TOKEN" \
+  -H 'content-type: application/json' -d '{"name": "console e2e viewer", "role": "read_only"}' \
+  | json 'v.secret') \
+  || fail "could not create a read-only token"
+
+echo "console-e2e: demo on $URL, customer $EMAIL" >&2
+PARCOURS_URL=$URL ADMIN_TOKEN=$ADMIN_TOKEN READ_ONLY_TOKEN=$READ_ONLY_TOKEN CUSTOMER_EMAIL=$EMAIL \
+  node console-e2e/run.mjs
