@@ -194,6 +194,41 @@ try {
   check(await page.locator('a[href^="/console/customers/p_"]').count() > 0, 'its members are listed');
   await shot(page, 'audience');
   await accessible(page, 'audience');
+
+  // Journeys: the list with live counts, and one journey's graph.
+  await page.getByRole('link', { name: 'Journeys' }).click();
+  await page.waitForURL(/\/console\/journeys$/);
+  await shot(page, 'journeys');
+  await accessible(page, 'journeys');
+  await page.getByRole('link', { name: 'Abandoned cart' }).click();
+  await page.waitForURL(/\/console\/journeys\/abandoned-cart$/);
+  const steps = await page.locator('#journey-graph g.node[data-step]').count();
+  check(steps >= 3, `the journey's graph shows its steps (${steps})`);
+  check(await page.locator('#journey-graph .edge').count() >= steps, 'and the ways between them');
+  await shot(page, 'journey');
+  await accessible(page, 'journey');
+
+  // Messages: a captured email, as the customer would see it.
+  await page.getByRole('link', { name: 'Messages' }).click();
+  await page.waitForURL(/\/console\/messages/);
+  await shot(page, 'messages');
+  await accessible(page, 'messages');
+  // The welcome email of the customer the script signed up (the journey sends it within
+  // moments: the page is read again until it is there).
+  const first = page.locator('tbody tr', { hasText: 'lea.e2e@example.com' }).locator('td:first-child a').first();
+  for (let i = 0; i < 30 && (await first.count()) === 0; i += 1) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check(await first.count() === 1, 'captured emails are listed');
+  await first.click();
+  await page.waitForURL(/\/console\/messages\/[^/]+$/);
+  const frame = page.frameLocator('iframe.email');
+  const body = await frame.locator('body').innerText();
+  check(body.trim().length > 20, `the email is shown in its frame: ${body.trim().slice(0, 60)}…`);
+  check(await page.locator('iframe.email').getAttribute('sandbox') === '', 'in a sandbox (no script, no navigation)');
+  await shot(page, 'message');
+  await accessible(page, 'message');
   await context.close();
 
   // --- a read-only user

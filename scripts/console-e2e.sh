@@ -78,6 +78,16 @@ READ_ONLY_TOKEN=$(curl -sf -X POST "$URL/api/v1/tokens" -H "authorization: Beare
   | json 'v.secret') \
   || fail "could not create a read-only token"
 
+# A new customer signs up on the web now, with consent: the demo's welcome journey sends her
+# its first email at once, to the capture channel (the Messages page shows it).
+WEB_KEY=$(sed -n 's/^  write key (web shop): *\([^ ]*\)$/\1/p' "$work/demo.out" | head -1)
+[ -n "$WEB_KEY" ] || fail "no web write key in the demo's output"
+consent='"context": {"consent": {"categoryPreferences": {"marketing": true, "analytics": true}}}'
+curl -sf -u "$WEB_KEY:" "$URL/v1/batch" -H 'content-type: application/json' -d "{\"batch\": [
+  {\"type\": \"identify\", \"userId\": \"e2e-lea\", \"traits\": {\"email\": \"lea.e2e@example.com\", \"first_name\": \"Léa\"}, $consent},
+  {\"type\": \"track\", \"userId\": \"e2e-lea\", \"event\": \"Signed Up\", $consent}]}" >/dev/null \
+  || fail "could not send the sign-up"
+
 echo "console-e2e: demo on $URL, customer $EMAIL" >&2
 PARCOURS_URL=$URL ADMIN_TOKEN=$ADMIN_TOKEN READ_ONLY_TOKEN=$READ_ONLY_TOKEN CUSTOMER_EMAIL=$EMAIL \
   node console-e2e/run.mjs

@@ -11,6 +11,8 @@
 
 mod audiences;
 mod i18n;
+mod journeys;
+mod messages;
 mod pages;
 
 use std::sync::Arc;
@@ -50,6 +52,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/audiences/check", get(audiences::check))
         .route("/console/audiences/{id}", get(audiences::audience))
         .route("/console/audiences/{id}/size", get(audiences::size))
+        .route("/console/journeys", get(journeys::list))
+        .route("/console/journeys/{id}", get(journeys::journey))
+        .route("/console/messages", get(messages::list))
+        .route("/console/messages/{key}", get(messages::message))
+        .route("/console/messages/{key}/html", get(messages::html))
         .route("/console/assets/{*path}", get(asset))
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -57,6 +64,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Every console answer: nothing from another origin, no framing, no sniffing.
 async fn secure_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
+    // A page that sets its own (an email's frame) keeps it.
+    if h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return r;
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

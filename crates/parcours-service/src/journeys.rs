@@ -638,3 +638,16 @@ pub fn simulate(
     let mut processor = parcours_engine::journeys::JourneyProcessor::default();
     Ok(processor.simulate(store, &actor.workspace, &j, from, to, progress)?)
 }
+
+/// A journey's live counts and report: runs in progress and ended, where they wait, and how
+/// each group ended and each decision was taken (the console's graph).
+pub fn counts(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+) -> Result<(parcours_store::RunCounts, parcours_store::JourneyStats), ServiceError> {
+    Ok((
+        store.run_counts(&actor.workspace, id)?,
+        store.journey_stats(&actor.workspace, id)?,
+    ))
+}

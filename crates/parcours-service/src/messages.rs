@@ -601,6 +601,53 @@ pub fn unsuppress(
     }
 }
 
+/// The messages journeys sent on a channel, newest first (ids below `before` when given):
+/// each outbox row with the message as the customer received it (or, on the capture
+/// channel, would have), its secret left out.
+pub fn sent(
+    store: &dyn Store,
+    actor: &Actor,
+    channel: MessageChannel,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<(parcours_store::OutboxRow, Option<Outgoing>)>, ServiceError> {
+    let lane = parcours_engine::journeys::destination(channel);
+    let rows = store.outbox_rows(&parcours_store::OutboxPage {
+        workspace_id: &actor.workspace,
+        destination: &lane,
+        state: None,
+        before_id: before,
+        limit: limit.clamp(1, 500),
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let m = serde_json::from_str::<Outgoing>(&r.payload)
+                .ok()
+                .map(|mut m| {
+                    m.secret = None;
+                    m
+                });
+            (r, m)
+        })
+        .collect())
+}
+
+/// One message of the actor's workspace by key, with its outbox row (its secret left out).
+pub fn sent_one(
+    store: &dyn Store,
+    actor: &Actor,
+    key: &str,
+) -> Result<(parcours_store::OutboxRow, Outgoing), ServiceError> {
+    let not_found = || ServiceError::NotFound(format!("message {key}"));
+    let row = store
+        .outbox_row_by_key(&actor.workspace, key)?
+        .ok_or_else(not_found)?;
+    let mut m = message(store, &actor.workspace, key)?;
+    m.secret = None;
+    Ok((row, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,303 @@
+//! Journeys: the list with live counts, and each journey's graph (its steps as nodes, with
+//! how many runs wait at each and what each decided).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use parcours_api::AppState;
+use parcours_core::journey::{Action, Journey, Target};
+use parcours_service::journeys;
+
+use crate::pages::{blocking, render, service_problem, Chrome, Session};
+
+pub(crate) struct JourneyRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub version: u32,
+    pub active: String,
+    pub ended: String,
+}
+
+#[derive(Template)]
+#[template(path = "journeys.html")]
+struct Journeys {
+    c: Chrome,
+    rows: Vec<JourneyRow>,
+}
+
+pub(crate) async fn list(State(state): State<Arc<AppState>>, session: Session) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let found = blocking(move || {
+        let mut out = Vec::new();
+        for v in journeys::list(store.as_ref(), &actor)? {
+            let (counts, _) = journeys::counts(store.as_ref(), &actor, &v.journey_id)?;
+            out.push((v, counts));
+        }
+        Ok(out)
+    })
+    .await;
+    match found {
+        Ok(all) => render(Journeys {
+            c: session.chrome(),
+            rows: all
+                .iter()
+                .map(|(v, n)| JourneyRow {
+                    name: journeys::read(&v.journey_id, &v.source)
+                        .map(|j| j.name)
+                        .unwrap_or_default(),
+                    id: v.journey_id.clone(),
+                    status: v.status.clone(),
+                    version: v.version,
+                    active: tr.number(n.active),
+                    ended: tr.number(n.ended),
+                })
+                .collect(),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+/// One step of the graph.
+pub(crate) struct Node {
+    pub id: String,
+    pub kind: String,
+    pub what: String,
+    pub waiting: String,
+    pub decisions: String,
+    pub y: usize,
+    /// Where it goes, as `(label, target)`, the end being `end`.
+    pub edges: Vec<(String, String)>,
+}
+
+/// An arrow between two boxes: straight down to the next one, or around on the right.
+pub(crate) struct Arrow {
+    pub path: String,
+    pub label: String,
+    pub label_x: usize,
+    pub label_y: usize,
+}
+
+const BOX_H: usize = 64;
+const GAP: usize = 36;
+const TOP: usize = 10;
+
+fn target_name(t: &Target) -> String {
+    match t {
+        Target::Step(s) => s.clone(),
+        Target::End => "end".into(),
+    }
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Wait { ms } => parcours_core::journey::doc::format_duration(*ms),
+        Action::WaitUntil {
+            time, date_trait, ..
+        } => {
+            let at = time
+                .map(|t| format!("{:02}:{:02}", t.hour(), t.minute()))
+                .unwrap_or_default();
+            match date_trait {
+                Some(d) => format!("{d} {at}"),
+                None => at,
+            }
+        }
+        Action::WaitFor {
+            event, timeout_ms, ..
+        } => format!(
+            "{event} ≤ {}",
+            parcours_core::journey::doc::format_duration(*timeout_ms)
+        ),
+        Action::Branch { condition, .. } => condition.to_string(),
+        Action::Split { variants } => variants
+            .iter()
+            .map(|v| format!("{} {}", v.name, v.weight))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        Action::Send(m) => m.channel.as_str().to_string(),
+        Action::UpdateTrait { name, .. } => name.clone(),
+        Action::Webhook { url, .. } => url.clone(),
+        Action::AdAudience { destination, add } => {
+            format!("{} {destination}", if *add { "+" } else { "−" })
+        }
+        Action::Exit => String::new(),
+    }
+}
+
+fn edges(j: &Journey, i: usize) -> Vec<(String, String)> {
+    let step = &j.steps[i];
+    let following = || match &step.next {
+        Some(t) => target_name(t),
+        None => j
+            .steps
+            .get(i + 1)
+            .map(|s| s.id.clone())
+            .unwrap_or_else(|| "end".into()),
+    };
+    match &step.action {
+        Action::WaitFor {
+            on_event,
+            on_timeout,
+            ..
+        } => vec![
+            ("event".into(), target_name(on_event)),
+            ("timeout".into(), target_name(on_timeout)),
+        ],
+        Action::Branch {
+            then, otherwise, ..
+        } => vec![
+            ("yes".into(), target_name(then)),
+            ("no".into(), target_name(otherwise)),
+        ],
+        Action::Split { variants } => variants
+            .iter()
+            .map(|v| (v.name.clone(), target_name(&v.next)))
+            .collect(),
+        Action::Exit => vec![(String::new(), "end".into())],
+        _ => vec![(String::new(), following())],
+    }
+}
+
+#[derive(Template)]
+#[template(path = "journey.html")]
+struct JourneyPage {
+    c: Chrome,
+    id: String,
+    name: String,
+    status: String,
+    version: u32,
+    entered: String,
+    active: String,
+    converted: String,
+    exited: String,
+    completed: String,
+    nodes: Vec<Node>,
+    arrows: Vec<Arrow>,
+    end_y: usize,
+    height: usize,
+    source: String,
+}
+
+pub(crate) async fn journey(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let wanted = id.clone();
+    let found = blocking(move || {
+        let (v, _) = journeys::get(store.as_ref(), &actor, &wanted, None)?;
+        let j = journeys::read(&wanted, &v.source)?;
+        let (counts, stats) = journeys::counts(store.as_ref(), &actor, &wanted)?;
+        Ok((v, j, counts, stats))
+    })
+    .await;
+    let (v, j, counts, stats) = match found {
+        Ok(x) => x,
+        Err(e) => return service_problem(session.chrome(), e),
+    };
+    let waiting: BTreeMap<&str, u64> = counts
+        .waiting
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    let mut decided: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+    for (step, code, n) in &stats.decisions {
+        if let Some(step) = step {
+            decided
+                .entry(step.as_str())
+                .or_default()
+                .push((code.clone(), *n));
+        }
+    }
+    let y_of = |i: usize| TOP + i * (BOX_H + GAP);
+    let nodes: Vec<Node> = j
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Node {
+            id: s.id.clone(),
+            kind: s.action.kind().to_string(),
+            what: describe(&s.action).chars().take(48).collect(),
+            waiting: tr.number(waiting.get(s.id.as_str()).copied().unwrap_or(0)),
+            decisions: decided
+                .get(s.id.as_str())
+                .map(|d| {
+                    d.iter()
+                        .map(|(code, n)| format!("{code} {}", tr.number(*n)))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                })
+                .unwrap_or_default(),
+            y: y_of(i),
+            edges: edges(&j, i),
+        })
+        .collect();
+    let index: BTreeMap<&str, usize> = j
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .chain(std::iter::once(("end", j.steps.len())))
+        .collect();
+    let mut arrows = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for (k, (label, to)) in n.edges.iter().enumerate() {
+            let Some(&t) = index.get(to.as_str()) else {
+                continue;
+            };
+            let (from_y, to_y) = (y_of(i) + BOX_H, y_of(t));
+            if t == i + 1 && k == 0 {
+                arrows.push(Arrow {
+                    path: format!("M 200 {from_y} L 200 {}", to_y - 2),
+                    label: label.clone(),
+                    label_x: 208,
+                    label_y: from_y + GAP / 2 + 4,
+                });
+            } else {
+                // Around the boxes on the right, further out for each further edge; into
+                // the end's box on its right side.
+                let x = 400 + 24 * (k + 1) + 12 * (i % 3);
+                let mid = y_of(i) + BOX_H / 2;
+                let (end, into) = if t == j.steps.len() {
+                    (y_of(t) + 18, 262)
+                } else {
+                    (y_of(t) + BOX_H / 2, 382)
+                };
+                arrows.push(Arrow {
+                    path: format!("M 380 {mid} L {x} {mid} L {x} {end} L {into} {end}"),
+                    label: label.clone(),
+                    label_x: x + 4,
+                    label_y: mid.min(end) + mid.abs_diff(end) / 2 + 4,
+                });
+            }
+        }
+    }
+    let end_y = y_of(j.steps.len());
+    let group = |f: fn(&parcours_store::GroupStats) -> u64| -> String {
+        tr.number(stats.groups.iter().map(f).sum())
+    };
+    render(JourneyPage {
+        c: session.chrome(),
+        name: j.name.clone(),
+        status: v.status.clone(),
+        version: v.version,
+        entered: group(|g| g.entered),
+        active: tr.number(counts.active),
+        converted: group(|g| g.converted),
+        exited: group(|g| g.exited),
+        completed: group(|g| g.completed),
+        height: end_y + 50,
+        end_y,
+        nodes,
+        arrows,
+        source: v.source.clone(),
+        id,
+    })
+}
