@@ -263,6 +263,19 @@ enum TokenAction {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// Each main page of the console on the demo data set (a signed-in session over HTTP),
+    /// against the same customer read from the admin API.
+    Console {
+        /// Customers of the demo data.
+        #[arg(long, default_value_t = 3000)]
+        customers: usize,
+        /// Days of the demo's history.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Requests per page.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Ingest over HTTP and unify, against the raw SQLite INSERT rate of the same rows (or,
     /// with --database postgres://…, 1 and 3 nodes against the raw COPY rate).
     Ingest {
@@ -609,6 +622,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     lead_secs,
                     spread_secs,
                 },
+            })
+            .await
+        }
+        Command::Bench {
+            which:
+                BenchKind::Console {
+                    customers,
+                    days,
+                    rounds,
+                },
+        } => {
+            parcours_cli::bench_console::run(parcours_cli::bench_console::ConsoleBench {
+                customers: customers.max(1),
+                days: days.max(1),
+                rounds: rounds.max(1),
             })
             .await
         }
