@@ -329,7 +329,95 @@ async fn a_read_only_session_sees_no_edit_control_and_cannot_act(backend: Backen
     t.stop().await;
 }
 
+/// Crafted addresses, markup in a customer's traits and in a search, a path out of the
+/// assets, an unknown customer: each gets a clear answer, and nothing runs or breaks.
+async fn hostile_input_gets_plain_answers(backend: Backend) {
+    let t = start_on("console-hostile", backend, |_| {}).await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "mal", "traits": {
+            "email": "mal@example.com", "first_name": "<img src=x onerror=alert(1)>",
+            "bio": "</td><script>alert(2)</script>"}},
+    ]}))
+    .await;
+    t.unified().await;
+    let cookie = sign_in(&t, ADMIN).await;
+    // A header cannot carry a line break or a non-ASCII character: percent-encoded, never a
+    // failed answer, never a second header.
+    for back in [
+        "/console/%0D%0Aset-cookie:%20x=1",
+        "/console/customers/%C3%A9t%C3%A9",
+        "https://evil.example/",
+        "/%2F%2Fevil.example",
+    ] {
+        let r = get(&t, &format!("/console/lang?to=fr&back={back}"), &cookie).await;
+        assert_eq!(r.status, 303, "{back}");
+        let location = header(&r, "location");
+        assert!(location.starts_with("/console"), "{back} → {location}");
+        assert!(!location.contains(['\r', '\n']), "{back} → {location:?}");
+        assert_eq!(r.headers.get_all("set-cookie").iter().count(), 1, "{back}");
+    }
+    let r = post(
+        &t,
+        "/console/sign-in",
+        &[],
+        &format!("token={ADMIN}&next=/console/%0Ax%E2%9C%93"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(header(&r, "location"), "/console/%0Ax%E2%9C%93");
+    // Markup is shown as text.
+    let r = get(&t, "/console/customers?q=mal%40example.com", &cookie).await;
+    let page = text(&get(&t, header(&r, "location"), &cookie).await);
+    assert!(
+        page.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{page}"
+    );
+    assert!(!page.contains("<img src=x"), "{page}");
+    assert!(!page.contains("<script>alert(2)"), "{page}");
+    let r = get(
+        &t,
+        "/console/customers?q=%3Cscript%3Ealert(3)%3C%2Fscript%3E",
+        &cookie,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(!text(&r).contains("<script>alert(3)"), "{}", text(&r));
+    // A long search is a search that finds no one.
+    let long = "x".repeat(20_000);
+    let r = get(&t, &format!("/console/customers?q={long}"), &cookie).await;
+    assert_eq!(r.status, 200);
+    assert!(text(&r).contains("No customer has this identifier."));
+    // No way out of the assets; an unknown customer or audience is a page that says so.
+    for path in [
+        "/console/assets/../../Cargo.toml",
+        "/console/assets/%2E%2E/%2E%2E/Cargo.toml",
+        "/console/assets/vendor/../../src/lib.rs",
+    ] {
+        let r = get(&t, path, &cookie).await;
+        assert_eq!(r.status, 404, "{path}: {}", text(&r));
+    }
+    let r = get(&t, "/console/assets/vendor/htmx.min.js", &cookie).await;
+    assert_eq!(r.status, 200);
+    assert!(header(&r, "content-type").starts_with("text/javascript"));
+    let r = get(&t, "/console/customers/p_nobody", &cookie).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        text(&r).contains("profile p_nobody not found"),
+        "{}",
+        text(&r)
+    );
+    let r = get(&t, "/console/audiences/nothing", &cookie).await;
+    assert_eq!(r.status, 404);
+    let r = get(&t, "/console/messages/no%3Asuch%3Akey", &cookie).await;
+    assert_eq!(r.status, 404);
+    // A customer's page with a timeline cursor that is not a number: refused, plainly.
+    let r = get(&t, "/console/customers/p_nobody?before=abc", &cookie).await;
+    assert_eq!(r.status, 400);
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
+    hostile_input_gets_plain_answers,
 );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use parcours_api::AppState;
 use parcours_service::definitions::{self, AudienceInput};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::i18n::Tr;
-use crate::pages::{blocking, render, service_problem, Chrome, Session};
+use crate::pages::{blocking, render, see_other, service_problem, Chrome, Session};
 
 /// Members per page.
 const MEMBERS_PAGE: usize = 50;
@@ -171,7 +171,7 @@ pub(crate) async fn create(
         blocking(move || definitions::create_audience(store.as_ref(), &actor, &wanted, input, now))
             .await;
     match saved {
-        Ok(_) => Redirect::to(&format!("/console/audiences/{id}")).into_response(),
+        Ok(_) => see_other(&format!("/console/audiences/{id}")),
         Err(ServiceError::Forbidden(m)) => {
             service_problem(session.chrome(), ServiceError::Forbidden(m))
         }

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use parcours_api::AppState;
 use parcours_core::Channel;
@@ -134,6 +134,30 @@ fn safe_back(back: &str) -> &str {
     }
 }
 
+/// A `303 See Other` to a console page. A header carries only visible ASCII, so anything else
+/// in `location` (a customer id in another script, a control character in a crafted `back`)
+/// is percent-encoded; a place outside the console becomes the customers page.
+pub(crate) fn see_other(location: &str) -> Response {
+    let mut encoded = String::new();
+    for c in safe_back(location).chars() {
+        if c.is_ascii_graphic() {
+            encoded.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&encoded)
+            .unwrap_or_else(|_| HeaderValue::from_static("/console/customers")),
+    );
+    r
+}
+
 /// A post whose `Origin` is another site's is refused, whatever it carries.
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
@@ -157,9 +181,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
     ) -> Result<Self, Self::Rejection> {
         let lang = lang_of(&parts.headers);
         let path = here(parts);
-        let sign_in = || {
-            Redirect::to(&format!("/console/sign-in?next={}", urlencoding(&path))).into_response()
-        };
+        let sign_in = || see_other(&format!("/console/sign-in?next={}", urlencoding(&path)));
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(sign_in());
         };
@@ -284,8 +306,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
 }
 
-pub(crate) async fn home() -> Redirect {
-    Redirect::to("/console/customers")
+pub(crate) async fn home() -> Response {
+    see_other("/console/customers")
 }
 
 #[derive(Template)]
@@ -349,7 +371,7 @@ pub(crate) async fn sign_in(
     if !plausible || parcours_api::admin_token(&state, secret).await.is_err() {
         return again("invalid_token", StatusCode::UNAUTHORIZED);
     }
-    let mut r = Redirect::to(&next).into_response();
+    let mut r = see_other(&next);
     let cookie = format!(
         "{SESSION_COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
     );
@@ -369,7 +391,7 @@ pub(crate) async fn sign_out(session: Session, Form(form): Form<CsrfForm>) -> Re
     if let Some(r) = session.refusal(&form.csrf) {
         return r;
     }
-    let mut r = Redirect::to("/console/sign-in").into_response();
+    let mut r = see_other("/console/sign-in");
     r.headers_mut().append(
         header::SET_COOKIE,
         HeaderValue::from_static(
@@ -388,7 +410,7 @@ pub(crate) struct LangQuery {
 /// Switches the language (remembered for a year in this browser) and goes back.
 pub(crate) async fn set_lang(Query(q): Query<LangQuery>) -> Response {
     let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
-    let mut r = Redirect::to(safe_back(q.back.as_deref().unwrap_or(""))).into_response();
+    let mut r = see_other(q.back.as_deref().unwrap_or(""));
     let cookie = format!(
         "{LANG_COOKIE}={}; Path=/console; SameSite=Lax; Max-Age=31536000",
         lang.code()
@@ -475,7 +497,7 @@ pub(crate) async fn customers(
         .await;
         return match found {
             Ok(found) if found.len() == 1 => {
-                Redirect::to(&format!("/console/customers/{}", found[0].0.id)).into_response()
+                see_other(&format!("/console/customers/{}", found[0].0.id))
             }
             Ok(found) => render(Customers {
                 c: session.chrome(),
@@ -697,7 +719,7 @@ pub(crate) async fn customer(
     };
     // A merged id shows the profile that holds it, under its own address.
     if c.profile.id != id {
-        return Redirect::to(&format!("/console/customers/{}", c.profile.id)).into_response();
+        return see_other(&format!("/console/customers/{}", c.profile.id));
     }
     let tr = Tr { lang: session.lang };
     let p = &c.profile;
@@ -951,12 +973,11 @@ pub(crate) async fn unmerge(
         Ok(outcome) => {
             let winner = outcome.winner_profile.unwrap_or(id);
             let loser = outcome.loser_profile.unwrap_or_default();
-            Redirect::to(&format!(
+            see_other(&format!(
                 "/console/customers/{}?unmerged={}",
                 urlencoding(&winner),
                 urlencoding(&loser)
             ))
-            .into_response()
         }
         Err(e) => service_problem(session.chrome(), e),
     }
