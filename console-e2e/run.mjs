@@ -229,6 +229,13 @@ try {
   check(await page.locator('iframe.email').getAttribute('sandbox') === '', 'in a sandbox (no script, no navigation)');
   await shot(page, 'message');
   await accessible(page, 'message');
+
+  // Data quality: the lags and the quarantine.
+  await page.getByRole('link', { name: 'Data quality' }).click();
+  await page.waitForURL(/\/console\/quality$/);
+  check(await page.locator('#unify-lag').count() === 1, 'data quality shows how far behind profiles are');
+  await shot(page, 'quality');
+  await accessible(page, 'quality');
   await context.close();
 
   // --- a read-only user

@@ -14,6 +14,7 @@ mod i18n;
 mod journeys;
 mod messages;
 mod pages;
+mod quality;
 
 use std::sync::Arc;
 
@@ -57,6 +58,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/messages", get(messages::list))
         .route("/console/messages/{key}", get(messages::message))
         .route("/console/messages/{key}/html", get(messages::html))
+        .route("/console/quality", get(quality::list))
+        .route(
+            "/console/quality/{id}",
+            get(quality::entry).post(quality::act),
+        )
         .route("/console/assets/{*path}", get(asset))
         .layer(axum::middleware::map_response(secure_headers))
 }
