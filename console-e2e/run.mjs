@@ -236,6 +236,13 @@ try {
   check(await page.locator('#unify-lag').count() === 1, 'data quality shows how far behind profiles are');
   await shot(page, 'quality');
   await accessible(page, 'quality');
+
+  // Settings: sources with what to paste, tokens with their roles.
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.waitForURL(/\/console\/settings$/);
+  check(await page.locator('#h-tokens').count() === 1, 'an admin sees the tokens');
+  await shot(page, 'settings');
+  await accessible(page, 'settings');
   await context.close();
 
   // --- a read-only user

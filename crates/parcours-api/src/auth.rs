@@ -87,7 +87,7 @@ impl AppState {
     }
 
     /// Forgets every cached secret (after a revocation, rotation or deletion on this node).
-    pub(crate) fn forget_credentials(&self) {
+    pub fn forget_credentials(&self) {
         self.auth
             .sources
             .write()

@@ -469,9 +469,119 @@ async fn a_quarantined_event_is_fixed_and_replayed(backend: Backend) {
     t.stop().await;
 }
 
+/// The value shown in the element with this id.
+fn shown(page: &str, id: &str) -> String {
+    let at = page
+        .find(&format!("id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let rest = &page[at + id.len() + 6..];
+    rest[..rest.find('<').unwrap()].to_string()
+}
+
+/// Settings: an admin creates a source (its key shown once, with what to paste, and it
+/// sends) and a token (its secret shown once, it signs in), then revokes the token and its
+/// session ends; a read-only user sees neither tokens nor forms and cannot post them.
+async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
+    let t = start_on("console-settings", backend, |_| {}).await;
+    let admin = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    let csrf = field(&page, "csrf");
+    let h = [("cookie", admin.as_str())];
+    let r = post(
+        &t,
+        "/console/settings/sources",
+        &h,
+        &format!("csrf={csrf}&name=POS+Lyon&channel=store"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let made = text(&r);
+    let key = shown(&made, "made-secret");
+    assert!(key.starts_with("wk_"), "{key}");
+    assert!(
+        made.contains(&format!("curl -u &#39;{key}:&#39;")),
+        "{made}"
+    );
+    let auth = format!("Basic {}", parcours_testkit::http::basic(&key));
+    let sent = t
+        .client
+        .request(
+            "POST".parse().unwrap(),
+            "/v1/track",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            r#"{"userId": "u1", "event": "Order Completed"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 200, "{}", String::from_utf8_lossy(&sent.body));
+    // Shown once: the settings page lists the source, never its key.
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    assert!(page.contains("POS Lyon") && !page.contains(&key), "{page}");
+    // A token, signed in with, then revoked.
+    let r = post(
+        &t,
+        "/console/settings/tokens",
+        &h,
+        &format!("csrf={csrf}&name=Shop+tablet&role=read_only&expires_in_days=30"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let secret = shown(&text(&r), "made-secret");
+    let viewer = sign_in(&t, &secret).await;
+    let page = text(&get(&t, "/console/settings", &viewer).await);
+    assert!(!page.contains("h-tokens"), "{page}");
+    assert!(
+        !page.contains("action=\"/console/settings/sources\""),
+        "{page}"
+    );
+    let viewer_csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/settings/tokens",
+        &[("cookie", viewer.as_str())],
+        &format!("csrf={viewer_csrf}&name=mine&role=admin"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", text(&r));
+    let r = post(
+        &t,
+        "/console/settings/tokens",
+        &h,
+        &format!("csrf={csrf}&name=x&role=admin&expires_in_days=soon"),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(text(&r).contains("The expiry is a number of days."));
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    let id = page
+        .split("action=\"/console/settings/tokens/")
+        .skip(1)
+        .map(|s| s[..s.find('/').unwrap()].to_string())
+        .find(|id| page.contains(&format!("Shop tablet <code class=\"muted\">{id}")))
+        .expect("a revoke form for the tablet's token");
+    let r = post(
+        &t,
+        &format!("/console/settings/tokens/{id}/revoke"),
+        &h,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let r = get(&t, "/console/customers", &viewer).await;
+    assert_eq!(
+        r.status, 303,
+        "the revoked token's session ended at once on this node"
+    );
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
     hostile_input_gets_plain_answers,
     a_quarantined_event_is_fixed_and_replayed,
+    sources_and_tokens_are_made_and_revoked,
 );

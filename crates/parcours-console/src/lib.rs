@@ -15,6 +15,7 @@ mod journeys;
 mod messages;
 mod pages;
 mod quality;
+mod settings;
 
 use std::sync::Arc;
 
@@ -62,6 +63,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/console/quality/{id}",
             get(quality::entry).post(quality::act),
+        )
+        .route("/console/settings", get(settings::settings))
+        .route("/console/settings/sources", post(settings::new_source))
+        .route("/console/settings/tokens", post(settings::new_token))
+        .route(
+            "/console/settings/tokens/{id}/revoke",
+            post(settings::revoke_token),
         )
         .route("/console/assets/{*path}", get(asset))
         .layer(axum::middleware::map_response(secure_headers))

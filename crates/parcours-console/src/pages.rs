@@ -73,6 +73,11 @@ impl Session {
         Tr { lang: self.lang }
     }
 
+    /// Admins manage sources, tokens and the quarantine.
+    pub(crate) fn admin(&self) -> bool {
+        self.token.role == Role::Admin
+    }
+
     /// Admins and marketers change audiences and journeys.
     pub(crate) fn editor(&self) -> bool {
         matches!(self.token.role, Role::Admin | Role::Marketer)

@@ -342,3 +342,96 @@ pub fn parse_role(role: &str) -> Result<Role, KeyError> {
         ))
     })
 }
+
+impl From<KeyError> for crate::ServiceError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Invalid(message) => crate::ServiceError::Invalid {
+                code: "invalid_parameter",
+                message,
+            },
+            KeyError::Store(e) => crate::ServiceError::Store(e),
+        }
+    }
+}
+
+/// The workspace's sources (every role reads them; their keys are never shown again).
+pub fn sources_of(
+    store: &dyn Store,
+    actor: &crate::Actor,
+) -> Result<Vec<Source>, crate::ServiceError> {
+    Ok(store.sources(&actor.workspace)?)
+}
+
+/// The workspace's tokens (admins: they manage them).
+pub fn tokens_of(
+    store: &dyn Store,
+    actor: &crate::Actor,
+) -> Result<Vec<Token>, crate::ServiceError> {
+    actor.require_admin()?;
+    Ok(store.tokens(&actor.workspace)?)
+}
+
+/// A new source and its write key, shown once (admins).
+pub fn create_source_as(
+    store: &dyn Store,
+    actor: &crate::Actor,
+    name: &str,
+    channel: Option<&str>,
+    now: Millis,
+) -> Result<(Source, String), crate::ServiceError> {
+    actor.require_admin()?;
+    let channel = channel
+        .filter(|c| !c.trim().is_empty())
+        .map(parse_channel)
+        .transpose()?;
+    Ok(create_source(
+        store,
+        &actor.workspace,
+        name,
+        channel,
+        &[],
+        now,
+    )?)
+}
+
+/// A new token and its secret, shown once (admins).
+pub fn create_token_as(
+    store: &dyn Store,
+    actor: &crate::Actor,
+    name: &str,
+    role: &str,
+    expires_in_days: Option<u32>,
+    now: Millis,
+) -> Result<(Token, String), crate::ServiceError> {
+    actor.require_admin()?;
+    let role = Role::parse(role).ok_or_else(|| {
+        crate::ServiceError::invalid(
+            "invalid_role",
+            format!("`{role}` is not a role: admin, marketer, analyst or read_only"),
+        )
+    })?;
+    Ok(create_token(
+        store,
+        &actor.workspace,
+        name,
+        role,
+        expires_in_days,
+        now,
+    )?)
+}
+
+/// Revokes a token now (admins). Nodes stop accepting it within seconds; the caller forgets
+/// what it cached at once.
+pub fn revoke_token_as(
+    store: &dyn Store,
+    actor: &crate::Actor,
+    id: &str,
+    now: Millis,
+) -> Result<(), crate::ServiceError> {
+    actor.require_admin()?;
+    if !store.tokens(&actor.workspace)?.iter().any(|t| t.id == id) {
+        return Err(crate::ServiceError::NotFound(format!("token {id}")));
+    }
+    Ok(store.expire_token(&actor.workspace, id, now)?)
+}

@@ -1,0 +1,339 @@
+//! Settings: sources with the snippet to paste for each kind, and tokens with their roles
+//! (create, revoke). A new write key or token secret is shown once, on the page that made it.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use parcours_api::AppState;
+use parcours_service::keys;
+use parcours_service::ServiceError;
+use serde::Deserialize;
+
+use crate::pages::{blocking, render, see_other, service_problem, Chrome, Session};
+
+pub(crate) struct SourceRow {
+    pub id: String,
+    pub name: String,
+    pub channel: String,
+    pub created: String,
+    pub snippet: String,
+}
+
+pub(crate) struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub role: &'static str,
+    pub created: String,
+    pub expires: String,
+    pub live: bool,
+}
+
+/// A secret made by this request, shown once.
+pub(crate) struct Made {
+    pub what: &'static str,
+    pub name: String,
+    pub secret: String,
+    pub snippet: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct Settings {
+    c: Chrome,
+    workspace: String,
+    sources: Vec<SourceRow>,
+    tokens: Vec<TokenRow>,
+    admin: bool,
+    made: Option<Made>,
+    error: Option<String>,
+    channels: Vec<(&'static str, &'static str)>,
+    roles: Vec<(&'static str, &'static str)>,
+}
+
+/// Where pages reach this node, as the request says (the proxy's headers first).
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let host = get("x-forwarded-host")
+        .or_else(|| get(header::HOST.as_str()))
+        .unwrap_or_else(|| "127.0.0.1:8750".into());
+    let scheme = get("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    format!("{scheme}://{host}")
+}
+
+/// What to paste to send from a source of this channel.
+fn snippet(channel: Option<&str>, base: &str, key: &str) -> String {
+    let host = base.split_once("://").map_or(base, |(_, h)| h);
+    let https = base.starts_with("https");
+    match channel {
+        Some("web") => format!(
+            "import {{ AnalyticsBrowser }} from '@segment/analytics-next'\n\n\
+             export const analytics = AnalyticsBrowser.load(\n  \
+             {{ writeKey: '{key}', cdnURL: '{base}' }},\n  \
+             {{ integrations: {{ 'Segment.io': {{ apiHost: '{host}/v1', protocol: '{}' }} }} }},\n)\n\
+             analytics.track('Product Viewed', {{ sku: 'sku-1' }})",
+            if https { "https" } else { "http" }
+        ),
+        Some("server") | None => format!(
+            "import {{ Analytics }} from '@segment/analytics-node'\n\n\
+             const analytics = new Analytics({{ writeKey: '{key}', host: '{base}' }})\n\
+             analytics.track({{ userId: 'cus_1', event: 'Order Completed', properties: {{ total: 42 }} }})"
+        ),
+        Some(_) => format!(
+            "curl -u '{key}:' {base}/v1/batch -H 'content-type: application/json' \\\n  \
+             -d '{{\"batch\": [{{\"type\": \"track\", \"userId\": \"cus_1\", \"event\": \"Order Completed\"}}]}}'"
+        ),
+    }
+}
+
+async fn page(
+    state: &Arc<AppState>,
+    session: &Session,
+    headers: &HeaderMap,
+    made: Option<Made>,
+    error: Option<String>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let admin = session.admin();
+    let tr = session.tr();
+    let now = state.engine.now();
+    let found = blocking(move || {
+        let sources = keys::sources_of(store.as_ref(), &actor)?;
+        let tokens = if admin {
+            keys::tokens_of(store.as_ref(), &actor)?
+        } else {
+            Vec::new()
+        };
+        Ok((sources, tokens))
+    })
+    .await;
+    let base = base_url(headers);
+    match found {
+        Ok((sources, tokens)) => render(Settings {
+            c: session.chrome(),
+            workspace: session.actor().workspace,
+            sources: sources
+                .iter()
+                .map(|s| {
+                    let channel = s.channel.map(|c| c.as_str());
+                    SourceRow {
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                        channel: channel.map(|c| tr.channel(c)).unwrap_or("").to_string(),
+                        created: tr.date(s.created_at),
+                        snippet: snippet(channel, &base, "wk_…"),
+                    }
+                })
+                .collect(),
+            tokens: tokens
+                .iter()
+                .map(|t| TokenRow {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    role: tr.t(&format!("role_{}", t.role.as_str())),
+                    created: tr.date(t.created_at),
+                    expires: t.expires_at.map(|at| tr.date(at)).unwrap_or_default(),
+                    live: t.expires_at.is_none_or(|at| at > now),
+                })
+                .collect(),
+            admin,
+            made,
+            error,
+            channels: parcours_core::Channel::ALL
+                .iter()
+                .map(|c| (c.as_str(), tr.channel(c.as_str())))
+                .collect(),
+            roles: ["read_only", "analyst", "marketer", "admin"]
+                .iter()
+                .map(|r| (*r, tr.t(&format!("role_{r}"))))
+                .collect(),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+pub(crate) async fn settings(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+) -> Response {
+    page(&state, &session, &headers, None, None).await
+}
+
+fn refused(e: ServiceError) -> Result<String, ServiceError> {
+    match e {
+        ServiceError::Invalid { message, .. } => Ok(message),
+        other => Err(other),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SourceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    channel: String,
+}
+
+pub(crate) async fn new_source(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<SourceForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let (name, channel) = (form.name.clone(), form.channel.clone());
+    let made = blocking(move || {
+        keys::create_source_as(store.as_ref(), &actor, &name, Some(&channel), now)
+    })
+    .await;
+    match made {
+        Ok((source, key)) => {
+            let base = base_url(&headers);
+            let snippet = snippet(source.channel.map(|c| c.as_str()), &base, &key);
+            page(
+                &state,
+                &session,
+                &headers,
+                Some(Made {
+                    what: "write_key",
+                    name: source.name,
+                    secret: key,
+                    snippet,
+                }),
+                None,
+            )
+            .await
+        }
+        Err(e) => match refused(e) {
+            Ok(message) => {
+                let mut r = page(&state, &session, &headers, None, Some(message)).await;
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                r
+            }
+            Err(e) => service_problem(session.chrome(), e),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+pub(crate) async fn new_token(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let days = match form.expires_in_days.trim() {
+        "" => None,
+        d => match d.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let tr = session.tr();
+                let mut r = page(
+                    &state,
+                    &session,
+                    &headers,
+                    None,
+                    Some(tr.t("bad_days").to_string()),
+                )
+                .await;
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                return r;
+            }
+        },
+    };
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let (name, role) = (form.name.clone(), form.role.clone());
+    let made =
+        blocking(move || keys::create_token_as(store.as_ref(), &actor, &name, &role, days, now))
+            .await;
+    match made {
+        Ok((token, secret)) => {
+            page(
+                &state,
+                &session,
+                &headers,
+                Some(Made {
+                    what: "token",
+                    name: token.name,
+                    secret,
+                    snippet: String::new(),
+                }),
+                None,
+            )
+            .await
+        }
+        Err(e) => match refused(e) {
+            Ok(message) => {
+                let mut r = page(&state, &session, &headers, None, Some(message)).await;
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                r
+            }
+            Err(e) => service_problem(session.chrome(), e),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(crate) async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    match blocking(move || keys::revoke_token_as(store.as_ref(), &actor, &id, now)).await {
+        Ok(()) => {
+            state.forget_credentials();
+            see_other("/console/settings")
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
