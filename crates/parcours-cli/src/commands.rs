@@ -406,6 +406,21 @@ impl DemoLoad {
             pb.inc(n as u64);
         }
         pb.finish_and_clear();
+        // A few customers sign up on the web as the demo starts (the history is older than
+        // journeys' `max_age`): the welcome series sends each her first email at once, to the
+        // capture channel, where the console's Messages shows it.
+        let live = client
+            .track("/v1/batch", &keys["Web shop"], live_signups())
+            .await
+            .map_err(|e| anyhow::anyhow!("sending the demo's live sign-ups failed: {e}"))?;
+        if live.status != 200 {
+            bail!(
+                "the tracking API refused the demo's live sign-ups: {} {}",
+                live.status,
+                String::from_utf8_lossy(&live.body)
+            );
+        }
+        sent += LIVE_SIGNUPS.len() as u64 * 2;
         if progress {
             eprintln!(
                 "sent {sent} events in {:.1?}; unifying and computing the audiences…",
@@ -423,10 +438,48 @@ impl DemoLoad {
             workspace: ws.clone(),
             events: store.event_count(&ws)?,
             profiles: store.profile_count(&ws)?,
-            scenarios: demo::highlights(&cfg),
+            scenarios: {
+                let mut lines = demo::highlights(&cfg);
+                lines.push(demo::Highlight {
+                    text: format!(
+                        "Just now: {} customers signed up on the web shop; the welcome series sent each her first email (console: Messages), e.g. {}.",
+                        LIVE_SIGNUPS.len(),
+                        LIVE_SIGNUPS[0].1
+                    ),
+                    examples: vec![("email".into(), LIVE_SIGNUPS[0].1.into())],
+                });
+                lines
+            },
             audiences: demo_audience_lines(store.as_ref(), &ws)?,
         })
     }
+}
+
+/// The customers who sign up as the demo starts: user id, email, first name.
+const LIVE_SIGNUPS: [(&str, &str, &str); 3] = [
+    ("web_live_1", "ines.moreau@example.com", "Inès"),
+    ("web_live_2", "hugo.lefevre@example.com", "Hugo"),
+    ("web_live_3", "camille.bernard@example.com", "Camille"),
+];
+
+/// Their identify (with consent, as the sign-up form asks) and `Signed Up`, stamped now.
+fn live_signups() -> Vec<u8> {
+    let consent = serde_json::json!({"categoryPreferences": {
+        "marketing": true, "analytics": true, "advertising": false}});
+    let batch: Vec<serde_json::Value> = LIVE_SIGNUPS
+        .iter()
+        .flat_map(|(user, email, first)| {
+            [
+                serde_json::json!({"type": "identify", "userId": user, "messageId": format!("live-id-{user}"),
+                    "traits": {"email": email, "first_name": first}, "context": {"consent": consent}}),
+                serde_json::json!({"type": "track", "userId": user, "messageId": format!("live-su-{user}"),
+                    "event": "Signed Up", "properties": {"method": "email"}, "context": {"consent": consent}}),
+            ]
+        })
+        .collect();
+    serde_json::json!({ "batch": batch })
+        .to_string()
+        .into_bytes()
 }
 
 /// Waits until unify has applied every event in the log (for at most ten minutes).

@@ -191,6 +191,29 @@ async fn the_demo_banner_is_read_from_the_data() {
         },
     )
     .await;
+    // The customers who signed up as the demo started each got the welcome series' first
+    // email, in the capture channel.
+    let live = demo
+        .scenarios
+        .iter()
+        .find(|h| h.text.starts_with("Just now:"))
+        .expect("the live sign-ups' line");
+    let email = live.examples[0].1.clone();
+    let subject = common::eventually(
+        std::time::Duration::from_secs(30),
+        "the live sign-ups' welcome emails",
+        || async {
+            let (_, v) = get(&client, token, "/api/v1/messages?channel=email&limit=500").await;
+            v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["message"]["to"] == email.as_str())
+                .map(|m| m["message"]["subject"].as_str().unwrap_or("").to_string())
+        },
+    )
+    .await;
+    assert!(subject.starts_with("Welcome to Maison Azur, "), "{subject}");
     // The banner's totals are the store's.
     let (_, status) = get(&client, token, "/api/v1/status").await;
     assert_eq!(status["profiles"], demo.profiles, "{status}");
