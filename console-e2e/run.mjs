@@ -127,6 +127,15 @@ try {
   await shot(page, 'customer');
   await accessible(page, 'customer');
 
+  // Why she is in the audience of web carts and shop purchases, condition by condition.
+  await page.getByRole('link', { name: /online_cart_store_purchase/ }).filter({ hasText: 'why' }).click();
+  await page.waitForURL(/\/explain\//);
+  const verdict = await page.locator('#verdict').innerText();
+  check(verdict.includes('matches the definition now') && verdict.includes('she is a member'), `explained: ${verdict}`);
+  check(await page.locator('tbody tr').count() >= 3, 'condition by condition');
+  await accessible(page, 'explain');
+  await page.goto(customerUrl);
+
   // Filtered to the shop: only shop events.
   await page.getByLabel('Channel').selectOption('store');
   await page.getByRole('button', { name: 'Filter' }).click();

@@ -62,16 +62,26 @@ grep -q "Parcours demo is running on" "$work/demo.err" || { tail -20 "$work/demo
 
 URL=$(sed -n 's/^Parcours demo is serving on \([^ ]*\) .*/\1/p' "$work/demo.out" | head -1)
 ADMIN_TOKEN=$(sed -n 's/^  admin token: *\([^ ]*\)$/\1/p' "$work/demo.out" | head -1)
-# The banner's example of "Left the cart online, bought in a shop": her web cart and her shop
-# purchase are the timeline the tests look for. She is found in the console by her email.
-USER_ID=$(sed -n 's/.*Left the cart online, bought in a shop.*e\.g\. user_id \([^ ]*\)$/\1/p' "$work/demo.out" | head -1)
 [ -n "$URL" ] || fail "no URL in the demo's output"
 [ -n "$ADMIN_TOKEN" ] || fail "no admin token in the demo's output"
-[ -n "$USER_ID" ] || { cat "$work/demo.out" >&2; fail "no example of the web-cart, shop-purchase audience in the demo's banner"; }
 grep -q "console: *$URL/console" "$work/demo.out" || fail "the demo does not print the console's URL"
 json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(eval(process.argv[1]))})' "$1"; }
-EMAIL=$(curl -sf -H "authorization: Bearer $ADMIN_TOKEN" "$URL/api/v1/profiles/lookup?type=user_id&value=$USER_ID" \
-  | json 'v.identifiers.find(i => i.type === "email").value') || fail "could not look up $USER_ID"
+# A member of "Left the cart online, bought in a shop" (her web cart and her shop purchase are
+# the timeline the tests look for) with a merge in effect (the tests undo it) and an email
+# (she is found in the console by it).
+EMAIL=$(PARCOURS_URL=$URL ADMIN_TOKEN=$ADMIN_TOKEN node -e '
+  const get = async (p) => (await fetch(process.env.PARCOURS_URL + p,
+    { headers: { authorization: `Bearer ${process.env.ADMIN_TOKEN}` } })).json();
+  (async () => {
+    const { members } = await get("/api/v1/audiences/online_cart_store_purchase/members?limit=200");
+    for (const m of members) {
+      const p = await get(`/api/v1/profiles/${m.profile_id}`);
+      const email = p.identifiers.find((i) => i.type === "email");
+      const { merges } = await get(`/api/v1/profiles/${m.profile_id}/merges`);
+      if (email && merges.some((x) => x.status === "active")) { console.log(email.value); return; }
+    }
+    process.exit(1);
+  })();') || fail "no member of online_cart_store_purchase with an email and a merge in the demo"
 
 READ_ONLY_TOKEN=$(curl -sf -X POST "$URL/api/v1/tokens" -H "authorization: Bearer $ADMIN_TOKEN" \
   -H 'content-type: application/json' -d '{"name": "console e2e viewer", "role": "read_only"}' \

@@ -12,7 +12,6 @@ use axum::Json;
 use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
-use parcours_engine::audiences::{load_definitions, load_profile};
 use parcours_engine::definitions::{AudienceDoc, DefinitionError};
 use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
@@ -372,28 +371,17 @@ async fn explain(
     caller: Caller,
     Path((id, profile)): Path<(String, String)>,
 ) -> Api {
-    let (st, ws, now) = (
-        store(&state),
-        caller.workspace().to_string(),
-        state.engine.now(),
-    );
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     blocking(move || {
-        let defs = load_definitions(st.as_ref(), Some(&ws))?;
-        let defs = defs.get(&ws).cloned().unwrap_or_default();
-        let audience = defs
-            .audience(&id)
-            .ok_or_else(|| ApiError::not_found(format!("audience {id}")))?;
-        let loaded = load_profile(st.as_ref(), &ws, &defs, &profile)?
-            .ok_or_else(|| ApiError::not_found(format!("profile {profile}")))?;
-        let verdict = audience.condition.explain(&defs.subject(&loaded), now);
+        let e = definitions::explain(st.as_ref(), &actor, &id, &profile, now)?;
         Ok(Json(json!({
             "audience_id": id,
-            "profile_id": loaded.profile.id,
+            "profile_id": e.profile_id,
             "at": format_timestamp(now),
-            "matches": verdict.matched,
-            "member": loaded.memberships.contains(&id),
-            "next_change": verdict.next_change.map(format_timestamp),
-            "explanation": verdict,
+            "matches": e.verdict.matched,
+            "member": e.member,
+            "next_change": e.verdict.next_change.map(format_timestamp),
+            "explanation": e.verdict,
         })))
     })
     .await

@@ -315,3 +315,70 @@ pub(crate) async fn size(
         Err(e) => service_problem(session.chrome(), e),
     }
 }
+
+/// One condition of an explanation, indented by its depth.
+pub(crate) struct Reason {
+    pub depth: usize,
+    pub condition: String,
+    pub matched: bool,
+    pub found: String,
+}
+
+fn flatten(v: &parcours_core::audience::Verdict, depth: usize, out: &mut Vec<Reason>) {
+    out.push(Reason {
+        depth,
+        condition: v.condition.clone(),
+        matched: v.matched,
+        found: v.found.clone(),
+    });
+    for p in &v.parts {
+        flatten(p, depth + 1, out);
+    }
+}
+
+#[derive(Template)]
+#[template(path = "explain.html")]
+struct Explain {
+    c: Chrome,
+    id: String,
+    profile: String,
+    matches: bool,
+    member: bool,
+    next_change: String,
+    reasons: Vec<Reason>,
+}
+
+/// Why a customer is or is not in an audience, condition by condition.
+pub(crate) async fn explain(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path((id, profile)): Path<(String, String)>,
+) -> Response {
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let tr = session.tr();
+    let (a, p) = (id.clone(), profile.clone());
+    match blocking(move || definitions::explain(store.as_ref(), &actor, &a, &p, now)).await {
+        Ok(e) => {
+            let mut reasons = Vec::new();
+            flatten(&e.verdict, 0, &mut reasons);
+            render(Explain {
+                c: session.chrome(),
+                id,
+                profile: e.profile_id,
+                matches: e.verdict.matched,
+                member: e.member,
+                next_change: e
+                    .verdict
+                    .next_change
+                    .map(|t| tr.date(t))
+                    .unwrap_or_default(),
+                reasons,
+            })
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}

@@ -54,6 +54,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/audiences/check", get(audiences::check))
         .route("/console/audiences/{id}", get(audiences::audience))
         .route("/console/audiences/{id}/size", get(audiences::size))
+        .route(
+            "/console/audiences/{id}/explain/{profile}",
+            get(audiences::explain),
+        )
         .route("/console/journeys", get(journeys::list))
         .route("/console/journeys/{id}", get(journeys::journey))
         .route("/console/messages", get(messages::list))

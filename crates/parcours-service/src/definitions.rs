@@ -258,3 +258,34 @@ pub fn members(
     definition(store, actor, DefinitionKind::Audience, id)?;
     Ok(store.members(&actor.workspace, id, after, limit)?)
 }
+
+/// Why a customer is or is not in an audience at `now`, condition by condition.
+pub struct Explained {
+    /// Her profile (a merged id names the profile that holds it).
+    pub profile_id: String,
+    /// Whether the stored membership says she is in.
+    pub member: bool,
+    pub verdict: parcours_core::audience::Verdict,
+}
+
+/// Explains an audience for one customer (`NotFound` for an unknown audience or profile).
+pub fn explain(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    profile: &str,
+    now: Millis,
+) -> Result<Explained, ServiceError> {
+    let defs = parcours_engine::audiences::load_definitions(store, Some(&actor.workspace))?;
+    let defs = defs.get(&actor.workspace).cloned().unwrap_or_default();
+    let audience = defs
+        .audience(id)
+        .ok_or_else(|| ServiceError::NotFound(format!("audience {id}")))?;
+    let loaded = parcours_engine::audiences::load_profile(store, &actor.workspace, &defs, profile)?
+        .ok_or_else(|| ServiceError::NotFound(format!("profile {profile}")))?;
+    Ok(Explained {
+        profile_id: loaded.profile.id.clone(),
+        member: loaded.memberships.contains(id),
+        verdict: audience.condition.explain(&defs.subject(&loaded), now),
+    })
+}
