@@ -216,6 +216,16 @@ try {
   check(await page.locator('#journey-graph .edge').count() >= steps, 'and the ways between them');
   await shot(page, 'journey');
   await accessible(page, 'journey');
+  // Its document in the editor: a mistake typed is pointed at, line and column.
+  await page.getByRole('link', { name: 'Edit the document' }).click();
+  await page.waitForURL(/\/edit$/);
+  const doc = await page.locator('#j-doc').inputValue();
+  await page.locator('#j-doc').fill(doc.replace('wait: 1h', 'wait: soon'));
+  await page.locator('#j-problems').waitFor();
+  const problem = await page.locator('#j-problems').innerText();
+  check(/Line \d+, column \d+/.test(problem), `the editor points at the mistake: ${problem}`);
+  await shot(page, 'journey-editor');
+  await accessible(page, 'journey editor');
 
   // Messages: a captured email, as the customer would see it.
   await page.getByRole('link', { name: 'Messages' }).click();

@@ -578,10 +578,109 @@ async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
     t.stop().await;
 }
 
+/// The journey editor: a mistake is pointed at (line and column) as the document is checked
+/// and when it is saved, the text kept; a good document shows what saving it changes, then
+/// becomes the next version; a read-only user cannot open the editor.
+async fn a_journey_document_is_checked_and_saved(backend: Backend) {
+    let t = start_on("console-journey", backend, |_| {}).await;
+    let cookie = sign_in(&t, ADMIN).await;
+    let r = get(&t, "/console/journeys/new?id=spring-sale", &cookie).await;
+    assert_eq!(header(&r, "location"), "/console/journeys/spring-sale/edit");
+    let page = text(&get(&t, "/console/journeys/spring-sale/edit", &cookie).await);
+    assert!(page.contains("id: spring-sale"), "{page}");
+    let csrf = field(&page, "csrf");
+    let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let h = [("cookie", cookie.as_str())];
+    let broken = "id: spring-sale\nstatus: live\nentry:\n  event: Signed Up\nsteps:\n  - id: wait\n    wait: 3 fortnights\n";
+    let r = post(
+        &t,
+        "/console/journeys/spring-sale/check",
+        &h,
+        &format!("csrf={csrf}&document={}", enc(broken)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let found = text(&r);
+    assert!(found.contains("Line 7, column"), "{found}");
+    let r = post(
+        &t,
+        "/console/journeys/spring-sale/edit",
+        &h,
+        &format!("csrf={csrf}&document={}", enc(broken)),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    assert!(text(&r).contains("Line 7, column"), "{}", text(&r));
+    assert!(text(&r).contains("wait: 3 fortnights"), "the text is kept");
+    assert!(t.store.journeys(Some(&t.workspace)).unwrap().is_empty());
+    let good = broken
+        .replace("3 fortnights", "42d")
+        .replace("status: live", "status: draft");
+    let r = post(
+        &t,
+        "/console/journeys/spring-sale/check",
+        &h,
+        &format!("csrf={csrf}&document={}", enc(&good)),
+    )
+    .await;
+    assert!(text(&r).contains("It reads."), "{}", text(&r));
+    assert!(text(&r).contains("class=\"add\""), "{}", text(&r));
+    let r = post(
+        &t,
+        "/console/journeys/spring-sale/edit",
+        &h,
+        &format!("csrf={csrf}&document={}", enc(&good)),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(header(&r, "location"), "/console/journeys/spring-sale");
+    let saved = t
+        .store
+        .journey_versions(&t.workspace, "spring-sale")
+        .unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].source, good);
+    let page = text(&get(&t, "/console/journeys/spring-sale", &cookie).await);
+    assert!(page.contains("data-step=\"wait\""), "{page}");
+    // A read-only user: no editor, and a save posted by hand is refused.
+    let r = t
+        .client
+        .post(
+            "/api/v1/tokens",
+            ADMIN,
+            json!({"name": "viewer", "role": "read_only"}).to_string(),
+        )
+        .await
+        .unwrap();
+    let viewer = sign_in(&t, r.json()["secret"].as_str().unwrap()).await;
+    let page = text(&get(&t, "/console/journeys/spring-sale", &viewer).await);
+    assert!(!page.contains("/edit\""), "{page}");
+    assert_eq!(
+        get(&t, "/console/journeys/spring-sale/edit", &viewer)
+            .await
+            .status,
+        403
+    );
+    let viewer_csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/journeys/spring-sale/edit",
+        &[("cookie", viewer.as_str())],
+        &format!(
+            "csrf={viewer_csrf}&document={}",
+            enc(&good.replace("42d", "49d"))
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", text(&r));
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
     hostile_input_gets_plain_answers,
     a_quarantined_event_is_fixed_and_replayed,
     sources_and_tokens_are_made_and_revoked,
+    a_journey_document_is_checked_and_saved,
 );

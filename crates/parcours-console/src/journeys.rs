@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Form;
 use parcours_api::AppState;
 use parcours_core::journey::{Action, Journey, Target};
-use parcours_service::journeys;
+use parcours_service::{journeys, ServiceError};
+use serde::Deserialize;
 
-use crate::pages::{blocking, render, service_problem, Chrome, Session};
+use crate::messages::segment;
+use crate::pages::{blocking, render, see_other, service_problem, Chrome, Session};
 
 pub(crate) struct JourneyRow {
     pub id: String,
@@ -27,6 +31,22 @@ pub(crate) struct JourneyRow {
 struct Journeys {
     c: Chrome,
     rows: Vec<JourneyRow>,
+    editor: bool,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewQuery {
+    #[serde(default)]
+    id: String,
+}
+
+/// To the editor of a new journey.
+pub(crate) async fn new(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<NewQuery>,
+) -> Response {
+    let _ = &session;
+    see_other(&format!("/console/journeys/{}/edit", segment(q.id.trim())))
 }
 
 pub(crate) async fn list(State(state): State<Arc<AppState>>, session: Session) -> Response {
@@ -44,6 +64,7 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>, session: Session) -
     match found {
         Ok(all) => render(Journeys {
             c: session.chrome(),
+            editor: session.editor(),
             rows: all
                 .iter()
                 .map(|(v, n)| JourneyRow {
@@ -167,6 +188,7 @@ fn edges(j: &Journey, i: usize) -> Vec<(String, String)> {
 #[template(path = "journey.html")]
 struct JourneyPage {
     c: Chrome,
+    editor: bool,
     id: String,
     name: String,
     status: String,
@@ -285,6 +307,7 @@ pub(crate) async fn journey(
     };
     render(JourneyPage {
         c: session.chrome(),
+        editor: session.editor(),
         name: j.name.clone(),
         status: v.status.clone(),
         version: v.version,
@@ -300,4 +323,193 @@ pub(crate) async fn journey(
         source: v.source.clone(),
         id,
     })
+}
+
+/// What checking a document found: its problems at their place, or what saving it changes.
+pub(crate) struct Checked {
+    pub problems: Vec<(usize, usize, String)>,
+    pub message: String,
+    pub changed: bool,
+    pub changes: Vec<String>,
+    pub diff: Vec<(&'static str, String)>,
+}
+
+fn checked(result: Result<journeys::Saved, ServiceError>) -> Result<Checked, ServiceError> {
+    let mut c = Checked {
+        problems: Vec::new(),
+        message: String::new(),
+        changed: false,
+        changes: Vec::new(),
+        diff: Vec::new(),
+    };
+    match result {
+        Ok(plan) => {
+            c.changed = plan.changed;
+            c.changes = plan.changes;
+            c.diff = plan
+                .diff
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| {
+                    let kind = match l.chars().next() {
+                        Some('+') => "add",
+                        Some('-') => "del",
+                        _ => "same",
+                    };
+                    (kind, l)
+                })
+                .collect();
+        }
+        Err(ServiceError::Document { problems }) => {
+            c.problems = problems
+                .iter()
+                .map(|p| (p.at.line, p.at.column, p.message.clone()))
+                .collect();
+        }
+        Err(
+            e @ (ServiceError::Invalid { .. }
+            | ServiceError::Unprocessable { .. }
+            | ServiceError::Conflict { .. }),
+        ) => c.message = e.to_string(),
+        Err(e) => return Err(e),
+    }
+    Ok(c)
+}
+
+#[derive(Template)]
+#[template(path = "journey_edit.html")]
+struct Edit {
+    c: Chrome,
+    id: String,
+    document: String,
+    check: Option<Checked>,
+    exists: bool,
+}
+
+#[derive(Template)]
+#[template(path = "journey_check.html")]
+struct CheckFragment {
+    c: Chrome,
+    check: Option<Checked>,
+}
+
+/// A new journey starts from this (a draft: saving it sends nothing).
+fn starter(id: &str) -> String {
+    format!(
+        "id: {id}\nname: {id}\nstatus: draft\nentry:\n  event: Signed Up\nsteps:\n  - id: hello\n    send:\n      channel: email\n      subject: \"Welcome, {{{{ traits.first_name | default: 'friend' }}}}\"\n      text: \"Thank you for joining us.\"\n"
+    )
+}
+
+/// The document editor: the latest version (or a draft to start a new journey from).
+pub(crate) async fn edit(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    if !session.editor() {
+        return service_problem(
+            session.chrome(),
+            ServiceError::Forbidden("this needs the admin or marketer role".into()),
+        );
+    }
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let wanted = id.clone();
+    match blocking(
+        move || match journeys::get(store.as_ref(), &actor, &wanted, None) {
+            Ok((v, _)) => Ok(Some(v.source)),
+            Err(ServiceError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        },
+    )
+    .await
+    {
+        Ok(source) => render(Edit {
+            c: session.chrome(),
+            exists: source.is_some(),
+            document: source.unwrap_or_else(|| starter(&id)),
+            id,
+            check: None,
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DocumentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    document: String,
+}
+
+/// Checks the document as it is typed: its problems, or what saving it would change.
+pub(crate) async fn check(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<DocumentForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let planned =
+        blocking(move || checked(journeys::plan(store.as_ref(), &actor, &id, &form.document)))
+            .await;
+    match planned {
+        Ok(c) => render(CheckFragment {
+            c: session.chrome(),
+            check: Some(c),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+/// Saves the document as the next version; refused with its problems, the text kept.
+pub(crate) async fn save(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<DocumentForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let (wanted, document) = (id.clone(), form.document.clone());
+    let saved = blocking(move || {
+        Ok(journeys::save(
+            store.as_ref(),
+            &actor,
+            &wanted,
+            &document,
+            now,
+        ))
+    })
+    .await;
+    match saved {
+        Ok(Ok(_)) => see_other(&format!("/console/journeys/{}", segment(&id))),
+        Ok(Err(ServiceError::Forbidden(m))) => {
+            service_problem(session.chrome(), ServiceError::Forbidden(m))
+        }
+        Ok(Err(e)) => match checked(Err(e)) {
+            Ok(c) => {
+                let mut r = render(Edit {
+                    c: session.chrome(),
+                    exists: true,
+                    document: form.document,
+                    id,
+                    check: Some(c),
+                });
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                r
+            }
+            Err(e) => service_problem(session.chrome(), e),
+        },
+        Err(e) => service_problem(session.chrome(), e),
+    }
 }

@@ -59,7 +59,13 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(audiences::explain),
         )
         .route("/console/journeys", get(journeys::list))
+        .route("/console/journeys/new", get(journeys::new))
         .route("/console/journeys/{id}", get(journeys::journey))
+        .route(
+            "/console/journeys/{id}/edit",
+            get(journeys::edit).post(journeys::save),
+        )
+        .route("/console/journeys/{id}/check", post(journeys::check))
         .route("/console/messages", get(messages::list))
         .route("/console/messages/{key}", get(messages::message))
         .route("/console/messages/{key}/html", get(messages::html))
