@@ -216,6 +216,18 @@ try {
   check(await page.locator('#journey-graph .edge').count() >= steps, 'and the ways between them');
   await shot(page, 'journey');
   await accessible(page, 'journey');
+  // Simulated over the last month of the demo's history.
+  await page.getByRole('link', { name: 'Simulate' }).click();
+  await page.waitForURL(/\/simulate$/);
+  await page.getByRole('button', { name: 'Simulate' }).click();
+  await page.locator('#sim-entered').waitFor({ timeout: 60000 });
+  const entered = Number((await page.locator('#sim-entered').innerText()).split(' ')[0].replace(/[^0-9]/g, ''));
+  check(entered > 0, `the simulation enters the month's carts: ${entered}`);
+  await shot(page, 'journey-simulation');
+  await accessible(page, 'journey simulation');
+  await page.goBack();
+  await page.goBack();
+  await page.waitForURL(/\/console\/journeys\/abandoned-cart$/);
   // Its document in the editor: a mistake typed is pointed at, line and column.
   await page.getByRole('link', { name: 'Edit the document' }).click();
   await page.waitForURL(/\/edit$/);

@@ -642,6 +642,35 @@ async fn a_journey_document_is_checked_and_saved(backend: Backend) {
     assert_eq!(saved[0].source, good);
     let page = text(&get(&t, "/console/journeys/spring-sale", &cookie).await);
     assert!(page.contains("data-step=\"wait\""), "{page}");
+    // Simulated over a window: its figures; a window that does not read is refused.
+    let r = get(
+        &t,
+        "/console/journeys/spring-sale/simulate?from=2026-01-01&to=2026-02-01",
+        &cookie,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(text(&r).contains("id=\"simulation\""), "{}", text(&r));
+    let r = get(
+        &t,
+        "/console/journeys/spring-sale/simulate?from=soon&to=2026-02-01",
+        &cookie,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("two dates"), "{}", text(&r));
+    let r = get(
+        &t,
+        "/console/journeys/spring-sale/simulate?from=2026-02-01&to=2026-01-01",
+        &cookie,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        text(&r).contains("must end after it starts"),
+        "{}",
+        text(&r)
+    );
     // A read-only user: no editor, and a save posted by hand is refused.
     let r = t
         .client

@@ -513,3 +513,137 @@ pub(crate) async fn save(
         Err(e) => service_problem(session.chrome(), e),
     }
 }
+
+/// A simulation's figures, as shown.
+pub(crate) struct SimView {
+    pub customers: String,
+    pub entered: String,
+    pub holdout: String,
+    pub converted: String,
+    pub running: String,
+    pub not_entered: Vec<(String, String)>,
+    pub ended: Vec<(String, String)>,
+    pub sent: Vec<(String, String)>,
+    pub steps: Vec<(String, String)>,
+    pub conflicts: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "journey_simulate.html")]
+struct Simulate {
+    c: Chrome,
+    id: String,
+    from: String,
+    to: String,
+    error: Option<String>,
+    sim: Option<SimView>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SimulateQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A day (`2026-11-01`) or a moment, as the simulation window reads it.
+fn moment(s: &str) -> Option<parcours_core::time::Millis> {
+    let s = s.trim();
+    if s.len() == 10 {
+        parcours_core::time::parse_timestamp(&format!("{s}T00:00:00Z"))
+    } else {
+        parcours_core::time::parse_timestamp(s)
+    }
+}
+
+/// Replays the journey's latest version over the stored events of a window, as if it had
+/// been live: who would have entered, what would have gone out, who converted. Nothing is
+/// saved or sent.
+pub(crate) async fn simulate(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SimulateQuery>,
+) -> Response {
+    let tr = session.tr();
+    let now = state.engine.now();
+    let day =
+        |t: parcours_core::time::Millis| parcours_core::time::format_timestamp(t)[..10].to_string();
+    let (from_text, to_text) = (
+        q.from.clone().unwrap_or_else(|| day(now - 30 * 86_400_000)),
+        q.to.clone().unwrap_or_else(|| day(now + 86_400_000)),
+    );
+    let page = |sim: Option<SimView>, error: Option<String>| {
+        render(Simulate {
+            c: session.chrome(),
+            id: id.clone(),
+            from: from_text.clone(),
+            to: to_text.clone(),
+            error,
+            sim,
+        })
+    };
+    if q.from.is_none() && q.to.is_none() {
+        return page(None, None);
+    }
+    let (Some(from), Some(to)) = (moment(&from_text), moment(&to_text)) else {
+        let mut r = page(None, Some(tr.t("bad_window").to_string()));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let wanted = id.clone();
+    let ran = blocking(move || {
+        let (v, _) = journeys::get(store.as_ref(), &actor, &wanted, None)?;
+        journeys::simulate(store.as_ref(), &actor, &v.source, from, to, &mut |_| {})
+    })
+    .await;
+    let pairs = |m: &std::collections::BTreeMap<String, u64>| -> Vec<(String, String)> {
+        m.iter().map(|(k, n)| (k.clone(), tr.number(*n))).collect()
+    };
+    match ran {
+        Ok(s) => page(
+            Some(SimView {
+                customers: tr.number(s.customers),
+                entered: tr.number(s.entered),
+                holdout: tr.number(s.holdout),
+                converted: tr.number(s.converted),
+                running: tr.number(s.running),
+                not_entered: pairs(&s.not_entered),
+                ended: pairs(&s.ended),
+                sent: pairs(&s.sent),
+                steps: s
+                    .steps
+                    .iter()
+                    .map(|st| {
+                        (
+                            st.step.clone(),
+                            st.decisions
+                                .iter()
+                                .map(|(code, n)| format!("{code} {}", tr.number(*n)))
+                                .collect::<Vec<_>>()
+                                .join(" · "),
+                        )
+                    })
+                    .collect(),
+                conflicts: s
+                    .conflicts
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.journey.clone(),
+                            tr.number(c.customers),
+                            tr.number(c.messages),
+                        )
+                    })
+                    .collect(),
+            }),
+            None,
+        ),
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Document { .. })) => {
+            let mut r = page(None, Some(e.to_string()));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}

@@ -66,6 +66,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(journeys::edit).post(journeys::save),
         )
         .route("/console/journeys/{id}/check", post(journeys::check))
+        .route("/console/journeys/{id}/simulate", get(journeys::simulate))
         .route("/console/messages", get(messages::list))
         .route("/console/messages/{key}", get(messages::message))
         .route("/console/messages/{key}/html", get(messages::html))
