@@ -671,6 +671,49 @@ async fn a_journey_document_is_checked_and_saved(backend: Backend) {
         "{}",
         text(&r)
     );
+    // A live journey with a holdout: each group's conversion, and the treated against the
+    // holdout, with the warning that so few customers cannot tell.
+    let split = "id: split\nstatus: live\nholdout: 50%\nentry:\n  event: Signed Up\ngoal:\n  event: Order Completed\nsteps:\n  - id: wait\n    wait: 1d\n";
+    let r = post(
+        &t,
+        "/console/journeys/split/edit",
+        &h,
+        &format!("csrf={csrf}&document={}", enc(split)),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        batch.push(json!({"type": "track", "userId": format!("s{i}"), "event": "Signed Up"}));
+    }
+    t.send(json!({ "batch": batch })).await;
+    t.unified().await;
+    common::eventually(std::time::Duration::from_secs(20), "40 runs", || async {
+        (t.store.journey_entries(&t.workspace, "split").unwrap() == 40).then_some(())
+    })
+    .await;
+    let mut orders = Vec::new();
+    for i in 0..10 {
+        orders
+            .push(json!({"type": "track", "userId": format!("s{i}"), "event": "Order Completed"}));
+    }
+    t.send(json!({ "batch": orders })).await;
+    t.unified().await;
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "10 conversions",
+        || async {
+            let stats = t.store.journey_stats(&t.workspace, "split").unwrap();
+            (stats.groups.iter().map(|g| g.converted).sum::<u64>() == 10).then_some(())
+        },
+    )
+    .await;
+    let page = text(&get(&t, "/console/journeys/split", &cookie).await);
+    let stats = t.store.journey_stats(&t.workspace, "split").unwrap();
+    assert_eq!(stats.groups.len(), 2, "{stats:?}");
+    assert!(page.contains("id=\"groups\""), "{page}");
+    assert!(page.contains("Uplift against the holdout:"), "{page}");
+    assert!(page.contains("Too few customers in a group"), "{page}");
     // A read-only user: no editor, and a save posted by hand is refused.
     let r = t
         .client

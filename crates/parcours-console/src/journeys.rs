@@ -83,6 +83,24 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>, session: Session) -
     }
 }
 
+/// A group of a journey's runs: a variant, the treated, or the holdout.
+pub(crate) struct GroupRow {
+    pub name: String,
+    pub entered: String,
+    pub converted: String,
+    pub rate: String,
+}
+
+/// The treated against the holdout.
+pub(crate) struct Uplift {
+    pub uplift: String,
+    pub relative: String,
+    pub ci: String,
+    pub p_value: String,
+    pub significant: bool,
+    pub underpowered: bool,
+}
+
 /// One step of the graph.
 pub(crate) struct Node {
     pub id: String,
@@ -188,6 +206,8 @@ fn edges(j: &Journey, i: usize) -> Vec<(String, String)> {
 #[template(path = "journey.html")]
 struct JourneyPage {
     c: Chrome,
+    groups: Vec<GroupRow>,
+    uplift: Option<Uplift>,
     editor: bool,
     id: String,
     name: String,
@@ -302,11 +322,54 @@ pub(crate) async fn journey(
         }
     }
     let end_y = y_of(j.steps.len());
+    // Each group (variants, holdout), then the treated against the holdout.
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    let groups: Vec<GroupRow> = stats
+        .groups
+        .iter()
+        .map(|g| GroupRow {
+            name: if g.holdout {
+                tr.t("holdout").to_string()
+            } else {
+                g.variant
+                    .clone()
+                    .unwrap_or_else(|| tr.t("treated").to_string())
+            },
+            entered: tr.number(g.entered),
+            converted: tr.number(g.converted),
+            rate: if g.entered > 0 {
+                pct(g.converted as f64 / g.entered as f64)
+            } else {
+                "–".into()
+            },
+        })
+        .collect();
+    let sum = |holdout: bool| {
+        stats
+            .groups
+            .iter()
+            .filter(|g| g.holdout == holdout)
+            .fold((0, 0), |(c, n), g| (c + g.converted, n + g.entered))
+    };
+    let ((ct, nt), (ch, nh)) = (sum(false), sum(true));
+    let uplift = parcours_core::stats::two_proportions(ct, nt, ch, nh).map(|c| Uplift {
+        uplift: format!("{:+.1} pp", c.uplift * 100.0),
+        relative: c
+            .relative
+            .map(|r| format!("{:+.0} %", r * 100.0))
+            .unwrap_or_default(),
+        ci: format!("{:+.1} … {:+.1} pp", c.ci_low * 100.0, c.ci_high * 100.0),
+        p_value: format!("{:.4}", c.p_value),
+        significant: c.p_value < 0.05,
+        underpowered: c.underpowered,
+    });
     let group = |f: fn(&parcours_store::GroupStats) -> u64| -> String {
         tr.number(stats.groups.iter().map(f).sum())
     };
     render(JourneyPage {
         c: session.chrome(),
+        groups,
+        uplift,
         editor: session.editor(),
         name: j.name.clone(),
         status: v.status.clone(),

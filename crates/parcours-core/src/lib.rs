@@ -21,6 +21,7 @@ pub mod plan;
 pub mod profile;
 pub mod rules;
 pub mod spec;
+pub mod stats;
 pub mod time;
 pub mod webhook;
 
