@@ -127,6 +127,12 @@ try {
   await shot(page, 'customer');
   await accessible(page, 'customer');
 
+  // Every journey decision about her, with its reason.
+  await page.getByRole('link', { name: 'every decision' }).click();
+  await page.waitForURL(/\/journeys$/);
+  await accessible(page, 'her journey decisions');
+  await page.goto(customerUrl);
+
   // Why she is in the audience of web carts and shop purchases, condition by condition.
   await page.getByRole('link', { name: /online_cart_store_purchase/ }).filter({ hasText: 'why' }).click();
   await page.waitForURL(/\/explain\//);

@@ -714,6 +714,26 @@ async fn a_journey_document_is_checked_and_saved(backend: Backend) {
     assert!(page.contains("id=\"groups\""), "{page}");
     assert!(page.contains("Uplift against the holdout:"), "{page}");
     assert!(page.contains("Too few customers in a group"), "{page}");
+    // Why did she get it (or not): her run with each decision and its reason.
+    let s0 = t
+        .store
+        .lookup(
+            &t.workspace,
+            &parcours_core::Identifier::new("user_id", "s0".to_string()),
+        )
+        .unwrap()
+        .unwrap();
+    let why = text(
+        &get(
+            &t,
+            &format!("/console/customers/{s0}/journeys?journey=split"),
+            &cookie,
+        )
+        .await,
+    );
+    assert!(why.contains("<h2>split · "), "{why}");
+    assert!(why.contains("<code>entered</code>"), "{why}");
+    assert!(why.contains("<code>goal</code>"), "{why}");
     // A read-only user: no editor, and a save posted by hand is refused.
     let r = t
         .client

@@ -710,3 +710,72 @@ pub(crate) async fn simulate(
         Err(e) => service_problem(session.chrome(), e),
     }
 }
+
+/// One run of hers with every decision taken and its reason.
+pub(crate) struct RunView {
+    pub journey: String,
+    pub entered: String,
+    pub state: &'static str,
+    pub notes: Vec<(String, String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "customer_runs.html")]
+struct CustomerRuns {
+    c: Chrome,
+    profile: String,
+    journey: String,
+    runs: Vec<RunView>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RunsQuery {
+    journey: Option<String>,
+}
+
+/// "Why did, or didn't, she get it?": her runs (of one journey, or all), each decision in
+/// order with its reason.
+pub(crate) async fn customer_runs(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(profile): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RunsQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let tr = session.tr();
+    let journey = q.journey.clone().filter(|j| !j.is_empty());
+    let (p, j) = (profile.clone(), journey.clone());
+    match blocking(move || journeys::runs_of(store.as_ref(), &actor, &p, j.as_deref(), 50)).await {
+        Ok(runs) => render(CustomerRuns {
+            c: session.chrome(),
+            profile,
+            journey: journey.unwrap_or_default(),
+            runs: runs
+                .iter()
+                .map(|(r, notes)| RunView {
+                    journey: r.journey_id.clone(),
+                    entered: tr.date(r.entered_at),
+                    state: match (r.active, r.outcome.as_deref()) {
+                        (true, _) => tr.t("in_progress"),
+                        (false, Some("goal")) => tr.t("outcome_goal"),
+                        (false, Some("exited")) => tr.t("outcome_exited"),
+                        (false, Some("completed")) => tr.t("outcome_completed"),
+                        (false, _) => tr.t("ended"),
+                    },
+                    notes: notes
+                        .iter()
+                        .map(|n| {
+                            (
+                                tr.date(n.at),
+                                n.step.clone().unwrap_or_default(),
+                                n.code.clone(),
+                                n.detail.clone(),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }),
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}

@@ -44,6 +44,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/customers/{id}", get(pages::customer))
         .route("/console/customers/{id}/timeline", get(pages::timeline))
         .route(
+            "/console/customers/{id}/journeys",
+            get(journeys::customer_runs),
+        )
+        .route(
             "/console/customers/{id}/unmerge/{merge}",
             get(pages::unmerge_page).post(pages::unmerge),
         )
