@@ -184,10 +184,15 @@ async fn a_customer_is_found_seen_across_channels_unmerged_and_read_in_french(ba
         1,
         "still merged"
     );
+    // Posted through a proxy that rewrites `Host`: the site it forwarded is the page's own.
     let r = post(
         &t,
         &unmerge,
-        &[("cookie", cookie.as_str())],
+        &[
+            ("cookie", cookie.as_str()),
+            ("origin", "https://crm.shop.example"),
+            ("x-forwarded-host", "crm.shop.example"),
+        ],
         &format!("csrf={csrf}"),
     )
     .await;

@@ -163,18 +163,24 @@ pub(crate) fn see_other(location: &str) -> Response {
     r
 }
 
-/// A post whose `Origin` is another site's is refused, whatever it carries.
+/// A post whose `Origin` is another site's is refused, whatever it carries. The site is the
+/// request's `Host`, or the one a proxy in front says it forwarded (`X-Forwarded-Host`).
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+    let Some((_, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    let origin_host = origin_host.trim_end_matches('/');
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .any(|name| {
+            headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|host| host.split(',').any(|h| h.trim() == origin_host))
+        })
 }
 
 impl FromRequestParts<Arc<AppState>> for Session {
