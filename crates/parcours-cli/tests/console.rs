@@ -580,6 +580,60 @@ async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
         r.status, 303,
         "the revoked token's session ended at once on this node"
     );
+    // Identity rules: refused with the reason (the text kept) when they do not read or do not
+    // hold together; saved otherwise.
+    let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let r = post(
+        &t,
+        "/console/settings/identity-rules",
+        &h,
+        &format!("csrf={csrf}&rules={}", enc("{\"default_limit\": ")),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    assert!(text(&r).contains("not valid JSON rules"), "{}", text(&r));
+    assert!(
+        text(&r).contains("{&#34;default_limit&#34;: </textarea>"),
+        "{}",
+        text(&r)
+    );
+    let mut rules = serde_json::to_value(
+        t.store
+            .workspace(&t.workspace)
+            .unwrap()
+            .unwrap()
+            .identity_rules,
+    )
+    .unwrap();
+    rules["blocked_patterns"] = json!(["(unclosed"]);
+    let r = post(
+        &t,
+        "/console/settings/identity-rules",
+        &h,
+        &format!("csrf={csrf}&rules={}", enc(&rules.to_string())),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    rules["blocked_patterns"] = json!([]);
+    rules["blocked_values"] = json!(["guest@shop.example"]);
+    let r = post(
+        &t,
+        "/console/settings/identity-rules",
+        &h,
+        &format!("csrf={csrf}&rules={}", enc(&rules.to_string())),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(text(&r).contains("id=\"rules-saved\""), "{}", text(&r));
+    assert_eq!(
+        t.store
+            .workspace(&t.workspace)
+            .unwrap()
+            .unwrap()
+            .identity_rules
+            .blocked_values,
+        ["guest@shop.example"]
+    );
     t.stop().await;
 }
 

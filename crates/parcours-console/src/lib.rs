@@ -81,6 +81,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/console/settings", get(settings::settings))
         .route("/console/settings/sources", post(settings::new_source))
+        .route(
+            "/console/settings/identity-rules",
+            post(settings::set_rules),
+        )
         .route("/console/settings/tokens", post(settings::new_token))
         .route(
             "/console/settings/tokens/{id}/revoke",

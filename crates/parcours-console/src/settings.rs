@@ -50,6 +50,8 @@ struct Settings {
     admin: bool,
     made: Option<Made>,
     error: Option<String>,
+    rules: String,
+    rules_saved: bool,
     channels: Vec<(&'static str, &'static str)>,
     roles: Vec<(&'static str, &'static str)>,
 }
@@ -94,6 +96,16 @@ fn snippet(channel: Option<&str>, base: &str, key: &str) -> String {
     }
 }
 
+/// What a settings page shows besides the lists: a secret just made, a refusal, the identity
+/// rules as typed (after a refused save) or whether they were just saved.
+#[derive(Default)]
+struct Outcome {
+    made: Option<Made>,
+    error: Option<String>,
+    rules: Option<String>,
+    rules_saved: bool,
+}
+
 async fn page(
     state: &Arc<AppState>,
     session: &Session,
@@ -101,6 +113,26 @@ async fn page(
     made: Option<Made>,
     error: Option<String>,
 ) -> Response {
+    let outcome = Outcome {
+        made,
+        error,
+        ..Outcome::default()
+    };
+    page_with(state, session, headers, outcome).await
+}
+
+async fn page_with(
+    state: &Arc<AppState>,
+    session: &Session,
+    headers: &HeaderMap,
+    outcome: Outcome,
+) -> Response {
+    let Outcome {
+        made,
+        error,
+        rules: typed_rules,
+        rules_saved,
+    } = outcome;
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let admin = session.admin();
     let tr = session.tr();
@@ -112,12 +144,16 @@ async fn page(
         } else {
             Vec::new()
         };
-        Ok((sources, tokens))
+        let rules = parcours_service::identity::identity_rules(store.as_ref(), &actor)?;
+        Ok((sources, tokens, rules))
     })
     .await;
     let base = base_url(headers);
     match found {
-        Ok((sources, tokens)) => render(Settings {
+        Ok((sources, tokens, rules)) => render(Settings {
+            rules: typed_rules
+                .unwrap_or_else(|| serde_json::to_string_pretty(&rules).unwrap_or_default()),
+            rules_saved,
             c: session.chrome(),
             workspace: session.actor().workspace,
             sources: sources
@@ -335,5 +371,74 @@ pub(crate) async fn revoke_token(
             see_other("/console/settings")
         }
         Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RulesForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    rules: String,
+}
+
+/// Replaces the identity rules (admins); refused with the reason, the text kept.
+pub(crate) async fn set_rules(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<RulesForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let refused = |message: String| Outcome {
+        error: Some(message),
+        rules: Some(form.rules.clone()),
+        ..Outcome::default()
+    };
+    let config: parcours_core::rules::IdentityRulesConfig = match serde_json::from_str(&form.rules)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = page_with(
+                &state,
+                &session,
+                &headers,
+                refused(format!("the rules are not valid JSON rules: {e}")),
+            )
+            .await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return r;
+        }
+    };
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let saved = blocking(move || {
+        Ok(parcours_service::identity::set_identity_rules(
+            store.as_ref(),
+            &actor,
+            &config,
+            now,
+        ))
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {
+            let outcome = Outcome {
+                rules_saved: true,
+                ..Outcome::default()
+            };
+            page_with(&state, &session, &headers, outcome).await
+        }
+        Ok(Err(ServiceError::Invalid { message, .. })) => {
+            let mut r = page_with(&state, &session, &headers, refused(message)).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
+        Ok(Err(e)) | Err(e) => service_problem(session.chrome(), e),
     }
 }

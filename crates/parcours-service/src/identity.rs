@@ -106,3 +106,14 @@ pub fn find(
     })?;
     Ok(store.lookup(workspace, &Identifier::new(kind, normalized))?)
 }
+
+/// The workspace's identity rules (every role reads them).
+pub fn identity_rules(
+    store: &dyn Store,
+    actor: &Actor,
+) -> Result<IdentityRulesConfig, ServiceError> {
+    store
+        .workspace(&actor.workspace)?
+        .map(|w| w.identity_rules)
+        .ok_or_else(|| ServiceError::NotFound(format!("workspace {}", actor.workspace)))
+}
