@@ -534,6 +534,7 @@ async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(text(&r).contains("New token: Shop tablet"), "{}", text(&r));
     let secret = shown(&text(&r), "made-secret");
     let viewer = sign_in(&t, &secret).await;
     let page = text(&get(&t, "/console/settings", &viewer).await);

@@ -229,7 +229,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("channel_from_events", "From each event", "Selon chaque événement"),
     ("new_source", "Create a source", "Créer une source"),
     ("write_key", "New write key", "Nouvelle clé d'écriture"),
-    ("token", "New token", "Nouveau jeton"),
+    ("token_made", "New token", "Nouveau jeton"),
     ("shown_once", "Copy it now: it is shown only this once (Parcours keeps only a hash of it).", "Copiez-la maintenant : elle n'est affichée qu'une fois (Parcours n'en garde qu'une empreinte)."),
     ("tokens", "Tokens and roles", "Jetons et rôles"),
     ("expires", "Expires", "Expire le"),

@@ -325,7 +325,7 @@ pub(crate) async fn new_token(
                 &session,
                 &headers,
                 Some(Made {
-                    what: "token",
+                    what: "token_made",
                     name: token.name,
                     secret,
                     snippet: String::new(),
