@@ -293,6 +293,17 @@ impl Tr {
         }
     }
 
+    /// Where a journey run is: in progress, or how it ended.
+    pub fn run_state(&self, active: bool, outcome: Option<&str>) -> &'static str {
+        self.t(match (active, outcome) {
+            (true, _) => "in_progress",
+            (false, Some("goal")) => "outcome_goal",
+            (false, Some("exited")) => "outcome_exited",
+            (false, Some("completed")) => "outcome_completed",
+            (false, _) => "ended",
+        })
+    }
+
     /// A channel's name.
     pub fn channel(&self, channel: &str) -> &'static str {
         self.t(&format!("ch_{channel}"))

@@ -55,7 +55,7 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>, session: Session) -
     let found = blocking(move || {
         let mut out = Vec::new();
         for v in journeys::list(store.as_ref(), &actor)? {
-            let (counts, _) = journeys::counts(store.as_ref(), &actor, &v.journey_id)?;
+            let counts = journeys::run_counts(store.as_ref(), &actor, &v.journey_id)?;
             out.push((v, counts));
         }
         Ok(out)
@@ -755,13 +755,7 @@ pub(crate) async fn customer_runs(
                 .map(|(r, notes)| RunView {
                     journey: r.journey_id.clone(),
                     entered: tr.date(r.entered_at),
-                    state: match (r.active, r.outcome.as_deref()) {
-                        (true, _) => tr.t("in_progress"),
-                        (false, Some("goal")) => tr.t("outcome_goal"),
-                        (false, Some("exited")) => tr.t("outcome_exited"),
-                        (false, Some("completed")) => tr.t("outcome_completed"),
-                        (false, _) => tr.t("ended"),
-                    },
+                    state: tr.run_state(r.active, r.outcome.as_deref()),
                     notes: notes
                         .iter()
                         .map(|n| {

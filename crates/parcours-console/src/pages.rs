@@ -498,14 +498,7 @@ pub(crate) async fn customers(
     let query = q.q.unwrap_or_default();
     if !query.trim().is_empty() {
         let (st, a, text) = (store.clone(), actor.clone(), query.clone());
-        let found = blocking(move || {
-            let mut out = Vec::new();
-            for (id, by) in customers::search(st.as_ref(), &a, &text)? {
-                out.push((customers::customer(st.as_ref(), &a, &id)?.profile, by));
-            }
-            Ok(out)
-        })
-        .await;
+        let found = blocking(move || customers::search(st.as_ref(), &a, &text)).await;
         return match found {
             Ok(found) if found.len() == 1 => {
                 see_other(&format!("/console/customers/{}", found[0].0.id))
@@ -789,13 +782,7 @@ pub(crate) async fn customer(
         .map(|r| RunLine {
             journey: r.journey_id.clone(),
             entered: tr.date(r.entered_at),
-            state: match (r.active, r.outcome.as_deref()) {
-                (true, _) => tr.t("in_progress"),
-                (false, Some("goal")) => tr.t("outcome_goal"),
-                (false, Some("exited")) => tr.t("outcome_exited"),
-                (false, Some("completed")) => tr.t("outcome_completed"),
-                (false, _) => tr.t("ended"),
-            },
+            state: tr.run_state(r.active, r.outcome.as_deref()),
             step: r
                 .state
                 .get("step")

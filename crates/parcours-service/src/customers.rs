@@ -17,7 +17,7 @@ pub fn search(
     store: &dyn Store,
     actor: &Actor,
     query: &str,
-) -> Result<Vec<(String, String)>, ServiceError> {
+) -> Result<Vec<(Profile, String)>, ServiceError> {
     let query = query.trim();
     if query.is_empty() {
         return Ok(Vec::new());
@@ -35,19 +35,25 @@ pub fn search(
             kinds.push(k.clone());
         }
     }
-    let mut found: Vec<(String, String)> = Vec::new();
+    let mut ids: Vec<(String, String)> = Vec::new();
     for kind in &kinds {
-        // A value that cannot be of this type (not an email, not a phone) is simply not one.
-        let Ok(Some(id)) = crate::identity::find(store, &actor.workspace, kind, query) else {
-            continue;
+        let id = match crate::identity::find_with(store, &actor.workspace, &rules, kind, query) {
+            Ok(Some(id)) => id,
+            // A value that cannot be of this type (not an email, not a phone) is not one.
+            Ok(None) | Err(ServiceError::Invalid { .. }) => continue,
+            Err(e) => return Err(e),
         };
-        if !found.iter().any(|(p, _)| *p == id) {
-            found.push((id, format!("{kind}:{query}")));
+        if !ids.iter().any(|(p, _)| *p == id) {
+            ids.push((id, format!("{kind}:{query}")));
         }
     }
-    if found.is_empty() {
-        if let Some(p) = store.profile(&actor.workspace, query)? {
-            found.push((p.id, format!("id:{query}")));
+    if ids.is_empty() {
+        ids.push((query.to_string(), format!("id:{query}")));
+    }
+    let mut found = Vec::new();
+    for (id, by) in ids {
+        if let Some(p) = store.profile(&actor.workspace, &id)? {
+            found.push((p, by));
         }
     }
     Ok(found)

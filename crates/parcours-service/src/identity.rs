@@ -86,13 +86,24 @@ pub fn find(
     kind: &str,
     value: &str,
 ) -> Result<Option<String>, ServiceError> {
-    use parcours_core::identifier::{
-        normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE,
-    };
     let rules = store
         .workspace(workspace)?
         .map(|w| w.identity_rules)
         .unwrap_or_default();
+    find_with(store, workspace, &rules, kind, value)
+}
+
+/// [`find`], with the workspace's rules already read.
+pub fn find_with(
+    store: &dyn Store,
+    workspace: &str,
+    rules: &IdentityRulesConfig,
+    kind: &str,
+    value: &str,
+) -> Result<Option<String>, ServiceError> {
+    use parcours_core::identifier::{
+        normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE,
+    };
     let normalized = match kind {
         EMAIL => normalize_email(value),
         PHONE => normalize_phone_with(value, rules.default_region.as_deref(), rules.phone_numbers),

@@ -639,6 +639,15 @@ pub fn simulate(
     Ok(processor.simulate(store, &actor.workspace, &j, from, to, progress)?)
 }
 
+/// A journey's runs in progress and ended, and where they wait (the console's list).
+pub fn run_counts(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+) -> Result<parcours_store::RunCounts, ServiceError> {
+    Ok(store.run_counts(&actor.workspace, id)?)
+}
+
 /// A journey's live counts and report: runs in progress and ended, where they wait, and how
 /// each group ended and each decision was taken (the console's graph).
 pub fn counts(
