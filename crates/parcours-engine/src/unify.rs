@@ -17,7 +17,7 @@ use parcours_core::spec::Violation;
 use parcours_core::time::Millis;
 use parcours_core::Graph;
 use parcours_store::{
-    profile_bucket, CursorMove, JourneyWork, ProjectionTx, QueuedProfile, Result, Store,
+    profile_bucket, tallies, CursorMove, JourneyWork, ProjectionTx, QueuedProfile, Result, Store,
     StoreError, StoredEvent,
 };
 
@@ -420,9 +420,13 @@ fn process_events(
         ids.dedup();
         tx.prefetch(ws, &ids)?;
     }
+    // What the dashboard counts, on the day each event happened: a late event re-derives its
+    // group of profiles, which makes and merges no profile the count would see.
+    let mut counts = tallies::Tallies::default();
     for (e, obs) in readable.into_iter().zip(observed) {
         let ws = e.workspace_id.as_str();
         let rules = rules.get(ws).unwrap_or(&default_rules);
+        counts.add(ws, tallies::EVENTS, e.channel.as_str(), e.timestamp, 1);
         if obs.identifiers.is_empty() {
             continue;
         }
@@ -443,6 +447,20 @@ fn process_events(
                 let applied = slot.graph.apply(&obs);
                 metrics::counter!("parcours_profile_merges_total")
                     .increment(applied.merged.len() as u64);
+                counts.add(
+                    ws,
+                    tallies::PROFILES,
+                    "",
+                    e.timestamp,
+                    i64::from(applied.created),
+                );
+                counts.add(
+                    ws,
+                    tallies::MERGES,
+                    "",
+                    e.timestamp,
+                    applied.merged.len() as i64,
+                );
             }
             Lateness::Late(component) => {
                 flush(tx, &mut slot.graph, now, applied)?;
@@ -459,7 +477,7 @@ fn process_events(
     for slot in loaded.values_mut() {
         flush(tx, &mut slot.graph, now, applied)?;
     }
-    Ok(())
+    tx.add_tallies(&counts.into_rows())
 }
 
 /// Writes what changed in a graph. Every profile id is resolved through the merges made in

@@ -787,6 +787,8 @@ impl Audiences for PgStore {
             }
             // The effects of these changes commit with them, or neither does.
             crate::outbox::insert_rows(&mut tx, &w.outbox).await?;
+            let tallies = parcours_store::tallies::of_audience_write(w);
+            crate::projections::add_tallies(&mut tx, &tallies).await?;
             tx.commit().await.map_err(backend)
         })
     }

@@ -701,6 +701,8 @@ impl Journeys for PgStore {
                 .await
                 .map_err(backend)?;
             }
+            let tallies = parcours_store::tallies::of_journey_write(w);
+            crate::projections::add_tallies(&mut tx, &tallies).await?;
             tx.commit().await.map_err(backend)
         })
     }

@@ -93,6 +93,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         12,
         include_str!("../../../migrations/postgres/0012_journey_work_seq.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/postgres/0013_tallies.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

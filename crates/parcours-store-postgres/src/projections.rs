@@ -169,6 +169,39 @@ pub(crate) async fn runs_journeys(conn: &mut PgConnection, workspace: &str) -> R
     Ok(row.is_some())
 }
 
+/// Adds daily counts to the tallies, in the caller's transaction: to the part of each count
+/// that this connection writes, so that two nodes counting the same day do not wait on one
+/// row; rows in key order, so that two transactions never lock them in opposite orders (and
+/// the same count given twice adds up).
+pub(crate) async fn add_tallies(
+    conn: &mut PgConnection,
+    tallies: &[parcours_store::Tally],
+) -> Result<()> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&parcours_store::Tally> = tallies.iter().collect();
+    let text =
+        |f: fn(&parcours_store::Tally) -> String| rows.iter().map(|t| f(t)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO tallies (workspace_id, day, metric, key, part, n)
+         SELECT w, d, m, k, (pg_backend_pid() % 8)::smallint, sum(n)::bigint
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
+              AS t(w, d, m, k, n)
+         GROUP BY w, d, m, k ORDER BY w, d, m, k
+         ON CONFLICT (workspace_id, day, metric, key, part) DO UPDATE SET n = tallies.n + excluded.n",
+    )
+    .bind(text(|t| t.workspace_id.clone()))
+    .bind(rows.iter().map(|t| t.day).collect::<Vec<_>>())
+    .bind(text(|t| t.metric.clone()))
+    .bind(text(|t| t.key.clone()))
+    .bind(rows.iter().map(|t| t.n).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 pub(crate) async fn queue_work(
     conn: &mut PgConnection,
     rows: &[parcours_store::JourneyWork],
@@ -315,6 +348,10 @@ impl ProjectionTx for Tx<'_> {
 
     fn queue_journey_work(&mut self, rows: &[parcours_store::JourneyWork]) -> Result<()> {
         block_on(queue_work(self.conn(), rows))
+    }
+
+    fn add_tallies(&mut self, tallies: &[parcours_store::Tally]) -> Result<()> {
+        block_on(add_tallies(self.conn(), tallies))
     }
 
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
@@ -837,6 +874,13 @@ impl ProjectionTx for Tx<'_> {
             .execute(self.written()),
         )
         .map_err(backend)?;
+        let metrics: Vec<&str> = parcours_store::tallies::UNIFY_METRICS.to_vec();
+        block_on(
+            sqlx::query("DELETE FROM tallies WHERE metric = ANY($1)")
+                .bind(metrics)
+                .execute(self.conn()),
+        )
+        .map_err(backend)?;
         self.bump_epoch()
     }
 }
@@ -1123,5 +1167,32 @@ impl Projections for PgStore {
             )
             .map_err(backend)?;
         Ok(n as u64)
+    }
+
+    fn tallies(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<parcours_store::Tally>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT metric, key, day, sum(n)::bigint FROM tallies
+                     WHERE workspace_id = $1 AND day BETWEEN $2 AND $3
+                     GROUP BY metric, day, key ORDER BY metric, day, key",
+                )
+                .bind(workspace)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(parcours_store::Tally {
+                    workspace_id: workspace.to_string(),
+                    metric: r.try_get(0).map_err(backend)?,
+                    key: r.try_get(1).map_err(backend)?,
+                    day: r.try_get(2).map_err(backend)?,
+                    n: r.try_get(3).map_err(backend)?,
+                })
+            })
+            .collect()
     }
 }

@@ -740,6 +740,7 @@ impl Audiences for SqliteStore {
         }
         // The effects of these changes commit with them, or neither does.
         crate::outbox::insert_rows(&tx, &w.outbox)?;
+        crate::projections::add_tallies(&tx, &parcours_store::tallies::of_audience_write(w))?;
         tx.commit().map_err(backend)
     }
 

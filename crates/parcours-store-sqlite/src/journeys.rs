@@ -733,6 +733,7 @@ impl Journeys for SqliteStore {
                     .map_err(backend)?;
             }
         }
+        crate::projections::add_tallies(&tx, &parcours_store::tallies::of_journey_write(w))?;
         tx.commit().map_err(backend)
     }
 }

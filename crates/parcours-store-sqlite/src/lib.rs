@@ -56,6 +56,7 @@ const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0010_messages.sql"),
     include_str!("../../../migrations/sqlite/projections/0011_journey_work_seq.sql"),
     include_str!("../../../migrations/sqlite/projections/0012_journey_runs_by_journey.sql"),
+    include_str!("../../../migrations/sqlite/projections/0013_tallies.sql"),
 ];
 
 /// How hard a commit tries to reach the disk.

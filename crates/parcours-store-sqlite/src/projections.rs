@@ -266,6 +266,10 @@ impl ProjectionTx for Tx<'_> {
         queue_work(self.tx, rows)
     }
 
+    fn add_tallies(&mut self, tallies: &[parcours_store::Tally]) -> Result<()> {
+        add_tallies(self.tx, tallies)
+    }
+
     fn has_drops(&mut self, workspace: &str) -> Result<bool> {
         Ok(self
             .tx
@@ -600,6 +604,11 @@ impl ProjectionTx for Tx<'_> {
                  DELETE FROM merges WHERE status <> 'undone';",
             )
             .map_err(backend)?;
+        for metric in parcours_store::tallies::UNIFY_METRICS {
+            self.tx
+                .execute("DELETE FROM tallies WHERE metric = ?1", [metric])
+                .map_err(backend)?;
+        }
         self.bump_epoch()
     }
 }
@@ -898,6 +907,49 @@ impl Projections for SqliteStore {
             .map_err(backend)
         })
     }
+
+    fn tallies(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<parcours_store::Tally>> {
+        self.read_projections(|c| {
+            c.prepare_cached(
+                "SELECT metric, key, day, n FROM tallies
+                 WHERE workspace_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY metric, day, key",
+            )
+            .map_err(backend)?
+            .query_map(params![workspace, from, to], |r| {
+                Ok(parcours_store::Tally {
+                    workspace_id: workspace.to_string(),
+                    metric: r.get(0)?,
+                    key: r.get(1)?,
+                    day: r.get(2)?,
+                    n: r.get(3)?,
+                })
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)
+        })
+    }
+}
+
+/// Adds daily counts to the tallies, in the caller's transaction.
+pub(crate) fn add_tallies(
+    tx: &rusqlite::Transaction<'_>,
+    tallies: &[parcours_store::Tally],
+) -> Result<()> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let mut add = tx
+        .prepare_cached(
+            "INSERT INTO tallies (workspace_id, metric, day, key, n) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (workspace_id, day, metric, key) DO UPDATE SET n = n + excluded.n",
+        )
+        .map_err(backend)?;
+    for t in tallies {
+        add.execute(params![t.workspace_id, t.metric, t.day, t.key, t.n])
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Whether a workspace has a live journey (its events and audience changes are queued for

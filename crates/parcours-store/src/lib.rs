@@ -15,6 +15,7 @@ mod quarantine;
 mod registry;
 #[cfg(feature = "suite")]
 pub mod suite;
+pub mod tallies;
 mod timers;
 
 pub use audiences::*;
@@ -26,6 +27,7 @@ pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
 pub use registry::*;
+pub use tallies::Tally;
 pub use timers::*;
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -183,7 +183,10 @@ pub trait ProjectionTx {
     fn runs_journeys(&mut self, workspace: &str) -> Result<bool>;
     /// Queues events applied to profiles for the journey processor ([`crate::JourneyWork`]).
     fn queue_journey_work(&mut self, rows: &[crate::JourneyWork]) -> Result<()>;
-    /// Drops every projection row of every workspace (replay starts from the first event).
+    /// Adds daily counts to the tallies ([`crate::tallies`]).
+    fn add_tallies(&mut self, tallies: &[crate::Tally]) -> Result<()>;
+    /// Drops every projection row of every workspace (replay starts from the first event),
+    /// with the tallies the unify step counted.
     fn reset_all(&mut self) -> Result<()>;
 }
 
@@ -209,6 +212,9 @@ pub trait Projections: Send + Sync {
     /// Live (not merged) profiles in id order after `after_id`.
     fn profiles_page(&self, workspace: &str, after_id: &str, limit: usize) -> Result<Vec<Profile>>;
     fn profile_count(&self, workspace: &str) -> Result<u64>;
+    /// A workspace's daily tallies from day `from` to day `to` (both included), by metric,
+    /// day and key.
+    fn tallies(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<crate::Tally>>;
     /// Profile rows of a workspace in the order the backend reads fastest (a full
     /// computation reads them all), from an opaque `position` ("" for the start): the live
     /// ones with their profile, or with `merged` the merged ones with the profile each was

@@ -17,6 +17,7 @@ mod outbox;
 mod projections;
 mod quarantine;
 mod registry;
+mod tallies;
 mod timers;
 pub use audiences::*;
 pub use cluster::*;
@@ -27,6 +28,7 @@ pub use outbox::*;
 pub use projections::*;
 pub use quarantine::*;
 pub use registry::*;
+pub use tallies::*;
 pub use timers::*;
 
 /// Instantiates the conformance suite for an adapter.
@@ -77,6 +79,7 @@ macro_rules! conformance_suite {
             journey_runs_follow_a_merged_profile,
             audience_changes_are_queued_for_journeys,
             message_receipts_count_once_and_suppressions_keep_the_first_reason,
+            tallies_add_up_per_day_and_reset_with_their_projection,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
