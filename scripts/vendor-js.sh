@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copies the console's pinned JavaScript into crates/parcours-console/assets/vendor/, where the
+# Copies the console's pinned JavaScript (htmx, ECharts) into crates/parcours-console/assets/vendor/, where the
 # build embeds it: the Rust build needs no Node, and the console loads nothing from another
 # origin. Run it only to change a pinned version (the copies are committed), then check the
 # console's tests (bash scripts/console-e2e.sh).
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HTMX=2.0.11
+ECHARTS=6.1.0
 
 dest=crates/parcours-console/assets/vendor
 work=$(mktemp -d)
@@ -17,5 +18,12 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$dest"
 cp "$work/package/dist/htmx.min.js" "$dest/htmx.min.js"
 cp "$work/package/LICENSE" "$dest/htmx.LICENSE"
-echo "htmx.org $HTMX" > "$dest/VERSIONS"
-echo "vendored htmx.org $HTMX into $dest"
+# ECharts' common build (line, bar and pie charts with tooltips, legends and zoom) and its
+# French strings.
+(cd "$work" && npm pack --silent "echarts@$ECHARTS" >/dev/null && mkdir ec && tar xzf echarts-$ECHARTS.tgz -C ec)
+cp "$work/ec/package/dist/echarts.common.min.js" "$dest/echarts.min.js"
+cp "$work/ec/package/i18n/langFR.js" "$dest/echarts-lang-fr.js"
+cp "$work/ec/package/LICENSE" "$dest/echarts.LICENSE"
+cp "$work/ec/package/NOTICE" "$dest/echarts.NOTICE"
+printf 'htmx.org %s\necharts %s\n' "$HTMX" "$ECHARTS" > "$dest/VERSIONS"
+echo "vendored htmx.org $HTMX and echarts $ECHARTS into $dest"

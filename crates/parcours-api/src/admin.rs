@@ -2,7 +2,7 @@
 //! Every call is scoped to the workspace of its bearer token.
 
 use parcours_service::quarantine;
-use parcours_service::{identity, workspaces};
+use parcours_service::{dashboard, identity, workspaces};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{blocking, object_body, ApiError};
 use crate::openapi::{
-    Answer, IdentityRulesBody, ProfileAnswer, QuarantineAnswer, QuarantinePage, Refusals,
-    SegmentEvent, WorkspaceAnswer, WorkspaceBody,
+    Answer, DashboardAnswer, IdentityRulesBody, ProfileAnswer, QuarantineAnswer, QuarantinePage,
+    Refusals, SegmentEvent, WorkspaceAnswer, WorkspaceBody,
 };
 use crate::AppState;
 
@@ -41,6 +41,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(unmerge_profile))
         .routes(routes!(merge))
         .routes(routes!(undo))
+        .routes(routes!(dashboard))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_entry))
         .routes(routes!(quarantine_replay))
@@ -393,6 +394,30 @@ async fn unmerge_profile(
     })
     .await?;
     Ok(Json(json!(outcome)))
+}
+
+/// The range of a dashboard: dates, both included.
+#[derive(Debug, Deserialize)]
+struct DashboardRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Per UTC day over a range: events per channel, profiles made and merged, audience entries
+/// and exits, and messages and conversions per journey.
+#[utoipa::path(get, path = "/dashboard", tag = "dashboard", params(("from" = Option<String>, Query, format = Date, description = "first day (2026-11-01); default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)")), security(("bearer" = [])), responses((status = 200, description = "success", body = DashboardAnswer), Refusals))]
+async fn dashboard(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(range): Query<DashboardRange>,
+) -> Api {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let answer = blocking(move || {
+        let range = dashboard::DayRange::parse(range.from.as_deref(), range.to.as_deref(), now)?;
+        Ok(dashboard::dashboard(st.as_ref(), &actor, range)?)
+    })
+    .await?;
+    Ok(Json(json!(answer)))
 }
 
 /// Quarantined events.

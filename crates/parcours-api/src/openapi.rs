@@ -264,6 +264,12 @@ fn token_schema() -> Value {
         "instance_admin": {"type": "boolean"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"}}})
 }
 
+/// One line of a dashboard chart: a value per day.
+fn series_schema() -> Value {
+    json!({"type": "object", "required": ["key", "values", "total"], "properties": {
+        "key": {"type": "string"}, "values": {"type": "array", "items": {"type": "integer"}}, "total": {"type": "integer"}}})
+}
+
 fn quarantine_schema() -> Value {
     json!({"type": "object", "required": ["id", "workspace_id", "source_id", "received_at", "code", "reason", "body", "status", "occurrences", "last_seen", "sources"], "properties": {
         "id": {"type": "integer"}, "workspace_id": {"type": "string"}, "source_id": {"type": "string"},
@@ -323,6 +329,21 @@ json_schema!(
         "last_channel": {"type": ["string", "null"]},
         "first_seen": iso(), "last_seen": iso(), "events": {"type": "integer"},
         "known": {"type": "boolean"}}})
+);
+json_schema!(
+    /// Counts per day over a range (see `GET /dashboard`).
+    DashboardAnswer,
+    json!({"type": "object", "required": ["from", "to", "days", "events", "new_profiles", "merges", "entered", "exited", "sent", "converted", "journeys"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "days": {"type": "array", "items": {"type": "string", "format": "date"}},
+        "events": {"type": "array", "items": series_schema()},
+        "new_profiles": series_schema(), "merges": series_schema(),
+        "entered": {"type": "array", "items": series_schema()},
+        "exited": {"type": "array", "items": series_schema()},
+        "sent": {"type": "array", "items": series_schema()},
+        "converted": {"type": "array", "items": series_schema()},
+        "journeys": {"type": "array", "items": {"type": "object", "required": ["journey", "sent", "converted", "converted_holdout"], "properties": {
+            "journey": {"type": "string"}, "sent": {"type": "integer"}, "converted": {"type": "integer"}, "converted_holdout": {"type": "integer"}}}}}})
 );
 json_schema!(
     /// A page of quarantined events.
@@ -562,6 +583,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("TokenCreated", TokenCreated::json()),
         ("TokenRotated", TokenRotated::json()),
         ("ProfileAnswer", ProfileAnswer::json()),
+        ("DashboardAnswer", DashboardAnswer::json()),
         ("QuarantinePage", QuarantinePage::json()),
         ("QuarantineAnswer", QuarantineAnswer::json()),
         ("WorkspaceAnswer", WorkspaceAnswer::json()),

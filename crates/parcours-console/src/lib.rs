@@ -10,6 +10,7 @@
 //! without it, or from another origin, is refused.
 
 mod audiences;
+mod dashboard;
 mod i18n;
 mod journeys;
 mod messages;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/lang", get(pages::set_lang))
+        .route("/console/dashboard", get(dashboard::page))
         .route("/console/customers", get(pages::customers))
         .route("/console/customers/{id}", get(pages::customer))
         .route("/console/customers/{id}/timeline", get(pages::timeline))

@@ -135,7 +135,7 @@ fn safe_back(back: &str) -> &str {
     if back.starts_with("/console") && !back.starts_with("//") && !back.contains('\\') {
         back
     } else {
-        "/console/customers"
+        "/console/dashboard"
     }
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn see_other(location: &str) -> Response {
     r.headers_mut().insert(
         header::LOCATION,
         HeaderValue::from_str(&encoded)
-            .unwrap_or_else(|_| HeaderValue::from_static("/console/customers")),
+            .unwrap_or_else(|_| HeaderValue::from_static("/console/dashboard")),
     );
     r
 }
@@ -318,7 +318,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 pub(crate) async fn home() -> Response {
-    see_other("/console/customers")
+    see_other("/console/dashboard")
 }
 
 #[derive(Template)]

@@ -7,6 +7,7 @@
 //! blocking thread.
 
 pub mod customers;
+pub mod dashboard;
 pub mod definitions;
 pub mod deliveries;
 pub mod identity;
