@@ -74,7 +74,7 @@ async function signIn(page, token) {
   await page.waitForURL(/\/console\/sign-in/);
   await page.getByLabel('Token').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(/\/console\/customers$/);
+  await page.waitForURL(/\/console\/dashboard$/);
 }
 
 // Older pages of the timeline are loaded in place (htmx) until `done` holds or none is left.
@@ -108,7 +108,28 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   check(await page.getByRole('alert').innerText().then((t) => t.includes('not valid')), 'a wrong token is refused with a message');
   await signIn(page, ADMIN);
-  check(true, 'signed in');
+  check(true, 'signed in, on the dashboard');
+
+  // The dashboard: the demo's activity per day, drawn and in tables.
+  await page.waitForSelector('#chart-events[data-drawn="true"] svg');
+  const eventsTotal = Number((await page.locator('#total-events').innerText()).replace(/[^0-9]/g, ''));
+  check(eventsTotal > 1000, `the dashboard counts the demo's events (${eventsTotal})`);
+  const drawn = await page.locator('.chart[data-drawn="true"] svg').count();
+  check(drawn === 4, `its four charts are drawn (${drawn})`);
+  const channelColumns = await page.locator('#table-events thead th').count();
+  check(channelColumns >= 6, `events per channel cover the demo's channels (${channelColumns - 1})`);
+  await shot(page, 'dashboard');
+  await accessible(page, 'dashboard');
+  await page.getByRole('link', { name: 'Last 7 days' }).click();
+  await page.waitForURL(/from=/);
+  check((await page.locator('#table-events tbody tr').count()) === 7, 'the last 7 days show 7 days');
+  await page.getByLabel('From').fill('2026-11-20');
+  await page.getByLabel('To').fill('2026-11-10');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/from=2026-11-20/);
+  check((await page.getByRole('alert').innerText()).includes('after it ends'), 'a range that ends before it starts is refused with its reason');
+
+  await page.goto(`${BASE}/console/customers`);
   await shot(page, 'customers');
   await accessible(page, 'customers');
 
@@ -158,6 +179,11 @@ try {
   await accessible(page, 'customer (French)');
   await page.goto(customerUrl);
   check((await page.locator('#h-timeline').innerText()) === 'Chronologie', 'French is remembered');
+  await page.goto(`${BASE}/console/dashboard`);
+  await page.waitForSelector('#chart-events[data-drawn="true"] svg');
+  check((await page.locator('h1').innerText()) === 'Tableau de bord', 'the dashboard is in French, charts drawn');
+  await shot(page, 'dashboard-fr');
+  await page.goto(customerUrl);
   await page.getByRole('link', { name: 'English' }).click();
   await page.waitForURL(/\/console\/customers\/p_/);
 

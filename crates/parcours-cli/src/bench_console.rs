@@ -71,7 +71,18 @@ pub async fn run(b: ConsoleBench) -> anyhow::Result<()> {
         .and_then(|a| a.example.clone())
         .or_else(|| demo.audiences.iter().find_map(|a| a.example.clone()))
         .ok_or_else(|| anyhow::anyhow!("no demo customer to look at"))?;
+    // The longest range the dashboard takes, up to today.
+    let year = {
+        use parcours_service::dashboard::{date, DayRange, MAX_DAYS};
+        let r = DayRange::last(
+            MAX_DAYS,
+            parcours_core::time::Clock::now(&parcours_engine::SystemClock),
+        );
+        format!("/console/dashboard?from={}&to={}", date(r.from), date(r.to))
+    };
     let pages: Vec<(&str, String, u16)> = vec![
+        ("dashboard (30 days)", "/console/dashboard".into(), 200),
+        ("dashboard, a year", year, 200),
         ("customers", "/console/customers".into(), 200),
         (
             "search (by identifier)",

@@ -250,7 +250,7 @@ async fn a_customer_is_found_seen_across_channels_unmerged_and_read_in_french(ba
     assert!(!fr.contains("??missing??"), "{fr}");
     // The switch never sends anywhere but the console.
     let r = get(&t, "/console/lang?to=en&back=//evil.example/x", &cookie).await;
-    assert_eq!(header(&r, "location"), "/console/customers");
+    assert_eq!(header(&r, "location"), "/console/dashboard");
 
     // Signing out needs the form's token, and ends the session in this browser.
     let r = post(&t, "/console/sign-out", &[("cookie", cookie.as_str())], "").await;
@@ -828,6 +828,76 @@ async fn a_journey_document_is_checked_and_saved(backend: Backend) {
     t.stop().await;
 }
 
+/// The dashboard counts each day: events per channel on the day they happened, profiles
+/// made and merged; the API gives the same figures; a range written backwards or not as a
+/// date is refused with its reason, on the page.
+async fn the_dashboard_counts_each_day(backend: Backend) {
+    use parcours_service::dashboard::date;
+    use parcours_store::tallies::day_of;
+    let t = start_on("console-dashboard", backend, |_| {}).await;
+    let now = parcours_core::time::Clock::now(&parcours_engine::SystemClock);
+    let today = day_of(now);
+    // Bob's shop visit three days ago (at noon), then Ann across channels today.
+    let noon = (today - 3) * 86_400_000 + 43_200_000;
+    t.send(json!({"batch": [
+        {"type": "track", "userId": "bob", "event": "Store Visit", "messageId": "visit-1",
+         "timestamp": parcours_core::time::format_timestamp(noon), "context": {"channel": "store"}},
+    ]}))
+    .await;
+    ann_across_channels(&t).await;
+    let range = format!("from={}&to={}", date(today - 3), date(today));
+    let (status, d) = t.get(&format!("/api/v1/dashboard?{range}")).await;
+    assert_eq!(status, 200, "{d}");
+    let series = |list: &serde_json::Value, key: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .map(|s| s["values"].clone())
+            .unwrap_or_else(|| panic!("no {key} in {list}"))
+    };
+    assert_eq!(series(&d["events"], "store"), json!([1, 0, 0, 2]), "{d}");
+    assert_eq!(series(&d["events"], "web"), json!([0, 0, 0, 2]), "{d}");
+    assert_eq!(d["new_profiles"]["values"], json!([1, 0, 0, 2]), "{d}");
+    assert_eq!(d["merges"]["values"], json!([0, 0, 0, 1]), "{d}");
+    assert_eq!(d["days"][0], json!(date(today - 3)));
+
+    let cookie = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, &format!("/console/dashboard?{range}"), &cookie).await);
+    assert_eq!(shown(&page, "total-events"), "5");
+    assert_eq!(shown(&page, "total-profiles"), "3");
+    assert_eq!(shown(&page, "total-merges"), "1");
+    assert!(page.contains("id=\"table-events\""), "{page}");
+    assert!(page.contains("data-chart=\""), "the charts' figures are on the page");
+    // The console opens on it.
+    let r = get(&t, "/console", &cookie).await;
+    assert_eq!(header(&r, "location"), "/console/dashboard");
+    // Refused with the reason, on the page, with the last 30 days shown instead.
+    let page = text(
+        &get(
+            &t,
+            "/console/dashboard?from=2026-11-20&to=2026-11-10",
+            &cookie,
+        )
+        .await,
+    );
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(page.contains("after it ends"), "{page}");
+    let page = text(
+        &get(
+            &t,
+            "/console/dashboard?from=%3Cscript%3Ealert(1)%3C/script%3E",
+            &cookie,
+        )
+        .await,
+    );
+    assert!(page.contains("is not a date"), "{page}");
+    assert!(!page.contains("<script>alert"), "what was typed is escaped");
+    let (status, body) = t.get("/api/v1/dashboard?from=2026-01-01&to=2027-06-01").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_range")));
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -835,4 +905,5 @@ on_each_store!(
     a_quarantined_event_is_fixed_and_replayed,
     sources_and_tokens_are_made_and_revoked,
     a_journey_document_is_checked_and_saved,
+    the_dashboard_counts_each_day,
 );
