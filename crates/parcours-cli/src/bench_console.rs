@@ -99,6 +99,11 @@ pub async fn run(b: ConsoleBench) -> anyhow::Result<()> {
             200,
         ),
         ("messages", "/console/messages?channel=email".into(), 200),
+        (
+            "data quality (with arrivals)",
+            "/console/quality".into(),
+            200,
+        ),
     ];
     let api = format!("/api/v1/profiles/{profile}");
     let bearer = format!("Bearer {}", demo.admin_token);

@@ -868,7 +868,10 @@ async fn the_dashboard_counts_each_day(backend: Backend) {
     assert_eq!(shown(&page, "total-profiles"), "3");
     assert_eq!(shown(&page, "total-merges"), "1");
     assert!(page.contains("id=\"table-events\""), "{page}");
-    assert!(page.contains("data-chart=\""), "the charts' figures are on the page");
+    assert!(
+        page.contains("data-chart=\""),
+        "the charts' figures are on the page"
+    );
     // The console opens on it.
     let r = get(&t, "/console", &cookie).await;
     assert_eq!(header(&r, "location"), "/console/dashboard");
@@ -893,8 +896,47 @@ async fn the_dashboard_counts_each_day(backend: Backend) {
     );
     assert!(page.contains("is not a date"), "{page}");
     assert!(!page.contains("<script>alert"), "what was typed is escaped");
-    let (status, body) = t.get("/api/v1/dashboard?from=2026-01-01&to=2027-06-01").await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_range")));
+    let (status, body) = t
+        .get("/api/v1/dashboard?from=2026-01-01&to=2027-06-01")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_range"))
+    );
+
+    // Data quality: what arrived today per source and per channel (Bob's visit of three days
+    // ago arrived today too).
+    let page = text(&get(&t, "/console/quality", &cookie).await);
+    assert!(
+        page.contains("<th scope=\"row\">Store</th><td class=\"num\">3</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">Web</th><td class=\"num\">2</td>"),
+        "{page}"
+    );
+    let sources = &page
+        [page.find("id=\"table-sources\"").unwrap()..page.find("id=\"table-channels\"").unwrap()];
+    assert!(sources.contains("<td class=\"num\">5</td>"), "{sources}");
+    // An audience computed today: its line on the list goes from nobody to its member.
+    let (status, body) = common::call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "shoppers", "name": "Shoppers", "definition": "did \"Order Completed\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "the audience's trend",
+        || async {
+            let page = text(&get(&t, "/console/audiences", &cookie).await);
+            page.contains("aria-label=\"Last 30 days: 0 → 1\"")
+                .then_some(())
+        },
+    )
+    .await;
     t.stop().await;
 }
 

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use parcours_api::AppState;
+use parcours_service::dashboard::{self, DayRange};
 use parcours_service::definitions::{self, AudienceInput};
 use parcours_service::ServiceError;
 use parcours_store::Definition;
@@ -27,6 +28,45 @@ pub(crate) struct AudienceRow {
     pub size: String,
     pub definition: String,
     pub progress: Option<String>,
+    /// Its size at the end of each of the last 30 days, as a line.
+    pub trend: Trend,
+}
+
+/// A sparkline: the points of a polyline in a 120 × 28 box, and what it says in words.
+pub(crate) struct Trend {
+    pub points: String,
+    pub label: String,
+}
+
+/// Days a trend covers.
+const TREND_DAYS: i64 = 30;
+
+fn trend(tr: crate::Tr, values: &[i64]) -> Trend {
+    let (lo, hi) = (
+        values.iter().copied().min().unwrap_or(0),
+        values.iter().copied().max().unwrap_or(0),
+    );
+    let span = (hi - lo).max(1) as f64;
+    let step = 120.0 / (values.len().max(2) - 1) as f64;
+    let points = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let y = 26.0 - 24.0 * (v - lo) as f64 / span;
+            format!("{:.1},{:.1}", i as f64 * step, y)
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let n = |v: Option<&i64>| tr.number(v.copied().unwrap_or(0).max(0) as u64);
+    Trend {
+        points,
+        label: format!(
+            "{}: {} → {}",
+            tr.t("trend_30"),
+            n(values.first()),
+            n(values.last())
+        ),
+    }
 }
 
 /// Where a definition does not read: the message, and its line split at the column so the
@@ -119,9 +159,16 @@ pub(crate) struct NewAudience {
 async fn list(state: &Arc<AppState>, session: &Session, form: NewAudience) -> Response {
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let tr = session.tr();
-    let found = blocking(move || definitions::audiences(store.as_ref(), &actor)).await;
+    let range = DayRange::last(TREND_DAYS, state.engine.now());
+    let found = blocking(move || {
+        let all = definitions::audiences(store.as_ref(), &actor)?;
+        let sizes: Vec<(String, u64)> = all.iter().map(|(d, n)| (d.id.clone(), *n)).collect();
+        let trends = dashboard::audience_sizes(store.as_ref(), &actor, &sizes, range)?;
+        Ok((all, trends))
+    })
+    .await;
     match found {
-        Ok(all) => render(Audiences {
+        Ok((all, trends)) => render(Audiences {
             c: session.chrome(),
             rows: all
                 .iter()
@@ -131,6 +178,7 @@ async fn list(state: &Arc<AppState>, session: &Session, form: NewAudience) -> Re
                     size: tr.number(*size),
                     definition: text_of(d),
                     progress: progress(tr, d),
+                    trend: trend(tr, trends.get(&d.id).map_or(&[][..], |v| &v[..])),
                 })
                 .collect(),
             form,

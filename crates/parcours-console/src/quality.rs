@@ -37,6 +37,40 @@ struct Quality {
     next: Option<i64>,
     unify_lag: String,
     audience_lag: String,
+    sources: Vec<ArrivalRow>,
+    channels: Vec<ArrivalRow>,
+}
+
+/// Events arrived from a source or on a channel.
+pub(crate) struct ArrivalRow {
+    pub key: String,
+    pub name: String,
+    pub today: String,
+    pub yesterday: String,
+    pub week: String,
+    pub month: String,
+}
+
+fn arrival_rows(
+    tr: crate::Tr,
+    list: &[parcours_service::dashboard::Arrivals],
+    channels: bool,
+) -> Vec<ArrivalRow> {
+    let n = |v: i64| tr.number(v.max(0) as u64);
+    list.iter()
+        .map(|a| ArrivalRow {
+            key: a.key.clone(),
+            name: if channels {
+                tr.channel(&a.key).to_string()
+            } else {
+                a.name.clone()
+            },
+            today: n(a.today),
+            yesterday: n(a.yesterday),
+            week: n(a.week),
+            month: n(a.month),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -62,17 +96,21 @@ pub(crate) async fn list(
     );
     let tr = session.tr();
     let after = q.after.unwrap_or(0);
+    let now = state.engine.now();
     let found = blocking(move || {
         let rows = quarantine::page(store.as_ref(), &actor, Some(status), after, PAGE)?;
+        let arrivals = parcours_service::dashboard::arrivals(store.as_ref(), &actor, now)?;
         let lag = |r: Result<i64, parcours_engine::EngineError>| {
             r.map_err(|e| ServiceError::Store(parcours_store::StoreError::Backend(e.to_string())))
         };
         let lags = (lag(engine.unify_lag())?, lag(engine.audience_lag())?);
-        Ok((rows, lags))
+        Ok((rows, lags, arrivals))
     })
     .await;
     match found {
-        Ok((rows, (unify, audiences))) => render(Quality {
+        Ok((rows, (unify, audiences), (sources, channels))) => render(Quality {
+            sources: arrival_rows(tr, &sources, false),
+            channels: arrival_rows(tr, &channels, true),
             c: session.chrome(),
             status: status.as_str(),
             next: (rows.len() == PAGE)

@@ -427,6 +427,14 @@ fn process_events(
         let ws = e.workspace_id.as_str();
         let rules = rules.get(ws).unwrap_or(&default_rules);
         counts.add(ws, tallies::EVENTS, e.channel.as_str(), e.timestamp, 1);
+        counts.add(ws, tallies::RECEIVED, &e.source_id, e.received_at, 1);
+        counts.add(
+            ws,
+            tallies::RECEIVED_CHANNEL,
+            e.channel.as_str(),
+            e.received_at,
+            1,
+        );
         if obs.identifiers.is_empty() {
             continue;
         }

@@ -227,6 +227,125 @@ pub fn dashboard(
     })
 }
 
+/// What arrived from one source or on one channel: today, yesterday, over the last 7 and 30
+/// days (today included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Arrivals {
+    pub key: String,
+    /// The source's name (empty for a channel, or a source since deleted).
+    pub name: String,
+    pub today: i64,
+    pub yesterday: i64,
+    pub week: i64,
+    pub month: i64,
+}
+
+/// Events arrived per source and per channel (the day Parcours received them, not the day
+/// they happened), the busiest first; every source of the workspace is listed, a silent one
+/// with zeros.
+pub fn arrivals(
+    store: &dyn Store,
+    actor: &Actor,
+    now: Millis,
+) -> Result<(Vec<Arrivals>, Vec<Arrivals>), ServiceError> {
+    let today = day_of(now);
+    let rows = store.tallies(&actor.workspace, today - 29, today)?;
+    let sources = store.sources(&actor.workspace)?;
+    let mut by_source: BTreeMap<String, Arrivals> = sources
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                Arrivals {
+                    key: s.id.clone(),
+                    name: s.name.clone(),
+                    today: 0,
+                    yesterday: 0,
+                    week: 0,
+                    month: 0,
+                },
+            )
+        })
+        .collect();
+    let mut by_channel: BTreeMap<String, Arrivals> = BTreeMap::new();
+    for t in &rows {
+        let into = match t.metric.as_str() {
+            tallies::RECEIVED => &mut by_source,
+            tallies::RECEIVED_CHANNEL => &mut by_channel,
+            _ => continue,
+        };
+        let a = into.entry(t.key.clone()).or_insert_with(|| Arrivals {
+            key: t.key.clone(),
+            name: String::new(),
+            today: 0,
+            yesterday: 0,
+            week: 0,
+            month: 0,
+        });
+        let age = today - t.day;
+        if age == 0 {
+            a.today += t.n;
+        }
+        if age == 1 {
+            a.yesterday += t.n;
+        }
+        if age < 7 {
+            a.week += t.n;
+        }
+        a.month += t.n;
+    }
+    let sorted = |m: BTreeMap<String, Arrivals>| {
+        let mut v: Vec<Arrivals> = m.into_values().collect();
+        v.sort_by(|a, b| {
+            (b.month, b.week)
+                .cmp(&(a.month, a.week))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        v
+    };
+    Ok((sorted(by_source), sorted(by_channel)))
+}
+
+/// The size of each audience at the end of each day of `range` (which ends today), from its
+/// size now and the entries and exits tallied since: `sizes` are `(audience, size now)`.
+/// Before the tallies began an audience counts as it was when they began.
+pub fn audience_sizes(
+    store: &dyn Store,
+    actor: &Actor,
+    sizes: &[(String, u64)],
+    range: DayRange,
+) -> Result<BTreeMap<String, Vec<i64>>, ServiceError> {
+    let rows = store.tallies(&actor.workspace, range.from, range.to)?;
+    let days = range.len();
+    let mut net: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for t in &rows {
+        let sign = match t.metric.as_str() {
+            tallies::ENTERED => 1,
+            tallies::EXITED => -1,
+            _ => continue,
+        };
+        let Some(at) = usize::try_from(t.day - range.from)
+            .ok()
+            .filter(|i| *i < days)
+        else {
+            continue;
+        };
+        net.entry(t.key.as_str()).or_insert_with(|| vec![0; days])[at] += sign * t.n;
+    }
+    Ok(sizes
+        .iter()
+        .map(|(id, now)| {
+            let mut at_end = vec![0; days];
+            let mut size = i64::try_from(*now).unwrap_or(i64::MAX);
+            for i in (0..days).rev() {
+                at_end[i] = size.max(0);
+                size -= net.get(id.as_str()).map_or(0, |n| n[i]);
+            }
+            (id.clone(), at_end)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

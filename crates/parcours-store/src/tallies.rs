@@ -1,4 +1,5 @@
-//! Daily tallies: how many events arrived per channel, profiles were made and merged,
+//! Daily tallies: how many events happened and arrived per channel (and arrived per source),
+//! profiles were made and merged,
 //! customers entered and left each audience, and messages and conversions each journey had,
 //! per UTC day. What the console's dashboard draws.
 //!
@@ -19,6 +20,10 @@ const DAY: Millis = 86_400_000;
 
 /// Events, by channel, on the day of their timestamp (key: the channel).
 pub const EVENTS: &str = "events";
+/// Events, by source, on the day they arrived (key: the source id).
+pub const RECEIVED: &str = "received";
+/// Events, by channel, on the day they arrived (key: the channel).
+pub const RECEIVED_CHANNEL: &str = "received_channel";
 /// Profiles made by an event, on its day.
 pub const PROFILES: &str = "profiles";
 /// Profiles merged into another by an event, on its day.
@@ -35,7 +40,7 @@ pub const CONVERTED: &str = "converted";
 pub const CONVERTED_HOLDOUT: &str = "converted_holdout";
 
 /// The metrics the unify step counts (reset with the identity projections).
-pub const UNIFY_METRICS: [&str; 3] = [EVENTS, PROFILES, MERGES];
+pub const UNIFY_METRICS: [&str; 5] = [EVENTS, RECEIVED, RECEIVED_CHANNEL, PROFILES, MERGES];
 /// The metrics audience writes count (reset with the audiences).
 pub const AUDIENCE_METRICS: [&str; 2] = [ENTERED, EXITED];
 
