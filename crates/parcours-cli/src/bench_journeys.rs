@@ -522,6 +522,7 @@ fn throughput(b: &JourneyBench, smtp_url: &str, received: &AtomicUsize) -> anyho
             push: Arc::new(Capture),
             webhook: None,
             rate_per_second: Default::default(),
+            about: Default::default(),
         },
         60_000,
     );

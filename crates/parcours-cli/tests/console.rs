@@ -940,6 +940,137 @@ async fn the_dashboard_counts_each_day(backend: Backend) {
     t.stop().await;
 }
 
+/// Settings show what each message channel sends through (no credential), and a test
+/// message goes to a real SMTP server at once; a wrong address is refused with its reason, a
+/// channel with no provider says so, and only an admin may send.
+async fn a_test_message_checks_a_channel(backend: Backend) {
+    let sink = common::smtp::Sink::start(common::temp_dir("console-smtp"), 0);
+    let port = sink.port;
+    // With credentials the server does not take: the page shows where without them, and the
+    // test says what the server answered.
+    let t = start_on("console-channels-auth", backend, |c| {
+        c.channels.email.smtp_url = Some(format!("smtp://ops:s3cret@127.0.0.1:{port}"));
+        c.channels.email.from = Some("Shop <news@shop.example>".into());
+        c.channels.email.rate_per_second = 50;
+    })
+    .await;
+    let admin = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    assert!(
+        page.contains(&format!(
+            "SMTP 127.0.0.1:{port}, from Shop &#60;news@shop.example&#62;"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("50/s"), "{page}");
+    assert!(!page.contains("s3cret"), "no credential on the page");
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/settings/channels/test",
+        &[("cookie", admin.as_str())],
+        &format!("csrf={csrf}&channel=email&address=ops%40shop.example"),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    assert!(
+        shown(&text(&r), "test-error").contains("authentication"),
+        "{}",
+        text(&r)
+    );
+    t.stop().await;
+
+    let t = start_on("console-channels", backend, |c| {
+        c.channels.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.channels.email.from = Some("Shop <news@shop.example>".into());
+    })
+    .await;
+    let admin = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    assert!(
+        page.contains("<code>capture</code>"),
+        "SMS has no provider: {page}"
+    );
+    let csrf = field(&page, "csrf");
+    let h = [("cookie", admin.as_str())];
+    let send =
+        |channel: &str, address: &str| format!("csrf={csrf}&channel={channel}&address={address}");
+    let r = post(
+        &t,
+        "/console/settings/channels/test",
+        &h,
+        &send("email", "Ops%40Shop.example"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(
+        shown(&text(&r), "test-result").contains("ops@shop.example (smtp)"),
+        "{}",
+        text(&r)
+    );
+    let message = common::eventually(
+        std::time::Duration::from_secs(10),
+        "the test message at the SMTP server",
+        || async { sink.messages().into_iter().next() },
+    )
+    .await;
+    assert_eq!(
+        common::smtp::header(&message, "Subject").as_deref(),
+        Some("Parcours: test message")
+    );
+    assert_eq!(
+        common::smtp::header(&message, "To").as_deref(),
+        Some("ops@shop.example")
+    );
+    // Not an address: refused with the reason, what was typed kept.
+    let r = post(
+        &t,
+        "/console/settings/channels/test",
+        &h,
+        &send("email", "not-an-address"),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(shown(&text(&r), "test-error").contains("is not an email address"));
+    assert!(text(&r).contains("value=\"not-an-address\""));
+    // SMS: no provider, so the capture channel keeps it and the page says nothing left.
+    let r = post(
+        &t,
+        "/console/settings/channels/test",
+        &h,
+        &send("sms", "%2B33612345678"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(shown(&text(&r), "test-result").contains("nothing left Parcours"));
+    // A marketer may not send from the brand's address.
+    let (status, made) = common::call(
+        &t,
+        "POST",
+        "/api/v1/tokens",
+        json!({"name": "marketing", "role": "marketer"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let marketer = sign_in(&t, made["secret"].as_str().unwrap()).await;
+    let page = text(&get(&t, "/console/settings", &marketer).await);
+    assert!(
+        !page.contains("/console/settings/channels/test"),
+        "no test form for a marketer"
+    );
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/settings/channels/test",
+        &[("cookie", marketer.as_str())],
+        &format!("csrf={csrf}&channel=email&address=ops%40shop.example"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(sink.messages().len(), 1, "only the admin's test was sent");
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -948,4 +1079,5 @@ on_each_store!(
     sources_and_tokens_are_made_and_revoked,
     a_journey_document_is_checked_and_saved,
     the_dashboard_counts_each_day,
+    a_test_message_checks_a_channel,
 );

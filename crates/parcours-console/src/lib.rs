@@ -87,6 +87,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/console/settings/identity-rules",
             post(settings::set_rules),
         )
+        .route("/console/settings/channels/test", post(settings::send_test))
         .route("/console/settings/tokens", post(settings::new_token))
         .route(
             "/console/settings/tokens/{id}/revoke",

@@ -54,6 +54,20 @@ struct Settings {
     rules_saved: bool,
     channels: Vec<(&'static str, &'static str)>,
     roles: Vec<(&'static str, &'static str)>,
+    senders: Vec<SenderRow>,
+    tested: Option<String>,
+    test_error: Option<String>,
+    test_channel: String,
+    test_address: String,
+}
+
+/// A message channel as this node sends it.
+pub(crate) struct SenderRow {
+    pub channel: &'static str,
+    pub name: &'static str,
+    pub sender: &'static str,
+    pub about: String,
+    pub rate: String,
 }
 
 /// Where pages reach this node, as the request says (the proxy's headers first).
@@ -104,6 +118,10 @@ struct Outcome {
     error: Option<String>,
     rules: Option<String>,
     rules_saved: bool,
+    /// The last test message: what became of it, or why it was refused, and what was typed.
+    tested: Option<String>,
+    test_error: Option<String>,
+    test: Option<(String, String)>,
 }
 
 async fn page(
@@ -132,7 +150,25 @@ async fn page_with(
         error,
         rules: typed_rules,
         rules_saved,
+        tested,
+        test_error,
+        test,
     } = outcome;
+    let (test_channel, test_address) = test.unwrap_or_else(|| ("email".into(), String::new()));
+    let senders = parcours_service::sending::channels(state.engine.senders(), &session.actor())
+        .into_iter()
+        .map(|v| SenderRow {
+            channel: v.channel,
+            name: session.tr().channel(v.channel),
+            sender: v.sender,
+            about: v.about,
+            rate: if v.rate_per_second == 0 {
+                session.tr().t("no_limit").to_string()
+            } else {
+                format!("{}/s", session.tr().number(u64::from(v.rate_per_second)))
+            },
+        })
+        .collect();
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let admin = session.admin();
     let tr = session.tr();
@@ -191,9 +227,69 @@ async fn page_with(
                 .iter()
                 .map(|r| (*r, tr.t(&format!("role_{r}"))))
                 .collect(),
+            senders,
+            tested,
+            test_error,
+            test_channel,
+            test_address,
         }),
         Err(e) => service_problem(session.chrome(), e),
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    address: String,
+}
+
+/// Sends a test message through a channel now, and shows what became of it.
+pub(crate) async fn send_test(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<TestForm>,
+) -> Response {
+    if let Some(refused) = session.refusal(&form.csrf) {
+        return refused;
+    }
+    let (engine, actor, now) = (state.engine.clone(), session.actor(), state.engine.now());
+    let (channel, address) = (form.channel.clone(), form.address.clone());
+    let sent = blocking(move || {
+        parcours_service::sending::send_test(engine.senders(), &actor, &channel, &address, now)
+    })
+    .await;
+    let tr = session.tr();
+    let mut outcome = Outcome {
+        test: Some((form.channel, form.address)),
+        ..Outcome::default()
+    };
+    let status = match sent {
+        Ok(t) => {
+            outcome.tested = Some(if t.sender == "capture" {
+                format!("{} {}", tr.t("test_captured"), t.to)
+            } else {
+                format!("{} {} ({})", tr.t("test_sent"), t.to, t.sender)
+            });
+            StatusCode::OK
+        }
+        Err(ServiceError::Forbidden(m)) => {
+            return service_problem(session.chrome(), ServiceError::Forbidden(m));
+        }
+        Err(e) => {
+            outcome.test_error = Some(e.to_string());
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    };
+    let mut r = page_with(&state, &session, &headers, outcome).await;
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = status;
+    }
+    r
 }
 
 pub(crate) async fn settings(

@@ -49,6 +49,9 @@ pub struct Senders {
     /// Messages per second each channel may send (0: no limit). The channel sender runs on
     /// one node at a time, so this holds for the whole cluster.
     pub rate_per_second: BTreeMap<MessageChannel, u32>,
+    /// What each configured channel sends through, in words and without its credentials
+    /// (`smtp.shop.example:587, from Shop <news@shop.example>`), for operators.
+    pub about: BTreeMap<MessageChannel, String>,
 }
 
 impl Default for Senders {
@@ -59,6 +62,7 @@ impl Default for Senders {
             push: Arc::new(Capture),
             webhook: None,
             rate_per_second: BTreeMap::new(),
+            about: BTreeMap::new(),
         }
     }
 }

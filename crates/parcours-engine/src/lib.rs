@@ -125,6 +125,7 @@ pub struct Engine {
     deliveries: delivery::StatusBoard,
     health: Arc<health::Health>,
     allow_private_destinations: bool,
+    senders: channels::Senders,
 }
 
 impl Engine {
@@ -259,6 +260,7 @@ impl Engine {
             deliveries,
             health,
             allow_private_destinations: config.sync.allow_private_addresses,
+            senders: config.senders.clone(),
         })
     }
 
@@ -279,6 +281,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Who sends each channel's messages on this node.
+    pub fn senders(&self) -> &channels::Senders {
+        &self.senders
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {

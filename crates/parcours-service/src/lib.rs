@@ -16,6 +16,7 @@ pub mod keys;
 pub mod messages;
 pub mod quarantine;
 pub mod secrets;
+pub mod sending;
 pub mod workspaces;
 
 use parcours_store::{Definition, DefinitionKind, Role, Store, StoreError};
