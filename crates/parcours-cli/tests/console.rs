@@ -1071,6 +1071,58 @@ async fn a_test_message_checks_a_channel(backend: Backend) {
     t.stop().await;
 }
 
+/// The language she picks is remembered for her token: signing in from another browser (no
+/// language cookie, an English `Accept-Language`) gives her French back.
+async fn the_language_follows_the_user(backend: Backend) {
+    let t = start_on("console-language", backend, |_| {}).await;
+    let first = sign_in(&t, ADMIN).await;
+    let r = get(&t, "/console/lang?to=fr&back=/console/dashboard", &first).await;
+    assert_eq!(r.status, 303);
+    assert!(header(&r, "set-cookie").starts_with("parcours_lang=fr"));
+    // Another browser.
+    let r = post(
+        &t,
+        "/console/sign-in",
+        &[("accept-language", "en-GB,en;q=0.9")],
+        &format!("token={ADMIN}&next=/console/dashboard"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let cookies: Vec<String> = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .collect();
+    assert!(
+        cookies.contains(&"parcours_lang=fr".to_string()),
+        "{cookies:?}"
+    );
+    let page = text(&get(&t, "/console/dashboard", &cookies.join("; ")).await);
+    assert!(page.contains("<html lang=\"fr\""), "{page}");
+    assert!(page.contains("Tableau de bord"));
+    // Back to English, remembered the same way.
+    get(&t, "/console/lang?to=en&back=/console/dashboard", &first).await;
+    let second = post(
+        &t,
+        "/console/sign-in",
+        &[],
+        &format!("token={ADMIN}&next=/console/dashboard"),
+    )
+    .await;
+    assert!(
+        second
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").starts_with("parcours_lang=en")),
+        "{:?}",
+        second.headers
+    );
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -1080,4 +1132,5 @@ on_each_store!(
     a_journey_document_is_checked_and_saved,
     the_dashboard_counts_each_day,
     a_test_message_checks_a_channel,
+    the_language_follows_the_user,
 );

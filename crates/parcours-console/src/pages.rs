@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use parcours_api::AppState;
 use parcours_core::Channel;
-use parcours_service::customers;
+use parcours_service::{customers, keys};
 use parcours_service::{Actor, ServiceError};
 use parcours_store::{Role, StoredEvent, Token};
 use serde::Deserialize;
@@ -379,9 +379,12 @@ pub(crate) async fn sign_in(
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !plausible || parcours_api::admin_token(&state, secret).await.is_err() {
+    if !plausible {
         return again("invalid_token", StatusCode::UNAUTHORIZED);
     }
+    let Ok(token) = parcours_api::admin_token(&state, secret).await else {
+        return again("invalid_token", StatusCode::UNAUTHORIZED);
+    };
     let mut r = see_other(&next);
     let cookie = format!(
         "{SESSION_COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
@@ -389,7 +392,25 @@ pub(crate) async fn sign_in(
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
+    // The language she chose, wherever she chose it, applies in this browser too.
+    let store = state.engine.store().clone();
+    match blocking(move || keys::language_of(store.as_ref(), &token.id)).await {
+        Ok(Some(chosen)) => {
+            if let Some(v) = Lang::parse(&chosen).and_then(|l| lang_cookie(l).ok()) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "the console language of a token could not be read"),
+    }
     r
+}
+
+fn lang_cookie(lang: Lang) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{LANG_COOKIE}={}; Path=/console; SameSite=Lax; Max-Age=31536000",
+        lang.code()
+    ))
 }
 
 #[derive(Deserialize)]
@@ -418,15 +439,28 @@ pub(crate) struct LangQuery {
     back: Option<String>,
 }
 
-/// Switches the language (remembered for a year in this browser) and goes back.
-pub(crate) async fn set_lang(Query(q): Query<LangQuery>) -> Response {
+/// Switches the language and goes back. It is remembered for a year in this browser and,
+/// when she is signed in, for her token: she gets it back when she signs in elsewhere. (The
+/// session cookie is `SameSite=Strict`: another site's link cannot change what she chose.)
+pub(crate) async fn set_lang(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE) {
+        if let Ok(token) = parcours_api::admin_token(&state, secret).await {
+            let store = state.engine.store().clone();
+            let saved =
+                blocking(move || keys::remember_language(store.as_ref(), &token.id, lang.code()))
+                    .await;
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "the console language of a token could not be saved");
+            }
+        }
+    }
     let mut r = see_other(q.back.as_deref().unwrap_or(""));
-    let cookie = format!(
-        "{LANG_COOKIE}={}; Path=/console; SameSite=Lax; Max-Age=31536000",
-        lang.code()
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Ok(v) = lang_cookie(lang) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r

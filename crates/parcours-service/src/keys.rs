@@ -435,3 +435,31 @@ pub fn revoke_token_as(
     }
     Ok(store.expire_token(&actor.workspace, id, now)?)
 }
+
+/// The console languages a user may choose.
+pub const LANGUAGES: [&str; 2] = ["en", "fr"];
+
+/// The console language the user of a token chose, if any.
+pub fn language_of(
+    store: &dyn Store,
+    token_id: &str,
+) -> Result<Option<String>, crate::ServiceError> {
+    Ok(store
+        .token_language(token_id)?
+        .filter(|l| LANGUAGES.contains(&l.as_str())))
+}
+
+/// Remembers the console language of a token's user (`invalid_language` for another).
+pub fn remember_language(
+    store: &dyn Store,
+    token_id: &str,
+    language: &str,
+) -> Result<(), crate::ServiceError> {
+    if !LANGUAGES.contains(&language) {
+        return Err(crate::ServiceError::invalid(
+            "invalid_language",
+            format!("the console speaks {}", LANGUAGES.join(" and ")),
+        ));
+    }
+    Ok(store.set_token_language(token_id, language)?)
+}

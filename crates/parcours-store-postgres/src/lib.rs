@@ -97,6 +97,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         13,
         include_str!("../../../migrations/postgres/0013_tallies.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/postgres/0014_token_language.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

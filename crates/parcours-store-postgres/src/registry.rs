@@ -385,6 +385,34 @@ impl Registry for PgStore {
         )
     }
 
+    fn token_language(&self, token_id: &str) -> Result<Option<String>> {
+        self.run(
+            sqlx::query_scalar("SELECT language FROM token_languages WHERE token_id = $1")
+                .bind(token_id)
+                .fetch_optional(&self.pool),
+        )
+        .map_err(backend)
+    }
+
+    fn set_token_language(&self, token_id: &str, language: &str) -> Result<()> {
+        let done = self
+            .run(
+                sqlx::query(
+                    "INSERT INTO token_languages (token_id, language)
+                     SELECT id, $2 FROM tokens WHERE id = $1
+                     ON CONFLICT (token_id) DO UPDATE SET language = excluded.language",
+                )
+                .bind(token_id)
+                .bind(language)
+                .execute(&self.pool),
+            )
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("token {token_id}")));
+        }
+        Ok(())
+    }
+
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {
         let done = self
             .run(

@@ -42,6 +42,7 @@ const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_quarantine.sql"),
     include_str!("../../../migrations/sqlite/0004_keys.sql"),
     include_str!("../../../migrations/sqlite/0005_source_kinds.sql"),
+    include_str!("../../../migrations/sqlite/0006_token_language.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),

@@ -353,6 +353,35 @@ impl Registry for SqliteStore {
         })
     }
 
+    fn token_language(&self, token_id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT language FROM token_languages WHERE token_id = ?1")
+                .map_err(backend)?
+                .query_row([token_id], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+    }
+
+    fn set_token_language(&self, token_id: &str, language: &str) -> Result<()> {
+        let w = self.writer();
+        let known = w
+            .query_row("SELECT 1 FROM tokens WHERE id = ?1", [token_id], |_| Ok(()))
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if !known {
+            return Err(StoreError::NotFound(format!("token {token_id}")));
+        }
+        w.execute(
+            "INSERT INTO token_languages (token_id, language) VALUES (?1, ?2)
+             ON CONFLICT (token_id) DO UPDATE SET language = excluded.language",
+            params![token_id, language],
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()> {
         let n = self
             .writer()

@@ -185,6 +185,10 @@ pub trait Registry: Send + Sync {
     fn token_by_hash(&self, token_hash: &str) -> Result<Option<Token>>;
     /// Makes a token stop working at `at` (or keeps its earlier expiry).
     fn expire_token(&self, workspace: &str, id: &str, at: Millis) -> Result<()>;
+    /// The console language a token's user chose (`en`, `fr`), if she chose one.
+    fn token_language(&self, token_id: &str) -> Result<Option<String>>;
+    /// Remembers a token's console language (`NotFound` for an unknown token).
+    fn set_token_language(&self, token_id: &str, language: &str) -> Result<()>;
     /// Adds to the violations report (each line's `count` is added; `first_seen` kept).
     fn record_plan_violations(&self, workspace: &str, lines: &[PlanViolationCount]) -> Result<()>;
     /// The violations report of a workspace's sources, most frequent first.

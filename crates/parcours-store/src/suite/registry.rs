@@ -68,6 +68,24 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
     assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
     assert_eq!(store.tokens("ws_b").unwrap(), vec![token]);
     assert!(store.tokens("ws_a").unwrap().is_empty());
+    // The console language a token's user chose, remembered and changed; none for a token
+    // that never chose, refused for one that does not exist.
+    assert_eq!(store.token_language("tok_1").unwrap(), None);
+    store.set_token_language("tok_1", "fr").unwrap();
+    assert_eq!(
+        store.token_language("tok_1").unwrap().as_deref(),
+        Some("fr")
+    );
+    store.set_token_language("tok_1", "en").unwrap();
+    assert_eq!(
+        store.token_language("tok_1").unwrap().as_deref(),
+        Some("en")
+    );
+    assert!(matches!(
+        store.set_token_language("tok_missing", "fr"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.token_language("tok_missing").unwrap(), None);
     let rules = IdentityRulesConfig {
         identifier_traits: vec!["loyalty_card".into()],
         ..Default::default()
