@@ -1123,6 +1123,61 @@ async fn the_language_follows_the_user(backend: Backend) {
     t.stop().await;
 }
 
+/// An admin previews identity rules before saving them: the loyalty card as an identifier
+/// would join a shop's anonymous sale to Léa's account. Nothing is saved; bad rules are
+/// refused with their reason.
+async fn identity_rules_are_previewed_before_they_are_saved(backend: Backend) {
+    let t = start_on("console-rules-preview", backend, |_| {}).await;
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "lea", "messageId": "lea-1",
+         "traits": {"email": "lea@example.com", "loyalty_card": "LC-9"}, "context": {"channel": "web"}},
+        {"type": "identify", "anonymousId": "pos-receipt-77", "messageId": "pos-1",
+         "traits": {"loyalty_card": "LC-9"}, "context": {"channel": "store"}},
+    ]}))
+    .await;
+    t.unified().await;
+    let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let admin = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    let csrf = field(&page, "csrf");
+    let rules = r#"{"identifier_traits": ["loyalty_card"]}"#;
+    let r = post(
+        &t,
+        "/console/settings/identity-rules/preview",
+        &[("cookie", admin.as_str())],
+        &format!("csrf={csrf}&rules={}", enc(rules)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let page = text(&r);
+    assert_eq!(shown(&page, "preview-profiles-now"), "2");
+    assert_eq!(shown(&page, "preview-profiles-with"), "1");
+    assert!(page.contains("loyalty_card:LC-9"), "{page}");
+    assert!(
+        page.contains("identifier_traits"),
+        "the typed rules stay in the editor"
+    );
+    let (status, ws) = t.get("/api/v1/workspace").await;
+    assert_eq!(status, 200, "{ws}");
+    assert!(ws["identity_rules"].is_object(), "{ws}");
+    assert!(
+        !ws.to_string().contains("loyalty_card"),
+        "nothing was saved: {ws}"
+    );
+    let r = post(
+        &t,
+        "/console/settings/identity-rules/preview",
+        &[("cookie", admin.as_str())],
+        &format!(
+            "csrf={csrf}&rules={}",
+            enc(r#"{"blocked_patterns": ["("]}"#)
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -1133,4 +1188,5 @@ on_each_store!(
     the_dashboard_counts_each_day,
     a_test_message_checks_a_channel,
     the_language_follows_the_user,
+    identity_rules_are_previewed_before_they_are_saved,
 );

@@ -254,6 +254,14 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("replay", "Replay", "Rejouer"),
     ("discard", "Discard", "Écarter"),
     ("dashboard", "Dashboard", "Tableau de bord"),
+    ("preview_rules", "Preview the effect", "Prévisualiser l'effet"),
+    ("preview_title", "What these rules would change", "Ce que ces règles changeraient"),
+    ("preview_read", "Read the workspace's latest events:", "Lu les derniers événements de l'espace :"),
+    ("preview_now", "Rules in force", "Règles en vigueur"),
+    ("preview_profiles", "Profiles", "Profils"),
+    ("preview_with", "These rules", "Ces règles"),
+    ("preview_changed", "customers would be grouped differently, for example:", "clients seraient regroupés autrement, par exemple :"),
+    ("preview_help", "Nothing was saved. Saved rules apply to new events; `parcours replay` applies them to the past.", "Rien n'a été enregistré. Les règles enregistrées s'appliquent aux nouveaux événements ; `parcours replay` les applique au passé."),
     ("message_channels", "Message channels", "Canaux d'envoi"),
     ("message_channels_help", "What journeys' messages leave through on this node, from its configuration (channels.email, channels.sms, channels.push). Send a test to check one before a journey relies on it.", "Par où partent les messages des parcours sur ce nœud, d'après sa configuration (channels.email, channels.sms, channels.push). Envoyez un test pour en vérifier un avant qu'un parcours en dépende."),
     ("sends_through", "Sends through", "Envoie par"),
@@ -406,6 +414,34 @@ mod tests {
         for c in parcours_core::Channel::ALL {
             assert!(!fr.channel(c.as_str()).starts_with("??"), "{c:?}");
         }
+    }
+
+    /// Every key a template or a module names as a literal (`t("key")`) has its strings: a
+    /// typo shows as `??missing??` only on the page that uses it.
+    #[test]
+    fn every_key_in_use_exists() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+        let mut missing = Vec::new();
+        for folder in ["templates", "src"] {
+            for entry in std::fs::read_dir(format!("{dir}{folder}")).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                // `tr.t("key")`, `c.tr.t("key")`: a method call, not `.get("…")`.
+                for piece in text.split(".t(\"").skip(1) {
+                    let Some(key) = piece.split('"').next() else {
+                        continue;
+                    };
+                    let is_key = !key.is_empty()
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                    if is_key && key != "nothing" && !TEXTS.iter().any(|(k, _, _)| *k == key) {
+                        missing.push(format!("{}: {key}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "keys without strings: {missing:?}");
     }
 
     #[test]

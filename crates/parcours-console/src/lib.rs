@@ -88,6 +88,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(settings::set_rules),
         )
         .route("/console/settings/channels/test", post(settings::send_test))
+        .route(
+            "/console/settings/identity-rules/preview",
+            post(settings::preview_rules),
+        )
         .route("/console/settings/tokens", post(settings::new_token))
         .route(
             "/console/settings/tokens/{id}/revoke",

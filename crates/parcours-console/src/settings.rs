@@ -59,6 +59,37 @@ struct Settings {
     test_error: Option<String>,
     test_channel: String,
     test_address: String,
+    preview: Option<PreviewView>,
+}
+
+/// A preview of identity rules, as the page shows it.
+pub(crate) struct PreviewView {
+    pub read: String,
+    pub profiles_now: String,
+    pub profiles_with: String,
+    pub merges_now: String,
+    pub merges_with: String,
+    pub changed: String,
+    pub examples: Vec<String>,
+}
+
+impl PreviewView {
+    fn of(tr: crate::Tr, p: &parcours_service::identity::RulesPreview) -> Self {
+        let n = |v: usize| tr.number(v as u64);
+        let span = match (p.from, p.to) {
+            (Some(a), Some(b)) => format!(" ({} – {})", tr.date(a), tr.date(b)),
+            _ => String::new(),
+        };
+        PreviewView {
+            read: format!("{} {}{span}.", tr.t("preview_read"), n(p.events)),
+            profiles_now: n(p.now.profiles),
+            profiles_with: n(p.with.profiles),
+            merges_now: n(p.now.merges),
+            merges_with: n(p.with.merges),
+            changed: n(p.changed),
+            examples: p.examples.iter().map(|e| e.join(" · ")).collect(),
+        }
+    }
 }
 
 /// A message channel as this node sends it.
@@ -122,6 +153,7 @@ struct Outcome {
     tested: Option<String>,
     test_error: Option<String>,
     test: Option<(String, String)>,
+    preview: Option<PreviewView>,
 }
 
 async fn page(
@@ -153,6 +185,7 @@ async fn page_with(
         tested,
         test_error,
         test,
+        preview,
     } = outcome;
     let (test_channel, test_address) = test.unwrap_or_else(|| ("email".into(), String::new()));
     let senders = parcours_service::sending::channels(state.engine.senders(), &session.actor())
@@ -232,6 +265,7 @@ async fn page_with(
             test_error,
             test_channel,
             test_address,
+            preview,
         }),
         Err(e) => service_problem(session.chrome(), e),
     }
@@ -536,5 +570,54 @@ pub(crate) async fn set_rules(
             r
         }
         Ok(Err(e)) | Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+/// What identity rules as typed would change, on the latest events: nothing is saved.
+pub(crate) async fn preview_rules(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<RulesForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let typed = form.rules.clone();
+    let refused = |message: String| Outcome {
+        error: Some(message),
+        rules: Some(typed.clone()),
+        ..Outcome::default()
+    };
+    let config: parcours_core::rules::IdentityRulesConfig = match serde_json::from_str(&form.rules)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = refused(format!("the rules are not valid JSON rules: {e}"));
+            let mut r = page_with(&state, &session, &headers, outcome).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return r;
+        }
+    };
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let found = blocking(move || {
+        parcours_service::identity::preview_identity_rules(store.as_ref(), &actor, &config)
+    })
+    .await;
+    match found {
+        Ok(p) => {
+            let outcome = Outcome {
+                rules: Some(typed),
+                preview: Some(PreviewView::of(session.tr(), &p)),
+                ..Outcome::default()
+            };
+            page_with(&state, &session, &headers, outcome).await
+        }
+        Err(ServiceError::Invalid { message, .. }) => {
+            let mut r = page_with(&state, &session, &headers, refused(message)).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
+        Err(e) => service_problem(session.chrome(), e),
     }
 }

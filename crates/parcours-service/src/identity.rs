@@ -128,3 +128,118 @@ pub fn identity_rules(
         .map(|w| w.identity_rules)
         .ok_or_else(|| ServiceError::NotFound(format!("workspace {}", actor.workspace)))
 }
+
+/// About how many of the workspace's latest events a preview of identity rules reads.
+pub const PREVIEW_EVENTS: usize = 20_000;
+
+/// The profiles a set of rules makes of the events a preview read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Shape {
+    pub profiles: usize,
+    pub merges: usize,
+}
+
+/// What other identity rules would change, on the workspace's latest events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RulesPreview {
+    /// Events read (the latest ones of the workspace, about [`PREVIEW_EVENTS`]).
+    pub events: usize,
+    /// When the first and the last of them happened.
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    /// What the rules in force make of them, and what the new ones would.
+    pub now: Shape,
+    pub with: Shape,
+    /// Customers the new rules would group differently: profiles (as the new rules make
+    /// them) whose identifiers no profile holds together today.
+    pub changed: usize,
+    /// Up to five of them: their identifiers, `type:value`.
+    pub examples: Vec<Vec<String>>,
+}
+
+/// Folds the workspace's latest events (about [`PREVIEW_EVENTS`]) under the rules in force and
+/// under `candidate`, in memory, and says what would change: nothing is written. Admins only
+/// (the examples show identifiers); `invalid_identity_rules` when `candidate` does not hold
+/// together. The separations operators made by undoing merges hold in both.
+pub fn preview_identity_rules(
+    store: &dyn Store,
+    actor: &Actor,
+    candidate: &IdentityRulesConfig,
+) -> Result<RulesPreview, ServiceError> {
+    use parcours_core::observation::Observation;
+    use parcours_core::Graph;
+    use std::collections::BTreeSet;
+
+    actor.require_admin()?;
+    let ws = actor.workspace.as_str();
+    let with_rules = IdentityRules::new(candidate.clone())
+        .map_err(|e| ServiceError::invalid("invalid_identity_rules", e.to_string()))?;
+    let now_rules = IdentityRules::new(identity_rules(store, actor)?)
+        .map_err(|e| ServiceError::invalid("invalid_identity_rules", e.to_string()))?;
+    // The log's sequence is shared by every workspace: look back over a window of it, wider
+    // until it holds enough of this workspace's events (or the whole log).
+    let last = store.last_seq()?;
+    let mut window = PREVIEW_EVENTS as i64;
+    let events = loop {
+        let after = (last - window).max(0);
+        let mut events = Vec::new();
+        let mut from = after;
+        loop {
+            let page = store.workspace_events(ws, from, 5_000)?;
+            let Some(tail) = page.last() else { break };
+            from = tail.seq;
+            events.extend(page);
+        }
+        if events.len() >= PREVIEW_EVENTS / 2 || after == 0 || window > last {
+            let skip = events.len().saturating_sub(PREVIEW_EVENTS);
+            break events.split_off(skip);
+        }
+        window = window.saturating_mul(4);
+    };
+    let mut separations = Vec::new();
+    store.transact(&mut |tx| {
+        separations = tx.separations(ws)?;
+        Ok(())
+    })?;
+    let fold = |rules: &IdentityRules| {
+        let observations: Vec<Observation> = events
+            .iter()
+            .filter_map(|e| {
+                let body = serde_json::from_str(&e.body).ok()?;
+                Some(Observation::from_event(&e.meta(), &body, rules))
+            })
+            .collect();
+        let mut graph = Graph::new(ws, rules.clone(), separations.clone());
+        graph.fold(&observations);
+        let merges = graph.take_changes().merges.len();
+        let groups: BTreeSet<Vec<String>> = graph
+            .profiles
+            .values()
+            .map(|p| {
+                p.identifiers
+                    .iter()
+                    .map(|i| format!("{}:{}", i.kind, i.value))
+                    .collect()
+            })
+            .collect();
+        (
+            Shape {
+                profiles: graph.profiles.len(),
+                merges,
+            },
+            groups,
+        )
+    };
+    let (now, groups_now) = fold(&now_rules);
+    let (with, groups_with) = fold(&with_rules);
+    let changed: Vec<&Vec<String>> = groups_with.difference(&groups_now).collect();
+    Ok(RulesPreview {
+        events: events.len(),
+        from: events.iter().map(|e| e.timestamp).min(),
+        to: events.iter().map(|e| e.timestamp).max(),
+        now,
+        with,
+        changed: changed.len(),
+        examples: changed.into_iter().take(5).cloned().collect(),
+    })
+}
