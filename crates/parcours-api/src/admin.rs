@@ -2,7 +2,7 @@
 //! Every call is scoped to the workspace of its bearer token.
 
 use parcours_service::quarantine;
-use parcours_service::{dashboard, identity, workspaces};
+use parcours_service::{dashboard, identity, sending, workspaces};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,8 +22,9 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{blocking, object_body, ApiError};
 use crate::openapi::{
-    Answer, DashboardAnswer, IdentityRulesBody, ProfileAnswer, QuarantineAnswer, QuarantinePage,
-    Refusals, SegmentEvent, WorkspaceAnswer, WorkspaceBody,
+    Answer, ChannelTestBody, ChannelsAnswer, DashboardAnswer, IdentityRulesBody, ProfileAnswer,
+    QuarantineAnswer, QuarantinePage, Refusals, RulesPreviewAnswer, SegmentEvent, TestSentAnswer,
+    WorkspaceAnswer, WorkspaceBody,
 };
 use crate::AppState;
 
@@ -42,6 +43,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(merge))
         .routes(routes!(undo))
         .routes(routes!(dashboard))
+        .routes(routes!(channels))
+        .routes(routes!(channel_test))
+        .routes(routes!(preview_rules))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_entry))
         .routes(routes!(quarantine_replay))
@@ -396,6 +400,50 @@ async fn unmerge_profile(
     Ok(Json(json!(outcome)))
 }
 
+/// The message channels of this node: what each sends through (SMTP, an HTTP provider, or
+/// the capture channel), without credentials, and its rate limit.
+#[utoipa::path(get, path = "/channels", tag = "journeys", security(("bearer" = [])), responses((status = 200, description = "success", body = ChannelsAnswer), Refusals))]
+async fn channels(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
+    let list = sending::channels(state.engine.senders(), &caller.actor());
+    Ok(Json(json!({"channels": list})))
+}
+
+/// What a test message is sent to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    channel: String,
+    to: String,
+}
+
+/// Sends a test message through a channel at once (admin), and answers what the provider
+/// said: `test_send_failed` (422) with its refusal. It reaches no customer's history.
+#[utoipa::path(post, path = "/channels/test", tag = "journeys", request_body = ChannelTestBody, security(("bearer" = [])), responses((status = 200, description = "accepted by the channel", body = TestSentAnswer), Refusals))]
+async fn channel_test(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Api {
+    caller.require_admin()?;
+    let body: TestBody = object_body(
+        body,
+        "send {\"channel\": \"email\", \"to\": \"ops@shop.example\"}",
+        "invalid_json",
+    )?;
+    let (engine, actor, now) = (state.engine.clone(), caller.actor(), state.engine.now());
+    let sent = blocking(move || {
+        Ok(sending::send_test(
+            engine.senders(),
+            &actor,
+            &body.channel,
+            &body.to,
+            now,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!(sent)))
+}
+
 /// The range of a dashboard: dates, both included.
 #[derive(Debug, Deserialize)]
 struct DashboardRange {
@@ -517,6 +565,32 @@ async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     })
     .await?;
     Ok(Json(json!(w)))
+}
+
+/// What identity rules would change, on the workspace's latest events (about 20,000), folded
+/// in memory under the rules in force and under these: nothing is saved (admin).
+#[utoipa::path(post, path = "/workspace/identity-rules/preview", tag = "workspaces", request_body = IdentityRulesBody, security(("bearer" = [])), responses((status = 200, description = "success", body = RulesPreviewAnswer), Refusals))]
+async fn preview_rules(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Api {
+    caller.require_admin()?;
+    let config: IdentityRulesConfig = object_body(
+        body,
+        "send the identity rules as a JSON object",
+        "invalid_identity_rules",
+    )?;
+    let (st, actor) = (store(&state), caller.actor());
+    let preview = blocking(move || {
+        Ok(identity::preview_identity_rules(
+            st.as_ref(),
+            &actor,
+            &config,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!(preview)))
 }
 
 /// Replace the identity rules.

@@ -264,6 +264,11 @@ fn token_schema() -> Value {
         "instance_admin": {"type": "boolean"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"}}})
 }
 
+/// Profiles and merges a set of identity rules makes.
+fn shape_schema() -> Value {
+    json!({"type": "object", "required": ["profiles", "merges"], "properties": {"profiles": {"type": "integer"}, "merges": {"type": "integer"}}})
+}
+
 /// One line of a dashboard chart: a value per day.
 fn series_schema() -> Value {
     json!({"type": "object", "required": ["key", "values", "total"], "properties": {
@@ -329,6 +334,31 @@ json_schema!(
         "last_channel": {"type": ["string", "null"]},
         "first_seen": iso(), "last_seen": iso(), "events": {"type": "integer"},
         "known": {"type": "boolean"}}})
+);
+json_schema!(
+    /// A test message: the channel and the address.
+    ChannelTestBody,
+    object(&["channel", "to"], json!({"channel": {"type": "string", "enum": ["email", "sms", "push"]}, "to": {"type": "string", "minLength": 1, "maxLength": 4096}}))
+);
+json_schema!(
+    /// The message channels of this node.
+    ChannelsAnswer,
+    json!({"type": "object", "required": ["channels"], "properties": {"channels": {"type": "array", "items": {"type": "object", "required": ["channel", "sender", "about", "rate_per_second"], "properties": {
+        "channel": {"type": "string"}, "sender": {"type": "string"}, "about": {"type": "string"}, "rate_per_second": {"type": "integer"}}}}}})
+);
+json_schema!(
+    /// A test message the channel accepted.
+    TestSentAnswer,
+    json!({"type": "object", "required": ["channel", "to", "sender", "key"], "properties": {
+        "channel": {"type": "string"}, "to": {"type": "string"}, "sender": {"type": "string"}, "key": {"type": "string"}}})
+);
+json_schema!(
+    /// What identity rules would change on the latest events.
+    RulesPreviewAnswer,
+    json!({"type": "object", "required": ["events", "from", "to", "now", "with", "changed", "examples"], "properties": {
+        "events": {"type": "integer"}, "from": {"type": ["string", "null"], "format": "date-time"}, "to": {"type": ["string", "null"], "format": "date-time"},
+        "now": shape_schema(), "with": shape_schema(), "changed": {"type": "integer"},
+        "examples": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}}})
 );
 json_schema!(
     /// Counts per day over a range (see `GET /dashboard`).
@@ -584,6 +614,10 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("TokenRotated", TokenRotated::json()),
         ("ProfileAnswer", ProfileAnswer::json()),
         ("DashboardAnswer", DashboardAnswer::json()),
+        ("ChannelTestBody", ChannelTestBody::json()),
+        ("ChannelsAnswer", ChannelsAnswer::json()),
+        ("TestSentAnswer", TestSentAnswer::json()),
+        ("RulesPreviewAnswer", RulesPreviewAnswer::json()),
         ("QuarantinePage", QuarantinePage::json()),
         ("QuarantineAnswer", QuarantineAnswer::json()),
         ("WorkspaceAnswer", WorkspaceAnswer::json()),

@@ -1068,6 +1068,36 @@ async fn a_test_message_checks_a_channel(backend: Backend) {
     .await;
     assert_eq!(r.status, 403);
     assert_eq!(sink.messages().len(), 1, "only the admin's test was sent");
+    // The same through the API.
+    let (status, channels) = t.get("/api/v1/channels").await;
+    assert_eq!(status, 200, "{channels}");
+    assert_eq!(channels["channels"][0]["sender"], "smtp", "{channels}");
+    let (status, sent) = common::call(
+        &t,
+        "POST",
+        "/api/v1/channels/test",
+        json!({"channel": "email", "to": "Second@Shop.example"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["to"], "second@shop.example");
+    let (status, err) = common::call(
+        &t,
+        "POST",
+        "/api/v1/channels/test",
+        json!({"channel": "fax", "to": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("invalid_channel"))
+    );
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the API's test message",
+        || async { (sink.messages().len() == 2).then_some(()) },
+    )
+    .await;
     t.stop().await;
 }
 
@@ -1175,6 +1205,24 @@ async fn identity_rules_are_previewed_before_they_are_saved(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 422, "{}", text(&r));
+    // The same through the API.
+    let (status, preview) = common::call(
+        &t,
+        "POST",
+        "/api/v1/workspace/identity-rules/preview",
+        json!({"identifier_traits": ["loyalty_card"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(
+        (
+            preview["now"]["profiles"].as_u64(),
+            preview["with"]["profiles"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{preview}"
+    );
+    assert_eq!(preview["changed"], 1, "{preview}");
     t.stop().await;
 }
 

@@ -145,7 +145,9 @@ pub struct RulesPreview {
     /// Events read (the latest ones of the workspace, about [`PREVIEW_EVENTS`]).
     pub events: usize,
     /// When the first and the last of them happened.
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
     pub from: Option<Millis>,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
     pub to: Option<Millis>,
     /// What the rules in force make of them, and what the new ones would.
     pub now: Shape,
