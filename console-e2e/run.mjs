@@ -210,6 +210,8 @@ try {
   // saving; fixed, it is saved, computed, and its size shown.
   await page.getByRole('link', { name: 'Audiences' }).click();
   await page.waitForURL(/\/console\/audiences$/);
+  const sparks = await page.locator('svg.spark').count();
+  check(sparks > 0 && sparks === (await page.locator('table tbody tr').count()), `each audience has its 30-day line (${sparks})`);
   await shot(page, 'audiences');
   await accessible(page, 'audiences');
   await page.getByLabel('Id', { exact: true }).fill('e2e_shop_buyers');
@@ -299,6 +301,8 @@ try {
   check(await page.locator('#unify-lag').count() === 1, 'data quality shows how far behind profiles are');
   await shot(page, 'quality');
   await accessible(page, 'quality');
+  const arrived = await page.locator('#table-sources tbody tr').count();
+  check(arrived > 0, `what arrives is shown per source (${arrived} sources)`);
 
   // Settings: sources with what to paste, tokens with their roles.
   await page.getByRole('link', { name: 'Settings' }).click();
@@ -306,6 +310,20 @@ try {
   check(await page.locator('#h-tokens').count() === 1, 'an admin sees the tokens');
   await shot(page, 'settings');
   await accessible(page, 'settings');
+  // A test message on a channel with no provider: kept, and the page says nothing left.
+  await page.getByLabel('Channel', { exact: true }).selectOption('sms');
+  await page.getByLabel(/^Send to/).fill('+33 6 12 34 56 78');
+  await page.getByRole('button', { name: 'Send a test' }).click();
+  await page.waitForSelector('#test-result');
+  check((await page.locator('#test-result').innerText()).includes('+33612345678'), 'a test message is sent through a channel, and what became of it is said');
+  // The identity rules in force, previewed: they make what they make today.
+  await page.getByRole('button', { name: 'Preview the effect' }).click();
+  await page.waitForSelector('#rules-preview');
+  const now = await page.locator('#preview-profiles-now').innerText();
+  const withRules = await page.locator('#preview-profiles-with').innerText();
+  check(now === withRules && Number(now.replace(/[^0-9]/g, '')) > 0, `the rules in force, previewed, make the same profiles (${now})`);
+  await shot(page, 'settings-preview');
+  await accessible(page, 'settings (preview)');
   await context.close();
 
   // --- a read-only user

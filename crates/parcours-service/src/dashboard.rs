@@ -35,7 +35,7 @@ impl DayRange {
     }
 
     /// A range from dates (`2026-11-01`), each optional: without `to`, today; without `from`,
-    /// the [`DEFAULT_DAYS`] up to `to`. `invalid_date` for a date that does not read,
+    /// the [`DEFAULT_DAYS`] up to `to` (an empty one is not a date). `invalid_date` for a date that does not read,
     /// `invalid_range` when `from` is after `to` or the range is longer than [`MAX_DAYS`].
     pub fn parse(from: Option<&str>, to: Option<&str>, now: Millis) -> Result<Self, ServiceError> {
         let day = |s: &str| -> Result<i64, ServiceError> {
@@ -52,16 +52,13 @@ impl DayRange {
                     .timestamp_millis(),
             ))
         };
-        let blank = |s: &Option<&str>| s.is_none_or(|s| s.trim().is_empty());
-        let to = if blank(&to) {
-            day_of(now)
-        } else {
-            day(to.unwrap_or_default())?
+        let to = match to {
+            None => day_of(now),
+            Some(to) => day(to)?,
         };
-        let from = if blank(&from) {
-            to - DEFAULT_DAYS + 1
-        } else {
-            day(from.unwrap_or_default())?
+        let from = match from {
+            None => to - DEFAULT_DAYS + 1,
+            Some(from) => day(from)?,
         };
         if from > to {
             return Err(ServiceError::invalid(
@@ -369,8 +366,9 @@ mod tests {
         assert_eq!(r.len(), 30);
         let r = DayRange::parse(Some("2025-02-27"), Some(" 2025-03-01"), NOW).unwrap();
         assert_eq!(r.len(), 3, "February 2025 has 28 days");
-        let r = DayRange::parse(Some(""), Some("2025-01-10"), NOW).unwrap();
+        let r = DayRange::parse(None, Some("2025-01-10"), NOW).unwrap();
         assert_eq!(date(r.from), "2024-12-12");
+        assert_eq!(code(DayRange::parse(None, Some(""), NOW)), "invalid_date");
         assert_eq!(
             code(DayRange::parse(Some("2025-13-01"), None, NOW)),
             "invalid_date"
