@@ -1226,6 +1226,112 @@ async fn identity_rules_are_previewed_before_they_are_saved(backend: Backend) {
     t.stop().await;
 }
 
+/// The cookies a response sets, as a browser would send them back (`name=value`).
+fn set_cookies(r: &Response) -> Vec<(String, String)> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The instance admin creates a workspace from the console: its token is shown once and the
+/// browser is signed in to both; the header switches between them; signing in to another
+/// workspace keeps this one; one not signed in to cannot be switched to; signing out forgets
+/// them all.
+async fn workspaces_are_created_and_switched(backend: Backend) {
+    let t = start_on("console-workspaces", backend, |_| {}).await;
+    let first = sign_in(&t, ADMIN).await;
+    let page = text(&get(&t, "/console/settings", &first).await);
+    assert!(
+        !page.contains("action=\"/console/workspace\""),
+        "no switcher with one workspace"
+    );
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/settings/workspaces",
+        &[("cookie", first.as_str())],
+        &format!("csrf={csrf}&name=Outlet+stores"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let secret = shown(&text(&r), "made-secret");
+    assert!(secret.starts_with("pat_"), "{secret}");
+    let joined = set_cookies(&r);
+    assert_eq!(
+        joined,
+        vec![("parcours_workspaces".to_string(), secret.clone())]
+    );
+    let both = format!("{first}; parcours_workspaces={secret}");
+    let page = text(&get(&t, "/console/dashboard", &both).await);
+    assert!(page.contains("action=\"/console/workspace\""), "{page}");
+    let outlet = {
+        let at = page
+            .find("Outlet stores (")
+            .expect("the new workspace in the switcher");
+        let rest = &page[at + "Outlet stores (".len()..];
+        rest[..rest.find(')').unwrap()].to_string()
+    };
+    // Switch to it: its token becomes the session's, the first one waits in the switcher.
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/workspace",
+        &[("cookie", both.as_str())],
+        &format!("csrf={csrf}&to={outlet}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let swapped = set_cookies(&r);
+    assert!(swapped.contains(&("parcours_session".to_string(), secret.clone())));
+    assert!(swapped.contains(&("parcours_workspaces".to_string(), ADMIN.to_string())));
+    let now = format!("parcours_session={secret}; parcours_workspaces={ADMIN}");
+    let page = text(&get(&t, "/console/settings", &now).await);
+    assert!(page.contains(&format!("<code>{outlet}</code>")), "{page}");
+    assert!(
+        page.contains(&format!("({})", t.workspace)),
+        "the first workspace to switch back to"
+    );
+    // Not one this browser holds: refused.
+    let csrf = field(&page, "csrf");
+    let r = post(
+        &t,
+        "/console/workspace",
+        &[("cookie", now.as_str())],
+        &format!("csrf={csrf}&to=ws_somebody_else"),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Another browser signed in to the outlet adds the first workspace by signing in to it.
+    let outlet_only = format!("parcours_session={secret}");
+    let r = post(
+        &t,
+        "/console/sign-in",
+        &[("cookie", outlet_only.as_str())],
+        &format!("token={ADMIN}&next=/console/dashboard&add=true"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let added = set_cookies(&r);
+    assert!(added.contains(&("parcours_session".to_string(), ADMIN.to_string())));
+    assert!(added.contains(&("parcours_workspaces".to_string(), secret.clone())));
+    // Signing out forgets every workspace of this browser.
+    let r = post(
+        &t,
+        "/console/sign-out",
+        &[("cookie", now.as_str())],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(set_cookies(&r).contains(&("parcours_workspaces".to_string(), String::new())));
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -1237,4 +1343,5 @@ on_each_store!(
     a_test_message_checks_a_channel,
     the_language_follows_the_user,
     identity_rules_are_previewed_before_they_are_saved,
+    workspaces_are_created_and_switched,
 );

@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/lang", get(pages::set_lang))
+        .route("/console/workspace", post(pages::switch_workspace))
         .route("/console/dashboard", get(dashboard::page))
         .route("/console/customers", get(pages::customers))
         .route("/console/customers/{id}", get(pages::customer))
@@ -91,6 +92,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/console/settings/identity-rules/preview",
             post(settings::preview_rules),
+        )
+        .route(
+            "/console/settings/workspaces",
+            post(settings::new_workspace),
         )
         .route("/console/settings/tokens", post(settings::new_token))
         .route(

@@ -21,6 +21,10 @@ use crate::i18n::{Lang, Tr};
 
 const SESSION_COOKIE: &str = "parcours_session";
 const LANG_COOKIE: &str = "parcours_lang";
+/// The tokens of the other workspaces this browser is signed in to (the switcher's).
+const OTHERS_COOKIE: &str = "parcours_workspaces";
+/// Workspaces one browser may hold besides the current one.
+const MAX_OTHERS: usize = 8;
 /// A session lasts a working day; signing in again starts a new one.
 const SESSION_SECONDS: u64 = 12 * 3600;
 /// Timeline events per page.
@@ -63,9 +67,12 @@ fn csrf_of(secret: &str) -> String {
 /// A request of a signed-in user.
 pub(crate) struct Session {
     token: Token,
+    secret: String,
     csrf: String,
     lang: Lang,
     path: String,
+    /// The other workspaces this browser is signed in to: (workspace, its name, the secret).
+    others: Vec<(String, String, String)>,
 }
 
 impl Session {
@@ -76,6 +83,11 @@ impl Session {
     /// Admins manage sources, tokens and the quarantine.
     pub(crate) fn admin(&self) -> bool {
         self.token.role == Role::Admin
+    }
+
+    /// The instance admin token (it creates workspaces).
+    pub(crate) fn instance_admin(&self) -> bool {
+        self.token.instance_admin
     }
 
     /// Admins and marketers change audiences and journeys.
@@ -101,6 +113,11 @@ impl Session {
                 role: tr.t(&format!("role_{}", self.token.role.as_str())),
                 csrf: self.csrf.clone(),
                 admin: self.token.role == Role::Admin,
+                others: self
+                    .others
+                    .iter()
+                    .map(|(ws, name, _)| (ws.clone(), name.clone()))
+                    .collect(),
             }),
         }
     }
@@ -208,13 +225,105 @@ impl FromRequestParts<Arc<AppState>> for Session {
                 tr.t("bad_form").to_string(),
             ));
         }
+        let others = others_of(state, &parts.headers, &token).await;
         Ok(Session {
             csrf: csrf_of(secret),
+            secret: secret.to_string(),
             token,
             lang,
             path,
+            others,
         })
     }
+}
+
+/// Only what a token can be goes into a cookie.
+fn plausible(secret: &str) -> bool {
+    !secret.is_empty()
+        && secret.len() <= 200
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The secrets of the other workspaces' tokens a browser holds (as they are: each is checked
+/// when used).
+fn other_secrets(headers: &HeaderMap) -> Vec<&str> {
+    cookie(headers, OTHERS_COOKIE)
+        .map(|v| {
+            v.split('.')
+                .filter(|s| plausible(s))
+                .take(MAX_OTHERS)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The other workspaces this browser may switch to: each token still valid, of another
+/// workspace than the current one, once per workspace, with the workspace's name.
+async fn others_of(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    current: &Token,
+) -> Vec<(String, String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for secret in other_secrets(headers) {
+        if let Ok(t) = parcours_api::admin_token(state, secret).await {
+            if t.workspace_id != current.workspace_id
+                && !found.iter().any(|(ws, _)| *ws == t.workspace_id)
+            {
+                found.push((t.workspace_id, secret.to_string()));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let store = state.engine.store().clone();
+    let ids: Vec<String> = found.iter().map(|(ws, _)| ws.clone()).collect();
+    let names = tokio::task::spawn_blocking(move || {
+        ids.iter()
+            .map(|id| {
+                store
+                    .workspace(id)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| id.clone(), |w| w.name)
+            })
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap_or_default();
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ws, secret))| {
+            let name = names.get(i).cloned().unwrap_or_else(|| ws.clone());
+            (ws, name, secret)
+        })
+        .collect()
+}
+
+fn session_cookie(secret: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
+    ))
+    .ok()
+}
+
+/// The switcher's cookie holding `secrets` (none: the cookie goes).
+fn others_cookie(secrets: &[&str]) -> Option<HeaderValue> {
+    let secrets: Vec<&str> = secrets.iter().copied().take(MAX_OTHERS).collect();
+    let max_age = if secrets.is_empty() {
+        0
+    } else {
+        SESSION_SECONDS
+    };
+    HeaderValue::from_str(&format!(
+        "{OTHERS_COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+        secrets.join(".")
+    ))
+    .ok()
 }
 
 fn urlencoding(s: &str) -> String {
@@ -262,6 +371,8 @@ pub(crate) struct Signed {
     pub role: &'static str,
     pub csrf: String,
     pub admin: bool,
+    /// The other workspaces to switch to: (id, name).
+    pub others: Vec<(String, String)>,
 }
 
 pub(crate) fn render(t: impl Template) -> Response {
@@ -327,11 +438,15 @@ struct SignIn {
     c: Chrome,
     next: String,
     error: Option<&'static str>,
+    /// Signing in to another workspace, staying signed in to this one.
+    add: bool,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct NextQuery {
     next: Option<String>,
+    #[serde(default)]
+    add: bool,
 }
 
 pub(crate) async fn sign_in_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
@@ -340,6 +455,7 @@ pub(crate) async fn sign_in_page(headers: HeaderMap, Query(q): Query<NextQuery>)
         c: Chrome::anonymous(lang_of(&headers), "/console/sign-in".into()),
         next,
         error: None,
+        add: q.add,
     })
 }
 
@@ -349,6 +465,9 @@ pub(crate) struct SignInForm {
     token: String,
     #[serde(default)]
     next: String,
+    /// `true`: keep the workspace this browser is signed in to, for the switcher.
+    #[serde(default)]
+    add: bool,
 }
 
 pub(crate) async fn sign_in(
@@ -363,6 +482,7 @@ pub(crate) async fn sign_in(
             c: Chrome::anonymous(lang, "/console/sign-in".into()),
             next: next.clone(),
             error: Some(error),
+            add: form.add,
         });
         *r.status_mut() = status;
         r
@@ -374,23 +494,34 @@ pub(crate) async fn sign_in(
     if secret.is_empty() {
         return again("missing_token", StatusCode::BAD_REQUEST);
     }
-    // Only what a token can be goes into a cookie.
-    let plausible = secret.len() <= 200
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !plausible {
+    if !plausible(secret) {
         return again("invalid_token", StatusCode::UNAUTHORIZED);
     }
     let Ok(token) = parcours_api::admin_token(&state, secret).await else {
         return again("invalid_token", StatusCode::UNAUTHORIZED);
     };
     let mut r = see_other(&next);
-    let cookie = format!(
-        "{SESSION_COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = session_cookie(secret) {
         r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    // Adding a workspace keeps the one signed in to (and the others) for the switcher; a
+    // plain sign-in starts afresh.
+    let mut kept: Vec<&str> = Vec::new();
+    if form.add {
+        if let Some(current) = cookie(&headers, SESSION_COOKIE).filter(|c| plausible(c)) {
+            kept.push(current);
+        }
+        for other in other_secrets(&headers) {
+            if !kept.contains(&other) {
+                kept.push(other);
+            }
+        }
+        kept.retain(|s| *s != secret);
+    }
+    if !kept.is_empty() || cookie(&headers, OTHERS_COOKIE).is_some() {
+        if let Some(v) = others_cookie(&kept) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     // The language she chose, wherever she chose it, applies in this browser too.
     let store = state.engine.store().clone();
@@ -430,7 +561,58 @@ pub(crate) async fn sign_out(session: Session, Form(form): Form<CsrfForm>) -> Re
             "parcours_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
         ),
     );
+    if let Some(v) = others_cookie(&[]) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
     r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SwitchForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// Switches to another workspace this browser is signed in to: its token becomes the
+/// session's, and the one left joins the others.
+pub(crate) async fn switch_workspace(session: Session, Form(form): Form<SwitchForm>) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let Some((_, _, secret)) = session.others.iter().find(|(ws, _, _)| *ws == form.to) else {
+        let tr = session.tr();
+        return problem(
+            session.chrome(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} {}", tr.t("not_signed_in_to"), form.to),
+        );
+    };
+    let mut others: Vec<&str> = vec![session.secret.as_str()];
+    others.extend(
+        session
+            .others
+            .iter()
+            .map(|(_, _, s)| s.as_str())
+            .filter(|s| s != secret),
+    );
+    let mut r = see_other("/console/dashboard");
+    for v in [session_cookie(secret), others_cookie(&others)]
+        .into_iter()
+        .flatten()
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// The switcher's cookie after a new workspace's token joins it (a workspace just created).
+pub(crate) fn with_other(session: &Session, secret: &str) -> Option<HeaderValue> {
+    let mut others: Vec<&str> = vec![secret];
+    others.extend(session.others.iter().map(|(_, _, s)| s.as_str()));
+    others_cookie(&others)
 }
 
 #[derive(Deserialize)]

@@ -60,6 +60,7 @@ struct Settings {
     test_channel: String,
     test_address: String,
     preview: Option<PreviewView>,
+    instance_admin: bool,
 }
 
 /// A preview of identity rules, as the page shows it.
@@ -266,6 +267,7 @@ async fn page_with(
             test_channel,
             test_address,
             preview,
+            instance_admin: session.instance_admin(),
         }),
         Err(e) => service_problem(session.chrome(), e),
     }
@@ -619,5 +621,66 @@ pub(crate) async fn preview_rules(
             r
         }
         Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WorkspaceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Creates a workspace (the instance admin): its admin token and write key are shown once,
+/// and this browser is signed in to it too, for the switcher.
+pub(crate) async fn new_workspace(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<WorkspaceForm>,
+) -> Response {
+    if let Some(r) = session.refusal(&form.csrf) {
+        return r;
+    }
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let name = form.name.clone();
+    let made = blocking(move || {
+        parcours_service::workspaces::create_workspace(store.as_ref(), &actor, &name, now)
+    })
+    .await;
+    match made {
+        Ok(p) => {
+            let joined = crate::pages::with_other(&session, &p.admin_token);
+            let mut r = page(
+                &state,
+                &session,
+                &headers,
+                Some(Made {
+                    what: "workspace_made",
+                    name: format!("{} ({})", p.workspace.name, p.workspace.id),
+                    secret: p.admin_token,
+                    snippet: format!("write key ({}): {}", p.source.name, p.write_key),
+                }),
+                None,
+            )
+            .await;
+            if let Some(v) = joined {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(e) => match refused(e) {
+            Ok(message) => {
+                let mut r = page(&state, &session, &headers, None, Some(message)).await;
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                r
+            }
+            Err(e) => service_problem(session.chrome(), e),
+        },
     }
 }
