@@ -13,7 +13,6 @@ use parcours_core::computed::ComputedTrait;
 use parcours_core::time::format_timestamp;
 use parcours_core::Profile;
 use parcours_engine::definitions::{AudienceDoc, DefinitionError};
-use parcours_engine::destinations::Contact;
 use parcours_store::{Definition, DefinitionKind, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -394,82 +393,6 @@ struct ExportQuery {
     region: Option<String>,
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// One export row per member, in the chosen format.
-fn export_rows(
-    st: &dyn Store,
-    ws: &str,
-    id: &str,
-    format: &str,
-    region: Option<&str>,
-) -> Result<String, ApiError> {
-    let header = match format {
-        "csv" => "profile_id,user_id,email,phone,since\n",
-        "ndjson" => "",
-        "google" => "Email,Phone,First Name,Last Name,Country,Zip\n",
-        "meta" => "email,phone,fn,ln,ct,st,zip,country,doby,dobm,dobd,gen\n",
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                "`format` is one of csv, ndjson, google, meta",
-            ))
-        }
-    };
-    let mut out = String::from(header);
-    let mut after = String::new();
-    loop {
-        let page = st.members(ws, id, &after, 1000)?;
-        for m in &page {
-            let Some(p) = st.profile(ws, &m.profile_id)? else {
-                continue;
-            };
-            let c = Contact::of(&p);
-            // A row an ad platform cannot match (no email, no phone) is left out.
-            if matches!(format, "google" | "meta") && !c.has_key() {
-                continue;
-            }
-            let line = match format {
-                "csv" => [
-                    p.id.clone(),
-                    c.user_id.unwrap_or_default(),
-                    c.email.unwrap_or_default(),
-                    c.phone.unwrap_or_default(),
-                    format_timestamp(m.since),
-                ]
-                .iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-                "ndjson" => json!({
-                    "profile_id": p.id,
-                    "user_id": c.user_id,
-                    "email": c.email,
-                    "phone": c.phone,
-                    "traits": p.trait_values(),
-                    "since": format_timestamp(m.since),
-                })
-                .to_string(),
-                "google" => c.google(region).map(|(_, v)| csv_field(&v)).join(","),
-                _ => c.meta(region).map(|(_, v)| v).join(","),
-            };
-            out.push_str(&line);
-            out.push('\n');
-        }
-        match page.last() {
-            Some(last) if page.len() == 1000 => after = last.profile_id.clone(),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
 /// Members as CSV or NDJSON, or hashed for Google Customer Match or Meta custom audiences.
 #[utoipa::path(get, path = "/audiences/{id}/export", tag = "audiences", params(("id" = String, Path, description = "the id"), ("format" = Option<String>, Query, pattern = "^(csv|ndjson|google|meta)$", description = "csv (default), ndjson, google, meta"), ("region" = Option<String>, Query, description = "region of national phone numbers for the ad formats, e.g. FR")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
 async fn export(
@@ -481,9 +404,16 @@ async fn export(
     let format = q.format.unwrap_or_else(|| "csv".into());
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let fmt = format.clone();
+    let actor = caller.actor();
     let body = blocking(move || {
         find(st.as_ref(), &ws, DefinitionKind::Audience, &id)?;
-        export_rows(st.as_ref(), &ws, &id, &fmt, q.region.as_deref())
+        Ok(definitions::export(
+            st.as_ref(),
+            &actor,
+            &id,
+            &fmt,
+            q.region.as_deref(),
+        )?)
     })
     .await?;
     let content_type = if format == "ndjson" {

@@ -1332,6 +1332,109 @@ async fn workspaces_are_created_and_switched(backend: Backend) {
     t.stop().await;
 }
 
+/// An audience's members are downloaded as a file, and the destination that sends it is on
+/// its page, with a delivery log that says why its receiver refuses.
+async fn an_audience_is_exported_and_its_destination_followed(backend: Backend) {
+    let t = start_on("console-destinations", backend, |c| {
+        c.destinations.allow_private_addresses = true;
+    })
+    .await;
+    ann_across_channels(&t).await;
+    let (status, body) = common::call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "buyers", "name": "Buyers", "definition": "did \"Order Completed\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "buyers computed",
+        || async {
+            let (_, a) = t.get("/api/v1/audiences/buyers").await;
+            (a["size"] == 1 && a["computation"]["status"] == "ready").then_some(())
+        },
+    )
+    .await;
+    // A receiver down for maintenance.
+    #[allow(clippy::disallowed_methods)]
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "down for maintenance",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, body) = common::call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["buyers"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let cookie = sign_in(&t, ADMIN).await;
+    // A draft's size before saving: every profile read here, so exact.
+    let page = text(
+        &get(
+            &t,
+            "/console/audiences/estimate?definition=did+%22Order+Completed%22",
+            &cookie,
+        )
+        .await,
+    );
+    assert!(page.contains("It would hold, now: 1<"), "{page}");
+    let page = text(
+        &get(
+            &t,
+            "/console/audiences/estimate?definition=did+%22Order",
+            &cookie,
+        )
+        .await,
+    );
+    assert!(page.contains("class=\"error\""), "{page}");
+    let r = get(&t, "/console/audiences/buyers/export?format=csv", &cookie).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(header(&r, "content-type").starts_with("text/csv"));
+    assert_eq!(
+        header(&r, "content-disposition"),
+        "attachment; filename=\"buyers-csv.csv\""
+    );
+    let csv = text(&r);
+    assert!(
+        csv.starts_with("profile_id,user_id,email,phone,since\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",ann,ann@example.com,"), "{csv}");
+    let r = get(&t, "/console/audiences/buyers/export?format=xml", &cookie).await;
+    assert_eq!(r.status, 400);
+    let page = text(&get(&t, "/console/audiences/buyers", &cookie).await);
+    assert!(
+        page.contains("href=\"/console/destinations/crm\""),
+        "{page}"
+    );
+    assert!(page.contains("/console/audiences/buyers/export?format=ndjson"));
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        "the refusal in the delivery log",
+        || async {
+            let page = text(&get(&t, "/console/destinations/crm", &cookie).await);
+            (page.contains("id=\"table-log\"") && page.contains("503")).then_some(())
+        },
+    )
+    .await;
+    let r = get(&t, "/console/destinations/nope", &cookie).await;
+    assert_eq!(r.status, 404);
+    t.stop().await;
+}
+
 on_each_store!(
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
@@ -1344,4 +1447,5 @@ on_each_store!(
     the_language_follows_the_user,
     identity_rules_are_previewed_before_they_are_saved,
     workspaces_are_created_and_switched,
+    an_audience_is_exported_and_its_destination_followed,
 );

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use parcours_api::AppState;
 use parcours_service::dashboard::{self, DayRange};
@@ -262,6 +262,54 @@ pub(crate) async fn check(session: Session, Query(q): Query<CheckQuery>) -> Resp
 }
 
 #[derive(Template)]
+#[template(
+    source = "<p id=\"a-estimate\" aria-live=\"polite\" class=\"{{ class }}\">{{ text }}</p>",
+    ext = "html"
+)]
+struct EstimateView {
+    class: &'static str,
+    text: String,
+}
+
+/// How large a draft audience would be (a fragment for the editor).
+pub(crate) async fn estimate(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Query(q): Query<CheckQuery>,
+) -> Response {
+    let (store, actor, now) = (
+        state.engine.store().clone(),
+        session.actor(),
+        state.engine.now(),
+    );
+    let text = q.definition.clone();
+    let tr = session.tr();
+    let found =
+        blocking(move || definitions::estimate_audience(store.as_ref(), &actor, &text, now)).await;
+    render(match found {
+        Ok(e) if e.exact => EstimateView {
+            class: "ok",
+            text: format!("{} {}", tr.t("estimate_exact"), tr.number(e.size)),
+        },
+        Ok(e) => EstimateView {
+            class: "ok",
+            text: format!(
+                "{} {} ({} {} {})",
+                tr.t("estimate_about"),
+                tr.number(e.size),
+                tr.number(e.matched),
+                tr.t("estimate_of"),
+                tr.number(e.sampled)
+            ),
+        },
+        Err(e) => EstimateView {
+            class: "error",
+            text: e.to_string(),
+        },
+    })
+}
+
+#[derive(Template)]
 #[template(path = "audience.html")]
 struct AudiencePage {
     c: Chrome,
@@ -272,6 +320,55 @@ struct AudiencePage {
     progress: Option<String>,
     members: Vec<(String, String)>,
     next: Option<String>,
+    destinations: Vec<DestinationRow>,
+}
+
+/// A destination that sends an audience's changes, and how its delivery goes.
+pub(crate) struct DestinationRow {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub state: String,
+    pub delivered: String,
+    pub pending: String,
+    pub dead: String,
+    pub last_error: String,
+}
+
+/// Where a destination sends, as the page shows it: the address's host.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
+}
+
+pub(crate) fn destination_rows(
+    state: &AppState,
+    tr: crate::Tr,
+    list: &[(Definition, parcours_engine::destinations::DestinationDoc)],
+) -> Vec<DestinationRow> {
+    list.iter()
+        .map(|(d, doc)| {
+            let status = state.engine.delivery(&d.workspace_id, &d.id).ok().flatten();
+            let n = |v: Option<u64>| v.map(|v| tr.number(v)).unwrap_or_default();
+            DestinationRow {
+                id: d.id.clone(),
+                name: doc.name.clone(),
+                host: host_of(&doc.url),
+                state: status.as_ref().map_or("starting", |s| s.state).to_string(),
+                delivered: n(status.as_ref().map(|s| s.delivered)),
+                pending: n(status.as_ref().map(|s| s.pending)),
+                dead: n(status.as_ref().map(|s| s.dead)),
+                last_error: status
+                    .as_ref()
+                    .and_then(|s| s.last_error.clone())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -301,11 +398,12 @@ pub(crate) async fn audience(
     let found = blocking(move || {
         let (d, size) = definitions::audience(store.as_ref(), &actor, &wanted)?;
         let members = definitions::members(store.as_ref(), &actor, &wanted, &after, MEMBERS_PAGE)?;
-        Ok((d, size, members))
+        let destinations = definitions::destinations_of(store.as_ref(), &actor, &wanted)?;
+        Ok((d, size, members, destinations))
     })
     .await;
     match found {
-        Ok((d, size, members)) => {
+        Ok((d, size, members, destinations)) => {
             let next = (members.len() == MEMBERS_PAGE)
                 .then(|| members.last().map(|m| m.profile_id.clone()))
                 .flatten();
@@ -320,8 +418,51 @@ pub(crate) async fn audience(
                     .map(|m| (m.profile_id.clone(), tr.date(m.since)))
                     .collect(),
                 next,
+                destinations: destination_rows(&state, tr, &destinations),
                 id,
             })
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExportQuery {
+    format: Option<String>,
+}
+
+/// An audience's members as a file (the API's export, with this session's role).
+pub(crate) async fn export(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    let format = q.format.unwrap_or_else(|| "csv".into());
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let (wanted, fmt) = (id.clone(), format.clone());
+    let body =
+        blocking(move || definitions::export(store.as_ref(), &actor, &wanted, &fmt, None)).await;
+    match body {
+        Ok(body) => {
+            let (kind, ext) = if format == "ndjson" {
+                ("application/x-ndjson", "ndjson")
+            } else {
+                ("text/csv; charset=utf-8", "csv")
+            };
+            // The id is `[a-z0-9_-]`: safe in a header as it is.
+            let safe: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            let disposition = format!("attachment; filename=\"{safe}-{format}.{ext}\"");
+            let mut r = body.into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
         }
         Err(e) => service_problem(session.chrome(), e),
     }
@@ -425,6 +566,107 @@ pub(crate) async fn explain(
                     .map(|t| tr.date(t))
                     .unwrap_or_default(),
                 reasons,
+            })
+        }
+        Err(e) => service_problem(session.chrome(), e),
+    }
+}
+
+/// One request of a destination's delivery log.
+pub(crate) struct LogRow {
+    pub created: String,
+    pub state: String,
+    pub changes: String,
+    pub attempts: String,
+    pub settled: String,
+    pub error: String,
+}
+
+#[derive(Template)]
+#[template(path = "destination.html")]
+struct DestinationPage {
+    c: Chrome,
+    id: String,
+    name: String,
+    host: String,
+    audiences: Vec<String>,
+    row: DestinationRow,
+    log: Vec<LogRow>,
+    next: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogQuery {
+    before: Option<i64>,
+}
+
+/// Requests of the delivery log per page.
+const LOG_PAGE: usize = 50;
+
+/// A destination: how its delivery goes, and its delivery log, newest first.
+pub(crate) async fn destination(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let wanted = id.clone();
+    let found = blocking(move || {
+        let d = parcours_service::definition(
+            store.as_ref(),
+            &actor,
+            parcours_store::DefinitionKind::Destination,
+            &wanted,
+        )?;
+        let doc: parcours_engine::destinations::DestinationDoc =
+            serde_json::from_value(d.doc.clone()).map_err(|e| {
+                ServiceError::Store(parcours_store::StoreError::Corrupt(format!(
+                    "destination {wanted}: {e}"
+                )))
+            })?;
+        let log = parcours_service::deliveries::page(
+            store.as_ref(),
+            &actor,
+            &wanted,
+            None,
+            q.before,
+            LOG_PAGE,
+        )?;
+        Ok((d, doc, log))
+    })
+    .await;
+    let tr = session.tr();
+    match found {
+        Ok((d, doc, log)) => {
+            let next = (log.len() == LOG_PAGE)
+                .then(|| log.last().map(|r| r.id))
+                .flatten();
+            let audiences = doc.audiences.clone();
+            let name = doc.name.clone();
+            let host = host_of(&doc.url);
+            let row = destination_rows(&state, tr, &[(d, doc)])
+                .pop()
+                .expect("one destination, one row");
+            render(DestinationPage {
+                c: session.chrome(),
+                id,
+                name,
+                host,
+                audiences,
+                row,
+                log: log
+                    .iter()
+                    .map(|r| LogRow {
+                        created: tr.date(r.created_at),
+                        state: r.state.as_str().to_string(),
+                        changes: tr.number(u64::from(r.items)),
+                        attempts: tr.number(u64::from(r.attempts)),
+                        settled: r.settled_at.map(|at| tr.date(at)).unwrap_or_default(),
+                        error: r.last_error.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+                next,
             })
         }
         Err(e) => service_problem(session.chrome(), e),

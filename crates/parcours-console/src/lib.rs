@@ -59,8 +59,11 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(audiences::audiences).post(audiences::create),
         )
         .route("/console/audiences/check", get(audiences::check))
+        .route("/console/audiences/estimate", get(audiences::estimate))
         .route("/console/audiences/{id}", get(audiences::audience))
         .route("/console/audiences/{id}/size", get(audiences::size))
+        .route("/console/audiences/{id}/export", get(audiences::export))
+        .route("/console/destinations/{id}", get(audiences::destination))
         .route(
             "/console/audiences/{id}/explain/{profile}",
             get(audiences::explain),

@@ -4,16 +4,16 @@
 
 use parcours_core::audience::{self, Condition};
 use parcours_core::computed::ComputedTrait;
-use parcours_core::time::Millis;
+use parcours_core::time::{format_timestamp, Millis};
 use parcours_engine::definitions::{
     delete_definition, save_audience, save_computed_trait, AudienceDoc, DefinitionError,
 };
 use parcours_engine::destinations::{
-    new_secret, save_destination, DestinationDoc, IdentifierFormat,
+    new_secret, save_destination, Contact, DestinationDoc, IdentifierFormat,
 };
 use parcours_store::{Definition, DefinitionKind, Store};
 use rand::RngCore;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{definition, Actor, ServiceError};
 
@@ -287,5 +287,165 @@ pub fn explain(
         profile_id: loaded.profile.id.clone(),
         member: loaded.memberships.contains(id),
         verdict: audience.condition.explain(&defs.subject(&loaded), now),
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The formats an audience exports to.
+pub const EXPORT_FORMATS: [&str; 4] = ["csv", "ndjson", "google", "meta"];
+
+/// An audience's members, one row each: CSV (`profile_id,user_id,email,phone,since`), NDJSON
+/// (with traits), or ready to hash for Google Customer Match or Meta custom audiences (a member
+/// with neither email nor phone is left out of those). `region`: of national phone numbers.
+pub fn export(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    format: &str,
+    region: Option<&str>,
+) -> Result<String, ServiceError> {
+    definition(store, actor, DefinitionKind::Audience, id)?;
+    let (st, ws) = (store, actor.workspace.as_str());
+    let header = match format {
+        "csv" => "profile_id,user_id,email,phone,since\n",
+        "ndjson" => "",
+        "google" => "Email,Phone,First Name,Last Name,Country,Zip\n",
+        "meta" => "email,phone,fn,ln,ct,st,zip,country,doby,dobm,dobd,gen\n",
+        _ => {
+            return Err(ServiceError::invalid(
+                "invalid_parameter",
+                "`format` is one of csv, ndjson, google, meta",
+            ))
+        }
+    };
+    let mut out = String::from(header);
+    let mut after = String::new();
+    loop {
+        let page = st.members(ws, id, &after, 1000)?;
+        for m in &page {
+            let Some(p) = st.profile(ws, &m.profile_id)? else {
+                continue;
+            };
+            let c = Contact::of(&p);
+            // A row an ad platform cannot match (no email, no phone) is left out.
+            if matches!(format, "google" | "meta") && !c.has_key() {
+                continue;
+            }
+            let line = match format {
+                "csv" => [
+                    p.id.clone(),
+                    c.user_id.unwrap_or_default(),
+                    c.email.unwrap_or_default(),
+                    c.phone.unwrap_or_default(),
+                    format_timestamp(m.since),
+                ]
+                .iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+                "ndjson" => json!({
+                    "profile_id": p.id,
+                    "user_id": c.user_id,
+                    "email": c.email,
+                    "phone": c.phone,
+                    "traits": p.trait_values(),
+                    "since": format_timestamp(m.since),
+                })
+                .to_string(),
+                "google" => c.google(region).map(|(_, v)| csv_field(&v)).join(","),
+                _ => c.meta(region).map(|(_, v)| v).join(","),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = last.profile_id.clone(),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The destinations that send this audience's changes (one with no audience listed sends
+/// every audience), with their definitions as written.
+pub fn destinations_of(
+    store: &dyn Store,
+    actor: &Actor,
+    audience: &str,
+) -> Result<Vec<(Definition, DestinationDoc)>, ServiceError> {
+    Ok(list(store, actor, DefinitionKind::Destination)?
+        .into_iter()
+        .filter_map(|d| {
+            let doc: DestinationDoc = serde_json::from_value(d.doc.clone()).ok()?;
+            (doc.audiences.is_empty() || doc.audiences.iter().any(|a| a == audience))
+                .then_some((d, doc))
+        })
+        .collect())
+}
+
+/// Profiles an estimate of a draft audience's size reads, at most.
+pub const ESTIMATE_SAMPLE: usize = 300;
+
+/// A draft audience's size before it is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Estimate {
+    /// Profiles read, and how many of them the draft holds.
+    pub sampled: u64,
+    pub matched: u64,
+    /// Profiles of the workspace.
+    pub total: u64,
+    /// The size: exact when every profile was read, else `matched / sampled × total`.
+    pub size: u64,
+    pub exact: bool,
+}
+
+/// Evaluates a draft definition (the text syntax) on up to [`ESTIMATE_SAMPLE`] profiles now
+/// and says how large the audience would be: exact on a workspace of that many profiles or
+/// fewer, else an estimate from a sample (profiles in id order: ids are hashes, so the
+/// first ones are a sample of all). Nothing is saved. `invalid_audience_syntax` when the text
+/// does not read.
+pub fn estimate_audience(
+    store: &dyn Store,
+    actor: &Actor,
+    text: &str,
+    now: Millis,
+) -> Result<Estimate, ServiceError> {
+    let condition = audience::parse(text)
+        .map_err(|e| ServiceError::invalid("invalid_audience_syntax", e.to_string()))?;
+    let ws = actor.workspace.as_str();
+    let defs = parcours_engine::audiences::load_definitions(store, Some(ws))?;
+    let defs = defs.get(ws).cloned().unwrap_or_default();
+    let total = store.profile_count(ws)?;
+    let sample = store.profiles_page(ws, "", ESTIMATE_SAMPLE)?;
+    let mut matched = 0u64;
+    for p in &sample {
+        let Some(loaded) = parcours_engine::audiences::load_profile(store, ws, &defs, &p.id)?
+        else {
+            continue;
+        };
+        if condition.evaluate(&defs.subject(&loaded), now).matched {
+            matched += 1;
+        }
+    }
+    let sampled = sample.len() as u64;
+    let exact = sampled >= total;
+    let size = if exact || sampled == 0 {
+        matched
+    } else {
+        ((matched as f64 / sampled as f64) * total as f64).round() as u64
+    };
+    Ok(Estimate {
+        sampled,
+        matched,
+        total,
+        size,
+        exact,
     })
 }
