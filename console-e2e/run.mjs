@@ -228,6 +228,10 @@ try {
   await shot(page, 'audience-error');
   await page.getByLabel('Definition').fill('did "Order Completed" on store within 365 days');
   await page.locator('#a-check .ok').waitFor();
+  await page.getByRole('button', { name: 'Estimate its size' }).click();
+  await page.locator('#a-estimate.ok').waitFor();
+  const estimate = await page.locator('#a-estimate').innerText();
+  check(/It would hold (about )?[0-9]/.test(estimate), `its size is estimated before saving: ${estimate}`);
   await page.getByRole('button', { name: 'Save and compute' }).click();
   await page.waitForURL(/\/console\/audiences\/e2e_shop_buyers$/);
   await page.locator('#a-size .size').waitFor({ timeout: 60000 });
@@ -235,6 +239,9 @@ try {
   check(size > 0, `the new audience's size is shown once computed: ${size}`);
   await page.locator('a[href^="/console/customers/p_"]').first().waitFor({ timeout: 30000 });
   check(await page.locator('a[href^="/console/customers/p_"]').count() > 0, 'its members are listed');
+  const csv = await page.request.get(`${BASE}/console/audiences/e2e_shop_buyers/export?format=csv`);
+  check(csv.status() === 200 && (await csv.text()).split('\n').length - 2 === size,
+    `its members download as a file, one row each (${size})`);
   await shot(page, 'audience');
   await accessible(page, 'audience');
 
@@ -311,7 +318,7 @@ try {
   await shot(page, 'settings');
   await accessible(page, 'settings');
   // A test message on a channel with no provider: kept, and the page says nothing left.
-  await page.getByLabel('Channel', { exact: true }).selectOption('sms');
+  await page.locator('#test-channel').selectOption('sms');
   await page.getByLabel(/^Send to/).fill('+33 6 12 34 56 78');
   await page.getByRole('button', { name: 'Send a test' }).click();
   await page.waitForSelector('#test-result');
