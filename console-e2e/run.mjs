@@ -329,6 +329,7 @@ try {
   const now = await page.locator('#preview-profiles-now').innerText();
   const withRules = await page.locator('#preview-profiles-with').innerText();
   check(now === withRules && Number(now.replace(/[^0-9]/g, '')) > 0, `the rules in force, previewed, make the same profiles (${now})`);
+  await page.locator('#rules-preview').scrollIntoViewIfNeeded();
   await shot(page, 'settings-preview');
   await accessible(page, 'settings (preview)');
   await context.close();
