@@ -23,6 +23,28 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of a refusal's body kept in the delivery log.
 const BODY_SHOWN: usize = 300;
 
+/// A provider's own runtime. It may be dropped anywhere, an async thread included (the
+/// engine that holds the providers may be dropped there, where dropping a runtime the usual
+/// way panics): it then shuts down in the background.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until the provider is dropped")
+            .block_on(f)
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// A provider for one channel.
 pub struct HttpProvider {
     channel: MessageChannel,
@@ -30,7 +52,7 @@ pub struct HttpProvider {
     authorization: Option<String>,
     from: String,
     client: HttpClient,
-    rt: tokio::runtime::Runtime,
+    rt: OwnRuntime,
 }
 
 impl HttpProvider {
@@ -74,7 +96,7 @@ impl HttpProvider {
             authorization,
             from: from.to_string(),
             client,
-            rt,
+            rt: OwnRuntime(Some(rt)),
         })
     }
 
@@ -176,6 +198,24 @@ impl Sender for HttpProvider {
 mod tests {
     use super::*;
 
+    /// The engine holds its channels' providers and may be dropped on an async thread (a
+    /// node stopping): their own runtimes must not panic there.
+    #[tokio::test]
+    async fn providers_can_be_dropped_on_an_async_thread() {
+        let sms = HttpProvider::new(
+            MessageChannel::Sms,
+            "http://127.0.0.1:9/Messages.json",
+            None,
+            None,
+            "+33600000000",
+        )
+        .unwrap();
+        // `whsec_` and the base64 of 24 bytes.
+        let webhook = WebhookCaller::new("whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIz", false).unwrap();
+        drop(sms);
+        drop(webhook);
+    }
+
     #[test]
     fn messages_are_form_encoded_with_their_callback() {
         let p = HttpProvider::new(
@@ -237,7 +277,7 @@ pub struct WebhookCaller {
     secret: String,
     allow_private: bool,
     client: HttpClient,
-    rt: tokio::runtime::Runtime,
+    rt: OwnRuntime,
 }
 
 impl WebhookCaller {
@@ -259,7 +299,7 @@ impl WebhookCaller {
             secret: secret.to_string(),
             allow_private,
             client,
-            rt,
+            rt: OwnRuntime(Some(rt)),
         })
     }
 
