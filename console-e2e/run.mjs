@@ -299,6 +299,7 @@ try {
   const body = await frame.locator('body').innerText();
   check(body.trim().length > 20, `the email is shown in its frame: ${body.trim().slice(0, 60)}…`);
   check(await page.locator('iframe.email').getAttribute('sandbox') === '', 'in a sandbox (no script, no navigation)');
+  check((await page.locator('#h-receipts').count()) === 1, 'what became of it has its place (receipts)');
   await shot(page, 'message');
   await accessible(page, 'message');
 

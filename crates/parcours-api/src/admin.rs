@@ -404,8 +404,11 @@ async fn unmerge_profile(
 /// the capture channel), without credentials, and its rate limit.
 #[utoipa::path(get, path = "/channels", tag = "journeys", security(("bearer" = [])), responses((status = 200, description = "success", body = ChannelsAnswer), Refusals))]
 async fn channels(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
-    let list = sending::channels(state.engine.senders(), &caller.actor());
-    Ok(Json(json!({"channels": list})))
+    let senders = state.engine.senders();
+    let list = sending::channels(senders, &caller.actor());
+    Ok(Json(
+        json!({"channels": list, "webhook_steps_signed": sending::webhooks_signed(senders)}),
+    ))
 }
 
 /// What a test message is sent to.

@@ -343,8 +343,9 @@ json_schema!(
 json_schema!(
     /// The message channels of this node.
     ChannelsAnswer,
-    json!({"type": "object", "required": ["channels"], "properties": {"channels": {"type": "array", "items": {"type": "object", "required": ["channel", "sender", "about", "rate_per_second"], "properties": {
-        "channel": {"type": "string"}, "sender": {"type": "string"}, "about": {"type": "string"}, "rate_per_second": {"type": "integer"}}}}}})
+    json!({"type": "object", "required": ["channels", "webhook_steps_signed"], "properties": {"channels": {"type": "array", "items": {"type": "object", "required": ["channel", "sender", "about", "rate_per_second"], "properties": {
+        "channel": {"type": "string"}, "sender": {"type": "string"}, "about": {"type": "string"}, "rate_per_second": {"type": "integer"}}}},
+        "webhook_steps_signed": {"type": "boolean", "description": "whether journeys' webhook steps can call out (a signing secret is configured)"}}})
 );
 json_schema!(
     /// A test message the channel accepted.

@@ -991,6 +991,10 @@ async fn a_test_message_checks_a_channel(backend: Backend) {
         page.contains("<code>capture</code>"),
         "SMS has no provider: {page}"
     );
+    assert!(
+        shown(&page, "webhook-steps").contains("cannot call out"),
+        "no signing secret configured: {page}"
+    );
     let csrf = field(&page, "csrf");
     let h = [("cookie", admin.as_str())];
     let send =

@@ -125,6 +125,8 @@ struct MessagePage {
     attempts: u32,
     last_error: String,
     when: String,
+    /// What became of it: (kind, when, what the provider said).
+    receipts: Vec<(String, String, String)>,
 }
 
 pub(crate) async fn message(
@@ -135,8 +137,18 @@ pub(crate) async fn message(
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let tr = session.tr();
     let wanted = key.clone();
-    match blocking(move || messages::sent_one(store.as_ref(), &actor, &wanted)).await {
-        Ok((row, m)) => render(MessagePage {
+    let found = blocking(move || {
+        let (row, m) = messages::sent_one(store.as_ref(), &actor, &wanted)?;
+        let receipts = messages::receipts_of(store.as_ref(), &actor, &wanted)?;
+        Ok((row, m, receipts))
+    })
+    .await;
+    match found {
+        Ok((row, m, receipts)) => render(MessagePage {
+            receipts: receipts
+                .iter()
+                .map(|r| (r.kind.clone(), tr.date(r.at), r.detail.clone()))
+                .collect(),
             c: session.chrome(),
             frame: format!("/console/messages/{}/html", segment(&key)),
             channel: m.channel.as_str(),

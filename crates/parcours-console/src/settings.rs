@@ -61,6 +61,7 @@ struct Settings {
     test_address: String,
     preview: Option<PreviewView>,
     instance_admin: bool,
+    webhooks_signed: bool,
 }
 
 /// A preview of identity rules, as the page shows it.
@@ -268,6 +269,7 @@ async fn page_with(
             test_address,
             preview,
             instance_admin: session.instance_admin(),
+            webhooks_signed: parcours_service::sending::webhooks_signed(state.engine.senders()),
         }),
         Err(e) => service_problem(session.chrome(), e),
     }

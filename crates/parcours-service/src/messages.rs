@@ -648,6 +648,16 @@ pub fn sent_one(
     Ok((row, m))
 }
 
+/// What became of a message after it left (delivered, opened, clicked, bounced …), each
+/// once, with what the provider said.
+pub fn receipts_of(
+    store: &dyn Store,
+    actor: &Actor,
+    key: &str,
+) -> Result<Vec<Receipt>, ServiceError> {
+    Ok(store.receipts(&actor.workspace, key)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,11 @@ pub fn channels(senders: &Senders, _actor: &Actor) -> Vec<ChannelView> {
     .collect()
 }
 
+/// Whether journeys' webhook steps can call out: a signing secret is configured.
+pub fn webhooks_signed(senders: &Senders) -> bool {
+    senders.webhook.is_some()
+}
+
 /// What became of a test message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TestSent {
