@@ -40,9 +40,12 @@ impl DayRange {
     pub fn parse(from: Option<&str>, to: Option<&str>, now: Millis) -> Result<Self, ServiceError> {
         let day = |s: &str| -> Result<i64, ServiceError> {
             let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+                // What was sent, shortened: a refusal does not echo a page of it back.
+                let shown: String = s.chars().take(40).collect();
+                let more = if s.chars().count() > 40 { "…" } else { "" };
                 ServiceError::invalid(
                     "invalid_date",
-                    format!("`{s}` is not a date: write it as 2026-11-30"),
+                    format!("`{shown}{more}` is not a date: write it as 2026-11-30"),
                 )
             })?;
             Ok(day_of(
@@ -377,6 +380,10 @@ mod tests {
             code(DayRange::parse(Some("yesterday"), None, NOW)),
             "invalid_date"
         );
+        match DayRange::parse(Some(&"9".repeat(5_000)), None, NOW) {
+            Err(e) => assert!(e.to_string().len() < 100, "{e}"),
+            Ok(r) => panic!("{r:?}"),
+        }
         assert_eq!(
             code(DayRange::parse(Some("2025-11-02"), Some("2025-11-01"), NOW)),
             "invalid_range"
