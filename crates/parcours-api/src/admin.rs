@@ -570,6 +570,16 @@ async fn workspace(State(state): State<Arc<AppState>>, caller: Caller) -> Api {
     Ok(Json(json!(w)))
 }
 
+/// Identity rules sent by an admin.
+fn rules_body(caller: &Caller, body: Option<Json<Value>>) -> Result<IdentityRulesConfig, ApiError> {
+    caller.require_admin()?;
+    object_body(
+        body,
+        "send the identity rules as a JSON object",
+        "invalid_identity_rules",
+    )
+}
+
 /// What identity rules would change, on the workspace's latest events (about 20,000), folded
 /// in memory under the rules in force and under these: nothing is saved (admin).
 #[utoipa::path(post, path = "/workspace/identity-rules/preview", tag = "workspaces", request_body = IdentityRulesBody, security(("bearer" = [])), responses((status = 200, description = "success", body = RulesPreviewAnswer), Refusals))]
@@ -578,12 +588,7 @@ async fn preview_rules(
     caller: Caller,
     body: Option<Json<Value>>,
 ) -> Api {
-    caller.require_admin()?;
-    let config: IdentityRulesConfig = object_body(
-        body,
-        "send the identity rules as a JSON object",
-        "invalid_identity_rules",
-    )?;
+    let config = rules_body(&caller, body)?;
     let (st, actor) = (store(&state), caller.actor());
     let preview = blocking(move || {
         Ok(identity::preview_identity_rules(
@@ -603,12 +608,7 @@ async fn set_rules(
     caller: Caller,
     body: Option<Json<Value>>,
 ) -> Api {
-    caller.require_admin()?;
-    let config: IdentityRulesConfig = object_body(
-        body,
-        "send the identity rules as a JSON object",
-        "invalid_identity_rules",
-    )?;
+    let config = rules_body(&caller, body)?;
     let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     let saved = config.clone();
     blocking(move || {

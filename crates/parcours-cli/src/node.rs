@@ -351,17 +351,6 @@ pub fn print_provisioned_from(
 
 /// Who sends each channel's messages: SMTP for email when configured, the capture channel
 /// otherwise (said at start, so nobody believes customers are being emailed).
-/// A provider's address as operators may see it: its host and port, without the credentials
-/// or the path (which may hold an account id).
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_string()
-}
-
 fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders> {
     let mut senders = parcours_engine::channels::Senders::default();
     match (&config.channels.email.smtp_url, &config.channels.email.from) {
@@ -371,7 +360,7 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
             senders.email = Arc::new(smtp);
             senders.about.insert(
                 MessageChannel::Email,
-                format!("SMTP {}, from {from}", host_of(url)),
+                format!("SMTP {}, from {from}", parcours_engine::outbound::shown_host(url)),
             );
             tracing::info!(from = %from, "email goes out through SMTP");
         }
@@ -401,7 +390,7 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
                 let provider: Arc<dyn parcours_channels::Sender> = Arc::new(provider);
                 senders
                     .about
-                    .insert(channel, format!("HTTP {}, from {from}", host_of(url)));
+                    .insert(channel, format!("HTTP {}, from {from}", parcours_engine::outbound::shown_host(url)));
                 match channel {
                     MessageChannel::Sms => senders.sms = provider,
                     _ => senders.push = provider,
@@ -442,22 +431,4 @@ fn senders(config: &Config) -> anyhow::Result<parcours_engine::channels::Senders
         ),
     }
     Ok(senders)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_provider_is_shown_without_its_credentials_or_path() {
-        assert_eq!(
-            super::host_of("smtp://user:secret@mail.shop.example:587?tls=required"),
-            "mail.shop.example:587"
-        );
-        assert_eq!(
-            super::host_of(
-                "https://AC123:tok@api.twilio.com/2010-04-01/Accounts/AC123/Messages.json"
-            ),
-            "api.twilio.com"
-        );
-        assert_eq!(super::host_of("smtp://127.0.0.1:2525"), "127.0.0.1:2525");
-    }
 }

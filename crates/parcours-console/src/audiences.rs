@@ -335,16 +335,6 @@ pub(crate) struct DestinationRow {
     pub last_error: String,
 }
 
-/// Where a destination sends, as the page shows it: the address's host.
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_string()
-}
-
 pub(crate) fn destination_rows(
     state: &AppState,
     tr: crate::Tr,
@@ -357,7 +347,7 @@ pub(crate) fn destination_rows(
             DestinationRow {
                 id: d.id.clone(),
                 name: doc.name.clone(),
-                host: host_of(&doc.url),
+                host: parcours_engine::outbound::shown_host(&doc.url),
                 state: status.as_ref().map_or("starting", |s| s.state).to_string(),
                 delivered: n(status.as_ref().map(|s| s.delivered)),
                 pending: n(status.as_ref().map(|s| s.pending)),
@@ -644,7 +634,7 @@ pub(crate) async fn destination(
                 .flatten();
             let audiences = doc.audiences.clone();
             let name = doc.name.clone();
-            let host = host_of(&doc.url);
+            let host = parcours_engine::outbound::shown_host(&doc.url);
             let row = destination_rows(&state, tr, &[(d, doc)])
                 .pop()
                 .expect("one destination, one row");

@@ -64,11 +64,9 @@ pub(crate) struct RangeQuery {
     to: Option<String>,
 }
 
-/// A day as the axis shows it: `30 Nov` / `30 nov.`.
-fn short(tr: Tr, day: &str) -> String {
-    // `30 Nov 2026, 00:00 UTC` without the year and the time.
-    let ms = parcours_core::time::parse_date_or_timestamp(day).unwrap_or_default();
-    let full = tr.date(ms);
+/// A day as the axis shows it: `30 Nov` / `30 nov.` (the date without its year and time).
+fn short(tr: Tr, day: i64) -> String {
+    let full = tr.date(parcours_store::tallies::start_of_day(day));
     full.split(' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
@@ -109,7 +107,7 @@ pub(crate) async fn page(
     let tr = session.tr();
     let n = |v: i64| tr.number(v.max(0) as u64);
     let days = d.days.len();
-    let labels: Vec<String> = d.days.iter().map(|day| short(tr, day)).collect();
+    let labels: Vec<String> = range.days().map(|day| short(tr, day)).collect();
     let entered = per_day(&d.entered, days);
     let exited = per_day(&d.exited, days);
     let converted = per_day(&d.converted, days);

@@ -306,28 +306,21 @@ pub(crate) async fn send_test(
         test: Some((form.channel, form.address)),
         ..Outcome::default()
     };
-    let status = match sent {
+    match sent {
         Ok(t) => {
             outcome.tested = Some(if t.sender == "capture" {
                 format!("{} {}", tr.t("test_captured"), t.to)
             } else {
                 format!("{} {} ({})", tr.t("test_sent"), t.to, t.sender)
             });
-            StatusCode::OK
+            page_with(&state, &session, &headers, outcome).await
         }
-        Err(ServiceError::Forbidden(m)) => {
-            return service_problem(session.chrome(), ServiceError::Forbidden(m));
-        }
+        Err(e @ ServiceError::Forbidden(_)) => service_problem(session.chrome(), e),
         Err(e) => {
             outcome.test_error = Some(e.to_string());
-            StatusCode::UNPROCESSABLE_ENTITY
+            refused_page(&state, &session, &headers, outcome).await
         }
-    };
-    let mut r = page_with(&state, &session, &headers, outcome).await;
-    if r.status() == StatusCode::OK {
-        *r.status_mut() = status;
     }
-    r
 }
 
 pub(crate) async fn settings(
@@ -338,11 +331,50 @@ pub(crate) async fn settings(
     page(&state, &session, &headers, None, None).await
 }
 
-fn refused(e: ServiceError) -> Result<String, ServiceError> {
-    match e {
-        ServiceError::Invalid { message, .. } => Ok(message),
-        other => Err(other),
+/// The page again, as the outcome says, answered `422`: what was sent was refused.
+async fn refused_page(
+    state: &Arc<AppState>,
+    session: &Session,
+    headers: &HeaderMap,
+    outcome: Outcome,
+) -> Response {
+    let mut r = page_with(state, session, headers, outcome).await;
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
+    r
+}
+
+/// A refusal (`Invalid`) shown on the page with what was typed (`rules`), anything else on
+/// the problem page.
+async fn refusal_or_problem(
+    state: &Arc<AppState>,
+    session: &Session,
+    headers: &HeaderMap,
+    e: ServiceError,
+    rules: Option<String>,
+) -> Response {
+    match e {
+        ServiceError::Invalid { message, .. } => {
+            let outcome = Outcome {
+                error: Some(message),
+                rules,
+                ..Outcome::default()
+            };
+            refused_page(state, session, headers, outcome).await
+        }
+        other => service_problem(session.chrome(), other),
+    }
+}
+
+/// Identity rules as typed in the editor.
+fn read_rules(text: &str) -> Result<parcours_core::rules::IdentityRulesConfig, ServiceError> {
+    serde_json::from_str(text).map_err(|e| {
+        ServiceError::invalid(
+            "invalid_identity_rules",
+            format!("the rules are not valid JSON rules: {e}"),
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -392,14 +424,7 @@ pub(crate) async fn new_source(
             )
             .await
         }
-        Err(e) => match refused(e) {
-            Ok(message) => {
-                let mut r = page(&state, &session, &headers, None, Some(message)).await;
-                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-                r
-            }
-            Err(e) => service_problem(session.chrome(), e),
-        },
+        Err(e) => refusal_or_problem(&state, &session, &headers, e, None).await,
     }
 }
 
@@ -429,17 +454,11 @@ pub(crate) async fn new_token(
         d => match d.parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) => {
-                let tr = session.tr();
-                let mut r = page(
-                    &state,
-                    &session,
-                    &headers,
-                    None,
-                    Some(tr.t("bad_days").to_string()),
-                )
-                .await;
-                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-                return r;
+                let outcome = Outcome {
+                    error: Some(session.tr().t("bad_days").to_string()),
+                    ..Outcome::default()
+                };
+                return refused_page(&state, &session, &headers, outcome).await;
             }
         },
     };
@@ -468,14 +487,7 @@ pub(crate) async fn new_token(
             )
             .await
         }
-        Err(e) => match refused(e) {
-            Ok(message) => {
-                let mut r = page(&state, &session, &headers, None, Some(message)).await;
-                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-                r
-            }
-            Err(e) => service_problem(session.chrome(), e),
-        },
+        Err(e) => refusal_or_problem(&state, &session, &headers, e, None).await,
     }
 }
 
@@ -526,25 +538,9 @@ pub(crate) async fn set_rules(
     if let Some(r) = session.refusal(&form.csrf) {
         return r;
     }
-    let refused = |message: String| Outcome {
-        error: Some(message),
-        rules: Some(form.rules.clone()),
-        ..Outcome::default()
-    };
-    let config: parcours_core::rules::IdentityRulesConfig = match serde_json::from_str(&form.rules)
-    {
+    let config = match read_rules(&form.rules) {
         Ok(c) => c,
-        Err(e) => {
-            let mut r = page_with(
-                &state,
-                &session,
-                &headers,
-                refused(format!("the rules are not valid JSON rules: {e}")),
-            )
-            .await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            return r;
-        }
+        Err(e) => return refusal_or_problem(&state, &session, &headers, e, Some(form.rules)).await,
     };
     let (store, actor, now) = (
         state.engine.store().clone(),
@@ -552,28 +548,18 @@ pub(crate) async fn set_rules(
         state.engine.now(),
     );
     let saved = blocking(move || {
-        Ok(parcours_service::identity::set_identity_rules(
-            store.as_ref(),
-            &actor,
-            &config,
-            now,
-        ))
+        parcours_service::identity::set_identity_rules(store.as_ref(), &actor, &config, now)
     })
     .await;
     match saved {
-        Ok(Ok(())) => {
+        Ok(()) => {
             let outcome = Outcome {
                 rules_saved: true,
                 ..Outcome::default()
             };
             page_with(&state, &session, &headers, outcome).await
         }
-        Ok(Err(ServiceError::Invalid { message, .. })) => {
-            let mut r = page_with(&state, &session, &headers, refused(message)).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
-        Ok(Err(e)) | Err(e) => service_problem(session.chrome(), e),
+        Err(e) => refusal_or_problem(&state, &session, &headers, e, Some(form.rules)).await,
     }
 }
 
@@ -587,21 +573,9 @@ pub(crate) async fn preview_rules(
     if let Some(r) = session.refusal(&form.csrf) {
         return r;
     }
-    let typed = form.rules.clone();
-    let refused = |message: String| Outcome {
-        error: Some(message),
-        rules: Some(typed.clone()),
-        ..Outcome::default()
-    };
-    let config: parcours_core::rules::IdentityRulesConfig = match serde_json::from_str(&form.rules)
-    {
+    let config = match read_rules(&form.rules) {
         Ok(c) => c,
-        Err(e) => {
-            let outcome = refused(format!("the rules are not valid JSON rules: {e}"));
-            let mut r = page_with(&state, &session, &headers, outcome).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            return r;
-        }
+        Err(e) => return refusal_or_problem(&state, &session, &headers, e, Some(form.rules)).await,
     };
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let found = blocking(move || {
@@ -611,18 +585,13 @@ pub(crate) async fn preview_rules(
     match found {
         Ok(p) => {
             let outcome = Outcome {
-                rules: Some(typed),
+                rules: Some(form.rules),
                 preview: Some(PreviewView::of(session.tr(), &p)),
                 ..Outcome::default()
             };
             page_with(&state, &session, &headers, outcome).await
         }
-        Err(ServiceError::Invalid { message, .. }) => {
-            let mut r = page_with(&state, &session, &headers, refused(message)).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
-        Err(e) => service_problem(session.chrome(), e),
+        Err(e) => refusal_or_problem(&state, &session, &headers, e, Some(form.rules)).await,
     }
 }
 
@@ -676,13 +645,6 @@ pub(crate) async fn new_workspace(
             }
             r
         }
-        Err(e) => match refused(e) {
-            Ok(message) => {
-                let mut r = page(&state, &session, &headers, None, Some(message)).await;
-                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-                r
-            }
-            Err(e) => service_problem(session.chrome(), e),
-        },
+        Err(e) => refusal_or_problem(&state, &session, &headers, e, None).await,
     }
 }

@@ -161,9 +161,33 @@ pub fn client(allow_private: bool) -> HttpClient {
     Client::builder(TokioExecutor::new()).build(https)
 }
 
+/// An address as operators may see it: its host and port, without the credentials or the
+/// path (which may hold an account id or a token).
+pub fn shown_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_provider_is_shown_without_its_credentials_or_path() {
+        assert_eq!(
+            shown_host("smtp://user:secret@mail.shop.example:587?tls=required"),
+            "mail.shop.example:587"
+        );
+        assert_eq!(
+            shown_host("https://AC123:tok@api.twilio.com/2010-04-01/Accounts/AC123/Messages.json"),
+            "api.twilio.com"
+        );
+        assert_eq!(shown_host("smtp://127.0.0.1:2525"), "127.0.0.1:2525");
+    }
 
     #[test]
     fn only_public_addresses_are_public() {
