@@ -11,6 +11,7 @@ pub mod adhash;
 pub mod audience;
 pub mod bucket;
 pub mod channel;
+pub mod commerce;
 pub mod computed;
 pub mod graph;
 pub mod identifier;
