@@ -24,6 +24,7 @@ macro_rules! sql {
 
 mod audiences;
 mod cluster;
+mod commerce;
 mod event_log;
 mod journeys;
 mod messages;
@@ -100,6 +101,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         14,
         include_str!("../../../migrations/postgres/0014_token_language.sql"),
+    ),
+    (
+        15,
+        include_str!("../../../migrations/postgres/0015_commerce.sql"),
     ),
 ];
 

@@ -8,6 +8,7 @@
 
 mod audiences;
 mod cluster;
+mod commerce;
 mod event_log;
 mod journeys;
 mod messages;
@@ -43,6 +44,7 @@ const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_keys.sql"),
     include_str!("../../../migrations/sqlite/0005_source_kinds.sql"),
     include_str!("../../../migrations/sqlite/0006_token_language.sql"),
+    include_str!("../../../migrations/sqlite/0007_commerce.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),

@@ -6,6 +6,7 @@
 
 mod audiences;
 mod cluster;
+mod commerce;
 mod event_log;
 mod journeys;
 mod messages;
@@ -20,6 +21,7 @@ mod timers;
 
 pub use audiences::*;
 pub use cluster::*;
+pub use commerce::*;
 pub use event_log::*;
 pub use journeys::*;
 pub use messages::*;
@@ -60,6 +62,7 @@ pub trait Store:
     + Timers
     + Journeys
     + Messages
+    + Commerce
 {
 }
 impl<
@@ -72,7 +75,8 @@ impl<
             + Outbox
             + Timers
             + Journeys
-            + Messages,
+            + Messages
+            + Commerce,
     > Store for T
 {
 }

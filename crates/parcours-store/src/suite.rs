@@ -10,6 +10,7 @@ use crate::*;
 
 mod audiences;
 mod cluster;
+mod commerce;
 mod event_log;
 mod journeys;
 mod messages;
@@ -21,6 +22,7 @@ mod tallies;
 mod timers;
 pub use audiences::*;
 pub use cluster::*;
+pub use commerce::*;
 pub use event_log::*;
 pub use journeys::*;
 pub use messages::*;
@@ -80,6 +82,10 @@ macro_rules! conformance_suite {
             audience_changes_are_queued_for_journeys,
             message_receipts_count_once_and_suppressions_keep_the_first_reason,
             tallies_add_up_per_day_and_reset_with_their_projection,
+            catalogue_and_locations_round_trip_per_workspace,
+            stock_moves_all_or_nothing_into_the_ledger,
+            reservations_hold_expire_at_read_time_release_and_fulfil,
+            concurrent_reservations_never_oversell,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

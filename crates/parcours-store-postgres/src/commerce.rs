@@ -1,0 +1,662 @@
+//! The catalogue, locations, stock levels, the movement ledger and reservations.
+//!
+//! Several nodes write the same stock: a request locks its reference (an advisory lock on its
+//! hash) and then its level rows with `SELECT … FOR UPDATE` in (SKU, location) order, so two
+//! requests for the same last unit are serialised and requests over several items never wait
+//! on each other in a cycle. A deadlock PostgreSQL still reports is retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use parcours_core::commerce::catalogue::{Item, Location};
+use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, StockState};
+use parcours_core::time::Millis;
+use parcours_store::{
+    Commerce, Fulfilled, Movement, Reservation, ReservationState, ReserveRequest, Reserved, Result,
+    StockLevel, StoreError,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use crate::{backend, PgStore};
+
+type SqlResult<T> = std::result::Result<T, sqlx::Error>;
+
+/// A level's columns, `reserved` counting live reservations only (`$2` is now).
+const LEVEL: &str = "l.sku, l.location_id, l.on_hand,
+    l.reserved - coalesce((SELECT sum(r.quantity) FROM stock_reservations r
+        WHERE r.workspace_id = l.workspace_id AND r.sku = l.sku AND r.location_id = l.location_id
+          AND r.state = 'active' AND r.expires_at IS NOT NULL AND r.expires_at <= $2), 0)::BIGINT,
+    l.safety_stock, l.damaged, l.quality_control, l.updated_at";
+
+const MOVEMENT: &str = "id, sku, location_id, state, delta, quantity_after, reason, reference, at";
+const RESERVATION: &str =
+    "reference, sku, location_id, quantity, state, created_at, expires_at, settled_at";
+
+fn decode(what: String) -> sqlx::Error {
+    sqlx::Error::Decode(what.into())
+}
+
+fn level(r: &PgRow) -> SqlResult<StockLevel> {
+    Ok(StockLevel {
+        sku: r.try_get(0)?,
+        location: r.try_get(1)?,
+        quantities: Quantities {
+            on_hand: r.try_get(2)?,
+            reserved: r.try_get(3)?,
+            safety_stock: r.try_get(4)?,
+            damaged: r.try_get(5)?,
+            quality_control: r.try_get(6)?,
+        },
+        updated_at: r.try_get(7)?,
+    })
+}
+
+fn movement(r: &PgRow) -> SqlResult<Movement> {
+    let state: String = r.try_get(3)?;
+    Ok(Movement {
+        id: r.try_get(0)?,
+        sku: r.try_get(1)?,
+        location: r.try_get(2)?,
+        state: StockState::parse(&state).ok_or_else(|| decode(format!("stock state {state}")))?,
+        delta: r.try_get(4)?,
+        after: r.try_get(5)?,
+        reason: r.try_get(6)?,
+        reference: r.try_get(7)?,
+        at: r.try_get(8)?,
+    })
+}
+
+fn reservation(r: &PgRow, now: Millis) -> SqlResult<Reservation> {
+    let state: String = r.try_get(4)?;
+    let stored = ReservationState::parse(&state)
+        .ok_or_else(|| decode(format!("reservation state {state}")))?;
+    let expires_at: Option<i64> = r.try_get(6)?;
+    Ok(Reservation {
+        reference: r.try_get(0)?,
+        sku: r.try_get(1)?,
+        location: r.try_get(2)?,
+        quantity: r.try_get(3)?,
+        state: Reservation::state_at(stored, expires_at, now),
+        created_at: r.try_get(5)?,
+        expires_at,
+        settled_at: r.try_get(7)?,
+    })
+}
+
+async fn reference_rows(
+    c: &mut PgConnection,
+    workspace: &str,
+    reference: &str,
+    now: Millis,
+) -> SqlResult<Vec<Reservation>> {
+    let rows = sqlx::query(sql!(
+        "SELECT {RESERVATION} FROM stock_reservations WHERE workspace_id = $1 AND reference = $2
+         ORDER BY sku COLLATE \"C\", location_id COLLATE \"C\""
+    ))
+    .bind(workspace)
+    .bind(reference)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(|r| reservation(r, now)).collect()
+}
+
+/// Serialises the requests of one reference.
+async fn lock_reference(c: &mut PgConnection, workspace: &str, reference: &str) -> SqlResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 7))")
+        .bind(workspace)
+        .bind(reference)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Locks the levels of `keys` in (SKU, location) order, sweeps their expired reservations out
+/// of `reserved` and returns the quantities found (keys with no level are absent). With
+/// `create`, missing levels are made first (at zero), so they can be locked too.
+async fn lock_levels(
+    c: &mut PgConnection,
+    workspace: &str,
+    keys: &BTreeSet<Key>,
+    create: bool,
+    now: Millis,
+) -> SqlResult<BTreeMap<Key, Quantities>> {
+    let (skus, locations): (Vec<&str>, Vec<&str>) =
+        keys.iter().map(|(s, l)| (s.as_str(), l.as_str())).unzip();
+    if create {
+        sqlx::query(
+            "INSERT INTO stock_levels (workspace_id, sku, location_id, on_hand, reserved, safety_stock,
+                                       damaged, quality_control, updated_at)
+             SELECT $1, k.sku, k.loc, 0, 0, 0, 0, 0, $4
+             FROM unnest($2::text[], $3::text[]) AS k(sku, loc)
+             ORDER BY k.sku COLLATE \"C\", k.loc COLLATE \"C\"
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(workspace)
+        .bind(&skus)
+        .bind(&locations)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    }
+    let rows = sqlx::query(
+        "SELECT l.sku, l.location_id, l.on_hand, l.reserved, l.safety_stock, l.damaged, l.quality_control
+         FROM stock_levels l JOIN unnest($2::text[], $3::text[]) AS k(sku, loc)
+           ON l.sku = k.sku AND l.location_id = k.loc
+         WHERE l.workspace_id = $1
+         ORDER BY l.sku COLLATE \"C\", l.location_id COLLATE \"C\"
+         FOR UPDATE OF l",
+    )
+    .bind(workspace)
+    .bind(&skus)
+    .bind(&locations)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let key: Key = (r.try_get(0)?, r.try_get(1)?);
+        let mut q = Quantities {
+            on_hand: r.try_get(2)?,
+            reserved: r.try_get(3)?,
+            safety_stock: r.try_get(4)?,
+            damaged: r.try_get(5)?,
+            quality_control: r.try_get(6)?,
+        };
+        let swept: Option<i64> = sqlx::query_scalar(
+            "WITH gone AS (
+               UPDATE stock_reservations SET state = 'expired', settled_at = expires_at
+               WHERE workspace_id = $1 AND sku = $2 AND location_id = $3 AND state = 'active'
+                 AND expires_at IS NOT NULL AND expires_at <= $4
+               RETURNING quantity)
+             SELECT sum(quantity)::BIGINT FROM gone",
+        )
+        .bind(workspace)
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?;
+        q.reserved -= swept.unwrap_or(0);
+        out.insert(key, q);
+    }
+    Ok(out)
+}
+
+async fn write_level(
+    c: &mut PgConnection,
+    workspace: &str,
+    key: &Key,
+    q: &Quantities,
+    now: Millis,
+) -> SqlResult<()> {
+    sqlx::query(
+        "INSERT INTO stock_levels (workspace_id, sku, location_id, on_hand, reserved, safety_stock,
+                                   damaged, quality_control, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (workspace_id, sku, location_id) DO UPDATE SET
+           on_hand = excluded.on_hand, reserved = excluded.reserved,
+           safety_stock = excluded.safety_stock, damaged = excluded.damaged,
+           quality_control = excluded.quality_control, updated_at = excluded.updated_at",
+    )
+    .bind(workspace)
+    .bind(&key.0)
+    .bind(&key.1)
+    .bind(q.on_hand)
+    .bind(q.reserved)
+    .bind(q.safety_stock)
+    .bind(q.damaged)
+    .bind(q.quality_control)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_movement(
+    c: &mut PgConnection,
+    workspace: &str,
+    key: &Key,
+    state: StockState,
+    delta: i64,
+    after: i64,
+    reason: &str,
+    reference: Option<&str>,
+    now: Millis,
+) -> SqlResult<Movement> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO stock_movements (workspace_id, sku, location_id, state, delta, quantity_after,
+                                      reason, reference, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(workspace)
+    .bind(&key.0)
+    .bind(&key.1)
+    .bind(state.as_str())
+    .bind(delta)
+    .bind(after)
+    .bind(reason)
+    .bind(reference)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(Movement {
+        id,
+        sku: key.0.clone(),
+        location: key.1.clone(),
+        state,
+        delta,
+        after,
+        reason: reason.into(),
+        reference: reference.map(str::to_string),
+        at: now,
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl PgStore {
+    async fn move_stock_once(
+        &self,
+        workspace: &str,
+        adjustments: &[Adjustment],
+        now: Millis,
+    ) -> SqlResult<std::result::Result<Vec<Movement>, inventory::Shortage>> {
+        let mut tx = self.pool().begin().await?;
+        let keys: BTreeSet<Key> = adjustments
+            .iter()
+            .map(|a| (a.sku.clone(), a.location.clone()))
+            .collect();
+        let mut levels = lock_levels(&mut tx, workspace, &keys, true, now).await?;
+        let mut moved = Vec::with_capacity(adjustments.len());
+        for a in adjustments {
+            let key = (a.sku.clone(), a.location.clone());
+            let q = levels.get(&key).copied().unwrap_or_default();
+            let m = match inventory::apply(q, a) {
+                Ok(m) => m,
+                Err(short) => return Ok(Err(short)),
+            };
+            levels.insert(key.clone(), m.after);
+            moved.push(
+                record_movement(
+                    &mut tx,
+                    workspace,
+                    &key,
+                    a.state,
+                    m.delta,
+                    m.after.get(a.state),
+                    &a.reason,
+                    a.reference.as_deref(),
+                    now,
+                )
+                .await?,
+            );
+        }
+        for (key, q) in &levels {
+            write_level(&mut tx, workspace, key, q, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(moved))
+    }
+
+    async fn reserve_once(&self, request: &ReserveRequest, now: Millis) -> SqlResult<Reserved> {
+        let ws = request.workspace_id.as_str();
+        let mut tx = self.pool().begin().await?;
+        lock_reference(&mut tx, ws, &request.reference).await?;
+        let before = reference_rows(&mut tx, ws, &request.reference, now).await?;
+        let keys: BTreeSet<Key> = request
+            .demand
+            .keys()
+            .cloned()
+            .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
+            .collect();
+        let levels = lock_levels(&mut tx, ws, &keys, request.backorder, now).await?;
+        let held = if before.is_empty() {
+            before
+        } else {
+            reference_rows(&mut tx, ws, &request.reference, now).await?
+        };
+        if !held.is_empty() {
+            let live: Vec<&Reservation> = held
+                .iter()
+                .filter(|r| r.state == ReservationState::Active)
+                .collect();
+            let same = live.len() == request.demand.len()
+                && live.iter().all(|r| {
+                    request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
+                });
+            if same {
+                return Ok(Reserved::AlreadyHeld(held));
+            }
+            if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
+                return Ok(Reserved::ReferenceTaken(held));
+            }
+        }
+        let short = inventory::shortages(&request.demand, &levels, request.backorder);
+        if !short.is_empty() {
+            return Ok(Reserved::Short(short));
+        }
+        if !held.is_empty() {
+            sqlx::query(
+                "DELETE FROM stock_reservations WHERE workspace_id = $1 AND reference = $2",
+            )
+            .bind(ws)
+            .bind(&request.reference)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Every changed quantity written back, including the keys only swept.
+        let mut levels = levels;
+        let mut rows = Vec::with_capacity(request.demand.len());
+        for (key, &quantity) in &request.demand {
+            levels.entry(key.clone()).or_default().reserved += quantity;
+            sqlx::query(sql!(
+                "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
+                 VALUES ($1, $2, $3, $4, 'active', $5, $6, NULL, $7)"
+            ))
+            .bind(&request.reference)
+            .bind(&key.0)
+            .bind(&key.1)
+            .bind(quantity)
+            .bind(now)
+            .bind(request.expires_at)
+            .bind(ws)
+            .execute(&mut *tx)
+            .await?;
+            rows.push(Reservation {
+                reference: request.reference.clone(),
+                sku: key.0.clone(),
+                location: key.1.clone(),
+                quantity,
+                state: ReservationState::Active,
+                created_at: now,
+                expires_at: request.expires_at,
+                settled_at: None,
+            });
+        }
+        for (key, q) in &levels {
+            write_level(&mut tx, ws, key, q, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Reserved::Held(rows))
+    }
+
+    /// Releases (`reason` none) or fulfils a reference's live rows.
+    async fn settle_once(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+        reason: Option<&str>,
+    ) -> SqlResult<(Vec<Reservation>, Option<Vec<Movement>>)> {
+        let mut tx = self.pool().begin().await?;
+        lock_reference(&mut tx, workspace, reference).await?;
+        let rows = reference_rows(&mut tx, workspace, reference, now).await?;
+        let keys: BTreeSet<Key> = rows
+            .iter()
+            .map(|r| (r.sku.clone(), r.location.clone()))
+            .collect();
+        let mut levels = lock_levels(&mut tx, workspace, &keys, false, now).await?;
+        let live: Vec<&Reservation> = rows
+            .iter()
+            .filter(|r| r.state == ReservationState::Active)
+            .collect();
+        if live.is_empty() {
+            for (key, q) in &levels {
+                write_level(&mut tx, workspace, key, q, now).await?;
+            }
+            let rows = reference_rows(&mut tx, workspace, reference, now).await?;
+            tx.commit().await?;
+            return Ok((rows, None));
+        }
+        let state = if reason.is_some() {
+            "fulfilled"
+        } else {
+            "released"
+        };
+        let mut moved = Vec::new();
+        for r in &live {
+            let key = (r.sku.clone(), r.location.clone());
+            let q = levels.entry(key.clone()).or_default();
+            q.reserved -= r.quantity;
+            if let Some(reason) = reason {
+                let taken = r.quantity.min(q.on_hand);
+                q.on_hand -= taken;
+                let after = q.on_hand;
+                moved.push(
+                    record_movement(
+                        &mut tx,
+                        workspace,
+                        &key,
+                        StockState::OnHand,
+                        -taken,
+                        after,
+                        reason,
+                        Some(reference),
+                        now,
+                    )
+                    .await?,
+                );
+            }
+            sqlx::query(
+                "UPDATE stock_reservations SET state = $5, settled_at = $6
+                 WHERE workspace_id = $1 AND reference = $2 AND sku = $3 AND location_id = $4",
+            )
+            .bind(workspace)
+            .bind(reference)
+            .bind(&r.sku)
+            .bind(&r.location)
+            .bind(state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key, q) in &levels {
+            write_level(&mut tx, workspace, key, q, now).await?;
+        }
+        let rows = reference_rows(&mut tx, workspace, reference, now).await?;
+        tx.commit().await?;
+        Ok((rows, reason.map(|_| moved)))
+    }
+}
+
+impl Commerce for PgStore {
+    fn put_item(&self, workspace: &str, item: &Item, now: Millis) -> Result<()> {
+        let body = json(item)?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(&item.sku)
+            .bind(body)
+            .bind(now)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn item(&self, workspace: &str, sku: &str) -> Result<Option<Item>> {
+        let body: Option<String> = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT body FROM commerce_items WHERE workspace_id = $1 AND sku = $2",
+                )
+                .bind(workspace)
+                .bind(sku)
+                .fetch_optional(self.pool()),
+            )
+            .map_err(backend)?;
+        body.map(|b| parse(&b)).transpose()
+    }
+
+    fn items(&self, workspace: &str, after: Option<&str>, limit: usize) -> Result<Vec<Item>> {
+        let bodies: Vec<String> = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT body FROM commerce_items WHERE workspace_id = $1 AND sku > $2
+                     ORDER BY sku COLLATE \"C\" LIMIT $3",
+                )
+                .bind(workspace)
+                .bind(after.unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        bodies.iter().map(|b| parse(b)).collect()
+    }
+
+    fn put_location(&self, workspace: &str, location: &Location, now: Millis) -> Result<()> {
+        let body = json(location)?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO commerce_locations (workspace_id, id, body, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(&location.id)
+            .bind(body)
+            .bind(now)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn locations(&self, workspace: &str) -> Result<Vec<Location>> {
+        let bodies: Vec<String> = self
+            .run(
+                sqlx::query_scalar(
+                    "SELECT body FROM commerce_locations WHERE workspace_id = $1 ORDER BY id COLLATE \"C\"",
+                )
+                .bind(workspace)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        bodies.iter().map(|b| parse(b)).collect()
+    }
+
+    fn move_stock(
+        &self,
+        workspace: &str,
+        adjustments: &[Adjustment],
+        now: Millis,
+    ) -> Result<std::result::Result<Vec<Movement>, inventory::Shortage>> {
+        crate::retrying(|| self.run(self.move_stock_once(workspace, adjustments, now)))
+            .map_err(backend)
+    }
+
+    fn stock(&self, workspace: &str, skus: &[String], now: Millis) -> Result<Vec<StockLevel>> {
+        let rows = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {LEVEL} FROM stock_levels l WHERE l.workspace_id = $1 AND l.sku = ANY($3)
+                     ORDER BY l.sku COLLATE \"C\", l.location_id COLLATE \"C\""
+                ))
+                .bind(workspace)
+                .bind(now)
+                .bind(skus)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(|r| level(r).map_err(backend)).collect()
+    }
+
+    fn stock_at(
+        &self,
+        workspace: &str,
+        location: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<StockLevel>> {
+        let rows = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {LEVEL} FROM stock_levels l
+                     WHERE l.workspace_id = $1 AND l.location_id = $3 AND l.sku > $4
+                     ORDER BY l.sku COLLATE \"C\" LIMIT $5"
+                ))
+                .bind(workspace)
+                .bind(now)
+                .bind(location)
+                .bind(after.unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(|r| level(r).map_err(backend)).collect()
+    }
+
+    fn movements(
+        &self,
+        workspace: &str,
+        sku: &str,
+        location: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Movement>> {
+        let rows = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {MOVEMENT} FROM stock_movements
+                     WHERE workspace_id = $1 AND sku = $2 AND ($3::text IS NULL OR location_id = $3) AND id < $4
+                     ORDER BY id DESC LIMIT $5"
+                ))
+                .bind(workspace)
+                .bind(sku)
+                .bind(location)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(|r| movement(r).map_err(backend)).collect()
+    }
+
+    fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
+        crate::retrying(|| self.run(self.reserve_once(request, now))).map_err(backend)
+    }
+
+    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>> {
+        crate::retrying(|| self.run(self.settle_once(workspace, reference, now, None)))
+            .map(|(rows, _)| rows)
+            .map_err(backend)
+    }
+
+    fn fulfil_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Fulfilled> {
+        let (rows, moved) =
+            crate::retrying(|| self.run(self.settle_once(workspace, reference, now, Some(reason))))
+                .map_err(backend)?;
+        Ok(match moved {
+            Some(m) => Fulfilled::Done(m),
+            None => Fulfilled::NotHeld(rows),
+        })
+    }
+
+    fn reservations(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>> {
+        self.run(async {
+            let mut c = self.pool().acquire().await?;
+            reference_rows(&mut c, workspace, reference, now).await
+        })
+        .map_err(backend)
+    }
+}

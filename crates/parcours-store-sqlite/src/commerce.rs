@@ -1,0 +1,630 @@
+//! The catalogue, locations, stock levels, the movement ledger and reservations, in the log's
+//! file. Every write runs on the log's one writer connection, so check-and-reserve is
+//! serialised by construction; it still reads and sweeps its keys in (SKU, location) order,
+//! as the port asks of every adapter.
+
+use std::collections::BTreeMap;
+
+use parcours_core::commerce::catalogue::{Item, Location};
+use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, StockState};
+use parcours_core::time::Millis;
+use parcours_store::{
+    Commerce, Fulfilled, Movement, Reservation, ReservationState, ReserveRequest, Reserved, Result,
+    StockLevel,
+};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+use crate::{backend, corrupt, SqliteStore};
+
+/// A level's columns, `reserved` counting live reservations only (`?2` is now).
+const LEVEL: &str = "l.sku, l.location_id, l.on_hand,
+    l.reserved - coalesce((SELECT sum(r.quantity) FROM stock_reservations r
+        WHERE r.workspace_id = l.workspace_id AND r.sku = l.sku AND r.location_id = l.location_id
+          AND r.state = 'active' AND r.expires_at IS NOT NULL AND r.expires_at <= ?2), 0),
+    l.safety_stock, l.damaged, l.quality_control, l.updated_at";
+
+const MOVEMENT: &str = "id, sku, location_id, state, delta, quantity_after, reason, reference, at";
+const RESERVATION: &str =
+    "reference, sku, location_id, quantity, state, created_at, expires_at, settled_at";
+
+fn level(r: &Row<'_>) -> rusqlite::Result<StockLevel> {
+    Ok(StockLevel {
+        sku: r.get(0)?,
+        location: r.get(1)?,
+        quantities: Quantities {
+            on_hand: r.get(2)?,
+            reserved: r.get(3)?,
+            safety_stock: r.get(4)?,
+            damaged: r.get(5)?,
+            quality_control: r.get(6)?,
+        },
+        updated_at: r.get(7)?,
+    })
+}
+
+fn movement(r: &Row<'_>) -> rusqlite::Result<(Movement, String)> {
+    Ok((
+        Movement {
+            id: r.get(0)?,
+            sku: r.get(1)?,
+            location: r.get(2)?,
+            state: StockState::OnHand,
+            delta: r.get(4)?,
+            after: r.get(5)?,
+            reason: r.get(6)?,
+            reference: r.get(7)?,
+            at: r.get(8)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+fn finish_movement((mut m, state): (Movement, String)) -> Result<Movement> {
+    m.state = StockState::parse(&state).ok_or_else(|| corrupt(format!("stock state {state}")))?;
+    Ok(m)
+}
+
+fn reservation(r: &Row<'_>) -> rusqlite::Result<(Reservation, String)> {
+    Ok((
+        Reservation {
+            reference: r.get(0)?,
+            sku: r.get(1)?,
+            location: r.get(2)?,
+            quantity: r.get(3)?,
+            state: ReservationState::Active,
+            created_at: r.get(5)?,
+            expires_at: r.get(6)?,
+            settled_at: r.get(7)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+fn finish_reservation((mut row, state): (Reservation, String), now: Millis) -> Result<Reservation> {
+    let stored = ReservationState::parse(&state)
+        .ok_or_else(|| corrupt(format!("reservation state {state}")))?;
+    row.state = Reservation::state_at(stored, row.expires_at, now);
+    Ok(row)
+}
+
+fn reference_rows(
+    c: &rusqlite::Connection,
+    workspace: &str,
+    reference: &str,
+    now: Millis,
+) -> Result<Vec<Reservation>> {
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {RESERVATION} FROM stock_reservations WHERE workspace_id = ?1 AND reference = ?2
+             ORDER BY sku, location_id"
+        ))
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![workspace, reference], reservation)
+        .map_err(backend)?;
+    rows.map(|r| finish_reservation(r.map_err(backend)?, now))
+        .collect()
+}
+
+/// Marks the key's active reservations past their expiry as expired and takes them out of
+/// its `reserved`. Returns the level's stored quantities after the sweep (zeros and `false`
+/// when the key has no level).
+fn sweep_and_read(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    key: &Key,
+    now: Millis,
+) -> Result<Option<Quantities>> {
+    let swept: i64 = tx
+        .prepare_cached(
+            "UPDATE stock_reservations SET state = 'expired', settled_at = expires_at
+             WHERE workspace_id = ?1 AND sku = ?2 AND location_id = ?3 AND state = 'active'
+               AND expires_at IS NOT NULL AND expires_at <= ?4
+             RETURNING quantity",
+        )
+        .map_err(backend)?
+        .query_map(params![workspace, key.0, key.1, now], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        .map(|q| q.map_err(backend))
+        .sum::<Result<i64>>()?;
+    if swept > 0 {
+        tx.prepare_cached(
+            "UPDATE stock_levels SET reserved = reserved - ?4
+             WHERE workspace_id = ?1 AND sku = ?2 AND location_id = ?3",
+        )
+        .map_err(backend)?
+        .execute(params![workspace, key.0, key.1, swept])
+        .map_err(backend)?;
+    }
+    tx.prepare_cached(
+        "SELECT on_hand, reserved, safety_stock, damaged, quality_control FROM stock_levels
+         WHERE workspace_id = ?1 AND sku = ?2 AND location_id = ?3",
+    )
+    .map_err(backend)?
+    .query_row(params![workspace, key.0, key.1], |r| {
+        Ok(Quantities {
+            on_hand: r.get(0)?,
+            reserved: r.get(1)?,
+            safety_stock: r.get(2)?,
+            damaged: r.get(3)?,
+            quality_control: r.get(4)?,
+        })
+    })
+    .optional()
+    .map_err(backend)
+}
+
+fn write_level(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    key: &Key,
+    q: &Quantities,
+    now: Millis,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO stock_levels (workspace_id, sku, location_id, on_hand, reserved, safety_stock,
+                                   damaged, quality_control, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (workspace_id, sku, location_id) DO UPDATE SET
+           on_hand = excluded.on_hand, reserved = excluded.reserved,
+           safety_stock = excluded.safety_stock, damaged = excluded.damaged,
+           quality_control = excluded.quality_control, updated_at = excluded.updated_at",
+    )
+    .map_err(backend)?
+    .execute(params![
+        workspace,
+        key.0,
+        key.1,
+        q.on_hand,
+        q.reserved,
+        q.safety_stock,
+        q.damaged,
+        q.quality_control,
+        now
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_movement(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    key: &Key,
+    state: StockState,
+    delta: i64,
+    after: i64,
+    reason: &str,
+    reference: Option<&str>,
+    now: Millis,
+) -> Result<Movement> {
+    tx.prepare_cached(
+        "INSERT INTO stock_movements (workspace_id, sku, location_id, state, delta, quantity_after,
+                                      reason, reference, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        workspace,
+        key.0,
+        key.1,
+        state.as_str(),
+        delta,
+        after,
+        reason,
+        reference,
+        now
+    ])
+    .map_err(backend)?;
+    Ok(Movement {
+        id: tx.last_insert_rowid(),
+        sku: key.0.clone(),
+        location: key.1.clone(),
+        state,
+        delta,
+        after,
+        reason: reason.into(),
+        reference: reference.map(str::to_string),
+        at: now,
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
+}
+
+impl Commerce for SqliteStore {
+    fn put_item(&self, workspace: &str, item: &Item, now: Millis) -> Result<()> {
+        let body = json(item)?;
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, item.sku, body, now])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn item(&self, workspace: &str, sku: &str) -> Result<Option<Item>> {
+        let body: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT body FROM commerce_items WHERE workspace_id = ?1 AND sku = ?2")
+                .map_err(backend)?
+                .query_row(params![workspace, sku], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })?;
+        body.map(|b| serde_json::from_str(&b).map_err(corrupt))
+            .transpose()
+    }
+
+    fn items(&self, workspace: &str, after: Option<&str>, limit: usize) -> Result<Vec<Item>> {
+        let bodies: Vec<String> = self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT body FROM commerce_items WHERE workspace_id = ?1 AND sku > ?2
+                     ORDER BY sku LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, after.unwrap_or(""), limit as i64], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend)).collect()
+        })?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(corrupt))
+            .collect()
+    }
+
+    fn put_location(&self, workspace: &str, location: &Location, now: Millis) -> Result<()> {
+        let body = json(location)?;
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO commerce_locations (workspace_id, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, location.id, body, now])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn locations(&self, workspace: &str) -> Result<Vec<Location>> {
+        let bodies: Vec<String> = self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT body FROM commerce_locations WHERE workspace_id = ?1 ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = st.query_map([workspace], |r| r.get(0)).map_err(backend)?;
+            rows.map(|r| r.map_err(backend)).collect()
+        })?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(corrupt))
+            .collect()
+    }
+
+    fn move_stock(
+        &self,
+        workspace: &str,
+        adjustments: &[Adjustment],
+        now: Millis,
+    ) -> Result<std::result::Result<Vec<Movement>, inventory::Shortage>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        // Every key read (and swept) once, in order, before any change.
+        let keys: std::collections::BTreeSet<Key> = adjustments
+            .iter()
+            .map(|a| (a.sku.clone(), a.location.clone()))
+            .collect();
+        let mut levels = BTreeMap::new();
+        for key in keys {
+            let q = sweep_and_read(&tx, workspace, &key, now)?.unwrap_or_default();
+            levels.insert(key, q);
+        }
+        let mut moved = Vec::with_capacity(adjustments.len());
+        for a in adjustments {
+            let key = (a.sku.clone(), a.location.clone());
+            let q = levels[&key];
+            let m = match inventory::apply(q, a) {
+                Ok(m) => m,
+                Err(short) => return Ok(Err(short)),
+            };
+            levels.insert(key.clone(), m.after);
+            moved.push(record_movement(
+                &tx,
+                workspace,
+                &key,
+                a.state,
+                m.delta,
+                m.after.get(a.state),
+                &a.reason,
+                a.reference.as_deref(),
+                now,
+            )?);
+        }
+        for (key, q) in &levels {
+            write_level(&tx, workspace, key, q, now)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Ok(moved))
+    }
+
+    fn stock(&self, workspace: &str, skus: &[String], now: Millis) -> Result<Vec<StockLevel>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {LEVEL} FROM stock_levels l WHERE l.workspace_id = ?1 AND l.sku = ?3
+                     ORDER BY l.location_id"
+                ))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            let mut sorted: Vec<&String> = skus.iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            for sku in sorted {
+                let rows = st
+                    .query_map(params![workspace, now, sku], level)
+                    .map_err(backend)?;
+                for r in rows {
+                    out.push(r.map_err(backend)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn stock_at(
+        &self,
+        workspace: &str,
+        location: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<StockLevel>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {LEVEL} FROM stock_levels l
+                     WHERE l.workspace_id = ?1 AND l.location_id = ?3 AND l.sku > ?4
+                     ORDER BY l.sku LIMIT ?5"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![workspace, now, location, after.unwrap_or(""), limit as i64],
+                    level,
+                )
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend)).collect()
+        })
+    }
+
+    fn movements(
+        &self,
+        workspace: &str,
+        sku: &str,
+        location: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Movement>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {MOVEMENT} FROM stock_movements
+                     WHERE workspace_id = ?1 AND sku = ?2 AND (?3 IS NULL OR location_id = ?3) AND id < ?4
+                     ORDER BY id DESC LIMIT ?5"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![workspace, sku, location, before.unwrap_or(i64::MAX), limit as i64],
+                    movement,
+                )
+                .map_err(backend)?;
+            rows.map(|r| finish_movement(r.map_err(backend)?))
+                .collect()
+        })
+    }
+
+    fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
+        let ws = request.workspace_id.as_str();
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        // The reference's own keys are swept too: its expired rows may be replaced below, and
+        // their units must have left `reserved` first.
+        let before = reference_rows(&tx, ws, &request.reference, now)?;
+        let keys: std::collections::BTreeSet<Key> = request
+            .demand
+            .keys()
+            .cloned()
+            .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
+            .collect();
+        let mut levels = BTreeMap::new();
+        for key in &keys {
+            if let Some(q) = sweep_and_read(&tx, ws, key, now)? {
+                levels.insert(key.clone(), q);
+            }
+        }
+        let held = if before.is_empty() {
+            before
+        } else {
+            reference_rows(&tx, ws, &request.reference, now)?
+        };
+        if !held.is_empty() {
+            let live: Vec<&Reservation> = held
+                .iter()
+                .filter(|r| r.state == ReservationState::Active)
+                .collect();
+            let same = live.len() == request.demand.len()
+                && live.iter().all(|r| {
+                    request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
+                });
+            if same {
+                return Ok(Reserved::AlreadyHeld(held));
+            }
+            if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
+                return Ok(Reserved::ReferenceTaken(held));
+            }
+        }
+        let short = inventory::shortages(&request.demand, &levels, request.backorder);
+        if !short.is_empty() {
+            return Ok(Reserved::Short(short));
+        }
+        // A reference whose rows were released or expired is reserved afresh.
+        if !held.is_empty() {
+            tx.prepare_cached(
+                "DELETE FROM stock_reservations WHERE workspace_id = ?1 AND reference = ?2",
+            )
+            .map_err(backend)?
+            .execute(params![ws, request.reference])
+            .map_err(backend)?;
+        }
+        let mut rows = Vec::with_capacity(request.demand.len());
+        for (key, &quantity) in &request.demand {
+            let mut q = levels.get(key).copied().unwrap_or_default();
+            q.reserved += quantity;
+            write_level(&tx, ws, key, &q, now)?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, NULL, ?7)"
+            ))
+            .map_err(backend)?
+            .execute(params![
+                request.reference,
+                key.0,
+                key.1,
+                quantity,
+                now,
+                request.expires_at,
+                ws
+            ])
+            .map_err(backend)?;
+            rows.push(Reservation {
+                reference: request.reference.clone(),
+                sku: key.0.clone(),
+                location: key.1.clone(),
+                quantity,
+                state: ReservationState::Active,
+                created_at: now,
+                expires_at: request.expires_at,
+                settled_at: None,
+            });
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Reserved::Held(rows))
+    }
+
+    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>> {
+        self.settle(workspace, reference, now, None)
+            .map(|(rows, _)| rows)
+    }
+
+    fn fulfil_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Fulfilled> {
+        let (rows, moved) = self.settle(workspace, reference, now, Some(reason))?;
+        Ok(match moved {
+            Some(m) => Fulfilled::Done(m),
+            None => Fulfilled::NotHeld(rows),
+        })
+    }
+
+    fn reservations(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>> {
+        self.read(|c| reference_rows(c, workspace, reference, now))
+    }
+}
+
+impl SqliteStore {
+    /// Releases (`reason` none) or fulfils a reference's live rows. Returns the rows as they
+    /// end up and, for a fulfilment that took units, its movements.
+    fn settle(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+        reason: Option<&str>,
+    ) -> Result<(Vec<Reservation>, Option<Vec<Movement>>)> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let rows = reference_rows(&tx, workspace, reference, now)?;
+        let mut keys: Vec<Key> = rows
+            .iter()
+            .map(|r| (r.sku.clone(), r.location.clone()))
+            .collect();
+        keys.sort();
+        let mut levels = BTreeMap::new();
+        for key in &keys {
+            levels.insert(
+                key.clone(),
+                sweep_and_read(&tx, workspace, key, now)?.unwrap_or_default(),
+            );
+        }
+        let live: Vec<&Reservation> = rows
+            .iter()
+            .filter(|r| r.state == ReservationState::Active)
+            .collect();
+        if live.is_empty() {
+            let rows = reference_rows(&tx, workspace, reference, now)?;
+            tx.commit().map_err(backend)?;
+            return Ok((rows, None));
+        }
+        let state = if reason.is_some() {
+            "fulfilled"
+        } else {
+            "released"
+        };
+        let mut moved = Vec::new();
+        for r in &live {
+            let key = (r.sku.clone(), r.location.clone());
+            let q = levels.get_mut(&key).expect("every row's level was read");
+            q.reserved -= r.quantity;
+            if let Some(reason) = reason {
+                // A count may have found fewer units than were promised: the stock cannot
+                // go below zero, whatever left.
+                let taken = r.quantity.min(q.on_hand);
+                q.on_hand -= taken;
+                moved.push(record_movement(
+                    &tx,
+                    workspace,
+                    &key,
+                    StockState::OnHand,
+                    -taken,
+                    q.on_hand,
+                    reason,
+                    Some(reference),
+                    now,
+                )?);
+            }
+            tx.prepare_cached(
+                "UPDATE stock_reservations SET state = ?5, settled_at = ?6
+                 WHERE workspace_id = ?1 AND reference = ?2 AND sku = ?3 AND location_id = ?4",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, reference, r.sku, r.location, state, now])
+            .map_err(backend)?;
+        }
+        for (key, q) in &levels {
+            write_level(&tx, workspace, key, q, now)?;
+        }
+        let rows = reference_rows(&tx, workspace, reference, now)?;
+        tx.commit().map_err(backend)?;
+        Ok((rows, reason.map(|_| moved)))
+    }
+}

@@ -1,0 +1,207 @@
+//! The commerce port: the catalogue, locations, and one stock per (item, location) with its
+//! movement ledger and its reservations.
+//!
+//! This is authoritative state, not a projection of the event log: a replay never touches it.
+//! What every adapter guarantees (the conformance suite checks each):
+//! - check-and-reserve is one serialised unit per (item, location): the rows of a request are
+//!   locked in (SKU, location) order, its demand was summed per key before (see
+//!   [`parcours_core::commerce::inventory::demand`]), and either every line is reserved or
+//!   none;
+//! - `reserved` always equals the sum of live reservations: an expired one stops counting at
+//!   its expiry instant, on every read, whether or not anything has swept it yet (writes sweep
+//!   the keys they touch in their own transaction);
+//! - every change of a quantity is a row of the movement ledger (reason, reference, the
+//!   quantity after), written in the transaction of the change.
+
+use std::collections::BTreeMap;
+
+use parcours_core::commerce::catalogue::{Item, Location};
+use parcours_core::commerce::inventory::{Adjustment, Key, Quantities, Shortage, StockState};
+use parcours_core::time::Millis;
+use serde::Serialize;
+
+use crate::Result;
+
+/// One item's stock at one location, as of a read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockLevel {
+    pub sku: String,
+    pub location: String,
+    #[serde(flatten)]
+    pub quantities: Quantities,
+    pub updated_at: Millis,
+}
+
+/// A row of the movement ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Movement {
+    pub id: i64,
+    pub sku: String,
+    pub location: String,
+    pub state: StockState,
+    pub delta: i64,
+    /// The quantity of `state` after the movement.
+    pub after: i64,
+    pub reason: String,
+    pub reference: Option<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    Active,
+    Released,
+    Expired,
+    Fulfilled,
+}
+
+impl ReservationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Active => "active",
+            ReservationState::Released => "released",
+            ReservationState::Expired => "expired",
+            ReservationState::Fulfilled => "fulfilled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => ReservationState::Active,
+            "released" => ReservationState::Released,
+            "expired" => ReservationState::Expired,
+            "fulfilled" => ReservationState::Fulfilled,
+            _ => return None,
+        })
+    }
+}
+
+/// Units of one (item, location) held for a reference (a cart, an order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub reference: String,
+    pub sku: String,
+    pub location: String,
+    pub quantity: i64,
+    /// As of the read: an active reservation past its expiry reads as expired.
+    pub state: ReservationState,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub settled_at: Option<Millis>,
+}
+
+impl Reservation {
+    /// The state a row stored as `stored` has at `now`.
+    pub fn state_at(
+        stored: ReservationState,
+        expires_at: Option<Millis>,
+        now: Millis,
+    ) -> ReservationState {
+        match stored {
+            ReservationState::Active if expires_at.is_some_and(|e| e <= now) => {
+                ReservationState::Expired
+            }
+            s => s,
+        }
+    }
+}
+
+/// What to reserve: a demand already summed per (SKU, location).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveRequest {
+    pub workspace_id: String,
+    pub reference: String,
+    pub demand: BTreeMap<Key, i64>,
+    pub expires_at: Option<Millis>,
+    /// Reserve even what is not available (available goes below zero).
+    pub backorder: bool,
+}
+
+/// What a reservation request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Every line is held.
+    Held(Vec<Reservation>),
+    /// The reference holds exactly this demand already (a retried request): nothing changed.
+    AlreadyHeld(Vec<Reservation>),
+    /// Some lines do not fit: nothing was reserved.
+    Short(Vec<Shortage>),
+    /// The reference holds a different demand, or was fulfilled: nothing changed.
+    ReferenceTaken(Vec<Reservation>),
+}
+
+/// What fulfilling a reference came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fulfilled {
+    /// The units left the stock: one movement per line.
+    Done(Vec<Movement>),
+    /// Nothing is held under the reference (never reserved, released, expired or fulfilled
+    /// already): nothing changed; the reference's rows are given as they are.
+    NotHeld(Vec<Reservation>),
+}
+
+pub trait Commerce: Send + Sync {
+    /// Creates or replaces an item of the catalogue.
+    fn put_item(&self, workspace: &str, item: &Item, now: Millis) -> Result<()>;
+    fn item(&self, workspace: &str, sku: &str) -> Result<Option<Item>>;
+    /// Items in SKU order after `after`.
+    fn items(&self, workspace: &str, after: Option<&str>, limit: usize) -> Result<Vec<Item>>;
+    /// Creates or replaces a location.
+    fn put_location(&self, workspace: &str, location: &Location, now: Millis) -> Result<()>;
+    /// Every location of a workspace, by id.
+    fn locations(&self, workspace: &str) -> Result<Vec<Location>>;
+
+    /// Applies stock movements, all or none, each level locked in (SKU, location) order and
+    /// each change checked by [`parcours_core::commerce::inventory::apply`] against the
+    /// quantities it finds: the first that does not fit refuses the whole request.
+    fn move_stock(
+        &self,
+        workspace: &str,
+        adjustments: &[Adjustment],
+        now: Millis,
+    ) -> Result<std::result::Result<Vec<Movement>, Shortage>>;
+    /// The levels of these SKUs at every location that has a record of them, by SKU then
+    /// location; `reserved` counts live reservations only.
+    fn stock(&self, workspace: &str, skus: &[String], now: Millis) -> Result<Vec<StockLevel>>;
+    /// The levels at one location in SKU order after `after`.
+    fn stock_at(
+        &self,
+        workspace: &str,
+        location: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<StockLevel>>;
+    /// An item's movements at a location (or everywhere), newest first, before the id
+    /// `before`.
+    fn movements(
+        &self,
+        workspace: &str,
+        sku: &str,
+        location: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Movement>>;
+
+    /// Check-and-reserve, all or nothing.
+    fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved>;
+    /// Releases what a reference holds; returns the rows released (none if nothing was held).
+    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>>;
+    /// Takes what a reference holds out of the stock (the goods left: shipped, collected,
+    /// sold): on hand and reserved go down together, with a movement per line.
+    fn fulfil_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Fulfilled>;
+    /// The rows of a reference, by SKU then location, in their state at `now`.
+    fn reservations(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>>;
+}

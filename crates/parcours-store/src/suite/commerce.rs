@@ -1,0 +1,521 @@
+use std::collections::BTreeMap;
+
+use parcours_core::commerce::catalogue::{Component, Item, Location, LocationKind, Pickup, Price};
+use parcours_core::commerce::inventory::{Adjustment, Change, Key, StockState};
+
+use super::*;
+
+fn item(sku: &str) -> Item {
+    Item {
+        sku: sku.into(),
+        name: format!("{sku} name"),
+        product: Some("P".into()),
+        components: vec![],
+        prices: vec![Price {
+            channel: "web".into(),
+            currency: "EUR".into(),
+            amount_minor: 1990,
+        }],
+    }
+}
+
+fn location(id: &str) -> Location {
+    Location {
+        id: id.into(),
+        name: format!("{id} shop"),
+        kind: LocationKind::Shop,
+        address: "1 place Bellecour, Lyon".into(),
+        latitude: Some(45.757),
+        longitude: Some(4.832),
+        time_zone: "Europe/Paris".into(),
+        opening_hours: [("sat".to_string(), vec!["10:00-19:00".to_string()])].into(),
+        channels: vec!["web".into(), "pos".into()],
+        pickup: Pickup::LocalStock,
+        priority: 2,
+    }
+}
+
+fn receive(sku: &str, loc: &str, n: i64) -> Adjustment {
+    Adjustment {
+        sku: sku.into(),
+        location: loc.into(),
+        state: StockState::OnHand,
+        change: Change::By(n),
+        reason: "received".into(),
+        reference: Some("delivery-1".into()),
+    }
+}
+
+fn demand(lines: &[(&str, &str, i64)]) -> BTreeMap<Key, i64> {
+    lines
+        .iter()
+        .map(|(s, l, n)| (((*s).into(), (*l).into()), *n))
+        .collect()
+}
+
+fn request(
+    ws: &str,
+    reference: &str,
+    lines: &[(&str, &str, i64)],
+    expires_at: Option<i64>,
+) -> ReserveRequest {
+    ReserveRequest {
+        workspace_id: ws.into(),
+        reference: reference.into(),
+        demand: demand(lines),
+        expires_at,
+        backorder: false,
+    }
+}
+
+fn level(store: &dyn Store, ws: &str, sku: &str, loc: &str, now: i64) -> Option<StockLevel> {
+    store
+        .stock(ws, &[sku.to_string()], now)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.location == loc)
+}
+
+/// The units held by a key's live reservations, counted from their rows.
+fn live_reserved(
+    store: &dyn Store,
+    ws: &str,
+    references: &[String],
+    sku: &str,
+    loc: &str,
+    now: i64,
+) -> i64 {
+    references
+        .iter()
+        .flat_map(|r| store.reservations(ws, r, now).unwrap())
+        .filter(|r| r.sku == sku && r.location == loc && r.state == ReservationState::Active)
+        .map(|r| r.quantity)
+        .sum()
+}
+
+pub fn catalogue_and_locations_round_trip_per_workspace(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let mut kit = item("KIT");
+    kit.components = vec![Component {
+        sku: "A".into(),
+        quantity: 2,
+    }];
+    for i in [item("B"), item("A"), kit.clone()] {
+        store.put_item("w1", &i, T0).unwrap();
+    }
+    store.put_item("w2", &item("Z"), T0).unwrap();
+    assert_eq!(store.item("w1", "KIT").unwrap(), Some(kit.clone()));
+    assert_eq!(store.item("w2", "KIT").unwrap(), None);
+    let skus = |after: Option<&str>, limit| -> Vec<String> {
+        store
+            .items("w1", after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.sku)
+            .collect()
+    };
+    assert_eq!(skus(None, 10), ["A", "B", "KIT"]);
+    assert_eq!(skus(Some("A"), 1), ["B"]);
+    let mut renamed = item("A");
+    renamed.name = "Renamed".into();
+    store.put_item("w1", &renamed, T0 + 1).unwrap();
+    assert_eq!(store.item("w1", "A").unwrap().unwrap().name, "Renamed");
+
+    store.put_location("w1", &location("lyon"), T0).unwrap();
+    store.put_location("w1", &location("annecy"), T0).unwrap();
+    let mut moved = location("lyon");
+    moved.pickup = Pickup::AllLocations;
+    store.put_location("w1", &moved, T0 + 1).unwrap();
+    let locs = store.locations("w1").unwrap();
+    assert_eq!(locs.len(), 2);
+    assert_eq!(locs[0].id, "annecy");
+    assert_eq!(locs[1], moved);
+    assert!(store.locations("w2").unwrap().is_empty());
+}
+
+pub fn stock_moves_all_or_nothing_into_the_ledger(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let moved = store
+        .move_stock(
+            "w1",
+            &[receive("A", "lyon", 5), receive("A", "paris", 2)],
+            T0,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!((moved[0].delta, moved[0].after), (5, 5));
+    let damaged = Adjustment {
+        state: StockState::Damaged,
+        change: Change::By(2),
+        reason: "damaged".into(),
+        reference: None,
+        ..receive("A", "lyon", 0)
+    };
+    store
+        .move_stock("w1", &[damaged], T0 + 1)
+        .unwrap()
+        .unwrap();
+    let l = level(store, "w1", "A", "lyon", T0 + 1).unwrap();
+    assert_eq!(
+        (
+            l.quantities.on_hand,
+            l.quantities.damaged,
+            l.quantities.available()
+        ),
+        (5, 2, 3)
+    );
+
+    // A request whose second line does not fit changes nothing, not even its first line.
+    let sale = Adjustment {
+        change: Change::By(-4),
+        reason: "sale".into(),
+        ..receive("A", "lyon", 0)
+    };
+    let refused = store
+        .move_stock("w1", &[receive("A", "paris", 10), sale], T0 + 2)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!((refused.requested, refused.available), (4, 3));
+    assert_eq!(
+        level(store, "w1", "A", "paris", T0 + 2)
+            .unwrap()
+            .quantities
+            .on_hand,
+        2
+    );
+    assert_eq!(store.movements("w1", "A", None, None, 10).unwrap().len(), 3);
+
+    // A count is the truth and records the difference.
+    let count = Adjustment {
+        change: Change::To(4),
+        reason: "count".into(),
+        reference: Some("count-2026-11".into()),
+        ..receive("A", "lyon", 0)
+    };
+    let counted = store.move_stock("w1", &[count], T0 + 3).unwrap().unwrap();
+    assert_eq!((counted[0].delta, counted[0].after), (-1, 4));
+    let history = store.movements("w1", "A", Some("lyon"), None, 10).unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|m| (m.reason.as_str(), m.state, m.delta))
+            .collect::<Vec<_>>(),
+        [
+            ("count", StockState::OnHand, -1),
+            ("damaged", StockState::Damaged, 2),
+            ("received", StockState::OnHand, 5)
+        ]
+    );
+    assert_eq!(history[0].reference.as_deref(), Some("count-2026-11"));
+    let older = store
+        .movements("w1", "A", Some("lyon"), Some(history[0].id), 1)
+        .unwrap();
+    assert_eq!(older, vec![history[1].clone()]);
+    assert!(store
+        .movements("w2", "A", None, None, 10)
+        .unwrap()
+        .is_empty());
+    let at_lyon = store.stock_at("w1", "lyon", None, 10, T0 + 3).unwrap();
+    assert_eq!(at_lyon.len(), 1);
+    assert_eq!(at_lyon[0].quantities.on_hand, 4);
+    assert!(store.stock("w2", &["A".into()], T0).unwrap().is_empty());
+}
+
+pub fn reservations_hold_expire_at_read_time_release_and_fulfil(store: &dyn Store) {
+    setup(store, &["w1"]);
+    store
+        .move_stock(
+            "w1",
+            &[receive("A", "lyon", 3), receive("B", "lyon", 1)],
+            T0,
+        )
+        .unwrap()
+        .unwrap();
+    // Medusa #16502: two lines of 2 on one item, summed to 4 against 3 on hand.
+    let mut summed = request("w1", "cart-1", &[("A", "lyon", 4)], None);
+    let Reserved::Short(short) = store.reserve(&summed, T0).unwrap() else {
+        panic!("4 of 3 must be refused")
+    };
+    assert_eq!((short[0].requested, short[0].available), (4, 3));
+    assert!(store.reservations("w1", "cart-1", T0).unwrap().is_empty());
+
+    // A cart that holds for ten minutes.
+    let cart = request(
+        "w1",
+        "cart-1",
+        &[("A", "lyon", 2), ("B", "lyon", 1)],
+        Some(T0 + 600_000),
+    );
+    let Reserved::Held(rows) = store.reserve(&cart, T0).unwrap() else {
+        panic!("2 A and 1 B fit")
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0)
+            .unwrap()
+            .quantities
+            .available(),
+        1
+    );
+    // The same request again (a retry) holds nothing more.
+    assert!(matches!(
+        store.reserve(&cart, T0 + 1).unwrap(),
+        Reserved::AlreadyHeld(_)
+    ));
+    summed.demand = demand(&[("A", "lyon", 1)]);
+    assert!(matches!(
+        store.reserve(&summed, T0 + 1).unwrap(),
+        Reserved::ReferenceTaken(_)
+    ));
+    let other = request("w1", "cart-2", &[("A", "lyon", 2)], None);
+    assert!(matches!(
+        store.reserve(&other, T0 + 2).unwrap(),
+        Reserved::Short(_)
+    ));
+
+    // At its expiry instant it stops counting, before anything swept it.
+    let expiry = T0 + 600_000;
+    assert_eq!(
+        level(store, "w1", "A", "lyon", expiry - 1)
+            .unwrap()
+            .quantities
+            .reserved,
+        2
+    );
+    let l = level(store, "w1", "A", "lyon", expiry).unwrap();
+    assert_eq!((l.quantities.reserved, l.quantities.available()), (0, 3));
+    assert!(store
+        .reservations("w1", "cart-1", expiry)
+        .unwrap()
+        .iter()
+        .all(|r| r.state == ReservationState::Expired));
+    // So another cart takes the units, and the expired one cannot be fulfilled.
+    let Reserved::Held(_) = store.reserve(&other, expiry).unwrap() else {
+        panic!("the expired cart's units are free again")
+    };
+    assert!(matches!(
+        store.fulfil_reservation("w1", "cart-1", "sale", expiry).unwrap(),
+        Fulfilled::NotHeld(_)
+    ));
+    let l = level(store, "w1", "A", "lyon", expiry).unwrap();
+    assert_eq!((l.quantities.on_hand, l.quantities.reserved), (3, 2));
+    let refs = [
+        "cart-1".to_string(),
+        "cart-2".to_string(),
+        "cart-3".to_string(),
+    ];
+    assert_eq!(live_reserved(store, "w1", &refs, "A", "lyon", expiry), 2);
+
+    // An expired reference can be reserved afresh.
+    let again = request("w1", "cart-1", &[("B", "lyon", 1)], None);
+    assert!(matches!(
+        store.reserve(&again, expiry + 1).unwrap(),
+        Reserved::Held(_)
+    ));
+    assert_eq!(
+        level(store, "w1", "B", "lyon", expiry + 1)
+            .unwrap()
+            .quantities
+            .available(),
+        0
+    );
+
+    // Fulfilling takes the units out of on hand and reserved together, in the ledger.
+    let Fulfilled::Done(moved) = store
+        .fulfil_reservation("w1", "cart-2", "collected", expiry + 2)
+        .unwrap()
+    else {
+        panic!("cart-2 holds 2 A")
+    };
+    assert_eq!(
+        (moved[0].delta, moved[0].after, moved[0].reason.as_str()),
+        (-2, 1, "collected")
+    );
+    assert_eq!(moved[0].reference.as_deref(), Some("cart-2"));
+    let l = level(store, "w1", "A", "lyon", expiry + 2).unwrap();
+    assert_eq!((l.quantities.on_hand, l.quantities.reserved), (1, 0));
+    assert!(matches!(
+        store
+            .fulfil_reservation("w1", "cart-2", "collected", expiry + 3)
+            .unwrap(),
+        Fulfilled::NotHeld(_)
+    ));
+    assert!(matches!(
+        store
+            .reserve(
+                &request("w1", "cart-2", &[("A", "lyon", 1)], None),
+                expiry + 3
+            )
+            .unwrap(),
+        Reserved::ReferenceTaken(_)
+    ));
+
+    // Releasing gives the units back, once.
+    assert_eq!(
+        store.release_reservation("w1", "cart-1", expiry + 4).unwrap()[0].state,
+        ReservationState::Released
+    );
+    assert_eq!(
+        level(store, "w1", "B", "lyon", expiry + 4)
+            .unwrap()
+            .quantities
+            .available(),
+        1
+    );
+    store.release_reservation("w1", "cart-1", expiry + 5).unwrap();
+    assert_eq!(
+        level(store, "w1", "B", "lyon", expiry + 5)
+            .unwrap()
+            .quantities
+            .reserved,
+        0
+    );
+
+    // Backorder reserves past what is there, even where there is no stock record.
+    let mut back = request(
+        "w1",
+        "pre-order",
+        &[("A", "lyon", 3), ("C", "lyon", 1)],
+        None,
+    );
+    back.backorder = true;
+    assert!(matches!(
+        store.reserve(&back, expiry + 6).unwrap(),
+        Reserved::Held(_)
+    ));
+    assert_eq!(
+        level(store, "w1", "A", "lyon", expiry + 6)
+            .unwrap()
+            .quantities
+            .available(),
+        -2
+    );
+    assert_eq!(
+        level(store, "w1", "C", "lyon", expiry + 6)
+            .unwrap()
+            .quantities
+            .reserved,
+        1
+    );
+    // And then nothing but a delivery sells A there.
+    let till = Adjustment {
+        change: Change::By(-1),
+        reason: "sale".into(),
+        ..receive("A", "lyon", 0)
+    };
+    assert!(store
+        .move_stock("w1", &[till], expiry + 7)
+        .unwrap()
+        .is_err());
+}
+
+/// 50 clients at once reserve one unit each of the last 7, while the shop sells at the till
+/// and other carts take two items in opposite orders: never more than what is there, and
+/// `reserved` is the sum of the live reservations.
+pub fn concurrent_reservations_never_oversell(store: &dyn Store) {
+    setup(store, &["w1"]);
+    store
+        .move_stock(
+            "w1",
+            &[
+                receive("LAST", "lyon", 7),
+                receive("X", "lyon", 20),
+                receive("Y", "lyon", 20),
+            ],
+            T0,
+        )
+        .unwrap()
+        .unwrap();
+    let clients = 50;
+    let (held, sold) = std::thread::scope(|s| {
+        let carts: Vec<_> = (0..clients)
+            .map(|i| {
+                s.spawn(move || {
+                    let r = request(
+                        "w1",
+                        &format!("cart-{i}"),
+                        &[("LAST", "lyon", 1)],
+                        Some(T0 + 60_000),
+                    );
+                    matches!(store.reserve(&r, T0 + 1).unwrap(), Reserved::Held(_))
+                })
+            })
+            .collect();
+        let tills: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    let sale = Adjustment {
+                        change: Change::By(-1),
+                        reason: "sale".into(),
+                        ..receive("LAST", "lyon", 0)
+                    };
+                    store.move_stock("w1", &[sale], T0 + 1).unwrap().is_ok()
+                })
+            })
+            .collect();
+        let crossed: Vec<_> = (0..10)
+            .map(|i| {
+                s.spawn(move || {
+                    // Lines given in either order: the store locks them in one order.
+                    let lines: &[(&str, &str, i64)] = if i % 2 == 0 {
+                        &[("X", "lyon", 1), ("Y", "lyon", 1)]
+                    } else {
+                        &[("Y", "lyon", 1), ("X", "lyon", 1)]
+                    };
+                    let r = request("w1", &format!("pair-{i}"), lines, None);
+                    assert!(matches!(
+                        store.reserve(&r, T0 + 1).unwrap(),
+                        Reserved::Held(_)
+                    ));
+                })
+            })
+            .collect();
+        for c in crossed {
+            c.join().unwrap();
+        }
+        let held = carts.into_iter().map(|c| c.join().unwrap()).filter(|h| *h).count() as i64;
+        let sold = tills.into_iter().map(|t| t.join().unwrap()).filter(|s| *s).count() as i64;
+        (held, sold)
+    });
+    assert_eq!(held + sold, 7, "{held} reserved and {sold} sold of 7");
+    let refs: Vec<String> = (0..clients).map(|i| format!("cart-{i}")).collect();
+    let l = level(store, "w1", "LAST", "lyon", T0 + 1).unwrap();
+    assert_eq!(l.quantities.reserved, held);
+    assert_eq!(
+        live_reserved(store, "w1", &refs, "LAST", "lyon", T0 + 1),
+        held
+    );
+    assert_eq!(
+        (l.quantities.on_hand, l.quantities.available()),
+        (7 - sold, 0)
+    );
+    assert_eq!(
+        level(store, "w1", "X", "lyon", T0 + 1)
+            .unwrap()
+            .quantities
+            .reserved,
+        10
+    );
+    // Releasing them all at once never takes reserved below zero.
+    std::thread::scope(|s| {
+        for r in &refs {
+            s.spawn(move || {
+                store.release_reservation("w1", r, T0 + 2).unwrap();
+                store.release_reservation("w1", r, T0 + 2).unwrap();
+            });
+        }
+    });
+    let l = level(store, "w1", "LAST", "lyon", T0 + 2).unwrap();
+    assert_eq!(
+        (l.quantities.reserved, l.quantities.available()),
+        (0, 7 - sold)
+    );
+    assert_eq!(
+        store
+            .movements("w1", "LAST", Some("lyon"), None, 100)
+            .unwrap()
+            .len() as i64,
+        1 + sold
+    );
+}
