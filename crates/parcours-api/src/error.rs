@@ -98,6 +98,17 @@ impl From<ServiceError> for ApiError {
                 e.details = Some(details);
                 e
             }
+            ServiceError::OutOfStock { shortages } => {
+                let mut e = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "insufficient_stock",
+                    parcours_service::commerce::describe_shortages(&shortages),
+                );
+                let mut details = serde_json::Map::new();
+                details.insert("shortages".into(), json!(shortages));
+                e.details = Some(details);
+                e
+            }
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -8,6 +8,7 @@ mod admin;
 mod audiences;
 mod auth;
 mod browser;
+mod commerce;
 mod destinations;
 mod error;
 mod journeys;
@@ -122,7 +123,8 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(audiences::routes())
         .merge(journeys::routes())
         .merge(messages::routes())
-        .merge(destinations::routes());
+        .merge(destinations::routes())
+        .merge(commerce::routes());
     OpenApiRouter::new()
         .merge(tracking::routes())
         .merge(browser::routes())

@@ -407,7 +407,9 @@ pub(crate) fn service_problem(c: Chrome, e: ServiceError) -> Response {
         ServiceError::Invalid { .. } | ServiceError::Document { .. } => {
             (StatusCode::BAD_REQUEST, "error")
         }
-        ServiceError::Conflict { .. } => (StatusCode::CONFLICT, "error"),
+        ServiceError::Conflict { .. } | ServiceError::OutOfStock { .. } => {
+            (StatusCode::CONFLICT, "error")
+        }
         ServiceError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "error"),
         ServiceError::Store(_) => {
             tracing::error!(error = %e, "a console page failed");

@@ -36,7 +36,8 @@ impl Refusal {
 pub const MAX_QUANTITY: i64 = 1_000_000_000;
 
 /// Checks an identifier a user chose (a SKU, a location id, an order id): 1 to 100
-/// characters, none of them a control character or a slash (they are path segments).
+/// characters, none of them a control character, a slash (they are path segments) or a
+/// comma (lists of them are comma-separated).
 pub fn check_id(what: &str, code: &'static str, id: &str) -> Result<(), Refusal> {
     if id.is_empty() || id.chars().count() > 100 {
         return Err(Refusal::new(
@@ -47,11 +48,11 @@ pub fn check_id(what: &str, code: &'static str, id: &str) -> Result<(), Refusal>
             ),
         ));
     }
-    if id.trim() != id || id.chars().any(|c| c.is_control() || c == '/') {
+    if id.trim() != id || id.chars().any(|c| c.is_control() || c == '/' || c == ',') {
         return Err(Refusal::new(
             code,
             format!(
-                "a {what} may not start or end with a space nor hold a slash or a control character: {id:?}"
+                "a {what} may not start or end with a space nor hold a slash, a comma or a control character: {id:?}"
             ),
         ));
     }

@@ -6,6 +6,7 @@
 //! Everything here is synchronous and reads or writes the store: async callers run it on a
 //! blocking thread.
 
+pub mod commerce;
 pub mod customers;
 pub mod dashboard;
 pub mod definitions;
@@ -88,6 +89,12 @@ pub enum ServiceError {
     /// The request is valid but what it asks cannot be done (`code` says why).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// Some lines do not fit in the stock: nothing was reserved or moved
+    /// (`insufficient_stock`, with every short line).
+    #[error("{}", commerce::describe_shortages(shortages))]
+    OutOfStock {
+        shortages: Vec<parcours_core::commerce::inventory::Shortage>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

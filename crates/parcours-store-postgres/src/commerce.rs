@@ -625,7 +625,12 @@ impl Commerce for PgStore {
         crate::retrying(|| self.run(self.reserve_once(request, now))).map_err(backend)
     }
 
-    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>> {
+    fn release_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>> {
         crate::retrying(|| self.run(self.settle_once(workspace, reference, now, None)))
             .map(|(rows, _)| rows)
             .map_err(backend)

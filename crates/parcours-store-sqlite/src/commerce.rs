@@ -522,7 +522,12 @@ impl Commerce for SqliteStore {
         Ok(Reserved::Held(rows))
     }
 
-    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>> {
+    fn release_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>> {
         self.settle(workspace, reference, now, None)
             .map(|(rows, _)| rows)
     }

@@ -187,7 +187,12 @@ pub trait Commerce: Send + Sync {
     /// Check-and-reserve, all or nothing.
     fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved>;
     /// Releases what a reference holds; returns the rows released (none if nothing was held).
-    fn release_reservation(&self, workspace: &str, reference: &str, now: Millis) -> Result<Vec<Reservation>>;
+    fn release_reservation(
+        &self,
+        workspace: &str,
+        reference: &str,
+        now: Millis,
+    ) -> Result<Vec<Reservation>>;
     /// Takes what a reference holds out of the stock (the goods left: shipped, collected,
     /// sold): on hand and reserved go down together, with a movement per line.
     fn fulfil_reservation(

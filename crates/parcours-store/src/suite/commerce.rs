@@ -152,10 +152,7 @@ pub fn stock_moves_all_or_nothing_into_the_ledger(store: &dyn Store) {
         reference: None,
         ..receive("A", "lyon", 0)
     };
-    store
-        .move_stock("w1", &[damaged], T0 + 1)
-        .unwrap()
-        .unwrap();
+    store.move_stock("w1", &[damaged], T0 + 1).unwrap().unwrap();
     let l = level(store, "w1", "A", "lyon", T0 + 1).unwrap();
     assert_eq!(
         (
@@ -295,7 +292,9 @@ pub fn reservations_hold_expire_at_read_time_release_and_fulfil(store: &dyn Stor
         panic!("the expired cart's units are free again")
     };
     assert!(matches!(
-        store.fulfil_reservation("w1", "cart-1", "sale", expiry).unwrap(),
+        store
+            .fulfil_reservation("w1", "cart-1", "sale", expiry)
+            .unwrap(),
         Fulfilled::NotHeld(_)
     ));
     let l = level(store, "w1", "A", "lyon", expiry).unwrap();
@@ -353,7 +352,10 @@ pub fn reservations_hold_expire_at_read_time_release_and_fulfil(store: &dyn Stor
 
     // Releasing gives the units back, once.
     assert_eq!(
-        store.release_reservation("w1", "cart-1", expiry + 4).unwrap()[0].state,
+        store
+            .release_reservation("w1", "cart-1", expiry + 4)
+            .unwrap()[0]
+            .state,
         ReservationState::Released
     );
     assert_eq!(
@@ -363,7 +365,9 @@ pub fn reservations_hold_expire_at_read_time_release_and_fulfil(store: &dyn Stor
             .available(),
         1
     );
-    store.release_reservation("w1", "cart-1", expiry + 5).unwrap();
+    store
+        .release_reservation("w1", "cart-1", expiry + 5)
+        .unwrap();
     assert_eq!(
         level(store, "w1", "B", "lyon", expiry + 5)
             .unwrap()
@@ -474,8 +478,16 @@ pub fn concurrent_reservations_never_oversell(store: &dyn Store) {
         for c in crossed {
             c.join().unwrap();
         }
-        let held = carts.into_iter().map(|c| c.join().unwrap()).filter(|h| *h).count() as i64;
-        let sold = tills.into_iter().map(|t| t.join().unwrap()).filter(|s| *s).count() as i64;
+        let held = carts
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .filter(|h| *h)
+            .count() as i64;
+        let sold = tills
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|s| *s)
+            .count() as i64;
         (held, sold)
     });
     assert_eq!(held + sold, 7, "{held} reserved and {sold} sold of 7");

@@ -1,0 +1,533 @@
+//! Unified commerce over HTTP (under `/api/v1/commerce`): the catalogue and locations, stock
+//! movements and levels, availability for every channel, and reservations. Thin over
+//! `parcours_service::commerce`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use parcours_core::time::format_timestamp;
+use parcours_service::commerce::{catalogue, stock};
+use parcours_store::{Movement, Reservation, StockLevel};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::audiences::store;
+use crate::auth::Caller;
+use crate::error::{blocking, ApiError};
+use crate::openapi::{Answer, Refusals};
+use crate::AppState;
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_items))
+        .routes(routes!(get_item, put_item))
+        .routes(routes!(list_locations))
+        .routes(routes!(get_location, put_location))
+        .routes(routes!(location_stock))
+        .routes(routes!(levels))
+        .routes(routes!(list_movements, post_movements))
+        .routes(routes!(availability))
+        .routes(routes!(reserve))
+        .routes(routes!(get_reservation, release))
+        .routes(routes!(fulfil))
+}
+
+fn body_of(body: Option<Json<Value>>, code: &'static str) -> Result<Value, ApiError> {
+    match body {
+        Some(Json(v @ Value::Object(_))) => Ok(v),
+        _ => Err(ApiError::bad_request(code, "send a JSON object")),
+    }
+}
+
+pub(crate) fn level_json(l: &StockLevel) -> Value {
+    let q = &l.quantities;
+    json!({
+        "sku": l.sku,
+        "location": l.location,
+        "on_hand": q.on_hand,
+        "reserved": q.reserved,
+        "safety_stock": q.safety_stock,
+        "damaged": q.damaged,
+        "quality_control": q.quality_control,
+        "available": q.sellable(),
+        "short": (q.available() < 0).then(|| -q.available()),
+        "updated_at": format_timestamp(l.updated_at),
+    })
+}
+
+pub(crate) fn movement_json(m: &Movement) -> Value {
+    json!({
+        "id": m.id,
+        "sku": m.sku,
+        "location": m.location,
+        "state": m.state.as_str(),
+        "delta": m.delta,
+        "after": m.after,
+        "reason": m.reason,
+        "reference": m.reference,
+        "at": format_timestamp(m.at),
+    })
+}
+
+pub(crate) fn reservation_json(r: &Reservation) -> Value {
+    json!({
+        "sku": r.sku,
+        "location": r.location,
+        "quantity": r.quantity,
+        "state": r.state.as_str(),
+        "created_at": format_timestamp(r.created_at),
+        "expires_at": r.expires_at.map(format_timestamp),
+        "settled_at": r.settled_at.map(format_timestamp),
+    })
+}
+
+fn reservation_answer(reference: &str, rows: &[Reservation]) -> Value {
+    json!({
+        "reference": reference,
+        "lines": rows.iter().map(reservation_json).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemPage {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The catalogue in SKU order.
+#[utoipa::path(get, path = "/commerce/items", tag = "commerce",
+    params(("after" = Option<String>, Query, description = "the `next` of the previous page"),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1,000)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "a page of items", body = Answer), Refusals))]
+async fn list_items(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(page): Query<ItemPage>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let limit = page.limit;
+    let items = blocking(move || {
+        Ok(catalogue::items(
+            st.as_ref(),
+            &actor,
+            page.after.as_deref(),
+            limit,
+        )?)
+    })
+    .await?;
+    let next = (items.len() == limit.unwrap_or(100))
+        .then(|| items.last().map(|i| i.sku.clone()))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// One item.
+#[utoipa::path(get, path = "/commerce/items/{sku}", tag = "commerce",
+    params(("sku" = String, Path, description = "the SKU")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the item", body = Answer), Refusals))]
+async fn get_item(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let item = blocking(move || Ok(catalogue::item(st.as_ref(), &actor, &sku)?)).await?;
+    Ok(Json(json!(item)))
+}
+
+/// Creates or replaces an item: `{"name", "product"?, "components"?: [{"sku", "quantity"}],
+/// "prices"?: [{"channel", "currency", "amount_minor"}]}`. A kit (with components) has no
+/// stock of its own.
+#[utoipa::path(put, path = "/commerce/items/{sku}", tag = "commerce", request_body = Answer,
+    params(("sku" = String, Path, description = "the SKU")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the item as saved", body = Answer), Refusals))]
+async fn put_item(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(sku): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_item")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let item =
+        blocking(move || Ok(catalogue::put_item(st.as_ref(), &actor, &sku, body, now)?)).await?;
+    Ok(Json(json!(item)))
+}
+
+/// Every location: shops, warehouses, web fulfilment.
+#[utoipa::path(get, path = "/commerce/locations", tag = "commerce",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the locations", body = Answer), Refusals))]
+async fn list_locations(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let locations = blocking(move || Ok(catalogue::locations(st.as_ref(), &actor)?)).await?;
+    Ok(Json(json!({ "locations": locations })))
+}
+
+/// One location.
+#[utoipa::path(get, path = "/commerce/locations/{id}", tag = "commerce",
+    params(("id" = String, Path, description = "the location's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the location", body = Answer), Refusals))]
+async fn get_location(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let l = blocking(move || Ok(catalogue::location(st.as_ref(), &actor, &id)?)).await?;
+    Ok(Json(json!(l)))
+}
+
+/// Creates or replaces a location: `{"name", "kind": "shop" | "warehouse" | "web",
+/// "address"?, "latitude"?, "longitude"?, "time_zone", "opening_hours"?: {"mon":
+/// ["09:00-19:00"]}, "channels"?: ["web", "pos"], "pickup"?: "disabled" | "local_stock" |
+/// "all_locations", "priority"?}`.
+#[utoipa::path(put, path = "/commerce/locations/{id}", tag = "commerce", request_body = Answer,
+    params(("id" = String, Path, description = "the location's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the location as saved", body = Answer), Refusals))]
+async fn put_location(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_location")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let l = blocking(move || {
+        Ok(catalogue::put_location(
+            st.as_ref(),
+            &actor,
+            &id,
+            body,
+            now,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!(l)))
+}
+
+/// The stock at one location, in SKU order.
+#[utoipa::path(get, path = "/commerce/locations/{id}/stock", tag = "commerce",
+    params(("id" = String, Path, description = "the location's id"),
+           ("after" = Option<String>, Query, description = "the `next` of the previous page"),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1,000)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "a page of levels", body = Answer), Refusals))]
+async fn location_stock(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<ItemPage>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let limit = page.limit;
+    let levels = blocking(move || {
+        Ok(stock::stock_at(
+            st.as_ref(),
+            &actor,
+            &id,
+            page.after.as_deref(),
+            limit,
+            now,
+        )?)
+    })
+    .await?;
+    let next = (levels.len() == limit.unwrap_or(100))
+        .then(|| levels.last().map(|l| l.sku.clone()))
+        .flatten();
+    Ok(Json(json!({
+        "levels": levels.iter().map(level_json).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
+
+/// `A,B,C` as a list (`invalid_sku` when empty).
+fn skus(list: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let list = list.unwrap_or_default();
+    if list.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_sku",
+            "name the SKUs: skus=A,B",
+        ));
+    }
+    Ok(list.split(',').map(str::to_string).collect())
+}
+
+#[derive(Debug, Deserialize)]
+struct LevelsQuery {
+    skus: Option<String>,
+}
+
+/// The levels of SKUs at every location that holds them (`available` never below zero;
+/// `short` says by how much a count found fewer units than were promised).
+#[utoipa::path(get, path = "/commerce/stock", tag = "commerce",
+    params(("skus" = String, Query, description = "SKUs, comma-separated (at most 100)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the levels", body = Answer), Refusals))]
+async fn levels(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<LevelsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let skus = skus(q.skus.as_deref())?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let levels = blocking(move || Ok(stock::stock(st.as_ref(), &actor, &skus, now)?)).await?;
+    Ok(Json(json!({
+        "levels": levels.iter().map(level_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MovementsQuery {
+    sku: Option<String>,
+    location: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// An item's movement ledger, newest first.
+#[utoipa::path(get, path = "/commerce/stock/movements", tag = "commerce",
+    params(("sku" = String, Query, description = "the SKU"),
+           ("location" = Option<String>, Query, description = "only at this location"),
+           ("before" = Option<i64>, Query, description = "the `next` of the previous page"),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1,000)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "a page of movements", body = Answer), Refusals))]
+async fn list_movements(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<MovementsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(sku) = q.sku.filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad_request("invalid_sku", "name the SKU: sku=A"));
+    };
+    if q.location.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "invalid_location",
+            "location, when given, names a location",
+        ));
+    }
+    let (st, actor, limit) = (store(&state), caller.actor(), q.limit);
+    let moved = blocking(move || {
+        Ok(stock::movements(
+            st.as_ref(),
+            &actor,
+            &sku,
+            q.location.as_deref(),
+            q.before,
+            limit,
+        )?)
+    })
+    .await?;
+    let next = (moved.len() == limit.unwrap_or(100))
+        .then(|| moved.last().map(|m| m.id))
+        .flatten();
+    Ok(Json(json!({
+        "movements": moved.iter().map(movement_json).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
+
+/// Moves stock, all or none: `{"movements": [{"sku", "location", "state"?: "on_hand" |
+/// "safety_stock" | "damaged" | "quality_control", "delta" | "set", "reason",
+/// "reference"?}]}`. `set` records a count (the difference goes into the ledger). Units held
+/// by reservations cannot be sold or written off (`insufficient_stock`, 409).
+#[utoipa::path(post, path = "/commerce/stock/movements", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 200, description = "the movements recorded", body = Answer), Refusals))]
+async fn post_movements(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_movement")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let moved = blocking(move || Ok(stock::move_stock(st.as_ref(), &actor, body, now)?)).await?;
+    Ok(Json(json!({
+        "movements": moved.iter().map(movement_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AvailabilityParams {
+    skus: Option<String>,
+    channel: Option<String>,
+    location: Option<String>,
+    near: Option<String>,
+    in_stock: Option<bool>,
+    limit: Option<usize>,
+}
+
+/// What each item has to sell, per location: for a sales channel (only its locations count),
+/// at one location, or nearest a customer first (`near=45.76,4.85`, with `in_stock=true`
+/// for the shops that have some). A kit is as available as its scarcest component.
+#[utoipa::path(get, path = "/commerce/availability", tag = "commerce",
+    params(("skus" = String, Query, description = "SKUs, comma-separated (at most 100)"),
+           ("channel" = Option<String>, Query, description = "only the locations of this sales channel"),
+           ("location" = Option<String>, Query, description = "only this location"),
+           ("near" = Option<String>, Query, description = "latitude,longitude: nearest first, with distances"),
+           ("in_stock" = Option<bool>, Query, description = "only locations that have some"),
+           ("limit" = Option<usize>, Query, description = "locations per item at most (default 100, at most 1,000)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "availability per item", body = Answer), Refusals))]
+async fn availability(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(p): Query<AvailabilityParams>,
+) -> Result<Json<Value>, ApiError> {
+    let empty = |v: &Option<String>, code: &'static str, what: &str| {
+        if v.as_deref() == Some("") {
+            Err(ApiError::bad_request(
+                code,
+                format!("{what}, when given, is not empty"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    empty(&p.channel, "invalid_channel", "channel")?;
+    empty(&p.location, "invalid_location", "location")?;
+    let near = match p.near.as_deref() {
+        None => None,
+        Some(n) => {
+            let parsed = n.split_once(',').and_then(|(a, b)| {
+                Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?))
+            });
+            match parsed {
+                Some((lat, lon)) if lat.is_finite() && lon.is_finite() => Some((lat, lon)),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_position",
+                        "near is latitude,longitude in degrees: near=45.76,4.85",
+                    ))
+                }
+            }
+        }
+    };
+    let query = stock::AvailabilityQuery {
+        skus: skus(p.skus.as_deref())?,
+        channel: p.channel,
+        location: p.location,
+        near,
+        in_stock: p.in_stock.unwrap_or(false),
+        limit: p.limit,
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let items =
+        blocking(move || Ok(stock::availability(st.as_ref(), &actor, &query, now)?)).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Check-and-reserve, all or nothing: `{"reference", "lines": [{"sku", "location",
+/// "quantity"}], "expires_in_seconds"?, "backorder"?}`. `201` with what it holds; `200` when
+/// the reference held exactly this already (a retried request); `409 insufficient_stock`
+/// with every short line, or `409 reference_taken`.
+#[utoipa::path(post, path = "/commerce/reservations", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 201, description = "reserved", body = Answer),
+               (status = 200, description = "held already", body = Answer), Refusals))]
+async fn reserve(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_reservation")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let out = blocking(move || Ok(stock::reserve(st.as_ref(), &actor, body, now)?)).await?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let reference = out
+        .rows
+        .first()
+        .map(|r| r.reference.clone())
+        .unwrap_or_default();
+    Ok((status, Json(reservation_answer(&reference, &out.rows))))
+}
+
+/// What a reference holds, each line in its state now (`active`, `expired`, `released`,
+/// `fulfilled`).
+#[utoipa::path(get, path = "/commerce/reservations/{reference}", tag = "commerce",
+    params(("reference" = String, Path, description = "the cart's or order's reference")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the reservation", body = Answer), Refusals))]
+async fn get_reservation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r = reference.clone();
+    let rows = blocking(move || Ok(stock::reservation(st.as_ref(), &actor, &r, now)?)).await?;
+    Ok(Json(reservation_answer(&reference, &rows)))
+}
+
+/// Releases what a reference holds (its units are available again at once).
+#[utoipa::path(delete, path = "/commerce/reservations/{reference}", tag = "commerce",
+    params(("reference" = String, Path, description = "the cart's or order's reference")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the reservation after", body = Answer), Refusals))]
+async fn release(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r = reference.clone();
+    let rows = blocking(move || Ok(stock::release(st.as_ref(), &actor, &r, now)?)).await?;
+    Ok(Json(reservation_answer(&reference, &rows)))
+}
+
+/// Takes what a reference holds out of the stock (`{"reason"?: "collected"}`, default
+/// `fulfilled`): on hand and reserved go down together, each line in the ledger. A
+/// reference that holds nothing is refused (`409 not_held`).
+#[utoipa::path(post, path = "/commerce/reservations/{reference}/fulfil", tag = "commerce",
+    request_body = Answer,
+    params(("reference" = String, Path, description = "the cart's or order's reference")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the movements", body = Answer), Refusals))]
+async fn fulfil(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = match body.as_ref().map(|Json(b)| b.get("reason")) {
+        None | Some(None) | Some(Some(Value::Null)) => None,
+        Some(Some(Value::String(r))) => Some(r.clone()),
+        Some(Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_movement",
+                "`reason` is text",
+            ))
+        }
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let moved = blocking(move || {
+        Ok(stock::fulfil(
+            st.as_ref(),
+            &actor,
+            &reference,
+            reason.as_deref(),
+            now,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "movements": moved.iter().map(movement_json).collect::<Vec<_>>(),
+    })))
+}

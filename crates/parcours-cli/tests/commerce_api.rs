@@ -1,0 +1,438 @@
+//! Unified commerce through the real HTTP path, on both stores: the catalogue and locations,
+//! stock movements into the ledger, availability per channel and nearest a customer, and
+//! reservations that never oversell.
+
+#[macro_use]
+mod common;
+
+use common::{call, call_with, start_on, Backend, TestNode};
+use serde_json::{json, Value};
+
+async fn put(t: &TestNode, path: &str, body: Value) -> Value {
+    let (status, v) = call(t, "PUT", path, body).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+/// Two shops and a warehouse around Lyon, three SKUs and a kit of two of them.
+async fn shop_setup(t: &TestNode) {
+    for (id, name, kind, lat, lon, channels, pickup, priority) in [
+        (
+            "lyon-part-dieu",
+            "Lyon Part-Dieu",
+            "shop",
+            45.7606,
+            4.8566,
+            vec!["web", "pos"],
+            "local_stock",
+            1,
+        ),
+        (
+            "lyon-bellecour",
+            "Lyon Bellecour",
+            "shop",
+            45.7578,
+            4.8320,
+            vec!["web", "pos"],
+            "local_stock",
+            2,
+        ),
+        (
+            "entrepot-venissieux",
+            "Entrepôt Vénissieux",
+            "warehouse",
+            45.6975,
+            4.8868,
+            vec!["web"],
+            "disabled",
+            0,
+        ),
+    ] {
+        put(
+            t,
+            &format!("/api/v1/commerce/locations/{id}"),
+            json!({"name": name, "kind": kind, "latitude": lat, "longitude": lon,
+                   "time_zone": "Europe/Paris", "channels": channels, "pickup": pickup,
+                   "priority": priority, "opening_hours": {"mon": ["10:00-19:30"]}}),
+        )
+        .await;
+    }
+    for sku in ["SHOE-42", "SOCK-M", "LACE"] {
+        put(
+            t,
+            &format!("/api/v1/commerce/items/{sku}"),
+            json!({"name": format!("{sku} item"), "prices": [{"channel": "web", "currency": "EUR", "amount_minor": 8990}]}),
+        )
+        .await;
+    }
+    put(
+        t,
+        "/api/v1/commerce/items/RUN-KIT",
+        json!({"name": "Running kit", "components": [{"sku": "SOCK-M", "quantity": 2}, {"sku": "LACE", "quantity": 1}]}),
+    )
+    .await;
+    let (status, moved) = call(
+        t,
+        "POST",
+        "/api/v1/commerce/stock/movements",
+        json!({"movements": [
+            {"sku": "SHOE-42", "location": "lyon-part-dieu", "delta": 1, "reason": "received", "reference": "BL-1"},
+            {"sku": "SHOE-42", "location": "lyon-bellecour", "delta": 3, "reason": "received", "reference": "BL-1"},
+            {"sku": "SHOE-42", "location": "entrepot-venissieux", "delta": 10, "reason": "received", "reference": "BL-1"},
+            {"sku": "SOCK-M", "location": "lyon-bellecour", "delta": 5, "reason": "received"},
+            {"sku": "LACE", "location": "lyon-bellecour", "delta": 4, "reason": "received"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["movements"].as_array().unwrap().len(), 5);
+}
+
+async fn stock_is_moved_counted_and_told_per_channel(backend: Backend) {
+    let t = start_on("commerce-stock", backend, |_| {}).await;
+    shop_setup(&t).await;
+
+    // "In stock at Lyon Part-Dieu, 1 left" for the web, nearest first from Place des Terreaux.
+    let (status, a) = t
+        .get("/api/v1/commerce/availability?skus=SHOE-42,RUN-KIT&channel=web&near=45.7673,4.8336")
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let shoe = &a["items"][0];
+    assert_eq!(shoe["available"], 14);
+    let order: Vec<&str> = shoe["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["lyon-bellecour", "lyon-part-dieu", "entrepot-venissieux"]
+    );
+    assert_eq!(shoe["locations"][1]["available"], 1);
+    assert_eq!(shoe["locations"][1]["name"], "Lyon Part-Dieu");
+    assert!(shoe["locations"][0]["distance_km"].as_f64().unwrap() < 1.5);
+    // The kit: 5 socks make 2 kits, 4 laces 4: 2 kits, at Bellecour only.
+    let kit = &a["items"][1];
+    assert_eq!(
+        (kit["kit"].as_bool(), kit["available"].as_i64()),
+        (Some(true), Some(2))
+    );
+    // The shops' tablets (pos) do not count the warehouse.
+    let (_, a) = t
+        .get("/api/v1/commerce/availability?skus=SHOE-42&channel=pos")
+        .await;
+    assert_eq!(a["items"][0]["available"], 4);
+
+    // Damaged units leave availability but stay on hand; a count records the difference.
+    let (status, _) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/stock/movements",
+        json!({"movements": [
+            {"sku": "SHOE-42", "location": "lyon-bellecour", "state": "damaged", "delta": 1, "reason": "damaged"},
+            {"sku": "SOCK-M", "location": "lyon-bellecour", "set": 4, "reason": "count", "reference": "INV-2026-11"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, levels) = t.get("/api/v1/commerce/stock?skus=SHOE-42,SOCK-M").await;
+    let at = |sku: &str, loc: &str| -> Value {
+        levels["levels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["sku"] == sku && l["location"] == loc)
+            .cloned()
+            .unwrap()
+    };
+    let b = at("SHOE-42", "lyon-bellecour");
+    assert_eq!(
+        (
+            b["on_hand"].as_i64(),
+            b["damaged"].as_i64(),
+            b["available"].as_i64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    let (_, ledger) = t
+        .get("/api/v1/commerce/stock/movements?sku=SOCK-M&location=lyon-bellecour")
+        .await;
+    assert_eq!(ledger["movements"][0]["reason"], "count");
+    assert_eq!(ledger["movements"][0]["delta"], -1);
+    assert_eq!(ledger["movements"][0]["reference"], "INV-2026-11");
+
+    // Bad input: a clear code, nothing stored.
+    for (body, code) in [
+        (
+            json!({"movements": [{"sku": "NOPE", "location": "lyon-bellecour", "delta": 1, "reason": "received"}]}),
+            "unknown_item",
+        ),
+        (
+            json!({"movements": [{"sku": "LACE", "location": "mars", "delta": 1, "reason": "received"}]}),
+            "unknown_location",
+        ),
+        (
+            json!({"movements": [{"sku": "RUN-KIT", "location": "lyon-bellecour", "delta": 1, "reason": "received"}]}),
+            "kit_has_no_stock",
+        ),
+        (
+            json!({"movements": [{"sku": "LACE", "location": "lyon-bellecour", "delta": 1, "set": 3, "reason": "x"}]}),
+            "invalid_movement",
+        ),
+        (
+            json!({"movements": [{"sku": "LACE", "location": "lyon-bellecour", "delta": -5, "reason": "sale"}]}),
+            "insufficient_stock",
+        ),
+        (json!({"movements": []}), "invalid_movement"),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/commerce/stock/movements", body).await;
+        assert!(status == 400 || status == 409, "{e}");
+        assert_eq!(e["code"], code, "{e}");
+    }
+    let (status, e) = call(
+        &t,
+        "PUT",
+        "/api/v1/commerce/locations/x",
+        json!({"name": "X", "kind": "shop", "time_zone": "Europe/Lyon"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_location")),
+        "{e}"
+    );
+    let (status, e) = t
+        .get("/api/v1/commerce/availability?skus=SHOE-42&near=north")
+        .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_position"))
+    );
+    let (_, lace) = t.get("/api/v1/commerce/stock?skus=LACE").await;
+    assert_eq!(lace["levels"][0]["on_hand"], 4);
+
+    // Reading is every role's; moving stock is the admin's.
+    let (status, token) = call(
+        &t,
+        "POST",
+        "/api/v1/tokens",
+        json!({"name": "analyst", "role": "analyst"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let secret = token["secret"].as_str().unwrap();
+    let (status, _) = call_with(
+        &t.client,
+        secret,
+        "GET",
+        "/api/v1/commerce/stock?skus=LACE",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, e) = call_with(
+        &t.client,
+        secret,
+        "POST",
+        "/api/v1/commerce/stock/movements",
+        json!({"movements": [{"sku": "LACE", "location": "lyon-bellecour", "delta": 1, "reason": "received"}]}),
+    )
+    .await;
+    assert_eq!((status, e["code"].as_str()), (403, Some("forbidden")));
+    t.stop().await;
+}
+
+async fn the_last_unit_goes_to_one_buyer_only(backend: Backend) {
+    let t = start_on("commerce-last", backend, |_| {}).await;
+    shop_setup(&t).await;
+
+    // Twenty carts want the last shoe at Part-Dieu while the till sells it.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = t.client.clone();
+        tasks.push(tokio::spawn(async move {
+            call_with(
+                &client,
+                common::ADMIN,
+                "POST",
+                "/api/v1/commerce/reservations",
+                json!({"reference": format!("cart-{i}"), "expires_in_seconds": 900,
+                       "lines": [{"sku": "SHOE-42", "location": "lyon-part-dieu", "quantity": 1}]}),
+            )
+            .await
+        }));
+    }
+    let client = t.client.clone();
+    tasks.push(tokio::spawn(async move {
+        call_with(
+            &client,
+            common::ADMIN,
+            "POST",
+            "/api/v1/commerce/stock/movements",
+            json!({"movements": [{"sku": "SHOE-42", "location": "lyon-part-dieu", "delta": -1, "reason": "sale", "reference": "till-7"}]}),
+        )
+        .await
+    }));
+    let mut won = 0;
+    for task in tasks {
+        let (status, v) = task.await.unwrap();
+        match status {
+            200 | 201 => won += 1,
+            409 => {
+                assert_eq!(v["code"], "insufficient_stock", "{v}");
+                assert_eq!(v["shortages"][0]["available"], 0, "{v}");
+            }
+            s => panic!("{s}: {v}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one of 21 buyers gets the last unit");
+    let (_, levels) = t.get("/api/v1/commerce/stock?skus=SHOE-42").await;
+    let pd = levels["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["location"] == "lyon-part-dieu")
+        .unwrap()
+        .clone();
+    assert_eq!(pd["available"], 0, "{pd}");
+    // A cart holds it (1 on hand, 1 reserved) or the till sold it (none left).
+    let (on_hand, reserved) = (
+        pd["on_hand"].as_i64().unwrap(),
+        pd["reserved"].as_i64().unwrap(),
+    );
+    assert!(matches!((on_hand, reserved), (1, 1) | (0, 0)), "{pd}");
+
+    // Two lines of one item summed (Medusa #16502): 2 + 2 of 3 at Bellecour is refused.
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/reservations",
+        json!({"reference": "double", "lines": [
+            {"sku": "SHOE-42", "location": "lyon-bellecour", "quantity": 2},
+            {"sku": "SHOE-42", "location": "lyon-bellecour", "quantity": 2}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{e}"
+    );
+    assert_eq!(e["shortages"][0]["requested"], 4);
+    let (status, _) = t.get("/api/v1/commerce/reservations/double").await;
+    assert_eq!(status, 404, "nothing was reserved");
+
+    // A kit reserves its components; the retried request holds nothing more.
+    let kit = json!({"reference": "order-1", "lines": [{"sku": "RUN-KIT", "location": "lyon-bellecour", "quantity": 2}]});
+    let (status, r) = call(&t, "POST", "/api/v1/commerce/reservations", kit.clone()).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["lines"].as_array().unwrap().len(), 2);
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/reservations", kit).await;
+    assert_eq!(status, 200);
+    let (_, a) = t
+        .get("/api/v1/commerce/availability?skus=RUN-KIT,SOCK-M&location=lyon-bellecour")
+        .await;
+    assert_eq!(
+        (
+            a["items"][0]["available"].as_i64(),
+            a["items"][1]["available"].as_i64()
+        ),
+        (Some(0), Some(1))
+    );
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/reservations",
+        json!({"reference": "order-1", "lines": [{"sku": "LACE", "location": "lyon-bellecour", "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("reference_taken")),
+        "{e}"
+    );
+
+    // Collected: the units leave on hand and reserved together; a second fulfil is refused.
+    let (status, m) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/reservations/order-1/fulfil",
+        json!({"reason": "collected"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{m}");
+    assert!(m["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["reason"] == "collected" && m["reference"] == "order-1"));
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/reservations/order-1/fulfil",
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, e["code"].as_str()), (409, Some("not_held")), "{e}");
+    let (_, socks) = t.get("/api/v1/commerce/stock?skus=SOCK-M").await;
+    assert_eq!(
+        (
+            socks["levels"][0]["on_hand"].as_i64(),
+            socks["levels"][0]["reserved"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+
+    // A released cart's units are back at once.
+    let (status, _) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/reservations",
+        json!({"reference": "cart-x", "lines": [{"sku": "LACE", "location": "lyon-bellecour", "quantity": 2}]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, r) = call(
+        &t,
+        "DELETE",
+        "/api/v1/commerce/reservations/cart-x",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(r["lines"][0]["state"], "released");
+    let (_, lace) = t.get("/api/v1/commerce/availability?skus=LACE").await;
+    assert_eq!(lace["items"][0]["available"], 2);
+    for (body, code) in [
+        (json!({"reference": "r", "lines": []}), "invalid_lines"),
+        (
+            json!({"reference": "r", "lines": [{"sku": "LACE", "location": "lyon-bellecour", "quantity": 0}]}),
+            "invalid_quantity",
+        ),
+        (
+            json!({"reference": "a/b", "lines": [{"sku": "LACE", "location": "lyon-bellecour", "quantity": 1}]}),
+            "invalid_reference",
+        ),
+        (
+            json!({"reference": "r", "expires_in_seconds": 0, "lines": [{"sku": "LACE", "location": "lyon-bellecour", "quantity": 1}]}),
+            "invalid_reservation",
+        ),
+        (
+            json!({"reference": "r", "lines": [{"sku": "NOPE", "location": "lyon-bellecour", "quantity": 1}]}),
+            "unknown_item",
+        ),
+        (
+            json!({"reference": "r", "lines": "many"}),
+            "invalid_reservation",
+        ),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/commerce/reservations", body).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");
+    }
+    t.stop().await;
+}
+
+on_each_store!(
+    stock_is_moved_counted_and_told_per_channel,
+    the_last_unit_goes_to_one_buyer_only
+);
