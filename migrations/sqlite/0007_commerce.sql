@@ -64,3 +64,35 @@ CREATE TABLE stock_reservations (
 -- The live reservations of a key past a given instant: what reads subtract and writes sweep.
 CREATE INDEX stock_reservations_expiring ON stock_reservations (workspace_id, sku, location_id, expires_at)
     WHERE state = 'active' AND expires_at IS NOT NULL;
+
+CREATE TABLE commerce_orders (
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    member TEXT,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, id)
+) WITHOUT ROWID;
+CREATE INDEX commerce_orders_by_member ON commerce_orders (workspace_id, member) WHERE member IS NOT NULL;
+
+-- Each member's ledger, append-only. A key (earn:ORDER, burn:REDEMPTION …) happens once per
+-- workspace: an order earns once, whichever card or channel replays it.
+CREATE TABLE loyalty_entries (
+    seq INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    member TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE (workspace_id, key)
+);
+CREATE INDEX loyalty_entries_by_member ON loyalty_entries (workspace_id, member, seq);
+
+CREATE TABLE loyalty_programs (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id),
+    body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;

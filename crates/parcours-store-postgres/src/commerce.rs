@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use parcours_core::commerce::catalogue::{Item, Location};
 use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, StockState};
+use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    Commerce, Fulfilled, Movement, Reservation, ReservationState, ReserveRequest, Reserved, Result,
-    StockLevel, StoreError,
+    Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OrderRecord, Orders,
+    Reservation, ReservationState, ReserveRequest, Reserved, Result, StockLevel, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -252,6 +253,51 @@ async fn record_movement(
     })
 }
 
+/// Applies movements inside the caller's transaction (see [`Commerce::move_stock`]).
+async fn move_in(
+    c: &mut PgConnection,
+    workspace: &str,
+    adjustments: &[Adjustment],
+    now: Millis,
+) -> SqlResult<std::result::Result<Vec<Movement>, inventory::Shortage>> {
+    if adjustments.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let keys: BTreeSet<Key> = adjustments
+        .iter()
+        .map(|a| (a.sku.clone(), a.location.clone()))
+        .collect();
+    let mut levels = lock_levels(&mut *c, workspace, &keys, true, now).await?;
+    let mut moved = Vec::with_capacity(adjustments.len());
+    for a in adjustments {
+        let key = (a.sku.clone(), a.location.clone());
+        let q = levels.get(&key).copied().unwrap_or_default();
+        let m = match inventory::apply(q, a) {
+            Ok(m) => m,
+            Err(short) => return Ok(Err(short)),
+        };
+        levels.insert(key.clone(), m.after);
+        moved.push(
+            record_movement(
+                &mut *c,
+                workspace,
+                &key,
+                a.state,
+                m.delta,
+                m.after.get(a.state),
+                &a.reason,
+                a.reference.as_deref(),
+                now,
+            )
+            .await?,
+        );
+    }
+    for (key, q) in &levels {
+        write_level(&mut *c, workspace, key, q, now).await?;
+    }
+    Ok(Ok(moved))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
 }
@@ -268,40 +314,11 @@ impl PgStore {
         now: Millis,
     ) -> SqlResult<std::result::Result<Vec<Movement>, inventory::Shortage>> {
         let mut tx = self.pool().begin().await?;
-        let keys: BTreeSet<Key> = adjustments
-            .iter()
-            .map(|a| (a.sku.clone(), a.location.clone()))
-            .collect();
-        let mut levels = lock_levels(&mut tx, workspace, &keys, true, now).await?;
-        let mut moved = Vec::with_capacity(adjustments.len());
-        for a in adjustments {
-            let key = (a.sku.clone(), a.location.clone());
-            let q = levels.get(&key).copied().unwrap_or_default();
-            let m = match inventory::apply(q, a) {
-                Ok(m) => m,
-                Err(short) => return Ok(Err(short)),
-            };
-            levels.insert(key.clone(), m.after);
-            moved.push(
-                record_movement(
-                    &mut tx,
-                    workspace,
-                    &key,
-                    a.state,
-                    m.delta,
-                    m.after.get(a.state),
-                    &a.reason,
-                    a.reference.as_deref(),
-                    now,
-                )
-                .await?,
-            );
+        let moved = move_in(&mut tx, workspace, adjustments, now).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
         }
-        for (key, q) in &levels {
-            write_level(&mut tx, workspace, key, q, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Ok(moved))
+        Ok(moved)
     }
 
     async fn reserve_once(&self, request: &ReserveRequest, now: Millis) -> SqlResult<Reserved> {
@@ -663,5 +680,199 @@ impl Commerce for PgStore {
             reference_rows(&mut c, workspace, reference, now).await
         })
         .map_err(backend)
+    }
+}
+
+const ORDER: &str = "id, channel, status, member, body, created_at, updated_at";
+
+fn order_row(r: &PgRow) -> SqlResult<OrderRecord> {
+    Ok(OrderRecord {
+        id: r.try_get(0)?,
+        channel: r.try_get(1)?,
+        status: r.try_get(2)?,
+        member: r.try_get(3)?,
+        body: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        updated_at: r.try_get(6)?,
+    })
+}
+
+/// Serialises the writers of one key of a kind (an order, a loyalty member).
+async fn lock_key(c: &mut PgConnection, kind: i64, workspace: &str, key: &str) -> SqlResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, $3))")
+        .bind(workspace)
+        .bind(key)
+        .bind(kind)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+async fn entries_in(
+    c: &mut PgConnection,
+    workspace: &str,
+    member: &str,
+) -> SqlResult<Vec<LoyaltyRow>> {
+    let rows = sqlx::query(
+        "SELECT seq, body FROM loyalty_entries WHERE workspace_id = $1 AND member = $2 ORDER BY seq",
+    )
+    .bind(workspace)
+    .bind(member)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get(1)?;
+            Ok(LoyaltyRow {
+                seq: r.try_get(0)?,
+                member: member.to_string(),
+                entry: serde_json::from_str(&body).map_err(|e| decode(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+impl PgStore {
+    async fn commit_once(&self, w: &CommerceWrite, now: Millis) -> SqlResult<Committed> {
+        let ws = w.workspace_id.as_str();
+        let mut tx = self.pool().begin().await?;
+        // The order first, then the stock (in key order), then the members (in order), the
+        // log last: every writer takes them in that order.
+        lock_key(&mut tx, 11, ws, &w.order.id).await?;
+        let existing = sqlx::query(sql!(
+            "SELECT {ORDER} FROM commerce_orders WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(ws)
+        .bind(&w.order.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| order_row(&r))
+        .transpose()?;
+        match (&w.expect_status, existing) {
+            (None, Some(o)) => return Ok(Committed::OrderState(o)),
+            (Some(s), Some(o)) if &o.status != s => return Ok(Committed::OrderState(o)),
+            (Some(_), None) => return Err(sqlx::Error::RowNotFound),
+            _ => {}
+        }
+        let movements = match move_in(&mut tx, ws, &w.movements, now).await? {
+            Ok(m) => m,
+            Err(short) => return Ok(Committed::Short(short)),
+        };
+        let members: BTreeSet<&str> = w.loyalty.iter().map(|(m, _)| m.as_str()).collect();
+        for m in &members {
+            lock_key(&mut tx, 13, ws, m).await?;
+        }
+        let mut outcomes = Vec::with_capacity(w.loyalty.len());
+        for (member, entry) in &w.loyalty {
+            let stored = entries_in(&mut tx, ws, member).await?;
+            let mut ledger = Ledger::from_entries(stored.iter().map(|r| &r.entry));
+            match ledger.apply(entry) {
+                Err(refusal) => return Ok(Committed::Refused(refusal)),
+                Ok(LoyaltyOutcome::Duplicate) => outcomes.push(LoyaltyOutcome::Duplicate),
+                Ok(applied) => {
+                    let body = serde_json::to_string(entry).map_err(|e| decode(e.to_string()))?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO loyalty_entries (workspace_id, member, key, body, at)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, key) DO NOTHING",
+                    )
+                    .bind(ws)
+                    .bind(member)
+                    .bind(entry.key())
+                    .bind(body)
+                    .bind(entry.at())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    outcomes.push(if inserted == 0 {
+                        LoyaltyOutcome::Duplicate
+                    } else {
+                        applied
+                    });
+                }
+            }
+        }
+        let o = &w.order;
+        sqlx::query(sql!(
+            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
+               body = excluded.body, updated_at = excluded.updated_at"
+        ))
+        .bind(ws)
+        .bind(&o.id)
+        .bind(&o.channel)
+        .bind(&o.status)
+        .bind(&o.member)
+        .bind(&o.body)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(batch) = &w.events {
+            crate::event_log::append_in(&mut tx, &[batch], w.dedup_since)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        }
+        tx.commit().await?;
+        Ok(Committed::Done {
+            movements,
+            loyalty: outcomes,
+        })
+    }
+}
+
+impl Orders for PgStore {
+    fn commit_commerce(&self, write: &CommerceWrite, now: Millis) -> Result<Committed> {
+        match crate::retrying(|| self.run(self.commit_once(write, now))) {
+            Err(sqlx::Error::RowNotFound) => {
+                Err(StoreError::NotFound(format!("order {}", write.order.id)))
+            }
+            other => other.map_err(backend),
+        }
+    }
+
+    fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>> {
+        let row = self
+            .run(
+                sqlx::query(sql!(
+                    "SELECT {ORDER} FROM commerce_orders WHERE workspace_id = $1 AND id = $2"
+                ))
+                .bind(workspace)
+                .bind(id)
+                .fetch_optional(self.pool()),
+            )
+            .map_err(backend)?;
+        row.map(|r| order_row(&r).map_err(backend)).transpose()
+    }
+
+    fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>> {
+        self.run(async {
+            let mut c = self.pool().acquire().await?;
+            entries_in(&mut c, workspace, member).await
+        })
+        .map_err(backend)
+    }
+
+    fn loyalty_program(&self, workspace: &str) -> Result<Option<String>> {
+        self.run(
+            sqlx::query_scalar("SELECT body FROM loyalty_programs WHERE workspace_id = $1")
+                .bind(workspace)
+                .fetch_optional(self.pool()),
+        )
+        .map_err(backend)
+    }
+
+    fn put_loyalty_program(&self, workspace: &str, body: &str, now: Millis) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO loyalty_programs (workspace_id, body, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (workspace_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(body)
+            .bind(now)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
     }
 }

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use parcours_core::commerce::catalogue::{Item, Location};
 use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, StockState};
+use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    Commerce, Fulfilled, Movement, Reservation, ReservationState, ReserveRequest, Reserved, Result,
-    StockLevel,
+    Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OrderRecord, Orders,
+    Reservation, ReservationState, ReserveRequest, Reserved, Result, StockLevel,
 };
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -231,6 +232,50 @@ fn record_movement(
     })
 }
 
+/// Applies movements inside the caller's transaction (see [`Commerce::move_stock`]).
+fn move_in(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    adjustments: &[Adjustment],
+    now: Millis,
+) -> Result<std::result::Result<Vec<Movement>, inventory::Shortage>> {
+    // Every key read (and swept) once, in order, before any change.
+    let keys: std::collections::BTreeSet<Key> = adjustments
+        .iter()
+        .map(|a| (a.sku.clone(), a.location.clone()))
+        .collect();
+    let mut levels = BTreeMap::new();
+    for key in keys {
+        let q = sweep_and_read(tx, workspace, &key, now)?.unwrap_or_default();
+        levels.insert(key, q);
+    }
+    let mut moved = Vec::with_capacity(adjustments.len());
+    for a in adjustments {
+        let key = (a.sku.clone(), a.location.clone());
+        let q = levels[&key];
+        let m = match inventory::apply(q, a) {
+            Ok(m) => m,
+            Err(short) => return Ok(Err(short)),
+        };
+        levels.insert(key.clone(), m.after);
+        moved.push(record_movement(
+            tx,
+            workspace,
+            &key,
+            a.state,
+            m.delta,
+            m.after.get(a.state),
+            &a.reason,
+            a.reference.as_deref(),
+            now,
+        )?);
+    }
+    for (key, q) in &levels {
+        write_level(tx, workspace, key, q, now)?;
+    }
+    Ok(Ok(moved))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
 }
@@ -319,40 +364,10 @@ impl Commerce for SqliteStore {
     ) -> Result<std::result::Result<Vec<Movement>, inventory::Shortage>> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        // Every key read (and swept) once, in order, before any change.
-        let keys: std::collections::BTreeSet<Key> = adjustments
-            .iter()
-            .map(|a| (a.sku.clone(), a.location.clone()))
-            .collect();
-        let mut levels = BTreeMap::new();
-        for key in keys {
-            let q = sweep_and_read(&tx, workspace, &key, now)?.unwrap_or_default();
-            levels.insert(key, q);
-        }
-        let mut moved = Vec::with_capacity(adjustments.len());
-        for a in adjustments {
-            let key = (a.sku.clone(), a.location.clone());
-            let q = levels[&key];
-            let m = match inventory::apply(q, a) {
-                Ok(m) => m,
-                Err(short) => return Ok(Err(short)),
-            };
-            levels.insert(key.clone(), m.after);
-            moved.push(record_movement(
-                &tx,
-                workspace,
-                &key,
-                a.state,
-                m.delta,
-                m.after.get(a.state),
-                &a.reason,
-                a.reference.as_deref(),
-                now,
-            )?);
-        }
-        for (key, q) in &levels {
-            write_level(&tx, workspace, key, q, now)?;
-        }
+        let moved = match move_in(&tx, workspace, adjustments, now)? {
+            Ok(m) => m,
+            Err(short) => return Ok(Err(short)),
+        };
         tx.commit().map_err(backend)?;
         Ok(Ok(moved))
     }
@@ -631,5 +646,147 @@ impl SqliteStore {
         let rows = reference_rows(&tx, workspace, reference, now)?;
         tx.commit().map_err(backend)?;
         Ok((rows, reason.map(|_| moved)))
+    }
+}
+
+const ORDER: &str = "id, channel, status, member, body, created_at, updated_at";
+
+fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
+    Ok(OrderRecord {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        status: r.get(2)?,
+        member: r.get(3)?,
+        body: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+fn order_in(c: &rusqlite::Connection, workspace: &str, id: &str) -> Result<Option<OrderRecord>> {
+    c.prepare_cached(&format!(
+        "SELECT {ORDER} FROM commerce_orders WHERE workspace_id = ?1 AND id = ?2"
+    ))
+    .map_err(backend)?
+    .query_row(params![workspace, id], order_row)
+    .optional()
+    .map_err(backend)
+}
+
+fn entries_in(c: &rusqlite::Connection, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT seq, body FROM loyalty_entries WHERE workspace_id = ?1 AND member = ?2 ORDER BY seq",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![workspace, member], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(backend)?;
+    rows.map(|r| {
+        let (seq, body) = r.map_err(backend)?;
+        Ok(LoyaltyRow {
+            seq,
+            member: member.to_string(),
+            entry: serde_json::from_str(&body).map_err(corrupt)?,
+        })
+    })
+    .collect()
+}
+
+impl Orders for SqliteStore {
+    fn commit_commerce(&self, w: &CommerceWrite, now: Millis) -> Result<Committed> {
+        let ws = w.workspace_id.as_str();
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        let existing = order_in(&tx, ws, &w.order.id)?;
+        match (&w.expect_status, existing) {
+            (None, Some(o)) => return Ok(Committed::OrderState(o)),
+            (Some(s), Some(o)) if &o.status != s => return Ok(Committed::OrderState(o)),
+            (Some(_), None) => {
+                return Err(parcours_store::StoreError::NotFound(format!(
+                    "order {}",
+                    w.order.id
+                )))
+            }
+            _ => {}
+        }
+        let movements = match move_in(&tx, ws, &w.movements, now)? {
+            Ok(m) => m,
+            Err(short) => return Ok(Committed::Short(short)),
+        };
+        let mut outcomes = Vec::with_capacity(w.loyalty.len());
+        for (member, entry) in &w.loyalty {
+            let mut ledger =
+                Ledger::from_entries(entries_in(&tx, ws, member)?.iter().map(|r| &r.entry));
+            match ledger.apply(entry) {
+                Err(refusal) => return Ok(Committed::Refused(refusal)),
+                Ok(LoyaltyOutcome::Duplicate) => outcomes.push(LoyaltyOutcome::Duplicate),
+                Ok(applied) => {
+                    let inserted = tx
+                        .prepare_cached(
+                            "INSERT INTO loyalty_entries (workspace_id, member, key, body, at)
+                             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (workspace_id, key) DO NOTHING",
+                        )
+                        .map_err(backend)?
+                        .execute(params![ws, member, entry.key(), json(entry)?, entry.at()])
+                        .map_err(backend)?;
+                    // The key was used by another member: it happens once per workspace.
+                    outcomes.push(if inserted == 0 {
+                        LoyaltyOutcome::Duplicate
+                    } else {
+                        applied
+                    });
+                }
+            }
+        }
+        let o = &w.order;
+        tx.prepare_cached(&format!(
+            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
+               body = excluded.body, updated_at = excluded.updated_at"
+        ))
+        .map_err(backend)?
+        .execute(params![ws, o.id, o.channel, o.status, o.member, o.body, o.created_at, o.updated_at])
+        .map_err(backend)?;
+        if let Some(batch) = &w.events {
+            crate::event_log::append_in(&tx, batch, w.dedup_since)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Committed::Done {
+            movements,
+            loyalty: outcomes,
+        })
+    }
+
+    fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>> {
+        self.read(|c| order_in(c, workspace, id))
+    }
+
+    fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>> {
+        self.read(|c| entries_in(c, workspace, member))
+    }
+
+    fn loyalty_program(&self, workspace: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT body FROM loyalty_programs WHERE workspace_id = ?1")
+                .map_err(backend)?
+                .query_row([workspace], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+    }
+
+    fn put_loyalty_program(&self, workspace: &str, body: &str, now: Millis) -> Result<()> {
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO loyalty_programs (workspace_id, body, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workspace_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, body, now])
+            .map_err(backend)?;
+        Ok(())
     }
 }

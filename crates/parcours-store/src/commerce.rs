@@ -210,3 +210,73 @@ pub trait Commerce: Send + Sync {
         now: Millis,
     ) -> Result<Vec<Reservation>>;
 }
+
+/// An order as stored: its keys beside its JSON document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRecord {
+    pub id: String,
+    /// The sales channel it came through (`pos`, `web`, `app`, `call_centre` …).
+    pub channel: String,
+    pub status: String,
+    /// The loyalty member it earned for, if any.
+    pub member: Option<String>,
+    pub body: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One commerce decision and everything it changes, committed together or not at all: the
+/// order, its stock movements, its loyalty entries and the events that tell it (appended to
+/// the log in the same transaction, so the customer's timeline and the stock never disagree).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommerceWrite {
+    pub workspace_id: String,
+    /// Created if new; with `expect_status`, updated only from that status.
+    pub order: OrderRecord,
+    /// `None`: the order must not exist yet (a new sale); `Some(s)`: it must be in status `s`.
+    pub expect_status: Option<String>,
+    pub movements: Vec<Adjustment>,
+    /// Loyalty entries per member, applied with [`parcours_core::commerce::loyalty::Ledger`]
+    /// against the member's stored entries.
+    pub loyalty: Vec<(String, parcours_core::commerce::loyalty::Entry)>,
+    pub events: Option<crate::IngestBatch>,
+    /// For the events' messageId dedup window.
+    pub dedup_since: Millis,
+}
+
+/// What a commerce write came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    Done {
+        movements: Vec<Movement>,
+        /// Per loyalty entry: applied, or a duplicate of one stored (nothing changed).
+        loyalty: Vec<parcours_core::commerce::loyalty::Outcome>,
+    },
+    /// The order exists already (`expect_status` none) or is not in the expected status:
+    /// nothing changed. The order as stored.
+    OrderState(OrderRecord),
+    /// A movement does not fit: nothing changed.
+    Short(Shortage),
+    /// A loyalty entry does not apply (too few points …): nothing changed.
+    Refused(parcours_core::commerce::Refusal),
+}
+
+/// A stored loyalty entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoyaltyRow {
+    pub seq: i64,
+    pub member: String,
+    pub entry: parcours_core::commerce::loyalty::Entry,
+}
+
+/// Orders and loyalty: the decisions that change several kinds of commerce state at once.
+pub trait Orders: Send + Sync {
+    /// Commits a commerce write set (see [`CommerceWrite`]).
+    fn commit_commerce(&self, write: &CommerceWrite, now: Millis) -> Result<Committed>;
+    fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>>;
+    /// A member's entries in the order they were written.
+    fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>>;
+    /// The workspace's loyalty programme (its JSON document), if one was saved.
+    fn loyalty_program(&self, workspace: &str) -> Result<Option<String>>;
+    fn put_loyalty_program(&self, workspace: &str, body: &str, now: Millis) -> Result<()>;
+}

@@ -63,6 +63,7 @@ pub trait Store:
     + Journeys
     + Messages
     + Commerce
+    + Orders
 {
 }
 impl<
@@ -76,7 +77,8 @@ impl<
             + Timers
             + Journeys
             + Messages
-            + Commerce,
+            + Commerce
+            + Orders,
     > Store for T
 {
 }

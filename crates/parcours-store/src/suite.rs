@@ -86,6 +86,7 @@ macro_rules! conformance_suite {
             stock_moves_all_or_nothing_into_the_ledger,
             reservations_hold_expire_at_read_time_release_and_fulfil,
             concurrent_reservations_never_oversell,
+            commerce_writes_commit_whole_and_once,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

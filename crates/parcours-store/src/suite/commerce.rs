@@ -531,3 +531,165 @@ pub fn concurrent_reservations_never_oversell(store: &dyn Store) {
         1 + sold
     );
 }
+
+fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> CommerceWrite {
+    use parcours_core::commerce::loyalty::Entry;
+    let mut event = accepted(&format!("order-{id}"), "u1", at);
+    event.kind = parcours_core::spec::EventType::Track;
+    event.event = Some("Order Completed".into());
+    CommerceWrite {
+        workspace_id: ws.into(),
+        order: OrderRecord {
+            id: id.into(),
+            channel: "pos".into(),
+            status: "completed".into(),
+            member: member.map(str::to_string),
+            body: format!(r#"{{"id":"{id}"}}"#),
+            created_at: at,
+            updated_at: at,
+        },
+        expect_status: None,
+        movements: vec![Adjustment {
+            change: Change::By(sku_delta),
+            reason: "sale".into(),
+            reference: Some(id.into()),
+            ..receive("A", "lyon", 0)
+        }],
+        loyalty: member
+            .map(|m| {
+                vec![(
+                    m.to_string(),
+                    Entry::Earn {
+                        order: id.into(),
+                        points: 50,
+                        spend_minor: 5000,
+                        at,
+                        pending_until: None,
+                        expires_at: None,
+                        channel: "pos".into(),
+                    },
+                )]
+            })
+            .unwrap_or_default(),
+        events: Some(batch(ws, vec![event])),
+        dedup_since: 0,
+    }
+}
+
+pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
+    use parcours_core::commerce::loyalty::{Entry, Outcome};
+    setup(store, &["w1"]);
+    store
+        .move_stock("w1", &[receive("A", "lyon", 2)], T0)
+        .unwrap()
+        .unwrap();
+    let first = sale("w1", "R1", Some("CARD-1"), -1, T0 + 1);
+    let Committed::Done { movements, loyalty } = store.commit_commerce(&first, T0 + 1).unwrap()
+    else {
+        panic!("the first sale commits")
+    };
+    assert_eq!((movements.len(), movements[0].after), (1, 1));
+    assert!(matches!(loyalty[..], [Outcome::Applied { .. }]));
+    assert_eq!(store.event_count("w1").unwrap(), 1);
+    assert_eq!(
+        store.order("w1", "R1").unwrap().unwrap().member.as_deref(),
+        Some("CARD-1")
+    );
+
+    // The same sale again (replayed from another channel): nothing twice.
+    let Committed::OrderState(o) = store.commit_commerce(&first, T0 + 2).unwrap() else {
+        panic!("a sale is recorded once")
+    };
+    assert_eq!(o.status, "completed");
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0 + 2)
+            .unwrap()
+            .quantities
+            .on_hand,
+        1
+    );
+    assert_eq!(store.loyalty_entries("w1", "CARD-1").unwrap().len(), 1);
+    assert_eq!(store.event_count("w1").unwrap(), 1);
+
+    // A sale that does not fit, or a burn beyond the balance, changes nothing at all.
+    let Committed::Short(short) = store
+        .commit_commerce(&sale("w1", "R2", Some("CARD-1"), -2, T0 + 3), T0 + 3)
+        .unwrap()
+    else {
+        panic!("2 of 1 is refused")
+    };
+    assert_eq!(short.requested, 2);
+    let mut greedy = sale("w1", "R3", None, -1, T0 + 4);
+    greedy.loyalty = vec![(
+        "CARD-1".into(),
+        Entry::Burn {
+            redemption: "X".into(),
+            points: 51,
+            at: T0 + 4,
+            channel: "web".into(),
+        },
+    )];
+    let Committed::Refused(r) = store.commit_commerce(&greedy, T0 + 4).unwrap() else {
+        panic!("51 of 50 points is refused")
+    };
+    assert_eq!(r.code, "insufficient_points");
+    for id in ["R2", "R3"] {
+        assert_eq!(store.order("w1", id).unwrap(), None);
+    }
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0 + 4)
+            .unwrap()
+            .quantities
+            .on_hand,
+        1
+    );
+    assert_eq!(store.loyalty_entries("w1", "CARD-1").unwrap().len(), 1);
+    assert_eq!(store.event_count("w1").unwrap(), 1);
+
+    // An order's points are earned once in the workspace, whichever card asks again.
+    let mut other_card = sale("w1", "R4", Some("CARD-2"), -1, T0 + 5);
+    other_card.loyalty[0].1 = first.loyalty[0].1.clone();
+    let Committed::Done { loyalty, .. } = store.commit_commerce(&other_card, T0 + 5).unwrap()
+    else {
+        panic!("R4 commits")
+    };
+    assert_eq!(loyalty, vec![Outcome::Duplicate]);
+    assert!(store.loyalty_entries("w1", "CARD-2").unwrap().is_empty());
+
+    // A status change applies from the status it expects only.
+    let mut collected = sale("w1", "R1", None, 1, T0 + 6);
+    collected.order.status = "returned".into();
+    collected.expect_status = Some("shipped".into());
+    collected.events = None;
+    assert!(matches!(
+        store.commit_commerce(&collected, T0 + 6).unwrap(),
+        Committed::OrderState(_)
+    ));
+    collected.expect_status = Some("completed".into());
+    assert!(matches!(
+        store.commit_commerce(&collected, T0 + 6).unwrap(),
+        Committed::Done { .. }
+    ));
+    let o = store.order("w1", "R1").unwrap().unwrap();
+    assert_eq!(
+        (o.status.as_str(), o.created_at, o.updated_at),
+        ("returned", T0 + 1, T0 + 6)
+    );
+    collected.order.id = "NONE".into();
+    assert!(matches!(
+        store.commit_commerce(&collected, T0 + 7),
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert_eq!(store.loyalty_program("w1").unwrap(), None);
+    store
+        .put_loyalty_program("w1", r#"{"points_per_unit":1}"#, T0)
+        .unwrap();
+    store
+        .put_loyalty_program("w1", r#"{"points_per_unit":2}"#, T0 + 1)
+        .unwrap();
+    assert_eq!(
+        store.loyalty_program("w1").unwrap().as_deref(),
+        Some(r#"{"points_per_unit":2}"#)
+    );
+}
