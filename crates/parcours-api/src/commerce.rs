@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
-use parcours_service::commerce::{catalogue, stock};
+use parcours_service::commerce::{catalogue, loyalty, sales, stock};
 use parcours_store::{Movement, Reservation, StockLevel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,6 +34,13 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(reserve))
         .routes(routes!(get_reservation, release))
         .routes(routes!(fulfil))
+        .routes(routes!(sale))
+        .routes(routes!(get_order))
+        .routes(routes!(order_return))
+        .routes(routes!(get_program, put_program))
+        .routes(routes!(member))
+        .routes(routes!(redeem))
+        .routes(routes!(refund_redemption))
 }
 
 fn body_of(body: Option<Json<Value>>, code: &'static str) -> Result<Value, ApiError> {
@@ -530,4 +537,192 @@ async fn fulfil(
     Ok(Json(json!({
         "movements": moved.iter().map(movement_json).collect::<Vec<_>>(),
     })))
+}
+
+fn recorded_answer(r: &sales::Recorded) -> Value {
+    json!({
+        "order": r.order,
+        "created": r.created,
+        "movements": r.movements.iter().map(movement_json).collect::<Vec<_>>(),
+        "points": r.points,
+        "pending_until": r.pending_until,
+    })
+}
+
+/// A sale at a till, or any sale made on the spot (`{"order_id", "location", "channel"?:
+/// "pos", "currency"?: "EUR", "customer"?: {"user_id", "anonymous_id", "email",
+/// "loyalty_card"}, "lines": [{"sku", "quantity", "unit_price_minor"?}],
+/// "payment_method"?}`): the goods leave the location's stock, the member earns her points
+/// and `Order Completed` lands on her timeline, together. `201`; `200` with the order as
+/// recorded when its id was recorded already (nothing happens twice).
+#[utoipa::path(post, path = "/commerce/sales", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 201, description = "recorded", body = Answer),
+               (status = 200, description = "recorded already", body = Answer), Refusals))]
+async fn sale(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_sale")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r = blocking(move || Ok(sales::record_sale(st.as_ref(), &actor, body, now)?)).await?;
+    if r.created {
+        state.engine.wake_unify();
+    }
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(recorded_answer(&r))))
+}
+
+/// An order with its lines and returns.
+#[utoipa::path(get, path = "/commerce/orders/{id}", tag = "commerce",
+    params(("id" = String, Path, description = "the order id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the order", body = Answer), Refusals))]
+async fn get_order(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let o = blocking(move || Ok(sales::order(st.as_ref(), &actor, &id)?)).await?;
+    Ok(Json(json!(o)))
+}
+
+/// Goods of an order brought back to any location (`{"return_id", "location", "lines":
+/// [{"sku", "quantity"}]}`): back into that location's stock, their points taken back,
+/// `Order Refunded` on the timeline. `201`; `200` when that return id was recorded already.
+#[utoipa::path(post, path = "/commerce/orders/{id}/returns", tag = "commerce", request_body = Answer,
+    params(("id" = String, Path, description = "the order id")),
+    security(("bearer" = [])),
+    responses((status = 201, description = "recorded", body = Answer),
+               (status = 200, description = "recorded already", body = Answer), Refusals))]
+async fn order_return(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_return")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r =
+        blocking(move || Ok(sales::record_return(st.as_ref(), &actor, &id, body, now)?)).await?;
+    if r.created {
+        state.engine.wake_unify();
+    }
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(recorded_answer(&r))))
+}
+
+/// The loyalty programme (its defaults until one is saved).
+#[utoipa::path(get, path = "/commerce/loyalty/program", tag = "commerce",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the programme", body = Answer), Refusals))]
+async fn get_program(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let p = blocking(move || Ok(loyalty::program(st.as_ref(), &actor)?)).await?;
+    Ok(Json(json!(p)))
+}
+
+/// Saves the loyalty programme: `{"points_per_unit"?: 1, "pending_days"?: 14, "expiry"?:
+/// {"kind": "months", "value": 12} | {"kind": "days", "value": 365} | {"kind": "never"},
+/// "time_zone"?, "tiers"?: {"basis": "points" | "spend", "tiers": [{"name", "threshold"}],
+/// "period_days"?: 365, "downgrade"?: "one_down" | "balance_based"}}`.
+#[utoipa::path(put, path = "/commerce/loyalty/program", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 200, description = "the programme as saved", body = Answer), Refusals))]
+async fn put_program(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_program")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let p = blocking(move || Ok(loyalty::put_program(st.as_ref(), &actor, body, now)?)).await?;
+    Ok(Json(json!(p)))
+}
+
+fn account_json(a: &loyalty::Account) -> Value {
+    json!({
+        "member": a.member,
+        "balance": a.balance,
+        "tier": a.tier,
+        "expiring": a.expiring.iter().map(|(at, n)| json!({"at": format_timestamp(*at), "points": n})).collect::<Vec<_>>(),
+        "lots": a.lots.iter().map(|l| json!({
+            "order": l.order, "points": l.points, "used": l.used, "cancelled": l.cancelled,
+            "remaining": l.remaining(), "earned_at": format_timestamp(l.earned_at),
+            "pending_until": l.pending_until.map(format_timestamp),
+            "expires_at": l.expires_at.map(format_timestamp),
+        })).collect::<Vec<_>>(),
+        "entries": a.entries,
+    })
+}
+
+/// A member's account: balance (earned = active + pending + used + expired), tier, points
+/// expiring in the next 90 days, lots and entries.
+#[utoipa::path(get, path = "/commerce/loyalty/members/{card}", tag = "commerce",
+    params(("card" = String, Path, description = "the loyalty card number")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the account", body = Answer), Refusals))]
+async fn member(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(card): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let a = blocking(move || Ok(loyalty::account(st.as_ref(), &actor, &card, now)?)).await?;
+    Ok(Json(account_json(&a)))
+}
+
+/// Spends points (`{"redemption_id", "points", "channel"?}`), soonest-expiring first: `201`,
+/// or `200` when that redemption was recorded already; too few active points: `422
+/// insufficient_points`.
+#[utoipa::path(post, path = "/commerce/loyalty/members/{card}/redemptions", tag = "commerce",
+    request_body = Answer,
+    params(("card" = String, Path, description = "the loyalty card number")),
+    security(("bearer" = [])),
+    responses((status = 201, description = "spent", body = Answer),
+               (status = 200, description = "spent already", body = Answer), Refusals))]
+async fn redeem(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(card): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_redemption")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let (outcome, a) =
+        blocking(move || Ok(loyalty::redeem(st.as_ref(), &actor, &card, body, now)?)).await?;
+    let status = match outcome {
+        parcours_core::commerce::loyalty::Outcome::Applied { .. } => StatusCode::CREATED,
+        parcours_core::commerce::loyalty::Outcome::Duplicate => StatusCode::OK,
+    };
+    Ok((status, Json(account_json(&a))))
+}
+
+/// Gives back exactly what a redemption took, to the lots it came from.
+#[utoipa::path(post, path = "/commerce/loyalty/members/{card}/redemptions/{id}/refund", tag = "commerce",
+    params(("card" = String, Path, description = "the loyalty card number"), ("id" = String, Path, description = "the redemption id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the account after", body = Answer), Refusals))]
+async fn refund_redemption(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((card, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let (_, a) =
+        blocking(move || Ok(loyalty::refund(st.as_ref(), &actor, &card, &id, now)?)).await?;
+    Ok(Json(account_json(&a)))
 }

@@ -61,7 +61,12 @@ async fn shop_setup(t: &TestNode) {
         put(
             t,
             &format!("/api/v1/commerce/items/{sku}"),
-            json!({"name": format!("{sku} item"), "prices": [{"channel": "web", "currency": "EUR", "amount_minor": 8990}]}),
+            // One price on every channel, but the socks' price is the web shop's only.
+            if sku == "SOCK-M" {
+                json!({"name": "Socks", "prices": [{"channel": "web", "currency": "EUR", "amount_minor": 990}]})
+            } else {
+                json!({"name": format!("{sku} item"), "prices": [{"currency": "EUR", "amount_minor": 8990}]})
+            },
         )
         .await;
     }
@@ -432,7 +437,252 @@ async fn the_last_unit_goes_to_one_buyer_only(backend: Backend) {
     t.stop().await;
 }
 
+async fn timeline_names(t: &TestNode, user: &str) -> Vec<String> {
+    t.unified().await;
+    let profile = t
+        .profile_of(common::ADMIN, "user_id", user)
+        .await
+        .expect("a profile");
+    let id = profile["id"].as_str().unwrap().to_string();
+    let (status, page) = t.get(&format!("/api/v1/profiles/{id}/events")).await;
+    assert_eq!(status, 200, "{page}");
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn a_sale_earns_once_and_a_return_anywhere_gives_back(backend: Backend) {
+    let t = start_on("commerce-sale", backend, |_| {}).await;
+    shop_setup(&t).await;
+    put(
+        &t,
+        "/api/v1/commerce/loyalty/program",
+        json!({"points_per_unit": 1, "pending_days": 14,
+               "tiers": {"basis": "points", "tiers": [{"name": "silver", "threshold": 50}, {"name": "gold", "threshold": 500}]}}),
+    )
+    .await;
+    // A till sale with the card scanned: the last shoe at Part-Dieu.
+    let sale = json!({"order_id": "PD-R000123", "location": "lyon-part-dieu",
+        "customer": {"user_id": "u-77", "loyalty_card": "CARD-77"},
+        "lines": [{"sku": "SHOE-42", "quantity": 1}], "payment_method": "card"});
+    let (status, r) = call(&t, "POST", "/api/v1/commerce/sales", sale.clone()).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(
+        (r["points"].as_i64(), r["order"]["total_minor"].as_i64()),
+        (Some(89), Some(8990))
+    );
+    assert!(r["pending_until"].is_string(), "{r}");
+    assert_eq!(r["movements"][0]["after"], 0);
+    // The same sale again, replayed from the web shop: nothing twice.
+    let mut replay = sale.clone();
+    replay["channel"] = "web".into();
+    let (status, again) = call(&t, "POST", "/api/v1/commerce/sales", replay).await;
+    assert_eq!(
+        (status, again["created"].as_bool()),
+        (200, Some(false)),
+        "{again}"
+    );
+    let (_, a) = t
+        .get("/api/v1/commerce/availability?skus=SHOE-42&location=lyon-part-dieu")
+        .await;
+    assert_eq!(a["items"][0]["available"], 0);
+    let (_, m) = t.get("/api/v1/commerce/loyalty/members/CARD-77").await;
+    assert_eq!(m["balance"]["pending"], 89, "{m}");
+    assert_eq!(
+        (
+            m["balance"]["earned"].as_i64(),
+            m["balance"]["active"].as_i64()
+        ),
+        (Some(89), Some(0))
+    );
+    assert_eq!(
+        m["tier"],
+        Value::Null,
+        "pending points do not count for a tier"
+    );
+    assert_eq!(m["entries"].as_array().unwrap().len(), 1);
+    // Pending points cannot be spent.
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-77/redemptions",
+        json!({"redemption_id": "gift-1", "points": 10}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("insufficient_points")),
+        "{e}"
+    );
+
+    // Brought back to Bellecour: restocked there, its points taken back.
+    let (status, r) = call(&t, "POST", "/api/v1/commerce/orders/PD-R000123/returns",
+        json!({"return_id": "RET-1", "location": "lyon-bellecour", "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["points"], -89);
+    assert_eq!(r["order"]["status"], "returned");
+    assert_eq!(
+        (
+            r["movements"][0]["location"].as_str(),
+            r["movements"][0]["after"].as_i64()
+        ),
+        (Some("lyon-bellecour"), Some(4))
+    );
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/orders/PD-R000123/returns",
+        json!({"return_id": "RET-1", "location": "lyon-bellecour", "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+    assert_eq!(status, 200, "the same return is recorded once");
+    let (status, e) = call(&t, "POST", "/api/v1/commerce/orders/PD-R000123/returns",
+        json!({"return_id": "RET-2", "location": "lyon-bellecour", "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_return")),
+        "{e}"
+    );
+    let (_, m) = t.get("/api/v1/commerce/loyalty/members/CARD-77").await;
+    let b = &m["balance"];
+    assert_eq!(
+        (
+            b["earned"].as_i64(),
+            b["pending"].as_i64(),
+            b["cancelled"].as_i64()
+        ),
+        (Some(0), Some(0), Some(89)),
+        "{m}"
+    );
+    let names = timeline_names(&t, "u-77").await;
+    assert!(
+        names.contains(&"Order Completed".to_string())
+            && names.contains(&"Order Refunded".to_string()),
+        "{names:?}"
+    );
+
+    // Points at once: a sale earns, a redemption spends, its refund gives them back.
+    // A programme is saved whole: what it leaves out takes its default.
+    let p = put(
+        &t,
+        "/api/v1/commerce/loyalty/program",
+        json!({"pending_days": 0}),
+    )
+    .await;
+    assert_eq!(
+        (p["tiers"].clone(), p["points_per_unit"].as_i64()),
+        (Value::Null, Some(1))
+    );
+    put(
+        &t,
+        "/api/v1/commerce/loyalty/program",
+        json!({"pending_days": 0, "expiry": {"kind": "months", "value": 6},
+               "tiers": {"basis": "points", "tiers": [{"name": "silver", "threshold": 50}, {"name": "gold", "threshold": 500}]}}),
+    )
+    .await;
+    let (status, e) = call(
+        &t,
+        "PUT",
+        "/api/v1/commerce/loyalty/program",
+        json!({"points_per_unit": -1}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_program")),
+        "{e}"
+    );
+    let (status, r) = call(&t, "POST", "/api/v1/commerce/sales",
+        json!({"order_id": "BC-R000001", "location": "lyon-bellecour", "customer": {"loyalty_card": "CARD-77"},
+               "lines": [{"sku": "LACE", "quantity": 2, "unit_price_minor": 3000}]})).await;
+    assert_eq!((status, r["points"].as_i64()), (201, Some(60)), "{r}");
+    let (status, m) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-77/redemptions",
+        json!({"redemption_id": "gift-1", "points": 25, "channel": "app"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(
+        (
+            m["balance"]["active"].as_i64(),
+            m["balance"]["used"].as_i64()
+        ),
+        (Some(35), Some(25))
+    );
+    let (status, _) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-77/redemptions",
+        json!({"redemption_id": "gift-1", "points": 25}),
+    )
+    .await;
+    assert_eq!(status, 200, "a redemption spends once");
+    let (status, m) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-77/redemptions/gift-1/refund",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(
+        (
+            m["balance"]["active"].as_i64(),
+            m["balance"]["used"].as_i64()
+        ),
+        (Some(60), Some(0))
+    );
+    assert_eq!(m["tier"], "silver");
+    let b = &m["balance"];
+    assert_eq!(
+        b["earned"].as_i64().unwrap(),
+        ["active", "pending", "used", "expired"]
+            .iter()
+            .map(|k| b[k].as_i64().unwrap())
+            .sum::<i64>()
+    );
+
+    // A sale of what is not there is refused whole: no order, no event.
+    let (status, e) = call(&t, "POST", "/api/v1/commerce/sales",
+        json!({"order_id": "PD-R000124", "location": "lyon-part-dieu", "customer": {"user_id": "u-77"},
+               "lines": [{"sku": "LACE", "quantity": 1, "unit_price_minor": 100}]})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{e}"
+    );
+    let (status, _) = t.get("/api/v1/commerce/orders/PD-R000124").await;
+    assert_eq!(status, 404);
+    for (body, code) in [
+        (
+            json!({"order_id": "x", "location": "lyon-bellecour", "lines": [{"sku": "SOCK-M", "quantity": 1}]}),
+            "missing_price",
+        ),
+        (
+            json!({"order_id": "x", "location": "nowhere", "lines": [{"sku": "LACE", "quantity": 1, "unit_price_minor": 1}]}),
+            "unknown_location",
+        ),
+        (
+            json!({"order_id": "x", "location": "lyon-bellecour", "customer": {"email": "not-an-email"}, "lines": [{"sku": "LACE", "quantity": 1, "unit_price_minor": 1}]}),
+            "invalid_customer",
+        ),
+        (
+            json!({"order_id": "x", "location": "lyon-bellecour", "lines": []}),
+            "invalid_lines",
+        ),
+        (
+            json!({"location": "lyon-bellecour", "lines": []}),
+            "invalid_sale",
+        ),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/commerce/sales", body).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");
+    }
+    t.stop().await;
+}
+
 on_each_store!(
     stock_is_moved_counted_and_told_per_channel,
-    the_last_unit_goes_to_one_buyer_only
+    the_last_unit_goes_to_one_buyer_only,
+    a_sale_earns_once_and_a_return_anywhere_gives_back
 );

@@ -6,6 +6,8 @@
 //! back end holds).
 
 pub mod catalogue;
+pub mod loyalty;
+pub mod sales;
 pub mod stock;
 
 use parcours_core::commerce::Refusal;

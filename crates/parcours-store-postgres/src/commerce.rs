@@ -738,21 +738,23 @@ impl PgStore {
         let mut tx = self.pool().begin().await?;
         // The order first, then the stock (in key order), then the members (in order), the
         // log last: every writer takes them in that order.
-        lock_key(&mut tx, 11, ws, &w.order.id).await?;
-        let existing = sqlx::query(sql!(
-            "SELECT {ORDER} FROM commerce_orders WHERE workspace_id = $1 AND id = $2"
-        ))
-        .bind(ws)
-        .bind(&w.order.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| order_row(&r))
-        .transpose()?;
-        match (&w.expect_status, existing) {
-            (None, Some(o)) => return Ok(Committed::OrderState(o)),
-            (Some(s), Some(o)) if &o.status != s => return Ok(Committed::OrderState(o)),
-            (Some(_), None) => return Err(sqlx::Error::RowNotFound),
-            _ => {}
+        if let Some(order) = &w.order {
+            lock_key(&mut tx, 11, ws, &order.id).await?;
+            let existing = sqlx::query(sql!(
+                "SELECT {ORDER} FROM commerce_orders WHERE workspace_id = $1 AND id = $2"
+            ))
+            .bind(ws)
+            .bind(&order.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| order_row(&r))
+            .transpose()?;
+            match (&w.expect_body, existing) {
+                (None, Some(o)) => return Ok(Committed::OrderState(o)),
+                (Some(b), Some(o)) if &o.body != b => return Ok(Committed::OrderState(o)),
+                (Some(_), None) => return Err(sqlx::Error::RowNotFound),
+                _ => {}
+            }
         }
         let movements = match move_in(&mut tx, ws, &w.movements, now).await? {
             Ok(m) => m,
@@ -791,8 +793,8 @@ impl PgStore {
                 }
             }
         }
-        let o = &w.order;
-        sqlx::query(sql!(
+        if let Some(o) = &w.order {
+            sqlx::query(sql!(
             "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
                body = excluded.body, updated_at = excluded.updated_at"
@@ -807,6 +809,7 @@ impl PgStore {
         .bind(o.updated_at)
         .execute(&mut *tx)
         .await?;
+        }
         if let Some(batch) = &w.events {
             crate::event_log::append_in(&mut tx, &[batch], w.dedup_since)
                 .await
@@ -823,9 +826,10 @@ impl PgStore {
 impl Orders for PgStore {
     fn commit_commerce(&self, write: &CommerceWrite, now: Millis) -> Result<Committed> {
         match crate::retrying(|| self.run(self.commit_once(write, now))) {
-            Err(sqlx::Error::RowNotFound) => {
-                Err(StoreError::NotFound(format!("order {}", write.order.id)))
-            }
+            Err(sqlx::Error::RowNotFound) => Err(StoreError::NotFound(format!(
+                "order {}",
+                write.order.as_ref().map_or("", |o| o.id.as_str())
+            ))),
             other => other.map_err(backend),
         }
     }

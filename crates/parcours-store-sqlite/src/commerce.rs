@@ -700,17 +700,19 @@ impl Orders for SqliteStore {
         let ws = w.workspace_id.as_str();
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        let existing = order_in(&tx, ws, &w.order.id)?;
-        match (&w.expect_status, existing) {
-            (None, Some(o)) => return Ok(Committed::OrderState(o)),
-            (Some(s), Some(o)) if &o.status != s => return Ok(Committed::OrderState(o)),
-            (Some(_), None) => {
-                return Err(parcours_store::StoreError::NotFound(format!(
-                    "order {}",
-                    w.order.id
-                )))
+        if let Some(order) = &w.order {
+            let existing = order_in(&tx, ws, &order.id)?;
+            match (&w.expect_body, existing) {
+                (None, Some(o)) => return Ok(Committed::OrderState(o)),
+                (Some(b), Some(o)) if &o.body != b => return Ok(Committed::OrderState(o)),
+                (Some(_), None) => {
+                    return Err(parcours_store::StoreError::NotFound(format!(
+                        "order {}",
+                        order.id
+                    )))
+                }
+                _ => {}
             }
-            _ => {}
         }
         let movements = match move_in(&tx, ws, &w.movements, now)? {
             Ok(m) => m,
@@ -741,8 +743,8 @@ impl Orders for SqliteStore {
                 }
             }
         }
-        let o = &w.order;
-        tx.prepare_cached(&format!(
+        if let Some(o) = &w.order {
+            tx.prepare_cached(&format!(
             "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
                body = excluded.body, updated_at = excluded.updated_at"
@@ -750,6 +752,7 @@ impl Orders for SqliteStore {
         .map_err(backend)?
         .execute(params![ws, o.id, o.channel, o.status, o.member, o.body, o.created_at, o.updated_at])
         .map_err(backend)?;
+        }
         if let Some(batch) = &w.events {
             crate::event_log::append_in(&tx, batch, w.dedup_since)?;
         }

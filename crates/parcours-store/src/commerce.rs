@@ -231,10 +231,13 @@ pub struct OrderRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommerceWrite {
     pub workspace_id: String,
-    /// Created if new; with `expect_status`, updated only from that status.
-    pub order: OrderRecord,
-    /// `None`: the order must not exist yet (a new sale); `Some(s)`: it must be in status `s`.
-    pub expect_status: Option<String>,
+    /// Created if new; with `expect_body`, updated only from that state. None for a write of
+    /// loyalty entries alone (a redemption).
+    pub order: Option<OrderRecord>,
+    /// `None`: the order must not exist yet (a new sale); `Some(body)`: it must still be
+    /// stored exactly as read when the change was decided (two returns taken at once
+    /// cannot both apply to the same state).
+    pub expect_body: Option<String>,
     pub movements: Vec<Adjustment>,
     /// Loyalty entries per member, applied with [`parcours_core::commerce::loyalty::Ledger`]
     /// against the member's stored entries.
@@ -252,8 +255,8 @@ pub enum Committed {
         /// Per loyalty entry: applied, or a duplicate of one stored (nothing changed).
         loyalty: Vec<parcours_core::commerce::loyalty::Outcome>,
     },
-    /// The order exists already (`expect_status` none) or is not in the expected status:
-    /// nothing changed. The order as stored.
+    /// The order exists already (`expect_body` none) or changed since it was read: nothing
+    /// changed. The order as stored.
     OrderState(OrderRecord),
     /// A movement does not fit: nothing changed.
     Short(Shortage),

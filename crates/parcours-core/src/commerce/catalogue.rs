@@ -37,12 +37,22 @@ pub struct Component {
     pub quantity: i64,
 }
 
-/// A price in minor units (cents) of a currency, on one sales channel.
+/// A price in minor units (cents) of a currency, on one sales channel or on all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
+    /// A sales channel, or `all` (the default): the same price everywhere unless a channel
+    /// has its own.
+    #[serde(default = "all_channels")]
     pub channel: String,
     pub currency: String,
     pub amount_minor: i64,
+}
+
+/// The channel of a price that holds on every channel.
+pub const ALL_CHANNELS: &str = "all";
+
+fn all_channels() -> String {
+    ALL_CHANNELS.into()
 }
 
 impl Item {
@@ -50,12 +60,15 @@ impl Item {
         !self.components.is_empty()
     }
 
-    /// The price on a channel in a currency.
+    /// The price on a channel in a currency: the channel's own, else the one for all.
     pub fn price(&self, channel: &str, currency: &str) -> Option<i64> {
-        self.prices
-            .iter()
-            .find(|p| p.channel == channel && p.currency == currency)
-            .map(|p| p.amount_minor)
+        let on = |c: &str| {
+            self.prices
+                .iter()
+                .find(|p| p.channel == c && p.currency == currency)
+                .map(|p| p.amount_minor)
+        };
+        on(channel).or_else(|| on(ALL_CHANNELS))
     }
 
     pub fn check(&self) -> Result<(), Refusal> {
@@ -393,6 +406,19 @@ mod tests {
         };
         assert!(kit.check().is_ok());
         assert_eq!(kit.price("web", "EUR"), Some(4990));
+        assert_eq!(kit.price("pos", "EUR"), None);
+        let mut everywhere = kit.clone();
+        everywhere.prices.push(Price {
+            channel: ALL_CHANNELS.into(),
+            currency: "EUR".into(),
+            amount_minor: 5290,
+        });
+        assert_eq!(everywhere.price("pos", "EUR"), Some(5290));
+        assert_eq!(
+            everywhere.price("web", "EUR"),
+            Some(4990),
+            "a channel's own price first"
+        );
         let mut k = kit.clone();
         k.components.push(Component {
             sku: "KIT".into(),

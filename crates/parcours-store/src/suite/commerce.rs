@@ -539,7 +539,7 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
     event.event = Some("Order Completed".into());
     CommerceWrite {
         workspace_id: ws.into(),
-        order: OrderRecord {
+        order: Some(OrderRecord {
             id: id.into(),
             channel: "pos".into(),
             status: "completed".into(),
@@ -547,8 +547,8 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
             body: format!(r#"{{"id":"{id}"}}"#),
             created_at: at,
             updated_at: at,
-        },
-        expect_status: None,
+        }),
+        expect_body: None,
         movements: vec![Adjustment {
             change: Change::By(sku_delta),
             reason: "sale".into(),
@@ -656,16 +656,16 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
     assert_eq!(loyalty, vec![Outcome::Duplicate]);
     assert!(store.loyalty_entries("w1", "CARD-2").unwrap().is_empty());
 
-    // A status change applies from the status it expects only.
+    // A change applies only to the state it was decided on.
     let mut collected = sale("w1", "R1", None, 1, T0 + 6);
-    collected.order.status = "returned".into();
-    collected.expect_status = Some("shipped".into());
+    collected.order.as_mut().unwrap().status = "returned".into();
+    collected.expect_body = Some(r#"{"id":"R1","status":"shipped"}"#.into());
     collected.events = None;
     assert!(matches!(
         store.commit_commerce(&collected, T0 + 6).unwrap(),
         Committed::OrderState(_)
     ));
-    collected.expect_status = Some("completed".into());
+    collected.expect_body = Some(r#"{"id":"R1"}"#.into());
     assert!(matches!(
         store.commit_commerce(&collected, T0 + 6).unwrap(),
         Committed::Done { .. }
@@ -675,12 +675,35 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
         (o.status.as_str(), o.created_at, o.updated_at),
         ("returned", T0 + 1, T0 + 6)
     );
-    collected.order.id = "NONE".into();
+    collected.order.as_mut().unwrap().id = "NONE".into();
     assert!(matches!(
         store.commit_commerce(&collected, T0 + 7),
         Err(StoreError::NotFound(_))
     ));
 
+    // Loyalty entries alone (a redemption), with no order.
+    let burn = CommerceWrite {
+        workspace_id: "w1".into(),
+        order: None,
+        expect_body: None,
+        movements: vec![],
+        loyalty: vec![(
+            "CARD-1".into(),
+            Entry::Burn {
+                redemption: "gift".into(),
+                points: 20,
+                at: T0 + 8,
+                channel: "web".into(),
+            },
+        )],
+        events: None,
+        dedup_since: 0,
+    };
+    assert!(matches!(
+        store.commit_commerce(&burn, T0 + 8).unwrap(),
+        Committed::Done { .. }
+    ));
+    assert_eq!(store.loyalty_entries("w1", "CARD-1").unwrap().len(), 2);
     assert_eq!(store.loyalty_program("w1").unwrap(), None);
     store
         .put_loyalty_program("w1", r#"{"points_per_unit":1}"#, T0)
