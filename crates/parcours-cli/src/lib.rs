@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_audiences;
+pub mod bench_commerce;
 pub mod bench_console;
 pub mod bench_journey_timers;
 pub mod bench_journeys;

@@ -327,6 +327,20 @@ enum BenchKind {
         #[arg(long)]
         skip_recompute: bool,
     },
+    /// Check-and-reserve on one hot SKU and over 10,000 SKUs (zero oversell checked) and
+    /// availability look-ups, against the bare store doing the same writes; on PostgreSQL
+    /// too with --database postgres://….
+    Commerce {
+        /// Reservations per run.
+        #[arg(long, default_value_t = 100_000)]
+        reservations: usize,
+        /// Clients reserving at once.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// Availability look-ups.
+        #[arg(long, default_value_t = 10_000)]
+        lookups: usize,
+    },
     /// Durable timers: written, a restart, then each fired as it comes due (lateness, exactly
     /// once, peak memory), against the scheduler's drain rate measured in the same run.
     Timers {
@@ -639,6 +653,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 rounds: rounds.max(1),
             })
             .await
+        }
+        Command::Bench {
+            which:
+                BenchKind::Commerce {
+                    reservations,
+                    threads,
+                    lookups,
+                },
+        } => {
+            let b = parcours_cli::bench_commerce::CommerceBench {
+                reservations,
+                threads,
+                lookups,
+                database: config.database.clone(),
+            };
+            tokio::task::spawn_blocking(move || parcours_cli::bench_commerce::run(b)).await?
         }
         Command::Bench {
             which:
