@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
-use parcours_service::commerce::{catalogue, loyalty, sales, stock};
+use parcours_service::commerce::{catalogue, loyalty, orders, sales, stock};
 use parcours_store::{Movement, Reservation, StockLevel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -35,7 +35,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_reservation, release))
         .routes(routes!(fulfil))
         .routes(routes!(sale))
+        .routes(routes!(place_order))
         .routes(routes!(get_order))
+        .routes(routes!(order_status))
         .routes(routes!(order_return))
         .routes(routes!(get_program, put_program))
         .routes(routes!(member))
@@ -588,8 +590,8 @@ async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (st, actor) = (store(&state), caller.actor());
-    let o = blocking(move || Ok(sales::order(st.as_ref(), &actor, &id)?)).await?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let o = blocking(move || Ok(orders::order_now(st.as_ref(), &actor, &id, now)?)).await?;
     Ok(Json(json!(o)))
 }
 
@@ -725,4 +727,56 @@ async fn refund_redemption(
     let (_, a) =
         blocking(move || Ok(loyalty::refund(st.as_ref(), &actor, &card, &id, now)?)).await?;
     Ok(Json(account_json(&a)))
+}
+
+/// Places an order of the web shop, the app or the call centre (`{"order_id", "channel"?:
+/// "web", "currency"?, "customer"?, "lines": [{"sku", "quantity", "unit_price_minor"?}],
+/// "fulfilment": {"kind": "pickup", "location"} | {"kind": "ship", "strategy"?: "priority" |
+/// "nearest" | "most_stock", "split"?: true, "latitude"?, "longitude"?}}`): its units are
+/// allocated and held at once, all or nothing, and `Order Completed` lands on the timeline.
+/// `201`; `200` when the order id was recorded already.
+#[utoipa::path(post, path = "/commerce/orders", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 201, description = "placed", body = Answer),
+               (status = 200, description = "placed already", body = Answer), Refusals))]
+async fn place_order(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_order")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r = blocking(move || Ok(orders::place(st.as_ref(), &actor, body, now)?)).await?;
+    if r.created {
+        state.engine.wake_unify();
+    }
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(recorded_answer(&r))))
+}
+
+/// Moves an order on: `{"status": "ready_for_pickup" | "collected" | "shipped" |
+/// "cancelled", "pickup_hours"?: 72}`, each change with its event on the timeline (`Order
+/// Ready for Pickup` …). Collected or shipped: the units leave the stock and the member earns
+/// her points. Past its pickup deadline a ready order reads `not_collected` and its units are
+/// for sale again.
+#[utoipa::path(post, path = "/commerce/orders/{id}/status", tag = "commerce", request_body = Answer,
+    params(("id" = String, Path, description = "the order id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the order after", body = Answer), Refusals))]
+async fn order_status(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_status")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let r =
+        blocking(move || Ok(orders::change_status(st.as_ref(), &actor, &id, body, now)?)).await?;
+    state.engine.wake_unify();
+    Ok(Json(recorded_answer(&r)))
 }

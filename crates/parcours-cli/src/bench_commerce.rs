@@ -186,7 +186,10 @@ fn lookups(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Duration>> {
         out.push(start.elapsed());
         // Three locations of a million each, less what the spread run reserved.
         if !(2_000_000..=3_000_000).contains(&found[0].available) {
-            bail!("availability read {} of about 3,000,000", found[0].available);
+            bail!(
+                "availability read {} of about 3,000,000",
+                found[0].available
+            );
         }
     }
     out.sort();

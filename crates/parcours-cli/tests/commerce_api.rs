@@ -5,7 +5,9 @@
 #[macro_use]
 mod common;
 
-use common::{call, call_with, start_on, Backend, TestNode};
+use std::sync::Arc;
+
+use common::{call, call_with, start_on, start_with_clock, Backend, ShiftedClock, TestNode};
 use serde_json::{json, Value};
 
 async fn put(t: &TestNode, path: &str, body: Value) -> Value {
@@ -681,7 +683,261 @@ async fn a_sale_earns_once_and_a_return_anywhere_gives_back(backend: Backend) {
     t.stop().await;
 }
 
+/// Shoes for sale at Bellecour.
+async fn bellecour_shoes(t: &TestNode) -> i64 {
+    let (_, a) = t
+        .get("/api/v1/commerce/availability?skus=SHOE-42&location=lyon-bellecour")
+        .await;
+    a["items"][0]["available"].as_i64().unwrap()
+}
+
+async fn move_on(t: &TestNode, id: &str, body: Value) -> (u16, Value) {
+    call(
+        t,
+        "POST",
+        &format!("/api/v1/commerce/orders/{id}/status"),
+        body,
+    )
+    .await
+}
+
+/// The acceptance path: a web click & collect order for the last unit in Lyon while the
+/// shop's till sells that unit (one is refused), the order ready, collected (points earned),
+/// a redemption refunded, the goods returned in another shop (points taken back), every step
+/// on the customer's timeline; and a ready order nobody collects frees its units at its
+/// deadline.
+async fn click_and_collect_from_order_to_return(backend: Backend) {
+    let clock = Arc::new(ShiftedClock::default());
+    let t = start_with_clock("commerce-cc", backend, clock.clone(), |_| {}).await;
+    shop_setup(&t).await;
+    put(
+        &t,
+        "/api/v1/commerce/loyalty/program",
+        json!({"pending_days": 0}),
+    )
+    .await;
+    let order = |id: &str| {
+        json!({"order_id": id, "channel": "web",
+               "customer": {"user_id": "u-ann", "email": "ann@example.com", "loyalty_card": "CARD-ANN"},
+               "lines": [{"sku": "SHOE-42", "quantity": 1}],
+               "fulfilment": {"kind": "pickup", "location": "lyon-part-dieu"}})
+    };
+    let till = json!({"order_id": "PD-R000900", "location": "lyon-part-dieu",
+                      "lines": [{"sku": "SHOE-42", "quantity": 1}]});
+    let (web, shop) = tokio::join!(
+        call(&t, "POST", "/api/v1/commerce/orders", order("W-1001")),
+        call(&t, "POST", "/api/v1/commerce/sales", till)
+    );
+    let statuses = [web.0, shop.0];
+    assert!(
+        statuses.contains(&201) && statuses.contains(&409),
+        "{web:?} {shop:?}"
+    );
+    let refused = if web.0 == 409 { &web.1 } else { &shop.1 };
+    assert_eq!(refused["code"], "insufficient_stock", "{refused}");
+    let id = if web.0 == 201 {
+        "W-1001"
+    } else {
+        // The till won: a new unit arrives and the customer orders again.
+        let (status, _) = call(&t, "POST", "/api/v1/commerce/stock/movements",
+            json!({"movements": [{"sku": "SHOE-42", "location": "lyon-part-dieu", "delta": 1, "reason": "received"}]})).await;
+        assert_eq!(status, 200);
+        let (status, r) = call(&t, "POST", "/api/v1/commerce/orders", order("W-1002")).await;
+        assert_eq!(status, 201, "{r}");
+        "W-1002"
+    };
+    let (_, o) = t.get(&format!("/api/v1/commerce/orders/{id}")).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["allocation"][0]["location"].as_str()
+        ),
+        (Some("placed"), Some("lyon-part-dieu")),
+        "{o}"
+    );
+    let (status, e) = move_on(&t, id, json!({"status": "collected"})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{e}"
+    );
+    let (code, r) = move_on(
+        &t,
+        id,
+        json!({"status": "ready_for_pickup", "pickup_hours": 48}),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert!(r["order"]["pickup_deadline"].is_string());
+    let (code, r) = move_on(&t, id, json!({"status": "collected"})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        (r["points"].as_i64(), r["movements"][0]["after"].as_i64()),
+        (Some(89), Some(0)),
+        "{r}"
+    );
+    let (_, a) = t.get("/api/v1/commerce/stock?skus=SHOE-42").await;
+    let pd = a["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["location"] == "lyon-part-dieu")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (pd["on_hand"].as_i64(), pd["reserved"].as_i64()),
+        (Some(0), Some(0)),
+        "{pd}"
+    );
+
+    // Points spent and refunded come back exactly; the return takes the order's back.
+    let (code, _) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-ANN/redemptions",
+        json!({"redemption_id": "coffee", "points": 20, "channel": "app"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, m) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/loyalty/members/CARD-ANN/redemptions/coffee/refund",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (code, m["balance"]["active"].as_i64()),
+        (200, Some(89)),
+        "{m}"
+    );
+    let (code, r) = call(&t, "POST", &format!("/api/v1/commerce/orders/{id}/returns"),
+        json!({"return_id": "RET-ANN", "location": "lyon-bellecour", "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+    assert_eq!((code, r["points"].as_i64()), (201, Some(-89)), "{r}");
+    let (_, m) = t.get("/api/v1/commerce/loyalty/members/CARD-ANN").await;
+    assert_eq!(
+        (
+            m["balance"]["active"].as_i64(),
+            m["balance"]["cancelled"].as_i64()
+        ),
+        (Some(0), Some(89)),
+        "{m}"
+    );
+    let names = timeline_names(&t, "u-ann").await;
+    for step in [
+        "Order Completed",
+        "Order Ready for Pickup",
+        "Order Collected",
+        "Order Refunded",
+    ] {
+        assert!(
+            names.iter().any(|n| n == step),
+            "{step} missing from {names:?}"
+        );
+    }
+
+    // Nobody comes: at the deadline the units are for sale again, and too late to collect.
+    let (code, r) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/orders",
+        json!({"order_id": "W-2000", "customer": {"user_id": "u-bob"},
+               "lines": [{"sku": "SHOE-42", "quantity": 2}],
+               "fulfilment": {"kind": "pickup", "location": "lyon-bellecour"}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{r}");
+    let (code, _) = move_on(
+        &t,
+        "W-2000",
+        json!({"status": "ready_for_pickup", "pickup_hours": 1}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    // 3 received, 1 returned, 2 held for Bob.
+    assert_eq!(bellecour_shoes(&t).await, 2);
+    clock.advance(3_600_001);
+    assert_eq!(bellecour_shoes(&t).await, 4);
+    let (_, o) = t.get("/api/v1/commerce/orders/W-2000").await;
+    assert_eq!(o["status"], "not_collected", "{o}");
+    let (code, e) = move_on(&t, "W-2000", json!({"status": "collected"})).await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("pickup_expired")),
+        "{e}"
+    );
+    let (code, _) = move_on(&t, "W-2000", json!({"status": "cancelled"})).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        bellecour_shoes(&t).await,
+        4,
+        "cancelling after the deadline releases nothing twice"
+    );
+
+    // Delivery spreads an order over the web channel's locations, nearest first.
+    let (code, r) = call(&t, "POST", "/api/v1/commerce/orders",
+        json!({"order_id": "W-3000", "customer": {"anonymous_id": "anon-9"},
+               "lines": [{"sku": "SHOE-42", "quantity": 12}],
+               "fulfilment": {"kind": "ship", "strategy": "nearest", "latitude": 45.70, "longitude": 4.89}})).await;
+    assert_eq!(code, 201, "{r}");
+    let alloc = r["order"]["allocation"].as_array().unwrap();
+    assert_eq!(alloc[0]["location"], "entrepot-venissieux", "{r}");
+    assert_eq!(
+        alloc
+            .iter()
+            .map(|l| l["quantity"].as_i64().unwrap())
+            .sum::<i64>(),
+        12
+    );
+    let (code, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/orders",
+        json!({"order_id": "W-3001", "lines": [{"sku": "SHOE-42", "quantity": 1}],
+               "fulfilment": {"kind": "pickup", "location": "entrepot-venissieux"}}),
+    )
+    .await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (422, Some("pickup_unavailable")),
+        "{e}"
+    );
+    let (code, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/orders",
+        json!({"order_id": "W-3002", "lines": [{"sku": "SHOE-42", "quantity": 99}],
+               "fulfilment": {"kind": "ship"}}),
+    )
+    .await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{e}"
+    );
+    let (code, e) = call(&t, "POST", "/api/v1/commerce/orders/W-3000/returns",
+        json!({"return_id": "R", "location": "lyon-bellecour", "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("not_returnable")),
+        "{e}"
+    );
+    let (code, r) = move_on(&t, "W-3000", json!({"status": "shipped"})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        r["movements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["delta"].as_i64().unwrap())
+            .sum::<i64>(),
+        -12
+    );
+    t.stop().await;
+}
+
 on_each_store!(
+    click_and_collect_from_order_to_return,
     stock_is_moved_counted_and_told_per_channel,
     the_last_unit_goes_to_one_buyer_only,
     a_sale_earns_once_and_a_return_anywhere_gives_back

@@ -298,6 +298,166 @@ async fn move_in(
     Ok(Ok(moved))
 }
 
+/// Check-and-reserve inside the caller's transaction (see [`Commerce::reserve`]); the caller
+/// commits only what was held.
+async fn reserve_in(
+    c: &mut PgConnection,
+    request: &ReserveRequest,
+    now: Millis,
+) -> SqlResult<Reserved> {
+    let ws = request.workspace_id.as_str();
+    lock_reference(&mut *c, ws, &request.reference).await?;
+    let before = reference_rows(&mut *c, ws, &request.reference, now).await?;
+    let keys: BTreeSet<Key> = request
+        .demand
+        .keys()
+        .cloned()
+        .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
+        .collect();
+    let levels = lock_levels(&mut *c, ws, &keys, request.backorder, now).await?;
+    let held = if before.is_empty() {
+        before
+    } else {
+        reference_rows(&mut *c, ws, &request.reference, now).await?
+    };
+    if !held.is_empty() {
+        let live: Vec<&Reservation> = held
+            .iter()
+            .filter(|r| r.state == ReservationState::Active)
+            .collect();
+        let same = live.len() == request.demand.len()
+            && live.iter().all(|r| {
+                request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
+            });
+        if same {
+            return Ok(Reserved::AlreadyHeld(held));
+        }
+        if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
+            return Ok(Reserved::ReferenceTaken(held));
+        }
+    }
+    let short = inventory::shortages(&request.demand, &levels, request.backorder);
+    if !short.is_empty() {
+        return Ok(Reserved::Short(short));
+    }
+    if !held.is_empty() {
+        sqlx::query("DELETE FROM stock_reservations WHERE workspace_id = $1 AND reference = $2")
+            .bind(ws)
+            .bind(&request.reference)
+            .execute(&mut *c)
+            .await?;
+    }
+    // Every changed quantity written back, including the keys only swept.
+    let mut levels = levels;
+    let mut rows = Vec::with_capacity(request.demand.len());
+    for (key, &quantity) in &request.demand {
+        levels.entry(key.clone()).or_default().reserved += quantity;
+        sqlx::query(sql!(
+            "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, NULL, $7)"
+        ))
+        .bind(&request.reference)
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(quantity)
+        .bind(now)
+        .bind(request.expires_at)
+        .bind(ws)
+        .execute(&mut *c)
+        .await?;
+        rows.push(Reservation {
+            reference: request.reference.clone(),
+            sku: key.0.clone(),
+            location: key.1.clone(),
+            quantity,
+            state: ReservationState::Active,
+            created_at: now,
+            expires_at: request.expires_at,
+            settled_at: None,
+        });
+    }
+    for (key, q) in &levels {
+        write_level(&mut *c, ws, key, q, now).await?;
+    }
+    Ok(Reserved::Held(rows))
+}
+
+/// Releases (`reason` none) or fulfils a reference's live rows inside the caller's
+/// transaction.
+async fn settle_in(
+    c: &mut PgConnection,
+    workspace: &str,
+    reference: &str,
+    now: Millis,
+    reason: Option<&str>,
+) -> SqlResult<(Vec<Reservation>, Option<Vec<Movement>>)> {
+    lock_reference(&mut *c, workspace, reference).await?;
+    let rows = reference_rows(&mut *c, workspace, reference, now).await?;
+    let keys: BTreeSet<Key> = rows
+        .iter()
+        .map(|r| (r.sku.clone(), r.location.clone()))
+        .collect();
+    let mut levels = lock_levels(&mut *c, workspace, &keys, false, now).await?;
+    let live: Vec<&Reservation> = rows
+        .iter()
+        .filter(|r| r.state == ReservationState::Active)
+        .collect();
+    if live.is_empty() {
+        for (key, q) in &levels {
+            write_level(&mut *c, workspace, key, q, now).await?;
+        }
+        let rows = reference_rows(&mut *c, workspace, reference, now).await?;
+        return Ok((rows, None));
+    }
+    let state = if reason.is_some() {
+        "fulfilled"
+    } else {
+        "released"
+    };
+    let mut moved = Vec::new();
+    for r in &live {
+        let key = (r.sku.clone(), r.location.clone());
+        let q = levels.entry(key.clone()).or_default();
+        q.reserved -= r.quantity;
+        if let Some(reason) = reason {
+            let taken = r.quantity.min(q.on_hand);
+            q.on_hand -= taken;
+            let after = q.on_hand;
+            moved.push(
+                record_movement(
+                    &mut *c,
+                    workspace,
+                    &key,
+                    StockState::OnHand,
+                    -taken,
+                    after,
+                    reason,
+                    Some(reference),
+                    now,
+                )
+                .await?,
+            );
+        }
+        sqlx::query(
+            "UPDATE stock_reservations SET state = $5, settled_at = $6
+             WHERE workspace_id = $1 AND reference = $2 AND sku = $3 AND location_id = $4",
+        )
+        .bind(workspace)
+        .bind(reference)
+        .bind(&r.sku)
+        .bind(&r.location)
+        .bind(state)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    }
+    for (key, q) in &levels {
+        write_level(&mut *c, workspace, key, q, now).await?;
+    }
+    let rows = reference_rows(&mut *c, workspace, reference, now).await?;
+    Ok((rows, reason.map(|_| moved)))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
 }
@@ -322,88 +482,14 @@ impl PgStore {
     }
 
     async fn reserve_once(&self, request: &ReserveRequest, now: Millis) -> SqlResult<Reserved> {
-        let ws = request.workspace_id.as_str();
         let mut tx = self.pool().begin().await?;
-        lock_reference(&mut tx, ws, &request.reference).await?;
-        let before = reference_rows(&mut tx, ws, &request.reference, now).await?;
-        let keys: BTreeSet<Key> = request
-            .demand
-            .keys()
-            .cloned()
-            .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
-            .collect();
-        let levels = lock_levels(&mut tx, ws, &keys, request.backorder, now).await?;
-        let held = if before.is_empty() {
-            before
-        } else {
-            reference_rows(&mut tx, ws, &request.reference, now).await?
-        };
-        if !held.is_empty() {
-            let live: Vec<&Reservation> = held
-                .iter()
-                .filter(|r| r.state == ReservationState::Active)
-                .collect();
-            let same = live.len() == request.demand.len()
-                && live.iter().all(|r| {
-                    request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
-                });
-            if same {
-                return Ok(Reserved::AlreadyHeld(held));
-            }
-            if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
-                return Ok(Reserved::ReferenceTaken(held));
-            }
+        let reserved = reserve_in(&mut tx, request, now).await?;
+        if matches!(reserved, Reserved::Held(_)) {
+            tx.commit().await?;
         }
-        let short = inventory::shortages(&request.demand, &levels, request.backorder);
-        if !short.is_empty() {
-            return Ok(Reserved::Short(short));
-        }
-        if !held.is_empty() {
-            sqlx::query(
-                "DELETE FROM stock_reservations WHERE workspace_id = $1 AND reference = $2",
-            )
-            .bind(ws)
-            .bind(&request.reference)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Every changed quantity written back, including the keys only swept.
-        let mut levels = levels;
-        let mut rows = Vec::with_capacity(request.demand.len());
-        for (key, &quantity) in &request.demand {
-            levels.entry(key.clone()).or_default().reserved += quantity;
-            sqlx::query(sql!(
-                "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
-                 VALUES ($1, $2, $3, $4, 'active', $5, $6, NULL, $7)"
-            ))
-            .bind(&request.reference)
-            .bind(&key.0)
-            .bind(&key.1)
-            .bind(quantity)
-            .bind(now)
-            .bind(request.expires_at)
-            .bind(ws)
-            .execute(&mut *tx)
-            .await?;
-            rows.push(Reservation {
-                reference: request.reference.clone(),
-                sku: key.0.clone(),
-                location: key.1.clone(),
-                quantity,
-                state: ReservationState::Active,
-                created_at: now,
-                expires_at: request.expires_at,
-                settled_at: None,
-            });
-        }
-        for (key, q) in &levels {
-            write_level(&mut tx, ws, key, q, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Reserved::Held(rows))
+        Ok(reserved)
     }
 
-    /// Releases (`reason` none) or fulfils a reference's live rows.
     async fn settle_once(
         &self,
         workspace: &str,
@@ -412,73 +498,9 @@ impl PgStore {
         reason: Option<&str>,
     ) -> SqlResult<(Vec<Reservation>, Option<Vec<Movement>>)> {
         let mut tx = self.pool().begin().await?;
-        lock_reference(&mut tx, workspace, reference).await?;
-        let rows = reference_rows(&mut tx, workspace, reference, now).await?;
-        let keys: BTreeSet<Key> = rows
-            .iter()
-            .map(|r| (r.sku.clone(), r.location.clone()))
-            .collect();
-        let mut levels = lock_levels(&mut tx, workspace, &keys, false, now).await?;
-        let live: Vec<&Reservation> = rows
-            .iter()
-            .filter(|r| r.state == ReservationState::Active)
-            .collect();
-        if live.is_empty() {
-            for (key, q) in &levels {
-                write_level(&mut tx, workspace, key, q, now).await?;
-            }
-            let rows = reference_rows(&mut tx, workspace, reference, now).await?;
-            tx.commit().await?;
-            return Ok((rows, None));
-        }
-        let state = if reason.is_some() {
-            "fulfilled"
-        } else {
-            "released"
-        };
-        let mut moved = Vec::new();
-        for r in &live {
-            let key = (r.sku.clone(), r.location.clone());
-            let q = levels.entry(key.clone()).or_default();
-            q.reserved -= r.quantity;
-            if let Some(reason) = reason {
-                let taken = r.quantity.min(q.on_hand);
-                q.on_hand -= taken;
-                let after = q.on_hand;
-                moved.push(
-                    record_movement(
-                        &mut tx,
-                        workspace,
-                        &key,
-                        StockState::OnHand,
-                        -taken,
-                        after,
-                        reason,
-                        Some(reference),
-                        now,
-                    )
-                    .await?,
-                );
-            }
-            sqlx::query(
-                "UPDATE stock_reservations SET state = $5, settled_at = $6
-                 WHERE workspace_id = $1 AND reference = $2 AND sku = $3 AND location_id = $4",
-            )
-            .bind(workspace)
-            .bind(reference)
-            .bind(&r.sku)
-            .bind(&r.location)
-            .bind(state)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (key, q) in &levels {
-            write_level(&mut tx, workspace, key, q, now).await?;
-        }
-        let rows = reference_rows(&mut tx, workspace, reference, now).await?;
+        let out = settle_in(&mut tx, workspace, reference, now, reason).await?;
         tx.commit().await?;
-        Ok((rows, reason.map(|_| moved)))
+        Ok(out)
     }
 }
 
@@ -756,10 +778,57 @@ impl PgStore {
                 _ => {}
             }
         }
-        let movements = match move_in(&mut tx, ws, &w.movements, now).await? {
-            Ok(m) => m,
-            Err(short) => return Ok(Committed::Short(short)),
-        };
+        let mut reserved = Vec::new();
+        if let Some(r) = &w.reserve {
+            match reserve_in(&mut tx, r, now).await? {
+                Reserved::Held(rows) | Reserved::AlreadyHeld(rows) => reserved = rows,
+                Reserved::Short(short) => return Ok(Committed::Short(short)),
+                Reserved::ReferenceTaken(rows) => return Ok(Committed::ReferenceTaken(rows)),
+            }
+        }
+        let mut movements = Vec::new();
+        if let Some(settle) = &w.settle {
+            match settle_in(
+                &mut tx,
+                ws,
+                &settle.reference,
+                now,
+                settle.fulfil.as_deref(),
+            )
+            .await?
+            {
+                (_, Some(moved)) => movements = moved,
+                (rows, None) if settle.fulfil.is_some() => return Ok(Committed::NotHeld(rows)),
+                (rows, None) if !rows.iter().any(|r| r.state == ReservationState::Released) => {
+                    return Ok(Committed::NotHeld(rows))
+                }
+                _ => {}
+            }
+        }
+        if let Some((reference, until)) = &w.hold_until {
+            lock_reference(&mut tx, ws, reference).await?;
+            let held = sqlx::query(
+                "UPDATE stock_reservations SET expires_at = $3
+                 WHERE workspace_id = $1 AND reference = $2 AND state = 'active'
+                   AND (expires_at IS NULL OR expires_at > $4)",
+            )
+            .bind(ws)
+            .bind(reference)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held == 0 {
+                return Ok(Committed::NotHeld(
+                    reference_rows(&mut tx, ws, reference, now).await?,
+                ));
+            }
+        }
+        match move_in(&mut tx, ws, &w.movements, now).await? {
+            Ok(m) => movements.extend(m),
+            Err(short) => return Ok(Committed::Short(vec![short])),
+        }
         let members: BTreeSet<&str> = w.loyalty.iter().map(|(m, _)| m.as_str()).collect();
         for m in &members {
             lock_key(&mut tx, 13, ws, m).await?;
@@ -817,6 +886,7 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(Committed::Done {
+            reserved,
             movements,
             loyalty: outcomes,
         })

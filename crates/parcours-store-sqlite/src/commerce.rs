@@ -276,6 +276,93 @@ fn move_in(
     Ok(Ok(moved))
 }
 
+/// Check-and-reserve inside the caller's transaction (see [`Commerce::reserve`]); the caller
+/// commits only what was held.
+fn reserve_in(tx: &Transaction<'_>, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
+    let ws = request.workspace_id.as_str();
+    // The reference's own keys are swept too: its expired rows may be replaced below, and
+    // their units must have left `reserved` first.
+    let before = reference_rows(tx, ws, &request.reference, now)?;
+    let keys: std::collections::BTreeSet<Key> = request
+        .demand
+        .keys()
+        .cloned()
+        .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
+        .collect();
+    let mut levels = BTreeMap::new();
+    for key in &keys {
+        if let Some(q) = sweep_and_read(tx, ws, key, now)? {
+            levels.insert(key.clone(), q);
+        }
+    }
+    let held = if before.is_empty() {
+        before
+    } else {
+        reference_rows(tx, ws, &request.reference, now)?
+    };
+    if !held.is_empty() {
+        let live: Vec<&Reservation> = held
+            .iter()
+            .filter(|r| r.state == ReservationState::Active)
+            .collect();
+        let same = live.len() == request.demand.len()
+            && live.iter().all(|r| {
+                request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
+            });
+        if same {
+            return Ok(Reserved::AlreadyHeld(held));
+        }
+        if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
+            return Ok(Reserved::ReferenceTaken(held));
+        }
+    }
+    let short = inventory::shortages(&request.demand, &levels, request.backorder);
+    if !short.is_empty() {
+        return Ok(Reserved::Short(short));
+    }
+    // A reference whose rows were released or expired is reserved afresh.
+    if !held.is_empty() {
+        tx.prepare_cached(
+            "DELETE FROM stock_reservations WHERE workspace_id = ?1 AND reference = ?2",
+        )
+        .map_err(backend)?
+        .execute(params![ws, request.reference])
+        .map_err(backend)?;
+    }
+    let mut rows = Vec::with_capacity(request.demand.len());
+    for (key, &quantity) in &request.demand {
+        let mut q = levels.get(key).copied().unwrap_or_default();
+        q.reserved += quantity;
+        write_level(tx, ws, key, &q, now)?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
+             VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, NULL, ?7)"
+        ))
+        .map_err(backend)?
+        .execute(params![
+            request.reference,
+            key.0,
+            key.1,
+            quantity,
+            now,
+            request.expires_at,
+            ws
+        ])
+        .map_err(backend)?;
+        rows.push(Reservation {
+            reference: request.reference.clone(),
+            sku: key.0.clone(),
+            location: key.1.clone(),
+            quantity,
+            state: ReservationState::Active,
+            created_at: now,
+            expires_at: request.expires_at,
+            settled_at: None,
+        });
+    }
+    Ok(Reserved::Held(rows))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
 }
@@ -450,91 +537,13 @@ impl Commerce for SqliteStore {
     }
 
     fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
-        let ws = request.workspace_id.as_str();
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        // The reference's own keys are swept too: its expired rows may be replaced below, and
-        // their units must have left `reserved` first.
-        let before = reference_rows(&tx, ws, &request.reference, now)?;
-        let keys: std::collections::BTreeSet<Key> = request
-            .demand
-            .keys()
-            .cloned()
-            .chain(before.iter().map(|r| (r.sku.clone(), r.location.clone())))
-            .collect();
-        let mut levels = BTreeMap::new();
-        for key in &keys {
-            if let Some(q) = sweep_and_read(&tx, ws, key, now)? {
-                levels.insert(key.clone(), q);
-            }
+        let reserved = reserve_in(&tx, request, now)?;
+        if matches!(reserved, Reserved::Held(_)) {
+            tx.commit().map_err(backend)?;
         }
-        let held = if before.is_empty() {
-            before
-        } else {
-            reference_rows(&tx, ws, &request.reference, now)?
-        };
-        if !held.is_empty() {
-            let live: Vec<&Reservation> = held
-                .iter()
-                .filter(|r| r.state == ReservationState::Active)
-                .collect();
-            let same = live.len() == request.demand.len()
-                && live.iter().all(|r| {
-                    request.demand.get(&(r.sku.clone(), r.location.clone())) == Some(&r.quantity)
-                });
-            if same {
-                return Ok(Reserved::AlreadyHeld(held));
-            }
-            if !live.is_empty() || held.iter().any(|r| r.state == ReservationState::Fulfilled) {
-                return Ok(Reserved::ReferenceTaken(held));
-            }
-        }
-        let short = inventory::shortages(&request.demand, &levels, request.backorder);
-        if !short.is_empty() {
-            return Ok(Reserved::Short(short));
-        }
-        // A reference whose rows were released or expired is reserved afresh.
-        if !held.is_empty() {
-            tx.prepare_cached(
-                "DELETE FROM stock_reservations WHERE workspace_id = ?1 AND reference = ?2",
-            )
-            .map_err(backend)?
-            .execute(params![ws, request.reference])
-            .map_err(backend)?;
-        }
-        let mut rows = Vec::with_capacity(request.demand.len());
-        for (key, &quantity) in &request.demand {
-            let mut q = levels.get(key).copied().unwrap_or_default();
-            q.reserved += quantity;
-            write_level(&tx, ws, key, &q, now)?;
-            tx.prepare_cached(&format!(
-                "INSERT INTO stock_reservations ({RESERVATION}, workspace_id)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, NULL, ?7)"
-            ))
-            .map_err(backend)?
-            .execute(params![
-                request.reference,
-                key.0,
-                key.1,
-                quantity,
-                now,
-                request.expires_at,
-                ws
-            ])
-            .map_err(backend)?;
-            rows.push(Reservation {
-                reference: request.reference.clone(),
-                sku: key.0.clone(),
-                location: key.1.clone(),
-                quantity,
-                state: ReservationState::Active,
-                created_at: now,
-                expires_at: request.expires_at,
-                settled_at: None,
-            });
-        }
-        tx.commit().map_err(backend)?;
-        Ok(Reserved::Held(rows))
+        Ok(reserved)
     }
 
     fn release_reservation(
@@ -572,8 +581,6 @@ impl Commerce for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Releases (`reason` none) or fulfils a reference's live rows. Returns the rows as they
-    /// end up and, for a fulfilment that took units, its movements.
     fn settle(
         &self,
         workspace: &str,
@@ -583,70 +590,83 @@ impl SqliteStore {
     ) -> Result<(Vec<Reservation>, Option<Vec<Movement>>)> {
         let mut conn = self.writer();
         let tx = conn.transaction().map_err(backend)?;
-        let rows = reference_rows(&tx, workspace, reference, now)?;
-        let mut keys: Vec<Key> = rows
-            .iter()
-            .map(|r| (r.sku.clone(), r.location.clone()))
-            .collect();
-        keys.sort();
-        let mut levels = BTreeMap::new();
-        for key in &keys {
-            levels.insert(
-                key.clone(),
-                sweep_and_read(&tx, workspace, key, now)?.unwrap_or_default(),
-            );
-        }
-        let live: Vec<&Reservation> = rows
-            .iter()
-            .filter(|r| r.state == ReservationState::Active)
-            .collect();
-        if live.is_empty() {
-            let rows = reference_rows(&tx, workspace, reference, now)?;
-            tx.commit().map_err(backend)?;
-            return Ok((rows, None));
-        }
-        let state = if reason.is_some() {
-            "fulfilled"
-        } else {
-            "released"
-        };
-        let mut moved = Vec::new();
-        for r in &live {
-            let key = (r.sku.clone(), r.location.clone());
-            let q = levels.get_mut(&key).expect("every row's level was read");
-            q.reserved -= r.quantity;
-            if let Some(reason) = reason {
-                // A count may have found fewer units than were promised: the stock cannot
-                // go below zero, whatever left.
-                let taken = r.quantity.min(q.on_hand);
-                q.on_hand -= taken;
-                moved.push(record_movement(
-                    &tx,
-                    workspace,
-                    &key,
-                    StockState::OnHand,
-                    -taken,
-                    q.on_hand,
-                    reason,
-                    Some(reference),
-                    now,
-                )?);
-            }
-            tx.prepare_cached(
-                "UPDATE stock_reservations SET state = ?5, settled_at = ?6
-                 WHERE workspace_id = ?1 AND reference = ?2 AND sku = ?3 AND location_id = ?4",
-            )
-            .map_err(backend)?
-            .execute(params![workspace, reference, r.sku, r.location, state, now])
-            .map_err(backend)?;
-        }
-        for (key, q) in &levels {
-            write_level(&tx, workspace, key, q, now)?;
-        }
-        let rows = reference_rows(&tx, workspace, reference, now)?;
+        let out = settle_in(&tx, workspace, reference, now, reason)?;
         tx.commit().map_err(backend)?;
-        Ok((rows, reason.map(|_| moved)))
+        Ok(out)
     }
+}
+
+/// Releases (`reason` none) or fulfils a reference's live rows inside the caller's
+/// transaction. Returns the rows as they end up and, for a fulfilment that took units, its
+/// movements.
+fn settle_in(
+    tx: &Transaction<'_>,
+    workspace: &str,
+    reference: &str,
+    now: Millis,
+    reason: Option<&str>,
+) -> Result<(Vec<Reservation>, Option<Vec<Movement>>)> {
+    let rows = reference_rows(tx, workspace, reference, now)?;
+    let mut keys: Vec<Key> = rows
+        .iter()
+        .map(|r| (r.sku.clone(), r.location.clone()))
+        .collect();
+    keys.sort();
+    let mut levels = BTreeMap::new();
+    for key in &keys {
+        levels.insert(
+            key.clone(),
+            sweep_and_read(tx, workspace, key, now)?.unwrap_or_default(),
+        );
+    }
+    let live: Vec<&Reservation> = rows
+        .iter()
+        .filter(|r| r.state == ReservationState::Active)
+        .collect();
+    if live.is_empty() {
+        let rows = reference_rows(tx, workspace, reference, now)?;
+        return Ok((rows, None));
+    }
+    let state = if reason.is_some() {
+        "fulfilled"
+    } else {
+        "released"
+    };
+    let mut moved = Vec::new();
+    for r in &live {
+        let key = (r.sku.clone(), r.location.clone());
+        let q = levels.get_mut(&key).expect("every row's level was read");
+        q.reserved -= r.quantity;
+        if let Some(reason) = reason {
+            // A count may have found fewer units than were promised: the stock cannot
+            // go below zero, whatever left.
+            let taken = r.quantity.min(q.on_hand);
+            q.on_hand -= taken;
+            moved.push(record_movement(
+                tx,
+                workspace,
+                &key,
+                StockState::OnHand,
+                -taken,
+                q.on_hand,
+                reason,
+                Some(reference),
+                now,
+            )?);
+        }
+        tx.prepare_cached(
+            "UPDATE stock_reservations SET state = ?5, settled_at = ?6
+             WHERE workspace_id = ?1 AND reference = ?2 AND sku = ?3 AND location_id = ?4",
+        )
+        .map_err(backend)?
+        .execute(params![workspace, reference, r.sku, r.location, state, now])
+        .map_err(backend)?;
+    }
+    for (key, q) in &levels {
+        write_level(tx, workspace, key, q, now)?;
+    }
+    let rows = reference_rows(tx, workspace, reference, now)?;
+    Ok((rows, reason.map(|_| moved)))
 }
 
 const ORDER: &str = "id, channel, status, member, body, created_at, updated_at";
@@ -714,10 +734,43 @@ impl Orders for SqliteStore {
                 _ => {}
             }
         }
-        let movements = match move_in(&tx, ws, &w.movements, now)? {
-            Ok(m) => m,
-            Err(short) => return Ok(Committed::Short(short)),
-        };
+        let mut reserved = Vec::new();
+        if let Some(r) = &w.reserve {
+            match reserve_in(&tx, r, now)? {
+                Reserved::Held(rows) | Reserved::AlreadyHeld(rows) => reserved = rows,
+                Reserved::Short(short) => return Ok(Committed::Short(short)),
+                Reserved::ReferenceTaken(rows) => return Ok(Committed::ReferenceTaken(rows)),
+            }
+        }
+        let mut movements = Vec::new();
+        if let Some(settle) = &w.settle {
+            match settle_in(&tx, ws, &settle.reference, now, settle.fulfil.as_deref())? {
+                (_, Some(moved)) => movements = moved,
+                (rows, None) if settle.fulfil.is_some() => return Ok(Committed::NotHeld(rows)),
+                (rows, None) if !rows.iter().any(|r| r.state == ReservationState::Released) => {
+                    return Ok(Committed::NotHeld(rows))
+                }
+                _ => {}
+            }
+        }
+        if let Some((reference, until)) = &w.hold_until {
+            let held = tx
+                .prepare_cached(
+                    "UPDATE stock_reservations SET expires_at = ?3
+                     WHERE workspace_id = ?1 AND reference = ?2 AND state = 'active'
+                       AND (expires_at IS NULL OR expires_at > ?4)",
+                )
+                .map_err(backend)?
+                .execute(params![ws, reference, until, now])
+                .map_err(backend)?;
+            if held == 0 {
+                return Ok(Committed::NotHeld(reference_rows(&tx, ws, reference, now)?));
+            }
+        }
+        match move_in(&tx, ws, &w.movements, now)? {
+            Ok(m) => movements.extend(m),
+            Err(short) => return Ok(Committed::Short(vec![short])),
+        }
         let mut outcomes = Vec::with_capacity(w.loyalty.len());
         for (member, entry) in &w.loyalty {
             let mut ledger =
@@ -758,6 +811,7 @@ impl Orders for SqliteStore {
         }
         tx.commit().map_err(backend)?;
         Ok(Committed::Done {
+            reserved,
             movements,
             loyalty: outcomes,
         })

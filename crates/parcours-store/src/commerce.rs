@@ -238,6 +238,13 @@ pub struct CommerceWrite {
     /// stored exactly as read when the change was decided (two returns taken at once
     /// cannot both apply to the same state).
     pub expect_body: Option<String>,
+    /// Units to hold for the order (check-and-reserve, all or nothing).
+    pub reserve: Option<ReserveRequest>,
+    /// What a reference holds, released or fulfilled.
+    pub settle: Option<Settle>,
+    /// A new expiry for what a reference holds (a pickup deadline): at that instant the units
+    /// are available again, whether or not anything runs then.
+    pub hold_until: Option<(String, Millis)>,
     pub movements: Vec<Adjustment>,
     /// Loyalty entries per member, applied with [`parcours_core::commerce::loyalty::Ledger`]
     /// against the member's stored entries.
@@ -247,10 +254,21 @@ pub struct CommerceWrite {
     pub dedup_since: Millis,
 }
 
+/// Releases (`fulfil` none) or fulfils (the units leave, with this reason) what a reference
+/// holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub reference: String,
+    pub fulfil: Option<String>,
+}
+
 /// What a commerce write came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Committed {
     Done {
+        /// What the write's reservation holds (empty without one).
+        reserved: Vec<Reservation>,
+        /// Its movements: the fulfilment's, then the write's own.
         movements: Vec<Movement>,
         /// Per loyalty entry: applied, or a duplicate of one stored (nothing changed).
         loyalty: Vec<parcours_core::commerce::loyalty::Outcome>,
@@ -258,8 +276,12 @@ pub enum Committed {
     /// The order exists already (`expect_body` none) or changed since it was read: nothing
     /// changed. The order as stored.
     OrderState(OrderRecord),
-    /// A movement does not fit: nothing changed.
-    Short(Shortage),
+    /// The reservation or a movement does not fit: nothing changed.
+    Short(Vec<Shortage>),
+    /// The reservation's reference holds something else: nothing changed.
+    ReferenceTaken(Vec<Reservation>),
+    /// The reference to settle holds nothing (released, expired, fulfilled): nothing changed.
+    NotHeld(Vec<Reservation>),
     /// A loyalty entry does not apply (too few points …): nothing changed.
     Refused(parcours_core::commerce::Refusal),
 }

@@ -282,6 +282,9 @@ fn post(
         workspace_id: actor.workspace.clone(),
         order: None,
         expect_body: None,
+        reserve: None,
+        settle: None,
+        hold_until: None,
         movements: Vec::new(),
         loyalty: vec![(member.to_string(), entry)],
         events: None,
@@ -296,7 +299,8 @@ fn post(
                 message: r.message,
             })
         }
-        Committed::Short(s) => return Err(ServiceError::OutOfStock { shortages: vec![s] }),
+        Committed::Short(shortages) => return Err(ServiceError::OutOfStock { shortages }),
+        Committed::ReferenceTaken(_) | Committed::NotHeld(_) => Outcome::Duplicate,
     };
     Ok((outcome, account(store, actor, member, now)?))
 }

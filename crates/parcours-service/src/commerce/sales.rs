@@ -86,6 +86,16 @@ pub struct Order {
     #[serde(default)]
     pub returns: Vec<ReturnRecord>,
     pub created_at: String,
+    /// How an order of a distance channel reaches the customer: `{"kind": "pickup",
+    /// "location"}` or `{"kind": "ship"}` (none for a sale on the spot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment: Option<Value>,
+    /// Where its units are held: (SKU, location, quantity) per line of stock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocation: Vec<Line>,
+    /// Until when a click & collect order waits at the shop once it is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_deadline: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +125,7 @@ fn channel_of(sales_channel: &str) -> Channel {
 }
 
 /// An event of the order's customer on her timeline, ready for the log.
-fn order_event(
+pub(super) fn order_event(
     ws: &str,
     name: &str,
     message_id: String,
@@ -170,11 +180,11 @@ fn order_event(
     }
 }
 
-fn money(minor: i64) -> f64 {
+pub(super) fn money(minor: i64) -> f64 {
     minor as f64 / 100.0
 }
 
-fn check_customer(c: &Customer) -> Result<(), ServiceError> {
+pub(super) fn check_customer(c: &Customer) -> Result<(), ServiceError> {
     for (what, v) in [
         ("user id", &c.user_id),
         ("anonymous id", &c.anonymous_id),
@@ -232,50 +242,20 @@ pub fn record_sale(
             pending_until: None,
         });
     }
-    let mut total = 0i64;
-    let mut lines = Vec::with_capacity(b.lines.len());
-    let mut stock_lines = Vec::with_capacity(b.lines.len());
-    let mut products = Vec::with_capacity(b.lines.len());
-    let mut items = std::collections::BTreeMap::new();
-    for l in &b.lines {
-        check_quantity(l.quantity)?;
-        let item = super::catalogue::item(store, actor, &l.sku).map_err(|_| {
-            ServiceError::invalid("unknown_item", format!("{} is not in the catalogue", l.sku))
-        })?;
-        let price = match l.unit_price_minor {
-            Some(p) if (0..=parcours_core::commerce::MAX_QUANTITY).contains(&p) => p,
-            Some(p) => {
-                return Err(ServiceError::invalid(
-                    "invalid_price",
-                    format!("a unit price is 0 or more minor units; got {p}"),
-                ))
-            }
-            None => item.price(&b.channel, &b.currency).ok_or_else(|| {
-                ServiceError::invalid(
-                    "missing_price",
-                    format!(
-                        "{} has no {} price on {}: give unit_price_minor",
-                        l.sku, b.currency, b.channel
-                    ),
-                )
-            })?,
-        };
-        total += price * l.quantity;
-        products.push(
-            json!({"sku": l.sku, "name": item.name, "price": money(price), "quantity": l.quantity}),
-        );
-        lines.push(SaleLine {
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            unit_price_minor: Some(price),
-        });
-        stock_lines.push(Line {
+    let Priced {
+        lines,
+        total,
+        products,
+        items,
+    } = priced(store, actor, &b.channel, &b.currency, &b.lines)?;
+    let stock_lines: Vec<Line> = lines
+        .iter()
+        .map(|l| Line {
             sku: l.sku.clone(),
             location: b.location.clone(),
             quantity: l.quantity,
-        });
-        items.insert(item.sku.clone(), item);
-    }
+        })
+        .collect();
     super::catalogue::location(store, actor, &b.location).map_err(|_| {
         ServiceError::invalid(
             "unknown_location",
@@ -294,19 +274,7 @@ pub fn record_sale(
                 reference: Some(b.order_id.clone()),
             })
             .collect();
-    let mut others = Vec::new();
-    if let Some(u) = &b.customer.user_id {
-        others.push(("user_id", u.as_str()));
-    }
-    let email = b
-        .customer
-        .email
-        .as_deref()
-        .and_then(parcours_core::identifier::normalize_email);
-    if let Some(e) = &email {
-        others.push(("email", e.as_str()));
-    }
-    let member = member_of(store, ws, b.customer.loyalty_card.as_deref(), &others)?;
+    let member = member_for(store, ws, &b.customer)?;
     let program = loyalty::program(store, actor)?;
     let earn = member
         .as_ref()
@@ -324,6 +292,9 @@ pub fn record_sale(
         payment_method: b.payment_method.clone(),
         returns: Vec::new(),
         created_at: format_timestamp(now),
+        fulfilment: None,
+        allocation: Vec::new(),
+        pickup_deadline: None,
     };
     let event = order_event(
         ws,
@@ -338,6 +309,9 @@ pub fn record_sale(
         workspace_id: ws.clone(),
         order: Some(record(&order, now, now)),
         expect_body: None,
+        reserve: None,
+        settle: None,
+        hold_until: None,
         movements,
         loyalty: match (&member, &earn) {
             (Some(m), Some(e)) => vec![(m.clone(), e.clone())],
@@ -349,7 +323,101 @@ pub fn record_sale(
     finish(store, &write, order, earn, now)
 }
 
-fn points_of(e: &Entry) -> i64 {
+/// A basket's lines with their prices (given, or the catalogue's on the channel), its total
+/// and its items.
+pub(super) struct Priced {
+    pub lines: Vec<SaleLine>,
+    pub total: i64,
+    pub products: Vec<Value>,
+    pub items: std::collections::BTreeMap<String, parcours_core::commerce::catalogue::Item>,
+}
+
+pub(super) fn priced(
+    store: &dyn Store,
+    actor: &Actor,
+    channel: &str,
+    currency: &str,
+    given: &[SaleLine],
+) -> Result<Priced, ServiceError> {
+    if given.is_empty() || given.len() > inventory::MAX_LINES {
+        return Err(ServiceError::invalid(
+            "invalid_lines",
+            format!(
+                "give 1 to {} lines; got {}",
+                inventory::MAX_LINES,
+                given.len()
+            ),
+        ));
+    }
+    let mut total = 0i64;
+    let mut lines = Vec::with_capacity(given.len());
+    let mut products = Vec::with_capacity(given.len());
+    let mut items = std::collections::BTreeMap::new();
+    for l in given {
+        check_quantity(l.quantity)?;
+        let item = super::catalogue::item(store, actor, &l.sku).map_err(|_| {
+            ServiceError::invalid("unknown_item", format!("{} is not in the catalogue", l.sku))
+        })?;
+        let price = match l.unit_price_minor {
+            Some(p) if (0..=parcours_core::commerce::MAX_QUANTITY).contains(&p) => p,
+            Some(p) => {
+                return Err(ServiceError::invalid(
+                    "invalid_price",
+                    format!("a unit price is 0 or more minor units; got {p}"),
+                ))
+            }
+            None => item.price(channel, currency).ok_or_else(|| {
+                ServiceError::invalid(
+                    "missing_price",
+                    format!(
+                        "{} has no {currency} price on {channel}: give unit_price_minor",
+                        l.sku
+                    ),
+                )
+            })?,
+        };
+        total += price * l.quantity;
+        products.push(
+            json!({"sku": l.sku, "name": item.name, "price": money(price), "quantity": l.quantity}),
+        );
+        lines.push(SaleLine {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price_minor: Some(price),
+        });
+        items.insert(item.sku.clone(), item);
+    }
+    Ok(Priced {
+        lines,
+        total,
+        products,
+        items,
+    })
+}
+
+/// The loyalty member of a customer: her card, or the card of the profile her user id or
+/// email belongs to.
+pub(super) fn member_for(
+    store: &dyn Store,
+    ws: &str,
+    customer: &Customer,
+) -> Result<Option<String>, ServiceError> {
+    let mut others = Vec::new();
+    if let Some(u) = &customer.user_id {
+        others.push(("user_id", u.clone()));
+    }
+    if let Some(e) = customer
+        .email
+        .as_deref()
+        .and_then(parcours_core::identifier::normalize_email)
+    {
+        others.push(("email", e));
+    }
+    let others: Vec<(&str, &str)> = others.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    member_of(store, ws, customer.loyalty_card.as_deref(), &others)
+}
+
+pub(super) fn points_of(e: &Entry) -> i64 {
     match e {
         Entry::Earn { points, .. } | Entry::Burn { points, .. } | Entry::Return { points, .. } => {
             *points
@@ -358,7 +426,7 @@ fn points_of(e: &Entry) -> i64 {
     }
 }
 
-fn record(order: &Order, created_at: Millis, now: Millis) -> OrderRecord {
+pub(super) fn record(order: &Order, created_at: Millis, now: Millis) -> OrderRecord {
     OrderRecord {
         id: order.id.clone(),
         channel: order.channel.clone(),
@@ -370,12 +438,12 @@ fn record(order: &Order, created_at: Millis, now: Millis) -> OrderRecord {
     }
 }
 
-fn parse_order(r: &OrderRecord) -> Result<Order, ServiceError> {
+pub(super) fn parse_order(r: &OrderRecord) -> Result<Order, ServiceError> {
     serde_json::from_str(&r.body)
         .map_err(|e| ServiceError::Store(parcours_store::StoreError::Corrupt(e.to_string())))
 }
 
-fn finish(
+pub(super) fn finish(
     store: &dyn Store,
     write: &CommerceWrite,
     order: Order,
@@ -383,7 +451,9 @@ fn finish(
     now: Millis,
 ) -> Result<Recorded, ServiceError> {
     match store.commit_commerce(write, now)? {
-        Committed::Done { movements, loyalty } => {
+        Committed::Done {
+            movements, loyalty, ..
+        } => {
             let applied = matches!(loyalty.first(), Some(Outcome::Applied { .. }));
             let (points, pending_until) = match (&entry, applied) {
                 (
@@ -417,7 +487,19 @@ fn finish(
             points: 0,
             pending_until: None,
         }),
-        Committed::Short(s) => Err(ServiceError::OutOfStock { shortages: vec![s] }),
+        Committed::Short(shortages) => Err(ServiceError::OutOfStock { shortages }),
+        Committed::ReferenceTaken(_) => Err(ServiceError::Conflict {
+            code: "reference_taken",
+            message: format!(
+                "stock is held under {} already",
+                write.order.as_ref().map_or("", |o| o.id.as_str())
+            ),
+        }),
+        Committed::NotHeld(_) => Err(ServiceError::Conflict {
+            code: "not_held",
+            message: "the order holds no stock any more (released or past its pickup deadline)"
+                .into(),
+        }),
         Committed::Refused(r) => Err(ServiceError::Unprocessable {
             code: r.code,
             message: r.message,
@@ -505,6 +587,18 @@ fn return_once(
             movements: Vec::new(),
             points: 0,
             pending_until: None,
+        });
+    }
+    if !matches!(
+        order.status.as_str(),
+        "completed" | "collected" | "shipped" | "partially_returned" | "returned"
+    ) {
+        return Err(ServiceError::Conflict {
+            code: "not_returnable",
+            message: format!(
+                "order {} is {}: nothing of it was handed over; cancel it instead",
+                order.id, order.status
+            ),
         });
     }
     super::catalogue::location(store, actor, &b.location).map_err(|_| {
@@ -648,6 +742,9 @@ fn return_once(
         workspace_id: actor.workspace.clone(),
         order: Some(record(&order, stored.created_at, now)),
         expect_body: Some(stored.body.clone()),
+        reserve: None,
+        settle: None,
+        hold_until: None,
         movements,
         loyalty: match (&order.member, &entry) {
             (Some(m), Some(e)) => vec![(m.clone(), e.clone())],

@@ -549,6 +549,9 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
             updated_at: at,
         }),
         expect_body: None,
+        reserve: None,
+        settle: None,
+        hold_until: None,
         movements: vec![Adjustment {
             change: Change::By(sku_delta),
             reason: "sale".into(),
@@ -584,7 +587,9 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
         .unwrap()
         .unwrap();
     let first = sale("w1", "R1", Some("CARD-1"), -1, T0 + 1);
-    let Committed::Done { movements, loyalty } = store.commit_commerce(&first, T0 + 1).unwrap()
+    let Committed::Done {
+        movements, loyalty, ..
+    } = store.commit_commerce(&first, T0 + 1).unwrap()
     else {
         panic!("the first sale commits")
     };
@@ -612,13 +617,13 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
     assert_eq!(store.event_count("w1").unwrap(), 1);
 
     // A sale that does not fit, or a burn beyond the balance, changes nothing at all.
-    let Committed::Short(short) = store
+    let Committed::Short(mut short) = store
         .commit_commerce(&sale("w1", "R2", Some("CARD-1"), -2, T0 + 3), T0 + 3)
         .unwrap()
     else {
         panic!("2 of 1 is refused")
     };
-    assert_eq!(short.requested, 2);
+    assert_eq!(short.pop().unwrap().requested, 2);
     let mut greedy = sale("w1", "R3", None, -1, T0 + 4);
     greedy.loyalty = vec![(
         "CARD-1".into(),
@@ -686,6 +691,9 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
         workspace_id: "w1".into(),
         order: None,
         expect_body: None,
+        reserve: None,
+        settle: None,
+        hold_until: None,
         movements: vec![],
         loyalty: vec![(
             "CARD-1".into(),
