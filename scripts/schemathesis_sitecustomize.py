@@ -20,3 +20,12 @@ try:
     _lambda_sources.lambda_description = _lambda_description
 except Exception:  # hypothesis not installed yet: nothing to work around
     pass
+
+# anyio (which schemathesis imports on first use of a transport) parses its own source with
+# compile() when it is imported, and the same interpreter bug can stop the run there, deep in
+# a test's stack. Importing it here, at the top of the stack, parses it once, before any test.
+try:
+    import anyio  # noqa: F401
+    import schemathesis.transport.asgi  # noqa: F401
+except Exception:  # not installed yet: nothing to work around
+    pass
