@@ -1439,7 +1439,129 @@ async fn an_audience_is_exported_and_its_destination_followed(backend: Backend) 
     t.stop().await;
 }
 
+/// Stock by location, an order and a member's ledger, as a store manager reads them.
+async fn commerce_pages_show_stock_an_order_and_a_ledger(backend: Backend) {
+    let t = start_on("console-commerce", backend, |_| {}).await;
+    let api = |method: &'static str, path: &'static str, body: serde_json::Value| {
+        let t = &t;
+        async move {
+            let (status, v) = common::call(t, method, path, body).await;
+            assert!(status == 200 || status == 201, "{path}: {v}");
+        }
+    };
+    api("PUT", "/api/v1/commerce/locations/lyon-bellecour", json!({"name": "Lyon Bellecour", "kind": "shop", "time_zone": "Europe/Paris", "channels": ["web", "pos"], "pickup": "local_stock"})).await;
+    api("PUT", "/api/v1/commerce/locations/depot", json!({"name": "Dépôt Vénissieux", "kind": "warehouse", "time_zone": "Europe/Paris", "channels": ["web"]})).await;
+    api(
+        "PUT",
+        "/api/v1/commerce/items/SHOE-42",
+        json!({"name": "Trail shoe", "prices": [{"currency": "EUR", "amount_minor": 8990}]}),
+    )
+    .await;
+    api("POST", "/api/v1/commerce/stock/movements", json!({"movements": [
+        {"sku": "SHOE-42", "location": "lyon-bellecour", "delta": 5, "reason": "received"},
+        {"sku": "SHOE-42", "location": "lyon-bellecour", "state": "damaged", "delta": 1, "reason": "damaged"},
+        {"sku": "SHOE-42", "location": "depot", "delta": 40, "reason": "received"}]})).await;
+    api(
+        "PUT",
+        "/api/v1/commerce/loyalty/program",
+        json!({"pending_days": 0}),
+    )
+    .await;
+    api("POST", "/api/v1/commerce/orders", json!({"order_id": "W 7#1", "customer": {"user_id": "u-ann", "loyalty_card": "CARD ANN"},
+        "lines": [{"sku": "SHOE-42", "quantity": 2}], "fulfilment": {"kind": "pickup", "location": "lyon-bellecour"}})).await;
+    let cookie = sign_in(&t, ADMIN).await;
+
+    let r = get(&t, "/console/commerce", &cookie).await;
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    // The first location by id is the depot; Bellecour is a tab away.
+    assert!(
+        page.contains("Dépôt Vénissieux") && page.contains("Lyon Bellecour"),
+        "{page}"
+    );
+    let r = get(&t, "/console/commerce?location=lyon-bellecour", &cookie).await;
+    let page = text(&r);
+    let row = page
+        .split("<code>SHOE-42</code>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap()
+        .to_string();
+    let cells: Vec<&str> = row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().trim())
+        .collect();
+    // on hand 5, reserved 2, safety 0, damaged 1, QC 0, available 2
+    assert_eq!(cells, ["5", "2", "0", "1", "0", "2"], "{row}");
+
+    // An order found by its number, however odd the number.
+    let r = get(&t, "/console/commerce?order=W+7%231", &cookie).await;
+    assert_eq!(r.status, 303);
+    let path = header(&r, "location").to_string();
+    assert_eq!(path, "/console/commerce/orders/W%207%231");
+    let r = get(&t, &path, &cookie).await;
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    assert!(
+        page.contains("<code>placed</code>") && page.contains("179.80 EUR"),
+        "{page}"
+    );
+    api("POST", "/api/v1/commerce/orders", json!({"order_id": "W-7", "customer": {"user_id": "u-ann", "loyalty_card": "CARD ANN"},
+        "lines": [{"sku": "SHOE-42", "quantity": 1}], "fulfilment": {"kind": "pickup", "location": "lyon-bellecour"}})).await;
+    api(
+        "POST",
+        "/api/v1/commerce/orders/W-7/status",
+        json!({"status": "ready_for_pickup"}),
+    )
+    .await;
+    api(
+        "POST",
+        "/api/v1/commerce/orders/W-7/status",
+        json!({"status": "collected"}),
+    )
+    .await;
+    let r = get(&t, "/console/commerce?order=W-7", &cookie).await;
+    let r = get(&t, header(&r, "location"), &cookie).await;
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    for needle in [
+        "<code>collected</code>",
+        "Click &#38; collect · Lyon Bellecour",
+        "89.90 EUR",
+        "CARD ANN",
+        "/console/commerce/loyalty/CARD%20ANN",
+    ] {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+
+    // The member's ledger, in French too.
+    let r = get(&t, "/console/commerce/loyalty/CARD%20ANN", &cookie).await;
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    assert!(page.contains("id=\"pts_active\">89<"), "{page}");
+    assert!(page.contains("/console/commerce/orders/W-7"), "{page}");
+    let r = get(
+        &t,
+        "/console/commerce/loyalty/CARD%20ANN",
+        &format!("{cookie}; parcours_lang=fr"),
+    )
+    .await;
+    let page = text(&r);
+    assert!(
+        page.contains("Points actifs") && page.contains("Adhérent fidélité"),
+        "{page}"
+    );
+    assert!(!page.contains("??missing??"), "{page}");
+    let r = get(&t, "/console/commerce/loyalty/NOBODY", &cookie).await;
+    assert_eq!(r.status, 404);
+    t.stop().await;
+}
+
 on_each_store!(
+    commerce_pages_show_stock_an_order_and_a_ledger,
     a_customer_is_found_seen_across_channels_unmerged_and_read_in_french,
     a_read_only_session_sees_no_edit_control_and_cannot_act,
     hostile_input_gets_plain_answers,

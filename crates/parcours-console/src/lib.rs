@@ -10,6 +10,7 @@
 //! without it, or from another origin, is refused.
 
 mod audiences;
+mod commerce;
 mod dashboard;
 mod i18n;
 mod journeys;
@@ -80,6 +81,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/messages", get(messages::list))
         .route("/console/messages/{key}", get(messages::message))
         .route("/console/messages/{key}/html", get(messages::html))
+        .route("/console/commerce", get(commerce::page))
+        .route("/console/commerce/orders/{id}", get(commerce::order))
+        .route("/console/commerce/loyalty/{card}", get(commerce::member))
         .route("/console/quality", get(quality::list))
         .route(
             "/console/quality/{id}",

@@ -39,11 +39,16 @@ pub const MAX_QUANTITY: i64 = 1_000_000_000;
 /// characters, none of them a control character, a slash (they are path segments) or a
 /// comma (lists of them are comma-separated).
 pub fn check_id(what: &str, code: &'static str, id: &str) -> Result<(), Refusal> {
+    let a = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     if id.is_empty() || id.chars().count() > 100 {
         return Err(Refusal::new(
             code,
             format!(
-                "a {what} has 1 to 100 characters; this one has {}",
+                "{a} {what} has 1 to 100 characters; this one has {}",
                 id.chars().count()
             ),
         ));
@@ -52,7 +57,7 @@ pub fn check_id(what: &str, code: &'static str, id: &str) -> Result<(), Refusal>
         return Err(Refusal::new(
             code,
             format!(
-                "a {what} may not start or end with a space nor hold a slash, a comma or a control character: {id:?}"
+                "{a} {what} may not start or end with a space nor hold a slash, a comma or a control character: {id:?}"
             ),
         ));
     }
