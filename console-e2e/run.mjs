@@ -333,6 +333,31 @@ try {
   await page.locator('#rules-preview').scrollIntoViewIfNeeded();
   await shot(page, 'settings-preview');
   await accessible(page, 'settings (preview)');
+
+  // Commerce: stock per location, the demo's click & collect order, its member's ledger.
+  await page.getByRole('link', { name: 'Commerce' }).first().click();
+  await page.waitForURL(/\/console\/commerce$/);
+  check(await page.locator('#table-stock tbody tr').count() > 5, 'the first location\'s stock is listed');
+  await page.getByRole('link', { name: /Lyon Part-Dieu/ }).click();
+  await page.waitForURL(/location=store_2/);
+  const lyonRows = await page.locator('#table-stock tbody tr').count();
+  check(lyonRows > 5, `Lyon Part-Dieu's stock is listed (${lyonRows} SKUs)`);
+  await shot(page, 'commerce-stock');
+  await accessible(page, 'commerce (stock)');
+  await page.getByLabel('Order number').fill('W-DEMO-1');
+  await page.getByRole('button', { name: 'Open' }).first().click();
+  await page.waitForURL(/\/console\/commerce\/orders\/W-DEMO-1$/);
+  check((await page.locator('#order-status').innerText()).includes('ready_for_pickup'), 'the demo\'s click & collect order waits at the shop');
+  check(await page.locator('#table-allocation tbody tr').count() === 1, 'its unit is held at one location');
+  await shot(page, 'commerce-order');
+  await accessible(page, 'commerce (order)');
+  await page.locator('dd a[href^="/console/commerce/loyalty/"]').click();
+  await page.waitForURL(/\/console\/commerce\/loyalty\//);
+  const pending = Number((await page.locator('#pts_pending').innerText()).replace(/[^0-9]/g, ''));
+  check(pending > 0, `the member's till purchase earned pending points (${pending})`);
+  check(await page.locator('#table-ledger tbody tr').count() >= 1, 'her ledger lists the earn');
+  await shot(page, 'commerce-member');
+  await accessible(page, 'commerce (member)');
   await context.close();
 
   // --- a read-only user

@@ -421,6 +421,10 @@ impl DemoLoad {
             );
         }
         sent += LIVE_SIGNUPS.len() as u64 * 2;
+        let highlights = demo::highlights(&cfg);
+        let commerce = demo_commerce(&client, &admin_token, &highlights)
+            .await
+            .context("setting up the demo's shops and stock")?;
         if progress {
             eprintln!(
                 "sent {sent} events in {:.1?}; unifying and computing the audiences…",
@@ -439,7 +443,8 @@ impl DemoLoad {
             events: store.event_count(&ws)?,
             profiles: store.profile_count(&ws)?,
             scenarios: {
-                let mut lines = demo::highlights(&cfg);
+                let mut lines = highlights;
+                lines.push(commerce);
                 lines.push(demo::Highlight {
                     text: format!(
                         "Just now: {} customers signed up on the web shop; the welcome series sent each her first email (console: Messages), e.g. {}.",
@@ -453,6 +458,119 @@ impl DemoLoad {
             audiences: demo_audience_lines(store.as_ref(), &ws)?,
         })
     }
+}
+
+/// The order the demo's omnichannel customer places for click & collect as the demo starts.
+pub const DEMO_ORDER: &str = "W-DEMO-1";
+
+/// The brand's shops, warehouse, catalogue, stock and loyalty programme through the commerce
+/// API; then, live, the omnichannel customer buys at the Lyon till with her card and orders the
+/// shop's last unit of a product for click & collect, ready to pick up.
+async fn demo_commerce(
+    client: &Client,
+    token: &str,
+    highlights: &[demo::Highlight],
+) -> anyhow::Result<demo::Highlight> {
+    let call = |method: &'static str, path: String, body: serde_json::Value| async move {
+        let body = body.to_string();
+        let r = match method {
+            "PUT" => client.put(&path, token, body).await,
+            _ => client.post(&path, token, body).await,
+        }
+        .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?;
+        if !(200..300).contains(&r.status) {
+            bail!(
+                "{method} {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        Ok::<_, anyhow::Error>(
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default(),
+        )
+    };
+    let setup = demo::commerce_setup();
+    for (id, doc) in &setup.locations {
+        call(
+            "PUT",
+            format!("/api/v1/commerce/locations/{id}"),
+            doc.clone(),
+        )
+        .await?;
+    }
+    for (sku, doc) in &setup.items {
+        call("PUT", format!("/api/v1/commerce/items/{sku}"), doc.clone()).await?;
+    }
+    for body in &setup.movements {
+        call(
+            "POST",
+            "/api/v1/commerce/stock/movements".into(),
+            body.clone(),
+        )
+        .await?;
+    }
+    call(
+        "PUT",
+        "/api/v1/commerce/loyalty/program".into(),
+        setup.program.clone(),
+    )
+    .await?;
+    let who = highlights
+        .iter()
+        .find(|h| h.examples.iter().any(|(k, _)| k == "loyalty_card"))
+        .map(|h| {
+            let get = |k: &str| {
+                h.examples
+                    .iter()
+                    .find(|(kind, _)| kind == k)
+                    .map(|(_, v)| v.clone())
+            };
+            (get("user_id"), get("email"), get("loyalty_card"))
+        });
+    let (Some((Some(user), Some(email), Some(card))), Some((sku, name, _))) =
+        (who, demo::last_unit_in("store_2"))
+    else {
+        return Ok(demo::Highlight {
+            text: format!(
+                "Commerce: {} locations and {} products in stock (console: Commerce).",
+                setup.locations.len(),
+                setup.items.len()
+            ),
+            examples: vec![],
+        });
+    };
+    let customer = serde_json::json!({"user_id": user, "email": email, "loyalty_card": card});
+    if let Some(other) = demo::plenty_in("store_2") {
+        call(
+            "POST",
+            "/api/v1/commerce/sales".into(),
+            serde_json::json!({"order_id": "store_2-R-DEMO-1", "location": "store_2", "channel": "pos",
+                               "customer": customer, "lines": [{"sku": other, "quantity": 1}], "payment_method": "card"}),
+        )
+        .await?;
+    }
+    call(
+        "POST",
+        "/api/v1/commerce/orders".into(),
+        serde_json::json!({"order_id": DEMO_ORDER, "channel": "web", "customer": customer,
+                           "lines": [{"sku": sku, "quantity": 1}],
+                           "fulfilment": {"kind": "pickup", "location": "store_2"}}),
+    )
+    .await?;
+    call(
+        "POST",
+        format!("/api/v1/commerce/orders/{DEMO_ORDER}/status"),
+        serde_json::json!({"status": "ready_for_pickup"}),
+    )
+    .await?;
+    Ok(demo::Highlight {
+        text: format!(
+            "Commerce: {} locations, {} products; just now {email} (card {card}) bought at the Lyon Part-Dieu till and ordered its last {name} for click & collect, ready to pick up (order {DEMO_ORDER}; console: Commerce).",
+            setup.locations.len(),
+            setup.items.len()
+        ),
+        examples: vec![("loyalty_card".into(), card)],
+    })
 }
 
 /// The customers who sign up as the demo starts: user id, email, first name.

@@ -214,6 +214,40 @@ async fn the_demo_banner_is_read_from_the_data() {
     )
     .await;
     assert!(subject.starts_with("Welcome to Maison Azur, "), "{subject}");
+    // The shops sell through the commerce API: the omnichannel customer's click & collect
+    // order waits at Lyon Part-Dieu, its last unit held, and her till sale earned points.
+    let (status, order) = get(&client, token, "/api/v1/commerce/orders/W-DEMO-1").await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["status"], "ready_for_pickup", "{order}");
+    let sku = order["lines"][0]["sku"].as_str().unwrap().to_string();
+    let (_, a) = get(
+        &client,
+        token,
+        &format!("/api/v1/commerce/availability?skus={sku}&location=store_2"),
+    )
+    .await;
+    assert_eq!(a["items"][0]["available"], 0, "the last unit is held: {a}");
+    let card = order["member"]
+        .as_str()
+        .expect("the order's member")
+        .to_string();
+    assert!(banner.contains(&card), "{banner}");
+    let (_, member) = get(
+        &client,
+        token,
+        &format!("/api/v1/commerce/loyalty/members/{card}"),
+    )
+    .await;
+    assert!(
+        member["balance"]["pending"].as_i64().unwrap() > 0,
+        "{member}"
+    );
+    let (_, locations) = get(&client, token, "/api/v1/commerce/locations").await;
+    assert_eq!(
+        locations["locations"].as_array().unwrap().len(),
+        6,
+        "{locations}"
+    );
     // The banner's totals are the store's.
     let (_, status) = get(&client, token, "/api/v1/status").await;
     assert_eq!(status["profiles"], demo.profiles, "{status}");

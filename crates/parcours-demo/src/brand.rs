@@ -18,6 +18,7 @@ use serde_json::Value;
 
 mod campaigns;
 mod catalogue;
+mod commerce;
 mod devices;
 mod events;
 mod life;
@@ -41,6 +42,8 @@ use random::*;
 use sessions::*;
 use time::*;
 use visitors::*;
+
+pub use commerce::{commerce_setup, last_unit_in, plenty_in, CommerceSetup, WAREHOUSE};
 
 /// One source the demo brand sends from.
 #[derive(Debug, Clone, PartialEq, Eq)]
