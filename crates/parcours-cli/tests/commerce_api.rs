@@ -676,6 +676,12 @@ async fn a_sale_earns_once_and_a_return_anywhere_gives_back(backend: Backend) {
             json!({"location": "lyon-bellecour", "lines": []}),
             "invalid_sale",
         ),
+        // Ten lines of a billion units at ten million euros: a total no 64-bit sum holds.
+        (
+            json!({"order_id": "x", "location": "lyon-bellecour",
+                   "lines": vec![json!({"sku": "LACE", "quantity": 1_000_000_000, "unit_price_minor": 1_000_000_000}); 10]}),
+            "invalid_price",
+        ),
     ] {
         let (status, e) = call(&t, "POST", "/api/v1/commerce/sales", body).await;
         assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");

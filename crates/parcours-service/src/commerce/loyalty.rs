@@ -111,7 +111,10 @@ impl Program {
 
     /// The points a purchase of `spend_minor` earns.
     pub fn points_for(&self, spend_minor: i64) -> i64 {
-        spend_minor.max(0) * self.points_per_unit / 100
+        // In 128 bits: a spend near the largest total times 10,000 points per unit does not
+        // fit in 64; what is over the most one entry may hold is refused by the entry's check.
+        let points = i128::from(spend_minor.max(0)) * i128::from(self.points_per_unit) / 100;
+        i64::try_from(points).unwrap_or(i64::MAX)
     }
 
     /// The earn entry of an order bought at `at`, or none when it earns no point.

@@ -19,6 +19,9 @@ use super::loyalty::{self, member_of};
 use super::read;
 use crate::{Actor, ServiceError};
 
+/// The largest total an order may have, in minor units (ten thousand billion).
+pub const MAX_TOTAL: i64 = 1_000_000_000_000_000;
+
 /// The source of the events commerce writes into the log.
 pub const COMMERCE_SOURCE: &str = "parcours:commerce";
 
@@ -376,7 +379,16 @@ pub(super) fn priced(
                 )
             })?,
         };
-        total += price * l.quantity;
+        total = price
+            .checked_mul(l.quantity)
+            .and_then(|line| total.checked_add(line))
+            .filter(|t| *t <= MAX_TOTAL)
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    "invalid_price",
+                    format!("an order's total is at most {MAX_TOTAL} minor units"),
+                )
+            })?;
         products.push(
             json!({"sku": l.sku, "name": item.name, "price": money(price), "quantity": l.quantity}),
         );
@@ -648,7 +660,8 @@ fn return_once(
             .find(|x| x.sku == l.sku)
             .and_then(|x| x.unit_price_minor)
             .unwrap_or(0);
-        refund += price * l.quantity;
+        // Within the order's total, which was checked when it was recorded.
+        refund += price.saturating_mul(l.quantity);
         lines.push(SaleLine {
             sku: l.sku.clone(),
             quantity: l.quantity,
