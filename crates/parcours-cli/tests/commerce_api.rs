@@ -580,18 +580,18 @@ async fn a_sale_earns_once_and_a_return_anywhere_gives_back(backend: Backend) {
                "tiers": {"basis": "points", "tiers": [{"name": "silver", "threshold": 50}, {"name": "gold", "threshold": 500}]}}),
     )
     .await;
-    let (status, e) = call(
-        &t,
-        "PUT",
-        "/api/v1/commerce/loyalty/program",
+    // Points at a negative rate, or expiring further than dates go, are refused.
+    for bad in [
         json!({"points_per_unit": -1}),
-    )
-    .await;
-    assert_eq!(
-        (status, e["code"].as_str()),
-        (400, Some("invalid_program")),
-        "{e}"
-    );
+        json!({"expiry": {"kind": "months", "value": 4_294_967_295u64}}),
+    ] {
+        let (status, e) = call(&t, "PUT", "/api/v1/commerce/loyalty/program", bad).await;
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some("invalid_program")),
+            "{e}"
+        );
+    }
     let (status, r) = call(&t, "POST", "/api/v1/commerce/sales",
         json!({"order_id": "BC-R000001", "location": "lyon-bellecour", "customer": {"loyalty_card": "CARD-77"},
                "lines": [{"sku": "LACE", "quantity": 2, "unit_price_minor": 3000}]})).await;

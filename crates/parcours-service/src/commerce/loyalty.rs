@@ -86,8 +86,19 @@ impl Program {
         if self.time_zone.parse::<Tz>().is_err() {
             return bad(format!("{:?} is not an IANA time zone", self.time_zone));
         }
-        if let Expiry::Days(0) = self.expiry {
-            return bad("points that expire after 0 days are never usable".into());
+        match self.expiry {
+            Expiry::Days(0) => {
+                return bad("points that expire after 0 days are never usable".into());
+            }
+            // Past a century an expiry date stops being a date (and, far enough, cannot be
+            // computed, which would read as never).
+            Expiry::Days(d) if d > 36_500 => {
+                return bad(format!("points expire after at most 36,500 days; got {d}"));
+            }
+            Expiry::Months(m) if m > 1_200 => {
+                return bad(format!("points expire after at most 1,200 months; got {m}"));
+            }
+            _ => {}
         }
         if let Some(t) = &self.tiers {
             if t.tiers.is_empty() || t.tiers.len() > 20 || t.period_days == 0 {
