@@ -87,6 +87,7 @@ macro_rules! conformance_suite {
             reservations_hold_expire_at_read_time_release_and_fulfil,
             concurrent_reservations_never_oversell,
             commerce_writes_commit_whole_and_once,
+            order_write_sets_hold_expire_and_settle,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::catalogue::{CATALOG, STORES};
 
 /// The warehouse that serves the web shop and the apps.
-pub const WAREHOUSE: &str = "entrepot_orleans";
+const WAREHOUSE: &str = "entrepot_orleans";
 
 /// Where each store is (latitude, longitude), by id.
 const PLACES: [(&str, f64, f64, &str); 5] = [

@@ -98,13 +98,7 @@ pub fn place(
     check_customer(&b.customer)?;
     let ws = &actor.workspace;
     if let Some(existing) = store.order(ws, &b.order_id)? {
-        return Ok(Recorded {
-            order: parse_order(&existing)?,
-            created: false,
-            movements: Vec::new(),
-            points: 0,
-            pending_until: None,
-        });
+        return Recorded::already(parse_order(&existing)?);
     }
     let p = priced(store, actor, &b.channel, &b.currency, &b.lines)?;
     // What the order needs per SKU, kits as their components.

@@ -123,6 +123,19 @@ pub struct Recorded {
     pub pending_until: Option<String>,
 }
 
+impl Recorded {
+    /// The order as recorded before: nothing changed.
+    pub(super) fn already(order: Order) -> Result<Recorded, ServiceError> {
+        Ok(Recorded {
+            order,
+            created: false,
+            movements: Vec::new(),
+            points: 0,
+            pending_until: None,
+        })
+    }
+}
+
 fn channel_of(sales_channel: &str) -> Channel {
     Channel::parse(sales_channel).unwrap_or(Channel::Server)
 }
@@ -225,25 +238,9 @@ pub fn record_sale(
     check_id("order id", "invalid_order", &b.order_id)?;
     check_id("sales channel", "invalid_channel", &b.channel)?;
     check_customer(&b.customer)?;
-    if b.lines.is_empty() || b.lines.len() > inventory::MAX_LINES {
-        return Err(ServiceError::invalid(
-            "invalid_lines",
-            format!(
-                "give 1 to {} lines; got {}",
-                inventory::MAX_LINES,
-                b.lines.len()
-            ),
-        ));
-    }
     let ws = &actor.workspace;
     if let Some(existing) = store.order(ws, &b.order_id)? {
-        return Ok(Recorded {
-            order: parse_order(&existing)?,
-            created: false,
-            movements: Vec::new(),
-            points: 0,
-            pending_until: None,
-        });
+        return Recorded::already(parse_order(&existing)?);
     }
     let Priced {
         lines,
@@ -492,13 +489,7 @@ pub(super) fn finish(
                 pending_until,
             })
         }
-        Committed::OrderState(existing) => Ok(Recorded {
-            order: parse_order(&existing)?,
-            created: false,
-            movements: Vec::new(),
-            points: 0,
-            pending_until: None,
-        }),
+        Committed::OrderState(existing) => Recorded::already(parse_order(&existing)?),
         Committed::Short(shortages) => Err(ServiceError::OutOfStock { shortages }),
         Committed::ReferenceTaken(_) => Err(ServiceError::Conflict {
             code: "reference_taken",
@@ -593,13 +584,7 @@ fn return_once(
         .ok_or_else(|| ServiceError::NotFound(format!("order {order_id}")))?;
     let mut order = parse_order(&stored)?;
     if order.returns.iter().any(|r| r.return_id == b.return_id) {
-        return Ok(Recorded {
-            order,
-            created: false,
-            movements: Vec::new(),
-            points: 0,
-            pending_until: None,
-        });
+        return Recorded::already(order);
     }
     if !matches!(
         order.status.as_str(),

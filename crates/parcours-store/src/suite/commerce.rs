@@ -724,3 +724,136 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
         Some(r#"{"points_per_unit":2}"#)
     );
 }
+
+/// A write set that holds, then changes the hold's expiry, then fulfils or releases: the
+/// order, its stock and its events together, or nothing.
+pub fn order_write_sets_hold_expire_and_settle(store: &dyn Store) {
+    setup(store, &["w1"]);
+    store
+        .move_stock("w1", &[receive("A", "lyon", 2)], T0)
+        .unwrap()
+        .unwrap();
+    let order = |id: &str, body: &str, at: i64| OrderRecord {
+        id: id.into(),
+        channel: "web".into(),
+        status: "placed".into(),
+        member: None,
+        body: body.into(),
+        created_at: at,
+        updated_at: at,
+    };
+    let write = |id: &str, at: i64| {
+        let mut w = sale("w1", id, None, -1, at);
+        w.movements.clear();
+        w.order = Some(order(id, &format!(r#"{{"id":"{id}"}}"#), at));
+        w
+    };
+    let mut place = write("W1", T0 + 1);
+    place.reserve = Some(request("w1", "W1", &[("A", "lyon", 2)], None));
+    let Committed::Done { reserved, .. } = store.commit_commerce(&place, T0 + 1).unwrap() else {
+        panic!("2 of 2 are held")
+    };
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0 + 1)
+            .unwrap()
+            .quantities
+            .reserved,
+        2
+    );
+    // What does not fit leaves no order and tells no event.
+    let mut second = write("W2", T0 + 2);
+    second.reserve = Some(request("w1", "W2", &[("A", "lyon", 1)], None));
+    assert!(matches!(
+        store.commit_commerce(&second, T0 + 2).unwrap(),
+        Committed::Short(_)
+    ));
+    assert_eq!(store.order("w1", "W2").unwrap(), None);
+    assert_eq!(store.event_count("w1").unwrap(), 1);
+
+    // Ready: the hold gets a deadline; past it the units are free and cannot be fulfilled.
+    let mut ready = write("W1", T0 + 3);
+    ready.events = None;
+    ready.expect_body = Some(r#"{"id":"W1"}"#.into());
+    ready.order = Some(order("W1", r#"{"id":"W1","ready":true}"#, T0 + 1));
+    ready.hold_until = Some(("W1".into(), T0 + 100));
+    assert!(matches!(
+        store.commit_commerce(&ready, T0 + 3).unwrap(),
+        Committed::Done { .. }
+    ));
+    assert!(store
+        .reservations("w1", "W1", T0 + 3)
+        .unwrap()
+        .iter()
+        .all(|r| r.expires_at == Some(T0 + 100)));
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0 + 100)
+            .unwrap()
+            .quantities
+            .available(),
+        2
+    );
+    let mut collect = write("W1", T0 + 100);
+    collect.events = None;
+    collect.expect_body = Some(r#"{"id":"W1","ready":true}"#.into());
+    collect.settle = Some(Settle {
+        reference: "W1".into(),
+        fulfil: Some("collected".into()),
+    });
+    assert!(matches!(
+        store.commit_commerce(&collect, T0 + 100).unwrap(),
+        Committed::NotHeld(_)
+    ));
+    let mut late = write("W1", T0 + 101);
+    late.events = None;
+    late.expect_body = Some(r#"{"id":"W1","ready":true}"#.into());
+    late.hold_until = Some(("W1".into(), T0 + 500));
+    assert!(matches!(
+        store.commit_commerce(&late, T0 + 101).unwrap(),
+        Committed::NotHeld(_)
+    ));
+
+    // Another order takes one, and is collected: on hand and reserved go down together.
+    let mut third = write("W3", T0 + 102);
+    third.reserve = Some(request("w1", "W3", &[("A", "lyon", 1)], None));
+    assert!(matches!(
+        store.commit_commerce(&third, T0 + 102).unwrap(),
+        Committed::Done { .. }
+    ));
+    let mut fulfil = write("W3", T0 + 103);
+    fulfil.events = None;
+    fulfil.expect_body = Some(r#"{"id":"W3"}"#.into());
+    fulfil.settle = Some(Settle {
+        reference: "W3".into(),
+        fulfil: Some("collected".into()),
+    });
+    let Committed::Done { movements, .. } = store.commit_commerce(&fulfil, T0 + 103).unwrap()
+    else {
+        panic!("W3 holds 1")
+    };
+    assert_eq!(
+        (movements[0].delta, movements[0].reason.as_str()),
+        (-1, "collected")
+    );
+    let l = level(store, "w1", "A", "lyon", T0 + 103).unwrap();
+    assert_eq!((l.quantities.on_hand, l.quantities.reserved), (1, 0));
+    // Released after it left: nothing is held, nothing changes.
+    let mut release = write("W3", T0 + 104);
+    release.events = None;
+    release.expect_body = Some(r#"{"id":"W3"}"#.into());
+    release.settle = Some(Settle {
+        reference: "W3".into(),
+        fulfil: None,
+    });
+    assert!(matches!(
+        store.commit_commerce(&release, T0 + 104).unwrap(),
+        Committed::NotHeld(_)
+    ));
+    assert_eq!(
+        level(store, "w1", "A", "lyon", T0 + 104)
+            .unwrap()
+            .quantities
+            .on_hand,
+        1
+    );
+}
