@@ -6,6 +6,8 @@
 //!   of an order over locations and click & collect eligibility.
 //! - [`loyalty`]: point lots with expiry and a return window, burns that take the
 //!   soonest-expiring points first, refunds that give back exactly those lots, tiers.
+//! - [`offers`]: one promotion engine for every channel: conditions, rewards, coupons,
+//!   priority and stacking, and why an offer did not apply.
 //! - [`catalogue`]: what an item, a kit and a location are, and how they are checked.
 //!
 //! No I/O and no clock: every decision takes `now`.
@@ -13,6 +15,7 @@
 pub mod catalogue;
 pub mod inventory;
 pub mod loyalty;
+pub mod offers;
 
 /// Why a commerce input was refused: a stable code and a message a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,8 +12,9 @@ use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, Stoc
 use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OrderRecord, Orders,
-    Reservation, ReservationState, ReserveRequest, Reserved, Result, StockLevel, StoreError,
+    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OfferUses,
+    OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved, Result,
+    StockLevel, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -863,6 +864,45 @@ impl PgStore {
             }
         }
         if let Some(o) = &w.order {
+            if w.release_redemptions {
+                sqlx::query(
+                    "DELETE FROM offer_redemptions WHERE workspace_id = $1 AND order_id = $2",
+                )
+                .bind(ws)
+                .bind(&o.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Offers after members, each locked in id order: two orders racing for a
+            // code's last use are counted one after the other.
+            let mut redemptions: Vec<_> = w.redemptions.iter().collect();
+            redemptions.sort_by(|a, b| a.offer.cmp(&b.offer));
+            for r in redemptions {
+                lock_key(&mut tx, 14, ws, &r.offer).await?;
+                let uses = uses_in(
+                    &mut tx,
+                    ws,
+                    &r.offer,
+                    r.code.as_deref(),
+                    r.customer.as_deref(),
+                )
+                .await?;
+                if let Some(used_up) = used_up(r, &uses) {
+                    return Ok(used_up);
+                }
+                sqlx::query(
+                    "INSERT INTO offer_redemptions (workspace_id, offer_id, order_id, code, customer, at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(ws)
+                .bind(&r.offer)
+                .bind(&o.id)
+                .bind(&r.code)
+                .bind(&r.customer)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(sql!(
             "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
@@ -949,4 +989,82 @@ impl Orders for PgStore {
         .map_err(backend)?;
         Ok(())
     }
+
+    fn put_offer(&self, workspace: &str, id: &str, body: &str, now: Millis) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO commerce_offers (workspace_id, id, body, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(id)
+            .bind(body)
+            .bind(now)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_offer(&self, workspace: &str, id: &str) -> Result<bool> {
+        let n = self
+            .run(
+                sqlx::query("DELETE FROM commerce_offers WHERE workspace_id = $1 AND id = $2")
+                    .bind(workspace)
+                    .bind(id)
+                    .execute(self.pool()),
+            )
+            .map_err(backend)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    fn offers(&self, workspace: &str) -> Result<Vec<String>> {
+        self.run(
+            sqlx::query_scalar(
+                "SELECT body FROM commerce_offers WHERE workspace_id = $1 ORDER BY id COLLATE \"C\"",
+            )
+            .bind(workspace)
+            .fetch_all(self.pool()),
+        )
+        .map_err(backend)
+    }
+
+    fn offer_uses(
+        &self,
+        workspace: &str,
+        offer: &str,
+        code: Option<&str>,
+        customer: Option<&str>,
+    ) -> Result<OfferUses> {
+        self.run(async {
+            let mut c = self.pool().acquire().await?;
+            uses_in(&mut c, workspace, offer, code, customer).await
+        })
+        .map_err(backend)
+    }
+}
+
+async fn uses_in(
+    c: &mut PgConnection,
+    ws: &str,
+    offer: &str,
+    code: Option<&str>,
+    customer: Option<&str>,
+) -> SqlResult<OfferUses> {
+    let (total, code, customer): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE code = $3), count(*) FILTER (WHERE customer = $4)
+         FROM offer_redemptions WHERE workspace_id = $1 AND offer_id = $2",
+    )
+    .bind(ws)
+    .bind(offer)
+    .bind(code)
+    .bind(customer)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(OfferUses {
+        total: total as u64,
+        code: code as u64,
+        customer: customer as u64,
+    })
 }

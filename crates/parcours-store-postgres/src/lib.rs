@@ -106,6 +106,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         15,
         include_str!("../../../migrations/postgres/0015_commerce.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/postgres/0016_offers.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -10,8 +10,9 @@ use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, Stoc
 use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OrderRecord, Orders,
-    Reservation, ReservationState, ReserveRequest, Reserved, Result, StockLevel,
+    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OfferUses,
+    OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved, Result,
+    StockLevel,
 };
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -797,6 +798,27 @@ impl Orders for SqliteStore {
             }
         }
         if let Some(o) = &w.order {
+            if w.release_redemptions {
+                tx.prepare_cached(
+                    "DELETE FROM offer_redemptions WHERE workspace_id = ?1 AND order_id = ?2",
+                )
+                .map_err(backend)?
+                .execute(params![ws, o.id])
+                .map_err(backend)?;
+            }
+            for r in &w.redemptions {
+                let uses = uses_in(&tx, ws, &r.offer, r.code.as_deref(), r.customer.as_deref())?;
+                if let Some(used_up) = used_up(r, &uses) {
+                    return Ok(used_up);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO offer_redemptions (workspace_id, offer_id, order_id, code, customer, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                )
+                .map_err(backend)?
+                .execute(params![ws, r.offer, o.id, r.code, r.customer, now])
+                .map_err(backend)?;
+            }
             tx.prepare_cached(&format!(
             "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
@@ -846,4 +868,76 @@ impl Orders for SqliteStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    fn put_offer(&self, workspace: &str, id: &str, body: &str, now: Millis) -> Result<()> {
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO commerce_offers (workspace_id, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .map_err(backend)?
+            .execute(params![workspace, id, body, now])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_offer(&self, workspace: &str, id: &str) -> Result<bool> {
+        let n = self
+            .writer()
+            .prepare_cached("DELETE FROM commerce_offers WHERE workspace_id = ?1 AND id = ?2")
+            .map_err(backend)?
+            .execute(params![workspace, id])
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn offers(&self, workspace: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached(
+                    "SELECT body FROM commerce_offers WHERE workspace_id = ?1 ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = q
+                .query_map([workspace], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn offer_uses(
+        &self,
+        workspace: &str,
+        offer: &str,
+        code: Option<&str>,
+        customer: Option<&str>,
+    ) -> Result<OfferUses> {
+        self.read(|c| uses_in(c, workspace, offer, code, customer))
+    }
+}
+
+fn uses_in(
+    c: &rusqlite::Connection,
+    ws: &str,
+    offer: &str,
+    code: Option<&str>,
+    customer: Option<&str>,
+) -> Result<OfferUses> {
+    let (total, code, customer): (i64, i64, i64) = c
+        .prepare_cached(
+            "SELECT count(*), count(*) FILTER (WHERE code = ?3), count(*) FILTER (WHERE customer = ?4)
+             FROM offer_redemptions WHERE workspace_id = ?1 AND offer_id = ?2",
+        )
+        .map_err(backend)?
+        .query_row(params![ws, offer, code, customer], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(backend)?;
+    Ok(OfferUses {
+        total: total as u64,
+        code: code as u64,
+        customer: customer as u64,
+    })
 }

@@ -45,6 +45,7 @@ const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_source_kinds.sql"),
     include_str!("../../../migrations/sqlite/0006_token_language.sql"),
     include_str!("../../../migrations/sqlite/0007_commerce.sql"),
+    include_str!("../../../migrations/sqlite/0008_offers.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),

@@ -250,6 +250,11 @@ pub struct CommerceWrite {
     /// against the member's stored entries.
     pub loyalty: Vec<(String, parcours_core::commerce::loyalty::Entry)>,
     pub events: Option<crate::IngestBatch>,
+    /// The offers the order uses (it must have an order): each counted against its limits
+    /// under the offer's lock and recorded once per (offer, order).
+    pub redemptions: Vec<parcours_core::commerce::offers::Redemption>,
+    /// Gives back the offers the order used (a cancelled order's coupon can be used again).
+    pub release_redemptions: bool,
     /// For the events' messageId dedup window.
     pub dedup_since: Millis,
 }
@@ -284,6 +289,21 @@ pub enum Committed {
     NotHeld(Vec<Reservation>),
     /// A loyalty entry does not apply (too few points …): nothing changed.
     Refused(parcours_core::commerce::Refusal),
+    /// An offer's limit was reached (by another order since the basket was priced): nothing
+    /// changed.
+    OfferUsedUp {
+        offer: String,
+        /// The customer's limit (else the code's).
+        per_customer: bool,
+    },
+}
+
+/// How often an offer was used, in all, with a code and by a customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct OfferUses {
+    pub total: u64,
+    pub code: u64,
+    pub customer: u64,
 }
 
 /// A stored loyalty entry.
@@ -304,4 +324,40 @@ pub trait Orders: Send + Sync {
     /// The workspace's loyalty programme (its JSON document), if one was saved.
     fn loyalty_program(&self, workspace: &str) -> Result<Option<String>>;
     fn put_loyalty_program(&self, workspace: &str, body: &str, now: Millis) -> Result<()>;
+
+    /// Creates or replaces an offer (its JSON document).
+    fn put_offer(&self, workspace: &str, id: &str, body: &str, now: Millis) -> Result<()>;
+    /// Deletes an offer (its redemptions stay, as history); returns whether it existed.
+    fn delete_offer(&self, workspace: &str, id: &str) -> Result<bool>;
+    /// Every offer of a workspace (their JSON documents), by id.
+    fn offers(&self, workspace: &str) -> Result<Vec<String>>;
+    /// How often an offer was used: in all, with `code`, by `customer`.
+    fn offer_uses(
+        &self,
+        workspace: &str,
+        offer: &str,
+        code: Option<&str>,
+        customer: Option<&str>,
+    ) -> Result<OfferUses>;
+}
+
+/// Whether a redemption would pass one of its offer's limits, given the uses counted (under
+/// the offer's lock): the refusal to commit, if so.
+pub fn used_up(
+    r: &parcours_core::commerce::offers::Redemption,
+    uses: &OfferUses,
+) -> Option<Committed> {
+    if r.code.is_some() && r.limit_per_code.is_some_and(|l| uses.code >= l) {
+        return Some(Committed::OfferUsedUp {
+            offer: r.offer.clone(),
+            per_customer: false,
+        });
+    }
+    if r.customer.is_some() && r.limit_per_customer.is_some_and(|l| uses.customer >= l) {
+        return Some(Committed::OfferUsedUp {
+            offer: r.offer.clone(),
+            per_customer: true,
+        });
+    }
+    None
 }

@@ -88,6 +88,7 @@ macro_rules! conformance_suite {
             concurrent_reservations_never_oversell,
             commerce_writes_commit_whole_and_once,
             order_write_sets_hold_expire_and_settle,
+            offer_limits_hold_under_concurrency,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -302,6 +302,8 @@ fn post(
         movements: Vec::new(),
         loyalty: vec![(member.to_string(), entry)],
         events: None,
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: 0,
     };
     let outcome = match store.commit_commerce(&write, now)? {

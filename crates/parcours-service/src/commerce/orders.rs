@@ -271,6 +271,8 @@ pub fn place(
         movements: Vec::new(),
         loyalty: Vec::new(),
         events: Some(event),
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, None, now)
@@ -341,6 +343,8 @@ pub fn change_status(
         movements: Vec::new(),
         loyalty: Vec::new(),
         events: None,
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
     let mut entry = None;

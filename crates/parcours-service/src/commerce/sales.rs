@@ -318,6 +318,8 @@ pub fn record_sale(
             _ => Vec::new(),
         },
         events: Some(event),
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, earn, now)
@@ -749,6 +751,8 @@ fn return_once(
             _ => Vec::new(),
         },
         events: Some(event),
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, entry, now)

@@ -575,6 +575,8 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
             })
             .unwrap_or_default(),
         events: Some(batch(ws, vec![event])),
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: 0,
     }
 }
@@ -705,6 +707,8 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
             },
         )],
         events: None,
+        redemptions: Vec::new(),
+        release_redemptions: false,
         dedup_since: 0,
     };
     assert!(matches!(
@@ -856,4 +860,140 @@ pub fn order_write_sets_hold_expire_and_settle(store: &dyn Store) {
             .on_hand,
         1
     );
+}
+
+/// 50 tills at once take a code that may be used 10 times, and 20 orders of one customer take
+/// an offer she may use once: exactly 10 and exactly 1 commit, the others change nothing (no
+/// stock moves, no event). A cancelled order gives its use back.
+pub fn offer_limits_hold_under_concurrency(store: &dyn Store) {
+    use parcours_core::commerce::offers::Redemption;
+    setup(store, &["w1"]);
+    let mut stock: Vec<Adjustment> = (0..50)
+        .map(|i| receive(&format!("code-{i}"), "lyon", 1))
+        .chain((0..20).map(|i| receive(&format!("cust-{i}"), "lyon", 1)))
+        .collect();
+    stock.push(receive("cust-again", "lyon", 1));
+    store.move_stock("w1", &stock, T0).unwrap().unwrap();
+    store.put_offer("w1", "TEN", r#"{"id":"TEN"}"#, T0).unwrap();
+    assert_eq!(store.offers("w1").unwrap(), vec![r#"{"id":"TEN"}"#]);
+    let redeem = |offer: &str, code: Option<&str>, customer: Option<&str>| Redemption {
+        offer: offer.into(),
+        code: code.map(str::to_string),
+        customer: customer.map(str::to_string),
+        limit_per_code: Some(10),
+        limit_per_customer: Some(1),
+    };
+    let run = |prefix: &'static str, clients: usize, customer: fn(usize) -> Option<String>| {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..clients)
+                .map(|i| {
+                    s.spawn(move || {
+                        let who = customer(i);
+                        let mut w = sale("w1", &format!("{prefix}-{i}"), None, -1, T0 + 1);
+                        // Each on its own item: nothing but the offer's lock serialises them.
+                        w.movements[0].sku = format!("{prefix}-{i}");
+                        w.redemptions = vec![redeem(
+                            if prefix == "code" { "TEN" } else { "ONCE" },
+                            Some("SPRING"),
+                            who.as_deref(),
+                        )];
+                        store.commit_commerce(&w, T0 + 1).unwrap()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let by_code = run("code", 50, |i| Some(format!("c{i}")));
+    let done = by_code
+        .iter()
+        .filter(|c| matches!(c, Committed::Done { .. }))
+        .count();
+    assert_eq!(done, 10, "a code used 10 times at most");
+    assert!(by_code.iter().all(|c| matches!(
+        c,
+        Committed::Done { .. }
+            | Committed::OfferUsedUp {
+                per_customer: false,
+                ..
+            }
+    )));
+    let by_customer = run("cust", 20, |_| Some("ada".into()));
+    let done = by_customer
+        .iter()
+        .filter(|c| matches!(c, Committed::Done { .. }))
+        .count();
+    assert_eq!(done, 1, "once per customer");
+    assert!(by_customer.iter().all(|c| matches!(
+        c,
+        Committed::Done { .. }
+            | Committed::OfferUsedUp {
+                per_customer: true,
+                ..
+            }
+    )));
+    // Only the committed orders moved stock and told their event.
+    assert_eq!(store.event_count("w1").unwrap(), 11);
+    for (prefix, results) in [("code", &by_code), ("cust", &by_customer)] {
+        for (i, c) in results.iter().enumerate() {
+            let on_hand = level(store, "w1", &format!("{prefix}-{i}"), "lyon", T0 + 2)
+                .unwrap()
+                .quantities
+                .on_hand;
+            let done = matches!(c, Committed::Done { .. });
+            assert_eq!(on_hand, if done { 0 } else { 1 });
+        }
+    }
+    let uses = store
+        .offer_uses("w1", "TEN", Some("SPRING"), Some("c0"))
+        .unwrap();
+    assert_eq!((uses.total, uses.code), (10, 10));
+    assert!(uses.customer <= 1);
+    assert_eq!(
+        store.offer_uses("w1", "ONCE", None, Some("ada")).unwrap(),
+        OfferUses {
+            total: 1,
+            code: 0,
+            customer: 1
+        }
+    );
+    // The customer's order is cancelled: its use comes back, and she may use the offer again.
+    let ordered = by_customer
+        .iter()
+        .position(|c| matches!(c, Committed::Done { .. }))
+        .unwrap();
+    let id = format!("cust-{ordered}");
+    let stored = store.order("w1", &id).unwrap().unwrap();
+    let mut cancel = sale("w1", &id, None, 0, T0 + 3);
+    cancel.movements.clear();
+    cancel.events = None;
+    cancel.expect_body = Some(stored.body.clone());
+    cancel.release_redemptions = true;
+    assert!(matches!(
+        store.commit_commerce(&cancel, T0 + 3).unwrap(),
+        Committed::Done { .. }
+    ));
+    assert_eq!(
+        store
+            .offer_uses("w1", "ONCE", None, Some("ada"))
+            .unwrap()
+            .customer,
+        0
+    );
+    let mut again = sale("w1", "cust-again", None, -1, T0 + 4);
+    again.movements[0].sku = "cust-again".into();
+    again.redemptions = vec![redeem("ONCE", Some("SPRING"), Some("ada"))];
+    assert!(matches!(
+        store.commit_commerce(&again, T0 + 4).unwrap(),
+        Committed::Done { .. }
+    ));
+    // Offers are per workspace, and deleting one keeps its history.
+    assert!(store.offers("w2").unwrap_or_default().is_empty());
+    assert!(store.delete_offer("w1", "TEN").unwrap());
+    assert!(!store.delete_offer("w1", "TEN").unwrap());
+    assert!(store.offers("w1").unwrap().is_empty());
+    assert_eq!(store.offer_uses("w1", "TEN", None, None).unwrap().total, 10);
 }
