@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
-use parcours_service::commerce::{catalogue, loyalty, orders, sales, stock};
+use parcours_service::commerce::{catalogue, loyalty, offers, orders, sales, stock};
 use parcours_store::{Movement, Reservation, StockLevel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,6 +43,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(member))
         .routes(routes!(redeem))
         .routes(routes!(refund_redemption))
+        .routes(routes!(list_offers))
+        .routes(routes!(get_offer, put_offer, delete_offer))
+        .routes(routes!(evaluate_basket))
 }
 
 fn body_of(body: Option<Json<Value>>, code: &'static str) -> Result<Value, ApiError> {
@@ -554,7 +557,9 @@ fn recorded_answer(r: &sales::Recorded) -> Value {
 /// A sale at a till, or any sale made on the spot (`{"order_id", "location", "channel"?:
 /// "pos", "currency"?: "EUR", "customer"?: {"user_id", "anonymous_id", "email",
 /// "loyalty_card"}, "lines": [{"sku", "quantity", "unit_price_minor"?}],
-/// "payment_method"?}`): the goods leave the location's stock, the member earns her points
+/// "payment_method"?, "coupons"?: [..]}`): the basket is priced with the offers (a code
+/// that does not apply refuses the sale: `422 coupon_not_applied`; a limit reached meanwhile:
+/// `409 offer_used_up`), the goods leave the location's stock, the member earns her points
 /// and `Order Completed` lands on her timeline, together. `201`; `200` with the order as
 /// recorded when its id was recorded already (nothing happens twice).
 #[utoipa::path(post, path = "/commerce/sales", tag = "commerce", request_body = Answer,
@@ -732,8 +737,10 @@ async fn refund_redemption(
 /// Places an order of the web shop, the app or the call centre (`{"order_id", "channel"?:
 /// "web", "currency"?, "customer"?, "lines": [{"sku", "quantity", "unit_price_minor"?}],
 /// "fulfilment": {"kind": "pickup", "location"} | {"kind": "ship", "strategy"?: "priority" |
-/// "nearest" | "most_stock", "split"?: true, "latitude"?, "longitude"?}}`): its units are
-/// allocated and held at once, all or nothing, and `Order Completed` lands on the timeline.
+/// "nearest" | "most_stock", "split"?: true, "latitude"?, "longitude"?}, "coupons"?: [..]}`):
+/// it is priced with the offers (as a sale is), its units are allocated and held at once,
+/// all or nothing, and `Order Completed` lands on the timeline. Cancelling it gives its
+/// coupons back.
 /// `201`; `200` when the order id was recorded already.
 #[utoipa::path(post, path = "/commerce/orders", tag = "commerce", request_body = Answer,
     security(("bearer" = [])),
@@ -779,4 +786,90 @@ async fn order_status(
         blocking(move || Ok(orders::change_status(st.as_ref(), &actor, &id, body, now)?)).await?;
     state.engine.wake_unify();
     Ok(Json(recorded_answer(&r)))
+}
+
+/// Every offer, by id, with how many orders used it.
+#[utoipa::path(get, path = "/commerce/offers", tag = "commerce",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the offers", body = Answer), Refusals))]
+async fn list_offers(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let list = blocking(move || Ok(offers::list(st.as_ref(), &actor)?)).await?;
+    Ok(Json(json!({"offers": list})))
+}
+
+/// An offer with how many orders used it.
+#[utoipa::path(get, path = "/commerce/offers/{id}", tag = "commerce",
+    params(("id" = String, Path, description = "the offer's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the offer", body = Answer), Refusals))]
+async fn get_offer(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let o = blocking(move || Ok(offers::get(st.as_ref(), &actor, &id)?)).await?;
+    Ok(Json(json!(o)))
+}
+
+/// Creates or replaces an offer: `{"name", "active"?: true, "priority"?: 0, "stacking"?:
+/// "stackable" | "exclusive", "channels"?: [..], "starts_at"?, "ends_at"?, "currency"?,
+/// "audience"?, "coupon"?: {"codes": [..], "limit_per_code"?, "limit_per_customer"?},
+/// "min_subtotal_minor"?, "requires"?: [{"sku", "quantity"}], "reward": {"kind":
+/// "percent_off", "percent", "skus"?} | {"kind": "amount_off", "amount_minor", "skus"?} |
+/// {"kind": "bundle", "items": [{"sku", "quantity"}], "price_minor"} | {"kind":
+/// "free_item", "sku", "quantity"}}`.
+#[utoipa::path(put, path = "/commerce/offers/{id}", tag = "commerce", request_body = Answer,
+    params(("id" = String, Path, description = "the offer's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the offer as saved", body = Answer), Refusals))]
+async fn put_offer(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_offer")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let o = blocking(move || Ok(offers::put(st.as_ref(), &actor, &id, body, now)?)).await?;
+    Ok(Json(json!(o)))
+}
+
+/// Deletes an offer (the orders that used it keep saying so; to pause one, save it with
+/// `"active": false`).
+#[utoipa::path(delete, path = "/commerce/offers/{id}", tag = "commerce",
+    params(("id" = String, Path, description = "the offer's id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), Refusals))]
+async fn delete_offer(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    blocking(move || Ok(offers::delete(st.as_ref(), &actor, &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prices a basket with the offers, without buying it: `{"channel"?: "web", "currency"?:
+/// "EUR", "customer"?, "lines": [{"sku", "quantity", "unit_price_minor"?}], "coupons"?:
+/// [..]}`. The answer gives the subtotal, each line's discount, the offers that applied
+/// with their discount, why each other one did not (`not_applied`: offer, reason code,
+/// message) and the codes no offer knows.
+#[utoipa::path(post, path = "/commerce/baskets/evaluate", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 200, description = "the priced basket", body = Answer), Refusals))]
+async fn evaluate_basket(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_of(body, "invalid_basket")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let e = blocking(move || Ok(offers::evaluate(st.as_ref(), &actor, body, now)?)).await?;
+    Ok(Json(json!(e)))
 }

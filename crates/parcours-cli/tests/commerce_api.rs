@@ -942,7 +942,275 @@ async fn click_and_collect_from_order_to_return(backend: Backend) {
     t.stop().await;
 }
 
+/// The offers of the list through the HTTP path: one price on every channel unless
+/// an offer is scoped, the reasons of the offers that did not apply, a code whose last uses
+/// twenty tills race for, a customer's single use given back when her order is cancelled,
+/// an audience-targeted offer once she is in the audience, and a return refunded net of its
+/// discount.
+async fn offers_price_every_channel_alike_and_hold_their_limits(backend: Backend) {
+    let t = start_on("commerce-offers", backend, |_| {}).await;
+    shop_setup(&t).await;
+    let (status, e) = call(
+        &t,
+        "PUT",
+        "/api/v1/commerce/offers/bad",
+        json!({"name": "x", "reward": {"kind": "amount_off", "amount_minor": 500}}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("invalid_offer")),
+        "{e}"
+    );
+    for (id, offer) in [
+        (
+            "shoes10",
+            json!({"name": "10% off shoes", "priority": 10,
+            "reward": {"kind": "percent_off", "percent": 10, "skus": ["SHOE-42"]}}),
+        ),
+        (
+            "app5",
+            json!({"name": "5 EUR off in the app", "channels": ["app"], "currency": "EUR",
+            "reward": {"kind": "amount_off", "amount_minor": 500}}),
+        ),
+        (
+            "lace-gift",
+            json!({"name": "A free lace with shoes", "priority": 5, "requires": [{"sku": "SHOE-42", "quantity": 1}],
+            "reward": {"kind": "free_item", "sku": "LACE", "quantity": 1}}),
+        ),
+        (
+            "spring",
+            json!({"name": "Spring code", "coupon": {"codes": ["SPRING-24"], "limit_per_code": 3},
+            "currency": "EUR", "min_subtotal_minor": 5000,
+            "reward": {"kind": "amount_off", "amount_minor": 1000}}),
+        ),
+        (
+            "welcome",
+            json!({"name": "Welcome", "stacking": "exclusive", "priority": 20,
+            "coupon": {"codes": ["HELLO"], "limit_per_customer": 1},
+            "reward": {"kind": "percent_off", "percent": 25}}),
+        ),
+        (
+            "buyers",
+            json!({"name": "Thank you", "audience": "buyers", "priority": -1,
+            "reward": {"kind": "percent_off", "percent": 5}}),
+        ),
+        (
+            "over",
+            json!({"name": "Ended", "ends_at": "2001-01-01T00:00:00Z",
+            "reward": {"kind": "percent_off", "percent": 50}}),
+        ),
+    ] {
+        put(&t, &format!("/api/v1/commerce/offers/{id}"), offer).await;
+    }
+    let (_, list) = t.get("/api/v1/commerce/offers").await;
+    assert_eq!(list["offers"].as_array().unwrap().len(), 7, "{list}");
+
+    let basket = |channel: &str, coupons: Value| {
+        json!({"channel": channel, "customer": {"user_id": "u-ada"},
+               "lines": [{"sku": "SHOE-42", "quantity": 1}, {"sku": "LACE", "quantity": 1}],
+               "coupons": coupons})
+    };
+    let mut totals = Vec::new();
+    for channel in ["web", "pos", "call_centre", "app"] {
+        let (status, e) = call(
+            &t,
+            "POST",
+            "/api/v1/commerce/baskets/evaluate",
+            basket(channel, json!([])),
+        )
+        .await;
+        assert_eq!(status, 200, "{e}");
+        totals.push(e["total_minor"].as_i64().unwrap());
+        let applied: Vec<&str> = e["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["offer"].as_str().unwrap())
+            .collect();
+        let reasons: Vec<(&str, &str)> = e["not_applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["offer"].as_str().unwrap(), n["reason"].as_str().unwrap()))
+            .collect();
+        if channel == "app" {
+            assert_eq!(applied, vec!["shoes10", "lace-gift", "app5"], "{e}");
+        } else {
+            // 89.90 × 2 − 8.99 (10% of the shoe) − 89.90 (the free lace).
+            assert_eq!(e["subtotal_minor"], 17980);
+            assert_eq!(e["total_minor"], 17980 - 899 - 8990, "{e}");
+            assert_eq!(applied, vec!["shoes10", "lace-gift"], "{e}");
+            assert!(reasons.contains(&("app5", "other_channel")), "{e}");
+        }
+        assert!(reasons.contains(&("over", "ended")), "{e}");
+        assert!(reasons.contains(&("buyers", "not_in_audience")), "{e}");
+    }
+    assert_eq!(
+        totals[0..3],
+        [8091, 8091, 8091],
+        "the same basket, the same price"
+    );
+    assert_eq!(totals[3], 8091 - 500, "unless an offer says otherwise");
+
+    // A code that does not apply refuses the sale rather than charging a surprise price.
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/sales",
+        json!({"order_id": "NOPE-1", "location": "lyon-bellecour", "coupons": ["NOPE"],
+               "lines": [{"sku": "LACE", "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("coupon_not_applied")),
+        "{e}"
+    );
+
+    // Twenty tills race for a code's three uses.
+    put(
+        &t,
+        "/api/v1/commerce/items/BAG",
+        json!({"name": "Bag", "prices": [{"currency": "EUR", "amount_minor": 6000}]}),
+    )
+    .await;
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/stock/movements",
+        json!({"movements": [{"sku": "BAG", "location": "lyon-bellecour", "delta": 100, "reason": "received"}]})).await;
+    assert_eq!(status, 200);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = t.client.clone();
+        tasks.push(tokio::spawn(async move {
+            call_with(&client, common::ADMIN, "POST", "/api/v1/commerce/sales",
+                json!({"order_id": format!("SPR-{i}"), "location": "lyon-bellecour", "coupons": ["spring-24"],
+                       "lines": [{"sku": "BAG", "quantity": 1}]})).await
+        }));
+    }
+    let mut discounted = 0;
+    for task in tasks {
+        let (status, v) = task.await.unwrap();
+        match status {
+            201 => {
+                assert_eq!(v["order"]["total_minor"], 5000, "{v}");
+                discounted += 1;
+            }
+            // Priced after the third use (the reason says so), or priced before it and
+            // refused at commit by the store's count.
+            422 => assert!(
+                v["message"].as_str().unwrap().contains("used 3 times"),
+                "{v}"
+            ),
+            409 => assert_eq!(v["code"], "offer_used_up", "{v}"),
+            s => panic!("{s}: {v}"),
+        }
+    }
+    assert_eq!(discounted, 3, "a code used three times at most");
+    let (_, spring) = t.get("/api/v1/commerce/offers/spring").await;
+    assert_eq!(spring["redemptions"], 3);
+    let (_, bags) = t.get("/api/v1/commerce/stock?skus=BAG").await;
+    assert_eq!(
+        bags["levels"][0]["on_hand"], 97,
+        "refused sales moved no stock: {bags}"
+    );
+
+    // Welcome: once per customer, alone; a cancelled order gives it back.
+    let order = |id: &str| {
+        json!({"order_id": id, "channel": "web", "customer": {"user_id": "u-ada"}, "coupons": ["hello"],
+               "lines": [{"sku": "SHOE-42", "quantity": 1}],
+               "fulfilment": {"kind": "pickup", "location": "lyon-bellecour"}})
+    };
+    let (status, placed) = call(&t, "POST", "/api/v1/commerce/orders", order("W-1")).await;
+    assert_eq!(status, 201, "{placed}");
+    assert_eq!(
+        placed["order"]["total_minor"],
+        8990 - 2248,
+        "25% alone: {placed}"
+    );
+    assert_eq!(placed["order"]["offers"][0]["offer"], "welcome");
+    let (status, e) = call(&t, "POST", "/api/v1/commerce/orders", order("W-2")).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("coupon_not_applied")),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer used the offer 1 times"),
+        "{e}"
+    );
+    let (status, c) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/orders/W-1/status",
+        json!({"status": "cancelled"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    let (status, placed) = call(&t, "POST", "/api/v1/commerce/orders", order("W-3")).await;
+    assert_eq!(
+        status, 201,
+        "the cancelled order gave the code back: {placed}"
+    );
+
+    // She bought: in the audience, the thank-you offer applies to her.
+    let (status, a) = call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "buyers", "name": "Buyers", "definition": "did \"Order Completed\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+    t.unified().await;
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "the audience takes her",
+        || async {
+            let (_, e) = call(
+                &t,
+                "POST",
+                "/api/v1/commerce/baskets/evaluate",
+                basket("web", json!([])),
+            )
+            .await;
+            e["applied"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["offer"] == "buyers")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A return of part of a discounted sale is refunded net of its share of the discount.
+    let (status, sold) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/sales",
+        json!({"order_id": "R-1", "location": "lyon-bellecour",
+               "lines": [{"sku": "SHOE-42", "quantity": 2}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    // 2 × 89.90 − 10% = 161.82.
+    assert_eq!(sold["order"]["total_minor"], 16182, "{sold}");
+    let mut refunded = 0;
+    for (i, location) in ["lyon-bellecour", "lyon-part-dieu"].iter().enumerate() {
+        let (status, r) = call(&t, "POST", "/api/v1/commerce/orders/R-1/returns",
+            json!({"return_id": format!("RET-{i}"), "location": location, "lines": [{"sku": "SHOE-42", "quantity": 1}]})).await;
+        assert_eq!(status, 201, "{r}");
+        refunded += r["order"]["returns"][i]["refund_minor"].as_i64().unwrap();
+    }
+    assert_eq!(refunded, 16182, "the refunds add up to what was paid");
+    t.stop().await;
+}
+
 on_each_store!(
+    offers_price_every_channel_alike_and_hold_their_limits,
     click_and_collect_from_order_to_return,
     stock_is_moved_counted_and_told_per_channel,
     the_last_unit_goes_to_one_buyer_only,

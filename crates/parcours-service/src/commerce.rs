@@ -7,6 +7,7 @@
 
 pub mod catalogue;
 pub mod loyalty;
+pub mod offers;
 pub mod orders;
 pub mod sales;
 pub mod stock;

@@ -316,7 +316,10 @@ fn post(
             })
         }
         Committed::Short(shortages) => return Err(ServiceError::OutOfStock { shortages }),
-        Committed::ReferenceTaken(_) | Committed::NotHeld(_) => Outcome::Duplicate,
+        // A loyalty write takes no stock and no offer.
+        Committed::ReferenceTaken(_) | Committed::NotHeld(_) | Committed::OfferUsedUp { .. } => {
+            Outcome::Duplicate
+        }
     };
     Ok((outcome, account(store, actor, member, now)?))
 }

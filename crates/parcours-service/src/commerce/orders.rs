@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use super::loyalty;
 use super::read;
 use super::sales::{
-    check_customer, finish, member_for, money, order_event, parse_order, priced, record, Customer,
-    Order, Recorded, SaleLine,
+    check_customer, discounted, finish, member_for, money, order_event, parse_order, priced,
+    record, Customer, Order, Recorded, SaleLine,
 };
 use crate::{Actor, ServiceError};
 
@@ -69,6 +69,9 @@ struct OrderBody {
     fulfilment: Fulfilment,
     #[serde(default)]
     payment_method: Option<String>,
+    /// Coupon codes the customer gives.
+    #[serde(default)]
+    coupons: Vec<String>,
 }
 
 fn web() -> String {
@@ -100,6 +103,7 @@ pub fn place(
     if let Some(existing) = store.order(ws, &b.order_id)? {
         return Recorded::already(parse_order(&existing)?);
     }
+    let codes = super::offers::coupons(&b.coupons)?;
     let p = priced(store, actor, &b.channel, &b.currency, &b.lines)?;
     // What the order needs per SKU, kits as their components.
     let as_lines: Vec<inventory::Line> = p
@@ -226,6 +230,17 @@ pub fn place(
         }
     };
     let member = member_for(store, ws, &b.customer)?;
+    let deal = discounted(
+        store,
+        ws,
+        &b.channel,
+        &b.currency,
+        &b.customer,
+        member.as_deref(),
+        p.lines.clone(),
+        codes,
+        now,
+    )?;
     let order = Order {
         id: b.order_id.clone(),
         channel: b.channel.clone(),
@@ -236,8 +251,10 @@ pub fn place(
         status: "placed".into(),
         currency: b.currency.clone(),
         customer: b.customer.clone(),
-        lines: p.lines.clone(),
-        total_minor: p.total,
+        lines: deal.lines,
+        total_minor: deal.total,
+        discount_minor: deal.discount,
+        offers: deal.offers,
         member,
         payment_method: b.payment_method.clone(),
         returns: Vec::new(),
@@ -251,8 +268,11 @@ pub fn place(
         "Order Completed",
         format!("order-completed:{}", order.id),
         &order,
-        json!({"total": money(p.total), "revenue": money(p.total), "products": p.products,
-               "fulfilment": fulfilment, "payment_method": b.payment_method}),
+        super::sales::with_offers(
+            json!({"total": money(deal.total), "revenue": money(deal.total), "products": p.products,
+                   "fulfilment": fulfilment, "payment_method": b.payment_method}),
+            &order,
+        ),
         now,
     )?;
     let write = CommerceWrite {
@@ -271,7 +291,7 @@ pub fn place(
         movements: Vec::new(),
         loyalty: Vec::new(),
         events: Some(event),
-        redemptions: Vec::new(),
+        redemptions: deal.redemptions,
         release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
@@ -404,6 +424,8 @@ pub fn change_status(
                 reference: order.id.clone(),
                 fulfil: None,
             });
+            // Its coupons can be used again.
+            write.release_redemptions = true;
             (
                 "Order Cancelled",
                 json!({"total": money(order.total_minor)}),

@@ -46,6 +46,13 @@ pub struct SaleLine {
     /// The price of one, in minor units; the catalogue's price on the channel when left out.
     #[serde(default)]
     pub unit_price_minor: Option<i64>,
+    /// What offers took off the line (set by the offer engine, never given).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub discount_minor: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +69,9 @@ struct SaleBody {
     lines: Vec<SaleLine>,
     #[serde(default)]
     payment_method: Option<String>,
+    /// Coupon codes the customer gives.
+    #[serde(default)]
+    coupons: Vec<String>,
 }
 
 fn pos() -> String {
@@ -81,7 +91,13 @@ pub struct Order {
     pub currency: String,
     pub customer: Customer,
     pub lines: Vec<SaleLine>,
+    /// What the customer pays: the lines' prices less the offers' discount.
     pub total_minor: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub discount_minor: i64,
+    /// The offers that applied, with their discount and the coupon code that unlocked them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<parcours_core::commerce::offers::Applied>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,11 +258,12 @@ pub fn record_sale(
     if let Some(existing) = store.order(ws, &b.order_id)? {
         return Recorded::already(parse_order(&existing)?);
     }
+    let codes = super::offers::coupons(&b.coupons)?;
     let Priced {
         lines,
-        total,
         products,
         items,
+        ..
     } = priced(store, actor, &b.channel, &b.currency, &b.lines)?;
     let stock_lines: Vec<Line> = lines
         .iter()
@@ -275,6 +292,18 @@ pub fn record_sale(
             })
             .collect();
     let member = member_for(store, ws, &b.customer)?;
+    let deal = discounted(
+        store,
+        ws,
+        &b.channel,
+        &b.currency,
+        &b.customer,
+        member.as_deref(),
+        lines,
+        codes,
+        now,
+    )?;
+    let total = deal.total;
     let program = loyalty::program(store, actor)?;
     let earn = member
         .as_ref()
@@ -286,8 +315,10 @@ pub fn record_sale(
         status: "completed".into(),
         currency: b.currency.clone(),
         customer: b.customer.clone(),
-        lines,
+        lines: deal.lines,
         total_minor: total,
+        discount_minor: deal.discount,
+        offers: deal.offers,
         member: member.clone(),
         payment_method: b.payment_method.clone(),
         returns: Vec::new(),
@@ -301,8 +332,11 @@ pub fn record_sale(
         "Order Completed",
         format!("order-completed:{}", order.id),
         &order,
-        json!({"total": money(total), "revenue": money(total), "products": products,
-               "payment_method": b.payment_method, "loyalty_points": earn.as_ref().map(points_of)}),
+        with_offers(
+            json!({"total": money(total), "revenue": money(total), "products": products,
+                   "payment_method": b.payment_method, "loyalty_points": earn.as_ref().map(points_of)}),
+            &order,
+        ),
         now,
     )?;
     let write = CommerceWrite {
@@ -318,18 +352,111 @@ pub fn record_sale(
             _ => Vec::new(),
         },
         events: Some(event),
-        redemptions: Vec::new(),
+        redemptions: deal.redemptions,
         release_redemptions: false,
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, earn, now)
 }
 
-/// A basket's lines with their prices (given, or the catalogue's on the channel), its total
-/// and its items.
+/// A basket's lines with the offers' discounts.
+pub(super) struct Discounted {
+    pub lines: Vec<SaleLine>,
+    pub discount: i64,
+    pub total: i64,
+    pub offers: Vec<parcours_core::commerce::offers::Applied>,
+    pub redemptions: Vec<parcours_core::commerce::offers::Redemption>,
+}
+
+/// Prices priced lines with the workspace's offers. Every coupon code given must unlock an
+/// offer that applies: otherwise the sale is refused (`coupon_not_applied`, with the
+/// reason), rather than charged at a price the customer was not told.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn discounted(
+    store: &dyn Store,
+    ws: &str,
+    channel: &str,
+    currency: &str,
+    customer: &Customer,
+    member: Option<&str>,
+    lines: Vec<SaleLine>,
+    codes: Vec<String>,
+    now: Millis,
+) -> Result<Discounted, ServiceError> {
+    let e = super::offers::price(
+        store,
+        ws,
+        channel,
+        currency,
+        customer,
+        member,
+        &lines,
+        codes.clone(),
+        now,
+    )?;
+    for code in &codes {
+        if e.applied.iter().any(|a| a.coupon.as_ref() == Some(code)) {
+            continue;
+        }
+        let why = if e.unknown_coupons.contains(code) {
+            format!("the coupon {code} is not known")
+        } else {
+            let reasons: Vec<String> = e
+                .not_applied
+                .iter()
+                .map(|n| format!("{}: {}", n.offer, n.message))
+                .collect();
+            format!("the coupon {code} does not apply ({})", reasons.join("; "))
+        };
+        return Err(ServiceError::Unprocessable {
+            code: "coupon_not_applied",
+            message: format!("{why}; take it off the basket or change the basket"),
+        });
+    }
+    let lines = lines
+        .into_iter()
+        .zip(&e.lines)
+        .map(|(mut l, d)| {
+            l.discount_minor = d.discount_minor;
+            l
+        })
+        .collect();
+    Ok(Discounted {
+        lines,
+        discount: e.discount_minor,
+        total: e.total_minor,
+        offers: e.applied,
+        redemptions: e.redemptions,
+    })
+}
+
+/// An order event's properties with the order's offers, as the Segment spec names them
+/// (`subtotal`, `discount`, `coupon`).
+pub(super) fn with_offers(mut properties: Value, order: &Order) -> Value {
+    if !order.offers.is_empty() {
+        properties["subtotal"] = money(order.total_minor + order.discount_minor).into();
+        properties["discount"] = money(order.discount_minor).into();
+        let codes: Vec<&str> = order
+            .offers
+            .iter()
+            .filter_map(|a| a.coupon.as_deref())
+            .collect();
+        if !codes.is_empty() {
+            properties["coupon"] = codes.join(",").into();
+        }
+        properties["offers"] = order
+            .offers
+            .iter()
+            .map(|a| Value::from(a.offer.clone()))
+            .collect();
+    }
+    properties
+}
+
+/// A basket's lines with their prices (given, or the catalogue's on the channel; their total
+/// checked) and its items.
 pub(super) struct Priced {
     pub lines: Vec<SaleLine>,
-    pub total: i64,
     pub products: Vec<Value>,
     pub items: std::collections::BTreeMap<String, parcours_core::commerce::catalogue::Item>,
 }
@@ -357,6 +484,12 @@ pub(super) fn priced(
     let mut items = std::collections::BTreeMap::new();
     for l in given {
         check_quantity(l.quantity)?;
+        if l.discount_minor != 0 {
+            return Err(ServiceError::invalid(
+                "invalid_lines",
+                "a line's discount comes from the offers: leave discount_minor out",
+            ));
+        }
         let item = super::catalogue::item(store, actor, &l.sku).map_err(|_| {
             ServiceError::invalid("unknown_item", format!("{} is not in the catalogue", l.sku))
         })?;
@@ -395,12 +528,12 @@ pub(super) fn priced(
             sku: l.sku.clone(),
             quantity: l.quantity,
             unit_price_minor: Some(price),
+            discount_minor: 0,
         });
         items.insert(item.sku.clone(), item);
     }
     Ok(Priced {
         lines,
-        total,
         products,
         items,
     })
@@ -508,6 +641,16 @@ pub(super) fn finish(
         Committed::Refused(r) => Err(ServiceError::Unprocessable {
             code: r.code,
             message: r.message,
+        }),
+        Committed::OfferUsedUp {
+            offer,
+            per_customer,
+        } => Err(ServiceError::Conflict {
+            code: "offer_used_up",
+            message: format!(
+                "the offer {offer} reached its limit {} since the basket was priced: nothing was recorded; price the basket again",
+                if per_customer { "for this customer" } else { "for this code" }
+            ),
         }),
     }
 }
@@ -647,12 +790,34 @@ fn return_once(
             .find(|x| x.sku == l.sku)
             .and_then(|x| x.unit_price_minor)
             .unwrap_or(0);
+        // The offers' discount comes back in proportion; the last units take what is left
+        // of it, so the refunds of an order add up to exactly what was paid.
+        let discount: i64 = order
+            .lines
+            .iter()
+            .filter(|x| x.sku == l.sku)
+            .map(|x| x.discount_minor)
+            .sum();
+        let discounted_back: i64 = order
+            .returns
+            .iter()
+            .flat_map(|r| &r.lines)
+            .chain(lines.iter())
+            .filter(|x| x.sku == l.sku)
+            .map(|x| x.discount_minor)
+            .sum();
+        let share = if back + l.quantity == bought {
+            discount - discounted_back
+        } else {
+            (discount as i128 * l.quantity as i128 / bought as i128) as i64
+        };
         // Within the order's total, which was checked when it was recorded.
-        refund += price.saturating_mul(l.quantity);
+        refund += price.saturating_mul(l.quantity) - share;
         lines.push(SaleLine {
             sku: l.sku.clone(),
             quantity: l.quantity,
             unit_price_minor: Some(price),
+            discount_minor: share,
         });
         stock_lines.push(Line {
             sku: l.sku.clone(),
