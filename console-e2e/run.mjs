@@ -344,11 +344,16 @@ try {
   check(lyonRows > 5, `Lyon Part-Dieu's stock is listed (${lyonRows} SKUs)`);
   await shot(page, 'commerce-stock');
   await accessible(page, 'commerce (stock)');
+  const offerRows = await page.locator('#table-offers tbody tr').count();
+  check(offerRows === 4, `the brand's offers are listed (${offerRows})`);
+  await page.locator('#table-offers').scrollIntoViewIfNeeded();
+  await shot(page, 'commerce-offers');
   await page.getByLabel('Order number').fill('W-DEMO-1');
   await page.getByRole('button', { name: 'Open' }).first().click();
   await page.waitForURL(/\/console\/commerce\/orders\/W-DEMO-1$/);
   check((await page.locator('#order-status').innerText()).includes('ready_for_pickup'), 'the demo\'s click & collect order waits at the shop');
   check(await page.locator('#table-allocation tbody tr').count() === 1, 'its unit is held at one location');
+  check((await page.locator('#table-applied').innerText()).includes('BIENVENUE10'), 'the welcome code priced it');
   await shot(page, 'commerce-order');
   await accessible(page, 'commerce (order)');
   await page.locator('dd a[href^="/console/commerce/loyalty/"]').click();

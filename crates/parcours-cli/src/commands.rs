@@ -515,6 +515,9 @@ async fn demo_commerce(
         setup.program.clone(),
     )
     .await?;
+    for (id, doc) in &setup.offers {
+        call("PUT", format!("/api/v1/commerce/offers/{id}"), doc.clone()).await?;
+    }
     let who = highlights
         .iter()
         .find(|h| h.examples.iter().any(|(k, _)| k == "loyalty_card"))
@@ -553,7 +556,7 @@ async fn demo_commerce(
         "POST",
         "/api/v1/commerce/orders".into(),
         serde_json::json!({"order_id": DEMO_ORDER, "channel": "web", "customer": customer,
-                           "lines": [{"sku": sku, "quantity": 1}],
+                           "lines": [{"sku": sku, "quantity": 1}], "coupons": [demo::WELCOME_CODE],
                            "fulfilment": {"kind": "pickup", "location": "store_2"}}),
     )
     .await?;
@@ -565,9 +568,10 @@ async fn demo_commerce(
     .await?;
     Ok(demo::Highlight {
         text: format!(
-            "Commerce: {} locations, {} products; just now {email} (card {card}) bought at the Lyon Part-Dieu till and ordered its last {name} for click & collect, ready to pick up (order {DEMO_ORDER}; console: Commerce).",
+            "Commerce: {} locations, {} products; just now {email} (card {card}) bought at the Lyon Part-Dieu till and ordered its last {name} for click & collect with the code {}, ready to pick up (order {DEMO_ORDER}; console: Commerce).",
             setup.locations.len(),
-            setup.items.len()
+            setup.items.len(),
+            demo::WELCOME_CODE
         ),
         examples: vec![("loyalty_card".into(), card)],
     })

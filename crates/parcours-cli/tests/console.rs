@@ -1509,7 +1509,23 @@ async fn commerce_pages_show_stock_an_order_and_a_ledger(backend: Backend) {
         page.contains("<code>placed</code>") && page.contains("179.80 EUR"),
         "{page}"
     );
+    api(
+        "PUT",
+        "/api/v1/commerce/offers/ann5",
+        json!({"name": "Five <off>", "currency": "EUR",
+        "coupon": {"codes": ["ANN5"], "limit_per_customer": 1},
+        "reward": {"kind": "amount_off", "amount_minor": 500}}),
+    )
+    .await;
+    api(
+        "PUT",
+        "/api/v1/commerce/offers/later",
+        json!({"name": "Later", "starts_at": "2999-01-01T00:00:00Z",
+        "reward": {"kind": "free_item", "sku": "SHOE-42", "quantity": 1}}),
+    )
+    .await;
     api("POST", "/api/v1/commerce/orders", json!({"order_id": "W-7", "customer": {"user_id": "u-ann", "loyalty_card": "CARD ANN"},
+        "coupons": ["ann5"],
         "lines": [{"sku": "SHOE-42", "quantity": 1}], "fulfilment": {"kind": "pickup", "location": "lyon-bellecour"}})).await;
     api(
         "POST",
@@ -1531,17 +1547,44 @@ async fn commerce_pages_show_stock_an_order_and_a_ledger(backend: Backend) {
         "<code>collected</code>",
         "Click &#38; collect · Lyon Bellecour",
         "89.90 EUR",
+        "id=\"order-discount\">−5.00 EUR<",
+        "id=\"order-total\">84.90 EUR<",
+        "Five &#60;off&#62; <code>ann5</code>",
+        "<code>ANN5</code>",
         "CARD ANN",
         "/console/commerce/loyalty/CARD%20ANN",
     ] {
         assert!(page.contains(needle), "{needle}: {page}");
     }
+    // The offers, with their state and how many orders used them.
+    let page = text(&get(&t, "/console/commerce", &cookie).await);
+    let offers = page
+        .split("id=\"table-offers\"")
+        .nth(1)
+        .expect("an offers table");
+    for needle in [
+        "5.00 EUR off",
+        "coupon ANN5 (1 per customer)",
+        ">scheduled<",
+        "1 × SHOE-42 free",
+    ] {
+        assert!(offers.contains(needle), "{needle}: {offers}");
+    }
+    let ann = offers
+        .split("<code>ann5</code>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(ann.ends_with(">1</td>"), "one order used it: {ann}");
 
     // The member's ledger, in French too.
     let r = get(&t, "/console/commerce/loyalty/CARD%20ANN", &cookie).await;
     assert_eq!(r.status, 200);
     let page = text(&r);
-    assert!(page.contains("id=\"pts_active\">89<"), "{page}");
+    // Points on what she paid.
+    assert!(page.contains("id=\"pts_active\">84<"), "{page}");
     assert!(page.contains("/console/commerce/orders/W-7"), "{page}");
     let r = get(
         &t,

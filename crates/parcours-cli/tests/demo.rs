@@ -219,6 +219,16 @@ async fn the_demo_banner_is_read_from_the_data() {
     let (status, order) = get(&client, token, "/api/v1/commerce/orders/W-DEMO-1").await;
     assert_eq!(status, 200, "{order}");
     assert_eq!(order["status"], "ready_for_pickup", "{order}");
+    // Priced by the welcome offer, as every channel would price it.
+    assert_eq!(order["offers"][0]["offer"], "bienvenue", "{order}");
+    assert_eq!(order["offers"][0]["coupon"], "BIENVENUE10", "{order}");
+    let price = order["lines"][0]["unit_price_minor"].as_i64().unwrap();
+    assert_eq!(
+        order["total_minor"].as_i64().unwrap(),
+        price - (price * 10 + 50) / 100,
+        "{order}"
+    );
+    assert!(banner.contains("BIENVENUE10"), "{banner}");
     let sku = order["lines"][0]["sku"].as_str().unwrap().to_string();
     let (_, a) = get(
         &client,

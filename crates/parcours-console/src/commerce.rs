@@ -7,8 +7,9 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use parcours_api::AppState;
+use parcours_core::commerce::offers::{Offer, Reward, Stacking};
 use parcours_core::time::parse_timestamp;
-use parcours_service::commerce::{catalogue, loyalty, orders, stock};
+use parcours_service::commerce::{catalogue, loyalty, offers, orders, stock};
 use serde::Deserialize;
 
 use crate::pages::{blocking, render, see_other, service_problem, Chrome, Session};
@@ -50,6 +51,118 @@ struct Stock {
     location_url: String,
     rows: Vec<LevelRow>,
     next: Option<String>,
+    offers: Vec<OfferRow>,
+}
+
+pub(crate) struct OfferRow {
+    pub id: String,
+    pub name: String,
+    /// An i18n key: offer_active, offer_paused, offer_scheduled, offer_ended.
+    pub state: &'static str,
+    pub reward: String,
+    pub conditions: String,
+    pub priority: String,
+    pub redemptions: String,
+}
+
+fn offer_row(tr: crate::Tr, o: &Offer, redemptions: u64, now: i64) -> OfferRow {
+    let cur = o.currency.as_deref().unwrap_or("");
+    let state = if !o.active {
+        "offer_paused"
+    } else if o.ends_at.is_some_and(|e| now >= e) {
+        "offer_ended"
+    } else if o.starts_at.is_some_and(|s| now < s) {
+        "offer_scheduled"
+    } else {
+        "offer_active"
+    };
+    let on = |skus: &[String]| {
+        if skus.is_empty() {
+            String::new()
+        } else {
+            format!(" · {}", skus.join(", "))
+        }
+    };
+    let reward = match &o.reward {
+        Reward::PercentOff { percent, skus } => format!("{percent} % {}{}", tr.t("off"), on(skus)),
+        Reward::AmountOff { amount_minor, skus } => {
+            format!(
+                "{} {}{}",
+                money(tr, *amount_minor, cur),
+                tr.t("off"),
+                on(skus)
+            )
+        }
+        Reward::Bundle { items, price_minor } => format!(
+            "{} {} {}",
+            items
+                .iter()
+                .map(|p| format!("{} × {}", p.quantity, p.sku))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            tr.t("for_price"),
+            money(tr, *price_minor, cur)
+        ),
+        Reward::FreeItem { sku, quantity } => format!("{quantity} × {sku} {}", tr.t("free")),
+    };
+    let mut conditions = vec![if o.channels.is_empty() {
+        tr.t("every_channel").to_string()
+    } else {
+        o.channels.join(", ")
+    }];
+    if let Some(c) = &o.coupon {
+        let mut limits = Vec::new();
+        if let Some(l) = c.limit_per_code {
+            limits.push(format!("{} {}", tr.number(l), tr.t("per_code")));
+        }
+        if let Some(l) = c.limit_per_customer {
+            limits.push(format!("{} {}", tr.number(l), tr.t("per_customer")));
+        }
+        let codes = if c.codes.len() > 3 {
+            format!("{} …", c.codes[..3].join(", "))
+        } else {
+            c.codes.join(", ")
+        };
+        conditions.push(if limits.is_empty() {
+            format!("{} {codes}", tr.t("coupon"))
+        } else {
+            format!("{} {codes} ({})", tr.t("coupon"), limits.join(", "))
+        });
+    }
+    if let Some(t) = o.min_subtotal_minor {
+        conditions.push(format!("{} {}", tr.t("from_subtotal"), money(tr, t, cur)));
+    }
+    if let Some(a) = &o.audience {
+        conditions.push(format!("{} {a}", tr.t("audience_only")));
+    }
+    if !o.requires.is_empty() {
+        conditions.push(
+            o.requires
+                .iter()
+                .map(|p| format!("{} × {}", p.quantity, p.sku))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        );
+    }
+    if let (Some(s), Some(e)) = (o.starts_at, o.ends_at) {
+        conditions.push(format!("{} → {}", tr.date(s), tr.date(e)));
+    } else if let Some(e) = o.ends_at {
+        conditions.push(format!("→ {}", tr.date(e)));
+    } else if let Some(s) = o.starts_at {
+        conditions.push(format!("{} →", tr.date(s)));
+    }
+    if o.stacking == Stacking::Exclusive {
+        conditions.push(tr.t("exclusive").to_string());
+    }
+    OfferRow {
+        id: o.id.clone(),
+        name: o.name.clone(),
+        state,
+        reward,
+        conditions: conditions.join(" · "),
+        priority: o.priority.to_string(),
+        redemptions: tr.number(redemptions),
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,11 +208,12 @@ pub(crate) async fn page(
             )?,
             None => Vec::new(),
         };
-        Ok((locations, selected, levels))
+        let offers = offers::list(store.as_ref(), &actor)?;
+        Ok((locations, selected, levels, offers))
     })
     .await;
     match found {
-        Ok((locations, selected, levels)) => {
+        Ok((locations, selected, levels, offers)) => {
             let n = |v: i64| {
                 if v < 0 {
                     format!("−{}", tr.number(v.unsigned_abs()))
@@ -142,6 +256,10 @@ pub(crate) async fn page(
                     })
                     .collect(),
                 location,
+                offers: offers
+                    .iter()
+                    .map(|v| offer_row(tr, &v.offer, v.redemptions, now))
+                    .collect(),
             })
         }
         Err(e) => service_problem(session.chrome(), e),
@@ -164,8 +282,11 @@ struct OrderPage {
     customer_url: Option<String>,
     member: Option<String>,
     member_url: String,
-    /// (SKU, quantity, unit price)
-    lines: Vec<(String, String, String)>,
+    /// (SKU, quantity, unit price, discount)
+    lines: Vec<(String, String, String, String)>,
+    discount: String,
+    /// (offer, its name, coupon, discount)
+    offers: Vec<(String, String, String, String)>,
     /// (SKU, location, location in a URL, quantity)
     allocation: Vec<(String, String, String, String)>,
     /// (return id, location, what, refund, when)
@@ -236,6 +357,28 @@ pub(crate) async fn order(
                             l.sku.clone(),
                             tr.number(l.quantity.max(0) as u64),
                             money(tr, l.unit_price_minor.unwrap_or(0), &o.currency),
+                            if l.discount_minor == 0 {
+                                String::new()
+                            } else {
+                                money(tr, -l.discount_minor, &o.currency)
+                            },
+                        )
+                    })
+                    .collect(),
+                discount: if o.discount_minor == 0 {
+                    String::new()
+                } else {
+                    money(tr, -o.discount_minor, &o.currency)
+                },
+                offers: o
+                    .offers
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.offer.clone(),
+                            a.name.clone(),
+                            a.coupon.clone().unwrap_or_default(),
+                            money(tr, -a.discount_minor, &o.currency),
                         )
                     })
                     .collect(),

@@ -43,7 +43,7 @@ use sessions::*;
 use time::*;
 use visitors::*;
 
-pub use commerce::{commerce_setup, last_unit_in, plenty_in, CommerceSetup};
+pub use commerce::{commerce_setup, last_unit_in, plenty_in, CommerceSetup, WELCOME_CODE};
 
 /// One source the demo brand sends from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,7 +42,12 @@ pub struct CommerceSetup {
     /// One `POST /api/v1/commerce/stock/movements` body per location.
     pub movements: Vec<Value>,
     pub program: Value,
+    /// `(id, offer document)`
+    pub offers: Vec<(String, Value)>,
 }
+
+/// The welcome code the demo's click & collect order uses.
+pub const WELCOME_CODE: &str = "BIENVENUE10";
 
 fn hours() -> Value {
     json!({"mon": ["10:00-19:30"], "tue": ["10:00-19:30"], "wed": ["10:00-19:30"],
@@ -109,6 +114,32 @@ pub fn commerce_setup() -> CommerceSetup {
                         "time_zone": "Europe/Paris",
                         "tiers": {"basis": "points", "period_days": 365, "downgrade": "one_down",
                                   "tiers": [{"name": "Silver", "threshold": 200}, {"name": "Gold", "threshold": 1000}]}}),
+        offers: vec![
+            (
+                "bienvenue".into(),
+                json!({"name": "Bienvenue : 10 % sur la première commande", "priority": 10,
+                       "coupon": {"codes": [WELCOME_CODE], "limit_per_customer": 1},
+                       "reward": {"kind": "percent_off", "percent": 10}}),
+            ),
+            (
+                "vip-15".into(),
+                json!({"name": "VIP : 15 € dès 100 €", "audience": "vip", "currency": "EUR",
+                       "min_subtotal_minor": 10000,
+                       "reward": {"kind": "amount_off", "amount_minor": 1500}}),
+            ),
+            (
+                "app-5".into(),
+                json!({"name": "5 € dans l'app dès 50 €", "channels": ["ios", "android"], "currency": "EUR",
+                       "min_subtotal_minor": 5000,
+                       "reward": {"kind": "amount_off", "amount_minor": 500}}),
+            ),
+            (
+                "soldes-hiver".into(),
+                json!({"name": "Soldes d'hiver : -30 %", "stacking": "exclusive", "priority": 20,
+                       "starts_at": "2027-01-13T07:00:00Z", "ends_at": "2027-02-10T07:00:00Z",
+                       "reward": {"kind": "percent_off", "percent": 30}}),
+            ),
+        ],
     }
 }
 
