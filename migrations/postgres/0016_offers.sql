@@ -22,3 +22,8 @@ CREATE TABLE offer_redemptions (
 
 CREATE INDEX offer_redemptions_by_code ON offer_redemptions (workspace_id, offer_id, code);
 CREATE INDEX offer_redemptions_by_customer ON offer_redemptions (workspace_id, offer_id, customer);
+
+-- When an order next needs attention by itself (a ready click & collect order's pickup
+-- deadline): the order row is its own durable timer, found by this index.
+ALTER TABLE commerce_orders ADD COLUMN due_at BIGINT;
+CREATE INDEX commerce_orders_due ON commerce_orders (due_at) WHERE due_at IS NOT NULL;

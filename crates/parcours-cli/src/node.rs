@@ -228,6 +228,13 @@ impl Node {
                 send_lease: Duration::from_millis(config.channels.lease_ms),
             },
         );
+        if config.ingest.unify {
+            // Ready click & collect orders past their deadline: `Order Not Collected`.
+            engine.spawn_processor(
+                Box::new(parcours_service::commerce::orders::PickupDeadlines),
+                Duration::from_secs(1),
+            );
+        }
         let state = AppState::new(
             engine.clone(),
             ApiConfig {

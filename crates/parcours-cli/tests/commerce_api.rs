@@ -853,6 +853,14 @@ async fn click_and_collect_from_order_to_return(backend: Backend) {
     )
     .await;
     assert_eq!(code, 201, "{r}");
+    let (code, _) = move_on(&t, "W-2000", json!({"status": "picking"})).await;
+    assert_eq!(code, 200);
+    let (code, e) = move_on(&t, "W-2000", json!({"status": "collected"})).await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{e}"
+    );
     let (code, _) = move_on(
         &t,
         "W-2000",
@@ -866,6 +874,40 @@ async fn click_and_collect_from_order_to_return(backend: Backend) {
     assert_eq!(bellecour_shoes(&t).await, 4);
     let (_, o) = t.get("/api/v1/commerce/orders/W-2000").await;
     assert_eq!(o["status"], "not_collected", "{o}");
+    // The order is its own durable timer: the node stores it as not collected and tells
+    // it on Bob's timeline, once.
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "Order Not Collected is told",
+        || async {
+            timeline_names(&t, "u-bob")
+                .await
+                .contains(&"Order Not Collected".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        t.store
+            .order(&t.workspace, "W-2000")
+            .unwrap()
+            .unwrap()
+            .status,
+        "not_collected"
+    );
+    assert!(t.store.due_orders(i64::MAX, 10).unwrap().is_empty());
+    let told = timeline_names(&t, "u-bob").await;
+    for name in [
+        "Order Updated",
+        "Order Ready for Pickup",
+        "Order Not Collected",
+    ] {
+        assert_eq!(
+            told.iter().filter(|n| *n == name).count(),
+            1,
+            "{name}: {told:?}"
+        );
+    }
     let (code, e) = move_on(&t, "W-2000", json!({"status": "collected"})).await;
     assert_eq!(
         (code, e["code"].as_str()),

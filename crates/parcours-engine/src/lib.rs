@@ -306,6 +306,33 @@ impl Engine {
         sender.ok_or(EngineError::ShuttingDown)?.submit(batch).await
     }
 
+    /// Runs another processor of the node (one the layers above the engine define, such as
+    /// commerce's pickup deadlines) on a thread of its own until the engine stops: it looks
+    /// for work every `idle`, and the unify processor is woken after each step that did
+    /// work (its events are then applied at once).
+    pub fn spawn_processor(&self, processor: Box<dyn runner::Processor>, idle: Duration) {
+        let handle = runner::spawn(
+            processor,
+            runner::Runtime {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                stop: self.stop.clone(),
+                ownership: self.ownership.clone(),
+                health: self.health.clone(),
+            },
+            runner::RunnerConfig {
+                idle,
+                ..runner::RunnerConfig::default()
+            },
+            Arc::new(Wake::default()),
+            vec![self.wake.clone()],
+        );
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
     /// Wakes the unify processor (events were written to the log without [`Engine::ingest`]).
     pub fn wake_unify(&self) {
         self.wake.notify();

@@ -706,7 +706,7 @@ impl Commerce for PgStore {
     }
 }
 
-const ORDER: &str = "id, channel, status, member, body, created_at, updated_at";
+const ORDER: &str = "id, channel, status, member, body, created_at, updated_at, due_at";
 
 fn order_row(r: &PgRow) -> SqlResult<OrderRecord> {
     Ok(OrderRecord {
@@ -717,6 +717,7 @@ fn order_row(r: &PgRow) -> SqlResult<OrderRecord> {
         body: r.try_get(4)?,
         created_at: r.try_get(5)?,
         updated_at: r.try_get(6)?,
+        due_at: r.try_get(7)?,
     })
 }
 
@@ -904,9 +905,9 @@ impl PgStore {
                 .await?;
             }
             sqlx::query(sql!(
-            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
-               body = excluded.body, updated_at = excluded.updated_at"
+               body = excluded.body, updated_at = excluded.updated_at, due_at = excluded.due_at"
         ))
         .bind(ws)
         .bind(&o.id)
@@ -916,6 +917,7 @@ impl PgStore {
         .bind(&o.body)
         .bind(o.created_at)
         .bind(o.updated_at)
+        .bind(o.due_at)
         .execute(&mut *tx)
         .await?;
         }
@@ -956,6 +958,20 @@ impl Orders for PgStore {
             )
             .map_err(backend)?;
         row.map(|r| order_row(&r).map_err(backend)).transpose()
+    }
+
+    fn due_orders(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>> {
+        self.run(
+            sqlx::query_as(
+                "SELECT workspace_id, id FROM commerce_orders
+                 WHERE due_at IS NOT NULL AND due_at <= $1
+                 ORDER BY due_at, workspace_id COLLATE \"C\", id COLLATE \"C\" LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(self.pool()),
+        )
+        .map_err(backend)
     }
 
     fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>> {

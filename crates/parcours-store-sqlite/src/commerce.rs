@@ -670,7 +670,7 @@ fn settle_in(
     Ok((rows, reason.map(|_| moved)))
 }
 
-const ORDER: &str = "id, channel, status, member, body, created_at, updated_at";
+const ORDER: &str = "id, channel, status, member, body, created_at, updated_at, due_at";
 
 fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
     Ok(OrderRecord {
@@ -681,6 +681,7 @@ fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
         body: r.get(4)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        due_at: r.get(7)?,
     })
 }
 
@@ -820,12 +821,12 @@ impl Orders for SqliteStore {
                 .map_err(backend)?;
             }
             tx.prepare_cached(&format!(
-            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO commerce_orders (workspace_id, {ORDER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (workspace_id, id) DO UPDATE SET status = excluded.status, member = excluded.member,
-               body = excluded.body, updated_at = excluded.updated_at"
+               body = excluded.body, updated_at = excluded.updated_at, due_at = excluded.due_at"
         ))
         .map_err(backend)?
-        .execute(params![ws, o.id, o.channel, o.status, o.member, o.body, o.created_at, o.updated_at])
+        .execute(params![ws, o.id, o.channel, o.status, o.member, o.body, o.created_at, o.updated_at, o.due_at])
         .map_err(backend)?;
         }
         if let Some(batch) = &w.events {
@@ -841,6 +842,23 @@ impl Orders for SqliteStore {
 
     fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>> {
         self.read(|c| order_in(c, workspace, id))
+    }
+
+    fn due_orders(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached(
+                    "SELECT workspace_id, id FROM commerce_orders
+                     WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, workspace_id, id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = q
+                .query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
     }
 
     fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>> {

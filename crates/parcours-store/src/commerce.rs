@@ -223,6 +223,10 @@ pub struct OrderRecord {
     pub body: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// When the order next needs attention by itself (a ready click & collect order's pickup
+    /// deadline): [`Orders::due_orders`] finds it from then on. The order is its own durable
+    /// timer, set and cleared in the transaction that changes it.
+    pub due_at: Option<Millis>,
 }
 
 /// One commerce decision and everything it changes, committed together or not at all: the
@@ -319,6 +323,9 @@ pub trait Orders: Send + Sync {
     /// Commits a commerce write set (see [`CommerceWrite`]).
     fn commit_commerce(&self, write: &CommerceWrite, now: Millis) -> Result<Committed>;
     fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>>;
+    /// Orders of every workspace due at or before `now` (`due_at`), earliest first:
+    /// `(workspace, order id)`.
+    fn due_orders(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>>;
     /// A member's entries in the order they were written.
     fn loyalty_entries(&self, workspace: &str, member: &str) -> Result<Vec<LoyaltyRow>>;
     /// The workspace's loyalty programme (its JSON document), if one was saved.

@@ -89,6 +89,7 @@ macro_rules! conformance_suite {
             commerce_writes_commit_whole_and_once,
             order_write_sets_hold_expire_and_settle,
             offer_limits_hold_under_concurrency,
+            due_orders_are_found_once_due_and_cleared_by_their_next_change,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -4,10 +4,13 @@
 //! in the transaction that records it and puts `Order Completed` on the customer's timeline.
 //! Then, each status change is one write set with its event:
 //!
+//! - `picking`: the shop or the warehouse is gathering the units (`Order Updated`).
 //! - `ready_for_pickup` (click & collect): the units wait at the shop until a deadline
 //!   (`pickup_hours`, 72 by default). The deadline is the reservation's expiry, read at read
 //!   time: at that instant the units are for sale again, whatever runs or does not run then,
-//!   and the order reads `not_collected`.
+//!   and the order reads `not_collected`. The order row is also its own durable timer (its
+//!   `due_at`): [`PickupDeadlines`] finds it once the deadline passed, stores it as
+//!   `not_collected` and tells `Order Not Collected`, once, even after a restart.
 //! - `collected` / `shipped`: the units leave the stock and the member earns her points.
 //! - `cancelled`: the units are released.
 
@@ -326,9 +329,10 @@ struct StatusBody {
     pickup_hours: Option<i64>,
 }
 
-/// Moves an order on (`{"status": "ready_for_pickup" | "collected" | "shipped" |
+/// Moves an order on (`{"status": "picking" | "ready_for_pickup" | "collected" | "shipped" |
 /// "cancelled", "pickup_hours"?}`), each change with its event on the customer's timeline:
-/// `Order Ready for Pickup`, `Order Collected`, `Order Shipped`, `Order Cancelled`. A change
+/// `Order Updated` (picking), `Order Ready for Pickup`, `Order Collected`, `Order Shipped`,
+/// `Order Cancelled`. A change
 /// the order's state does not allow is refused (`invalid_transition`); collecting after the
 /// deadline is refused (`pickup_expired`).
 pub fn change_status(
@@ -340,6 +344,27 @@ pub fn change_status(
 ) -> Result<Recorded, ServiceError> {
     actor.require_admin()?;
     let b: StatusBody = read("invalid_status", "the status change", body)?;
+    // The order changed between reading it and writing (the deadline processor, another
+    // till): decide again from its new state.
+    for _ in 0..5 {
+        let done = change_once(store, actor, id, &b, now)?;
+        if done.created || done.order.status == b.status {
+            return Ok(done);
+        }
+    }
+    Err(ServiceError::Conflict {
+        code: "order_busy",
+        message: format!("order {id} kept changing; try again"),
+    })
+}
+
+fn change_once(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    b: &StatusBody,
+    now: Millis,
+) -> Result<Recorded, ServiceError> {
     let stored = store
         .order(&actor.workspace, id)?
         .ok_or_else(|| ServiceError::NotFound(format!("order {id}")))?;
@@ -369,7 +394,11 @@ pub fn change_status(
     };
     let mut entry = None;
     let (event, mut properties) = match (b.status.as_str(), current.as_str()) {
-        ("ready_for_pickup", "placed") if pickup => {
+        ("picking", "placed") => (
+            "Order Updated",
+            json!({"total": money(order.total_minor)}),
+        ),
+        ("ready_for_pickup", "placed" | "picking") if pickup => {
             let hours = b.pickup_hours.unwrap_or(PICKUP_HOURS);
             if !(1..=24 * 31).contains(&hours) {
                 return Err(ServiceError::invalid(
@@ -386,7 +415,7 @@ pub fn change_status(
                        "store_name": order.fulfilment.as_ref().map(|f| f["name"].clone())}),
             )
         }
-        ("collected", "ready_for_pickup") | ("shipped", "placed") => {
+        ("collected", "ready_for_pickup") | ("shipped", "placed" | "picking") => {
             if b.status == "shipped" && pickup {
                 return Err(refuse());
             }
@@ -419,7 +448,7 @@ pub fn change_status(
                 ),
             })
         }
-        ("cancelled", "placed" | "ready_for_pickup" | "not_collected") => {
+        ("cancelled", "placed" | "picking" | "ready_for_pickup" | "not_collected") => {
             write.settle = Some(Settle {
                 reference: order.id.clone(),
                 fulfil: None,
@@ -431,12 +460,14 @@ pub fn change_status(
                 json!({"total": money(order.total_minor)}),
             )
         }
-        ("ready_for_pickup" | "collected" | "shipped" | "cancelled", _) => return Err(refuse()),
+        ("picking" | "ready_for_pickup" | "collected" | "shipped" | "cancelled", _) => {
+            return Err(refuse())
+        }
         (other, _) => {
             return Err(ServiceError::invalid(
                 "invalid_status",
                 format!(
-                    "status is ready_for_pickup, collected, shipped or cancelled; got {other:?}"
+                    "status is picking, ready_for_pickup, collected, shipped or cancelled; got {other:?}"
                 ),
             ))
         }
@@ -460,4 +491,89 @@ pub fn change_status(
     )?);
     write.order = Some(record(&order, stored.created_at, now));
     finish(store, &write, order, entry, now)
+}
+
+/// Orders looked at per step of [`PickupDeadlines`].
+const DUE_PAGE: usize = 100;
+
+/// The processor that tells `Order Not Collected` when a ready click & collect order's
+/// deadline passes (a journey can then say "we put your order back on the shelves"). It runs
+/// on one node (the holder of bucket 0) and looks for due orders every second; the order and
+/// its event commit together, and only from the state it read, so the event is told once,
+/// and never for an order collected meanwhile.
+pub struct PickupDeadlines;
+
+impl parcours_engine::runner::Processor for PickupDeadlines {
+    fn name(&self) -> &'static str {
+        "pickup-deadlines"
+    }
+
+    fn placement(&self) -> parcours_engine::runner::Placement {
+        parcours_engine::runner::Placement::Leader
+    }
+
+    fn step(
+        &mut self,
+        cx: &parcours_engine::runner::StepContext,
+    ) -> Result<usize, parcours_store::StoreError> {
+        let mut done = 0;
+        for (ws, id) in cx.store.due_orders(cx.now, DUE_PAGE)? {
+            match not_collected(cx.store, &ws, &id, cx.now) {
+                Ok(true) => done += 1,
+                Ok(false) => {}
+                Err(ServiceError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, order = %id, error = %e, "a pickup deadline could not be told")
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Stores a ready order past its deadline as `not_collected` with its `Order Not Collected`
+/// event; false when it is not (or no longer) due.
+pub fn not_collected(
+    store: &dyn Store,
+    ws: &str,
+    id: &str,
+    now: Millis,
+) -> Result<bool, ServiceError> {
+    let Some(stored) = store.order(ws, id)? else {
+        return Ok(false);
+    };
+    let mut order = parse_order(&stored)?;
+    let deadline = order.pickup_deadline.as_deref().and_then(parse_timestamp);
+    if order.status != "ready_for_pickup" || deadline.is_none_or(|d| d > now) {
+        return Ok(false);
+    }
+    order.status = "not_collected".into();
+    let event = order_event(
+        ws,
+        "Order Not Collected",
+        format!("order-not_collected:{}", order.id),
+        &order,
+        json!({"status": "not_collected", "total": money(order.total_minor),
+               "pickup_deadline": order.pickup_deadline,
+               "store_name": order.fulfilment.as_ref().map(|f| f["name"].clone())}),
+        now,
+    )?;
+    let write = CommerceWrite {
+        workspace_id: ws.to_string(),
+        order: Some(record(&order, stored.created_at, now)),
+        expect_body: Some(stored.body.clone()),
+        reserve: None,
+        settle: None,
+        hold_until: None,
+        movements: Vec::new(),
+        loyalty: Vec::new(),
+        events: Some(event),
+        redemptions: Vec::new(),
+        release_redemptions: false,
+        dedup_since: now - parcours_core::time::DAY,
+    };
+    Ok(matches!(
+        store.commit_commerce(&write, now)?,
+        parcours_store::Committed::Done { .. }
+    ))
 }

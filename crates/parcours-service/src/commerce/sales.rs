@@ -579,6 +579,15 @@ pub(super) fn record(order: &Order, created_at: Millis, now: Millis) -> OrderRec
         body: serde_json::to_string(order).expect("an order serialises"),
         created_at,
         updated_at: now,
+        // A ready click & collect order is due at its deadline (`Order Not Collected`).
+        due_at: (order.status == "ready_for_pickup")
+            .then(|| {
+                order
+                    .pickup_deadline
+                    .as_deref()
+                    .and_then(parcours_core::time::parse_timestamp)
+            })
+            .flatten(),
     }
 }
 

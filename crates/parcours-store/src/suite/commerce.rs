@@ -547,6 +547,7 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
             body: format!(r#"{{"id":"{id}"}}"#),
             created_at: at,
             updated_at: at,
+            due_at: None,
         }),
         expect_body: None,
         reserve: None,
@@ -745,6 +746,7 @@ pub fn order_write_sets_hold_expire_and_settle(store: &dyn Store) {
         body: body.into(),
         created_at: at,
         updated_at: at,
+        due_at: None,
     };
     let write = |id: &str, at: i64| {
         let mut w = sale("w1", id, None, -1, at);
@@ -996,4 +998,57 @@ pub fn offer_limits_hold_under_concurrency(store: &dyn Store) {
     assert!(!store.delete_offer("w1", "TEN").unwrap());
     assert!(store.offers("w1").unwrap().is_empty());
     assert_eq!(store.offer_uses("w1", "TEN", None, None).unwrap().total, 10);
+}
+
+/// An order with a due time is found once that time has come, across workspaces, earliest
+/// first, and no more once a change clears it.
+pub fn due_orders_are_found_once_due_and_cleared_by_their_next_change(store: &dyn Store) {
+    setup(store, &["w1", "w2"]);
+    let place = |ws: &str, id: &str, due: Option<i64>| {
+        let mut w = sale(ws, id, None, 0, T0);
+        w.movements.clear();
+        w.events = None;
+        if let Some(o) = w.order.as_mut() {
+            o.due_at = due;
+        }
+        assert!(matches!(
+            store.commit_commerce(&w, T0).unwrap(),
+            Committed::Done { .. }
+        ));
+        w
+    };
+    place("w1", "LATE", Some(T0 + 2_000));
+    place("w2", "SOON", Some(T0 + 1_000));
+    place("w1", "NEVER", None);
+    assert!(store.due_orders(T0 + 999, 10).unwrap().is_empty());
+    assert_eq!(
+        store.due_orders(T0 + 5_000, 10).unwrap(),
+        vec![
+            ("w2".to_string(), "SOON".to_string()),
+            ("w1".to_string(), "LATE".to_string())
+        ]
+    );
+    assert_eq!(store.due_orders(T0 + 5_000, 1).unwrap().len(), 1);
+    assert_eq!(
+        store.order("w2", "SOON").unwrap().unwrap().due_at,
+        Some(T0 + 1_000)
+    );
+    // Its next change clears it.
+    let stored = store.order("w2", "SOON").unwrap().unwrap();
+    let mut done = sale("w2", "SOON", None, 0, T0 + 1_500);
+    done.movements.clear();
+    done.events = None;
+    done.expect_body = Some(stored.body.clone());
+    if let Some(o) = done.order.as_mut() {
+        o.status = "not_collected".into();
+        o.body = r#"{"id":"SOON","status":"not_collected"}"#.into();
+    }
+    assert!(matches!(
+        store.commit_commerce(&done, T0 + 1_500).unwrap(),
+        Committed::Done { .. }
+    ));
+    assert_eq!(
+        store.due_orders(T0 + 5_000, 10).unwrap(),
+        vec![("w1".to_string(), "LATE".to_string())]
+    );
 }
