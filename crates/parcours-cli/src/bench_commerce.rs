@@ -82,6 +82,7 @@ fn seed(store: &dyn Store, hot_units: i64) -> anyhow::Result<()> {
         product: None,
         components: vec![],
         prices: vec![],
+        low_stock: None,
     };
     store.put_item(WS, &item("HOT".into()), now)?;
     let mut moves = vec![Adjustment {

@@ -12,9 +12,9 @@ use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, Stoc
 use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OfferUses,
-    OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved, Result,
-    StockLevel, StoreError,
+    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LowStock, LoyaltyRow, Movement,
+    OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
+    Result, StockAlert, StockLevel, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -510,13 +510,15 @@ impl Commerce for PgStore {
         let body = json(item)?;
         self.run(
             sqlx::query(
-                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at, low_stock) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at,
+                   low_stock = excluded.low_stock",
             )
             .bind(workspace)
             .bind(&item.sku)
             .bind(body)
             .bind(now)
+            .bind(item.low_stock)
             .execute(self.pool()),
         )
         .map_err(backend)?;
@@ -704,6 +706,129 @@ impl Commerce for PgStore {
         })
         .map_err(backend)
     }
+
+    fn put_stock_alert(&self, a: &StockAlert) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (workspace_id, sku, location_id, subscriber) DO UPDATE SET
+                   customer = excluded.customer, reason = excluded.reason,
+                   created_at = excluded.created_at, notified_at = NULL",
+            )
+            .bind(&a.workspace_id)
+            .bind(&a.sku)
+            .bind(&a.location)
+            .bind(&a.subscriber)
+            .bind(&a.customer)
+            .bind(&a.reason)
+            .bind(a.created_at)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn stock_alerts(&self, workspace: &str, sku: &str) -> Result<Vec<StockAlert>> {
+        let rows = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {ALERT} FROM stock_alerts a WHERE workspace_id = $1 AND sku = $2
+                     ORDER BY location_id COLLATE \"C\", subscriber COLLATE \"C\""
+                ))
+                .bind(workspace)
+                .bind(sku)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(|r| alert_row(r).map_err(backend)).collect()
+    }
+
+    fn due_stock_alerts(&self, now: Millis, limit: usize) -> Result<Vec<StockAlert>> {
+        let rows = self
+            .run(
+                sqlx::query(&format!(
+                    "SELECT {ALERT} FROM stock_alerts a
+                     JOIN stock_levels l ON l.workspace_id = a.workspace_id AND l.sku = a.sku
+                       AND l.location_id = a.location_id
+                     WHERE a.notified_at IS NULL AND {AVAILABLE} > 0
+                     ORDER BY a.created_at LIMIT $1"
+                ))
+                .bind(limit as i64)
+                .bind(now)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(|r| alert_row(r).map_err(backend)).collect()
+    }
+
+    fn watch_low_stock(&self, since: Millis, now: Millis, limit: usize) -> Result<Vec<LowStock>> {
+        self.run(async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::query(&format!(
+                "UPDATE stock_levels AS l SET low_told_at = NULL
+                 FROM commerce_items i
+                 WHERE i.workspace_id = l.workspace_id AND i.sku = l.sku
+                   AND l.low_told_at IS NOT NULL AND l.updated_at >= $1
+                   AND (i.low_stock IS NULL OR {AVAILABLE} > i.low_stock)"
+            ))
+            .bind(since)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT l.workspace_id, l.sku, l.location_id, {AVAILABLE}, i.low_stock, l.updated_at
+                 FROM stock_levels l JOIN commerce_items i ON i.workspace_id = l.workspace_id AND i.sku = l.sku
+                 WHERE l.updated_at >= $1 AND l.low_told_at IS NULL AND i.low_stock IS NOT NULL
+                   AND {AVAILABLE} <= i.low_stock
+                 ORDER BY l.updated_at LIMIT $3"
+            ))
+            .bind(since)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(LowStock {
+                        workspace_id: r.try_get(0)?,
+                        sku: r.try_get(1)?,
+                        location: r.try_get(2)?,
+                        available: r.try_get(3)?,
+                        threshold: r.try_get(4)?,
+                        updated_at: r.try_get(5)?,
+                    })
+                })
+                .collect::<SqlResult<Vec<_>>>()
+        })
+        .map_err(backend)
+    }
+}
+
+/// A stock alert's columns (table alias `a`).
+const ALERT: &str = "a.workspace_id, a.sku, a.location_id, a.subscriber, a.customer, a.reason,
+    a.created_at, a.notified_at";
+
+/// What a level (alias `l`) has available at `$2` (now): reservations past their expiry
+/// no longer count.
+const AVAILABLE: &str =
+    "(l.on_hand - l.reserved + coalesce((SELECT sum(r.quantity) FROM stock_reservations r
+        WHERE r.workspace_id = l.workspace_id AND r.sku = l.sku AND r.location_id = l.location_id
+          AND r.state = 'active' AND r.expires_at IS NOT NULL AND r.expires_at <= $2), 0)
+    - l.safety_stock - l.damaged - l.quality_control)::bigint";
+
+fn alert_row(r: &PgRow) -> SqlResult<StockAlert> {
+    Ok(StockAlert {
+        workspace_id: r.try_get(0)?,
+        sku: r.try_get(1)?,
+        location: r.try_get(2)?,
+        subscriber: r.try_get(3)?,
+        customer: r.try_get(4)?,
+        reason: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        notified_at: r.try_get(7)?,
+    })
 }
 
 const ORDER: &str = "id, channel, status, member, body, created_at, updated_at, due_at";
@@ -920,6 +1045,39 @@ impl PgStore {
         .bind(o.due_at)
         .execute(&mut *tx)
         .await?;
+        }
+        for (sku, location, subscriber) in &w.alerts {
+            let open = sqlx::query(
+                "UPDATE stock_alerts SET notified_at = $5 WHERE workspace_id = $1 AND sku = $2
+                   AND location_id = $3 AND subscriber = $4 AND notified_at IS NULL",
+            )
+            .bind(ws)
+            .bind(sku)
+            .bind(location)
+            .bind(subscriber)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if open == 0 {
+                return Ok(Committed::Told);
+            }
+        }
+        for (sku, location) in &w.low_told {
+            let open = sqlx::query(
+                "UPDATE stock_levels SET low_told_at = $4 WHERE workspace_id = $1 AND sku = $2
+                   AND location_id = $3 AND low_told_at IS NULL",
+            )
+            .bind(ws)
+            .bind(sku)
+            .bind(location)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if open == 0 {
+                return Ok(Committed::Told);
+            }
         }
         if let Some(batch) = &w.events {
             crate::event_log::append_in(&mut tx, &[batch], w.dedup_since)

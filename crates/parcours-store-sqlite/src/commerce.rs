@@ -10,9 +10,9 @@ use parcours_core::commerce::inventory::{self, Adjustment, Key, Quantities, Stoc
 use parcours_core::commerce::loyalty::{Ledger, Outcome as LoyaltyOutcome};
 use parcours_core::time::Millis;
 use parcours_store::{
-    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LoyaltyRow, Movement, OfferUses,
-    OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved, Result,
-    StockLevel,
+    used_up, Commerce, CommerceWrite, Committed, Fulfilled, LowStock, LoyaltyRow, Movement,
+    OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
+    Result, StockAlert, StockLevel,
 };
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -373,11 +373,12 @@ impl Commerce for SqliteStore {
         let body = json(item)?;
         self.writer()
             .prepare_cached(
-                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                "INSERT INTO commerce_items (workspace_id, sku, body, updated_at, low_stock) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (workspace_id, sku) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at,
+                   low_stock = excluded.low_stock",
             )
             .map_err(backend)?
-            .execute(params![workspace, item.sku, body, now])
+            .execute(params![workspace, item.sku, body, now, item.low_stock])
             .map_err(backend)?;
         Ok(())
     }
@@ -579,6 +580,130 @@ impl Commerce for SqliteStore {
     ) -> Result<Vec<Reservation>> {
         self.read(|c| reference_rows(c, workspace, reference, now))
     }
+
+    fn put_stock_alert(&self, a: &StockAlert) -> Result<()> {
+        self.writer()
+            .prepare_cached(
+                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workspace_id, sku, location_id, subscriber) DO UPDATE SET
+                   customer = excluded.customer, reason = excluded.reason,
+                   created_at = excluded.created_at, notified_at = NULL",
+            )
+            .map_err(backend)?
+            .execute(params![
+                a.workspace_id,
+                a.sku,
+                a.location,
+                a.subscriber,
+                a.customer,
+                a.reason,
+                a.created_at
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn stock_alerts(&self, workspace: &str, sku: &str) -> Result<Vec<StockAlert>> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached(&format!(
+                    "SELECT {ALERT} FROM stock_alerts a WHERE workspace_id = ?1 AND sku = ?2
+                     ORDER BY location_id, subscriber"
+                ))
+                .map_err(backend)?;
+            let rows = q
+                .query_map(params![workspace, sku], alert_row)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn due_stock_alerts(&self, now: Millis, limit: usize) -> Result<Vec<StockAlert>> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached(&format!(
+                    "SELECT {ALERT} FROM stock_alerts a
+                     JOIN stock_levels l ON l.workspace_id = a.workspace_id AND l.sku = a.sku
+                       AND l.location_id = a.location_id
+                     WHERE a.notified_at IS NULL AND {AVAILABLE} > 0
+                     ORDER BY a.created_at LIMIT ?1"
+                ))
+                .map_err(backend)?;
+            let rows = q
+                .query_map(params![limit as i64, now], alert_row)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+
+    fn watch_low_stock(&self, since: Millis, now: Millis, limit: usize) -> Result<Vec<LowStock>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.prepare_cached(&format!(
+            "UPDATE stock_levels AS l SET low_told_at = NULL
+             FROM commerce_items i
+             WHERE i.workspace_id = l.workspace_id AND i.sku = l.sku
+               AND l.low_told_at IS NOT NULL AND l.updated_at >= ?1
+               AND (i.low_stock IS NULL OR {AVAILABLE} > i.low_stock)"
+        ))
+        .map_err(backend)?
+        .execute(params![since, now])
+        .map_err(backend)?;
+        let rows = tx
+            .prepare_cached(&format!(
+                "SELECT l.workspace_id, l.sku, l.location_id, {AVAILABLE}, i.low_stock, l.updated_at
+                 FROM stock_levels l JOIN commerce_items i ON i.workspace_id = l.workspace_id AND i.sku = l.sku
+                 WHERE l.updated_at >= ?1 AND l.low_told_at IS NULL AND i.low_stock IS NOT NULL
+                   AND {AVAILABLE} <= i.low_stock
+                 ORDER BY l.updated_at LIMIT ?3"
+            ))
+            .map_err(backend)?
+            .query_map(params![since, now, limit as i64], |r| {
+                Ok(LowStock {
+                    workspace_id: r.get(0)?,
+                    sku: r.get(1)?,
+                    location: r.get(2)?,
+                    available: r.get(3)?,
+                    threshold: r.get(4)?,
+                    updated_at: r.get(5)?,
+                })
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(rows)
+    }
+}
+
+/// A stock alert's columns (table alias `a`).
+const ALERT: &str = "a.workspace_id, a.sku, a.location_id, a.subscriber, a.customer, a.reason,
+    a.created_at, a.notified_at";
+
+/// What a level (alias `l`) has available at `?2` (now): reservations past their expiry
+/// no longer count.
+const AVAILABLE: &str =
+    "(l.on_hand - l.reserved + coalesce((SELECT sum(r.quantity) FROM stock_reservations r
+        WHERE r.workspace_id = l.workspace_id AND r.sku = l.sku AND r.location_id = l.location_id
+          AND r.state = 'active' AND r.expires_at IS NOT NULL AND r.expires_at <= ?2), 0)
+    - l.safety_stock - l.damaged - l.quality_control)";
+
+fn alert_row(r: &Row<'_>) -> rusqlite::Result<StockAlert> {
+    Ok(StockAlert {
+        workspace_id: r.get(0)?,
+        sku: r.get(1)?,
+        location: r.get(2)?,
+        subscriber: r.get(3)?,
+        customer: r.get(4)?,
+        reason: r.get(5)?,
+        created_at: r.get(6)?,
+        notified_at: r.get(7)?,
+    })
 }
 
 impl SqliteStore {
@@ -828,6 +953,32 @@ impl Orders for SqliteStore {
         .map_err(backend)?
         .execute(params![ws, o.id, o.channel, o.status, o.member, o.body, o.created_at, o.updated_at, o.due_at])
         .map_err(backend)?;
+        }
+        for (sku, location, subscriber) in &w.alerts {
+            let open = tx
+                .prepare_cached(
+                    "UPDATE stock_alerts SET notified_at = ?5 WHERE workspace_id = ?1 AND sku = ?2
+                       AND location_id = ?3 AND subscriber = ?4 AND notified_at IS NULL",
+                )
+                .map_err(backend)?
+                .execute(params![ws, sku, location, subscriber, now])
+                .map_err(backend)?;
+            if open == 0 {
+                return Ok(Committed::Told);
+            }
+        }
+        for (sku, location) in &w.low_told {
+            let open = tx
+                .prepare_cached(
+                    "UPDATE stock_levels SET low_told_at = ?4 WHERE workspace_id = ?1 AND sku = ?2
+                       AND location_id = ?3 AND low_told_at IS NULL",
+                )
+                .map_err(backend)?
+                .execute(params![ws, sku, location, now])
+                .map_err(backend)?;
+            if open == 0 {
+                return Ok(Committed::Told);
+            }
         }
         if let Some(batch) = &w.events {
             crate::event_log::append_in(&tx, batch, w.dedup_since)?;

@@ -209,6 +209,45 @@ pub trait Commerce: Send + Sync {
         reference: &str,
         now: Millis,
     ) -> Result<Vec<Reservation>>;
+
+    /// Creates a stock alert, or reopens it (a customer who asks again is told again).
+    fn put_stock_alert(&self, alert: &StockAlert) -> Result<()>;
+    /// An item's alerts at every location, by location then subscriber.
+    fn stock_alerts(&self, workspace: &str, sku: &str) -> Result<Vec<StockAlert>>;
+    /// Open alerts of every workspace whose item is available at their location at `now`
+    /// (expired reservations not counted), oldest first.
+    fn due_stock_alerts(&self, now: Millis, limit: usize) -> Result<Vec<StockAlert>>;
+    /// Low stock: first re-arms the levels changed at or after `since` that are above their
+    /// item's threshold again; then returns the levels changed at or after `since`, at or
+    /// below their item's threshold at `now` and not told yet, oldest change first.
+    fn watch_low_stock(&self, since: Millis, now: Millis, limit: usize) -> Result<Vec<LowStock>>;
+}
+
+/// A customer waiting for an item at a location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockAlert {
+    pub workspace_id: String,
+    pub sku: String,
+    pub location: String,
+    /// Who she is for this alert (`card:…`, `user:…`, `email:…`, `anon:…`).
+    pub subscriber: String,
+    /// Her identifiers (JSON), for the event that tells her.
+    pub customer: String,
+    /// `asked`, or `out_of_stock` (her order was refused for lack of it there).
+    pub reason: String,
+    pub created_at: Millis,
+    pub notified_at: Option<Millis>,
+}
+
+/// A level at or below its item's low-stock threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LowStock {
+    pub workspace_id: String,
+    pub sku: String,
+    pub location: String,
+    pub available: i64,
+    pub threshold: i64,
+    pub updated_at: Millis,
 }
 
 /// An order as stored: its keys beside its JSON document.
@@ -259,6 +298,12 @@ pub struct CommerceWrite {
     pub redemptions: Vec<parcours_core::commerce::offers::Redemption>,
     /// Gives back the offers the order used (a cancelled order's coupon can be used again).
     pub release_redemptions: bool,
+    /// Stock alerts told by the write's events: `(sku, location, subscriber)`, each marked
+    /// notified if it is still open, else nothing commits ([`Committed::Told`]).
+    pub alerts: Vec<(String, String, String)>,
+    /// Levels whose fall to their low-stock threshold the write's events tell: each marked
+    /// told if it was not, else nothing commits ([`Committed::Told`]).
+    pub low_told: Vec<Key>,
     /// For the events' messageId dedup window.
     pub dedup_since: Millis,
 }
@@ -300,6 +345,8 @@ pub enum Committed {
         /// The customer's limit (else the code's).
         per_customer: bool,
     },
+    /// A stock alert or a low level was told already (by another node): nothing changed.
+    Told,
 }
 
 /// How often an offer was used, in all, with a code and by a customer.

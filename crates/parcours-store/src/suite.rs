@@ -90,6 +90,7 @@ macro_rules! conformance_suite {
             order_write_sets_hold_expire_and_settle,
             offer_limits_hold_under_concurrency,
             due_orders_are_found_once_due_and_cleared_by_their_next_change,
+            stock_alerts_and_low_levels_are_told_once_per_change,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

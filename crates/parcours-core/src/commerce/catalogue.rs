@@ -29,6 +29,10 @@ pub struct Item {
     pub components: Vec<Component>,
     #[serde(default)]
     pub prices: Vec<Price>,
+    /// A location's stock of it is low at or below this many available units: a `Low
+    /// Stock` event tells it once per fall (none when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_stock: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,20 @@ impl Item {
     pub fn check(&self) -> Result<(), Refusal> {
         check_id("SKU", "invalid_sku", &self.sku)?;
         check_name(&self.name)?;
+        if let Some(l) = self.low_stock {
+            if !(0..=super::MAX_QUANTITY).contains(&l) {
+                return Err(Refusal::new(
+                    "invalid_item",
+                    format!("low_stock is from 0 to {}; got {l}", super::MAX_QUANTITY),
+                ));
+            }
+            if !self.components.is_empty() {
+                return Err(Refusal::new(
+                    "invalid_item",
+                    "a kit has no stock of its own: give its components a low_stock",
+                ));
+            }
+        }
         if let Some(p) = &self.product {
             check_id("product id", "invalid_item", p)?;
         }

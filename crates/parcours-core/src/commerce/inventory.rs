@@ -593,6 +593,7 @@ mod tests {
                 })
                 .collect(),
             prices: vec![],
+            low_stock: None,
         }
     }
 

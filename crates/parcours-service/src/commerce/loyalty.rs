@@ -304,6 +304,8 @@ fn post(
         events: None,
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: 0,
     };
     let outcome = match store.commit_commerce(&write, now)? {

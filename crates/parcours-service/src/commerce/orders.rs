@@ -296,6 +296,8 @@ pub fn place(
         events: Some(event),
         redemptions: deal.redemptions,
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, None, now)
@@ -390,6 +392,8 @@ fn change_once(
         events: None,
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
     };
     let mut entry = None;
@@ -570,6 +574,8 @@ pub fn not_collected(
         events: Some(event),
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
     };
     Ok(matches!(

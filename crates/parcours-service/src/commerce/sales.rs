@@ -354,6 +354,8 @@ pub fn record_sale(
         events: Some(event),
         redemptions: deal.redemptions,
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, earn, now)
@@ -927,6 +929,8 @@ fn return_once(
         events: Some(event),
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
     };
     finish(store, &write, order, entry, now)

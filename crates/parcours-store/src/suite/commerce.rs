@@ -16,6 +16,7 @@ fn item(sku: &str) -> Item {
             currency: "EUR".into(),
             amount_minor: 1990,
         }],
+        low_stock: None,
     }
 }
 
@@ -578,6 +579,8 @@ fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> Co
         events: Some(batch(ws, vec![event])),
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: 0,
     }
 }
@@ -710,6 +713,8 @@ pub fn commerce_writes_commit_whole_and_once(store: &dyn Store) {
         events: None,
         redemptions: Vec::new(),
         release_redemptions: false,
+        alerts: Vec::new(),
+        low_told: Vec::new(),
         dedup_since: 0,
     };
     assert!(matches!(
@@ -1050,5 +1055,128 @@ pub fn due_orders_are_found_once_due_and_cleared_by_their_next_change(store: &dy
     assert_eq!(
         store.due_orders(T0 + 5_000, 10).unwrap(),
         vec![("w1".to_string(), "LATE".to_string())]
+    );
+}
+
+/// A stock alert is due once its item is available at its location (a reservation past its
+/// expiry not counted), told once, and due again when the customer asks again. A low level is
+/// found once per fall to its item's threshold, and again after it rose above it.
+pub fn stock_alerts_and_low_levels_are_told_once_per_change(store: &dyn Store) {
+    setup(store, &["w1"]);
+    let mut low = item("A");
+    low.low_stock = Some(2);
+    store.put_item("w1", &low, T0).unwrap();
+    store.put_item("w1", &item("B"), T0).unwrap();
+    let alert = StockAlert {
+        workspace_id: "w1".into(),
+        sku: "B".into(),
+        location: "lyon".into(),
+        subscriber: "user:ada".into(),
+        customer: r#"{"user_id":"ada"}"#.into(),
+        reason: "asked".into(),
+        created_at: T0,
+        notified_at: None,
+    };
+    store.put_stock_alert(&alert).unwrap();
+    assert!(
+        store.due_stock_alerts(T0 + 1, 10).unwrap().is_empty(),
+        "no level yet"
+    );
+    store
+        .move_stock(
+            "w1",
+            &[receive("B", "lyon", 1), receive("A", "lyon", 5)],
+            T0 + 1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.due_stock_alerts(T0 + 2, 10).unwrap(),
+        vec![alert.clone()]
+    );
+    // Its one unit is in a cart until T0 + 10: not there to buy, then there again.
+    assert!(matches!(
+        store
+            .reserve(
+                &request("w1", "cart", &[("B", "lyon", 1)], Some(T0 + 10)),
+                T0 + 2
+            )
+            .unwrap(),
+        Reserved::Held(_)
+    ));
+    assert!(store.due_stock_alerts(T0 + 5, 10).unwrap().is_empty());
+    assert_eq!(store.due_stock_alerts(T0 + 10, 10).unwrap().len(), 1);
+    let tell = |alerts: Vec<(String, String, String)>, low_told: Vec<Key>, at: i64| {
+        let mut w = sale("w1", "unused", None, 0, at);
+        w.order = None;
+        w.movements.clear();
+        w.events = Some(batch(
+            "w1",
+            vec![accepted(&format!("told-{at}"), "ada", at)],
+        ));
+        w.alerts = alerts;
+        w.low_told = low_told;
+        store.commit_commerce(&w, at).unwrap()
+    };
+    let key = ("B".to_string(), "lyon".to_string(), "user:ada".to_string());
+    assert!(matches!(
+        tell(vec![key.clone()], vec![], T0 + 11),
+        Committed::Done { .. }
+    ));
+    let events = store.event_count("w1").unwrap();
+    assert_eq!(tell(vec![key.clone()], vec![], T0 + 12), Committed::Told);
+    assert_eq!(store.event_count("w1").unwrap(), events, "told once");
+    assert!(store.due_stock_alerts(T0 + 13, 10).unwrap().is_empty());
+    assert_eq!(
+        store.stock_alerts("w1", "B").unwrap()[0].notified_at,
+        Some(T0 + 11)
+    );
+    store.put_stock_alert(&alert).unwrap();
+    assert_eq!(
+        store.due_stock_alerts(T0 + 14, 10).unwrap().len(),
+        1,
+        "asked again"
+    );
+
+    // A: 5 on hand, low at 2.
+    assert!(store.watch_low_stock(T0, T0 + 20, 10).unwrap().is_empty());
+    let sell = |n: i64, at: i64| {
+        let sale = Adjustment {
+            change: Change::By(-n),
+            reason: "sale".into(),
+            ..receive("A", "lyon", 0)
+        };
+        store.move_stock("w1", &[sale], at).unwrap().unwrap();
+    };
+    sell(3, T0 + 21);
+    let found = store.watch_low_stock(T0, T0 + 22, 10).unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|l| (l.sku.as_str(), l.available, l.threshold))
+            .collect::<Vec<_>>(),
+        vec![("A", 2, 2)]
+    );
+    let a = ("A".to_string(), "lyon".to_string());
+    assert!(matches!(
+        tell(vec![], vec![a.clone()], T0 + 23),
+        Committed::Done { .. }
+    ));
+    assert_eq!(tell(vec![], vec![a.clone()], T0 + 24), Committed::Told);
+    sell(1, T0 + 25);
+    assert!(
+        store.watch_low_stock(T0, T0 + 26, 10).unwrap().is_empty(),
+        "still low: told already"
+    );
+    store
+        .move_stock("w1", &[receive("A", "lyon", 10)], T0 + 27)
+        .unwrap()
+        .unwrap();
+    assert!(store.watch_low_stock(T0, T0 + 28, 10).unwrap().is_empty());
+    sell(9, T0 + 29);
+    assert_eq!(
+        store.watch_low_stock(T0 + 29, T0 + 30, 10).unwrap().len(),
+        1,
+        "low again after rising above the threshold"
     );
 }
