@@ -38,6 +38,8 @@ CREATE TABLE stock_alerts (
     subscriber TEXT NOT NULL,
     customer TEXT NOT NULL,
     reason TEXT NOT NULL,
+    -- Told once this many are available there.
+    quantity BIGINT NOT NULL CHECK (quantity >= 1),
     created_at BIGINT NOT NULL,
     notified_at BIGINT,
     PRIMARY KEY (workspace_id, sku, location_id, subscriber)

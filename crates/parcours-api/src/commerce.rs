@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use parcours_core::time::format_timestamp;
-use parcours_service::commerce::{catalogue, loyalty, offers, orders, sales, stock};
+use parcours_service::commerce::{alerts, catalogue, loyalty, offers, orders, sales, stock};
 use parcours_store::{Movement, Reservation, StockLevel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -46,6 +46,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_offers))
         .routes(routes!(get_offer, put_offer, delete_offer))
         .routes(routes!(evaluate_basket))
+        .routes(routes!(list_alerts, post_alert))
 }
 
 fn body_of(body: Option<Json<Value>>, code: &'static str) -> Result<Value, ApiError> {
@@ -872,4 +873,53 @@ async fn evaluate_basket(
     let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     let e = blocking(move || Ok(offers::evaluate(st.as_ref(), &actor, body, now)?)).await?;
     Ok(Json(json!(e)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct AlertQuery {
+    /// The item whose alerts to list.
+    sku: String,
+}
+
+fn alert_json(a: &parcours_store::StockAlert) -> Value {
+    json!({
+        "sku": a.sku, "location": a.location, "subscriber": a.subscriber,
+        "customer": serde_json::from_str::<Value>(&a.customer).unwrap_or(Value::Null),
+        "reason": a.reason, "quantity": a.quantity, "created_at": format_timestamp(a.created_at),
+        "notified_at": a.notified_at.map(format_timestamp),
+    })
+}
+
+/// An item's stock alerts at every location: who waits for it where, and who was told.
+#[utoipa::path(get, path = "/commerce/stock-alerts", tag = "commerce", params(AlertQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the alerts", body = Answer), Refusals))]
+async fn list_alerts(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<AlertQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let list = blocking(move || Ok(alerts::list(st.as_ref(), &actor, &q.sku)?)).await?;
+    Ok(Json(
+        json!({"alerts": list.iter().map(alert_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// A customer asks to be told when an item is available at a location: `{"sku", "location",
+/// "customer": {"user_id" | "anonymous_id" | "email" | "loyalty_card"}, "quantity"?: 1}`.
+/// Once that many are available there, `Back in Stock` lands on her timeline (within about
+/// a second), once; asking again waits again. `201`.
+#[utoipa::path(post, path = "/commerce/stock-alerts", tag = "commerce", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 201, description = "the alert", body = Answer), Refusals))]
+async fn post_alert(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_of(body, "invalid_alert")?;
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let a = blocking(move || Ok(alerts::subscribe(st.as_ref(), &actor, body, now)?)).await?;
+    Ok((StatusCode::CREATED, Json(alert_json(&a))))
 }

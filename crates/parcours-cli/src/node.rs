@@ -234,6 +234,11 @@ impl Node {
                 Box::new(parcours_service::commerce::orders::PickupDeadlines),
                 Duration::from_secs(1),
             );
+            // Back in stock for who waits, low stock for the locations.
+            engine.spawn_processor(
+                Box::new(parcours_service::commerce::alerts::StockWatch::default()),
+                Duration::from_secs(1),
+            );
         }
         let state = AppState::new(
             engine.clone(),

@@ -1251,7 +1251,176 @@ async fn offers_price_every_channel_alike_and_hold_their_limits(backend: Backend
     t.stop().await;
 }
 
+async fn told(t: &TestNode, kind: &str, id: &str, event: &str) -> Vec<Value> {
+    t.unified().await;
+    let Some(profile) = t.profile_of(common::ADMIN, kind, id).await else {
+        return Vec::new();
+    };
+    let pid = profile["id"].as_str().unwrap().to_string();
+    let (_, page) = t.get(&format!("/api/v1/profiles/{pid}/events")).await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == event)
+        .cloned()
+        .collect()
+}
+
+/// Inventory-aware marketing through the HTTP path: a customer who asked, and one whose click
+/// & collect order was refused for lack of stock, are told once the item is back at that
+/// shop; a location is told when its stock of an item falls to the item's threshold, once per
+/// fall.
+async fn back_in_stock_and_low_stock_are_told_once(backend: Backend) {
+    let t = start_on("commerce-alerts", backend, |_| {}).await;
+    shop_setup(&t).await;
+    put(
+        &t,
+        "/api/v1/commerce/items/SOCK-M",
+        json!({"name": "Socks", "low_stock": 2,
+        "prices": [{"channel": "web", "currency": "EUR", "amount_minor": 990}]}),
+    )
+    .await;
+    // Cat asks for laces at Part-Dieu, which has none.
+    let (status, a) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/stock-alerts",
+        json!({"sku": "LACE", "location": "lyon-part-dieu", "customer": {"user_id": "u-cat"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(a["subscriber"], "user:u-cat");
+    for (bad, code) in [
+        (
+            json!({"sku": "NOPE", "location": "lyon-part-dieu", "customer": {"user_id": "u-cat"}}),
+            "unknown_item",
+        ),
+        (
+            json!({"sku": "LACE", "location": "nowhere", "customer": {"user_id": "u-cat"}}),
+            "unknown_location",
+        ),
+        (
+            json!({"sku": "LACE", "location": "lyon-part-dieu", "customer": {}}),
+            "invalid_customer",
+        ),
+        (
+            json!({"sku": "RUN-KIT", "location": "lyon-part-dieu", "customer": {"user_id": "u"}}),
+            "invalid_alert",
+        ),
+        (json!({"sku": "LACE"}), "invalid_alert"),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/commerce/stock-alerts", bad).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");
+    }
+    // Dan's click & collect order for two shoes at Part-Dieu (one there) is refused: he waits.
+    let (status, e) = call(
+        &t,
+        "POST",
+        "/api/v1/commerce/orders",
+        json!({"order_id": "W-DAN", "customer": {"user_id": "u-dan"},
+               "lines": [{"sku": "SHOE-42", "quantity": 2}],
+               "fulfilment": {"kind": "pickup", "location": "lyon-part-dieu"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("insufficient_stock")),
+        "{e}"
+    );
+    let (_, alerts) = t.get("/api/v1/commerce/stock-alerts?sku=SHOE-42").await;
+    assert_eq!(alerts["alerts"][0]["reason"], "out_of_stock", "{alerts}");
+    assert_eq!(alerts["alerts"][0]["notified_at"], Value::Null);
+
+    // Laces arrive at Part-Dieu: Cat is told, once.
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/stock/movements",
+        json!({"movements": [{"sku": "LACE", "location": "lyon-part-dieu", "delta": 3, "reason": "received"}]})).await;
+    assert_eq!(status, 200);
+    let back = common::eventually(
+        std::time::Duration::from_secs(20),
+        "Cat is told",
+        || async {
+            let e = told(&t, "user_id", "u-cat", "Back in Stock").await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        back[0]["properties"]["store_id"], "lyon-part-dieu",
+        "{back:?}"
+    );
+    assert_eq!(back[0]["properties"]["available"], 3, "{back:?}");
+    let (_, alerts) = t.get("/api/v1/commerce/stock-alerts?sku=LACE").await;
+    assert!(alerts["alerts"][0]["notified_at"].is_string(), "{alerts}");
+    // Dan wants two shoes at Part-Dieu and one is there: not yet.
+    let (_, alerts) = t.get("/api/v1/commerce/stock-alerts?sku=SHOE-42").await;
+    assert_eq!(alerts["alerts"][0]["quantity"], 2, "{alerts}");
+    assert_eq!(alerts["alerts"][0]["notified_at"], Value::Null, "{alerts}");
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/stock/movements",
+        json!({"movements": [{"sku": "SHOE-42", "location": "lyon-part-dieu", "delta": 1, "reason": "received"}]})).await;
+    assert_eq!(status, 200);
+    let dan = common::eventually(
+        std::time::Duration::from_secs(20),
+        "Dan is told",
+        || async {
+            let e = told(&t, "user_id", "u-dan", "Back in Stock").await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(dan[0]["properties"]["reason"], "out_of_stock", "{dan:?}");
+
+    // Socks at Bellecour: 5, low at 2.
+    let sell = |id: &'static str, n: i64| {
+        let t = &t;
+        async move {
+            let (status, r) = call(
+                t,
+                "POST",
+                "/api/v1/commerce/sales",
+                json!({"order_id": id, "location": "lyon-bellecour", "channel": "web",
+                       "lines": [{"sku": "SOCK-M", "quantity": n}]}),
+            )
+            .await;
+            assert_eq!(status, 201, "{r}");
+        }
+    };
+    sell("S-1", 2).await;
+    sell("S-2", 1).await;
+    let low = common::eventually(
+        std::time::Duration::from_secs(20),
+        "the shop is told",
+        || async {
+            let e = told(&t, "anonymous_id", "location:lyon-bellecour", "Low Stock").await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(low[0]["properties"]["sku"], "SOCK-M", "{low:?}");
+    assert_eq!(low[0]["properties"]["available"], 2, "{low:?}");
+    assert_eq!(low[0]["properties"]["threshold"], 2, "{low:?}");
+    // Still low: not told again; restocked, then low again: told again.
+    sell("S-3", 1).await;
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/stock/movements",
+        json!({"movements": [{"sku": "SOCK-M", "location": "lyon-bellecour", "delta": 9, "reason": "received"}]})).await;
+    assert_eq!(status, 200);
+    // Rising above the threshold re-armed it in the write itself: however soon the next
+    // fall comes, it is told.
+    sell("S-4", 8).await;
+    common::eventually(std::time::Duration::from_secs(20), "told again", || async {
+        (told(&t, "anonymous_id", "location:lyon-bellecour", "Low Stock")
+            .await
+            .len()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    t.stop().await;
+}
+
 on_each_store!(
+    back_in_stock_and_low_stock_are_told_once,
     offers_price_every_channel_alike_and_hold_their_limits,
     click_and_collect_from_order_to_return,
     stock_is_moved_counted_and_told_per_channel,

@@ -5,6 +5,7 @@
 //! the stock or reservations takes the admin role (the token a shop's till or a web shop's
 //! back end holds).
 
+pub mod alerts;
 pub mod catalogue;
 pub mod loyalty;
 pub mod offers;

@@ -197,7 +197,9 @@ async fn write_level(
          ON CONFLICT (workspace_id, sku, location_id) DO UPDATE SET
            on_hand = excluded.on_hand, reserved = excluded.reserved,
            safety_stock = excluded.safety_stock, damaged = excluded.damaged,
-           quality_control = excluded.quality_control, updated_at = excluded.updated_at",
+           quality_control = excluded.quality_control, updated_at = excluded.updated_at,
+           low_told_at = CASE WHEN $10 > coalesce((SELECT i.low_stock FROM commerce_items i
+               WHERE i.workspace_id = $1 AND i.sku = $2), -1) THEN NULL ELSE stock_levels.low_told_at END",
     )
     .bind(workspace)
     .bind(&key.0)
@@ -208,6 +210,8 @@ async fn write_level(
     .bind(q.damaged)
     .bind(q.quality_control)
     .bind(now)
+    // Risen above its low-stock threshold: a next fall is told again.
+    .bind(q.available())
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -710,10 +714,10 @@ impl Commerce for PgStore {
     fn put_stock_alert(&self, a: &StockAlert) -> Result<()> {
         self.run(
             sqlx::query(
-                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at, quantity)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (workspace_id, sku, location_id, subscriber) DO UPDATE SET
-                   customer = excluded.customer, reason = excluded.reason,
+                   customer = excluded.customer, reason = excluded.reason, quantity = excluded.quantity,
                    created_at = excluded.created_at, notified_at = NULL",
             )
             .bind(&a.workspace_id)
@@ -723,6 +727,7 @@ impl Commerce for PgStore {
             .bind(&a.customer)
             .bind(&a.reason)
             .bind(a.created_at)
+            .bind(a.quantity)
             .execute(self.pool()),
         )
         .map_err(backend)?;
@@ -751,7 +756,7 @@ impl Commerce for PgStore {
                     "SELECT {ALERT} FROM stock_alerts a
                      JOIN stock_levels l ON l.workspace_id = a.workspace_id AND l.sku = a.sku
                        AND l.location_id = a.location_id
-                     WHERE a.notified_at IS NULL AND {AVAILABLE} > 0
+                     WHERE a.notified_at IS NULL AND {AVAILABLE} >= a.quantity
                      ORDER BY a.created_at LIMIT $1"
                 ))
                 .bind(limit as i64)
@@ -808,7 +813,7 @@ impl Commerce for PgStore {
 
 /// A stock alert's columns (table alias `a`).
 const ALERT: &str = "a.workspace_id, a.sku, a.location_id, a.subscriber, a.customer, a.reason,
-    a.created_at, a.notified_at";
+    a.created_at, a.notified_at, a.quantity";
 
 /// What a level (alias `l`) has available at `$2` (now): reservations past their expiry
 /// no longer count.
@@ -828,6 +833,7 @@ fn alert_row(r: &PgRow) -> SqlResult<StockAlert> {
         reason: r.try_get(5)?,
         created_at: r.try_get(6)?,
         notified_at: r.try_get(7)?,
+        quantity: r.try_get(8)?,
     })
 }
 

@@ -172,7 +172,9 @@ fn write_level(
          ON CONFLICT (workspace_id, sku, location_id) DO UPDATE SET
            on_hand = excluded.on_hand, reserved = excluded.reserved,
            safety_stock = excluded.safety_stock, damaged = excluded.damaged,
-           quality_control = excluded.quality_control, updated_at = excluded.updated_at",
+           quality_control = excluded.quality_control, updated_at = excluded.updated_at,
+           low_told_at = CASE WHEN ?10 > coalesce((SELECT i.low_stock FROM commerce_items i
+               WHERE i.workspace_id = ?1 AND i.sku = ?2), -1) THEN NULL ELSE stock_levels.low_told_at END",
     )
     .map_err(backend)?
     .execute(params![
@@ -184,7 +186,9 @@ fn write_level(
         q.safety_stock,
         q.damaged,
         q.quality_control,
-        now
+        now,
+        // Risen above its low-stock threshold: a next fall is told again.
+        q.available()
     ])
     .map_err(backend)?;
     Ok(())
@@ -584,10 +588,10 @@ impl Commerce for SqliteStore {
     fn put_stock_alert(&self, a: &StockAlert) -> Result<()> {
         self.writer()
             .prepare_cached(
-                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO stock_alerts (workspace_id, sku, location_id, subscriber, customer, reason, created_at, quantity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (workspace_id, sku, location_id, subscriber) DO UPDATE SET
-                   customer = excluded.customer, reason = excluded.reason,
+                   customer = excluded.customer, reason = excluded.reason, quantity = excluded.quantity,
                    created_at = excluded.created_at, notified_at = NULL",
             )
             .map_err(backend)?
@@ -598,7 +602,8 @@ impl Commerce for SqliteStore {
                 a.subscriber,
                 a.customer,
                 a.reason,
-                a.created_at
+                a.created_at,
+                a.quantity
             ])
             .map_err(backend)?;
         Ok(())
@@ -628,7 +633,7 @@ impl Commerce for SqliteStore {
                     "SELECT {ALERT} FROM stock_alerts a
                      JOIN stock_levels l ON l.workspace_id = a.workspace_id AND l.sku = a.sku
                        AND l.location_id = a.location_id
-                     WHERE a.notified_at IS NULL AND {AVAILABLE} > 0
+                     WHERE a.notified_at IS NULL AND {AVAILABLE} >= a.quantity
                      ORDER BY a.created_at LIMIT ?1"
                 ))
                 .map_err(backend)?;
@@ -683,7 +688,7 @@ impl Commerce for SqliteStore {
 
 /// A stock alert's columns (table alias `a`).
 const ALERT: &str = "a.workspace_id, a.sku, a.location_id, a.subscriber, a.customer, a.reason,
-    a.created_at, a.notified_at";
+    a.created_at, a.notified_at, a.quantity";
 
 /// What a level (alias `l`) has available at `?2` (now): reservations past their expiry
 /// no longer count.
@@ -703,6 +708,7 @@ fn alert_row(r: &Row<'_>) -> rusqlite::Result<StockAlert> {
         reason: r.get(5)?,
         created_at: r.get(6)?,
         notified_at: r.get(7)?,
+        quantity: r.get(8)?,
     })
 }
 

@@ -214,8 +214,8 @@ pub trait Commerce: Send + Sync {
     fn put_stock_alert(&self, alert: &StockAlert) -> Result<()>;
     /// An item's alerts at every location, by location then subscriber.
     fn stock_alerts(&self, workspace: &str, sku: &str) -> Result<Vec<StockAlert>>;
-    /// Open alerts of every workspace whose item is available at their location at `now`
-    /// (expired reservations not counted), oldest first.
+    /// Open alerts of every workspace whose item is available at their location at `now`, in
+    /// the quantity they wait for (expired reservations not counted), oldest first.
     fn due_stock_alerts(&self, now: Millis, limit: usize) -> Result<Vec<StockAlert>>;
     /// Low stock: first re-arms the levels changed at or after `since` that are above their
     /// item's threshold again; then returns the levels changed at or after `since`, at or
@@ -235,6 +235,8 @@ pub struct StockAlert {
     pub customer: String,
     /// `asked`, or `out_of_stock` (her order was refused for lack of it there).
     pub reason: String,
+    /// She is told once this many are available there.
+    pub quantity: i64,
     pub created_at: Millis,
     pub notified_at: Option<Millis>,
 }

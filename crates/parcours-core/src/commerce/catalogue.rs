@@ -421,8 +421,20 @@ mod tests {
                 currency: "EUR".into(),
                 amount_minor: 4990,
             }],
+            low_stock: None,
         };
         assert!(kit.check().is_ok());
+        let mut low = kit.clone();
+        low.low_stock = Some(3);
+        assert!(low
+            .check()
+            .unwrap_err()
+            .message
+            .contains("components a low_stock"));
+        low.components.clear();
+        assert!(low.check().is_ok());
+        low.low_stock = Some(-1);
+        assert_eq!(low.check().unwrap_err().code, "invalid_item");
         assert_eq!(kit.price("web", "EUR"), Some(4990));
         assert_eq!(kit.price("pos", "EUR"), None);
         let mut everywhere = kit.clone();

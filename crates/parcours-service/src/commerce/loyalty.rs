@@ -319,9 +319,10 @@ fn post(
         }
         Committed::Short(shortages) => return Err(ServiceError::OutOfStock { shortages }),
         // A loyalty write takes no stock and no offer.
-        Committed::ReferenceTaken(_) | Committed::NotHeld(_) | Committed::OfferUsedUp { .. } => {
-            Outcome::Duplicate
-        }
+        Committed::ReferenceTaken(_)
+        | Committed::NotHeld(_)
+        | Committed::OfferUsedUp { .. }
+        | Committed::Told => Outcome::Duplicate,
     };
     Ok((outcome, account(store, actor, member, now)?))
 }

@@ -98,6 +98,33 @@ pub fn place(
     now: Millis,
 ) -> Result<Recorded, ServiceError> {
     actor.require_admin()?;
+    let pickup = (body["fulfilment"]["kind"] == "pickup")
+        .then(|| body["fulfilment"]["location"].as_str().map(str::to_string))
+        .flatten();
+    let customer = serde_json::from_value::<Customer>(body["customer"].clone()).ok();
+    match place_once(store, actor, body, now) {
+        // A click & collect order refused for lack of stock at the shop: its customer is
+        // told when what was short is back there.
+        Err(ServiceError::OutOfStock { shortages }) => {
+            if let (Some(shop), Some(customer)) = (pickup, customer) {
+                let short = shortages
+                    .iter()
+                    .filter(|s| s.location == shop)
+                    .map(|s| (s.sku.clone(), s.requested));
+                super::alerts::wait_for(store, &actor.workspace, &shop, &customer, short, now)?;
+            }
+            Err(ServiceError::OutOfStock { shortages })
+        }
+        other => other,
+    }
+}
+
+fn place_once(
+    store: &dyn Store,
+    actor: &Actor,
+    body: Value,
+    now: Millis,
+) -> Result<Recorded, ServiceError> {
     let b: OrderBody = read("invalid_order", "the order", body)?;
     check_id("order id", "invalid_order", &b.order_id)?;
     check_id("sales channel", "invalid_channel", &b.channel)?;

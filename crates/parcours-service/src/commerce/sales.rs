@@ -171,11 +171,37 @@ pub(super) fn order_event(
         p.insert("channel".into(), order.channel.clone().into());
         p.insert("store_id".into(), order.location.clone().into());
     }
+    customer_event(
+        ws,
+        name,
+        message_id,
+        &order.customer,
+        // An anonymous till sale is its own visitor, under its order id.
+        &format!("order-{}", order.id),
+        Some(channel_of(&order.channel)),
+        properties,
+        now,
+    )
+}
+
+/// A commerce event on a customer's timeline (her user id, else her anonymous id, else
+/// `fallback` as anonymous id; her email and loyalty card as traits), checked as any event.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn customer_event(
+    ws: &str,
+    name: &str,
+    message_id: String,
+    customer: &Customer,
+    fallback: &str,
+    channel: Option<Channel>,
+    properties: Value,
+    now: Millis,
+) -> Result<IngestBatch, ServiceError> {
     let mut traits = serde_json::Map::new();
-    if let Some(card) = &order.customer.loyalty_card {
+    if let Some(card) = &customer.loyalty_card {
         traits.insert(loyalty::CARD.into(), card.clone().into());
     }
-    if let Some(email) = &order.customer.email {
+    if let Some(email) = &customer.email {
         traits.insert("email".into(), email.clone().into());
     }
     let mut event = json!({
@@ -186,16 +212,15 @@ pub(super) fn order_event(
         "properties": properties,
         "context": {"traits": traits, "library": {"name": "parcours-commerce"}},
     });
-    match (&order.customer.user_id, &order.customer.anonymous_id) {
+    match (&customer.user_id, &customer.anonymous_id) {
         (Some(u), _) => event["userId"] = u.clone().into(),
         (None, Some(a)) => event["anonymousId"] = a.clone().into(),
-        // An anonymous till sale is its own visitor, under its order id.
-        (None, None) => event["anonymousId"] = format!("order-{}", order.id).into(),
+        (None, None) => event["anonymousId"] = fallback.into(),
     }
     let raw = serde_json::value::to_raw_value(&event).expect("an event always serialises");
-    let edge = Edge::single(now, Some(channel_of(&order.channel)), None);
-    let fallback = event["messageId"].as_str().unwrap_or_default().to_string();
-    match check_event(&raw, &edge, &mut |_| fallback.clone()) {
+    let edge = Edge::single(now, channel, None);
+    let fallback_id = event["messageId"].as_str().unwrap_or_default().to_string();
+    match check_event(&raw, &edge, &mut |_| fallback_id.clone()) {
         Checked::Accepted(e) => Ok(IngestBatch {
             workspace_id: ws.to_string(),
             source_id: COMMERCE_SOURCE.into(),
@@ -204,10 +229,7 @@ pub(super) fn order_event(
         }),
         Checked::Quarantined(q) => Err(ServiceError::invalid(
             "invalid_customer",
-            format!(
-                "the order's event could not be recorded: {}",
-                q.violation.message()
-            ),
+            format!("the event could not be recorded: {}", q.violation.message()),
         )),
     }
 }
@@ -652,6 +674,10 @@ pub(super) fn finish(
         Committed::Refused(r) => Err(ServiceError::Unprocessable {
             code: r.code,
             message: r.message,
+        }),
+        Committed::Told => Err(ServiceError::Conflict {
+            code: "order_busy",
+            message: "the write was told already".into(),
         }),
         Committed::OfferUsedUp {
             offer,

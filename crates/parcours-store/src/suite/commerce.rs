@@ -1074,10 +1074,19 @@ pub fn stock_alerts_and_low_levels_are_told_once_per_change(store: &dyn Store) {
         subscriber: "user:ada".into(),
         customer: r#"{"user_id":"ada"}"#.into(),
         reason: "asked".into(),
+        quantity: 1,
         created_at: T0,
         notified_at: None,
     };
     store.put_stock_alert(&alert).unwrap();
+    // Another customer waits for two.
+    store
+        .put_stock_alert(&StockAlert {
+            subscriber: "user:bob".into(),
+            quantity: 2,
+            ..alert.clone()
+        })
+        .unwrap();
     assert!(
         store.due_stock_alerts(T0 + 1, 10).unwrap().is_empty(),
         "no level yet"
