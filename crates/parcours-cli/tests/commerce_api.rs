@@ -1419,7 +1419,53 @@ async fn back_in_stock_and_low_stock_are_told_once(backend: Backend) {
     t.stop().await;
 }
 
+const SHOP_JOURNEY: &str = r#"
+id: cart
+status: draft
+entry: {event: Cart Viewed}
+steps:
+  - id: nudge
+    send:
+      channel: email
+      subject: "At {{ shop.id }}"
+      text: "{% for p in shop.in_stock %}{{ p.sku }}×{{ p.available_at_shop }} {% endfor %}| gone: {% for p in shop.out_of_stock %}{{ p.sku }} {% endfor %}"
+"#;
+
+/// A message leaves out what the customer's shop does not have: `shop.in_stock` is the
+/// entry event's products there to buy at her preferred store, read when it is decided.
+async fn a_message_leaves_out_what_her_shop_does_not_have(backend: Backend) {
+    let t = start_on("commerce-shop-message", backend, |_| {}).await;
+    shop_setup(&t).await;
+    common::journeys::put_journey(&t, "cart", SHOP_JOURNEY).await;
+    t.send(json!({"batch": [{"type": "identify", "userId": "u-eve",
+        "traits": {"email": "eve@example.com", "preferred_store": "lyon-part-dieu"}}]}))
+        .await;
+    t.unified().await;
+    let products =
+        json!({"products": [{"sku": "SHOE-42"}, {"product_id": "LACE"}, {"sku": "SOCK-M"}]});
+    let ask = || {
+        call(
+            &t,
+            "POST",
+            "/api/v1/journeys/cart/preview",
+            json!({"step": "nudge", "identifier": {"type": "user_id", "value": "u-eve"}, "properties": products.clone()}),
+        )
+    };
+    let (status, p) = ask().await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["subject"], "At lyon-part-dieu");
+    assert_eq!(p["text"], "SHOE-42×1 | gone: LACE SOCK-M ", "{p}");
+    // The last shoe goes to a cart: out of her shop's stock too.
+    let (status, _) = call(&t, "POST", "/api/v1/commerce/reservations",
+        json!({"reference": "cart-x", "lines": [{"sku": "SHOE-42", "location": "lyon-part-dieu", "quantity": 1}]})).await;
+    assert_eq!(status, 201);
+    let (_, p) = ask().await;
+    assert_eq!(p["text"], "| gone: SHOE-42 LACE SOCK-M ", "{p}");
+    t.stop().await;
+}
+
 on_each_store!(
+    a_message_leaves_out_what_her_shop_does_not_have,
     back_in_stock_and_low_stock_are_told_once,
     offers_price_every_channel_alike_and_hold_their_limits,
     click_and_collect_from_order_to_return,

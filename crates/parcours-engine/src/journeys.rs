@@ -352,6 +352,88 @@ impl Customer {
     }
 }
 
+/// Whether a message's templates name the customer's `shop` (its stock is then read).
+fn names_shop(message: &parcours_core::journey::Message) -> bool {
+    serde_json::to_string(message).is_ok_and(|m| m.contains("shop"))
+}
+
+/// Adds what templates see of the customer's shop (her `preferred_store` trait, else her
+/// `store_id`): `shop.id`, `shop.stock` (available units per SKU of the entry event's
+/// products), `shop.products` (those products, each with its `available_at_shop`),
+/// `shop.in_stock` and `shop.out_of_stock` (the products there to buy, and the others; each
+/// with its `sku`, from `product_id` if the event named it so), so
+/// a message can leave out what her shop does not have: `{% for p in shop.in_stock %}`.
+/// Read when the message is decided: the stock of that instant.
+fn with_shop(
+    store: &dyn Store,
+    ws: &str,
+    who: &Customer,
+    globals: &mut Value,
+    now: Millis,
+) -> Result<()> {
+    let shop = ["preferred_store", "store_id"].iter().find_map(|t| {
+        who.trait_value(t)
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    let props = &globals["event"]["properties"];
+    let mut products: Vec<Value> = props["products"].as_array().cloned().unwrap_or_default();
+    if products.is_empty() && (props["sku"].is_string() || props["product_id"].is_string()) {
+        products.push(props.clone());
+    }
+    let sku_of = |p: &Value| {
+        p["sku"]
+            .as_str()
+            .or_else(|| p["product_id"].as_str())
+            .map(str::to_string)
+    };
+    let skus: Vec<String> = products
+        .iter()
+        .filter_map(sku_of)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(parcours_core::commerce::inventory::MAX_LINES)
+        .collect();
+    let mut stock = serde_json::Map::new();
+    if let Some(shop) = &shop {
+        let levels = if skus.is_empty() {
+            Vec::new()
+        } else {
+            store.stock(ws, &skus, now)?
+        };
+        for sku in &skus {
+            let n = levels
+                .iter()
+                .find(|l| &l.sku == sku && &l.location == shop)
+                .map_or(0, |l| l.quantities.sellable());
+            stock.insert(sku.clone(), n.into());
+        }
+    }
+    let (mut all, mut in_stock, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for mut p in products {
+        let sku = sku_of(&p);
+        let n = sku
+            .as_ref()
+            .and_then(|s| stock.get(s).and_then(Value::as_i64))
+            .unwrap_or(0);
+        if let Value::Object(o) = &mut p {
+            o.insert("available_at_shop".into(), n.into());
+            // Named `sku` whichever way the event named it.
+            if let Some(sku) = sku {
+                o.entry("sku").or_insert(sku.into());
+            }
+        }
+        if n > 0 {
+            in_stock.push(p.clone());
+        } else {
+            out.push(p.clone());
+        }
+        all.push(p);
+    }
+    globals["shop"] = json!({"id": shop, "stock": stock, "products": all,
+                             "in_stock": in_stock, "out_of_stock": out});
+    Ok(())
+}
+
 /// What deciding for these journeys reads of a customer, beyond her profile.
 struct Inputs {
     /// The event names their conditions read (her timeline is read for those only).
@@ -596,7 +678,10 @@ pub fn preview(
         return Ok(None);
     };
     let context = json!({"properties": properties});
-    let globals = who.globals_with(journey, &context, None);
+    let mut globals = who.globals_with(journey, &context, None);
+    if names_shop(message) {
+        with_shop(store, ws, &who, &mut globals, now)?;
+    }
     Ok(Some(
         Renderer::default()
             .render(&message.on(channel), &globals)
@@ -1118,10 +1203,14 @@ impl JourneyProcessor {
                 ),
             );
         }
-        let rendered = match self
-            .renderer
-            .render(&message.on(channel), &who.globals(journey, run))
-        {
+        let mut globals = who.globals(journey, run);
+        if names_shop(message) {
+            if let Err(e) = with_shop(d.store, d.ws, who, &mut globals, d.now) {
+                d.failed = Some(e);
+                return;
+            }
+        }
+        let rendered = match self.renderer.render(&message.on(channel), &globals) {
             Ok(r) => r,
             Err(e) => {
                 return skip(
@@ -1258,7 +1347,13 @@ impl JourneyProcessor {
         else {
             return;
         };
-        let globals = who.globals(journey, run);
+        let mut globals = who.globals(journey, run);
+        if body.as_deref().is_some_and(|b| b.contains("shop")) {
+            if let Err(e) = with_shop(d.store, d.ws, who, &mut globals, d.now) {
+                d.failed = Some(e);
+                return;
+            }
+        }
         let body = match body {
             Some(template) => match self.renderer.render_text("body", template, &globals) {
                 Ok(b) => b,
