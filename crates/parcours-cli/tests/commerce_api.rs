@@ -1029,7 +1029,7 @@ async fn offers_price_every_channel_alike_and_hold_their_limits(backend: Backend
         (
             "welcome",
             json!({"name": "Welcome", "stacking": "exclusive", "priority": 20,
-            "coupon": {"codes": ["HELLO"], "limit_per_customer": 1},
+            "coupon": {"codes": ["hello"], "limit_per_customer": 1},
             "reward": {"kind": "percent_off", "percent": 25}}),
         ),
         (
@@ -1047,6 +1047,44 @@ async fn offers_price_every_channel_alike_and_hold_their_limits(backend: Backend
     }
     let (_, list) = t.get("/api/v1/commerce/offers").await;
     assert_eq!(list["offers"].as_array().unwrap().len(), 7, "{list}");
+    // Codes are kept as they are compared; a workspace's codes are bounded in all.
+    let (_, welcome) = t.get("/api/v1/commerce/offers/welcome").await;
+    assert_eq!(welcome["coupon"]["codes"], json!(["HELLO"]), "{welcome}");
+    for batch in 0..6 {
+        let codes: Vec<String> = (0..10_000).map(|i| format!("u{batch}-{i}")).collect();
+        let (status, e) = call(
+            &t,
+            "PUT",
+            &format!("/api/v1/commerce/offers/unique-{batch}"),
+            json!({"name": "unique codes", "coupon": {"codes": codes, "limit_per_code": 1},
+                   "reward": {"kind": "percent_off", "percent": 5}}),
+        )
+        .await;
+        // Two codes are listed already: the fifth batch passes the bound.
+        if batch < 4 {
+            assert_eq!(status, 200, "{e}");
+        } else {
+            assert_eq!(
+                (status, e["code"].as_str()),
+                (400, Some("too_many_offers")),
+                "{batch}: {e}"
+            );
+        }
+    }
+    for batch in 0..4 {
+        let auth = format!("Bearer {}", common::ADMIN);
+        let r = t
+            .client
+            .request(
+                "DELETE".parse().unwrap(),
+                &format!("/api/v1/commerce/offers/unique-{batch}"),
+                &[("authorization", &auth)],
+                String::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 204);
+    }
 
     let basket = |channel: &str, coupons: Value| {
         json!({"channel": channel, "customer": {"user_id": "u-ada"},

@@ -22,6 +22,9 @@ use super::read;
 use super::sales::{check_customer, member_for, priced, Customer, SaleLine};
 use crate::{Actor, ServiceError};
 
+/// The most coupon codes the offers of one workspace list in all.
+pub const MAX_WORKSPACE_CODES: usize = 50_000;
+
 /// An offer with how often it was used.
 #[derive(Debug, Clone, Serialize)]
 pub struct OfferView {
@@ -54,8 +57,14 @@ pub fn put(
             Some(_) => {}
         }
     }
-    let offer: Offer = read("invalid_offer", "the offer", body)?;
+    let mut offer: Offer = read("invalid_offer", "the offer", body)?;
     offer.check()?;
+    // Stored as they are compared.
+    if let Some(c) = offer.coupon.as_mut() {
+        for code in c.codes.iter_mut() {
+            *code = normalize_code(code);
+        }
+    }
     let ws = &actor.workspace;
     let existing = all(store, ws)?;
     if existing.len() >= offers::MAX_OFFERS && !existing.iter().any(|o| o.id == offer.id) {
@@ -64,6 +73,22 @@ pub fn put(
             format!(
                 "a workspace holds at most {} offers: switch off or delete some",
                 offers::MAX_OFFERS
+            ),
+        ));
+    }
+    // Every basket reads every offer: the codes of a workspace are bounded too.
+    let codes = |o: &Offer| o.coupon.as_ref().map_or(0, |c| c.codes.len());
+    let total: usize = existing
+        .iter()
+        .filter(|o| o.id != offer.id)
+        .map(codes)
+        .sum::<usize>()
+        + codes(&offer);
+    if total > MAX_WORKSPACE_CODES {
+        return Err(ServiceError::invalid(
+            "too_many_offers",
+            format!(
+                "the offers of a workspace list at most {MAX_WORKSPACE_CODES} coupon codes in all; these would list {total}"
             ),
         ));
     }
