@@ -198,8 +198,10 @@ async fn write_level(
            on_hand = excluded.on_hand, reserved = excluded.reserved,
            safety_stock = excluded.safety_stock, damaged = excluded.damaged,
            quality_control = excluded.quality_control, updated_at = excluded.updated_at,
-           low_told_at = CASE WHEN $10 > coalesce((SELECT i.low_stock FROM commerce_items i
-               WHERE i.workspace_id = $1 AND i.sku = $2), -1) THEN NULL ELSE stock_levels.low_told_at END",
+           low_told_at = CASE WHEN stock_levels.low_told_at IS NULL THEN NULL
+             WHEN $10 > coalesce((SELECT i.low_stock FROM commerce_items i
+               WHERE i.workspace_id = $1 AND i.sku = $2), -1) THEN NULL
+             ELSE stock_levels.low_told_at END",
     )
     .bind(workspace)
     .bind(&key.0)
