@@ -8,6 +8,7 @@
 //! and it never reads the clock: time is passed in as [`time::Millis`].
 
 pub mod adhash;
+pub mod attribution;
 pub mod audience;
 pub mod bucket;
 pub mod channel;
