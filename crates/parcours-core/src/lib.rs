@@ -12,6 +12,7 @@ pub mod attribution;
 pub mod audience;
 pub mod bucket;
 pub mod channel;
+pub mod clv;
 pub mod commerce;
 pub mod computed;
 pub mod graph;
