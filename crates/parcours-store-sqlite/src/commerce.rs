@@ -14,7 +14,9 @@ use parcours_store::{
     OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
     Result, StockAlert, StockLevel,
 };
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use crate::{backend, corrupt, SqliteStore};
 
@@ -285,6 +287,61 @@ fn move_in(
 
 /// Check-and-reserve inside the caller's transaction (see [`Commerce::reserve`]); the caller
 /// commits only what was held.
+/// Reservations waiting for the writer.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    line: Mutex<Vec<Arc<Pending>>>,
+}
+
+struct Pending {
+    request: ReserveRequest,
+    now: Millis,
+    answer: Mutex<Option<Result<Reserved>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Decides requests in order in one transaction: each in a savepoint, kept if it held its
+/// units and rolled back otherwise (nothing of a refused request stays, as if it ran alone),
+/// then one commit. If the commit fails, every request fails with it.
+fn decide_together(conn: &mut Connection, batch: &[Arc<Pending>]) -> Vec<Result<Reserved>> {
+    // A failure that is the whole batch's: every request fails with it.
+    let all_fail = |e: rusqlite::Error| -> Vec<Result<Reserved>> {
+        let message = e.to_string();
+        batch
+            .iter()
+            .map(|_| Err(parcours_store::StoreError::Backend(message.clone())))
+            .collect()
+    };
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return all_fail(e),
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut q| q.execute([]));
+    for p in batch {
+        if let Err(e) = run("SAVEPOINT reserve") {
+            return all_fail(e);
+        }
+        let answer = reserve_in(&tx, &p.request, p.now);
+        if !matches!(answer, Ok(Reserved::Held(_))) {
+            if let Err(e) = run("ROLLBACK TO reserve") {
+                return all_fail(e);
+            }
+        }
+        if let Err(e) = run("RELEASE reserve") {
+            return all_fail(e);
+        }
+        answers.push(answer);
+    }
+    match tx.commit() {
+        Ok(()) => answers,
+        Err(e) => all_fail(e),
+    }
+}
+
 fn reserve_in(tx: &Transaction<'_>, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
     let ws = request.workspace_id.as_str();
     // The reference's own keys are swept too: its expired rows may be replaced below, and
@@ -545,13 +602,28 @@ impl Commerce for SqliteStore {
     }
 
     fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
+        // Group commit: the request waits in line; whoever takes the writer first decides
+        // every waiting request in turn, each in a savepoint of one transaction, and commits
+        // them with one fsync. Each is answered only after that commit.
+        let mine = Arc::new(Pending {
+            request: request.clone(),
+            now,
+            answer: Mutex::new(None),
+        });
+        lock(&self.reservations.line).push(mine.clone());
         let mut conn = self.writer();
-        let tx = conn.transaction().map_err(backend)?;
-        let reserved = reserve_in(&tx, request, now)?;
-        if matches!(reserved, Reserved::Held(_)) {
-            tx.commit().map_err(backend)?;
+        let decided = lock(&mine.answer).take();
+        if let Some(answer) = decided {
+            return answer;
         }
-        Ok(reserved)
+        let batch: Vec<Arc<Pending>> = std::mem::take(&mut *lock(&self.reservations.line));
+        let decided = decide_together(&mut conn, &batch);
+        for (pending, answer) in batch.iter().zip(decided) {
+            *lock(&pending.answer) = Some(answer);
+        }
+        drop(conn);
+        let answer = lock(&mine.answer).take();
+        answer.expect("a batch decides every request it takes, its leader's included")
     }
 
     fn release_reservation(

@@ -80,6 +80,9 @@ pub struct SqliteStore {
     log_readers: Mutex<Vec<Connection>>,
     projection_readers: Mutex<Vec<Connection>>,
     durability: Durability,
+    /// Reservations waiting for the log's writer, committed together by whichever of their
+    /// callers gets it first (see [`commerce`]).
+    reservations: commerce::Waiting,
     /// Held for its `Drop`, which stops the thread.
     _checkpointer: Checkpointer,
 }
@@ -193,6 +196,7 @@ impl SqliteStore {
         attach_log(&projection_writer, &log_path)?;
         let checkpointer = Checkpointer::start([log_path.clone(), projections_path.clone()])?;
         Ok(Self {
+            reservations: commerce::Waiting::default(),
             _checkpointer: checkpointer,
             log_path,
             projections_path,
