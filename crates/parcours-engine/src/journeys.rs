@@ -353,8 +353,16 @@ impl Customer {
 }
 
 /// Whether a message's templates name the customer's `shop` (its stock is then read).
-fn names_shop(message: &parcours_core::journey::Message) -> bool {
-    serde_json::to_string(message).is_ok_and(|m| m.contains("shop"))
+fn names_shop(m: &parcours_core::journey::Message) -> bool {
+    let names = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains("shop"));
+    [&m.subject, &m.html, &m.text, &m.title]
+        .into_iter()
+        .any(names)
+        || m.variants.values().any(|v| {
+            [&v.subject, &v.html, &v.text, &v.title]
+                .into_iter()
+                .any(names)
+        })
 }
 
 /// Adds what templates see of the customer's shop (her `preferred_store` trait, else her

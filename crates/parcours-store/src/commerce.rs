@@ -273,7 +273,7 @@ pub struct OrderRecord {
 /// One commerce decision and everything it changes, committed together or not at all: the
 /// order, its stock movements, its loyalty entries and the events that tell it (appended to
 /// the log in the same transaction, so the customer's timeline and the stock never disagree).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CommerceWrite {
     pub workspace_id: String,
     /// Created if new; with `expect_body`, updated only from that state. None for a write of

@@ -243,19 +243,11 @@ fn tell(
 ) -> Result<bool, ServiceError> {
     let write = CommerceWrite {
         workspace_id: ws.to_string(),
-        order: None,
-        expect_body: None,
-        reserve: None,
-        settle: None,
-        hold_until: None,
-        movements: Vec::new(),
-        loyalty: Vec::new(),
         events,
-        redemptions: Vec::new(),
-        release_redemptions: false,
         alerts,
         low_told,
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     Ok(matches!(
         store.commit_commerce(&write, now)?,

@@ -294,19 +294,9 @@ fn post(
     }
     let write = CommerceWrite {
         workspace_id: actor.workspace.clone(),
-        order: None,
-        expect_body: None,
-        reserve: None,
-        settle: None,
-        hold_until: None,
-        movements: Vec::new(),
         loyalty: vec![(member.to_string(), entry)],
-        events: None,
-        redemptions: Vec::new(),
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: 0,
+        ..CommerceWrite::default()
     };
     let outcome = match store.commit_commerce(&write, now)? {
         Committed::Done { mut loyalty, .. } => loyalty.pop().unwrap_or(Outcome::Duplicate),

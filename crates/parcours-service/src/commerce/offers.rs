@@ -268,22 +268,15 @@ pub(super) fn price(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EvaluateBody {
-    #[serde(default = "web")]
+    #[serde(default = "super::orders::web")]
     channel: String,
-    #[serde(default = "euro")]
+    #[serde(default = "super::orders::euro")]
     currency: String,
     #[serde(default)]
     customer: Customer,
     lines: Vec<SaleLine>,
     #[serde(default)]
     coupons: Vec<String>,
-}
-
-fn web() -> String {
-    "web".into()
-}
-fn euro() -> String {
-    "EUR".into()
 }
 
 /// Prices a basket without buying it (`{"channel"?: "web", "currency"?: "EUR", "customer"?,

@@ -77,10 +77,10 @@ struct OrderBody {
     coupons: Vec<String>,
 }
 
-fn web() -> String {
+pub(super) fn web() -> String {
     "web".into()
 }
-fn euro() -> String {
+pub(super) fn euro() -> String {
     "EUR".into()
 }
 
@@ -308,7 +308,6 @@ fn place_once(
     let write = CommerceWrite {
         workspace_id: ws.clone(),
         order: Some(record(&order, now, now)),
-        expect_body: None,
         reserve: Some(ReserveRequest {
             workspace_id: ws.clone(),
             reference: order.id.clone(),
@@ -316,16 +315,10 @@ fn place_once(
             expires_at: None,
             backorder: false,
         }),
-        settle: None,
-        hold_until: None,
-        movements: Vec::new(),
-        loyalty: Vec::new(),
         events: Some(event),
         redemptions: deal.redemptions,
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     finish(store, &write, order, None, now)
 }
@@ -409,19 +402,9 @@ fn change_once(
     };
     let mut write = CommerceWrite {
         workspace_id: actor.workspace.clone(),
-        order: None,
         expect_body: Some(stored.body.clone()),
-        reserve: None,
-        settle: None,
-        hold_until: None,
-        movements: Vec::new(),
-        loyalty: Vec::new(),
-        events: None,
-        redemptions: Vec::new(),
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     let mut entry = None;
     let (event, mut properties) = match (b.status.as_str(), current.as_str()) {
@@ -593,17 +576,9 @@ pub fn not_collected(
         workspace_id: ws.to_string(),
         order: Some(record(&order, stored.created_at, now)),
         expect_body: Some(stored.body.clone()),
-        reserve: None,
-        settle: None,
-        hold_until: None,
-        movements: Vec::new(),
-        loyalty: Vec::new(),
         events: Some(event),
-        redemptions: Vec::new(),
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     Ok(matches!(
         store.commit_commerce(&write, now)?,

@@ -364,10 +364,6 @@ pub fn record_sale(
     let write = CommerceWrite {
         workspace_id: ws.clone(),
         order: Some(record(&order, now, now)),
-        expect_body: None,
-        reserve: None,
-        settle: None,
-        hold_until: None,
         movements,
         loyalty: match (&member, &earn) {
             (Some(m), Some(e)) => vec![(m.clone(), e.clone())],
@@ -375,10 +371,8 @@ pub fn record_sale(
         },
         events: Some(event),
         redemptions: deal.redemptions,
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     finish(store, &write, order, earn, now)
 }
@@ -944,20 +938,14 @@ fn return_once(
         workspace_id: actor.workspace.clone(),
         order: Some(record(&order, stored.created_at, now)),
         expect_body: Some(stored.body.clone()),
-        reserve: None,
-        settle: None,
-        hold_until: None,
         movements,
         loyalty: match (&order.member, &entry) {
             (Some(m), Some(e)) => vec![(m.clone(), e.clone())],
             _ => Vec::new(),
         },
         events: Some(event),
-        redemptions: Vec::new(),
-        release_redemptions: false,
-        alerts: Vec::new(),
-        low_told: Vec::new(),
         dedup_since: now - parcours_core::time::DAY,
+        ..CommerceWrite::default()
     };
     finish(store, &write, order, entry, now)
 }
