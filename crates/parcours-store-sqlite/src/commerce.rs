@@ -14,7 +14,7 @@ use parcours_store::{
     OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
     Result, StockAlert, StockLevel,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -287,10 +287,74 @@ fn move_in(
 
 /// Check-and-reserve inside the caller's transaction (see [`Commerce::reserve`]); the caller
 /// commits only what was held.
-/// Reservations waiting for the writer.
+/// Reservations waiting for the writer, and whether one of their callers is leading (deciding
+/// a batch). The others wait on `decided` rather than on the writer, so a decided batch is
+/// answered all at once instead of one caller at a time through the writer's lock.
 #[derive(Default)]
 pub(crate) struct Waiting {
-    line: Mutex<Vec<Arc<Pending>>>,
+    line: Mutex<Line>,
+    decided: Condvar,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Line {
+    waiting: Vec<Arc<Pending>>,
+    leading: bool,
+    /// The size of the last batch: a new leader waits a moment for as many (see
+    /// [`GATHER`]).
+    last: usize,
+}
+
+/// How long a leader waits for the line to hold as many requests as the last batch did
+/// (callers just answered come back with their next request within microseconds), as
+/// PostgreSQL's `commit_delay` does: well under one fsync, and never when the last batch was
+/// a lone request, so a single client never waits.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(150);
+
+/// A batch being decided. Dropped (answered, or unwound by a panic), it hands the lead on and
+/// wakes the line; a request it leaves unanswered fails rather than waiting forever.
+struct Leading<'a> {
+    waiting: &'a Waiting,
+    batch: Vec<Arc<Pending>>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        for pending in &self.batch {
+            let mut answer = lock(&pending.answer);
+            if answer.is_none() {
+                *answer = Some(Err(parcours_store::StoreError::Backend(
+                    "the reservation's batch was abandoned".into(),
+                )));
+            }
+        }
+        lock(&self.waiting.line).leading = false;
+        self.waiting.decided.notify_all();
+    }
+}
+
+/// Waits up to [`GATHER`] for the line to hold as many requests as the last batch.
+// A scheduling delay, not a business time: it reads the machine's monotonic clock, as the
+// writer's own lock waits do, rather than the injected one.
+#[allow(clippy::disallowed_methods)]
+fn gather<'a>(
+    waiting: &'a Waiting,
+    mut line: std::sync::MutexGuard<'a, Line>,
+) -> std::sync::MutexGuard<'a, Line> {
+    let until = std::time::Instant::now() + GATHER;
+    while line.waiting.len() < line.last {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        line = waiting
+            .arrived
+            .wait_timeout(line, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    line
 }
 
 struct Pending {
@@ -303,42 +367,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Decides requests in order in one transaction: each in a savepoint, kept if it held its
-/// units and rolled back otherwise (nothing of a refused request stays, as if it ran alone),
-/// then one commit. If the commit fails, every request fails with it.
+/// Decides requests in order in one transaction, then commits once. A refused request writes
+/// nothing but the sweep of expired reservations, which stands whatever is decided (it only
+/// records what reads already see), so no savepoint is needed: what a refused request leaves
+/// is what it would leave alone. A request that fails midway is answered with its error and
+/// the batch is decided again without it, from a rolled-back start; a failed commit fails
+/// every request.
 fn decide_together(conn: &mut Connection, batch: &[Arc<Pending>]) -> Vec<Result<Reserved>> {
-    // A failure that is the whole batch's: every request fails with it.
-    let all_fail = |e: rusqlite::Error| -> Vec<Result<Reserved>> {
-        let message = e.to_string();
-        batch
-            .iter()
-            .map(|_| Err(parcours_store::StoreError::Backend(message.clone())))
-            .collect()
-    };
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => return all_fail(e),
-    };
-    let mut answers = Vec::with_capacity(batch.len());
-    let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut q| q.execute([]));
-    for p in batch {
-        if let Err(e) = run("SAVEPOINT reserve") {
-            return all_fail(e);
-        }
-        let answer = reserve_in(&tx, &p.request, p.now);
-        if !matches!(answer, Ok(Reserved::Held(_))) {
-            if let Err(e) = run("ROLLBACK TO reserve") {
-                return all_fail(e);
+    let mut failed: Vec<Option<parcours_store::StoreError>> = batch.iter().map(|_| None).collect();
+    'again: loop {
+        let all_fail = |message: String| -> Vec<Result<Reserved>> {
+            batch
+                .iter()
+                .map(|_| Err(parcours_store::StoreError::Backend(message.clone())))
+                .collect()
+        };
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => return all_fail(e.to_string()),
+        };
+        let mut answers = Vec::with_capacity(batch.len());
+        for (i, p) in batch.iter().enumerate() {
+            if failed[i].is_some() {
+                answers.push(None);
+                continue;
+            }
+            match reserve_in(&tx, &p.request, p.now) {
+                Ok(answer) => answers.push(Some(answer)),
+                Err(e) => {
+                    // Dropping the transaction rolls back what the others did too.
+                    failed[i] = Some(e);
+                    continue 'again;
+                }
             }
         }
-        if let Err(e) = run("RELEASE reserve") {
-            return all_fail(e);
+        if let Err(e) = tx.commit() {
+            return all_fail(e.to_string());
         }
-        answers.push(answer);
-    }
-    match tx.commit() {
-        Ok(()) => answers,
-        Err(e) => all_fail(e),
+        return answers
+            .into_iter()
+            .zip(failed)
+            .map(|(answer, error)| {
+                answer.ok_or_else(|| {
+                    error.unwrap_or_else(|| {
+                        parcours_store::StoreError::Backend("the request was not decided".into())
+                    })
+                })
+            })
+            .collect();
     }
 }
 
@@ -602,26 +678,50 @@ impl Commerce for SqliteStore {
     }
 
     fn reserve(&self, request: &ReserveRequest, now: Millis) -> Result<Reserved> {
-        // Group commit: the request waits in line; whoever takes the writer first decides
-        // every waiting request in turn, each in a savepoint of one transaction, and commits
-        // them with one fsync. Each is answered only after that commit.
+        // Group commit: the request waits in line. A caller that finds no one leading leads:
+        // it waits a moment for the line to fill (see `GATHER`), takes everything waiting,
+        // decides each request in turn in one transaction on the writer, commits them with
+        // one fsync, answers them all and wakes them. A waiting caller whose request is still undecided when no one leads leads the
+        // next batch. Each is answered only after its batch's commit.
         let mine = Arc::new(Pending {
             request: request.clone(),
             now,
             answer: Mutex::new(None),
         });
-        lock(&self.reservations.line).push(mine.clone());
-        let mut conn = self.writer();
-        let decided = lock(&mine.answer).take();
-        if let Some(answer) = decided {
-            return answer;
+        let waiting = &self.reservations;
+        let mut line = lock(&waiting.line);
+        line.waiting.push(mine.clone());
+        if line.leading {
+            waiting.arrived.notify_one();
         }
-        let batch: Vec<Arc<Pending>> = std::mem::take(&mut *lock(&self.reservations.line));
-        let decided = decide_together(&mut conn, &batch);
-        for (pending, answer) in batch.iter().zip(decided) {
+        loop {
+            if let Some(answer) = lock(&mine.answer).take() {
+                return answer;
+            }
+            if !line.leading {
+                break;
+            }
+            line = waiting
+                .decided
+                .wait(line)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        line.leading = true;
+        line = gather(waiting, line);
+        line.last = line.waiting.len();
+        let lead = Leading {
+            waiting,
+            batch: std::mem::take(&mut line.waiting),
+        };
+        drop(line);
+        let decided = {
+            let mut conn = self.writer();
+            decide_together(&mut conn, &lead.batch)
+        };
+        for (pending, answer) in lead.batch.iter().zip(decided) {
             *lock(&pending.answer) = Some(answer);
         }
-        drop(conn);
+        drop(lead);
         let answer = lock(&mine.answer).take();
         answer.expect("a batch decides every request it takes, its leader's included")
     }
