@@ -1290,3 +1290,82 @@ fn uses_in(
         customer: customer as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parcours_core::commerce::inventory::Change;
+    use parcours_store::{Registry, Workspace};
+
+    /// A request that fails midway fails alone: the batch is decided again without it, and
+    /// what the others held is committed once, not twice.
+    #[test]
+    fn a_failing_request_does_not_fail_its_batch() {
+        let dir = std::env::temp_dir().join(format!("parcours-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_temp(&dir).unwrap();
+        store
+            .create_workspace(&Workspace {
+                id: "w".into(),
+                name: "w".into(),
+                created_at: 0,
+                identity_rules: Default::default(),
+            })
+            .unwrap();
+        let moved = store
+            .move_stock(
+                "w",
+                &[Adjustment {
+                    sku: "S".into(),
+                    location: "L".into(),
+                    state: StockState::OnHand,
+                    change: Change::By(5),
+                    reason: "received".into(),
+                    reference: None,
+                }],
+                0,
+            )
+            .unwrap();
+        assert!(moved.is_ok());
+        let pending = |workspace: &str, reference: &str| {
+            Arc::new(Pending {
+                request: ReserveRequest {
+                    workspace_id: workspace.into(),
+                    reference: reference.into(),
+                    demand: [(("S".to_string(), "L".to_string()), 1)].into(),
+                    expires_at: None,
+                    backorder: false,
+                },
+                now: 1,
+                answer: Mutex::new(None),
+            })
+        };
+        // The second fails after its level is written, when its reservation row is refused.
+        store
+            .writer()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse_b BEFORE INSERT ON stock_reservations
+                 WHEN NEW.reference = 'b' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            )
+            .unwrap();
+        let batch = [pending("w", "a"), pending("w", "b"), pending("w", "c")];
+        let answers = decide_together(&mut store.writer(), &batch);
+        assert!(
+            matches!(answers[0], Ok(Reserved::Held(_))),
+            "{:?}",
+            answers[0]
+        );
+        assert!(answers[1].is_err(), "{:?}", answers[1]);
+        assert!(
+            matches!(answers[2], Ok(Reserved::Held(_))),
+            "{:?}",
+            answers[2]
+        );
+        let level = store.stock("w", &["S".into()], 2).unwrap();
+        assert_eq!(level[0].quantities.reserved, 2);
+        assert_eq!(store.reservations("w", "a", 2).unwrap().len(), 1);
+        assert_eq!(store.reservations("w", "c", 2).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
