@@ -3,6 +3,7 @@
 # - Segment's and RudderStack's official Python SDKs in a virtualenv (.venv), driven against
 #   Parcours by the SDK compatibility tests, and aiosmtpd, the real SMTP server the email
 #   tests send to;
+# - the published data sets of the measurement reference tests (scripts/reference-data.py);
 # - a PostgreSQL server for the PostgreSQL store's conformance suite and the multi-node tests.
 #   They use PARCOURS_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 #   create a database per test and drop it afterwards. If nothing answers there, this script
@@ -16,6 +17,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import segment.analytics,
   .venv/bin/pip install --quiet "segment-analytics-python==2.4.0" "rudder-sdk-python==2.1.9" "aiosmtpd==1.4.6"
 fi
 export PARCOURS_TEST_PYTHON="$PWD/.venv/bin/python"
+
+# The published data sets the measurement reference tests read (CDNOW from the `lifetimes`
+# wheel, the 10,000 paths of the `channelattribution` sdist), fetched once and checked by
+# SHA-256; the run fails when they cannot be had.
+export PARCOURS_REFERENCE_DATA="${PARCOURS_REFERENCE_DATA:-$PWD/target/reference-data}"
+.venv/bin/python scripts/reference-data.py "$PARCOURS_REFERENCE_DATA"
 
 export PARCOURS_TEST_DATABASE_URL="${PARCOURS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 bash scripts/postgres.sh "$PARCOURS_TEST_DATABASE_URL"

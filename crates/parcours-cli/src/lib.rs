@@ -12,3 +12,4 @@ pub mod commands;
 pub mod config;
 pub mod journeys;
 pub mod node;
+pub mod report;

@@ -5,6 +5,7 @@ use parcours_cli::bench::{self, IngestBench};
 use parcours_cli::commands;
 use parcours_cli::config::{Config, HttpOverrides, Overrides};
 use parcours_cli::journeys;
+use parcours_cli::report;
 
 /// The allocator: a node allocates and frees many small values (JSON of events, runs and
 /// messages) from several threads; mimalloc does it with less work than the system's.
@@ -111,6 +112,55 @@ enum Command {
     Bench {
         #[command(subcommand)]
         which: BenchKind,
+    },
+    /// Measurement on files, to check Parcours against another tool: CSV on stdout.
+    Report {
+        #[command(subcommand)]
+        what: ReportKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportKind {
+    /// Credits per channel of every attribution model (first, last, linear, position-based,
+    /// Shapley, Markov) over a file in ChannelAttribution's path format
+    /// (`path;total_conversions;total_conversion_value;total_null`, channels joined by ` > `).
+    Attribution {
+        /// The paths file.
+        #[arg(long)]
+        paths: PathBuf,
+        /// The Markov chain's order.
+        #[arg(long, default_value_t = 1)]
+        order: usize,
+        /// Leave the paths that did not convert out of the Markov chain.
+        #[arg(long)]
+        no_nulls: bool,
+    },
+    /// Per customer: P(alive), expected purchases, expected spend and discounted lifetime
+    /// value, from a CSV of customer id, date and amount (or the `lifetimes` summary columns
+    /// frequency, recency, T, monetary_value).
+    Clv {
+        /// The transactions (or summaries) file.
+        #[arg(long)]
+        transactions: PathBuf,
+        /// The repeat-purchase model.
+        #[arg(long, value_parser = ["bg-nbd", "pareto-nbd"], default_value = "bg-nbd")]
+        model: String,
+        /// The time unit of recency, T and the horizon.
+        #[arg(long, value_parser = ["week", "day"], default_value = "week")]
+        unit: String,
+        /// The end of the observation (default: the day of the last purchase).
+        #[arg(long)]
+        end: Option<String>,
+        /// Expected purchases over this many time units (default: a year).
+        #[arg(long)]
+        horizon: Option<f64>,
+        /// Lifetime value over this many months.
+        #[arg(long, default_value_t = 12)]
+        months: u32,
+        /// Monthly discount rate of the lifetime value.
+        #[arg(long, default_value_t = 0.01)]
+        discount: f64,
     },
 }
 
@@ -493,6 +543,58 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             commands::export(&config, &what, workspace.as_deref(), &mut out).map(|_| ())
         }),
         Command::Replay => tokio::task::block_in_place(|| commands::replay(&config)),
+        Command::Report { what } => tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match what {
+                ReportKind::Attribution {
+                    paths,
+                    order,
+                    no_nulls,
+                } => report::attribution(
+                    &report::AttributionReport {
+                        paths,
+                        order,
+                        no_nulls,
+                    },
+                    &mut out,
+                )?,
+                ReportKind::Clv {
+                    transactions,
+                    model,
+                    unit,
+                    end,
+                    horizon,
+                    months,
+                    discount,
+                } => {
+                    let unit_days = if unit == "day" { 1.0 } else { 7.0 };
+                    report::clv(
+                        &report::ClvReport {
+                            transactions,
+                            model: if model == "pareto-nbd" {
+                                report::Model::ParetoNbd
+                            } else {
+                                report::Model::BgNbd
+                            },
+                            unit_days,
+                            end,
+                            horizon: horizon.unwrap_or(365.0 / unit_days),
+                            months,
+                            discount,
+                        },
+                        &mut out,
+                    )?
+                }
+            }
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        })
+        .or_else(|e| match e.downcast_ref::<std::io::Error>() {
+            // Read by `head` or the like, which stopped reading: not a failure.
+            Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            _ => Err(e),
+        }),
         Command::Journey { action } => match action {
             JourneyAction::Validate { file } => journeys::validate(&file),
             JourneyAction::Diff { file, workspace } => {

@@ -23,6 +23,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::table::{self, ParseError, Separator};
+
 /// A customer path: its touches in order, and what it came to.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Path {
@@ -141,6 +143,70 @@ pub fn shapley(paths: &[Path]) -> Credits {
         }
     }
     credits
+}
+
+/// Reads the path format of ChannelAttribution: a header naming the columns `path` and
+/// `total_conversions`, optionally `total_conversion_value` and `total_null` (any order, other
+/// columns ignored), then one path a line, its channels joined by `>` (` > ` in its files).
+/// Fields are separated by `;` (or `,` or a tab, whichever the header uses).
+pub fn parse_paths(text: &str) -> Result<Vec<Path>, ParseError> {
+    let mut lines = table::lines(text);
+    let Some((_, header)) = lines.next() else {
+        return Err(ParseError {
+            line: 1,
+            message: "the file is empty: a header line (path;total_conversions;…) comes first"
+                .into(),
+        });
+    };
+    let sep = Separator::of(header);
+    let names = sep.split(header);
+    let column = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
+    let (Some(path_at), Some(conv_at)) = (column("path"), column("total_conversions")) else {
+        return Err(ParseError {
+            line: 1,
+            message: format!(
+                "the header names the columns {names:?}; it needs `path` and `total_conversions` \
+                 (and may name `total_conversion_value` and `total_null`)"
+            ),
+        });
+    };
+    let (value_at, null_at) = (column("total_conversion_value"), column("total_null"));
+    let mut paths = Vec::new();
+    for (line, text) in lines {
+        let fields = sep.split(text);
+        let field = |at: usize| -> Result<&str, ParseError> {
+            fields.get(at).copied().ok_or_else(|| ParseError {
+                line,
+                message: format!(
+                    "{} fields where the header names {}",
+                    fields.len(),
+                    names.len()
+                ),
+            })
+        };
+        let channels: Vec<String> = field(path_at)?
+            .split('>')
+            .map(|c| c.trim().to_string())
+            .collect();
+        if channels.iter().any(String::is_empty) {
+            return Err(ParseError {
+                line,
+                message: "a path holds an empty channel (channels are joined by ` > `)".into(),
+            });
+        }
+        let optional = |at: Option<usize>, what: &str| match at {
+            Some(at) => table::amount(field(at)?, what, line),
+            None => Ok(0.0),
+        };
+        paths.push(Path {
+            channels,
+            conversions: table::amount(field(conv_at)?, "total_conversions", line)?,
+            value: optional(value_at, "total_conversion_value")?,
+            nulls: optional(null_at, "total_null")?,
+            ..Path::default()
+        });
+    }
+    Ok(paths)
 }
 
 /// What the Markov model found.

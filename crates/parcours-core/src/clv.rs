@@ -5,6 +5,8 @@
 //! `t_x` (recency), the time since the first `T`, and the mean value `zbar` of the repeat
 //! purchases.
 
+use crate::table::{self, ParseError, Separator};
+
 /// One customer's purchase summary, in one time unit (weeks for CDNOW).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -198,6 +200,331 @@ impl GammaGamma {
         let GammaGamma { p, q, gamma } = *self;
         (gamma + x * zbar) * p / (p * x + q - 1.0)
     }
+}
+
+/// Pareto/NBD parameters (Schmittlein, Morrison & Colombo 1987): purchases at a gamma(r, α)
+/// rate while alive, lifetimes exponential with a gamma(s, β) rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParetoNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub s: f64,
+    pub beta: f64,
+}
+
+impl ParetoNbd {
+    /// ln A₀ of Fader, Hardie & Lee's note on the Pareto/NBD likelihood: the integral over
+    /// the death time between the last purchase and `T`, through ₂F₁ taken on the side that
+    /// keeps its argument in [0, 1).
+    fn ln_a0(&self, s: &Summary) -> f64 {
+        let ParetoNbd {
+            r,
+            alpha,
+            s: s_,
+            beta,
+        } = *self;
+        let Summary { x, t_x, t } = *s;
+        let (low, high, second) = if alpha < beta {
+            (alpha, beta, r + x)
+        } else {
+            (beta, alpha, s_ + 1.0)
+        };
+        let rsx = r + s_ + x;
+        let gap = high - low;
+        let q1 = high + t_x;
+        let q2 = high + t;
+        let p1 = hyp2f1(rsx, second, rsx + 1.0, gap / q1);
+        let p2 = hyp2f1(rsx, second, rsx + 1.0, gap / q2);
+        // ln(p1 / q1^rsx − p2 / q2^rsx), the second term factored out of the first.
+        let l1 = p1.ln() - rsx * q1.ln();
+        let l2 = p2.ln() - rsx * q2.ln();
+        l1 + (-(l2 - l1).exp()).ln_1p()
+    }
+
+    /// One customer's log-likelihood.
+    pub fn log_likelihood(&self, s: &Summary) -> f64 {
+        let ParetoNbd {
+            r,
+            alpha,
+            s: s_,
+            beta,
+        } = *self;
+        let Summary { x, t, .. } = *s;
+        let head = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s_ * beta.ln();
+        let alive = -(r + x) * (alpha + t).ln() - s_ * (beta + t).ln();
+        let died = s_.ln() + self.ln_a0(s) - (r + s_ + x).ln();
+        head + ln_add_exp(alive, died)
+    }
+
+    /// The sum over customers.
+    pub fn total_log_likelihood(&self, customers: &[Summary]) -> f64 {
+        customers.iter().map(|s| self.log_likelihood(s)).sum()
+    }
+
+    /// Fits by maximum likelihood, as [`BgNbd::fit`] does.
+    pub fn fit(customers: &[Summary]) -> (ParetoNbd, f64) {
+        let model = |p: &[f64]| ParetoNbd {
+            r: p[0].exp(),
+            alpha: p[1].exp(),
+            s: p[2].exp(),
+            beta: p[3].exp(),
+        };
+        let nll = |p: &[f64]| {
+            let ll = model(p).total_log_likelihood(customers);
+            if ll.is_finite() {
+                -ll
+            } else {
+                f64::INFINITY
+            }
+        };
+        let m = model(&nelder_mead(&nll, &[0.0, 0.0, 0.0, 0.0]));
+        (m, m.total_log_likelihood(customers))
+    }
+
+    /// The probability that the customer is still active.
+    pub fn p_alive(&self, s: &Summary) -> f64 {
+        let ParetoNbd {
+            r,
+            alpha,
+            s: s_,
+            beta,
+        } = *self;
+        let Summary { x, t, .. } = *s;
+        let e = s_.ln() - (r + s_ + x).ln()
+            + (r + x) * (alpha + t).ln()
+            + s_ * (beta + t).ln()
+            + self.ln_a0(s);
+        1.0 / (1.0 + e.exp())
+    }
+
+    /// The purchases expected in the next `horizon` time units.
+    pub fn expected_purchases(&self, s: &Summary, horizon: f64) -> f64 {
+        let ParetoNbd {
+            r,
+            alpha,
+            s: s_,
+            beta,
+        } = *self;
+        let Summary { x, t, .. } = *s;
+        // P(alive) times the purchases of a live customer over the horizon, which dies on
+        // the way at the posterior rate.
+        let rate = (r + x) * (beta + t) / ((alpha + t) * (s_ - 1.0));
+        let survives = 1.0 - ((beta + t) / (beta + t + horizon)).powf(s_ - 1.0);
+        self.p_alive(s) * rate * survives
+    }
+}
+
+/// ln(eᵃ + eᵇ) without overflow.
+fn ln_add_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// One purchase of a transaction log: the day is counted from 1970-01-01.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purchase {
+    pub customer: String,
+    pub day: i64,
+    pub amount: f64,
+}
+
+/// A customer's summary with the mean value of her repeat purchases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerSummary {
+    pub customer: String,
+    pub summary: Summary,
+    /// The mean of her repeat purchase days' totals (0 without a repeat purchase).
+    pub monetary: f64,
+}
+
+/// Summarises a transaction log as `lifetimes` does, at day granularity: a customer's
+/// purchases on one day are one purchase (their amounts summed); `x` counts the days after
+/// her first with a purchase, `t_x` and `T` run from her first day to her last and to
+/// `end_day`, in units of `unit_days` days (1 for days, 7 for weeks); purchases after
+/// `end_day` are left out. Customers come out in the order of their ids.
+pub fn summarise(purchases: &[Purchase], end_day: i64, unit_days: f64) -> Vec<CustomerSummary> {
+    let mut days: std::collections::BTreeMap<&str, std::collections::BTreeMap<i64, f64>> =
+        Default::default();
+    for p in purchases.iter().filter(|p| p.day <= end_day) {
+        *days
+            .entry(p.customer.as_str())
+            .or_default()
+            .entry(p.day)
+            .or_default() += p.amount;
+    }
+    days.into_iter()
+        .filter_map(|(customer, by_day)| {
+            let (&first, _) = by_day.first_key_value()?;
+            let (&last, _) = by_day.last_key_value()?;
+            let repeats: Vec<f64> = by_day.values().skip(1).copied().collect();
+            let monetary = if repeats.is_empty() {
+                0.0
+            } else {
+                repeats.iter().sum::<f64>() / repeats.len() as f64
+            };
+            Some(CustomerSummary {
+                customer: customer.to_string(),
+                summary: Summary {
+                    x: repeats.len() as f64,
+                    t_x: (last - first) as f64 / unit_days,
+                    t: (end_day - first) as f64 / unit_days,
+                },
+                monetary,
+            })
+        })
+        .collect()
+}
+
+/// Discounted lifetime value over `months` months, as `lifetimes` computes it: each month's
+/// expected purchases (the difference of the cumulative expectation at its end and start,
+/// `periods_per_month` time units a month) times the expected spend per purchase, discounted
+/// by `(1 + monthly_rate)^month`.
+pub fn discounted_value(
+    expected_by: &dyn Fn(f64) -> f64,
+    spend: f64,
+    months: u32,
+    periods_per_month: f64,
+    monthly_rate: f64,
+) -> f64 {
+    let mut value = 0.0;
+    let mut before = 0.0;
+    for month in 1..=months {
+        let cumulative = expected_by(month as f64 * periods_per_month);
+        value += (cumulative - before) * spend / (1.0 + monthly_rate).powi(month as i32);
+        before = cumulative;
+    }
+    value
+}
+
+/// What `parcours report clv` reads: a transaction log, or summaries already made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Purchases(Vec<Purchase>),
+    Summaries(Vec<CustomerSummary>),
+}
+
+const CUSTOMER: [&str; 5] = ["customer_id", "customer", "id", "user_id", "userid"];
+const DATE: [&str; 6] = ["date", "day", "timestamp", "order_date", "ordered_at", "at"];
+const AMOUNT: [&str; 8] = [
+    "amount",
+    "value",
+    "revenue",
+    "total",
+    "dollar_value",
+    "monetary_value",
+    "price",
+    "sales",
+];
+
+/// Reads a transaction log (customer id, date, amount: with a header naming them, or without
+/// a header as `id date … amount`, the amount last, as CDNOW's master file is) or the summary
+/// columns of `lifetimes` (`frequency,recency,T[,monetary_value]`, or Hardie's
+/// `x,t_x,T[,zbar]`, with an id column when there is one).
+pub fn parse_input(text: &str) -> Result<Input, ParseError> {
+    let mut lines = table::lines(text).peekable();
+    let Some(&(_, first)) = lines.peek() else {
+        return Err(ParseError {
+            line: 1,
+            message: "the file is empty".into(),
+        });
+    };
+    let sep = Separator::of(first);
+    let names: Vec<String> = sep.split(first).iter().map(|n| n.to_lowercase()).collect();
+    let at = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
+    let id_at = at(&CUSTOMER);
+    let short = |line: usize, fields: usize| ParseError {
+        line,
+        message: format!("{fields} fields where {} were expected", names.len().max(2)),
+    };
+    // Summaries.
+    for (x, t_x, t, m) in [
+        ("frequency", "recency", "t", "monetary_value"),
+        ("x", "t_x", "t", "zbar"),
+    ] {
+        let (Some(x_at), Some(t_x_at), Some(t_at)) = (at(&[x]), at(&[t_x]), at(&[t])) else {
+            continue;
+        };
+        let m_at = at(&[m]);
+        lines.next();
+        let mut out = Vec::new();
+        for (line, text) in lines {
+            let f = sep.split(text);
+            let get = |i: usize, what: &str| {
+                let v = f.get(i).ok_or_else(|| short(line, f.len()))?;
+                table::amount(v, what, line)
+            };
+            let summary = Summary {
+                x: get(x_at, x)?,
+                t_x: get(t_x_at, t_x)?,
+                t: get(t_at, "T")?,
+            };
+            if summary.x.fract() != 0.0 || summary.t_x > summary.t {
+                return Err(ParseError {
+                    line,
+                    message: format!(
+                        "{x} must be a whole number and {t_x} at most T (got {}, {} and {})",
+                        summary.x, summary.t_x, summary.t
+                    ),
+                });
+            }
+            out.push(CustomerSummary {
+                customer: match id_at {
+                    Some(i) => f.get(i).ok_or_else(|| short(line, f.len()))?.to_string(),
+                    None => (out.len() + 1).to_string(),
+                },
+                summary,
+                monetary: match m_at {
+                    Some(i) => get(i, m)?,
+                    None => 0.0,
+                },
+            });
+        }
+        return Ok(Input::Summaries(out));
+    }
+    // A transaction log: a header unless its first line already reads as a purchase.
+    let fields = sep.split(first);
+    let headerless = fields.len() >= 3 && table::day(fields[1], 1).is_ok();
+    let (id_at, date_at, amount_at) = if headerless {
+        (0, 1, None)
+    } else {
+        lines.next();
+        match (id_at, at(&DATE), at(&AMOUNT)) {
+            (Some(i), Some(d), Some(a)) => (i, d, Some(a)),
+            _ => {
+                return Err(ParseError {
+                    line: 1,
+                    message: format!(
+                        "the header names {names:?}: a transaction log needs a customer id \
+                         ({CUSTOMER:?}), a date ({DATE:?}) and an amount ({AMOUNT:?}); \
+                         summaries need frequency, recency and T"
+                    ),
+                })
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for (line, text) in lines {
+        let f = sep.split(text);
+        let amount_at = amount_at.unwrap_or(f.len().saturating_sub(1));
+        if f.len() < 3 || [id_at, date_at, amount_at].iter().any(|&i| i >= f.len()) {
+            return Err(short(line, f.len()));
+        }
+        if f[id_at].is_empty() {
+            return Err(ParseError {
+                line,
+                message: "the customer id is empty".into(),
+            });
+        }
+        out.push(Purchase {
+            customer: f[id_at].to_string(),
+            day: table::day(f[date_at], line)?,
+            amount: table::amount(f[amount_at], "the amount", line)?,
+        });
+    }
+    Ok(Input::Purchases(out))
 }
 
 /// Minimises `f` from `start` by Nelder–Mead (reflection 1, expansion 2, contraction ½,
@@ -406,6 +733,118 @@ mod tests {
         ] {
             assert!((got / want - 1.0).abs() < 0.25, "{fit:?} against {truth:?}");
         }
+    }
+
+    #[test]
+    fn pareto_nbd_death_term_is_its_integral() {
+        // A₀ / (r + s + x) = ∫ from t_x to T of (α + τ)^−(r+x) (β + τ)^−(s+1) dτ, on both
+        // sides of α = β (the ₂F₁ is taken on the side that keeps it convergent).
+        for m in [
+            ParetoNbd {
+                r: 0.55,
+                alpha: 10.58,
+                s: 0.61,
+                beta: 11.67,
+            },
+            ParetoNbd {
+                r: 1.3,
+                alpha: 14.0,
+                s: 0.4,
+                beta: 6.0,
+            },
+        ] {
+            let c = Summary {
+                x: 3.0,
+                t_x: 12.5,
+                t: 38.0,
+            };
+            let f =
+                |tau: f64| (m.alpha + tau).powf(-(m.r + c.x)) * (m.beta + tau).powf(-(m.s + 1.0));
+            // Simpson's rule, 2,000 intervals.
+            let n = 2_000;
+            let h = (c.t - c.t_x) / n as f64;
+            let mut sum = f(c.t_x) + f(c.t);
+            for i in 1..n {
+                sum += f(c.t_x + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+            }
+            let integral = sum * h / 3.0;
+            let closed = (m.ln_a0(&c) - (m.r + m.s + c.x).ln()).exp();
+            assert!(
+                (closed / integral - 1.0).abs() < 1e-9,
+                "{closed} against {integral}"
+            );
+        }
+    }
+
+    #[test]
+    fn pareto_nbd_expectations_behave() {
+        let m = ParetoNbd {
+            r: 0.553,
+            alpha: 10.578,
+            s: 0.606,
+            beta: 11.669,
+        };
+        let recent = Summary {
+            x: 4.0,
+            t_x: 37.0,
+            t: 38.0,
+        };
+        let lapsed = Summary {
+            x: 4.0,
+            t_x: 5.0,
+            t: 38.0,
+        };
+        let (a, b) = (m.p_alive(&recent), m.p_alive(&lapsed));
+        assert!(0.0 < b && b < a && a < 1.0, "{a} {b}");
+        assert_eq!(m.expected_purchases(&recent, 0.0), 0.0);
+        assert!(m.expected_purchases(&recent, 52.0) > m.expected_purchases(&lapsed, 52.0));
+        assert!(m.expected_purchases(&recent, 52.0) > m.expected_purchases(&recent, 26.0));
+    }
+
+    #[test]
+    fn a_transaction_log_is_summarised_as_lifetimes_does() {
+        let buy = |customer: &str, day: i64, amount: f64| Purchase {
+            customer: customer.into(),
+            day,
+            amount,
+        };
+        let log = [
+            buy("b", 10, 5.0),
+            buy("a", 0, 10.0),
+            buy("a", 7, 20.0),
+            buy("a", 7, 10.0),
+            buy("a", 21, 60.0),
+            buy("a", 99, 1_000.0),
+        ];
+        let got = summarise(&log, 28, 7.0);
+        assert_eq!(got.len(), 2);
+        // Two purchases on day 7 are one of 30; the one after the end is left out.
+        assert_eq!(got[0].customer, "a");
+        assert_eq!(
+            got[0].summary,
+            Summary {
+                x: 2.0,
+                t_x: 3.0,
+                t: 4.0
+            }
+        );
+        assert_eq!(got[0].monetary, 45.0);
+        assert_eq!(
+            got[1].summary,
+            Summary {
+                x: 0.0,
+                t_x: 0.0,
+                t: 18.0 / 7.0
+            }
+        );
+        assert_eq!(got[1].monetary, 0.0);
+    }
+
+    #[test]
+    fn discounted_value_discounts_each_month() {
+        // One purchase a month of 100, 1 % a month: 100/1.01 + 100/1.01².
+        let v = discounted_value(&|t| t, 100.0, 2, 1.0, 0.01);
+        assert!((v - (100.0 / 1.01 + 100.0 / 1.0201)).abs() < 1e-9, "{v}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod profile;
 pub mod rules;
 pub mod spec;
 pub mod stats;
+pub mod table;
 pub mod time;
 pub mod webhook;
 

@@ -1,0 +1,162 @@
+//! `parcours report` on the published data sets (see `scripts/reference-data.py`), as an
+//! analyst runs it: CSV on stdout, what was fitted on stderr, clear errors on bad files.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PARCOURS_REFERENCE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/reference-data")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `python3 scripts/reference-data.py` fetches it (scripts/test.sh runs it)",
+        path.display()
+    );
+    path
+}
+
+fn parcours(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parcours"))
+        .args(args)
+        .output()
+        .expect("parcours runs")
+}
+
+/// The CSV's rows as maps from column to field.
+fn rows(out: &Output) -> Vec<std::collections::BTreeMap<String, String>> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).expect("UTF-8");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+fn number(row: &std::collections::BTreeMap<String, String>, column: &str) -> f64 {
+    row[column].parse().expect("a number")
+}
+
+#[test]
+fn attribution_of_channelattributions_paths() {
+    let path = data("Data.csv");
+    let out = parcours(&["report", "attribution", "--paths", path.to_str().unwrap()]);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 12);
+    let alpha = rows
+        .iter()
+        .find(|r| r["channel"] == "alpha")
+        .expect("alpha");
+    assert_eq!(number(alpha, "first_conversions"), 6308.0);
+    assert_eq!(number(alpha, "last_conversions"), 8447.0);
+    assert!((number(alpha, "linear_conversions") - 7574.718594).abs() < 1e-6);
+    for model in [
+        "first",
+        "last",
+        "linear",
+        "position_based",
+        "shapley",
+        "markov",
+    ] {
+        let total: f64 = rows
+            .iter()
+            .map(|r| number(r, &format!("{model}_conversions")))
+            .sum();
+        assert!((total - 19_785.0).abs() < 1e-3, "{model}: {total}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("10000 paths"), "{stderr}");
+    assert!(stderr.contains("Markov: 12 states"), "{stderr}");
+}
+
+#[test]
+fn lifetime_value_of_cdnow() {
+    let path = data("cdnow_customers_summary_with_transactions.csv");
+    let out = parcours(&[
+        "report",
+        "clv",
+        "--transactions",
+        path.to_str().unwrap(),
+        "--horizon",
+        "39",
+    ]);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 2_357);
+    // Hardie's customer: x = 2, t_x = 30.43, T = 38.86.
+    let first = &rows[0];
+    assert_eq!(first["customer"], "1");
+    assert!((number(first, "expected_purchases") - 1.226).abs() < 1e-3);
+    assert!((number(first, "p_alive") - 0.7266).abs() < 1e-3);
+    assert!(number(first, "clv") > 0.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BG/NBD: r 0.2425"), "{stderr}");
+    assert!(stderr.contains("Gamma-Gamma on 946 customers"), "{stderr}");
+}
+
+#[test]
+fn bad_files_are_refused_with_their_line() {
+    let dir = std::env::temp_dir().join(format!("parcours-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cases = [
+        (
+            "attribution",
+            "--paths",
+            write("paths.csv", "path;total_conversions\na > b;1\na >  > b;2\n"),
+            "line 3: a path holds an empty channel",
+        ),
+        (
+            "attribution",
+            "--paths",
+            write("nohead.csv", "a > b;1\n"),
+            "it needs `path` and `total_conversions`",
+        ),
+        (
+            "clv",
+            "--transactions",
+            write(
+                "tx.csv",
+                "customer_id,date,amount\n1,2026-01-01,10\n1,2026-02-31,5\n",
+            ),
+            "line 3: \"2026-02-31\" is not a date",
+        ),
+        (
+            "clv",
+            "--transactions",
+            write("neg.csv", "customer_id,date,amount\n1,2026-01-01,-10\n"),
+            "line 2: the amount must be a number not below zero",
+        ),
+        (
+            "clv",
+            "--transactions",
+            write("empty.csv", ""),
+            "the file is empty",
+        ),
+    ];
+    for (what, flag, file, message) in cases {
+        let out = parcours(&["report", what, flag, file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} {}: {stderr}", file.display());
+        assert!(stderr.contains(message), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
