@@ -7,6 +7,7 @@ pub mod bench_commerce;
 pub mod bench_console;
 pub mod bench_journey_timers;
 pub mod bench_journeys;
+pub mod bench_measure;
 pub mod bench_timers;
 pub mod commands;
 pub mod config;

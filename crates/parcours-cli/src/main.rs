@@ -391,6 +391,23 @@ enum BenchKind {
         #[arg(long, default_value_t = 10_000)]
         lookups: usize,
     },
+    /// Measurement engines: BG/NBD and Gamma-Gamma on CDNOW beside `lifetimes`, every
+    /// attribution model over 1,000,000 paths, a 4-step funnel over 10,000,000 events.
+    Measure {
+        /// Paths for the attribution run.
+        #[arg(long, default_value_t = 1_000_000)]
+        paths: usize,
+        /// Events for the funnel run.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// A Python with `lifetimes` installed, to fit CDNOW beside Parcours in the same run.
+        #[arg(long, env = "PARCOURS_BENCH_PYTHON")]
+        python: Option<PathBuf>,
+        /// The reference data sets' directory (default target/reference-data; fetched by
+        /// scripts/reference-data.py).
+        #[arg(long)]
+        reference_data: Option<PathBuf>,
+    },
     /// Durable timers: written, a restart, then each fired as it comes due (lateness, exactly
     /// once, peak memory), against the scheduler's drain rate measured in the same run.
     Timers {
@@ -772,6 +789,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             };
             tokio::task::spawn_blocking(move || parcours_cli::bench_commerce::run(b)).await?
         }
+        Command::Bench {
+            which:
+                BenchKind::Measure {
+                    paths,
+                    events,
+                    python,
+                    reference_data,
+                },
+        } => tokio::task::block_in_place(|| {
+            parcours_cli::bench_measure::run(parcours_cli::bench_measure::MeasureBench {
+                paths,
+                events,
+                python,
+                data: reference_data,
+            })
+        }),
         Command::Bench {
             which:
                 BenchKind::Timers {

@@ -91,27 +91,32 @@ impl BgNbd {
     /// Fits by maximum likelihood (Nelder–Mead on the logarithms of the parameters, so they
     /// stay positive).
     pub fn fit(customers: &[Summary]) -> (BgNbd, f64) {
-        let nll = |p: &[f64]| {
-            let m = BgNbd {
-                r: p[0].exp(),
-                alpha: p[1].exp(),
-                a: p[2].exp(),
-                b: p[3].exp(),
-            };
-            let ll = m.total_log_likelihood(customers);
-            if ll.is_finite() {
-                -ll
-            } else {
-                f64::INFINITY
-            }
+        let model = |p: &[f64]| BgNbd {
+            r: p[0].exp(),
+            alpha: p[1].exp(),
+            a: p[2].exp(),
+            b: p[3].exp(),
         };
-        let best = nelder_mead(&nll, &[0.0, 0.0, 0.0, 0.0]);
-        let m = BgNbd {
-            r: best[0].exp(),
-            alpha: best[1].exp(),
-            a: best[2].exp(),
-            b: best[3].exp(),
+        let start = [0.0; 4];
+        let best = match BgNbdData::new(customers) {
+            // Whole repeat counts: quasi-Newton on the exact gradient, in the logarithms of
+            // the parameters (d/dln p = p · d/dp).
+            Some(data) => bfgs(
+                &|p: &[f64]| {
+                    let m = model(p);
+                    let (ll, g) = data.log_likelihood(&m);
+                    let scale = [m.r, m.alpha, m.a, m.b];
+                    (-ll, (0..4).map(|k| -g[k] * scale[k]).collect())
+                },
+                &start,
+            ),
+            None => None,
         };
+        let best = best.unwrap_or_else(|| {
+            let nll = |p: &[f64]| to_minimise(model(p).total_log_likelihood(customers));
+            nelder_mead(&nll, &start)
+        });
+        let m = model(&best);
         (m, m.total_log_likelihood(customers))
     }
 
@@ -168,22 +173,14 @@ impl GammaGamma {
             .copied()
             .filter(|(x, z)| *x > 0.0 && *z > 0.0)
             .collect();
-        let ll = |m: &GammaGamma| {
-            with.iter()
-                .map(|(x, z)| m.log_likelihood(*x, *z))
-                .sum::<f64>()
-        };
+        let data = GammaGammaData::new(&with);
+        let ll = |m: &GammaGamma| data.log_likelihood(m);
         let nll = |p: &[f64]| {
-            let v = ll(&GammaGamma {
+            to_minimise(ll(&GammaGamma {
                 p: p[0].exp(),
                 q: p[1].exp(),
                 gamma: p[2].exp(),
-            });
-            if v.is_finite() {
-                -v
-            } else {
-                f64::INFINITY
-            }
+            }))
         };
         let best = nelder_mead(&nll, &[0.0, 0.0, 0.0]);
         let m = GammaGamma {
@@ -199,6 +196,169 @@ impl GammaGamma {
     pub fn expected_spend(&self, x: f64, zbar: f64) -> f64 {
         let GammaGamma { p, q, gamma } = *self;
         (gamma + x * zbar) * p / (p * x + q - 1.0)
+    }
+}
+
+/// The customers as the BG/NBD likelihood reads them in a fit: the ln Γ differences of whole
+/// repeat counts summed through running tables, customers without repeat purchases merged by
+/// `T`, so an evaluation costs a few logarithms per customer with repeat purchases.
+struct BgNbdData {
+    customers: f64,
+    /// Customers by repeat count.
+    by_x: Vec<f64>,
+    /// Distinct `T`s, and the customers without repeat purchases at each.
+    ts: Vec<f64>,
+    zero_at_t: Vec<f64>,
+    /// Distinct `t_x`s of the customers with repeat purchases.
+    txs: Vec<f64>,
+    /// Customers with repeat purchases: (x, index of T, index of t_x).
+    repeat: Vec<(usize, usize, usize)>,
+}
+
+impl BgNbdData {
+    /// `None` when a repeat count is not a whole number (or absurdly large): the fit then
+    /// reads the customers one by one.
+    fn new(customers: &[Summary]) -> Option<BgNbdData> {
+        let whole = |x: f64| x >= 0.0 && x.fract() == 0.0 && x <= 1e6;
+        if !customers.iter().all(|c| whole(c.x)) {
+            return None;
+        }
+        let max = customers.iter().map(|c| c.x as usize).max().unwrap_or(0);
+        let mut by_x = vec![0.0; max + 1];
+        let mut ts: Vec<f64> = customers.iter().map(|c| c.t).collect();
+        ts.sort_by(f64::total_cmp);
+        ts.dedup();
+        let mut txs: Vec<f64> = customers
+            .iter()
+            .filter(|c| c.x > 0.0)
+            .map(|c| c.t_x)
+            .collect();
+        txs.sort_by(f64::total_cmp);
+        txs.dedup();
+        let mut zero_at_t = vec![0.0; ts.len()];
+        let mut repeat = Vec::new();
+        for c in customers {
+            by_x[c.x as usize] += 1.0;
+            let j = ts.partition_point(|t| *t < c.t);
+            if c.x == 0.0 {
+                zero_at_t[j] += 1.0;
+            } else {
+                repeat.push((c.x as usize, j, txs.partition_point(|t| *t < c.t_x)));
+            }
+        }
+        Some(BgNbdData {
+            customers: customers.len() as f64,
+            by_x,
+            ts,
+            zero_at_t,
+            txs,
+            repeat,
+        })
+    }
+
+    /// The sum of the customers' log-likelihoods, as [`BgNbd::total_log_likelihood`], and its
+    /// gradient in (r, α, a, b).
+    fn log_likelihood(&self, m: &BgNbd) -> (f64, [f64; 4]) {
+        let BgNbd { r, alpha, a, b } = *m;
+        // Σ over customers of ln Γ(r+x) − ln Γ(r) + ln Γ(b+x) − ln Γ(b) − (ln Γ(a+b+x) −
+        // ln Γ(a+b)): each a sum of ln(· + i) for i < x, its derivatives sums of 1/(· + i).
+        let mut ln_b_x1 = vec![0.0; self.by_x.len()];
+        let (mut running, mut total) = (0.0, 0.0);
+        let (mut d_r, mut d_b, mut d_ab) = (0.0, 0.0, 0.0);
+        let mut grad = [0.0; 4];
+        for (x, n) in self.by_x.iter().enumerate() {
+            if x > 0 {
+                let i = (x - 1) as f64;
+                ln_b_x1[x] = (b + i).ln();
+                running += (r + i).ln() + ln_b_x1[x] - (a + b + i).ln();
+                d_r += 1.0 / (r + i);
+                d_b += 1.0 / (b + i);
+                d_ab += 1.0 / (a + b + i);
+            }
+            total += n * running;
+            grad[0] += n * d_r;
+            grad[2] -= n * d_ab;
+            grad[3] += n * (d_b - d_ab);
+        }
+        total += self.customers * r * alpha.ln();
+        grad[0] += self.customers * alpha.ln();
+        grad[1] += self.customers * r / alpha;
+        let ln_alpha_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
+        for ((n, l), t) in self.zero_at_t.iter().zip(&ln_alpha_t).zip(&self.ts) {
+            total -= n * r * l;
+            grad[0] -= n * l;
+            grad[1] -= n * r / (alpha + t);
+        }
+        let ln_alpha_tx: Vec<f64> = self.txs.iter().map(|t| (alpha + t).ln()).collect();
+        let ln_a = a.ln();
+        for &(x, j, k) in &self.repeat {
+            let rx = r + x as f64;
+            let a3 = -rx * ln_alpha_t[j];
+            let a4 = ln_a - ln_b_x1[x] - rx * ln_alpha_tx[k];
+            // ln(e^a3 + e^a4), and the weight of each term in its derivatives.
+            let (hi, lo) = if a3 > a4 { (a3, a4) } else { (a4, a3) };
+            let e = (lo - hi).exp();
+            total += hi + e.ln_1p();
+            let w_hi = 1.0 / (1.0 + e);
+            let (w3, w4) = if a3 > a4 {
+                (w_hi, 1.0 - w_hi)
+            } else {
+                (1.0 - w_hi, w_hi)
+            };
+            grad[0] -= w3 * ln_alpha_t[j] + w4 * ln_alpha_tx[k];
+            grad[1] -= rx * (w3 / (alpha + self.ts[j]) + w4 / (alpha + self.txs[k]));
+            grad[2] += w4 / a;
+            grad[3] -= w4 / (b + x as f64 - 1.0);
+        }
+        (total, grad)
+    }
+}
+
+/// Gamma-Gamma's customers as its likelihood reads them in a fit: the sums that do not depend
+/// on the parameters taken once, the ln Γ terms once per distinct repeat count.
+struct GammaGammaData {
+    /// Distinct repeat counts, and how many customers have each.
+    xs: Vec<(f64, f64)>,
+    /// (x, x · zbar) per customer.
+    rows: Vec<(f64, f64)>,
+    sum_x_ln_z: f64,
+    sum_ln_z: f64,
+    sum_x_ln_x: f64,
+}
+
+impl GammaGammaData {
+    fn new(with: &[(f64, f64)]) -> GammaGammaData {
+        let mut xs: Vec<(f64, f64)> = Vec::new();
+        let mut sorted: Vec<f64> = with.iter().map(|(x, _)| *x).collect();
+        sorted.sort_by(f64::total_cmp);
+        for x in sorted {
+            match xs.last_mut() {
+                Some((last, n)) if *last == x => *n += 1.0,
+                _ => xs.push((x, 1.0)),
+            }
+        }
+        GammaGammaData {
+            xs,
+            rows: with.iter().map(|(x, z)| (*x, x * z)).collect(),
+            sum_x_ln_z: with.iter().map(|(x, z)| x * z.ln()).sum(),
+            sum_ln_z: with.iter().map(|(_, z)| z.ln()).sum(),
+            sum_x_ln_x: with.iter().map(|(x, _)| x * x.ln()).sum(),
+        }
+    }
+
+    /// The sum of [`GammaGamma::log_likelihood`] over the customers.
+    fn log_likelihood(&self, m: &GammaGamma) -> f64 {
+        let GammaGamma { p, q, gamma } = *m;
+        let n: f64 = self.xs.iter().map(|(_, n)| n).sum();
+        let mut total = n * (q * gamma.ln() - ln_gamma(q));
+        for &(x, count) in &self.xs {
+            total += count * (ln_gamma(p * x + q) - ln_gamma(p * x));
+        }
+        total += p * self.sum_x_ln_z - self.sum_ln_z + p * self.sum_x_ln_x;
+        for &(x, xz) in &self.rows {
+            total -= (p * x + q) * (xz + gamma).ln();
+        }
+        total
     }
 }
 
@@ -269,14 +429,7 @@ impl ParetoNbd {
             s: p[2].exp(),
             beta: p[3].exp(),
         };
-        let nll = |p: &[f64]| {
-            let ll = model(p).total_log_likelihood(customers);
-            if ll.is_finite() {
-                -ll
-            } else {
-                f64::INFINITY
-            }
-        };
+        let nll = |p: &[f64]| to_minimise(model(p).total_log_likelihood(customers));
         let m = model(&nelder_mead(&nll, &[0.0, 0.0, 0.0, 0.0]));
         (m, m.total_log_likelihood(customers))
     }
@@ -527,6 +680,92 @@ pub fn parse_input(text: &str) -> Result<Input, ParseError> {
     Ok(Input::Purchases(out))
 }
 
+/// A log-likelihood as a minimiser takes it: negated, and infinite where it is not finite
+/// (parameters the data cannot have).
+fn to_minimise(ll: f64) -> f64 {
+    if ll.is_finite() {
+        -ll
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// A function's value and gradient at a point.
+pub type ValueAndGradient<'a> = dyn Fn(&[f64]) -> (f64, Vec<f64>) + 'a;
+
+/// Minimises `f` (its value and gradient) from `start` by BFGS with a backtracking line
+/// search, until the gradient vanishes (relative to the value) or a step no longer lowers it.
+/// `None` when the value or gradient stops being finite on the way, or it does not converge.
+pub fn bfgs(f: &ValueAndGradient<'_>, start: &[f64]) -> Option<Vec<f64>> {
+    let n = start.len();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let finite = |v: f64, g: &[f64]| v.is_finite() && g.iter().all(|x| x.is_finite());
+    let mut x = start.to_vec();
+    let (mut fx, mut g) = f(&x);
+    if !finite(fx, &g) {
+        return None;
+    }
+    // The inverse Hessian's estimate, row by row.
+    let mut h = vec![vec![0.0; n]; n];
+    (0..n).for_each(|i| h[i][i] = 1.0);
+    let mut first = true;
+    for _ in 0..1_000 {
+        let scale = fx.abs().max(1.0);
+        if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= 1e-9 * scale {
+            return Some(x);
+        }
+        let mut p: Vec<f64> = (0..n).map(|i| -dot(&h[i], &g)).collect();
+        let mut slope = dot(&g, &p);
+        if slope >= 0.0 {
+            // Not a descent direction: start the estimate again.
+            (0..n).for_each(|i| (0..n).for_each(|j| h[i][j] = if i == j { 1.0 } else { 0.0 }));
+            p = g.iter().map(|v| -v).collect();
+            slope = dot(&g, &p);
+        }
+        let mut t = 1.0;
+        let (x_new, f_new, g_new) = loop {
+            let candidate: Vec<f64> = x.iter().zip(&p).map(|(a, d)| a + t * d).collect();
+            let (v, gv) = f(&candidate);
+            if finite(v, &gv) && v <= fx + 1e-4 * t * slope {
+                break (candidate, v, gv);
+            }
+            t *= 0.5;
+            if t < 1e-20 {
+                // No step lowers it: as low as this precision goes.
+                return Some(x);
+            }
+        };
+        let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        if sy > 1e-300 {
+            if first {
+                let c = sy / dot(&y, &y);
+                (0..n).for_each(|i| h[i][i] = c);
+                first = false;
+            }
+            // H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ.
+            let rho = 1.0 / sy;
+            let hy: Vec<f64> = (0..n).map(|i| dot(&h[i], &y)).collect();
+            let yhy = dot(&y, &hy);
+            for i in 0..n {
+                for j in 0..n {
+                    h[i][j] += -rho * (hy[i] * s[j] + s[i] * hy[j])
+                        + (rho * rho * yhy + rho) * s[i] * s[j];
+                }
+            }
+        }
+        let settled = (fx - f_new).abs() <= 1e-15 * scale;
+        x = x_new;
+        fx = f_new;
+        g = g_new;
+        if settled && g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= 1e-6 * scale {
+            return Some(x);
+        }
+    }
+    None
+}
+
 /// Minimises `f` from `start` by Nelder–Mead (reflection 1, expansion 2, contraction ½,
 /// shrink ½), restarted from its best point until a restart no longer improves it.
 pub fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> Vec<f64> {
@@ -537,7 +776,7 @@ pub fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> Vec<f64> {
         let improved = best_value - v;
         best = x;
         best_value = v;
-        if improved.abs() <= 1e-12 * best_value.abs().max(1.0) {
+        if improved.abs() <= 1e-10 * best_value.abs().max(1.0) {
             break;
         }
     }
@@ -570,7 +809,7 @@ fn nelder_mead_once(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> (Vec<f64>, f64)
                     .fold(0.0, f64::max)
             })
             .fold(0.0, f64::max);
-        if spread.abs() <= 1e-13 * simplex[0].1.abs().max(1.0) && size <= 1e-10 {
+        if spread.abs() <= 1e-11 * simplex[0].1.abs().max(1.0) && size <= 1e-7 {
             break;
         }
         let centroid: Vec<f64> = (0..n)
@@ -733,6 +972,89 @@ mod tests {
         ] {
             assert!((got / want - 1.0).abs() < 0.25, "{fit:?} against {truth:?}");
         }
+    }
+
+    #[test]
+    fn the_fits_prepared_likelihoods_equal_the_customers_sums() {
+        let customers: Vec<Summary> = (0..300)
+            .map(|i| {
+                let x = (i * 7 % 11) as f64;
+                let t = 20.0 + (i % 13) as f64;
+                Summary {
+                    x,
+                    t_x: if x > 0.0 {
+                        t * ((i % 10) as f64 + 0.5) / 11.0
+                    } else {
+                        0.0
+                    },
+                    t,
+                }
+            })
+            .collect();
+        let data = BgNbdData::new(&customers).expect("whole repeat counts");
+        let spenders: Vec<(f64, f64)> = customers
+            .iter()
+            .filter(|c| c.x > 0.0)
+            .map(|c| (c.x, 5.0 + c.t_x))
+            .collect();
+        let gg_data = GammaGammaData::new(&spenders);
+        for m in [
+            PAPER,
+            BgNbd {
+                r: 1.7,
+                alpha: 0.3,
+                a: 2.2,
+                b: 0.9,
+            },
+        ] {
+            let slow = m.total_log_likelihood(&customers);
+            let (fast, grad) = data.log_likelihood(&m);
+            assert!((fast / slow - 1.0).abs() < 1e-12, "{fast} against {slow}");
+            // The gradient against central differences.
+            let params = [m.r, m.alpha, m.a, m.b];
+            for (k, g) in grad.iter().enumerate() {
+                let h = 1e-6 * params[k];
+                let at = |d: f64| {
+                    let mut p = params;
+                    p[k] += d;
+                    BgNbd {
+                        r: p[0],
+                        alpha: p[1],
+                        a: p[2],
+                        b: p[3],
+                    }
+                    .total_log_likelihood(&customers)
+                };
+                let numeric = (at(h) - at(-h)) / (2.0 * h);
+                assert!(
+                    (g - numeric).abs() <= 1e-5 * numeric.abs().max(1.0),
+                    "d/d{k}: {g} against {numeric}"
+                );
+            }
+        }
+        for g in [
+            GammaGamma {
+                p: 6.25,
+                q: 3.74,
+                gamma: 15.44,
+            },
+            GammaGamma {
+                p: 0.7,
+                q: 9.0,
+                gamma: 2.0,
+            },
+        ] {
+            let slow: f64 = spenders.iter().map(|(x, z)| g.log_likelihood(*x, *z)).sum();
+            let fast = gg_data.log_likelihood(&g);
+            assert!((fast / slow - 1.0).abs() < 1e-12, "{fast} against {slow}");
+        }
+        // A repeat count that is not whole is read customer by customer.
+        assert!(BgNbdData::new(&[Summary {
+            x: 1.5,
+            t_x: 1.0,
+            t: 2.0
+        }])
+        .is_none());
     }
 
     #[test]

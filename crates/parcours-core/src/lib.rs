@@ -15,6 +15,7 @@ pub mod channel;
 pub mod clv;
 pub mod commerce;
 pub mod computed;
+pub mod funnel;
 pub mod graph;
 pub mod identifier;
 pub mod journey;

@@ -57,6 +57,37 @@ pub fn two_proportions(conv_a: u64, n_a: u64, conv_b: u64, n_b: u64) -> Option<C
     })
 }
 
+/// Net Promoter Score of 0–10 answers: promoters answer 9 or 10, detractors 0 to 6, passives
+/// 7 or 8; the score is the promoters' percentage less the detractors' (−100 to +100).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Nps {
+    pub promoters: u64,
+    pub passives: u64,
+    pub detractors: u64,
+    pub score: f64,
+}
+
+/// The NPS of these answers (answers above 10 are not answers and are left out); `None`
+/// without any.
+pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<Nps> {
+    let (mut promoters, mut passives, mut detractors) = (0u64, 0u64, 0u64);
+    for a in answers {
+        match a {
+            9 | 10 => promoters += 1,
+            7 | 8 => passives += 1,
+            0..=6 => detractors += 1,
+            _ => {}
+        }
+    }
+    let n = promoters + passives + detractors;
+    (n > 0).then(|| Nps {
+        promoters,
+        passives,
+        detractors,
+        score: 100.0 * (promoters as f64 - detractors as f64) / n as f64,
+    })
+}
+
 /// The complementary error function, with a fractional error below 1.2e-7 everywhere (the
 /// Chebyshev fit of Press et al., Numerical Recipes, §6.2).
 pub fn erfc(x: f64) -> f64 {
@@ -104,6 +135,24 @@ mod tests {
         assert!(close(c.p_value, 0.304_901_788_178_788_44, 1e-5), "{c:?}");
         assert_eq!(c.relative, None);
         assert!(c.underpowered);
+    }
+
+    /// The reference cases: control 10/490 against treatment 17/500, and an NPS of
+    /// 30 % promoters and 20 % detractors.
+    #[test]
+    fn the_reference_z_test_and_nps() {
+        let c = two_proportions(17, 500, 10, 490).unwrap();
+        assert!((c.z - 1.313).abs() < 5e-4, "{c:?}");
+        let answers = (0..100u8).map(|i| match i {
+            0..=29 => 9 + i % 2,
+            30..=79 => 7 + i % 2,
+            _ => i % 7,
+        });
+        let n = nps(answers).unwrap();
+        assert_eq!((n.promoters, n.passives, n.detractors), (30, 50, 20));
+        assert!((n.score - 10.0).abs() < 1e-12);
+        assert_eq!(nps([11, 42]), None);
+        assert_eq!(nps([0]).unwrap().score, -100.0);
     }
 
     #[test]
