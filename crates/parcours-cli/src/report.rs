@@ -62,6 +62,16 @@ pub fn attribution(r: &AttributionReport, out: &mut dyn Write) -> anyhow::Result
         markov.conversion_probability,
         started.elapsed().as_secs_f64()
     );
+    if !markov.settled {
+        bail!(
+            "the Markov chain ({} states) did not settle within its budget of {} edge visits: \
+             its walks take too long to end (a path of {} touches is the longest here); \
+             shorten the paths or lower --order",
+            markov.states,
+            attribution::SWEEP_BUDGET,
+            paths.iter().map(|p| p.channels.len()).max().unwrap_or(0)
+        );
+    }
     models.push(("markov", markov.credits.clone()));
     let mut header = vec!["channel".to_string()];
     header.extend(models.iter().map(|(n, _)| format!("{n}_conversions")));
@@ -183,6 +193,13 @@ pub fn clv(r: &ClvReport, out: &mut dyn Write) -> anyhow::Result<()> {
     if customers.is_empty() {
         bail!("no customers to fit");
     }
+    if !customers.iter().any(|c| c.summary.x > 0.0) || !customers.iter().any(|c| c.summary.t > 0.0)
+    {
+        bail!(
+            "the models cannot be fitted: no customer bought again, or none was observed for \
+             any time after her first purchase (give --end after the purchases)"
+        );
+    }
     let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
     let fitted = match r.model {
         Model::BgNbd => {
@@ -196,6 +213,9 @@ pub fn clv(r: &ClvReport, out: &mut dyn Write) -> anyhow::Result<()> {
                 m.b,
                 started.elapsed().as_secs_f64()
             );
+            if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
+                bail!("the BG/NBD fit did not converge on these customers");
+            }
             Fitted::BgNbd(m)
         }
         Model::ParetoNbd => {
@@ -209,6 +229,12 @@ pub fn clv(r: &ClvReport, out: &mut dyn Write) -> anyhow::Result<()> {
                 m.beta,
                 started.elapsed().as_secs_f64()
             );
+            if ![m.r, m.alpha, m.s, m.beta, ll]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                bail!("the Pareto/NBD fit did not converge on these customers");
+            }
             Fitted::ParetoNbd(m)
         }
     };

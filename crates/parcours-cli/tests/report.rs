@@ -150,9 +150,39 @@ fn bad_files_are_refused_with_their_line() {
             write("empty.csv", ""),
             "the file is empty",
         ),
+        (
+            "clv",
+            "--transactions",
+            write(
+                "once.csv",
+                "customer_id,date,amount\n1,2026-01-01,10\n2,2026-01-01,5\n",
+            ),
+            "the models cannot be fitted: no customer bought again",
+        ),
+        (
+            "attribution",
+            "--paths",
+            // One path of 150,000 touches over 40 channels, order 3: tens of thousands of
+            // states in long cycles, too slow to settle; refused, not left running.
+            write("long.csv", &{
+                let mut seed = 1u64;
+                let touches: Vec<String> = (0..150_000)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        format!("c{}", (seed >> 33) % 40)
+                    })
+                    .collect();
+                format!("path;total_conversions\n{};1\n", touches.join(" > "))
+            }),
+            "did not settle within its budget",
+        ),
     ];
     for (what, flag, file, message) in cases {
-        let out = parcours(&["report", what, flag, file.to_str().unwrap()]);
+        let mut args = vec!["report", what, flag, file.to_str().unwrap()];
+        if file.ends_with("long.csv") {
+            args.extend(["--order", "3"]);
+        }
+        let out = parcours(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what} {}: {stderr}", file.display());
         assert!(stderr.contains(message), "{what}: {stderr}");

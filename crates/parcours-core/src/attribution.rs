@@ -222,7 +222,14 @@ pub struct Markov {
     pub conversion_probability: f64,
     /// States of the chain (besides start, conversion and null).
     pub states: usize,
+    /// Every solve of the chain settled (to 1e-15) within its budget of sweeps
+    /// ([`SWEEP_BUDGET`]). A chain whose walks take very long to end (a path of hundreds of
+    /// thousands of touches) may not: its figures are then the last sweep's, and not exact.
+    pub settled: bool,
 }
+
+/// The most edge visits all the solves of one chain may take together (sweeps × edges).
+pub const SWEEP_BUDGET: usize = 400_000_000;
 
 /// The Markov removal-effect model of `order` (1 or more), counting the paths' nulls or not.
 pub fn markov(paths: &[Path], order: usize, with_nulls: bool) -> Markov {
@@ -298,15 +305,24 @@ pub fn markov(paths: &[Path], order: usize, with_nulls: bool) -> Markov {
     let gain_conv = p_conv.clone();
     let gain_value: Vec<f64> = p_conv.iter().zip(&unit_value).map(|(p, v)| p * v).collect();
     let none = vec![false; states];
-    let base = absorb(&out, &gain_conv, &none);
-    let base_value = absorb(&out, &gain_value, &none);
     let channels: BTreeSet<&str> = names.iter().flatten().map(String::as_str).collect();
+    // The budget shared by every solve: two, then two per channel removed.
+    let visits: usize = out.iter().map(Vec::len).sum::<usize>() + states;
+    let sweeps = (SWEEP_BUDGET / (visits * (2 + 2 * channels.len())).max(1)).clamp(10, 1_000_000);
+    let mut settled = true;
+    let mut solve = |gain: &[f64], removed: &[bool]| {
+        let (x, done) = absorb(&out, gain, removed, sweeps);
+        settled &= done;
+        x
+    };
+    let base = solve(&gain_conv, &none);
+    let base_value = solve(&gain_value, &none);
     let mut removal_effects = BTreeMap::new();
     let mut value_removal_effects = BTreeMap::new();
     for c in &channels {
         let removed: Vec<bool> = names.iter().map(|n| n.iter().any(|x| x == c)).collect();
-        let p = absorb(&out, &gain_conv, &removed);
-        let v = absorb(&out, &gain_value, &removed);
+        let p = solve(&gain_conv, &removed);
+        let v = solve(&gain_value, &removed);
         let effect = |without: f64, with: f64| {
             if with > 0.0 {
                 (1.0 - without / with).max(0.0)
@@ -344,17 +360,19 @@ pub fn markov(paths: &[Path], order: usize, with_nulls: bool) -> Markov {
         value_removal_effects,
         conversion_probability: base,
         states: states - 1,
+        settled,
     }
 }
 
 /// What is expected to be gained from `(start)`: each state's `gain` (its probability of
 /// converting next, times what that is worth) plus what its next states are expected to
 /// gain; a removed state gains nothing. Solved by Gauss–Seidel sweeps until no value moves
-/// by more than 1e-15 (the chain is absorbing, so they converge).
-fn absorb(out: &[Vec<(usize, f64)>], gain: &[f64], removed: &[bool]) -> f64 {
+/// by more than 1e-15 (the chain is absorbing, so they converge), or `sweeps` of them: the
+/// value, and whether it settled.
+fn absorb(out: &[Vec<(usize, f64)>], gain: &[f64], removed: &[bool], sweeps: usize) -> (f64, bool) {
     let n = out.len();
     let mut x = vec![0.0f64; n];
-    for _ in 0..1_000_000 {
+    for _ in 0..sweeps {
         let mut moved = 0.0f64;
         for s in (0..n).rev() {
             if removed[s] {
@@ -375,10 +393,10 @@ fn absorb(out: &[Vec<(usize, f64)>], gain: &[f64], removed: &[bool]) -> f64 {
             x[s] = v;
         }
         if moved <= 1e-15 {
-            break;
+            return (x[0], true);
         }
     }
-    x[0]
+    (x[0], false)
 }
 
 #[cfg(test)]
