@@ -88,8 +88,9 @@ impl BgNbd {
         customers.iter().map(|s| self.log_likelihood(s)).sum()
     }
 
-    /// Fits by maximum likelihood (Nelder–Mead on the logarithms of the parameters, so they
-    /// stay positive).
+    /// Fits by maximum likelihood over the logarithms of the parameters (so they stay
+    /// positive): BFGS on the exact gradient when every repeat count is whole, Nelder–Mead
+    /// otherwise or when BFGS does not converge.
     pub fn fit(customers: &[Summary]) -> (BgNbd, f64) {
         let model = |p: &[f64]| BgNbd {
             r: p[0].exp(),
@@ -421,7 +422,7 @@ impl ParetoNbd {
         customers.iter().map(|s| self.log_likelihood(s)).sum()
     }
 
-    /// Fits by maximum likelihood, as [`BgNbd::fit`] does.
+    /// Fits by maximum likelihood: Nelder–Mead on the logarithms of the parameters.
     pub fn fit(customers: &[Summary]) -> (ParetoNbd, f64) {
         let model = |p: &[f64]| ParetoNbd {
             r: p[0].exp(),
