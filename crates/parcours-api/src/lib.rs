@@ -14,6 +14,7 @@ mod error;
 mod journeys;
 pub mod keys;
 mod live;
+mod measure;
 mod messages;
 pub mod openapi;
 pub mod server;
@@ -124,7 +125,8 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(journeys::routes())
         .merge(messages::routes())
         .merge(destinations::routes())
-        .merge(commerce::routes());
+        .merge(commerce::routes())
+        .merge(measure::routes());
     OpenApiRouter::new()
         .merge(tracking::routes())
         .merge(browser::routes())

@@ -275,6 +275,40 @@ fn series_schema() -> Value {
         "key": {"type": "string"}, "values": {"type": "array", "items": {"type": "integer"}}, "total": {"type": "integer"}}})
 }
 
+fn kpi_row_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    let rate = json!({"type": ["number", "null"]});
+    let mut properties = serde_json::Map::new();
+    properties.insert("key".into(), json!({"type": "string"}));
+    properties.insert("revenue".into(), json!({"type": "number"}));
+    for c in [
+        "visitors",
+        "buyers",
+        "orders",
+        "repeat_buyers",
+        "new_customers",
+        "carts",
+        "abandoned_carts",
+        "answers",
+        "promoters",
+        "detractors",
+    ] {
+        properties.insert(c.into(), count.clone());
+    }
+    for r in [
+        "conversion_rate",
+        "average_order_value",
+        "repeat_purchase_rate",
+        "purchase_frequency",
+        "cart_abandonment",
+        "nps",
+    ] {
+        properties.insert(r.into(), rate.clone());
+    }
+    let required: Vec<&String> = properties.keys().collect();
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
 fn quarantine_schema() -> Value {
     json!({"type": "object", "required": ["id", "workspace_id", "source_id", "received_at", "code", "reason", "body", "status", "occurrences", "last_seen", "sources"], "properties": {
         "id": {"type": "integer"}, "workspace_id": {"type": "string"}, "source_id": {"type": "string"},
@@ -375,6 +409,16 @@ json_schema!(
         "converted": {"type": "array", "items": series_schema()},
         "journeys": {"type": "array", "items": {"type": "object", "required": ["journey", "sent", "converted", "converted_holdout"], "properties": {
             "journey": {"type": "string"}, "sent": {"type": "integer"}, "converted": {"type": "integer"}, "converted_holdout": {"type": "integer"}}}}}})
+);
+json_schema!(
+    /// The commerce KPIs of a range (see `GET /measure/kpis`).
+    KpiAnswer,
+    json!({"type": "object", "required": ["from", "to", "by", "rows", "total", "events_read", "events_unapplied"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "by": {"type": "string", "enum": ["total", "channel", "side", "shop", "campaign", "day", "week", "month"]},
+        "rows": {"type": "array", "items": kpi_row_schema()},
+        "total": kpi_row_schema(),
+        "events_read": {"type": "integer"}, "events_unapplied": {"type": "integer"}}})
 );
 json_schema!(
     /// A page of quarantined events.
@@ -615,6 +659,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("TokenRotated", TokenRotated::json()),
         ("ProfileAnswer", ProfileAnswer::json()),
         ("DashboardAnswer", DashboardAnswer::json()),
+        ("KpiAnswer", KpiAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),
         ("TestSentAnswer", TestSentAnswer::json()),

@@ -19,6 +19,7 @@ pub mod funnel;
 pub mod graph;
 pub mod identifier;
 pub mod journey;
+pub mod kpi;
 pub mod limits;
 pub mod observation;
 pub mod plan;

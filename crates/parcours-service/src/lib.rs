@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod identity;
 pub mod journeys;
 pub mod keys;
+pub mod measure;
 pub mod messages;
 pub mod quarantine;
 pub mod secrets;

@@ -75,8 +75,57 @@ pub(crate) fn live(seed: u64, customer: &Customer, calendar: &Calendar, out: &mu
     };
     let mut agenda = life.plan();
     out.tell_story_until(customer.active_until);
+    let told = out.events.len();
     while let Some((at, activity)) = agenda.next() {
         life.act(at, activity, out, &mut agenda);
+    }
+    answer_surveys(seed, customer, out, told);
+}
+
+/// Scores from 0 to 10 and how often each is given: 45% promoters, 20% detractors.
+const SURVEY_SCORES: [(u64, u32); 11] = [
+    (10, 22),
+    (9, 23),
+    (8, 20),
+    (7, 15),
+    (6, 7),
+    (5, 5),
+    (4, 3),
+    (3, 2),
+    (2, 1),
+    (1, 1),
+    (0, 1),
+];
+
+/// Some customers answer the post-purchase survey a few days after an order, online or in a
+/// shop, from its email: a score of 0 to 10 about that order (events told from `from` on are
+/// the customer's). From a stream of its own, so the rest of the story stays as it was.
+fn answer_surveys(seed: u64, customer: &Customer, out: &mut Output, from: usize) {
+    let mut rng = rng_for(seed, Stream::Surveys, customer.number);
+    let user = format!("\"userId\":\"{}\"", customer.user_id);
+    let orders: Vec<(i64, String)> = out.events[from..]
+        .iter()
+        .filter(|e| e.json.contains("\"Order Completed\"") && e.json.contains(&user))
+        .filter_map(|e| {
+            let event: Value = serde_json::from_str(&e.json).ok()?;
+            let id = event["properties"]["order_id"].as_str()?.to_string();
+            Some((e.at, id))
+        })
+        .collect();
+    for (at, order_id) in orders {
+        if !rng.random_bool(0.3) {
+            continue;
+        }
+        let answered_at = at + 3 * DAY + rng.random_range(10 * HOUR..30 * HOUR);
+        let score = pick_weighted(&mut rng, &SURVEY_SCORES);
+        let properties =
+            json!({"survey_id": "post-purchase-nps", "score": score, "order_id": order_id});
+        let context = json!({"library": {"name": "email-webhooks", "version": "3.0.2"}});
+        out.push(
+            answered_at,
+            EMAIL,
+            Who::user(&customer.user_id).track("Survey Answered", properties, context),
+        );
     }
 }
 

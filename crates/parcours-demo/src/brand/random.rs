@@ -10,6 +10,7 @@ pub(crate) enum Stream {
     Lives = 2,
     Visitors = 3,
     WalkIns = 4,
+    Surveys = 5,
 }
 
 pub(crate) fn rng_for(seed: u64, stream: Stream, index: usize) -> StdRng {

@@ -1,0 +1,456 @@
+//! The KPIs the API gives agree with an independent SQL query over the same demo log: the
+//! query reads the embedded store's files directly (the event log, and which profile each
+//! event was applied to), and computes every figure its own way, from the definitions in
+//! docs/measurement.md.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+
+use parcours_cli::commands::demo_setup;
+use parcours_cli::config::Config;
+use parcours_testkit::http::Client;
+use rusqlite::{params, Connection, OpenFlags};
+use serde_json::Value;
+
+const DAY: i64 = 86_400_000;
+
+/// One group's figures as the SQL computes them.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Figures {
+    visitors: u64,
+    buyers: u64,
+    orders: u64,
+    revenue: f64,
+    repeat_buyers: u64,
+    new_customers: u64,
+    carts: u64,
+    abandoned_carts: u64,
+    answers: u64,
+    promoters: u64,
+    detractors: u64,
+}
+
+/// The counted facts, one row each, with the keys of every breakdown. Written from the
+/// definitions, not from the code: window functions pick each order's and each cart's first
+/// event, a correlated subquery the campaign, `EXISTS` the carts that were completed.
+const FACTS: &str = r#"
+WITH RECURSIVE
+roots(id, root) AS (
+    SELECT id, id FROM profiles WHERE workspace_id = ?1 AND merged_into IS NULL
+    UNION ALL
+    SELECT p.id, r.root FROM profiles p JOIN roots r ON p.merged_into = r.id
+    WHERE p.workspace_id = ?1
+),
+owned AS MATERIALIZED (
+    SELECT seq, MIN(profile_id) AS profile_id FROM profile_events
+    WHERE workspace_id = ?1 GROUP BY seq
+),
+ev AS MATERIALIZED (
+    SELECT e.seq, e.timestamp AS ts, e.channel, e.type, e.event, e.message_id, e.body,
+           r.root AS person
+    FROM log.events e JOIN owned o ON o.seq = e.seq JOIN roots r ON r.id = o.profile_id
+    WHERE e.workspace_id = ?1
+),
+touches AS MATERIALIZED (
+    SELECT person, ts, seq, campaign FROM (
+        SELECT person, ts, seq,
+               COALESCE(
+                   CASE WHEN json_type(body, '$.context.campaign.name') = 'text'
+                        THEN NULLIF(json_extract(body, '$.context.campaign.name'), '') END,
+                   CASE WHEN event LIKE '%Clicked'
+                         AND json_type(body, '$.properties.campaign_id') = 'text'
+                        THEN NULLIF(json_extract(body, '$.properties.campaign_id'), '') END
+               ) AS campaign
+        FROM ev)
+    WHERE campaign IS NOT NULL
+),
+orders AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT seq, ts, channel, person,
+               COALESCE(NULLIF(json_extract(body, '$.properties.order_id'), ''),
+                        'event ' || message_id) AS order_id,
+               COALESCE(
+                   CASE WHEN json_type(body, '$.properties.revenue') IN ('integer', 'real')
+                        THEN json_extract(body, '$.properties.revenue') END,
+                   CASE WHEN json_type(body, '$.properties.total') IN ('integer', 'real')
+                        THEN json_extract(body, '$.properties.total') END,
+                   CASE WHEN json_type(body, '$.properties.value') IN ('integer', 'real')
+                        THEN json_extract(body, '$.properties.value') END,
+                   0.0) AS value,
+               NULLIF(json_extract(body, '$.properties.store_id'), '') AS shop,
+               ROW_NUMBER() OVER (
+                   PARTITION BY COALESCE(NULLIF(json_extract(body, '$.properties.order_id'), ''),
+                                         'event ' || message_id)
+                   ORDER BY ts, seq) AS n
+        FROM ev WHERE type = 'track' AND event = 'Order Completed')
+    WHERE n = 1
+),
+carts AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT seq, ts, channel, person,
+               NULLIF(json_extract(body, '$.properties.store_id'), '') AS shop,
+               ROW_NUMBER() OVER (
+                   PARTITION BY person,
+                                COALESCE(NULLIF(json_extract(body, '$.properties.cart_id'), ''),
+                                         'day ' || (ts / 86400000))
+                   ORDER BY ts, seq) AS n
+        FROM ev WHERE type = 'track' AND event = 'Product Added')
+    WHERE n = 1
+),
+answers AS MATERIALIZED (
+    SELECT a.seq, a.ts, a.person, json_extract(a.body, '$.properties.score') AS score,
+           COALESCE(o.channel, a.channel) AS channel, o.shop AS shop,
+           o.seq AS order_seq, o.ts AS order_ts, o.person AS order_person
+    FROM ev a LEFT JOIN orders o ON o.order_id = json_extract(a.body, '$.properties.order_id')
+    WHERE a.type = 'track' AND a.event = 'Survey Answered'
+      AND json_type(a.body, '$.properties.score') = 'integer'
+      AND json_extract(a.body, '$.properties.score') BETWEEN 0 AND 10
+),
+facts AS MATERIALIZED (
+    SELECT 'visit' AS kind, seq, ts, channel, person, NULL AS shop, 0.0 AS value,
+           NULL AS score, 0 AS first_order, 0 AS completed, seq AS credit_seq, ts AS credit_ts,
+           person AS credit_person
+    FROM ev WHERE type IN ('page', 'screen')
+    UNION ALL
+    SELECT 'order', o.seq, o.ts, o.channel, o.person, o.shop, o.value, NULL,
+           NOT EXISTS (SELECT 1 FROM orders p WHERE p.person = o.person
+                       AND (p.ts < o.ts OR (p.ts = o.ts AND p.seq < o.seq))),
+           0, o.seq, o.ts, o.person
+    FROM orders o
+    UNION ALL
+    SELECT 'cart', c.seq, c.ts, c.channel, c.person, c.shop, 0.0, NULL, 0,
+           EXISTS (SELECT 1 FROM orders o WHERE o.person = c.person AND o.channel = c.channel
+                   AND (o.ts > c.ts OR (o.ts = c.ts AND o.seq > c.seq))
+                   AND o.ts - c.ts <= 86400000),
+           c.seq, c.ts, c.person
+    FROM carts c
+    UNION ALL
+    -- An answer about an order takes the order's campaign: credited at the order.
+    SELECT 'answer', seq, ts, channel, person, shop, 0.0, score, 0, 0,
+           COALESCE(order_seq, seq), COALESCE(order_ts, ts), COALESCE(order_person, person)
+    FROM answers
+)
+SELECT f.kind, f.ts, f.channel, f.person, f.shop, f.value, f.score, f.first_order, f.completed,
+       (SELECT t.campaign FROM touches t
+        WHERE t.person = f.credit_person
+          AND (t.ts < f.credit_ts OR (t.ts = f.credit_ts AND t.seq <= f.credit_seq))
+          AND f.credit_ts - t.ts <= 30 * 86400000
+        ORDER BY t.ts DESC, t.seq DESC LIMIT 1) AS campaign
+FROM facts f
+"#;
+
+struct Row {
+    kind: String,
+    ts: i64,
+    channel: String,
+    person: String,
+    shop: Option<String>,
+    value: f64,
+    score: Option<i64>,
+    first_order: bool,
+    completed: bool,
+    campaign: Option<String>,
+}
+
+fn facts(dir: &std::path::Path, workspace: &str) -> Vec<Row> {
+    let c = Connection::open_with_flags(
+        dir.join("parcours.projections.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    c.execute(
+        "ATTACH DATABASE ?1 AS log",
+        [dir.join("parcours.sqlite3").to_string_lossy()],
+    )
+    .unwrap();
+    let mut st = c.prepare(FACTS).unwrap();
+    st.query_map(params![workspace], |r| {
+        Ok(Row {
+            kind: r.get(0)?,
+            ts: r.get(1)?,
+            channel: r.get(2)?,
+            person: r.get(3)?,
+            shop: r.get(4)?,
+            value: r.get(5)?,
+            score: r.get(6)?,
+            first_order: r.get(7)?,
+            completed: r.get(8)?,
+            campaign: r.get(9)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The figures per key of the rows in `from..to`.
+fn figures(
+    rows: &[Row],
+    from: i64,
+    to: i64,
+    key: impl Fn(&Row) -> String,
+) -> BTreeMap<String, Figures> {
+    use std::collections::{HashMap, HashSet};
+    let mut visitors: HashMap<String, HashSet<&str>> = HashMap::new();
+    let mut buyers: HashMap<String, HashMap<&str, u64>> = HashMap::new();
+    let mut out: BTreeMap<String, Figures> = BTreeMap::new();
+    for r in rows.iter().filter(|r| (from..to).contains(&r.ts)) {
+        let k = key(r);
+        let f = out.entry(k.clone()).or_default();
+        match r.kind.as_str() {
+            "visit" => {
+                visitors.entry(k).or_default().insert(&r.person);
+            }
+            "cart" => {
+                visitors.entry(k).or_default().insert(&r.person);
+                f.carts += 1;
+                f.abandoned_carts += u64::from(!r.completed);
+            }
+            "order" => {
+                visitors.entry(k.clone()).or_default().insert(&r.person);
+                *buyers.entry(k).or_default().entry(&r.person).or_default() += 1;
+                f.orders += 1;
+                f.revenue += r.value;
+                f.new_customers += u64::from(r.first_order);
+            }
+            "answer" => {
+                let s = r.score.unwrap();
+                f.answers += 1;
+                f.promoters += u64::from(s >= 9);
+                f.detractors += u64::from(s <= 6);
+            }
+            other => panic!("{other}"),
+        }
+    }
+    for (k, f) in &mut out {
+        f.visitors = visitors.get(k).map_or(0, |v| v.len() as u64);
+        let b = buyers.get(k);
+        f.buyers = b.map_or(0, |b| b.len() as u64);
+        f.repeat_buyers = b.map_or(0, |b| b.values().filter(|&&n| n >= 2).count() as u64);
+    }
+    out
+}
+
+fn from_api(row: &Value) -> Figures {
+    let n = |k: &str| row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row}"));
+    Figures {
+        visitors: n("visitors"),
+        buyers: n("buyers"),
+        orders: n("orders"),
+        revenue: row["revenue"].as_f64().unwrap(),
+        repeat_buyers: n("repeat_buyers"),
+        new_customers: n("new_customers"),
+        carts: n("carts"),
+        abandoned_carts: n("abandoned_carts"),
+        answers: n("answers"),
+        promoters: n("promoters"),
+        detractors: n("detractors"),
+    }
+}
+
+fn same(api: &Figures, sql: &Figures, what: &str) {
+    let mut a = api.clone();
+    assert!(
+        (a.revenue - sql.revenue).abs() < 1e-6 * sql.revenue.max(1.0),
+        "{what}: revenue {} vs {}",
+        a.revenue,
+        sql.revenue
+    );
+    a.revenue = sql.revenue;
+    assert_eq!(&a, sql, "{what}: the API (left) and the SQL (right) differ");
+}
+
+fn date(ms: i64) -> String {
+    parcours_core::table::format_day(ms.div_euclid(DAY))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
+    let dir = common::temp_dir("measure");
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    config.http.port = 0;
+    let (node, demo) = demo_setup(&config, 400, 60, false).await.unwrap();
+    let demo = demo.expect("a fresh store gets the demo");
+    let client = Client::new(node.url());
+    let token = demo.admin_token.as_str();
+    let workspace = demo.workspace.as_str();
+    let rows = facts(&dir, workspace);
+    let last = rows.iter().map(|r| r.ts).max().unwrap();
+    let first = rows.iter().map(|r| r.ts).min().unwrap();
+    // The whole log, and its last 14 days (where earlier first orders make fewer new
+    // customers).
+    let whole = (
+        first.div_euclid(DAY) * DAY,
+        (last.div_euclid(DAY) + 1) * DAY,
+    );
+    let recent = (whole.1 - 14 * DAY, whole.1);
+    let mut checked = 0;
+    for (from, to) in [whole, recent] {
+        let range = format!("from={}&to={}", date(from), date(to - 1));
+        for by in ["total", "channel", "side", "shop", "campaign", "week"] {
+            let r = client
+                .get(&format!("/api/v1/measure/kpis?{range}&by={by}"), token)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{by}: {}", r.json());
+            let answer = r.json();
+            assert_eq!(answer["events_unapplied"], 0, "{answer}");
+            let key = |r: &Row| -> String {
+                match by {
+                    "total" => "all".into(),
+                    "channel" => r.channel.clone(),
+                    "side" => if ["store", "call_centre"].contains(&r.channel.as_str()) {
+                        "offline"
+                    } else {
+                        "online"
+                    }
+                    .into(),
+                    "shop" => r.shop.clone().unwrap_or("(none)".into()),
+                    "campaign" => r.campaign.clone().unwrap_or("(none)".into()),
+                    "week" => {
+                        let day = r.ts.div_euclid(DAY);
+                        parcours_core::table::format_day(day - (day + 3).rem_euclid(7))
+                    }
+                    _ => unreachable!(),
+                }
+            };
+            let sql = figures(&rows, from, to, key);
+            let api: BTreeMap<String, Figures> = answer["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["key"].as_str().unwrap().to_string(), from_api(r)))
+                .collect();
+            assert_eq!(
+                api.keys().collect::<Vec<_>>(),
+                sql.keys().collect::<Vec<_>>(),
+                "{by} {range}"
+            );
+            for (k, f) in &sql {
+                same(&api[k], f, &format!("{by}={k} {range}"));
+                checked += 1;
+            }
+            let total = figures(&rows, from, to, |_| "all".into());
+            same(
+                &from_api(&answer["total"]),
+                &total["all"],
+                &format!("total of {by}"),
+            );
+        }
+    }
+    assert!(checked > 40, "only {checked} groups compared");
+
+    // The demo tells every story the KPIs read: carts left and completed, shops, campaigns,
+    // survey answers on both sides, returning buyers.
+    let r = client
+        .get(
+            "/api/v1/measure/kpis?by=side&from=2000-01-01&to=2000-12-31",
+            token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["total"]["orders"], 0, "{}", r.json());
+    let whole = format!("from={}&to={}", date(whole.0), date(whole.1 - 1));
+    let total = client
+        .get(&format!("/api/v1/measure/kpis?{whole}"), token)
+        .await
+        .unwrap()
+        .json()["total"]
+        .clone();
+    for k in [
+        "carts",
+        "abandoned_carts",
+        "repeat_buyers",
+        "answers",
+        "promoters",
+        "detractors",
+    ] {
+        assert!(total[k].as_u64() > Some(0), "no {k}: {total}");
+    }
+    assert!(
+        total["carts"].as_u64() > total["abandoned_carts"].as_u64(),
+        "{total}"
+    );
+    let nps = total["nps"].as_f64().unwrap();
+    let expected = 100.0
+        * (total["promoters"].as_f64().unwrap() - total["detractors"].as_f64().unwrap())
+        / total["answers"].as_f64().unwrap();
+    assert!((nps - expected).abs() < 1e-9, "{total}");
+    let sides = client
+        .get(&format!("/api/v1/measure/kpis?{whole}&by=side"), token)
+        .await
+        .unwrap()
+        .json();
+    for side in ["online", "offline"] {
+        let row = sides["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == side)
+            .unwrap_or_else(|| panic!("no {side} row: {sides}"));
+        assert!(
+            row["orders"].as_u64() > Some(0) && row["answers"].as_u64() > Some(0),
+            "{row}"
+        );
+    }
+
+    // The CSV export holds the same rows, then the total.
+    let csv = client
+        .get(
+            &format!("/api/v1/measure/kpis/export?{whole}&by=channel"),
+            token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = String::from_utf8(csv.body.to_vec()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("key,visitors,buyers,orders,revenue"),
+        "{text}"
+    );
+    let web = lines.iter().find(|l| l.starts_with("web,")).unwrap();
+    let channel = client
+        .get(&format!("/api/v1/measure/kpis?{whole}&by=channel"), token)
+        .await
+        .unwrap()
+        .json();
+    let web_row = channel["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "web")
+        .unwrap();
+    assert_eq!(
+        web.split(',').nth(3).unwrap(),
+        web_row["orders"].to_string(),
+        "{web}"
+    );
+    assert!(lines.last().unwrap().starts_with("total,"), "{text}");
+
+    // Refusals: a breakdown that does not exist, a date that does not read.
+    for (query, code) in [
+        ("by=colour", "invalid_parameter"),
+        ("from=yesterday", "invalid_date"),
+        ("from=2026-12-01&to=2026-01-01", "invalid_range"),
+    ] {
+        let r = client
+            .get(&format!("/api/v1/measure/kpis?{query}"), token)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(r.json()["code"], code, "{query}: {}", r.json());
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,597 @@
+//! Commerce KPIs over what customers did: visitors, conversion, orders, revenue, average order
+//! value, repeat purchase rate, purchase frequency, new customers, cart abandonment and NPS,
+//! for a period, broken down by channel, online or offline, shop, campaign or period.
+//!
+//! The caller reads its facts (one per event that matters, already tied to a person) from the
+//! event log; every rule of what counts where is here, so that the API, the CLI and the test
+//! that checks them against an independent query agree on one definition:
+//!
+//! - A **visit** is a page or screen view, a cart addition or an order: a **visitor** of a group
+//!   is a person with a visit in it.
+//! - An **order** counts once, by its `order_id` (its earliest event); its value is its revenue.
+//! - A **buyer** is a person with an order in the group; **conversion** = buyers ÷ visitors.
+//! - **Repeat purchase rate** = buyers with two orders or more in the group ÷ buyers;
+//!   **purchase frequency** = orders ÷ buyers; **average order value** = revenue ÷ orders.
+//! - A **new customer** is a buyer whose first order ever (over the whole log) is in the period
+//!   and the group.
+//! - A **cart** is a person's cart id, from its first addition; it is **abandoned** unless the
+//!   same person completed an order on the same channel within [`CART_WINDOW`] of it.
+//!   Cart abandonment = abandoned ÷ carts.
+//! - An **answer** is a survey score of 0 to 10; one naming an order takes that order's
+//!   channel, shop and campaign. NPS = % promoters (9–10) − % detractors (0–6).
+//! - Every fact is credited to the **campaign** of the last campaign touch of its person at or
+//!   before it, within [`CAMPAIGN_LOOKBACK`] (its own touch included); none: `(none)`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::channel::Channel;
+use crate::time::Millis;
+
+const DAY: Millis = 86_400_000;
+/// How long after a cart's first addition an order completes it.
+pub const CART_WINDOW: Millis = DAY;
+/// How far back a fact looks for the campaign it is credited to.
+pub const CAMPAIGN_LOOKBACK: Millis = 30 * DAY;
+/// The key of facts without a shop or a campaign.
+pub const NONE: &str = "(none)";
+
+/// What an event says, for the KPIs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum What {
+    /// A page or screen view.
+    Visit,
+    /// A product added to cart `cart` (an index the caller gives each distinct cart id).
+    Cart { cart: u32 },
+    /// Order `order` (an index the caller gives each distinct order id) completed, worth
+    /// `value`.
+    Order { order: u32, value: f64 },
+    /// A survey answer, maybe about an order.
+    Answer { score: u8, order: Option<u32> },
+    /// Nothing but, maybe, a campaign touch.
+    Other,
+}
+
+/// One event of one person.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fact {
+    pub person: u32,
+    pub at: Millis,
+    /// The log's order, to break ties of `at`.
+    pub seq: i64,
+    pub channel: Channel,
+    /// An index into [`Input::shops`].
+    pub shop: Option<u32>,
+    /// The campaign this event touches the person with (an index into [`Input::campaigns`]).
+    pub touch: Option<u32>,
+    pub what: What,
+}
+
+/// Everything a computation reads.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub facts: Vec<Fact>,
+    pub shops: Vec<String>,
+    pub campaigns: Vec<String>,
+}
+
+/// How rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breakdown {
+    /// One row, `all`.
+    Total,
+    Channel,
+    /// `online` or `offline` (a shop or the call centre).
+    Side,
+    Shop,
+    Campaign,
+    Day,
+    /// Weeks starting on Monday, keyed by that Monday.
+    Week,
+    Month,
+}
+
+impl Breakdown {
+    pub const ALL: [Breakdown; 8] = [
+        Breakdown::Total,
+        Breakdown::Channel,
+        Breakdown::Side,
+        Breakdown::Shop,
+        Breakdown::Campaign,
+        Breakdown::Day,
+        Breakdown::Week,
+        Breakdown::Month,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breakdown::Total => "total",
+            Breakdown::Channel => "channel",
+            Breakdown::Side => "side",
+            Breakdown::Shop => "shop",
+            Breakdown::Campaign => "campaign",
+            Breakdown::Day => "day",
+            Breakdown::Week => "week",
+            Breakdown::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Breakdown> {
+        Breakdown::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// Offline channels: a shop and the call centre.
+pub fn is_offline(c: Channel) -> bool {
+    matches!(c, Channel::Store | Channel::CallCentre)
+}
+
+/// The counts of one group, and the rates read from them (`None` when their denominator is 0).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Row {
+    pub key: String,
+    pub visitors: u64,
+    pub buyers: u64,
+    pub orders: u64,
+    pub revenue: f64,
+    pub repeat_buyers: u64,
+    pub new_customers: u64,
+    pub carts: u64,
+    pub abandoned_carts: u64,
+    pub answers: u64,
+    pub promoters: u64,
+    pub detractors: u64,
+    pub conversion_rate: Option<f64>,
+    pub average_order_value: Option<f64>,
+    pub repeat_purchase_rate: Option<f64>,
+    pub purchase_frequency: Option<f64>,
+    pub cart_abandonment: Option<f64>,
+    pub nps: Option<f64>,
+}
+
+impl Row {
+    /// The column names of [`Row::csv`], in order.
+    pub const COLUMNS: [&'static str; 18] = [
+        "key",
+        "visitors",
+        "buyers",
+        "orders",
+        "revenue",
+        "repeat_buyers",
+        "new_customers",
+        "carts",
+        "abandoned_carts",
+        "answers",
+        "promoters",
+        "detractors",
+        "conversion_rate",
+        "average_order_value",
+        "repeat_purchase_rate",
+        "purchase_frequency",
+        "cart_abandonment",
+        "nps",
+    ];
+
+    fn finish(mut self) -> Row {
+        let ratio = |a: f64, b: u64| (b > 0).then(|| a / b as f64);
+        self.conversion_rate = ratio(self.buyers as f64, self.visitors);
+        self.average_order_value = ratio(self.revenue, self.orders);
+        self.repeat_purchase_rate = ratio(self.repeat_buyers as f64, self.buyers);
+        self.purchase_frequency = ratio(self.orders as f64, self.buyers);
+        self.cart_abandonment = ratio(self.abandoned_carts as f64, self.carts);
+        self.nps = ratio(
+            100.0 * (self.promoters as f64 - self.detractors as f64),
+            self.answers,
+        );
+        self
+    }
+
+    /// The row as CSV fields (rates empty when undefined), in [`Row::COLUMNS`]' order.
+    pub fn csv(&self) -> Vec<String> {
+        let rate = |r: Option<f64>| r.map_or_else(String::new, |v| format!("{v:.6}"));
+        vec![
+            self.key.clone(),
+            self.visitors.to_string(),
+            self.buyers.to_string(),
+            self.orders.to_string(),
+            format!("{:.2}", self.revenue),
+            self.repeat_buyers.to_string(),
+            self.new_customers.to_string(),
+            self.carts.to_string(),
+            self.abandoned_carts.to_string(),
+            self.answers.to_string(),
+            self.promoters.to_string(),
+            self.detractors.to_string(),
+            rate(self.conversion_rate),
+            rate(self.average_order_value),
+            rate(self.repeat_purchase_rate),
+            rate(self.purchase_frequency),
+            rate(self.cart_abandonment),
+            rate(self.nps),
+        ]
+    }
+}
+
+/// One fact as the KPIs count it: its keys resolved (campaign credited, an answer moved to its
+/// order's keys).
+#[derive(Debug, Clone, Copy)]
+struct Credited {
+    person: u32,
+    at: Millis,
+    channel: Channel,
+    shop: Option<u32>,
+    campaign: Option<u32>,
+    what: What,
+}
+
+/// The KPIs of the facts in `from..to` (milliseconds, `to` excluded), one row per key of
+/// `by`, in key order (`(none)` last), and the total over all of them.
+pub fn compute(input: &Input, from: Millis, to: Millis, by: Breakdown) -> (Vec<Row>, Row) {
+    let credited = credit(input);
+    let key = |c: &Credited| -> String {
+        match by {
+            Breakdown::Total => "all".into(),
+            Breakdown::Channel => c.channel.as_str().into(),
+            Breakdown::Side => if is_offline(c.channel) {
+                "offline"
+            } else {
+                "online"
+            }
+            .into(),
+            Breakdown::Shop => c
+                .shop
+                .map_or(NONE.into(), |s| input.shops[s as usize].clone()),
+            Breakdown::Campaign => c
+                .campaign
+                .map_or(NONE.into(), |s| input.campaigns[s as usize].clone()),
+            Breakdown::Day => crate::table::format_day(c.at.div_euclid(DAY)),
+            Breakdown::Week => {
+                // 1970-01-01 was a Thursday: Monday is 3 days before.
+                let day = c.at.div_euclid(DAY);
+                crate::table::format_day(day - (day + 3).rem_euclid(7))
+            }
+            Breakdown::Month => crate::table::format_day(c.at.div_euclid(DAY))[..7].to_string(),
+        }
+    };
+    let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut total = Tally::default();
+    let first_orders = first_orders(&credited);
+    let completions = completed_carts(&credited);
+    for (i, c) in credited.iter().enumerate() {
+        if !(from..to).contains(&c.at) {
+            continue;
+        }
+        let group = groups.entry(key(c)).or_default();
+        for t in [&mut *group, &mut total] {
+            t.add(c, first_orders.contains(&i), completions.contains(&i));
+        }
+    }
+    let mut rows: Vec<Row> = groups.into_iter().map(|(k, t)| t.row(k)).collect();
+    // `(none)` sorts first as text; it reads better last.
+    rows.sort_by_key(|r| r.key == NONE);
+    (rows, total.row("all".into()))
+}
+
+#[derive(Default)]
+struct Tally {
+    visitors: HashSet<u32>,
+    orders_by_buyer: HashMap<u32, u64>,
+    orders: u64,
+    revenue: f64,
+    new_customers: u64,
+    carts: u64,
+    abandoned: u64,
+    answers: u64,
+    promoters: u64,
+    detractors: u64,
+}
+
+impl Tally {
+    fn add(&mut self, c: &Credited, first_order: bool, completed: bool) {
+        match c.what {
+            What::Visit => {
+                self.visitors.insert(c.person);
+            }
+            What::Cart { .. } => {
+                self.visitors.insert(c.person);
+                self.carts += 1;
+                self.abandoned += u64::from(!completed);
+            }
+            What::Order { value, .. } => {
+                self.visitors.insert(c.person);
+                *self.orders_by_buyer.entry(c.person).or_default() += 1;
+                self.orders += 1;
+                self.revenue += value;
+                self.new_customers += u64::from(first_order);
+            }
+            What::Answer { score, .. } => {
+                self.answers += 1;
+                self.promoters += u64::from(score >= 9);
+                self.detractors += u64::from(score <= 6);
+            }
+            What::Other => {}
+        }
+    }
+
+    fn row(self, key: String) -> Row {
+        Row {
+            key,
+            visitors: self.visitors.len() as u64,
+            buyers: self.orders_by_buyer.len() as u64,
+            orders: self.orders,
+            revenue: self.revenue,
+            repeat_buyers: self.orders_by_buyer.values().filter(|&&n| n >= 2).count() as u64,
+            new_customers: self.new_customers,
+            carts: self.carts,
+            abandoned_carts: self.abandoned,
+            answers: self.answers,
+            promoters: self.promoters,
+            detractors: self.detractors,
+            ..Row::default()
+        }
+        .finish()
+    }
+}
+
+/// The facts that count, in (person, time, log) order: each order and each cart once (their
+/// first event), every fact credited to its campaign, answers moved to their order's keys.
+fn credit(input: &Input) -> Vec<Credited> {
+    // An order is its earliest event (time, then log order), whoever it was sent for.
+    let mut earliest: HashMap<u32, (Millis, i64)> = HashMap::new();
+    for f in &input.facts {
+        if let What::Order { order, .. } = f.what {
+            earliest
+                .entry(order)
+                .and_modify(|e| *e = (*e).min((f.at, f.seq)))
+                .or_insert((f.at, f.seq));
+        }
+    }
+    let mut facts: Vec<&Fact> = input.facts.iter().collect();
+    facts.sort_by_key(|f| (f.person, f.at, f.seq));
+    let mut out: Vec<Credited> = Vec::with_capacity(facts.len());
+    let mut seen_carts: HashSet<(u32, u32)> = HashSet::new();
+    let mut touch: Option<(u32, Millis, u32)> = None;
+    for f in facts {
+        if let Some(campaign) = f.touch {
+            touch = Some((f.person, f.at, campaign));
+        }
+        let campaign = touch
+            .filter(|&(p, at, _)| p == f.person && f.at - at <= CAMPAIGN_LOOKBACK)
+            .map(|(_, _, c)| c);
+        let keep = match f.what {
+            What::Order { order, .. } => earliest.get(&order) == Some(&(f.at, f.seq)),
+            What::Cart { cart } => seen_carts.insert((f.person, cart)),
+            What::Visit | What::Answer { .. } => true,
+            What::Other => false,
+        };
+        if keep {
+            out.push(Credited {
+                person: f.person,
+                at: f.at,
+                channel: f.channel,
+                shop: f.shop,
+                campaign,
+                what: f.what,
+            });
+        }
+    }
+    // An answer naming an order takes its keys.
+    let orders: HashMap<u32, Credited> = out
+        .iter()
+        .filter_map(|c| match c.what {
+            What::Order { order, .. } => Some((order, *c)),
+            _ => None,
+        })
+        .collect();
+    for c in &mut out {
+        if let What::Answer {
+            order: Some(order), ..
+        } = c.what
+        {
+            if let Some(o) = orders.get(&order) {
+                c.channel = o.channel;
+                c.shop = o.shop;
+                c.campaign = o.campaign;
+            }
+        }
+    }
+    out
+}
+
+/// The positions of each person's first order.
+fn first_orders(credited: &[Credited]) -> HashSet<usize> {
+    let mut firsts: HashMap<u32, usize> = HashMap::new();
+    for (i, c) in credited.iter().enumerate() {
+        if matches!(c.what, What::Order { .. }) {
+            firsts.entry(c.person).or_insert(i);
+        }
+    }
+    firsts.into_values().collect()
+}
+
+/// The positions of carts followed by an order of the same person on the same channel within
+/// [`CART_WINDOW`].
+fn completed_carts(credited: &[Credited]) -> HashSet<usize> {
+    let mut done = HashSet::new();
+    for (i, c) in credited.iter().enumerate() {
+        if !matches!(c.what, What::Cart { .. }) {
+            continue;
+        }
+        let completed = credited[i + 1..]
+            .iter()
+            .take_while(|o| o.person == c.person && o.at - c.at <= CART_WINDOW)
+            .any(|o| matches!(o.what, What::Order { .. }) && o.channel == c.channel);
+        if completed {
+            done.insert(i);
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: Millis = 3_600_000;
+
+    fn fact(person: u32, at: Millis, channel: Channel, what: What) -> Fact {
+        Fact {
+            person,
+            at,
+            seq: at,
+            channel,
+            shop: None,
+            touch: None,
+            what,
+        }
+    }
+
+    /// Three people over two days, every rule once: a duplicate order, a cart completed and
+    /// one left, an order in a shop, a first order before the period, an answer about an
+    /// order and a campaign touch that runs out.
+    fn input() -> Input {
+        let order = |order, value| What::Order { order, value };
+        let mut facts = vec![
+            // Ann: a first order before the period, then a campaign click, a cart and its order.
+            fact(1, 0, Channel::Web, order(0, 50.0)),
+            fact(1, 2 * DAY, Channel::Email, What::Other),
+            fact(1, 2 * DAY + H, Channel::Web, What::Visit),
+            fact(1, 2 * DAY + 2 * H, Channel::Web, What::Cart { cart: 0 }),
+            fact(1, 2 * DAY + 2 * H + 1, Channel::Web, What::Cart { cart: 0 }),
+            fact(1, 2 * DAY + 3 * H, Channel::Web, order(1, 100.0)),
+            // The same order sent again later: counted once.
+            fact(1, 2 * DAY + 4 * H, Channel::Web, order(1, 100.0)),
+            // Bob: a cart left online, bought in a shop the next day; then answers about it.
+            fact(2, 2 * DAY, Channel::Web, What::Visit),
+            fact(2, 2 * DAY + H, Channel::Web, What::Cart { cart: 1 }),
+            fact(2, 3 * DAY, Channel::Store, order(2, 30.0)),
+            fact(
+                2,
+                3 * DAY + 5 * H,
+                Channel::Email,
+                What::Answer {
+                    score: 3,
+                    order: Some(2),
+                },
+            ),
+            // Cleo: visits only, and a promoter answer about nothing.
+            fact(3, 2 * DAY, Channel::Ios, What::Visit),
+            fact(
+                3,
+                3 * DAY,
+                Channel::Email,
+                What::Answer {
+                    score: 10,
+                    order: None,
+                },
+            ),
+        ];
+        facts[1].touch = Some(0);
+        facts[9].shop = Some(0);
+        // A touch 40 days before Cleo's visit does not reach it.
+        let mut old = fact(3, 2 * DAY - 40 * DAY, Channel::Sms, What::Other);
+        old.touch = Some(1);
+        facts.push(old);
+        Input {
+            facts,
+            shops: vec!["paris".into()],
+            campaigns: vec!["nl-w48".into(), "sms-old".into()],
+        }
+    }
+
+    fn row<'a>(rows: &'a [Row], key: &str) -> &'a Row {
+        rows.iter().find(|r| r.key == key).unwrap()
+    }
+
+    #[test]
+    fn every_rule_counts_as_written() {
+        let input = input();
+        let (rows, total) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Total);
+        assert_eq!(rows, vec![total.clone()]);
+        assert_eq!(total.visitors, 3);
+        assert_eq!(total.buyers, 2);
+        assert_eq!(total.orders, 2);
+        assert_eq!(total.revenue, 130.0);
+        assert_eq!(total.repeat_buyers, 0);
+        // Ann's first order was before the period.
+        assert_eq!(total.new_customers, 1);
+        assert_eq!((total.carts, total.abandoned_carts), (2, 1));
+        assert_eq!(
+            (total.answers, total.promoters, total.detractors),
+            (2, 1, 1)
+        );
+        assert_eq!(total.conversion_rate, Some(2.0 / 3.0));
+        assert_eq!(total.average_order_value, Some(65.0));
+        assert_eq!(total.purchase_frequency, Some(1.0));
+        assert_eq!(total.cart_abandonment, Some(0.5));
+        assert_eq!(total.nps, Some(0.0));
+
+        // Over the whole log, Ann bought twice.
+        let (_, all) = compute(&input, 0, 10 * DAY, Breakdown::Total);
+        assert_eq!(
+            (all.orders, all.repeat_buyers, all.new_customers),
+            (3, 1, 2)
+        );
+        assert_eq!(all.repeat_purchase_rate, Some(0.5));
+    }
+
+    #[test]
+    fn breakdowns_put_each_fact_under_its_key() {
+        let input = input();
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Channel);
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["email", "ios", "store", "web"]);
+        // Bob's answer is about his shop order: it counts for the shop's channel.
+        assert_eq!(row(&rows, "store").answers, 1);
+        assert_eq!(row(&rows, "email").answers, 1);
+        assert_eq!(row(&rows, "web").cart_abandonment, Some(0.5));
+        assert_eq!(row(&rows, "store").conversion_rate, Some(1.0));
+
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Side);
+        assert_eq!(row(&rows, "offline").revenue, 30.0);
+        assert_eq!(row(&rows, "online").revenue, 100.0);
+
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Shop);
+        assert_eq!(rows.last().unwrap().key, NONE);
+        assert_eq!(
+            (row(&rows, "paris").orders, row(&rows, "paris").answers),
+            (1, 1)
+        );
+
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Campaign);
+        // Ann's visit, cart and order follow her click; the old SMS reaches nothing.
+        assert_eq!(row(&rows, "nl-w48").orders, 1);
+        assert_eq!(row(&rows, "nl-w48").visitors, 1);
+        assert!(rows.iter().all(|r| r.key != "sms-old"));
+        assert_eq!(row(&rows, NONE).orders, 1);
+
+        let (rows, _) = compute(&input, 0, 10 * DAY, Breakdown::Week);
+        // 1970-01-01 was a Thursday: its week starts on Monday 1969-12-29.
+        assert_eq!(rows[0].key, "1969-12-29");
+        let (rows, _) = compute(&input, 0, 10 * DAY, Breakdown::Month);
+        assert_eq!(rows[0].key, "1970-01");
+        let (rows, _) = compute(&input, 0, 10 * DAY, Breakdown::Day);
+        assert_eq!(row(&rows, "1970-01-04").orders, 1);
+    }
+
+    #[test]
+    fn an_order_sent_for_two_people_counts_once_for_the_earliest() {
+        let order = What::Order {
+            order: 7,
+            value: 20.0,
+        };
+        let input = Input {
+            facts: vec![
+                fact(2, 10, Channel::Web, order),
+                fact(1, 20, Channel::Store, order),
+            ],
+            ..Input::default()
+        };
+        let (rows, total) = compute(&input, 0, DAY, Breakdown::Channel);
+        assert_eq!((total.orders, total.buyers), (1, 1));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].key, "web");
+    }
+}
