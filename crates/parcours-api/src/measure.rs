@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parcours_core::kpi::Breakdown;
+use parcours_core::kpi::{Breakdown, TouchKey};
 use parcours_service::dashboard::DayRange;
 use parcours_service::measure;
 use serde::Deserialize;
@@ -18,13 +18,167 @@ use utoipa_axum::routes;
 use crate::audiences::store;
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
-use crate::openapi::{KpiAnswer, Refusals};
+use crate::openapi::{AttributionAnswer, FunnelAnswer, KpiAnswer, Refusals};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(kpis))
         .routes(routes!(kpis_export))
+        .routes(routes!(attribution))
+        .routes(routes!(attribution_export))
+        .routes(routes!(funnel))
+        .routes(routes!(funnel_export))
+}
+
+fn csv(body: String, name: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A range of days, a touch key and the model's settings.
+#[derive(Debug, Deserialize)]
+struct AttributionParams {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+    lookback: Option<i64>,
+    order: Option<usize>,
+    nulls: Option<bool>,
+}
+
+async fn compute_attribution(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    q: AttributionParams,
+) -> Result<measure::Attribution, ApiError> {
+    let by = match q.by.as_deref() {
+        None | Some("channel") => TouchKey::Channel,
+        Some("campaign") => TouchKey::Campaign,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`by` is channel or campaign",
+            ))
+        }
+    };
+    let query = measure::AttributionQuery::new(
+        by,
+        q.lookback.unwrap_or(30),
+        q.order.unwrap_or(1),
+        q.nulls.unwrap_or(true),
+    )?;
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    blocking(move || {
+        let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
+        Ok(measure::attribution(st.as_ref(), &actor, range, query)?)
+    })
+    .await
+}
+
+/// The range's orders credited to channels or campaigns by every model: first, last, linear,
+/// position-based (40/20/40), time decay (7-day half-life), simplified Shapley and the Markov
+/// removal effect (exact), for conversions and value (definitions in docs/measurement.md).
+#[utoipa::path(get, path = "/measure/attribution", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("by" = Option<String>, Query, pattern = "^(channel|campaign)$", description = "what a touch is (default channel)"), ("lookback" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days before an order its touches count (default 30)"), ("order" = Option<usize>, Query, minimum = 1, maximum = 4, description = "the Markov chain's order (default 1)"), ("nulls" = Option<bool>, Query, description = "count the paths that did not convert in the Markov chain (default true)")), security(("bearer" = [])), responses((status = 200, description = "success", body = AttributionAnswer), Refusals))]
+async fn attribution(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<AttributionParams>,
+) -> Result<Json<Value>, ApiError> {
+    let a = compute_attribution(&state, &caller, q).await?;
+    Ok(Json(json!(a)))
+}
+
+/// The same as `GET /measure/attribution`, as CSV.
+#[utoipa::path(get, path = "/measure/attribution/export", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("by" = Option<String>, Query, pattern = "^(channel|campaign)$", description = "what a touch is (default channel)"), ("lookback" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days before an order its touches count (default 30)"), ("order" = Option<usize>, Query, minimum = 1, maximum = 4, description = "the Markov chain's order (default 1)"), ("nulls" = Option<bool>, Query, description = "count the paths that did not convert in the Markov chain (default true)")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
+async fn attribution_export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<AttributionParams>,
+) -> Result<Response, ApiError> {
+    let a = compute_attribution(&state, &caller, q).await?;
+    let name = format!("attribution-{}-{}", a.from, a.to);
+    Ok(csv(measure::attribution_csv(&a), name))
+}
+
+/// A range of days, the steps, the window and a breakdown.
+#[derive(Debug, Deserialize)]
+struct FunnelParams {
+    from: Option<String>,
+    to: Option<String>,
+    steps: Option<String>,
+    window: Option<i64>,
+    by: Option<String>,
+}
+
+async fn compute_funnel(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    q: FunnelParams,
+) -> Result<measure::Funnel, ApiError> {
+    let by = match q.by.as_deref() {
+        None => measure::FunnelBy::Total,
+        Some(b) => measure::FunnelBy::parse(b).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "`by` is one of total, channel, first_touch, shop",
+            )
+        })?,
+    };
+    let steps: Vec<String> = q
+        .steps
+        .as_deref()
+        .unwrap_or("Product Viewed,Product Added,Checkout Started,Order Completed")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    blocking(move || {
+        let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
+        Ok(measure::funnel(
+            st.as_ref(),
+            &actor,
+            range,
+            &steps,
+            q.window.unwrap_or(7),
+            by,
+        )?)
+    })
+    .await
+}
+
+/// An ordered funnel over the range's events: how many people did each step after the one
+/// before, within the window of their step-1 event, per breakdown group, with the median time
+/// to convert.
+#[utoipa::path(get, path = "/measure/funnel", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("steps" = Option<String>, Query, description = "event names separated by commas, 2 to 32 (`Page Viewed` and `Screen Viewed` for page and screen calls); default Product Viewed,Product Added,Checkout Started,Order Completed"), ("window" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days from step 1 to the last step (default 7)"), ("by" = Option<String>, Query, pattern = "^(total|channel|first_touch|shop)$", description = "the breakdown (default total)")), security(("bearer" = [])), responses((status = 200, description = "success", body = FunnelAnswer), Refusals))]
+async fn funnel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<FunnelParams>,
+) -> Result<Json<Value>, ApiError> {
+    let f = compute_funnel(&state, &caller, q).await?;
+    Ok(Json(json!(f)))
+}
+
+/// The same as `GET /measure/funnel`, as CSV.
+#[utoipa::path(get, path = "/measure/funnel/export", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("steps" = Option<String>, Query, description = "event names separated by commas, 2 to 32"), ("window" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days from step 1 to the last step (default 7)"), ("by" = Option<String>, Query, pattern = "^(total|channel|first_touch|shop)$", description = "the breakdown (default total)")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
+async fn funnel_export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<FunnelParams>,
+) -> Result<Response, ApiError> {
+    let f = compute_funnel(&state, &caller, q).await?;
+    let name = format!("funnel-{}-{}", f.from, f.to);
+    Ok(csv(measure::funnel_csv(&f), name))
 }
 
 /// A range of days and a breakdown.
@@ -85,18 +239,6 @@ async fn kpis_export(
     Query(q): Query<KpiQuery>,
 ) -> Result<Response, ApiError> {
     let k = compute(&state, &caller, q).await?;
-    let name = format!(
-        "attachment; filename=\"kpis-{}-{}-{}.csv\"",
-        k.by.as_str(),
-        k.from,
-        k.to
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, name),
-        ],
-        measure::kpis_csv(&k),
-    )
-        .into_response())
+    let name = format!("kpis-{}-{}-{}", k.by.as_str(), k.from, k.to);
+    Ok(csv(measure::kpis_csv(&k), name))
 }

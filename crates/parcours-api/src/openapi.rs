@@ -309,6 +309,13 @@ fn kpi_row_schema() -> Value {
     json!({"type": "object", "required": required, "properties": properties})
 }
 
+fn funnel_group_schema() -> Value {
+    json!({"type": "object", "required": ["key", "reached", "conversion", "median_seconds_to_convert"], "properties": {
+        "key": {"type": "string"}, "reached": {"type": "array", "items": {"type": "integer"}},
+        "conversion": {"type": "array", "items": {"type": "number"}},
+        "median_seconds_to_convert": {"type": ["number", "null"]}}})
+}
+
 fn quarantine_schema() -> Value {
     json!({"type": "object", "required": ["id", "workspace_id", "source_id", "received_at", "code", "reason", "body", "status", "occurrences", "last_seen", "sources"], "properties": {
         "id": {"type": "integer"}, "workspace_id": {"type": "string"}, "source_id": {"type": "string"},
@@ -419,6 +426,30 @@ json_schema!(
         "rows": {"type": "array", "items": kpi_row_schema()},
         "total": kpi_row_schema(),
         "events_read": {"type": "integer"}, "events_unapplied": {"type": "integer"}}})
+);
+json_schema!(
+    /// Every attribution model's credits (see `GET /measure/attribution`).
+    AttributionAnswer,
+    json!({"type": "object", "required": ["from", "to", "by", "lookback_days", "order", "nulls", "converting_paths", "null_paths", "conversions", "value", "markov_states", "markov_conversion_probability", "rows"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "by": {"type": "string", "enum": ["channel", "campaign"]},
+        "lookback_days": {"type": "integer"}, "order": {"type": "integer"}, "nulls": {"type": "boolean"},
+        "converting_paths": {"type": "integer"}, "null_paths": {"type": "integer"},
+        "conversions": {"type": "number"}, "value": {"type": "number"},
+        "markov_states": {"type": "integer"}, "markov_conversion_probability": {"type": "number"},
+        "rows": {"type": "array", "items": {"type": "object", "required": ["key", "models", "markov_removal_effect"], "properties": {
+            "key": {"type": "string"},
+            "models": {"type": "object", "additionalProperties": {"type": "object", "required": ["conversions", "value"], "properties": {"conversions": {"type": "number"}, "value": {"type": "number"}}}},
+            "markov_removal_effect": {"type": "number"}}}}}})
+);
+json_schema!(
+    /// An ordered funnel (see `GET /measure/funnel`).
+    FunnelAnswer,
+    json!({"type": "object", "required": ["from", "to", "steps", "window_days", "by", "groups", "total"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "steps": {"type": "array", "items": {"type": "string"}}, "window_days": {"type": "integer"},
+        "by": {"type": "string", "enum": ["total", "channel", "first_touch", "shop"]},
+        "groups": {"type": "array", "items": funnel_group_schema()}, "total": funnel_group_schema()}})
 );
 json_schema!(
     /// A page of quarantined events.
@@ -660,6 +691,8 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("ProfileAnswer", ProfileAnswer::json()),
         ("DashboardAnswer", DashboardAnswer::json()),
         ("KpiAnswer", KpiAnswer::json()),
+        ("AttributionAnswer", AttributionAnswer::json()),
+        ("FunnelAnswer", FunnelAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),
         ("TestSentAnswer", TestSentAnswer::json()),

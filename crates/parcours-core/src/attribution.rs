@@ -399,6 +399,40 @@ fn absorb(out: &[Vec<(usize, f64)>], gain: &[f64], removed: &[bool], sweeps: usi
     (x[0], false)
 }
 
+/// Every model over the same paths, by name: first, last, linear, position-based, time decay
+/// (7-day half-life; when the paths carry their times), simplified Shapley and Markov.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EveryModel {
+    pub models: Vec<(&'static str, Credits)>,
+    pub markov: Markov,
+}
+
+/// Runs [`EveryModel`] (the Markov chain of `order`, counting nulls or not).
+pub fn every_model(paths: &[Path], order: usize, with_nulls: bool, timed: bool) -> EveryModel {
+    let mut rules = vec![
+        ("first", Rule::First),
+        ("last", Rule::Last),
+        ("linear", Rule::Linear),
+        ("position_based", Rule::PositionBased),
+    ];
+    if timed {
+        rules.push((
+            "time_decay",
+            Rule::TimeDecay {
+                half_life_ms: HALF_LIFE_MS,
+            },
+        ));
+    }
+    let mut models: Vec<(&'static str, Credits)> = rules
+        .into_iter()
+        .map(|(name, rule)| (name, rule.attribute(paths)))
+        .collect();
+    models.push(("shapley", shapley(paths)));
+    let markov = markov(paths, order, with_nulls);
+    models.push(("markov", markov.credits.clone()));
+    EveryModel { models, markov }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -337,8 +337,9 @@ impl Tally {
 
 /// The facts that count, in (person, time, log) order: each order and each cart once (their
 /// first event), every fact credited to its campaign, answers moved to their order's keys.
-fn credit(input: &Input) -> Vec<Credited> {
-    // An order is its earliest event (time, then log order), whoever it was sent for.
+/// An order is its earliest event (time, then log order), whoever it was sent for: the
+/// `(at, seq)` of each order's.
+fn earliest_orders(input: &Input) -> HashMap<u32, (Millis, i64)> {
     let mut earliest: HashMap<u32, (Millis, i64)> = HashMap::new();
     for f in &input.facts {
         if let What::Order { order, .. } = f.what {
@@ -348,8 +349,19 @@ fn credit(input: &Input) -> Vec<Credited> {
                 .or_insert((f.at, f.seq));
         }
     }
+    earliest
+}
+
+/// The facts in (person, time, log order).
+fn by_person(input: &Input) -> Vec<&Fact> {
     let mut facts: Vec<&Fact> = input.facts.iter().collect();
     facts.sort_by_key(|f| (f.person, f.at, f.seq));
+    facts
+}
+
+fn credit(input: &Input) -> Vec<Credited> {
+    let earliest = earliest_orders(input);
+    let facts = by_person(input);
     let mut out: Vec<Credited> = Vec::with_capacity(facts.len());
     let mut seen_carts: HashSet<(u32, u32)> = HashSet::new();
     let mut touch: Option<(u32, Millis, u32)> = None;
@@ -394,6 +406,117 @@ fn credit(input: &Input) -> Vec<Credited> {
                 c.channel = o.channel;
                 c.shop = o.shop;
                 c.campaign = o.campaign;
+            }
+        }
+    }
+    out
+}
+
+/// What a touch of an attribution path is: the channel of each event, or the campaign it
+/// touches with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TouchKey {
+    Channel,
+    Campaign,
+}
+
+/// The customer paths of the log for attribution: one per order in `from..to` (its
+/// conversion, worth the order's value) and one per person whose last touches in the range
+/// were not followed by an order (a null).
+///
+/// - Every event of a person is a touch (visits, carts, messages delivered to her and the
+///   links she clicked, shop visits, calls, chats), except orders and survey answers; with
+///   [`TouchKey::Campaign`], only campaign touches are, and a path without any is `(none)`.
+/// - An order's path holds the touches of the `lookback` before it since her previous order,
+///   then the order's own channel (or campaign, if it touches with one).
+/// - A touch repeated in a row counts once (a visit's page views are one web touch).
+pub fn paths(
+    input: &Input,
+    from: Millis,
+    to: Millis,
+    by: TouchKey,
+    lookback: Millis,
+) -> Vec<crate::attribution::Path> {
+    use crate::attribution::Path;
+    let earliest = earliest_orders(input);
+    let key = |f: &Fact| -> Option<String> {
+        match by {
+            TouchKey::Channel => Some(f.channel.as_str().to_string()),
+            TouchKey::Campaign => f.touch.map(|c| input.campaigns[c as usize].clone()),
+        }
+    };
+    let path_of = |touches: &[(String, Millis)], since: Millis| -> (Vec<String>, Vec<Millis>) {
+        let (mut channels, mut at): (Vec<String>, Vec<Millis>) = (Vec::new(), Vec::new());
+        for (k, t) in touches.iter().filter(|(_, t)| *t >= since) {
+            if channels.last() != Some(k) {
+                channels.push(k.clone());
+                at.push(*t);
+            }
+        }
+        if channels.is_empty() && by == TouchKey::Campaign {
+            channels.push(NONE.to_string());
+            at.push(since);
+        }
+        (channels, at)
+    };
+    let mut out = Vec::new();
+    let facts = by_person(input);
+    let mut i = 0;
+    while i < facts.len() {
+        let person = facts[i].person;
+        let mut touches: Vec<(String, Millis)> = Vec::new();
+        // Her last event in the range since her last order.
+        let mut seen_since_order: Option<Millis> = None;
+        while i < facts.len() && facts[i].person == person {
+            let f = facts[i];
+            i += 1;
+            match f.what {
+                What::Order { order, value } => {
+                    if earliest.get(&order) != Some(&(f.at, f.seq)) {
+                        continue;
+                    }
+                    if (from..to).contains(&f.at) {
+                        if let Some(k) = key(f) {
+                            touches.push((k, f.at));
+                        }
+                        let (channels, at) = path_of(&touches, f.at - lookback);
+                        out.push(Path {
+                            channels,
+                            at,
+                            conversions: 1.0,
+                            value,
+                            nulls: 0.0,
+                            converted_at: Some(f.at),
+                        });
+                    }
+                    touches.clear();
+                    seen_since_order = None;
+                }
+                What::Answer { .. } => {}
+                What::Visit | What::Cart { .. } | What::Other => {
+                    if let Some(k) = key(f) {
+                        touches.push((k, f.at));
+                    }
+                    if (from..to).contains(&f.at) {
+                        seen_since_order = Some(f.at);
+                    }
+                }
+            }
+        }
+        if let Some(last) = seen_since_order {
+            // Her touches up to the end of the range, the lookback before her last event.
+            touches.retain(|(_, t)| *t <= last);
+            let (channels, at) = path_of(&touches, last - lookback);
+            if !channels.is_empty() {
+                out.push(Path {
+                    channels,
+                    at,
+                    conversions: 0.0,
+                    value: 0.0,
+                    nulls: 1.0,
+                    converted_at: None,
+                });
             }
         }
     }
@@ -574,6 +697,38 @@ mod tests {
         assert_eq!(rows[0].key, "1970-01");
         let (rows, _) = compute(&input, 0, 10 * DAY, Breakdown::Day);
         assert_eq!(row(&rows, "1970-01-04").orders, 1);
+    }
+
+    #[test]
+    fn paths_run_from_touches_to_each_order_and_end_in_nulls() {
+        let input = input();
+        let paths = paths(&input, 2 * DAY, 4 * DAY, TouchKey::Channel, 30 * DAY);
+        let shown: Vec<(String, f64, f64)> = paths
+            .iter()
+            .map(|p| (p.channels.join(" > "), p.conversions, p.nulls))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                // Ann: her first order, before the range, cut the path; the repeated web
+                // touches count once.
+                ("email > web".to_string(), 1.0, 0.0),
+                // Bob: a web cart, then the shop order.
+                ("web > store".to_string(), 1.0, 0.0),
+                // Cleo never ordered: a null path (her answer is not a touch), and her SMS
+                // 40 days before is beyond a 30-day lookback.
+                ("ios".to_string(), 0.0, 1.0),
+            ]
+        );
+        let long = super::paths(&input, 2 * DAY, 4 * DAY, TouchKey::Channel, 60 * DAY);
+        assert_eq!(long[2].channels, ["sms", "ios"]);
+        assert_eq!(paths[0].value, 100.0);
+        assert_eq!(paths[0].converted_at, Some(2 * DAY + 3 * H));
+        assert_eq!(paths[0].at.len(), 2);
+
+        let by_campaign = super::paths(&input, 2 * DAY, 4 * DAY, TouchKey::Campaign, 30 * DAY);
+        let shown: Vec<String> = by_campaign.iter().map(|p| p.channels.join(" > ")).collect();
+        assert_eq!(shown, ["nl-w48", NONE, NONE]);
     }
 
     #[test]

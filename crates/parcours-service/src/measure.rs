@@ -18,10 +18,11 @@
 //! - a campaign touch is `context.campaign.name` on any event, or `properties.campaign_id` on
 //!   an event whose name ends in `Clicked` (an email or text message link).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use parcours_core::kpi::{self, Breakdown, Fact, Input, Row, What};
+use parcours_core::kpi::{self, Breakdown, Fact, Input, Row, TouchKey, What};
 use parcours_core::spec::EventType;
+use parcours_core::{attribution, funnel};
 use parcours_store::tallies::start_of_day;
 use parcours_store::{Store, StoredEvent};
 use serde::Serialize;
@@ -72,6 +73,357 @@ pub fn kpis(
     })
 }
 
+/// The longest lookback of attribution and conversion window of a funnel, in days.
+pub const MAX_WINDOW_DAYS: i64 = 90;
+/// The highest order of the Markov chain the API runs.
+pub const MAX_ORDER: usize = 4;
+
+/// How attribution reads the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributionQuery {
+    pub by: TouchKey,
+    pub lookback_days: i64,
+    pub order: usize,
+    pub nulls: bool,
+}
+
+impl AttributionQuery {
+    /// `invalid_parameter` for a lookback or an order out of range.
+    pub fn new(
+        by: TouchKey,
+        lookback_days: i64,
+        order: usize,
+        nulls: bool,
+    ) -> Result<Self, ServiceError> {
+        if !(1..=MAX_WINDOW_DAYS).contains(&lookback_days) {
+            return Err(ServiceError::invalid(
+                "invalid_parameter",
+                format!("`lookback` is 1 to {MAX_WINDOW_DAYS} days, not {lookback_days}"),
+            ));
+        }
+        if !(1..=MAX_ORDER).contains(&order) {
+            return Err(ServiceError::invalid(
+                "invalid_parameter",
+                format!("`order` is 1 to {MAX_ORDER}, not {order}"),
+            ));
+        }
+        Ok(Self {
+            by,
+            lookback_days,
+            order,
+            nulls,
+        })
+    }
+}
+
+/// What one model credits to one channel or campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Credit {
+    pub conversions: f64,
+    pub value: f64,
+}
+
+/// One channel or campaign under every model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributionRow {
+    pub key: String,
+    /// By model: first, last, linear, position_based, time_decay, shapley, markov.
+    pub models: BTreeMap<&'static str, Credit>,
+    pub markov_removal_effect: f64,
+}
+
+/// Attribution of a range's orders.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attribution {
+    pub from: String,
+    pub to: String,
+    pub by: TouchKey,
+    pub lookback_days: i64,
+    pub order: usize,
+    pub nulls: bool,
+    /// Paths that converted (one per order) and that did not.
+    pub converting_paths: u64,
+    pub null_paths: u64,
+    pub conversions: f64,
+    pub value: f64,
+    pub markov_states: usize,
+    pub markov_conversion_probability: f64,
+    pub rows: Vec<AttributionRow>,
+}
+
+/// Every attribution model over the paths of the actor's workspace (see
+/// [`parcours_core::kpi::paths`]). `attribution_unsettled` when the Markov chain does not
+/// settle within its budget.
+pub fn attribution(
+    store: &dyn Store,
+    actor: &Actor,
+    range: DayRange,
+    q: AttributionQuery,
+) -> Result<Attribution, ServiceError> {
+    let read = read_log(store, &actor.workspace)?;
+    let paths = kpi::paths(
+        &read.input,
+        start_of_day(range.from),
+        start_of_day(range.to + 1),
+        q.by,
+        q.lookback_days * 86_400_000,
+    );
+    let every = attribution::every_model(&paths, q.order, q.nulls, true);
+    if !every.markov.settled {
+        return Err(ServiceError::invalid(
+            "attribution_unsettled",
+            format!(
+                "the Markov chain of order {} ({} states) did not settle within its budget: \
+                 shorten the lookback or lower the order",
+                q.order, every.markov.states
+            ),
+        ));
+    }
+    let keys: BTreeSet<&String> = every.models.iter().flat_map(|(_, c)| c.keys()).collect();
+    let rows = keys
+        .into_iter()
+        .map(|k| AttributionRow {
+            key: k.clone(),
+            models: every
+                .models
+                .iter()
+                .map(|(name, credits)| {
+                    let c = credits.get(k).copied().unwrap_or_default();
+                    (
+                        *name,
+                        Credit {
+                            conversions: c.conversions,
+                            value: c.value,
+                        },
+                    )
+                })
+                .collect(),
+            markov_removal_effect: every.markov.removal_effects.get(k).copied().unwrap_or(0.0),
+        })
+        .collect();
+    Ok(Attribution {
+        from: date(range.from),
+        to: date(range.to),
+        by: q.by,
+        lookback_days: q.lookback_days,
+        order: q.order,
+        nulls: q.nulls,
+        converting_paths: paths.iter().filter(|p| p.conversions > 0.0).count() as u64,
+        null_paths: paths.iter().filter(|p| p.nulls > 0.0).count() as u64,
+        conversions: paths.iter().map(|p| p.conversions).sum(),
+        value: paths.iter().map(|p| p.value).sum(),
+        markov_states: every.markov.states,
+        markov_conversion_probability: every.markov.conversion_probability,
+        rows,
+    })
+}
+
+/// Attribution as CSV: per key, each model's conversions, then each model's value, then the
+/// Markov removal effect.
+pub fn attribution_csv(a: &Attribution) -> String {
+    let names: Vec<&str> = a
+        .rows
+        .first()
+        .map(|r| r.models.keys().copied().collect())
+        .unwrap_or_default();
+    let mut header = vec!["key".to_string()];
+    header.extend(names.iter().map(|n| format!("{n}_conversions")));
+    header.extend(names.iter().map(|n| format!("{n}_value")));
+    header.push("markov_removal_effect".into());
+    let mut out = header.join(",");
+    out.push('\n');
+    for r in &a.rows {
+        let mut line = vec![csv_field(&r.key)];
+        line.extend(
+            names
+                .iter()
+                .map(|n| format!("{:.6}", r.models[n].conversions)),
+        );
+        line.extend(names.iter().map(|n| format!("{:.6}", r.models[n].value)));
+        line.push(format!("{:.6}", r.markov_removal_effect));
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// How a funnel's people are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunnelBy {
+    Total,
+    /// The channel of her first step-1 event in the range.
+    Channel,
+    /// The channel of her first event ever.
+    FirstTouch,
+    /// The shop of her first order or cart with one.
+    Shop,
+}
+
+impl FunnelBy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "total" => FunnelBy::Total,
+            "channel" => FunnelBy::Channel,
+            "first_touch" => FunnelBy::FirstTouch,
+            "shop" => FunnelBy::Shop,
+            _ => return None,
+        })
+    }
+}
+
+/// One group of a funnel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunnelGroup {
+    pub key: String,
+    /// People who reached each step.
+    pub reached: Vec<u64>,
+    /// The share of step 1 that reached each step.
+    pub conversion: Vec<f64>,
+    /// The median time from step 1 to the last step of those who finished, in seconds.
+    pub median_seconds_to_convert: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Funnel {
+    pub from: String,
+    pub to: String,
+    pub steps: Vec<String>,
+    pub window_days: i64,
+    pub by: FunnelBy,
+    pub groups: Vec<FunnelGroup>,
+    pub total: FunnelGroup,
+}
+
+/// An ordered funnel of event names (`Page Viewed` and `Screen Viewed` for page and screen
+/// calls) over the events of the range, each step within `window_days` of the step-1 event
+/// that started the attempt (see [`parcours_core::funnel`]).
+pub fn funnel(
+    store: &dyn Store,
+    actor: &Actor,
+    range: DayRange,
+    steps: &[String],
+    window_days: i64,
+    by: FunnelBy,
+) -> Result<Funnel, ServiceError> {
+    if steps.len() < 2 || steps.len() > funnel::MAX_STEPS || steps.iter().any(|s| s.is_empty()) {
+        return Err(ServiceError::invalid(
+            "invalid_parameter",
+            format!(
+                "a funnel has 2 to {} steps, each an event name, separated by commas",
+                funnel::MAX_STEPS
+            ),
+        ));
+    }
+    if !(1..=MAX_WINDOW_DAYS).contains(&window_days) {
+        return Err(ServiceError::invalid(
+            "invalid_parameter",
+            format!("`window` is 1 to {MAX_WINDOW_DAYS} days, not {window_days}"),
+        ));
+    }
+    let read = read_log(store, &actor.workspace)?;
+    let (from, to) = (start_of_day(range.from), start_of_day(range.to + 1));
+    // The steps each event name matches (a name may be two steps).
+    let bits: Vec<u64> = read
+        .event_names
+        .iter()
+        .map(|n| {
+            steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| *s == n)
+                .fold(0, |b, (k, _)| b | (1 << k))
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..read.input.facts.len()).collect();
+    order.sort_by_key(|&i| (read.input.facts[i].at, read.input.facts[i].seq));
+    // Each person's group.
+    let mut group: Vec<Option<String>> = vec![None; read.people];
+    for &i in &order {
+        let f = &read.input.facts[i];
+        let slot = &mut group[f.person as usize];
+        if slot.is_some() {
+            continue;
+        }
+        *slot = match by {
+            FunnelBy::Total => Some("all".into()),
+            FunnelBy::FirstTouch => Some(f.channel.as_str().into()),
+            FunnelBy::Channel => read.names[i]
+                .filter(|n| bits[*n as usize] & 1 == 1 && (from..to).contains(&f.at))
+                .map(|_| f.channel.as_str().into()),
+            FunnelBy::Shop => f.shop.map(|s| read.input.shops[s as usize].clone()),
+        };
+    }
+    let touches = order.iter().filter_map(|&i| {
+        let f = &read.input.facts[i];
+        let steps = bits[read.names[i]? as usize];
+        ((from..to).contains(&f.at) && steps != 0).then_some(funnel::Touch {
+            person: f.person,
+            at: f.at,
+            steps,
+        })
+    });
+    let window = window_days * 86_400_000;
+    let touches: Vec<funnel::Touch> = touches.collect();
+    let groups = funnel::run(
+        steps.len(),
+        window,
+        read.people,
+        touches.iter().copied(),
+        |p| {
+            group[p as usize]
+                .clone()
+                .unwrap_or_else(|| kpi::NONE.to_string())
+        },
+    );
+    let total = funnel::run(steps.len(), window, read.people, touches, |_| ());
+    let show = |key: String, c: &funnel::Counts| FunnelGroup {
+        key,
+        conversion: c.conversion(),
+        median_seconds_to_convert: c.median_time_to_convert().map(|ms| ms as f64 / 1000.0),
+        reached: c.reached.clone(),
+    };
+    let mut groups: Vec<FunnelGroup> = groups.iter().map(|(k, c)| show(k.clone(), c)).collect();
+    groups.sort_by_key(|g| g.key == kpi::NONE);
+    let empty = funnel::Counts {
+        reached: vec![0; steps.len()],
+        times_to_convert: Vec::new(),
+    };
+    Ok(Funnel {
+        from: date(range.from),
+        to: date(range.to),
+        steps: steps.to_vec(),
+        window_days,
+        by,
+        groups,
+        total: show("all".into(), total.get(&()).unwrap_or(&empty)),
+    })
+}
+
+/// A funnel as CSV: per group, the people at each step, then the median time to convert.
+pub fn funnel_csv(f: &Funnel) -> String {
+    let mut header = vec!["key".to_string()];
+    header.extend(f.steps.iter().map(|s| csv_field(s)));
+    header.push("median_seconds_to_convert".into());
+    let mut out = header.join(",");
+    out.push('\n');
+    let total = FunnelGroup {
+        key: "total".into(),
+        ..f.total.clone()
+    };
+    for g in f.groups.iter().chain([&total]) {
+        let mut line = vec![csv_field(&g.key)];
+        line.extend(g.reached.iter().map(u64::to_string));
+        line.push(
+            g.median_seconds_to_convert
+                .map_or_else(String::new, |s| format!("{s:.0}")),
+        );
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 /// The KPIs as CSV: a header, the rows, then the total (keyed `total`).
 pub fn kpis_csv(k: &Kpis) -> String {
     let mut out = kpi::Row::COLUMNS.join(",");
@@ -106,6 +458,14 @@ fn csv_field(f: &str) -> String {
 /// The log of a workspace as KPI facts.
 pub struct Read {
     pub input: Input,
+    /// The name of each fact's event (`Page Viewed` and `Screen Viewed` for page and screen
+    /// calls; `None` for identify, group and alias calls): an index into `event_names`.
+    pub names: Vec<Option<u32>>,
+    pub event_names: Vec<String>,
+    /// Each order's id, by the index its facts carry.
+    pub order_ids: Vec<String>,
+    /// How many people the facts name (`0..people`).
+    pub people: usize,
     pub events: u64,
     pub unapplied: u64,
 }
@@ -131,14 +491,15 @@ impl Names {
 
 /// Reads the workspace's log into facts, each event tied to its live profile.
 pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError> {
-    let owners = owners(store, workspace)?;
-    let (mut shops, mut campaigns, mut orders, mut carts) = (
+    let (owners, people) = owners(store, workspace)?;
+    let (mut shops, mut campaigns, mut orders, mut carts, mut event_names) = (
+        Names::default(),
         Names::default(),
         Names::default(),
         Names::default(),
         Names::default(),
     );
-    let (mut facts, mut events, mut unapplied) = (Vec::new(), 0u64, 0u64);
+    let (mut facts, mut names, mut events, mut unapplied) = (Vec::new(), Vec::new(), 0u64, 0u64);
     let mut after = 0;
     loop {
         let page = store.workspace_events(workspace, after, PAGE)?;
@@ -156,6 +517,13 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
                 person,
                 [&mut shops, &mut campaigns, &mut orders, &mut carts],
             ));
+            let name = match e.kind {
+                EventType::Track => e.event.as_deref(),
+                EventType::Page => Some("Page Viewed"),
+                EventType::Screen => Some("Screen Viewed"),
+                _ => None,
+            };
+            names.push(name.map(|n| event_names.of(n)));
         }
         match page.last() {
             Some(last) if page.len() == PAGE => after = last.seq,
@@ -168,6 +536,10 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
             shops: shops.names,
             campaigns: campaigns.names,
         },
+        names,
+        event_names: event_names.names,
+        order_ids: orders.names,
+        people,
         events,
         unapplied,
     })
@@ -249,7 +621,7 @@ fn fact(e: &StoredEvent, person: u32, [shops, campaigns, orders, carts]: [&mut N
 }
 
 /// The live profile of every event applied to one (as a number per profile).
-fn owners(store: &dyn Store, workspace: &str) -> Result<HashMap<i64, u32>, ServiceError> {
+fn owners(store: &dyn Store, workspace: &str) -> Result<(HashMap<i64, u32>, usize), ServiceError> {
     // Merged profiles, to follow to the live one.
     let mut parent: HashMap<String, String> = HashMap::new();
     let mut position = String::new();
@@ -297,7 +669,7 @@ fn owners(store: &dyn Store, workspace: &str) -> Result<HashMap<i64, u32>, Servi
         }
         position = next;
     }
-    Ok(owners)
+    Ok((owners, people.names.len()))
 }
 
 #[cfg(test)]
