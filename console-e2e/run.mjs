@@ -129,6 +129,25 @@ try {
   await page.waitForURL(/from=2026-11-20/);
   check((await page.getByRole('alert').innerText()).includes('after it ends'), 'a range that ends before it starts is refused with its reason');
 
+  // Measurement: the demo's KPIs, sales per attribution model, the purchase funnel.
+  await page.getByRole('link', { name: 'Measurement' }).click();
+  await page.waitForURL(/\/console\/measure/);
+  await page.waitForSelector('#chart-funnel[data-drawn="true"] svg');
+  const measured = await page.locator('#measure .chart[data-drawn="true"] svg').count();
+  check(measured === 3, `the Measurement page draws its three charts (${measured})`);
+  const orders = Number((await page.locator('#kpi-orders').innerText()).replace(/[^0-9]/g, ''));
+  check(orders > 0, `it counts the demo's orders (${orders})`);
+  const kpiRows = await page.locator('#table-kpis tbody tr').count();
+  check(kpiRows >= 4, `KPIs per channel (${kpiRows} channels)`);
+  check((await page.locator('#table-funnel tbody tr').count()) === 4, 'the funnel has its four steps');
+  await shot(page, 'measure');
+  await accessible(page, 'measure');
+  await page.getByLabel('Break down by').selectOption('shop');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/by=shop/);
+  const shops = await page.locator('#table-kpis tbody th').allInnerTexts();
+  check(shops.some((s) => s.startsWith('store_')) && shops.includes('(none)'), `broken down by shop: ${shops.join(', ')}`);
+
   await page.goto(`${BASE}/console/customers`);
   await shot(page, 'customers');
   await accessible(page, 'customers');

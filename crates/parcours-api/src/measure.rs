@@ -134,13 +134,15 @@ async fn compute_funnel(
             )
         })?,
     };
-    let steps: Vec<String> = q
-        .steps
-        .as_deref()
-        .unwrap_or("Product Viewed,Product Added,Checkout Started,Order Completed")
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let steps: Vec<String> = q.steps.as_deref().map_or_else(
+        || {
+            measure::DEFAULT_FUNNEL
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        },
+        |steps| steps.split(',').map(|s| s.trim().to_string()).collect(),
+    );
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
     blocking(move || {
         let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;

@@ -477,6 +477,7 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
         assert_eq!(r.json()["code"], code, "{query}: {}", r.json());
     }
     attribution_and_funnels(&client, token, &dir, workspace, &whole, &channel).await;
+    console_page(&client, token, &whole, &channel).await;
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -644,4 +645,101 @@ fn range_ms(range: &str) -> (i64, i64) {
     let from = day(parts.next().unwrap());
     let to = day(parts.next().unwrap()) + DAY;
     (from, to)
+}
+
+/// A count as the English console writes it: `12,345`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The console's Measurement page shows the API's figures, in English and in French.
+async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
+    let r = client
+        .request(
+            "POST".parse().unwrap(),
+            "/console/sign-in",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("token={token}&next=/console/measure"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 303);
+    let cookie = r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |path: String| {
+        let cookie = cookie.clone();
+        async move {
+            let r = client
+                .request("GET".parse().unwrap(), &path, &[("cookie", &cookie)], "")
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{path}");
+            String::from_utf8(r.body.to_vec()).unwrap()
+        }
+    };
+    let html = page(format!("/console/measure?{range}&by=channel")).await;
+    let orders = kpis["total"]["orders"].as_u64().unwrap();
+    assert!(
+        html.contains(&format!("id=\"kpi-orders\">{}</dd>", grouped(orders))),
+        "{html}"
+    );
+    for id in ["table-kpis", "table-attribution", "table-funnel", "chart-kpis", "funnel-median"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "no {id}");
+    }
+    assert!(!html.contains("??missing??"));
+    // Each channel's orders, in its row of the table.
+    let web = kpis["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "web")
+        .unwrap();
+    let row = html.split("<th scope=\"row\">Web</th>").nth(1).unwrap();
+    let cells: Vec<&str> = row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .take(3)
+        .map(|c| c.split('<').next().unwrap())
+        .collect();
+    assert_eq!(cells[2], grouped(web["orders"].as_u64().unwrap()), "{row}");
+
+    // In French; a breakdown it does not offer shows channels; a bad range says why.
+    let r = client
+        .request(
+            "GET".parse().unwrap(),
+            "/console/lang?to=fr&back=/console/measure",
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await
+        .unwrap();
+    let lang = r.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap();
+    let both = format!("{cookie}; {lang}");
+    let r = client
+        .request(
+            "GET".parse().unwrap(),
+            &format!("/console/measure?{range}&by=shop"),
+            &[("cookie", &both)],
+            "",
+        )
+        .await
+        .unwrap();
+    let fr = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(fr.contains("<h1>Mesure</h1>") && !fr.contains("??missing??"), "{fr}");
+    let html = page("/console/measure?by=colour&from=2026-12-01&to=2026-01-01".into()).await;
+    assert!(html.contains("role=\"alert\"") && html.contains("after it ends"), "{html}");
+    assert!(html.contains("<option value=\"channel\" selected>"), "{html}");
 }

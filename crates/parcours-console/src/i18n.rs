@@ -425,6 +425,45 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("ch_ads", "Ads", "Publicité"),
     ("ch_server", "Server", "Serveur"),
     ("ch_push", "Push", "Notification push"),
+    ("measure", "Measurement", "Mesure"),
+    ("m_by", "Break down by", "Détailler par"),
+    ("m_by_channel", "Channel", "Canal"),
+    ("m_by_side", "Online or offline", "En ligne ou hors ligne"),
+    ("m_by_shop", "Shop", "Magasin"),
+    ("m_by_campaign", "Campaign", "Campagne"),
+    ("m_by_week", "Week", "Semaine"),
+    ("m_by_month", "Month", "Mois"),
+    ("m_help", "Read from the event log, each event under the unified customer it belongs to. Every definition and denominator is in docs/measurement.md; the same figures come from GET /api/v1/measure/kpis, /attribution and /funnel, and as CSV.", "Lus dans le journal des événements, chaque événement rattaché au client unifié auquel il appartient. Chaque définition et chaque dénominateur sont dans docs/measurement.md ; les mêmes chiffres sont servis par GET /api/v1/measure/kpis, /attribution et /funnel, et en CSV."),
+    ("m_kpis", "Key figures", "Indicateurs clés"),
+    ("m_key", "Group", "Groupe"),
+    ("m_visitors", "Visitors", "Visiteurs"),
+    ("m_buyers", "Buyers", "Acheteurs"),
+    ("m_orders", "Orders", "Commandes"),
+    ("m_revenue", "Revenue", "Chiffre d'affaires"),
+    ("m_aov", "Average order value", "Panier moyen"),
+    ("m_conversion", "Conversion (buyers ÷ visitors)", "Conversion (acheteurs ÷ visiteurs)"),
+    ("m_repeat", "Repeat purchase rate", "Taux de réachat"),
+    ("m_frequency", "Orders per buyer", "Commandes par acheteur"),
+    ("m_new", "New customers", "Nouveaux clients"),
+    ("m_abandonment", "Cart abandonment", "Abandon de panier"),
+    ("m_nps", "NPS", "NPS"),
+    ("m_answers", "Survey answers", "Réponses à l'enquête"),
+    ("m_export", "Download as CSV", "Télécharger en CSV"),
+    ("m_attribution", "Sales by channel, per attribution model", "Ventes par canal, selon le modèle d'attribution"),
+    ("m_attribution_help", "Each order credited to the channels of the 30 days before it, its own included. Models: first and last touch, linear, position-based (40/20/40), time decay (7-day half-life), Shapley, Markov removal effect.", "Chaque commande attribuée aux canaux des 30 jours qui la précèdent, le sien compris. Modèles : premier et dernier contact, linéaire, en U (40/20/40), dégressif (demi-vie 7 jours), Shapley, effet de retrait de Markov."),
+    ("m_channel", "Channel", "Canal"),
+    ("m_funnel", "Purchase funnel (7-day window)", "Tunnel d'achat (fenêtre de 7 jours)"),
+    ("m_step", "Step", "Étape"),
+    ("m_people", "People", "Personnes"),
+    ("m_share", "Share of step 1", "Part de l'étape 1"),
+    ("m_median", "Median time from first to last step", "Temps médian de la première à la dernière étape"),
+    ("m_model_first", "First touch", "Premier contact"),
+    ("m_model_last", "Last touch", "Dernier contact"),
+    ("m_model_linear", "Linear", "Linéaire"),
+    ("m_model_position_based", "Position-based", "En U"),
+    ("m_model_time_decay", "Time decay", "Dégressif"),
+    ("m_model_shapley", "Shapley", "Shapley"),
+    ("m_model_markov", "Markov", "Markov"),
 ];
 
 /// What a page needs to speak the user's language.
@@ -487,6 +526,39 @@ impl Tr {
             t.hour(),
             t.minute()
         )
+    }
+
+    /// A number with `places` decimals, grouped as [`Tr::number`] groups: `1,234.50` /
+    /// `1 234,50`.
+    pub fn decimal(&self, v: f64, places: usize) -> String {
+        if !v.is_finite() {
+            return String::new();
+        }
+        let text = format!("{:.places$}", v.abs());
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let mut out = if v < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+            "−".to_string()
+        } else {
+            String::new()
+        };
+        out.push_str(&self.number(whole.parse().unwrap_or(0)));
+        if !fraction.is_empty() {
+            out.push(match self.lang {
+                Lang::En => '.',
+                Lang::Fr => ',',
+            });
+            out.push_str(fraction);
+        }
+        out
+    }
+
+    /// A ratio as a percentage with one decimal: `62.5%` / `62,5 %`.
+    pub fn percent(&self, ratio: f64) -> String {
+        let n = self.decimal(ratio * 100.0, 1);
+        match self.lang {
+            Lang::En => format!("{n}%"),
+            Lang::Fr => format!("{n}\u{202f}%"),
+        }
     }
 
     /// A count with the language's thousands separator: `12,345` / `12 345` (a narrow
@@ -552,6 +624,18 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "keys without strings: {missing:?}");
+    }
+
+    #[test]
+    fn decimals_and_percentages_in_each_language() {
+        let (en, fr) = (Tr { lang: Lang::En }, Tr { lang: Lang::Fr });
+        assert_eq!(en.decimal(1234.5, 2), "1,234.50");
+        assert_eq!(fr.decimal(1234.5, 2), "1\u{202f}234,50");
+        assert_eq!(en.decimal(-12.26, 1), "−12.3");
+        assert_eq!(en.decimal(-0.01, 1), "0.0");
+        assert_eq!(en.decimal(f64::NAN, 1), "");
+        assert_eq!(en.percent(0.625), "62.5%");
+        assert_eq!(fr.percent(0.625), "62,5\u{202f}%");
     }
 
     #[test]

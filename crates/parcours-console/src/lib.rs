@@ -14,6 +14,7 @@ mod commerce;
 mod dashboard;
 mod i18n;
 mod journeys;
+mod measure;
 mod messages;
 mod pages;
 mod quality;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/lang", get(pages::set_lang))
         .route("/console/workspace", post(pages::switch_workspace))
         .route("/console/dashboard", get(dashboard::page))
+        .route("/console/measure", get(measure::page))
         .route("/console/customers", get(pages::customers))
         .route("/console/customers/{id}", get(pages::customer))
         .route("/console/customers/{id}/timeline", get(pages::timeline))

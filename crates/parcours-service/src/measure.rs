@@ -56,13 +56,18 @@ pub fn kpis(
     by: Breakdown,
 ) -> Result<Kpis, ServiceError> {
     let read = read_log(store, &actor.workspace)?;
+    Ok(kpis_of(&read, range, by))
+}
+
+/// [`kpis`] over a log already read.
+pub fn kpis_of(read: &Read, range: DayRange, by: Breakdown) -> Kpis {
     let (rows, total) = kpi::compute(
         &read.input,
         start_of_day(range.from),
         start_of_day(range.to + 1),
         by,
     );
-    Ok(Kpis {
+    Kpis {
         from: date(range.from),
         to: date(range.to),
         by,
@@ -70,8 +75,37 @@ pub fn kpis(
         total,
         events_read: read.events,
         events_unapplied: read.unapplied,
-    })
+    }
 }
+
+/// What the console's Measurement page shows, from one reading of the log: the KPIs broken
+/// down `by`, attribution per channel (30-day lookback, first order, nulls counted) and the
+/// default funnel (7-day window).
+pub fn overview(
+    store: &dyn Store,
+    actor: &Actor,
+    range: DayRange,
+    by: Breakdown,
+) -> Result<(Kpis, Attribution, Funnel), ServiceError> {
+    let read = read_log(store, &actor.workspace)?;
+    let kpis = kpis_of(&read, range, by);
+    let attribution = attribution_of(
+        &read,
+        range,
+        AttributionQuery::new(TouchKey::Channel, 30, 1, true)?,
+    )?;
+    let steps: Vec<String> = DEFAULT_FUNNEL.iter().map(|s| s.to_string()).collect();
+    let funnel = funnel_of(&read, range, &steps, 7, FunnelBy::Total)?;
+    Ok((kpis, attribution, funnel))
+}
+
+/// The funnel an online shop watches: viewed, added to cart, checked out, ordered.
+pub const DEFAULT_FUNNEL: [&str; 4] = [
+    "Product Viewed",
+    "Product Added",
+    "Checkout Started",
+    "Order Completed",
+];
 
 /// The longest lookback of attribution and conversion window of a funnel, in days.
 pub const MAX_WINDOW_DAYS: i64 = 90;
@@ -161,6 +195,15 @@ pub fn attribution(
     q: AttributionQuery,
 ) -> Result<Attribution, ServiceError> {
     let read = read_log(store, &actor.workspace)?;
+    attribution_of(&read, range, q)
+}
+
+/// [`attribution`] over a log already read.
+pub fn attribution_of(
+    read: &Read,
+    range: DayRange,
+    q: AttributionQuery,
+) -> Result<Attribution, ServiceError> {
     let paths = kpi::paths(
         &read.input,
         start_of_day(range.from),
@@ -306,6 +349,12 @@ pub fn funnel(
     window_days: i64,
     by: FunnelBy,
 ) -> Result<Funnel, ServiceError> {
+    check_funnel(steps, window_days)?;
+    let read = read_log(store, &actor.workspace)?;
+    funnel_of(&read, range, steps, window_days, by)
+}
+
+fn check_funnel(steps: &[String], window_days: i64) -> Result<(), ServiceError> {
     if steps.len() < 2 || steps.len() > funnel::MAX_STEPS || steps.iter().any(|s| s.is_empty()) {
         return Err(ServiceError::invalid(
             "invalid_parameter",
@@ -321,7 +370,18 @@ pub fn funnel(
             format!("`window` is 1 to {MAX_WINDOW_DAYS} days, not {window_days}"),
         ));
     }
-    let read = read_log(store, &actor.workspace)?;
+    Ok(())
+}
+
+/// [`funnel`] over a log already read.
+pub fn funnel_of(
+    read: &Read,
+    range: DayRange,
+    steps: &[String],
+    window_days: i64,
+    by: FunnelBy,
+) -> Result<Funnel, ServiceError> {
+    check_funnel(steps, window_days)?;
     let (from, to) = (start_of_day(range.from), start_of_day(range.to + 1));
     // The steps each event name matches (a name may be two steps).
     let bits: Vec<u64> = read

@@ -1,0 +1,249 @@
+//! Measurement: the commerce KPIs of a date range broken down by channel, shop, campaign or
+//! period, sales by channel under every attribution model, and the purchase funnel (ECharts,
+//! with every figure in a table too), read from the event log.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use parcours_api::AppState;
+use parcours_core::kpi::{Breakdown, Row};
+use parcours_service::dashboard::{self, DayRange};
+use parcours_service::measure;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::dashboard::{KeyRow, Total};
+use crate::pages::{blocking, render, service_problem, Chrome, Session};
+use crate::Tr;
+
+/// The breakdowns offered, with their labels.
+const BREAKDOWNS: [(Breakdown, &str); 6] = [
+    (Breakdown::Channel, "m_by_channel"),
+    (Breakdown::Side, "m_by_side"),
+    (Breakdown::Shop, "m_by_shop"),
+    (Breakdown::Campaign, "m_by_campaign"),
+    (Breakdown::Week, "m_by_week"),
+    (Breakdown::Month, "m_by_month"),
+];
+
+/// The models in the order the table shows them.
+const MODELS: [&str; 7] = [
+    "first",
+    "last",
+    "linear",
+    "position_based",
+    "time_decay",
+    "shapley",
+    "markov",
+];
+
+pub(crate) struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "measure.html")]
+struct Page {
+    c: Chrome,
+    from: String,
+    to: String,
+    error: Option<String>,
+    choices: Vec<Choice>,
+    /// The query of the CSV export link.
+    export: String,
+    totals: Vec<Total>,
+    /// What the charts draw, as JSON (read by `measure.js`).
+    chart: String,
+    kpis: Vec<KeyRow>,
+    models: Vec<&'static str>,
+    attribution: Vec<KeyRow>,
+    funnel: Vec<KeyRow>,
+    median: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MeasureQuery {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+}
+
+/// A rate as a percentage, a dash when undefined.
+fn rate(tr: Tr, r: Option<f64>) -> String {
+    r.map_or_else(|| "–".into(), |r| tr.percent(r))
+}
+
+fn kpi_values(tr: Tr, r: &Row) -> Vec<String> {
+    vec![
+        tr.number(r.visitors),
+        tr.number(r.buyers),
+        tr.number(r.orders),
+        tr.decimal(r.revenue, 2),
+        r.average_order_value
+            .map_or_else(|| "–".into(), |v| tr.decimal(v, 2)),
+        rate(tr, r.conversion_rate),
+        rate(tr, r.repeat_purchase_rate),
+        tr.number(r.new_customers),
+        rate(tr, r.cart_abandonment),
+        r.nps.map_or_else(|| "–".into(), |v| tr.decimal(v, 1)),
+    ]
+}
+
+/// A duration in seconds, in the largest unit that reads well.
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7_200.0 => format!("{:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3_600.0),
+        s => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+pub(crate) async fn page(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Query(q): Query<MeasureQuery>,
+) -> Response {
+    let now = state.engine.now();
+    let by =
+        q.by.as_deref()
+            .and_then(Breakdown::parse)
+            .filter(|b| BREAKDOWNS.iter().any(|(x, _)| x == b))
+            .unwrap_or(Breakdown::Channel);
+    let (range, error) = match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
+        Ok(r) => (r, None),
+        Err(e) => (
+            DayRange::last(dashboard::DEFAULT_DAYS, now),
+            Some(e.to_string()),
+        ),
+    };
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let found = blocking(move || measure::overview(store.as_ref(), &actor, range, by)).await;
+    let (kpis, attribution, funnel) = match found {
+        Ok(found) => found,
+        Err(e) => return service_problem(session.chrome(), e),
+    };
+    let tr = session.tr();
+    let t = &kpis.total;
+    let total = |label: &'static str, value: String, id: &'static str| Total { label, value, id };
+    let totals = vec![
+        total(tr.t("m_orders"), tr.number(t.orders), "kpi-orders"),
+        total(tr.t("m_revenue"), tr.decimal(t.revenue, 2), "kpi-revenue"),
+        total(
+            tr.t("m_aov"),
+            t.average_order_value
+                .map_or_else(|| "–".into(), |v| tr.decimal(v, 2)),
+            "kpi-aov",
+        ),
+        total(
+            tr.t("m_conversion"),
+            rate(tr, t.conversion_rate),
+            "kpi-conversion",
+        ),
+        total(
+            tr.t("m_repeat"),
+            rate(tr, t.repeat_purchase_rate),
+            "kpi-repeat",
+        ),
+        total(
+            tr.t("m_frequency"),
+            t.purchase_frequency
+                .map_or_else(|| "–".into(), |v| tr.decimal(v, 2)),
+            "kpi-frequency",
+        ),
+        total(tr.t("m_new"), tr.number(t.new_customers), "kpi-new"),
+        total(
+            tr.t("m_abandonment"),
+            rate(tr, t.cart_abandonment),
+            "kpi-abandonment",
+        ),
+        total(
+            tr.t("m_nps"),
+            t.nps.map_or_else(|| "–".into(), |v| tr.decimal(v, 1)),
+            "kpi-nps",
+        ),
+    ];
+    let key_label = |key: &str| -> String {
+        match by {
+            Breakdown::Channel => tr.channel(key).to_string(),
+            _ => key.to_string(),
+        }
+    };
+    let kpi_rows: Vec<KeyRow> = kpis
+        .rows
+        .iter()
+        .map(|r| KeyRow {
+            key: key_label(&r.key),
+            values: kpi_values(tr, r),
+        })
+        .collect();
+    let attribution_rows: Vec<KeyRow> = attribution
+        .rows
+        .iter()
+        .map(|r| KeyRow {
+            key: tr.channel(&r.key).to_string(),
+            values: MODELS
+                .iter()
+                .map(|m| tr.decimal(r.models.get(m).map_or(0.0, |c| c.conversions), 1))
+                .collect(),
+        })
+        .collect();
+    let funnel_rows: Vec<KeyRow> = funnel
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| KeyRow {
+            key: step.clone(),
+            values: vec![
+                tr.number(funnel.total.reached[i]),
+                tr.percent(funnel.total.conversion[i]),
+            ],
+        })
+        .collect();
+    let chart = json!({
+        "kpis": {
+            "keys": kpis.rows.iter().map(|r| key_label(&r.key)).collect::<Vec<_>>(),
+            "revenue": {"name": tr.t("m_revenue"), "values": kpis.rows.iter().map(|r| (r.revenue * 100.0).round() / 100.0).collect::<Vec<_>>()},
+            "orders": {"name": tr.t("m_orders"), "values": kpis.rows.iter().map(|r| r.orders).collect::<Vec<_>>()},
+        },
+        "attribution": {
+            "channels": attribution.rows.iter().map(|r| tr.channel(&r.key)).collect::<Vec<_>>(),
+            "series": MODELS.iter().map(|m| json!({
+                "name": tr.t(&format!("m_model_{m}")),
+                "values": attribution.rows.iter().map(|r| (r.models.get(m).map_or(0.0, |c| c.conversions) * 10.0).round() / 10.0).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        },
+        "funnel": funnel.steps.iter().zip(&funnel.total.reached).map(|(s, n)| json!({"name": s, "value": n})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let choices = BREAKDOWNS
+        .iter()
+        .map(|(b, label)| Choice {
+            value: b.as_str(),
+            label: tr.t(label),
+            selected: *b == by,
+        })
+        .collect();
+    render(Page {
+        c: session.chrome(),
+        export: format!("from={}&to={}&by={}", kpis.from, kpis.to, by.as_str()),
+        from: kpis.from.clone(),
+        to: kpis.to.clone(),
+        error,
+        choices,
+        totals,
+        chart,
+        kpis: kpi_rows,
+        models: MODELS
+            .iter()
+            .map(|m| tr.t(&format!("m_model_{m}")))
+            .collect(),
+        attribution: attribution_rows,
+        funnel: funnel_rows,
+        median: funnel.total.median_seconds_to_convert.map(duration),
+    })
+}
