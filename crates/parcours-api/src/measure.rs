@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parcours_core::kpi::{Breakdown, TouchKey};
+use parcours_core::kpi::{Breakdown, Period, TouchKey};
 use parcours_service::dashboard::DayRange;
 use parcours_service::measure;
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use crate::audiences::store;
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
-use crate::openapi::{AttributionAnswer, FunnelAnswer, KpiAnswer, Refusals};
+use crate::openapi::{AttributionAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
@@ -29,6 +29,81 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(attribution_export))
         .routes(routes!(funnel))
         .routes(routes!(funnel_export))
+        .routes(routes!(cohorts))
+        .routes(routes!(cohorts_export))
+}
+
+/// A range of days, a period and a breakdown.
+#[derive(Debug, Deserialize)]
+struct CohortParams {
+    from: Option<String>,
+    to: Option<String>,
+    period: Option<String>,
+    by: Option<String>,
+}
+
+async fn compute_cohorts(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    q: CohortParams,
+) -> Result<measure::Cohorts, ApiError> {
+    let period = match q.period.as_deref() {
+        None | Some("month") => Period::Month,
+        Some("week") => Period::Week,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`period` is week or month",
+            ))
+        }
+    };
+    let by_channel = match q.by.as_deref() {
+        None | Some("total") => false,
+        Some("channel") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`by` is total or channel",
+            ))
+        }
+    };
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    blocking(move || {
+        let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
+        Ok(measure::cohorts(
+            st.as_ref(),
+            &actor,
+            range,
+            period,
+            by_channel,
+        )?)
+    })
+    .await
+}
+
+/// Retention and revenue by acquisition cohort: the customers whose first order ever is in the
+/// range, by week or month of that order (and its channel), with how many of them ordered
+/// and what they spent in each period after.
+#[utoipa::path(get, path = "/measure/cohorts", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("period" = Option<String>, Query, pattern = "^(week|month)$", description = "week or month (default month)"), ("by" = Option<String>, Query, pattern = "^(total|channel)$", description = "total (default) or the channel of the first order")), security(("bearer" = [])), responses((status = 200, description = "success", body = CohortAnswer), Refusals))]
+async fn cohorts(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<CohortParams>,
+) -> Result<Json<Value>, ApiError> {
+    let c = compute_cohorts(&state, &caller, q).await?;
+    Ok(Json(json!(c)))
+}
+
+/// The same as `GET /measure/cohorts`, as CSV: one line per cohort and period.
+#[utoipa::path(get, path = "/measure/cohorts/export", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)"), ("period" = Option<String>, Query, pattern = "^(week|month)$", description = "week or month (default month)"), ("by" = Option<String>, Query, pattern = "^(total|channel)$", description = "total (default) or the channel of the first order")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
+async fn cohorts_export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<CohortParams>,
+) -> Result<Response, ApiError> {
+    let c = compute_cohorts(&state, &caller, q).await?;
+    let name = format!("cohorts-{}-{}", c.from, c.to);
+    Ok(csv(measure::cohorts_csv(&c), name))
 }
 
 fn csv(body: String, name: String) -> Response {

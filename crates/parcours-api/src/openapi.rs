@@ -443,6 +443,17 @@ json_schema!(
             "markov_removal_effect": {"type": "number"}}}}}})
 );
 json_schema!(
+    /// Retention and revenue by acquisition cohort (see `GET /measure/cohorts`).
+    CohortAnswer,
+    json!({"type": "object", "required": ["from", "to", "period", "by_channel", "cohorts"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "period": {"type": "string", "enum": ["week", "month"]}, "by_channel": {"type": "boolean"},
+        "cohorts": {"type": "array", "items": {"type": "object", "required": ["cohort", "key", "customers", "active", "revenue"], "properties": {
+            "cohort": {"type": "string"}, "key": {"type": "string"}, "customers": {"type": "integer"},
+            "active": {"type": "array", "items": {"type": "integer"}},
+            "revenue": {"type": "array", "items": {"type": "number"}}}}}}})
+);
+json_schema!(
     /// An ordered funnel (see `GET /measure/funnel`).
     FunnelAnswer,
     json!({"type": "object", "required": ["from", "to", "steps", "window_days", "by", "groups", "total"], "properties": {
@@ -693,6 +704,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("KpiAnswer", KpiAnswer::json()),
         ("AttributionAnswer", AttributionAnswer::json()),
         ("FunnelAnswer", FunnelAnswer::json()),
+        ("CohortAnswer", CohortAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),
         ("TestSentAnswer", TestSentAnswer::json()),

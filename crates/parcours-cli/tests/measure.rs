@@ -478,6 +478,7 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
     }
     attribution_and_funnels(&client, token, &dir, workspace, &whole, &channel).await;
     console_page(&client, token, &whole, &channel).await;
+    cohorts(&client, token, &rows, &whole).await;
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -696,7 +697,13 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
         html.contains(&format!("id=\"kpi-orders\">{}</dd>", grouped(orders))),
         "{html}"
     );
-    for id in ["table-kpis", "table-attribution", "table-funnel", "chart-kpis", "funnel-median"] {
+    for id in [
+        "table-kpis",
+        "table-attribution",
+        "table-funnel",
+        "chart-kpis",
+        "funnel-median",
+    ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no {id}");
     }
     assert!(!html.contains("??missing??"));
@@ -726,7 +733,12 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
         )
         .await
         .unwrap();
-    let lang = r.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap();
+    let lang = r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
     let both = format!("{cookie}; {lang}");
     let r = client
         .request(
@@ -738,8 +750,117 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
         .await
         .unwrap();
     let fr = String::from_utf8(r.body.to_vec()).unwrap();
-    assert!(fr.contains("<h1>Mesure</h1>") && !fr.contains("??missing??"), "{fr}");
+    assert!(
+        fr.contains("<h1>Mesure</h1>") && !fr.contains("??missing??"),
+        "{fr}"
+    );
     let html = page("/console/measure?by=colour&from=2026-12-01&to=2026-01-01".into()).await;
-    assert!(html.contains("role=\"alert\"") && html.contains("after it ends"), "{html}");
-    assert!(html.contains("<option value=\"channel\" selected>"), "{html}");
+    assert!(
+        html.contains("role=\"alert\"") && html.contains("after it ends"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<option value=\"channel\" selected>"),
+        "{html}"
+    );
+}
+
+/// Cohorts: the customers whose first order is in each week, as the SQL finds them, followed
+/// through the weeks after with their orders.
+async fn cohorts(client: &Client, token: &str, rows: &[Row], range: &str) {
+    let (from, to) = range_ms(range);
+    let week = |ts: i64| {
+        let day = ts.div_euclid(DAY);
+        parcours_core::table::format_day(day - (day + 3).rem_euclid(7))
+    };
+    // The SQL's first orders, per week and channel.
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut first_week: std::collections::HashMap<&str, (String, String)> = Default::default();
+    for r in rows.iter().filter(|r| r.kind == "order" && r.first_order) {
+        if (from..to).contains(&r.ts) {
+            *expected.entry((week(r.ts), r.channel.clone())).or_default() += 1;
+            first_week.insert(&r.person, (week(r.ts), r.channel.clone()));
+        }
+    }
+    // Their orders in later weeks: who ordered, and the revenue, per cohort and week.
+    let mut later: BTreeMap<(String, String, String), (std::collections::HashSet<&str>, f64)> =
+        BTreeMap::new();
+    for r in rows.iter().filter(|r| r.kind == "order" && r.ts < to) {
+        if let Some((cohort, channel)) = first_week.get(r.person.as_str()) {
+            let e = later
+                .entry((cohort.clone(), channel.clone(), week(r.ts)))
+                .or_default();
+            e.0.insert(&r.person);
+            e.1 += r.value;
+        }
+    }
+    let r = client
+        .get(
+            &format!("/api/v1/measure/cohorts?{range}&period=week&by=channel"),
+            token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    let answer = r.json();
+    let cohorts = answer["cohorts"].as_array().unwrap();
+    let found: BTreeMap<(String, String), u64> = cohorts
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c["cohort"].as_str().unwrap().to_string(),
+                    c["key"].as_str().unwrap().to_string(),
+                ),
+                c["customers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    let mut compared = 0;
+    for c in cohorts {
+        let (cohort, key) = (c["cohort"].as_str().unwrap(), c["key"].as_str().unwrap());
+        let active = c["active"].as_array().unwrap();
+        assert_eq!(active[0], c["customers"], "{c}");
+        for (i, n) in active.iter().enumerate() {
+            let monday = parcours_core::table::day(cohort, 0).unwrap() + 7 * i as i64;
+            let w = parcours_core::table::format_day(monday);
+            let (people, revenue) = later
+                .get(&(cohort.to_string(), key.to_string(), w.clone()))
+                .map_or((0, 0.0), |(p, v)| (p.len() as u64, *v));
+            assert_eq!(n.as_u64(), Some(people), "{cohort} {key} week {w}");
+            let got = c["revenue"][i].as_f64().unwrap();
+            assert!(
+                (got - revenue).abs() < 1e-6 * revenue.max(1.0),
+                "{cohort} {key} {w}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 20, "{compared}");
+    assert!(
+        cohorts.iter().any(|c| c["active"].as_array().unwrap()[1..]
+            .iter()
+            .any(|n| n.as_u64() > Some(0))),
+        "nobody came back: {answer}"
+    );
+    let csv = client
+        .get(
+            &format!("/api/v1/measure/cohorts/export?{range}&period=month"),
+            token,
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(csv.body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("cohort,key,customers,period,active,retention,revenue\n"),
+        "{text}"
+    );
+    for query in ["period=year", "by=shop"] {
+        let r = client
+            .get(&format!("/api/v1/measure/cohorts?{query}"), token)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{query}");
+    }
 }

@@ -523,6 +523,124 @@ pub fn paths(
     out
 }
 
+/// How cohorts are bucketed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// Weeks starting on Monday.
+    Week,
+    Month,
+}
+
+impl Period {
+    /// The period an instant falls in, numbered so that consecutive periods differ by 1.
+    fn index(self, at: Millis) -> i64 {
+        let day = at.div_euclid(DAY);
+        match self {
+            Period::Week => (day + 3).div_euclid(7),
+            Period::Month => {
+                let date = crate::table::format_day(day);
+                let (y, m) = (date[..4].parse::<i64>(), date[5..7].parse::<i64>());
+                match (y, m) {
+                    (Ok(y), Ok(m)) => y * 12 + m - 1,
+                    _ => 0,
+                }
+            }
+        }
+    }
+
+    /// The name of a period: its Monday, or `2026-11`.
+    fn name(self, index: i64) -> String {
+        match self {
+            Period::Week => crate::table::format_day(index * 7 - 3),
+            Period::Month => format!(
+                "{:04}-{:02}",
+                index.div_euclid(12),
+                index.rem_euclid(12) + 1
+            ),
+        }
+    }
+}
+
+/// The customers acquired in one period (their first order ever), and what they did in it and
+/// each period after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohort {
+    /// The period of their first order.
+    pub cohort: String,
+    /// The channel of their first order (`all` when not broken down).
+    pub key: String,
+    pub customers: u64,
+    /// Per period from the first (0) to the range's last: customers who ordered in it.
+    pub active: Vec<u64>,
+    /// Their revenue in each period.
+    pub revenue: Vec<f64>,
+}
+
+/// Retention and revenue by acquisition cohort: the customers whose first order ever is in
+/// `from..to`, grouped by its period (and its channel with `by_channel`), followed through
+/// every period up to the one holding `to - 1`. Orders count once, as for the KPIs.
+pub fn cohorts(
+    input: &Input,
+    from: Millis,
+    to: Millis,
+    period: Period,
+    by_channel: bool,
+) -> Vec<Cohort> {
+    let credited = credit(input);
+    let last = period.index(to - 1);
+    /// A cohort's customers, who ordered in each period, and their revenue in each.
+    type Followed = (HashSet<u32>, Vec<HashSet<u32>>, Vec<f64>);
+    let mut cohorts: BTreeMap<(i64, String), Followed> = BTreeMap::new();
+    // Each person's first order (the facts come in person and time order): its period, its
+    // key, when.
+    let mut first: HashMap<u32, (i64, String, Millis)> = HashMap::new();
+    for c in &credited {
+        let What::Order { value, .. } = c.what else {
+            continue;
+        };
+        let (index, key, acquired) = first
+            .entry(c.person)
+            .or_insert_with(|| {
+                let key = if by_channel {
+                    c.channel.as_str()
+                } else {
+                    "all"
+                };
+                (period.index(c.at), key.to_string(), c.at)
+            })
+            .clone();
+        if !(from..to).contains(&acquired) || c.at >= to {
+            continue;
+        }
+        let cohort = (index, key);
+        let offset = (period.index(c.at) - cohort.0) as usize;
+        let width = (last - cohort.0 + 1).max(1) as usize;
+        let entry = cohorts.entry(cohort).or_insert_with(|| {
+            (
+                HashSet::new(),
+                vec![HashSet::new(); width],
+                vec![0.0; width],
+            )
+        });
+        entry.0.insert(c.person);
+        if let Some(active) = entry.1.get_mut(offset) {
+            active.insert(c.person);
+            entry.2[offset] += value;
+        }
+    }
+    cohorts
+        .into_iter()
+        .map(|((index, key), (people, active, revenue))| Cohort {
+            cohort: period.name(index),
+            key,
+            customers: people.len() as u64,
+            active: active.iter().map(|a| a.len() as u64).collect(),
+            revenue,
+        })
+        .collect()
+}
+
 /// The positions of each person's first order.
 fn first_orders(credited: &[Credited]) -> HashSet<usize> {
     let mut firsts: HashMap<u32, usize> = HashMap::new();
@@ -729,6 +847,31 @@ mod tests {
         let by_campaign = super::paths(&input, 2 * DAY, 4 * DAY, TouchKey::Campaign, 30 * DAY);
         let shown: Vec<String> = by_campaign.iter().map(|p| p.channels.join(" > ")).collect();
         assert_eq!(shown, ["nl-w48", NONE, NONE]);
+    }
+
+    #[test]
+    fn cohorts_follow_first_buyers_through_the_periods() {
+        let input = input();
+        // Ann's first order on day 0 (Thursday 1 January 1970), her second on day 2; Bob's
+        // only one on day 3 in a shop.
+        let c = cohorts(&input, 0, 10 * DAY, Period::Week, false);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].cohort, "1969-12-29");
+        assert_eq!(c[0].customers, 2);
+        // Both bought in their first week (4 January was a Sunday); the range ends in the
+        // second week, where nobody did.
+        assert_eq!(c[0].active, [2, 0]);
+        assert_eq!(c[0].revenue, [180.0, 0.0]);
+        let by_channel = cohorts(&input, 0, 10 * DAY, Period::Month, true);
+        let keys: Vec<(&str, &str, u64)> = by_channel
+            .iter()
+            .map(|c| (c.cohort.as_str(), c.key.as_str(), c.customers))
+            .collect();
+        assert_eq!(keys, [("1970-01", "store", 1), ("1970-01", "web", 1)]);
+        // From day 1: Ann was acquired before, so only Bob.
+        let later = cohorts(&input, DAY, 10 * DAY, Period::Week, false);
+        assert_eq!((later[0].customers, later[0].revenue[0]), (1, 30.0));
+        assert_eq!(Period::Month.name(Period::Month.index(0)), "1970-01");
     }
 
     #[test]

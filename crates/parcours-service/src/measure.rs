@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use parcours_core::kpi::{self, Breakdown, Fact, Input, Row, TouchKey, What};
+use parcours_core::kpi::{self, Breakdown, Cohort, Fact, Input, Period, Row, TouchKey, What};
 use parcours_core::spec::EventType;
 use parcours_core::{attribution, funnel};
 use parcours_store::tallies::start_of_day;
@@ -480,6 +480,62 @@ pub fn funnel_csv(f: &Funnel) -> String {
         );
         out.push_str(&line.join(","));
         out.push('\n');
+    }
+    out
+}
+
+/// Retention and revenue by acquisition cohort.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohorts {
+    pub from: String,
+    pub to: String,
+    pub period: Period,
+    pub by_channel: bool,
+    pub cohorts: Vec<Cohort>,
+}
+
+/// The customers first acquired in the range, by week or month of their first order (and its
+/// channel), followed through every period up to the range's end.
+pub fn cohorts(
+    store: &dyn Store,
+    actor: &Actor,
+    range: DayRange,
+    period: Period,
+    by_channel: bool,
+) -> Result<Cohorts, ServiceError> {
+    let read = read_log(store, &actor.workspace)?;
+    Ok(Cohorts {
+        from: date(range.from),
+        to: date(range.to),
+        period,
+        by_channel,
+        cohorts: kpi::cohorts(
+            &read.input,
+            start_of_day(range.from),
+            start_of_day(range.to + 1),
+            period,
+            by_channel,
+        ),
+    })
+}
+
+/// Cohorts as CSV: one line per cohort and period after it (`0` the first).
+pub fn cohorts_csv(c: &Cohorts) -> String {
+    let mut out = String::from("cohort,key,customers,period,active,retention,revenue\n");
+    for k in &c.cohorts {
+        for (i, (active, revenue)) in k.active.iter().zip(&k.revenue).enumerate() {
+            let retention = if k.customers > 0 {
+                *active as f64 / k.customers as f64
+            } else {
+                0.0
+            };
+            out.push_str(&format!(
+                "{},{},{},{i},{active},{retention:.6},{revenue:.2}\n",
+                csv_field(&k.cohort),
+                csv_field(&k.key),
+                k.customers
+            ));
+        }
     }
     out
 }
