@@ -18,7 +18,9 @@ use utoipa_axum::routes;
 use crate::audiences::store;
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
-use crate::openapi::{AttributionAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals};
+use crate::openapi::{
+    AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals,
+};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
@@ -31,6 +33,83 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(funnel_export))
         .routes(routes!(cohorts))
         .routes(routes!(cohorts_export))
+        .routes(routes!(clv))
+        .routes(routes!(clv_export))
+}
+
+/// How lifetime value is projected.
+#[derive(Debug, Deserialize)]
+struct ClvParams {
+    end: Option<String>,
+    horizon: Option<f64>,
+    months: Option<u32>,
+    discount: Option<f64>,
+    limit: Option<usize>,
+}
+
+async fn compute_clv(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    q: ClvParams,
+) -> Result<measure::Clv, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m);
+    let horizon = q.horizon.unwrap_or(52.0);
+    if !(horizon.is_finite() && (0.0..=520.0).contains(&horizon)) {
+        return Err(bad("`horizon` is 0 to 520 weeks"));
+    }
+    let months = q.months.unwrap_or(12);
+    if !(1..=120).contains(&months) {
+        return Err(bad("`months` is 1 to 120"));
+    }
+    let discount = q.discount.unwrap_or(0.01);
+    if !(discount.is_finite() && (0.0..1.0).contains(&discount)) {
+        return Err(bad(
+            "`discount` is a monthly rate from 0 to below 1, such as 0.01",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("`limit` is 1 to 1000"));
+    }
+    let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    blocking(move || {
+        let end = DayRange::parse(q.end.as_deref(), q.end.as_deref(), now)?.to;
+        let query = measure::ClvQuery {
+            end_day: end,
+            horizon_weeks: horizon,
+            months,
+            discount,
+            limit,
+        };
+        Ok(measure::clv(st.as_ref(), &actor, query)?)
+    })
+    .await
+}
+
+/// Customer lifetime value: BG/NBD and Gamma-Gamma fitted by maximum likelihood on the
+/// workspace's orders (in weeks, with the `lifetimes` package's conventions), and per buyer the
+/// probability of being alive, expected purchases over the horizon, expected spend and
+/// discounted lifetime value; the most valuable first.
+#[utoipa::path(get, path = "/measure/clv", tag = "measure", params(("end" = Option<String>, Query, format = Date, description = "the last day observed (default today)"), ("horizon" = Option<f64>, Query, minimum = 0, maximum = 520, description = "weeks of expected purchases (default 52)"), ("months" = Option<u32>, Query, minimum = 1, maximum = 120, description = "months of discounted value (default 12)"), ("discount" = Option<f64>, Query, minimum = 0, maximum = 0.99, description = "monthly discount rate (default 0.01)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "customers listed (default 100)")), security(("bearer" = [])), responses((status = 200, description = "success", body = ClvAnswer), Refusals))]
+async fn clv(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ClvParams>,
+) -> Result<Json<Value>, ApiError> {
+    let c = compute_clv(&state, &caller, q).await?;
+    Ok(Json(json!(c)))
+}
+
+/// Every buyer's lifetime figures as CSV (the columns of `parcours report clv`).
+#[utoipa::path(get, path = "/measure/clv/export", tag = "measure", params(("end" = Option<String>, Query, format = Date, description = "the last day observed (default today)"), ("horizon" = Option<f64>, Query, minimum = 0, maximum = 520, description = "weeks of expected purchases (default 52)"), ("months" = Option<u32>, Query, minimum = 1, maximum = 120, description = "months of discounted value (default 12)"), ("discount" = Option<f64>, Query, minimum = 0, maximum = 0.99, description = "monthly discount rate (default 0.01)")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
+async fn clv_export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ClvParams>,
+) -> Result<Response, ApiError> {
+    let c = compute_clv(&state, &caller, q).await?;
+    let name = format!("clv-{}", c.end);
+    Ok(csv(measure::clv_csv(&c), name))
 }
 
 /// A range of days, a period and a breakdown.

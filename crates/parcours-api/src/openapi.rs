@@ -454,6 +454,21 @@ json_schema!(
             "revenue": {"type": "array", "items": {"type": "number"}}}}}}})
 );
 json_schema!(
+    /// Customer lifetime value (see `GET /measure/clv`).
+    ClvAnswer,
+    json!({"type": "object", "required": ["end", "horizon_weeks", "months", "discount", "customers", "repeat_customers", "bg_nbd", "gamma_gamma", "likely_to_lapse", "top_decile_clv", "expected_purchases", "total_clv", "top"], "properties": {
+        "end": {"type": "string", "format": "date"}, "horizon_weeks": {"type": "number"}, "months": {"type": "integer"}, "discount": {"type": "number"},
+        "customers": {"type": "integer"}, "repeat_customers": {"type": "integer"},
+        "bg_nbd": {"type": "object", "additionalProperties": {"type": "number"}},
+        "gamma_gamma": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+        "likely_to_lapse": {"type": "integer"}, "top_decile_clv": {"type": ["number", "null"]},
+        "expected_purchases": {"type": "number"}, "total_clv": {"type": ["number", "null"]},
+        "top": {"type": "array", "items": {"type": "object", "required": ["profile_id", "frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases", "expected_spend", "clv"], "properties": {
+            "profile_id": {"type": "string"}, "frequency": {"type": "number"}, "recency": {"type": "number"}, "T": {"type": "number"},
+            "monetary_value": {"type": "number"}, "p_alive": {"type": "number"}, "expected_purchases": {"type": "number"},
+            "expected_spend": {"type": ["number", "null"]}, "clv": {"type": ["number", "null"]}}}}}})
+);
+json_schema!(
     /// An ordered funnel (see `GET /measure/funnel`).
     FunnelAnswer,
     json!({"type": "object", "required": ["from", "to", "steps", "window_days", "by", "groups", "total"], "properties": {
@@ -705,6 +720,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("AttributionAnswer", AttributionAnswer::json()),
         ("FunnelAnswer", FunnelAnswer::json()),
         ("CohortAnswer", CohortAnswer::json()),
+        ("ClvAnswer", ClvAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),
         ("TestSentAnswer", TestSentAnswer::json()),

@@ -479,6 +479,7 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
     attribution_and_funnels(&client, token, &dir, workspace, &whole, &channel).await;
     console_page(&client, token, &whole, &channel).await;
     cohorts(&client, token, &rows, &whole).await;
+    lifetime_value(&client, token, &rows, &dir, last).await;
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -859,6 +860,94 @@ async fn cohorts(client: &Client, token: &str, rows: &[Row], range: &str) {
     for query in ["period=year", "by=shop"] {
         let r = client
             .get(&format!("/api/v1/measure/cohorts?{query}"), token)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{query}");
+    }
+}
+
+/// Lifetime value over the log: the API's figures for every buyer are what
+/// `parcours report clv` prints for the SQL's orders written as a transaction file.
+async fn lifetime_value(
+    client: &Client,
+    token: &str,
+    rows: &[Row],
+    dir: &std::path::Path,
+    last: i64,
+) {
+    let end = date(last);
+    let mut file = String::from("customer_id,date,amount\n");
+    for r in rows.iter().filter(|r| r.kind == "order") {
+        file.push_str(&format!("{},{},{}\n", r.person, date(r.ts), r.value));
+    }
+    let path = dir.join("transactions.csv");
+    std::fs::write(&path, file).unwrap();
+    let mut expected = Vec::new();
+    parcours_cli::report::clv(
+        &parcours_cli::report::ClvReport {
+            transactions: path,
+            model: parcours_cli::report::Model::BgNbd,
+            unit_days: 7.0,
+            end: Some(end.clone()),
+            horizon: 52.0,
+            months: 12,
+            discount: 0.01,
+        },
+        &mut expected,
+    )
+    .unwrap();
+    let expected = String::from_utf8(expected).unwrap();
+    let r = client
+        .get(&format!("/api/v1/measure/clv/export?end={end}"), token)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ours = String::from_utf8(r.body.to_vec()).unwrap();
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&ours), sorted(&expected));
+    assert!(ours.lines().count() > 100, "{ours}");
+
+    let r = client
+        .get(&format!("/api/v1/measure/clv?end={end}&limit=5"), token)
+        .await
+        .unwrap();
+    let c = r.json();
+    assert_eq!(c["top"].as_array().unwrap().len(), 5, "{c}");
+    assert!(c["repeat_customers"].as_u64() > Some(0), "{c}");
+    assert!(c["gamma_gamma"]["p"].as_f64().is_some(), "{c}");
+    let clvs: Vec<f64> = c["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["clv"].as_f64().unwrap())
+        .collect();
+    assert!(
+        clvs.windows(2).all(|w| w[0] >= w[1]),
+        "most valuable first: {clvs:?}"
+    );
+    assert!(c["top_decile_clv"].as_f64() <= Some(clvs[0]), "{c}");
+    // Before the demo began nobody had bought: refused, with its reason.
+    let r = client
+        .get("/api/v1/measure/clv?end=2000-01-01", token)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("clv_unfittable"))
+    );
+    for query in [
+        "horizon=-1",
+        "months=0",
+        "discount=1",
+        "limit=0",
+        "end=soon",
+    ] {
+        let r = client
+            .get(&format!("/api/v1/measure/clv?{query}"), token)
             .await
             .unwrap();
         assert_eq!(r.status, 400, "{query}");

@@ -523,6 +523,17 @@ pub fn paths(
     out
 }
 
+/// Every order once (its earliest event): who, when and its value, in person and time order.
+pub fn orders(input: &Input) -> Vec<(u32, Millis, f64)> {
+    credit(input)
+        .into_iter()
+        .filter_map(|c| match c.what {
+            What::Order { value, .. } => Some((c.person, c.at, value)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// How cohorts are bucketed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -484,6 +484,193 @@ pub fn funnel_csv(f: &Funnel) -> String {
     out
 }
 
+/// How lifetime value is projected.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClvQuery {
+    /// The last day observed (days since 1970-01-01).
+    pub end_day: i64,
+    /// Weeks of expected purchases.
+    pub horizon_weeks: f64,
+    /// Months of discounted value, and the monthly discount rate.
+    pub months: u32,
+    pub discount: f64,
+    /// How many customers the answer lists, most valuable first.
+    pub limit: usize,
+}
+
+/// One customer's lifetime figures, in weeks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerValue {
+    pub profile_id: String,
+    pub frequency: f64,
+    pub recency: f64,
+    #[serde(rename = "T")]
+    pub age: f64,
+    pub monetary_value: f64,
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    pub expected_spend: Option<f64>,
+    pub clv: Option<f64>,
+}
+
+/// The fitted models and every buyer's lifetime value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Clv {
+    pub end: String,
+    pub horizon_weeks: f64,
+    pub months: u32,
+    pub discount: f64,
+    pub customers: u64,
+    pub repeat_customers: u64,
+    /// r, alpha, a, b and the log-likelihood.
+    pub bg_nbd: BTreeMap<&'static str, f64>,
+    /// p, q, gamma and the log-likelihood (none with fewer than 3 repeat buyers).
+    pub gamma_gamma: Option<BTreeMap<&'static str, f64>>,
+    /// Buyers whose probability of being alive is below one half.
+    pub likely_to_lapse: u64,
+    /// The lifetime value above which a customer is in the top 10 %.
+    pub top_decile_clv: Option<f64>,
+    pub expected_purchases: f64,
+    pub total_clv: Option<f64>,
+    /// The most valuable customers first (by CLV, else expected purchases), up to the limit.
+    pub top: Vec<CustomerValue>,
+    #[serde(skip)]
+    pub all: Vec<CustomerValue>,
+}
+
+/// BG/NBD and Gamma-Gamma fitted on the workspace's orders (weeks, `lifetimes`' conventions:
+/// one purchase a day, repeat purchases only), and each buyer's probability of being alive,
+/// expected purchases over the horizon, expected spend and discounted lifetime value.
+/// `clv_unfittable` when no buyer bought again.
+pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, ServiceError> {
+    use parcours_core::clv::{self as model, BgNbd, GammaGamma, Purchase, Summary};
+    let read = read_log(store, &actor.workspace)?;
+    let purchases: Vec<Purchase> = kpi::orders(&read.input)
+        .into_iter()
+        .map(|(person, at, amount)| Purchase {
+            customer: read.profile_ids[person as usize].clone(),
+            day: at.div_euclid(86_400_000),
+            amount,
+        })
+        .collect();
+    let customers = model::summarise(&purchases, q.end_day, 7.0);
+    if !customers.iter().any(|c| c.summary.x > 0.0) {
+        return Err(ServiceError::invalid(
+            "clv_unfittable",
+            format!(
+                "none of the {} buyers up to {} bought again: the repeat-purchase model cannot be fitted",
+                customers.len(),
+                date(q.end_day)
+            ),
+        ));
+    }
+    let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
+    let (m, ll) = BgNbd::fit(&summaries);
+    if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
+        return Err(ServiceError::invalid(
+            "clv_unfittable",
+            "the repeat-purchase model did not converge on these buyers".to_string(),
+        ));
+    }
+    let spenders: Vec<(f64, f64)> = customers
+        .iter()
+        .map(|c| (c.summary.x, c.monetary))
+        .filter(|(x, m)| *x > 0.0 && *m > 0.0)
+        .collect();
+    let spend = (spenders.len() >= 3)
+        .then(|| GammaGamma::fit(&spenders))
+        .filter(|(g, ll)| [g.p, g.q, g.gamma, *ll].iter().all(|v| v.is_finite()));
+    let mut all: Vec<CustomerValue> = customers
+        .iter()
+        .map(|c| {
+            let s = &c.summary;
+            let expected_spend = spend
+                .as_ref()
+                .map(|(g, _)| g.expected_spend(s.x, c.monetary));
+            CustomerValue {
+                profile_id: c.customer.clone(),
+                frequency: s.x,
+                recency: s.t_x,
+                age: s.t,
+                monetary_value: c.monetary,
+                p_alive: m.p_alive(s),
+                expected_purchases: m.expected_purchases(s, q.horizon_weeks),
+                expected_spend,
+                // `lifetimes`' month: 4.345 weeks.
+                clv: expected_spend.map(|e| {
+                    model::discounted_value(
+                        &|t| m.expected_purchases(s, t),
+                        e,
+                        q.months,
+                        4.345,
+                        q.discount,
+                    )
+                }),
+            }
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        let key = |c: &CustomerValue| c.clv.unwrap_or(c.expected_purchases);
+        key(b)
+            .total_cmp(&key(a))
+            .then_with(|| a.profile_id.cmp(&b.profile_id))
+    });
+    let values: Vec<f64> = all.iter().filter_map(|c| c.clv).collect();
+    Ok(Clv {
+        end: date(q.end_day),
+        horizon_weeks: q.horizon_weeks,
+        months: q.months,
+        discount: q.discount,
+        customers: all.len() as u64,
+        repeat_customers: customers.iter().filter(|c| c.summary.x > 0.0).count() as u64,
+        bg_nbd: BTreeMap::from([
+            ("r", m.r),
+            ("alpha", m.alpha),
+            ("a", m.a),
+            ("b", m.b),
+            ("log_likelihood", ll),
+        ]),
+        gamma_gamma: spend.map(|(g, ll)| {
+            BTreeMap::from([
+                ("p", g.p),
+                ("q", g.q),
+                ("gamma", g.gamma),
+                ("log_likelihood", ll),
+            ])
+        }),
+        likely_to_lapse: all.iter().filter(|c| c.p_alive < 0.5).count() as u64,
+        // Sorted from the highest: the value of the customer at the 10 % mark.
+        top_decile_clv: (!values.is_empty()).then(|| values[(values.len() - 1) / 10]),
+        expected_purchases: all.iter().map(|c| c.expected_purchases).sum(),
+        total_clv: (!values.is_empty()).then(|| values.iter().sum()),
+        top: all.iter().take(q.limit).cloned().collect(),
+        all,
+    })
+}
+
+/// Every buyer's lifetime figures as CSV, in the columns `parcours report clv` prints.
+pub fn clv_csv(c: &Clv) -> String {
+    let mut out = String::from(
+        "profile_id,frequency,recency,T,monetary_value,p_alive,expected_purchases,expected_spend,clv\n",
+    );
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.6}"));
+    for v in &c.all {
+        out.push_str(&format!(
+            "{},{},{},{},{},{:.6},{:.6},{},{}\n",
+            csv_field(&v.profile_id),
+            v.frequency,
+            v.recency,
+            v.age,
+            v.monetary_value,
+            v.p_alive,
+            v.expected_purchases,
+            opt(v.expected_spend),
+            opt(v.clv)
+        ));
+    }
+    out
+}
+
 /// Retention and revenue by acquisition cohort.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cohorts {
@@ -582,6 +769,8 @@ pub struct Read {
     pub order_ids: Vec<String>,
     /// How many people the facts name (`0..people`).
     pub people: usize,
+    /// The profile id of each person.
+    pub profile_ids: Vec<String>,
     pub events: u64,
     pub unapplied: u64,
 }
@@ -607,7 +796,8 @@ impl Names {
 
 /// Reads the workspace's log into facts, each event tied to its live profile.
 pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError> {
-    let (owners, people) = owners(store, workspace)?;
+    let (owners, profile_ids) = owners(store, workspace)?;
+    let people = profile_ids.len();
     let (mut shops, mut campaigns, mut orders, mut carts, mut event_names) = (
         Names::default(),
         Names::default(),
@@ -656,6 +846,7 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
         event_names: event_names.names,
         order_ids: orders.names,
         people,
+        profile_ids,
         events,
         unapplied,
     })
@@ -737,7 +928,10 @@ fn fact(e: &StoredEvent, person: u32, [shops, campaigns, orders, carts]: [&mut N
 }
 
 /// The live profile of every event applied to one (as a number per profile).
-fn owners(store: &dyn Store, workspace: &str) -> Result<(HashMap<i64, u32>, usize), ServiceError> {
+fn owners(
+    store: &dyn Store,
+    workspace: &str,
+) -> Result<(HashMap<i64, u32>, Vec<String>), ServiceError> {
     // Merged profiles, to follow to the live one.
     let mut parent: HashMap<String, String> = HashMap::new();
     let mut position = String::new();
@@ -785,7 +979,7 @@ fn owners(store: &dyn Store, workspace: &str) -> Result<(HashMap<i64, u32>, usiz
         }
         position = next;
     }
-    Ok((owners, people.names.len()))
+    Ok((owners, people.names))
 }
 
 #[cfg(test)]
