@@ -149,7 +149,7 @@ json_schema!(
         &["id", "kind", "event"],
         json!({
             "id": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
-            "kind": {"type": "string", "enum": ["count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list", "unique_count", "lifecycle", "rfm"]},
+            "kind": {"type": "string", "enum": ["count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list", "unique_count", "lifecycle", "rfm", "clv"]},
             "event": {"type": "string", "minLength": 1},
             "property": {"type": ["string", "null"]},
             "include_anonymous": {"type": "boolean", "description": "rfm and lifecycle: score anonymous profiles too (default: known customers only)"}

@@ -432,7 +432,8 @@ impl DemoLoad {
             );
         }
         wait_unified(store.as_ref()).await?;
-        // RFM scores each customer against all the others: scored once the history is in.
+        // RFM scores and lifetime values weigh each customer against all the others: scored
+        // once the history is in.
         demo_rfm(store.as_ref(), &ws, now())?;
         audiences_settled(store.as_ref(), &ws).await?;
         Ok(Demo {
@@ -625,7 +626,7 @@ fn demo_audience_lines(store: &dyn Store, ws: &str) -> anyhow::Result<Vec<Audien
     for (id, what) in DEMO_AUDIENCES
         .iter()
         .map(|(id, _, _, what)| (*id, *what))
-        .chain([("vip", "RFM champions, known customers only")])
+        .chain(WIDE_AUDIENCES.iter().map(|(id, _, _, what)| (*id, *what)))
     {
         let Some(d) = store
             .definitions(Some(ws))?
@@ -1291,20 +1292,47 @@ fn demo_audiences(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's RFM trait and the VIP audience that uses it.
+/// The audiences of the workspace-wide traits: (id, name, condition, what the banner says).
+const WIDE_AUDIENCES: [(&str, &str, &str, &str); 3] = [
+    (
+        "vip",
+        "VIPs by RFM (champions)",
+        r#"computed rfm.segment = "champions""#,
+        "RFM champions, known customers only",
+    ),
+    (
+        "likely_to_lapse",
+        "Likely to lapse (lifetime model)",
+        "computed clv.likely_to_lapse = true",
+        "repeat buyers the BG/NBD model gives less than even odds of still being customers",
+    ),
+    (
+        "top_value",
+        "Top 10% predicted value",
+        "computed clv.top_decile = true",
+        "the top decile of 12-month discounted lifetime value (BG/NBD and Gamma-Gamma)",
+    ),
+];
+
+/// The demo's RFM and lifetime-value traits and the audiences that use them.
 fn demo_rfm(store: &dyn Store, ws: &str, at: i64) -> anyhow::Result<()> {
     use parcours_core::audience::parse;
     use parcours_core::computed::Kind;
     use parcours_engine::definitions::{save_audience, save_computed_trait, AudienceDoc};
-    let rfm = order_trait("rfm", Kind::Rfm, Some("revenue"));
-    save_computed_trait(store, ws, &rfm, at).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let doc = AudienceDoc {
-        name: "VIPs by RFM (champions)".into(),
-        description: String::new(),
-        condition: parse(r#"computed rfm.segment = "champions""#)
-            .map_err(|e| anyhow::anyhow!("vip: {e}"))?,
-    };
-    save_audience(store, ws, "vip", &doc, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for t in [
+        order_trait("rfm", Kind::Rfm, Some("revenue")),
+        order_trait("clv", Kind::Clv, Some("revenue")),
+    ] {
+        save_computed_trait(store, ws, &t, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for (id, name, condition, _) in WIDE_AUDIENCES {
+        let doc = AudienceDoc {
+            name: name.into(),
+            description: String::new(),
+            condition: parse(condition).map_err(|e| anyhow::anyhow!("{id}: {e}"))?,
+        };
+        save_audience(store, ws, id, &doc, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     Ok(())
 }
 

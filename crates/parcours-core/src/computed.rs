@@ -37,9 +37,19 @@ pub enum Kind {
     /// RFM quintile scores against every customer of the workspace (`property` is the amount
     /// spent). Scored by a workspace-wide pass, not per profile; see [`rfm_scores`].
     Rfm,
+    /// Lifetime value: BG/NBD and Gamma-Gamma fitted on every customer's purchases
+    /// (`property` is the amount), then each customer's probability of being alive, expected
+    /// purchases, discounted value, value decile and whether she is likely to lapse. Scored by
+    /// the workspace-wide pass; see [`clv_scores`].
+    Clv,
 }
 
 impl Kind {
+    /// Scored against every customer of the workspace together, not per profile.
+    pub fn workspace_wide(self) -> bool {
+        matches!(self, Kind::Rfm | Kind::Clv)
+    }
+
     fn needs_property(self) -> bool {
         !matches!(self, Kind::Count | Kind::Lifecycle)
     }
@@ -93,7 +103,9 @@ pub struct ComputedTrait {
 impl ComputedTrait {
     /// Whether this trait has a value for a profile of this kind (known or anonymous).
     pub fn scores(&self, known: bool) -> bool {
-        known || self.include_anonymous || !matches!(self.kind, Kind::Rfm | Kind::Lifecycle)
+        known
+            || self.include_anonymous
+            || !matches!(self.kind, Kind::Rfm | Kind::Clv | Kind::Lifecycle)
     }
 }
 
@@ -247,6 +259,18 @@ impl ComputedTrait {
                     Value::Array(seen.into_values().collect())
                 }
             }
+            // The customer's purchases; the model needs every customer (`clv_scores`).
+            Kind::Clv => {
+                let purchases: Vec<Value> = matching
+                    .iter()
+                    .map(|e| json!([e.ts, prop(e).as_ref().and_then(number).unwrap_or(0.0)]))
+                    .collect();
+                if purchases.is_empty() {
+                    Value::Null
+                } else {
+                    json!({ "purchases": purchases })
+                }
+            }
             Kind::Rfm => match matching.last() {
                 // The customer's inputs; the scores need every customer (`rfm_scores`).
                 Some(last) => json!({
@@ -320,6 +344,154 @@ impl ComputedTrait {
             monetary: v.get("monetary")?.as_f64()?,
         })
     }
+}
+
+/// What the workspace-wide pass gathers of one customer, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WideInput {
+    Rfm(RfmInput),
+    /// A customer's purchases: when, and the amount.
+    Clv {
+        profile: String,
+        purchases: Vec<(Millis, f64)>,
+    },
+}
+
+impl ComputedTrait {
+    /// A customer's inputs to the workspace-wide pass of an `rfm` or `clv` trait: `None`
+    /// without a matching purchase (or for another kind).
+    pub fn wide_input(
+        &self,
+        profile: &str,
+        events: &[EventFact],
+        now: Millis,
+    ) -> Option<WideInput> {
+        match self.kind {
+            Kind::Rfm => self.rfm_input(profile, events, now).map(WideInput::Rfm),
+            Kind::Clv => {
+                let (v, _) = self.compute(events, now);
+                let purchases = v
+                    .get("purchases")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| Some((p.get(0)?.as_i64()?, p.get(1)?.as_f64()?)))
+                    .collect();
+                Some(WideInput::Clv {
+                    profile: profile.into(),
+                    purchases,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The values of a workspace-wide pass, by profile: RFM scores or lifetime values (inputs
+/// of one kind; one pass never mixes them).
+pub fn wide_scores(inputs: &[WideInput], now: Millis) -> BTreeMap<String, Value> {
+    let rfm: Vec<RfmInput> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            WideInput::Rfm(r) => Some(r.clone()),
+            WideInput::Clv { .. } => None,
+        })
+        .collect();
+    let mut out: BTreeMap<String, Value> = rfm_scores(&rfm, now)
+        .into_iter()
+        .map(|s| (s.profile.clone(), s.value()))
+        .collect();
+    let purchases: Vec<crate::clv::Purchase> = inputs
+        .iter()
+        .flat_map(|i| match i {
+            WideInput::Clv { profile, purchases } => purchases
+                .iter()
+                .map(|(at, amount)| crate::clv::Purchase {
+                    customer: profile.clone(),
+                    day: at.div_euclid(DAY),
+                    amount: *amount,
+                })
+                .collect(),
+            WideInput::Rfm(_) => Vec::new(),
+        })
+        .collect();
+    out.extend(clv_scores(&purchases, now));
+    out
+}
+
+/// Weeks of expected purchases a `clv` trait gives, and months of discounted value at a
+/// monthly rate.
+pub const CLV_HORIZON_WEEKS: f64 = 52.0;
+pub const CLV_MONTHS: u32 = 12;
+pub const CLV_MONTHLY_DISCOUNT: f64 = 0.01;
+
+/// Lifetime values of every customer of these purchases, observed up to `now` (weeks, the
+/// `lifetimes` conventions): BG/NBD for repeat purchases, Gamma-Gamma for spend when at least
+/// three customers bought again for some amount. Per customer:
+/// `{"p_alive", "expected_purchases" (over [`CLV_HORIZON_WEEKS`]), "clv" ([`CLV_MONTHS`]
+/// months discounted at [`CLV_MONTHLY_DISCOUNT`] a month; null without a spend model),
+/// "decile" (1 to 10 by value, 10 the top 10 %, value-based ties as [`quintiles`]),
+/// "top_decile", "likely_to_lapse" (P(alive) below one half)}`. Nothing when no customer
+/// bought again (the model cannot be fitted).
+pub fn clv_scores(purchases: &[crate::clv::Purchase], now: Millis) -> BTreeMap<String, Value> {
+    use crate::clv::{discounted_value, summarise, BgNbd, GammaGamma, Summary};
+    let customers = summarise(purchases, now.div_euclid(DAY), 7.0);
+    if !customers.iter().any(|c| c.summary.x > 0.0) {
+        return BTreeMap::new();
+    }
+    let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
+    let (m, ll) = BgNbd::fit(&summaries);
+    if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
+        return BTreeMap::new();
+    }
+    let spenders: Vec<(f64, f64)> = customers
+        .iter()
+        .map(|c| (c.summary.x, c.monetary))
+        .filter(|(x, v)| *x > 0.0 && *v > 0.0)
+        .collect();
+    let spend = (spenders.len() >= 3)
+        .then(|| GammaGamma::fit(&spenders).0)
+        .filter(|g| [g.p, g.q, g.gamma].iter().all(|v| v.is_finite()));
+    let values: Vec<(f64, f64, Option<f64>)> = customers
+        .iter()
+        .map(|c| {
+            let s = &c.summary;
+            let clv = spend.as_ref().map(|g| {
+                discounted_value(
+                    &|t| m.expected_purchases(s, t),
+                    g.expected_spend(s.x, c.monetary),
+                    CLV_MONTHS,
+                    4.345,
+                    CLV_MONTHLY_DISCOUNT,
+                )
+            });
+            (
+                m.p_alive(s),
+                m.expected_purchases(s, CLV_HORIZON_WEEKS),
+                clv,
+            )
+        })
+        .collect();
+    // Deciles of value (of expected purchases without a spend model).
+    let ranked: Vec<f64> = values.iter().map(|(_, e, v)| v.unwrap_or(*e)).collect();
+    let deciles = ntiles(&ranked, 10);
+    customers
+        .iter()
+        .zip(values)
+        .zip(deciles)
+        .map(|((c, (p_alive, expected, clv)), decile)| {
+            (
+                c.customer.clone(),
+                json!({
+                    "p_alive": p_alive,
+                    "expected_purchases": expected,
+                    "clv": clv,
+                    "decile": decile,
+                    "top_decile": decile == 10,
+                    "likely_to_lapse": p_alive < 0.5,
+                }),
+            )
+        })
+        .collect()
 }
 
 /// One customer's RFM inputs.
@@ -408,6 +580,11 @@ pub fn rfm_scores(inputs: &[RfmInput], now: Millis) -> Vec<RfmScore> {
 
 /// `1 + floor(5 × (values strictly below) / n)` for each value, in input order.
 pub fn quintiles(values: &[f64]) -> Vec<u8> {
+    ntiles(values, 5)
+}
+
+/// `1 + floor(k × (values strictly below) / n)` for each value, in input order.
+pub fn ntiles(values: &[f64], k: usize) -> Vec<u8> {
     let n = values.len();
     let mut sorted: Vec<f64> = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -415,7 +592,7 @@ pub fn quintiles(values: &[f64]) -> Vec<u8> {
         .iter()
         .map(|v| {
             let below = sorted.partition_point(|x| x.total_cmp(v).is_lt());
-            (1 + 5 * below / n) as u8
+            (1 + k * below / n) as u8
         })
         .collect()
 }
@@ -636,6 +813,80 @@ mod tests {
         assert_eq!(quintiles(&[1.0, 1.0, 1.0, 1.0, 2.0]), vec![1, 1, 1, 1, 5]);
         assert_eq!(quintiles(&[7.0, 7.0, 7.0]), vec![1, 1, 1]);
         assert_eq!(quintiles(&[3.0, 1.0, 2.0]), vec![4, 1, 2]);
+    }
+
+    #[test]
+    fn clv_scores_find_who_lapsed_and_who_is_worth_most() {
+        use crate::clv::Purchase;
+        let week = 7 * DAY;
+        let now = 100 * week;
+        let mut purchases = Vec::new();
+        let mut buy = |who: &str, at: Millis, amount: f64| {
+            purchases.push(Purchase {
+                customer: who.into(),
+                day: at.div_euclid(DAY),
+                amount,
+            })
+        };
+        // Forty customers buying every 2 to 10 weeks up to now, for 20 to 80 of each.
+        for c in 0..40i64 {
+            let every = 2 + c % 9;
+            let mut at = now - 90 * week + c * DAY;
+            while at <= now {
+                buy(&format!("c{c:02}"), at, 20.0 + (c % 7) as f64 * 10.0);
+                at += every * week;
+            }
+        }
+        // A customer who bought weekly for a year, then never again for 50 weeks.
+        for w in 0..50 {
+            buy("gone", now - 100 * week + w * week, 50.0);
+        }
+        // The best: every week, 500 each time.
+        for w in 0..90 {
+            buy("best", now - 90 * week + w * week, 500.0);
+        }
+        let scores = clv_scores(&purchases, now);
+        assert_eq!(scores.len(), 42);
+        assert_eq!(
+            scores["gone"]["likely_to_lapse"], true,
+            "{}",
+            scores["gone"]
+        );
+        assert_eq!(scores["best"]["likely_to_lapse"], false);
+        assert_eq!(scores["best"]["decile"], 10);
+        assert_eq!(scores["best"]["top_decile"], true);
+        let best = scores["best"]["clv"].as_f64().unwrap();
+        assert!(scores.values().all(|v| v["clv"].as_f64().unwrap() <= best));
+        assert!(scores["gone"]["p_alive"].as_f64().unwrap() < 0.01);
+        // Five customers (10 % of 42, rounded up by the value-based rule) at most in the top
+        // decile.
+        let top = scores.values().filter(|v| v["top_decile"] == true).count();
+        assert!((1..=5).contains(&top), "{top}");
+        // Nobody bought twice: nothing to fit, no values.
+        let once: Vec<Purchase> = (0..5)
+            .map(|c| Purchase {
+                customer: format!("c{c}"),
+                day: 10,
+                amount: 5.0,
+            })
+            .collect();
+        assert!(clv_scores(&once, now).is_empty());
+    }
+
+    #[test]
+    fn clv_traits_gather_each_customers_purchases() {
+        let t = def(Kind::Clv, Some("total"), Window::Ever);
+        assert!(t.check().is_ok());
+        assert!(def(Kind::Clv, None, Window::Ever).check().is_err());
+        let Some(WideInput::Clv { profile, purchases }) = t.wide_input("p1", &orders(), NOW) else {
+            panic!("no input");
+        };
+        assert_eq!(profile, "p1");
+        assert!(!purchases.is_empty());
+        assert!(purchases.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(t.wide_input("p1", &orders()[4..], NOW), None, "no purchase");
+        assert!(Kind::Clv.workspace_wide() && Kind::Rfm.workspace_wide());
+        assert!(!Kind::Sum.workspace_wide());
     }
 
     #[test]

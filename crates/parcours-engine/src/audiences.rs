@@ -17,7 +17,7 @@ use crate::health::Health;
 use crate::held::Held;
 pub use crate::held::HELD_MAX;
 use parcours_core::audience::{self, Condition, EventFact, Subject};
-use parcours_core::computed::{rfm_scores, ComputedTrait, Kind, RfmInput};
+use parcours_core::computed::{wide_scores, ComputedTrait, WideInput};
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::{AnalyticsOptOut, IdentityRules, UnknownConsent};
 use parcours_core::spec::{AcceptedEvent, EventType};
@@ -137,7 +137,7 @@ impl WorkspaceDefs {
         let t = self
             .traits
             .iter()
-            .filter(|t| t.def.kind != Kind::Rfm && t.version > t.computed_version)
+            .filter(|t| !t.def.kind.workspace_wide() && t.version > t.computed_version)
             .map(|t| (DefinitionKind::ComputedTrait, t.def.id.clone(), t.version));
         a.chain(t).collect()
     }
@@ -158,14 +158,15 @@ pub fn load_definitions(
         if d.kind != DefinitionKind::Destination {
             let rfm = d.kind == DefinitionKind::ComputedTrait
                 && serde_json::from_value::<ComputedTrait>(d.doc.clone())
-                    .is_ok_and(|t| t.kind == Kind::Rfm);
+                    .is_ok_and(|t| t.kind.workspace_wide());
             seen.entry(d.workspace_id.clone())
                 .or_default()
                 .push(DefinitionVersion {
                     kind: d.kind,
                     id: d.id.clone(),
                     version: d.version,
-                    // RFM scores are computed by their own pass, whatever else runs.
+                    // RFM scores and lifetime values are computed by their own pass,
+                    // whatever else runs.
                     computed: !rfm && d.computed_version >= d.version,
                 });
         }
@@ -432,7 +433,7 @@ fn decide(
         }
     };
     for t in &defs.traits {
-        if t.def.kind == Kind::Rfm {
+        if t.def.kind.workspace_wide() {
             // Scored against every customer by the workspace pass (`AudienceProcessor::rfm`).
             continue;
         }
@@ -558,14 +559,14 @@ struct Recompute {
     flushed: usize,
 }
 
-/// How often RFM scores are computed again (recency moves with the days, quintiles with
-/// every customer's purchases).
+/// How often RFM scores and lifetime values are computed again (recency moves with the
+/// days, quintiles and the lifetime model with every customer's purchases).
 pub const RFM_REFRESH: Millis = 3_600_000;
 
-/// A running RFM pass: the log is read, every customer's inputs are gathered, then the
-/// scores written. Progress counts the three in turn.
+/// A running workspace-wide pass (an `rfm` or `clv` trait): the log is read, every
+/// customer's inputs are gathered, then the values written. Progress counts the three in turn.
 enum RfmPhase {
-    Scan(Vec<RfmInput>),
+    Scan(Vec<WideInput>),
     Write(BTreeMap<String, Value>),
 }
 
@@ -968,7 +969,7 @@ impl AudienceProcessor {
             .flat_map(|(ws, d)| {
                 d.traits
                     .iter()
-                    .filter(|t| t.def.kind == Kind::Rfm)
+                    .filter(|t| t.def.kind.workspace_wide())
                     .map(move |t| (ws.clone(), t.def.id.clone()))
             })
             .collect();
@@ -1044,15 +1045,12 @@ impl AudienceProcessor {
                     let read = store.audience_inputs(ws, &ids, &names, known, true)?;
                     for (pid, i) in &read {
                         let facts = run.held.facts(&i.known, &i.events);
-                        if let Some(input) = t.def.rfm_input(pid, &facts, now) {
+                        if let Some(input) = t.def.wide_input(pid, &facts, now) {
                             inputs.push(input);
                         }
                     }
                     if finished {
-                        let scores = rfm_scores(inputs, now)
-                            .into_iter()
-                            .map(|s| (s.profile.clone(), s.value()))
-                            .collect();
+                        let scores = wide_scores(inputs, now);
                         run.phase = RfmPhase::Write(scores);
                         run.after = String::new();
                         run.done = 0;

@@ -660,6 +660,95 @@ fn definitions_are_checked_against_the_workspace() {
 }
 
 #[test]
+fn lifetime_values_are_computed_traits_that_drive_audiences() {
+    let mut w = World::new();
+    let clv = ComputedTrait {
+        id: "clv".into(),
+        kind: Kind::Clv,
+        event: "Order Completed".into(),
+        property: Some("total".into()),
+        filters: vec![],
+        window: parcours_core::audience::Window::Ever,
+        lifecycle: None,
+        include_anonymous: false,
+    };
+    save_computed_trait(&w.store, WS, &clv, T0).unwrap();
+    w.audience("lapsing", "computed clv.likely_to_lapse = true");
+    w.audience("top", "computed clv.top_decile = true");
+    let (day, week) = (86_400_000, 7 * 86_400_000);
+    // Twenty customers buying every 2 to 6 weeks for 40 weeks, up to now.
+    for i in 0..20i64 {
+        let mut at = T0 - 40 * week + i * day;
+        while at < T0 {
+            w.track(
+                &format!("c{i:02}"),
+                "Order Completed",
+                at,
+                Channel::Web,
+                json!({"total": 20 + i}),
+            );
+            at += (2 + i % 5) * week;
+        }
+    }
+    // One bought every week for 20 weeks, then stopped 30 weeks ago; one buys big every week.
+    for k in 0..20 {
+        w.track(
+            "gone",
+            "Order Completed",
+            T0 - 50 * week + k * week,
+            Channel::Store,
+            json!({"total": 40}),
+        );
+    }
+    for k in 0..40 {
+        w.track(
+            "best",
+            "Order Completed",
+            T0 - 40 * week + k * week + HOUR,
+            Channel::Web,
+            json!({"total": 400}),
+        );
+    }
+    w.track(
+        "browser",
+        "Product Viewed",
+        T0 - day,
+        Channel::Web,
+        json!({}),
+    );
+    w.run(T0);
+    let value = |w: &World, user: &str| {
+        w.store
+            .computed_values(WS, &w.profile(user))
+            .unwrap()
+            .get("clv")
+            .cloned()
+    };
+    let gone = value(&w, "gone").unwrap();
+    assert_eq!(gone["likely_to_lapse"], true, "{gone}");
+    let best = value(&w, "best").unwrap();
+    assert_eq!(
+        (best["top_decile"].clone(), best["decile"].clone()),
+        (json!(true), json!(10)),
+        "{best}"
+    );
+    assert!(best["clv"].as_f64().unwrap() > value(&w, "c00").unwrap()["clv"].as_f64().unwrap());
+    assert_eq!(value(&w, "browser"), None, "no purchase, no value");
+    assert!(w.members("lapsing").contains(&w.profile("gone")));
+    assert!(!w.members("lapsing").contains(&w.profile("best")));
+    assert!(w.members("top").contains(&w.profile("best")));
+    assert!(w.members("top").len() <= 3, "{:?}", w.members("top"));
+    let def = w
+        .store
+        .definitions(Some(WS))
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "clv")
+        .unwrap();
+    assert_eq!(def.computed_version, def.version, "the pass finished");
+}
+
+#[test]
 fn rfm_scores_every_customer_against_the_others_and_drives_audiences() {
     let mut w = World::new();
     let rfm = ComputedTrait {
