@@ -708,6 +708,28 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
         assert!(html.contains(&format!("id=\"{id}\"")), "no {id}");
     }
     assert!(!html.contains("??missing??"));
+    // The CSV link works with the console's session (the API wants a token).
+    let link = html
+        .split("id=\"kpis-export\"")
+        .next()
+        .unwrap()
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let csv = client
+        .request("GET".parse().unwrap(), &link, &[("cookie", &cookie)], "")
+        .await
+        .unwrap();
+    assert_eq!(csv.status, 200, "{link}");
+    let text = String::from_utf8(csv.body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("key,visitors,") && text.contains("\nweb,"),
+        "{text}"
+    );
     // Each channel's orders, in its row of the table.
     let web = kpis["rows"]
         .as_array()

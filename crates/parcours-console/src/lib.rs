@@ -46,6 +46,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/workspace", post(pages::switch_workspace))
         .route("/console/dashboard", get(dashboard::page))
         .route("/console/measure", get(measure::page))
+        .route("/console/measure/export", get(measure::export))
         .route("/console/customers", get(pages::customers))
         .route("/console/customers/{id}", get(pages::customer))
         .route("/console/customers/{id}/timeline", get(pages::timeline))

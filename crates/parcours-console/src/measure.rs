@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use parcours_api::AppState;
 use parcours_core::kpi::{Breakdown, Row};
 use parcours_service::dashboard::{self, DayRange};
@@ -100,6 +101,47 @@ fn duration(seconds: f64) -> String {
         s if s < 7_200.0 => format!("{:.0} min", s / 60.0),
         s if s < 172_800.0 => format!("{:.1} h", s / 3_600.0),
         s => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+/// The KPIs of the page as CSV (the API's export, for the signed-in console user).
+pub(crate) async fn export(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Query(q): Query<MeasureQuery>,
+) -> Response {
+    let now = state.engine.now();
+    let by =
+        q.by.as_deref()
+            .and_then(Breakdown::parse)
+            .unwrap_or(Breakdown::Channel);
+    let range = match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
+        Ok(r) => r,
+        Err(e) => return service_problem(session.chrome(), e),
+    };
+    let (store, actor) = (state.engine.store().clone(), session.actor());
+    let found = blocking(move || measure::kpis(store.as_ref(), &actor, range, by)).await;
+    match found {
+        Ok(k) => {
+            // Dates and a breakdown name: safe in a header as they are.
+            let name = format!(
+                "attachment; filename=\"kpis-{}-{}-{}.csv\"",
+                by.as_str(),
+                k.from,
+                k.to
+            );
+            let mut r = measure::kpis_csv(&k).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => service_problem(session.chrome(), e),
     }
 }
 
