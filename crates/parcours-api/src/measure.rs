@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parcours_core::kpi::{Breakdown, Period, TouchKey};
-use parcours_service::dashboard::DayRange;
+use parcours_service::dashboard::{date, DayRange};
 use parcours_service::measure;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,7 +19,8 @@ use crate::audiences::store;
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
 use crate::openapi::{
-    AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals,
+    Answer, AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals,
+    SpendAnswer,
 };
 use crate::AppState;
 
@@ -35,6 +36,51 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cohorts_export))
         .routes(routes!(clv))
         .routes(routes!(clv_export))
+        .routes(routes!(get_spend, import_spend))
+}
+
+/// A range of days.
+#[derive(Debug, Deserialize)]
+struct SpendRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Advertising spend of a range of days, by day, channel and campaign.
+#[utoipa::path(get, path = "/measure/spend", tag = "measure", params(("from" = Option<String>, Query, format = Date, description = "first day; default: 29 days before `to`"), ("to" = Option<String>, Query, format = Date, description = "last day; default: today (UTC)")), security(("bearer" = [])), responses((status = 200, description = "success", body = SpendAnswer), Refusals))]
+async fn get_spend(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<SpendRange>,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    blocking(move || {
+        let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
+        let rows = measure::spend(st.as_ref(), &actor, range)?;
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({"date": date(r.day), "channel": r.channel, "campaign": r.campaign, "amount": r.amount}))
+            .collect();
+        Ok(Json(json!({"from": date(range.from), "to": date(range.to), "rows": rows})))
+    })
+    .await
+}
+
+/// Imports advertising spend (admins and marketers): a CSV with a header naming `date`,
+/// `channel`, `amount` and optionally `campaign`, a row per day, channel and campaign; each
+/// row replaces the one of its day, channel and campaign. What customer acquisition cost
+/// divides (`cac` in `GET /measure/kpis`). A file with a bad line is refused whole, with the
+/// line's number.
+#[utoipa::path(post, path = "/measure/spend", tag = "measure", request_body(content = String, content_type = "text/csv", description = "date,channel,campaign,amount"), security(("bearer" = [])), responses((status = 200, description = "stored", body = Answer), Refusals))]
+async fn import_spend(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let stored =
+        blocking(move || Ok(measure::import_spend(st.as_ref(), &actor, &body, now)?)).await?;
+    Ok(Json(json!({"stored": stored})))
 }
 
 /// How lifetime value is projected.

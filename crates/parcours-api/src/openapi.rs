@@ -302,6 +302,8 @@ fn kpi_row_schema() -> Value {
         "purchase_frequency",
         "cart_abandonment",
         "nps",
+        "spend",
+        "cac",
     ] {
         properties.insert(r.into(), rate.clone());
     }
@@ -467,6 +469,14 @@ json_schema!(
             "profile_id": {"type": "string"}, "frequency": {"type": "number"}, "recency": {"type": "number"}, "T": {"type": "number"},
             "monetary_value": {"type": "number"}, "p_alive": {"type": "number"}, "expected_purchases": {"type": "number"},
             "expected_spend": {"type": ["number", "null"]}, "clv": {"type": ["number", "null"]}}}}}})
+);
+json_schema!(
+    /// Advertising spend of a range (see `GET /measure/spend`).
+    SpendAnswer,
+    json!({"type": "object", "required": ["from", "to", "rows"], "properties": {
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "rows": {"type": "array", "items": {"type": "object", "required": ["date", "channel", "campaign", "amount"], "properties": {
+            "date": {"type": "string", "format": "date"}, "channel": {"type": "string"}, "campaign": {"type": "string"}, "amount": {"type": "number"}}}}}})
 );
 json_schema!(
     /// An ordered funnel (see `GET /measure/funnel`).
@@ -721,6 +731,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("FunnelAnswer", FunnelAnswer::json()),
         ("CohortAnswer", CohortAnswer::json()),
         ("ClvAnswer", ClvAnswer::json()),
+        ("SpendAnswer", SpendAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),
         ("TestSentAnswer", TestSentAnswer::json()),

@@ -314,6 +314,39 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
         (last.div_euclid(DAY) + 1) * DAY,
     );
     let recent = (whole.1 - 14 * DAY, whole.1);
+    // Advertising spend: every third day on ads for a newsletter campaign, every day on email
+    // without one; imported as a marketer would, by CSV.
+    let campaign = rows
+        .iter()
+        .find_map(|r| r.campaign.clone().filter(|c| c.starts_with("nl-")))
+        .expect("a newsletter campaign");
+    let mut spend: Vec<(i64, &str, String, f64)> = Vec::new();
+    let mut day = whole.0;
+    while day < whole.1 {
+        if (day / DAY) % 3 == 0 {
+            spend.push((day, "ads", campaign.clone(), 120.5));
+        }
+        spend.push((day, "email", String::new(), 7.25));
+        day += DAY;
+    }
+    let mut file = String::from("date,channel,campaign,amount\n");
+    for (day, channel, campaign, amount) in &spend {
+        file.push_str(&format!("{},{channel},{campaign},{amount}\n", date(*day)));
+    }
+    let r = client
+        .request(
+            "POST".parse().unwrap(),
+            "/api/v1/measure/spend",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "text/csv"),
+            ],
+            file,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["stored"].as_u64(), Some(spend.len() as u64));
     let mut checked = 0;
     for (from, to) in [whole, recent] {
         let range = format!("from={}&to={}", date(from), date(to - 1));
@@ -344,7 +377,26 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
                     _ => unreachable!(),
                 }
             };
-            let sql = figures(&rows, from, to, key);
+            let mut sql = figures(&rows, from, to, key);
+            // Spend by the same keys (online/offline and shops have none of their own).
+            let mut spent: BTreeMap<String, f64> = BTreeMap::new();
+            for (day, channel, campaign, amount) in
+                spend.iter().filter(|s| (from..to).contains(&s.0))
+            {
+                let k = match by {
+                    "total" => "all".to_string(),
+                    "channel" => channel.to_string(),
+                    "campaign" if campaign.is_empty() => "(none)".to_string(),
+                    "campaign" => campaign.clone(),
+                    "week" => {
+                        let d = day.div_euclid(DAY);
+                        parcours_core::table::format_day(d - (d + 3).rem_euclid(7))
+                    }
+                    _ => continue,
+                };
+                *spent.entry(k.clone()).or_default() += amount;
+                sql.entry(k).or_default();
+            }
             let api: BTreeMap<String, Figures> = answer["rows"]
                 .as_array()
                 .unwrap()
@@ -359,6 +411,25 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
             for (k, f) in &sql {
                 same(&api[k], f, &format!("{by}={k} {range}"));
                 checked += 1;
+                let row = answer["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["key"] == k.as_str())
+                    .unwrap();
+                let expected = spent.get(k).copied();
+                let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(a), Some(b)) => (a - b).abs() < 1e-6 * b.abs().max(1.0),
+                    (a, b) => a == b,
+                };
+                assert!(close(row["spend"].as_f64(), expected), "{by}={k}: {row}");
+                let cac = expected
+                    .filter(|_| f.new_customers > 0)
+                    .map(|s| s / f.new_customers as f64);
+                assert!(
+                    close(row["cac"].as_f64(), cac),
+                    "{by}={k}: CAC {row} against {cac:?}"
+                );
             }
             let total = figures(&rows, from, to, |_| "all".into());
             same(
@@ -462,6 +533,42 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
         "{web}"
     );
     assert!(lines.last().unwrap().starts_with("total,"), "{text}");
+
+    // A spend file with a bad line is refused whole, with the line.
+    let before = client
+        .get(&format!("/api/v1/measure/spend?{whole}"), token)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        before["rows"].as_array().unwrap().len(),
+        spend.len(),
+        "{before}"
+    );
+    let r = client
+        .request(
+            "POST".parse().unwrap(),
+            "/api/v1/measure/spend",
+            &[("authorization", &format!("Bearer {token}"))],
+            "date,channel,amount\n2026-11-02,ads,1\n2026-11-03,ads,lots\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("invalid_spend"))
+    );
+    assert!(
+        r.json()["message"].as_str().unwrap().starts_with("line 3:"),
+        "{}",
+        r.json()
+    );
+    let after = client
+        .get(&format!("/api/v1/measure/spend?{whole}"), token)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(after, before, "nothing of a refused file is stored");
 
     // Refusals: a breakdown that does not exist, a date that does not read.
     for (query, code) in [

@@ -448,6 +448,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("m_abandonment", "Cart abandonment", "Abandon de panier"),
     ("m_nps", "NPS", "NPS"),
     ("m_answers", "Survey answers", "Réponses à l'enquête"),
+    ("m_cac", "Acquisition cost per new customer", "Coût d'acquisition par nouveau client"),
     ("m_export", "Download as CSV", "Télécharger en CSV"),
     ("m_attribution", "Sales by channel, per attribution model", "Ventes par canal, selon le modèle d'attribution"),
     ("m_attribution_help", "Each order credited to the channels of the 30 days before it, its own included. Models: first and last touch, linear, position-based (40/20/40), time decay (7-day half-life), Shapley, Markov removal effect.", "Chaque commande attribuée aux canaux des 30 jours qui la précèdent, le sien compris. Modèles : premier et dernier contact, linéaire, en U (40/20/40), dégressif (demi-vie 7 jours), Shapley, effet de retrait de Markov."),

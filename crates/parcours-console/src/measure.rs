@@ -91,6 +91,7 @@ fn kpi_values(tr: Tr, r: &Row) -> Vec<String> {
         tr.number(r.new_customers),
         rate(tr, r.cart_abandonment),
         r.nps.map_or_else(|| "–".into(), |v| tr.decimal(v, 1)),
+        r.cac.map_or_else(|| "–".into(), |v| tr.decimal(v, 2)),
     ]
 }
 
@@ -207,6 +208,11 @@ pub(crate) async fn page(
             tr.t("m_nps"),
             t.nps.map_or_else(|| "–".into(), |v| tr.decimal(v, 1)),
             "kpi-nps",
+        ),
+        total(
+            tr.t("m_cac"),
+            t.cac.map_or_else(|| "–".into(), |v| tr.decimal(v, 2)),
+            "kpi-cac",
         ),
     ];
     let key_label = |key: &str| -> String {

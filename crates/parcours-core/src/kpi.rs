@@ -74,6 +74,19 @@ pub struct Input {
     pub facts: Vec<Fact>,
     pub shops: Vec<String>,
     pub campaigns: Vec<String>,
+    /// Advertising spend, for the customer acquisition cost.
+    pub spend: Vec<Spend>,
+}
+
+/// Advertising spend on one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spend {
+    /// The day's start.
+    pub at: Millis,
+    pub channel: String,
+    /// Empty: no campaign.
+    pub campaign: String,
+    pub amount: f64,
 }
 
 /// How rows are grouped.
@@ -143,17 +156,21 @@ pub struct Row {
     pub answers: u64,
     pub promoters: u64,
     pub detractors: u64,
+    /// Advertising spend imported for the group (none imported: `None`).
+    pub spend: Option<f64>,
     pub conversion_rate: Option<f64>,
     pub average_order_value: Option<f64>,
     pub repeat_purchase_rate: Option<f64>,
     pub purchase_frequency: Option<f64>,
     pub cart_abandonment: Option<f64>,
     pub nps: Option<f64>,
+    /// Customer acquisition cost: spend ÷ new customers.
+    pub cac: Option<f64>,
 }
 
 impl Row {
     /// The column names of [`Row::csv`], in order.
-    pub const COLUMNS: [&'static str; 18] = [
+    pub const COLUMNS: [&'static str; 20] = [
         "key",
         "visitors",
         "buyers",
@@ -172,6 +189,8 @@ impl Row {
         "purchase_frequency",
         "cart_abandonment",
         "nps",
+        "spend",
+        "cac",
     ];
 
     fn finish(mut self) -> Row {
@@ -185,6 +204,7 @@ impl Row {
             100.0 * (self.promoters as f64 - self.detractors as f64),
             self.answers,
         );
+        self.cac = self.spend.and_then(|s| ratio(s, self.new_customers));
         self
     }
 
@@ -210,6 +230,8 @@ impl Row {
             rate(self.purchase_frequency),
             rate(self.cart_abandonment),
             rate(self.nps),
+            self.spend.map_or_else(String::new, |s| format!("{s:.2}")),
+            rate(self.cac),
         ]
     }
 }
@@ -246,13 +268,7 @@ pub fn compute(input: &Input, from: Millis, to: Millis, by: Breakdown) -> (Vec<R
             Breakdown::Campaign => c
                 .campaign
                 .map_or(NONE.into(), |s| input.campaigns[s as usize].clone()),
-            Breakdown::Day => crate::table::format_day(c.at.div_euclid(DAY)),
-            Breakdown::Week => {
-                // 1970-01-01 was a Thursday: Monday is 3 days before.
-                let day = c.at.div_euclid(DAY);
-                crate::table::format_day(day - (day + 3).rem_euclid(7))
-            }
-            Breakdown::Month => crate::table::format_day(c.at.div_euclid(DAY))[..7].to_string(),
+            Breakdown::Day | Breakdown::Week | Breakdown::Month => period_key(by, c.at),
         }
     };
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
@@ -268,10 +284,38 @@ pub fn compute(input: &Input, from: Millis, to: Millis, by: Breakdown) -> (Vec<R
             t.add(c, first_orders.contains(&i), completions.contains(&i));
         }
     }
+    // Spend goes to its channel, campaign or period; online/offline and shops have none of
+    // their own, so only the total gets it there.
+    for sp in input.spend.iter().filter(|sp| (from..to).contains(&sp.at)) {
+        total.spend = Some(total.spend.unwrap_or(0.0) + sp.amount);
+        let key = match by {
+            Breakdown::Total => Some("all".to_string()),
+            Breakdown::Channel => Some(sp.channel.clone()),
+            Breakdown::Campaign if sp.campaign.is_empty() => Some(NONE.to_string()),
+            Breakdown::Campaign => Some(sp.campaign.clone()),
+            Breakdown::Day | Breakdown::Week | Breakdown::Month => Some(period_key(by, sp.at)),
+            Breakdown::Side | Breakdown::Shop => None,
+        };
+        if let Some(key) = key {
+            let group = groups.entry(key).or_default();
+            group.spend = Some(group.spend.unwrap_or(0.0) + sp.amount);
+        }
+    }
     let mut rows: Vec<Row> = groups.into_iter().map(|(k, t)| t.row(k)).collect();
     // `(none)` sorts first as text; it reads better last.
     rows.sort_by_key(|r| r.key == NONE);
     (rows, total.row("all".into()))
+}
+
+/// The day (`2026-11-30`), week (its Monday) or month (`2026-11`) of an instant.
+fn period_key(by: Breakdown, at: Millis) -> String {
+    let day = at.div_euclid(DAY);
+    match by {
+        // 1970-01-01 was a Thursday: Monday is 3 days before.
+        Breakdown::Week => crate::table::format_day(day - (day + 3).rem_euclid(7)),
+        Breakdown::Month => crate::table::format_day(day)[..7].to_string(),
+        _ => crate::table::format_day(day),
+    }
 }
 
 #[derive(Default)]
@@ -286,6 +330,7 @@ struct Tally {
     answers: u64,
     promoters: u64,
     detractors: u64,
+    spend: Option<f64>,
 }
 
 impl Tally {
@@ -329,6 +374,7 @@ impl Tally {
             answers: self.answers,
             promoters: self.promoters,
             detractors: self.detractors,
+            spend: self.spend,
             ..Row::default()
         }
         .finish()
@@ -750,6 +796,7 @@ mod tests {
             facts,
             shops: vec!["paris".into()],
             campaigns: vec!["nl-w48".into(), "sms-old".into()],
+            spend: Vec::new(),
         }
     }
 
@@ -883,6 +930,45 @@ mod tests {
         let later = cohorts(&input, DAY, 10 * DAY, Period::Week, false);
         assert_eq!((later[0].customers, later[0].revenue[0]), (1, 30.0));
         assert_eq!(Period::Month.name(Period::Month.index(0)), "1970-01");
+    }
+
+    #[test]
+    fn cac_divides_spend_by_new_customers_where_spend_belongs() {
+        let mut input = input();
+        let spend = |at: Millis, channel: &str, campaign: &str, amount: f64| Spend {
+            at,
+            channel: channel.into(),
+            campaign: campaign.into(),
+            amount,
+        };
+        input.spend = vec![
+            spend(2 * DAY, "email", "nl-w48", 40.0),
+            spend(3 * DAY, "ads", "", 60.0),
+            // Outside the range.
+            spend(9 * DAY, "ads", "", 1000.0),
+        ];
+        let (_, total) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Total);
+        // Bob is the one new customer of the range.
+        assert_eq!(
+            (total.spend, total.new_customers, total.cac),
+            (Some(100.0), 1, Some(100.0))
+        );
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Campaign);
+        // Bob's order came without a campaign: the 60 of ads without one are his.
+        assert_eq!(row(&rows, NONE).cac, Some(60.0));
+        // The newsletter brought Ann back, no new customer: spend, no cost per customer.
+        assert_eq!(
+            (row(&rows, "nl-w48").spend, row(&rows, "nl-w48").cac),
+            (Some(40.0), None)
+        );
+        let (rows, _) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Channel);
+        assert_eq!(row(&rows, "ads").spend, Some(60.0));
+        assert_eq!(row(&rows, "web").spend, None);
+        let (rows, total) = compute(&input, 2 * DAY, 4 * DAY, Breakdown::Shop);
+        assert!(rows.iter().all(|r| r.spend.is_none()));
+        assert_eq!(total.spend, Some(100.0));
+        let (_, none) = compute(&super::tests::input(), 2 * DAY, 4 * DAY, Breakdown::Total);
+        assert_eq!((none.spend, none.cac), (None, None));
     }
 
     #[test]

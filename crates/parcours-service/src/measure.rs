@@ -22,9 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parcours_core::kpi::{self, Breakdown, Cohort, Fact, Input, Period, Row, TouchKey, What};
 use parcours_core::spec::EventType;
+use parcours_core::time::Millis;
 use parcours_core::{attribution, funnel};
 use parcours_store::tallies::start_of_day;
-use parcours_store::{Store, StoredEvent};
+use parcours_store::{SpendRow, Store, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -671,6 +672,94 @@ pub fn clv_csv(c: &Clv) -> String {
     out
 }
 
+/// The most rows one spend import may hold.
+pub const MAX_SPEND_ROWS: usize = 100_000;
+
+/// Reads a spend file: a header naming the columns `date`, `channel`, `amount` and optionally
+/// `campaign` (any order; separated by `,`, `;` or tabs), then a row per day, channel and
+/// campaign. `invalid_spend` with the line of the first problem.
+pub fn parse_spend(text: &str) -> Result<Vec<SpendRow>, ServiceError> {
+    use parcours_core::table::{self, Separator};
+    let bad = |line: usize, m: String| {
+        ServiceError::invalid("invalid_spend", format!("line {line}: {m}"))
+    };
+    let mut lines = table::lines(text);
+    let Some((n, header)) = lines.next() else {
+        return Err(ServiceError::invalid(
+            "invalid_spend",
+            "the file is empty: it needs a header (date,channel,campaign,amount) and rows",
+        ));
+    };
+    let sep = Separator::of(header);
+    let names: Vec<String> = sep.split(header).iter().map(|h| h.to_lowercase()).collect();
+    let at = |name: &str| names.iter().position(|h| h == name);
+    let (Some(date_at), Some(channel_at), Some(amount_at)) =
+        (at("date"), at("channel"), at("amount"))
+    else {
+        return Err(bad(
+            n,
+            "the header must name the columns date, channel and amount (and campaign, optional)"
+                .into(),
+        ));
+    };
+    let campaign_at = at("campaign");
+    let mut rows = Vec::new();
+    for (n, line) in lines {
+        if rows.len() == MAX_SPEND_ROWS {
+            return Err(bad(
+                n,
+                format!("an import holds at most {MAX_SPEND_ROWS} rows"),
+            ));
+        }
+        let fields = sep.split(line);
+        let field = |i: usize| fields.get(i).copied().unwrap_or("");
+        let day = table::day(field(date_at), n).map_err(|e| bad(n, e.message))?;
+        let channel = field(channel_at);
+        if channel.is_empty() || channel.chars().count() > 64 {
+            return Err(bad(n, "a channel is 1 to 64 characters".into()));
+        }
+        let campaign = campaign_at.map_or("", field);
+        if campaign.chars().count() > 200 {
+            return Err(bad(n, "a campaign is at most 200 characters".into()));
+        }
+        let amount =
+            table::amount(field(amount_at), "the amount", n).map_err(|e| bad(n, e.message))?;
+        if amount > 1e15 {
+            return Err(bad(n, "the amount is too large".into()));
+        }
+        rows.push(SpendRow {
+            day,
+            channel: channel.to_string(),
+            campaign: campaign.to_string(),
+            amount,
+        });
+    }
+    Ok(rows)
+}
+
+/// Imports spend rows (admins and marketers), each replacing the row of its day, channel and
+/// campaign. Returns how many were stored.
+pub fn import_spend(
+    store: &dyn Store,
+    actor: &Actor,
+    text: &str,
+    now: Millis,
+) -> Result<usize, ServiceError> {
+    actor.require_editor()?;
+    let rows = parse_spend(text)?;
+    store.put_ad_spend(&actor.workspace, &rows, now)?;
+    Ok(rows.len())
+}
+
+/// The spend of a range of days.
+pub fn spend(
+    store: &dyn Store,
+    actor: &Actor,
+    range: DayRange,
+) -> Result<Vec<SpendRow>, ServiceError> {
+    Ok(store.ad_spend(&actor.workspace, range.from, range.to)?)
+}
+
 /// Retention and revenue by acquisition cohort.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cohorts {
@@ -836,11 +925,22 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
             _ => break,
         }
     }
+    let spend = store
+        .ad_spend(workspace, i64::MIN / 2, i64::MAX / 2)?
+        .into_iter()
+        .map(|r| kpi::Spend {
+            at: start_of_day(r.day),
+            channel: r.channel,
+            campaign: r.campaign,
+            amount: r.amount,
+        })
+        .collect();
     Ok(Read {
         input: Input {
             facts,
             shops: shops.names,
             campaigns: campaigns.names,
+            spend,
         },
         names,
         event_names: event_names.names,
@@ -985,6 +1085,46 @@ fn owners(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spend_files_are_read_or_refused_with_their_line() {
+        let rows = parse_spend(
+            "Date;Channel;Campaign;Amount\n2026-11-02;ads;summer;12.50\n\n20261103;email;;3\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].channel.as_str(),
+                rows[0].campaign.as_str(),
+                rows[0].amount
+            ),
+            ("ads", "summer", 12.5)
+        );
+        assert_eq!(rows[1].campaign, "");
+        assert_eq!(parcours_core::table::format_day(rows[1].day), "2026-11-03");
+        let no_campaign = parse_spend("date,channel,amount\n2026-11-02,ads,1\n").unwrap();
+        assert_eq!(no_campaign[0].campaign, "");
+        for (text, line) in [
+            ("", None),
+            ("when,where,how much\n", Some(1)),
+            ("date,channel,amount\nyesterday,ads,1\n", Some(2)),
+            ("date,channel,amount\n2026-11-02,ads,-1\n", Some(2)),
+            ("date,channel,amount\n2026-11-02,,1\n", Some(2)),
+            (
+                "date,channel,amount\n2026-11-02,ads,1\n2026-11-03,ads,NaN\n",
+                Some(3),
+            ),
+        ] {
+            let Err(ServiceError::Invalid { code, message }) = parse_spend(text) else {
+                panic!("{text:?} was read");
+            };
+            assert_eq!(code, "invalid_spend");
+            if let Some(line) = line {
+                assert!(message.starts_with(&format!("line {line}:")), "{message}");
+            }
+        }
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {

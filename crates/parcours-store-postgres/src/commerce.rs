@@ -14,7 +14,7 @@ use parcours_core::time::Millis;
 use parcours_store::{
     used_up, Commerce, CommerceWrite, Committed, Fulfilled, LowStock, LoyaltyRow, Movement,
     OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
-    Result, StockAlert, StockLevel, StoreError,
+    Result, SpendRow, StockAlert, StockLevel, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -1170,6 +1170,55 @@ impl Orders for PgStore {
         )
         .map_err(backend)?;
         Ok(())
+    }
+
+    fn put_ad_spend(&self, workspace: &str, rows: &[SpendRow], now: Millis) -> Result<()> {
+        self.run(async {
+            let mut tx = self.pool().begin().await?;
+            for r in rows {
+                sqlx::query(
+                    "INSERT INTO ad_spend (workspace_id, day, channel, campaign, amount, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (workspace_id, day, channel, campaign)
+                     DO UPDATE SET amount = excluded.amount, updated_at = excluded.updated_at",
+                )
+                .bind(workspace)
+                .bind(r.day)
+                .bind(&r.channel)
+                .bind(&r.campaign)
+                .bind(r.amount)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+        .map_err(backend)
+    }
+
+    fn ad_spend(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<SpendRow>> {
+        let rows: Vec<(i64, String, String, f64)> = self
+            .run(
+                sqlx::query_as(
+                    "SELECT day, channel, campaign, amount FROM ad_spend
+                     WHERE workspace_id = $1 AND day BETWEEN $2 AND $3
+                     ORDER BY day, channel COLLATE \"C\", campaign COLLATE \"C\"",
+                )
+                .bind(workspace)
+                .bind(from)
+                .bind(to)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, channel, campaign, amount)| SpendRow {
+                day,
+                channel,
+                campaign,
+                amount,
+            })
+            .collect())
     }
 
     fn put_offer(&self, workspace: &str, id: &str, body: &str, now: Millis) -> Result<()> {

@@ -110,6 +110,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         16,
         include_str!("../../../migrations/postgres/0016_offers.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/postgres/0017_ad_spend.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed 64-bit number).

@@ -12,7 +12,7 @@ use parcours_core::time::Millis;
 use parcours_store::{
     used_up, Commerce, CommerceWrite, Committed, Fulfilled, LowStock, LoyaltyRow, Movement,
     OfferUses, OrderRecord, Orders, Reservation, ReservationState, ReserveRequest, Reserved,
-    Result, StockAlert, StockLevel,
+    Result, SpendRow, StockAlert, StockLevel,
 };
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -1216,6 +1216,53 @@ impl Orders for SqliteStore {
             .execute(params![workspace, body, now])
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn put_ad_spend(&self, workspace: &str, rows: &[SpendRow], now: Millis) -> Result<()> {
+        let mut c = self.writer();
+        let tx = c.transaction().map_err(backend)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO ad_spend (workspace_id, day, channel, campaign, amount, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (workspace_id, day, channel, campaign)
+                     DO UPDATE SET amount = excluded.amount, updated_at = excluded.updated_at",
+                )
+                .map_err(backend)?;
+            for r in rows {
+                st.execute(params![
+                    workspace, r.day, r.channel, r.campaign, r.amount, now
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn ad_spend(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<SpendRow>> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached(
+                    "SELECT day, channel, campaign, amount FROM ad_spend
+                     WHERE workspace_id = ?1 AND day BETWEEN ?2 AND ?3
+                     ORDER BY day, channel, campaign",
+                )
+                .map_err(backend)?;
+            let rows = q
+                .query_map(params![workspace, from, to], |r| {
+                    Ok(SpendRow {
+                        day: r.get(0)?,
+                        channel: r.get(1)?,
+                        campaign: r.get(2)?,
+                        amount: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
     }
 
     fn put_offer(&self, workspace: &str, id: &str, body: &str, now: Millis) -> Result<()> {

@@ -46,6 +46,7 @@ const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_token_language.sql"),
     include_str!("../../../migrations/sqlite/0007_commerce.sql"),
     include_str!("../../../migrations/sqlite/0008_offers.sql"),
+    include_str!("../../../migrations/sqlite/0009_ad_spend.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),

@@ -367,8 +367,26 @@ pub struct LoyaltyRow {
     pub entry: parcours_core::commerce::loyalty::Entry,
 }
 
-/// Orders and loyalty: the decisions that change several kinds of commerce state at once.
+/// Advertising spend on one day, channel and campaign (empty: none), in the workspace's
+/// currency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpendRow {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    pub channel: String,
+    pub campaign: String,
+    pub amount: f64,
+}
+
+/// Orders and loyalty: the decisions that change several kinds of commerce state at once;
+/// and the advertising spend they are measured against.
 pub trait Orders: Send + Sync {
+    /// Stores spend rows in one transaction, each replacing the row of its day, channel and
+    /// campaign.
+    fn put_ad_spend(&self, workspace: &str, rows: &[SpendRow], now: Millis) -> Result<()>;
+    /// A workspace's spend from day `from` to day `to` (both included), by day, channel and
+    /// campaign.
+    fn ad_spend(&self, workspace: &str, from: i64, to: i64) -> Result<Vec<SpendRow>>;
     /// Commits a commerce write set (see [`CommerceWrite`]).
     fn commit_commerce(&self, write: &CommerceWrite, now: Millis) -> Result<Committed>;
     fn order(&self, workspace: &str, id: &str) -> Result<Option<OrderRecord>>;

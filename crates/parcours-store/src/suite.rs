@@ -91,6 +91,7 @@ macro_rules! conformance_suite {
             offer_limits_hold_under_concurrency,
             due_orders_are_found_once_due_and_cleared_by_their_next_change,
             stock_alerts_and_low_levels_are_told_once_per_change,
+            ad_spend_is_kept_per_day_channel_and_campaign,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

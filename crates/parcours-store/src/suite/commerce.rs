@@ -1189,3 +1189,51 @@ pub fn stock_alerts_and_low_levels_are_told_once_per_change(store: &dyn Store) {
         "low again after rising above the threshold"
     );
 }
+
+/// Spend rows replace the row of their day, channel and campaign, per workspace, and read back
+/// by day range in order.
+pub fn ad_spend_is_kept_per_day_channel_and_campaign(store: &dyn Store) {
+    let row = |day: i64, channel: &str, campaign: &str, amount: f64| SpendRow {
+        day,
+        channel: channel.into(),
+        campaign: campaign.into(),
+        amount,
+    };
+    store
+        .put_ad_spend(
+            "ws_a",
+            &[
+                row(20_000, "ads", "", 10.0),
+                row(20_000, "ads", "summer", 12.5),
+                row(20_001, "email", "nl-48", 1.25),
+                row(20_005, "ads", "summer", 3.0),
+            ],
+            1,
+        )
+        .unwrap();
+    store
+        .put_ad_spend("ws_b", &[row(20_000, "ads", "", 99.0)], 1)
+        .unwrap();
+    // A second import replaces the same day, channel and campaign.
+    store
+        .put_ad_spend("ws_a", &[row(20_000, "ads", "summer", 20.0)], 2)
+        .unwrap();
+    assert_eq!(
+        store.ad_spend("ws_a", 20_000, 20_001).unwrap(),
+        vec![
+            row(20_000, "ads", "", 10.0),
+            row(20_000, "ads", "summer", 20.0),
+            row(20_001, "email", "nl-48", 1.25),
+        ]
+    );
+    assert_eq!(
+        store.ad_spend("ws_a", 20_002, 20_010).unwrap(),
+        vec![row(20_005, "ads", "summer", 3.0)]
+    );
+    assert_eq!(
+        store.ad_spend("ws_b", 0, 30_000).unwrap(),
+        vec![row(20_000, "ads", "", 99.0)]
+    );
+    assert!(store.ad_spend("ws_c", 0, 30_000).unwrap().is_empty());
+    store.put_ad_spend("ws_a", &[], 3).unwrap();
+}

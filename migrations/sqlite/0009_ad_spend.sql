@@ -1,0 +1,11 @@
+-- Advertising spend, per day, channel and campaign (empty: none), imported by the workspace's
+-- marketers: what customer acquisition cost divides.
+CREATE TABLE ad_spend (
+    workspace_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    amount REAL NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, day, channel, campaign)
+) WITHOUT ROWID;
