@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use parcours_core::attribution::{self, Credits, Rule};
+use parcours_core::attribution::{self, Credits};
 use parcours_core::clv::{self, BgNbd, CustomerSummary, GammaGamma, Input, ParetoNbd, Summary};
 
 fn read(path: &PathBuf) -> anyhow::Result<String> {
@@ -39,23 +39,14 @@ pub fn attribution(r: &AttributionReport, out: &mut dyn Write) -> anyhow::Result
         paths.len(),
         started.elapsed().as_secs_f64()
     );
-    let mut models: Vec<(&str, Credits)> = Vec::new();
-    for (name, rule) in [
-        ("first", Rule::First),
-        ("last", Rule::Last),
-        ("linear", Rule::Linear),
-        ("position_based", Rule::PositionBased),
-    ] {
-        models.push((name, rule.attribute(&paths)));
-    }
-    models.push(("shapley", attribution::shapley(&paths)));
     eprintln!(
-        "rule-based models and Shapley done in {:.2} s; solving the Markov chain (order {}, {} null paths)…",
-        started.elapsed().as_secs_f64(),
+        "solving every model; the Markov chain of order {} {} null paths…",
         r.order,
         if r.no_nulls { "without" } else { "with" }
     );
-    let markov = attribution::markov(&paths, r.order, !r.no_nulls);
+    // The paths of a file carry no times: no time decay.
+    let every = attribution::every_model(&paths, r.order, !r.no_nulls, false);
+    let markov = &every.markov;
     eprintln!(
         "Markov: {} states, P(conversion) {:.6}; done in {:.2} s",
         markov.states,
@@ -72,7 +63,7 @@ pub fn attribution(r: &AttributionReport, out: &mut dyn Write) -> anyhow::Result
             paths.iter().map(|p| p.channels.len()).max().unwrap_or(0)
         );
     }
-    models.push(("markov", markov.credits.clone()));
+    let models = &every.models;
     let mut header = vec!["channel".to_string()];
     header.extend(models.iter().map(|(n, _)| format!("{n}_conversions")));
     header.extend(models.iter().map(|(n, _)| format!("{n}_value")));

@@ -60,8 +60,8 @@ struct Page {
 
 #[derive(Deserialize)]
 pub(crate) struct RangeQuery {
-    from: Option<String>,
-    to: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// A day as the axis shows it: `30 Nov` / `30 nov.` (the date without its year and time).
@@ -85,19 +85,24 @@ fn total(list: &[Series]) -> i64 {
     list.iter().map(|s| s.total).sum()
 }
 
+/// The range asked for, or the default one with the reason the asked one was refused.
+pub(crate) fn range_or_default(q: &RangeQuery, now: i64) -> (DayRange, Option<String>) {
+    match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
+        Ok(r) => (r, None),
+        Err(e) => (
+            DayRange::last(dashboard::DEFAULT_DAYS, now),
+            Some(e.to_string()),
+        ),
+    }
+}
+
 pub(crate) async fn page(
     State(state): State<Arc<AppState>>,
     session: Session,
     Query(q): Query<RangeQuery>,
 ) -> Response {
     let now = state.engine.now();
-    let (range, error) = match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
-        Ok(r) => (r, None),
-        Err(e) => (
-            DayRange::last(dashboard::DEFAULT_DAYS, now),
-            Some(e.to_string()),
-        ),
-    };
+    let (range, error) = range_or_default(&q, now);
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let found = blocking(move || dashboard::dashboard(store.as_ref(), &actor, range)).await;
     let d = match found {

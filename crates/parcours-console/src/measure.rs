@@ -10,12 +10,12 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use parcours_api::AppState;
 use parcours_core::kpi::{Breakdown, Row};
-use parcours_service::dashboard::{self, DayRange};
+use parcours_service::dashboard::DayRange;
 use parcours_service::measure;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::dashboard::{KeyRow, Total};
+use crate::dashboard::{range_or_default, KeyRow, RangeQuery, Total};
 use crate::pages::{blocking, render, service_problem, Chrome, Session};
 use crate::Tr;
 
@@ -68,9 +68,20 @@ struct Page {
 
 #[derive(Deserialize)]
 pub(crate) struct MeasureQuery {
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeQuery,
     by: Option<String>,
+}
+
+impl MeasureQuery {
+    /// The breakdown asked for if the page offers it, else by channel.
+    fn breakdown(&self) -> Breakdown {
+        self.by
+            .as_deref()
+            .and_then(Breakdown::parse)
+            .filter(|b| BREAKDOWNS.iter().any(|(x, _)| x == b))
+            .unwrap_or(Breakdown::Channel)
+    }
 }
 
 /// A rate as a percentage, a dash when undefined.
@@ -111,12 +122,12 @@ pub(crate) async fn export(
     session: Session,
     Query(q): Query<MeasureQuery>,
 ) -> Response {
-    let now = state.engine.now();
-    let by =
-        q.by.as_deref()
-            .and_then(Breakdown::parse)
-            .unwrap_or(Breakdown::Channel);
-    let range = match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
+    let by = q.breakdown();
+    let range = match DayRange::parse(
+        q.range.from.as_deref(),
+        q.range.to.as_deref(),
+        state.engine.now(),
+    ) {
         Ok(r) => r,
         Err(e) => return service_problem(session.chrome(), e),
     };
@@ -151,19 +162,8 @@ pub(crate) async fn page(
     session: Session,
     Query(q): Query<MeasureQuery>,
 ) -> Response {
-    let now = state.engine.now();
-    let by =
-        q.by.as_deref()
-            .and_then(Breakdown::parse)
-            .filter(|b| BREAKDOWNS.iter().any(|(x, _)| x == b))
-            .unwrap_or(Breakdown::Channel);
-    let (range, error) = match DayRange::parse(q.from.as_deref(), q.to.as_deref(), now) {
-        Ok(r) => (r, None),
-        Err(e) => (
-            DayRange::last(dashboard::DEFAULT_DAYS, now),
-            Some(e.to_string()),
-        ),
-    };
+    let by = q.breakdown();
+    let (range, error) = range_or_default(&q.range, state.engine.now());
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let found = blocking(move || measure::overview(store.as_ref(), &actor, range, by)).await;
     let (kpis, attribution, funnel) = match found {

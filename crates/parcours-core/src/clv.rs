@@ -553,6 +553,91 @@ pub fn discounted_value(
     value
 }
 
+/// A customer's lifetime figures under fitted models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valued {
+    pub customer: String,
+    pub summary: Summary,
+    pub monetary: f64,
+    pub p_alive: f64,
+    /// Over the valuation's horizon.
+    pub expected_purchases: f64,
+    /// Without a spend model: none.
+    pub expected_spend: Option<f64>,
+    pub clv: Option<f64>,
+}
+
+/// BG/NBD (and Gamma-Gamma, when at least three customers bought again for an amount)
+/// fitted on these customers, and each customer valued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valuation {
+    pub bg_nbd: BgNbd,
+    pub log_likelihood: f64,
+    /// The spend model and its log-likelihood.
+    pub gamma_gamma: Option<(GammaGamma, f64)>,
+    pub customers: Vec<Valued>,
+}
+
+/// Fits the models on `customers` (in weeks) and values each: P(alive), expected purchases
+/// over `horizon` weeks, expected spend, and `months` of value discounted at `monthly_rate`
+/// (`lifetimes`' month of 4.345 weeks). `None` when no customer bought again or the fit does
+/// not converge: there is nothing to value with.
+pub fn value_customers(
+    customers: &[CustomerSummary],
+    horizon: f64,
+    months: u32,
+    monthly_rate: f64,
+) -> Option<Valuation> {
+    if !customers.iter().any(|c| c.summary.x > 0.0) {
+        return None;
+    }
+    let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
+    let (m, ll) = BgNbd::fit(&summaries);
+    if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let spenders: Vec<(f64, f64)> = customers
+        .iter()
+        .map(|c| (c.summary.x, c.monetary))
+        .filter(|(x, v)| *x > 0.0 && *v > 0.0)
+        .collect();
+    let spend = (spenders.len() >= 3)
+        .then(|| GammaGamma::fit(&spenders))
+        .filter(|(g, ll)| [g.p, g.q, g.gamma, *ll].iter().all(|v| v.is_finite()));
+    let valued = customers
+        .iter()
+        .map(|c| {
+            let s = &c.summary;
+            let expected_spend = spend
+                .as_ref()
+                .map(|(g, _)| g.expected_spend(s.x, c.monetary));
+            Valued {
+                customer: c.customer.clone(),
+                summary: *s,
+                monetary: c.monetary,
+                p_alive: m.p_alive(s),
+                expected_purchases: m.expected_purchases(s, horizon),
+                expected_spend,
+                clv: expected_spend.map(|e| {
+                    discounted_value(
+                        &|t| m.expected_purchases(s, t),
+                        e,
+                        months,
+                        4.345,
+                        monthly_rate,
+                    )
+                }),
+            }
+        })
+        .collect();
+    Some(Valuation {
+        bg_nbd: m,
+        log_likelihood: ll,
+        gamma_gamma: spend,
+        customers: valued,
+    })
+}
+
 /// What `parcours report clv` reads: a transaction log, or summaries already made.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {

@@ -433,61 +433,36 @@ pub const CLV_MONTHLY_DISCOUNT: f64 = 0.01;
 /// "top_decile", "likely_to_lapse" (P(alive) below one half)}`. Nothing when no customer
 /// bought again (the model cannot be fitted).
 pub fn clv_scores(purchases: &[crate::clv::Purchase], now: Millis) -> BTreeMap<String, Value> {
-    use crate::clv::{discounted_value, summarise, BgNbd, GammaGamma, Summary};
+    use crate::clv::{summarise, value_customers};
     let customers = summarise(purchases, now.div_euclid(DAY), 7.0);
-    if !customers.iter().any(|c| c.summary.x > 0.0) {
+    let Some(valuation) = value_customers(
+        &customers,
+        CLV_HORIZON_WEEKS,
+        CLV_MONTHS,
+        CLV_MONTHLY_DISCOUNT,
+    ) else {
         return BTreeMap::new();
-    }
-    let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
-    let (m, ll) = BgNbd::fit(&summaries);
-    if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
-        return BTreeMap::new();
-    }
-    let spenders: Vec<(f64, f64)> = customers
-        .iter()
-        .map(|c| (c.summary.x, c.monetary))
-        .filter(|(x, v)| *x > 0.0 && *v > 0.0)
-        .collect();
-    let spend = (spenders.len() >= 3)
-        .then(|| GammaGamma::fit(&spenders).0)
-        .filter(|g| [g.p, g.q, g.gamma].iter().all(|v| v.is_finite()));
-    let values: Vec<(f64, f64, Option<f64>)> = customers
-        .iter()
-        .map(|c| {
-            let s = &c.summary;
-            let clv = spend.as_ref().map(|g| {
-                discounted_value(
-                    &|t| m.expected_purchases(s, t),
-                    g.expected_spend(s.x, c.monetary),
-                    CLV_MONTHS,
-                    4.345,
-                    CLV_MONTHLY_DISCOUNT,
-                )
-            });
-            (
-                m.p_alive(s),
-                m.expected_purchases(s, CLV_HORIZON_WEEKS),
-                clv,
-            )
-        })
-        .collect();
+    };
     // Deciles of value (of expected purchases without a spend model).
-    let ranked: Vec<f64> = values.iter().map(|(_, e, v)| v.unwrap_or(*e)).collect();
-    let deciles = ntiles(&ranked, 10);
-    customers
+    let ranked: Vec<f64> = valuation
+        .customers
         .iter()
-        .zip(values)
-        .zip(deciles)
-        .map(|((c, (p_alive, expected, clv)), decile)| {
+        .map(|c| c.clv.unwrap_or(c.expected_purchases))
+        .collect();
+    valuation
+        .customers
+        .iter()
+        .zip(ntiles(&ranked, 10))
+        .map(|(c, decile)| {
             (
                 c.customer.clone(),
                 json!({
-                    "p_alive": p_alive,
-                    "expected_purchases": expected,
-                    "clv": clv,
+                    "p_alive": c.p_alive,
+                    "expected_purchases": c.expected_purchases,
+                    "clv": c.clv,
                     "decile": decile,
                     "top_decile": decile == 10,
-                    "likely_to_lapse": p_alive < 0.5,
+                    "likely_to_lapse": c.p_alive < 0.5,
                 }),
             )
         })

@@ -156,7 +156,7 @@ pub fn load_definitions(
     for d in store.definitions(workspace)? {
         let slot = raw.entry(d.workspace_id.clone()).or_default();
         if d.kind != DefinitionKind::Destination {
-            let rfm = d.kind == DefinitionKind::ComputedTrait
+            let wide = d.kind == DefinitionKind::ComputedTrait
                 && serde_json::from_value::<ComputedTrait>(d.doc.clone())
                     .is_ok_and(|t| t.kind.workspace_wide());
             seen.entry(d.workspace_id.clone())
@@ -167,7 +167,7 @@ pub fn load_definitions(
                     version: d.version,
                     // RFM scores and lifetime values are computed by their own pass,
                     // whatever else runs.
-                    computed: !rfm && d.computed_version >= d.version,
+                    computed: !wide && d.computed_version >= d.version,
                 });
         }
         match d.kind {
@@ -434,7 +434,7 @@ fn decide(
     };
     for t in &defs.traits {
         if t.def.kind.workspace_wide() {
-            // Scored against every customer by the workspace pass (`AudienceProcessor::rfm`).
+            // Scored against every customer by the workspace pass (`AudienceProcessor::wide`).
             continue;
         }
         if let Trigger::Events(names) = trigger {
@@ -565,29 +565,29 @@ pub const RFM_REFRESH: Millis = 3_600_000;
 
 /// A running workspace-wide pass (an `rfm` or `clv` trait): the log is read, every
 /// customer's inputs are gathered, then the values written. Progress counts the three in turn.
-enum RfmPhase {
+enum WidePhase {
     Scan(Vec<WideInput>),
     Write(BTreeMap<String, Value>),
 }
 
-struct RfmRun {
+struct WideRun {
     version: i64,
     held: Held,
-    phase: RfmPhase,
+    phase: WidePhase,
     after: String,
     /// Profiles gathered or written in this phase.
     done: u64,
     profiles: u64,
 }
 
-impl RfmRun {
+impl WideRun {
     /// (done, total) of the whole pass, with every phase counted as `profiles`.
     fn progress(&self) -> (u64, u64) {
         let p = self.profiles.max(self.done);
         let done = match self.phase {
             _ if !self.held.is_read() => (p as f64 * self.held.fraction()) as u64,
-            RfmPhase::Scan(_) => p + self.done,
-            RfmPhase::Write(_) => 2 * p + self.done,
+            WidePhase::Scan(_) => p + self.done,
+            WidePhase::Write(_) => 2 * p + self.done,
         };
         (done, 3 * p)
     }
@@ -612,9 +612,9 @@ pub struct AudienceProcessor {
     /// How long a step may evaluate pages of a full computation when no real-time work
     /// waits ([`PAGE_BUDGET`]; one page when there is).
     page_budget: Duration,
-    rfm: BTreeMap<(String, String), RfmRun>,
-    /// (workspace, trait) → (version, when) of the last finished RFM pass.
-    rfm_done: BTreeMap<(String, String), (i64, Millis)>,
+    wide: BTreeMap<(String, String), WideRun>,
+    /// (workspace, trait) → (version, when) of the last finished workspace-wide pass.
+    wide_done: BTreeMap<(String, String), (i64, Millis)>,
     /// Workspaces whose full computation failed on their data, with the versions it was for.
     failed: BTreeMap<String, Vec<(DefinitionKind, String, i64)>>,
     /// Profiles evaluated in real time since it started.
@@ -651,8 +651,8 @@ impl Default for AudienceProcessor {
             recompute: BTreeMap::new(),
             held_max: HELD_MAX,
             page_budget: PAGE_BUDGET,
-            rfm: BTreeMap::new(),
-            rfm_done: BTreeMap::new(),
+            wide: BTreeMap::new(),
+            wide_done: BTreeMap::new(),
             failed: BTreeMap::new(),
             evaluated: 0,
             starting: BTreeMap::new(),
@@ -763,7 +763,7 @@ impl AudienceProcessor {
         }
         let idle = report.events == 0 && report.timers == 0;
         report.recomputed = self.recompute(store, &defs, now, idle)?;
-        report.recomputed += self.rfm(store, &defs, now)?;
+        report.recomputed += self.wide(store, &defs, now)?;
         report.published = publish(store, &defs, now)?;
         Ok(report)
     }
@@ -954,11 +954,12 @@ impl AudienceProcessor {
 }
 
 impl AudienceProcessor {
-    /// Advances the RFM pass of one `rfm` trait by a page of profiles. A pass runs when the
+    /// Advances the workspace-wide pass of one `rfm` or `clv` trait by a page of profiles
+    /// (the cause of the membership changes it makes is the trait's id). A pass runs when the
     /// trait is new or changed and then every [`RFM_REFRESH`]: it gathers every customer's
-    /// inputs, scores them together (`rfm_scores`), then writes the scores that changed and
+    /// inputs, scores them together (`wide_scores`), then writes the scores that changed and
     /// re-evaluates those customers' audiences.
-    fn rfm(
+    fn wide(
         &mut self,
         store: &dyn Store,
         all: &BTreeMap<String, WorkspaceDefs>,
@@ -973,36 +974,36 @@ impl AudienceProcessor {
                     .map(move |t| (ws.clone(), t.def.id.clone()))
             })
             .collect();
-        self.rfm.retain(|k, _| live.contains(k));
-        self.rfm_done.retain(|k, _| live.contains(k));
+        self.wide.retain(|k, _| live.contains(k));
+        self.wide_done.retain(|k, _| live.contains(k));
         for key in live {
             let (ws, id) = (&key.0, &key.1);
             let defs = &all[ws];
             let Some(t) = defs.traits.iter().find(|t| &t.def.id == id) else {
                 continue;
             };
-            let due = match self.rfm_done.get(&key) {
+            let due = match self.wide_done.get(&key) {
                 Some((v, at)) => *v != t.version || now - at >= RFM_REFRESH,
                 None => true,
             };
-            if !due && !self.rfm.contains_key(&key) {
+            if !due && !self.wide.contains_key(&key) {
                 continue;
             }
-            if self.rfm.get(&key).is_none_or(|r| r.version != t.version) {
-                self.rfm.insert(
+            if self.wide.get(&key).is_none_or(|r| r.version != t.version) {
+                self.wide.insert(
                     key.clone(),
-                    RfmRun {
+                    WideRun {
                         version: t.version,
                         held: Held::start(store, ws, &defs.names, self.held_max)?,
-                        phase: RfmPhase::Scan(Vec::new()),
+                        phase: WidePhase::Scan(Vec::new()),
                         after: String::new(),
                         done: 0,
                         profiles: store.profile_count(ws)?,
                     },
                 );
             }
-            let run = self.rfm.get_mut(&key).expect("just inserted");
-            let progress = |run: &RfmRun, finished: bool, write: &mut AudienceWrite| {
+            let run = self.wide.get_mut(&key).expect("just inserted");
+            let progress = |run: &WideRun, finished: bool, write: &mut AudienceWrite| {
                 let (done, total) = run.progress();
                 write.progress.push(ComputationProgress {
                     workspace_id: ws.clone(),
@@ -1034,7 +1035,7 @@ impl AudienceProcessor {
             let known = run.held.known_upto();
             let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
             match &mut run.phase {
-                RfmPhase::Scan(inputs) => {
+                WidePhase::Scan(inputs) => {
                     let names = [t.def.event.clone()];
                     // Scored against known customers only, unless the trait says otherwise.
                     let ids: Vec<String> = page
@@ -1051,7 +1052,7 @@ impl AudienceProcessor {
                     }
                     if finished {
                         let scores = wide_scores(inputs, now);
-                        run.phase = RfmPhase::Write(scores);
+                        run.phase = WidePhase::Write(scores);
                         run.after = String::new();
                         run.done = 0;
                     }
@@ -1059,7 +1060,7 @@ impl AudienceProcessor {
                     progress(run, false, &mut write);
                     store.record(&write)?;
                 }
-                RfmPhase::Write(scores) => {
+                WidePhase::Write(scores) => {
                     // Only customers whose scores changed are read in full and re-evaluated
                     // (an hourly refresh mostly changes few).
                     let stored = store.audience_inputs(ws, &ids, &[], known, true)?;
@@ -1102,7 +1103,7 @@ impl AudienceProcessor {
                             defs,
                             loaded,
                             i.timer,
-                            (now, "rfm"),
+                            (now, id.as_str()),
                             Trigger::All,
                             &mut write,
                         );
@@ -1115,8 +1116,8 @@ impl AudienceProcessor {
                         r.touched.extend(ids);
                     }
                     if finished {
-                        self.rfm.remove(&key);
-                        self.rfm_done.insert(key.clone(), (t.version, now));
+                        self.wide.remove(&key);
+                        self.wide_done.insert(key.clone(), (t.version, now));
                     }
                 }
             }

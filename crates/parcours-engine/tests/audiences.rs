@@ -738,6 +738,12 @@ fn lifetime_values_are_computed_traits_that_drive_audiences() {
     assert!(!w.members("lapsing").contains(&w.profile("best")));
     assert!(w.members("top").contains(&w.profile("best")));
     assert!(w.members("top").len() <= 3, "{:?}", w.members("top"));
+    let entry = w
+        .changes()
+        .into_iter()
+        .rfind(|c| c.profile_id == w.profile("best"))
+        .unwrap();
+    assert_eq!((entry.entered, entry.cause.as_str()), (true, "clv"));
     let def = w
         .store
         .definitions(Some(WS))

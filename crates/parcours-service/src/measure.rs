@@ -544,7 +544,7 @@ pub struct Clv {
 /// expected purchases over the horizon, expected spend and discounted lifetime value.
 /// `clv_unfittable` when no buyer bought again.
 pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, ServiceError> {
-    use parcours_core::clv::{self as model, BgNbd, GammaGamma, Purchase, Summary};
+    use parcours_core::clv::{self as model, Purchase};
     let read = read_log(store, &actor.workspace)?;
     let purchases: Vec<Purchase> = kpi::orders(&read.input)
         .into_iter()
@@ -555,59 +555,30 @@ pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, Service
         })
         .collect();
     let customers = model::summarise(&purchases, q.end_day, 7.0);
-    if !customers.iter().any(|c| c.summary.x > 0.0) {
+    let Some(v) = model::value_customers(&customers, q.horizon_weeks, q.months, q.discount) else {
         return Err(ServiceError::invalid(
             "clv_unfittable",
             format!(
-                "none of the {} buyers up to {} bought again: the repeat-purchase model cannot be fitted",
+                "none of the {} buyers up to {} bought again, or the model did not converge on \
+                 them: the repeat-purchase model cannot be fitted",
                 customers.len(),
                 date(q.end_day)
             ),
         ));
-    }
-    let summaries: Vec<Summary> = customers.iter().map(|c| c.summary).collect();
-    let (m, ll) = BgNbd::fit(&summaries);
-    if ![m.r, m.alpha, m.a, m.b, ll].iter().all(|v| v.is_finite()) {
-        return Err(ServiceError::invalid(
-            "clv_unfittable",
-            "the repeat-purchase model did not converge on these buyers".to_string(),
-        ));
-    }
-    let spenders: Vec<(f64, f64)> = customers
+    };
+    let mut all: Vec<CustomerValue> = v
+        .customers
         .iter()
-        .map(|c| (c.summary.x, c.monetary))
-        .filter(|(x, m)| *x > 0.0 && *m > 0.0)
-        .collect();
-    let spend = (spenders.len() >= 3)
-        .then(|| GammaGamma::fit(&spenders))
-        .filter(|(g, ll)| [g.p, g.q, g.gamma, *ll].iter().all(|v| v.is_finite()));
-    let mut all: Vec<CustomerValue> = customers
-        .iter()
-        .map(|c| {
-            let s = &c.summary;
-            let expected_spend = spend
-                .as_ref()
-                .map(|(g, _)| g.expected_spend(s.x, c.monetary));
-            CustomerValue {
-                profile_id: c.customer.clone(),
-                frequency: s.x,
-                recency: s.t_x,
-                age: s.t,
-                monetary_value: c.monetary,
-                p_alive: m.p_alive(s),
-                expected_purchases: m.expected_purchases(s, q.horizon_weeks),
-                expected_spend,
-                // `lifetimes`' month: 4.345 weeks.
-                clv: expected_spend.map(|e| {
-                    model::discounted_value(
-                        &|t| m.expected_purchases(s, t),
-                        e,
-                        q.months,
-                        4.345,
-                        q.discount,
-                    )
-                }),
-            }
+        .map(|c| CustomerValue {
+            profile_id: c.customer.clone(),
+            frequency: c.summary.x,
+            recency: c.summary.t_x,
+            age: c.summary.t,
+            monetary_value: c.monetary,
+            p_alive: c.p_alive,
+            expected_purchases: c.expected_purchases,
+            expected_spend: c.expected_spend,
+            clv: c.clv,
         })
         .collect();
     all.sort_by(|a, b| {
@@ -617,6 +588,7 @@ pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, Service
             .then_with(|| a.profile_id.cmp(&b.profile_id))
     });
     let values: Vec<f64> = all.iter().filter_map(|c| c.clv).collect();
+    let m = &v.bg_nbd;
     Ok(Clv {
         end: date(q.end_day),
         horizon_weeks: q.horizon_weeks,
@@ -629,9 +601,9 @@ pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, Service
             ("alpha", m.alpha),
             ("a", m.a),
             ("b", m.b),
-            ("log_likelihood", ll),
+            ("log_likelihood", v.log_likelihood),
         ]),
-        gamma_gamma: spend.map(|(g, ll)| {
+        gamma_gamma: v.gamma_gamma.map(|(g, ll)| {
             BTreeMap::from([
                 ("p", g.p),
                 ("q", g.q),
