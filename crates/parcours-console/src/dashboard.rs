@@ -49,7 +49,7 @@ struct Page {
     error: Option<String>,
     presets: Vec<Preset>,
     totals: Vec<Total>,
-    /// What the charts draw, as JSON (read by `dashboard.js`).
+    /// What the charts draw, as JSON (read by `dashboard.js`, through `charts.js`).
     chart: String,
     channels: Vec<String>,
     by_day: Vec<DayRow>,
