@@ -276,39 +276,20 @@ fn series_schema() -> Value {
 }
 
 fn kpi_row_schema() -> Value {
-    let count = json!({"type": "integer", "minimum": 0});
-    let rate = json!({"type": ["number", "null"]});
-    let mut properties = serde_json::Map::new();
-    properties.insert("key".into(), json!({"type": "string"}));
-    properties.insert("revenue".into(), json!({"type": "number"}));
-    for c in [
-        "visitors",
-        "buyers",
-        "orders",
-        "repeat_buyers",
-        "new_customers",
-        "carts",
-        "abandoned_carts",
-        "answers",
-        "promoters",
-        "detractors",
-    ] {
-        properties.insert(c.into(), count.clone());
-    }
-    for r in [
-        "conversion_rate",
-        "average_order_value",
-        "repeat_purchase_rate",
-        "purchase_frequency",
-        "cart_abandonment",
-        "nps",
-        "spend",
-        "cac",
-    ] {
-        properties.insert(r.into(), rate.clone());
-    }
-    let required: Vec<&String> = properties.keys().collect();
-    json!({"type": "object", "required": required, "properties": properties})
+    use parcours_core::kpi::Row;
+    let properties: serde_json::Map<String, Value> = Row::COLUMNS
+        .iter()
+        .map(|&c| {
+            let schema = match c {
+                "key" => json!({"type": "string"}),
+                "revenue" => json!({"type": "number"}),
+                c if Row::OPTIONAL.contains(&c) => json!({"type": ["number", "null"]}),
+                _ => json!({"type": "integer", "minimum": 0}),
+            };
+            (c.to_string(), schema)
+        })
+        .collect();
+    json!({"type": "object", "required": Row::COLUMNS, "properties": properties})
 }
 
 fn funnel_group_schema() -> Value {

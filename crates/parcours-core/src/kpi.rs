@@ -193,6 +193,18 @@ impl Row {
         "cac",
     ];
 
+    /// The columns that may be undefined (`null`): the rates, and spend with what divides it.
+    pub const OPTIONAL: [&'static str; 8] = [
+        "conversion_rate",
+        "average_order_value",
+        "repeat_purchase_rate",
+        "purchase_frequency",
+        "cart_abandonment",
+        "nps",
+        "spend",
+        "cac",
+    ];
+
     fn finish(mut self) -> Row {
         let ratio = |a: f64, b: u64| (b > 0).then(|| a / b as f64);
         self.conversion_rate = ratio(self.buyers as f64, self.visitors);
@@ -930,6 +942,24 @@ mod tests {
         let later = cohorts(&input, DAY, 10 * DAY, Period::Week, false);
         assert_eq!((later[0].customers, later[0].revenue[0]), (1, 30.0));
         assert_eq!(Period::Month.name(Period::Month.index(0)), "1970-01");
+    }
+
+    /// The columns the CSV and the API's schema name are the fields a row serialises.
+    #[test]
+    fn the_columns_are_the_rows_fields() {
+        let value = serde_json::to_value(Row::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut columns = Row::COLUMNS.to_vec();
+        fields.sort_unstable();
+        columns.sort_unstable();
+        assert_eq!(fields, columns);
+        assert!(Row::OPTIONAL.iter().all(|c| Row::COLUMNS.contains(c)));
+        assert_eq!(Row::default().csv().len(), Row::COLUMNS.len());
     }
 
     #[test]
