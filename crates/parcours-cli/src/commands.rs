@@ -52,7 +52,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     // The listener is bound before anything is created: a start that fails (the port is
     // taken) leaves the store as it was, and the next start creates and shows the secrets.
-    let node = Node::start(&config, store.clone()).await?;
+    let node = Node::start_unready(&config, store.clone()).await?;
     let created = match bootstrap(store.as_ref(), &config, now()) {
         Ok(created) => created,
         Err(e) => {
@@ -60,6 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    node.set_ready();
     eprintln!(
         "Parcours is listening on {} (data in {})",
         node.url(),
@@ -276,10 +277,11 @@ pub async fn demo_start(
     let mut config = config.clone();
     config.storage.durability = "normal".into();
     let store = open_store(&config)?;
-    let node = Node::start(&config, store.clone()).await?;
+    let node = Node::start_unready(&config, store.clone()).await?;
     let created = bootstrap(store.as_ref(), &config, now())?;
     let url = node.url();
     let Some(p) = created else {
+        node.set_ready();
         return Ok((node, None));
     };
     let ws = p.workspace.id.clone();
@@ -310,6 +312,8 @@ pub async fn demo_start(
         )?;
         keys_by_source.insert(s.name, key);
     }
+    // Ready once the brand's sources and keys exist.
+    node.set_ready();
     let load = DemoLoad {
         store,
         url,

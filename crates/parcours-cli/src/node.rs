@@ -186,7 +186,14 @@ fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u
 impl Node {
     /// Starts a node on its configured address (port 0 picks a free one).
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Node> {
-        Self::start_with_clock(config, store, Arc::new(SystemClock)).await
+        Self::launch(config, store, Arc::new(SystemClock), true).await
+    }
+
+    /// Starts a node that answers `/readyz` with 503 until [`Node::set_ready`]: a first start
+    /// binds its port before it creates the workspace and its keys, and a client (or a load
+    /// balancer) that waits for readiness must not send with a key that does not exist yet.
+    pub async fn start_unready(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Node> {
+        Self::launch(config, store, Arc::new(SystemClock), false).await
     }
 
     /// Starts a node that reads the time from `clock` (tests move it forward).
@@ -194,6 +201,20 @@ impl Node {
         config: &Config,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Node> {
+        Self::launch(config, store, clock, true).await
+    }
+
+    /// The node is ready to serve: `/readyz` answers by its processors' health.
+    pub fn set_ready(&self) {
+        self.state.ready.store(true, Ordering::SeqCst);
+    }
+
+    async fn launch(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ready: bool,
     ) -> anyhow::Result<Node> {
         let window = Duration::from_secs(u64::from(config.ingest.dedup_window_days) * 86_400);
         let addr = format!("{}:{}", config.http.host, config.http.port);
@@ -252,6 +273,7 @@ impl Node {
                 metrics_token: config.metrics.token.clone(),
             },
         );
+        state.ready.store(ready, Ordering::SeqCst);
         let (stop, stopped) = oneshot::channel::<()>();
         let app = parcours_api::router_with(state.clone(), parcours_console::routes());
         let limits = server_limits(config);

@@ -63,16 +63,26 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event_and_duplicates_none()
     wait_ready(&client).await;
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Why each sender stopped (the kill, or a refusal before it).
+    let stopped: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut senders = Vec::new();
     for w in 0..4 {
-        let (client, acked) = (client.clone(), acked.clone());
+        let (client, acked, stopped) = (client.clone(), acked.clone(), stopped.clone());
         senders.push(tokio::spawn(async move {
             for b in 0.. {
                 let ids: Vec<String> = (0..50).map(|i| format!("w{w}-b{b}-e{i}")).collect();
                 let batch: Vec<_> = ids.iter().map(|id| json!({"type": "track", "event": "Page Scrolled", "userId": format!("u{w}"), "messageId": id})).collect();
                 match client.track("/v1/batch", KEY, json!({"batch": batch}).to_string()).await {
                     Ok(r) if r.status == 200 => acked.lock().unwrap().extend(ids),
-                    _ => break,
+                    Ok(r) => {
+                        let body = String::from_utf8_lossy(&r.body).into_owned();
+                        stopped.lock().unwrap().push(format!("{} {body}", r.status));
+                        break;
+                    }
+                    Err(e) => {
+                        stopped.lock().unwrap().push(e.to_string());
+                        break;
+                    }
                 }
             }
         }));
@@ -90,8 +100,9 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event_and_duplicates_none()
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 1_000,
-        "the ingest was sustained before the kill ({} acked)",
-        acked.len()
+        "the ingest was sustained before the kill ({} acked; the senders stopped on {:?})",
+        acked.len(),
+        stopped.lock().unwrap()
     );
 
     let mut child = spawn(&dir, port);

@@ -244,3 +244,48 @@ fn the_demo_answers_while_its_history_loads() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ready means ready to take events: a first start binds its port before it creates the
+/// workspace and its keys (so that a taken port leaves nothing behind), and its `/readyz`
+/// says 503 until the keys exist; a client that waits for readiness never sends with a key
+/// that does not exist yet. (`parcours serve` and the demo start their node this way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_comes_after_the_first_start_created_the_keys() {
+    use parcours_cli::config::Config;
+    use parcours_cli::node::{bootstrap, open_store, Node};
+    const KEY: &str = "wk_readiness_0123456789abcdef";
+    let dir = common::temp_dir("ready");
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    config.http.port = 0;
+    config.bootstrap.write_key = Some(KEY.into());
+    config.bootstrap.admin_token = Some("pat_readiness_0123456789abcdef".into());
+    let store = open_store(&config).unwrap();
+    let node = Node::start_unready(&config, store.clone()).await.unwrap();
+    let client = parcours_testkit::http::Client::new(node.url());
+    let batch = serde_json::json!({"batch": [{"type": "track", "event": "Ready", "userId": "u1"}]})
+        .to_string();
+    let r = client.get("/readyz", "").await.unwrap();
+    assert_eq!(r.status, 503, "listening, no key yet: not ready");
+    assert_eq!(
+        client
+            .track("/v1/batch", KEY, batch.clone())
+            .await
+            .unwrap()
+            .status,
+        401,
+        "the key does not exist yet"
+    );
+    bootstrap(store.as_ref(), &config, 0)
+        .unwrap()
+        .expect("a fresh store");
+    assert_eq!(client.get("/readyz", "").await.unwrap().status, 503);
+    node.set_ready();
+    assert_eq!(client.get("/readyz", "").await.unwrap().status, 200);
+    let r = client.track("/v1/batch", KEY, batch).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
