@@ -173,11 +173,21 @@ async fn report(
         ))
     })
     .await?;
+    // Which group a run is in: treated (`Some(false)`), the journey's holdout (`Some(true)`);
+    // the global control group's runs are summed apart.
     let sum = |f: fn(&parcours_store::GroupStats) -> u64, holdout: Option<bool>| -> u64 {
         stats
             .groups
             .iter()
-            .filter(|g| holdout.is_none_or(|h| g.holdout == h))
+            .filter(|g| holdout.is_none_or(|h| g.holdout == h && !g.global_control))
+            .map(f)
+            .sum()
+    };
+    let global_sum = |f: fn(&parcours_store::GroupStats) -> u64| -> u64 {
+        stats
+            .groups
+            .iter()
+            .filter(|g| g.global_control)
             .map(f)
             .sum()
     };
@@ -211,10 +221,15 @@ async fn report(
             json!(c as f64 / n as f64)
         }
     };
+    let global = (global_sum(|g| g.converted), global_sum(|g| g.entered));
     let mut groups = vec![
         json!({"group": "holdout", "entered": control.1, "converted": control.0,
         "rate": rate(control)}),
     ];
+    if global.1 > 0 {
+        groups.push(json!({"group": "global control", "entered": global.1,
+            "converted": global.0, "rate": rate(global)}));
+    }
     let mut variants: Vec<Option<String>> = stats
         .groups
         .iter()
@@ -235,6 +250,7 @@ async fn report(
             "converted": c,
             "rate": rate((c, n)),
             "against_holdout": compare(control, (c, n)),
+            "against_global_control": compare(global, (c, n)),
         }));
     }
     let treatment = (
@@ -276,6 +292,7 @@ async fn report(
         "steps": steps,
         "groups": groups,
         "treatment_against_holdout": compare(control, treatment),
+        "treatment_against_global_control": compare(global, treatment),
     })))
 }
 

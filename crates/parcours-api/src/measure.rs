@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
 use crate::openapi::{
     Answer, AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals,
-    SpendAnswer,
+    SpendAnswer, UpliftAnswer,
 };
 use crate::AppState;
 
@@ -37,6 +37,73 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(clv))
         .routes(routes!(clv_export))
         .routes(routes!(get_spend, import_spend))
+        .routes(routes!(uplift))
+        .routes(routes!(uplift_export))
+}
+
+/// A journey and the window after entry in which orders count.
+#[derive(Debug, Deserialize)]
+struct UpliftParams {
+    journey: String,
+    window: Option<i64>,
+}
+
+async fn compute_uplift(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    q: UpliftParams,
+) -> Result<measure::uplift::Uplift, ApiError> {
+    let (st, actor) = (store(state), caller.actor());
+    let window = q.window.unwrap_or(measure::uplift::DEFAULT_WINDOW_DAYS);
+    blocking(move || {
+        Ok(measure::uplift::uplift(
+            st.as_ref(),
+            &actor,
+            &q.journey,
+            window,
+        )?)
+    })
+    .await
+}
+
+/// Did a journey work? Its runs by group (the treatment, each variant of its splits, its
+/// holdout and the workspace's global control group), each group's goal conversions and the
+/// orders its customers placed within `window` days of entering, and every treated group
+/// against each control group: uplift of the conversion rate, incremental conversions,
+/// two-proportion z-test, 95% interval and the underpowered warning; difference of revenue
+/// per entrant, incremental revenue and its 95% interval.
+#[utoipa::path(get, path = "/measure/uplift", tag = "measure", params(("journey" = String, Query, description = "the journey id"), ("window" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days after entry in which orders count (default 30)")), security(("bearer" = [])), responses((status = 200, description = "success", body = UpliftAnswer), Refusals))]
+async fn uplift(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<UpliftParams>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(compute_uplift(&state, &caller, q).await?)))
+}
+
+/// The uplift report as CSV: a line per group, then a line per comparison.
+#[utoipa::path(get, path = "/measure/uplift/export", tag = "measure", params(("journey" = String, Query, description = "the journey id"), ("window" = Option<i64>, Query, minimum = 1, maximum = 90, description = "days after entry in which orders count (default 30)")), security(("bearer" = [])), responses((status = 200, description = "success", content_type = "text/csv", body = String), Refusals))]
+async fn uplift_export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<UpliftParams>,
+) -> Result<Response, ApiError> {
+    let u = compute_uplift(&state, &caller, q).await?;
+    let name: String = u
+        .journey
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(csv(
+        measure::uplift::uplift_csv(&u.report),
+        format!("uplift-{name}"),
+    ))
 }
 
 /// A range of days.

@@ -437,6 +437,25 @@ json_schema!(
             "revenue": {"type": "array", "items": {"type": "number"}}}}}}})
 );
 json_schema!(
+    /// A journey's uplift report (see `GET /measure/uplift`).
+    UpliftAnswer,
+    json!({"type": "object", "required": ["journey", "window_days", "groups", "comparisons", "events_read"], "properties": {
+        "journey": {"type": "string"}, "window_days": {"type": "integer"}, "events_read": {"type": "integer"},
+        "groups": {"type": "array", "items": {"type": "object", "required": ["group", "entered", "converted", "conversion_rate", "buyers", "orders", "revenue", "revenue_per_entrant"], "properties": {
+            "group": {"type": "string"}, "variant": {"type": "string"}, "entered": {"type": "integer"}, "converted": {"type": "integer"},
+            "conversion_rate": {"type": ["number", "null"]}, "buyers": {"type": "integer"}, "orders": {"type": "integer"},
+            "revenue": {"type": "number"}, "revenue_per_entrant": {"type": ["number", "null"]}}}},
+        "comparisons": {"type": "array", "items": {"type": "object", "required": ["group", "against", "conversions", "revenue"], "properties": {
+            "group": {"type": "string"}, "against": {"type": "string"},
+            "conversions": {"type": ["object", "null"], "required": ["control_rate", "treatment_rate", "uplift", "relative_uplift", "incremental_conversions", "z", "p_value", "ci95", "underpowered"], "properties": {
+                "control_rate": {"type": "number"}, "treatment_rate": {"type": "number"}, "uplift": {"type": "number"},
+                "relative_uplift": {"type": ["number", "null"]}, "incremental_conversions": {"type": "number"}, "z": {"type": "number"},
+                "p_value": {"type": "number"}, "ci95": {"type": "array", "items": {"type": "number"}}, "underpowered": {"type": "boolean"}}},
+            "revenue": {"type": ["object", "null"], "required": ["mean_a", "mean_b", "difference", "incremental", "ci_low", "ci_high"], "properties": {
+                "mean_a": {"type": "number"}, "mean_b": {"type": "number"}, "difference": {"type": "number"},
+                "incremental": {"type": "number"}, "ci_low": {"type": "number"}, "ci_high": {"type": "number"}}}}}}}})
+);
+json_schema!(
     /// Customer lifetime value (see `GET /measure/clv`).
     ClvAnswer,
     json!({"type": "object", "required": ["end", "horizon_weeks", "months", "discount", "customers", "repeat_customers", "bg_nbd", "gamma_gamma", "likely_to_lapse", "top_decile_clv", "expected_purchases", "total_clv", "top"], "properties": {
@@ -712,6 +731,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("FunnelAnswer", FunnelAnswer::json()),
         ("CohortAnswer", CohortAnswer::json()),
         ("ClvAnswer", ClvAnswer::json()),
+        ("UpliftAnswer", UpliftAnswer::json()),
         ("SpendAnswer", SpendAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),

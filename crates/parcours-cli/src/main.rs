@@ -162,6 +162,18 @@ enum ReportKind {
         #[arg(long, default_value_t = 0.01)]
         discount: f64,
     },
+    /// Treated groups against a control group: conversion rates, uplift, incremental
+    /// conversions, two-proportion z-test, 95% interval, the underpowered warning, and the
+    /// difference of revenue per customer with the incremental revenue; from a CSV of one
+    /// customer a line with the columns `group`, `converted` (1 or 0) and optionally `revenue`.
+    Uplift {
+        /// The customers file.
+        #[arg(long)]
+        customers: PathBuf,
+        /// The name of the control group in the file.
+        #[arg(long, default_value = "control")]
+        control: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -602,6 +614,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                         },
                         &mut out,
                     )?
+                }
+                ReportKind::Uplift { customers, control } => {
+                    report::uplift(&customers, &control, &mut out)?
                 }
             }
             std::io::Write::flush(&mut out)?;

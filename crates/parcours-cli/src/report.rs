@@ -93,6 +93,28 @@ pub fn attribution(r: &AttributionReport, out: &mut dyn Write) -> anyhow::Result
     Ok(())
 }
 
+/// `parcours report uplift --customers FILE`: every treated group against the control group.
+pub fn uplift(customers: &PathBuf, control: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    use parcours_service::measure::uplift;
+    let rows = uplift::parse_customers(&read(customers)?)
+        .with_context(|| format!("reading {}", customers.display()))?;
+    if !rows.iter().any(|(g, _, _)| g == control) {
+        bail!("no customer is in the control group {control:?} (name it with --control)");
+    }
+    if rows.iter().all(|(g, _, _)| g == control) {
+        bail!("every customer is in the control group {control:?}: nothing to compare");
+    }
+    let report = uplift::of_customers(rows, control);
+    for g in &report.groups {
+        eprintln!(
+            "{}: {} customers, {} converted, {} of revenue",
+            g.group, g.entered, g.converted, g.revenue
+        );
+    }
+    out.write_all(uplift::uplift_csv(&report).as_bytes())?;
+    Ok(())
+}
+
 /// A field as CSV writes it: quoted when it holds a comma, a quote or a line break.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use parcours_cli::commands::demo_setup;
+use parcours_cli::commands::demo_start;
 use parcours_cli::config::Config;
 use parcours_testkit::http::Client;
 use rusqlite::{params, Connection, OpenFlags};
@@ -299,9 +299,21 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
         ..Config::default()
     };
     config.http.port = 0;
-    let (node, demo) = demo_setup(&config, 400, 60, false).await.unwrap();
-    let demo = demo.expect("a fresh store gets the demo");
+    let (node, load) = demo_start(&config, 400, 60).await.unwrap();
+    let load = load.expect("a fresh store gets the demo");
     let client = Client::new(node.url());
+    // A global control group of 30% before the history loads: whoever enters a journey is
+    // held out of every journey by that share.
+    let r = client
+        .put(
+            "/api/v1/workspace/contact-policy",
+            load.admin_token(),
+            r#"{"global_control": "30%"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let demo = load.run(false).await.unwrap();
     let token = demo.admin_token.as_str();
     let workspace = demo.workspace.as_str();
     let rows = facts(&dir, workspace);
@@ -587,6 +599,7 @@ async fn the_api_kpis_agree_with_an_independent_query_of_the_demo_log() {
     console_page(&client, token, &whole, &channel).await;
     cohorts(&client, token, &rows, &whole).await;
     lifetime_value(&client, token, &rows, &dir, last).await;
+    uplift(&client, token, &dir, workspace, &rows).await;
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1080,5 +1093,207 @@ async fn lifetime_value(
             .await
             .unwrap();
         assert_eq!(r.status, 400, "{query}");
+    }
+}
+
+/// Each demo journey's uplift report: its groups are the runs the store holds, and each
+/// group's orders and revenue are what an independent reading finds (the orders of the run's
+/// customer, following merges, within 30 days of her entry); nobody in the global control
+/// group was sent anything by any journey.
+async fn uplift(
+    client: &Client,
+    token: &str,
+    dir: &std::path::Path,
+    workspace: &str,
+    rows: &[Row],
+) {
+    let c = open(dir);
+    let sent_to_held: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM journey_contacts c WHERE c.workspace_id = ?1 AND EXISTS (
+                 SELECT 1 FROM journey_runs r WHERE r.workspace_id = c.workspace_id
+                 AND r.profile_id = c.profile_id AND json_extract(r.state, '$.global_control'))",
+            params![workspace],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sent_to_held, 0,
+        "a journey sent a message to the global control group"
+    );
+    let mut st = c
+        .prepare(&format!(
+            "{PEOPLE} SELECT r.journey_id, COALESCE(ro.root, r.profile_id), r.entered_at,
+                    COALESCE(json_extract(r.state, '$.holdout'), 0),
+                    COALESCE(json_extract(r.state, '$.global_control'), 0),
+                    json_extract(r.state, '$.variant'), COALESCE(r.outcome = 'goal', 0)
+             FROM journey_runs r LEFT JOIN roots ro ON ro.id = r.profile_id
+             WHERE r.workspace_id = ?1"
+        ))
+        .unwrap();
+    type Run = (String, String, i64, bool, bool, Option<String>, bool);
+    let runs: Vec<Run> = st
+        .query_map(params![workspace], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let orders: Vec<&Row> = rows.iter().filter(|r| r.kind == "order").collect();
+    // Per journey and group: runs, conversions, runs followed by an order, orders, revenue.
+    /// Runs, conversions, runs followed by an order, orders, revenue.
+    type Counts = (u64, u64, u64, u64, f64);
+    let mut want: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    for (journey, person, entered, holdout, global, variant, converted) in &runs {
+        let bought: Vec<&&Row> = orders
+            .iter()
+            .filter(|o| &o.person == person && o.ts >= *entered && o.ts < entered + 30 * DAY)
+            .collect();
+        let mut groups = vec![match (global, holdout) {
+            (true, _) => "global control".to_string(),
+            (false, true) => "holdout".to_string(),
+            (false, false) => "treatment".to_string(),
+        }];
+        if let (false, false, Some(v)) = (global, holdout, variant) {
+            groups.push(format!("variant {v}"));
+        }
+        for g in groups {
+            let w = want.entry((journey.clone(), g)).or_default();
+            w.0 += 1;
+            w.1 += u64::from(*converted);
+            w.2 += u64::from(!bought.is_empty());
+            w.3 += bought.len() as u64;
+            w.4 += bought.iter().map(|o| o.value).sum::<f64>();
+        }
+    }
+    let journeys: std::collections::BTreeSet<String> =
+        want.keys().map(|(j, _)| j.clone()).collect();
+    // The treatment is always shown, empty or not.
+    for j in &journeys {
+        want.entry((j.clone(), "treatment".into())).or_default();
+    }
+    assert!(journeys.len() >= 3, "the demo's journeys ran: {want:?}");
+    let held: u64 = want
+        .iter()
+        .filter(|((_, g), _)| g == "global control")
+        .map(|(_, w)| w.0)
+        .sum();
+    assert!(held > 0, "some customers entered held out: {want:?}");
+    let mut revenue_checked = 0.0;
+    for journey in journeys {
+        let r = client
+            .get(&format!("/api/v1/measure/uplift?journey={journey}"), token)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{journey}: {}", r.json());
+        let answer = r.json();
+        assert_eq!(answer["window_days"], 30);
+        let groups = answer["groups"].as_array().unwrap();
+        let mine: BTreeMap<String, &Value> = groups
+            .iter()
+            .map(|g| (g["group"].as_str().unwrap().to_string(), g))
+            .collect();
+        let expected: BTreeMap<&String, _> = want
+            .iter()
+            .filter(|((j, _), _)| j == &journey)
+            .map(|((_, g), w)| (g, w))
+            .collect();
+        assert_eq!(
+            mine.keys().collect::<Vec<_>>(),
+            expected.keys().copied().collect::<Vec<_>>(),
+            "{journey}: {answer}"
+        );
+        for (g, w) in &expected {
+            let a = mine[g.as_str()];
+            let got = (
+                a["entered"].as_u64().unwrap(),
+                a["converted"].as_u64().unwrap(),
+                a["buyers"].as_u64().unwrap(),
+                a["orders"].as_u64().unwrap(),
+            );
+            assert_eq!(got, (w.0, w.1, w.2, w.3), "{journey} {g}: {answer}");
+            let revenue = a["revenue"].as_f64().unwrap();
+            assert!(
+                (revenue - w.4).abs() < 1e-6,
+                "{journey} {g}: {revenue} vs {}",
+                w.4
+            );
+            revenue_checked += w.4;
+        }
+        // The treatment against the global control group: incremental revenue is the
+        // treatment's revenue less what it would have had at the control's mean.
+        let versus = answer["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["group"] == "treatment" && v["against"] == "global control");
+        if let (Some(v), Some(t), Some(g)) = (
+            versus,
+            expected.get(&"treatment".to_string()),
+            expected.get(&"global control".to_string()),
+        ) {
+            if g.0 > 1 && t.0 > 1 {
+                let incremental = t.4 - t.0 as f64 * g.4 / g.0 as f64;
+                let got = v["revenue"]["incremental"].as_f64().unwrap();
+                assert!(
+                    (got - incremental).abs() < 1e-6,
+                    "{journey}: {got} vs {incremental}"
+                );
+            }
+        }
+        // The journey's own report counts the same global control group.
+        let report = client
+            .get(&format!("/api/v1/journeys/{journey}/report"), token)
+            .await
+            .unwrap()
+            .json();
+        let in_report = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == "global control")
+            .map_or(0, |g| g["entered"].as_u64().unwrap());
+        assert_eq!(
+            in_report,
+            expected
+                .get(&"global control".to_string())
+                .map_or(0, |w| w.0),
+            "{journey}: {report}"
+        );
+        let csv = client
+            .get(
+                &format!("/api/v1/measure/uplift/export?journey={journey}"),
+                token,
+            )
+            .await
+            .unwrap();
+        assert_eq!(csv.status, 200);
+        let text = String::from_utf8_lossy(&csv.body).to_string();
+        assert_eq!(
+            text.lines().count(),
+            1 + groups.len() + answer["comparisons"].as_array().unwrap().len(),
+            "{text}"
+        );
+    }
+    assert!(revenue_checked > 0.0, "some entrants bought: {want:?}");
+    for (query, status, code) in [
+        ("journey=nope", 404, "not_found"),
+        ("journey=abandoned-cart&window=0", 400, "invalid_parameter"),
+        ("journey=abandoned-cart&window=91", 400, "invalid_parameter"),
+    ] {
+        let r = client
+            .get(&format!("/api/v1/measure/uplift?{query}"), token)
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{query}: {}", r.json());
+        assert_eq!(r.json()["code"], code, "{query}: {}", r.json());
     }
 }

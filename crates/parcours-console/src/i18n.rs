@@ -156,6 +156,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("to_date", "To", "Au"),
     ("bad_window", "Give the window as two dates (2026-11-01).", "Donnez la période sous forme de deux dates (2026-11-01)."),
     ("holdout", "holdout", "groupe témoin"),
+    ("global_control", "global control group", "groupe de contrôle global"),
     ("treated", "treated", "traités"),
     ("results", "Results", "Résultats"),
     ("group", "Group", "Groupe"),

@@ -328,7 +328,9 @@ pub(crate) async fn journey(
         .groups
         .iter()
         .map(|g| GroupRow {
-            name: if g.holdout {
+            name: if g.global_control {
+                tr.t("global_control").to_string()
+            } else if g.holdout {
                 tr.t("holdout").to_string()
             } else {
                 g.variant
@@ -348,7 +350,7 @@ pub(crate) async fn journey(
         stats
             .groups
             .iter()
-            .filter(|g| g.holdout == holdout)
+            .filter(|g| g.holdout == holdout && !g.global_control)
             .fold((0, 0), |(c, n), g| (c + g.converted, n + g.entered))
     };
     let ((ct, nt), (ch, nh)) = (sum(false), sum(true));

@@ -275,6 +275,8 @@ struct Customer {
     memberships: BTreeSet<String>,
     unknown_granted: bool,
     now: Millis,
+    /// In the workspace's global control group (set where runs start).
+    global_control: bool,
 }
 
 impl Look for Customer {
@@ -299,6 +301,10 @@ impl Look for Customer {
 
     fn trait_value(&self, name: &str) -> Option<Value> {
         self.profile.traits.get(name).map(|t| t.value.clone())
+    }
+
+    fn in_global_control(&self) -> bool {
+        self.global_control
     }
 }
 
@@ -570,6 +576,7 @@ fn load_customer(
         memberships,
         unknown_granted,
         now,
+        global_control: false,
     }))
 }
 
@@ -991,6 +998,9 @@ impl JourneyProcessor {
                     None,
                     "converted",
                     match (holdout, variant) {
+                        (true, _) if live.run.global_control => {
+                            "converted, in the global control group".into()
+                        }
                         (true, _) => "converted, in the holdout group".into(),
                         (false, Some(v)) => format!("converted, variant `{v}`"),
                         (false, None) => "converted".into(),
@@ -1553,10 +1563,12 @@ impl JourneyProcessor {
         if idle {
             return d.finish(fence);
         }
-        let Some(who) = load_customer(store, ws, profile, &all, now, share.unknown_granted)? else {
+        let Some(mut who) = load_customer(store, ws, profile, &all, now, share.unknown_granted)?
+        else {
             // No such profile (its events were all undone): nothing to move.
             return d.finish(fence);
         };
+        who.global_control = share.policy.in_global_control(&who.profile.id);
         if who.profile.id != profile {
             // She was merged into another profile since these events were queued: they are
             // hers under that profile, in its bucket (perhaps another node's).

@@ -32,6 +32,8 @@ use serde_json::Value;
 use crate::dashboard::{date, DayRange};
 use crate::{Actor, ServiceError};
 
+pub mod uplift;
+
 /// Rows read from the store at a time.
 const PAGE: usize = 10_000;
 
@@ -832,8 +834,34 @@ pub struct Read {
     pub people: usize,
     /// The profile id of each person.
     pub profile_ids: Vec<String>,
+    /// Each person by her profile id.
+    persons: HashMap<String, u32>,
+    /// Merged profiles, each to the one it was merged into.
+    merged_into: HashMap<String, String>,
     pub events: u64,
     pub unapplied: u64,
+}
+
+impl Read {
+    /// The person a profile is now (following merges), when any of her events was read.
+    pub fn person_of(&self, profile: &str) -> Option<u32> {
+        self.persons
+            .get(live_profile(&self.merged_into, profile))
+            .copied()
+    }
+}
+
+/// The profile `id` was merged into, following merges to the live one.
+fn live_profile<'a>(merged_into: &'a HashMap<String, String>, id: &'a str) -> &'a str {
+    let mut id = id;
+    // A cycle cannot happen; the bound keeps a corrupt store from hanging a report.
+    for _ in 0..=merged_into.len() {
+        match merged_into.get(id) {
+            Some(p) => id = p.as_str(),
+            None => break,
+        }
+    }
+    id
 }
 
 /// Gives each distinct text a number.
@@ -857,8 +885,13 @@ impl Names {
 
 /// Reads the workspace's log into facts, each event tied to its live profile.
 pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError> {
-    let (owners, profile_ids) = owners(store, workspace)?;
+    let (owners, profile_ids, merged_into) = owners(store, workspace)?;
     let people = profile_ids.len();
+    let persons = profile_ids
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.clone(), i as u32))
+        .collect();
     let (mut shops, mut campaigns, mut orders, mut carts, mut event_names) = (
         Names::default(),
         Names::default(),
@@ -919,6 +952,8 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
         order_ids: orders.names,
         people,
         profile_ids,
+        persons,
+        merged_into,
         events,
         unapplied,
     })
@@ -999,11 +1034,11 @@ fn fact(e: &StoredEvent, person: u32, [shops, campaigns, orders, carts]: [&mut N
     }
 }
 
-/// The live profile of every event applied to one (as a number per profile).
-fn owners(
-    store: &dyn Store,
-    workspace: &str,
-) -> Result<(HashMap<i64, u32>, Vec<String>), ServiceError> {
+/// The live profile of every event applied to one (as a number per profile), the live
+/// profiles' ids, and the merged profiles.
+type Owners = (HashMap<i64, u32>, Vec<String>, HashMap<String, String>);
+
+fn owners(store: &dyn Store, workspace: &str) -> Result<Owners, ServiceError> {
     // Merged profiles, to follow to the live one.
     let mut parent: HashMap<String, String> = HashMap::new();
     let mut position = String::new();
@@ -1021,17 +1056,7 @@ fn owners(
         }
         position = next;
     }
-    let root = |id: &str| -> String {
-        let mut id = id;
-        // A cycle cannot happen; the bound keeps a corrupt store from hanging a report.
-        for _ in 0..=parent.len() {
-            match parent.get(id) {
-                Some(p) => id = p.as_str(),
-                None => break,
-            }
-        }
-        id.to_string()
-    };
+
     let mut people = Names::default();
     let mut owners: HashMap<i64, u32> = HashMap::new();
     let mut position = String::new();
@@ -1043,7 +1068,7 @@ fn owners(
             })?;
         for (p, seq) in found {
             // One owner an event: the first in profile order, should a store give two.
-            let person = people.of(&root(&p));
+            let person = people.of(live_profile(&parent, &p));
             owners.entry(seq).or_insert(person);
         }
         if count < PAGE {
@@ -1051,7 +1076,7 @@ fn owners(
         }
         position = next;
     }
-    Ok((owners, people.names))
+    Ok((owners, people.names, parent))
 }
 
 #[cfg(test)]

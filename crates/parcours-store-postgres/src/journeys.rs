@@ -3,8 +3,8 @@
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
-    NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
+    ContactRow, Entrant, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite,
+    Journeys, NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
     JOURNEY_SENDS, JOURNEY_TIMERS,
 };
 use sqlx::postgres::PgRow;
@@ -423,6 +423,36 @@ impl Journeys for PgStore {
         })
     }
 
+    fn journey_entrants(&self, workspace: &str, journey: &str) -> Result<Vec<Entrant>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT profile_id, entered_at,
+                            coalesce((state::jsonb ->> 'holdout')::boolean, false),
+                            coalesce((state::jsonb ->> 'global_control')::boolean, false),
+                            state::jsonb ->> 'variant', coalesce(outcome = 'goal', false)
+                     FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2
+                     ORDER BY entered_at, run_id",
+                )
+                .bind(workspace)
+                .bind(journey)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Entrant {
+                    profile_id: r.try_get(0).map_err(backend)?,
+                    entered_at: r.try_get(1).map_err(backend)?,
+                    holdout: r.try_get(2).map_err(backend)?,
+                    global_control: r.try_get(3).map_err(backend)?,
+                    variant: r.try_get(4).map_err(backend)?,
+                    converted: r.try_get(5).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
     fn journey_stats(&self, workspace: &str, journey: &str) -> Result<JourneyStats> {
         let rows = self
             .run(
@@ -432,9 +462,10 @@ impl Journeys for PgStore {
                             count(*), count(*) FILTER (WHERE active),
                             count(*) FILTER (WHERE outcome = 'goal'),
                             count(*) FILTER (WHERE outcome = 'exited'),
-                            count(*) FILTER (WHERE outcome = 'completed')
+                            count(*) FILTER (WHERE outcome = 'completed'),
+                            coalesce((state::jsonb ->> 'global_control')::boolean, false) AS g
                      FROM journey_runs WHERE workspace_id = $1 AND journey_id = $2
-                     GROUP BY h, v ORDER BY h, v",
+                     GROUP BY h, g, v ORDER BY h, g, v",
                 )
                 .bind(workspace)
                 .bind(journey)
@@ -449,6 +480,7 @@ impl Journeys for PgStore {
             .map(|r| {
                 Ok(GroupStats {
                     holdout: r.try_get(0).map_err(backend)?,
+                    global_control: r.try_get(7).map_err(backend)?,
                     variant: r.try_get(1).map_err(backend)?,
                     entered: n(r, 2)?,
                     active: n(r, 3)?,

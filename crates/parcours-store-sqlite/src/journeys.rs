@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use parcours_core::time::Millis;
 use parcours_store::{
-    ContactRow, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite, Journeys,
-    NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
+    ContactRow, Entrant, GroupStats, JourneyStats, JourneyVersion, JourneyWork, JourneyWrite,
+    Journeys, NewJourneyVersion, Result, RunCounts, RunHistory, RunNote, StoreError, StoredRun,
     JOURNEY_SENDS, JOURNEY_TIMERS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
@@ -441,9 +441,10 @@ impl Journeys for SqliteStore {
                 .prepare_cached(
                     "SELECT coalesce(json_extract(state, '$.holdout'), 0) AS h, json_extract(state, '$.variant') AS v,
                             count(*), sum(active), sum(outcome = 'goal'), sum(outcome = 'exited'),
-                            sum(outcome = 'completed')
+                            sum(outcome = 'completed'),
+                            coalesce(json_extract(state, '$.global_control'), 0) AS g
                      FROM journey_runs WHERE workspace_id = ?1 AND journey_id = ?2
-                     GROUP BY h, v ORDER BY h, v",
+                     GROUP BY h, g, v ORDER BY h, g, v",
                 )
                 .map_err(backend)?;
             let groups = st
@@ -453,6 +454,7 @@ impl Journeys for SqliteStore {
                     };
                     Ok(GroupStats {
                         holdout: r.get::<_, i64>(0)? != 0,
+                        global_control: r.get::<_, i64>(7)? != 0,
                         variant: r.get(1)?,
                         entered: n(2)?,
                         active: n(3)?,
@@ -478,6 +480,35 @@ impl Journeys for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(backend)?;
             Ok(JourneyStats { groups, decisions })
+        })
+    }
+
+    fn journey_entrants(&self, workspace: &str, journey: &str) -> Result<Vec<Entrant>> {
+        self.read_projections(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT profile_id, entered_at, coalesce(json_extract(state, '$.holdout'), 0),
+                            coalesce(json_extract(state, '$.global_control'), 0),
+                            json_extract(state, '$.variant'), coalesce(outcome = 'goal', 0)
+                     FROM journey_runs WHERE workspace_id = ?1 AND journey_id = ?2
+                     ORDER BY entered_at, run_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![workspace, journey], |r| {
+                    Ok(Entrant {
+                        profile_id: r.get(0)?,
+                        entered_at: r.get(1)?,
+                        holdout: r.get::<_, i64>(2)? != 0,
+                        global_control: r.get::<_, i64>(3)? != 0,
+                        variant: r.get(4)?,
+                        converted: r.get::<_, i64>(5)? != 0,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(rows)
         })
     }
 

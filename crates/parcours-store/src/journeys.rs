@@ -237,12 +237,26 @@ pub struct RunCounts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupStats {
     pub holdout: bool,
+    /// Held out as members of the workspace's global control group (then `holdout` too).
+    pub global_control: bool,
     pub variant: Option<String>,
     pub entered: u64,
     pub active: u64,
     pub converted: u64,
     pub exited: u64,
     pub completed: u64,
+}
+
+/// One run of a journey as its uplift report reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entrant {
+    pub profile_id: String,
+    pub entered_at: Millis,
+    pub holdout: bool,
+    pub global_control: bool,
+    pub variant: Option<String>,
+    /// The run met the journey's goal.
+    pub converted: bool,
 }
 
 /// What a journey's report is made of.
@@ -293,6 +307,8 @@ pub trait Journeys: Send + Sync {
     fn run_counts(&self, workspace: &str, journey: &str) -> Result<RunCounts>;
     /// The counts a journey's report shows.
     fn journey_stats(&self, workspace: &str, journey: &str) -> Result<JourneyStats>;
+    /// Every run of a journey, in the order they entered (its uplift report).
+    fn journey_entrants(&self, workspace: &str, journey: &str) -> Result<Vec<Entrant>>;
     /// A run's notes, in order.
     fn run_notes(&self, workspace: &str, run_id: &str) -> Result<Vec<RunNote>>;
     /// A customer's messages sent at or after `since`, oldest first.

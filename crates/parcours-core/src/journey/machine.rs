@@ -29,6 +29,10 @@ pub trait Look {
     fn time_zone(&self) -> Option<String>;
     /// One of her traits.
     fn trait_value(&self, name: &str) -> Option<Value>;
+    /// Whether she is in the workspace's global control group (no journey sends her anything).
+    fn in_global_control(&self) -> bool {
+        false
+    }
 }
 
 /// An event of the run's customer.
@@ -85,6 +89,10 @@ pub struct Run {
     pub epoch: u32,
     /// In the control group: goes through the steps, is sent nothing.
     pub holdout: bool,
+    /// Held out because she is in the workspace's global control group (then `holdout` too),
+    /// not in this journey's own holdout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global_control: bool,
     /// The variant of the last split the run went through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -387,6 +395,15 @@ pub fn draw(parts: &[&str], n: u64) -> u64 {
     }
 }
 
+/// Which control group a held-out run is in, for its notes.
+fn held(run: &Run) -> &'static str {
+    if run.global_control {
+        "the global control group"
+    } else {
+        "the holdout group"
+    }
+}
+
 /// Whether a customer is in the journey's holdout (sticky: the same answer at every entry).
 pub fn in_holdout(journey: &Journey, profile: &str) -> bool {
     journey.holdout_bp > 0
@@ -405,7 +422,8 @@ pub fn enter(
     now: Millis,
     look: &dyn Look,
 ) -> (Run, Vec<Effect>) {
-    let holdout = in_holdout(journey, &profile);
+    let global_control = look.in_global_control();
+    let holdout = global_control || in_holdout(journey, &profile);
     let mut run = Run {
         id,
         journey: journey.id.clone(),
@@ -420,6 +438,7 @@ pub fn enter(
         },
         epoch: 0,
         holdout,
+        global_control,
         variant: None,
         sends: 0,
         context,
@@ -428,7 +447,7 @@ pub fn enter(
         step: None,
         code: "entered".into(),
         detail: if holdout {
-            "entered, in the holdout group: she is sent nothing".into()
+            format!("entered, in {}: she is sent nothing", held(&run))
         } else {
             "entered".into()
         },
@@ -697,10 +716,7 @@ fn advance(
                 if run.holdout {
                     effects.push(note(
                         "holdout",
-                        format!(
-                            "in the holdout group: no {} is sent",
-                            message.channel.as_str()
-                        ),
+                        format!("in {}: no {} is sent", held(run), message.channel.as_str()),
                     ));
                 } else {
                     run.sends += 1;
@@ -723,7 +739,7 @@ fn advance(
                 if run.holdout {
                     effects.push(note(
                         "holdout",
-                        "in the holdout group: no webhook call".into(),
+                        format!("in {}: no webhook call", held(run)),
                     ));
                 } else {
                     effects.push(Effect::Webhook {
@@ -737,7 +753,7 @@ fn advance(
                 if run.holdout {
                     effects.push(note(
                         "holdout",
-                        "in the holdout group: no ad-audience change".into(),
+                        format!("in {}: no ad-audience change", held(run)),
                     ));
                 } else {
                     effects.push(Effect::AdAudience {

@@ -25,6 +25,29 @@ pub struct Policy {
     /// her: the thank-you is not followed by a promotion for what she just bought.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_conversion_ms: Option<Millis>,
+    /// The global control group, in basis points of the workspace's customers: they enter
+    /// journeys but no journey sends them anything, so every journey (and all of them
+    /// together) can be measured against customers nothing was done to.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub global_control_bp: u16,
+}
+
+fn is_zero(bp: &u16) -> bool {
+    *bp == 0
+}
+
+/// The global control group is at most this share of the customers (half of them).
+pub const MAX_GLOBAL_CONTROL_BP: u16 = 5_000;
+
+impl Policy {
+    /// Whether a customer is in the workspace's global control group (sticky: the same answer
+    /// for every journey, every time, for as long as the share stays the same; a larger share
+    /// keeps everyone who was in the smaller one).
+    pub fn in_global_control(&self, profile: &str) -> bool {
+        self.global_control_bp > 0
+            && super::machine::draw(&["global_control", profile], 10_000)
+                < u64::from(self.global_control_bp)
+    }
 }
 
 /// Three days by default.
@@ -139,9 +162,17 @@ pub fn read(v: &serde_json::Value) -> Result<Policy, String> {
         .as_object()
         .ok_or("the policy is a JSON object: {\"caps\": [...], \"quiet_hours\": {...}, \"expire_after\": \"3d\"}")?;
     for k in obj.keys() {
-        if !["caps", "quiet_hours", "expire_after", "after_conversion"].contains(&k.as_str()) {
+        if ![
+            "caps",
+            "quiet_hours",
+            "expire_after",
+            "after_conversion",
+            "global_control",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(format!(
-                "unknown key `{k}`; expected caps, quiet_hours, expire_after, after_conversion"
+                "unknown key `{k}`; expected caps, quiet_hours, expire_after, after_conversion, global_control"
             ));
         }
     }
@@ -224,6 +255,21 @@ pub fn read(v: &serde_json::Value) -> Result<Policy, String> {
                 .map_err(|e| format!("after_conversion: {e}"))?,
         );
     }
+    if let Some(g) = obj.get("global_control") {
+        let max = f64::from(MAX_GLOBAL_CONTROL_BP) / 100.0;
+        let text = g.as_str().map(|s| s.trim().trim_end_matches('%').trim());
+        let percent = match (g.as_f64(), text) {
+            (Some(p), _) => Some(p),
+            (None, Some(t)) => t.parse::<f64>().ok(),
+            _ => None,
+        };
+        policy.global_control_bp = percent
+            .filter(|p| (0.0..=max).contains(p))
+            .map(|p| (p * 100.0).round() as u16)
+            .ok_or(format!(
+                "global_control is a percentage of customers from 0% to {max}% (\"5%\" or 5)"
+            ))?;
+    }
     Ok(policy)
 }
 
@@ -242,6 +288,39 @@ mod tests {
             at: t(at),
             channel: MessageChannel::Email,
         }
+    }
+
+    #[test]
+    fn a_global_control_group_reads_and_holds_its_share() {
+        assert_eq!(
+            read(&json!({"global_control": "5%"}))
+                .unwrap()
+                .global_control_bp,
+            500
+        );
+        assert_eq!(
+            read(&json!({"global_control": 2.5}))
+                .unwrap()
+                .global_control_bp,
+            250
+        );
+        assert_eq!(read(&json!({})).unwrap().global_control_bp, 0);
+        for bad in [json!("51%"), json!(-1), json!("some"), json!(true)] {
+            let e = read(&json!({"global_control": bad})).unwrap_err();
+            assert!(e.starts_with("global_control is a percentage"), "{e}");
+        }
+        let p = read(&json!({"global_control": "10%"})).unwrap();
+        let held = (0..10_000)
+            .filter(|i| p.in_global_control(&format!("p{i}")))
+            .count();
+        assert!((900..1100).contains(&held), "{held} of 10000 held for 10%");
+        // A larger share keeps everyone the smaller one held.
+        let wider = read(&json!({"global_control": "20%"})).unwrap();
+        assert!((0..10_000)
+            .map(|i| format!("p{i}"))
+            .filter(|id| p.in_global_control(id))
+            .all(|id| wider.in_global_control(&id)));
+        assert!(!Policy::default().in_global_control("p1"));
     }
 
     #[test]

@@ -316,6 +316,7 @@ struct Customer {
     holding: RefCell<BTreeSet<String>>,
     tz: Option<String>,
     birthday: Option<Value>,
+    global_control: bool,
 }
 
 impl Customer {
@@ -343,6 +344,9 @@ impl Look for Customer {
         (name == "birthday")
             .then(|| self.birthday.clone())
             .flatten()
+    }
+    fn in_global_control(&self) -> bool {
+        self.global_control
     }
 }
 
@@ -637,6 +641,77 @@ fn holdout_and_splits_are_sticky_and_near_their_shares() {
     assert!(!machine::in_holdout(&j, "p1"));
     // Draws differ by every part.
     assert_ne!(draw(&["a", "bc"], u64::MAX), draw(&["ab", "c"], u64::MAX));
+}
+
+/// A customer in the workspace's global control group goes through every journey held out,
+/// whatever the journey's own holdout, is sent nothing (no message, webhook or ad audience),
+/// and her conversion counts for the global control group.
+#[test]
+fn the_global_control_group_is_sent_nothing_by_any_journey() {
+    let j = read(
+        "id: g\nstatus: live\nentry: {api: true}\ngoal: {event: Order Completed}\nsteps:\n  - id: m\n    send: {channel: sms, text: hi}\n  - id: hook\n    webhook: {url: 'https://example.com/h'}\n  - id: ads\n    ad_audience: {destination: meta-buyers, action: add}\n  - id: w\n    wait: 1d\n",
+    )
+    .unwrap();
+    assert_eq!(j.holdout_bp, 0);
+    let mut who = consenting();
+    who.global_control = true;
+    let (run, fx) = enter(
+        &j,
+        1,
+        "r".into(),
+        "p".into(),
+        String::new(),
+        Value::Null,
+        0,
+        &who,
+    );
+    assert!(run.holdout && run.global_control);
+    assert!(
+        !fx.iter().any(|e| matches!(
+            e,
+            Effect::Send { .. } | Effect::Webhook { .. } | Effect::AdAudience { .. }
+        )),
+        "{fx:?}"
+    );
+    let held: Vec<&str> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Note { code, detail, .. } if code == "holdout" => Some(detail.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held.len(), 3, "{fx:?}");
+    assert!(
+        held.iter()
+            .all(|d| d.starts_with("in the global control group")),
+        "{held:?}"
+    );
+    let props = json!({});
+    let (_, fx) = step(&j, run, ev("Order Completed", &props, 10), 10, &who);
+    assert!(fx.contains(&Effect::Converted {
+        variant: None,
+        holdout: true
+    }));
+    // Outside it, the same journey sends.
+    who.global_control = false;
+    let (run, fx) = enter(
+        &j,
+        1,
+        "r".into(),
+        "p".into(),
+        String::new(),
+        Value::Null,
+        0,
+        &who,
+    );
+    assert!(!run.holdout && !run.global_control);
+    assert_eq!(sends(&fx), ["m"]);
+    // A run read back from before the global control group existed is in none.
+    let mut stored = serde_json::to_value(&run).unwrap();
+    assert!(stored.get("global_control").is_none(), "{stored}");
+    stored["holdout"] = json!(true);
+    let back: Run = serde_json::from_value(stored).unwrap();
+    assert!(back.holdout && !back.global_control);
 }
 
 #[test]

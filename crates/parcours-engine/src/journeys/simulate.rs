@@ -31,7 +31,7 @@ pub struct Simulation {
     /// Customers read, and their events within the window.
     pub customers: u64,
     pub events: u64,
-    /// Runs started (the holdout group's among them).
+    /// Runs started (the holdout group's among them, the global control group's included).
     pub entered: u64,
     pub holdout: u64,
     /// Why customers the entry would have taken did not enter, by reason.
@@ -183,6 +183,7 @@ impl JourneyProcessor {
         else {
             return Ok(());
         };
+        who.global_control = share.policy.in_global_control(&who.profile.id);
         // Her condition events, handed to her as the virtual clock reaches them.
         let mut pending_facts = std::mem::take(&mut who.events);
         pending_facts.sort_by_key(|f| std::cmp::Reverse(f.ts));
@@ -449,7 +450,9 @@ fn tally(
         let step = n.step.unwrap_or_else(|| "-".into());
         if n.code == "converted" {
             sim.converted += 1;
-            sim.converted_holdout += u64::from(n.detail.contains("holdout"));
+            sim.converted_holdout += u64::from(
+                n.detail.contains("holdout group") || n.detail.contains("global control group"),
+            );
         }
         *totals
             .decisions

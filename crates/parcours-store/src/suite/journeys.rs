@@ -431,6 +431,84 @@ pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
         (1, 1)
     );
     assert_eq!(stats.groups.len(), 3);
+    assert!(stats.groups.iter().all(|g| !g.global_control));
+    // Members of the global control group are a group of their own.
+    let mut global = run("w1", "r7", "p4", "c1", 0, false);
+    global.entered_at = T0 + 9;
+    global.outcome = Some("exited".into());
+    global.state = json!({"holdout": true, "global_control": true, "state": {"state": "done"}});
+    store
+        .record_journeys(&JourneyWrite {
+            runs: vec![global],
+            ..JourneyWrite::default()
+        })
+        .unwrap();
+    let with_global = store.journey_stats("w1", "cart").unwrap();
+    assert_eq!(with_global.groups.len(), 4, "{with_global:?}");
+    let g = with_global
+        .groups
+        .iter()
+        .find(|g| g.global_control)
+        .unwrap();
+    assert_eq!(
+        (g.holdout, g.entered, g.exited, g.converted),
+        (true, 1, 1, 0)
+    );
+    assert_eq!(
+        with_global
+            .groups
+            .iter()
+            .filter(|g| g.holdout && !g.global_control)
+            .map(|g| g.entered)
+            .sum::<u64>(),
+        1,
+        "the journey's own holdout keeps its count"
+    );
+    // Every run, in the order they entered, for the uplift report.
+    let entrants = store.journey_entrants("w1", "cart").unwrap();
+    assert_eq!(
+        entrants.len() as u64,
+        store.journey_entries("w1", "cart").unwrap()
+    );
+    assert!(entrants
+        .windows(2)
+        .all(|w| w[0].entered_at <= w[1].entered_at));
+    let last = entrants.last().unwrap();
+    assert_eq!(
+        (
+            last.profile_id.as_str(),
+            last.entered_at,
+            last.holdout,
+            last.global_control,
+            last.converted
+        ),
+        ("p4", T0 + 9, true, true, false)
+    );
+    let b = entrants
+        .iter()
+        .find(|e| e.variant.as_deref() == Some("b"))
+        .unwrap();
+    assert_eq!(
+        (
+            b.profile_id.as_str(),
+            b.holdout,
+            b.global_control,
+            b.converted
+        ),
+        ("p3", false, false, true)
+    );
+    assert_eq!(
+        entrants
+            .iter()
+            .filter(|e| e.holdout && !e.global_control)
+            .count(),
+        1
+    );
+    assert_eq!(
+        entrants.iter().filter(|e| e.converted).count() as u64,
+        with_global.groups.iter().map(|g| g.converted).sum::<u64>()
+    );
+    assert_eq!(store.journey_entrants("w1", "other").unwrap(), vec![]);
     assert!(
         stats
             .decisions
@@ -448,7 +526,7 @@ pub fn journey_runs_commit_with_their_effects_or_not_at_all(store: &dyn Store) {
         store.run_counts("w1", "cart").unwrap(),
         RunCounts {
             active: 3,
-            ended: 2,
+            ended: 3,
             waiting: vec![("wait".to_string(), 3)]
         }
     );
