@@ -824,9 +824,17 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
         "table-funnel",
         "chart-kpis",
         "funnel-median",
+        "table-uplift-groups",
+        "table-uplift",
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no {id}");
     }
+    // Each journey's groups, the global control group among them.
+    assert!(
+        html.contains("<td>Win back lapsed customers</td>"),
+        "{html}"
+    );
+    assert!(html.contains("global control group"), "{html}");
     assert!(!html.contains("??missing??"));
     // The CSV link works with the console's session (the API wants a token).
     let link = html

@@ -107,6 +107,63 @@ fn lifetime_value_of_cdnow() {
     assert!(stderr.contains("Gamma-Gamma on 946 customers"), "{stderr}");
 }
 
+/// The reference z-test as a file of customers: control 10 of 490, email 17 of 500,
+/// each buyer spending 40; the figures are checked against the textbook formulas written
+/// here.
+#[test]
+fn uplift_of_a_customers_file() {
+    let dir = std::env::temp_dir().join(format!("parcours-uplift-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from("customer,group,converted,revenue\n");
+    for (group, n, converted) in [("control", 490, 10), ("email", 500, 17)] {
+        for i in 0..n {
+            let c = i < converted;
+            text.push_str(&format!(
+                "{group}-{i},{group},{},{}\n",
+                u8::from(c),
+                if c { 40 } else { 0 }
+            ));
+        }
+    }
+    let file = dir.join("customers.csv");
+    std::fs::write(&file, text).unwrap();
+    let out = parcours(&["report", "uplift", "--customers", file.to_str().unwrap()]);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 3, "two groups and one comparison: {rows:?}");
+    assert_eq!(
+        (rows[0]["group"].as_str(), number(&rows[0], "entered")),
+        ("email", 500.0)
+    );
+    assert_eq!(rows[1]["group"], "control");
+    let v = &rows[2];
+    assert_eq!(
+        (v["group"].as_str(), v["against"].as_str()),
+        ("email", "control")
+    );
+    let (p1, p2) = (10.0 / 490.0, 17.0 / 500.0);
+    let pooled: f64 = 27.0 / 990.0;
+    let z = (p2 - p1) / (pooled * (1.0 - pooled) * (1.0 / 490.0 + 1.0 / 500.0)).sqrt();
+    assert!((number(v, "z") - z).abs() < 1e-9, "{v:?}");
+    assert!((number(v, "z") - 1.313).abs() < 5e-4);
+    assert!((number(v, "incremental_conversions") - (17.0 - 500.0 * p1)).abs() < 1e-9);
+    assert!(
+        (number(v, "incremental_revenue") - (17.0 * 40.0 - 500.0 * 400.0 / 490.0)).abs() < 1e-9
+    );
+    assert_eq!(v["underpowered"], "false");
+    // The control group named otherwise, or missing.
+    let out = parcours(&[
+        "report",
+        "uplift",
+        "--customers",
+        file.to_str().unwrap(),
+        "--control",
+        "holdout",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no customer is in the control group"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_files_are_refused_with_their_line() {
     let dir = std::env::temp_dir().join(format!("parcours-report-{}", std::process::id()));
@@ -149,6 +206,12 @@ fn bad_files_are_refused_with_their_line() {
             "--transactions",
             write("empty.csv", ""),
             "the file is empty",
+        ),
+        (
+            "uplift",
+            "--customers",
+            write("uplift.csv", "group,converted\ncontrol,1\nemail,maybe\n"),
+            "line 3: converted is 1 or 0",
         ),
         (
             "clv",

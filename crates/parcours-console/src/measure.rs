@@ -64,6 +64,8 @@ struct Page {
     attribution: Vec<KeyRow>,
     funnel: Vec<KeyRow>,
     median: Option<String>,
+    uplift_groups: Vec<UpliftGroup>,
+    uplift_versus: Vec<UpliftVersus>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +168,12 @@ pub(crate) async fn page(
     let (range, error) = range_or_default(&q.range, state.engine.now());
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let found = blocking(move || measure::overview(store.as_ref(), &actor, range, by)).await;
-    let (kpis, attribution, funnel) = match found {
+    let measure::Overview {
+        kpis,
+        attribution,
+        funnel,
+        uplift,
+    } = match found {
         Ok(found) => found,
         Err(e) => return service_problem(session.chrome(), e),
     };
@@ -268,6 +275,36 @@ pub(crate) async fn page(
         "funnel": funnel.steps.iter().zip(&funnel.total.reached).map(|(s, n)| json!({"name": s, "value": n})).collect::<Vec<_>>(),
     })
     .to_string();
+    let money = |x: Option<f64>| x.map_or_else(|| "–".into(), |v| tr.decimal(v, 2));
+    let mut uplift_groups = Vec::new();
+    let mut uplift_versus = Vec::new();
+    for (name, u) in &uplift {
+        for g in &u.report.groups {
+            uplift_groups.push(UpliftGroup {
+                journey: name.clone(),
+                group: group_label(tr, &g.group),
+                values: vec![
+                    tr.number(g.entered),
+                    rate(tr, g.conversion_rate),
+                    tr.number(g.orders),
+                    tr.decimal(g.revenue, 2),
+                    money(g.revenue_per_entrant),
+                ],
+            });
+        }
+        for v in &u.report.comparisons {
+            let c = v.conversions.as_ref();
+            uplift_versus.push(UpliftVersus {
+                journey: name.clone(),
+                group: group_label(tr, &v.group),
+                against: group_label(tr, &v.against),
+                uplift: c.map_or_else(|| "–".into(), |c| format!("{:+.1} pp", c.uplift * 100.0)),
+                p_value: c.map_or_else(|| "–".into(), |c| format!("{:.3}", c.p_value)),
+                incremental_revenue: money(v.revenue.map(|r| r.incremental)),
+                underpowered: c.is_none_or(|c| c.underpowered),
+            });
+        }
+    }
     let choices = BREAKDOWNS
         .iter()
         .map(|(b, label)| Choice {
@@ -293,5 +330,35 @@ pub(crate) async fn page(
         attribution: attribution_rows,
         funnel: funnel_rows,
         median: funnel.total.median_seconds_to_convert.map(duration),
+        uplift_groups,
+        uplift_versus,
     })
+}
+
+/// A group of a journey's runs, in the reader's language.
+fn group_label(tr: Tr, group: &str) -> String {
+    match group {
+        "treatment" => tr.t("treated").to_string(),
+        "holdout" => tr.t("holdout").to_string(),
+        "global control" => tr.t("global_control").to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A group of a journey's runs and what its customers did.
+struct UpliftGroup {
+    journey: String,
+    group: String,
+    values: Vec<String>,
+}
+
+/// A treated group against a control group.
+struct UpliftVersus {
+    journey: String,
+    group: String,
+    against: String,
+    uplift: String,
+    p_value: String,
+    incremental_revenue: String,
+    underpowered: bool,
 }

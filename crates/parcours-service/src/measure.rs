@@ -81,15 +81,24 @@ pub fn kpis_of(read: &Read, range: DayRange, by: Breakdown) -> Kpis {
     }
 }
 
+/// What the console's Measurement page shows.
+pub struct Overview {
+    pub kpis: Kpis,
+    pub attribution: Attribution,
+    pub funnel: Funnel,
+    /// The uplift report of every journey that had runs (30-day window), by journey name.
+    pub uplift: Vec<(String, uplift::Uplift)>,
+}
+
 /// What the console's Measurement page shows, from one reading of the log: the KPIs broken
-/// down `by`, attribution per channel (30-day lookback, first order, nulls counted) and the
-/// default funnel (7-day window).
+/// down `by`, attribution per channel (30-day lookback, first order, nulls counted), the
+/// default funnel (7-day window) and each journey's uplift report.
 pub fn overview(
     store: &dyn Store,
     actor: &Actor,
     range: DayRange,
     by: Breakdown,
-) -> Result<(Kpis, Attribution, Funnel), ServiceError> {
+) -> Result<Overview, ServiceError> {
     let read = read_log(store, &actor.workspace)?;
     let kpis = kpis_of(&read, range, by);
     let attribution = attribution_of(
@@ -99,7 +108,22 @@ pub fn overview(
     )?;
     let steps: Vec<String> = DEFAULT_FUNNEL.iter().map(|s| s.to_string()).collect();
     let funnel = funnel_of(&read, range, &steps, 7, FunnelBy::Total)?;
-    Ok((kpis, attribution, funnel))
+    let mut reports = Vec::new();
+    for j in store.journeys(Some(&actor.workspace))? {
+        let entrants = store.journey_entrants(&actor.workspace, &j.journey_id)?;
+        if !entrants.is_empty() {
+            let report =
+                uplift::uplift_of(&read, &entrants, &j.journey_id, uplift::DEFAULT_WINDOW_DAYS);
+            let name = j.doc["name"].as_str().unwrap_or(&j.journey_id).to_string();
+            reports.push((name, report));
+        }
+    }
+    Ok(Overview {
+        kpis,
+        attribution,
+        funnel,
+        uplift: reports,
+    })
 }
 
 /// The funnel an online shop watches: viewed, added to cart, checked out, ordered.
