@@ -85,6 +85,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: ApiConfig,
     pub ready: AtomicBool,
+    /// The last reading of each workspace's log, for the measurement requests.
+    pub measure: parcours_service::measure::Snapshots,
     auth: auth::AuthCache,
     limiter: tracking::RateLimiter,
     metrics: PrometheusHandle,
@@ -103,11 +105,13 @@ fn prometheus() -> PrometheusHandle {
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, config: ApiConfig) -> Arc<Self> {
+        let measure = parcours_service::measure::Snapshots::new(engine.clock().clone());
         Arc::new(Self {
             engine,
             limiter: tracking::RateLimiter::new(config.rate_limit_per_second),
             config,
             ready: AtomicBool::new(true),
+            measure,
             auth: auth::AuthCache::default(),
             metrics: prometheus(),
         })

@@ -19,8 +19,8 @@ use crate::audiences::store;
 use crate::auth::Caller;
 use crate::error::{blocking, ApiError};
 use crate::openapi::{
-    Answer, AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer, Refusals,
-    SpendAnswer, UpliftAnswer,
+    Answer, AttributionAnswer, ClvAnswer, CohortAnswer, FunnelAnswer, KpiAnswer,
+    MeasureStatusAnswer, Refusals, SpendAnswer, UpliftAnswer,
 };
 use crate::AppState;
 
@@ -39,6 +39,22 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_spend, import_spend))
         .routes(routes!(uplift))
         .routes(routes!(uplift_export))
+        .routes(routes!(status))
+}
+
+/// How the measurement of the workspace is read: every answer of `/measure/*` is computed
+/// from one reading of the event log, kept while the log does not change; `reading` is the
+/// reading under way (its phase, rows read of about `total`, when it started) and `snapshot`
+/// the last one (when it was read, its events, the log position profiles had reached).
+#[utoipa::path(get, path = "/measure/status", tag = "measure", security(("bearer" = [])),
+    responses((status = 200, description = "success", body = MeasureStatusAnswer), Refusals))]
+async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
+    let s = state.measure.status(&caller.actor().workspace);
+    let mut v = json!(s);
+    if let Some(p) = &s.reading {
+        v["reading"]["percent"] = json!((p.fraction() * 1000.0).round() / 10.0);
+    }
+    Json(v)
 }
 
 /// A journey and the window after entry in which orders count.
@@ -53,11 +69,12 @@ async fn compute_uplift(
     caller: &Caller,
     q: UpliftParams,
 ) -> Result<measure::uplift::Uplift, ApiError> {
-    let (st, actor) = (store(state), caller.actor());
+    let (st, actor, app) = (store(state), caller.actor(), state.clone());
     let window = q.window.unwrap_or(measure::uplift::DEFAULT_WINDOW_DAYS);
     blocking(move || {
         Ok(measure::uplift::uplift(
             st.as_ref(),
+            &app.measure,
             &actor,
             &q.journey,
             window,
@@ -185,6 +202,7 @@ async fn compute_clv(
         return Err(bad("`limit` is 1 to 1000"));
     }
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let app = state.clone();
     blocking(move || {
         let end = DayRange::parse(q.end.as_deref(), q.end.as_deref(), now)?.to;
         let query = measure::ClvQuery {
@@ -194,7 +212,7 @@ async fn compute_clv(
             discount,
             limit,
         };
-        Ok(measure::clv(st.as_ref(), &actor, query)?)
+        Ok(measure::clv(st.as_ref(), &app.measure, &actor, query)?)
     })
     .await
 }
@@ -260,10 +278,12 @@ async fn compute_cohorts(
         }
     };
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let app = state.clone();
     blocking(move || {
         let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
         Ok(measure::cohorts(
             st.as_ref(),
+            &app.measure,
             &actor,
             range,
             period,
@@ -345,9 +365,16 @@ async fn compute_attribution(
         q.nulls.unwrap_or(true),
     )?;
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let app = state.clone();
     blocking(move || {
         let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
-        Ok(measure::attribution(st.as_ref(), &actor, range, query)?)
+        Ok(measure::attribution(
+            st.as_ref(),
+            &app.measure,
+            &actor,
+            range,
+            query,
+        )?)
     })
     .await
 }
@@ -411,10 +438,12 @@ async fn compute_funnel(
         |steps| steps.split(',').map(|s| s.trim().to_string()).collect(),
     );
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let app = state.clone();
     blocking(move || {
         let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
         Ok(measure::funnel(
             st.as_ref(),
+            &app.measure,
             &actor,
             range,
             &steps,
@@ -479,9 +508,10 @@ async fn compute(
 ) -> Result<measure::Kpis, ApiError> {
     let by = q.breakdown()?;
     let (st, actor, now) = (store(state), caller.actor(), state.engine.now());
+    let app = state.clone();
     blocking(move || {
         let range = DayRange::parse(q.from.as_deref(), q.to.as_deref(), now)?;
-        Ok(measure::kpis(st.as_ref(), &actor, range, by)?)
+        Ok(measure::kpis(st.as_ref(), &app.measure, &actor, range, by)?)
     })
     .await
 }

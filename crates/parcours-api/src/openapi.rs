@@ -437,6 +437,16 @@ json_schema!(
             "revenue": {"type": "array", "items": {"type": "number"}}}}}}})
 );
 json_schema!(
+    /// The reading of the event log the measurement requests share (see `GET /measure/status`).
+    MeasureStatusAnswer,
+    json!({"type": "object", "required": ["reading", "snapshot"], "properties": {
+        "reading": {"type": ["object", "null"], "required": ["phase", "done", "total", "started_at", "percent"], "properties": {
+            "phase": {"type": "string", "enum": ["owners", "events"]}, "done": {"type": "integer"}, "total": {"type": "integer"},
+            "started_at": {"type": "string", "format": "date-time"}, "percent": {"type": "number"}}},
+        "snapshot": {"type": ["object", "null"], "required": ["read_at", "events", "processed_seq"], "properties": {
+            "read_at": {"type": "string", "format": "date-time"}, "events": {"type": "integer"}, "processed_seq": {"type": "integer"}}}}})
+);
+json_schema!(
     /// A journey's uplift report (see `GET /measure/uplift`).
     UpliftAnswer,
     json!({"type": "object", "required": ["journey", "window_days", "groups", "comparisons", "events_read"], "properties": {
@@ -732,6 +742,7 @@ fn raw_schemas() -> Vec<(&'static str, Value)> {
         ("CohortAnswer", CohortAnswer::json()),
         ("ClvAnswer", ClvAnswer::json()),
         ("UpliftAnswer", UpliftAnswer::json()),
+        ("MeasureStatusAnswer", MeasureStatusAnswer::json()),
         ("SpendAnswer", SpendAnswer::json()),
         ("ChannelTestBody", ChannelTestBody::json()),
         ("ChannelsAnswer", ChannelsAnswer::json()),

@@ -829,6 +829,22 @@ async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no {id}");
     }
+    // With no reading of the log under way, the progress the reading page polls sends it
+    // back to the page.
+    let r = client
+        .request(
+            "GET".parse().unwrap(),
+            &format!("/console/measure/reading?{range}&by=channel"),
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.headers["hx-redirect"].to_str().unwrap(),
+        format!("/console/measure?{range}&by=channel")
+    );
     // Each journey's groups, the global control group among them.
     assert!(
         html.contains("<td>Win back lapsed customers</td>"),
@@ -1292,6 +1308,17 @@ async fn uplift(
         );
     }
     assert!(revenue_checked > 0.0, "some entrants bought: {want:?}");
+    // Every answer came from a reading of the log the requests share; none is under way.
+    let status = client
+        .get("/api/v1/measure/status", token)
+        .await
+        .unwrap()
+        .json();
+    assert!(status["reading"].is_null(), "{status}");
+    assert!(
+        status["snapshot"]["events"].as_u64().unwrap() > 10_000,
+        "{status}"
+    );
     for (query, status, code) in [
         ("journey=nope", 404, "not_found"),
         ("journey=abandoned-cart&window=0", 400, "invalid_parameter"),

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/dashboard", get(dashboard::page))
         .route("/console/measure", get(measure::page))
         .route("/console/measure/export", get(measure::export))
+        .route("/console/measure/reading", get(measure::reading_progress))
         .route("/console/customers", get(pages::customers))
         .route("/console/customers/{id}", get(pages::customer))
         .route("/console/customers/{id}/timeline", get(pages::timeline))

@@ -134,7 +134,9 @@ pub(crate) async fn export(
         Err(e) => return service_problem(session.chrome(), e),
     };
     let (store, actor) = (state.engine.store().clone(), session.actor());
-    let found = blocking(move || measure::kpis(store.as_ref(), &actor, range, by)).await;
+    let app = state.clone();
+    let found =
+        blocking(move || measure::kpis(store.as_ref(), &app.measure, &actor, range, by)).await;
     match found {
         Ok(k) => {
             // Dates and a breakdown name: safe in a header as they are.
@@ -166,8 +168,30 @@ pub(crate) async fn page(
 ) -> Response {
     let by = q.breakdown();
     let (range, error) = range_or_default(&q.range, state.engine.now());
-    let (store, actor) = (state.engine.store().clone(), session.actor());
-    let found = blocking(move || measure::overview(store.as_ref(), &actor, range, by)).await;
+    let (store, actor, app) = (state.engine.store().clone(), session.actor(), state.clone());
+    let workspace = actor.workspace.clone();
+    let computing = tokio::task::spawn_blocking(move || {
+        measure::overview(
+            store.as_ref(),
+            &app.measure,
+            &actor,
+            range,
+            by,
+            Some(FRESH_ENOUGH_MS),
+        )
+    });
+    // A long reading of the log goes on without the page: the page shows how far it got and
+    // comes back until it is done.
+    let found = match tokio::time::timeout(WAIT_FOR_READING, computing).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => Err(parcours_service::ServiceError::Store(
+            parcours_store::StoreError::Backend(format!("a console task failed: {e}")),
+        )),
+        Err(_) => {
+            let status = state.measure.status(&workspace);
+            return reading(session.chrome(), &q, status.reading);
+        }
+    };
     let measure::Overview {
         kpis,
         attribution,
@@ -335,6 +359,131 @@ pub(crate) async fn page(
     })
 }
 
+/// A reading of the log this recent is good enough for the page: moving between breakdowns
+/// and ranges does not read the log again for every new event.
+const FRESH_ENOUGH_MS: i64 = 60_000;
+
+/// How long the page waits for a reading of the log before it shows its progress instead.
+const WAIT_FOR_READING: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Template)]
+#[template(path = "measure_reading.html")]
+struct ReadingPage {
+    c: Chrome,
+    /// The page's address, to come back to.
+    again: String,
+    query: String,
+    percent: Option<String>,
+    permille: u32,
+    detail: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "measure_progress.html")]
+struct ReadingProgress {
+    c: Chrome,
+    query: String,
+    percent: Option<String>,
+    permille: u32,
+    detail: Option<String>,
+}
+
+impl MeasureQuery {
+    /// The page's query, with only the characters dates and breakdown names use.
+    fn query(&self) -> String {
+        [
+            ("from", self.range.from.as_deref()),
+            ("to", self.range.to.as_deref()),
+            ("by", self.by.as_deref()),
+        ]
+        .iter()
+        .filter_map(|(k, v)| {
+            v.map(|v| {
+                let v: String = v
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect();
+                format!("{k}={v}")
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// How far a reading is: `45.0%`, its thousandths for the progress bar, and `1,234 events
+/// read of 2,345`.
+fn progress_figures(
+    tr: Tr,
+    p: Option<&measure::Progress>,
+) -> (Option<String>, u32, Option<String>) {
+    match p {
+        Some(p) => (
+            Some(tr.percent(p.fraction())),
+            (p.fraction() * 1000.0).round() as u32,
+            Some(format!(
+                "{} {} {}",
+                tr.number(p.done),
+                tr.t(match p.phase {
+                    measure::Phase::Owners => "m_reading_owners",
+                    measure::Phase::Events => "m_reading_events",
+                }),
+                tr.number(p.total)
+            )),
+        ),
+        None => (None, 0, None),
+    }
+}
+
+/// The page while the log is being read: how far it is, updated every two seconds, and the
+/// page itself once the reading is done.
+fn reading(c: Chrome, q: &MeasureQuery, progress: Option<measure::Progress>) -> Response {
+    render(reading_page(c, q, progress.as_ref()))
+}
+
+fn reading_page(c: Chrome, q: &MeasureQuery, progress: Option<&measure::Progress>) -> ReadingPage {
+    let (percent, permille, detail) = progress_figures(c.tr, progress);
+    let query = q.query();
+    ReadingPage {
+        c,
+        again: format!("/console/measure?{query}"),
+        query,
+        percent,
+        permille,
+        detail,
+    }
+}
+
+/// The progress of the reading under way; once there is none, the page (`HX-Redirect`).
+pub(crate) async fn reading_progress(
+    State(state): State<Arc<AppState>>,
+    session: Session,
+    Query(q): Query<MeasureQuery>,
+) -> Response {
+    let status = state.measure.status(&session.actor().workspace);
+    let query = q.query();
+    match status.reading {
+        Some(p) => {
+            let c = session.chrome();
+            let (percent, permille, detail) = progress_figures(c.tr, Some(&p));
+            render(ReadingProgress {
+                c,
+                query,
+                percent,
+                permille,
+                detail,
+            })
+        }
+        None => {
+            let mut r = axum::http::StatusCode::NO_CONTENT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/console/measure?{query}")) {
+                r.headers_mut().insert("HX-Redirect", v);
+            }
+            r
+        }
+    }
+}
+
 /// A group of a journey's runs, in the reader's language.
 fn group_label(tr: Tr, group: &str) -> String {
     match group {
@@ -361,4 +510,51 @@ struct UpliftVersus {
     p_value: String,
     incremental_revenue: String,
     underpowered: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Lang;
+
+    /// While the log is read, the page says how far, polls for more, and keeps the query
+    /// (without what a query should not hold).
+    #[test]
+    fn the_reading_page_shows_its_progress_and_comes_back() {
+        let q = MeasureQuery {
+            range: RangeQuery {
+                from: Some("2026-11-01".into()),
+                to: Some("2026-11-30\"><script>".into()),
+            },
+            by: Some("shop".into()),
+        };
+        let progress = measure::Progress {
+            phase: measure::Phase::Events,
+            done: 250_000,
+            total: 1_000_000,
+            started_at: 0,
+        };
+        let c = Chrome::anonymous(Lang::Fr, "/console/measure".into());
+        let html = reading_page(c, &q, Some(&progress)).render().unwrap();
+        assert!(
+            html.contains("id=\"reading-percent\">62,5\u{202f}%</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("250\u{202f}000 événements lus, sur 1\u{202f}000\u{202f}000"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<progress max=\"1000\" value=\"625\""),
+            "{html}"
+        );
+        assert!(html.contains(
+            "hx-get=\"/console/measure/reading?from=2026-11-01&#38;to=2026-11-30script&#38;by=shop\""
+        ), "{html}");
+        assert!(html.contains("hx-trigger=\"every 2s\""));
+        assert!(!html.contains("<script>") && !html.contains("??missing??"));
+        let c = Chrome::anonymous(Lang::En, "/console/measure".into());
+        let html = reading_page(c, &q, None).render().unwrap();
+        assert!(html.contains("Reading the event log…"), "{html}");
+    }
 }

@@ -347,7 +347,7 @@ pub(crate) struct Chrome {
 }
 
 impl Chrome {
-    fn anonymous(lang: Lang, path: String) -> Self {
+    pub(crate) fn anonymous(lang: Lang, path: String) -> Self {
         Chrome {
             tr: Tr { lang },
             other: lang.other(),

@@ -19,10 +19,11 @@
 //!   an event whose name ends in `Clicked` (an email or text message link).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use parcours_core::kpi::{self, Breakdown, Cohort, Fact, Input, Period, Row, TouchKey, What};
 use parcours_core::spec::EventType;
-use parcours_core::time::Millis;
+use parcours_core::time::{Clock, Millis};
 use parcours_core::{attribution, funnel};
 use parcours_store::tallies::start_of_day;
 use parcours_store::{SpendRow, Store, StoredEvent};
@@ -54,11 +55,12 @@ pub struct Kpis {
 /// The KPIs of the actor's workspace over a range of days, broken down `by`.
 pub fn kpis(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     range: DayRange,
     by: Breakdown,
 ) -> Result<Kpis, ServiceError> {
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     Ok(kpis_of(&read, range, by))
 }
 
@@ -92,14 +94,17 @@ pub struct Overview {
 
 /// What the console's Measurement page shows, from one reading of the log: the KPIs broken
 /// down `by`, attribution per channel (30-day lookback, first order, nulls counted), the
-/// default funnel (7-day window) and each journey's uplift report.
+/// default funnel (7-day window) and each journey's uplift report. A reading at most
+/// `max_age` old is enough (see [`Snapshots::read`]).
 pub fn overview(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     range: DayRange,
     by: Breakdown,
+    max_age: Option<Millis>,
 ) -> Result<Overview, ServiceError> {
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, max_age)?;
     let kpis = kpis_of(&read, range, by);
     let attribution = attribution_of(
         &read,
@@ -217,11 +222,12 @@ pub struct Attribution {
 /// settle within its budget.
 pub fn attribution(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     range: DayRange,
     q: AttributionQuery,
 ) -> Result<Attribution, ServiceError> {
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     attribution_of(&read, range, q)
 }
 
@@ -370,6 +376,7 @@ pub struct Funnel {
 /// that started the attempt (see [`parcours_core::funnel`]).
 pub fn funnel(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     range: DayRange,
     steps: &[String],
@@ -377,7 +384,7 @@ pub fn funnel(
     by: FunnelBy,
 ) -> Result<Funnel, ServiceError> {
     check_funnel(steps, window_days)?;
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     funnel_of(&read, range, steps, window_days, by)
 }
 
@@ -569,9 +576,14 @@ pub struct Clv {
 /// one purchase a day, repeat purchases only), and each buyer's probability of being alive,
 /// expected purchases over the horizon, expected spend and discounted lifetime value.
 /// `clv_unfittable` when no buyer bought again.
-pub fn clv(store: &dyn Store, actor: &Actor, q: ClvQuery) -> Result<Clv, ServiceError> {
+pub fn clv(
+    store: &dyn Store,
+    snapshots: &Snapshots,
+    actor: &Actor,
+    q: ClvQuery,
+) -> Result<Clv, ServiceError> {
     use parcours_core::clv::{self as model, Purchase};
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     let purchases: Vec<Purchase> = kpi::orders(&read.input)
         .into_iter()
         .map(|(person, at, amount)| Purchase {
@@ -772,12 +784,13 @@ pub struct Cohorts {
 /// channel), followed through every period up to the range's end.
 pub fn cohorts(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     range: DayRange,
     period: Period,
     by_channel: bool,
 ) -> Result<Cohorts, ServiceError> {
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     Ok(Cohorts {
         from: date(range.from),
         to: date(range.to),
@@ -888,6 +901,224 @@ fn live_profile<'a>(merged_into: &'a HashMap<String, String>, id: &'a str) -> &'
     id
 }
 
+/// The two passes over a workspace's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Which profile each event was applied to.
+    Owners,
+    /// The events themselves.
+    Events,
+}
+
+/// A reading of the log under way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub phase: Phase,
+    /// Rows read in this phase, of about `total` (the workspace's events).
+    pub done: u64,
+    pub total: u64,
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub started_at: Millis,
+}
+
+impl Progress {
+    /// How far the whole reading is, from 0 to 1 (each phase is about one row an event).
+    pub fn fraction(&self) -> f64 {
+        let total = self.total.max(1) as f64;
+        let phase = (self.done as f64 / total).min(1.0);
+        match self.phase {
+            Phase::Owners => phase / 2.0,
+            Phase::Events => 0.5 + phase / 2.0,
+        }
+    }
+}
+
+/// What the measurement of a workspace is computed from now, and the reading under way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// The reading of the log under way, if any.
+    pub reading: Option<Progress>,
+    /// The last reading, kept for the next requests while the log has not changed.
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    #[serde(serialize_with = "parcours_core::time::serialize_iso")]
+    pub read_at: Millis,
+    pub events: u64,
+    /// The log position profiles had reached when it was read.
+    pub processed_seq: i64,
+}
+
+/// What a reading depends on: the events applied to profiles, the projections' epoch (an
+/// undone merge or a replay rewrites who owns what) and the advertising spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    processed: i64,
+    epoch: i64,
+    spend: u64,
+}
+
+struct Ready {
+    read: Arc<Read>,
+    stamp: Stamp,
+    read_at: Millis,
+    /// When a request last used it.
+    used_at: Millis,
+}
+
+/// A reading no request used for this long is let go (it holds every event of the
+/// workspace in memory).
+pub const IDLE_MS: Millis = 10 * 60_000;
+
+#[derive(Default)]
+struct Slot {
+    ready: Option<Ready>,
+    reading: Option<Progress>,
+}
+
+/// The last reading of each workspace's log, shared by the requests of a node: a request
+/// whose log has not changed since is answered from it; requests that need a new reading
+/// share one (the first reads, the others wait for it), and its progress is visible
+/// ([`Snapshots::status`]) while it runs.
+pub struct Snapshots {
+    clock: Arc<dyn Clock>,
+    slots: Mutex<HashMap<String, Slot>>,
+    changed: Condvar,
+}
+
+/// Clears the reading under way when the reader stops, even by a panic, and wakes the
+/// waiting requests.
+struct Reading<'a> {
+    snapshots: &'a Snapshots,
+    workspace: &'a str,
+    done: Option<Ready>,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.snapshots.lock();
+        let slot = slots.entry(self.workspace.to_string()).or_default();
+        slot.reading = None;
+        if let Some(done) = self.done.take() {
+            slot.ready = Some(done);
+        }
+        drop(slots);
+        self.snapshots.changed.notify_all();
+    }
+}
+
+impl Snapshots {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Snapshots {
+            clock,
+            slots: Mutex::default(),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reading under way and the last one, for a workspace.
+    pub fn status(&self, workspace: &str) -> Status {
+        let slots = self.lock();
+        let slot = slots.get(workspace);
+        Status {
+            reading: slot.and_then(|s| s.reading.clone()),
+            snapshot: slot.and_then(|s| s.ready.as_ref()).map(|r| SnapshotInfo {
+                read_at: r.read_at,
+                events: r.read.events,
+                processed_seq: r.stamp.processed,
+            }),
+        }
+    }
+
+    /// The workspace's log as of now: the last reading when nothing it depends on changed
+    /// (or, with `max_age`, when it is that recent and only new events came since), else a
+    /// new reading (shared with the requests that ask meanwhile).
+    pub fn read(
+        &self,
+        store: &dyn Store,
+        workspace: &str,
+        max_age: Option<Millis>,
+    ) -> Result<Arc<Read>, ServiceError> {
+        let now = self.clock.now();
+        let stamp = Stamp {
+            processed: store.processed_seq()?,
+            epoch: store.projections_epoch()?,
+            spend: spend_digest(&store.ad_spend(workspace, i64::MIN / 2, i64::MAX / 2)?),
+        };
+        let mut slots = self.lock();
+        for slot in slots.values_mut() {
+            if slot
+                .ready
+                .as_ref()
+                .is_some_and(|r| now - r.used_at > IDLE_MS)
+            {
+                slot.ready = None;
+            }
+        }
+        loop {
+            let slot = slots.entry(workspace.to_string()).or_default();
+            if let Some(r) = &mut slot.ready {
+                let recent = max_age.is_some_and(|age| now - r.read_at <= age)
+                    && r.stamp.epoch == stamp.epoch
+                    && r.stamp.spend == stamp.spend;
+                if r.stamp == stamp || recent {
+                    r.used_at = now;
+                    return Ok(r.read.clone());
+                }
+            }
+            if slot.reading.is_none() {
+                break;
+            }
+            slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+        let total = store.event_count(workspace)?;
+        slots.entry(workspace.to_string()).or_default().reading = Some(Progress {
+            phase: Phase::Owners,
+            done: 0,
+            total,
+            started_at: now,
+        });
+        drop(slots);
+        let mut reading = Reading {
+            snapshots: self,
+            workspace,
+            done: None,
+        };
+        let read = Arc::new(read_log_with(store, workspace, &mut |phase, done| {
+            let mut slots = self.lock();
+            if let Some(p) = slots.get_mut(workspace).and_then(|s| s.reading.as_mut()) {
+                p.phase = phase;
+                p.done = done;
+            }
+        })?);
+        reading.done = Some(Ready {
+            read: read.clone(),
+            stamp,
+            read_at: now,
+            used_at: now,
+        });
+        Ok(read)
+    }
+}
+
+/// A digest of the advertising spend rows (a reading holds them: an import makes it stale).
+fn spend_digest(rows: &[SpendRow]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in rows {
+        (r.day, &r.channel, &r.campaign, r.amount.to_bits()).hash(&mut h);
+    }
+    rows.len().hash(&mut h);
+    h.finish()
+}
+
 /// Gives each distinct text a number.
 #[derive(Default)]
 struct Names {
@@ -909,7 +1140,17 @@ impl Names {
 
 /// Reads the workspace's log into facts, each event tied to its live profile.
 pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError> {
-    let (owners, profile_ids, merged_into) = owners(store, workspace)?;
+    read_log_with(store, workspace, &mut |_, _| {})
+}
+
+/// [`read_log`], telling `progress` how far it got: the phase (`owners`: which profile each
+/// event was applied to; `events`: the events themselves) and the rows read in it.
+pub fn read_log_with(
+    store: &dyn Store,
+    workspace: &str,
+    progress: &mut dyn FnMut(Phase, u64),
+) -> Result<Read, ServiceError> {
+    let (owners, profile_ids, merged_into) = owners(store, workspace, progress)?;
     let people = profile_ids.len();
     let persons = profile_ids
         .iter()
@@ -927,6 +1168,7 @@ pub fn read_log(store: &dyn Store, workspace: &str) -> Result<Read, ServiceError
     let mut after = 0;
     loop {
         let page = store.workspace_events(workspace, after, PAGE)?;
+        progress(Phase::Events, events + page.len() as u64);
         for e in &page {
             events += 1;
             let Some(&person) = owners.get(&e.seq) else {
@@ -1062,7 +1304,11 @@ fn fact(e: &StoredEvent, person: u32, [shops, campaigns, orders, carts]: [&mut N
 /// profiles' ids, and the merged profiles.
 type Owners = (HashMap<i64, u32>, Vec<String>, HashMap<String, String>);
 
-fn owners(store: &dyn Store, workspace: &str) -> Result<Owners, ServiceError> {
+fn owners(
+    store: &dyn Store,
+    workspace: &str,
+    progress: &mut dyn FnMut(Phase, u64),
+) -> Result<Owners, ServiceError> {
     // Merged profiles, to follow to the live one.
     let mut parent: HashMap<String, String> = HashMap::new();
     let mut position = String::new();
@@ -1084,12 +1330,15 @@ fn owners(store: &dyn Store, workspace: &str) -> Result<Owners, ServiceError> {
     let mut people = Names::default();
     let mut owners: HashMap<i64, u32> = HashMap::new();
     let mut position = String::new();
+    let mut read = 0u64;
     loop {
+        progress(Phase::Owners, read);
         let mut found: Vec<(String, i64)> = Vec::new();
         let (count, next) =
             store.event_owners(workspace, &position, None, PAGE, &mut |p, seq| {
                 found.push((p.to_string(), seq));
             })?;
+        read += found.len() as u64;
         for (p, seq) in found {
             // One owner an event: the first in profile order, should a store give two.
             let person = people.of(live_profile(&parent, &p));

@@ -16,6 +16,15 @@ use crate::{backend, block_on, corrupt, PgStore};
 
 const EPOCH: &str = "epoch";
 
+async fn read_epoch<'e>(e: impl sqlx::PgExecutor<'e>) -> Result<i64> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT value FROM projection_state WHERE name = $1")
+        .bind(EPOCH)
+        .fetch_optional(e)
+        .await
+        .map_err(backend)?;
+    Ok(v.unwrap_or(0))
+}
+
 /// The advisory lock keys of workspaces live in their own space (first argument of the
 /// two-key form), apart from the migration lock.
 pub(crate) const WORKSPACE_LOCK_SPACE: i32 = 0x5057;
@@ -307,13 +316,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn epoch(&mut self) -> Result<i64> {
-        let v: Option<i64> = block_on(
-            sqlx::query_scalar("SELECT value FROM projection_state WHERE name = $1")
-                .bind(EPOCH)
-                .fetch_optional(self.conn()),
-        )
-        .map_err(backend)?;
-        Ok(v.unwrap_or(0))
+        block_on(read_epoch(self.conn()))
     }
 
     fn bump_epoch(&mut self) -> Result<()> {
@@ -921,6 +924,10 @@ impl Projections for PgStore {
                 }
             }
         })
+    }
+
+    fn projections_epoch(&self) -> Result<i64> {
+        self.run(read_epoch(&self.pool))
     }
 
     fn processed_seq(&self) -> Result<i64> {

@@ -13,6 +13,17 @@ use crate::{backend, corrupt, SqliteStore};
 
 const EPOCH: &str = "epoch";
 
+fn read_epoch(c: &Connection) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT seq FROM projection_cursor WHERE name = ?1",
+        [EPOCH],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)?
+    .unwrap_or(0))
+}
+
 /// Fails with a conflict unless `node` holds every one of `buckets` at `now`. One process
 /// writes an embedded store, so checking is enough: nothing can take a lease while the
 /// transaction holds the writer.
@@ -221,16 +232,7 @@ impl ProjectionTx for Tx<'_> {
     }
 
     fn epoch(&mut self) -> Result<i64> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT seq FROM projection_cursor WHERE name = ?1",
-                [EPOCH],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .unwrap_or(0))
+        read_epoch(self.tx)
     }
 
     fn bump_epoch(&mut self) -> Result<()> {
@@ -656,6 +658,10 @@ impl Projections for SqliteStore {
         let tx = conn.transaction().map_err(backend)?;
         f(&mut Tx { tx: &tx })?;
         tx.commit().map_err(backend)
+    }
+
+    fn projections_epoch(&self) -> Result<i64> {
+        self.read_projections(read_epoch)
     }
 
     fn processed_seq(&self) -> Result<i64> {

@@ -194,6 +194,9 @@ pub trait ProjectionTx {
 pub trait Projections: Send + Sync {
     fn transact(&self, f: &mut dyn FnMut(&mut dyn ProjectionTx) -> Result<()>) -> Result<()>;
     fn processed_seq(&self) -> Result<i64>;
+    /// [`ProjectionTx::epoch`] read on its own: a reader holding something computed from the
+    /// projections (a measurement snapshot) knows it is stale when it changed.
+    fn projections_epoch(&self) -> Result<i64>;
     /// A profile by id, following merges; `None` if the id never existed.
     fn profile(&self, workspace: &str, id: &str) -> Result<Option<Profile>>;
     fn lookup(&self, workspace: &str, id: &Identifier) -> Result<Option<String>>;

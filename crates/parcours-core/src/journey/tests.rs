@@ -655,16 +655,19 @@ fn the_global_control_group_is_sent_nothing_by_any_journey() {
     assert_eq!(j.holdout_bp, 0);
     let mut who = consenting();
     who.global_control = true;
-    let (run, fx) = enter(
-        &j,
-        1,
-        "r".into(),
-        "p".into(),
-        String::new(),
-        Value::Null,
-        0,
-        &who,
-    );
+    let start = |who: &Customer| {
+        enter(
+            &j,
+            1,
+            "r".into(),
+            "p".into(),
+            String::new(),
+            Value::Null,
+            0,
+            who,
+        )
+    };
+    let (run, fx) = start(&who);
     assert!(run.holdout && run.global_control);
     assert!(
         !fx.iter().any(|e| matches!(
@@ -694,16 +697,7 @@ fn the_global_control_group_is_sent_nothing_by_any_journey() {
     }));
     // Outside it, the same journey sends.
     who.global_control = false;
-    let (run, fx) = enter(
-        &j,
-        1,
-        "r".into(),
-        "p".into(),
-        String::new(),
-        Value::Null,
-        0,
-        &who,
-    );
+    let (run, fx) = start(&who);
     assert!(!run.holdout && !run.global_control);
     assert_eq!(sends(&fx), ["m"]);
     // A run read back from before the global control group existed is in none.

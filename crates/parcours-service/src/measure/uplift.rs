@@ -15,7 +15,7 @@ use parcours_core::time::{Millis, DAY};
 use parcours_store::{Entrant, Store};
 use serde::Serialize;
 
-use super::{csv_field, read_log, Read, MAX_WINDOW_DAYS};
+use super::{csv_field, Read, Snapshots, MAX_WINDOW_DAYS};
 use crate::{Actor, ServiceError};
 
 /// The default window after entry in which her orders count as the journey's outcome.
@@ -73,6 +73,7 @@ pub struct Uplift {
 /// The uplift report of one journey of the actor's workspace.
 pub fn uplift(
     store: &dyn Store,
+    snapshots: &Snapshots,
     actor: &Actor,
     journey: &str,
     window_days: i64,
@@ -80,7 +81,7 @@ pub fn uplift(
     check_window(window_days)?;
     crate::journeys::get(store, actor, journey, None)?;
     let entrants = store.journey_entrants(&actor.workspace, journey)?;
-    let read = read_log(store, &actor.workspace)?;
+    let read = snapshots.read(store, &actor.workspace, None)?;
     Ok(uplift_of(&read, &entrants, journey, window_days))
 }
 

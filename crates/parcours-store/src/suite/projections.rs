@@ -40,11 +40,13 @@ pub fn projection_rows_round_trip(store: &dyn Store) {
         Identifier::new("user_id", "u1"),
         Identifier::new("user_id", "u9"),
     );
+    let mut before = -1;
     store
         .transact(&mut |tx| {
             assert_eq!(tx.cursor()?, 0);
             assert!(!tx.has_drops("ws_a")?);
             let epoch = tx.epoch()?;
+            before = epoch;
             tx.bump_epoch()?;
             assert_eq!(tx.epoch()?, epoch + 1);
             tx.save_profile("ws_a", &profile, T0)?;
@@ -70,6 +72,11 @@ pub fn projection_rows_round_trip(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(store.processed_seq().unwrap(), events[0].seq);
+    assert_eq!(
+        store.projections_epoch().unwrap(),
+        before + 1,
+        "the epoch reads apart as committed"
+    );
     assert_eq!(
         store.profile("ws_a", &profile.id).unwrap(),
         Some(profile.clone())
