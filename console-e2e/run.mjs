@@ -140,6 +140,8 @@ try {
   const kpiRows = await page.locator('#table-kpis tbody tr').count();
   check(kpiRows >= 4, `KPIs per channel (${kpiRows} channels)`);
   check((await page.locator('#table-funnel tbody tr').count()) === 4, 'the funnel has its four steps');
+  const upliftJourneys = await page.locator('#table-uplift-groups tbody tr', { hasText: 'treated' }).count();
+  check(upliftJourneys >= 3, `each journey that ran shows its treated group (${upliftJourneys})`);
   await shot(page, 'measure');
   await accessible(page, 'measure');
   await page.getByLabel('Break down by').selectOption('shop');
