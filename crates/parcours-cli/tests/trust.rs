@@ -550,7 +550,62 @@ async fn an_analytics_opt_out_is_respected(backend: Backend) {
     t.stop().await;
 }
 
+/// A CMP's TC string on an event records the TCF purposes and special features, with the
+/// proof, and the vendors consented to, which an audience can require.
+async fn a_tc_string_records_tcf_purposes_and_vendors(backend: Backend) {
+    const VECTOR: &str = "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA.argAC0gAAAAAAAAAAAA";
+    let t = start_on("tcf", backend, |_| {}).await;
+    let vendor = *parcours_core::tcf::decode(VECTOR)
+        .unwrap()
+        .vendor_consents
+        .iter()
+        .next()
+        .unwrap();
+    create_audience(
+        &t,
+        "vendor_ok",
+        &format!(r#"trait tcf_vendor_consents contains "{vendor}""#),
+    )
+    .await;
+    create_audience(&t, "measured", "consent tcf_purpose_9 granted").await;
+    t.send(json!({"batch": [
+        {"type": "page", "userId": "cmp", "timestamp": "2026-03-01T10:00:00Z",
+         "context": {"consent": {"tcString": VECTOR}}},
+        {"type": "page", "userId": "broken", "timestamp": "2026-03-01T10:00:00Z",
+         "context": {"consent": {"tcString": "CLcVDxRM"}}},
+    ]}))
+    .await;
+    t.unified().await;
+    let cmp = profile_id(&t, "user_id", "cmp").await;
+    let (_, p) = t.get(&format!("/api/v1/profiles/{cmp}")).await;
+    for (key, granted) in [
+        ("tcf_purpose_1", true),
+        ("tcf_purpose_2", false),
+        ("tcf_purpose_9", true),
+        ("tcf_special_feature_1", false),
+        ("tcf_special_feature_2", true),
+    ] {
+        assert_eq!(p["consent"][key]["granted"], granted, "{key}: {p}");
+        assert_eq!(p["consent"][key]["method"], "tcf", "{key}: {p}");
+    }
+    assert_eq!(
+        p["traits"]["tcf_vendor_consents"].as_array().unwrap().len(),
+        56,
+        "{p}"
+    );
+    let broken = profile_id(&t, "user_id", "broken").await;
+    let (_, b) = t.get(&format!("/api/v1/profiles/{broken}")).await;
+    assert!(
+        b["consent"].as_object().is_none_or(|c| c.is_empty()),
+        "a string that does not decode records nothing: {b}"
+    );
+    members_become(&t, "vendor_ok", &BTreeSet::from([cmp.clone()])).await;
+    members_become(&t, "measured", &BTreeSet::from([cmp])).await;
+    t.stop().await;
+}
+
 on_each_store!(
+    a_tc_string_records_tcf_purposes_and_vendors,
     an_analytics_opt_out_is_respected,
     anonymous_receipts_are_not_scored_as_customers,
     ad_exports_read_segment_address_traits,

@@ -28,6 +28,7 @@ pub mod rules;
 pub mod spec;
 pub mod stats;
 pub mod table;
+pub mod tcf;
 pub mod time;
 pub mod webhook;
 

@@ -26,6 +26,10 @@ pub enum ConsentMethod {
     Unsubscribe,
     /// An inbound SMS whose text is an opt-out (`STOP`, …) or opt-in (`START`) keyword.
     SmsKeyword,
+    /// An IAB TCF v2.2 TC string (`context.consent.tcString`, or `properties.tcString` of a
+    /// `Consent Preference Updated` event), decoded into `tcf_purpose_1` … `tcf_purpose_11`
+    /// and `tcf_special_feature_1`, `_2`.
+    Tcf,
 }
 
 /// Event names that carry a consent change (Segment's and the short form).
@@ -240,6 +244,32 @@ impl Observation {
         } else {
             ConsentMethod::ContextConsent
         });
+        // A TC string: its purposes and special features, and the vendors consented to as
+        // the trait `tcf_vendor_consents`. One that does not decode says nothing.
+        let tc = ctx
+            .and_then(|c| c.get("consent"))
+            .and_then(|c| c.get("tcString"))
+            .or_else(|| {
+                if is_consent_event {
+                    properties.and_then(|p| p.get("tcString"))
+                } else {
+                    None
+                }
+            })
+            .and_then(Value::as_str)
+            .and_then(|s| crate::tcf::decode(s).ok());
+        if let Some(tc) = tc {
+            for (key, granted) in crate::tcf::consent_keys(&tc) {
+                consent.retain(|(k, _)| *k != key);
+                consent.push((key, granted));
+            }
+            traits.retain(|(k, _)| k != "tcf_vendor_consents");
+            traits.push((
+                "tcf_vendor_consents".into(),
+                Value::from(tc.vendor_consents.iter().copied().collect::<Vec<u16>>()),
+            ));
+            consent_method.get_or_insert(ConsentMethod::Tcf);
+        }
         if let Some((key, granted, method)) = channel_consent(meta, properties) {
             consent.retain(|(k, _)| *k != key);
             consent.push((key, granted));
@@ -331,6 +361,74 @@ mod tests {
             .traits
             .iter()
             .any(|(k, v)| k == "first_name" && v == "Alice"));
+    }
+
+    fn observe_kind(kind: EventType, name: Option<&str>, body: &Value) -> Observation {
+        Observation::from_event(
+            &meta(kind, name, Some("u1"), None),
+            body,
+            &IdentityRules::default(),
+        )
+    }
+
+    /// The reference's TC string, on an event's context or on a consent event.
+    #[test]
+    fn a_tc_string_gives_purposes_special_features_and_vendors() {
+        let tc = "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA.argAC0gAAAAAAAAAAAA";
+        for (kind, name, body) in [
+            (
+                EventType::Page,
+                None,
+                json!({"context": {"consent": {"tcString": tc}}}),
+            ),
+            (
+                EventType::Track,
+                Some("Consent Preference Updated"),
+                json!({"properties": {"tcString": tc}}),
+            ),
+        ] {
+            let obs = observe_kind(kind, name, &body);
+            assert_eq!(obs.consent_method, Some(ConsentMethod::Tcf), "{body}");
+            assert_eq!(obs.consent.len(), 13);
+            let granted: Vec<&str> = obs
+                .consent
+                .iter()
+                .filter(|(_, g)| *g)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            assert_eq!(
+                granted,
+                [
+                    "tcf_purpose_1",
+                    "tcf_purpose_3",
+                    "tcf_purpose_9",
+                    "tcf_purpose_10",
+                    "tcf_special_feature_2"
+                ]
+            );
+            let vendors = obs
+                .traits
+                .iter()
+                .find(|(k, _)| k == "tcf_vendor_consents")
+                .unwrap();
+            assert_eq!(vendors.1.as_array().unwrap().len(), 56);
+        }
+    }
+
+    #[test]
+    fn a_tc_string_that_does_not_count_says_nothing() {
+        let tc =
+            "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA";
+        // Not a consent event: its properties say nothing; a broken string says nothing.
+        let obs = observe_kind(
+            EventType::Track,
+            Some("Product Viewed"),
+            &json!({"properties": {"tcString": tc}, "context": {"consent": {"tcString": "CLcV"}}}),
+        );
+        assert!(
+            obs.consent.is_empty() && obs.consent_method.is_none(),
+            "{obs:?}"
+        );
     }
 
     #[test]

@@ -731,7 +731,13 @@ pub fn test_value(value: Option<&Value>, test: &Test, now: Millis) -> (bool, Opt
         Test::Ge { value: want } => matches!(ord(want), Some(Greater | Equal)),
         Test::Contains { value: want } => match value {
             Some(Value::String(s)) => s.contains(want.as_str()),
-            Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(want)),
+            // A list holds the text, or the number it reads as (`contains "755"` on a list of
+            // vendor ids).
+            Some(Value::Array(items)) => items.iter().any(|i| match i {
+                Value::String(s) => s == want,
+                Value::Number(n) => n.to_string() == *want,
+                _ => false,
+            }),
             _ => false,
         },
         Test::In { values } => value.is_some_and(|v| values.iter().any(|w| equal(v, w))),

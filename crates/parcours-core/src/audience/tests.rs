@@ -601,3 +601,25 @@ fn tests_compare_with_values_the_text_form_writes() {
         json!({"type": "trait", "name": "t", "test": {"op": "in", "values": [1, "a", null, true]}});
     round_trips(&from_json(&fine).unwrap());
 }
+
+/// `contains` on a list holds its text, or a number that reads as it (TCF vendor ids).
+#[test]
+fn contains_finds_text_and_numbers_in_lists() {
+    use super::eval::test_value;
+    let has = |v: Value, want: &str| {
+        test_value(
+            Some(&v),
+            &Test::Contains {
+                value: want.to_string(),
+            },
+            0,
+        )
+        .0
+    };
+    assert!(has(json!([1, 755, 1001]), "755"));
+    assert!(!has(json!([1, 7550]), "755"));
+    assert!(has(json!(["vip", "755"]), "755"));
+    assert!(!has(json!([{"id": 755}]), "755"));
+    assert!(has(json!("vendor 755"), "755"));
+    assert!(!has(json!(755), "755"), "a number is not a list");
+}
