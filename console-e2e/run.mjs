@@ -1,8 +1,8 @@
 // Drives the Parcours console in headless Chromium against a node holding the demo data (see
 // scripts/console-e2e.sh, which starts it): sign in, find the demo's omnichannel customer by
 // email, see her shop purchase and her web cart on one timeline, unmerge and see both
-// profiles, switch to French, a read-only token sees no edit control and a forged post is
-// refused. Every page is checked with axe-core (no serious or critical violation) and loads
+// profiles, switch to French, a read-only token opens no customer (personal data) and sees no
+// edit control, a forged post is refused. Every page is checked with axe-core (no serious or critical violation) and loads
 // nothing from another origin. Screenshots go to SCREENSHOTS (default ./screenshots).
 //
 // Environment:
@@ -389,11 +389,13 @@ try {
   // --- a read-only user
   const ro = await newPage(browser);
   await signIn(ro.page, READ_ONLY);
-  await ro.page.goto(customerUrl);
+  const roCustomer = await ro.page.goto(customerUrl);
   const roPage = await ro.page.content();
-  check(roPage.includes('read-only') && (await ro.page.getByRole('link', { name: 'Unmerge' }).count()) === 0,
-    'a read-only token sees no edit control');
+  check(roCustomer.status() === 403 && roPage.includes('personal data') && (await ro.page.getByRole('link', { name: 'Unmerge' }).count()) === 0,
+    `a read-only token cannot open a customer (personal data: ${roCustomer.status()})`);
+  await accessible(ro.page, 'customer refused to a read-only token');
   await ro.page.goto(`${BASE}/console/audiences`);
+  check((await ro.page.content()).includes('read-only'), 'a read-only token sees its role');
   check((await ro.page.locator('form[action="/console/audiences"]').count()) === 0, 'nor an audience editor');
   const csrf = await ro.page.locator('input[name="csrf"]').first().inputValue();
   // Posted by hand with a valid form token: the service refuses the role.

@@ -136,6 +136,7 @@ async fn profile(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Api {
+    caller.require_personal_data()?;
     let p = load_profile(&state, caller.workspace().to_string(), id.clone()).await?;
     Ok(Json(profile_json(&p, &id)))
 }
@@ -154,6 +155,7 @@ async fn lookup(
     caller: Caller,
     Query(q): Query<LookupQuery>,
 ) -> Api {
+    caller.require_personal_data()?;
     let (Some(kind), Some(value)) = (q.kind, q.value) else {
         return Err(ApiError::bad_request(
             "missing_parameter",
@@ -179,6 +181,7 @@ async fn lookup(
 /// Traits with the event that set each.
 #[utoipa::path(get, path = "/profiles/{id}/traits", tag = "profiles", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::ProfileTraits), Refusals))]
 async fn traits(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    caller.require_personal_data()?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let detail: serde_json::Map<String, Value> = p
         .traits
@@ -259,6 +262,7 @@ async fn identifiers(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Api {
+    caller.require_personal_data()?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
     let rows = blocking(move || Ok(st.identifiers(&ws, &pid)?)).await?;
@@ -272,6 +276,7 @@ async fn identifiers(
 /// Merge history.
 #[utoipa::path(get, path = "/profiles/{id}/merges", tag = "identity", params(("id" = String, Path, description = "a profile id (a merged id resolves to the profile that holds it)")), security(("bearer" = [])), responses((status = 200, description = "success", body = crate::openapi::MergeList), Refusals))]
 async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Api {
+    caller.require_personal_data()?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;
     let (st, ws, pid) = (store(&state), caller.workspace().to_string(), p.id.clone());
     let rows = blocking(move || Ok(st.merges_of(&ws, &pid)?)).await?;
@@ -282,6 +287,7 @@ async fn merges(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Pa
 /// One merge with its cause.
 #[utoipa::path(get, path = "/merges/{id}", tag = "identity", params(("id" = i64, Path, minimum = 1, description = "the id")), security(("bearer" = [])), responses((status = 200, description = "success", body = Answer), Refusals))]
 async fn merge(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> Api {
+    caller.require_personal_data()?;
     let (st, ws) = (store(&state), caller.workspace().to_string());
     let row = blocking(move || {
         st.merge(&ws, id)?
@@ -340,6 +346,7 @@ async fn events(
     Path(id): Path<String>,
     Query(page): Query<Page>,
 ) -> Api {
+    caller.require_personal_data()?;
     let limit = page.limit()?;
     let before = page.cursor()?;
     let p = load_profile(&state, caller.workspace().to_string(), id).await?;

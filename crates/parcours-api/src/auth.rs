@@ -140,6 +140,11 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         Ok(self.actor().require_admin()?)
     }
+
+    /// [`Actor::require_personal_data`].
+    pub fn require_personal_data(&self) -> Result<(), ApiError> {
+        Ok(self.actor().require_personal_data()?)
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {

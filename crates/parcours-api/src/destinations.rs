@@ -279,6 +279,7 @@ async fn delivery(
     caller: Caller,
     Path((id, delivery)): Path<(String, i64)>,
 ) -> Api {
+    caller.require_personal_data()?;
     let (st, actor) = (store(&state), caller.actor());
     blocking(move || {
         let (row, attempts) = deliveries::request(st.as_ref(), &actor, &id, delivery)?;

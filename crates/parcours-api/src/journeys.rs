@@ -574,6 +574,7 @@ async fn messages(
     caller: Caller,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_personal_data()?;
     let Some(channel) = parcours_core::journey::MessageChannel::parse(&q.channel) else {
         return Err(ApiError::bad_request(
             "invalid_parameter",

@@ -206,6 +206,7 @@ pub async fn live(
     Path(id): Path<String>,
     Query(q): Query<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    caller.require_personal_data()?;
     let recent = q.recent.unwrap_or(20).min(200);
     let slot = Slot::take().ok_or_else(|| {
         let mut e = ApiError::new(

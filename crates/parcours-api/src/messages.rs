@@ -263,6 +263,7 @@ async fn message(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_personal_data()?;
     let (st, ws) = (store(&state), caller.actor().workspace);
     let (row, receipts) = blocking(move || {
         let row = st
@@ -325,6 +326,7 @@ async fn list_suppressions(
     caller: Caller,
     Query(q): Query<SuppressionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_personal_data()?;
     let after = match q.after.as_deref() {
         None => None,
         Some(a) => {

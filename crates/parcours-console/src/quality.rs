@@ -98,7 +98,12 @@ pub(crate) async fn list(
     let after = q.after.unwrap_or(0);
     let now = state.engine.now();
     let found = blocking(move || {
-        let rows = quarantine::page(store.as_ref(), &actor, Some(status), after, PAGE)?;
+        // The quarantined events themselves are personal data: counts only for the others.
+        let rows = if actor.may_read_personal_data() {
+            quarantine::page(store.as_ref(), &actor, Some(status), after, PAGE)?
+        } else {
+            Vec::new()
+        };
         let arrivals = parcours_service::dashboard::arrivals(store.as_ref(), &actor, now)?;
         let lag = |r: Result<i64, parcours_engine::EngineError>| {
             r.map_err(|e| ServiceError::Store(parcours_store::StoreError::Backend(e.to_string())))

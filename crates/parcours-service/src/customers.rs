@@ -18,6 +18,7 @@ pub fn search(
     actor: &Actor,
     query: &str,
 ) -> Result<Vec<(Profile, String)>, ServiceError> {
+    actor.require_personal_data()?;
     let query = query.trim();
     if query.is_empty() {
         return Ok(Vec::new());
@@ -75,6 +76,7 @@ const RUNS_SHOWN: usize = 50;
 
 /// A customer by profile id (a merged id names the profile that holds it).
 pub fn customer(store: &dyn Store, actor: &Actor, id: &str) -> Result<Customer, ServiceError> {
+    actor.require_personal_data()?;
     let ws = &actor.workspace;
     let profile = store
         .profile(ws, id)?
@@ -102,6 +104,7 @@ pub fn timeline(
     channels: &[Channel],
     limit: usize,
 ) -> Result<(Vec<StoredEvent>, Option<i64>), ServiceError> {
+    actor.require_personal_data()?;
     const READ: usize = 500;
     let mut out = Vec::new();
     let mut cursor = before;
@@ -130,11 +133,14 @@ pub fn page(
     after: &str,
     limit: usize,
 ) -> Result<Vec<Profile>, ServiceError> {
+    actor.require_personal_data()?;
     Ok(store.profiles_page(&actor.workspace, after, limit)?)
 }
 
 /// One merge of the workspace (what an unmerge would undo).
 pub fn merge(store: &dyn Store, actor: &Actor, merge_id: i64) -> Result<MergeRow, ServiceError> {
+    // A merge names the identifiers that joined two profiles.
+    actor.require_personal_data()?;
     store
         .merge(&actor.workspace, merge_id)?
         .ok_or_else(|| ServiceError::NotFound(format!("merge {merge_id}")))

@@ -311,6 +311,9 @@ pub fn export(
     format: &str,
     region: Option<&str>,
 ) -> Result<String, ServiceError> {
+    // Every format names the members by email and phone (hashed for the ad platforms, which
+    // is still personal data).
+    actor.require_personal_data()?;
     definition(store, actor, DefinitionKind::Audience, id)?;
     let (st, ws) = (store, actor.workspace.as_str());
     let header = match format {

@@ -53,6 +53,25 @@ impl Actor {
         }
     }
 
+    /// Whether the role may read customers' personal data (emails, phones, names, their
+    /// events, the messages sent to them): admins and marketers; analysts and read-only
+    /// tokens see counts, rates and ids only.
+    pub fn may_read_personal_data(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Marketer)
+    }
+
+    /// [`Actor::may_read_personal_data`], refused otherwise.
+    pub fn require_personal_data(&self) -> Result<(), ServiceError> {
+        if self.may_read_personal_data() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!(
+                "this shows customers' personal data (emails, phones, names, events, messages): it needs the admin or marketer role; the token has {}",
+                self.role.as_str()
+            )))
+        }
+    }
+
     /// Admins change sources, tokens, identity rules and the quarantine.
     pub fn require_admin(&self) -> Result<(), ServiceError> {
         if self.role == Role::Admin {

@@ -540,6 +540,8 @@ pub fn suppressions(
     after: Option<(Millis, String, String)>,
     limit: usize,
 ) -> Result<Vec<Suppression>, ServiceError> {
+    // Suppressions are addresses.
+    actor.require_personal_data()?;
     Ok(store.suppressions(
         &actor.workspace,
         after.as_ref().map(|(t, c, a)| (*t, c.as_str(), a.as_str())),
@@ -611,6 +613,8 @@ pub fn sent(
     before: Option<i64>,
     limit: usize,
 ) -> Result<Vec<(parcours_store::OutboxRow, Option<Outgoing>)>, ServiceError> {
+    // Messages name who they went to and say what she was told.
+    actor.require_personal_data()?;
     let lane = parcours_engine::journeys::destination(channel);
     let rows = store.outbox_rows(&parcours_store::OutboxPage {
         workspace_id: &actor.workspace,
@@ -639,6 +643,7 @@ pub fn sent_one(
     actor: &Actor,
     key: &str,
 ) -> Result<(parcours_store::OutboxRow, Outgoing), ServiceError> {
+    actor.require_personal_data()?;
     let not_found = || ServiceError::NotFound(format!("message {key}"));
     let row = store
         .outbox_row_by_key(&actor.workspace, key)?

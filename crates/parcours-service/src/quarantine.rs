@@ -15,10 +15,13 @@ pub fn page(
     after_id: i64,
     limit: usize,
 ) -> Result<Vec<QuarantineEntry>, ServiceError> {
+    // Quarantined events are events as sent: emails, phones, names.
+    actor.require_personal_data()?;
     Ok(store.quarantined(&actor.workspace, status, after_id, limit)?)
 }
 
 pub fn entry(store: &dyn Store, actor: &Actor, id: i64) -> Result<QuarantineEntry, ServiceError> {
+    actor.require_personal_data()?;
     store
         .quarantine_entry(&actor.workspace, id)?
         .ok_or_else(|| ServiceError::NotFound(format!("quarantined event {id}")))

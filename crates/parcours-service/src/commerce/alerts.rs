@@ -152,6 +152,8 @@ pub(super) fn wait_for(
 
 /// An item's alerts at every location.
 pub fn list(store: &dyn Store, actor: &Actor, sku: &str) -> Result<Vec<StockAlert>, ServiceError> {
+    // Each alert names the customer who waits.
+    actor.require_personal_data()?;
     check_id("SKU", "invalid_alert", sku)?;
     Ok(store.stock_alerts(&actor.workspace, sku)?)
 }

@@ -209,6 +209,7 @@ pub fn account(
     member: &str,
     now: Millis,
 ) -> Result<Account, ServiceError> {
+    actor.require_personal_data()?;
     check_id("loyalty card", "invalid_member", member)?;
     let rows = store.loyalty_entries(&actor.workspace, member)?;
     if rows.is_empty() {

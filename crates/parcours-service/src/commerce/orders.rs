@@ -331,6 +331,8 @@ pub fn order_now(
     id: &str,
     now: Millis,
 ) -> Result<Order, ServiceError> {
+    // An order names its customer (email, card, the address to ship to).
+    actor.require_personal_data()?;
     let mut o = super::sales::order(store, actor, id)?;
     if o.status == "ready_for_pickup"
         && o.pickup_deadline
