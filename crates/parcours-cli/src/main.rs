@@ -296,7 +296,7 @@ enum TokenAction {
         #[arg(long)]
         name: String,
         /// What the token may do.
-        #[arg(long, default_value = "admin", value_parser = ["admin", "marketer", "analyst", "read_only"])]
+        #[arg(long, default_value = "admin", value_parser = ["admin", "marketer", "agent", "analyst", "read_only"])]
         role: String,
         /// Days until the token stops working (default: never).
         #[arg(long)]

@@ -210,6 +210,22 @@ async fn no_role_without_access_reads_personal_data_through_any_endpoint() {
             }
         }
     }
+    // Customer service reads a customer to help her, and changes no marketing.
+    let agent = token(&client, admin, "agent").await;
+    let r = client
+        .get(&format!("/api/v1/profiles/{}", ids["profile"]), &agent)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json());
+    let r = client
+        .post(
+            "/api/v1/audiences",
+            &agent,
+            json!({"id": "mine", "name": "Mine", "definition": "seen on web"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.json());
     // The live stream of a source's events never ends: refused outright.
     let live = format!("/api/v1/sources/{}/live", ids["source"]);
     for t in [&analyst, &read_only] {

@@ -76,6 +76,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("role", "Role", "Rôle"),
     ("role_admin", "admin", "administrateur"),
     ("role_marketer", "marketer", "marketing"),
+    ("role_agent", "customer service", "service client"),
     ("role_analyst", "analyst", "analyste"),
     ("role_read_only", "read-only", "lecture seule"),
     ("nav", "Main", "Principal"),

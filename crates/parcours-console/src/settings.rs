@@ -258,7 +258,7 @@ async fn page_with(
                 .iter()
                 .map(|c| (c.as_str(), tr.channel(c.as_str())))
                 .collect(),
-            roles: ["read_only", "analyst", "marketer", "admin"]
+            roles: ["read_only", "analyst", "agent", "marketer", "admin"]
                 .iter()
                 .map(|r| (*r, tr.t(&format!("role_{r}"))))
                 .collect(),

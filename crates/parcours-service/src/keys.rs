@@ -338,7 +338,7 @@ pub fn token_json(t: &Token, now: Millis) -> Value {
 pub fn parse_role(role: &str) -> Result<Role, KeyError> {
     Role::parse(role).ok_or_else(|| {
         KeyError::Invalid(format!(
-            "`{role}` is not a role; use one of admin, marketer, analyst, read_only"
+            "`{role}` is not a role; use one of admin, marketer, agent, analyst, read_only"
         ))
     })
 }
@@ -408,7 +408,7 @@ pub fn create_token_as(
     let role = Role::parse(role).ok_or_else(|| {
         crate::ServiceError::invalid(
             "invalid_role",
-            format!("`{role}` is not a role: admin, marketer, analyst or read_only"),
+            format!("`{role}` is not a role: admin, marketer, agent, analyst or read_only"),
         )
     })?;
     Ok(create_token(

@@ -54,10 +54,10 @@ impl Actor {
     }
 
     /// Whether the role may read customers' personal data (emails, phones, names, their
-    /// events, the messages sent to them): admins and marketers; analysts and read-only
-    /// tokens see counts, rates and ids only.
+    /// events, the messages sent to them): admins, marketers and agents; analysts and
+    /// read-only tokens see counts, rates and ids only.
     pub fn may_read_personal_data(&self) -> bool {
-        matches!(self.role, Role::Admin | Role::Marketer)
+        matches!(self.role, Role::Admin | Role::Marketer | Role::Agent)
     }
 
     /// [`Actor::may_read_personal_data`], refused otherwise.
@@ -66,7 +66,7 @@ impl Actor {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!(
-                "this shows customers' personal data (emails, phones, names, events, messages): it needs the admin or marketer role; the token has {}",
+                "this shows customers' personal data (emails, phones, names, events, messages): it needs the admin, marketer or agent role; the token has {}",
                 self.role.as_str()
             )))
         }

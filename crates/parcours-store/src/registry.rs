@@ -111,6 +111,9 @@ pub struct WriteKey {
 pub enum Role {
     Admin,
     Marketer,
+    /// Customer service: reads customers (their profile, orders, messages) to help them;
+    /// changes no marketing.
+    Agent,
     Analyst,
     ReadOnly,
 }
@@ -120,6 +123,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Marketer => "marketer",
+            Role::Agent => "agent",
             Role::Analyst => "analyst",
             Role::ReadOnly => "read_only",
         }
@@ -129,6 +133,7 @@ impl Role {
         Some(match s {
             "admin" => Role::Admin,
             "marketer" => Role::Marketer,
+            "agent" => Role::Agent,
             "analyst" => Role::Analyst,
             "read_only" => Role::ReadOnly,
             _ => return None,
