@@ -388,6 +388,7 @@ async fn unmerge_profile(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Api {
+    caller.require_admin()?;
     let body: UnmergeBody = object_body(
         body,
         "give the merge to undo: {\"merge_id\": 12}",
@@ -645,6 +646,7 @@ async fn create_workspace(
     body: Option<Json<Value>>,
 ) -> impl IntoResponse {
     let result: Api = async {
+        parcours_service::workspaces::require_instance_admin(&caller.actor())?;
         let body: NewWorkspace = object_body(body, "send {\"name\": \"…\"}", "invalid_json")?;
         let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
         let created = blocking(move || {

@@ -170,6 +170,7 @@ async fn create(
     caller: Caller,
     body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_editor()?;
     let body = read_body(body)?;
     let Some(id) = body.id.clone() else {
         return Err(ApiError::bad_request(
@@ -199,6 +200,7 @@ async fn replace(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Api {
+    caller.require_editor()?;
     let body = read_body(body)?;
     same_id(&id, body.id.as_deref(), "invalid_audience")?;
     let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
@@ -435,6 +437,7 @@ async fn create_trait(
     caller: Caller,
     body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_editor()?;
     let def = read_trait(body)?;
     let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
     let d =
@@ -450,6 +453,7 @@ async fn replace_trait(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Api {
+    caller.require_editor()?;
     let def = read_trait(body)?;
     same_id(&id, Some(&def.id), "invalid_computed_trait")?;
     let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());

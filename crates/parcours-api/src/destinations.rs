@@ -162,6 +162,7 @@ async fn create(
     caller: Caller,
     body: Option<Json<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_editor()?;
     let body = read_body(body)?;
     let Some(id) = body.id.clone() else {
         return Err(ApiError::bad_request(
@@ -183,6 +184,7 @@ async fn replace(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Api {
+    caller.require_editor()?;
     let body = read_body(body)?;
     same_id(&id, body.id.as_deref(), "invalid_destination")?;
     save(&state, &caller, id, body, false).await

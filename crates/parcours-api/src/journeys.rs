@@ -98,6 +98,7 @@ async fn preview(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_personal_data()?;
     let Some(Json(body)) = body else {
         return Err(ApiError::bad_request(
             "invalid_preview",

@@ -1,7 +1,11 @@
-//! Personal data is for the roles that need it: every read the API offers (generated from its
-//! OpenAPI document, so a new endpoint cannot be forgotten) is asked by an analyst and a
-//! read-only token on the demo, and no answer holds a customer's email, phone or name; an
-//! admin's answers do (the probe can see them); another workspace's token sees none of them.
+//! Roles on every endpoint, generated from the API's OpenAPI document and the console's route
+//! table so that a new endpoint cannot be forgotten:
+//! - every read is asked by an analyst, a read-only token and another workspace's admin on the
+//!   demo, and no answer holds one of the demo customers' emails, phones or names (an admin's
+//!   answers do: the probe can see them); the same for every console page and an analyst;
+//! - every change is refused (`403`) to an analyst and a read-only token, before anything of
+//!   the request is read;
+//! - customer service (the agent role) reads a customer and changes no marketing.
 
 mod common;
 
@@ -12,6 +16,17 @@ use parcours_cli::config::Config;
 use parcours_testkit::http::Client;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
+
+/// Operations that change nothing though they are posted (a question with a body): every
+/// role may ask them.
+const READS_BY_POST: [(&str, &str); 3] = [
+    // Prices a basket as every channel would.
+    ("post", "/api/v1/commerce/baskets/evaluate"),
+    // Replays a journey document over the stored events: counts only, nothing saved.
+    ("post", "/api/v1/journeys/simulate"),
+    // A webhook source's mapping tried on a sample payload the caller gives.
+    ("post", "/api/v1/webhooks/preview"),
+];
 
 /// Every customer's email, phone and last name in the demo store.
 fn personal_data(dir: &std::path::Path) -> BTreeSet<String> {
@@ -77,6 +92,8 @@ fn value_for(path: &str, name: &str, ids: &BTreeMap<&str, String>) -> String {
                 ("commerce/orders", _) => "order",
                 ("commerce/members", _) => "card",
                 ("computed-traits", _) => "trait",
+                // Numbered: a number that names nothing.
+                ("merges" | "quarantine", _) => "number",
                 _ => "other",
             }
         }
@@ -91,7 +108,7 @@ fn value_for(path: &str, name: &str, ids: &BTreeMap<&str, String>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_role_without_access_reads_personal_data_through_any_endpoint() {
+async fn every_endpoint_keeps_personal_data_and_changes_to_the_roles_allowed() {
     let dir = common::temp_dir("personal-data");
     let mut config = Config {
         data_dir: dir.clone(),
@@ -118,6 +135,7 @@ async fn no_role_without_access_reads_personal_data_through_any_endpoint() {
     ids.insert("audience", "vip".into());
     ids.insert("journey", "welcome".into());
     ids.insert("order", "W-DEMO-1".into());
+    ids.insert("number", "999999".into());
     let sources = get("/api/v1/sources".into()).await;
     ids.insert(
         "source",
@@ -326,6 +344,54 @@ async fn no_role_without_access_reads_personal_data_through_any_endpoint() {
             leaks.push(format!("analyst console {url} ({status}) shows {m}"));
         }
     }
+    // Every change the API offers (its OpenAPI document's other methods under /api/v1) is
+    // refused to an analyst and a read-only token before anything is read of the request.
+    let mut not_refused = Vec::new();
+    let mut changes = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for method in ["post", "put", "patch", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            if READS_BY_POST.contains(&(method, path.as_str())) {
+                continue;
+            }
+            let mut url = path.to_string();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    url = url.replace(&format!("{{{name}}}"), &value_for(path, name, &ids));
+                }
+            }
+            changes += 1;
+            for (role, t) in [("analyst", &analyst), ("read_only", &read_only)] {
+                let r = client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        &url,
+                        &[("authorization", &format!("Bearer {t}"))],
+                        "{}",
+                    )
+                    .await
+                    .unwrap();
+                if r.status != 403 {
+                    not_refused.push(format!(
+                        "{role} {} {url}: {}",
+                        method.to_uppercase(),
+                        r.status
+                    ));
+                }
+            }
+        }
+    }
+    assert!(changes > 40, "{changes} changes asked");
+    assert!(
+        not_refused.is_empty(),
+        "{} changes not refused:\n{}",
+        not_refused.len(),
+        not_refused.join("\n")
+    );
     assert!(asked > 50, "{asked} reads asked");
     assert!(
         admin_sees >= 5,

@@ -510,6 +510,8 @@ pub fn preview(
     body: &serde_json::Value,
     now: Millis,
 ) -> Result<parcours_engine::journeys::Preview, ServiceError> {
+    // A preview renders a message with a customer's traits.
+    actor.require_personal_data()?;
     use serde_json::Value;
     let bad = |m: String| ServiceError::invalid("invalid_preview", m);
     let Value::Object(o) = body else {

@@ -16,6 +16,17 @@ pub struct Provisioned {
     pub admin_token: String,
 }
 
+/// Only the instance admin token creates workspaces.
+pub fn require_instance_admin(actor: &Actor) -> Result<(), ServiceError> {
+    if actor.instance_admin {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "only the instance admin token can create workspaces".into(),
+        ))
+    }
+}
+
 /// Creates a workspace (only the instance admin may), named `name`.
 pub fn create_workspace(
     store: &dyn Store,
@@ -23,11 +34,7 @@ pub fn create_workspace(
     name: &str,
     now: Millis,
 ) -> Result<Provisioned, ServiceError> {
-    if !actor.instance_admin {
-        return Err(ServiceError::Forbidden(
-            "only the instance admin token can create workspaces".into(),
-        ));
-    }
+    require_instance_admin(actor)?;
     if name.trim().is_empty() {
         return Err(ServiceError::invalid(
             "invalid_parameter",
