@@ -784,23 +784,7 @@ fn grouped(n: u64) -> String {
 
 /// The console's Measurement page shows the API's figures, in English and in French.
 async fn console_page(client: &Client, token: &str, range: &str, kpis: &Value) {
-    let r = client
-        .request(
-            "POST".parse().unwrap(),
-            "/console/sign-in",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            format!("token={token}&next=/console/measure"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 303);
-    let cookie = r.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = common::console_session(client, token).await;
     let page = |path: String| {
         let cookie = cookie.clone();
         async move {

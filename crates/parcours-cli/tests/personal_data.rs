@@ -271,31 +271,9 @@ async fn every_endpoint_keeps_personal_data_and_changes_to_the_roles_allowed() {
     assert!(pages.len() > 25, "{pages:?}");
     let mut console_ids = ids.clone();
     console_ids.insert("other", "x".into());
-    let session = |t: String| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .request(
-                    "POST".parse().unwrap(),
-                    "/console/sign-in",
-                    &[("content-type", "application/x-www-form-urlencoded")],
-                    format!("token={t}"),
-                )
-                .await
-                .unwrap();
-            assert_eq!(r.status, 303);
-            r.headers["set-cookie"]
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_string()
-        }
-    };
     let (as_admin, as_analyst) = (
-        session(admin.to_string()).await,
-        session(analyst.clone()).await,
+        common::console_session(&client, admin).await,
+        common::console_session(&client, &analyst).await,
     );
     let mut admin_pages = 0;
     for page in &pages {

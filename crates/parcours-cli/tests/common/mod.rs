@@ -298,3 +298,24 @@ pub async fn call_with(
 pub async fn call(t: &TestNode, method: &str, path: &str, body: Value) -> (u16, Value) {
     call_with(&t.client, ADMIN, method, path, body).await
 }
+
+/// Signs in to the console with a token: the session cookie (`name=value`).
+pub async fn console_session(client: &Client, token: &str) -> String {
+    let r = client
+        .request(
+            "POST".parse().unwrap(),
+            "/console/sign-in",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("token={token}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
