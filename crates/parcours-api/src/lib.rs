@@ -17,6 +17,7 @@ mod live;
 mod measure;
 mod messages;
 pub mod openapi;
+pub mod privacy;
 pub mod server;
 mod tracking;
 mod unsubscribe;
@@ -130,7 +131,8 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(messages::routes())
         .merge(destinations::routes())
         .merge(commerce::routes())
-        .merge(measure::routes());
+        .merge(measure::routes())
+        .merge(privacy::routes());
     OpenApiRouter::new()
         .merge(tracking::routes())
         .merge(browser::routes())

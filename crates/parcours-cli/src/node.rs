@@ -274,6 +274,8 @@ impl Node {
             },
         );
         state.ready.store(ready, Ordering::SeqCst);
+        // Privacy requests a stopped node left open run again (every step can be repeated).
+        parcours_api::privacy::resume(&state);
         let (stop, stopped) = oneshot::channel::<()>();
         let app = parcours_api::router_with(state.clone(), parcours_console::routes());
         let limits = server_limits(config);

@@ -23,6 +23,7 @@ pub mod kpi;
 pub mod limits;
 pub mod observation;
 pub mod plan;
+pub mod privacy;
 pub mod profile;
 pub mod rules;
 pub mod spec;

@@ -36,6 +36,7 @@ pub(crate) fn start(
     clock: Arc<dyn Clock>,
     dedup_window: Duration,
     wake: Arc<Wake>,
+    erased: Arc<crate::erased::ErasedList>,
 ) -> (IngestSender, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<(IngestBatch, Reply)>(4_096);
     let handle = std::thread::Builder::new()
@@ -53,7 +54,12 @@ pub(crate) fn start(
                         Err(_) => break,
                     }
                 }
-                let (batches, replies): (Vec<IngestBatch>, Vec<Reply>) = group.into_iter().unzip();
+                let (mut batches, replies): (Vec<IngestBatch>, Vec<Reply>) =
+                    group.into_iter().unzip();
+                // An erased person's events are refused here, before anything is stored.
+                for batch in &mut batches {
+                    erased.filter(&*store, batch, clock.monotonic());
+                }
                 let since = clock.now() - dedup_window.as_millis() as i64;
                 let started = clock.monotonic();
                 match store.append(&batches, since) {

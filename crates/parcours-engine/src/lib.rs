@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod definitions;
 pub mod delivery;
 pub mod destinations;
+pub mod erased;
 pub mod facts;
 pub mod health;
 mod held;
@@ -126,17 +127,20 @@ pub struct Engine {
     health: Arc<health::Health>,
     allow_private_destinations: bool,
     senders: channels::Senders,
+    erased: Arc<erased::ErasedList>,
 }
 
 impl Engine {
     pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Arc<Self> {
         let wake = Arc::new(Wake::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let erased = Arc::new(erased::ErasedList::default());
         let (sender, writer) = ingest::start(
             store.clone(),
             clock.clone(),
             config.dedup_window,
             wake.clone(),
+            erased.clone(),
         );
         let mut threads = vec![writer];
         let mut ownership = None;
@@ -261,7 +265,31 @@ impl Engine {
             health,
             allow_private_destinations: config.sync.allow_private_addresses,
             senders: config.senders.clone(),
+            erased,
         })
+    }
+
+    /// Waits until unify and the audience processor have applied every event in the log as
+    /// it is now, or `timeout` passed (whichever first).
+    pub fn settle(&self, timeout: Duration) {
+        let Ok(target) = self.store.last_seq() else {
+            return;
+        };
+        // Wall time: a test's manual clock does not move while this waits.
+        let started = clock::Moment::now();
+        while started.elapsed() < timeout {
+            let unified = self.store.processed_seq().is_ok_and(|s| s >= target);
+            let evaluated = audiences::position(self.store.as_ref()).is_ok_and(|s| s >= target);
+            if unified && evaluated {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The suppression list ingest applies (an erasure refreshes it at once).
+    pub fn erased_list(&self) -> &erased::ErasedList {
+        &self.erased
     }
 
     /// Whether destinations may send to non-public addresses ([`outbound`]).

@@ -101,10 +101,22 @@ pub fn find_with(
     kind: &str,
     value: &str,
 ) -> Result<Option<String>, ServiceError> {
-    use parcours_core::identifier::{
-        normalize_email, normalize_phone_with, Identifier, EMAIL, PHONE,
-    };
-    let normalized = match kind {
+    let normalized = normalize(rules, kind, value)?;
+    Ok(store.lookup(
+        workspace,
+        &parcours_core::identifier::Identifier::new(kind, normalized),
+    )?)
+}
+
+/// An identifier's value as ingest stores it (an email in lower case, a phone in E.164 by
+/// the workspace's rules): `Invalid` when it cannot be one.
+pub fn normalize(
+    rules: &IdentityRulesConfig,
+    kind: &str,
+    value: &str,
+) -> Result<String, ServiceError> {
+    use parcours_core::identifier::{normalize_email, normalize_phone_with, EMAIL, PHONE};
+    match kind {
         EMAIL => normalize_email(value),
         PHONE => normalize_phone_with(value, rules.default_region.as_deref(), rules.phone_numbers),
         _ => Some(value.trim().to_string()).filter(|v| !v.is_empty()),
@@ -114,8 +126,7 @@ pub fn find_with(
             "invalid_identifier",
             format!("`{value}` is not a valid {kind}"),
         )
-    })?;
-    Ok(store.lookup(workspace, &Identifier::new(kind, normalized))?)
+    })
 }
 
 /// The workspace's identity rules (every role reads them).

@@ -1023,6 +1023,13 @@ impl Snapshots {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Drops a workspace's last reading (an erasure took someone out of the log).
+    pub fn forget(&self, workspace: &str) {
+        if let Some(slot) = self.lock().get_mut(workspace) {
+            slot.ready = None;
+        }
+    }
+
     /// The reading under way and the last one, for a workspace.
     pub fn status(&self, workspace: &str) -> Status {
         let slots = self.lock();

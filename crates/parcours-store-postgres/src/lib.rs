@@ -29,6 +29,7 @@ mod event_log;
 mod journeys;
 mod messages;
 mod outbox;
+mod privacy;
 mod projections;
 mod quarantine;
 mod registry;
@@ -113,6 +114,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         17,
         include_str!("../../../migrations/postgres/0017_ad_spend.sql"),
+    ),
+    (
+        18,
+        include_str!("../../../migrations/postgres/0018_privacy.sql"),
     ),
 ];
 

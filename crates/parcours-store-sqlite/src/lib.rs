@@ -13,6 +13,7 @@ mod event_log;
 mod journeys;
 mod messages;
 mod outbox;
+mod privacy;
 mod projections;
 mod quarantine;
 mod registry;
@@ -47,6 +48,7 @@ const LOG_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_commerce.sql"),
     include_str!("../../../migrations/sqlite/0008_offers.sql"),
     include_str!("../../../migrations/sqlite/0009_ad_spend.sql"),
+    include_str!("../../../migrations/sqlite/0010_privacy.sql"),
 ];
 const PROJECTION_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/projections/0001_init.sql"),

@@ -11,6 +11,7 @@ mod event_log;
 mod journeys;
 mod messages;
 mod outbox;
+mod privacy;
 mod projections;
 mod quarantine;
 mod registry;
@@ -26,6 +27,7 @@ pub use event_log::*;
 pub use journeys::*;
 pub use messages::*;
 pub use outbox::*;
+pub use privacy::*;
 pub use projections::*;
 pub use quarantine::*;
 pub use registry::*;
@@ -64,6 +66,7 @@ pub trait Store:
     + Messages
     + Commerce
     + Orders
+    + Privacy
 {
 }
 impl<
@@ -78,7 +81,8 @@ impl<
             + Journeys
             + Messages
             + Commerce
-            + Orders,
+            + Orders
+            + Privacy,
     > Store for T
 {
 }

@@ -1,0 +1,652 @@
+//! Data subjects' requests (GDPR Art. 15, 17, 20): received with their legal deadline, run
+//! in the background, answered with an archive (access) or an erasure that reaches every
+//! table and the files themselves; each step in the audit log, without the personal data.
+
+use std::io::Write;
+
+use parcours_core::identifier::{EMAIL, PHONE};
+use parcours_core::privacy::{
+    day_of, deadline, suppression_hash, ANSWER_MONTHS, MAX_EXTENSION_MONTHS,
+};
+use parcours_core::time::Millis;
+use parcours_store::{AuditEntry, Erased, Erasure, PrivacyRequest, Store};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::{Actor, ServiceError};
+
+pub const ACCESS: &str = "access";
+pub const ERASURE: &str = "erasure";
+
+/// Traits that name a person: taken out of the documents an erasure keeps.
+const NAME_TRAITS: &[&str] = &[
+    "name",
+    "firstName",
+    "lastName",
+    "first_name",
+    "last_name",
+    "username",
+];
+
+/// Who may file and read requests: admins (the data protection officer) and agents
+/// (customer service receives them); only admins erase.
+pub fn require_requests(actor: &Actor, kind: &str) -> Result<(), ServiceError> {
+    if kind == ERASURE {
+        return actor.require_admin();
+    }
+    match actor.role {
+        parcours_store::Role::Admin | parcours_store::Role::Agent => Ok(()),
+        _ => Err(ServiceError::Forbidden(format!(
+            "privacy requests need the admin or agent role; the token has {}",
+            actor.role.as_str()
+        ))),
+    }
+}
+
+/// Appends to the audit log; a failure to write it fails the caller (an action that cannot
+/// be proven is not done silently).
+pub fn audit(
+    store: &dyn Store,
+    workspace: &str,
+    at: Millis,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> Result<i64, ServiceError> {
+    Ok(store.append_audit(&AuditEntry {
+        id: 0,
+        workspace_id: workspace.to_string(),
+        at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        detail: detail.to_string(),
+    })?)
+}
+
+/// Files a request: `kind` is `access` or `erasure`, the identifier any kind the identity
+/// graph knows (normalised as ingest normalises it). It is `received`; [`run`] does it.
+pub fn file_request(
+    store: &dyn Store,
+    actor: &Actor,
+    actor_name: &str,
+    kind: &str,
+    id_type: &str,
+    id_value: &str,
+    now: Millis,
+) -> Result<PrivacyRequest, ServiceError> {
+    if kind != ACCESS && kind != ERASURE {
+        return Err(ServiceError::invalid(
+            "invalid_request_kind",
+            format!("`{kind}` is not a kind of request: use access or erasure"),
+        ));
+    }
+    require_requests(actor, kind)?;
+    if id_type.is_empty() || id_type.len() > 64 {
+        return Err(ServiceError::invalid(
+            "invalid_identifier",
+            "the identifier's type must be 1 to 64 characters (email, phone, user_id …)",
+        ));
+    }
+    let rules = store
+        .workspace(&actor.workspace)?
+        .map(|w| w.identity_rules)
+        .unwrap_or_default();
+    let value = crate::identity::normalize(&rules, id_type, id_value)?;
+    let received = day_of(now);
+    let request = PrivacyRequest {
+        id: format!("pr_{:024x}", rand::random::<u128>() >> 32),
+        workspace_id: actor.workspace.clone(),
+        kind: kind.to_string(),
+        identifier_type: id_type.to_string(),
+        identifier: Some(value),
+        state: "received".into(),
+        received_at: now,
+        deadline: deadline(received, ANSWER_MONTHS, &[]).to_string(),
+        extension_reason: None,
+        done_at: None,
+        result: None,
+        requested_by: actor_name.to_string(),
+    };
+    store.save_privacy_request(&request, None)?;
+    audit(
+        store,
+        &actor.workspace,
+        now,
+        actor_name,
+        &format!("privacy.{kind}.received"),
+        &request.id,
+        json!({ "identifier_type": id_type, "deadline": request.deadline }),
+    )?;
+    Ok(request)
+}
+
+/// A request of the actor's workspace.
+pub fn request(store: &dyn Store, actor: &Actor, id: &str) -> Result<PrivacyRequest, ServiceError> {
+    require_requests(actor, ACCESS)?;
+    store
+        .privacy_request(&actor.workspace, id)?
+        .ok_or_else(|| ServiceError::NotFound(format!("privacy request {id}")))
+}
+
+/// The workspace's requests, newest first.
+pub fn requests(store: &dyn Store, actor: &Actor) -> Result<Vec<PrivacyRequest>, ServiceError> {
+    require_requests(actor, ACCESS)?;
+    Ok(store.privacy_requests(&actor.workspace, 500)?)
+}
+
+/// An access request's archive (a zip of JSON and CSV files).
+pub fn archive(store: &dyn Store, actor: &Actor, id: &str) -> Result<Vec<u8>, ServiceError> {
+    let r = request(store, actor, id)?;
+    actor.require_personal_data()?;
+    if r.kind != ACCESS {
+        return Err(ServiceError::invalid(
+            "not_an_access_request",
+            "only an access request has an archive",
+        ));
+    }
+    store
+        .privacy_archive(&actor.workspace, id)?
+        .ok_or_else(|| ServiceError::Unprocessable {
+            code: "archive_not_ready",
+            message: format!("the archive is not ready: the request is {}", r.state),
+        })
+}
+
+/// Extends an open request's deadline by one or two further months (Art. 12(3)), with the
+/// reason the person must be told.
+pub fn extend(
+    store: &dyn Store,
+    actor: &Actor,
+    actor_name: &str,
+    id: &str,
+    months: u32,
+    reason: &str,
+    now: Millis,
+) -> Result<PrivacyRequest, ServiceError> {
+    actor.require_admin()?;
+    let mut r = request(store, actor, id)?;
+    if !(1..=MAX_EXTENSION_MONTHS).contains(&months) {
+        return Err(ServiceError::invalid(
+            "invalid_extension",
+            "a deadline is extended by 1 or 2 further months",
+        ));
+    }
+    if reason.trim().is_empty() || reason.len() > 1000 {
+        return Err(ServiceError::invalid(
+            "invalid_extension",
+            "give the reason of the extension (1 to 1000 characters): the person must be told",
+        ));
+    }
+    if r.state == "done" {
+        return Err(ServiceError::Conflict {
+            code: "request_done",
+            message: "the request is answered already".into(),
+        });
+    }
+    if r.extension_reason.is_some() {
+        return Err(ServiceError::Conflict {
+            code: "already_extended",
+            message: "the deadline was extended already (at most two further months in all)".into(),
+        });
+    }
+    r.deadline = deadline(day_of(r.received_at), ANSWER_MONTHS + months, &[]).to_string();
+    r.extension_reason = Some(reason.trim().to_string());
+    store.save_privacy_request(&r, None)?;
+    audit(
+        store,
+        &actor.workspace,
+        now,
+        actor_name,
+        "privacy.request.extended",
+        id,
+        json!({ "months": months, "deadline": r.deadline }),
+    )?;
+    Ok(r)
+}
+
+/// What [`run`] needs from the node: the time, and a way to wait until the processors have
+/// applied every event stored so far.
+pub trait Runtime {
+    fn now(&self) -> Millis;
+    /// Waits (bounded) until every processor has caught up with the log as it is now.
+    fn settle(&self);
+    /// An erasure happened in `workspace`: forget caches that hold her.
+    fn erased(&self, workspace: &str);
+}
+
+/// Does a received (or interrupted) request: builds the access archive, or erases.
+pub fn run(
+    store: &dyn Store,
+    rt: &dyn Runtime,
+    id_workspace: (&str, &str),
+) -> Result<(), ServiceError> {
+    let (workspace, id) = id_workspace;
+    let mut r = store
+        .privacy_request(workspace, id)?
+        .ok_or_else(|| ServiceError::NotFound(format!("privacy request {id}")))?;
+    if r.state == "done" {
+        return Ok(());
+    }
+    r.state = "in_progress".into();
+    store.save_privacy_request(&r, None)?;
+    let outcome = match r.kind.as_str() {
+        ACCESS => run_access(store, &r).map(|(result, zip)| (result, Some(zip))),
+        _ => run_erasure(store, rt, &r).map(|result| (result, None)),
+    };
+    let now = rt.now();
+    match outcome {
+        Ok((result, zip)) => {
+            r.state = "done".into();
+            r.done_at = Some(now);
+            r.result = Some(result.to_string());
+            if r.kind == ERASURE {
+                r.identifier = None;
+            }
+            store.save_privacy_request(&r, zip.as_deref())?;
+            audit(
+                store,
+                workspace,
+                now,
+                "system",
+                &format!("privacy.{}.done", r.kind),
+                id,
+                result,
+            )?;
+            Ok(())
+        }
+        Err(e) => {
+            r.state = "failed".into();
+            r.result = Some(json!({ "error": e.to_string() }).to_string());
+            store.save_privacy_request(&r, None)?;
+            audit(
+                store,
+                workspace,
+                now,
+                "system",
+                &format!("privacy.{}.failed", r.kind),
+                id,
+                json!({ "error": e.to_string() }),
+            )?;
+            Err(e)
+        }
+    }
+}
+
+/// Her profile and everything that names her, resolved from the identity graph.
+struct Person {
+    profiles: Vec<String>,
+    /// (kind, value)
+    identifiers: Vec<(String, String)>,
+    names: Vec<String>,
+    raw_contacts: Vec<String>,
+}
+
+fn person(store: &dyn Store, r: &PrivacyRequest) -> Result<Person, ServiceError> {
+    let ws = &r.workspace_id;
+    let value = r.identifier.clone().unwrap_or_default();
+    let mut p = Person {
+        profiles: vec![],
+        identifiers: vec![(r.identifier_type.clone(), value.clone())],
+        names: vec![],
+        raw_contacts: vec![],
+    };
+    let holder = store.lookup(
+        ws,
+        &parcours_core::identifier::Identifier::new(&r.identifier_type, &value),
+    )?;
+    let Some(holder) = holder else {
+        return Ok(p);
+    };
+    let mut family = Vec::new();
+    store.transact(&mut |tx| {
+        family = tx.family(ws, &holder)?;
+        Ok(())
+    })?;
+    if !family.contains(&holder) {
+        family.push(holder.clone());
+    }
+    for pid in &family {
+        for row in store.identifiers(ws, pid)? {
+            let pair = (row.identifier.kind.clone(), row.identifier.value.clone());
+            if !p.identifiers.contains(&pair) {
+                p.identifiers.push(pair);
+            }
+        }
+        if let Some(profile) = store.profile(ws, pid)? {
+            for id in &profile.identifiers {
+                let pair = (id.kind.clone(), id.value.clone());
+                if !p.identifiers.contains(&pair) {
+                    p.identifiers.push(pair);
+                }
+            }
+            for (name, t) in &profile.traits {
+                let Some(s) = t.value.as_str() else { continue };
+                if NAME_TRAITS.contains(&name.as_str()) && s.chars().count() >= 2 {
+                    p.names.push(s.to_string());
+                } else if (name == "email" || name == "phone") && !s.is_empty() {
+                    // As she typed it, besides its normalised identifier.
+                    p.raw_contacts.push(s.to_string());
+                }
+            }
+        }
+    }
+    p.profiles = family;
+    Ok(p)
+}
+
+fn run_erasure(
+    store: &dyn Store,
+    rt: &dyn Runtime,
+    r: &PrivacyRequest,
+) -> Result<Value, ServiceError> {
+    let ws = &r.workspace_id;
+    let p = person(store, r)?;
+    let values: Vec<String> = p.identifiers.iter().map(|(_, v)| v.clone()).collect();
+    let mut needles: Vec<String> = p
+        .identifiers
+        .iter()
+        .filter(|(k, _)| k == EMAIL || k == PHONE)
+        .map(|(_, v)| v.clone())
+        .chain(p.raw_contacts.iter().cloned())
+        .collect();
+    needles.sort();
+    needles.dedup();
+    let mut scrub: Vec<String> = values
+        .iter()
+        .chain(&needles)
+        .chain(&p.names)
+        .chain(&p.profiles)
+        .cloned()
+        .collect();
+    scrub.sort();
+    scrub.dedup();
+    let erasure = Erasure {
+        workspace_id: ws.clone(),
+        profiles: p.profiles.clone(),
+        identifiers: values,
+        needles,
+        scrub,
+        suppress: p
+            .identifiers
+            .iter()
+            .map(|(k, v)| (suppression_hash(ws, k, v), k.clone()))
+            .collect(),
+        pseudonym: format!("erased-{:016x}", rand::random::<u64>()),
+        at: rt.now(),
+    };
+    // The list first: from now on her events are refused at ingest.
+    let mut erased: Erased = store.erase(&erasure)?;
+    rt.erased(ws);
+    // What the processors applied of hers in the meantime goes in a second pass.
+    rt.settle();
+    erased.merge(store.erase(&erasure)?);
+    store.transact(&mut |tx| tx.bump_epoch())?;
+    store.compact()?;
+    rt.erased(ws);
+    let mut kinds: Vec<&str> = p.identifiers.iter().map(|(k, _)| k.as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    Ok(json!({
+        "profiles": p.profiles.len(),
+        "identifiers": p.identifiers.len(),
+        "identifier_kinds": kinds,
+        "deleted": erased.deleted,
+        "scrubbed": erased.scrubbed,
+        "suppression_entries": erasure.suppress.len(),
+        "storage_compacted": true,
+    }))
+}
+
+/// Everything about her: profile, identifiers, consents, events, merges, audience
+/// memberships, journeys and messages, loyalty entries. JSON for each, CSV for the tables.
+fn run_access(store: &dyn Store, r: &PrivacyRequest) -> Result<(Value, Vec<u8>), ServiceError> {
+    let ws = &r.workspace_id;
+    let p = person(store, r)?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut counts = serde_json::Map::new();
+    let mut events = Vec::new();
+    let mut profiles = Vec::new();
+    let mut merges = Vec::new();
+    let mut memberships = Vec::new();
+    let mut runs = Vec::new();
+    let mut contacts = Vec::new();
+    let mut identifiers = Vec::new();
+    for pid in &p.profiles {
+        if let Some(profile) = store.profile(ws, pid)? {
+            if profile.id == *pid {
+                profiles.push(serde_json::to_value(&profile).unwrap_or(Value::Null));
+            }
+        }
+        identifiers.extend(store.identifiers(ws, pid)?);
+        merges.extend(store.merges_of(ws, pid)?);
+        memberships.extend(store.memberships(ws, pid)?);
+        runs.extend(store.runs_of(ws, pid, 10_000)?);
+        contacts.extend(store.contacts(ws, pid, 0)?);
+        let mut before = None;
+        loop {
+            let page = store.timeline(ws, pid, before, 1000)?;
+            let done = page.len() < 1000;
+            for e in page {
+                before = Some(e.seq);
+                events.push(e);
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    events.sort_by_key(|e| e.seq);
+    events.dedup_by_key(|e| e.seq);
+    let mut loyalty = Vec::new();
+    for (_, v) in &p.identifiers {
+        loyalty.extend(store.loyalty_entries(ws, v)?);
+    }
+    let event_docs: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.body).unwrap_or(Value::String(e.body.clone())))
+        .collect();
+    let mut add = |name: &str, n: usize, v: Value| {
+        counts.insert(name.to_string(), json!(n));
+        files.push((
+            format!("{name}.json"),
+            serde_json::to_vec_pretty(&v).unwrap_or_default(),
+        ));
+    };
+    add("profile", profiles.len(), json!(profiles));
+    add("identifiers", identifiers.len(), json!(identifiers));
+    add("events", event_docs.len(), json!(event_docs));
+    add("merges", merges.len(), json!(merges));
+    add(
+        "audience_memberships",
+        memberships.len(),
+        json!(memberships),
+    );
+    add("journeys", runs.len(), json!(runs));
+    add("messages", contacts.len(), json!(contacts));
+    add("loyalty", loyalty.len(), json!(loyalty));
+    let consents: Vec<Value> = profiles
+        .iter()
+        .flat_map(|p| {
+            p.get("consent")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| json!({ "purpose": k, "record": v }))
+        })
+        .collect();
+    add("consents", consents.len(), json!(consents));
+    // The tables as CSV too.
+    files.push((
+        "identifiers.csv".into(),
+        csv(
+            &["type", "value", "linked_at"],
+            identifiers.iter().map(|i| {
+                vec![
+                    i.identifier.kind.clone(),
+                    i.identifier.value.clone(),
+                    parcours_core::time::format_timestamp(i.linked_at),
+                ]
+            }),
+        ),
+    ));
+    files.push((
+        "events.csv".into(),
+        csv(
+            &["received_at", "type", "event", "channel", "body"],
+            events.iter().map(|e| {
+                vec![
+                    parcours_core::time::format_timestamp(e.received_at),
+                    e.kind.as_str().to_string(),
+                    e.event.clone().unwrap_or_default(),
+                    e.channel.as_str().to_string(),
+                    e.body.clone(),
+                ]
+            }),
+        ),
+    ));
+    files.push((
+        "README.txt".into(),
+        format!(
+            "Everything this workspace holds about the person of request {} (GDPR Art. 15 and 20).\n\
+             Each .json file is one kind of data; identifiers and events are also in .csv.\n",
+            r.id
+        )
+        .into_bytes(),
+    ));
+    let zip = zip(&files)
+        .map_err(|e| ServiceError::Store(parcours_store::StoreError::Backend(e.to_string())))?;
+    Ok((
+        json!({ "files": files.len(), "counts": counts, "bytes": zip.len() }),
+        zip,
+    ))
+}
+
+/// RFC 4180 CSV.
+fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Vec<u8> {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for row in rows {
+        out.push_str(&row.iter().map(|s| field(s)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}
+
+/// A zip archive of `files`, stored without compression (every system opens it).
+pub fn zip(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut central: Vec<u8> = Vec::new();
+    for (name, data) in files {
+        let crc = crc32fast::hash(data);
+        let offset = out.len() as u32;
+        let size = u32::try_from(data.len())
+            .map_err(|_| std::io::Error::other("a file of the archive is over 4 GB"))?;
+        let header = |sig: u32, central: bool| {
+            let mut h: Vec<u8> = Vec::new();
+            h.extend(sig.to_le_bytes());
+            if central {
+                h.extend(20u16.to_le_bytes()); // made by
+            }
+            h.extend(20u16.to_le_bytes()); // version needed
+            h.extend(0x0800u16.to_le_bytes()); // UTF-8 names
+            h.extend(0u16.to_le_bytes()); // stored
+            h.extend(0u16.to_le_bytes()); // time
+            h.extend(0x21u16.to_le_bytes()); // date: 1980-01-01
+            h.extend(crc.to_le_bytes());
+            h.extend(size.to_le_bytes());
+            h.extend(size.to_le_bytes());
+            h.extend((name.len() as u16).to_le_bytes());
+            h.extend(0u16.to_le_bytes()); // extra
+            if central {
+                h.extend(0u16.to_le_bytes()); // comment
+                h.extend(0u16.to_le_bytes()); // disk
+                h.extend(0u16.to_le_bytes()); // internal attributes
+                h.extend(0u32.to_le_bytes()); // external attributes
+                h.extend(offset.to_le_bytes());
+            }
+            h.extend(name.as_bytes());
+            h
+        };
+        out.write_all(&header(0x0403_4b50, false))?;
+        out.write_all(data)?;
+        central.extend(header(0x0201_4b50, true));
+    }
+    let central_offset = out.len() as u32;
+    out.write_all(&central)?;
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]); // disk numbers
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((central.len() as u32).to_le_bytes());
+    out.extend(central_offset.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    Ok(out)
+}
+
+/// The suppression list's size and the events it refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppressed {
+    pub entries: u64,
+    pub refused_events: u64,
+}
+
+pub fn suppressed(store: &dyn Store, actor: &Actor) -> Result<Suppressed, ServiceError> {
+    require_requests(actor, ACCESS)?;
+    let (entries, refused_events) = store.suppression_counts(&actor.workspace)?;
+    Ok(Suppressed {
+        entries,
+        refused_events,
+    })
+}
+
+/// The audit log, oldest first from after `after_id` (admins only).
+pub fn audit_log(
+    store: &dyn Store,
+    actor: &Actor,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, ServiceError> {
+    actor.require_admin()?;
+    Ok(store.audit_log(&actor.workspace, after_id, limit.clamp(1, 1000))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zip_lists_its_files_with_their_checksums() {
+        let z = zip(&[
+            ("a.json".into(), b"{\"x\":1}".to_vec()),
+            ("b.csv".into(), b"h\r\n1\r\n".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(&z[..4], b"PK\x03\x04");
+        let end = z.len() - 22;
+        assert_eq!(&z[end..end + 4], b"PK\x05\x06");
+        assert_eq!(u16::from_le_bytes([z[end + 10], z[end + 11]]), 2);
+        let crc = crc32fast::hash(b"{\"x\":1}").to_le_bytes();
+        assert_eq!(&z[14..18], &crc);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        let out = csv(
+            &["a", "b"],
+            vec![vec!["x,y".into(), "say \"hi\"".into()]].into_iter(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a,b\r\n\"x,y\",\"say \"\"hi\"\"\"\r\n"
+        );
+    }
+}
