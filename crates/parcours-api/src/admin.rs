@@ -82,6 +82,7 @@ pub fn consent_json(p: &Profile) -> serde_json::Map<String, Value> {
                 json!({
                     "granted": c.granted, "at": iso(c.ts), "received_at": iso(c.received_at),
                     "message_id": c.message_id, "source_id": c.source_id, "channel": c.channel, "method": c.method,
+                    "text_version": c.text_version,
                 }),
             )
         })
@@ -250,6 +251,7 @@ async fn consent_question(
         "answered_by": record.map(|(key, r)| json!({
             "key": key, "granted": r.granted, "at": iso(r.ts), "received_at": iso(r.received_at),
             "message_id": r.message_id, "source_id": r.source_id, "channel": r.channel, "method": r.method,
+            "text_version": r.text_version,
         })),
         "unknown_counts_as": if unknown_granted { "granted" } else { "withdrawn" },
     })))

@@ -51,6 +51,8 @@ struct Body {
     enabled: bool,
     max_in_flight: Option<u32>,
     max_per_second: Option<f64>,
+    purpose: Option<String>,
+    channel: Option<String>,
 }
 
 fn yes() -> bool {
@@ -111,6 +113,8 @@ fn destination_json(st: &dyn Store, state: &AppState, d: &Definition, reveal: bo
         "enabled": doc.enabled,
         "max_in_flight": doc.max_in_flight.unwrap_or(1),
         "max_per_second": doc.max_per_second,
+        "purpose": doc.purpose.as_deref().unwrap_or("marketing"),
+        "channel": doc.consent().map(|(_, c)| c),
         "version": d.version,
         "position": st.audience_cursor(&destination_cursor(&d.workspace_id, &d.id))?,
         "delivery": delivery,
@@ -140,6 +144,8 @@ async fn save(
             enabled: body.enabled,
             max_in_flight: body.max_in_flight,
             max_per_second: body.max_per_second,
+            purpose: body.purpose,
+            channel: body.channel,
         };
         let saved = definitions::save_destination_as(
             st.as_ref(),

@@ -171,7 +171,9 @@ json_schema!(
             "region": {"type": ["string", "null"], "pattern": "^[A-Za-z]{2}$"},
             "enabled": {"type": "boolean"},
             "max_in_flight": {"type": ["integer", "null"], "minimum": 1, "maximum": 64},
-            "max_per_second": {"type": ["number", "null"], "minimum": 0.01, "maximum": 10000}
+            "max_per_second": {"type": ["number", "null"], "minimum": 0.01, "maximum": 10000},
+            "purpose": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_]{0,63}$", "description": "the consent a member needs to be added (default marketing; none: every member)"},
+            "channel": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9_]{0,63}$", "description": "the channel of that consent (default ads)"}
         }),
     )
 );
@@ -620,6 +622,7 @@ fn destination_schema() -> Value {
         "audiences": {"type": "array", "items": {"type": "string"}}, "identifiers": {"type": "string"},
         "region": {"type": ["string", "null"]}, "enabled": {"type": "boolean"}, "secret": {"type": ["string", "null"]},
         "max_in_flight": {"type": "integer"}, "max_per_second": {"type": ["number", "null"]},
+        "purpose": {"type": "string"}, "channel": {"type": ["string", "null"]},
         "version": {"type": "integer"}, "position": {"type": "integer"}, "created_at": iso(), "updated_at": iso(),
         "delivery": {"type": ["object", "null"], "required": ["state", "version", "delivered", "pending", "dead", "failures"], "properties": {
             "state": {"type": "string", "enum": ["idle", "delivering", "retrying", "paused", "unreadable", "refused"]},

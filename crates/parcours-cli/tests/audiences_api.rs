@@ -92,7 +92,8 @@ async fn audiences_follow_events_and_explain_themselves(backend: Backend) {
     t.send(json!({"batch": [
         {"type": "identify", "messageId": "i1", "userId": "ana",
          "traits": {"email": "Ana.Lopez@Gmail.com", "phone": "+33 6 12 34 56 78", "first_name": "Ana", "country": "FR"},
-         "context": {"page": {"url": "https://shop.example/"}}},
+         "context": {"page": {"url": "https://shop.example/"},
+                     "consent": {"categoryPreferences": {"marketing": true}}}},
         {"type": "track", "messageId": "o1", "userId": "ana", "event": "Order Completed", "properties": {"total": 150}},
         {"type": "track", "messageId": "o2", "userId": "bob", "event": "Order Completed", "properties": {"total": 20}},
     ]}))

@@ -1385,7 +1385,7 @@ async fn an_audience_is_exported_and_its_destination_followed(backend: Backend) 
         &t,
         "POST",
         "/api/v1/destinations",
-        json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["buyers"]}),
+        json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none", "audiences": ["buyers"]}),
     )
     .await;
     assert_eq!(status, 201, "{body}");

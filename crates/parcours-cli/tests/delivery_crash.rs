@@ -307,7 +307,7 @@ async fn crash_and_restart(backend: Backend) {
             .admin(
                 "POST",
                 "/api/v1/destinations",
-                json!({"id": id, "name": id, "url": url}),
+                json!({"id": id, "name": id, "url": url, "purpose": "none"}),
             )
             .await;
         assert_eq!(status, 201, "{d}");

@@ -179,19 +179,19 @@ async fn webhook_streams_adds_and_removes_signed(backend: Backend) {
             "invalid_destination",
         ),
         (
-            json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["nope"]}),
+            json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none", "audiences": ["nope"]}),
             "invalid_audience_reference",
         ),
         (
-            json!({"id": "crm", "name": "CRM", "url": url, "secret": "hunter2"}),
+            json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none", "secret": "hunter2"}),
             "invalid_destination",
         ),
         (
-            json!({"id": "CRM!", "name": "CRM", "url": url}),
+            json!({"id": "CRM!", "name": "CRM", "url": url, "purpose": "none"}),
             "invalid_id",
         ),
         (
-            json!({"id": "crm", "name": "CRM", "url": url, "colour": 1}),
+            json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none", "colour": 1}),
             "invalid_destination",
         ),
     ] {
@@ -202,7 +202,7 @@ async fn webhook_streams_adds_and_removes_signed(backend: Backend) {
         &t,
         "POST",
         "/api/v1/destinations",
-        json!({"id": "crm", "name": "CRM", "url": url, "audiences": ["gold"]}),
+        json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none", "audiences": ["gold"]}),
     )
     .await;
     assert_eq!(status, 201, "{d}");
@@ -215,7 +215,7 @@ async fn webhook_streams_adds_and_removes_signed(backend: Backend) {
         &t,
         "POST",
         "/api/v1/destinations",
-        json!({"id": "crm", "name": "CRM", "url": url}),
+        json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none"}),
     )
     .await;
     assert_eq!(
@@ -270,7 +270,7 @@ async fn webhook_streams_adds_and_removes_signed(backend: Backend) {
         &t,
         "PUT",
         "/api/v1/destinations/crm",
-        json!({"name": "Ads", "url": url, "audiences": ["gold"], "identifiers": "meta"}),
+        json!({"name": "Ads", "url": url, "purpose": "none", "audiences": ["gold"], "identifiers": "meta"}),
     )
     .await;
     assert_eq!(status, 200, "{d}");
@@ -310,7 +310,7 @@ async fn webhook_retries_with_backoff_until_acknowledged(backend: Backend) {
         &t,
         "POST",
         "/api/v1/destinations",
-        json!({"id": "flaky", "name": "Flaky", "url": url}),
+        json!({"id": "flaky", "name": "Flaky", "url": url, "purpose": "none"}),
     )
     .await;
     assert_eq!(status, 201, "{d}");
@@ -395,7 +395,7 @@ async fn slow_destination_holds_back_nothing_else(backend: Backend) {
             &t,
             "POST",
             "/api/v1/destinations",
-            json!({"id": id, "name": id, "url": url}),
+            json!({"id": id, "name": id, "url": url, "purpose": "none"}),
         )
         .await;
         assert_eq!(status, 201, "{d}");
@@ -467,7 +467,7 @@ async fn dead_requests_are_logged_and_replayed(backend: Backend) {
         &t,
         "POST",
         "/api/v1/destinations",
-        json!({"id": "crm", "name": "CRM", "url": url}),
+        json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none"}),
     )
     .await;
     assert_eq!(status, 201, "{d}");
@@ -588,7 +588,115 @@ async fn dead_requests_are_logged_and_replayed(backend: Backend) {
     t.stop().await;
 }
 
+/// A member is added to a destination only with her consent to its purpose on its channel
+/// (marketing on ads by default, read as journeys read it); removals always go.
+async fn members_are_added_only_with_consent(backend: Backend) {
+    let t = start_on("dest-consent", backend, tune).await;
+    gold_audience(&t).await;
+    let consent = |user: &str, prefs: Value| {
+        json!({"type": "identify", "userId": user,
+               "traits": {"plan": "gold", "email": format!("{user}@example.com")},
+               "context": {"consent": {"categoryPreferences": prefs, "version": "cmp-3"}}})
+    };
+    let r = t
+        .send(json!({"batch": [
+            consent("yes", json!({"marketing": true})),
+            consent("ads-only", json!({"marketing": false, "marketing:ads": true})),
+            consent("not-ads", json!({"marketing": true, "marketing:ads": false})),
+            consent("withdrawn", json!({"marketing": false})),
+            {"type": "identify", "userId": "never", "traits": {"plan": "gold", "email": "never@example.com"}},
+        ]}))
+        .await;
+    assert_eq!(r.status, 200);
+    let (url, rx) = receiver(ok()).await;
+    for (body, code) in [
+        (
+            json!({"id": "ads", "name": "Ads", "url": url, "purpose": "Marketing!"}),
+            "invalid_destination",
+        ),
+        (
+            json!({"id": "ads", "name": "Ads", "url": url, "channel": ""}),
+            "invalid_destination",
+        ),
+    ] {
+        let (status, e) = call(&t, "POST", "/api/v1/destinations", body).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{e}");
+    }
+    let (status, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "ads", "name": "Ads", "url": url, "audiences": ["gold"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    assert_eq!(
+        (d["purpose"].as_str(), d["channel"].as_str()),
+        (Some("marketing"), Some("ads"))
+    );
+    // A second destination that is not marketing gets everyone.
+    let (url2, all) = receiver(ok()).await;
+    let (status, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "warehouse", "name": "Warehouse", "url": url2, "purpose": "none"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    all.wait_for("every member", |r| r.changes().len() == 5)
+        .await;
+    delivery_becomes(&t, "ads", "the ads destination caught up", |s| {
+        s["state"] == "idle" && s["delivered"].as_u64() >= Some(1)
+    })
+    .await;
+    let users = |r: &Receiver| {
+        let mut v: Vec<(String, String)> = r
+            .changes()
+            .iter()
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_string(),
+                    c["profile"]["user_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        users(&rx),
+        vec![
+            ("add".to_string(), "ads-only".to_string()),
+            ("add".to_string(), "yes".to_string())
+        ]
+    );
+    // Leaving the audience: the removal goes, whatever the consent.
+    let r = t
+        .send(json!({"batch": [
+            {"type": "identify", "userId": "yes", "traits": {"plan": "silver"}},
+            {"type": "identify", "userId": "never", "traits": {"plan": "silver"}},
+        ]}))
+        .await;
+    assert_eq!(r.status, 200);
+    rx.wait_for("both removals", |r| r.changes().len() == 4)
+        .await;
+    assert_eq!(
+        users(&rx)
+            .into_iter()
+            .filter(|(a, _)| a == "remove")
+            .map(|(_, u)| u)
+            .collect::<Vec<_>>(),
+        vec!["never", "yes"]
+    );
+    // The proof of her consent: which text she saw.
+    let p = t.profile_of(common::ADMIN, "user_id", "yes").await.unwrap();
+    assert_eq!(p["consent"]["marketing"]["text_version"], "cmp-3", "{p}");
+    t.stop().await;
+}
+
 on_each_store!(
+    members_are_added_only_with_consent,
     dead_requests_are_logged_and_replayed,
     webhook_streams_adds_and_removes_signed,
     webhook_retries_with_backoff_until_acknowledged,

@@ -434,12 +434,35 @@ async fn a_webhook_step_calls_out_signed(backend: Backend) {
         "id: crm\nstatus: live\nentry: {{event: Order Completed}}\nsteps:\n  - id: tell\n    webhook:\n      url: {url}\n      body: '{{\"email\": \"{{{{ traits.email }}}}\", \"total\": {{{{ event.properties.total }}}}}}'\n"
     );
     put_journey(&t, "crm", &doc).await;
+    // Léa agreed to marketing; Max never said: the call is marketing (the default purpose)
+    // and goes for her only.
     t.send(json!({"batch": [
-        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"}},
+        {"type": "identify", "userId": "lea", "traits": {"email": "lea@example.com"},
+         "context": {"consent": {"categoryPreferences": {"marketing": true}}}},
+        {"type": "identify", "userId": "max", "traits": {"email": "max@example.com"}},
         {"type": "track", "userId": "lea", "event": "Order Completed", "properties": {"total": 42.5}},
+        {"type": "track", "userId": "max", "event": "Order Completed", "properties": {"total": 9}},
     ]}))
     .await;
     t.unified().await;
+    let max = profile_id(&t, "max").await;
+    let max_run = eventually(Duration::from_secs(20), "max's run", || async {
+        t.store.runs_of(&t.workspace, &max, 1).unwrap().pop()
+    })
+    .await;
+    let max_notes = eventually(Duration::from_secs(20), "max's run decided", || async {
+        let n = notes(&t, &max_run.run_id);
+        n.iter().any(|n| n.code == "completed").then_some(n)
+    })
+    .await;
+    let no_consent = max_notes.iter().find(|n| n.code == "no_consent").unwrap();
+    assert!(
+        no_consent
+            .detail
+            .contains("no consent to marketing on webhook"),
+        "{}",
+        no_consent.detail
+    );
     eventually(Duration::from_secs(20), "the first call", || async {
         (got.lock().unwrap().len() == 1).then_some(())
     })

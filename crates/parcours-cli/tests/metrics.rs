@@ -41,7 +41,7 @@ async fn metrics_carry_commit_step_and_delivery_histograms() {
     let (status, d) = call(
         "POST",
         "/api/v1/destinations",
-        json!({"id": "crm", "name": "CRM", "url": url}),
+        json!({"id": "crm", "name": "CRM", "url": url, "purpose": "none"}),
     )
     .await;
     assert_eq!(status, 201, "{d}");

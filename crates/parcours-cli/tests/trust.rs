@@ -402,17 +402,23 @@ async fn ad_exports_read_segment_address_traits(backend: Backend) {
         {"type": "identify", "userId": "chloe", "traits": {
             "email": "  Chloe.Rousseau@Icloud.Example", "firstName": "Chloé", "lastName": "Rousseau",
             "address": {"city": "Saint-Étienne", "postal_code": "42 000", "country": "FR", "state": "ARA"},
-            "birthday": "1990-05-17", "gender": "female"}},
+            "birthday": "1990-05-17", "gender": "female"},
+         "context": {"consent": {"categoryPreferences": {"marketing": true}}}},
         {"type": "track", "userId": "chloe", "event": "Order Completed"},
         // A till receipt of someone unknown: nothing an ad platform could match.
         {"type": "track", "anonymousId": "till-42", "event": "Order Completed"},
+        // A buyer who refused advertising: never in an ad platform's list.
+        {"type": "identify", "userId": "noah", "traits": {"email": "noah@example.com"},
+         "context": {"consent": {"categoryPreferences": {"marketing": true, "marketing:ads": false}}}},
+        {"type": "track", "userId": "noah", "event": "Order Completed"},
     ]}))
     .await;
     t.unified().await;
     let chloe = profile_id(&t, "user_id", "chloe").await;
     let till = profile_id(&t, "anonymous_id", "till-42").await;
+    let noah = profile_id(&t, "user_id", "noah").await;
     create_audience(&t, "buyers", r#"did "Order Completed""#).await;
-    members_become(&t, "buyers", &ids(&[&chloe, &till])).await;
+    members_become(&t, "buyers", &ids(&[&chloe, &till, &noah])).await;
     let r = t
         .client
         .get("/api/v1/audiences/buyers/export?format=meta", ADMIN)
@@ -424,7 +430,12 @@ async fn ad_exports_read_segment_address_traits(backend: Backend) {
         lines[0],
         "email,phone,fn,ln,ct,st,zip,country,doby,dobm,dobd,gen"
     );
-    assert_eq!(lines.len(), 2, "no row without an email or a phone: {body}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "no row without an email or a phone, none without consent to ads: {body}"
+    );
+    assert!(!body.contains(&parcours_core::adhash::sha256_hex("noah@example.com")));
     let m: Vec<&str> = lines[1].split(',').collect();
     let h = parcours_core::adhash::sha256_hex;
     assert_eq!(m[0], h("chloe.rousseau@icloud.example"));

@@ -294,6 +294,11 @@ pub enum Action {
         url: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
+        /// What the call is for: `marketing` (the default) needs her consent to it on the
+        /// `webhook` channel (or to the purpose); `transactional` is an answer to what she
+        /// did and needs none.
+        #[serde(default = "marketing")]
+        purpose: String,
     },
     AdAudience {
         destination: String,
@@ -427,4 +432,8 @@ impl Journey {
             },
         }
     }
+}
+
+fn marketing() -> String {
+    "marketing".into()
 }

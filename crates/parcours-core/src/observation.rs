@@ -128,6 +128,8 @@ pub struct Observation {
     pub traits: Vec<(String, Value)>,
     pub consent: Vec<(String, bool)>,
     pub consent_method: Option<ConsentMethod>,
+    /// The version of the consent text shown (at most 64 characters).
+    pub consent_version: Option<String>,
 }
 
 impl Observation {
@@ -276,7 +278,21 @@ impl Observation {
             consent_method = Some(method);
         }
 
+        let consent_version = ctx
+            .and_then(|c| c.get("consent"))
+            .and_then(|c| c.get("version"))
+            .or_else(|| {
+                if is_consent_event {
+                    properties.and_then(|p| p.get("version"))
+                } else {
+                    None
+                }
+            })
+            .and_then(scalar)
+            .filter(|v| !v.is_empty() && v.chars().count() <= 64)
+            .filter(|_| consent_method.is_some());
         Observation {
+            consent_version,
             seq: meta.seq,
             key: EventKey::new(meta.timestamp, meta.message_id),
             received_at: meta.received_at,
@@ -461,6 +477,44 @@ mod tests {
         );
         assert_eq!(obs.consent, [("marketing:sms".to_string(), false)]);
         assert_eq!(obs.consent_method, Some(ConsentMethod::ConsentEvent));
+        assert_eq!(obs.consent_version, None);
+    }
+
+    #[test]
+    fn the_consent_text_version_is_part_of_the_proof() {
+        let rules = IdentityRules::default();
+        let page = |body: Value| {
+            Observation::from_event(
+                &meta(EventType::Page, None, Some("u1"), None),
+                &body,
+                &rules,
+            )
+        };
+        let obs = page(json!({"context": {"consent": {"version": "cmp-2026-03",
+            "categoryPreferences": {"marketing": true}}}}));
+        assert_eq!(obs.consent_version.as_deref(), Some("cmp-2026-03"));
+        // A number is read as text; without any consent it is not kept; too long is dropped.
+        let obs = page(
+            json!({"context": {"consent": {"version": 7, "categoryPreferences": {"marketing": true}}}}),
+        );
+        assert_eq!(obs.consent_version.as_deref(), Some("7"));
+        assert_eq!(
+            page(json!({"context": {"consent": {"version": "v1"}}})).consent_version,
+            None
+        );
+        let long = "v".repeat(65);
+        let obs = page(
+            json!({"context": {"consent": {"version": long, "categoryPreferences": {"marketing": true}}}}),
+        );
+        assert_eq!(obs.consent_version, None);
+        let obs = page(json!({"context": {"consent": {"version": "cmp-2026-03",
+            "categoryPreferences": {"marketing": true}}}}));
+        let mut p = crate::Profile::new("p1".into(), &obs);
+        p.observe(&obs, &[]);
+        assert_eq!(
+            p.consent["marketing"].text_version.as_deref(),
+            Some("cmp-2026-03")
+        );
     }
 
     #[test]

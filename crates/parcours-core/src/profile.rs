@@ -44,6 +44,10 @@ pub struct ConsentRecord {
     pub channel: Channel,
     /// How it was given.
     pub method: ConsentMethod,
+    /// The version of the text she agreed to or refused (`context.consent.version`, or
+    /// `properties.version` of a consent event), as the site or app sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_version: Option<String>,
 }
 
 /// The answer to "may we, for this purpose (on this channel)?".
@@ -194,6 +198,7 @@ impl Profile {
                     source_id: obs.source_id.clone(),
                     channel: obs.channel,
                     method,
+                    text_version: obs.consent_version.clone(),
                 };
                 set_if_newer(&mut self.consent, purpose, record, |r| {
                     (r.ts, r.message_id.as_str())
@@ -273,6 +278,25 @@ impl Profile {
                 Some((key.as_str(), r)),
             ),
             None => (ConsentState::Unknown, None),
+        }
+    }
+
+    /// Why she may not be reached for `purpose` on `channel`, or `None` when she may: her
+    /// record for the channel (or the purpose) grants it, or there is none and the
+    /// workspace counts that as consent (`unknown_granted`).
+    pub fn consent_refusal(
+        &self,
+        purpose: &str,
+        channel: &str,
+        unknown_granted: bool,
+    ) -> Option<String> {
+        match self.consent_for(purpose, Some(channel)) {
+            (ConsentState::Granted, _) => None,
+            (ConsentState::Unknown, _) if unknown_granted => None,
+            (ConsentState::Withdrawn, Some((k, _))) => Some(format!("consent `{k}` is withdrawn")),
+            _ => Some(format!(
+                "no consent to {purpose} on {channel} (never given, and the workspace does not count that as consent)"
+            )),
         }
     }
 

@@ -185,6 +185,25 @@ pub fn feed(
     if picked.len() < batch {
         through = last;
     }
+    // Consent: she is added to a destination only with her consent to its purpose on its
+    // channel (marketing on ads by default); a removal always goes.
+    if let Some((purpose, channel)) = doc.consent() {
+        let unknown_granted = store.workspace(ws)?.is_some_and(|w| {
+            w.identity_rules.unknown_consent == parcours_core::rules::UnknownConsent::Granted
+        });
+        let mut kept = Vec::with_capacity(picked.len());
+        for c in picked {
+            let allowed = !c.entered
+                || store.profile(ws, &c.profile_id)?.is_some_and(|p| {
+                    p.consent_refusal(purpose, channel, unknown_granted)
+                        .is_none()
+                });
+            if allowed {
+                kept.push(c);
+            }
+        }
+        picked = kept;
+    }
     let mut write = AudienceWrite {
         cursors: vec![CursorMove::new(cursor_name, through)],
         ..AudienceWrite::default()

@@ -66,6 +66,21 @@ pub struct DestinationDoc {
     /// Requests started per second at most (none: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_second: Option<f64>,
+    /// The consent a member needs to be added: to this purpose (`marketing` by default;
+    /// `none` sends every member, for a destination that is not marketing) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// ... on this channel (`ads` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl DestinationDoc {
+    /// The purpose and channel a member's consent must allow, or `None` (`purpose: none`).
+    pub fn consent(&self) -> Option<(&str, &str)> {
+        let purpose = self.purpose.as_deref().unwrap_or("marketing");
+        (purpose != "none").then(|| (purpose, self.channel.as_deref().unwrap_or("ads")))
+    }
 }
 
 fn enabled() -> bool {
@@ -180,6 +195,19 @@ pub fn save_destination(
         .is_some_and(|r| !r.is_finite() || !(0.01..=10_000.0).contains(&r))
     {
         return Err(invalid("`max_per_second` is from 0.01 to 10000"));
+    }
+    for (name, v) in [("purpose", &doc.purpose), ("channel", &doc.channel)] {
+        let ok = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if v.as_deref().is_some_and(|s| !ok(s)) {
+            return Err(invalid(format!(
+                "`{name}` is 1 to 64 of a-z 0-9 _, starting with a letter (a consent's purpose or channel)"
+            )));
+        }
     }
     let existing = store.definitions(Some(ws))?;
     let audiences: BTreeSet<&str> = existing

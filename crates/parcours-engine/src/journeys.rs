@@ -24,7 +24,6 @@ use parcours_core::journey::{
     self, local, Action, Admission, Effect, Input, Journey, Look, Message, MessageChannel, Outcome,
     Run, RunState, Trigger,
 };
-use parcours_core::profile::ConsentState;
 use parcours_core::rules::UnknownConsent;
 use parcours_core::time::Millis;
 use parcours_core::Profile;
@@ -157,17 +156,7 @@ fn ad_audience(
         return;
     };
     if add {
-        let (state, record) = who.profile.consent_for("marketing", Some("ads"));
-        let granted = match state {
-            ConsentState::Granted => true,
-            ConsentState::Unknown => who.unknown_granted,
-            ConsentState::Withdrawn => false,
-        };
-        if !granted {
-            let detail = match (state, record) {
-                (ConsentState::Withdrawn, Some((k, _))) => format!("consent `{k}` is withdrawn"),
-                _ => "no consent to marketing on ads (never given, and the workspace does not count that as consent)".into(),
-            };
+        if let Some(detail) = refused_consent(who, "marketing", "ads") {
             return d.note(run, step_of, "no_consent", detail);
         }
     }
@@ -265,6 +254,12 @@ struct Share {
     live: Vec<(u32, Arc<Journey>)>,
     policy: Arc<Policy>,
     unknown_granted: bool,
+}
+
+/// Why she may not be reached for `purpose` on `channel` (see [`Profile::consent_refusal`]).
+fn refused_consent(who: &Customer, purpose: &str, channel: &str) -> Option<String> {
+    who.profile
+        .consent_refusal(purpose, channel, who.unknown_granted)
 }
 
 /// A customer as journeys see her, loaded once per decision.
@@ -1101,25 +1096,7 @@ impl JourneyProcessor {
             }
         }
         if message.purpose != "transactional" {
-            let (state, record) = who
-                .profile
-                .consent_for(&message.purpose, Some(channel.as_str()));
-            let granted = match state {
-                ConsentState::Granted => true,
-                ConsentState::Unknown => who.unknown_granted,
-                ConsentState::Withdrawn => false,
-            };
-            if !granted {
-                let detail = match (state, record) {
-                    (ConsentState::Withdrawn, Some((k, _))) => {
-                        format!("consent `{k}` is withdrawn")
-                    }
-                    _ => format!(
-                        "no consent to {} on {} (never given, and the workspace does not count that as consent)",
-                        message.purpose,
-                        channel.as_str()
-                    ),
-                };
+            if let Some(detail) = refused_consent(who, &message.purpose, channel.as_str()) {
                 if skip_or_next(d, "no_consent", detail) {
                     self.send(d, journey, run, step, base, who, expires, attempt + 1);
                 }
@@ -1360,11 +1337,16 @@ impl JourneyProcessor {
         key: &str,
         who: &Customer,
     ) {
-        let Some(Action::Webhook { url, body }) =
+        let Some(Action::Webhook { url, body, purpose }) =
             journey.step_index(step).map(|i| &journey.steps[i].action)
         else {
             return;
         };
+        if purpose != "transactional" {
+            if let Some(detail) = refused_consent(who, purpose, "webhook") {
+                return d.note(run, Some(step.to_string()), "no_consent", detail);
+            }
+        }
         let mut globals = who.globals(journey, run);
         if body.as_deref().is_some_and(|b| b.contains("shop")) {
             if let Err(e) = with_shop(d.store, d.ws, who, &mut globals, d.now) {

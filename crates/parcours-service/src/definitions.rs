@@ -188,6 +188,8 @@ pub struct DestinationInput {
     pub enabled: bool,
     pub max_in_flight: Option<u32>,
     pub max_per_second: Option<f64>,
+    pub purpose: Option<String>,
+    pub channel: Option<String>,
 }
 
 /// A saved destination, and whether its secret may be shown (it was just set or made).
@@ -233,6 +235,8 @@ pub fn save_destination_as(
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
         max_per_second: input.max_per_second,
+        purpose: input.purpose,
+        channel: input.channel,
     };
     let definition = save_destination(store, &actor.workspace, id, &doc, now, allow_private)?;
     Ok(SavedDestination {
@@ -330,6 +334,9 @@ pub fn export(
     };
     let mut out = String::from(header);
     let mut after = String::new();
+    let unknown_granted = st.workspace(ws)?.is_some_and(|w| {
+        w.identity_rules.unknown_consent == parcours_core::rules::UnknownConsent::Granted
+    });
     loop {
         let page = st.members(ws, id, &after, 1000)?;
         for m in &page {
@@ -337,8 +344,13 @@ pub fn export(
                 continue;
             };
             let c = Contact::of(&p);
-            // A row an ad platform cannot match (no email, no phone) is left out.
-            if matches!(format, "google" | "meta") && !c.has_key() {
+            // A row an ad platform cannot match (no email, no phone) is left out, and so is
+            // a member without consent to marketing on ads (as a destination would).
+            if matches!(format, "google" | "meta")
+                && (!c.has_key()
+                    || p.consent_refusal("marketing", "ads", unknown_granted)
+                        .is_some())
+            {
                 continue;
             }
             let line = match format {

@@ -962,10 +962,15 @@ impl Reader {
                     Some(u)
                 });
                 let body_text = w.get("body").and_then(|n| self.string(n, "webhook.body"));
-                self.done(w, "webhook", &["url", "body"]);
+                let purpose = match w.get("purpose") {
+                    None => Some("marketing".to_string()),
+                    Some(n) => self.id(n, "webhook.purpose"),
+                };
+                self.done(w, "webhook", &["url", "body", "purpose"]);
                 Some(Action::Webhook {
                     url: url?,
                     body: body_text,
+                    purpose: purpose?,
                 })
             }
             "ad_audience" => {

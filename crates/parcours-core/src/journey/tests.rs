@@ -861,6 +861,7 @@ fn arb_journey() -> impl Strategy<Value = Journey> {
                         6 => Action::Webhook {
                             url: "https://x".into(),
                             body: None,
+                            purpose: "marketing".into(),
                         },
                         _ => Action::Exit,
                     };
