@@ -48,3 +48,13 @@ END;
 $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- A workspace's settings that are not identity rules (privacy: retention, IP addresses,
+-- location, holidays; the preference page's signing secret), each a JSON document.
+CREATE TABLE workspace_settings (
+    workspace_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+);

@@ -45,3 +45,23 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- A workspace's settings that are not identity rules (privacy: retention, IP addresses,
+-- location, holidays; the preference page's signing secret), each a JSON document.
+CREATE TABLE workspace_settings (
+    workspace_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+);
+
+-- The highest sequence number the log has ever given. An event's seq is the row id, and
+-- SQLite gives a new row max(rowid) + 1: once erasure or retention deleted the newest events,
+-- their numbers would come back, below the cursors that already passed them, and the new
+-- events would never be read. Inserts start above this floor; deletes raise it.
+CREATE TABLE event_seq_floor (seq INTEGER NOT NULL);
+INSERT INTO event_seq_floor (seq) SELECT coalesce(max(seq), 0) FROM events;
+CREATE TRIGGER events_keep_their_seq AFTER DELETE ON events
+WHEN OLD.seq > (SELECT seq FROM event_seq_floor)
+BEGIN UPDATE event_seq_floor SET seq = OLD.seq; END;

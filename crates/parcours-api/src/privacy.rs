@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_archive))
         .routes(routes!(extend_request))
         .routes(routes!(suppressed))
+        .routes(routes!(get_settings, put_settings))
         .routes(routes!(audit_log))
         .routes(routes!(audit_export))
 }
@@ -248,11 +249,65 @@ async fn suppressed(
     Ok(Json(json!(s)))
 }
 
+/// The workspace's privacy settings: what is kept of IP addresses (`keep`, `truncate`,
+/// `drop`) and precise locations (`keep`, `with_consent`, `drop`), retention per category in
+/// days, holidays (for the legal deadlines) and the consents the preference page offers.
+#[utoipa::path(get, path = "/privacy/settings", tag = "privacy", security(("bearer" = [])),
+    responses((status = 200, description = "success", body = Answer), Refusals))]
+async fn get_settings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let (st, actor) = (store(&state), caller.actor());
+    let s = blocking(move || Ok(privacy::settings(st.as_ref(), &actor)?)).await?;
+    Ok(Json(json!(s)))
+}
+
+/// Replaces the privacy settings (admins; recorded in the audit log). Fields left out take
+/// their defaults: IP addresses truncated, precise locations kept only with consent to
+/// `location`, message bodies kept 90 days, everything else until deleted.
+#[utoipa::path(put, path = "/privacy/settings", tag = "privacy", request_body = Answer,
+    security(("bearer" = [])),
+    responses((status = 200, description = "saved", body = Answer), Refusals))]
+async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.actor().require_admin()?;
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_privacy_settings",
+            "send the settings as a JSON object",
+        ));
+    };
+    let (st, actor, now) = (store(&state), caller.actor(), state.engine.now());
+    let name = caller.0.name.clone();
+    let s = blocking(move || {
+        Ok(privacy::put_settings(
+            st.as_ref(),
+            &actor,
+            &name,
+            &body.to_string(),
+            now,
+        )?)
+    })
+    .await?;
+    state
+        .engine
+        .erased_list()
+        .invalidate(&caller.actor().workspace);
+    Ok(Json(json!(s)))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// Entries after this id (default 0: from the first).
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -266,16 +321,17 @@ async fn audit_log(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    let after = q.after.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || after < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "`limit` must be between 1 and 1000 and `after` at least 0",
+        ));
+    }
     let (st, actor) = (store(&state), caller.actor());
-    let entries = blocking(move || {
-        Ok(privacy::audit_log(
-            st.as_ref(),
-            &actor,
-            q.after.unwrap_or(0),
-            q.limit.unwrap_or(100),
-        )?)
-    })
-    .await?;
+    let entries =
+        blocking(move || Ok(privacy::audit_log(st.as_ref(), &actor, after, limit)?)).await?;
     let next = entries.last().map(|e| e.id);
     Ok(Json(json!({ "entries": entries, "next_after": next })))
 }

@@ -181,6 +181,24 @@ fn housekeeping(store: &dyn Store, now: i64, window: Duration, retention_days: u
             Err(e) => tracing::warn!(error = %e, "retention failed"),
         }
     }
+    match store.workspaces() {
+        Ok(all) => {
+            for ws in all {
+                match parcours_service::privacy::apply_retention(store, &ws.id, now) {
+                    Ok(done) if !done.deleted.is_empty() => tracing::info!(
+                        workspace = %ws.id,
+                        removed = ?done.deleted,
+                        "applied the workspace's retention"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(workspace = %ws.id, error = %e, "workspace retention failed")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing workspaces for retention failed"),
+    }
 }
 
 impl Node {

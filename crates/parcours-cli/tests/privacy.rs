@@ -413,4 +413,121 @@ async fn access_archive_and_deadlines(backend: Backend) {
     t.stop().await;
 }
 
-on_each_store!(erasure_leaves_no_trace, access_archive_and_deadlines);
+/// Per-workspace settings: the IP address and precise location an event keeps at ingest,
+/// and how long each kind of event stays (the janitor's retention, run here with a clock
+/// days ahead).
+async fn retention_and_what_ingest_keeps(backend: Backend) {
+    let t = start_on("privacy-retention", backend, |_| {}).await;
+    let (s, d) = t.get("/api/v1/privacy/settings").await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["ip_addresses"], "truncate", "{d}");
+    assert_eq!(d["retention"]["message_bodies_days"], 90, "{d}");
+    for bad in [
+        json!({"retention": {"events_days": 0}}),
+        json!({"retention": {"events_by_type": {"click": 3}}}),
+        json!({"ip_adresses": "keep"}),
+    ] {
+        let (s, e) = call(&t, "PUT", "/api/v1/privacy/settings", bad).await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("invalid_privacy_settings")),
+            "{e}"
+        );
+    }
+    let (s, e) = call(
+        &t,
+        "PUT",
+        "/api/v1/privacy/settings",
+        json!({"retention": {"events_days": 30, "events_by_name": {"Product Viewed": 7},
+               "events_by_type": {"page": 3}}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let location = json!({"latitude": 45.764, "longitude": 4.8357, "city": "Lyon"});
+    let r = t
+        .send(json!({"batch": [
+            {"type": "track", "userId": "u-1", "event": "Product Viewed", "messageId": "pv",
+             "context": {"ip": "203.0.113.77", "location": location}},
+            {"type": "track", "userId": "u-1", "event": "Order Completed", "messageId": "oc",
+             "context": {"ip": "2001:db8:85a3:8d3:1319:8a2e:370:7348", "location": location,
+                         "consent": {"categoryPreferences": {"location": true}}}},
+            {"type": "page", "userId": "u-1", "name": "Home", "messageId": "pg"},
+            {"type": "identify", "userId": "u-1", "traits": {"plan": "gold"}, "messageId": "id"},
+        ]}))
+        .await;
+    assert_eq!(r.status, 200);
+    let body = |mid: &'static str| {
+        let store = t.store.clone();
+        let ws = t.workspace.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                store
+                    .event_by_message_id(&ws, mid)
+                    .unwrap()
+                    .map(|e| serde_json::from_str::<Value>(&e.body).unwrap())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let pv = body("pv").await.unwrap();
+    assert_eq!(pv["context"]["ip"], "203.0.113.0", "{pv}");
+    assert_eq!(pv["context"]["location"], json!({"city": "Lyon"}), "{pv}");
+    let oc = body("oc").await.unwrap();
+    assert_eq!(oc["context"]["ip"], "2001:db8:85a3::", "{oc}");
+    assert_eq!(
+        oc["context"]["location"], location,
+        "with her consent: {oc}"
+    );
+
+    let store = t.store.clone();
+    let ws = t.workspace.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = parcours_core::time::DAY;
+    let retention = |days: i64| {
+        let store = store.clone();
+        let ws = ws.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                parcours_service::privacy::apply_retention(store.as_ref(), &ws, now + days * day)
+                    .unwrap()
+                    .events()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        retention(10).await,
+        2,
+        "the product view (7 days) and the page (3 days)"
+    );
+    assert!(body("pv").await.is_none() && body("pg").await.is_none());
+    assert!(body("oc").await.is_some() && body("id").await.is_some());
+    let in_forty_days = retention(40).await;
+    assert_eq!(in_forty_days, 2, "the rest, after 30 days");
+    let r = t.client.get("/api/v1/audit/export", ADMIN).await.unwrap();
+    let log = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(log.matches("privacy.retention.applied").count(), 2, "{log}");
+    assert!(log.contains("privacy.settings.changed"), "{log}");
+    // The log goes on: a new event after every event went is read and unified.
+    let r = t
+        .send(json!({"batch": [{"type": "track", "userId": "u-2", "event": "Signed Up"}]}))
+        .await;
+    assert_eq!(r.status, 200);
+    t.unified().await;
+    let (s, p) = t
+        .get("/api/v1/profiles/lookup?type=user_id&value=u-2")
+        .await;
+    assert_eq!(s, 200, "{p}");
+    t.stop().await;
+}
+
+on_each_store!(
+    erasure_leaves_no_trace,
+    access_archive_and_deadlines,
+    retention_and_what_ingest_keeps
+);

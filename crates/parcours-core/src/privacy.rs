@@ -2,7 +2,10 @@
 //! hashed entries that keep an erased person's identifiers out after her erasure, and the
 //! scrubbing of the documents an erasure must keep (an order without its customer).
 
+use std::collections::BTreeMap;
+
 use chrono::{Datelike, NaiveDate, Weekday};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -118,6 +121,252 @@ pub fn scrub_value(value: &mut Value, needles: &[String], drop_keys: &[&str]) ->
     }
 }
 
+/// What Parcours keeps of a client's IP address (`context.ip`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpAddresses {
+    Keep,
+    /// IPv4 to its /24 (`203.0.113.0`), IPv6 to its /48: a town, not a home.
+    #[default]
+    Truncate,
+    Drop,
+}
+
+/// What Parcours keeps of a precise location (`context.location.latitude`/`longitude`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreciseLocation {
+    Keep,
+    /// Kept when the event itself carries consent to [`LOCATION_PURPOSE`]
+    /// (`context.consent.categoryPreferences.location: true`); dropped otherwise.
+    #[default]
+    WithConsent,
+    Drop,
+}
+
+/// The consent purpose that allows keeping a precise location.
+pub const LOCATION_PURPOSE: &str = "location";
+
+/// How long each category of data is kept, in days (none: until deleted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_days: Option<u32>,
+    /// Events by name (`Product Viewed`: 90), before `events_days`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events_by_name: BTreeMap<String, u32>,
+    /// Events by type (`page`: 30), before `events_days`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events_by_type: BTreeMap<String, u32>,
+    /// The log of messages sent (their outbox rows, receipts and contacts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_days: Option<u32>,
+    /// What a message said (its rendered body): after this, only that it was sent.
+    #[serde(default = "ninety", skip_serializing_if = "Option::is_none")]
+    pub message_bodies_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_days: Option<u32>,
+    /// Destination deliveries and their attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_logs_days: Option<u32>,
+}
+
+fn ninety() -> Option<u32> {
+    Some(90)
+}
+
+/// A workspace's privacy settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    #[serde(default)]
+    pub ip_addresses: IpAddresses,
+    #[serde(default)]
+    pub precise_location: PreciseLocation,
+    #[serde(default = "Retention::default_kept")]
+    pub retention: Retention,
+    /// Days that are not working days (a deadline on one moves to the next working day).
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// The consents a customer's preference page offers (`marketing:email` …).
+    #[serde(default = "default_preferences")]
+    pub preferences: Vec<String>,
+}
+
+impl Retention {
+    fn default_kept() -> Self {
+        Self {
+            message_bodies_days: ninety(),
+            ..Self::default()
+        }
+    }
+}
+
+fn default_preferences() -> Vec<String> {
+    [
+        "marketing:email",
+        "marketing:sms",
+        "marketing:push",
+        "marketing:ads",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            ip_addresses: IpAddresses::default(),
+            precise_location: PreciseLocation::default(),
+            retention: Retention::default_kept(),
+            holidays: vec![],
+            preferences: default_preferences(),
+        }
+    }
+}
+
+/// The most days a retention can say (a hundred years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl PrivacySettings {
+    /// Reads and checks settings: what is wrong, in words.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let s: Self = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        s.check()?;
+        Ok(s)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        let r = &self.retention;
+        let days = [
+            r.events_days,
+            r.messages_days,
+            r.message_bodies_days,
+            r.quarantine_days,
+            r.delivery_logs_days,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(r.events_by_name.values().copied())
+        .chain(r.events_by_type.values().copied());
+        for d in days {
+            if !(1..=MAX_RETENTION_DAYS).contains(&d) {
+                return Err(format!(
+                    "a retention is 1 to {MAX_RETENTION_DAYS} days (leave it out to keep until deleted); got {d}"
+                ));
+            }
+        }
+        for t in r.events_by_type.keys() {
+            if crate::spec::EventType::parse(t).is_none() {
+                return Err(format!(
+                    "`{t}` is not an event type (track, identify, page, screen, group, alias)"
+                ));
+            }
+        }
+        if r.events_by_name.len() + r.events_by_type.len() > 200 {
+            return Err("at most 200 retention rules by name and type".into());
+        }
+        if self.holidays.len() > 1000 {
+            return Err("at most 1000 holidays".into());
+        }
+        if let Some(bad) = self
+            .holidays
+            .iter()
+            .find(|h| NaiveDate::parse_from_str(h, "%Y-%m-%d").is_err())
+        {
+            return Err(format!("holiday `{bad}` is not a date YYYY-MM-DD"));
+        }
+        if self.preferences.is_empty() || self.preferences.len() > 20 {
+            return Err("the preference page offers 1 to 20 consents".into());
+        }
+        for p in &self.preferences {
+            let ok = (1..=64).contains(&p.len())
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':');
+            if !ok {
+                return Err(format!(
+                    "`{p}` is not a consent key (a-z 0-9 _, a purpose or purpose:channel)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The holidays as dates (the ones that read; [`PrivacySettings::check`] refuses others).
+    pub fn holiday_dates(&self) -> Vec<NaiveDate> {
+        self.holidays
+            .iter()
+            .filter_map(|h| NaiveDate::parse_from_str(h, "%Y-%m-%d").ok())
+            .collect()
+    }
+
+    /// What an event keeps of its IP address and precise location: `true` when it changed.
+    pub fn apply(&self, event: &mut Value) -> bool {
+        let mut changed = false;
+        let consents_to_location = event
+            .pointer("/context/consent/categoryPreferences")
+            .and_then(Value::as_object)
+            .and_then(|p| {
+                p.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(LOCATION_PURPOSE))
+            })
+            .and_then(|(_, v)| v.as_bool())
+            == Some(true);
+        let Some(ctx) = event.get_mut("context").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        if self.ip_addresses != IpAddresses::Keep {
+            if let Some(ip) = ctx.get("ip").cloned() {
+                let kept = match (self.ip_addresses, ip.as_str()) {
+                    (IpAddresses::Truncate, Some(s)) => truncate_ip(s),
+                    _ => None,
+                };
+                match kept {
+                    Some(t) if ip.as_str() == Some(t.as_str()) => {}
+                    Some(t) => {
+                        ctx.insert("ip".into(), Value::String(t));
+                        changed = true;
+                    }
+                    None => {
+                        ctx.remove("ip");
+                        changed = true;
+                    }
+                }
+            }
+        }
+        let drop_location = match self.precise_location {
+            PreciseLocation::Keep => false,
+            PreciseLocation::WithConsent => !consents_to_location,
+            PreciseLocation::Drop => true,
+        };
+        if drop_location {
+            if let Some(loc) = ctx.get_mut("location").and_then(Value::as_object_mut) {
+                for k in ["latitude", "longitude", "speed"] {
+                    changed |= loc.remove(k).is_some();
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// An IP address cut to its network: IPv4 /24, IPv6 /48. `None` when it is not one.
+pub fn truncate_ip(ip: &str) -> Option<String> {
+    match ip.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(std::net::Ipv4Addr::new(a, b, c, 0).to_string())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +415,76 @@ mod tests {
         assert_ne!(a, suppression_hash("w1", "user_id", "a@example.com"));
         assert_eq!(a, suppression_hash("w1", "email", "a@example.com"));
         assert!(!a.contains("example"));
+    }
+
+    #[test]
+    fn ip_addresses_are_cut_to_their_network() {
+        assert_eq!(truncate_ip("203.0.113.77").as_deref(), Some("203.0.113.0"));
+        assert_eq!(
+            truncate_ip("2001:db8:85a3:8d3:1319:8a2e:370:7348").as_deref(),
+            Some("2001:db8:85a3::")
+        );
+        assert_eq!(truncate_ip("not an ip"), None);
+    }
+
+    #[test]
+    fn settings_apply_to_an_event() {
+        let defaults = PrivacySettings::default();
+        let mut e = serde_json::json!({"context": {"ip": "203.0.113.77",
+            "location": {"latitude": 45.76, "longitude": 4.83, "city": "Lyon"}}});
+        assert!(defaults.apply(&mut e));
+        assert_eq!(e["context"]["ip"], "203.0.113.0");
+        assert_eq!(
+            e["context"]["location"],
+            serde_json::json!({"city": "Lyon"})
+        );
+        // With consent to location in the event, the location stays.
+        let mut e = serde_json::json!({"context": {"location": {"latitude": 45.76},
+            "consent": {"categoryPreferences": {"Location": true}}}});
+        assert!(!defaults.apply(&mut e));
+        assert_eq!(e["context"]["location"]["latitude"], 45.76);
+        // Dropped; or kept as it came.
+        let drop =
+            PrivacySettings::parse(r#"{"ip_addresses": "drop", "precise_location": "drop"}"#)
+                .unwrap();
+        let mut e = serde_json::json!({"context": {"ip": "1.2.3.4", "location": {"latitude": 1,
+            "longitude": 2}, "consent": {"categoryPreferences": {"location": true}}}});
+        assert!(drop.apply(&mut e));
+        assert!(e["context"].get("ip").is_none());
+        assert_eq!(e["context"]["location"], serde_json::json!({}));
+        let keep =
+            PrivacySettings::parse(r#"{"ip_addresses": "keep", "precise_location": "keep"}"#)
+                .unwrap();
+        let mut e = serde_json::json!({"context": {"ip": "1.2.3.4", "location": {"latitude": 1}}});
+        assert!(!keep.apply(&mut e));
+        // A value that is not an address is not kept under truncation.
+        let mut e = serde_json::json!({"context": {"ip": "home"}});
+        assert!(defaults.apply(&mut e));
+        assert!(e["context"].get("ip").is_none());
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let s = PrivacySettings::default();
+        assert_eq!(s.retention.message_bodies_days, Some(90));
+        assert_eq!(PrivacySettings::parse("{}").unwrap(), s);
+        for bad in [
+            r#"{"retention": {"events_days": 0}}"#,
+            r#"{"retention": {"events_by_type": {"click": 3}}}"#,
+            r#"{"retention": {"forever": true}}"#,
+            r#"{"preferences": []}"#,
+            r#"{"preferences": ["Marketing Email"]}"#,
+            r#"{"holidays": ["25/12/2026"]}"#,
+            r#"{"ip_addresses": "hash"}"#,
+        ] {
+            assert!(PrivacySettings::parse(bad).is_err(), "{bad}");
+        }
+        let ok = PrivacySettings::parse(
+            r#"{"retention": {"events_by_name": {"Product Viewed": 90}, "events_by_type": {"page": 30}, "message_bodies_days": 7},
+                "holidays": ["2026-12-25"], "preferences": ["marketing:email", "location"]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.holiday_dates(), [d(2026, 12, 25)]);
     }
 
     #[test]

@@ -5,23 +5,30 @@
 //! Each workspace's list is read from the store at most every [`REFRESH`] (so an erasure on
 //! another node applies here within that time) and at once after an erasure on this node.
 //! A workspace with an empty list costs one lookup per batch.
+//!
+//! The same place applies the workspace's privacy settings to what is kept: IP addresses
+//! truncated or dropped, precise locations dropped without consent.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parcours_core::observation::{EventMeta, Observation};
-use parcours_core::privacy::suppression_hash;
+use parcours_core::privacy::{suppression_hash, PrivacySettings};
 use parcours_core::rules::IdentityRules;
 use parcours_core::spec::{AcceptedEvent, EventType};
 use parcours_store::{IngestBatch, Store};
 use serde_json::Value;
+
+/// The name of a workspace's privacy settings among its settings.
+pub const PRIVACY_SETTINGS: &str = "privacy";
 
 /// How long a node trusts its copy of a workspace's list.
 pub const REFRESH: Duration = Duration::from_secs(5);
 
 struct Entry {
     hashes: Arc<HashSet<String>>,
+    settings: Arc<PrivacySettings>,
     read_at: Duration,
 }
 
@@ -39,21 +46,34 @@ impl ErasedList {
             .remove(workspace);
     }
 
-    fn hashes(&self, store: &dyn Store, workspace: &str, now: Duration) -> Arc<HashSet<String>> {
+    /// The workspace's suppression list and privacy settings, read again after [`REFRESH`].
+    fn read(
+        &self,
+        store: &dyn Store,
+        workspace: &str,
+        now: Duration,
+    ) -> (Arc<HashSet<String>>, Arc<PrivacySettings>) {
         let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = lists.get(workspace) {
             if now.saturating_sub(e.read_at) < REFRESH {
-                return e.hashes.clone();
+                return (e.hashes.clone(), e.settings.clone());
             }
         }
-        let hashes = match store.suppressed_hashes(workspace) {
-            Ok(h) => Arc::new(h.into_iter().collect::<HashSet<_>>()),
+        let read = store.suppressed_hashes(workspace).and_then(|h| {
+            let settings = store
+                .workspace_setting(workspace, PRIVACY_SETTINGS)?
+                .and_then(|json| PrivacySettings::parse(&json).ok())
+                .unwrap_or_default();
+            Ok((h, settings))
+        });
+        let (hashes, settings) = match read {
+            Ok((h, s)) => (Arc::new(h.into_iter().collect::<HashSet<_>>()), Arc::new(s)),
             // Unreadable: keep the last copy rather than let everyone in (or refuse all).
             Err(e) => {
                 tracing::warn!(error = %e, "the suppression list was not read");
                 return lists
                     .get(workspace)
-                    .map(|e| e.hashes.clone())
+                    .map(|e| (e.hashes.clone(), e.settings.clone()))
                     .unwrap_or_default();
             }
         };
@@ -61,16 +81,35 @@ impl ErasedList {
             workspace.to_string(),
             Entry {
                 hashes: hashes.clone(),
+                settings: settings.clone(),
                 read_at: now,
             },
         );
-        hashes
+        (hashes, settings)
+    }
+
+    /// Applies the workspace's privacy settings to what a batch keeps (IP addresses, precise
+    /// locations), then [`ErasedList::filter`]s it.
+    pub fn apply(&self, store: &dyn Store, batch: &mut IngestBatch, now: Duration) -> usize {
+        let (_, settings) = self.read(store, &batch.workspace_id, now);
+        for e in &mut batch.events {
+            // Most events carry neither: no parse for them.
+            if !(e.body.contains("\"ip\"") || e.body.contains("\"location\"")) {
+                continue;
+            }
+            if let Ok(mut v) = serde_json::from_str::<Value>(&e.body) {
+                if settings.apply(&mut v) {
+                    e.body = v.to_string();
+                }
+            }
+        }
+        self.filter(store, batch, now)
     }
 
     /// Takes out of `batch` every event that names a suppressed identifier (accepted or
     /// quarantined), and counts them against their entries. Returns how many it took.
     pub fn filter(&self, store: &dyn Store, batch: &mut IngestBatch, now: Duration) -> usize {
-        let hashes = self.hashes(store, &batch.workspace_id, now);
+        let (hashes, _) = self.read(store, &batch.workspace_id, now);
         if hashes.is_empty() {
             return 0;
         }

@@ -56,9 +56,10 @@ pub(crate) fn start(
                 }
                 let (mut batches, replies): (Vec<IngestBatch>, Vec<Reply>) =
                     group.into_iter().unzip();
-                // An erased person's events are refused here, before anything is stored.
+                // An erased person's events are refused here, before anything is stored, and
+                // what is stored keeps of IP addresses and locations what the workspace says.
                 for batch in &mut batches {
-                    erased.filter(&*store, batch, clock.monotonic());
+                    erased.apply(&*store, batch, clock.monotonic());
                 }
                 let since = clock.now() - dedup_window.as_millis() as i64;
                 let started = clock.monotonic();

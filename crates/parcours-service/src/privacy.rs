@@ -5,11 +5,13 @@
 use std::io::Write;
 
 use parcours_core::identifier::{EMAIL, PHONE};
+use parcours_core::journey::policy::CapWindow;
 use parcours_core::privacy::{
-    day_of, deadline, suppression_hash, ANSWER_MONTHS, MAX_EXTENSION_MONTHS,
+    day_of, deadline, suppression_hash, PrivacySettings, ANSWER_MONTHS, MAX_EXTENSION_MONTHS,
 };
-use parcours_core::time::Millis;
-use parcours_store::{AuditEntry, Erased, Erasure, PrivacyRequest, Store};
+use parcours_core::time::{Millis, DAY};
+pub use parcours_engine::erased::PRIVACY_SETTINGS;
+use parcours_store::{AuditEntry, Erased, Erasure, PrivacyRequest, RetentionRun, Store};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -103,7 +105,12 @@ pub fn file_request(
         identifier: Some(value),
         state: "received".into(),
         received_at: now,
-        deadline: deadline(received, ANSWER_MONTHS, &[]).to_string(),
+        deadline: deadline(
+            received,
+            ANSWER_MONTHS,
+            &settings_of(store, &actor.workspace)?.holiday_dates(),
+        )
+        .to_string(),
         extension_reason: None,
         done_at: None,
         result: None,
@@ -191,7 +198,12 @@ pub fn extend(
             message: "the deadline was extended already (at most two further months in all)".into(),
         });
     }
-    r.deadline = deadline(day_of(r.received_at), ANSWER_MONTHS + months, &[]).to_string();
+    r.deadline = deadline(
+        day_of(r.received_at),
+        ANSWER_MONTHS + months,
+        &settings_of(store, &actor.workspace)?.holiday_dates(),
+    )
+    .to_string();
     r.extension_reason = Some(reason.trim().to_string());
     store.save_privacy_request(&r, None)?;
     audit(
@@ -590,6 +602,113 @@ pub fn zip(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     out.extend(central_offset.to_le_bytes());
     out.extend(0u16.to_le_bytes());
     Ok(out)
+}
+
+/// The workspace's privacy settings (the defaults until an admin sets them).
+pub fn settings(store: &dyn Store, actor: &Actor) -> Result<PrivacySettings, ServiceError> {
+    settings_of(store, &actor.workspace)
+}
+
+fn settings_of(store: &dyn Store, workspace: &str) -> Result<PrivacySettings, ServiceError> {
+    Ok(store
+        .workspace_setting(workspace, PRIVACY_SETTINGS)?
+        .and_then(|json| PrivacySettings::parse(&json).ok())
+        .unwrap_or_default())
+}
+
+/// Replaces the workspace's privacy settings (admins); the change is in the audit log.
+pub fn put_settings(
+    store: &dyn Store,
+    actor: &Actor,
+    actor_name: &str,
+    json: &str,
+    now: Millis,
+) -> Result<PrivacySettings, ServiceError> {
+    actor.require_admin()?;
+    let settings = PrivacySettings::parse(json)
+        .map_err(|e| ServiceError::invalid("invalid_privacy_settings", e))?;
+    let doc = serde_json::to_string(&settings).expect("settings serialise");
+    store.put_workspace_setting(&actor.workspace, PRIVACY_SETTINGS, &doc, now)?;
+    audit(
+        store,
+        &actor.workspace,
+        now,
+        actor_name,
+        "privacy.settings.changed",
+        PRIVACY_SETTINGS,
+        serde_json::to_value(&settings).unwrap_or_default(),
+    )?;
+    Ok(settings)
+}
+
+/// What a workspace's retention removes now: each cutoff from its settings. Contacts (what
+/// frequency caps count) stay as long as the longest cap's window, whatever the messages'
+/// retention says.
+pub fn retention_run(
+    store: &dyn Store,
+    workspace: &str,
+    now: Millis,
+) -> Result<RetentionRun, ServiceError> {
+    let r = settings_of(store, workspace)?.retention;
+    let cutoff = |days: u32| now - i64::from(days) * DAY;
+    let longest_cap = store
+        .journey_policy(workspace)?
+        .and_then(|doc| parcours_core::journey::policy::read(&doc).ok())
+        .map(|p| {
+            p.caps
+                .iter()
+                .map(|c| match c.window {
+                    CapWindow::Rolling { ms } => ms,
+                    CapWindow::Day => DAY,
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    let messages_before = r.messages_days.map(cutoff);
+    Ok(RetentionRun {
+        workspace_id: workspace.to_string(),
+        events_by_name: r
+            .events_by_name
+            .iter()
+            .map(|(n, d)| (n.clone(), cutoff(*d)))
+            .collect(),
+        events_by_type: r
+            .events_by_type
+            .iter()
+            .map(|(t, d)| (t.clone(), cutoff(*d)))
+            .collect(),
+        events_before: r.events_days.map(cutoff),
+        messages_before,
+        // A day more than the window: her calendar day can start before `now - DAY`.
+        contacts_before: messages_before.map(|b| b.min(now - longest_cap - DAY)),
+        bodies_before: r.message_bodies_days.map(cutoff),
+        quarantine_before: r.quarantine_days.map(cutoff),
+        deliveries_before: r.delivery_logs_days.map(cutoff),
+    })
+}
+
+/// Applies a workspace's retention (the janitor does, every hour); what went is in the audit
+/// log (counts per table).
+pub fn apply_retention(
+    store: &dyn Store,
+    workspace: &str,
+    now: Millis,
+) -> Result<Erased, ServiceError> {
+    let run = retention_run(store, workspace, now)?;
+    let done = store.apply_retention(&run)?;
+    if !done.deleted.is_empty() {
+        audit(
+            store,
+            workspace,
+            now,
+            "retention",
+            "privacy.retention.applied",
+            workspace,
+            json!({ "removed": done.deleted }),
+        )?;
+    }
+    Ok(done)
 }
 
 /// The suppression list's size and the events it refused.

@@ -1,10 +1,11 @@
 //! Privacy requests, erasure, the suppression list and the audit log.
 
 use parcours_core::privacy::scrub_json;
+use parcours_core::time::Millis;
 use parcours_store::{
-    render, with_members, AuditEntry, Dialect, Erased, Erasure, List, Privacy, PrivacyRequest,
-    Result, Side, StoreError, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS,
-    HER_PROFILE_EVENTS, ORDER_DROP_KEYS,
+    render, with_members, without_bodies, AuditEntry, Dialect, Erased, Erasure, List, Privacy,
+    PrivacyRequest, Result, RetentionRun, Side, StoreError, ERASE_STEPS, HER_BATCHES, HER_LOYALTY,
+    HER_ORDERS, HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -201,7 +202,170 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Runs a `DELETE … LIMIT`-style statement until it deletes nothing.
+    async fn delete_in_batches<'q>(
+        &self,
+        sql: &'q str,
+        bind: impl Fn(Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>,
+    ) -> std::result::Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = bind(sqlx::query(sql))
+                .execute(self.pool())
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn retention_in(&self, r: &RetentionRun) -> std::result::Result<Erased, StoreError> {
+        let ws = r.workspace_id.as_str();
+        let mut out = Erased::default();
+        let names: Vec<String> = r.events_by_name.iter().map(|(n, _)| n.clone()).collect();
+        let types: Vec<String> = r.events_by_type.iter().map(|(t, _)| t.clone()).collect();
+        let mut events = 0;
+        for (name, before) in &r.events_by_name {
+            events += self
+                .delete_in_batches(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                     WHERE workspace_id = $1 AND event = $2 AND received_at < $3 LIMIT 10000)",
+                    |q| q.bind(ws).bind(name).bind(before),
+                )
+                .await?;
+        }
+        for (kind, before) in &r.events_by_type {
+            events += self
+                .delete_in_batches(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                     WHERE workspace_id = $1 AND type = $2 AND received_at < $3
+                       AND (event IS NULL OR NOT (event = ANY($4))) LIMIT 10000)",
+                    |q| q.bind(ws).bind(kind).bind(before).bind(&names),
+                )
+                .await?;
+        }
+        if let Some(before) = r.events_before {
+            events += self
+                .delete_in_batches(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                     WHERE workspace_id = $1 AND received_at < $2 AND NOT (type = ANY($3))
+                       AND (event IS NULL OR NOT (event = ANY($4))) LIMIT 10000)",
+                    |q| q.bind(ws).bind(before).bind(&types).bind(&names),
+                )
+                .await?;
+        }
+        out.delete("events", events);
+        if let Some(before) = r.quarantine_before {
+            let n = sqlx::query(
+                "DELETE FROM quarantine WHERE workspace_id = $1 AND coalesce(last_seen, received_at) < $2",
+            )
+            .bind(ws)
+            .bind(before)
+            .execute(self.pool())
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            out.delete("quarantine", n);
+        }
+        if let Some(before) = r.bodies_before {
+            let mut emptied = 0;
+            // By id: a row whose payload cannot be emptied is not read again.
+            let mut after = 0i64;
+            loop {
+                let rows: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT id, payload FROM outbox WHERE workspace_id = $1 AND destination LIKE $2
+                       AND state IN ('done', 'dead') AND created_at < $3
+                       AND (strpos(payload, '\"html\"') > 0 OR strpos(payload, '\"text\"') > 0
+                         OR strpos(payload, '\"subject\"') > 0 OR strpos(payload, '\"title\"') > 0)
+                       AND id > $4
+                     ORDER BY id LIMIT 1000",
+                )
+                .bind(ws)
+                .bind(MESSAGE_LANES)
+                .bind(before)
+                .bind(after)
+                .fetch_all(self.pool())
+                .await
+                .map_err(backend)?;
+                let mut changed = 0;
+                for (id, payload) in &rows {
+                    if let Some(p) = without_bodies(payload) {
+                        sqlx::query("UPDATE outbox SET payload = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(p)
+                            .execute(self.pool())
+                            .await
+                            .map_err(backend)?;
+                        changed += 1;
+                    }
+                }
+                emptied += changed;
+                match rows.last() {
+                    Some((id, _)) if rows.len() == 1000 => after = *id,
+                    _ => break,
+                }
+            }
+            out.delete("message bodies", emptied);
+        }
+        if let Some(before) = r.messages_before {
+            for (table, sql) in [
+                (
+                    "outbox",
+                    "DELETE FROM outbox WHERE workspace_id = $1 AND destination LIKE 'channel:%'
+                     AND state IN ('done', 'dead') AND created_at < $2",
+                ),
+                (
+                    "message_receipts",
+                    "DELETE FROM message_receipts WHERE workspace_id = $1 AND at < $2",
+                ),
+            ] {
+                let n = sqlx::query(sql)
+                    .bind(ws)
+                    .bind(before)
+                    .execute(self.pool())
+                    .await
+                    .map_err(backend)?
+                    .rows_affected();
+                out.delete(table, n);
+            }
+        }
+        if let Some(before) = r.contacts_before {
+            let n = sqlx::query("DELETE FROM journey_contacts WHERE workspace_id = $1 AND at < $2")
+                .bind(ws)
+                .bind(before)
+                .execute(self.pool())
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            out.delete("journey_contacts", n);
+        }
+        if let Some(before) = r.deliveries_before {
+            let n = sqlx::query(
+                "DELETE FROM outbox WHERE workspace_id = $1
+                 AND (destination LIKE 'webhook:%' OR destination = 'journey:webhook')
+                 AND state IN ('done', 'dead') AND coalesce(settled_at, created_at) < $2",
+            )
+            .bind(ws)
+            .bind(before)
+            .execute(self.pool())
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            out.delete("deliveries", n);
+        }
+        Ok(out)
+    }
+}
+
 impl Privacy for PgStore {
+    fn apply_retention(&self, r: &RetentionRun) -> Result<Erased> {
+        self.run(self.retention_in(r))
+    }
+
     fn erase(&self, e: &Erasure) -> Result<Erased> {
         self.run(self.erase_in(e))
     }
@@ -337,6 +501,69 @@ impl Privacy for PgStore {
             )
             .map_err(backend)?;
         Ok(archive.flatten())
+    }
+
+    fn workspace_setting(&self, workspace: &str, name: &str) -> Result<Option<String>> {
+        self.run(
+            sqlx::query_scalar(
+                "SELECT value FROM workspace_settings WHERE workspace_id = $1 AND name = $2",
+            )
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(self.pool()),
+        )
+        .map_err(backend)
+    }
+
+    fn put_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<()> {
+        self.run(
+            sqlx::query(
+                "INSERT INTO workspace_settings (workspace_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(workspace)
+            .bind(name)
+            .bind(value)
+            .bind(at)
+            .execute(self.pool()),
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn init_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<String> {
+        self.run(async {
+            sqlx::query(
+                "INSERT INTO workspace_settings (workspace_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace)
+            .bind(name)
+            .bind(value)
+            .bind(at)
+            .execute(self.pool())
+            .await?;
+            sqlx::query_scalar(
+                "SELECT value FROM workspace_settings WHERE workspace_id = $1 AND name = $2",
+            )
+            .bind(workspace)
+            .bind(name)
+            .fetch_one(self.pool())
+            .await
+        })
+        .map_err(backend)
     }
 
     fn append_audit(&self, e: &AuditEntry) -> Result<i64> {

@@ -12,9 +12,10 @@ pub(crate) const EVENT_COLS: &str =
     "seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, channel, body, bucket";
 
 pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
+    "INSERT INTO events (seq, workspace_id, source_id, message_id, type, event, user_id, anonymous_id,
                          timestamp, received_at, channel, body, bucket)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     VALUES (max((SELECT coalesce(max(seq), 0) FROM events), (SELECT seq FROM event_seq_floor)) + 1,
+             ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// Binds one accepted event to [`INSERT_EVENT`].
 pub(crate) fn insert_event(

@@ -2,10 +2,11 @@
 //! and the log live in the log's file; an erasure runs in both files, then rewrites them.
 
 use parcours_core::privacy::scrub_json;
+use parcours_core::time::Millis;
 use parcours_store::{
-    render, with_members, AuditEntry, Dialect, Erased, Erasure, List, Privacy, PrivacyRequest,
-    Result, Side, StoreError, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS,
-    HER_PROFILE_EVENTS, ORDER_DROP_KEYS,
+    render, with_members, without_bodies, AuditEntry, Dialect, Erased, Erasure, List, Privacy,
+    PrivacyRequest, Result, RetentionRun, Side, StoreError, ERASE_STEPS, HER_BATCHES, HER_LOYALTY,
+    HER_ORDERS, HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -194,7 +195,163 @@ fn rewrite(conn: &Connection) -> Result<()> {
     ))
 }
 
+/// Runs a `DELETE … WHERE rowid-ish IN (SELECT … LIMIT n)` until it deletes nothing, each
+/// batch its own transaction (a long retention round never holds the writer for long).
+fn in_batches(
+    store: &SqliteStore,
+    projections: bool,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = if projections {
+            store.projection_writer().execute(sql, params)
+        } else {
+            store.writer().execute(sql, params)
+        }
+        .map_err(backend)? as u64;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
 impl Privacy for SqliteStore {
+    fn apply_retention(&self, r: &RetentionRun) -> Result<Erased> {
+        let ws = r.workspace_id.as_str();
+        let mut out = Erased::default();
+        let json = |v: Vec<&str>| serde_json::to_string(&v).unwrap_or_else(|_| "[]".into());
+        let names = json(r.events_by_name.iter().map(|(n, _)| n.as_str()).collect());
+        let types = json(r.events_by_type.iter().map(|(t, _)| t.as_str()).collect());
+        let mut events = 0;
+        for (name, before) in &r.events_by_name {
+            events += in_batches(
+                self,
+                false,
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                 WHERE workspace_id = ?1 AND event = ?2 AND received_at < ?3 LIMIT 10000)",
+                &[&ws, name, before],
+            )?;
+        }
+        for (kind, before) in &r.events_by_type {
+            events += in_batches(
+                self,
+                false,
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                 WHERE workspace_id = ?1 AND type = ?2 AND received_at < ?3
+                   AND (event IS NULL OR event NOT IN (SELECT value FROM json_each(?4))) LIMIT 10000)",
+                &[&ws, kind, before, &names],
+            )?;
+        }
+        if let Some(before) = r.events_before {
+            events += in_batches(
+                self,
+                false,
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+                 WHERE workspace_id = ?1 AND received_at < ?2
+                   AND type NOT IN (SELECT value FROM json_each(?3))
+                   AND (event IS NULL OR event NOT IN (SELECT value FROM json_each(?4))) LIMIT 10000)",
+                &[&ws, &before, &types, &names],
+            )?;
+        }
+        out.delete("events", events);
+        if let Some(before) = r.quarantine_before {
+            let n = self
+                .writer()
+                .execute(
+                    "DELETE FROM quarantine WHERE workspace_id = ?1 AND coalesce(last_seen, received_at) < ?2",
+                    params![ws, before],
+                )
+                .map_err(backend)?;
+            out.delete("quarantine", n as u64);
+        }
+        if let Some(before) = r.bodies_before {
+            let mut emptied = 0;
+            // By id: a row whose payload cannot be emptied is not read again.
+            let mut after = 0i64;
+            loop {
+                let rows: Vec<(i64, String)> = self.read_projections(|c| {
+                    c.prepare_cached(
+                        "SELECT id, payload FROM outbox WHERE workspace_id = ?1 AND destination LIKE ?2
+                           AND state IN ('done', 'dead') AND created_at < ?3
+                           AND (instr(payload, '\"html\"') > 0 OR instr(payload, '\"text\"') > 0
+                             OR instr(payload, '\"subject\"') > 0 OR instr(payload, '\"title\"') > 0)
+                           AND id > ?4
+                         ORDER BY id LIMIT 1000",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![ws, MESSAGE_LANES, before, after], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
+                    })
+                    .map_err(backend)
+                })?;
+                let mut changed = 0;
+                let conn = self.projection_writer();
+                for (id, payload) in &rows {
+                    if let Some(p) = without_bodies(payload) {
+                        conn.execute(
+                            "UPDATE outbox SET payload = ?2 WHERE id = ?1",
+                            params![id, p],
+                        )
+                        .map_err(backend)?;
+                        changed += 1;
+                    }
+                }
+                emptied += changed;
+                match rows.last() {
+                    Some((id, _)) if rows.len() == 1000 => after = *id,
+                    _ => break,
+                }
+            }
+            out.delete("message bodies", emptied);
+        }
+        if let Some(before) = r.messages_before {
+            let conn = self.projection_writer();
+            let n = conn
+                .execute(
+                    "DELETE FROM outbox WHERE workspace_id = ?1 AND destination LIKE ?2
+                     AND state IN ('done', 'dead') AND created_at < ?3",
+                    params![ws, MESSAGE_LANES, before],
+                )
+                .map_err(backend)?;
+            out.delete("outbox", n as u64);
+            let n = conn
+                .execute(
+                    "DELETE FROM message_receipts WHERE workspace_id = ?1 AND at < ?2",
+                    params![ws, before],
+                )
+                .map_err(backend)?;
+            out.delete("message_receipts", n as u64);
+        }
+        if let Some(before) = r.contacts_before {
+            let n = self
+                .projection_writer()
+                .execute(
+                    "DELETE FROM journey_contacts WHERE workspace_id = ?1 AND at < ?2",
+                    params![ws, before],
+                )
+                .map_err(backend)?;
+            out.delete("journey_contacts", n as u64);
+        }
+        if let Some(before) = r.deliveries_before {
+            let n = self
+                .projection_writer()
+                .execute(
+                    "DELETE FROM outbox WHERE workspace_id = ?1
+                     AND (destination LIKE 'webhook:%' OR destination = 'journey:webhook')
+                     AND state IN ('done', 'dead') AND coalesce(settled_at, created_at) < ?2",
+                    params![ws, before],
+                )
+                .map_err(backend)?;
+            out.delete("deliveries", n as u64);
+        }
+        Ok(out)
+    }
+
     fn erase(&self, e: &Erasure) -> Result<Erased> {
         let seqs: Vec<i64> = self.read_projections(|c| {
             bound(c, HER_PROFILE_EVENTS, &e.workspace_id, &e.lists(vec![]))?
@@ -330,6 +487,57 @@ impl Privacy for SqliteStore {
             .map(Option::flatten)
             .map_err(backend)
         })
+    }
+
+    fn workspace_setting(&self, workspace: &str, name: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT value FROM workspace_settings WHERE workspace_id = ?1 AND name = ?2",
+                [workspace, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn put_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<()> {
+        self.writer()
+            .execute(
+                "INSERT INTO workspace_settings (workspace_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![workspace, name, value, at],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn init_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<String> {
+        let conn = self.writer();
+        conn.execute(
+            "INSERT INTO workspace_settings (workspace_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![workspace, name, value, at],
+        )
+        .map_err(backend)?;
+        conn.query_row(
+            "SELECT value FROM workspace_settings WHERE workspace_id = ?1 AND name = ?2",
+            [workspace, name],
+            |r| r.get(0),
+        )
+        .map_err(backend)
     }
 
     fn append_audit(&self, e: &AuditEntry) -> Result<i64> {

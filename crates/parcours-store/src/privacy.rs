@@ -125,7 +125,49 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One round of a workspace's retention: what is older than each cutoff goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionRun {
+    pub workspace_id: String,
+    /// Events with these names, received before their cutoff.
+    pub events_by_name: Vec<(String, Millis)>,
+    /// Events of these types (but a name with a rule of its own), before their cutoff.
+    pub events_by_type: Vec<(String, Millis)>,
+    /// Every other event (no rule by name or type) received before this.
+    pub events_before: Option<Millis>,
+    /// Messages sent before this: their outbox rows and receipts.
+    pub messages_before: Option<Millis>,
+    /// Contacts (what frequency caps count) before this: never inside a cap's window.
+    pub contacts_before: Option<Millis>,
+    /// What messages sent before this said (subject, bodies, title).
+    pub bodies_before: Option<Millis>,
+    pub quarantine_before: Option<Millis>,
+    /// Destination deliveries and webhook calls settled before this.
+    pub deliveries_before: Option<Millis>,
+}
+
+/// The outbox lanes of messages (email, SMS, push).
+pub const MESSAGE_LANES: &str = "channel:%";
+/// The fields of a message's outbox row that say what it said.
+pub const BODY_FIELDS: &[&str] = &["subject", "html", "text", "title"];
+
+/// A message's outbox payload without what it said ([`BODY_FIELDS`]), or `None` when it
+/// has none of them (or is not a JSON object).
+pub fn without_bodies(payload: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let map = v.as_object_mut()?;
+    let mut changed = false;
+    for f in BODY_FIELDS {
+        changed |= map.remove(*f).is_some();
+    }
+    changed.then(|| v.to_string())
+}
+
 pub trait Privacy: Send + Sync {
+    /// Deletes what a workspace keeps past its retention (in batches); returns rows per
+    /// table (`message bodies` counts the messages emptied).
+    fn apply_retention(&self, run: &RetentionRun) -> Result<Erased>;
+
     /// Adds the suppression entries, deletes her rows and takes her out of the rows that
     /// stay, everywhere but in the audit log. Repeatable: a second run finds what a
     /// processor wrote after the first.
@@ -149,6 +191,26 @@ pub trait Privacy: Send + Sync {
     fn open_privacy_requests(&self) -> Result<Vec<PrivacyRequest>>;
     /// An access request's archive.
     fn privacy_archive(&self, workspace: &str, id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// A workspace setting (a JSON document) by name.
+    fn workspace_setting(&self, workspace: &str, name: &str) -> Result<Option<String>>;
+    /// Sets a workspace setting.
+    fn put_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<()>;
+    /// Sets a workspace setting unless it is set: the value that stands (a secret made by two
+    /// nodes at once is the same secret for both).
+    fn init_workspace_setting(
+        &self,
+        workspace: &str,
+        name: &str,
+        value: &str,
+        at: Millis,
+    ) -> Result<String>;
 
     /// Appends to the audit log; returns the entry's id. Entries are never changed.
     fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;

@@ -15,6 +15,7 @@ mod event_log;
 mod journeys;
 mod messages;
 mod outbox;
+mod privacy;
 mod projections;
 mod quarantine;
 mod registry;
@@ -27,6 +28,7 @@ pub use event_log::*;
 pub use journeys::*;
 pub use messages::*;
 pub use outbox::*;
+pub use privacy::*;
 pub use projections::*;
 pub use quarantine::*;
 pub use registry::*;
@@ -92,6 +94,8 @@ macro_rules! conformance_suite {
             due_orders_are_found_once_due_and_cleared_by_their_next_change,
             stock_alerts_and_low_levels_are_told_once_per_change,
             ad_spend_is_kept_per_day_channel_and_campaign,
+            retention_deletes_what_each_rule_says_in_its_workspace,
+            deleted_events_never_give_their_seq_back,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -1,0 +1,78 @@
+//! Conformance of the privacy port: retention by rule, and a log that goes on after it.
+
+use parcours_core::spec::EventType;
+
+use super::event_log::{five_named_events, named};
+use super::*;
+
+fn message_ids(store: &dyn Store, ws: &str) -> Vec<String> {
+    store
+        .workspace_events(ws, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message_id)
+        .collect()
+}
+
+pub fn retention_deletes_what_each_rule_says_in_its_workspace(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let mut events = five_named_events();
+    events.push(named("m6", "u3", EventType::Identify, None, T0 + 5));
+    store
+        .append(&[batch("ws_a", events.clone()), batch("ws_b", events)], 0)
+        .unwrap();
+    let run = RetentionRun {
+        workspace_id: "ws_a".into(),
+        // m1 is older than its name's cutoff; m5 is not.
+        events_by_name: vec![("Order Completed".into(), T0 + 1)],
+        // m2, a page, goes by its type's cutoff.
+        events_by_type: vec![("page".into(), T0 + 10)],
+        // The rest (m3, m4) by the general one; m6 is newer; m5 keeps its name's rule.
+        events_before: Some(T0 + 5),
+        ..Default::default()
+    };
+    let erased = store.apply_retention(&run).unwrap();
+    assert_eq!(erased.events(), 4, "{erased:?}");
+    assert_eq!(message_ids(store, "ws_a"), vec!["m5", "m6"]);
+    assert_eq!(
+        message_ids(store, "ws_b").len(),
+        6,
+        "another workspace keeps all"
+    );
+    // A second run finds nothing more.
+    assert_eq!(store.apply_retention(&run).unwrap().events(), 0);
+}
+
+pub fn deleted_events_never_give_their_seq_back(store: &dyn Store) {
+    setup(store, &["ws_a"]);
+    store
+        .append(&[batch("ws_a", five_named_events())], 0)
+        .unwrap();
+    let newest = store.last_seq().unwrap();
+    // Every event goes, the newest too.
+    let run = RetentionRun {
+        workspace_id: "ws_a".into(),
+        events_before: Some(T0 + 100),
+        ..Default::default()
+    };
+    assert_eq!(store.apply_retention(&run).unwrap().events(), 5);
+    store
+        .append(
+            &[batch(
+                "ws_a",
+                vec![named("m7", "u1", EventType::Track, Some("X"), T0 + 200)],
+            )],
+            0,
+        )
+        .unwrap();
+    let seq = store
+        .event_by_message_id("ws_a", "m7")
+        .unwrap()
+        .unwrap()
+        .seq;
+    assert!(
+        seq > newest,
+        "a reader that passed {newest} would never see the new event at {seq}"
+    );
+    assert_eq!(store.events_after(newest, 10).unwrap().len(), 1);
+}
