@@ -6,6 +6,7 @@
 
 mod admin;
 mod audiences;
+mod audit;
 mod auth;
 mod browser;
 mod commerce;
@@ -17,6 +18,7 @@ mod live;
 mod measure;
 mod messages;
 pub mod openapi;
+mod preferences;
 pub mod privacy;
 pub mod server;
 mod tracking;
@@ -138,6 +140,7 @@ pub(crate) fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(browser::routes())
         .merge(webhooks::tracking_routes())
         .merge(unsubscribe::routes())
+        .merge(preferences::routes())
         .merge(messages::public_routes())
         .nest("/api/v1", admin)
         .merge(admin::operations_routes())
@@ -158,6 +161,7 @@ pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router
     routes
         .merge(extra)
         .fallback(error::not_found)
+        .layer(from_fn_with_state(state.clone(), audit::changes))
         .layer(from_fn_with_state(state.clone(), server::guard_body))
         .layer(from_fn(error::envelope))
         .layer(from_fn(browser::cors))

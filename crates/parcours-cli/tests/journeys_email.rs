@@ -182,7 +182,7 @@ steps:
       subject: "Still thinking about {{ event.properties.name }}?"
       html: '<html><body><p><a href="https://shop.example/p/{{ event.properties.sku }}?utm_source=parcours&amp;x=1">See it again</a>
         <a href="mailto:help@shop.example">Help</a></p></body></html>'
-      text: "See it again: https://shop.example/p/{{ event.properties.sku }}"
+      text: "See it again: https://shop.example/p/{{ event.properties.sku }}\nYour choices: {{ preferences_url }}"
   - id: opened
     wait_for:
       event: Email Opened
@@ -258,6 +258,28 @@ async fn opens_clicks_and_bounces_come_back(backend: Backend) {
             .unwrap()
             .contains("https://shop.example/p/sku1"),
         "the text part keeps its address"
+    );
+    // Her preference page, signed for her: it opens with her consent ticked.
+    let text = part(&messages[0], "text/plain").unwrap();
+    let base = format!(
+        "https://parcours.shop.example/v1/preferences/{}/{lea}/",
+        t.workspace
+    );
+    let at = text
+        .find(&base)
+        .unwrap_or_else(|| panic!("no preference link in {text}"));
+    let preferences = text[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("https://parcours.shop.example")
+        .to_string();
+    let r = t.client.get(&preferences, "").await.unwrap();
+    let page = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 200, "{preferences}: {page}");
+    assert!(
+        page.contains("name=\"marketing:email\" value=\"yes\" checked"),
+        "{page}"
     );
 
     // A forged or altered link leads nowhere and records nothing.

@@ -513,6 +513,38 @@ async fn retention_and_what_ingest_keeps(backend: Backend) {
     let log = String::from_utf8_lossy(&r.body).to_string();
     assert_eq!(log.matches("privacy.retention.applied").count(), 2, "{log}");
     assert!(log.contains("privacy.settings.changed"), "{log}");
+    // A change of configuration through the API is in the log, with who made it; a refused
+    // one is not.
+    let (s, a) = call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "buyers", "name": "Buyers", "definition": "did \"Order Completed\""}),
+    )
+    .await;
+    assert_eq!(s, 201, "{a}");
+    let (s, _) = call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "broken", "name": "Broken", "definition": "did ("}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (_, audit) = t.get("/api/v1/audit?limit=1000").await;
+    let entries = audit["entries"].as_array().unwrap();
+    let made: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "api.post" && e["target"] == "audiences")
+        .collect();
+    assert_eq!(made.len(), 1, "{audit}");
+    assert!(!made[0]["actor"].as_str().unwrap().is_empty(), "{audit}");
+    let (s, e) = t.get("/api/v1/audit?limit=0").await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_parameter")),
+        "{e}"
+    );
     // The log goes on: a new event after every event went is read and unified.
     let r = t
         .send(json!({"batch": [{"type": "track", "userId": "u-2", "event": "Signed Up"}]}))
@@ -526,7 +558,131 @@ async fn retention_and_what_ingest_keeps(backend: Backend) {
     t.stop().await;
 }
 
+/// The hosted preference page: a signed link an agent gives (or a message carries), a page
+/// in her language with her consents ticked as they stand, and a choice recorded with its
+/// proof. Withdrawing takes one click.
+async fn preference_page_records_her_choice(backend: Backend) {
+    let t = start_on("privacy-preferences", backend, |c| {
+        c.channels.public_url = Some("https://prefs.shop.example/".into());
+    })
+    .await;
+    let r = t
+        .send(json!({"batch": [{"type": "identify", "userId": "u-pref", "traits": {"email": "pref@example.org"},
+            "context": {"consent": {"categoryPreferences": {"marketing": true}}}}]}))
+        .await;
+    assert_eq!(r.status, 200);
+    t.unified().await;
+    let (s, p) = t
+        .get("/api/v1/profiles/lookup?type=user_id&value=u-pref")
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, link) = t
+        .get(&format!("/api/v1/profiles/{id}/preferences-link"))
+        .await;
+    assert_eq!(s, 200, "{link}");
+    let path = link["path"].as_str().unwrap().to_string();
+    assert_eq!(
+        link["url"].as_str().unwrap(),
+        format!("https://prefs.shop.example{path}")
+    );
+    assert!(!path.contains("pref@example.org") && !path.contains("u-pref"));
+    let (s, _) = t.get("/api/v1/profiles/nope/preferences-link").await;
+    assert_eq!(s, 404);
+
+    let page = |path: String, lang: &'static str| {
+        let t = &t;
+        async move {
+            let r = t
+                .client
+                .request(
+                    "GET".parse().unwrap(),
+                    &path,
+                    &[("accept-language", lang)],
+                    String::new(),
+                )
+                .await
+                .unwrap();
+            (r.status, String::from_utf8_lossy(&r.body).to_string())
+        }
+    };
+    let (s, html) = page(path.clone(), "fr-FR,fr;q=0.9").await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("Vos préférences"), "{html}");
+    assert!(
+        html.contains("name=\"marketing:email\" value=\"yes\" checked"),
+        "her consent to marketing is ticked: {html}"
+    );
+    let (s, html) = page(format!("{path}?lang=en"), "fr").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("Your preferences"), "{html}");
+    // A link Parcours did not sign is not found.
+    let forged = format!(
+        "{}{}",
+        &path[..path.len() - 1],
+        if path.ends_with('0') { "1" } else { "0" }
+    );
+    for bad in [forged, path.replace(&id, "p_other"), format!("{path}00")] {
+        let (s, html) = page(bad, "en").await;
+        assert_eq!(s, 404, "{html}");
+        assert!(!html.contains("checkbox"));
+    }
+
+    // She keeps SMS and stops email (and the rest), in French.
+    let r = t
+        .client
+        .request(
+            "POST".parse().unwrap(),
+            &path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "lang=fr&marketing%3Asms=yes",
+        )
+        .await
+        .unwrap();
+    let html = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 200, "{html}");
+    assert!(html.contains("Vos choix sont enregistrés"), "{html}");
+    t.unified().await;
+    let consent = |channel: &'static str| {
+        let t = &t;
+        let id = id.clone();
+        async move {
+            let (s, c) = t
+                .get(&format!(
+                    "/api/v1/profiles/{id}/consent?purpose=marketing&channel={channel}"
+                ))
+                .await;
+            assert_eq!(s, 200, "{c}");
+            c
+        }
+    };
+    let email = consent("email").await;
+    assert_eq!(email["state"], "withdrawn", "{email}");
+    assert_eq!(
+        email["answered_by"]["source_id"], "parcours:preferences",
+        "{email}"
+    );
+    assert_eq!(
+        email["answered_by"]["text_version"], "preference-page/1/fr",
+        "{email}"
+    );
+    assert_eq!(consent("sms").await["state"], "granted");
+    assert_eq!(consent("ads").await["state"], "withdrawn");
+    // The page shows what she chose.
+    let (_, html) = page(path.clone(), "en").await;
+    assert!(
+        html.contains("name=\"marketing:sms\" value=\"yes\" checked"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("name=\"marketing:email\" value=\"yes\" checked"),
+        "{html}"
+    );
+    t.stop().await;
+}
+
 on_each_store!(
+    preference_page_records_her_choice,
     erasure_leaves_no_trace,
     access_archive_and_deadlines,
     retention_and_what_ingest_keeps

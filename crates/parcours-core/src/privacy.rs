@@ -367,6 +367,44 @@ pub fn truncate_ip(ip: &str) -> Option<String> {
     }
 }
 
+/// The name of a workspace's preference-link secret among its settings.
+pub const PREFERENCE_SECRET: &str = "preference_secret";
+
+fn preference_mac(secret: &str, workspace: &str, profile: &str) -> hmac::Hmac<Sha256> {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(b"preferences\0");
+    m.update(workspace.as_bytes());
+    m.update(b"\0");
+    m.update(profile.as_bytes());
+    m
+}
+
+/// The path of a customer's preference page: signed (HMAC-SHA256 under the workspace's
+/// secret, 128 bits), so only the link Parcours gave opens it, and it names no identifier.
+pub fn preference_path(secret: &str, workspace: &str, profile: &str) -> String {
+    use hmac::Mac;
+    let tag = preference_mac(secret, workspace, profile)
+        .finalize()
+        .into_bytes();
+    let sig: String = tag[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("/v1/preferences/{workspace}/{profile}/{sig}")
+}
+
+/// Whether `sig` signs this workspace's and profile's preference page (constant time).
+pub fn preference_signature_ok(secret: &str, workspace: &str, profile: &str, sig: &str) -> bool {
+    use hmac::Mac;
+    if sig.len() != 32 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let bytes: Vec<u8> = (0..16)
+        .filter_map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    preference_mac(secret, workspace, profile)
+        .verify_truncated_left(&bytes)
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +453,27 @@ mod tests {
         assert_ne!(a, suppression_hash("w1", "user_id", "a@example.com"));
         assert_eq!(a, suppression_hash("w1", "email", "a@example.com"));
         assert!(!a.contains("example"));
+    }
+
+    #[test]
+    fn preference_links_are_signed_per_workspace_and_profile() {
+        let path = preference_path("s3cret", "ws_a", "p_1");
+        let sig = path.rsplit('/').next().unwrap();
+        assert!(path.starts_with("/v1/preferences/ws_a/p_1/"));
+        assert!(preference_signature_ok("s3cret", "ws_a", "p_1", sig));
+        assert!(!preference_signature_ok("s3cret", "ws_a", "p_2", sig));
+        assert!(!preference_signature_ok("s3cret", "ws_b", "p_1", sig));
+        assert!(!preference_signature_ok("other", "ws_a", "p_1", sig));
+        assert!(!preference_signature_ok(
+            "s3cret",
+            "ws_a",
+            "p_1",
+            &sig[..31]
+        ));
+        assert!(!preference_signature_ok("s3cret", "ws_a", "p_1", "zz"));
+        let mut flipped = sig.to_string();
+        flipped.replace_range(0..1, if sig.starts_with('0') { "1" } else { "0" });
+        assert!(!preference_signature_ok("s3cret", "ws_a", "p_1", &flipped));
     }
 
     #[test]

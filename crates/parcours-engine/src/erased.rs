@@ -23,6 +23,25 @@ use serde_json::Value;
 /// The name of a workspace's privacy settings among its settings.
 pub const PRIVACY_SETTINGS: &str = "privacy";
 
+/// A workspace's preference-link secret, made the first time it is needed (two nodes
+/// making it at once keep the same one).
+pub fn preference_secret(
+    store: &dyn Store,
+    workspace: &str,
+    now: parcours_core::time::Millis,
+) -> parcours_store::Result<String> {
+    use parcours_core::privacy::PREFERENCE_SECRET;
+    if let Some(s) = store.workspace_setting(workspace, PREFERENCE_SECRET)? {
+        return Ok(s);
+    }
+    let made = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    store.init_workspace_setting(workspace, PREFERENCE_SECRET, &made, now)
+}
+
 /// How long a node trusts its copy of a workspace's list.
 pub const REFRESH: Duration = Duration::from_secs(5);
 

@@ -355,7 +355,12 @@ impl Customer {
 
 /// Whether a message's templates name the customer's `shop` (its stock is then read).
 fn names_shop(m: &parcours_core::journey::Message) -> bool {
-    let names = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains("shop"));
+    names(m, "shop")
+}
+
+/// Whether one of a message's templates (or its variants') contains `word`.
+fn names(m: &parcours_core::journey::Message, word: &str) -> bool {
+    let names = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains(word));
     [&m.subject, &m.html, &m.text, &m.title]
         .into_iter()
         .any(names)
@@ -364,6 +369,27 @@ fn names_shop(m: &parcours_core::journey::Message) -> bool {
                 .into_iter()
                 .any(names)
         })
+}
+
+/// Adds `preferences_url`, the customer's signed preference page, when the message names it
+/// and the node has a public address (without one, it renders empty).
+fn with_preferences(
+    store: &dyn Store,
+    ws: &str,
+    base: Option<&str>,
+    who: &Customer,
+    globals: &mut Value,
+    now: Millis,
+) -> Result<()> {
+    if let Some(base) = base {
+        let secret = crate::erased::preference_secret(store, ws, now)?;
+        globals["preferences_url"] = json!(format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            parcours_core::privacy::preference_path(&secret, ws, &who.profile.id)
+        ));
+    }
+    Ok(())
 }
 
 /// Adds what templates see of the customer's shop (her `preferred_store` trait, else her
@@ -1201,6 +1227,13 @@ impl JourneyProcessor {
         let mut globals = who.globals(journey, run);
         if names_shop(message) {
             if let Err(e) = with_shop(d.store, d.ws, who, &mut globals, d.now) {
+                d.failed = Some(e);
+                return;
+            }
+        }
+        if names(message, "preferences_url") {
+            let base = self.public_url.as_deref();
+            if let Err(e) = with_preferences(d.store, d.ws, base, who, &mut globals, d.now) {
                 d.failed = Some(e);
                 return;
             }

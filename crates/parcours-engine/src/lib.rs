@@ -67,8 +67,8 @@ pub struct EngineConfig {
     pub journeys: bool,
     /// Who sends each channel's messages (the capture channel unless configured).
     pub senders: channels::Senders,
-    /// The address customers reach this node at, for one-click unsubscribe links (none: no
-    /// unsubscribe header).
+    /// The address customers reach this node at, for one-click unsubscribe links and
+    /// preference pages (none: no unsubscribe header, no preference link in messages).
     pub public_url: Option<String>,
     /// How long a channel sender holds the messages it claims.
     pub send_lease: Duration,
@@ -128,6 +128,7 @@ pub struct Engine {
     allow_private_destinations: bool,
     senders: channels::Senders,
     erased: Arc<erased::ErasedList>,
+    public_url: Option<String>,
 }
 
 impl Engine {
@@ -266,7 +267,13 @@ impl Engine {
             allow_private_destinations: config.sync.allow_private_addresses,
             senders: config.senders.clone(),
             erased,
+            public_url: config.public_url.clone(),
         })
+    }
+
+    /// The address customers reach this node at (links in messages, preference pages).
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
     }
 
     /// Waits until unify and the audience processor have applied every event in the log as

@@ -16,6 +16,7 @@ pub mod journeys;
 pub mod keys;
 pub mod measure;
 pub mod messages;
+pub mod preferences;
 pub mod privacy;
 pub mod quarantine;
 pub mod secrets;

@@ -609,7 +609,10 @@ pub fn settings(store: &dyn Store, actor: &Actor) -> Result<PrivacySettings, Ser
     settings_of(store, &actor.workspace)
 }
 
-fn settings_of(store: &dyn Store, workspace: &str) -> Result<PrivacySettings, ServiceError> {
+pub(crate) fn settings_of(
+    store: &dyn Store,
+    workspace: &str,
+) -> Result<PrivacySettings, ServiceError> {
     Ok(store
         .workspace_setting(workspace, PRIVACY_SETTINGS)?
         .and_then(|json| PrivacySettings::parse(&json).ok())
