@@ -88,7 +88,8 @@ async fn her_story(t: &TestNode) {
              "properties": {"sku": "LACE"}, "timestamp": now},
             // She signs in on both.
             {"type": "identify", "anonymousId": ANON_1, "userId": USER, "timestamp": now,
-             "traits": {"email": EMAIL, "phone": PHONE, "firstName": FIRST, "lastName": LAST}},
+             "traits": {"email": EMAIL, "phone": PHONE, "firstName": FIRST, "lastName": LAST},
+             "context": {"consent": {"categoryPreferences": {"marketing": true}}}},
             {"type": "track", "anonymousId": ANON_2, "event": "Signed In", "timestamp": now,
              "context": {"traits": {"email": EMAIL}}},
             {"type": "track", "userId": USER, "event": "Order Completed", "timestamp": now,
@@ -328,6 +329,7 @@ async fn access_archive_and_deadlines(backend: Backend) {
         "consents.json",
         "merges.json",
         "audience_memberships.json",
+        "orders.json",
         "loyalty.json",
     ] {
         assert!(text.contains(file), "{file} missing");
@@ -336,6 +338,15 @@ async fn access_archive_and_deadlines(backend: Backend) {
         assert!(text.contains(n), "{n} missing from her archive");
     }
     assert!(!text.contains("bob@example.net"), "Bob is in her archive");
+    assert_eq!(done["result"]["counts"]["orders"], 1, "{done}");
+    assert!(
+        done["result"]["counts"]["loyalty"].as_u64().unwrap() >= 1,
+        "{done}"
+    );
+    assert!(
+        done["result"]["counts"]["consents"].as_u64().unwrap() >= 1,
+        "{done}"
+    );
 
     // The deadline: received today, one month by the ICO's calculation.
     let received =

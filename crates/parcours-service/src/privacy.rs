@@ -295,6 +295,23 @@ struct Person {
     raw_contacts: Vec<String>,
 }
 
+impl Person {
+    /// Values unique enough to find her in free text: her emails and phones, normalised and
+    /// as she typed them.
+    fn needles(&self) -> Vec<String> {
+        let mut needles: Vec<String> = self
+            .identifiers
+            .iter()
+            .filter(|(k, _)| k == EMAIL || k == PHONE)
+            .map(|(_, v)| v.clone())
+            .chain(self.raw_contacts.iter().cloned())
+            .collect();
+        needles.sort();
+        needles.dedup();
+        needles
+    }
+}
+
 fn person(store: &dyn Store, r: &PrivacyRequest) -> Result<Person, ServiceError> {
     let ws = &r.workspace_id;
     let value = r.identifier.clone().unwrap_or_default();
@@ -356,15 +373,7 @@ fn run_erasure(
     let ws = &r.workspace_id;
     let p = person(store, r)?;
     let values: Vec<String> = p.identifiers.iter().map(|(_, v)| v.clone()).collect();
-    let mut needles: Vec<String> = p
-        .identifiers
-        .iter()
-        .filter(|(k, _)| k == EMAIL || k == PHONE)
-        .map(|(_, v)| v.clone())
-        .chain(p.raw_contacts.iter().cloned())
-        .collect();
-    needles.sort();
-    needles.dedup();
+    let needles = p.needles();
     let mut scrub: Vec<String> = values
         .iter()
         .chain(&needles)
@@ -412,7 +421,7 @@ fn run_erasure(
 }
 
 /// Everything about her: profile, identifiers, consents, events, merges, audience
-/// memberships, journeys and messages, loyalty entries. JSON for each, CSV for the tables.
+/// memberships, journeys and messages, orders, loyalty entries. JSON for each, CSV for the tables.
 fn run_access(store: &dyn Store, r: &PrivacyRequest) -> Result<(Value, Vec<u8>), ServiceError> {
     let ws = &r.workspace_id;
     let p = person(store, r)?;
@@ -451,9 +460,25 @@ fn run_access(store: &dyn Store, r: &PrivacyRequest) -> Result<(Value, Vec<u8>),
     }
     events.sort_by_key(|e| e.seq);
     events.dedup_by_key(|e| e.seq);
+    let her_orders = store.her_orders(&Erasure {
+        workspace_id: ws.clone(),
+        profiles: p.profiles.clone(),
+        identifiers: p.identifiers.iter().map(|(_, v)| v.clone()).collect(),
+        needles: p.needles(),
+        ..Erasure::default()
+    })?;
+    let orders: Vec<Value> = her_orders
+        .iter()
+        .map(|(o, _)| serde_json::from_str(o).unwrap_or(Value::String(o.clone())))
+        .collect();
+    // Her loyalty entries: by her identifiers and by the cards her orders name.
+    let mut members: Vec<&str> = p.identifiers.iter().map(|(_, v)| v.as_str()).collect();
+    members.extend(her_orders.iter().filter_map(|(_, m)| m.as_deref()));
+    members.sort();
+    members.dedup();
     let mut loyalty = Vec::new();
-    for (_, v) in &p.identifiers {
-        loyalty.extend(store.loyalty_entries(ws, v)?);
+    for m in members {
+        loyalty.extend(store.loyalty_entries(ws, m)?);
     }
     let event_docs: Vec<Value> = events
         .iter()
@@ -477,6 +502,7 @@ fn run_access(store: &dyn Store, r: &PrivacyRequest) -> Result<(Value, Vec<u8>),
     );
     add("journeys", runs.len(), json!(runs));
     add("messages", contacts.len(), json!(contacts));
+    add("orders", orders.len(), json!(orders));
     add("loyalty", loyalty.len(), json!(loyalty));
     let consents: Vec<Value> = profiles
         .iter()

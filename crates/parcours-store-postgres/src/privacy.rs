@@ -381,6 +381,22 @@ impl Privacy for PgStore {
         Ok(())
     }
 
+    fn her_orders(&self, person: &Erasure) -> Result<Vec<(String, Option<String>)>> {
+        let lists = person.lists(vec![]);
+        let (sql, binds) = bound(HER_ORDERS, &person.workspace_id, &lists)?;
+        let rows = self
+            .run(query(&sql, &binds).fetch_all(self.pool()))
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(1).map_err(backend)?,
+                    r.try_get::<Option<String>, _>(2).map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
     fn suppressed_hashes(&self, workspace: &str) -> Result<Vec<String>> {
         self.run(
             sqlx::query_scalar("SELECT hash FROM erased_identifiers WHERE workspace_id = $1")

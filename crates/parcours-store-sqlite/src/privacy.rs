@@ -376,6 +376,17 @@ impl Privacy for SqliteStore {
         rewrite(&self.projection_writer())
     }
 
+    fn her_orders(&self, person: &Erasure) -> Result<Vec<(String, Option<String>)>> {
+        let lists = person.lists(vec![]);
+        self.read(|c| {
+            bound(c, HER_ORDERS, &person.workspace_id, &lists)?
+                .raw_query()
+                .mapped(|r| Ok((r.get(1)?, r.get(2)?)))
+                .collect::<rusqlite::Result<_>>()
+                .map_err(backend)
+        })
+    }
+
     fn suppressed_hashes(&self, workspace: &str) -> Result<Vec<String>> {
         self.read(|c| {
             c.prepare_cached("SELECT hash FROM erased_identifiers WHERE workspace_id = ?1")

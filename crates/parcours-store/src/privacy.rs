@@ -172,6 +172,9 @@ pub trait Privacy: Send + Sync {
     /// stay, everywhere but in the audit log. Repeatable: a second run finds what a
     /// processor wrote after the first.
     fn erase(&self, erasure: &Erasure) -> Result<Erased>;
+    /// The orders that name her (by her identifiers, or her email or phone in the order):
+    /// each one's document and the loyalty card it names, for her access archive.
+    fn her_orders(&self, person: &Erasure) -> Result<Vec<(String, Option<String>)>>;
     /// Rewrites storage so that deleted bytes are gone from the files (SQLite `VACUUM` and
     /// a truncated write-ahead log; PostgreSQL `VACUUM`).
     fn compact(&self) -> Result<()>;
