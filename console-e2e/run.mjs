@@ -1,8 +1,9 @@
 // Drives the Parcours console in headless Chromium against a node holding the demo data (see
 // scripts/console-e2e.sh, which starts it): sign in, find the demo's omnichannel customer by
 // email, see her shop purchase and her web cart on one timeline, unmerge and see both
-// profiles, switch to French, a read-only token opens no customer (personal data) and sees no
-// edit control, a forged post is refused. Every page is checked with axe-core (no serious or critical violation) and loads
+// profiles, switch to French, export a customer's data and erase another, set retention, a
+// read-only token opens no customer (personal data) nor privacy request and sees no edit
+// control, a forged post is refused. Every page is checked with axe-core (no serious or critical violation) and loads
 // nothing from another origin. Screenshots go to SCREENSHOTS (default ./screenshots).
 //
 // Environment:
@@ -384,6 +385,67 @@ try {
   check(await page.locator('#table-ledger tbody tr').count() >= 1, 'her ledger lists the earn');
   await shot(page, 'commerce-member');
   await accessible(page, 'commerce (member)');
+
+  // Privacy: her data exported from her page and the archive downloaded; the customer the
+  // script signed up erased after a confirmation; retention set; every step in the audit log.
+  await page.goto(customerUrl);
+  await page.getByRole('button', { name: 'Export her data' }).click();
+  await page.waitForURL(/\/console\/privacy\?filed=pr_/);
+  const filed = new URL(page.url()).searchParams.get('filed');
+  await shot(page, 'privacy');
+  await accessible(page, 'privacy');
+  const archiveLink = page.locator(`tr[data-request="${filed}"] a[download]`);
+  for (let i = 0; i < 60 && (await archiveLink.count()) === 0; i += 1) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check(await archiveLink.count() === 1, 'her access request is answered with an archive');
+  const zip = await page.request.get(`${BASE}/console/privacy/requests/${filed}/archive`);
+  const zipBytes = await zip.body();
+  check(zip.status() === 200 && zipBytes.subarray(0, 2).toString() === 'PK' && zipBytes.includes(EMAIL.toLowerCase())
+    && zipBytes.includes('events.json'), `the archive is a zip of her data (${zipBytes.length} bytes)`);
+  // Erasure: what it will do first; refused without the box ticked (the browser asks), then done.
+  await page.goto(`${BASE}/console/customers`);
+  await page.getByLabel(/Email, phone/).fill('lea.e2e@example.com');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/\/console\/customers\/p_/);
+  const leaUrl = page.url();
+  await page.getByRole('link', { name: 'Erase her data…' }).click();
+  await page.waitForURL(/\/erase$/);
+  await shot(page, 'erase');
+  await accessible(page, 'erase');
+  await page.getByLabel('I understand that this cannot be undone').check();
+  await page.getByRole('button', { name: 'Erase now' }).click();
+  await page.waitForURL(/\/console\/privacy\?filed=pr_/);
+  const erasure = new URL(page.url()).searchParams.get('filed');
+  const erasureState = page.locator(`tr[data-request="${erasure}"] .state`);
+  for (let i = 0; i < 60 && (await erasureState.innerText()) !== 'done'; i += 1) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check(await erasureState.innerText() === 'done', 'the erasure is done');
+  const gone = await page.goto(leaUrl);
+  check(gone.status() === 404, `her page is gone (${gone.status()})`);
+  await page.goto(`${BASE}/console/privacy`);
+  // Retention: a value out of range is refused and said; a good one is saved and shown.
+  await page.getByLabel('Events (days)', { exact: true }).fill('0');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.locator('#settings-error').waitFor();
+  check((await page.locator('#settings-error').innerText()).includes('1 to 36500'), 'a retention of 0 days is refused, with the reason');
+  await page.getByLabel('Events (days)', { exact: true }).fill('730');
+  await page.getByLabel('IP addresses').selectOption('drop');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.waitForURL(/saved=1/);
+  check(await page.getByLabel('Events (days)', { exact: true }).inputValue() === '730'
+    && await page.getByLabel('IP addresses').inputValue() === 'drop', 'the retention and the IP setting are saved');
+  await page.locator('#h-audit').scrollIntoViewIfNeeded();
+  await shot(page, 'privacy-audit');
+  const audit = await page.request.get(`${BASE}/console/privacy/audit.csv`);
+  const auditCsv = await audit.text();
+  for (const action of ['privacy.access.done', 'privacy.erasure.done', 'privacy.settings.changed']) {
+    check(auditCsv.includes(action), `the audit log holds ${action}`);
+  }
+  check(!auditCsv.includes('lea.e2e@example.com') && !auditCsv.includes(EMAIL.toLowerCase()), 'and no customer\'s email');
   await context.close();
 
   // --- a read-only user
@@ -394,6 +456,8 @@ try {
   check(roCustomer.status() === 403 && roPage.includes('personal data') && (await ro.page.getByRole('link', { name: 'Unmerge' }).count()) === 0,
     `a read-only token cannot open a customer (personal data: ${roCustomer.status()})`);
   await accessible(ro.page, 'customer refused to a read-only token');
+  const roPrivacy = await ro.page.goto(`${BASE}/console/privacy`);
+  check(roPrivacy.status() === 403, `a read-only token sees no privacy request (${roPrivacy.status()})`);
   await ro.page.goto(`${BASE}/console/audiences`);
   check((await ro.page.content()).includes('read-only'), 'a read-only token sees its role');
   check((await ro.page.locator('form[action="/console/audiences"]').count()) === 0, 'nor an audience editor');

@@ -49,7 +49,9 @@ cleanup() {
 trap cleanup EXIT
 
 # A small demo (the same brand and scenarios as `parcours demo`, fewer customers and days).
+# Its logs at debug for Parcours' own crates: they are searched for personal data at the end.
 (cd "$work" && exec env PARCOURS__DATA_DIR="$work/data" PARCOURS__STORAGE__DURABILITY=normal \
+  PARCOURS_LOG="info,parcours_api=debug,parcours_engine=debug,parcours_service=debug,parcours_channels=debug,parcours_cli=debug,parcours_console=debug" \
   "$BIN" demo --port 0 --customers "${DEMO_CUSTOMERS:-300}" --days "${DEMO_DAYS:-45}" \
   >"$work/demo.out" 2>"$work/demo.err") &
 pid=$!
@@ -101,3 +103,8 @@ curl -sf -u "$WEB_KEY:" "$URL/v1/batch" -H 'content-type: application/json' -d "
 echo "console-e2e: demo on $URL, customer $EMAIL" >&2
 PARCOURS_URL=$URL ADMIN_TOKEN=$ADMIN_TOKEN READ_ONLY_TOKEN=$READ_ONLY_TOKEN CUSTOMER_EMAIL=$EMAIL \
   node console-e2e/run.mjs
+
+# Personal data never reaches the logs: the node's whole log of this run (the demo's load, every
+# console page, the sign-up, the journey's email) holds none of the customers' emails or phones.
+python3 scripts/no-personal-data-in-logs.py "$work/data/parcours.projections.sqlite3" "$work/demo.err" \
+  || fail "personal data in the node's logs"

@@ -17,6 +17,7 @@ mod journeys;
 mod measure;
 mod messages;
 mod pages;
+mod privacy;
 mod quality;
 mod settings;
 
@@ -92,6 +93,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/console/quality/{id}",
             get(quality::entry).post(quality::act),
+        )
+        .route("/console/privacy", get(privacy::page))
+        .route("/console/privacy/settings", post(privacy::save_settings))
+        .route("/console/privacy/audit.csv", get(privacy::audit_export))
+        .route(
+            "/console/privacy/requests/{id}/archive",
+            get(privacy::archive),
+        )
+        .route("/console/customers/{id}/access", post(privacy::access))
+        .route(
+            "/console/customers/{id}/erase",
+            get(privacy::erase_page).post(privacy::erase),
         )
         .route("/console/settings", get(settings::settings))
         .route("/console/settings/sources", post(settings::new_source))

@@ -90,6 +90,16 @@ impl Session {
         self.token.instance_admin
     }
 
+    /// Admins and agents file and read privacy requests.
+    pub(crate) fn privacy(&self) -> bool {
+        matches!(self.token.role, Role::Admin | Role::Agent)
+    }
+
+    /// The token's name (who did it, in the audit log).
+    pub(crate) fn token_name(&self) -> String {
+        self.token.name.clone()
+    }
+
     /// Admins and marketers change audiences and journeys.
     pub(crate) fn editor(&self) -> bool {
         matches!(self.token.role, Role::Admin | Role::Marketer)
@@ -549,7 +559,7 @@ fn lang_cookie(lang: Lang) -> Result<HeaderValue, axum::http::header::InvalidHea
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub(crate) async fn sign_out(session: Session, Form(form): Form<CsrfForm>) -> Response {
@@ -896,6 +906,7 @@ struct CustomerPage {
     channels: Vec<(&'static str, &'static str)>,
     timeline: Timeline,
     unmerged: Option<String>,
+    privacy: bool,
 }
 
 #[derive(Template)]
@@ -1070,6 +1081,7 @@ pub(crate) async fn customer(
         channels,
         timeline,
         unmerged: q.unmerged.filter(|u| !u.is_empty()),
+        privacy: session.privacy(),
     })
 }
 
