@@ -4,7 +4,9 @@
 //!   demo, and no answer holds one of the demo customers' emails, phones or names (an admin's
 //!   answers do: the probe can see them); the same for every console page and an analyst;
 //! - every change is refused (`403`) to an analyst and a read-only token, before anything of
-//!   the request is read;
+//!   the request is read; a marketer's and an agent's are refused or let through as the
+//!   matrix `CHANGES` says, and a change the matrix does not list fails the test; another
+//!   workspace's admin naming this workspace's things finds nothing;
 //! - customer service (the agent role) reads a customer and changes no marketing.
 
 mod common;
@@ -26,6 +28,75 @@ const READS_BY_POST: [(&str, &str); 3] = [
     ("post", "/api/v1/journeys/simulate"),
     // A webhook source's mapping tried on a sample payload the caller gives.
     ("post", "/api/v1/webhooks/preview"),
+];
+
+/// Who, of the marketer and the agent, may make each change of the API (admins make them
+/// all; analysts and read-only tokens none). A new change must be listed here.
+const CHANGES: &[(&str, &[&str])] = &[
+    ("POST /api/v1/audiences", &["marketer"]),
+    ("DELETE /api/v1/audiences/{id}", &["marketer"]),
+    ("PUT /api/v1/audiences/{id}", &["marketer"]),
+    ("POST /api/v1/channels/test", &[]),
+    ("PUT /api/v1/commerce/items/{sku}", &[]),
+    ("PUT /api/v1/commerce/locations/{id}", &[]),
+    (
+        "POST /api/v1/commerce/loyalty/members/{card}/redemptions",
+        &[],
+    ),
+    (
+        "POST /api/v1/commerce/loyalty/members/{card}/redemptions/{id}/refund",
+        &[],
+    ),
+    ("PUT /api/v1/commerce/loyalty/program", &[]),
+    ("DELETE /api/v1/commerce/offers/{id}", &[]),
+    ("PUT /api/v1/commerce/offers/{id}", &[]),
+    ("POST /api/v1/commerce/orders", &[]),
+    ("POST /api/v1/commerce/orders/{id}/returns", &[]),
+    ("POST /api/v1/commerce/orders/{id}/status", &[]),
+    ("POST /api/v1/commerce/reservations", &[]),
+    ("DELETE /api/v1/commerce/reservations/{reference}", &[]),
+    ("POST /api/v1/commerce/reservations/{reference}/fulfil", &[]),
+    ("POST /api/v1/commerce/sales", &[]),
+    ("POST /api/v1/commerce/stock-alerts", &[]),
+    ("POST /api/v1/commerce/stock/movements", &[]),
+    ("POST /api/v1/computed-traits", &["marketer"]),
+    ("DELETE /api/v1/computed-traits/{id}", &["marketer"]),
+    ("PUT /api/v1/computed-traits/{id}", &["marketer"]),
+    ("POST /api/v1/destinations", &["marketer"]),
+    ("DELETE /api/v1/destinations/{id}", &["marketer"]),
+    ("PUT /api/v1/destinations/{id}", &["marketer"]),
+    ("POST /api/v1/destinations/{id}/replay", &["marketer"]),
+    ("PUT /api/v1/journeys/{id}", &["marketer"]),
+    ("POST /api/v1/journeys/{id}/entries", &["marketer"]),
+    ("POST /api/v1/journeys/{id}/preview", &["marketer", "agent"]),
+    ("POST /api/v1/measure/spend", &["marketer"]),
+    ("POST /api/v1/merges/{id}/undo", &[]),
+    ("POST /api/v1/messages/receipts", &["marketer"]),
+    ("POST /api/v1/privacy/requests", &["agent"]),
+    ("POST /api/v1/privacy/requests/{id}/extend", &[]),
+    ("PUT /api/v1/privacy/settings", &[]),
+    ("POST /api/v1/profiles/{id}/unmerge", &[]),
+    ("POST /api/v1/quarantine/{id}/discard", &[]),
+    ("POST /api/v1/quarantine/{id}/replay", &[]),
+    ("POST /api/v1/sources", &[]),
+    ("DELETE /api/v1/sources/{id}", &[]),
+    ("PATCH /api/v1/sources/{id}", &[]),
+    ("POST /api/v1/sources/{id}/rotate", &[]),
+    (
+        "DELETE /api/v1/suppressions/{channel}/{address}",
+        &["marketer"],
+    ),
+    (
+        "PUT /api/v1/suppressions/{channel}/{address}",
+        &["marketer"],
+    ),
+    ("POST /api/v1/tokens", &[]),
+    ("DELETE /api/v1/tokens/{id}", &[]),
+    ("POST /api/v1/tokens/{id}/rotate", &[]),
+    ("PUT /api/v1/workspace/contact-policy", &[]),
+    ("PUT /api/v1/workspace/identity-rules", &[]),
+    ("POST /api/v1/workspace/identity-rules/preview", &[]),
+    ("POST /api/v1/workspaces", &[]),
 ];
 
 /// Every customer's email, phone and last name in the demo store.
@@ -326,6 +397,8 @@ async fn every_endpoint_keeps_personal_data_and_changes_to_the_roles_allowed() {
     // refused to an analyst and a read-only token before anything is read of the request.
     let mut not_refused = Vec::new();
     let mut changes = 0;
+    let marketer = token(&client, admin, "marketer").await;
+    let (mut observed, mut wrong, mut unlisted) = (Vec::new(), Vec::new(), BTreeSet::new());
     for (path, item) in document["paths"].as_object().unwrap() {
         if !path.starts_with("/api/v1/") {
             continue;
@@ -343,6 +416,29 @@ async fn every_endpoint_keeps_personal_data_and_changes_to_the_roles_allowed() {
                 }
             }
             changes += 1;
+            // Marketers and agents: each change is refused or let through as the matrix says.
+            for (role, t) in [("marketer", &marketer), ("agent", &agent)] {
+                let r = client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        &url,
+                        &[("authorization", &format!("Bearer {t}"))],
+                        "{}",
+                    )
+                    .await
+                    .unwrap();
+                let key = format!("{} {path}", method.to_uppercase());
+                observed.push(format!("{role} {key} {}", r.status != 403));
+                match CHANGES.iter().find(|(k, _)| *k == key) {
+                    None => unlisted.insert(key),
+                    Some((_, allowed)) => {
+                        if allowed.contains(&role) == (r.status == 403) {
+                            wrong.push(format!("{role} {key}: {} ({})", r.status, r.json()));
+                        }
+                        true
+                    }
+                };
+            }
             for (role, t) in [("analyst", &analyst), ("read_only", &read_only)] {
                 let r = client
                     .request(
@@ -364,6 +460,56 @@ async fn every_endpoint_keeps_personal_data_and_changes_to_the_roles_allowed() {
         }
     }
     assert!(changes > 40, "{changes} changes asked");
+    // Another workspace's admin names this workspace's things in vain: not found, and they
+    // stay.
+    for (method, url) in [
+        ("DELETE", format!("/api/v1/sources/{}", ids["source"])),
+        ("POST", format!("/api/v1/sources/{}/rotate", ids["source"])),
+        ("DELETE", "/api/v1/destinations/x".to_string()),
+        (
+            "POST",
+            format!("/api/v1/profiles/{}/unmerge", ids["profile"]),
+        ),
+    ] {
+        let r = client
+            .request(
+                method.parse().unwrap(),
+                &url,
+                &[("authorization", &format!("Bearer {other}"))],
+                "{}",
+            )
+            .await
+            .unwrap();
+        assert!(
+            r.status == 404 || r.status == 400,
+            "another workspace's admin {method} {url}: {} {}",
+            r.status,
+            r.json()
+        );
+    }
+    let still = get("/api/v1/sources".into()).await;
+    assert!(
+        still["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == ids["source"].as_str()),
+        "{still}"
+    );
+    if std::env::var("PARCOURS_PRINT_MATRIX").is_ok() {
+        println!("{}", observed.join("\n"));
+    }
+    assert!(
+        unlisted.is_empty(),
+        "changes the matrix does not list (say which roles may make them in CHANGES):\n{}",
+        unlisted.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} changes answered against the matrix:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     assert!(
         not_refused.is_empty(),
         "{} changes not refused:\n{}",
