@@ -49,6 +49,22 @@ impl privacy::Runtime for Node {
         self.0.engine.erased_list().invalidate(workspace);
         self.0.measure.forget(workspace);
     }
+
+    fn notify(
+        &self,
+        doc: &parcours_engine::destinations::DestinationDoc,
+        webhook_id: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, String> {
+        // On a blocking thread of the runtime: its handle runs the request.
+        tokio::runtime::Handle::current().block_on(parcours_engine::destinations::send_notice(
+            doc,
+            webhook_id,
+            body,
+            self.0.engine.allows_private_destinations(),
+            self.0.engine.now(),
+        ))
+    }
 }
 
 /// Runs a request on a thread of its own (its outcome is in its state and the audit log).

@@ -96,6 +96,7 @@ impl Receiver {
     fn changes(&self) -> Vec<Value> {
         self.requests()
             .iter()
+            .filter(|r| r.body["type"] == "audience.changes")
             .flat_map(|r| r.body["data"]["changes"].as_array().unwrap().clone())
             .collect()
     }
@@ -695,7 +696,95 @@ async fn members_are_added_only_with_consent(backend: Backend) {
     t.stop().await;
 }
 
+/// GDPR Art. 19: an erasure is told to each destination that received her (as it knows
+/// her), signed, and to no other; the request's result says who was told.
+async fn an_erasure_is_told_to_the_destinations_that_had_her(backend: Backend) {
+    let t = start_on("dest-erasure", backend, tune).await;
+    gold_audience(&t).await;
+    let (status, a) = call(
+        &t,
+        "POST",
+        "/api/v1/audiences",
+        json!({"id": "silver", "name": "Silver plan", "definition": "trait plan = \"silver\""}),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+    set_plan(&t, 0..2, "gold").await;
+    let (url, rx) = receiver(ok()).await;
+    let (other_url, other_rx) = receiver(ok()).await;
+    let mut secrets = Vec::new();
+    for (id, url, audience) in [("crm", &url, "gold"), ("loyalty", &other_url, "silver")] {
+        let (status, d) = call(
+            &t,
+            "POST",
+            "/api/v1/destinations",
+            json!({"id": id, "name": id, "url": url, "purpose": "none", "audiences": [audience]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{d}");
+        secrets.push(d["secret"].as_str().unwrap().to_string());
+    }
+    rx.wait_for("both entries", |r| r.changes().len() == 2)
+        .await;
+
+    let (status, filed) = call(
+        &t,
+        "POST",
+        "/api/v1/privacy/requests",
+        json!({"kind": "erasure", "identifier": {"type": "user_id", "value": "u0"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{filed}");
+    let id = filed["id"].as_str().unwrap().to_string();
+    let done = common::eventually(Duration::from_secs(60), "the erasure", || async {
+        let (_, r) = call(
+            &t,
+            "GET",
+            &format!("/api/v1/privacy/requests/{id}"),
+            json!(null),
+        )
+        .await;
+        (r["state"] == "done").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        done["result"]["destinations_notified"],
+        json!([{"destination": "crm", "status": 204}]),
+        "{done}"
+    );
+    let notices: Vec<Received> = rx
+        .requests()
+        .into_iter()
+        .filter(|r| r.body["type"] == "privacy.erasure")
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let n = &notices[0];
+    verify(&secrets[0], n);
+    assert_eq!(
+        n.headers["webhook-id"],
+        format!("erasure_{id}_crm").as_str()
+    );
+    assert_eq!(n.body["data"]["request"], id.as_str());
+    let profiles = n.body["data"]["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 1, "{}", n.body);
+    assert_eq!(profiles[0]["profile"]["email"], "u0@example.com");
+    assert_eq!(profiles[0]["profile"]["user_id"], "u0");
+    assert!(!n.body.to_string().contains("u1@example.com"));
+    // The destination that never had her hears nothing.
+    assert!(other_rx.requests().is_empty(), "{:?}", other_rx.requests());
+    let r = t
+        .client
+        .get("/api/v1/audit/export", common::ADMIN)
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&r.body).to_string();
+    assert!(log.contains("privacy.erasure.notified"), "{log}");
+    assert!(!log.contains("u0@example.com"), "{log}");
+    t.stop().await;
+}
+
 on_each_store!(
+    an_erasure_is_told_to_the_destinations_that_had_her,
     members_are_added_only_with_consent,
     dead_requests_are_logged_and_replayed,
     webhook_streams_adds_and_removes_signed,

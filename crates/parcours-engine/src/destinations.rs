@@ -472,6 +472,108 @@ pub fn payload(
     }))
 }
 
+/// The destinations that may have received these profiles: each destination of the
+/// workspace that sends one of the audiences they are in or were ever in (GDPR Art. 19: the
+/// recipients an erasure must be told to), with its document. Read before the erasure.
+pub fn recipients_of(
+    store: &dyn Store,
+    ws: &str,
+    profiles: &[String],
+) -> Result<Vec<(String, DestinationDoc)>, StoreError> {
+    let mut audiences = BTreeSet::new();
+    for p in profiles {
+        audiences.extend(store.memberships(ws, p)?.into_iter().map(|m| m.audience_id));
+        audiences.extend(
+            store
+                .membership_history(ws, p, 10_000)?
+                .into_iter()
+                .filter(|c| c.entered)
+                .map(|c| c.audience_id),
+        );
+    }
+    if audiences.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(store
+        .definitions(Some(ws))?
+        .into_iter()
+        .filter(|d| d.kind == DefinitionKind::Destination)
+        .filter_map(|d| {
+            let doc = crate::definitions::readable::<DestinationDoc>(&d)?;
+            let sends_hers =
+                doc.audiences.is_empty() || doc.audiences.iter().any(|a| audiences.contains(a));
+            sends_hers.then_some((d.id, doc))
+        })
+        .collect())
+}
+
+/// The notice that tells a destination a person it received was erased: `privacy.erasure`,
+/// with each profile as the destination knows it (its identifier format), so it can find
+/// and delete her.
+pub fn erasure_payload(
+    store: &dyn Store,
+    ws: &str,
+    id: &str,
+    doc: &DestinationDoc,
+    profiles: &[String],
+    request: &str,
+    now: Millis,
+) -> Result<Value, StoreError> {
+    let mut out = Vec::with_capacity(profiles.len());
+    for p in profiles {
+        out.push(json!({"profile_id": p, "profile": describe(store, ws, doc, p)?}));
+    }
+    Ok(json!({
+        "type": "privacy.erasure",
+        "timestamp": format_timestamp(now),
+        "data": {"workspace": ws, "destination": id, "request": request, "profiles": out},
+    }))
+}
+
+/// Sends an erasure notice, signed like every request of the destination, under a
+/// `webhook-id` of its own (the same on every try: a receiver can drop repeats). Three tries,
+/// a second and then two apart; the receiver's status, or why it failed.
+pub async fn send_notice(
+    doc: &DestinationDoc,
+    webhook_id: &str,
+    body: Vec<u8>,
+    allow_private: bool,
+    now: Millis,
+) -> Result<u16, String> {
+    let url = outbound::check_url(&doc.url, allow_private)?;
+    let client = outbound::client(allow_private);
+    let body = Bytes::from(body);
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        }
+        let timestamp = now.div_euclid(1000) + i64::from(attempt);
+        let Some(signature) = sign(&doc.secret, webhook_id, timestamp, &body) else {
+            return Err("the signing secret is not valid".into());
+        };
+        let headers = [
+            ("webhook-id", webhook_id.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        match post(
+            &client,
+            &url,
+            headers,
+            body.clone(),
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok((status, _)) => return Ok(status),
+            Err(f) if f.permanent => return Err(f.message),
+            Err(f) => last = f.message,
+        }
+    }
+    Err(last)
+}
+
 /// A journey's `ad_audience` step adding her to (or removing her from) a destination.
 pub struct JourneyChange<'a> {
     /// The step's key: the change's id, the same on every retry of the decision.

@@ -226,6 +226,13 @@ pub trait Runtime {
     fn settle(&self);
     /// An erasure happened in `workspace`: forget caches that hold her.
     fn erased(&self, workspace: &str);
+    /// Sends an erasure notice to a destination ([`parcours_engine::destinations::send_notice`]).
+    fn notify(
+        &self,
+        doc: &parcours_engine::destinations::DestinationDoc,
+        webhook_id: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, String>;
 }
 
 /// Does a received (or interrupted) request: builds the access archive, or erases.
@@ -397,6 +404,36 @@ fn run_erasure(
         pseudonym: format!("erased-{:016x}", rand::random::<u64>()),
         at: rt.now(),
     };
+    // Art. 19: the destinations that received her are told, while her profiles can still
+    // say how each knows her. A failure does not hold the erasure up; it is in the result
+    // and the audit log.
+    let mut notified = Vec::new();
+    for (dest, doc) in parcours_engine::destinations::recipients_of(store, ws, &p.profiles)? {
+        let body = parcours_engine::destinations::erasure_payload(
+            store,
+            ws,
+            &dest,
+            &doc,
+            &p.profiles,
+            &r.id,
+            rt.now(),
+        )?;
+        let webhook_id = format!("erasure_{}_{dest}", r.id);
+        let outcome = rt.notify(&doc, &webhook_id, body.to_string().into_bytes());
+        let (action, detail) = match &outcome {
+            Ok(status) => (
+                "privacy.erasure.notified",
+                json!({"destination": dest, "status": status}),
+            ),
+            // What the receiver answered could quote her: only the kind of failure is kept.
+            Err(e) => (
+                "privacy.erasure.notice_failed",
+                json!({"destination": dest, "error": e.split(':').next().unwrap_or_default()}),
+            ),
+        };
+        audit(store, ws, rt.now(), "system", action, &r.id, detail.clone())?;
+        notified.push(detail);
+    }
     // The list first: from now on her events are refused at ingest.
     let mut erased: Erased = store.erase(&erasure)?;
     rt.erased(ws);
@@ -417,6 +454,7 @@ fn run_erasure(
         "scrubbed": erased.scrubbed,
         "suppression_entries": erasure.suppress.len(),
         "storage_compacted": true,
+        "destinations_notified": notified,
     }))
 }
 
