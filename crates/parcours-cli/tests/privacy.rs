@@ -493,10 +493,7 @@ async fn retention_and_what_ingest_keeps(backend: Backend) {
 
     let store = t.store.clone();
     let ws = t.workspace.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = parcours_core::time::Clock::now(&parcours_engine::SystemClock);
     let day = parcours_core::time::DAY;
     let retention = |days: i64| {
         let store = store.clone();

@@ -139,7 +139,7 @@ pub fn save(
         .ok_or_else(|| ServiceError::NotFound("preference link".into()))?;
     let mut prefs = Map::new();
     for c in &mut page.choices {
-        c.granted = chosen.iter().any(|k| *k == c.key);
+        c.granted = chosen.contains(&c.key);
         prefs.insert(c.key.clone(), Value::Bool(c.granted));
     }
     let id_of = |kind: &str| {
