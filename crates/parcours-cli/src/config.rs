@@ -24,6 +24,26 @@ pub struct Config {
     pub health: Health,
     pub metrics: Metrics,
     pub channels: Channels,
+    pub security: Security,
+}
+
+/// How secrets are kept.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// Base64 of 32 random bytes (`head -c 32 /dev/urandom | base64`): the secrets Parcours
+    /// must keep readable (destinations' signing secrets, webhook sources' platform secrets,
+    /// the preference links' secret) are sealed with it in storage. Every node of a cluster
+    /// needs the same key; a secret sealed with it cannot be read without it.
+    pub secrets_key: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("secrets_key", &self.secrets_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// How journeys' messages are sent. A channel without a provider sends to the capture
@@ -273,6 +293,7 @@ impl Default for Config {
             health: Health::default(),
             metrics: Metrics::default(),
             channels: Channels::default(),
+            security: Security::default(),
         }
     }
 }
@@ -384,6 +405,9 @@ impl Config {
                     "channels.public_url is the address customers reach this node at, an http:// or https:// URL, not `{url}`"
                 ));
             }
+        }
+        if let Some(key) = &config.security.secrets_key {
+            parcours_core::sealed::parse_key(key)?;
         }
         if !["text", "json"].contains(&config.log.format.as_str()) {
             return Err(format!(

@@ -12,7 +12,6 @@
 #[macro_use]
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{call, eventually, start_on, Backend, TestNode, ADMIN};
@@ -160,63 +159,8 @@ async fn request(t: &TestNode, kind: &str, id_type: &str, value: &str) -> Value 
     .await
 }
 
-/// Every needle found in a file under `dir` (the store's files, write-ahead logs included).
-fn hits_in_files(dir: &Path) -> Vec<String> {
-    let mut hits = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            hits.extend(hits_in_files(&path));
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for n in needles() {
-            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                hits.push(format!("{n} in {}", path.display()));
-            }
-        }
-    }
-    hits
-}
-
-/// Every needle found in a row of a table of the node's PostgreSQL database (as text; a
-/// binary column is searched as the hex of the needle).
-async fn hits_in_tables(url: &str) -> Vec<String> {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-         ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(tables.len() > 40, "{tables:?}");
-    let mut hits = Vec::new();
-    for table in tables {
-        for n in needles() {
-            let hex: String = n.bytes().map(|b| format!("{b:02x}")).collect();
-            let count: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM {table} t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0"
-            ))
-            .bind(n)
-            .bind(&hex)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if count > 0 {
-                hits.push(format!("{n} in {count} rows of {table}"));
-            }
-        }
-    }
-    hits
-}
-
 async fn hits(t: &TestNode, backend: Backend) -> Vec<String> {
-    match backend {
-        Backend::Sqlite => hits_in_files(&t.dir),
-        Backend::Postgres => hits_in_tables(t.database.as_ref().unwrap().url()).await,
-    }
+    common::scan::hits(t, backend, &needles()).await
 }
 
 async fn erasure_leaves_no_trace(backend: Backend) {

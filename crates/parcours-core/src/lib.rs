@@ -26,6 +26,7 @@ pub mod plan;
 pub mod privacy;
 pub mod profile;
 pub mod rules;
+pub mod sealed;
 pub mod spec;
 pub mod stats;
 pub mod table;

@@ -607,7 +607,9 @@ pub enum MappingRef {
 #[serde(deny_unknown_fields)]
 pub struct SignatureCheck {
     pub scheme: SignatureScheme,
-    /// The platform's signing secret (kept as given: verifying needs it).
+    /// The platform's signing secret (kept readable: verifying needs it; sealed in storage
+    /// when the node has a key, [`crate::sealed`]).
+    #[serde(with = "crate::sealed::serde_sealed")]
     pub secret: String,
 }
 

@@ -47,7 +47,9 @@ pub struct DestinationDoc {
     pub name: String,
     /// `http://` or `https://` address that receives the changes (POST).
     pub url: String,
-    /// Signing secret, `whsec_` then base64 of 24 to 64 bytes.
+    /// Signing secret, `whsec_` then base64 of 24 to 64 bytes (sealed in storage when the
+    /// node has a key, [`parcours_core::sealed`]).
+    #[serde(with = "parcours_core::sealed::serde_sealed")]
     pub secret: String,
     /// The audiences whose changes are sent; empty sends every audience of the workspace.
     #[serde(default)]

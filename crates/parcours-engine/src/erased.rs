@@ -31,15 +31,19 @@ pub fn preference_secret(
     now: parcours_core::time::Millis,
 ) -> parcours_store::Result<String> {
     use parcours_core::privacy::PREFERENCE_SECRET;
+    use parcours_core::sealed;
+    let open = |stored: String| {
+        sealed::open(&stored).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
+    };
     if let Some(s) = store.workspace_setting(workspace, PREFERENCE_SECRET)? {
-        return Ok(s);
+        return open(s);
     }
     let made = format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),
         rand::random::<u128>()
     );
-    store.init_workspace_setting(workspace, PREFERENCE_SECRET, &made, now)
+    open(store.init_workspace_setting(workspace, PREFERENCE_SECRET, &sealed::seal(&made), now)?)
 }
 
 /// How long a node trusts its copy of a workspace's list.

@@ -89,9 +89,11 @@ pub fn link(
 /// customer it still holds.
 pub fn open(store: &dyn Store, ws: &str, profile: &str, sig: &str) -> Result<Page, ServiceError> {
     let not_found = || ServiceError::NotFound("preference link".into());
-    let secret = store
+    let stored = store
         .workspace_setting(ws, PREFERENCE_SECRET)?
         .ok_or_else(not_found)?;
+    let secret = parcours_core::sealed::open(&stored)
+        .map_err(|e| ServiceError::Store(parcours_store::StoreError::Backend(e.to_string())))?;
     if !preference_signature_ok(&secret, ws, profile, sig) {
         return Err(not_found());
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod hooks;
 pub mod journeys;
+pub mod scan;
 pub mod smtp;
 
 pub const WRITE_KEY: &str = "wk_test_key_0123456789abcdef";
