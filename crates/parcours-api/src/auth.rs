@@ -155,7 +155,20 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers)?;
-        token_of(state, token).await.map(Caller)
+        let token = token_of(state, token).await?;
+        if let Some(retry_after) = state
+            .token_limiter
+            .check(&token.id, state.engine.clock().monotonic())
+        {
+            let mut e = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this token; retry later",
+            );
+            e.retry_after = Some(retry_after);
+            return Err(e);
+        }
+        Ok(Caller(token))
     }
 }
 

@@ -68,6 +68,10 @@ pub struct ApiConfig {
     /// Whether `/metrics` needs a bearer token: `metrics_token` or an instance admin token.
     pub metrics_require_token: bool,
     pub metrics_token: Option<String>,
+    /// Tracking requests per second per source write key; 0 turns the limit off.
+    pub key_rate_limit_per_second: u32,
+    /// Admin API requests per second per token; 0 turns the limit off.
+    pub token_rate_limit_per_second: u32,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +84,8 @@ impl Default for ApiConfig {
             server: ServerLimits::default(),
             metrics_require_token: false,
             metrics_token: None,
+            key_rate_limit_per_second: 0,
+            token_rate_limit_per_second: 0,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct AppState {
     pub measure: parcours_service::measure::Snapshots,
     auth: auth::AuthCache,
     limiter: tracking::RateLimiter,
+    key_limiter: tracking::RateLimiter,
+    token_limiter: tracking::RateLimiter,
     metrics: PrometheusHandle,
 }
 
@@ -112,6 +120,8 @@ impl AppState {
         Arc::new(Self {
             engine,
             limiter: tracking::RateLimiter::new(config.rate_limit_per_second),
+            key_limiter: tracking::RateLimiter::new(config.key_rate_limit_per_second),
+            token_limiter: tracking::RateLimiter::new(config.token_rate_limit_per_second),
             config,
             ready: AtomicBool::new(true),
             measure,

@@ -149,18 +149,7 @@ async fn ingest(
     if let Some(refused) = crate::browser::refused_origin(&source, &headers) {
         return Ok(refused);
     }
-    if let Some(retry_after) = state
-        .limiter
-        .check(&source.workspace_id, state.engine.clock().monotonic())
-    {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many tracking requests for this workspace; retry later",
-        );
-        e.retry_after = Some(retry_after);
-        return Err(e);
-    }
+    crate::tracking::within_limits(&state, &source)?;
     let received_at = state.engine.now();
     // Reading and checking 2,500 events takes milliseconds: not on the executor.
     let (batch, violations) = blocking(move || {
@@ -321,6 +310,30 @@ fn message_id(now: i64) -> String {
 }
 
 /// A token bucket per workspace.
+/// A tracking request within the workspace's limit and its source key's; else `429
+/// rate_limited` with `Retry-After`.
+pub(crate) fn within_limits(
+    state: &AppState,
+    source: &parcours_store::Source,
+) -> Result<(), ApiError> {
+    let now = state.engine.clock().monotonic();
+    for (limiter, who, key) in [
+        (&state.limiter, "this workspace", &source.workspace_id),
+        (&state.key_limiter, "this write key", &source.id),
+    ] {
+        if let Some(retry_after) = limiter.check(key, now) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many tracking requests for {who}; retry later"),
+            );
+            e.retry_after = Some(retry_after);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 pub struct RateLimiter {
     per_second: u32,
     /// Tokens left, and when they were counted (the clock's monotonic time).

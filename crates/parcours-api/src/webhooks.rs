@@ -159,18 +159,7 @@ pub async fn receive(
     }
     let mut raw_headers = raw_headers;
     let body = crate::server::decode(&mut raw_headers, body, parcours_core::spec::MAX_BATCH_BYTES)?;
-    if let Some(retry_after) = state
-        .limiter
-        .check(&source.workspace_id, state.engine.clock().monotonic())
-    {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many tracking requests for this workspace; retry later",
-        );
-        e.retry_after = Some(retry_after);
-        return Err(e);
-    }
+    crate::tracking::within_limits(&state, &source)?;
     let (batch, violations, mapped) = blocking(move || {
         let value = payload(&body)?;
         let events = mapped_batch(

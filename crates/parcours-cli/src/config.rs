@@ -121,6 +121,10 @@ pub struct Http {
     pub port: u16,
     /// Tracking requests per second per workspace; 0 = no limit.
     pub rate_limit_per_second: u32,
+    /// Tracking requests per second per source write key; 0 = no limit.
+    pub key_rate_limit_per_second: u32,
+    /// Admin API requests per second per token; 0 = no limit.
+    pub token_rate_limit_per_second: u32,
     /// A client has this long to send a request's headers (and an idle keep-alive connection
     /// is closed after it).
     pub header_timeout_ms: u64,
@@ -304,6 +308,8 @@ impl Default for Http {
             host: "127.0.0.1".into(),
             port: 8750,
             rate_limit_per_second: 0,
+            key_rate_limit_per_second: 0,
+            token_rate_limit_per_second: 0,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_connections_per_ip: 256,

@@ -294,6 +294,8 @@ impl Node {
                 server: server_limits(config),
                 metrics_require_token: config.metrics_require_token(),
                 metrics_token: config.metrics.token.clone(),
+                key_rate_limit_per_second: config.http.key_rate_limit_per_second,
+                token_rate_limit_per_second: config.http.token_rate_limit_per_second,
             },
         );
         state.ready.store(ready, Ordering::SeqCst);

@@ -163,6 +163,86 @@ async fn rate_limit_answers_429_with_retry_after(backend: Backend) {
     t.stop().await;
 }
 
+/// Limits per write key (tracking) and per token (admin API): one key or token over its
+/// limit is refused with `429`, the others go on.
+async fn limits_per_key_and_per_token(backend: Backend) {
+    let t = start_on("keylimit", backend, |c| {
+        c.http.key_rate_limit_per_second = 2;
+        c.http.token_rate_limit_per_second = 3;
+    })
+    .await;
+    let r = t
+        .client
+        .post(
+            "/api/v1/sources",
+            common::ADMIN,
+            json!({"name": "App"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+    let other_key = r.json()["write_key"].as_str().unwrap().to_string();
+    let track = |key: String, i: usize| {
+        let t = &t;
+        async move {
+            t.client
+                .track(
+                    "/v1/track",
+                    &key,
+                    json!({"userId": "u", "event": "E", "messageId": format!("{key}{i}")})
+                        .to_string(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = track(WRITE_KEY.to_string(), i).await;
+        if r.status == 429 {
+            assert_eq!(r.json()["code"], "rate_limited");
+            assert!(r.json()["message"].as_str().unwrap().contains("write key"));
+            assert!(r.headers.get("retry-after").is_some());
+        }
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(track(other_key, 0).await.status, 200, "another key goes on");
+    // Tokens: the admin token, then another one.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = t
+            .client
+            .get("/api/v1/sources", common::ADMIN)
+            .await
+            .unwrap();
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = t
+        .client
+        .post(
+            "/api/v1/tokens",
+            common::ADMIN,
+            json!({"name": "other", "role": "analyst"}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+    let other = r.json()["secret"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let _ = t
+            .client
+            .get("/api/v1/sources", common::ADMIN)
+            .await
+            .unwrap();
+    }
+    let r = t.client.get("/api/v1/sources", &other).await.unwrap();
+    assert_eq!(r.status, 200, "another token goes on: {}", r.json());
+    t.stop().await;
+}
+
 async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix(backend: Backend) {
     let t = start_on("quarantine", backend, |_| {}).await;
     let r = t
@@ -262,6 +342,7 @@ on_each_store!(
     replayed_message_ids_are_acknowledged_and_stored_once,
     clock_skew_is_corrected_and_context_merged,
     rate_limit_answers_429_with_retry_after,
+    limits_per_key_and_per_token,
     invalid_events_are_quarantined_listed_and_replayed_after_a_fix,
     every_documented_route_exists_and_errors_have_the_stable_shape,
 );
