@@ -58,3 +58,6 @@ CREATE TABLE workspace_settings (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (workspace_id, name)
 );
+
+-- The parts of the admin API a token may call (a JSON array; NULL: every part).
+ALTER TABLE tokens ADD COLUMN scopes TEXT;

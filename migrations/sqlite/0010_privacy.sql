@@ -65,3 +65,6 @@ INSERT INTO event_seq_floor (seq) SELECT coalesce(max(seq), 0) FROM events;
 CREATE TRIGGER events_keep_their_seq AFTER DELETE ON events
 WHEN OLD.seq > (SELECT seq FROM event_seq_floor)
 BEGIN UPDATE event_seq_floor SET seq = OLD.seq; END;
+
+-- The parts of the admin API a token may call (a JSON array; NULL: every part).
+ALTER TABLE tokens ADD COLUMN scopes TEXT;

@@ -156,6 +156,17 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     ) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers)?;
         let token = token_of(state, token).await?;
+        // Inside the API's router the path has lost its `/api/v1` prefix; both forms are read.
+        if !parcours_service::keys::in_scope(&token, parts.uri.path()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "out_of_scope",
+                format!(
+                    "this token is limited to {}; this call is outside them",
+                    token.scopes.join(", ")
+                ),
+            ));
+        }
         if let Some(retry_after) = state
             .token_limiter
             .check(&token.id, state.engine.clock().monotonic())

@@ -338,6 +338,8 @@ struct NewToken {
     name: String,
     role: String,
     expires_in_days: Option<u32>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 /// Create a token; its secret is answered once.
@@ -361,14 +363,22 @@ async fn new_token(
         state.engine.now(),
     );
     let (token, secret) = blocking(move || {
-        Ok(create_token(
+        let made = create_token_with(
             st.as_ref(),
             &ws,
             &body.name,
             role,
             body.expires_in_days,
+            &body.scopes,
             now,
-        )?)
+        )
+        .map_err(|e| match e {
+            KeyError::Invalid(m) if m.contains("is not a scope") => {
+                parcours_service::ServiceError::invalid("invalid_scope", m)
+            }
+            e => e.into(),
+        })?;
+        Ok(made)
     })
     .await?;
     Ok((

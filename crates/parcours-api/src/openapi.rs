@@ -204,8 +204,10 @@ json_schema!(
     NewTokenBody,
     object(
         &["name", "role"],
-        json!({"name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
-            "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}}),
+        json!({"name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": {"type": "string", "enum": ["admin", "marketer", "agent", "analyst", "read_only"]},
+            "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650},
+            "scopes": {"type": "array", "items": {"type": "string", "enum": ["profiles", "audiences", "journeys", "commerce", "measure", "privacy", "sources", "admin"]},
+                "description": "the parts of the admin API the token may call; none: every part its role allows"}}),
     )
 );
 json_schema!(
@@ -262,8 +264,9 @@ fn source_schema() -> Value {
 fn token_schema() -> Value {
     json!({"type": "object", "required": ["id", "workspace_id", "name", "role", "instance_admin", "created_at", "active"], "properties": {
         "id": {"type": "string"}, "workspace_id": {"type": "string"}, "name": {"type": "string"},
-        "role": {"type": "string", "enum": ["admin", "marketer", "analyst", "read_only"]},
-        "instance_admin": {"type": "boolean"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"}}})
+        "role": {"type": "string", "enum": ["admin", "marketer", "agent", "analyst", "read_only"]},
+        "instance_admin": {"type": "boolean"}, "created_at": iso(), "expires_at": iso_or_null(), "active": {"type": "boolean"},
+        "scopes": {"type": "array", "items": {"type": "string"}}}})
 }
 
 /// Profiles and merges a set of identity rules makes.

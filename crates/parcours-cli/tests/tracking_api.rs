@@ -243,6 +243,71 @@ async fn limits_per_key_and_per_token(backend: Backend) {
     t.stop().await;
 }
 
+/// A token limited to some parts of the admin API calls those only (its role still decides
+/// within them); its rotation keeps them.
+async fn scoped_tokens_call_only_their_parts(backend: Backend) {
+    let t = start_on("scopes", backend, |_| {}).await;
+    let make = |body: serde_json::Value| {
+        let t = &t;
+        async move {
+            let r = t
+                .client
+                .post("/api/v1/tokens", ADMIN, body.to_string())
+                .await
+                .unwrap();
+            (r.status, r.json())
+        }
+    };
+    let (s, e) = make(json!({"name": "x", "role": "analyst", "scopes": ["everything"]})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_scope")), "{e}");
+    let (s, made) = make(json!({"name": "dashboards", "role": "analyst",
+        "scopes": ["measure", "audiences", "measure"]}))
+    .await;
+    assert_eq!(s, 201, "{made}");
+    assert_eq!(made["token"]["scopes"], json!(["measure", "audiences"]));
+    let secret = made["secret"].as_str().unwrap().to_string();
+    let get = |path: &'static str, token: String| {
+        let t = &t;
+        async move {
+            let r = t.client.get(path, &token).await.unwrap();
+            (r.status, r.json())
+        }
+    };
+    assert_eq!(get("/api/v1/audiences", secret.clone()).await.0, 200);
+    for path in [
+        "/api/v1/sources",
+        "/api/v1/tokens",
+        "/api/v1/profiles/p_x/preferences-link",
+        "/api/v1/commerce/locations",
+    ] {
+        let (s, e) = get(path, secret.clone()).await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (403, Some("out_of_scope")),
+            "{path}: {e}"
+        );
+    }
+    // Rotated, it keeps its scopes.
+    let id = made["token"]["id"].as_str().unwrap();
+    let r = t
+        .client
+        .post(&format!("/api/v1/tokens/{id}/rotate"), ADMIN, "{}")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert_eq!(r.json()["token"]["scopes"], json!(["measure", "audiences"]));
+    let (_, list) = get("/api/v1/tokens", ADMIN.to_string()).await;
+    assert!(
+        list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["scopes"] == json!(["measure", "audiences"])),
+        "{list}"
+    );
+    t.stop().await;
+}
+
 async fn invalid_events_are_quarantined_listed_and_replayed_after_a_fix(backend: Backend) {
     let t = start_on("quarantine", backend, |_| {}).await;
     let r = t
@@ -343,6 +408,7 @@ on_each_store!(
     clock_skew_is_corrected_and_context_merged,
     rate_limit_answers_429_with_retry_after,
     limits_per_key_and_per_token,
+    scoped_tokens_call_only_their_parts,
     invalid_events_are_quarantined_listed_and_replayed_after_a_fix,
     every_documented_route_exists_and_errors_have_the_stable_shape,
 );

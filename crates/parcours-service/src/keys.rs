@@ -219,6 +219,69 @@ pub fn rotate_write_key(
     Ok((key, until))
 }
 
+/// The parts of the admin API a token can be limited to, and the first segments of the
+/// paths (after `/api/v1/`) each covers.
+pub const SCOPES: &[(&str, &[&str])] = &[
+    ("profiles", &["profiles", "merges"]),
+    (
+        "audiences",
+        &["audiences", "computed-traits", "destinations"],
+    ),
+    (
+        "journeys",
+        &["journeys", "messages", "channels", "suppressions"],
+    ),
+    ("commerce", &["commerce"]),
+    ("measure", &["measure", "dashboard"]),
+    ("privacy", &["privacy", "audit"]),
+    (
+        "sources",
+        &[
+            "sources",
+            "source",
+            "quarantine",
+            "webhooks",
+            "tracking-plans",
+        ],
+    ),
+    ("admin", &["tokens", "workspace", "workspaces"]),
+];
+
+/// The scope an admin API path is in (`/api/v1/audiences/vip` or, inside the API's router,
+/// `/audiences/vip`); `None` for a path no scope covers.
+pub fn scope_of(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1").unwrap_or(path);
+    let first = rest.trim_start_matches('/').split('/').next()?;
+    SCOPES
+        .iter()
+        .find(|(_, parts)| parts.contains(&first))
+        .map(|(scope, _)| *scope)
+}
+
+/// Whether a token may call `path`: a token without scopes may call every part (its role
+/// decides); one with scopes, only the parts they name.
+pub fn in_scope(token: &Token, path: &str) -> bool {
+    token.scopes.is_empty() || scope_of(path).is_some_and(|s| token.scopes.iter().any(|t| t == s))
+}
+
+/// Checks the scopes asked for a token.
+pub fn check_scopes(scopes: &[String]) -> Result<Vec<String>, KeyError> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scopes {
+        if !SCOPES.iter().any(|(name, _)| name == s) {
+            let known: Vec<&str> = SCOPES.iter().map(|(n, _)| *n).collect();
+            return Err(KeyError::Invalid(format!(
+                "`{s}` is not a scope: {}",
+                known.join(", ")
+            )));
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// A new admin token and its secret (shown once).
 pub fn create_token(
     store: &dyn Store,
@@ -228,7 +291,21 @@ pub fn create_token(
     expires_in_days: Option<u32>,
     now: Millis,
 ) -> Result<(Token, String), KeyError> {
+    create_token_with(store, workspace, name, role, expires_in_days, &[], now)
+}
+
+/// A new admin token limited to `scopes` (none: every part its role allows), and its secret.
+pub fn create_token_with(
+    store: &dyn Store,
+    workspace: &str,
+    name: &str,
+    role: Role,
+    expires_in_days: Option<u32>,
+    scopes: &[String],
+    now: Millis,
+) -> Result<(Token, String), KeyError> {
     let name = check_name(name)?;
+    let scopes = check_scopes(scopes)?;
     let expires_at =
         match expires_in_days {
             Some(0) => return Err(KeyError::Invalid(
@@ -252,6 +329,7 @@ pub fn create_token(
         instance_admin: false,
         created_at: now,
         expires_at,
+        scopes,
     };
     store.create_token(&token, &hash_secret(&secret))?;
     Ok((token, secret))
@@ -332,6 +410,7 @@ pub fn token_json(t: &Token, now: Millis) -> Value {
         "created_at": format_timestamp(t.created_at),
         "expires_at": t.expires_at.map(format_timestamp),
         "active": t.expires_at.is_none_or(|at| at > now),
+        "scopes": t.scopes,
     })
 }
 

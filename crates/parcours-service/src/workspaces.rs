@@ -92,6 +92,7 @@ pub fn provision_workspace(
         instance_admin,
         created_at: now,
         expires_at: None,
+        scopes: vec![],
     };
     store.create_token(&token, &hash_secret(&admin_token))?;
     Ok(Provisioned {

@@ -69,13 +69,15 @@ fn to_token(r: &PgRow) -> Result<Token> {
         instance_admin: r.try_get(4).map_err(backend)?,
         created_at: r.try_get(5).map_err(backend)?,
         expires_at: r.try_get(6).map_err(backend)?,
+        scopes: json_column(r.try_get(7).map_err(backend)?).unwrap_or_default(),
     })
 }
 
 const WORKSPACE_COLS: &str = "id, name, created_at, identity_rules";
 const SOURCE_COLS: &str =
     "id, workspace_id, name, channel, created_at, allowed_origins, webhook, tracking_plan";
-const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
+const TOKEN_COLS: &str =
+    "id, workspace_id, name, role, instance_admin, created_at, expires_at, scopes";
 
 impl PgStore {
     fn rows<'q, T>(
@@ -317,8 +319,8 @@ impl Registry for PgStore {
     fn create_token(&self, t: &Token, token_hash: &str) -> Result<()> {
         self.run(
             sqlx::query(
-                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at, scopes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&t.id)
             .bind(&t.workspace_id)
@@ -328,6 +330,7 @@ impl Registry for PgStore {
             .bind(token_hash)
             .bind(t.created_at)
             .bind(t.expires_at)
+            .bind(to_json(&Some(&t.scopes).filter(|s| !s.is_empty()))?)
             .execute(&self.pool),
         )
         .map_err(|e| conflict_or_backend(e, "token"))?;

@@ -73,12 +73,14 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
         instance_admin: r.get(4)?,
         created_at: r.get(5)?,
         expires_at: r.get(6)?,
+        scopes: json_column(r.get(7)?).unwrap_or_default(),
     })
 }
 
 const SOURCE_COLS: &str =
     "id, workspace_id, name, channel, created_at, allowed_origins, webhook, tracking_plan";
-const TOKEN_COLS: &str = "id, workspace_id, name, role, instance_admin, created_at, expires_at";
+const TOKEN_COLS: &str =
+    "id, workspace_id, name, role, instance_admin, created_at, expires_at, scopes";
 
 impl Registry for SqliteStore {
     fn create_workspace(&self, w: &Workspace) -> Result<()> {
@@ -289,9 +291,10 @@ impl Registry for SqliteStore {
     fn create_token(&self, t: &Token, token_hash: &str) -> Result<()> {
         self.writer()
             .execute(
-                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![t.id, t.workspace_id, t.name, t.role.as_str(), t.instance_admin, token_hash, t.created_at, t.expires_at],
+                "INSERT INTO tokens (id, workspace_id, name, role, instance_admin, token_hash, created_at, expires_at, scopes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![t.id, t.workspace_id, t.name, t.role.as_str(), t.instance_admin, token_hash, t.created_at, t.expires_at,
+                        to_json(&Some(&t.scopes).filter(|s| !s.is_empty()))?],
             )
             .map_err(|e| conflict_or_backend(e, "token"))?;
         Ok(())

@@ -155,6 +155,10 @@ pub struct Token {
     #[serde(default)]
     #[serde(serialize_with = "parcours_core::time::serialize_iso_opt")]
     pub expires_at: Option<Millis>,
+    /// The parts of the admin API it may call (`audiences`, `commerce` …); empty: every
+    /// part its role allows.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Workspaces, sources (write keys) and admin tokens.

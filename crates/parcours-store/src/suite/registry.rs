@@ -63,6 +63,7 @@ pub fn registry_round_trips_and_keeps_workspaces_apart(store: &dyn Store) {
         instance_admin: true,
         created_at: T0,
         expires_at: None,
+        scopes: vec![],
     };
     store.create_token(&token, "thash").unwrap();
     assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
@@ -191,6 +192,7 @@ pub fn write_keys_rotate_and_tokens_expire(store: &dyn Store) {
         instance_admin: false,
         created_at: T0,
         expires_at: Some(T0 + 9_000),
+        scopes: vec!["audiences".into(), "measure".into()],
     };
     store.create_token(&token, "thash").unwrap();
     assert_eq!(store.token_by_hash("thash").unwrap(), Some(token.clone()));
