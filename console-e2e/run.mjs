@@ -438,6 +438,8 @@ try {
   await page.waitForURL(/saved=1/);
   check(await page.getByLabel('Events (days)', { exact: true }).inputValue() === '730'
     && await page.getByLabel('IP addresses').inputValue() === 'drop', 'the retention and the IP setting are saved');
+  check((await page.locator('#table-audit tbody tr').first().innerText()).includes('privacy.settings.changed'),
+    'the audit log shows the newest first');
   await page.locator('#h-audit').scrollIntoViewIfNeeded();
   await shot(page, 'privacy-audit');
   const audit = await page.request.get(`${BASE}/console/privacy/audit.csv`);

@@ -526,12 +526,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("kept", "kept", "gardé"),
     ("save", "Save", "Enregistrer"),
     ("audit_log", "Audit log", "Journal d'audit"),
-    ("audit_intro", "Who did what, when: requests and their outcome, settings, retention, and every change of configuration. Append-only; it holds no customer's personal data.", "Qui a fait quoi, et quand : les demandes et leur issue, les réglages, la conservation, et chaque changement de configuration. En ajout seul ; il ne contient aucune donnée personnelle de client."),
+    ("audit_intro", "Newest first. Who did what, when: requests and their outcome, settings, retention, and every change of configuration. Append-only; it holds no customer's personal data.", "Les plus récentes d'abord. Qui a fait quoi, et quand : les demandes et leur issue, les réglages, la conservation, et chaque changement de configuration. En ajout seul ; il ne contient aucune donnée personnelle de client."),
     ("download_csv", "download as CSV", "télécharger en CSV"),
     ("who", "Who", "Qui"),
     ("action", "Action", "Action"),
     ("target", "On", "Sur"),
-    ("later_entries", "Later entries", "Entrées suivantes"),
+    ("older_entries", "Older entries", "Entrées plus anciennes"),
 ];
 
 /// What a page needs to speak the user's language.

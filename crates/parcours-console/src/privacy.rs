@@ -78,14 +78,14 @@ struct PrivacyPage {
     days: Vec<Days>,
     rules: String,
     audit: Vec<AuditRow>,
-    next_after: Option<i64>,
+    older_before: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
 pub(crate) struct PageQuery {
     filed: Option<String>,
     saved: Option<String>,
-    after: Option<i64>,
+    before: Option<i64>,
 }
 
 fn ip_name(ip: IpAddresses) -> &'static str {
@@ -160,12 +160,12 @@ async fn page_with(
 ) -> Response {
     let (store, actor) = (state.engine.store().clone(), session.actor());
     let admin = session.admin();
-    let after = q.after.unwrap_or(0).max(0);
+    let before = q.before;
     let loaded = blocking(move || {
         let requests = privacy::requests(store.as_ref(), &actor)?;
         let settings = privacy::settings(store.as_ref(), &actor)?;
         let audit = if admin {
-            privacy::audit_log(store.as_ref(), &actor, after, 100)?
+            privacy::audit_log_newest(store.as_ref(), &actor, before, 100)?
         } else {
             Vec::new()
         };
@@ -181,7 +181,7 @@ async fn page_with(
         Some((e, typed)) => (Some(e), typed),
         None => (None, stored),
     };
-    let next_after = (audit.len() == 100)
+    let older_before = (audit.len() == 100)
         .then(|| audit.last().map(|e| e.id))
         .flatten();
     render(PrivacyPage {
@@ -229,7 +229,7 @@ async fn page_with(
                 detail: e.detail,
             })
             .collect(),
-        next_after,
+        older_before,
     })
 }
 

@@ -794,6 +794,17 @@ pub fn suppressed(store: &dyn Store, actor: &Actor) -> Result<Suppressed, Servic
     })
 }
 
+/// The audit log, newest first, before `before_id` (admins only).
+pub fn audit_log_newest(
+    store: &dyn Store,
+    actor: &Actor,
+    before_id: Option<i64>,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, ServiceError> {
+    actor.require_admin()?;
+    Ok(store.audit_log_newest(&actor.workspace, before_id, limit.clamp(1, 1000))?)
+}
+
 /// The audit log, oldest first from after `after_id` (admins only).
 pub fn audit_log(
     store: &dyn Store,

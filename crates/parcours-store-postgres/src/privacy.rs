@@ -614,4 +614,25 @@ impl Privacy for PgStore {
             .map_err(backend)?;
         rows.iter().map(audit).collect()
     }
+
+    fn audit_log_newest(
+        &self,
+        workspace: &str,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = self
+            .run(
+                sqlx::query(
+                    "SELECT id, workspace_id, at, actor, action, target, detail FROM audit_log
+                     WHERE workspace_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .bind(workspace)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(limit as i64)
+                .fetch_all(self.pool()),
+            )
+            .map_err(backend)?;
+        rows.iter().map(audit).collect()
+    }
 }

@@ -575,4 +575,26 @@ impl Privacy for SqliteStore {
             .map_err(backend)
         })
     }
+
+    fn audit_log_newest(
+        &self,
+        workspace: &str,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, workspace_id, at, actor, action, target, detail FROM audit_log
+                 WHERE workspace_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )
+            .and_then(|mut st| {
+                st.query_map(
+                    params![workspace, before_id.unwrap_or(i64::MAX), limit as i64],
+                    audit,
+                )?
+                .collect()
+            })
+            .map_err(backend)
+        })
+    }
 }

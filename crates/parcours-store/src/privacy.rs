@@ -219,6 +219,13 @@ pub trait Privacy: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
     /// A workspace's audit log from the entry after `after_id`, oldest first.
     fn audit_log(&self, workspace: &str, after_id: i64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The audit log, newest first, before `before_id` (none: from the newest).
+    fn audit_log_newest(
+        &self,
+        workspace: &str,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>>;
 }
 
 /// Which file of the embedded store a statement of an erasure runs in (the server store

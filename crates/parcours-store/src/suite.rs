@@ -96,6 +96,7 @@ macro_rules! conformance_suite {
             ad_spend_is_kept_per_day_channel_and_campaign,
             retention_deletes_what_each_rule_says_in_its_workspace,
             deleted_events_never_give_their_seq_back,
+            audit_log_reads_both_ways_and_keeps_workspaces_apart,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

@@ -76,3 +76,37 @@ pub fn deleted_events_never_give_their_seq_back(store: &dyn Store) {
     );
     assert_eq!(store.events_after(newest, 10).unwrap().len(), 1);
 }
+
+pub fn audit_log_reads_both_ways_and_keeps_workspaces_apart(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let entry = |ws: &str, n: i64| AuditEntry {
+        id: 0,
+        workspace_id: ws.into(),
+        at: T0 + n,
+        actor: "admin".into(),
+        action: format!("a{n}"),
+        target: "t".into(),
+        detail: "{}".into(),
+    };
+    for n in 0..5 {
+        store.append_audit(&entry("ws_a", n)).unwrap();
+        store.append_audit(&entry("ws_b", n)).unwrap();
+    }
+    let actions = |v: Vec<AuditEntry>| v.into_iter().map(|e| e.action).collect::<Vec<_>>();
+    assert_eq!(
+        actions(store.audit_log("ws_a", 0, 3).unwrap()),
+        ["a0", "a1", "a2"]
+    );
+    let newest = store.audit_log_newest("ws_a", None, 3).unwrap();
+    let last = newest.last().unwrap().id;
+    assert_eq!(actions(newest), ["a4", "a3", "a2"]);
+    assert_eq!(
+        actions(store.audit_log_newest("ws_a", Some(last), 10).unwrap()),
+        ["a1", "a0"]
+    );
+    assert!(store
+        .audit_log_newest("ws_b", None, 10)
+        .unwrap()
+        .iter()
+        .all(|e| e.workspace_id == "ws_b"));
+}
