@@ -567,6 +567,30 @@ async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
     .await;
     assert_eq!(r.status, 422);
     assert!(text(&r).contains("The expiry is a number of days."));
+    // A token limited to measurement and audiences; an unknown scope is refused with the list.
+    let r = post(
+        &t,
+        "/console/settings/tokens",
+        &h,
+        &format!("csrf={csrf}&name=Dashboards&role=analyst&scopes=measure%2C+Audiences"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let scoped = shown(&text(&r), "made-secret");
+    let page = text(&get(&t, "/console/settings", &admin).await);
+    assert!(page.contains("<td>measure, audiences</td>"), "{page}");
+    let out = t.client.get("/api/v1/sources", &scoped).await.unwrap();
+    assert_eq!(out.status, 403, "{}", out.json());
+    assert_eq!(out.json()["code"], "out_of_scope");
+    let r = post(
+        &t,
+        "/console/settings/tokens",
+        &h,
+        &format!("csrf={csrf}&name=x&role=analyst&scopes=everything"),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", text(&r));
+    assert!(text(&r).contains("is not a scope"), "{}", text(&r));
     let page = text(&get(&t, "/console/settings", &admin).await);
     let id = page
         .split("action=\"/console/settings/tokens/")

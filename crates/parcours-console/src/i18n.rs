@@ -532,6 +532,9 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("action", "Action", "Action"),
     ("target", "On", "Sur"),
     ("older_entries", "Older entries", "Entrées plus anciennes"),
+    ("scopes", "Scopes", "Périmètre"),
+    ("all_parts", "every part", "toutes les parties"),
+    ("scopes_help", "Comma-separated: profiles, audiences, journeys, commerce, measure, privacy, sources, admin. Empty: every part its role allows.", "Séparés par des virgules : profiles, audiences, journeys, commerce, measure, privacy, sources, admin. Vide : toutes les parties que son rôle permet."),
 ];
 
 /// What a page needs to speak the user's language.

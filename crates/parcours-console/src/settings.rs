@@ -30,6 +30,8 @@ pub(crate) struct TokenRow {
     pub created: String,
     pub expires: String,
     pub live: bool,
+    /// The parts of the admin API it may call (empty: all its role allows).
+    pub scopes: String,
 }
 
 /// A secret made by this request, shown once.
@@ -249,6 +251,7 @@ async fn page_with(
                     created: tr.date(t.created_at),
                     expires: t.expires_at.map(|at| tr.date(at)).unwrap_or_default(),
                     live: t.expires_at.is_none_or(|at| at > now),
+                    scopes: t.scopes.join(", "),
                 })
                 .collect(),
             admin,
@@ -438,6 +441,9 @@ pub(crate) struct TokenForm {
     role: String,
     #[serde(default)]
     expires_in_days: String,
+    /// Comma-separated scopes (empty: every part).
+    #[serde(default)]
+    scopes: String,
 }
 
 pub(crate) async fn new_token(
@@ -468,9 +474,16 @@ pub(crate) async fn new_token(
         state.engine.now(),
     );
     let (name, role) = (form.name.clone(), form.role.clone());
-    let made =
-        blocking(move || keys::create_token_as(store.as_ref(), &actor, &name, &role, days, now))
-            .await;
+    let scopes: Vec<String> = form
+        .scopes
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let made = blocking(move || {
+        keys::create_token_as(store.as_ref(), &actor, &name, &role, days, &scopes, now)
+    })
+    .await;
     match made {
         Ok((token, secret)) => {
             page(

@@ -481,6 +481,7 @@ pub fn create_token_as(
     name: &str,
     role: &str,
     expires_in_days: Option<u32>,
+    scopes: &[String],
     now: Millis,
 ) -> Result<(Token, String), crate::ServiceError> {
     actor.require_admin()?;
@@ -490,12 +491,13 @@ pub fn create_token_as(
             format!("`{role}` is not a role: admin, marketer, agent, analyst or read_only"),
         )
     })?;
-    Ok(create_token(
+    Ok(create_token_with(
         store,
         &actor.workspace,
         name,
         role,
         expires_in_days,
+        scopes,
         now,
     )?)
 }
