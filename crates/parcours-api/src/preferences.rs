@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Form, Json};
 use parcours_service::preferences::{self, Choice, Lang, Page};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -184,45 +183,6 @@ async fn show(
     }
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body (`+` is a space, `%XX` a byte).
-fn form_fields(body: &[u8]) -> HashMap<String, String> {
-    fn hex(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|d| d as u8)
-    }
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => match (
-                    b.get(i + 1).and_then(|c| hex(*c)),
-                    b.get(i + 2).and_then(|c| hex(*c)),
-                ) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .take(100)
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 /// Records her choice: every consent the page offers, ticked or not, as a `Consent
 /// Preference Updated` event of hers (source `parcours:preferences`, the page's text
 /// version as proof). The page comes back with her choices.
@@ -230,14 +190,13 @@ fn form_fields(body: &[u8]) -> HashMap<String, String> {
     params(("workspace" = String, Path, description = "the workspace"), ("profile" = String, Path, description = "the customer's profile"),
            ("sig" = String, Path, description = "the link's signature")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "the ticked consents (`marketing:email=yes`) and `lang`"),
-    responses((status = 200, description = "saved", content_type = "text/html"), (status = 404, description = "not a link Parcours signed")))]
+    responses((status = 200, description = "saved", content_type = "text/html"), (status = 404, description = "not a link Parcours signed"), Refusals))]
 async fn choose(
     State(state): State<Arc<AppState>>,
     Path((ws, profile, sig)): Path<(String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let fields = form_fields(&body);
     let lang = Lang::choose(
         fields.get("lang").map(String::as_str),
         accept_language(&headers),
@@ -305,18 +264,6 @@ async fn link(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_bodies_decode() {
-        let f =
-            form_fields("lang=fr&marketing%3Aemail=yes&a+b=c%20d&bad=%zz&cut=%4&é=%é".as_bytes());
-        assert_eq!(f["lang"], "fr");
-        assert_eq!(f["marketing:email"], "yes");
-        assert_eq!(f["a b"], "c d");
-        assert_eq!(f["bad"], "%zz");
-        assert_eq!(f["cut"], "%4");
-        assert_eq!(f["é"], "%é");
-    }
 
     #[test]
     fn labels_speak_both_languages() {

@@ -262,6 +262,35 @@ pub(crate) struct SettingsForm {
     delivery_logs_days: String,
 }
 
+/// Puts what the form says into the settings, or says what does not read.
+fn read_form(s: &mut PrivacySettings, form: &SettingsForm) -> Result<(), String> {
+    s.ip_addresses = serde_json::from_value(serde_json::json!(form.ip_addresses))
+        .map_err(|_| format!("`{}` is not keep, truncate or drop", form.ip_addresses))?;
+    s.precise_location =
+        serde_json::from_value(serde_json::json!(form.precise_location)).map_err(|_| {
+            format!(
+                "`{}` is not keep, with_consent or drop",
+                form.precise_location
+            )
+        })?;
+    let days = |v: &str| -> Result<Option<u32>, String> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("`{v}` is not a number of days"))
+    };
+    let r = &mut s.retention;
+    r.events_days = days(&form.events_days)?;
+    r.message_bodies_days = days(&form.message_bodies_days)?;
+    r.messages_days = days(&form.messages_days)?;
+    r.quarantine_days = days(&form.quarantine_days)?;
+    r.delivery_logs_days = days(&form.delivery_logs_days)?;
+    Ok(())
+}
+
 /// Saves the settings the form shows; the rules by name and type, the holidays and the
 /// preference page's consents are kept as they are.
 pub(crate) async fn save_settings(
@@ -278,42 +307,16 @@ pub(crate) async fn save_settings(
         state.engine.now(),
     );
     let name = session.token_name();
+    // A refusal comes back with what was typed, to show it again.
     let saved = blocking(move || {
         let mut s = privacy::settings(store.as_ref(), &actor)?;
-        let bad = |m: String| ServiceError::invalid("invalid_privacy_settings", m);
-        s.ip_addresses =
-            serde_json::from_value(serde_json::json!(form.ip_addresses)).map_err(|_| {
-                bad(format!(
-                    "`{}` is not keep, truncate or drop",
-                    form.ip_addresses
-                ))
-            })?;
-        s.precise_location = serde_json::from_value(serde_json::json!(form.precise_location))
-            .map_err(|_| {
-                bad(format!(
-                    "`{}` is not keep, with_consent or drop",
-                    form.precise_location
-                ))
-            })?;
-        let days = |v: &str| -> Result<Option<u32>, ServiceError> {
-            let v = v.trim();
-            if v.is_empty() {
-                return Ok(None);
-            }
-            v.parse::<u32>()
-                .map(Some)
-                .map_err(|_| bad(format!("`{v}` is not a number of days")))
-        };
-        s.retention.events_days = days(&form.events_days)?;
-        s.retention.message_bodies_days = days(&form.message_bodies_days)?;
-        s.retention.messages_days = days(&form.messages_days)?;
-        s.retention.quarantine_days = days(&form.quarantine_days)?;
-        s.retention.delivery_logs_days = days(&form.delivery_logs_days)?;
-        let typed = s.clone();
+        if let Err(m) = read_form(&mut s, &form) {
+            return Ok(Some((m, s)));
+        }
         let doc = serde_json::to_string(&s).expect("settings serialise");
         match privacy::put_settings(store.as_ref(), &actor, &name, &doc, now) {
             Ok(_) => Ok(None),
-            Err(ServiceError::Invalid { message, .. }) => Ok(Some((message, typed))),
+            Err(ServiceError::Invalid { message, .. }) => Ok(Some((message, s))),
             Err(e) => Err(e),
         }
     })
@@ -328,21 +331,6 @@ pub(crate) async fn save_settings(
         }
         Ok(Some(refused)) => {
             let mut r = page_with(&state, &session, PageQuery::default(), Some(refused)).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
-        Err(ServiceError::Invalid { message, .. }) => {
-            let (store, actor) = (state.engine.store().clone(), session.actor());
-            let stored = blocking(move || privacy::settings(store.as_ref(), &actor))
-                .await
-                .unwrap_or_default();
-            let mut r = page_with(
-                &state,
-                &session,
-                PageQuery::default(),
-                Some((message, stored)),
-            )
-            .await;
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             r
         }

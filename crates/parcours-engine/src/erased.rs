@@ -32,18 +32,31 @@ pub fn preference_secret(
 ) -> parcours_store::Result<String> {
     use parcours_core::privacy::PREFERENCE_SECRET;
     use parcours_core::sealed;
-    let open = |stored: String| {
-        sealed::open(&stored).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
-    };
-    if let Some(s) = store.workspace_setting(workspace, PREFERENCE_SECRET)? {
-        return open(s);
+    if let Some(s) = stored_preference_secret(store, workspace)? {
+        return Ok(s);
     }
     let made = format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),
         rand::random::<u128>()
     );
-    open(store.init_workspace_setting(workspace, PREFERENCE_SECRET, &sealed::seal(&made), now)?)
+    let standing =
+        store.init_workspace_setting(workspace, PREFERENCE_SECRET, &sealed::seal(&made), now)?;
+    sealed::open(&standing).map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
+}
+
+/// A workspace's preference-link secret if one was made (opened when sealed).
+pub fn stored_preference_secret(
+    store: &dyn Store,
+    workspace: &str,
+) -> parcours_store::Result<Option<String>> {
+    store
+        .workspace_setting(workspace, parcours_core::privacy::PREFERENCE_SECRET)?
+        .map(|s| {
+            parcours_core::sealed::open(&s)
+                .map_err(|e| parcours_store::StoreError::Backend(e.to_string()))
+        })
+        .transpose()
 }
 
 /// How long a node trusts its copy of a workspace's list.

@@ -3,7 +3,7 @@
 //! choice as a `Consent Preference Updated` event in the log, with its proof: the page's
 //! source, the text version she saw, when.
 
-use parcours_core::privacy::{preference_path, preference_signature_ok, PREFERENCE_SECRET};
+use parcours_core::privacy::{preference_path, preference_signature_ok};
 use parcours_core::profile::ConsentState;
 use parcours_core::rules::UnknownConsent;
 use parcours_core::spec::{check_event, Checked, Edge};
@@ -89,11 +89,8 @@ pub fn link(
 /// customer it still holds.
 pub fn open(store: &dyn Store, ws: &str, profile: &str, sig: &str) -> Result<Page, ServiceError> {
     let not_found = || ServiceError::NotFound("preference link".into());
-    let stored = store
-        .workspace_setting(ws, PREFERENCE_SECRET)?
-        .ok_or_else(not_found)?;
-    let secret = parcours_core::sealed::open(&stored)
-        .map_err(|e| ServiceError::Store(parcours_store::StoreError::Backend(e.to_string())))?;
+    let secret =
+        parcours_engine::erased::stored_preference_secret(store, ws)?.ok_or_else(not_found)?;
     if !preference_signature_ok(&secret, ws, profile, sig) {
         return Err(not_found());
     }
