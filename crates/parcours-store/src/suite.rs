@@ -97,6 +97,7 @@ macro_rules! conformance_suite {
             retention_deletes_what_each_rule_says_in_its_workspace,
             deleted_events_never_give_their_seq_back,
             audit_log_reads_both_ways_and_keeps_workspaces_apart,
+            her_orders_are_found_by_card_or_by_what_they_hold,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

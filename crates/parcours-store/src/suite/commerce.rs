@@ -36,7 +36,7 @@ fn location(id: &str) -> Location {
     }
 }
 
-fn receive(sku: &str, loc: &str, n: i64) -> Adjustment {
+pub(super) fn receive(sku: &str, loc: &str, n: i64) -> Adjustment {
     Adjustment {
         sku: sku.into(),
         location: loc.into(),
@@ -533,7 +533,13 @@ pub fn concurrent_reservations_never_oversell(store: &dyn Store) {
     );
 }
 
-fn sale(ws: &str, id: &str, member: Option<&str>, sku_delta: i64, at: i64) -> CommerceWrite {
+pub(super) fn sale(
+    ws: &str,
+    id: &str,
+    member: Option<&str>,
+    sku_delta: i64,
+    at: i64,
+) -> CommerceWrite {
     use parcours_core::commerce::loyalty::Entry;
     let mut event = accepted(&format!("order-{id}"), "u1", at);
     event.kind = parcours_core::spec::EventType::Track;

@@ -110,3 +110,42 @@ pub fn audit_log_reads_both_ways_and_keeps_workspaces_apart(store: &dyn Store) {
         .iter()
         .all(|e| e.workspace_id == "ws_b"));
 }
+
+pub fn her_orders_are_found_by_card_or_by_what_they_hold(store: &dyn Store) {
+    use super::commerce::{receive, sale};
+    setup(store, &["w1", "w2"]);
+    for ws in ["w1", "w2"] {
+        store
+            .move_stock(ws, &[receive("A", "lyon", 5)], T0)
+            .unwrap()
+            .unwrap();
+    }
+    for (ws, id, card) in [
+        ("w1", "R1", Some("CARD-1")),
+        ("w1", "R2", None),
+        ("w2", "R9", Some("CARD-1")),
+    ] {
+        assert!(matches!(
+            store
+                .commit_commerce(&sale(ws, id, card, -1, T0 + 1), T0 + 1)
+                .unwrap(),
+            Committed::Done { .. }
+        ));
+    }
+    let person = |ws: &str, identifiers: &[&str]| Erasure {
+        workspace_id: ws.into(),
+        identifiers: identifiers.iter().map(|s| s.to_string()).collect(),
+        ..Erasure::default()
+    };
+    // By the card the order names, in her workspace only.
+    let found = store.her_orders(&person("w1", &["CARD-1"])).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].0.contains("R1"), "{found:?}");
+    assert_eq!(found[0].1.as_deref(), Some("CARD-1"));
+    // By a value the order's document holds as a whole string.
+    let found = store.her_orders(&person("w1", &["R2"])).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, None);
+    assert!(store.her_orders(&person("w1", &["R"])).unwrap().is_empty());
+    assert!(store.her_orders(&person("w1", &[])).unwrap().is_empty());
+}
