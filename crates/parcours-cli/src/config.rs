@@ -36,12 +36,45 @@ pub struct Security {
     /// the preference links' secret) are sealed with it in storage. Every node of a cluster
     /// needs the same key; a secret sealed with it cannot be read without it.
     pub secrets_key: Option<String>,
+    /// Keys being rotated out (same form): secrets sealed with them still open, and
+    /// `parcours secrets reseal` seals them again with `secrets_key`.
+    pub previous_secrets_keys: Vec<String>,
+}
+
+/// A secrets key (32 bytes).
+pub type SecretsKey = [u8; 32];
+
+impl Security {
+    /// The keys a sealed value may open with: the current one first, then the previous ones.
+    pub fn keys(&self) -> Result<(Option<SecretsKey>, Vec<SecretsKey>), String> {
+        let current = self
+            .secrets_key
+            .as_deref()
+            .map(parcours_core::sealed::parse_key)
+            .transpose()?;
+        let previous = self
+            .previous_secrets_keys
+            .iter()
+            .map(|k| {
+                parcours_core::sealed::parse_key(k)
+                    .map_err(|e| e.replace("secrets_key", "previous_secrets_keys"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if current.is_none() && !previous.is_empty() {
+            return Err(
+                "security.previous_secrets_keys is set but security.secrets_key is not: a rotation needs the new key"
+                    .into(),
+            );
+        }
+        Ok((current, previous))
+    }
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Security")
             .field("secrets_key", &self.secrets_key.as_ref().map(|_| "(set)"))
+            .field("previous_secrets_keys", &self.previous_secrets_keys.len())
             .finish()
     }
 }
@@ -378,6 +411,8 @@ impl Config {
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))?;
+        let mut config = config;
+        config.open_sealed_values()?;
         if !["full", "normal"].contains(&config.storage.durability.as_str()) {
             return Err(format!(
                 "storage.durability must be `full` or `normal`, not `{}`",
@@ -412,9 +447,6 @@ impl Config {
                 ));
             }
         }
-        if let Some(key) = &config.security.secrets_key {
-            parcours_core::sealed::parse_key(key)?;
-        }
         if !["text", "json"].contains(&config.log.format.as_str()) {
             return Err(format!(
                 "log.format must be `text` or `json`, not `{}`",
@@ -422,6 +454,32 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// Opens the credentials given sealed (`enc:v1:…`, from `parcours secrets seal`) with the
+    /// configured keys, so that the configuration file need not hold them as they are.
+    fn open_sealed_values(&mut self) -> Result<(), String> {
+        let (current, previous) = self.security.keys()?;
+        let keys: Vec<[u8; 32]> = current.into_iter().chain(previous).collect();
+        let c = &mut self.channels;
+        for (name, value) in [
+            ("database", &mut self.database),
+            ("channels.email.smtp_url", &mut c.email.smtp_url),
+            ("channels.sms.username", &mut c.sms.username),
+            ("channels.sms.password", &mut c.sms.password),
+            ("channels.push.username", &mut c.push.username),
+            ("channels.push.password", &mut c.push.password),
+            ("channels.webhook.secret", &mut c.webhook.secret),
+            ("bootstrap.admin_token", &mut self.bootstrap.admin_token),
+            ("bootstrap.write_key", &mut self.bootstrap.write_key),
+            ("metrics.token", &mut self.metrics.token),
+        ] {
+            if let Some(v) = value {
+                *v = parcours_core::sealed::open_with_any(&keys, v)
+                    .map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The PostgreSQL URL, if this node uses PostgreSQL.
@@ -506,6 +564,47 @@ pub fn redact(url: &str) -> String {
 #[allow(clippy::result_large_err)] // figment's test jail returns its own error type
 mod tests {
     use super::*;
+
+    /// Credentials may be given sealed with the secrets key (or a previous one): the node
+    /// reads them opened; without the key, or with another, it refuses to start and says
+    /// which setting.
+    #[test]
+    fn sealed_credentials_open_with_the_configured_keys() {
+        use base64::Engine as _;
+        let b64 = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let smtp = parcours_core::sealed::seal_with(&new, "smtp://shop:hunter2@mail.example");
+        let sms = parcours_core::sealed::seal_with(&old, "twilio-auth-token");
+        let file = format!(
+            "[channels.email]\nsmtp_url = \"{smtp}\"\n[channels.sms]\npassword = \"{sms}\""
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("parcours.toml", &file)?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.starts_with("channels.email.smtp_url:"), "{err}");
+            assert!(err.contains("no key"), "{err}");
+            jail.set_env("PARCOURS__SECURITY__SECRETS_KEY", b64(new));
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.starts_with("channels.sms.password:"), "{err}");
+            jail.set_env(
+                "PARCOURS__SECURITY__PREVIOUS_SECRETS_KEYS",
+                format!("[\"{}\"]", b64(old)),
+            );
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                c.channels.email.smtp_url.as_deref(),
+                Some("smtp://shop:hunter2@mail.example")
+            );
+            assert_eq!(c.channels.sms.password.as_deref(), Some("twilio-auth-token"));
+            jail.set_env("PARCOURS__SECURITY__SECRETS_KEY", b64([3; 32]));
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("does not open"), "{err}");
+            jail.set_env("PARCOURS__SECURITY__SECRETS_KEY", "");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("32 bytes"), "{err}");
+            Ok(())
+        });
+    }
 
     #[test]
     fn layers_apply_in_order() {

@@ -14,3 +14,4 @@ pub mod config;
 pub mod journeys;
 pub mod node;
 pub mod report;
+pub mod secrets;

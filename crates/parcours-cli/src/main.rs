@@ -108,6 +108,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Sealed secrets: credentials for the configuration file, and key rotation.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -174,6 +179,16 @@ enum ReportKind {
         #[arg(long, default_value = "control")]
         control: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Seal a credential read from standard input with security.secrets_key and print it
+    /// (`enc:v1:…`): put that in the configuration file instead of the credential.
+    Seal,
+    /// Seal every stored secret again with security.secrets_key (after a key change, with the
+    /// old key in security.previous_secrets_keys).
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -645,6 +660,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 journeys::simulate(&config, &file, &from, &to, workspace.as_deref(), json)
             }),
         },
+        Command::Secrets {
+            action: SecretsAction::Seal,
+        } => {
+            let mut plain = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut plain)?;
+            println!("{}", parcours_cli::secrets::seal(&config, &plain)?);
+            Ok(())
+        }
+        Command::Secrets {
+            action: SecretsAction::Reseal,
+        } => tokio::task::block_in_place(|| parcours_cli::secrets::reseal_command(&config)),
         Command::Workspace {
             action: WorkspaceAction::Create { name },
         } => commands::create_workspace(&config, &name),

@@ -29,9 +29,12 @@ pub struct Node {
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     // Before anything is read or written: secrets are sealed and opened with it.
-    if let Some(key) = &config.security.secrets_key {
-        let key = parcours_core::sealed::parse_key(key).map_err(|e| anyhow::anyhow!(e))?;
+    let (current, previous) = config.security.keys().map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(key) = current {
         parcours_core::sealed::install(key).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if !previous.is_empty() {
+        parcours_core::sealed::install_previous(previous).map_err(|e| anyhow::anyhow!(e))?;
     }
     if let Some(url) = config.postgres() {
         let mut pg = PgConfig::new(url);

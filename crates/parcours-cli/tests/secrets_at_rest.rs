@@ -156,4 +156,190 @@ async fn secrets_are_sealed_at_rest(backend: Backend) {
     t.stop().await;
 }
 
-on_each_store!(secrets_are_sealed_at_rest);
+/// `parcours secrets …` on this node's store, with these settings: success, standard output
+/// and standard error.
+fn secrets_command(
+    dir: &std::path::Path,
+    database: Option<&str>,
+    args: &[&str],
+    settings: &[(&str, String)],
+    stdin: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parcours"));
+    cmd.arg("secrets")
+        .args(args)
+        .current_dir(dir)
+        .env("PARCOURS__DATA_DIR", dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(url) = database {
+        cmd.env("PARCOURS__DATABASE", url);
+    }
+    for (name, value) in settings {
+        cmd.env(format!("PARCOURS__{name}"), value);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A key rotation: with the new key and the old one as previous, `parcours secrets reseal`
+/// seals the destination's, the source's and the preference links' secrets under the new
+/// key; then the new key alone opens them all and the old one none. `parcours secrets seal`
+/// seals a credential for the configuration file.
+async fn a_key_rotation_seals_every_secret_again(backend: Backend) {
+    let b64 = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let (old, new) = ([42u8; 32], [43u8; 32]);
+    let mut t = start_on("rotation", backend, |c| {
+        c.security.secrets_key = Some(b64(old));
+        c.destinations.allow_private_addresses = true;
+        c.channels.public_url = Some("https://shop.example".into());
+    })
+    .await;
+    let r = t
+        .client
+        .post(
+            "/api/v1/sources",
+            ADMIN,
+            json!({"name": "Shopify", "webhook": {"mapping": "shopify_orders_create",
+                "signature": {"scheme": "shopify", "secret": SOURCE_SECRET}}})
+            .to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+    let (s, d) = call(
+        &t,
+        "POST",
+        "/api/v1/destinations",
+        json!({"id": "crm", "name": "CRM", "url": "http://127.0.0.1:9/hook", "purpose": "none",
+               "secret": DESTINATION_SECRET}),
+    )
+    .await;
+    assert_eq!(s, 201, "{d}");
+    t.send(
+        json!({"batch": [{"type": "identify", "userId": "u1", "messageId": "m1",
+        "traits": {"email": "rotation@example.com"}}]}),
+    )
+    .await;
+    t.unified().await;
+    let p = t
+        .profile_of(ADMIN, "email", "rotation@example.com")
+        .await
+        .unwrap();
+    let (s, _) = t
+        .get(&format!(
+            "/api/v1/profiles/{}/preferences-link",
+            p["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, 200);
+    t.node.take().unwrap().stop().await;
+
+    let stored = |t: &common::TestNode| {
+        let destination = t
+            .store
+            .definitions(Some(&t.workspace))
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "crm")
+            .unwrap()
+            .doc["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let preference = t
+            .store
+            .workspace_setting(&t.workspace, parcours_core::privacy::PREFERENCE_SECRET)
+            .unwrap()
+            .unwrap();
+        [destination, preference]
+    };
+    for s in stored(&t) {
+        assert!(parcours_core::sealed::open_with(Some(&old), &s).is_ok());
+    }
+    let url = t.database.as_ref().map(|d| d.url().to_string());
+    let rotating = [
+        ("SECURITY__SECRETS_KEY", b64(new)),
+        (
+            "SECURITY__PREVIOUS_SECRETS_KEYS",
+            format!("[\"{}\"]", b64(old)),
+        ),
+    ];
+    let (ok, _, err) = secrets_command(&t.dir, url.as_deref(), &["reseal"], &rotating, "");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("1 destination secrets, 1 webhook source secrets, 1 preference secrets"),
+        "{err}"
+    );
+    for s in stored(&t) {
+        assert!(
+            parcours_core::sealed::open_with(Some(&new), &s).is_ok(),
+            "{s}"
+        );
+        assert!(
+            parcours_core::sealed::open_with(Some(&old), &s).is_err(),
+            "{s}"
+        );
+    }
+    // The new key alone opens every secret (the source's included: unopened, it would read
+    // without its webhook and not be counted).
+    let alone = [("SECURITY__SECRETS_KEY", b64(new))];
+    let (ok, _, err) = secrets_command(&t.dir, url.as_deref(), &["reseal"], &alone, "");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("1 destination secrets, 1 webhook source secrets"),
+        "{err}"
+    );
+    // The old key alone opens none: the command says which and fails.
+    let (ok, _, err) = secrets_command(
+        &t.dir,
+        url.as_deref(),
+        &["reseal"],
+        &[("SECURITY__SECRETS_KEY", b64(old))],
+        "",
+    );
+    assert!(!ok, "{err}");
+    assert!(err.contains("not sealed again: destination crm"), "{err}");
+    assert!(err.contains("0 webhook source secrets"), "{err}");
+    // And none of the secrets is in storage as it is.
+    let destination_key = DESTINATION_SECRET.trim_start_matches("whsec_");
+    let left = common::scan::hits(&t, backend, &[SOURCE_SECRET, destination_key]).await;
+    assert!(left.is_empty(), "{left:?}");
+
+    // A credential for the configuration file.
+    let (ok, sealed, err) = secrets_command(
+        &t.dir,
+        url.as_deref(),
+        &["seal"],
+        &alone,
+        "smtp://shop:hunter2@mail.example:587\n",
+    );
+    assert!(ok, "{err}");
+    let sealed = sealed.trim();
+    assert!(!sealed.contains("hunter2"), "{sealed}");
+    assert_eq!(
+        parcours_core::sealed::open_with(Some(&new), sealed).unwrap(),
+        "smtp://shop:hunter2@mail.example:587"
+    );
+    let (ok, _, err) = secrets_command(&t.dir, url.as_deref(), &["seal"], &[], "x");
+    assert!(!ok && err.contains("security.secrets_key"), "{err}");
+    t.stop().await;
+}
+
+on_each_store!(
+    secrets_are_sealed_at_rest,
+    a_key_rotation_seals_every_secret_again
+);

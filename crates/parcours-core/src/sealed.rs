@@ -6,6 +6,9 @@
 //! different secrets. Values stored before the key was set stay readable as they are, and
 //! are sealed the next time they are saved.
 //!
+//! A rotation installs the keys being rotated out as previous keys: values sealed with them
+//! still open, and are sealed with the current key when written again.
+//!
 //! The key is installed once per process, when the node starts; documents that hold a
 //! secret seal it on serialisation and open it on deserialisation ([`serde_sealed`]).
 
@@ -21,6 +24,9 @@ use sha2::Sha256;
 pub const PREFIX: &str = "enc:v1:";
 
 static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+/// Keys secrets were sealed with before the current one (a key being rotated out): opened
+/// with, never sealed with.
+static PREVIOUS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
 
 /// Why a stored secret could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +60,17 @@ pub fn install(key: [u8; 32]) -> Result<(), String> {
     }
 }
 
+/// Installs the keys secrets may still be sealed with (a rotation under way), tried after
+/// the current key. Once, like the current key.
+pub fn install_previous(keys: Vec<[u8; 32]>) -> Result<(), String> {
+    let set = PREVIOUS.get_or_init(|| keys.clone());
+    if *set == keys {
+        Ok(())
+    } else {
+        Err("other previous secrets keys are already installed in this process".into())
+    }
+}
+
 /// Whether secrets are sealed in this process.
 pub fn installed() -> bool {
     KEY.get().is_some()
@@ -83,21 +100,44 @@ pub fn seal_with(key: &[u8; 32], plain: &str) -> String {
 /// Opens a stored value with `key` (`None`: no key). A value without [`PREFIX`] was stored
 /// before sealing: it is returned as it is.
 pub fn open_with(key: Option<&[u8; 32]>, stored: &str) -> Result<String, OpenError> {
+    open_with_any(&key.copied().into_iter().collect::<Vec<_>>(), stored)
+}
+
+/// Opens a stored value with the first of `keys` that opens it (none: [`OpenError::NoKey`]).
+pub fn open_with_any(keys: &[[u8; 32]], stored: &str) -> Result<String, OpenError> {
     let Some(sealed) = stored.strip_prefix(PREFIX) else {
         return Ok(stored.to_string());
     };
-    let key = key.ok_or(OpenError::NoKey)?;
-    let bytes = BASE64.decode(sealed).map_err(|_| OpenError::WrongKey)?;
+    if keys.is_empty() {
+        return Err(OpenError::NoKey);
+    }
+    keys.iter()
+        .find_map(|k| open_sealed(k, sealed))
+        .ok_or(OpenError::WrongKey)
+}
+
+/// Whether a stored value is sealed under the process's current key (what a rotation leaves
+/// every secret as). Without a key, whether it is stored as it is.
+pub fn under_current_key(stored: &str) -> bool {
+    match (KEY.get(), stored.strip_prefix(PREFIX)) {
+        (Some(k), Some(sealed)) => open_sealed(k, sealed).is_some(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn open_sealed(key: &[u8; 32], sealed: &str) -> Option<String> {
+    let bytes = BASE64.decode(sealed).ok()?;
     if bytes.len() < NONCE_LEN {
-        return Err(OpenError::WrongKey);
+        return None;
     }
     let (nonce, data) = bytes.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::WrongKey)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = data.to_vec();
     let plain = aead(key)
         .open_in_place(nonce, Aad::empty(), &mut data)
-        .map_err(|_| OpenError::WrongKey)?;
-    String::from_utf8(plain.to_vec()).map_err(|_| OpenError::WrongKey)
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok()
 }
 
 /// Seals with the process's key; without one, the value is kept as it is.
@@ -108,9 +148,11 @@ pub fn seal(plain: &str) -> String {
     }
 }
 
-/// Opens with the process's key.
+/// Opens with the process's key, or else with a previous one.
 pub fn open(stored: &str) -> Result<String, OpenError> {
-    open_with(KEY.get(), stored)
+    let mut keys: Vec<[u8; 32]> = KEY.get().into_iter().copied().collect();
+    keys.extend(PREVIOUS.get().into_iter().flatten());
+    open_with_any(&keys, stored)
 }
 
 /// `#[serde(with = "parcours_core::sealed::serde_sealed")]` on a secret field: sealed when
@@ -165,6 +207,16 @@ mod tests {
             seal_with(&K, "b")[..PREFIX.len() + 16]
         );
         assert_eq!(seal_with(&K, "a"), seal_with(&K, "a"));
+    }
+
+    #[test]
+    fn a_rotation_opens_with_any_of_its_keys() {
+        let old = seal_with(&K, "a secret");
+        let new = seal_with(&[8; 32], "a secret");
+        assert_eq!(open_with_any(&[[8; 32], K], &old).unwrap(), "a secret");
+        assert_eq!(open_with_any(&[[8; 32], K], &new).unwrap(), "a secret");
+        assert_eq!(open_with_any(&[[8; 32]], &old), Err(OpenError::WrongKey));
+        assert_eq!(open_with_any(&[], &old), Err(OpenError::NoKey));
     }
 
     #[test]
