@@ -106,5 +106,5 @@ PARCOURS_URL=$URL ADMIN_TOKEN=$ADMIN_TOKEN READ_ONLY_TOKEN=$READ_ONLY_TOKEN CUST
 
 # Personal data never reaches the logs: the node's whole log of this run (the demo's load, every
 # console page, the sign-up, the journey's email) holds none of the customers' emails or phones.
-python3 scripts/no-personal-data-in-logs.py "$work/data/parcours.projections.sqlite3" "$work/demo.err" \
+python3 scripts/no-personal-data-in-logs.py --store "$work/data/parcours.projections.sqlite3" "$work/demo.err" \
   || fail "personal data in the node's logs"

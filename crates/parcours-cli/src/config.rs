@@ -595,7 +595,10 @@ mod tests {
                 c.channels.email.smtp_url.as_deref(),
                 Some("smtp://shop:hunter2@mail.example")
             );
-            assert_eq!(c.channels.sms.password.as_deref(), Some("twilio-auth-token"));
+            assert_eq!(
+                c.channels.sms.password.as_deref(),
+                Some("twilio-auth-token")
+            );
             jail.set_env("PARCOURS__SECURITY__SECRETS_KEY", b64([3; 32]));
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("does not open"), "{err}");

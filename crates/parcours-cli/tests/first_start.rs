@@ -262,6 +262,7 @@ async fn readiness_comes_after_the_first_start_created_the_keys() {
     config.http.port = 0;
     config.bootstrap.write_key = Some(KEY.into());
     config.bootstrap.admin_token = Some("pat_readiness_0123456789abcdef".into());
+    common::capture_logs();
     let store = open_store(&config).unwrap();
     let node = Node::start_unready(&config, store.clone()).await.unwrap();
     let client = parcours_testkit::http::Client::new(node.url());

@@ -77,7 +77,15 @@ fn spawn(spec: &ClusterSpec, id: &str, port: u16) -> std::io::Result<(Child, Pat
         )
         .env("PARCOURS__BOOTSTRAP__WRITE_KEY", &spec.write_key)
         .env("PARCOURS__BOOTSTRAP__ADMIN_TOKEN", &spec.admin_token)
-        .env("PARCOURS_LOG", "warn")
+        // More when the run's logs are searched for personal data (Drop copies them).
+        .env(
+            "PARCOURS_LOG",
+            if capture_dir().is_some() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
@@ -133,9 +141,36 @@ impl Cluster {
     }
 }
 
+/// Where a test run keeps every log for the search for personal data
+/// (`PARCOURS_TEST_LOG_DIR`), if it does.
+fn capture_dir() -> Option<PathBuf> {
+    std::env::var_os("PARCOURS_TEST_LOG_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
+        let Some(dir) = capture_dir() else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(&dir);
+        for node in &self.nodes {
+            let Ok(text) = std::fs::read_to_string(&node.log) else {
+                continue;
+            };
+            // The canary the search must find in every file it reads.
+            let copy =
+                format!("log capture canary: canary@personal-data.invalid +33600000009\n{text}");
+            let name = format!(
+                "cluster-{}-{}-{}.log",
+                std::process::id(),
+                node.port,
+                node.id
+            );
+            let _ = std::fs::write(dir.join(name), copy);
+        }
     }
 }
 

@@ -87,6 +87,70 @@ impl parcours_core::time::Clock for ShiftedClock {
     }
 }
 
+/// Where this run's logs go, when `PARCOURS_TEST_LOG_DIR` names a directory: every test
+/// binary's nodes log there (Parcours' crates at debug, the rest at info), one file per
+/// process, so that `scripts/no-personal-data-in-logs.py` can search the whole run's logs.
+pub fn log_dir() -> Option<PathBuf> {
+    std::env::var_os("PARCOURS_TEST_LOG_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A file of [`log_dir`] for this process (`what`: `nodes`, or a spawned process's name).
+pub fn log_file(what: &str) -> Option<std::fs::File> {
+    let dir = log_dir()?;
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let name = exe.file_stem().unwrap().to_string_lossy().into_owned();
+    let path = dir.join(format!("{name}-{}-{what}.log", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    if what != "nodes" {
+        // The nodes' file gets its canary through the subscriber (capture_logs).
+        std::io::Write::write_all(&mut file, format!("{CANARY}\n").as_bytes()).unwrap();
+    }
+    Some(file)
+}
+
+/// The line every captured log starts with: the search for personal data must find it, or it
+/// did not read what was written.
+const CANARY: &str = "log capture canary: canary@personal-data.invalid +33600000009";
+
+/// Sends this process's logs to [`log_dir`] (once; nothing when it is not set).
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(file) = log_file("nodes") else {
+            return;
+        };
+        let crates = [
+            "parcours_api",
+            "parcours_channels",
+            "parcours_cli",
+            "parcours_console",
+            "parcours_core",
+            "parcours_demo",
+            "parcours_engine",
+            "parcours_service",
+            "parcours_store",
+            "parcours_store_postgres",
+            "parcours_store_sqlite",
+        ];
+        let directives: Vec<String> = std::iter::once("info".to_string())
+            .chain(crates.iter().map(|c| format!("{c}=debug")))
+            .collect();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directives.join(",")))
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+        tracing::info!(target: "log_capture", "{CANARY}");
+    });
+}
+
 /// A node whose engine reads the time from `clock`.
 pub async fn start_with_clock(
     tag: &str,
@@ -94,6 +158,7 @@ pub async fn start_with_clock(
     clock: Arc<dyn parcours_core::time::Clock>,
     tune: impl FnOnce(&mut Config),
 ) -> TestNode {
+    capture_logs();
     let database = (backend == Backend::Postgres).then(TempDatabase::create);
     let dir = temp_dir(tag);
     let mut config = Config {
@@ -254,10 +319,14 @@ pub fn spawn_serve(
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut copy = log_file("serve");
     std::thread::spawn(move || {
         let mut log = log;
         let mut told = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(copy) = copy.as_mut() {
+                let _ = copy.write_all(format!("{line}\n").as_bytes());
+            }
             if !told {
                 if let Some(url) = line.split("listening on ").nth(1) {
                     let url = url.split_whitespace().next().unwrap_or_default();
