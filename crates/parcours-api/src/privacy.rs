@@ -65,6 +65,16 @@ impl privacy::Runtime for Node {
             self.0.engine.now(),
         ))
     }
+
+    fn notify_webhook(&self, url: &str, webhook_id: &str, body: String) -> Result<String, String> {
+        let Some(caller) = self.0.engine.senders().webhook.clone() else {
+            return Err(
+                "no webhook signing secret is configured (PARCOURS__CHANNELS__WEBHOOK__SECRET)"
+                    .into(),
+            );
+        };
+        caller.notify(url, webhook_id, body, self.0.engine.now())
+    }
 }
 
 /// Runs a request on a thread of its own (its outcome is in its state and the audit log).

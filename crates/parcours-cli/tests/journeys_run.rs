@@ -493,7 +493,49 @@ async fn a_webhook_step_calls_out_signed(backend: Backend) {
     assert_eq!(codes, ["entered", "webhook_queued", "completed"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), 2, "once accepted, never again");
+
+    // GDPR Art. 19: her erasure is told to the URL that received her, signed like its calls,
+    // naming the call by its webhook-id; Max (never called) is not in it.
+    let done = erase(&t, "lea").await;
+    let told = &done["result"]["webhooks_notified"];
+    assert_eq!(told.as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!(told[0]["webhook"], url.as_str(), "{done}");
+    assert_eq!(told[0]["calls"], 1, "{done}");
+    assert!(
+        told[0]["answer"].as_str().unwrap().contains("204"),
+        "{done}"
+    );
+    let calls = got.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    let (headers, raw) = &calls[2];
+    common::hooks::assert_signed(HOOK_SECRET, headers, raw);
+    let notice: Value = serde_json::from_slice(raw).unwrap();
+    assert_eq!(notice["type"], "privacy.erasure");
+    assert_eq!(
+        notice["data"]["calls"],
+        json!([{"webhook_id": format!("{}:tell:1", run.run_id), "journey": "crm",
+                "step": "tell", "run": run.run_id, "profile_id": lea}])
+    );
+    assert!(!notice.to_string().contains(&max), "{notice}");
     t.stop().await;
+}
+
+/// Files an erasure of a user id and waits until it is done: the request.
+async fn erase(t: &common::TestNode, user_id: &str) -> Value {
+    let (status, filed) = common::call(
+        t,
+        "POST",
+        "/api/v1/privacy/requests",
+        json!({"kind": "erasure", "identifier": {"type": "user_id", "value": user_id}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{filed}");
+    let id = filed["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(60), "the erasure", || async {
+        let (_, r) = t.get(&format!("/api/v1/privacy/requests/{id}")).await;
+        (r["state"] == "done").then_some(r)
+    })
+    .await
 }
 
 /// An `ad_audience` step adds her to a destination (hashed as Meta wants, signed, under the
@@ -597,6 +639,24 @@ async fn ad_audience_steps_add_and_remove_her_at_a_destination(backend: Backend)
     assert_eq!(removed, expected);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), 3, "each change once");
+
+    // She is in no audience, but the journey sent her: her erasure is told to the destination.
+    let done = erase(&t, "lea").await;
+    assert_eq!(
+        done["result"]["destinations_notified"],
+        json!([{"destination": "meta", "status": 204}]),
+        "{done}"
+    );
+    let calls = got.lock().unwrap().clone();
+    assert_eq!(calls.len(), 4);
+    let (headers, raw) = &calls[3];
+    common::hooks::assert_signed(&secret, headers, raw);
+    let notice: Value = serde_json::from_slice(raw).unwrap();
+    assert_eq!(notice["type"], "privacy.erasure");
+    assert_eq!(
+        notice["data"]["profiles"][0]["profile"]["email"],
+        lea_hash.as_str()
+    );
     t.stop().await;
 }
 

@@ -475,15 +475,27 @@ pub fn payload(
 }
 
 /// The destinations that may have received these profiles: each destination of the
-/// workspace that sends one of the audiences they are in or were ever in (GDPR Art. 19: the
-/// recipients an erasure must be told to), with its document. Read before the erasure.
+/// workspace that sends one of the audiences they are in or were ever in, and each one a
+/// journey's `ad_audience` step queued them for (GDPR Art. 19: the recipients an erasure
+/// must be told to), with its document. Read before the erasure.
 pub fn recipients_of(
     store: &dyn Store,
     ws: &str,
     profiles: &[String],
 ) -> Result<Vec<(String, DestinationDoc)>, StoreError> {
     let mut audiences = BTreeSet::new();
+    let mut by_journeys = BTreeSet::new();
     for p in profiles {
+        for run in store.runs_of(ws, p, 100_000)? {
+            by_journeys.extend(
+                store
+                    .run_notes(ws, &run.run_id)?
+                    .iter()
+                    .filter(|n| n.code == crate::journeys::AD_AUDIENCE_QUEUED)
+                    .filter_map(|n| crate::journeys::queued_destination(&n.detail))
+                    .map(str::to_string),
+            );
+        }
         audiences.extend(store.memberships(ws, p)?.into_iter().map(|m| m.audience_id));
         audiences.extend(
             store
@@ -493,7 +505,7 @@ pub fn recipients_of(
                 .map(|c| c.audience_id),
         );
     }
-    if audiences.is_empty() {
+    if audiences.is_empty() && by_journeys.is_empty() {
         return Ok(Vec::new());
     }
     Ok(store
@@ -502,8 +514,10 @@ pub fn recipients_of(
         .filter(|d| d.kind == DefinitionKind::Destination)
         .filter_map(|d| {
             let doc = crate::definitions::readable::<DestinationDoc>(&d)?;
-            let sends_hers =
-                doc.audiences.is_empty() || doc.audiences.iter().any(|a| audiences.contains(a));
+            let sends_hers = (!audiences.is_empty()
+                && (doc.audiences.is_empty()
+                    || doc.audiences.iter().any(|a| audiences.contains(a))))
+                || by_journeys.contains(&d.id);
             sends_hers.then_some((d.id, doc))
         })
         .collect())

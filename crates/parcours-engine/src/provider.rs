@@ -303,6 +303,37 @@ impl WebhookCaller {
         })
     }
 
+    /// Sends a notice that is not a step's call (an erasure's) to `url`, under `key`: three
+    /// tries, a second and then two apart. What the receiver answered, or why it failed.
+    pub fn notify(
+        &self,
+        url: &str,
+        key: &str,
+        body: String,
+        now_ms: i64,
+    ) -> Result<String, String> {
+        let call = WebhookCall {
+            url: url.to_string(),
+            body,
+            journey: String::new(),
+            step: String::new(),
+            run: String::new(),
+            profile: String::new(),
+        };
+        let mut last = String::new();
+        for attempt in 0..3i64 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_secs(attempt as u64));
+            }
+            match self.call(key, &call, now_ms + attempt * 1000) {
+                Ok(answer) => return Ok(answer),
+                Err(SendError::Retry(e)) => last = e,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+
     /// Calls one: `Ok` on a 2xx answer.
     pub fn call(&self, key: &str, call: &WebhookCall, now_ms: i64) -> Result<String, SendError> {
         outbound::check_url(&call.url, self.allow_private).map_err(SendError::Permanent)?;

@@ -233,6 +233,55 @@ pub trait Runtime {
         webhook_id: &str,
         body: Vec<u8>,
     ) -> Result<u16, String>;
+    /// Sends an erasure notice to a URL journeys' webhook steps called, signed like those
+    /// calls (the node's webhook secret); what the receiver answered, or why it failed.
+    fn notify_webhook(&self, url: &str, webhook_id: &str, body: String) -> Result<String, String>;
+}
+
+/// Her calls by journeys' webhook steps, by the URL they went to: each call's `webhook-id`
+/// (what the receiver knows it by), journey, step and run. Only calls that were tried: the
+/// others reached no one (and are erased).
+fn webhook_calls_of(
+    store: &dyn Store,
+    ws: &str,
+    profiles: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<Value>>, ServiceError> {
+    use parcours_engine::provider::{WebhookCall, WEBHOOK_LANE};
+    let mut by_url: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    let mut before = None;
+    loop {
+        let rows = store.outbox_rows(&parcours_store::OutboxPage {
+            workspace_id: ws,
+            destination: WEBHOOK_LANE,
+            state: None,
+            before_id: before,
+            limit: 1000,
+        })?;
+        for row in &rows {
+            let Ok(call) = serde_json::from_str::<WebhookCall>(&row.payload) else {
+                continue;
+            };
+            if row.attempts > 0 && profiles.contains(&call.profile) {
+                by_url.entry(call.url).or_default().push(json!({
+                    "webhook_id": row.key,
+                    "journey": call.journey,
+                    "step": call.step,
+                    "run": call.run,
+                    "profile_id": call.profile,
+                }));
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == 1000 => before = Some(last.id),
+            _ => return Ok(by_url),
+        }
+    }
+}
+
+/// A URL as the audit log and the request's result name it: without its query, which may
+/// hold a receiver's token or her data.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
 }
 
 /// Does a received (or interrupted) request: builds the access archive, or erases.
@@ -408,6 +457,7 @@ fn run_erasure(
     // say how each knows her. A failure does not hold the erasure up; it is in the result
     // and the audit log.
     let mut notified = Vec::new();
+    let mut notified_webhooks = Vec::new();
     for (dest, doc) in parcours_engine::destinations::recipients_of(store, ws, &p.profiles)? {
         let body = parcours_engine::destinations::erasure_payload(
             store,
@@ -434,6 +484,33 @@ fn run_erasure(
         audit(store, ws, rt.now(), "system", action, &r.id, detail.clone())?;
         notified.push(detail);
     }
+    // The same for the URLs journeys' webhook steps sent her to: each is told which of its
+    // calls were about her.
+    for (n, (url, calls)) in webhook_calls_of(store, ws, &p.profiles)?
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({
+            "type": "privacy.erasure",
+            "timestamp": parcours_core::time::format_timestamp(rt.now()),
+            "data": {"workspace": ws, "request": r.id, "profiles": p.profiles, "calls": calls},
+        });
+        let webhook_id = format!("erasure_{}_webhook_{n}", r.id);
+        let outcome = rt.notify_webhook(&url, &webhook_id, body.to_string());
+        let (action, detail) = match &outcome {
+            Ok(answer) => (
+                "privacy.erasure.notified",
+                json!({"webhook": without_query(&url), "calls": calls.len(), "answer": answer}),
+            ),
+            Err(e) => (
+                "privacy.erasure.notice_failed",
+                json!({"webhook": without_query(&url), "calls": calls.len(),
+                       "error": e.split(':').next().unwrap_or_default()}),
+            ),
+        };
+        audit(store, ws, rt.now(), "system", action, &r.id, detail.clone())?;
+        notified_webhooks.push(detail);
+    }
     // The list first: from now on her events are refused at ingest.
     let mut erased: Erased = store.erase(&erasure)?;
     rt.erased(ws);
@@ -455,6 +532,7 @@ fn run_erasure(
         "suppression_entries": erasure.suppress.len(),
         "storage_compacted": true,
         "destinations_notified": notified,
+        "webhooks_notified": notified_webhooks,
     }))
 }
 
