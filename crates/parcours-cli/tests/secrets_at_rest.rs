@@ -34,16 +34,8 @@ async fn receive(State(got): State<Got>, headers: HeaderMap, body: Bytes) -> Sta
     StatusCode::NO_CONTENT
 }
 
-async fn secrets_are_sealed_at_rest(backend: Backend) {
-    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
-    let t = start_on("sealed", backend, |c| {
-        c.security.secrets_key = Some(key);
-        c.destinations.allow_private_addresses = true;
-        c.destinations.poll_ms = 20;
-        c.channels.public_url = Some("https://shop.example".into());
-    })
-    .await;
-    // A signed webhook source.
+/// A webhook source that checks Shopify's signature with [`SOURCE_SECRET`]: its write key.
+async fn signed_source(t: &common::TestNode) -> String {
     let r = t
         .client
         .post(
@@ -56,7 +48,19 @@ async fn secrets_are_sealed_at_rest(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.json());
-    let write_key = r.json()["write_key"].as_str().unwrap().to_string();
+    r.json()["write_key"].as_str().unwrap().to_string()
+}
+
+async fn secrets_are_sealed_at_rest(backend: Backend) {
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let t = start_on("sealed", backend, |c| {
+        c.security.secrets_key = Some(key);
+        c.destinations.allow_private_addresses = true;
+        c.destinations.poll_ms = 20;
+        c.channels.public_url = Some("https://shop.example".into());
+    })
+    .await;
+    let write_key = signed_source(&t).await;
     // A destination with a secret of its own, receiving an audience.
     let got: Got = Arc::default();
     // A receiver of the test's own, not a route of Parcours: nothing to document.
@@ -208,18 +212,7 @@ async fn a_key_rotation_seals_every_secret_again(backend: Backend) {
         c.channels.public_url = Some("https://shop.example".into());
     })
     .await;
-    let r = t
-        .client
-        .post(
-            "/api/v1/sources",
-            ADMIN,
-            json!({"name": "Shopify", "webhook": {"mapping": "shopify_orders_create",
-                "signature": {"scheme": "shopify", "secret": SOURCE_SECRET}}})
-            .to_string(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.json());
+    signed_source(&t).await;
     let (s, d) = call(
         &t,
         "POST",

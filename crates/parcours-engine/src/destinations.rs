@@ -474,6 +474,15 @@ pub fn payload(
     }))
 }
 
+/// The note of a journey run that queued her for a destination (an `ad_audience` step); its
+/// detail names the destination between backquotes.
+pub const AD_AUDIENCE_QUEUED: &str = "ad_audience_queued";
+
+/// The destination an [`AD_AUDIENCE_QUEUED`] note names.
+pub fn queued_destination(detail: &str) -> Option<&str> {
+    detail.split('`').nth(1).filter(|d| !d.is_empty())
+}
+
 /// The destinations that may have received these profiles: each destination of the
 /// workspace that sends one of the audiences they are in or were ever in, and each one a
 /// journey's `ad_audience` step queued them for (GDPR Art. 19: the recipients an erasure
@@ -491,8 +500,8 @@ pub fn recipients_of(
                 store
                     .run_notes(ws, &run.run_id)?
                     .iter()
-                    .filter(|n| n.code == crate::journeys::AD_AUDIENCE_QUEUED)
-                    .filter_map(|n| crate::journeys::queued_destination(&n.detail))
+                    .filter(|n| n.code == AD_AUDIENCE_QUEUED)
+                    .filter_map(|n| queued_destination(&n.detail))
                     .map(str::to_string),
             );
         }

@@ -200,20 +200,12 @@ fn ad_audience(
     d.note(
         run,
         step_of,
-        AD_AUDIENCE_QUEUED,
+        crate::destinations::AD_AUDIENCE_QUEUED,
         format!(
             "{} destination `{destination}`{paused}",
             if add { "added to" } else { "removed from" }
         ),
     );
-}
-
-/// The note of a run that queued her for a destination (an `ad_audience` step).
-pub const AD_AUDIENCE_QUEUED: &str = "ad_audience_queued";
-
-/// The destination an [`AD_AUDIENCE_QUEUED`] note names.
-pub fn queued_destination(detail: &str) -> Option<&str> {
-    detail.split('`').nth(1).filter(|d| !d.is_empty())
 }
 
 /// Work rows taken per step.
