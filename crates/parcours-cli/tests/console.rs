@@ -123,12 +123,22 @@ async fn a_customer_is_found_seen_across_channels_unmerged_and_read_in_french(ba
     assert_eq!(r.status, 200);
     assert!(text(&r).contains("No customer has this identifier."));
 
+    // Her consent with its proof: when, where, how, from which source, which text, which event.
+    t.send(json!({"batch": [
+        {"type": "identify", "userId": "ann", "messageId": "consent-1",
+         "context": {"channel": "web",
+                     "consent": {"categoryPreferences": {"marketing": true}, "version": "cmp-7"}}},
+    ]}))
+    .await;
+    t.unified().await;
+
     // One timeline: the shop's purchase and the web cart, each with its channel.
     let r = get(&t, &page_path, &cookie).await;
     assert_eq!(r.status, 200);
     let page = text(&r);
     assert!(page.contains("<h1>Ann Lee</h1>"), "{page}");
     for needle in [
+        "text version cmp-7 · consent-1",
         "data-channel=\"store\"",
         "data-channel=\"web\"",
         "Order Completed",

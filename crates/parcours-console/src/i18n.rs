@@ -101,6 +101,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("name", "Name", "Nom"),
     ("set_at", "Set", "Défini le"),
     ("consents", "Consents", "Consentements"),
+    ("consent_text_version", "text version", "version du texte"),
     ("purpose", "Purpose", "Finalité"),
     ("state", "State", "État"),
     ("granted", "granted", "accordé"),

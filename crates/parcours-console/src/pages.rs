@@ -987,10 +987,15 @@ pub(crate) async fn customer(
                 value: tr
                     .t(if r.granted { "granted" } else { "withdrawn" })
                     .to_string(),
+                // The proof: when, where, how, from which source, which text, which event.
                 extra: format!(
-                    "{} · {} · {method} · {}",
+                    "{} · {} · {method} · {} {} · {} {} · {}",
                     tr.date(r.ts),
                     tr.channel(r.channel.as_str()),
+                    tr.t("source").to_lowercase(),
+                    r.source_id,
+                    tr.t("consent_text_version"),
+                    r.text_version.as_deref().unwrap_or("—"),
                     r.message_id
                 ),
             }
