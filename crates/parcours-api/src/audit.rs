@@ -1,6 +1,8 @@
 //! Every change an admin API call makes to the workspace's configuration and access (tokens,
 //! sources, identity rules, audiences, journeys, destinations, offers …) goes into the audit
-//! log once it succeeded: who (the token), what (method and path), the answer's status.
+//! log once it succeeded: who (the token), what (method and path), the answer's status. The
+//! console's forms that make the same changes are logged the same way (`console.post`, with
+//! the API's name for what changed), under the signed-in token.
 //! Paths that would name a customer (a profile, an address) are kept as their template; the
 //! body is never kept. Data-subject requests and privacy settings write their own entries.
 
@@ -30,9 +32,48 @@ const CONFIGURATION: &[&str] = &[
     "commerce/loyalty/program",
 ];
 
+/// The cookie that holds a console session's token.
+pub const CONSOLE_SESSION_COOKIE: &str = "parcours_session";
+
+/// A cookie's value.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// What a console form that changes something is in the log, `(action, target)`, the target
+/// named as the API names it. Questions (checks, previews), privacy requests and settings
+/// (which log themselves), signing in and out and the language are not.
+fn classify_console(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/console/")?.trim_end_matches('/');
+    let target = match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["audiences"] => "audiences".to_string(),
+        ["customers", _, "unmerge", _] => "profiles/{id}/unmerge".into(),
+        ["journeys", id, "edit"] => format!("journeys/{id}"),
+        ["quality", _] => "quarantine/{id}".into(),
+        ["settings", "sources"] => "sources".into(),
+        ["settings", "identity-rules"] => "workspace/identity-rules".into(),
+        ["settings", "channels", "test"] => "channels/test".into(),
+        ["settings", "workspaces"] => "workspaces".into(),
+        ["settings", "tokens"] => "tokens".into(),
+        ["settings", "tokens", id, "revoke"] => format!("tokens/{id}/revoke"),
+        _ => return None,
+    };
+    Some(("console.post".into(), target))
+}
+
 /// What one call is in the log, `(action, target)`; `None` when it is not logged (reads,
 /// operations at volume such as sales and entries, and what logs itself).
 pub fn classify(method: &Method, path: &str) -> Option<(String, String)> {
+    if *method == Method::POST && path.starts_with("/console/") {
+        return classify_console(path);
+    }
     if !matches!(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -71,10 +112,16 @@ pub async fn changes(State(state): State<Arc<AppState>>, req: Request, next: Nex
     let Some((action, target)) = classify(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let token = bearer(req.headers()).ok().map(str::to_string);
+    let console = action.starts_with("console.");
+    let token = if console {
+        cookie(req.headers(), CONSOLE_SESSION_COOKIE).map(str::to_string)
+    } else {
+        bearer(req.headers()).ok().map(str::to_string)
+    };
     let response = next.run(req).await;
     let status = response.status();
-    if !status.is_success() {
+    // A console form that succeeded answers with its page or sends to the next one.
+    if !(status.is_success() || (console && status.is_redirection())) {
         return response;
     }
     let Some(token) = token else {
@@ -107,6 +154,33 @@ pub async fn changes(State(state): State<Arc<AppState>>, req: Request, next: Nex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_changes_are_logged_as_the_api_names_them() {
+        let c = |p: &str| classify(&Method::POST, p);
+        assert_eq!(
+            c("/console/settings/tokens/tok_1/revoke"),
+            Some(("console.post".into(), "tokens/tok_1/revoke".into()))
+        );
+        assert_eq!(
+            c("/console/customers/p_42/unmerge/m_1"),
+            Some(("console.post".into(), "profiles/{id}/unmerge".into()))
+        );
+        assert_eq!(
+            c("/console/journeys/welcome/edit"),
+            Some(("console.post".into(), "journeys/welcome".into()))
+        );
+        for p in [
+            "/console/sign-in",
+            "/console/journeys/welcome/check",
+            "/console/settings/identity-rules/preview",
+            "/console/privacy/settings",
+            "/console/customers/p_42/erase",
+        ] {
+            assert_eq!(c(p), None, "{p}");
+        }
+        assert_eq!(classify(&Method::GET, "/console/audiences"), None);
+    }
 
     #[test]
     fn configuration_is_logged_with_its_path_and_people_as_a_template() {

@@ -621,6 +621,35 @@ async fn sources_and_tokens_are_made_and_revoked(backend: Backend) {
         r.status, 303,
         "the revoked token's session ended at once on this node"
     );
+    // The audit log has each change made through the console, as the API names it, under the
+    // signed-in token; the refused ones (the read-only's, a bad expiry, an unknown scope) are
+    // not there.
+    let (_, audit) = t.get("/api/v1/audit?limit=1000").await;
+    let console: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "console.post")
+        .map(|e| {
+            assert!(!e["actor"].as_str().unwrap().is_empty(), "{e}");
+            (
+                e["target"].as_str().unwrap().to_string(),
+                serde_json::from_str::<serde_json::Value>(e["detail"].as_str().unwrap()).unwrap()
+                    ["status"]
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        console,
+        [
+            ("sources".to_string(), "200".to_string()),
+            ("tokens".into(), "200".into()),
+            ("tokens".into(), "200".into()),
+            (format!("tokens/{id}/revoke"), "303".into()),
+        ],
+        "{audit}"
+    );
     // Identity rules: refused with the reason (the text kept) when they do not read or do not
     // hold together; saved otherwise.
     let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();

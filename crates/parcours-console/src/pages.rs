@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::i18n::{Lang, Tr};
 
-const SESSION_COOKIE: &str = "parcours_session";
+use parcours_api::{cookie, CONSOLE_SESSION_COOKIE as SESSION_COOKIE};
+
 const LANG_COOKIE: &str = "parcours_lang";
 /// The tokens of the other workspaces this browser is signed in to (the switcher's).
 const OTHERS_COOKIE: &str = "parcours_workspaces";
@@ -31,17 +32,6 @@ const SESSION_SECONDS: u64 = 12 * 3600;
 const TIMELINE_PAGE: usize = 50;
 /// Customers per page of the list.
 const CUSTOMERS_PAGE: usize = 50;
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 /// The page's language: the user's choice (a cookie), else her browser's.
 fn lang_of(headers: &HeaderMap) -> Lang {
