@@ -404,6 +404,11 @@ try {
   const zipBytes = await zip.body();
   check(zip.status() === 200 && zipBytes.subarray(0, 2).toString() === 'PK' && zipBytes.includes(EMAIL.toLowerCase())
     && zipBytes.includes('events.json'), `the archive is a zip of her data (${zipBytes.length} bytes)`);
+  // Her page lists her requests, the archive with them.
+  await page.goto(customerUrl);
+  check(await page.locator(`tr[data-request="${filed}"] a[download]`).count() === 1,
+    'her page lists her access request with its archive');
+  await accessible(page, 'customer (her requests)');
   // Erasure: what it will do first; refused without the box ticked (the browser asks), then done.
   await page.goto(`${BASE}/console/customers`);
   await page.getByLabel(/Email, phone/).fill('lea.e2e@example.com');

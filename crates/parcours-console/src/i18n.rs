@@ -102,6 +102,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("set_at", "Set", "Défini le"),
     ("consents", "Consents", "Consentements"),
     ("consent_text_version", "text version", "version du texte"),
+    ("her_requests", "Her requests", "Ses demandes"),
     ("purpose", "Purpose", "Finalité"),
     ("state", "State", "État"),
     ("granted", "granted", "accordé"),

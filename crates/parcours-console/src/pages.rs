@@ -897,6 +897,8 @@ struct CustomerPage {
     timeline: Timeline,
     unmerged: Option<String>,
     privacy: bool,
+    /// Her privacy requests (for who may read them).
+    requests: Vec<crate::privacy::RequestRow>,
 }
 
 #[derive(Template)]
@@ -923,6 +925,7 @@ pub(crate) async fn customer(
     let channels = q.channels();
     let before = q.before;
     let wanted = id.clone();
+    let privacy = session.privacy();
     let loaded = blocking(move || {
         let c = customers::customer(store.as_ref(), &actor, &wanted)?;
         let tl = customers::timeline(
@@ -933,10 +936,20 @@ pub(crate) async fn customer(
             &channels,
             TIMELINE_PAGE,
         )?;
-        Ok((c, tl))
+        let requests = if privacy {
+            let hers: Vec<(String, String)> = c
+                .identifiers
+                .iter()
+                .map(|i| (i.identifier.kind.clone(), i.identifier.value.clone()))
+                .collect();
+            parcours_service::privacy::requests_about(store.as_ref(), &actor, &hers)?
+        } else {
+            Vec::new()
+        };
+        Ok((c, tl, requests))
     })
     .await;
-    let (c, (events, older)) = match loaded {
+    let (c, (events, older), requests) = match loaded {
         Ok(x) => x,
         Err(e) => return service_problem(session.chrome(), e),
     };
@@ -1076,7 +1089,11 @@ pub(crate) async fn customer(
         channels,
         timeline,
         unmerged: q.unmerged.filter(|u| !u.is_empty()),
-        privacy: session.privacy(),
+        privacy,
+        requests: requests
+            .iter()
+            .map(|r| crate::privacy::request_row(tr, r))
+            .collect(),
     })
 }
 

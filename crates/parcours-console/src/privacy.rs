@@ -28,6 +28,20 @@ pub(crate) struct RequestRow {
     pub extension: String,
 }
 
+/// A request as the console's tables show it.
+pub(crate) fn request_row(tr: crate::Tr, r: &parcours_store::PrivacyRequest) -> RequestRow {
+    RequestRow {
+        id: r.id.clone(),
+        kind: tr.t(&format!("req_{}", r.kind)),
+        state: tr.t(&format!("req_state_{}", r.state)),
+        received: tr.date(r.received_at),
+        deadline: r.deadline.clone(),
+        done: r.done_at.map(|d| tr.date(d)).unwrap_or_default(),
+        archive: r.kind == privacy::ACCESS && r.state == "done",
+        extension: r.extension_reason.clone().unwrap_or_default(),
+    }
+}
+
 pub(crate) struct AuditRow {
     pub at: String,
     pub actor: String,
@@ -190,19 +204,7 @@ async fn page_with(
         filed: q.filed.filter(|f| !f.is_empty()),
         saved: q.saved.is_some(),
         error,
-        requests: requests
-            .iter()
-            .map(|r| RequestRow {
-                id: r.id.clone(),
-                kind: tr.t(&format!("req_{}", r.kind)),
-                state: tr.t(&format!("req_state_{}", r.state)),
-                received: tr.date(r.received_at),
-                deadline: r.deadline.clone(),
-                done: r.done_at.map(|d| tr.date(d)).unwrap_or_default(),
-                archive: r.kind == privacy::ACCESS && r.state == "done",
-                extension: r.extension_reason.clone().unwrap_or_default(),
-            })
-            .collect(),
+        requests: requests.iter().map(|r| request_row(tr, r)).collect(),
         ip: tr.t(&format!("ip_{}", ip_name(settings.ip_addresses))),
         location: tr.t(&format!("loc_{}", location_name(settings.precise_location))),
         ip_options: choices(

@@ -143,6 +143,25 @@ pub fn requests(store: &dyn Store, actor: &Actor) -> Result<Vec<PrivacyRequest>,
     Ok(store.privacy_requests(&actor.workspace, 500)?)
 }
 
+/// The workspace's requests about a person, by her identifiers (`(kind, value)` as stored),
+/// newest first. An erasure forgets its identifier once done: it is not found this way.
+pub fn requests_about(
+    store: &dyn Store,
+    actor: &Actor,
+    identifiers: &[(String, String)],
+) -> Result<Vec<PrivacyRequest>, ServiceError> {
+    Ok(requests(store, actor)?
+        .into_iter()
+        .filter(|r| {
+            r.identifier.as_ref().is_some_and(|v| {
+                identifiers
+                    .iter()
+                    .any(|(k, iv)| *k == r.identifier_type && iv == v)
+            })
+        })
+        .collect())
+}
+
 /// An access request's archive (a zip of JSON and CSV files).
 pub fn archive(store: &dyn Store, actor: &Actor, id: &str) -> Result<Vec<u8>, ServiceError> {
     let r = request(store, actor, id)?;
