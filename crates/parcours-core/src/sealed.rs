@@ -116,16 +116,6 @@ pub fn open_with_any(keys: &[[u8; 32]], stored: &str) -> Result<String, OpenErro
         .ok_or(OpenError::WrongKey)
 }
 
-/// Whether a stored value is sealed under the process's current key (what a rotation leaves
-/// every secret as). Without a key, whether it is stored as it is.
-pub fn under_current_key(stored: &str) -> bool {
-    match (KEY.get(), stored.strip_prefix(PREFIX)) {
-        (Some(k), Some(sealed)) => open_sealed(k, sealed).is_some(),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
 fn open_sealed(key: &[u8; 32], sealed: &str) -> Option<String> {
     let bytes = BASE64.decode(sealed).ok()?;
     if bytes.len() < NONCE_LEN {
