@@ -4,9 +4,7 @@
 use anyhow::{bail, Context};
 use parcours_core::privacy::PREFERENCE_SECRET;
 use parcours_core::sealed;
-use parcours_core::time::Clock;
-use parcours_engine::SystemClock;
-use parcours_store::{DefinitionKind, Store};
+use parcours_store::{SecretHolder, Store};
 
 use crate::config::Config;
 use crate::node::{hold_store, open_store};
@@ -40,13 +38,13 @@ pub struct Resealed {
 }
 
 /// Seals every stored secret under the current key: destinations' signing secrets, webhook
-/// sources' platform secrets, the preference links' secrets. Sealing is deterministic, so a
-/// secret already sealed under the key is written back unchanged.
+/// sources' platform secrets, the preference links' secrets. Each is replaced alone, and only
+/// if it is still what was read (a change made meanwhile is kept and reported).
 pub fn reseal(config: &Config) -> anyhow::Result<Resealed> {
     if config.security.secrets_key.is_none() {
         bail!("set security.secrets_key to the key the secrets are to be sealed with, and security.previous_secrets_keys to the keys they were sealed with");
     }
-    // The embedded store: no node may change a definition at the same time.
+    // The embedded store is held: no node of its own runs meanwhile.
     let _lock = hold_store(config, "sealing the secrets again")?;
     let store = open_store(config)?;
     reseal_store(store.as_ref())
@@ -54,67 +52,37 @@ pub fn reseal(config: &Config) -> anyhow::Result<Resealed> {
 
 fn reseal_store(store: &dyn Store) -> anyhow::Result<Resealed> {
     let mut done = Resealed::default();
-    let now = SystemClock.now();
-    for ws in store.workspaces()? {
-        for d in store.definitions(Some(&ws.id))? {
-            if d.kind != DefinitionKind::Destination {
-                continue;
-            }
-            let Some(stored) = d.doc.get("secret").and_then(|s| s.as_str()) else {
-                continue;
-            };
-            let plain = match sealed::open(stored) {
-                Ok(p) => p,
-                Err(e) => {
-                    done.left
-                        .push(format!("destination {} of {}: {e}", d.id, ws.id));
-                    continue;
-                }
-            };
-            // Written only if the definition did not change since it was read.
-            let current = store
-                .definitions(Some(&ws.id))?
-                .into_iter()
-                .find(|c| c.kind == d.kind && c.id == d.id);
-            if current.as_ref().map(|c| c.version) != Some(d.version) {
-                done.left.push(format!(
-                    "destination {} of {}: changed while it was sealed again; run again",
-                    d.id, ws.id
-                ));
-                continue;
-            }
-            let mut again = d.clone();
-            again.doc["secret"] = sealed::seal(&plain).into();
-            store.put_definition(&again)?;
-            done.destinations += 1;
+    for secret in store.stored_secrets(&[PREFERENCE_SECRET])? {
+        let what = match secret.holder {
+            SecretHolder::Destination => format!("destination {}", secret.id),
+            SecretHolder::Source => format!("webhook source {}", secret.id),
+            SecretHolder::Setting => "preference secret".to_string(),
+        };
+        let place = format!("{what} of {}", secret.workspace_id);
+        if secret.value.is_empty() {
+            done.left
+                .push(format!("{place}: its document does not read"));
+            continue;
         }
-        // A source whose document no key opens reads without its webhook (the store says so
-        // in the log): it is left as it is.
-        for source in store.sources(&ws.id)? {
-            if source
-                .webhook
-                .as_ref()
-                .is_some_and(|w| w.signature.is_some())
-            {
-                store.update_source(&source)?;
-                done.sources += 1;
+        let plain = match sealed::open(&secret.value) {
+            Ok(p) => p,
+            Err(e) => {
+                done.left.push(format!("{place}: {e}"));
+                continue;
             }
+        };
+        // Sealing is deterministic: a secret already under the key is left as it is.
+        let again = sealed::seal(&plain);
+        if again != secret.value && !store.replace_stored_secret(&secret, &again)? {
+            done.left.push(format!(
+                "{place}: changed while it was sealed again; run again"
+            ));
+            continue;
         }
-        if let Some(stored) = store.workspace_setting(&ws.id, PREFERENCE_SECRET)? {
-            match sealed::open(&stored) {
-                Ok(plain) => {
-                    store.put_workspace_setting(
-                        &ws.id,
-                        PREFERENCE_SECRET,
-                        &sealed::seal(&plain),
-                        now,
-                    )?;
-                    done.preference_secrets += 1;
-                }
-                Err(e) => done
-                    .left
-                    .push(format!("preference secret of {}: {e}", ws.id)),
-            }
+        match secret.holder {
+            SecretHolder::Destination => done.destinations += 1,
+            SecretHolder::Source => done.sources += 1,
+            SecretHolder::Setting => done.preference_secrets += 1,
         }
     }
     Ok(done)

@@ -4,9 +4,10 @@
 use parcours_core::privacy::scrub_json;
 use parcours_core::time::Millis;
 use parcours_store::{
-    render, with_members, without_bodies, AuditEntry, Dialect, Erased, Erasure, List, Privacy,
-    PrivacyRequest, Result, RetentionRun, Side, StoreError, ERASE_STEPS, HER_BATCHES, HER_LOYALTY,
-    HER_ORDERS, HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
+    render, webhook_secret, webhook_with_secret, with_members, without_bodies, AuditEntry, Dialect,
+    Erased, Erasure, List, Privacy, PrivacyRequest, Result, RetentionRun, SecretHolder, Side,
+    StoreError, StoredSecret, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS,
+    HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -510,6 +511,112 @@ impl Privacy for SqliteStore {
             .optional()
             .map_err(backend)
         })
+    }
+
+    fn stored_secrets(&self, settings: &[&str]) -> Result<Vec<StoredSecret>> {
+        let mut out: Vec<StoredSecret> = self.read_projections(|c| {
+            c.prepare(
+                "SELECT workspace_id, id, json_extract(doc, '$.secret') FROM definitions
+                 WHERE kind = 'destination' AND json_extract(doc, '$.secret') IS NOT NULL",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok(StoredSecret {
+                        workspace_id: r.get(0)?,
+                        holder: SecretHolder::Destination,
+                        id: r.get(1)?,
+                        value: r.get(2)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(backend)
+        })?;
+        let sources: Vec<(String, String, String)> = self.read(|c| {
+            c.prepare("SELECT workspace_id, id, webhook FROM sources WHERE webhook IS NOT NULL")
+                .and_then(|mut st| {
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .map_err(backend)
+        })?;
+        for (workspace_id, id, webhook) in sources {
+            let readable = serde_json::from_str::<serde_json::Value>(&webhook).is_ok();
+            match webhook_secret(&webhook) {
+                Some(value) => out.push(StoredSecret {
+                    workspace_id,
+                    holder: SecretHolder::Source,
+                    id,
+                    value,
+                }),
+                None if !readable => out.push(StoredSecret {
+                    workspace_id,
+                    holder: SecretHolder::Source,
+                    id,
+                    value: String::new(),
+                }),
+                None => {}
+            }
+        }
+        for name in settings {
+            let rows: Vec<(String, String)> = self.read(|c| {
+                c.prepare("SELECT workspace_id, value FROM workspace_settings WHERE name = ?1")
+                    .and_then(|mut st| {
+                        st.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect()
+                    })
+                    .map_err(backend)
+            })?;
+            out.extend(rows.into_iter().map(|(workspace_id, value)| StoredSecret {
+                workspace_id,
+                holder: SecretHolder::Setting,
+                id: name.to_string(),
+                value,
+            }));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn replace_stored_secret(&self, secret: &StoredSecret, value: &str) -> Result<bool> {
+        let s = secret;
+        let n = match s.holder {
+            SecretHolder::Destination => self.projection_writer().execute(
+                "UPDATE definitions SET doc = json_set(doc, '$.secret', ?4)
+                 WHERE workspace_id = ?1 AND kind = 'destination' AND id = ?2
+                   AND json_extract(doc, '$.secret') = ?3",
+                params![s.workspace_id, s.id, s.value, value],
+            ),
+            SecretHolder::Source => {
+                let conn = self.writer();
+                let stored: Option<String> = conn
+                    .query_row(
+                        "SELECT webhook FROM sources WHERE workspace_id = ?1 AND id = ?2",
+                        [&s.workspace_id, &s.id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?
+                    .flatten();
+                let Some((stored, again)) = stored.and_then(|w| {
+                    let again = webhook_with_secret(&w, &s.value, value)?;
+                    Some((w, again))
+                }) else {
+                    return Ok(false);
+                };
+                conn.execute(
+                    "UPDATE sources SET webhook = ?4 WHERE workspace_id = ?1 AND id = ?2 AND webhook = ?3",
+                    params![s.workspace_id, s.id, stored, again],
+                )
+            }
+            SecretHolder::Setting => self.writer().execute(
+                "UPDATE workspace_settings SET value = ?4
+                 WHERE workspace_id = ?1 AND name = ?2 AND value = ?3",
+                params![s.workspace_id, s.id, s.value, value],
+            ),
+        }
+        .map_err(backend)?;
+        Ok(n == 1)
     }
 
     fn put_workspace_setting(

@@ -163,6 +163,48 @@ pub fn without_bodies(payload: &str) -> Option<String> {
     changed.then(|| v.to_string())
 }
 
+/// Where a secret Parcours keeps readable is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretHolder {
+    /// A destination's signing secret (its definition's `secret`).
+    Destination,
+    /// A webhook source's platform secret (`webhook.signature.secret`).
+    Source,
+    /// A workspace setting that is a secret (the preference links').
+    Setting,
+}
+
+/// A stored secret as it is stored (sealed or not), and where.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredSecret {
+    pub workspace_id: String,
+    pub holder: SecretHolder,
+    /// The destination's or the source's id, or the setting's name.
+    pub id: String,
+    pub value: String,
+}
+
+/// A source's stored `webhook` document with its signing secret replaced, if it holds
+/// `old` as that secret (a document that does not read holds none).
+pub fn webhook_with_secret(stored: &str, old: &str, new: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(stored).ok()?;
+    let slot = v.get_mut("signature")?.get_mut("secret")?;
+    if slot.as_str() != Some(old) {
+        return None;
+    }
+    *slot = new.into();
+    Some(v.to_string())
+}
+
+/// A source's stored `webhook` document's signing secret, as stored.
+pub fn webhook_secret(stored: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(stored).ok()?;
+    v.get("signature")?
+        .get("secret")?
+        .as_str()
+        .map(str::to_string)
+}
+
 pub trait Privacy: Send + Sync {
     /// Deletes what a workspace keeps past its retention (in batches); returns rows per
     /// table (`message bodies` counts the messages emptied).
@@ -214,6 +256,14 @@ pub trait Privacy: Send + Sync {
         value: &str,
         at: Millis,
     ) -> Result<String>;
+
+    /// Every stored secret of every workspace, as stored (sealed or not): destinations',
+    /// webhook sources' (a source document that does not read is listed by its id with an
+    /// empty value) and the workspace settings named in `settings`.
+    fn stored_secrets(&self, settings: &[&str]) -> Result<Vec<StoredSecret>>;
+    /// Replaces a stored secret, and nothing else of what holds it, if it is still
+    /// `secret.value`: whether it was (a change made meanwhile is kept).
+    fn replace_stored_secret(&self, secret: &StoredSecret, value: &str) -> Result<bool>;
 
     /// Appends to the audit log; returns the entry's id. Entries are never changed.
     fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;

@@ -98,6 +98,7 @@ macro_rules! conformance_suite {
             deleted_events_never_give_their_seq_back,
             audit_log_reads_both_ways_and_keeps_workspaces_apart,
             her_orders_are_found_by_card_or_by_what_they_hold,
+            stored_secrets_are_listed_and_replaced_only_as_they_stand,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

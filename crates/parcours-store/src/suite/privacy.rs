@@ -149,3 +149,107 @@ pub fn her_orders_are_found_by_card_or_by_what_they_hold(store: &dyn Store) {
     assert!(store.her_orders(&person("w1", &["R"])).unwrap().is_empty());
     assert!(store.her_orders(&person("w1", &[])).unwrap().is_empty());
 }
+
+pub fn stored_secrets_are_listed_and_replaced_only_as_they_stand(store: &dyn Store) {
+    setup(store, &["ws_a", "ws_b"]);
+    let mut dest = super::audiences::definition("ws_a", DefinitionKind::Destination, "crm", 3);
+    dest.doc =
+        serde_json::json!({"name": "CRM", "url": "https://crm.example/hook", "secret": "s-dest"});
+    store.put_definition(&dest).unwrap();
+    store
+        .put_definition(&super::audiences::definition(
+            "ws_a",
+            DefinitionKind::Audience,
+            "vip",
+            1,
+        ))
+        .unwrap();
+    let src = Source {
+        id: "src_1".into(),
+        workspace_id: "ws_b".into(),
+        name: "Shopify".into(),
+        channel: None,
+        created_at: T0,
+        allowed_origins: vec![],
+        webhook: Some(parcours_core::webhook::WebhookSource {
+            mapping: parcours_core::webhook::MappingRef::Shipped("shopify_orders_create".into()),
+            signature: Some(parcours_core::webhook::SignatureCheck {
+                scheme: parcours_core::webhook::SignatureScheme::Shopify,
+                secret: "s-source".into(),
+            }),
+        }),
+        tracking_plan: None,
+    };
+    store.create_source(&src, "hash-secret").unwrap();
+    store
+        .put_workspace_setting("ws_a", "preference_secret", "s-pref", T0)
+        .unwrap();
+    store
+        .put_workspace_setting("ws_a", "privacy", "{}", T0)
+        .unwrap();
+    let listed = store.stored_secrets(&["preference_secret"]).unwrap();
+    let secret = |ws: &str, holder, id: &str, value: &str| StoredSecret {
+        workspace_id: ws.into(),
+        holder,
+        id: id.into(),
+        value: value.into(),
+    };
+    let mut expected = vec![
+        secret("ws_a", SecretHolder::Destination, "crm", "s-dest"),
+        secret("ws_b", SecretHolder::Source, "src_1", "s-source"),
+        secret("ws_a", SecretHolder::Setting, "preference_secret", "s-pref"),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+    // What no longer stands is not replaced.
+    for s in &expected {
+        let stale = StoredSecret {
+            value: "not-it".into(),
+            ..s.clone()
+        };
+        assert!(
+            !store.replace_stored_secret(&stale, "new").unwrap(),
+            "{s:?}"
+        );
+    }
+    assert_eq!(
+        store.stored_secrets(&["preference_secret"]).unwrap(),
+        expected
+    );
+    // What stands is, and nothing else of what holds it changes.
+    for s in &expected {
+        assert!(store.replace_stored_secret(s, "new").unwrap(), "{s:?}");
+        assert!(!store.replace_stored_secret(s, "newer").unwrap(), "{s:?}");
+    }
+    let after = store.definitions(Some("ws_a")).unwrap();
+    let crm = after.iter().find(|d| d.id == "crm").unwrap();
+    assert_eq!(crm.version, 3);
+    assert_eq!(
+        crm.doc,
+        serde_json::json!({"name": "CRM", "url": "https://crm.example/hook", "secret": "new"})
+    );
+    let mut changed = src.clone();
+    changed
+        .webhook
+        .as_mut()
+        .unwrap()
+        .signature
+        .as_mut()
+        .unwrap()
+        .secret = "new".into();
+    assert_eq!(store.sources("ws_b").unwrap(), vec![changed]);
+    assert_eq!(
+        store
+            .workspace_setting("ws_a", "preference_secret")
+            .unwrap()
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        store
+            .workspace_setting("ws_a", "privacy")
+            .unwrap()
+            .as_deref(),
+        Some("{}")
+    );
+}
