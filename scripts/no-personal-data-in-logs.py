@@ -8,8 +8,8 @@
 
     no-personal-data-in-logs.py --any [--allow ADDRESS_OR_NUMBER ...] LOG [LOG ...]
         any email address and any phone number (but the allowed ones: senders, not customers)
-        in international form (`+` and 8 to 15 digits, spaces and dots allowed), whoever it
-        belongs to.
+        in international form (`+` and 8 to 17 digits, with spaces, dots, dashes or
+        parentheses between them), whoever it belongs to; each line is read URL-decoded too.
         Every file must hold the canary line the test harness writes first
         (canary@personal-data.invalid, +33600000009): it proves the search reads what the
         harness wrote, and is not a hit itself.
@@ -18,6 +18,7 @@ import argparse
 import re
 import sqlite3
 import sys
+import urllib.parse
 
 CANARY_EMAIL = "canary@personal-data.invalid"
 CANARY_PHONE = "33600000009"
@@ -70,9 +71,19 @@ def main() -> int:
     else:
         allowed = {a.lower() for a in args.allow if "@" in a} | {CANARY_EMAIL}
         allowed_phones = {digits(a) for a in args.allow if "@" not in a} | {CANARY_PHONE}
-        phone_re = re.compile(r"\+\d[\d .]{6,18}\d")
+        # `+` and digits, with the separators people write (`+33 6 12 34 56 78`,
+        # `+1-415-555-0100`, `+44 (0)20 …`).
+        phone_re = re.compile(r"\+\d(?:[ .()-]{0,2}\d){7,16}")
         is_email = lambda m: m.lower() not in allowed
-        is_phone = lambda m: 8 <= len(digits(m)) <= 15 and digits(m) not in allowed_phones
+
+        def is_phone(m: str) -> bool:
+            d = digits(m)
+            # An allowed number followed by other figures (`from=+33600000000 2 items`).
+            for a in allowed_phones:
+                if d.startswith(a):
+                    d = d[len(a):]
+            return 8 <= len(d) <= 17
+
         what = "any email or phone"
 
     found = 0
@@ -82,6 +93,8 @@ def main() -> int:
         with open(path, encoding="utf-8", errors="replace") as f:
             for n, line in enumerate(f, 1):
                 lines += 1
+                # As a URL or a form would carry it too (`ann%40example.com`, `%2B33…`).
+                line = urllib.parse.unquote(line)
                 emails_here = EMAIL_RE.findall(line)
                 phones_here = phone_re.findall(line)
                 if CANARY_EMAIL in emails_here and any(digits(p) == CANARY_PHONE for p in phones_here):

@@ -27,12 +27,17 @@ export PARCOURS_REFERENCE_DATA="${PARCOURS_REFERENCE_DATA:-$PWD/target/reference
 export PARCOURS_TEST_DATABASE_URL="${PARCOURS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 bash scripts/postgres.sh "$PARCOURS_TEST_DATABASE_URL"
 
-# Every node the tests start logs into target/test-logs (Parcours at debug); after the tests,
-# no line of it may hold an email address or a phone number (the senders' aside).
+# Every node the tests start logs into target/test-logs (Parcours at debug in the tests'
+# processes, info for spawned cluster nodes); after the tests, no line of it may hold an
+# email address or a phone number (the senders' aside).
 export PARCOURS_TEST_LOG_DIR="$PWD/target/test-logs"
 rm -rf "$PARCOURS_TEST_LOG_DIR"
 cargo test --workspace "$@"
 if [ "$#" -eq 0 ]; then
+  if ! compgen -G "$PARCOURS_TEST_LOG_DIR/*.log" > /dev/null; then
+    echo "test.sh: the tests left no log in $PARCOURS_TEST_LOG_DIR: nothing to search for personal data" >&2
+    exit 1
+  fi
   python3 scripts/no-personal-data-in-logs.py --any \
     --allow news@shop.example --allow hello@shop.example --allow +33600000000 \
     "$PARCOURS_TEST_LOG_DIR"/*.log

@@ -32,6 +32,10 @@ const CONFIGURATION: &[&str] = &[
     "commerce/loyalty/program",
 ];
 
+/// The response header by which a handler names what it changed more precisely than its
+/// path does (removed before the answer leaves).
+pub const AUDIT_TARGET: &str = "x-parcours-audit-target";
+
 /// The cookie that holds a console session's token.
 pub const CONSOLE_SESSION_COOKIE: &str = "parcours_session";
 
@@ -118,16 +122,24 @@ pub async fn changes(State(state): State<Arc<AppState>>, req: Request, next: Nex
     } else {
         bearer(req.headers()).ok().map(str::to_string)
     };
-    let response = next.run(req).await;
+    // Who, read before the change: a token revoking itself is no longer valid after it.
+    let who = match &token {
+        Some(token) => token_of(&state, token).await.ok(),
+        None => None,
+    };
+    let mut response = next.run(req).await;
+    // A handler that knows better what it changed says so (a console form with several
+    // buttons); the header never leaves the node.
+    let target = match response.headers_mut().remove(AUDIT_TARGET) {
+        Some(v) => v.to_str().map(str::to_string).unwrap_or(target),
+        None => target,
+    };
     let status = response.status();
     // A console form that succeeded answers with its page or sends to the next one.
     if !(status.is_success() || (console && status.is_redirection())) {
         return response;
     }
-    let Some(token) = token else {
-        return response;
-    };
-    let Ok(t) = token_of(&state, &token).await else {
+    let Some(t) = who else {
         return response;
     };
     let (st, now) = (state.engine.store().clone(), state.engine.now());

@@ -36,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use admin::consent_json;
-pub use audit::{cookie, CONSOLE_SESSION_COOKIE};
+pub use audit::{cookie, AUDIT_TARGET, CONSOLE_SESSION_COOKIE};
 pub use auth::{hash_secret, new_secret};
 pub use error::ApiError;
 pub use parcours_service::workspaces::{provision_workspace, Provisioned};

@@ -422,7 +422,8 @@ impl Config {
         if let Some(url) = &config.database {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(format!(
-                    "database must be a postgres:// URL (leave it unset for the embedded store), not `{url}`"
+                    "database must be a postgres:// URL (leave it unset for the embedded store), not `{}`",
+                    redact(url)
                 ));
             }
         }
@@ -531,7 +532,7 @@ fn check_secret(key: &str, value: &str) -> Result<(), String> {
     .any(|p| lower.contains(p));
     if placeholder {
         return Err(format!(
-            "{key} looks like a placeholder from the documentation (`{value}`); give a random \
+            "{key} looks like a placeholder from the documentation; give a random \
              secret of at least {MIN_SECRET_CHARS} characters (`openssl rand -hex 20`), or leave \
              it out and Parcours makes one"
         ));

@@ -481,12 +481,24 @@ async fn a_quarantined_event_is_fixed_and_replayed(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 303, "{}", text(&r));
+    assert!(header(&r, parcours_api::AUDIT_TARGET).is_empty());
     t.unified().await;
     let r = get(&t, "/console/customers?q=zoe", &cookie).await;
     let page = text(&get(&t, header(&r, "location"), &cookie).await);
     assert!(page.contains("Order Completed"), "{page}");
     let r = get(&t, "/console/quality?status=replayed", &cookie).await;
     assert!(text(&r).contains(&entry), "{}", text(&r));
+    // The audit log says what was done with it (the refused correction is not there), and
+    // the header that told it does not reach the browser.
+    let (_, audit) = t.get("/api/v1/audit?limit=1000").await;
+    let targets: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "console.post")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["quarantine/{id}/replay"], "{audit}");
     t.stop().await;
 }
 

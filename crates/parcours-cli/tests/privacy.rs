@@ -491,6 +491,40 @@ async fn retention_and_what_ingest_keeps(backend: Backend) {
         .collect();
     assert_eq!(made.len(), 1, "{audit}");
     assert!(!made[0]["actor"].as_str().unwrap().is_empty(), "{audit}");
+    // A token that revokes itself is in the log under its name (it no longer works after).
+    let (s, made) = call(
+        &t,
+        "POST",
+        "/api/v1/tokens",
+        json!({"name": "leaving-ops", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{made}");
+    let (secret, id) = (
+        made["secret"].as_str().unwrap(),
+        made["token"]["id"].as_str().unwrap(),
+    );
+    let auth = format!("Bearer {secret}");
+    let gone = t
+        .client
+        .request(
+            "DELETE".parse().unwrap(),
+            &format!("/api/v1/tokens/{id}"),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!((200..300).contains(&gone.status), "{}", gone.status);
+    let (_, audit) = t.get("/api/v1/audit?limit=1000").await;
+    let revoked: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "api.delete" && e["target"] == format!("tokens/{id}"))
+        .collect();
+    assert_eq!(revoked.len(), 1, "{audit}");
+    assert_eq!(revoked[0]["actor"], "leaving-ops", "{audit}");
     let (s, e) = t.get("/api/v1/audit?limit=0").await;
     assert_eq!(
         (s, e["code"].as_str()),

@@ -236,7 +236,14 @@ pub(crate) async fn act(
     })
     .await;
     match done {
-        Ok(()) => see_other("/console/quality"),
+        Ok(()) => {
+            let mut r = see_other("/console/quality");
+            let what = if discard { "discard" } else { "replay" };
+            if let Ok(v) = format!("quarantine/{{id}}/{what}").parse() {
+                r.headers_mut().insert(parcours_api::AUDIT_TARGET, v);
+            }
+            r
+        }
         Err(e @ (ServiceError::Unprocessable { .. } | ServiceError::Invalid { .. })) => {
             // Shown on the entry, the corrected text kept.
             let (store, actor) = (state.engine.store().clone(), session.actor());

@@ -297,10 +297,18 @@ fn webhook_calls_of(
     }
 }
 
-/// A URL as the audit log and the request's result name it: without its query, which may
-/// hold a receiver's token or her data.
-fn without_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or_default()
+/// A URL as the audit log and the request's result name it: without its query and a user
+/// and password before the host, which may hold a receiver's credentials or her data.
+fn without_query(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Does a received (or interrupted) request: builds the access archive, or erases.
@@ -509,10 +517,17 @@ fn run_erasure(
         .into_iter()
         .enumerate()
     {
+        // Only the profiles this receiver was called about.
+        let mut profiles: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c["profile_id"].as_str())
+            .collect();
+        profiles.sort();
+        profiles.dedup();
         let body = json!({
             "type": "privacy.erasure",
             "timestamp": parcours_core::time::format_timestamp(rt.now()),
-            "data": {"workspace": ws, "request": r.id, "profiles": p.profiles, "calls": calls},
+            "data": {"workspace": ws, "request": r.id, "profiles": profiles, "calls": calls},
         });
         let webhook_id = format!("erasure_{}_webhook_{n}", r.id);
         let outcome = rt.notify_webhook(&url, &webhook_id, body.to_string());
@@ -916,6 +931,22 @@ pub fn audit_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_is_named_without_its_credentials_or_query() {
+        assert_eq!(
+            without_query("https://bot:pw@hooks.example:8443/x/y?token=abc#f"),
+            "https://hooks.example:8443/x/y"
+        );
+        assert_eq!(
+            without_query("http://127.0.0.1:9/crm"),
+            "http://127.0.0.1:9/crm"
+        );
+        assert_eq!(
+            without_query("https://a@b@hooks.example"),
+            "https://hooks.example"
+        );
+    }
 
     #[test]
     fn a_zip_lists_its_files_with_their_checksums() {
