@@ -3,10 +3,10 @@
 use parcours_core::privacy::scrub_json;
 use parcours_core::time::Millis;
 use parcours_store::{
-    render, webhook_secret, webhook_with_secret, with_members, without_bodies, AuditEntry, Dialect,
-    Erased, Erasure, List, Privacy, PrivacyRequest, Result, RetentionRun, SecretHolder, Side,
-    StoreError, StoredSecret, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS,
-    HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
+    render, webhook_with_secret, with_members, without_bodies, AuditEntry, Dialect, Erased,
+    Erasure, List, Privacy, PrivacyRequest, Result, RetentionRun, SecretHolder, Side, StoreError,
+    StoredSecret, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS, HER_PROFILE_EVENTS,
+    MESSAGE_LANES, ORDER_DROP_KEYS,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -535,41 +535,22 @@ impl Privacy for PgStore {
     fn stored_secrets(&self, settings: &[&str]) -> Result<Vec<StoredSecret>> {
         self.run(async {
             let pool = self.pool();
-            let mut out = Vec::new();
             let rows: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT workspace_id, id, doc->>'secret' FROM definitions
                  WHERE kind = 'destination' AND doc->>'secret' IS NOT NULL",
             )
             .fetch_all(pool)
             .await?;
-            out.extend(
-                rows.into_iter()
-                    .map(|(workspace_id, id, value)| StoredSecret {
-                        workspace_id,
-                        holder: SecretHolder::Destination,
-                        id,
-                        value,
-                    }),
-            );
+            let mut out: Vec<StoredSecret> = rows
+                .into_iter()
+                .map(StoredSecret::of(SecretHolder::Destination))
+                .collect();
             let sources: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT workspace_id, id, webhook FROM sources WHERE webhook IS NOT NULL",
             )
             .fetch_all(pool)
             .await?;
-            for (workspace_id, id, webhook) in sources {
-                let readable = serde_json::from_str::<serde_json::Value>(&webhook).is_ok();
-                let value = match webhook_secret(&webhook) {
-                    Some(v) => v,
-                    None if !readable => String::new(),
-                    None => continue,
-                };
-                out.push(StoredSecret {
-                    workspace_id,
-                    holder: SecretHolder::Source,
-                    id,
-                    value,
-                });
-            }
+            out.extend(sources.into_iter().filter_map(StoredSecret::of_source));
             let rows: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT workspace_id, name, value FROM workspace_settings WHERE name = ANY($1)",
             )
@@ -578,12 +559,7 @@ impl Privacy for PgStore {
             .await?;
             out.extend(
                 rows.into_iter()
-                    .map(|(workspace_id, id, value)| StoredSecret {
-                        workspace_id,
-                        holder: SecretHolder::Setting,
-                        id,
-                        value,
-                    }),
+                    .map(StoredSecret::of(SecretHolder::Setting)),
             );
             out.sort();
             Ok::<_, sqlx::Error>(out)
@@ -595,19 +571,18 @@ impl Privacy for PgStore {
         let s = secret;
         self.run(async {
             let pool = self.pool();
-            let done = match s.holder {
-                SecretHolder::Destination => sqlx::query(
+            // Where the secret is one value of a row, it is replaced if it is still the same.
+            let sql = match s.holder {
+                SecretHolder::Destination => {
                     "UPDATE definitions SET doc = jsonb_set(doc, '{secret}', to_jsonb($4::text))
                      WHERE workspace_id = $1 AND kind = 'destination' AND id = $2
-                       AND doc->>'secret' = $3",
-                )
-                .bind(&s.workspace_id)
-                .bind(&s.id)
-                .bind(&s.value)
-                .bind(value)
-                .execute(pool)
-                .await?
-                .rows_affected(),
+                       AND doc->>'secret' = $3"
+                }
+                SecretHolder::Setting => {
+                    "UPDATE workspace_settings SET value = $4
+                     WHERE workspace_id = $1 AND name = $2 AND value = $3"
+                }
+                // In a source's document: the whole document, if it is still the same.
                 SecretHolder::Source => {
                     let stored: Option<Option<String>> = sqlx::query_scalar(
                         "SELECT webhook FROM sources WHERE workspace_id = $1 AND id = $2",
@@ -622,7 +597,7 @@ impl Privacy for PgStore {
                     }) else {
                         return Ok(false);
                     };
-                    sqlx::query(
+                    let n = sqlx::query(
                         "UPDATE sources SET webhook = $4 WHERE workspace_id = $1 AND id = $2 AND webhook = $3",
                     )
                     .bind(&s.workspace_id)
@@ -631,20 +606,18 @@ impl Privacy for PgStore {
                     .bind(again)
                     .execute(pool)
                     .await?
-                    .rows_affected()
+                    .rows_affected();
+                    return Ok(n == 1);
                 }
-                SecretHolder::Setting => sqlx::query(
-                    "UPDATE workspace_settings SET value = $4
-                     WHERE workspace_id = $1 AND name = $2 AND value = $3",
-                )
+            };
+            let done = sqlx::query(sql)
                 .bind(&s.workspace_id)
                 .bind(&s.id)
                 .bind(&s.value)
                 .bind(value)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-            };
+                .rows_affected();
             Ok::<_, sqlx::Error>(done == 1)
         })
         .map_err(backend)

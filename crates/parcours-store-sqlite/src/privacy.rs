@@ -4,10 +4,10 @@
 use parcours_core::privacy::scrub_json;
 use parcours_core::time::Millis;
 use parcours_store::{
-    render, webhook_secret, webhook_with_secret, with_members, without_bodies, AuditEntry, Dialect,
-    Erased, Erasure, List, Privacy, PrivacyRequest, Result, RetentionRun, SecretHolder, Side,
-    StoreError, StoredSecret, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS,
-    HER_PROFILE_EVENTS, MESSAGE_LANES, ORDER_DROP_KEYS,
+    render, webhook_with_secret, with_members, without_bodies, AuditEntry, Dialect, Erased,
+    Erasure, List, Privacy, PrivacyRequest, Result, RetentionRun, SecretHolder, Side, StoreError,
+    StoredSecret, ERASE_STEPS, HER_BATCHES, HER_LOYALTY, HER_ORDERS, HER_PROFILE_EVENTS,
+    MESSAGE_LANES, ORDER_DROP_KEYS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -520,15 +520,9 @@ impl Privacy for SqliteStore {
                  WHERE kind = 'destination' AND json_extract(doc, '$.secret') IS NOT NULL",
             )
             .and_then(|mut st| {
-                st.query_map([], |r| {
-                    Ok(StoredSecret {
-                        workspace_id: r.get(0)?,
-                        holder: SecretHolder::Destination,
-                        id: r.get(1)?,
-                        value: r.get(2)?,
-                    })
-                })?
-                .collect()
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .map(|r| r.map(StoredSecret::of(SecretHolder::Destination)))
+                    .collect()
             })
             .map_err(backend)
         })?;
@@ -540,39 +534,22 @@ impl Privacy for SqliteStore {
                 })
                 .map_err(backend)
         })?;
-        for (workspace_id, id, webhook) in sources {
-            let readable = serde_json::from_str::<serde_json::Value>(&webhook).is_ok();
-            match webhook_secret(&webhook) {
-                Some(value) => out.push(StoredSecret {
-                    workspace_id,
-                    holder: SecretHolder::Source,
-                    id,
-                    value,
-                }),
-                None if !readable => out.push(StoredSecret {
-                    workspace_id,
-                    holder: SecretHolder::Source,
-                    id,
-                    value: String::new(),
-                }),
-                None => {}
-            }
-        }
+        out.extend(sources.into_iter().filter_map(StoredSecret::of_source));
         for name in settings {
-            let rows: Vec<(String, String)> = self.read(|c| {
-                c.prepare("SELECT workspace_id, value FROM workspace_settings WHERE name = ?1")
-                    .and_then(|mut st| {
-                        st.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect()
-                    })
-                    .map_err(backend)
+            let rows: Vec<(String, String, String)> = self.read(|c| {
+                c.prepare(
+                    "SELECT workspace_id, name, value FROM workspace_settings WHERE name = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .map_err(backend)
             })?;
-            out.extend(rows.into_iter().map(|(workspace_id, value)| StoredSecret {
-                workspace_id,
-                holder: SecretHolder::Setting,
-                id: name.to_string(),
-                value,
-            }));
+            out.extend(
+                rows.into_iter()
+                    .map(StoredSecret::of(SecretHolder::Setting)),
+            );
         }
         out.sort();
         Ok(out)

@@ -184,6 +184,34 @@ pub struct StoredSecret {
     pub value: String,
 }
 
+impl StoredSecret {
+    /// A secret of `holder` from a row `(workspace, id, value)`.
+    pub fn of(holder: SecretHolder) -> impl Fn((String, String, String)) -> StoredSecret {
+        move |(workspace_id, id, value)| StoredSecret {
+            workspace_id,
+            holder,
+            id,
+            value,
+        }
+    }
+
+    /// A source's secret from a row `(workspace, id, stored webhook document)`: none when
+    /// the document holds none, an empty value when it does not read.
+    pub fn of_source((workspace_id, id, webhook): (String, String, String)) -> Option<Self> {
+        let value = match webhook_secret(&webhook) {
+            Some(v) => v,
+            None if serde_json::from_str::<serde_json::Value>(&webhook).is_err() => String::new(),
+            None => return None,
+        };
+        Some(StoredSecret {
+            workspace_id,
+            holder: SecretHolder::Source,
+            id,
+            value,
+        })
+    }
+}
+
 /// A source's stored `webhook` document with its signing secret replaced, if it holds
 /// `old` as that secret (a document that does not read holds none).
 pub fn webhook_with_secret(stored: &str, old: &str, new: &str) -> Option<String> {
