@@ -100,20 +100,29 @@ pub fn seal_with(key: &[u8; 32], plain: &str) -> String {
 /// Opens a stored value with `key` (`None`: no key). A value without [`PREFIX`] was stored
 /// before sealing: it is returned as it is.
 pub fn open_with(key: Option<&[u8; 32]>, stored: &str) -> Result<String, OpenError> {
-    open_with_any(&key.copied().into_iter().collect::<Vec<_>>(), stored)
+    open_with_any(key, stored)
 }
 
 /// Opens a stored value with the first of `keys` that opens it (none: [`OpenError::NoKey`]).
-pub fn open_with_any(keys: &[[u8; 32]], stored: &str) -> Result<String, OpenError> {
+pub fn open_with_any<'a>(
+    keys: impl IntoIterator<Item = &'a [u8; 32]>,
+    stored: &str,
+) -> Result<String, OpenError> {
     let Some(sealed) = stored.strip_prefix(PREFIX) else {
         return Ok(stored.to_string());
     };
-    if keys.is_empty() {
-        return Err(OpenError::NoKey);
+    let mut tried = false;
+    for k in keys {
+        tried = true;
+        if let Some(plain) = open_sealed(k, sealed) {
+            return Ok(plain);
+        }
     }
-    keys.iter()
-        .find_map(|k| open_sealed(k, sealed))
-        .ok_or(OpenError::WrongKey)
+    Err(if tried {
+        OpenError::WrongKey
+    } else {
+        OpenError::NoKey
+    })
 }
 
 fn open_sealed(key: &[u8; 32], sealed: &str) -> Option<String> {
@@ -140,9 +149,12 @@ pub fn seal(plain: &str) -> String {
 
 /// Opens with the process's key, or else with a previous one.
 pub fn open(stored: &str) -> Result<String, OpenError> {
-    let mut keys: Vec<[u8; 32]> = KEY.get().into_iter().copied().collect();
-    keys.extend(PREVIOUS.get().into_iter().flatten());
-    open_with_any(&keys, stored)
+    open_with_any(
+        KEY.get()
+            .into_iter()
+            .chain(PREVIOUS.get().into_iter().flatten()),
+        stored,
+    )
 }
 
 /// `#[serde(with = "parcours_core::sealed::serde_sealed")]` on a secret field: sealed when
@@ -206,7 +218,10 @@ mod tests {
         assert_eq!(open_with_any(&[[8; 32], K], &old).unwrap(), "a secret");
         assert_eq!(open_with_any(&[[8; 32], K], &new).unwrap(), "a secret");
         assert_eq!(open_with_any(&[[8; 32]], &old), Err(OpenError::WrongKey));
-        assert_eq!(open_with_any(&[], &old), Err(OpenError::NoKey));
+        assert_eq!(
+            open_with_any(&[] as &[[u8; 32]], &old),
+            Err(OpenError::NoKey)
+        );
     }
 
     #[test]

@@ -478,6 +478,19 @@ pub fn payload(
 /// detail names the destination between backquotes.
 pub const AD_AUDIENCE_QUEUED: &str = "ad_audience_queued";
 
+/// The detail of an [`AD_AUDIENCE_QUEUED`] note (what [`queued_destination`] reads).
+pub fn queued_note(destination: &str, add: bool, paused: bool) -> String {
+    format!(
+        "{} destination `{destination}`{}",
+        if add { "added to" } else { "removed from" },
+        if paused {
+            " (the destination is paused: it goes when it resumes)"
+        } else {
+            ""
+        }
+    )
+}
+
 /// The destination an [`AD_AUDIENCE_QUEUED`] note names.
 pub fn queued_destination(detail: &str) -> Option<&str> {
     detail.split('`').nth(1).filter(|d| !d.is_empty())
@@ -722,6 +735,16 @@ pub(crate) async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queued_note_names_its_destination() {
+        for (add, paused) in [(true, false), (false, true)] {
+            assert_eq!(
+                queued_destination(&queued_note("meta-ads", add, paused)),
+                Some("meta-ads")
+            );
+        }
+    }
 
     #[test]
     fn signature_matches_the_standard_webhooks_example() {

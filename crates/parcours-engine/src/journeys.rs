@@ -192,19 +192,11 @@ fn ad_audience(
         not_before: d.now,
         created_at: d.now,
     });
-    let paused = if doc.enabled {
-        ""
-    } else {
-        " (the destination is paused: it goes when it resumes)"
-    };
     d.note(
         run,
         step_of,
         crate::destinations::AD_AUDIENCE_QUEUED,
-        format!(
-            "{} destination `{destination}`{paused}",
-            if add { "added to" } else { "removed from" }
-        ),
+        crate::destinations::queued_note(destination, add, !doc.enabled),
     );
 }
 

@@ -312,20 +312,12 @@ impl WebhookCaller {
         body: String,
         now_ms: i64,
     ) -> Result<String, String> {
-        let call = WebhookCall {
-            url: url.to_string(),
-            body,
-            journey: String::new(),
-            step: String::new(),
-            run: String::new(),
-            profile: String::new(),
-        };
         let mut last = String::new();
         for attempt in 0..3i64 {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_secs(attempt as u64));
             }
-            match self.call(key, &call, now_ms + attempt * 1000) {
+            match self.post(key, url, &body, now_ms + attempt * 1000) {
                 Ok(answer) => return Ok(answer),
                 Err(SendError::Retry(e)) => last = e,
                 Err(e) => return Err(e.to_string()),
@@ -336,16 +328,19 @@ impl WebhookCaller {
 
     /// Calls one: `Ok` on a 2xx answer.
     pub fn call(&self, key: &str, call: &WebhookCall, now_ms: i64) -> Result<String, SendError> {
-        outbound::check_url(&call.url, self.allow_private).map_err(SendError::Permanent)?;
-        let url: Uri = call
-            .url
+        self.post(key, &call.url, &call.body, now_ms)
+    }
+
+    /// Posts `body` to `url`, signed under `key`: `Ok` on a 2xx answer.
+    fn post(&self, key: &str, url: &str, body: &str, now_ms: i64) -> Result<String, SendError> {
+        outbound::check_url(url, self.allow_private).map_err(SendError::Permanent)?;
+        let url: Uri = url
             .parse()
             .map_err(|e| SendError::Permanent(format!("the URL is not valid: {e}")))?;
         let timestamp = now_ms.div_euclid(1000);
-        let signature =
-            crate::destinations::sign(&self.secret, key, timestamp, call.body.as_bytes())
-                .ok_or_else(|| SendError::Permanent("the signing secret is not valid".into()))?;
-        let json = serde_json::from_str::<serde_json::Value>(&call.body).is_ok();
+        let signature = crate::destinations::sign(&self.secret, key, timestamp, body.as_bytes())
+            .ok_or_else(|| SendError::Permanent("the signing secret is not valid".into()))?;
+        let json = serde_json::from_str::<serde_json::Value>(body).is_ok();
         let req = hyper::Request::post(url)
             .header(
                 "content-type",
@@ -359,7 +354,7 @@ impl WebhookCaller {
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .header("user-agent", "parcours")
-            .body(Full::new(Bytes::from(call.body.clone())))
+            .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| SendError::Permanent(format!("the request cannot be built: {e}")))?;
         self.rt.block_on(async {
             let answer = tokio::time::timeout(TIMEOUT, self.client.request(req))

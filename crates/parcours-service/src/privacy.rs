@@ -299,7 +299,7 @@ fn webhook_calls_of(
 
 /// A URL as the audit log and the request's result name it: without its query and a user
 /// and password before the host, which may hold a receiver's credentials or her data.
-fn without_query(url: &str) -> String {
+fn public_url(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or_default();
     match url.split_once("://") {
         Some((scheme, rest)) => {
@@ -534,11 +534,11 @@ fn run_erasure(
         let (action, detail) = match &outcome {
             Ok(answer) => (
                 "privacy.erasure.notified",
-                json!({"webhook": without_query(&url), "calls": calls.len(), "answer": answer}),
+                json!({"webhook": public_url(&url), "calls": calls.len(), "answer": answer}),
             ),
             Err(e) => (
                 "privacy.erasure.notice_failed",
-                json!({"webhook": without_query(&url), "calls": calls.len(),
+                json!({"webhook": public_url(&url), "calls": calls.len(),
                        "error": e.split(':').next().unwrap_or_default()}),
             ),
         };
@@ -935,15 +935,15 @@ mod tests {
     #[test]
     fn a_webhook_is_named_without_its_credentials_or_query() {
         assert_eq!(
-            without_query("https://bot:pw@hooks.example:8443/x/y?token=abc#f"),
+            public_url("https://bot:pw@hooks.example:8443/x/y?token=abc#f"),
             "https://hooks.example:8443/x/y"
         );
         assert_eq!(
-            without_query("http://127.0.0.1:9/crm"),
+            public_url("http://127.0.0.1:9/crm"),
             "http://127.0.0.1:9/crm"
         );
         assert_eq!(
-            without_query("https://a@b@hooks.example"),
+            public_url("https://a@b@hooks.example"),
             "https://hooks.example"
         );
     }
